@@ -1,0 +1,391 @@
+/*
+ * shoal.h - the public API of libshoal, a Kafka-style streaming platform for one host.
+ *
+ * OVERVIEW
+ *
+ * A shoal instance is one `shoald` supervisor with a data directory, a runtime directory
+ * (holding its control socket) and a set of shared-memory objects. Topics have partitions;
+ * a partition is an ordered log of records, each with a 64-bit offset that starts at 0 and
+ * has no gaps. Records are stored as Kafka RecordBatch v2, in shared memory and on disk.
+ *
+ * A process links libshoal and opens a client on the daemon's control socket
+ * (shoal_client_open). Through the client it administers topics and opens producers and
+ * consumers. Producers append straight into shared memory under a robust process-shared
+ * mutex; consumers read lock-free from read-only mappings. The daemon is not on the data
+ * path: it hands out file descriptors, persists the shared ring to disk segments in the
+ * background and recovers after crashes.
+ *
+ * ERRORS
+ *
+ * Functions that act return 0 (or a non-negative count) on success and a negative code on
+ * failure: either -errno for a failed system call, or one of the SHOAL_E* codes below,
+ * which sit in a range well clear of errno values. shoal_strerror() names any of them.
+ * shoal_errmsg() returns the calling thread's detail for the last failure (which file,
+ * which topic, which limit), for people rather than programs.
+ *
+ * CAVEATS
+ *
+ * - fork(): handles do not survive fork() into the child. A child must open its own client.
+ * - Views returned by shoal_poll() point into shared memory or into a read-only mapping of
+ *   a segment file; they are valid until the next shoal_poll() or shoal_consumer_close() on
+ *   the same consumer. Holding them for long pins a ring slot, which keeps the daemon from
+ *   recycling it and can, on a busy topic, make producers wait (back-pressure).
+ * - The shared-memory files live under /dev/shm (tmpfs). Remote filesystems are not
+ *   supported for the data directory: fsync semantics there are not what durability needs.
+ * - A process killed while appending loses only the batch it was appending, which was never
+ *   acknowledged; readers never see part of it.
+ */
+#ifndef SHOAL_H
+#define SHOAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define SHOAL_EXTERN __attribute__((visibility("default")))
+#else
+#define SHOAL_EXTERN
+#endif
+
+#define SHOAL_VERSION_MAJOR 0
+#define SHOAL_VERSION_MINOR 1
+#define SHOAL_VERSION_PATCH 0
+#define SHOAL_VERSION_STRING "0.1.0"
+
+/** Library version at run time.
+ * @param[out] major, minor, patch  may each be NULL.
+ * @return a static string "MAJOR.MINOR.PATCH". Thread-safety: any thread. */
+SHOAL_EXTERN const char *shoal_version(int *major, int *minor, int *patch);
+
+/* ---------------------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------------------- */
+
+/* One table generates the enum, shoal_strerror() and shoal_err_name(). */
+#define SHOAL_ERRNO_MAP(XX)                                                                        \
+    XX(AGAIN, "no room in the ring now (back-pressure): retry later")                             \
+    XX(ADMIN_ACTION, "an administrative change is in progress: retry")                            \
+    XX(EINVAL, "invalid argument")                                                                 \
+    XX(ENAME, "invalid topic name (1-249 characters of [a-zA-Z0-9._-], not '.' or '..')")         \
+    XX(ENOTOPIC, "no such topic")                                                                  \
+    XX(ETOPICEXISTS, "topic already exists")                                                       \
+    XX(ENOPARTITION, "no such partition")                                                          \
+    XX(EPARTITIONS, "partition count out of range")                                                \
+    XX(ECONFIG, "invalid configuration value")                                                     \
+    XX(ETOOLARGE, "record larger than the topic's maximum record size")                           \
+    XX(ECORRUPT, "corrupt data: CRC, magic or length check failed")                               \
+    XX(ECOMPRESSED, "compressed record batch: compression is not supported")                     \
+    XX(EPROTO, "malformed or truncated control message")                                           \
+    XX(EVERSION, "incompatible protocol or layout version")                                        \
+    XX(ENODAEMON, "daemon not running at the control socket path")                                \
+    XX(EDENIED, "permission denied")                                                               \
+    XX(ECLOSED, "connection to the daemon closed")                                                 \
+    XX(ETIMEDOUT, "timed out")                                                                     \
+    XX(EOFFSET, "offset out of range")                                                             \
+    XX(ELIMIT, "a configured limit was reached")                                                   \
+    XX(EPANIC, "shared state is inconsistent: handle unusable")                                    \
+    XX(EIO, "input/output error in the daemon")
+
+/* SHOAL_EAGAIN etc. are spelt SHOAL_AGAIN and SHOAL_ADMIN_ACTION: they are outcomes, not
+ * failures (the caller retries). The others read SHOAL_E<NAME>. */
+#define SHOAL_ERR_BASE (-32000)
+#define SHOAL_OK 0
+enum shoal__err_index {
+#define SHOAL_IDX_(name, msg) SHOAL__ERRIDX_##name,
+    SHOAL_ERRNO_MAP(SHOAL_IDX_)
+#undef SHOAL_IDX_
+    SHOAL__ERRIDX_COUNT
+};
+
+/** The error codes: SHOAL_AGAIN, SHOAL_ADMIN_ACTION, SHOAL_EINVAL, SHOAL_ENAME,
+ * SHOAL_ENOTOPIC, SHOAL_ETOPICEXISTS, SHOAL_ENOPARTITION, SHOAL_EPARTITIONS, SHOAL_ECONFIG,
+ * SHOAL_ETOOLARGE, SHOAL_ECORRUPT, SHOAL_ECOMPRESSED, SHOAL_EPROTO, SHOAL_EVERSION,
+ * SHOAL_ENODAEMON, SHOAL_EDENIED, SHOAL_ECLOSED, SHOAL_ETIMEDOUT, SHOAL_EOFFSET,
+ * SHOAL_ELIMIT, SHOAL_EPANIC, SHOAL_EIO. Each is SHOAL_ERR_BASE minus its position. */
+enum shoal_error {
+#define SHOAL_XX_(name, msg) SHOAL_##name = SHOAL_ERR_BASE - SHOAL__ERRIDX_##name,
+    SHOAL_ERRNO_MAP(SHOAL_XX_)
+#undef SHOAL_XX_
+};
+
+/** Human message for a return code: a SHOAL_E* code, a negative errno, or 0.
+ * @return a static string, never NULL. Thread-safety: any thread. */
+SHOAL_EXTERN const char *shoal_strerror(int err);
+
+/** Symbolic name of a return code ("SHOAL_ENOTOPIC", "ENOENT", "OK").
+ * @return a static string, never NULL. Thread-safety: any thread. */
+SHOAL_EXTERN const char *shoal_err_name(int err);
+
+/** Detail of the calling thread's last failure in libshoal, or "" when there is none.
+ * @return a thread-local string, valid until the next libshoal call on this thread. */
+SHOAL_EXTERN const char *shoal_errmsg(void);
+
+/* ---------------------------------------------------------------------------------------
+ * Client: the connection to shoald
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct shoal_client shoal_client_t;
+
+/** The socket path used when none is given: $SHOAL_SOCKET when set, else
+ * SHOAL_DEFAULT_SOCKET. @return a pointer into the environment or a static string. */
+#define SHOAL_DEFAULT_SOCKET "./var/run/shoald.sock"
+SHOAL_EXTERN const char *shoal_default_socket(void);
+
+/** Connect to shoald.
+ * @param[in]  socket_path  the daemon's control socket; NULL means shoal_default_socket().
+ * @param[out] out          the client, or NULL on failure.
+ * @return 0, or SHOAL_ENODAEMON (nothing listening at the path), SHOAL_EVERSION,
+ *         SHOAL_EPROTO, -ENOMEM, -errno.
+ * Ownership: the caller closes the client with shoal_client_close(), after closing every
+ * producer and consumer opened on it. Thread-safety: the returned client may be used from
+ * any thread; calls on it are serialised internally. */
+SHOAL_EXTERN int shoal_client_open(const char *socket_path, shoal_client_t **out);
+
+/** Close a client and its connection. NULL is allowed. Thread-safety: not thread-safe. */
+SHOAL_EXTERN void shoal_client_close(shoal_client_t *client);
+
+/* ---------------------------------------------------------------------------------------
+ * Topics
+ * ------------------------------------------------------------------------------------- */
+
+#define SHOAL_TOPIC_NAME_MAX 249
+#define SHOAL_PARTITIONS_MAX 1024
+
+typedef enum {
+    SHOAL_STORAGE_DISK = 0,   /* the ring is persisted to disk segments */
+    SHOAL_STORAGE_MEMORY = 1, /* no disk: the ring is the retention, oldest slot reused */
+} shoal_storage_t;
+
+/** A topic's settings. Initialise with shoal_topic_config_init() and change what you need. */
+typedef struct shoal_topic_config {
+    uint32_t partitions;       /* 1..SHOAL_PARTITIONS_MAX; default 1 */
+    uint32_t storage;          /* shoal_storage_t; default SHOAL_STORAGE_DISK */
+    uint64_t segment_bytes;    /* size of a ring slot and of a disk segment; default 64 MiB,
+                                  range 64 KiB..1 GiB */
+    uint32_t ring_slots;       /* slots in the shared ring; default 4, range 2..64 */
+    uint32_t max_record_bytes; /* largest encoded batch of one record; default 1 MiB,
+                                  at most segment_bytes / 2 */
+} shoal_topic_config_t;
+
+/** Fill cfg with the defaults documented in shoal_topic_config_t. Thread-safety: any. */
+SHOAL_EXTERN void shoal_topic_config_init(shoal_topic_config_t *cfg);
+
+/** Check a topic name against Kafka's rules: 1..249 characters of [a-zA-Z0-9._-], and
+ * neither "." nor "..". @return true when valid. Thread-safety: any thread. */
+SHOAL_EXTERN bool shoal_topic_name_is_valid(const char *name);
+
+/** Create a topic.
+ * @param[in] cfg  NULL means the defaults.
+ * @return 0, or SHOAL_ENAME, SHOAL_ETOPICEXISTS, SHOAL_EPARTITIONS, SHOAL_ECONFIG,
+ *         SHOAL_EIO, SHOAL_ECLOSED, -errno. Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
+                                    const shoal_topic_config_t *cfg);
+
+/** Delete a topic and all its data. Producers and consumers still attached keep their
+ * mappings; their next append or poll returns SHOAL_ENOTOPIC.
+ * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ECLOSED, -errno. */
+SHOAL_EXTERN int shoal_topic_delete(shoal_client_t *client, const char *name);
+
+/** List topic names, sorted.
+ * @param[out] names  an array of *count strings; free it with shoal_topic_list_free().
+ * @return 0, or SHOAL_ECLOSED, SHOAL_EPROTO, -ENOMEM. Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_topic_list(shoal_client_t *client, char ***names, size_t *count);
+SHOAL_EXTERN void shoal_topic_list_free(char **names, size_t count);
+
+/** One partition's watermarks and sizes, as seen by the daemon. */
+typedef struct shoal_partition_info {
+    int32_t partition;
+    int64_t log_start_offset; /* first offset still stored */
+    int64_t log_end_offset;   /* next offset to be assigned */
+    int64_t flushed_offset;   /* every offset below this is fsynced to disk */
+    uint64_t shm_bytes;       /* bytes held in the shared ring's live slots */
+    uint64_t disk_bytes;      /* bytes of .log files on disk */
+} shoal_partition_info_t;
+
+typedef struct shoal_topic_info {
+    char name[SHOAL_TOPIC_NAME_MAX + 1];
+    shoal_topic_config_t config;
+    shoal_partition_info_t *partitions; /* config.partitions entries */
+} shoal_topic_info_t;
+
+/** Describe a topic.
+ * @param[out] out  allocated by the library; free with shoal_topic_info_free().
+ * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ECLOSED, -ENOMEM. */
+SHOAL_EXTERN int shoal_topic_describe(shoal_client_t *client, const char *name,
+                                      shoal_topic_info_t **out);
+SHOAL_EXTERN void shoal_topic_info_free(shoal_topic_info_t *info);
+
+/* ---------------------------------------------------------------------------------------
+ * Records
+ * ------------------------------------------------------------------------------------- */
+
+/** A record header: a UTF-8 key and a byte value (value NULL with value_len -1 is null). */
+typedef struct shoal_header {
+    const char *key;
+    size_t key_len;
+    const void *value;
+    int32_t value_len;
+} shoal_header_t;
+
+#define SHOAL_PARTITION_ANY (-1)
+
+/** A record to send. key == NULL is a null key (the partitioner spreads such records);
+ * value == NULL is a null value (a tombstone). timestamp_ms <= 0 means "now". */
+typedef struct shoal_message {
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+    const shoal_header_t *headers;
+    size_t header_count;
+    int64_t timestamp_ms;
+    int32_t partition; /* SHOAL_PARTITION_ANY: murmur2(key) or spread for null keys */
+} shoal_message_t;
+
+/** A record read by a consumer. Every pointer is a view into shared memory or a read-only
+ * segment mapping, valid until the next shoal_poll() or shoal_consumer_close() on the
+ * consumer that returned it. key/value are NULL with length -1 when null. */
+typedef struct shoal_record {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms;
+    const void *key;
+    int32_t key_len;
+    const void *value;
+    int32_t value_len;
+    uint32_t header_count;
+    const uint8_t *headers_raw; /* encoded headers; read them with shoal_record_header() */
+    size_t headers_len;
+} shoal_record_t;
+
+/** Read header number *iter of a record and advance *iter. Start with *iter = 0.
+ * @return 1 when *out was filled, 0 after the last header, SHOAL_ECORRUPT. Views in *out
+ * have the record's lifetime. Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_record_header(const shoal_record_t *rec, size_t *iter, shoal_header_t *out);
+
+/** Kafka's default partitioner: murmur2(key) & 0x7fffffff, modulo partitions. A key maps to
+ * the same partition number as with a Kafka producer. */
+SHOAL_EXTERN int32_t shoal_partition_for_key(const void *key, size_t key_len, uint32_t partitions);
+
+/* ---------------------------------------------------------------------------------------
+ * Producer
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct shoal_producer shoal_producer_t;
+
+typedef enum {
+    SHOAL_ACKS_MEMORY = 0, /* the append returned: survives any process crash */
+    SHOAL_ACKS_DISK = 1,   /* the daemon fsynced the record to its disk segment */
+} shoal_acks_t;
+
+typedef struct shoal_producer_options {
+    uint32_t acks;          /* shoal_acks_t applied by shoal_send*; default MEMORY */
+    int32_t block_ms;       /* how long a send waits for room in a full ring before it
+                               returns SHOAL_AGAIN; 0 = never wait; default 5000 */
+    int32_t ack_timeout_ms; /* how long an ACKS_DISK send waits; default 30000 */
+} shoal_producer_options_t;
+
+SHOAL_EXTERN void shoal_producer_options_init(shoal_producer_options_t *opts);
+
+/** Open a producer for a topic.
+ * @param[in] opts  NULL means the defaults.
+ * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_EDENIED, SHOAL_ECLOSED, -ENOMEM.
+ * Ownership: close with shoal_producer_close() before closing the client.
+ * Thread-safety: one thread per producer handle. */
+SHOAL_EXTERN int shoal_producer_open(shoal_client_t *client, const char *topic,
+                                     const shoal_producer_options_t *opts, shoal_producer_t **out);
+SHOAL_EXTERN void shoal_producer_close(shoal_producer_t *producer);
+
+/** Where an appended record went. */
+typedef struct shoal_ack {
+    int32_t partition;
+    int64_t offset;
+} shoal_ack_t;
+
+/** Append one record.
+ * @param[out] ack  its partition and offset; may be NULL.
+ * @return 0 once the record is acknowledged at the producer's acks level, or SHOAL_AGAIN
+ *         (ring still full after block_ms), SHOAL_ETOOLARGE, SHOAL_ENOPARTITION,
+ *         SHOAL_ENOTOPIC (topic deleted), SHOAL_ETIMEDOUT (ACKS_DISK wait), SHOAL_EPANIC,
+ *         SHOAL_ECLOSED, -ENOMEM. On SHOAL_ETIMEDOUT the record was appended (ack is set)
+ *         but is not yet known to be on disk. */
+SHOAL_EXTERN int shoal_send(shoal_producer_t *producer, const shoal_message_t *msg,
+                            shoal_ack_t *ack);
+
+/** Append n records as one RecordBatch to one partition, taking the append lock once.
+ * The partition is msgs[0].partition, or chosen from msgs[0]'s key when that is
+ * SHOAL_PARTITION_ANY; the other messages' partition fields are ignored. The records get
+ * consecutive offsets; ack holds the first.
+ * @return as shoal_send(); SHOAL_ETOOLARGE when the whole batch exceeds the topic's
+ *         max_record_bytes times n or a ring slot. */
+SHOAL_EXTERN int shoal_send_batch(shoal_producer_t *producer, const shoal_message_t *msgs,
+                                  size_t n, shoal_ack_t *ack);
+
+/** Wait until the record at (partition, offset) reaches an acknowledgement level.
+ * @return 0, SHOAL_ETIMEDOUT, SHOAL_ENOPARTITION, SHOAL_EINVAL, SHOAL_ECLOSED. */
+SHOAL_EXTERN int shoal_producer_wait(shoal_producer_t *producer, int32_t partition,
+                                     int64_t offset, shoal_acks_t level, int timeout_ms);
+
+/* ---------------------------------------------------------------------------------------
+ * Consumer
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct shoal_consumer shoal_consumer_t;
+
+typedef struct shoal_consumer_options {
+    bool check_crcs; /* verify each batch's CRC32C before returning it; default true for
+                        batches read from disk segments, this flag adds shared memory */
+} shoal_consumer_options_t;
+
+SHOAL_EXTERN void shoal_consumer_options_init(shoal_consumer_options_t *opts);
+
+/** Open a consumer with no partitions; add them with shoal_consumer_assign().
+ * @return 0, or -ENOMEM. Thread-safety: one thread per consumer handle. */
+SHOAL_EXTERN int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *opts,
+                                     shoal_consumer_t **out);
+SHOAL_EXTERN void shoal_consumer_close(shoal_consumer_t *consumer);
+
+/** Add partitions of a topic to the consumer, each positioned at the log end (use
+ * shoal_consumer_seek() to move). partitions NULL with n 0 means every partition.
+ * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ENOPARTITION, SHOAL_EINVAL (already
+ *         assigned), SHOAL_ELIMIT, SHOAL_ECLOSED, -ENOMEM. */
+SHOAL_EXTERN int shoal_consumer_assign(shoal_consumer_t *consumer, const char *topic,
+                                       const int32_t *partitions, size_t n);
+
+typedef enum {
+    SHOAL_SEEK_BEGINNING = 0, /* the log start offset */
+    SHOAL_SEEK_END = 1,       /* the log end offset: only records appended later */
+    SHOAL_SEEK_OFFSET = 2,    /* the given offset */
+} shoal_seek_t;
+
+/** Move the position of one assigned partition (or of all of a topic's, partition -1).
+ * An offset below the log start or above the log end is clamped to it on the next poll.
+ * @return 0, or SHOAL_ENOPARTITION (not assigned), SHOAL_EINVAL. */
+SHOAL_EXTERN int shoal_consumer_seek(shoal_consumer_t *consumer, const char *topic,
+                                     int32_t partition, shoal_seek_t whence, int64_t offset);
+
+/** The next offset the consumer will read from a partition, or SHOAL_ENOPARTITION. */
+SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const char *topic,
+                                             int32_t partition);
+
+/** Read up to max records from the assigned partitions, fairly across them.
+ * @param[out] out         filled with views; valid until the next shoal_poll() or
+ *                         shoal_consumer_close() on this consumer. Do not free.
+ * @param[in]  timeout_ms  how long to sleep when every partition is caught up: 0 returns
+ *                         at once, -1 waits for ever. A sleeping consumer uses no CPU and
+ *                         wakes when a producer appends.
+ * @return the number of records (0 on timeout), or SHOAL_ECORRUPT, SHOAL_ENOTOPIC,
+ *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR. */
+SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, size_t max,
+                            int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHOAL_H */

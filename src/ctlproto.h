@@ -1,0 +1,120 @@
+/* ctlproto.h - the control protocol codec: framing and field encoding. No I/O.
+ *
+ * Every message is a 16-byte header then a payload, all little-endian:
+ *   u32 magic CTL_MAGIC | u16 version CTL_VERSION | u16 type | u32 payload length | u32 seq
+ * A response has type (request type | CTL_RESPONSE) and the request's seq; its payload
+ * starts with i32 status (0 or a negative shoal code) and str detail, then the fields of
+ * that response when status is 0. File descriptors travel beside a response as SCM_RIGHTS.
+ * Strings are u16 length + bytes (no NUL, none inside). Payloads are at most CTL_MAX_PAYLOAD.
+ *
+ * Requests and their fields (-> response fields):
+ *   HELLO           u32 client version, str client name -> u32 server version, str instance
+ *   TOPIC_CREATE    str name, topic config               -> (none)
+ *   TOPIC_DELETE    str name                             -> (none)
+ *   TOPIC_LIST      (none)                               -> u32 n, n x str
+ *   TOPIC_DESCRIBE  str name                  -> topic config, u32 n, n x partition info
+ *   ATTACH          str topic, i32 partition, u8 mode (CTL_ATTACH_READ/WRITE)
+ *                   -> topic config; fds: control block, readers table, ring slots 0..n-1
+ *   SEGMENT_OPEN    str topic, i32 partition, i64 offset
+ *                   -> i64 base offset, u64 bytes, i64 position of offset; fds: the .log
+ * A topic config is u32 partitions, u32 storage, u64 segment bytes, u32 ring slots,
+ * u32 max record bytes. A partition info is i32 partition, i64 log start, i64 log end,
+ * i64 flushed, u64 shm bytes, u64 disk bytes. */
+#ifndef SHOAL_CTLPROTO_H
+#define SHOAL_CTLPROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shoal.h"
+
+#define CTL_MAGIC 0x4c4f4853u /* "SHOL" little-endian */
+#define CTL_VERSION 1
+#define CTL_HEADER_BYTES 16
+#define CTL_MAX_PAYLOAD (1u << 20)
+#define CTL_MAX_FDS 128
+#define CTL_RESPONSE 0x8000
+#define CTL_ATTACH_READ 0
+#define CTL_ATTACH_WRITE 1
+
+enum ctl_type {
+    CTL_HELLO = 1,
+    CTL_TOPIC_CREATE = 2,
+    CTL_TOPIC_DELETE = 3,
+    CTL_TOPIC_LIST = 4,
+    CTL_TOPIC_DESCRIBE = 5,
+    CTL_ATTACH = 6,
+    CTL_SEGMENT_OPEN = 7,
+    CTL_TYPE_MAX_ = 8 /* first unused: the group issue adds its messages from here */
+};
+
+typedef struct ctl_header {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t type;
+    uint32_t len;
+    uint32_t seq;
+} ctl_header_t;
+
+void ctl_header_encode(uint8_t out[CTL_HEADER_BYTES], const ctl_header_t *h);
+/* 0; SHOAL_EPROTO for a bad magic or a length over CTL_MAX_PAYLOAD; SHOAL_EVERSION for
+ * another version. Detail in shoal_errmsg(). */
+int ctl_header_decode(const uint8_t in[CTL_HEADER_BYTES], ctl_header_t *h);
+
+/* A growable output buffer. Put functions never fail; an allocation failure is remembered
+ * in err (-ENOMEM) and reported by ctl_frame_end(). */
+typedef struct ctl_writer {
+    uint8_t *buf;
+    size_t len;
+    size_t cap;
+    int err;
+} ctl_writer_t;
+
+void ctl_writer_init(ctl_writer_t *w);
+void ctl_writer_release(ctl_writer_t *w); /* frees buf; w may be reused after init */
+/* Start a frame (resets w->len and writes a header with length 0). */
+void ctl_frame_begin(ctl_writer_t *w, uint16_t type, uint32_t seq);
+/* Patch the payload length. 0, -ENOMEM, or SHOAL_EPROTO when over CTL_MAX_PAYLOAD. */
+int ctl_frame_end(ctl_writer_t *w);
+/* Start a response frame: header, status and detail (NULL detail is ""). */
+void ctl_response_begin(ctl_writer_t *w, uint16_t req_type, uint32_t seq, int32_t status,
+                        const char *detail);
+
+void ctl_put_u8(ctl_writer_t *w, uint8_t v);
+void ctl_put_u16(ctl_writer_t *w, uint16_t v);
+void ctl_put_u32(ctl_writer_t *w, uint32_t v);
+void ctl_put_u64(ctl_writer_t *w, uint64_t v);
+void ctl_put_i32(ctl_writer_t *w, int32_t v);
+void ctl_put_i64(ctl_writer_t *w, int64_t v);
+void ctl_put_str(ctl_writer_t *w, const char *s); /* s longer than 65535 bytes: err */
+void ctl_put_topic_config(ctl_writer_t *w, const shoal_topic_config_t *cfg);
+void ctl_put_partition_info(ctl_writer_t *w, const shoal_partition_info_t *pi);
+
+/* A bounds-checked cursor over a received payload. Get functions never read past end: on
+ * underflow they set err = SHOAL_EPROTO, return zero values and keep failing. */
+typedef struct ctl_reader {
+    const uint8_t *p;
+    const uint8_t *end;
+    int err;
+} ctl_reader_t;
+
+void ctl_reader_init(ctl_reader_t *r, const uint8_t *payload, size_t len);
+uint8_t ctl_get_u8(ctl_reader_t *r);
+uint16_t ctl_get_u16(ctl_reader_t *r);
+uint32_t ctl_get_u32(ctl_reader_t *r);
+uint64_t ctl_get_u64(ctl_reader_t *r);
+int32_t ctl_get_i32(ctl_reader_t *r);
+int64_t ctl_get_i64(ctl_reader_t *r);
+/* Copy a string into buf (cap bytes, NUL-terminated). A string that does not fit, or holds
+ * a NUL byte, sets err = SHOAL_EPROTO. Returns buf. */
+char *ctl_get_str(ctl_reader_t *r, char *buf, size_t cap);
+void ctl_get_topic_config(ctl_reader_t *r, shoal_topic_config_t *cfg);
+void ctl_get_partition_info(ctl_reader_t *r, shoal_partition_info_t *pi);
+/* r->err, or SHOAL_EPROTO when bytes are left over. */
+int ctl_reader_finish(const ctl_reader_t *r);
+
+/* Read a response's status and detail (detail copied into buf, may be NULL). Returns the
+ * status, or SHOAL_EPROTO when the payload is malformed. */
+int ctl_get_status(ctl_reader_t *r, char *detail, size_t cap);
+
+#endif

@@ -1,0 +1,41 @@
+/* ctlsock.h - the control socket: a Unix stream socket, frames of ctlproto.h, file
+ * descriptors passed with SCM_RIGHTS, the peer's credentials from SO_PEERCRED. */
+#ifndef SHOAL_CTLSOCK_H
+#define SHOAL_CTLSOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ctlproto.h"
+
+/* Bind and listen at path (mode 0660). A stale socket file with nobody listening is
+ * replaced; a live one is -EADDRINUSE. Returns the listening fd (CLOEXEC, non-blocking)
+ * or -errno / -ENAMETOOLONG. */
+int ctlsock_listen(const char *path);
+
+/* Connect to path. Returns a CLOEXEC blocking fd, SHOAL_ENODAEMON when nothing listens
+ * there (no file, or connection refused), -ENAMETOOLONG, or -errno. */
+int ctlsock_connect(const char *path);
+
+/* Send all of buf, with nfds descriptors attached to its first byte. MSG_NOSIGNAL.
+ * 0, SHOAL_ECLOSED (peer gone), or -errno. */
+int ctlsock_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds);
+
+/* One recvmsg(): up to cap bytes into buf; received descriptors (made CLOEXEC) are stored
+ * in fds[*nfds..max_fds) and *nfds advanced; descriptors beyond max_fds are closed.
+ * Returns bytes read (> 0), 0 at end of file, -EAGAIN on a non-blocking socket with
+ * nothing to read, or -errno. */
+ssize_t ctlsock_recv(int fd, void *buf, size_t cap, int *fds, size_t *nfds, size_t max_fds);
+
+/* Blocking: receive one whole frame (header decoded into *h, payload into *payload, a
+ * shoal__malloc'd buffer the caller frees) with any descriptors. Returns 0, SHOAL_ECLOSED
+ * on end of file, SHOAL_EPROTO / SHOAL_EVERSION for a bad header, SHOAL_ETIMEDOUT when
+ * timeout_ms (-1: none) passes, -ENOMEM, -errno. On failure received fds are closed. */
+int ctlsock_recv_frame(int fd, ctl_header_t *h, uint8_t **payload, int *fds, size_t *nfds,
+                       size_t max_fds, int timeout_ms);
+
+/* The connected peer's pid, uid and gid. 0 or -errno. */
+int ctlsock_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+#endif

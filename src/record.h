@@ -1,0 +1,119 @@
+/* record.h - Kafka RecordBatch v2 (magic 2): encode, parse, validate, iterate. No I/O.
+ *
+ * Batch layout (big-endian), 61 bytes then the records:
+ *   0 baseOffset i64 | 8 batchLength i32 (bytes after this field) | 12 partitionLeaderEpoch i32
+ *  16 magic i8 = 2   | 17 crc u32 (CRC32C of bytes 21..end)        | 21 attributes i16
+ *  23 lastOffsetDelta i32 | 27 baseTimestamp i64 | 35 maxTimestamp i64 | 43 producerId i64
+ *  51 producerEpoch i16   | 53 baseSequence i32  | 57 recordsCount i32 | 61 records...
+ * Record: length varint, attributes i8, timestampDelta varlong, offsetDelta varint,
+ *   keyLength varint (-1 null), key, valueLength varint (-1 null), value,
+ *   headerCount varint, then per header: keyLength varint, key, valueLength varint, value.
+ * Varints are zigzag-encoded like protobuf's sint32/sint64. */
+#ifndef SHOAL_RECORD_H
+#define SHOAL_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shoal.h"
+
+#define RECORD_BATCH_HEADER_BYTES 61
+#define RECORD_BATCH_LOG_OVERHEAD 12 /* baseOffset + batchLength: not counted in batchLength */
+#define RECORD_BATCH_MAGIC 2
+#define RECORD_BATCH_CRC_START 21
+#define RECORD_ATTR_COMPRESSION_MASK 0x07
+#define RECORD_INCOMPLETE 1 /* positive: fewer bytes than the header says (a torn tail) */
+
+typedef struct record_batch_header {
+    int64_t base_offset;
+    int32_t batch_length;
+    int32_t leader_epoch;
+    int8_t magic;
+    uint32_t crc;
+    int16_t attributes;
+    int32_t last_offset_delta;
+    int64_t first_timestamp;
+    int64_t max_timestamp;
+    int64_t producer_id;
+    int16_t producer_epoch;
+    int32_t base_sequence;
+    int32_t record_count;
+} record_batch_header_t;
+
+/* Total bytes of the batch on disk or in a slot. */
+static inline size_t record_batch_size(const record_batch_header_t *h)
+{
+    return (size_t)h->batch_length + RECORD_BATCH_LOG_OVERHEAD;
+}
+
+/* Parse and check the fixed header of the batch at buf, which has avail readable bytes.
+ * Checks magic, that batchLength covers the header, that recordsCount is in 0..2^31 and
+ * agrees with lastOffsetDelta (count - 1 for an uncompressed batch written by shoal; Kafka
+ * allows gaps after compaction so only delta >= count - 1 is required... see record.c),
+ * and that the whole batch fits in avail.
+ * Returns 0; RECORD_INCOMPLETE when avail is shorter than the header or the batch (what a
+ * torn tail looks like); SHOAL_ECORRUPT (detail in shoal_errmsg()) for anything else. */
+int record_batch_parse(const uint8_t *buf, size_t avail, record_batch_header_t *h);
+
+/* 0 when the stored CRC matches bytes 21..end, else SHOAL_ECORRUPT. */
+int record_batch_check_crc(const uint8_t *batch, const record_batch_header_t *h);
+
+static inline bool record_batch_is_compressed(const record_batch_header_t *h)
+{
+    return (h->attributes & RECORD_ATTR_COMPRESSION_MASK) != 0;
+}
+
+/* Batch-level fields an encoder takes; the rest is derived from the records. */
+typedef struct record_batch_fields {
+    int64_t base_offset;
+    int32_t leader_epoch;
+    int16_t attributes; /* must have no compression bits */
+    int64_t producer_id;    /* -1 when not idempotent */
+    int16_t producer_epoch; /* -1 */
+    int32_t base_sequence;  /* -1 */
+} record_batch_fields_t;
+
+void record_batch_fields_init(record_batch_fields_t *f); /* offset 0, epoch 0, ids -1 */
+
+/* Bytes that record_batch_encode() will write for these messages. Timestamps <= 0 in a
+ * message mean now_ms. */
+size_t record_batch_encoded_size(const shoal_message_t *msgs, size_t n, int64_t now_ms);
+
+/* Encode n >= 1 messages as one batch into buf (cap bytes), offset deltas 0..n-1, the
+ * batch's baseTimestamp the first record's timestamp, maxTimestamp the largest, and the
+ * CRC computed. *len_out gets the size. Returns 0, SHOAL_EINVAL (n == 0, a length over
+ * INT32_MAX, compression bits), or -ENOSPC when cap is too small. */
+int record_batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
+                        const shoal_message_t *msgs, size_t n, int64_t now_ms, size_t *len_out);
+
+/* Overwrite the base offset of an encoded batch (not covered by the CRC). */
+void record_batch_set_base_offset(uint8_t *batch, int64_t base_offset);
+
+/* Walk the records of one uncompressed batch. */
+typedef struct record_iter {
+    const uint8_t *p;
+    const uint8_t *end;
+    record_batch_header_t h;
+    int32_t remaining;
+} record_iter_t;
+
+/* Start iterating the batch at buf whose header h was parsed. Returns 0, or
+ * SHOAL_ECOMPRESSED for a compressed batch (never misread). */
+int record_iter_init(record_iter_t *it, const uint8_t *batch, const record_batch_header_t *h);
+
+/* Decode the next record into out (offset, timestamp, key, value, headers; topic and
+ * partition are left alone). Views point into the batch. Returns 1 when out is filled, 0
+ * after the last record, SHOAL_ECORRUPT when a length or varint runs past the batch or
+ * the record count disagrees with the bytes. */
+int record_iter_next(record_iter_t *it, shoal_record_t *out);
+
+/* Decode one header from an encoded headers area (shoal_record_header() uses this). */
+int record_header_decode(const uint8_t **p, const uint8_t *end, shoal_header_t *out);
+
+/* zigzag varints, exposed for tests. Return bytes used, or 0 when malformed/short. */
+size_t record_varint_put(uint8_t *p, int64_t v);
+size_t record_varint_get(const uint8_t *p, const uint8_t *end, int64_t *v);
+size_t record_varint_size(int64_t v);
+
+#endif

@@ -1,0 +1,91 @@
+/* segment.h - disk log segments in Kafka's layout: <dir>/<20-digit base offset>.log, .index
+ * (8-byte entries: u32 offset relative to base, u32 position; big-endian) and .timeindex
+ * (12-byte entries: i64 timestamp, u32 relative offset; big-endian), sparse every
+ * SEGMENT_INDEX_INTERVAL_BYTES of log. Files are created mode 0600. */
+#ifndef SHOAL_SEGMENT_H
+#define SHOAL_SEGMENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "record.h"
+
+#define SEGMENT_INDEX_INTERVAL_BYTES 4096
+#define SEGMENT_INDEX_ENTRY_BYTES 8
+#define SEGMENT_TIMEINDEX_ENTRY_BYTES 12
+#define SEGMENT_NAME_DIGITS 20
+
+/* "<dir>/<base offset as 20 digits><ext>" into buf; ext is ".log", ".index", ".timeindex".
+ * Returns 0 or -ENAMETOOLONG. */
+int segment_path(char *buf, size_t cap, const char *dir, int64_t base, const char *ext);
+
+/* Base offsets of every <20 digits>.log in dir, ascending, in a shoal__malloc'd array the
+ * caller frees. Files with other names are ignored. 0, or -errno. */
+int segment_list(const char *dir, int64_t **bases, size_t *count);
+
+/* Result of walking the batches in a segment's bytes. */
+typedef struct segment_scan {
+    uint64_t valid_bytes;  /* length of the good prefix */
+    int64_t next_offset;   /* last offset of the last good batch + 1 (base when empty) */
+    int64_t max_timestamp; /* -1 when empty */
+    uint64_t batches;
+    uint64_t records;
+    int error;          /* 0; RECORD_INCOMPLETE (torn tail); SHOAL_ECORRUPT */
+    char why[160];      /* what was wrong and where, when error != 0 */
+} segment_scan_t;
+
+/* Called for each good batch at byte pos; return non-zero to stop the scan there. */
+typedef int (*segment_batch_cb)(void *arg, uint64_t pos, const uint8_t *batch,
+                                const record_batch_header_t *h);
+
+/* Walk the batches in data[0..len) of the segment with this base offset: headers must
+ * parse, lie inside the data, have offsets >= base and increasing, and (check_crc) carry a
+ * good CRC. Stops at the first bad batch. Never reads outside data. Fills *out; returns 0
+ * (inspect out->error) or what cb returned when it stopped the scan. */
+int segment_scan_bytes(const uint8_t *data, size_t len, int64_t base, bool check_crc,
+                       segment_batch_cb cb, void *arg, segment_scan_t *out);
+
+/* Position of the batch holding offset in a segment's bytes, found through the .index
+ * entries idx[0..idx_len) (may be empty) and a short forward scan. Returns the byte
+ * position, or SHOAL_EOFFSET when no batch of the data holds offset or a later one. */
+int64_t segment_find_offset(const uint8_t *data, size_t len, int64_t base,
+                            const uint8_t *idx, size_t idx_len, int64_t offset);
+
+/* Outcome of recovering one segment, for the daemon's log. */
+typedef struct segment_recovery {
+    segment_scan_t scan;
+    uint64_t file_bytes;     /* size before any truncation */
+    uint64_t truncated_bytes;
+    bool index_rebuilt;
+} segment_recovery_t;
+
+/* Recover the segment dir/<base>.log: scan it with CRCs; when it is the last segment
+ * (is_last) truncate a torn or corrupt tail to the good prefix and fsync; rebuild .index
+ * and .timeindex when missing, shorter than the log needs, or pointing past the log.
+ * Returns 0; SHOAL_ECORRUPT when a segment that is not the last is damaged (out->scan
+ * says where: the caller decides, data after it is not trusted); -errno on I/O errors. */
+int segment_recover(const char *dir, int64_t base, bool is_last, segment_recovery_t *out);
+
+/* Appends .index/.timeindex entries while the flusher writes a segment's log. */
+typedef struct index_writer {
+    int index_fd;
+    int timeindex_fd;
+    int64_t base;
+    uint64_t index_bytes;     /* current size of .index */
+    uint64_t timeindex_bytes; /* current size of .timeindex */
+    uint64_t last_indexed_pos;
+    int64_t last_timestamp;   /* largest timestamp written to .timeindex */
+    bool has_entry;
+} index_writer_t;
+
+/* Open (creating 0600) the index files of segment base in dir for appending, continuing
+ * after existing entries. 0 or -errno. */
+int index_writer_open(index_writer_t *w, const char *dir, int64_t base);
+/* Note a batch written at log position pos; adds entries every interval. 0 or -errno. */
+int index_writer_add(index_writer_t *w, uint64_t pos, const record_batch_header_t *h);
+/* fsync both files. 0 or -errno. */
+int index_writer_sync(index_writer_t *w);
+void index_writer_close(index_writer_t *w);
+
+#endif

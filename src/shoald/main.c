@@ -1,0 +1,7 @@
+/* main.c - shoald entry point (placeholder until the daemon lands). */
+#include <stdio.h>
+int main(void)
+{
+    fputs("shoald: not built yet\n", stderr);
+    return 1;
+}

@@ -1,0 +1,42 @@
+/* store.h - the daemon's metadata store on LMDB. The only module that includes <lmdb.h>.
+ *
+ * One environment under <data_dir>/meta with named databases:
+ *   "topics"  topic name -> topic config (versioned little-endian record)
+ *   "offsets" (group, topic, partition) -> committed offset   [filled by the groups issue]
+ *   "groups"  group id -> generation, protocol, members       [filled by the groups issue]
+ *   "acls"    topic -> allowed uids/gids                      [reserved]
+ * Single writer (the daemon). Every function returns 0 or a negative code; LMDB errors are
+ * mapped to SHOAL_EIO with the LMDB message in shoal_errmsg(). */
+#ifndef SHOAL_STORE_H
+#define SHOAL_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shoal.h"
+
+typedef struct store store_t;
+
+/* Open or create the environment in dir (created 0700 when missing), files mode 0600.
+ * map_bytes 0 means a default of 1 GiB. On failure *out is NULL and nothing leaks. */
+int store_open(const char *dir, size_t map_bytes, store_t **out);
+void store_close(store_t *st);
+
+/* Insert a new topic. SHOAL_ETOPICEXISTS when the name is taken. Durable on return. */
+int store_topic_put(store_t *st, const char *name, const shoal_topic_config_t *cfg);
+/* SHOAL_ENOTOPIC when missing. A stored record of an unknown version is SHOAL_EVERSION;
+ * a short or garbled one is SHOAL_ECORRUPT. */
+int store_topic_get(store_t *st, const char *name, shoal_topic_config_t *cfg);
+/* SHOAL_ENOTOPIC when missing. Durable on return. */
+int store_topic_delete(store_t *st, const char *name);
+
+typedef int (*store_topic_cb)(void *arg, const char *name, const shoal_topic_config_t *cfg);
+/* Call cb for every topic in name order; stops and returns cb's value when non-zero. */
+int store_topic_foreach(store_t *st, store_topic_cb cb, void *arg);
+
+/* Serialisation of a topic config, exposed for the unit tests. */
+#define STORE_TOPIC_RECORD_BYTES 32
+void store_topic_encode(uint8_t out[STORE_TOPIC_RECORD_BYTES], const shoal_topic_config_t *cfg);
+int store_topic_decode(const uint8_t *in, size_t len, shoal_topic_config_t *cfg);
+
+#endif

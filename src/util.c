@@ -1,0 +1,251 @@
+/* util.c - allocation wrappers, thread-local error detail, clocks, futexes, file helpers.
+ *
+ * DESIGN: the allocation wrappers exist so that tests can make the nth allocation fail and
+ * check that every error path frees what it took (STYLE.md section 7). The futex helpers
+ * use shared (not FUTEX_PRIVATE) operations because the words live in pages that several
+ * processes map; FUTEX_WAIT only reads the word, so it works on read-only mappings too. */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ allocation */
+
+static _Atomic long alloc_fail_countdown;
+
+void shoal__alloc_fail_after(long n)
+{
+    atomic_store(&alloc_fail_countdown, n);
+}
+
+static bool alloc_should_fail(void)
+{
+    long n = atomic_load_explicit(&alloc_fail_countdown, memory_order_relaxed);
+    if (n <= 0)
+        return false;
+    return atomic_fetch_sub(&alloc_fail_countdown, 1) == 1;
+}
+
+void *shoal__malloc(size_t n)
+{
+    return alloc_should_fail() ? NULL : malloc(n);
+}
+
+void *shoal__calloc(size_t n, size_t size)
+{
+    return alloc_should_fail() ? NULL : calloc(n, size);
+}
+
+void *shoal__realloc(void *p, size_t n)
+{
+    return alloc_should_fail() ? NULL : realloc(p, n);
+}
+
+char *shoal__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = shoal__malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+void shoal__free(void *p)
+{
+    free(p);
+}
+
+/* ------------------------------------------------------------------ error detail */
+
+static _Thread_local char errmsg_buf[512];
+
+int shoal__set_err(int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg_buf, sizeof(errmsg_buf), fmt, ap);
+    va_end(ap);
+    return err;
+}
+
+void shoal__clear_err(void)
+{
+    errmsg_buf[0] = '\0';
+}
+
+const char *shoal_errmsg(void)
+{
+    return errmsg_buf;
+}
+
+/* ------------------------------------------------------------------ time */
+
+int64_t shoal__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t shoal__mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ futex */
+
+static struct timespec *relative_timeout(struct timespec *ts, int timeout_ms)
+{
+    if (timeout_ms < 0)
+        return NULL;
+    ts->tv_sec = timeout_ms / 1000;
+    ts->tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+    return ts;
+}
+
+int shoal__futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms)
+{
+    struct timespec ts;
+    long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, expected,
+                      relative_timeout(&ts, timeout_ms), NULL, 0);
+    if (rc == 0 || errno == EAGAIN)
+        return 0;
+    return -errno;
+}
+
+int shoal__futex_wake(_Atomic uint32_t *word, int count)
+{
+    long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, count, NULL, NULL, 0);
+    return rc < 0 ? -errno : (int)rc;
+}
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+
+struct shoal_futex_waitv {
+    uint64_t val;
+    uint64_t uaddr;
+    uint32_t flags;
+    uint32_t reserved;
+};
+
+/* futex_waitv (Linux 5.16) takes an absolute CLOCK_MONOTONIC timeout. */
+int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected, size_t n,
+                       int timeout_ms)
+{
+    struct shoal_futex_waitv w[128];
+    struct timespec abs, *tp = NULL;
+    static _Atomic int unsupported;
+
+    if (n == 0 || n > 128)
+        return -EINVAL;
+    if (n == 1 || atomic_load_explicit(&unsupported, memory_order_relaxed))
+        goto fallback;
+    for (size_t i = 0; i < n; i++) {
+        w[i].val = expected[i];
+        w[i].uaddr = (uint64_t)(uintptr_t)words[i];
+        w[i].flags = 2; /* FUTEX2_SIZE_U32, shared */
+        w[i].reserved = 0;
+    }
+    if (timeout_ms >= 0) {
+        clock_gettime(CLOCK_MONOTONIC, &abs);
+        abs.tv_sec += timeout_ms / 1000;
+        abs.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (abs.tv_nsec >= 1000000000L) {
+            abs.tv_sec++;
+            abs.tv_nsec -= 1000000000L;
+        }
+        tp = &abs;
+    }
+    if (syscall(SYS_futex_waitv, w, (unsigned)n, 0, tp, CLOCK_MONOTONIC) >= 0 ||
+        errno == EAGAIN)
+        return 0;
+    if (errno != ENOSYS)
+        return -errno;
+    atomic_store(&unsupported, 1);
+fallback:
+    /* One word can be waited on exactly; several without futex_waitv wait on the first
+     * for at most 1 ms at a time, so the others are noticed soon. */
+    if (n > 1 && (timeout_ms < 0 || timeout_ms > 1))
+        timeout_ms = 1;
+    return shoal__futex_wait(words[0], expected[0], timeout_ms);
+}
+
+/* ------------------------------------------------------------------ files */
+
+int shoal__mkdir_p(const char *path, unsigned mode)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(buf))
+        return -ENAMETOOLONG;
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+int shoal__pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+int shoal__pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO;
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+int shoal__fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}

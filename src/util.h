@@ -1,0 +1,94 @@
+/* util.h - allocation, error detail, time, atomics, futex and byte-order helpers.
+ * Internal to shoal; never installed. Every module may include it. */
+#ifndef SHOAL_UTIL_H
+#define SHOAL_UTIL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "shoal.h"
+
+/* ---- allocation: every heap allocation goes through these, so tests can fail them ---- */
+void *shoal__malloc(size_t n);
+void *shoal__calloc(size_t n, size_t size);
+void *shoal__realloc(void *p, size_t n);
+char *shoal__strdup(const char *s);
+void shoal__free(void *p);
+/* Test hook: fail the nth allocation from now (1 = the next one), 0 disables. */
+void shoal__alloc_fail_after(long n);
+
+/* ---- error detail: a thread-local message read by shoal_errmsg() ---- */
+/* Set the detail and return err, so a failure site reads `return SHOAL_ERR(code, ...)`. */
+int shoal__set_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define SHOAL_ERR(err, ...) shoal__set_err((err), __VA_ARGS__)
+void shoal__clear_err(void);
+
+/* ---- time ---- */
+int64_t shoal__now_ms(void);      /* wall clock, ms since the epoch (record timestamps) */
+int64_t shoal__mono_ns(void);     /* monotonic clock, ns */
+
+/* ---- atomics on shared memory: named so every ordering is visible at the call site ---- */
+#define shoal_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
+#define shoal_load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
+#define shoal_store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
+#define shoal_store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
+
+/* ---- futex on shared (not private) words: other processes map the same page ---- */
+/* Sleep while *word == expected, at most timeout_ms (-1: for ever).
+ * Returns 0 when woken or the value differed, -ETIMEDOUT, -EINTR. */
+int shoal__futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms);
+/* Sleep until any of n words differs from its expected value; n <= 128.
+ * Falls back to waiting on words[0] with a short timeout where futex_waitv is missing. */
+int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected, size_t n,
+                       int timeout_ms);
+int shoal__futex_wake(_Atomic uint32_t *word, int count);
+
+/* ---- big-endian (Kafka wire/disk) byte order ---- */
+static inline void shoal__put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+static inline void shoal__put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+static inline void shoal__put_be64(uint8_t *p, uint64_t v)
+{
+    shoal__put_be32(p, (uint32_t)(v >> 32));
+    shoal__put_be32(p + 4, (uint32_t)v);
+}
+static inline uint16_t shoal__get_be16(const uint8_t *p)
+{
+    return (uint16_t)((p[0] << 8) | p[1]);
+}
+static inline uint32_t shoal__get_be32(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint64_t shoal__get_be64(const uint8_t *p)
+{
+    return ((uint64_t)shoal__get_be32(p) << 32) | shoal__get_be32(p + 4);
+}
+
+/* ---- files ---- */
+/* mkdir -p with the given mode for created directories. 0 or -errno. */
+int shoal__mkdir_p(const char *path, unsigned mode);
+/* Write all of buf at offset, retrying short writes and EINTR. 0 or -errno. */
+int shoal__pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+/* Read exactly len bytes at offset. 0, -EIO on a short file, or -errno. */
+int shoal__pread_all(int fd, void *buf, size_t len, uint64_t off);
+/* fsync a directory by path. 0 or -errno. */
+int shoal__fsync_dir(const char *path);
+
+#define SHOAL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define SHOAL_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define SHOAL_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

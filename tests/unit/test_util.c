@@ -1,0 +1,67 @@
+/* test_util.c - error table, allocation hook, byte order helpers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+
+#include "util.h"
+
+static void test_error_codes_have_names_and_messages(void **state)
+{
+    (void)state;
+    assert_string_equal(shoal_err_name(SHOAL_ENOTOPIC), "SHOAL_ENOTOPIC");
+    assert_string_equal(shoal_strerror(SHOAL_ENOTOPIC), "no such topic");
+    assert_string_equal(shoal_err_name(SHOAL_AGAIN), "SHOAL_AGAIN");
+    assert_string_equal(shoal_err_name(-ENOENT), "ENOENT");
+    assert_string_equal(shoal_err_name(0), "OK");
+    assert_true(SHOAL_EIO < -4096);
+    assert_string_equal(shoal_strerror(-999999), "unknown error");
+}
+
+static void test_alloc_fails_exactly_the_nth_call(void **state)
+{
+    (void)state;
+    shoal__alloc_fail_after(2);
+    void *a = shoal__malloc(8);
+    void *b = shoal__malloc(8);
+    void *c = shoal__malloc(8);
+    assert_non_null(a);
+    assert_null(b);
+    assert_non_null(c);
+    shoal__free(a);
+    shoal__free(c);
+}
+
+static void test_big_endian_round_trip(void **state)
+{
+    uint8_t b[8];
+    (void)state;
+    shoal__put_be64(b, 0x0102030405060708ull);
+    assert_int_equal(b[0], 1);
+    assert_int_equal(b[7], 8);
+    assert_true(shoal__get_be64(b) == 0x0102030405060708ull);
+    shoal__put_be32(b, 0xdeadbeef);
+    assert_true(shoal__get_be32(b) == 0xdeadbeef);
+}
+
+static void test_futex_wait_returns_when_value_differs(void **state)
+{
+    _Atomic uint32_t w = 5;
+    (void)state;
+    assert_int_equal(shoal__futex_wait(&w, 4, 1000), 0);
+    assert_int_equal(shoal__futex_wait(&w, 5, 10), -ETIMEDOUT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_error_codes_have_names_and_messages),
+        cmocka_unit_test(test_alloc_fails_exactly_the_nth_call),
+        cmocka_unit_test(test_big_endian_round_trip),
+        cmocka_unit_test(test_futex_wait_returns_when_value_differs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
