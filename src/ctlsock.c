@@ -1,0 +1,375 @@
+/* ctlsock.c - the control socket: listening and connecting on a Unix stream socket,
+ * sending and receiving ctlproto.h frames with file descriptors (SCM_RIGHTS), and reading
+ * the peer's credentials (SO_PEERCRED).
+ *
+ * DESIGN: descriptors are capabilities, so none may leak on any path. Every descriptor we
+ * receive is made close-on-exec by the kernel (MSG_CMSG_CLOEXEC) so a fork+exec elsewhere
+ * in the process never inherits it; descriptors beyond the caller's array are closed at
+ * once; and a frame that fails half-way closes the descriptors it had collected. The
+ * sender attaches descriptors to the first sendmsg() only, i.e. to the frame's first
+ * byte; a stream socket may deliver them with any read that covers that byte, which is
+ * why the receiver collects them on every recvmsg(), header or payload. A recvmsg() whose
+ * control data was truncated (MSG_CTRUNC: more descriptors than our buffer holds, or the
+ * process out of descriptor slots) has lost capabilities the peer meant to give us; the
+ * stream cannot be trusted after that, so it closes what did arrive and fails with
+ * -EPROTO. After any failure of ctlsock_recv_frame() the position in the stream is
+ * unknown: the caller closes the connection.
+ *
+ * A stale socket file (the daemon died without unlinking it) is detected by connecting to
+ * it: refused means nobody listens, so the file is replaced. Two daemons racing through
+ * that check could both replace it; the daemon's instance lock, not this file, is what
+ * keeps one daemon per instance. */
+#include "ctlsock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* How long a send on a non-blocking socket waits for the peer to drain its buffer before
+ * giving up: a client that stops reading must not stall the daemon for ever. */
+#define SEND_STALL_MS 5000
+
+typedef union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+} fd_cmsg_buf_t;
+
+/* ------------------------------------------------------------------ addresses */
+
+static int make_addr(const char *path, struct sockaddr_un *sa)
+{
+    size_t n = strlen(path);
+
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    if (n == 0)
+        return SHOAL_ERR(-EINVAL, "control socket: empty path");
+    if (n >= sizeof(sa->sun_path))
+        return SHOAL_ERR(-ENAMETOOLONG, "control socket path too long (%zu bytes, max %zu): %s", n,
+                         sizeof(sa->sun_path) - 1, path);
+    memcpy(sa->sun_path, path, n + 1);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ listen / connect */
+
+/* 1 when something accepts connections at sa, 0 when the file is a socket nobody listens
+ * on (stale), -errno when it is not a socket or cannot be probed. */
+static int probe_live(const struct sockaddr_un *sa)
+{
+    struct stat st;
+    int fd, rc;
+
+    if (lstat(sa->sun_path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode))
+        return -EADDRINUSE;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+    if (rc == 0 || errno == EAGAIN || errno == EINPROGRESS)
+        rc = 1; /* accepted, or a live listener with a full backlog */
+    else
+        rc = errno == ECONNREFUSED ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+static int bind_replacing_stale(int fd, const struct sockaddr_un *sa)
+{
+    int live;
+
+    if (bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+        return 0;
+    if (errno != EADDRINUSE)
+        return -errno;
+    live = probe_live(sa);
+    if (live != 0)
+        return live > 0 ? -EADDRINUSE : live;
+    if (unlink(sa->sun_path) < 0 && errno != ENOENT)
+        return -errno;
+    return bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ? 0 : -errno;
+}
+
+/* Permissions are set before listen(): until then a connect is refused, so nobody can get
+ * in through the umask's mode in between. */
+int ctlsock_listen(const char *path)
+{
+    struct sockaddr_un sa;
+    int fd, rc;
+
+    rc = make_addr(path, &sa);
+    if (rc < 0)
+        return rc;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return SHOAL_ERR(-errno, "control socket: socket(): %s", strerror(errno));
+    rc = bind_replacing_stale(fd, &sa);
+    if (rc < 0) {
+        rc = SHOAL_ERR(rc, "control socket: cannot bind %s: %s", path, strerror(-rc));
+        goto out_close;
+    }
+    if (chmod(path, 0660) < 0 || listen(fd, SOMAXCONN) < 0) {
+        rc = SHOAL_ERR(-errno, "control socket: %s: %s", path, strerror(errno));
+        goto out_unlink;
+    }
+    return fd;
+
+out_unlink:
+    unlink(path);
+out_close:
+    close(fd);
+    return rc;
+}
+
+int ctlsock_connect(const char *path)
+{
+    struct sockaddr_un sa;
+    int fd, rc;
+
+    rc = make_addr(path, &sa);
+    if (rc < 0)
+        return rc;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return SHOAL_ERR(-errno, "control socket: socket(): %s", strerror(errno));
+    if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) == 0)
+        return fd;
+    rc = -errno;
+    close(fd);
+    if (rc == -ENOENT || rc == -ECONNREFUSED)
+        return SHOAL_ERR(SHOAL_ENODAEMON, "no shoald listening at %s (%s)", path, strerror(-rc));
+    return SHOAL_ERR(rc, "cannot connect to %s: %s", path, strerror(-rc));
+}
+
+/* ------------------------------------------------------------------ send */
+
+static int wait_writable(int fd)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+    int n = poll(&pfd, 1, SEND_STALL_MS);
+
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    return n == 0 ? SHOAL_ERR(-ETIMEDOUT, "control socket: peer stopped reading") : 0;
+}
+
+/* One sendmsg() of buf, with the descriptors when nfds > 0. Bytes sent or a code. */
+static ssize_t send_some(int fd, const uint8_t *buf, size_t len, const int *fds, size_t nfds)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    fd_cmsg_buf_t cbuf;
+    struct cmsghdr *cm;
+    ssize_t n;
+
+    if (nfds > 0) {
+        memset(&cbuf, 0, sizeof(cbuf));
+        msg.msg_control = cbuf.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+    }
+    n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    return n < 0 ? -errno : n;
+}
+
+int ctlsock_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds)
+{
+    const uint8_t *p = buf;
+    ssize_t n;
+
+    if (nfds > CTL_MAX_FDS || (nfds > 0 && len == 0))
+        return SHOAL_ERR(-EINVAL, "control socket: %zu fds with %zu bytes", nfds, len);
+    while (len > 0) {
+        n = send_some(fd, p, len, fds, nfds);
+        if (n == -EINTR)
+            continue;
+        if (n == -EAGAIN || n == -EWOULDBLOCK) {
+            int rc = wait_writable(fd);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if (n == -EPIPE || n == -ECONNRESET)
+            return SHOAL_ERR(SHOAL_ECLOSED, "control socket: peer closed the connection");
+        if (n < 0)
+            return SHOAL_ERR((int)n, "control socket: sendmsg: %s", strerror((int)-n));
+        nfds = 0; /* the kernel took the descriptors with the first byte */
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ receive */
+
+static void close_fds(int *fds, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        close(fds[i]);
+}
+
+/* Store or close the descriptors of every SCM_RIGHTS message in msg. */
+static void collect_fds(struct msghdr *msg, int *fds, size_t *nfds, size_t max_fds)
+{
+    struct cmsghdr *cm;
+
+    for (cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+        size_t count;
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int rfd;
+            memcpy(&rfd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (fds && *nfds < max_fds)
+                fds[(*nfds)++] = rfd;
+            else
+                close(rfd);
+        }
+    }
+}
+
+ssize_t ctlsock_recv(int fd, void *buf, size_t cap, int *fds, size_t *nfds, size_t max_fds)
+{
+    struct iovec iov = {.iov_base = buf, .iov_len = cap};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    fd_cmsg_buf_t cbuf;
+    size_t none = 0, start;
+    ssize_t n;
+
+    if (!nfds) {
+        nfds = &none;
+        max_fds = 0;
+    }
+    start = *nfds;
+    msg.msg_control = cbuf.buf;
+    msg.msg_controllen = sizeof(cbuf.buf);
+    do {
+        n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    collect_fds(&msg, fds, nfds, max_fds);
+    if (msg.msg_flags & MSG_CTRUNC) {
+        close_fds(fds, start, *nfds);
+        *nfds = start;
+        return SHOAL_ERR(-EPROTO, "control socket: descriptors lost in transit (MSG_CTRUNC)");
+    }
+    return n;
+}
+
+/* Wait until fd is readable or the deadline (ns, monotonic; < 0: none) passes. */
+static int wait_readable(int fd, int64_t deadline_ns)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int timeout_ms = -1;
+    int n;
+
+    for (;;) {
+        if (deadline_ns >= 0) {
+            int64_t left_ns = deadline_ns - shoal__mono_ns();
+            if (left_ns <= 0)
+                return SHOAL_ERR(SHOAL_ETIMEDOUT, "control socket: no frame in time");
+            timeout_ms = (int)SHOAL_MIN((left_ns + 999999) / 1000000, (int64_t)INT32_MAX);
+        }
+        n = poll(&pfd, 1, timeout_ms);
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+/* Read exactly len bytes, collecting descriptors on the way. */
+static int recv_exact(int fd, uint8_t *buf, size_t len, int *fds, size_t *nfds, size_t max_fds,
+                      int64_t deadline_ns)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        int rc = wait_readable(fd, deadline_ns);
+        ssize_t n;
+        if (rc < 0)
+            return rc;
+        n = ctlsock_recv(fd, buf + got, len - got, fds, nfds, max_fds);
+        if (n == 0 || n == -ECONNRESET)
+            return SHOAL_ERR(SHOAL_ECLOSED, "control socket: peer closed after %zu of %zu bytes",
+                             got, len);
+        if (n == -EAGAIN)
+            continue;
+        if (n < 0)
+            return (int)n;
+        got += (size_t)n;
+    }
+    return 0;
+}
+
+/* *nfds is where this frame's descriptors start (normally 0); on failure it is restored
+ * and every descriptor received for this frame is closed. nfds may be NULL when no
+ * descriptors are expected: any that arrive are closed. */
+int ctlsock_recv_frame(int fd, ctl_header_t *h, uint8_t **payload, int *fds, size_t *nfds,
+                       size_t max_fds, int timeout_ms)
+{
+    int64_t deadline_ns = timeout_ms < 0 ? -1 : shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
+    uint8_t hdr[CTL_HEADER_BYTES];
+    uint8_t *buf = NULL;
+    size_t none = 0, start;
+    int rc;
+
+    if (!nfds) {
+        nfds = &none;
+        max_fds = 0;
+    }
+    start = *nfds;
+    *payload = NULL;
+    rc = recv_exact(fd, hdr, sizeof(hdr), fds, nfds, max_fds, deadline_ns);
+    if (rc < 0)
+        goto out_close_fds;
+    rc = ctl_header_decode(hdr, h);
+    if (rc < 0)
+        goto out_close_fds;
+    buf = shoal__malloc(h->len ? h->len : 1);
+    if (!buf) {
+        rc = SHOAL_ERR(-ENOMEM, "control socket: no memory for a %u-byte frame", (unsigned)h->len);
+        goto out_close_fds;
+    }
+    rc = recv_exact(fd, buf, h->len, fds, nfds, max_fds, deadline_ns);
+    if (rc < 0)
+        goto out_free;
+    *payload = buf;
+    return 0;
+
+out_free:
+    shoal__free(buf);
+out_close_fds:
+    if (fds && *nfds > start)
+        close_fds(fds, start, *nfds);
+    *nfds = start;
+    return rc;
+}
+
+int ctlsock_peer_cred(int fd, pid_t *pid, uid_t *uid, gid_t *gid)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return SHOAL_ERR(-errno, "control socket: SO_PEERCRED: %s", strerror(errno));
+    *pid = cred.pid;
+    *uid = cred.uid;
+    *gid = cred.gid;
+    return 0;
+}
