@@ -1,0 +1,307 @@
+/* store.c - the daemon's metadata store: one LMDB environment with the named databases
+ * "topics", "offsets", "groups" and "acls", and the topic config record format.
+ * The only file in shoal that includes <lmdb.h>.
+ *
+ * DESIGN: the daemon is the single writer; every mutation is one write transaction that
+ * LMDB commits with fsync (the environment is opened without MDB_NOSYNC), so a function
+ * that returns 0 has made its change durable. Reads use short read-only transactions and
+ * copy what they return out of the map before ending them, so no pointer into LMDB
+ * memory ever escapes this file. The environment is opened with MDB_NOTLS so that read
+ * transactions are not tied to a thread's reader slot: a store_topic_foreach() callback
+ * may call store_topic_get() on the same thread.
+ *
+ * A topic record is 32 bytes, little-endian, versioned so that a later layout can be told
+ * apart from corruption:
+ *   u8 version (1) | u8[3] reserved (0) | u32 partitions | u32 storage | u64 segment_bytes
+ *   | u32 ring_slots | u32 max_record_bytes | u32 reserved (0)
+ * Keys of "topics" are the topic name bytes without a NUL, so LMDB's default byte-wise
+ * key order is name order. */
+#include "store.h"
+
+#include <errno.h>
+#include <lmdb.h>
+
+#include "util.h"
+
+#define STORE_DEFAULT_MAP_BYTES ((size_t)1 << 30)
+#define STORE_TOPIC_VERSION     1
+#define STORE_DB_COUNT          4
+
+struct store {
+    MDB_env *env;
+    MDB_dbi topics;
+    MDB_dbi offsets;
+    MDB_dbi groups;
+    MDB_dbi acls;
+};
+
+/* LMDB reports its own conditions as MDB_* codes and system failures as errno values.
+ * Both become SHOAL_EIO with LMDB's message, except running out of memory, which keeps
+ * its usual -ENOMEM so that callers treat it like any other allocation failure. */
+static int store_err(int rc, const char *what)
+{
+    if (rc == ENOMEM)
+        return SHOAL_ERR(-ENOMEM, "store: %s: %s", what, mdb_strerror(rc));
+    return SHOAL_ERR(SHOAL_EIO, "store: %s: %s", what, mdb_strerror(rc));
+}
+
+/* ------------------------------------------------------------------ record format */
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+void store_topic_encode(uint8_t out[STORE_TOPIC_RECORD_BYTES], const shoal_topic_config_t *cfg)
+{
+    memset(out, 0, STORE_TOPIC_RECORD_BYTES);
+    out[0] = STORE_TOPIC_VERSION;
+    put_le32(out + 4, cfg->partitions);
+    put_le32(out + 8, cfg->storage);
+    put_le32(out + 12, (uint32_t)cfg->segment_bytes);
+    put_le32(out + 16, (uint32_t)(cfg->segment_bytes >> 32));
+    put_le32(out + 20, cfg->ring_slots);
+    put_le32(out + 24, cfg->max_record_bytes);
+}
+
+/* The version is checked before the length: a later version may well be longer, and
+ * "written by a newer shoal" is the more useful diagnosis. */
+int store_topic_decode(const uint8_t *in, size_t len, shoal_topic_config_t *cfg)
+{
+    if (len == 0)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "store: empty topic record");
+    if (in[0] != STORE_TOPIC_VERSION)
+        return SHOAL_ERR(SHOAL_EVERSION, "store: topic record version %u, expected %u",
+                         (unsigned)in[0], (unsigned)STORE_TOPIC_VERSION);
+    if (len != STORE_TOPIC_RECORD_BYTES)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "store: topic record of %zu bytes, expected %d", len,
+                         STORE_TOPIC_RECORD_BYTES);
+    if (in[1] | in[2] | in[3] | get_le32(in + 28))
+        return SHOAL_ERR(SHOAL_ECORRUPT, "store: topic record has non-zero reserved bytes");
+    cfg->partitions = get_le32(in + 4);
+    cfg->storage = get_le32(in + 8);
+    cfg->segment_bytes = (uint64_t)get_le32(in + 12) | ((uint64_t)get_le32(in + 16) << 32);
+    cfg->ring_slots = get_le32(in + 20);
+    cfg->max_record_bytes = get_le32(in + 24);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ open / close */
+
+static int open_dbs(store_t *st)
+{
+    static const char *const names[STORE_DB_COUNT] = {"topics", "offsets", "groups", "acls"};
+    MDB_dbi *dbis[STORE_DB_COUNT] = {&st->topics, &st->offsets, &st->groups, &st->acls};
+    MDB_txn *txn;
+    int rc;
+
+    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc != 0)
+        return store_err(rc, "begin transaction");
+    for (int i = 0; i < STORE_DB_COUNT; i++) {
+        rc = mdb_dbi_open(txn, names[i], MDB_CREATE, dbis[i]);
+        if (rc != 0) {
+            rc = store_err(rc, names[i]);
+            goto out_abort;
+        }
+    }
+    rc = mdb_txn_commit(txn); /* commit also frees txn on failure */
+    return rc == 0 ? 0 : store_err(rc, "commit");
+
+out_abort:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+static int open_env(store_t *st, const char *dir, size_t map_bytes)
+{
+    int rc;
+
+    rc = mdb_env_create(&st->env);
+    if (rc != 0)
+        return store_err(rc, "create environment");
+    rc = mdb_env_set_maxdbs(st->env, STORE_DB_COUNT);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(st->env, map_bytes ? map_bytes : STORE_DEFAULT_MAP_BYTES);
+    if (rc == 0)
+        rc = mdb_env_open(st->env, dir, MDB_NOTLS, 0600);
+    if (rc != 0)
+        return store_err(rc, dir);
+    return open_dbs(st);
+}
+
+int store_open(const char *dir, size_t map_bytes, store_t **out)
+{
+    store_t *st;
+    int rc;
+
+    *out = NULL;
+    rc = shoal__mkdir_p(dir, 0700);
+    if (rc < 0)
+        return SHOAL_ERR(rc, "store: cannot create %s: %s", dir, shoal_strerror(rc));
+    st = shoal__calloc(1, sizeof(*st));
+    if (!st)
+        return SHOAL_ERR(-ENOMEM, "store: no memory");
+    rc = open_env(st, dir, map_bytes);
+    if (rc < 0)
+        goto out_free;
+    *out = st;
+    return 0;
+
+out_free:
+    if (st->env)
+        mdb_env_close(st->env); /* LMDB needs it even after a failed mdb_env_open() */
+    shoal__free(st);
+    return rc;
+}
+
+void store_close(store_t *st)
+{
+    if (!st)
+        return;
+    mdb_env_close(st->env);
+    shoal__free(st);
+}
+
+/* ------------------------------------------------------------------ topics */
+
+static int name_key(const char *name, MDB_val *key)
+{
+    size_t n = strlen(name);
+
+    if (n == 0 || n > SHOAL_TOPIC_NAME_MAX)
+        return SHOAL_ERR(SHOAL_ENAME, "store: topic name of %zu bytes", n);
+    key->mv_data = (void *)name;
+    key->mv_size = n;
+    return 0;
+}
+
+int store_topic_put(store_t *st, const char *name, const shoal_topic_config_t *cfg)
+{
+    uint8_t rec[STORE_TOPIC_RECORD_BYTES];
+    MDB_val key, val = {.mv_size = sizeof(rec), .mv_data = rec};
+    MDB_txn *txn;
+    int rc;
+
+    rc = name_key(name, &key);
+    if (rc < 0)
+        return rc;
+    store_topic_encode(rec, cfg);
+    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc != 0)
+        return store_err(rc, "begin transaction");
+    rc = mdb_put(txn, st->topics, &key, &val, MDB_NOOVERWRITE);
+    if (rc != 0)
+        goto out_abort;
+    rc = mdb_txn_commit(txn);
+    return rc == 0 ? 0 : store_err(rc, "commit");
+
+out_abort:
+    mdb_txn_abort(txn);
+    if (rc == MDB_KEYEXIST)
+        return SHOAL_ERR(SHOAL_ETOPICEXISTS, "topic %s already exists", name);
+    return store_err(rc, name);
+}
+
+int store_topic_get(store_t *st, const char *name, shoal_topic_config_t *cfg)
+{
+    MDB_val key, val;
+    MDB_txn *txn;
+    int rc;
+
+    rc = name_key(name, &key);
+    if (rc < 0)
+        return rc;
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0)
+        return store_err(rc, "begin transaction");
+    rc = mdb_get(txn, st->topics, &key, &val);
+    if (rc == MDB_NOTFOUND)
+        rc = SHOAL_ERR(SHOAL_ENOTOPIC, "no topic %s", name);
+    else if (rc != 0)
+        rc = store_err(rc, name);
+    else
+        rc = store_topic_decode(val.mv_data, val.mv_size, cfg);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int store_topic_delete(store_t *st, const char *name)
+{
+    MDB_val key;
+    MDB_txn *txn;
+    int rc;
+
+    rc = name_key(name, &key);
+    if (rc < 0)
+        return rc;
+    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc != 0)
+        return store_err(rc, "begin transaction");
+    rc = mdb_del(txn, st->topics, &key, NULL);
+    if (rc != 0)
+        goto out_abort;
+    rc = mdb_txn_commit(txn);
+    return rc == 0 ? 0 : store_err(rc, "commit");
+
+out_abort:
+    mdb_txn_abort(txn);
+    if (rc == MDB_NOTFOUND)
+        return SHOAL_ERR(SHOAL_ENOTOPIC, "no topic %s", name);
+    return store_err(rc, name);
+}
+
+/* Copy one entry out of the map and hand it to cb. */
+static int visit_topic(const MDB_val *key, const MDB_val *val, store_topic_cb cb, void *arg)
+{
+    char name[SHOAL_TOPIC_NAME_MAX + 1];
+    shoal_topic_config_t cfg;
+    int rc;
+
+    if (key->mv_size == 0 || key->mv_size > SHOAL_TOPIC_NAME_MAX)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "store: topic key of %zu bytes", key->mv_size);
+    memcpy(name, key->mv_data, key->mv_size);
+    name[key->mv_size] = '\0';
+    rc = store_topic_decode(val->mv_data, val->mv_size, &cfg);
+    if (rc < 0)
+        return rc;
+    return cb(arg, name, &cfg);
+}
+
+int store_topic_foreach(store_t *st, store_topic_cb cb, void *arg)
+{
+    MDB_val key, val;
+    MDB_cursor *cur;
+    MDB_txn *txn;
+    int rc;
+
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0)
+        return store_err(rc, "begin transaction");
+    rc = mdb_cursor_open(txn, st->topics, &cur);
+    if (rc != 0) {
+        rc = store_err(rc, "open cursor");
+        goto out_abort;
+    }
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        int cb_rc = visit_topic(&key, &val, cb, arg);
+        if (cb_rc != 0) {
+            rc = cb_rc;
+            goto out_close_cursor;
+        }
+    }
+    rc = rc == MDB_NOTFOUND ? 0 : store_err(rc, "cursor");
+
+out_close_cursor:
+    mdb_cursor_close(cur);
+out_abort:
+    mdb_txn_abort(txn);
+    return rc;
+}

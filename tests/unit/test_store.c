@@ -1,0 +1,312 @@
+/* test_store.c - the LMDB metadata store: topic put/get/delete/foreach, persistence
+ * across reopen, the topic record format, and store_open() under allocation failure. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "harness.h"
+#include "store.h"
+#include "util.h"
+
+struct fixture {
+    char dir[256];
+    char meta[300];
+    store_t *st;
+};
+
+static int setup(void **state)
+{
+    static struct fixture f;
+
+    memset(&f, 0, sizeof(f));
+    harness_tmpdir(f.dir, sizeof(f.dir), "store");
+    snprintf(f.meta, sizeof(f.meta), "%s/meta", f.dir);
+    if (store_open(f.meta, 16u << 20, &f.st) != 0)
+        return -1;
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    store_close(f->st);
+    harness_rmrf(f->dir);
+    return 0;
+}
+
+static shoal_topic_config_t config_with(uint32_t partitions)
+{
+    shoal_topic_config_t cfg = {.partitions = partitions,
+                                .storage = SHOAL_STORAGE_DISK,
+                                .segment_bytes = 64ull << 20,
+                                .ring_slots = 4,
+                                .max_record_bytes = 1u << 20};
+    return cfg;
+}
+
+static void test_store_open_creates_private_dir_and_files(void **state)
+{
+    struct fixture *f = *state;
+    char path[400];
+    struct stat st;
+
+    assert_int_equal(stat(f->meta, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    snprintf(path, sizeof(path), "%s/data.mdb", f->meta);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0077, 0);
+}
+
+static void test_store_put_then_get_returns_config(void **state)
+{
+    struct fixture *f = *state;
+    shoal_topic_config_t in = config_with(3), out;
+
+    in.storage = SHOAL_STORAGE_MEMORY;
+    in.segment_bytes = 0x1ffffffffull;
+    assert_int_equal(store_topic_put(f->st, "orders", &in), 0);
+    memset(&out, 0xff, sizeof(out));
+    assert_int_equal(store_topic_get(f->st, "orders", &out), 0);
+    assert_memory_equal(&in, &out, sizeof(in));
+}
+
+static void test_store_put_existing_topic_is_topicexists(void **state)
+{
+    struct fixture *f = *state;
+    shoal_topic_config_t a = config_with(1), b = config_with(9), out;
+
+    assert_int_equal(store_topic_put(f->st, "orders", &a), 0);
+    assert_int_equal(store_topic_put(f->st, "orders", &b), SHOAL_ETOPICEXISTS);
+    assert_int_equal(store_topic_get(f->st, "orders", &out), 0);
+    assert_int_equal(out.partitions, 1);
+}
+
+static void test_store_missing_topic_is_notopic(void **state)
+{
+    struct fixture *f = *state;
+    shoal_topic_config_t out;
+
+    assert_int_equal(store_topic_get(f->st, "nope", &out), SHOAL_ENOTOPIC);
+    assert_int_equal(store_topic_delete(f->st, "nope"), SHOAL_ENOTOPIC);
+}
+
+static void test_store_delete_removes_topic(void **state)
+{
+    struct fixture *f = *state;
+    shoal_topic_config_t cfg = config_with(2), out;
+
+    assert_int_equal(store_topic_put(f->st, "a", &cfg), 0);
+    assert_int_equal(store_topic_delete(f->st, "a"), 0);
+    assert_int_equal(store_topic_get(f->st, "a", &out), SHOAL_ENOTOPIC);
+    assert_int_equal(store_topic_put(f->st, "a", &cfg), 0);
+}
+
+static void test_store_rejects_empty_and_overlong_names(void **state)
+{
+    struct fixture *f = *state;
+    shoal_topic_config_t cfg = config_with(1);
+    char name[SHOAL_TOPIC_NAME_MAX + 2];
+
+    memset(name, 'n', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    assert_int_equal(store_topic_put(f->st, "", &cfg), SHOAL_ENAME);
+    assert_int_equal(store_topic_put(f->st, name, &cfg), SHOAL_ENAME);
+    name[SHOAL_TOPIC_NAME_MAX] = '\0';
+    assert_int_equal(store_topic_put(f->st, name, &cfg), 0);
+}
+
+struct visit_log {
+    store_t *st; /* when set, the callback also reads the topic back */
+    char names[8][16];
+    uint32_t partitions[8];
+    int n;
+    int stop_after;
+};
+
+static int record_visit(void *arg, const char *name, const shoal_topic_config_t *cfg)
+{
+    struct visit_log *log = arg;
+
+    assert_true(log->n < 8);
+    snprintf(log->names[log->n], sizeof(log->names[0]), "%s", name);
+    log->partitions[log->n] = cfg->partitions;
+    if (log->st) {
+        shoal_topic_config_t again;
+        assert_int_equal(store_topic_get(log->st, name, &again), 0);
+        assert_memory_equal(&again, cfg, sizeof(again));
+    }
+    log->n++;
+    return log->n == log->stop_after ? 42 : 0;
+}
+
+static void test_store_foreach_visits_in_name_order(void **state)
+{
+    struct fixture *f = *state;
+    const char *names[] = {"orders", "a.b", "Zed", "payments-2", "payments-10"};
+    const char *sorted[] = {"Zed", "a.b", "orders", "payments-10", "payments-2"};
+    struct visit_log log = {.st = f->st};
+    shoal_topic_config_t cfg;
+
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(names); i++) {
+        cfg = config_with((uint32_t)(strlen(names[i])));
+        assert_int_equal(store_topic_put(f->st, names[i], &cfg), 0);
+    }
+    assert_int_equal(store_topic_foreach(f->st, record_visit, &log), 0);
+    assert_int_equal(log.n, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_string_equal(log.names[i], sorted[i]);
+        assert_int_equal(log.partitions[i], strlen(sorted[i]));
+    }
+}
+
+static void test_store_foreach_stops_on_callback_value(void **state)
+{
+    struct fixture *f = *state;
+    struct visit_log log = {.stop_after = 2};
+    shoal_topic_config_t cfg = config_with(1);
+
+    assert_int_equal(store_topic_put(f->st, "t1", &cfg), 0);
+    assert_int_equal(store_topic_put(f->st, "t2", &cfg), 0);
+    assert_int_equal(store_topic_put(f->st, "t3", &cfg), 0);
+    assert_int_equal(store_topic_foreach(f->st, record_visit, &log), 42);
+    assert_int_equal(log.n, 2);
+}
+
+static void test_store_foreach_on_empty_store_calls_nothing(void **state)
+{
+    struct fixture *f = *state;
+    struct visit_log log = {0};
+
+    assert_int_equal(store_topic_foreach(f->st, record_visit, &log), 0);
+    assert_int_equal(log.n, 0);
+}
+
+static void test_store_reopen_keeps_topics(void **state)
+{
+    struct fixture *f = *state;
+    shoal_topic_config_t cfg = config_with(5), out;
+
+    assert_int_equal(store_topic_put(f->st, "kept", &cfg), 0);
+    assert_int_equal(store_topic_put(f->st, "gone", &cfg), 0);
+    assert_int_equal(store_topic_delete(f->st, "gone"), 0);
+    store_close(f->st);
+    f->st = NULL;
+    assert_int_equal(store_open(f->meta, 0, &f->st), 0);
+    assert_int_equal(store_topic_get(f->st, "kept", &out), 0);
+    assert_memory_equal(&cfg, &out, sizeof(cfg));
+    assert_int_equal(store_topic_get(f->st, "gone", &out), SHOAL_ENOTOPIC);
+}
+
+static void test_store_record_round_trip_and_layout(void **state)
+{
+    shoal_topic_config_t in = {.partitions = 0x01020304,
+                               .storage = 1,
+                               .segment_bytes = 0x1122334455667788ull,
+                               .ring_slots = 64,
+                               .max_record_bytes = 0xa0b0c0d0},
+                         out;
+    uint8_t rec[STORE_TOPIC_RECORD_BYTES];
+
+    (void)state;
+    store_topic_encode(rec, &in);
+    assert_int_equal(rec[0], 1);
+    assert_int_equal(rec[4], 0x04); /* little-endian partitions */
+    assert_int_equal(rec[12], 0x88);
+    assert_int_equal(rec[19], 0x11);
+    assert_int_equal(store_topic_decode(rec, sizeof(rec), &out), 0);
+    assert_memory_equal(&in, &out, sizeof(in));
+}
+
+static void test_store_record_rejects_bad_length_and_version(void **state)
+{
+    shoal_topic_config_t cfg = config_with(1), out;
+    uint8_t rec[STORE_TOPIC_RECORD_BYTES + 1];
+
+    (void)state;
+    store_topic_encode(rec, &cfg);
+    rec[STORE_TOPIC_RECORD_BYTES] = 0;
+    assert_int_equal(store_topic_decode(rec, 0, &out), SHOAL_ECORRUPT);
+    assert_int_equal(store_topic_decode(rec, STORE_TOPIC_RECORD_BYTES - 1, &out), SHOAL_ECORRUPT);
+    assert_int_equal(store_topic_decode(rec, STORE_TOPIC_RECORD_BYTES + 1, &out), SHOAL_ECORRUPT);
+    rec[0] = 2;
+    assert_int_equal(store_topic_decode(rec, STORE_TOPIC_RECORD_BYTES, &out), SHOAL_EVERSION);
+    rec[0] = 0;
+    assert_int_equal(store_topic_decode(rec, STORE_TOPIC_RECORD_BYTES, &out), SHOAL_EVERSION);
+    rec[0] = 1;
+    rec[31] = 1;
+    assert_int_equal(store_topic_decode(rec, STORE_TOPIC_RECORD_BYTES, &out), SHOAL_ECORRUPT);
+}
+
+static void test_store_open_fails_cleanly_on_every_allocation(void **state)
+{
+    char dir[256], meta[300];
+    store_t *st = NULL;
+    long n;
+    int rc = -ENOMEM;
+
+    (void)state;
+    harness_tmpdir(dir, sizeof(dir), "store-oom");
+    snprintf(meta, sizeof(meta), "%s/meta", dir);
+    for (n = 1; rc == -ENOMEM; n++) {
+        st = (store_t *)(uintptr_t)1;
+        shoal__alloc_fail_after(n);
+        rc = store_open(meta, 0, &st);
+        shoal__alloc_fail_after(0);
+        if (rc == -ENOMEM)
+            assert_null(st);
+    }
+    assert_int_equal(rc, 0);
+    assert_true(n > 2); /* at least one allocation was failed */
+    assert_non_null(st);
+    store_close(st);
+    harness_rmrf(dir);
+}
+
+static void test_store_open_on_a_file_fails_without_handle(void **state)
+{
+    char dir[256], file[300];
+    store_t *st = (store_t *)(uintptr_t)1;
+    FILE *fp;
+
+    (void)state;
+    harness_tmpdir(dir, sizeof(dir), "store-file");
+    snprintf(file, sizeof(file), "%s/meta", dir);
+    fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(store_open(file, 0, &st), SHOAL_EIO);
+    assert_null(st);
+    assert_true(strlen(shoal_errmsg()) > 0);
+    harness_rmrf(dir);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_store_open_creates_private_dir_and_files),
+        T(test_store_put_then_get_returns_config),
+        T(test_store_put_existing_topic_is_topicexists),
+        T(test_store_missing_topic_is_notopic),
+        T(test_store_delete_removes_topic),
+        T(test_store_rejects_empty_and_overlong_names),
+        T(test_store_foreach_visits_in_name_order),
+        T(test_store_foreach_stops_on_callback_value),
+        T(test_store_foreach_on_empty_store_calls_nothing),
+        T(test_store_reopen_keeps_topics),
+        cmocka_unit_test(test_store_record_round_trip_and_layout),
+        cmocka_unit_test(test_store_record_rejects_bad_length_and_version),
+        cmocka_unit_test(test_store_open_fails_cleanly_on_every_allocation),
+        cmocka_unit_test(test_store_open_on_a_file_fails_without_handle),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
