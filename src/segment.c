@@ -316,6 +316,19 @@ static uint64_t index_start_pos(const uint8_t *data, size_t len, int64_t base, c
     return index_entry_get(idx, (size_t)i).pos;
 }
 
+static int find_offset_corrupt(int64_t base, uint64_t pos)
+{
+    char detail[160];
+
+    /* Copied first: the detail lives in the buffer that SHOAL_ERR rewrites. */
+    snprintf(detail, sizeof(detail), "%s", shoal_errmsg());
+    return SHOAL_ERR(SHOAL_ECORRUPT, "segment %" PRId64 ", batch at byte %" PRIu64 ": %s", base,
+                     pos, detail);
+}
+
+/* A damaged batch header met before the offset is found is SHOAL_ECORRUPT rather than
+ * SHOAL_EOFFSET: the offset may well be in the log, past the damage. A torn tail is not
+ * damage here, since the data may end inside a batch still being written. */
 int64_t segment_find_offset(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
                             size_t idx_len, int64_t offset)
 {
@@ -328,8 +341,7 @@ int64_t segment_find_offset(const uint8_t *data, size_t len, int64_t base, const
         if (rc == RECORD_INCOMPLETE)
             break;
         if (rc)
-            return SHOAL_ERR(SHOAL_ECORRUPT, "segment %" PRId64 ", batch at byte %" PRIu64 ": %s",
-                             base, pos, shoal_errmsg());
+            return find_offset_corrupt(base, pos);
         if (batch_last_offset(&h) >= offset)
             return (int64_t)pos;
         pos += record_batch_size(&h);
