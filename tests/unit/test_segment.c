@@ -246,14 +246,21 @@ static void test_segment_list_sorts_bases_and_ignores_other_names(void **state)
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
         write_file(path, NULL, 0);
     }
+    /* Enough segments created out of order that readdir's order is not sorted by luck. */
+    for (int i = 0; i < 40; i++) {
+        snprintf(path, sizeof(path), "%s/%020d.log", dir, 1000 + (i * 17) % 40);
+        write_file(path, NULL, 0);
+    }
     snprintf(path, sizeof(path), "%s/00000000000000000001.logx", dir);
     assert_int_equal(mkdir(path, 0700), 0);
 
     assert_int_equal(segment_list(dir, &bases, &count), 0);
-    assert_int_equal(count, 3);
+    assert_int_equal(count, 43);
     assert_int_equal(bases[0], 0);
     assert_int_equal(bases[1], 42);
     assert_int_equal(bases[2], 100);
+    for (size_t i = 3; i < count; i++)
+        assert_int_equal(bases[i], 1000 + (int64_t)i - 3);
     shoal__free(bases);
 
     snprintf(path, sizeof(path), "%s/missing", dir);
@@ -499,6 +506,28 @@ static void test_find_offset_locates_every_offset_through_the_index(void **state
     seg_free(&s);
 }
 
+/* With a sound index the lookup starts at the entry: damage before it is never read, while
+ * a lookup without the index has to walk through it. */
+static void test_find_offset_starts_scanning_at_the_index_entry(void **state)
+{
+    const char *dir = *state;
+    seg_t s = {0};
+    uint8_t *idx;
+    size_t n = 0;
+    int64_t last = 0;
+
+    seg_many_small(&s, 0, 200);
+    index_with_writer(dir, 0, &s, 0, s.n);
+    idx = seg_read(dir, 0, ".index", &n);
+    assert_non_null(idx);
+    last = seg_next_offset(&s) - 1;
+    s.data[s.pos[1] + 16] = 0; /* magic of batch 2 */
+    assert_int_equal(segment_find_offset(s.data, s.len, 0, idx, n, last), (int64_t)s.pos[s.n - 1]);
+    assert_int_equal(segment_find_offset(s.data, s.len, 0, NULL, 0, last), SHOAL_ECORRUPT);
+    free(idx);
+    seg_free(&s);
+}
+
 static void test_find_offset_skips_gaps_left_by_compaction(void **state)
 {
     seg_t s = {0};
@@ -541,6 +570,12 @@ static void test_find_offset_ignores_a_corrupt_index(void **state)
     memcpy(bad, good, n);
     for (size_t i = 0; i < n; i += 8)
         shoal__put_be32(bad + i, shoal__get_be32(good + i) + 1);
+    check_every_offset(&s, base, bad, n);
+    /* Relative offsets lowered to just above the previous entry's: trusted, each would send
+     * lookups for the offsets between two entries past the batch that holds them. */
+    memcpy(bad, good, n);
+    for (size_t i = 8; i < n; i += 8)
+        shoal__put_be32(bad + i, shoal__get_be32(good + i - 8) + 1);
     check_every_offset(&s, base, bad, n);
     /* Entries out of order: swap the middle ones. */
     memcpy(bad, good, n);
@@ -616,6 +651,63 @@ static void test_index_writer_writes_sparse_kafka_entries(void **state)
     free(idx);
     free(tidx);
     seg_free(&s);
+}
+
+static void header_at(record_batch_header_t *h, int64_t base_offset, int32_t count, int64_t ts)
+{
+    memset(h, 0, sizeof(*h));
+    h->base_offset = base_offset;
+    h->last_offset_delta = count - 1;
+    h->record_count = count;
+    h->first_timestamp = ts;
+    h->max_timestamp = ts;
+}
+
+/* The writer does not read the log, so positions can be chosen to land on the boundaries. */
+static void test_index_writer_indexes_first_batch_and_every_interval(void **state)
+{
+    const char *dir = *state;
+    const uint64_t iv = SEGMENT_INDEX_INTERVAL_BYTES;
+    /* pos, first offset, records, max timestamp */
+    const int64_t batches[][4] = {
+        {0, 100, 2, 50},          {100, 102, 1, 60},        {iv - 1, 103, 1, 70},
+        {iv, 104, 3, 40},         {2 * iv - 1, 107, 1, 90}, {2 * iv, 108, 1, 80},
+        {3 * iv + 5, 109, 1, 95}, {3 * iv + 6, 110, 1, 99},
+    };
+    const uint8_t want_idx[] = {0, 0, 0, 1, 0, 0, 0,    0, 0, 0, 0, 6, 0, 0, 0x10, 0,
+                                0, 0, 0, 8, 0, 0, 0x20, 0, 0, 0, 0, 9, 0, 0, 0x30, 5};
+    const uint8_t want_ts[] = {0, 0,  0, 0, 0, 0, 0, 50, 0, 0, 0, 1, 0, 0,  0, 0, 0, 0,
+                               0, 80, 0, 0, 0, 8, 0, 0,  0, 0, 0, 0, 0, 95, 0, 0, 0, 9};
+    record_batch_header_t h;
+    index_writer_t w;
+    uint8_t *idx, *ts;
+    size_t n = 0, tn = 0;
+
+    assert_int_equal(index_writer_open(&w, dir, 100), 0);
+    assert_false(w.has_entry);
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(batches); i++) {
+        header_at(&h, batches[i][1], (int32_t)batches[i][2], batches[i][3]);
+        assert_int_equal(index_writer_add(&w, (uint64_t)batches[i][0], &h), 0);
+    }
+    assert_int_equal(w.index_bytes, sizeof(want_idx));
+    assert_int_equal(w.timeindex_bytes, sizeof(want_ts));
+    assert_int_equal(w.last_indexed_pos, 3 * iv + 5);
+    assert_int_equal(w.last_timestamp, 95);
+    /* A batch at or before the last indexed position is a caller error. */
+    assert_int_equal(index_writer_add(&w, 3 * iv + 5, &h), -EINVAL);
+    /* An offset outside the segment cannot be indexed. */
+    header_at(&h, 99, 1, 100);
+    assert_int_equal(index_writer_add(&w, 5 * iv, &h), -EOVERFLOW);
+    index_writer_close(&w);
+
+    idx = seg_read(dir, 100, ".index", &n);
+    ts = seg_read(dir, 100, ".timeindex", &tn);
+    assert_int_equal(n, sizeof(want_idx));
+    assert_memory_equal(idx, want_idx, n);
+    assert_int_equal(tn, sizeof(want_ts));
+    assert_memory_equal(ts, want_ts, tn);
+    free(idx);
+    free(ts);
 }
 
 static void test_index_writer_reopen_continues_after_existing_entries(void **state)
@@ -902,6 +994,48 @@ static void test_recover_drops_index_entries_past_a_truncated_tail(void **state)
     seg_free(&s);
 }
 
+/* Fail the nth allocation for n = 1.. until the call succeeds: each failure is -ENOMEM,
+ * leaves no index behind and (under ASan) leaks nothing. */
+static void test_recover_and_list_fail_cleanly_without_memory(void **state)
+{
+    const char *dir = *state;
+    segment_recovery_t r;
+    int64_t *bases;
+    size_t count;
+    seg_t s = {0};
+    long n;
+    int rc;
+
+    seg_many_small(&s, 0, 200);
+    seg_write(dir, 0, ".log", s.data, s.len);
+    for (n = 1;; n++) {
+        shoal__alloc_fail_after(n);
+        rc = segment_recover(dir, 0, true, &r);
+        if (rc == 0)
+            break;
+        assert_int_equal(rc, -ENOMEM);
+        assert_false(seg_exists(dir, 0, ".index"));
+    }
+    shoal__alloc_fail_after(0);
+    assert_true(n > 2);
+    assert_true(r.index_rebuilt);
+
+    for (int i = 1; i <= 40; i++)
+        seg_write(dir, i * 10, ".log", NULL, 0);
+    for (n = 1;; n++) {
+        shoal__alloc_fail_after(n);
+        rc = segment_list(dir, &bases, &count);
+        if (rc == 0)
+            break;
+        assert_int_equal(rc, -ENOMEM);
+        assert_null(bases);
+    }
+    shoal__alloc_fail_after(0);
+    assert_int_equal(count, 41);
+    shoal__free(bases);
+    seg_free(&s);
+}
+
 static void test_recover_of_missing_log_is_enoent(void **state)
 {
     segment_recovery_t r;
@@ -923,10 +1057,12 @@ int main(void)
         T(test_scan_rejects_offsets_going_backwards_or_below_base),
         T(test_scan_calls_back_per_batch_and_stops_when_told),
         T(test_find_offset_locates_every_offset_through_the_index),
+        T(test_find_offset_starts_scanning_at_the_index_entry),
         T(test_find_offset_skips_gaps_left_by_compaction),
         T(test_find_offset_ignores_a_corrupt_index),
         T(test_find_offset_reports_a_corrupt_batch_header),
         T(test_index_writer_writes_sparse_kafka_entries),
+        T(test_index_writer_indexes_first_batch_and_every_interval),
         T(test_index_writer_reopen_continues_after_existing_entries),
         T(test_files_are_created_mode_0600),
         T(test_recover_truncates_torn_tail_of_last_segment),
@@ -935,6 +1071,7 @@ int main(void)
         T(test_recover_rebuilds_missing_index_equal_to_index_writer),
         T(test_recover_rebuilds_index_of_bad_size_or_with_bad_entries),
         T(test_recover_drops_index_entries_past_a_truncated_tail),
+        T(test_recover_and_list_fail_cleanly_without_memory),
         T(test_recover_of_missing_log_is_enoent),
     };
 #undef T
