@@ -76,14 +76,15 @@ typedef struct record_batch_fields {
 
 void record_batch_fields_init(record_batch_fields_t *f); /* offset 0, epoch 0, ids -1 */
 
-/* Bytes that record_batch_encode() will write for these messages. Timestamps <= 0 in a
- * message mean now_ms. */
+/* Bytes that record_batch_encode() will write for these messages, or 0 when it would
+ * refuse them. Timestamps <= 0 in a message mean now_ms. */
 size_t record_batch_encoded_size(const shoal_message_t *msgs, size_t n, int64_t now_ms);
 
 /* Encode n >= 1 messages as one batch into buf (cap bytes), offset deltas 0..n-1, the
- * batch's baseTimestamp the first record's timestamp, maxTimestamp the largest, and the
- * CRC computed. *len_out gets the size. Returns 0, SHOAL_EINVAL (n == 0, a length over
- * INT32_MAX, compression bits), or -ENOSPC when cap is too small. */
+ * batch's baseTimestamp the smallest record timestamp (as kafkajs writes it; deltas are
+ * then never negative), maxTimestamp the largest, and the CRC computed. *len_out gets the
+ * size. Returns 0, SHOAL_EINVAL (n == 0, a length over INT32_MAX, compression bits), or
+ * -ENOSPC when cap is too small. */
 int record_batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
                         const shoal_message_t *msgs, size_t n, int64_t now_ms, size_t *len_out);
 
@@ -108,7 +109,8 @@ int record_iter_init(record_iter_t *it, const uint8_t *batch, const record_batch
  * the record count disagrees with the bytes. */
 int record_iter_next(record_iter_t *it, shoal_record_t *out);
 
-/* Decode one header from an encoded headers area (shoal_record_header() uses this). */
+/* Decode one header from an encoded headers area (shoal_record_header() uses this).
+ * Returns 0 and advances *p past it, or SHOAL_ECORRUPT. */
 int record_header_decode(const uint8_t **p, const uint8_t *end, shoal_header_t *out);
 
 /* zigzag varints, exposed for tests. Return bytes used, or 0 when malformed/short. */

@@ -17,7 +17,7 @@
 #define SEGMENT_NAME_DIGITS 20
 
 /* "<dir>/<base offset as 20 digits><ext>" into buf; ext is ".log", ".index", ".timeindex".
- * Returns 0 or -ENAMETOOLONG. */
+ * Returns 0, -ENAMETOOLONG, or -EINVAL for a negative base. */
 int segment_path(char *buf, size_t cap, const char *dir, int64_t base, const char *ext);
 
 /* Base offsets of every <20 digits>.log in dir, ascending, in a shoal__malloc'd array the
@@ -48,7 +48,8 @@ int segment_scan_bytes(const uint8_t *data, size_t len, int64_t base, bool check
 
 /* Position of the batch holding offset in a segment's bytes, found through the .index
  * entries idx[0..idx_len) (may be empty) and a short forward scan. Returns the byte
- * position, or SHOAL_EOFFSET when no batch of the data holds offset or a later one. */
+ * position, or SHOAL_EOFFSET when no batch of the data holds offset or a later one, or
+ * SHOAL_ECORRUPT when a damaged batch header comes before it. */
 int64_t segment_find_offset(const uint8_t *data, size_t len, int64_t base,
                             const uint8_t *idx, size_t idx_len, int64_t offset);
 

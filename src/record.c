@@ -1,0 +1,556 @@
+/* record.c - Kafka RecordBatch v2 (magic 2): encode, parse, CRC check, record iteration.
+ *
+ * DESIGN
+ * The bytes are Kafka's own (see record.h for the layout), so a batch shoal writes is a
+ * batch Kafka reads and the other way round. This file does no I/O and allocates nothing:
+ * the encoder writes into the caller's buffer and the decoder hands out views into the
+ * batch it was given.
+ *
+ * Decoding trusts nothing. A batch may come from another process's shared memory or from
+ * a torn or corrupted file, so every length and varint is checked against the bytes that
+ * are really there before it is used, and no pointer is ever formed past the end. Bad
+ * input is never an assert: it is SHOAL_ECORRUPT with a detail in shoal_errmsg(), or
+ * RECORD_INCOMPLETE when the buffer simply ends early (a torn tail). 32-bit varints are
+ * at most 5 bytes and must fit in an int32, 64-bit ones at most 10 bytes, as in Kafka.
+ * Record offsets must fall inside the batch's [base, base + lastOffsetDelta] range, so an
+ * offset never overflows and a reader can trust the batch header's last offset.
+ *
+ * A batch whose attributes say log-append time gives every record the batch's
+ * maxTimestamp, as Kafka's consumers do.
+ *
+ * The encoder writes what kafkajs writes, byte for byte (the test vectors check it):
+ * offset deltas 0..n-1, baseTimestamp the smallest record timestamp so that every
+ * timestampDelta is >= 0 (Java's producer uses the first record's instead; both are valid
+ * Kafka), maxTimestamp the largest, record attributes 0, and the CRC32C of bytes 21..end
+ * computed last. The CRC leaves out the base offset, so the appender can encode outside
+ * the partition lock and patch the offset in with record_batch_set_base_offset() under it.
+ */
+#include "record.h"
+
+#include <errno.h>
+
+#include "crc32c.h"
+#include "util.h"
+
+/* Batch attribute bit 3: the broker set every record's timestamp to maxTimestamp. */
+#define RECORD_ATTR_LOG_APPEND_TIME 0x08
+#define RECORD_BATCH_CRC_OFFSET     17
+#define RECORD_VARINT32_MAX_BYTES   5
+#define RECORD_VARINT64_MAX_BYTES   10
+
+/* ---------------------------------------------------------------------------------------
+ * Varints
+ * ------------------------------------------------------------------------------------- */
+
+size_t record_varint_size(int64_t v)
+{
+    uint64_t u = ((uint64_t)v << 1) ^ (v < 0 ? ~(uint64_t)0 : 0);
+    size_t n = 1;
+
+    while (u >= 0x80) {
+        u >>= 7;
+        n++;
+    }
+    return n;
+}
+
+size_t record_varint_put(uint8_t *p, int64_t v)
+{
+    uint64_t u = ((uint64_t)v << 1) ^ (v < 0 ? ~(uint64_t)0 : 0);
+    size_t n = 0;
+
+    while (u >= 0x80) {
+        p[n++] = (uint8_t)(u | 0x80);
+        u >>= 7;
+    }
+    p[n++] = (uint8_t)u;
+    return n;
+}
+
+size_t record_varint_get(const uint8_t *p, const uint8_t *end, int64_t *v)
+{
+    size_t avail = (p != NULL && end > p) ? (size_t)(end - p) : 0;
+    uint64_t u = 0;
+
+    for (size_t i = 0; i < RECORD_VARINT64_MAX_BYTES && i < avail; i++) {
+        uint8_t b = p[i];
+        /* The tenth byte holds bit 63 only; more would not fit in 64 bits. */
+        if (i == RECORD_VARINT64_MAX_BYTES - 1 && b > 1)
+            return 0;
+        u |= (uint64_t)(b & 0x7f) << (7 * i);
+        if ((b & 0x80) == 0) {
+            *v = (int64_t)((u >> 1) ^ (0 - (u & 1)));
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+/* A 32-bit field: at most 5 bytes and the value in int32 range, as Kafka's readVarint. */
+static size_t record_varint32_get(const uint8_t *p, const uint8_t *end, int32_t *v)
+{
+    size_t avail = (p != NULL && end > p) ? (size_t)(end - p) : 0;
+    const uint8_t *lim = avail > RECORD_VARINT32_MAX_BYTES ? p + RECORD_VARINT32_MAX_BYTES : end;
+    int64_t x;
+    size_t n = record_varint_get(p, lim, &x);
+
+    if (n == 0 || x < INT32_MIN || x > INT32_MAX)
+        return 0;
+    *v = (int32_t)x;
+    return n;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Bounded reader: each get checks what is left and does not move on failure
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct record_reader {
+    const uint8_t *p;
+    const uint8_t *end;
+} record_reader_t;
+
+static inline size_t reader_left(const record_reader_t *r)
+{
+    return (size_t)(r->end - r->p);
+}
+
+static bool reader_varint32(record_reader_t *r, int32_t *v)
+{
+    size_t n = record_varint32_get(r->p, r->end, v);
+    r->p += n;
+    return n != 0;
+}
+
+static bool reader_varint64(record_reader_t *r, int64_t *v)
+{
+    size_t n = record_varint_get(r->p, r->end, v);
+    r->p += n;
+    return n != 0;
+}
+
+/* A length-prefixed byte string: -1 is null (*out NULL), other negatives are corrupt. */
+static bool reader_bytes(record_reader_t *r, const uint8_t **out, int32_t *len)
+{
+    record_reader_t save = *r;
+
+    if (!reader_varint32(r, len) || *len < -1 || (*len >= 0 && (size_t)*len > reader_left(r))) {
+        *r = save;
+        return false;
+    }
+    *out = *len < 0 ? NULL : r->p;
+    if (*len > 0)
+        r->p += *len;
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Batch header
+ * ------------------------------------------------------------------------------------- */
+
+void record_batch_fields_init(record_batch_fields_t *f)
+{
+    f->base_offset = 0;
+    f->leader_epoch = 0;
+    f->attributes = 0;
+    f->producer_id = -1;
+    f->producer_epoch = -1;
+    f->base_sequence = -1;
+}
+
+static void batch_header_read(const uint8_t *b, record_batch_header_t *h)
+{
+    h->base_offset = (int64_t)shoal__get_be64(b + 0);
+    h->batch_length = (int32_t)shoal__get_be32(b + 8);
+    h->leader_epoch = (int32_t)shoal__get_be32(b + 12);
+    h->magic = (int8_t)b[16];
+    h->crc = shoal__get_be32(b + RECORD_BATCH_CRC_OFFSET);
+    h->attributes = (int16_t)shoal__get_be16(b + 21);
+    h->last_offset_delta = (int32_t)shoal__get_be32(b + 23);
+    h->first_timestamp = (int64_t)shoal__get_be64(b + 27);
+    h->max_timestamp = (int64_t)shoal__get_be64(b + 35);
+    h->producer_id = (int64_t)shoal__get_be64(b + 43);
+    h->producer_epoch = (int16_t)shoal__get_be16(b + 51);
+    h->base_sequence = (int32_t)shoal__get_be32(b + 53);
+    h->record_count = (int32_t)shoal__get_be32(b + 57);
+}
+
+static void batch_header_write(uint8_t *b, const record_batch_header_t *h)
+{
+    shoal__put_be64(b + 0, (uint64_t)h->base_offset);
+    shoal__put_be32(b + 8, (uint32_t)h->batch_length);
+    shoal__put_be32(b + 12, (uint32_t)h->leader_epoch);
+    b[16] = (uint8_t)h->magic;
+    shoal__put_be32(b + RECORD_BATCH_CRC_OFFSET, h->crc);
+    shoal__put_be16(b + 21, (uint16_t)h->attributes);
+    shoal__put_be32(b + 23, (uint32_t)h->last_offset_delta);
+    shoal__put_be64(b + 27, (uint64_t)h->first_timestamp);
+    shoal__put_be64(b + 35, (uint64_t)h->max_timestamp);
+    shoal__put_be64(b + 43, (uint64_t)h->producer_id);
+    shoal__put_be16(b + 51, (uint16_t)h->producer_epoch);
+    shoal__put_be32(b + 53, (uint32_t)h->base_sequence);
+    shoal__put_be32(b + 57, (uint32_t)h->record_count);
+}
+
+/* The checks that need only the 61 header bytes. */
+static int batch_header_check(const record_batch_header_t *h)
+{
+    if (h->magic != RECORD_BATCH_MAGIC)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record batch: magic %d, expected 2", h->magic);
+    if (h->batch_length < RECORD_BATCH_HEADER_BYTES - RECORD_BATCH_LOG_OVERHEAD)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record batch: batchLength %d is shorter than the header",
+                         (int)h->batch_length);
+    if (h->base_offset < 0)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record batch: negative base offset %lld",
+                         (long long)h->base_offset);
+    if (h->record_count < 0)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record batch: negative recordsCount %d",
+                         (int)h->record_count);
+    /* Compaction can leave gaps in the offsets, so lastOffsetDelta may exceed count - 1,
+     * but never fall short of it; it is never negative, even for an empty batch. */
+    if (h->last_offset_delta < 0 ||
+        (h->record_count > 0 && h->last_offset_delta < h->record_count - 1))
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record batch: lastOffsetDelta %d with %d records",
+                         (int)h->last_offset_delta, (int)h->record_count);
+    if (h->base_offset > INT64_MAX - h->last_offset_delta)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record batch: last offset overflows");
+    return 0;
+}
+
+int record_batch_parse(const uint8_t *buf, size_t avail, record_batch_header_t *h)
+{
+    if (buf == NULL || avail < RECORD_BATCH_HEADER_BYTES)
+        return RECORD_INCOMPLETE;
+    batch_header_read(buf, h);
+    int rc = batch_header_check(h);
+    if (rc != 0)
+        return rc;
+    if (avail < record_batch_size(h))
+        return RECORD_INCOMPLETE;
+    return 0;
+}
+
+int record_batch_check_crc(const uint8_t *batch, const record_batch_header_t *h)
+{
+    size_t len = record_batch_size(h) - RECORD_BATCH_CRC_START;
+    uint32_t crc = shoal__crc32c(0, batch + RECORD_BATCH_CRC_START, len);
+
+    if (crc != h->crc)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record batch at offset %lld: CRC32C %08x, stored %08x",
+                         (long long)h->base_offset, crc, h->crc);
+    return 0;
+}
+
+void record_batch_set_base_offset(uint8_t *batch, int64_t base_offset)
+{
+    shoal__put_be64(batch, (uint64_t)base_offset);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Record iteration
+ * ------------------------------------------------------------------------------------- */
+
+int record_iter_init(record_iter_t *it, const uint8_t *batch, const record_batch_header_t *h)
+{
+    if (record_batch_is_compressed(h))
+        return SHOAL_ERR(SHOAL_ECOMPRESSED, "record batch at offset %lld: compression codec %d",
+                         (long long)h->base_offset, h->attributes & RECORD_ATTR_COMPRESSION_MASK);
+    it->h = *h;
+    it->p = batch + RECORD_BATCH_HEADER_BYTES;
+    it->end = batch + record_batch_size(h);
+    it->remaining = h->record_count;
+    return 0;
+}
+
+int record_header_decode(const uint8_t **p, const uint8_t *end, shoal_header_t *out)
+{
+    record_reader_t r = {*p, end};
+    const uint8_t *key, *value;
+    int32_t key_len, value_len;
+
+    if (*p == NULL || end < *p)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record header: no bytes");
+    if (!reader_bytes(&r, &key, &key_len) || key == NULL)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record header: bad or null key");
+    if (!reader_bytes(&r, &value, &value_len))
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record header: bad value length");
+    out->key = (const char *)key;
+    out->key_len = (size_t)key_len;
+    out->value = value;
+    out->value_len = value_len;
+    *p = r.p;
+    return 0;
+}
+
+/* The record's timestamp: the batch's for log-append time, else base + delta. */
+static int record_timestamp(const record_batch_header_t *h, int64_t delta, int64_t *ts)
+{
+    if (h->attributes & RECORD_ATTR_LOG_APPEND_TIME) {
+        *ts = h->max_timestamp;
+        return 0;
+    }
+    if (__builtin_add_overflow(h->first_timestamp, delta, ts))
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record: timestamp delta %lld overflows",
+                         (long long)delta);
+    return 0;
+}
+
+/* Walk the headers so that a record handed out has well-formed ones, and find their end. */
+static int record_headers_check(record_reader_t *r, int32_t count)
+{
+    shoal_header_t hdr;
+
+    for (int32_t i = 0; i < count; i++) {
+        int rc = record_header_decode(&r->p, r->end, &hdr);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Decode the record whose bytes (after the length) are exactly body. */
+static int record_body_decode(const record_iter_t *it, record_reader_t *body, shoal_record_t *out)
+{
+    int64_t ts_delta;
+    int32_t off_delta, key_len, value_len, hcount;
+    const uint8_t *key, *value;
+
+    if (reader_left(body) < 1)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record: empty");
+    body->p++; /* record attributes: unused by Kafka */
+    if (!reader_varint64(body, &ts_delta) || !reader_varint32(body, &off_delta))
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record: bad timestamp or offset delta");
+    if (off_delta < 0 || off_delta > it->h.last_offset_delta)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record: offset delta %d outside 0..%d", (int)off_delta,
+                         (int)it->h.last_offset_delta);
+    if (!reader_bytes(body, &key, &key_len) || !reader_bytes(body, &value, &value_len))
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record: bad key or value length");
+    if (!reader_varint32(body, &hcount) || hcount < 0)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record: bad header count");
+    const uint8_t *headers = body->p;
+    int rc = record_headers_check(body, hcount);
+    if (rc != 0)
+        return rc;
+    if (body->p != body->end)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record: %zu bytes past its fields", reader_left(body));
+    rc = record_timestamp(&it->h, ts_delta, &out->timestamp_ms);
+    if (rc != 0)
+        return rc;
+    out->offset = it->h.base_offset + off_delta;
+    out->key = key;
+    out->key_len = key_len;
+    out->value = value;
+    out->value_len = value_len;
+    out->header_count = (uint32_t)hcount;
+    out->headers_raw = headers;
+    out->headers_len = (size_t)(body->p - headers);
+    return 0;
+}
+
+int record_iter_next(record_iter_t *it, shoal_record_t *out)
+{
+    record_reader_t r = {it->p, it->end};
+    int32_t len;
+
+    if (it->remaining <= 0) {
+        if (it->p != it->end)
+            return SHOAL_ERR(SHOAL_ECORRUPT, "record batch: %zu bytes after the last of %d records",
+                             reader_left(&r), (int)it->h.record_count);
+        return 0;
+    }
+    if (!reader_varint32(&r, &len) || len < 0 || (size_t)len > reader_left(&r))
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record %d of %d: bad length or past the batch end",
+                         (int)(it->h.record_count - it->remaining), (int)it->h.record_count);
+    record_reader_t body = {r.p, r.p + len};
+    int rc = record_body_decode(it, &body, out);
+    if (rc != 0)
+        return rc;
+    it->p = body.end;
+    it->remaining--;
+    return 1;
+}
+
+int shoal_record_header(const shoal_record_t *rec, size_t *iter, shoal_header_t *out)
+{
+    if (rec == NULL || iter == NULL || out == NULL)
+        return SHOAL_ERR(SHOAL_EINVAL, "shoal_record_header: NULL argument");
+    if (*iter >= rec->header_count)
+        return 0;
+    if (rec->headers_raw == NULL)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "record: %u headers but no header bytes",
+                         rec->header_count);
+    /* *iter counts headers, not bytes, so walk from the start: records carry few headers. */
+    const uint8_t *p = rec->headers_raw;
+    const uint8_t *end = p + rec->headers_len;
+    for (size_t i = 0; i <= *iter; i++) {
+        int rc = record_header_decode(&p, end, out);
+        if (rc != 0)
+            return rc;
+    }
+    (*iter)++;
+    return 1;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Encoding
+ * ------------------------------------------------------------------------------------- */
+
+/* What the encoder derives from the messages before it writes anything. */
+typedef struct batch_plan {
+    int64_t base_ts;
+    int64_t max_ts;
+    size_t size;
+} batch_plan_t;
+
+static int64_t message_timestamp(const shoal_message_t *m, int64_t now_ms)
+{
+    return m->timestamp_ms > 0 ? m->timestamp_ms : now_ms;
+}
+
+/* Bytes of a length-prefixed string; false when the length does not fit an int32. */
+static bool bytes_size_add(size_t *size, const void *data, size_t len)
+{
+    if (data == NULL) {
+        *size += 1; /* varint -1 */
+        return true;
+    }
+    if (len > INT32_MAX)
+        return false;
+    *size += record_varint_size((int64_t)len) + len;
+    return true;
+}
+
+/* Size of a record's body (everything after its length varint), or false when a length
+ * does not fit the format. Each addition is at most 2^31 + 5 and the total is checked
+ * against INT32_MAX after every header, so the size_t sum cannot wrap. */
+static bool record_body_size(const shoal_message_t *m, int64_t ts_delta, int32_t off_delta,
+                             size_t *out)
+{
+    size_t size = 1 + record_varint_size(ts_delta) + record_varint_size(off_delta);
+
+    if (!bytes_size_add(&size, m->key, m->key_len) ||
+        !bytes_size_add(&size, m->value, m->value_len) || m->header_count > INT32_MAX ||
+        (m->header_count > 0 && m->headers == NULL))
+        return false;
+    size += record_varint_size((int64_t)m->header_count);
+    for (size_t i = 0; i < m->header_count && size <= INT32_MAX; i++) {
+        const shoal_header_t *hd = &m->headers[i];
+        bool null_value = hd->value == NULL || hd->value_len < 0;
+        if (hd->value_len < -1 || (hd->key == NULL && hd->key_len != 0) ||
+            !bytes_size_add(&size, hd->key ? hd->key : "", hd->key_len) ||
+            !bytes_size_add(&size, null_value ? NULL : hd->value, (size_t)hd->value_len))
+            return false;
+    }
+    if (size > INT32_MAX)
+        return false;
+    *out = size;
+    return true;
+}
+
+static int batch_plan_make(const shoal_message_t *msgs, size_t n, int64_t now_ms,
+                           batch_plan_t *plan)
+{
+    if (msgs == NULL || n == 0 || n > INT32_MAX)
+        return SHOAL_ERR(SHOAL_EINVAL, "record batch: %zu messages", n);
+    plan->base_ts = plan->max_ts = message_timestamp(&msgs[0], now_ms);
+    for (size_t i = 1; i < n; i++) {
+        int64_t ts = message_timestamp(&msgs[i], now_ms);
+        plan->base_ts = SHOAL_MIN(plan->base_ts, ts);
+        plan->max_ts = SHOAL_MAX(plan->max_ts, ts);
+    }
+    plan->size = RECORD_BATCH_HEADER_BYTES;
+    for (size_t i = 0; i < n; i++) {
+        int64_t delta;
+        size_t body;
+        if (__builtin_sub_overflow(message_timestamp(&msgs[i], now_ms), plan->base_ts, &delta) ||
+            !record_body_size(&msgs[i], delta, (int32_t)i, &body))
+            return SHOAL_ERR(SHOAL_EINVAL, "record batch: message %zu does not fit", i);
+        plan->size += record_varint_size((int64_t)body) + body;
+        if (plan->size - RECORD_BATCH_LOG_OVERHEAD > INT32_MAX)
+            return SHOAL_ERR(SHOAL_EINVAL, "record batch: larger than 2 GiB");
+    }
+    return 0;
+}
+
+size_t record_batch_encoded_size(const shoal_message_t *msgs, size_t n, int64_t now_ms)
+{
+    batch_plan_t plan;
+
+    if (batch_plan_make(msgs, n, now_ms, &plan) != 0)
+        return 0;
+    return plan.size;
+}
+
+static uint8_t *bytes_write(uint8_t *p, const void *data, size_t len)
+{
+    if (data == NULL)
+        return p + record_varint_put(p, -1);
+    p += record_varint_put(p, (int64_t)len);
+    if (len > 0)
+        memcpy(p, data, len);
+    return p + len;
+}
+
+/* Write one record; batch_plan_make() has already checked that every length fits. */
+static uint8_t *record_write(uint8_t *p, const shoal_message_t *m, int64_t ts_delta,
+                             int32_t off_delta)
+{
+    size_t body = 0;
+
+    record_body_size(m, ts_delta, off_delta, &body);
+    p += record_varint_put(p, (int64_t)body);
+    *p++ = 0; /* record attributes */
+    p += record_varint_put(p, ts_delta);
+    p += record_varint_put(p, off_delta);
+    p = bytes_write(p, m->key, m->key_len);
+    p = bytes_write(p, m->value, m->value_len);
+    p += record_varint_put(p, (int64_t)m->header_count);
+    for (size_t i = 0; i < m->header_count; i++) {
+        const shoal_header_t *hd = &m->headers[i];
+        bool null_value = hd->value == NULL || hd->value_len < 0;
+        p = bytes_write(p, hd->key ? hd->key : "", hd->key_len);
+        p = bytes_write(p, null_value ? NULL : hd->value, (size_t)hd->value_len);
+    }
+    return p;
+}
+
+int record_batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
+                        const shoal_message_t *msgs, size_t n, int64_t now_ms, size_t *len_out)
+{
+    batch_plan_t plan;
+
+    if (buf == NULL || f == NULL || len_out == NULL)
+        return SHOAL_ERR(SHOAL_EINVAL, "record_batch_encode: NULL argument");
+    if (f->attributes & RECORD_ATTR_COMPRESSION_MASK)
+        return SHOAL_ERR(SHOAL_EINVAL, "record_batch_encode: compression is not supported");
+    int rc = batch_plan_make(msgs, n, now_ms, &plan);
+    if (rc != 0)
+        return rc;
+    if (plan.size > cap)
+        return -ENOSPC;
+
+    record_batch_header_t h = {
+        .base_offset = f->base_offset,
+        .batch_length = (int32_t)(plan.size - RECORD_BATCH_LOG_OVERHEAD),
+        .leader_epoch = f->leader_epoch,
+        .magic = RECORD_BATCH_MAGIC,
+        .crc = 0,
+        .attributes = f->attributes,
+        .last_offset_delta = (int32_t)(n - 1),
+        .first_timestamp = plan.base_ts,
+        .max_timestamp = plan.max_ts,
+        .producer_id = f->producer_id,
+        .producer_epoch = f->producer_epoch,
+        .base_sequence = f->base_sequence,
+        .record_count = (int32_t)n,
+    };
+    uint8_t *p = buf + RECORD_BATCH_HEADER_BYTES;
+    for (size_t i = 0; i < n; i++)
+        p = record_write(p, &msgs[i], message_timestamp(&msgs[i], now_ms) - plan.base_ts,
+                         (int32_t)i);
+    /* The CRC covers the header from the attributes on, so the header goes in first. */
+    batch_header_write(buf, &h);
+    h.crc = shoal__crc32c(0, buf + RECORD_BATCH_CRC_START, plan.size - RECORD_BATCH_CRC_START);
+    shoal__put_be32(buf + RECORD_BATCH_CRC_OFFSET, h.crc);
+    *len_out = plan.size;
+    return 0;
+}

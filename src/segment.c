@@ -1,0 +1,732 @@
+/* segment.c - disk log segments in Kafka's layout: naming and listing, walking the batches
+ * of a segment's bytes, finding an offset through the sparse .index, recovering a segment
+ * after a crash, and the index writer the flusher uses while it appends to a log.
+ *
+ * DESIGN
+ *
+ * A partition directory holds <20-digit base offset>.log (RecordBatch v2 batches back to
+ * back, see record.h) with its .index (8-byte entries: u32 last offset of a batch minus the
+ * segment base, u32 byte position of that batch) and .timeindex (12-byte entries: i64
+ * timestamp, u32 relative offset). Both indexes are sparse: a batch gets an .index entry
+ * when it is the first batch or when at least SEGMENT_INDEX_INTERVAL_BYTES of log lie
+ * between the last indexed batch and it; at those same points a .timeindex entry is added
+ * when the batch's max timestamp exceeds the last timestamp written. The rule depends only
+ * on the log and on the last entries, so an index written incrementally (index_writer_*),
+ * continued after a reopen, or rebuilt by recovery is the same bytes; recovery relies on
+ * that and simply compares the index files with the index the log implies.
+ *
+ * Everything read from a file is untrusted: the scanner checks every batch against the
+ * bytes it was given before looking at it, an index entry is verified against the batch it
+ * names before a lookup uses it, and damage is reported as an error, never an assert.
+ * Recovery only ever shortens the last segment (a torn or corrupt tail); a damaged earlier
+ * segment is reported and left as it is, since data after the damage cannot be trusted and
+ * deciding what to do is the daemon's call. Index files are replaced whole (temporary
+ * file, fsync, rename, fsync of the directory) so a crash never leaves half an index.
+ *
+ * Thread-safety: the functions share no state; an index_writer_t is one thread per handle. */
+#include "segment.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define SEGMENT_FILE_MODE 0600
+
+/* ------------------------------------------------------------------ names */
+
+int segment_path(char *buf, size_t cap, const char *dir, int64_t base, const char *ext)
+{
+    int n;
+
+    /* A negative base would print as "-000..." and never be listed again. */
+    if (base < 0)
+        return SHOAL_ERR(-EINVAL, "segment base offset %" PRId64 " is negative", base);
+    n = snprintf(buf, cap, "%s/%0*" PRId64 "%s", dir, SEGMENT_NAME_DIGITS, base, ext);
+    if (n < 0 || (size_t)n >= cap)
+        return SHOAL_ERR(-ENAMETOOLONG, "segment path in %s too long", dir);
+    return 0;
+}
+
+/* Parse "<20 digits>.log" into *base; false for any other name or a value over INT64_MAX. */
+static bool segment_name_parse(const char *name, int64_t *base)
+{
+    uint64_t v = 0;
+    int i;
+
+    if (strlen(name) != SEGMENT_NAME_DIGITS + 4 || strcmp(name + SEGMENT_NAME_DIGITS, ".log"))
+        return false;
+    for (i = 0; i < SEGMENT_NAME_DIGITS; i++) {
+        unsigned d = (unsigned)(name[i] - '0');
+        if (d > 9 || v > ((uint64_t)INT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *base = (int64_t)v;
+    return true;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int bases_push(int64_t **bases, size_t *count, size_t *cap, int64_t base)
+{
+    if (*count == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        int64_t *p = shoal__realloc(*bases, ncap * sizeof(*p));
+        if (!p)
+            return SHOAL_ERR(-ENOMEM, "listing segments");
+        *bases = p;
+        *cap = ncap;
+    }
+    (*bases)[(*count)++] = base;
+    return 0;
+}
+
+int segment_list(const char *dir, int64_t **bases, size_t *count)
+{
+    struct dirent *de;
+    size_t cap = 0;
+    int64_t base;
+    int rc = 0;
+    DIR *d;
+
+    *bases = NULL;
+    *count = 0;
+    d = opendir(dir);
+    if (!d)
+        return SHOAL_ERR(-errno, "opendir %s: %s", dir, strerror(errno));
+    for (errno = 0; (de = readdir(d)) != NULL; errno = 0) {
+        if (!segment_name_parse(de->d_name, &base))
+            continue;
+        rc = bases_push(bases, count, &cap, base);
+        if (rc)
+            goto out_free;
+    }
+    if (errno) {
+        rc = SHOAL_ERR(-errno, "readdir %s: %s", dir, strerror(errno));
+        goto out_free;
+    }
+    if (*count > 1)
+        qsort(*bases, *count, sizeof(**bases), cmp_i64);
+    closedir(d);
+    return 0;
+
+out_free:
+    shoal__free(*bases);
+    *bases = NULL;
+    *count = 0;
+    closedir(d);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ batches */
+
+/* Parse the batch header at data[pos] and prove the whole batch lies inside data[0..len)
+ * and that its last offset is representable. Returns 0, RECORD_INCOMPLETE or
+ * SHOAL_ECORRUPT. The size checks repeat what record_batch_parse() promises: they are what
+ * keeps this file from reading out of bounds, so they do not rest on another module. */
+static int batch_at(const uint8_t *data, size_t len, uint64_t pos, record_batch_header_t *h)
+{
+    size_t avail = len - (size_t)pos;
+    int rc = record_batch_parse(data + pos, avail, h);
+
+    if (rc)
+        return rc;
+    if (h->batch_length < RECORD_BATCH_HEADER_BYTES - RECORD_BATCH_LOG_OVERHEAD)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "batch length %" PRId32 " too short", h->batch_length);
+    if (record_batch_size(h) > avail)
+        return RECORD_INCOMPLETE;
+    if (h->base_offset < 0 || h->last_offset_delta < 0 ||
+        h->base_offset > INT64_MAX - h->last_offset_delta)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "offsets %" PRId64 " + %" PRId32 " out of range",
+                         h->base_offset, h->last_offset_delta);
+    return 0;
+}
+
+static int64_t batch_last_offset(const record_batch_header_t *h)
+{
+    return h->base_offset + h->last_offset_delta;
+}
+
+static int scan_fail(segment_scan_t *out, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Record why the scan stopped, in out->why and in the thread's error detail. */
+static int scan_fail(segment_scan_t *out, int err, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(out->why, sizeof(out->why), fmt, ap);
+    va_end(ap);
+    out->error = err;
+    shoal__set_err(err == RECORD_INCOMPLETE ? SHOAL_ECORRUPT : err, "%s", out->why);
+    return err;
+}
+
+static void scan_incomplete(segment_scan_t *out, const uint8_t *p, size_t avail, uint64_t pos)
+{
+    if (avail < RECORD_BATCH_HEADER_BYTES) {
+        scan_fail(out, RECORD_INCOMPLETE, "torn batch header at byte %" PRIu64 ": %zu of %d bytes",
+                  pos, avail, RECORD_BATCH_HEADER_BYTES);
+        return;
+    }
+    scan_fail(out, RECORD_INCOMPLETE, "torn batch at byte %" PRIu64 ": %zu of %" PRId64 " bytes",
+              pos, avail, (int64_t)(int32_t)shoal__get_be32(p + 8) + RECORD_BATCH_LOG_OVERHEAD);
+}
+
+/* Check one batch at pos against the scan so far. 0, or the error recorded in out. */
+static int scan_check_batch(const uint8_t *data, size_t len, uint64_t pos, int64_t base,
+                            bool check_crc, record_batch_header_t *h, segment_scan_t *out)
+{
+    int rc = batch_at(data, len, pos, h);
+
+    if (rc == RECORD_INCOMPLETE) {
+        scan_incomplete(out, data + pos, len - (size_t)pos, pos);
+        return rc;
+    }
+    if (rc)
+        return scan_fail(out, SHOAL_ECORRUPT, "bad batch header at byte %" PRIu64 ": %s", pos,
+                         shoal_errmsg());
+    if (h->base_offset < out->next_offset)
+        return scan_fail(out, SHOAL_ECORRUPT,
+                         "batch at byte %" PRIu64 ": base offset %" PRId64 " below %" PRId64
+                         " (segment base or previous batch)",
+                         pos, h->base_offset, out->next_offset);
+    /* .index entries hold the offset relative to the base in 32 bits, signed in Kafka. */
+    if ((uint64_t)batch_last_offset(h) - (uint64_t)base > INT32_MAX)
+        return scan_fail(out, SHOAL_ECORRUPT,
+                         "batch at byte %" PRIu64 ": last offset %" PRId64
+                         " too far above segment base %" PRId64,
+                         pos, batch_last_offset(h), base);
+    if (check_crc && record_batch_check_crc(data + pos, h) != 0)
+        return scan_fail(out, SHOAL_ECORRUPT, "batch at byte %" PRIu64 ": CRC mismatch", pos);
+    return 0;
+}
+
+static void scan_account(segment_scan_t *out, const record_batch_header_t *h)
+{
+    out->valid_bytes += record_batch_size(h);
+    out->next_offset = batch_last_offset(h) + 1;
+    out->max_timestamp = SHOAL_MAX(out->max_timestamp, h->max_timestamp);
+    out->batches++;
+    out->records += (uint64_t)SHOAL_MAX(h->record_count, 0);
+}
+
+/* When cb stops the scan at a batch, *out covers the batches before it: valid_bytes is the
+ * position where the scan stopped. */
+int segment_scan_bytes(const uint8_t *data, size_t len, int64_t base, bool check_crc,
+                       segment_batch_cb cb, void *arg, segment_scan_t *out)
+{
+    record_batch_header_t h;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    out->next_offset = base;
+    out->max_timestamp = -1;
+    while (out->valid_bytes < len) {
+        uint64_t pos = out->valid_bytes;
+        if (scan_check_batch(data, len, pos, base, check_crc, &h, out) != 0)
+            return 0;
+        if (cb && (rc = cb(arg, pos, data + pos, &h)) != 0)
+            return rc;
+        scan_account(out, &h);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ offset lookup */
+
+typedef struct index_entry {
+    uint32_t rel;
+    uint32_t pos;
+} index_entry_t;
+
+static index_entry_t index_entry_get(const uint8_t *idx, size_t i)
+{
+    const uint8_t *p = idx + i * SEGMENT_INDEX_ENTRY_BYTES;
+    index_entry_t e = {shoal__get_be32(p), shoal__get_be32(p + 4)};
+    return e;
+}
+
+/* Largest i with entry rel <= rel, or -1. Assumes sorted entries; what it picks is checked
+ * by index_entry_is_sound() before use, so an unsorted index only costs a longer scan. */
+static ptrdiff_t index_search(const uint8_t *idx, size_t n, uint64_t rel)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (index_entry_get(idx, mid).rel <= rel)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (ptrdiff_t)lo - 1;
+}
+
+/* An entry may be trusted when it increases against its neighbours and names a batch that
+ * starts at its position and whose last offset is base + rel. */
+static bool index_entry_is_sound(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
+                                 size_t n, size_t i)
+{
+    index_entry_t e = index_entry_get(idx, i);
+    record_batch_header_t h;
+
+    if (i > 0) {
+        index_entry_t prev = index_entry_get(idx, i - 1);
+        if (prev.rel >= e.rel || prev.pos >= e.pos)
+            return false;
+    }
+    if (i + 1 < n) {
+        index_entry_t next = index_entry_get(idx, i + 1);
+        if (next.rel <= e.rel || next.pos <= e.pos)
+            return false;
+    }
+    if (e.pos >= len || batch_at(data, len, e.pos, &h) != 0)
+        return false;
+    return (uint64_t)batch_last_offset(&h) - (uint64_t)base == e.rel;
+}
+
+/* Where to start scanning for offset: the position of a sound index entry at or below it
+ * (the batch holding offset is at or after that batch), else 0. */
+static uint64_t index_start_pos(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
+                                size_t idx_len, int64_t offset)
+{
+    size_t n = idx ? idx_len / SEGMENT_INDEX_ENTRY_BYTES : 0;
+    ptrdiff_t i;
+
+    if (offset < base || n == 0)
+        return 0;
+    i = index_search(idx, n, (uint64_t)SHOAL_MIN(offset - base, (int64_t)UINT32_MAX));
+    if (i < 0 || !index_entry_is_sound(data, len, base, idx, n, (size_t)i))
+        return 0;
+    return index_entry_get(idx, (size_t)i).pos;
+}
+
+static int find_offset_corrupt(int64_t base, uint64_t pos)
+{
+    char detail[160];
+
+    /* Copied first: the detail lives in the buffer that SHOAL_ERR rewrites. */
+    snprintf(detail, sizeof(detail), "%s", shoal_errmsg());
+    return SHOAL_ERR(SHOAL_ECORRUPT, "segment %" PRId64 ", batch at byte %" PRIu64 ": %s", base,
+                     pos, detail);
+}
+
+/* A damaged batch header met before the offset is found is SHOAL_ECORRUPT rather than
+ * SHOAL_EOFFSET: the offset may well be in the log, past the damage. A torn tail is not
+ * damage here, since the data may end inside a batch still being written. */
+int64_t segment_find_offset(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
+                            size_t idx_len, int64_t offset)
+{
+    uint64_t pos = index_start_pos(data, len, base, idx, idx_len, offset);
+    record_batch_header_t h;
+    int rc;
+
+    while (pos < len) {
+        rc = batch_at(data, len, pos, &h);
+        if (rc == RECORD_INCOMPLETE)
+            break;
+        if (rc)
+            return find_offset_corrupt(base, pos);
+        if (batch_last_offset(&h) >= offset)
+            return (int64_t)pos;
+        pos += record_batch_size(&h);
+    }
+    return SHOAL_ERR(SHOAL_EOFFSET, "offset %" PRId64 " not in segment %" PRId64, offset, base);
+}
+
+/* ------------------------------------------------------------------ index entries */
+
+/* The entries one batch adds, decided by index_plan() from the writer's state alone. */
+typedef struct index_entries {
+    bool index;
+    bool timeindex;
+    uint8_t idx[SEGMENT_INDEX_ENTRY_BYTES];
+    uint8_t ts[SEGMENT_TIMEINDEX_ENTRY_BYTES];
+} index_entries_t;
+
+static int index_plan(const index_writer_t *w, uint64_t pos, const record_batch_header_t *h,
+                      index_entries_t *e)
+{
+    int64_t rel;
+
+    e->index = e->timeindex = false;
+    if (w->has_entry && pos <= w->last_indexed_pos)
+        return SHOAL_ERR(-EINVAL, "index: batch at %" PRIu64 " not after the last entry", pos);
+    if (w->has_entry && pos - w->last_indexed_pos < SEGMENT_INDEX_INTERVAL_BYTES)
+        return 0;
+    if (pos > UINT32_MAX)
+        return SHOAL_ERR(-EOVERFLOW, "index: position %" PRIu64 " over 32 bits", pos);
+    if (h->last_offset_delta < 0 || h->base_offset > INT64_MAX - h->last_offset_delta)
+        return SHOAL_ERR(-EINVAL, "index: bad batch offsets");
+    rel = batch_last_offset(h) - w->base;
+    if (rel < 0 || rel > INT32_MAX)
+        return SHOAL_ERR(-EOVERFLOW, "index: offset %" PRId64 " outside segment %" PRId64,
+                         batch_last_offset(h), w->base);
+    e->index = true;
+    shoal__put_be32(e->idx, (uint32_t)rel);
+    shoal__put_be32(e->idx + 4, (uint32_t)pos);
+    e->timeindex = h->max_timestamp > w->last_timestamp;
+    shoal__put_be64(e->ts, (uint64_t)h->max_timestamp);
+    shoal__put_be32(e->ts + 8, (uint32_t)rel);
+    return 0;
+}
+
+/* Advance the writer's state past an entry that is now written. */
+static void index_note_index(index_writer_t *w, uint64_t pos)
+{
+    w->index_bytes += SEGMENT_INDEX_ENTRY_BYTES;
+    w->last_indexed_pos = pos;
+    w->has_entry = true;
+}
+
+static void index_note_timeindex(index_writer_t *w, const index_entries_t *e)
+{
+    w->timeindex_bytes += SEGMENT_TIMEINDEX_ENTRY_BYTES;
+    w->last_timestamp = (int64_t)shoal__get_be64(e->ts);
+}
+
+static void index_state_init(index_writer_t *w, int64_t base)
+{
+    memset(w, 0, sizeof(*w));
+    w->index_fd = -1;
+    w->timeindex_fd = -1;
+    w->base = base;
+    /* Kafka's "no timestamp" is -1, so such batches get no .timeindex entry. */
+    w->last_timestamp = -1;
+}
+
+/* ------------------------------------------------------------------ index writer */
+
+/* Open one index file for appending, drop a torn partial entry at its end (what a crash
+ * during an append leaves) and return its whole size in *size. fd or -errno. */
+static int index_file_open(const char *path, size_t entry_bytes, uint64_t *size)
+{
+    struct stat st;
+    int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, SEGMENT_FILE_MODE);
+    int rc;
+
+    if (fd < 0)
+        return SHOAL_ERR(-errno, "open %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0)
+        goto out_errno;
+    *size = (uint64_t)st.st_size - (uint64_t)st.st_size % entry_bytes;
+    if (*size != (uint64_t)st.st_size && ftruncate(fd, (off_t)*size) != 0)
+        goto out_errno;
+    return fd;
+
+out_errno:
+    rc = SHOAL_ERR(-errno, "%s: %s", path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* Restore last_indexed_pos and last_timestamp from the last entries of the open files. */
+static int index_writer_resume(index_writer_t *w)
+{
+    uint8_t buf[SEGMENT_TIMEINDEX_ENTRY_BYTES];
+    int rc;
+
+    if (w->index_bytes > 0) {
+        rc = shoal__pread_all(w->index_fd, buf, SEGMENT_INDEX_ENTRY_BYTES,
+                              w->index_bytes - SEGMENT_INDEX_ENTRY_BYTES);
+        if (rc)
+            return SHOAL_ERR(rc, "reading the last .index entry of segment %" PRId64, w->base);
+        w->last_indexed_pos = shoal__get_be32(buf + 4);
+        w->has_entry = true;
+    }
+    if (w->timeindex_bytes > 0) {
+        rc = shoal__pread_all(w->timeindex_fd, buf, SEGMENT_TIMEINDEX_ENTRY_BYTES,
+                              w->timeindex_bytes - SEGMENT_TIMEINDEX_ENTRY_BYTES);
+        if (rc)
+            return SHOAL_ERR(rc, "reading the last .timeindex entry of segment %" PRId64, w->base);
+        w->last_timestamp = (int64_t)shoal__get_be64(buf);
+    }
+    return 0;
+}
+
+int index_writer_open(index_writer_t *w, const char *dir, int64_t base)
+{
+    char path[4096];
+    int rc;
+
+    index_state_init(w, base);
+    rc = segment_path(path, sizeof(path), dir, base, ".index");
+    if (rc)
+        return rc;
+    w->index_fd = rc = index_file_open(path, SEGMENT_INDEX_ENTRY_BYTES, &w->index_bytes);
+    if (rc < 0)
+        goto out_reset;
+    rc = segment_path(path, sizeof(path), dir, base, ".timeindex");
+    if (rc)
+        goto out_close;
+    w->timeindex_fd = rc =
+        index_file_open(path, SEGMENT_TIMEINDEX_ENTRY_BYTES, &w->timeindex_bytes);
+    if (rc < 0)
+        goto out_close;
+    rc = index_writer_resume(w);
+    if (rc)
+        goto out_close;
+    return 0;
+
+out_close:
+    index_writer_close(w);
+out_reset:
+    index_state_init(w, base);
+    return rc;
+}
+
+/* Writes go to the tracked end of each file. The files are opened O_APPEND, so the kernel
+ * appends whatever offset pwrite is given; the offset only matters for retried short
+ * writes, which it keeps in place either way. After a failed write the writer should be
+ * closed: reopening drops a torn entry and recovery rebuilds anything else. */
+int index_writer_add(index_writer_t *w, uint64_t pos, const record_batch_header_t *h)
+{
+    index_entries_t e;
+    int rc = index_plan(w, pos, h, &e);
+
+    if (rc || !e.index)
+        return rc;
+    rc = shoal__pwrite_all(w->index_fd, e.idx, sizeof(e.idx), w->index_bytes);
+    if (rc)
+        return SHOAL_ERR(rc, "writing .index of segment %" PRId64, w->base);
+    index_note_index(w, pos);
+    if (!e.timeindex)
+        return 0;
+    rc = shoal__pwrite_all(w->timeindex_fd, e.ts, sizeof(e.ts), w->timeindex_bytes);
+    if (rc)
+        return SHOAL_ERR(rc, "writing .timeindex of segment %" PRId64, w->base);
+    index_note_timeindex(w, &e);
+    return 0;
+}
+
+int index_writer_sync(index_writer_t *w)
+{
+    if (fsync(w->index_fd) != 0 || fsync(w->timeindex_fd) != 0)
+        return SHOAL_ERR(-errno, "fsync index of segment %" PRId64 ": %s", w->base,
+                         strerror(errno));
+    return 0;
+}
+
+void index_writer_close(index_writer_t *w)
+{
+    if (w->index_fd >= 0)
+        close(w->index_fd);
+    if (w->timeindex_fd >= 0)
+        close(w->timeindex_fd);
+    w->index_fd = -1;
+    w->timeindex_fd = -1;
+}
+
+/* ------------------------------------------------------------------ recovery */
+
+typedef struct mapping {
+    const uint8_t *data;
+    size_t len;
+} mapping_t;
+
+/* Map the whole of fd read-only; an empty file maps to (NULL, 0). 0 or -errno. */
+static int map_fd(int fd, const char *path, mapping_t *m)
+{
+    struct stat st;
+    void *p;
+
+    m->data = NULL;
+    m->len = 0;
+    if (fstat(fd, &st) != 0)
+        return SHOAL_ERR(-errno, "fstat %s: %s", path, strerror(errno));
+    if (st.st_size == 0)
+        return 0;
+    p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return SHOAL_ERR(-errno, "mmap %s: %s", path, strerror(errno));
+    m->data = p;
+    m->len = (size_t)st.st_size;
+    return 0;
+}
+
+static void unmap(mapping_t *m)
+{
+    if (m->data)
+        munmap((void *)m->data, m->len);
+    m->data = NULL;
+    m->len = 0;
+}
+
+typedef struct bytebuf {
+    uint8_t *p;
+    size_t len;
+    size_t cap;
+} bytebuf_t;
+
+static int bytebuf_append(bytebuf_t *b, const void *src, size_t n)
+{
+    if (b->cap - b->len < n) {
+        size_t ncap = SHOAL_MAX(b->cap * 2, b->len + n + 256);
+        uint8_t *p = shoal__realloc(b->p, ncap);
+        if (!p)
+            return SHOAL_ERR(-ENOMEM, "building a segment index");
+        b->p = p;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+    return 0;
+}
+
+/* The index the log implies, built during the recovery scan. */
+typedef struct index_build {
+    index_writer_t state;
+    bytebuf_t index;
+    bytebuf_t timeindex;
+} index_build_t;
+
+static int index_build_batch(void *arg, uint64_t pos, const uint8_t *batch,
+                             const record_batch_header_t *h)
+{
+    index_build_t *b = arg;
+    index_entries_t e;
+    int rc = index_plan(&b->state, pos, h, &e);
+
+    (void)batch;
+    if (rc == 0 && e.index)
+        rc = bytebuf_append(&b->index, e.idx, sizeof(e.idx));
+    if (rc == 0 && e.timeindex)
+        rc = bytebuf_append(&b->timeindex, e.ts, sizeof(e.ts));
+    if (rc == 0 && e.index)
+        index_note_index(&b->state, pos);
+    if (rc == 0 && e.timeindex)
+        index_note_timeindex(&b->state, &e);
+    return rc;
+}
+
+/* Whether the file at path holds exactly want[0..len). A missing file does not. */
+static int file_equals(const char *path, const uint8_t *want, size_t len, bool *equal)
+{
+    mapping_t m;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int rc;
+
+    *equal = false;
+    if (fd < 0)
+        return errno == ENOENT ? 0 : SHOAL_ERR(-errno, "open %s: %s", path, strerror(errno));
+    rc = map_fd(fd, path, &m);
+    if (rc == 0)
+        *equal = m.len == len && (len == 0 || memcmp(m.data, want, len) == 0);
+    unmap(&m);
+    close(fd);
+    return rc;
+}
+
+/* Replace dir/<base><ext> by buf[0..len): write a temporary file, fsync it, rename it over
+ * the old one and fsync the directory, so a crash leaves either index whole. */
+static int file_replace(const char *dir, int64_t base, const char *ext, const bytebuf_t *buf)
+{
+    char path[4096], tmp[4096];
+    int fd, rc;
+
+    rc = segment_path(path, sizeof(path), dir, base, ext);
+    if (rc == 0 && snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+        rc = SHOAL_ERR(-ENAMETOOLONG, "index path in %s too long", dir);
+    if (rc)
+        return rc;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, SEGMENT_FILE_MODE);
+    if (fd < 0)
+        return SHOAL_ERR(-errno, "open %s: %s", tmp, strerror(errno));
+    rc = shoal__pwrite_all(fd, buf->p, buf->len, 0);
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = -errno;
+    if (rc)
+        goto out_unlink;
+    return shoal__fsync_dir(dir);
+
+out_unlink:
+    unlink(tmp);
+    return SHOAL_ERR(rc, "rewriting %s: %s", path, strerror(-rc));
+}
+
+/* Rewrite the index file with this extension unless it already holds exactly want. */
+static int index_file_refresh(const char *dir, int64_t base, const char *ext, const bytebuf_t *want,
+                              bool *rebuilt)
+{
+    char path[4096];
+    bool equal;
+    int rc = segment_path(path, sizeof(path), dir, base, ext);
+
+    if (rc == 0)
+        rc = file_equals(path, want->p, want->len, &equal);
+    if (rc || equal)
+        return rc;
+    *rebuilt = true;
+    return file_replace(dir, base, ext, want);
+}
+
+/* The scan found damage: cut the last segment back to its good prefix, durably; refuse to
+ * touch any other. */
+static int recover_tail(int fd, const char *path, bool is_last, segment_recovery_t *out)
+{
+    if (!is_last)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "%s is damaged and is not the last segment: %s", path,
+                         out->scan.why);
+    if (ftruncate(fd, (off_t)out->scan.valid_bytes) != 0 || fsync(fd) != 0)
+        return SHOAL_ERR(-errno, "truncating %s to %" PRIu64 " bytes: %s", path,
+                         out->scan.valid_bytes, strerror(errno));
+    out->truncated_bytes = out->file_bytes - out->scan.valid_bytes;
+    return 0;
+}
+
+int segment_recover(const char *dir, int64_t base, bool is_last, segment_recovery_t *out)
+{
+    char path[4096];
+    index_build_t b = {0};
+    mapping_t m;
+    int fd, rc;
+
+    memset(out, 0, sizeof(*out));
+    rc = segment_path(path, sizeof(path), dir, base, ".log");
+    if (rc)
+        return rc;
+    fd = open(path, (is_last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0)
+        return SHOAL_ERR(-errno, "open %s: %s", path, strerror(errno));
+    rc = map_fd(fd, path, &m);
+    if (rc)
+        goto out_close;
+    out->file_bytes = m.len;
+    index_state_init(&b.state, base);
+    rc = segment_scan_bytes(m.data, m.len, base, true, index_build_batch, &b, &out->scan);
+    if (rc)
+        goto out_free_index;
+    /* Truncating under the mapping is safe: nothing past the good prefix is read again. */
+    if (out->scan.error && (rc = recover_tail(fd, path, is_last, out)) != 0)
+        goto out_free_index;
+    rc = index_file_refresh(dir, base, ".index", &b.index, &out->index_rebuilt);
+    if (rc == 0)
+        rc = index_file_refresh(dir, base, ".timeindex", &b.timeindex, &out->index_rebuilt);
+
+out_free_index:
+    shoal__free(b.index.p);
+    shoal__free(b.timeindex.p);
+    unmap(&m);
+out_close:
+    close(fd);
+    return rc;
+}
