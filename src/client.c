@@ -1,0 +1,406 @@
+/* client.c - shoal_client: the control connection to shoald, topic administration, and
+ * attaching partitions (receiving their shared-memory descriptors).
+ *
+ * DESIGN: the control socket carries only rare requests (attach, admin, segment lookups);
+ * appends and reads never touch it. One request is in flight per client, guarded by a
+ * mutex, so a client may be shared by threads. Responses are matched by type and sequence
+ * number; anything else is SHOAL_EPROTO and the connection is considered broken. */
+#include "client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ctlsock.h"
+#include "util.h"
+
+#define CLIENT_TIMEOUT_MS 30000
+
+const char *shoal_default_socket(void)
+{
+    const char *env = getenv("SHOAL_SOCKET");
+    return (env && *env) ? env : SHOAL_DEFAULT_SOCKET;
+}
+
+void client_reply_release(client_reply_t *rep)
+{
+    for (size_t i = 0; i < rep->nfds; i++)
+        if (rep->fds[i] >= 0)
+            close(rep->fds[i]);
+    rep->nfds = 0;
+    shoal__free(rep->payload);
+    rep->payload = NULL;
+}
+
+static int client_exchange(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep)
+{
+    ctl_header_t sent, got;
+    int rc;
+
+    if (c->fd < 0)
+        return SHOAL_ERR(SHOAL_ECLOSED, "connection to %s is closed", c->socket_path);
+    /* The frame was built without a sequence number: stamp this connection's next. */
+    rc = ctl_header_decode(w->buf, &sent);
+    if (rc < 0)
+        return rc;
+    sent.seq = ++c->seq;
+    ctl_header_encode(w->buf, &sent);
+    rc = ctlsock_send(c->fd, w->buf, w->len, NULL, 0);
+    if (rc == 0)
+        rc = ctlsock_recv_frame(c->fd, &got, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS,
+                                CLIENT_TIMEOUT_MS);
+    if (rc == 0 && (got.type != (sent.type | CTL_RESPONSE) || got.seq != sent.seq))
+        rc = SHOAL_ERR(SHOAL_EPROTO, "response type %u seq %u does not answer request %u/%u",
+                       got.type, got.seq, sent.type, sent.seq);
+    if (rc == 0)
+        ctl_reader_init(&rep->r, rep->payload, got.len);
+    else if (rc == SHOAL_ECLOSED || rc == SHOAL_EPROTO || rc == SHOAL_ETIMEDOUT) {
+        close(c->fd); /* the stream is out of step: never reuse it */
+        c->fd = -1;
+    }
+    return rc;
+}
+
+int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep)
+{
+    char detail[256];
+    int rc;
+
+    memset(rep, 0, sizeof(*rep));
+    rc = ctl_frame_end(w);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&c->mu);
+    rc = client_exchange(c, w, rep);
+    pthread_mutex_unlock(&c->mu);
+    if (rc == 0) {
+        rc = ctl_get_status(&rep->r, detail, sizeof(detail));
+        if (rc < 0)
+            SHOAL_ERR(rc, "%s", detail[0] ? detail : shoal_strerror(rc));
+    }
+    if (rc < 0)
+        client_reply_release(rep);
+    return rc;
+}
+
+static int client_hello(shoal_client_t *c)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    int rc;
+
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_HELLO, 0);
+    ctl_put_u32(&w, CTL_VERSION);
+    ctl_put_str(&w, "libshoal " SHOAL_VERSION_STRING);
+    rc = client_call(c, &w, &rep);
+    ctl_writer_release(&w);
+    if (rc < 0)
+        return rc;
+    (void)ctl_get_u32(&rep.r);
+    ctl_get_str(&rep.r, c->instance, sizeof(c->instance));
+    rc = ctl_reader_finish(&rep.r);
+    client_reply_release(&rep);
+    return rc;
+}
+
+int shoal_client_open(const char *socket_path, shoal_client_t **out)
+{
+    shoal_client_t *c;
+    int rc;
+
+    *out = NULL;
+    if (!socket_path)
+        socket_path = shoal_default_socket();
+    if (strlen(socket_path) >= sizeof(c->socket_path))
+        return SHOAL_ERR(-ENAMETOOLONG, "socket path too long: %s", socket_path);
+    c = shoal__calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    strcpy(c->socket_path, socket_path);
+    pthread_mutex_init(&c->mu, NULL);
+    c->fd = ctlsock_connect(socket_path);
+    if (c->fd < 0) {
+        rc = c->fd;
+        goto out_free;
+    }
+    rc = client_hello(c);
+    if (rc < 0)
+        goto out_close;
+    *out = c;
+    return 0;
+out_close:
+    if (c->fd >= 0)
+        close(c->fd);
+out_free:
+    pthread_mutex_destroy(&c->mu);
+    shoal__free(c);
+    return rc;
+}
+
+void shoal_client_close(shoal_client_t *c)
+{
+    if (!c)
+        return;
+    if (c->fd >= 0)
+        close(c->fd);
+    pthread_mutex_destroy(&c->mu);
+    shoal__free(c);
+}
+
+/* ------------------------------------------------------------------ topics */
+
+void shoal_topic_config_init(shoal_topic_config_t *cfg)
+{
+    cfg->partitions = 1;
+    cfg->storage = SHOAL_STORAGE_DISK;
+    cfg->segment_bytes = 64ull << 20;
+    cfg->ring_slots = 4;
+    cfg->max_record_bytes = 1u << 20;
+}
+
+bool shoal_topic_name_is_valid(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > SHOAL_TOPIC_NAME_MAX || !strcmp(name, ".") || !strcmp(name, ".."))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static int check_name(const char *name)
+{
+    if (!shoal_topic_name_is_valid(name))
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name ? name : "(null)");
+    return 0;
+}
+
+/* A request whose only field is a topic name and whose response has no fields. */
+static int topic_simple_call(shoal_client_t *c, uint16_t type, const char *name,
+                             const shoal_topic_config_t *cfg)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    int rc = check_name(name);
+    if (rc < 0)
+        return rc;
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, type, 0);
+    ctl_put_str(&w, name);
+    if (cfg)
+        ctl_put_topic_config(&w, cfg);
+    rc = client_call(c, &w, &rep);
+    ctl_writer_release(&w);
+    if (rc == 0) {
+        rc = ctl_reader_finish(&rep.r);
+        client_reply_release(&rep);
+    }
+    return rc;
+}
+
+int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_config_t *cfg)
+{
+    shoal_topic_config_t defaults;
+    if (!cfg) {
+        shoal_topic_config_init(&defaults);
+        cfg = &defaults;
+    }
+    return topic_simple_call(c, CTL_TOPIC_CREATE, name, cfg);
+}
+
+int shoal_topic_delete(shoal_client_t *c, const char *name)
+{
+    return topic_simple_call(c, CTL_TOPIC_DELETE, name, NULL);
+}
+
+void shoal_topic_list_free(char **names, size_t count)
+{
+    if (!names)
+        return;
+    for (size_t i = 0; i < count; i++)
+        shoal__free(names[i]);
+    shoal__free(names);
+}
+
+static int read_names(ctl_reader_t *r, char ***names, size_t *count)
+{
+    uint32_t n = ctl_get_u32(r);
+    char buf[SHOAL_TOPIC_NAME_MAX + 1];
+    char **v;
+
+    if (r->err || n > CTL_MAX_PAYLOAD / 2)
+        return SHOAL_ERR(SHOAL_EPROTO, "bad topic count");
+    v = shoal__calloc(n ? n : 1, sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        ctl_get_str(r, buf, sizeof(buf));
+        if (r->err || !(v[i] = shoal__strdup(buf))) {
+            shoal_topic_list_free(v, i);
+            return r->err ? r->err : -ENOMEM;
+        }
+    }
+    *names = v;
+    *count = n;
+    return 0;
+}
+
+int shoal_topic_list(shoal_client_t *c, char ***names, size_t *count)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    int rc;
+
+    *names = NULL;
+    *count = 0;
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_TOPIC_LIST, 0);
+    rc = client_call(c, &w, &rep);
+    ctl_writer_release(&w);
+    if (rc < 0)
+        return rc;
+    rc = read_names(&rep.r, names, count);
+    if (rc == 0 && (rc = ctl_reader_finish(&rep.r)) < 0) {
+        shoal_topic_list_free(*names, *count);
+        *names = NULL;
+        *count = 0;
+    }
+    client_reply_release(&rep);
+    return rc;
+}
+
+void shoal_topic_info_free(shoal_topic_info_t *info)
+{
+    if (!info)
+        return;
+    shoal__free(info->partitions);
+    shoal__free(info);
+}
+
+static int read_topic_info(ctl_reader_t *r, shoal_topic_info_t *info)
+{
+    uint32_t n;
+    ctl_get_topic_config(r, &info->config);
+    n = ctl_get_u32(r);
+    if (r->err || n != info->config.partitions || n > SHOAL_PARTITIONS_MAX)
+        return SHOAL_ERR(SHOAL_EPROTO, "bad partition count in describe response");
+    info->partitions = shoal__calloc(n, sizeof(*info->partitions));
+    if (!info->partitions)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < n; i++)
+        ctl_get_partition_info(r, &info->partitions[i]);
+    return ctl_reader_finish(r);
+}
+
+int shoal_topic_describe(shoal_client_t *c, const char *name, shoal_topic_info_t **out)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    shoal_topic_info_t *info;
+    int rc;
+
+    *out = NULL;
+    if ((rc = check_name(name)) < 0)
+        return rc;
+    if (!(info = shoal__calloc(1, sizeof(*info))))
+        return -ENOMEM;
+    snprintf(info->name, sizeof(info->name), "%s", name);
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_TOPIC_DESCRIBE, 0);
+    ctl_put_str(&w, name);
+    rc = client_call(c, &w, &rep);
+    ctl_writer_release(&w);
+    if (rc == 0) {
+        rc = read_topic_info(&rep.r, info);
+        client_reply_release(&rep);
+    }
+    if (rc < 0) {
+        shoal_topic_info_free(info);
+        return rc;
+    }
+    *out = info;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ attach */
+
+int client_attach(shoal_client_t *c, const char *topic, int32_t partition, bool writable,
+                  ring_t *ring, shoal_topic_config_t *cfg)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    shoal_topic_config_t got;
+    int rc;
+
+    if ((rc = check_name(topic)) < 0)
+        return rc;
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_ATTACH, 0);
+    ctl_put_str(&w, topic);
+    ctl_put_i32(&w, partition);
+    ctl_put_u8(&w, writable ? CTL_ATTACH_WRITE : CTL_ATTACH_READ);
+    rc = client_call(c, &w, &rep);
+    ctl_writer_release(&w);
+    if (rc < 0)
+        return rc;
+    ctl_get_topic_config(&rep.r, &got);
+    rc = ctl_reader_finish(&rep.r);
+    if (rc == 0)
+        rc = ring_map_fds(ring, rep.fds, rep.nfds, writable);
+    if (rc == 0 && cfg)
+        *cfg = got;
+    client_reply_release(&rep);
+    return rc;
+}
+
+int client_segment_open(shoal_client_t *c, const char *topic, int32_t partition, int64_t offset,
+                        client_segment_t *seg)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    void *map;
+    int rc;
+
+    memset(seg, 0, sizeof(*seg));
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_SEGMENT_OPEN, 0);
+    ctl_put_str(&w, topic);
+    ctl_put_i32(&w, partition);
+    ctl_put_i64(&w, offset);
+    rc = client_call(c, &w, &rep);
+    ctl_writer_release(&w);
+    if (rc < 0)
+        return rc;
+    seg->base = ctl_get_i64(&rep.r);
+    seg->len = ctl_get_u64(&rep.r);
+    seg->pos = (uint64_t)ctl_get_i64(&rep.r);
+    rc = ctl_reader_finish(&rep.r);
+    if (rc == 0 && (rep.nfds != 1 || seg->len == 0 || seg->pos >= seg->len))
+        rc = SHOAL_ERR(SHOAL_EPROTO, "segment response without a usable file");
+    if (rc == 0) {
+        map = mmap(NULL, seg->len, PROT_READ, MAP_SHARED, rep.fds[0], 0);
+        if (map == MAP_FAILED)
+            rc = -errno;
+        else
+            seg->data = map;
+    }
+    client_reply_release(&rep);
+    if (rc < 0)
+        memset(seg, 0, sizeof(*seg));
+    return rc;
+}
+
+void client_segment_close(client_segment_t *seg)
+{
+    if (seg->data)
+        munmap((void *)seg->data, seg->len);
+    memset(seg, 0, sizeof(*seg));
+}

@@ -1,0 +1,477 @@
+/* consumer.c - shoal_consumer: lock-free reads from shared memory and disk segments.
+ *
+ * DESIGN: each assigned partition has a read-only mapping of its ring, a ring cursor that
+ * pins the slot it reads, and a position (the next offset to return). Records are handed
+ * out as views; a view stays valid until the next poll because within one poll a
+ * partition never moves its cursor off a slot (or disk segment) it has returned records
+ * from: it stops there and moves on at the start of the next poll.
+ *
+ * Offsets below the ring's live slots are read from disk: shoald passes a read-only
+ * descriptor of the segment that holds them, which the consumer maps; disk batches always
+ * have their CRC checked. When the segment's end is reached the consumer returns to the
+ * ring, or asks for the next segment.
+ *
+ * When every partition is caught up, poll announces itself as a waiter on each ring,
+ * checks once more, and sleeps in one futex_waitv over all their wake words (ring.c has
+ * the protocol). A producer wakes it with one system call; an idle consumer uses no CPU. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "client.h"
+#include "record.h"
+#include "util.h"
+
+#define CONSUMER_WAIT_MAX 128 /* futex_waitv's limit; more partitions are polled in turns */
+
+struct consumer_part {
+    char *topic;
+    int32_t partition;
+    ring_t ring;
+    ring_cursor_t cur;
+    int64_t position;
+    client_segment_t seg; /* the disk segment being read, when data != NULL */
+    uint64_t seg_pos;
+    client_segment_t retired; /* a segment whose views the caller may still hold */
+};
+
+struct shoal_consumer {
+    shoal_client_t *client;
+    shoal_consumer_options_t opts;
+    struct consumer_part *parts;
+    size_t nparts;
+    size_t next_part; /* where the next poll starts, for fairness */
+};
+
+void shoal_consumer_options_init(shoal_consumer_options_t *o)
+{
+    o->check_crcs = false;
+}
+
+int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *opts,
+                        shoal_consumer_t **out)
+{
+    shoal_consumer_t *c = shoal__calloc(1, sizeof(*c));
+    *out = NULL;
+    if (!c)
+        return -ENOMEM;
+    c->client = client;
+    if (opts)
+        c->opts = *opts;
+    else
+        shoal_consumer_options_init(&c->opts);
+    *out = c;
+    return 0;
+}
+
+static void part_release(struct consumer_part *cp)
+{
+    ring_cursor_close(&cp->ring, &cp->cur);
+    ring_unmap(&cp->ring);
+    client_segment_close(&cp->seg);
+    client_segment_close(&cp->retired);
+}
+
+void shoal_consumer_close(shoal_consumer_t *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nparts; i++) {
+        part_release(&c->parts[i]);
+        /* topic strings are shared by a topic's partitions: free each once */
+        if (i == 0 || c->parts[i].topic != c->parts[i - 1].topic)
+            shoal__free(c->parts[i].topic);
+    }
+    shoal__free(c->parts);
+    shoal__free(c);
+}
+
+static struct consumer_part *consumer_find(shoal_consumer_t *c, const char *topic, int32_t p)
+{
+    for (size_t i = 0; i < c->nparts; i++)
+        if (c->parts[i].partition == p && !strcmp(c->parts[i].topic, topic))
+            return &c->parts[i];
+    return NULL;
+}
+
+/* Attach one partition into parts[c->nparts] (capacity already reserved). */
+static int consumer_attach_one(shoal_consumer_t *c, char *topic, int32_t p,
+                               shoal_topic_config_t *cfg)
+{
+    struct consumer_part *cp = &c->parts[c->nparts];
+    int rc;
+
+    memset(cp, 0, sizeof(*cp));
+    cp->cur.entry = -1;
+    rc = client_attach(c->client, topic, p, false, &cp->ring, cfg);
+    if (rc < 0)
+        return rc;
+    rc = ring_cursor_open(&cp->ring, &cp->cur);
+    if (rc < 0) {
+        ring_unmap(&cp->ring);
+        return rc;
+    }
+    cp->topic = topic;
+    cp->partition = p;
+    cp->position = atomic_load(&cp->ring.ctl->log_end_offset);
+    c->nparts++;
+    return 0;
+}
+
+static int consumer_check_new(shoal_consumer_t *c, const char *topic, const int32_t *parts,
+                              size_t n)
+{
+    if (!shoal_topic_name_is_valid(topic))
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic ? topic : "");
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i] < 0 || parts[i] >= SHOAL_PARTITIONS_MAX)
+            return SHOAL_ERR(SHOAL_ENOPARTITION, "no partition %d", parts[i]);
+        if (consumer_find(c, topic, parts[i]))
+            return SHOAL_ERR(SHOAL_EINVAL, "partition %s-%d is already assigned", topic,
+                             parts[i]);
+    }
+    if (n == 0)
+        for (size_t i = 0; i < c->nparts; i++)
+            if (!strcmp(c->parts[i].topic, topic))
+                return SHOAL_ERR(SHOAL_EINVAL, "topic %s is already assigned", topic);
+    return 0;
+}
+
+static int consumer_grow(shoal_consumer_t *c, size_t more)
+{
+    struct consumer_part *np = shoal__realloc(c->parts, (c->nparts + more) * sizeof(*np));
+    if (!np)
+        return -ENOMEM;
+    c->parts = np;
+    return 0;
+}
+
+int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t *partitions,
+                          size_t n)
+{
+    shoal_topic_config_t cfg;
+    size_t first = c->nparts, want = n ? n : 1;
+    char *name;
+    int rc = consumer_check_new(c, topic, partitions, n);
+
+    if (rc < 0)
+        return rc;
+    if (!(name = shoal__strdup(topic)))
+        return -ENOMEM;
+    if ((rc = consumer_grow(c, want)) < 0)
+        goto out_undo;
+    rc = consumer_attach_one(c, name, n ? partitions[0] : 0, &cfg);
+    if (rc < 0)
+        goto out_undo;
+    if (n == 0 && (rc = consumer_grow(c, cfg.partitions)) < 0)
+        goto out_undo;
+    for (size_t i = 1; i < (n ? n : cfg.partitions); i++) {
+        rc = consumer_attach_one(c, name, n ? partitions[i] : (int32_t)i, NULL);
+        if (rc < 0)
+            goto out_undo;
+    }
+    return 0;
+out_undo:
+    while (c->nparts > first)
+        part_release(&c->parts[--c->nparts]);
+    shoal__free(name);
+    return rc;
+}
+
+static int consumer_seek_one(struct consumer_part *cp, shoal_seek_t whence, int64_t offset)
+{
+    switch (whence) {
+    case SHOAL_SEEK_BEGINNING:
+        cp->position = atomic_load(&cp->ring.ctl->log_start_offset);
+        break;
+    case SHOAL_SEEK_END:
+        cp->position = atomic_load(&cp->ring.ctl->log_end_offset);
+        break;
+    case SHOAL_SEEK_OFFSET:
+        if (offset < 0)
+            return SHOAL_ERR(SHOAL_EINVAL, "negative offset %lld", (long long)offset);
+        cp->position = offset;
+        break;
+    default:
+        return SHOAL_ERR(SHOAL_EINVAL, "unknown seek mode %d", (int)whence);
+    }
+    ring_cursor_unpin(&cp->ring, &cp->cur);
+    client_segment_close(&cp->seg);
+    return 0;
+}
+
+int shoal_consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partition,
+                        shoal_seek_t whence, int64_t offset)
+{
+    bool found = false;
+    for (size_t i = 0; i < c->nparts; i++) {
+        struct consumer_part *cp = &c->parts[i];
+        int rc;
+        if (strcmp(cp->topic, topic) || (partition >= 0 && cp->partition != partition))
+            continue;
+        if ((rc = consumer_seek_one(cp, whence, offset)) < 0)
+            return rc;
+        found = true;
+    }
+    if (!found)
+        return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,
+                         partition);
+    return 0;
+}
+
+int64_t shoal_consumer_position(shoal_consumer_t *c, const char *topic, int32_t partition)
+{
+    struct consumer_part *cp = consumer_find(c, topic, partition);
+    if (!cp)
+        return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,
+                         partition);
+    return cp->position;
+}
+
+/* ------------------------------------------------------------------ decoding */
+
+/* Emit the records of one batch at or after cp->position into out[0..max). Returns how
+ * many; *whole is set when the batch was used up. */
+static int emit_batch(struct consumer_part *cp, const uint8_t *batch,
+                      const record_batch_header_t *h, bool check_crc, shoal_record_t *out,
+                      size_t max, bool *whole)
+{
+    record_iter_t it;
+    int n = 0, rc;
+
+    *whole = false;
+    if (check_crc && record_batch_check_crc(batch, h) < 0)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "%s-%d: CRC mismatch in the batch at offset %lld",
+                         cp->topic, cp->partition, (long long)h->base_offset);
+    if ((rc = record_iter_init(&it, batch, h)) < 0)
+        return rc;
+    while ((size_t)n < max) {
+        shoal_record_t *r = &out[n];
+        rc = record_iter_next(&it, r);
+        if (rc < 0)
+            return rc;
+        if (rc == 0) {
+            *whole = true;
+            cp->position = SHOAL_MAX(cp->position, h->base_offset + h->last_offset_delta + 1);
+            return n;
+        }
+        if (r->offset < cp->position)
+            continue;
+        r->topic = cp->topic;
+        r->partition = cp->partition;
+        cp->position = r->offset + 1;
+        n++;
+    }
+    /* out is full: was that the batch's last record? */
+    *whole = it.remaining == 0;
+    if (*whole)
+        cp->position = SHOAL_MAX(cp->position, h->base_offset + h->last_offset_delta + 1);
+    return n;
+}
+
+/* ------------------------------------------------------------------ disk */
+
+static int part_open_segment(shoal_consumer_t *c, struct consumer_part *cp)
+{
+    client_segment_close(&cp->retired);
+    cp->retired = cp->seg;
+    memset(&cp->seg, 0, sizeof(cp->seg));
+    int rc = client_segment_open(c->client, cp->topic, cp->partition, cp->position, &cp->seg);
+    if (rc < 0)
+        return rc;
+    cp->seg_pos = cp->seg.pos;
+    return 0;
+}
+
+/* Read records from the mapped disk segment. */
+static int part_fill_disk(struct consumer_part *cp, shoal_record_t *out, size_t max)
+{
+    int n = 0;
+    while ((size_t)n < max && cp->seg_pos < cp->seg.len) {
+        record_batch_header_t h;
+        bool whole;
+        int rc = record_batch_parse(cp->seg.data + cp->seg_pos, cp->seg.len - cp->seg_pos, &h);
+        if (rc != 0)
+            return SHOAL_ERR(SHOAL_ECORRUPT, "%s-%d: bad batch in segment %lld at byte %llu",
+                             cp->topic, cp->partition, (long long)cp->seg.base,
+                             (unsigned long long)cp->seg_pos);
+        rc = emit_batch(cp, cp->seg.data + cp->seg_pos, &h, true, out + n, max - (size_t)n,
+                        &whole);
+        if (rc < 0)
+            return rc;
+        n += rc;
+        if (whole)
+            cp->seg_pos += record_batch_size(&h);
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ ring */
+
+/* Place the cursor at cp->position: in the ring, else on disk, else clamp into range. */
+static int part_place(shoal_consumer_t *c, struct consumer_part *cp)
+{
+    struct shm_ctl *ctl = cp->ring.ctl;
+    int rc = ring_cursor_seek(&cp->ring, &cp->cur, cp->position);
+    int64_t start, end;
+
+    if (rc != SHOAL_EOFFSET)
+        return rc;
+    start = atomic_load(&ctl->log_start_offset);
+    end = atomic_load(&ctl->log_end_offset);
+    if (cp->position > end) {
+        cp->position = end;
+        return ring_cursor_seek(&cp->ring, &cp->cur, cp->position);
+    }
+    if (cp->position < start)
+        cp->position = start;
+    if (ctl->storage == SHOAL_STORAGE_MEMORY) {
+        /* the slot went away under us: start over at the oldest live record */
+        cp->position = SHOAL_MAX(start, cp->position);
+        rc = ring_cursor_seek(&cp->ring, &cp->cur, cp->position);
+        return rc == SHOAL_EOFFSET ? 0 : rc;
+    }
+    return part_open_segment(c, cp);
+}
+
+static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t max,
+                          bool check_crc)
+{
+    int n = 0;
+    while ((size_t)n < max) {
+        const uint8_t *batch;
+        record_batch_header_t h;
+        uint64_t at = cp->cur.pos;
+        bool whole;
+        int rc = ring_cursor_next(&cp->ring, &cp->cur, &batch, &h);
+
+        if (rc == 0)
+            break;
+        if (rc == RING_SLOT_END) {
+            if (n > 0) /* views into this slot are out: move on next poll */
+                break;
+            rc = ring_cursor_advance(&cp->ring, &cp->cur);
+            if (rc < 0 || !cp->cur.placed)
+                return rc;
+            continue;
+        }
+        if (rc < 0)
+            return rc;
+        rc = emit_batch(cp, batch, &h, check_crc, out + n, max - (size_t)n, &whole);
+        if (rc < 0)
+            return rc;
+        n += rc;
+        if (!whole)
+            cp->cur.pos = at; /* resume inside this batch next time */
+    }
+    return n;
+}
+
+static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record_t *out,
+                     size_t max)
+{
+    int rc;
+    if (atomic_load_explicit(&cp->ring.ctl->deleted, memory_order_relaxed))
+        return SHOAL_ERR(SHOAL_ENOTOPIC, "topic %s was deleted", cp->topic);
+    if (cp->seg.data) {
+        if (cp->seg_pos < cp->seg.len)
+            return part_fill_disk(cp, out, max);
+        client_segment_close(&cp->retired);
+        cp->retired = cp->seg; /* its views live until the next poll */
+        memset(&cp->seg, 0, sizeof(cp->seg));
+        return 0;
+    }
+    if (!cp->cur.placed) {
+        if ((rc = part_place(c, cp)) < 0)
+            return rc;
+        if (cp->seg.data)
+            return part_fill_disk(cp, out, max);
+        if (!cp->cur.placed)
+            return 0;
+    }
+    return part_fill_ring(cp, out, max, c->opts.check_crcs);
+}
+
+/* ------------------------------------------------------------------ poll */
+
+static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
+{
+    int total = 0;
+    for (size_t k = 0; k < c->nparts && (size_t)total < max; k++) {
+        struct consumer_part *cp = &c->parts[(c->next_part + k) % c->nparts];
+        int rc = part_fill(c, cp, out + total, max - (size_t)total);
+        if (rc < 0)
+            return rc;
+        total += rc;
+    }
+    c->next_part = c->nparts ? (c->next_part + 1) % c->nparts : 0;
+    return total;
+}
+
+/* A partition has data now, or is being read from disk (never wait on those). */
+static bool part_may_have_data(struct consumer_part *cp)
+{
+    return cp->seg.data != NULL || !cp->cur.placed ||
+           cp->cur.pos < shoal_load_acquire(&cp->ring.ctl->slots[cp->cur.slot].used) ||
+           atomic_load(&cp->ring.ctl->slots[cp->cur.slot].state) != SHM_SLOT_ACTIVE;
+}
+
+static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct consumer_part *cp = &c->parts[i];
+        struct shm_reader *e = &cp->ring.rd->readers[cp->cur.entry];
+        if (on) {
+            atomic_store(&e->sleeping, 1);
+            atomic_fetch_add(&cp->ring.rd->waiters, 1);
+        } else if (atomic_exchange(&e->sleeping, 0)) {
+            atomic_fetch_sub(&cp->ring.rd->waiters, 1);
+        }
+    }
+}
+
+/* Sleep until a producer appends to any partition or timeout_ms passes. */
+static int consumer_sleep(shoal_consumer_t *c, const uint32_t *seqs, int timeout_ms)
+{
+    _Atomic uint32_t *words[CONSUMER_WAIT_MAX];
+    size_t n = SHOAL_MIN(c->nparts, CONSUMER_WAIT_MAX);
+    bool ready = false;
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++)
+        words[i] = &c->parts[i].ring.rd->seq;
+    consumer_set_sleeping(c, n, true); /* seq_cst: before the re-check below */
+    for (size_t i = 0; i < c->nparts && !ready; i++)
+        ready = part_may_have_data(&c->parts[i]);
+    if (!ready) {
+        if (c->nparts > CONSUMER_WAIT_MAX && (timeout_ms < 0 || timeout_ms > 10))
+            timeout_ms = 10; /* the others are looked at every 10 ms */
+        rc = shoal__futex_waitv(words, seqs, n, timeout_ms);
+    }
+    consumer_set_sleeping(c, n, false);
+    return rc == -ETIMEDOUT ? 0 : rc;
+}
+
+int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
+{
+    uint32_t seqs[CONSUMER_WAIT_MAX];
+    int64_t deadline = shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
+
+    if (!c || (!out && max))
+        return SHOAL_ERR(SHOAL_EINVAL, "poll needs a consumer and an output array");
+    for (size_t i = 0; i < c->nparts; i++)
+        client_segment_close(&c->parts[i].retired);
+    for (;;) {
+        int left_ms, n, rc;
+        for (size_t i = 0; i < SHOAL_MIN(c->nparts, CONSUMER_WAIT_MAX); i++)
+            seqs[i] = ring_wake_seq(&c->parts[i].ring);
+        n = consumer_fill(c, out, max);
+        if (n != 0 || timeout_ms == 0 || c->nparts == 0)
+            return n;
+        left_ms = timeout_ms < 0 ? -1 : (int)((deadline - shoal__mono_ns()) / 1000000);
+        if (timeout_ms > 0 && left_ms <= 0)
+            return 0;
+        rc = consumer_sleep(c, seqs, left_ms);
+        if (rc < 0)
+            return rc;
+    }
+}

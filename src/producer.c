@@ -1,0 +1,195 @@
+/* producer.c - shoal_producer: encode outside the lock, append through the ring.
+ *
+ * DESIGN: a producer keeps one encode buffer that grows to the largest batch it has sent
+ * and is reused, so a steady stream of sends allocates nothing. Partitions are attached
+ * (their ring mapped read-write) on first use. A record with a key goes to Kafka's
+ * murmur2 partition; records without one are spread round-robin. The whole append path is
+ * encode (no lock), ring_append (lock once), optional wait for the flushed watermark. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "client.h"
+#include "partitioner.h"
+#include "record.h"
+#include "util.h"
+
+struct shoal_producer {
+    shoal_client_t *client;
+    char topic[SHOAL_TOPIC_NAME_MAX + 1];
+    shoal_topic_config_t cfg;
+    shoal_producer_options_t opts;
+    ring_t *rings; /* cfg.partitions entries; ctl == NULL until attached */
+    uint8_t *buf;
+    size_t buf_cap;
+    uint32_t next_partition; /* round-robin cursor for null keys */
+};
+
+void shoal_producer_options_init(shoal_producer_options_t *o)
+{
+    o->acks = SHOAL_ACKS_MEMORY;
+    o->block_ms = 5000;
+    o->ack_timeout_ms = 30000;
+}
+
+int shoal_producer_open(shoal_client_t *client, const char *topic,
+                        const shoal_producer_options_t *opts, shoal_producer_t **out)
+{
+    shoal_producer_t *p;
+    ring_t first;
+    int rc;
+
+    *out = NULL;
+    if (!shoal_topic_name_is_valid(topic))
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic ? topic : "");
+    if (!(p = shoal__calloc(1, sizeof(*p))))
+        return -ENOMEM;
+    p->client = client;
+    snprintf(p->topic, sizeof(p->topic), "%s", topic);
+    if (opts)
+        p->opts = *opts;
+    else
+        shoal_producer_options_init(&p->opts);
+    rc = client_attach(client, topic, 0, true, &first, &p->cfg);
+    if (rc < 0)
+        goto out_free;
+    p->rings = shoal__calloc(p->cfg.partitions, sizeof(*p->rings));
+    if (!p->rings) {
+        ring_unmap(&first);
+        rc = -ENOMEM;
+        goto out_free;
+    }
+    p->rings[0] = first;
+    *out = p;
+    return 0;
+out_free:
+    shoal__free(p);
+    return rc;
+}
+
+void shoal_producer_close(shoal_producer_t *p)
+{
+    if (!p)
+        return;
+    for (uint32_t i = 0; i < p->cfg.partitions; i++)
+        if (p->rings[i].ctl)
+            ring_unmap(&p->rings[i]);
+    shoal__free(p->rings);
+    shoal__free(p->buf);
+    shoal__free(p);
+}
+
+static int producer_ring(shoal_producer_t *p, int32_t partition, ring_t **out)
+{
+    int rc;
+    if (partition < 0 || (uint32_t)partition >= p->cfg.partitions)
+        return SHOAL_ERR(SHOAL_ENOPARTITION, "topic %s has no partition %d (it has %u)",
+                         p->topic, partition, p->cfg.partitions);
+    if (!p->rings[partition].ctl) {
+        rc = client_attach(p->client, p->topic, partition, true, &p->rings[partition], NULL);
+        if (rc < 0)
+            return rc;
+    }
+    *out = &p->rings[partition];
+    return 0;
+}
+
+static int32_t producer_choose_partition(shoal_producer_t *p, const shoal_message_t *m)
+{
+    if (m->partition != SHOAL_PARTITION_ANY)
+        return m->partition;
+    if (m->key)
+        return shoal_partition_for_key(m->key, m->key_len, p->cfg.partitions);
+    return (int32_t)(p->next_partition++ % p->cfg.partitions);
+}
+
+static int producer_reserve(shoal_producer_t *p, size_t need)
+{
+    uint8_t *nb;
+    if (need <= p->buf_cap)
+        return 0;
+    nb = shoal__realloc(p->buf, need);
+    if (!nb)
+        return -ENOMEM;
+    p->buf = nb;
+    p->buf_cap = need;
+    return 0;
+}
+
+/* Check each record against the topic's limit and return the batch size. */
+static int producer_size_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
+                               int64_t now, size_t *size, int64_t *max_ts)
+{
+    *max_ts = -1;
+    for (size_t i = 0; i < n; i++) {
+        size_t one = record_batch_encoded_size(&msgs[i], 1, now);
+        int64_t ts = msgs[i].timestamp_ms > 0 ? msgs[i].timestamp_ms : now;
+        if (one > p->cfg.max_record_bytes)
+            return SHOAL_ERR(SHOAL_ETOOLARGE,
+                             "record of %zu bytes exceeds topic %s's maximum of %u bytes", one,
+                             p->topic, p->cfg.max_record_bytes);
+        if (msgs[i].value_len > INT32_MAX || msgs[i].key_len > INT32_MAX)
+            return SHOAL_ERR(SHOAL_ETOOLARGE, "key or value longer than 2 GiB");
+        *max_ts = SHOAL_MAX(*max_ts, ts);
+    }
+    *size = record_batch_encoded_size(msgs, n, now);
+    if (*size > p->cfg.segment_bytes)
+        return SHOAL_ERR(SHOAL_ETOOLARGE, "batch of %zu bytes exceeds the segment size %llu",
+                         *size, (unsigned long long)p->cfg.segment_bytes);
+    return 0;
+}
+
+int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
+                     shoal_ack_t *ack)
+{
+    record_batch_fields_t fields;
+    int64_t now = shoal__now_ms(), max_ts, base;
+    int32_t partition;
+    size_t size = 0, len = 0;
+    ring_t *ring;
+    int rc;
+
+    if (!p || !msgs || n == 0 || n > INT32_MAX)
+        return SHOAL_ERR(SHOAL_EINVAL, "send needs at least one message");
+    partition = producer_choose_partition(p, &msgs[0]);
+    if ((rc = producer_ring(p, partition, &ring)) < 0)
+        return rc;
+    if ((rc = producer_size_batch(p, msgs, n, now, &size, &max_ts)) < 0)
+        return rc;
+    if ((rc = producer_reserve(p, size)) < 0)
+        return rc;
+    record_batch_fields_init(&fields);
+    rc = record_batch_encode(p->buf, p->buf_cap, &fields, msgs, n, now, &len);
+    if (rc < 0)
+        return rc;
+    rc = ring_append(ring, p->buf, len, (int32_t)n, max_ts, p->opts.block_ms, &base);
+    if (rc < 0)
+        return rc;
+    if (ack) {
+        ack->partition = partition;
+        ack->offset = base;
+    }
+    if (p->opts.acks == SHOAL_ACKS_DISK)
+        return ring_wait_flushed(ring, base + (int64_t)n - 1, p->opts.ack_timeout_ms);
+    return 0;
+}
+
+int shoal_send(shoal_producer_t *p, const shoal_message_t *msg, shoal_ack_t *ack)
+{
+    return shoal_send_batch(p, msg, 1, ack);
+}
+
+int shoal_producer_wait(shoal_producer_t *p, int32_t partition, int64_t offset,
+                        shoal_acks_t level, int timeout_ms)
+{
+    ring_t *ring;
+    int rc = producer_ring(p, partition, &ring);
+    if (rc < 0)
+        return rc;
+    if (offset < 0 || offset >= atomic_load(&ring->ctl->log_end_offset))
+        return SHOAL_ERR(SHOAL_EINVAL, "offset %lld was not appended", (long long)offset);
+    if (level == SHOAL_ACKS_MEMORY)
+        return 0;
+    if (level != SHOAL_ACKS_DISK)
+        return SHOAL_ERR(SHOAL_EINVAL, "unknown acknowledgement level %d", (int)level);
+    return ring_wait_flushed(ring, offset, timeout_ms);
+}

@@ -1,0 +1,747 @@
+/* ring.c - a partition's shared ring of segment slots.
+ *
+ * DESIGN
+ *
+ * Append (producers, under the robust lock). The batch and its CRC are encoded before the
+ * lock; the CRC does not cover the base offset, so only that field is written under it.
+ * Holding the lock, the producer copies the batch at the active slot's `used` position,
+ * writes the base offset into the copy, then publishes with two release stores: the
+ * slot's `used` (the one publication point: readers never look past it) and the
+ * partition's log_end_offset. After unlocking it bumps the readers' futex word and makes
+ * the wake-up system call only when a reader announced it sleeps.
+ *
+ * Rotation. When the batch does not fit, the producer moves to the next slot, which must
+ * be FREE (disk topics: shoald frees slots once flushed) or reclaimable (memory topics:
+ * the oldest slot is reused unless a live reader pins it). The steps are ordered so a
+ * producer killed between any two leaves a state ring_repair() can finish or undo: the
+ * new slot becomes ACTIVE (used 0), the old one SEALED, then active_slot moves.
+ *
+ * Owner death. The next locker gets EOWNERDEAD and runs ring_repair(): bytes past `used`
+ * were never published and are simply overwritten later; a half-done rotation is undone;
+ * log_end_offset is recomputed from the active slot's batches, which covers a producer
+ * killed between its two publishing stores. Anything else inconsistent is SHOAL_EPANIC.
+ *
+ * Read (consumers, no lock). A cursor pins the slot it reads: it stores (slot, gen) in its
+ * reader entry, then re-reads the slot's state and generation. A reclaimer marks the slot
+ * RECLAIMING, then scans the pins. Both sides use sequentially consistent operations, so
+ * at least one sees the other (Dekker): either the reclaimer sees the pin and backs off,
+ * or the reader sees RECLAIMING/a new gen and reads that range from disk instead.
+ *
+ * Sleep. A reader that is caught up increments `waiters`, re-checks for data, and waits on
+ * the futex word `seq` with the value it loaded before checking. A producer bumps `seq`
+ * after publishing and then reads `waiters`. With seq_cst on both sides a publish is
+ * either seen by the re-check or changes `seq` before the reader sleeps. */
+#include "ring.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rlock.h"
+#include "util.h"
+
+/* ------------------------------------------------------------------ files */
+
+static int ring_path(char *buf, size_t cap, const char *dir, const char *name, int which)
+{
+    int n;
+    if (which == -1)
+        n = snprintf(buf, cap, "%s/%s.ctl", dir, name);
+    else if (which == -2)
+        n = snprintf(buf, cap, "%s/%s.readers", dir, name);
+    else
+        n = snprintf(buf, cap, "%s/%s.slot%d", dir, name, which);
+    return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
+}
+
+/* which: -1 control block, -2 readers table, >= 0 a slot. */
+static int ring_file_open(const char *dir, const char *name, int which, int flags, size_t size)
+{
+    char path[4096];
+    int fd, rc = ring_path(path, sizeof(path), dir, name, which);
+    if (rc < 0)
+        return rc;
+    fd = open(path, flags | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (size && ftruncate(fd, (off_t)size) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+static void *map_fd(int fd, size_t len, bool writable)
+{
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    void *p = mmap(NULL, len, prot, MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void ring_unmap(ring_t *r)
+{
+    if (r->ctl)
+        munmap(r->ctl, sizeof(struct shm_ctl));
+    if (r->rd)
+        munmap(r->rd, sizeof(struct shm_readers));
+    for (uint32_t i = 0; i < SHM_MAX_SLOTS; i++)
+        if (r->slots[i])
+            munmap(r->slots[i], r->slot_bytes);
+    memset(r, 0, sizeof(*r));
+}
+
+void ring_unlink(const char *shm_dir, const char *name, uint32_t slot_count)
+{
+    char path[4096];
+    for (int i = -2; i < (int)slot_count; i++)
+        if (ring_path(path, sizeof(path), shm_dir, name, i) == 0)
+            unlink(path);
+}
+
+/* Map every file of a ring; fds holds RING_FD_COUNT(slot_count) descriptors. */
+static int ring_map_all(ring_t *r, const int *fds, uint32_t slot_count, uint64_t slot_bytes,
+                        bool writable)
+{
+    memset(r, 0, sizeof(*r));
+    r->slot_count = slot_count;
+    r->slot_bytes = slot_bytes;
+    r->writable = writable;
+    r->ctl = map_fd(fds[RING_FD_CTL], sizeof(struct shm_ctl), writable);
+    r->rd = map_fd(fds[RING_FD_READERS], sizeof(struct shm_readers), true);
+    if (!r->ctl || !r->rd)
+        goto out_unmap;
+    for (uint32_t i = 0; i < slot_count; i++) {
+        r->slots[i] = map_fd(fds[RING_FD_SLOT0 + i], slot_bytes, writable);
+        if (!r->slots[i])
+            goto out_unmap;
+    }
+    return 0;
+out_unmap : {
+    int rc = -errno;
+    ring_unmap(r);
+    return rc ? rc : -ENOMEM;
+}
+}
+
+static void close_fds(int *fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+static int ring_files_open(const char *dir, const char *name, const ring_params_t *p, int flags,
+                           int *fds)
+{
+    size_t n = RING_FD_COUNT(p->slot_count);
+    bool create = flags & O_CREAT;
+    for (size_t i = 0; i < n; i++)
+        fds[i] = -1;
+    for (size_t i = 0; i < n; i++) {
+        int which = i == RING_FD_CTL ? -1 : i == RING_FD_READERS ? -2 : (int)(i - RING_FD_SLOT0);
+        size_t size = !create                  ? 0
+                      : which == -1            ? sizeof(struct shm_ctl)
+                      : which == -2            ? sizeof(struct shm_readers)
+                                               : p->slot_bytes;
+        fds[i] = ring_file_open(dir, name, which, flags, size);
+        if (fds[i] < 0) {
+            int rc = fds[i];
+            close_fds(fds, i);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int ring_init_shared(ring_t *r, const ring_params_t *p, int64_t start_offset)
+{
+    struct shm_ctl *ctl = r->ctl;
+    struct shm_readers *rd = r->rd;
+    int rc;
+
+    memset(ctl, 0, sizeof(*ctl));
+    memset(rd, 0, sizeof(*rd));
+    ctl->version = SHM_LAYOUT_VERSION;
+    ctl->ctl_bytes = sizeof(*ctl);
+    ctl->slot_bytes = p->slot_bytes;
+    ctl->slot_count = p->slot_count;
+    ctl->partition = p->partition;
+    ctl->max_record_bytes = p->max_record_bytes;
+    ctl->storage = p->storage;
+    rc = rlock_init(&ctl->lock);
+    if (rc < 0)
+        return rc;
+    atomic_store(&ctl->log_end_offset, start_offset);
+    atomic_store(&ctl->log_start_offset, start_offset);
+    atomic_store(&ctl->flushed_offset, start_offset);
+    atomic_store(&ctl->high_watermark, start_offset);
+    for (uint32_t i = 0; i < p->slot_count; i++)
+        atomic_store(&ctl->slots[i].max_timestamp, -1);
+    atomic_store(&ctl->slots[0].base_offset, start_offset);
+    atomic_store(&ctl->slots[0].gen, 1);
+    atomic_store(&ctl->slots[0].state, SHM_SLOT_ACTIVE);
+    rd->version = SHM_LAYOUT_VERSION;
+    rd->readers_bytes = sizeof(*rd);
+    /* The magic last: a mapper that sees it sees everything above. */
+    atomic_thread_fence(memory_order_release);
+    rd->magic = SHM_READERS_MAGIC;
+    ctl->magic = SHM_CTL_MAGIC;
+    return 0;
+}
+
+int ring_create(ring_t *r, const char *shm_dir, const char *name, const ring_params_t *p,
+                int64_t start_offset)
+{
+    int fds[RING_FD_COUNT(SHM_MAX_SLOTS)];
+    int rc;
+
+    if (p->slot_count < 2 || p->slot_count > SHM_MAX_SLOTS)
+        return -EINVAL;
+    ring_unlink(shm_dir, name, SHM_MAX_SLOTS);
+    rc = ring_files_open(shm_dir, name, p, O_RDWR | O_CREAT | O_EXCL, fds);
+    if (rc < 0)
+        return rc;
+    rc = ring_map_all(r, fds, p->slot_count, p->slot_bytes, true);
+    close_fds(fds, RING_FD_COUNT(p->slot_count));
+    if (rc == 0)
+        rc = ring_init_shared(r, p, start_offset);
+    if (rc < 0) {
+        if (r->ctl)
+            ring_unmap(r);
+        ring_unlink(shm_dir, name, p->slot_count);
+    }
+    return rc;
+}
+
+int ring_preload(ring_t *r, int64_t base, const uint8_t *data, size_t len, int64_t log_end,
+                 int64_t log_start)
+{
+    struct shm_slot *s = &r->ctl->slots[0];
+    if (len > r->slot_bytes || log_end < base)
+        return -EINVAL;
+    memcpy(r->slots[0], data, len);
+    atomic_store(&s->base_offset, base);
+    atomic_store(&s->used, (uint64_t)len);
+    atomic_store(&r->ctl->log_end_offset, log_end);
+    atomic_store(&r->ctl->flushed_offset, log_end);
+    atomic_store(&r->ctl->high_watermark, log_end);
+    atomic_store(&r->ctl->log_start_offset, log_start);
+    return 0;
+}
+
+static int ring_check_layout(const ring_t *r, const ring_params_t *p)
+{
+    const struct shm_ctl *ctl = r->ctl;
+    if (ctl->magic != SHM_CTL_MAGIC || r->rd->magic != SHM_READERS_MAGIC)
+        return SHOAL_ERR(SHOAL_EVERSION, "shared ring has no valid magic");
+    if (ctl->version != SHM_LAYOUT_VERSION || r->rd->version != SHM_LAYOUT_VERSION ||
+        ctl->ctl_bytes != sizeof(struct shm_ctl) ||
+        r->rd->readers_bytes != sizeof(struct shm_readers))
+        return SHOAL_ERR(SHOAL_EVERSION, "shared ring layout version %u, expected %u",
+                         ctl->version, SHM_LAYOUT_VERSION);
+    if (p && (ctl->slot_bytes != p->slot_bytes || ctl->slot_count != p->slot_count ||
+              ctl->partition != p->partition))
+        return SHOAL_ERR(SHOAL_EVERSION, "shared ring parameters differ from the topic's");
+    if (ctl->slot_count < 2 || ctl->slot_count > SHM_MAX_SLOTS)
+        return SHOAL_ERR(SHOAL_EVERSION, "shared ring has %u slots", ctl->slot_count);
+    return 0;
+}
+
+int ring_open(ring_t *r, const char *shm_dir, const char *name, const ring_params_t *p)
+{
+    int fds[RING_FD_COUNT(SHM_MAX_SLOTS)];
+    int rc = ring_files_open(shm_dir, name, p, O_RDWR, fds);
+    if (rc < 0)
+        return rc;
+    for (uint32_t i = 0; i < RING_FD_COUNT(p->slot_count); i++) {
+        struct stat st;
+        uint64_t want = i == RING_FD_CTL       ? sizeof(struct shm_ctl)
+                        : i == RING_FD_READERS ? sizeof(struct shm_readers)
+                                               : p->slot_bytes;
+        if (fstat(fds[i], &st) < 0 || (uint64_t)st.st_size != want) {
+            close_fds(fds, RING_FD_COUNT(p->slot_count));
+            return SHOAL_ERR(SHOAL_EVERSION, "shared ring file %u has the wrong size", i);
+        }
+    }
+    rc = ring_map_all(r, fds, p->slot_count, p->slot_bytes, true);
+    close_fds(fds, RING_FD_COUNT(p->slot_count));
+    if (rc == 0 && (rc = ring_check_layout(r, p)) < 0)
+        ring_unmap(r);
+    return rc;
+}
+
+int ring_open_fds(const char *shm_dir, const char *name, uint32_t slot_count, bool writable,
+                  int *fds)
+{
+    ring_params_t p = {.slot_count = slot_count};
+    int rc = ring_files_open(shm_dir, name, &p, writable ? O_RDWR : O_RDONLY, fds);
+    if (rc < 0 || writable)
+        return rc;
+    /* The readers table is read-write for every client (see shm_layout.h). */
+    close(fds[RING_FD_READERS]);
+    fds[RING_FD_READERS] = ring_file_open(shm_dir, name, -2, O_RDWR, 0);
+    if (fds[RING_FD_READERS] < 0) {
+        rc = fds[RING_FD_READERS];
+        fds[RING_FD_READERS] = -1;
+        close_fds(fds, RING_FD_COUNT(slot_count));
+    }
+    return rc;
+}
+
+int ring_map_fds(ring_t *r, const int *fds, size_t nfds, bool writable)
+{
+    struct stat st;
+    struct shm_ctl *ctl;
+    uint32_t slots;
+    uint64_t slot_bytes;
+    int rc;
+
+    if (nfds < RING_FD_COUNT(2) || fstat(fds[RING_FD_CTL], &st) < 0 ||
+        (size_t)st.st_size != sizeof(struct shm_ctl))
+        return SHOAL_ERR(SHOAL_EPROTO, "ring descriptors missing or of the wrong size");
+    ctl = map_fd(fds[RING_FD_CTL], sizeof(struct shm_ctl), false);
+    if (!ctl)
+        return -errno;
+    slots = ctl->slot_count;
+    slot_bytes = ctl->slot_bytes;
+    munmap(ctl, sizeof(struct shm_ctl));
+    if (slots < 2 || slots > SHM_MAX_SLOTS || nfds != RING_FD_COUNT(slots))
+        return SHOAL_ERR(SHOAL_EPROTO, "ring has %u slots but %zu descriptors came", slots,
+                         nfds);
+    for (uint32_t i = 0; i < slots; i++)
+        if (fstat(fds[RING_FD_SLOT0 + i], &st) < 0 || (uint64_t)st.st_size != slot_bytes)
+            return SHOAL_ERR(SHOAL_EPROTO, "ring slot %u has the wrong size", i);
+    rc = ring_map_all(r, fds, slots, slot_bytes, writable);
+    if (rc == 0 && (rc = ring_check_layout(r, NULL)) < 0)
+        ring_unmap(r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ repair */
+
+/* Walk the batches of a slot's published bytes; *next gets the offset after the last. */
+static int slot_scan_end(const uint8_t *data, uint64_t used, int64_t base, int64_t *next)
+{
+    uint64_t pos = 0;
+    *next = base;
+    while (pos < used) {
+        record_batch_header_t h;
+        if (record_batch_parse(data + pos, used - pos, &h) != 0)
+            return SHOAL_ERR(SHOAL_EPANIC, "published batch at slot byte %llu is malformed",
+                             (unsigned long long)pos);
+        *next = h.base_offset + h.last_offset_delta + 1;
+        pos += record_batch_size(&h);
+    }
+    return 0;
+}
+
+int ring_repair(void *arg)
+{
+    ring_t *r = arg;
+    struct shm_ctl *ctl = r->ctl;
+    uint32_t active = atomic_load(&ctl->active_slot);
+    struct shm_slot *s;
+    int64_t next;
+    int rc;
+
+    if (active >= r->slot_count)
+        return SHOAL_ERR(SHOAL_EPANIC, "active slot %u out of range", active);
+    /* Undo a rotation that did not reach the active_slot store. */
+    for (uint32_t i = 0; i < r->slot_count; i++) {
+        s = &ctl->slots[i];
+        if (i == active || atomic_load(&s->state) != SHM_SLOT_ACTIVE)
+            continue;
+        if (atomic_load(&s->used) != 0)
+            return SHOAL_ERR(SHOAL_EPANIC, "two active slots hold data");
+        atomic_store(&s->state, SHM_SLOT_FREE);
+    }
+    s = &ctl->slots[active];
+    if (atomic_load(&s->state) == SHM_SLOT_SEALED)
+        atomic_store(&s->state, SHM_SLOT_ACTIVE);
+    if (atomic_load(&s->state) != SHM_SLOT_ACTIVE)
+        return SHOAL_ERR(SHOAL_EPANIC, "active slot %u is not active", active);
+    rc = slot_scan_end(r->slots[active], atomic_load(&s->used), atomic_load(&s->base_offset),
+                       &next);
+    if (rc < 0)
+        return rc;
+    atomic_store(&ctl->log_end_offset, next);
+    atomic_fetch_add(&ctl->lock_recoveries, 1);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ reclaiming */
+
+bool ring_slot_is_pinned(const ring_t *r, uint32_t slot, uint32_t gen)
+{
+    uint64_t pin = SHM_PIN(slot, gen);
+    for (uint32_t i = 0; i < SHM_MAX_READERS; i++) {
+        const struct shm_reader *e = &r->rd->readers[i];
+        if (atomic_load(&e->pin) == pin && atomic_load(&e->pid) != 0)
+            return true;
+    }
+    return false;
+}
+
+/* With the lock held: SEALED -> FREE unless pinned. */
+static int slot_reclaim_locked(ring_t *r, uint32_t slot)
+{
+    struct shm_slot *s = &r->ctl->slots[slot];
+    uint32_t gen = atomic_load(&s->gen);
+
+    if (atomic_load(&s->state) != SHM_SLOT_SEALED || slot == atomic_load(&r->ctl->active_slot))
+        return SHOAL_AGAIN;
+    atomic_store(&s->state, SHM_SLOT_RECLAIMING); /* seq_cst: before the pin scan */
+    if (ring_slot_is_pinned(r, slot, gen)) {
+        atomic_store(&s->state, SHM_SLOT_SEALED);
+        return SHOAL_AGAIN;
+    }
+    atomic_store(&s->used, 0);
+    atomic_store(&s->max_timestamp, -1);
+    atomic_store(&s->state, SHM_SLOT_FREE);
+    return 0;
+}
+
+static void ring_signal_space(ring_t *r)
+{
+    atomic_fetch_add(&r->ctl->space_seq, 1);
+    if (atomic_load(&r->ctl->space_waiters) > 0)
+        shoal__futex_wake(&r->ctl->space_seq, INT32_MAX);
+}
+
+int ring_reclaim_slot(ring_t *r, uint32_t slot, int timeout_ms)
+{
+    int rc = rlock_acquire(&r->ctl->lock, timeout_ms, ring_repair, r);
+    if (rc < 0)
+        return rc;
+    rc = slot_reclaim_locked(r, slot);
+    rlock_release(&r->ctl->lock);
+    if (rc == 0)
+        ring_signal_space(r);
+    return rc;
+}
+
+int ring_reap_dead_readers(ring_t *r)
+{
+    int reaped = 0;
+    for (uint32_t i = 0; i < SHM_MAX_READERS; i++) {
+        struct shm_reader *e = &r->rd->readers[i];
+        int32_t pid = atomic_load(&e->pid);
+        if (pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        atomic_store(&e->pin, 0);
+        if (atomic_exchange(&e->sleeping, 0))
+            atomic_fetch_sub(&r->rd->waiters, 1);
+        if (atomic_compare_exchange_strong(&e->pid, &pid, 0))
+            reaped++;
+    }
+    return reaped;
+}
+
+uint64_t ring_live_bytes(const ring_t *r)
+{
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < r->slot_count; i++) {
+        uint32_t st = atomic_load(&r->ctl->slots[i].state);
+        if (st == SHM_SLOT_ACTIVE || st == SHM_SLOT_SEALED)
+            total += atomic_load(&r->ctl->slots[i].used);
+    }
+    return total;
+}
+
+/* ------------------------------------------------------------------ appending */
+
+/* The oldest live offset once slot `freed` is gone: the base of the slot after it. */
+static void ring_advance_log_start(ring_t *r, uint32_t freed)
+{
+    uint32_t next = (freed + 1) % r->slot_count;
+    int64_t base = atomic_load(&r->ctl->slots[next].base_offset);
+    if (base > atomic_load(&r->ctl->log_start_offset))
+        atomic_store(&r->ctl->log_start_offset, base);
+}
+
+/* With the lock held: move appends to the next slot. SHOAL_AGAIN when it is not free. */
+static int ring_rotate_locked(ring_t *r)
+{
+    struct shm_ctl *ctl = r->ctl;
+    uint32_t old = atomic_load(&ctl->active_slot);
+    uint32_t next = (old + 1) % r->slot_count;
+    struct shm_slot *n = &ctl->slots[next];
+    int64_t leo = atomic_load(&ctl->log_end_offset);
+
+    if (atomic_load(&n->state) == SHM_SLOT_SEALED && ctl->storage == SHOAL_STORAGE_MEMORY) {
+        if (slot_reclaim_locked(r, next) < 0)
+            return SHOAL_AGAIN;
+        ring_advance_log_start(r, next);
+    }
+    if (atomic_load(&n->state) != SHM_SLOT_FREE)
+        return SHOAL_AGAIN;
+    atomic_store(&n->used, 0);
+    atomic_store(&n->base_offset, leo);
+    atomic_store(&n->end_offset, leo);
+    atomic_fetch_add(&n->gen, 1);
+    atomic_store(&n->state, SHM_SLOT_ACTIVE);
+    atomic_store(&ctl->slots[old].end_offset, leo);
+    atomic_store(&ctl->slots[old].state, SHM_SLOT_SEALED);
+    atomic_store(&ctl->active_slot, next);
+    return 0;
+}
+
+/* With the lock held: copy and publish. SHOAL_AGAIN when the ring is full. */
+static int ring_append_locked(ring_t *r, const uint8_t *batch, size_t len, int32_t records,
+                              int64_t max_timestamp, int64_t *base_offset)
+{
+    struct shm_ctl *ctl = r->ctl;
+    struct shm_slot *s = &ctl->slots[atomic_load_explicit(&ctl->active_slot,
+                                                          memory_order_relaxed)];
+    uint64_t used = atomic_load_explicit(&s->used, memory_order_relaxed);
+    int64_t leo = atomic_load_explicit(&ctl->log_end_offset, memory_order_relaxed);
+    uint8_t *dst;
+
+    if (used + len > r->slot_bytes) {
+        int rc = ring_rotate_locked(r);
+        if (rc < 0)
+            return rc;
+        s = &ctl->slots[atomic_load_explicit(&ctl->active_slot, memory_order_relaxed)];
+        used = 0;
+    }
+    dst = r->slots[s - ctl->slots] + used;
+    memcpy(dst, batch, len);
+    record_batch_set_base_offset(dst, leo);
+    if (max_timestamp > atomic_load_explicit(&s->max_timestamp, memory_order_relaxed))
+        atomic_store_explicit(&s->max_timestamp, max_timestamp, memory_order_relaxed);
+    shoal_store_release(&s->used, used + len);
+    shoal_store_release(&ctl->log_end_offset, leo + records);
+    atomic_fetch_add_explicit(&ctl->appended_batches, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ctl->appended_records, (uint64_t)records, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ctl->appended_bytes, len, memory_order_relaxed);
+    *base_offset = leo;
+    return 0;
+}
+
+static void ring_wake_readers(ring_t *r)
+{
+    atomic_fetch_add(&r->rd->seq, 1); /* seq_cst: ordered before the waiters load */
+    if (atomic_load(&r->rd->waiters) > 0)
+        shoal__futex_wake(&r->rd->seq, INT32_MAX);
+}
+
+/* Wait for a slot to be freed: 0 to retry, SHOAL_AGAIN when the deadline passed. */
+static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
+{
+    struct shm_ctl *ctl = r->ctl;
+    int64_t left_ms = (deadline_ns - shoal__mono_ns()) / 1000000;
+    if (left_ms <= 0)
+        return SHOAL_ERR(SHOAL_AGAIN, "ring full: every slot awaits flushing or is pinned");
+    /* A memory topic's slot is freed by the reader that unpins it, which does not signal:
+     * look again every millisecond. */
+    if (ctl->storage == SHOAL_STORAGE_MEMORY)
+        left_ms = 1;
+    atomic_fetch_add(&ctl->space_waiters, 1);
+    if (atomic_load(&ctl->space_seq) == seen)
+        shoal__futex_wait(&ctl->space_seq, seen, (int)SHOAL_MIN(left_ms, 100));
+    atomic_fetch_sub(&ctl->space_waiters, 1);
+    return 0;
+}
+
+int ring_append(ring_t *r, uint8_t *batch, size_t len, int32_t records, int64_t max_timestamp,
+                int block_ms, int64_t *base_offset)
+{
+    struct shm_ctl *ctl = r->ctl;
+    int64_t deadline_ns = 0;
+    int rc;
+
+    if (len > r->slot_bytes)
+        return SHOAL_ERR(SHOAL_ETOOLARGE, "batch of %zu bytes exceeds the slot size %llu", len,
+                         (unsigned long long)r->slot_bytes);
+    for (;;) {
+        uint32_t seen = atomic_load(&ctl->space_seq);
+        if (atomic_load_explicit(&ctl->deleted, memory_order_relaxed))
+            return SHOAL_ERR(SHOAL_ENOTOPIC, "topic was deleted");
+        rc = rlock_acquire(&ctl->lock, -1, ring_repair, r);
+        if (rc < 0)
+            return rc;
+        rc = ring_append_locked(r, batch, len, records, max_timestamp, base_offset);
+        rlock_release(&ctl->lock);
+        if (rc == 0) {
+            ring_wake_readers(r);
+            return 0;
+        }
+        if (rc != SHOAL_AGAIN)
+            return rc;
+        atomic_fetch_add_explicit(&ctl->full_events, 1, memory_order_relaxed);
+        if (deadline_ns == 0)
+            deadline_ns = shoal__mono_ns() + (int64_t)SHOAL_MAX(block_ms, 0) * 1000000;
+        rc = ring_wait_space(r, seen, deadline_ns);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms)
+{
+    struct shm_ctl *ctl = r->ctl;
+    int64_t deadline_ns = shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
+
+    for (;;) {
+        uint32_t seen = atomic_load(&ctl->flush_seq);
+        int64_t left_ms;
+        if (atomic_load(&ctl->flushed_offset) > offset)
+            return 0;
+        if (atomic_load(&ctl->deleted))
+            return SHOAL_ERR(SHOAL_ENOTOPIC, "topic was deleted");
+        left_ms = (deadline_ns - shoal__mono_ns()) / 1000000;
+        if (left_ms <= 0)
+            return SHOAL_ERR(SHOAL_ETIMEDOUT, "offset %lld not on disk after %d ms",
+                             (long long)offset, timeout_ms);
+        atomic_fetch_add(&ctl->flush_waiters, 1);
+        if (atomic_load(&ctl->flushed_offset) <= offset)
+            shoal__futex_wait(&ctl->flush_seq, seen, (int)SHOAL_MIN(left_ms, 100));
+        atomic_fetch_sub(&ctl->flush_waiters, 1);
+    }
+}
+
+/* ------------------------------------------------------------------ reading */
+
+int ring_cursor_open(ring_t *r, ring_cursor_t *c)
+{
+    int32_t me = (int32_t)getpid();
+    memset(c, 0, sizeof(*c));
+    c->entry = -1;
+    for (uint32_t i = 0; i < SHM_MAX_READERS; i++) {
+        int32_t expected = 0;
+        if (atomic_compare_exchange_strong(&r->rd->readers[i].pid, &expected, me)) {
+            atomic_store(&r->rd->readers[i].pin, 0);
+            c->entry = (int)i;
+            return 0;
+        }
+    }
+    return SHOAL_ERR(SHOAL_ELIMIT, "all %u reader entries of the partition are taken",
+                     SHM_MAX_READERS);
+}
+
+void ring_cursor_unpin(ring_t *r, ring_cursor_t *c)
+{
+    if (c->entry >= 0)
+        atomic_store(&r->rd->readers[c->entry].pin, 0);
+    c->placed = false;
+}
+
+void ring_cursor_close(ring_t *r, ring_cursor_t *c)
+{
+    if (c->entry < 0)
+        return;
+    ring_cursor_unpin(r, c);
+    atomic_store(&r->rd->readers[c->entry].pid, 0);
+    c->entry = -1;
+}
+
+/* Pin slot i at its current generation; true when it is live and the pin holds. */
+static bool cursor_pin(ring_t *r, ring_cursor_t *c, uint32_t i)
+{
+    struct shm_slot *s = &r->ctl->slots[i];
+    uint32_t gen = atomic_load(&s->gen);
+    uint32_t st;
+
+    atomic_store(&r->rd->readers[c->entry].pin, SHM_PIN(i, gen)); /* seq_cst */
+    st = atomic_load(&s->state);
+    if ((st == SHM_SLOT_ACTIVE || st == SHM_SLOT_SEALED) && atomic_load(&s->gen) == gen) {
+        c->slot = i;
+        c->gen = gen;
+        c->placed = true;
+        return true;
+    }
+    atomic_store(&r->rd->readers[c->entry].pin, 0);
+    return false;
+}
+
+/* The slot whose range holds offset (or, for the log end, the active slot). */
+static int cursor_find_slot(ring_t *r, ring_cursor_t *c, int64_t offset)
+{
+    for (uint32_t i = 0; i < r->slot_count; i++) {
+        struct shm_slot *s = &r->ctl->slots[i];
+        uint32_t st = atomic_load(&s->state);
+        int64_t base = atomic_load(&s->base_offset);
+        int64_t end = st == SHM_SLOT_SEALED ? atomic_load(&s->end_offset) : INT64_MAX;
+        if ((st != SHM_SLOT_ACTIVE && st != SHM_SLOT_SEALED) || offset < base || offset >= end)
+            continue;
+        if (st == SHM_SLOT_SEALED && offset == end)
+            continue;
+        if (cursor_pin(r, c, i) && atomic_load(&s->base_offset) == base)
+            return 0;
+        ring_cursor_unpin(r, c);
+    }
+    return SHOAL_EOFFSET;
+}
+
+int ring_cursor_seek(ring_t *r, ring_cursor_t *c, int64_t offset)
+{
+    const uint8_t *data;
+    uint64_t used, pos = 0;
+
+    ring_cursor_unpin(r, c);
+    if (offset > atomic_load(&r->ctl->log_end_offset))
+        return SHOAL_ERR(SHOAL_EOFFSET, "offset %lld is past the log end", (long long)offset);
+    if (cursor_find_slot(r, c, offset) < 0)
+        return SHOAL_EOFFSET;
+    data = r->slots[c->slot];
+    used = shoal_load_acquire(&r->ctl->slots[c->slot].used);
+    /* Skip whole batches that end before the offset. */
+    while (pos < used) {
+        record_batch_header_t h;
+        if (record_batch_parse(data + pos, used - pos, &h) != 0) {
+            ring_cursor_unpin(r, c);
+            return SHOAL_ERR(SHOAL_ECORRUPT, "slot %u: bad batch at byte %llu", c->slot,
+                             (unsigned long long)pos);
+        }
+        if (h.base_offset + h.last_offset_delta >= offset)
+            break;
+        pos += record_batch_size(&h);
+    }
+    c->pos = pos;
+    c->next_offset = offset;
+    return 0;
+}
+
+int ring_cursor_next(ring_t *r, ring_cursor_t *c, const uint8_t **batch,
+                     record_batch_header_t *h)
+{
+    struct shm_slot *s = &r->ctl->slots[c->slot];
+    uint64_t used = shoal_load_acquire(&s->used);
+    int rc;
+
+    if (c->pos >= used) {
+        uint32_t st = atomic_load(&s->state);
+        /* Re-read used: a final append may have landed between the two loads. */
+        if (st == SHM_SLOT_SEALED && c->pos >= shoal_load_acquire(&s->used))
+            return RING_SLOT_END;
+        return 0;
+    }
+    rc = record_batch_parse(r->slots[c->slot] + c->pos, used - c->pos, h);
+    if (rc != 0)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "slot %u: bad batch at byte %llu", c->slot,
+                         (unsigned long long)c->pos);
+    *batch = r->slots[c->slot] + c->pos;
+    c->pos += record_batch_size(h);
+    c->next_offset = h->base_offset + h->last_offset_delta + 1;
+    return 1;
+}
+
+int ring_cursor_advance(ring_t *r, ring_cursor_t *c)
+{
+    int64_t next = c->next_offset;
+    int rc;
+
+    if (c->placed && atomic_load(&r->ctl->slots[c->slot].state) == SHM_SLOT_SEALED)
+        next = atomic_load(&r->ctl->slots[c->slot].end_offset);
+    rc = ring_cursor_seek(r, c, next);
+    if (rc == SHOAL_EOFFSET && next >= atomic_load(&r->ctl->log_end_offset)) {
+        c->next_offset = next;
+        return 0; /* the slot after it is not active yet */
+    }
+    return rc;
+}

@@ -1,0 +1,120 @@
+/* ring.h - a partition's shared ring of segment slots: create and map, append and
+ * publish under the robust lock, lock-free cursors with slot pins, futex wake-ups.
+ * Layout in shm_layout.h; the design is at the top of ring.c. */
+#ifndef SHOAL_RING_H
+#define SHOAL_RING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "record.h"
+#include "shm_layout.h"
+
+/* Descriptor order when a ring travels over the control socket. */
+#define RING_FD_CTL 0
+#define RING_FD_READERS 1
+#define RING_FD_SLOT0 2
+#define RING_FD_COUNT(slots) (2u + (slots))
+
+typedef struct ring_params {
+    uint64_t slot_bytes;
+    uint32_t slot_count;
+    uint32_t partition;
+    uint32_t max_record_bytes;
+    uint32_t storage;
+} ring_params_t;
+
+typedef struct ring {
+    struct shm_ctl *ctl;
+    struct shm_readers *rd;
+    uint8_t *slots[SHM_MAX_SLOTS];
+    uint32_t slot_count;
+    uint64_t slot_bytes;
+    bool writable;
+} ring_t;
+
+/* ---- files (shoald) ---- */
+/* Create (or overwrite) the ring's files <shm_dir>/<name>.{ctl,readers,slot<i>} mode
+ * 0600, map them read-write, and start an empty ring whose first slot begins at
+ * start_offset. 0 or -errno; on failure nothing is left mapped or on disk. */
+int ring_create(ring_t *r, const char *shm_dir, const char *name, const ring_params_t *p,
+                int64_t start_offset);
+/* Map an existing ring read-write (a daemon restart). -ENOENT when a file is missing;
+ * SHOAL_EVERSION when its layout or parameters differ from p. */
+int ring_open(ring_t *r, const char *shm_dir, const char *name, const ring_params_t *p);
+/* Open the ring's files to pass to a client, O_RDWR or O_RDONLY per file (see
+ * shm_layout.h). fds gets RING_FD_COUNT(slot_count) descriptors. 0 or -errno. */
+int ring_open_fds(const char *shm_dir, const char *name, uint32_t slot_count, bool writable,
+                  int *fds);
+/* Right after ring_create and before any client maps it: make slot 0 hold the last disk
+ * segment (its base and bytes) so appends continue that segment after a reboot. */
+int ring_preload(ring_t *r, int64_t base, const uint8_t *data, size_t len, int64_t log_end,
+                 int64_t log_start);
+void ring_unlink(const char *shm_dir, const char *name, uint32_t slot_count);
+
+/* ---- mapping (clients) ---- */
+/* Map a ring from descriptors received from shoald; the caller keeps ownership of fds.
+ * Checks magic, version and sizes. 0, SHOAL_EVERSION, SHOAL_EPROTO, -errno. */
+int ring_map_fds(ring_t *r, const int *fds, size_t nfds, bool writable);
+void ring_unmap(ring_t *r);
+
+/* ---- appending ---- */
+/* Append one encoded batch of `records` records: under the lock assign its base offset,
+ * copy it into the active slot (rotating to a free slot when it does not fit) and publish
+ * it; then wake sleeping readers. A full ring waits up to block_ms for shoald to free a
+ * slot. Returns 0 with *base_offset set, SHOAL_AGAIN (still full), SHOAL_ETOOLARGE,
+ * SHOAL_ENOTOPIC (deleted), SHOAL_EPANIC, SHOAL_ETIMEDOUT (lock held too long), -errno. */
+int ring_append(ring_t *r, uint8_t *batch, size_t len, int32_t records, int64_t max_timestamp,
+                int block_ms, int64_t *base_offset);
+/* Wait until flushed_offset > offset. 0, SHOAL_ETIMEDOUT, SHOAL_ENOTOPIC. */
+int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms);
+/* The lock's repair after its owner died, exposed for the fault tests. */
+int ring_repair(void *ring);
+
+/* ---- reclaiming (shoald, or a producer of a memory topic) ---- */
+bool ring_slot_is_pinned(const ring_t *r, uint32_t slot, uint32_t gen);
+/* Free a SEALED slot nobody pins: 0, SHOAL_AGAIN when pinned or not sealed. Takes the
+ * lock (at most timeout_ms). */
+int ring_reclaim_slot(ring_t *r, uint32_t slot, int timeout_ms);
+/* Clear reader entries whose process is gone. Returns how many. */
+int ring_reap_dead_readers(ring_t *r);
+/* Bytes held by live slots (ACTIVE or SEALED). */
+uint64_t ring_live_bytes(const ring_t *r);
+
+/* ---- reading ---- */
+#define RING_SLOT_END 2 /* ring_cursor_next: the cursor's slot is sealed and read to its end */
+
+typedef struct ring_cursor {
+    int entry;          /* reader table entry, -1 when none */
+    bool placed;        /* slot/gen/pos are valid and pinned */
+    uint32_t slot;
+    uint32_t gen;
+    uint64_t pos;
+    int64_t next_offset;
+} ring_cursor_t;
+
+/* Claim a reader table entry for this process. 0, SHOAL_ELIMIT when the table is full. */
+int ring_cursor_open(ring_t *r, ring_cursor_t *c);
+void ring_cursor_close(ring_t *r, ring_cursor_t *c); /* unpins and frees the entry */
+/* Place the cursor at the batch holding offset (or at the end of the active slot when
+ * offset is the log end). 0; SHOAL_EOFFSET when offset is below every live slot (read it
+ * from disk) or above the log end; SHOAL_ECORRUPT. */
+int ring_cursor_seek(ring_t *r, ring_cursor_t *c, int64_t offset);
+/* The next published batch at the cursor, which then moves past it: 1 with *batch and *h
+ * set (a view valid while the cursor stays pinned on this slot); 0 when caught up;
+ * RING_SLOT_END; SHOAL_ECORRUPT. */
+int ring_cursor_next(ring_t *r, ring_cursor_t *c, const uint8_t **batch,
+                     record_batch_header_t *h);
+/* Move from a finished slot to the slot that continues it. 0, 0 with placed false when
+ * that slot does not exist yet, SHOAL_EOFFSET when it is gone. Drops the old pin. */
+int ring_cursor_advance(ring_t *r, ring_cursor_t *c);
+void ring_cursor_unpin(ring_t *r, ring_cursor_t *c);
+
+/* ---- waking ---- */
+static inline uint32_t ring_wake_seq(const ring_t *r)
+{
+    return atomic_load(&r->rd->seq);
+}
+
+#endif

@@ -1,0 +1,133 @@
+/* shm_layout.h - every structure that lives in shared memory, and nothing else.
+ *
+ * A partition's hot state is three kinds of files under the instance's shm directory
+ * (/dev/shm/shoal.<instance>/), all created 0600 by shoald and handed to clients as file
+ * descriptors:
+ *
+ *   <topic>-<p>.ctl       struct shm_ctl: identity, the append lock, watermarks, slot table.
+ *                         Mapped read-write by producers and shoald, read-only by consumers.
+ *   <topic>-<p>.readers   struct shm_readers: the wake-up futex word, the waiter count and
+ *                         the reader table (pinned slots). Read-write for every client,
+ *                         because a sleeping consumer must announce itself.
+ *   <topic>-<p>.slot<i>   ring slot i: slot_bytes of concatenated Kafka RecordBatch v2.
+ *                         Read-write for producers and shoald, read-only for consumers.
+ *
+ * Slot i and the disk segment with the same base offset hold the same bytes: the flusher
+ * copies a slot's published prefix to <base>.log, so a slot is a segment still in memory.
+ *
+ * Shared memory holds no pointers. Fields that change after creation are C11 atomics;
+ * the hot ones sit on their own cache line so producers and readers do not false-share.
+ * The identity block is written first and the magic last, so a process that maps a
+ * half-made file sees no magic and refuses it (SHOAL_EVERSION). */
+#ifndef SHOAL_SHM_LAYOUT_H
+#define SHOAL_SHM_LAYOUT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define SHM_CTL_MAGIC 0x4c54434c414f4853ull     /* "SHOALCTL" */
+#define SHM_READERS_MAGIC 0x5244524c414f4853ull /* "SHOALRDR" */
+#define SHM_LAYOUT_VERSION 1u
+#define SHM_MAX_SLOTS 64u
+#define SHM_MAX_READERS 256u
+#define SHM_CACHE_LINE 64
+
+/* Life of a slot. Every transition but the reader's pin happens under the append lock:
+ *   FREE -> ACTIVE      a producer rotates into it (gen is incremented)
+ *   ACTIVE -> SEALED    a producer rotates out of it (end_offset is set)
+ *   SEALED -> RECLAIMING -> FREE | SEALED
+ *                       shoald after flushing it (disk topics), or a producer that needs
+ *                       room (memory topics), when no live reader pins it. */
+enum shm_slot_state {
+    SHM_SLOT_FREE = 0,
+    SHM_SLOT_ACTIVE = 1,
+    SHM_SLOT_SEALED = 2,
+    SHM_SLOT_RECLAIMING = 3,
+};
+
+struct shm_slot {
+    _Atomic uint32_t state;
+    _Atomic uint32_t gen;          /* incremented each time the slot becomes ACTIVE */
+    _Atomic int64_t base_offset;   /* offset of the slot's first record */
+    _Atomic int64_t end_offset;    /* next offset after the slot's records, once SEALED */
+    _Atomic uint64_t used;         /* published bytes: the only publication point */
+    _Atomic int64_t max_timestamp; /* largest record timestamp in the slot, -1 if none */
+    uint8_t pad_[SHM_CACHE_LINE - 40];
+};
+
+struct shm_ctl {
+    /* identity: written once by shoald before the magic */
+    uint64_t magic;
+    uint32_t version;
+    uint32_t ctl_bytes; /* sizeof(struct shm_ctl), checked by every mapper */
+    uint64_t slot_bytes;
+    uint32_t slot_count;
+    uint32_t partition;
+    uint32_t max_record_bytes;
+    uint32_t storage; /* shoal_storage_t */
+    _Atomic uint32_t deleted; /* set when the topic is deleted: appends and polls stop */
+    uint8_t pad0_[SHM_CACHE_LINE - 44];
+
+    /* the append lock: PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST */
+    union {
+        pthread_mutex_t lock;
+        uint8_t lock_line_[SHM_CACHE_LINE];
+    };
+
+    /* producer-written, under the lock */
+    _Atomic int64_t log_end_offset; /* next offset to assign */
+    _Atomic uint32_t active_slot;
+    _Atomic uint32_t space_seq;    /* futex: bumped when a slot is freed */
+    _Atomic uint32_t space_waiters;
+    uint8_t pad1_[SHM_CACHE_LINE - 20];
+
+    /* shoald-written */
+    _Atomic int64_t log_start_offset; /* first offset still stored */
+    _Atomic int64_t flushed_offset;   /* every offset below is fsynced to disk */
+    _Atomic int64_t high_watermark;   /* replicated up to here (replication issue) */
+    _Atomic uint32_t flush_seq;       /* futex: bumped when flushed_offset moves */
+    _Atomic uint32_t flush_waiters;   /* producers waiting for ACKS_DISK */
+    uint8_t pad2_[SHM_CACHE_LINE - 32];
+
+    /* counters, read by `shoal stats` without touching the lock */
+    _Atomic uint64_t appended_batches;
+    _Atomic uint64_t appended_records;
+    _Atomic uint64_t appended_bytes;
+    _Atomic uint64_t lock_recoveries; /* EOWNERDEAD repairs */
+    _Atomic uint64_t full_events;     /* appends that found the ring full */
+    uint8_t pad3_[SHM_CACHE_LINE - 40];
+
+    struct shm_slot slots[SHM_MAX_SLOTS];
+};
+
+/* A reader's pin: (slot + 1) << 32 | gen, or 0 for none. */
+#define SHM_PIN(slot, gen) ((((uint64_t)(slot) + 1) << 32) | (uint32_t)(gen))
+
+struct shm_reader {
+    _Atomic int32_t pid;           /* owner process, 0 when the entry is free */
+    _Atomic uint32_t sleeping;     /* counted in waiters while set */
+    _Atomic uint64_t pin;          /* slot this reader holds views into */
+    uint8_t pad_[SHM_CACHE_LINE - 16];
+};
+
+struct shm_readers {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t readers_bytes;
+    uint8_t pad0_[SHM_CACHE_LINE - 16];
+
+    _Atomic uint32_t seq; /* futex: bumped after every publish */
+    uint8_t pad1_[SHM_CACHE_LINE - 4];
+
+    _Atomic uint32_t waiters; /* readers asleep (or about to be) on seq */
+    uint8_t pad2_[SHM_CACHE_LINE - 4];
+
+    struct shm_reader readers[SHM_MAX_READERS];
+};
+
+_Static_assert(sizeof(struct shm_slot) == SHM_CACHE_LINE, "slot descriptor is one line");
+_Static_assert(sizeof(pthread_mutex_t) <= SHM_CACHE_LINE, "mutex fits its line");
+_Static_assert(sizeof(struct shm_reader) == SHM_CACHE_LINE, "reader entry is one line");
+
+#endif

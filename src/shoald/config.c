@@ -1,0 +1,226 @@
+/* config.c - see config.h. Each key is one row of a table: its name, where it is stored,
+ * and its range, so the file, the command line and the documentation cannot disagree. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "shoal.h"
+
+enum key_kind { KEY_PATH, KEY_NAME, KEY_INT, KEY_LEVEL };
+
+struct key_def {
+    const char *name;
+    enum key_kind kind;
+    size_t field;
+    long min, max;
+};
+
+#define F(member) offsetof(shoald_config_t, member)
+static const struct key_def keys[] = {
+    {"data.dir", KEY_PATH, F(data_dir), 0, 0},
+    {"runtime.dir", KEY_PATH, F(runtime_dir), 0, 0},
+    {"instance", KEY_NAME, F(instance), 0, 0},
+    {"shm.dir", KEY_PATH, F(shm_dir), 0, 0},
+    {"flush.interval.ms", KEY_INT, F(flush_interval_ms), 1, 10000},
+    {"flush.ms", KEY_INT, F(flush_ms), 0, 86400000},
+    {"allow.gid", KEY_INT, F(allow_gid), -1, 2147483647},
+    {"log.level", KEY_LEVEL, F(log_level), 0, 0},
+};
+#undef F
+
+void config_init(shoald_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    strcpy(cfg->data_dir, "./var/data");
+    strcpy(cfg->runtime_dir, "./var/run");
+    strcpy(cfg->instance, "shoal");
+    strcpy(cfg->shm_dir, "/dev/shm");
+    cfg->flush_interval_ms = 5;
+    cfg->flush_ms = 1000;
+    cfg->allow_gid = -1;
+    cfg->log_level = LOG_INFO;
+}
+
+static int set_int(void *dst, const struct key_def *k, const char *v, char *err, size_t cap)
+{
+    char *end;
+    long n;
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < k->min || n > k->max) {
+        snprintf(err, cap, "%s: '%s' is not an integer in %ld..%ld", k->name, v, k->min, k->max);
+        return SHOAL_ECONFIG;
+    }
+    if (k->field == offsetof(shoald_config_t, allow_gid))
+        *(long *)dst = n;
+    else
+        *(int *)dst = (int)n;
+    return 0;
+}
+
+static int set_name(char *dst, size_t dst_cap, const struct key_def *k, const char *v, char *err,
+                    size_t cap)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n >= dst_cap) {
+        snprintf(err, cap, "%s: value is empty or longer than %zu bytes", k->name, dst_cap - 1);
+        return SHOAL_ECONFIG;
+    }
+    if (k->kind == KEY_NAME && strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                         "0123456789._-") != n) {
+        snprintf(err, cap, "%s: '%s' may hold only [a-zA-Z0-9._-]", k->name, v);
+        return SHOAL_ECONFIG;
+    }
+    memcpy(dst, v, n + 1);
+    return 0;
+}
+
+int config_set(shoald_config_t *cfg, const char *key, const char *value, char *err, size_t cap)
+{
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const struct key_def *k = &keys[i];
+        void *dst = (char *)cfg + k->field;
+        if (strcmp(k->name, key))
+            continue;
+        switch (k->kind) {
+        case KEY_INT:
+            return set_int(dst, k, value, err, cap);
+        case KEY_LEVEL:
+            if ((cfg->log_level = log_level_parse(value)) < 0) {
+                snprintf(err, cap, "log.level: '%s' is not error|warning|notice|info|debug",
+                         value);
+                return SHOAL_ECONFIG;
+            }
+            return 0;
+        default:
+            return set_name(dst, k->kind == KEY_NAME ? sizeof(cfg->instance) : PATH_MAX, k,
+                            value, err, cap);
+        }
+    }
+    snprintf(err, cap, "unknown setting '%s'", key);
+    return SHOAL_ECONFIG;
+}
+
+static char *trim(char *s)
+{
+    char *e;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+        *--e = '\0';
+    return s;
+}
+
+int config_load_file(shoald_config_t *cfg, const char *path, char *err, size_t cap)
+{
+    char line[PATH_MAX + 128];
+    FILE *f = fopen(path, "r");
+    int lineno = 0, rc = 0;
+
+    if (!f) {
+        snprintf(err, cap, "cannot open config file %s: %s", path, strerror(errno));
+        return SHOAL_ECONFIG;
+    }
+    while (rc == 0 && fgets(line, sizeof(line), f)) {
+        char *hash = strchr(line, '#'), *eq, *s;
+        lineno++;
+        if (hash)
+            *hash = '\0';
+        s = trim(line);
+        if (!*s)
+            continue;
+        if (!(eq = strchr(s, '='))) {
+            snprintf(err, cap, "%s:%d: expected 'key = value'", path, lineno);
+            rc = SHOAL_ECONFIG;
+            break;
+        }
+        *eq = '\0';
+        rc = config_set(cfg, trim(s), trim(eq + 1), err, cap);
+        if (rc < 0) {
+            char inner[256];
+            snprintf(inner, sizeof(inner), "%s", err);
+            snprintf(err, cap, "%s:%d: %s", path, lineno, inner);
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static void usage(void)
+{
+    printf("usage: shoald [--config FILE] [--data-dir DIR] [--runtime-dir DIR] "
+           "[--instance NAME]\n"
+           "              [--shm-dir DIR] [--flush-interval-ms N] [--flush-ms N] "
+           "[--allow-gid GID]\n"
+           "              [--log-level LEVEL] [--KEY VALUE ...]\n"
+           "Every key of the config file may be given as --key value ('-' or '.').\n"
+           "The control socket is RUNTIME_DIR/shoald.sock.\n");
+}
+
+/* "--data-dir" -> "data.dir"; an '=' splits off an inline value. */
+static void arg_key(const char *arg, char *key, size_t cap, const char **inline_value)
+{
+    size_t i = 0;
+    *inline_value = NULL;
+    for (arg += 2; *arg && i + 1 < cap; arg++) {
+        if (*arg == '=') {
+            *inline_value = arg + 1;
+            break;
+        }
+        key[i++] = *arg == '-' ? '.' : *arg;
+    }
+    key[i] = '\0';
+}
+
+/* One pass over argv: pass 0 loads --config files, pass 1 applies the other keys, so the
+ * command line wins over the file wherever --config stands. */
+static int config_pass(shoald_config_t *cfg, int argc, char **argv, int pass, char *err,
+                       size_t cap)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *value;
+        char key[128];
+        int rc = 0;
+
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage();
+            return 1;
+        }
+        if (!strcmp(a, "--version")) {
+            printf("shoald %s\n", SHOAL_VERSION_STRING);
+            return 1;
+        }
+        if (strncmp(a, "--", 2) || !a[2]) {
+            snprintf(err, cap, "unexpected argument '%s' (see --help)", a);
+            return SHOAL_ECONFIG;
+        }
+        arg_key(a, key, sizeof(key), &value);
+        if (!value) {
+            if (i + 1 >= argc) {
+                snprintf(err, cap, "%s needs a value", a);
+                return SHOAL_ECONFIG;
+            }
+            value = argv[++i];
+        }
+        if (!strcmp(key, "config")) {
+            if (pass == 0)
+                rc = config_load_file(cfg, value, err, cap);
+        } else if (pass == 1) {
+            rc = config_set(cfg, key, value, err, cap);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int config_parse_args(shoald_config_t *cfg, int argc, char **argv, char *err, size_t cap)
+{
+    int rc = config_pass(cfg, argc, argv, 0, err, cap);
+    return rc != 0 ? rc : config_pass(cfg, argc, argv, 1, err, cap);
+}

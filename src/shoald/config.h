@@ -1,0 +1,39 @@
+/* config.h - shoald's settings: defaults, a key = value file, and --key value overrides.
+ *
+ * Keys (the file spells them as below; the command line also accepts '-' for '.'):
+ *   data.dir            where topics' segments and the LMDB metadata live   ./var/data
+ *   runtime.dir         where the control socket shoald.sock is created     ./var/run
+ *   instance            prefix of the shm directory /dev/shm/shoal.<instance>   shoal
+ *   shm.dir             parent of the shm directory                         /dev/shm
+ *   flush.interval.ms   how often the flusher copies rings to disk          5
+ *   flush.ms            longest time written data waits for an fsync        1000
+ *   allow.gid           a group whose members may attach (besides the
+ *                       daemon's own user and root); -1 for none            -1
+ *   log.level           error | warning | notice | info | debug            info */
+#ifndef SHOALD_CONFIG_H
+#define SHOALD_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+
+typedef struct shoald_config {
+    char data_dir[PATH_MAX];
+    char runtime_dir[PATH_MAX];
+    char instance[64];
+    char shm_dir[PATH_MAX];
+    int flush_interval_ms;
+    int flush_ms;
+    long allow_gid;
+    int log_level;
+} shoald_config_t;
+
+void config_init(shoald_config_t *cfg);
+/* Set one key. 0, or SHOAL_ECONFIG with the reason in err. */
+int config_set(shoald_config_t *cfg, const char *key, const char *value, char *err, size_t cap);
+/* Read key = value lines; '#' starts a comment. 0, SHOAL_ECONFIG, or -errno. */
+int config_load_file(shoald_config_t *cfg, const char *path, char *err, size_t cap);
+/* Apply --config FILE first, then every --key value / --key=value in order.
+ * Returns 0, 1 when --help or --version was handled, or SHOAL_ECONFIG. */
+int config_parse_args(shoald_config_t *cfg, int argc, char **argv, char *err, size_t cap);
+
+#endif

@@ -1,0 +1,563 @@
+/* partition.c - a partition inside shoald: recovery, flushing the ring to disk segments,
+ * freeing flushed slots, and finding disk segments for consumers.
+ *
+ * DESIGN
+ *
+ * Slot i of the ring and the disk segment <base>.log with the slot's base offset hold the
+ * same bytes at the same positions, so flushing is a pwrite of the slot's newly published
+ * range at the same file offset, plus .index/.timeindex entries for the batches in it.
+ * The flusher follows the ring slot by slot: when its slot is SEALED and fully written,
+ * it fsyncs and closes that segment and moves to the slot holding the next offset.
+ *
+ * flushed_offset in the control block moves only after fdatasync, and wakes producers
+ * waiting for ACKS_DISK. A slot is freed for reuse only when everything in it is fsynced
+ * and no reader pins it; so a full ring means the disk is behind, and producers wait.
+ *
+ * Recovery. The last disk segment is scanned with CRCs and a torn or corrupt tail is cut
+ * off (earlier segments were sealed after an fsync). If the shm ring survived (the daemon
+ * died, the host did not), it is re-attached, any dead lock owner's mess repaired, and
+ * flushing resumes at the end of the disk data. If it is gone (a reboot), a new ring is
+ * built whose first slot is loaded with the last segment, so appends continue it. */
+#include "partition.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rlock.h"
+#include "util.h"
+
+#define DPART_LOCK_TIMEOUT_MS 1000
+
+static void params_of(const dpart_t *p, ring_params_t *rp)
+{
+    rp->slot_bytes = p->cfg.segment_bytes;
+    rp->slot_count = p->cfg.ring_slots;
+    rp->partition = p->id;
+    rp->max_record_bytes = p->cfg.max_record_bytes;
+    rp->storage = p->cfg.storage;
+}
+
+static bool is_disk(const dpart_t *p)
+{
+    return p->cfg.storage == SHOAL_STORAGE_DISK;
+}
+
+/* ------------------------------------------------------------------ recovery */
+
+/* What the disk holds, after the last segment's tail was checked. */
+struct disk_state {
+    int64_t start;     /* base of the first segment */
+    int64_t end;       /* next offset after the last good batch */
+    int64_t last_base; /* base of the last segment */
+    uint64_t last_len; /* its good bytes */
+    uint64_t bytes;    /* all .log bytes */
+    size_t segments;
+};
+
+static uint64_t file_size(const char *dir, int64_t base)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (segment_path(path, sizeof(path), dir, base, ".log") < 0 || stat(path, &st) < 0)
+        return 0;
+    return (uint64_t)st.st_size;
+}
+
+static int disk_recover(dpart_t *p, struct disk_state *ds)
+{
+    segment_recovery_t rec;
+    int64_t *bases = NULL;
+    size_t n = 0;
+    int rc = segment_list(p->dir, &bases, &n);
+
+    memset(ds, 0, sizeof(*ds));
+    if (rc < 0)
+        return rc;
+    ds->segments = n;
+    if (n == 0)
+        goto out;
+    rc = segment_recover(p->dir, bases[n - 1], true, &rec);
+    if (rc < 0) {
+        log_error("%s-%u: segment %lld: %s", p->topic, p->id, (long long)bases[n - 1],
+                  rec.scan.why[0] ? rec.scan.why : shoal_strerror(rc));
+        goto out;
+    }
+    if (rec.truncated_bytes)
+        log_warn("%s-%u: truncated %llu bytes of torn or corrupt tail from segment %lld (%s)",
+                 p->topic, p->id, (unsigned long long)rec.truncated_bytes,
+                 (long long)bases[n - 1], rec.scan.why);
+    if (rec.index_rebuilt)
+        log_notice("%s-%u: rebuilt the index of segment %lld", p->topic, p->id,
+                   (long long)bases[n - 1]);
+    ds->start = bases[0];
+    ds->last_base = bases[n - 1];
+    ds->last_len = rec.scan.valid_bytes;
+    ds->end = rec.scan.next_offset;
+    for (size_t i = 0; i + 1 < n; i++)
+        ds->bytes += file_size(p->dir, bases[i]);
+    ds->bytes += ds->last_len;
+out:
+    shoal__free(bases);
+    return rc;
+}
+
+/* Point the flusher at the slot holding the end of the disk data. */
+static int flusher_resume(dpart_t *p, const struct disk_state *ds)
+{
+    for (uint32_t i = 0; i < p->ring.slot_count; i++) {
+        struct shm_slot *s = &p->ring.ctl->slots[i];
+        uint32_t st = atomic_load(&s->state);
+        int64_t base = atomic_load(&s->base_offset);
+        uint64_t used = atomic_load(&s->used);
+        if (st != SHM_SLOT_ACTIVE && st != SHM_SLOT_SEALED)
+            continue;
+        if (ds->segments && base == ds->last_base && used >= ds->last_len) {
+            p->fl_pos = ds->last_len;
+        } else if (base == ds->end && (!ds->segments || ds->last_base != ds->end)) {
+            p->fl_pos = 0;
+        } else {
+            continue;
+        }
+        p->fl_slot = i;
+        p->fl_placed = true;
+        p->written_offset = p->synced_offset = ds->end;
+        atomic_store(&p->disk_bytes_sealed, ds->bytes - p->fl_pos);
+        atomic_store(&p->disk_bytes_active, p->fl_pos);
+        return 0;
+    }
+    return SHOAL_ECORRUPT;
+}
+
+/* Re-attach a ring that survived a daemon crash. */
+static int ring_reattach(dpart_t *p, const struct disk_state *ds)
+{
+    ring_params_t rp;
+    int rc;
+
+    params_of(p, &rp);
+    rc = ring_open(&p->ring, p->shm_dir, p->shm_name, &rp);
+    if (rc < 0)
+        return rc;
+    /* Repair after a producer that died inside the lock, before anything else looks. */
+    rc = rlock_acquire(&p->ring.ctl->lock, DPART_LOCK_TIMEOUT_MS, ring_repair, &p->ring);
+    if (rc == 0)
+        rlock_release(&p->ring.ctl->lock);
+    else if (rc != SHOAL_ETIMEDOUT)
+        goto out_unmap;
+    ring_reap_dead_readers(&p->ring);
+    if (!is_disk(p))
+        return 0;
+    if (atomic_load(&p->ring.ctl->log_end_offset) < ds->end ||
+        (rc = flusher_resume(p, ds)) < 0) {
+        rc = SHOAL_ECORRUPT;
+        log_error("%s-%u: shared ring does not continue the disk log (disk ends at %lld)",
+                  p->topic, p->id, (long long)ds->end);
+        goto out_unmap;
+    }
+    atomic_store(&p->ring.ctl->flushed_offset, ds->end);
+    atomic_store(&p->ring.ctl->log_start_offset, ds->segments ? ds->start : ds->end);
+    log_info("%s-%u: re-attached shared ring, log end %lld, disk end %lld", p->topic, p->id,
+             (long long)atomic_load(&p->ring.ctl->log_end_offset), (long long)ds->end);
+    return 0;
+out_unmap:
+    ring_unmap(&p->ring);
+    return rc;
+}
+
+/* Load the last segment's bytes into slot 0 of a new ring. */
+static int ring_preload_last(dpart_t *p, const struct disk_state *ds)
+{
+    char path[PATH_MAX];
+    void *map;
+    int fd, rc;
+
+    if (segment_path(path, sizeof(path), p->dir, ds->last_base, ".log") < 0)
+        return -ENAMETOOLONG;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -errno;
+    map = mmap(NULL, ds->last_len, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return -errno;
+    rc = ring_preload(&p->ring, ds->last_base, map, ds->last_len, ds->end, ds->start);
+    munmap(map, ds->last_len);
+    return rc;
+}
+
+/* Build a new ring from what the disk holds (a reboot, or a new topic). */
+static int ring_rebuild(dpart_t *p, const struct disk_state *ds)
+{
+    bool continue_last = ds->segments && ds->last_len > 0 &&
+                         ds->last_len + RECORD_BATCH_HEADER_BYTES < p->cfg.segment_bytes;
+    ring_params_t rp;
+    int rc;
+
+    params_of(p, &rp);
+    rc = ring_create(&p->ring, p->shm_dir, p->shm_name, &rp, ds->end);
+    if (rc < 0)
+        return rc;
+    if (continue_last && (rc = ring_preload_last(p, ds)) < 0) {
+        ring_unmap(&p->ring);
+        return rc;
+    }
+    atomic_store(&p->ring.ctl->log_start_offset, ds->segments ? ds->start : ds->end);
+    p->fl_slot = 0;
+    p->fl_pos = continue_last ? ds->last_len : 0;
+    p->fl_placed = true;
+    p->written_offset = p->synced_offset = ds->end;
+    atomic_store(&p->disk_bytes_sealed, ds->bytes - p->fl_pos);
+    atomic_store(&p->disk_bytes_active, p->fl_pos);
+    if (ds->segments)
+        log_info("%s-%u: rebuilt shared ring from disk: offsets %lld..%lld in %zu segments",
+                 p->topic, p->id, (long long)ds->start, (long long)ds->end, ds->segments);
+    return 0;
+}
+
+static int dpart_names(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
+                       uint32_t id)
+{
+    int n1 = snprintf(p->dir, sizeof(p->dir), "%s/%s-%u", data_dir, topic, id);
+    int n2 = snprintf(p->shm_dir, sizeof(p->shm_dir), "%s", shm_dir);
+    int n3 = snprintf(p->shm_name, sizeof(p->shm_name), "%s-%u", topic, id);
+    snprintf(p->topic, sizeof(p->topic), "%s", topic);
+    if (n1 < 0 || (size_t)n1 >= sizeof(p->dir) || n2 < 0 || (size_t)n2 >= sizeof(p->shm_dir) ||
+        n3 < 0 || (size_t)n3 >= sizeof(p->shm_name))
+        return -ENAMETOOLONG;
+    return 0;
+}
+
+int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
+               uint32_t id, const shoal_topic_config_t *cfg, bool fresh)
+{
+    struct disk_state ds = {0};
+    int rc;
+
+    memset(p, 0, sizeof(*p));
+    p->id = id;
+    p->cfg = *cfg;
+    p->log_fd = -1;
+    p->iw.index_fd = p->iw.timeindex_fd = -1;
+    p->last_sync_ns = shoal__mono_ns();
+    if ((rc = dpart_names(p, data_dir, shm_dir, topic, id)) < 0)
+        return rc;
+    if (is_disk(p)) {
+        if ((rc = shoal__mkdir_p(p->dir, 0700)) < 0)
+            return SHOAL_ERR(rc, "cannot create %s", p->dir);
+        if ((rc = disk_recover(p, &ds)) < 0)
+            return rc;
+    }
+    if (!fresh) {
+        rc = ring_reattach(p, &ds);
+        if (rc == 0)
+            return 0;
+        if (rc != -ENOENT)
+            log_warn("%s-%u: shared ring unusable (%s): rebuilding it from disk", topic, id,
+                     shoal_strerror(rc));
+        else if (!is_disk(p))
+            log_notice("%s-%u: memory topic lost its ring (reboot?): starting empty", topic, id);
+    }
+    return ring_rebuild(p, &ds);
+}
+
+/* ------------------------------------------------------------------ flushing */
+
+static int flusher_open_file(dpart_t *p)
+{
+    char path[PATH_MAX];
+    int64_t base = atomic_load(&p->ring.ctl->slots[p->fl_slot].base_offset);
+    int rc = segment_path(path, sizeof(path), p->dir, base, ".log");
+    if (rc < 0)
+        return rc;
+    p->log_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (p->log_fd < 0)
+        return SHOAL_ERR(-errno, "cannot open %s", path);
+    rc = index_writer_open(&p->iw, p->dir, base);
+    if (rc < 0) {
+        close(p->log_fd);
+        p->log_fd = -1;
+    }
+    return rc;
+}
+
+/* Publish the fsynced watermark and wake producers waiting for it. */
+static int flusher_sync(dpart_t *p)
+{
+    struct shm_ctl *ctl = p->ring.ctl;
+    if (p->log_fd >= 0 && p->synced_offset != p->written_offset) {
+        if (fdatasync(p->log_fd) < 0)
+            return SHOAL_ERR(-errno, "%s-%u: fdatasync failed", p->topic, p->id);
+        int rc = index_writer_sync(&p->iw);
+        if (rc < 0)
+            return rc;
+    }
+    p->synced_offset = p->written_offset;
+    p->last_sync_ns = shoal__mono_ns();
+    if (atomic_load(&ctl->flushed_offset) != p->synced_offset) {
+        atomic_store(&ctl->flushed_offset, p->synced_offset);
+        atomic_fetch_add(&ctl->flush_seq, 1);
+        if (atomic_load(&ctl->flush_waiters) > 0)
+            shoal__futex_wake(&ctl->flush_seq, INT32_MAX);
+    }
+    return 0;
+}
+
+/* Write slot bytes [fl_pos, used) and index the batches in them. */
+static int flusher_write(dpart_t *p, uint64_t used)
+{
+    const uint8_t *data = p->ring.slots[p->fl_slot];
+    uint64_t pos = p->fl_pos;
+    int rc;
+
+    if (p->log_fd < 0 && (rc = flusher_open_file(p)) < 0)
+        return rc;
+    rc = shoal__pwrite_all(p->log_fd, data + pos, used - pos, pos);
+    if (rc < 0)
+        return SHOAL_ERR(rc, "%s-%u: write to segment failed", p->topic, p->id);
+    while (pos < used) {
+        record_batch_header_t h;
+        if (record_batch_parse(data + pos, used - pos, &h) != 0) {
+            p->broken = true;
+            return SHOAL_ERR(SHOAL_ECORRUPT, "%s-%u: malformed batch in slot %u at byte %llu",
+                             p->topic, p->id, p->fl_slot, (unsigned long long)pos);
+        }
+        if ((rc = index_writer_add(&p->iw, pos, &h)) < 0)
+            return rc;
+        p->written_offset = h.base_offset + h.last_offset_delta + 1;
+        pos += record_batch_size(&h);
+    }
+    atomic_fetch_add(&p->disk_bytes_active, used - p->fl_pos);
+    p->fl_pos = used;
+    return 0;
+}
+
+/* The flushed slot is sealed and written out: close its segment, find the next slot. */
+static int flusher_next_slot(dpart_t *p)
+{
+    int rc = flusher_sync(p);
+    if (rc < 0)
+        return rc;
+    if (p->log_fd >= 0) {
+        close(p->log_fd);
+        p->log_fd = -1;
+        index_writer_close(&p->iw);
+    }
+    atomic_fetch_add(&p->disk_bytes_sealed, atomic_exchange(&p->disk_bytes_active, 0));
+    p->fl_placed = false;
+    for (uint32_t i = 0; i < p->ring.slot_count; i++) {
+        struct shm_slot *s = &p->ring.ctl->slots[i];
+        uint32_t st = atomic_load(&s->state);
+        if ((st == SHM_SLOT_ACTIVE || st == SHM_SLOT_SEALED) &&
+            atomic_load(&s->base_offset) == p->written_offset) {
+            p->fl_slot = i;
+            p->fl_pos = 0;
+            p->fl_placed = true;
+            break;
+        }
+    }
+    return 0;
+}
+
+static int flusher_copy(dpart_t *p)
+{
+    for (;;) {
+        struct shm_slot *s;
+        uint32_t st;
+        uint64_t used;
+        int rc;
+
+        if (!p->fl_placed && (rc = flusher_next_slot(p)) < 0)
+            return rc;
+        if (!p->fl_placed)
+            return 0;
+        s = &p->ring.ctl->slots[p->fl_slot];
+        st = atomic_load(&s->state);
+        used = shoal_load_acquire(&s->used);
+        if (used > p->fl_pos && (rc = flusher_write(p, used)) < 0)
+            return rc;
+        if (st != SHM_SLOT_SEALED || shoal_load_acquire(&s->used) != p->fl_pos)
+            return 0;
+        if ((rc = flusher_next_slot(p)) < 0)
+            return rc;
+    }
+}
+
+static void flusher_reclaim(dpart_t *p)
+{
+    struct shm_ctl *ctl = p->ring.ctl;
+    for (uint32_t i = 0; i < p->ring.slot_count; i++) {
+        struct shm_slot *s = &ctl->slots[i];
+        if (atomic_load(&s->state) != SHM_SLOT_SEALED ||
+            atomic_load(&s->end_offset) > p->synced_offset)
+            continue;
+        if (ring_reclaim_slot(&p->ring, i, 10) == 0) {
+            int64_t next_base = INT64_MAX;
+            for (uint32_t j = 0; j < p->ring.slot_count; j++) {
+                uint32_t st = atomic_load(&ctl->slots[j].state);
+                if (st == SHM_SLOT_ACTIVE || st == SHM_SLOT_SEALED)
+                    next_base = SHOAL_MIN(next_base, atomic_load(&ctl->slots[j].base_offset));
+            }
+            log_debug("%s-%u: freed slot %u; lowest offset in shm now %lld", p->topic, p->id, i,
+                      (long long)next_base);
+        }
+    }
+}
+
+int dpart_flush(dpart_t *p, int flush_ms, bool final)
+{
+    struct shm_ctl *ctl = p->ring.ctl;
+    bool due;
+    int rc;
+
+    if (!is_disk(p) || p->broken)
+        return p->broken ? SHOAL_ECORRUPT : 0;
+    rc = flusher_copy(p);
+    if (rc < 0)
+        return rc;
+    due = final || atomic_load(&ctl->flush_waiters) > 0 ||
+          shoal__mono_ns() - p->last_sync_ns >= (int64_t)flush_ms * 1000000;
+    if (due && (rc = flusher_sync(p)) < 0)
+        return rc;
+    flusher_reclaim(p);
+    return 0;
+}
+
+void dpart_reap(dpart_t *p)
+{
+    int n = ring_reap_dead_readers(&p->ring);
+    if (n > 0)
+        log_info("%s-%u: cleared %d reader entries of exited processes", p->topic, p->id, n);
+}
+
+void dpart_close(dpart_t *p)
+{
+    if (p->log_fd >= 0) {
+        close(p->log_fd);
+        index_writer_close(&p->iw);
+        p->log_fd = -1;
+    }
+    if (p->ring.ctl)
+        ring_unmap(&p->ring);
+}
+
+static int rm_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[PATH_MAX];
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path))
+            unlink(path);
+    }
+    closedir(d);
+    return rmdir(dir) < 0 ? -errno : 0;
+}
+
+void dpart_remove(dpart_t *p)
+{
+    if (p->ring.ctl) {
+        atomic_store(&p->ring.ctl->deleted, 1);
+        atomic_fetch_add(&p->ring.rd->seq, 1);
+        shoal__futex_wake(&p->ring.rd->seq, INT32_MAX);
+        atomic_fetch_add(&p->ring.ctl->space_seq, 1);
+        shoal__futex_wake(&p->ring.ctl->space_seq, INT32_MAX);
+        atomic_fetch_add(&p->ring.ctl->flush_seq, 1);
+        shoal__futex_wake(&p->ring.ctl->flush_seq, INT32_MAX);
+    }
+    dpart_close(p);
+    ring_unlink(p->shm_dir, p->shm_name, p->cfg.ring_slots);
+    if (is_disk(p) && rm_tree(p->dir) < 0)
+        log_warn("%s-%u: could not remove %s", p->topic, p->id, p->dir);
+}
+
+/* ------------------------------------------------------------------ lookups */
+
+static int64_t segment_position(const char *dir, int64_t base, int fd, uint64_t len,
+                                int64_t offset)
+{
+    char path[PATH_MAX];
+    const uint8_t *log, *idx = NULL;
+    struct stat st;
+    size_t idx_len = 0;
+    int64_t pos;
+    int ifd;
+
+    log = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    if (log == MAP_FAILED)
+        return -errno;
+    if (segment_path(path, sizeof(path), dir, base, ".index") == 0 &&
+        (ifd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+        if (fstat(ifd, &st) == 0 && st.st_size > 0) {
+            idx = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, ifd, 0);
+            idx_len = idx == MAP_FAILED ? 0 : (size_t)st.st_size;
+            if (idx == MAP_FAILED)
+                idx = NULL;
+        }
+        close(ifd);
+    }
+    pos = segment_find_offset(log, len, base, idx, idx_len, offset);
+    if (idx)
+        munmap((void *)idx, idx_len);
+    munmap((void *)log, len);
+    return pos;
+}
+
+int dpart_segment_open(dpart_t *p, int64_t offset, int *fd, int64_t *base, uint64_t *bytes,
+                       int64_t *pos)
+{
+    char path[PATH_MAX];
+    int64_t *bases = NULL;
+    size_t n = 0, i;
+    struct stat st;
+    int rc;
+
+    if (!is_disk(p))
+        return SHOAL_ERR(SHOAL_EOFFSET, "memory topic %s has no disk segments", p->topic);
+    if ((rc = segment_list(p->dir, &bases, &n)) < 0)
+        return rc;
+    for (i = n; i > 0 && bases[i - 1] > offset; i--)
+        ;
+    if (i == 0) {
+        shoal__free(bases);
+        return SHOAL_ERR(SHOAL_EOFFSET, "no segment of %s-%u holds offset %lld", p->topic, p->id,
+                         (long long)offset);
+    }
+    *base = bases[i - 1];
+    shoal__free(bases);
+    if ((rc = segment_path(path, sizeof(path), p->dir, *base, ".log")) < 0)
+        return rc;
+    if ((*fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -errno;
+    if (fstat(*fd, &st) < 0 || st.st_size == 0)
+        goto out_range;
+    *bytes = (uint64_t)st.st_size;
+    *pos = segment_position(p->dir, *base, *fd, *bytes, offset);
+    if (*pos >= 0)
+        return 0;
+out_range:
+    close(*fd);
+    *fd = -1;
+    return SHOAL_ERR(SHOAL_EOFFSET, "offset %lld is not on disk for %s-%u", (long long)offset,
+                     p->topic, p->id);
+}
+
+void dpart_info(dpart_t *p, shoal_partition_info_t *pi)
+{
+    struct shm_ctl *ctl = p->ring.ctl;
+    pi->partition = (int32_t)p->id;
+    pi->log_start_offset = atomic_load(&ctl->log_start_offset);
+    pi->log_end_offset = atomic_load(&ctl->log_end_offset);
+    pi->flushed_offset = is_disk(p) ? atomic_load(&ctl->flushed_offset) : 0;
+    pi->shm_bytes = ring_live_bytes(&p->ring);
+    pi->disk_bytes = atomic_load(&p->disk_bytes_sealed) + atomic_load(&p->disk_bytes_active);
+}

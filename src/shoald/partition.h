@@ -1,0 +1,61 @@
+/* partition.h - one partition as shoald sees it: its shared ring, its disk segments,
+ * the flusher's position between the two, and recovery at start. */
+#ifndef SHOALD_PARTITION_H
+#define SHOALD_PARTITION_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ring.h"
+#include "segment.h"
+
+typedef struct dpart {
+    char topic[SHOAL_TOPIC_NAME_MAX + 1];
+    uint32_t id;
+    char dir[PATH_MAX];     /* <data.dir>/<topic>-<id> */
+    char shm_dir[PATH_MAX]; /* the instance's shm directory */
+    char shm_name[SHOAL_TOPIC_NAME_MAX + 16];
+    shoal_topic_config_t cfg;
+    ring_t ring;
+
+    /* the flusher's state: touched only by the flusher thread (and open/close) */
+    uint32_t fl_slot;       /* slot being copied to disk */
+    uint64_t fl_pos;        /* bytes of it already written */
+    bool fl_placed;         /* fl_slot is known (false between a seal and the next slot) */
+    int log_fd;             /* the segment file of fl_slot, -1 until first write */
+    index_writer_t iw;
+    int64_t written_offset; /* next offset after the last batch written */
+    int64_t synced_offset;  /* next offset after the last batch fsynced */
+    int64_t last_sync_ns;
+    bool broken;            /* the ring held a malformed batch: flushing stopped */
+
+    _Atomic uint64_t disk_bytes_sealed; /* .log bytes of every segment but fl_slot's */
+    _Atomic uint64_t disk_bytes_active;
+} dpart_t;
+
+/* Open partition id of a topic: with fresh, a new empty partition; otherwise recover it
+ * (re-attach the shm ring if it survived, else rebuild it from disk; truncate a torn tail;
+ * rebuild missing indexes) and log what was done. 0 or a negative code. */
+int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
+               uint32_t id, const shoal_topic_config_t *cfg, bool fresh);
+
+/* Copy newly published bytes to disk, fsync when a producer waits for ACKS_DISK, flush_ms
+ * has passed, a segment is complete, or final; then free slots that are on disk and
+ * unpinned. Returns 0 or a negative code (the partition stops flushing after a corrupt
+ * batch: SHOAL_ECORRUPT). */
+int dpart_flush(dpart_t *p, int flush_ms, bool final);
+/* Clear reader entries of processes that died. */
+void dpart_reap(dpart_t *p);
+/* Unmap and close; the caller has run a final flush. */
+void dpart_close(dpart_t *p);
+/* Topic deletion: stop clients (deleted flag + wake-up), remove shm and disk files. */
+void dpart_remove(dpart_t *p);
+
+/* The disk segment holding offset: a read-only descriptor, its base offset, size and the
+ * byte position of the batch holding offset. SHOAL_EOFFSET when no segment holds it. */
+int dpart_segment_open(dpart_t *p, int64_t offset, int *fd, int64_t *base, uint64_t *bytes,
+                       int64_t *pos);
+void dpart_info(dpart_t *p, shoal_partition_info_t *pi);
+
+#endif
