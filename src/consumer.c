@@ -366,10 +366,32 @@ static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t 
     return n;
 }
 
+/* A producer waits for the slot this cursor pins, and that slot is already on disk: a
+ * lagging consumer must not throttle producers, so it reads the disk copy instead. Called
+ * only where this partition holds no views of the current poll. */
+static bool part_should_yield(const struct consumer_part *cp)
+{
+    const struct shm_ctl *ctl = cp->ring.ctl;
+    const struct shm_slot *s;
+
+    if (!cp->cur.placed || ctl->storage != SHOAL_STORAGE_DISK ||
+        atomic_load(&ctl->space_waiters) == 0)
+        return false;
+    s = &ctl->slots[cp->cur.slot];
+    return cp->cur.slot == (atomic_load(&ctl->active_slot) + 1) % cp->ring.slot_count &&
+           atomic_load(&s->state) == SHM_SLOT_SEALED &&
+           atomic_load(&s->end_offset) <= atomic_load(&ctl->flushed_offset);
+}
+
 static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record_t *out,
                      size_t max)
 {
     int rc;
+    if (part_should_yield(cp)) {
+        ring_cursor_unpin(&cp->ring, &cp->cur);
+        if ((rc = part_open_segment(c, cp)) < 0)
+            return rc;
+    }
     if (atomic_load_explicit(&cp->ring.ctl->deleted, memory_order_relaxed))
         return SHOAL_ERR(SHOAL_ENOTOPIC, "topic %s was deleted", cp->topic);
     if (cp->seg.data) {
