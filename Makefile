@@ -92,10 +92,10 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPERS) $(DAEMON_LIB) $(STATIC_LIB)
 
 # Tests: unit tests (cmocka, one binary per module), then multi-process integration and
 # fault tests against a real shoald. tests/run.sh prints one line per binary and a total.
-test check: deps-check all $(UNIT_TESTS) $(INTEG_TESTS)
+test check: deps all $(UNIT_TESTS) $(INTEG_TESTS)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(INTEG_TESTS)
 
-unit: deps-check all $(UNIT_TESTS)
+unit: deps all $(UNIT_TESTS)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS)
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of everything, then the whole suite.
@@ -108,8 +108,6 @@ asan:
 DEB_PACKAGES := gcc make liblmdb-dev libcmocka-dev
 deps:
 	$(Q)scripts/deps.sh $(DEB_PACKAGES)
-deps-check:
-	$(Q)scripts/deps.sh --check $(DEB_PACKAGES)
 
 # Start the broker in the foreground with everything under ./var of this checkout.
 RUN_ARGS ?=

@@ -295,7 +295,8 @@ SHOAL_EXTERN void shoal_producer_options_init(shoal_producer_options_t *opts);
 
 /** Open a producer for a topic.
  * @param[in] opts  NULL means the defaults.
- * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_EDENIED, SHOAL_ECLOSED, -ENOMEM.
+ * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_EDENIED, SHOAL_ECLOSED, -ENOMEM, or
+ *         SHOAL_ECONFIG when opts asks for ACKS_DISK on a memory topic.
  * Ownership: close with shoal_producer_close() before closing the client.
  * Thread-safety: one thread per producer handle. */
 SHOAL_EXTERN int shoal_producer_open(shoal_client_t *client, const char *topic,
@@ -328,7 +329,9 @@ SHOAL_EXTERN int shoal_send_batch(shoal_producer_t *producer, const shoal_messag
                                   size_t n, shoal_ack_t *ack);
 
 /** Wait until the record at (partition, offset) reaches an acknowledgement level.
- * @return 0, SHOAL_ETIMEDOUT, SHOAL_ENOPARTITION, SHOAL_EINVAL, SHOAL_ECLOSED. */
+ * @return 0, SHOAL_ETIMEDOUT, SHOAL_ENOPARTITION, SHOAL_EINVAL (offset not appended),
+ *         SHOAL_ECONFIG (ACKS_DISK on a memory topic), SHOAL_ENOTOPIC.
+ * Thread-safety: one thread per producer handle. */
 SHOAL_EXTERN int shoal_producer_wait(shoal_producer_t *producer, int32_t partition,
                                      int64_t offset, shoal_acks_t level, int timeout_ms);
 

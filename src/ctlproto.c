@@ -169,6 +169,11 @@ int ctl_frame_end(ctl_writer_t *w)
     return 0;
 }
 
+void ctl_put_raw(ctl_writer_t *w, const void *src, size_t n)
+{
+    writer_append(w, src, n);
+}
+
 void ctl_put_u8(ctl_writer_t *w, uint8_t v)
 {
     writer_append(w, &v, 1);

@@ -80,6 +80,8 @@ int ctl_frame_end(ctl_writer_t *w);
 void ctl_response_begin(ctl_writer_t *w, uint16_t req_type, uint32_t seq, int32_t status,
                         const char *detail);
 
+/* Append bytes already encoded (a response body built in another writer). */
+void ctl_put_raw(ctl_writer_t *w, const void *src, size_t n);
 void ctl_put_u8(ctl_writer_t *w, uint8_t v);
 void ctl_put_u16(ctl_writer_t *w, uint16_t v);
 void ctl_put_u32(ctl_writer_t *w, uint32_t v);

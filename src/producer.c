@@ -59,6 +59,10 @@ int shoal_producer_open(shoal_client_t *client, const char *topic,
         goto out_free;
     }
     p->rings[0] = first;
+    if (p->opts.acks == SHOAL_ACKS_DISK && p->cfg.storage == SHOAL_STORAGE_MEMORY) {
+        shoal_producer_close(p);
+        return SHOAL_ERR(SHOAL_ECONFIG, "topic %s is a memory topic: it has no disk to ack", topic);
+    }
     *out = p;
     return 0;
 out_free:
@@ -191,5 +195,7 @@ int shoal_producer_wait(shoal_producer_t *p, int32_t partition, int64_t offset,
         return 0;
     if (level != SHOAL_ACKS_DISK)
         return SHOAL_ERR(SHOAL_EINVAL, "unknown acknowledgement level %d", (int)level);
+    if (p->cfg.storage == SHOAL_STORAGE_MEMORY)
+        return SHOAL_ERR(SHOAL_ECONFIG, "topic %s is a memory topic: it has no disk", p->topic);
     return ring_wait_flushed(ring, offset, timeout_ms);
 }

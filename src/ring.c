@@ -455,6 +455,14 @@ uint64_t ring_live_bytes(const ring_t *r)
 
 /* ------------------------------------------------------------------ appending */
 
+void (*ring__test_hook)(int stage);
+
+static inline void test_hook(int stage)
+{
+    if (__builtin_expect(ring__test_hook != NULL, 0))
+        ring__test_hook(stage);
+}
+
 /* The oldest live offset once slot `freed` is gone: the base of the slot after it. */
 static void ring_advance_log_start(ring_t *r, uint32_t freed)
 {
@@ -485,8 +493,10 @@ static int ring_rotate_locked(ring_t *r)
     atomic_store(&n->end_offset, leo);
     atomic_fetch_add(&n->gen, 1);
     atomic_store(&n->state, SHM_SLOT_ACTIVE);
+    test_hook(RING_STAGE_ROTATING);
     atomic_store(&ctl->slots[old].end_offset, leo);
     atomic_store(&ctl->slots[old].state, SHM_SLOT_SEALED);
+    test_hook(RING_STAGE_SEALED);
     atomic_store(&ctl->active_slot, next);
     return 0;
 }
@@ -514,7 +524,9 @@ static int ring_append_locked(ring_t *r, const uint8_t *batch, size_t len, int32
     record_batch_set_base_offset(dst, leo);
     if (max_timestamp > atomic_load_explicit(&s->max_timestamp, memory_order_relaxed))
         atomic_store_explicit(&s->max_timestamp, max_timestamp, memory_order_relaxed);
+    test_hook(RING_STAGE_COPIED);
     shoal_store_release(&s->used, used + len);
+    test_hook(RING_STAGE_USED);
     shoal_store_release(&ctl->log_end_offset, leo + records);
     atomic_fetch_add_explicit(&ctl->appended_batches, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&ctl->appended_records, (uint64_t)records, memory_order_relaxed);

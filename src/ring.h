@@ -67,6 +67,16 @@ void ring_unmap(ring_t *r);
  * SHOAL_ENOTOPIC (deleted), SHOAL_EPANIC, SHOAL_ETIMEDOUT (lock held too long), -errno. */
 int ring_append(ring_t *r, uint8_t *batch, size_t len, int32_t records, int64_t max_timestamp,
                 int block_ms, int64_t *base_offset);
+/* Fault-test hook: when set, called with the append lock held at each stage below, so a
+ * test can kill the process exactly there. NULL (and one predictable branch) otherwise. */
+enum ring_stage {
+    RING_STAGE_COPIED = 1,    /* batch copied, nothing published */
+    RING_STAGE_USED = 2,      /* slot's used published, log_end_offset not yet */
+    RING_STAGE_ROTATING = 3,  /* new slot ACTIVE, old slot not yet SEALED */
+    RING_STAGE_SEALED = 4,    /* old slot SEALED, active_slot not yet moved */
+};
+extern void (*ring__test_hook)(int stage);
+
 /* Wait until flushed_offset > offset. 0, SHOAL_ETIMEDOUT, SHOAL_ENOTOPIC. */
 int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms);
 /* The lock's repair after its owner died, exposed for the fault tests. */

@@ -220,6 +220,8 @@ static int ring_rebuild(dpart_t *p, const struct disk_state *ds)
     return 0;
 }
 
+static int rm_tree(const char *dir);
+
 static int dpart_names(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
                        uint32_t id)
 {
@@ -248,6 +250,8 @@ int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char
     if ((rc = dpart_names(p, data_dir, shm_dir, topic, id)) < 0)
         return rc;
     if (is_disk(p)) {
+        if (fresh && rm_tree(p->dir) < 0) /* files of a deleted topic of the same name */
+            return SHOAL_ERR(-EEXIST, "cannot clear %s", p->dir);
         if ((rc = shoal__mkdir_p(p->dir, 0700)) < 0)
             return SHOAL_ERR(rc, "cannot create %s", p->dir);
         if ((rc = disk_recover(p, &ds)) < 0)
@@ -388,24 +392,22 @@ static int flusher_copy(dpart_t *p)
     }
 }
 
+/* Free the slot producers rotate into next, once it is on disk. Only that one: the other
+ * sealed slots stay readable in memory until the ring comes round to them, so consumers
+ * a little behind read shared memory rather than the disk. */
 static void flusher_reclaim(dpart_t *p)
 {
     struct shm_ctl *ctl = p->ring.ctl;
-    for (uint32_t i = 0; i < p->ring.slot_count; i++) {
-        struct shm_slot *s = &ctl->slots[i];
-        if (atomic_load(&s->state) != SHM_SLOT_SEALED ||
-            atomic_load(&s->end_offset) > p->synced_offset)
-            continue;
-        if (ring_reclaim_slot(&p->ring, i, 10) == 0) {
-            int64_t next_base = INT64_MAX;
-            for (uint32_t j = 0; j < p->ring.slot_count; j++) {
-                uint32_t st = atomic_load(&ctl->slots[j].state);
-                if (st == SHM_SLOT_ACTIVE || st == SHM_SLOT_SEALED)
-                    next_base = SHOAL_MIN(next_base, atomic_load(&ctl->slots[j].base_offset));
-            }
-            log_debug("%s-%u: freed slot %u; lowest offset in shm now %lld", p->topic, p->id, i,
-                      (long long)next_base);
-        }
+    uint32_t next = (atomic_load(&ctl->active_slot) + 1) % p->ring.slot_count;
+    struct shm_slot *s = &ctl->slots[next];
+
+    if (atomic_load(&s->state) != SHM_SLOT_SEALED ||
+        atomic_load(&s->end_offset) > p->synced_offset)
+        return;
+    if (ring_reclaim_slot(&p->ring, next, 10) == 0) {
+        uint32_t after = (next + 1) % p->ring.slot_count;
+        log_debug("%s-%u: freed slot %u; shared memory now starts at offset %lld", p->topic,
+                  p->id, next, (long long)atomic_load(&ctl->slots[after].base_offset));
     }
 }
 

@@ -1,0 +1,306 @@
+/* broker.c - shoald's topic registry over the metadata store and the partitions.
+ *
+ * DESIGN: LMDB is the truth about which topics exist. A topic is written to the store
+ * before its files are made and removed from it before its files are deleted, so a crash
+ * in between leaves either a topic whose partitions start empty at the next recovery, or
+ * orphan files that a later create with the same name wipes. The registry is an array
+ * sorted by name under a rwlock: the flusher thread and lookups read, create and delete
+ * write. An instance holds flock()s on its data directory and its shm directory, so two
+ * daemons can never manage the same files. */
+#include "broker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define SEGMENT_BYTES_MIN (64ull << 10)
+#define SEGMENT_BYTES_MAX (1ull << 30)
+#define MAX_RECORD_BYTES_MIN 64u
+
+int broker_check_config(const shoal_topic_config_t *c)
+{
+    if (c->partitions < 1 || c->partitions > SHOAL_PARTITIONS_MAX)
+        return SHOAL_ERR(SHOAL_EPARTITIONS, "partitions must be 1..%d, not %u",
+                         SHOAL_PARTITIONS_MAX, c->partitions);
+    if (c->storage != SHOAL_STORAGE_DISK && c->storage != SHOAL_STORAGE_MEMORY)
+        return SHOAL_ERR(SHOAL_ECONFIG, "storage must be disk or memory");
+    if (c->segment_bytes < SEGMENT_BYTES_MIN || c->segment_bytes > SEGMENT_BYTES_MAX)
+        return SHOAL_ERR(SHOAL_ECONFIG, "segment bytes must be %llu..%llu, not %llu",
+                         SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX,
+                         (unsigned long long)c->segment_bytes);
+    if (c->ring_slots < 2 || c->ring_slots > SHM_MAX_SLOTS)
+        return SHOAL_ERR(SHOAL_ECONFIG, "ring slots must be 2..%u, not %u", SHM_MAX_SLOTS,
+                         c->ring_slots);
+    if (c->max_record_bytes < MAX_RECORD_BYTES_MIN || c->max_record_bytes > c->segment_bytes / 2)
+        return SHOAL_ERR(SHOAL_ECONFIG, "max record bytes must be %u..%llu (half a segment), not %u",
+                         MAX_RECORD_BYTES_MIN, (unsigned long long)(c->segment_bytes / 2),
+                         c->max_record_bytes);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ registry */
+
+dtopic_t *broker_find(broker_t *b, const char *name)
+{
+    size_t lo = 0, hi = b->ntopics;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(b->topics[mid]->name, name);
+        if (c == 0)
+            return b->topics[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static int registry_insert(broker_t *b, dtopic_t *t)
+{
+    dtopic_t **v = shoal__realloc(b->topics, (b->ntopics + 1) * sizeof(*v));
+    size_t i = 0;
+    if (!v)
+        return -ENOMEM;
+    b->topics = v;
+    while (i < b->ntopics && strcmp(v[i]->name, t->name) < 0)
+        i++;
+    memmove(&v[i + 1], &v[i], (b->ntopics - i) * sizeof(*v));
+    v[i] = t;
+    b->ntopics++;
+    return 0;
+}
+
+static void registry_remove(broker_t *b, dtopic_t *t)
+{
+    for (size_t i = 0; i < b->ntopics; i++) {
+        if (b->topics[i] != t)
+            continue;
+        memmove(&b->topics[i], &b->topics[i + 1], (b->ntopics - i - 1) * sizeof(t));
+        b->ntopics--;
+        return;
+    }
+}
+
+static void topic_free(dtopic_t *t, uint32_t opened, bool remove_files)
+{
+    for (uint32_t i = 0; i < opened; i++) {
+        if (remove_files)
+            dpart_remove(&t->parts[i]);
+        else
+            dpart_close(&t->parts[i]);
+    }
+    shoal__free(t->parts);
+    shoal__free(t);
+}
+
+/* Open (fresh: create) every partition of a topic. */
+static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t *cfg, bool fresh,
+                      dtopic_t **out)
+{
+    dtopic_t *t = shoal__calloc(1, sizeof(*t));
+    uint32_t i;
+    int rc = 0;
+
+    if (!t || !(t->parts = shoal__calloc(cfg->partitions, sizeof(dpart_t)))) {
+        shoal__free(t);
+        return -ENOMEM;
+    }
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->cfg = *cfg;
+    for (i = 0; i < cfg->partitions; i++) {
+        rc = dpart_open(&t->parts[i], b->cfg->data_dir, b->shm_dir, name, i, cfg, fresh);
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0) {
+        log_error("topic %s: partition %u: %s (%s)", name, i, shoal_strerror(rc), shoal_errmsg());
+        topic_free(t, i, fresh);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_t *cfg)
+{
+    dtopic_t *t;
+    int rc;
+
+    if (!shoal_topic_name_is_valid(name))
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
+    if ((rc = broker_check_config(cfg)) < 0)
+        return rc;
+    pthread_rwlock_wrlock(&b->lock);
+    if (broker_find(b, name)) {
+        rc = SHOAL_ERR(SHOAL_ETOPICEXISTS, "topic %s already exists", name);
+        goto out_unlock;
+    }
+    if ((rc = store_topic_put(b->store, name, cfg)) < 0)
+        goto out_unlock;
+    rc = topic_open(b, name, cfg, true, &t);
+    if (rc == 0 && (rc = registry_insert(b, t)) < 0)
+        topic_free(t, cfg->partitions, true);
+    if (rc < 0)
+        store_topic_delete(b->store, name);
+    else
+        log_info("created topic %s: %u partitions, %s, %llu-byte segments, %u ring slots", name,
+                 cfg->partitions, cfg->storage ? "memory" : "disk",
+                 (unsigned long long)cfg->segment_bytes, cfg->ring_slots);
+out_unlock:
+    pthread_rwlock_unlock(&b->lock);
+    return rc;
+}
+
+int broker_topic_delete(broker_t *b, const char *name)
+{
+    dtopic_t *t;
+    int rc;
+
+    if (!shoal_topic_name_is_valid(name))
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
+    pthread_rwlock_wrlock(&b->lock);
+    if (!(t = broker_find(b, name))) {
+        rc = SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
+        goto out_unlock;
+    }
+    if ((rc = store_topic_delete(b->store, name)) < 0)
+        goto out_unlock;
+    registry_remove(b, t);
+    topic_free(t, t->cfg.partitions, true);
+    log_info("deleted topic %s", name);
+out_unlock:
+    pthread_rwlock_unlock(&b->lock);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ flushing */
+
+void broker_flush_all(broker_t *b, bool final, bool reap)
+{
+    pthread_rwlock_rdlock(&b->lock);
+    for (size_t i = 0; i < b->ntopics; i++) {
+        dtopic_t *t = b->topics[i];
+        for (uint32_t p = 0; p < t->cfg.partitions; p++) {
+            dpart_t *dp = &t->parts[p];
+            bool was_broken = dp->broken;
+            int rc = dpart_flush(dp, b->cfg->flush_ms, final);
+            if (rc < 0 && (!was_broken || final))
+                log_error("%s-%u: flush: %s (%s)", t->name, p, shoal_strerror(rc),
+                          shoal_errmsg());
+            if (reap)
+                dpart_reap(dp);
+        }
+    }
+    pthread_rwlock_unlock(&b->lock);
+}
+
+/* ------------------------------------------------------------------ open / close */
+
+static int lock_dir(const char *dir, const char *what)
+{
+    char path[PATH_MAX];
+    int fd;
+    snprintf(path, sizeof(path), "%s/.lock", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("cannot open %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int rc = -errno;
+        log_error("another shoald is using %s %s", what, dir);
+        close(fd);
+        return rc == -EWOULDBLOCK ? -EBUSY : rc;
+    }
+    return fd;
+}
+
+static int recover_topic(void *arg, const char *name, const shoal_topic_config_t *cfg)
+{
+    broker_t *b = arg;
+    dtopic_t *t;
+    int rc = topic_open(b, name, cfg, false, &t);
+    if (rc < 0)
+        return rc;
+    if ((rc = registry_insert(b, t)) < 0)
+        topic_free(t, cfg->partitions, false);
+    return rc;
+}
+
+static int broker_dirs(broker_t *b)
+{
+    const shoald_config_t *c = b->cfg;
+    char meta[PATH_MAX];
+    int rc;
+
+    if (snprintf(b->shm_dir, sizeof(b->shm_dir), "%s/shoal.%s", c->shm_dir, c->instance) >=
+            (int)sizeof(b->shm_dir) ||
+        snprintf(b->socket_path, sizeof(b->socket_path), "%s/shoald.sock", c->runtime_dir) >=
+            (int)sizeof(b->socket_path) ||
+        snprintf(meta, sizeof(meta), "%s/meta", c->data_dir) >= (int)sizeof(meta))
+        return -ENAMETOOLONG;
+    if ((rc = shoal__mkdir_p(c->data_dir, 0700)) < 0 ||
+        (rc = shoal__mkdir_p(c->runtime_dir, 0755)) < 0 ||
+        (rc = shoal__mkdir_p(b->shm_dir, 0700)) < 0) {
+        log_error("cannot create directories: %s", shoal_strerror(rc));
+        return rc;
+    }
+    if ((b->data_lock_fd = lock_dir(c->data_dir, "data directory")) < 0)
+        return b->data_lock_fd;
+    if ((b->shm_lock_fd = lock_dir(b->shm_dir, "shm directory")) < 0)
+        return b->shm_lock_fd;
+    rc = store_open(meta, 0, &b->store);
+    if (rc < 0)
+        log_error("cannot open the metadata store in %s: %s (%s)", meta, shoal_strerror(rc),
+                  shoal_errmsg());
+    return rc;
+}
+
+int broker_open(broker_t *b, const shoald_config_t *cfg)
+{
+    int rc;
+
+    memset(b, 0, sizeof(*b));
+    b->cfg = cfg;
+    b->data_lock_fd = b->shm_lock_fd = -1;
+    pthread_rwlock_init(&b->lock, NULL);
+    if ((rc = broker_dirs(b)) < 0)
+        goto out_close;
+    rc = store_topic_foreach(b->store, recover_topic, b);
+    if (rc < 0) {
+        log_error("recovery failed: %s (%s)", shoal_strerror(rc), shoal_errmsg());
+        goto out_close;
+    }
+    log_info("recovered %zu topics; data in %s, shared memory in %s", b->ntopics, cfg->data_dir,
+             b->shm_dir);
+    return 0;
+out_close:
+    broker_close(b);
+    return rc;
+}
+
+void broker_close(broker_t *b)
+{
+    if (b->topics)
+        broker_flush_all(b, true, false);
+    for (size_t i = 0; i < b->ntopics; i++)
+        topic_free(b->topics[i], b->topics[i]->cfg.partitions, false);
+    shoal__free(b->topics);
+    b->topics = NULL;
+    b->ntopics = 0;
+    store_close(b->store);
+    b->store = NULL;
+    if (b->data_lock_fd >= 0)
+        close(b->data_lock_fd);
+    if (b->shm_lock_fd >= 0)
+        close(b->shm_lock_fd);
+    b->data_lock_fd = b->shm_lock_fd = -1;
+    pthread_rwlock_destroy(&b->lock);
+}

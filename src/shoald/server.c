@@ -1,0 +1,458 @@
+/* server.c - shoald's control socket server.
+ *
+ * DESIGN: one thread, one epoll set, non-blocking sockets. Each connection accumulates
+ * bytes until a whole frame is present, then the request is decoded and answered at once;
+ * requests are rare and short (attach, admin, segment lookups), and the data path never
+ * comes here. The peer's credentials are read once at accept (SO_PEERCRED): the daemon's
+ * own user, root and members of allow.gid may use the broker; anyone else gets
+ * SHOAL_EDENIED for every request. A frame with a bad header gets an error response and
+ * the connection is closed (the stream can no longer be trusted); a well-framed request
+ * with a malformed payload gets SHOAL_EPROTO and the connection stays usable. Descriptors
+ * that a client sends are closed unread. */
+#include "server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ctlsock.h"
+#include "log.h"
+#include "util.h"
+
+#define SERVER_MAX_CONNS 1024
+#define SERVER_READ_CHUNK 65536
+
+struct conn {
+    int fd;
+    size_t slot; /* index in server.conns */
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    bool allowed;
+    uint8_t *in;
+    size_t len;
+    size_t cap;
+};
+
+struct server {
+    broker_t *b;
+    int listen_fd;
+    int epfd;
+    size_t nconns;
+    struct conn *conns[SERVER_MAX_CONNS];
+    ctl_writer_t out;
+    ctl_writer_t body;
+};
+
+typedef int (*handler_fn)(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds);
+
+/* ------------------------------------------------------------------ handlers */
+
+static int finish(ctl_reader_t *r)
+{
+    int rc = ctl_reader_finish(r);
+    return rc < 0 ? SHOAL_ERR(rc, "malformed request payload") : 0;
+}
+
+static int on_hello(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
+{
+    char name[128];
+    uint32_t version = ctl_get_u32(r);
+    int rc;
+    (void)fds;
+    (void)nfds;
+    ctl_get_str(r, name, sizeof(name));
+    if ((rc = finish(r)) < 0)
+        return rc;
+    if (version != CTL_VERSION)
+        return SHOAL_ERR(SHOAL_EVERSION, "client speaks protocol %u, daemon %u", version,
+                         CTL_VERSION);
+    log_debug("client pid %d uid %d: %s", (int)c->pid, (int)c->uid, name);
+    ctl_put_u32(&s->body, CTL_VERSION);
+    ctl_put_str(&s->body, s->b->cfg->instance);
+    return 0;
+}
+
+static int on_topic_create(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
+{
+    char name[SHOAL_TOPIC_NAME_MAX + 2];
+    shoal_topic_config_t cfg;
+    int rc;
+    (void)c;
+    (void)fds;
+    (void)nfds;
+    ctl_get_str(r, name, sizeof(name));
+    ctl_get_topic_config(r, &cfg);
+    if ((rc = finish(r)) < 0)
+        return rc;
+    return broker_topic_create(s->b, name, &cfg);
+}
+
+static int on_topic_delete(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
+{
+    char name[SHOAL_TOPIC_NAME_MAX + 2];
+    int rc;
+    (void)c;
+    (void)fds;
+    (void)nfds;
+    ctl_get_str(r, name, sizeof(name));
+    if ((rc = finish(r)) < 0)
+        return rc;
+    return broker_topic_delete(s->b, name);
+}
+
+static int on_topic_list(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
+{
+    int rc;
+    (void)c;
+    (void)fds;
+    (void)nfds;
+    if ((rc = finish(r)) < 0)
+        return rc;
+    pthread_rwlock_rdlock(&s->b->lock);
+    ctl_put_u32(&s->body, (uint32_t)s->b->ntopics);
+    for (size_t i = 0; i < s->b->ntopics; i++)
+        ctl_put_str(&s->body, s->b->topics[i]->name);
+    pthread_rwlock_unlock(&s->b->lock);
+    return 0;
+}
+
+/* Read "str topic, i32 partition" and find them; returns with the read lock held on
+ * success. */
+static int find_partition(server_t *s, ctl_reader_t *r, dtopic_t **t, int32_t *p)
+{
+    char name[SHOAL_TOPIC_NAME_MAX + 2];
+    ctl_get_str(r, name, sizeof(name));
+    *p = ctl_get_i32(r);
+    if (r->err)
+        return SHOAL_ERR(SHOAL_EPROTO, "malformed request payload");
+    if (!shoal_topic_name_is_valid(name))
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
+    pthread_rwlock_rdlock(&s->b->lock);
+    if (!(*t = broker_find(s->b, name))) {
+        pthread_rwlock_unlock(&s->b->lock);
+        return SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
+    }
+    if (*p < 0 || (uint32_t)*p >= (*t)->cfg.partitions) {
+        uint32_t n = (*t)->cfg.partitions;
+        pthread_rwlock_unlock(&s->b->lock);
+        return SHOAL_ERR(SHOAL_ENOPARTITION, "topic %s has no partition %d (it has %u)", name, *p,
+                         n);
+    }
+    return 0;
+}
+
+static int on_topic_describe(server_t *s, struct conn *c, ctl_reader_t *r, int *fds,
+                             size_t *nfds)
+{
+    char name[SHOAL_TOPIC_NAME_MAX + 2];
+    dtopic_t *t;
+    int rc;
+    (void)c;
+    (void)fds;
+    (void)nfds;
+    ctl_get_str(r, name, sizeof(name));
+    if ((rc = finish(r)) < 0)
+        return rc;
+    if (!shoal_topic_name_is_valid(name))
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
+    pthread_rwlock_rdlock(&s->b->lock);
+    if (!(t = broker_find(s->b, name))) {
+        pthread_rwlock_unlock(&s->b->lock);
+        return SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
+    }
+    ctl_put_topic_config(&s->body, &t->cfg);
+    ctl_put_u32(&s->body, t->cfg.partitions);
+    for (uint32_t i = 0; i < t->cfg.partitions; i++) {
+        shoal_partition_info_t pi;
+        dpart_info(&t->parts[i], &pi);
+        ctl_put_partition_info(&s->body, &pi);
+    }
+    pthread_rwlock_unlock(&s->b->lock);
+    return 0;
+}
+
+static int on_attach(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
+{
+    dtopic_t *t;
+    int32_t p;
+    uint8_t mode;
+    int rc = find_partition(s, r, &t, &p);
+
+    if (rc < 0)
+        return rc;
+    mode = ctl_get_u8(r);
+    if ((rc = finish(r)) == 0 && mode != CTL_ATTACH_READ && mode != CTL_ATTACH_WRITE)
+        rc = SHOAL_ERR(SHOAL_EPROTO, "unknown attach mode %u", mode);
+    if (rc == 0)
+        rc = ring_open_fds(s->b->shm_dir, t->parts[p].shm_name, t->cfg.ring_slots,
+                           mode == CTL_ATTACH_WRITE, fds);
+    if (rc == 0) {
+        *nfds = RING_FD_COUNT(t->cfg.ring_slots);
+        ctl_put_topic_config(&s->body, &t->cfg);
+        log_debug("pid %d attached %s-%d %s", (int)c->pid, t->name, p,
+                  mode == CTL_ATTACH_WRITE ? "read-write" : "read-only");
+    }
+    pthread_rwlock_unlock(&s->b->lock);
+    return rc;
+}
+
+static int on_segment_open(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
+{
+    dtopic_t *t;
+    int32_t p;
+    int64_t offset, base, pos;
+    uint64_t bytes;
+    int rc = find_partition(s, r, &t, &p);
+    (void)c;
+
+    if (rc < 0)
+        return rc;
+    offset = ctl_get_i64(r);
+    if ((rc = finish(r)) == 0)
+        rc = dpart_segment_open(&t->parts[p], offset, &fds[0], &base, &bytes, &pos);
+    pthread_rwlock_unlock(&s->b->lock);
+    if (rc < 0)
+        return rc;
+    *nfds = 1;
+    ctl_put_i64(&s->body, base);
+    ctl_put_u64(&s->body, bytes);
+    ctl_put_i64(&s->body, pos);
+    return 0;
+}
+
+static const handler_fn handlers[CTL_TYPE_MAX_] = {
+    [CTL_HELLO] = on_hello,
+    [CTL_TOPIC_CREATE] = on_topic_create,
+    [CTL_TOPIC_DELETE] = on_topic_delete,
+    [CTL_TOPIC_LIST] = on_topic_list,
+    [CTL_TOPIC_DESCRIBE] = on_topic_describe,
+    [CTL_ATTACH] = on_attach,
+    [CTL_SEGMENT_OPEN] = on_segment_open,
+};
+
+/* ------------------------------------------------------------------ connections */
+
+static void conn_close(server_t *s, struct conn *c)
+{
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    s->conns[c->slot] = s->conns[--s->nconns];
+    s->conns[c->slot]->slot = c->slot;
+    shoal__free(c->in);
+    shoal__free(c);
+}
+
+static int dispatch(server_t *s, struct conn *c, const ctl_header_t *h, const uint8_t *payload,
+                    int *fds, size_t *nfds)
+{
+    ctl_reader_t r;
+    ctl_reader_init(&r, payload, h->len);
+    s->body.len = 0;
+    s->body.err = 0;
+    shoal__clear_err();
+    if (h->type >= CTL_TYPE_MAX_ || !handlers[h->type])
+        return SHOAL_ERR(SHOAL_EPROTO, "unknown request type %u", h->type);
+    if (!c->allowed)
+        return SHOAL_ERR(SHOAL_EDENIED, "uid %d gid %d may not use this broker", (int)c->uid,
+                         (int)c->gid);
+    return handlers[h->type](s, c, &r, fds, nfds);
+}
+
+/* Answer one request. Returns 0, or < 0 when the connection must be closed. */
+static int conn_answer(server_t *s, struct conn *c, const ctl_header_t *h, const uint8_t *payload)
+{
+    int fds[CTL_MAX_FDS];
+    size_t nfds = 0;
+    int status = dispatch(s, c, h, payload, fds, &nfds);
+    int rc;
+
+    if (status == 0 && s->body.err)
+        status = s->body.err;
+    ctl_response_begin(&s->out, h->type, h->seq, status,
+                       status < 0 ? (shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(status))
+                                  : NULL);
+    if (status == 0)
+        ctl_put_raw(&s->out, s->body.buf, s->body.len);
+    rc = ctl_frame_end(&s->out);
+    if (rc == 0)
+        rc = ctlsock_send(c->fd, s->out.buf, s->out.len, status == 0 ? fds : NULL,
+                          status == 0 ? nfds : 0);
+    for (size_t i = 0; i < nfds; i++)
+        close(fds[i]);
+    if (status < 0 && status != SHOAL_EDENIED)
+        log_debug("pid %d request %u: %s", (int)c->pid, h->type, shoal_errmsg());
+    return rc;
+}
+
+/* Reply to a frame whose header is unusable, then give up on the connection. */
+static void conn_reject(server_t *s, struct conn *c, int status)
+{
+    log_warn("client pid %d sent a bad frame header: %s; closing", (int)c->pid,
+             shoal_errmsg());
+    ctl_response_begin(&s->out, 0, 0, status, shoal_errmsg());
+    if (ctl_frame_end(&s->out) == 0)
+        ctlsock_send(c->fd, s->out.buf, s->out.len, NULL, 0);
+}
+
+/* Handle every whole frame in c->in. Returns < 0 to close the connection. */
+static int conn_process(server_t *s, struct conn *c)
+{
+    size_t at = 0;
+    int rc = 0;
+    while (c->len - at >= CTL_HEADER_BYTES) {
+        ctl_header_t h;
+        if ((rc = ctl_header_decode(c->in + at, &h)) < 0) {
+            conn_reject(s, c, rc);
+            return rc;
+        }
+        if (c->len - at < CTL_HEADER_BYTES + (size_t)h.len)
+            break;
+        if ((rc = conn_answer(s, c, &h, c->in + at + CTL_HEADER_BYTES)) < 0)
+            return rc;
+        at += CTL_HEADER_BYTES + h.len;
+    }
+    memmove(c->in, c->in + at, c->len - at);
+    c->len -= at;
+    return 0;
+}
+
+static int conn_read(server_t *s, struct conn *c)
+{
+    for (;;) {
+        size_t nfds = 0;
+        ssize_t n;
+        if (c->cap - c->len < SERVER_READ_CHUNK &&
+            c->cap < CTL_HEADER_BYTES + CTL_MAX_PAYLOAD + SERVER_READ_CHUNK) {
+            size_t cap = c->cap ? c->cap * 2 : SERVER_READ_CHUNK * 2;
+            uint8_t *in = shoal__realloc(c->in, cap);
+            if (!in)
+                return -ENOMEM;
+            c->in = in;
+            c->cap = cap;
+        }
+        n = ctlsock_recv(c->fd, c->in + c->len, c->cap - c->len, NULL, &nfds, 0);
+        if (n == -EAGAIN)
+            return 0;
+        if (n <= 0)
+            return n == 0 ? SHOAL_ECLOSED : (int)n;
+        c->len += (size_t)n;
+        if (conn_process(s, c) < 0)
+            return SHOAL_EPROTO;
+    }
+}
+
+static void server_accept(server_t *s)
+{
+    for (;;) {
+        struct epoll_event ev = {.events = EPOLLIN};
+        struct conn *c;
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        if (s->nconns >= SERVER_MAX_CONNS || !(c = shoal__calloc(1, sizeof(*c)))) {
+            log_warn("refusing a client: %zu connections open", s->nconns);
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        if (ctlsock_peer_cred(fd, &c->pid, &c->uid, &c->gid) == 0)
+            c->allowed = c->uid == 0 || c->uid == geteuid() ||
+                         (s->b->cfg->allow_gid >= 0 && c->gid == (gid_t)s->b->cfg->allow_gid);
+        ev.data.ptr = c;
+        if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            close(fd);
+            shoal__free(c);
+            continue;
+        }
+        c->slot = s->nconns;
+        s->conns[s->nconns++] = c;
+        if (!c->allowed)
+            log_warn("client pid %d uid %d is not allowed: its requests will be denied",
+                     (int)c->pid, (int)c->uid);
+    }
+}
+
+/* ------------------------------------------------------------------ lifecycle */
+
+int server_open(server_t **out, broker_t *b)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    server_t *s = shoal__calloc(1, sizeof(*s));
+
+    *out = NULL;
+    if (!s)
+        return -ENOMEM;
+    s->b = b;
+    s->epfd = -1;
+    ctl_writer_init(&s->out);
+    ctl_writer_init(&s->body);
+    s->listen_fd = ctlsock_listen(b->socket_path);
+    if (s->listen_fd < 0) {
+        int rc = s->listen_fd;
+        log_error("cannot listen on %s: %s", b->socket_path, shoal_strerror(rc));
+        shoal__free(s);
+        return rc;
+    }
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->epfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->listen_fd, &ev) < 0) {
+        int rc = -errno;
+        server_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int server_run(server_t *s, volatile sig_atomic_t *stop, int wake_fd, void (*on_wake)(void *),
+               void *arg)
+{
+    struct epoll_event evs[64];
+    struct epoll_event wev = {.events = EPOLLIN, .data.ptr = &wev};
+
+    if (wake_fd >= 0 && epoll_ctl(s->epfd, EPOLL_CTL_ADD, wake_fd, &wev) < 0)
+        return -errno;
+    while (!*stop) {
+        int n = epoll_wait(s->epfd, evs, 64, 100);
+        for (int i = 0; i < n && !*stop; i++) {
+            struct conn *c = evs[i].data.ptr;
+            int rc;
+            if (evs[i].data.ptr == &wev) {
+                on_wake(arg);
+                continue;
+            }
+            if (!c) {
+                server_accept(s);
+                continue;
+            }
+            rc = conn_read(s, c);
+            if (rc < 0)
+                conn_close(s, c);
+        }
+    }
+    return 0;
+}
+
+size_t server_client_count(const server_t *s)
+{
+    return s->nconns;
+}
+
+void server_close(server_t *s)
+{
+    if (!s)
+        return;
+    while (s->nconns > 0)
+        conn_close(s, s->conns[s->nconns - 1]);
+    if (s->listen_fd >= 0) {
+        close(s->listen_fd);
+        unlink(s->b->socket_path);
+    }
+    if (s->epfd >= 0)
+        close(s->epfd);
+    ctl_writer_release(&s->out);
+    ctl_writer_release(&s->body);
+    shoal__free(s);
+}

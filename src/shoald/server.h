@@ -1,0 +1,22 @@
+/* server.h - the control socket server: accepts clients, checks their credentials,
+ * decodes requests, answers them (with descriptors for ATTACH and SEGMENT_OPEN). */
+#ifndef SHOALD_SERVER_H
+#define SHOALD_SERVER_H
+
+#include <signal.h>
+
+#include "broker.h"
+
+typedef struct server server_t;
+
+/* Listen on the broker's socket path. 0 or a negative code (logged). */
+int server_open(server_t **out, broker_t *b);
+/* Serve until *stop becomes non-zero; checks it at least every 100 ms.
+ * wake_fd, when >= 0, is polled too (a signalfd): on_wake is called when it is readable. */
+int server_run(server_t *s, volatile sig_atomic_t *stop, int wake_fd, void (*on_wake)(void *),
+               void *arg);
+void server_close(server_t *s);
+/* Counters for status lines. */
+size_t server_client_count(const server_t *s);
+
+#endif
