@@ -120,8 +120,8 @@ static int line_reader_fill(line_reader_t *lr)
 static int produce_report(produce_t *pr, int rc, uint64_t line)
 {
     cli_fail(pr->cli, rc, "produce to '%s' (input line %llu)", pr->topic, (unsigned long long)line);
-    fprintf(stderr, "shoal: wrote %llu records to %s before the error\n",
-            (unsigned long long)pr->written, pr->topic);
+    fprintf(stderr, "shoal: wrote %llu record%s to %s before the error\n",
+            (unsigned long long)pr->written, pr->written == 1 ? "" : "s", pr->topic);
     return CLI_EXIT_FAIL;
 }
 
@@ -323,8 +323,8 @@ int cli_produce(cli_t *cli, int argc, char **argv)
     if (rc == 0)
         rc = produce_stream(&pr);
     if (rc == 0) {
-        fprintf(stderr, "produced %llu records to %s%s\n", (unsigned long long)pr.written, pr.topic,
-                cli_stop_signal ? " (interrupted)" : "");
+        fprintf(stderr, "produced %llu record%s to %s%s\n", (unsigned long long)pr.written,
+                pr.written == 1 ? "" : "s", pr.topic, cli_stop_signal ? " (interrupted)" : "");
         rc = cli_stop_signal ? 128 + cli_stop_signal : 0;
     }
     free(pr.batch);
