@@ -1,7 +1,178 @@
-/* shoal.c - the shoal command-line tool (placeholder until the CLI lands). */
+/* shoal.c - the `shoal` command-line tool: global options and the table of subcommands.
+ *
+ * DESIGN: the tool is a thin client of include/shoal.h. main() takes the global options
+ * (--socket, --help, --version), finds the subcommand in cli_commands[] by one or two
+ * words ("produce", "topic create") and hands it the remaining arguments, with the
+ * subcommand's name as argv[0] so each one parses its own options with cli_next_opt().
+ * Exit status: 0 success, 1 a failed operation (message on stderr), 2 a usage error. */
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int cli_help(cli_t *cli, int argc, char **argv);
+
+static const cli_command_t cli_commands[] = {
+    {"topic", "create", cli_topic_create,
+     "topic create NAME [--partitions N] [--storage disk|memory] [--segment-bytes SIZE] "
+     "[--ring-slots N] [--max-record-bytes SIZE]",
+     "Create a topic. Unset options keep the library defaults.\n"
+     "  --partitions N            partitions, 1..1024 (default 1)\n"
+     "  --storage disk|memory     persist to disk segments, or keep only the shared ring\n"
+     "                            (default disk)\n"
+     "  --segment-bytes SIZE      ring slot and disk segment size, 64K..1G (default 64M)\n"
+     "  --ring-slots N            slots in the shared ring, 2..64 (default 4)\n"
+     "  --max-record-bytes SIZE   largest record (default 1M, at most segment-bytes/2;\n"
+     "                            with only --segment-bytes given: min(1M, segment-bytes/2))\n"
+     "SIZE is a number of bytes with an optional K, M or G suffix (powers of 1024).\n"},
+    {"topic", "list", cli_topic_list, "topic list", "Print the topic names, one per line.\n"},
+    {"topic", "describe", cli_topic_describe, "topic describe NAME",
+     "Print a topic's configuration, then a row per partition: log start offset, log end\n"
+     "offset, flushed offset, bytes in shared memory and bytes on disk.\n"},
+    {"topic", "delete", cli_topic_delete, "topic delete NAME",
+     "Delete a topic and all its data.\n"},
+    {NULL, "produce", cli_produce,
+     "produce NAME [--key-separator SEP] [--partition N] [--acks memory|disk]",
+     "Send one record per line of standard input (the newline is not part of the record).\n"
+     "  --key-separator SEP   the text before the first SEP is the key, the rest the value;\n"
+     "                        a line without SEP has a null key\n"
+     "  --partition N         send every record to partition N (default: by key, Kafka's\n"
+     "                        murmur2 partitioner; keyless records are spread across\n"
+     "                        partitions one batch at a time)\n"
+     "  --acks memory|disk    acknowledge once in shared memory (default), or once fsynced\n"
+     "Lines already read are sent together as batches. Prints the count to stderr at the\n"
+     "end; on the first error it reports how many records were written and exits 1.\n"},
+    {NULL, "consume", cli_consume,
+     "consume NAME [--partition N] [--from-beginning | --offset N] [--max-messages N] "
+     "[--timeout-ms T] [--format FMT]",
+     "Print records of every partition (or of partition N) as they arrive.\n"
+     "  --from-beginning   start at each partition's log start (default: at the end,\n"
+     "                     printing only records produced from now on)\n"
+     "  --offset N         start at offset N\n"
+     "  --max-messages N   exit after N records\n"
+     "  --timeout-ms T     exit when nothing new arrived for T ms (default: follow for ever)\n"
+     "  --format FMT       how to print a record (default '%v\\n'):\n"
+     "                       %k key   %v value   %p partition   %o offset\n"
+     "                       %T timestamp (ms since the epoch)\n"
+     "                       %h headers as key=value pairs joined by ','\n"
+     "                       %% a percent sign;  \\n newline  \\t tab  \\\\ backslash\n"
+     "                     A null key, value or header value prints as nothing.\n"
+     "SIGINT, SIGTERM or a closed output pipe stop it cleanly with status 0.\n"},
+    {NULL, "help", cli_help, "help [COMMAND]", "Print the usage of shoal or of one command.\n"},
+};
+
+#define CLI_NCOMMANDS (sizeof(cli_commands) / sizeof(cli_commands[0]))
+
+static void cli_print_usage(FILE *out)
 {
-    fputs("shoal: not built yet\n", stderr);
-    return 1;
+    fputs("usage: shoal [--socket PATH] COMMAND [ARGS...]\n\nCommands:\n", out);
+    for (size_t i = 0; i < CLI_NCOMMANDS; i++)
+        cli_print_synopsis(out, "  shoal ", cli_commands[i].synopsis);
+    fprintf(out,
+            "\nGlobal options:\n"
+            "  --socket PATH   the daemon's control socket; also accepted after the command\n"
+            "                  (default: $SHOAL_SOCKET, else %s)\n"
+            "  --help, -h      this text ('shoal COMMAND --help' describes one command)\n"
+            "  --version       print the version\n"
+            "\nExit status: 0 success, 1 failure (the cause on stderr), 2 usage error.\n",
+            SHOAL_DEFAULT_SOCKET);
+}
+
+/* The command named by argv[0] (and argv[1] for a group), with *words set to how many of
+ * the arguments named it; NULL if none does. */
+static const cli_command_t *cli_find_command(int argc, char **argv, int *words)
+{
+    for (size_t i = 0; i < CLI_NCOMMANDS; i++) {
+        const cli_command_t *cmd = &cli_commands[i];
+        if (!cmd->group && strcmp(argv[0], cmd->name) == 0) {
+            *words = 1;
+            return cmd;
+        }
+        if (cmd->group && argc > 1 && strcmp(argv[0], cmd->group) == 0 &&
+            strcmp(argv[1], cmd->name) == 0) {
+            *words = 2;
+            return cmd;
+        }
+    }
+    return NULL;
+}
+
+static bool cli_is_group(const char *word)
+{
+    for (size_t i = 0; i < CLI_NCOMMANDS; i++)
+        if (cli_commands[i].group && strcmp(word, cli_commands[i].group) == 0)
+            return true;
+    return false;
+}
+
+static int cli_help(cli_t *cli, int argc, char **argv)
+{
+    const cli_command_t *cmd;
+    int words;
+    char *help_argv[] = {NULL, "--help", NULL};
+    static const struct option opts[] = {CLI_COMMON_OPTIONS, {0}};
+
+    while (cli_next_opt(cli, argc, argv, opts) != -1)
+        ;
+    if (cli->optind >= argc) {
+        cli_print_usage(stdout);
+        return 0;
+    }
+    cmd = cli_find_command(argc - cli->optind, argv + cli->optind, &words);
+    if (!cmd)
+        cli_usage_fail(cli, "unknown command '%s'", argv[cli->optind]);
+    cli->command = cmd;
+    cli->optind = 0;
+    help_argv[0] = (char *)cmd->name;
+    return cmd->run(cli, 2, help_argv); /* --help prints and exits before any work */
+}
+
+/* Consume the global options before the command; returns the index of the command word. */
+static int cli_global_options(cli_t *cli, int argc, char **argv)
+{
+    int i = 1;
+
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            cli_print_usage(stdout);
+            exit(0);
+        } else if (strcmp(a, "--version") == 0) {
+            printf("shoal %s (libshoal %s)\n", SHOAL_VERSION_STRING,
+                   shoal_version(NULL, NULL, NULL));
+            exit(0);
+        } else if (strcmp(a, "--socket") == 0) {
+            if (++i == argc)
+                cli_usage_fail(cli, "option '--socket' needs a value");
+            cli->socket_path = argv[i];
+        } else if (strncmp(a, "--socket=", 9) == 0) {
+            cli->socket_path = a + 9;
+        } else {
+            cli_usage_fail(cli, "unknown option '%s'", a);
+        }
+    }
+    return i;
+}
+
+int main(int argc, char **argv)
+{
+    cli_t cli = {0};
+    const cli_command_t *cmd;
+    int first, words;
+
+    first = cli_global_options(&cli, argc, argv);
+    if (first == argc)
+        cli_usage_fail(&cli, "no command given");
+    cmd = cli_find_command(argc - first, argv + first, &words);
+    if (!cmd && cli_is_group(argv[first]))
+        cli_usage_fail(&cli, "'%s' needs a subcommand (see 'shoal --help')", argv[first]);
+    if (!cmd)
+        cli_usage_fail(&cli, "unknown command '%s'", argv[first]);
+    cli.command = cmd;
+    /* Subcommands see their own name as argv[0]; --socket may also follow them. */
+    first += words - 1;
+    if (!cli.socket_path)
+        cli.socket_path = shoal_default_socket();
+    return cmd->run(&cli, argc - first, argv + first);
 }

@@ -1,0 +1,95 @@
+/* cli.h - what the files of the `shoal` command-line tool share: the invocation context,
+ * error reporting, option parsing and number parsing. Internal to src/cli; the tool is a
+ * client of include/shoal.h only. */
+#ifndef SHOAL_CLI_H
+#define SHOAL_CLI_H
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "shoal.h"
+
+/* Exit statuses: 1 for a failed operation, 2 for a command line that makes no sense. */
+#define CLI_EXIT_FAIL  1
+#define CLI_EXIT_USAGE 2
+
+struct cli_command;
+
+/* One invocation: the daemon's socket and the command being run. */
+typedef struct cli {
+    const char *socket_path;           /* --socket, else shoal_default_socket() */
+    const struct cli_command *command; /* for usage messages and --help */
+    int optind;                        /* first positional argument after cli_next_opt() */
+} cli_t;
+
+/* A subcommand: `group name` (group NULL for a top-level command like `produce`). */
+typedef struct cli_command {
+    const char *group;
+    const char *name;
+    int (*run)(cli_t *cli, int argc, char **argv);
+    const char *synopsis; /* one line, after "shoal " */
+    const char *help;     /* the options and notes printed by --help, or NULL */
+} cli_command_t;
+
+/* Option ids shared by every command; a command's own ids start at CLI_OPT_FIRST. */
+enum { CLI_OPT_SOCKET = 256, CLI_OPT_HELP, CLI_OPT_FIRST };
+#define CLI_COMMON_OPTIONS                                                                         \
+    {"socket", required_argument, NULL, CLI_OPT_SOCKET},                                           \
+    {                                                                                              \
+        "help", no_argument, NULL, CLI_OPT_HELP                                                    \
+    }
+
+/* Set by the signal handlers installed with cli_catch_signals(). */
+extern volatile sig_atomic_t cli_stop_signal;
+
+/* Catch SIGINT and SIGTERM (and SIGPIPE when catch_pipe) without SA_RESTART, so blocking
+ * calls return -EINTR and the command can flush, close its handles and exit. */
+void cli_catch_signals(bool catch_pipe);
+
+/* Next option of argv (argv[0] is the command's name). Handles --socket and --help itself;
+ * exits with status 2 on an unknown option or a missing value. Returns the option's id,
+ * or -1 at the end, when cli->optind is the first positional argument (getopt permutes). */
+int cli_next_opt(cli_t *cli, int argc, char **argv, const struct option *opts);
+
+/* Require exactly n positional arguments after option parsing (exits 2 otherwise). */
+void cli_expect_args(const cli_t *cli, int argc, char **argv, int n);
+
+/* Print prefix and a command's synopsis, wrapped before an option group ("[...") so that
+ * lines stay within CLI_SYNOPSIS_WIDTH columns where they can. */
+#define CLI_SYNOPSIS_WIDTH 90
+void cli_print_synopsis(FILE *out, const char *prefix, const char *synopsis);
+
+/* Print "shoal: <message>", the command's usage line, and exit with status 2. */
+_Noreturn void cli_usage_fail(const cli_t *cli, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Print "shoal: <what>: <shoal_strerror(rc)> (<detail>)" to stderr and return 1. The
+ * detail is shoal_errmsg() (read before anything else), or a hint naming the socket for
+ * SHOAL_ENODAEMON. Call it straight after the failed libshoal call. */
+int cli_fail(const cli_t *cli, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Fail with SHOAL_ENAME (status 1) unless name is a valid topic name. */
+int cli_check_topic_name(const char *name);
+
+/* Connect to the daemon; on failure report it and return the exit status (1). */
+int cli_connect(const cli_t *cli, shoal_client_t **out);
+
+/* Parse a decimal number in 0..max ("12"; no sign, no spaces). Exits 2 when it is not one,
+ * naming the option. */
+uint64_t cli_parse_uint(const cli_t *cli, const char *option, const char *s, uint64_t max);
+
+/* As cli_parse_uint with an optional K, M or G suffix (powers of 1024, either case). */
+uint64_t cli_parse_size(const cli_t *cli, const char *option, const char *s, uint64_t max);
+
+/* The subcommands, defined in topic.c, produce.c and consume.c. */
+int cli_topic_create(cli_t *cli, int argc, char **argv);
+int cli_topic_list(cli_t *cli, int argc, char **argv);
+int cli_topic_describe(cli_t *cli, int argc, char **argv);
+int cli_topic_delete(cli_t *cli, int argc, char **argv);
+int cli_produce(cli_t *cli, int argc, char **argv);
+int cli_consume(cli_t *cli, int argc, char **argv);
+
+#endif

@@ -1,0 +1,213 @@
+/* consume.c - `shoal consume`: print a topic's records through a --format template.
+ *
+ * DESIGN: one consumer is assigned every partition (or the one asked for) and positioned
+ * with shoal_consumer_seek(). Each shoal_poll() batch is rendered into stdout's buffer and
+ * flushed as a whole, so piped output is timely without a write per record. The records
+ * are views valid only until the next poll, so a batch is fully written before polling
+ * again.
+ *
+ * Polls sleep at most CONSUME_WAIT_SLICE_MS at a time even when following for ever: a
+ * signal that lands between our check of cli_stop_signal and the poll's sleep would
+ * otherwise go unnoticed until the next record. --timeout-ms is measured from the last
+ * record (or from the start) on the monotonic clock. SIGINT, SIGTERM and SIGPIPE (or
+ * EPIPE from a write) end the loop, after which everything is flushed and closed. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "format.h"
+
+#define CONSUME_BATCH         256
+#define CONSUME_WAIT_SLICE_MS 500
+
+enum {
+    OPT_PARTITION = CLI_OPT_FIRST,
+    OPT_FROM_BEGINNING,
+    OPT_OFFSET,
+    OPT_MAX_MESSAGES,
+    OPT_TIMEOUT_MS,
+    OPT_FORMAT,
+};
+
+typedef struct consume {
+    const cli_t *cli;
+    const char *topic;
+    int32_t partition;    /* -1: every partition */
+    shoal_seek_t whence;  /* SHOAL_SEEK_END unless asked otherwise */
+    int64_t offset;       /* for SHOAL_SEEK_OFFSET */
+    int64_t max_messages; /* -1: no limit */
+    int64_t timeout_ms;   /* -1: follow for ever */
+    const char *format;
+    shoal_consumer_t *consumer;
+    int64_t count; /* records printed */
+} consume_t;
+
+/* ------------------------------------------------------------------ options */
+
+static void consume_parse_option(consume_t *cs, cli_t *cli, int opt, const char *arg)
+{
+    char err[128];
+
+    if (opt == OPT_PARTITION) {
+        cs->partition = (int32_t)cli_parse_uint(cli, "--partition", arg, INT32_MAX);
+    } else if (opt == OPT_FROM_BEGINNING) {
+        if (cs->whence == SHOAL_SEEK_OFFSET)
+            cli_usage_fail(cli, "--from-beginning and --offset exclude each other");
+        cs->whence = SHOAL_SEEK_BEGINNING;
+    } else if (opt == OPT_OFFSET) {
+        if (cs->whence == SHOAL_SEEK_BEGINNING)
+            cli_usage_fail(cli, "--from-beginning and --offset exclude each other");
+        cs->whence = SHOAL_SEEK_OFFSET;
+        cs->offset = (int64_t)cli_parse_uint(cli, "--offset", arg, INT64_MAX);
+    } else if (opt == OPT_MAX_MESSAGES) {
+        cs->max_messages = (int64_t)cli_parse_uint(cli, "--max-messages", arg, INT64_MAX);
+    } else if (opt == OPT_TIMEOUT_MS) {
+        cs->timeout_ms = (int64_t)cli_parse_uint(cli, "--timeout-ms", arg, INT32_MAX);
+    } else if (opt == OPT_FORMAT) {
+        if (cli_format_check(arg, err, sizeof(err)) != 0)
+            cli_usage_fail(cli, "invalid --format '%s': %s", arg, err);
+        cs->format = arg;
+    }
+}
+
+static void consume_parse(cli_t *cli, int argc, char **argv, consume_t *cs)
+{
+    static const struct option opts[] = {
+        {"partition", required_argument, NULL, OPT_PARTITION},
+        {"from-beginning", no_argument, NULL, OPT_FROM_BEGINNING},
+        {"offset", required_argument, NULL, OPT_OFFSET},
+        {"max-messages", required_argument, NULL, OPT_MAX_MESSAGES},
+        {"timeout-ms", required_argument, NULL, OPT_TIMEOUT_MS},
+        {"format", required_argument, NULL, OPT_FORMAT},
+        CLI_COMMON_OPTIONS,
+        {0},
+    };
+    int opt;
+
+    while ((opt = cli_next_opt(cli, argc, argv, opts)) != -1)
+        consume_parse_option(cs, cli, opt, optarg);
+    cli_expect_args(cli, argc, argv, 1);
+    cs->topic = argv[cli->optind];
+}
+
+/* ------------------------------------------------------------------ loop */
+
+static int64_t consume_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* How long the next poll may sleep: a slice, cut short by the --timeout-ms deadline. */
+static int consume_wait_ms(const consume_t *cs, int64_t deadline)
+{
+    int64_t left;
+
+    if (cs->timeout_ms < 0)
+        return CONSUME_WAIT_SLICE_MS;
+    left = deadline - consume_now_ms();
+    if (left <= 0)
+        return 0;
+    return left < CONSUME_WAIT_SLICE_MS ? (int)left : CONSUME_WAIT_SLICE_MS;
+}
+
+/* Print one poll's records and flush them. Returns 0, 1 after reporting a failure, or -1
+ * when the output is gone (EPIPE): a clean stop. */
+static int consume_print(consume_t *cs, const shoal_record_t *recs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int rc = cli_format_record(stdout, cs->format, &recs[i]);
+        if (rc < 0)
+            return cli_fail(cs->cli, rc, "consume '%s' partition %d offset %lld", cs->topic,
+                            (int)recs[i].partition, (long long)recs[i].offset);
+        cs->count++;
+    }
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return 0;
+    if (errno == EPIPE || cli_stop_signal == SIGPIPE)
+        return -1;
+    fprintf(stderr, "shoal: consume '%s': writing the output: %s\n", cs->topic, strerror(errno));
+    return CLI_EXIT_FAIL;
+}
+
+static int consume_loop(consume_t *cs)
+{
+    shoal_record_t recs[CONSUME_BATCH];
+    int64_t deadline = consume_now_ms() + cs->timeout_ms;
+
+    while (!cli_stop_signal) {
+        size_t max = CONSUME_BATCH;
+        int n, rc;
+
+        if (cs->max_messages >= 0 && cs->count >= cs->max_messages)
+            return 0;
+        if (cs->max_messages >= 0 && (uint64_t)(cs->max_messages - cs->count) < max)
+            max = (size_t)(cs->max_messages - cs->count);
+        n = shoal_poll(cs->consumer, recs, max, consume_wait_ms(cs, deadline));
+        if (n == -EINTR)
+            continue;
+        if (n < 0)
+            return cli_fail(cs->cli, n, "consume '%s'", cs->topic);
+        if (n > 0 && (rc = consume_print(cs, recs, n)) != 0)
+            return rc < 0 ? 0 : rc;
+        if (n > 0)
+            deadline = consume_now_ms() + cs->timeout_ms;
+        else if (cs->timeout_ms >= 0 && consume_now_ms() >= deadline)
+            return 0;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ command */
+
+static int consume_open(consume_t *cs, shoal_client_t *client)
+{
+    int32_t one = cs->partition;
+    int rc = shoal_consumer_open(client, NULL, &cs->consumer);
+
+    if (rc < 0)
+        return cli_fail(cs->cli, rc, "open a consumer");
+    if (cs->partition >= 0)
+        rc = shoal_consumer_assign(cs->consumer, cs->topic, &one, 1);
+    else
+        rc = shoal_consumer_assign(cs->consumer, cs->topic, NULL, 0);
+    if (rc < 0 && cs->partition >= 0)
+        return cli_fail(cs->cli, rc, "consume '%s' partition %d", cs->topic, (int)one);
+    if (rc < 0)
+        return cli_fail(cs->cli, rc, "consume '%s'", cs->topic);
+    rc = shoal_consumer_seek(cs->consumer, cs->topic, cs->partition, cs->whence, cs->offset);
+    if (rc < 0)
+        return cli_fail(cs->cli, rc, "consume '%s': seek", cs->topic);
+    return 0;
+}
+
+int cli_consume(cli_t *cli, int argc, char **argv)
+{
+    consume_t cs = {
+        .cli = cli,
+        .partition = -1,
+        .whence = SHOAL_SEEK_END,
+        .max_messages = -1,
+        .timeout_ms = -1,
+        .format = CLI_FORMAT_DEFAULT,
+    };
+    shoal_client_t *client;
+    int rc;
+
+    consume_parse(cli, argc, argv, &cs);
+    if ((rc = cli_check_topic_name(cs.topic)) != 0)
+        return rc;
+    if ((rc = cli_connect(cli, &client)) != 0)
+        return rc;
+    cli_catch_signals(true);
+    rc = consume_open(&cs, client);
+    if (rc == 0)
+        rc = consume_loop(&cs);
+    fflush(stdout);
+    shoal_consumer_close(cs.consumer);
+    shoal_client_close(client);
+    return rc;
+}

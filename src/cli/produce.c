@@ -1,0 +1,334 @@
+/* produce.c - `shoal produce`: one record per line of standard input.
+ *
+ * DESIGN: input is read with read(2) into one growing buffer rather than with getline(), so
+ * the tool knows which complete lines are already in hand: those are sent together, while
+ * a line still being typed or piped never holds back the ones before it. The loop is:
+ * take every complete line in the buffer, grouping consecutive lines bound for the same
+ * partition into one shoal_send_batch(); send what is pending; only then read more (which
+ * may block, and may move the buffer that the pending messages point into). A line may be
+ * any length: the buffer doubles until it holds it.
+ *
+ * The partition of a keyed line is computed here with shoal_partition_for_key(), the same
+ * function the producer uses, so grouping never changes where a record goes. Keyless lines
+ * are grouped as "any partition": the producer picks one partition per batch, spreading
+ * batches round-robin. When a batch is refused as too large, nothing of it was written, so
+ * it is re-sent one record at a time to find and report the exact line. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define PRODUCE_READ_BYTES      (64 * 1024)
+#define PRODUCE_BATCH_MAX       1024
+#define PRODUCE_BATCH_BYTES_MAX (1024 * 1024)
+#define PRODUCE_RECORD_OVERHEAD 32 /* a generous bound on a record's varints and attributes */
+
+enum { OPT_KEY_SEPARATOR = CLI_OPT_FIRST, OPT_PARTITION, OPT_ACKS };
+
+/* Standard input split into lines; a line is valid until the next line_reader_fill(). */
+typedef struct line_reader {
+    char *buf;
+    size_t cap, start, end; /* unread bytes are buf[start..end) */
+    bool eof;
+} line_reader_t;
+
+typedef struct produce {
+    const cli_t *cli;
+    const char *topic;
+    const char *separator; /* NULL: every key is null */
+    size_t separator_len;
+    int32_t partition;   /* --partition, or SHOAL_PARTITION_ANY */
+    uint32_t partitions; /* the topic's partition count */
+    uint64_t batch_bytes_max;
+    shoal_producer_options_t opts;
+    shoal_producer_t *producer;
+    shoal_message_t *batch;
+    size_t batch_len, batch_bytes;
+    uint64_t batch_first_line; /* input line number of batch[0] */
+    uint64_t lines;            /* lines taken from the input so far */
+    uint64_t written;          /* records acknowledged */
+} produce_t;
+
+/* ------------------------------------------------------------------ input */
+
+/* The next complete line (or, at end of input, the unterminated last one), without its
+ * newline. Returns false when no such line is in the buffer. */
+static bool line_reader_next(line_reader_t *lr, const char **line, size_t *len)
+{
+    char *p = lr->buf + lr->start;
+    size_t avail = lr->end - lr->start;
+    char *nl = avail ? memchr(p, '\n', avail) : NULL;
+
+    if (!nl && !(lr->eof && avail))
+        return false;
+    *line = p;
+    *len = nl ? (size_t)(nl - p) : avail;
+    lr->start += *len + (nl ? 1 : 0);
+    return true;
+}
+
+/* Make room for at least PRODUCE_READ_BYTES more: move the unread bytes to the front, then
+ * double the buffer if that was not enough. */
+static int line_reader_make_room(line_reader_t *lr)
+{
+    size_t unread = lr->end - lr->start;
+    char *nb;
+    size_t ncap;
+
+    if (lr->start > 0) {
+        memmove(lr->buf, lr->buf + lr->start, unread);
+        lr->start = 0;
+        lr->end = unread;
+    }
+    if (lr->cap - lr->end >= PRODUCE_READ_BYTES)
+        return 0;
+    ncap = lr->cap ? lr->cap * 2 : 2 * PRODUCE_READ_BYTES;
+    if (!(nb = realloc(lr->buf, ncap)))
+        return -ENOMEM;
+    lr->buf = nb;
+    lr->cap = ncap;
+    return 0;
+}
+
+/* Read once from fd 0. Returns 0 (data or end of input), -EINTR when a signal asked us to
+ * stop, or -errno. */
+static int line_reader_fill(line_reader_t *lr)
+{
+    ssize_t n;
+    int rc = line_reader_make_room(lr);
+
+    if (rc < 0)
+        return rc;
+    do {
+        if (cli_stop_signal)
+            return -EINTR;
+        n = read(STDIN_FILENO, lr->buf + lr->end, lr->cap - lr->end);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    if (n == 0)
+        lr->eof = true;
+    lr->end += (size_t)n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ sending */
+
+static int produce_report(produce_t *pr, int rc, uint64_t line)
+{
+    cli_fail(pr->cli, rc, "produce to '%s' (input line %llu)", pr->topic, (unsigned long long)line);
+    fprintf(stderr, "shoal: wrote %llu record%s to %s before the error\n",
+            (unsigned long long)pr->written, pr->written == 1 ? "" : "s", pr->topic);
+    return CLI_EXIT_FAIL;
+}
+
+/* Send with retries for the outcomes that are not failures: a full ring and an
+ * administrative change. Gives up only when a signal asks us to stop. */
+static int produce_send_retrying(produce_t *pr, const shoal_message_t *msgs, size_t n)
+{
+    bool warned = false;
+    int rc;
+
+    for (;;) {
+        rc = shoal_send_batch(pr->producer, msgs, n, NULL);
+        if ((rc != SHOAL_AGAIN && rc != SHOAL_ADMIN_ACTION) || cli_stop_signal)
+            return rc;
+        if (rc == SHOAL_AGAIN && !warned) {
+            fprintf(stderr, "shoal: topic '%s' is full (back-pressure); still trying\n", pr->topic);
+            warned = true;
+        }
+    }
+}
+
+/* Re-send a refused batch record by record, so the error names the record at fault. */
+static int produce_send_singly(produce_t *pr)
+{
+    for (size_t i = 0; i < pr->batch_len; i++) {
+        int rc = produce_send_retrying(pr, &pr->batch[i], 1);
+        if (rc < 0)
+            return produce_report(pr, rc, pr->batch_first_line + i);
+        pr->written++;
+    }
+    return 0;
+}
+
+static int produce_flush(produce_t *pr)
+{
+    int rc = 0;
+
+    if (pr->batch_len == 0)
+        return 0;
+    rc = produce_send_retrying(pr, pr->batch, pr->batch_len);
+    if (rc == SHOAL_ETOOLARGE && pr->batch_len > 1)
+        rc = produce_send_singly(pr);
+    else if (rc < 0)
+        rc = produce_report(pr, rc, pr->batch_first_line);
+    else
+        pr->written += pr->batch_len;
+    pr->batch_len = 0;
+    pr->batch_bytes = 0;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ lines to records */
+
+static void produce_split(const produce_t *pr, const char *line, size_t len, shoal_message_t *m)
+{
+    const char *sep = pr->separator ? memmem(line, len, pr->separator, pr->separator_len) : NULL;
+
+    memset(m, 0, sizeof(*m));
+    m->value = line;
+    m->value_len = len;
+    m->partition = pr->partition;
+    if (sep) {
+        m->key = line;
+        m->key_len = (size_t)(sep - line);
+        m->value = sep + pr->separator_len;
+        m->value_len = len - m->key_len - pr->separator_len;
+    }
+    if (m->partition == SHOAL_PARTITION_ANY && m->key)
+        m->partition = shoal_partition_for_key(m->key, m->key_len, pr->partitions);
+}
+
+/* Add one line to the batch, sending the batch first if the line cannot join it. */
+static int produce_line(produce_t *pr, const char *line, size_t len)
+{
+    shoal_message_t m;
+    size_t cost;
+    int rc;
+
+    produce_split(pr, line, len, &m);
+    cost = m.key_len + m.value_len + PRODUCE_RECORD_OVERHEAD;
+    pr->lines++;
+    if (pr->batch_len > 0 &&
+        (pr->batch_len == PRODUCE_BATCH_MAX || m.partition != pr->batch[0].partition ||
+         pr->batch_bytes + cost > pr->batch_bytes_max)) {
+        if ((rc = produce_flush(pr)) != 0)
+            return rc;
+    }
+    if (pr->batch_len == 0)
+        pr->batch_first_line = pr->lines;
+    pr->batch[pr->batch_len++] = m;
+    pr->batch_bytes += cost;
+    return 0;
+}
+
+static int produce_stream(produce_t *pr)
+{
+    line_reader_t lr = {0};
+    const char *line;
+    size_t len;
+    int rc = 0;
+
+    while (rc == 0) {
+        while (rc == 0 && line_reader_next(&lr, &line, &len))
+            rc = produce_line(pr, line, len);
+        if (rc == 0)
+            rc = produce_flush(pr); /* before the read below may move the lines */
+        if (rc != 0 || lr.eof)
+            break;
+        rc = line_reader_fill(&lr);
+        if (rc == -EINTR)
+            break; /* reported by the caller from cli_stop_signal */
+        if (rc < 0)
+            rc = produce_report(pr, rc, pr->lines + 1);
+    }
+    free(lr.buf);
+    return rc < 0 ? 0 : rc;
+}
+
+/* ------------------------------------------------------------------ command */
+
+static uint32_t produce_parse_acks(const cli_t *cli, const char *s)
+{
+    if (strcmp(s, "memory") == 0)
+        return SHOAL_ACKS_MEMORY;
+    if (strcmp(s, "disk") == 0)
+        return SHOAL_ACKS_DISK;
+    cli_usage_fail(cli, "invalid value for --acks: '%s' (expected memory or disk)", s);
+}
+
+static void produce_parse(cli_t *cli, int argc, char **argv, produce_t *pr)
+{
+    static const struct option opts[] = {
+        {"key-separator", required_argument, NULL, OPT_KEY_SEPARATOR},
+        {"partition", required_argument, NULL, OPT_PARTITION},
+        {"acks", required_argument, NULL, OPT_ACKS},
+        CLI_COMMON_OPTIONS,
+        {0},
+    };
+    int opt;
+
+    while ((opt = cli_next_opt(cli, argc, argv, opts)) != -1) {
+        if (opt == OPT_KEY_SEPARATOR) {
+            if (optarg[0] == '\0')
+                cli_usage_fail(cli, "--key-separator must not be empty");
+            pr->separator = optarg;
+            pr->separator_len = strlen(optarg);
+        } else if (opt == OPT_PARTITION) {
+            pr->partition = (int32_t)cli_parse_uint(cli, "--partition", optarg, INT32_MAX);
+        } else if (opt == OPT_ACKS) {
+            pr->opts.acks = produce_parse_acks(cli, optarg);
+        }
+    }
+    cli_expect_args(cli, argc, argv, 1);
+    pr->topic = argv[cli->optind];
+}
+
+/* Learn the topic's partition count and segment size, and open the producer. */
+static int produce_open(produce_t *pr, shoal_client_t *client)
+{
+    shoal_topic_info_t *info;
+    uint64_t quarter;
+    int rc = shoal_topic_describe(client, pr->topic, &info);
+
+    if (rc < 0)
+        return cli_fail(pr->cli, rc, "produce to '%s'", pr->topic);
+    pr->partitions = info->config.partitions;
+    /* A batch must fit in one ring slot; a quarter of one leaves room for the overhead. */
+    quarter = info->config.segment_bytes / 4;
+    pr->batch_bytes_max = quarter < PRODUCE_BATCH_BYTES_MAX ? quarter : PRODUCE_BATCH_BYTES_MAX;
+    shoal_topic_info_free(info);
+    if (pr->partition != SHOAL_PARTITION_ANY && (uint32_t)pr->partition >= pr->partitions) {
+        fprintf(stderr, "shoal: produce to '%s': %s (partition %d; the topic has %u)\n", pr->topic,
+                shoal_strerror(SHOAL_ENOPARTITION), (int)pr->partition, pr->partitions);
+        return CLI_EXIT_FAIL;
+    }
+    rc = shoal_producer_open(client, pr->topic, &pr->opts, &pr->producer);
+    if (rc < 0)
+        return cli_fail(pr->cli, rc, "open a producer on '%s'", pr->topic);
+    pr->batch = calloc(PRODUCE_BATCH_MAX, sizeof(*pr->batch));
+    if (!pr->batch)
+        return cli_fail(pr->cli, -ENOMEM, "produce to '%s'", pr->topic);
+    return 0;
+}
+
+int cli_produce(cli_t *cli, int argc, char **argv)
+{
+    produce_t pr = {.cli = cli, .partition = SHOAL_PARTITION_ANY};
+    shoal_client_t *client;
+    int rc;
+
+    shoal_producer_options_init(&pr.opts);
+    produce_parse(cli, argc, argv, &pr);
+    if ((rc = cli_check_topic_name(pr.topic)) != 0)
+        return rc;
+    if ((rc = cli_connect(cli, &client)) != 0)
+        return rc;
+    cli_catch_signals(false);
+    rc = produce_open(&pr, client);
+    if (rc == 0)
+        rc = produce_stream(&pr);
+    if (rc == 0) {
+        fprintf(stderr, "produced %llu record%s to %s%s\n", (unsigned long long)pr.written,
+                pr.written == 1 ? "" : "s", pr.topic, cli_stop_signal ? " (interrupted)" : "");
+        rc = cli_stop_signal ? 128 + cli_stop_signal : 0;
+    }
+    free(pr.batch);
+    shoal_producer_close(pr.producer);
+    shoal_client_close(client);
+    return rc;
+}

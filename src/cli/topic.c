@@ -1,0 +1,226 @@
+/* topic.c - `shoal topic create|list|describe|delete`: topic administration through
+ * shoal_topic_*().
+ *
+ * DESIGN: each command parses and checks its whole command line (names included) before it
+ * connects, so a usage error or an invalid name never needs the daemon. `describe` prints
+ * the configuration as "key: value" lines, then a table whose columns are as wide as their
+ * widest cell, numbers right-aligned under right-aligned headers. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* ------------------------------------------------------------------ create */
+
+enum {
+    OPT_PARTITIONS = CLI_OPT_FIRST,
+    OPT_STORAGE,
+    OPT_SEGMENT_BYTES,
+    OPT_RING_SLOTS,
+    OPT_MAX_RECORD_BYTES,
+};
+
+static uint32_t topic_parse_storage(const cli_t *cli, const char *s)
+{
+    if (strcmp(s, "disk") == 0)
+        return SHOAL_STORAGE_DISK;
+    if (strcmp(s, "memory") == 0)
+        return SHOAL_STORAGE_MEMORY;
+    cli_usage_fail(cli, "invalid value for --storage: '%s' (expected disk or memory)", s);
+}
+
+static void topic_parse_create(cli_t *cli, int argc, char **argv, shoal_topic_config_t *cfg)
+{
+    static const struct option opts[] = {
+        {"partitions", required_argument, NULL, OPT_PARTITIONS},
+        {"storage", required_argument, NULL, OPT_STORAGE},
+        {"segment-bytes", required_argument, NULL, OPT_SEGMENT_BYTES},
+        {"ring-slots", required_argument, NULL, OPT_RING_SLOTS},
+        {"max-record-bytes", required_argument, NULL, OPT_MAX_RECORD_BYTES},
+        CLI_COMMON_OPTIONS,
+        {0},
+    };
+    bool segment_set = false, max_record_set = false;
+    int opt;
+
+    shoal_topic_config_init(cfg);
+    while ((opt = cli_next_opt(cli, argc, argv, opts)) != -1) {
+        if (opt == OPT_PARTITIONS) {
+            cfg->partitions = (uint32_t)cli_parse_uint(cli, "--partitions", optarg, UINT32_MAX);
+        } else if (opt == OPT_STORAGE) {
+            cfg->storage = topic_parse_storage(cli, optarg);
+        } else if (opt == OPT_SEGMENT_BYTES) {
+            cfg->segment_bytes = cli_parse_size(cli, "--segment-bytes", optarg, UINT64_MAX);
+            segment_set = true;
+        } else if (opt == OPT_RING_SLOTS) {
+            cfg->ring_slots = (uint32_t)cli_parse_uint(cli, "--ring-slots", optarg, UINT32_MAX);
+        } else if (opt == OPT_MAX_RECORD_BYTES) {
+            cfg->max_record_bytes =
+                (uint32_t)cli_parse_size(cli, "--max-record-bytes", optarg, UINT32_MAX);
+            max_record_set = true;
+        }
+    }
+    /* A small segment makes the default record limit invalid (it must be at most half a
+     * segment): follow the segment down unless the user chose a limit. */
+    if (segment_set && !max_record_set && cfg->max_record_bytes > cfg->segment_bytes / 2)
+        cfg->max_record_bytes = (uint32_t)(cfg->segment_bytes / 2);
+    cli_expect_args(cli, argc, argv, 1);
+}
+
+int cli_topic_create(cli_t *cli, int argc, char **argv)
+{
+    shoal_topic_config_t cfg;
+    shoal_client_t *client;
+    const char *name;
+    int rc;
+
+    topic_parse_create(cli, argc, argv, &cfg);
+    name = argv[cli->optind];
+    if ((rc = cli_check_topic_name(name)) != 0)
+        return rc;
+    if ((rc = cli_connect(cli, &client)) != 0)
+        return rc;
+    rc = shoal_topic_create(client, name, &cfg);
+    if (rc < 0)
+        rc = cli_fail(cli, rc, "create topic '%s'", name);
+    shoal_client_close(client);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ list, delete */
+
+static const struct option topic_plain_opts[] = {CLI_COMMON_OPTIONS, {0}};
+
+int cli_topic_list(cli_t *cli, int argc, char **argv)
+{
+    shoal_client_t *client;
+    char **names;
+    size_t count;
+    int rc;
+
+    while (cli_next_opt(cli, argc, argv, topic_plain_opts) != -1)
+        ;
+    cli_expect_args(cli, argc, argv, 0);
+    if ((rc = cli_connect(cli, &client)) != 0)
+        return rc;
+    rc = shoal_topic_list(client, &names, &count);
+    if (rc < 0) {
+        rc = cli_fail(cli, rc, "list topics");
+    } else {
+        for (size_t i = 0; i < count; i++)
+            printf("%s\n", names[i]);
+        shoal_topic_list_free(names, count);
+    }
+    shoal_client_close(client);
+    return rc;
+}
+
+int cli_topic_delete(cli_t *cli, int argc, char **argv)
+{
+    shoal_client_t *client;
+    const char *name;
+    int rc;
+
+    while (cli_next_opt(cli, argc, argv, topic_plain_opts) != -1)
+        ;
+    cli_expect_args(cli, argc, argv, 1);
+    name = argv[cli->optind];
+    if ((rc = cli_check_topic_name(name)) != 0)
+        return rc;
+    if ((rc = cli_connect(cli, &client)) != 0)
+        return rc;
+    rc = shoal_topic_delete(client, name);
+    if (rc < 0)
+        rc = cli_fail(cli, rc, "delete topic '%s'", name);
+    shoal_client_close(client);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ describe */
+
+#define DESCRIBE_COLUMNS 6
+
+static const char *const describe_headers[DESCRIBE_COLUMNS] = {
+    "PARTITION", "LOG_START", "LOG_END", "FLUSHED", "SHM_BYTES", "DISK_BYTES",
+};
+
+static void describe_row_cells(const shoal_partition_info_t *p, char cells[][24])
+{
+    snprintf(cells[0], 24, "%" PRId32, p->partition);
+    snprintf(cells[1], 24, "%" PRId64, p->log_start_offset);
+    snprintf(cells[2], 24, "%" PRId64, p->log_end_offset);
+    snprintf(cells[3], 24, "%" PRId64, p->flushed_offset);
+    snprintf(cells[4], 24, "%" PRIu64, p->shm_bytes);
+    snprintf(cells[5], 24, "%" PRIu64, p->disk_bytes);
+}
+
+static void describe_print_row(const char *const *cells, const int *widths)
+{
+    for (int c = 0; c < DESCRIBE_COLUMNS; c++)
+        printf("%s%*s", c ? "  " : "", widths[c], cells[c]);
+    putchar('\n');
+}
+
+static void describe_print_table(const shoal_topic_info_t *info)
+{
+    int widths[DESCRIBE_COLUMNS];
+    char cells[DESCRIBE_COLUMNS][24];
+    const char *row[DESCRIBE_COLUMNS];
+
+    for (int c = 0; c < DESCRIBE_COLUMNS; c++)
+        widths[c] = (int)strlen(describe_headers[c]);
+    for (uint32_t i = 0; i < info->config.partitions; i++) {
+        describe_row_cells(&info->partitions[i], cells);
+        for (int c = 0; c < DESCRIBE_COLUMNS; c++)
+            if ((int)strlen(cells[c]) > widths[c])
+                widths[c] = (int)strlen(cells[c]);
+    }
+    describe_print_row(describe_headers, widths);
+    for (int c = 0; c < DESCRIBE_COLUMNS; c++)
+        row[c] = cells[c];
+    for (uint32_t i = 0; i < info->config.partitions; i++) {
+        describe_row_cells(&info->partitions[i], cells);
+        describe_print_row(row, widths);
+    }
+}
+
+static void describe_print_config(const shoal_topic_info_t *info)
+{
+    const shoal_topic_config_t *cfg = &info->config;
+
+    printf("topic:            %s\n", info->name);
+    printf("partitions:       %" PRIu32 "\n", cfg->partitions);
+    printf("storage:          %s\n", cfg->storage == SHOAL_STORAGE_MEMORY ? "memory" : "disk");
+    printf("segment_bytes:    %" PRIu64 "\n", cfg->segment_bytes);
+    printf("ring_slots:       %" PRIu32 "\n", cfg->ring_slots);
+    printf("max_record_bytes: %" PRIu32 "\n", cfg->max_record_bytes);
+}
+
+int cli_topic_describe(cli_t *cli, int argc, char **argv)
+{
+    shoal_topic_info_t *info;
+    shoal_client_t *client;
+    const char *name;
+    int rc;
+
+    while (cli_next_opt(cli, argc, argv, topic_plain_opts) != -1)
+        ;
+    cli_expect_args(cli, argc, argv, 1);
+    name = argv[cli->optind];
+    if ((rc = cli_check_topic_name(name)) != 0)
+        return rc;
+    if ((rc = cli_connect(cli, &client)) != 0)
+        return rc;
+    rc = shoal_topic_describe(client, name, &info);
+    if (rc < 0) {
+        rc = cli_fail(cli, rc, "describe topic '%s'", name);
+    } else {
+        describe_print_config(info);
+        putchar('\n');
+        describe_print_table(info);
+        shoal_topic_info_free(info);
+    }
+    shoal_client_close(client);
+    return rc;
+}
