@@ -122,6 +122,7 @@ SHOAL_EXTERN const char *shoal_strerror(int err);
 SHOAL_EXTERN const char *shoal_err_name(int err);
 
 /** Detail of the calling thread's last failure in libshoal, or "" when there is none.
+ * Each API call clears it on entry, so it always belongs to the latest call.
  * @return a thread-local string, valid until the next libshoal call on this thread. */
 SHOAL_EXTERN const char *shoal_errmsg(void);
 

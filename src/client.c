@@ -110,6 +110,7 @@ int shoal_client_open(const char *socket_path, shoal_client_t **out)
 {
     shoal_client_t *c;
     int rc;
+    shoal__clear_err();
 
     *out = NULL;
     if (!socket_path)
@@ -209,6 +210,7 @@ static int topic_simple_call(shoal_client_t *c, uint16_t type, const char *name,
 int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_config_t *cfg)
 {
     shoal_topic_config_t defaults;
+    shoal__clear_err();
     if (!cfg) {
         shoal_topic_config_init(&defaults);
         cfg = &defaults;
@@ -218,6 +220,7 @@ int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_co
 
 int shoal_topic_delete(shoal_client_t *c, const char *name)
 {
+    shoal__clear_err();
     return topic_simple_call(c, CTL_TOPIC_DELETE, name, NULL);
 }
 
@@ -258,6 +261,7 @@ int shoal_topic_list(shoal_client_t *c, char ***names, size_t *count)
     ctl_writer_t w;
     client_reply_t rep;
     int rc;
+    shoal__clear_err();
 
     *names = NULL;
     *count = 0;
@@ -306,6 +310,7 @@ int shoal_topic_describe(shoal_client_t *c, const char *name, shoal_topic_info_t
     client_reply_t rep;
     shoal_topic_info_t *info;
     int rc;
+    shoal__clear_err();
 
     *out = NULL;
     if ((rc = check_name(name)) < 0)

@@ -151,9 +151,10 @@ int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t 
     shoal_topic_config_t cfg;
     size_t first = c->nparts, want = n ? n : 1;
     char *name;
-    int rc = consumer_check_new(c, topic, partitions, n);
+    int rc;
 
-    if (rc < 0)
+    shoal__clear_err();
+    if ((rc = consumer_check_new(c, topic, partitions, n)) < 0)
         return rc;
     if (!(name = shoal__strdup(topic)))
         return -ENOMEM;
@@ -203,6 +204,7 @@ int shoal_consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partitio
                         shoal_seek_t whence, int64_t offset)
 {
     bool found = false;
+    shoal__clear_err();
     for (size_t i = 0; i < c->nparts; i++) {
         struct consumer_part *cp = &c->parts[i];
         int rc;
@@ -477,6 +479,7 @@ int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout
 {
     uint32_t seqs[CONSUMER_WAIT_MAX];
     int64_t deadline = shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
+    shoal__clear_err();
 
     if (!c || (!out && max))
         return SHOAL_ERR(SHOAL_EINVAL, "poll needs a consumer and an output array");

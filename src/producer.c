@@ -37,6 +37,7 @@ int shoal_producer_open(shoal_client_t *client, const char *topic,
     shoal_producer_t *p;
     ring_t first;
     int rc;
+    shoal__clear_err();
 
     *out = NULL;
     if (!shoal_topic_name_is_valid(topic))
@@ -151,6 +152,7 @@ int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
     size_t size = 0, len = 0;
     ring_t *ring;
     int rc;
+    shoal__clear_err();
 
     if (!p || !msgs || n == 0 || n > INT32_MAX)
         return SHOAL_ERR(SHOAL_EINVAL, "send needs at least one message");
@@ -186,8 +188,10 @@ int shoal_producer_wait(shoal_producer_t *p, int32_t partition, int64_t offset,
                         shoal_acks_t level, int timeout_ms)
 {
     ring_t *ring;
-    int rc = producer_ring(p, partition, &ring);
-    if (rc < 0)
+    int rc;
+
+    shoal__clear_err();
+    if ((rc = producer_ring(p, partition, &ring)) < 0)
         return rc;
     if (offset < 0 || offset >= atomic_load(&ring->ctl->log_end_offset))
         return SHOAL_ERR(SHOAL_EINVAL, "offset %lld was not appended", (long long)offset);
