@@ -315,8 +315,10 @@ typedef struct shoal_ack {
  * @return 0 once the record is acknowledged at the producer's acks level, or SHOAL_AGAIN
  *         (ring still full after block_ms), SHOAL_ETOOLARGE, SHOAL_ENOPARTITION,
  *         SHOAL_ENOTOPIC (topic deleted), SHOAL_ETIMEDOUT (ACKS_DISK wait), SHOAL_EPANIC,
- *         SHOAL_ECLOSED, -ENOMEM. On SHOAL_ETIMEDOUT the record was appended (ack is set)
- *         but is not yet known to be on disk. */
+ *         SHOAL_ECLOSED (ACKS_DISK while shoald is not running), -ENOMEM. On
+ *         SHOAL_ETIMEDOUT or SHOAL_ECLOSED from the disk wait the record was appended (ack is
+ *         set) and is kept in shared memory, but is not yet known to be on disk. Appends
+ *         with ACKS_MEMORY keep working while shoald restarts: it is not on the data path. */
 SHOAL_EXTERN int shoal_send(shoal_producer_t *producer, const shoal_message_t *msg,
                             shoal_ack_t *ack);
 

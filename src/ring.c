@@ -594,6 +594,13 @@ int ring_append(ring_t *r, uint8_t *batch, size_t len, int32_t records, int64_t 
     }
 }
 
+/* False only when the recorded daemon process is known to be gone. */
+static bool ring_daemon_alive(const ring_t *r)
+{
+    int32_t pid = atomic_load(&r->ctl->daemon_pid);
+    return pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH;
+}
+
 int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms)
 {
     struct shm_ctl *ctl = r->ctl;
@@ -606,6 +613,10 @@ int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms)
             return 0;
         if (atomic_load(&ctl->deleted))
             return SHOAL_ERR(SHOAL_ENOTOPIC, "topic was deleted");
+        if (!ring_daemon_alive(r))
+            return SHOAL_ERR(SHOAL_ECLOSED, "shoald (pid %d) is not running: offset %lld is in "
+                             "shared memory, not yet on disk",
+                             (int)atomic_load(&ctl->daemon_pid), (long long)offset);
         left_ms = (deadline_ns - shoal__mono_ns()) / 1000000;
         if (left_ms <= 0)
             return SHOAL_ERR(SHOAL_ETIMEDOUT, "offset %lld not on disk after %d ms",

@@ -88,7 +88,8 @@ struct shm_ctl {
     _Atomic int64_t high_watermark;   /* replicated up to here (replication issue) */
     _Atomic uint32_t flush_seq;       /* futex: bumped when flushed_offset moves */
     _Atomic uint32_t flush_waiters;   /* producers waiting for ACKS_DISK */
-    uint8_t pad2_[SHM_CACHE_LINE - 32];
+    _Atomic int32_t daemon_pid;       /* the shoald that flushes this ring */
+    uint8_t pad2_[SHM_CACHE_LINE - 36];
 
     /* counters, read by `shoal stats` without touching the lock */
     _Atomic uint64_t appended_batches;

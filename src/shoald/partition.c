@@ -235,8 +235,23 @@ static int dpart_names(dpart_t *p, const char *data_dir, const char *shm_dir, co
     return 0;
 }
 
+static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir,
+                           const char *topic, uint32_t id, const shoal_topic_config_t *cfg,
+                           bool fresh);
+
 int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
                uint32_t id, const shoal_topic_config_t *cfg, bool fresh)
+{
+    int rc = dpart_open_ring(p, data_dir, shm_dir, topic, id, cfg, fresh);
+    if (rc == 0)
+        atomic_store(&p->ring.ctl->daemon_pid, (int32_t)getpid());
+    return rc;
+}
+
+/* dpart_open without the daemon's pid. */
+static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir,
+                           const char *topic, uint32_t id, const shoal_topic_config_t *cfg,
+                           bool fresh)
 {
     struct disk_state ds = {0};
     int rc;
