@@ -304,6 +304,9 @@ int ring_map_fds(ring_t *r, const int *fds, size_t nfds, bool writable)
     if (nfds < RING_FD_COUNT(2) || fstat(fds[RING_FD_CTL], &st) < 0 ||
         (size_t)st.st_size != sizeof(struct shm_ctl))
         return SHOAL_ERR(SHOAL_EPROTO, "ring descriptors missing or of the wrong size");
+    /* A short readers file would map, then fault (SIGBUS) on the first entry past its end. */
+    if (fstat(fds[RING_FD_READERS], &st) < 0 || (size_t)st.st_size != sizeof(struct shm_readers))
+        return SHOAL_ERR(SHOAL_EPROTO, "ring readers table has the wrong size");
     ctl = map_fd(fds[RING_FD_CTL], sizeof(struct shm_ctl), false);
     if (!ctl)
         return -errno;
