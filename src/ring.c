@@ -17,7 +17,8 @@
  * new slot becomes ACTIVE (used 0), the old one SEALED, then active_slot moves.
  *
  * Owner death. The next locker gets EOWNERDEAD and runs ring_repair(): bytes past `used`
- * were never published and are simply overwritten later; a half-done rotation is undone;
+ * were never published and are simply overwritten later; a half-done reclaim is settled
+ * (FREE if its bytes were already dropped, else SEALED); a half-done rotation is undone;
  * log_end_offset is recomputed from the active slot's batches, which covers a producer
  * killed between its two publishing stores. Anything else inconsistent is SHOAL_EPANIC.
  *
@@ -304,6 +305,9 @@ int ring_map_fds(ring_t *r, const int *fds, size_t nfds, bool writable)
     if (nfds < RING_FD_COUNT(2) || fstat(fds[RING_FD_CTL], &st) < 0 ||
         (size_t)st.st_size != sizeof(struct shm_ctl))
         return SHOAL_ERR(SHOAL_EPROTO, "ring descriptors missing or of the wrong size");
+    /* A short readers file would map, then fault (SIGBUS) on the first entry past its end. */
+    if (fstat(fds[RING_FD_READERS], &st) < 0 || (size_t)st.st_size != sizeof(struct shm_readers))
+        return SHOAL_ERR(SHOAL_EPROTO, "ring readers table has the wrong size");
     ctl = map_fd(fds[RING_FD_CTL], sizeof(struct shm_ctl), false);
     if (!ctl)
         return -errno;
@@ -351,6 +355,21 @@ int ring_repair(void *arg)
 
     if (active >= r->slot_count)
         return SHOAL_ERR(SHOAL_EPANIC, "active slot %u out of range", active);
+    /* Settle a reclaim that did not reach its FREE store. Its bytes are dropped only after
+     * the pin scan passed, so such a slot is free; otherwise it is sealed again and a later
+     * reclaim scans the pins afresh. (A sealed slot is never empty: rotation happens only
+     * when a batch does not fit, and an empty slot fits any batch.) */
+    for (uint32_t i = 0; i < r->slot_count; i++) {
+        s = &ctl->slots[i];
+        if (atomic_load(&s->state) != SHM_SLOT_RECLAIMING)
+            continue;
+        if (atomic_load(&s->used) == 0) {
+            atomic_store(&s->max_timestamp, -1);
+            atomic_store(&s->state, SHM_SLOT_FREE);
+        } else {
+            atomic_store(&s->state, SHM_SLOT_SEALED);
+        }
+    }
     /* Undo a rotation that did not reach the active_slot store. */
     for (uint32_t i = 0; i < r->slot_count; i++) {
         s = &ctl->slots[i];

@@ -1,0 +1,1272 @@
+/* test_ring.c - the shared ring: gapless offsets and their publication, cursors across slot
+ * rotations, back-pressure and reclaiming on disk topics, overwriting on memory topics,
+ * reader pins, the mapping checks, reaping dead readers, the flush wait, and concurrent
+ * producers followed by a reader.
+ *
+ * The creator's read-write mapping plays the producers and shoald; a second, read-only
+ * mapping of the same files made from descriptors (as a consumer gets them over the control
+ * socket) does the reading, so every check of published state goes through what another
+ * process would see. Record values carry (tag, seq) and a fill pattern derived from them, so
+ * a record read back proves its offset, its producer, its order and its bytes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "record.h"
+#include "ring.h"
+#include "util.h"
+
+#define SLOT_BYTES (64u * 1024u)
+#define MAX_BATCH  (2u * SLOT_BYTES)
+#define TS0        1700000000000LL
+#define NAME       "topic-0"
+#define VALUE_MIN  8 /* tag and seq */
+
+/* One test's ring: the creator's mapping (producers, reclaimer) and a consumer's. */
+typedef struct fx {
+    char dir[256];
+    ring_params_t p;
+    ring_t w;
+    ring_t rd;
+    ring_cursor_t cur; /* on rd */
+    uint8_t buf[MAX_BATCH];
+} fx_t;
+
+/* A record as read back through a cursor. */
+typedef struct seen {
+    int64_t offset;
+    uint32_t tag;
+    uint32_t seq;
+} seen_t;
+
+/* ------------------------------------------------------------------ records */
+
+static uint8_t fill_byte(uint32_t tag, uint32_t seq, size_t i)
+{
+    return (uint8_t)(tag * 131u + seq * 7u + i);
+}
+
+/* Encode n records tagged (tag, seq .. seq + n - 1) with value_len-byte values into buf.
+ * Returns the batch size, or 0 on failure (callable from threads: no cmocka asserts). */
+static size_t encode(uint8_t *buf, size_t cap, uint32_t tag, uint32_t seq, int n, size_t value_len)
+{
+    shoal_message_t msgs[64];
+    record_batch_fields_t bf;
+    uint8_t *vals;
+    size_t len = 0;
+
+    if (n < 1 || n > 64 || value_len < VALUE_MIN)
+        return 0;
+    vals = malloc((size_t)n * value_len);
+    if (!vals)
+        return 0;
+    for (int r = 0; r < n; r++) {
+        uint8_t *v = vals + (size_t)r * value_len;
+        shoal__put_be32(v, tag);
+        shoal__put_be32(v + 4, seq + (uint32_t)r);
+        for (size_t i = VALUE_MIN; i < value_len; i++)
+            v[i] = fill_byte(tag, seq + (uint32_t)r, i);
+        msgs[r] =
+            (shoal_message_t){.value = v, .value_len = value_len, .timestamp_ms = TS0 + seq + r};
+    }
+    record_batch_fields_init(&bf);
+    if (record_batch_encode(buf, cap, &bf, msgs, (size_t)n, TS0, &len) != 0)
+        len = 0;
+    free(vals);
+    return len;
+}
+
+/* Append n records tagged (tag, seq..) through the producer mapping. */
+static int append_records(fx_t *f, uint32_t tag, uint32_t seq, int n, size_t value_len,
+                          int block_ms, int64_t *base)
+{
+    size_t len = encode(f->buf, sizeof(f->buf), tag, seq, n, value_len);
+    assert_true(len > 0);
+    return ring_append(&f->w, f->buf, len, n, TS0 + seq + n - 1, block_ms, base);
+}
+
+/* Check a batch handed out by a cursor: CRC, offsets, values. Returns its record count or
+ * a negative value on the first problem (callable from threads). */
+static int batch_records(const uint8_t *batch, const record_batch_header_t *h, seen_t *out,
+                         size_t cap)
+{
+    record_iter_t it;
+    shoal_record_t rec;
+    int n = 0, rc;
+
+    if (record_batch_check_crc(batch, h) != 0 || record_iter_init(&it, batch, h) != 0)
+        return -1;
+    while ((rc = record_iter_next(&it, &rec)) == 1) {
+        const uint8_t *v = rec.value;
+        uint32_t tag, seq;
+        if ((size_t)n >= cap || rec.offset != h->base_offset + n || rec.value_len < VALUE_MIN)
+            return -2;
+        tag = shoal__get_be32(v);
+        seq = shoal__get_be32(v + 4);
+        for (size_t i = VALUE_MIN; i < (size_t)rec.value_len; i++)
+            if (v[i] != fill_byte(tag, seq, i))
+                return -3;
+        out[n++] = (seen_t){.offset = rec.offset, .tag = tag, .seq = seq};
+    }
+    return rc == 0 && n == h->record_count ? n : -4;
+}
+
+/* Read everything published from the cursor's position on, across sealed slots, into out.
+ * Returns how many records. */
+static size_t drain(ring_t *r, ring_cursor_t *c, seen_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (;;) {
+        const uint8_t *batch;
+        record_batch_header_t h;
+        int rc;
+        if (!c->placed) {
+            rc = ring_cursor_seek(r, c, c->next_offset);
+            if (rc == SHOAL_EOFFSET && c->next_offset >= atomic_load(&r->ctl->log_end_offset))
+                return n;
+            assert_int_equal(rc, 0);
+        }
+        rc = ring_cursor_next(r, c, &batch, &h);
+        if (rc == 1) {
+            int got = batch_records(batch, &h, out + n, cap - n);
+            assert_true(got > 0);
+            n += (size_t)got;
+        } else if (rc == RING_SLOT_END) {
+            assert_int_equal(ring_cursor_advance(r, c), 0);
+        } else {
+            assert_int_equal(rc, 0);
+            return n;
+        }
+    }
+}
+
+/* Records first..first+n-1 of one producer at offsets from first_offset, in order. */
+static void assert_run(const seen_t *s, size_t n, int64_t first_offset, uint32_t tag,
+                       uint32_t first_seq)
+{
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(s[i].offset, first_offset + (int64_t)i);
+        assert_int_equal(s[i].tag, tag);
+        assert_int_equal(s[i].seq, first_seq + i);
+    }
+}
+
+static int64_t now_ms(void)
+{
+    return shoal__mono_ns() / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static int64_t leo(const fx_t *f)
+{
+    return atomic_load(&f->rd.ctl->log_end_offset);
+}
+
+static uint32_t active(const fx_t *f)
+{
+    return atomic_load(&f->rd.ctl->active_slot);
+}
+
+/* Append 1000-byte single-record batches (tag 1, seq = offset) until the active slot
+ * changes to want. Returns how many. */
+static int fill_until_active(fx_t *f, uint32_t want)
+{
+    int n = 0;
+    int64_t base;
+    while (active(f) != want) {
+        assert_int_equal(append_records(f, 1, (uint32_t)leo(f), 1, 1000, 0, &base), 0);
+        assert_true(++n < 1000);
+    }
+    return n;
+}
+
+/* Append such batches until the ring is full (SHOAL_AGAIN with block_ms 0). */
+static void fill_until_full(fx_t *f)
+{
+    int64_t base;
+    for (int n = 0;; n++) {
+        int rc = append_records(f, 1, (uint32_t)leo(f), 1, 1000, 0, &base);
+        if (rc == SHOAL_AGAIN)
+            return;
+        assert_int_equal(rc, 0);
+        assert_true(n < 1000);
+    }
+}
+
+/* ------------------------------------------------------------------ fixtures */
+
+static int fx_setup(void **state, uint32_t storage, uint32_t slots)
+{
+    fx_t *f = calloc(1, sizeof(*f));
+    int fds[RING_FD_COUNT(SHM_MAX_SLOTS)];
+    int rc;
+
+    if (!f)
+        return -1;
+    harness_tmpdir(f->dir, sizeof(f->dir), "ring");
+    f->p = (ring_params_t){.slot_bytes = SLOT_BYTES,
+                           .slot_count = slots,
+                           .max_record_bytes = SLOT_BYTES,
+                           .storage = storage};
+    if (ring_create(&f->w, f->dir, NAME, &f->p, 0) != 0 ||
+        ring_open_fds(f->dir, NAME, slots, false, fds) != 0)
+        return -1;
+    rc = ring_map_fds(&f->rd, fds, RING_FD_COUNT(slots), false);
+    for (uint32_t i = 0; i < RING_FD_COUNT(slots); i++)
+        close(fds[i]);
+    if (rc != 0 || ring_cursor_open(&f->rd, &f->cur) != 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int setup_disk2(void **state)
+{
+    return fx_setup(state, SHOAL_STORAGE_DISK, 2);
+}
+
+static int setup_disk3(void **state)
+{
+    return fx_setup(state, SHOAL_STORAGE_DISK, 3);
+}
+
+static int setup_disk4(void **state)
+{
+    return fx_setup(state, SHOAL_STORAGE_DISK, 4);
+}
+
+static int setup_mem2(void **state)
+{
+    return fx_setup(state, SHOAL_STORAGE_MEMORY, 2);
+}
+
+static int setup_mem3(void **state)
+{
+    return fx_setup(state, SHOAL_STORAGE_MEMORY, 3);
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    ring_cursor_close(&f->rd, &f->cur);
+    ring_unmap(&f->rd);
+    ring_unmap(&f->w);
+    harness_rmrf(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ append and read */
+
+static void test_ring_append_assigns_gapless_offsets_and_publishes_them(void **state)
+{
+    fx_t *f = *state;
+    seen_t seen[64];
+    uint64_t used = 0;
+    int64_t base;
+
+    for (int i = 0; i < 10; i++) {
+        size_t len = encode(f->buf, sizeof(f->buf), 1, (uint32_t)i * 3, 3, 40);
+        assert_true(len > 0);
+        assert_int_equal(ring_append(&f->w, f->buf, len, 3, TS0 + i, 0, &base), 0);
+        assert_int_equal(base, i * 3);
+        used += len;
+        assert_int_equal(leo(f), (i + 1) * 3);
+        assert_int_equal(atomic_load(&f->rd.ctl->slots[0].used), used);
+        /* The slot's copy carries the assigned base offset. */
+        assert_int_equal(shoal__get_be64(f->rd.slots[0] + used - len), i * 3);
+    }
+    assert_int_equal(atomic_load(&f->rd.ctl->appended_batches), 10);
+    assert_int_equal(atomic_load(&f->rd.ctl->appended_records), 30);
+    assert_int_equal(atomic_load(&f->rd.ctl->appended_bytes), used);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[0].max_timestamp), TS0 + 9);
+    assert_int_equal(ring_live_bytes(&f->rd), used);
+
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, 0), 0);
+    assert_int_equal(drain(&f->rd, &f->cur, seen, 64), 30);
+    assert_run(seen, 30, 0, 1, 0);
+}
+
+static void test_ring_cursor_reads_every_record_in_order_across_slot_rotations(void **state)
+{
+    enum { BATCHES = 400, PER = 2 };
+    fx_t *f = *state;
+    seen_t *seen = calloc(BATCHES * PER, sizeof(*seen));
+    size_t n = 0;
+    int reclaimed = 0;
+    int64_t base;
+
+    assert_non_null(seen);
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, 0), 0);
+    for (int i = 0; i < BATCHES; i++) {
+        assert_int_equal(append_records(f, 7, (uint32_t)(i * PER), PER, 500, 0, &base), 0);
+        assert_int_equal(base, i * PER);
+        if (i % 7 != 6)
+            continue;
+        /* Follow like a consumer, then free what it has read, like shoald after a flush. */
+        n += drain(&f->rd, &f->cur, seen + n, BATCHES * PER - n);
+        for (uint32_t s = 0; s < f->p.slot_count; s++) {
+            if (atomic_load(&f->rd.ctl->slots[s].state) != SHM_SLOT_SEALED)
+                continue;
+            assert_int_equal(ring_reclaim_slot(&f->w, s, 100), 0);
+            reclaimed++;
+        }
+    }
+    n += drain(&f->rd, &f->cur, seen + n, BATCHES * PER - n);
+    assert_int_equal(n, BATCHES * PER);
+    assert_run(seen, n, 0, 7, 0);
+    assert_true(reclaimed >= 5); /* the 3 slots were each reused at least once */
+    assert_int_equal(leo(f), BATCHES * PER);
+    free(seen);
+}
+
+static void test_ring_seek_lands_on_the_batch_holding_each_offset(void **state)
+{
+    enum { BATCHES = 120 };
+    fx_t *f = *state;
+    int64_t first[BATCHES], last[BATCHES], base;
+    const uint8_t *batch;
+    record_batch_header_t h;
+    int b = 0;
+
+    for (int i = 0; i < BATCHES; i++) {
+        int n = 1 + i % 5;
+        assert_int_equal(append_records(f, 2, (uint32_t)leo(f), n, 200, 0, &base), 0);
+        first[i] = base;
+        last[i] = base + n - 1;
+    }
+    assert_true(active(f) > 0); /* the offsets span a slot boundary */
+    for (int64_t o = 0; o < leo(f); o++) {
+        while (last[b] < o)
+            b++;
+        assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, o), 0);
+        assert_int_equal(f->cur.next_offset, o);
+        assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 1);
+        assert_int_equal(h.base_offset, first[b]);
+        assert_int_equal(h.base_offset + h.last_offset_delta, last[b]);
+    }
+    /* The log end is a valid position with nothing to read yet; beyond it is not. */
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, leo(f)), 0);
+    assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 0);
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, leo(f) + 1), SHOAL_EOFFSET);
+    assert_false(f->cur.placed);
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, INT64_MAX), SHOAL_EOFFSET);
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, -1), SHOAL_EOFFSET);
+}
+
+static void test_ring_cursor_reports_caught_up_then_slot_end_once_sealed(void **state)
+{
+    fx_t *f = *state;
+    const uint8_t *batch;
+    record_batch_header_t h;
+    int64_t base, end0;
+    int n;
+
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, 0), 0);
+    assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 0);
+    assert_int_equal(append_records(f, 1, 0, 1, 1000, 0, &base), 0);
+    assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 1);
+    assert_int_equal(h.base_offset, 0);
+    assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 0);
+
+    n = fill_until_active(f, 1); /* the last of these opened slot 1 */
+    end0 = atomic_load(&f->rd.ctl->slots[0].end_offset);
+    assert_int_equal(end0, n); /* 1 + n records, the last one in slot 1 */
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[1].base_offset), end0);
+    for (int64_t o = 1; o < end0; o++) {
+        assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 1);
+        assert_int_equal(h.base_offset, o);
+    }
+    assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), RING_SLOT_END);
+    assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), RING_SLOT_END);
+    assert_int_equal(ring_cursor_advance(&f->rd, &f->cur), 0);
+    assert_true(f->cur.placed);
+    assert_int_equal(f->cur.slot, 1);
+    assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 1);
+    assert_int_equal(h.base_offset, end0);
+    assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 0);
+}
+
+/* ------------------------------------------------------------------ disk back-pressure */
+
+typedef struct snapshot {
+    int64_t leo;
+    uint32_t active;
+    uint64_t used[SHM_MAX_SLOTS];
+    uint32_t state[SHM_MAX_SLOTS];
+} snapshot_t;
+
+static void take_snapshot(const fx_t *f, snapshot_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->leo = leo(f);
+    s->active = active(f);
+    for (uint32_t i = 0; i < f->p.slot_count; i++) {
+        s->used[i] = atomic_load(&f->rd.ctl->slots[i].used);
+        s->state[i] = atomic_load(&f->rd.ctl->slots[i].state);
+    }
+}
+
+static void assert_snapshot_equal(const snapshot_t *a, const snapshot_t *b)
+{
+    assert_int_equal(a->leo, b->leo);
+    assert_int_equal(a->active, b->active);
+    for (uint32_t i = 0; i < SHM_MAX_SLOTS; i++) {
+        assert_int_equal(a->used[i], b->used[i]);
+        assert_int_equal(a->state[i], b->state[i]);
+    }
+}
+
+static void test_ring_rejects_append_when_full(void **state)
+{
+    fx_t *f = *state;
+    snapshot_t before, after;
+    seen_t *seen = calloc(256, sizeof(*seen));
+    uint64_t full;
+    int64_t base, t0;
+
+    assert_non_null(seen);
+    fill_until_full(f);
+    take_snapshot(f, &before);
+    assert_int_equal(before.state[before.active], SHM_SLOT_ACTIVE);
+    assert_int_equal(before.state[1 - before.active], SHM_SLOT_SEALED);
+    full = atomic_load(&f->rd.ctl->full_events);
+    assert_true(full >= 1);
+
+    t0 = now_ms();
+    assert_int_equal(append_records(f, 1, (uint32_t)before.leo, 1, 1000, 0, &base), SHOAL_AGAIN);
+    assert_true(now_ms() - t0 < 50);
+    take_snapshot(f, &after);
+    assert_snapshot_equal(&before, &after);
+    assert_int_equal(atomic_load(&f->rd.ctl->full_events), full + 1);
+
+    /* What was acknowledged is all there, and nothing of the refused batches. */
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, 0), 0);
+    assert_int_equal(drain(&f->rd, &f->cur, seen, 256), before.leo);
+    assert_run(seen, (size_t)before.leo, 0, 1, 0);
+    free(seen);
+}
+
+static void test_ring_append_gives_up_after_block_ms_when_nothing_is_freed(void **state)
+{
+    fx_t *f = *state;
+    snapshot_t before, after;
+    int64_t base, t0, waited;
+
+    fill_until_full(f);
+    take_snapshot(f, &before);
+    t0 = now_ms();
+    assert_int_equal(append_records(f, 1, 0, 1, 1000, 100, &base), SHOAL_AGAIN);
+    waited = now_ms() - t0;
+    assert_true(waited >= 95);
+    assert_true(waited < 1000);
+    take_snapshot(f, &after);
+    assert_snapshot_equal(&before, &after);
+    assert_int_equal(atomic_load(&f->rd.ctl->space_waiters), 0);
+}
+
+typedef struct reclaimer_arg {
+    fx_t *f;
+    uint32_t slot;
+    int delay_ms;
+    int rc;
+} reclaimer_arg_t;
+
+static void *reclaim_later(void *arg)
+{
+    reclaimer_arg_t *a = arg;
+    sleep_ms(a->delay_ms);
+    a->rc = ring_reclaim_slot(&a->f->w, a->slot, 1000);
+    return NULL;
+}
+
+static void test_ring_append_blocks_until_another_thread_reclaims_a_slot(void **state)
+{
+    fx_t *f = *state;
+    reclaimer_arg_t a = {.f = f, .delay_ms = 30, .rc = 1};
+    pthread_t t;
+    int64_t base, before, t0, waited;
+
+    fill_until_full(f);
+    before = leo(f);
+    a.slot = 1 - active(f);
+    assert_int_equal(pthread_create(&t, NULL, reclaim_later, &a), 0);
+    t0 = now_ms();
+    assert_int_equal(append_records(f, 1, (uint32_t)before, 1, 1000, 200, &base), 0);
+    waited = now_ms() - t0;
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(a.rc, 0);
+    /* Woken by the reclaim, not by the producer's own 100 ms re-check. */
+    assert_true(waited >= 25);
+    assert_true(waited < 90);
+    assert_int_equal(base, before);
+    assert_int_equal(leo(f), before + 1);
+    assert_int_equal(active(f), a.slot);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[a.slot].base_offset), before);
+}
+
+/* ------------------------------------------------------------------ pins */
+
+static void test_ring_does_not_reclaim_a_pinned_slot_until_unpinned(void **state)
+{
+    fx_t *f = *state;
+    uint32_t gen0 = atomic_load(&f->rd.ctl->slots[0].gen);
+    uint64_t used0;
+
+    fill_until_active(f, 1);
+    used0 = atomic_load(&f->rd.ctl->slots[0].used);
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, 0), 0);
+    assert_int_equal(f->cur.slot, 0);
+    assert_true(ring_slot_is_pinned(&f->w, 0, gen0));
+
+    assert_int_equal(ring_reclaim_slot(&f->w, 0, 100), SHOAL_AGAIN);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[0].state), SHM_SLOT_SEALED);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[0].used), used0);
+    /* Neither the active slot nor a free one is reclaimable. */
+    assert_int_equal(ring_reclaim_slot(&f->w, 1, 100), SHOAL_AGAIN);
+    assert_int_equal(ring_reclaim_slot(&f->w, 2, 100), SHOAL_AGAIN);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[1].state), SHM_SLOT_ACTIVE);
+
+    ring_cursor_unpin(&f->rd, &f->cur);
+    assert_false(ring_slot_is_pinned(&f->w, 0, gen0));
+    assert_int_equal(ring_reclaim_slot(&f->w, 0, 100), 0);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[0].state), SHM_SLOT_FREE);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[0].used), 0);
+}
+
+static void test_ring_reclaims_a_slot_once_its_cursor_is_closed(void **state)
+{
+    fx_t *f = *state;
+    ring_cursor_t c;
+
+    fill_until_active(f, 1);
+    assert_int_equal(ring_cursor_open(&f->rd, &c), 0);
+    assert_int_equal(ring_cursor_seek(&f->rd, &c, 3), 0);
+    assert_int_equal(ring_reclaim_slot(&f->w, 0, 100), SHOAL_AGAIN);
+    ring_cursor_close(&f->rd, &c);
+    assert_int_equal(c.entry, -1);
+    assert_int_equal(ring_reclaim_slot(&f->w, 0, 100), 0);
+}
+
+static void test_ring_cursor_cannot_read_a_reused_slot_as_its_old_offsets(void **state)
+{
+    fx_t *f = *state;
+    const uint8_t *batch;
+    record_batch_header_t h;
+    seen_t *seen = calloc(256, sizeof(*seen));
+    uint32_t gen0 = atomic_load(&f->rd.ctl->slots[0].gen);
+    int64_t end0, end1;
+    size_t n;
+
+    assert_non_null(seen);
+    fill_until_active(f, 1);
+    end0 = atomic_load(&f->rd.ctl->slots[0].end_offset);
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, 5), 0);
+    assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 1);
+    assert_int_equal(h.base_offset, 5);
+    ring_cursor_unpin(&f->rd, &f->cur);
+
+    assert_int_equal(ring_reclaim_slot(&f->w, 0, 100), 0);
+    fill_until_active(f, 0); /* slot 0 reused for later offsets */
+    end1 = atomic_load(&f->rd.ctl->slots[1].end_offset);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[0].gen), gen0 + 1);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[0].base_offset), end1);
+    assert_false(ring_slot_is_pinned(&f->w, 0, gen0 + 1));
+
+    /* The old offsets are no longer in memory: the consumer must read them from disk. */
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, 5), SHOAL_EOFFSET);
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, end0 - 1), SHOAL_EOFFSET);
+    assert_false(f->cur.placed);
+    /* What is in memory reads back as itself. */
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, end0), 0);
+    n = drain(&f->rd, &f->cur, seen, 256);
+    assert_int_equal(n, leo(f) - end0);
+    assert_run(seen, n, end0, 1, (uint32_t)end0);
+    free(seen);
+}
+
+/* ------------------------------------------------------------------ memory topics */
+
+static void test_ring_memory_topic_overwrites_the_oldest_unpinned_slot(void **state)
+{
+    enum { BATCHES = 300 };
+    fx_t *f = *state;
+    seen_t *seen = calloc(BATCHES, sizeof(*seen));
+    int64_t start = 0, base;
+    int advances = 0;
+    size_t n;
+
+    assert_non_null(seen);
+    for (int i = 0; i < BATCHES; i++) {
+        int64_t s;
+        assert_int_equal(append_records(f, 3, (uint32_t)i, 1, 1000, 0, &base), 0);
+        assert_int_equal(base, i);
+        s = atomic_load(&f->rd.ctl->log_start_offset);
+        assert_true(s >= start);
+        advances += s > start;
+        start = s;
+    }
+    assert_true(advances >= 2);
+    /* The oldest live slot is the one after the active one, and it starts the log. */
+    assert_int_equal(start, atomic_load(&f->rd.ctl->slots[(active(f) + 1) % 3].base_offset));
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, start - 1), SHOAL_EOFFSET);
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, start), 0);
+    n = drain(&f->rd, &f->cur, seen, BATCHES);
+    assert_int_equal(n, BATCHES - start);
+    assert_run(seen, n, start, 3, (uint32_t)start);
+    free(seen);
+}
+
+typedef struct unpinner_arg {
+    fx_t *f;
+    int delay_ms;
+} unpinner_arg_t;
+
+static void *unpin_later(void *arg)
+{
+    unpinner_arg_t *a = arg;
+    sleep_ms(a->delay_ms);
+    ring_cursor_unpin(&a->f->rd, &a->f->cur);
+    return NULL;
+}
+
+static void test_ring_memory_append_waits_while_the_oldest_slot_is_pinned(void **state)
+{
+    fx_t *f = *state;
+    unpinner_arg_t a = {.f = f, .delay_ms = 30};
+    snapshot_t before, after;
+    pthread_t t;
+    int64_t base, t0, waited, end0;
+
+    fill_until_active(f, 1);
+    end0 = atomic_load(&f->rd.ctl->slots[0].end_offset);
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, 0), 0);
+    for (int n = 0;; n++) {
+        int rc = append_records(f, 1, (uint32_t)leo(f), 1, 1000, 0, &base);
+        if (rc == SHOAL_AGAIN)
+            break;
+        assert_int_equal(rc, 0);
+        assert_true(n < 1000);
+    }
+    take_snapshot(f, &before);
+    t0 = now_ms();
+    assert_int_equal(append_records(f, 1, (uint32_t)before.leo, 1, 1000, 20, &base), SHOAL_AGAIN);
+    waited = now_ms() - t0;
+    assert_true(waited >= 19);
+    take_snapshot(f, &after);
+    assert_snapshot_equal(&before, &after);
+    assert_int_equal(atomic_load(&f->rd.ctl->log_start_offset), 0);
+
+    /* Unpinned by another thread while the producer waits: the append goes through. */
+    assert_int_equal(pthread_create(&t, NULL, unpin_later, &a), 0);
+    t0 = now_ms();
+    assert_int_equal(append_records(f, 1, (uint32_t)before.leo, 1, 1000, 1000, &base), 0);
+    waited = now_ms() - t0;
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(waited >= 25);
+    assert_true(waited < 1000);
+    assert_int_equal(base, before.leo);
+    assert_int_equal(active(f), 0);
+    assert_int_equal(atomic_load(&f->rd.ctl->log_start_offset), end0);
+}
+
+/* ------------------------------------------------------------------ refusals */
+
+static void test_ring_rejects_a_batch_larger_than_a_slot(void **state)
+{
+    fx_t *f = *state;
+    size_t len = encode(f->buf, sizeof(f->buf), 1, 0, 1, SLOT_BYTES);
+    int64_t base = -7;
+    size_t value_len;
+
+    assert_true(len > SLOT_BYTES);
+    assert_int_equal(ring_append(&f->w, f->buf, len, 1, TS0, 100, &base), SHOAL_ETOOLARGE);
+    assert_int_equal(base, -7);
+    assert_int_equal(leo(f), 0);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[0].used), 0);
+
+    /* A batch of exactly a slot is fine: it takes a whole (fresh) slot. */
+    assert_int_equal(append_records(f, 1, 0, 1, 100, 0, &base), 0);
+    for (value_len = SLOT_BYTES;; value_len--) {
+        len = encode(f->buf, sizeof(f->buf), 1, 1, 1, value_len);
+        assert_true(len >= SLOT_BYTES);
+        if (len == SLOT_BYTES)
+            break;
+    }
+    assert_int_equal(ring_append(&f->w, f->buf, len, 1, TS0, 0, &base), 0);
+    assert_int_equal(base, 1);
+    assert_int_equal(active(f), 1);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[1].used), SLOT_BYTES);
+}
+
+static void test_ring_refuses_append_and_flush_wait_on_a_deleted_topic(void **state)
+{
+    fx_t *f = *state;
+    int64_t base;
+
+    assert_int_equal(append_records(f, 1, 0, 1, 10, 0, &base), 0);
+    atomic_store(&f->w.ctl->deleted, 1);
+    assert_int_equal(append_records(f, 1, 1, 1, 10, 0, &base), SHOAL_ENOTOPIC);
+    assert_int_equal(leo(f), 1);
+    assert_int_equal(ring_wait_flushed(&f->w, 0, 1000), SHOAL_ENOTOPIC);
+}
+
+static void test_ring_create_rejects_fewer_than_two_or_too_many_slots(void **state)
+{
+    fx_t *f = *state;
+    ring_t r;
+    ring_params_t p = f->p;
+
+    p.slot_count = 1;
+    assert_int_equal(ring_create(&r, f->dir, "other", &p, 0), -EINVAL);
+    p.slot_count = SHM_MAX_SLOTS + 1;
+    assert_int_equal(ring_create(&r, f->dir, "other", &p, 0), -EINVAL);
+}
+
+static void test_ring_cursor_open_fails_when_the_reader_table_is_full(void **state)
+{
+    fx_t *f = *state;
+    ring_cursor_t *c = calloc(SHM_MAX_READERS, sizeof(*c));
+    ring_cursor_t extra;
+
+    assert_non_null(c);
+    /* The fixture's cursor holds one entry. */
+    for (uint32_t i = 0; i < SHM_MAX_READERS - 1; i++)
+        assert_int_equal(ring_cursor_open(&f->rd, &c[i]), 0);
+    assert_int_equal(ring_cursor_open(&f->rd, &extra), SHOAL_ELIMIT);
+    assert_int_equal(extra.entry, -1);
+    ring_cursor_close(&f->rd, &c[7]);
+    assert_int_equal(ring_cursor_open(&f->rd, &extra), 0);
+    ring_cursor_close(&f->rd, &extra);
+    for (uint32_t i = 0; i < SHM_MAX_READERS - 1; i++)
+        ring_cursor_close(&f->rd, &c[i]);
+    free(c);
+}
+
+/* ------------------------------------------------------------------ mapping checks */
+
+static void open_reader_fds(const fx_t *f, int *fds)
+{
+    assert_int_equal(ring_open_fds(f->dir, NAME, f->p.slot_count, false, fds), 0);
+}
+
+static void close_all(int *fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+/* A new file holding the first len bytes of the file behind src. */
+static int short_file(const fx_t *f, int src, size_t len)
+{
+    char path[512];
+    uint8_t *buf = calloc(1, len);
+    int fd;
+
+    assert_non_null(buf);
+    snprintf(path, sizeof(path), "%s/short", f->dir);
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(src, buf, len, 0), (ssize_t)len);
+    assert_int_equal(pwrite(fd, buf, len, 0), (ssize_t)len);
+    free(buf);
+    return fd;
+}
+
+static void test_ring_map_fds_rejects_a_wrong_descriptor_count(void **state)
+{
+    fx_t *f = *state;
+    size_t n = RING_FD_COUNT(f->p.slot_count);
+    int fds[RING_FD_COUNT(SHM_MAX_SLOTS)];
+    ring_t r;
+
+    open_reader_fds(f, fds);
+    fds[n] = dup(fds[RING_FD_SLOT0]);
+    assert_int_equal(ring_map_fds(&r, fds, 0, false), SHOAL_EPROTO);
+    assert_int_equal(ring_map_fds(&r, fds, 3, false), SHOAL_EPROTO);
+    assert_int_equal(ring_map_fds(&r, fds, n - 1, false), SHOAL_EPROTO);
+    assert_int_equal(ring_map_fds(&r, fds, n + 1, false), SHOAL_EPROTO);
+    /* The control block decides how many slots there are. */
+    f->w.ctl->slot_count = f->p.slot_count + 1;
+    assert_int_equal(ring_map_fds(&r, fds, n, false), SHOAL_EPROTO);
+    f->w.ctl->slot_count = f->p.slot_count;
+    assert_int_equal(ring_map_fds(&r, fds, n, false), 0);
+    ring_unmap(&r);
+    close_all(fds, n + 1);
+}
+
+static void test_ring_map_fds_rejects_files_of_the_wrong_size(void **state)
+{
+    fx_t *f = *state;
+    size_t n = RING_FD_COUNT(f->p.slot_count);
+    int fds[RING_FD_COUNT(SHM_MAX_SLOTS)];
+    ring_t r;
+
+    open_reader_fds(f, fds);
+    for (size_t i = 0; i < n; i++) {
+        /* A valid-looking prefix of the real file, a page long: right magic, wrong size. */
+        int good = fds[i], bad = short_file(f, good, 4096);
+        fds[i] = bad;
+        if (ring_map_fds(&r, fds, n, false) != SHOAL_EPROTO)
+            fail_msg("descriptor %zu: a file of the wrong size was accepted", i);
+        fds[i] = good;
+        close(bad);
+    }
+    /* Descriptors in the wrong order: a slot where the control block belongs. */
+    {
+        int ctl = fds[RING_FD_CTL];
+        fds[RING_FD_CTL] = fds[RING_FD_SLOT0];
+        assert_int_equal(ring_map_fds(&r, fds, n, false), SHOAL_EPROTO);
+        fds[RING_FD_CTL] = ctl;
+    }
+    assert_int_equal(ring_map_fds(&r, fds, n, false), 0);
+    ring_unmap(&r);
+    close_all(fds, n);
+}
+
+static void test_ring_map_fds_rejects_missing_magic_or_another_version(void **state)
+{
+    fx_t *f = *state;
+    size_t n = RING_FD_COUNT(f->p.slot_count);
+    int fds[RING_FD_COUNT(SHM_MAX_SLOTS)];
+    ring_t r;
+
+    open_reader_fds(f, fds);
+    f->w.ctl->magic = 0;
+    assert_int_equal(ring_map_fds(&r, fds, n, false), SHOAL_EVERSION);
+    f->w.ctl->magic = SHM_CTL_MAGIC;
+    f->w.ctl->version = SHM_LAYOUT_VERSION + 1;
+    assert_int_equal(ring_map_fds(&r, fds, n, false), SHOAL_EVERSION);
+    f->w.ctl->version = SHM_LAYOUT_VERSION;
+    f->w.rd->magic = 0;
+    assert_int_equal(ring_map_fds(&r, fds, n, false), SHOAL_EVERSION);
+    f->w.rd->magic = SHM_READERS_MAGIC;
+    f->w.rd->version = SHM_LAYOUT_VERSION + 1;
+    assert_int_equal(ring_map_fds(&r, fds, n, false), SHOAL_EVERSION);
+    f->w.rd->version = SHM_LAYOUT_VERSION;
+    assert_int_equal(ring_map_fds(&r, fds, n, false), 0);
+    assert_false(r.writable);
+    ring_unmap(&r);
+    close_all(fds, n);
+}
+
+static void test_ring_open_refuses_other_parameters_and_maps_the_same_ring(void **state)
+{
+    fx_t *f = *state;
+    ring_params_t p = f->p;
+    ring_t r;
+    int64_t base;
+
+    p.slot_bytes = SLOT_BYTES * 2;
+    assert_int_equal(ring_open(&r, f->dir, NAME, &p), SHOAL_EVERSION);
+    p = f->p;
+    p.partition = 1;
+    assert_int_equal(ring_open(&r, f->dir, NAME, &p), SHOAL_EVERSION);
+    p = f->p;
+    p.slot_count = f->p.slot_count - 1;
+    assert_int_equal(ring_open(&r, f->dir, NAME, &p), SHOAL_EVERSION);
+    p.slot_count = f->p.slot_count + 1; /* its file does not exist */
+    assert_int_equal(ring_open(&r, f->dir, NAME, &p), -ENOENT);
+    f->w.ctl->magic = 0;
+    assert_int_equal(ring_open(&r, f->dir, NAME, &f->p), SHOAL_EVERSION);
+    f->w.ctl->magic = SHM_CTL_MAGIC;
+
+    assert_int_equal(ring_open(&r, f->dir, NAME, &f->p), 0);
+    assert_true(r.writable);
+    assert_int_equal(append_records(f, 1, 0, 2, 10, 0, &base), 0);
+    assert_int_equal(atomic_load(&r.ctl->log_end_offset), 2);
+    ring_unmap(&r);
+}
+
+/* ------------------------------------------------------------------ dead readers */
+
+/* Fork a reader that claims an entry, pins slot 0, optionally announces it sleeps, and
+ * exits without cleaning up. Reaped by waitpid before returning; *entry gets its entry. */
+static pid_t spawn_reader_that_dies(const fx_t *f, bool sleeping, int32_t *entry)
+{
+    int pfd[2], status;
+    pid_t pid;
+
+    assert_int_equal(pipe(pfd), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fds[RING_FD_COUNT(SHM_MAX_SLOTS)];
+        ring_t r;
+        ring_cursor_t c;
+        int32_t e = -1;
+        if (ring_open_fds(f->dir, NAME, f->p.slot_count, false, fds) == 0 &&
+            ring_map_fds(&r, fds, RING_FD_COUNT(f->p.slot_count), false) == 0 &&
+            ring_cursor_open(&r, &c) == 0 && ring_cursor_seek(&r, &c, 0) == 0) {
+            if (sleeping) {
+                atomic_store(&r.rd->readers[c.entry].sleeping, 1);
+                atomic_fetch_add(&r.rd->waiters, 1);
+            }
+            e = c.entry;
+        }
+        if (write(pfd[1], &e, sizeof(e)) != sizeof(e))
+            _exit(2);
+        _exit(0);
+    }
+    close(pfd[1]);
+    assert_int_equal(read(pfd[0], entry, sizeof(*entry)), sizeof(*entry));
+    close(pfd[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(*entry >= 0);
+    return pid;
+}
+
+static void test_ring_reap_clears_dead_readers_and_their_sleep(void **state)
+{
+    fx_t *f = *state;
+    struct shm_readers *rd = f->w.rd;
+    struct shm_reader *me = &rd->readers[f->cur.entry];
+    uint32_t gen0 = atomic_load(&f->w.ctl->slots[0].gen);
+    int32_t sleeper, other;
+    pid_t pid_sleeper, pid_other;
+
+    /* This process is a live reader that sleeps: it must survive the reaping. */
+    atomic_store(&me->sleeping, 1);
+    atomic_fetch_add(&rd->waiters, 1);
+
+    pid_sleeper = spawn_reader_that_dies(f, true, &sleeper);
+    pid_other = spawn_reader_that_dies(f, false, &other);
+    assert_int_not_equal(sleeper, other);
+    assert_int_equal(atomic_load(&rd->readers[sleeper].pid), pid_sleeper);
+    assert_int_equal(atomic_load(&rd->readers[other].pid), pid_other);
+    assert_int_equal(atomic_load(&rd->readers[sleeper].pin), SHM_PIN(0, gen0));
+    assert_int_equal(atomic_load(&rd->waiters), 2);
+
+    /* A dead reader's pin still blocks reclaiming until it is reaped. */
+    fill_until_active(f, 1);
+    assert_int_equal(ring_reclaim_slot(&f->w, 0, 100), SHOAL_AGAIN);
+
+    assert_int_equal(ring_reap_dead_readers(&f->w), 2);
+    for (int i = 0; i < 2; i++) {
+        struct shm_reader *e = &rd->readers[i == 0 ? sleeper : other];
+        assert_int_equal(atomic_load(&e->pid), 0);
+        assert_int_equal(atomic_load(&e->pin), 0);
+        assert_int_equal(atomic_load(&e->sleeping), 0);
+    }
+    assert_int_equal(atomic_load(&rd->waiters), 1);
+    assert_int_equal(atomic_load(&me->pid), getpid());
+    assert_int_equal(atomic_load(&me->sleeping), 1);
+    assert_int_equal(ring_reap_dead_readers(&f->w), 0);
+    assert_int_equal(ring_reclaim_slot(&f->w, 0, 100), 0);
+
+    atomic_store(&me->sleeping, 0);
+    atomic_fetch_sub(&rd->waiters, 1);
+}
+
+typedef struct sleeper_arg {
+    fx_t *f;
+    int64_t slept_ms;
+} sleeper_arg_t;
+
+/* A caught-up consumer going to sleep: announce, re-check, wait on the futex word. */
+static void *sleep_until_woken(void *arg)
+{
+    sleeper_arg_t *a = arg;
+    ring_t *r = &a->f->rd;
+    struct shm_reader *e = &r->rd->readers[a->f->cur.entry];
+    uint32_t seq = ring_wake_seq(r);
+    int64_t t0 = now_ms();
+
+    atomic_store(&e->sleeping, 1);
+    atomic_fetch_add(&r->rd->waiters, 1);
+    if (atomic_load(&r->ctl->log_end_offset) == 0)
+        shoal__futex_wait(&r->rd->seq, seq, 3000);
+    atomic_store(&e->sleeping, 0);
+    atomic_fetch_sub(&r->rd->waiters, 1);
+    a->slept_ms = now_ms() - t0;
+    return NULL;
+}
+
+static void test_ring_append_wakes_a_sleeping_reader(void **state)
+{
+    fx_t *f = *state;
+    sleeper_arg_t a = {.f = f};
+    uint32_t seq0 = ring_wake_seq(&f->rd);
+    pthread_t t;
+    int64_t base;
+
+    assert_int_equal(pthread_create(&t, NULL, sleep_until_woken, &a), 0);
+    sleep_ms(30);
+    assert_int_equal(append_records(f, 1, 0, 1, 10, 0, &base), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(a.slept_ms < 1000);
+    assert_int_equal(ring_wake_seq(&f->rd), seq0 + 1);
+    assert_int_equal(atomic_load(&f->rd.rd->waiters), 0);
+    /* With nobody asleep an append still moves the word, for a reader about to sleep. */
+    assert_int_equal(append_records(f, 1, 1, 1, 10, 0, &base), 0);
+    assert_int_equal(ring_wake_seq(&f->rd), seq0 + 2);
+}
+
+/* ------------------------------------------------------------------ flush wait */
+
+typedef struct flusher_arg {
+    fx_t *f;
+    int64_t flushed;
+    int delay_ms;
+} flusher_arg_t;
+
+/* What shoald's flusher does once a range is on disk. */
+static void *flush_later(void *arg)
+{
+    flusher_arg_t *a = arg;
+    struct shm_ctl *ctl = a->f->w.ctl;
+    sleep_ms(a->delay_ms);
+    atomic_store(&ctl->flushed_offset, a->flushed);
+    atomic_fetch_add(&ctl->flush_seq, 1);
+    if (atomic_load(&ctl->flush_waiters) > 0)
+        shoal__futex_wake(&ctl->flush_seq, INT32_MAX);
+    return NULL;
+}
+
+static void test_ring_wait_flushed_returns_once_the_flusher_passes_the_offset(void **state)
+{
+    fx_t *f = *state;
+    flusher_arg_t a = {.f = f, .flushed = 10, .delay_ms = 30};
+    pthread_t t;
+    int64_t t0, waited;
+
+    assert_int_equal(pthread_create(&t, NULL, flush_later, &a), 0);
+    t0 = now_ms();
+    assert_int_equal(ring_wait_flushed(&f->w, 9, 2000), 0);
+    waited = now_ms() - t0;
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(waited >= 25);
+    assert_true(waited < 1000);
+    assert_int_equal(atomic_load(&f->rd.ctl->flush_waiters), 0);
+    /* Already flushed: no wait at all. */
+    t0 = now_ms();
+    assert_int_equal(ring_wait_flushed(&f->w, 3, 2000), 0);
+    assert_true(now_ms() - t0 < 20);
+}
+
+static void test_ring_wait_flushed_times_out_when_the_offset_is_not_flushed(void **state)
+{
+    fx_t *f = *state;
+    int64_t t0, waited;
+
+    atomic_store(&f->w.ctl->flushed_offset, 10);
+    t0 = now_ms();
+    /* flushed_offset is the first offset not on disk: 10 itself is not flushed. */
+    assert_int_equal(ring_wait_flushed(&f->w, 10, 60), SHOAL_ETIMEDOUT);
+    waited = now_ms() - t0;
+    assert_true(waited >= 55);
+    assert_true(waited < 1000);
+    assert_int_equal(atomic_load(&f->rd.ctl->flush_waiters), 0);
+}
+
+/* ------------------------------------------------------------------ concurrency */
+
+#define CONC_PRODUCERS 4
+#define CONC_PER       20000
+#define CONC_TOTAL     (CONC_PRODUCERS * CONC_PER)
+
+typedef struct conc {
+    fx_t *f;
+    _Atomic int64_t progress; /* the reader's next offset */
+    _Atomic bool done;
+    int producer_rc[CONC_PRODUCERS];
+    const char *reader_err;
+    int64_t reader_count;
+    int64_t reclaims;
+} conc_t;
+
+typedef struct producer_arg {
+    conc_t *c;
+    uint32_t tag;
+} producer_arg_t;
+
+static void *conc_produce(void *arg)
+{
+    producer_arg_t *a = arg;
+    uint8_t buf[256];
+    int rc = 0;
+
+    for (uint32_t seq = 0; seq < CONC_PER && rc == 0; seq++) {
+        size_t len = encode(buf, sizeof(buf), a->tag, seq, 1, 16);
+        int64_t base, deadline = now_ms() + 5000;
+        if (len == 0) {
+            rc = -1;
+            break;
+        }
+        do
+            rc = ring_append(&a->c->f->w, buf, len, 1, TS0 + seq, 100, &base);
+        while (rc == SHOAL_AGAIN && now_ms() < deadline);
+    }
+    a->c->producer_rc[a->tag] = rc;
+    return NULL;
+}
+
+/* Sleep as a consumer does: announce, re-check, wait on the futex word. */
+static void reader_sleep(ring_t *r, ring_cursor_t *cur)
+{
+    struct shm_reader *e = &r->rd->readers[cur->entry];
+    uint32_t seq = ring_wake_seq(r);
+    atomic_store(&e->sleeping, 1);
+    atomic_fetch_add(&r->rd->waiters, 1);
+    if (atomic_load(&r->ctl->log_end_offset) <= cur->next_offset)
+        shoal__futex_wait(&r->rd->seq, seq, 50);
+    atomic_store(&e->sleeping, 0);
+    atomic_fetch_sub(&r->rd->waiters, 1);
+}
+
+/* One step of the reader: 1 when it read a batch, 0 when caught up, -1 on an error. */
+static int conc_read_one(conc_t *c, ring_cursor_t *cur, uint32_t *next_seq)
+{
+    ring_t *r = &c->f->rd;
+    const uint8_t *batch;
+    record_batch_header_t h;
+    seen_t s[1];
+    int rc;
+
+    if (!cur->placed && ring_cursor_seek(r, cur, cur->next_offset) < 0)
+        return cur->next_offset >= atomic_load(&r->ctl->log_end_offset) ? 0 : -1;
+    rc = ring_cursor_next(r, cur, &batch, &h);
+    if (rc == RING_SLOT_END)
+        return ring_cursor_advance(r, cur) == 0 ? 1 : -1;
+    if (rc <= 0)
+        return rc;
+    if (batch_records(batch, &h, s, 1) != 1 || s[0].offset != c->reader_count ||
+        s[0].tag >= CONC_PRODUCERS || s[0].seq != next_seq[s[0].tag]) {
+        c->reader_err = "record out of place, repeated or damaged";
+        return -1;
+    }
+    next_seq[s[0].tag]++;
+    c->reader_count++;
+    atomic_store(&c->progress, cur->next_offset);
+    return 1;
+}
+
+static void *conc_read(void *arg)
+{
+    conc_t *c = arg;
+    ring_t *r = &c->f->rd;
+    ring_cursor_t cur;
+    uint32_t next_seq[CONC_PRODUCERS] = {0};
+    int64_t deadline = now_ms() + 20000;
+
+    if (ring_cursor_open(r, &cur) != 0 || ring_cursor_seek(r, &cur, 0) != 0) {
+        c->reader_err = "cannot open a cursor";
+        return NULL;
+    }
+    while (c->reader_count < CONC_TOTAL && !c->reader_err) {
+        int rc = conc_read_one(c, &cur, next_seq);
+        if (rc < 0 && !c->reader_err)
+            c->reader_err = "cursor failed";
+        if (rc == 0)
+            reader_sleep(r, &cur);
+        if (now_ms() > deadline)
+            c->reader_err = "reader timed out";
+    }
+    ring_cursor_close(r, &cur);
+    return NULL;
+}
+
+/* shoald's part: free a sealed slot once the reader has read into it. The reader's pin is
+ * what keeps the slot it is still reading. */
+static void *conc_reclaim(void *arg)
+{
+    conc_t *c = arg;
+    ring_t *r = &c->f->w;
+    while (!atomic_load(&c->done)) {
+        for (uint32_t s = 0; s < r->slot_count; s++) {
+            struct shm_slot *sl = &r->ctl->slots[s];
+            if (atomic_load(&sl->state) == SHM_SLOT_SEALED &&
+                atomic_load(&sl->base_offset) < atomic_load(&c->progress) &&
+                ring_reclaim_slot(r, s, 100) == 0)
+                c->reclaims++;
+        }
+        sleep_ms(1);
+    }
+    return NULL;
+}
+
+static void test_ring_concurrent_producers_and_a_reader_see_every_record_once(void **state)
+{
+    fx_t *f = *state;
+    conc_t c = {.f = f};
+    producer_arg_t pa[CONC_PRODUCERS];
+    pthread_t prod[CONC_PRODUCERS], reader, reclaimer;
+
+    assert_int_equal(pthread_create(&reader, NULL, conc_read, &c), 0);
+    assert_int_equal(pthread_create(&reclaimer, NULL, conc_reclaim, &c), 0);
+    for (uint32_t i = 0; i < CONC_PRODUCERS; i++) {
+        pa[i] = (producer_arg_t){.c = &c, .tag = i};
+        assert_int_equal(pthread_create(&prod[i], NULL, conc_produce, &pa[i]), 0);
+    }
+    for (uint32_t i = 0; i < CONC_PRODUCERS; i++)
+        assert_int_equal(pthread_join(prod[i], NULL), 0);
+    assert_int_equal(pthread_join(reader, NULL), 0);
+    atomic_store(&c.done, true);
+    assert_int_equal(pthread_join(reclaimer, NULL), 0);
+
+    for (uint32_t i = 0; i < CONC_PRODUCERS; i++)
+        assert_int_equal(c.producer_rc[i], 0);
+    if (c.reader_err)
+        fail_msg("reader: %s after %lld records", c.reader_err, (long long)c.reader_count);
+    assert_int_equal(c.reader_count, CONC_TOTAL);
+    assert_int_equal(leo(f), CONC_TOTAL);
+    assert_int_equal(atomic_load(&f->rd.ctl->appended_records), CONC_TOTAL);
+    assert_true(c.reclaims > 0);
+    assert_int_equal(atomic_load(&f->rd.rd->waiters), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(f, s) cmocka_unit_test_setup_teardown(f, setup_##s, teardown)
+        T(test_ring_append_assigns_gapless_offsets_and_publishes_them, disk2),
+        T(test_ring_cursor_reads_every_record_in_order_across_slot_rotations, disk3),
+        T(test_ring_seek_lands_on_the_batch_holding_each_offset, disk3),
+        T(test_ring_cursor_reports_caught_up_then_slot_end_once_sealed, disk2),
+        T(test_ring_rejects_append_when_full, disk2),
+        T(test_ring_append_gives_up_after_block_ms_when_nothing_is_freed, disk2),
+        T(test_ring_append_blocks_until_another_thread_reclaims_a_slot, disk2),
+        T(test_ring_does_not_reclaim_a_pinned_slot_until_unpinned, disk3),
+        T(test_ring_reclaims_a_slot_once_its_cursor_is_closed, disk3),
+        T(test_ring_cursor_cannot_read_a_reused_slot_as_its_old_offsets, disk2),
+        T(test_ring_memory_topic_overwrites_the_oldest_unpinned_slot, mem3),
+        T(test_ring_memory_append_waits_while_the_oldest_slot_is_pinned, mem2),
+        T(test_ring_rejects_a_batch_larger_than_a_slot, disk2),
+        T(test_ring_refuses_append_and_flush_wait_on_a_deleted_topic, disk2),
+        T(test_ring_create_rejects_fewer_than_two_or_too_many_slots, disk2),
+        T(test_ring_cursor_open_fails_when_the_reader_table_is_full, disk2),
+        T(test_ring_map_fds_rejects_a_wrong_descriptor_count, disk2),
+        T(test_ring_map_fds_rejects_files_of_the_wrong_size, disk2),
+        T(test_ring_map_fds_rejects_missing_magic_or_another_version, disk2),
+        T(test_ring_open_refuses_other_parameters_and_maps_the_same_ring, disk3),
+        T(test_ring_reap_clears_dead_readers_and_their_sleep, disk2),
+        T(test_ring_append_wakes_a_sleeping_reader, disk2),
+        T(test_ring_wait_flushed_returns_once_the_flusher_passes_the_offset, disk2),
+        T(test_ring_wait_flushed_times_out_when_the_offset_is_not_flushed, disk2),
+        T(test_ring_concurrent_producers_and_a_reader_see_every_record_once, disk4),
+#undef T
+    };
+    /* Shared memory lives on tmpfs: test there when the host has it. */
+    if (!getenv("TMPDIR") && access("/dev/shm", W_OK) == 0)
+        setenv("TMPDIR", "/dev/shm", 1);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
