@@ -13,12 +13,13 @@
  * Rotation. When the batch does not fit, the producer moves to the next slot, which must
  * be FREE (disk topics: shoald frees slots once flushed) or reclaimable (memory topics:
  * the oldest slot is reused unless a live reader pins it). The steps are ordered so a
- * producer killed between any two leaves a state ring_repair() can finish or undo: the
+ * producer killed between any two leaves a state ring_repair() can finish: the
  * new slot becomes ACTIVE (used 0), the old one SEALED, then active_slot moves.
  *
  * Owner death. The next locker gets EOWNERDEAD and runs ring_repair(): bytes past `used`
  * were never published and are simply overwritten later; a half-done reclaim is settled
- * (FREE if its bytes were already dropped, else SEALED); a half-done rotation is undone;
+ * (FREE if its bytes were already dropped, else SEALED); a half-done rotation is finished
+ * (readers may already follow the new slot, so it is never undone);
  * log_end_offset is recomputed from the active slot's batches, which covers a producer
  * killed between its two publishing stores. Anything else inconsistent is SHOAL_EPANIC.
  *
@@ -344,23 +345,14 @@ static int slot_scan_end(const uint8_t *data, uint64_t used, int64_t base, int64
     return 0;
 }
 
-int ring_repair(void *arg)
+/* Settle a reclaim that did not reach its FREE store. Its bytes are dropped only after the
+ * pin scan passed, so such a slot is free; otherwise it is sealed again and a later reclaim
+ * scans the pins afresh. (A sealed slot is never empty: rotation happens only when a batch
+ * does not fit, and an empty slot fits any batch.) */
+static void repair_settle_reclaims(ring_t *r)
 {
-    ring_t *r = arg;
-    struct shm_ctl *ctl = r->ctl;
-    uint32_t active = atomic_load(&ctl->active_slot);
-    struct shm_slot *s;
-    int64_t next;
-    int rc;
-
-    if (active >= r->slot_count)
-        return SHOAL_ERR(SHOAL_EPANIC, "active slot %u out of range", active);
-    /* Settle a reclaim that did not reach its FREE store. Its bytes are dropped only after
-     * the pin scan passed, so such a slot is free; otherwise it is sealed again and a later
-     * reclaim scans the pins afresh. (A sealed slot is never empty: rotation happens only
-     * when a batch does not fit, and an empty slot fits any batch.) */
     for (uint32_t i = 0; i < r->slot_count; i++) {
-        s = &ctl->slots[i];
+        struct shm_slot *s = &r->ctl->slots[i];
         if (atomic_load(&s->state) != SHM_SLOT_RECLAIMING)
             continue;
         if (atomic_load(&s->used) == 0) {
@@ -370,25 +362,58 @@ int ring_repair(void *arg)
             atomic_store(&s->state, SHM_SLOT_SEALED);
         }
     }
-    /* Undo a rotation that did not reach the active_slot store. */
-    for (uint32_t i = 0; i < r->slot_count; i++) {
-        s = &ctl->slots[i];
-        if (i == active || atomic_load(&s->state) != SHM_SLOT_ACTIVE)
-            continue;
-        if (atomic_load(&s->used) != 0)
-            return SHOAL_ERR(SHOAL_EPANIC, "two active slots hold data");
-        atomic_store(&s->state, SHM_SLOT_FREE);
+}
+
+/* Finish a rotation that did not reach the active_slot store. Once the next slot is ACTIVE
+ * a reader may already follow it, so the rotation is completed, never undone: the old slot
+ * is sealed at active_end (where the new slot begins) and appends move on. */
+static int repair_finish_rotation(ring_t *r, uint32_t active, int64_t active_end)
+{
+    struct shm_ctl *ctl = r->ctl;
+    uint32_t next = (active + 1) % r->slot_count;
+    struct shm_slot *n = &ctl->slots[next];
+
+    for (uint32_t i = 0; i < r->slot_count; i++)
+        if (i != active && i != next && atomic_load(&ctl->slots[i].state) == SHM_SLOT_ACTIVE)
+            return SHOAL_ERR(SHOAL_EPANIC, "slot %u is active out of turn", i);
+    if (atomic_load(&n->state) != SHM_SLOT_ACTIVE) {
+        if (atomic_load(&ctl->slots[active].state) != SHM_SLOT_ACTIVE)
+            return SHOAL_ERR(SHOAL_EPANIC, "active slot %u is sealed with no successor", active);
+        return 0;
     }
+    if (atomic_load(&n->used) != 0 || atomic_load(&n->base_offset) != active_end)
+        return SHOAL_ERR(SHOAL_EPANIC, "slot %u does not continue slot %u", next, active);
+    atomic_store(&ctl->slots[active].end_offset, active_end);
+    atomic_store(&ctl->slots[active].state, SHM_SLOT_SEALED);
+    atomic_store(&ctl->active_slot, next);
+    return 0;
+}
+
+int ring_repair(void *arg)
+{
+    ring_t *r = arg;
+    struct shm_ctl *ctl = r->ctl;
+    uint32_t active = atomic_load(&ctl->active_slot);
+    struct shm_slot *s;
+    uint32_t st;
+    int64_t end;
+    int rc;
+
+    if (active >= r->slot_count)
+        return SHOAL_ERR(SHOAL_EPANIC, "active slot %u out of range", active);
+    repair_settle_reclaims(r);
     s = &ctl->slots[active];
-    if (atomic_load(&s->state) == SHM_SLOT_SEALED)
-        atomic_store(&s->state, SHM_SLOT_ACTIVE);
-    if (atomic_load(&s->state) != SHM_SLOT_ACTIVE)
-        return SHOAL_ERR(SHOAL_EPANIC, "active slot %u is not active", active);
+    st = atomic_load(&s->state);
+    if (st != SHM_SLOT_ACTIVE && st != SHM_SLOT_SEALED)
+        return SHOAL_ERR(SHOAL_EPANIC, "active slot %u is neither active nor sealed", active);
+    /* A batch whose `used` store happened is published: log_end_offset follows it. */
     rc = slot_scan_end(r->slots[active], atomic_load(&s->used), atomic_load(&s->base_offset),
-                       &next);
+                       &end);
+    if (rc == 0)
+        rc = repair_finish_rotation(r, active, end);
     if (rc < 0)
         return rc;
-    atomic_store(&ctl->log_end_offset, next);
+    atomic_store(&ctl->log_end_offset, end);
     atomic_fetch_add(&ctl->lock_recoveries, 1);
     return 0;
 }
@@ -759,7 +784,8 @@ int ring_cursor_next(ring_t *r, ring_cursor_t *c, const uint8_t **batch,
     if (c->pos >= used) {
         uint32_t st = atomic_load(&s->state);
         /* Re-read used: a final append may have landed between the two loads. */
-        if (st == SHM_SLOT_SEALED && c->pos >= shoal_load_acquire(&s->used))
+        if ((st == SHM_SLOT_SEALED || st == SHM_SLOT_RECLAIMING) &&
+            c->pos >= shoal_load_acquire(&s->used))
             return RING_SLOT_END;
         return 0;
     }

@@ -517,38 +517,28 @@ static void test_memory_producer_killed_after_publishing_used_completes_its_batc
     run_producer_case(&fc);
 }
 
-/* Known bug: ring_repair() undoes a rotation killed after the next slot went ACTIVE. A
- * consumer that already moved there (it saw the old slot SEALED, or a seek to the log end
- * found the new slot first) stays on a slot that is now FREE, misses what the repairer
- * appends to the old slot, and when the slot is reused reads on from its new start. These
- * run only with SHOAL_TEST_KNOWN_BUGS=1 until ring_repair() finishes such rotations. */
-static void skip_known_bug(void)
-{
-    if (!getenv("SHOAL_TEST_KNOWN_BUGS"))
-        skip();
-}
+/* A rotation killed after the next slot went ACTIVE is finished by repair, never undone:
+ * a consumer that already moved to the new slot (it saw the old slot SEALED, or a seek to
+ * the log end found the new slot first) must miss nothing the repairer appends. */
 
-static void test_consumer_past_a_seal_undone_by_repair_misses_nothing(void **state)
+static void test_consumer_past_a_seal_finished_by_repair_misses_nothing(void **state)
 {
     static const fault_case_t fc = {RING_STAGE_SEALED, SHOAL_STORAGE_DISK, 4, 1, true};
     (void)state;
-    skip_known_bug();
     run_producer_case(&fc);
 }
 
-static void test_memory_consumers_across_a_rotation_undone_by_repair_miss_nothing(void **state)
+static void test_memory_consumers_across_a_rotation_finished_by_repair_miss_nothing(void **state)
 {
     static const fault_case_t fc = {RING_STAGE_ROTATING, SHOAL_STORAGE_MEMORY, 2, 2, true};
     (void)state;
-    skip_known_bug();
     run_producer_case(&fc);
 }
 
-static void test_memory_consumer_past_a_seal_undone_by_repair_misses_nothing(void **state)
+static void test_memory_consumer_past_a_seal_finished_by_repair_misses_nothing(void **state)
 {
     static const fault_case_t fc = {RING_STAGE_SEALED, SHOAL_STORAGE_MEMORY, 2, 2, true};
     (void)state;
-    skip_known_bug();
     run_producer_case(&fc);
 }
 
@@ -737,9 +727,9 @@ int main(void)
         cmocka_unit_test(test_memory_producer_killed_mid_rotation_over_the_oldest_slot_recovers),
         cmocka_unit_test(test_memory_producer_killed_after_sealing_over_the_oldest_slot_recovers),
         cmocka_unit_test(test_memory_producer_killed_after_publishing_used_completes_its_batch),
-        cmocka_unit_test(test_consumer_past_a_seal_undone_by_repair_misses_nothing),
-        cmocka_unit_test(test_memory_consumers_across_a_rotation_undone_by_repair_miss_nothing),
-        cmocka_unit_test(test_memory_consumer_past_a_seal_undone_by_repair_misses_nothing),
+        cmocka_unit_test(test_consumer_past_a_seal_finished_by_repair_misses_nothing),
+        cmocka_unit_test(test_memory_consumers_across_a_rotation_finished_by_repair_miss_nothing),
+        cmocka_unit_test(test_memory_consumer_past_a_seal_finished_by_repair_misses_nothing),
         cmocka_unit_test(test_reclaimer_killed_before_dropping_a_slot_leaves_it_sealed),
         cmocka_unit_test(test_reclaimer_killed_after_dropping_a_slot_leaves_it_free),
         cmocka_unit_test(test_memory_producer_killed_reclaiming_the_oldest_slot_does_not_wedge),
