@@ -34,13 +34,7 @@ static int lock_with_timeout(pthread_mutex_t *m, int timeout_ms)
     struct timespec ts;
     if (timeout_ms < 0)
         return pthread_mutex_lock(m);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    ts = shoal__deadline(CLOCK_REALTIME, timeout_ms);
     return pthread_mutex_timedlock(m, &ts);
 }
 

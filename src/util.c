@@ -102,6 +102,19 @@ int64_t shoal__mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+struct timespec shoal__deadline(int clock, int timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 /* ------------------------------------------------------------------ futex */
 
 static struct timespec *relative_timeout(struct timespec *ts, int timeout_ms)
@@ -159,13 +172,7 @@ int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected,
         w[i].reserved = 0;
     }
     if (timeout_ms >= 0) {
-        clock_gettime(CLOCK_MONOTONIC, &abs);
-        abs.tv_sec += timeout_ms / 1000;
-        abs.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (abs.tv_nsec >= 1000000000L) {
-            abs.tv_sec++;
-            abs.tv_nsec -= 1000000000L;
-        }
+        abs = shoal__deadline(CLOCK_MONOTONIC, timeout_ms);
         tp = &abs;
     }
     if (syscall(SYS_futex_waitv, w, (unsigned)n, 0, tp, CLOCK_MONOTONIC) >= 0 ||

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "shoal.h"
 
@@ -29,6 +30,8 @@ void shoal__clear_err(void);
 /* ---- time ---- */
 int64_t shoal__now_ms(void);      /* wall clock, ms since the epoch (record timestamps) */
 int64_t shoal__mono_ns(void);     /* monotonic clock, ns */
+/* The absolute time timeout_ms from now on clock (for timed waits). */
+struct timespec shoal__deadline(int clock, int timeout_ms);
 
 /* ---- atomics on shared memory: named so every ordering is visible at the call site ---- */
 #define shoal_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)

@@ -119,15 +119,9 @@ static int on_topic_list(server_t *s, struct conn *c, ctl_reader_t *r, int *fds,
     return 0;
 }
 
-/* Read "str topic, i32 partition" and find them; returns with the read lock held on
- * success. */
-static int find_partition(server_t *s, ctl_reader_t *r, dtopic_t **t, int32_t *p)
+/* Find a topic by name; returns with the registry read lock held on success. */
+static int find_topic(server_t *s, const char *name, dtopic_t **t)
 {
-    char name[SHOAL_TOPIC_NAME_MAX + 2];
-    ctl_get_str(r, name, sizeof(name));
-    *p = ctl_get_i32(r);
-    if (r->err)
-        return SHOAL_ERR(SHOAL_EPROTO, "malformed request payload");
     if (!shoal_topic_name_is_valid(name))
         return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
     pthread_rwlock_rdlock(&s->b->lock);
@@ -135,6 +129,21 @@ static int find_partition(server_t *s, ctl_reader_t *r, dtopic_t **t, int32_t *p
         pthread_rwlock_unlock(&s->b->lock);
         return SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
     }
+    return 0;
+}
+
+/* Read "str topic, i32 partition" and find them; returns with the read lock held on
+ * success. */
+static int find_partition(server_t *s, ctl_reader_t *r, dtopic_t **t, int32_t *p)
+{
+    char name[SHOAL_TOPIC_NAME_MAX + 2];
+    int rc;
+    ctl_get_str(r, name, sizeof(name));
+    *p = ctl_get_i32(r);
+    if (r->err)
+        return SHOAL_ERR(SHOAL_EPROTO, "malformed request payload");
+    if ((rc = find_topic(s, name, t)) < 0)
+        return rc;
     if (*p < 0 || (uint32_t)*p >= (*t)->cfg.partitions) {
         uint32_t n = (*t)->cfg.partitions;
         pthread_rwlock_unlock(&s->b->lock);
@@ -154,15 +163,8 @@ static int on_topic_describe(server_t *s, struct conn *c, ctl_reader_t *r, int *
     (void)fds;
     (void)nfds;
     ctl_get_str(r, name, sizeof(name));
-    if ((rc = finish(r)) < 0)
+    if ((rc = finish(r)) < 0 || (rc = find_topic(s, name, &t)) < 0)
         return rc;
-    if (!shoal_topic_name_is_valid(name))
-        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
-    pthread_rwlock_rdlock(&s->b->lock);
-    if (!(t = broker_find(s->b, name))) {
-        pthread_rwlock_unlock(&s->b->lock);
-        return SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
-    }
     ctl_put_topic_config(&s->body, &t->cfg);
     ctl_put_u32(&s->body, t->cfg.partitions);
     for (uint32_t i = 0; i < t->cfg.partitions; i++) {
