@@ -426,6 +426,13 @@ static void flusher_reclaim(dpart_t *p)
     uint32_t next = (atomic_load(&ctl->active_slot) + 1) % p->ring.slot_count;
     struct shm_slot *s = &ctl->slots[next];
 
+    /* Not the slot the flusher still stands on, even when all of it is synced: a producer
+     * may have sealed it after flusher_copy() looked, and with two slots it is at once the
+     * next to reclaim. Freed under the flusher, it would never be seen SEALED, so the
+     * flusher would wait on it for ever (and write the slot's next generation into the old
+     * segment file). The flusher moves off it on its next pass; it is freed after that. */
+    if (p->fl_placed && p->fl_slot == next)
+        return;
     if (atomic_load(&s->state) != SHM_SLOT_SEALED ||
         atomic_load(&s->end_offset) > p->synced_offset)
         return;
