@@ -281,6 +281,7 @@ static void daemon_exec(const struct harness_daemon *d, const char *bin)
     fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0 || dup2(fd, 2) < 0)
         _exit(126);
+    dprintf(2, "harness: exec %s --instance %s (start %d)\n", bin, d->instance, d->starts + 1);
     signal(SIGALRM, SIG_DFL);
     alarm(HARNESS_DAEMON_TIMEOUT_S);
     execv(bin, (char *const *)argv);

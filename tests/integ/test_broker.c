@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -43,7 +44,19 @@
 struct fixture {
     struct harness_daemon d;
     shoal_client_t *c;
+    bool passed; /* set when the test body returned: otherwise teardown shows the log */
 };
+
+/* A test body taking the fixture; the wrapper cmocka runs records that it returned. */
+#define INTEG_TEST(name)                                                                           \
+    static void name##_body(struct fixture *f);                                                    \
+    static void name(void **state)                                                                 \
+    {                                                                                              \
+        struct fixture *f = *state;                                                                \
+        name##_body(f);                                                                            \
+        f->passed = true;                                                                          \
+    }                                                                                              \
+    static void name##_body(struct fixture *f)
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -259,6 +272,8 @@ static int teardown(void **state)
     shoal_client_close(f->c);
     f->c = NULL;
     harness_kill_children();
+    if (!f->passed)
+        harness_daemon_print_log(&f->d);
     rc = harness_daemon_cleanup(&f->d);
     harness_watchdog(0, NULL);
     return rc;
@@ -266,9 +281,8 @@ static int teardown(void **state)
 
 /* ------------------------------------------------------------------ topic admin */
 
-static void test_topics_can_be_created_listed_described_and_deleted(void **state)
+INTEG_TEST(test_topics_can_be_created_listed_described_and_deleted)
 {
-    struct fixture *f = *state;
     shoal_topic_config_t cfg = topic_cfg(3, 1ull << 20, 3);
     shoal_topic_info_t *info = NULL;
     char **names;
@@ -313,9 +327,8 @@ static void expect_create_fails(shoal_client_t *c, const char *name,
                  shoal_err_name(want), shoal_errmsg());
 }
 
-static void test_topic_create_rejects_bad_names_and_configs_with_specific_codes(void **state)
+INTEG_TEST(test_topic_create_rejects_bad_names_and_configs_with_specific_codes)
 {
-    struct fixture *f = *state;
     const char *bad_names[] = {"", ".", "..", "a/b", "sp ace", "tab\tname", "é"};
     shoal_topic_config_t good = topic_cfg(2, 1ull << 20, 2), cfg;
     shoal_topic_info_t *info = NULL;
@@ -373,9 +386,8 @@ static void test_topic_create_rejects_bad_names_and_configs_with_specific_codes(
     assert_int_equal(count_topics(f->c), 1);
 }
 
-static void test_topic_names_of_249_characters_work_through_a_daemon_restart(void **state)
+INTEG_TEST(test_topic_names_of_249_characters_work_through_a_daemon_restart)
 {
-    struct fixture *f = *state;
     shoal_topic_config_t cfg = topic_cfg(12, 1ull << 20, 2);
     char name[SHOAL_TOPIC_NAME_MAX + 1], other[SHOAL_TOPIC_NAME_MAX + 1];
 
@@ -401,9 +413,8 @@ static void test_topic_names_of_249_characters_work_through_a_daemon_restart(voi
     assert_int_equal(count_dir_entries(f->d.shm_dir, NULL), 1); /* only its .lock */
 }
 
-static void test_unknown_topic_is_enotopic_for_describe_delete_and_producer(void **state)
+INTEG_TEST(test_unknown_topic_is_enotopic_for_describe_delete_and_producer)
 {
-    struct fixture *f = *state;
     shoal_topic_info_t *info = (void *)1;
     shoal_producer_t *p = (void *)1;
     shoal_consumer_t *cons;
@@ -421,10 +432,8 @@ static void test_unknown_topic_is_enotopic_for_describe_delete_and_producer(void
     assert_int_equal(count_topics(f->c), 1);
 }
 
-static void
-test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset(void **state)
+INTEG_TEST(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset)
 {
-    struct fixture *f = *state;
     shoal_topic_config_t cfg = topic_cfg(2, 1ull << 20, 2);
     shoal_producer_t *p;
     shoal_ack_t ack;
@@ -450,9 +459,8 @@ test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset(void
     assert_partition_holds(f->c, "limits", 0, 0);
 }
 
-static void test_client_open_without_daemon_is_enodaemon(void **state)
+INTEG_TEST(test_client_open_without_daemon_is_enodaemon)
 {
-    struct fixture *f = *state;
     shoal_client_t *c = (void *)1;
     char path[PATH_MAX];
 
@@ -499,9 +507,8 @@ static bool check_keyed(const shoal_record_t *r, int64_t index, void *arg)
     return r->key_len == (int32_t)strlen(key) && !memcmp(r->key, key, strlen(key));
 }
 
-static void test_keyed_records_land_on_murmur2_partition_and_null_keys_spread(void **state)
+INTEG_TEST(test_keyed_records_land_on_murmur2_partition_and_null_keys_spread)
 {
-    struct fixture *f = *state;
     shoal_topic_config_t cfg = topic_cfg(KEYED_PARTS, 1ull << 20, 2);
     struct keyed_expect e = {{0}, calloc(KEYED_PARTS, sizeof(*e.ids))};
     shoal_producer_t *p;
@@ -609,9 +616,8 @@ static bool check_interleaved(const shoal_record_t *r, int64_t index, void *arg)
     return true;
 }
 
-static void test_producer_processes_on_one_partition_lose_and_duplicate_nothing(void **state)
+INTEG_TEST(test_producer_processes_on_one_partition_lose_and_duplicate_nothing)
 {
-    struct fixture *f = *state;
     shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 4);
     struct producer_child args[PRODUCERS];
     struct interleave seen = {{0}};
@@ -717,9 +723,8 @@ static int cmp_i64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static void test_sleeping_consumer_wakes_within_ms_of_append_and_idles_without_cpu(void **state)
+INTEG_TEST(test_sleeping_consumer_wakes_within_ms_of_append_and_idles_without_cpu)
 {
-    struct fixture *f = *state;
     int64_t lat[WAKE_ROUNDS], cpu0, cpu1;
     struct wake_child a;
     int ready[2], result[2];
@@ -776,9 +781,8 @@ static void test_sleeping_consumer_wakes_within_ms_of_append_and_idles_without_c
 #define DUR_MEMORY 3000
 #define DUR_DISK   150
 
-static void test_acknowledged_records_survive_daemon_kill9_and_lost_shm(void **state)
+INTEG_TEST(test_acknowledged_records_survive_daemon_kill9_and_lost_shm)
 {
-    struct fixture *f = *state;
     shoal_topic_config_t cfg = topic_cfg(1, 256ull << 10, 4);
     int64_t n = DUR_MEMORY;
 
@@ -821,9 +825,8 @@ static void test_acknowledged_records_survive_daemon_kill9_and_lost_shm(void **s
     assert_int_equal(produce_range(f->c, "dur", 0, n, 1, SHOAL_ACKS_MEMORY), 0);
 }
 
-static void test_consumer_reads_offsets_that_exist_only_in_disk_segments(void **state)
+INTEG_TEST(test_consumer_reads_offsets_that_exist_only_in_disk_segments)
 {
-    struct fixture *f = *state;
     shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
     shoal_topic_info_t *info = NULL;
     const int64_t n = 4000; /* ~560 KB: nine 64 KiB segments behind a two-slot ring */
@@ -842,6 +845,233 @@ static void test_consumer_reads_offsets_that_exist_only_in_disk_segments(void **
     /* and from the middle of an old segment */
     assert_int_equal(read_partition(f->c, "disk", 0, 777, n - 777, 2000, check_made_value, NULL),
                      n - 777);
+}
+
+/* A producer process appending while the daemon is killed and restarted under it: the
+ * data path does not go through the daemon, so appends go on (until the ring is full) and
+ * a restarted daemon re-attaches the ring and flushes what was appended meanwhile. */
+#define CHURN_RECORDS 20000
+
+struct churn_child {
+    const char *socket;
+    volatile int64_t *acked; /* shared: records acknowledged so far */
+};
+
+static int churn_child_main(void *arg)
+{
+    struct churn_child *a = arg;
+    shoal_producer_options_t o;
+    shoal_client_t *c;
+    shoal_producer_t *p;
+
+    shoal_producer_options_init(&o);
+    o.block_ms = 10000;
+    if (shoal_client_open(a->socket, &c) < 0 || shoal_producer_open(c, "churn", &o, &p) < 0)
+        return 10;
+    for (int64_t i = 0; i < CHURN_RECORDS; i++) {
+        if (send_range(p, 0, i, 1) < 0)
+            return 11;
+        __atomic_store_n(a->acked, i + 1, __ATOMIC_RELEASE);
+    }
+    shoal_producer_close(p);
+    shoal_client_close(c);
+    return 0;
+}
+
+INTEG_TEST(test_appends_continue_while_the_daemon_is_killed_and_restarted)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 4);
+    struct churn_child a;
+    int64_t *acked;
+    pid_t pid;
+    int kills = 0;
+
+    acked = mmap(NULL, sizeof(*acked), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(acked != MAP_FAILED);
+    *acked = 0;
+    assert_int_equal(shoal_topic_create(f->c, "churn", &cfg), 0);
+    a = (struct churn_child){f->d.socket, acked};
+    pid = harness_fork(churn_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
+    assert_true(pid > 0);
+    while (__atomic_load_n(acked, __ATOMIC_ACQUIRE) < CHURN_RECORDS && kills < 20) {
+        usleep(10000 + (unsigned)(kills % 5) * 7000);
+        assert_int_equal(harness_daemon_kill9(&f->d), 0);
+        usleep(5000);
+        assert_int_equal(harness_daemon_restart(&f->d), 0);
+        kills++;
+    }
+    assert_int_equal(harness_wait(pid, 20000), 0);
+    print_message("daemon killed %d times while %d records were appended\n", kills, CHURN_RECORDS);
+    assert_int_equal(reconnect(f), 0);
+    assert_partition_holds(f->c, "churn", 0, CHURN_RECORDS);
+    /* and all of it reached the disk: lose shared memory too */
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    harness_daemon_wipe_shm(&f->d);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_partition_holds(f->c, "churn", 0, CHURN_RECORDS);
+    munmap(acked, sizeof(*acked));
+}
+
+/* A consumer of more partitions than one futex_waitv can watch (128) still wakes for an
+ * append to any of them. */
+#define WIDE_PARTS 160
+
+struct wide_child {
+    const char *socket;
+    int ready_fd;
+};
+
+static int wide_child_main(void *arg)
+{
+    struct wide_child *a = arg;
+    shoal_client_t *c;
+    shoal_consumer_t *cons;
+    shoal_record_t rec;
+
+    if (shoal_client_open(a->socket, &c) < 0 || shoal_consumer_open(c, NULL, &cons) < 0)
+        return 10;
+    if (shoal_consumer_assign(cons, "wide", NULL, 0) < 0)
+        return 11;
+    if (write(a->ready_fd, "r", 1) != 1)
+        return 12;
+    for (int32_t want = 0; want < WIDE_PARTS; want += 7) {
+        int n = shoal_poll(cons, &rec, 1, 5000);
+        if (n != 1 || rec.partition != want || rec.offset != 0) {
+            fprintf(stderr, "wide child: poll %s, partition %d (want %d)\n", shoal_err_name(n),
+                    n == 1 ? rec.partition : -1, want);
+            return 13;
+        }
+        if (write(a->ready_fd, "r", 1) != 1)
+            return 14;
+    }
+    shoal_consumer_close(cons);
+    shoal_client_close(c);
+    return 0;
+}
+
+INTEG_TEST(test_consumer_of_many_partitions_wakes_for_an_append_to_any_of_them)
+{
+    shoal_topic_config_t cfg = topic_cfg(WIDE_PARTS, SMALL_SEGMENT, 2);
+    struct wide_child a;
+    shoal_producer_t *p;
+    int ready[2];
+    char b;
+    pid_t pid;
+
+    assert_int_equal(shoal_topic_create(f->c, "wide", &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, "wide", NULL, &p), 0);
+    assert_int_equal(pipe(ready), 0);
+    a = (struct wide_child){f->d.socket, ready[1]};
+    pid = harness_fork(wide_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
+    assert_true(pid > 0);
+    close(ready[1]);
+    assert_int_equal(read(ready[0], &b, 1), 1);
+    for (int32_t part = 0; part < WIDE_PARTS; part += 7) {
+        int64_t t0;
+        usleep(3000);
+        t0 = mono_ns();
+        assert_int_equal(send_one(p, part, NULL, 0, "w", 1, NULL), 0);
+        assert_int_equal(read(ready[0], &b, 1), 1);
+        if (mono_ns() - t0 > 50 * 1000000LL)
+            fail_msg("partition %d: the consumer took %.1f ms to wake", part,
+                     (mono_ns() - t0) / 1e6);
+    }
+    assert_int_equal(harness_wait(pid, 5000), 0);
+    close(ready[0]);
+    shoal_producer_close(p);
+}
+
+/* Memory topics: the ring is the retention; a reader that falls behind resumes at the
+ * oldest record still held, and offsets stay gapless from there. */
+INTEG_TEST(test_memory_topic_keeps_the_newest_records_and_stays_gapless)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 3);
+    shoal_topic_info_t *info = NULL;
+    const int64_t n = 5000;
+    shoal_consumer_t *cons;
+    shoal_record_t rec;
+    int64_t start;
+
+    cfg.storage = SHOAL_STORAGE_MEMORY;
+    assert_int_equal(shoal_topic_create(f->c, "mem", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "mem", 0, 0, n, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(shoal_topic_describe(f->c, "mem", &info), 0);
+    start = info->partitions[0].log_start_offset;
+    assert_int_equal(info->partitions[0].log_end_offset, n);
+    assert_int_equal(info->partitions[0].disk_bytes, 0);
+    shoal_topic_info_free(info);
+    assert_true(start > 0 && start < n);
+    assert_int_equal(read_partition(f->c, "mem", 0, start, n - start, 1000, check_made_value, NULL),
+                     n - start);
+    /* a position below the start is clamped to it */
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &cons), 0);
+    assert_int_equal(shoal_consumer_assign(cons, "mem", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(cons, "mem", 0, SHOAL_SEEK_OFFSET, 0), 0);
+    assert_int_equal(shoal_poll(cons, &rec, 1, 1000), 1);
+    assert_int_equal(rec.offset, start);
+    assert_true(value_matches(&rec, start));
+    shoal_consumer_close(cons);
+}
+
+/* Disk acknowledgements through many rotations of two-slot rings. A producer woken by a
+ * flush rotates at once, which is when the flusher decides which slot to free: the slot
+ * it is still writing must not be the one. Several producers on their own topics keep the
+ * flusher busy, which widens that window. */
+#define ACKS_PRODUCERS 4
+#define ACKS_RECORDS   120 /* 8 records a slot: 15 rotations */
+
+struct acks_child {
+    const char *socket;
+    char topic[16];
+};
+
+static int acks_child_main(void *arg)
+{
+    struct acks_child *a = arg;
+    static char value[8000];
+    shoal_producer_options_t o;
+    shoal_client_t *c;
+    shoal_producer_t *p;
+
+    shoal_producer_options_init(&o);
+    o.acks = SHOAL_ACKS_DISK;
+    o.ack_timeout_ms = 3000;
+    if (shoal_client_open(a->socket, &c) < 0 || shoal_producer_open(c, a->topic, &o, &p) < 0)
+        return 10;
+    for (int i = 0; i < ACKS_RECORDS; i++) {
+        shoal_ack_t ack;
+        int rc;
+        make_value(value, sizeof(value), i);
+        rc = send_one(p, 0, NULL, 0, value, sizeof(value), &ack);
+        if (rc != 0 || ack.offset != i) {
+            fprintf(stderr, "%s: record %d: %s (%s)\n", a->topic, i, shoal_err_name(rc),
+                    shoal_errmsg());
+            return 11;
+        }
+    }
+    shoal_producer_close(p);
+    shoal_client_close(c);
+    return 0;
+}
+
+INTEG_TEST(test_disk_acks_keep_flowing_through_rotations_of_two_slot_rings)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    struct acks_child args[ACKS_PRODUCERS];
+    pid_t pids[ACKS_PRODUCERS];
+
+    for (int i = 0; i < ACKS_PRODUCERS; i++) {
+        args[i].socket = f->d.socket;
+        snprintf(args[i].topic, sizeof(args[i].topic), "acks%d", i);
+        assert_int_equal(shoal_topic_create(f->c, args[i].topic, &cfg), 0);
+    }
+    for (int i = 0; i < ACKS_PRODUCERS; i++) {
+        pids[i] = harness_fork(acks_child_main, &args[i], HARNESS_CHILD_TIMEOUT_S);
+        assert_true(pids[i] > 0);
+    }
+    for (int i = 0; i < ACKS_PRODUCERS; i++)
+        assert_int_equal(harness_wait(pids[i], 20000), 0);
 }
 
 /* ------------------------------------------------------------------ raw control frames */
@@ -934,9 +1164,8 @@ static void assert_daemon_serves(struct fixture *f, const char *topic)
     shoal_client_close(c);
 }
 
-static void test_daemon_answers_bad_frame_headers_with_an_error_and_closes(void **state)
+INTEG_TEST(test_daemon_answers_bad_frame_headers_with_an_error_and_closes)
 {
-    struct fixture *f = *state;
     uint16_t type;
     int fd;
 
@@ -973,10 +1202,8 @@ static void test_daemon_answers_bad_frame_headers_with_an_error_and_closes(void 
     assert_daemon_serves(f, "after-hangups");
 }
 
-static void
-test_daemon_answers_malformed_payloads_with_eproto_and_keeps_the_connection(void **state)
+INTEG_TEST(test_daemon_answers_malformed_payloads_with_eproto_and_keeps_the_connection)
 {
-    struct fixture *f = *state;
     static const uint8_t garbage[] = {0xff, 0xff, 0x01, 0x02, 0x03};
     static const uint8_t truncated[] = {0x05, 0x00, 'a', 'b'}; /* a 5-byte name, 2 sent */
     shoal_topic_config_t bad = topic_cfg(0, 1ull << 20, 2);
@@ -1082,9 +1309,8 @@ static int64_t damage_last_batch(const char *path)
     return h.base_offset;
 }
 
-static void test_recovery_cuts_a_corrupt_last_batch_and_appends_continue_there(void **state)
+INTEG_TEST(test_recovery_cuts_a_corrupt_last_batch_and_appends_continue_there)
 {
-    struct fixture *f = *state;
     shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
     shoal_topic_info_t *info = NULL;
     char dir[PATH_MAX], path[PATH_MAX];
@@ -1117,6 +1343,55 @@ static void test_recovery_cuts_a_corrupt_last_batch_and_appends_continue_there(v
     assert_partition_holds(f->c, "crc", 0, bad + 5);
 }
 
+/* Damage in an earlier, sealed segment is not cut off (only a torn tail of the last one
+ * is): a reader gets SHOAL_ECORRUPT there, never wrong records, and the rest stays
+ * readable past it. */
+INTEG_TEST(test_corrupt_sealed_segment_reads_as_ecorrupt_not_as_data)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_record_t recs[64];
+    shoal_consumer_t *cons;
+    char dir[PATH_MAX], path[PATH_MAX];
+    int64_t *bases = NULL, got = 0, bad;
+    size_t nseg = 0;
+    const int64_t n = 2000;
+    int rc;
+
+    assert_int_equal(shoal_topic_create(f->c, "sealed", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "sealed", 0, 0, n, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    snprintf(dir, sizeof(dir), "%s/sealed-0", f->d.data_dir);
+    assert_int_equal(segment_list(dir, &bases, &nseg), 0);
+    assert_true(nseg >= 3);
+    assert_int_equal(segment_path(path, sizeof(path), dir, bases[0], ".log"), 0);
+    shoal__free(bases);
+    bad = damage_last_batch(path);
+    harness_daemon_wipe_shm(&f->d);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &cons), 0);
+    assert_int_equal(shoal_consumer_assign(cons, "sealed", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(cons, "sealed", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    while ((rc = shoal_poll(cons, recs, 64, 1000)) > 0) {
+        for (int k = 0; k < rc; k++, got++) {
+            assert_int_equal(recs[k].offset, got);
+            assert_true(value_matches(&recs[k], got));
+        }
+    }
+    assert_int_equal(rc, SHOAL_ECORRUPT);
+    assert_int_equal(got, bad);
+    /* past the damage the log reads on */
+    assert_int_equal(shoal_consumer_seek(cons, "sealed", 0, SHOAL_SEEK_OFFSET, bad + 1), 0);
+    assert_int_equal(shoal_poll(cons, recs, 1, 1000), 1);
+    assert_int_equal(recs[0].offset, bad + 1);
+    assert_true(value_matches(&recs[0], bad + 1));
+    shoal_consumer_close(cons);
+    assert_int_equal(
+        read_partition(f->c, "sealed", 0, bad + 1, n - bad - 1, 1000, check_made_value, NULL),
+        n - bad - 1);
+}
+
 /* ------------------------------------------------------------------ dead readers */
 
 struct reader_child {
@@ -1146,9 +1421,8 @@ static int reader_child_main(void *arg)
         pause();
 }
 
-static void test_consumer_killed_while_holding_views_does_not_block_producers(void **state)
+INTEG_TEST(test_consumer_killed_while_holding_views_does_not_block_producers)
 {
-    struct fixture *f = *state;
     shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
     shoal_producer_options_t o;
     struct reader_child a;
@@ -1224,9 +1498,8 @@ static int delete_child_main(void *arg)
     return 0;
 }
 
-static void test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty(void **state)
+INTEG_TEST(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty)
 {
-    struct fixture *f = *state;
     shoal_topic_config_t cfg = topic_cfg(2, 1ull << 20, 2);
     shoal_topic_info_t *info = NULL;
     struct delete_child a;
@@ -1285,9 +1558,14 @@ int main(void)
         T(test_sleeping_consumer_wakes_within_ms_of_append_and_idles_without_cpu),
         T(test_acknowledged_records_survive_daemon_kill9_and_lost_shm),
         T(test_consumer_reads_offsets_that_exist_only_in_disk_segments),
+        T(test_appends_continue_while_the_daemon_is_killed_and_restarted),
+        T(test_disk_acks_keep_flowing_through_rotations_of_two_slot_rings),
+        T(test_consumer_of_many_partitions_wakes_for_an_append_to_any_of_them),
+        T(test_memory_topic_keeps_the_newest_records_and_stays_gapless),
         T(test_daemon_answers_bad_frame_headers_with_an_error_and_closes),
         T(test_daemon_answers_malformed_payloads_with_eproto_and_keeps_the_connection),
         T(test_recovery_cuts_a_corrupt_last_batch_and_appends_continue_there),
+        T(test_corrupt_sealed_segment_reads_as_ecorrupt_not_as_data),
         T(test_consumer_killed_while_holding_views_does_not_block_producers),
         T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),
 #undef T
