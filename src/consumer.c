@@ -249,8 +249,8 @@ static int emit_batch(struct consumer_part *cp, const uint8_t *batch,
     while ((size_t)n < max) {
         shoal_record_t *r = &out[n];
         rc = record_iter_next(&it, r);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) /* hand out what came before the damage; it is met again next poll */
+            return n > 0 ? n : rc;
         if (rc == 0) {
             *whole = true;
             cp->position = SHOAL_MAX(cp->position, h->base_offset + h->last_offset_delta + 1);
@@ -292,6 +292,8 @@ static int part_fill_disk(struct consumer_part *cp, shoal_record_t *out, size_t 
         record_batch_header_t h;
         bool whole;
         int rc = record_batch_parse(cp->seg.data + cp->seg_pos, cp->seg.len - cp->seg_pos, &h);
+        if (rc != 0 && n > 0)
+            break;
         if (rc != 0)
             return SHOAL_ERR(SHOAL_ECORRUPT, "%s-%d: bad batch in segment %lld at byte %llu",
                              cp->topic, cp->partition, (long long)cp->seg.base,
@@ -299,7 +301,7 @@ static int part_fill_disk(struct consumer_part *cp, shoal_record_t *out, size_t 
         rc = emit_batch(cp, cp->seg.data + cp->seg_pos, &h, true, out + n, max - (size_t)n,
                         &whole);
         if (rc < 0)
-            return rc;
+            return n > 0 ? n : rc;
         n += rc;
         if (whole)
             cp->seg_pos += record_batch_size(&h);
@@ -357,10 +359,12 @@ static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t 
             continue;
         }
         if (rc < 0)
-            return rc;
+            return n > 0 ? n : rc;
         rc = emit_batch(cp, batch, &h, check_crc, out + n, max - (size_t)n, &whole);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) {
+            cp->cur.pos = at; /* the damaged batch is met again next poll */
+            return n > 0 ? n : rc;
+        }
         n += rc;
         if (!whole)
             cp->cur.pos = at; /* resume inside this batch next time */
@@ -423,8 +427,8 @@ static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
     for (size_t k = 0; k < c->nparts && (size_t)total < max; k++) {
         struct consumer_part *cp = &c->parts[(c->next_part + k) % c->nparts];
         int rc = part_fill(c, cp, out + total, max - (size_t)total);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) /* records already taken from other partitions go out first */
+            return total > 0 ? total : rc;
         total += rc;
     }
     c->next_part = c->nparts ? (c->next_part + 1) % c->nparts : 0;

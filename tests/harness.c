@@ -1,11 +1,27 @@
-/* harness.c - see harness.h. */
+/* harness.c - see harness.h.
+ *
+ * DESIGN: the daemon runs as a child of the test process, exec'd from a fork with its
+ * stderr appended to a log file in its temp dir, so every run of one instance (restarts
+ * included) leaves one log to print when something fails. The child keeps the alarm() it
+ * was given before exec (alarms survive execve), so a daemon the test forgot, or a test
+ * process that died, cannot outlive HARNESS_DAEMON_TIMEOUT_S. Running daemons are listed
+ * in a small table so the watchdog can kill them and show their logs from its signal
+ * handler, using only async-signal-safe calls there. */
 #include "harness.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "shoal.h"
 
 void harness_tmpdir(char *buf, size_t cap, const char *tag)
 {
@@ -53,4 +69,374 @@ uint8_t *harness_read_file(const char *path, size_t *len)
     }
     fclose(f);
     return buf;
+}
+
+/* ------------------------------------------------------------------ helper processes */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#define HARNESS_MAX_CHILDREN 64
+
+static pid_t children[HARNESS_MAX_CHILDREN];
+
+static void child_track(pid_t pid, bool on)
+{
+    for (int i = 0; i < HARNESS_MAX_CHILDREN; i++) {
+        if (on && children[i] == 0) {
+            children[i] = pid;
+            return;
+        }
+        if (!on && children[i] == pid)
+            children[i] = 0;
+    }
+}
+
+void harness_kill_children(void)
+{
+    for (int i = 0; i < HARNESS_MAX_CHILDREN; i++) {
+        if (children[i] <= 0)
+            continue;
+        kill(children[i], SIGKILL);
+        while (waitpid(children[i], NULL, 0) < 0 && errno == EINTR)
+            ;
+        children[i] = 0;
+    }
+}
+
+pid_t harness_fork(int (*fn)(void *), void *arg, int timeout_s)
+{
+    pid_t pid;
+    fflush(NULL); /* or buffered output would be written twice */
+    pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return -1;
+    }
+    if (pid == 0) {
+        int rc;
+        signal(SIGALRM, SIG_DFL);
+        alarm((unsigned)timeout_s);
+        rc = fn(arg);
+        fflush(NULL);
+        _exit(rc & 0xff);
+    }
+    child_track(pid, true);
+    return pid;
+}
+
+/* Reap pid, waiting up to timeout_ms. 1 when reaped (status set), 0 on timeout, -1. */
+static int reap(pid_t pid, int timeout_ms, int *status)
+{
+    int64_t deadline = mono_ms() + timeout_ms;
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid)
+            return 1;
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (mono_ms() >= deadline)
+            return 0;
+        usleep(2000);
+    }
+}
+
+static int exit_code(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+}
+
+int harness_wait(pid_t pid, int timeout_ms)
+{
+    int status = 0;
+    int rc = reap(pid, timeout_ms, &status);
+    child_track(pid, false);
+    if (rc == 1)
+        return exit_code(status);
+    if (rc == 0) {
+        fprintf(stderr, "harness: child %d still running after %d ms: killing it\n", (int)pid,
+                timeout_ms);
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ watchdog */
+
+#define HARNESS_MAX_DAEMONS 8
+
+static struct harness_daemon *running[HARNESS_MAX_DAEMONS];
+static const char *watchdog_what = "";
+
+static void track(struct harness_daemon *d, bool on)
+{
+    for (int i = 0; i < HARNESS_MAX_DAEMONS; i++) {
+        if (on && !running[i]) {
+            running[i] = d;
+            return;
+        }
+        if (!on && running[i] == d)
+            running[i] = NULL;
+    }
+}
+
+static void say(const char *s)
+{
+    ssize_t n = write(2, s, strlen(s));
+    (void)n;
+}
+
+static void dump_file(const char *path)
+{
+    char buf[4096];
+    ssize_t n;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return;
+    while ((n = read(fd, buf, sizeof(buf))) > 0)
+        if (write(2, buf, (size_t)n) < 0)
+            break;
+    close(fd);
+}
+
+static void on_watchdog(int sig)
+{
+    (void)sig;
+    say("harness: WATCHDOG: test timed out: ");
+    say(watchdog_what);
+    say("\n");
+    for (int i = 0; i < HARNESS_MAX_CHILDREN; i++)
+        if (children[i] > 0)
+            kill(children[i], SIGKILL);
+    for (int i = 0; i < HARNESS_MAX_DAEMONS; i++) {
+        if (!running[i] || running[i]->pid <= 0)
+            continue;
+        kill(running[i]->pid, SIGKILL);
+        say("---- shoald log ");
+        say(running[i]->log);
+        say(" ----\n");
+        dump_file(running[i]->log);
+        say("---- end of log ----\n");
+    }
+    _exit(1);
+}
+
+void harness_watchdog(int timeout_s, const char *what)
+{
+    watchdog_what = what ? what : "";
+    signal(SIGALRM, on_watchdog);
+    alarm((unsigned)timeout_s);
+}
+
+/* ------------------------------------------------------------------ the daemon */
+
+void harness_daemon_print_log(const struct harness_daemon *d)
+{
+    fflush(stdout);
+    fprintf(stderr, "---- shoald log %s ----\n", d->log);
+    fflush(stderr);
+    dump_file(d->log);
+    fprintf(stderr, "---- end of log ----\n");
+}
+
+bool harness_daemon_log_contains(const struct harness_daemon *d, const char *needle)
+{
+    size_t len = 0;
+    char *text = (char *)harness_read_file(d->log, &len);
+    bool found;
+    if (!text)
+        return false;
+    text[len] = '\0';
+    found = strstr(text, needle) != NULL;
+    free(text);
+    return found;
+}
+
+static const char *shoald_bin(char *buf, size_t cap)
+{
+    const char *bin = getenv("SHOALD_BIN");
+    const char *build = getenv("BUILD");
+    if (bin && *bin)
+        return bin;
+    snprintf(buf, cap, "%s/shoald", build && *build ? build : "build");
+    return buf;
+}
+
+static void daemon_exec(const struct harness_daemon *d, const char *bin)
+{
+    const char *argv[8 + HARNESS_DAEMON_MAX_ARGS + 1] = {
+        bin, "--data-dir", d->data_dir, "--runtime-dir", d->run_dir, "--instance", d->instance};
+    int n = 7, fd;
+
+    for (int i = 0; d->extra[i]; i++)
+        argv[n++] = d->extra[i];
+    argv[n] = NULL;
+    fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0 || dup2(fd, 2) < 0)
+        _exit(126);
+    dprintf(2, "harness: exec %s --instance %s (start %d)\n", bin, d->instance, d->starts + 1);
+    signal(SIGALRM, SIG_DFL);
+    alarm(HARNESS_DAEMON_TIMEOUT_S);
+    execv(bin, (char *const *)argv);
+    dprintf(2, "harness: cannot exec %s: %s\n", bin, strerror(errno));
+    _exit(127);
+}
+
+/* Wait until a client opens on the socket, the daemon dies, or 5 s pass. */
+static int daemon_wait_ready(struct harness_daemon *d)
+{
+    int64_t deadline = mono_ms() + 5000;
+    int status, rc = 0;
+
+    for (;;) {
+        shoal_client_t *c = NULL;
+        if (shoal_client_open(d->socket, &c) == 0) {
+            shoal_client_close(c);
+            return 0;
+        }
+        if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+            fprintf(stderr, "harness: shoald exited during start-up (status %d)\n",
+                    exit_code(status));
+            d->pid = 0;
+            rc = -1;
+            break;
+        }
+        if (mono_ms() >= deadline) {
+            fprintf(stderr, "harness: shoald not serving %s after 5 s\n", d->socket);
+            rc = -1;
+            break;
+        }
+        usleep(2000);
+    }
+    harness_daemon_print_log(d);
+    return rc;
+}
+
+static int daemon_spawn(struct harness_daemon *d)
+{
+    char buf[PATH_MAX];
+    const char *bin = shoald_bin(buf, sizeof(buf));
+
+    if (access(bin, X_OK) < 0) {
+        fprintf(stderr, "harness: no daemon binary at %s (set SHOALD_BIN)\n", bin);
+        return -1;
+    }
+    fflush(NULL);
+    d->pid = fork();
+    if (d->pid < 0) {
+        perror("fork");
+        d->pid = 0;
+        return -1;
+    }
+    if (d->pid == 0)
+        daemon_exec(d, bin);
+    d->starts++;
+    track(d, true);
+    if (daemon_wait_ready(d) == 0)
+        return 0;
+    if (d->pid > 0)
+        harness_daemon_kill9(d);
+    track(d, false);
+    return -1;
+}
+
+int harness_daemon_start(struct harness_daemon *d, const char *tag, ...)
+{
+    static int counter;
+    const char *shm_base = getenv("SHOAL_TEST_SHM_DIR");
+    va_list ap;
+    int n = 0;
+
+    memset(d, 0, sizeof(*d));
+    harness_tmpdir(d->dir, sizeof(d->dir), tag);
+    snprintf(d->data_dir, sizeof(d->data_dir), "%s/data", d->dir);
+    snprintf(d->run_dir, sizeof(d->run_dir), "%s/run", d->dir);
+    snprintf(d->log, sizeof(d->log), "%s/shoald.log", d->dir);
+    snprintf(d->instance, sizeof(d->instance), "%.40s-%d-%d", tag, (int)getpid(), counter++);
+    snprintf(d->shm_dir, sizeof(d->shm_dir), "%s/shoal.%s", shm_base ? shm_base : "/dev/shm",
+             d->instance);
+    if (snprintf(d->socket, sizeof(d->socket), "%s/shoald.sock", d->run_dir) >=
+        (int)sizeof(d->socket)) {
+        fprintf(stderr, "harness: socket path under %s is too long\n", d->run_dir);
+        harness_rmrf(d->dir);
+        return -1;
+    }
+    va_start(ap, tag);
+    for (const char *a; n < HARNESS_DAEMON_MAX_ARGS && (a = va_arg(ap, const char *));)
+        d->extra[n++] = a;
+    va_end(ap);
+    d->extra[n] = NULL;
+    return daemon_spawn(d);
+}
+
+int harness_daemon_restart(struct harness_daemon *d)
+{
+    if (d->pid > 0) {
+        fprintf(stderr, "harness: restart of a running daemon (pid %d)\n", (int)d->pid);
+        return -1;
+    }
+    return daemon_spawn(d);
+}
+
+int harness_daemon_stop(struct harness_daemon *d)
+{
+    int status = 0, rc;
+
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, SIGTERM);
+    rc = reap(d->pid, 5000, &status);
+    if (rc != 1) {
+        fprintf(stderr, "harness: shoald pid %d did not exit within 5 s of SIGTERM\n", (int)d->pid);
+        harness_daemon_print_log(d);
+        harness_daemon_kill9(d);
+        return -1;
+    }
+    track(d, false);
+    d->pid = 0;
+    if (exit_code(status) != 0) {
+        fprintf(stderr, "harness: shoald exited with status %d after SIGTERM\n", exit_code(status));
+        harness_daemon_print_log(d);
+        return -1;
+    }
+    return 0;
+}
+
+int harness_daemon_kill9(struct harness_daemon *d)
+{
+    int status;
+    if (d->pid <= 0)
+        return -1;
+    kill(d->pid, SIGKILL);
+    while (waitpid(d->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    track(d, false);
+    d->pid = 0;
+    return 0;
+}
+
+void harness_daemon_wipe_shm(struct harness_daemon *d)
+{
+    harness_rmrf(d->shm_dir);
+}
+
+int harness_daemon_cleanup(struct harness_daemon *d)
+{
+    int rc = 0;
+    if (!d->dir[0])
+        return 0;
+    if (d->pid > 0)
+        rc = harness_daemon_stop(d);
+    harness_rmrf(d->dir);
+    harness_daemon_wipe_shm(d);
+    track(d, false);
+    d->dir[0] = '\0';
+    return rc;
 }

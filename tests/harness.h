@@ -1,8 +1,13 @@
 /* harness.h - helpers shared by the tests: temporary directories, test data paths, and
- * (for tests/integ and tests/fault) a real shoald started in its own directories. */
+ * (for tests/integ and tests/fault) a real shoald started in its own directories, plus
+ * helper processes that always end: every child runs under alarm() and leaves with
+ * _exit(), so a hang fails the test instead of blocking CI and no child ever returns
+ * into the test runner. */
 #ifndef SHOAL_TEST_HARNESS_H
 #define SHOAL_TEST_HARNESS_H
 
+#include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -16,5 +21,66 @@ void harness_rmrf(const char *path);
 void harness_testdata(char *buf, size_t cap, const char *rel);
 /* Read a whole file into a malloc'd buffer; *len gets its size. NULL on failure. */
 uint8_t *harness_read_file(const char *path, size_t *len);
+
+/* ------------------------------------------------------------------ helper processes */
+
+/* Seconds a helper child (and a daemon) may live before SIGALRM ends it. */
+#define HARNESS_CHILD_TIMEOUT_S  60
+#define HARNESS_DAEMON_TIMEOUT_S 120
+
+/* Fork a child that runs fn(arg) under alarm(timeout_s) and _exit()s with its return
+ * value (0..255). Returns the child's pid, or -1 (with a message) when fork fails. */
+pid_t harness_fork(int (*fn)(void *), void *arg, int timeout_s);
+/* Wait for a child up to timeout_ms; kill it with SIGKILL when it takes longer. Returns
+ * its exit status (0..255), 128 + signal when a signal ended it, or -1 on a timeout. */
+int harness_wait(pid_t pid, int timeout_ms);
+
+/* SIGKILL and reap every child of harness_fork() not yet waited for (a test that failed
+ * half-way leaves them behind). For teardowns. */
+void harness_kill_children(void);
+
+/* Arm a watchdog for the calling test process: after timeout_s it prints which test hung,
+ * SIGKILLs every running harness daemon, prints their logs and exits 1. 0 disarms. */
+void harness_watchdog(int timeout_s, const char *what);
+
+/* ------------------------------------------------------------------ the daemon */
+
+#define HARNESS_DAEMON_MAX_ARGS 16
+
+struct harness_daemon {
+    char dir[PATH_MAX / 8];      /* the temp dir holding everything below */
+    char data_dir[PATH_MAX / 4]; /* <dir>/data */
+    char run_dir[PATH_MAX / 4];  /* <dir>/run */
+    char socket[108];            /* <dir>/run/shoald.sock */
+    char log[PATH_MAX / 4];      /* <dir>/shoald.log: the daemon's stderr, every run */
+    char instance[64];           /* <tag>-<pid>-<n> */
+    char shm_dir[PATH_MAX / 4];  /* /dev/shm/shoal.<instance> */
+    const char *extra[HARNESS_DAEMON_MAX_ARGS + 1]; /* extra arguments, NULL-terminated */
+    pid_t pid;                                      /* > 0 while running */
+    int starts;                                     /* how many times it was started */
+};
+
+/* Make a temp dir, pick a unique instance name and start $SHOALD_BIN (default
+ * ${BUILD:-build}/shoald) with --data-dir, --runtime-dir and --instance in it, stderr to
+ * d->log; the variable arguments are extra daemon arguments ending with NULL (e.g.
+ * "--log-level", "debug", NULL). Waits up to 5 s until a client can open on its socket.
+ * Returns 0, or -1 after printing why and the daemon's log. */
+int harness_daemon_start(struct harness_daemon *d, const char *tag, ...);
+/* SIGTERM, wait (5 s at most) and check the daemon exited with status 0. 0 or -1. */
+int harness_daemon_stop(struct harness_daemon *d);
+/* SIGKILL and reap the daemon. 0 or -1. */
+int harness_daemon_kill9(struct harness_daemon *d);
+/* Start the stopped daemon again with the same directories, instance and arguments. */
+int harness_daemon_restart(struct harness_daemon *d);
+/* Stop it if it is running (SIGKILL when SIGTERM does not work), remove the temp dir and
+ * the shm dir. Safe on a daemon that never started. Returns -1 when the daemon did not
+ * stop cleanly with status 0 (its log was printed), else 0. */
+int harness_daemon_cleanup(struct harness_daemon *d);
+/* Remove /dev/shm/shoal.<instance> (as a host reboot would). */
+void harness_daemon_wipe_shm(struct harness_daemon *d);
+/* Print the daemon's log to stderr, framed. */
+void harness_daemon_print_log(const struct harness_daemon *d);
+/* Whether the log contains needle. */
+bool harness_daemon_log_contains(const struct harness_daemon *d, const char *needle);
 
 #endif

@@ -222,12 +222,37 @@ static int ring_rebuild(dpart_t *p, const struct disk_state *ds)
 
 static int rm_tree(const char *dir);
 
+/* The longest suffix ring.c puts after the shm name: ".readers" (".slot63" is shorter). */
+#define SHM_FILE_SUFFIX_MAX 8
+
+/* The name of a partition's ring files: "<topic>-<id>", unless the files
+ * <name>.readers / .slot<i> would then pass NAME_MAX, which a valid topic name near
+ * Kafka's 249-character limit does. Such a topic gets a prefix of its name, '~' and an
+ * FNV-1a hash of the whole name: unique in practice, never equal to a plain name ('~' is
+ * not allowed in topics), and the same after a daemon restart, which finds rings by name. */
+static int shm_name_of(char *buf, size_t cap, const char *topic, uint32_t id)
+{
+    uint64_t h = 1469598103934665603ull;
+    size_t len = strlen(topic), keep;
+    char suffix[16];
+    int n = snprintf(suffix, sizeof(suffix), "-%u", id);
+
+    if (len + (size_t)n + SHM_FILE_SUFFIX_MAX <= NAME_MAX)
+        return snprintf(buf, cap, "%s%s", topic, suffix);
+    for (size_t i = 0; i < len; i++) {
+        h ^= (uint8_t)topic[i];
+        h *= 1099511628211ull;
+    }
+    keep = NAME_MAX - SHM_FILE_SUFFIX_MAX - (size_t)n - 17; /* '~' and 16 hex digits */
+    return snprintf(buf, cap, "%.*s~%016llx%s", (int)keep, topic, (unsigned long long)h, suffix);
+}
+
 static int dpart_names(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
                        uint32_t id)
 {
     int n1 = snprintf(p->dir, sizeof(p->dir), "%s/%s-%u", data_dir, topic, id);
     int n2 = snprintf(p->shm_dir, sizeof(p->shm_dir), "%s", shm_dir);
-    int n3 = snprintf(p->shm_name, sizeof(p->shm_name), "%s-%u", topic, id);
+    int n3 = shm_name_of(p->shm_name, sizeof(p->shm_name), topic, id);
     snprintf(p->topic, sizeof(p->topic), "%s", topic);
     if (n1 < 0 || (size_t)n1 >= sizeof(p->dir) || n2 < 0 || (size_t)n2 >= sizeof(p->shm_dir) ||
         n3 < 0 || (size_t)n3 >= sizeof(p->shm_name))
@@ -416,6 +441,13 @@ static void flusher_reclaim(dpart_t *p)
     uint32_t next = (atomic_load(&ctl->active_slot) + 1) % p->ring.slot_count;
     struct shm_slot *s = &ctl->slots[next];
 
+    /* Not the slot the flusher still stands on, even when all of it is synced: a producer
+     * may have sealed it after flusher_copy() looked, and with two slots it is at once the
+     * next to reclaim. Freed under the flusher, it would never be seen SEALED, so the
+     * flusher would wait on it for ever (and write the slot's next generation into the old
+     * segment file). The flusher moves off it on its next pass; it is freed after that. */
+    if (p->fl_placed && p->fl_slot == next)
+        return;
     if (atomic_load(&s->state) != SHM_SLOT_SEALED ||
         atomic_load(&s->end_offset) > p->synced_offset)
         return;

@@ -1,0 +1,1579 @@
+/* test_broker.c - multi-process integration tests against a real shoald.
+ *
+ * Each test starts its own daemon in a temp dir (tests/harness.c), talks to it through
+ * libshoal like any client, and forks helper producer/consumer processes where the
+ * behaviour is about processes: several producers on one partition, a consumer asleep in
+ * shoal_poll() woken by another process, a consumer SIGKILLed while it holds views, the
+ * daemon SIGKILLed and restarted. Helpers run under alarm() and report through their exit
+ * status (0 = fine, otherwise a code naming the check that failed); they never call cmocka,
+ * whose jump buffers belong to the parent. Raw frames built with ctlproto.h check that the
+ * daemon survives malformed control messages, and a flipped bit in a segment file checks
+ * recovery from disk. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctlproto.h"
+#include "ctlsock.h"
+#include "harness.h"
+#include "record.h"
+#include "segment.h"
+#include "shoal.h"
+#include "util.h"
+
+#define TEST_TIMEOUT_S 40 /* the watchdog for one test, daemon start included */
+#define SMALL_SEGMENT  (64ull << 10)
+
+struct fixture {
+    struct harness_daemon d;
+    shoal_client_t *c;
+    bool passed; /* set when the test body returned: otherwise teardown shows the log */
+};
+
+/* A test body taking the fixture; the wrapper cmocka runs records that it returned. */
+#define INTEG_TEST(name)                                                                           \
+    static void name##_body(struct fixture *f);                                                    \
+    static void name(void **state)                                                                 \
+    {                                                                                              \
+        struct fixture *f = *state;                                                                \
+        name##_body(f);                                                                            \
+        f->passed = true;                                                                          \
+    }                                                                                              \
+    static void name##_body(struct fixture *f)
+
+/* ------------------------------------------------------------------ helpers */
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static shoal_topic_config_t topic_cfg(uint32_t partitions, uint64_t segment_bytes, uint32_t slots)
+{
+    shoal_topic_config_t cfg;
+    shoal_topic_config_init(&cfg);
+    cfg.partitions = partitions;
+    cfg.segment_bytes = segment_bytes;
+    cfg.ring_slots = slots;
+    cfg.max_record_bytes = (uint32_t)(segment_bytes / 4);
+    return cfg;
+}
+
+/* A deterministic value of len bytes for record i: "<i>:" then a pattern that depends on
+ * i, so a record read back under another offset or with a stray byte is noticed. */
+static size_t make_value(char *buf, size_t len, int64_t i)
+{
+    int n = snprintf(buf, len, "%" PRId64 ":", i);
+    for (size_t k = (size_t)n; k < len; k++)
+        buf[k] = (char)('a' + (int)((k * 7 + (size_t)i) % 26));
+    return len;
+}
+
+static size_t value_len_for(int64_t i)
+{
+    return 40 + (size_t)(i % 200);
+}
+
+static bool value_matches(const shoal_record_t *r, int64_t i)
+{
+    char want[512];
+    size_t len = make_value(want, value_len_for(i), i);
+    return r->value_len == (int32_t)len && memcmp(r->value, want, len) == 0;
+}
+
+static int send_one(shoal_producer_t *p, int32_t partition, const void *key, size_t key_len,
+                    const void *value, size_t value_len, shoal_ack_t *ack)
+{
+    shoal_message_t m = {.key = key,
+                         .key_len = key_len,
+                         .value = value,
+                         .value_len = value_len,
+                         .partition = partition};
+    return shoal_send(p, &m, ack);
+}
+
+/* Send records first..first+n-1 (make_value contents) to a partition; each must get the
+ * next offset. Returns 0 or the failing code. */
+static int send_range(shoal_producer_t *p, int32_t partition, int64_t first, int64_t n)
+{
+    char buf[512];
+    for (int64_t i = first; i < first + n; i++) {
+        shoal_ack_t ack;
+        size_t len = make_value(buf, value_len_for(i), i);
+        int rc = send_one(p, partition, NULL, 0, buf, len, &ack);
+        if (rc < 0) {
+            fprintf(stderr, "send %" PRId64 ": %s (%s)\n", i, shoal_err_name(rc), shoal_errmsg());
+            return rc;
+        }
+        if (ack.offset != i || ack.partition != partition) {
+            fprintf(stderr, "send %" PRId64 ": acknowledged at %d/%" PRId64 "\n", i, ack.partition,
+                    ack.offset);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int produce_range(shoal_client_t *c, const char *topic, int32_t partition, int64_t first,
+                         int64_t n, uint32_t acks)
+{
+    shoal_producer_options_t o;
+    shoal_producer_t *p;
+    int rc;
+
+    shoal_producer_options_init(&o);
+    o.acks = acks;
+    if ((rc = shoal_producer_open(c, topic, &o, &p)) < 0)
+        return rc;
+    rc = send_range(p, partition, first, n);
+    shoal_producer_close(p);
+    return rc;
+}
+
+typedef bool (*record_check_fn)(const shoal_record_t *r, int64_t index, void *arg);
+
+/* Read one partition from its log start until `want` records came or `idle_ms` passed
+ * without one; check(record, index) must hold for each. Returns how many were read and
+ * matched in order from offset `first` (stops at the first mismatch), or a negative code. */
+static int64_t read_partition(shoal_client_t *c, const char *topic, int32_t partition,
+                              int64_t first, int64_t want, int idle_ms, record_check_fn check,
+                              void *arg)
+{
+    shoal_record_t recs[256];
+    shoal_consumer_t *cons;
+    int64_t got = 0;
+    int rc;
+
+    if ((rc = shoal_consumer_open(c, NULL, &cons)) < 0)
+        return rc;
+    rc = shoal_consumer_assign(cons, topic, &partition, 1);
+    if (rc == 0)
+        rc = shoal_consumer_seek(cons, topic, partition, SHOAL_SEEK_OFFSET, first);
+    while (rc == 0 && got < want) {
+        int n = shoal_poll(cons, recs, 256, idle_ms);
+        if (n <= 0) {
+            rc = n;
+            break;
+        }
+        for (int k = 0; k < n; k++, got++) {
+            if (recs[k].offset != first + got || recs[k].partition != partition ||
+                !check(&recs[k], first + got, arg)) {
+                fprintf(stderr, "%s-%d: record %" PRId64 " came as offset %" PRId64 " (%.*s)\n",
+                        topic, partition, first + got, recs[k].offset,
+                        recs[k].value_len > 40 ? 40 : (int)recs[k].value_len,
+                        (const char *)recs[k].value);
+                shoal_consumer_close(cons);
+                return got;
+            }
+        }
+    }
+    shoal_consumer_close(cons);
+    if (rc < 0)
+        fprintf(stderr, "%s-%d: read stopped after %" PRId64 ": %s (%s)\n", topic, partition, got,
+                shoal_err_name(rc), shoal_errmsg());
+    return rc < 0 ? rc : got;
+}
+
+static bool check_made_value(const shoal_record_t *r, int64_t index, void *arg)
+{
+    (void)arg;
+    return value_matches(r, index);
+}
+
+/* Every record 0..n-1 of a partition is there with make_value contents, and no more. */
+static void assert_partition_holds(shoal_client_t *c, const char *topic, int32_t partition,
+                                   int64_t n)
+{
+    shoal_topic_info_t *info = NULL;
+    assert_int_equal(read_partition(c, topic, partition, 0, n, 2000, check_made_value, NULL), n);
+    assert_int_equal(shoal_topic_describe(c, topic, &info), 0);
+    assert_int_equal(info->partitions[partition].log_end_offset, n);
+    shoal_topic_info_free(info);
+}
+
+static int reconnect(struct fixture *f)
+{
+    shoal_client_close(f->c);
+    f->c = NULL;
+    return shoal_client_open(f->d.socket, &f->c);
+}
+
+static int count_topics(shoal_client_t *c)
+{
+    char **names;
+    size_t n;
+    if (shoal_topic_list(c, &names, &n) < 0)
+        return -1;
+    shoal_topic_list_free(names, n);
+    return (int)n;
+}
+
+/* Entries in a directory other than "." and "..". */
+static int count_dir_entries(const char *path, const char *suffix)
+{
+    DIR *dir = opendir(path);
+    struct dirent *e;
+    int n = 0;
+    if (!dir)
+        return -1;
+    while ((e = readdir(dir))) {
+        size_t len = strlen(e->d_name), sl = suffix ? strlen(suffix) : 0;
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (!suffix || (len >= sl && !strcmp(e->d_name + len - sl, suffix)))
+            n++;
+    }
+    closedir(dir);
+    return n;
+}
+
+/* ------------------------------------------------------------------ fixture */
+
+static int setup(void **state)
+{
+    static struct fixture f;
+
+    memset(&f, 0, sizeof(f));
+    harness_watchdog(TEST_TIMEOUT_S, "an integration test in test_broker (see [ RUN ] above)");
+    if (harness_daemon_start(&f.d, "integ", "--log-level", "debug", NULL) < 0)
+        return -1;
+    if (shoal_client_open(f.d.socket, &f.c) < 0) {
+        harness_daemon_cleanup(&f.d);
+        return -1;
+    }
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    int rc;
+
+    shoal_client_close(f->c);
+    f->c = NULL;
+    harness_kill_children();
+    if (!f->passed)
+        harness_daemon_print_log(&f->d);
+    rc = harness_daemon_cleanup(&f->d);
+    harness_watchdog(0, NULL);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ topic admin */
+
+INTEG_TEST(test_topics_can_be_created_listed_described_and_deleted)
+{
+    shoal_topic_config_t cfg = topic_cfg(3, 1ull << 20, 3);
+    shoal_topic_info_t *info = NULL;
+    char **names;
+    size_t n;
+
+    assert_int_equal(shoal_topic_create(f->c, "beta", NULL), 0);
+    assert_int_equal(shoal_topic_create(f->c, "alpha", &cfg), 0);
+    assert_int_equal(shoal_topic_list(f->c, &names, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(names[0], "alpha");
+    assert_string_equal(names[1], "beta");
+    shoal_topic_list_free(names, n);
+
+    assert_int_equal(shoal_topic_describe(f->c, "alpha", &info), 0);
+    assert_string_equal(info->name, "alpha");
+    assert_int_equal(info->config.partitions, 3);
+    assert_int_equal(info->config.segment_bytes, 1ull << 20);
+    assert_int_equal(info->config.ring_slots, 3);
+    assert_int_equal(info->config.max_record_bytes, cfg.max_record_bytes);
+    for (int p = 0; p < 3; p++) {
+        assert_int_equal(info->partitions[p].partition, p);
+        assert_int_equal(info->partitions[p].log_start_offset, 0);
+        assert_int_equal(info->partitions[p].log_end_offset, 0);
+    }
+    shoal_topic_info_free(info);
+
+    assert_int_equal(shoal_topic_delete(f->c, "beta"), 0);
+    assert_int_equal(shoal_topic_list(f->c, &names, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(names[0], "alpha");
+    shoal_topic_list_free(names, n);
+    assert_int_equal(shoal_topic_describe(f->c, "beta", &info), SHOAL_ENOTOPIC);
+    assert_null(info);
+}
+
+static void expect_create_fails(shoal_client_t *c, const char *name,
+                                const shoal_topic_config_t *cfg, int want)
+{
+    int rc = shoal_topic_create(c, name, cfg);
+    if (rc != want)
+        fail_msg("create '%.20s': got %s, want %s (%s)", name, shoal_err_name(rc),
+                 shoal_err_name(want), shoal_errmsg());
+}
+
+INTEG_TEST(test_topic_create_rejects_bad_names_and_configs_with_specific_codes)
+{
+    const char *bad_names[] = {"", ".", "..", "a/b", "sp ace", "tab\tname", "é"};
+    shoal_topic_config_t good = topic_cfg(2, 1ull << 20, 2), cfg;
+    shoal_topic_info_t *info = NULL;
+    char long_name[251];
+    char path[PATH_MAX];
+
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++)
+        expect_create_fails(f->c, bad_names[i], &good, SHOAL_ENAME);
+    memset(long_name, 'x', 250);
+    long_name[250] = '\0';
+    expect_create_fails(f->c, long_name, &good, SHOAL_ENAME);
+
+    cfg = good;
+    cfg.partitions = 0;
+    expect_create_fails(f->c, "t", &cfg, SHOAL_EPARTITIONS);
+    cfg = good;
+    cfg.partitions = SHOAL_PARTITIONS_MAX + 1;
+    expect_create_fails(f->c, "t", &cfg, SHOAL_EPARTITIONS);
+    cfg = good;
+    cfg.segment_bytes = 1000;
+    expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
+    cfg = good;
+    cfg.segment_bytes = 4ull << 30;
+    expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
+    cfg = good;
+    cfg.ring_slots = 1;
+    expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
+    cfg = good;
+    cfg.ring_slots = 65;
+    expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
+    cfg = good;
+    cfg.max_record_bytes = 0;
+    expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
+    cfg = good;
+    cfg.max_record_bytes = (uint32_t)(good.segment_bytes / 2 + 1);
+    expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
+    cfg = good;
+    cfg.storage = 7;
+    expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
+
+    /* Nothing was made for any of them: no topic, no partition directory, no ring. */
+    assert_int_equal(count_topics(f->c), 0);
+    snprintf(path, sizeof(path), "%s/t-0", f->d.data_dir);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(count_dir_entries(f->d.shm_dir, ".ctl"), 0);
+
+    /* A duplicate leaves the first topic as it was. */
+    assert_int_equal(shoal_topic_create(f->c, "dup", &good), 0);
+    cfg = topic_cfg(5, 2ull << 20, 4);
+    expect_create_fails(f->c, "dup", &cfg, SHOAL_ETOPICEXISTS);
+    assert_int_equal(shoal_topic_describe(f->c, "dup", &info), 0);
+    assert_int_equal(info->config.partitions, 2);
+    assert_int_equal(info->config.segment_bytes, 1ull << 20);
+    shoal_topic_info_free(info);
+    assert_int_equal(count_topics(f->c), 1);
+}
+
+INTEG_TEST(test_topic_names_of_249_characters_work_through_a_daemon_restart)
+{
+    shoal_topic_config_t cfg = topic_cfg(12, 1ull << 20, 2);
+    char name[SHOAL_TOPIC_NAME_MAX + 1], other[SHOAL_TOPIC_NAME_MAX + 1];
+
+    /* The longest valid names; two that differ only in their last character. */
+    memset(name, 'n', SHOAL_TOPIC_NAME_MAX);
+    name[SHOAL_TOPIC_NAME_MAX] = '\0';
+    memcpy(other, name, sizeof(name));
+    other[SHOAL_TOPIC_NAME_MAX - 1] = 'o';
+    assert_int_equal(shoal_topic_create(f->c, name, &cfg), 0);
+    assert_int_equal(shoal_topic_create(f->c, other, &cfg), 0);
+    assert_int_equal(produce_range(f->c, name, 11, 0, 5, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(produce_range(f->c, other, 11, 0, 3, SHOAL_ACKS_MEMORY), 0);
+    assert_partition_holds(f->c, name, 11, 5);
+    assert_partition_holds(f->c, other, 11, 3);
+    /* the daemon finds the same rings again after it died */
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_partition_holds(f->c, name, 11, 5);
+    assert_partition_holds(f->c, other, 11, 3);
+    assert_int_equal(shoal_topic_delete(f->c, name), 0);
+    assert_int_equal(shoal_topic_delete(f->c, other), 0);
+    assert_int_equal(count_dir_entries(f->d.shm_dir, NULL), 1); /* only its .lock */
+}
+
+INTEG_TEST(test_unknown_topic_is_enotopic_for_describe_delete_and_producer)
+{
+    shoal_topic_info_t *info = (void *)1;
+    shoal_producer_t *p = (void *)1;
+    shoal_consumer_t *cons;
+
+    assert_int_equal(shoal_topic_describe(f->c, "nope", &info), SHOAL_ENOTOPIC);
+    assert_null(info);
+    assert_int_equal(shoal_topic_delete(f->c, "nope"), SHOAL_ENOTOPIC);
+    assert_int_equal(shoal_producer_open(f->c, "nope", NULL, &p), SHOAL_ENOTOPIC);
+    assert_null(p);
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &cons), 0);
+    assert_int_equal(shoal_consumer_assign(cons, "nope", NULL, 0), SHOAL_ENOTOPIC);
+    shoal_consumer_close(cons);
+    /* The connection is still in step after the errors. */
+    assert_int_equal(shoal_topic_create(f->c, "nope", NULL), 0);
+    assert_int_equal(count_topics(f->c), 1);
+}
+
+INTEG_TEST(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset)
+{
+    shoal_topic_config_t cfg = topic_cfg(2, 1ull << 20, 2);
+    shoal_producer_t *p;
+    shoal_ack_t ack;
+    char *big;
+
+    cfg.max_record_bytes = 1024;
+    assert_int_equal(shoal_topic_create(f->c, "limits", &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, "limits", NULL, &p), 0);
+    assert_int_equal(send_one(p, 2, NULL, 0, "x", 1, &ack), SHOAL_ENOPARTITION);
+    assert_int_equal(send_one(p, 1000, NULL, 0, "x", 1, &ack), SHOAL_ENOPARTITION);
+    assert_int_equal(send_one(p, -2, NULL, 0, "x", 1, &ack), SHOAL_ENOPARTITION);
+
+    assert_int_equal(send_range(p, 1, 0, 3), 0);
+    big = calloc(1, 2000);
+    assert_non_null(big);
+    assert_int_equal(send_one(p, 1, NULL, 0, big, 2000, &ack), SHOAL_ETOOLARGE);
+    assert_int_equal(send_one(p, 1, NULL, 0, big, 1024, &ack), SHOAL_ETOOLARGE);
+    free(big);
+    /* The next good record takes the next offset: the failures consumed none. */
+    assert_int_equal(send_range(p, 1, 3, 2), 0);
+    shoal_producer_close(p);
+    assert_partition_holds(f->c, "limits", 1, 5);
+    assert_partition_holds(f->c, "limits", 0, 0);
+}
+
+INTEG_TEST(test_client_open_without_daemon_is_enodaemon)
+{
+    shoal_client_t *c = (void *)1;
+    char path[PATH_MAX];
+
+    snprintf(path, sizeof(path), "%s/no-such.sock", f->d.dir);
+    assert_int_equal(shoal_client_open(path, &c), SHOAL_ENODAEMON);
+    assert_null(c);
+    /* A socket file left behind by a daemon that died; a new daemon replaces it. */
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    assert_int_equal(access(f->d.socket, F_OK), 0);
+    assert_int_equal(shoal_client_open(f->d.socket, &c), SHOAL_ENODAEMON);
+    assert_null(c);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+}
+
+/* ------------------------------------------------------------------ partitioning */
+
+#define KEYED_PARTS        4
+#define KEYED_RECORDS      600
+#define KEYED_NULL_RECORDS 200
+
+struct keyed_expect {
+    int64_t n[KEYED_PARTS];
+    int32_t (*ids)[KEYED_RECORDS + KEYED_NULL_RECORDS]; /* per partition: record ids in order */
+};
+
+static void key_of(char *buf, size_t cap, int id)
+{
+    snprintf(buf, cap, "user-%d", id % 53);
+}
+
+static bool check_keyed(const shoal_record_t *r, int64_t index, void *arg)
+{
+    struct keyed_expect *e = arg;
+    int32_t id = e->ids[r->partition][index];
+    char key[32], value[32];
+
+    snprintf(value, sizeof(value), "v%d", id);
+    if (r->value_len != (int32_t)strlen(value) || memcmp(r->value, value, strlen(value)))
+        return false;
+    if (id >= KEYED_RECORDS)
+        return r->key == NULL && r->key_len == -1;
+    key_of(key, sizeof(key), id);
+    return r->key_len == (int32_t)strlen(key) && !memcmp(r->key, key, strlen(key));
+}
+
+INTEG_TEST(test_keyed_records_land_on_murmur2_partition_and_null_keys_spread)
+{
+    shoal_topic_config_t cfg = topic_cfg(KEYED_PARTS, 1ull << 20, 2);
+    struct keyed_expect e = {{0}, calloc(KEYED_PARTS, sizeof(*e.ids))};
+    shoal_producer_t *p;
+
+    assert_non_null(e.ids);
+    assert_int_equal(shoal_topic_create(f->c, "keyed", &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, "keyed", NULL, &p), 0);
+    for (int id = 0; id < KEYED_RECORDS + KEYED_NULL_RECORDS; id++) {
+        bool keyed = id < KEYED_RECORDS;
+        char key[32], value[32];
+        shoal_ack_t ack;
+        int32_t want;
+
+        key_of(key, sizeof(key), id);
+        snprintf(value, sizeof(value), "v%d", id);
+        assert_int_equal(send_one(p, SHOAL_PARTITION_ANY, keyed ? key : NULL,
+                                  keyed ? strlen(key) : 0, value, strlen(value), &ack),
+                         0);
+        if (keyed) {
+            want = shoal_partition_for_key(key, strlen(key), KEYED_PARTS);
+            assert_int_equal(ack.partition, want);
+        }
+        assert_in_range(ack.partition, 0, KEYED_PARTS - 1);
+        /* offsets per partition: from 0, gapless, in append order */
+        assert_int_equal(ack.offset, e.n[ack.partition]);
+        e.ids[ack.partition][e.n[ack.partition]++] = id;
+    }
+    shoal_producer_close(p);
+    for (int part = 0; part < KEYED_PARTS; part++) {
+        int nulls = 0;
+        for (int64_t k = 0; k < e.n[part]; k++)
+            nulls += e.ids[part][k] >= KEYED_RECORDS;
+        /* records without a key are spread: every partition gets some */
+        assert_true(nulls > 0);
+        assert_int_equal(read_partition(f->c, "keyed", part, 0, e.n[part], 2000, check_keyed, &e),
+                         e.n[part]);
+    }
+    free(e.ids);
+}
+
+/* ------------------------------------------------------------------ many producers */
+
+#define PRODUCERS    4
+#define PER_PRODUCER 5000
+
+struct producer_child {
+    const char *socket;
+    const char *topic;
+    int id;
+    int go_fd;    /* read end: producing starts when it reaches end of file */
+    int go_close; /* the write end, which the child must close for that to happen */
+};
+
+static int producer_child_main(void *arg)
+{
+    struct producer_child *a = arg;
+    shoal_client_t *c;
+    shoal_producer_t *p;
+    char value[32], b;
+
+    close(a->go_close);
+    if (shoal_client_open(a->socket, &c) < 0)
+        return 10;
+    if (shoal_producer_open(c, a->topic, NULL, &p) < 0)
+        return 11;
+    while (read(a->go_fd, &b, 1) > 0)
+        ;
+    for (int seq = 0; seq < PER_PRODUCER; seq++) {
+        int n = snprintf(value, sizeof(value), "%d:%d", a->id, seq);
+        shoal_ack_t ack;
+        int rc = send_one(p, 0, NULL, 0, value, (size_t)n, &ack);
+        if (rc < 0) {
+            fprintf(stderr, "producer %d seq %d: %s (%s)\n", a->id, seq, shoal_err_name(rc),
+                    shoal_errmsg());
+            return 12;
+        }
+    }
+    shoal_producer_close(p);
+    shoal_client_close(c);
+    return 0;
+}
+
+struct interleave {
+    int next[PRODUCERS]; /* next seq expected from each producer */
+};
+
+static bool check_interleaved(const shoal_record_t *r, int64_t index, void *arg)
+{
+    struct interleave *s = arg;
+    char buf[32];
+    int id, seq;
+    (void)index;
+
+    if (r->value_len <= 0 || r->value_len >= (int32_t)sizeof(buf))
+        return false;
+    memcpy(buf, r->value, (size_t)r->value_len);
+    buf[r->value_len] = '\0';
+    if (sscanf(buf, "%d:%d", &id, &seq) != 2 || id < 0 || id >= PRODUCERS)
+        return false;
+    if (seq != s->next[id]) {
+        fprintf(stderr, "producer %d: got seq %d, expected %d\n", id, seq, s->next[id]);
+        return false;
+    }
+    s->next[id]++;
+    return true;
+}
+
+INTEG_TEST(test_producer_processes_on_one_partition_lose_and_duplicate_nothing)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 4);
+    struct producer_child args[PRODUCERS];
+    struct interleave seen = {{0}};
+    pid_t pids[PRODUCERS];
+    int go[2];
+
+    assert_int_equal(shoal_topic_create(f->c, "many", &cfg), 0);
+    assert_int_equal(pipe(go), 0);
+    for (int i = 0; i < PRODUCERS; i++) {
+        args[i] = (struct producer_child){f->d.socket, "many", i, go[0], go[1]};
+        pids[i] = harness_fork(producer_child_main, &args[i], HARNESS_CHILD_TIMEOUT_S);
+        assert_true(pids[i] > 0);
+    }
+    close(go[0]);
+    close(go[1]); /* all start at once */
+    /* Read while they write: the early records will have gone to disk by then. */
+    assert_int_equal(read_partition(f->c, "many", 0, 0, PRODUCERS * PER_PRODUCER, 5000,
+                                    check_interleaved, &seen),
+                     PRODUCERS * PER_PRODUCER);
+    for (int i = 0; i < PRODUCERS; i++) {
+        assert_int_equal(harness_wait(pids[i], 10000), 0);
+        assert_int_equal(seen.next[i], PER_PRODUCER);
+    }
+    /* And nothing after them. */
+    assert_int_equal(
+        read_partition(f->c, "many", 0, PRODUCERS * PER_PRODUCER, 1, 100, check_interleaved, &seen),
+        0);
+}
+
+/* ------------------------------------------------------------------ wake-up */
+
+#define WAKE_ROUNDS 50
+
+struct wake_child {
+    const char *socket;
+    int ready_fd;  /* the child writes one byte when its consumer is assigned */
+    int result_fd; /* then one int64 latency (ns) per record */
+};
+
+static int wake_child_main(void *arg)
+{
+    struct wake_child *a = arg;
+    shoal_client_t *c;
+    shoal_consumer_t *cons;
+    shoal_record_t rec;
+
+    if (shoal_client_open(a->socket, &c) < 0 || shoal_consumer_open(c, NULL, &cons) < 0)
+        return 10;
+    if (shoal_consumer_assign(cons, "wake", NULL, 0) < 0)
+        return 11;
+    if (write(a->ready_fd, "r", 1) != 1)
+        return 12;
+    for (int i = 0;; i++) {
+        int n = shoal_poll(cons, &rec, 1, i % 2 ? 5000 : -1);
+        int64_t now = mono_ns(), sent;
+        char buf[32];
+        if (n != 1) {
+            fprintf(stderr, "wake child: poll %d returned %s\n", i, shoal_err_name(n));
+            return 13;
+        }
+        if (rec.value_len == 4 && !memcmp(rec.value, "stop", 4))
+            break;
+        if (rec.value_len <= 0 || rec.value_len >= (int32_t)sizeof(buf))
+            return 14;
+        memcpy(buf, rec.value, (size_t)rec.value_len);
+        buf[rec.value_len] = '\0';
+        sent = strtoll(buf, NULL, 10);
+        now -= sent;
+        if (write(a->result_fd, &now, sizeof(now)) != sizeof(now))
+            return 15;
+    }
+    shoal_consumer_close(cons);
+    shoal_client_close(c);
+    return 0;
+}
+
+/* utime + stime of a process in milliseconds, from /proc/<pid>/stat; state gets its
+ * state letter. -1 on failure. */
+static int64_t proc_cpu_ms(pid_t pid, char *state)
+{
+    char path[64], buf[1024];
+    unsigned long ut, st;
+    const char *p;
+    FILE *fp;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (!(fp = fopen(path, "r")))
+        return -1;
+    n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    /* the command name may hold spaces and parentheses: fields resume after the last ')' */
+    if (!(p = strrchr(buf, ')')) ||
+        sscanf(p + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", state, &ut, &st) != 3)
+        return -1;
+    return (int64_t)(ut + st) * 1000 / sysconf(_SC_CLK_TCK);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+INTEG_TEST(test_sleeping_consumer_wakes_within_ms_of_append_and_idles_without_cpu)
+{
+    int64_t lat[WAKE_ROUNDS], cpu0, cpu1;
+    struct wake_child a;
+    int ready[2], result[2];
+    shoal_producer_t *p;
+    char buf[32], st0, st1;
+    pid_t pid;
+
+    assert_int_equal(shoal_topic_create(f->c, "wake", NULL), 0);
+    assert_int_equal(shoal_producer_open(f->c, "wake", NULL, &p), 0);
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(result), 0);
+    a = (struct wake_child){f->d.socket, ready[1], result[1]};
+    pid = harness_fork(wake_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
+    assert_true(pid > 0);
+    close(ready[1]);
+    close(result[1]);
+    assert_int_equal(read(ready[0], buf, 1), 1);
+
+    for (int i = 0; i < WAKE_ROUNDS; i++) {
+        int n;
+        usleep(2000); /* let the consumer go back to sleep */
+        n = snprintf(buf, sizeof(buf), "%" PRId64, mono_ns());
+        assert_int_equal(send_one(p, 0, NULL, 0, buf, (size_t)n, NULL), 0);
+        assert_int_equal(read(result[0], &lat[i], sizeof(lat[i])), sizeof(lat[i]));
+        if (lat[i] >= 50 * 1000000LL)
+            fail_msg("round %d: the consumer woke %.3f ms after the append", i, lat[i] / 1e6);
+    }
+    qsort(lat, WAKE_ROUNDS, sizeof(lat[0]), cmp_i64);
+    print_message("wake-up latency append->receive over %d rounds: median %.1f us, "
+                  "min %.1f us, max %.1f us\n",
+                  WAKE_ROUNDS, lat[WAKE_ROUNDS / 2] / 1e3, lat[0] / 1e3,
+                  lat[WAKE_ROUNDS - 1] / 1e3);
+    assert_true(lat[WAKE_ROUNDS / 2] < 5 * 1000000LL);
+
+    /* Idle: the consumer sits in shoal_poll for 300 ms and should cost nearly nothing. */
+    usleep(20000);
+    cpu0 = proc_cpu_ms(pid, &st0);
+    usleep(300000);
+    cpu1 = proc_cpu_ms(pid, &st1);
+    assert_true(cpu0 >= 0 && cpu1 >= 0);
+    print_message("idle consumer: %" PRId64 " ms of CPU in 300 ms, state %c\n", cpu1 - cpu0, st1);
+    assert_true(cpu1 - cpu0 < 20);
+    assert_int_equal(st1, 'S');
+
+    assert_int_equal(send_one(p, 0, NULL, 0, "stop", 4, NULL), 0);
+    assert_int_equal(harness_wait(pid, 5000), 0);
+    close(ready[0]);
+    close(result[0]);
+    shoal_producer_close(p);
+}
+
+/* ------------------------------------------------------------------ durability */
+
+#define DUR_MEMORY 3000
+#define DUR_DISK   150
+
+INTEG_TEST(test_acknowledged_records_survive_daemon_kill9_and_lost_shm)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, 256ull << 10, 4);
+    int64_t n = DUR_MEMORY;
+
+    assert_int_equal(shoal_topic_create(f->c, "dur", &cfg), 0);
+
+    /* acks=memory, then the daemon dies: the shm ring outlives it and is re-attached */
+    assert_int_equal(produce_range(f->c, "dur", 0, 0, n, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_partition_holds(f->c, "dur", 0, n);
+
+    /* acks=disk, the daemon dies and shared memory is lost (a reboot): disk has it all */
+    assert_int_equal(produce_range(f->c, "dur", 0, n, DUR_DISK, SHOAL_ACKS_DISK), 0);
+    n += DUR_DISK;
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    harness_daemon_wipe_shm(&f->d);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_partition_holds(f->c, "dur", 0, n);
+
+    /* appends continue at the right offset, then a clean stop and start keeps it all */
+    assert_int_equal(produce_range(f->c, "dur", 0, n, 10, SHOAL_ACKS_MEMORY), 0);
+    n += 10;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_partition_holds(f->c, "dur", 0, n);
+    assert_int_equal(produce_range(f->c, "dur", 0, n, 10, SHOAL_ACKS_DISK), 0);
+    n += 10;
+
+    /* a clean stop persists memory-acknowledged records even when shm is lost after it */
+    assert_int_equal(produce_range(f->c, "dur", 0, n, 10, SHOAL_ACKS_MEMORY), 0);
+    n += 10;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    harness_daemon_wipe_shm(&f->d);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_partition_holds(f->c, "dur", 0, n);
+    assert_int_equal(produce_range(f->c, "dur", 0, n, 1, SHOAL_ACKS_MEMORY), 0);
+}
+
+INTEG_TEST(test_consumer_reads_offsets_that_exist_only_in_disk_segments)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_topic_info_t *info = NULL;
+    const int64_t n = 4000; /* ~560 KB: nine 64 KiB segments behind a two-slot ring */
+    char dir[PATH_MAX];
+
+    assert_int_equal(shoal_topic_create(f->c, "disk", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "disk", 0, 0, n, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(shoal_topic_describe(f->c, "disk", &info), 0);
+    assert_int_equal(info->partitions[0].log_start_offset, 0);
+    assert_int_equal(info->partitions[0].log_end_offset, n);
+    assert_true(info->partitions[0].shm_bytes <= 2 * SMALL_SEGMENT);
+    shoal_topic_info_free(info);
+    snprintf(dir, sizeof(dir), "%s/disk-0", f->d.data_dir);
+    assert_true(count_dir_entries(dir, ".log") >= 6);
+    assert_partition_holds(f->c, "disk", 0, n);
+    /* and from the middle of an old segment */
+    assert_int_equal(read_partition(f->c, "disk", 0, 777, n - 777, 2000, check_made_value, NULL),
+                     n - 777);
+}
+
+/* A producer process appending while the daemon is killed and restarted under it: the
+ * data path does not go through the daemon, so appends go on (until the ring is full) and
+ * a restarted daemon re-attaches the ring and flushes what was appended meanwhile. */
+#define CHURN_RECORDS 20000
+
+struct churn_child {
+    const char *socket;
+    volatile int64_t *acked; /* shared: records acknowledged so far */
+};
+
+static int churn_child_main(void *arg)
+{
+    struct churn_child *a = arg;
+    shoal_producer_options_t o;
+    shoal_client_t *c;
+    shoal_producer_t *p;
+
+    shoal_producer_options_init(&o);
+    o.block_ms = 10000;
+    if (shoal_client_open(a->socket, &c) < 0 || shoal_producer_open(c, "churn", &o, &p) < 0)
+        return 10;
+    for (int64_t i = 0; i < CHURN_RECORDS; i++) {
+        if (send_range(p, 0, i, 1) < 0)
+            return 11;
+        __atomic_store_n(a->acked, i + 1, __ATOMIC_RELEASE);
+    }
+    shoal_producer_close(p);
+    shoal_client_close(c);
+    return 0;
+}
+
+INTEG_TEST(test_appends_continue_while_the_daemon_is_killed_and_restarted)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 4);
+    struct churn_child a;
+    int64_t *acked;
+    pid_t pid;
+    int kills = 0;
+
+    acked = mmap(NULL, sizeof(*acked), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(acked != MAP_FAILED);
+    *acked = 0;
+    assert_int_equal(shoal_topic_create(f->c, "churn", &cfg), 0);
+    a = (struct churn_child){f->d.socket, acked};
+    pid = harness_fork(churn_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
+    assert_true(pid > 0);
+    while (__atomic_load_n(acked, __ATOMIC_ACQUIRE) < CHURN_RECORDS && kills < 20) {
+        usleep(10000 + (unsigned)(kills % 5) * 7000);
+        assert_int_equal(harness_daemon_kill9(&f->d), 0);
+        usleep(5000);
+        assert_int_equal(harness_daemon_restart(&f->d), 0);
+        kills++;
+    }
+    assert_int_equal(harness_wait(pid, 20000), 0);
+    print_message("daemon killed %d times while %d records were appended\n", kills, CHURN_RECORDS);
+    assert_int_equal(reconnect(f), 0);
+    assert_partition_holds(f->c, "churn", 0, CHURN_RECORDS);
+    /* and all of it reached the disk: lose shared memory too */
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    harness_daemon_wipe_shm(&f->d);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_partition_holds(f->c, "churn", 0, CHURN_RECORDS);
+    munmap(acked, sizeof(*acked));
+}
+
+/* A consumer of more partitions than one futex_waitv can watch (128) still wakes for an
+ * append to any of them. */
+#define WIDE_PARTS 160
+
+struct wide_child {
+    const char *socket;
+    int ready_fd;
+};
+
+static int wide_child_main(void *arg)
+{
+    struct wide_child *a = arg;
+    shoal_client_t *c;
+    shoal_consumer_t *cons;
+    shoal_record_t rec;
+
+    if (shoal_client_open(a->socket, &c) < 0 || shoal_consumer_open(c, NULL, &cons) < 0)
+        return 10;
+    if (shoal_consumer_assign(cons, "wide", NULL, 0) < 0)
+        return 11;
+    if (write(a->ready_fd, "r", 1) != 1)
+        return 12;
+    for (int32_t want = 0; want < WIDE_PARTS; want += 7) {
+        int n = shoal_poll(cons, &rec, 1, 5000);
+        if (n != 1 || rec.partition != want || rec.offset != 0) {
+            fprintf(stderr, "wide child: poll %s, partition %d (want %d)\n", shoal_err_name(n),
+                    n == 1 ? rec.partition : -1, want);
+            return 13;
+        }
+        if (write(a->ready_fd, "r", 1) != 1)
+            return 14;
+    }
+    shoal_consumer_close(cons);
+    shoal_client_close(c);
+    return 0;
+}
+
+INTEG_TEST(test_consumer_of_many_partitions_wakes_for_an_append_to_any_of_them)
+{
+    shoal_topic_config_t cfg = topic_cfg(WIDE_PARTS, SMALL_SEGMENT, 2);
+    struct wide_child a;
+    shoal_producer_t *p;
+    int ready[2];
+    char b;
+    pid_t pid;
+
+    assert_int_equal(shoal_topic_create(f->c, "wide", &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, "wide", NULL, &p), 0);
+    assert_int_equal(pipe(ready), 0);
+    a = (struct wide_child){f->d.socket, ready[1]};
+    pid = harness_fork(wide_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
+    assert_true(pid > 0);
+    close(ready[1]);
+    assert_int_equal(read(ready[0], &b, 1), 1);
+    for (int32_t part = 0; part < WIDE_PARTS; part += 7) {
+        int64_t t0;
+        usleep(3000);
+        t0 = mono_ns();
+        assert_int_equal(send_one(p, part, NULL, 0, "w", 1, NULL), 0);
+        assert_int_equal(read(ready[0], &b, 1), 1);
+        if (mono_ns() - t0 > 50 * 1000000LL)
+            fail_msg("partition %d: the consumer took %.1f ms to wake", part,
+                     (mono_ns() - t0) / 1e6);
+    }
+    assert_int_equal(harness_wait(pid, 5000), 0);
+    close(ready[0]);
+    shoal_producer_close(p);
+}
+
+/* Memory topics: the ring is the retention; a reader that falls behind resumes at the
+ * oldest record still held, and offsets stay gapless from there. */
+INTEG_TEST(test_memory_topic_keeps_the_newest_records_and_stays_gapless)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 3);
+    shoal_topic_info_t *info = NULL;
+    const int64_t n = 5000;
+    shoal_consumer_t *cons;
+    shoal_record_t rec;
+    int64_t start;
+
+    cfg.storage = SHOAL_STORAGE_MEMORY;
+    assert_int_equal(shoal_topic_create(f->c, "mem", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "mem", 0, 0, n, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(shoal_topic_describe(f->c, "mem", &info), 0);
+    start = info->partitions[0].log_start_offset;
+    assert_int_equal(info->partitions[0].log_end_offset, n);
+    assert_int_equal(info->partitions[0].disk_bytes, 0);
+    shoal_topic_info_free(info);
+    assert_true(start > 0 && start < n);
+    assert_int_equal(read_partition(f->c, "mem", 0, start, n - start, 1000, check_made_value, NULL),
+                     n - start);
+    /* a position below the start is clamped to it */
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &cons), 0);
+    assert_int_equal(shoal_consumer_assign(cons, "mem", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(cons, "mem", 0, SHOAL_SEEK_OFFSET, 0), 0);
+    assert_int_equal(shoal_poll(cons, &rec, 1, 1000), 1);
+    assert_int_equal(rec.offset, start);
+    assert_true(value_matches(&rec, start));
+    shoal_consumer_close(cons);
+}
+
+/* Disk acknowledgements through many rotations of two-slot rings. A producer woken by a
+ * flush rotates at once, which is when the flusher decides which slot to free: the slot
+ * it is still writing must not be the one. Several producers on their own topics keep the
+ * flusher busy, which widens that window. */
+#define ACKS_PRODUCERS 4
+#define ACKS_RECORDS   120 /* 8 records a slot: 15 rotations */
+
+struct acks_child {
+    const char *socket;
+    char topic[16];
+};
+
+static int acks_child_main(void *arg)
+{
+    struct acks_child *a = arg;
+    static char value[8000];
+    shoal_producer_options_t o;
+    shoal_client_t *c;
+    shoal_producer_t *p;
+
+    shoal_producer_options_init(&o);
+    o.acks = SHOAL_ACKS_DISK;
+    o.ack_timeout_ms = 3000;
+    if (shoal_client_open(a->socket, &c) < 0 || shoal_producer_open(c, a->topic, &o, &p) < 0)
+        return 10;
+    for (int i = 0; i < ACKS_RECORDS; i++) {
+        shoal_ack_t ack;
+        int rc;
+        make_value(value, sizeof(value), i);
+        rc = send_one(p, 0, NULL, 0, value, sizeof(value), &ack);
+        if (rc != 0 || ack.offset != i) {
+            fprintf(stderr, "%s: record %d: %s (%s)\n", a->topic, i, shoal_err_name(rc),
+                    shoal_errmsg());
+            return 11;
+        }
+    }
+    shoal_producer_close(p);
+    shoal_client_close(c);
+    return 0;
+}
+
+INTEG_TEST(test_disk_acks_keep_flowing_through_rotations_of_two_slot_rings)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    struct acks_child args[ACKS_PRODUCERS];
+    pid_t pids[ACKS_PRODUCERS];
+
+    for (int i = 0; i < ACKS_PRODUCERS; i++) {
+        args[i].socket = f->d.socket;
+        snprintf(args[i].topic, sizeof(args[i].topic), "acks%d", i);
+        assert_int_equal(shoal_topic_create(f->c, args[i].topic, &cfg), 0);
+    }
+    for (int i = 0; i < ACKS_PRODUCERS; i++) {
+        pids[i] = harness_fork(acks_child_main, &args[i], HARNESS_CHILD_TIMEOUT_S);
+        assert_true(pids[i] > 0);
+    }
+    for (int i = 0; i < ACKS_PRODUCERS; i++)
+        assert_int_equal(harness_wait(pids[i], 20000), 0);
+}
+
+/* ------------------------------------------------------------------ raw control frames */
+
+static int raw_connect(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct timeval tv = {.tv_sec = 5};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(fd);
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+static void raw_send(int fd, const void *buf, size_t len)
+{
+    assert_int_equal(send(fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* Send a header with the given fields, then payload (which may be shorter than len). */
+static void raw_frame(int fd, uint32_t magic, uint16_t version, uint16_t type, uint32_t len,
+                      const void *payload, size_t payload_len)
+{
+    ctl_header_t h = {.magic = magic, .version = version, .type = type, .len = len, .seq = 7};
+    uint8_t frame[CTL_HEADER_BYTES + 64];
+
+    /* One send: the daemon may close as soon as it has seen a bad header. */
+    assert_true(payload_len <= sizeof(frame) - CTL_HEADER_BYTES);
+    ctl_header_encode(frame, &h);
+    if (payload_len)
+        memcpy(frame + CTL_HEADER_BYTES, payload, payload_len);
+    raw_send(fd, frame, CTL_HEADER_BYTES + payload_len);
+}
+
+/* Receive one response and return its status (the first payload field). */
+static int raw_status(int fd, uint16_t *type)
+{
+    ctl_header_t h;
+    ctl_reader_t r;
+    uint8_t *payload = NULL;
+    int fds[CTL_MAX_FDS];
+    size_t nfds = 0;
+    int rc = ctlsock_recv_frame(fd, &h, &payload, fds, &nfds, CTL_MAX_FDS, 5000);
+
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < nfds; i++)
+        close(fds[i]);
+    if (type)
+        *type = h.type;
+    ctl_reader_init(&r, payload, h.len);
+    rc = ctl_get_status(&r, NULL, 0);
+    shoal__free(payload);
+    return rc;
+}
+
+/* After an error response the daemon closes: the next read is end of file. */
+static void assert_closed_by_daemon(int fd)
+{
+    char b;
+    assert_int_equal(recv(fd, &b, 1, 0), 0);
+}
+
+static void send_valid_request(int fd, uint16_t type, const char *name)
+{
+    ctl_writer_t w;
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, type, 9);
+    if (name)
+        ctl_put_str(&w, name);
+    assert_int_equal(ctl_frame_end(&w), 0);
+    raw_send(fd, w.buf, w.len);
+    ctl_writer_release(&w);
+}
+
+/* The daemon still serves an ordinary client: create, produce, consume. */
+static void assert_daemon_serves(struct fixture *f, const char *topic)
+{
+    shoal_client_t *c;
+    assert_int_equal(shoal_client_open(f->d.socket, &c), 0);
+    assert_int_equal(shoal_topic_create(c, topic, NULL), 0);
+    assert_int_equal(produce_range(c, topic, 0, 0, 3, SHOAL_ACKS_MEMORY), 0);
+    assert_partition_holds(c, topic, 0, 3);
+    shoal_client_close(c);
+}
+
+INTEG_TEST(test_daemon_answers_bad_frame_headers_with_an_error_and_closes)
+{
+    uint16_t type;
+    int fd;
+
+    /* (a) bad magic */
+    assert_true((fd = raw_connect(f->d.socket)) >= 0);
+    raw_frame(fd, 0xdeadbeef, CTL_VERSION, CTL_TOPIC_LIST, 0, NULL, 0);
+    assert_int_equal(raw_status(fd, &type), SHOAL_EPROTO);
+    assert_closed_by_daemon(fd);
+    close(fd);
+    assert_daemon_serves(f, "after-magic");
+
+    /* (d) a payload of 100 MiB announced */
+    assert_true((fd = raw_connect(f->d.socket)) >= 0);
+    raw_frame(fd, CTL_MAGIC, CTL_VERSION, CTL_TOPIC_CREATE, 100u << 20, "abc", 3);
+    assert_int_equal(raw_status(fd, &type), SHOAL_EPROTO);
+    assert_closed_by_daemon(fd);
+    close(fd);
+    assert_daemon_serves(f, "after-huge");
+
+    /* another protocol version */
+    assert_true((fd = raw_connect(f->d.socket)) >= 0);
+    raw_frame(fd, CTL_MAGIC, CTL_VERSION + 1, CTL_TOPIC_LIST, 0, NULL, 0);
+    assert_int_equal(raw_status(fd, &type), SHOAL_EVERSION);
+    assert_closed_by_daemon(fd);
+    close(fd);
+
+    /* a client that hangs up in the middle of a frame */
+    assert_true((fd = raw_connect(f->d.socket)) >= 0);
+    raw_frame(fd, CTL_MAGIC, CTL_VERSION, CTL_TOPIC_CREATE, 200, "\x00\x05topic", 7);
+    close(fd);
+    assert_true((fd = raw_connect(f->d.socket)) >= 0);
+    raw_send(fd, "SHO", 3);
+    close(fd);
+    assert_daemon_serves(f, "after-hangups");
+}
+
+INTEG_TEST(test_daemon_answers_malformed_payloads_with_eproto_and_keeps_the_connection)
+{
+    static const uint8_t garbage[] = {0xff, 0xff, 0x01, 0x02, 0x03};
+    static const uint8_t truncated[] = {0x05, 0x00, 'a', 'b'}; /* a 5-byte name, 2 sent */
+    shoal_topic_config_t bad = topic_cfg(0, 1ull << 20, 2);
+    uint16_t type;
+    ctl_writer_t w;
+    int fd;
+
+    assert_true((fd = raw_connect(f->d.socket)) >= 0);
+    /* (b) TOPIC_CREATE with garbage, with a truncated name, with no config */
+    raw_frame(fd, CTL_MAGIC, CTL_VERSION, CTL_TOPIC_CREATE, sizeof(garbage), garbage,
+              sizeof(garbage));
+    assert_int_equal(raw_status(fd, &type), SHOAL_EPROTO);
+    assert_int_equal(type, CTL_TOPIC_CREATE | CTL_RESPONSE);
+    raw_frame(fd, CTL_MAGIC, CTL_VERSION, CTL_TOPIC_CREATE, sizeof(truncated), truncated,
+              sizeof(truncated));
+    assert_int_equal(raw_status(fd, NULL), SHOAL_EPROTO);
+    send_valid_request(fd, CTL_TOPIC_CREATE, "noconfig");
+    assert_int_equal(raw_status(fd, NULL), SHOAL_EPROTO);
+    /* requests with trailing bytes, or none where a name belongs */
+    send_valid_request(fd, CTL_TOPIC_LIST, "extra");
+    assert_int_equal(raw_status(fd, NULL), SHOAL_EPROTO);
+    send_valid_request(fd, CTL_TOPIC_DESCRIBE, NULL);
+    assert_int_equal(raw_status(fd, NULL), SHOAL_EPROTO);
+    /* (c) unknown request types, and a response type sent as a request */
+    raw_frame(fd, CTL_MAGIC, CTL_VERSION, 77, 0, NULL, 0);
+    assert_int_equal(raw_status(fd, NULL), SHOAL_EPROTO);
+    raw_frame(fd, CTL_MAGIC, CTL_VERSION, CTL_TOPIC_LIST | CTL_RESPONSE, 0, NULL, 0);
+    assert_int_equal(raw_status(fd, NULL), SHOAL_EPROTO);
+    raw_frame(fd, CTL_MAGIC, CTL_VERSION, 0, 0, NULL, 0);
+    assert_int_equal(raw_status(fd, NULL), SHOAL_EPROTO);
+
+    /* well-formed requests that bypass the client's own checks: the daemon checks too */
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_TOPIC_CREATE, 3);
+    ctl_put_str(&w, "a/b");
+    ctl_put_topic_config(&w, &bad);
+    assert_int_equal(ctl_frame_end(&w), 0);
+    raw_send(fd, w.buf, w.len);
+    assert_int_equal(raw_status(fd, NULL), SHOAL_ENAME);
+    ctl_frame_begin(&w, CTL_TOPIC_CREATE, 4);
+    ctl_put_str(&w, "ok-name");
+    ctl_put_topic_config(&w, &bad);
+    assert_int_equal(ctl_frame_end(&w), 0);
+    raw_send(fd, w.buf, w.len);
+    assert_int_equal(raw_status(fd, NULL), SHOAL_EPARTITIONS);
+    ctl_frame_begin(&w, CTL_ATTACH, 5);
+    ctl_put_str(&w, "nope");
+    ctl_put_i32(&w, 0);
+    ctl_put_u8(&w, CTL_ATTACH_WRITE);
+    assert_int_equal(ctl_frame_end(&w), 0);
+    raw_send(fd, w.buf, w.len);
+    assert_int_equal(raw_status(fd, NULL), SHOAL_ENOTOPIC);
+    ctl_writer_release(&w);
+
+    /* the connection is still in step: a good request on it works */
+    send_valid_request(fd, CTL_TOPIC_LIST, NULL);
+    assert_int_equal(raw_status(fd, &type), 0);
+    assert_int_equal(type, CTL_TOPIC_LIST | CTL_RESPONSE);
+    close(fd);
+    assert_int_equal(count_topics(f->c), 0);
+    assert_daemon_serves(f, "after-payloads");
+}
+
+/* ------------------------------------------------------------------ corrupt segment */
+
+/* Path of the .log with the largest base offset in dir; its base in *base. */
+static void last_log_file(const char *dir, char *path, size_t cap, int64_t *base)
+{
+    int64_t *bases = NULL;
+    size_t n = 0;
+    assert_int_equal(segment_list(dir, &bases, &n), 0);
+    assert_true(n > 0);
+    *base = bases[n - 1];
+    shoal__free(bases);
+    assert_int_equal(segment_path(path, cap, dir, *base, ".log"), 0);
+}
+
+/* Flip one bit in the middle of the last batch of a segment file; returns the base offset
+ * of that batch. */
+static int64_t damage_last_batch(const char *path)
+{
+    record_batch_header_t h = {0};
+    size_t len = 0, pos = 0, last = 0;
+    uint8_t *data = harness_read_file(path, &len);
+    FILE *fp;
+
+    assert_non_null(data);
+    while (pos < len) {
+        assert_int_equal(record_batch_parse(data + pos, len - pos, &h), 0);
+        last = pos;
+        pos += record_batch_size(&h);
+    }
+    assert_int_equal(pos, len);
+    assert_int_equal(record_batch_parse(data + last, len - last, &h), 0);
+    fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    pos = last + RECORD_BATCH_HEADER_BYTES + (len - last - RECORD_BATCH_HEADER_BYTES) / 2;
+    data[pos] ^= 0x10;
+    assert_int_equal(fseek(fp, (long)pos, SEEK_SET), 0);
+    assert_int_equal(fwrite(&data[pos], 1, 1, fp), 1);
+    assert_int_equal(fclose(fp), 0);
+    free(data);
+    return h.base_offset;
+}
+
+INTEG_TEST(test_recovery_cuts_a_corrupt_last_batch_and_appends_continue_there)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_topic_info_t *info = NULL;
+    char dir[PATH_MAX], path[PATH_MAX];
+    int64_t base, bad;
+    const int64_t n = 1000; /* a few segments, so the damage is in a later one */
+
+    assert_int_equal(shoal_topic_create(f->c, "crc", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "crc", 0, 0, n, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+
+    snprintf(dir, sizeof(dir), "%s/crc-0", f->d.data_dir);
+    last_log_file(dir, path, sizeof(path), &base);
+    assert_true(base > 0);
+    bad = damage_last_batch(path);
+    assert_int_equal(bad, n - 1); /* one record per batch */
+    harness_daemon_wipe_shm(&f->d);
+
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    if (!harness_daemon_log_contains(&f->d, "truncated")) {
+        harness_daemon_print_log(&f->d);
+        fail_msg("the daemon did not log the truncation");
+    }
+    assert_int_equal(shoal_topic_describe(f->c, "crc", &info), 0);
+    assert_int_equal(info->partitions[0].log_end_offset, bad);
+    shoal_topic_info_free(info);
+    assert_partition_holds(f->c, "crc", 0, bad);
+    /* new appends take the damaged batch's offset */
+    assert_int_equal(produce_range(f->c, "crc", 0, bad, 5, SHOAL_ACKS_DISK), 0);
+    assert_partition_holds(f->c, "crc", 0, bad + 5);
+}
+
+/* Damage in an earlier, sealed segment is not cut off (only a torn tail of the last one
+ * is): a reader gets SHOAL_ECORRUPT there, never wrong records, and the rest stays
+ * readable past it. */
+INTEG_TEST(test_corrupt_sealed_segment_reads_as_ecorrupt_not_as_data)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_record_t recs[64];
+    shoal_consumer_t *cons;
+    char dir[PATH_MAX], path[PATH_MAX];
+    int64_t *bases = NULL, got = 0, bad;
+    size_t nseg = 0;
+    const int64_t n = 2000;
+    int rc;
+
+    assert_int_equal(shoal_topic_create(f->c, "sealed", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "sealed", 0, 0, n, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    snprintf(dir, sizeof(dir), "%s/sealed-0", f->d.data_dir);
+    assert_int_equal(segment_list(dir, &bases, &nseg), 0);
+    assert_true(nseg >= 3);
+    assert_int_equal(segment_path(path, sizeof(path), dir, bases[0], ".log"), 0);
+    shoal__free(bases);
+    bad = damage_last_batch(path);
+    harness_daemon_wipe_shm(&f->d);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &cons), 0);
+    assert_int_equal(shoal_consumer_assign(cons, "sealed", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(cons, "sealed", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    while ((rc = shoal_poll(cons, recs, 64, 1000)) > 0) {
+        for (int k = 0; k < rc; k++, got++) {
+            assert_int_equal(recs[k].offset, got);
+            assert_true(value_matches(&recs[k], got));
+        }
+    }
+    assert_int_equal(rc, SHOAL_ECORRUPT);
+    assert_int_equal(got, bad);
+    /* past the damage the log reads on */
+    assert_int_equal(shoal_consumer_seek(cons, "sealed", 0, SHOAL_SEEK_OFFSET, bad + 1), 0);
+    assert_int_equal(shoal_poll(cons, recs, 1, 1000), 1);
+    assert_int_equal(recs[0].offset, bad + 1);
+    assert_true(value_matches(&recs[0], bad + 1));
+    shoal_consumer_close(cons);
+    assert_int_equal(
+        read_partition(f->c, "sealed", 0, bad + 1, n - bad - 1, 1000, check_made_value, NULL),
+        n - bad - 1);
+}
+
+/* ------------------------------------------------------------------ dead readers */
+
+struct reader_child {
+    const char *socket;
+    int ready_fd;
+};
+
+/* Read a few records, keep their views (the slot stays pinned), report, and wait to die. */
+static int reader_child_main(void *arg)
+{
+    struct reader_child *a = arg;
+    shoal_client_t *c;
+    shoal_consumer_t *cons;
+    shoal_record_t recs[8];
+    int32_t p0 = 0;
+
+    if (shoal_client_open(a->socket, &c) < 0 || shoal_consumer_open(c, NULL, &cons) < 0)
+        return 10;
+    if (shoal_consumer_assign(cons, "pin", &p0, 1) < 0 ||
+        shoal_consumer_seek(cons, "pin", 0, SHOAL_SEEK_BEGINNING, 0) < 0)
+        return 11;
+    if (shoal_poll(cons, recs, 8, 2000) != 8 || recs[0].offset != 0)
+        return 12;
+    if (write(a->ready_fd, "r", 1) != 1)
+        return 13;
+    for (;;)
+        pause();
+}
+
+INTEG_TEST(test_consumer_killed_while_holding_views_does_not_block_producers)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_producer_options_t o;
+    struct reader_child a;
+    shoal_producer_t *p;
+    int ready[2], rc = 0;
+    int64_t i = 0, t0;
+    char buf[512];
+    pid_t pid;
+
+    assert_int_equal(shoal_topic_create(f->c, "pin", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "pin", 0, 0, 20, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(pipe(ready), 0);
+    a = (struct reader_child){f->d.socket, ready[1]};
+    pid = harness_fork(reader_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
+    assert_true(pid > 0);
+    close(ready[1]);
+    assert_int_equal(read(ready[0], buf, 1), 1);
+    close(ready[0]);
+
+    /* While the reader lives its pin holds slot 0: the ring fills and producers wait. */
+    shoal_producer_options_init(&o);
+    o.block_ms = 300;
+    assert_int_equal(shoal_producer_open(f->c, "pin", &o, &p), 0);
+    for (i = 20; i < 20 + 4 * 1024 && rc == 0; i++)
+        rc = send_one(p, 0, NULL, 0, buf, make_value(buf, value_len_for(i), i), NULL);
+    assert_int_equal(rc, SHOAL_AGAIN);
+    i--; /* the refused record gets sent again below */
+
+    kill(pid, SIGKILL);
+    assert_int_equal(harness_wait(pid, 5000), 128 + SIGKILL);
+    /* The daemon reaps the dead reader within ~100 ms; then the ring turns over freely. */
+    t0 = mono_ns();
+    o.block_ms = 2000;
+    shoal_producer_close(p);
+    assert_int_equal(shoal_producer_open(f->c, "pin", &o, &p), 0);
+    assert_int_equal(send_range(p, 0, i, 8000), 0); /* > 15 turns of the two 64 KiB slots */
+    print_message("after the reader died, 8000 records took %.0f ms\n", (mono_ns() - t0) / 1e6);
+    shoal_producer_close(p);
+    assert_partition_holds(f->c, "pin", 0, i + 8000);
+}
+
+/* ------------------------------------------------------------------ deletion */
+
+struct delete_child {
+    const char *socket;
+    int ready_fd;
+};
+
+static int delete_child_main(void *arg)
+{
+    struct delete_child *a = arg;
+    shoal_client_t *c;
+    shoal_consumer_t *cons;
+    shoal_record_t rec;
+    int rc;
+
+    if (shoal_client_open(a->socket, &c) < 0 || shoal_consumer_open(c, NULL, &cons) < 0)
+        return 10;
+    if (shoal_consumer_assign(cons, "gone", NULL, 0) < 0)
+        return 11;
+    if (write(a->ready_fd, "r", 1) != 1)
+        return 12;
+    rc = shoal_poll(cons, &rec, 1, -1);
+    if (rc != SHOAL_ENOTOPIC) {
+        fprintf(stderr, "delete child: poll returned %s\n", shoal_err_name(rc));
+        return 13;
+    }
+    /* and it keeps saying so */
+    if (shoal_poll(cons, &rec, 1, 0) != SHOAL_ENOTOPIC)
+        return 14;
+    shoal_consumer_close(cons);
+    shoal_client_close(c);
+    return 0;
+}
+
+INTEG_TEST(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty)
+{
+    shoal_topic_config_t cfg = topic_cfg(2, 1ull << 20, 2);
+    shoal_topic_info_t *info = NULL;
+    struct delete_child a;
+    shoal_producer_t *p;
+    shoal_ack_t ack;
+    char b, st;
+    int ready[2];
+    pid_t pid;
+
+    assert_int_equal(shoal_topic_create(f->c, "gone", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "gone", 0, 0, 50, SHOAL_ACKS_DISK), 0);
+    assert_int_equal(shoal_producer_open(f->c, "gone", NULL, &p), 0);
+    assert_int_equal(pipe(ready), 0);
+    a = (struct delete_child){f->d.socket, ready[1]};
+    pid = harness_fork(delete_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
+    assert_true(pid > 0);
+    close(ready[1]);
+    assert_int_equal(read(ready[0], &b, 1), 1);
+    close(ready[0]);
+    /* wait until it sleeps in poll */
+    for (int k = 0; k < 200 && (proc_cpu_ms(pid, &st) < 0 || st != 'S'); k++)
+        usleep(5000);
+    usleep(50000);
+
+    assert_int_equal(shoal_topic_delete(f->c, "gone"), 0);
+    assert_int_equal(harness_wait(pid, 3000), 0);
+    assert_int_equal(send_one(p, 0, NULL, 0, "late", 4, &ack), SHOAL_ENOTOPIC);
+
+    assert_int_equal(shoal_topic_create(f->c, "gone", &cfg), 0);
+    assert_int_equal(shoal_topic_describe(f->c, "gone", &info), 0);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(info->partitions[k].log_start_offset, 0);
+        assert_int_equal(info->partitions[k].log_end_offset, 0);
+        assert_int_equal(info->partitions[k].disk_bytes, 0);
+    }
+    shoal_topic_info_free(info);
+    /* the old producer stays on the deleted topic; a new one sees the new topic */
+    assert_int_equal(send_one(p, 0, NULL, 0, "late", 4, &ack), SHOAL_ENOTOPIC);
+    shoal_producer_close(p);
+    assert_int_equal(produce_range(f->c, "gone", 0, 0, 3, SHOAL_ACKS_MEMORY), 0);
+    assert_partition_holds(f->c, "gone", 0, 3);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+        T(test_topics_can_be_created_listed_described_and_deleted),
+        T(test_topic_create_rejects_bad_names_and_configs_with_specific_codes),
+        T(test_topic_names_of_249_characters_work_through_a_daemon_restart),
+        T(test_unknown_topic_is_enotopic_for_describe_delete_and_producer),
+        T(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset),
+        T(test_client_open_without_daemon_is_enodaemon),
+        T(test_keyed_records_land_on_murmur2_partition_and_null_keys_spread),
+        T(test_producer_processes_on_one_partition_lose_and_duplicate_nothing),
+        T(test_sleeping_consumer_wakes_within_ms_of_append_and_idles_without_cpu),
+        T(test_acknowledged_records_survive_daemon_kill9_and_lost_shm),
+        T(test_consumer_reads_offsets_that_exist_only_in_disk_segments),
+        T(test_appends_continue_while_the_daemon_is_killed_and_restarted),
+        T(test_disk_acks_keep_flowing_through_rotations_of_two_slot_rings),
+        T(test_consumer_of_many_partitions_wakes_for_an_append_to_any_of_them),
+        T(test_memory_topic_keeps_the_newest_records_and_stays_gapless),
+        T(test_daemon_answers_bad_frame_headers_with_an_error_and_closes),
+        T(test_daemon_answers_malformed_payloads_with_eproto_and_keeps_the_connection),
+        T(test_recovery_cuts_a_corrupt_last_batch_and_appends_continue_there),
+        T(test_corrupt_sealed_segment_reads_as_ecorrupt_not_as_data),
+        T(test_consumer_killed_while_holding_views_does_not_block_producers),
+        T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),
+#undef T
+    };
+    const char *only = getenv("SHOAL_TEST_FILTER"); /* e.g. "*disk*" */
+
+    if (only && *only)
+        cmocka_set_test_filter(only);
+    setvbuf(stdout, NULL, _IONBF, 0); /* so the watchdog's report follows the RUN line */
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
