@@ -54,7 +54,7 @@ INTEG_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/integ/test
 TEST_HELPERS := $(BUILD)/tests/harness.o
 
 .SECONDARY:
-.PHONY: all test check unit integ asan run deps install uninstall clean format bench
+.PHONY: all test check unit integ asan run deps format-check install uninstall clean format bench
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(SHOALD) $(SHOAL)
 
@@ -131,8 +131,11 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/shoald $(DESTDIR)$(BINDIR)/shoal $(DESTDIR)$(INCLUDEDIR)/shoal.h
 	rm -f $(DESTDIR)$(LIBDIR)/libshoal.a $(DESTDIR)$(LIBDIR)/libshoal.so*
 
+FORMAT_FILES = include/*.h src/*.[ch] src/*/*.[ch] tests/*/*.[ch] tests/*.[ch]
 format:
-	clang-format -i include/*.h src/*.[ch] src/*/*.[ch] tests/*/*.[ch] tests/*.[ch]
+	clang-format -i $(FORMAT_FILES)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf build build-asan

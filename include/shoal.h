@@ -52,9 +52,9 @@ extern "C" {
 #define SHOAL_EXTERN
 #endif
 
-#define SHOAL_VERSION_MAJOR 0
-#define SHOAL_VERSION_MINOR 1
-#define SHOAL_VERSION_PATCH 0
+#define SHOAL_VERSION_MAJOR  0
+#define SHOAL_VERSION_MINOR  1
+#define SHOAL_VERSION_PATCH  0
 #define SHOAL_VERSION_STRING "0.1.0"
 
 /** Library version at run time.
@@ -68,21 +68,21 @@ SHOAL_EXTERN const char *shoal_version(int *major, int *minor, int *patch);
 
 /* One table generates the enum, shoal_strerror() and shoal_err_name(). */
 #define SHOAL_ERRNO_MAP(XX)                                                                        \
-    XX(AGAIN, "no room in the ring now (back-pressure): retry later")                             \
-    XX(ADMIN_ACTION, "an administrative change is in progress: retry")                            \
+    XX(AGAIN, "no room in the ring now (back-pressure): retry later")                              \
+    XX(ADMIN_ACTION, "an administrative change is in progress: retry")                             \
     XX(EINVAL, "invalid argument")                                                                 \
-    XX(ENAME, "invalid topic name (1-249 characters of [a-zA-Z0-9._-], not '.' or '..')")         \
+    XX(ENAME, "invalid topic name (1-249 characters of [a-zA-Z0-9._-], not '.' or '..')")          \
     XX(ENOTOPIC, "no such topic")                                                                  \
     XX(ETOPICEXISTS, "topic already exists")                                                       \
     XX(ENOPARTITION, "no such partition")                                                          \
     XX(EPARTITIONS, "partition count out of range")                                                \
     XX(ECONFIG, "invalid configuration value")                                                     \
-    XX(ETOOLARGE, "record larger than the topic's maximum record size")                           \
-    XX(ECORRUPT, "corrupt data: CRC, magic or length check failed")                               \
-    XX(ECOMPRESSED, "compressed record batch: compression is not supported")                     \
+    XX(ETOOLARGE, "record larger than the topic's maximum record size")                            \
+    XX(ECORRUPT, "corrupt data: CRC, magic or length check failed")                                \
+    XX(ECOMPRESSED, "compressed record batch: compression is not supported")                       \
     XX(EPROTO, "malformed or truncated control message")                                           \
     XX(EVERSION, "incompatible protocol or layout version")                                        \
-    XX(ENODAEMON, "daemon not running at the control socket path")                                \
+    XX(ENODAEMON, "daemon not running at the control socket path")                                 \
     XX(EDENIED, "permission denied")                                                               \
     XX(ECLOSED, "connection to the daemon closed")                                                 \
     XX(ETIMEDOUT, "timed out")                                                                     \
@@ -94,12 +94,12 @@ SHOAL_EXTERN const char *shoal_version(int *major, int *minor, int *patch);
 /* SHOAL_EAGAIN etc. are spelt SHOAL_AGAIN and SHOAL_ADMIN_ACTION: they are outcomes, not
  * failures (the caller retries). The others read SHOAL_E<NAME>. */
 #define SHOAL_ERR_BASE (-32000)
-#define SHOAL_OK 0
+#define SHOAL_OK       0
 enum shoal__err_index {
 #define SHOAL_IDX_(name, msg) SHOAL__ERRIDX_##name,
     SHOAL_ERRNO_MAP(SHOAL_IDX_)
 #undef SHOAL_IDX_
-    SHOAL__ERRIDX_COUNT
+        SHOAL__ERRIDX_COUNT
 };
 
 /** The error codes: SHOAL_AGAIN, SHOAL_ADMIN_ACTION, SHOAL_EINVAL, SHOAL_ENAME,
@@ -328,15 +328,15 @@ SHOAL_EXTERN int shoal_send(shoal_producer_t *producer, const shoal_message_t *m
  * consecutive offsets; ack holds the first.
  * @return as shoal_send(); SHOAL_ETOOLARGE when the whole batch exceeds the topic's
  *         max_record_bytes times n or a ring slot. */
-SHOAL_EXTERN int shoal_send_batch(shoal_producer_t *producer, const shoal_message_t *msgs,
-                                  size_t n, shoal_ack_t *ack);
+SHOAL_EXTERN int shoal_send_batch(shoal_producer_t *producer, const shoal_message_t *msgs, size_t n,
+                                  shoal_ack_t *ack);
 
 /** Wait until the record at (partition, offset) reaches an acknowledgement level.
  * @return 0, SHOAL_ETIMEDOUT, SHOAL_ENOPARTITION, SHOAL_EINVAL (offset not appended),
  *         SHOAL_ECONFIG (ACKS_DISK on a memory topic), SHOAL_ENOTOPIC.
  * Thread-safety: one thread per producer handle. */
-SHOAL_EXTERN int shoal_producer_wait(shoal_producer_t *producer, int32_t partition,
-                                     int64_t offset, shoal_acks_t level, int timeout_ms);
+SHOAL_EXTERN int shoal_producer_wait(shoal_producer_t *producer, int32_t partition, int64_t offset,
+                                     shoal_acks_t level, int timeout_ms);
 
 /* ---------------------------------------------------------------------------------------
  * Consumer

@@ -126,8 +126,7 @@ static int consumer_check_new(shoal_consumer_t *c, const char *topic, const int3
         if (parts[i] < 0 || parts[i] >= SHOAL_PARTITIONS_MAX)
             return SHOAL_ERR(SHOAL_ENOPARTITION, "no partition %d", parts[i]);
         if (consumer_find(c, topic, parts[i]))
-            return SHOAL_ERR(SHOAL_EINVAL, "partition %s-%d is already assigned", topic,
-                             parts[i]);
+            return SHOAL_ERR(SHOAL_EINVAL, "partition %s-%d is already assigned", topic, parts[i]);
     }
     if (n == 0)
         for (size_t i = 0; i < c->nparts; i++)
@@ -298,8 +297,7 @@ static int part_fill_disk(struct consumer_part *cp, shoal_record_t *out, size_t 
             return SHOAL_ERR(SHOAL_ECORRUPT, "%s-%d: bad batch in segment %lld at byte %llu",
                              cp->topic, cp->partition, (long long)cp->seg.base,
                              (unsigned long long)cp->seg_pos);
-        rc = emit_batch(cp, cp->seg.data + cp->seg_pos, &h, true, out + n, max - (size_t)n,
-                        &whole);
+        rc = emit_batch(cp, cp->seg.data + cp->seg_pos, &h, true, out + n, max - (size_t)n, &whole);
         if (rc < 0)
             return n > 0 ? n : rc;
         n += rc;
@@ -337,8 +335,7 @@ static int part_place(shoal_consumer_t *c, struct consumer_part *cp)
     return part_open_segment(c, cp);
 }
 
-static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t max,
-                          bool check_crc)
+static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t max, bool check_crc)
 {
     int n = 0;
     while ((size_t)n < max) {
@@ -389,8 +386,7 @@ static bool part_should_yield(const struct consumer_part *cp)
            atomic_load(&s->end_offset) <= atomic_load(&ctl->flushed_offset);
 }
 
-static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record_t *out,
-                     size_t max)
+static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record_t *out, size_t max)
 {
     int rc;
     if (part_should_yield(cp)) {

@@ -28,13 +28,13 @@
 
 #include "shoal.h"
 
-#define CTL_MAGIC 0x4c4f4853u /* "SHOL" little-endian */
-#define CTL_VERSION 1
+#define CTL_MAGIC        0x4c4f4853u /* "SHOL" little-endian */
+#define CTL_VERSION      1
 #define CTL_HEADER_BYTES 16
-#define CTL_MAX_PAYLOAD (1u << 20)
-#define CTL_MAX_FDS 128
-#define CTL_RESPONSE 0x8000
-#define CTL_ATTACH_READ 0
+#define CTL_MAX_PAYLOAD  (1u << 20)
+#define CTL_MAX_FDS      128
+#define CTL_RESPONSE     0x8000
+#define CTL_ATTACH_READ  0
 #define CTL_ATTACH_WRITE 1
 
 enum ctl_type {

@@ -87,8 +87,8 @@ static int producer_ring(shoal_producer_t *p, int32_t partition, ring_t **out)
 {
     int rc;
     if (partition < 0 || (uint32_t)partition >= p->cfg.partitions)
-        return SHOAL_ERR(SHOAL_ENOPARTITION, "topic %s has no partition %d (it has %u)",
-                         p->topic, partition, p->cfg.partitions);
+        return SHOAL_ERR(SHOAL_ENOPARTITION, "topic %s has no partition %d (it has %u)", p->topic,
+                         partition, p->cfg.partitions);
     if (!p->rings[partition].ctl) {
         rc = client_attach(p->client, p->topic, partition, true, &p->rings[partition], NULL);
         if (rc < 0)
@@ -138,13 +138,12 @@ static int producer_size_batch(shoal_producer_t *p, const shoal_message_t *msgs,
     }
     *size = record_batch_encoded_size(msgs, n, now);
     if (*size > p->cfg.segment_bytes)
-        return SHOAL_ERR(SHOAL_ETOOLARGE, "batch of %zu bytes exceeds the segment size %llu",
-                         *size, (unsigned long long)p->cfg.segment_bytes);
+        return SHOAL_ERR(SHOAL_ETOOLARGE, "batch of %zu bytes exceeds the segment size %llu", *size,
+                         (unsigned long long)p->cfg.segment_bytes);
     return 0;
 }
 
-int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
-                     shoal_ack_t *ack)
+int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n, shoal_ack_t *ack)
 {
     record_batch_fields_t fields;
     int64_t now = shoal__now_ms(), max_ts, base;
@@ -184,8 +183,8 @@ int shoal_send(shoal_producer_t *p, const shoal_message_t *msg, shoal_ack_t *ack
     return shoal_send_batch(p, msg, 1, ack);
 }
 
-int shoal_producer_wait(shoal_producer_t *p, int32_t partition, int64_t offset,
-                        shoal_acks_t level, int timeout_ms)
+int shoal_producer_wait(shoal_producer_t *p, int32_t partition, int64_t offset, shoal_acks_t level,
+                        int timeout_ms)
 {
     ring_t *ring;
     int rc;

@@ -18,12 +18,12 @@
 
 #include "shoal.h"
 
-#define RECORD_BATCH_HEADER_BYTES 61
-#define RECORD_BATCH_LOG_OVERHEAD 12 /* baseOffset + batchLength: not counted in batchLength */
-#define RECORD_BATCH_MAGIC 2
-#define RECORD_BATCH_CRC_START 21
+#define RECORD_BATCH_HEADER_BYTES    61
+#define RECORD_BATCH_LOG_OVERHEAD    12 /* baseOffset + batchLength: not counted in batchLength */
+#define RECORD_BATCH_MAGIC           2
+#define RECORD_BATCH_CRC_START       21
 #define RECORD_ATTR_COMPRESSION_MASK 0x07
-#define RECORD_INCOMPLETE 1 /* positive: fewer bytes than the header says (a torn tail) */
+#define RECORD_INCOMPLETE            1 /* positive: fewer bytes than the header says (a torn tail) */
 
 typedef struct record_batch_header {
     int64_t base_offset;
@@ -68,7 +68,7 @@ static inline bool record_batch_is_compressed(const record_batch_header_t *h)
 typedef struct record_batch_fields {
     int64_t base_offset;
     int32_t leader_epoch;
-    int16_t attributes; /* must have no compression bits */
+    int16_t attributes;     /* must have no compression bits */
     int64_t producer_id;    /* -1 when not idempotent */
     int16_t producer_epoch; /* -1 */
     int32_t base_sequence;  /* -1 */

@@ -146,10 +146,10 @@ static int ring_files_open(const char *dir, const char *name, const ring_params_
         fds[i] = -1;
     for (size_t i = 0; i < n; i++) {
         int which = i == RING_FD_CTL ? -1 : i == RING_FD_READERS ? -2 : (int)(i - RING_FD_SLOT0);
-        size_t size = !create                  ? 0
-                      : which == -1            ? sizeof(struct shm_ctl)
-                      : which == -2            ? sizeof(struct shm_readers)
-                                               : p->slot_bytes;
+        size_t size = !create       ? 0
+                      : which == -1 ? sizeof(struct shm_ctl)
+                      : which == -2 ? sizeof(struct shm_readers)
+                                    : p->slot_bytes;
         fds[i] = ring_file_open(dir, name, which, flags, size);
         if (fds[i] < 0) {
             int rc = fds[i];
@@ -244,8 +244,8 @@ static int ring_check_layout(const ring_t *r, const ring_params_t *p)
     if (ctl->version != SHM_LAYOUT_VERSION || r->rd->version != SHM_LAYOUT_VERSION ||
         ctl->ctl_bytes != sizeof(struct shm_ctl) ||
         r->rd->readers_bytes != sizeof(struct shm_readers))
-        return SHOAL_ERR(SHOAL_EVERSION, "shared ring layout version %u, expected %u",
-                         ctl->version, SHM_LAYOUT_VERSION);
+        return SHOAL_ERR(SHOAL_EVERSION, "shared ring layout version %u, expected %u", ctl->version,
+                         SHM_LAYOUT_VERSION);
     if (p && (ctl->slot_bytes != p->slot_bytes || ctl->slot_count != p->slot_count ||
               ctl->partition != p->partition))
         return SHOAL_ERR(SHOAL_EVERSION, "shared ring parameters differ from the topic's");
@@ -316,8 +316,7 @@ int ring_map_fds(ring_t *r, const int *fds, size_t nfds, bool writable)
     slot_bytes = ctl->slot_bytes;
     munmap(ctl, sizeof(struct shm_ctl));
     if (slots < 2 || slots > SHM_MAX_SLOTS || nfds != RING_FD_COUNT(slots))
-        return SHOAL_ERR(SHOAL_EPROTO, "ring has %u slots but %zu descriptors came", slots,
-                         nfds);
+        return SHOAL_ERR(SHOAL_EPROTO, "ring has %u slots but %zu descriptors came", slots, nfds);
     for (uint32_t i = 0; i < slots; i++)
         if (fstat(fds[RING_FD_SLOT0 + i], &st) < 0 || (uint64_t)st.st_size != slot_bytes)
             return SHOAL_ERR(SHOAL_EPROTO, "ring slot %u has the wrong size", i);
@@ -407,8 +406,7 @@ int ring_repair(void *arg)
     if (st != SHM_SLOT_ACTIVE && st != SHM_SLOT_SEALED)
         return SHOAL_ERR(SHOAL_EPANIC, "active slot %u is neither active nor sealed", active);
     /* A batch whose `used` store happened is published: log_end_offset follows it. */
-    rc = slot_scan_end(r->slots[active], atomic_load(&s->used), atomic_load(&s->base_offset),
-                       &end);
+    rc = slot_scan_end(r->slots[active], atomic_load(&s->used), atomic_load(&s->base_offset), &end);
     if (rc == 0)
         rc = repair_finish_rotation(r, active, end);
     if (rc < 0)
@@ -550,8 +548,7 @@ static int ring_append_locked(ring_t *r, const uint8_t *batch, size_t len, int32
                               int64_t max_timestamp, int64_t *base_offset)
 {
     struct shm_ctl *ctl = r->ctl;
-    struct shm_slot *s = &ctl->slots[atomic_load_explicit(&ctl->active_slot,
-                                                          memory_order_relaxed)];
+    struct shm_slot *s = &ctl->slots[atomic_load_explicit(&ctl->active_slot, memory_order_relaxed)];
     uint64_t used = atomic_load_explicit(&s->used, memory_order_relaxed);
     int64_t leo = atomic_load_explicit(&ctl->log_end_offset, memory_order_relaxed);
     uint8_t *dst;
@@ -658,7 +655,8 @@ int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms)
         if (atomic_load(&ctl->deleted))
             return SHOAL_ERR(SHOAL_ENOTOPIC, "topic was deleted");
         if (!ring_daemon_alive(r))
-            return SHOAL_ERR(SHOAL_ECLOSED, "shoald (pid %d) is not running: offset %lld is in "
+            return SHOAL_ERR(SHOAL_ECLOSED,
+                             "shoald (pid %d) is not running: offset %lld is in "
                              "shared memory, not yet on disk",
                              (int)atomic_load(&ctl->daemon_pid), (long long)offset);
         left_ms = (deadline_ns - shoal__mono_ns()) / 1000000;
@@ -774,8 +772,7 @@ int ring_cursor_seek(ring_t *r, ring_cursor_t *c, int64_t offset)
     return 0;
 }
 
-int ring_cursor_next(ring_t *r, ring_cursor_t *c, const uint8_t **batch,
-                     record_batch_header_t *h)
+int ring_cursor_next(ring_t *r, ring_cursor_t *c, const uint8_t **batch, record_batch_header_t *h)
 {
     struct shm_slot *s = &r->ctl->slots[c->slot];
     uint64_t used = shoal_load_acquire(&s->used);

@@ -12,9 +12,9 @@
 #include "shm_layout.h"
 
 /* Descriptor order when a ring travels over the control socket. */
-#define RING_FD_CTL 0
-#define RING_FD_READERS 1
-#define RING_FD_SLOT0 2
+#define RING_FD_CTL          0
+#define RING_FD_READERS      1
+#define RING_FD_SLOT0        2
 #define RING_FD_COUNT(slots) (2u + (slots))
 
 typedef struct ring_params {
@@ -70,10 +70,10 @@ int ring_append(ring_t *r, uint8_t *batch, size_t len, int32_t records, int64_t 
 /* Fault-test hook: when set, called with the append lock held at each stage below, so a
  * test can kill the process exactly there. NULL (and one predictable branch) otherwise. */
 enum ring_stage {
-    RING_STAGE_COPIED = 1,    /* batch copied, nothing published */
-    RING_STAGE_USED = 2,      /* slot's used published, log_end_offset not yet */
-    RING_STAGE_ROTATING = 3,  /* new slot ACTIVE, old slot not yet SEALED */
-    RING_STAGE_SEALED = 4,    /* old slot SEALED, active_slot not yet moved */
+    RING_STAGE_COPIED = 1,   /* batch copied, nothing published */
+    RING_STAGE_USED = 2,     /* slot's used published, log_end_offset not yet */
+    RING_STAGE_ROTATING = 3, /* new slot ACTIVE, old slot not yet SEALED */
+    RING_STAGE_SEALED = 4,   /* old slot SEALED, active_slot not yet moved */
 };
 extern void (*ring__test_hook)(int stage);
 
@@ -96,8 +96,8 @@ uint64_t ring_live_bytes(const ring_t *r);
 #define RING_SLOT_END 2 /* ring_cursor_next: the cursor's slot is sealed and read to its end */
 
 typedef struct ring_cursor {
-    int entry;          /* reader table entry, -1 when none */
-    bool placed;        /* slot/gen/pos are valid and pinned */
+    int entry;   /* reader table entry, -1 when none */
+    bool placed; /* slot/gen/pos are valid and pinned */
     uint32_t slot;
     uint32_t gen;
     uint64_t pos;
@@ -114,8 +114,7 @@ int ring_cursor_seek(ring_t *r, ring_cursor_t *c, int64_t offset);
 /* The next published batch at the cursor, which then moves past it: 1 with *batch and *h
  * set (a view valid while the cursor stays pinned on this slot); 0 when caught up;
  * RING_SLOT_END; SHOAL_ECORRUPT. */
-int ring_cursor_next(ring_t *r, ring_cursor_t *c, const uint8_t **batch,
-                     record_batch_header_t *h);
+int ring_cursor_next(ring_t *r, ring_cursor_t *c, const uint8_t **batch, record_batch_header_t *h);
 /* Move from a finished slot to the slot that continues it. 0, 0 with placed false when
  * that slot does not exist yet, SHOAL_EOFFSET when it is gone. Drops the old pin. */
 int ring_cursor_advance(ring_t *r, ring_cursor_t *c);

@@ -11,10 +11,10 @@
 
 #include "record.h"
 
-#define SEGMENT_INDEX_INTERVAL_BYTES 4096
-#define SEGMENT_INDEX_ENTRY_BYTES 8
+#define SEGMENT_INDEX_INTERVAL_BYTES  4096
+#define SEGMENT_INDEX_ENTRY_BYTES     8
 #define SEGMENT_TIMEINDEX_ENTRY_BYTES 12
-#define SEGMENT_NAME_DIGITS 20
+#define SEGMENT_NAME_DIGITS           20
 
 /* "<dir>/<base offset as 20 digits><ext>" into buf; ext is ".log", ".index", ".timeindex".
  * Returns 0, -ENAMETOOLONG, or -EINVAL for a negative base. */
@@ -31,8 +31,8 @@ typedef struct segment_scan {
     int64_t max_timestamp; /* -1 when empty */
     uint64_t batches;
     uint64_t records;
-    int error;          /* 0; RECORD_INCOMPLETE (torn tail); SHOAL_ECORRUPT */
-    char why[160];      /* what was wrong and where, when error != 0 */
+    int error;     /* 0; RECORD_INCOMPLETE (torn tail); SHOAL_ECORRUPT */
+    char why[160]; /* what was wrong and where, when error != 0 */
 } segment_scan_t;
 
 /* Called for each good batch at byte pos; return non-zero to stop the scan there. */
@@ -50,13 +50,13 @@ int segment_scan_bytes(const uint8_t *data, size_t len, int64_t base, bool check
  * entries idx[0..idx_len) (may be empty) and a short forward scan. Returns the byte
  * position, or SHOAL_EOFFSET when no batch of the data holds offset or a later one, or
  * SHOAL_ECORRUPT when a damaged batch header comes before it. */
-int64_t segment_find_offset(const uint8_t *data, size_t len, int64_t base,
-                            const uint8_t *idx, size_t idx_len, int64_t offset);
+int64_t segment_find_offset(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
+                            size_t idx_len, int64_t offset);
 
 /* Outcome of recovering one segment, for the daemon's log. */
 typedef struct segment_recovery {
     segment_scan_t scan;
-    uint64_t file_bytes;     /* size before any truncation */
+    uint64_t file_bytes; /* size before any truncation */
     uint64_t truncated_bytes;
     bool index_rebuilt;
 } segment_recovery_t;
@@ -76,7 +76,7 @@ typedef struct index_writer {
     uint64_t index_bytes;     /* current size of .index */
     uint64_t timeindex_bytes; /* current size of .timeindex */
     uint64_t last_indexed_pos;
-    int64_t last_timestamp;   /* largest timestamp written to .timeindex */
+    int64_t last_timestamp; /* largest timestamp written to .timeindex */
     bool has_entry;
 } index_writer_t;
 

@@ -26,12 +26,12 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define SHM_CTL_MAGIC 0x4c54434c414f4853ull     /* "SHOALCTL" */
-#define SHM_READERS_MAGIC 0x5244524c414f4853ull /* "SHOALRDR" */
+#define SHM_CTL_MAGIC      0x4c54434c414f4853ull /* "SHOALCTL" */
+#define SHM_READERS_MAGIC  0x5244524c414f4853ull /* "SHOALRDR" */
 #define SHM_LAYOUT_VERSION 1u
-#define SHM_MAX_SLOTS 64u
-#define SHM_MAX_READERS 256u
-#define SHM_CACHE_LINE 64
+#define SHM_MAX_SLOTS      64u
+#define SHM_MAX_READERS    256u
+#define SHM_CACHE_LINE     64
 
 /* Life of a slot. Every transition but the reader's pin happens under the append lock:
  *   FREE -> ACTIVE      a producer rotates into it (gen is incremented)
@@ -65,7 +65,7 @@ struct shm_ctl {
     uint32_t slot_count;
     uint32_t partition;
     uint32_t max_record_bytes;
-    uint32_t storage; /* shoal_storage_t */
+    uint32_t storage;         /* shoal_storage_t */
     _Atomic uint32_t deleted; /* set when the topic is deleted: appends and polls stop */
     uint8_t pad0_[SHM_CACHE_LINE - 44];
 
@@ -78,7 +78,7 @@ struct shm_ctl {
     /* producer-written, under the lock */
     _Atomic int64_t log_end_offset; /* next offset to assign */
     _Atomic uint32_t active_slot;
-    _Atomic uint32_t space_seq;    /* futex: bumped when a slot is freed */
+    _Atomic uint32_t space_seq; /* futex: bumped when a slot is freed */
     _Atomic uint32_t space_waiters;
     uint8_t pad1_[SHM_CACHE_LINE - 20];
 
@@ -106,9 +106,9 @@ struct shm_ctl {
 #define SHM_PIN(slot, gen) ((((uint64_t)(slot) + 1) << 32) | (uint32_t)(gen))
 
 struct shm_reader {
-    _Atomic int32_t pid;           /* owner process, 0 when the entry is free */
-    _Atomic uint32_t sleeping;     /* counted in waiters while set */
-    _Atomic uint64_t pin;          /* slot this reader holds views into */
+    _Atomic int32_t pid;       /* owner process, 0 when the entry is free */
+    _Atomic uint32_t sleeping; /* counted in waiters while set */
+    _Atomic uint64_t pin;      /* slot this reader holds views into */
     uint8_t pad_[SHM_CACHE_LINE - 16];
 };
 

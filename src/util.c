@@ -175,8 +175,7 @@ int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected,
         abs = shoal__deadline(CLOCK_MONOTONIC, timeout_ms);
         tp = &abs;
     }
-    if (syscall(SYS_futex_waitv, w, (unsigned)n, 0, tp, CLOCK_MONOTONIC) >= 0 ||
-        errno == EAGAIN)
+    if (syscall(SYS_futex_waitv, w, (unsigned)n, 0, tp, CLOCK_MONOTONIC) >= 0 || errno == EAGAIN)
         return 0;
     if (errno != ENOSYS)
         return -errno;

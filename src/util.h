@@ -28,14 +28,14 @@ int shoal__set_err(int err, const char *fmt, ...) __attribute__((format(printf, 
 void shoal__clear_err(void);
 
 /* ---- time ---- */
-int64_t shoal__now_ms(void);      /* wall clock, ms since the epoch (record timestamps) */
-int64_t shoal__mono_ns(void);     /* monotonic clock, ns */
+int64_t shoal__now_ms(void);  /* wall clock, ms since the epoch (record timestamps) */
+int64_t shoal__mono_ns(void); /* monotonic clock, ns */
 /* The absolute time timeout_ms from now on clock (for timed waits). */
 struct timespec shoal__deadline(int clock, int timeout_ms);
 
 /* ---- atomics on shared memory: named so every ordering is visible at the call site ---- */
-#define shoal_load_acquire(p) atomic_load_explicit((p), memory_order_acquire)
-#define shoal_load_relaxed(p) atomic_load_explicit((p), memory_order_relaxed)
+#define shoal_load_acquire(p)     atomic_load_explicit((p), memory_order_acquire)
+#define shoal_load_relaxed(p)     atomic_load_explicit((p), memory_order_relaxed)
 #define shoal_store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
 #define shoal_store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
 
@@ -91,7 +91,7 @@ int shoal__pread_all(int fd, void *buf, size_t len, uint64_t off);
 int shoal__fsync_dir(const char *path);
 
 #define SHOAL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define SHOAL_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define SHOAL_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define SHOAL_MIN(a, b)    ((a) < (b) ? (a) : (b))
+#define SHOAL_MAX(a, b)    ((a) > (b) ? (a) : (b))
 
 #endif

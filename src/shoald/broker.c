@@ -19,8 +19,8 @@
 #include "log.h"
 #include "util.h"
 
-#define SEGMENT_BYTES_MIN (64ull << 10)
-#define SEGMENT_BYTES_MAX (1ull << 30)
+#define SEGMENT_BYTES_MIN    (64ull << 10)
+#define SEGMENT_BYTES_MAX    (1ull << 30)
 #define MAX_RECORD_BYTES_MIN 64u
 
 int broker_check_config(const shoal_topic_config_t *c)
@@ -38,9 +38,9 @@ int broker_check_config(const shoal_topic_config_t *c)
         return SHOAL_ERR(SHOAL_ECONFIG, "ring slots must be 2..%u, not %u", SHM_MAX_SLOTS,
                          c->ring_slots);
     if (c->max_record_bytes < MAX_RECORD_BYTES_MIN || c->max_record_bytes > c->segment_bytes / 2)
-        return SHOAL_ERR(SHOAL_ECONFIG, "max record bytes must be %u..%llu (half a segment), not %u",
-                         MAX_RECORD_BYTES_MIN, (unsigned long long)(c->segment_bytes / 2),
-                         c->max_record_bytes);
+        return SHOAL_ERR(
+            SHOAL_ECONFIG, "max record bytes must be %u..%llu (half a segment), not %u",
+            MAX_RECORD_BYTES_MIN, (unsigned long long)(c->segment_bytes / 2), c->max_record_bytes);
     return 0;
 }
 
@@ -192,8 +192,7 @@ void broker_flush_all(broker_t *b, bool final, bool reap)
             bool was_broken = dp->broken;
             int rc = dpart_flush(dp, b->cfg->flush_ms, final);
             if (rc < 0 && (!was_broken || final))
-                log_error("%s-%u: flush: %s (%s)", t->name, p, shoal_strerror(rc),
-                          shoal_errmsg());
+                log_error("%s-%u: flush: %s (%s)", t->name, p, shoal_strerror(rc), shoal_errmsg());
             if (reap)
                 dpart_reap(dp);
         }

@@ -91,14 +91,13 @@ int config_set(shoald_config_t *cfg, const char *key, const char *value, char *e
             return set_int(dst, k, value, err, cap);
         case KEY_LEVEL:
             if ((cfg->log_level = log_level_parse(value)) < 0) {
-                snprintf(err, cap, "log.level: '%s' is not error|warning|notice|info|debug",
-                         value);
+                snprintf(err, cap, "log.level: '%s' is not error|warning|notice|info|debug", value);
                 return SHOAL_ECONFIG;
             }
             return 0;
         default:
-            return set_name(dst, k->kind == KEY_NAME ? sizeof(cfg->instance) : PATH_MAX, k,
-                            value, err, cap);
+            return set_name(dst, k->kind == KEY_NAME ? sizeof(cfg->instance) : PATH_MAX, k, value,
+                            err, cap);
         }
     }
     snprintf(err, cap, "unknown setting '%s'", key);
@@ -179,8 +178,7 @@ static void arg_key(const char *arg, char *key, size_t cap, const char **inline_
 
 /* One pass over argv: pass 0 loads --config files, pass 1 applies the other keys, so the
  * command line wins over the file wherever --config stands. */
-static int config_pass(shoald_config_t *cfg, int argc, char **argv, int pass, char *err,
-                       size_t cap)
+static int config_pass(shoald_config_t *cfg, int argc, char **argv, int pass, char *err, size_t cap)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *value;

@@ -9,10 +9,10 @@ void log_set_level(int level);
 int log_level_parse(const char *name); /* "error".."debug" -> level, or -1 */
 void shoald_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define log_error(...) shoald_log(LOG_ERR, __VA_ARGS__)
-#define log_warn(...) shoald_log(LOG_WARN, __VA_ARGS__)
+#define log_error(...)  shoald_log(LOG_ERR, __VA_ARGS__)
+#define log_warn(...)   shoald_log(LOG_WARN, __VA_ARGS__)
 #define log_notice(...) shoald_log(LOG_NOTICE, __VA_ARGS__)
-#define log_info(...) shoald_log(LOG_INFO, __VA_ARGS__)
-#define log_debug(...) shoald_log(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...)   shoald_log(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)  shoald_log(LOG_DEBUG, __VA_ARGS__)
 
 #endif

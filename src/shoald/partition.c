@@ -91,8 +91,8 @@ static int disk_recover(dpart_t *p, struct disk_state *ds)
     }
     if (rec.truncated_bytes)
         log_warn("%s-%u: truncated %llu bytes of torn or corrupt tail from segment %lld (%s)",
-                 p->topic, p->id, (unsigned long long)rec.truncated_bytes,
-                 (long long)bases[n - 1], rec.scan.why);
+                 p->topic, p->id, (unsigned long long)rec.truncated_bytes, (long long)bases[n - 1],
+                 rec.scan.why);
     if (rec.index_rebuilt)
         log_notice("%s-%u: rebuilt the index of segment %lld", p->topic, p->id,
                    (long long)bases[n - 1]);
@@ -154,11 +154,10 @@ static int ring_reattach(dpart_t *p, const struct disk_state *ds)
     ring_reap_dead_readers(&p->ring);
     if (!is_disk(p))
         return 0;
-    if (atomic_load(&p->ring.ctl->log_end_offset) < ds->end ||
-        (rc = flusher_resume(p, ds)) < 0) {
+    if (atomic_load(&p->ring.ctl->log_end_offset) < ds->end || (rc = flusher_resume(p, ds)) < 0) {
         rc = SHOAL_ECORRUPT;
-        log_error("%s-%u: shared ring does not continue the disk log (disk ends at %lld)",
-                  p->topic, p->id, (long long)ds->end);
+        log_error("%s-%u: shared ring does not continue the disk log (disk ends at %lld)", p->topic,
+                  p->id, (long long)ds->end);
         goto out_unmap;
     }
     atomic_store(&p->ring.ctl->flushed_offset, ds->end);
@@ -260,9 +259,8 @@ static int dpart_names(dpart_t *p, const char *data_dir, const char *shm_dir, co
     return 0;
 }
 
-static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir,
-                           const char *topic, uint32_t id, const shoal_topic_config_t *cfg,
-                           bool fresh);
+static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
+                           uint32_t id, const shoal_topic_config_t *cfg, bool fresh);
 
 int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
                uint32_t id, const shoal_topic_config_t *cfg, bool fresh)
@@ -274,9 +272,8 @@ int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char
 }
 
 /* dpart_open without the daemon's pid. */
-static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir,
-                           const char *topic, uint32_t id, const shoal_topic_config_t *cfg,
-                           bool fresh)
+static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
+                           uint32_t id, const shoal_topic_config_t *cfg, bool fresh)
 {
     struct disk_state ds = {0};
     int rc;
@@ -448,13 +445,12 @@ static void flusher_reclaim(dpart_t *p)
      * segment file). The flusher moves off it on its next pass; it is freed after that. */
     if (p->fl_placed && p->fl_slot == next)
         return;
-    if (atomic_load(&s->state) != SHM_SLOT_SEALED ||
-        atomic_load(&s->end_offset) > p->synced_offset)
+    if (atomic_load(&s->state) != SHM_SLOT_SEALED || atomic_load(&s->end_offset) > p->synced_offset)
         return;
     if (ring_reclaim_slot(&p->ring, next, 10) == 0) {
         uint32_t after = (next + 1) % p->ring.slot_count;
-        log_debug("%s-%u: freed slot %u; shared memory now starts at offset %lld", p->topic,
-                  p->id, next, (long long)atomic_load(&ctl->slots[after].base_offset));
+        log_debug("%s-%u: freed slot %u; shared memory now starts at offset %lld", p->topic, p->id,
+                  next, (long long)atomic_load(&ctl->slots[after].base_offset));
     }
 }
 
@@ -531,8 +527,7 @@ void dpart_remove(dpart_t *p)
 
 /* ------------------------------------------------------------------ lookups */
 
-static int64_t segment_position(const char *dir, int64_t base, int fd, uint64_t len,
-                                int64_t offset)
+static int64_t segment_position(const char *dir, int64_t base, int fd, uint64_t len, int64_t offset)
 {
     char path[PATH_MAX];
     const uint8_t *log, *idx = NULL;

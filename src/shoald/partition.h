@@ -20,15 +20,15 @@ typedef struct dpart {
     ring_t ring;
 
     /* the flusher's state: touched only by the flusher thread (and open/close) */
-    uint32_t fl_slot;       /* slot being copied to disk */
-    uint64_t fl_pos;        /* bytes of it already written */
-    bool fl_placed;         /* fl_slot is known (false between a seal and the next slot) */
-    int log_fd;             /* the segment file of fl_slot, -1 until first write */
+    uint32_t fl_slot; /* slot being copied to disk */
+    uint64_t fl_pos;  /* bytes of it already written */
+    bool fl_placed;   /* fl_slot is known (false between a seal and the next slot) */
+    int log_fd;       /* the segment file of fl_slot, -1 until first write */
     index_writer_t iw;
     int64_t written_offset; /* next offset after the last batch written */
     int64_t synced_offset;  /* next offset after the last batch fsynced */
     int64_t last_sync_ns;
-    bool broken;            /* the ring held a malformed batch: flushing stopped */
+    bool broken; /* the ring held a malformed batch: flushing stopped */
 
     _Atomic uint64_t disk_bytes_sealed; /* .log bytes of every segment but fl_slot's */
     _Atomic uint64_t disk_bytes_active;

@@ -21,7 +21,7 @@
 #include "log.h"
 #include "util.h"
 
-#define SERVER_MAX_CONNS 1024
+#define SERVER_MAX_CONNS  1024
 #define SERVER_READ_CHUNK 65536
 
 struct conn {
@@ -153,8 +153,7 @@ static int find_partition(server_t *s, ctl_reader_t *r, dtopic_t **t, int32_t *p
     return 0;
 }
 
-static int on_topic_describe(server_t *s, struct conn *c, ctl_reader_t *r, int *fds,
-                             size_t *nfds)
+static int on_topic_describe(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
 {
     char name[SHOAL_TOPIC_NAME_MAX + 2];
     dtopic_t *t;
@@ -292,8 +291,7 @@ static int conn_answer(server_t *s, struct conn *c, const ctl_header_t *h, const
 /* Reply to a frame whose header is unusable, then give up on the connection. */
 static void conn_reject(server_t *s, struct conn *c, int status)
 {
-    log_warn("client pid %d sent a bad frame header: %s; closing", (int)c->pid,
-             shoal_errmsg());
+    log_warn("client pid %d sent a bad frame header: %s; closing", (int)c->pid, shoal_errmsg());
     ctl_response_begin(&s->out, 0, 0, status, shoal_errmsg());
     if (ctl_frame_end(&s->out) == 0)
         ctlsock_send(c->fd, s->out.buf, s->out.len, NULL, 0);
