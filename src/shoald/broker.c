@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -181,6 +182,36 @@ out_unlock:
 }
 
 /* ------------------------------------------------------------------ flushing */
+
+void broker_wait_for_work(broker_t *b, int timeout_ms)
+{
+    _Atomic uint32_t *words[128];
+    uint32_t zeros[128] = {0};
+    size_t n = 0;
+
+    pthread_rwlock_rdlock(&b->lock);
+    for (size_t i = 0; i < b->ntopics && n < 128; i++) {
+        dtopic_t *t = b->topics[i];
+        if (t->cfg.storage != SHOAL_STORAGE_DISK)
+            continue;
+        for (uint32_t p = 0; p < t->cfg.partitions && n < 128; p++) {
+            words[n] = &t->parts[p].ring.ctl->flush_waiters;
+            if (atomic_load(words[n++]) != 0)
+                timeout_ms = 0;
+        }
+    }
+    pthread_rwlock_unlock(&b->lock);
+    /* A topic deleted meanwhile unmaps its word: the wait then fails with EFAULT or times
+     * out, and the next pass looks again. */
+    if (n == 0 || timeout_ms == 0) {
+        struct timespec ts = {.tv_sec = timeout_ms / 1000,
+                              .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
+        if (timeout_ms > 0)
+            nanosleep(&ts, NULL);
+        return;
+    }
+    shoal__futex_waitv(words, zeros, n, timeout_ms);
+}
 
 void broker_flush_all(broker_t *b, bool final, bool reap)
 {

@@ -45,6 +45,10 @@ int broker_topic_delete(broker_t *b, const char *name);
 /* Call with the registry lock held (read or write). NULL when missing. */
 dtopic_t *broker_find(broker_t *b, const char *name);
 
+/* Sleep up to timeout_ms, or until a producer starts waiting for ACKS_DISK on one of the
+ * first 128 disk partitions. Returns at once when one already waits. */
+void broker_wait_for_work(broker_t *b, int timeout_ms);
+
 /* One pass of the flusher over every partition; final makes it fsync everything. */
 void broker_flush_all(broker_t *b, bool final, bool reap);
 

@@ -35,8 +35,6 @@ static void *flusher_main(void *arg)
 {
     struct daemon *d = arg;
     int64_t last_reap = 0;
-    struct timespec ts = {.tv_sec = d->cfg.flush_interval_ms / 1000,
-                          .tv_nsec = (long)(d->cfg.flush_interval_ms % 1000) * 1000000L};
 
     while (!d->stop) {
         int64_t now = shoal__mono_ns();
@@ -44,7 +42,7 @@ static void *flusher_main(void *arg)
         broker_flush_all(&d->broker, false, reap);
         if (reap)
             last_reap = now;
-        nanosleep(&ts, NULL);
+        broker_wait_for_work(&d->broker, d->cfg.flush_interval_ms);
     }
     return NULL;
 }
