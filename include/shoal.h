@@ -391,6 +391,66 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
 SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, size_t max,
                             int timeout_ms);
 
+/* ---------------------------------------------------------------------------------------
+ * Consumer groups: partition assignors
+ *
+ * Kafka's client-side assignment: in each generation the group's leader runs an assignor
+ * over every member's subscription and hands the result to the coordinator. The built-in
+ * assignors carry Kafka's names; an application may supply its own shoal_assignor_t.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct shoal_topic_partition {
+    const char *topic;
+    int32_t partition;
+} shoal_topic_partition_t;
+
+/** One member as an assignor sees it. Arrays are owned by the caller of the assignor. */
+typedef struct shoal_assign_member {
+    const char *member_id;         /* unique in the group */
+    const char *group_instance_id; /* static membership id, or NULL */
+    const char *const *topics;     /* the member's subscription */
+    size_t topic_count;
+    const shoal_topic_partition_t *owned; /* partitions it owns now (sticky assignors) */
+    size_t owned_count;
+    int32_t generation; /* generation of `owned`, -1 when none */
+} shoal_assign_member_t;
+
+typedef struct shoal_assign_topic {
+    const char *topic;
+    uint32_t partitions;
+} shoal_assign_topic_t;
+
+typedef struct shoal_assign_input {
+    const shoal_assign_member_t *members; /* sorted by member_id */
+    size_t member_count;
+    const shoal_assign_topic_t *topics; /* every topic some member subscribes to, sorted */
+    size_t topic_count;
+} shoal_assign_input_t;
+
+/** Where an assignor writes its result (opaque; filled with shoal_assign_output_add()). */
+typedef struct shoal_assign_output shoal_assign_output_t;
+
+/** Give partition (topic, partition) to members[member_index]. topic must point to a string
+ * that outlives the output (the input's strings do).
+ * @return 0, SHOAL_EINVAL (index out of range), -ENOMEM. Thread-safety: one thread per
+ * output. */
+SHOAL_EXTERN int shoal_assign_output_add(shoal_assign_output_t *out, size_t member_index,
+                                         const char *topic, int32_t partition);
+
+/** An assignor. assign() must give every partition of every topic in the input to exactly
+ * one member subscribed to that topic (a cooperative assignor may instead withhold a
+ * partition that another member still owns: it is revoked first and assigned in the next
+ * rebalance). Returns 0 or a negative code. */
+typedef struct shoal_assignor {
+    const char *name; /* "range", "roundrobin", "sticky", "cooperative-sticky" */
+    bool cooperative; /* incremental rebalancing: only moved partitions are revoked */
+    int (*assign)(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out);
+    void *arg;
+} shoal_assignor_t;
+
+/** A built-in assignor by Kafka's name, or NULL. The result is static. Thread-safety: any. */
+SHOAL_EXTERN const shoal_assignor_t *shoal_assignor_builtin(const char *name);
+
 #ifdef __cplusplus
 }
 #endif

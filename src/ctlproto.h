@@ -45,7 +45,12 @@ enum ctl_type {
     CTL_TOPIC_DESCRIBE = 5,
     CTL_ATTACH = 6,
     CTL_SEGMENT_OPEN = 7,
-    CTL_TYPE_MAX_ = 8 /* first unused: the group issue adds its messages from here */
+    /* 8..15: storage lifecycle (topic settings, time index) */
+    CTL_TOPIC_ALTER = 8,
+    CTL_OFFSET_FOR_TIME = 9,
+    /* 16..31: consumer groups */
+    CTL_GROUP_FIRST_ = 16,
+    CTL_TYPE_MAX_ = 32 /* size of the server's handler table */
 };
 
 typedef struct ctl_header {
