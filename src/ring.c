@@ -467,6 +467,22 @@ int ring_reclaim_slot(ring_t *r, uint32_t slot, int timeout_ms)
     return rc;
 }
 
+static int ring_rotate_locked(ring_t *r);
+
+int ring_roll(ring_t *r, int timeout_ms)
+{
+    struct shm_ctl *ctl = r->ctl;
+    int rc = rlock_acquire(&ctl->lock, timeout_ms, ring_repair, r);
+    if (rc < 0)
+        return rc;
+    if (atomic_load(&ctl->slots[atomic_load(&ctl->active_slot)].used) == 0)
+        rc = SHOAL_AGAIN;
+    else
+        rc = ring_rotate_locked(r);
+    rlock_release(&ctl->lock);
+    return rc;
+}
+
 int ring_reap_dead_readers(ring_t *r)
 {
     int reaped = 0;

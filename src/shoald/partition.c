@@ -282,6 +282,7 @@ static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir
     p->id = id;
     p->cfg = *cfg;
     p->log_fd = -1;
+    p->oldest_base = -1;
     p->iw.index_fd = p->iw.timeindex_fd = -1;
     p->last_sync_ns = shoal__mono_ns();
     if ((rc = dpart_names(p, data_dir, shm_dir, topic, id)) < 0)
@@ -358,6 +359,8 @@ static int flusher_write(dpart_t *p, uint64_t used)
 
     if (p->log_fd < 0 && (rc = flusher_open_file(p)) < 0)
         return rc;
+    if (p->segment_since_ns == 0)
+        p->segment_since_ns = shoal__mono_ns();
     rc = shoal__pwrite_all(p->log_fd, data + pos, used - pos, pos);
     if (rc < 0)
         return SHOAL_ERR(rc, "%s-%u: write to segment failed", p->topic, p->id);
@@ -391,6 +394,7 @@ static int flusher_next_slot(dpart_t *p)
     }
     atomic_fetch_add(&p->disk_bytes_sealed, atomic_exchange(&p->disk_bytes_active, 0));
     p->fl_placed = false;
+    p->segment_since_ns = 0;
     for (uint32_t i = 0; i < p->ring.slot_count; i++) {
         struct shm_slot *s = &p->ring.ctl->slots[i];
         uint32_t st = atomic_load(&s->state);
@@ -454,10 +458,124 @@ static void flusher_reclaim(dpart_t *p)
     }
 }
 
+/* ------------------------------------------------------------------ retention */
+
+#define RETENTION_INTERVAL_NS (1000 * 1000000LL)
+
+/* The largest record timestamp in a sealed segment, from its batch headers; -1 if none. */
+static int64_t segment_max_timestamp(const char *dir, int64_t base)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    const uint8_t *data;
+    int64_t max_ts = -1;
+    uint64_t pos = 0;
+    int fd;
+
+    if (segment_path(path, sizeof(path), dir, base, ".log") < 0 ||
+        (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || st.st_size == 0 ||
+        (data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    while (pos < (uint64_t)st.st_size) {
+        record_batch_header_t h;
+        if (record_batch_parse(data + pos, (size_t)st.st_size - pos, &h) != 0)
+            break;
+        max_ts = SHOAL_MAX(max_ts, h.max_timestamp);
+        pos += record_batch_size(&h);
+    }
+    munmap((void *)data, (size_t)st.st_size);
+    return max_ts;
+}
+
+static void segment_unlink(const char *dir, int64_t base)
+{
+    static const char *const exts[] = {".log", ".index", ".timeindex"};
+    char path[PATH_MAX];
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(exts); i++)
+        if (segment_path(path, sizeof(path), dir, base, exts[i]) == 0)
+            unlink(path);
+}
+
+/* Why the oldest segment (base, bytes) must go, or NULL to keep it (and all after it). */
+static const char *retention_reason(dpart_t *p, int64_t base, uint64_t bytes, uint64_t total)
+{
+    if (p->cfg.retention_bytes >= 0 && total - bytes >= (uint64_t)p->cfg.retention_bytes)
+        return "retention.bytes";
+    if (p->cfg.retention_ms < 0)
+        return NULL;
+    if (p->oldest_base != base) {
+        p->oldest_base = base;
+        p->oldest_max_ts = segment_max_timestamp(p->dir, base);
+    }
+    if (p->oldest_max_ts >= 0 && p->oldest_max_ts < shoal__now_ms() - p->cfg.retention_ms)
+        return "retention.ms";
+    return NULL;
+}
+
+/* Delete whole sealed segments, oldest first, while retention says so. The segment the
+ * flusher writes (and any after it) is never deleted. A consumer that has a deleted segment
+ * mapped keeps reading it: the mapping outlives the unlink. */
+static void dpart_apply_retention(dpart_t *p)
+{
+    int64_t *bases = NULL, writing;
+    uint64_t total = 0, bytes;
+    size_t n = 0, i;
+
+    if (!(p->cfg.cleanup_policy & SHOAL_CLEANUP_DELETE) ||
+        (p->cfg.retention_bytes < 0 && p->cfg.retention_ms < 0) ||
+        segment_list(p->dir, &bases, &n) < 0)
+        return;
+    writing =
+        p->fl_placed ? atomic_load(&p->ring.ctl->slots[p->fl_slot].base_offset) : p->written_offset;
+    for (i = 0; i < n; i++)
+        total += file_size(p->dir, bases[i]);
+    for (i = 0; i + 1 < n && bases[i] < writing; i++) {
+        const char *why;
+        bytes = file_size(p->dir, bases[i]);
+        if (!(why = retention_reason(p, bases[i], bytes, total)))
+            break;
+        segment_unlink(p->dir, bases[i]);
+        total -= bytes;
+        atomic_fetch_sub(&p->disk_bytes_sealed,
+                         SHOAL_MIN(bytes, atomic_load(&p->disk_bytes_sealed)));
+        log_info("%s-%u: deleted segment %lld (%llu bytes) by %s", p->topic, p->id,
+                 (long long)bases[i], (unsigned long long)bytes, why);
+    }
+    if (i > 0 && bases[i] > atomic_load(&p->ring.ctl->log_start_offset))
+        atomic_store(&p->ring.ctl->log_start_offset, bases[i]);
+    shoal__free(bases);
+}
+
+/* Roll the segment being written once it is older than segment.ms. */
+static void dpart_roll_by_time(dpart_t *p, int64_t now_ns)
+{
+    if (p->segment_since_ns == 0 || now_ns - p->segment_since_ns < p->cfg.segment_ms * 1000000)
+        return;
+    if (ring_roll(&p->ring, 10) == 0) {
+        log_info("%s-%u: rolled the active segment after segment.ms", p->topic, p->id);
+        p->segment_since_ns = 0;
+    }
+}
+
+/* ------------------------------------------------------------------ flush */
+
+static bool flush_due(dpart_t *p, int daemon_flush_ms, int64_t now_ns)
+{
+    int64_t flush_ms = p->cfg.flush_ms >= 0 ? p->cfg.flush_ms : daemon_flush_ms;
+    return atomic_load(&p->ring.ctl->flush_waiters) > 0 ||
+           now_ns - p->last_sync_ns >= flush_ms * 1000000 ||
+           (p->cfg.flush_messages > 0 &&
+            p->written_offset - p->synced_offset >= p->cfg.flush_messages);
+}
+
 int dpart_flush(dpart_t *p, int flush_ms, bool final)
 {
-    struct shm_ctl *ctl = p->ring.ctl;
-    bool due;
+    int64_t now;
     int rc;
 
     if (!is_disk(p) || p->broken)
@@ -465,11 +583,15 @@ int dpart_flush(dpart_t *p, int flush_ms, bool final)
     rc = flusher_copy(p);
     if (rc < 0)
         return rc;
-    due = final || atomic_load(&ctl->flush_waiters) > 0 ||
-          shoal__mono_ns() - p->last_sync_ns >= (int64_t)flush_ms * 1000000;
-    if (due && (rc = flusher_sync(p)) < 0)
+    now = shoal__mono_ns();
+    if ((final || flush_due(p, flush_ms, now)) && (rc = flusher_sync(p)) < 0)
         return rc;
     flusher_reclaim(p);
+    dpart_roll_by_time(p, now);
+    if (now - p->last_retention_ns >= RETENTION_INTERVAL_NS) {
+        p->last_retention_ns = now;
+        dpart_apply_retention(p);
+    }
     return 0;
 }
 
