@@ -604,8 +604,15 @@ static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
 {
     struct shm_ctl *ctl = r->ctl;
     int64_t left_ms = (deadline_ns - shoal__mono_ns()) / 1000000;
-    if (left_ms <= 0)
+    if (left_ms <= 0) {
+        int32_t io = atomic_load(&ctl->flush_error);
+        if (io != 0)
+            return SHOAL_ERR(SHOAL_AGAIN,
+                             "ring full: shoald cannot write to disk (%s); "
+                             "appended records wait in shared memory",
+                             shoal_strerror(io));
         return SHOAL_ERR(SHOAL_AGAIN, "ring full: every slot awaits flushing or is pinned");
+    }
     /* A memory topic's slot is freed by the reader that unpins it, which does not signal:
      * look again every millisecond. */
     if (ctl->storage == SHOAL_STORAGE_MEMORY)

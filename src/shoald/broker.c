@@ -241,10 +241,7 @@ void broker_flush_all(broker_t *b, bool final, bool reap)
         dtopic_t *t = b->topics[i];
         for (uint32_t p = 0; p < t->cfg.partitions; p++) {
             dpart_t *dp = &t->parts[p];
-            bool was_broken = dp->broken;
-            int rc = dpart_flush(dp, b->cfg->flush_ms, final);
-            if (rc < 0 && (!was_broken || final))
-                log_error("%s-%u: flush: %s (%s)", t->name, p, shoal_strerror(rc), shoal_errmsg());
+            dpart_flush(dp, b->cfg->flush_ms, final); /* logs its own failures */
             if (reap)
                 dpart_reap(dp);
         }

@@ -34,6 +34,21 @@
 #include "util.h"
 
 #define DPART_LOCK_TIMEOUT_MS 1000
+#define ERROR_LOG_INTERVAL_NS (10 * 1000000000LL)
+
+/* Fault hook for the disk-full tests: while the file named by $SHOALD_TEST_ENOSPC_FILE
+ * exists, segment writes and fsyncs fail with ENOSPC. Unset (always, in production), it
+ * costs one pointer test per write. */
+static int io_fault(void)
+{
+    static const char *path;
+    static bool looked;
+    if (!looked) {
+        path = getenv("SHOALD_TEST_ENOSPC_FILE");
+        looked = true;
+    }
+    return path && access(path, F_OK) == 0 ? -ENOSPC : 0;
+}
 
 static void params_of(const dpart_t *p, ring_params_t *rp)
 {
@@ -333,8 +348,9 @@ static int flusher_sync(dpart_t *p)
 {
     struct shm_ctl *ctl = p->ring.ctl;
     if (p->log_fd >= 0 && p->synced_offset != p->written_offset) {
-        if (fdatasync(p->log_fd) < 0)
-            return SHOAL_ERR(-errno, "%s-%u: fdatasync failed", p->topic, p->id);
+        int io = io_fault();
+        if (io < 0 || fdatasync(p->log_fd) < 0)
+            return SHOAL_ERR(io < 0 ? io : -errno, "%s-%u: fdatasync failed", p->topic, p->id);
         int rc = index_writer_sync(&p->iw);
         if (rc < 0)
             return rc;
@@ -361,7 +377,9 @@ static int flusher_write(dpart_t *p, uint64_t used)
         return rc;
     if (p->segment_since_ns == 0)
         p->segment_since_ns = shoal__mono_ns();
-    rc = shoal__pwrite_all(p->log_fd, data + pos, used - pos, pos);
+    rc = io_fault();
+    if (rc == 0)
+        rc = shoal__pwrite_all(p->log_fd, data + pos, used - pos, pos);
     if (rc < 0)
         return SHOAL_ERR(rc, "%s-%u: write to segment failed", p->topic, p->id);
     while (pos < used) {
@@ -573,7 +591,7 @@ static bool flush_due(dpart_t *p, int daemon_flush_ms, int64_t now_ns)
             p->written_offset - p->synced_offset >= p->cfg.flush_messages);
 }
 
-int dpart_flush(dpart_t *p, int flush_ms, bool final)
+static int flush_pass(dpart_t *p, int flush_ms, bool final)
 {
     int64_t now;
     int rc;
@@ -593,6 +611,29 @@ int dpart_flush(dpart_t *p, int flush_ms, bool final)
         dpart_apply_retention(p);
     }
     return 0;
+}
+
+/* Report a failing pass once, then every ERROR_LOG_INTERVAL_NS while it persists, and the
+ * recovery; producers see the cause through the control block's flush_error. A failed
+ * write is retried from the same position on the next pass, so nothing is lost or doubled:
+ * unflushed slots are never freed, and a full ring holds producers back (SHOAL_AGAIN). */
+int dpart_flush(dpart_t *p, int flush_ms, bool final)
+{
+    int rc = flush_pass(p, flush_ms, final);
+    int64_t now = shoal__mono_ns();
+
+    if (rc < 0 &&
+        (rc != p->last_error || final || now - p->last_error_log_ns >= ERROR_LOG_INTERVAL_NS)) {
+        log_error("%s-%u: flush failed: %s (%s)%s", p->topic, p->id, shoal_strerror(rc),
+                  shoal_errmsg(), p->broken ? "" : "; retrying, records wait in shared memory");
+        p->last_error_log_ns = now;
+    } else if (rc == 0 && p->last_error != 0) {
+        log_notice("%s-%u: disk writes resumed", p->topic, p->id);
+    }
+    if (rc != p->last_error && p->ring.ctl)
+        atomic_store(&p->ring.ctl->flush_error, rc > -4096 ? rc : -EIO);
+    p->last_error = rc;
+    return rc;
 }
 
 void dpart_reap(dpart_t *p)

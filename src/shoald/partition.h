@@ -32,6 +32,8 @@ typedef struct dpart {
     int64_t last_retention_ns; /* when retention last ran */
     int64_t oldest_base;       /* cache: the oldest segment's base ... */
     int64_t oldest_max_ts;     /* ... and its largest record timestamp (-1: unknown) */
+    int last_error;            /* the last flush error, 0 after a good pass */
+    int64_t last_error_log_ns; /* when it was last logged (errors repeat every pass) */
     bool broken;               /* the ring held a malformed batch: flushing stopped */
 
     _Atomic uint64_t disk_bytes_sealed; /* .log bytes of every segment but fl_slot's */
