@@ -175,12 +175,24 @@ static int check_name(const char *name)
     return 0;
 }
 
+/* Send the request built in w (then released) and expect a response without fields. */
+static int client_call_empty(shoal_client_t *c, ctl_writer_t *w)
+{
+    client_reply_t rep;
+    int rc = client_call(c, w, &rep);
+    ctl_writer_release(w);
+    if (rc == 0) {
+        rc = ctl_reader_finish(&rep.r);
+        client_reply_release(&rep);
+    }
+    return rc;
+}
+
 /* A request whose only field is a topic name and whose response has no fields. */
 static int topic_simple_call(shoal_client_t *c, uint16_t type, const char *name,
                              const shoal_topic_config_t *cfg)
 {
     ctl_writer_t w;
-    client_reply_t rep;
     int rc = check_name(name);
     if (rc < 0)
         return rc;
@@ -189,13 +201,7 @@ static int topic_simple_call(shoal_client_t *c, uint16_t type, const char *name,
     ctl_put_str(&w, name);
     if (cfg)
         ctl_put_topic_config(&w, cfg);
-    rc = client_call(c, &w, &rep);
-    ctl_writer_release(&w);
-    if (rc == 0) {
-        rc = ctl_reader_finish(&rep.r);
-        client_reply_release(&rep);
-    }
-    return rc;
+    return client_call_empty(c, &w);
 }
 
 int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_config_t *cfg)
@@ -213,7 +219,6 @@ int shoal_topic_alter(shoal_client_t *c, const char *name, const char *const *na
                       const char *const *values, size_t n)
 {
     ctl_writer_t w;
-    client_reply_t rep;
     int rc;
 
     shoal__clear_err();
@@ -229,13 +234,7 @@ int shoal_topic_alter(shoal_client_t *c, const char *name, const char *const *na
         ctl_put_str(&w, names[i] ? names[i] : "");
         ctl_put_str(&w, values[i] ? values[i] : "");
     }
-    rc = client_call(c, &w, &rep);
-    ctl_writer_release(&w);
-    if (rc == 0) {
-        rc = ctl_reader_finish(&rep.r);
-        client_reply_release(&rep);
-    }
-    return rc;
+    return client_call_empty(c, &w);
 }
 
 int shoal_topic_delete(shoal_client_t *c, const char *name)

@@ -152,20 +152,28 @@ static int alter_apply(shoal_topic_config_t *cfg, const char *const *names,
     return shoal_topic_config_check(cfg);
 }
 
+/* Take the registry write lock and find a topic; on failure the lock is not held. */
+static int broker_lock_topic(broker_t *b, const char *name, dtopic_t **t)
+{
+    if (!shoal_topic_name_is_valid(name))
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
+    pthread_rwlock_wrlock(&b->lock);
+    if (!(*t = broker_find(b, name))) {
+        pthread_rwlock_unlock(&b->lock);
+        return SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
+    }
+    return 0;
+}
+
 int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
                        const char *const *values, size_t n)
 {
     shoal_topic_config_t cfg;
     dtopic_t *t;
-    int rc;
+    int rc = broker_lock_topic(b, name, &t);
 
-    if (!shoal_topic_name_is_valid(name))
-        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
-    pthread_rwlock_wrlock(&b->lock);
-    if (!(t = broker_find(b, name))) {
-        rc = SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
-        goto out_unlock;
-    }
+    if (rc < 0)
+        return rc;
     cfg = t->cfg;
     if ((rc = alter_apply(&cfg, names, values, n)) < 0 ||
         (rc = store_topic_update(b->store, name, &cfg)) < 0)
@@ -183,15 +191,10 @@ out_unlock:
 int broker_topic_delete(broker_t *b, const char *name)
 {
     dtopic_t *t;
-    int rc;
+    int rc = broker_lock_topic(b, name, &t);
 
-    if (!shoal_topic_name_is_valid(name))
-        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
-    pthread_rwlock_wrlock(&b->lock);
-    if (!(t = broker_find(b, name))) {
-        rc = SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
-        goto out_unlock;
-    }
+    if (rc < 0)
+        return rc;
     if ((rc = store_topic_delete(b->store, name)) < 0)
         goto out_unlock;
     registry_remove(b, t);
