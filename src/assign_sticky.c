@@ -31,8 +31,8 @@
  * The cooperative variant computes the same target, then withholds every partition whose
  * target differs from its current owner (or that two members claim): that owner must
  * revoke it first, and the next rebalance, with the owner's claim gone, hands it over.
- * Cost: the balance step is O(moves * members^2 * topics) in the worst case, fine for
- * groups of hundreds of members.
+ * Cost: one chain search is O(members * topics); the balance step makes one per move,
+ * plus one per member to confirm that nothing can move any more.
  */
 #include "assign.h"
 
@@ -62,6 +62,7 @@ struct sticky {
     size_t *prev;        /* nm: previous member on the chain */
     size_t *via;         /* nm: topic of the hop from prev */
     size_t *queue;       /* nm */
+    bool *expanded;      /* nt: BFS already reached every subscriber of t */
 };
 
 /* ------------------------------------------------------------------ setup */
@@ -70,7 +71,7 @@ static void sticky_release(struct sticky *s)
 {
     void *arrays[] = {s->base,      s->sub,    s->subscribers, s->owner, s->owner_gen,
                       s->contested, s->target, s->count,       s->hold,  s->order,
-                      s->dist,      s->prev,   s->via,         s->queue};
+                      s->dist,      s->prev,   s->via,         s->queue, s->expanded};
     for (size_t i = 0; i < SHOAL_ARRAY_LEN(arrays); i++)
         shoal__free(arrays[i]);
 }
@@ -97,8 +98,10 @@ static int sticky_alloc(struct sticky *s)
     s->prev = sticky_calloc(nm, sizeof(*s->prev));
     s->via = sticky_calloc(nm, sizeof(*s->via));
     s->queue = sticky_calloc(nm, sizeof(*s->queue));
+    s->expanded = sticky_calloc(nt, sizeof(*s->expanded));
     if (!s->sub || !s->subscribers || !s->owner || !s->owner_gen || !s->contested || !s->target ||
-        !s->count || !s->hold || !s->order || !s->dist || !s->prev || !s->via || !s->queue)
+        !s->count || !s->hold || !s->order || !s->dist || !s->prev || !s->via || !s->queue ||
+        !s->expanded)
         return -ENOMEM;
     for (size_t p = 0; p < np; p++)
         s->owner[p] = s->target[p] = -1;
@@ -250,19 +253,24 @@ static void sticky_fill(struct sticky *s)
 
 /* ------------------------------------------------------------------ balance */
 
-/* Breadth-first search from src over "holds a partition the next member could take". */
+/* Breadth-first search from src over "holds a partition the next member could take".
+ * A topic is expanded once, by its first holder reached (the nearest), so one search
+ * costs O(members * topics). It stops after the level where the first member that could
+ * take a partition from src was found: every member of that level is then known. */
 static void sticky_bfs(struct sticky *s, size_t src)
 {
-    size_t head = 0, tail = 0;
+    size_t head = 0, tail = 0, found = STICKY_UNSEEN;
     for (size_t m = 0; m < s->nm; m++)
         s->dist[m] = STICKY_UNSEEN;
+    memset(s->expanded, 0, s->nt * sizeof(*s->expanded));
     s->dist[src] = 0;
     s->queue[tail++] = src;
-    while (head < tail) {
+    while (head < tail && s->dist[s->queue[head]] < found) {
         size_t x = s->queue[head++];
         for (size_t t = 0; t < s->nt; t++) {
-            if (s->hold[x * s->nt + t] == 0)
+            if (s->hold[x * s->nt + t] == 0 || s->expanded[t])
                 continue;
+            s->expanded[t] = true;
             for (size_t y = 0; y < s->nm; y++) {
                 if (!s->sub[y * s->nt + t] || s->dist[y] != STICKY_UNSEEN)
                     continue;
@@ -270,6 +278,8 @@ static void sticky_bfs(struct sticky *s, size_t src)
                 s->prev[y] = x;
                 s->via[y] = t;
                 s->queue[tail++] = y;
+                if (s->count[y] + 2 <= s->count[src] && found == STICKY_UNSEEN)
+                    found = s->dist[y];
             }
         }
     }
