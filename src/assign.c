@@ -277,11 +277,13 @@ out_release:
 int assign_run(const shoal_assignor_t *a, const shoal_assign_input_t *in,
                shoal_assign_output_t *out)
 {
+    if (out) {
+        out->member_count = 0;
+        out->members = NULL;
+    }
     if (!a || !a->assign || !in || !out || (in->member_count && !in->members) ||
         (in->topic_count && !in->topics))
         return SHOAL_ERR(SHOAL_EINVAL, "assign_run: NULL assignor, input or output");
-    out->member_count = 0;
-    out->members = NULL;
     int rc = check_input_order(in);
     if (rc < 0)
         return rc;

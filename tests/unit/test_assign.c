@@ -492,6 +492,22 @@ static void test_roundrobin_matches_kafka_example(void **state)
     assign_output_release(&out);
 }
 
+static void test_roundrobin_orders_static_members_first(void **state)
+{
+    (void)state;
+    uint32_t parts[] = {5};
+    struct group g;
+    shoal_assign_output_t out;
+    group_init(&g, 3, 1, parts);
+    group_subscribe_all(&g, 1u);
+    g.members[2].group_instance_id = "host-a";
+    assert_int_equal(run("roundrobin", &g, &out), 0);
+    expect_member(&out, 2, "t0:0 t0:3");
+    expect_member(&out, 0, "t0:1 t0:4");
+    expect_member(&out, 1, "t0:2");
+    assign_output_release(&out);
+}
+
 /* Kafka's second RoundRobinAssignor example: C0 takes t0, C1 t0 and t1, C2 all three. */
 static void test_roundrobin_skips_unsubscribed_members_like_kafka(void **state)
 {
@@ -927,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_range_gives_first_members_the_extra_partitions),
         cmocka_unit_test(test_range_orders_static_members_first),
         cmocka_unit_test(test_roundrobin_matches_kafka_example),
+        cmocka_unit_test(test_roundrobin_orders_static_members_first),
         cmocka_unit_test(test_roundrobin_skips_unsubscribed_members_like_kafka),
         cmocka_unit_test(test_assignors_handle_empty_groups_and_topics),
         cmocka_unit_test(test_sticky_moves_only_the_leavers_partitions),
