@@ -98,7 +98,8 @@ struct shm_ctl {
     _Atomic uint64_t appended_bytes;
     _Atomic uint64_t lock_recoveries; /* EOWNERDEAD repairs */
     _Atomic uint64_t full_events;     /* appends that found the ring full */
-    uint8_t pad3_[SHM_CACHE_LINE - 40];
+    _Atomic uint64_t fsyncs;          /* fdatasync calls by the flusher */
+    uint8_t pad3_[SHM_CACHE_LINE - 48];
 
     struct shm_slot slots[SHM_MAX_SLOTS];
 };

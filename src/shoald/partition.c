@@ -354,6 +354,7 @@ static int flusher_sync(dpart_t *p)
         int rc = index_writer_sync(&p->iw);
         if (rc < 0)
             return rc;
+        atomic_fetch_add_explicit(&ctl->fsyncs, 1, memory_order_relaxed);
     }
     p->synced_offset = p->written_offset;
     p->last_sync_ns = shoal__mono_ns();
