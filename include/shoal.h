@@ -272,6 +272,34 @@ SHOAL_EXTERN int shoal_topic_describe(shoal_client_t *client, const char *name,
                                       shoal_topic_info_t **out);
 SHOAL_EXTERN void shoal_topic_info_free(shoal_topic_info_t *info);
 
+/** A partition's counters, read from its shared control block. */
+typedef struct shoal_partition_stats {
+    int32_t partition;
+    int64_t log_start_offset;
+    int64_t log_end_offset;
+    int64_t flushed_offset;
+    uint64_t appended_batches; /* since the ring was created (daemon restarts keep it) */
+    uint64_t appended_records;
+    uint64_t appended_bytes;
+    uint64_t lock_recoveries; /* appends that repaired the lock after a dead owner */
+    uint64_t full_events;     /* appends that found the ring full (back-pressure) */
+    uint64_t fsyncs;          /* the daemon's fdatasync calls for this partition */
+    uint64_t shm_bytes;       /* bytes in live ring slots */
+    uint32_t live_slots;      /* ring slots holding records */
+    uint32_t ring_slots;
+    uint32_t readers;    /* reader entries in use (consumers attached) */
+    uint32_t waiters;    /* readers asleep waiting for records */
+    int32_t flush_error; /* the daemon's last disk error (-errno), 0 when healthy */
+} shoal_partition_stats_t;
+
+/** Read one partition's counters straight from shared memory: a read-only attach that
+ * takes no lock and does not disturb producers or consumers. Values are read one by one,
+ * so they may be from slightly different instants.
+ * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ENOPARTITION, SHOAL_ECLOSED, -errno.
+ * Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_partition_stats(shoal_client_t *client, const char *topic, int32_t partition,
+                                       shoal_partition_stats_t *out);
+
 /* ---------------------------------------------------------------------------------------
  * Records
  * ------------------------------------------------------------------------------------- */

@@ -89,6 +89,22 @@ int cli_topic_create(cli_t *cli, int argc, char **argv);
 int cli_topic_list(cli_t *cli, int argc, char **argv);
 int cli_topic_describe(cli_t *cli, int argc, char **argv);
 int cli_topic_alter(cli_t *cli, int argc, char **argv);
+int cli_stats(cli_t *cli, int argc, char **argv);
+
+/* An aligned table (table.c): fill cells with snprintf into cli_table_cell(). */
+#define CLI_CELL_BYTES     24
+#define CLI_TABLE_MAX_COLS 16
+typedef struct cli_table {
+    const char *const *headers;
+    int cols;
+    int rows;
+    char *cells;
+} cli_table_t;
+/* 0, or -1 when out of memory. */
+int cli_table_init(cli_table_t *t, const char *const *headers, int cols, int rows);
+char *cli_table_cell(cli_table_t *t, int row, int col);
+void cli_table_print(cli_table_t *t);
+void cli_table_release(cli_table_t *t);
 int cli_topic_delete(cli_t *cli, int argc, char **argv);
 int cli_produce(cli_t *cli, int argc, char **argv);
 int cli_consume(cli_t *cli, int argc, char **argv);

@@ -41,6 +41,11 @@ static const cli_command_t cli_commands[] = {
      "offset, flushed offset, bytes in shared memory and bytes on disk.\n"},
     {"topic", "delete", cli_topic_delete, "topic delete NAME",
      "Delete a topic and all its data.\n"},
+    {NULL, "stats", cli_stats, "stats TOPIC [--partition N]",
+     "Print each partition's counters, read from shared memory without disturbing producers\n"
+     "or consumers: offsets, records/batches/bytes appended, ring slots in use, attached\n"
+     "readers and how many are asleep, appends that met a full ring, lock repairs after a\n"
+     "producer died inside the lock, the daemon's fsyncs and its last disk error.\n"},
     {NULL, "produce", cli_produce,
      "produce NAME [--key-separator SEP] [--partition N] [--acks memory|disk]",
      "Send one record per line of standard input (the newline is not part of the record).\n"

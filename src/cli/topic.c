@@ -205,50 +205,26 @@ int cli_topic_alter(cli_t *cli, int argc, char **argv)
 
 /* ------------------------------------------------------------------ describe */
 
-#define DESCRIBE_COLUMNS 6
-
-static const char *const describe_headers[DESCRIBE_COLUMNS] = {
+static const char *const describe_headers[] = {
     "PARTITION", "LOG_START", "LOG_END", "FLUSHED", "SHM_BYTES", "DISK_BYTES",
 };
 
-static void describe_row_cells(const shoal_partition_info_t *p, char cells[][24])
-{
-    snprintf(cells[0], 24, "%" PRId32, p->partition);
-    snprintf(cells[1], 24, "%" PRId64, p->log_start_offset);
-    snprintf(cells[2], 24, "%" PRId64, p->log_end_offset);
-    snprintf(cells[3], 24, "%" PRId64, p->flushed_offset);
-    snprintf(cells[4], 24, "%" PRIu64, p->shm_bytes);
-    snprintf(cells[5], 24, "%" PRIu64, p->disk_bytes);
-}
-
-static void describe_print_row(const char *const *cells, const int *widths)
-{
-    for (int c = 0; c < DESCRIBE_COLUMNS; c++)
-        printf("%s%*s", c ? "  " : "", widths[c], cells[c]);
-    putchar('\n');
-}
-
 static void describe_print_table(const shoal_topic_info_t *info)
 {
-    int widths[DESCRIBE_COLUMNS];
-    char cells[DESCRIBE_COLUMNS][24];
-    const char *row[DESCRIBE_COLUMNS];
-
-    for (int c = 0; c < DESCRIBE_COLUMNS; c++)
-        widths[c] = (int)strlen(describe_headers[c]);
-    for (uint32_t i = 0; i < info->config.partitions; i++) {
-        describe_row_cells(&info->partitions[i], cells);
-        for (int c = 0; c < DESCRIBE_COLUMNS; c++)
-            if ((int)strlen(cells[c]) > widths[c])
-                widths[c] = (int)strlen(cells[c]);
+    cli_table_t t;
+    if (cli_table_init(&t, describe_headers, 6, (int)info->config.partitions) < 0)
+        return;
+    for (int i = 0; i < t.rows; i++) {
+        const shoal_partition_info_t *p = &info->partitions[i];
+        snprintf(cli_table_cell(&t, i, 0), CLI_CELL_BYTES, "%" PRId32, p->partition);
+        snprintf(cli_table_cell(&t, i, 1), CLI_CELL_BYTES, "%" PRId64, p->log_start_offset);
+        snprintf(cli_table_cell(&t, i, 2), CLI_CELL_BYTES, "%" PRId64, p->log_end_offset);
+        snprintf(cli_table_cell(&t, i, 3), CLI_CELL_BYTES, "%" PRId64, p->flushed_offset);
+        snprintf(cli_table_cell(&t, i, 4), CLI_CELL_BYTES, "%" PRIu64, p->shm_bytes);
+        snprintf(cli_table_cell(&t, i, 5), CLI_CELL_BYTES, "%" PRIu64, p->disk_bytes);
     }
-    describe_print_row(describe_headers, widths);
-    for (int c = 0; c < DESCRIBE_COLUMNS; c++)
-        row[c] = cells[c];
-    for (uint32_t i = 0; i < info->config.partitions; i++) {
-        describe_row_cells(&info->partitions[i], cells);
-        describe_print_row(row, widths);
-    }
+    cli_table_print(&t);
+    cli_table_release(&t);
 }
 
 static void describe_print_config(const shoal_topic_info_t *info)

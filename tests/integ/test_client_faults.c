@@ -115,6 +115,53 @@ static void test_producers_waiting_for_disk_share_fsyncs(void **state)
     assert_true(syncs < 400); /* waiting producers share a flush */
 }
 
+static int sleepy_consumer(void *arg)
+{
+    shoal_consumer_t *k;
+    shoal_client_t *c;
+    shoal_record_t r;
+    (void)arg;
+    if (shoal_client_open(daemon_.socket, &c) < 0 || shoal_consumer_open(c, NULL, &k) < 0 ||
+        shoal_consumer_assign(k, "stats", NULL, 0) < 0)
+        return 2;
+    return shoal_poll(k, &r, 1, 20000) == 1 ? 0 : 1; /* sleeps until the parent appends */
+}
+
+static void test_stats_count_appends_and_sleeping_readers(void **state)
+{
+    shoal_partition_stats_t st;
+    shoal_producer_t *p;
+    shoal_message_t msgs[10];
+    pid_t kid;
+    (void)state;
+
+    assert_int_equal(shoal_topic_create(client, "stats", NULL), 0);
+    assert_int_equal(shoal_producer_open(client, "stats", NULL, &p), 0);
+    for (int i = 0; i < 10; i++)
+        msgs[i] = (shoal_message_t){.value = "0123456789", .value_len = 10, .partition = 0};
+    assert_int_equal(shoal_send_batch(p, msgs, 10, NULL), 0);
+    assert_int_equal(shoal_send(p, &msgs[0], NULL), 0);
+    assert_true((kid = harness_fork(sleepy_consumer, NULL, 30)) > 0);
+    for (int i = 0; i < 500; i++) {
+        assert_int_equal(shoal_partition_stats(client, "stats", 0, &st), 0);
+        if (st.waiters == 1)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(st.waiters, 1);
+    assert_int_equal(st.readers, 1);
+    assert_int_equal(st.appended_records, 11);
+    assert_int_equal(st.appended_batches, 2);
+    assert_int_equal(st.log_end_offset, 11);
+    assert_int_equal(st.live_slots, 1);
+    assert_int_equal(st.flush_error, 0);
+    assert_int_equal(shoal_send(p, &msgs[0], NULL), 0); /* wakes the consumer */
+    assert_int_equal(harness_wait(kid, 10000), 0);
+    assert_int_equal(shoal_partition_stats(client, "stats", 1, &st), SHOAL_ENOPARTITION);
+    assert_int_equal(shoal_partition_stats(client, "nope", 0, &st), SHOAL_ENOTOPIC);
+    shoal_producer_close(p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -139,6 +186,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_calls_fail_cleanly_at_every_allocation, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_producers_waiting_for_disk_share_fsyncs, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stats_count_appends_and_sleeping_readers, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
