@@ -73,6 +73,26 @@ static const cli_command_t cli_commands[] = {
      "                       %% a percent sign;  \\n newline  \\t tab  \\\\ backslash\n"
      "                     A null key, value or header value prints as nothing.\n"
      "SIGINT, SIGTERM or a closed output pipe stop it cleanly with status 0.\n"},
+    {NULL, "dump", cli_dump, "dump PATH [--verify] [--print-data] [--max N]",
+     "Print a segment file (<base>.log, .index or .timeindex) and check it, reading the file\n"
+     "itself: it works on any copy of a segment and never connects to shoald.\n"
+     "  .log        a line per batch: offsets, count, byte position, size, stored and computed\n"
+     "              CRC (valid or INVALID), compression, timestamps, producer id/epoch/sequence;\n"
+     "              stops at the first batch it cannot parse, saying where and whether the\n"
+     "              file ends inside a batch (a torn tail) or holds garbage (corrupt)\n"
+     "  .index      a line per entry (relative and absolute offset, position), each checked\n"
+     "              against the batch it names in the .log beside it, when there is one\n"
+     "  .timeindex  a line per entry (timestamp, offset): timestamps must not go down and\n"
+     "              offsets must lie inside the .log beside it, when there is one\n"
+     "A summary line ends the dump. The base offset comes from the 20-digit file name, else\n"
+     "from the first batch.\n"
+     "  --verify       also decode every record; exit 1 when anything is wrong (each problem\n"
+     "                 on stderr), 0 when the file is sound\n"
+     "  --print-data   a line per record after its batch: offset, timestamp, key, value and\n"
+     "                 headers; text in quotes, other bytes as 0x hex, null as null;\n"
+     "                 compressed batches are not decoded\n"
+     "  --max N        print only the first N batches or entries (checks cover the whole file)\n"
+     "Without --verify the status is 0 whenever the file could be read.\n"},
     {NULL, "help", cli_help, "help [COMMAND]", "Print the usage of shoal or of one command.\n"},
 };
 
