@@ -17,6 +17,9 @@
  *                   -> topic config; fds: control block, readers table, ring slots 0..n-1
  *   SEGMENT_OPEN    str topic, i32 partition, i64 offset
  *                   -> i64 base offset, u64 bytes, i64 position of offset; fds: the .log
+ *   OFFSET_FOR_TIME str topic, i32 partition, i64 timestamp (ms, >= 0)
+ *                   -> i64 offset: the earliest whose record timestamp is >= the timestamp,
+ *                      or the log end offset when no record is that late
  * A topic config is u32 partitions, u32 storage, u64 segment bytes, u32 ring slots,
  * u32 max record bytes. A partition info is i32 partition, i64 log start, i64 log end,
  * i64 flushed, u64 shm bytes, u64 disk bytes. */
