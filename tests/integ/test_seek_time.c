@@ -174,6 +174,26 @@ static int setup(void **state)
     return 0;
 }
 
+/* The same with a flusher that sleeps 4 s (shutdown waits for its sleep, the harness 5 s):
+ * right after the start nothing is written to disk, so a disk topic's records are only in
+ * the ring. */
+static int setup_slow_flush(void **state)
+{
+    static struct fixture f;
+
+    memset(&f, 0, sizeof(f));
+    harness_watchdog(TEST_TIMEOUT_S, "an integration test in test_seek_time (see [ RUN ] above)");
+    if (harness_daemon_start(&f.d, "tseek", "--log-level", "debug", "--flush-interval-ms", "4000",
+                             NULL) < 0)
+        return -1;
+    if (shoal_client_open(f.d.socket, &f.c) < 0) {
+        harness_daemon_cleanup(&f.d);
+        return -1;
+    }
+    *state = &f;
+    return 0;
+}
+
 static int teardown(void **state)
 {
     struct fixture *f = *state;
@@ -318,6 +338,36 @@ INTEG_TEST(test_seek_by_timestamp_on_a_memory_topic_searches_the_ring)
     shoal_consumer_close(cons);
 }
 
+/* A disk topic whose records are not on disk yet: the daemon finds them in the ring. */
+INTEG_TEST(test_seek_by_timestamp_on_a_disk_topic_finds_records_not_yet_flushed)
+{
+    shoal_topic_config_t cfg = topic_cfg(SHOAL_STORAGE_DISK);
+    static int64_t ts[400];
+    shoal_topic_info_t *info = NULL;
+    shoal_consumer_t *cons;
+    int64_t end;
+
+    for (int64_t i = 0; i < 400; i++)
+        ts[i] = TS0 + 10 * i;
+    assert_int_equal(shoal_topic_create(f->c, "ringonly", &cfg), 0);
+    send_with_timestamps(f->c, "ringonly", 0, ts, 400, 1);
+    end = log_end(f->c, "ringonly");
+    assert_int_equal(end, 400);
+    cons = consumer_for(f->c, "ringonly");
+    expect_seek(cons, "ringonly", 0, 0, ts[0], end);
+    expect_seek(cons, "ringonly", ts[150] - 3, 150, ts[150], end);
+    expect_seek(cons, "ringonly", ts[300], 300, ts[300], end); /* in the second slot */
+    expect_seek(cons, "ringonly", ts[399], 399, ts[399], end);
+    expect_seek(cons, "ringonly", ts[399] + 1, end, -1, end);
+    shoal_consumer_close(cons);
+    /* That the ring was what answered: the flusher has not run since the topic exists
+     * (a machine slow enough to let 4 s pass costs only that coverage). */
+    assert_int_equal(shoal_topic_describe(f->c, "ringonly", &info), 0);
+    if (info->partitions[0].disk_bytes != 0)
+        print_message("note: the flusher ran; the ring-only path was not what answered\n");
+    shoal_topic_info_free(info);
+}
+
 /* `shoal consume --from-timestamp` prints from the first record at or after the time. */
 INTEG_TEST(test_cli_consume_from_timestamp_prints_from_that_record)
 {
@@ -363,6 +413,9 @@ int main(void)
         T(test_seek_by_timestamp_is_exact_across_disk_segments_and_the_ring),
         T(test_seek_by_timestamp_finds_the_earliest_record_when_timestamps_go_back),
         T(test_seek_by_timestamp_on_a_memory_topic_searches_the_ring),
+        cmocka_unit_test_setup_teardown(
+            test_seek_by_timestamp_on_a_disk_topic_finds_records_not_yet_flushed, setup_slow_flush,
+            teardown),
         T(test_cli_consume_from_timestamp_prints_from_that_record),
 #undef T
     };
