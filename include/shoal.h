@@ -384,7 +384,8 @@ typedef enum {
  * @return 0, or SHOAL_ENOPARTITION (not assigned), SHOAL_EINVAL (unknown whence, negative
  *         offset or timestamp). For SHOAL_SEEK_TIMESTAMP also SHOAL_ECLOSED, SHOAL_ENOTOPIC,
  *         SHOAL_ECORRUPT (a damaged segment lies before the answer), SHOAL_AGAIN (the log
- *         moved on faster than the search: retry), -ENOMEM; on failure the partitions
+ *         moved on faster than the search: retry), SHOAL_ELIMIT (every reader entry of the
+ *         partition is taken), -ENOMEM; on failure the partitions
  *         already handled keep their new position, the others their old one. */
 SHOAL_EXTERN int shoal_consumer_seek(shoal_consumer_t *consumer, const char *topic,
                                      int32_t partition, shoal_seek_t whence, int64_t offset);

@@ -585,9 +585,11 @@ static int index_writer_resume(index_writer_t *w)
 }
 
 /* The running maximum covers the batches after the last indexed one too: read their
- * headers from the log (at most an index interval and one batch). A missing log has none.
- * Recovery checked the log before the flusher reopens it, so a header that does not parse
- * simply ends the walk. */
+ * headers from the log, at most an index interval and one batch past the last entry, since
+ * a writer with entries continues at the end of the log (the flusher after a restart).
+ * Without entries nothing was indexed yet and the caller adds every batch from the first.
+ * A missing log has none. Recovery checked the log before the flusher reopens it, so a
+ * header that does not parse simply ends the walk. */
 static int index_writer_resume_log(index_writer_t *w, const char *dir)
 {
     uint8_t hdr[RECORD_BATCH_HEADER_BYTES];

@@ -100,8 +100,9 @@ typedef struct index_writer {
 } index_writer_t;
 
 /* Open (creating 0600) the index files of segment base in dir for appending, continuing
- * after existing entries (the batch headers of dir/<base>.log after the last .index entry
- * are read to restore the running maximum timestamp). 0 or -errno. */
+ * after existing entries. When there are entries, the next batch added must be the one at
+ * the end of dir/<base>.log: the headers after the last .index entry are read to restore
+ * the running maximum timestamp. 0 or -errno. */
 int index_writer_open(index_writer_t *w, const char *dir, int64_t base);
 /* Note a batch written at log position pos; adds entries every interval. 0 or -errno. */
 int index_writer_add(index_writer_t *w, uint64_t pos, const record_batch_header_t *h);
