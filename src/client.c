@@ -3,8 +3,9 @@
  *
  * DESIGN: the control socket carries only rare requests (attach, admin, segment and
  * timestamp lookups); appends and reads never touch it. One request is in flight per
- * client, guarded by a mutex, so a client may be shared by threads. Responses are matched by type
- * and sequence number; anything else is SHOAL_EPROTO and the connection is considered broken. */
+ * client, guarded by a mutex, so a client may be shared by threads. Responses are matched
+ * by type and sequence number; anything else is SHOAL_EPROTO and the connection is
+ * considered broken. */
 #include "client.h"
 
 #include <errno.h>

@@ -1,10 +1,10 @@
 /* consume.c - `shoal consume`: print a topic's records through a --format template.
  *
  * DESIGN: one consumer is assigned every partition (or the one asked for) and positioned
- * with shoal_consumer_seek() (--from-timestamp is SHOAL_SEEK_TIMESTAMP). Each shoal_poll() batch is
- * rendered into stdout's buffer and flushed as a whole, so piped output is timely without a write
- * per record. The records are views valid only until the next poll, so a batch is fully written
- * before polling again.
+ * with shoal_consumer_seek() (--from-timestamp is SHOAL_SEEK_TIMESTAMP). Each shoal_poll()
+ * batch is rendered into stdout's buffer and flushed as a whole, so piped output is timely
+ * without a write per record. The records are views valid only until the next poll, so a
+ * batch is fully written before polling again.
  *
  * Polls sleep at most CONSUME_WAIT_SLICE_MS at a time even when following for ever: a
  * signal that lands between our check of cli_stop_signal and the poll's sleep would
