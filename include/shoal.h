@@ -447,11 +447,25 @@ typedef enum {
     SHOAL_SEEK_BEGINNING = 0, /* the log start offset */
     SHOAL_SEEK_END = 1,       /* the log end offset: only records appended later */
     SHOAL_SEEK_OFFSET = 2,    /* the given offset */
+    SHOAL_SEEK_TIMESTAMP = 3, /* the first record whose timestamp is >= the given ms */
 } shoal_seek_t;
 
 /** Move the position of one assigned partition (or of all of a topic's, partition -1).
  * An offset below the log start or above the log end is clamped to it on the next poll.
- * @return 0, or SHOAL_ENOPARTITION (not assigned), SHOAL_EINVAL. */
+ *
+ * SHOAL_SEEK_TIMESTAMP: `offset` is a timestamp in milliseconds since the epoch (>= 0).
+ * The position becomes the earliest offset whose record timestamp is >= it, as Kafka's
+ * ListOffsets by timestamp: record timestamps need not increase with offsets, and the
+ * answer is exact (the daemon finds it through each disk segment's .timeindex, then the
+ * shared ring). A timestamp at or before the first record gives the log start; one after
+ * the last record gives the log end, so only records appended later are read. This asks
+ * shoald once per partition (a control-socket round trip); the others never do.
+ * @return 0, or SHOAL_ENOPARTITION (not assigned), SHOAL_EINVAL (unknown whence, negative
+ *         offset or timestamp). For SHOAL_SEEK_TIMESTAMP also SHOAL_ECLOSED, SHOAL_ENOTOPIC,
+ *         SHOAL_ECORRUPT (a damaged segment lies before the answer), SHOAL_AGAIN (the log
+ *         moved on faster than the search: retry), SHOAL_ELIMIT (every reader entry of the
+ *         partition is taken), -ENOMEM; on failure the partitions
+ *         already handled keep their new position, the others their old one. */
 SHOAL_EXTERN int shoal_consumer_seek(shoal_consumer_t *consumer, const char *topic,
                                      int32_t partition, shoal_seek_t whence, int64_t offset);
 

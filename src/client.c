@@ -1,10 +1,11 @@
 /* client.c - shoal_client: the control connection to shoald, topic administration, and
  * attaching partitions (receiving their shared-memory descriptors).
  *
- * DESIGN: the control socket carries only rare requests (attach, admin, segment lookups);
- * appends and reads never touch it. One request is in flight per client, guarded by a
- * mutex, so a client may be shared by threads. Responses are matched by type and sequence
- * number; anything else is SHOAL_EPROTO and the connection is considered broken. */
+ * DESIGN: the control socket carries only rare requests (attach, admin, segment and
+ * timestamp lookups); appends and reads never touch it. One request is in flight per
+ * client, guarded by a mutex, so a client may be shared by threads. Responses are matched
+ * by type and sequence number; anything else is SHOAL_EPROTO and the connection is
+ * considered broken. */
 #include "client.h"
 
 #include <errno.h>
@@ -419,6 +420,33 @@ int client_segment_open(shoal_client_t *c, const char *topic, int32_t partition,
     client_reply_release(&rep);
     if (rc < 0)
         memset(seg, 0, sizeof(*seg));
+    return rc;
+}
+
+int client_offset_for_time(shoal_client_t *c, const char *topic, int32_t partition, int64_t ts_ms,
+                           int64_t *offset)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    int64_t got;
+    int rc;
+
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_OFFSET_FOR_TIME, 0);
+    ctl_put_str(&w, topic);
+    ctl_put_i32(&w, partition);
+    ctl_put_i64(&w, ts_ms);
+    rc = client_call(c, &w, &rep);
+    ctl_writer_release(&w);
+    if (rc < 0)
+        return rc;
+    got = ctl_get_i64(&rep.r);
+    rc = ctl_reader_finish(&rep.r);
+    if (rc == 0 && got < 0)
+        rc = SHOAL_ERR(SHOAL_EPROTO, "negative offset %lld for a timestamp", (long long)got);
+    if (rc == 0)
+        *offset = got;
+    client_reply_release(&rep);
     return rc;
 }
 

@@ -18,6 +18,9 @@
  *   SEGMENT_OPEN    str topic, i32 partition, i64 offset
  *                   -> i64 base offset, u64 bytes, i64 position of offset; fds: the .log
  *   TOPIC_ALTER     str name, u32 n, n x (str setting, str value)  -> (none)
+ *   OFFSET_FOR_TIME str topic, i32 partition, i64 timestamp (ms, >= 0)
+ *                   -> i64 offset: the earliest whose record timestamp is >= the timestamp,
+ *                      or the log end offset when no record is that late
  * A topic config is u32 partitions, u32 storage, u64 segment bytes, u32 ring slots,
  * u32 max record bytes, i64 retention ms, i64 retention bytes, i64 segment ms,
  * u32 cleanup policy, i64 flush messages, i64 flush ms, i64 delete retention ms. A partition info

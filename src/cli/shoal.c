@@ -58,12 +58,15 @@ static const cli_command_t cli_commands[] = {
      "Lines already read are sent together as batches. Prints the count to stderr at the\n"
      "end; on the first error it reports how many records were written and exits 1.\n"},
     {NULL, "consume", cli_consume,
-     "consume NAME [--partition N] [--from-beginning | --offset N] [--max-messages N] "
-     "[--timeout-ms T] [--format FMT]",
+     "consume NAME [--partition N] [--from-beginning | --offset N | --from-timestamp MS] "
+     "[--max-messages N] [--timeout-ms T] [--format FMT]",
      "Print records of every partition (or of partition N) as they arrive.\n"
      "  --from-beginning   start at each partition's log start (default: at the end,\n"
      "                     printing only records produced from now on)\n"
      "  --offset N         start at offset N\n"
+     "  --from-timestamp MS\n"
+     "                     start at each partition's first record whose timestamp is at\n"
+     "                     or after MS (ms since the epoch); at the end when none is\n"
      "  --max-messages N   exit after N records\n"
      "  --timeout-ms T     exit when nothing new arrived for T ms (default: follow for ever)\n"
      "  --format FMT       how to print a record (default '%v\\n'):\n"

@@ -1,5 +1,6 @@
 /* partition.c - a partition inside shoald: recovery, flushing the ring to disk segments,
- * freeing flushed slots, and finding disk segments for consumers.
+ * freeing flushed slots, finding disk segments for consumers, and finding the first offset
+ * at or after a timestamp.
  *
  * DESIGN
  *
@@ -757,6 +758,172 @@ out_range:
     *fd = -1;
     return SHOAL_ERR(SHOAL_EOFFSET, "offset %lld is not on disk for %s-%u", (long long)offset,
                      p->topic, p->id);
+}
+
+/* ------------------------------------------------------------------ timestamp lookups */
+
+#define DPART_TIME_TRIES 8 /* passes over disk and ring before the log is said to move too fast */
+
+typedef struct file_map {
+    const uint8_t *data;
+    size_t len;
+} file_map_t;
+
+/* Map dir/<base><ext> read-only. A missing or empty file maps to (NULL, 0): an index may be
+ * absent, and retention may have removed a listed segment since. 0 or -errno. */
+static int file_map_open(const char *dir, int64_t base, const char *ext, file_map_t *m)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    void *map;
+    int fd, rc = segment_path(path, sizeof(path), dir, base, ext);
+
+    m->data = NULL;
+    m->len = 0;
+    if (rc < 0)
+        return rc;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return errno == ENOENT ? 0 : SHOAL_ERR(-errno, "cannot open %s", path);
+    if (fstat(fd, &st) < 0) {
+        rc = SHOAL_ERR(-errno, "cannot stat %s", path);
+    } else if (st.st_size > 0) {
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (map == MAP_FAILED)
+            rc = SHOAL_ERR(-errno, "cannot map %s", path);
+        else
+            m->data = map;
+        m->len = map == MAP_FAILED ? 0 : (size_t)st.st_size;
+    }
+    close(fd);
+    return rc;
+}
+
+static void file_map_close(file_map_t *m)
+{
+    if (m->data)
+        munmap((void *)m->data, m->len);
+    m->data = NULL;
+    m->len = 0;
+}
+
+/* Search one disk segment through its indexes. 0 with *offset; SHOAL_EOFFSET with *from
+ * moved to the end of the segment's data; another negative code on failure. */
+static int segment_time_search(const char *dir, int64_t base, int64_t ts, int64_t *from,
+                               int64_t *offset)
+{
+    file_map_t log, idx = {0}, tidx = {0};
+    int64_t end = base, found;
+    int rc = file_map_open(dir, base, ".log", &log);
+
+    if (rc == 0)
+        rc = file_map_open(dir, base, ".index", &idx);
+    if (rc == 0)
+        rc = file_map_open(dir, base, ".timeindex", &tidx);
+    found = rc < 0 ? rc
+                   : segment_find_timestamp(log.data, log.len, base, idx.data, idx.len, tidx.data,
+                                            tidx.len, ts, &end);
+    file_map_close(&tidx);
+    file_map_close(&idx);
+    file_map_close(&log);
+    if (found >= 0)
+        *offset = found;
+    else if (found == SHOAL_EOFFSET)
+        *from = SHOAL_MAX(*from, end);
+    return found >= 0 ? 0 : (int)found;
+}
+
+/* The disk segments holding offsets from *from on, oldest first. A segment whose records
+ * are all earlier than ts costs its last .timeindex entry and the batch headers after it. */
+static int disk_find_time(dpart_t *p, int64_t ts, int64_t *from, int64_t *offset)
+{
+    int64_t *bases = NULL;
+    size_t n = 0;
+    int rc = segment_list(p->dir, &bases, &n);
+
+    if (rc < 0)
+        return rc;
+    rc = SHOAL_EOFFSET;
+    for (size_t i = 0; i < n && rc == SHOAL_EOFFSET; i++)
+        if (i + 1 == n || bases[i + 1] > *from)
+            rc = segment_time_search(p->dir, bases[i], ts, from, offset);
+    shoal__free(bases);
+    return rc;
+}
+
+/* One batch of the ring search: 1 when *offset is decided, 0 to go on, < 0 on failure
+ * (SHOAL_EOFFSET when the cursor's next slot was reclaimed meanwhile). */
+static int ring_time_step(dpart_t *p, ring_cursor_t *c, int64_t ts, int64_t *offset)
+{
+    struct shm_slot *s = &p->ring.ctl->slots[c->slot];
+    const uint8_t *batch;
+    record_batch_header_t h;
+    int64_t found;
+    int rc;
+
+    if (!c->placed) {
+        *offset = c->next_offset;
+        return 1;
+    }
+    /* A sealed slot's max timestamp is final (the cursor pins it): skip it whole when no
+     * record in it is that late. */
+    if (atomic_load(&s->state) == SHM_SLOT_SEALED && atomic_load(&s->max_timestamp) < ts)
+        c->pos = shoal_load_acquire(&s->used);
+    rc = ring_cursor_next(&p->ring, c, &batch, &h);
+    if (rc == RING_SLOT_END)
+        return ring_cursor_advance(&p->ring, c);
+    if (rc == 0) {
+        *offset = c->next_offset; /* caught up: the log end */
+        return 1;
+    }
+    if (rc < 0)
+        return rc;
+    found = segment_batch_find_timestamp(batch, &h, ts);
+    if (found == SHOAL_EOFFSET)
+        return 0;
+    if (found < 0)
+        return (int)found;
+    *offset = found;
+    return 1;
+}
+
+/* Search the ring from offset from to its end with a cursor of the daemon's own, which pins
+ * each slot as a consumer's does, so neither the flusher nor a producer reclaims a slot
+ * under the scan. 0 with *offset; SHOAL_EOFFSET when from is no longer in the ring. */
+static int ring_find_time(dpart_t *p, int64_t ts, int64_t from, int64_t *offset)
+{
+    ring_cursor_t c;
+    int rc = ring_cursor_open(&p->ring, &c);
+
+    if (rc < 0)
+        return rc;
+    rc = ring_cursor_seek(&p->ring, &c, from);
+    while (rc == 0)
+        rc = ring_time_step(p, &c, ts, offset);
+    ring_cursor_close(&p->ring, &c);
+    return rc == 1 ? 0 : rc;
+}
+
+/* Disk first, then the ring from where the disk data ends. When that offset has left the
+ * ring meanwhile (the flusher wrote and freed its slot, or a memory topic's producer reused
+ * it), look again: the disk now holds it, or the memory topic's log starts later. */
+int dpart_offset_for_time(dpart_t *p, int64_t ts, int64_t *offset)
+{
+    struct shm_ctl *ctl = p->ring.ctl;
+    int64_t from = atomic_load(&ctl->log_start_offset);
+    int rc = SHOAL_EOFFSET;
+
+    for (int i = 0; i < DPART_TIME_TRIES && rc == SHOAL_EOFFSET; i++) {
+        if (is_disk(p))
+            rc = disk_find_time(p, ts, &from, offset);
+        if (rc == SHOAL_EOFFSET)
+            rc = ring_find_time(p, ts, from, offset);
+        if (rc == SHOAL_EOFFSET && !is_disk(p))
+            from = SHOAL_MAX(from, atomic_load(&ctl->log_start_offset));
+    }
+    if (rc == SHOAL_EOFFSET)
+        return SHOAL_ERR(SHOAL_AGAIN, "%s-%u: the log moved on during %d timestamp searches",
+                         p->topic, p->id, DPART_TIME_TRIES);
+    return rc;
 }
 
 void dpart_info(dpart_t *p, shoal_partition_info_t *pi)

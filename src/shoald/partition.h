@@ -67,4 +67,12 @@ int dpart_segment_open(dpart_t *p, int64_t offset, int *fd, int64_t *base, uint6
                        int64_t *pos);
 void dpart_info(dpart_t *p, shoal_partition_info_t *pi);
 
+/* The earliest offset whose record has timestamp >= ts (ts >= 0): disk segments in offset
+ * order through their .timeindex, then the ring's slots (a sealed slot whose max timestamp
+ * is earlier is skipped whole). When no record is that late, the log end offset. Memory
+ * topics search the ring only. Safe beside the flusher thread and producers. 0 with
+ * *offset; SHOAL_ECORRUPT, SHOAL_ECOMPRESSED, SHOAL_ELIMIT (no reader entry free),
+ * SHOAL_AGAIN (the log kept moving past the search), -errno. */
+int dpart_offset_for_time(dpart_t *p, int64_t ts, int64_t *offset);
+
 #endif

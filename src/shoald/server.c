@@ -2,9 +2,9 @@
  *
  * DESIGN: one thread, one epoll set, non-blocking sockets. Each connection accumulates
  * bytes until a whole frame is present, then the request is decoded and answered at once;
- * requests are rare and short (attach, admin, segment lookups), and the data path never
- * comes here. The peer's credentials are read once at accept (SO_PEERCRED): the daemon's
- * own user, root and members of allow.gid may use the broker; anyone else gets
+ * requests are rare and short (attach, admin, segment and timestamp lookups), and the
+ * data path never comes here. The peer's credentials are read once at accept (SO_PEERCRED): the
+ * daemon's own user, root and members of allow.gid may use the broker; anyone else gets
  * SHOAL_EDENIED for every request. A frame with a bad header gets an error response and
  * the connection is closed (the stream can no longer be trusted); a well-framed request
  * with a malformed payload gets SHOAL_EPROTO and the connection stays usable. Descriptors
@@ -246,6 +246,30 @@ static int on_segment_open(server_t *s, struct conn *c, ctl_reader_t *r, int *fd
     return 0;
 }
 
+static int on_offset_for_time(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
+{
+    dtopic_t *t;
+    int32_t p;
+    int64_t ts, offset = 0;
+    int rc = find_partition(s, r, &t, &p);
+    (void)c;
+    (void)fds;
+    (void)nfds;
+
+    if (rc < 0)
+        return rc;
+    ts = ctl_get_i64(r);
+    if ((rc = finish(r)) == 0 && ts < 0)
+        rc = SHOAL_ERR(SHOAL_EINVAL, "negative timestamp %lld", (long long)ts);
+    if (rc == 0)
+        rc = dpart_offset_for_time(&t->parts[p], ts, &offset);
+    pthread_rwlock_unlock(&s->b->lock);
+    if (rc < 0)
+        return rc;
+    ctl_put_i64(&s->body, offset);
+    return 0;
+}
+
 static const handler_fn handlers[CTL_TYPE_MAX_] = {
     [CTL_HELLO] = on_hello,
     [CTL_TOPIC_CREATE] = on_topic_create,
@@ -255,6 +279,7 @@ static const handler_fn handlers[CTL_TYPE_MAX_] = {
     [CTL_TOPIC_ALTER] = on_topic_alter,
     [CTL_ATTACH] = on_attach,
     [CTL_SEGMENT_OPEN] = on_segment_open,
+    [CTL_OFFSET_FOR_TIME] = on_offset_for_time,
 };
 
 /* ------------------------------------------------------------------ connections */
