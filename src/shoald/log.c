@@ -40,8 +40,14 @@ static int stderr_is_journal(void)
 
 int log_reopen(const char *path)
 {
+    static int first_stderr = -1; /* the stderr shoald started with, to return to */
     int fd;
-    if (path && *path) {
+    if (first_stderr < 0 && path && *path)
+        first_stderr = fcntl(2, F_DUPFD_CLOEXEC, 3);
+    if ((!path || !*path) && first_stderr >= 0) {
+        if (dup2(first_stderr, 2) < 0)
+            return -errno;
+    } else if (path && *path) {
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
         if (fd < 0)
             return -errno;

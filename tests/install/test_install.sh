@@ -95,7 +95,9 @@ if command -v systemd-analyze >/dev/null; then
 else
     skip "systemd-analyze is not installed (Debian package systemd): units not verified"
 fi
-if command -v systemd-sysusers >/dev/null && command -v systemd-tmpfiles >/dev/null; then
+if [ "$(id -u)" != 0 ]; then
+    skip "systemd-sysusers/systemd-tmpfiles --root: only as root (they chown)"
+elif command -v systemd-sysusers >/dev/null && command -v systemd-tmpfiles >/dev/null; then
     cp -a "$dest" "$tmp/root"
     mkdir -p "$tmp/root/etc"
     check "systemd-sysusers --root creates user and group shoal" \

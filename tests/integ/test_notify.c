@@ -6,7 +6,7 @@
  * lines that follow topics and clients, WATCHDOG=1 every half period, RELOADING=1 and a
  * new READY=1 around a SIGHUP reload, STOPPING=1 at SIGTERM, and exit status 0. Reload
  * tests rewrite the --config file between signals, including a broken one (the running
- * settings stay) and a log.file that is renamed away and reopened.
+ * settings stay) and a log.file that is renamed away, reopened, and then unset.
  *
  * PID 1 is not systemd where these tests run, so Restart=on-failure after a SIGKILL is not
  * exercised here; what it relies on (a killed daemon restarted on the same directories
@@ -302,6 +302,12 @@ NOTIFY_TEST(test_sighup_reopens_log_file_after_rotation)
     assert_true(notify_wait(f, "READY=1", msg, 5000));
     assert_int_equal(stat(log, &st), 0); /* a new file, holding the reload's lines */
     assert_true(st.st_size > 0);
+    assert_false(harness_daemon_log_contains(&f->d, "reloaded:"));
+
+    write_file(conf, "# log.file unset: back to stderr\n");
+    kill(f->d.pid, SIGHUP);
+    assert_true(notify_wait(f, "READY=1", msg, 5000));
+    assert_true(harness_daemon_log_contains(&f->d, "reloaded:"));
     assert_int_equal(harness_daemon_stop(&f->d), 0);
 }
 
