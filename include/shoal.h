@@ -89,7 +89,9 @@ SHOAL_EXTERN const char *shoal_version(int *major, int *minor, int *patch);
     XX(EOFFSET, "offset out of range")                                                             \
     XX(ELIMIT, "a configured limit was reached")                                                   \
     XX(EPANIC, "shared state is inconsistent: handle unusable")                                    \
-    XX(EIO, "input/output error in the daemon")
+    XX(EIO, "input/output error in the daemon")                                                    \
+    XX(ESETTING, "unknown topic setting")                                                          \
+    XX(EIMMUTABLE, "this setting cannot change on an existing topic")
 
 /* SHOAL_EAGAIN etc. are spelt SHOAL_AGAIN and SHOAL_ADMIN_ACTION: they are outcomes, not
  * failures (the caller retries). The others read SHOAL_E<NAME>. */
@@ -106,7 +108,8 @@ enum shoal__err_index {
  * SHOAL_ENOTOPIC, SHOAL_ETOPICEXISTS, SHOAL_ENOPARTITION, SHOAL_EPARTITIONS, SHOAL_ECONFIG,
  * SHOAL_ETOOLARGE, SHOAL_ECORRUPT, SHOAL_ECOMPRESSED, SHOAL_EPROTO, SHOAL_EVERSION,
  * SHOAL_ENODAEMON, SHOAL_EDENIED, SHOAL_ECLOSED, SHOAL_ETIMEDOUT, SHOAL_EOFFSET,
- * SHOAL_ELIMIT, SHOAL_EPANIC, SHOAL_EIO. Each is SHOAL_ERR_BASE minus its position. */
+ * SHOAL_ELIMIT, SHOAL_EPANIC, SHOAL_EIO, SHOAL_ESETTING, SHOAL_EIMMUTABLE. Each is SHOAL_ERR_BASE
+ * minus its position. */
 enum shoal_error {
 #define SHOAL_XX_(name, msg) SHOAL_##name = SHOAL_ERR_BASE - SHOAL__ERRIDX_##name,
     SHOAL_ERRNO_MAP(SHOAL_XX_)
@@ -162,19 +165,58 @@ typedef enum {
     SHOAL_STORAGE_MEMORY = 1, /* no disk: the ring is the retention, oldest slot reused */
 } shoal_storage_t;
 
-/** A topic's settings. Initialise with shoal_topic_config_init() and change what you need. */
+/** A topic's settings. Initialise with shoal_topic_config_init() and change what you need,
+ * directly or by Kafka's names with shoal_topic_config_set(). */
 typedef struct shoal_topic_config {
-    uint32_t partitions;       /* 1..SHOAL_PARTITIONS_MAX; default 1 */
-    uint32_t storage;          /* shoal_storage_t; default SHOAL_STORAGE_DISK */
-    uint64_t segment_bytes;    /* size of a ring slot and of a disk segment; default 64 MiB,
-                                  range 64 KiB..1 GiB */
-    uint32_t ring_slots;       /* slots in the shared ring; default 4, range 2..64 */
-    uint32_t max_record_bytes; /* largest encoded batch of one record; default 1 MiB,
-                                  at most segment_bytes / 2 */
+    uint32_t partitions;         /* "partitions": 1..SHOAL_PARTITIONS_MAX; default 1 */
+    uint32_t storage;            /* "storage": shoal_storage_t; default SHOAL_STORAGE_DISK */
+    uint64_t segment_bytes;      /* "segment.bytes": size of a ring slot and of a disk segment;
+                                    default 64 MiB, range 64 KiB..1 GiB */
+    uint32_t ring_slots;         /* "ring.slots": slots in the shared ring; default 4, 2..64 */
+    uint32_t max_record_bytes;   /* "max.message.bytes": largest encoded batch of one record;
+                                    default 1 MiB, 64..segment_bytes / 2 */
+    int64_t retention_ms;        /* "retention.ms": delete segments whose newest record is
+                                    older; -1 keeps for ever; default 7 days */
+    int64_t retention_bytes;     /* "retention.bytes": per partition, delete the oldest
+                                    segments beyond it; -1 (default) no limit */
+    int64_t segment_ms;          /* "segment.ms": roll the active segment after this long;
+                                    default 7 days */
+    uint32_t cleanup_policy;     /* "cleanup.policy": SHOAL_CLEANUP_DELETE and/or
+                                    SHOAL_CLEANUP_COMPACT; default DELETE */
+    uint32_t reserved_;          /* zero */
+    int64_t flush_messages;      /* "flush.messages": fsync once this many records wait;
+                                    -1 (default) no count limit */
+    int64_t flush_ms;            /* "flush.ms": fsync at least this often; -1 (default) uses
+                                    the daemon's flush.ms */
+    int64_t delete_retention_ms; /* "delete.retention.ms": how long compaction keeps
+                                    tombstones; default 1 day */
 } shoal_topic_config_t;
+
+#define SHOAL_CLEANUP_DELETE  1u /* retention deletes old segments */
+#define SHOAL_CLEANUP_COMPACT 2u /* compaction keeps the latest value per key */
 
 /** Fill cfg with the defaults documented in shoal_topic_config_t. Thread-safety: any. */
 SHOAL_EXTERN void shoal_topic_config_init(shoal_topic_config_t *cfg);
+
+/** Set one setting by its Kafka-style name (see shoal_topic_config_t) from text: numbers
+ * in decimal (sizes may end in K, M or G), "disk"/"memory" for storage, "delete",
+ * "compact" or "compact,delete" for cleanup.policy.
+ * @return 0, SHOAL_ESETTING (no such setting), SHOAL_ECONFIG (value malformed or out of
+ *         range; cfg unchanged). Detail in shoal_errmsg(). Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_topic_config_set(shoal_topic_config_t *cfg, const char *name,
+                                        const char *value);
+
+/** The name of setting number i (0, 1, ...), or NULL past the last: to list them all. */
+SHOAL_EXTERN const char *shoal_topic_setting_name(size_t i);
+
+/** Format setting `name` of cfg as text into buf (cap bytes).
+ * @return 0, SHOAL_ESETTING, or -ENOSPC. Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_topic_config_get(const shoal_topic_config_t *cfg, const char *name,
+                                        char *buf, size_t cap);
+
+/** Check every setting's range and their combinations (max.message.bytes at most half a
+ * segment). @return 0, SHOAL_EPARTITIONS or SHOAL_ECONFIG with detail in shoal_errmsg(). */
+SHOAL_EXTERN int shoal_topic_config_check(const shoal_topic_config_t *cfg);
 
 /** Check a topic name against Kafka's rules: 1..249 characters of [a-zA-Z0-9._-], and
  * neither "." nor "..". @return true when valid. Thread-safety: any thread. */
@@ -186,6 +228,15 @@ SHOAL_EXTERN bool shoal_topic_name_is_valid(const char *name);
  *         SHOAL_EIO, SHOAL_ECLOSED, -errno. Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
                                     const shoal_topic_config_t *cfg);
+
+/** Change settings of an existing topic, by name and text value (as
+ * shoal_topic_config_set()). All or nothing: nothing changes unless every pair is valid.
+ * partitions, storage, segment.bytes and ring.slots fix the shared ring's layout and cannot
+ * change. max.message.bytes applies to producers opened after the change.
+ * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ESETTING, SHOAL_ECONFIG, SHOAL_EIMMUTABLE,
+ *         SHOAL_EINVAL (n == 0), SHOAL_ECLOSED, -errno. Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_topic_alter(shoal_client_t *client, const char *name,
+                                   const char *const *names, const char *const *values, size_t n);
 
 /** Delete a topic and all its data. Producers and consumers still attached keep their
  * mappings; their next append or poll returns SHOAL_ENOTOPIC.
@@ -390,6 +441,66 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR. */
 SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, size_t max,
                             int timeout_ms);
+
+/* ---------------------------------------------------------------------------------------
+ * Consumer groups: partition assignors
+ *
+ * Kafka's client-side assignment: in each generation the group's leader runs an assignor
+ * over every member's subscription and hands the result to the coordinator. The built-in
+ * assignors carry Kafka's names; an application may supply its own shoal_assignor_t.
+ * ------------------------------------------------------------------------------------- */
+
+typedef struct shoal_topic_partition {
+    const char *topic;
+    int32_t partition;
+} shoal_topic_partition_t;
+
+/** One member as an assignor sees it. Arrays are owned by the caller of the assignor. */
+typedef struct shoal_assign_member {
+    const char *member_id;         /* unique in the group */
+    const char *group_instance_id; /* static membership id, or NULL */
+    const char *const *topics;     /* the member's subscription */
+    size_t topic_count;
+    const shoal_topic_partition_t *owned; /* partitions it owns now (sticky assignors) */
+    size_t owned_count;
+    int32_t generation; /* generation of `owned`, -1 when none */
+} shoal_assign_member_t;
+
+typedef struct shoal_assign_topic {
+    const char *topic;
+    uint32_t partitions;
+} shoal_assign_topic_t;
+
+typedef struct shoal_assign_input {
+    const shoal_assign_member_t *members; /* sorted by member_id */
+    size_t member_count;
+    const shoal_assign_topic_t *topics; /* every topic some member subscribes to, sorted */
+    size_t topic_count;
+} shoal_assign_input_t;
+
+/** Where an assignor writes its result (opaque; filled with shoal_assign_output_add()). */
+typedef struct shoal_assign_output shoal_assign_output_t;
+
+/** Give partition (topic, partition) to members[member_index]. topic must point to a string
+ * that outlives the output (the input's strings do).
+ * @return 0, SHOAL_EINVAL (index out of range), -ENOMEM. Thread-safety: one thread per
+ * output. */
+SHOAL_EXTERN int shoal_assign_output_add(shoal_assign_output_t *out, size_t member_index,
+                                         const char *topic, int32_t partition);
+
+/** An assignor. assign() must give every partition of every topic in the input to exactly
+ * one member subscribed to that topic (a cooperative assignor may instead withhold a
+ * partition that another member still owns: it is revoked first and assigned in the next
+ * rebalance). Returns 0 or a negative code. */
+typedef struct shoal_assignor {
+    const char *name; /* "range", "roundrobin", "sticky", "cooperative-sticky" */
+    bool cooperative; /* incremental rebalancing: only moved partitions are revoked */
+    int (*assign)(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out);
+    void *arg;
+} shoal_assignor_t;
+
+/** A built-in assignor by Kafka's name, or NULL. The result is static. Thread-safety: any. */
+SHOAL_EXTERN const shoal_assignor_t *shoal_assignor_builtin(const char *name);
 
 #ifdef __cplusplus
 }

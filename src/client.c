@@ -153,15 +153,6 @@ void shoal_client_close(shoal_client_t *c)
 
 /* ------------------------------------------------------------------ topics */
 
-void shoal_topic_config_init(shoal_topic_config_t *cfg)
-{
-    cfg->partitions = 1;
-    cfg->storage = SHOAL_STORAGE_DISK;
-    cfg->segment_bytes = 64ull << 20;
-    cfg->ring_slots = 4;
-    cfg->max_record_bytes = 1u << 20;
-}
-
 bool shoal_topic_name_is_valid(const char *name)
 {
     size_t n = name ? strlen(name) : 0;
@@ -216,6 +207,35 @@ int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_co
         cfg = &defaults;
     }
     return topic_simple_call(c, CTL_TOPIC_CREATE, name, cfg);
+}
+
+int shoal_topic_alter(shoal_client_t *c, const char *name, const char *const *names,
+                      const char *const *values, size_t n)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    int rc;
+
+    shoal__clear_err();
+    if ((rc = check_name(name)) < 0)
+        return rc;
+    if (n == 0 || n > 64 || !names || !values)
+        return SHOAL_ERR(SHOAL_EINVAL, "alter needs 1..64 settings");
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_TOPIC_ALTER, 0);
+    ctl_put_str(&w, name);
+    ctl_put_u32(&w, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        ctl_put_str(&w, names[i] ? names[i] : "");
+        ctl_put_str(&w, values[i] ? values[i] : "");
+    }
+    rc = client_call(c, &w, &rep);
+    ctl_writer_release(&w);
+    if (rc == 0) {
+        rc = ctl_reader_finish(&rep.r);
+        client_reply_release(&rep);
+    }
+    return rc;
 }
 
 int shoal_topic_delete(shoal_client_t *c, const char *name)

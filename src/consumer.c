@@ -332,7 +332,14 @@ static int part_place(shoal_consumer_t *c, struct consumer_part *cp)
         rc = ring_cursor_seek(&cp->ring, &cp->cur, cp->position);
         return rc == SHOAL_EOFFSET ? 0 : rc;
     }
-    return part_open_segment(c, cp);
+    rc = part_open_segment(c, cp);
+    /* Retention may have deleted the segment since log_start_offset was read: start again
+     * at the new log start (the next poll places the cursor there). */
+    if (rc == SHOAL_EOFFSET && cp->position < atomic_load(&ctl->log_start_offset)) {
+        cp->position = atomic_load(&ctl->log_start_offset);
+        return 0;
+    }
+    return rc;
 }
 
 static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t max, bool check_crc)

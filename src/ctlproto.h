@@ -17,9 +17,11 @@
  *                   -> topic config; fds: control block, readers table, ring slots 0..n-1
  *   SEGMENT_OPEN    str topic, i32 partition, i64 offset
  *                   -> i64 base offset, u64 bytes, i64 position of offset; fds: the .log
+ *   TOPIC_ALTER     str name, u32 n, n x (str setting, str value)  -> (none)
  * A topic config is u32 partitions, u32 storage, u64 segment bytes, u32 ring slots,
- * u32 max record bytes. A partition info is i32 partition, i64 log start, i64 log end,
- * i64 flushed, u64 shm bytes, u64 disk bytes. */
+ * u32 max record bytes, i64 retention ms, i64 retention bytes, i64 segment ms,
+ * u32 cleanup policy, i64 flush messages, i64 flush ms, i64 delete retention ms. A partition info
+ * is i32 partition, i64 log start, i64 log end, i64 flushed, u64 shm bytes, u64 disk bytes. */
 #ifndef SHOAL_CTLPROTO_H
 #define SHOAL_CTLPROTO_H
 
@@ -45,7 +47,12 @@ enum ctl_type {
     CTL_TOPIC_DESCRIBE = 5,
     CTL_ATTACH = 6,
     CTL_SEGMENT_OPEN = 7,
-    CTL_TYPE_MAX_ = 8 /* first unused: the group issue adds its messages from here */
+    /* 8..15: storage lifecycle (topic settings, time index) */
+    CTL_TOPIC_ALTER = 8,
+    CTL_OFFSET_FOR_TIME = 9,
+    /* 16..31: consumer groups */
+    CTL_GROUP_FIRST_ = 16,
+    CTL_TYPE_MAX_ = 32 /* size of the server's handler table */
 };
 
 typedef struct ctl_header {

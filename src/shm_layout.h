@@ -89,7 +89,8 @@ struct shm_ctl {
     _Atomic uint32_t flush_seq;       /* futex: bumped when flushed_offset moves */
     _Atomic uint32_t flush_waiters;   /* producers waiting for ACKS_DISK */
     _Atomic int32_t daemon_pid;       /* the shoald that flushes this ring */
-    uint8_t pad2_[SHM_CACHE_LINE - 36];
+    _Atomic int32_t flush_error;      /* -errno of the last failed disk write, 0 if fine */
+    uint8_t pad2_[SHM_CACHE_LINE - 40];
 
     /* counters, read by `shoal stats` without touching the lock */
     _Atomic uint64_t appended_batches;

@@ -168,6 +168,15 @@ int harness_wait(pid_t pid, int timeout_ms)
     return -1;
 }
 
+int harness_poll(pid_t pid)
+{
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) != pid)
+        return -1;
+    child_track(pid, false);
+    return exit_code(status);
+}
+
 /* ------------------------------------------------------------------ watchdog */
 
 #define HARNESS_MAX_DAEMONS 8

@@ -35,6 +35,9 @@ pid_t harness_fork(int (*fn)(void *), void *arg, int timeout_s);
  * its exit status (0..255), 128 + signal when a signal ended it, or -1 on a timeout. */
 int harness_wait(pid_t pid, int timeout_ms);
 
+/* Whether a child has ended, without waiting: its exit status as harness_wait() gives it,
+ * or -1 while it still runs. */
+int harness_poll(pid_t pid);
 /* SIGKILL and reap every child of harness_fork() not yet waited for (a test that failed
  * half-way leaves them behind). For teardowns. */
 void harness_kill_children(void);

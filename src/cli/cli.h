@@ -88,6 +88,7 @@ uint64_t cli_parse_size(const cli_t *cli, const char *option, const char *s, uin
 int cli_topic_create(cli_t *cli, int argc, char **argv);
 int cli_topic_list(cli_t *cli, int argc, char **argv);
 int cli_topic_describe(cli_t *cli, int argc, char **argv);
+int cli_topic_alter(cli_t *cli, int argc, char **argv);
 int cli_topic_delete(cli_t *cli, int argc, char **argv);
 int cli_produce(cli_t *cli, int argc, char **argv);
 int cli_consume(cli_t *cli, int argc, char **argv);

@@ -16,7 +16,7 @@ static int cli_help(cli_t *cli, int argc, char **argv);
 static const cli_command_t cli_commands[] = {
     {"topic", "create", cli_topic_create,
      "topic create NAME [--partitions N] [--storage disk|memory] [--segment-bytes SIZE] "
-     "[--ring-slots N] [--max-record-bytes SIZE]",
+     "[--ring-slots N] [--max-record-bytes SIZE] [--set NAME=VALUE ...]",
      "Create a topic. Unset options keep the library defaults.\n"
      "  --partitions N            partitions, 1..1024 (default 1)\n"
      "  --storage disk|memory     persist to disk segments, or keep only the shared ring\n"
@@ -25,7 +25,16 @@ static const cli_command_t cli_commands[] = {
      "  --ring-slots N            slots in the shared ring, 2..64 (default 4)\n"
      "  --max-record-bytes SIZE   largest record (default 1M, at most segment-bytes/2;\n"
      "                            with only --segment-bytes given: min(1M, segment-bytes/2))\n"
+     "  --set NAME=VALUE          any topic setting by its Kafka-style name (repeatable):\n"
+     "                            retention.ms, retention.bytes, segment.ms, cleanup.policy\n"
+     "                            (delete|compact|compact,delete), flush.messages, flush.ms,\n"
+     "                            delete.retention.ms, max.message.bytes, segment.bytes,\n"
+     "                            ring.slots, storage, partitions\n"
      "SIZE is a number of bytes with an optional K, M or G suffix (powers of 1024).\n"},
+    {"topic", "alter", cli_topic_alter, "topic alter NAME --set NAME=VALUE [--set ...]",
+     "Change settings of an existing topic, all or nothing. partitions, storage,\n"
+     "segment.bytes and ring.slots cannot change; max.message.bytes applies to producers\n"
+     "opened afterwards; the others take effect at once.\n"},
     {"topic", "list", cli_topic_list, "topic list", "Print the topic names, one per line.\n"},
     {"topic", "describe", cli_topic_describe, "topic describe NAME",
      "Print a topic's configuration, then a row per partition: log start offset, log end\n"

@@ -14,35 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "topic_config.h"
 #include "util.h"
-
-#define SEGMENT_BYTES_MIN    (64ull << 10)
-#define SEGMENT_BYTES_MAX    (1ull << 30)
-#define MAX_RECORD_BYTES_MIN 64u
-
-int broker_check_config(const shoal_topic_config_t *c)
-{
-    if (c->partitions < 1 || c->partitions > SHOAL_PARTITIONS_MAX)
-        return SHOAL_ERR(SHOAL_EPARTITIONS, "partitions must be 1..%d, not %u",
-                         SHOAL_PARTITIONS_MAX, c->partitions);
-    if (c->storage != SHOAL_STORAGE_DISK && c->storage != SHOAL_STORAGE_MEMORY)
-        return SHOAL_ERR(SHOAL_ECONFIG, "storage must be disk or memory");
-    if (c->segment_bytes < SEGMENT_BYTES_MIN || c->segment_bytes > SEGMENT_BYTES_MAX)
-        return SHOAL_ERR(SHOAL_ECONFIG, "segment bytes must be %llu..%llu, not %llu",
-                         SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX,
-                         (unsigned long long)c->segment_bytes);
-    if (c->ring_slots < 2 || c->ring_slots > SHM_MAX_SLOTS)
-        return SHOAL_ERR(SHOAL_ECONFIG, "ring slots must be 2..%u, not %u", SHM_MAX_SLOTS,
-                         c->ring_slots);
-    if (c->max_record_bytes < MAX_RECORD_BYTES_MIN || c->max_record_bytes > c->segment_bytes / 2)
-        return SHOAL_ERR(
-            SHOAL_ECONFIG, "max record bytes must be %u..%llu (half a segment), not %u",
-            MAX_RECORD_BYTES_MIN, (unsigned long long)(c->segment_bytes / 2), c->max_record_bytes);
-    return 0;
-}
 
 /* ------------------------------------------------------------------ registry */
 
@@ -135,7 +112,7 @@ int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_
 
     if (!shoal_topic_name_is_valid(name))
         return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
-    if ((rc = broker_check_config(cfg)) < 0)
+    if ((rc = shoal_topic_config_check(cfg)) < 0)
         return rc;
     pthread_rwlock_wrlock(&b->lock);
     if (broker_find(b, name)) {
@@ -153,6 +130,51 @@ int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_
         log_info("created topic %s: %u partitions, %s, %llu-byte segments, %u ring slots", name,
                  cfg->partitions, cfg->storage ? "memory" : "disk",
                  (unsigned long long)cfg->segment_bytes, cfg->ring_slots);
+out_unlock:
+    pthread_rwlock_unlock(&b->lock);
+    return rc;
+}
+
+/* Apply name=value pairs to a copy of the topic's config: all valid, or nothing. */
+static int alter_apply(shoal_topic_config_t *cfg, const char *const *names,
+                       const char *const *values, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = shoal_topic_config_set(cfg, names[i], values[i]);
+        if (rc < 0)
+            return rc;
+        if (!topic_setting_is_alterable(names[i]))
+            return SHOAL_ERR(SHOAL_EIMMUTABLE,
+                             "%s fixes the shared ring's layout and cannot "
+                             "change on an existing topic",
+                             names[i]);
+    }
+    return shoal_topic_config_check(cfg);
+}
+
+int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
+                       const char *const *values, size_t n)
+{
+    shoal_topic_config_t cfg;
+    dtopic_t *t;
+    int rc;
+
+    if (!shoal_topic_name_is_valid(name))
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
+    pthread_rwlock_wrlock(&b->lock);
+    if (!(t = broker_find(b, name))) {
+        rc = SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
+        goto out_unlock;
+    }
+    cfg = t->cfg;
+    if ((rc = alter_apply(&cfg, names, values, n)) < 0 ||
+        (rc = store_topic_update(b->store, name, &cfg)) < 0)
+        goto out_unlock;
+    t->cfg = cfg;
+    for (uint32_t p = 0; p < cfg.partitions; p++)
+        t->parts[p].cfg = cfg;
+    for (size_t i = 0; i < n; i++)
+        log_info("topic %s: %s = %s", name, names[i], values[i]);
 out_unlock:
     pthread_rwlock_unlock(&b->lock);
     return rc;
@@ -182,6 +204,36 @@ out_unlock:
 
 /* ------------------------------------------------------------------ flushing */
 
+void broker_wait_for_work(broker_t *b, int timeout_ms)
+{
+    _Atomic uint32_t *words[128];
+    uint32_t zeros[128] = {0};
+    size_t n = 0;
+
+    pthread_rwlock_rdlock(&b->lock);
+    for (size_t i = 0; i < b->ntopics && n < 128; i++) {
+        dtopic_t *t = b->topics[i];
+        if (t->cfg.storage != SHOAL_STORAGE_DISK)
+            continue;
+        for (uint32_t p = 0; p < t->cfg.partitions && n < 128; p++) {
+            words[n] = &t->parts[p].ring.ctl->flush_waiters;
+            if (atomic_load(words[n++]) != 0)
+                timeout_ms = 0;
+        }
+    }
+    pthread_rwlock_unlock(&b->lock);
+    /* A topic deleted meanwhile unmaps its word: the wait then fails with EFAULT or times
+     * out, and the next pass looks again. */
+    if (n == 0 || timeout_ms == 0) {
+        struct timespec ts = {.tv_sec = timeout_ms / 1000,
+                              .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
+        if (timeout_ms > 0)
+            nanosleep(&ts, NULL);
+        return;
+    }
+    shoal__futex_waitv(words, zeros, n, timeout_ms);
+}
+
 void broker_flush_all(broker_t *b, bool final, bool reap)
 {
     pthread_rwlock_rdlock(&b->lock);
@@ -189,10 +241,7 @@ void broker_flush_all(broker_t *b, bool final, bool reap)
         dtopic_t *t = b->topics[i];
         for (uint32_t p = 0; p < t->cfg.partitions; p++) {
             dpart_t *dp = &t->parts[p];
-            bool was_broken = dp->broken;
-            int rc = dpart_flush(dp, b->cfg->flush_ms, final);
-            if (rc < 0 && (!was_broken || final))
-                log_error("%s-%u: flush: %s (%s)", t->name, p, shoal_strerror(rc), shoal_errmsg());
+            dpart_flush(dp, b->cfg->flush_ms, final); /* logs its own failures */
             if (reap)
                 dpart_reap(dp);
         }

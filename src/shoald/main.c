@@ -62,6 +62,15 @@ static void watchdog_ping(struct daemon *d)
     d->last_ping = now;
 }
 
+/* How long the flusher may wait for work: flush.interval.ms (reloadable, hence atomic),
+ * but never so long that the watchdog would miss its ping. */
+static int flusher_wait_ms(struct daemon *d)
+{
+    int ms = __atomic_load_n(&d->cfg.flush_interval_ms, __ATOMIC_RELAXED);
+    int64_t wd_ms = (int64_t)(d->watchdog_ns / 4000000);
+    return d->watchdog_ns && wd_ms < ms ? (int)(wd_ms > 0 ? wd_ms : 1) : ms;
+}
+
 static void *flusher_main(void *arg)
 {
     struct daemon *d = arg;
@@ -70,13 +79,11 @@ static void *flusher_main(void *arg)
     while (!d->stop) {
         int64_t now = shoal__mono_ns();
         bool reap = now - last_reap >= REAP_INTERVAL_NS;
-        int ms = __atomic_load_n(&d->cfg.flush_interval_ms, __ATOMIC_RELAXED); /* reloadable */
-        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
         broker_flush_all(&d->broker, false, reap);
         if (reap)
             last_reap = now;
         watchdog_ping(d);
-        nanosleep(&ts, NULL);
+        broker_wait_for_work(&d->broker, flusher_wait_ms(d));
     }
     return NULL;
 }

@@ -34,6 +34,21 @@
 #include "util.h"
 
 #define DPART_LOCK_TIMEOUT_MS 1000
+#define ERROR_LOG_INTERVAL_NS (10 * 1000000000LL)
+
+/* Fault hook for the disk-full tests: while the file named by $SHOALD_TEST_ENOSPC_FILE
+ * exists, segment writes and fsyncs fail with ENOSPC. Unset (always, in production), it
+ * costs one pointer test per write. */
+static int io_fault(void)
+{
+    static const char *path;
+    static bool looked;
+    if (!looked) {
+        path = getenv("SHOALD_TEST_ENOSPC_FILE");
+        looked = true;
+    }
+    return path && access(path, F_OK) == 0 ? -ENOSPC : 0;
+}
 
 static void params_of(const dpart_t *p, ring_params_t *rp)
 {
@@ -282,6 +297,7 @@ static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir
     p->id = id;
     p->cfg = *cfg;
     p->log_fd = -1;
+    p->oldest_base = -1;
     p->iw.index_fd = p->iw.timeindex_fd = -1;
     p->last_sync_ns = shoal__mono_ns();
     if ((rc = dpart_names(p, data_dir, shm_dir, topic, id)) < 0)
@@ -332,8 +348,9 @@ static int flusher_sync(dpart_t *p)
 {
     struct shm_ctl *ctl = p->ring.ctl;
     if (p->log_fd >= 0 && p->synced_offset != p->written_offset) {
-        if (fdatasync(p->log_fd) < 0)
-            return SHOAL_ERR(-errno, "%s-%u: fdatasync failed", p->topic, p->id);
+        int io = io_fault();
+        if (io < 0 || fdatasync(p->log_fd) < 0)
+            return SHOAL_ERR(io < 0 ? io : -errno, "%s-%u: fdatasync failed", p->topic, p->id);
         int rc = index_writer_sync(&p->iw);
         if (rc < 0)
             return rc;
@@ -358,7 +375,11 @@ static int flusher_write(dpart_t *p, uint64_t used)
 
     if (p->log_fd < 0 && (rc = flusher_open_file(p)) < 0)
         return rc;
-    rc = shoal__pwrite_all(p->log_fd, data + pos, used - pos, pos);
+    if (p->segment_since_ns == 0)
+        p->segment_since_ns = shoal__mono_ns();
+    rc = io_fault();
+    if (rc == 0)
+        rc = shoal__pwrite_all(p->log_fd, data + pos, used - pos, pos);
     if (rc < 0)
         return SHOAL_ERR(rc, "%s-%u: write to segment failed", p->topic, p->id);
     while (pos < used) {
@@ -391,6 +412,7 @@ static int flusher_next_slot(dpart_t *p)
     }
     atomic_fetch_add(&p->disk_bytes_sealed, atomic_exchange(&p->disk_bytes_active, 0));
     p->fl_placed = false;
+    p->segment_since_ns = 0;
     for (uint32_t i = 0; i < p->ring.slot_count; i++) {
         struct shm_slot *s = &p->ring.ctl->slots[i];
         uint32_t st = atomic_load(&s->state);
@@ -454,10 +476,124 @@ static void flusher_reclaim(dpart_t *p)
     }
 }
 
-int dpart_flush(dpart_t *p, int flush_ms, bool final)
+/* ------------------------------------------------------------------ retention */
+
+#define RETENTION_INTERVAL_NS (1000 * 1000000LL)
+
+/* The largest record timestamp in a sealed segment, from its batch headers; -1 if none. */
+static int64_t segment_max_timestamp(const char *dir, int64_t base)
 {
-    struct shm_ctl *ctl = p->ring.ctl;
-    bool due;
+    char path[PATH_MAX];
+    struct stat st;
+    const uint8_t *data;
+    int64_t max_ts = -1;
+    uint64_t pos = 0;
+    int fd;
+
+    if (segment_path(path, sizeof(path), dir, base, ".log") < 0 ||
+        (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || st.st_size == 0 ||
+        (data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    while (pos < (uint64_t)st.st_size) {
+        record_batch_header_t h;
+        if (record_batch_parse(data + pos, (size_t)st.st_size - pos, &h) != 0)
+            break;
+        max_ts = SHOAL_MAX(max_ts, h.max_timestamp);
+        pos += record_batch_size(&h);
+    }
+    munmap((void *)data, (size_t)st.st_size);
+    return max_ts;
+}
+
+static void segment_unlink(const char *dir, int64_t base)
+{
+    static const char *const exts[] = {".log", ".index", ".timeindex"};
+    char path[PATH_MAX];
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(exts); i++)
+        if (segment_path(path, sizeof(path), dir, base, exts[i]) == 0)
+            unlink(path);
+}
+
+/* Why the oldest segment (base, bytes) must go, or NULL to keep it (and all after it). */
+static const char *retention_reason(dpart_t *p, int64_t base, uint64_t bytes, uint64_t total)
+{
+    if (p->cfg.retention_bytes >= 0 && total - bytes >= (uint64_t)p->cfg.retention_bytes)
+        return "retention.bytes";
+    if (p->cfg.retention_ms < 0)
+        return NULL;
+    if (p->oldest_base != base) {
+        p->oldest_base = base;
+        p->oldest_max_ts = segment_max_timestamp(p->dir, base);
+    }
+    if (p->oldest_max_ts >= 0 && p->oldest_max_ts < shoal__now_ms() - p->cfg.retention_ms)
+        return "retention.ms";
+    return NULL;
+}
+
+/* Delete whole sealed segments, oldest first, while retention says so. The segment the
+ * flusher writes (and any after it) is never deleted. A consumer that has a deleted segment
+ * mapped keeps reading it: the mapping outlives the unlink. */
+static void dpart_apply_retention(dpart_t *p)
+{
+    int64_t *bases = NULL, writing;
+    uint64_t total = 0, bytes;
+    size_t n = 0, i;
+
+    if (!(p->cfg.cleanup_policy & SHOAL_CLEANUP_DELETE) ||
+        (p->cfg.retention_bytes < 0 && p->cfg.retention_ms < 0) ||
+        segment_list(p->dir, &bases, &n) < 0)
+        return;
+    writing =
+        p->fl_placed ? atomic_load(&p->ring.ctl->slots[p->fl_slot].base_offset) : p->written_offset;
+    for (i = 0; i < n; i++)
+        total += file_size(p->dir, bases[i]);
+    for (i = 0; i + 1 < n && bases[i] < writing; i++) {
+        const char *why;
+        bytes = file_size(p->dir, bases[i]);
+        if (!(why = retention_reason(p, bases[i], bytes, total)))
+            break;
+        segment_unlink(p->dir, bases[i]);
+        total -= bytes;
+        atomic_fetch_sub(&p->disk_bytes_sealed,
+                         SHOAL_MIN(bytes, atomic_load(&p->disk_bytes_sealed)));
+        log_info("%s-%u: deleted segment %lld (%llu bytes) by %s", p->topic, p->id,
+                 (long long)bases[i], (unsigned long long)bytes, why);
+    }
+    if (i > 0 && bases[i] > atomic_load(&p->ring.ctl->log_start_offset))
+        atomic_store(&p->ring.ctl->log_start_offset, bases[i]);
+    shoal__free(bases);
+}
+
+/* Roll the segment being written once it is older than segment.ms. */
+static void dpart_roll_by_time(dpart_t *p, int64_t now_ns)
+{
+    if (p->segment_since_ns == 0 || now_ns - p->segment_since_ns < p->cfg.segment_ms * 1000000)
+        return;
+    if (ring_roll(&p->ring, 10) == 0) {
+        log_info("%s-%u: rolled the active segment after segment.ms", p->topic, p->id);
+        p->segment_since_ns = 0;
+    }
+}
+
+/* ------------------------------------------------------------------ flush */
+
+static bool flush_due(dpart_t *p, int daemon_flush_ms, int64_t now_ns)
+{
+    int64_t flush_ms = p->cfg.flush_ms >= 0 ? p->cfg.flush_ms : daemon_flush_ms;
+    return atomic_load(&p->ring.ctl->flush_waiters) > 0 ||
+           now_ns - p->last_sync_ns >= flush_ms * 1000000 ||
+           (p->cfg.flush_messages > 0 &&
+            p->written_offset - p->synced_offset >= p->cfg.flush_messages);
+}
+
+static int flush_pass(dpart_t *p, int flush_ms, bool final)
+{
+    int64_t now;
     int rc;
 
     if (!is_disk(p) || p->broken)
@@ -465,12 +601,39 @@ int dpart_flush(dpart_t *p, int flush_ms, bool final)
     rc = flusher_copy(p);
     if (rc < 0)
         return rc;
-    due = final || atomic_load(&ctl->flush_waiters) > 0 ||
-          shoal__mono_ns() - p->last_sync_ns >= (int64_t)flush_ms * 1000000;
-    if (due && (rc = flusher_sync(p)) < 0)
+    now = shoal__mono_ns();
+    if ((final || flush_due(p, flush_ms, now)) && (rc = flusher_sync(p)) < 0)
         return rc;
     flusher_reclaim(p);
+    dpart_roll_by_time(p, now);
+    if (now - p->last_retention_ns >= RETENTION_INTERVAL_NS) {
+        p->last_retention_ns = now;
+        dpart_apply_retention(p);
+    }
     return 0;
+}
+
+/* Report a failing pass once, then every ERROR_LOG_INTERVAL_NS while it persists, and the
+ * recovery; producers see the cause through the control block's flush_error. A failed
+ * write is retried from the same position on the next pass, so nothing is lost or doubled:
+ * unflushed slots are never freed, and a full ring holds producers back (SHOAL_AGAIN). */
+int dpart_flush(dpart_t *p, int flush_ms, bool final)
+{
+    int rc = flush_pass(p, flush_ms, final);
+    int64_t now = shoal__mono_ns();
+
+    if (rc < 0 &&
+        (rc != p->last_error || final || now - p->last_error_log_ns >= ERROR_LOG_INTERVAL_NS)) {
+        log_error("%s-%u: flush failed: %s (%s)%s", p->topic, p->id, shoal_strerror(rc),
+                  shoal_errmsg(), p->broken ? "" : "; retrying, records wait in shared memory");
+        p->last_error_log_ns = now;
+    } else if (rc == 0 && p->last_error != 0) {
+        log_notice("%s-%u: disk writes resumed", p->topic, p->id);
+    }
+    if (rc != p->last_error && p->ring.ctl)
+        atomic_store(&p->ring.ctl->flush_error, rc > -4096 ? rc : -EIO);
+    p->last_error = rc;
+    return rc;
 }
 
 void dpart_reap(dpart_t *p)

@@ -106,6 +106,28 @@ static int on_topic_delete(server_t *s, struct conn *c, ctl_reader_t *r, int *fd
     return broker_topic_delete(s->b, name);
 }
 
+static int on_topic_alter(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
+{
+    char name[SHOAL_TOPIC_NAME_MAX + 2], keys[64][64], vals[64][64];
+    const char *kp[64], *vp[64];
+    uint32_t n;
+    int rc;
+    (void)c;
+    (void)fds;
+    (void)nfds;
+    ctl_get_str(r, name, sizeof(name));
+    n = ctl_get_u32(r);
+    if (n == 0 || n > 64)
+        return SHOAL_ERR(SHOAL_EPROTO, "alter carries %u settings (1..64)", n);
+    for (uint32_t i = 0; i < n; i++) {
+        kp[i] = ctl_get_str(r, keys[i], sizeof(keys[i]));
+        vp[i] = ctl_get_str(r, vals[i], sizeof(vals[i]));
+    }
+    if ((rc = finish(r)) < 0)
+        return rc;
+    return broker_topic_alter(s->b, name, kp, vp, n);
+}
+
 static int on_topic_list(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
 {
     int rc;
@@ -233,6 +255,7 @@ static const handler_fn handlers[CTL_TYPE_MAX_] = {
     [CTL_TOPIC_DELETE] = on_topic_delete,
     [CTL_TOPIC_LIST] = on_topic_list,
     [CTL_TOPIC_DESCRIBE] = on_topic_describe,
+    [CTL_TOPIC_ALTER] = on_topic_alter,
     [CTL_ATTACH] = on_attach,
     [CTL_SEGMENT_OPEN] = on_segment_open,
 };

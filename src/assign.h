@@ -1,0 +1,42 @@
+/* assign.h - partition assignors for consumer groups (internal side of shoal.h's
+ * shoal_assignor_t): the output builder, the result checker and the built-ins.
+ *
+ * An output holds, per member, the partitions assigned to it, in the order added. Topic
+ * strings are not copied: they point into the assignor's input. */
+#ifndef SHOAL_ASSIGN_H
+#define SHOAL_ASSIGN_H
+
+#include <stddef.h>
+
+#include "shoal.h"
+
+struct assign_member_out {
+    shoal_topic_partition_t *tps;
+    size_t n;
+    size_t cap;
+};
+
+struct shoal_assign_output {
+    size_t member_count;
+    struct assign_member_out *members;
+};
+
+/* 0 or -ENOMEM. */
+int assign_output_init(shoal_assign_output_t *out, size_t member_count);
+void assign_output_release(shoal_assign_output_t *out);
+
+/* Run an assignor and check its result: every partition of every input topic assigned to
+ * exactly one member subscribed to it (for a cooperative assignor: at most one, and a
+ * withheld partition must be owned by some member in the input). 0, the assignor's error,
+ * or SHOAL_EINVAL with the violation in shoal_errmsg(). */
+int assign_run(const shoal_assignor_t *a, const shoal_assign_input_t *in,
+               shoal_assign_output_t *out);
+
+/* The built-ins, each in its own file. */
+int assign_range(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out);
+int assign_roundrobin(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out);
+int assign_sticky(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out);
+int assign_cooperative_sticky(void *arg, const shoal_assign_input_t *in,
+                              shoal_assign_output_t *out);
+
+#endif
