@@ -8,8 +8,11 @@
 #   3. app.c built with nothing but `pkg-config --cflags --libs shoal` against the DESTDIR
 #      (PKG_CONFIG_SYSROOT_DIR, then --define-prefix, then statically) connects to the
 #      installed shoald, produces and consumes; the installed CLI does too;
-#   4. the daemon stops with status 0 on SIGTERM; `make uninstall` leaves no file behind,
-#      and an edited config file survives a reinstall.
+#   4. the daemon reloads on SIGHUP and stops with status 0 on SIGTERM; every system call
+#      it made (traced with strace, when strace works here and the build is not
+#      sanitized) is in systemd's @system-service set, which shoald.service allows;
+#   5. `make uninstall` leaves no file behind, and an edited config file survives a
+#      reinstall.
 # Run by `make test` (BUILD, CC, SHOAL_OPT and SHOAL_LDFLAGS come from the Makefile, so the
 # asan flavour builds and runs everything with the sanitizers), or alone from the checkout.
 # A step whose tool is missing is skipped with a message; everything else must pass.
@@ -22,10 +25,11 @@ PREFIX=/usr/local
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/shoal-test-install-XXXXXX") || exit 1
 dest=$tmp/dest
 inst=install-$$
-daemon_pid=
+daemon_pid= shoald_pid=
 passed=0 failed=0 skipped=0
 
 cleanup() {
+    [ -n "$shoald_pid" ] && kill -9 "$shoald_pid" 2>/dev/null
     if [ -n "$daemon_pid" ]; then kill -9 "$daemon_pid" 2>/dev/null; wait "$daemon_pid" 2>/dev/null; fi
     rm -rf "$tmp" "/dev/shm/shoal.$inst"
 }
@@ -142,9 +146,31 @@ if getent group shoal >/dev/null; then cp "$dest/etc/shoal/shoald.conf" "$conf";
     sed 's/^allow.gid = shoal$/allow.gid = -1/' "$dest/etc/shoal/shoald.conf" >"$conf"
 fi
 sock=$tmp/run/shoald.sock
-"$dest$PREFIX/bin/shoald" --config "$conf" --data-dir "$tmp/data" --runtime-dir "$tmp/run" \
+tracer=
+case "${SHOAL_OPT:-}" in
+*-fsanitize*) skip "system call check: the sanitizers' runtime makes calls of its own" ;;
+*)
+    if ! command -v strace >/dev/null || ! command -v systemd-analyze >/dev/null; then
+        skip "system call check: strace or systemd-analyze is not installed"
+    elif ! strace -f -qq -o /dev/null true 2>/dev/null; then
+        skip "system call check: strace cannot trace here (ptrace refused)"
+    else
+        tracer="strace -f -qq -o $tmp/trace"
+    fi
+    ;;
+esac
+# shellcheck disable=SC2086 # $tracer is a command line or nothing
+$tracer "$dest$PREFIX/bin/shoald" --config "$conf" --data-dir "$tmp/data" --runtime-dir "$tmp/run" \
     --instance "$inst" 2>"$tmp/shoald.log" &
 daemon_pid=$!
+shoald_pid=$daemon_pid
+if [ -n "$tracer" ]; then # the daemon is strace's child
+    shoald_pid=
+    i=0
+    while [ $i -lt 100 ] && [ -z "$shoald_pid" ]; do
+        shoald_pid=$(pgrep -P "$daemon_pid" shoald); sleep 0.05; i=$((i + 1))
+    done
+fi
 i=0
 while [ $i -lt 100 ] && ! "$dest$PREFIX/bin/shoal" --socket "$sock" topic list >/dev/null 2>&1; do
     sleep 0.1; i=$((i + 1))
@@ -166,14 +192,36 @@ check "installed shoal CLI: create, produce, consume" sh -c "
     S='$dest$PREFIX/bin/shoal --socket $sock'
     \$S topic create cli && printf 'k:hello\n' | \$S produce cli --key-separator : &&
     [ \"\$(\$S consume cli --from-beginning --max-messages 1 --timeout-ms 2000 --format '%k=%v')\" = k=hello ]"
-kill -TERM "$daemon_pid"
+kill -HUP "$shoald_pid"
+i=0
+while [ $i -lt 50 ] && ! grep -q 'reloaded:' "$tmp/shoald.log"; do sleep 0.1; i=$((i + 1)); done
+[ $i -lt 50 ] && ok "installed shoald reloads on SIGHUP" || bad "no reload after SIGHUP"
+kill -TERM "$shoald_pid"
 status=0
 wait "$daemon_pid" || status=$?
-daemon_pid=
+daemon_pid= shoald_pid=
 [ $status = 0 ] && ok "installed shoald exits 0 on SIGTERM" ||
     { bad "shoald exited with $status"; cat "$tmp/shoald.log"; }
+if [ -n "$tracer" ]; then
+    # Expand @system-service (groups name further groups) into the list of allowed calls.
+    todo=@system-service seen=
+    : >"$tmp/allowed"
+    while [ -n "$todo" ]; do
+        set -- $todo; group=$1; shift; todo="$*"
+        case " $seen " in *" $group "*) continue ;; esac
+        seen="$seen $group"
+        for x in $(systemd-analyze syscall-filter "$group" | sed '1d; s/^ *//; /^#/d; /^$/d'); do
+            case $x in @*) todo="$todo $x" ;; *) echo "$x" >>"$tmp/allowed" ;; esac
+        done
+    done
+    sort -u "$tmp/allowed" -o "$tmp/allowed"
+    awk '$2 ~ /^[a-z_0-9]+\(/ { sub(/\(.*/, "", $2); print $2 }' "$tmp/trace" | sort -u >"$tmp/used"
+    extra=$(comm -23 "$tmp/used" "$tmp/allowed" | tr '\n' ' ')
+    [ -z "$extra" ] && ok "shoald's $(wc -l <"$tmp/used") system calls are all in @system-service" ||
+        bad "shoald made calls outside @system-service: $extra"
+fi
 
-# ------------------------------------------------------------------ 4. uninstall
+# ------------------------------------------------------------------ 5. uninstall
 echo "# edited" >>"$dest/etc/shoal/shoald.conf"
 if mk install DESTDIR="$dest" >"$tmp/out" 2>&1 && grep -q '^# edited' "$dest/etc/shoal/shoald.conf" &&
     [ -f "$dest/etc/shoal/shoald.conf.new" ]; then
