@@ -14,8 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static int max_level = LOG_INFO;
-static int to_journal = -1; /* -1 unknown, 0 no, 1 yes */
+#include "util.h"
+
+static _Atomic int max_level = LOG_INFO;
+static _Atomic int to_journal = -1; /* -1 unknown, 0 no, 1 yes */
 
 static const char *const level_names[] = {
     [LOG_ERR] = "error", [LOG_WARN] = "warning", [LOG_NOTICE] = "notice",
@@ -24,7 +26,7 @@ static const char *const level_names[] = {
 
 void log_set_level(int level)
 {
-    __atomic_store_n(&max_level, level, __ATOMIC_RELAXED);
+    shoal_store_relaxed(&max_level, level);
 }
 
 /* Whether fd 2 is the stream systemd connected to the journal ("dev:ino" in JOURNAL_STREAM). */
@@ -58,7 +60,7 @@ int log_reopen(const char *path)
         }
         close(fd);
     }
-    __atomic_store_n(&to_journal, stderr_is_journal(), __ATOMIC_RELAXED);
+    shoal_store_relaxed(&to_journal, stderr_is_journal());
     return 0;
 }
 
@@ -76,11 +78,11 @@ void shoald_log(int level, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (level > __atomic_load_n(&max_level, __ATOMIC_RELAXED))
+    if (level > shoal_load_relaxed(&max_level))
         return;
-    if (__atomic_load_n(&to_journal, __ATOMIC_RELAXED) < 0)
-        __atomic_store_n(&to_journal, stderr_is_journal(), __ATOMIC_RELAXED);
-    if (__atomic_load_n(&to_journal, __ATOMIC_RELAXED)) {
+    if (shoal_load_relaxed(&to_journal) < 0)
+        shoal_store_relaxed(&to_journal, stderr_is_journal());
+    if (shoal_load_relaxed(&to_journal)) {
         n = snprintf(line, sizeof(line), "<%d>", level);
     } else {
         struct timespec ts;

@@ -44,10 +44,11 @@ struct daemon {
     pthread_t flusher;
     int argc; /* kept to read the settings again on SIGHUP */
     char **argv;
-    uint64_t watchdog_ns; /* 0: no watchdog */
-    int64_t main_beat;    /* atomic: last main-thread tick (monotonic ns) */
-    int64_t last_ping;    /* flusher only */
-    char status[160];     /* last STATUS= sent, main thread only */
+    uint64_t watchdog_ns;          /* 0: no watchdog */
+    _Atomic int64_t main_beat;     /* last main-thread tick (monotonic ns) */
+    _Atomic int flush_interval_ms; /* the flusher's copy of cfg.flush_interval_ms */
+    int64_t last_ping;             /* flusher only */
+    char status[160];              /* last STATUS= sent, main thread only */
 };
 
 /* Ping the watchdog from the flusher every half period, while the main loop ticks too. */
@@ -56,7 +57,7 @@ static void watchdog_ping(struct daemon *d)
     int64_t now = shoal__mono_ns(), half = (int64_t)(d->watchdog_ns / 2);
     if (!d->watchdog_ns || now - d->last_ping < half)
         return;
-    if (now - __atomic_load_n(&d->main_beat, __ATOMIC_ACQUIRE) > half)
+    if (now - shoal_load_acquire(&d->main_beat) > half)
         return; /* the control loop is stuck: let the pings lapse */
     notify_send("WATCHDOG=1");
     d->last_ping = now;
@@ -66,7 +67,7 @@ static void watchdog_ping(struct daemon *d)
  * but never so long that the watchdog would miss its ping. */
 static int flusher_wait_ms(struct daemon *d)
 {
-    int ms = __atomic_load_n(&d->cfg.flush_interval_ms, __ATOMIC_RELAXED);
+    int ms = shoal_load_relaxed(&d->flush_interval_ms);
     int64_t wd_ms = (int64_t)(d->watchdog_ns / 4000000);
     return d->watchdog_ns && wd_ms < ms ? (int)(wd_ms > 0 ? wd_ms : 1) : ms;
 }
@@ -137,12 +138,14 @@ static void reload(struct daemon *d)
         same_str(d->cfg.runtime_dir, next.runtime_dir, "runtime.dir");
         same_str(d->cfg.instance, next.instance, "instance");
         same_str(d->cfg.shm_dir, next.shm_dir, "shm.dir");
-        /* The flusher reads flush.ms under the registry lock, the interval atomically. */
+        /* The flusher reads flush.ms under the registry lock and its own atomic copy of
+         * the interval; allow.gid is read by this thread only. */
         pthread_rwlock_wrlock(&d->broker.lock);
         d->cfg.flush_ms = next.flush_ms;
-        __atomic_store_n(&d->cfg.flush_interval_ms, next.flush_interval_ms, __ATOMIC_RELAXED);
-        __atomic_store_n(&d->cfg.allow_gid, next.allow_gid, __ATOMIC_RELAXED);
         pthread_rwlock_unlock(&d->broker.lock);
+        d->cfg.flush_interval_ms = next.flush_interval_ms;
+        shoal_store_relaxed(&d->flush_interval_ms, next.flush_interval_ms);
+        d->cfg.allow_gid = next.allow_gid;
         d->cfg.log_level = next.log_level;
         memcpy(d->cfg.log_file, next.log_file, sizeof(next.log_file));
         log_set_level(d->cfg.log_level);
@@ -165,7 +168,7 @@ static void on_wake(void *arg)
     uint64_t ticks;
 
     if (read(d->tick_fd, &ticks, sizeof(ticks)) == sizeof(ticks)) {
-        __atomic_store_n(&d->main_beat, shoal__mono_ns(), __ATOMIC_RELEASE);
+        shoal_store_release(&d->main_beat, shoal__mono_ns());
         report_status(d, false);
     }
     while (read(d->sig_fd, &si, sizeof(si)) == sizeof(si)) {
@@ -210,7 +213,7 @@ static int tick_setup(struct daemon *d, int *wake_fd)
     d->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (d->tick_fd < 0 || timerfd_settime(d->tick_fd, 0, &its, NULL) < 0)
         return -errno;
-    __atomic_store_n(&d->main_beat, shoal__mono_ns(), __ATOMIC_RELEASE);
+    shoal_store_release(&d->main_beat, shoal__mono_ns());
     if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
         epoll_ctl(ep, EPOLL_CTL_ADD, d->sig_fd, &ev) < 0 ||
         epoll_ctl(ep, EPOLL_CTL_ADD, d->tick_fd, &ev) < 0) {
@@ -280,6 +283,7 @@ int main(int argc, char **argv)
     d.watchdog_ns = notify_watchdog_usec() * 1000;
     d.argc = argc;
     d.argv = argv;
+    shoal_store_relaxed(&d.flush_interval_ms, d.cfg.flush_interval_ms);
     d.tick_fd = -1;
     if (signals_setup(&d) < 0) {
         log_error("cannot set up signal handling: %s", strerror(errno));
