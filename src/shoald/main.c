@@ -110,12 +110,12 @@ static void report_status(struct daemon *d, bool ready)
     notify_send("%sSTATUS=%s", ready ? "READY=1\n" : "", line);
 }
 
-static bool same_str(const char *a, const char *b, const char *key)
+/* A setting only read at start: say so when a reload finds it changed. */
+static void warn_if_changed(const char *key, const char *was, const char *now)
 {
-    if (!strcmp(a, b))
-        return true;
-    log_warn("reload: %s changed from %s to %s: takes effect at the next restart", key, a, b);
-    return false;
+    if (strcmp(was, now))
+        log_warn("reload: %s changed from %s to %s: takes effect at the next restart", key, was,
+                 now);
 }
 
 /* SIGHUP: read --config files and the command line again, apply what can change while
@@ -134,10 +134,10 @@ static void reload(struct daemon *d)
         log_error("reload: %s; keeping the running settings", rc < 0 ? err : "bad arguments");
     } else {
         bool gid_changed = next.allow_gid != d->cfg.allow_gid;
-        same_str(d->cfg.data_dir, next.data_dir, "data.dir");
-        same_str(d->cfg.runtime_dir, next.runtime_dir, "runtime.dir");
-        same_str(d->cfg.instance, next.instance, "instance");
-        same_str(d->cfg.shm_dir, next.shm_dir, "shm.dir");
+        warn_if_changed("data.dir", d->cfg.data_dir, next.data_dir);
+        warn_if_changed("runtime.dir", d->cfg.runtime_dir, next.runtime_dir);
+        warn_if_changed("instance", d->cfg.instance, next.instance);
+        warn_if_changed("shm.dir", d->cfg.shm_dir, next.shm_dir);
         /* The flusher reads flush.ms under the registry lock and its own atomic copy of
          * the interval; allow.gid is read by this thread only. */
         pthread_rwlock_wrlock(&d->broker.lock);
