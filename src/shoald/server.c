@@ -3,8 +3,9 @@
  * DESIGN: one thread, one epoll set, non-blocking sockets. Each connection accumulates
  * bytes until a whole frame is present, then the request is decoded and answered at once;
  * requests are rare and short (attach, admin, segment and timestamp lookups), and the
- * data path never comes here. The peer's credentials are read once at accept (SO_PEERCRED): the
- * daemon's own user, root and members of allow.gid may use the broker; anyone else gets
+ * data path never comes here. The peer's credentials are read once at accept (SO_PEERCRED):
+ * the daemon's own user, root and members of allow.gid (primary or supplementary group, the
+ * latter read with SO_PEERGROUPS) may use the broker; anyone else gets
  * SHOAL_EDENIED for every request. A frame with a bad header gets an error response and
  * the connection is closed (the stream can no longer be trusted); a well-framed request
  * with a malformed payload gets SHOAL_EPROTO and the connection stays usable. Descriptors
@@ -13,8 +14,10 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ctlsock.h"
@@ -392,6 +395,29 @@ static int conn_read(server_t *s, struct conn *c)
     }
 }
 
+#define PEER_GROUPS_MAX 256
+
+/* Whether the peer on fd is in group gid through a supplementary group. */
+static bool peer_in_group(int fd, gid_t gid)
+{
+    gid_t groups[PEER_GROUPS_MAX];
+    socklen_t len = sizeof(groups);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+        return false;
+    for (size_t i = 0; i < len / sizeof(gid_t); i++)
+        if (groups[i] == gid)
+            return true;
+    return false;
+}
+
+static bool peer_allowed(const server_t *s, int fd, const struct conn *c)
+{
+    long gid = s->b->cfg->allow_gid; /* changed by a reload, on this thread */
+    if (c->uid == 0 || c->uid == geteuid())
+        return true;
+    return gid >= 0 && (c->gid == (gid_t)gid || peer_in_group(fd, (gid_t)gid));
+}
+
 static void server_accept(server_t *s)
 {
     for (;;) {
@@ -407,8 +433,7 @@ static void server_accept(server_t *s)
         }
         c->fd = fd;
         if (ctlsock_peer_cred(fd, &c->pid, &c->uid, &c->gid) == 0)
-            c->allowed = c->uid == 0 || c->uid == geteuid() ||
-                         (s->b->cfg->allow_gid >= 0 && c->gid == (gid_t)s->b->cfg->allow_gid);
+            c->allowed = peer_allowed(s, fd, c);
         ev.data.ptr = c;
         if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
             close(fd);
@@ -424,6 +449,21 @@ static void server_accept(server_t *s)
 }
 
 /* ------------------------------------------------------------------ lifecycle */
+
+int server_set_access(server_t *s)
+{
+    long gid = s->b->cfg->allow_gid;
+    if (gid < 0 || (gid_t)gid == getegid())
+        return 0;
+    if (chown(s->b->socket_path, (uid_t)-1, (gid_t)gid) < 0) {
+        int rc = -errno;
+        log_warn("cannot give %s to group %ld (shoald must be a member): %s; members of the "
+                 "group can connect only if they can open the socket otherwise",
+                 s->b->socket_path, gid, strerror(errno));
+        return rc;
+    }
+    return 0;
+}
 
 int server_open(server_t **out, broker_t *b)
 {
@@ -444,6 +484,7 @@ int server_open(server_t **out, broker_t *b)
         shoal__free(s);
         return rc;
     }
+    server_set_access(s);
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (s->epfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->listen_fd, &ev) < 0) {
         int rc = -errno;
