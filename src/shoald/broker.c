@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -210,9 +209,11 @@ out_unlock:
 void broker_wait_for_work(broker_t *b, int timeout_ms)
 {
     _Atomic uint32_t *words[128];
-    uint32_t zeros[128] = {0};
-    size_t n = 0;
+    uint32_t expected[128] = {0};
+    size_t n = 1;
 
+    words[0] = &b->wake; /* broker_wake() ends the wait (shutdown) */
+    expected[0] = atomic_load(&b->wake);
     pthread_rwlock_rdlock(&b->lock);
     for (size_t i = 0; i < b->ntopics && n < 128; i++) {
         dtopic_t *t = b->topics[i];
@@ -227,14 +228,14 @@ void broker_wait_for_work(broker_t *b, int timeout_ms)
     pthread_rwlock_unlock(&b->lock);
     /* A topic deleted meanwhile unmaps its word: the wait then fails with EFAULT or times
      * out, and the next pass looks again. */
-    if (n == 0 || timeout_ms == 0) {
-        struct timespec ts = {.tv_sec = timeout_ms / 1000,
-                              .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
-        if (timeout_ms > 0)
-            nanosleep(&ts, NULL);
-        return;
-    }
-    shoal__futex_waitv(words, zeros, n, timeout_ms);
+    if (timeout_ms > 0)
+        shoal__futex_waitv(words, expected, n, timeout_ms);
+}
+
+void broker_wake(broker_t *b)
+{
+    atomic_fetch_add(&b->wake, 1);
+    shoal__futex_wake(&b->wake, INT32_MAX);
 }
 
 void broker_flush_all(broker_t *b, bool final, bool reap)

@@ -24,6 +24,7 @@ typedef struct broker {
     pthread_rwlock_t lock;
     dtopic_t **topics; /* sorted by name */
     size_t ntopics;
+    _Atomic uint32_t wake; /* futex: broker_wake() ends broker_wait_for_work() */
     int data_lock_fd;
     int shm_lock_fd;
 } broker_t;
@@ -46,8 +47,10 @@ int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
 dtopic_t *broker_find(broker_t *b, const char *name);
 
 /* Sleep up to timeout_ms, or until a producer starts waiting for ACKS_DISK on one of the
- * first 128 disk partitions. Returns at once when one already waits. */
+ * first 127 disk partitions, or broker_wake(). Returns at once when one already waits. */
 void broker_wait_for_work(broker_t *b, int timeout_ms);
+/* End a broker_wait_for_work() in progress (at shutdown). Any thread. */
+void broker_wake(broker_t *b);
 
 /* One pass of the flusher over every partition; final makes it fsync everything. */
 void broker_flush_all(broker_t *b, bool final, bool reap);

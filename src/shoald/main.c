@@ -247,6 +247,7 @@ static int daemon_run(struct daemon *d)
     report_status(d, true); /* READY=1: the socket listens, connections queue until served */
     rc = server_run(d->server, &d->stop, wake_fd, on_wake, d);
     d->stop = 1;
+    broker_wake(&d->broker); /* the flusher may be asleep for a whole flush.interval.ms */
     pthread_join(d->flusher, NULL);
 out_server:
     if (wake_fd >= 0)
