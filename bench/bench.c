@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +45,7 @@
 #include "shoal.h"
 
 #define MAX_RUNS     16
-#define NEAR_MAX_NS  150 /* a probe median below this is the near placement */
+#define NEAR_MAX_NS  160 /* a probe median below this is the near placement */
 #define PROBE_ROUNDS 2000
 
 enum kind {
@@ -395,24 +396,31 @@ static int setup_kids(struct suite *S, struct scenario *sc, char (*topics)[64], 
 {
     int n = 0;
     switch (sc->kind) {
-    case K_SHOAL_TPUT:
+    case K_SHOAL_TPUT: {
+        bool pin = sc->producers == 1 && sc->consumers == 1; /* as the floor is */
         for (uint32_t i = 0; i < sc->consumers; i++, n++)
             spawn_role(S, "shoal-consumer", n, topics[0], NULL, sc->size, sc->batch, sc->wait,
-                       NULL);
+                       pin ? "cpu=1" : NULL);
         for (uint32_t i = 0; i < sc->producers; i++, n++)
-            spawn_role(S, "shoal-producer", n, topics[0], NULL, sc->size, sc->batch, 0, NULL);
+            spawn_role(S, "shoal-producer", n, topics[0], NULL, sc->size, sc->batch, 0,
+                       pin ? "cpu=0" : NULL);
         return n;
+    }
     case K_FLOOR_TPUT:
-        spawn_role(S, "floor-consumer", 0, NULL, S->floor_path, sc->size, sc->batch, 0, NULL);
-        spawn_role(S, "floor-producer", 1, NULL, S->floor_path, sc->size, sc->batch, 0, NULL);
+        spawn_role(S, "floor-consumer", 0, NULL, S->floor_path, sc->size, sc->batch, 0, "cpu=1");
+        spawn_role(S, "floor-producer", 1, NULL, S->floor_path, sc->size, sc->batch, 0, "cpu=0");
         return 2;
-    case K_SHOAL_RTT:
-        spawn_role(S, "shoal-ping", 0, topics[0], topics[1], sc->size, 1, sc->wait, NULL);
-        spawn_role(S, "shoal-pong", 1, topics[0], topics[1], sc->size, 1, sc->wait, NULL);
+    case K_SHOAL_RTT: { /* spinners on two CPUs, sleepers where the scheduler puts them */
+        bool pin = sc->wait != SHOAL_WAIT_FUTEX;
+        spawn_role(S, "shoal-ping", 0, topics[0], topics[1], sc->size, 1, sc->wait,
+                   pin ? "cpu=0" : NULL);
+        spawn_role(S, "shoal-pong", 1, topics[0], topics[1], sc->size, 1, sc->wait,
+                   pin ? "cpu=1" : NULL);
         return 2;
+    }
     case K_FLOOR_RTT:
-        spawn_role(S, "floor-ping", 0, NULL, S->floor_path, sc->size, 1, 0, NULL);
-        spawn_role(S, "floor-pong", 1, NULL, S->floor_path, sc->size, 1, 0, NULL);
+        spawn_role(S, "floor-ping", 0, NULL, S->floor_path, sc->size, 1, 0, "cpu=0");
+        spawn_role(S, "floor-pong", 1, NULL, S->floor_path, sc->size, 1, 0, "cpu=1");
         return 2;
     case K_PIPE_RTT:
     case K_UNIX_RTT: {
@@ -884,6 +892,9 @@ static void print_row(const struct scenario *sc, const struct run *r, int mode)
         snprintf(mb, sizeof(mb), "%.0f", r->mbps);
     if (sc->kind == K_RSS_IDLE)
         snprintf(rss, sizeof(rss), "%lld KiB", (long long)r->daemon_rss_kb);
+    else if (sc->kind == K_RSS_CLIENT)
+        snprintf(rss, sizeof(rss), "%lld KiB (anon %lld)", (long long)r->client_rss_kb,
+                 (long long)r->client_anon_kb);
     else if (rss_of(sc, r) >= 0)
         snprintf(rss, sizeof(rss), "%lld KiB", (long long)rss_of(sc, r));
     if (sc->kind >= K_RSS_IDLE)
@@ -938,6 +949,7 @@ static void json_scenario(FILE *f, const struct scenario *sc, const struct run *
     json_num(f, "ratio", q, q >= 0, ", ");
     json_num(f, "rss_kb", (double)(sc->kind == K_RSS_IDLE ? r->daemon_rss_kb : rss_of(sc, r)),
              sc->kind >= K_RSS_IDLE, ", ");
+    json_num(f, "rss_anon_kb", (double)r->client_anon_kb, sc->kind == K_RSS_CLIENT, ", ");
     fprintf(f, "\"mode\": \"%s\", \"runs_near\": %d, \"runs_far\": %d, \"runs_mixed\": %d}",
             mode_names[mode], c[0], c[1], c[2]);
 }
@@ -1167,12 +1179,14 @@ static void parse_kv(struct bench_args *a, const char *kv)
         a->acks = (uint32_t)strtoul(v, NULL, 10);
     else if (KEY("total"))
         a->total = strtoull(v, NULL, 10);
+    else if (KEY("cpu"))
+        a->cpu = atoi(v);
 #undef KEY
 }
 
 static int child_main(int argc, char **argv)
 {
-    struct bench_args a = {.batch = 1, .fd = -1, .fd2 = -1};
+    struct bench_args a = {.batch = 1, .fd = -1, .fd2 = -1, .cpu = -1};
     struct bench_ctl *ctl;
 
     for (int i = 2; i < argc; i++)
@@ -1180,6 +1194,12 @@ static int child_main(int argc, char **argv)
     if (!a.role || !a.ctl_path || a.idx < 0 || a.idx >= BENCH_MAX_CHILDREN ||
         !(ctl = map_ctl(a.ctl_path, false)))
         return 2;
+    if (a.cpu >= 0) { /* the two sides of a 1->1 scenario sit on different CPUs */
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(a.cpu, &set);
+        sched_setaffinity(0, sizeof(set), &set);
+    }
     for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
         if (!strcmp(roles[i].name, a.role))
             return roles[i].fn(ctl, &a);

@@ -64,6 +64,7 @@ struct bench_args {
     uint32_t wait;  /* shoal_wait_t for consumers */
     uint32_t acks;  /* 1: a window of appends, then wait for the disk */
     uint64_t total; /* records to produce or read, 0 = until STOP */
+    int cpu;        /* CPU to pin the process to, -1 for none */
 };
 
 /* Child entry points (roles.c, floor.c). Each returns 0 or an error code. */
