@@ -196,6 +196,17 @@ static int ring_init_shared(ring_t *r, const ring_params_t *p, int64_t start_off
     return 0;
 }
 
+/* Allocate the slots' memory now, so that no append ever takes the page fault that
+ * allocates and zeroes a tmpfs page (measured: about a fifth of a fresh ring's append time,
+ * more for large records). Best effort: where tmpfs cannot hold the whole ring now the
+ * slots stay sparse and fill on first touch, as before. */
+static void ring_files_allocate(const int *fds, const ring_params_t *p)
+{
+    for (uint32_t i = 0; i < p->slot_count; i++)
+        if (fallocate(fds[RING_FD_SLOT0 + i], 0, 0, (off_t)p->slot_bytes) < 0)
+            break;
+}
+
 int ring_create(ring_t *r, const char *shm_dir, const char *name, const ring_params_t *p,
                 int64_t start_offset)
 {
@@ -208,6 +219,7 @@ int ring_create(ring_t *r, const char *shm_dir, const char *name, const ring_par
     rc = ring_files_open(shm_dir, name, p, O_RDWR | O_CREAT | O_EXCL, fds);
     if (rc < 0)
         return rc;
+    ring_files_allocate(fds, p);
     rc = ring_map_all(r, fds, p->slot_count, p->slot_bytes, true);
     close_fds(fds, RING_FD_COUNT(p->slot_count));
     if (rc == 0)
@@ -270,6 +282,7 @@ int ring_open(ring_t *r, const char *shm_dir, const char *name, const ring_param
             return SHOAL_ERR(SHOAL_EVERSION, "shared ring file %u has the wrong size", i);
         }
     }
+    ring_files_allocate(fds, p);
     rc = ring_map_all(r, fds, p->slot_count, p->slot_bytes, true);
     close_fds(fds, RING_FD_COUNT(p->slot_count));
     if (rc == 0 && (rc = ring_check_layout(r, p)) < 0)
