@@ -394,13 +394,6 @@ int shoal_record_header(const shoal_record_t *rec, size_t *iter, shoal_header_t 
  * Encoding
  * ------------------------------------------------------------------------------------- */
 
-/* What the encoder derives from the messages before it writes anything. */
-typedef struct batch_plan {
-    int64_t base_ts;
-    int64_t max_ts;
-    size_t size;
-} batch_plan_t;
-
 static int64_t message_timestamp(const shoal_message_t *m, int64_t now_ms)
 {
     return m->timestamp_ms > 0 ? m->timestamp_ms : now_ms;
@@ -446,8 +439,8 @@ static bool record_body_size(const shoal_message_t *m, int64_t ts_delta, int32_t
     return true;
 }
 
-static int batch_plan_make(const shoal_message_t *msgs, size_t n, int64_t now_ms,
-                           batch_plan_t *plan)
+int record_batch_plan(const shoal_message_t *msgs, size_t n, int64_t now_ms,
+                      record_batch_plan_t *plan)
 {
     if (msgs == NULL || n == 0 || n > INT32_MAX)
         return SHOAL_ERR(SHOAL_EINVAL, "record batch: %zu messages", n);
@@ -458,13 +451,18 @@ static int batch_plan_make(const shoal_message_t *msgs, size_t n, int64_t now_ms
         plan->max_ts = SHOAL_MAX(plan->max_ts, ts);
     }
     plan->size = RECORD_BATCH_HEADER_BYTES;
+    plan->max_one = 0;
     for (size_t i = 0; i < n; i++) {
         int64_t delta;
-        size_t body;
+        size_t body, alone;
         if (__builtin_sub_overflow(message_timestamp(&msgs[i], now_ms), plan->base_ts, &delta) ||
             !record_body_size(&msgs[i], delta, (int32_t)i, &body))
             return SHOAL_ERR(SHOAL_EINVAL, "record batch: message %zu does not fit", i);
         plan->size += record_varint_size((int64_t)body) + body;
+        /* alone in a batch its timestamp and offset deltas would be 0: one byte each */
+        alone = body - record_varint_size(delta) - record_varint_size((int32_t)i) + 2;
+        alone += RECORD_BATCH_HEADER_BYTES + record_varint_size((int64_t)alone);
+        plan->max_one = SHOAL_MAX(plan->max_one, alone);
         if (plan->size - RECORD_BATCH_LOG_OVERHEAD > INT32_MAX)
             return SHOAL_ERR(SHOAL_EINVAL, "record batch: larger than 2 GiB");
     }
@@ -473,9 +471,9 @@ static int batch_plan_make(const shoal_message_t *msgs, size_t n, int64_t now_ms
 
 size_t record_batch_encoded_size(const shoal_message_t *msgs, size_t n, int64_t now_ms)
 {
-    batch_plan_t plan;
+    record_batch_plan_t plan;
 
-    if (batch_plan_make(msgs, n, now_ms, &plan) != 0)
+    if (record_batch_plan(msgs, n, now_ms, &plan) != 0)
         return 0;
     return plan.size;
 }
@@ -490,7 +488,7 @@ static uint8_t *bytes_write(uint8_t *p, const void *data, size_t len)
     return p + len;
 }
 
-/* Write one record; batch_plan_make() has already checked that every length fits. */
+/* Write one record; record_batch_plan() has already checked that every length fits. */
 static uint8_t *record_write(uint8_t *p, const shoal_message_t *m, int64_t ts_delta,
                              int32_t off_delta)
 {
@@ -516,15 +514,24 @@ static uint8_t *record_write(uint8_t *p, const shoal_message_t *m, int64_t ts_de
 int record_batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
                         const shoal_message_t *msgs, size_t n, int64_t now_ms, size_t *len_out)
 {
-    batch_plan_t plan;
+    record_batch_plan_t plan;
+    int rc = record_batch_plan(msgs, n, now_ms, &plan);
+
+    if (rc != 0)
+        return rc;
+    return record_batch_encode_planned(buf, cap, f, msgs, n, now_ms, &plan, len_out);
+}
+
+int record_batch_encode_planned(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
+                                const shoal_message_t *msgs, size_t n, int64_t now_ms,
+                                const record_batch_plan_t *pl, size_t *len_out)
+{
+    record_batch_plan_t plan = *pl;
 
     if (buf == NULL || f == NULL || len_out == NULL)
         return SHOAL_ERR(SHOAL_EINVAL, "record_batch_encode: NULL argument");
     if (f->attributes & RECORD_ATTR_COMPRESSION_MASK)
         return SHOAL_ERR(SHOAL_EINVAL, "record_batch_encode: compression is not supported");
-    int rc = batch_plan_make(msgs, n, now_ms, &plan);
-    if (rc != 0)
-        return rc;
     if (plan.size > cap)
         return -ENOSPC;
 
