@@ -473,7 +473,8 @@ static int consumer_sleep(shoal_consumer_t *c, const uint32_t *seqs, int timeout
 
     for (size_t i = 0; i < n; i++)
         words[i] = &c->parts[i].ring.rd->seq;
-    consumer_set_sleeping(c, n, true); /* seq_cst: before the re-check below */
+    consumer_set_sleeping(c, n, true);
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with ring_wake_readers()' fence */
     for (size_t i = 0; i < c->nparts && !ready; i++)
         ready = part_may_have_data(&c->parts[i]);
     if (!ready) {

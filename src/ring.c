@@ -29,10 +29,14 @@
  * at least one sees the other (Dekker): either the reclaimer sees the pin and backs off,
  * or the reader sees RECLAIMING/a new gen and reads that range from disk instead.
  *
- * Sleep. A reader that is caught up increments `waiters`, re-checks for data, and waits on
- * the futex word `seq` with the value it loaded before checking. A producer bumps `seq`
- * after publishing and then reads `waiters`. With seq_cst on both sides a publish is
- * either seen by the re-check or changes `seq` before the reader sleeps. */
+ * Sleep. A reader that is caught up increments `waiters`, issues a seq_cst fence,
+ * re-checks for data, and waits on the futex word `seq` with the value it loaded before
+ * checking. A producer publishes, issues a seq_cst fence and reads `waiters`; only when it
+ * is non-zero does it bump `seq` and call FUTEX_WAKE. The two fences make this Dekker's
+ * pattern: either the reader's re-check sees the publish, or the producer sees the waiter
+ * and changes `seq` (so the reader's futex wait returns or is woken). When nobody sleeps
+ * an append therefore writes no line that readers poll but the slot's `used`: the `seq`
+ * line stays shared in every reader's cache instead of moving on every append. */
 #include "ring.h"
 
 #include <errno.h>
@@ -586,18 +590,22 @@ static int ring_append_locked(ring_t *r, const uint8_t *batch, size_t len, int32
     shoal_store_release(&s->used, used + len);
     test_hook(RING_STAGE_USED);
     shoal_store_release(&ctl->log_end_offset, leo + records);
-    atomic_fetch_add_explicit(&ctl->appended_batches, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&ctl->appended_records, (uint64_t)records, memory_order_relaxed);
-    atomic_fetch_add_explicit(&ctl->appended_bytes, len, memory_order_relaxed);
+    /* The lock makes us the only writer: plain stores, no locked read-modify-writes. */
+    shoal_store_relaxed(&ctl->appended_batches, shoal_load_relaxed(&ctl->appended_batches) + 1);
+    shoal_store_relaxed(&ctl->appended_records,
+                        shoal_load_relaxed(&ctl->appended_records) + (uint64_t)records);
+    shoal_store_relaxed(&ctl->appended_bytes, shoal_load_relaxed(&ctl->appended_bytes) + len);
     *base_offset = leo;
     return 0;
 }
 
 static void ring_wake_readers(ring_t *r)
 {
-    atomic_fetch_add(&r->rd->seq, 1); /* seq_cst: ordered before the waiters load */
-    if (atomic_load(&r->rd->waiters) > 0)
+    atomic_thread_fence(memory_order_seq_cst); /* the publish before the waiters load */
+    if (atomic_load_explicit(&r->rd->waiters, memory_order_relaxed) > 0) {
+        atomic_fetch_add(&r->rd->seq, 1);
         shoal__futex_wake(&r->rd->seq, INT32_MAX);
+    }
 }
 
 /* Wait for a slot to be freed: 0 to retry, SHOAL_AGAIN when the deadline passed. */
