@@ -517,7 +517,7 @@ static int64_t consumer_spin_until(const shoal_consumer_t *c, int64_t now, int64
 int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
 {
     uint32_t seqs[CONSUMER_WAIT_MAX];
-    int64_t deadline = shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
+    int64_t deadline = 0; /* read the clock only once there is something to wait for */
     shoal__clear_err();
 
     if (!c || (!out && max))
@@ -533,6 +533,8 @@ int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout
         if (n != 0 || timeout_ms == 0 || c->nparts == 0)
             return n;
         now = shoal__mono_ns();
+        if (deadline == 0)
+            deadline = now + (int64_t)timeout_ms * 1000000;
         if (timeout_ms > 0 && now >= deadline)
             return 0;
         spin_until = consumer_spin_until(c, now, deadline, timeout_ms);

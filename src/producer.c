@@ -156,6 +156,7 @@ int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
     partition = producer_choose_partition(p, &msgs[0]);
     if ((rc = producer_ring(p, partition, &ring)) < 0)
         return rc;
+    ring_prefetch_append(ring);
     if ((rc = producer_plan(p, msgs, n, now, &plan)) < 0)
         return rc;
     if ((rc = producer_reserve(p, plan.size)) < 0)
