@@ -194,6 +194,8 @@ static struct scenario scenarios[] = {
 
 #define NSCEN (sizeof(scenarios) / sizeof(scenarios[0]))
 
+static int failures; /* runs or processes that failed: the exit status says so */
+
 static struct scenario *scenario_find(const char *name)
 {
     for (size_t i = 0; name && i < NSCEN; i++)
@@ -519,7 +521,7 @@ static void collect(struct suite *S, struct scenario *sc, int n, struct run *r)
     for (int i = 0; i < n; i++) {
         struct bench_child *ch = &S->ctl->child[i];
         r->gaps += ch->gaps;
-        if (ch->error)
+        if (ch->error && ++failures)
             fprintf(stderr, "bench: %s: process %d failed: %s\n", sc->name, i,
                     shoal_strerror(ch->error));
     }
@@ -760,6 +762,8 @@ static int run_once(struct suite *S, struct scenario *sc, struct run *r)
     }
     r->probe[1] = probe(S);
     r->mode = label(r->probe);
+    if (rc < 0 && ++failures)
+        fprintf(stderr, "bench: %s: run failed: %s\n", sc->name, shoal_strerror(rc));
     return rc;
 }
 
@@ -1122,7 +1126,9 @@ static int driver_main(int argc, char **argv)
         fprintf(stderr, "shoal-bench: cannot write %s\n", S.json);
         return 1;
     }
-    return 0;
+    if (failures)
+        fprintf(stderr, "shoal-bench: %d failures\n", failures);
+    return failures ? 1 : 0;
 }
 
 /* ------------------------------------------------------------------ child side */
