@@ -44,7 +44,7 @@
 #include "bench.h"
 #include "shoal.h"
 
-#define MAX_RUNS     16
+#define MAX_RUNS     48  /* a shared baseline collects the runs of every pairing */
 #define NEAR_MAX_NS  160 /* a probe median below this is the near placement */
 #define PROBE_ROUNDS 2000
 
@@ -75,7 +75,7 @@ struct run {
     bool has_lat;
     int64_t probe[2];
     int mode;
-    int64_t daemon_rss_kb, client_rss_kb, client_anon_kb;
+    int64_t daemon_rss_kb, daemon_anon_kb, client_rss_kb, client_anon_kb;
     uint64_t gaps;
     int base_run; /* index of the paired baseline run, -1 when none */
 };
@@ -109,7 +109,7 @@ struct suite {
     pid_t kids[BENCH_MAX_CHILDREN];
     int nkids;
     int topic_seq;
-    int64_t daemon_idle_kb;
+    int64_t daemon_idle_kb, daemon_idle_anon_kb;
 };
 
 /* ------------------------------------------------------------------ scenarios */
@@ -568,6 +568,7 @@ static int run_kids(struct suite *S, struct scenario *sc, struct run *r, int mea
     sample(S, n, o1);
     t1 = bench_now_ns();
     r->daemon_rss_kb = bench_rss_kb(S->daemon, "VmRSS");
+    r->daemon_anon_kb = bench_rss_kb(S->daemon, "RssAnon");
     atomic_store(&S->ctl->phase, BENCH_STOP);
     reap_kids(S);
     tput_figures(sc, o0, o1, (double)(t1 - t0) / 1e9, r);
@@ -869,6 +870,7 @@ static void fill_rss_rows(struct suite *S)
             sc->nruns = 1;
             memset(&sc->runs[0], 0, sizeof(sc->runs[0]));
             sc->runs[0].daemon_rss_kb = S->daemon_idle_kb;
+            sc->runs[0].daemon_anon_kb = S->daemon_idle_anon_kb;
             sc->runs[0].mode = MODE_MIXED;
         } else if ((sc->kind == K_RSS_LOAD || sc->kind == K_RSS_CLIENT) && load) {
             sc->nruns = load->nruns;
@@ -902,8 +904,9 @@ static void print_row(const struct scenario *sc, const struct run *r, int mode)
         snprintf(rate, sizeof(rate), "%.2f M", r->rate / 1e6);
     if (r->mbps > 0)
         snprintf(mb, sizeof(mb), "%.0f", r->mbps);
-    if (sc->kind == K_RSS_IDLE)
-        snprintf(rss, sizeof(rss), "%lld KiB", (long long)r->daemon_rss_kb);
+    if (sc->kind == K_RSS_IDLE || sc->kind == K_RSS_LOAD)
+        snprintf(rss, sizeof(rss), "%lld KiB (anon %lld)", (long long)r->daemon_rss_kb,
+                 (long long)r->daemon_anon_kb);
     else if (sc->kind == K_RSS_CLIENT)
         snprintf(rss, sizeof(rss), "%lld KiB (anon %lld)", (long long)r->client_rss_kb,
                  (long long)r->client_anon_kb);
@@ -961,7 +964,9 @@ static void json_scenario(FILE *f, const struct scenario *sc, const struct run *
     json_num(f, "ratio", q, q >= 0, ", ");
     json_num(f, "rss_kb", (double)(sc->kind == K_RSS_IDLE ? r->daemon_rss_kb : rss_of(sc, r)),
              sc->kind >= K_RSS_IDLE, ", ");
-    json_num(f, "rss_anon_kb", (double)r->client_anon_kb, sc->kind == K_RSS_CLIENT, ", ");
+    json_num(f, "rss_anon_kb",
+             (double)(sc->kind == K_RSS_CLIENT ? r->client_anon_kb : r->daemon_anon_kb),
+             sc->kind >= K_RSS_IDLE, ", ");
     fprintf(f, "\"mode\": \"%s\", \"runs_near\": %d, \"runs_far\": %d, \"runs_mixed\": %d}",
             mode_names[mode], c[0], c[1], c[2]);
 }
@@ -1051,6 +1056,7 @@ static int suite_init(struct suite *S)
         return -1;
     sleep_ms(100);
     S->daemon_idle_kb = bench_rss_kb(S->daemon, "VmRSS");
+    S->daemon_idle_anon_kb = bench_rss_kb(S->daemon, "RssAnon");
     return 0;
 }
 
@@ -1083,7 +1089,7 @@ static void suite_mode(struct suite *S, const char *mode)
         S->disk_bytes = 16ull << 20, S->cold_bytes = 8ull << 20;
     } else {
         S->mode = "quick";
-        S->warm_ms = 60, S->measure_ms = 150, S->disk_measure_ms = 600, S->reps = 3;
+        S->warm_ms = 60, S->measure_ms = 150, S->disk_measure_ms = 1000, S->reps = 3;
         S->disk_bytes = 256ull << 20, S->cold_bytes = 256ull << 20;
     }
 }

@@ -18,7 +18,7 @@
 
 #define POLL_MAX        256
 #define POLL_TIMEOUT_MS 100
-#define ACK_WINDOW      (16u << 20) /* bytes appended between two disk waits */
+#define ACK_WINDOW      (64u << 20) /* bytes appended between two disk waits */
 
 static volatile uint64_t bench_sink; /* keeps the value touches from being optimised away */
 
