@@ -98,7 +98,7 @@ static inline bool varint_get_1(const uint8_t *p, const uint8_t *end, int64_t *v
 }
 
 /* A 32-bit field: at most 5 bytes and the value in int32 range, as Kafka's readVarint. */
-static size_t record_varint32_get(const uint8_t *p, const uint8_t *end, int32_t *v)
+static inline size_t record_varint32_get(const uint8_t *p, const uint8_t *end, int32_t *v)
 {
     int64_t one;
     if (varint_get_1(p, end, &one)) {
@@ -137,7 +137,7 @@ static inline bool reader_varint32(record_reader_t *r, int32_t *v)
     return n != 0;
 }
 
-static bool reader_varint64(record_reader_t *r, int64_t *v)
+static inline bool reader_varint64(record_reader_t *r, int64_t *v)
 {
     if (varint_get_1(r->p, r->end, v)) {
         r->p++;
@@ -149,7 +149,7 @@ static bool reader_varint64(record_reader_t *r, int64_t *v)
 }
 
 /* A length-prefixed byte string: -1 is null (*out NULL), other negatives are corrupt. */
-static bool reader_bytes(record_reader_t *r, const uint8_t **out, int32_t *len)
+static inline bool reader_bytes(record_reader_t *r, const uint8_t **out, int32_t *len)
 {
     record_reader_t save = *r;
 
@@ -419,6 +419,26 @@ static int64_t message_timestamp(const shoal_message_t *m, int64_t now_ms)
     return m->timestamp_ms > 0 ? m->timestamp_ms : now_ms;
 }
 
+/* Varints of small values (-64..63) take one byte: the common case, kept inline. */
+static inline size_t varint_size_fast(int64_t v)
+{
+    return (v >= -64 && v < 64) ? 1 : record_varint_size(v);
+}
+
+static inline size_t varint_put_fast(uint8_t *p, int64_t v)
+{
+    if (v >= -64 && v < 64) {
+        *p = (uint8_t)(((uint64_t)v << 1) ^ (v < 0 ? 0xff : 0));
+        return 1;
+    }
+    return record_varint_put(p, v);
+}
+
+static inline size_t bytes_size_fast(const void *data, size_t len)
+{
+    return data == NULL ? 1 : varint_size_fast((int64_t)len) + len;
+}
+
 /* Bytes of a length-prefixed string; false when the length does not fit an int32. */
 static bool bytes_size_add(size_t *size, const void *data, size_t len)
 {
@@ -438,8 +458,17 @@ static bool bytes_size_add(size_t *size, const void *data, size_t len)
 static bool record_body_size(const shoal_message_t *m, int64_t ts_delta, int32_t off_delta,
                              size_t *out)
 {
-    size_t size = 1 + record_varint_size(ts_delta) + record_varint_size(off_delta);
+    size_t size = 1 + varint_size_fast(ts_delta) + varint_size_fast(off_delta);
 
+    if (m->header_count == 0 && (m->key == NULL || m->key_len <= INT32_MAX) &&
+        (m->value == NULL || m->value_len <= INT32_MAX)) {
+        /* the common record: two bounded strings, no headers */
+        size += bytes_size_fast(m->key, m->key_len) + bytes_size_fast(m->value, m->value_len) + 1;
+        if (size > INT32_MAX)
+            return false;
+        *out = size;
+        return true;
+    }
     if (!bytes_size_add(&size, m->key, m->key_len) ||
         !bytes_size_add(&size, m->value, m->value_len) || m->header_count > INT32_MAX ||
         (m->header_count > 0 && m->headers == NULL))
@@ -498,11 +527,25 @@ size_t record_batch_encoded_size(const shoal_message_t *msgs, size_t n, int64_t 
     return plan.size;
 }
 
+/* The body size of a record record_batch_plan() has already checked, without the
+ * checks: the common record (no headers) costs a few comparisons. */
+static inline size_t record_body_size_planned(const shoal_message_t *m, int64_t ts_delta,
+                                              int32_t off_delta)
+{
+    size_t body = 0;
+    if (m->header_count > 0) {
+        record_body_size(m, ts_delta, off_delta, &body);
+        return body;
+    }
+    return 1 + varint_size_fast(ts_delta) + varint_size_fast(off_delta) +
+           bytes_size_fast(m->key, m->key_len) + bytes_size_fast(m->value, m->value_len) + 1;
+}
+
 static uint8_t *bytes_write(uint8_t *p, const void *data, size_t len)
 {
     if (data == NULL)
-        return p + record_varint_put(p, -1);
-    p += record_varint_put(p, (int64_t)len);
+        return p + varint_put_fast(p, -1);
+    p += varint_put_fast(p, (int64_t)len);
     if (len > 0)
         memcpy(p, data, len);
     return p + len;
@@ -512,16 +555,15 @@ static uint8_t *bytes_write(uint8_t *p, const void *data, size_t len)
 static uint8_t *record_write(uint8_t *p, const shoal_message_t *m, int64_t ts_delta,
                              int32_t off_delta)
 {
-    size_t body = 0;
+    size_t body = record_body_size_planned(m, ts_delta, off_delta);
 
-    record_body_size(m, ts_delta, off_delta, &body);
-    p += record_varint_put(p, (int64_t)body);
+    p += varint_put_fast(p, (int64_t)body);
     *p++ = 0; /* record attributes */
-    p += record_varint_put(p, ts_delta);
-    p += record_varint_put(p, off_delta);
+    p += varint_put_fast(p, ts_delta);
+    p += varint_put_fast(p, off_delta);
     p = bytes_write(p, m->key, m->key_len);
     p = bytes_write(p, m->value, m->value_len);
-    p += record_varint_put(p, (int64_t)m->header_count);
+    p += varint_put_fast(p, (int64_t)m->header_count);
     for (size_t i = 0; i < m->header_count; i++) {
         const shoal_header_t *hd = &m->headers[i];
         bool null_value = hd->value == NULL || hd->value_len < 0;
