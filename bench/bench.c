@@ -387,12 +387,13 @@ static void daemon_stop(struct suite *S)
     }
 }
 
-static int topic_new(struct suite *S, char *name, size_t cap, uint32_t storage)
+/* A fresh topic: 64 MiB slots x 4, or small slots (ping-pong moves a few MB at most). */
+static int topic_new(struct suite *S, char *name, size_t cap, uint32_t storage, bool small)
 {
     shoal_topic_config_t cfg;
     shoal_topic_config_init(&cfg);
     cfg.storage = storage;
-    cfg.segment_bytes = 64ull << 20;
+    cfg.segment_bytes = small ? 4ull << 20 : 64ull << 20;
     cfg.ring_slots = 4;
     cfg.max_record_bytes = 1u << 20;
     snprintf(name, cap, "bench%d", S->topic_seq++);
@@ -466,10 +467,10 @@ static int prepare(struct suite *S, struct scenario *sc, char (*topics)[64], int
     int rc = 0;
     switch (sc->kind) {
     case K_SHOAL_TPUT:
-        return topic_new(S, topics[0], 64, SHOAL_STORAGE_MEMORY);
+        return topic_new(S, topics[0], 64, SHOAL_STORAGE_MEMORY, false);
     case K_SHOAL_RTT:
-        rc = topic_new(S, topics[0], 64, SHOAL_STORAGE_MEMORY);
-        return rc ? rc : topic_new(S, topics[1], 64, SHOAL_STORAGE_MEMORY);
+        rc = topic_new(S, topics[0], 64, SHOAL_STORAGE_MEMORY, true);
+        return rc ? rc : topic_new(S, topics[1], 64, SHOAL_STORAGE_MEMORY, true);
     case K_FLOOR_TPUT:
         return make_floor_file(S, 2 * ((64ull << 20) + 4096));
     case K_FLOOR_RTT:
@@ -684,7 +685,7 @@ static int run_cold_read(struct suite *S, struct scenario *sc, struct run *r)
     records -= records % sc->batch;
     snprintf(total, sizeof(total), "total=%llu", (unsigned long long)records);
     memset(S->ctl, 0, sizeof(*S->ctl));
-    if ((rc = topic_new(S, topic, sizeof(topic), SHOAL_STORAGE_DISK)) < 0)
+    if ((rc = topic_new(S, topic, sizeof(topic), SHOAL_STORAGE_DISK, false)) < 0)
         return rc;
     spawn_role(S, "shoal-producer", 0, topic, NULL, sc->size, sc->batch, 0, total);
     wait_ready(S->ctl, 1, 10000);
@@ -723,7 +724,7 @@ static int run_disk_kids(struct suite *S, struct scenario *sc, struct run *r)
     int rc;
 
     memset(S->ctl, 0, sizeof(*S->ctl));
-    if ((rc = topic_new(S, topic, sizeof(topic), SHOAL_STORAGE_DISK)) < 0)
+    if ((rc = topic_new(S, topic, sizeof(topic), SHOAL_STORAGE_DISK, false)) < 0)
         return rc;
     spawn_role(S, "shoal-producer", 0, topic, NULL, sc->size, sc->batch, 0, acks);
     wait_ready(S->ctl, 1, 10000);
@@ -1089,8 +1090,8 @@ static void suite_mode(struct suite *S, const char *mode)
         S->disk_bytes = 16ull << 20, S->cold_bytes = 8ull << 20;
     } else {
         S->mode = "quick";
-        S->warm_ms = 60, S->measure_ms = 150, S->disk_measure_ms = 1000, S->reps = 3;
-        S->disk_bytes = 256ull << 20, S->cold_bytes = 256ull << 20;
+        S->warm_ms = 50, S->measure_ms = 150, S->disk_measure_ms = 700, S->reps = 3;
+        S->disk_bytes = 128ull << 20, S->cold_bytes = 128ull << 20;
     }
 }
 
