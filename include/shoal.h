@@ -224,8 +224,12 @@ SHOAL_EXTERN bool shoal_topic_name_is_valid(const char *name);
 
 /** Create a topic.
  * @param[in] cfg  NULL means the defaults.
+ * The daemon reserves each partition's ring (segment_bytes x ring_slots) in shared memory
+ * at once, so a topic that does not fit is refused here rather than failing later.
  * @return 0, or SHOAL_ENAME, SHOAL_ETOPICEXISTS, SHOAL_EPARTITIONS, SHOAL_ECONFIG,
- *         SHOAL_EIO, SHOAL_ECLOSED, -errno. Thread-safety: any thread. */
+ *         -ENOSPC (not enough shared memory; the detail gives the sizes), SHOAL_EIO,
+ *         SHOAL_ECLOSED, -errno. Nothing is left behind on failure.
+ * Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
                                     const shoal_topic_config_t *cfg);
 

@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "rlock.h"
@@ -208,11 +209,29 @@ static int ring_init_shared(ring_t *r, const ring_params_t *p, int64_t start_off
  * allocates and zeroes a tmpfs page (measured: about a fifth of a fresh ring's append time,
  * more for large records). Best effort: where tmpfs cannot hold the whole ring now the
  * slots stay sparse and fill on first touch, as before. */
-static void ring_files_allocate(const int *fds, const ring_params_t *p)
+/* Reserve the slots' memory now, so that a full /dev/shm is a clear error at topic creation
+ * rather than a SIGBUS in a producer later (tmpfs allocates on first touch otherwise).
+ * A filesystem without fallocate is left sparse. 0, or -ENOSPC with the sizes in the
+ * detail. */
+static int ring_files_allocate(const int *fds, const ring_params_t *p, const char *shm_dir)
 {
-    for (uint32_t i = 0; i < p->slot_count; i++)
-        if (fallocate(fds[RING_FD_SLOT0 + i], 0, 0, (off_t)p->slot_bytes) < 0)
-            break;
+    uint64_t need = (uint64_t)p->slot_count * p->slot_bytes;
+    struct statvfs vfs;
+
+    if (fstatvfs(fds[RING_FD_SLOT0], &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < need)
+        return SHOAL_ERR(-ENOSPC, "%s has %llu MiB free; the ring needs %llu MiB (%u x %llu bytes)",
+                         shm_dir, (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize >> 20),
+                         (unsigned long long)(need >> 20), p->slot_count,
+                         (unsigned long long)p->slot_bytes);
+    for (uint32_t i = 0; i < p->slot_count; i++) {
+        if (fallocate(fds[RING_FD_SLOT0 + i], 0, 0, (off_t)p->slot_bytes) == 0)
+            continue;
+        if (errno == EOPNOTSUPP)
+            return 0;
+        return SHOAL_ERR(-errno, "cannot reserve %llu bytes of shared memory in %s",
+                         (unsigned long long)p->slot_bytes, shm_dir);
+    }
+    return 0;
 }
 
 int ring_create(ring_t *r, const char *shm_dir, const char *name, const ring_params_t *p,
@@ -227,8 +246,9 @@ int ring_create(ring_t *r, const char *shm_dir, const char *name, const ring_par
     rc = ring_files_open(shm_dir, name, p, O_RDWR | O_CREAT | O_EXCL, fds);
     if (rc < 0)
         return rc;
-    ring_files_allocate(fds, p);
-    rc = ring_map_all(r, fds, p->slot_count, p->slot_bytes, true);
+    rc = ring_files_allocate(fds, p, shm_dir);
+    if (rc == 0)
+        rc = ring_map_all(r, fds, p->slot_count, p->slot_bytes, true);
     close_fds(fds, RING_FD_COUNT(p->slot_count));
     if (rc == 0)
         rc = ring_init_shared(r, p, start_offset);
@@ -290,7 +310,7 @@ int ring_open(ring_t *r, const char *shm_dir, const char *name, const ring_param
             return SHOAL_ERR(SHOAL_EVERSION, "shared ring file %u has the wrong size", i);
         }
     }
-    ring_files_allocate(fds, p);
+    /* A surviving ring keeps the memory it reserved at creation. */
     rc = ring_map_all(r, fds, p->slot_count, p->slot_bytes, true);
     close_fds(fds, RING_FD_COUNT(p->slot_count));
     if (rc == 0 && (rc = ring_check_layout(r, p)) < 0)

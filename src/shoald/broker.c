@@ -97,7 +97,7 @@ static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t 
     }
     if (rc < 0) {
         log_error("topic %s: partition %u: %s (%s)", name, i, shoal_strerror(rc), shoal_errmsg());
-        topic_free(t, i, fresh);
+        topic_free(t, fresh ? i + 1 : i, fresh); /* a new topic leaves nothing behind */
         return rc;
     }
     *out = t;

@@ -162,6 +162,28 @@ static void test_stats_count_appends_and_sleeping_readers(void **state)
     shoal_producer_close(p);
 }
 
+static void test_topic_larger_than_shared_memory_is_refused_and_leaves_nothing(void **state)
+{
+    shoal_topic_config_t cfg;
+    char path[PATH_MAX + 32];
+    char **names;
+    size_t count;
+    (void)state;
+
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 1u << 30;
+    cfg.ring_slots = 64; /* 64 GiB of ring: more than this machine's /dev/shm */
+    assert_int_equal(shoal_topic_create(client, "huge", &cfg), -ENOSPC);
+    assert_non_null(strstr(shoal_errmsg(), "the ring needs 65536 MiB"));
+    assert_int_equal(shoal_topic_list(client, &names, &count), 0);
+    assert_int_equal(count, 0);
+    shoal_topic_list_free(names, count);
+    snprintf(path, sizeof(path), "%s/huge-0", daemon_.data_dir);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof(path), "%s/huge-0.slot0", daemon_.shm_dir);
+    assert_int_equal(access(path, F_OK), -1);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -189,6 +211,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stats_count_appends_and_sleeping_readers, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_topic_larger_than_shared_memory_is_refused_and_leaves_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
