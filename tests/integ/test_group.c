@@ -632,7 +632,11 @@ INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
     assert_int_equal(shoal_group_delete(f->c, "admins"), SHOAL_EGROUPACTIVE);
 
     /* malformed join and sync frames */
-    assert_int_equal(raw_status(f->d.socket, CTL_GROUP_JOIN, "\x03\x00ab", 4), SHOAL_EPROTO);
+    assert_int_equal(raw_status(f->d.socket, CTL_GROUP_JOIN,
+                                "\x03\x00"
+                                "ab",
+                                4),
+                     SHOAL_EPROTO);
     assert_int_equal(raw_status(f->d.socket, CTL_GROUP_SYNC,
                                 "\x06\x00"
                                 "admins\x01",
