@@ -62,6 +62,7 @@ struct cgroup {
     int32_t generation; /* -1 while not a member */
     bool need_join;
     bool attached;        /* the assignment is attached to the consumer */
+    bool follow_up;       /* leader: a cooperative assignor withheld partitions */
     struct ctp *assigned; /* what this member owns now */
     size_t nassigned;
     int32_t owned_generation;
@@ -520,6 +521,17 @@ static int leader_assign(struct cgroup *g, struct join_result *jr, ctl_writer_t 
     if ((rc = assign_output_init(&out, jr->nmembers)) < 0)
         return rc;
     rc = assign_run(a, &in, &out);
+    if (rc == 0 && a->cooperative) {
+        /* A cooperative assignor withholds partitions that change owner, to be assigned
+         * in a second rebalance once their owner gave them up. Members here give up
+         * everything before they rejoin (eager), so the second round follows at once. */
+        size_t total = 0, given = 0;
+        for (size_t t = 0; t < jr->ntopics; t++)
+            total += jr->topics[t].partitions;
+        for (size_t i = 0; i < jr->nmembers; i++)
+            given += out.members[i].n;
+        g->follow_up = given < total;
+    }
     ctl_put_u32(w, (uint32_t)(rc == 0 ? jr->nmembers : 0));
     for (size_t i = 0; rc == 0 && i < jr->nmembers; i++) {
         ctl_put_str(w, jr->members[i].member_id);
@@ -607,7 +619,8 @@ static int rejoin(shoal_consumer_t *c, struct cgroup *g)
     if ((rc = attach_assignment(c, g)) < 0)
         return rc;
     g->attached = true;
-    g->need_join = false;
+    g->need_join = g->follow_up;
+    g->follow_up = false;
     g->last_heartbeat_ns = g->last_commit_ns = shoal__mono_ns();
     call_back(c, g, g->on_assigned);
     return 0;

@@ -750,7 +750,8 @@ static int sync_take_assignment(group_coord_t *gc, struct group *g, ctl_reader_t
         rc = -ENOMEM;
     nall = 0;
     for (uint32_t i = 0; i < n && rc == 0; i++) {
-        memcpy(all + nall, lists[i].v, lists[i].n * sizeof(*all));
+        if (lists[i].n) /* all and v are NULL for empty lists */
+            memcpy(all + nall, lists[i].v, lists[i].n * sizeof(*all));
         nall += lists[i].n;
     }
     if (rc == 0)

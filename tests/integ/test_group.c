@@ -542,6 +542,111 @@ INTEG_TEST(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rej
      * that generations fence: its commit above was refused. */
 }
 
+/* ------------------------------------------------------------------ static membership */
+
+struct helper_args {
+    const char *group;
+    const char *topic;
+};
+
+/* A dynamic member (index 1) that polls until told to stop. */
+static int polling_member(void *arg)
+{
+    const struct helper_args *a = arg;
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[16];
+
+    member_options(&o, a->group, 1);
+    if (open_member(&cl, &c, &o, a->topic) < 0)
+        return 10;
+    while (!atomic_load(&sh->done))
+        if (shoal_poll(c, recs, 16, 50) < 0)
+            return 11;
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    return 0;
+}
+
+static bool both_hold_two(void)
+{
+    return atomic_load(&sh->nassigned[0]) == 2 && atomic_load(&sh->nassigned[1]) == 2;
+}
+
+static bool a_holds_two(void)
+{
+    return atomic_load(&sh->nassigned[0]) == 2;
+}
+
+static int32_t generation_of(shoal_client_t *c, const char *group)
+{
+    shoal_group_info_t *info;
+    int32_t gen;
+    if (shoal_group_describe(c, group, &info) < 0)
+        return -1;
+    gen = info->generation;
+    shoal_group_info_free(info);
+    return gen;
+}
+
+INTEG_TEST(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance)
+{
+    static const struct helper_args args = {.group = "statics", .topic = "st"};
+    shoal_topic_config_t cfg = topic_cfg(4);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int32_t before[4], gen;
+    int helper_calls;
+    pid_t helper;
+
+    assert_int_equal(shoal_topic_create(f->c, "st", &cfg), 0);
+    member_options(&o, "statics", 0);
+    o.group_instance_id = "static-a";
+    assert_int_equal(open_member(&cl, &c, &o, "st"), 0);
+    assert_true((helper = harness_fork(polling_member, (void *)&args, 50)) > 0);
+    assert_true(poll_until(c, both_hold_two, 10000));
+    for (int p = 0; p < 4; p++)
+        before[p] = atomic_load(&sh->owner[p]) == (int32_t)getpid();
+    helper_calls = atomic_load(&sh->assigned_calls[1]);
+    gen = generation_of(f->c, "statics");
+
+    /* the static member goes away (as if its process ended) and comes back */
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    sleep_ms(300);
+    assert_int_equal(open_member(&cl, &c, &o, "st"), 0);
+    assert_true(poll_until(c, a_holds_two, 5000));
+    for (int p = 0; p < 4; p++)
+        assert_int_equal(atomic_load(&sh->owner[p]) == (int32_t)getpid(), before[p]);
+    assert_int_equal(atomic_load(&sh->assigned_calls[1]), helper_calls);
+    assert_int_equal(generation_of(f->c, "statics"), gen);
+
+    atomic_store(&sh->done, 1);
+    assert_int_equal(harness_wait(helper, 10000), 0);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
+/* ------------------------------------------------------------------ topics appearing */
+
+INTEG_TEST(test_subscription_to_a_topic_created_later_gets_its_partitions)
+{
+    shoal_topic_config_t cfg = topic_cfg(2);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+
+    member_options(&o, "early", 0);
+    assert_int_equal(open_member(&cl, &c, &o, "later"), 0);
+    assert_false(poll_until(c, a_holds_two, 300));
+    assert_int_equal(shoal_topic_create(f->c, "later", &cfg), 0);
+    assert_true(poll_until(c, a_holds_two, 3000));
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 /* ------------------------------------------------------------------ admin and errors */
 
 /* Send a raw request and return the response status. */
@@ -686,6 +791,8 @@ int main(void)
         T(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_there),
         T(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rejoins),
         T(test_group_admin_and_bad_input_get_specific_errors),
+        T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
+        T(test_subscription_to_a_topic_created_later_gets_its_partitions),
 #undef T
     };
     const char *only = getenv("SHOAL_TEST_FILTER");
