@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -782,6 +783,66 @@ INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
     assert_int_equal(shoal_group_describe(f->c, "admins", &info), SHOAL_ENOGROUP);
 }
 
+/* ------------------------------------------------------------------ the CLI */
+
+/* Run the shoal tool with SHOAL_SOCKET set; returns its exit status and counts output lines. */
+static int run_cli(const char *args, int *lines, char *out, size_t cap)
+{
+    char cmd[1024], buf[512];
+    const char *build = getenv("BUILD");
+    size_t used = 0;
+    FILE *fp;
+    int st;
+
+    snprintf(cmd, sizeof(cmd), "SHOAL_SOCKET='%s' %s/shoal %s 2>&1", sock_path,
+             build && *build ? build : "build", args);
+    if (!(fp = popen(cmd, "r")))
+        return -1;
+    *lines = 0;
+    if (out)
+        out[0] = '\0';
+    while (fgets(buf, sizeof(buf), fp)) {
+        (*lines)++;
+        if (out && used + strlen(buf) < cap) {
+            memcpy(out + used, buf, strlen(buf) + 1);
+            used += strlen(buf);
+        }
+    }
+    st = pclose(fp);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+INTEG_TEST(test_cli_consume_group_resumes_and_group_commands_report)
+{
+    shoal_topic_config_t cfg = topic_cfg(2);
+    static char out[8192];
+    int lines;
+
+    assert_int_equal(shoal_topic_create(f->c, "cli", &cfg), 0);
+    assert_int_equal(produce(f->c, "cli", 0, 10), 0);
+    assert_int_equal(produce(f->c, "cli", 1, 10), 0);
+    assert_int_equal(
+        run_cli("consume cli --group cg --from-beginning --max-messages 12", &lines, NULL, 0), 0);
+    assert_int_equal(lines, 12);
+    assert_int_equal(
+        run_cli("consume cli --group cg --from-beginning --timeout-ms 300", &lines, NULL, 0), 0);
+    assert_int_equal(lines, 8);
+    assert_int_equal(run_cli("group list", &lines, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "cg"));
+    assert_int_equal(run_cli("group describe cg", &lines, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "state: Empty"));
+    assert_non_null(strstr(out, "cli"));
+    assert_int_equal(run_cli("group describe nope", &lines, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "no such consumer group"));
+    assert_int_equal(run_cli("group reset-offsets cg --topic cli --to-earliest", &lines, NULL, 0),
+                     0);
+    assert_int_equal(run_cli("consume cli --group cg --timeout-ms 300", &lines, NULL, 0), 0);
+    assert_int_equal(lines, 20);
+    assert_int_equal(run_cli("consume cli --group cg --partition 1", &lines, NULL, 0), 2);
+    assert_int_equal(run_cli("group delete cg", &lines, NULL, 0), 0);
+    assert_int_equal(run_cli("group describe cg", &lines, NULL, 0), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -793,6 +854,7 @@ int main(void)
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_subscription_to_a_topic_created_later_gets_its_partitions),
+        T(test_cli_consume_group_resumes_and_group_commands_report),
 #undef T
     };
     const char *only = getenv("SHOAL_TEST_FILTER");
