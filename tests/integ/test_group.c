@@ -313,7 +313,7 @@ INTEG_TEST(test_three_members_share_partitions_and_a_sigkilled_members_move_fast
     moved_ms = mono_ms() - t0;
     printf("partitions of the killed member moved in %" PRId64 " ms\n", moved_ms);
     assert_true(all_owned_by_others(pids[0]));
-    assert_true(moved_ms < 500);
+    assert_true(moved_ms < 800); /* "well under a second", with room for a loaded CI box */
 
     t0 = mono_ms();
     while (!all_seen() && mono_ms() - t0 < 20000)
@@ -530,6 +530,7 @@ INTEG_TEST(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rej
     rc = shoal_commit_sync(c, &late, 1);
     assert_int_equal(rc, SHOAL_EGENERATION);
     assert_non_null(strstr(shoal_errmsg(), "not in group"));
+    assert_true(harness_daemon_log_contains(&f->d, "removed: max poll interval exceeded"));
 
     /* polling again rejoins and gets partitions back */
     a_calls_before = atomic_load(&sh->assigned_calls[0]);
@@ -783,6 +784,65 @@ INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
     assert_int_equal(shoal_group_describe(f->c, "admins", &info), SHOAL_ENOGROUP);
 }
 
+/* ------------------------------------------------------------------ commit batching */
+
+/* An administrative commit (no member, allowed while the group is empty) as raw bytes. */
+static void put_admin_commit(ctl_writer_t *w, int64_t offset)
+{
+    ctl_frame_begin(w, CTL_GROUP_COMMIT, 1);
+    ctl_put_str(w, "batch");
+    ctl_put_str(w, "");
+    ctl_put_i32(w, -1);
+    ctl_put_u32(w, 1);
+    ctl_put_str(w, "bt");
+    ctl_put_i32(w, 0);
+    ctl_put_i64(w, offset);
+    ctl_frame_end(w);
+}
+
+INTEG_TEST(test_commits_arriving_together_share_one_transaction_and_are_durable)
+{
+    enum { NCONN = 8 };
+    int fds[NCONN];
+    bool batched = false;
+
+    for (int round = 0; round < 20 && !batched; round++) {
+        for (int i = 0; i < NCONN; i++)
+            assert_true((fds[i] = ctlsock_connect(f->d.socket)) >= 0);
+        for (int i = 0; i < NCONN; i++) {
+            ctl_writer_t w;
+            ctl_writer_init(&w);
+            put_admin_commit(&w, round * 100 + i);
+            assert_int_equal(ctlsock_send(fds[i], w.buf, w.len, NULL, 0), 0);
+            ctl_writer_release(&w);
+        }
+        for (int i = 0; i < NCONN; i++) {
+            ctl_header_t h;
+            uint8_t *resp = NULL;
+            int rfds[2];
+            size_t nfds = 0;
+            ctl_reader_t r;
+            assert_int_equal(ctlsock_recv_frame(fds[i], &h, &resp, rfds, &nfds, 2, 5000), 0);
+            ctl_reader_init(&r, resp, h.len);
+            assert_int_equal(ctl_get_status(&r, NULL, 0), 0);
+            free(resp);
+            close(fds[i]);
+        }
+        batched = harness_daemon_log_contains(&f->d, "offsets) in one transaction");
+    }
+    assert_true(batched);
+    /* every commit returned: the last one of the last round is what is stored */
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    shoal_client_close(f->c);
+    assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
+    shoal_group_info_t *info;
+    assert_int_equal(shoal_group_describe(f->c, "batch", &info), 0);
+    assert_int_equal(info->offset_count, 1);
+    assert_true(info->offsets[0].committed % 100 < NCONN);
+    shoal_group_info_free(info);
+}
+
 /* ------------------------------------------------------------------ the CLI */
 
 /* Run the shoal tool with SHOAL_SOCKET set; returns its exit status and counts output lines. */
@@ -855,6 +915,7 @@ int main(void)
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_subscription_to_a_topic_created_later_gets_its_partitions),
         T(test_cli_consume_group_resumes_and_group_commands_report),
+        T(test_commits_arriving_together_share_one_transaction_and_are_durable),
 #undef T
     };
     const char *only = getenv("SHOAL_TEST_FILTER");
