@@ -406,7 +406,8 @@ SHOAL_EXTERN void shoal_consumer_close(shoal_consumer_t *consumer);
 /** Add partitions of a topic to the consumer, each positioned at the log end (use
  * shoal_consumer_seek() to move). partitions NULL with n 0 means every partition.
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ENOPARTITION, SHOAL_EINVAL (already
- *         assigned), SHOAL_ELIMIT, SHOAL_ECLOSED, -ENOMEM. */
+ *         assigned, or the consumer is subscribed to a group), SHOAL_ELIMIT, SHOAL_ECLOSED,
+ *         -ENOMEM. */
 SHOAL_EXTERN int shoal_consumer_assign(shoal_consumer_t *consumer, const char *topic,
                                        const int32_t *partitions, size_t n);
 

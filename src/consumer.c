@@ -171,6 +171,8 @@ int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t 
     int rc;
 
     shoal__clear_err();
+    if (cgroup_refuses_assign(c->group))
+        return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed to a group: no manual assign");
     if ((rc = consumer_check_new(c, topic, partitions, n)) < 0)
         return rc;
     if (!(name = shoal__strdup(topic)))

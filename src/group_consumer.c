@@ -63,6 +63,7 @@ struct cgroup {
     bool need_join;
     bool attached;        /* the assignment is attached to the consumer */
     bool follow_up;       /* leader: a cooperative assignor withheld partitions */
+    bool attaching;       /* inside attach_assignment() */
     struct ctp *assigned; /* what this member owns now */
     size_t nassigned;
     int32_t owned_generation;
@@ -309,8 +310,10 @@ static int attach_assignment(shoal_consumer_t *c, struct cgroup *g)
     int64_t *offs = shoal__calloc(g->nassigned ? g->nassigned : 1, sizeof(*offs));
     int rc = offs ? 0 : -ENOMEM;
 
+    g->attaching = true;
     for (size_t i = 0; i < g->nassigned && rc == 0; i++)
         rc = shoal_consumer_assign(c, g->assigned[i].topic, &g->assigned[i].partition, 1);
+    g->attaching = false;
     if (rc == 0 && g->nassigned)
         rc = fetch_offsets(c, g, offs);
     for (size_t i = 0; i < g->nassigned && rc == 0; i++) {
@@ -725,6 +728,11 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
 }
 
 /* ------------------------------------------------------------------ subscribe, commit */
+
+bool cgroup_refuses_assign(const struct cgroup *g)
+{
+    return g && g->topics && !g->attaching;
+}
 
 int shoal_consumer_subscribe(shoal_consumer_t *c, const char *const *topics, size_t n)
 {

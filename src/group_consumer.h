@@ -3,6 +3,8 @@
 #ifndef SHOAL_GROUP_CONSUMER_H
 #define SHOAL_GROUP_CONSUMER_H
 
+#include <stdbool.h>
+
 #include "shoal.h"
 
 struct cgroup;
@@ -15,6 +17,10 @@ void cgroup_close(shoal_consumer_t *c, struct cgroup *g);
 /* shoal_poll() of a group consumer: runs the group protocol, then reads. */
 int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size_t max,
                 int timeout_ms);
+
+/* True when the consumer is subscribed and the call is not the group's own attach:
+ * partitions may then not be assigned by hand. */
+bool cgroup_refuses_assign(const struct cgroup *g);
 
 /* Provided by consumer.c. */
 struct cgroup *consumer__group(shoal_consumer_t *c);
