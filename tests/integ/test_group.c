@@ -496,7 +496,10 @@ static bool a_rejoined(void)
            atomic_load(&sh->nassigned[0]) + atomic_load(&sh->nassigned[1]) == 4;
 }
 
-INTEG_TEST(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rejoins)
+/* A member (this process) stops polling; the daemon removes it after session_ms or
+ * max_poll_ms, logging why; its late commit is refused; polling again rejoins it. */
+static void stalled_member_is_fenced_and_rejoins(struct fixture *f, int session_ms, int max_poll_ms,
+                                                 const char *why)
 {
     shoal_topic_config_t cfg = topic_cfg(4);
     shoal_topic_partition_offset_t late = {.topic = "work", .partition = 0, .offset = 1};
@@ -509,7 +512,8 @@ INTEG_TEST(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rej
 
     assert_int_equal(shoal_topic_create(f->c, "work", &cfg), 0);
     member_options(&o, "stall", 0);
-    o.max_poll_interval_ms = 700;
+    o.session_timeout_ms = session_ms;
+    o.max_poll_interval_ms = max_poll_ms;
     assert_int_equal(open_member(&cl, &c, &o, "work"), 0);
     assert_true((helper = harness_fork(busy_member, NULL, 50)) > 0);
     assert_true(poll_until(c, split_two_two, 10000));
@@ -530,7 +534,7 @@ INTEG_TEST(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rej
     rc = shoal_commit_sync(c, &late, 1);
     assert_int_equal(rc, SHOAL_EGENERATION);
     assert_non_null(strstr(shoal_errmsg(), "not in group"));
-    assert_true(harness_daemon_log_contains(&f->d, "removed: max poll interval exceeded"));
+    assert_true(harness_daemon_log_contains(&f->d, why));
 
     /* polling again rejoins and gets partitions back */
     a_calls_before = atomic_load(&sh->assigned_calls[0]);
@@ -542,6 +546,60 @@ INTEG_TEST(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rej
     /* No ownership check here: while it stalled, the fenced member still believed it owned
      * its partitions (it learns otherwise on its next poll), which is exactly the zombie
      * that generations fence: its commit above was refused. */
+}
+
+INTEG_TEST(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rejoins)
+{
+    stalled_member_is_fenced_and_rejoins(f, 10000, 700, "removed: max poll interval exceeded");
+}
+
+INTEG_TEST(test_member_silent_past_session_timeout_loses_partitions_and_rejoins)
+{
+    stalled_member_is_fenced_and_rejoins(f, 600, 30000, "removed: session timeout");
+}
+
+/* ------------------------------------------------------------------ async commits */
+
+static _Atomic int commit_results[2]; /* [0] successes, [1] failures */
+
+static void on_commit(void *arg, shoal_consumer_t *c, int status)
+{
+    (void)arg;
+    (void)c;
+    atomic_fetch_add(&commit_results[status == 0 ? 0 : 1], 1);
+}
+
+INTEG_TEST(test_async_commits_report_through_on_commit_and_are_stored)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_consumer_options_t o;
+    shoal_group_info_t *info;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+    int got = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "asy", &cfg), 0);
+    assert_int_equal(produce(f->c, "asy", 0, 8), 0);
+    member_options(&o, "async", 0);
+    o.on_commit = on_commit;
+    assert_int_equal(open_member(&cl, &c, &o, "asy"), 0);
+    for (int i = 0; i < 100 && got < 8; i++) {
+        int n = shoal_poll(c, recs, 8, 20);
+        assert_true(n >= 0);
+        got += n;
+    }
+    assert_int_equal(got, 8);
+    assert_int_equal(shoal_commit_async(c, NULL, 0), 0);
+    assert_int_equal(shoal_poll(c, recs, 8, 250), 0); /* reads the response, heartbeats */
+    assert_int_equal(atomic_load(&commit_results[0]), 1);
+    assert_int_equal(atomic_load(&commit_results[1]), 0);
+    assert_int_equal(shoal_group_describe(f->c, "async", &info), 0);
+    assert_int_equal(info->offset_count, 1);
+    assert_int_equal(info->offsets[0].committed, 8);
+    shoal_group_info_free(info);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
 }
 
 /* ------------------------------------------------------------------ static membership */
@@ -912,6 +970,8 @@ int main(void)
         T(test_two_groups_on_one_topic_each_receive_every_record),
         T(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_there),
         T(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rejoins),
+        T(test_member_silent_past_session_timeout_loses_partitions_and_rejoins),
+        T(test_async_commits_report_through_on_commit_and_are_stored),
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_subscription_to_a_topic_created_later_gets_its_partitions),
