@@ -39,7 +39,7 @@
 
 #define GROUP_MEMBER_ID_MAX  127
 #define GROUP_ASSIGNOR_MAX   63
-#define GROUP_LIST_MAX       4096 /* topics, assignors, partitions in one message */
+#define GROUP_LIST_MAX       65536 /* topics, assignors, partitions in one message */
 #define GROUP_PARTS_CHECK_NS (200 * 1000000LL)
 
 enum group_state { GS_EMPTY, GS_PREPARING, GS_COMPLETING, GS_STABLE };

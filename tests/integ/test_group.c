@@ -639,6 +639,11 @@ static bool a_holds_two(void)
     return atomic_load(&sh->nassigned[0]) == 2;
 }
 
+static bool a_has_three(void)
+{
+    return atomic_load(&sh->nassigned[0]) == 3;
+}
+
 static int32_t generation_of(shoal_client_t *c, const char *group)
 {
     shoal_group_info_t *info;
@@ -703,6 +708,60 @@ INTEG_TEST(test_subscription_to_a_topic_created_later_gets_its_partitions)
     assert_false(poll_until(c, a_holds_two, 300));
     assert_int_equal(shoal_topic_create(f->c, "later", &cfg), 0);
     assert_true(poll_until(c, a_holds_two, 3000));
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
+/* ------------------------------------------------------------------ a custom assignor */
+
+static _Atomic int custom_calls;
+
+/* Every partition to the last member. */
+static int assign_to_last(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out)
+{
+    (void)arg;
+    atomic_fetch_add(&custom_calls, 1);
+    for (size_t t = 0; t < in->topic_count; t++)
+        for (uint32_t p = 0; p < in->topics[t].partitions; p++) {
+            int rc =
+                shoal_assign_output_add(out, in->member_count - 1, in->topics[t].topic, (int32_t)p);
+            if (rc < 0)
+                return rc;
+        }
+    return 0;
+}
+
+INTEG_TEST(test_an_application_assignor_is_used_and_a_member_without_a_common_one_is_refused)
+{
+    static const shoal_assignor_t mine = {.name = "to-last", .assign = assign_to_last};
+    const shoal_assignor_t *only_mine[] = {&mine};
+    const shoal_assignor_t *only_range[] = {shoal_assignor_builtin("range")};
+    shoal_topic_config_t cfg = topic_cfg(3);
+    shoal_consumer_options_t o;
+    shoal_group_info_t *info;
+    shoal_client_t *cl, *cl2;
+    shoal_consumer_t *c, *c2;
+    shoal_record_t recs[4];
+
+    assert_non_null(only_range[0]);
+    assert_int_equal(shoal_topic_create(f->c, "cus", &cfg), 0);
+    member_options(&o, "custom", 0);
+    o.assignors = only_mine;
+    o.assignor_count = 1;
+    assert_int_equal(open_member(&cl, &c, &o, "cus"), 0);
+    assert_true(poll_until(c, a_has_three, 5000));
+    assert_true(atomic_load(&custom_calls) >= 1);
+    assert_int_equal(shoal_group_describe(f->c, "custom", &info), 0);
+    assert_string_equal(info->protocol, "to-last");
+    shoal_group_info_free(info);
+
+    member_options(&o, "custom", 1);
+    o.assignors = only_range;
+    o.assignor_count = 1;
+    assert_int_equal(open_member(&cl2, &c2, &o, "cus"), 0);
+    assert_int_equal(shoal_poll(c2, recs, 4, 0), SHOAL_ENOASSIGNOR);
+    shoal_consumer_close(c2);
+    shoal_client_close(cl2);
     shoal_consumer_close(c);
     shoal_client_close(cl);
 }
@@ -976,6 +1035,7 @@ int main(void)
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_subscription_to_a_topic_created_later_gets_its_partitions),
         T(test_cli_consume_group_resumes_and_group_commands_report),
+        T(test_an_application_assignor_is_used_and_a_member_without_a_common_one_is_refused),
         T(test_commits_arriving_together_share_one_transaction_and_are_durable),
 #undef T
     };
