@@ -134,6 +134,12 @@ static int finish(ctl_reader_t *r, const char *what)
     return rc < 0 ? SHOAL_ERR(SHOAL_EPROTO, "malformed %s request", what) : 0;
 }
 
+/* Bytes left in a request: bounds list lengths before anything is allocated for them. */
+static size_t left(const ctl_reader_t *r)
+{
+    return (size_t)(r->end - r->p);
+}
+
 /* Read "u32 n, n x tp" into a fresh array. */
 static int get_tps(ctl_reader_t *r, struct gtp **out, size_t *n)
 {
@@ -142,7 +148,7 @@ static int get_tps(ctl_reader_t *r, struct gtp **out, size_t *n)
 
     *out = NULL;
     *n = 0;
-    if (r->err || count > GROUP_LIST_MAX)
+    if (r->err || count > GROUP_LIST_MAX || count > left(r) / 6) /* a tp takes >= 6 bytes */
         return SHOAL_EPROTO;
     if (count == 0)
         return 0;
@@ -505,7 +511,7 @@ static int join_parse(ctl_reader_t *r, struct join_req *j)
     j->session_ms = ctl_get_i32(r);
     j->rebalance_ms = ctl_get_i32(r);
     n = ctl_get_u32(r);
-    if (r->err || n > GROUP_LIST_MAX)
+    if (r->err || n > GROUP_LIST_MAX || n > left(r) / 2) /* a string takes >= 2 bytes */
         return SHOAL_ERR(SHOAL_EPROTO, "malformed join request");
     if (n && !(j->topics = shoal__calloc(n, sizeof(*j->topics))))
         return -ENOMEM;
@@ -513,7 +519,7 @@ static int join_parse(ctl_reader_t *r, struct join_req *j)
     for (uint32_t i = 0; i < n; i++)
         ctl_get_str(r, j->topics[i], sizeof(j->topics[i]));
     n = ctl_get_u32(r);
-    if (r->err || n > GROUP_LIST_MAX)
+    if (r->err || n > GROUP_LIST_MAX || n > left(r) / 2) /* a string takes >= 2 bytes */
         return SHOAL_ERR(SHOAL_EPROTO, "malformed join request");
     if (n && !(j->assignors = shoal__calloc(n, sizeof(*j->assignors))))
         return -ENOMEM;
