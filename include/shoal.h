@@ -434,7 +434,15 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *                         at once, -1 waits for ever. A sleeping consumer uses no CPU and
  *                         wakes when a producer appends.
  * @return the number of records (0 on timeout), or SHOAL_ECORRUPT, SHOAL_ENOTOPIC,
- *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR. */
+ *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR.
+ * A subscribed group consumer (shoal_consumer_subscribe) also runs the group protocol
+ * here, on the calling thread: heartbeats, callbacks, rejoining. While a rebalance is in
+ * progress the call may block beyond timeout_ms, up to the group's rebalance timeout (the
+ * largest max_poll_interval_ms of its members). Extra errors then: SHOAL_EINVAL (not
+ * subscribed yet), SHOAL_ENOASSIGNOR (none of options.assignors is supported by every
+ * member), SHOAL_ENODAEMON / SHOAL_ECLOSED (the group connection is gone; the next poll
+ * tries to reconnect), SHOAL_EPROTO, -ENOMEM. Being fenced (SHOAL_EGENERATION) or a
+ * rebalance (SHOAL_EREBALANCE) is handled inside and never returned by poll. */
 SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, size_t max,
                             int timeout_ms);
 
