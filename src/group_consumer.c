@@ -311,8 +311,15 @@ static int attach_assignment(shoal_consumer_t *c, struct cgroup *g)
     int rc = offs ? 0 : -ENOMEM;
 
     g->attaching = true;
-    for (size_t i = 0; i < g->nassigned && rc == 0; i++)
-        rc = shoal_consumer_assign(c, g->assigned[i].topic, &g->assigned[i].partition, 1);
+    for (int round = 0; round < 2 && rc == 0; round++) {
+        for (size_t i = 0; i < g->nassigned && rc == 0; i++)
+            rc = shoal_consumer_assign(c, g->assigned[i].topic, &g->assigned[i].partition, 1);
+        if (rc != SHOAL_ECLOSED || round > 0)
+            break;
+        /* The consumer's client met a daemon restart: connect it again, attach again. */
+        consumer__unassign_all(c);
+        rc = client_reconnect(consumer__client(c));
+    }
     g->attaching = false;
     if (rc == 0 && g->nassigned)
         rc = fetch_offsets(c, g, offs);

@@ -448,6 +448,70 @@ INTEG_TEST(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_
     assert_int_equal(first, 60);
 }
 
+INTEG_TEST(test_a_group_consumer_lives_through_a_daemon_restart_and_resumes_at_its_commit)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[16];
+    int64_t next = 0, t0;
+    int errors = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "life", &cfg), 0);
+    assert_int_equal(produce(f->c, "life", 0, 20), 0);
+    member_options(&o, "survivors", 0);
+    assert_int_equal(open_member(&cl, &c, &o, "life"), 0);
+    t0 = mono_ms();
+    while (next < 20 && mono_ms() - t0 < 5000) {
+        int n = shoal_poll(c, recs, 16, 20);
+        assert_true(n >= 0);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(recs[i].offset, next++);
+    }
+    assert_int_equal(next, 20);
+    assert_int_equal(shoal_commit_sync(c, NULL, 0), 0);
+
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
+    assert_int_equal(produce(f->c, "life", 0, 10), 0);
+    sleep_ms(200); /* its next poll heartbeats on the dead connection */
+
+    /* the same consumer: its polls fail while the daemon is away, then it rejoins */
+    t0 = mono_ms();
+    while (next < 30 && mono_ms() - t0 < 10000) {
+        int n = shoal_poll(c, recs, 16, 20);
+        if (n < 0) {
+            assert_true(n == SHOAL_ECLOSED || n == SHOAL_ENODAEMON);
+            errors++;
+            continue;
+        }
+        for (int i = 0; i < n; i++)
+            assert_int_equal(recs[i].offset, next++);
+    }
+    assert_int_equal(next, 30);
+    printf("%d polls failed while the daemon restarted\n", errors);
+    assert_true(errors >= 1);
+    /* and it is a member of the group in the new daemon */
+    shoal_group_info_t *info = NULL;
+    for (int i = 0; i < 100; i++) {
+        assert_true(shoal_poll(c, recs, 16, 20) >= 0);
+        shoal_group_info_free(info);
+        info = NULL;
+        if (shoal_group_describe(f->c, "survivors", &info) == 0 && info->member_count == 1)
+            break;
+    }
+    assert_non_null(info);
+    assert_int_equal(info->member_count, 1);
+    assert_int_equal(info->members[0].assigned_count, 1);
+    shoal_group_info_free(info);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 /* ------------------------------------------------------------------ max poll interval */
 
 static int busy_member(void *arg)
@@ -1028,6 +1092,7 @@ int main(void)
         T(test_three_members_share_partitions_and_a_sigkilled_members_move_fast),
         T(test_two_groups_on_one_topic_each_receive_every_record),
         T(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_there),
+        T(test_a_group_consumer_lives_through_a_daemon_restart_and_resumes_at_its_commit),
         T(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rejoins),
         T(test_member_silent_past_session_timeout_loses_partitions_and_rejoins),
         T(test_async_commits_report_through_on_commit_and_are_stored),
