@@ -966,6 +966,35 @@ INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
     assert_int_equal(shoal_group_describe(f->c, "admins", &info), SHOAL_ENOGROUP);
 }
 
+/* ------------------------------------------------------------------ garbage */
+
+INTEG_TEST(test_daemon_answers_garbage_group_requests_and_stays_usable)
+{
+    uint8_t buf[256];
+    uint32_t x = 12345;
+    shoal_group_listing_t *list;
+    size_t n;
+
+    for (uint16_t type = CTL_GROUP_JOIN; type <= CTL_GROUP_DELETE; type++)
+        for (int k = 0; k < 40; k++) {
+            size_t len = (size_t)(k * 7 % 200);
+            int rc;
+            for (size_t i = 0; i < len; i++) {
+                x = x * 1103515245u + 12345u;
+                buf[i] = (uint8_t)(x >> 16);
+            }
+            if (k % 4 == 0 && len >= 2) { /* a plausible short string first */
+                buf[0] = (uint8_t)(len / 3);
+                buf[1] = 0;
+            }
+            rc = raw_status(f->d.socket, type, buf, len);
+            if (rc > 0 || (rc == 0 && type != CTL_GROUP_LIST))
+                fail_msg("type %u, %zu garbage bytes: status %d", type, len, rc);
+        }
+    assert_int_equal(shoal_group_list(f->c, &list, &n), 0);
+    shoal_group_list_free(list);
+}
+
 /* ------------------------------------------------------------------ commit batching */
 
 /* An administrative commit (no member, allowed while the group is empty) as raw bytes. */
@@ -1102,6 +1131,7 @@ int main(void)
         T(test_cli_consume_group_resumes_and_group_commands_report),
         T(test_an_application_assignor_is_used_and_a_member_without_a_common_one_is_refused),
         T(test_commits_arriving_together_share_one_transaction_and_are_durable),
+        T(test_daemon_answers_garbage_group_requests_and_stays_usable),
 #undef T
     };
     const char *only = getenv("SHOAL_TEST_FILTER");
