@@ -528,6 +528,18 @@ void consumer__unassign_all(shoal_consumer_t *c)
     c->next_part = 0;
 }
 
+int consumer__unassign_one(shoal_consumer_t *c, const char *topic, int32_t partition)
+{
+    struct consumer_part *cp = consumer_find(c, topic, partition);
+    if (!cp)
+        return SHOAL_ENOPARTITION;
+    part_release(cp);
+    shoal__free(cp->topic);
+    *cp = c->parts[--c->nparts];
+    c->next_part = 0;
+    return 0;
+}
+
 size_t consumer__assigned_count(shoal_consumer_t *c)
 {
     return c->nparts;

@@ -237,19 +237,24 @@ static int conn_call_simple(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t 
 
 /* ------------------------------------------------------------------ revoke, assign */
 
-static void call_back(shoal_consumer_t *c, struct cgroup *g, shoal_rebalance_cb cb)
+static void call_list(shoal_consumer_t *c, struct cgroup *g, shoal_rebalance_cb cb,
+                      const struct ctp *list, size_t n)
 {
     shoal_topic_partition_t *tps;
     if (!cb)
         return;
-    tps = shoal__calloc(g->nassigned ? g->nassigned : 1, sizeof(*tps));
+    tps = shoal__calloc(n ? n : 1, sizeof(*tps));
     if (!tps)
         return;
-    for (size_t i = 0; i < g->nassigned; i++)
-        tps[i] = (shoal_topic_partition_t){.topic = g->assigned[i].topic,
-                                           .partition = g->assigned[i].partition};
-    cb(g->cb_arg, c, tps, g->nassigned);
+    for (size_t i = 0; i < n; i++)
+        tps[i] = (shoal_topic_partition_t){.topic = list[i].topic, .partition = list[i].partition};
+    cb(g->cb_arg, c, tps, n);
     shoal__free(tps);
+}
+
+static void call_back(shoal_consumer_t *c, struct cgroup *g, shoal_rebalance_cb cb)
+{
+    call_list(c, g, cb, g->assigned, g->nassigned);
 }
 
 static int commit_positions(shoal_consumer_t *c, struct cgroup *g, bool sync);
@@ -268,12 +273,13 @@ static void revoke_all(shoal_consumer_t *c, struct cgroup *g, bool lost)
         free_assigned(g);
 }
 
-/* Committed offsets of the assignment, or -1 each. */
-static int fetch_offsets(shoal_consumer_t *c, struct cgroup *g, int64_t *offs)
+/* Committed offsets of n partitions, or -1 each. */
+static int fetch_offsets(shoal_consumer_t *c, struct cgroup *g, const struct ctp *list, size_t n,
+                         int64_t *offs)
 {
     ctl_writer_t w;
     client_reply_t rep;
-    uint32_t n;
+    uint32_t got;
     int rc;
 
     ctl_writer_init(&w);
@@ -281,34 +287,54 @@ static int fetch_offsets(shoal_consumer_t *c, struct cgroup *g, int64_t *offs)
     ctl_put_str(&w, g->group_id);
     ctl_put_str(&w, g->member_id);
     ctl_put_i32(&w, g->generation);
-    ctl_put_u32(&w, (uint32_t)g->nassigned);
-    for (size_t i = 0; i < g->nassigned; i++) {
-        ctl_put_str(&w, g->assigned[i].topic);
-        ctl_put_i32(&w, g->assigned[i].partition);
+    ctl_put_u32(&w, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        ctl_put_str(&w, list[i].topic);
+        ctl_put_i32(&w, list[i].partition);
     }
     rc = conn_call(c, g, &w, &rep, CGROUP_CALL_MS);
     ctl_writer_release(&w);
     if (rc < 0)
         return rc;
-    n = ctl_get_u32(&rep.r);
-    for (uint32_t i = 0; i < n && !rep.r.err; i++) {
+    got = ctl_get_u32(&rep.r);
+    for (uint32_t i = 0; i < got && !rep.r.err; i++) {
         char topic[SHOAL_TOPIC_NAME_MAX + 1];
         ctl_get_str(&rep.r, topic, sizeof(topic));
         (void)ctl_get_i32(&rep.r);
         int64_t off = ctl_get_i64(&rep.r);
-        if (i < g->nassigned)
+        if (i < n)
             offs[i] = off;
     }
-    rc = n == g->nassigned ? ctl_reader_finish(&rep.r) : SHOAL_EPROTO;
+    rc = got == n ? ctl_reader_finish(&rep.r) : SHOAL_EPROTO;
     client_reply_release(&rep);
     return rc < 0 ? SHOAL_ERR(rc, "malformed offset fetch response") : 0;
 }
 
-/* Attach the new assignment and position it. */
+/* Position n newly attached partitions at their committed offsets (or per reset). */
+static int position_list(shoal_consumer_t *c, struct cgroup *g, const struct ctp *list, size_t n)
+{
+    int64_t *offs = shoal__calloc(n ? n : 1, sizeof(*offs));
+    int rc = offs ? 0 : -ENOMEM;
+
+    if (rc == 0 && n)
+        rc = fetch_offsets(c, g, list, n, offs);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const struct ctp *tp = &list[i];
+        if (offs[i] >= 0)
+            rc = shoal_consumer_seek(c, tp->topic, tp->partition, SHOAL_SEEK_OFFSET, offs[i]);
+        else
+            rc = shoal_consumer_seek(
+                c, tp->topic, tp->partition,
+                g->reset == SHOAL_OFFSET_RESET_EARLIEST ? SHOAL_SEEK_BEGINNING : SHOAL_SEEK_END, 0);
+    }
+    shoal__free(offs);
+    return rc;
+}
+
+/* Attach the new assignment (nothing is attached) and position it. */
 static int attach_assignment(shoal_consumer_t *c, struct cgroup *g)
 {
-    int64_t *offs = shoal__calloc(g->nassigned ? g->nassigned : 1, sizeof(*offs));
-    int rc = offs ? 0 : -ENOMEM;
+    int rc = 0;
 
     g->attaching = true;
     for (int round = 0; round < 2 && rc == 0; round++) {
@@ -321,21 +347,65 @@ static int attach_assignment(shoal_consumer_t *c, struct cgroup *g)
         rc = client_reconnect(consumer__client(c));
     }
     g->attaching = false;
-    if (rc == 0 && g->nassigned)
-        rc = fetch_offsets(c, g, offs);
-    for (size_t i = 0; i < g->nassigned && rc == 0; i++) {
-        const struct ctp *tp = &g->assigned[i];
-        if (offs[i] >= 0)
-            rc = shoal_consumer_seek(c, tp->topic, tp->partition, SHOAL_SEEK_OFFSET, offs[i]);
-        else
-            rc = shoal_consumer_seek(
-                c, tp->topic, tp->partition,
-                g->reset == SHOAL_OFFSET_RESET_EARLIEST ? SHOAL_SEEK_BEGINNING : SHOAL_SEEK_END, 0);
-    }
-    shoal__free(offs);
+    if (rc == 0)
+        rc = position_list(c, g, g->assigned, g->nassigned);
     if (rc < 0)
         consumer__unassign_all(c);
     return rc;
+}
+
+static bool list_has(const struct ctp *list, size_t n, const struct ctp *tp)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i].partition == tp->partition && !strcmp(list[i].topic, tp->topic))
+            return true;
+    return false;
+}
+
+/* Cooperative: the old assignment stayed attached through the rebalance. Detach what was
+ * taken away (on_revoked with only those), attach what was added (on_assigned with only
+ * those). Partitions given up mean another rebalance follows, in which they are handed
+ * to their new owners. The caller committed the positions before rejoining. */
+static int apply_cooperative(shoal_consumer_t *c, struct cgroup *g, const struct ctp *old,
+                             size_t nold)
+{
+    struct ctp *gone = shoal__calloc(nold ? nold : 1, sizeof(*gone));
+    struct ctp *added = shoal__calloc(g->nassigned ? g->nassigned : 1, sizeof(*added));
+    size_t ngone = 0, nadded = 0;
+    int rc = gone && added ? 0 : -ENOMEM;
+
+    for (size_t i = 0; rc == 0 && i < nold; i++)
+        if (!list_has(g->assigned, g->nassigned, &old[i]))
+            gone[ngone++] = old[i];
+    for (size_t i = 0; rc == 0 && i < g->nassigned; i++)
+        if (!list_has(old, nold, &g->assigned[i]))
+            added[nadded++] = g->assigned[i];
+    if (rc == 0 && ngone) {
+        call_list(c, g, g->on_revoked, gone, ngone);
+        for (size_t i = 0; i < ngone; i++)
+            (void)consumer__unassign_one(c, gone[i].topic, gone[i].partition);
+        g->follow_up = true;
+    }
+    g->attaching = true;
+    for (size_t i = 0; rc == 0 && i < nadded; i++)
+        rc = shoal_consumer_assign(c, added[i].topic, &added[i].partition, 1);
+    g->attaching = false;
+    if (rc == 0)
+        rc = position_list(c, g, added, nadded);
+    if (rc == 0)
+        call_list(c, g, g->on_assigned, added, nadded);
+    shoal__free(gone);
+    shoal__free(added);
+    return rc;
+}
+
+/* A member whose assignors are all cooperative keeps its partitions while it rejoins. */
+static bool cooperative(const struct cgroup *g)
+{
+    for (size_t i = 0; i < g->nassignors; i++)
+        if (!g->assignors[i]->cooperative)
+            return false;
+    return true;
 }
 
 /* ------------------------------------------------------------------ join and sync */
@@ -606,33 +676,59 @@ static int send_sync(shoal_consumer_t *c, struct cgroup *g, struct join_result *
 /* One round of join + sync + attach. 0 when assigned; SHOAL_EREBALANCE to go again. */
 static int rejoin(shoal_consumer_t *c, struct cgroup *g)
 {
+    bool keep = cooperative(g) && g->attached;
+    struct ctp *old = NULL;
+    size_t nold = 0;
     struct join_result jr;
     int rc;
 
-    revoke_all(c, g, false);
+    if (!keep)
+        revoke_all(c, g, false);
+    else if (g->auto_commit)
+        (void)commit_positions(c, g, true); /* covers partitions this round may take away */
     memset(&jr, 0, sizeof(jr));
     rc = send_join(c, g, &jr);
     if (rc == 0) {
         g->generation = jr.generation;
+        if (keep) { /* the sync response replaces g->assigned: keep the old list */
+            old = g->assigned;
+            nold = g->nassigned;
+            g->assigned = NULL;
+            g->nassigned = 0;
+        }
         rc = send_sync(c, g, &jr);
     }
     join_result_release(&jr);
+    if (rc == 0 && keep && (rc = apply_cooperative(c, g, old, nold)) < 0)
+        revoke_all(c, g, true); /* half applied: start clean with the next join */
+    else if (rc < 0 && old) {   /* no new assignment: the old one is still this member's */
+        free_assigned(g);
+        g->assigned = old;
+        g->nassigned = nold;
+        old = NULL;
+    }
+    if (old) {
+        for (size_t i = 0; i < nold; i++)
+            shoal__free(old[i].topic);
+        shoal__free(old);
+    }
     if (rc == SHOAL_EGENERATION) { /* unknown to the group now: join as a new member */
+        revoke_all(c, g, true);
         g->member_id[0] = '\0';
         g->generation = -1;
-        free_assigned(g);
         return SHOAL_EREBALANCE;
     }
     if (rc < 0)
         return rc;
     g->owned_generation = g->generation;
-    if ((rc = attach_assignment(c, g)) < 0)
+    if (!keep && (rc = attach_assignment(c, g)) < 0)
         return rc;
     g->attached = true;
     g->need_join = g->follow_up;
     g->follow_up = false;
     g->last_heartbeat_ns = g->last_commit_ns = shoal__mono_ns();
-    call_back(c, g, g->on_assigned);
+    if (!keep)
+        call_back(c, g, g->on_assigned);
     return 0;
 }
 

@@ -26,6 +26,9 @@ bool cgroup_refuses_assign(const struct cgroup *g);
 struct cgroup *consumer__group(shoal_consumer_t *c);
 shoal_client_t *consumer__client(shoal_consumer_t *c);
 void consumer__unassign_all(shoal_consumer_t *c);
+/* Detach one partition that was assigned on its own (its topic string is its own, as
+ * with every partition a group attaches). SHOAL_ENOPARTITION when not assigned. */
+int consumer__unassign_one(shoal_consumer_t *c, const char *topic, int32_t partition);
 size_t consumer__assigned_count(shoal_consumer_t *c);
 /* shoal_poll() without the group protocol (arguments already checked). */
 int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms);

@@ -830,6 +830,144 @@ INTEG_TEST(test_an_application_assignor_is_used_and_a_member_without_a_common_on
     shoal_client_close(cl);
 }
 
+/* ------------------------------------------------------------------ cooperative */
+
+static bool owned_by_other(const shoal_assign_input_t *in, size_t member, const char *topic,
+                           int32_t p)
+{
+    for (size_t i = 0; i < in->member_count; i++)
+        for (size_t k = 0; i != member && k < in->members[i].owned_count; k++)
+            if (in->members[i].owned[k].partition == p &&
+                !strcmp(in->members[i].owned[k].topic, topic))
+                return true;
+    return false;
+}
+
+/* Range, but a partition that another member still owns is withheld (cooperative). */
+static int coop_range(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out)
+{
+    (void)arg;
+    for (size_t t = 0; t < in->topic_count; t++) {
+        uint32_t parts = in->topics[t].partitions, n = (uint32_t)in->member_count;
+        for (uint32_t p = 0; p < parts; p++) {
+            size_t m = p / ((parts + n - 1) / n);
+            int rc = 0;
+            if (!owned_by_other(in, m, in->topics[t].topic, (int32_t)p))
+                rc = shoal_assign_output_add(out, m, in->topics[t].topic, (int32_t)p);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static const shoal_assignor_t coop = {
+    .name = "coop-range", .cooperative = true, .assign = coop_range};
+
+struct coop_log {
+    _Atomic int held[2];
+    _Atomic int revoked_calls[2];
+    _Atomic uint32_t revoked_mask[2]; /* partitions ever revoked from member i */
+    _Atomic int assigned_calls[2];
+};
+
+static struct coop_log *coopl;
+
+static void coop_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
+                          size_t n)
+{
+    int idx = (int)(intptr_t)arg;
+    (void)c;
+    on_assigned(arg, c, tps, n); /* ownership check */
+    atomic_fetch_add(&coopl->held[idx], (int)n);
+    atomic_fetch_add(&coopl->assigned_calls[idx], 1);
+}
+
+static void coop_revoked(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
+                         size_t n)
+{
+    int idx = (int)(intptr_t)arg;
+    (void)c;
+    on_revoked(arg, c, tps, n);
+    atomic_fetch_sub(&coopl->held[idx], (int)n);
+    atomic_fetch_add(&coopl->revoked_calls[idx], 1);
+    for (size_t i = 0; i < n; i++)
+        atomic_fetch_or(&coopl->revoked_mask[idx], 1u << tps[i].partition);
+}
+
+static void coop_options(shoal_consumer_options_t *o, int idx)
+{
+    static const shoal_assignor_t *list[] = {&coop};
+    member_options(o, "coop", idx);
+    o->assignors = list;
+    o->assignor_count = 1;
+    o->on_assigned = coop_assigned;
+    o->on_revoked = coop_revoked;
+}
+
+static int coop_member(void *arg)
+{
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[16];
+    (void)arg;
+
+    coop_options(&o, 1);
+    if (open_member(&cl, &c, &o, "co") < 0)
+        return 10;
+    while (!atomic_load(&sh->done))
+        if (shoal_poll(c, recs, 16, 50) < 0)
+            return 11;
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    return 0;
+}
+
+static bool coop_split(void)
+{
+    return atomic_load(&coopl->held[0]) == 2 && atomic_load(&coopl->held[1]) == 2;
+}
+
+INTEG_TEST(test_cooperative_rebalance_revokes_only_the_partitions_that_move)
+{
+    shoal_topic_config_t cfg = topic_cfg(4);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    pid_t helper;
+
+    coopl = mmap(NULL, sizeof(*coopl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(coopl != MAP_FAILED);
+    assert_int_equal(shoal_topic_create(f->c, "co", &cfg), 0);
+    coop_options(&o, 0);
+    assert_int_equal(open_member(&cl, &c, &o, "co"), 0);
+    for (int i = 0; i < 100 && atomic_load(&coopl->held[0]) != 4; i++)
+        assert_true(shoal_poll(c, NULL, 0, 20) >= 0);
+    assert_int_equal(atomic_load(&coopl->held[0]), 4);
+
+    assert_true((helper = harness_fork(coop_member, NULL, 50)) > 0);
+    {
+        shoal_record_t recs[16];
+        int64_t t0 = mono_ms();
+        while (!coop_split() && mono_ms() - t0 < 10000)
+            assert_true(shoal_poll(c, recs, 16, 20) >= 0);
+    }
+    assert_true(coop_split());
+    /* the first member gave up 2 and 3 only, in one call, and kept 0 and 1 throughout */
+    assert_int_equal(atomic_load(&coopl->revoked_calls[0]), 1);
+    assert_int_equal(atomic_load(&coopl->revoked_mask[0]), 0xc);
+    assert_int_equal(atomic_load(&coopl->revoked_calls[1]), 0);
+    assert_int_equal(atomic_load(&sh->violations), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "assignor coop-range"));
+
+    atomic_store(&sh->done, 1);
+    assert_int_equal(harness_wait(helper, 10000), 0);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    munmap(coopl, sizeof(*coopl));
+}
+
 /* ------------------------------------------------------------------ admin and errors */
 
 /* Send a raw request and return the response status. */
@@ -1132,6 +1270,7 @@ int main(void)
         T(test_an_application_assignor_is_used_and_a_member_without_a_common_one_is_refused),
         T(test_commits_arriving_together_share_one_transaction_and_are_durable),
         T(test_daemon_answers_garbage_group_requests_and_stays_usable),
+        T(test_cooperative_rebalance_revokes_only_the_partitions_that_move),
 #undef T
     };
     const char *only = getenv("SHOAL_TEST_FILTER");
