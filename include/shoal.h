@@ -359,8 +359,13 @@ struct shoal_topic_partition;
 /** Called from inside shoal_poll() (or shoal_consumer_close()) on the polling thread when
  * a group consumer gains (on_assigned) or gives up (on_revoked) partitions. tps and its
  * strings are valid only during the call. The consumer's positions are already set when
- * on_assigned runs (to the committed offsets, or per auto_offset_reset); on_revoked runs
- * before the partitions are detached, so shoal_commit_sync() may still commit them. */
+ * on_assigned runs (to the committed offsets, or per auto_offset_reset). Eager members (any
+ * non-cooperative assignor configured) get on_revoked with every partition before they
+ * rejoin, and shoal_commit_sync() may still commit them there; cooperative members (all
+ * assignors cooperative) get on_revoked and on_assigned with only the partitions that
+ * moved, after the new assignment is known, when committing the revoked ones is too late
+ * (SHOAL_ENOTASSIGNED): their positions were committed before rejoining when auto_commit
+ * is on. A member that was fenced gets on_revoked for partitions already lost. */
 typedef void (*shoal_rebalance_cb)(void *arg, shoal_consumer_t *c,
                                    const struct shoal_topic_partition *tps, size_t n);
 /** Result of a shoal_commit_async(): status 0 or a negative code. Called on the thread
@@ -456,9 +461,9 @@ SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, siz
  * a control connection of its own (opened at subscribe): poll heartbeats, learns of
  * rebalances, calls on_revoked, rejoins, and (as the generation's leader) runs the chosen
  * assignor, then attaches the new partitions, seeks them to the committed offsets and
- * calls on_assigned. A member process that dies is seen at once (its connection closes).
- * Delivery is at least once: after a rebalance a partition restarts at its last
- * committed offset.
+ * calls on_assigned (see shoal_rebalance_cb for eager and cooperative members). A member process
+ * that dies is seen at once (its connection closes). Delivery is at least once: after a rebalance a
+ * partition restarts at its last committed offset.
  * ------------------------------------------------------------------------------------- */
 
 #define SHOAL_GROUP_ID_MAX 249
