@@ -598,13 +598,11 @@ static int leader_assign(struct cgroup *g, struct join_result *jr, ctl_writer_t 
         }
         m->topic_count = k;
     }
-    if ((rc = assign_output_init(&out, jr->nmembers)) < 0)
-        return rc;
-    rc = assign_run(a, &in, &out);
+    rc = assign_run(a, &in, &out); /* sets up out; releases it itself on failure */
     if (rc == 0 && a->cooperative) {
         /* A cooperative assignor withholds partitions that change owner, to be assigned
-         * in a second rebalance once their owner gave them up. Members here give up
-         * everything before they rejoin (eager), so the second round follows at once. */
+         * in a second rebalance once their owner gave them up: the leader starts that
+         * round at once, even when the owner is an eager member that does not. */
         size_t total = 0, given = 0;
         for (size_t t = 0; t < jr->ntopics; t++)
             total += jr->topics[t].partitions;
@@ -621,7 +619,8 @@ static int leader_assign(struct cgroup *g, struct join_result *jr, ctl_writer_t 
             ctl_put_i32(w, out.members[i].tps[k].partition);
         }
     }
-    assign_output_release(&out);
+    if (rc == 0)
+        assign_output_release(&out);
     return rc;
 }
 
