@@ -895,11 +895,12 @@ static void coop_revoked(void *arg, shoal_consumer_t *c, const shoal_topic_parti
         atomic_fetch_or(&coopl->revoked_mask[idx], 1u << tps[i].partition);
 }
 
+static const shoal_assignor_t *coop_list[1];
+
 static void coop_options(shoal_consumer_options_t *o, int idx)
 {
-    static const shoal_assignor_t *list[] = {&coop};
     member_options(o, "coop", idx);
-    o->assignors = list;
+    o->assignors = coop_list;
     o->assignor_count = 1;
     o->on_assigned = coop_assigned;
     o->on_revoked = coop_revoked;
@@ -929,7 +930,9 @@ static bool coop_split(void)
     return atomic_load(&coopl->held[0]) == 2 && atomic_load(&coopl->held[1]) == 2;
 }
 
-INTEG_TEST(test_cooperative_rebalance_revokes_only_the_partitions_that_move)
+/* Member 0 holds all 4 partitions; member 1 joins; with a cooperative assignor member 0
+ * gives up exactly two, in one on_revoked, and keeps the others throughout. */
+static void cooperative_join(struct fixture *f, const shoal_assignor_t *a, uint32_t mask)
 {
     shoal_topic_config_t cfg = topic_cfg(4);
     shoal_consumer_options_t o;
@@ -939,6 +942,7 @@ INTEG_TEST(test_cooperative_rebalance_revokes_only_the_partitions_that_move)
 
     coopl = mmap(NULL, sizeof(*coopl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(coopl != MAP_FAILED);
+    coop_list[0] = a;
     assert_int_equal(shoal_topic_create(f->c, "co", &cfg), 0);
     coop_options(&o, 0);
     assert_int_equal(open_member(&cl, &c, &o, "co"), 0);
@@ -956,16 +960,97 @@ INTEG_TEST(test_cooperative_rebalance_revokes_only_the_partitions_that_move)
     assert_true(coop_split());
     /* the first member gave up 2 and 3 only, in one call, and kept 0 and 1 throughout */
     assert_int_equal(atomic_load(&coopl->revoked_calls[0]), 1);
-    assert_int_equal(atomic_load(&coopl->revoked_mask[0]), 0xc);
+    assert_int_equal(__builtin_popcount(atomic_load(&coopl->revoked_mask[0])), 2);
+    if (mask)
+        assert_int_equal(atomic_load(&coopl->revoked_mask[0]), mask);
     assert_int_equal(atomic_load(&coopl->revoked_calls[1]), 0);
     assert_int_equal(atomic_load(&sh->violations), 0);
-    assert_true(harness_daemon_log_contains(&f->d, "assignor coop-range"));
 
     atomic_store(&sh->done, 1);
     assert_int_equal(harness_wait(helper, 10000), 0);
     shoal_consumer_close(c);
     shoal_client_close(cl);
     munmap(coopl, sizeof(*coopl));
+}
+
+INTEG_TEST(test_cooperative_rebalance_revokes_only_the_partitions_that_move)
+{
+    cooperative_join(f, &coop, 0xc);
+    assert_true(harness_daemon_log_contains(&f->d, "assignor coop-range"));
+}
+
+INTEG_TEST(test_builtin_cooperative_sticky_moves_only_what_it_must)
+{
+    cooperative_join(f, shoal_assignor_builtin("cooperative-sticky"), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "assignor cooperative-sticky"));
+}
+
+/* Three member processes using one built-in assignor share six partitions two each. */
+struct builtin_member {
+    char group[64];
+    const char *assignor;
+    int idx;
+};
+
+static int builtin_member(void *arg)
+{
+    const struct builtin_member *b = arg;
+    const shoal_assignor_t *list[1] = {shoal_assignor_builtin(b->assignor)};
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+
+    member_options(&o, b->group, b->idx);
+    o.assignors = list;
+    o.assignor_count = 1;
+    if (!list[0] || open_member(&cl, &c, &o, "ev") < 0)
+        return 10;
+    while (!atomic_load(&sh->done))
+        if (shoal_poll(c, recs, 8, 50) < 0)
+            return 11;
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    return 0;
+}
+
+static void eager_builtin_splits_evenly(struct fixture *f, const char *name)
+{
+    static struct builtin_member args[3];
+    shoal_topic_config_t cfg = topic_cfg(6);
+    pid_t pids[3];
+    int64_t t0;
+
+    assert_int_equal(shoal_topic_create(f->c, "ev", &cfg), 0);
+    for (int i = 0; i < 3; i++) {
+        snprintf(args[i].group, sizeof(args[i].group), "eager-%s", name);
+        args[i].assignor = name;
+        args[i].idx = i;
+        assert_true((pids[i] = harness_fork(builtin_member, &args[i], 50)) > 0);
+    }
+    t0 = mono_ms();
+    while (mono_ms() - t0 < 10000) {
+        int ok = 0;
+        for (int i = 0; i < 3; i++)
+            ok += atomic_load(&sh->nassigned[i]) == 2;
+        if (ok == 3)
+            break;
+        sleep_ms(5);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&sh->nassigned[i]), 2);
+    assert_int_equal(atomic_load(&sh->violations), 0);
+    atomic_store(&sh->done, 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(harness_wait(pids[i], 10000), 0);
+    assert_int_equal(shoal_topic_delete(f->c, "ev"), 0);
+}
+
+INTEG_TEST(test_builtin_roundrobin_and_sticky_split_partitions_evenly)
+{
+    eager_builtin_splits_evenly(f, "roundrobin");
+    memset(sh, 0, sizeof(*sh));
+    eager_builtin_splits_evenly(f, "sticky");
 }
 
 /* ------------------------------------------------------------------ admin and errors */
@@ -1271,6 +1356,8 @@ int main(void)
         T(test_commits_arriving_together_share_one_transaction_and_are_durable),
         T(test_daemon_answers_garbage_group_requests_and_stays_usable),
         T(test_cooperative_rebalance_revokes_only_the_partitions_that_move),
+        T(test_builtin_cooperative_sticky_moves_only_what_it_must),
+        T(test_builtin_roundrobin_and_sticky_split_partitions_evenly),
 #undef T
     };
     const char *only = getenv("SHOAL_TEST_FILTER");
