@@ -52,9 +52,11 @@ SHOAL      := $(BUILD)/shoal
 UNIT_TESTS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 INTEG_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/integ/test_*.c tests/fault/test_*.c))
 TEST_HELPERS := $(BUILD)/tests/harness.o
+# A DESTDIR install checked with systemd-analyze, pkg-config and a program built against it.
+INSTALL_TEST := tests/install/test_install.sh
 
 .SECONDARY:
-.PHONY: all test check unit integ asan run deps format-check install uninstall clean format bench
+.PHONY: all test check unit integ asan run deps format-check install uninstall clean format bench dist
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(SHOALD) $(SHOAL)
 
@@ -93,7 +95,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPERS) $(DAEMON_LIB) $(STATIC_LIB)
 # Tests: unit tests (cmocka, one binary per module), then multi-process integration and
 # fault tests against a real shoald. tests/run.sh prints one line per binary and a total.
 test check: deps all $(UNIT_TESTS) $(INTEG_TESTS)
-	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(INTEG_TESTS)
+	$(Q)BUILD=$(BUILD) CC="$(CC)" SHOAL_OPT="$(SHOAL_OPT)" SHOAL_LDFLAGS="$(LDFLAGS)" \
+	  tests/run.sh $(UNIT_TESTS) $(INTEG_TESTS) $(INSTALL_TEST)
 
 unit: deps all $(UNIT_TESTS)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS)
@@ -105,7 +108,8 @@ asan:
 	  LDFLAGS="$(LDFLAGS) -fsanitize=address,undefined"
 
 # Debian packages shoal needs to build and test.
-DEB_PACKAGES := gcc make liblmdb-dev libcmocka-dev
+# pkgconf and systemd (systemd-analyze, -sysusers, -tmpfiles) for the install test.
+DEB_PACKAGES := gcc make liblmdb-dev libcmocka-dev pkgconf systemd
 deps:
 	$(Q)scripts/deps.sh $(DEB_PACKAGES)
 
@@ -118,18 +122,82 @@ run: deps
 bench: all
 	@echo "benchmarks arrive with their own issue; see bench/README.md"
 
-install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)
+# ------------------------------------------------------------------ install
+# Everything goes under $(DESTDIR). Units, sysusers.d and tmpfiles.d go below $(PREFIX)/lib,
+# which systemd searches for /usr and /usr/local alike; the config file, the data and the
+# runtime directories are the system's (/etc, /var/lib, /run), whatever the prefix.
+MANDIR         ?= $(PREFIX)/share/man
+PKGCONFIGDIR   ?= $(LIBDIR)/pkgconfig
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR    ?= $(PREFIX)/lib/tmpfiles.d
+SYSCONFDIR     ?= /etc
+STATEDIR       ?= /var/lib
+RUNDIR         ?= /run
+
+# shoal.pc names its directories relative to ${prefix} where it can, so that
+# pkg-config --define-prefix and PKG_CONFIG_SYSROOT_DIR both find a DESTDIR install.
+PC_LIBDIR     = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
+PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+DIST := $(BUILD)/dist
+DIST_FILES := $(DIST)/shoal.pc $(DIST)/shoald.service $(DIST)/shoald@.service \
+              $(DIST)/shoal-sysusers.conf $(DIST)/shoal-tmpfiles.conf $(DIST)/shoald.conf
+MAN_PAGES := man/shoal.1 man/shoal.h.3 man/shoald.8
+
+# Files made from *.in: always rewritten, since the directories may differ between calls.
+dist:
+	@mkdir -p $(DIST)
+	$(Q)for f in shoal.pc.in systemd/shoald.service.in systemd/shoald@.service.in \
+	  systemd/shoal-sysusers.conf.in systemd/shoal-tmpfiles.conf.in etc/shoald.conf.in; do \
+	  sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@LIBDIR@|$(PC_LIBDIR)|g' \
+	      -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	      -e 's|@STATEDIR@|$(STATEDIR)|g' -e 's|@RUNDIR@|$(RUNDIR)|g' \
+	      -e 's|@VERSION@|$(MAJOR).$(MINOR).$(PATCH)|g' $$f > $(DIST)/$$(basename $$f .in) || exit 1; \
+	done
+
+install: all dist
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) \
+	  $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	  $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/shoal $(DESTDIR)$(MANDIR)/man1 \
+	  $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 $(SHOALD) $(SHOAL) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
 	install -m 0755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
 	ln -sf libshoal.so.$(MAJOR).$(MINOR).$(PATCH) $(DESTDIR)$(LIBDIR)/libshoal.so.$(MAJOR)
 	ln -sf libshoal.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libshoal.so
 	install -m 0644 include/shoal.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 0644 $(DIST)/shoal.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 0644 $(DIST)/shoald.service $(DIST)/shoald@.service $(DESTDIR)$(SYSTEMDUNITDIR)/
+	install -m 0644 $(DIST)/shoal-sysusers.conf $(DESTDIR)$(SYSUSERSDIR)/shoal.conf
+	install -m 0644 $(DIST)/shoal-tmpfiles.conf $(DESTDIR)$(TMPFILESDIR)/shoal.conf
+	@# an edited config file is kept; the shipped one goes beside it
+	if [ -e $(DESTDIR)$(SYSCONFDIR)/shoal/shoald.conf ] && \
+	   ! cmp -s $(DIST)/shoald.conf $(DESTDIR)$(SYSCONFDIR)/shoal/shoald.conf; then \
+	  install -m 0644 $(DIST)/shoald.conf $(DESTDIR)$(SYSCONFDIR)/shoal/shoald.conf.new; \
+	else \
+	  install -m 0644 $(DIST)/shoald.conf $(DESTDIR)$(SYSCONFDIR)/shoal/shoald.conf; \
+	fi
+	install -m 0644 man/shoal.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/shoal.h.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 0644 man/shoald.8 $(DESTDIR)$(MANDIR)/man8/
 
-uninstall:
+# Removes what install put there; an edited config file stays (and is named).
+uninstall: dist
 	rm -f $(DESTDIR)$(BINDIR)/shoald $(DESTDIR)$(BINDIR)/shoal $(DESTDIR)$(INCLUDEDIR)/shoal.h
-	rm -f $(DESTDIR)$(LIBDIR)/libshoal.a $(DESTDIR)$(LIBDIR)/libshoal.so*
+	rm -f $(DESTDIR)$(LIBDIR)/libshoal.a $(DESTDIR)$(LIBDIR)/libshoal.so \
+	  $(DESTDIR)$(LIBDIR)/libshoal.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libshoal.so.$(MAJOR).$(MINOR).$(PATCH)
+	rm -f $(DESTDIR)$(PKGCONFIGDIR)/shoal.pc
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/shoald.service $(DESTDIR)$(SYSTEMDUNITDIR)/shoald@.service
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/shoal.conf $(DESTDIR)$(TMPFILESDIR)/shoal.conf
+	rm -f $(DESTDIR)$(MANDIR)/man1/shoal.1 $(DESTDIR)$(MANDIR)/man3/shoal.h.3 \
+	  $(DESTDIR)$(MANDIR)/man8/shoald.8
+	rm -f $(DESTDIR)$(SYSCONFDIR)/shoal/shoald.conf.new
+	if cmp -s $(DIST)/shoald.conf $(DESTDIR)$(SYSCONFDIR)/shoal/shoald.conf; then \
+	  rm -f $(DESTDIR)$(SYSCONFDIR)/shoal/shoald.conf; \
+	  rmdir $(DESTDIR)$(SYSCONFDIR)/shoal 2>/dev/null || true; \
+	elif [ -e $(DESTDIR)$(SYSCONFDIR)/shoal/shoald.conf ]; then \
+	  echo "kept the edited $(DESTDIR)$(SYSCONFDIR)/shoal/shoald.conf"; \
+	fi
 
 FORMAT_FILES = include/*.h src/*.[ch] src/*/*.[ch] tests/*/*.[ch] tests/*.[ch]
 format:

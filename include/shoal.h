@@ -90,6 +90,8 @@ SHOAL_EXTERN const char *shoal_version(int *major, int *minor, int *patch);
     XX(ELIMIT, "a configured limit was reached")                                                   \
     XX(EPANIC, "shared state is inconsistent: handle unusable")                                    \
     XX(EIO, "input/output error in the daemon")                                                    \
+    XX(ESETTING, "unknown topic setting")                                                          \
+    XX(EIMMUTABLE, "this setting cannot change on an existing topic")                              \
     XX(ENOGROUP, "no such consumer group")                                                         \
     XX(EGROUPID, "invalid group id (1-249 characters of [a-zA-Z0-9._-])")                          \
     XX(EGENERATION, "stale generation or unknown member (fenced)")                                 \
@@ -113,9 +115,10 @@ enum shoal__err_index {
  * SHOAL_ENOTOPIC, SHOAL_ETOPICEXISTS, SHOAL_ENOPARTITION, SHOAL_EPARTITIONS, SHOAL_ECONFIG,
  * SHOAL_ETOOLARGE, SHOAL_ECORRUPT, SHOAL_ECOMPRESSED, SHOAL_EPROTO, SHOAL_EVERSION,
  * SHOAL_ENODAEMON, SHOAL_EDENIED, SHOAL_ECLOSED, SHOAL_ETIMEDOUT, SHOAL_EOFFSET,
- * SHOAL_ELIMIT, SHOAL_EPANIC, SHOAL_EIO, and for consumer groups SHOAL_ENOGROUP,
- * SHOAL_EGROUPID, SHOAL_EGENERATION, SHOAL_EREBALANCE, SHOAL_ENOTASSIGNED,
- * SHOAL_EGROUPACTIVE, SHOAL_ENOASSIGNOR. Each is SHOAL_ERR_BASE minus its position. */
+ * SHOAL_ELIMIT, SHOAL_EPANIC, SHOAL_EIO, SHOAL_ESETTING, SHOAL_EIMMUTABLE, and for consumer
+ * groups SHOAL_ENOGROUP, SHOAL_EGROUPID, SHOAL_EGENERATION, SHOAL_EREBALANCE,
+ * SHOAL_ENOTASSIGNED, SHOAL_EGROUPACTIVE, SHOAL_ENOASSIGNOR. Each is SHOAL_ERR_BASE minus its
+ * position. */
 enum shoal_error {
 #define SHOAL_XX_(name, msg) SHOAL_##name = SHOAL_ERR_BASE - SHOAL__ERRIDX_##name,
     SHOAL_ERRNO_MAP(SHOAL_XX_)
@@ -171,19 +174,58 @@ typedef enum {
     SHOAL_STORAGE_MEMORY = 1, /* no disk: the ring is the retention, oldest slot reused */
 } shoal_storage_t;
 
-/** A topic's settings. Initialise with shoal_topic_config_init() and change what you need. */
+/** A topic's settings. Initialise with shoal_topic_config_init() and change what you need,
+ * directly or by Kafka's names with shoal_topic_config_set(). */
 typedef struct shoal_topic_config {
-    uint32_t partitions;       /* 1..SHOAL_PARTITIONS_MAX; default 1 */
-    uint32_t storage;          /* shoal_storage_t; default SHOAL_STORAGE_DISK */
-    uint64_t segment_bytes;    /* size of a ring slot and of a disk segment; default 64 MiB,
-                                  range 64 KiB..1 GiB */
-    uint32_t ring_slots;       /* slots in the shared ring; default 4, range 2..64 */
-    uint32_t max_record_bytes; /* largest encoded batch of one record; default 1 MiB,
-                                  at most segment_bytes / 2 */
+    uint32_t partitions;         /* "partitions": 1..SHOAL_PARTITIONS_MAX; default 1 */
+    uint32_t storage;            /* "storage": shoal_storage_t; default SHOAL_STORAGE_DISK */
+    uint64_t segment_bytes;      /* "segment.bytes": size of a ring slot and of a disk segment;
+                                    default 64 MiB, range 64 KiB..1 GiB */
+    uint32_t ring_slots;         /* "ring.slots": slots in the shared ring; default 4, 2..64 */
+    uint32_t max_record_bytes;   /* "max.message.bytes": largest encoded batch of one record;
+                                    default 1 MiB, 64..segment_bytes / 2 */
+    int64_t retention_ms;        /* "retention.ms": delete segments whose newest record is
+                                    older; -1 keeps for ever; default 7 days */
+    int64_t retention_bytes;     /* "retention.bytes": per partition, delete the oldest
+                                    segments beyond it; -1 (default) no limit */
+    int64_t segment_ms;          /* "segment.ms": roll the active segment after this long;
+                                    default 7 days */
+    uint32_t cleanup_policy;     /* "cleanup.policy": SHOAL_CLEANUP_DELETE and/or
+                                    SHOAL_CLEANUP_COMPACT; default DELETE */
+    uint32_t reserved_;          /* zero */
+    int64_t flush_messages;      /* "flush.messages": fsync once this many records wait;
+                                    -1 (default) no count limit */
+    int64_t flush_ms;            /* "flush.ms": fsync at least this often; -1 (default) uses
+                                    the daemon's flush.ms */
+    int64_t delete_retention_ms; /* "delete.retention.ms": how long compaction keeps
+                                    tombstones; default 1 day */
 } shoal_topic_config_t;
+
+#define SHOAL_CLEANUP_DELETE  1u /* retention deletes old segments */
+#define SHOAL_CLEANUP_COMPACT 2u /* compaction keeps the latest value per key */
 
 /** Fill cfg with the defaults documented in shoal_topic_config_t. Thread-safety: any. */
 SHOAL_EXTERN void shoal_topic_config_init(shoal_topic_config_t *cfg);
+
+/** Set one setting by its Kafka-style name (see shoal_topic_config_t) from text: numbers
+ * in decimal (sizes may end in K, M or G), "disk"/"memory" for storage, "delete",
+ * "compact" or "compact,delete" for cleanup.policy.
+ * @return 0, SHOAL_ESETTING (no such setting), SHOAL_ECONFIG (value malformed or out of
+ *         range; cfg unchanged). Detail in shoal_errmsg(). Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_topic_config_set(shoal_topic_config_t *cfg, const char *name,
+                                        const char *value);
+
+/** The name of setting number i (0, 1, ...), or NULL past the last: to list them all. */
+SHOAL_EXTERN const char *shoal_topic_setting_name(size_t i);
+
+/** Format setting `name` of cfg as text into buf (cap bytes).
+ * @return 0, SHOAL_ESETTING, or -ENOSPC. Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_topic_config_get(const shoal_topic_config_t *cfg, const char *name,
+                                        char *buf, size_t cap);
+
+/** Check every setting's range and their combinations (max.message.bytes at most half a
+ * segment). @return 0, SHOAL_EPARTITIONS or SHOAL_ECONFIG with detail in shoal_errmsg(). */
+SHOAL_EXTERN int shoal_topic_config_check(const shoal_topic_config_t *cfg);
 
 /** Check a topic name against Kafka's rules: 1..249 characters of [a-zA-Z0-9._-], and
  * neither "." nor "..". @return true when valid. Thread-safety: any thread. */
@@ -195,6 +237,15 @@ SHOAL_EXTERN bool shoal_topic_name_is_valid(const char *name);
  *         SHOAL_EIO, SHOAL_ECLOSED, -errno. Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
                                     const shoal_topic_config_t *cfg);
+
+/** Change settings of an existing topic, by name and text value (as
+ * shoal_topic_config_set()). All or nothing: nothing changes unless every pair is valid.
+ * partitions, storage, segment.bytes and ring.slots fix the shared ring's layout and cannot
+ * change. max.message.bytes applies to producers opened after the change.
+ * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ESETTING, SHOAL_ECONFIG, SHOAL_EIMMUTABLE,
+ *         SHOAL_EINVAL (n == 0), SHOAL_ECLOSED, -errno. Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_topic_alter(shoal_client_t *client, const char *name,
+                                   const char *const *names, const char *const *values, size_t n);
 
 /** Delete a topic and all its data. Producers and consumers still attached keep their
  * mappings; their next append or poll returns SHOAL_ENOTOPIC.
@@ -229,6 +280,34 @@ typedef struct shoal_topic_info {
 SHOAL_EXTERN int shoal_topic_describe(shoal_client_t *client, const char *name,
                                       shoal_topic_info_t **out);
 SHOAL_EXTERN void shoal_topic_info_free(shoal_topic_info_t *info);
+
+/** A partition's counters, read from its shared control block. */
+typedef struct shoal_partition_stats {
+    int32_t partition;
+    int64_t log_start_offset;
+    int64_t log_end_offset;
+    int64_t flushed_offset;
+    uint64_t appended_batches; /* since the ring was created (daemon restarts keep it) */
+    uint64_t appended_records;
+    uint64_t appended_bytes;
+    uint64_t lock_recoveries; /* appends that repaired the lock after a dead owner */
+    uint64_t full_events;     /* appends that found the ring full (back-pressure) */
+    uint64_t fsyncs;          /* the daemon's fdatasync calls for this partition */
+    uint64_t shm_bytes;       /* bytes in live ring slots */
+    uint32_t live_slots;      /* ring slots holding records */
+    uint32_t ring_slots;
+    uint32_t readers;    /* reader entries in use (consumers attached) */
+    uint32_t waiters;    /* readers asleep waiting for records */
+    int32_t flush_error; /* the daemon's last disk error (-errno), 0 when healthy */
+} shoal_partition_stats_t;
+
+/** Read one partition's counters straight from shared memory: a read-only attach that
+ * takes no lock and does not disturb producers or consumers. Values are read one by one,
+ * so they may be from slightly different instants.
+ * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ENOPARTITION, SHOAL_ECLOSED, -errno.
+ * Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_partition_stats(shoal_client_t *client, const char *topic, int32_t partition,
+                                       shoal_partition_stats_t *out);
 
 /* ---------------------------------------------------------------------------------------
  * Records
@@ -420,11 +499,25 @@ typedef enum {
     SHOAL_SEEK_BEGINNING = 0, /* the log start offset */
     SHOAL_SEEK_END = 1,       /* the log end offset: only records appended later */
     SHOAL_SEEK_OFFSET = 2,    /* the given offset */
+    SHOAL_SEEK_TIMESTAMP = 3, /* the first record whose timestamp is >= the given ms */
 } shoal_seek_t;
 
 /** Move the position of one assigned partition (or of all of a topic's, partition -1).
  * An offset below the log start or above the log end is clamped to it on the next poll.
- * @return 0, or SHOAL_ENOPARTITION (not assigned), SHOAL_EINVAL. */
+ *
+ * SHOAL_SEEK_TIMESTAMP: `offset` is a timestamp in milliseconds since the epoch (>= 0).
+ * The position becomes the earliest offset whose record timestamp is >= it, as Kafka's
+ * ListOffsets by timestamp: record timestamps need not increase with offsets, and the
+ * answer is exact (the daemon finds it through each disk segment's .timeindex, then the
+ * shared ring). A timestamp at or before the first record gives the log start; one after
+ * the last record gives the log end, so only records appended later are read. This asks
+ * shoald once per partition (a control-socket round trip); the others never do.
+ * @return 0, or SHOAL_ENOPARTITION (not assigned), SHOAL_EINVAL (unknown whence, negative
+ *         offset or timestamp). For SHOAL_SEEK_TIMESTAMP also SHOAL_ECLOSED, SHOAL_ENOTOPIC,
+ *         SHOAL_ECORRUPT (a damaged segment lies before the answer), SHOAL_AGAIN (the log
+ *         moved on faster than the search: retry), SHOAL_ELIMIT (every reader entry of the
+ *         partition is taken), -ENOMEM; on failure the partitions
+ *         already handled keep their new position, the others their old one. */
 SHOAL_EXTERN int shoal_consumer_seek(shoal_consumer_t *consumer, const char *topic,
                                      int32_t partition, shoal_seek_t whence, int64_t offset);
 

@@ -25,10 +25,12 @@ struct shoal_assign_output {
 int assign_output_init(shoal_assign_output_t *out, size_t member_count);
 void assign_output_release(shoal_assign_output_t *out);
 
-/* Run an assignor and check its result: every partition of every input topic assigned to
- * exactly one member subscribed to it (for a cooperative assignor: at most one, and a
- * withheld partition must be owned by some member in the input). 0, the assignor's error,
- * or SHOAL_EINVAL with the violation in shoal_errmsg(). */
+/* Run an assignor and check its result. out is set up here: pass it uninitialised (not
+ * after assign_output_init, which would leak). On success the caller owns it and calls
+ * assign_output_release(); on failure it is already released (members NULL). Checks: every
+ * partition of every input topic assigned to exactly one member subscribed to it (for a cooperative
+ * assignor: at most one, and a withheld partition must be owned by some member in the input). 0,
+ * the assignor's error, or SHOAL_EINVAL with the violation in shoal_errmsg(). */
 int assign_run(const shoal_assignor_t *a, const shoal_assign_input_t *in,
                shoal_assign_output_t *out);
 

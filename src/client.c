@@ -1,10 +1,11 @@
 /* client.c - shoal_client: the control connection to shoald, topic administration, and
  * attaching partitions (receiving their shared-memory descriptors).
  *
- * DESIGN: the control socket carries only rare requests (attach, admin, segment lookups);
- * appends and reads never touch it. One request is in flight per client, guarded by a
- * mutex, so a client may be shared by threads. Responses are matched by type and sequence
- * number; anything else is SHOAL_EPROTO and the connection is considered broken. */
+ * DESIGN: the control socket carries only rare requests (attach, admin, segment and
+ * timestamp lookups); appends and reads never touch it. One request is in flight per
+ * client, guarded by a mutex, so a client may be shared by threads. Responses are matched
+ * by type and sequence number; anything else is SHOAL_EPROTO and the connection is
+ * considered broken. */
 #include "client.h"
 
 #include <errno.h>
@@ -174,15 +175,6 @@ void shoal_client_close(shoal_client_t *c)
 
 /* ------------------------------------------------------------------ topics */
 
-void shoal_topic_config_init(shoal_topic_config_t *cfg)
-{
-    cfg->partitions = 1;
-    cfg->storage = SHOAL_STORAGE_DISK;
-    cfg->segment_bytes = 64ull << 20;
-    cfg->ring_slots = 4;
-    cfg->max_record_bytes = 1u << 20;
-}
-
 bool shoal_topic_name_is_valid(const char *name)
 {
     size_t n = name ? strlen(name) : 0;
@@ -205,12 +197,24 @@ static int check_name(const char *name)
     return 0;
 }
 
+/* Send the request built in w (then released) and expect a response without fields. */
+static int client_call_empty(shoal_client_t *c, ctl_writer_t *w)
+{
+    client_reply_t rep;
+    int rc = client_call(c, w, &rep);
+    ctl_writer_release(w);
+    if (rc == 0) {
+        rc = ctl_reader_finish(&rep.r);
+        client_reply_release(&rep);
+    }
+    return rc;
+}
+
 /* A request whose only field is a topic name and whose response has no fields. */
 static int topic_simple_call(shoal_client_t *c, uint16_t type, const char *name,
                              const shoal_topic_config_t *cfg)
 {
     ctl_writer_t w;
-    client_reply_t rep;
     int rc = check_name(name);
     if (rc < 0)
         return rc;
@@ -219,13 +223,7 @@ static int topic_simple_call(shoal_client_t *c, uint16_t type, const char *name,
     ctl_put_str(&w, name);
     if (cfg)
         ctl_put_topic_config(&w, cfg);
-    rc = client_call(c, &w, &rep);
-    ctl_writer_release(&w);
-    if (rc == 0) {
-        rc = ctl_reader_finish(&rep.r);
-        client_reply_release(&rep);
-    }
-    return rc;
+    return client_call_empty(c, &w);
 }
 
 int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_config_t *cfg)
@@ -237,6 +235,28 @@ int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_co
         cfg = &defaults;
     }
     return topic_simple_call(c, CTL_TOPIC_CREATE, name, cfg);
+}
+
+int shoal_topic_alter(shoal_client_t *c, const char *name, const char *const *names,
+                      const char *const *values, size_t n)
+{
+    ctl_writer_t w;
+    int rc;
+
+    shoal__clear_err();
+    if ((rc = check_name(name)) < 0)
+        return rc;
+    if (n == 0 || n > 64 || !names || !values)
+        return SHOAL_ERR(SHOAL_EINVAL, "alter needs 1..64 settings");
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_TOPIC_ALTER, 0);
+    ctl_put_str(&w, name);
+    ctl_put_u32(&w, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        ctl_put_str(&w, names[i] ? names[i] : "");
+        ctl_put_str(&w, values[i] ? values[i] : "");
+    }
+    return client_call_empty(c, &w);
 }
 
 int shoal_topic_delete(shoal_client_t *c, const char *name)
@@ -421,6 +441,33 @@ int client_segment_open(shoal_client_t *c, const char *topic, int32_t partition,
     client_reply_release(&rep);
     if (rc < 0)
         memset(seg, 0, sizeof(*seg));
+    return rc;
+}
+
+int client_offset_for_time(shoal_client_t *c, const char *topic, int32_t partition, int64_t ts_ms,
+                           int64_t *offset)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    int64_t got;
+    int rc;
+
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_OFFSET_FOR_TIME, 0);
+    ctl_put_str(&w, topic);
+    ctl_put_i32(&w, partition);
+    ctl_put_i64(&w, ts_ms);
+    rc = client_call(c, &w, &rep);
+    ctl_writer_release(&w);
+    if (rc < 0)
+        return rc;
+    got = ctl_get_i64(&rep.r);
+    rc = ctl_reader_finish(&rep.r);
+    if (rc == 0 && got < 0)
+        rc = SHOAL_ERR(SHOAL_EPROTO, "negative offset %lld for a timestamp", (long long)got);
+    if (rc == 0)
+        *offset = got;
+    client_reply_release(&rep);
     return rc;
 }
 

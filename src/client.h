@@ -46,6 +46,11 @@ typedef struct client_segment {
     uint64_t pos; /* byte position of the batch holding the requested offset */
 } client_segment_t;
 
+/* The earliest offset of a partition whose record timestamp is >= ts_ms, or its log end
+ * offset when none is (CTL_OFFSET_FOR_TIME). 0 with *offset, or a negative code. */
+int client_offset_for_time(shoal_client_t *c, const char *topic, int32_t partition, int64_t ts_ms,
+                           int64_t *offset);
+
 int client_segment_open(shoal_client_t *c, const char *topic, int32_t partition, int64_t offset,
                         client_segment_t *seg);
 void client_segment_close(client_segment_t *seg);

@@ -219,6 +219,21 @@ static int consumer_seek_one(struct consumer_part *cp, shoal_seek_t whence, int6
     return 0;
 }
 
+/* SHOAL_SEEK_TIMESTAMP becomes SHOAL_SEEK_OFFSET once the daemon has turned the timestamp
+ * into an offset; a round trip per partition is fine for something this rare. */
+static int consumer_seek_time(shoal_consumer_t *c, struct consumer_part *cp, int64_t ts_ms)
+{
+    int64_t offset;
+    int rc;
+
+    if (ts_ms < 0)
+        return SHOAL_ERR(SHOAL_EINVAL, "negative timestamp %lld", (long long)ts_ms);
+    rc = client_offset_for_time(c->client, cp->topic, cp->partition, ts_ms, &offset);
+    if (rc < 0)
+        return rc;
+    return consumer_seek_one(cp, SHOAL_SEEK_OFFSET, offset);
+}
+
 int shoal_consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partition,
                         shoal_seek_t whence, int64_t offset)
 {
@@ -229,7 +244,11 @@ int shoal_consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partitio
         int rc;
         if (strcmp(cp->topic, topic) || (partition >= 0 && cp->partition != partition))
             continue;
-        if ((rc = consumer_seek_one(cp, whence, offset)) < 0)
+        if (whence == SHOAL_SEEK_TIMESTAMP)
+            rc = consumer_seek_time(c, cp, offset);
+        else
+            rc = consumer_seek_one(cp, whence, offset);
+        if (rc < 0)
             return rc;
         found = true;
     }
@@ -352,7 +371,14 @@ static int part_place(shoal_consumer_t *c, struct consumer_part *cp)
         rc = ring_cursor_seek(&cp->ring, &cp->cur, cp->position);
         return rc == SHOAL_EOFFSET ? 0 : rc;
     }
-    return part_open_segment(c, cp);
+    rc = part_open_segment(c, cp);
+    /* Retention may have deleted the segment since log_start_offset was read: start again
+     * at the new log start (the next poll places the cursor there). */
+    if (rc == SHOAL_EOFFSET && cp->position < atomic_load(&ctl->log_start_offset)) {
+        cp->position = atomic_load(&ctl->log_start_offset);
+        return 0;
+    }
+    return rc;
 }
 
 static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t max, bool check_crc)

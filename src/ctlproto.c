@@ -244,6 +244,13 @@ void ctl_put_topic_config(ctl_writer_t *w, const shoal_topic_config_t *cfg)
     ctl_put_u64(w, cfg->segment_bytes);
     ctl_put_u32(w, cfg->ring_slots);
     ctl_put_u32(w, cfg->max_record_bytes);
+    ctl_put_i64(w, cfg->retention_ms);
+    ctl_put_i64(w, cfg->retention_bytes);
+    ctl_put_i64(w, cfg->segment_ms);
+    ctl_put_u32(w, cfg->cleanup_policy);
+    ctl_put_i64(w, cfg->flush_messages);
+    ctl_put_i64(w, cfg->flush_ms);
+    ctl_put_i64(w, cfg->delete_retention_ms);
 }
 
 void ctl_put_partition_info(ctl_writer_t *w, const shoal_partition_info_t *pi)
@@ -359,6 +366,14 @@ void ctl_get_topic_config(ctl_reader_t *r, shoal_topic_config_t *cfg)
     cfg->segment_bytes = ctl_get_u64(r);
     cfg->ring_slots = ctl_get_u32(r);
     cfg->max_record_bytes = ctl_get_u32(r);
+    cfg->retention_ms = ctl_get_i64(r);
+    cfg->retention_bytes = ctl_get_i64(r);
+    cfg->segment_ms = ctl_get_i64(r);
+    cfg->cleanup_policy = ctl_get_u32(r);
+    cfg->reserved_ = 0;
+    cfg->flush_messages = ctl_get_i64(r);
+    cfg->flush_ms = ctl_get_i64(r);
+    cfg->delete_retention_ms = ctl_get_i64(r);
 }
 
 void ctl_get_partition_info(ctl_reader_t *r, shoal_partition_info_t *pi)

@@ -17,6 +17,10 @@
  *                   -> topic config; fds: control block, readers table, ring slots 0..n-1
  *   SEGMENT_OPEN    str topic, i32 partition, i64 offset
  *                   -> i64 base offset, u64 bytes, i64 position of offset; fds: the .log
+ *   TOPIC_ALTER     str name, u32 n, n x (str setting, str value)  -> (none)
+ *   OFFSET_FOR_TIME str topic, i32 partition, i64 timestamp (ms, >= 0)
+ *                   -> i64 offset: the earliest whose record timestamp is >= the timestamp,
+ *                      or the log end offset when no record is that late
  * Consumer groups (16..31; a "tp" is str topic, i32 partition; "tps" is u32 n, n x tp):
  *   GROUP_JOIN      str group, str member id ("" when new), str instance id, str client id,
  *                   i32 session timeout ms, i32 rebalance timeout ms, u32 n, n x str topic,
@@ -42,8 +46,9 @@
  *   GROUP_RESET     str group, str topic, u8 whence (shoal_seek_t), i64 offset -> (none)
  *   GROUP_DELETE    str group -> (none)
  * A topic config is u32 partitions, u32 storage, u64 segment bytes, u32 ring slots,
- * u32 max record bytes. A partition info is i32 partition, i64 log start, i64 log end,
- * i64 flushed, u64 shm bytes, u64 disk bytes. */
+ * u32 max record bytes, i64 retention ms, i64 retention bytes, i64 segment ms,
+ * u32 cleanup policy, i64 flush messages, i64 flush ms, i64 delete retention ms. A partition info
+ * is i32 partition, i64 log start, i64 log end, i64 flushed, u64 shm bytes, u64 disk bytes. */
 #ifndef SHOAL_CTLPROTO_H
 #define SHOAL_CTLPROTO_H
 

@@ -320,6 +320,21 @@ static int recv_exact(int fd, uint8_t *buf, size_t len, int *fds, size_t *nfds, 
 /* *nfds is where this frame's descriptors start (normally 0); on failure it is restored
  * and every descriptor received for this frame is closed. nfds may be NULL when no
  * descriptors are expected: any that arrive are closed. */
+/* Receive and drop len bytes. 0 or recv_exact's error. */
+static int recv_discard(int fd, size_t len, int *fds, size_t *nfds, size_t max_fds,
+                        int64_t deadline_ns)
+{
+    uint8_t sink[4096];
+    while (len > 0) {
+        size_t n = len < sizeof(sink) ? len : sizeof(sink);
+        int rc = recv_exact(fd, sink, n, fds, nfds, max_fds, deadline_ns);
+        if (rc < 0)
+            return rc;
+        len -= n;
+    }
+    return 0;
+}
+
 int ctlsock_recv_frame(int fd, ctl_header_t *h, uint8_t **payload, int *fds, size_t *nfds,
                        size_t max_fds, int timeout_ms)
 {
@@ -343,7 +358,11 @@ int ctlsock_recv_frame(int fd, ctl_header_t *h, uint8_t **payload, int *fds, siz
         goto out_close_fds;
     buf = shoal__malloc(h->len ? h->len : 1);
     if (!buf) {
-        rc = SHOAL_ERR(-ENOMEM, "control socket: no memory for a %u-byte frame", (unsigned)h->len);
+        /* Read the payload away so the stream stays in step for the next frame. */
+        rc = recv_discard(fd, h->len, fds, nfds, max_fds, deadline_ns);
+        if (rc == 0)
+            rc = SHOAL_ERR(-ENOMEM, "control socket: no memory for a %u-byte frame",
+                           (unsigned)h->len);
         goto out_close_fds;
     }
     rc = recv_exact(fd, buf, h->len, fds, nfds, max_fds, deadline_ns);

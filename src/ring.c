@@ -467,6 +467,22 @@ int ring_reclaim_slot(ring_t *r, uint32_t slot, int timeout_ms)
     return rc;
 }
 
+static int ring_rotate_locked(ring_t *r);
+
+int ring_roll(ring_t *r, int timeout_ms)
+{
+    struct shm_ctl *ctl = r->ctl;
+    int rc = rlock_acquire(&ctl->lock, timeout_ms, ring_repair, r);
+    if (rc < 0)
+        return rc;
+    if (atomic_load(&ctl->slots[atomic_load(&ctl->active_slot)].used) == 0)
+        rc = SHOAL_AGAIN;
+    else
+        rc = ring_rotate_locked(r);
+    rlock_release(&ctl->lock);
+    return rc;
+}
+
 int ring_reap_dead_readers(ring_t *r)
 {
     int reaped = 0;
@@ -588,8 +604,15 @@ static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
 {
     struct shm_ctl *ctl = r->ctl;
     int64_t left_ms = (deadline_ns - shoal__mono_ns()) / 1000000;
-    if (left_ms <= 0)
+    if (left_ms <= 0) {
+        int32_t io = atomic_load(&ctl->flush_error);
+        if (io != 0)
+            return SHOAL_ERR(SHOAL_AGAIN,
+                             "ring full: shoald cannot write to disk (%s); "
+                             "appended records wait in shared memory",
+                             shoal_strerror(io));
         return SHOAL_ERR(SHOAL_AGAIN, "ring full: every slot awaits flushing or is pinned");
+    }
     /* A memory topic's slot is freed by the reader that unpins it, which does not signal:
      * look again every millisecond. */
     if (ctl->storage == SHOAL_STORAGE_MEMORY)

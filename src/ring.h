@@ -87,6 +87,10 @@ bool ring_slot_is_pinned(const ring_t *r, uint32_t slot, uint32_t gen);
 /* Free a SEALED slot nobody pins: 0, SHOAL_AGAIN when pinned or not sealed. Takes the
  * lock (at most timeout_ms). */
 int ring_reclaim_slot(ring_t *r, uint32_t slot, int timeout_ms);
+/* Seal the active slot and move appends to the next one (a time-based segment roll), if
+ * the active slot holds data and the next slot is free. 0 when rolled, SHOAL_AGAIN when
+ * not possible now, or rlock_acquire's errors. Takes the lock (at most timeout_ms). */
+int ring_roll(ring_t *r, int timeout_ms);
 /* Clear reader entries whose process is gone. Returns how many. */
 int ring_reap_dead_readers(ring_t *r);
 /* Bytes held by live slots (ACTIVE or SEALED). */

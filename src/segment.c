@@ -1,6 +1,7 @@
 /* segment.c - disk log segments in Kafka's layout: naming and listing, walking the batches
- * of a segment's bytes, finding an offset through the sparse .index, recovering a segment
- * after a crash, and the index writer the flusher uses while it appends to a log.
+ * of a segment's bytes, finding an offset through the sparse .index and a timestamp through
+ * the .timeindex, recovering a segment after a crash, and the index writer the flusher uses
+ * while it appends to a log.
  *
  * DESIGN
  *
@@ -10,10 +11,15 @@
  * timestamp, u32 relative offset). Both indexes are sparse: a batch gets an .index entry
  * when it is the first batch or when at least SEGMENT_INDEX_INTERVAL_BYTES of log lie
  * between the last indexed batch and it; at those same points a .timeindex entry is added
- * when the batch's max timestamp exceeds the last timestamp written. The rule depends only
- * on the log and on the last entries, so an index written incrementally (index_writer_*),
- * continued after a reopen, or rebuilt by recovery is the same bytes; recovery relies on
- * that and simply compares the index files with the index the log implies.
+ * when the largest timestamp of the segment so far (every batch up to and including this
+ * one, as Kafka's maxTimestampSoFar) exceeds the last timestamp written. The entry holds
+ * that running maximum and the indexed batch's last offset, so it promises: no record at
+ * or below that offset has a later timestamp. That promise is what lets a timestamp lookup
+ * start at an entry when record timestamps are not in order. The rule depends only on the
+ * log and on the last entries, so an index written incrementally (index_writer_*),
+ * continued after a reopen (which reads the log past the last entry to recover the running
+ * maximum), or rebuilt by recovery is the same bytes; recovery relies on that and simply
+ * compares the index files with the index the log implies.
  *
  * Everything read from a file is untrusted: the scanner checks every batch against the
  * bytes it was given before looking at it, an index entry is verified against the batch it
@@ -349,6 +355,116 @@ int64_t segment_find_offset(const uint8_t *data, size_t len, int64_t base, const
     return SHOAL_ERR(SHOAL_EOFFSET, "offset %" PRId64 " not in segment %" PRId64, offset, base);
 }
 
+/* ------------------------------------------------------------------ timestamp lookup */
+
+int64_t segment_batch_find_timestamp(const uint8_t *batch, const record_batch_header_t *h,
+                                     int64_t ts)
+{
+    record_iter_t it;
+    shoal_record_t rec;
+    int rc;
+
+    if (h->max_timestamp < ts)
+        return SHOAL_EOFFSET;
+    if ((rc = record_iter_init(&it, batch, h)) < 0)
+        return rc;
+    while ((rc = record_iter_next(&it, &rec)) == 1)
+        if (rec.timestamp_ms >= ts)
+            return rec.offset;
+    /* A max timestamp that no record reaches: the header lies, the records decide. */
+    return rc < 0 ? rc : SHOAL_EOFFSET;
+}
+
+typedef struct time_entry {
+    int64_t ts;
+    uint32_t rel;
+} time_entry_t;
+
+static time_entry_t time_entry_get(const uint8_t *tidx, size_t i)
+{
+    const uint8_t *p = tidx + i * SEGMENT_TIMEINDEX_ENTRY_BYTES;
+    time_entry_t e = {(int64_t)shoal__get_be64(p), shoal__get_be32(p + 8)};
+    return e;
+}
+
+/* Largest i with entry timestamp < ts, or -1. Like index_search(), it assumes sorted
+ * entries and leaves the checking to time_entry_start(). */
+static ptrdiff_t time_index_search(const uint8_t *tidx, size_t n, int64_t ts)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (time_entry_get(tidx, mid).ts < ts)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (ptrdiff_t)lo - 1;
+}
+
+/* Where a timestamp scan may start given .timeindex entry i: just after the batch whose
+ * last offset the entry names, since no record up to there is as late as the entry's
+ * timestamp. The entry is used only when it increases strictly against its neighbours,
+ * a sound .index entry names the same offset (both are written at the same batches), and
+ * that batch's own max timestamp does not exceed the entry's. Otherwise 0. */
+static uint64_t time_entry_start(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
+                                 size_t idx_len, const uint8_t *tidx, size_t n, size_t i)
+{
+    time_entry_t e = time_entry_get(tidx, i);
+    size_t idx_n = idx ? idx_len / SEGMENT_INDEX_ENTRY_BYTES : 0;
+    record_batch_header_t h;
+    ptrdiff_t k;
+
+    if (i > 0) {
+        time_entry_t prev = time_entry_get(tidx, i - 1);
+        if (prev.ts >= e.ts || prev.rel >= e.rel)
+            return 0;
+    }
+    if (i + 1 < n) {
+        time_entry_t next = time_entry_get(tidx, i + 1);
+        if (next.ts <= e.ts || next.rel <= e.rel)
+            return 0;
+    }
+    k = index_search(idx, idx_n, e.rel);
+    if (k < 0 || index_entry_get(idx, (size_t)k).rel != e.rel ||
+        !index_entry_is_sound(data, len, base, idx, idx_n, (size_t)k))
+        return 0;
+    /* Sound means the batch there parses, lies inside data and ends at base + rel. */
+    if (batch_at(data, len, index_entry_get(idx, (size_t)k).pos, &h) != 0 || h.max_timestamp > e.ts)
+        return 0;
+    return index_entry_get(idx, (size_t)k).pos + record_batch_size(&h);
+}
+
+int64_t segment_find_timestamp(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
+                               size_t idx_len, const uint8_t *tidx, size_t tidx_len, int64_t ts,
+                               int64_t *end_offset)
+{
+    size_t n = tidx ? tidx_len / SEGMENT_TIMEINDEX_ENTRY_BYTES : 0;
+    ptrdiff_t i = time_index_search(tidx, n, ts);
+    uint64_t pos = i < 0 ? 0 : time_entry_start(data, len, base, idx, idx_len, tidx, n, (size_t)i);
+    int64_t next = pos == 0 ? base : base + (int64_t)time_entry_get(tidx, (size_t)i).rel + 1;
+    record_batch_header_t h;
+    int64_t found;
+    int rc;
+
+    while (pos < len) {
+        rc = batch_at(data, len, pos, &h);
+        if (rc == RECORD_INCOMPLETE)
+            break;
+        if (rc)
+            return find_offset_corrupt(base, pos);
+        found = segment_batch_find_timestamp(data + pos, &h, ts);
+        if (found != SHOAL_EOFFSET)
+            return found;
+        next = batch_last_offset(&h) + 1;
+        pos += record_batch_size(&h);
+    }
+    if (end_offset)
+        *end_offset = next;
+    return SHOAL_EOFFSET;
+}
+
 /* ------------------------------------------------------------------ index entries */
 
 /* The entries one batch adds, decided by index_plan() from the writer's state alone. */
@@ -362,7 +478,7 @@ typedef struct index_entries {
 static int index_plan(const index_writer_t *w, uint64_t pos, const record_batch_header_t *h,
                       index_entries_t *e)
 {
-    int64_t rel;
+    int64_t rel, max_ts;
 
     e->index = e->timeindex = false;
     if (w->has_entry && pos <= w->last_indexed_pos)
@@ -380,10 +496,17 @@ static int index_plan(const index_writer_t *w, uint64_t pos, const record_batch_
     e->index = true;
     shoal__put_be32(e->idx, (uint32_t)rel);
     shoal__put_be32(e->idx + 4, (uint32_t)pos);
-    e->timeindex = h->max_timestamp > w->last_timestamp;
-    shoal__put_be64(e->ts, (uint64_t)h->max_timestamp);
+    max_ts = SHOAL_MAX(w->max_timestamp, h->max_timestamp);
+    e->timeindex = max_ts > w->last_timestamp;
+    shoal__put_be64(e->ts, (uint64_t)max_ts);
     shoal__put_be32(e->ts + 8, (uint32_t)rel);
     return 0;
+}
+
+/* Every batch, indexed or not, counts towards the running maximum timestamp. */
+static void index_note_batch(index_writer_t *w, const record_batch_header_t *h)
+{
+    w->max_timestamp = SHOAL_MAX(w->max_timestamp, h->max_timestamp);
 }
 
 /* Advance the writer's state past an entry that is now written. */
@@ -408,6 +531,7 @@ static void index_state_init(index_writer_t *w, int64_t base)
     w->base = base;
     /* Kafka's "no timestamp" is -1, so such batches get no .timeindex entry. */
     w->last_timestamp = -1;
+    w->max_timestamp = -1;
 }
 
 /* ------------------------------------------------------------------ index writer */
@@ -456,7 +580,42 @@ static int index_writer_resume(index_writer_t *w)
             return SHOAL_ERR(rc, "reading the last .timeindex entry of segment %" PRId64, w->base);
         w->last_timestamp = (int64_t)shoal__get_be64(buf);
     }
+    w->max_timestamp = w->last_timestamp;
     return 0;
+}
+
+/* The running maximum covers the batches after the last indexed one too: read their
+ * headers from the log, at most an index interval and one batch past the last entry, since
+ * a writer with entries continues at the end of the log (the flusher after a restart).
+ * Without entries nothing was indexed yet and the caller adds every batch from the first.
+ * A missing log has none. Recovery checked the log before the flusher reopens it, so a
+ * header that does not parse simply ends the walk. */
+static int index_writer_resume_log(index_writer_t *w, const char *dir)
+{
+    uint8_t hdr[RECORD_BATCH_HEADER_BYTES];
+    char path[4096];
+    struct stat st;
+    uint64_t pos = w->last_indexed_pos;
+    int fd, rc = segment_path(path, sizeof(path), dir, w->base, ".log");
+
+    if (rc || !w->has_entry)
+        return rc;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : SHOAL_ERR(-errno, "open %s: %s", path, strerror(errno));
+    rc = fstat(fd, &st) == 0 ? 0 : SHOAL_ERR(-errno, "fstat %s: %s", path, strerror(errno));
+    while (rc == 0 && pos + sizeof(hdr) <= (uint64_t)st.st_size) {
+        int32_t blen;
+        if ((rc = shoal__pread_all(fd, hdr, sizeof(hdr), pos)) != 0)
+            break;
+        blen = (int32_t)shoal__get_be32(hdr + 8);
+        if (blen < RECORD_BATCH_HEADER_BYTES - RECORD_BATCH_LOG_OVERHEAD)
+            break;
+        w->max_timestamp = SHOAL_MAX(w->max_timestamp, (int64_t)shoal__get_be64(hdr + 35));
+        pos += (uint64_t)blen + RECORD_BATCH_LOG_OVERHEAD;
+    }
+    close(fd);
+    return rc ? SHOAL_ERR(rc, "reading %s after its last index entry", path) : 0;
 }
 
 int index_writer_open(index_writer_t *w, const char *dir, int64_t base)
@@ -479,6 +638,8 @@ int index_writer_open(index_writer_t *w, const char *dir, int64_t base)
     if (rc < 0)
         goto out_close;
     rc = index_writer_resume(w);
+    if (rc == 0)
+        rc = index_writer_resume_log(w, dir);
     if (rc)
         goto out_close;
     return 0;
@@ -499,8 +660,11 @@ int index_writer_add(index_writer_t *w, uint64_t pos, const record_batch_header_
     index_entries_t e;
     int rc = index_plan(w, pos, h, &e);
 
-    if (rc || !e.index)
+    if (rc)
         return rc;
+    index_note_batch(w, h);
+    if (!e.index)
+        return 0;
     rc = shoal__pwrite_all(w->index_fd, e.idx, sizeof(e.idx), w->index_bytes);
     if (rc)
         return SHOAL_ERR(rc, "writing .index of segment %" PRId64, w->base);
@@ -603,6 +767,8 @@ static int index_build_batch(void *arg, uint64_t pos, const uint8_t *batch,
     int rc = index_plan(&b->state, pos, h, &e);
 
     (void)batch;
+    if (rc == 0)
+        index_note_batch(&b->state, h);
     if (rc == 0 && e.index)
         rc = bytebuf_append(&b->index, e.idx, sizeof(e.idx));
     if (rc == 0 && e.timeindex)

@@ -1,7 +1,8 @@
 /* segment.h - disk log segments in Kafka's layout: <dir>/<20-digit base offset>.log, .index
  * (8-byte entries: u32 offset relative to base, u32 position; big-endian) and .timeindex
- * (12-byte entries: i64 timestamp, u32 relative offset; big-endian), sparse every
- * SEGMENT_INDEX_INTERVAL_BYTES of log. Files are created mode 0600. */
+ * (12-byte entries: i64 largest timestamp so far in the segment, u32 relative offset;
+ * big-endian), sparse every SEGMENT_INDEX_INTERVAL_BYTES of log. Files are created mode
+ * 0600. */
 #ifndef SHOAL_SEGMENT_H
 #define SHOAL_SEGMENT_H
 
@@ -53,6 +54,23 @@ int segment_scan_bytes(const uint8_t *data, size_t len, int64_t base, bool check
 int64_t segment_find_offset(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
                             size_t idx_len, int64_t offset);
 
+/* The first offset at or after which a record has timestamp >= ts in a segment's bytes:
+ * Kafka's ListOffsets by timestamp, exact even when timestamps are out of order. The scan
+ * starts after the last .timeindex entry (tidx[0..tidx_len), may be empty) whose timestamp
+ * is below ts, when that entry and the .index entry (idx[0..idx_len)) at the same batch
+ * check out; else at byte 0. Batches whose max timestamp is below ts are skipped by their
+ * header. Returns the offset; SHOAL_EOFFSET when no record of the data is that late, with
+ * *end_offset (may be NULL) set to the offset after the last whole batch; SHOAL_ECORRUPT
+ * when a damaged batch comes first; SHOAL_ECOMPRESSED. A torn tail ends the data. */
+int64_t segment_find_timestamp(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
+                               size_t idx_len, const uint8_t *tidx, size_t tidx_len, int64_t ts,
+                               int64_t *end_offset);
+
+/* The offset of the first record of one parsed batch whose timestamp is >= ts, or
+ * SHOAL_EOFFSET when none is; SHOAL_ECORRUPT, SHOAL_ECOMPRESSED. Used for ring slots too. */
+int64_t segment_batch_find_timestamp(const uint8_t *batch, const record_batch_header_t *h,
+                                     int64_t ts);
+
 /* Outcome of recovering one segment, for the daemon's log. */
 typedef struct segment_recovery {
     segment_scan_t scan;
@@ -77,11 +95,14 @@ typedef struct index_writer {
     uint64_t timeindex_bytes; /* current size of .timeindex */
     uint64_t last_indexed_pos;
     int64_t last_timestamp; /* largest timestamp written to .timeindex */
+    int64_t max_timestamp;  /* largest batch max timestamp of the segment so far */
     bool has_entry;
 } index_writer_t;
 
 /* Open (creating 0600) the index files of segment base in dir for appending, continuing
- * after existing entries. 0 or -errno. */
+ * after existing entries. When there are entries, the next batch added must be the one at
+ * the end of dir/<base>.log: the headers after the last .index entry are read to restore
+ * the running maximum timestamp. 0 or -errno. */
 int index_writer_open(index_writer_t *w, const char *dir, int64_t base);
 /* Note a batch written at log position pos; adds entries every interval. 0 or -errno. */
 int index_writer_add(index_writer_t *w, uint64_t pos, const record_batch_header_t *h);

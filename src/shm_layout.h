@@ -89,7 +89,8 @@ struct shm_ctl {
     _Atomic uint32_t flush_seq;       /* futex: bumped when flushed_offset moves */
     _Atomic uint32_t flush_waiters;   /* producers waiting for ACKS_DISK */
     _Atomic int32_t daemon_pid;       /* the shoald that flushes this ring */
-    uint8_t pad2_[SHM_CACHE_LINE - 36];
+    _Atomic int32_t flush_error;      /* -errno of the last failed disk write, 0 if fine */
+    uint8_t pad2_[SHM_CACHE_LINE - 40];
 
     /* counters, read by `shoal stats` without touching the lock */
     _Atomic uint64_t appended_batches;
@@ -97,7 +98,8 @@ struct shm_ctl {
     _Atomic uint64_t appended_bytes;
     _Atomic uint64_t lock_recoveries; /* EOWNERDEAD repairs */
     _Atomic uint64_t full_events;     /* appends that found the ring full */
-    uint8_t pad3_[SHM_CACHE_LINE - 40];
+    _Atomic uint64_t fsyncs;          /* fdatasync calls by the flusher */
+    uint8_t pad3_[SHM_CACHE_LINE - 48];
 
     struct shm_slot slots[SHM_MAX_SLOTS];
 };

@@ -24,7 +24,8 @@
 #include "util.h"
 
 #define STORE_DEFAULT_MAP_BYTES ((size_t)1 << 30)
-#define STORE_TOPIC_VERSION     1
+#define STORE_TOPIC_VERSION     2
+#define STORE_TOPIC_V1_BYTES    32
 #define STORE_DB_COUNT          4
 
 struct store {
@@ -58,37 +59,68 @@ static uint32_t get_le32(const uint8_t *p)
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    put_le32(p, (uint32_t)v);
+    put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+    return (uint64_t)get_le32(p) | ((uint64_t)get_le32(p + 4) << 32);
+}
+
+/* Version 2: the version 1 record (bytes 0..31) followed by the lifecycle settings. */
 void store_topic_encode(uint8_t out[STORE_TOPIC_RECORD_BYTES], const shoal_topic_config_t *cfg)
 {
     memset(out, 0, STORE_TOPIC_RECORD_BYTES);
     out[0] = STORE_TOPIC_VERSION;
     put_le32(out + 4, cfg->partitions);
     put_le32(out + 8, cfg->storage);
-    put_le32(out + 12, (uint32_t)cfg->segment_bytes);
-    put_le32(out + 16, (uint32_t)(cfg->segment_bytes >> 32));
+    put_le64(out + 12, cfg->segment_bytes);
     put_le32(out + 20, cfg->ring_slots);
     put_le32(out + 24, cfg->max_record_bytes);
+    put_le64(out + 32, (uint64_t)cfg->retention_ms);
+    put_le64(out + 40, (uint64_t)cfg->retention_bytes);
+    put_le64(out + 48, (uint64_t)cfg->segment_ms);
+    put_le32(out + 56, cfg->cleanup_policy);
+    put_le64(out + 64, (uint64_t)cfg->flush_messages);
+    put_le64(out + 72, (uint64_t)cfg->flush_ms);
+    put_le64(out + 80, (uint64_t)cfg->delete_retention_ms);
 }
 
 /* The version is checked before the length: a later version may well be longer, and
- * "written by a newer shoal" is the more useful diagnosis. */
+ * "written by a newer shoal" is the more useful diagnosis. A version 1 record (written
+ * before topics had lifecycle settings) gets the defaults for them. */
 int store_topic_decode(const uint8_t *in, size_t len, shoal_topic_config_t *cfg)
 {
+    size_t want;
     if (len == 0)
         return SHOAL_ERR(SHOAL_ECORRUPT, "store: empty topic record");
-    if (in[0] != STORE_TOPIC_VERSION)
+    if (in[0] != 1 && in[0] != STORE_TOPIC_VERSION)
         return SHOAL_ERR(SHOAL_EVERSION, "store: topic record version %u, expected %u",
                          (unsigned)in[0], (unsigned)STORE_TOPIC_VERSION);
-    if (len != STORE_TOPIC_RECORD_BYTES)
-        return SHOAL_ERR(SHOAL_ECORRUPT, "store: topic record of %zu bytes, expected %d", len,
-                         STORE_TOPIC_RECORD_BYTES);
-    if (in[1] | in[2] | in[3] | get_le32(in + 28))
+    want = in[0] == 1 ? STORE_TOPIC_V1_BYTES : STORE_TOPIC_RECORD_BYTES;
+    if (len != want)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "store: topic record of %zu bytes, expected %zu", len,
+                         want);
+    if (in[1] | in[2] | in[3] | get_le32(in + 28) | (len > 60 ? get_le32(in + 60) : 0))
         return SHOAL_ERR(SHOAL_ECORRUPT, "store: topic record has non-zero reserved bytes");
+    shoal_topic_config_init(cfg);
     cfg->partitions = get_le32(in + 4);
     cfg->storage = get_le32(in + 8);
-    cfg->segment_bytes = (uint64_t)get_le32(in + 12) | ((uint64_t)get_le32(in + 16) << 32);
+    cfg->segment_bytes = get_le64(in + 12);
     cfg->ring_slots = get_le32(in + 20);
     cfg->max_record_bytes = get_le32(in + 24);
+    if (in[0] == 1)
+        return 0;
+    cfg->retention_ms = (int64_t)get_le64(in + 32);
+    cfg->retention_bytes = (int64_t)get_le64(in + 40);
+    cfg->segment_ms = (int64_t)get_le64(in + 48);
+    cfg->cleanup_policy = get_le32(in + 56);
+    cfg->flush_messages = (int64_t)get_le64(in + 64);
+    cfg->flush_ms = (int64_t)get_le64(in + 72);
+    cfg->delete_retention_ms = (int64_t)get_le64(in + 80);
     return 0;
 }
 
@@ -182,7 +214,24 @@ static int name_key(const char *name, MDB_val *key)
     return 0;
 }
 
+static int topic_write(store_t *st, const char *name, const shoal_topic_config_t *cfg,
+                       unsigned flags);
+
 int store_topic_put(store_t *st, const char *name, const shoal_topic_config_t *cfg)
+{
+    return topic_write(st, name, cfg, MDB_NOOVERWRITE);
+}
+
+int store_topic_update(store_t *st, const char *name, const shoal_topic_config_t *cfg)
+{
+    shoal_topic_config_t old;
+    int rc = store_topic_get(st, name, &old);
+    return rc < 0 ? rc : topic_write(st, name, cfg, 0);
+}
+
+/* Write a topic record in its own durable transaction. */
+static int topic_write(store_t *st, const char *name, const shoal_topic_config_t *cfg,
+                       unsigned flags)
 {
     uint8_t rec[STORE_TOPIC_RECORD_BYTES];
     MDB_val key, val = {.mv_size = sizeof(rec), .mv_data = rec};
@@ -196,7 +245,7 @@ int store_topic_put(store_t *st, const char *name, const shoal_topic_config_t *c
     rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (rc != 0)
         return store_err(rc, "begin transaction");
-    rc = mdb_put(txn, st->topics, &key, &val, MDB_NOOVERWRITE);
+    rc = mdb_put(txn, st->topics, &key, &val, flags);
     if (rc != 0)
         goto out_abort;
     rc = mdb_txn_commit(txn);
@@ -311,17 +360,6 @@ out_abort:
 #define STORE_OFFSET_VERSION      1
 #define STORE_OFFSET_RECORD_BYTES 24
 #define STORE_OFFSET_KEY_MAX      (2 * (SHOAL_TOPIC_NAME_MAX + 1) + 4)
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    put_le32(p, (uint32_t)v);
-    put_le32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    return (uint64_t)get_le32(p) | ((uint64_t)get_le32(p + 4) << 32);
-}
 
 /* Build the key of (group, topic, partition) into buf. Returns its length or SHOAL_ENAME. */
 static int offset_key(uint8_t buf[STORE_OFFSET_KEY_MAX], const char *group, const char *topic,

@@ -24,6 +24,8 @@ void store_close(store_t *st);
 
 /* Insert a new topic. SHOAL_ETOPICEXISTS when the name is taken. Durable on return. */
 int store_topic_put(store_t *st, const char *name, const shoal_topic_config_t *cfg);
+/* Replace an existing topic's config. SHOAL_ENOTOPIC when missing. Durable on return. */
+int store_topic_update(store_t *st, const char *name, const shoal_topic_config_t *cfg);
 /* SHOAL_ENOTOPIC when missing. A stored record of an unknown version is SHOAL_EVERSION;
  * a short or garbled one is SHOAL_ECORRUPT. */
 int store_topic_get(store_t *st, const char *name, shoal_topic_config_t *cfg);
@@ -35,7 +37,7 @@ typedef int (*store_topic_cb)(void *arg, const char *name, const shoal_topic_con
 int store_topic_foreach(store_t *st, store_topic_cb cb, void *arg);
 
 /* Serialisation of a topic config, exposed for the unit tests. */
-#define STORE_TOPIC_RECORD_BYTES 32
+#define STORE_TOPIC_RECORD_BYTES 88
 void store_topic_encode(uint8_t out[STORE_TOPIC_RECORD_BYTES], const shoal_topic_config_t *cfg);
 int store_topic_decode(const uint8_t *in, size_t len, shoal_topic_config_t *cfg);
 

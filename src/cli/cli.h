@@ -1,6 +1,6 @@
 /* cli.h - what the files of the `shoal` command-line tool share: the invocation context,
  * error reporting, option parsing and number parsing. Internal to src/cli; the tool is a
- * client of include/shoal.h only. */
+ * client of include/shoal.h only, but for dump.c, which reads segment files itself. */
 #ifndef SHOAL_CLI_H
 #define SHOAL_CLI_H
 
@@ -84,13 +84,31 @@ uint64_t cli_parse_uint(const cli_t *cli, const char *option, const char *s, uin
 /* As cli_parse_uint with an optional K, M or G suffix (powers of 1024, either case). */
 uint64_t cli_parse_size(const cli_t *cli, const char *option, const char *s, uint64_t max);
 
-/* The subcommands, defined in topic.c, produce.c and consume.c. */
+/* The subcommands, defined in topic.c, produce.c, consume.c and dump.c. */
 int cli_topic_create(cli_t *cli, int argc, char **argv);
 int cli_topic_list(cli_t *cli, int argc, char **argv);
 int cli_topic_describe(cli_t *cli, int argc, char **argv);
+int cli_topic_alter(cli_t *cli, int argc, char **argv);
+int cli_stats(cli_t *cli, int argc, char **argv);
+
+/* An aligned table (table.c): fill cells with snprintf into cli_table_cell(). */
+#define CLI_CELL_BYTES     24
+#define CLI_TABLE_MAX_COLS 16
+typedef struct cli_table {
+    const char *const *headers;
+    int cols;
+    int rows;
+    char *cells;
+} cli_table_t;
+/* 0, or -1 when out of memory. */
+int cli_table_init(cli_table_t *t, const char *const *headers, int cols, int rows);
+char *cli_table_cell(cli_table_t *t, int row, int col);
+void cli_table_print(cli_table_t *t);
+void cli_table_release(cli_table_t *t);
 int cli_topic_delete(cli_t *cli, int argc, char **argv);
 int cli_produce(cli_t *cli, int argc, char **argv);
 int cli_consume(cli_t *cli, int argc, char **argv);
+int cli_dump(cli_t *cli, int argc, char **argv);
 /* Defined in group.c. */
 int cli_group_list(cli_t *cli, int argc, char **argv);
 int cli_group_describe(cli_t *cli, int argc, char **argv);

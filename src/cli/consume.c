@@ -1,10 +1,10 @@
 /* consume.c - `shoal consume`: print a topic's records through a --format template.
  *
  * DESIGN: one consumer is assigned every partition (or the one asked for) and positioned
- * with shoal_consumer_seek(). Each shoal_poll() batch is rendered into stdout's buffer and
- * flushed as a whole, so piped output is timely without a write per record. The records
- * are views valid only until the next poll, so a batch is fully written before polling
- * again.
+ * with shoal_consumer_seek() (--from-timestamp is SHOAL_SEEK_TIMESTAMP). Each shoal_poll()
+ * batch is rendered into stdout's buffer and flushed as a whole, so piped output is timely
+ * without a write per record. The records are views valid only until the next poll, so a
+ * batch is fully written before polling again.
  *
  * Polls sleep at most CONSUME_WAIT_SLICE_MS at a time even when following for ever: a
  * signal that lands between our check of cli_stop_signal and the poll's sleep would
@@ -29,6 +29,7 @@ enum {
     OPT_MAX_MESSAGES,
     OPT_TIMEOUT_MS,
     OPT_FORMAT,
+    OPT_FROM_TIMESTAMP,
     OPT_GROUP,
 };
 
@@ -37,7 +38,7 @@ typedef struct consume {
     const char *topic;
     int32_t partition;    /* -1: every partition */
     shoal_seek_t whence;  /* SHOAL_SEEK_END unless asked otherwise */
-    int64_t offset;       /* for SHOAL_SEEK_OFFSET */
+    int64_t offset;       /* for SHOAL_SEEK_OFFSET; ms for SHOAL_SEEK_TIMESTAMP */
     int64_t max_messages; /* -1: no limit */
     int64_t timeout_ms;   /* -1: follow for ever */
     const char *format;
@@ -48,6 +49,14 @@ typedef struct consume {
 
 /* ------------------------------------------------------------------ options */
 
+/* Where to start: the options that choose it exclude each other (repeating one is fine). */
+static void consume_set_start(consume_t *cs, cli_t *cli, shoal_seek_t whence)
+{
+    if (cs->whence != SHOAL_SEEK_END && cs->whence != whence)
+        cli_usage_fail(cli, "--from-beginning, --offset and --from-timestamp exclude each other");
+    cs->whence = whence;
+}
+
 static void consume_parse_option(consume_t *cs, cli_t *cli, int opt, const char *arg)
 {
     char err[128];
@@ -55,14 +64,13 @@ static void consume_parse_option(consume_t *cs, cli_t *cli, int opt, const char 
     if (opt == OPT_PARTITION) {
         cs->partition = (int32_t)cli_parse_uint(cli, "--partition", arg, INT32_MAX);
     } else if (opt == OPT_FROM_BEGINNING) {
-        if (cs->whence == SHOAL_SEEK_OFFSET)
-            cli_usage_fail(cli, "--from-beginning and --offset exclude each other");
-        cs->whence = SHOAL_SEEK_BEGINNING;
+        consume_set_start(cs, cli, SHOAL_SEEK_BEGINNING);
     } else if (opt == OPT_OFFSET) {
-        if (cs->whence == SHOAL_SEEK_BEGINNING)
-            cli_usage_fail(cli, "--from-beginning and --offset exclude each other");
-        cs->whence = SHOAL_SEEK_OFFSET;
+        consume_set_start(cs, cli, SHOAL_SEEK_OFFSET);
         cs->offset = (int64_t)cli_parse_uint(cli, "--offset", arg, INT64_MAX);
+    } else if (opt == OPT_FROM_TIMESTAMP) {
+        consume_set_start(cs, cli, SHOAL_SEEK_TIMESTAMP);
+        cs->offset = (int64_t)cli_parse_uint(cli, "--from-timestamp", arg, INT64_MAX);
     } else if (opt == OPT_MAX_MESSAGES) {
         cs->max_messages = (int64_t)cli_parse_uint(cli, "--max-messages", arg, INT64_MAX);
     } else if (opt == OPT_TIMEOUT_MS) {
@@ -85,6 +93,7 @@ static void consume_parse(cli_t *cli, int argc, char **argv, consume_t *cs)
         {"max-messages", required_argument, NULL, OPT_MAX_MESSAGES},
         {"timeout-ms", required_argument, NULL, OPT_TIMEOUT_MS},
         {"format", required_argument, NULL, OPT_FORMAT},
+        {"from-timestamp", required_argument, NULL, OPT_FROM_TIMESTAMP},
         {"group", required_argument, NULL, OPT_GROUP},
         CLI_COMMON_OPTIONS,
         {0},
@@ -95,8 +104,10 @@ static void consume_parse(cli_t *cli, int argc, char **argv, consume_t *cs)
         consume_parse_option(cs, cli, opt, optarg);
     cli_expect_args(cli, argc, argv, 1);
     cs->topic = argv[cli->optind];
-    if (cs->group && (cs->partition >= 0 || cs->whence == SHOAL_SEEK_OFFSET))
-        cli_usage_fail(cli, "--group shares the partitions itself: no --partition or --offset");
+    if (cs->group && (cs->partition >= 0 || cs->whence == SHOAL_SEEK_OFFSET ||
+                      cs->whence == SHOAL_SEEK_TIMESTAMP))
+        cli_usage_fail(cli, "--group shares the partitions itself and starts at its committed "
+                            "offsets: no --partition, --offset or --from-timestamp");
 }
 
 /* ------------------------------------------------------------------ loop */

@@ -16,7 +16,7 @@ static int cli_help(cli_t *cli, int argc, char **argv);
 static const cli_command_t cli_commands[] = {
     {"topic", "create", cli_topic_create,
      "topic create NAME [--partitions N] [--storage disk|memory] [--segment-bytes SIZE] "
-     "[--ring-slots N] [--max-record-bytes SIZE]",
+     "[--ring-slots N] [--max-record-bytes SIZE] [--set NAME=VALUE ...]",
      "Create a topic. Unset options keep the library defaults.\n"
      "  --partitions N            partitions, 1..1024 (default 1)\n"
      "  --storage disk|memory     persist to disk segments, or keep only the shared ring\n"
@@ -25,13 +25,27 @@ static const cli_command_t cli_commands[] = {
      "  --ring-slots N            slots in the shared ring, 2..64 (default 4)\n"
      "  --max-record-bytes SIZE   largest record (default 1M, at most segment-bytes/2;\n"
      "                            with only --segment-bytes given: min(1M, segment-bytes/2))\n"
+     "  --set NAME=VALUE          any topic setting by its Kafka-style name (repeatable):\n"
+     "                            retention.ms, retention.bytes, segment.ms, cleanup.policy\n"
+     "                            (delete|compact|compact,delete), flush.messages, flush.ms,\n"
+     "                            delete.retention.ms, max.message.bytes, segment.bytes,\n"
+     "                            ring.slots, storage, partitions\n"
      "SIZE is a number of bytes with an optional K, M or G suffix (powers of 1024).\n"},
+    {"topic", "alter", cli_topic_alter, "topic alter NAME --set NAME=VALUE [--set ...]",
+     "Change settings of an existing topic, all or nothing. partitions, storage,\n"
+     "segment.bytes and ring.slots cannot change; max.message.bytes applies to producers\n"
+     "opened afterwards; the others take effect at once.\n"},
     {"topic", "list", cli_topic_list, "topic list", "Print the topic names, one per line.\n"},
     {"topic", "describe", cli_topic_describe, "topic describe NAME",
      "Print a topic's configuration, then a row per partition: log start offset, log end\n"
      "offset, flushed offset, bytes in shared memory and bytes on disk.\n"},
     {"topic", "delete", cli_topic_delete, "topic delete NAME",
      "Delete a topic and all its data.\n"},
+    {NULL, "stats", cli_stats, "stats TOPIC [--partition N]",
+     "Print each partition's counters, read from shared memory without disturbing producers\n"
+     "or consumers: offsets, records/batches/bytes appended, ring slots in use, attached\n"
+     "readers and how many are asleep, appends that met a full ring, lock repairs after a\n"
+     "producer died inside the lock, the daemon's fsyncs and its last disk error.\n"},
     {NULL, "produce", cli_produce,
      "produce NAME [--key-separator SEP] [--partition N] [--acks memory|disk]",
      "Send one record per line of standard input (the newline is not part of the record).\n"
@@ -44,12 +58,16 @@ static const cli_command_t cli_commands[] = {
      "Lines already read are sent together as batches. Prints the count to stderr at the\n"
      "end; on the first error it reports how many records were written and exits 1.\n"},
     {NULL, "consume", cli_consume,
-     "consume NAME [--group G] [--partition N] [--from-beginning | --offset N] "
+     "consume NAME [--group G] [--partition N] [--from-beginning | --offset N | "
+     "--from-timestamp MS] "
      "[--max-messages N] [--timeout-ms T] [--format FMT]",
      "Print records of every partition (or of partition N) as they arrive.\n"
      "  --from-beginning   start at each partition's log start (default: at the end,\n"
      "                     printing only records produced from now on)\n"
      "  --offset N         start at offset N\n"
+     "  --from-timestamp MS\n"
+     "                     start at each partition's first record whose timestamp is at\n"
+     "                     or after MS (ms since the epoch); at the end when none is\n"
      "  --group G          join consumer group G: the group's members share the\n"
      "                     partitions; each starts at the group's committed offset (else\n"
      "                     at the end, or at the start with --from-beginning); offsets\n"
@@ -63,6 +81,26 @@ static const cli_command_t cli_commands[] = {
      "                       %% a percent sign;  \\n newline  \\t tab  \\\\ backslash\n"
      "                     A null key, value or header value prints as nothing.\n"
      "SIGINT, SIGTERM or a closed output pipe stop it cleanly with status 0.\n"},
+    {NULL, "dump", cli_dump, "dump PATH [--verify] [--print-data] [--max N]",
+     "Print a segment file (<base>.log, .index or .timeindex) and check it, reading the file\n"
+     "itself: it works on any copy of a segment and never connects to shoald.\n"
+     "  .log        a line per batch: offsets, count, byte position, size, stored and computed\n"
+     "              CRC (valid or INVALID), compression, timestamps, producer id/epoch/sequence;\n"
+     "              stops at the first batch it cannot parse, saying where and whether the\n"
+     "              file ends inside a batch (a torn tail) or holds garbage (corrupt)\n"
+     "  .index      a line per entry (relative and absolute offset, position), each checked\n"
+     "              against the batch it names in the .log beside it, when there is one\n"
+     "  .timeindex  a line per entry (timestamp, offset): timestamps must not go down and\n"
+     "              offsets must lie inside the .log beside it, when there is one\n"
+     "A summary line ends the dump. The base offset comes from the 20-digit file name, else\n"
+     "from the first batch.\n"
+     "  --verify       also decode every record; exit 1 when anything is wrong (each problem\n"
+     "                 on stderr), 0 when the file is sound\n"
+     "  --print-data   a line per record after its batch: offset, timestamp, key, value and\n"
+     "                 headers; text in quotes, other bytes as 0x hex, null as null;\n"
+     "                 compressed batches are not decoded\n"
+     "  --max N        print only the first N batches or entries (checks cover the whole file)\n"
+     "Without --verify the status is 0 whenever the file could be read.\n"},
     {"group", "list", cli_group_list, "group list",
      "Print each consumer group: id, state and number of members.\n"},
     {"group", "describe", cli_group_describe, "group describe GROUP",

@@ -7,6 +7,7 @@
  * widest cell, numbers right-aligned under right-aligned headers. */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -19,7 +20,32 @@ enum {
     OPT_SEGMENT_BYTES,
     OPT_RING_SLOTS,
     OPT_MAX_RECORD_BYTES,
+    OPT_SET,
 };
+
+#define TOPIC_MAX_SETS 64
+
+/* Split "name=value" at the first '=' (in place). Exits 2 when there is none. */
+static void topic_split_set(const cli_t *cli, char *arg, const char **name, const char **value)
+{
+    char *eq = strchr(arg, '=');
+    if (!eq || eq == arg)
+        cli_usage_fail(cli, "--set takes name=value, not '%s'", arg);
+    *eq = '\0';
+    *name = arg;
+    *value = eq + 1;
+}
+
+/* Apply one --set to cfg; a bad name or value ends the command with status 1. */
+static void topic_apply_set(const cli_t *cli, shoal_topic_config_t *cfg, char *arg)
+{
+    const char *name, *value;
+    int rc;
+    topic_split_set(cli, arg, &name, &value);
+    rc = shoal_topic_config_set(cfg, name, value);
+    if (rc < 0)
+        exit(cli_fail(cli, rc, "--set %s=%s", name, value));
+}
 
 static uint32_t topic_parse_storage(const cli_t *cli, const char *s)
 {
@@ -38,6 +64,7 @@ static void topic_parse_create(cli_t *cli, int argc, char **argv, shoal_topic_co
         {"segment-bytes", required_argument, NULL, OPT_SEGMENT_BYTES},
         {"ring-slots", required_argument, NULL, OPT_RING_SLOTS},
         {"max-record-bytes", required_argument, NULL, OPT_MAX_RECORD_BYTES},
+        {"set", required_argument, NULL, OPT_SET},
         CLI_COMMON_OPTIONS,
         {0},
     };
@@ -59,6 +86,10 @@ static void topic_parse_create(cli_t *cli, int argc, char **argv, shoal_topic_co
             cfg->max_record_bytes =
                 (uint32_t)cli_parse_size(cli, "--max-record-bytes", optarg, UINT32_MAX);
             max_record_set = true;
+        } else if (opt == OPT_SET) {
+            topic_apply_set(cli, cfg, optarg);
+            segment_set |= !strncmp(optarg, "segment.bytes", 13);
+            max_record_set |= !strncmp(optarg, "max.message.bytes", 17);
         }
     }
     /* A small segment makes the default record limit invalid (it must be at most half a
@@ -137,64 +168,74 @@ int cli_topic_delete(cli_t *cli, int argc, char **argv)
     return rc;
 }
 
+/* ------------------------------------------------------------------ alter */
+
+int cli_topic_alter(cli_t *cli, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"set", required_argument, NULL, OPT_SET},
+        CLI_COMMON_OPTIONS,
+        {0},
+    };
+    const char *names[TOPIC_MAX_SETS], *values[TOPIC_MAX_SETS], *topic;
+    shoal_client_t *client;
+    size_t n = 0;
+    int opt, rc;
+
+    while ((opt = cli_next_opt(cli, argc, argv, opts)) != -1) {
+        if (n == TOPIC_MAX_SETS)
+            cli_usage_fail(cli, "at most %d --set options", TOPIC_MAX_SETS);
+        topic_split_set(cli, optarg, &names[n], &values[n]);
+        n++;
+    }
+    cli_expect_args(cli, argc, argv, 1);
+    if (n == 0)
+        cli_usage_fail(cli, "alter needs at least one --set name=value");
+    topic = argv[cli->optind];
+    if ((rc = cli_check_topic_name(topic)) != 0)
+        return rc;
+    if ((rc = cli_connect(cli, &client)) != 0)
+        return rc;
+    rc = shoal_topic_alter(client, topic, names, values, n);
+    if (rc < 0)
+        rc = cli_fail(cli, rc, "alter topic '%s'", topic);
+    shoal_client_close(client);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ describe */
 
-#define DESCRIBE_COLUMNS 6
-
-static const char *const describe_headers[DESCRIBE_COLUMNS] = {
+static const char *const describe_headers[] = {
     "PARTITION", "LOG_START", "LOG_END", "FLUSHED", "SHM_BYTES", "DISK_BYTES",
 };
 
-static void describe_row_cells(const shoal_partition_info_t *p, char cells[][24])
-{
-    snprintf(cells[0], 24, "%" PRId32, p->partition);
-    snprintf(cells[1], 24, "%" PRId64, p->log_start_offset);
-    snprintf(cells[2], 24, "%" PRId64, p->log_end_offset);
-    snprintf(cells[3], 24, "%" PRId64, p->flushed_offset);
-    snprintf(cells[4], 24, "%" PRIu64, p->shm_bytes);
-    snprintf(cells[5], 24, "%" PRIu64, p->disk_bytes);
-}
-
-static void describe_print_row(const char *const *cells, const int *widths)
-{
-    for (int c = 0; c < DESCRIBE_COLUMNS; c++)
-        printf("%s%*s", c ? "  " : "", widths[c], cells[c]);
-    putchar('\n');
-}
-
 static void describe_print_table(const shoal_topic_info_t *info)
 {
-    int widths[DESCRIBE_COLUMNS];
-    char cells[DESCRIBE_COLUMNS][24];
-    const char *row[DESCRIBE_COLUMNS];
-
-    for (int c = 0; c < DESCRIBE_COLUMNS; c++)
-        widths[c] = (int)strlen(describe_headers[c]);
-    for (uint32_t i = 0; i < info->config.partitions; i++) {
-        describe_row_cells(&info->partitions[i], cells);
-        for (int c = 0; c < DESCRIBE_COLUMNS; c++)
-            if ((int)strlen(cells[c]) > widths[c])
-                widths[c] = (int)strlen(cells[c]);
+    cli_table_t t;
+    if (cli_table_init(&t, describe_headers, 6, (int)info->config.partitions) < 0)
+        return;
+    for (int i = 0; i < t.rows; i++) {
+        const shoal_partition_info_t *p = &info->partitions[i];
+        snprintf(cli_table_cell(&t, i, 0), CLI_CELL_BYTES, "%" PRId32, p->partition);
+        snprintf(cli_table_cell(&t, i, 1), CLI_CELL_BYTES, "%" PRId64, p->log_start_offset);
+        snprintf(cli_table_cell(&t, i, 2), CLI_CELL_BYTES, "%" PRId64, p->log_end_offset);
+        snprintf(cli_table_cell(&t, i, 3), CLI_CELL_BYTES, "%" PRId64, p->flushed_offset);
+        snprintf(cli_table_cell(&t, i, 4), CLI_CELL_BYTES, "%" PRIu64, p->shm_bytes);
+        snprintf(cli_table_cell(&t, i, 5), CLI_CELL_BYTES, "%" PRIu64, p->disk_bytes);
     }
-    describe_print_row(describe_headers, widths);
-    for (int c = 0; c < DESCRIBE_COLUMNS; c++)
-        row[c] = cells[c];
-    for (uint32_t i = 0; i < info->config.partitions; i++) {
-        describe_row_cells(&info->partitions[i], cells);
-        describe_print_row(row, widths);
-    }
+    cli_table_print(&t);
+    cli_table_release(&t);
 }
 
 static void describe_print_config(const shoal_topic_info_t *info)
 {
-    const shoal_topic_config_t *cfg = &info->config;
+    const char *name;
+    char value[64];
 
-    printf("topic:            %s\n", info->name);
-    printf("partitions:       %" PRIu32 "\n", cfg->partitions);
-    printf("storage:          %s\n", cfg->storage == SHOAL_STORAGE_MEMORY ? "memory" : "disk");
-    printf("segment_bytes:    %" PRIu64 "\n", cfg->segment_bytes);
-    printf("ring_slots:       %" PRIu32 "\n", cfg->ring_slots);
-    printf("max_record_bytes: %" PRIu32 "\n", cfg->max_record_bytes);
+    printf("%-20s %s\n", "topic", info->name);
+    for (size_t i = 0; (name = shoal_topic_setting_name(i)) != NULL; i++)
+        if (shoal_topic_config_get(&info->config, name, value, sizeof(value)) == 0)
+            printf("%-20s %s\n", name, value);
 }
 
 int cli_topic_describe(cli_t *cli, int argc, char **argv)

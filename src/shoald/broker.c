@@ -14,36 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "topic_config.h"
 #include "util.h"
-
-#define SEGMENT_BYTES_MIN    (64ull << 10)
-#define SEGMENT_BYTES_MAX    (1ull << 30)
-#define MAX_RECORD_BYTES_MIN 64u
-
-int broker_check_config(const shoal_topic_config_t *c)
-{
-    if (c->partitions < 1 || c->partitions > SHOAL_PARTITIONS_MAX)
-        return SHOAL_ERR(SHOAL_EPARTITIONS, "partitions must be 1..%d, not %u",
-                         SHOAL_PARTITIONS_MAX, c->partitions);
-    if (c->storage != SHOAL_STORAGE_DISK && c->storage != SHOAL_STORAGE_MEMORY)
-        return SHOAL_ERR(SHOAL_ECONFIG, "storage must be disk or memory");
-    if (c->segment_bytes < SEGMENT_BYTES_MIN || c->segment_bytes > SEGMENT_BYTES_MAX)
-        return SHOAL_ERR(SHOAL_ECONFIG, "segment bytes must be %llu..%llu, not %llu",
-                         SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX,
-                         (unsigned long long)c->segment_bytes);
-    if (c->ring_slots < 2 || c->ring_slots > SHM_MAX_SLOTS)
-        return SHOAL_ERR(SHOAL_ECONFIG, "ring slots must be 2..%u, not %u", SHM_MAX_SLOTS,
-                         c->ring_slots);
-    if (c->max_record_bytes < MAX_RECORD_BYTES_MIN || c->max_record_bytes > c->segment_bytes / 2)
-        return SHOAL_ERR(
-            SHOAL_ECONFIG, "max record bytes must be %u..%llu (half a segment), not %u",
-            MAX_RECORD_BYTES_MIN, (unsigned long long)(c->segment_bytes / 2), c->max_record_bytes);
-    return 0;
-}
 
 /* ------------------------------------------------------------------ registry */
 
@@ -136,7 +111,7 @@ int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_
 
     if (!shoal_topic_name_is_valid(name))
         return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
-    if ((rc = broker_check_config(cfg)) < 0)
+    if ((rc = shoal_topic_config_check(cfg)) < 0)
         return rc;
     pthread_rwlock_wrlock(&b->lock);
     if (broker_find(b, name)) {
@@ -159,18 +134,66 @@ out_unlock:
     return rc;
 }
 
-int broker_topic_delete(broker_t *b, const char *name)
+/* Apply name=value pairs to a copy of the topic's config: all valid, or nothing. */
+static int alter_apply(shoal_topic_config_t *cfg, const char *const *names,
+                       const char *const *values, size_t n)
 {
-    dtopic_t *t;
-    int rc;
+    for (size_t i = 0; i < n; i++) {
+        int rc = shoal_topic_config_set(cfg, names[i], values[i]);
+        if (rc < 0)
+            return rc;
+        if (!topic_setting_is_alterable(names[i]))
+            return SHOAL_ERR(SHOAL_EIMMUTABLE,
+                             "%s fixes the shared ring's layout and cannot "
+                             "change on an existing topic",
+                             names[i]);
+    }
+    return shoal_topic_config_check(cfg);
+}
 
+/* Take the registry write lock and find a topic; on failure the lock is not held. */
+static int broker_lock_topic(broker_t *b, const char *name, dtopic_t **t)
+{
     if (!shoal_topic_name_is_valid(name))
         return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
     pthread_rwlock_wrlock(&b->lock);
-    if (!(t = broker_find(b, name))) {
-        rc = SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
-        goto out_unlock;
+    if (!(*t = broker_find(b, name))) {
+        pthread_rwlock_unlock(&b->lock);
+        return SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
     }
+    return 0;
+}
+
+int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
+                       const char *const *values, size_t n)
+{
+    shoal_topic_config_t cfg;
+    dtopic_t *t;
+    int rc = broker_lock_topic(b, name, &t);
+
+    if (rc < 0)
+        return rc;
+    cfg = t->cfg;
+    if ((rc = alter_apply(&cfg, names, values, n)) < 0 ||
+        (rc = store_topic_update(b->store, name, &cfg)) < 0)
+        goto out_unlock;
+    t->cfg = cfg;
+    for (uint32_t p = 0; p < cfg.partitions; p++)
+        t->parts[p].cfg = cfg;
+    for (size_t i = 0; i < n; i++)
+        log_info("topic %s: %s = %s", name, names[i], values[i]);
+out_unlock:
+    pthread_rwlock_unlock(&b->lock);
+    return rc;
+}
+
+int broker_topic_delete(broker_t *b, const char *name)
+{
+    dtopic_t *t;
+    int rc = broker_lock_topic(b, name, &t);
+
+    if (rc < 0)
+        return rc;
     if ((rc = store_topic_delete(b->store, name)) < 0)
         goto out_unlock;
     registry_remove(b, t);
@@ -186,9 +209,11 @@ out_unlock:
 void broker_wait_for_work(broker_t *b, int timeout_ms)
 {
     _Atomic uint32_t *words[128];
-    uint32_t zeros[128] = {0};
-    size_t n = 0;
+    uint32_t expected[128] = {0};
+    size_t n = 1;
 
+    words[0] = &b->wake; /* broker_wake() ends the wait (shutdown) */
+    expected[0] = atomic_load(&b->wake);
     pthread_rwlock_rdlock(&b->lock);
     for (size_t i = 0; i < b->ntopics && n < 128; i++) {
         dtopic_t *t = b->topics[i];
@@ -203,14 +228,14 @@ void broker_wait_for_work(broker_t *b, int timeout_ms)
     pthread_rwlock_unlock(&b->lock);
     /* A topic deleted meanwhile unmaps its word: the wait then fails with EFAULT or times
      * out, and the next pass looks again. */
-    if (n == 0 || timeout_ms == 0) {
-        struct timespec ts = {.tv_sec = timeout_ms / 1000,
-                              .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
-        if (timeout_ms > 0)
-            nanosleep(&ts, NULL);
-        return;
-    }
-    shoal__futex_waitv(words, zeros, n, timeout_ms);
+    if (timeout_ms > 0)
+        shoal__futex_waitv(words, expected, n, timeout_ms);
+}
+
+void broker_wake(broker_t *b)
+{
+    atomic_fetch_add(&b->wake, 1);
+    shoal__futex_wake(&b->wake, INT32_MAX);
 }
 
 void broker_flush_all(broker_t *b, bool final, bool reap)
@@ -220,10 +245,7 @@ void broker_flush_all(broker_t *b, bool final, bool reap)
         dtopic_t *t = b->topics[i];
         for (uint32_t p = 0; p < t->cfg.partitions; p++) {
             dpart_t *dp = &t->parts[p];
-            bool was_broken = dp->broken;
-            int rc = dpart_flush(dp, b->cfg->flush_ms, final);
-            if (rc < 0 && (!was_broken || final))
-                log_error("%s-%u: flush: %s (%s)", t->name, p, shoal_strerror(rc), shoal_errmsg());
+            dpart_flush(dp, b->cfg->flush_ms, final); /* logs its own failures */
             if (reap)
                 dpart_reap(dp);
         }

@@ -24,6 +24,7 @@ typedef struct broker {
     pthread_rwlock_t lock;
     dtopic_t **topics; /* sorted by name */
     size_t ntopics;
+    _Atomic uint32_t wake; /* futex: broker_wake() ends broker_wait_for_work() */
     int data_lock_fd;
     int shm_lock_fd;
 } broker_t;
@@ -34,20 +35,22 @@ int broker_open(broker_t *b, const shoald_config_t *cfg);
 /* Persist every ring (final flush with fsync) and release everything. */
 void broker_close(broker_t *b);
 
-/* Validate a topic config against the documented ranges: 0, SHOAL_EPARTITIONS, SHOAL_ECONFIG
- * (detail in shoal_errmsg()). */
-int broker_check_config(const shoal_topic_config_t *cfg);
-
 /* The following take the registry lock themselves. */
 int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_t *cfg);
 int broker_topic_delete(broker_t *b, const char *name);
+/* Change settings by name (all or nothing): SHOAL_ENOTOPIC, SHOAL_ESETTING, SHOAL_ECONFIG,
+ * SHOAL_EIMMUTABLE. Durable in LMDB on return; the flusher uses the new values at once. */
+int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
+                       const char *const *values, size_t n);
 
 /* Call with the registry lock held (read or write). NULL when missing. */
 dtopic_t *broker_find(broker_t *b, const char *name);
 
 /* Sleep up to timeout_ms, or until a producer starts waiting for ACKS_DISK on one of the
- * first 128 disk partitions. Returns at once when one already waits. */
+ * first 127 disk partitions, or broker_wake(). Returns at once when one already waits. */
 void broker_wait_for_work(broker_t *b, int timeout_ms);
+/* End a broker_wait_for_work() in progress (at shutdown). Any thread. */
+void broker_wake(broker_t *b);
 
 /* One pass of the flusher over every partition; final makes it fsync everything. */
 void broker_flush_all(broker_t *b, bool final, bool reap);

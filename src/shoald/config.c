@@ -3,14 +3,16 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "shoal.h"
 
-enum key_kind { KEY_PATH, KEY_NAME, KEY_INT, KEY_LEVEL };
+enum key_kind { KEY_PATH, KEY_NAME, KEY_INT, KEY_GROUP, KEY_LEVEL };
 
 struct key_def {
     const char *name;
@@ -27,8 +29,9 @@ static const struct key_def keys[] = {
     {"shm.dir", KEY_PATH, F(shm_dir), 0, 0},
     {"flush.interval.ms", KEY_INT, F(flush_interval_ms), 1, 10000},
     {"flush.ms", KEY_INT, F(flush_ms), 0, 86400000},
-    {"allow.gid", KEY_INT, F(allow_gid), -1, 2147483647},
+    {"allow.gid", KEY_GROUP, F(allow_gid), -1, 2147483647},
     {"log.level", KEY_LEVEL, F(log_level), 0, 0},
+    {"log.file", KEY_PATH, F(log_file), 0, 0},
 };
 #undef F
 
@@ -55,10 +58,26 @@ static int set_int(void *dst, const struct key_def *k, const char *v, char *err,
         snprintf(err, cap, "%s: '%s' is not an integer in %ld..%ld", k->name, v, k->min, k->max);
         return SHOAL_ECONFIG;
     }
-    if (k->field == offsetof(shoald_config_t, allow_gid))
+    if (k->kind == KEY_GROUP)
         *(long *)dst = n;
     else
         *(int *)dst = (int)n;
+    return 0;
+}
+
+/* A group: a number, or a name looked up in the group database (at every load, so a
+ * reload sees a group created since). */
+static int set_group(void *dst, const struct key_def *k, const char *v, char *err, size_t cap)
+{
+    struct group gr, *res = NULL;
+    char buf[4096];
+    if ((*v >= '0' && *v <= '9') || *v == '-')
+        return set_int(dst, k, v, err, cap);
+    if (getgrnam_r(v, &gr, buf, sizeof(buf), &res) != 0 || !res) {
+        snprintf(err, cap, "%s: no group named '%s'", k->name, v);
+        return SHOAL_ECONFIG;
+    }
+    *(long *)dst = (long)res->gr_gid;
     return 0;
 }
 
@@ -89,6 +108,8 @@ int config_set(shoald_config_t *cfg, const char *key, const char *value, char *e
         switch (k->kind) {
         case KEY_INT:
             return set_int(dst, k, value, err, cap);
+        case KEY_GROUP:
+            return set_group(dst, k, value, err, cap);
         case KEY_LEVEL:
             if ((cfg->log_level = log_level_parse(value)) < 0) {
                 snprintf(err, cap, "log.level: '%s' is not error|warning|notice|info|debug", value);
@@ -156,8 +177,10 @@ static void usage(void)
            "[--instance NAME]\n"
            "              [--shm-dir DIR] [--flush-interval-ms N] [--flush-ms N] "
            "[--allow-gid GID]\n"
-           "              [--log-level LEVEL] [--KEY VALUE ...]\n"
+           "              [--log-level LEVEL] [--log-file FILE] [--config-optional FILE]\n"
+           "              [--KEY VALUE ...]\n"
            "Every key of the config file may be given as --key value ('-' or '.').\n"
+           "--config-optional FILE is read like --config when FILE exists.\n"
            "The control socket is RUNTIME_DIR/shoald.sock.\n");
 }
 
@@ -205,8 +228,8 @@ static int config_pass(shoald_config_t *cfg, int argc, char **argv, int pass, ch
             }
             value = argv[++i];
         }
-        if (!strcmp(key, "config")) {
-            if (pass == 0)
+        if (!strcmp(key, "config") || !strcmp(key, "config.optional")) {
+            if (pass == 0 && (key[6] == '\0' || access(value, F_OK) == 0))
                 rc = config_load_file(cfg, value, err, cap);
         } else if (pass == 1) {
             rc = config_set(cfg, key, value, err, cap);

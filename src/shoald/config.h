@@ -7,9 +7,14 @@
  *   shm.dir             parent of the shm directory                         /dev/shm
  *   flush.interval.ms   how often the flusher copies rings to disk          5
  *   flush.ms            longest time written data waits for an fsync        1000
- *   allow.gid           a group whose members may attach (besides the
- *                       daemon's own user and root); -1 for none            -1
- *   log.level           error | warning | notice | info | debug            info */
+ *   allow.gid           a group (number or name) whose members may attach,
+ *                       besides the daemon's own user and root; the control
+ *                       socket is given to that group; -1 for none          -1
+ *   log.level           error | warning | notice | info | debug            info
+ *   log.file            append the log to this file instead of stderr      (stderr)
+ *
+ * Reloaded on SIGHUP: flush.interval.ms, flush.ms, allow.gid, log.level, log.file (the file
+ * is reopened at every SIGHUP). The directories and the instance name need a restart. */
 #ifndef SHOALD_CONFIG_H
 #define SHOALD_CONFIG_H
 
@@ -25,6 +30,7 @@ typedef struct shoald_config {
     int flush_ms;
     long allow_gid;
     int log_level;
+    char log_file[PATH_MAX]; /* "" = stderr */
 } shoald_config_t;
 
 void config_init(shoald_config_t *cfg);
@@ -32,7 +38,8 @@ void config_init(shoald_config_t *cfg);
 int config_set(shoald_config_t *cfg, const char *key, const char *value, char *err, size_t cap);
 /* Read key = value lines; '#' starts a comment. 0, SHOAL_ECONFIG, or -errno. */
 int config_load_file(shoald_config_t *cfg, const char *path, char *err, size_t cap);
-/* Apply --config FILE first, then every --key value / --key=value in order.
+/* Apply --config FILE (and --config-optional FILE when it exists) first, in order, then
+ * every --key value / --key=value in order.
  * Returns 0, 1 when --help or --version was handled, or SHOAL_ECONFIG. */
 int config_parse_args(shoald_config_t *cfg, int argc, char **argv, char *err, size_t cap);
 

@@ -1,14 +1,23 @@
-/* log.c - see log.h. Under journald (JOURNAL_STREAM set) lines carry only the priority
- * prefix, since the journal stamps time itself; on a terminal they carry a UTC time. */
+/* log.c - see log.h. Under journald (JOURNAL_STREAM set and naming the file stderr is)
+ * lines carry only the priority prefix, since the journal stamps time itself; on a
+ * terminal or in a log file they carry a UTC time. The level is read by every thread and
+ * changed by a reload, hence the atomics. */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
-static int max_level = LOG_INFO;
+#include "util.h"
+
+static _Atomic int max_level = LOG_INFO;
+static _Atomic int to_journal = -1; /* -1 unknown, 0 no, 1 yes */
 
 static const char *const level_names[] = {
     [LOG_ERR] = "error", [LOG_WARN] = "warning", [LOG_NOTICE] = "notice",
@@ -17,7 +26,42 @@ static const char *const level_names[] = {
 
 void log_set_level(int level)
 {
-    max_level = level;
+    shoal_store_relaxed(&max_level, level);
+}
+
+/* Whether fd 2 is the stream systemd connected to the journal ("dev:ino" in JOURNAL_STREAM). */
+static int stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(2, &st) < 0)
+        return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+int log_reopen(const char *path)
+{
+    static int first_stderr = -1; /* the stderr shoald started with, to return to */
+    int fd;
+    if (first_stderr < 0 && path && *path)
+        first_stderr = fcntl(2, F_DUPFD_CLOEXEC, 3);
+    if ((!path || !*path) && first_stderr >= 0) {
+        if (dup2(first_stderr, 2) < 0)
+            return -errno;
+    } else if (path && *path) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0)
+            return -errno;
+        if (dup2(fd, 2) < 0) {
+            int rc = -errno;
+            close(fd);
+            return rc;
+        }
+        close(fd);
+    }
+    shoal_store_relaxed(&to_journal, stderr_is_journal());
+    return 0;
 }
 
 int log_level_parse(const char *name)
@@ -34,9 +78,11 @@ void shoald_log(int level, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (level > max_level)
+    if (level > shoal_load_relaxed(&max_level))
         return;
-    if (getenv("JOURNAL_STREAM")) {
+    if (shoal_load_relaxed(&to_journal) < 0)
+        shoal_store_relaxed(&to_journal, stderr_is_journal());
+    if (shoal_load_relaxed(&to_journal)) {
         n = snprintf(line, sizeof(line), "<%d>", level);
     } else {
         struct timespec ts;

@@ -1,5 +1,6 @@
 /* partition.c - a partition inside shoald: recovery, flushing the ring to disk segments,
- * freeing flushed slots, and finding disk segments for consumers.
+ * freeing flushed slots, finding disk segments for consumers, and finding the first offset
+ * at or after a timestamp.
  *
  * DESIGN
  *
@@ -34,6 +35,21 @@
 #include "util.h"
 
 #define DPART_LOCK_TIMEOUT_MS 1000
+#define ERROR_LOG_INTERVAL_NS (10 * 1000000000LL)
+
+/* Fault hook for the disk-full tests: while the file named by $SHOALD_TEST_ENOSPC_FILE
+ * exists, segment writes and fsyncs fail with ENOSPC. Unset (always, in production), it
+ * costs one pointer test per write. */
+static int io_fault(void)
+{
+    static const char *path;
+    static bool looked;
+    if (!looked) {
+        path = getenv("SHOALD_TEST_ENOSPC_FILE");
+        looked = true;
+    }
+    return path && access(path, F_OK) == 0 ? -ENOSPC : 0;
+}
 
 static void params_of(const dpart_t *p, ring_params_t *rp)
 {
@@ -282,6 +298,7 @@ static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir
     p->id = id;
     p->cfg = *cfg;
     p->log_fd = -1;
+    p->oldest_base = -1;
     p->iw.index_fd = p->iw.timeindex_fd = -1;
     p->last_sync_ns = shoal__mono_ns();
     if ((rc = dpart_names(p, data_dir, shm_dir, topic, id)) < 0)
@@ -332,11 +349,13 @@ static int flusher_sync(dpart_t *p)
 {
     struct shm_ctl *ctl = p->ring.ctl;
     if (p->log_fd >= 0 && p->synced_offset != p->written_offset) {
-        if (fdatasync(p->log_fd) < 0)
-            return SHOAL_ERR(-errno, "%s-%u: fdatasync failed", p->topic, p->id);
+        int io = io_fault();
+        if (io < 0 || fdatasync(p->log_fd) < 0)
+            return SHOAL_ERR(io < 0 ? io : -errno, "%s-%u: fdatasync failed", p->topic, p->id);
         int rc = index_writer_sync(&p->iw);
         if (rc < 0)
             return rc;
+        atomic_fetch_add_explicit(&ctl->fsyncs, 1, memory_order_relaxed);
     }
     p->synced_offset = p->written_offset;
     p->last_sync_ns = shoal__mono_ns();
@@ -358,7 +377,11 @@ static int flusher_write(dpart_t *p, uint64_t used)
 
     if (p->log_fd < 0 && (rc = flusher_open_file(p)) < 0)
         return rc;
-    rc = shoal__pwrite_all(p->log_fd, data + pos, used - pos, pos);
+    if (p->segment_since_ns == 0)
+        p->segment_since_ns = shoal__mono_ns();
+    rc = io_fault();
+    if (rc == 0)
+        rc = shoal__pwrite_all(p->log_fd, data + pos, used - pos, pos);
     if (rc < 0)
         return SHOAL_ERR(rc, "%s-%u: write to segment failed", p->topic, p->id);
     while (pos < used) {
@@ -391,6 +414,7 @@ static int flusher_next_slot(dpart_t *p)
     }
     atomic_fetch_add(&p->disk_bytes_sealed, atomic_exchange(&p->disk_bytes_active, 0));
     p->fl_placed = false;
+    p->segment_since_ns = 0;
     for (uint32_t i = 0; i < p->ring.slot_count; i++) {
         struct shm_slot *s = &p->ring.ctl->slots[i];
         uint32_t st = atomic_load(&s->state);
@@ -454,10 +478,124 @@ static void flusher_reclaim(dpart_t *p)
     }
 }
 
-int dpart_flush(dpart_t *p, int flush_ms, bool final)
+/* ------------------------------------------------------------------ retention */
+
+#define RETENTION_INTERVAL_NS (1000 * 1000000LL)
+
+/* The largest record timestamp in a sealed segment, from its batch headers; -1 if none. */
+static int64_t segment_max_timestamp(const char *dir, int64_t base)
 {
-    struct shm_ctl *ctl = p->ring.ctl;
-    bool due;
+    char path[PATH_MAX];
+    struct stat st;
+    const uint8_t *data;
+    int64_t max_ts = -1;
+    uint64_t pos = 0;
+    int fd;
+
+    if (segment_path(path, sizeof(path), dir, base, ".log") < 0 ||
+        (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || st.st_size == 0 ||
+        (data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    while (pos < (uint64_t)st.st_size) {
+        record_batch_header_t h;
+        if (record_batch_parse(data + pos, (size_t)st.st_size - pos, &h) != 0)
+            break;
+        max_ts = SHOAL_MAX(max_ts, h.max_timestamp);
+        pos += record_batch_size(&h);
+    }
+    munmap((void *)data, (size_t)st.st_size);
+    return max_ts;
+}
+
+static void segment_unlink(const char *dir, int64_t base)
+{
+    static const char *const exts[] = {".log", ".index", ".timeindex"};
+    char path[PATH_MAX];
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(exts); i++)
+        if (segment_path(path, sizeof(path), dir, base, exts[i]) == 0)
+            unlink(path);
+}
+
+/* Why the oldest segment (base, bytes) must go, or NULL to keep it (and all after it). */
+static const char *retention_reason(dpart_t *p, int64_t base, uint64_t bytes, uint64_t total)
+{
+    if (p->cfg.retention_bytes >= 0 && total - bytes >= (uint64_t)p->cfg.retention_bytes)
+        return "retention.bytes";
+    if (p->cfg.retention_ms < 0)
+        return NULL;
+    if (p->oldest_base != base) {
+        p->oldest_base = base;
+        p->oldest_max_ts = segment_max_timestamp(p->dir, base);
+    }
+    if (p->oldest_max_ts >= 0 && p->oldest_max_ts < shoal__now_ms() - p->cfg.retention_ms)
+        return "retention.ms";
+    return NULL;
+}
+
+/* Delete whole sealed segments, oldest first, while retention says so. The segment the
+ * flusher writes (and any after it) is never deleted. A consumer that has a deleted segment
+ * mapped keeps reading it: the mapping outlives the unlink. */
+static void dpart_apply_retention(dpart_t *p)
+{
+    int64_t *bases = NULL, writing;
+    uint64_t total = 0, bytes;
+    size_t n = 0, i;
+
+    if (!(p->cfg.cleanup_policy & SHOAL_CLEANUP_DELETE) ||
+        (p->cfg.retention_bytes < 0 && p->cfg.retention_ms < 0) ||
+        segment_list(p->dir, &bases, &n) < 0)
+        return;
+    writing =
+        p->fl_placed ? atomic_load(&p->ring.ctl->slots[p->fl_slot].base_offset) : p->written_offset;
+    for (i = 0; i < n; i++)
+        total += file_size(p->dir, bases[i]);
+    for (i = 0; i + 1 < n && bases[i] < writing; i++) {
+        const char *why;
+        bytes = file_size(p->dir, bases[i]);
+        if (!(why = retention_reason(p, bases[i], bytes, total)))
+            break;
+        segment_unlink(p->dir, bases[i]);
+        total -= bytes;
+        atomic_fetch_sub(&p->disk_bytes_sealed,
+                         SHOAL_MIN(bytes, atomic_load(&p->disk_bytes_sealed)));
+        log_info("%s-%u: deleted segment %lld (%llu bytes) by %s", p->topic, p->id,
+                 (long long)bases[i], (unsigned long long)bytes, why);
+    }
+    if (i > 0 && bases[i] > atomic_load(&p->ring.ctl->log_start_offset))
+        atomic_store(&p->ring.ctl->log_start_offset, bases[i]);
+    shoal__free(bases);
+}
+
+/* Roll the segment being written once it is older than segment.ms. */
+static void dpart_roll_by_time(dpart_t *p, int64_t now_ns)
+{
+    if (p->segment_since_ns == 0 || now_ns - p->segment_since_ns < p->cfg.segment_ms * 1000000)
+        return;
+    if (ring_roll(&p->ring, 10) == 0) {
+        log_info("%s-%u: rolled the active segment after segment.ms", p->topic, p->id);
+        p->segment_since_ns = 0;
+    }
+}
+
+/* ------------------------------------------------------------------ flush */
+
+static bool flush_due(dpart_t *p, int daemon_flush_ms, int64_t now_ns)
+{
+    int64_t flush_ms = p->cfg.flush_ms >= 0 ? p->cfg.flush_ms : daemon_flush_ms;
+    return atomic_load(&p->ring.ctl->flush_waiters) > 0 ||
+           now_ns - p->last_sync_ns >= flush_ms * 1000000 ||
+           (p->cfg.flush_messages > 0 &&
+            p->written_offset - p->synced_offset >= p->cfg.flush_messages);
+}
+
+static int flush_pass(dpart_t *p, int flush_ms, bool final)
+{
+    int64_t now;
     int rc;
 
     if (!is_disk(p) || p->broken)
@@ -465,12 +603,39 @@ int dpart_flush(dpart_t *p, int flush_ms, bool final)
     rc = flusher_copy(p);
     if (rc < 0)
         return rc;
-    due = final || atomic_load(&ctl->flush_waiters) > 0 ||
-          shoal__mono_ns() - p->last_sync_ns >= (int64_t)flush_ms * 1000000;
-    if (due && (rc = flusher_sync(p)) < 0)
+    now = shoal__mono_ns();
+    if ((final || flush_due(p, flush_ms, now)) && (rc = flusher_sync(p)) < 0)
         return rc;
     flusher_reclaim(p);
+    dpart_roll_by_time(p, now);
+    if (now - p->last_retention_ns >= RETENTION_INTERVAL_NS) {
+        p->last_retention_ns = now;
+        dpart_apply_retention(p);
+    }
     return 0;
+}
+
+/* Report a failing pass once, then every ERROR_LOG_INTERVAL_NS while it persists, and the
+ * recovery; producers see the cause through the control block's flush_error. A failed
+ * write is retried from the same position on the next pass, so nothing is lost or doubled:
+ * unflushed slots are never freed, and a full ring holds producers back (SHOAL_AGAIN). */
+int dpart_flush(dpart_t *p, int flush_ms, bool final)
+{
+    int rc = flush_pass(p, flush_ms, final);
+    int64_t now = shoal__mono_ns();
+
+    if (rc < 0 &&
+        (rc != p->last_error || final || now - p->last_error_log_ns >= ERROR_LOG_INTERVAL_NS)) {
+        log_error("%s-%u: flush failed: %s (%s)%s", p->topic, p->id, shoal_strerror(rc),
+                  shoal_errmsg(), p->broken ? "" : "; retrying, records wait in shared memory");
+        p->last_error_log_ns = now;
+    } else if (rc == 0 && p->last_error != 0) {
+        log_notice("%s-%u: disk writes resumed", p->topic, p->id);
+    }
+    if (rc != p->last_error && p->ring.ctl)
+        atomic_store(&p->ring.ctl->flush_error, rc > -4096 ? rc : -EIO);
+    p->last_error = rc;
+    return rc;
 }
 
 void dpart_reap(dpart_t *p)
@@ -593,6 +758,172 @@ out_range:
     *fd = -1;
     return SHOAL_ERR(SHOAL_EOFFSET, "offset %lld is not on disk for %s-%u", (long long)offset,
                      p->topic, p->id);
+}
+
+/* ------------------------------------------------------------------ timestamp lookups */
+
+#define DPART_TIME_TRIES 8 /* passes over disk and ring before the log is said to move too fast */
+
+typedef struct file_map {
+    const uint8_t *data;
+    size_t len;
+} file_map_t;
+
+/* Map dir/<base><ext> read-only. A missing or empty file maps to (NULL, 0): an index may be
+ * absent, and retention may have removed a listed segment since. 0 or -errno. */
+static int file_map_open(const char *dir, int64_t base, const char *ext, file_map_t *m)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    void *map;
+    int fd, rc = segment_path(path, sizeof(path), dir, base, ext);
+
+    m->data = NULL;
+    m->len = 0;
+    if (rc < 0)
+        return rc;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return errno == ENOENT ? 0 : SHOAL_ERR(-errno, "cannot open %s", path);
+    if (fstat(fd, &st) < 0) {
+        rc = SHOAL_ERR(-errno, "cannot stat %s", path);
+    } else if (st.st_size > 0) {
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (map == MAP_FAILED)
+            rc = SHOAL_ERR(-errno, "cannot map %s", path);
+        else
+            m->data = map;
+        m->len = map == MAP_FAILED ? 0 : (size_t)st.st_size;
+    }
+    close(fd);
+    return rc;
+}
+
+static void file_map_close(file_map_t *m)
+{
+    if (m->data)
+        munmap((void *)m->data, m->len);
+    m->data = NULL;
+    m->len = 0;
+}
+
+/* Search one disk segment through its indexes. 0 with *offset; SHOAL_EOFFSET with *from
+ * moved to the end of the segment's data; another negative code on failure. */
+static int segment_time_search(const char *dir, int64_t base, int64_t ts, int64_t *from,
+                               int64_t *offset)
+{
+    file_map_t log, idx = {0}, tidx = {0};
+    int64_t end = base, found;
+    int rc = file_map_open(dir, base, ".log", &log);
+
+    if (rc == 0)
+        rc = file_map_open(dir, base, ".index", &idx);
+    if (rc == 0)
+        rc = file_map_open(dir, base, ".timeindex", &tidx);
+    found = rc < 0 ? rc
+                   : segment_find_timestamp(log.data, log.len, base, idx.data, idx.len, tidx.data,
+                                            tidx.len, ts, &end);
+    file_map_close(&tidx);
+    file_map_close(&idx);
+    file_map_close(&log);
+    if (found >= 0)
+        *offset = found;
+    else if (found == SHOAL_EOFFSET)
+        *from = SHOAL_MAX(*from, end);
+    return found >= 0 ? 0 : (int)found;
+}
+
+/* The disk segments holding offsets from *from on, oldest first. A segment whose records
+ * are all earlier than ts costs its last .timeindex entry and the batch headers after it. */
+static int disk_find_time(dpart_t *p, int64_t ts, int64_t *from, int64_t *offset)
+{
+    int64_t *bases = NULL;
+    size_t n = 0;
+    int rc = segment_list(p->dir, &bases, &n);
+
+    if (rc < 0)
+        return rc;
+    rc = SHOAL_EOFFSET;
+    for (size_t i = 0; i < n && rc == SHOAL_EOFFSET; i++)
+        if (i + 1 == n || bases[i + 1] > *from)
+            rc = segment_time_search(p->dir, bases[i], ts, from, offset);
+    shoal__free(bases);
+    return rc;
+}
+
+/* One batch of the ring search: 1 when *offset is decided, 0 to go on, < 0 on failure
+ * (SHOAL_EOFFSET when the cursor's next slot was reclaimed meanwhile). */
+static int ring_time_step(dpart_t *p, ring_cursor_t *c, int64_t ts, int64_t *offset)
+{
+    struct shm_slot *s = &p->ring.ctl->slots[c->slot];
+    const uint8_t *batch;
+    record_batch_header_t h;
+    int64_t found;
+    int rc;
+
+    if (!c->placed) {
+        *offset = c->next_offset;
+        return 1;
+    }
+    /* A sealed slot's max timestamp is final (the cursor pins it): skip it whole when no
+     * record in it is that late. */
+    if (atomic_load(&s->state) == SHM_SLOT_SEALED && atomic_load(&s->max_timestamp) < ts)
+        c->pos = shoal_load_acquire(&s->used);
+    rc = ring_cursor_next(&p->ring, c, &batch, &h);
+    if (rc == RING_SLOT_END)
+        return ring_cursor_advance(&p->ring, c);
+    if (rc == 0) {
+        *offset = c->next_offset; /* caught up: the log end */
+        return 1;
+    }
+    if (rc < 0)
+        return rc;
+    found = segment_batch_find_timestamp(batch, &h, ts);
+    if (found == SHOAL_EOFFSET)
+        return 0;
+    if (found < 0)
+        return (int)found;
+    *offset = found;
+    return 1;
+}
+
+/* Search the ring from offset from to its end with a cursor of the daemon's own, which pins
+ * each slot as a consumer's does, so neither the flusher nor a producer reclaims a slot
+ * under the scan. 0 with *offset; SHOAL_EOFFSET when from is no longer in the ring. */
+static int ring_find_time(dpart_t *p, int64_t ts, int64_t from, int64_t *offset)
+{
+    ring_cursor_t c;
+    int rc = ring_cursor_open(&p->ring, &c);
+
+    if (rc < 0)
+        return rc;
+    rc = ring_cursor_seek(&p->ring, &c, from);
+    while (rc == 0)
+        rc = ring_time_step(p, &c, ts, offset);
+    ring_cursor_close(&p->ring, &c);
+    return rc == 1 ? 0 : rc;
+}
+
+/* Disk first, then the ring from where the disk data ends. When that offset has left the
+ * ring meanwhile (the flusher wrote and freed its slot, or a memory topic's producer reused
+ * it), look again: the disk now holds it, or the memory topic's log starts later. */
+int dpart_offset_for_time(dpart_t *p, int64_t ts, int64_t *offset)
+{
+    struct shm_ctl *ctl = p->ring.ctl;
+    int64_t from = atomic_load(&ctl->log_start_offset);
+    int rc = SHOAL_EOFFSET;
+
+    for (int i = 0; i < DPART_TIME_TRIES && rc == SHOAL_EOFFSET; i++) {
+        if (is_disk(p))
+            rc = disk_find_time(p, ts, &from, offset);
+        if (rc == SHOAL_EOFFSET)
+            rc = ring_find_time(p, ts, from, offset);
+        if (rc == SHOAL_EOFFSET && !is_disk(p))
+            from = SHOAL_MAX(from, atomic_load(&ctl->log_start_offset));
+    }
+    if (rc == SHOAL_EOFFSET)
+        return SHOAL_ERR(SHOAL_AGAIN, "%s-%u: the log moved on during %d timestamp searches",
+                         p->topic, p->id, DPART_TIME_TRIES);
+    return rc;
 }
 
 void dpart_info(dpart_t *p, shoal_partition_info_t *pi)

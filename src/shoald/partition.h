@@ -28,7 +28,13 @@ typedef struct dpart {
     int64_t written_offset; /* next offset after the last batch written */
     int64_t synced_offset;  /* next offset after the last batch fsynced */
     int64_t last_sync_ns;
-    bool broken; /* the ring held a malformed batch: flushing stopped */
+    int64_t segment_since_ns;  /* when the current segment got its first bytes (segment.ms) */
+    int64_t last_retention_ns; /* when retention last ran */
+    int64_t oldest_base;       /* cache: the oldest segment's base ... */
+    int64_t oldest_max_ts;     /* ... and its largest record timestamp (-1: unknown) */
+    int last_error;            /* the last flush error, 0 after a good pass */
+    int64_t last_error_log_ns; /* when it was last logged (errors repeat every pass) */
+    bool broken;               /* the ring held a malformed batch: flushing stopped */
 
     _Atomic uint64_t disk_bytes_sealed; /* .log bytes of every segment but fl_slot's */
     _Atomic uint64_t disk_bytes_active;
@@ -40,10 +46,13 @@ typedef struct dpart {
 int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
                uint32_t id, const shoal_topic_config_t *cfg, bool fresh);
 
-/* Copy newly published bytes to disk, fsync when a producer waits for ACKS_DISK, flush_ms
- * has passed, a segment is complete, or final; then free slots that are on disk and
- * unpinned. Returns 0 or a negative code (the partition stops flushing after a corrupt
- * batch: SHOAL_ECORRUPT). */
+/* Copy newly published bytes to disk, fsync when a producer waits for ACKS_DISK, the
+ * topic's flush.ms (else the daemon's flush_ms) has passed, flush.messages records wait, a
+ * segment is complete, or final; then free slots that are on disk and unpinned; roll the
+ * active segment after segment.ms; once a second, apply retention (cleanup.policy delete:
+ * retention.bytes and retention.ms delete whole sealed segments, oldest first, never the
+ * segment being written). Returns 0 or a negative code (the partition stops flushing after a
+ * corrupt batch: SHOAL_ECORRUPT). */
 int dpart_flush(dpart_t *p, int flush_ms, bool final);
 /* Clear reader entries of processes that died. */
 void dpart_reap(dpart_t *p);
@@ -57,5 +66,13 @@ void dpart_remove(dpart_t *p);
 int dpart_segment_open(dpart_t *p, int64_t offset, int *fd, int64_t *base, uint64_t *bytes,
                        int64_t *pos);
 void dpart_info(dpart_t *p, shoal_partition_info_t *pi);
+
+/* The earliest offset whose record has timestamp >= ts (ts >= 0): disk segments in offset
+ * order through their .timeindex, then the ring's slots (a sealed slot whose max timestamp
+ * is earlier is skipped whole). When no record is that late, the log end offset. Memory
+ * topics search the ring only. Safe beside the flusher thread and producers. 0 with
+ * *offset; SHOAL_ECORRUPT, SHOAL_ECOMPRESSED, SHOAL_ELIMIT (no reader entry free),
+ * SHOAL_AGAIN (the log kept moving past the search), -errno. */
+int dpart_offset_for_time(dpart_t *p, int64_t ts, int64_t *offset);
 
 #endif

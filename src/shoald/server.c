@@ -2,9 +2,10 @@
  *
  * DESIGN: one thread, one epoll set, non-blocking sockets. Each connection accumulates
  * bytes until a whole frame is present, then the request is decoded and answered at once;
- * requests are rare and short (attach, admin, segment lookups), and the data path never
- * comes here. The peer's credentials are read once at accept (SO_PEERCRED): the daemon's
- * own user, root and members of allow.gid may use the broker; anyone else gets
+ * requests are rare and short (attach, admin, segment and timestamp lookups), and the
+ * data path never comes here. The peer's credentials are read once at accept (SO_PEERCRED):
+ * the daemon's own user, root and members of allow.gid (primary or supplementary group, the
+ * latter read with SO_PEERGROUPS) may use the broker; anyone else gets
  * SHOAL_EDENIED for every request. A frame with a bad header gets an error response and
  * the connection is closed (the stream can no longer be trusted); a well-framed request
  * with a malformed payload gets SHOAL_EPROTO and the connection stays usable. Descriptors
@@ -13,8 +14,10 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ctlsock.h"
@@ -107,6 +110,28 @@ static int on_topic_delete(server_t *s, struct conn *c, ctl_reader_t *r, int *fd
     if ((rc = finish(r)) < 0)
         return rc;
     return broker_topic_delete(s->b, name);
+}
+
+static int on_topic_alter(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
+{
+    char name[SHOAL_TOPIC_NAME_MAX + 2], keys[64][64], vals[64][64];
+    const char *kp[64], *vp[64];
+    uint32_t n;
+    int rc;
+    (void)c;
+    (void)fds;
+    (void)nfds;
+    ctl_get_str(r, name, sizeof(name));
+    n = ctl_get_u32(r);
+    if (n == 0 || n > 64)
+        return SHOAL_ERR(SHOAL_EPROTO, "alter carries %u settings (1..64)", n);
+    for (uint32_t i = 0; i < n; i++) {
+        kp[i] = ctl_get_str(r, keys[i], sizeof(keys[i]));
+        vp[i] = ctl_get_str(r, vals[i], sizeof(vals[i]));
+    }
+    if ((rc = finish(r)) < 0)
+        return rc;
+    return broker_topic_alter(s->b, name, kp, vp, n);
 }
 
 static int on_topic_list(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
@@ -230,6 +255,30 @@ static int on_segment_open(server_t *s, struct conn *c, ctl_reader_t *r, int *fd
     return 0;
 }
 
+static int on_offset_for_time(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
+{
+    dtopic_t *t;
+    int32_t p;
+    int64_t ts, offset = 0;
+    int rc = find_partition(s, r, &t, &p);
+    (void)c;
+    (void)fds;
+    (void)nfds;
+
+    if (rc < 0)
+        return rc;
+    ts = ctl_get_i64(r);
+    if ((rc = finish(r)) == 0 && ts < 0)
+        rc = SHOAL_ERR(SHOAL_EINVAL, "negative timestamp %lld", (long long)ts);
+    if (rc == 0)
+        rc = dpart_offset_for_time(&t->parts[p], ts, &offset);
+    pthread_rwlock_unlock(&s->b->lock);
+    if (rc < 0)
+        return rc;
+    ctl_put_i64(&s->body, offset);
+    return 0;
+}
+
 /* Consumer group requests go to the coordinator (group.c), which may park them. */
 static int on_group(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
 {
@@ -245,8 +294,10 @@ static const handler_fn handlers[CTL_TYPE_MAX_] = {
     [CTL_TOPIC_DELETE] = on_topic_delete,
     [CTL_TOPIC_LIST] = on_topic_list,
     [CTL_TOPIC_DESCRIBE] = on_topic_describe,
+    [CTL_TOPIC_ALTER] = on_topic_alter,
     [CTL_ATTACH] = on_attach,
     [CTL_SEGMENT_OPEN] = on_segment_open,
+    [CTL_OFFSET_FOR_TIME] = on_offset_for_time,
     [CTL_GROUP_JOIN] = on_group,
     [CTL_GROUP_SYNC] = on_group,
     [CTL_GROUP_HEARTBEAT] = on_group,
@@ -374,6 +425,29 @@ static int conn_read(server_t *s, struct conn *c)
     }
 }
 
+#define PEER_GROUPS_MAX 256
+
+/* Whether the peer on fd is in group gid through a supplementary group. */
+static bool peer_in_group(int fd, gid_t gid)
+{
+    gid_t groups[PEER_GROUPS_MAX];
+    socklen_t len = sizeof(groups);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+        return false;
+    for (size_t i = 0; i < len / sizeof(gid_t); i++)
+        if (groups[i] == gid)
+            return true;
+    return false;
+}
+
+static bool peer_allowed(const server_t *s, int fd, const struct conn *c)
+{
+    long gid = s->b->cfg->allow_gid; /* changed by a reload, on this thread */
+    if (c->uid == 0 || c->uid == geteuid())
+        return true;
+    return gid >= 0 && (c->gid == (gid_t)gid || peer_in_group(fd, (gid_t)gid));
+}
+
 static void server_accept(server_t *s)
 {
     for (;;) {
@@ -390,8 +464,7 @@ static void server_accept(server_t *s)
         c->fd = fd;
         c->id = ++s->next_conn_id;
         if (ctlsock_peer_cred(fd, &c->pid, &c->uid, &c->gid) == 0)
-            c->allowed = c->uid == 0 || c->uid == geteuid() ||
-                         (s->b->cfg->allow_gid >= 0 && c->gid == (gid_t)s->b->cfg->allow_gid);
+            c->allowed = peer_allowed(s, fd, c);
         ev.data.ptr = c;
         if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
             close(fd);
@@ -407,6 +480,21 @@ static void server_accept(server_t *s)
 }
 
 /* ------------------------------------------------------------------ lifecycle */
+
+int server_set_access(server_t *s)
+{
+    long gid = s->b->cfg->allow_gid;
+    if (gid < 0 || (gid_t)gid == getegid())
+        return 0;
+    if (chown(s->b->socket_path, (uid_t)-1, (gid_t)gid) < 0) {
+        int rc = -errno;
+        log_warn("cannot give %s to group %ld (shoald must be a member): %s; members of the "
+                 "group can connect only if they can open the socket otherwise",
+                 s->b->socket_path, gid, strerror(errno));
+        return rc;
+    }
+    return 0;
+}
 
 int server_open(server_t **out, broker_t *b)
 {
@@ -428,6 +516,7 @@ int server_open(server_t **out, broker_t *b)
         shoal__free(s);
         return rc;
     }
+    server_set_access(s);
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (s->epfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->listen_fd, &ev) < 0) {
         int rc = -errno;

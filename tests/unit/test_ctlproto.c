@@ -35,14 +35,18 @@ static shoal_topic_config_t sample_config(void)
     return cfg;
 }
 
+/* Built field by field over zeroes, so that comparing whole structs compares no padding
+ * bytes left undefined. */
 static shoal_partition_info_t sample_info(void)
 {
-    shoal_partition_info_t pi = {.partition = 7,
-                                 .log_start_offset = 100,
-                                 .log_end_offset = INT64_MAX,
-                                 .flushed_offset = -1,
-                                 .shm_bytes = UINT64_MAX,
-                                 .disk_bytes = 42};
+    shoal_partition_info_t pi;
+    memset(&pi, 0, sizeof(pi));
+    pi.partition = 7;
+    pi.log_start_offset = 100;
+    pi.log_end_offset = INT64_MAX;
+    pi.flushed_offset = -1;
+    pi.shm_bytes = UINT64_MAX;
+    pi.disk_bytes = 42;
     return pi;
 }
 
@@ -80,6 +84,7 @@ static int read_every_field(ctl_reader_t *r, bool check)
 
     ctl_get_str(r, s1, sizeof(s1));
     ctl_get_str(r, s2, sizeof(s2));
+    memset(&pi, 0, sizeof(pi));
     ctl_get_topic_config(r, &cfg);
     ctl_get_partition_info(r, &pi);
     if (!check)

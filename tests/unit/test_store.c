@@ -44,11 +44,9 @@ static int teardown(void **state)
 
 static shoal_topic_config_t config_with(uint32_t partitions)
 {
-    shoal_topic_config_t cfg = {.partitions = partitions,
-                                .storage = SHOAL_STORAGE_DISK,
-                                .segment_bytes = 64ull << 20,
-                                .ring_slots = 4,
-                                .max_record_bytes = 1u << 20};
+    shoal_topic_config_t cfg;
+    shoal_topic_config_init(&cfg);
+    cfg.partitions = partitions;
     return cfg;
 }
 
@@ -207,22 +205,47 @@ static void test_store_reopen_keeps_topics(void **state)
 
 static void test_store_record_round_trip_and_layout(void **state)
 {
-    shoal_topic_config_t in = {.partitions = 0x01020304,
-                               .storage = 1,
-                               .segment_bytes = 0x1122334455667788ull,
-                               .ring_slots = 64,
-                               .max_record_bytes = 0xa0b0c0d0},
-                         out;
+    shoal_topic_config_t in, out;
+    uint8_t rec[STORE_TOPIC_RECORD_BYTES];
+
+    (void)state;
+    shoal_topic_config_init(&in);
+    in.partitions = 0x01020304;
+    in.storage = 1;
+    in.segment_bytes = 0x1122334455667788ull;
+    in.ring_slots = 64;
+    in.max_record_bytes = 0xa0b0c0d0;
+    in.retention_ms = -1;
+    in.retention_bytes = 0x0102030405060708;
+    in.segment_ms = 12345;
+    in.cleanup_policy = SHOAL_CLEANUP_COMPACT | SHOAL_CLEANUP_DELETE;
+    in.flush_messages = 7;
+    in.flush_ms = 9;
+    in.delete_retention_ms = 11;
+    store_topic_encode(rec, &in);
+    assert_int_equal(rec[0], 2);
+    assert_int_equal(rec[4], 0x04); /* little-endian partitions */
+    assert_int_equal(rec[12], 0x88);
+    assert_int_equal(rec[19], 0x11);
+    assert_int_equal(rec[40], 0x08); /* little-endian retention bytes */
+    assert_int_equal(store_topic_decode(rec, sizeof(rec), &out), 0);
+    assert_memory_equal(&in, &out, sizeof(in));
+}
+
+static void test_store_version_1_record_decodes_with_lifecycle_defaults(void **state)
+{
+    shoal_topic_config_t in = config_with(3), out, defaults;
     uint8_t rec[STORE_TOPIC_RECORD_BYTES];
 
     (void)state;
     store_topic_encode(rec, &in);
-    assert_int_equal(rec[0], 1);
-    assert_int_equal(rec[4], 0x04); /* little-endian partitions */
-    assert_int_equal(rec[12], 0x88);
-    assert_int_equal(rec[19], 0x11);
-    assert_int_equal(store_topic_decode(rec, sizeof(rec), &out), 0);
-    assert_memory_equal(&in, &out, sizeof(in));
+    rec[0] = 1;
+    assert_int_equal(store_topic_decode(rec, 32, &out), 0);
+    shoal_topic_config_init(&defaults);
+    assert_int_equal(out.partitions, 3);
+    assert_int_equal(out.retention_ms, defaults.retention_ms);
+    assert_int_equal(out.cleanup_policy, defaults.cleanup_policy);
+    assert_int_equal(store_topic_decode(rec, STORE_TOPIC_RECORD_BYTES, &out), SHOAL_ECORRUPT);
 }
 
 static void test_store_record_rejects_bad_length_and_version(void **state)
@@ -236,12 +259,15 @@ static void test_store_record_rejects_bad_length_and_version(void **state)
     assert_int_equal(store_topic_decode(rec, 0, &out), SHOAL_ECORRUPT);
     assert_int_equal(store_topic_decode(rec, STORE_TOPIC_RECORD_BYTES - 1, &out), SHOAL_ECORRUPT);
     assert_int_equal(store_topic_decode(rec, STORE_TOPIC_RECORD_BYTES + 1, &out), SHOAL_ECORRUPT);
-    rec[0] = 2;
+    rec[0] = 3;
     assert_int_equal(store_topic_decode(rec, STORE_TOPIC_RECORD_BYTES, &out), SHOAL_EVERSION);
     rec[0] = 0;
     assert_int_equal(store_topic_decode(rec, STORE_TOPIC_RECORD_BYTES, &out), SHOAL_EVERSION);
-    rec[0] = 1;
+    rec[0] = 2;
     rec[31] = 1;
+    assert_int_equal(store_topic_decode(rec, STORE_TOPIC_RECORD_BYTES, &out), SHOAL_ECORRUPT);
+    rec[31] = 0;
+    rec[61] = 1;
     assert_int_equal(store_topic_decode(rec, STORE_TOPIC_RECORD_BYTES, &out), SHOAL_ECORRUPT);
 }
 
@@ -305,6 +331,7 @@ int main(void)
         T(test_store_reopen_keeps_topics),
         cmocka_unit_test(test_store_record_round_trip_and_layout),
         cmocka_unit_test(test_store_record_rejects_bad_length_and_version),
+        cmocka_unit_test(test_store_version_1_record_decodes_with_lifecycle_defaults),
         cmocka_unit_test(test_store_open_fails_cleanly_on_every_allocation),
         cmocka_unit_test(test_store_open_on_a_file_fails_without_handle),
     };

@@ -1,0 +1,14 @@
+/* topic_config.h - the internal side of topic settings (the table is in topic_config.c;
+ * the public functions are in shoal.h). */
+#ifndef SHOAL_TOPIC_CONFIG_H
+#define SHOAL_TOPIC_CONFIG_H
+
+#include <stdbool.h>
+
+#include "shoal.h"
+
+/* Whether an existing topic may change this setting (false for unknown names, and for
+ * partitions, storage, segment.bytes and ring.slots, which fix the ring's layout). */
+bool topic_setting_is_alterable(const char *name);
+
+#endif

@@ -1,0 +1,194 @@
+/* test_client_faults.c - the client library against a real shoald when allocations fail,
+ * and the flusher sharing one fsync among many producers waiting for ACKS_DISK.
+ *
+ * Out of memory: for N = 1, 2, ... the Nth allocation fails until the call succeeds; every
+ * failure must be -ENOMEM, leave nothing half-made, and leak nothing (the ASan build checks
+ * leaks at exit). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <limits.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "shm_layout.h"
+#include "util.h"
+
+static struct harness_daemon daemon_;
+static shoal_client_t *client;
+
+/* Run op with the Nth allocation failing, for N = 1.. until it succeeds. */
+#define OOM_LOOP(op)                                                                               \
+    do {                                                                                           \
+        int rc_, n_;                                                                               \
+        for (n_ = 1; n_ < 1000; n_++) {                                                            \
+            shoal__alloc_fail_after(n_);                                                           \
+            rc_ = (op);                                                                            \
+            shoal__alloc_fail_after(0);                                                            \
+            if (rc_ == 0)                                                                          \
+                break;                                                                             \
+            assert_int_equal(rc_, -ENOMEM);                                                        \
+        }                                                                                          \
+        assert_true(n_ > 1); /* at least one allocation was made to fail */                        \
+    } while (0)
+
+static void test_client_calls_fail_cleanly_at_every_allocation(void **state)
+{
+    shoal_client_t *c = NULL;
+    shoal_producer_t *p = NULL;
+    shoal_consumer_t *k = NULL;
+    shoal_topic_info_t *info = NULL;
+    char **names = NULL;
+    size_t count = 0;
+    shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
+    (void)state;
+
+    assert_int_equal(shoal_topic_create(client, "oom", NULL), 0);
+    OOM_LOOP(shoal_client_open(daemon_.socket, &c));
+    OOM_LOOP(shoal_producer_open(c, "oom", NULL, &p));
+    OOM_LOOP(shoal_send(p, &m, NULL)); /* the encode buffer's first growth */
+    OOM_LOOP(shoal_consumer_open(c, NULL, &k));
+    OOM_LOOP(shoal_consumer_assign(k, "oom", NULL, 0));
+    OOM_LOOP(shoal_topic_list(c, &names, &count));
+    OOM_LOOP(shoal_topic_describe(c, "oom", &info));
+    assert_int_equal(count, 1);
+    assert_int_equal(info->partitions[0].log_end_offset, 1);
+    shoal_topic_info_free(info);
+    shoal_topic_list_free(names, count);
+    shoal_consumer_close(k);
+    shoal_producer_close(p);
+    shoal_client_close(c);
+}
+
+/* Read the partition's control block through a read-only attach of our own. */
+static uint64_t fsync_count(void)
+{
+    char path[PATH_MAX + 32];
+    struct shm_ctl ctl;
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/acks-0.ctl", daemon_.shm_dir);
+    assert_non_null(f = fopen(path, "rb"));
+    assert_int_equal(fread(&ctl, sizeof(ctl), 1, f), 1);
+    fclose(f);
+    return atomic_load(&ctl.fsyncs);
+}
+
+static int disk_acked_sends(void *arg)
+{
+    shoal_producer_options_t opts;
+    shoal_producer_t *p;
+    shoal_client_t *c;
+    shoal_message_t m = {.value = "durable", .value_len = 7, .partition = 0};
+    (void)arg;
+    shoal_producer_options_init(&opts);
+    opts.acks = SHOAL_ACKS_DISK;
+    if (shoal_client_open(daemon_.socket, &c) < 0 || shoal_producer_open(c, "acks", &opts, &p) < 0)
+        return 2;
+    for (int i = 0; i < 50; i++)
+        if (shoal_send(p, &m, NULL) < 0)
+            return 1;
+    return 0;
+}
+
+static void test_producers_waiting_for_disk_share_fsyncs(void **state)
+{
+    pid_t kids[8];
+    uint64_t before, syncs;
+    (void)state;
+
+    assert_int_equal(shoal_topic_create(client, "acks", NULL), 0);
+    before = fsync_count();
+    for (int i = 0; i < 8; i++)
+        assert_true((kids[i] = harness_fork(disk_acked_sends, NULL, 30)) > 0);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(harness_wait(kids[i], 30000), 0);
+    syncs = fsync_count() - before;
+    printf("400 disk-acknowledged records from 8 processes took %llu fsyncs\n",
+           (unsigned long long)syncs);
+    assert_true(syncs > 0);
+    assert_true(syncs < 400); /* waiting producers share a flush */
+}
+
+static int sleepy_consumer(void *arg)
+{
+    shoal_consumer_t *k;
+    shoal_client_t *c;
+    shoal_record_t r;
+    (void)arg;
+    if (shoal_client_open(daemon_.socket, &c) < 0 || shoal_consumer_open(c, NULL, &k) < 0 ||
+        shoal_consumer_assign(k, "stats", NULL, 0) < 0)
+        return 2;
+    return shoal_poll(k, &r, 1, 20000) == 1 ? 0 : 1; /* sleeps until the parent appends */
+}
+
+static void test_stats_count_appends_and_sleeping_readers(void **state)
+{
+    shoal_partition_stats_t st;
+    shoal_producer_t *p;
+    shoal_message_t msgs[10];
+    pid_t kid;
+    (void)state;
+
+    assert_int_equal(shoal_topic_create(client, "stats", NULL), 0);
+    assert_int_equal(shoal_producer_open(client, "stats", NULL, &p), 0);
+    for (int i = 0; i < 10; i++)
+        msgs[i] = (shoal_message_t){.value = "0123456789", .value_len = 10, .partition = 0};
+    assert_int_equal(shoal_send_batch(p, msgs, 10, NULL), 0);
+    assert_int_equal(shoal_send(p, &msgs[0], NULL), 0);
+    assert_true((kid = harness_fork(sleepy_consumer, NULL, 30)) > 0);
+    for (int i = 0; i < 500; i++) {
+        assert_int_equal(shoal_partition_stats(client, "stats", 0, &st), 0);
+        if (st.waiters == 1)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(st.waiters, 1);
+    assert_int_equal(st.readers, 1);
+    assert_int_equal(st.appended_records, 11);
+    assert_int_equal(st.appended_batches, 2);
+    assert_int_equal(st.log_end_offset, 11);
+    assert_int_equal(st.live_slots, 1);
+    assert_int_equal(st.flush_error, 0);
+    assert_int_equal(shoal_send(p, &msgs[0], NULL), 0); /* wakes the consumer */
+    assert_int_equal(harness_wait(kid, 10000), 0);
+    assert_int_equal(shoal_partition_stats(client, "stats", 1, &st), SHOAL_ENOPARTITION);
+    assert_int_equal(shoal_partition_stats(client, "nope", 0, &st), SHOAL_ENOTOPIC);
+    shoal_producer_close(p);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    harness_watchdog(60, "test_client_faults");
+    if (harness_daemon_start(&daemon_, "faults", NULL) < 0)
+        return -1;
+    return shoal_client_open(daemon_.socket, &client) < 0 ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    shoal_client_close(client);
+    harness_kill_children();
+    harness_watchdog(0, NULL);
+    return harness_daemon_cleanup(&daemon_);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_client_calls_fail_cleanly_at_every_allocation, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_producers_waiting_for_disk_share_fsyncs, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stats_count_appends_and_sleeping_readers, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

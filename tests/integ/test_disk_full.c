@@ -1,0 +1,144 @@
+/* test_disk_full.c - a full disk gives producers back-pressure with a clear cause, loses
+ * nothing acknowledged, and the broker resumes by itself when space returns.
+ *
+ * The daemon runs with SHOALD_TEST_ENOSPC_FILE: while that file exists its segment writes
+ * and fsyncs fail with ENOSPC, as on a full filesystem. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "shoal.h"
+
+#define VALUE_BYTES 1000
+
+static struct harness_daemon daemon_;
+static shoal_client_t *client;
+static char enospc[128];
+
+static void disk_full(bool full)
+{
+    if (full)
+        close(open(enospc, O_CREAT | O_WRONLY, 0600));
+    else
+        unlink(enospc);
+}
+
+static int send_one(shoal_producer_t *p, int seq)
+{
+    char value[VALUE_BYTES];
+    shoal_message_t m = {.value = value, .value_len = sizeof(value), .partition = 0};
+    memset(value, 'x', sizeof(value));
+    snprintf(value, sizeof(value), "%d", seq);
+    return shoal_send(p, &m, NULL);
+}
+
+static int64_t flushed_offset(void)
+{
+    shoal_topic_info_t *info;
+    int64_t off;
+    assert_int_equal(shoal_topic_describe(client, "full", &info), 0);
+    off = info->partitions[0].flushed_offset;
+    shoal_topic_info_free(info);
+    return off;
+}
+
+static void test_full_disk_backpressures_then_resumes_without_loss(void **state)
+{
+    shoal_producer_options_t opts;
+    shoal_topic_config_t cfg;
+    shoal_producer_t *p, *pd;
+    shoal_consumer_t *k;
+    shoal_record_t r[64];
+    int acked = 0, rc, n;
+    int64_t next = 0;
+    (void)state;
+
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 64 << 10;
+    cfg.ring_slots = 2;
+    cfg.max_record_bytes = 4096;
+    assert_int_equal(shoal_topic_create(client, "full", &cfg), 0);
+    shoal_producer_options_init(&opts);
+    opts.block_ms = 300;
+    assert_int_equal(shoal_producer_open(client, "full", &opts, &p), 0);
+    for (; acked < 20; acked++)
+        assert_int_equal(send_one(p, acked), 0);
+
+    disk_full(true);
+    /* The ring (two 64 KiB slots) absorbs what the disk cannot take, then pushes back. */
+    while ((rc = send_one(p, acked)) == 0 && acked < 1000)
+        acked++;
+    assert_int_equal(rc, SHOAL_AGAIN);
+    assert_non_null(strstr(shoal_errmsg(), "cannot write to disk"));
+    assert_true(acked > 20 && acked < 200);
+    /* A disk acknowledgement cannot complete while the disk is full. */
+    opts.acks = SHOAL_ACKS_DISK;
+    opts.ack_timeout_ms = 200;
+    assert_int_equal(shoal_producer_open(client, "full", &opts, &pd), 0);
+    assert_int_equal(shoal_producer_wait(pd, 0, acked - 1, SHOAL_ACKS_DISK, 200), SHOAL_ETIMEDOUT);
+    assert_true(harness_daemon_log_contains(&daemon_, "No space left on device"));
+
+    disk_full(false);
+    /* Space is back: the broker catches up by itself and producers go on. */
+    assert_int_equal(shoal_producer_wait(pd, 0, acked - 1, SHOAL_ACKS_DISK, 5000), 0);
+    for (int i = 0; i < 100; i++, acked++)
+        assert_int_equal(send_one(p, acked), 0);
+    for (int i = 0; i < 500 && flushed_offset() < acked; i++)
+        usleep(10000);
+    assert_int_equal(flushed_offset(), acked);
+    assert_true(harness_daemon_log_contains(&daemon_, "disk writes resumed"));
+
+    /* Every acknowledged record is there once, in order. */
+    assert_int_equal(shoal_consumer_open(client, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "full", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, "full", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    while (next < acked && (n = shoal_poll(k, r, 64, 2000)) > 0)
+        for (int i = 0; i < n; i++, next++) {
+            assert_int_equal(r[i].offset, next);
+            assert_int_equal(atoi(r[i].value), (int)next);
+        }
+    assert_int_equal(next, acked);
+    shoal_consumer_close(k);
+    shoal_producer_close(pd);
+    shoal_producer_close(p);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    harness_watchdog(60, "test_disk_full");
+    snprintf(enospc, sizeof(enospc), "/tmp/shoal-test-enospc-%d", (int)getpid());
+    unlink(enospc);
+    setenv("SHOALD_TEST_ENOSPC_FILE", enospc, 1);
+    if (harness_daemon_start(&daemon_, "full", NULL) < 0)
+        return -1;
+    return shoal_client_open(daemon_.socket, &client) < 0 ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    shoal_client_close(client);
+    unlink(enospc);
+    unsetenv("SHOALD_TEST_ENOSPC_FILE");
+    harness_kill_children();
+    harness_watchdog(0, NULL);
+    return harness_daemon_cleanup(&daemon_);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_full_disk_backpressures_then_resumes_without_loss,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

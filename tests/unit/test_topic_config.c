@@ -1,0 +1,120 @@
+/* test_topic_config.c - topic settings by Kafka-style name: parsing, ranges, formatting,
+ * combined checks, and which settings may change on an existing topic. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+
+#include "topic_config.h"
+
+static void test_defaults_pass_the_check(void **state)
+{
+    shoal_topic_config_t cfg;
+    (void)state;
+    shoal_topic_config_init(&cfg);
+    assert_int_equal(shoal_topic_config_check(&cfg), 0);
+    assert_int_equal(cfg.retention_bytes, -1);
+    assert_int_equal(cfg.cleanup_policy, SHOAL_CLEANUP_DELETE);
+}
+
+static void test_set_parses_numbers_sizes_and_words(void **state)
+{
+    shoal_topic_config_t cfg;
+    (void)state;
+    shoal_topic_config_init(&cfg);
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.bytes", "10M"), 0);
+    assert_int_equal(cfg.retention_bytes, 10 << 20);
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.ms", "-1"), 0);
+    assert_int_equal(cfg.retention_ms, -1);
+    assert_int_equal(shoal_topic_config_set(&cfg, "storage", "memory"), 0);
+    assert_int_equal(cfg.storage, SHOAL_STORAGE_MEMORY);
+    assert_int_equal(shoal_topic_config_set(&cfg, "cleanup.policy", "delete,compact"), 0);
+    assert_int_equal(cfg.cleanup_policy, SHOAL_CLEANUP_DELETE | SHOAL_CLEANUP_COMPACT);
+    assert_int_equal(shoal_topic_config_set(&cfg, "segment.bytes", "64K"), 0);
+    assert_int_equal(cfg.segment_bytes, 65536);
+}
+
+static void test_set_rejects_unknown_names_and_bad_values_without_change(void **state)
+{
+    shoal_topic_config_t cfg, before;
+    (void)state;
+    shoal_topic_config_init(&cfg);
+    before = cfg;
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention", "1"), SHOAL_ESETTING);
+    assert_int_equal(shoal_topic_config_set(&cfg, NULL, "1"), SHOAL_ESETTING);
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.ms", "12x"), SHOAL_ECONFIG);
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.ms", "-2"), SHOAL_ECONFIG);
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.bytes", "-1K"), SHOAL_ECONFIG);
+    assert_int_equal(shoal_topic_config_set(&cfg, "partitions", "0"), SHOAL_ECONFIG);
+    assert_int_equal(shoal_topic_config_set(&cfg, "ring.slots", "65"), SHOAL_ECONFIG);
+    assert_int_equal(shoal_topic_config_set(&cfg, "segment.bytes", "2G"), SHOAL_ECONFIG);
+    assert_int_equal(shoal_topic_config_set(&cfg, "storage", "tape"), SHOAL_ECONFIG);
+    assert_int_equal(shoal_topic_config_set(&cfg, "cleanup.policy", "none"), SHOAL_ECONFIG);
+    assert_int_equal(shoal_topic_config_set(&cfg, "flush.ms", "99999999999999999999"),
+                     SHOAL_ECONFIG);
+    assert_memory_equal(&cfg, &before, sizeof(cfg));
+}
+
+static void test_get_formats_every_setting_back_to_what_set_accepts(void **state)
+{
+    shoal_topic_config_t cfg, copy;
+    const char *name;
+    char buf[64];
+    (void)state;
+    shoal_topic_config_init(&cfg);
+    cfg.storage = SHOAL_STORAGE_MEMORY;
+    cfg.cleanup_policy = 3;
+    copy = cfg;
+    for (size_t i = 0; (name = shoal_topic_setting_name(i)) != NULL; i++) {
+        assert_int_equal(shoal_topic_config_get(&cfg, name, buf, sizeof(buf)), 0);
+        assert_int_equal(shoal_topic_config_set(&copy, name, buf), 0);
+    }
+    assert_memory_equal(&cfg, &copy, sizeof(cfg));
+    assert_int_equal(shoal_topic_config_get(&cfg, "nope", buf, sizeof(buf)), SHOAL_ESETTING);
+    assert_int_equal(shoal_topic_config_get(&cfg, "retention.ms", buf, 3), -ENOSPC);
+}
+
+static void test_check_rejects_ranges_and_combinations(void **state)
+{
+    shoal_topic_config_t cfg;
+    (void)state;
+    shoal_topic_config_init(&cfg);
+    cfg.partitions = 1025;
+    assert_int_equal(shoal_topic_config_check(&cfg), SHOAL_EPARTITIONS);
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 64 << 10;
+    assert_int_equal(shoal_topic_config_check(&cfg), SHOAL_ECONFIG); /* 1 MiB > 32 KiB */
+    cfg.max_record_bytes = 32 << 10;
+    assert_int_equal(shoal_topic_config_check(&cfg), 0);
+    cfg.cleanup_policy = 0;
+    assert_int_equal(shoal_topic_config_check(&cfg), SHOAL_ECONFIG);
+}
+
+static void test_only_layout_settings_are_immutable(void **state)
+{
+    (void)state;
+    assert_false(topic_setting_is_alterable("partitions"));
+    assert_false(topic_setting_is_alterable("storage"));
+    assert_false(topic_setting_is_alterable("segment.bytes"));
+    assert_false(topic_setting_is_alterable("ring.slots"));
+    assert_false(topic_setting_is_alterable("nope"));
+    assert_true(topic_setting_is_alterable("retention.ms"));
+    assert_true(topic_setting_is_alterable("max.message.bytes"));
+    assert_true(topic_setting_is_alterable("cleanup.policy"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_pass_the_check),
+        cmocka_unit_test(test_set_parses_numbers_sizes_and_words),
+        cmocka_unit_test(test_set_rejects_unknown_names_and_bad_values_without_change),
+        cmocka_unit_test(test_get_formats_every_setting_back_to_what_set_accepts),
+        cmocka_unit_test(test_check_rejects_ranges_and_combinations),
+        cmocka_unit_test(test_only_layout_settings_are_immutable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
