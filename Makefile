@@ -119,8 +119,25 @@ run: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(SHOALD) --data-dir var/data --runtime-dir var/run --instance shoal-$(shell id -u) $(RUN_ARGS)
 
-bench: all
-	@echo "benchmarks arrive with their own issue; see bench/README.md"
+# ---- benchmarks (bench/README.md). `make bench` runs the full suite (a few minutes),
+# `make bench-quick` every scenario briefly (under 60 s), `make bench-smoke` a few seconds
+# with no thresholds (CI). JSON=FILE also writes the figures as JSON; ONLY=SUBSTRING runs
+# the scenarios whose name holds it (and their baselines).
+BENCH_SRC  := $(wildcard bench/*.c)
+BENCH_OBJ  := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
+BENCH_BIN  := $(BUILD)/shoal-bench
+BENCH_ARGS  = --shoald $(SHOALD) $(if $(JSON),--json $(JSON)) $(if $(ONLY),--only $(ONLY))
+.PHONY: bench-quick bench-smoke
+
+$(BENCH_BIN): $(BENCH_OBJ) $(STATIC_LIB)
+	$(QCC)$(CC) $(SHOAL_CFLAGS) $(SHOAL_OPT) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpthread $(LDLIBS)
+
+bench: all $(BENCH_BIN)
+	$(BENCH_BIN) --mode full $(BENCH_ARGS)
+bench-quick: all $(BENCH_BIN)
+	$(BENCH_BIN) --mode quick $(BENCH_ARGS)
+bench-smoke: all $(BENCH_BIN)
+	$(BENCH_BIN) --mode smoke $(BENCH_ARGS)
 
 # ------------------------------------------------------------------ install
 # Everything goes under $(DESTDIR). Units, sysusers.d and tmpfiles.d go below $(PREFIX)/lib,
@@ -199,7 +216,7 @@ uninstall: dist
 	  echo "kept the edited $(DESTDIR)$(SYSCONFDIR)/shoal/shoald.conf"; \
 	fi
 
-FORMAT_FILES = include/*.h src/*.[ch] src/*/*.[ch] tests/*/*.[ch] tests/*.[ch]
+FORMAT_FILES = include/*.h src/*.[ch] src/*/*.[ch] tests/*/*.[ch] tests/*.[ch] bench/*.[ch]
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:

@@ -432,6 +432,17 @@ SHOAL_EXTERN int shoal_producer_wait(shoal_producer_t *producer, int32_t partiti
 
 typedef struct shoal_consumer shoal_consumer_t;
 
+/** How shoal_poll() waits when every assigned partition is caught up. */
+typedef enum {
+    SHOAL_WAIT_DEFAULT = 0, /* spin up to spin_ns watching for data, then sleep on the futex */
+    SHOAL_WAIT_FUTEX = 1,   /* sleep on the futex at once: least CPU, a wake-up costs a
+                               system call on each side and a scheduler round trip */
+    SHOAL_WAIT_SPIN = 2,    /* never sleep: busy-spin until data or the timeout; lowest
+                               latency, burns a whole CPU while waiting */
+} shoal_wait_t;
+
+#define SHOAL_WAIT_SPIN_NS_DEFAULT 5000u /* SHOAL_WAIT_DEFAULT spins this long */
+
 struct shoal_assignor;
 struct shoal_topic_partition;
 
@@ -457,8 +468,12 @@ typedef enum {
 } shoal_offset_reset_t;
 
 typedef struct shoal_consumer_options {
-    bool check_crcs; /* verify each batch's CRC32C before returning it; default true for
-                        batches read from disk segments, this flag adds shared memory */
+    bool check_crcs;  /* verify each batch's CRC32C before returning it; default true for
+                         batches read from disk segments, this flag adds shared memory */
+    uint32_t wait;    /* shoal_wait_t; default SHOAL_WAIT_DEFAULT */
+    uint32_t spin_ns; /* SHOAL_WAIT_DEFAULT: how long to spin before sleeping; default
+                         SHOAL_WAIT_SPIN_NS_DEFAULT, 0 behaves as SHOAL_WAIT_FUTEX. Ignored
+                         by the other strategies */
     /* Consumer groups: used by shoal_consumer_subscribe(), ignored by manual assignment.
      * Strings and the assignors array are copied by shoal_consumer_open(). */
     const char *group_id;            /* required to subscribe; 1-249 of [a-zA-Z0-9._-] */
@@ -479,10 +494,15 @@ typedef struct shoal_consumer_options {
     void *cb_arg;                   /* passed to the three callbacks */
 } shoal_consumer_options_t;
 
+/** Fill opts with the defaults documented in shoal_consumer_options_t.
+ * Thread-safety: any thread. */
 SHOAL_EXTERN void shoal_consumer_options_init(shoal_consumer_options_t *opts);
 
 /** Open a consumer with no partitions; add them with shoal_consumer_assign().
- * @return 0, or -ENOMEM. Thread-safety: one thread per consumer handle. */
+ * @param[in] opts  NULL means the defaults; copied, so the caller keeps ownership.
+ * @return 0, or -ENOMEM, or SHOAL_EINVAL when opts->wait is not a shoal_wait_t.
+ * Ownership: close with shoal_consumer_close() before closing the client.
+ * Thread-safety: one thread per consumer handle. */
 SHOAL_EXTERN int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *opts,
                                      shoal_consumer_t **out);
 SHOAL_EXTERN void shoal_consumer_close(shoal_consumer_t *consumer);
@@ -528,9 +548,12 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
 /** Read up to max records from the assigned partitions, fairly across them.
  * @param[out] out         filled with views; valid until the next shoal_poll() or
  *                         shoal_consumer_close() on this consumer. Do not free.
- * @param[in]  timeout_ms  how long to sleep when every partition is caught up: 0 returns
- *                         at once, -1 waits for ever. A sleeping consumer uses no CPU and
- *                         wakes when a producer appends.
+ * @param[in]  timeout_ms  how long to wait when every partition is caught up: 0 returns
+ *                         at once, -1 waits for ever. The consumer's wait strategy
+ *                         (shoal_consumer_options_t.wait) says how: a sleeping consumer
+ *                         uses no CPU and wakes when a producer appends; a spinning one
+ *                         (SHOAL_WAIT_SPIN, or the first spin_ns of SHOAL_WAIT_DEFAULT)
+ *                         sees the append without any system call on either side.
  * @return the number of records (0 on timeout), or SHOAL_ECORRUPT, SHOAL_ENOTOPIC,
  *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR.
  * A subscribed group consumer (shoal_consumer_subscribe) also runs the group protocol

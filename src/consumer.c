@@ -13,7 +13,11 @@
  *
  * When every partition is caught up, poll announces itself as a waiter on each ring,
  * checks once more, and sleeps in one futex_waitv over all their wake words (ring.c has
- * the protocol). A producer wakes it with one system call; an idle consumer uses no CPU. */
+ * the protocol). A producer wakes it with one system call; an idle consumer uses no CPU.
+ * Before sleeping it may spin (options.wait): SHOAL_WAIT_DEFAULT watches the partitions'
+ * published positions for spin_ns, SHOAL_WAIT_SPIN until the timeout, SHOAL_WAIT_FUTEX not
+ * at all. A spinning consumer is not counted in `waiters`, so a producer that finds it
+ * spinning makes no wake-up system call; only plain loads touch the shared lines. */
 #include <errno.h>
 #include <stdio.h>
 
@@ -48,6 +52,8 @@ void shoal_consumer_options_init(shoal_consumer_options_t *o)
 {
     memset(o, 0, sizeof(*o));
     o->check_crcs = false;
+    o->wait = SHOAL_WAIT_DEFAULT;
+    o->spin_ns = SHOAL_WAIT_SPIN_NS_DEFAULT;
     /* consumer groups: Kafka's defaults where they fit a single host */
     o->session_timeout_ms = 10000;
     o->max_poll_interval_ms = 300000;
@@ -60,9 +66,13 @@ void shoal_consumer_options_init(shoal_consumer_options_t *o)
 int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *opts,
                         shoal_consumer_t **out)
 {
-    shoal_consumer_t *c = shoal__calloc(1, sizeof(*c));
+    shoal_consumer_t *c;
+    shoal__clear_err();
+
     *out = NULL;
-    if (!c)
+    if (opts && opts->wait > SHOAL_WAIT_SPIN)
+        return SHOAL_ERR(SHOAL_EINVAL, "unknown wait strategy %u", opts->wait);
+    if (!(c = shoal__calloc(1, sizeof(*c))))
         return -ENOMEM;
     c->client = client;
     if (opts)
@@ -509,7 +519,8 @@ static int consumer_sleep(shoal_consumer_t *c, const uint32_t *seqs, int timeout
 
     for (size_t i = 0; i < n; i++)
         words[i] = &c->parts[i].ring.rd->seq;
-    consumer_set_sleeping(c, n, true); /* seq_cst: before the re-check below */
+    consumer_set_sleeping(c, n, true);
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with ring_wake_readers()' fence */
     for (size_t i = 0; i < c->nparts && !ready; i++)
         ready = part_may_have_data(&c->parts[i]);
     if (!ready) {
@@ -519,6 +530,34 @@ static int consumer_sleep(shoal_consumer_t *c, const uint32_t *seqs, int timeout
     }
     consumer_set_sleeping(c, n, false);
     return rc == -ETIMEDOUT ? 0 : rc;
+}
+
+/* Spin until some partition may have data (true) or the clock passes until_ns (false).
+ * Loads only: a spinning consumer costs the producers nothing, not even a wake-up call. */
+static bool consumer_spin(shoal_consumer_t *c, int64_t until_ns)
+{
+    for (uint32_t i = 1;; i++) {
+        for (size_t k = 0; k < c->nparts; k++)
+            if (part_may_have_data(&c->parts[k]))
+                return true;
+        shoal__cpu_relax();
+        /* the clock costs ~20 ns: look at it every 64 rounds */
+        if ((i & 63) == 0 && shoal__mono_ns() >= until_ns)
+            return false;
+    }
+}
+
+/* The end of the spinning phase of a wait that started at now. */
+static int64_t consumer_spin_until(const shoal_consumer_t *c, int64_t now, int64_t deadline,
+                                   int timeout_ms)
+{
+    int64_t until;
+    if (c->opts.wait == SHOAL_WAIT_SPIN)
+        return timeout_ms < 0 ? INT64_MAX : deadline;
+    if (c->opts.wait == SHOAL_WAIT_FUTEX)
+        return now;
+    until = now + (int64_t)c->opts.spin_ns;
+    return timeout_ms < 0 ? until : SHOAL_MIN(until, deadline);
 }
 
 int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
@@ -574,17 +613,28 @@ size_t consumer__assigned_count(shoal_consumer_t *c)
 int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
 {
     uint32_t seqs[CONSUMER_WAIT_MAX];
-    int64_t deadline = shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
+    int64_t deadline = 0; /* read the clock only once there is something to wait for */
 
     for (size_t i = 0; i < c->nparts; i++)
         client_segment_close(&c->parts[i].retired);
     for (;;) {
+        int64_t now, spin_until;
         int left_ms, n, rc;
         for (size_t i = 0; i < SHOAL_MIN(c->nparts, CONSUMER_WAIT_MAX); i++)
             seqs[i] = ring_wake_seq(&c->parts[i].ring);
         n = consumer_fill(c, out, max);
         if (n != 0 || timeout_ms == 0 || c->nparts == 0)
             return n;
+        now = shoal__mono_ns();
+        if (deadline == 0)
+            deadline = now + (int64_t)timeout_ms * 1000000;
+        if (timeout_ms > 0 && now >= deadline)
+            return 0;
+        spin_until = consumer_spin_until(c, now, deadline, timeout_ms);
+        if (spin_until > now && consumer_spin(c, spin_until))
+            continue;
+        if (c->opts.wait == SHOAL_WAIT_SPIN)
+            continue; /* the deadline check above ends it */
         left_ms = timeout_ms < 0 ? -1 : (int)((deadline - shoal__mono_ns()) / 1000000);
         if (timeout_ms > 0 && left_ms <= 0)
             return 0;

@@ -120,35 +120,33 @@ static int producer_reserve(shoal_producer_t *p, size_t need)
     return 0;
 }
 
-/* Check each record against the topic's limit and return the batch size. */
-static int producer_size_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
-                               int64_t now, size_t *size, int64_t *max_ts)
+/* Plan the batch in one pass and check it against the topic's limits. */
+static int producer_plan(shoal_producer_t *p, const shoal_message_t *msgs, size_t n, int64_t now,
+                         record_batch_plan_t *plan)
 {
-    *max_ts = -1;
-    for (size_t i = 0; i < n; i++) {
-        size_t one = record_batch_encoded_size(&msgs[i], 1, now);
-        int64_t ts = msgs[i].timestamp_ms > 0 ? msgs[i].timestamp_ms : now;
-        if (one > p->cfg.max_record_bytes)
-            return SHOAL_ERR(SHOAL_ETOOLARGE,
-                             "record of %zu bytes exceeds topic %s's maximum of %u bytes", one,
-                             p->topic, p->cfg.max_record_bytes);
+    int rc;
+    for (size_t i = 0; i < n; i++)
         if (msgs[i].value_len > INT32_MAX || msgs[i].key_len > INT32_MAX)
             return SHOAL_ERR(SHOAL_ETOOLARGE, "key or value longer than 2 GiB");
-        *max_ts = SHOAL_MAX(*max_ts, ts);
-    }
-    *size = record_batch_encoded_size(msgs, n, now);
-    if (*size > p->cfg.segment_bytes)
-        return SHOAL_ERR(SHOAL_ETOOLARGE, "batch of %zu bytes exceeds the segment size %llu", *size,
-                         (unsigned long long)p->cfg.segment_bytes);
+    if ((rc = record_batch_plan(msgs, n, now, plan)) < 0)
+        return rc;
+    if (plan->max_one > p->cfg.max_record_bytes)
+        return SHOAL_ERR(SHOAL_ETOOLARGE,
+                         "record of %zu bytes exceeds topic %s's maximum of %u bytes",
+                         plan->max_one, p->topic, p->cfg.max_record_bytes);
+    if (plan->size > p->cfg.segment_bytes)
+        return SHOAL_ERR(SHOAL_ETOOLARGE, "batch of %zu bytes exceeds the segment size %llu",
+                         plan->size, (unsigned long long)p->cfg.segment_bytes);
     return 0;
 }
 
 int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n, shoal_ack_t *ack)
 {
     record_batch_fields_t fields;
-    int64_t now = shoal__now_ms(), max_ts, base;
+    record_batch_plan_t plan;
+    int64_t now = shoal__now_ms(), base;
     int32_t partition;
-    size_t size = 0, len = 0;
+    size_t len = 0;
     ring_t *ring;
     int rc;
     shoal__clear_err();
@@ -158,15 +156,16 @@ int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
     partition = producer_choose_partition(p, &msgs[0]);
     if ((rc = producer_ring(p, partition, &ring)) < 0)
         return rc;
-    if ((rc = producer_size_batch(p, msgs, n, now, &size, &max_ts)) < 0)
+    ring_prefetch_append(ring);
+    if ((rc = producer_plan(p, msgs, n, now, &plan)) < 0)
         return rc;
-    if ((rc = producer_reserve(p, size)) < 0)
+    if ((rc = producer_reserve(p, plan.size)) < 0)
         return rc;
     record_batch_fields_init(&fields);
-    rc = record_batch_encode(p->buf, p->buf_cap, &fields, msgs, n, now, &len);
+    rc = record_batch_encode_planned(p->buf, p->buf_cap, &fields, msgs, n, now, &plan, &len);
     if (rc < 0)
         return rc;
-    rc = ring_append(ring, p->buf, len, (int32_t)n, max_ts, p->opts.block_ms, &base);
+    rc = ring_append(ring, p->buf, len, (int32_t)n, plan.max_ts, p->opts.block_ms, &base);
     if (rc < 0)
         return rc;
     if (ack) {

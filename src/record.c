@@ -86,9 +86,25 @@ size_t record_varint_get(const uint8_t *p, const uint8_t *end, int64_t *v)
     return 0;
 }
 
-/* A 32-bit field: at most 5 bytes and the value in int32 range, as Kafka's readVarint. */
-static size_t record_varint32_get(const uint8_t *p, const uint8_t *end, int32_t *v)
+/* Most varints in a record are one byte (small lengths, deltas, counts): decode those
+ * inline and leave the loop for the rest. The consumer's decoding profile is dominated by
+ * these calls. */
+static inline bool varint_get_1(const uint8_t *p, const uint8_t *end, int64_t *v)
 {
+    if (p == NULL || p >= end || p[0] >= 0x80)
+        return false;
+    *v = (int64_t)(p[0] >> 1) ^ -(int64_t)(p[0] & 1);
+    return true;
+}
+
+/* A 32-bit field: at most 5 bytes and the value in int32 range, as Kafka's readVarint. */
+static inline size_t record_varint32_get(const uint8_t *p, const uint8_t *end, int32_t *v)
+{
+    int64_t one;
+    if (varint_get_1(p, end, &one)) {
+        *v = (int32_t)one;
+        return 1;
+    }
     size_t avail = (p != NULL && end > p) ? (size_t)(end - p) : 0;
     const uint8_t *lim = avail > RECORD_VARINT32_MAX_BYTES ? p + RECORD_VARINT32_MAX_BYTES : end;
     int64_t x;
@@ -114,22 +130,26 @@ static inline size_t reader_left(const record_reader_t *r)
     return (size_t)(r->end - r->p);
 }
 
-static bool reader_varint32(record_reader_t *r, int32_t *v)
+static inline bool reader_varint32(record_reader_t *r, int32_t *v)
 {
     size_t n = record_varint32_get(r->p, r->end, v);
     r->p += n;
     return n != 0;
 }
 
-static bool reader_varint64(record_reader_t *r, int64_t *v)
+static inline bool reader_varint64(record_reader_t *r, int64_t *v)
 {
+    if (varint_get_1(r->p, r->end, v)) {
+        r->p++;
+        return true;
+    }
     size_t n = record_varint_get(r->p, r->end, v);
     r->p += n;
     return n != 0;
 }
 
 /* A length-prefixed byte string: -1 is null (*out NULL), other negatives are corrupt. */
-static bool reader_bytes(record_reader_t *r, const uint8_t **out, int32_t *len)
+static inline bool reader_bytes(record_reader_t *r, const uint8_t **out, int32_t *len)
 {
     record_reader_t save = *r;
 
@@ -394,16 +414,29 @@ int shoal_record_header(const shoal_record_t *rec, size_t *iter, shoal_header_t 
  * Encoding
  * ------------------------------------------------------------------------------------- */
 
-/* What the encoder derives from the messages before it writes anything. */
-typedef struct batch_plan {
-    int64_t base_ts;
-    int64_t max_ts;
-    size_t size;
-} batch_plan_t;
-
 static int64_t message_timestamp(const shoal_message_t *m, int64_t now_ms)
 {
     return m->timestamp_ms > 0 ? m->timestamp_ms : now_ms;
+}
+
+/* Varints of small values (-64..63) take one byte: the common case, kept inline. */
+static inline size_t varint_size_fast(int64_t v)
+{
+    return (v >= -64 && v < 64) ? 1 : record_varint_size(v);
+}
+
+static inline size_t varint_put_fast(uint8_t *p, int64_t v)
+{
+    if (v >= -64 && v < 64) {
+        *p = (uint8_t)(((uint64_t)v << 1) ^ (v < 0 ? 0xff : 0));
+        return 1;
+    }
+    return record_varint_put(p, v);
+}
+
+static inline size_t bytes_size_fast(const void *data, size_t len)
+{
+    return data == NULL ? 1 : varint_size_fast((int64_t)len) + len;
 }
 
 /* Bytes of a length-prefixed string; false when the length does not fit an int32. */
@@ -425,8 +458,17 @@ static bool bytes_size_add(size_t *size, const void *data, size_t len)
 static bool record_body_size(const shoal_message_t *m, int64_t ts_delta, int32_t off_delta,
                              size_t *out)
 {
-    size_t size = 1 + record_varint_size(ts_delta) + record_varint_size(off_delta);
+    size_t size = 1 + varint_size_fast(ts_delta) + varint_size_fast(off_delta);
 
+    if (m->header_count == 0 && (m->key == NULL || m->key_len <= INT32_MAX) &&
+        (m->value == NULL || m->value_len <= INT32_MAX)) {
+        /* the common record: two bounded strings, no headers */
+        size += bytes_size_fast(m->key, m->key_len) + bytes_size_fast(m->value, m->value_len) + 1;
+        if (size > INT32_MAX)
+            return false;
+        *out = size;
+        return true;
+    }
     if (!bytes_size_add(&size, m->key, m->key_len) ||
         !bytes_size_add(&size, m->value, m->value_len) || m->header_count > INT32_MAX ||
         (m->header_count > 0 && m->headers == NULL))
@@ -446,8 +488,8 @@ static bool record_body_size(const shoal_message_t *m, int64_t ts_delta, int32_t
     return true;
 }
 
-static int batch_plan_make(const shoal_message_t *msgs, size_t n, int64_t now_ms,
-                           batch_plan_t *plan)
+int record_batch_plan(const shoal_message_t *msgs, size_t n, int64_t now_ms,
+                      record_batch_plan_t *plan)
 {
     if (msgs == NULL || n == 0 || n > INT32_MAX)
         return SHOAL_ERR(SHOAL_EINVAL, "record batch: %zu messages", n);
@@ -458,13 +500,18 @@ static int batch_plan_make(const shoal_message_t *msgs, size_t n, int64_t now_ms
         plan->max_ts = SHOAL_MAX(plan->max_ts, ts);
     }
     plan->size = RECORD_BATCH_HEADER_BYTES;
+    plan->max_one = 0;
     for (size_t i = 0; i < n; i++) {
         int64_t delta;
-        size_t body;
+        size_t body, alone;
         if (__builtin_sub_overflow(message_timestamp(&msgs[i], now_ms), plan->base_ts, &delta) ||
             !record_body_size(&msgs[i], delta, (int32_t)i, &body))
             return SHOAL_ERR(SHOAL_EINVAL, "record batch: message %zu does not fit", i);
         plan->size += record_varint_size((int64_t)body) + body;
+        /* alone in a batch its timestamp and offset deltas would be 0: one byte each */
+        alone = body - record_varint_size(delta) - record_varint_size((int32_t)i) + 2;
+        alone += RECORD_BATCH_HEADER_BYTES + record_varint_size((int64_t)alone);
+        plan->max_one = SHOAL_MAX(plan->max_one, alone);
         if (plan->size - RECORD_BATCH_LOG_OVERHEAD > INT32_MAX)
             return SHOAL_ERR(SHOAL_EINVAL, "record batch: larger than 2 GiB");
     }
@@ -473,37 +520,50 @@ static int batch_plan_make(const shoal_message_t *msgs, size_t n, int64_t now_ms
 
 size_t record_batch_encoded_size(const shoal_message_t *msgs, size_t n, int64_t now_ms)
 {
-    batch_plan_t plan;
+    record_batch_plan_t plan;
 
-    if (batch_plan_make(msgs, n, now_ms, &plan) != 0)
+    if (record_batch_plan(msgs, n, now_ms, &plan) != 0)
         return 0;
     return plan.size;
+}
+
+/* The body size of a record record_batch_plan() has already checked, without the
+ * checks: the common record (no headers) costs a few comparisons. */
+static inline size_t record_body_size_planned(const shoal_message_t *m, int64_t ts_delta,
+                                              int32_t off_delta)
+{
+    size_t body = 0;
+    if (m->header_count > 0) {
+        record_body_size(m, ts_delta, off_delta, &body);
+        return body;
+    }
+    return 1 + varint_size_fast(ts_delta) + varint_size_fast(off_delta) +
+           bytes_size_fast(m->key, m->key_len) + bytes_size_fast(m->value, m->value_len) + 1;
 }
 
 static uint8_t *bytes_write(uint8_t *p, const void *data, size_t len)
 {
     if (data == NULL)
-        return p + record_varint_put(p, -1);
-    p += record_varint_put(p, (int64_t)len);
+        return p + varint_put_fast(p, -1);
+    p += varint_put_fast(p, (int64_t)len);
     if (len > 0)
         memcpy(p, data, len);
     return p + len;
 }
 
-/* Write one record; batch_plan_make() has already checked that every length fits. */
+/* Write one record; record_batch_plan() has already checked that every length fits. */
 static uint8_t *record_write(uint8_t *p, const shoal_message_t *m, int64_t ts_delta,
                              int32_t off_delta)
 {
-    size_t body = 0;
+    size_t body = record_body_size_planned(m, ts_delta, off_delta);
 
-    record_body_size(m, ts_delta, off_delta, &body);
-    p += record_varint_put(p, (int64_t)body);
+    p += varint_put_fast(p, (int64_t)body);
     *p++ = 0; /* record attributes */
-    p += record_varint_put(p, ts_delta);
-    p += record_varint_put(p, off_delta);
+    p += varint_put_fast(p, ts_delta);
+    p += varint_put_fast(p, off_delta);
     p = bytes_write(p, m->key, m->key_len);
     p = bytes_write(p, m->value, m->value_len);
-    p += record_varint_put(p, (int64_t)m->header_count);
+    p += varint_put_fast(p, (int64_t)m->header_count);
     for (size_t i = 0; i < m->header_count; i++) {
         const shoal_header_t *hd = &m->headers[i];
         bool null_value = hd->value == NULL || hd->value_len < 0;
@@ -516,15 +576,24 @@ static uint8_t *record_write(uint8_t *p, const shoal_message_t *m, int64_t ts_de
 int record_batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
                         const shoal_message_t *msgs, size_t n, int64_t now_ms, size_t *len_out)
 {
-    batch_plan_t plan;
+    record_batch_plan_t plan;
+    int rc = record_batch_plan(msgs, n, now_ms, &plan);
+
+    if (rc != 0)
+        return rc;
+    return record_batch_encode_planned(buf, cap, f, msgs, n, now_ms, &plan, len_out);
+}
+
+int record_batch_encode_planned(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
+                                const shoal_message_t *msgs, size_t n, int64_t now_ms,
+                                const record_batch_plan_t *pl, size_t *len_out)
+{
+    record_batch_plan_t plan = *pl;
 
     if (buf == NULL || f == NULL || len_out == NULL)
         return SHOAL_ERR(SHOAL_EINVAL, "record_batch_encode: NULL argument");
     if (f->attributes & RECORD_ATTR_COMPRESSION_MASK)
         return SHOAL_ERR(SHOAL_EINVAL, "record_batch_encode: compression is not supported");
-    int rc = batch_plan_make(msgs, n, now_ms, &plan);
-    if (rc != 0)
-        return rc;
     if (plan.size > cap)
         return -ENOSPC;
 

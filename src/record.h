@@ -80,6 +80,19 @@ void record_batch_fields_init(record_batch_fields_t *f); /* offset 0, epoch 0, i
  * refuse them. Timestamps <= 0 in a message mean now_ms. */
 size_t record_batch_encoded_size(const shoal_message_t *msgs, size_t n, int64_t now_ms);
 
+/* What the encoder derives from the messages before it writes anything, in one pass. */
+typedef struct record_batch_plan {
+    int64_t base_ts; /* smallest record timestamp */
+    int64_t max_ts;  /* largest */
+    size_t size;     /* bytes of the encoded batch */
+    size_t max_one;  /* bytes the largest record would take as a batch of its own */
+} record_batch_plan_t;
+
+/* Plan a batch: 0, or SHOAL_EINVAL when the messages cannot be encoded (n == 0, a length
+ * over INT32_MAX, a batch over 2 GiB). Timestamps <= 0 in a message mean now_ms. */
+int record_batch_plan(const shoal_message_t *msgs, size_t n, int64_t now_ms,
+                      record_batch_plan_t *plan);
+
 /* Encode n >= 1 messages as one batch into buf (cap bytes), offset deltas 0..n-1, the
  * batch's baseTimestamp the smallest record timestamp (as kafkajs writes it; deltas are
  * then never negative), maxTimestamp the largest, and the CRC computed. *len_out gets the
@@ -87,6 +100,11 @@ size_t record_batch_encoded_size(const shoal_message_t *msgs, size_t n, int64_t 
  * -ENOSPC when cap is too small. */
 int record_batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
                         const shoal_message_t *msgs, size_t n, int64_t now_ms, size_t *len_out);
+/* record_batch_encode() with the plan record_batch_plan() made for the same messages and
+ * now_ms, so a caller that needed the plan first does not pay for it twice. */
+int record_batch_encode_planned(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
+                                const shoal_message_t *msgs, size_t n, int64_t now_ms,
+                                const record_batch_plan_t *plan, size_t *len_out);
 
 /* Overwrite the base offset of an encoded batch (not covered by the CRC). */
 void record_batch_set_base_offset(uint8_t *batch, int64_t base_offset);

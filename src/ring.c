@@ -29,10 +29,14 @@
  * at least one sees the other (Dekker): either the reclaimer sees the pin and backs off,
  * or the reader sees RECLAIMING/a new gen and reads that range from disk instead.
  *
- * Sleep. A reader that is caught up increments `waiters`, re-checks for data, and waits on
- * the futex word `seq` with the value it loaded before checking. A producer bumps `seq`
- * after publishing and then reads `waiters`. With seq_cst on both sides a publish is
- * either seen by the re-check or changes `seq` before the reader sleeps. */
+ * Sleep. A reader that is caught up increments `waiters`, issues a seq_cst fence,
+ * re-checks for data, and waits on the futex word `seq` with the value it loaded before
+ * checking. A producer publishes, issues a seq_cst fence and reads `waiters`; only when it
+ * is non-zero does it bump `seq` and call FUTEX_WAKE. The two fences make this Dekker's
+ * pattern: either the reader's re-check sees the publish, or the producer sees the waiter
+ * and changes `seq` (so the reader's futex wait returns or is woken). When nobody sleeps
+ * an append therefore writes no line that readers poll but the slot's `used`: the `seq`
+ * line stays shared in every reader's cache instead of moving on every append. */
 #include "ring.h"
 
 #include <errno.h>
@@ -78,10 +82,14 @@ static int ring_file_open(const char *dir, const char *name, int which, int flag
     return fd;
 }
 
+/* MAP_POPULATE fills this process's page tables now: without it every producer takes one
+ * minor fault per 4 KiB page it appends into (a write fault on a shared mapping maps one
+ * page at a time). Measured on a 64 MiB slot: 20 ms of faults on the append path against
+ * 1.4 ms at attach. */
 static void *map_fd(int fd, size_t len, bool writable)
 {
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-    void *p = mmap(NULL, len, prot, MAP_SHARED, fd, 0);
+    void *p = mmap(NULL, len, prot, MAP_SHARED | MAP_POPULATE, fd, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
@@ -196,6 +204,17 @@ static int ring_init_shared(ring_t *r, const ring_params_t *p, int64_t start_off
     return 0;
 }
 
+/* Allocate the slots' memory now, so that no append ever takes the page fault that
+ * allocates and zeroes a tmpfs page (measured: about a fifth of a fresh ring's append time,
+ * more for large records). Best effort: where tmpfs cannot hold the whole ring now the
+ * slots stay sparse and fill on first touch, as before. */
+static void ring_files_allocate(const int *fds, const ring_params_t *p)
+{
+    for (uint32_t i = 0; i < p->slot_count; i++)
+        if (fallocate(fds[RING_FD_SLOT0 + i], 0, 0, (off_t)p->slot_bytes) < 0)
+            break;
+}
+
 int ring_create(ring_t *r, const char *shm_dir, const char *name, const ring_params_t *p,
                 int64_t start_offset)
 {
@@ -208,6 +227,7 @@ int ring_create(ring_t *r, const char *shm_dir, const char *name, const ring_par
     rc = ring_files_open(shm_dir, name, p, O_RDWR | O_CREAT | O_EXCL, fds);
     if (rc < 0)
         return rc;
+    ring_files_allocate(fds, p);
     rc = ring_map_all(r, fds, p->slot_count, p->slot_bytes, true);
     close_fds(fds, RING_FD_COUNT(p->slot_count));
     if (rc == 0)
@@ -270,6 +290,7 @@ int ring_open(ring_t *r, const char *shm_dir, const char *name, const ring_param
             return SHOAL_ERR(SHOAL_EVERSION, "shared ring file %u has the wrong size", i);
         }
     }
+    ring_files_allocate(fds, p);
     rc = ring_map_all(r, fds, p->slot_count, p->slot_bytes, true);
     close_fds(fds, RING_FD_COUNT(p->slot_count));
     if (rc == 0 && (rc = ring_check_layout(r, p)) < 0)
@@ -585,18 +606,22 @@ static int ring_append_locked(ring_t *r, const uint8_t *batch, size_t len, int32
     shoal_store_release(&s->used, used + len);
     test_hook(RING_STAGE_USED);
     shoal_store_release(&ctl->log_end_offset, leo + records);
-    atomic_fetch_add_explicit(&ctl->appended_batches, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&ctl->appended_records, (uint64_t)records, memory_order_relaxed);
-    atomic_fetch_add_explicit(&ctl->appended_bytes, len, memory_order_relaxed);
+    /* The lock makes us the only writer: plain stores, no locked read-modify-writes. */
+    shoal_store_relaxed(&ctl->appended_batches, shoal_load_relaxed(&ctl->appended_batches) + 1);
+    shoal_store_relaxed(&ctl->appended_records,
+                        shoal_load_relaxed(&ctl->appended_records) + (uint64_t)records);
+    shoal_store_relaxed(&ctl->appended_bytes, shoal_load_relaxed(&ctl->appended_bytes) + len);
     *base_offset = leo;
     return 0;
 }
 
 static void ring_wake_readers(ring_t *r)
 {
-    atomic_fetch_add(&r->rd->seq, 1); /* seq_cst: ordered before the waiters load */
-    if (atomic_load(&r->rd->waiters) > 0)
+    atomic_thread_fence(memory_order_seq_cst); /* the publish before the waiters load */
+    if (atomic_load_explicit(&r->rd->waiters, memory_order_relaxed) > 0) {
+        atomic_fetch_add(&r->rd->seq, 1);
         shoal__futex_wake(&r->rd->seq, INT32_MAX);
+    }
 }
 
 /* Wait for a slot to be freed: 0 to retry, SHOAL_AGAIN when the deadline passed. */

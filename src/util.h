@@ -39,6 +39,16 @@ struct timespec shoal__deadline(int clock, int timeout_ms);
 #define shoal_store_release(p, v) atomic_store_explicit((p), (v), memory_order_release)
 #define shoal_store_relaxed(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
 
+/* ---- spinning: tell the CPU this is a wait loop (frees the sibling hyperthread) ---- */
+static inline void shoal__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* ---- futex on shared (not private) words: other processes map the same page ---- */
 /* Sleep while *word == expected, at most timeout_ms (-1: for ever).
  * Returns 0 when woken or the value differed, -ETIMEDOUT, -EINTR. */

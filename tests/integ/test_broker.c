@@ -776,6 +776,85 @@ INTEG_TEST(test_sleeping_consumer_wakes_within_ms_of_append_and_idles_without_cp
     shoal_producer_close(p);
 }
 
+/* ------------------------------------------------------------------ wait strategies */
+
+#define WAIT_ROUNDS 20
+
+struct wait_child {
+    const char *socket;
+    uint32_t wait;
+    int ready_fd;
+};
+
+/* A consumer with the given wait strategy that must receive WAIT_ROUNDS records, each
+ * appended while it waits in shoal_poll, in order. */
+static int wait_child_main(void *arg)
+{
+    struct wait_child *a = arg;
+    shoal_consumer_options_t o;
+    shoal_consumer_t *cons;
+    shoal_client_t *c;
+    shoal_record_t rec;
+
+    if (shoal_client_open(a->socket, &c) < 0)
+        return 10;
+    shoal_consumer_options_init(&o);
+    o.wait = a->wait;
+    if (shoal_consumer_open(c, &o, &cons) < 0 || shoal_consumer_assign(cons, "waits", NULL, 0) < 0)
+        return 11;
+    if (write(a->ready_fd, "r", 1) != 1)
+        return 12;
+    for (int64_t want = 0; want < WAIT_ROUNDS; want++) {
+        int n = shoal_poll(cons, &rec, 1, 5000);
+        if (n != 1)
+            return 13;
+        if (rec.offset != want || rec.value_len != 1 || *(const char *)rec.value != 'w')
+            return 14;
+    }
+    shoal_consumer_close(cons);
+    shoal_client_close(c);
+    return 0;
+}
+
+INTEG_TEST(test_each_consumer_wait_strategy_receives_records_appended_while_it_waits)
+{
+    static const uint32_t waits[] = {SHOAL_WAIT_DEFAULT, SHOAL_WAIT_FUTEX, SHOAL_WAIT_SPIN};
+    shoal_consumer_options_t bad;
+    shoal_consumer_t *cons;
+    shoal_producer_t *p;
+
+    shoal_consumer_options_init(&bad);
+    assert_int_equal(bad.wait, SHOAL_WAIT_DEFAULT);
+    assert_true(bad.spin_ns > 0);
+    bad.wait = 3;
+    assert_int_equal(shoal_consumer_open(f->c, &bad, &cons), SHOAL_EINVAL);
+    assert_null(cons);
+    for (size_t w = 0; w < SHOAL_ARRAY_LEN(waits); w++) {
+        struct wait_child a;
+        int ready[2];
+        char buf;
+        pid_t pid;
+
+        assert_int_equal(shoal_topic_create(f->c, "waits", NULL), 0);
+        assert_int_equal(shoal_producer_open(f->c, "waits", NULL, &p), 0);
+        assert_int_equal(pipe(ready), 0);
+        a = (struct wait_child){f->d.socket, waits[w], ready[1]};
+        pid = harness_fork(wait_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
+        assert_true(pid > 0);
+        close(ready[1]);
+        assert_int_equal(read(ready[0], &buf, 1), 1);
+        for (int i = 0; i < WAIT_ROUNDS; i++) {
+            usleep(i % 2 ? 200 : 3000); /* inside the spin, and past it into the futex */
+            assert_int_equal(send_one(p, 0, NULL, 0, "w", 1, NULL), 0);
+        }
+        if (harness_wait(pid, 10000) != 0)
+            fail_msg("consumer with wait strategy %u did not receive every record", waits[w]);
+        close(ready[0]);
+        shoal_producer_close(p);
+        assert_int_equal(shoal_topic_delete(f->c, "waits"), 0);
+    }
+}
+
 /* ------------------------------------------------------------------ durability */
 
 #define DUR_MEMORY 3000
@@ -1556,6 +1635,7 @@ int main(void)
         T(test_keyed_records_land_on_murmur2_partition_and_null_keys_spread),
         T(test_producer_processes_on_one_partition_lose_and_duplicate_nothing),
         T(test_sleeping_consumer_wakes_within_ms_of_append_and_idles_without_cpu),
+        T(test_each_consumer_wait_strategy_receives_records_appended_while_it_waits),
         T(test_acknowledged_records_survive_daemon_kill9_and_lost_shm),
         T(test_consumer_reads_offsets_that_exist_only_in_disk_segments),
         T(test_appends_continue_while_the_daemon_is_killed_and_restarted),

@@ -1,0 +1,124 @@
+/* bench.h - shared pieces of the benchmark suite: the control block the driver shares
+ * with its child processes, the roles a child can play, and small helpers.
+ *
+ * The driver (bench.c) forks and execs itself once per producer, consumer or baseline
+ * process, passing the role and its parameters on the command line and the path of a
+ * small shared file holding struct bench_ctl. Children report readiness, count their
+ * operations into their own cache line while the phase is WARM or MEASURE, and write their
+ * latency percentiles when the phase becomes STOP. The driver samples the counters at the
+ * start and the end of the measured window, so neither start-up nor shutdown is timed. */
+#ifndef SHOAL_BENCH_H
+#define SHOAL_BENCH_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BENCH_MAX_CHILDREN 16
+#define BENCH_LINE         64
+
+enum bench_phase {
+    BENCH_SETUP = 0,   /* children attach and report ready */
+    BENCH_WARM = 1,    /* run, do not record latencies */
+    BENCH_MEASURE = 2, /* run and record latencies */
+    BENCH_STOP = 3,    /* finish, write results, exit */
+};
+
+/* One child's figures. ops and bytes grow while it runs; the rest is written at STOP. */
+struct bench_child {
+    _Atomic uint64_t ops;   /* records (or round trips) done */
+    _Atomic uint64_t bytes; /* payload bytes moved */
+    _Atomic uint32_t ready;
+    _Atomic uint32_t done;
+    uint8_t pad_[BENCH_LINE - 24];
+    uint64_t gaps;     /* records a consumer found missing (offset jumps) */
+    uint64_t samples;  /* latency samples behind the percentiles */
+    int64_t pct_ns[6]; /* p50 p90 p99 p99.9 max, min: latencies of the measured window */
+    int64_t rss_kb;    /* the child's VmRSS at STOP */
+    int64_t rss_anon_kb;
+    int32_t error; /* 0, or the failing code */
+    uint8_t pad2_[BENCH_LINE - 4];
+};
+
+struct bench_ctl {
+    _Atomic uint32_t phase;
+    uint8_t pad_[BENCH_LINE - 4];
+    _Atomic uint64_t probe_line; /* the cache line the latency probes bounce */
+    uint8_t pad2_[BENCH_LINE - 8];
+    struct bench_child child[BENCH_MAX_CHILDREN];
+};
+
+/* A child's parameters, parsed from "key=value" arguments. */
+struct bench_args {
+    const char *role;
+    const char *ctl_path;
+    const char *socket;
+    const char *topic;
+    const char *topic2; /* the reply topic of a ping-pong, the ring file of the floor */
+    int idx;            /* which bench_child slot is ours */
+    int fd;             /* an inherited descriptor (pipe, socket) */
+    int fd2;
+    uint32_t size;  /* value bytes */
+    uint32_t batch; /* records per append */
+    uint32_t wait;  /* shoal_wait_t for consumers */
+    uint32_t acks;  /* 1: a window of appends, then wait for the disk */
+    uint64_t total; /* records to produce or read, 0 = until STOP */
+    int cpu;        /* CPU to pin the process to, -1 for none */
+};
+
+/* Child entry points (roles.c, floor.c). Each returns 0 or an error code. */
+int role_shoal_producer(struct bench_ctl *ctl, const struct bench_args *a);
+int role_shoal_consumer(struct bench_ctl *ctl, const struct bench_args *a);
+int role_shoal_ping(struct bench_ctl *ctl, const struct bench_args *a);
+int role_shoal_pong(struct bench_ctl *ctl, const struct bench_args *a);
+int role_floor_producer(struct bench_ctl *ctl, const struct bench_args *a);
+int role_floor_consumer(struct bench_ctl *ctl, const struct bench_args *a);
+int role_floor_ping(struct bench_ctl *ctl, const struct bench_args *a);
+int role_floor_pong(struct bench_ctl *ctl, const struct bench_args *a);
+int role_line_ping(struct bench_ctl *ctl, const struct bench_args *a);
+int role_line_pong(struct bench_ctl *ctl, const struct bench_args *a);
+int role_fd_ping(struct bench_ctl *ctl, const struct bench_args *a);
+int role_fd_pong(struct bench_ctl *ctl, const struct bench_args *a);
+
+/* Helpers for children (roles.c). */
+int64_t bench_now_ns(void);
+static inline uint32_t bench_phase(struct bench_ctl *ctl)
+{
+    return atomic_load_explicit(&ctl->phase, memory_order_relaxed);
+}
+/* Report ready and sleep until the driver leaves SETUP. */
+void bench_child_ready(struct bench_ctl *ctl, int idx);
+/* Add to the child's counters (relaxed: only the driver reads them, twice a run). */
+static inline void bench_count(struct bench_child *ch, uint64_t ops, uint64_t bytes)
+{
+    atomic_store_explicit(&ch->ops, atomic_load_explicit(&ch->ops, memory_order_relaxed) + ops,
+                          memory_order_relaxed);
+    atomic_store_explicit(&ch->bytes,
+                          atomic_load_explicit(&ch->bytes, memory_order_relaxed) + bytes,
+                          memory_order_relaxed);
+}
+
+/* Latency samples of the measured window. */
+struct bench_lat {
+    int64_t *ns;
+    size_t n, cap;
+};
+int bench_lat_init(struct bench_lat *l, size_t cap);
+static inline void bench_lat_add(struct bench_lat *l, struct bench_ctl *ctl, int64_t ns)
+{
+    if (l->n < l->cap && bench_phase(ctl) == BENCH_MEASURE)
+        l->ns[l->n++] = ns;
+}
+/* Sort the samples into the child's percentiles and free them. */
+void bench_lat_finish(struct bench_lat *l, struct bench_child *ch);
+/* VmRSS and RssAnon of a process from /proc (pid 0: ourselves), in KiB; -1 if unknown. */
+int64_t bench_rss_kb(int pid, const char *field);
+/* Read the first and last cache line of a value, as a consumer that uses it would. */
+static inline uint64_t bench_touch(const void *v, size_t len)
+{
+    const volatile uint8_t *p = v;
+    return len ? (uint64_t)p[0] + p[len - 1] : 0;
+}
+
+#endif

@@ -1,0 +1,376 @@
+/* floor.c - the baselines' child processes: the floor ring, the cache-line ping-pong and
+ * the pipe / Unix-socket ping-pong.
+ *
+ * DESIGN: the floor is the least a shared-memory queue between two processes can do: a
+ * single-producer single-consumer byte ring in a shared file, no lock, no CRC, no format
+ * beyond a 4-byte length before each value, and the same batching as the shoal scenario it
+ * is compared with (the producer publishes its head once per `batch` values). Head and tail
+ * live on their own cache lines; each side caches the other's index and re-reads it only
+ * when it seems to have run out, as any good SPSC ring does. The consumer touches each
+ * value the way the shoal consumer does (first and last byte). A ping-pong uses two such
+ * rings, one each way, and spins.
+ *
+ * The cache-line ping-pong bounces one 64-bit word between two processes pinned to
+ * different CPUs: the latency floor, and the probe that tells a near placement of the two
+ * CPUs from a far one. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#define FLOOR_WRAP UINT32_MAX /* length word meaning "continue at the ring's start" */
+
+static volatile uint64_t bench_sink; /* keeps the value touches from being optimised away */
+
+struct floor_hdr {
+    _Atomic uint64_t head; /* bytes published by the producer */
+    uint8_t pad0_[BENCH_LINE - 8];
+    _Atomic uint64_t tail; /* bytes released by the consumer */
+    uint8_t pad1_[BENCH_LINE - 8];
+};
+
+struct floor_ring {
+    struct floor_hdr *h;
+    uint8_t *data;
+    uint64_t cap;    /* power of two */
+    uint64_t cached; /* the other side's index as last read */
+    uint64_t pos;    /* our own index, ahead of what we published */
+};
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Map the floor file: two rings of half the file each (ping-pong uses both). */
+static int floor_map(const char *path, struct floor_ring *r, int which)
+{
+    int fd = open(path, O_RDWR);
+    off_t size;
+    uint8_t *base;
+
+    if (fd < 0)
+        return -errno;
+    size = lseek(fd, 0, SEEK_END);
+    base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (base == MAP_FAILED)
+        return -errno;
+    base += which * (size / 2);
+    memset(r, 0, sizeof(*r));
+    r->h = (struct floor_hdr *)base;
+    r->data = base + sizeof(struct floor_hdr);
+    r->cap = 1;
+    while (r->cap * 2 <= (uint64_t)(size / 2) - sizeof(struct floor_hdr))
+        r->cap *= 2;
+    return 0;
+}
+
+/* Room for need bytes at the producer's position, waiting for the consumer. */
+static bool floor_room(struct floor_ring *r, uint64_t need, struct bench_ctl *ctl)
+{
+    while (r->pos + need - r->cached > r->cap) {
+        r->cached = atomic_load_explicit(&r->h->tail, memory_order_acquire);
+        if (r->pos + need - r->cached <= r->cap)
+            break;
+        if (bench_phase(ctl) >= BENCH_STOP)
+            return false;
+        cpu_relax();
+    }
+    return true;
+}
+
+/* Write one value; false when the run stopped while waiting for room. */
+static bool floor_put(struct floor_ring *r, const void *v, uint32_t len, struct bench_ctl *ctl)
+{
+    uint64_t need = (4 + (uint64_t)len + 7) & ~7ull;
+    uint64_t off = r->pos & (r->cap - 1);
+
+    if (off + need > r->cap) { /* does not fit before the end: wrap */
+        if (!floor_room(r, r->cap - off, ctl))
+            return false;
+        memcpy(r->data + off, &(uint32_t){FLOOR_WRAP}, 4);
+        r->pos += r->cap - off;
+        off = 0;
+    }
+    if (!floor_room(r, need, ctl))
+        return false;
+    memcpy(r->data + off, &len, 4);
+    memcpy(r->data + off + 4, v, len);
+    r->pos += need;
+    return true;
+}
+
+static void floor_publish(struct floor_ring *r)
+{
+    atomic_store_explicit(&r->h->head, r->pos, memory_order_release);
+}
+
+/* Read every published value; returns how many and adds their bytes to *bytes. */
+static uint64_t floor_drain(struct floor_ring *r, uint64_t *bytes, uint64_t *sink)
+{
+    uint64_t n = 0;
+    r->cached = atomic_load_explicit(&r->h->head, memory_order_acquire);
+    while (r->pos < r->cached) {
+        uint64_t off = r->pos & (r->cap - 1);
+        uint32_t len;
+        memcpy(&len, r->data + off, 4);
+        if (len == FLOOR_WRAP) {
+            r->pos += r->cap - off;
+            continue;
+        }
+        *sink += bench_touch(r->data + off + 4, len);
+        *bytes += len;
+        r->pos += (4 + (uint64_t)len + 7) & ~7ull;
+        n++;
+    }
+    if (n)
+        atomic_store_explicit(&r->h->tail, r->pos, memory_order_release);
+    return n;
+}
+
+static void child_done(struct bench_child *ch, int rc)
+{
+    ch->rss_kb = bench_rss_kb(0, "VmRSS");
+    ch->error = rc;
+    atomic_store(&ch->done, 1);
+}
+
+int role_floor_producer(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    struct bench_child *ch = &ctl->child[a->idx];
+    struct floor_ring r;
+    uint8_t *value = malloc(a->size ? a->size : 1);
+    int rc = value ? floor_map(a->topic2, &r, 0) : -ENOMEM;
+
+    bench_child_ready(ctl, a->idx);
+    if (rc == 0)
+        memset(value, 'v', a->size);
+    while (rc == 0 && bench_phase(ctl) < BENCH_STOP) {
+        uint32_t i;
+        for (i = 0; i < a->batch && floor_put(&r, value, a->size, ctl); i++)
+            ;
+        floor_publish(&r);
+        bench_count(ch, i, (uint64_t)i * a->size);
+    }
+    child_done(ch, rc);
+    free(value);
+    return rc < 0;
+}
+
+int role_floor_consumer(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    struct bench_child *ch = &ctl->child[a->idx];
+    uint64_t sink = 0;
+    struct floor_ring r;
+    int rc = floor_map(a->topic2, &r, 0);
+
+    bench_child_ready(ctl, a->idx);
+    while (rc == 0 && bench_phase(ctl) < BENCH_STOP) {
+        uint64_t bytes = 0, n = floor_drain(&r, &bytes, &sink);
+        if (n)
+            bench_count(ch, n, bytes);
+        else
+            cpu_relax();
+    }
+    bench_sink = sink;
+    child_done(ch, rc);
+    return rc < 0;
+}
+
+/* Wait for one value in r; false at STOP. */
+static bool floor_wait_one(struct floor_ring *r, struct bench_ctl *ctl, uint64_t *sink)
+{
+    uint64_t bytes = 0;
+    while (floor_drain(r, &bytes, sink) == 0) {
+        if (bench_phase(ctl) >= BENCH_STOP)
+            return false;
+        cpu_relax();
+    }
+    return true;
+}
+
+static int floor_pingpong(struct bench_ctl *ctl, const struct bench_args *a, bool ping)
+{
+    struct bench_child *ch = &ctl->child[a->idx];
+    struct floor_ring out, in;
+    uint8_t value[65536] = {0};
+    struct bench_lat lat = {0};
+    uint64_t sink = 0;
+    int rc = floor_map(a->topic2, &out, ping ? 0 : 1);
+
+    if (rc == 0)
+        rc = floor_map(a->topic2, &in, ping ? 1 : 0);
+    if (rc == 0 && ping)
+        rc = bench_lat_init(&lat, 4u << 20);
+    bench_child_ready(ctl, a->idx);
+    while (rc == 0 && bench_phase(ctl) < BENCH_STOP) {
+        int64_t t0 = bench_now_ns();
+        if (ping && !floor_put(&out, value, a->size, ctl))
+            break;
+        floor_publish(&out);
+        if (!floor_wait_one(&in, ctl, &sink))
+            break;
+        if (!ping && !floor_put(&out, value, a->size, ctl))
+            break;
+        floor_publish(&out);
+        if (ping)
+            bench_lat_add(&lat, ctl, bench_now_ns() - t0);
+        bench_count(ch, 1, a->size);
+    }
+    if (ping)
+        bench_lat_finish(&lat, ch);
+    child_done(ch, rc);
+    return rc < 0;
+}
+
+int role_floor_ping(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    return floor_pingpong(ctl, a, true);
+}
+
+int role_floor_pong(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    return floor_pingpong(ctl, a, false);
+}
+
+/* ------------------------------------------------------------------ cache line */
+
+/* Ping writes odd values, pong answers with the next even one. Runs in rounds: the probe
+ * pair lives for the whole suite and sleeps between probes (phase SETUP); each MEASURE is
+ * one probe of `total` round trips, after which ping bumps `done`. */
+static void pin_cpu(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* One probe: `rounds` round trips in blocks of PROBE_BLOCK, each sample a block's mean, so
+ * the two clock reads cost 1/PROBE_BLOCK of a sample. */
+#define PROBE_BLOCK 16
+
+static void line_probe(struct bench_ctl *ctl, struct bench_child *ch, uint64_t rounds)
+{
+    struct bench_lat lat;
+    uint64_t v = atomic_load(&ctl->probe_line);
+
+    if (bench_lat_init(&lat, rounds / PROBE_BLOCK + 1) < 0)
+        return;
+    for (uint64_t i = 0; i < rounds / PROBE_BLOCK; i++) {
+        int64_t t0 = bench_now_ns();
+        for (int k = 0; k < PROBE_BLOCK; k++) {
+            atomic_store_explicit(&ctl->probe_line, v + 1, memory_order_release);
+            while (atomic_load_explicit(&ctl->probe_line, memory_order_acquire) != v + 2)
+                ; /* no pause: it alone costs tens of ns on recent cores */
+            v += 2;
+        }
+        lat.ns[lat.n++] = (bench_now_ns() - t0) / PROBE_BLOCK;
+    }
+    bench_lat_finish(&lat, ch);
+}
+
+int role_line_ping(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    struct bench_child *ch = &ctl->child[a->idx];
+
+    pin_cpu(0);
+    atomic_store(&ch->ready, 1);
+    for (;;) {
+        uint32_t ph = bench_phase(ctl);
+        if (ph == BENCH_STOP)
+            break;
+        if (ph != BENCH_MEASURE || atomic_load(&ch->done)) {
+            usleep(100);
+            continue;
+        }
+        line_probe(ctl, ch, a->total ? a->total : 2000);
+        atomic_store(&ch->done, 1);
+    }
+    return 0;
+}
+
+int role_line_pong(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    struct bench_child *ch = &ctl->child[a->idx];
+
+    pin_cpu(1);
+    atomic_store(&ch->ready, 1);
+    for (;;) {
+        uint32_t ph = bench_phase(ctl);
+        uint64_t v;
+        if (ph == BENCH_STOP)
+            break;
+        if (ph != BENCH_MEASURE) {
+            usleep(100);
+            continue;
+        }
+        v = atomic_load_explicit(&ctl->probe_line, memory_order_acquire);
+        if (v & 1)
+            atomic_store_explicit(&ctl->probe_line, v + 1, memory_order_release);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ pipe, socket */
+
+static int rw_all(int fd, void *buf, size_t len, bool wr)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = wr ? write(fd, (uint8_t *)buf + done, len - done)
+                       : read(fd, (uint8_t *)buf + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+/* fd: where ping writes (pong reads); fd2: where pong writes (ping reads). For a socket
+ * pair the driver passes each side its own end as both. */
+static int fd_pingpong(struct bench_ctl *ctl, const struct bench_args *a, bool ping)
+{
+    struct bench_child *ch = &ctl->child[a->idx];
+    uint8_t value[65536] = {0};
+    struct bench_lat lat = {0};
+    int rc = ping ? bench_lat_init(&lat, 4u << 20) : 0;
+
+    bench_child_ready(ctl, a->idx);
+    while (rc == 0 && bench_phase(ctl) < BENCH_STOP) {
+        int64_t t0 = bench_now_ns();
+        if (ping && rw_all(a->fd, value, a->size, true) < 0)
+            break;
+        if (rw_all(ping ? a->fd2 : a->fd, value, a->size, false) < 0)
+            break; /* the other side closed: the run is over */
+        if (!ping && rw_all(a->fd2, value, a->size, true) < 0)
+            break;
+        if (ping)
+            bench_lat_add(&lat, ctl, bench_now_ns() - t0);
+        bench_count(ch, 1, a->size);
+    }
+    if (ping)
+        bench_lat_finish(&lat, ch);
+    child_done(ch, rc);
+    return 0;
+}
+
+int role_fd_ping(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    return fd_pingpong(ctl, a, true);
+}
+
+int role_fd_pong(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    return fd_pingpong(ctl, a, false);
+}

@@ -1,0 +1,335 @@
+/* roles.c - the shoal child processes of the benchmark suite, and the child helpers.
+ *
+ * DESIGN: each role is one process that uses libshoal exactly as an application would:
+ * its own client, producer and consumer handles, records through shoal_send_batch() and
+ * shoal_poll(). A consumer reads the first and last byte of every value (what a consumer
+ * that uses its records pays at least) and checks that offsets follow each other, counting
+ * gaps. Counters go to the child's own cache line of the shared control block; latencies of
+ * the measured window go to a local array that is sorted once at the end. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "shoal.h"
+
+#define POLL_MAX        256
+#define POLL_TIMEOUT_MS 100
+#define ACK_WINDOW      (64u << 20) /* bytes appended between two disk waits */
+
+static volatile uint64_t bench_sink; /* keeps the value touches from being optimised away */
+
+int64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void bench_child_ready(struct bench_ctl *ctl, int idx)
+{
+    atomic_store(&ctl->child[idx].ready, 1);
+    while (bench_phase(ctl) == BENCH_SETUP)
+        usleep(200);
+}
+
+int bench_lat_init(struct bench_lat *l, size_t cap)
+{
+    l->n = 0;
+    l->cap = cap;
+    l->ns = malloc(cap * sizeof(*l->ns));
+    return l->ns ? 0 : -ENOMEM;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+void bench_lat_finish(struct bench_lat *l, struct bench_child *ch)
+{
+    static const double q[5] = {0.50, 0.90, 0.99, 0.999, 1.0};
+    ch->samples = l->n;
+    if (l->n > 0) {
+        qsort(l->ns, l->n, sizeof(*l->ns), cmp_i64);
+        for (int i = 0; i < 5; i++) {
+            size_t k = (size_t)(q[i] * (double)(l->n - 1) + 0.5);
+            ch->pct_ns[i] = l->ns[k];
+        }
+        ch->pct_ns[5] = l->ns[0];
+    }
+    free(l->ns);
+    l->ns = NULL;
+}
+
+int64_t bench_rss_kb(int pid, const char *field)
+{
+    char path[64], line[256];
+    size_t flen = strlen(field);
+    int64_t kb = -1;
+    FILE *f;
+
+    if (pid > 0)
+        snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    else
+        snprintf(path, sizeof(path), "/proc/self/status");
+    if (!(f = fopen(path, "r")))
+        return -1;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, field, flen) && line[flen] == ':')
+            kb = strtoll(line + flen + 1, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+static void child_finish(struct bench_child *ch, int rc)
+{
+    ch->rss_kb = bench_rss_kb(0, "VmRSS");
+    ch->rss_anon_kb = bench_rss_kb(0, "RssAnon");
+    ch->error = rc;
+    atomic_store(&ch->done, 1);
+}
+
+/* ------------------------------------------------------------------ producer */
+
+struct prod {
+    shoal_client_t *client;
+    shoal_producer_t *p;
+    shoal_message_t *msgs;
+    uint8_t *value;
+};
+
+static int prod_open(struct prod *pr, const struct bench_args *a)
+{
+    int rc;
+    memset(pr, 0, sizeof(*pr));
+    if ((rc = shoal_client_open(a->socket, &pr->client)) < 0)
+        return rc;
+    if ((rc = shoal_producer_open(pr->client, a->topic, NULL, &pr->p)) < 0)
+        return rc;
+    pr->msgs = calloc(a->batch, sizeof(*pr->msgs));
+    pr->value = malloc(a->size ? a->size : 1);
+    if (!pr->msgs || !pr->value)
+        return -ENOMEM;
+    memset(pr->value, 'v', a->size);
+    for (uint32_t i = 0; i < a->batch; i++) {
+        pr->msgs[i].value = pr->value;
+        pr->msgs[i].value_len = a->size;
+        pr->msgs[i].partition = 0;
+    }
+    return 0;
+}
+
+static void prod_close(struct prod *pr)
+{
+    shoal_producer_close(pr->p);
+    shoal_client_close(pr->client);
+    free(pr->msgs);
+    free(pr->value);
+}
+
+/* Appends with ACKS_MEMORY; with a->acks, every ACK_WINDOW bytes waits until the previous
+ * window is on disk and only then counts it: the figure is durable records per second,
+ * with one window in flight while the disk works on the one before. */
+static int prod_loop(struct bench_ctl *ctl, struct bench_child *ch, struct prod *pr,
+                     const struct bench_args *a)
+{
+    uint64_t sent = 0, window_bytes = 0, pending = 0;
+    int64_t pending_last = -1;
+    shoal_ack_t ack;
+    int rc;
+
+    while (bench_phase(ctl) < BENCH_STOP && (a->total == 0 || sent < a->total)) {
+        if ((rc = shoal_send_batch(pr->p, pr->msgs, a->batch, &ack)) < 0)
+            return rc;
+        sent += a->batch;
+        if (!a->acks) {
+            bench_count(ch, a->batch, (uint64_t)a->batch * a->size);
+            continue;
+        }
+        window_bytes += (uint64_t)a->batch * a->size;
+        if (window_bytes < ACK_WINDOW)
+            continue;
+        if (pending_last >= 0) {
+            rc = shoal_producer_wait(pr->p, 0, pending_last, SHOAL_ACKS_DISK, 30000);
+            if (rc < 0)
+                return rc;
+            bench_count(ch, pending, pending * a->size);
+        }
+        pending = window_bytes / a->size;
+        pending_last = ack.offset + a->batch - 1;
+        window_bytes = 0;
+    }
+    return 0;
+}
+
+int role_shoal_producer(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    struct bench_child *ch = &ctl->child[a->idx];
+    struct prod pr;
+    int rc = prod_open(&pr, a);
+
+    bench_child_ready(ctl, a->idx);
+    if (rc == 0)
+        rc = prod_loop(ctl, ch, &pr, a);
+    child_finish(ch, rc);
+    prod_close(&pr);
+    return rc < 0 ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------ consumer */
+
+static int cons_open(shoal_client_t **client, shoal_consumer_t **c, const struct bench_args *a,
+                     const char *topic, bool from_start)
+{
+    shoal_consumer_options_t o;
+    int rc;
+
+    if ((rc = shoal_client_open(a->socket, client)) < 0)
+        return rc;
+    shoal_consumer_options_init(&o);
+    o.wait = a->wait;
+    if ((rc = shoal_consumer_open(*client, &o, c)) < 0)
+        return rc;
+    if ((rc = shoal_consumer_assign(*c, topic, NULL, 0)) < 0)
+        return rc;
+    if (from_start)
+        rc = shoal_consumer_seek(*c, topic, 0, SHOAL_SEEK_BEGINNING, 0);
+    return rc;
+}
+
+static int cons_loop(struct bench_ctl *ctl, struct bench_child *ch, shoal_consumer_t *c,
+                     const struct bench_args *a)
+{
+    shoal_record_t recs[POLL_MAX];
+    uint64_t got = 0, sink = 0;
+    int64_t expect = -1;
+
+    while (bench_phase(ctl) < BENCH_STOP && (a->total == 0 || got < a->total)) {
+        uint64_t bytes = 0;
+        int n = shoal_poll(c, recs, POLL_MAX, POLL_TIMEOUT_MS);
+        if (n < 0)
+            return n;
+        for (int i = 0; i < n; i++) {
+            if (expect >= 0 && recs[i].offset != expect)
+                ch->gaps += (uint64_t)(recs[i].offset - expect);
+            expect = recs[i].offset + 1;
+            sink += bench_touch(recs[i].value, (size_t)recs[i].value_len);
+            bytes += (uint64_t)recs[i].value_len;
+        }
+        got += (uint64_t)n;
+        if (n > 0)
+            bench_count(ch, (uint64_t)n, bytes);
+    }
+    bench_sink = sink;
+    return 0;
+}
+
+int role_shoal_consumer(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    struct bench_child *ch = &ctl->child[a->idx];
+    shoal_client_t *client = NULL;
+    shoal_consumer_t *c = NULL;
+    int rc = cons_open(&client, &c, a, a->topic, a->total > 0);
+
+    bench_child_ready(ctl, a->idx);
+    if (rc == 0)
+        rc = cons_loop(ctl, ch, c, a);
+    child_finish(ch, rc);
+    shoal_consumer_close(c);
+    shoal_client_close(client);
+    return rc < 0 ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------ ping-pong */
+
+/* Poll until one record arrives or the run stops: 1, 0 at STOP, or an error. */
+static int poll_one(struct bench_ctl *ctl, shoal_consumer_t *c, shoal_record_t *rec)
+{
+    for (;;) {
+        int n = shoal_poll(c, rec, 1, POLL_TIMEOUT_MS);
+        if (n != 0)
+            return n;
+        if (bench_phase(ctl) >= BENCH_STOP)
+            return 0;
+    }
+}
+
+/* topic -> pong; pong answers on topic2; ping times the round trip. */
+static int ping_loop(struct bench_ctl *ctl, struct bench_child *ch, struct prod *pr,
+                     shoal_consumer_t *c, const struct bench_args *a)
+{
+    struct bench_lat lat;
+    shoal_record_t rec;
+    int rc = bench_lat_init(&lat, 4u << 20);
+
+    while (rc == 0 && bench_phase(ctl) < BENCH_STOP) {
+        int64_t t0 = bench_now_ns();
+        if ((rc = shoal_send(pr->p, &pr->msgs[0], NULL)) < 0)
+            break;
+        if ((rc = poll_one(ctl, c, &rec)) <= 0)
+            break;
+        bench_lat_add(&lat, ctl, bench_now_ns() - t0);
+        bench_count(ch, 1, a->size);
+        rc = 0;
+    }
+    bench_lat_finish(&lat, ch);
+    return rc;
+}
+
+static int pong_loop(struct bench_ctl *ctl, struct bench_child *ch, struct prod *pr,
+                     shoal_consumer_t *c, const struct bench_args *a)
+{
+    shoal_record_t rec;
+    int rc = 0;
+
+    while (bench_phase(ctl) < BENCH_STOP) {
+        if ((rc = poll_one(ctl, c, &rec)) <= 0)
+            break;
+        pr->msgs[0].value = rec.value; /* answer with the same bytes */
+        rc = shoal_send(pr->p, &pr->msgs[0], NULL);
+        pr->msgs[0].value = pr->value;
+        if (rc < 0)
+            break;
+        bench_count(ch, 1, a->size);
+    }
+    return rc;
+}
+
+static int pingpong_role(struct bench_ctl *ctl, const struct bench_args *a, bool ping)
+{
+    struct bench_child *ch = &ctl->child[a->idx];
+    struct bench_args pa = *a;
+    shoal_client_t *client = NULL;
+    shoal_consumer_t *c = NULL;
+    struct prod pr;
+    int rc;
+
+    pa.topic = ping ? a->topic : a->topic2;
+    pa.batch = 1;
+    rc = prod_open(&pr, &pa);
+    if (rc == 0)
+        rc = cons_open(&client, &c, a, ping ? a->topic2 : a->topic, false);
+    bench_child_ready(ctl, a->idx);
+    if (rc == 0)
+        rc = ping ? ping_loop(ctl, ch, &pr, c, a) : pong_loop(ctl, ch, &pr, c, a);
+    child_finish(ch, rc);
+    shoal_consumer_close(c);
+    shoal_client_close(client);
+    prod_close(&pr);
+    return rc < 0 ? 1 : 0;
+}
+
+int role_shoal_ping(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    return pingpong_role(ctl, a, true);
+}
+
+int role_shoal_pong(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    return pingpong_role(ctl, a, false);
+}
