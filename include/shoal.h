@@ -91,7 +91,14 @@ SHOAL_EXTERN const char *shoal_version(int *major, int *minor, int *patch);
     XX(EPANIC, "shared state is inconsistent: handle unusable")                                    \
     XX(EIO, "input/output error in the daemon")                                                    \
     XX(ESETTING, "unknown topic setting")                                                          \
-    XX(EIMMUTABLE, "this setting cannot change on an existing topic")
+    XX(EIMMUTABLE, "this setting cannot change on an existing topic")                              \
+    XX(ENOGROUP, "no such consumer group")                                                         \
+    XX(EGROUPID, "invalid group id (1-249 characters of [a-zA-Z0-9._-])")                          \
+    XX(EGENERATION, "stale generation or unknown member (fenced)")                                 \
+    XX(EREBALANCE, "the group is rebalancing: rejoin")                                             \
+    XX(ENOTASSIGNED, "partition not assigned to this member")                                      \
+    XX(EGROUPACTIVE, "the group has active members")                                               \
+    XX(ENOASSIGNOR, "no partition assignor supported by every member")
 
 /* SHOAL_EAGAIN etc. are spelt SHOAL_AGAIN and SHOAL_ADMIN_ACTION: they are outcomes, not
  * failures (the caller retries). The others read SHOAL_E<NAME>. */
@@ -108,8 +115,10 @@ enum shoal__err_index {
  * SHOAL_ENOTOPIC, SHOAL_ETOPICEXISTS, SHOAL_ENOPARTITION, SHOAL_EPARTITIONS, SHOAL_ECONFIG,
  * SHOAL_ETOOLARGE, SHOAL_ECORRUPT, SHOAL_ECOMPRESSED, SHOAL_EPROTO, SHOAL_EVERSION,
  * SHOAL_ENODAEMON, SHOAL_EDENIED, SHOAL_ECLOSED, SHOAL_ETIMEDOUT, SHOAL_EOFFSET,
- * SHOAL_ELIMIT, SHOAL_EPANIC, SHOAL_EIO, SHOAL_ESETTING, SHOAL_EIMMUTABLE. Each is SHOAL_ERR_BASE
- * minus its position. */
+ * SHOAL_ELIMIT, SHOAL_EPANIC, SHOAL_EIO, SHOAL_ESETTING, SHOAL_EIMMUTABLE, and for consumer
+ * groups SHOAL_ENOGROUP, SHOAL_EGROUPID, SHOAL_EGENERATION, SHOAL_EREBALANCE,
+ * SHOAL_ENOTASSIGNED, SHOAL_EGROUPACTIVE, SHOAL_ENOASSIGNOR. Each is SHOAL_ERR_BASE minus its
+ * position. */
 enum shoal_error {
 #define SHOAL_XX_(name, msg) SHOAL_##name = SHOAL_ERR_BASE - SHOAL__ERRIDX_##name,
     SHOAL_ERRNO_MAP(SHOAL_XX_)
@@ -438,6 +447,30 @@ typedef enum {
 
 #define SHOAL_WAIT_SPIN_NS_DEFAULT 5000u /* SHOAL_WAIT_DEFAULT spins this long */
 
+struct shoal_assignor;
+struct shoal_topic_partition;
+
+/** Called from inside shoal_poll() (or shoal_consumer_close()) on the polling thread when
+ * a group consumer gains (on_assigned) or gives up (on_revoked) partitions. tps and its
+ * strings are valid only during the call. The consumer's positions are already set when
+ * on_assigned runs (to the committed offsets, or per auto_offset_reset). Eager members (any
+ * non-cooperative assignor configured) get on_revoked with every partition before they
+ * rejoin, and shoal_commit_sync() may still commit them there; cooperative members (all
+ * assignors cooperative) get on_revoked and on_assigned with only the partitions that
+ * moved, after the new assignment is known, when committing the revoked ones is too late
+ * (SHOAL_ENOTASSIGNED): their positions were committed before rejoining when auto_commit
+ * is on. A member that was fenced gets on_revoked for partitions already lost. */
+typedef void (*shoal_rebalance_cb)(void *arg, shoal_consumer_t *c,
+                                   const struct shoal_topic_partition *tps, size_t n);
+/** Result of a shoal_commit_async(): status 0 or a negative code. Called on the thread
+ * that polls, from inside a later libshoal call on the same consumer. */
+typedef void (*shoal_commit_cb)(void *arg, shoal_consumer_t *c, int status);
+
+typedef enum {
+    SHOAL_OFFSET_RESET_LATEST = 0,   /* no committed offset: start at the log end */
+    SHOAL_OFFSET_RESET_EARLIEST = 1, /* no committed offset: start at the log start */
+} shoal_offset_reset_t;
+
 typedef struct shoal_consumer_options {
     bool check_crcs;  /* verify each batch's CRC32C before returning it; default true for
                          batches read from disk segments, this flag adds shared memory */
@@ -445,6 +478,24 @@ typedef struct shoal_consumer_options {
     uint32_t spin_ns; /* SHOAL_WAIT_DEFAULT: how long to spin before sleeping; default
                          SHOAL_WAIT_SPIN_NS_DEFAULT, 0 behaves as SHOAL_WAIT_FUTEX. Ignored
                          by the other strategies */
+    /* Consumer groups: used by shoal_consumer_subscribe(), ignored by manual assignment.
+     * Strings and the assignors array are copied by shoal_consumer_open(). */
+    const char *group_id;            /* required to subscribe; 1-249 of [a-zA-Z0-9._-] */
+    const char *client_id;           /* shown by `shoal group describe`; default "shoal" */
+    const char *group_instance_id;   /* static membership id, or NULL (dynamic member) */
+    int32_t session_timeout_ms;      /* a member silent this long is removed; default 10000 */
+    int32_t max_poll_interval_ms;    /* a member that does not poll for this long loses its
+                                        partitions; also the rebalance timeout; default 300000 */
+    int32_t heartbeat_interval_ms;   /* how often poll heartbeats; default 100 */
+    bool auto_commit;                /* commit positions from poll every interval; default true */
+    int32_t auto_commit_interval_ms; /* default 5000 */
+    uint32_t auto_offset_reset;      /* shoal_offset_reset_t; default LATEST */
+    const struct shoal_assignor *const *assignors; /* preference order; NULL = {"range"} */
+    size_t assignor_count;
+    shoal_rebalance_cb on_assigned; /* optional */
+    shoal_rebalance_cb on_revoked;  /* optional */
+    shoal_commit_cb on_commit;      /* optional: results of shoal_commit_async() */
+    void *cb_arg;                   /* passed to the three callbacks */
 } shoal_consumer_options_t;
 
 /** Fill opts with the defaults documented in shoal_consumer_options_t.
@@ -463,7 +514,8 @@ SHOAL_EXTERN void shoal_consumer_close(shoal_consumer_t *consumer);
 /** Add partitions of a topic to the consumer, each positioned at the log end (use
  * shoal_consumer_seek() to move). partitions NULL with n 0 means every partition.
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ENOPARTITION, SHOAL_EINVAL (already
- *         assigned), SHOAL_ELIMIT, SHOAL_ECLOSED, -ENOMEM. */
+ *         assigned, or the consumer is subscribed to a group), SHOAL_ELIMIT, SHOAL_ECLOSED,
+ *         -ENOMEM. */
 SHOAL_EXTERN int shoal_consumer_assign(shoal_consumer_t *consumer, const char *topic,
                                        const int32_t *partitions, size_t n);
 
@@ -507,9 +559,131 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *                         (SHOAL_WAIT_SPIN, or the first spin_ns of SHOAL_WAIT_DEFAULT)
  *                         sees the append without any system call on either side.
  * @return the number of records (0 on timeout), or SHOAL_ECORRUPT, SHOAL_ENOTOPIC,
- *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR. */
+ *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR.
+ * A subscribed group consumer (shoal_consumer_subscribe) also runs the group protocol
+ * here, on the calling thread: heartbeats, callbacks, rejoining. While a rebalance is in
+ * progress the call may block beyond timeout_ms, up to the group's rebalance timeout (the
+ * largest max_poll_interval_ms of its members). Extra errors then: SHOAL_EINVAL (not
+ * subscribed yet), SHOAL_ENOASSIGNOR (none of options.assignors is supported by every
+ * member), SHOAL_ENODAEMON / SHOAL_ECLOSED (the group connection is gone; the next poll
+ * tries to reconnect), SHOAL_EPROTO, -ENOMEM. Being fenced (SHOAL_EGENERATION) or a
+ * rebalance (SHOAL_EREBALANCE) is handled inside and never returned by poll. */
 SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, size_t max,
                             int timeout_ms);
+
+/* ---------------------------------------------------------------------------------------
+ * Consumer groups: membership, offsets, administration
+ *
+ * A consumer opened with options.group_id and subscribed with shoal_consumer_subscribe()
+ * is a member of that group: shoald (the coordinator) and the members share each
+ * subscribed topic's partitions so that every partition is owned by exactly one member;
+ * different groups each see every record. The group protocol runs inside shoal_poll() on
+ * a control connection of its own (opened at subscribe): poll heartbeats, learns of
+ * rebalances, calls on_revoked, rejoins, and (as the generation's leader) runs the chosen
+ * assignor, then attaches the new partitions, seeks them to the committed offsets and
+ * calls on_assigned (see shoal_rebalance_cb for eager and cooperative members). A member process
+ * that dies is seen at once (its connection closes). Delivery is at least once: after a rebalance a
+ * partition restarts at its last committed offset.
+ * ------------------------------------------------------------------------------------- */
+
+#define SHOAL_GROUP_ID_MAX 249
+
+/** Check a group id: 1..249 characters of [a-zA-Z0-9._-]. Thread-safety: any thread. */
+SHOAL_EXTERN bool shoal_group_id_is_valid(const char *group_id);
+
+/** Join the consumer's group (options.group_id) with a subscription to n topics. The
+ * partitions arrive during later shoal_poll() calls. A topic that does not exist yet is
+ * kept in the subscription and gets partitions once it is created and a rebalance runs.
+ * @return 0, or SHOAL_EGROUPID (missing or invalid group id), SHOAL_ENAME, SHOAL_EINVAL
+ *         (n == 0, already subscribed, or partitions assigned by hand), SHOAL_ENODAEMON,
+ *         SHOAL_ECLOSED, -ENOMEM. Thread-safety: one thread per consumer handle. */
+SHOAL_EXTERN int shoal_consumer_subscribe(shoal_consumer_t *consumer, const char *const *topics,
+                                          size_t n);
+
+/** An offset to commit: the next offset the group should read (last processed + 1). */
+typedef struct shoal_topic_partition_offset {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} shoal_topic_partition_offset_t;
+
+/** Commit offsets for the consumer's group and wait until they are durable in shoald's
+ * LMDB. offsets NULL with n 0 commits the current position of every assigned partition.
+ * @return 0, or SHOAL_EGENERATION (this member was fenced: its generation is over, e.g.
+ *         after exceeding max_poll_interval_ms; poll to rejoin), SHOAL_ENOTASSIGNED,
+ *         SHOAL_EINVAL (not a group consumer), SHOAL_ENOGROUP, SHOAL_EIO, SHOAL_ECLOSED.
+ * Thread-safety: one thread per consumer handle. */
+SHOAL_EXTERN int shoal_commit_sync(shoal_consumer_t *consumer,
+                                   const shoal_topic_partition_offset_t *offsets, size_t n);
+
+/** As shoal_commit_sync() but without waiting: the request is sent now and its result is
+ * passed to options.on_commit from a later call on this consumer (poll, commit, close).
+ * @return 0 when sent, or the errors of shoal_commit_sync() found before sending. */
+SHOAL_EXTERN int shoal_commit_async(shoal_consumer_t *consumer,
+                                    const shoal_topic_partition_offset_t *offsets, size_t n);
+
+/** Offsets for a topic's partitions stored for a group. */
+typedef struct shoal_group_offset_info {
+    char topic[SHOAL_TOPIC_NAME_MAX + 1];
+    int32_t partition;
+    int64_t committed;      /* -1 when none */
+    int64_t log_end_offset; /* -1 when the topic is gone */
+    int64_t lag;            /* log_end_offset - committed, or -1 */
+} shoal_group_offset_info_t;
+
+typedef struct shoal_group_member_info {
+    char member_id[128];
+    char client_id[128];
+    char instance_id[SHOAL_GROUP_ID_MAX + 1]; /* "" for a dynamic member */
+    int32_t pid;
+    struct shoal_topic_partition *assigned; /* topic strings live in the info */
+    size_t assigned_count;
+} shoal_group_member_info_t;
+
+typedef struct shoal_group_info {
+    char group_id[SHOAL_GROUP_ID_MAX + 1];
+    char state[32];    /* "Empty", "PreparingRebalance", "CompletingRebalance", "Stable" */
+    char protocol[64]; /* the assignor of the current generation, or "" */
+    char leader[128];  /* member id of the leader, or "" */
+    int32_t generation;
+    shoal_group_member_info_t *members;
+    size_t member_count;
+    shoal_group_offset_info_t *offsets; /* sorted by topic, partition */
+    size_t offset_count;
+} shoal_group_info_t;
+
+typedef struct shoal_group_listing {
+    char group_id[SHOAL_GROUP_ID_MAX + 1];
+    char state[32];
+    uint32_t members;
+} shoal_group_listing_t;
+
+/** List the groups shoald knows: those with members and those with committed offsets.
+ * @param[out] out  an array of *n entries sorted by id; free it with shoal_group_list_free().
+ * @return 0, or SHOAL_ECLOSED, SHOAL_EPROTO, -ENOMEM. Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_group_list(shoal_client_t *client, shoal_group_listing_t **out, size_t *n);
+SHOAL_EXTERN void shoal_group_list_free(shoal_group_listing_t *list);
+
+/** Describe a group: state, generation, members with their partitions, and per committed
+ * partition the committed offset, log end offset and lag.
+ * @param[out] out  free with shoal_group_info_free().
+ * @return 0, or SHOAL_EGROUPID, SHOAL_ENOGROUP, SHOAL_ECLOSED, SHOAL_EPROTO, -ENOMEM. */
+SHOAL_EXTERN int shoal_group_describe(shoal_client_t *client, const char *group_id,
+                                      shoal_group_info_t **out);
+SHOAL_EXTERN void shoal_group_info_free(shoal_group_info_t *info);
+
+/** Set a group's committed offsets for every partition of a topic: to the log start
+ * (SHOAL_SEEK_BEGINNING), the log end (SHOAL_SEEK_END) or offset (SHOAL_SEEK_OFFSET). Only
+ * while the group has no members.
+ * @return 0, or SHOAL_EGROUPID, SHOAL_ENOGROUP, SHOAL_EGROUPACTIVE, SHOAL_ENAME,
+ *         SHOAL_ENOTOPIC, SHOAL_EINVAL, SHOAL_EIO, SHOAL_ECLOSED. Thread-safety: any. */
+SHOAL_EXTERN int shoal_group_reset_offsets(shoal_client_t *client, const char *group_id,
+                                           const char *topic, int whence, int64_t offset);
+
+/** Delete a group and its committed offsets. Only while the group has no members.
+ * @return 0, or SHOAL_EGROUPID, SHOAL_ENOGROUP, SHOAL_EGROUPACTIVE, SHOAL_EIO,
+ *         SHOAL_ECLOSED. Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_group_delete(shoal_client_t *client, const char *group_id);
 
 /* ---------------------------------------------------------------------------------------
  * Consumer groups: partition assignors

@@ -142,6 +142,27 @@ out_free:
     return rc;
 }
 
+int client_reconnect(shoal_client_t *c)
+{
+    bool fresh = false;
+    int rc = 0;
+
+    pthread_mutex_lock(&c->mu);
+    if (c->fd < 0) {
+        c->fd = ctlsock_connect(c->socket_path);
+        rc = c->fd < 0 ? c->fd : 0;
+        fresh = rc == 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (fresh && (rc = client_hello(c)) < 0 && c->fd >= 0) {
+        pthread_mutex_lock(&c->mu);
+        close(c->fd);
+        c->fd = -1;
+        pthread_mutex_unlock(&c->mu);
+    }
+    return rc;
+}
+
 void shoal_client_close(shoal_client_t *c)
 {
     if (!c)

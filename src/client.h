@@ -29,6 +29,11 @@ typedef struct client_reply {
 int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep);
 void client_reply_release(client_reply_t *rep);
 
+/* When an earlier call found the connection broken (the daemon restarted), connect again
+ * and say hello; a no-op on a live connection. 0 or the connect/hello error. Used by group
+ * consumers, which outlive a daemon restart. */
+int client_reconnect(shoal_client_t *c);
+
 /* Map partition `partition` of topic (read-only unless writable). cfg may be NULL. */
 int client_attach(shoal_client_t *c, const char *topic, int32_t partition, bool writable,
                   ring_t *ring, shoal_topic_config_t *cfg);

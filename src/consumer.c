@@ -22,6 +22,7 @@
 #include <stdio.h>
 
 #include "client.h"
+#include "group_consumer.h"
 #include "record.h"
 #include "util.h"
 
@@ -43,14 +44,23 @@ struct shoal_consumer {
     shoal_consumer_options_t opts;
     struct consumer_part *parts;
     size_t nparts;
-    size_t next_part; /* where the next poll starts, for fairness */
+    size_t next_part;     /* where the next poll starts, for fairness */
+    struct cgroup *group; /* group membership (group_consumer.c), or NULL */
 };
 
 void shoal_consumer_options_init(shoal_consumer_options_t *o)
 {
+    memset(o, 0, sizeof(*o));
     o->check_crcs = false;
     o->wait = SHOAL_WAIT_DEFAULT;
     o->spin_ns = SHOAL_WAIT_SPIN_NS_DEFAULT;
+    /* consumer groups: Kafka's defaults where they fit a single host */
+    o->session_timeout_ms = 10000;
+    o->max_poll_interval_ms = 300000;
+    o->heartbeat_interval_ms = 100;
+    o->auto_commit = true;
+    o->auto_commit_interval_ms = 5000;
+    o->auto_offset_reset = SHOAL_OFFSET_RESET_LATEST;
 }
 
 int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *opts,
@@ -69,6 +79,13 @@ int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *
         c->opts = *opts;
     else
         shoal_consumer_options_init(&c->opts);
+    if (opts && opts->group_id) {
+        int rc = cgroup_new(&c->group, opts);
+        if (rc < 0) {
+            shoal__free(c);
+            return rc;
+        }
+    }
     *out = c;
     return 0;
 }
@@ -85,6 +102,7 @@ void shoal_consumer_close(shoal_consumer_t *c)
 {
     if (!c)
         return;
+    cgroup_close(c, c->group);
     for (size_t i = 0; i < c->nparts; i++) {
         part_release(&c->parts[i]);
         /* topic strings are shared by a topic's partitions: free each once */
@@ -163,6 +181,8 @@ int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t 
     int rc;
 
     shoal__clear_err();
+    if (cgroup_refuses_assign(c->group))
+        return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed to a group: no manual assign");
     if ((rc = consumer_check_new(c, topic, partitions, n)) < 0)
         return rc;
     if (!(name = shoal__strdup(topic)))
@@ -542,12 +562,59 @@ static int64_t consumer_spin_until(const shoal_consumer_t *c, int64_t now, int64
 
 int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
 {
-    uint32_t seqs[CONSUMER_WAIT_MAX];
-    int64_t deadline = 0; /* read the clock only once there is something to wait for */
     shoal__clear_err();
-
     if (!c || (!out && max))
         return SHOAL_ERR(SHOAL_EINVAL, "poll needs a consumer and an output array");
+    if (c->group)
+        return cgroup_poll(c, c->group, out, max, timeout_ms);
+    return consumer__poll(c, out, max, timeout_ms);
+}
+
+/* ------------------------------------------------------------------ for group_consumer.c */
+
+struct cgroup *consumer__group(shoal_consumer_t *c)
+{
+    return c->group;
+}
+
+shoal_client_t *consumer__client(shoal_consumer_t *c)
+{
+    return c->client;
+}
+
+void consumer__unassign_all(shoal_consumer_t *c)
+{
+    for (size_t i = 0; i < c->nparts; i++) {
+        part_release(&c->parts[i]);
+        if (i == 0 || c->parts[i].topic != c->parts[i - 1].topic)
+            shoal__free(c->parts[i].topic);
+    }
+    c->nparts = 0;
+    c->next_part = 0;
+}
+
+int consumer__unassign_one(shoal_consumer_t *c, const char *topic, int32_t partition)
+{
+    struct consumer_part *cp = consumer_find(c, topic, partition);
+    if (!cp)
+        return SHOAL_ENOPARTITION;
+    part_release(cp);
+    shoal__free(cp->topic);
+    *cp = c->parts[--c->nparts];
+    c->next_part = 0;
+    return 0;
+}
+
+size_t consumer__assigned_count(shoal_consumer_t *c)
+{
+    return c->nparts;
+}
+
+int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
+{
+    uint32_t seqs[CONSUMER_WAIT_MAX];
+    int64_t deadline = 0; /* read the clock only once there is something to wait for */
+
     for (size_t i = 0; i < c->nparts; i++)
         client_segment_close(&c->parts[i].retired);
     for (;;) {

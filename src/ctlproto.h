@@ -21,6 +21,30 @@
  *   OFFSET_FOR_TIME str topic, i32 partition, i64 timestamp (ms, >= 0)
  *                   -> i64 offset: the earliest whose record timestamp is >= the timestamp,
  *                      or the log end offset when no record is that late
+ * Consumer groups (16..31; a "tp" is str topic, i32 partition; "tps" is u32 n, n x tp):
+ *   GROUP_JOIN      str group, str member id ("" when new), str instance id, str client id,
+ *                   i32 session timeout ms, i32 rebalance timeout ms, u32 n, n x str topic,
+ *                   u32 n, n x str assignor, tps owned, i32 owned generation
+ *                   -> i32 generation, str assignor, str leader id, str member id,
+ *                      u32 n members (0 unless leader), each: str member id, str instance id,
+ *                      u32 n, n x str topic, tps owned, i32 owned generation;
+ *                      u32 n topics, each: str topic, u32 partitions
+ *                   (answered when the rebalance's join phase ends)
+ *   GROUP_SYNC      str group, str member id, i32 generation,
+ *                   u32 n (0 unless leader), each: str member id, tps -> tps (own assignment)
+ *                   (answered when the leader's assignment is in)
+ *   GROUP_HEARTBEAT str group, str member id, i32 generation -> (none)
+ *   GROUP_LEAVE     str group, str member id -> (none)
+ *   GROUP_COMMIT    str group, str member id, i32 generation, u32 n, n x (tp, i64 offset)
+ *                   -> (none) (answered once durable; a burst shares one LMDB transaction)
+ *   GROUP_FETCH     str group, str member id, i32 generation, tps
+ *                   -> u32 n, n x (tp, i64 offset or -1)
+ *   GROUP_LIST      (none) -> u32 n, n x (str group, str state, u32 members)
+ *   GROUP_DESCRIBE  str group -> str state, i32 generation, str assignor, str leader,
+ *                   u32 n, n x (str member id, str client id, str instance id, i32 pid, tps),
+ *                   u32 n, n x (tp, i64 committed, i64 log end)
+ *   GROUP_RESET     str group, str topic, u8 whence (shoal_seek_t), i64 offset -> (none)
+ *   GROUP_DELETE    str group -> (none)
  * A topic config is u32 partitions, u32 storage, u64 segment bytes, u32 ring slots,
  * u32 max record bytes, i64 retention ms, i64 retention bytes, i64 segment ms,
  * u32 cleanup policy, i64 flush messages, i64 flush ms, i64 delete retention ms. A partition info
@@ -55,6 +79,16 @@ enum ctl_type {
     CTL_OFFSET_FOR_TIME = 9,
     /* 16..31: consumer groups */
     CTL_GROUP_FIRST_ = 16,
+    CTL_GROUP_JOIN = 16,
+    CTL_GROUP_SYNC = 17,
+    CTL_GROUP_HEARTBEAT = 18,
+    CTL_GROUP_LEAVE = 19,
+    CTL_GROUP_COMMIT = 20,
+    CTL_GROUP_FETCH = 21,
+    CTL_GROUP_LIST = 22,
+    CTL_GROUP_DESCRIBE = 23,
+    CTL_GROUP_RESET = 24,
+    CTL_GROUP_DELETE = 25,
     CTL_TYPE_MAX_ = 32 /* size of the server's handler table */
 };
 

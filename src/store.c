@@ -354,3 +354,206 @@ out_abort:
     mdb_txn_abort(txn);
     return rc;
 }
+
+/* ------------------------------------------------------------------ committed offsets */
+
+#define STORE_OFFSET_VERSION      1
+#define STORE_OFFSET_RECORD_BYTES 24
+#define STORE_OFFSET_KEY_MAX      (2 * (SHOAL_TOPIC_NAME_MAX + 1) + 4)
+
+/* Build the key of (group, topic, partition) into buf. Returns its length or SHOAL_ENAME. */
+static int offset_key(uint8_t buf[STORE_OFFSET_KEY_MAX], const char *group, const char *topic,
+                      int32_t partition)
+{
+    size_t g = strlen(group), t = strlen(topic);
+
+    if (g == 0 || g > SHOAL_TOPIC_NAME_MAX || t == 0 || t > SHOAL_TOPIC_NAME_MAX)
+        return SHOAL_ERR(SHOAL_ENAME, "store: offset key of group %zu, topic %zu bytes", g, t);
+    memcpy(buf, group, g);
+    buf[g] = 0;
+    memcpy(buf + g + 1, topic, t);
+    buf[g + 1 + t] = 0;
+    buf[g + t + 2] = (uint8_t)((uint32_t)partition >> 24);
+    buf[g + t + 3] = (uint8_t)((uint32_t)partition >> 16);
+    buf[g + t + 4] = (uint8_t)((uint32_t)partition >> 8);
+    buf[g + t + 5] = (uint8_t)partition;
+    return (int)(g + t + 6);
+}
+
+int store_offsets_put(store_t *st, const store_offset_t *offs, size_t n)
+{
+    uint8_t kbuf[STORE_OFFSET_KEY_MAX], rec[STORE_OFFSET_RECORD_BYTES];
+    int64_t now = shoal__now_ms();
+    MDB_txn *txn;
+    int rc;
+
+    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc != 0)
+        return store_err(rc, "begin transaction");
+    for (size_t i = 0; i < n; i++) {
+        MDB_val key, val = {.mv_size = sizeof(rec), .mv_data = rec};
+        int klen = offset_key(kbuf, offs[i].group, offs[i].topic, offs[i].partition);
+        if (klen < 0) {
+            mdb_txn_abort(txn);
+            return klen;
+        }
+        key.mv_data = kbuf;
+        key.mv_size = (size_t)klen;
+        memset(rec, 0, sizeof(rec));
+        rec[0] = STORE_OFFSET_VERSION;
+        put_le64(rec + 8, (uint64_t)offs[i].offset);
+        put_le64(rec + 16, (uint64_t)now);
+        rc = mdb_put(txn, st->offsets, &key, &val, 0);
+        if (rc != 0) {
+            mdb_txn_abort(txn);
+            return store_err(rc, "put offset");
+        }
+    }
+    rc = mdb_txn_commit(txn);
+    return rc == 0 ? 0 : store_err(rc, "commit offsets");
+}
+
+static int offset_decode(const MDB_val *val, int64_t *offset)
+{
+    const uint8_t *p = val->mv_data;
+    if (val->mv_size != STORE_OFFSET_RECORD_BYTES || p[0] != STORE_OFFSET_VERSION)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "store: offset record of %zu bytes, version %u",
+                         val->mv_size, val->mv_size ? (unsigned)p[0] : 0u);
+    *offset = (int64_t)get_le64(p + 8);
+    return 0;
+}
+
+int store_offset_get(store_t *st, const char *group, const char *topic, int32_t partition,
+                     int64_t *offset)
+{
+    uint8_t kbuf[STORE_OFFSET_KEY_MAX];
+    MDB_val key, val;
+    MDB_txn *txn;
+    int klen = offset_key(kbuf, group, topic, partition), rc;
+
+    if (klen < 0)
+        return klen;
+    key.mv_data = kbuf;
+    key.mv_size = (size_t)klen;
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0)
+        return store_err(rc, "begin transaction");
+    rc = mdb_get(txn, st->offsets, &key, &val);
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    else if (rc != 0)
+        rc = store_err(rc, "get offset");
+    else
+        rc = offset_decode(&val, offset) < 0 ? SHOAL_ECORRUPT : 1;
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* Split a key into its parts (copied into the caller's buffers). */
+static int offset_key_split(const MDB_val *key, char *group, char *topic, int32_t *partition)
+{
+    const uint8_t *p = key->mv_data;
+    const uint8_t *g_end, *t_end;
+    size_t n = key->mv_size;
+
+    g_end = n > 4 ? memchr(p, 0, n - 4) : NULL;
+    t_end = g_end ? memchr(g_end + 1, 0, (size_t)(p + n - 4 - (g_end + 1))) : NULL;
+    if (!g_end || !t_end || t_end + 5 != p + n || g_end == p || t_end == g_end + 1 ||
+        g_end - p > SHOAL_TOPIC_NAME_MAX || t_end - g_end - 1 > SHOAL_TOPIC_NAME_MAX)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "store: malformed offset key of %zu bytes", n);
+    memcpy(group, p, (size_t)(g_end - p));
+    group[g_end - p] = '\0';
+    memcpy(topic, g_end + 1, (size_t)(t_end - g_end - 1));
+    topic[t_end - g_end - 1] = '\0';
+    *partition = (int32_t)(((uint32_t)t_end[1] << 24) | ((uint32_t)t_end[2] << 16) |
+                           ((uint32_t)t_end[3] << 8) | t_end[4]);
+    return 0;
+}
+
+/* Walk the offsets whose key starts with prefix (plen bytes). cb NULL deletes them (txn must
+ * be a write transaction); returns cb's non-zero value, the count deleted, or an error. */
+static int offset_walk(store_t *st, MDB_txn *txn, const uint8_t *prefix, size_t plen,
+                       store_offset_cb cb, void *arg)
+{
+    char group[SHOAL_TOPIC_NAME_MAX + 1], topic[SHOAL_TOPIC_NAME_MAX + 1];
+    MDB_val key = {.mv_size = plen, .mv_data = (void *)prefix}, val;
+    MDB_cursor *cur;
+    int rc, count = 0;
+
+    rc = mdb_cursor_open(txn, st->offsets, &cur);
+    if (rc != 0)
+        return store_err(rc, "open cursor");
+    rc = plen ? mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE)
+              : mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        int32_t partition = 0;
+        int64_t offset = 0;
+        if (key.mv_size < plen || memcmp(key.mv_data, prefix, plen) != 0)
+            break;
+        if (!cb) {
+            if ((rc = mdb_cursor_del(cur, 0)) != 0)
+                break;
+            count++;
+            continue;
+        }
+        if ((rc = offset_key_split(&key, group, topic, &partition)) < 0 ||
+            (rc = offset_decode(&val, &offset)) < 0 ||
+            (rc = cb(arg, group, topic, partition, offset)) != 0)
+            goto out;
+    }
+    rc = (rc == 0 || rc == MDB_NOTFOUND) ? count : store_err(rc, "offset cursor");
+out:
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+static size_t offset_prefix(uint8_t *buf, const char *group, const char *topic)
+{
+    size_t n = 0;
+    if (!group)
+        return 0;
+    memcpy(buf, group, strlen(group) + 1);
+    n = strlen(group) + 1;
+    if (topic) {
+        memcpy(buf + n, topic, strlen(topic) + 1);
+        n += strlen(topic) + 1;
+    }
+    return n;
+}
+
+int store_offset_foreach(store_t *st, const char *group, store_offset_cb cb, void *arg)
+{
+    uint8_t prefix[STORE_OFFSET_KEY_MAX];
+    MDB_txn *txn;
+    int rc;
+
+    if (group && (!*group || strlen(group) > SHOAL_TOPIC_NAME_MAX))
+        return SHOAL_ERR(SHOAL_ENAME, "store: bad group id");
+    rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0)
+        return store_err(rc, "begin transaction");
+    rc = offset_walk(st, txn, prefix, offset_prefix(prefix, group, NULL), cb, arg);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int store_offsets_delete(store_t *st, const char *group, const char *topic)
+{
+    uint8_t prefix[STORE_OFFSET_KEY_MAX];
+    MDB_txn *txn;
+    int rc, count;
+
+    if (!group || !*group || strlen(group) > SHOAL_TOPIC_NAME_MAX ||
+        (topic && (!*topic || strlen(topic) > SHOAL_TOPIC_NAME_MAX)))
+        return SHOAL_ERR(SHOAL_ENAME, "store: bad group id or topic");
+    rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+    if (rc != 0)
+        return store_err(rc, "begin transaction");
+    count = offset_walk(st, txn, prefix, offset_prefix(prefix, group, topic), NULL, NULL);
+    if (count < 0) {
+        mdb_txn_abort(txn);
+        return count;
+    }
+    rc = mdb_txn_commit(txn);
+    return rc == 0 ? count : store_err(rc, "commit");
+}

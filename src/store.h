@@ -41,4 +41,29 @@ int store_topic_foreach(store_t *st, store_topic_cb cb, void *arg);
 void store_topic_encode(uint8_t out[STORE_TOPIC_RECORD_BYTES], const shoal_topic_config_t *cfg);
 int store_topic_decode(const uint8_t *in, size_t len, shoal_topic_config_t *cfg);
 
+/* ------------------------------------------------------------------ committed offsets
+ * Key: group bytes, NUL, topic bytes, NUL, be32 partition (so a cursor walks a group's
+ * offsets in topic, partition order). Value: u8 version (1), u8[7] 0, le64 offset,
+ * le64 commit time in ms since the epoch. */
+typedef struct store_offset {
+    const char *group;
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} store_offset_t;
+
+/* Write n offsets in one durable transaction. */
+int store_offsets_put(store_t *st, const store_offset_t *offs, size_t n);
+/* 1 with *offset set when stored, 0 when not, or a negative code. */
+int store_offset_get(store_t *st, const char *group, const char *topic, int32_t partition,
+                     int64_t *offset);
+typedef int (*store_offset_cb)(void *arg, const char *group, const char *topic, int32_t partition,
+                               int64_t offset);
+/* Every stored offset of group (NULL: of every group) in key order; stops at a non-zero cb
+ * value and returns it. */
+int store_offset_foreach(store_t *st, const char *group, store_offset_cb cb, void *arg);
+/* Delete the group's offsets (of one topic when topic is not NULL). Durable on return.
+ * Returns how many were deleted or a negative code. */
+int store_offsets_delete(store_t *st, const char *group, const char *topic);
+
 #endif

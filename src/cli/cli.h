@@ -109,5 +109,10 @@ int cli_topic_delete(cli_t *cli, int argc, char **argv);
 int cli_produce(cli_t *cli, int argc, char **argv);
 int cli_consume(cli_t *cli, int argc, char **argv);
 int cli_dump(cli_t *cli, int argc, char **argv);
+/* Defined in group.c. */
+int cli_group_list(cli_t *cli, int argc, char **argv);
+int cli_group_describe(cli_t *cli, int argc, char **argv);
+int cli_group_reset_offsets(cli_t *cli, int argc, char **argv);
+int cli_group_delete(cli_t *cli, int argc, char **argv);
 
 #endif

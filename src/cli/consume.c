@@ -30,6 +30,7 @@ enum {
     OPT_TIMEOUT_MS,
     OPT_FORMAT,
     OPT_FROM_TIMESTAMP,
+    OPT_GROUP,
 };
 
 typedef struct consume {
@@ -41,6 +42,7 @@ typedef struct consume {
     int64_t max_messages; /* -1: no limit */
     int64_t timeout_ms;   /* -1: follow for ever */
     const char *format;
+    const char *group; /* --group: join this consumer group instead of reading everything */
     shoal_consumer_t *consumer;
     int64_t count; /* records printed */
 } consume_t;
@@ -73,6 +75,8 @@ static void consume_parse_option(consume_t *cs, cli_t *cli, int opt, const char 
         cs->max_messages = (int64_t)cli_parse_uint(cli, "--max-messages", arg, INT64_MAX);
     } else if (opt == OPT_TIMEOUT_MS) {
         cs->timeout_ms = (int64_t)cli_parse_uint(cli, "--timeout-ms", arg, INT32_MAX);
+    } else if (opt == OPT_GROUP) {
+        cs->group = arg;
     } else if (opt == OPT_FORMAT) {
         if (cli_format_check(arg, err, sizeof(err)) != 0)
             cli_usage_fail(cli, "invalid --format '%s': %s", arg, err);
@@ -90,6 +94,7 @@ static void consume_parse(cli_t *cli, int argc, char **argv, consume_t *cs)
         {"timeout-ms", required_argument, NULL, OPT_TIMEOUT_MS},
         {"format", required_argument, NULL, OPT_FORMAT},
         {"from-timestamp", required_argument, NULL, OPT_FROM_TIMESTAMP},
+        {"group", required_argument, NULL, OPT_GROUP},
         CLI_COMMON_OPTIONS,
         {0},
     };
@@ -99,6 +104,10 @@ static void consume_parse(cli_t *cli, int argc, char **argv, consume_t *cs)
         consume_parse_option(cs, cli, opt, optarg);
     cli_expect_args(cli, argc, argv, 1);
     cs->topic = argv[cli->optind];
+    if (cs->group && (cs->partition >= 0 || cs->whence == SHOAL_SEEK_OFFSET ||
+                      cs->whence == SHOAL_SEEK_TIMESTAMP))
+        cli_usage_fail(cli, "--group shares the partitions itself and starts at its committed "
+                            "offsets: no --partition, --offset or --from-timestamp");
 }
 
 /* ------------------------------------------------------------------ loop */
@@ -172,6 +181,27 @@ static int consume_loop(consume_t *cs)
 
 /* ------------------------------------------------------------------ command */
 
+/* Join the group: partitions come from the coordinator; without a committed offset a
+ * partition starts at its log end, or at its log start with --from-beginning. Offsets are
+ * auto-committed and committed once more when the consumer closes. */
+static int consume_open_group(consume_t *cs, shoal_client_t *client)
+{
+    shoal_consumer_options_t o;
+    const char *topics[] = {cs->topic};
+    int rc;
+
+    shoal_consumer_options_init(&o);
+    o.group_id = cs->group;
+    o.client_id = "shoal-cli";
+    o.auto_offset_reset = cs->whence == SHOAL_SEEK_BEGINNING ? SHOAL_OFFSET_RESET_EARLIEST
+                                                             : SHOAL_OFFSET_RESET_LATEST;
+    if ((rc = shoal_consumer_open(client, &o, &cs->consumer)) < 0)
+        return cli_fail(cs->cli, rc, "consume '%s' in group '%s'", cs->topic, cs->group);
+    if ((rc = shoal_consumer_subscribe(cs->consumer, topics, 1)) < 0)
+        return cli_fail(cs->cli, rc, "consume '%s' in group '%s'", cs->topic, cs->group);
+    return 0;
+}
+
 static int consume_open(consume_t *cs, shoal_client_t *client)
 {
     int32_t one = cs->partition;
@@ -212,7 +242,7 @@ int cli_consume(cli_t *cli, int argc, char **argv)
     if ((rc = cli_connect(cli, &client)) != 0)
         return rc;
     cli_catch_signals(true);
-    rc = consume_open(&cs, client);
+    rc = cs.group ? consume_open_group(&cs, client) : consume_open(&cs, client);
     if (rc == 0)
         rc = consume_loop(&cs);
     fflush(stdout);

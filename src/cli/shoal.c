@@ -58,7 +58,8 @@ static const cli_command_t cli_commands[] = {
      "Lines already read are sent together as batches. Prints the count to stderr at the\n"
      "end; on the first error it reports how many records were written and exits 1.\n"},
     {NULL, "consume", cli_consume,
-     "consume NAME [--partition N] [--from-beginning | --offset N | --from-timestamp MS] "
+     "consume NAME [--group G] [--partition N] [--from-beginning | --offset N | "
+     "--from-timestamp MS] "
      "[--max-messages N] [--timeout-ms T] [--format FMT]",
      "Print records of every partition (or of partition N) as they arrive.\n"
      "  --from-beginning   start at each partition's log start (default: at the end,\n"
@@ -67,6 +68,10 @@ static const cli_command_t cli_commands[] = {
      "  --from-timestamp MS\n"
      "                     start at each partition's first record whose timestamp is at\n"
      "                     or after MS (ms since the epoch); at the end when none is\n"
+     "  --group G          join consumer group G: the group's members share the\n"
+     "                     partitions; each starts at the group's committed offset (else\n"
+     "                     at the end, or at the start with --from-beginning); offsets\n"
+     "                     are committed every 5 s and at exit\n"
      "  --max-messages N   exit after N records\n"
      "  --timeout-ms T     exit when nothing new arrived for T ms (default: follow for ever)\n"
      "  --format FMT       how to print a record (default '%v\\n'):\n"
@@ -96,6 +101,18 @@ static const cli_command_t cli_commands[] = {
      "                 compressed batches are not decoded\n"
      "  --max N        print only the first N batches or entries (checks cover the whole file)\n"
      "Without --verify the status is 0 whenever the file could be read.\n"},
+    {"group", "list", cli_group_list, "group list",
+     "Print each consumer group: id, state and number of members.\n"},
+    {"group", "describe", cli_group_describe, "group describe GROUP",
+     "Print a group's state, generation, assignor and members (client id, pid, assigned\n"
+     "partitions), then per partition the committed offset, log end offset and lag.\n"},
+    {"group", "reset-offsets", cli_group_reset_offsets,
+     "group reset-offsets GROUP --topic T (--to-earliest | --to-latest | --to-offset N)",
+     "Set the group's committed offsets for every partition of topic T: to the log start,\n"
+     "the log end, or offset N (clamped into each partition's range). Only while the group\n"
+     "has no active members.\n"},
+    {"group", "delete", cli_group_delete, "group delete GROUP",
+     "Delete a group and its committed offsets. Only while it has no active members.\n"},
     {NULL, "help", cli_help, "help [COMMAND]", "Print the usage of shoal or of one command.\n"},
 };
 

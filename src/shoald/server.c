@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "ctlsock.h"
+#include "group.h"
 #include "log.h"
 #include "util.h"
 
@@ -29,6 +30,7 @@
 
 struct conn {
     int fd;
+    uint64_t id; /* for requests answered later (server_req_t) */
     size_t slot; /* index in server.conns */
     pid_t pid;
     uid_t uid;
@@ -47,6 +49,10 @@ struct server {
     struct conn *conns[SERVER_MAX_CONNS];
     ctl_writer_t out;
     ctl_writer_t body;
+    uint64_t next_conn_id;
+    group_coord_t *groups;
+    uint16_t cur_type; /* the request being dispatched */
+    uint32_t cur_seq;
 };
 
 typedef int (*handler_fn)(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds);
@@ -273,6 +279,15 @@ static int on_offset_for_time(server_t *s, struct conn *c, ctl_reader_t *r, int 
     return 0;
 }
 
+/* Consumer group requests go to the coordinator (group.c), which may park them. */
+static int on_group(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
+{
+    server_req_t req = {.conn_id = c->id, .pid = c->pid, .type = s->cur_type, .seq = s->cur_seq};
+    (void)fds;
+    (void)nfds;
+    return group_handle(s->groups, &req, r, &s->body);
+}
+
 static const handler_fn handlers[CTL_TYPE_MAX_] = {
     [CTL_HELLO] = on_hello,
     [CTL_TOPIC_CREATE] = on_topic_create,
@@ -283,12 +298,23 @@ static const handler_fn handlers[CTL_TYPE_MAX_] = {
     [CTL_ATTACH] = on_attach,
     [CTL_SEGMENT_OPEN] = on_segment_open,
     [CTL_OFFSET_FOR_TIME] = on_offset_for_time,
+    [CTL_GROUP_JOIN] = on_group,
+    [CTL_GROUP_SYNC] = on_group,
+    [CTL_GROUP_HEARTBEAT] = on_group,
+    [CTL_GROUP_LEAVE] = on_group,
+    [CTL_GROUP_COMMIT] = on_group,
+    [CTL_GROUP_FETCH] = on_group,
+    [CTL_GROUP_LIST] = on_group,
+    [CTL_GROUP_DESCRIBE] = on_group,
+    [CTL_GROUP_RESET] = on_group,
+    [CTL_GROUP_DELETE] = on_group,
 };
 
 /* ------------------------------------------------------------------ connections */
 
 static void conn_close(server_t *s, struct conn *c)
 {
+    group_conn_closed(s->groups, c->id); /* a member's connection is its liveness */
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     s->conns[c->slot] = s->conns[--s->nconns];
@@ -304,6 +330,8 @@ static int dispatch(server_t *s, struct conn *c, const ctl_header_t *h, const ui
     ctl_reader_init(&r, payload, h->len);
     s->body.len = 0;
     s->body.err = 0;
+    s->cur_type = h->type;
+    s->cur_seq = h->seq;
     shoal__clear_err();
     if (h->type >= CTL_TYPE_MAX_ || !handlers[h->type])
         return SHOAL_ERR(SHOAL_EPROTO, "unknown request type %u", h->type);
@@ -321,6 +349,8 @@ static int conn_answer(server_t *s, struct conn *c, const ctl_header_t *h, const
     int status = dispatch(s, c, h, payload, fds, &nfds);
     int rc;
 
+    if (status == SERVER_PARKED)
+        return 0;
     if (status == 0 && s->body.err)
         status = s->body.err;
     ctl_response_begin(&s->out, h->type, h->seq, status,
@@ -432,6 +462,7 @@ static void server_accept(server_t *s)
             continue;
         }
         c->fd = fd;
+        c->id = ++s->next_conn_id;
         if (ctlsock_peer_cred(fd, &c->pid, &c->uid, &c->gid) == 0)
             c->allowed = peer_allowed(s, fd, c);
         ev.data.ptr = c;
@@ -469,6 +500,7 @@ int server_open(server_t **out, broker_t *b)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     server_t *s = shoal__calloc(1, sizeof(*s));
+    int grc;
 
     *out = NULL;
     if (!s)
@@ -490,6 +522,10 @@ int server_open(server_t **out, broker_t *b)
         int rc = -errno;
         server_close(s);
         return rc;
+    }
+    if ((grc = group_coord_open(&s->groups, s, b)) < 0) {
+        server_close(s);
+        return grc;
     }
     *out = s;
     return 0;
@@ -520,8 +556,29 @@ int server_run(server_t *s, volatile sig_atomic_t *stop, int wake_fd, void (*on_
             if (rc < 0)
                 conn_close(s, c);
         }
+        group_tick(s->groups, shoal__mono_ns()); /* commit batches, timeouts */
     }
     return 0;
+}
+
+void server_reply(server_t *s, const server_req_t *req, int status, const char *detail,
+                  const ctl_writer_t *body)
+{
+    struct conn *c = NULL;
+
+    for (size_t i = 0; i < s->nconns && !c; i++)
+        if (s->conns[i]->id == req->conn_id)
+            c = s->conns[i];
+    if (!c)
+        return;
+    if (status == 0 && body && body->err)
+        status = body->err;
+    ctl_response_begin(&s->out, req->type, req->seq, status,
+                       status < 0 ? (detail && *detail ? detail : shoal_strerror(status)) : NULL);
+    if (status == 0 && body)
+        ctl_put_raw(&s->out, body->buf, body->len);
+    if (ctl_frame_end(&s->out) == 0)
+        ctlsock_send(c->fd, s->out.buf, s->out.len, NULL, 0);
 }
 
 size_t server_client_count(const server_t *s)
@@ -535,6 +592,7 @@ void server_close(server_t *s)
         return;
     while (s->nconns > 0)
         conn_close(s, s->conns[s->nconns - 1]);
+    group_coord_close(s->groups);
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
         unlink(s->b->socket_path);

@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include "broker.h"
+#include "ctlproto.h"
 
 typedef struct server server_t;
 
@@ -21,5 +22,23 @@ void server_close(server_t *s);
 int server_set_access(server_t *s);
 /* Counters for status lines. */
 size_t server_client_count(const server_t *s);
+
+/* A request whose response is sent later: consumer groups (group.c) park JoinGroup and
+ * SyncGroup until the rebalance gets there, and commits until their batch is durable. */
+typedef struct server_req {
+    uint64_t conn_id; /* connections are numbered from 1, never reused */
+    pid_t pid;
+    uint16_t type;
+    uint32_t seq;
+} server_req_t;
+
+/* Returned by a handler that will answer with server_reply() instead. */
+#define SERVER_PARKED 1
+
+/* Answer a parked request: status, a detail (NULL: shoal_strerror(status) when failing)
+ * and, on status 0, the response fields in body (may be NULL). Dropped quietly when the
+ * connection has closed meanwhile. */
+void server_reply(server_t *s, const server_req_t *req, int status, const char *detail,
+                  const ctl_writer_t *body);
 
 #endif

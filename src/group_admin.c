@@ -1,0 +1,221 @@
+/* group_admin.c - consumer group administration over the client's control connection:
+ * list, describe (members, committed offsets, lag), reset offsets, delete. */
+#include <errno.h>
+#include <stdio.h>
+
+#include "client.h"
+#include "util.h"
+
+static int check_group(const char *id)
+{
+    if (!shoal_group_id_is_valid(id))
+        return SHOAL_ERR(SHOAL_EGROUPID, "invalid group id '%.260s'", id ? id : "(null)");
+    return 0;
+}
+
+void shoal_group_list_free(shoal_group_listing_t *list)
+{
+    shoal__free(list);
+}
+
+int shoal_group_list(shoal_client_t *c, shoal_group_listing_t **out, size_t *n)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    shoal_group_listing_t *v;
+    uint32_t count;
+    int rc;
+
+    shoal__clear_err();
+    *out = NULL;
+    *n = 0;
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_LIST, 0);
+    rc = client_call(c, &w, &rep);
+    ctl_writer_release(&w);
+    if (rc < 0)
+        return rc;
+    count = ctl_get_u32(&rep.r);
+    if (rep.r.err || count > CTL_MAX_PAYLOAD / 8) {
+        client_reply_release(&rep);
+        return SHOAL_ERR(SHOAL_EPROTO, "bad group count");
+    }
+    if (!(v = shoal__calloc(count ? count : 1, sizeof(*v)))) {
+        client_reply_release(&rep);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        ctl_get_str(&rep.r, v[i].group_id, sizeof(v[i].group_id));
+        ctl_get_str(&rep.r, v[i].state, sizeof(v[i].state));
+        v[i].members = ctl_get_u32(&rep.r);
+    }
+    rc = ctl_reader_finish(&rep.r);
+    client_reply_release(&rep);
+    if (rc < 0) {
+        shoal__free(v);
+        return SHOAL_ERR(rc, "malformed group list response");
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+void shoal_group_info_free(shoal_group_info_t *info)
+{
+    if (!info)
+        return;
+    for (size_t i = 0; i < info->member_count; i++) {
+        for (size_t k = 0; k < info->members[i].assigned_count; k++)
+            shoal__free((char *)info->members[i].assigned[k].topic);
+        shoal__free(info->members[i].assigned);
+    }
+    shoal__free(info->members);
+    shoal__free(info->offsets);
+    shoal__free(info);
+}
+
+static int read_member(ctl_reader_t *r, shoal_group_member_info_t *m)
+{
+    uint32_t n;
+    ctl_get_str(r, m->member_id, sizeof(m->member_id));
+    ctl_get_str(r, m->client_id, sizeof(m->client_id));
+    ctl_get_str(r, m->instance_id, sizeof(m->instance_id));
+    m->pid = ctl_get_i32(r);
+    n = ctl_get_u32(r);
+    if (r->err || n > SHOAL_PARTITIONS_MAX * 64)
+        return SHOAL_EPROTO;
+    if (!(m->assigned = shoal__calloc(n ? n : 1, sizeof(*m->assigned))))
+        return -ENOMEM;
+    for (uint32_t k = 0; k < n; k++) {
+        char topic[SHOAL_TOPIC_NAME_MAX + 1];
+        char *t;
+        ctl_get_str(r, topic, sizeof(topic));
+        m->assigned[k].partition = ctl_get_i32(r);
+        if (r->err)
+            return SHOAL_EPROTO;
+        if (!(t = shoal__strdup(topic)))
+            return -ENOMEM;
+        m->assigned[k].topic = t;
+        m->assigned_count = k + 1;
+    }
+    return 0;
+}
+
+static int read_group_info(ctl_reader_t *r, shoal_group_info_t *info)
+{
+    uint32_t n;
+    int rc;
+
+    ctl_get_str(r, info->state, sizeof(info->state));
+    info->generation = ctl_get_i32(r);
+    ctl_get_str(r, info->protocol, sizeof(info->protocol));
+    ctl_get_str(r, info->leader, sizeof(info->leader));
+    n = ctl_get_u32(r);
+    if (r->err || n > 65536 || !(info->members = shoal__calloc(n ? n : 1, sizeof(*info->members))))
+        return r->err || n > 65536 ? SHOAL_EPROTO : -ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        info->member_count = i + 1;
+        if ((rc = read_member(r, &info->members[i])) < 0)
+            return rc;
+    }
+    n = ctl_get_u32(r);
+    if (r->err || n > 1u << 20 ||
+        !(info->offsets = shoal__calloc(n ? n : 1, sizeof(*info->offsets))))
+        return r->err || n > 1u << 20 ? SHOAL_EPROTO : -ENOMEM;
+    info->offset_count = n;
+    for (uint32_t i = 0; i < n; i++) {
+        shoal_group_offset_info_t *o = &info->offsets[i];
+        ctl_get_str(r, o->topic, sizeof(o->topic));
+        o->partition = ctl_get_i32(r);
+        o->committed = ctl_get_i64(r);
+        o->log_end_offset = ctl_get_i64(r);
+        o->lag = (o->committed >= 0 && o->log_end_offset >= 0)
+                     ? SHOAL_MAX(0, o->log_end_offset - o->committed)
+                     : -1;
+    }
+    return ctl_reader_finish(r);
+}
+
+int shoal_group_describe(shoal_client_t *c, const char *group_id, shoal_group_info_t **out)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    shoal_group_info_t *info;
+    int rc;
+
+    shoal__clear_err();
+    *out = NULL;
+    if ((rc = check_group(group_id)) < 0)
+        return rc;
+    if (!(info = shoal__calloc(1, sizeof(*info))))
+        return -ENOMEM;
+    snprintf(info->group_id, sizeof(info->group_id), "%s", group_id);
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_DESCRIBE, 0);
+    ctl_put_str(&w, group_id);
+    rc = client_call(c, &w, &rep);
+    ctl_writer_release(&w);
+    if (rc == 0) {
+        rc = read_group_info(&rep.r, info);
+        if (rc == SHOAL_EPROTO)
+            SHOAL_ERR(rc, "malformed group describe response");
+        client_reply_release(&rep);
+    }
+    if (rc < 0) {
+        shoal_group_info_free(info);
+        return rc;
+    }
+    *out = info;
+    return 0;
+}
+
+int shoal_group_reset_offsets(shoal_client_t *c, const char *group_id, const char *topic,
+                              int whence, int64_t offset)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    int rc;
+
+    shoal__clear_err();
+    if ((rc = check_group(group_id)) < 0)
+        return rc;
+    if (!shoal_topic_name_is_valid(topic))
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic ? topic : "(null)");
+    if (whence < SHOAL_SEEK_BEGINNING || whence > SHOAL_SEEK_OFFSET ||
+        (whence == SHOAL_SEEK_OFFSET && offset < 0))
+        return SHOAL_ERR(SHOAL_EINVAL, "reset to mode %d offset %lld", whence, (long long)offset);
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_RESET, 0);
+    ctl_put_str(&w, group_id);
+    ctl_put_str(&w, topic);
+    ctl_put_u8(&w, (uint8_t)whence);
+    ctl_put_i64(&w, offset);
+    rc = client_call(c, &w, &rep);
+    ctl_writer_release(&w);
+    if (rc == 0) {
+        rc = ctl_reader_finish(&rep.r);
+        client_reply_release(&rep);
+    }
+    return rc;
+}
+
+int shoal_group_delete(shoal_client_t *c, const char *group_id)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    int rc;
+
+    shoal__clear_err();
+    if ((rc = check_group(group_id)) < 0)
+        return rc;
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_DELETE, 0);
+    ctl_put_str(&w, group_id);
+    rc = client_call(c, &w, &rep);
+    ctl_writer_release(&w);
+    if (rc == 0) {
+        rc = ctl_reader_finish(&rep.r);
+        client_reply_release(&rep);
+    }
+    return rc;
+}

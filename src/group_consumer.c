@@ -1,0 +1,994 @@
+/* group_consumer.c - a consumer's membership in a consumer group: subscribe, the group
+ * protocol run from inside shoal_poll(), commits.
+ *
+ * DESIGN: Kafka's poll-driven client. A subscribed consumer opens a control connection of
+ * its own to shoald; the group protocol runs on it and nothing else does. That connection
+ * is the member's liveness (shoald sees it close the moment the process dies), and since
+ * JoinGroup and SyncGroup are long-polls that shoald answers only when the rebalance gets
+ * there, a dedicated connection lets them wait without holding the shared client's mutex
+ * (attaches and segment lookups of other consumers on the same client go on).
+ *
+ * Each shoal_poll() first does the protocol work that is due, then reads for at most one
+ * heartbeat interval at a time:
+ *  - heartbeat every heartbeat_interval_ms. SHOAL_EREBALANCE means rejoin; SHOAL_EGENERATION
+ *    means this member was removed (session timeout, max poll interval): its partitions
+ *    are lost (on_revoked, no commit) and it joins again as a new member.
+ *  - rejoin: with auto-commit, commit the positions; on_revoked; detach every partition
+ *    (eager protocol); JoinGroup (blocks until the join phase ends); the leader runs the
+ *    assignor over the members' subscriptions; SyncGroup; attach the assignment, seek each
+ *    partition to its committed offset (or per auto_offset_reset); on_assigned.
+ *  - auto-commit every auto_commit_interval_ms: the positions, i.e. everything returned by
+ *    earlier polls (at least once).
+ * Asynchronous commits are sent at once; their responses are read, in order, before the
+ * next request on the connection, and handed to on_commit. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "assign.h"
+#include "client.h"
+#include "ctlsock.h"
+#include "group_consumer.h"
+#include "util.h"
+
+#define CGROUP_ASYNC_MAX      64
+#define CGROUP_JOIN_MARGIN_MS 10000
+#define CGROUP_CALL_MS        30000
+
+struct ctp {
+    char *topic;
+    int32_t partition;
+};
+
+struct cgroup {
+    char group_id[SHOAL_GROUP_ID_MAX + 1];
+    char client_id[128];
+    char instance_id[SHOAL_GROUP_ID_MAX + 1];
+    int32_t session_ms, max_poll_ms, heartbeat_ms, auto_commit_ms;
+    bool auto_commit;
+    uint32_t reset;
+    const shoal_assignor_t **assignors;
+    size_t nassignors;
+    shoal_rebalance_cb on_assigned, on_revoked;
+    shoal_commit_cb on_commit;
+    void *cb_arg;
+
+    shoal_client_t *conn; /* the group connection, NULL until subscribe */
+    char **topics;        /* the subscription */
+    size_t ntopics;
+    char member_id[128];
+    int32_t generation; /* -1 while not a member */
+    bool need_join;
+    bool attached;        /* the assignment is attached to the consumer */
+    bool follow_up;       /* leader: a cooperative assignor withheld partitions */
+    bool attaching;       /* inside attach_assignment() */
+    struct ctp *assigned; /* what this member owns now */
+    size_t nassigned;
+    int32_t owned_generation;
+    int64_t last_heartbeat_ns, last_commit_ns;
+    uint32_t async_seqs[CGROUP_ASYNC_MAX];
+    size_t nasync;
+};
+
+bool shoal_group_id_is_valid(const char *id)
+{
+    return shoal_topic_name_is_valid(id);
+}
+
+static int64_t ms_since(int64_t then_ns)
+{
+    return (shoal__mono_ns() - then_ns) / 1000000;
+}
+
+/* ------------------------------------------------------------------ setup */
+
+int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o)
+{
+    struct cgroup *g;
+    *out = NULL;
+    if (!shoal_group_id_is_valid(o->group_id))
+        return SHOAL_ERR(SHOAL_EGROUPID, "invalid group id '%.260s'", o->group_id);
+    if (o->group_instance_id && !shoal_group_id_is_valid(o->group_instance_id))
+        return SHOAL_ERR(SHOAL_EINVAL, "invalid group instance id '%.260s'", o->group_instance_id);
+    if (o->session_timeout_ms <= 0 || o->max_poll_interval_ms <= 0 ||
+        o->heartbeat_interval_ms <= 0 || o->auto_commit_interval_ms <= 0 ||
+        o->auto_offset_reset > SHOAL_OFFSET_RESET_EARLIEST || (o->assignor_count && !o->assignors))
+        return SHOAL_ERR(SHOAL_EINVAL, "consumer group timeouts must be > 0 (use "
+                                       "shoal_consumer_options_init)");
+    if (!(g = shoal__calloc(1, sizeof(*g))))
+        return -ENOMEM;
+    snprintf(g->group_id, sizeof(g->group_id), "%s", o->group_id);
+    snprintf(g->client_id, sizeof(g->client_id), "%.64s", o->client_id ? o->client_id : "shoal");
+    snprintf(g->instance_id, sizeof(g->instance_id), "%s",
+             o->group_instance_id ? o->group_instance_id : "");
+    g->session_ms = o->session_timeout_ms;
+    g->max_poll_ms = o->max_poll_interval_ms;
+    g->heartbeat_ms = o->heartbeat_interval_ms;
+    g->auto_commit_ms = o->auto_commit_interval_ms;
+    g->auto_commit = o->auto_commit;
+    g->reset = o->auto_offset_reset;
+    g->on_assigned = o->on_assigned;
+    g->on_revoked = o->on_revoked;
+    g->on_commit = o->on_commit;
+    g->cb_arg = o->cb_arg;
+    g->generation = -1;
+    g->owned_generation = -1;
+    g->nassignors = o->assignor_count ? o->assignor_count : 1;
+    if (!(g->assignors = shoal__calloc(g->nassignors, sizeof(*g->assignors)))) {
+        shoal__free(g);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < g->nassignors; i++) {
+        g->assignors[i] = o->assignor_count ? o->assignors[i] : shoal_assignor_builtin("range");
+        if (!g->assignors[i] || !g->assignors[i]->name || !g->assignors[i]->assign) {
+            shoal__free(g->assignors);
+            shoal__free(g);
+            return SHOAL_ERR(SHOAL_EINVAL, "assignor %zu is NULL or incomplete", i);
+        }
+    }
+    *out = g;
+    return 0;
+}
+
+static void free_assigned(struct cgroup *g)
+{
+    for (size_t i = 0; i < g->nassigned; i++)
+        shoal__free(g->assigned[i].topic);
+    shoal__free(g->assigned);
+    g->assigned = NULL;
+    g->nassigned = 0;
+}
+
+/* ------------------------------------------------------------------ the group connection */
+
+static void conn_drop(struct cgroup *g)
+{
+    shoal_client_close(g->conn);
+    g->conn = NULL;
+    g->nasync = 0;
+    g->need_join = true;
+}
+
+static int conn_send(struct cgroup *g, ctl_writer_t *w, uint32_t *seq)
+{
+    ctl_header_t h;
+    int rc = ctl_frame_end(w);
+    if (rc < 0)
+        return rc;
+    if (!g->conn)
+        return SHOAL_ERR(SHOAL_ECLOSED, "group %s: no connection to shoald", g->group_id);
+    ctl_header_decode(w->buf, &h);
+    h.seq = *seq = ++g->conn->seq;
+    ctl_header_encode(w->buf, &h);
+    rc = ctlsock_send(g->conn->fd, w->buf, w->len, NULL, 0);
+    if (rc < 0)
+        conn_drop(g);
+    return rc;
+}
+
+/* Receive the response to (type, seq): its status (detail into shoal_errmsg()) and, on 0,
+ * rep ready to read. A broken stream drops the connection. */
+static int conn_recv(struct cgroup *g, uint16_t type, uint32_t seq, client_reply_t *rep,
+                     int timeout_ms)
+{
+    char detail[512];
+    ctl_header_t h;
+    int rc;
+
+    memset(rep, 0, sizeof(*rep));
+    rc = ctlsock_recv_frame(g->conn->fd, &h, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS,
+                            timeout_ms);
+    if (rc == 0 && (h.type != (type | CTL_RESPONSE) || h.seq != seq))
+        rc = SHOAL_ERR(SHOAL_EPROTO, "group response %u/%u does not answer %u/%u", h.type, h.seq,
+                       type, seq);
+    if (rc < 0) {
+        client_reply_release(rep);
+        conn_drop(g);
+        return rc;
+    }
+    ctl_reader_init(&rep->r, rep->payload, h.len);
+    rc = ctl_get_status(&rep->r, detail, sizeof(detail));
+    if (rc < 0) {
+        SHOAL_ERR(rc, "%s", detail[0] ? detail : shoal_strerror(rc));
+        client_reply_release(rep);
+    }
+    return rc;
+}
+
+/* Read the responses of asynchronous commits still in flight and report them. */
+static void conn_drain(shoal_consumer_t *c, struct cgroup *g)
+{
+    for (size_t i = 0; i < g->nasync && g->conn; i++) {
+        client_reply_t rep;
+        int rc = conn_recv(g, CTL_GROUP_COMMIT, g->async_seqs[i], &rep, CGROUP_CALL_MS);
+        if (rc == 0)
+            client_reply_release(&rep);
+        if (g->on_commit)
+            g->on_commit(g->cb_arg, c, rc);
+    }
+    g->nasync = 0;
+}
+
+static int conn_call(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t *w, client_reply_t *rep,
+                     int timeout_ms)
+{
+    ctl_header_t h;
+    uint32_t seq;
+    int rc;
+
+    conn_drain(c, g);
+    ctl_header_decode(w->buf, &h);
+    if ((rc = conn_send(g, w, &seq)) < 0)
+        return rc;
+    return conn_recv(g, h.type, seq, rep, timeout_ms);
+}
+
+/* A call whose response has no fields. */
+static int conn_call_simple(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t *w)
+{
+    client_reply_t rep;
+    int rc = conn_call(c, g, w, &rep, CGROUP_CALL_MS);
+    if (rc == 0)
+        client_reply_release(&rep);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ revoke, assign */
+
+static void call_list(shoal_consumer_t *c, struct cgroup *g, shoal_rebalance_cb cb,
+                      const struct ctp *list, size_t n)
+{
+    shoal_topic_partition_t *tps;
+    if (!cb)
+        return;
+    tps = shoal__calloc(n ? n : 1, sizeof(*tps));
+    if (!tps)
+        return;
+    for (size_t i = 0; i < n; i++)
+        tps[i] = (shoal_topic_partition_t){.topic = list[i].topic, .partition = list[i].partition};
+    cb(g->cb_arg, c, tps, n);
+    shoal__free(tps);
+}
+
+static void call_back(shoal_consumer_t *c, struct cgroup *g, shoal_rebalance_cb cb)
+{
+    call_list(c, g, cb, g->assigned, g->nassigned);
+}
+
+static int commit_positions(shoal_consumer_t *c, struct cgroup *g, bool sync);
+
+/* Give up every partition. lost: this member was fenced, so nothing is committed. The list
+ * is kept (as owned partitions for sticky assignors) until the next assignment. */
+static void revoke_all(shoal_consumer_t *c, struct cgroup *g, bool lost)
+{
+    if (g->attached && g->nassigned && !lost && g->auto_commit)
+        (void)commit_positions(c, g, true);
+    if (g->attached && g->nassigned)
+        call_back(c, g, g->on_revoked);
+    g->attached = false;
+    consumer__unassign_all(c);
+    if (lost)
+        free_assigned(g);
+}
+
+/* Committed offsets of n partitions, or -1 each. */
+static int fetch_offsets(shoal_consumer_t *c, struct cgroup *g, const struct ctp *list, size_t n,
+                         int64_t *offs)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    uint32_t got;
+    int rc;
+
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_FETCH, 0);
+    ctl_put_str(&w, g->group_id);
+    ctl_put_str(&w, g->member_id);
+    ctl_put_i32(&w, g->generation);
+    ctl_put_u32(&w, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        ctl_put_str(&w, list[i].topic);
+        ctl_put_i32(&w, list[i].partition);
+    }
+    rc = conn_call(c, g, &w, &rep, CGROUP_CALL_MS);
+    ctl_writer_release(&w);
+    if (rc < 0)
+        return rc;
+    got = ctl_get_u32(&rep.r);
+    for (uint32_t i = 0; i < got && !rep.r.err; i++) {
+        char topic[SHOAL_TOPIC_NAME_MAX + 1];
+        ctl_get_str(&rep.r, topic, sizeof(topic));
+        (void)ctl_get_i32(&rep.r);
+        int64_t off = ctl_get_i64(&rep.r);
+        if (i < n)
+            offs[i] = off;
+    }
+    rc = got == n ? ctl_reader_finish(&rep.r) : SHOAL_EPROTO;
+    client_reply_release(&rep);
+    return rc < 0 ? SHOAL_ERR(rc, "malformed offset fetch response") : 0;
+}
+
+/* Position n newly attached partitions at their committed offsets (or per reset). */
+static int position_list(shoal_consumer_t *c, struct cgroup *g, const struct ctp *list, size_t n)
+{
+    int64_t *offs = shoal__calloc(n ? n : 1, sizeof(*offs));
+    int rc = offs ? 0 : -ENOMEM;
+
+    if (rc == 0 && n)
+        rc = fetch_offsets(c, g, list, n, offs);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const struct ctp *tp = &list[i];
+        if (offs[i] >= 0)
+            rc = shoal_consumer_seek(c, tp->topic, tp->partition, SHOAL_SEEK_OFFSET, offs[i]);
+        else
+            rc = shoal_consumer_seek(
+                c, tp->topic, tp->partition,
+                g->reset == SHOAL_OFFSET_RESET_EARLIEST ? SHOAL_SEEK_BEGINNING : SHOAL_SEEK_END, 0);
+    }
+    shoal__free(offs);
+    return rc;
+}
+
+/* Attach the new assignment (nothing is attached) and position it. */
+static int attach_assignment(shoal_consumer_t *c, struct cgroup *g)
+{
+    int rc = 0;
+
+    g->attaching = true;
+    for (int round = 0; round < 2 && rc == 0; round++) {
+        for (size_t i = 0; i < g->nassigned && rc == 0; i++)
+            rc = shoal_consumer_assign(c, g->assigned[i].topic, &g->assigned[i].partition, 1);
+        if (rc != SHOAL_ECLOSED || round > 0)
+            break;
+        /* The consumer's client met a daemon restart: connect it again, attach again. */
+        consumer__unassign_all(c);
+        rc = client_reconnect(consumer__client(c));
+    }
+    g->attaching = false;
+    if (rc == 0)
+        rc = position_list(c, g, g->assigned, g->nassigned);
+    if (rc < 0)
+        consumer__unassign_all(c);
+    return rc;
+}
+
+static bool list_has(const struct ctp *list, size_t n, const struct ctp *tp)
+{
+    for (size_t i = 0; i < n; i++)
+        if (list[i].partition == tp->partition && !strcmp(list[i].topic, tp->topic))
+            return true;
+    return false;
+}
+
+/* Cooperative: the old assignment stayed attached through the rebalance. Detach what was
+ * taken away (on_revoked with only those), attach what was added (on_assigned with only
+ * those). Partitions given up mean another rebalance follows, in which they are handed
+ * to their new owners. The caller committed the positions before rejoining. */
+static int apply_cooperative(shoal_consumer_t *c, struct cgroup *g, const struct ctp *old,
+                             size_t nold)
+{
+    struct ctp *gone = shoal__calloc(nold ? nold : 1, sizeof(*gone));
+    struct ctp *added = shoal__calloc(g->nassigned ? g->nassigned : 1, sizeof(*added));
+    size_t ngone = 0, nadded = 0;
+    int rc = gone && added ? 0 : -ENOMEM;
+
+    for (size_t i = 0; rc == 0 && i < nold; i++)
+        if (!list_has(g->assigned, g->nassigned, &old[i]))
+            gone[ngone++] = old[i];
+    for (size_t i = 0; rc == 0 && i < g->nassigned; i++)
+        if (!list_has(old, nold, &g->assigned[i]))
+            added[nadded++] = g->assigned[i];
+    if (rc == 0 && ngone) {
+        call_list(c, g, g->on_revoked, gone, ngone);
+        for (size_t i = 0; i < ngone; i++)
+            (void)consumer__unassign_one(c, gone[i].topic, gone[i].partition);
+        g->follow_up = true;
+    }
+    g->attaching = true;
+    for (size_t i = 0; rc == 0 && i < nadded; i++)
+        rc = shoal_consumer_assign(c, added[i].topic, &added[i].partition, 1);
+    g->attaching = false;
+    if (rc == 0)
+        rc = position_list(c, g, added, nadded);
+    if (rc == 0)
+        call_list(c, g, g->on_assigned, added, nadded);
+    shoal__free(gone);
+    shoal__free(added);
+    return rc;
+}
+
+/* A member whose assignors are all cooperative keeps its partitions while it rejoins. */
+static bool cooperative(const struct cgroup *g)
+{
+    for (size_t i = 0; i < g->nassignors; i++)
+        if (!g->assignors[i]->cooperative)
+            return false;
+    return true;
+}
+
+/* ------------------------------------------------------------------ join and sync */
+
+/* What the join response says; the members and topics only for the leader. */
+struct join_result {
+    int32_t generation;
+    char protocol[64];
+    char leader[128];
+    shoal_assign_member_t *members;
+    size_t nmembers;
+    shoal_assign_topic_t *topics;
+    size_t ntopics;
+    char **strs; /* every string the above point to */
+    size_t nstrs, strs_cap;
+    shoal_topic_partition_t **owned; /* per member */
+    const char ***subs;              /* per member */
+};
+
+static void join_result_release(struct join_result *jr)
+{
+    for (size_t i = 0; i < jr->nstrs; i++)
+        shoal__free(jr->strs[i]);
+    for (size_t i = 0; jr->owned && i < jr->nmembers; i++)
+        shoal__free(jr->owned[i]);
+    for (size_t i = 0; jr->subs && i < jr->nmembers; i++)
+        shoal__free(jr->subs[i]);
+    shoal__free(jr->strs);
+    shoal__free(jr->owned);
+    shoal__free(jr->subs);
+    shoal__free(jr->members);
+    shoal__free(jr->topics);
+}
+
+/* Read a string and keep a copy in jr (NULL on failure, with r->err or ENOMEM noted). */
+static const char *jr_str(struct join_result *jr, ctl_reader_t *r)
+{
+    char buf[SHOAL_TOPIC_NAME_MAX + 1];
+    char *s;
+    ctl_get_str(r, buf, sizeof(buf));
+    if (r->err)
+        return NULL;
+    if (jr->nstrs == jr->strs_cap) {
+        size_t cap = jr->strs_cap ? jr->strs_cap * 2 : 64;
+        char **v = shoal__realloc(jr->strs, cap * sizeof(*v));
+        if (!v) {
+            r->err = -ENOMEM;
+            return NULL;
+        }
+        jr->strs = v;
+        jr->strs_cap = cap;
+    }
+    if (!(s = shoal__strdup(buf))) {
+        r->err = -ENOMEM;
+        return NULL;
+    }
+    jr->strs[jr->nstrs++] = s;
+    return s;
+}
+
+static int jr_read_member(struct join_result *jr, ctl_reader_t *r, size_t i)
+{
+    shoal_assign_member_t *m = &jr->members[i];
+    uint32_t n;
+
+    m->member_id = jr_str(jr, r);
+    m->group_instance_id = jr_str(jr, r);
+    if (m->group_instance_id && !*m->group_instance_id)
+        m->group_instance_id = NULL;
+    n = ctl_get_u32(r);
+    if (r->err || n > 4096 || !(jr->subs[i] = shoal__calloc(n ? n : 1, sizeof(char *))))
+        return r->err ? r->err : SHOAL_EPROTO;
+    for (uint32_t k = 0; k < n; k++)
+        jr->subs[i][k] = jr_str(jr, r);
+    m->topics = jr->subs[i];
+    m->topic_count = n;
+    n = ctl_get_u32(r);
+    if (r->err || n > 65536 || !(jr->owned[i] = shoal__calloc(n ? n : 1, sizeof(**jr->owned))))
+        return r->err ? r->err : SHOAL_EPROTO;
+    for (uint32_t k = 0; k < n; k++) {
+        jr->owned[i][k].topic = jr_str(jr, r);
+        jr->owned[i][k].partition = ctl_get_i32(r);
+    }
+    m->owned = jr->owned[i];
+    m->owned_count = n;
+    m->generation = ctl_get_i32(r);
+    return r->err;
+}
+
+static int jr_read(struct join_result *jr, ctl_reader_t *r, char *member_id, size_t cap)
+{
+    uint32_t n;
+    int rc;
+
+    jr->generation = ctl_get_i32(r);
+    ctl_get_str(r, jr->protocol, sizeof(jr->protocol));
+    ctl_get_str(r, jr->leader, sizeof(jr->leader));
+    ctl_get_str(r, member_id, cap);
+    n = ctl_get_u32(r);
+    if (r->err || n > 65536)
+        return SHOAL_EPROTO;
+    jr->members = shoal__calloc(n ? n : 1, sizeof(*jr->members));
+    jr->owned = shoal__calloc(n ? n : 1, sizeof(*jr->owned));
+    jr->subs = shoal__calloc(n ? n : 1, sizeof(*jr->subs));
+    if (!jr->members || !jr->owned || !jr->subs)
+        return -ENOMEM;
+    jr->nmembers = n;
+    for (uint32_t i = 0; i < n; i++)
+        if ((rc = jr_read_member(jr, r, i)) != 0)
+            return rc;
+    n = ctl_get_u32(r);
+    if (r->err || n > 65536 || !(jr->topics = shoal__calloc(n ? n : 1, sizeof(*jr->topics))))
+        return r->err ? r->err : -ENOMEM;
+    jr->ntopics = n;
+    for (uint32_t i = 0; i < n; i++) {
+        jr->topics[i].topic = jr_str(jr, r);
+        jr->topics[i].partitions = ctl_get_u32(r);
+    }
+    return ctl_reader_finish(r);
+}
+
+static int send_join(shoal_consumer_t *c, struct cgroup *g, struct join_result *jr)
+{
+    int timeout_ms = g->max_poll_ms > INT32_MAX - CGROUP_JOIN_MARGIN_MS
+                         ? -1
+                         : g->max_poll_ms + CGROUP_JOIN_MARGIN_MS;
+    ctl_writer_t w;
+    client_reply_t rep;
+    int rc;
+
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_JOIN, 0);
+    ctl_put_str(&w, g->group_id);
+    ctl_put_str(&w, g->member_id);
+    ctl_put_str(&w, g->instance_id);
+    ctl_put_str(&w, g->client_id);
+    ctl_put_i32(&w, g->session_ms);
+    ctl_put_i32(&w, g->max_poll_ms);
+    ctl_put_u32(&w, (uint32_t)g->ntopics);
+    for (size_t i = 0; i < g->ntopics; i++)
+        ctl_put_str(&w, g->topics[i]);
+    ctl_put_u32(&w, (uint32_t)g->nassignors);
+    for (size_t i = 0; i < g->nassignors; i++)
+        ctl_put_str(&w, g->assignors[i]->name);
+    ctl_put_u32(&w, (uint32_t)g->nassigned);
+    for (size_t i = 0; i < g->nassigned; i++) {
+        ctl_put_str(&w, g->assigned[i].topic);
+        ctl_put_i32(&w, g->assigned[i].partition);
+    }
+    ctl_put_i32(&w, g->owned_generation);
+    rc = conn_call(c, g, &w, &rep, timeout_ms);
+    ctl_writer_release(&w);
+    if (rc < 0)
+        return rc;
+    rc = jr_read(jr, &rep.r, g->member_id, sizeof(g->member_id));
+    client_reply_release(&rep);
+    if (rc > 0 || rc == SHOAL_EPROTO)
+        rc = SHOAL_ERR(SHOAL_EPROTO, "malformed join response");
+    return rc;
+}
+
+/* The leader: run the chosen assignor and put its result in the sync request. */
+static int leader_assign(struct cgroup *g, struct join_result *jr, ctl_writer_t *w)
+{
+    const shoal_assignor_t *a = NULL;
+    shoal_assign_input_t in = {.members = jr->members,
+                               .member_count = jr->nmembers,
+                               .topics = jr->topics,
+                               .topic_count = jr->ntopics};
+    shoal_assign_output_t out;
+    int rc;
+
+    for (size_t i = 0; i < g->nassignors && !a; i++)
+        if (!strcmp(g->assignors[i]->name, jr->protocol))
+            a = g->assignors[i];
+    if (!a)
+        return SHOAL_ERR(SHOAL_ENOASSIGNOR, "the group chose assignor '%s', unknown here",
+                         jr->protocol);
+    /* A subscription may name topics that do not exist (yet): the assignor sees only the
+     * topics in the input. */
+    for (size_t i = 0; i < jr->nmembers; i++) {
+        shoal_assign_member_t *m = &jr->members[i];
+        size_t k = 0;
+        for (size_t j = 0; j < m->topic_count; j++) {
+            bool known = false;
+            for (size_t t = 0; t < jr->ntopics && !known; t++)
+                known = !strcmp(jr->topics[t].topic, m->topics[j]);
+            if (known)
+                jr->subs[i][k++] = m->topics[j];
+        }
+        m->topic_count = k;
+    }
+    rc = assign_run(a, &in, &out); /* sets up out; releases it itself on failure */
+    if (rc == 0 && a->cooperative) {
+        /* A cooperative assignor withholds partitions that change owner, to be assigned
+         * in a second rebalance once their owner gave them up: the leader starts that
+         * round at once, even when the owner is an eager member that does not. */
+        size_t total = 0, given = 0;
+        for (size_t t = 0; t < jr->ntopics; t++)
+            total += jr->topics[t].partitions;
+        for (size_t i = 0; i < jr->nmembers; i++)
+            given += out.members[i].n;
+        g->follow_up = given < total;
+    }
+    ctl_put_u32(w, (uint32_t)(rc == 0 ? jr->nmembers : 0));
+    for (size_t i = 0; rc == 0 && i < jr->nmembers; i++) {
+        ctl_put_str(w, jr->members[i].member_id);
+        ctl_put_u32(w, (uint32_t)out.members[i].n);
+        for (size_t k = 0; k < out.members[i].n; k++) {
+            ctl_put_str(w, out.members[i].tps[k].topic);
+            ctl_put_i32(w, out.members[i].tps[k].partition);
+        }
+    }
+    if (rc == 0)
+        assign_output_release(&out);
+    return rc;
+}
+
+/* Read the sync response into g->assigned. */
+static int read_assignment(struct cgroup *g, ctl_reader_t *r)
+{
+    uint32_t n = ctl_get_u32(r);
+    struct ctp *v;
+
+    if (r->err || n > 65536)
+        return SHOAL_EPROTO;
+    if (!(v = shoal__calloc(n ? n : 1, sizeof(*v))))
+        return -ENOMEM;
+    free_assigned(g);
+    g->assigned = v;
+    for (uint32_t i = 0; i < n; i++) {
+        char topic[SHOAL_TOPIC_NAME_MAX + 1];
+        ctl_get_str(r, topic, sizeof(topic));
+        v[i].partition = ctl_get_i32(r);
+        if (r->err || !(v[i].topic = shoal__strdup(topic)))
+            return r->err ? r->err : -ENOMEM;
+        g->nassigned = i + 1;
+    }
+    return ctl_reader_finish(r);
+}
+
+static int send_sync(shoal_consumer_t *c, struct cgroup *g, struct join_result *jr)
+{
+    ctl_writer_t w;
+    client_reply_t rep;
+    int rc = 0;
+
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_SYNC, 0);
+    ctl_put_str(&w, g->group_id);
+    ctl_put_str(&w, g->member_id);
+    ctl_put_i32(&w, jr->generation);
+    if (jr->nmembers > 0)
+        rc = leader_assign(g, jr, &w);
+    else
+        ctl_put_u32(&w, 0);
+    if (rc == 0)
+        rc = conn_call(c, g, &w, &rep, g->max_poll_ms + CGROUP_JOIN_MARGIN_MS);
+    ctl_writer_release(&w);
+    if (rc < 0)
+        return rc;
+    rc = read_assignment(g, &rep.r);
+    client_reply_release(&rep);
+    return rc < 0 ? SHOAL_ERR(rc, "malformed sync response") : 0;
+}
+
+/* One round of join + sync + attach. 0 when assigned; SHOAL_EREBALANCE to go again. */
+static int rejoin(shoal_consumer_t *c, struct cgroup *g)
+{
+    bool keep = cooperative(g) && g->attached;
+    struct ctp *old = NULL;
+    size_t nold = 0;
+    struct join_result jr;
+    int rc;
+
+    if (!keep)
+        revoke_all(c, g, false);
+    else if (g->auto_commit)
+        (void)commit_positions(c, g, true); /* covers partitions this round may take away */
+    memset(&jr, 0, sizeof(jr));
+    rc = send_join(c, g, &jr);
+    if (rc == 0) {
+        g->generation = jr.generation;
+        if (keep) { /* the sync response replaces g->assigned: keep the old list */
+            old = g->assigned;
+            nold = g->nassigned;
+            g->assigned = NULL;
+            g->nassigned = 0;
+        }
+        rc = send_sync(c, g, &jr);
+    }
+    join_result_release(&jr);
+    if (rc == 0 && keep && (rc = apply_cooperative(c, g, old, nold)) < 0)
+        revoke_all(c, g, true); /* half applied: start clean with the next join */
+    else if (rc < 0 && old) {   /* no new assignment: the old one is still this member's */
+        free_assigned(g);
+        g->assigned = old;
+        g->nassigned = nold;
+        old = NULL;
+    }
+    if (old) {
+        for (size_t i = 0; i < nold; i++)
+            shoal__free(old[i].topic);
+        shoal__free(old);
+    }
+    if (rc == SHOAL_EGENERATION) { /* unknown to the group now: join as a new member */
+        revoke_all(c, g, true);
+        g->member_id[0] = '\0';
+        g->generation = -1;
+        return SHOAL_EREBALANCE;
+    }
+    if (rc < 0)
+        return rc;
+    g->owned_generation = g->generation;
+    if (!keep && (rc = attach_assignment(c, g)) < 0)
+        return rc;
+    g->attached = true;
+    g->need_join = g->follow_up;
+    g->follow_up = false;
+    g->last_heartbeat_ns = g->last_commit_ns = shoal__mono_ns();
+    if (!keep)
+        call_back(c, g, g->on_assigned);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ heartbeat, poll */
+
+static int heartbeat(shoal_consumer_t *c, struct cgroup *g)
+{
+    ctl_writer_t w;
+    int rc;
+
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_HEARTBEAT, 0);
+    ctl_put_str(&w, g->group_id);
+    ctl_put_str(&w, g->member_id);
+    ctl_put_i32(&w, g->generation);
+    rc = conn_call_simple(c, g, &w);
+    ctl_writer_release(&w);
+    g->last_heartbeat_ns = shoal__mono_ns();
+    return rc;
+}
+
+static int reconnect(shoal_consumer_t *c, struct cgroup *g)
+{
+    int rc;
+    if (g->conn)
+        return 0;
+    revoke_all(c, g, true);
+    rc = shoal_client_open(consumer__client(c)->socket_path, &g->conn);
+    if (rc < 0)
+        return rc;
+    g->need_join = true;
+    g->member_id[0] = '\0';
+    g->generation = -1;
+    return 0;
+}
+
+/* The protocol work that is due. */
+static int maintain(shoal_consumer_t *c, struct cgroup *g)
+{
+    int rc = reconnect(c, g);
+
+    if (rc < 0)
+        return rc;
+    if (!g->need_join && ms_since(g->last_heartbeat_ns) >= g->heartbeat_ms) {
+        rc = heartbeat(c, g);
+        if (rc == SHOAL_EREBALANCE)
+            g->need_join = true;
+        else if (rc == SHOAL_EGENERATION) { /* removed from the group: partitions lost */
+            revoke_all(c, g, true);
+            g->member_id[0] = '\0';
+            g->generation = -1;
+            g->need_join = true;
+        } else if (rc < 0)
+            return rc;
+    }
+    for (int tries = 0; g->need_join && tries < 16; tries++) {
+        rc = rejoin(c, g);
+        if (rc < 0 && rc != SHOAL_EREBALANCE)
+            return rc;
+    }
+    if (!g->need_join && g->auto_commit && g->attached && g->nassigned &&
+        ms_since(g->last_commit_ns) >= g->auto_commit_ms)
+        (void)commit_positions(c, g, false);
+    return 0;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size_t max,
+                int timeout_ms)
+{
+    int64_t deadline = shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
+
+    if (!g->topics)
+        return SHOAL_ERR(SHOAL_EINVAL, "group consumer: call shoal_consumer_subscribe() first");
+    for (;;) {
+        int64_t left_ms =
+            timeout_ms < 0 ? g->heartbeat_ms : (deadline - shoal__mono_ns()) / 1000000;
+        int slice = (int)SHOAL_MAX(0, SHOAL_MIN(left_ms, (int64_t)g->heartbeat_ms));
+        int n, rc = maintain(c, g);
+
+        if (rc < 0)
+            return rc;
+        if (consumer__assigned_count(c) == 0) {
+            if (slice > 0)
+                sleep_ms(slice);
+            n = 0;
+        } else {
+            n = consumer__poll(c, out, max, slice);
+        }
+        if (n != 0)
+            return n;
+        if (timeout_ms >= 0 && shoal__mono_ns() >= deadline)
+            return 0;
+    }
+}
+
+/* ------------------------------------------------------------------ subscribe, commit */
+
+bool cgroup_refuses_assign(const struct cgroup *g)
+{
+    return g && g->topics && !g->attaching;
+}
+
+int shoal_consumer_subscribe(shoal_consumer_t *c, const char *const *topics, size_t n)
+{
+    struct cgroup *g;
+    int rc;
+
+    shoal__clear_err();
+    if (!c || !(g = consumer__group(c)))
+        return SHOAL_ERR(SHOAL_EGROUPID, "subscribe needs a consumer opened with a group_id");
+    if (n == 0 || !topics || g->topics)
+        return SHOAL_ERR(SHOAL_EINVAL, "subscribe needs topics, once per consumer");
+    if (consumer__assigned_count(c))
+        return SHOAL_ERR(SHOAL_EINVAL, "partitions were assigned by hand: no subscribing");
+    for (size_t i = 0; i < n; i++)
+        if (!shoal_topic_name_is_valid(topics[i]))
+            return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'",
+                             topics[i] ? topics[i] : "");
+    if (!(g->topics = shoal__calloc(n, sizeof(*g->topics))))
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++, g->ntopics++)
+        if (!(g->topics[i] = shoal__strdup(topics[i])))
+            goto out_nomem;
+    rc = shoal_client_open(consumer__client(c)->socket_path, &g->conn);
+    if (rc < 0)
+        goto out_free;
+    g->need_join = true;
+    return 0;
+out_nomem:
+    rc = -ENOMEM;
+out_free:
+    for (size_t i = 0; i < g->ntopics; i++)
+        shoal__free(g->topics[i]);
+    shoal__free(g->topics);
+    g->topics = NULL;
+    g->ntopics = 0;
+    return rc;
+}
+
+static int build_commit(struct cgroup *g, ctl_writer_t *w, const shoal_topic_partition_offset_t *o,
+                        size_t n, shoal_consumer_t *c)
+{
+    ctl_frame_begin(w, CTL_GROUP_COMMIT, 0);
+    ctl_put_str(w, g->group_id);
+    ctl_put_str(w, g->member_id);
+    ctl_put_i32(w, g->generation);
+    if (n) {
+        ctl_put_u32(w, (uint32_t)n);
+        for (size_t i = 0; i < n; i++) {
+            if (!o[i].topic || o[i].offset < 0)
+                return SHOAL_ERR(SHOAL_EINVAL, "commit entry %zu: no topic or negative offset", i);
+            ctl_put_str(w, o[i].topic);
+            ctl_put_i32(w, o[i].partition);
+            ctl_put_i64(w, o[i].offset);
+        }
+        return 0;
+    }
+    ctl_put_u32(w, (uint32_t)g->nassigned);
+    for (size_t i = 0; i < g->nassigned; i++) {
+        int64_t pos = shoal_consumer_position(c, g->assigned[i].topic, g->assigned[i].partition);
+        if (pos < 0)
+            return (int)pos;
+        ctl_put_str(w, g->assigned[i].topic);
+        ctl_put_i32(w, g->assigned[i].partition);
+        ctl_put_i64(w, pos);
+    }
+    return 0;
+}
+
+static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_partition_offset_t *o,
+                  size_t n, bool sync)
+{
+    ctl_writer_t w;
+    uint32_t seq;
+    int rc;
+
+    if (!g->conn)
+        return SHOAL_ERR(SHOAL_ECLOSED, "group %s: not connected", g->group_id);
+    if (g->generation < 0)
+        return SHOAL_ERR(SHOAL_EGENERATION, "not a member of group %s (yet): poll to join",
+                         g->group_id);
+    if (!sync && g->nasync == CGROUP_ASYNC_MAX)
+        conn_drain(c, g);
+    ctl_writer_init(&w);
+    rc = build_commit(g, &w, o, n, c);
+    if (rc == 0 && sync)
+        rc = conn_call_simple(c, g, &w);
+    else if (rc == 0 && (rc = conn_send(g, &w, &seq)) == 0)
+        g->async_seqs[g->nasync++] = seq;
+    ctl_writer_release(&w);
+    g->last_commit_ns = shoal__mono_ns();
+    return rc;
+}
+
+static int commit_positions(shoal_consumer_t *c, struct cgroup *g, bool sync)
+{
+    return commit(c, g, NULL, 0, sync);
+}
+
+static struct cgroup *commit_group(shoal_consumer_t *c)
+{
+    return c ? consumer__group(c) : NULL;
+}
+
+int shoal_commit_sync(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets, size_t n)
+{
+    struct cgroup *g = commit_group(c);
+    shoal__clear_err();
+    if (!g || !g->topics)
+        return SHOAL_ERR(SHOAL_EINVAL, "commit needs a subscribed group consumer");
+    if (n && !offsets)
+        return SHOAL_ERR(SHOAL_EINVAL, "commit of %zu offsets without an array", n);
+    if (n == 0 && (!g->attached || g->nassigned == 0))
+        return 0;
+    return commit(c, g, offsets, n, true);
+}
+
+int shoal_commit_async(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets, size_t n)
+{
+    struct cgroup *g = commit_group(c);
+    shoal__clear_err();
+    if (!g || !g->topics)
+        return SHOAL_ERR(SHOAL_EINVAL, "commit needs a subscribed group consumer");
+    if (n && !offsets)
+        return SHOAL_ERR(SHOAL_EINVAL, "commit of %zu offsets without an array", n);
+    if (n == 0 && (!g->attached || g->nassigned == 0))
+        return 0;
+    return commit(c, g, offsets, n, false);
+}
+
+/* ------------------------------------------------------------------ close */
+
+void cgroup_close(shoal_consumer_t *c, struct cgroup *g)
+{
+    if (!g)
+        return;
+    if (g->conn) {
+        revoke_all(c, g, false);
+        conn_drain(c, g);
+        /* A static member does not leave: its place waits for it (session timeout). */
+        if (!g->instance_id[0] && g->conn && g->member_id[0]) {
+            ctl_writer_t w;
+            ctl_writer_init(&w);
+            ctl_frame_begin(&w, CTL_GROUP_LEAVE, 0);
+            ctl_put_str(&w, g->group_id);
+            ctl_put_str(&w, g->member_id);
+            (void)conn_call_simple(c, g, &w);
+            ctl_writer_release(&w);
+        }
+    }
+    shoal_client_close(g->conn);
+    free_assigned(g);
+    for (size_t i = 0; i < g->ntopics; i++)
+        shoal__free(g->topics[i]);
+    shoal__free(g->topics);
+    shoal__free(g->assignors);
+    shoal__free(g);
+}

@@ -1,0 +1,36 @@
+/* group_consumer.h - a consumer's group membership (internal): the glue between
+ * consumer.c and group_consumer.c. */
+#ifndef SHOAL_GROUP_CONSUMER_H
+#define SHOAL_GROUP_CONSUMER_H
+
+#include <stdbool.h>
+
+#include "shoal.h"
+
+struct cgroup;
+
+/* Copy the group settings of o (strings, assignors). 0, SHOAL_EGROUPID, SHOAL_EINVAL,
+ * -ENOMEM. */
+int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o);
+/* Commit (auto-commit), revoke, leave and free. g may be NULL. */
+void cgroup_close(shoal_consumer_t *c, struct cgroup *g);
+/* shoal_poll() of a group consumer: runs the group protocol, then reads. */
+int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size_t max,
+                int timeout_ms);
+
+/* True when the consumer is subscribed and the call is not the group's own attach:
+ * partitions may then not be assigned by hand. */
+bool cgroup_refuses_assign(const struct cgroup *g);
+
+/* Provided by consumer.c. */
+struct cgroup *consumer__group(shoal_consumer_t *c);
+shoal_client_t *consumer__client(shoal_consumer_t *c);
+void consumer__unassign_all(shoal_consumer_t *c);
+/* Detach one partition that was assigned on its own (its topic string is its own, as
+ * with every partition a group attaches). SHOAL_ENOPARTITION when not assigned. */
+int consumer__unassign_one(shoal_consumer_t *c, const char *topic, int32_t partition);
+size_t consumer__assigned_count(shoal_consumer_t *c);
+/* shoal_poll() without the group protocol (arguments already checked). */
+int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms);
+
+#endif

@@ -1,0 +1,1461 @@
+/* group.c - the consumer group coordinator: Kafka's group protocol inside shoald.
+ *
+ * DESIGN: everything here runs on the server's single epoll thread, so no locks. A group
+ * moves through Kafka's states:
+ *
+ *   Empty --join--> PreparingRebalance --all members joined, or deadline--> Completing-
+ *   Rebalance --leader's SyncGroup--> Stable --join/leave/death/timeout/partitions-->
+ *   PreparingRebalance ...
+ *
+ * JoinGroup and SyncGroup never block the loop: the request is parked (its connection id
+ * and sequence number kept in the member) and answered with server_reply() when the phase
+ * ends. Members learn that a rebalance started from their next heartbeat
+ * (SHOAL_EREBALANCE). Each completed join phase starts a new generation; commits, fetches,
+ * heartbeats and syncs carrying another generation, or an unknown member id, are refused
+ * with SHOAL_EGENERATION, which fences zombies. The leader (the previous leader while it
+ * stays, else the first member) gets every member's subscription and owned partitions plus
+ * the topics' partition counts and computes the assignment on the client side.
+ *
+ * Liveness: a member's control connection is its liveness. When it closes, a dynamic
+ * member leaves at once; a static member (group instance id) stays until its session
+ * timeout, so a restarted process with the same instance id takes its place and gets the
+ * same partitions without a rebalance. Heartbeats come from the member's poll loop, so
+ * "last heard" is also "last polled": a member silent for its session timeout, or for its
+ * max poll interval (the rebalance timeout), is removed and its partitions move.
+ *
+ * Commits: a commit is checked (member, generation, ownership), queued and parked; after
+ * each pass of the server loop group_tick() writes every queued offset in one LMDB
+ * transaction and only then answers, so a burst of commits costs one fsync and a commit
+ * that returned is durable. Offsets live in LMDB only (store.c); group membership is not
+ * persisted: after a daemon restart members rejoin and resume from the committed offsets. */
+#include "group.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "util.h"
+
+#define GROUP_MEMBER_ID_MAX  127
+#define GROUP_ASSIGNOR_MAX   63
+#define GROUP_LIST_MAX       65536 /* topics, assignors, partitions in one message */
+#define GROUP_PARTS_CHECK_NS (200 * 1000000LL)
+
+enum group_state { GS_EMPTY, GS_PREPARING, GS_COMPLETING, GS_STABLE };
+
+static const char *const state_names[] = {"Empty", "PreparingRebalance", "CompletingRebalance",
+                                          "Stable"};
+
+typedef char gname_t[SHOAL_TOPIC_NAME_MAX + 1];
+
+struct gtp {
+    gname_t topic;
+    int32_t partition;
+};
+
+struct gmember {
+    char id[GROUP_MEMBER_ID_MAX + 1];
+    char client_id[GROUP_MEMBER_ID_MAX + 1];
+    gname_t instance_id;
+    pid_t pid;
+    uint64_t conn_id; /* 0: the process is gone (static member awaiting its return) */
+    int32_t session_timeout_ms;
+    int32_t rebalance_timeout_ms;
+    gname_t *topics;
+    size_t ntopics;
+    char (*assignors)[GROUP_ASSIGNOR_MAX + 1];
+    size_t nassignors;
+    struct gtp *owned;
+    size_t nowned;
+    int32_t owned_generation;
+    struct gtp *assigned; /* in the current generation, once synced */
+    size_t nassigned;
+    int64_t last_seen_ns;
+    bool join_parked;
+    server_req_t join_req;
+    bool sync_parked;
+    server_req_t sync_req;
+};
+
+struct group {
+    gname_t id;
+    enum group_state state;
+    int32_t generation;
+    char protocol[GROUP_ASSIGNOR_MAX + 1];
+    char leader[GROUP_MEMBER_ID_MAX + 1];
+    struct gmember **members;
+    size_t nmembers;
+    int64_t deadline_ns; /* end of the current join or sync phase */
+    /* partition counts the current generation was assigned with */
+    gname_t *meta_topics;
+    uint32_t *meta_parts;
+    size_t nmeta;
+    int64_t parts_checked_ns;
+};
+
+struct pending_commit {
+    server_req_t req;
+    size_t first, n; /* entries in gc->offs */
+};
+
+struct group_coord {
+    server_t *s;
+    broker_t *b;
+    struct group **groups;
+    size_t ngroups;
+    uint64_t member_seq;
+    /* commits waiting for the next group_tick() */
+    store_offset_t *offs;
+    char **off_strs; /* group and topic copies, two per entry */
+    size_t noffs, offs_cap;
+    struct pending_commit *commits;
+    size_t ncommits, commits_cap;
+    ctl_writer_t w; /* bodies of parked responses */
+};
+
+/* ------------------------------------------------------------------ helpers */
+
+static bool name_ok(const char *s)
+{
+    return shoal_topic_name_is_valid(s);
+}
+
+static int check_group_id(const char *id)
+{
+    if (!name_ok(id))
+        return SHOAL_ERR(SHOAL_EGROUPID, "invalid group id '%.260s'", id);
+    return 0;
+}
+
+static int finish(ctl_reader_t *r, const char *what)
+{
+    int rc = ctl_reader_finish(r);
+    return rc < 0 ? SHOAL_ERR(SHOAL_EPROTO, "malformed %s request", what) : 0;
+}
+
+/* Bytes left in a request: bounds list lengths before anything is allocated for them. */
+static size_t left(const ctl_reader_t *r)
+{
+    return (size_t)(r->end - r->p);
+}
+
+/* Read "u32 n, n x tp" into a fresh array. */
+static int get_tps(ctl_reader_t *r, struct gtp **out, size_t *n)
+{
+    uint32_t count = ctl_get_u32(r);
+    struct gtp *v;
+
+    *out = NULL;
+    *n = 0;
+    if (r->err || count > GROUP_LIST_MAX || count > left(r) / 6) /* a tp takes >= 6 bytes */
+        return SHOAL_EPROTO;
+    if (count == 0)
+        return 0;
+    if (!(v = shoal__calloc(count, sizeof(*v))))
+        return -ENOMEM;
+    for (uint32_t i = 0; i < count; i++) {
+        ctl_get_str(r, v[i].topic, sizeof(v[i].topic));
+        v[i].partition = ctl_get_i32(r);
+    }
+    if (r->err) {
+        shoal__free(v);
+        return SHOAL_EPROTO;
+    }
+    *out = v;
+    *n = count;
+    return 0;
+}
+
+static void put_tps(ctl_writer_t *w, const struct gtp *v, size_t n)
+{
+    ctl_put_u32(w, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        ctl_put_str(w, v[i].topic);
+        ctl_put_i32(w, v[i].partition);
+    }
+}
+
+static struct group *group_find(group_coord_t *gc, const char *id)
+{
+    for (size_t i = 0; i < gc->ngroups; i++)
+        if (!strcmp(gc->groups[i]->id, id))
+            return gc->groups[i];
+    return NULL;
+}
+
+static struct gmember *member_find(struct group *g, const char *id)
+{
+    if (!id || !*id)
+        return NULL;
+    for (size_t i = 0; i < g->nmembers; i++)
+        if (!strcmp(g->members[i]->id, id))
+            return g->members[i];
+    return NULL;
+}
+
+static struct gmember *member_find_instance(struct group *g, const char *instance)
+{
+    if (!instance || !*instance)
+        return NULL;
+    for (size_t i = 0; i < g->nmembers; i++)
+        if (!strcmp(g->members[i]->instance_id, instance))
+            return g->members[i];
+    return NULL;
+}
+
+static void member_free(struct gmember *m)
+{
+    if (!m)
+        return;
+    shoal__free(m->topics);
+    shoal__free(m->assignors);
+    shoal__free(m->owned);
+    shoal__free(m->assigned);
+    shoal__free(m);
+}
+
+static void group_free(struct group *g)
+{
+    for (size_t i = 0; i < g->nmembers; i++)
+        member_free(g->members[i]);
+    shoal__free(g->members);
+    shoal__free(g->meta_topics);
+    shoal__free(g->meta_parts);
+    shoal__free(g);
+}
+
+static struct group *group_get(group_coord_t *gc, const char *id)
+{
+    struct group *g = group_find(gc, id), **v;
+
+    if (g)
+        return g;
+    if (!(g = shoal__calloc(1, sizeof(*g))))
+        return NULL;
+    v = shoal__realloc(gc->groups, (gc->ngroups + 1) * sizeof(*v));
+    if (!v) {
+        shoal__free(g);
+        return NULL;
+    }
+    snprintf(g->id, sizeof(g->id), "%s", id);
+    g->state = GS_EMPTY;
+    gc->groups = v;
+    gc->groups[gc->ngroups++] = g;
+    return g;
+}
+
+static void group_remove(group_coord_t *gc, struct group *g)
+{
+    for (size_t i = 0; i < gc->ngroups; i++)
+        if (gc->groups[i] == g) {
+            gc->groups[i] = gc->groups[--gc->ngroups];
+            break;
+        }
+    group_free(g);
+}
+
+static bool member_subscribes(const struct gmember *m, const char *topic)
+{
+    for (size_t i = 0; i < m->ntopics; i++)
+        if (!strcmp(m->topics[i], topic))
+            return true;
+    return false;
+}
+
+static bool member_owns(const struct gmember *m, const char *topic, int32_t p)
+{
+    for (size_t i = 0; i < m->nassigned; i++)
+        if (m->assigned[i].partition == p && !strcmp(m->assigned[i].topic, topic))
+            return true;
+    return false;
+}
+
+static bool member_supports(const struct gmember *m, const char *assignor)
+{
+    for (size_t i = 0; i < m->nassignors; i++)
+        if (!strcmp(m->assignors[i], assignor))
+            return true;
+    return false;
+}
+
+/* The first assignor of first's list that every member (and extra, when not NULL)
+ * supports, or NULL. */
+static const char *common_assignor(struct group *g, const struct gmember *first,
+                                   const struct gmember *extra)
+{
+    for (size_t k = 0; k < first->nassignors; k++) {
+        bool all = !extra || member_supports(extra, first->assignors[k]);
+        for (size_t i = 0; i < g->nmembers && all; i++)
+            all = member_supports(g->members[i], first->assignors[k]);
+        if (all)
+            return first->assignors[k];
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ rebalance */
+
+static void complete_join(group_coord_t *gc, struct group *g);
+
+static int64_t max_rebalance_ns(const struct group *g)
+{
+    int64_t ms = 0;
+    for (size_t i = 0; i < g->nmembers; i++)
+        ms = SHOAL_MAX(ms, (int64_t)g->members[i]->rebalance_timeout_ms);
+    return ms * 1000000;
+}
+
+/* Start (or keep) a join phase: members learn of it from their next heartbeat. */
+static void prepare_rebalance(group_coord_t *gc, struct group *g, const char *why)
+{
+    if (g->state == GS_COMPLETING)
+        for (size_t i = 0; i < g->nmembers; i++) {
+            struct gmember *m = g->members[i];
+            if (m->sync_parked) {
+                m->sync_parked = false;
+                server_reply(gc->s, &m->sync_req, SHOAL_EREBALANCE,
+                             "the group is rebalancing again: rejoin", NULL);
+            }
+        }
+    if (g->state != GS_PREPARING) {
+        log_info("group %s: rebalance (generation %d): %s", g->id, g->generation, why);
+        g->state = GS_PREPARING;
+        g->deadline_ns = shoal__mono_ns() + max_rebalance_ns(g);
+    }
+}
+
+static void try_complete_join(group_coord_t *gc, struct group *g)
+{
+    if (g->state != GS_PREPARING)
+        return;
+    for (size_t i = 0; i < g->nmembers; i++)
+        if (!g->members[i]->join_parked)
+            return;
+    complete_join(gc, g);
+}
+
+/* Remove a member (it left, died or timed out) and rebalance the others. */
+static void member_remove(group_coord_t *gc, struct group *g, struct gmember *m, const char *why)
+{
+    log_info("group %s: member %s (pid %d) removed: %s", g->id, m->id, (int)m->pid, why);
+    if (m->join_parked)
+        server_reply(gc->s, &m->join_req, SHOAL_EGENERATION, why, NULL);
+    if (m->sync_parked)
+        server_reply(gc->s, &m->sync_req, SHOAL_EGENERATION, why, NULL);
+    for (size_t i = 0; i < g->nmembers; i++)
+        if (g->members[i] == m) {
+            memmove(&g->members[i], &g->members[i + 1], (g->nmembers - i - 1) * sizeof(m));
+            g->nmembers--;
+            break;
+        }
+    if (!strcmp(g->leader, m->id))
+        g->leader[0] = '\0';
+    member_free(m);
+    if (g->nmembers == 0) {
+        g->state = GS_EMPTY;
+        g->protocol[0] = '\0';
+        g->leader[0] = '\0';
+        return;
+    }
+    if (g->state == GS_PREPARING)
+        try_complete_join(gc, g);
+    else
+        prepare_rebalance(gc, g, why);
+}
+
+/* Record the partition counts of every subscribed topic that exists (for the leader and
+ * for noticing added partitions). Takes the broker's read lock. */
+static int snapshot_topics(group_coord_t *gc, struct group *g)
+{
+    size_t cap = 0;
+    gname_t *topics = NULL;
+    uint32_t *parts = NULL;
+    size_t n = 0;
+
+    for (size_t i = 0; i < g->nmembers; i++)
+        cap += g->members[i]->ntopics;
+    if (cap && (!(topics = shoal__calloc(cap, sizeof(*topics))) ||
+                !(parts = shoal__calloc(cap, sizeof(*parts))))) {
+        shoal__free(topics);
+        return -ENOMEM;
+    }
+    pthread_rwlock_rdlock(&gc->b->lock);
+    for (size_t i = 0; i < g->nmembers; i++)
+        for (size_t k = 0; k < g->members[i]->ntopics; k++) {
+            const char *t = g->members[i]->topics[k];
+            dtopic_t *dt = broker_find(gc->b, t);
+            bool dup = false;
+            for (size_t j = 0; j < n && !dup; j++)
+                dup = !strcmp(topics[j], t);
+            if (dup || !dt)
+                continue;
+            /* insertion sort keeps the list in name order */
+            size_t at = n;
+            while (at > 0 && strcmp(topics[at - 1], t) > 0) {
+                memcpy(topics[at], topics[at - 1], sizeof(gname_t));
+                parts[at] = parts[at - 1];
+                at--;
+            }
+            snprintf(topics[at], sizeof(gname_t), "%s", t);
+            parts[at] = dt->cfg.partitions;
+            n++;
+        }
+    pthread_rwlock_unlock(&gc->b->lock);
+    shoal__free(g->meta_topics);
+    shoal__free(g->meta_parts);
+    g->meta_topics = topics;
+    g->meta_parts = parts;
+    g->nmeta = n;
+    return 0;
+}
+
+static void put_join_response(ctl_writer_t *w, const struct group *g, const struct gmember *m,
+                              bool with_members)
+{
+    ctl_put_i32(w, g->generation);
+    ctl_put_str(w, g->protocol);
+    ctl_put_str(w, g->leader);
+    ctl_put_str(w, m->id);
+    ctl_put_u32(w, with_members ? (uint32_t)g->nmembers : 0);
+    for (size_t i = 0; with_members && i < g->nmembers; i++) {
+        const struct gmember *o = g->members[i];
+        ctl_put_str(w, o->id);
+        ctl_put_str(w, o->instance_id);
+        ctl_put_u32(w, (uint32_t)o->ntopics);
+        for (size_t k = 0; k < o->ntopics; k++)
+            ctl_put_str(w, o->topics[k]);
+        put_tps(w, o->owned, o->nowned);
+        ctl_put_i32(w, o->owned_generation);
+    }
+    ctl_put_u32(w, with_members ? (uint32_t)g->nmeta : 0);
+    for (size_t i = 0; with_members && i < g->nmeta; i++) {
+        ctl_put_str(w, g->meta_topics[i]);
+        ctl_put_u32(w, g->meta_parts[i]);
+    }
+}
+
+static int member_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct gmember *const *)a)->id, (*(struct gmember *const *)b)->id);
+}
+
+/* The join phase is over: a new generation, a leader, and every parked join answered. */
+static void complete_join(group_coord_t *gc, struct group *g)
+{
+    const char *proto;
+    int rc;
+
+    if (g->nmembers == 0) {
+        g->state = GS_EMPTY;
+        return;
+    }
+    qsort(g->members, g->nmembers, sizeof(*g->members), member_cmp);
+    if (!member_find(g, g->leader))
+        snprintf(g->leader, sizeof(g->leader), "%s", g->members[0]->id);
+    proto = common_assignor(g, member_find(g, g->leader), NULL);
+    snprintf(g->protocol, sizeof(g->protocol), "%s", proto ? proto : "");
+    g->generation++;
+    g->state = GS_COMPLETING;
+    g->deadline_ns = shoal__mono_ns() + max_rebalance_ns(g);
+    rc = snapshot_topics(gc, g);
+    g->parts_checked_ns = shoal__mono_ns();
+    log_info("group %s: generation %d with %zu members, leader %s, assignor %s", g->id,
+             g->generation, g->nmembers, g->leader, g->protocol);
+    for (size_t i = 0; i < g->nmembers; i++) {
+        struct gmember *m = g->members[i];
+        shoal__free(m->assigned);
+        m->assigned = NULL;
+        m->nassigned = 0;
+        m->join_parked = false;
+        m->last_seen_ns = shoal__mono_ns();
+        gc->w.len = 0;
+        gc->w.err = 0;
+        if (rc == 0)
+            put_join_response(&gc->w, g, m, !strcmp(m->id, g->leader));
+        server_reply(gc->s, &m->join_req, rc, NULL, &gc->w);
+    }
+}
+
+/* ------------------------------------------------------------------ join */
+
+struct join_req {
+    gname_t group, instance;
+    char member[GROUP_MEMBER_ID_MAX + 1], client[GROUP_MEMBER_ID_MAX + 1];
+    int32_t session_ms, rebalance_ms;
+    gname_t *topics;
+    size_t ntopics;
+    char (*assignors)[GROUP_ASSIGNOR_MAX + 1];
+    size_t nassignors;
+    struct gtp *owned;
+    size_t nowned;
+    int32_t owned_gen;
+};
+
+static void join_req_release(struct join_req *j)
+{
+    shoal__free(j->topics);
+    shoal__free(j->assignors);
+    shoal__free(j->owned);
+}
+
+static int join_parse(ctl_reader_t *r, struct join_req *j)
+{
+    uint32_t n;
+    int rc;
+
+    ctl_get_str(r, j->group, sizeof(j->group));
+    ctl_get_str(r, j->member, sizeof(j->member));
+    ctl_get_str(r, j->instance, sizeof(j->instance));
+    ctl_get_str(r, j->client, sizeof(j->client));
+    j->session_ms = ctl_get_i32(r);
+    j->rebalance_ms = ctl_get_i32(r);
+    n = ctl_get_u32(r);
+    if (r->err || n > GROUP_LIST_MAX || n > left(r) / 2) /* a string takes >= 2 bytes */
+        return SHOAL_ERR(SHOAL_EPROTO, "malformed join request");
+    if (n && !(j->topics = shoal__calloc(n, sizeof(*j->topics))))
+        return -ENOMEM;
+    j->ntopics = n;
+    for (uint32_t i = 0; i < n; i++)
+        ctl_get_str(r, j->topics[i], sizeof(j->topics[i]));
+    n = ctl_get_u32(r);
+    if (r->err || n > GROUP_LIST_MAX || n > left(r) / 2) /* a string takes >= 2 bytes */
+        return SHOAL_ERR(SHOAL_EPROTO, "malformed join request");
+    if (n && !(j->assignors = shoal__calloc(n, sizeof(*j->assignors))))
+        return -ENOMEM;
+    j->nassignors = n;
+    for (uint32_t i = 0; i < n; i++)
+        ctl_get_str(r, j->assignors[i], sizeof(j->assignors[i]));
+    if ((rc = get_tps(r, &j->owned, &j->nowned)) < 0)
+        return rc == -ENOMEM ? rc : SHOAL_ERR(SHOAL_EPROTO, "malformed join request");
+    j->owned_gen = ctl_get_i32(r);
+    return finish(r, "join");
+}
+
+static int join_check(const struct join_req *j)
+{
+    int rc;
+    if ((rc = check_group_id(j->group)) < 0)
+        return rc;
+    if (j->instance[0] && !name_ok(j->instance))
+        return SHOAL_ERR(SHOAL_EINVAL, "invalid group instance id '%s'", j->instance);
+    if (j->ntopics == 0 || j->nassignors == 0)
+        return SHOAL_ERR(SHOAL_EINVAL, "a join needs at least one topic and one assignor");
+    for (size_t i = 0; i < j->ntopics; i++)
+        if (!name_ok(j->topics[i]))
+            return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%s' in subscription", j->topics[i]);
+    for (size_t i = 0; i < j->nassignors; i++)
+        if (!j->assignors[i][0])
+            return SHOAL_ERR(SHOAL_EINVAL, "empty assignor name");
+    if (j->session_ms <= 0 || j->rebalance_ms <= 0)
+        return SHOAL_ERR(SHOAL_EINVAL,
+                         "session timeout %d ms and rebalance timeout %d ms must be > 0",
+                         j->session_ms, j->rebalance_ms);
+    return 0;
+}
+
+static bool same_subscription(const struct gmember *m, const struct join_req *j)
+{
+    if (m->ntopics != j->ntopics)
+        return false;
+    for (size_t i = 0; i < j->ntopics; i++)
+        if (!member_subscribes(m, j->topics[i]))
+            return false;
+    return true;
+}
+
+/* Move the request's lists into the member (the request keeps nothing). */
+static void member_take(struct gmember *m, struct join_req *j, const server_req_t *req)
+{
+    shoal__free(m->topics);
+    shoal__free(m->assignors);
+    shoal__free(m->owned);
+    m->topics = j->topics;
+    m->ntopics = j->ntopics;
+    m->assignors = j->assignors;
+    m->nassignors = j->nassignors;
+    m->owned = j->owned;
+    m->nowned = j->nowned;
+    m->owned_generation = j->owned_gen;
+    j->topics = NULL;
+    j->assignors = NULL;
+    j->owned = NULL;
+    snprintf(m->client_id, sizeof(m->client_id), "%s", j->client[0] ? j->client : "shoal");
+    snprintf(m->instance_id, sizeof(m->instance_id), "%s", j->instance);
+    m->session_timeout_ms = j->session_ms;
+    m->rebalance_timeout_ms = j->rebalance_ms;
+    m->pid = req->pid;
+    m->conn_id = req->conn_id;
+    m->last_seen_ns = shoal__mono_ns();
+    m->join_parked = true;
+    m->join_req = *req;
+}
+
+static struct gmember *member_add(group_coord_t *gc, struct group *g, const char *client)
+{
+    struct gmember *m = shoal__calloc(1, sizeof(*m)), **v;
+    if (!m)
+        return NULL;
+    v = shoal__realloc(g->members, (g->nmembers + 1) * sizeof(*v));
+    if (!v) {
+        shoal__free(m);
+        return NULL;
+    }
+    g->members = v;
+    snprintf(m->id, sizeof(m->id), "%.64s-%llu", client[0] ? client : "shoal",
+             (unsigned long long)++gc->member_seq);
+    g->members[g->nmembers++] = m;
+    return m;
+}
+
+/* A static member came back (same instance id) to a stable group with the same
+ * subscription: it takes over the old member's place and assignment, no rebalance. */
+static void static_rejoin(group_coord_t *gc, struct group *g, struct gmember *m, struct join_req *j,
+                          const server_req_t *req)
+{
+    bool was_leader = !strcmp(g->leader, m->id);
+    member_take(m, j, req);
+    snprintf(m->id, sizeof(m->id), "%.64s-%llu", m->client_id,
+             (unsigned long long)++gc->member_seq); /* the old process is fenced */
+    if (was_leader)
+        snprintf(g->leader, sizeof(g->leader), "%s", m->id);
+    m->join_parked = false;
+    log_info("group %s: static member %s is back as %s (pid %d): no rebalance", g->id,
+             m->instance_id, m->id, (int)m->pid);
+    gc->w.len = 0;
+    gc->w.err = 0;
+    put_join_response(&gc->w, g, m, false);
+    server_reply(gc->s, req, 0, NULL, &gc->w);
+}
+
+static int on_join(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
+{
+    struct join_req j;
+    struct group *g;
+    struct gmember *m;
+    int rc;
+
+    memset(&j, 0, sizeof(j));
+    if ((rc = join_parse(r, &j)) < 0 || (rc = join_check(&j)) < 0)
+        goto out;
+    if (!(g = group_get(gc, j.group))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    m = member_find(g, j.member);
+    if (!m && (m = member_find_instance(g, j.instance)) && g->state == GS_STABLE &&
+        same_subscription(m, &j)) {
+        static_rejoin(gc, g, m, &j, req);
+        rc = SERVER_PARKED;
+        goto out;
+    }
+    if (g->nmembers > 0) {
+        struct gmember tmp = {.assignors = j.assignors, .nassignors = j.nassignors};
+        if (!common_assignor(g, &tmp, NULL)) {
+            rc = SHOAL_ERR(SHOAL_ENOASSIGNOR,
+                           "group %s: none of this member's assignors (%s...) "
+                           "is supported by every member",
+                           g->id, j.assignors[0]);
+            goto out;
+        }
+    }
+    if (m && m->join_parked) /* a retried join replaces the parked one */
+        server_reply(gc->s, &m->join_req, SHOAL_EREBALANCE, "join superseded", NULL);
+    if (!m && !(m = member_add(gc, g, j.client))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    member_take(m, &j, req);
+    prepare_rebalance(gc, g, "a member joined");
+    try_complete_join(gc, g);
+    rc = SERVER_PARKED;
+out:
+    join_req_release(&j);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ sync, heartbeat, leave */
+
+/* Find group and member and check the generation. */
+static int find_member(group_coord_t *gc, const char *gid, const char *mid, int32_t gen,
+                       struct group **g, struct gmember **m)
+{
+    int rc = check_group_id(gid);
+    if (rc < 0)
+        return rc;
+    if (!(*g = group_find(gc, gid)))
+        return SHOAL_ERR(SHOAL_ENOGROUP, "no group %s", gid);
+    if (!(*m = member_find(*g, mid)))
+        return SHOAL_ERR(SHOAL_EGENERATION,
+                         "member '%s' is not in group %s (it left, died, exceeded its session "
+                         "timeout or max poll interval, or was replaced): rejoin",
+                         mid, gid);
+    if (gen != (*g)->generation)
+        return SHOAL_ERR(SHOAL_EGENERATION, "group %s is at generation %d, member %s sent %d", gid,
+                         (*g)->generation, mid, gen);
+    (*m)->last_seen_ns = shoal__mono_ns();
+    return 0;
+}
+
+static void reply_sync(group_coord_t *gc, struct gmember *m, const server_req_t *req)
+{
+    gc->w.len = 0;
+    gc->w.err = 0;
+    put_tps(&gc->w, m->assigned, m->nassigned);
+    server_reply(gc->s, req, 0, NULL, &gc->w);
+}
+
+/* Check the leader's assignment: known topics and partitions, each at most once. */
+static int sync_check(group_coord_t *gc, struct group *g, const struct gtp *v, size_t n)
+{
+    int rc = 0;
+    pthread_rwlock_rdlock(&gc->b->lock);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        dtopic_t *t = broker_find(gc->b, v[i].topic);
+        if (!t || v[i].partition < 0 || (uint32_t)v[i].partition >= t->cfg.partitions)
+            rc = SHOAL_ERR(SHOAL_EPROTO, "group %s: assignment names %s-%d, which does not exist",
+                           g->id, v[i].topic, v[i].partition);
+    }
+    pthread_rwlock_unlock(&gc->b->lock);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        for (size_t k = 0; k < i && rc == 0; k++)
+            if (v[i].partition == v[k].partition && !strcmp(v[i].topic, v[k].topic))
+                rc = SHOAL_ERR(SHOAL_EPROTO, "group %s: %s-%d assigned twice", g->id, v[i].topic,
+                               v[i].partition);
+    return rc;
+}
+
+/* Read the leader's per-member lists; on success every member has its assignment. */
+static int sync_take_assignment(group_coord_t *gc, struct group *g, ctl_reader_t *r)
+{
+    uint32_t n = ctl_get_u32(r);
+    struct gtp *all = NULL;
+    size_t nall = 0;
+    int rc = 0;
+
+    if (r->err || n > GROUP_LIST_MAX)
+        return SHOAL_ERR(SHOAL_EPROTO, "malformed sync request");
+    struct {
+        char id[GROUP_MEMBER_ID_MAX + 1];
+        struct gtp *v;
+        size_t n;
+    } *lists = shoal__calloc(n ? n : 1, sizeof(*lists));
+    if (!lists)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        ctl_get_str(r, lists[i].id, sizeof(lists[i].id));
+        rc = get_tps(r, &lists[i].v, &lists[i].n);
+    }
+    if (rc == 0)
+        rc = finish(r, "sync");
+    else if (rc != -ENOMEM)
+        rc = SHOAL_ERR(SHOAL_EPROTO, "malformed sync request");
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+        nall += lists[i].n;
+    if (rc == 0 && nall && !(all = shoal__calloc(nall, sizeof(*all))))
+        rc = -ENOMEM;
+    nall = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        if (lists[i].n) /* all and v are NULL for empty lists */
+            memcpy(all + nall, lists[i].v, lists[i].n * sizeof(*all));
+        nall += lists[i].n;
+    }
+    if (rc == 0)
+        rc = sync_check(gc, g, all, nall);
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        struct gmember *m = member_find(g, lists[i].id);
+        if (!m)
+            continue;
+        shoal__free(m->assigned);
+        m->assigned = lists[i].v;
+        m->nassigned = lists[i].n;
+        lists[i].v = NULL;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        shoal__free(lists[i].v);
+    shoal__free(lists);
+    shoal__free(all);
+    return rc;
+}
+
+static int on_sync(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
+{
+    char gid[SHOAL_TOPIC_NAME_MAX + 2], mid[GROUP_MEMBER_ID_MAX + 1];
+    struct group *g;
+    struct gmember *m;
+    int32_t gen;
+    int rc;
+
+    ctl_get_str(r, gid, sizeof(gid));
+    ctl_get_str(r, mid, sizeof(mid));
+    gen = ctl_get_i32(r);
+    if (r->err)
+        return SHOAL_ERR(SHOAL_EPROTO, "malformed sync request");
+    if ((rc = find_member(gc, gid, mid, gen, &g, &m)) < 0)
+        return rc;
+    if (g->state == GS_PREPARING)
+        return SHOAL_ERR(SHOAL_EREBALANCE, "group %s is rebalancing: rejoin", gid);
+    if (g->state == GS_STABLE) {
+        reply_sync(gc, m, req);
+        return SERVER_PARKED;
+    }
+    if (strcmp(m->id, g->leader) != 0) {
+        if (ctl_get_u32(r) != 0 || (rc = finish(r, "sync")) < 0)
+            return SHOAL_ERR(SHOAL_EPROTO, "member %s is not the leader of %s", mid, gid);
+        m->sync_parked = true;
+        m->sync_req = *req;
+        return SERVER_PARKED;
+    }
+    if ((rc = sync_take_assignment(gc, g, r)) < 0)
+        return rc;
+    g->state = GS_STABLE;
+    log_info("group %s: generation %d is stable", g->id, g->generation);
+    for (size_t i = 0; i < g->nmembers; i++)
+        if (g->members[i]->sync_parked) {
+            g->members[i]->sync_parked = false;
+            reply_sync(gc, g->members[i], &g->members[i]->sync_req);
+        }
+    reply_sync(gc, m, req);
+    return SERVER_PARKED;
+}
+
+static int on_heartbeat(group_coord_t *gc, ctl_reader_t *r)
+{
+    char gid[SHOAL_TOPIC_NAME_MAX + 2], mid[GROUP_MEMBER_ID_MAX + 1];
+    struct group *g;
+    struct gmember *m;
+    int32_t gen;
+    int rc;
+
+    ctl_get_str(r, gid, sizeof(gid));
+    ctl_get_str(r, mid, sizeof(mid));
+    gen = ctl_get_i32(r);
+    if ((rc = finish(r, "heartbeat")) < 0 || (rc = find_member(gc, gid, mid, gen, &g, &m)) < 0)
+        return rc;
+    if (g->state == GS_PREPARING)
+        return SHOAL_ERR(SHOAL_EREBALANCE, "group %s is rebalancing: rejoin", gid);
+    return 0;
+}
+
+static int on_leave(group_coord_t *gc, ctl_reader_t *r)
+{
+    char gid[SHOAL_TOPIC_NAME_MAX + 2], mid[GROUP_MEMBER_ID_MAX + 1];
+    struct group *g;
+    struct gmember *m;
+    int rc;
+
+    ctl_get_str(r, gid, sizeof(gid));
+    ctl_get_str(r, mid, sizeof(mid));
+    if ((rc = finish(r, "leave")) < 0 || (rc = check_group_id(gid)) < 0)
+        return rc;
+    if (!(g = group_find(gc, gid)))
+        return SHOAL_ERR(SHOAL_ENOGROUP, "no group %s", gid);
+    if (!(m = member_find(g, mid)))
+        return SHOAL_ERR(SHOAL_EGENERATION, "member '%s' is not in group %s", mid, gid);
+    member_remove(gc, g, m, "left the group");
+    return 0;
+}
+
+/* ------------------------------------------------------------------ commit and fetch */
+
+static int queue_offset(group_coord_t *gc, const char *group, const char *topic, int32_t p,
+                        int64_t offset)
+{
+    if (gc->noffs == gc->offs_cap) {
+        size_t cap = gc->offs_cap ? gc->offs_cap * 2 : 64;
+        store_offset_t *o = shoal__realloc(gc->offs, cap * sizeof(*o));
+        char **strs;
+        if (!o)
+            return -ENOMEM;
+        gc->offs = o;
+        strs = shoal__realloc(gc->off_strs, 2 * cap * sizeof(*strs));
+        if (!strs)
+            return -ENOMEM;
+        gc->off_strs = strs;
+        gc->offs_cap = cap;
+    }
+    char *g = shoal__strdup(group), *t = shoal__strdup(topic);
+    if (!g || !t) {
+        shoal__free(g);
+        shoal__free(t);
+        return -ENOMEM;
+    }
+    gc->off_strs[2 * gc->noffs] = g;
+    gc->off_strs[2 * gc->noffs + 1] = t;
+    gc->offs[gc->noffs++] =
+        (store_offset_t){.group = g, .topic = t, .partition = p, .offset = offset};
+    return 0;
+}
+
+static void unqueue_offsets(group_coord_t *gc, size_t first)
+{
+    while (gc->noffs > first) {
+        gc->noffs--;
+        shoal__free(gc->off_strs[2 * gc->noffs]);
+        shoal__free(gc->off_strs[2 * gc->noffs + 1]);
+    }
+}
+
+/* May this commit go ahead? Members commit only their own partitions in their generation;
+ * a request without a member id is an administrative commit, allowed when no members. */
+static int commit_check(group_coord_t *gc, const char *gid, const char *mid, int32_t gen,
+                        const struct gtp *tp, size_t n, struct group **gp)
+{
+    struct gmember *m;
+    int rc;
+
+    if (!mid[0]) {
+        if ((rc = check_group_id(gid)) < 0)
+            return rc;
+        *gp = group_find(gc, gid);
+        if (*gp && (*gp)->nmembers)
+            return SHOAL_ERR(SHOAL_EGROUPACTIVE, "group %s has %zu members", gid, (*gp)->nmembers);
+        return 0;
+    }
+    if ((rc = find_member(gc, gid, mid, gen, gp, &m)) < 0)
+        return rc;
+    if ((*gp)->state == GS_COMPLETING)
+        return SHOAL_ERR(SHOAL_EREBALANCE, "group %s is rebalancing: rejoin", gid);
+    for (size_t i = 0; i < n; i++)
+        if (!member_owns(m, tp[i].topic, tp[i].partition))
+            return SHOAL_ERR(SHOAL_ENOTASSIGNED, "%s-%d is not assigned to member %s of %s",
+                             tp[i].topic, tp[i].partition, mid, gid);
+    return 0;
+}
+
+static int on_commit(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
+{
+    char gid[SHOAL_TOPIC_NAME_MAX + 2], mid[GROUP_MEMBER_ID_MAX + 1];
+    struct gtp *tp = NULL;
+    int64_t *offs = NULL;
+    struct group *g = NULL;
+    size_t n = 0, first = gc->noffs;
+    int32_t gen;
+    uint32_t count;
+    int rc = 0;
+
+    ctl_get_str(r, gid, sizeof(gid));
+    ctl_get_str(r, mid, sizeof(mid));
+    gen = ctl_get_i32(r);
+    count = ctl_get_u32(r);
+    if (r->err || count > GROUP_LIST_MAX)
+        return SHOAL_ERR(SHOAL_EPROTO, "malformed commit request");
+    if (count && (!(tp = shoal__calloc(count, sizeof(*tp))) ||
+                  !(offs = shoal__calloc(count, sizeof(*offs))))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (n = 0; n < count; n++) {
+        ctl_get_str(r, tp[n].topic, sizeof(tp[n].topic));
+        tp[n].partition = ctl_get_i32(r);
+        offs[n] = ctl_get_i64(r);
+    }
+    if ((rc = finish(r, "commit")) < 0)
+        goto out;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (!name_ok(tp[i].topic) || tp[i].partition < 0 || offs[i] < 0)
+            rc = SHOAL_ERR(SHOAL_EINVAL, "commit of %s-%d at %lld", tp[i].topic, tp[i].partition,
+                           (long long)offs[i]);
+    if (rc == 0)
+        rc = commit_check(gc, gid, mid, gen, tp, n, &g);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = queue_offset(gc, gid, tp[i].topic, tp[i].partition, offs[i]);
+    if (rc == 0 && gc->ncommits == gc->commits_cap) {
+        size_t cap = gc->commits_cap ? gc->commits_cap * 2 : 16;
+        struct pending_commit *v = shoal__realloc(gc->commits, cap * sizeof(*v));
+        if (!v)
+            rc = -ENOMEM;
+        else {
+            gc->commits = v;
+            gc->commits_cap = cap;
+        }
+    }
+    if (rc < 0) {
+        unqueue_offsets(gc, first);
+        goto out;
+    }
+    if (!g)
+        (void)group_get(gc, gid); /* an admin commit makes the group known */
+    gc->commits[gc->ncommits++] = (struct pending_commit){.req = *req, .first = first, .n = n};
+    rc = SERVER_PARKED;
+out:
+    shoal__free(tp);
+    shoal__free(offs);
+    return rc;
+}
+
+/* Write every queued commit in one transaction, then answer them all. */
+static void flush_commits(group_coord_t *gc)
+{
+    int rc;
+    if (gc->ncommits == 0)
+        return;
+    rc = gc->noffs ? store_offsets_put(gc->b->store, gc->offs, gc->noffs) : 0;
+    if (rc < 0)
+        log_error("committing %zu offsets: %s", gc->noffs, shoal_errmsg());
+    else if (gc->ncommits > 1)
+        log_debug("%zu commits (%zu offsets) in one transaction", gc->ncommits, gc->noffs);
+    for (size_t i = 0; i < gc->ncommits; i++)
+        server_reply(gc->s, &gc->commits[i].req, rc, rc < 0 ? shoal_errmsg() : NULL, NULL);
+    gc->ncommits = 0;
+    unqueue_offsets(gc, 0);
+}
+
+static int on_fetch(group_coord_t *gc, ctl_reader_t *r, ctl_writer_t *body)
+{
+    char gid[SHOAL_TOPIC_NAME_MAX + 2], mid[GROUP_MEMBER_ID_MAX + 1];
+    struct gtp *tp = NULL;
+    struct group *g;
+    struct gmember *m;
+    size_t n = 0;
+    int32_t gen;
+    int rc;
+
+    ctl_get_str(r, gid, sizeof(gid));
+    ctl_get_str(r, mid, sizeof(mid));
+    gen = ctl_get_i32(r);
+    if ((rc = get_tps(r, &tp, &n)) < 0)
+        return rc == -ENOMEM ? rc : SHOAL_ERR(SHOAL_EPROTO, "malformed fetch request");
+    if ((rc = finish(r, "fetch")) < 0 || (rc = check_group_id(gid)) < 0)
+        goto out;
+    if (mid[0] && (rc = find_member(gc, gid, mid, gen, &g, &m)) < 0)
+        goto out;
+    ctl_put_u32(body, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        int64_t off = -1;
+        if (name_ok(tp[i].topic) &&
+            (rc = store_offset_get(gc->b->store, gid, tp[i].topic, tp[i].partition, &off)) <= 0)
+            off = -1;
+        if (rc < 0)
+            goto out;
+        ctl_put_str(body, tp[i].topic);
+        ctl_put_i32(body, tp[i].partition);
+        ctl_put_i64(body, off);
+    }
+    rc = 0;
+out:
+    shoal__free(tp);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ administration */
+
+struct name_list {
+    gname_t *v;
+    size_t n, cap;
+};
+
+static int name_list_add(struct name_list *l, const char *name)
+{
+    if (l->n && !strcmp(l->v[l->n - 1], name))
+        return 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->v[i], name))
+            return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        gname_t *v = shoal__realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    snprintf(l->v[l->n++], sizeof(gname_t), "%s", name);
+    return 0;
+}
+
+static int collect_group(void *arg, const char *group, const char *topic, int32_t p, int64_t off)
+{
+    (void)topic;
+    (void)p;
+    (void)off;
+    return name_list_add(arg, group);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static int on_list(group_coord_t *gc, ctl_reader_t *r, ctl_writer_t *body)
+{
+    struct name_list l = {0};
+    int rc = finish(r, "list");
+
+    for (size_t i = 0; i < gc->ngroups && rc == 0; i++)
+        rc = name_list_add(&l, gc->groups[i]->id);
+    if (rc == 0)
+        rc = store_offset_foreach(gc->b->store, NULL, collect_group, &l);
+    if (rc == 0) {
+        if (l.n)
+            qsort(l.v, l.n, sizeof(*l.v), name_cmp);
+        ctl_put_u32(body, (uint32_t)l.n);
+        for (size_t i = 0; i < l.n; i++) {
+            struct group *g = group_find(gc, l.v[i]);
+            ctl_put_str(body, l.v[i]);
+            ctl_put_str(body, state_names[g ? g->state : GS_EMPTY]);
+            ctl_put_u32(body, g ? (uint32_t)g->nmembers : 0);
+        }
+    }
+    shoal__free(l.v);
+    return rc;
+}
+
+struct offset_list {
+    struct gtp *tp;
+    int64_t *off;
+    size_t n, cap;
+};
+
+static int offset_list_add(struct offset_list *l, const char *topic, int32_t p, int64_t off)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->tp[i].partition == p && !strcmp(l->tp[i].topic, topic)) {
+            if (off >= 0)
+                l->off[i] = off;
+            return 0;
+        }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 32;
+        struct gtp *tp = shoal__realloc(l->tp, cap * sizeof(*tp));
+        int64_t *o;
+        if (!tp)
+            return -ENOMEM;
+        l->tp = tp;
+        if (!(o = shoal__realloc(l->off, cap * sizeof(*o))))
+            return -ENOMEM;
+        l->off = o;
+        l->cap = cap;
+    }
+    snprintf(l->tp[l->n].topic, sizeof(gname_t), "%s", topic);
+    l->tp[l->n].partition = p;
+    l->off[l->n++] = off;
+    return 0;
+}
+
+static int collect_offset(void *arg, const char *group, const char *topic, int32_t p, int64_t off)
+{
+    (void)group;
+    return offset_list_add(arg, topic, p, off);
+}
+
+static void put_offsets(group_coord_t *gc, ctl_writer_t *body, struct offset_list *l)
+{
+    /* selection sort by (topic, partition): describe output is small */
+    for (size_t i = 0; i < l->n; i++)
+        for (size_t k = i + 1; k < l->n; k++) {
+            int c = strcmp(l->tp[k].topic, l->tp[i].topic);
+            if (c < 0 || (c == 0 && l->tp[k].partition < l->tp[i].partition)) {
+                struct gtp t = l->tp[i];
+                int64_t o = l->off[i];
+                l->tp[i] = l->tp[k];
+                l->off[i] = l->off[k];
+                l->tp[k] = t;
+                l->off[k] = o;
+            }
+        }
+    ctl_put_u32(body, (uint32_t)l->n);
+    pthread_rwlock_rdlock(&gc->b->lock);
+    for (size_t i = 0; i < l->n; i++) {
+        dtopic_t *t = broker_find(gc->b, l->tp[i].topic);
+        int64_t end = -1;
+        if (t && l->tp[i].partition >= 0 && (uint32_t)l->tp[i].partition < t->cfg.partitions) {
+            shoal_partition_info_t pi;
+            dpart_info(&t->parts[l->tp[i].partition], &pi);
+            end = pi.log_end_offset;
+        }
+        ctl_put_str(body, l->tp[i].topic);
+        ctl_put_i32(body, l->tp[i].partition);
+        ctl_put_i64(body, l->off[i]);
+        ctl_put_i64(body, end);
+    }
+    pthread_rwlock_unlock(&gc->b->lock);
+}
+
+static int on_describe(group_coord_t *gc, ctl_reader_t *r, ctl_writer_t *body)
+{
+    char gid[SHOAL_TOPIC_NAME_MAX + 2];
+    struct offset_list l = {0};
+    struct group *g;
+    int rc;
+
+    ctl_get_str(r, gid, sizeof(gid));
+    if ((rc = finish(r, "describe")) < 0 || (rc = check_group_id(gid)) < 0)
+        return rc;
+    g = group_find(gc, gid);
+    if ((rc = store_offset_foreach(gc->b->store, gid, collect_offset, &l)) < 0)
+        goto out;
+    if (!g && l.n == 0) {
+        rc = SHOAL_ERR(SHOAL_ENOGROUP, "no group %s", gid);
+        goto out;
+    }
+    ctl_put_str(body, state_names[g ? g->state : GS_EMPTY]);
+    ctl_put_i32(body, g ? g->generation : 0);
+    ctl_put_str(body, g ? g->protocol : "");
+    ctl_put_str(body, g ? g->leader : "");
+    ctl_put_u32(body, g ? (uint32_t)g->nmembers : 0);
+    for (size_t i = 0; g && i < g->nmembers; i++) {
+        struct gmember *m = g->members[i];
+        ctl_put_str(body, m->id);
+        ctl_put_str(body, m->client_id);
+        ctl_put_str(body, m->instance_id);
+        ctl_put_i32(body, (int32_t)m->pid);
+        put_tps(body, m->assigned, m->nassigned);
+        for (size_t k = 0; k < m->nassigned && rc == 0; k++)
+            rc = offset_list_add(&l, m->assigned[k].topic, m->assigned[k].partition, -1);
+    }
+    if (rc == 0)
+        put_offsets(gc, body, &l);
+out:
+    shoal__free(l.tp);
+    shoal__free(l.off);
+    return rc;
+}
+
+/* Find a group that exists (members or stored offsets) and has no members. */
+static int idle_group(group_coord_t *gc, const char *gid, struct group **g)
+{
+    struct offset_list l = {0};
+    int rc = check_group_id(gid);
+
+    if (rc < 0)
+        return rc;
+    *g = group_find(gc, gid);
+    if (*g && (*g)->nmembers)
+        return SHOAL_ERR(SHOAL_EGROUPACTIVE, "group %s has %zu active members", gid,
+                         (*g)->nmembers);
+    if (!*g) {
+        rc = store_offset_foreach(gc->b->store, gid, collect_offset, &l);
+        shoal__free(l.tp);
+        shoal__free(l.off);
+        if (rc < 0)
+            return rc;
+        if (l.n == 0)
+            return SHOAL_ERR(SHOAL_ENOGROUP, "no group %s", gid);
+    }
+    return 0;
+}
+
+static int on_reset(group_coord_t *gc, ctl_reader_t *r)
+{
+    char gid[SHOAL_TOPIC_NAME_MAX + 2], topic[SHOAL_TOPIC_NAME_MAX + 2];
+    store_offset_t *offs = NULL;
+    struct group *g;
+    dtopic_t *t;
+    uint32_t n = 0;
+    int64_t offset;
+    uint8_t whence;
+    int rc;
+
+    ctl_get_str(r, gid, sizeof(gid));
+    ctl_get_str(r, topic, sizeof(topic));
+    whence = ctl_get_u8(r);
+    offset = ctl_get_i64(r);
+    if ((rc = finish(r, "reset")) < 0 || (rc = idle_group(gc, gid, &g)) < 0)
+        return rc;
+    if (whence > SHOAL_SEEK_OFFSET || (whence == SHOAL_SEEK_OFFSET && offset < 0))
+        return SHOAL_ERR(SHOAL_EINVAL, "reset to mode %u offset %lld", whence, (long long)offset);
+    if (!name_ok(topic))
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic);
+    pthread_rwlock_rdlock(&gc->b->lock);
+    if (!(t = broker_find(gc->b, topic)))
+        rc = SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", topic);
+    else if (!(offs = shoal__calloc(t->cfg.partitions, sizeof(*offs))))
+        rc = -ENOMEM;
+    for (uint32_t p = 0; rc == 0 && p < t->cfg.partitions; p++, n++) {
+        shoal_partition_info_t pi;
+        dpart_info(&t->parts[p], &pi);
+        offs[p].group = gid;
+        offs[p].topic = topic;
+        offs[p].partition = (int32_t)p;
+        offs[p].offset = whence == SHOAL_SEEK_BEGINNING ? pi.log_start_offset
+                         : whence == SHOAL_SEEK_END
+                             ? pi.log_end_offset
+                             : SHOAL_MAX(pi.log_start_offset, SHOAL_MIN(offset, pi.log_end_offset));
+    }
+    pthread_rwlock_unlock(&gc->b->lock);
+    if (rc == 0)
+        rc = store_offsets_put(gc->b->store, offs, n);
+    if (rc == 0)
+        log_info("group %s: offsets of %s reset (%u partitions)", gid, topic, n);
+    shoal__free(offs);
+    return rc;
+}
+
+static int on_delete(group_coord_t *gc, ctl_reader_t *r)
+{
+    char gid[SHOAL_TOPIC_NAME_MAX + 2];
+    struct group *g;
+    int rc;
+
+    ctl_get_str(r, gid, sizeof(gid));
+    if ((rc = finish(r, "delete")) < 0 || (rc = idle_group(gc, gid, &g)) < 0)
+        return rc;
+    if ((rc = store_offsets_delete(gc->b->store, gid, NULL)) < 0)
+        return rc;
+    if (g)
+        group_remove(gc, g);
+    log_info("group %s deleted with %d committed offsets", gid, rc);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ entry points */
+
+int group_handle(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r, ctl_writer_t *body)
+{
+    switch (req->type) {
+    case CTL_GROUP_JOIN:
+        return on_join(gc, req, r);
+    case CTL_GROUP_SYNC:
+        return on_sync(gc, req, r);
+    case CTL_GROUP_HEARTBEAT:
+        return on_heartbeat(gc, r);
+    case CTL_GROUP_LEAVE:
+        return on_leave(gc, r);
+    case CTL_GROUP_COMMIT:
+        return on_commit(gc, req, r);
+    case CTL_GROUP_FETCH:
+        return on_fetch(gc, r, body);
+    case CTL_GROUP_LIST:
+        return on_list(gc, r, body);
+    case CTL_GROUP_DESCRIBE:
+        return on_describe(gc, r, body);
+    case CTL_GROUP_RESET:
+        return on_reset(gc, r);
+    case CTL_GROUP_DELETE:
+        return on_delete(gc, r);
+    default:
+        return SHOAL_ERR(SHOAL_EPROTO, "unknown group request %u", req->type);
+    }
+}
+
+void group_conn_closed(group_coord_t *gc, uint64_t conn_id)
+{
+    if (!gc)
+        return;
+    for (size_t i = 0; i < gc->ngroups; i++) {
+        struct group *g = gc->groups[i];
+        for (size_t k = 0; k < g->nmembers; k++) {
+            struct gmember *m = g->members[k];
+            if (m->conn_id != conn_id)
+                continue;
+            if (m->instance_id[0]) { /* static: wait for its session timeout */
+                m->conn_id = 0;
+                m->join_parked = m->sync_parked = false;
+                continue;
+            }
+            member_remove(gc, g, m, "its connection closed (process ended)");
+            k = (size_t)-1; /* the list changed: start over */
+        }
+    }
+}
+
+/* Remove the members that have been silent too long; true when one was removed. */
+static bool expire_one(group_coord_t *gc, struct group *g, int64_t now)
+{
+    for (size_t i = 0; i < g->nmembers; i++) {
+        struct gmember *m = g->members[i];
+        int64_t quiet_ms = (now - m->last_seen_ns) / 1000000;
+        if (m->join_parked || m->sync_parked)
+            continue;
+        if (quiet_ms > m->session_timeout_ms && quiet_ms > 0) {
+            member_remove(gc, g, m, "session timeout");
+            return true;
+        }
+        if (quiet_ms > m->rebalance_timeout_ms) {
+            member_remove(gc, g, m, "max poll interval exceeded");
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A subscribed topic was created, deleted or grew partitions since the assignment. */
+static bool topics_changed(group_coord_t *gc, struct group *g)
+{
+    gname_t *old_t = g->meta_topics;
+    uint32_t *old_p = g->meta_parts;
+    size_t old_n = g->nmeta;
+    bool changed = false;
+
+    g->meta_topics = NULL;
+    g->meta_parts = NULL;
+    g->nmeta = 0;
+    if (snapshot_topics(gc, g) < 0) {
+        g->meta_topics = old_t;
+        g->meta_parts = old_p;
+        g->nmeta = old_n;
+        return false;
+    }
+    changed = old_n != g->nmeta;
+    for (size_t i = 0; i < old_n && !changed; i++)
+        changed = strcmp(old_t[i], g->meta_topics[i]) || old_p[i] != g->meta_parts[i];
+    shoal__free(old_t);
+    shoal__free(old_p);
+    return changed;
+}
+
+static void tick_group(group_coord_t *gc, struct group *g, int64_t now)
+{
+    while (g->nmembers && expire_one(gc, g, now))
+        ;
+    while (g->state == GS_PREPARING && now > g->deadline_ns) {
+        struct gmember *late = NULL;
+        for (size_t i = 0; i < g->nmembers && !late; i++)
+            if (!g->members[i]->join_parked)
+                late = g->members[i];
+        if (!late) {
+            complete_join(gc, g);
+            break;
+        }
+        /* removing the last late member completes the join phase */
+        member_remove(gc, g, late, "did not rejoin within the rebalance timeout");
+    }
+    if (g->state == GS_COMPLETING && now > g->deadline_ns) {
+        struct gmember *leader = member_find(g, g->leader);
+        if (leader)
+            member_remove(gc, g, leader, "the leader did not send the assignment in time");
+        return;
+    }
+    if (g->state == GS_STABLE && now - g->parts_checked_ns > GROUP_PARTS_CHECK_NS) {
+        g->parts_checked_ns = now;
+        if (topics_changed(gc, g))
+            prepare_rebalance(gc, g, "subscribed topics or their partitions changed");
+    }
+}
+
+void group_tick(group_coord_t *gc, int64_t now_ns)
+{
+    flush_commits(gc);
+    for (size_t i = 0; i < gc->ngroups; i++)
+        tick_group(gc, gc->groups[i], now_ns);
+}
+
+int group_coord_open(group_coord_t **out, server_t *s, broker_t *b)
+{
+    group_coord_t *gc = shoal__calloc(1, sizeof(*gc));
+    *out = NULL;
+    if (!gc)
+        return -ENOMEM;
+    gc->s = s;
+    gc->b = b;
+    ctl_writer_init(&gc->w);
+    *out = gc;
+    return 0;
+}
+
+void group_coord_close(group_coord_t *gc)
+{
+    if (!gc)
+        return;
+    flush_commits(gc);
+    for (size_t i = 0; i < gc->ngroups; i++)
+        group_free(gc->groups[i]);
+    shoal__free(gc->groups);
+    unqueue_offsets(gc, 0);
+    shoal__free(gc->offs);
+    shoal__free(gc->off_strs);
+    shoal__free(gc->commits);
+    ctl_writer_release(&gc->w);
+    shoal__free(gc);
+}

@@ -1,0 +1,1369 @@
+/* test_group.c - consumer groups against a real shoald.
+ *
+ * Members are helper processes (or consumers of the test process where only one member
+ * polls at a time), sharing a MAP_SHARED area with the test: who owns each partition, how
+ * often each record was processed, what each member committed. Ownership is checked in
+ * on_assigned: a partition handed to a member must not be held by another live member. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctlproto.h"
+#include "ctlsock.h"
+#include "harness.h"
+#include "shoal.h"
+
+#define TEST_TIMEOUT_S 60
+#define NPARTS         6
+#define PER_PART       300
+#define NMEMBERS       3
+
+struct fixture {
+    struct harness_daemon d;
+    shoal_client_t *c;
+    bool passed;
+};
+
+#define INTEG_TEST(name)                                                                           \
+    static void name##_body(struct fixture *f);                                                    \
+    static void name(void **state)                                                                 \
+    {                                                                                              \
+        struct fixture *f = *state;                                                                \
+        name##_body(f);                                                                            \
+        f->passed = true;                                                                          \
+    }                                                                                              \
+    static void name##_body(struct fixture *f)
+
+/* What the members and the test share. */
+struct shared {
+    _Atomic int32_t owner[NPARTS]; /* pid of the member holding the partition, 0 */
+    _Atomic int violations;        /* a partition handed out while another live member had it */
+    _Atomic uint32_t seen[NPARTS][PER_PART];
+    _Atomic int64_t committed[NMEMBERS][NPARTS]; /* last offset member i committed, -1 */
+    _Atomic int nassigned[NMEMBERS];             /* partitions member i holds */
+    _Atomic int32_t pids[NMEMBERS];
+    _Atomic int done;
+    _Atomic int assigned_calls[NMEMBERS];
+};
+
+static struct shared *sh;
+static const char *sock_path;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* A process that exists and is not a zombie. */
+static bool alive(pid_t pid)
+{
+    char path[64], buf[256];
+    FILE *fp;
+    char *p;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (!(fp = fopen(path, "r")))
+        return false;
+    p = fgets(buf, sizeof(buf), fp);
+    fclose(fp);
+    p = p ? strrchr(buf, ')') : NULL;
+    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+static void on_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
+                        size_t n)
+{
+    int idx = (int)(intptr_t)arg;
+    int32_t self = (int32_t)getpid();
+    (void)c;
+    for (size_t i = 0; i < n; i++) {
+        int32_t old = atomic_exchange(&sh->owner[tps[i].partition], self);
+        if (old != 0 && old != self && alive(old)) {
+            fprintf(stderr, "partition %d given to %d while %d holds it\n", tps[i].partition,
+                    (int)self, (int)old);
+            atomic_fetch_add(&sh->violations, 1);
+        }
+    }
+    atomic_store(&sh->nassigned[idx], (int)n);
+    atomic_fetch_add(&sh->assigned_calls[idx], 1);
+}
+
+static void on_revoked(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps, size_t n)
+{
+    int idx = (int)(intptr_t)arg;
+    int32_t self = (int32_t)getpid();
+    (void)c;
+    for (size_t i = 0; i < n; i++) {
+        int32_t expect = self;
+        atomic_compare_exchange_strong(&sh->owner[tps[i].partition], &expect, 0);
+    }
+    atomic_store(&sh->nassigned[idx], 0);
+}
+
+static void member_options(shoal_consumer_options_t *o, const char *group, int idx)
+{
+    shoal_consumer_options_init(o);
+    o->group_id = group;
+    o->client_id = "tester";
+    o->auto_commit = false;
+    o->auto_offset_reset = SHOAL_OFFSET_RESET_EARLIEST;
+    o->on_assigned = on_assigned;
+    o->on_revoked = on_revoked;
+    o->cb_arg = (void *)(intptr_t)idx;
+}
+
+static int open_member(shoal_client_t **cl, shoal_consumer_t **c, const shoal_consumer_options_t *o,
+                       const char *topic)
+{
+    const char *topics[] = {topic};
+    int rc = shoal_client_open(sock_path, cl);
+    if (rc == 0)
+        rc = shoal_consumer_open(*cl, o, c);
+    if (rc == 0)
+        rc = shoal_consumer_subscribe(*c, topics, 1);
+    if (rc < 0)
+        fprintf(stderr, "open member: %s (%s)\n", shoal_err_name(rc), shoal_errmsg());
+    return rc;
+}
+
+static int produce(shoal_client_t *c, const char *topic, int32_t partition, int n)
+{
+    shoal_producer_t *p;
+    int rc = shoal_producer_open(c, topic, NULL, &p);
+    for (int i = 0; i < n && rc == 0; i++) {
+        char buf[32];
+        int len = snprintf(buf, sizeof(buf), "%d-%d", partition, i);
+        shoal_message_t m = {.value = buf, .value_len = (size_t)len, .partition = partition};
+        rc = shoal_send(p, &m, NULL);
+    }
+    shoal_producer_close(p);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ fixture */
+
+static int setup(void **state)
+{
+    static struct fixture f;
+
+    memset(&f, 0, sizeof(f));
+    harness_watchdog(TEST_TIMEOUT_S, "an integration test in test_group (see [ RUN ] above)");
+    sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sh == MAP_FAILED)
+        return -1;
+    if (harness_daemon_start(&f.d, "group", "--log-level", "debug", NULL) < 0)
+        return -1;
+    sock_path = f.d.socket;
+    if (shoal_client_open(f.d.socket, &f.c) < 0) {
+        harness_daemon_cleanup(&f.d);
+        return -1;
+    }
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    int rc;
+
+    shoal_client_close(f->c);
+    f->c = NULL;
+    harness_kill_children();
+    if (!f->passed)
+        harness_daemon_print_log(&f->d);
+    rc = harness_daemon_cleanup(&f->d);
+    munmap(sh, sizeof(*sh));
+    harness_watchdog(0, NULL);
+    return rc;
+}
+
+static shoal_topic_config_t topic_cfg(uint32_t partitions)
+{
+    shoal_topic_config_t cfg;
+    shoal_topic_config_init(&cfg);
+    cfg.partitions = partitions;
+    cfg.segment_bytes = 1ull << 20;
+    cfg.ring_slots = 2;
+    cfg.max_record_bytes = 1u << 16;
+    return cfg;
+}
+
+/* ------------------------------------------------------------------ three members, SIGKILL */
+
+/* A member that processes a few records at a time, slowly, and commits each batch. */
+static int slow_member(void *arg)
+{
+    int idx = (int)(intptr_t)arg;
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[5];
+
+    member_options(&o, "workers", idx);
+    atomic_store(&sh->pids[idx], (int32_t)getpid());
+    if (open_member(&cl, &c, &o, "jobs") < 0)
+        return 10;
+    while (!atomic_load(&sh->done)) {
+        shoal_topic_partition_offset_t offs[5];
+        int n = shoal_poll(c, recs, 5, 50), rc;
+        if (n < 0) {
+            fprintf(stderr, "member %d: poll: %s (%s)\n", idx, shoal_err_name(n), shoal_errmsg());
+            return 11;
+        }
+        for (int i = 0; i < n; i++) {
+            if (recs[i].offset >= PER_PART)
+                return 12;
+            atomic_fetch_add(&sh->seen[recs[i].partition][recs[i].offset], 1);
+            offs[i] = (shoal_topic_partition_offset_t){.topic = recs[i].topic,
+                                                       .partition = recs[i].partition,
+                                                       .offset = recs[i].offset + 1};
+        }
+        if (n > 0) {
+            sleep_ms(10); /* "processing" */
+            rc = shoal_commit_sync(c, offs, (size_t)n);
+            if (rc < 0 && rc != SHOAL_EGENERATION && rc != SHOAL_ENOTASSIGNED &&
+                rc != SHOAL_EREBALANCE) {
+                fprintf(stderr, "member %d: commit: %s (%s)\n", idx, shoal_err_name(rc),
+                        shoal_errmsg());
+                return 13;
+            }
+            for (int i = 0; rc == 0 && i < n; i++)
+                atomic_store(&sh->committed[idx][recs[i].partition], offs[i].offset);
+        }
+    }
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    return 0;
+}
+
+static bool all_seen(void)
+{
+    for (int p = 0; p < NPARTS; p++)
+        for (int i = 0; i < PER_PART; i++)
+            if (atomic_load(&sh->seen[p][i]) == 0)
+                return false;
+    return true;
+}
+
+static bool all_owned_by_others(pid_t dead)
+{
+    for (int p = 0; p < NPARTS; p++) {
+        int32_t o = atomic_load(&sh->owner[p]);
+        if (o == 0 || o == dead)
+            return false;
+    }
+    return true;
+}
+
+INTEG_TEST(test_three_members_share_partitions_and_a_sigkilled_members_move_fast)
+{
+    shoal_topic_config_t cfg = topic_cfg(NPARTS);
+    pid_t pids[NMEMBERS];
+    int64_t t0, moved_ms;
+
+    for (int m = 0; m < NMEMBERS; m++)
+        for (int p = 0; p < NPARTS; p++)
+            atomic_store(&sh->committed[m][p], -1);
+    assert_int_equal(shoal_topic_create(f->c, "jobs", &cfg), 0);
+    for (int p = 0; p < NPARTS; p++)
+        assert_int_equal(produce(f->c, "jobs", p, PER_PART), 0);
+    for (int m = 0; m < NMEMBERS; m++)
+        assert_true((pids[m] = harness_fork(slow_member, (void *)(intptr_t)m, 50)) > 0);
+
+    /* wait until every member holds partitions (the group is stable with all three) */
+    t0 = mono_ms();
+    while (mono_ms() - t0 < 10000) {
+        int holding = 0;
+        for (int m = 0; m < NMEMBERS; m++)
+            holding += atomic_load(&sh->nassigned[m]) > 0;
+        if (holding == NMEMBERS)
+            break;
+        sleep_ms(5);
+    }
+    for (int m = 0; m < NMEMBERS; m++)
+        assert_int_equal(atomic_load(&sh->nassigned[m]), NPARTS / NMEMBERS);
+    sleep_ms(150); /* let them process and commit a little */
+
+    assert_int_equal(kill(pids[0], SIGKILL), 0);
+    t0 = mono_ms();
+    assert_int_equal(harness_wait(pids[0], 5000), 128 + SIGKILL);
+    while (!all_owned_by_others(pids[0]) && mono_ms() - t0 < 5000)
+        sleep_ms(1);
+    moved_ms = mono_ms() - t0;
+    printf("partitions of the killed member moved in %" PRId64 " ms\n", moved_ms);
+    assert_true(all_owned_by_others(pids[0]));
+    assert_true(moved_ms < 800); /* "well under a second", with room for a loaded CI box */
+
+    t0 = mono_ms();
+    while (!all_seen() && mono_ms() - t0 < 20000)
+        sleep_ms(10);
+    atomic_store(&sh->done, 1);
+    for (int m = 1; m < NMEMBERS; m++)
+        assert_int_equal(harness_wait(pids[m], 10000), 0);
+    assert_true(all_seen());
+    assert_int_equal(atomic_load(&sh->violations), 0);
+
+    /* duplicates: only records of the dead member at or after its last commit */
+    int dups = 0;
+    for (int p = 0; p < NPARTS; p++)
+        for (int i = 0; i < PER_PART; i++) {
+            if (atomic_load(&sh->seen[p][i]) <= 1)
+                continue;
+            dups++;
+            int64_t last = atomic_load(&sh->committed[0][p]);
+            if (last < 0 || i < last)
+                fail_msg("record %d-%d processed %u times; the dead member committed %" PRId64, p,
+                         i, atomic_load(&sh->seen[p][i]), last);
+        }
+    printf("%d records redelivered after the kill\n", dups);
+}
+
+/* ------------------------------------------------------------------ two groups */
+
+static int drain(shoal_consumer_t *c, uint32_t *count, int parts, int per_part, int *total)
+{
+    shoal_record_t recs[64];
+    int n = shoal_poll(c, recs, 64, 20);
+    for (int i = 0; i < n; i++) {
+        if (recs[i].partition >= parts || recs[i].offset >= per_part)
+            return -1;
+        count[recs[i].partition * per_part + recs[i].offset]++;
+        (*total)++;
+    }
+    return n;
+}
+
+INTEG_TEST(test_two_groups_on_one_topic_each_receive_every_record)
+{
+    shoal_topic_config_t cfg = topic_cfg(3);
+    static uint32_t ca[3 * 100], cb[3 * 100];
+    shoal_consumer_options_t oa, ob;
+    shoal_client_t *cla, *clb;
+    shoal_consumer_t *a, *b;
+    int ta = 0, tb = 0;
+    int64_t t0;
+
+    assert_int_equal(shoal_topic_create(f->c, "news", &cfg), 0);
+    for (int p = 0; p < 3; p++)
+        assert_int_equal(produce(f->c, "news", p, 100), 0);
+    member_options(&oa, "readers-a", 0);
+    member_options(&ob, "readers-b", 1);
+    assert_int_equal(open_member(&cla, &a, &oa, "news"), 0);
+    assert_int_equal(open_member(&clb, &b, &ob, "news"), 0);
+    t0 = mono_ms();
+    while ((ta < 300 || tb < 300) && mono_ms() - t0 < 10000) {
+        assert_true(drain(a, ca, 3, 100, &ta) >= 0);
+        assert_true(drain(b, cb, 3, 100, &tb) >= 0);
+    }
+    assert_int_equal(ta, 300);
+    assert_int_equal(tb, 300);
+    for (int i = 0; i < 300; i++) {
+        assert_int_equal(ca[i], 1);
+        assert_int_equal(cb[i], 1);
+    }
+    shoal_consumer_close(a);
+    shoal_consumer_close(b);
+    shoal_client_close(cla);
+    shoal_client_close(clb);
+}
+
+/* ------------------------------------------------------------------ restart */
+
+/* Consume up to want records of group g; returns the first offset seen in *first. */
+static int consume_some(const char *group, int want, int64_t *first, bool commit)
+{
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[16];
+    int got = 0;
+    int64_t t0 = mono_ms();
+
+    member_options(&o, group, 0);
+    if (open_member(&cl, &c, &o, "log") < 0)
+        return -1;
+    *first = -1;
+    while (got < want && mono_ms() - t0 < 10000) {
+        int n = shoal_poll(c, recs, (size_t)(want - got < 16 ? want - got : 16), 20);
+        if (n < 0)
+            break;
+        if (n > 0 && *first < 0)
+            *first = recs[0].offset;
+        got += n;
+    }
+    if (commit && shoal_commit_sync(c, NULL, 0) < 0)
+        got = -2;
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    return got;
+}
+
+INTEG_TEST(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_there)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_group_info_t *info;
+    int64_t first;
+
+    assert_int_equal(shoal_topic_create(f->c, "log", &cfg), 0);
+    assert_int_equal(produce(f->c, "log", 0, 100), 0);
+    assert_int_equal(consume_some("keeper", 60, &first, true), 60);
+    assert_int_equal(first, 0);
+
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
+
+    assert_int_equal(shoal_group_describe(f->c, "keeper", &info), 0);
+    assert_int_equal(info->member_count, 0);
+    assert_int_equal(info->offset_count, 1);
+    assert_int_equal(info->offsets[0].committed, 60);
+    assert_int_equal(info->offsets[0].log_end_offset, 100);
+    assert_int_equal(info->offsets[0].lag, 40);
+    shoal_group_info_free(info);
+
+    assert_int_equal(consume_some("keeper", 40, &first, true), 40);
+    assert_int_equal(first, 60);
+}
+
+INTEG_TEST(test_a_group_consumer_lives_through_a_daemon_restart_and_resumes_at_its_commit)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[16];
+    int64_t next = 0, t0;
+    int errors = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "life", &cfg), 0);
+    assert_int_equal(produce(f->c, "life", 0, 20), 0);
+    member_options(&o, "survivors", 0);
+    assert_int_equal(open_member(&cl, &c, &o, "life"), 0);
+    t0 = mono_ms();
+    while (next < 20 && mono_ms() - t0 < 5000) {
+        int n = shoal_poll(c, recs, 16, 20);
+        assert_true(n >= 0);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(recs[i].offset, next++);
+    }
+    assert_int_equal(next, 20);
+    assert_int_equal(shoal_commit_sync(c, NULL, 0), 0);
+
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
+    assert_int_equal(produce(f->c, "life", 0, 10), 0);
+    sleep_ms(200); /* its next poll heartbeats on the dead connection */
+
+    /* the same consumer: its polls fail while the daemon is away, then it rejoins */
+    t0 = mono_ms();
+    while (next < 30 && mono_ms() - t0 < 10000) {
+        int n = shoal_poll(c, recs, 16, 20);
+        if (n < 0) {
+            assert_true(n == SHOAL_ECLOSED || n == SHOAL_ENODAEMON);
+            errors++;
+            continue;
+        }
+        for (int i = 0; i < n; i++)
+            assert_int_equal(recs[i].offset, next++);
+    }
+    assert_int_equal(next, 30);
+    printf("%d polls failed while the daemon restarted\n", errors);
+    assert_true(errors >= 1);
+    /* and it is a member of the group in the new daemon */
+    shoal_group_info_t *info = NULL;
+    for (int i = 0; i < 100; i++) {
+        assert_true(shoal_poll(c, recs, 16, 20) >= 0);
+        shoal_group_info_free(info);
+        info = NULL;
+        if (shoal_group_describe(f->c, "survivors", &info) == 0 && info->member_count == 1)
+            break;
+    }
+    assert_non_null(info);
+    assert_int_equal(info->member_count, 1);
+    assert_int_equal(info->members[0].assigned_count, 1);
+    shoal_group_info_free(info);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
+/* ------------------------------------------------------------------ max poll interval */
+
+static int busy_member(void *arg)
+{
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[16];
+    (void)arg;
+
+    member_options(&o, "stall", 1);
+    o.auto_commit = true;
+    if (open_member(&cl, &c, &o, "work") < 0)
+        return 10;
+    while (!atomic_load(&sh->done))
+        if (shoal_poll(c, recs, 16, 50) < 0)
+            return 11;
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    return 0;
+}
+
+/* Poll a until cond holds or ms pass. */
+static bool poll_until(shoal_consumer_t *c, bool (*cond)(void), int ms)
+{
+    shoal_record_t recs[16];
+    int64_t t0 = mono_ms();
+    while (!cond() && mono_ms() - t0 < ms)
+        if (shoal_poll(c, recs, 16, 20) < 0)
+            return false;
+    return cond();
+}
+
+static bool split_two_two(void)
+{
+    return atomic_load(&sh->nassigned[0]) == 2 && atomic_load(&sh->nassigned[1]) == 2;
+}
+
+static int a_calls_before;
+
+/* The stalled member was assigned again (a new on_assigned) and shares with the helper. */
+static bool a_rejoined(void)
+{
+    return atomic_load(&sh->assigned_calls[0]) > a_calls_before &&
+           atomic_load(&sh->nassigned[0]) > 0 && atomic_load(&sh->nassigned[1]) > 0 &&
+           atomic_load(&sh->nassigned[0]) + atomic_load(&sh->nassigned[1]) == 4;
+}
+
+/* A member (this process) stops polling; the daemon removes it after session_ms or
+ * max_poll_ms, logging why; its late commit is refused; polling again rejoins it. */
+static void stalled_member_is_fenced_and_rejoins(struct fixture *f, int session_ms, int max_poll_ms,
+                                                 const char *why)
+{
+    shoal_topic_config_t cfg = topic_cfg(4);
+    shoal_topic_partition_offset_t late = {.topic = "work", .partition = 0, .offset = 1};
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    pid_t helper;
+    int64_t t0;
+    int rc;
+
+    assert_int_equal(shoal_topic_create(f->c, "work", &cfg), 0);
+    member_options(&o, "stall", 0);
+    o.session_timeout_ms = session_ms;
+    o.max_poll_interval_ms = max_poll_ms;
+    assert_int_equal(open_member(&cl, &c, &o, "work"), 0);
+    assert_true((helper = harness_fork(busy_member, NULL, 50)) > 0);
+    assert_true(poll_until(c, split_two_two, 10000));
+    int32_t mine = -1;
+    for (int p = 0; p < 4 && mine < 0; p++)
+        if (atomic_load(&sh->owner[p]) == (int32_t)getpid())
+            mine = p;
+    assert_true(mine >= 0);
+    late.partition = mine;
+
+    /* stall: the helper gets every partition once the daemon gives up on us */
+    t0 = mono_ms();
+    while (atomic_load(&sh->nassigned[1]) != 4 && mono_ms() - t0 < 5000)
+        sleep_ms(10);
+    assert_int_equal(atomic_load(&sh->nassigned[1]), 4);
+    assert_true(mono_ms() - t0 >= 300);
+
+    rc = shoal_commit_sync(c, &late, 1);
+    assert_int_equal(rc, SHOAL_EGENERATION);
+    assert_non_null(strstr(shoal_errmsg(), "not in group"));
+    assert_true(harness_daemon_log_contains(&f->d, why));
+
+    /* polling again rejoins and gets partitions back */
+    a_calls_before = atomic_load(&sh->assigned_calls[0]);
+    assert_true(poll_until(c, a_rejoined, 10000));
+    atomic_store(&sh->done, 1);
+    assert_int_equal(harness_wait(helper, 10000), 0);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    /* No ownership check here: while it stalled, the fenced member still believed it owned
+     * its partitions (it learns otherwise on its next poll), which is exactly the zombie
+     * that generations fence: its commit above was refused. */
+}
+
+INTEG_TEST(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rejoins)
+{
+    stalled_member_is_fenced_and_rejoins(f, 10000, 700, "removed: max poll interval exceeded");
+}
+
+INTEG_TEST(test_member_silent_past_session_timeout_loses_partitions_and_rejoins)
+{
+    stalled_member_is_fenced_and_rejoins(f, 600, 30000, "removed: session timeout");
+}
+
+/* ------------------------------------------------------------------ async commits */
+
+static _Atomic int commit_results[2]; /* [0] successes, [1] failures */
+
+static void on_commit(void *arg, shoal_consumer_t *c, int status)
+{
+    (void)arg;
+    (void)c;
+    atomic_fetch_add(&commit_results[status == 0 ? 0 : 1], 1);
+}
+
+INTEG_TEST(test_async_commits_report_through_on_commit_and_are_stored)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_consumer_options_t o;
+    shoal_group_info_t *info;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+    int got = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "asy", &cfg), 0);
+    assert_int_equal(produce(f->c, "asy", 0, 8), 0);
+    member_options(&o, "async", 0);
+    o.on_commit = on_commit;
+    assert_int_equal(open_member(&cl, &c, &o, "asy"), 0);
+    for (int i = 0; i < 100 && got < 8; i++) {
+        int n = shoal_poll(c, recs, 8, 20);
+        assert_true(n >= 0);
+        got += n;
+    }
+    assert_int_equal(got, 8);
+    assert_int_equal(shoal_commit_async(c, NULL, 0), 0);
+    assert_int_equal(shoal_poll(c, recs, 8, 250), 0); /* reads the response, heartbeats */
+    assert_int_equal(atomic_load(&commit_results[0]), 1);
+    assert_int_equal(atomic_load(&commit_results[1]), 0);
+    assert_int_equal(shoal_group_describe(f->c, "async", &info), 0);
+    assert_int_equal(info->offset_count, 1);
+    assert_int_equal(info->offsets[0].committed, 8);
+    shoal_group_info_free(info);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
+/* ------------------------------------------------------------------ static membership */
+
+struct helper_args {
+    const char *group;
+    const char *topic;
+};
+
+/* A dynamic member (index 1) that polls until told to stop. */
+static int polling_member(void *arg)
+{
+    const struct helper_args *a = arg;
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[16];
+
+    member_options(&o, a->group, 1);
+    if (open_member(&cl, &c, &o, a->topic) < 0)
+        return 10;
+    while (!atomic_load(&sh->done))
+        if (shoal_poll(c, recs, 16, 50) < 0)
+            return 11;
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    return 0;
+}
+
+static bool both_hold_two(void)
+{
+    return atomic_load(&sh->nassigned[0]) == 2 && atomic_load(&sh->nassigned[1]) == 2;
+}
+
+static bool a_holds_two(void)
+{
+    return atomic_load(&sh->nassigned[0]) == 2;
+}
+
+static bool a_has_three(void)
+{
+    return atomic_load(&sh->nassigned[0]) == 3;
+}
+
+static int32_t generation_of(shoal_client_t *c, const char *group)
+{
+    shoal_group_info_t *info;
+    int32_t gen;
+    if (shoal_group_describe(c, group, &info) < 0)
+        return -1;
+    gen = info->generation;
+    shoal_group_info_free(info);
+    return gen;
+}
+
+INTEG_TEST(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance)
+{
+    static const struct helper_args args = {.group = "statics", .topic = "st"};
+    shoal_topic_config_t cfg = topic_cfg(4);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int32_t before[4], gen;
+    int helper_calls;
+    pid_t helper;
+
+    assert_int_equal(shoal_topic_create(f->c, "st", &cfg), 0);
+    member_options(&o, "statics", 0);
+    o.group_instance_id = "static-a";
+    assert_int_equal(open_member(&cl, &c, &o, "st"), 0);
+    assert_true((helper = harness_fork(polling_member, (void *)&args, 50)) > 0);
+    assert_true(poll_until(c, both_hold_two, 10000));
+    for (int p = 0; p < 4; p++)
+        before[p] = atomic_load(&sh->owner[p]) == (int32_t)getpid();
+    helper_calls = atomic_load(&sh->assigned_calls[1]);
+    gen = generation_of(f->c, "statics");
+
+    /* the static member goes away (as if its process ended) and comes back */
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    sleep_ms(300);
+    assert_int_equal(open_member(&cl, &c, &o, "st"), 0);
+    assert_true(poll_until(c, a_holds_two, 5000));
+    for (int p = 0; p < 4; p++)
+        assert_int_equal(atomic_load(&sh->owner[p]) == (int32_t)getpid(), before[p]);
+    assert_int_equal(atomic_load(&sh->assigned_calls[1]), helper_calls);
+    assert_int_equal(generation_of(f->c, "statics"), gen);
+
+    atomic_store(&sh->done, 1);
+    assert_int_equal(harness_wait(helper, 10000), 0);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
+/* ------------------------------------------------------------------ topics appearing */
+
+INTEG_TEST(test_subscription_to_a_topic_created_later_gets_its_partitions)
+{
+    shoal_topic_config_t cfg = topic_cfg(2);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+
+    member_options(&o, "early", 0);
+    assert_int_equal(open_member(&cl, &c, &o, "later"), 0);
+    assert_false(poll_until(c, a_holds_two, 300));
+    assert_int_equal(shoal_topic_create(f->c, "later", &cfg), 0);
+    assert_true(poll_until(c, a_holds_two, 3000));
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
+/* ------------------------------------------------------------------ a custom assignor */
+
+static _Atomic int custom_calls;
+
+/* Every partition to the last member. */
+static int assign_to_last(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out)
+{
+    (void)arg;
+    atomic_fetch_add(&custom_calls, 1);
+    for (size_t t = 0; t < in->topic_count; t++)
+        for (uint32_t p = 0; p < in->topics[t].partitions; p++) {
+            int rc =
+                shoal_assign_output_add(out, in->member_count - 1, in->topics[t].topic, (int32_t)p);
+            if (rc < 0)
+                return rc;
+        }
+    return 0;
+}
+
+INTEG_TEST(test_an_application_assignor_is_used_and_a_member_without_a_common_one_is_refused)
+{
+    static const shoal_assignor_t mine = {.name = "to-last", .assign = assign_to_last};
+    const shoal_assignor_t *only_mine[] = {&mine};
+    const shoal_assignor_t *only_range[] = {shoal_assignor_builtin("range")};
+    shoal_topic_config_t cfg = topic_cfg(3);
+    shoal_consumer_options_t o;
+    shoal_group_info_t *info;
+    shoal_client_t *cl, *cl2;
+    shoal_consumer_t *c, *c2;
+    shoal_record_t recs[4];
+
+    assert_non_null(only_range[0]);
+    assert_int_equal(shoal_topic_create(f->c, "cus", &cfg), 0);
+    member_options(&o, "custom", 0);
+    o.assignors = only_mine;
+    o.assignor_count = 1;
+    assert_int_equal(open_member(&cl, &c, &o, "cus"), 0);
+    assert_true(poll_until(c, a_has_three, 5000));
+    assert_true(atomic_load(&custom_calls) >= 1);
+    assert_int_equal(shoal_group_describe(f->c, "custom", &info), 0);
+    assert_string_equal(info->protocol, "to-last");
+    shoal_group_info_free(info);
+
+    member_options(&o, "custom", 1);
+    o.assignors = only_range;
+    o.assignor_count = 1;
+    assert_int_equal(open_member(&cl2, &c2, &o, "cus"), 0);
+    assert_int_equal(shoal_poll(c2, recs, 4, 0), SHOAL_ENOASSIGNOR);
+    shoal_consumer_close(c2);
+    shoal_client_close(cl2);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
+/* ------------------------------------------------------------------ cooperative */
+
+static bool owned_by_other(const shoal_assign_input_t *in, size_t member, const char *topic,
+                           int32_t p)
+{
+    for (size_t i = 0; i < in->member_count; i++)
+        for (size_t k = 0; i != member && k < in->members[i].owned_count; k++)
+            if (in->members[i].owned[k].partition == p &&
+                !strcmp(in->members[i].owned[k].topic, topic))
+                return true;
+    return false;
+}
+
+/* Range, but a partition that another member still owns is withheld (cooperative). */
+static int coop_range(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out)
+{
+    (void)arg;
+    for (size_t t = 0; t < in->topic_count; t++) {
+        uint32_t parts = in->topics[t].partitions, n = (uint32_t)in->member_count;
+        for (uint32_t p = 0; p < parts; p++) {
+            size_t m = p / ((parts + n - 1) / n);
+            int rc = 0;
+            if (!owned_by_other(in, m, in->topics[t].topic, (int32_t)p))
+                rc = shoal_assign_output_add(out, m, in->topics[t].topic, (int32_t)p);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static const shoal_assignor_t coop = {
+    .name = "coop-range", .cooperative = true, .assign = coop_range};
+
+struct coop_log {
+    _Atomic int held[2];
+    _Atomic int revoked_calls[2];
+    _Atomic uint32_t revoked_mask[2]; /* partitions ever revoked from member i */
+    _Atomic int assigned_calls[2];
+};
+
+static struct coop_log *coopl;
+
+static void coop_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
+                          size_t n)
+{
+    int idx = (int)(intptr_t)arg;
+    (void)c;
+    on_assigned(arg, c, tps, n); /* ownership check */
+    atomic_fetch_add(&coopl->held[idx], (int)n);
+    atomic_fetch_add(&coopl->assigned_calls[idx], 1);
+}
+
+static void coop_revoked(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
+                         size_t n)
+{
+    int idx = (int)(intptr_t)arg;
+    (void)c;
+    on_revoked(arg, c, tps, n);
+    atomic_fetch_sub(&coopl->held[idx], (int)n);
+    atomic_fetch_add(&coopl->revoked_calls[idx], 1);
+    for (size_t i = 0; i < n; i++)
+        atomic_fetch_or(&coopl->revoked_mask[idx], 1u << tps[i].partition);
+}
+
+static const shoal_assignor_t *coop_list[1];
+
+static void coop_options(shoal_consumer_options_t *o, int idx)
+{
+    member_options(o, "coop", idx);
+    o->assignors = coop_list;
+    o->assignor_count = 1;
+    o->on_assigned = coop_assigned;
+    o->on_revoked = coop_revoked;
+}
+
+static int coop_member(void *arg)
+{
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[16];
+    (void)arg;
+
+    coop_options(&o, 1);
+    if (open_member(&cl, &c, &o, "co") < 0)
+        return 10;
+    while (!atomic_load(&sh->done))
+        if (shoal_poll(c, recs, 16, 50) < 0)
+            return 11;
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    return 0;
+}
+
+static bool coop_split(void)
+{
+    return atomic_load(&coopl->held[0]) == 2 && atomic_load(&coopl->held[1]) == 2;
+}
+
+/* Member 0 holds all 4 partitions; member 1 joins; with a cooperative assignor member 0
+ * gives up exactly two, in one on_revoked, and keeps the others throughout. */
+static void cooperative_join(struct fixture *f, const shoal_assignor_t *a, uint32_t mask)
+{
+    shoal_topic_config_t cfg = topic_cfg(4);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    pid_t helper;
+
+    coopl = mmap(NULL, sizeof(*coopl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    assert_true(coopl != MAP_FAILED);
+    coop_list[0] = a;
+    assert_int_equal(shoal_topic_create(f->c, "co", &cfg), 0);
+    coop_options(&o, 0);
+    assert_int_equal(open_member(&cl, &c, &o, "co"), 0);
+    for (int i = 0; i < 100 && atomic_load(&coopl->held[0]) != 4; i++)
+        assert_true(shoal_poll(c, NULL, 0, 20) >= 0);
+    assert_int_equal(atomic_load(&coopl->held[0]), 4);
+
+    assert_true((helper = harness_fork(coop_member, NULL, 50)) > 0);
+    {
+        shoal_record_t recs[16];
+        int64_t t0 = mono_ms();
+        while (!coop_split() && mono_ms() - t0 < 10000)
+            assert_true(shoal_poll(c, recs, 16, 20) >= 0);
+    }
+    assert_true(coop_split());
+    /* the first member gave up 2 and 3 only, in one call, and kept 0 and 1 throughout */
+    assert_int_equal(atomic_load(&coopl->revoked_calls[0]), 1);
+    assert_int_equal(__builtin_popcount(atomic_load(&coopl->revoked_mask[0])), 2);
+    if (mask)
+        assert_int_equal(atomic_load(&coopl->revoked_mask[0]), mask);
+    assert_int_equal(atomic_load(&coopl->revoked_calls[1]), 0);
+    assert_int_equal(atomic_load(&sh->violations), 0);
+
+    atomic_store(&sh->done, 1);
+    assert_int_equal(harness_wait(helper, 10000), 0);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    munmap(coopl, sizeof(*coopl));
+}
+
+INTEG_TEST(test_cooperative_rebalance_revokes_only_the_partitions_that_move)
+{
+    cooperative_join(f, &coop, 0xc);
+    assert_true(harness_daemon_log_contains(&f->d, "assignor coop-range"));
+}
+
+INTEG_TEST(test_builtin_cooperative_sticky_moves_only_what_it_must)
+{
+    cooperative_join(f, shoal_assignor_builtin("cooperative-sticky"), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "assignor cooperative-sticky"));
+}
+
+/* Three member processes using one built-in assignor share six partitions two each. */
+struct builtin_member {
+    char group[64];
+    const char *assignor;
+    int idx;
+};
+
+static int builtin_member(void *arg)
+{
+    const struct builtin_member *b = arg;
+    const shoal_assignor_t *list[1] = {shoal_assignor_builtin(b->assignor)};
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+
+    member_options(&o, b->group, b->idx);
+    o.assignors = list;
+    o.assignor_count = 1;
+    if (!list[0] || open_member(&cl, &c, &o, "ev") < 0)
+        return 10;
+    while (!atomic_load(&sh->done))
+        if (shoal_poll(c, recs, 8, 50) < 0)
+            return 11;
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    return 0;
+}
+
+static void eager_builtin_splits_evenly(struct fixture *f, const char *name)
+{
+    static struct builtin_member args[3];
+    shoal_topic_config_t cfg = topic_cfg(6);
+    pid_t pids[3];
+    int64_t t0;
+
+    assert_int_equal(shoal_topic_create(f->c, "ev", &cfg), 0);
+    for (int i = 0; i < 3; i++) {
+        snprintf(args[i].group, sizeof(args[i].group), "eager-%s", name);
+        args[i].assignor = name;
+        args[i].idx = i;
+        assert_true((pids[i] = harness_fork(builtin_member, &args[i], 50)) > 0);
+    }
+    t0 = mono_ms();
+    while (mono_ms() - t0 < 10000) {
+        int ok = 0;
+        for (int i = 0; i < 3; i++)
+            ok += atomic_load(&sh->nassigned[i]) == 2;
+        if (ok == 3)
+            break;
+        sleep_ms(5);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&sh->nassigned[i]), 2);
+    assert_int_equal(atomic_load(&sh->violations), 0);
+    atomic_store(&sh->done, 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(harness_wait(pids[i], 10000), 0);
+    assert_int_equal(shoal_topic_delete(f->c, "ev"), 0);
+}
+
+INTEG_TEST(test_builtin_roundrobin_and_sticky_split_partitions_evenly)
+{
+    eager_builtin_splits_evenly(f, "roundrobin");
+    memset(sh, 0, sizeof(*sh));
+    eager_builtin_splits_evenly(f, "sticky");
+}
+
+/* ------------------------------------------------------------------ admin and errors */
+
+/* Send a raw request and return the response status. */
+static int raw_status(const char *path, uint16_t type, const void *payload, size_t len)
+{
+    ctl_writer_t w;
+    ctl_header_t h;
+    uint8_t *resp = NULL;
+    int fds[4];
+    size_t nfds = 0;
+    ctl_reader_t r;
+    int fd = ctlsock_connect(path), rc;
+
+    if (fd < 0)
+        return fd;
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, type, 7);
+    ctl_put_raw(&w, payload, len);
+    rc = ctl_frame_end(&w);
+    if (rc == 0)
+        rc = ctlsock_send(fd, w.buf, w.len, NULL, 0);
+    if (rc == 0)
+        rc = ctlsock_recv_frame(fd, &h, &resp, fds, &nfds, 4, 5000);
+    if (rc == 0) {
+        ctl_reader_init(&r, resp, h.len);
+        rc = ctl_get_status(&r, NULL, 0);
+    }
+    free(resp);
+    ctl_writer_release(&w);
+    close(fd);
+    return rc;
+}
+
+INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
+{
+    shoal_topic_config_t cfg = topic_cfg(2);
+    shoal_topic_partition_offset_t other = {.topic = "adm", .partition = 1, .offset = 1};
+    shoal_consumer_options_t o;
+    shoal_group_listing_t *list;
+    shoal_group_info_t *info = NULL;
+    shoal_client_t *cl;
+    shoal_consumer_t *c, *bad;
+    shoal_record_t recs[4];
+    const char *two[] = {"adm"};
+    size_t n;
+    int64_t first;
+
+    assert_int_equal(shoal_topic_create(f->c, "adm", &cfg), 0);
+    assert_int_equal(produce(f->c, "adm", 0, 10), 0);
+    assert_int_equal(shoal_group_describe(f->c, "nobody", &info), SHOAL_ENOGROUP);
+    assert_null(info);
+    assert_int_equal(shoal_group_describe(f->c, "bad/id", &info), SHOAL_EGROUPID);
+    assert_int_equal(shoal_group_delete(f->c, "nobody"), SHOAL_ENOGROUP);
+    assert_int_equal(shoal_group_reset_offsets(f->c, "nobody", "adm", SHOAL_SEEK_BEGINNING, 0),
+                     SHOAL_ENOGROUP);
+
+    member_options(&o, "bad group", 0);
+    assert_int_equal(shoal_consumer_open(f->c, &o, &bad), SHOAL_EGROUPID);
+
+    /* a member that owns only partition 0 (the topic has 2; a second member takes 1) */
+    member_options(&o, "admins", 0);
+    assert_int_equal(open_member(&cl, &c, &o, "adm"), 0);
+    for (int i = 0; i < 20 && atomic_load(&sh->nassigned[0]) == 0; i++)
+        assert_true(shoal_poll(c, recs, 4, 20) >= 0);
+    assert_int_equal(atomic_load(&sh->nassigned[0]), 2);
+    assert_int_equal(shoal_consumer_subscribe(c, two, 1), SHOAL_EINVAL);
+    assert_int_equal(shoal_consumer_assign(c, "adm", NULL, 0), SHOAL_EINVAL);
+    other.topic = "elsewhere";
+    assert_int_equal(shoal_commit_sync(c, &other, 1), SHOAL_ENOTASSIGNED);
+    assert_int_equal(shoal_commit_sync(c, NULL, 0), 0);
+
+    assert_int_equal(shoal_group_list(f->c, &list, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].group_id, "admins");
+    assert_string_equal(list[0].state, "Stable");
+    assert_int_equal(list[0].members, 1);
+    shoal_group_list_free(list);
+    assert_int_equal(shoal_group_describe(f->c, "admins", &info), 0);
+    assert_string_equal(info->state, "Stable");
+    assert_int_equal(info->member_count, 1);
+    assert_int_equal(info->members[0].pid, (int32_t)getpid());
+    assert_string_equal(info->members[0].client_id, "tester");
+    assert_int_equal(info->members[0].assigned_count, 2);
+    assert_string_equal(info->protocol, "range");
+    shoal_group_info_free(info);
+
+    assert_int_equal(shoal_group_reset_offsets(f->c, "admins", "adm", SHOAL_SEEK_BEGINNING, 0),
+                     SHOAL_EGROUPACTIVE);
+    assert_int_equal(shoal_group_delete(f->c, "admins"), SHOAL_EGROUPACTIVE);
+
+    /* malformed join and sync frames */
+    assert_int_equal(raw_status(f->d.socket, CTL_GROUP_JOIN,
+                                "\x03\x00"
+                                "ab",
+                                4),
+                     SHOAL_EPROTO);
+    assert_int_equal(raw_status(f->d.socket, CTL_GROUP_SYNC,
+                                "\x06\x00"
+                                "admins\x01",
+                                9),
+                     SHOAL_EPROTO);
+    assert_int_equal(raw_status(f->d.socket, CTL_GROUP_HEARTBEAT, "", 0), SHOAL_EPROTO);
+
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+
+    /* without members: reset to a given offset, and a new member starts there */
+    assert_int_equal(shoal_group_reset_offsets(f->c, "admins", "adm", SHOAL_SEEK_OFFSET, 7), 0);
+    assert_int_equal(shoal_group_describe(f->c, "admins", &info), 0);
+    assert_string_equal(info->state, "Empty");
+    assert_int_equal(info->offset_count, 2);
+    assert_int_equal(info->offsets[0].committed, 7);
+    assert_int_equal(info->offsets[1].committed, 0); /* clamped to the log end */
+    shoal_group_info_free(info);
+    member_options(&o, "admins", 0);
+    {
+        shoal_consumer_t *again;
+        int got = 0;
+        assert_int_equal(open_member(&cl, &again, &o, "adm"), 0);
+        first = -1;
+        for (int i = 0; i < 50 && got < 3; i++) {
+            int k = shoal_poll(again, recs, 4, 20);
+            assert_true(k >= 0);
+            if (k > 0 && first < 0)
+                first = recs[0].offset;
+            got += k;
+        }
+        assert_int_equal(first, 7);
+        assert_int_equal(got, 3);
+        shoal_consumer_close(again);
+        shoal_client_close(cl);
+    }
+    assert_int_equal(shoal_group_delete(f->c, "admins"), 0);
+    assert_int_equal(shoal_group_describe(f->c, "admins", &info), SHOAL_ENOGROUP);
+}
+
+/* ------------------------------------------------------------------ garbage */
+
+INTEG_TEST(test_daemon_answers_garbage_group_requests_and_stays_usable)
+{
+    uint8_t buf[256];
+    uint32_t x = 12345;
+    shoal_group_listing_t *list;
+    size_t n;
+
+    for (uint16_t type = CTL_GROUP_JOIN; type <= CTL_GROUP_DELETE; type++)
+        for (int k = 0; k < 40; k++) {
+            size_t len = (size_t)(k * 7 % 200);
+            int rc;
+            for (size_t i = 0; i < len; i++) {
+                x = x * 1103515245u + 12345u;
+                buf[i] = (uint8_t)(x >> 16);
+            }
+            if (k % 4 == 0 && len >= 2) { /* a plausible short string first */
+                buf[0] = (uint8_t)(len / 3);
+                buf[1] = 0;
+            }
+            rc = raw_status(f->d.socket, type, buf, len);
+            if (rc > 0 || (rc == 0 && type != CTL_GROUP_LIST))
+                fail_msg("type %u, %zu garbage bytes: status %d", type, len, rc);
+        }
+    assert_int_equal(shoal_group_list(f->c, &list, &n), 0);
+    shoal_group_list_free(list);
+}
+
+/* ------------------------------------------------------------------ commit batching */
+
+/* An administrative commit (no member, allowed while the group is empty) as raw bytes. */
+static void put_admin_commit(ctl_writer_t *w, int64_t offset)
+{
+    ctl_frame_begin(w, CTL_GROUP_COMMIT, 1);
+    ctl_put_str(w, "batch");
+    ctl_put_str(w, "");
+    ctl_put_i32(w, -1);
+    ctl_put_u32(w, 1);
+    ctl_put_str(w, "bt");
+    ctl_put_i32(w, 0);
+    ctl_put_i64(w, offset);
+    ctl_frame_end(w);
+}
+
+INTEG_TEST(test_commits_arriving_together_share_one_transaction_and_are_durable)
+{
+    enum { NCONN = 8 };
+    int fds[NCONN];
+    bool batched = false;
+
+    for (int round = 0; round < 20 && !batched; round++) {
+        for (int i = 0; i < NCONN; i++)
+            assert_true((fds[i] = ctlsock_connect(f->d.socket)) >= 0);
+        for (int i = 0; i < NCONN; i++) {
+            ctl_writer_t w;
+            ctl_writer_init(&w);
+            put_admin_commit(&w, round * 100 + i);
+            assert_int_equal(ctlsock_send(fds[i], w.buf, w.len, NULL, 0), 0);
+            ctl_writer_release(&w);
+        }
+        for (int i = 0; i < NCONN; i++) {
+            ctl_header_t h;
+            uint8_t *resp = NULL;
+            int rfds[2];
+            size_t nfds = 0;
+            ctl_reader_t r;
+            assert_int_equal(ctlsock_recv_frame(fds[i], &h, &resp, rfds, &nfds, 2, 5000), 0);
+            ctl_reader_init(&r, resp, h.len);
+            assert_int_equal(ctl_get_status(&r, NULL, 0), 0);
+            free(resp);
+            close(fds[i]);
+        }
+        batched = harness_daemon_log_contains(&f->d, "offsets) in one transaction");
+    }
+    assert_true(batched);
+    /* every commit returned: the last one of the last round is what is stored */
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    shoal_client_close(f->c);
+    assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
+    shoal_group_info_t *info;
+    assert_int_equal(shoal_group_describe(f->c, "batch", &info), 0);
+    assert_int_equal(info->offset_count, 1);
+    assert_true(info->offsets[0].committed % 100 < NCONN);
+    shoal_group_info_free(info);
+}
+
+/* ------------------------------------------------------------------ the CLI */
+
+/* Run the shoal tool with SHOAL_SOCKET set; returns its exit status and counts output lines. */
+static int run_cli(const char *args, int *lines, char *out, size_t cap)
+{
+    char cmd[1024], buf[512];
+    const char *build = getenv("BUILD");
+    size_t used = 0;
+    FILE *fp;
+    int st;
+
+    snprintf(cmd, sizeof(cmd), "SHOAL_SOCKET='%s' %s/shoal %s 2>&1", sock_path,
+             build && *build ? build : "build", args);
+    if (!(fp = popen(cmd, "r")))
+        return -1;
+    *lines = 0;
+    if (out)
+        out[0] = '\0';
+    while (fgets(buf, sizeof(buf), fp)) {
+        (*lines)++;
+        if (out && used + strlen(buf) < cap) {
+            memcpy(out + used, buf, strlen(buf) + 1);
+            used += strlen(buf);
+        }
+    }
+    st = pclose(fp);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+INTEG_TEST(test_cli_consume_group_resumes_and_group_commands_report)
+{
+    shoal_topic_config_t cfg = topic_cfg(2);
+    static char out[8192];
+    int lines;
+
+    assert_int_equal(shoal_topic_create(f->c, "cli", &cfg), 0);
+    assert_int_equal(produce(f->c, "cli", 0, 10), 0);
+    assert_int_equal(produce(f->c, "cli", 1, 10), 0);
+    assert_int_equal(
+        run_cli("consume cli --group cg --from-beginning --max-messages 12", &lines, NULL, 0), 0);
+    assert_int_equal(lines, 12);
+    assert_int_equal(
+        run_cli("consume cli --group cg --from-beginning --timeout-ms 300", &lines, NULL, 0), 0);
+    assert_int_equal(lines, 8);
+    assert_int_equal(run_cli("group list", &lines, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "cg"));
+    assert_int_equal(run_cli("group describe cg", &lines, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "state: Empty"));
+    assert_non_null(strstr(out, "cli"));
+    assert_int_equal(run_cli("group describe nope", &lines, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "no such consumer group"));
+    assert_int_equal(run_cli("group reset-offsets cg --topic cli --to-earliest", &lines, NULL, 0),
+                     0);
+    assert_int_equal(run_cli("consume cli --group cg --timeout-ms 300", &lines, NULL, 0), 0);
+    assert_int_equal(lines, 20);
+    assert_int_equal(run_cli("consume cli --group cg --partition 1", &lines, NULL, 0), 2);
+    assert_int_equal(run_cli("group delete cg", &lines, NULL, 0), 0);
+    assert_int_equal(run_cli("group describe cg", &lines, NULL, 0), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+        T(test_three_members_share_partitions_and_a_sigkilled_members_move_fast),
+        T(test_two_groups_on_one_topic_each_receive_every_record),
+        T(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_there),
+        T(test_a_group_consumer_lives_through_a_daemon_restart_and_resumes_at_its_commit),
+        T(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rejoins),
+        T(test_member_silent_past_session_timeout_loses_partitions_and_rejoins),
+        T(test_async_commits_report_through_on_commit_and_are_stored),
+        T(test_group_admin_and_bad_input_get_specific_errors),
+        T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
+        T(test_subscription_to_a_topic_created_later_gets_its_partitions),
+        T(test_cli_consume_group_resumes_and_group_commands_report),
+        T(test_an_application_assignor_is_used_and_a_member_without_a_common_one_is_refused),
+        T(test_commits_arriving_together_share_one_transaction_and_are_durable),
+        T(test_daemon_answers_garbage_group_requests_and_stays_usable),
+        T(test_cooperative_rebalance_revokes_only_the_partitions_that_move),
+        T(test_builtin_cooperative_sticky_moves_only_what_it_must),
+        T(test_builtin_roundrobin_and_sticky_split_partitions_evenly),
+#undef T
+    };
+    const char *only = getenv("SHOAL_TEST_FILTER");
+
+    if (only && *only)
+        cmocka_set_test_filter(only);
+    setvbuf(stdout, NULL, _IONBF, 0);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
