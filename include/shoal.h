@@ -466,9 +466,11 @@ typedef void (*shoal_rebalance_cb)(void *arg, shoal_consumer_t *c,
  * that polls, from inside a later libshoal call on the same consumer. */
 typedef void (*shoal_commit_cb)(void *arg, shoal_consumer_t *c, int status);
 
+/* Where a consumer goes when it has no committed offset (groups), or when a memory topic
+ * overwrote the records at its position (any consumer; shoal_poll() says SHOAL_EOFFSET). */
 typedef enum {
-    SHOAL_OFFSET_RESET_LATEST = 0,   /* no committed offset: start at the log end */
-    SHOAL_OFFSET_RESET_EARLIEST = 1, /* no committed offset: start at the log start */
+    SHOAL_OFFSET_RESET_LATEST = 0,   /* the log end */
+    SHOAL_OFFSET_RESET_EARLIEST = 1, /* the log start (the oldest record left) */
 } shoal_offset_reset_t;
 
 typedef struct shoal_consumer_options {
@@ -559,7 +561,12 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *                         (SHOAL_WAIT_SPIN, or the first spin_ns of SHOAL_WAIT_DEFAULT)
  *                         sees the append without any system call on either side.
  * @return the number of records (0 on timeout), or SHOAL_ECORRUPT, SHOAL_ENOTOPIC,
- *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR.
+ *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR, or SHOAL_EOFFSET: a memory topic's ring
+ *         overwrote records before this consumer read them (it fell off the tail, or a
+ *         producer needed the slot it held); its position was moved per auto_offset_reset
+ *         (earliest: the oldest record left; latest: the log end) and the next poll goes on
+ *         from there. An error met after other partitions returned records is reported by
+ *         the next poll, so records are never withheld.
  * A subscribed group consumer (shoal_consumer_subscribe) also runs the group protocol
  * here, on the calling thread: heartbeats, callbacks, rejoining. While a rebalance is in
  * progress the call may block beyond timeout_ms, up to the group's rebalance timeout (the

@@ -37,6 +37,9 @@ struct consumer_part {
     client_segment_t seg; /* the disk segment being read, when data != NULL */
     uint64_t seg_pos;
     client_segment_t retired; /* a segment whose views the caller may still hold */
+    bool from_start;          /* seeked to the beginning: follow the log start until placed */
+    int pending;              /* an error to report at the next poll (records went out first) */
+    char pending_msg[256];
 };
 
 struct shoal_consumer {
@@ -212,6 +215,7 @@ static int consumer_seek_one(struct consumer_part *cp, shoal_seek_t whence, int6
     switch (whence) {
     case SHOAL_SEEK_BEGINNING:
         cp->position = atomic_load(&cp->ring.ctl->log_start_offset);
+        cp->from_start = true;
         break;
     case SHOAL_SEEK_END:
         cp->position = atomic_load(&cp->ring.ctl->log_end_offset);
@@ -224,6 +228,8 @@ static int consumer_seek_one(struct consumer_part *cp, shoal_seek_t whence, int6
     default:
         return SHOAL_ERR(SHOAL_EINVAL, "unknown seek mode %d", (int)whence);
     }
+    if (whence != SHOAL_SEEK_BEGINNING)
+        cp->from_start = false;
     ring_cursor_unpin(&cp->ring, &cp->cur);
     client_segment_close(&cp->seg);
     return 0;
@@ -358,6 +364,23 @@ static int part_fill_disk(struct consumer_part *cp, shoal_record_t *out, size_t 
 
 /* ------------------------------------------------------------------ ring */
 
+/* A memory topic overwrote records this consumer had not read: move per auto_offset_reset
+ * (earliest: oldest, the first offset still in the ring; latest: the log end) and say so
+ * once with SHOAL_EOFFSET. The next poll continues from there. */
+static int part_fall_off(shoal_consumer_t *c, struct consumer_part *cp, int64_t oldest)
+{
+    int64_t lost = cp->position;
+    bool earliest = c->opts.auto_offset_reset == SHOAL_OFFSET_RESET_EARLIEST;
+
+    ring_cursor_unpin(&cp->ring, &cp->cur);
+    cp->position = earliest ? oldest : atomic_load(&cp->ring.ctl->log_end_offset);
+    return SHOAL_ERR(SHOAL_EOFFSET,
+                     "%s-%d: offsets %lld..%lld were overwritten in the memory topic's ring "
+                     "before this consumer read them; continuing at %lld (auto_offset_reset=%s)",
+                     cp->topic, cp->partition, (long long)lost, (long long)oldest - 1,
+                     (long long)cp->position, earliest ? "earliest" : "latest");
+}
+
 /* Place the cursor at cp->position: in the ring, else on disk, else clamp into range. */
 static int part_place(shoal_consumer_t *c, struct consumer_part *cp)
 {
@@ -365,22 +388,25 @@ static int part_place(shoal_consumer_t *c, struct consumer_part *cp)
     int rc = ring_cursor_seek(&cp->ring, &cp->cur, cp->position);
     int64_t start, end;
 
-    if (rc != SHOAL_EOFFSET)
+    if (rc != SHOAL_EOFFSET) {
+        if (rc == 0)
+            cp->from_start = false;
         return rc;
+    }
     start = atomic_load(&ctl->log_start_offset);
     end = atomic_load(&ctl->log_end_offset);
     if (cp->position > end) {
         cp->position = end;
         return ring_cursor_seek(&cp->ring, &cp->cur, cp->position);
     }
+    if (ctl->storage == SHOAL_STORAGE_MEMORY) {
+        if (cp->position < start && !cp->from_start)
+            return part_fall_off(c, cp, start);
+        cp->position = SHOAL_MAX(start, cp->position); /* the log start moved on meanwhile */
+        return 0;                                      /* placed on the next poll */
+    }
     if (cp->position < start)
         cp->position = start;
-    if (ctl->storage == SHOAL_STORAGE_MEMORY) {
-        /* the slot went away under us: start over at the oldest live record */
-        cp->position = SHOAL_MAX(start, cp->position);
-        rc = ring_cursor_seek(&cp->ring, &cp->cur, cp->position);
-        return rc == SHOAL_EOFFSET ? 0 : rc;
-    }
     rc = part_open_segment(c, cp);
     /* Retention may have deleted the segment since log_start_offset was read: start again
      * at the new log start (the next poll places the cursor there). */
@@ -425,31 +451,47 @@ static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t 
     return n;
 }
 
-/* A producer waits for the slot this cursor pins, and that slot is already on disk: a
- * lagging consumer must not throttle producers, so it reads the disk copy instead. Called
- * only where this partition holds no views of the current poll. */
-static bool part_should_yield(const struct consumer_part *cp)
+/* A producer waits for the slot this cursor pins (the one it rotates into next). Called
+ * only where this partition holds no views of the current poll. A lagging consumer must
+ * not throttle producers: on a disk topic it reads the slot's disk copy instead (once the
+ * slot is on disk); on a memory topic there is no copy, so it lets the slot go and falls
+ * off the ring. Returns 0 to go on with the ring, 1 when it moved to disk, or <0. */
+static int part_yield(shoal_consumer_t *c, struct consumer_part *cp)
 {
     const struct shm_ctl *ctl = cp->ring.ctl;
     const struct shm_slot *s;
+    uint32_t next;
 
-    if (!cp->cur.placed || ctl->storage != SHOAL_STORAGE_DISK ||
-        atomic_load(&ctl->space_waiters) == 0)
-        return false;
+    if (!cp->cur.placed || atomic_load(&ctl->space_waiters) == 0)
+        return 0;
+    next = (atomic_load(&ctl->active_slot) + 1) % cp->ring.slot_count;
     s = &ctl->slots[cp->cur.slot];
-    return cp->cur.slot == (atomic_load(&ctl->active_slot) + 1) % cp->ring.slot_count &&
-           atomic_load(&s->state) == SHM_SLOT_SEALED &&
-           atomic_load(&s->end_offset) <= atomic_load(&ctl->flushed_offset);
+    if (cp->cur.slot != next || atomic_load(&s->state) != SHM_SLOT_SEALED)
+        return 0;
+    if (ctl->storage == SHOAL_STORAGE_MEMORY) {
+        if (cp->position >= atomic_load(&s->end_offset)) { /* read it all: just move on */
+            ring_cursor_unpin(&cp->ring, &cp->cur);
+            return 0;
+        }
+        return part_fall_off(c, cp, atomic_load(&s->end_offset));
+    }
+    if (atomic_load(&s->end_offset) > atomic_load(&ctl->flushed_offset))
+        return 0;
+    ring_cursor_unpin(&cp->ring, &cp->cur);
+    int rc = part_open_segment(c, cp);
+    return rc < 0 ? rc : 1;
 }
 
 static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record_t *out, size_t max)
 {
     int rc;
-    if (part_should_yield(cp)) {
-        ring_cursor_unpin(&cp->ring, &cp->cur);
-        if ((rc = part_open_segment(c, cp)) < 0)
-            return rc;
+    if (cp->pending) {
+        rc = cp->pending;
+        cp->pending = 0;
+        return SHOAL_ERR(rc, "%s", cp->pending_msg);
     }
+    if ((rc = part_yield(c, cp)) < 0)
+        return rc;
     if (atomic_load_explicit(&cp->ring.ctl->deleted, memory_order_relaxed))
         return SHOAL_ERR(SHOAL_ENOTOPIC, "topic %s was deleted", cp->topic);
     if (cp->seg.data) {
@@ -479,8 +521,13 @@ static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
     for (size_t k = 0; k < c->nparts && (size_t)total < max; k++) {
         struct consumer_part *cp = &c->parts[(c->next_part + k) % c->nparts];
         int rc = part_fill(c, cp, out + total, max - (size_t)total);
-        if (rc < 0) /* records already taken from other partitions go out first */
-            return total > 0 ? total : rc;
+        if (rc < 0 && total > 0) { /* records taken from other partitions go out first */
+            cp->pending = rc;
+            snprintf(cp->pending_msg, sizeof(cp->pending_msg), "%s", shoal_errmsg());
+            return total;
+        }
+        if (rc < 0)
+            return rc;
         total += rc;
     }
     c->next_part = c->nparts ? (c->next_part + 1) % c->nparts : 0;

@@ -167,6 +167,10 @@ static int consume_loop(consume_t *cs)
         n = shoal_poll(cs->consumer, recs, max, consume_wait_ms(cs, deadline));
         if (n == -EINTR)
             continue;
+        if (n == SHOAL_EOFFSET) { /* fell off a memory topic's ring: say so, go on */
+            fprintf(stderr, "shoal: warning: %s\n", shoal_errmsg());
+            continue;
+        }
         if (n < 0)
             return cli_fail(cs->cli, n, "consume '%s'", cs->topic);
         if (n > 0 && (rc = consume_print(cs, recs, n)) != 0)

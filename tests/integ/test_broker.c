@@ -1061,11 +1061,13 @@ INTEG_TEST(test_consumer_of_many_partitions_wakes_for_an_append_to_any_of_them)
     shoal_producer_close(p);
 }
 
-/* Memory topics: the ring is the retention; a reader that falls behind resumes at the
- * oldest record still held, and offsets stay gapless from there. */
+/* Memory topics: the ring is the retention; a reader that falls behind is told so
+ * (SHOAL_EOFFSET), resumes at the oldest record still held (auto_offset_reset earliest),
+ * and offsets stay gapless from there. */
 INTEG_TEST(test_memory_topic_keeps_the_newest_records_and_stays_gapless)
 {
     shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 3);
+    shoal_consumer_options_t opts;
     shoal_topic_info_t *info = NULL;
     const int64_t n = 5000;
     shoal_consumer_t *cons;
@@ -1083,10 +1085,14 @@ INTEG_TEST(test_memory_topic_keeps_the_newest_records_and_stays_gapless)
     assert_true(start > 0 && start < n);
     assert_int_equal(read_partition(f->c, "mem", 0, start, n - start, 1000, check_made_value, NULL),
                      n - start);
-    /* a position below the start is clamped to it */
-    assert_int_equal(shoal_consumer_open(f->c, NULL, &cons), 0);
+    /* a position below the start is reported once (the records there were overwritten),
+     * then moves per auto_offset_reset: earliest is the start */
+    shoal_consumer_options_init(&opts);
+    opts.auto_offset_reset = SHOAL_OFFSET_RESET_EARLIEST;
+    assert_int_equal(shoal_consumer_open(f->c, &opts, &cons), 0);
     assert_int_equal(shoal_consumer_assign(cons, "mem", NULL, 0), 0);
     assert_int_equal(shoal_consumer_seek(cons, "mem", 0, SHOAL_SEEK_OFFSET, 0), 0);
+    assert_int_equal(shoal_poll(cons, &rec, 1, 1000), SHOAL_EOFFSET);
     assert_int_equal(shoal_poll(cons, &rec, 1, 1000), 1);
     assert_int_equal(rec.offset, start);
     assert_true(value_matches(&rec, start));

@@ -1,0 +1,188 @@
+/* test_memory_topic.c - a memory topic keeps only its ring: the oldest slot is reused, a
+ * consumer that falls off the tail gets SHOAL_EOFFSET once and moves per
+ * auto_offset_reset, and a lagging but polling consumer never blocks the producer. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "shoal.h"
+
+#define VALUE_BYTES 1000
+#define RECORDS     400 /* about three laps of a two-slot, 64 KiB ring */
+
+static struct harness_daemon daemon_;
+static shoal_client_t *client;
+
+static void create_memory_topic(void)
+{
+    shoal_topic_config_t cfg;
+    shoal_topic_config_init(&cfg);
+    cfg.storage = SHOAL_STORAGE_MEMORY;
+    cfg.segment_bytes = 64 << 10;
+    cfg.ring_slots = 2;
+    cfg.max_record_bytes = 4096;
+    assert_int_equal(shoal_topic_create(client, "mem", &cfg), 0);
+}
+
+static int send_range(shoal_producer_t *p, int first, int n)
+{
+    char value[VALUE_BYTES];
+    for (int i = first; i < first + n; i++) {
+        shoal_message_t m = {.value = value, .value_len = sizeof(value), .partition = 0};
+        int rc;
+        memset(value, 'm', sizeof(value));
+        snprintf(value, sizeof(value), "%d", i);
+        if ((rc = shoal_send(p, &m, NULL)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The child: RECORDS records with a generous block_ms. */
+static int produce(void *arg)
+{
+    shoal_producer_options_t opts;
+    shoal_producer_t *p;
+    shoal_client_t *c;
+    (void)arg;
+    shoal_producer_options_init(&opts);
+    opts.block_ms = 3000;
+    if (shoal_client_open(daemon_.socket, &c) < 0 || shoal_producer_open(c, "mem", &opts, &p) < 0)
+        return 2;
+    return send_range(p, 1, RECORDS) < 0 ? 1 : 0;
+}
+
+static shoal_consumer_t *open_consumer(uint32_t reset)
+{
+    shoal_consumer_options_t o;
+    shoal_consumer_t *k;
+    shoal_consumer_options_init(&o);
+    o.auto_offset_reset = reset;
+    assert_int_equal(shoal_consumer_open(client, &o, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "mem", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, "mem", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    return k;
+}
+
+/* A slow consumer (one record per 5 ms) on a fast producer: the producer never blocks for
+ * long, the consumer is told once per lap it lost, and reads on gapless after each jump. */
+static void run_slow_consumer(uint32_t reset)
+{
+    shoal_producer_t *p;
+    shoal_consumer_t *k = open_consumer(reset);
+    shoal_record_t r;
+    int64_t next = 0, lost_reports = 0, read = 0;
+    pid_t child;
+    int status = -1, n;
+
+    assert_int_equal(shoal_producer_open(client, "mem", NULL, &p), 0);
+    assert_int_equal(send_range(p, 0, 1), 0);
+    assert_int_equal(shoal_poll(k, &r, 1, 1000), 1); /* pins the first slot */
+    next = 1;
+    assert_true((child = harness_fork(produce, NULL, 30)) > 0);
+    while ((status = harness_poll(child)) == -1) {
+        n = shoal_poll(k, &r, 1, 100);
+        if (n == SHOAL_EOFFSET) {
+            int64_t at = shoal_consumer_position(k, "mem", 0);
+            assert_non_null(strstr(shoal_errmsg(), "overwritten"));
+            assert_true(at > next);
+            next = at;
+            lost_reports++;
+            continue;
+        }
+        assert_true(n >= 0);
+        if (n == 1) {
+            assert_int_equal(r.offset, next); /* gapless between jumps */
+            assert_int_equal(atoi(r.value), (int)r.offset);
+            next++;
+            read++;
+        }
+        usleep(5000);
+    }
+    assert_int_equal(status, 0); /* the producer was never held back past block_ms */
+    assert_true(lost_reports >= 1);
+    assert_true(read >= 1);
+    shoal_consumer_close(k);
+    shoal_producer_close(p);
+}
+
+static void test_slow_consumer_falls_off_and_resumes_at_the_oldest_record(void **state)
+{
+    (void)state;
+    create_memory_topic();
+    run_slow_consumer(SHOAL_OFFSET_RESET_EARLIEST);
+}
+
+static void test_slow_consumer_with_latest_reset_jumps_to_the_log_end(void **state)
+{
+    (void)state;
+    create_memory_topic();
+    run_slow_consumer(SHOAL_OFFSET_RESET_LATEST);
+}
+
+static void test_seek_to_an_overwritten_offset_reports_it_then_reads_the_oldest(void **state)
+{
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    shoal_record_t r;
+    shoal_topic_info_t *info;
+    int64_t start;
+    (void)state;
+
+    create_memory_topic();
+    assert_int_equal(shoal_producer_open(client, "mem", NULL, &p), 0);
+    assert_int_equal(send_range(p, 0, RECORDS), 0); /* nobody reads: the ring wraps */
+    assert_int_equal(shoal_topic_describe(client, "mem", &info), 0);
+    start = info->partitions[0].log_start_offset;
+    shoal_topic_info_free(info);
+    assert_true(start > 0);
+
+    k = open_consumer(SHOAL_OFFSET_RESET_EARLIEST);
+    assert_int_equal(shoal_consumer_seek(k, "mem", 0, SHOAL_SEEK_OFFSET, 0), 0);
+    assert_int_equal(shoal_poll(k, &r, 1, 1000), SHOAL_EOFFSET);
+    assert_int_equal(shoal_poll(k, &r, 1, 1000), 1);
+    assert_int_equal(r.offset, start);
+    /* Seeking to the beginning follows the log start: no error. */
+    assert_int_equal(shoal_consumer_seek(k, "mem", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    assert_int_equal(shoal_poll(k, &r, 1, 1000), 1);
+    assert_int_equal(r.offset, start);
+    shoal_consumer_close(k);
+    shoal_producer_close(p);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    harness_watchdog(60, "test_memory_topic");
+    if (harness_daemon_start(&daemon_, "mem", NULL) < 0)
+        return -1;
+    return shoal_client_open(daemon_.socket, &client) < 0 ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    shoal_client_close(client);
+    harness_kill_children();
+    harness_watchdog(0, NULL);
+    return harness_daemon_cleanup(&daemon_);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_slow_consumer_falls_off_and_resumes_at_the_oldest_record),
+        T(test_slow_consumer_with_latest_reset_jumps_to_the_log_end),
+        T(test_seek_to_an_overwritten_offset_reports_it_then_reads_the_oldest),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
