@@ -24,6 +24,12 @@
  * Kafka), maxTimestamp the largest, record attributes 0, and the CRC32C of bytes 21..end
  * computed last. The CRC leaves out the base offset, so the appender can encode outside
  * the partition lock and patch the offset in with record_batch_set_base_offset() under it.
+ *
+ * Compaction rewrites a batch without some of its records but with the offsets of the
+ * others unchanged, as Kafka's log cleaner does: record_batch_encode_with_offsets() takes
+ * each record's offset delta and the batch's lastOffsetDelta, so the batch still covers
+ * the offset range it had (gaps inside it are allowed by the format). It may also write an
+ * empty batch, which only carries that offset range.
  */
 #include "record.h"
 
@@ -446,23 +452,35 @@ static bool record_body_size(const shoal_message_t *m, int64_t ts_delta, int32_t
     return true;
 }
 
-static int batch_plan_make(const shoal_message_t *msgs, size_t n, int64_t now_ms,
-                           batch_plan_t *plan)
+/* The offset delta of message i: deltas[i], or i when deltas is NULL. */
+static int32_t offset_delta_of(const int32_t *deltas, size_t i)
 {
-    if (msgs == NULL || n == 0 || n > INT32_MAX)
+    return deltas ? deltas[i] : (int32_t)i;
+}
+
+/* Plan n messages with these offset deltas (NULL: 0..n-1). An empty plan (n == 0, only
+ * with explicit deltas) is the bare header with both timestamps now_ms. */
+static int batch_plan_make(const shoal_message_t *msgs, const int32_t *deltas, size_t n,
+                           int64_t now_ms, batch_plan_t *plan)
+{
+    if ((msgs == NULL && n > 0) || (n == 0 && deltas == NULL) || n > INT32_MAX)
         return SHOAL_ERR(SHOAL_EINVAL, "record batch: %zu messages", n);
+    plan->size = RECORD_BATCH_HEADER_BYTES;
+    if (n == 0) {
+        plan->base_ts = plan->max_ts = now_ms;
+        return 0;
+    }
     plan->base_ts = plan->max_ts = message_timestamp(&msgs[0], now_ms);
     for (size_t i = 1; i < n; i++) {
         int64_t ts = message_timestamp(&msgs[i], now_ms);
         plan->base_ts = SHOAL_MIN(plan->base_ts, ts);
         plan->max_ts = SHOAL_MAX(plan->max_ts, ts);
     }
-    plan->size = RECORD_BATCH_HEADER_BYTES;
     for (size_t i = 0; i < n; i++) {
         int64_t delta;
         size_t body;
         if (__builtin_sub_overflow(message_timestamp(&msgs[i], now_ms), plan->base_ts, &delta) ||
-            !record_body_size(&msgs[i], delta, (int32_t)i, &body))
+            !record_body_size(&msgs[i], delta, offset_delta_of(deltas, i), &body))
             return SHOAL_ERR(SHOAL_EINVAL, "record batch: message %zu does not fit", i);
         plan->size += record_varint_size((int64_t)body) + body;
         if (plan->size - RECORD_BATCH_LOG_OVERHEAD > INT32_MAX)
@@ -475,7 +493,7 @@ size_t record_batch_encoded_size(const shoal_message_t *msgs, size_t n, int64_t 
 {
     batch_plan_t plan;
 
-    if (batch_plan_make(msgs, n, now_ms, &plan) != 0)
+    if (batch_plan_make(msgs, NULL, n, now_ms, &plan) != 0)
         return 0;
     return plan.size;
 }
@@ -513,8 +531,22 @@ static uint8_t *record_write(uint8_t *p, const shoal_message_t *m, int64_t ts_de
     return p;
 }
 
-int record_batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
-                        const shoal_message_t *msgs, size_t n, int64_t now_ms, size_t *len_out)
+/* Offset deltas must rise strictly from 0 or more and end at or before last_delta. */
+static int offset_deltas_check(const int32_t *deltas, size_t n, int32_t last_delta)
+{
+    if (last_delta < 0)
+        return SHOAL_ERR(SHOAL_EINVAL, "record batch: lastOffsetDelta %d", (int)last_delta);
+    for (size_t i = 0; i < n; i++)
+        if (deltas[i] < 0 || (i > 0 && deltas[i] <= deltas[i - 1]) || deltas[i] > last_delta)
+            return SHOAL_ERR(SHOAL_EINVAL, "record batch: offset delta %d of message %zu",
+                             (int)deltas[i], i);
+    return 0;
+}
+
+/* The encoder behind both entry points: deltas NULL means 0..n-1 and last_delta n - 1. */
+static int batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
+                        const shoal_message_t *msgs, const int32_t *deltas, size_t n,
+                        int32_t last_delta, int64_t now_ms, size_t *len_out)
 {
     batch_plan_t plan;
 
@@ -522,7 +554,7 @@ int record_batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f
         return SHOAL_ERR(SHOAL_EINVAL, "record_batch_encode: NULL argument");
     if (f->attributes & RECORD_ATTR_COMPRESSION_MASK)
         return SHOAL_ERR(SHOAL_EINVAL, "record_batch_encode: compression is not supported");
-    int rc = batch_plan_make(msgs, n, now_ms, &plan);
+    int rc = batch_plan_make(msgs, deltas, n, now_ms, &plan);
     if (rc != 0)
         return rc;
     if (plan.size > cap)
@@ -535,7 +567,7 @@ int record_batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f
         .magic = RECORD_BATCH_MAGIC,
         .crc = 0,
         .attributes = f->attributes,
-        .last_offset_delta = (int32_t)(n - 1),
+        .last_offset_delta = last_delta,
         .first_timestamp = plan.base_ts,
         .max_timestamp = plan.max_ts,
         .producer_id = f->producer_id,
@@ -546,11 +578,43 @@ int record_batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f
     uint8_t *p = buf + RECORD_BATCH_HEADER_BYTES;
     for (size_t i = 0; i < n; i++)
         p = record_write(p, &msgs[i], message_timestamp(&msgs[i], now_ms) - plan.base_ts,
-                         (int32_t)i);
+                         offset_delta_of(deltas, i));
     /* The CRC covers the header from the attributes on, so the header goes in first. */
     batch_header_write(buf, &h);
     h.crc = shoal__crc32c(0, buf + RECORD_BATCH_CRC_START, plan.size - RECORD_BATCH_CRC_START);
     shoal__put_be32(buf + RECORD_BATCH_CRC_OFFSET, h.crc);
     *len_out = plan.size;
     return 0;
+}
+
+int record_batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
+                        const shoal_message_t *msgs, size_t n, int64_t now_ms, size_t *len_out)
+{
+    if (n == 0 || n > INT32_MAX)
+        return SHOAL_ERR(SHOAL_EINVAL, "record batch: %zu messages", n);
+    return batch_encode(buf, cap, f, msgs, NULL, n, (int32_t)(n - 1), now_ms, len_out);
+}
+
+size_t record_batch_encoded_size_with_offsets(const shoal_message_t *msgs,
+                                              const int32_t *offset_deltas, size_t n,
+                                              int64_t now_ms)
+{
+    batch_plan_t plan;
+
+    if (offset_deltas == NULL || batch_plan_make(msgs, offset_deltas, n, now_ms, &plan) != 0)
+        return 0;
+    return plan.size;
+}
+
+int record_batch_encode_with_offsets(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
+                                     const shoal_message_t *msgs, const int32_t *offset_deltas,
+                                     size_t n, int32_t last_offset_delta, int64_t now_ms,
+                                     size_t *len_out)
+{
+    if (offset_deltas == NULL || n > INT32_MAX)
+        return SHOAL_ERR(SHOAL_EINVAL, "record_batch_encode_with_offsets: no offset deltas");
+    int rc = offset_deltas_check(offset_deltas, n, last_offset_delta);
+    if (rc != 0)
+        return rc;
+    return batch_encode(buf, cap, f, msgs, offset_deltas, n, last_offset_delta, now_ms, len_out);
 }
