@@ -4,8 +4,10 @@
  *
  * A partition whose cleanup.policy has compact keeps, in its sealed disk segments, only
  * the latest record of every key. The flusher thread runs the cleaner (so it never races
- * the flusher's own writes), at most every COMPACT_INTERVAL_NS, and only when new records
- * reached the disk or a tombstone kept last time may since have expired. One run:
+ * the flusher's own writes), at most every COMPACT_INTERVAL_NS, and only when a segment was
+ * sealed since the last run or a tombstone kept last time has expired: records still in
+ * the active segment supersede sealed ones at the next roll (Kafka, too, waits for dirty
+ * segments rather than cleaning on every write). One run:
  *
  *   1. Offset map: walk every segment from the oldest up to and including the one being
  *      written (its bytes on disk count: the latest value of a key may be there) and note,
@@ -41,8 +43,10 @@
  * follows the size change; log_start_offset does not move (the segment still exists).
  *
  * Simplifications, documented: a tombstone's age is its record timestamp (Kafka counts
- * from when its segment was cleaned), segments are never merged, and a compressed batch
- * (which shoal never writes) makes the cleaner skip the partition. */
+ * from when its segment was cleaned); segments are never merged; the offset map holds every
+ * distinct key of the partition at once (Kafka bounds it and cleans in several passes); a
+ * compressed batch (which shoal never writes) makes the run fail and leave the partition
+ * as it is; a record timestamp <= 0 is rewritten as the time of the run. */
 #include "compact.h"
 
 #include <dirent.h>
@@ -285,6 +289,7 @@ typedef struct cleaner {
     uint64_t records;
     uint64_t kept;
     uint64_t tombstones_kept;
+    int64_t expiry_ms; /* when the first tombstone kept so far expires */
     /* per batch being rewritten (grown, reused) */
     shoal_message_t *msgs;
     int32_t *deltas;
@@ -347,7 +352,10 @@ static int count_batch(void *arg, uint64_t pos, const uint8_t *batch,
         bool keep = record_kept(c, &r);
         c->records++;
         c->kept += keep;
-        c->tombstones_kept += keep && r.key && !r.value;
+        if (keep && r.key && !r.value) {
+            c->tombstones_kept++;
+            c->expiry_ms = SHOAL_MIN(c->expiry_ms, r.timestamp_ms + c->p->cfg.delete_retention_ms);
+        }
     }
     return rc;
 }
@@ -423,10 +431,13 @@ static int rewrite_batch(void *arg, uint64_t pos, const uint8_t *batch,
     bool last = pos + record_batch_size(h) >= c->seg_len;
     record_batch_fields_t f;
     size_t n, need, len;
+    int32_t no_delta = 0;
+    const int32_t *deltas;
     int rc;
 
     if ((rc = gather_kept(c, batch, h, &n)) < 0)
         return rc;
+    deltas = n ? c->deltas : &no_delta; /* an empty batch may come before any allocation */
     if (n == 0 && !last)
         return 0;
     f = (record_batch_fields_t){.base_offset = h->base_offset,
@@ -437,7 +448,7 @@ static int rewrite_batch(void *arg, uint64_t pos, const uint8_t *batch,
                                 .base_sequence = h->base_sequence};
     /* An empty last batch keeps the original's newest timestamp (retention.ms reads it). */
     int64_t ts = n ? c->now_ms : h->max_timestamp;
-    need = record_batch_encoded_size_with_offsets(c->msgs, c->deltas, n, ts);
+    need = record_batch_encoded_size_with_offsets(c->msgs, deltas, n, ts);
     if (need == 0)
         return SHOAL_ERR(SHOAL_EINVAL, "batch at offset %lld cannot be re-encoded",
                          (long long)h->base_offset);
@@ -448,7 +459,7 @@ static int rewrite_batch(void *arg, uint64_t pos, const uint8_t *batch,
         c->out = o;
         c->out_cap = need;
     }
-    rc = record_batch_encode_with_offsets(c->out, c->out_cap, &f, c->msgs, c->deltas, n,
+    rc = record_batch_encode_with_offsets(c->out, c->out_cap, &f, c->msgs, deltas, n,
                                           h->last_offset_delta, ts, &len);
     if (rc == 0)
         rc = shoal__pwrite_all(c->fd, c->out, len, c->out_pos);
@@ -511,7 +522,7 @@ static int rewrite_segment(cleaner_t *c, const seg_map_t *m, int64_t base)
 }
 
 /* Clean one sealed segment if anything in it is to be dropped. */
-static int clean_segment(cleaner_t *c, int64_t base, bool *pending)
+static int clean_segment(cleaner_t *c, int64_t base)
 {
     dpart_t *p = c->p;
     seg_map_t m;
@@ -522,7 +533,6 @@ static int clean_segment(cleaner_t *c, int64_t base, bool *pending)
         return rc;
     c->records = c->kept = c->tombstones_kept = 0;
     rc = scan_segment(c, &m, base, true, count_batch);
-    *pending = *pending || c->tombstones_kept > 0;
     if (rc < 0 || c->kept == c->records)
         goto out;
     before = m.len;
@@ -567,15 +577,14 @@ static void cleaner_release(cleaner_t *c)
     shoal__free(c->out);
 }
 
-static int compact_run(dpart_t *p, bool *pending)
+/* One run over the partition's segments, the one being written starting at writing. */
+static int compact_run(dpart_t *p, int64_t writing, int64_t *expiry_ms)
 {
-    int64_t *bases = NULL, writing;
+    int64_t *bases = NULL;
     size_t n = 0, sealed = 0;
-    cleaner_t c = {.p = p, .fd = -1};
+    cleaner_t c = {.p = p, .fd = -1, .expiry_ms = INT64_MAX};
     int rc;
 
-    writing =
-        p->fl_placed ? atomic_load(&p->ring.ctl->slots[p->fl_slot].base_offset) : p->written_offset;
     if ((rc = segment_list(p->dir, &bases, &n)) < 0)
         return rc;
     while (sealed < n && bases[sealed] < writing)
@@ -588,8 +597,9 @@ static int compact_run(dpart_t *p, bool *pending)
     rc =
         build_map(&c, bases, sealed < n && bases[sealed] == writing ? sealed + 1 : sealed, writing);
     for (size_t i = 0; rc == 0 && i < sealed; i++)
-        rc = clean_segment(&c, bases[i], pending);
+        rc = clean_segment(&c, bases[i]);
 out:
+    *expiry_ms = c.expiry_ms;
     cleaner_release(&c);
     shoal__free(bases);
     return rc;
@@ -598,25 +608,28 @@ out:
 void compact_maybe_run(dpart_t *p, int64_t now_ns)
 {
     compact_state_t *cs = &p->compact;
-    bool pending = false;
+    int64_t writing, expiry_ms;
     int rc;
 
     if (!(p->cfg.cleanup_policy & SHOAL_CLEANUP_COMPACT) ||
         now_ns - cs->last_ns < COMPACT_INTERVAL_NS)
         return;
     cs->last_ns = now_ns;
-    if (cs->seen_end == p->written_offset && !cs->tombstones_kept)
+    writing =
+        p->fl_placed ? atomic_load(&p->ring.ctl->slots[p->fl_slot].base_offset) : p->written_offset;
+    if (cs->seen_writing == writing && shoal__now_ms() < cs->expiry_ms)
         return;
     if (crash_point == CRASH_UNREAD)
         crash_point_read();
-    rc = compact_run(p, &pending);
+    rc = compact_run(p, writing, &expiry_ms);
     if (rc < 0) {
         log_error("%s-%u: compaction failed, segments left as they were: %s", p->topic, p->id,
                   shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(rc));
-        return; /* seen_end unchanged: tried again next interval */
+        cs->expiry_ms = 0; /* try again next interval */
+        return;
     }
-    cs->seen_end = p->written_offset;
-    cs->tombstones_kept = pending;
+    cs->seen_writing = writing;
+    cs->expiry_ms = expiry_ms;
 }
 
 /* ------------------------------------------------------------------ recovery */

@@ -12,16 +12,16 @@ struct dpart;
 /* The cleaner's memory between runs, inside the partition; zero is the initial state. */
 typedef struct compact_state {
     int64_t last_ns;      /* when the cleaner last looked at the partition */
-    int64_t seen_end;     /* the flusher's written offset then */
-    bool tombstones_kept; /* that run kept tombstones that expire later */
+    int64_t seen_writing; /* base of the segment being written at the last run */
+    int64_t expiry_ms;    /* when the first tombstone kept by that run expires */
 } compact_state_t;
 
 /* Seconds between two cleaner runs over one partition. */
 #define COMPACT_INTERVAL_NS (2000 * 1000000LL)
 
 /* From the flusher thread: when the partition's cleanup.policy has compact, at most every
- * COMPACT_INTERVAL_NS and only when something was written or a tombstone may have expired
- * since the last run, rewrite every sealed segment that holds a superseded record or an
+ * COMPACT_INTERVAL_NS and only when a segment was sealed or a kept tombstone expired since
+ * the last run (or a run failed), rewrite every sealed segment that holds a superseded record or an
  * expired tombstone. The segment being written, and anything after it, is never touched;
  * its bytes still count when deciding which record of a key is the latest. Errors are
  * logged and leave the segments as they were; the partition goes on flushing. */

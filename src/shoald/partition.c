@@ -593,7 +593,8 @@ int dpart_flush(dpart_t *p, int flush_ms, bool final)
         p->last_retention_ns = now;
         dpart_apply_retention(p);
     }
-    compact_maybe_run(p, now);
+    if (!final)
+        compact_maybe_run(p, now);
     return 0;
 }
 
