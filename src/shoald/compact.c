@@ -5,9 +5,9 @@
  * A partition whose cleanup.policy has compact keeps, in its sealed disk segments, only
  * the latest record of every key. The flusher thread runs the cleaner (so it never races
  * the flusher's own writes), at most every COMPACT_INTERVAL_NS, and only when a segment was
- * sealed since the last run or a tombstone kept last time has expired: records still in
- * the active segment supersede sealed ones at the next roll (Kafka, too, waits for dirty
- * segments rather than cleaning on every write). One run:
+ * sealed since the last run, a tombstone kept last time has expired, or delete.retention.ms
+ * was altered: records still in the active segment supersede sealed ones at the next roll
+ * (Kafka, too, waits for dirty segments rather than cleaning on every write). One run:
  *
  *   1. Offset map: walk every segment from the oldest up to and including the one being
  *      written (its bytes on disk count: the latest value of a key may be there) and note,
@@ -617,10 +617,12 @@ void compact_maybe_run(dpart_t *p, int64_t now_ns)
     cs->last_ns = now_ns;
     writing =
         p->fl_placed ? atomic_load(&p->ring.ctl->slots[p->fl_slot].base_offset) : p->written_offset;
-    if (cs->seen_writing == writing && shoal__now_ms() < cs->expiry_ms)
+    if (cs->seen_writing == writing && shoal__now_ms() < cs->expiry_ms &&
+        cs->retention_ms == p->cfg.delete_retention_ms)
         return;
     if (crash_point == CRASH_UNREAD)
         crash_point_read();
+    shoal__clear_err();
     rc = compact_run(p, writing, &expiry_ms);
     if (rc < 0) {
         log_error("%s-%u: compaction failed, segments left as they were: %s", p->topic, p->id,
@@ -630,6 +632,7 @@ void compact_maybe_run(dpart_t *p, int64_t now_ns)
     }
     cs->seen_writing = writing;
     cs->expiry_ms = expiry_ms;
+    cs->retention_ms = p->cfg.delete_retention_ms;
 }
 
 /* ------------------------------------------------------------------ recovery */
@@ -704,7 +707,10 @@ int compact_recover(const char *dir, const char *topic, uint32_t id)
 {
     int64_t *bases = NULL;
     size_t n = 0;
-    int rc = recover_rewrites(dir, topic, id);
+    int rc;
+
+    shoal__clear_err();
+    rc = recover_rewrites(dir, topic, id);
 
     if (rc < 0 || (rc = segment_list(dir, &bases, &n)) < 0)
         goto out;

@@ -248,6 +248,49 @@ static bool sealed_segments_compacted(const char *topic)
     return ok;
 }
 
+static int tombstones_batch(void *arg, uint64_t pos, const uint8_t *batch,
+                            const record_batch_header_t *h)
+{
+    int *count = arg;
+    record_iter_t it;
+    shoal_record_t r;
+    (void)pos;
+    assert_int_equal(record_iter_init(&it, batch, h), 0);
+    while (record_iter_next(&it, &r) == 1)
+        *count += r.value == NULL;
+    return 0;
+}
+
+/* How many tombstones the sealed segments hold. */
+static int sealed_tombstones(const char *topic)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    int64_t *bases;
+    size_t n;
+    int count = 0;
+    partition_dir(dir, sizeof(dir), topic);
+    assert_int_equal(segment_list(dir, &bases, &n), 0);
+    for (size_t i = 0; i + 1 < n; i++) {
+        struct stat st;
+        segment_scan_t scan;
+        void *data = NULL;
+        int fd;
+        assert_int_equal(segment_path(path, sizeof(path), dir, bases[i], ".log"), 0);
+        assert_true((fd = open(path, O_RDONLY)) >= 0);
+        assert_int_equal(fstat(fd, &st), 0);
+        if (st.st_size > 0)
+            assert_true((data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0)) !=
+                        MAP_FAILED);
+        close(fd);
+        segment_scan_bytes(data, (size_t)st.st_size, bases[i], false, tombstones_batch, &count,
+                           &scan);
+        if (data)
+            munmap(data, (size_t)st.st_size);
+    }
+    free(bases);
+    return count;
+}
+
 /* Consume from the beginning to the end and check what compaction promises. */
 static void check_consumed(const char *topic, bool compacted)
 {
@@ -377,6 +420,64 @@ static void test_delete_policy_does_not_compact(void **state)
     check_consumed("dp", false);
 }
 
+static void test_tombstones_go_when_delete_retention_passes(void **state)
+{
+    static const char *const names[] = {"delete.retention.ms"};
+    static const char *const values[] = {"1000"};
+    int64_t total;
+    (void)state;
+
+    create_topic("te", "compact");
+    total = produce_workload("te");
+    WAIT_UNTIL(describe0("te").flushed_offset == total, 5000);
+    WAIT_UNTIL(sealed_segments_compacted("te"), 15000);
+    assert_int_equal(sealed_tombstones("te"), TOMB_NEW_END - TOMB_OLD_END);
+    /* Shorter delete.retention.ms: the recent tombstones are now old enough, and go without
+     * any new write. */
+    assert_int_equal(shoal_topic_alter(client, "te", names, values, 1), 0);
+    WAIT_UNTIL(sealed_tombstones("te") == 0, 15000);
+    assert_int_equal(sealed_tombstones("te"), 0);
+    assert_true(sealed_segments_compacted("te"));
+}
+
+static void test_a_held_view_survives_the_rewrite(void **state)
+{
+    static const char *const names[] = {"cleanup.policy"};
+    static const char *const values[] = {"compact"};
+    char copy[8][VALUE_BYTES];
+    shoal_consumer_t *c;
+    shoal_record_t r[8];
+    int64_t total, prev;
+    int n;
+    (void)state;
+
+    create_topic("hv", "delete");
+    total = produce_workload("hv");
+    WAIT_UNTIL(describe0("hv").flushed_offset == total, 5000);
+    assert_int_equal(shoal_consumer_open(client, NULL, &c), 0);
+    assert_int_equal(shoal_consumer_assign(c, "hv", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(c, "hv", 0, SHOAL_SEEK_OFFSET, 0), 0);
+    n = shoal_poll(c, r, 8, 2000); /* from the first disk segment, about to be rewritten */
+    assert_int_equal(n, 8);
+    for (int i = 0; i < n; i++)
+        memcpy(copy[i], r[i].value, VALUE_BYTES);
+    assert_int_equal(shoal_topic_alter(client, "hv", names, values, 1), 0);
+    WAIT_UNTIL(sealed_segments_compacted("hv"), 15000);
+    assert_true(sealed_segments_compacted("hv"));
+    for (int i = 0; i < n; i++) /* the views still read the old segment's bytes */
+        assert_memory_equal(r[i].value, copy[i], VALUE_BYTES);
+    /* Polling goes on: through the old mapping, then the rewritten segments. */
+    prev = r[n - 1].offset;
+    while (prev + 1 < total && (n = shoal_poll(c, r, 8, 2000)) > 0)
+        for (int i = 0; i < n; i++) {
+            assert_true(r[i].offset > prev);
+            check_record_offset(&r[i]);
+            prev = r[i].offset;
+        }
+    assert_int_equal(prev, total - 1);
+    shoal_consumer_close(c);
+}
+
 /* Produce with compaction off, turn it on with the crash hook armed, and check the files
  * the dead daemon left; then restart and check everything reads back. */
 static void crash_during_compaction(const char *topic, const char *point, const char *ext)
@@ -474,6 +575,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_compaction_keeps_latest_per_key_and_offsets),
         T(test_delete_policy_does_not_compact),
+        T(test_tombstones_go_when_delete_retention_passes),
+        T(test_a_held_view_survives_the_rewrite),
         T(test_crash_after_cleaned_keeps_the_old_segment),
         T(test_crash_after_swap_completes_the_new_segment),
     };
