@@ -353,8 +353,11 @@ static int count_batch(void *arg, uint64_t pos, const uint8_t *batch,
         c->records++;
         c->kept += keep;
         if (keep && r.key && !r.value) {
+            int64_t expiry;
+            if (__builtin_add_overflow(r.timestamp_ms, c->p->cfg.delete_retention_ms, &expiry))
+                expiry = INT64_MAX;
             c->tombstones_kept++;
-            c->expiry_ms = SHOAL_MIN(c->expiry_ms, r.timestamp_ms + c->p->cfg.delete_retention_ms);
+            c->expiry_ms = SHOAL_MIN(c->expiry_ms, expiry);
         }
     }
     return rc;
@@ -710,6 +713,8 @@ int compact_recover(const char *dir, const char *topic, uint32_t id)
     int rc;
 
     shoal__clear_err();
+    if (access(dir, F_OK) < 0 && errno == ENOENT)
+        return 0; /* nothing on disk yet */
     rc = recover_rewrites(dir, topic, id);
 
     if (rc < 0 || (rc = segment_list(dir, &bases, &n)) < 0)
