@@ -420,6 +420,43 @@ static void test_delete_policy_does_not_compact(void **state)
     check_consumed("dp", false);
 }
 
+static void test_compact_and_delete_together(void **state)
+{
+    static const char *const names[] = {"retention.bytes"};
+    static const char *const values[] = {"1K"};
+    shoal_partition_info_t pi;
+    int64_t total, prev = -1;
+    shoal_consumer_t *c;
+    shoal_record_t r[64];
+    int n;
+    (void)state;
+
+    create_topic("cd", "compact,delete");
+    total = produce_workload("cd");
+    WAIT_UNTIL(describe0("cd").flushed_offset == total, 5000);
+    WAIT_UNTIL(sealed_segments_compacted("cd"), 15000);
+    assert_true(sealed_segments_compacted("cd"));
+    /* Both policies: retention.bytes (default: none) then deletes the oldest compacted
+     * segments, and what is left reads on from the new log start. */
+    assert_int_equal(describe0("cd").log_start_offset, 0);
+    assert_int_equal(shoal_topic_alter(client, "cd", names, values, 1), 0);
+    WAIT_UNTIL(describe0("cd").log_start_offset > 0, 5000);
+    pi = describe0("cd");
+    assert_true(pi.log_start_offset > 0);
+    assert_int_equal(pi.log_end_offset, total);
+    assert_int_equal(shoal_consumer_open(client, NULL, &c), 0);
+    assert_int_equal(shoal_consumer_assign(c, "cd", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(c, "cd", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    while (prev + 1 < total && (n = shoal_poll(c, r, 64, 2000)) > 0)
+        for (int i = 0; i < n; i++) {
+            assert_true(r[i].offset > prev && r[i].offset >= pi.log_start_offset);
+            check_record_offset(&r[i]);
+            prev = r[i].offset;
+        }
+    assert_int_equal(prev, total - 1);
+    shoal_consumer_close(c);
+}
+
 static void test_tombstones_go_when_delete_retention_passes(void **state)
 {
     static const char *const names[] = {"delete.retention.ms"};
@@ -575,6 +612,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_compaction_keeps_latest_per_key_and_offsets),
         T(test_delete_policy_does_not_compact),
+        T(test_compact_and_delete_together),
         T(test_tombstones_go_when_delete_retention_passes),
         T(test_a_held_view_survives_the_rewrite),
         T(test_crash_after_cleaned_keeps_the_old_segment),
