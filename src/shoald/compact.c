@@ -13,7 +13,8 @@
  *      written (its bytes on disk count: the latest value of a key may be there) and note,
  *      per key, the offset of its last record. Keys are compared whole (copied into one
  *      arena), not by a hash alone as Kafka does: no collision can drop a live record.
- *   2. For each sealed segment (base below the segment being written), oldest first: a
+ *   2. For each sealed segment (base below the segment being written, and not the last
+ *      file on disk, which recovery may continue from its length), oldest first: a
  *      record is kept when it is the latest of its key, except a tombstone (null value)
  *      whose timestamp is older than delete.retention.ms. Records with a null key are
  *      always kept (Kafka refuses them on compacted topics; shoal's producer does not).
@@ -556,13 +557,13 @@ out:
 }
 
 /* Note every key's latest offset over segments bases[0..n) (the last may be active). */
-static int build_map(cleaner_t *c, const int64_t *bases, size_t n, int64_t writing)
+static int build_map(cleaner_t *c, const int64_t *bases, size_t n, size_t sealed)
 {
     for (size_t i = 0; i < n; i++) {
         seg_map_t m;
         int rc = seg_map_open(c->p->dir, bases[i], &m);
         if (rc == 0) {
-            rc = scan_segment(c, &m, bases[i], bases[i] < writing, map_batch);
+            rc = scan_segment(c, &m, bases[i], i < sealed, map_batch);
             seg_map_close(&m);
         }
         if (rc < 0)
@@ -590,15 +591,17 @@ static int compact_run(dpart_t *p, int64_t writing, int64_t *expiry_ms)
 
     if ((rc = segment_list(p->dir, &bases, &n)) < 0)
         return rc;
-    while (sealed < n && bases[sealed] < writing)
+    /* Sealed: below the segment being written, and never the last file on disk: recovery
+     * continues that one from its length (its slot may still hold the uncompacted bytes
+     * when the flusher has not yet created the next file, e.g. after a segment.ms roll). */
+    while (sealed + 1 < n && bases[sealed] < writing)
         sealed++;
     if (sealed == 0)
         goto out;
     c.now_ms = shoal__now_ms();
     c.tombstone_horizon_ms = c.now_ms - p->cfg.delete_retention_ms;
-    /* The active segment (base == writing) counts for the map; none after it exists. */
-    rc =
-        build_map(&c, bases, sealed < n && bases[sealed] == writing ? sealed + 1 : sealed, writing);
+    /* Every segment counts for the map, the one being written included. */
+    rc = build_map(&c, bases, n, sealed);
     for (size_t i = 0; rc == 0 && i < sealed; i++)
         rc = clean_segment(&c, bases[i]);
 out:
@@ -620,8 +623,9 @@ void compact_maybe_run(dpart_t *p, int64_t now_ns)
     cs->last_ns = now_ns;
     writing =
         p->fl_placed ? atomic_load(&p->ring.ctl->slots[p->fl_slot].base_offset) : p->written_offset;
-    if (cs->seen_writing == writing && shoal__now_ms() < cs->expiry_ms &&
-        cs->retention_ms == p->cfg.delete_retention_ms)
+    /* The file of the segment being written appearing makes the one before compactable. */
+    if (cs->seen_writing == writing && cs->seen_open == (p->log_fd >= 0) &&
+        shoal__now_ms() < cs->expiry_ms && cs->retention_ms == p->cfg.delete_retention_ms)
         return;
     if (crash_point == CRASH_UNREAD)
         crash_point_read();
@@ -634,6 +638,7 @@ void compact_maybe_run(dpart_t *p, int64_t now_ns)
         return;
     }
     cs->seen_writing = writing;
+    cs->seen_open = p->log_fd >= 0;
     cs->expiry_ms = expiry_ms;
     cs->retention_ms = p->cfg.delete_retention_ms;
 }

@@ -12,7 +12,8 @@ struct dpart;
 /* The cleaner's memory between runs, inside the partition; zero is the initial state. */
 typedef struct compact_state {
     int64_t last_ns;      /* when the cleaner last looked at the partition */
-    int64_t seen_writing; /* base of the segment being written at the last run */
+    int64_t seen_writing; /* base of the segment being written at the last run ... */
+    bool seen_open;       /* ... and whether its file existed (the flusher had it open) */
     int64_t expiry_ms;    /* when the first tombstone kept by that run expires */
     int64_t retention_ms; /* the delete.retention.ms that run used */
 } compact_state_t;

@@ -29,7 +29,7 @@
 #define LATE_ROUNDS  10 /* ... then keys TOMB_NEW_END.. this many more, after the tombstones */
 #define TOMB_OLD_END 5  /* k0..k4 get a tombstone an hour old: it goes */
 #define TOMB_NEW_END 10 /* k5..k9 get a tombstone of now: it stays (delete.retention.ms) */
-#define MAX_VERSIONS (ROUNDS + LATE_ROUNDS)
+#define MAX_VERSIONS (ROUNDS + LATE_ROUNDS + 1) /* one more for a late write */
 
 static struct harness_daemon daemon_;
 static shoal_client_t *client;
@@ -47,16 +47,21 @@ static int64_t tomb_offset[KEYS];
             usleep(10000);                                                                         \
     } while (0)
 
-static void create_topic(const char *name, const char *policy)
+static void create_topic_slots(const char *name, const char *policy, uint32_t slots)
 {
     shoal_topic_config_t cfg;
     shoal_topic_config_init(&cfg);
     cfg.segment_bytes = SEGMENT;
-    cfg.ring_slots = 2;
+    cfg.ring_slots = slots;
     cfg.max_record_bytes = 4096;
     assert_int_equal(shoal_topic_config_set(&cfg, "cleanup.policy", policy), 0);
     assert_int_equal(shoal_topic_config_set(&cfg, "delete.retention.ms", "60000"), 0);
     assert_int_equal(shoal_topic_create(client, name, &cfg), 0);
+}
+
+static void create_topic(const char *name, const char *policy)
+{
+    create_topic_slots(name, policy, 2);
 }
 
 static shoal_partition_info_t describe0(const char *topic)
@@ -457,6 +462,49 @@ static void test_compact_and_delete_together(void **state)
     shoal_consumer_close(c);
 }
 
+/* After a segment.ms roll the segment being written has no file yet, so the last file on
+ * disk is a sealed segment whose slot may still hold its uncompacted bytes; a restarted
+ * daemon continues that file from its length. The cleaner must leave it alone. */
+static void test_last_file_is_never_compacted(void **state)
+{
+    static const char *const names[] = {"segment.ms"};
+    static const char *const values[] = {"1000"};
+    char dir[PATH_MAX], path[PATH_MAX];
+    int64_t total, *bases, extra;
+    shoal_producer_t *p;
+    size_t n;
+    (void)state;
+
+    create_topic_slots("rl", "compact", 3);
+    total = produce_workload("rl");
+    assert_int_equal(shoal_topic_alter(client, "rl", names, values, 1), 0);
+    WAIT_UNTIL(harness_daemon_log_contains(&daemon_, "rolled the active segment"), 5000);
+    assert_true(harness_daemon_log_contains(&daemon_, "rolled the active segment"));
+    usleep(2500000); /* a cleaner run with the rolled segment's file not there yet */
+    shoal_client_close(client);
+    client = NULL;
+    assert_int_equal(harness_daemon_stop(&daemon_), 0);
+    assert_int_equal(harness_daemon_restart(&daemon_), 0);
+    assert_int_equal(shoal_client_open(daemon_.socket, &client), 0);
+    assert_int_equal(shoal_producer_open(client, "rl", NULL, &p), 0);
+    send_version(p, KEYS - 1);
+    shoal_producer_close(p);
+    extra = 1;
+    WAIT_UNTIL(describe0("rl").flushed_offset == total + extra, 5000);
+    /* Every segment is whole (good CRCs, no mixed bytes) and reads back as written. */
+    partition_dir(dir, sizeof(dir), "rl");
+    assert_int_equal(segment_list(dir, &bases, &n), 0);
+    for (size_t i = 0; i < n; i++) {
+        struct file_stats fs;
+        assert_int_equal(segment_path(path, sizeof(path), dir, bases[i], ".log"), 0);
+        file_stats(path, bases[i], &fs);
+        assert_true(fs.whole);
+        assert_true(i + 1 == n || fs.next == bases[i + 1]);
+    }
+    free(bases);
+    check_consumed("rl", false);
+}
+
 static void test_tombstones_go_when_delete_retention_passes(void **state)
 {
     static const char *const names[] = {"delete.retention.ms"};
@@ -613,6 +661,7 @@ int main(void)
         T(test_compaction_keeps_latest_per_key_and_offsets),
         T(test_delete_policy_does_not_compact),
         T(test_compact_and_delete_together),
+        T(test_last_file_is_never_compacted),
         T(test_tombstones_go_when_delete_retention_passes),
         T(test_a_held_view_survives_the_rewrite),
         T(test_crash_after_cleaned_keeps_the_old_segment),
