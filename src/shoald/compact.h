@@ -18,7 +18,7 @@ typedef struct compact_state {
     int64_t retention_ms; /* the delete.retention.ms that run used */
 } compact_state_t;
 
-/* Seconds between two cleaner runs over one partition. */
+/* Nanoseconds between two cleaner runs over one partition (2 s). */
 #define COMPACT_INTERVAL_NS (2000 * 1000000LL)
 
 /* From the flusher thread: when the partition's cleanup.policy has compact, at most every
