@@ -24,6 +24,12 @@
  * Kafka), maxTimestamp the largest, record attributes 0, and the CRC32C of bytes 21..end
  * computed last. The CRC leaves out the base offset, so the appender can encode outside
  * the partition lock and patch the offset in with record_batch_set_base_offset() under it.
+ *
+ * Compaction rewrites a batch without some of its records but with the offsets of the
+ * others unchanged, as Kafka's log cleaner does: record_batch_encode_with_offsets() takes
+ * each record's offset delta and the batch's lastOffsetDelta, so the batch still covers
+ * the offset range it had (gaps inside it are allowed by the format). It may also write an
+ * empty batch, which only carries that offset range.
  */
 #include "record.h"
 
@@ -488,34 +494,55 @@ static bool record_body_size(const shoal_message_t *m, int64_t ts_delta, int32_t
     return true;
 }
 
-int record_batch_plan(const shoal_message_t *msgs, size_t n, int64_t now_ms,
-                      record_batch_plan_t *plan)
+/* The offset delta of message i: deltas[i], or i when deltas is NULL. */
+static inline int32_t offset_delta_of(const int32_t *deltas, size_t i)
 {
-    if (msgs == NULL || n == 0 || n > INT32_MAX)
+    return deltas ? deltas[i] : (int32_t)i;
+}
+
+/* Plan n messages with these offset deltas (NULL: 0..n-1). An empty plan (n == 0, only
+ * with explicit deltas) is the bare header with both timestamps now_ms. */
+static int batch_plan_make(const shoal_message_t *msgs, const int32_t *deltas, size_t n,
+                           int64_t now_ms, record_batch_plan_t *plan)
+{
+    if ((msgs == NULL && n > 0) || (n == 0 && deltas == NULL) || n > INT32_MAX)
         return SHOAL_ERR(SHOAL_EINVAL, "record batch: %zu messages", n);
+    plan->size = RECORD_BATCH_HEADER_BYTES;
+    plan->max_one = 0;
+    if (n == 0) {
+        plan->base_ts = plan->max_ts = now_ms;
+        return 0;
+    }
     plan->base_ts = plan->max_ts = message_timestamp(&msgs[0], now_ms);
     for (size_t i = 1; i < n; i++) {
         int64_t ts = message_timestamp(&msgs[i], now_ms);
         plan->base_ts = SHOAL_MIN(plan->base_ts, ts);
         plan->max_ts = SHOAL_MAX(plan->max_ts, ts);
     }
-    plan->size = RECORD_BATCH_HEADER_BYTES;
-    plan->max_one = 0;
     for (size_t i = 0; i < n; i++) {
         int64_t delta;
+        int32_t off = offset_delta_of(deltas, i);
         size_t body, alone;
         if (__builtin_sub_overflow(message_timestamp(&msgs[i], now_ms), plan->base_ts, &delta) ||
-            !record_body_size(&msgs[i], delta, (int32_t)i, &body))
+            !record_body_size(&msgs[i], delta, off, &body))
             return SHOAL_ERR(SHOAL_EINVAL, "record batch: message %zu does not fit", i);
         plan->size += record_varint_size((int64_t)body) + body;
         /* alone in a batch its timestamp and offset deltas would be 0: one byte each */
-        alone = body - record_varint_size(delta) - record_varint_size((int32_t)i) + 2;
+        alone = body - record_varint_size(delta) - record_varint_size(off) + 2;
         alone += RECORD_BATCH_HEADER_BYTES + record_varint_size((int64_t)alone);
         plan->max_one = SHOAL_MAX(plan->max_one, alone);
         if (plan->size - RECORD_BATCH_LOG_OVERHEAD > INT32_MAX)
             return SHOAL_ERR(SHOAL_EINVAL, "record batch: larger than 2 GiB");
     }
     return 0;
+}
+
+int record_batch_plan(const shoal_message_t *msgs, size_t n, int64_t now_ms,
+                      record_batch_plan_t *plan)
+{
+    if (n == 0)
+        return SHOAL_ERR(SHOAL_EINVAL, "record batch: 0 messages");
+    return batch_plan_make(msgs, NULL, n, now_ms, plan);
 }
 
 size_t record_batch_encoded_size(const shoal_message_t *msgs, size_t n, int64_t now_ms)
@@ -584,29 +611,29 @@ int record_batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f
     return record_batch_encode_planned(buf, cap, f, msgs, n, now_ms, &plan, len_out);
 }
 
-int record_batch_encode_planned(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
-                                const shoal_message_t *msgs, size_t n, int64_t now_ms,
-                                const record_batch_plan_t *pl, size_t *len_out)
+/* The writer behind every encoder: deltas NULL means 0..n-1 (last_delta n - 1). */
+static int batch_write(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
+                       const shoal_message_t *msgs, const int32_t *deltas, size_t n,
+                       int32_t last_delta, int64_t now_ms, const record_batch_plan_t *plan,
+                       size_t *len_out)
 {
-    record_batch_plan_t plan = *pl;
-
     if (buf == NULL || f == NULL || len_out == NULL)
         return SHOAL_ERR(SHOAL_EINVAL, "record_batch_encode: NULL argument");
     if (f->attributes & RECORD_ATTR_COMPRESSION_MASK)
         return SHOAL_ERR(SHOAL_EINVAL, "record_batch_encode: compression is not supported");
-    if (plan.size > cap)
+    if (plan->size > cap)
         return -ENOSPC;
 
     record_batch_header_t h = {
         .base_offset = f->base_offset,
-        .batch_length = (int32_t)(plan.size - RECORD_BATCH_LOG_OVERHEAD),
+        .batch_length = (int32_t)(plan->size - RECORD_BATCH_LOG_OVERHEAD),
         .leader_epoch = f->leader_epoch,
         .magic = RECORD_BATCH_MAGIC,
         .crc = 0,
         .attributes = f->attributes,
-        .last_offset_delta = (int32_t)(n - 1),
-        .first_timestamp = plan.base_ts,
-        .max_timestamp = plan.max_ts,
+        .last_offset_delta = last_delta,
+        .first_timestamp = plan->base_ts,
+        .max_timestamp = plan->max_ts,
         .producer_id = f->producer_id,
         .producer_epoch = f->producer_epoch,
         .base_sequence = f->base_sequence,
@@ -614,12 +641,59 @@ int record_batch_encode_planned(uint8_t *buf, size_t cap, const record_batch_fie
     };
     uint8_t *p = buf + RECORD_BATCH_HEADER_BYTES;
     for (size_t i = 0; i < n; i++)
-        p = record_write(p, &msgs[i], message_timestamp(&msgs[i], now_ms) - plan.base_ts,
-                         (int32_t)i);
+        p = record_write(p, &msgs[i], message_timestamp(&msgs[i], now_ms) - plan->base_ts,
+                         offset_delta_of(deltas, i));
     /* The CRC covers the header from the attributes on, so the header goes in first. */
     batch_header_write(buf, &h);
-    h.crc = shoal__crc32c(0, buf + RECORD_BATCH_CRC_START, plan.size - RECORD_BATCH_CRC_START);
+    h.crc = shoal__crc32c(0, buf + RECORD_BATCH_CRC_START, plan->size - RECORD_BATCH_CRC_START);
     shoal__put_be32(buf + RECORD_BATCH_CRC_OFFSET, h.crc);
-    *len_out = plan.size;
+    *len_out = plan->size;
     return 0;
+}
+
+int record_batch_encode_planned(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
+                                const shoal_message_t *msgs, size_t n, int64_t now_ms,
+                                const record_batch_plan_t *plan, size_t *len_out)
+{
+    return batch_write(buf, cap, f, msgs, NULL, n, (int32_t)(n - 1), now_ms, plan, len_out);
+}
+
+/* Offset deltas must rise strictly from 0 or more and end at or before last_delta. */
+static int offset_deltas_check(const int32_t *deltas, size_t n, int32_t last_delta)
+{
+    if (last_delta < 0)
+        return SHOAL_ERR(SHOAL_EINVAL, "record batch: lastOffsetDelta %d", (int)last_delta);
+    for (size_t i = 0; i < n; i++)
+        if (deltas[i] < 0 || (i > 0 && deltas[i] <= deltas[i - 1]) || deltas[i] > last_delta)
+            return SHOAL_ERR(SHOAL_EINVAL, "record batch: offset delta %d of message %zu",
+                             (int)deltas[i], i);
+    return 0;
+}
+
+size_t record_batch_encoded_size_with_offsets(const shoal_message_t *msgs,
+                                              const int32_t *offset_deltas, size_t n,
+                                              int64_t now_ms)
+{
+    record_batch_plan_t plan;
+
+    if (offset_deltas == NULL || batch_plan_make(msgs, offset_deltas, n, now_ms, &plan) != 0)
+        return 0;
+    return plan.size;
+}
+
+int record_batch_encode_with_offsets(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
+                                     const shoal_message_t *msgs, const int32_t *offset_deltas,
+                                     size_t n, int32_t last_offset_delta, int64_t now_ms,
+                                     size_t *len_out)
+{
+    record_batch_plan_t plan;
+    int rc;
+
+    if (offset_deltas == NULL || n > INT32_MAX)
+        return SHOAL_ERR(SHOAL_EINVAL, "record_batch_encode_with_offsets: no offset deltas");
+    if ((rc = offset_deltas_check(offset_deltas, n, last_offset_delta)) != 0 ||
+        (rc = batch_plan_make(msgs, offset_deltas, n, now_ms, &plan)) != 0)
+        return rc;
+    return batch_write(buf, cap, f, msgs, offset_deltas, n, last_offset_delta, now_ms, &plan,
+                       len_out);
 }

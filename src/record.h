@@ -106,6 +106,22 @@ int record_batch_encode_planned(uint8_t *buf, size_t cap, const record_batch_fie
                                 const shoal_message_t *msgs, size_t n, int64_t now_ms,
                                 const record_batch_plan_t *plan, size_t *len_out);
 
+/* Encode n >= 0 messages as one batch whose records keep the given offset deltas (strictly
+ * increasing, >= 0, none past last_offset_delta) and whose lastOffsetDelta is
+ * last_offset_delta, so a rewritten batch covers the same offsets as the original with gaps
+ * where records were dropped (what compaction does). Timestamps and CRC as in
+ * record_batch_encode(); an empty batch (n == 0) gets now_ms as both timestamps. Returns 0,
+ * SHOAL_EINVAL (bad deltas, a length over INT32_MAX, compression bits), or -ENOSPC. */
+int record_batch_encode_with_offsets(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
+                                     const shoal_message_t *msgs, const int32_t *offset_deltas,
+                                     size_t n, int32_t last_offset_delta, int64_t now_ms,
+                                     size_t *len_out);
+/* Bytes record_batch_encode_with_offsets() will write, or 0 when it would refuse them
+ * (bad deltas are caught only by the encoder). */
+size_t record_batch_encoded_size_with_offsets(const shoal_message_t *msgs,
+                                              const int32_t *offset_deltas, size_t n,
+                                              int64_t now_ms);
+
 /* Overwrite the base offset of an encoded batch (not covered by the CRC). */
 void record_batch_set_base_offset(uint8_t *batch, int64_t base_offset);
 

@@ -431,6 +431,16 @@ int harness_daemon_kill9(struct harness_daemon *d)
     return 0;
 }
 
+int harness_daemon_wait_exit(struct harness_daemon *d, int timeout_ms)
+{
+    int status = 0;
+    if (d->pid <= 0 || reap(d->pid, timeout_ms, &status) != 1)
+        return -1;
+    track(d, false);
+    d->pid = 0;
+    return exit_code(status);
+}
+
 void harness_daemon_wipe_shm(struct harness_daemon *d)
 {
     harness_rmrf(d->shm_dir);

@@ -73,6 +73,9 @@ int harness_daemon_start(struct harness_daemon *d, const char *tag, ...);
 int harness_daemon_stop(struct harness_daemon *d);
 /* SIGKILL and reap the daemon. 0 or -1. */
 int harness_daemon_kill9(struct harness_daemon *d);
+/* Wait up to timeout_ms for the daemon to exit by itself (a fault hook) and reap it.
+ * Returns its exit status (0..255), 128 + signal, or -1 when it still runs (left running). */
+int harness_daemon_wait_exit(struct harness_daemon *d, int timeout_ms);
 /* Start the stopped daemon again with the same directories, instance and arguments. */
 int harness_daemon_restart(struct harness_daemon *d);
 /* Stop it if it is running (SIGKILL when SIGTERM does not work), remove the temp dir and

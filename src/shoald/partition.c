@@ -308,7 +308,8 @@ static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir
             return SHOAL_ERR(-EEXIST, "cannot clear %s", p->dir);
         if ((rc = shoal__mkdir_p(p->dir, 0700)) < 0)
             return SHOAL_ERR(rc, "cannot create %s", p->dir);
-        if ((rc = disk_recover(p, &ds)) < 0)
+        if ((!fresh && (rc = compact_recover(p->dir, p->topic, p->id)) < 0) ||
+            (rc = disk_recover(p, &ds)) < 0)
             return rc;
     }
     if (!fresh) {
@@ -612,6 +613,8 @@ static int flush_pass(dpart_t *p, int flush_ms, bool final)
         p->last_retention_ns = now;
         dpart_apply_retention(p);
     }
+    if (!final)
+        compact_maybe_run(p, now);
     return 0;
 }
 
@@ -727,11 +730,12 @@ int dpart_segment_open(dpart_t *p, int64_t offset, int *fd, int64_t *base, uint6
     char path[PATH_MAX];
     int64_t *bases = NULL;
     size_t n = 0, i;
-    struct stat st;
-    int rc;
+    struct stat st, now;
+    int rc, tries = 0;
 
     if (!is_disk(p))
         return SHOAL_ERR(SHOAL_EOFFSET, "memory topic %s has no disk segments", p->topic);
+again:
     if ((rc = segment_list(p->dir, &bases, &n)) < 0)
         return rc;
     for (i = n; i > 0 && bases[i - 1] > offset; i--)
@@ -751,6 +755,12 @@ int dpart_segment_open(dpart_t *p, int64_t offset, int *fd, int64_t *base, uint6
         goto out_range;
     *bytes = (uint64_t)st.st_size;
     *pos = segment_position(p->dir, *base, *fd, *bytes, offset);
+    /* Compaction (flusher thread) may have swapped the file meanwhile, and the .index read
+     * may then describe the new bytes: look again with the new file. */
+    if (*pos >= 0 && stat(path, &now) == 0 && now.st_ino != st.st_ino && ++tries < 3) {
+        close(*fd);
+        goto again;
+    }
     if (*pos >= 0)
         return 0;
 out_range:

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "compact.h"
 #include "ring.h"
 #include "segment.h"
 
@@ -35,6 +36,7 @@ typedef struct dpart {
     int last_error;            /* the last flush error, 0 after a good pass */
     int64_t last_error_log_ns; /* when it was last logged (errors repeat every pass) */
     bool broken;               /* the ring held a malformed batch: flushing stopped */
+    compact_state_t compact;   /* the log cleaner's (compact.c) */
 
     _Atomic uint64_t disk_bytes_sealed; /* .log bytes of every segment but fl_slot's */
     _Atomic uint64_t disk_bytes_active;
@@ -51,7 +53,8 @@ int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char
  * segment is complete, or final; then free slots that are on disk and unpinned; roll the
  * active segment after segment.ms; once a second, apply retention (cleanup.policy delete:
  * retention.bytes and retention.ms delete whole sealed segments, oldest first, never the
- * segment being written). Returns 0 or a negative code (the partition stops flushing after a
+ * segment being written); every few seconds, with cleanup.policy compact, compact the sealed
+ * segments (compact.h). Returns 0 or a negative code (the partition stops flushing after a
  * corrupt batch: SHOAL_ECORRUPT). */
 int dpart_flush(dpart_t *p, int flush_ms, bool final);
 /* Clear reader entries of processes that died. */

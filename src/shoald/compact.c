@@ -1,0 +1,744 @@
+/* compact.c - log compaction: Kafka's log cleaner, simplified for one host.
+ *
+ * DESIGN
+ *
+ * A partition whose cleanup.policy has compact keeps, in its sealed disk segments, only
+ * the latest record of every key. The flusher thread runs the cleaner (so it never races
+ * the flusher's own writes), at most every COMPACT_INTERVAL_NS, and only when a segment was
+ * sealed since the last run, a tombstone kept last time has expired, or delete.retention.ms
+ * was altered: records still in the active segment supersede sealed ones at the next roll
+ * (Kafka, too, waits for dirty segments rather than cleaning on every write). One run:
+ *
+ *   1. Offset map: walk every segment from the oldest up to and including the one being
+ *      written (its bytes on disk count: the latest value of a key may be there) and note,
+ *      per key, the offset of its last record. Keys are compared whole (copied into one
+ *      arena), not by a hash alone as Kafka does: no collision can drop a live record.
+ *   2. For each sealed segment (base below the segment being written, and not the last
+ *      file on disk, which recovery may continue from its length), oldest first: a
+ *      record is kept when it is the latest of its key, except a tombstone (null value)
+ *      whose timestamp is older than delete.retention.ms. Records with a null key are
+ *      always kept (Kafka refuses them on compacted topics; shoal's producer does not).
+ *      A segment with nothing to drop is left alone.
+ *   3. Rewrite: each batch becomes a new RecordBatch v2 with the same base offset,
+ *      lastOffsetDelta, producer fields and attributes, holding only the kept records with
+ *      their original offset deltas (record_batch_encode_with_offsets), so offsets never
+ *      change and gaps appear, as in Kafka. A batch left empty is dropped, except the
+ *      segment's last one, which stays as an empty batch: the segment then still ends at
+ *      the offset where the next one begins, and a consumer or the index never sees a gap
+ *      between segments. Oldest first, so when a crash stops a run half way, an older
+ *      value is never left behind while the tombstone that deleted it is gone.
+ *
+ * Crash safety. The new bytes go to <base>.log.cleaned, which is fsynced and renamed to
+ * <base>.log.swap (directory fsynced): from then on the rewrite is complete. Then the old
+ * .index/.timeindex are unlinked, the .swap renamed over <base>.log (directory fsynced
+ * after each step) and the index rebuilt by segment_recover(). At start compact_recover()
+ * deletes any .cleaned (the old segment is whole), completes any .swap, and rebuilds the
+ * index of a sealed segment left without one; so a crash leaves the old segment or the new
+ * one, never a mix. SHOALD_TEST_COMPACT_CRASH=cleaned|swap (read once) makes the daemon
+ * _exit(99) right after writing .cleaned or right after the rename to .swap, for tests.
+ *
+ * Readers. A consumer with the old segment mapped keeps reading it (rename leaves the
+ * mapping valid); later SEGMENT_OPENs get the new file. The shared-memory ring may still
+ * hold uncompacted copies of recent sealed segments and serves them until the slots are
+ * reused, as Kafka serves a segment until it is cleaned. The partition's disk_bytes
+ * follows the size change; log_start_offset does not move (the segment still exists).
+ *
+ * Simplifications, documented: a tombstone's age is its record timestamp (Kafka counts
+ * from when its segment was cleaned); segments are never merged; the offset map holds every
+ * distinct key of the partition at once (Kafka bounds it and cleans in several passes); a
+ * compressed batch (which shoal never writes) makes the run fail and leave the partition
+ * as it is; a record timestamp <= 0 is rewritten as the time of the run. */
+#include "compact.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "partition.h"
+#include "util.h"
+
+#define CLEANED_EXT          ".log.cleaned"
+#define SWAP_EXT             ".log.swap"
+#define CRASH_EXIT_STATUS    99
+#define KEYMAP_INITIAL_SLOTS 1024
+
+/* ------------------------------------------------------------------ test fault hook */
+
+enum crash_point { CRASH_UNREAD = -1, CRASH_NONE, CRASH_AFTER_CLEANED, CRASH_AFTER_SWAP };
+
+static enum crash_point crash_point = CRASH_UNREAD;
+
+static void crash_point_read(void)
+{
+    const char *v = getenv("SHOALD_TEST_COMPACT_CRASH");
+
+    crash_point = CRASH_NONE;
+    if (v && !strcmp(v, "cleaned"))
+        crash_point = CRASH_AFTER_CLEANED;
+    else if (v && !strcmp(v, "swap"))
+        crash_point = CRASH_AFTER_SWAP;
+    if (crash_point != CRASH_NONE)
+        log_warn("SHOALD_TEST_COMPACT_CRASH=%s: compaction will stop the daemon", v);
+}
+
+static void crash_if(enum crash_point at, const char *what)
+{
+    if (crash_point != at)
+        return;
+    log_warn("compaction crash point: exiting after %s", what);
+    _exit(CRASH_EXIT_STATUS);
+}
+
+/* ------------------------------------------------------------------ offset map */
+
+typedef struct keymap_slot {
+    uint64_t hash;
+    int64_t offset; /* -1: empty slot */
+    size_t key_at;  /* where the key's bytes are in the arena */
+    size_t key_len;
+} keymap_slot_t;
+
+/* key -> offset of its latest record; open addressing, linear probing. */
+typedef struct keymap {
+    keymap_slot_t *slots;
+    size_t cap; /* a power of two */
+    size_t used;
+    uint8_t *arena;
+    size_t arena_len;
+    size_t arena_cap;
+} keymap_t;
+
+static uint64_t key_hash(const void *key, size_t len)
+{
+    const uint8_t *k = key;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++) {
+        h ^= k[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+static void keymap_release(keymap_t *m)
+{
+    shoal__free(m->slots);
+    shoal__free(m->arena);
+    memset(m, 0, sizeof(*m));
+}
+
+static keymap_slot_t *keymap_find(const keymap_t *m, uint64_t hash, const void *key, size_t len)
+{
+    for (size_t i = hash & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        keymap_slot_t *s = &m->slots[i];
+        if (s->offset < 0 || (s->hash == hash && s->key_len == len &&
+                              (len == 0 || !memcmp(m->arena + s->key_at, key, len))))
+            return s;
+    }
+}
+
+static int keymap_grow(keymap_t *m)
+{
+    size_t ncap = m->cap ? m->cap * 2 : KEYMAP_INITIAL_SLOTS;
+    keymap_t n = *m;
+
+    n.slots = shoal__malloc(ncap * sizeof(*n.slots));
+    if (!n.slots)
+        return -ENOMEM;
+    n.cap = ncap;
+    for (size_t i = 0; i < ncap; i++)
+        n.slots[i].offset = -1;
+    for (size_t i = 0; i < m->cap; i++) {
+        const keymap_slot_t *s = &m->slots[i];
+        if (s->offset >= 0)
+            *keymap_find(&n, s->hash, m->arena + s->key_at, s->key_len) = *s;
+    }
+    shoal__free(m->slots);
+    *m = n;
+    return 0;
+}
+
+static int keymap_put(keymap_t *m, const void *key, size_t len, int64_t offset)
+{
+    uint64_t hash = key_hash(key, len);
+    keymap_slot_t *s;
+
+    if ((m->used + 1) * 10 > m->cap * 7 && keymap_grow(m) < 0)
+        return -ENOMEM;
+    s = keymap_find(m, hash, key, len);
+    if (s->offset >= 0) {
+        s->offset = SHOAL_MAX(s->offset, offset);
+        return 0;
+    }
+    if (m->arena_len + len > m->arena_cap) {
+        size_t ncap = SHOAL_MAX(m->arena_cap * 2, m->arena_len + len + 4096);
+        uint8_t *a = shoal__realloc(m->arena, ncap);
+        if (!a)
+            return -ENOMEM;
+        m->arena = a;
+        m->arena_cap = ncap;
+    }
+    if (len > 0)
+        memcpy(m->arena + m->arena_len, key, len);
+    *s = (keymap_slot_t){.hash = hash, .offset = offset, .key_at = m->arena_len, .key_len = len};
+    m->arena_len += len;
+    m->used++;
+    return 0;
+}
+
+static int64_t keymap_get(const keymap_t *m, const void *key, size_t len)
+{
+    if (m->cap == 0)
+        return -1;
+    return keymap_find(m, key_hash(key, len), key, len)->offset;
+}
+
+/* ------------------------------------------------------------------ segment files */
+
+typedef struct seg_map {
+    const uint8_t *data;
+    size_t len;
+} seg_map_t;
+
+static int seg_map_open(const char *dir, int64_t base, seg_map_t *m)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    int fd, rc;
+
+    m->data = NULL;
+    m->len = 0;
+    if ((rc = segment_path(path, sizeof(path), dir, base, ".log")) < 0)
+        return rc;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return SHOAL_ERR(-errno, "open %s", path);
+    if (fstat(fd, &st) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    if (st.st_size > 0) {
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) {
+            rc = -errno;
+            close(fd);
+            return SHOAL_ERR(rc, "mmap %s", path);
+        }
+        m->data = p;
+        m->len = (size_t)st.st_size;
+    }
+    close(fd);
+    return 0;
+}
+
+static void seg_map_close(seg_map_t *m)
+{
+    if (m->data)
+        munmap((void *)m->data, m->len);
+    m->data = NULL;
+    m->len = 0;
+}
+
+static int ext_path(char *buf, size_t cap, const char *dir, int64_t base, const char *ext)
+{
+    return segment_path(buf, cap, dir, base, ext);
+}
+
+/* The rewrite is complete in <base>.log.swap: put it in place of <base>.log. The old
+ * index files go first (a crash then leaves a segment without index, which start-up
+ * rebuilds, never an index describing other bytes), then the rename, then a new index. */
+static int swap_complete(const char *dir, int64_t base)
+{
+    static const char *const idx_exts[] = {".index", ".timeindex"};
+    char log_path[PATH_MAX], swap_path[PATH_MAX], path[PATH_MAX];
+    segment_recovery_t rec;
+    int rc;
+
+    if ((rc = ext_path(log_path, sizeof(log_path), dir, base, ".log")) < 0 ||
+        (rc = ext_path(swap_path, sizeof(swap_path), dir, base, SWAP_EXT)) < 0)
+        return rc;
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(idx_exts); i++) {
+        if ((rc = ext_path(path, sizeof(path), dir, base, idx_exts[i])) < 0)
+            return rc;
+        if (unlink(path) < 0 && errno != ENOENT)
+            return SHOAL_ERR(-errno, "unlink %s", path);
+    }
+    if ((rc = shoal__fsync_dir(dir)) < 0)
+        return SHOAL_ERR(rc, "fsync %s", dir);
+    if (rename(swap_path, log_path) < 0)
+        return SHOAL_ERR(-errno, "rename %s to %s", swap_path, log_path);
+    if ((rc = shoal__fsync_dir(dir)) < 0)
+        return SHOAL_ERR(rc, "fsync %s", dir);
+    return segment_recover(dir, base, false, &rec);
+}
+
+/* ------------------------------------------------------------------ the cleaner */
+
+typedef struct cleaner {
+    dpart_t *p;
+    keymap_t map;
+    int64_t tombstone_horizon_ms; /* tombstones older than this go */
+    int64_t now_ms;
+    /* per segment being looked at */
+    size_t seg_len;
+    uint64_t records;
+    uint64_t kept;
+    uint64_t tombstones_kept;
+    int64_t expiry_ms; /* when the first tombstone kept so far expires */
+    /* per batch being rewritten (grown, reused) */
+    shoal_message_t *msgs;
+    int32_t *deltas;
+    shoal_header_t *hdrs;
+    size_t msgs_cap;
+    size_t hdrs_cap;
+    uint8_t *out;
+    size_t out_cap;
+    int fd; /* the .cleaned file */
+    uint64_t out_pos;
+} cleaner_t;
+
+static bool record_kept(const cleaner_t *c, const shoal_record_t *r)
+{
+    if (r->key == NULL)
+        return true;
+    if (keymap_get(&c->map, r->key, (size_t)r->key_len) != r->offset)
+        return false;
+    return r->value != NULL || r->timestamp_ms >= c->tombstone_horizon_ms;
+}
+
+static int batch_iter(const uint8_t *batch, const record_batch_header_t *h, record_iter_t *it)
+{
+    int rc = record_iter_init(it, batch, h);
+    if (rc < 0)
+        return SHOAL_ERR(rc, "batch at offset %lld is compressed", (long long)h->base_offset);
+    return 0;
+}
+
+/* segment_scan_bytes callback: note every keyed record's offset in the map. */
+static int map_batch(void *arg, uint64_t pos, const uint8_t *batch, const record_batch_header_t *h)
+{
+    cleaner_t *c = arg;
+    record_iter_t it;
+    shoal_record_t r;
+    int rc;
+
+    (void)pos;
+    if ((rc = batch_iter(batch, h, &it)) < 0)
+        return rc;
+    while ((rc = record_iter_next(&it, &r)) == 1)
+        if (r.key && (rc = keymap_put(&c->map, r.key, (size_t)r.key_len, r.offset)) < 0)
+            return SHOAL_ERR(rc, "compaction offset map: out of memory");
+    return rc;
+}
+
+/* segment_scan_bytes callback: count the records and the ones kept. */
+static int count_batch(void *arg, uint64_t pos, const uint8_t *batch,
+                       const record_batch_header_t *h)
+{
+    cleaner_t *c = arg;
+    record_iter_t it;
+    shoal_record_t r;
+    int rc;
+
+    (void)pos;
+    if ((rc = batch_iter(batch, h, &it)) < 0)
+        return rc;
+    while ((rc = record_iter_next(&it, &r)) == 1) {
+        bool keep = record_kept(c, &r);
+        c->records++;
+        c->kept += keep;
+        if (keep && r.key && !r.value) {
+            int64_t expiry;
+            if (__builtin_add_overflow(r.timestamp_ms, c->p->cfg.delete_retention_ms, &expiry))
+                expiry = INT64_MAX;
+            c->tombstones_kept++;
+            c->expiry_ms = SHOAL_MIN(c->expiry_ms, expiry);
+        }
+    }
+    return rc;
+}
+
+static int cleaner_reserve(cleaner_t *c, size_t msgs, size_t hdrs)
+{
+    if (msgs > c->msgs_cap) {
+        shoal_message_t *m = shoal__realloc(c->msgs, msgs * sizeof(*m));
+        if (m)
+            c->msgs = m;
+        int32_t *d = m ? shoal__realloc(c->deltas, msgs * sizeof(*d)) : NULL;
+        if (!d)
+            return -ENOMEM;
+        c->deltas = d;
+        c->msgs_cap = msgs;
+    }
+    if (hdrs > c->hdrs_cap) {
+        shoal_header_t *h = shoal__realloc(c->hdrs, hdrs * sizeof(*h));
+        if (!h)
+            return -ENOMEM;
+        c->hdrs = h;
+        c->hdrs_cap = hdrs;
+    }
+    return 0;
+}
+
+/* Gather the kept records of a batch into c->msgs/deltas/hdrs; *n gets their count. */
+static int gather_kept(cleaner_t *c, const uint8_t *batch, const record_batch_header_t *h,
+                       size_t *n)
+{
+    size_t nh = 0;
+    record_iter_t it;
+    shoal_record_t r;
+    int rc;
+
+    *n = 0;
+    /* Headers first counted, so the header array is never moved under a message. */
+    if ((rc = batch_iter(batch, h, &it)) < 0)
+        return rc;
+    while ((rc = record_iter_next(&it, &r)) == 1)
+        nh += r.header_count;
+    if (rc < 0 || (rc = cleaner_reserve(c, (size_t)h->record_count, nh)) < 0)
+        return rc;
+    nh = 0;
+    batch_iter(batch, h, &it);
+    while ((rc = record_iter_next(&it, &r)) == 1) {
+        shoal_message_t *m = &c->msgs[*n];
+        size_t hi = 0;
+        if (!record_kept(c, &r))
+            continue;
+        *m = (shoal_message_t){.key = r.key,
+                               .key_len = r.key ? (size_t)r.key_len : 0,
+                               .value = r.value,
+                               .value_len = r.value ? (size_t)r.value_len : 0,
+                               .headers = c->hdrs + nh,
+                               .header_count = r.header_count,
+                               .timestamp_ms = r.timestamp_ms};
+        while (hi < r.header_count && (rc = shoal_record_header(&r, &hi, &c->hdrs[nh])) == 1)
+            nh++;
+        if (rc < 0)
+            return rc;
+        c->deltas[*n] = (int32_t)(r.offset - h->base_offset);
+        (*n)++;
+    }
+    return rc;
+}
+
+/* segment_scan_bytes callback: write the batch's kept records to the .cleaned file. */
+static int rewrite_batch(void *arg, uint64_t pos, const uint8_t *batch,
+                         const record_batch_header_t *h)
+{
+    cleaner_t *c = arg;
+    bool last = pos + record_batch_size(h) >= c->seg_len;
+    record_batch_fields_t f;
+    size_t n, need, len;
+    int32_t no_delta = 0;
+    const int32_t *deltas;
+    int rc;
+
+    if ((rc = gather_kept(c, batch, h, &n)) < 0)
+        return rc;
+    deltas = n ? c->deltas : &no_delta; /* an empty batch may come before any allocation */
+    if (n == 0 && !last)
+        return 0;
+    f = (record_batch_fields_t){.base_offset = h->base_offset,
+                                .leader_epoch = h->leader_epoch,
+                                .attributes = h->attributes,
+                                .producer_id = h->producer_id,
+                                .producer_epoch = h->producer_epoch,
+                                .base_sequence = h->base_sequence};
+    /* An empty last batch keeps the original's newest timestamp (retention.ms reads it). */
+    int64_t ts = n ? c->now_ms : h->max_timestamp;
+    need = record_batch_encoded_size_with_offsets(c->msgs, deltas, n, ts);
+    if (need == 0)
+        return SHOAL_ERR(SHOAL_EINVAL, "batch at offset %lld cannot be re-encoded",
+                         (long long)h->base_offset);
+    if (need > c->out_cap) {
+        uint8_t *o = shoal__realloc(c->out, need);
+        if (!o)
+            return -ENOMEM;
+        c->out = o;
+        c->out_cap = need;
+    }
+    rc = record_batch_encode_with_offsets(c->out, c->out_cap, &f, c->msgs, deltas, n,
+                                          h->last_offset_delta, ts, &len);
+    if (rc == 0)
+        rc = shoal__pwrite_all(c->fd, c->out, len, c->out_pos);
+    if (rc < 0)
+        return rc;
+    c->out_pos += len;
+    return 0;
+}
+
+/* Walk a segment's batches with cb; a sealed segment must be whole. */
+static int scan_segment(cleaner_t *c, const seg_map_t *m, int64_t base, bool sealed,
+                        segment_batch_cb cb)
+{
+    segment_scan_t scan;
+    int rc;
+
+    c->seg_len = m->len;
+    rc = segment_scan_bytes(m->data, m->len, base, sealed, cb, c, &scan);
+    if (rc < 0)
+        return rc;
+    if (sealed && scan.error)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "segment %lld: %s", (long long)base, scan.why);
+    return 0;
+}
+
+/* Rewrite one sealed segment through .cleaned and .swap. */
+static int rewrite_segment(cleaner_t *c, const seg_map_t *m, int64_t base)
+{
+    dpart_t *p = c->p;
+    char cleaned[PATH_MAX], swap[PATH_MAX];
+    int rc;
+
+    if ((rc = ext_path(cleaned, sizeof(cleaned), p->dir, base, CLEANED_EXT)) < 0 ||
+        (rc = ext_path(swap, sizeof(swap), p->dir, base, SWAP_EXT)) < 0)
+        return rc;
+    c->fd = open(cleaned, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (c->fd < 0)
+        return SHOAL_ERR(-errno, "open %s", cleaned);
+    c->out_pos = 0;
+    rc = scan_segment(c, m, base, true, rewrite_batch);
+    if (rc == 0 && fsync(c->fd) < 0)
+        rc = SHOAL_ERR(-errno, "fsync %s", cleaned);
+    if (close(c->fd) < 0 && rc == 0)
+        rc = SHOAL_ERR(-errno, "close %s", cleaned);
+    c->fd = -1;
+    if (rc < 0) {
+        unlink(cleaned);
+        return rc;
+    }
+    crash_if(CRASH_AFTER_CLEANED, "writing a .cleaned segment");
+    if (rename(cleaned, swap) < 0) {
+        rc = SHOAL_ERR(-errno, "rename %s to %s", cleaned, swap);
+        unlink(cleaned);
+        return rc;
+    }
+    if ((rc = shoal__fsync_dir(p->dir)) < 0)
+        return SHOAL_ERR(rc, "fsync %s", p->dir);
+    crash_if(CRASH_AFTER_SWAP, "renaming a segment to .swap");
+    return swap_complete(p->dir, base);
+}
+
+/* Clean one sealed segment if anything in it is to be dropped. */
+static int clean_segment(cleaner_t *c, int64_t base)
+{
+    dpart_t *p = c->p;
+    seg_map_t m;
+    uint64_t before;
+    int rc;
+
+    if ((rc = seg_map_open(p->dir, base, &m)) < 0)
+        return rc;
+    c->records = c->kept = c->tombstones_kept = 0;
+    rc = scan_segment(c, &m, base, true, count_batch);
+    if (rc < 0 || c->kept == c->records)
+        goto out;
+    before = m.len;
+    if ((rc = rewrite_segment(c, &m, base)) < 0)
+        goto out;
+    if (before >= c->out_pos)
+        atomic_fetch_sub(&p->disk_bytes_sealed,
+                         SHOAL_MIN(before - c->out_pos, atomic_load(&p->disk_bytes_sealed)));
+    else
+        atomic_fetch_add(&p->disk_bytes_sealed, c->out_pos - before);
+    p->oldest_base = -1; /* retention's cached timestamps may have changed */
+    log_info("%s-%u: compacted segment %lld: %llu -> %llu records (%llu -> %llu bytes)", p->topic,
+             p->id, (long long)base, (unsigned long long)c->records, (unsigned long long)c->kept,
+             (unsigned long long)before, (unsigned long long)c->out_pos);
+out:
+    seg_map_close(&m);
+    return rc;
+}
+
+/* Note every key's latest offset over segments bases[0..n) (the last may be active). */
+static int build_map(cleaner_t *c, const int64_t *bases, size_t n, size_t sealed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seg_map_t m;
+        int rc = seg_map_open(c->p->dir, bases[i], &m);
+        if (rc == 0) {
+            rc = scan_segment(c, &m, bases[i], i < sealed, map_batch);
+            seg_map_close(&m);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void cleaner_release(cleaner_t *c)
+{
+    keymap_release(&c->map);
+    shoal__free(c->msgs);
+    shoal__free(c->deltas);
+    shoal__free(c->hdrs);
+    shoal__free(c->out);
+}
+
+/* One run over the partition's segments, the one being written starting at writing. */
+static int compact_run(dpart_t *p, int64_t writing, int64_t *expiry_ms)
+{
+    int64_t *bases = NULL;
+    size_t n = 0, sealed = 0;
+    cleaner_t c = {.p = p, .fd = -1, .expiry_ms = INT64_MAX};
+    int rc;
+
+    if ((rc = segment_list(p->dir, &bases, &n)) < 0)
+        return rc;
+    /* Sealed: below the segment being written, and never the last file on disk: recovery
+     * continues that one from its length (its slot may still hold the uncompacted bytes
+     * when the flusher has not yet created the next file, e.g. after a segment.ms roll). */
+    while (sealed + 1 < n && bases[sealed] < writing)
+        sealed++;
+    if (sealed == 0)
+        goto out;
+    c.now_ms = shoal__now_ms();
+    c.tombstone_horizon_ms = c.now_ms - p->cfg.delete_retention_ms;
+    /* Every segment counts for the map, the one being written included. */
+    rc = build_map(&c, bases, n, sealed);
+    for (size_t i = 0; rc == 0 && i < sealed; i++)
+        rc = clean_segment(&c, bases[i]);
+out:
+    *expiry_ms = c.expiry_ms;
+    cleaner_release(&c);
+    shoal__free(bases);
+    return rc;
+}
+
+void compact_maybe_run(dpart_t *p, int64_t now_ns)
+{
+    compact_state_t *cs = &p->compact;
+    int64_t writing, expiry_ms;
+    int rc;
+
+    if (!(p->cfg.cleanup_policy & SHOAL_CLEANUP_COMPACT) ||
+        now_ns - cs->last_ns < COMPACT_INTERVAL_NS)
+        return;
+    cs->last_ns = now_ns;
+    writing =
+        p->fl_placed ? atomic_load(&p->ring.ctl->slots[p->fl_slot].base_offset) : p->written_offset;
+    /* The file of the segment being written appearing makes the one before compactable. */
+    if (cs->seen_writing == writing && cs->seen_open == (p->log_fd >= 0) &&
+        shoal__now_ms() < cs->expiry_ms && cs->retention_ms == p->cfg.delete_retention_ms)
+        return;
+    if (crash_point == CRASH_UNREAD)
+        crash_point_read();
+    shoal__clear_err();
+    rc = compact_run(p, writing, &expiry_ms);
+    if (rc < 0) {
+        log_error("%s-%u: compaction failed, segments left as they were: %s", p->topic, p->id,
+                  shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(rc));
+        cs->expiry_ms = 0; /* try again next interval */
+        return;
+    }
+    cs->seen_writing = writing;
+    cs->seen_open = p->log_fd >= 0;
+    cs->expiry_ms = expiry_ms;
+    cs->retention_ms = p->cfg.delete_retention_ms;
+}
+
+/* ------------------------------------------------------------------ recovery */
+
+/* The base offset of "<20 digits><ext>", or -1 when name is not that. */
+static int64_t name_base(const char *name, const char *ext)
+{
+    size_t len = strlen(name), elen = strlen(ext);
+    int64_t base = 0;
+
+    if (len != SEGMENT_NAME_DIGITS + elen || strcmp(name + SEGMENT_NAME_DIGITS, ext) != 0)
+        return -1;
+    for (size_t i = 0; i < SEGMENT_NAME_DIGITS; i++) {
+        if (name[i] < '0' || name[i] > '9' || base > (INT64_MAX - 9) / 10)
+            return -1;
+        base = base * 10 + (name[i] - '0');
+    }
+    return base;
+}
+
+/* Finish or drop interrupted rewrites named in dir (collected first, then acted on). */
+static int recover_rewrites(const char *dir, const char *topic, uint32_t id)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int64_t *swaps = NULL;
+    size_t nswaps = 0, cap = 0;
+    int rc = 0;
+
+    if (!d)
+        return errno == ENOENT ? 0 : SHOAL_ERR(-errno, "opendir %s", dir);
+    while ((e = readdir(d))) {
+        char path[PATH_MAX];
+        int64_t base;
+        if ((base = name_base(e->d_name, CLEANED_EXT)) >= 0) {
+            if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path) &&
+                unlink(path) == 0)
+                log_notice("%s-%u: dropped an unfinished compaction of segment %lld", topic, id,
+                           (long long)base);
+        } else if ((base = name_base(e->d_name, SWAP_EXT)) >= 0) {
+            if (nswaps == cap) {
+                size_t ncap = cap ? cap * 2 : 8;
+                int64_t *s = shoal__realloc(swaps, ncap * sizeof(*s));
+                if (!s) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                swaps = s;
+                cap = ncap;
+            }
+            swaps[nswaps++] = base;
+        }
+    }
+    closedir(d);
+    for (size_t i = 0; rc == 0 && i < nswaps; i++) {
+        rc = swap_complete(dir, swaps[i]);
+        if (rc == 0)
+            log_notice("%s-%u: completed the compaction of segment %lld", topic, id,
+                       (long long)swaps[i]);
+    }
+    shoal__free(swaps);
+    return rc;
+}
+
+static bool file_exists(const char *dir, int64_t base, const char *ext)
+{
+    char path[PATH_MAX];
+    return ext_path(path, sizeof(path), dir, base, ext) == 0 && access(path, F_OK) == 0;
+}
+
+int compact_recover(const char *dir, const char *topic, uint32_t id)
+{
+    int64_t *bases = NULL;
+    size_t n = 0;
+    int rc;
+
+    shoal__clear_err();
+    if (access(dir, F_OK) < 0 && errno == ENOENT)
+        return 0; /* nothing on disk yet */
+    rc = recover_rewrites(dir, topic, id);
+
+    if (rc < 0 || (rc = segment_list(dir, &bases, &n)) < 0)
+        goto out;
+    /* A crash between the swap and the index rebuild leaves a sealed segment without
+     * index files; the last segment's are checked by the ordinary recovery. */
+    for (size_t i = 0; i + 1 < n && rc == 0; i++) {
+        segment_recovery_t rec;
+        if (file_exists(dir, bases[i], ".index") && file_exists(dir, bases[i], ".timeindex"))
+            continue;
+        rc = segment_recover(dir, bases[i], false, &rec);
+        if (rc == 0)
+            log_notice("%s-%u: rebuilt the index of compacted segment %lld", topic, id,
+                       (long long)bases[i]);
+    }
+out:
+    if (rc < 0)
+        log_error("%s-%u: compaction recovery in %s failed: %s", topic, id, dir,
+                  shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(rc));
+    shoal__free(bases);
+    return rc;
+}
