@@ -137,12 +137,27 @@ static int64_t topic_find(const shoal_assign_input_t *in, const char *name)
     return -1;
 }
 
-static bool member_subscribes(const shoal_assign_member_t *m, const char *topic)
+bool assign_member_subscribes(const shoal_assign_member_t *m, const char *topic)
 {
     for (size_t i = 0; i < m->topic_count; i++)
         if (m->topics[i] && strcmp(m->topics[i], topic) == 0)
             return true;
     return false;
+}
+
+int assign_member_order_cmp(const void *a, const void *b, void *members)
+{
+    const shoal_assign_member_t *ms = members;
+    const shoal_assign_member_t *x = &ms[*(const size_t *)a];
+    const shoal_assign_member_t *y = &ms[*(const size_t *)b];
+    if (x->group_instance_id && y->group_instance_id) {
+        int cmp = strcmp(x->group_instance_id, y->group_instance_id);
+        if (cmp != 0)
+            return cmp;
+    } else if (x->group_instance_id || y->group_instance_id) {
+        return x->group_instance_id ? -1 : 1;
+    }
+    return strcmp(x->member_id, y->member_id);
 }
 
 static int check_alloc(struct check *c, const shoal_assign_input_t *in)
@@ -222,7 +237,7 @@ static int check_one(struct check *c, bool cooperative, size_t i, const shoal_to
     if (p < 0)
         return SHOAL_ERR(SHOAL_EINVAL, "assign: %s got %s-%d, not a partition of the input",
                          m->member_id, topic, tp->partition);
-    if (!member_subscribes(m, tp->topic))
+    if (!assign_member_subscribes(m, tp->topic))
         return SHOAL_ERR(SHOAL_EINVAL, "assign: %s got %s-%d but does not subscribe to %s",
                          m->member_id, topic, tp->partition, topic);
     if (c->assigned[p] >= 0)

@@ -6,6 +6,7 @@
 #ifndef SHOAL_ASSIGN_H
 #define SHOAL_ASSIGN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "shoal.h"
@@ -33,6 +34,12 @@ void assign_output_release(shoal_assign_output_t *out);
  * the assignor's error, or SHOAL_EINVAL with the violation in shoal_errmsg(). */
 int assign_run(const shoal_assignor_t *a, const shoal_assign_input_t *in,
                shoal_assign_output_t *out);
+
+/* Whether member m subscribes to topic. */
+bool assign_member_subscribes(const shoal_assign_member_t *m, const char *topic);
+/* Kafka's member order, for qsort_r over member indices (members: the member array):
+ * static members first by group_instance_id, then the rest by member_id. */
+int assign_member_order_cmp(const void *a, const void *b, void *members);
 
 /* The built-ins, each in its own file. */
 int assign_range(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out);

@@ -18,43 +18,19 @@
 
 #include "util.h"
 
-static bool range_subscribes(const shoal_assign_member_t *m, const char *topic)
-{
-    for (size_t i = 0; i < m->topic_count; i++)
-        if (m->topics[i] && strcmp(m->topics[i], topic) == 0)
-            return true;
-    return false;
-}
-
-/* Kafka's MemberInfo order over member indices (arg: the member array). */
-static int range_member_cmp(const void *a, const void *b, void *arg)
-{
-    const shoal_assign_member_t *ms = arg;
-    const shoal_assign_member_t *x = &ms[*(const size_t *)a];
-    const shoal_assign_member_t *y = &ms[*(const size_t *)b];
-    if (x->group_instance_id && y->group_instance_id) {
-        int cmp = strcmp(x->group_instance_id, y->group_instance_id);
-        if (cmp != 0)
-            return cmp;
-    } else if (x->group_instance_id || y->group_instance_id) {
-        return x->group_instance_id ? -1 : 1;
-    }
-    return strcmp(x->member_id, y->member_id);
-}
-
 static int range_topic(const shoal_assign_input_t *in, const size_t *order, size_t t,
                        shoal_assign_output_t *out)
 {
     const char *topic = in->topics[t].topic;
     size_t subscribers = 0;
     for (size_t k = 0; k < in->member_count; k++)
-        subscribers += range_subscribes(&in->members[order[k]], topic);
+        subscribers += assign_member_subscribes(&in->members[order[k]], topic);
     if (subscribers == 0)
         return 0;
     uint32_t n = in->topics[t].partitions, next = 0;
     uint32_t each = n / (uint32_t)subscribers, extra = n % (uint32_t)subscribers;
     for (size_t k = 0, rank = 0; k < in->member_count; k++) {
-        if (!range_subscribes(&in->members[order[k]], topic))
+        if (!assign_member_subscribes(&in->members[order[k]], topic))
             continue;
         uint32_t end = next + each + (rank++ < extra ? 1 : 0);
         for (; next < end; next++) {
@@ -74,7 +50,7 @@ int assign_range(void *arg, const shoal_assign_input_t *in, shoal_assign_output_
         return -ENOMEM;
     for (size_t k = 0; k < in->member_count; k++)
         order[k] = k;
-    qsort_r(order, in->member_count, sizeof(*order), range_member_cmp, (void *)in->members);
+    qsort_r(order, in->member_count, sizeof(*order), assign_member_order_cmp, (void *)in->members);
     int rc = 0;
     for (size_t t = 0; t < in->topic_count && rc == 0; t++)
         rc = range_topic(in, order, t, out);

@@ -17,34 +17,10 @@
 
 #include "util.h"
 
-static bool roundrobin_subscribes(const shoal_assign_member_t *m, const char *topic)
-{
-    for (size_t i = 0; i < m->topic_count; i++)
-        if (m->topics[i] && strcmp(m->topics[i], topic) == 0)
-            return true;
-    return false;
-}
-
-/* Kafka's MemberInfo order over member indices (arg: the member array). */
-static int roundrobin_member_cmp(const void *a, const void *b, void *arg)
-{
-    const shoal_assign_member_t *ms = arg;
-    const shoal_assign_member_t *x = &ms[*(const size_t *)a];
-    const shoal_assign_member_t *y = &ms[*(const size_t *)b];
-    if (x->group_instance_id && y->group_instance_id) {
-        int cmp = strcmp(x->group_instance_id, y->group_instance_id);
-        if (cmp != 0)
-            return cmp;
-    } else if (x->group_instance_id || y->group_instance_id) {
-        return x->group_instance_id ? -1 : 1;
-    }
-    return strcmp(x->member_id, y->member_id);
-}
-
 static bool roundrobin_has_subscriber(const shoal_assign_input_t *in, const char *topic)
 {
     for (size_t k = 0; k < in->member_count; k++)
-        if (roundrobin_subscribes(&in->members[k], topic))
+        if (assign_member_subscribes(&in->members[k], topic))
             return true;
     return false;
 }
@@ -57,7 +33,7 @@ static int roundrobin_topic(const shoal_assign_input_t *in, const size_t *order,
     if (!roundrobin_has_subscriber(in, topic))
         return 0;
     for (uint32_t p = 0; p < in->topics[t].partitions; p++) {
-        while (!roundrobin_subscribes(&in->members[order[*pos]], topic))
+        while (!assign_member_subscribes(&in->members[order[*pos]], topic))
             *pos = (*pos + 1) % in->member_count;
         int rc = shoal_assign_output_add(out, order[*pos], topic, (int32_t)p);
         if (rc < 0)
@@ -75,7 +51,7 @@ int assign_roundrobin(void *arg, const shoal_assign_input_t *in, shoal_assign_ou
         return -ENOMEM;
     for (size_t k = 0; k < in->member_count; k++)
         order[k] = k;
-    qsort_r(order, in->member_count, sizeof(*order), roundrobin_member_cmp, (void *)in->members);
+    qsort_r(order, in->member_count, sizeof(*order), assign_member_order_cmp, (void *)in->members);
     size_t pos = 0;
     int rc = 0;
     for (size_t t = 0; t < in->topic_count && rc == 0; t++)
