@@ -29,7 +29,7 @@
 #define CONSUMER_WAIT_MAX 128 /* futex_waitv's limit; more partitions are polled in turns */
 
 struct consumer_part {
-    char *topic;
+    char *topic; /* this partition's own copy */
     int32_t partition;
     ring_t ring;
     ring_cursor_t cur;
@@ -95,6 +95,8 @@ int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *
 
 static void part_release(struct consumer_part *cp)
 {
+    shoal__free(cp->topic);
+    cp->topic = NULL;
     ring_cursor_close(&cp->ring, &cp->cur);
     ring_unmap(&cp->ring);
     client_segment_close(&cp->seg);
@@ -106,12 +108,8 @@ void shoal_consumer_close(shoal_consumer_t *c)
     if (!c)
         return;
     cgroup_close(c, c->group);
-    for (size_t i = 0; i < c->nparts; i++) {
+    for (size_t i = 0; i < c->nparts; i++)
         part_release(&c->parts[i]);
-        /* topic strings are shared by a topic's partitions: free each once */
-        if (i == 0 || c->parts[i].topic != c->parts[i - 1].topic)
-            shoal__free(c->parts[i].topic);
-    }
     shoal__free(c->parts);
     shoal__free(c);
 }
@@ -125,7 +123,7 @@ static struct consumer_part *consumer_find(shoal_consumer_t *c, const char *topi
 }
 
 /* Attach one partition into parts[c->nparts] (capacity already reserved). */
-static int consumer_attach_one(shoal_consumer_t *c, char *topic, int32_t p,
+static int consumer_attach_one(shoal_consumer_t *c, const char *topic, int32_t p,
                                shoal_topic_config_t *cfg)
 {
     struct consumer_part *cp = &c->parts[c->nparts];
@@ -133,15 +131,15 @@ static int consumer_attach_one(shoal_consumer_t *c, char *topic, int32_t p,
 
     memset(cp, 0, sizeof(*cp));
     cp->cur.entry = -1;
+    if (!(cp->topic = shoal__strdup(topic)))
+        return -ENOMEM;
     rc = client_attach(c->client, topic, p, false, &cp->ring, cfg);
-    if (rc < 0)
-        return rc;
-    rc = ring_cursor_open(&cp->ring, &cp->cur);
-    if (rc < 0) {
+    if (rc == 0 && (rc = ring_cursor_open(&cp->ring, &cp->cur)) < 0)
         ring_unmap(&cp->ring);
+    if (rc < 0) {
+        shoal__free(cp->topic);
         return rc;
     }
-    cp->topic = topic;
     cp->partition = p;
     cp->position = atomic_load(&cp->ring.ctl->log_end_offset);
     c->nparts++;
@@ -180,7 +178,6 @@ int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t 
 {
     shoal_topic_config_t cfg;
     size_t first = c->nparts, want = n ? n : 1;
-    char *name;
     int rc;
 
     shoal__clear_err();
@@ -188,17 +185,15 @@ int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t 
         return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed to a group: no manual assign");
     if ((rc = consumer_check_new(c, topic, partitions, n)) < 0)
         return rc;
-    if (!(name = shoal__strdup(topic)))
-        return -ENOMEM;
     if ((rc = consumer_grow(c, want)) < 0)
-        goto out_undo;
-    rc = consumer_attach_one(c, name, n ? partitions[0] : 0, &cfg);
+        return rc;
+    rc = consumer_attach_one(c, topic, n ? partitions[0] : 0, &cfg);
     if (rc < 0)
         goto out_undo;
     if (n == 0 && (rc = consumer_grow(c, cfg.partitions)) < 0)
         goto out_undo;
     for (size_t i = 1; i < (n ? n : cfg.partitions); i++) {
-        rc = consumer_attach_one(c, name, n ? partitions[i] : (int32_t)i, NULL);
+        rc = consumer_attach_one(c, topic, n ? partitions[i] : (int32_t)i, NULL);
         if (rc < 0)
             goto out_undo;
     }
@@ -206,7 +201,6 @@ int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t 
 out_undo:
     while (c->nparts > first)
         part_release(&c->parts[--c->nparts]);
-    shoal__free(name);
     return rc;
 }
 
@@ -631,11 +625,8 @@ shoal_client_t *consumer__client(shoal_consumer_t *c)
 
 void consumer__unassign_all(shoal_consumer_t *c)
 {
-    for (size_t i = 0; i < c->nparts; i++) {
+    for (size_t i = 0; i < c->nparts; i++)
         part_release(&c->parts[i]);
-        if (i == 0 || c->parts[i].topic != c->parts[i - 1].topic)
-            shoal__free(c->parts[i].topic);
-    }
     c->nparts = 0;
     c->next_part = 0;
 }
@@ -646,7 +637,6 @@ int consumer__unassign_one(shoal_consumer_t *c, const char *topic, int32_t parti
     if (!cp)
         return SHOAL_ENOPARTITION;
     part_release(cp);
-    shoal__free(cp->topic);
     *cp = c->parts[--c->nparts];
     c->next_part = 0;
     return 0;
