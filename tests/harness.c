@@ -356,11 +356,11 @@ static int daemon_spawn(struct harness_daemon *d)
     return -1;
 }
 
-int harness_daemon_start(struct harness_daemon *d, const char *tag, ...)
+/* harness_daemon_start with the extra arguments as a va_list. */
+static int daemon_vstart(struct harness_daemon *d, const char *tag, va_list ap)
 {
     static int counter;
     const char *shm_base = getenv("SHOAL_TEST_SHM_DIR");
-    va_list ap;
     int n = 0;
 
     memset(d, 0, sizeof(*d));
@@ -377,12 +377,55 @@ int harness_daemon_start(struct harness_daemon *d, const char *tag, ...)
         harness_rmrf(d->dir);
         return -1;
     }
-    va_start(ap, tag);
     for (const char *a; n < HARNESS_DAEMON_MAX_ARGS && (a = va_arg(ap, const char *));)
         d->extra[n++] = a;
-    va_end(ap);
     d->extra[n] = NULL;
     return daemon_spawn(d);
+}
+
+int harness_daemon_start(struct harness_daemon *d, const char *tag, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, tag);
+    rc = daemon_vstart(d, tag, ap);
+    va_end(ap);
+    return rc;
+}
+
+int harness_fixture_start(struct harness_fixture *f, const char *tag, int timeout_s, ...)
+{
+    static char what[128];
+    va_list ap;
+    int rc;
+
+    memset(f, 0, sizeof(*f));
+    snprintf(what, sizeof(what), "an integration test of '%s' (see [ RUN ] above)", tag);
+    harness_watchdog(timeout_s, what);
+    va_start(ap, timeout_s);
+    rc = daemon_vstart(&f->d, tag, ap);
+    va_end(ap);
+    if (rc < 0)
+        return -1;
+    if (shoal_client_open(f->d.socket, &f->c) < 0) {
+        harness_daemon_cleanup(&f->d);
+        return -1;
+    }
+    return 0;
+}
+
+int harness_fixture_stop(struct harness_fixture *f)
+{
+    int rc;
+
+    shoal_client_close(f->c);
+    f->c = NULL;
+    harness_kill_children();
+    if (!f->passed)
+        harness_daemon_print_log(&f->d);
+    rc = harness_daemon_cleanup(&f->d);
+    harness_watchdog(0, NULL);
+    return rc;
 }
 
 int harness_daemon_restart(struct harness_daemon *d)

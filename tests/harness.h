@@ -89,4 +89,34 @@ void harness_daemon_print_log(const struct harness_daemon *d);
 /* Whether the log contains needle. */
 bool harness_daemon_log_contains(const struct harness_daemon *d, const char *needle);
 
+/* ------------------------------------------------------------------ integration fixture */
+
+#include "shoal.h"
+
+/* A running daemon and a client on it, for one integration test. */
+struct harness_fixture {
+    struct harness_daemon d;
+    shoal_client_t *c;
+    bool passed; /* set when the test body returned: otherwise the stop shows the log */
+};
+
+/* A cmocka test whose body takes the fixture (from *state) and records that it returned. */
+#define INTEG_TEST(name)                                                                           \
+    static void name##_body(struct harness_fixture *f);                                            \
+    static void name(void **state)                                                                 \
+    {                                                                                              \
+        struct harness_fixture *f = *state;                                                        \
+        name##_body(f);                                                                            \
+        f->passed = true;                                                                          \
+    }                                                                                              \
+    static void name##_body(struct harness_fixture *f)
+
+/* Arm the watchdog (timeout_s), start a daemon (extra arguments, NULL-terminated, as for
+ * harness_daemon_start) and open a client on it. 0, or -1 with nothing left running. */
+int harness_fixture_start(struct harness_fixture *f, const char *tag, int timeout_s, ...);
+/* Close the client, kill helper children, show the daemon log if the test did not pass,
+ * stop and remove the daemon, disarm the watchdog. 0, or -1 when the daemon did not stop
+ * cleanly. */
+int harness_fixture_stop(struct harness_fixture *f);
+
 #endif

@@ -41,23 +41,6 @@
 #define TEST_TIMEOUT_S 40 /* the watchdog for one test, daemon start included */
 #define SMALL_SEGMENT  (64ull << 10)
 
-struct fixture {
-    struct harness_daemon d;
-    shoal_client_t *c;
-    bool passed; /* set when the test body returned: otherwise teardown shows the log */
-};
-
-/* A test body taking the fixture; the wrapper cmocka runs records that it returned. */
-#define INTEG_TEST(name)                                                                           \
-    static void name##_body(struct fixture *f);                                                    \
-    static void name(void **state)                                                                 \
-    {                                                                                              \
-        struct fixture *f = *state;                                                                \
-        name##_body(f);                                                                            \
-        f->passed = true;                                                                          \
-    }                                                                                              \
-    static void name##_body(struct fixture *f)
-
 /* ------------------------------------------------------------------ helpers */
 
 static int64_t mono_ns(void)
@@ -210,7 +193,7 @@ static void assert_partition_holds(shoal_client_t *c, const char *topic, int32_t
     shoal_topic_info_free(info);
 }
 
-static int reconnect(struct fixture *f)
+static int reconnect(struct harness_fixture *f)
 {
     shoal_client_close(f->c);
     f->c = NULL;
@@ -250,33 +233,14 @@ static int count_dir_entries(const char *path, const char *suffix)
 
 static int setup(void **state)
 {
-    static struct fixture f;
-
-    memset(&f, 0, sizeof(f));
-    harness_watchdog(TEST_TIMEOUT_S, "an integration test in test_broker (see [ RUN ] above)");
-    if (harness_daemon_start(&f.d, "integ", "--log-level", "debug", NULL) < 0)
-        return -1;
-    if (shoal_client_open(f.d.socket, &f.c) < 0) {
-        harness_daemon_cleanup(&f.d);
-        return -1;
-    }
+    static struct harness_fixture f;
     *state = &f;
-    return 0;
+    return harness_fixture_start(&f, "integ", TEST_TIMEOUT_S, "--log-level", "debug", NULL);
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    int rc;
-
-    shoal_client_close(f->c);
-    f->c = NULL;
-    harness_kill_children();
-    if (!f->passed)
-        harness_daemon_print_log(&f->d);
-    rc = harness_daemon_cleanup(&f->d);
-    harness_watchdog(0, NULL);
-    return rc;
+    return harness_fixture_stop(*state);
 }
 
 /* ------------------------------------------------------------------ topic admin */
@@ -1239,7 +1203,7 @@ static void send_valid_request(int fd, uint16_t type, const char *name)
 }
 
 /* The daemon still serves an ordinary client: create, produce, consume. */
-static void assert_daemon_serves(struct fixture *f, const char *topic)
+static void assert_daemon_serves(struct harness_fixture *f, const char *topic)
 {
     shoal_client_t *c;
     assert_int_equal(shoal_client_open(f->d.socket, &c), 0);

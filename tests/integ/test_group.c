@@ -31,22 +31,6 @@
 #define PER_PART       300
 #define NMEMBERS       3
 
-struct fixture {
-    struct harness_daemon d;
-    shoal_client_t *c;
-    bool passed;
-};
-
-#define INTEG_TEST(name)                                                                           \
-    static void name##_body(struct fixture *f);                                                    \
-    static void name(void **state)                                                                 \
-    {                                                                                              \
-        struct fixture *f = *state;                                                                \
-        name##_body(f);                                                                            \
-        f->passed = true;                                                                          \
-    }                                                                                              \
-    static void name##_body(struct fixture *f)
-
 /* What the members and the test share. */
 struct shared {
     _Atomic int32_t owner[NPARTS]; /* pid of the member holding the partition, 0 */
@@ -164,37 +148,22 @@ static int produce(shoal_client_t *c, const char *topic, int32_t partition, int 
 
 static int setup(void **state)
 {
-    static struct fixture f;
+    static struct harness_fixture f;
 
-    memset(&f, 0, sizeof(f));
-    harness_watchdog(TEST_TIMEOUT_S, "an integration test in test_group (see [ RUN ] above)");
+    *state = &f;
     sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED)
         return -1;
-    if (harness_daemon_start(&f.d, "group", "--log-level", "debug", NULL) < 0)
+    if (harness_fixture_start(&f, "group", TEST_TIMEOUT_S, "--log-level", "debug", NULL) < 0)
         return -1;
     sock_path = f.d.socket;
-    if (shoal_client_open(f.d.socket, &f.c) < 0) {
-        harness_daemon_cleanup(&f.d);
-        return -1;
-    }
-    *state = &f;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    int rc;
-
-    shoal_client_close(f->c);
-    f->c = NULL;
-    harness_kill_children();
-    if (!f->passed)
-        harness_daemon_print_log(&f->d);
-    rc = harness_daemon_cleanup(&f->d);
+    int rc = harness_fixture_stop(*state);
     munmap(sh, sizeof(*sh));
-    harness_watchdog(0, NULL);
     return rc;
 }
 
@@ -562,8 +531,8 @@ static bool a_rejoined(void)
 
 /* A member (this process) stops polling; the daemon removes it after session_ms or
  * max_poll_ms, logging why; its late commit is refused; polling again rejoins it. */
-static void stalled_member_is_fenced_and_rejoins(struct fixture *f, int session_ms, int max_poll_ms,
-                                                 const char *why)
+static void stalled_member_is_fenced_and_rejoins(struct harness_fixture *f, int session_ms,
+                                                 int max_poll_ms, const char *why)
 {
     shoal_topic_config_t cfg = topic_cfg(4);
     shoal_topic_partition_offset_t late = {.topic = "work", .partition = 0, .offset = 1};
@@ -932,7 +901,7 @@ static bool coop_split(void)
 
 /* Member 0 holds all 4 partitions; member 1 joins; with a cooperative assignor member 0
  * gives up exactly two, in one on_revoked, and keeps the others throughout. */
-static void cooperative_join(struct fixture *f, const shoal_assignor_t *a, uint32_t mask)
+static void cooperative_join(struct harness_fixture *f, const shoal_assignor_t *a, uint32_t mask)
 {
     shoal_topic_config_t cfg = topic_cfg(4);
     shoal_consumer_options_t o;
@@ -1014,7 +983,7 @@ static int builtin_member(void *arg)
     return 0;
 }
 
-static void eager_builtin_splits_evenly(struct fixture *f, const char *name)
+static void eager_builtin_splits_evenly(struct harness_fixture *f, const char *name)
 {
     static struct builtin_member args[3];
     shoal_topic_config_t cfg = topic_cfg(6);

@@ -28,22 +28,6 @@
 #define VALUE_BYTES    200 /* about 240 records per 64 KiB segment */
 #define MAX_BASES      64
 
-struct fixture {
-    struct harness_daemon d;
-    shoal_client_t *c;
-    bool passed; /* set when the test body returned: otherwise teardown shows the log */
-};
-
-#define INTEG_TEST(name)                                                                           \
-    static void name##_body(struct fixture *f);                                                    \
-    static void name(void **state)                                                                 \
-    {                                                                                              \
-        struct fixture *f = *state;                                                                \
-        name##_body(f);                                                                            \
-        f->passed = true;                                                                          \
-    }                                                                                              \
-    static void name##_body(struct fixture *f)
-
 /* ------------------------------------------------------------------ helpers */
 
 static shoal_topic_config_t topic_cfg(uint32_t storage)
@@ -85,7 +69,7 @@ static void send_with_timestamps(shoal_client_t *c, const char *topic, int64_t f
 }
 
 /* Base offsets of the topic's partition-0 segments on disk, ascending. */
-static size_t disk_bases(const struct fixture *f, const char *topic, int64_t *bases)
+static size_t disk_bases(const struct harness_fixture *f, const char *topic, int64_t *bases)
 {
     char dir[PATH_MAX];
     struct dirent *e;
@@ -161,53 +145,24 @@ static void expect_seek(shoal_consumer_t *cons, const char *topic, int64_t ts, i
 
 static int setup(void **state)
 {
-    static struct fixture f;
-
-    memset(&f, 0, sizeof(f));
-    harness_watchdog(TEST_TIMEOUT_S, "an integration test in test_seek_time (see [ RUN ] above)");
-    if (harness_daemon_start(&f.d, "tseek", "--log-level", "debug", NULL) < 0)
-        return -1;
-    if (shoal_client_open(f.d.socket, &f.c) < 0) {
-        harness_daemon_cleanup(&f.d);
-        return -1;
-    }
+    static struct harness_fixture f;
     *state = &f;
-    return 0;
+    return harness_fixture_start(&f, "tseek", TEST_TIMEOUT_S, "--log-level", "debug", NULL);
 }
 
-/* The same with a flusher that sleeps 4 s (shutdown waits for its sleep, the harness 5 s):
- * right after the start nothing is written to disk, so a disk topic's records are only in
- * the ring. */
+/* The same with a flusher that sleeps 4 s: right after the start nothing is written to
+ * disk, so a disk topic's records are only in the ring. */
 static int setup_slow_flush(void **state)
 {
-    static struct fixture f;
-
-    memset(&f, 0, sizeof(f));
-    harness_watchdog(TEST_TIMEOUT_S, "an integration test in test_seek_time (see [ RUN ] above)");
-    if (harness_daemon_start(&f.d, "tseek", "--log-level", "debug", "--flush-interval-ms", "4000",
-                             NULL) < 0)
-        return -1;
-    if (shoal_client_open(f.d.socket, &f.c) < 0) {
-        harness_daemon_cleanup(&f.d);
-        return -1;
-    }
+    static struct harness_fixture f;
     *state = &f;
-    return 0;
+    return harness_fixture_start(&f, "tseek", TEST_TIMEOUT_S, "--log-level", "debug",
+                                 "--flush-interval-ms", "4000", NULL);
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    int rc;
-
-    shoal_client_close(f->c);
-    f->c = NULL;
-    harness_kill_children();
-    if (!f->passed)
-        harness_daemon_print_log(&f->d);
-    rc = harness_daemon_cleanup(&f->d);
-    harness_watchdog(0, NULL);
-    return rc;
+    return harness_fixture_stop(*state);
 }
 
 /* ------------------------------------------------------------------ tests */
