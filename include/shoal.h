@@ -144,9 +144,10 @@ SHOAL_EXTERN const char *shoal_errmsg(void);
 
 typedef struct shoal_client shoal_client_t;
 
-/** The socket path used when none is given: $SHOAL_SOCKET when set, else
- * SHOAL_DEFAULT_SOCKET. @return a pointer into the environment or a static string. */
 #define SHOAL_DEFAULT_SOCKET "./var/run/shoald.sock"
+/** The socket path used when none is given: $SHOAL_SOCKET when set, else
+ * SHOAL_DEFAULT_SOCKET. @return a pointer into the environment or a static string; do not
+ * free. Thread-safety: any thread (while nobody changes the environment). */
 SHOAL_EXTERN const char *shoal_default_socket(void);
 
 /** Connect to shoald.
@@ -384,6 +385,7 @@ typedef struct shoal_producer_options {
     int32_t ack_timeout_ms; /* how long an ACKS_DISK send waits; default 30000 */
 } shoal_producer_options_t;
 
+/** Fill opts with the defaults documented in shoal_producer_options_t. Thread-safety: any. */
 SHOAL_EXTERN void shoal_producer_options_init(shoal_producer_options_t *opts);
 
 /** Open a producer for a topic.
