@@ -938,7 +938,9 @@ static struct cgroup *commit_group(shoal_consumer_t *c)
     return c ? consumer__group(c) : NULL;
 }
 
-int shoal_commit_sync(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets, size_t n)
+/* The checks both commit entry points make, then the commit. */
+static int commit_checked(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets,
+                          size_t n, bool sync)
 {
     struct cgroup *g = commit_group(c);
     shoal__clear_err();
@@ -948,20 +950,17 @@ int shoal_commit_sync(shoal_consumer_t *c, const shoal_topic_partition_offset_t 
         return SHOAL_ERR(SHOAL_EINVAL, "commit of %zu offsets without an array", n);
     if (n == 0 && (!g->attached || g->nassigned == 0))
         return 0;
-    return commit(c, g, offsets, n, true);
+    return commit(c, g, offsets, n, sync);
+}
+
+int shoal_commit_sync(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets, size_t n)
+{
+    return commit_checked(c, offsets, n, true);
 }
 
 int shoal_commit_async(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets, size_t n)
 {
-    struct cgroup *g = commit_group(c);
-    shoal__clear_err();
-    if (!g || !g->topics)
-        return SHOAL_ERR(SHOAL_EINVAL, "commit needs a subscribed group consumer");
-    if (n && !offsets)
-        return SHOAL_ERR(SHOAL_EINVAL, "commit of %zu offsets without an array", n);
-    if (n == 0 && (!g->attached || g->nassigned == 0))
-        return 0;
-    return commit(c, g, offsets, n, false);
+    return commit_checked(c, offsets, n, false);
 }
 
 /* ------------------------------------------------------------------ close */
