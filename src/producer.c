@@ -1,10 +1,14 @@
-/* producer.c - shoal_producer: encode outside the lock, append through the ring.
+/* producer.c - shoal_producer: plan outside the lock, encode in place under it.
  *
- * DESIGN: a producer keeps one encode buffer that grows to the largest batch it has sent
- * and is reused, so a steady stream of sends allocates nothing. Partitions are attached
+ * DESIGN: a send plans its batch (size, timestamps, limits) without the lock, then takes
+ * the append lock and encodes the batch straight into the ring's slot, so each value is
+ * copied once. If another producer holds the lock, it encodes into its own buffer
+ * meanwhile and copies that in once the lock is free, so producers of one partition still
+ * encode in parallel. The buffer grows to the largest batch sent that way and is reused,
+ * so a steady stream of sends allocates nothing. Partitions are attached
  * (their ring mapped read-write) on first use. A record with a key goes to Kafka's
  * murmur2 partition; records without one are spread round-robin. The whole append path is
- * encode (no lock), ring_append (lock once), optional wait for the flushed watermark. */
+ * plan, lock once (encode, publish), optional wait for the flushed watermark. */
 #include <errno.h>
 #include <stdio.h>
 
@@ -140,13 +144,51 @@ static int producer_plan(shoal_producer_t *p, const shoal_message_t *msgs, size_
     return 0;
 }
 
-int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n, shoal_ack_t *ack)
+/* What fill_encode() needs to write a planned batch. */
+struct producer_batch {
+    const shoal_message_t *msgs;
+    size_t n;
+    int64_t now;
+    const record_batch_plan_t *plan;
+};
+
+/* Encode straight into the slot, under the append lock (ring_fill_fn). */
+static int fill_encode(uint8_t *dst, size_t len, int64_t base_offset, void *arg)
+{
+    const struct producer_batch *e = arg;
+    record_batch_fields_t fields;
+    size_t written;
+
+    record_batch_fields_init(&fields);
+    fields.base_offset = base_offset;
+    return record_batch_encode_planned(dst, len, &fields, e->msgs, e->n, e->now, e->plan, &written);
+}
+
+/* The lock is taken: encode into our buffer without it, then wait for it to copy. */
+static int producer_append_copy(shoal_producer_t *p, ring_t *ring, const struct producer_batch *e,
+                                int64_t *base)
 {
     record_batch_fields_t fields;
+    size_t len;
+    int rc;
+
+    if ((rc = producer_reserve(p, e->plan->size)) < 0)
+        return rc;
+    record_batch_fields_init(&fields);
+    rc = record_batch_encode_planned(p->buf, p->buf_cap, &fields, e->msgs, e->n, e->now, e->plan,
+                                     &len);
+    if (rc < 0)
+        return rc;
+    return ring_append(ring, p->buf, len, (int32_t)e->n, e->plan->max_ts, p->opts.block_ms, base);
+}
+
+int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n, shoal_ack_t *ack)
+{
     record_batch_plan_t plan;
-    int64_t now = shoal__now_ms(), base;
+    struct producer_batch e = {.msgs = msgs, .n = n, .now = shoal__now_ms(), .plan = &plan};
+    struct ring_batch b = {.fill = fill_encode, .arg = &e};
+    int64_t base;
     int32_t partition;
-    size_t len = 0;
     ring_t *ring;
     int rc;
     shoal__clear_err();
@@ -157,15 +199,14 @@ int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
     if ((rc = producer_ring(p, partition, &ring)) < 0)
         return rc;
     ring_prefetch_append(ring);
-    if ((rc = producer_plan(p, msgs, n, now, &plan)) < 0)
+    if ((rc = producer_plan(p, msgs, n, e.now, &plan)) < 0)
         return rc;
-    if ((rc = producer_reserve(p, plan.size)) < 0)
-        return rc;
-    record_batch_fields_init(&fields);
-    rc = record_batch_encode_planned(p->buf, p->buf_cap, &fields, msgs, n, now, &plan, &len);
-    if (rc < 0)
-        return rc;
-    rc = ring_append(ring, p->buf, len, (int32_t)n, plan.max_ts, p->opts.block_ms, &base);
+    b.len = plan.size;
+    b.records = (int32_t)n;
+    b.max_timestamp = plan.max_ts;
+    rc = ring_append_fill(ring, &b, p->opts.block_ms, true, &base);
+    if (rc == -EBUSY)
+        rc = producer_append_copy(p, ring, &e, &base);
     if (rc < 0)
         return rc;
     if (ack) {

@@ -2,13 +2,14 @@
  *
  * DESIGN
  *
- * Append (producers, under the robust lock). The batch and its CRC are encoded before the
- * lock; the CRC does not cover the base offset, so only that field is written under it.
- * Holding the lock, the producer copies the batch at the active slot's `used` position,
- * writes the base offset into the copy, then publishes with two release stores: the
- * slot's `used` (the one publication point: readers never look past it) and the
- * partition's log_end_offset. After unlocking it bumps the readers' futex word and makes
- * the wake-up system call only when a reader announced it sleeps.
+ * Append (producers, under the robust lock). Holding the lock, the producer's fill
+ * function writes the batch (base offset and CRC included) at the active slot's append
+ * position, then the producer publishes with two release stores: the slot's `used` (the
+ * one publication point: readers never look past it) and the partition's log_end_offset.
+ * The append position and the slot's max timestamp come from copies on the lock's cache
+ * line, so the locked section stores to the slot descriptor readers poll but never loads
+ * from it. After unlocking it bumps the readers' futex word and makes the wake-up system
+ * call only when a reader announced it sleeps.
  *
  * Rotation. When the batch does not fit, the producer moves to the next slot, which must
  * be FREE (disk topics: shoald frees slots once flushed) or reclaimable (memory topics:
@@ -21,7 +22,8 @@
  * (FREE if its bytes were already dropped, else SEALED); a half-done rotation is finished
  * (readers may already follow the new slot, so it is never undone);
  * log_end_offset is recomputed from the active slot's batches, which covers a producer
- * killed between its two publishing stores. Anything else inconsistent is SHOAL_EPANIC.
+ * killed between its two publishing stores, and the lock holder's copies are reset from
+ * the active slot. Anything else inconsistent is SHOAL_EPANIC.
  *
  * Read (consumers, no lock). A cursor pins the slot it reads: it stores (slot, gen) in its
  * reader entry, then re-reads the slot's state and generation. A reclaimer marks the slot
@@ -169,6 +171,14 @@ static int ring_files_open(const char *dir, const char *name, const ring_params_
     return 0;
 }
 
+/* Point the lock holder's copies at the active slot (after anything that moves it). */
+static void append_copies_reset(struct shm_ctl *ctl)
+{
+    const struct shm_slot *s = &ctl->slots[atomic_load(&ctl->active_slot) % SHM_MAX_SLOTS];
+    atomic_store(&ctl->append_used, atomic_load(&s->used));
+    atomic_store(&ctl->append_max_ts, atomic_load(&s->max_timestamp));
+}
+
 static int ring_init_shared(ring_t *r, const ring_params_t *p, int64_t start_offset)
 {
     struct shm_ctl *ctl = r->ctl;
@@ -196,6 +206,7 @@ static int ring_init_shared(ring_t *r, const ring_params_t *p, int64_t start_off
     atomic_store(&ctl->slots[0].base_offset, start_offset);
     atomic_store(&ctl->slots[0].gen, 1);
     atomic_store(&ctl->slots[0].state, SHM_SLOT_ACTIVE);
+    append_copies_reset(ctl);
     rd->version = SHM_LAYOUT_VERSION;
     rd->readers_bytes = sizeof(*rd);
     /* The magic last: a mapper that sees it sees everything above. */
@@ -273,6 +284,7 @@ int ring_preload(ring_t *r, int64_t base, const uint8_t *data, size_t len, int64
     atomic_store(&r->ctl->flushed_offset, log_end);
     atomic_store(&r->ctl->high_watermark, log_end);
     atomic_store(&r->ctl->log_start_offset, log_start);
+    append_copies_reset(r->ctl);
     return 0;
 }
 
@@ -453,6 +465,7 @@ int ring_repair(void *arg)
     if (rc < 0)
         return rc;
     atomic_store(&ctl->log_end_offset, end);
+    append_copies_reset(ctl);
     atomic_fetch_add(&ctl->lock_recoveries, 1);
     return 0;
 }
@@ -597,40 +610,45 @@ static int ring_rotate_locked(ring_t *r)
     atomic_store(&ctl->slots[old].state, SHM_SLOT_SEALED);
     test_hook(RING_STAGE_SEALED);
     atomic_store(&ctl->active_slot, next);
+    append_copies_reset(ctl);
     return 0;
 }
 
-/* With the lock held: copy and publish. SHOAL_AGAIN when the ring is full. */
-static int ring_append_locked(ring_t *r, const uint8_t *batch, size_t len, int32_t records,
-                              int64_t max_timestamp, int64_t *base_offset)
+/* With the lock held: have fill write the batch into the active slot, then publish it.
+ * SHOAL_AGAIN when the ring is full; fill's error leaves nothing published. */
+static int ring_append_locked(ring_t *r, const struct ring_batch *b, int64_t *base_offset)
 {
     struct shm_ctl *ctl = r->ctl;
-    struct shm_slot *s = &ctl->slots[atomic_load_explicit(&ctl->active_slot, memory_order_relaxed)];
-    uint64_t used = atomic_load_explicit(&s->used, memory_order_relaxed);
-    int64_t leo = atomic_load_explicit(&ctl->log_end_offset, memory_order_relaxed);
-    uint8_t *dst;
+    uint64_t used = shoal_load_relaxed(&ctl->append_used);
+    int64_t leo = shoal_load_relaxed(&ctl->log_end_offset);
+    uint32_t active;
+    struct shm_slot *s;
+    int rc;
 
-    if (used + len > r->slot_bytes) {
-        int rc = ring_rotate_locked(r);
-        if (rc < 0)
+    if (used + b->len > r->slot_bytes) {
+        if ((rc = ring_rotate_locked(r)) < 0)
             return rc;
-        s = &ctl->slots[atomic_load_explicit(&ctl->active_slot, memory_order_relaxed)];
         used = 0;
     }
-    dst = r->slots[s - ctl->slots] + used;
-    memcpy(dst, batch, len);
-    record_batch_set_base_offset(dst, leo);
-    if (max_timestamp > atomic_load_explicit(&s->max_timestamp, memory_order_relaxed))
-        atomic_store_explicit(&s->max_timestamp, max_timestamp, memory_order_relaxed);
+    active = shoal_load_relaxed(&ctl->active_slot);
+    s = &ctl->slots[active];
+    if ((rc = b->fill(r->slots[active] + used, b->len, leo, b->arg)) < 0)
+        return rc;
+    /* Ahead of the published `used` until the store below: ring_repair() resets it. */
+    shoal_store_relaxed(&ctl->append_used, used + b->len);
+    if (b->max_timestamp > shoal_load_relaxed(&ctl->append_max_ts)) {
+        shoal_store_relaxed(&ctl->append_max_ts, b->max_timestamp);
+        shoal_store_relaxed(&s->max_timestamp, b->max_timestamp);
+    }
     test_hook(RING_STAGE_COPIED);
-    shoal_store_release(&s->used, used + len);
+    shoal_store_release(&s->used, used + b->len);
     test_hook(RING_STAGE_USED);
-    shoal_store_release(&ctl->log_end_offset, leo + records);
+    shoal_store_release(&ctl->log_end_offset, leo + b->records);
     /* The lock makes us the only writer: plain stores, no locked read-modify-writes. */
     shoal_store_relaxed(&ctl->appended_batches, shoal_load_relaxed(&ctl->appended_batches) + 1);
     shoal_store_relaxed(&ctl->appended_records,
-                        shoal_load_relaxed(&ctl->appended_records) + (uint64_t)records);
-    shoal_store_relaxed(&ctl->appended_bytes, shoal_load_relaxed(&ctl->appended_bytes) + len);
+                        shoal_load_relaxed(&ctl->appended_records) + (uint64_t)b->records);
+    shoal_store_relaxed(&ctl->appended_bytes, shoal_load_relaxed(&ctl->appended_bytes) + b->len);
     *base_offset = leo;
     return 0;
 }
@@ -669,24 +687,25 @@ static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
     return 0;
 }
 
-int ring_append(ring_t *r, uint8_t *batch, size_t len, int32_t records, int64_t max_timestamp,
-                int block_ms, int64_t *base_offset)
+int ring_append_fill(ring_t *r, const struct ring_batch *b, int block_ms, bool try_once,
+                     int64_t *base_offset)
 {
     struct shm_ctl *ctl = r->ctl;
     int64_t deadline_ns = 0;
     int rc;
 
-    if (len > r->slot_bytes)
-        return SHOAL_ERR(SHOAL_ETOOLARGE, "batch of %zu bytes exceeds the slot size %llu", len,
+    if (b->len > r->slot_bytes)
+        return SHOAL_ERR(SHOAL_ETOOLARGE, "batch of %zu bytes exceeds the slot size %llu", b->len,
                          (unsigned long long)r->slot_bytes);
     for (;;) {
         uint32_t seen = atomic_load(&ctl->space_seq);
         if (atomic_load_explicit(&ctl->deleted, memory_order_relaxed))
             return SHOAL_ERR(SHOAL_ENOTOPIC, "topic was deleted");
-        rc = rlock_acquire(&ctl->lock, -1, ring_repair, r);
+        rc = try_once ? rlock_try(&ctl->lock, ring_repair, r)
+                      : rlock_acquire(&ctl->lock, -1, ring_repair, r);
         if (rc < 0)
             return rc;
-        rc = ring_append_locked(r, batch, len, records, max_timestamp, base_offset);
+        rc = ring_append_locked(r, b, base_offset);
         rlock_release(&ctl->lock);
         if (rc == 0) {
             ring_wake_readers(r);
@@ -701,6 +720,25 @@ int ring_append(ring_t *r, uint8_t *batch, size_t len, int32_t records, int64_t 
         if (rc < 0)
             return rc;
     }
+}
+
+/* The fill of ring_append(): copy an encoded batch and give it its base offset. */
+static int fill_copy(uint8_t *dst, size_t len, int64_t base_offset, void *batch)
+{
+    memcpy(dst, batch, len);
+    record_batch_set_base_offset(dst, base_offset);
+    return 0;
+}
+
+int ring_append(ring_t *r, uint8_t *batch, size_t len, int32_t records, int64_t max_timestamp,
+                int block_ms, int64_t *base_offset)
+{
+    struct ring_batch b = {.len = len,
+                           .records = records,
+                           .max_timestamp = max_timestamp,
+                           .fill = fill_copy,
+                           .arg = batch};
+    return ring_append_fill(r, &b, block_ms, false, base_offset);
 }
 
 /* False only when the recorded daemon process is known to be gone. */

@@ -68,6 +68,23 @@ void ring_unmap(ring_t *r);
  * SHOAL_ENOTOPIC (deleted), SHOAL_EPANIC, SHOAL_ETIMEDOUT (lock held too long), -errno. */
 int ring_append(ring_t *r, uint8_t *batch, size_t len, int32_t records, int64_t max_timestamp,
                 int block_ms, int64_t *base_offset);
+/* A batch that ring_append_fill() has written straight into the slot, under the lock,
+ * by fill: len bytes at dst, whose first record gets base_offset. fill returns 0, or a
+ * negative code to publish nothing. It runs with the append lock held, so it must not
+ * block; if it crashes, the lock's repair drops what it wrote. */
+typedef int (*ring_fill_fn)(uint8_t *dst, size_t len, int64_t base_offset, void *arg);
+struct ring_batch {
+    size_t len;
+    int32_t records;
+    int64_t max_timestamp;
+    ring_fill_fn fill;
+    void *arg;
+};
+/* ring_append() without the copy: the batch is written in place. With try_once, returns
+ * -EBUSY at once when another process holds the lock (the caller may then encode
+ * outside the lock and ring_append()), instead of waiting for it. */
+int ring_append_fill(ring_t *r, const struct ring_batch *b, int block_ms, bool try_once,
+                     int64_t *base_offset);
 /* Ask the CPU to fetch, for writing, the active slot's descriptor that ring_append() will
  * read and write under the lock. Readers poll that line, so it is usually in another
  * core's cache; calling this before encoding lets the transfer overlap the encoding

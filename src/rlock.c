@@ -38,9 +38,10 @@ static int lock_with_timeout(pthread_mutex_t *m, int timeout_ms)
     return pthread_mutex_timedlock(m, &ts);
 }
 
-int rlock_acquire(pthread_mutex_t *m, int timeout_ms, rlock_repair_fn repair, void *arg)
+/* What follows a lock attempt that returned rc: the lock held (0) or an error. */
+static int lock_outcome(pthread_mutex_t *m, int rc, int timeout_ms, rlock_repair_fn repair,
+                        void *arg)
 {
-    int rc = lock_with_timeout(m, timeout_ms);
     if (rc == 0)
         return 0;
     if (rc == ETIMEDOUT)
@@ -61,6 +62,16 @@ int rlock_acquire(pthread_mutex_t *m, int timeout_ms, rlock_repair_fn repair, vo
         return SHOAL_ERR(SHOAL_EPANIC, "pthread_mutex_consistent: %s", shoal_strerror(-rc));
     }
     return 0;
+}
+
+int rlock_acquire(pthread_mutex_t *m, int timeout_ms, rlock_repair_fn repair, void *arg)
+{
+    return lock_outcome(m, lock_with_timeout(m, timeout_ms), timeout_ms, repair, arg);
+}
+
+int rlock_try(pthread_mutex_t *m, rlock_repair_fn repair, void *arg)
+{
+    return lock_outcome(m, pthread_mutex_trylock(m), 0, repair, arg);
 }
 
 void rlock_release(pthread_mutex_t *m)

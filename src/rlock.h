@@ -18,6 +18,9 @@ typedef int (*rlock_repair_fn)(void *arg);
  * recoverable: the lock is not held), or -errno. */
 int rlock_acquire(pthread_mutex_t *m, int timeout_ms, rlock_repair_fn repair, void *arg);
 
+/* rlock_acquire() that does not wait: -EBUSY when another thread holds the lock. */
+int rlock_try(pthread_mutex_t *m, rlock_repair_fn repair, void *arg);
+
 void rlock_release(pthread_mutex_t *m);
 
 #endif

@@ -28,7 +28,7 @@
 
 #define SHM_CTL_MAGIC      0x4c54434c414f4853ull /* "SHOALCTL" */
 #define SHM_READERS_MAGIC  0x5244524c414f4853ull /* "SHOALRDR" */
-#define SHM_LAYOUT_VERSION 1u
+#define SHM_LAYOUT_VERSION 2u /* 2: append copies on the lock line, space_* apart */
 #define SHM_MAX_SLOTS      64u
 #define SHM_MAX_READERS    256u
 #define SHM_CACHE_LINE     64
@@ -69,18 +69,27 @@ struct shm_ctl {
     _Atomic uint32_t deleted; /* set when the topic is deleted: appends and polls stop */
     uint8_t pad0_[SHM_CACHE_LINE - 44];
 
-    /* the append lock: PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST */
+    /* the append lock: PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST; on its line, the
+     * lock holder's copy of the active slot's used and max_timestamp, so an append reads
+     * nothing from the slot descriptor that readers poll (it only stores there) */
     union {
-        pthread_mutex_t lock;
+        struct {
+            pthread_mutex_t lock;
+            _Atomic uint64_t append_used;  /* == slots[active_slot].used outside the lock */
+            _Atomic int64_t append_max_ts; /* == slots[active_slot].max_timestamp */
+        };
         uint8_t lock_line_[SHM_CACHE_LINE];
     };
 
-    /* producer-written, under the lock */
+    /* producer-written, under the lock, on every append; consumers do not poll it */
     _Atomic int64_t log_end_offset; /* next offset to assign */
     _Atomic uint32_t active_slot;
+    uint8_t pad1_[SHM_CACHE_LINE - 12];
+
+    /* producers waiting for a free slot; consumers poll space_waiters to yield a pin */
     _Atomic uint32_t space_seq; /* futex: bumped when a slot is freed */
     _Atomic uint32_t space_waiters;
-    uint8_t pad1_[SHM_CACHE_LINE - 20];
+    uint8_t pad1b_[SHM_CACHE_LINE - 8];
 
     /* shoald-written */
     _Atomic int64_t log_start_offset; /* first offset still stored */
@@ -130,7 +139,7 @@ struct shm_readers {
 };
 
 _Static_assert(sizeof(struct shm_slot) == SHM_CACHE_LINE, "slot descriptor is one line");
-_Static_assert(sizeof(pthread_mutex_t) <= SHM_CACHE_LINE, "mutex fits its line");
+_Static_assert(sizeof(pthread_mutex_t) + 16 <= SHM_CACHE_LINE, "mutex and its copies fit a line");
 _Static_assert(sizeof(struct shm_reader) == SHM_CACHE_LINE, "reader entry is one line");
 
 #endif

@@ -305,6 +305,77 @@ static void test_ring_append_assigns_gapless_offsets_and_publishes_them(void **s
     assert_run(seen, 30, 0, 1, 0);
 }
 
+/* A ring_fill_fn that writes garbage over its whole span, then refuses. */
+static int fill_scribble_and_fail(uint8_t *dst, size_t len, int64_t base_offset, void *arg)
+{
+    (void)base_offset;
+    (void)arg;
+    memset(dst, 0xA5, len);
+    return SHOAL_EINVAL;
+}
+
+/* A ring_fill_fn that copies the encoded batch in arg and patches its base offset. */
+static int fill_encoded(uint8_t *dst, size_t len, int64_t base_offset, void *arg)
+{
+    memcpy(dst, arg, len);
+    record_batch_set_base_offset(dst, base_offset);
+    return 0;
+}
+
+static void test_ring_append_fill_that_fails_publishes_nothing(void **state)
+{
+    fx_t *f = *state;
+    seen_t seen[8];
+    size_t len = encode(f->buf, sizeof(f->buf), 1, 0, 2, 40);
+    struct ring_batch bad = {
+        .len = len, .records = 2, .max_timestamp = TS0 + 99, .fill = fill_scribble_and_fail};
+    struct ring_batch good = {
+        .len = len, .records = 2, .max_timestamp = TS0 + 1, .fill = fill_encoded, .arg = f->buf};
+    int64_t base = -1;
+
+    assert_true(len > 0);
+    assert_int_equal(ring_append_fill(&f->w, &bad, 0, false, &base), SHOAL_EINVAL);
+    assert_int_equal(leo(f), 0);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[0].used), 0);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[0].max_timestamp), -1);
+    /* The next batch lands where the failed one would have: nothing in between. */
+    assert_int_equal(ring_append_fill(&f->w, &good, 0, false, &base), 0);
+    assert_int_equal(base, 0);
+    assert_int_equal(atomic_load(&f->rd.ctl->slots[0].used), len);
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, 0), 0);
+    assert_int_equal(drain(&f->rd, &f->cur, seen, 8), 2);
+    assert_run(seen, 2, 0, 1, 0);
+}
+
+static void *try_append(void *arg)
+{
+    fx_t *f = arg;
+    int64_t base;
+    struct ring_batch b = {.len = encode(f->buf, sizeof(f->buf), 1, 0, 1, 40),
+                           .records = 1,
+                           .fill = fill_encoded,
+                           .arg = f->buf};
+    return (void *)(intptr_t)ring_append_fill(&f->w, &b, 0, true, &base);
+}
+
+static void test_ring_append_fill_try_once_reports_a_held_lock(void **state)
+{
+    fx_t *f = *state;
+    pthread_t t;
+    void *rc;
+
+    assert_int_equal(pthread_mutex_lock(&f->w.ctl->lock), 0); /* another producer's */
+    assert_int_equal(pthread_create(&t, NULL, try_append, f), 0);
+    assert_int_equal(pthread_join(t, &rc), 0);
+    assert_int_equal((intptr_t)rc, -EBUSY);
+    assert_int_equal(pthread_mutex_unlock(&f->w.ctl->lock), 0);
+    assert_int_equal(leo(f), 0);
+    assert_int_equal(pthread_create(&t, NULL, try_append, f), 0); /* free now: it appends */
+    assert_int_equal(pthread_join(t, &rc), 0);
+    assert_int_equal((intptr_t)rc, 0);
+    assert_int_equal(leo(f), 1);
+}
+
 static void test_ring_cursor_reads_every_record_in_order_across_slot_rotations(void **state)
 {
     enum { BATCHES = 400, PER = 2 };
@@ -1240,6 +1311,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(f, s) cmocka_unit_test_setup_teardown(f, setup_##s, teardown)
         T(test_ring_append_assigns_gapless_offsets_and_publishes_them, disk2),
+        T(test_ring_append_fill_that_fails_publishes_nothing, disk2),
+        T(test_ring_append_fill_try_once_reports_a_held_lock, disk2),
         T(test_ring_cursor_reads_every_record_in_order_across_slot_rotations, disk3),
         T(test_ring_seek_lands_on_the_batch_holding_each_offset, disk3),
         T(test_ring_cursor_reports_caught_up_then_slot_end_once_sealed, disk2),
