@@ -500,6 +500,59 @@ static inline int32_t offset_delta_of(const int32_t *deltas, size_t i)
     return deltas ? deltas[i] : (int32_t)i;
 }
 
+/* Bytes of the zigzag varint of a non-negative v. */
+static inline size_t varint_size_nonneg(uint64_t v)
+{
+    if (v < 64)
+        return 1;
+    return v < 8192 ? 2 : 1 + (size_t)(63 - __builtin_clzll(v << 1)) / 7;
+}
+
+/* Bytes of a length-prefixed string that is known to fit (NULL: the one-byte -1). */
+static inline size_t short_bytes_size(const void *data, size_t len)
+{
+    return data == NULL ? 1 : varint_size_nonneg(len) + len;
+}
+
+/* Body size of a record of a short-form batch: attributes, timestamp and offset deltas,
+ * and the header count take one byte each. */
+static inline size_t short_body_size(const shoal_message_t *m)
+{
+    return 4 + short_bytes_size(m->key, m->key_len) + short_bytes_size(m->value, m->value_len);
+}
+
+/* The plan of a batch of the common shape in one pass, or false to take the general path
+ * (which also reports whatever does not fit). */
+static bool batch_plan_short(const shoal_message_t *msgs, size_t n, int64_t now_ms,
+                             record_batch_plan_t *plan)
+{
+    int64_t lo = message_timestamp(&msgs[0], now_ms), hi = lo;
+    size_t size = RECORD_BATCH_HEADER_BYTES, max_body = 0;
+
+    if (n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        const shoal_message_t *m = &msgs[i];
+        int64_t ts = message_timestamp(m, now_ms);
+        size_t body;
+        if (m->header_count != 0 || ((m->key_len | m->value_len) > INT32_MAX / 2))
+            return false;
+        lo = SHOAL_MIN(lo, ts);
+        hi = SHOAL_MAX(hi, ts);
+        body = short_body_size(m);
+        size += varint_size_nonneg(body) + body;
+        max_body = SHOAL_MAX(max_body, body);
+    }
+    if (hi - lo >= 64 || size - RECORD_BATCH_LOG_OVERHEAD > INT32_MAX)
+        return false;
+    plan->base_ts = lo;
+    plan->max_ts = hi;
+    plan->size = size;
+    plan->max_one = RECORD_BATCH_HEADER_BYTES + varint_size_nonneg(max_body) + max_body;
+    plan->short_form = true;
+    return true;
+}
+
 /* Plan n messages with these offset deltas (NULL: 0..n-1). An empty plan (n == 0, only
  * with explicit deltas) is the bare header with both timestamps now_ms. */
 static int batch_plan_make(const shoal_message_t *msgs, const int32_t *deltas, size_t n,
@@ -507,8 +560,11 @@ static int batch_plan_make(const shoal_message_t *msgs, const int32_t *deltas, s
 {
     if ((msgs == NULL && n > 0) || (n == 0 && deltas == NULL) || n > INT32_MAX)
         return SHOAL_ERR(SHOAL_EINVAL, "record batch: %zu messages", n);
+    if (deltas == NULL && batch_plan_short(msgs, n, now_ms, plan))
+        return 0;
     plan->size = RECORD_BATCH_HEADER_BYTES;
     plan->max_one = 0;
+    plan->short_form = false;
     if (n == 0) {
         plan->base_ts = plan->max_ts = now_ms;
         return 0;
@@ -578,6 +634,61 @@ static uint8_t *bytes_write(uint8_t *p, const void *data, size_t len)
     return p + len;
 }
 
+/* memcpy, with the small sizes of short records done inline: overlapping fixed-size
+ * moves instead of a call. */
+static inline void copy_value(uint8_t *dst, const uint8_t *src, size_t len)
+{
+    if (len >= 16 && len <= 32) {
+        memcpy(dst, src, 16);
+        memcpy(dst + len - 16, src + len - 16, 16);
+    } else if (len >= 8 && len < 16) {
+        memcpy(dst, src, 8);
+        memcpy(dst + len - 8, src + len - 8, 8);
+    } else {
+        memcpy(dst, src, len);
+    }
+}
+
+/* Write the varint of a non-negative v. */
+static inline uint8_t *varint_put_nonneg(uint8_t *p, uint64_t v)
+{
+    uint64_t u = v << 1;
+    while (u >= 0x80) {
+        *p++ = (uint8_t)(u | 0x80);
+        u >>= 7;
+    }
+    *p++ = (uint8_t)u;
+    return p;
+}
+
+static inline uint8_t *short_bytes_write(uint8_t *p, const void *data, size_t len)
+{
+    if (data == NULL) {
+        *p++ = 1; /* varint -1 */
+        return p;
+    }
+    p = varint_put_nonneg(p, len);
+    copy_value(p, data, len);
+    return p + len;
+}
+
+/* Write the records of a short-form batch (see batch_plan_short). */
+static uint8_t *records_write_short(uint8_t *p, const shoal_message_t *msgs, size_t n,
+                                    int64_t now_ms, int64_t base_ts)
+{
+    for (size_t i = 0; i < n; i++) {
+        const shoal_message_t *m = &msgs[i];
+        p = varint_put_nonneg(p, short_body_size(m));
+        *p++ = 0;                                                        /* attributes */
+        *p++ = (uint8_t)((message_timestamp(m, now_ms) - base_ts) << 1); /* 0..63 */
+        *p++ = (uint8_t)(i << 1);                                        /* 0..63 */
+        p = short_bytes_write(p, m->key, m->key_len);
+        p = short_bytes_write(p, m->value, m->value_len);
+        *p++ = 0; /* no headers */
+    }
+    return p;
+}
+
 /* Write one record; record_batch_plan() has already checked that every length fits. */
 static uint8_t *record_write(uint8_t *p, const shoal_message_t *m, int64_t ts_delta,
                              int32_t off_delta)
@@ -640,9 +751,12 @@ static int batch_write(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
         .record_count = (int32_t)n,
     };
     uint8_t *p = buf + RECORD_BATCH_HEADER_BYTES;
-    for (size_t i = 0; i < n; i++)
-        p = record_write(p, &msgs[i], message_timestamp(&msgs[i], now_ms) - plan->base_ts,
-                         offset_delta_of(deltas, i));
+    if (plan->short_form && deltas == NULL)
+        p = records_write_short(p, msgs, n, now_ms, plan->base_ts);
+    else
+        for (size_t i = 0; i < n; i++)
+            p = record_write(p, &msgs[i], message_timestamp(&msgs[i], now_ms) - plan->base_ts,
+                             offset_delta_of(deltas, i));
     /* The CRC covers the header from the attributes on, so the header goes in first. */
     batch_header_write(buf, &h);
     h.crc = shoal__crc32c(0, buf + RECORD_BATCH_CRC_START, plan->size - RECORD_BATCH_CRC_START);

@@ -86,6 +86,8 @@ typedef struct record_batch_plan {
     int64_t max_ts;  /* largest */
     size_t size;     /* bytes of the encoded batch */
     size_t max_one;  /* bytes the largest record would take as a batch of its own */
+    bool short_form; /* <= 64 records, no headers, timestamps within 63 ms: every record's
+                        attributes and deltas take one byte each (the encoder's fast path) */
 } record_batch_plan_t;
 
 /* Plan a batch: 0, or SHOAL_EINVAL when the messages cannot be encoded (n == 0, a length

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "record.h"
@@ -83,6 +84,76 @@ static void test_identity_deltas_match_the_plain_encoder(void **state)
     assert_memory_equal(a, b, la);
 }
 
+/* Encode msgs both ways (the plain encoder, which takes its short-form fast path when it
+ * can, and the general writer behind explicit deltas 0..n-1) and require the same bytes and
+ * the same plan. Returns whether the plain encoder's plan was short-form. */
+static bool encode_both_ways(const shoal_message_t *m, size_t n)
+{
+    static uint8_t a[1 << 23], b[1 << 23];
+    int32_t deltas[80];
+    record_batch_plan_t plan;
+    record_batch_fields_t f;
+    size_t la = 0, lb = 0;
+
+    assert_true(n <= 80);
+    for (size_t i = 0; i < n; i++)
+        deltas[i] = (int32_t)i;
+    fields(&f, 42);
+    assert_int_equal(record_batch_plan(m, n, NOW_MS, &plan), 0);
+    assert_int_equal(record_batch_encode(a, sizeof(a), &f, m, n, NOW_MS, &la), 0);
+    assert_int_equal(record_batch_encode_with_offsets(b, sizeof(b), &f, m, deltas, n,
+                                                      (int32_t)n - 1, NOW_MS, &lb),
+                     0);
+    assert_int_equal(la, lb);
+    assert_int_equal(plan.size, la);
+    assert_memory_equal(a, b, la);
+    /* max_one: the largest record encoded alone. */
+    size_t max_one = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t one = record_batch_encoded_size(&m[i], 1, NOW_MS);
+        max_one = one > max_one ? one : max_one;
+    }
+    assert_int_equal(plan.max_one, max_one);
+    return plan.short_form;
+}
+
+static void test_short_form_encodes_the_same_bytes_as_the_general_writer(void **state)
+{
+    static uint8_t v[70000];
+    static const size_t lens[] = {0,  1,  7,  8,  15,  16,   17,   31,
+                                  32, 33, 63, 64, 127, 8191, 8192, 70000};
+    shoal_header_t hd = {.key = "h", .key_len = 1, .value = "v", .value_len = 1};
+    shoal_message_t m[80];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(v); i++)
+        v[i] = (uint8_t)(i * 31 + 7);
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+        for (size_t i = 0; i < 64; i++) /* keys absent, empty or short; timestamps 0..63 ms */
+            m[i] = (shoal_message_t){.key = i % 3 == 0 ? NULL : v + 1,
+                                     .key_len = i % 3 == 1 ? 0 : i % 5,
+                                     .value = v + i,
+                                     .value_len = lens[k],
+                                     .timestamp_ms = i % 2 ? NOW_MS + (int64_t)i : 0};
+        assert_true(encode_both_ways(m, 1));
+        assert_true(encode_both_ways(m, 64));
+    }
+    /* Null values, and the edges where the fast path must step aside. */
+    m[5].value = NULL;
+    assert_true(encode_both_ways(m, 64));
+    m[9].timestamp_ms = NOW_MS + 64; /* a delta of 64 needs two bytes */
+    assert_false(encode_both_ways(m, 64));
+    m[9].timestamp_ms = NOW_MS - 1;   /* an earlier record moves the base timestamp... */
+    m[63].timestamp_ms = NOW_MS + 62; /* ...and the range is 63 ms again */
+    assert_true(encode_both_ways(m, 64));
+    for (size_t i = 64; i < 80; i++)
+        m[i] = m[i - 64];
+    assert_false(encode_both_ways(m, 65)); /* offset delta 64 needs two bytes */
+    m[3].headers = &hd;
+    m[3].header_count = 1;
+    assert_false(encode_both_ways(m, 64));
+}
+
 static void test_empty_batch_carries_the_range(void **state)
 {
     uint8_t buf[128];
@@ -152,6 +223,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_offsets_and_range_are_kept),
         cmocka_unit_test(test_identity_deltas_match_the_plain_encoder),
+        cmocka_unit_test(test_short_form_encodes_the_same_bytes_as_the_general_writer),
         cmocka_unit_test(test_empty_batch_carries_the_range),
         cmocka_unit_test(test_bad_deltas_are_refused),
     };
