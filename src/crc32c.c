@@ -28,10 +28,12 @@
  *   but eight independent lookups per step, so the loads overlap), built under
  *   pthread_once.
  *
- * shoal__crc32c_copy goes in pieces of CRC32C_COPY_PIECE bytes: memcpy the piece, then
- * checksum it from the source, which the copy has just brought into L1. Measured against
- * a loop that stores each word it feeds to crc32 (one pass), the pieces won everywhere
- * but on a small destination already in cache: memcpy's wide stores write a cold
+ * shoal__crc32c_copy goes in pieces of CRC32C_COPY_PIECE bytes: checksum the piece from
+ * the source, then memcpy it while it is in L1. Checksumming before copying keeps the
+ * crc's loads from queueing behind stores to a destination that is not in cache (their
+ * addresses can match in the low 12 bits, which the CPU treats as a possible overlap).
+ * A loop that stores each word it feeds to crc32 (one pass) lost to the pieces except
+ * on a small destination already in cache: memcpy's wide stores write a cold
  * destination (a ring slot) much faster than 8- or 16-byte stores do. */
 #include "crc32c.h"
 
@@ -310,8 +312,8 @@ uint32_t shoal__crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len
          * as slow as the library's memcpy on a misaligned source. */
         __asm__("" : "+r"(n));
 #endif
-        memcpy(d, s, n);
         crc = fn(crc, s, n);
+        memcpy(d, s, n);
         d += n;
         s += n;
         len -= n;

@@ -11,8 +11,8 @@
 uint32_t shoal__crc32c(uint32_t crc, const void *buf, size_t len);
 
 /* Copy len bytes from src to dst (which must not overlap, as for memcpy) and return crc
- * extended over them: shoal__crc32c(crc, src, len), but each piece is checksummed while
- * the copy has it in L1. Faster than memcpy then shoal__crc32c over dst. Any thread. */
+ * extended over them: shoal__crc32c(crc, src, len), in 4 KiB pieces each checksummed
+ * then copied while in L1. Faster than memcpy then shoal__crc32c over dst. Any thread. */
 uint32_t shoal__crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len);
 
 /* The implementations one by one, for tests that compare them. */
