@@ -129,7 +129,8 @@ static uint32_t crc32c_mulmod(uint32_t a, uint32_t b)
     for (int i = 0; i < 32; i++) {
         if (a & (0x80000000u >> i))
             prod ^= b;
-        /* b *= x: a reflected shift right, and x^32 = P - x^32 when x^31 falls off. */
+        /* b *= x: a reflected shift right; an x^31 that becomes x^32 is replaced by the
+         * rest of P, to which it is congruent. */
         b = (b >> 1) ^ ((b & 1u) ? CRC32C_POLY_REFLECTED : 0u);
     }
     return prod;
