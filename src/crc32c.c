@@ -5,13 +5,36 @@
  * after, so shoal__crc32c(0, "123456789", 9) == 0xE3069283. The public entry point takes a
  * finished crc and extends it, which lets a caller checksum a batch in pieces.
  *
- * Two implementations: SSE4.2 has a crc32 instruction for exactly this polynomial and does
- * eight bytes per instruction; everything else uses slicing-by-8 tables (eight 256-entry
- * tables, one lookup per input byte but eight independent lookups per step, so the loads
- * overlap). The choice is made once, on the first call, and kept in an atomic function
- * pointer: two threads racing on the first call both store the same value, which is
- * harmless. The tables are built once under pthread_once.
- */
+ * Three implementations, the fastest the CPU can run chosen once, on the first call, and
+ * kept in an atomic pointer (two threads racing on the first call both store the same
+ * value, which is harmless):
+ *
+ * - SSE4.2 + PCLMULQDQ, three streams. The crc32 instruction takes 3 cycles but the CPU
+ *   can start one every cycle, so a single chain of them runs at a third of the possible
+ *   speed. A long buffer is cut into blocks of three equal streams A, B, C, each
+ *   checksummed in the same loop from its own start value (A from the running crc, B and
+ *   C from 0), and joined at the end of the block. Without the ~, a CRC is linear:
+ *   crc(A || B || C) = crc(A) * x^(8*2b) + crc(B) * x^(8*b) + crc(C) (mod P), for streams
+ *   of b bytes. The two products are carry-less multiplications (PCLMULQDQ) by the
+ *   constants x^(8n-33) mod P, folded into C's last word: one crc32 of a 64-bit word
+ *   reduces the product mod P and supplies the missing x^33 (x^32 from the crc32, x^1
+ *   because a carry-less product of two reflected 32-bit values comes out one bit low).
+ *   Stream lengths are 64 << k bytes for k = 0..7; each block uses the largest that fits
+ *   three times, so a 2.5 KB buffer takes blocks of 3*512, 3*256 and 3*64 bytes and the
+ *   last < 192 bytes go through one stream. The constants are computed from the
+ *   polynomial under pthread_once before the pointer is published.
+ * - SSE4.2 alone: the crc32 instruction in one stream, eight bytes per instruction.
+ * - Anything else: slicing-by-8 tables (eight 256-entry tables, one lookup per input byte
+ *   but eight independent lookups per step, so the loads overlap), built under
+ *   pthread_once.
+ *
+ * shoal__crc32c_copy goes in pieces of CRC32C_COPY_PIECE bytes: checksum the piece from
+ * the source, then memcpy it while it is in L1. Checksumming before copying keeps the
+ * crc's loads from queueing behind stores to a destination that is not in cache (their
+ * addresses can match in the low 12 bits, which the CPU treats as a possible overlap).
+ * A loop that stores each word it feeds to crc32 (one pass) lost to the pieces except
+ * on a small destination already in cache: memcpy's wide stores write a cold
+ * destination (a ring slot) much faster than 8- or 16-byte stores do. */
 #include "crc32c.h"
 
 #include <pthread.h>
@@ -21,17 +44,27 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CRC32C_HAVE_SSE42 1
 #include <nmmintrin.h>
+#include <wmmintrin.h>
 #else
 #define CRC32C_HAVE_SSE42 0
 #endif
 
 #define CRC32C_POLY_REFLECTED 0x82F63B78u
 
+/* Stream lengths of the three-stream path: CRC32C_STREAM_MIN << k for k < CRC32C_TIERS.
+ * Below three of the shortest, one stream is as fast as the join would cost. */
+#define CRC32C_STREAM_MIN 64u
+#define CRC32C_TIERS      8
+
+/* shoal__crc32c_copy's piece: small enough to stay in L1 between the copy and the crc. */
+#define CRC32C_COPY_PIECE 4096u
+
+/* Every implementation works on the raw crc (no ~). */
 typedef uint32_t (*crc32c_fn)(uint32_t crc, const uint8_t *p, size_t len);
 
 static uint32_t crc32c_table[8][256];
 static pthread_once_t crc32c_table_once = PTHREAD_ONCE_INIT;
-static _Atomic(crc32c_fn) crc32c_impl;
+static _Atomic(crc32c_fn) crc32c_selected;
 
 /* ---- portable path: slicing-by-8 ---- */
 
@@ -75,57 +108,226 @@ static uint32_t crc32c_sw_raw(uint32_t crc, const uint8_t *p, size_t len)
     return crc;
 }
 
-uint32_t shoal__crc32c_sw(uint32_t crc, const void *buf, size_t len)
-{
-    pthread_once(&crc32c_table_once, crc32c_table_build);
-    return ~crc32c_sw_raw(~crc, buf, len);
-}
-
-/* ---- hardware path: SSE4.2 crc32 ---- */
+/* ---- hardware paths: SSE4.2 crc32, PCLMULQDQ to join streams ---- */
 
 #if CRC32C_HAVE_SSE42
-__attribute__((target("sse4.2"))) static uint32_t crc32c_hw_raw(uint32_t crc, const uint8_t *p,
-                                                                size_t len)
+#define CRC32C_INLINE        static inline __attribute__((always_inline))
+#define CRC32C_TARGET_SSE42  __attribute__((target("sse4.2")))
+#define CRC32C_TARGET_PCLMUL __attribute__((target("sse4.2,pclmul")))
+
+/* crc32c_shift[j] = x^(8 * (CRC32C_STREAM_MIN << j) - 33) mod P, reflected: multiplying a
+ * raw crc by it (then reducing with one crc32, see DESIGN) moves the crc past
+ * CRC32C_STREAM_MIN << j zero bytes. Index CRC32C_TIERS serves the top tier's 2b. */
+static uint32_t crc32c_shift[CRC32C_TIERS + 1];
+static pthread_once_t crc32c_shift_once = PTHREAD_ONCE_INIT;
+
+/* a * b mod P on reflected polynomials: bit 31 holds x^0, bit 0 holds x^31. */
+static uint32_t crc32c_mulmod(uint32_t a, uint32_t b)
+{
+    uint32_t prod = 0;
+
+    for (int i = 0; i < 32; i++) {
+        if (a & (0x80000000u >> i))
+            prod ^= b;
+        /* b *= x: a reflected shift right; an x^31 that becomes x^32 is replaced by the
+         * rest of P, to which it is congruent. */
+        b = (b >> 1) ^ ((b & 1u) ? CRC32C_POLY_REFLECTED : 0u);
+    }
+    return prod;
+}
+
+/* x^n mod P, reflected, by square and multiply. */
+static uint32_t crc32c_xpow(uint64_t n)
+{
+    uint32_t result = 0x80000000u; /* x^0 */
+    uint32_t base = 0x40000000u;   /* x^1 */
+
+    for (; n > 0; n >>= 1) {
+        if (n & 1u)
+            result = crc32c_mulmod(result, base);
+        base = crc32c_mulmod(base, base);
+    }
+    return result;
+}
+
+static void crc32c_shift_build(void)
+{
+    for (int j = 0; j <= CRC32C_TIERS; j++)
+        crc32c_shift[j] = crc32c_xpow(8ull * ((uint64_t)CRC32C_STREAM_MIN << j) - 33);
+}
+
+CRC32C_INLINE uint64_t crc32c_load64(const uint8_t *p)
+{
+    uint64_t w;
+    memcpy(&w, p, sizeof(w)); /* any alignment: unaligned loads cost next to nothing here */
+    return w;
+}
+
+/* One stream: eight bytes at a time, then 4, 2, 1 (no byte-by-byte steps to align p,
+ * which cost 3 cycles each on short buffers). */
+CRC32C_INLINE CRC32C_TARGET_SSE42 uint32_t crc32c_hw_stream(uint32_t crc, const uint8_t *p,
+                                                            size_t len)
 {
     uint64_t c = crc;
 
-    /* Byte steps up to an 8-byte boundary so the wide loads are aligned (faster, not
-     * required: memcpy keeps the load legal either way). */
-    while (len > 0 && ((uintptr_t)p & 7u) != 0) {
-        c = _mm_crc32_u8((uint32_t)c, *p++);
-        len--;
+    for (; len >= 8; len -= 8, p += 8)
+        c = _mm_crc32_u64(c, crc32c_load64(p));
+    if (len & 4u) {
+        uint32_t w;
+        memcpy(&w, p, 4);
+        c = _mm_crc32_u32((uint32_t)c, w);
+        p += 4;
     }
-    while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, p, sizeof(w));
-        c = _mm_crc32_u64(c, w);
-        p += 8;
-        len -= 8;
+    if (len & 2u) {
+        uint16_t w;
+        memcpy(&w, p, 2);
+        c = _mm_crc32_u16((uint32_t)c, w);
+        p += 2;
     }
-    while (len--)
-        c = _mm_crc32_u8((uint32_t)c, *p++);
+    if (len & 1u)
+        c = _mm_crc32_u8((uint32_t)c, *p);
     return (uint32_t)c;
+}
+
+static CRC32C_TARGET_SSE42 uint32_t crc32c_hw_raw(uint32_t crc, const uint8_t *p, size_t len)
+{
+    return crc32c_hw_stream(crc, p, len);
+}
+
+CRC32C_INLINE CRC32C_TARGET_PCLMUL uint64_t crc32c_clmul(uint32_t a, uint32_t b)
+{
+    __m128i prod = _mm_clmulepi64_si128(_mm_cvtsi32_si128((int)a), _mm_cvtsi32_si128((int)b), 0);
+    return (uint64_t)_mm_cvtsi128_si64(prod);
+}
+
+/* One block: three streams of b bytes (a multiple of 8, at least 16) at p, p + b,
+ * p + 2b, joined into the crc of all 3b bytes. k_b and k_2b shift by b and 2b bytes. */
+CRC32C_INLINE CRC32C_TARGET_PCLMUL uint32_t crc32c_hw3_block(uint32_t crc, const uint8_t *p,
+                                                             size_t b, uint32_t k_b, uint32_t k_2b)
+{
+    uint64_t c0 = crc, c1 = 0, c2 = 0;
+    const uint8_t *last = p + b - 8;
+
+    for (; p < last; p += 8) {
+        c0 = _mm_crc32_u64(c0, crc32c_load64(p));
+        c1 = _mm_crc32_u64(c1, crc32c_load64(p + b));
+        c2 = _mm_crc32_u64(c2, crc32c_load64(p + 2 * b));
+    }
+    c0 = _mm_crc32_u64(c0, crc32c_load64(p));
+    c1 = _mm_crc32_u64(c1, crc32c_load64(p + b));
+    /* C's last word carries A and B moved to the end of the block (DESIGN). */
+    uint64_t w2 = crc32c_load64(p + 2 * b);
+    w2 ^= crc32c_clmul((uint32_t)c0, k_2b) ^ crc32c_clmul((uint32_t)c1, k_b);
+    return (uint32_t)_mm_crc32_u64(c2, w2);
+}
+
+/* Blocks from the longest stream length that fits down, then one stream for the rest.
+ * Only the longest repeats: what is left after it is under 6 * 64 << k bytes. */
+static CRC32C_TARGET_PCLMUL uint32_t crc32c_hw3_raw(uint32_t crc, const uint8_t *p, size_t len)
+{
+    if (len >= 3 * CRC32C_STREAM_MIN) {
+        for (int k = CRC32C_TIERS - 1; k >= 0; k--) {
+            size_t b = (size_t)CRC32C_STREAM_MIN << k;
+            while (len >= 3 * b) {
+                crc = crc32c_hw3_block(crc, p, b, crc32c_shift[k], crc32c_shift[k + 1]);
+                p += 3 * b;
+                len -= 3 * b;
+            }
+        }
+    }
+    return crc32c_hw_stream(crc, p, len);
 }
 #endif
 
-static crc32c_fn crc32c_select(void)
+/* ---- selection ---- */
+
+bool shoal__crc32c_impl_available(enum shoal_crc32c_impl impl)
 {
+    switch (impl) {
+    case SHOAL_CRC32C_TABLE:
+        return true;
 #if CRC32C_HAVE_SSE42
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("sse4.2"))
+    case SHOAL_CRC32C_SSE42:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("sse4.2");
+    case SHOAL_CRC32C_SSE42_3WAY:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul");
+#endif
+    default:
+        return false;
+    }
+}
+
+/* The raw function of impl, made ready to run (tables or constants built); the table
+ * path when the CPU cannot run impl. */
+static crc32c_fn crc32c_impl_ready(enum shoal_crc32c_impl impl)
+{
+    if (!shoal__crc32c_impl_available(impl))
+        impl = SHOAL_CRC32C_TABLE;
+#if CRC32C_HAVE_SSE42
+    if (impl == SHOAL_CRC32C_SSE42_3WAY) {
+        pthread_once(&crc32c_shift_once, crc32c_shift_build);
+        return crc32c_hw3_raw;
+    }
+    if (impl == SHOAL_CRC32C_SSE42)
         return crc32c_hw_raw;
 #endif
     pthread_once(&crc32c_table_once, crc32c_table_build);
     return crc32c_sw_raw;
 }
 
-uint32_t shoal__crc32c(uint32_t crc, const void *buf, size_t len)
+static crc32c_fn crc32c_get(void)
 {
-    crc32c_fn fn = atomic_load_explicit(&crc32c_impl, memory_order_acquire);
+    crc32c_fn fn = atomic_load_explicit(&crc32c_selected, memory_order_acquire);
 
     if (fn == NULL) {
-        fn = crc32c_select();
-        atomic_store_explicit(&crc32c_impl, fn, memory_order_release);
+        if (shoal__crc32c_impl_available(SHOAL_CRC32C_SSE42_3WAY))
+            fn = crc32c_impl_ready(SHOAL_CRC32C_SSE42_3WAY);
+        else if (shoal__crc32c_impl_available(SHOAL_CRC32C_SSE42))
+            fn = crc32c_impl_ready(SHOAL_CRC32C_SSE42);
+        else
+            fn = crc32c_impl_ready(SHOAL_CRC32C_TABLE);
+        /* Release: a thread that sees the pointer also sees the tables or constants. */
+        atomic_store_explicit(&crc32c_selected, fn, memory_order_release);
     }
-    return ~fn(~crc, buf, len);
+    return fn;
+}
+
+uint32_t shoal__crc32c(uint32_t crc, const void *buf, size_t len)
+{
+    return ~crc32c_get()(~crc, buf, len);
+}
+
+uint32_t shoal__crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len)
+{
+    crc32c_fn fn = crc32c_get();
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+
+    crc = ~crc;
+    while (len > 0) {
+        size_t n = len < CRC32C_COPY_PIECE ? len : CRC32C_COPY_PIECE;
+#if defined(__GNUC__) || defined(__clang__)
+        /* Hide n's bound, or the compiler inlines the copy as rep movsq, which was twice
+         * as slow as the library's memcpy on a misaligned source. */
+        __asm__("" : "+r"(n));
+#endif
+        crc = fn(crc, s, n);
+        memcpy(d, s, n);
+        d += n;
+        s += n;
+        len -= n;
+    }
+    return ~crc;
+}
+
+uint32_t shoal__crc32c_impl(enum shoal_crc32c_impl impl, uint32_t crc, const void *buf, size_t len)
+{
+    return ~crc32c_impl_ready(impl)(~crc, buf, len);
+}
+
+uint32_t shoal__crc32c_sw(uint32_t crc, const void *buf, size_t len)
+{
+    return shoal__crc32c_impl(SHOAL_CRC32C_TABLE, crc, buf, len);
 }

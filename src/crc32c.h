@@ -1,12 +1,30 @@
 /* crc32c.h - CRC32C (Castagnoli), as Kafka's RecordBatch v2 uses. */
 #ifndef SHOAL_CRC32C_H
 #define SHOAL_CRC32C_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* Extend crc (start with 0) over buf. Uses SSE4.2 crc32 instructions when the CPU has
- * them (checked once), else a slicing table. Any thread. */
+/* Extend crc (start with 0) over buf. Uses the fastest implementation this CPU has
+ * (checked once): SSE4.2 crc32 in three interleaved streams joined with PCLMULQDQ, SSE4.2
+ * crc32 in one stream, or a slicing table. Any thread. */
 uint32_t shoal__crc32c(uint32_t crc, const void *buf, size_t len);
-/* The portable path alone, for tests that compare the two. */
+
+/* Copy len bytes from src to dst (which must not overlap, as for memcpy) and return crc
+ * extended over them: shoal__crc32c(crc, src, len), in 4 KiB pieces each checksummed
+ * then copied while in L1. Faster than memcpy then shoal__crc32c over dst. Any thread. */
+uint32_t shoal__crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len);
+
+/* The implementations one by one, for tests that compare them. */
+enum shoal_crc32c_impl {
+    SHOAL_CRC32C_TABLE,      /* slicing-by-8, any CPU */
+    SHOAL_CRC32C_SSE42,      /* crc32 instruction, one dependency chain */
+    SHOAL_CRC32C_SSE42_3WAY, /* crc32 in three streams, joined with PCLMULQDQ */
+};
+/* Whether this CPU can run impl. */
+bool shoal__crc32c_impl_available(enum shoal_crc32c_impl impl);
+/* shoal__crc32c with the given implementation; the table when the CPU cannot run it. */
+uint32_t shoal__crc32c_impl(enum shoal_crc32c_impl impl, uint32_t crc, const void *buf, size_t len);
+/* The portable path alone: shoal__crc32c_impl(SHOAL_CRC32C_TABLE, ...). */
 uint32_t shoal__crc32c_sw(uint32_t crc, const void *buf, size_t len);
 #endif

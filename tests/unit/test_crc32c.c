@@ -1,92 +1,254 @@
-/* test_crc32c.c - CRC32C: published check values, and the SSE4.2 and table paths agree
- * with each other on every length and alignment and when a buffer is fed in pieces. */
+/* test_crc32c.c - CRC32C: published check values, and every implementation (slicing
+ * table, SSE4.2 in one stream, SSE4.2 in three streams joined with PCLMULQDQ) agrees with
+ * the table on every length and alignment, at every block boundary of the three-stream
+ * path, when a buffer is fed in pieces, and when it is copied while checksummed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "crc32c.h"
 
-/* A fixed pseudo-random fill so failures reproduce. */
+static const enum shoal_crc32c_impl all_impls[] = {
+    SHOAL_CRC32C_TABLE,
+    SHOAL_CRC32C_SSE42,
+    SHOAL_CRC32C_SSE42_3WAY,
+};
+#define N_IMPLS (sizeof(all_impls) / sizeof(all_impls[0]))
+
+/* The three-stream path's stream lengths are 64 << k bytes, k < 8; a block is three. */
+#define STREAM_MIN 64u
+#define TIERS      8
+#define BIG_LEN    (3 * (STREAM_MIN << (TIERS - 1)) * 3 + 4096)
+
+/* A fixed pseudo-random sequence so failures reproduce. */
+static uint32_t next_rand(uint32_t *seed)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return *seed >> 8;
+}
+
 static void fill_bytes(uint8_t *p, size_t n, uint32_t seed)
 {
-    for (size_t i = 0; i < n; i++) {
-        seed = seed * 1103515245u + 12345u;
-        p[i] = (uint8_t)(seed >> 16);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)next_rand(&seed);
+}
+
+static uint8_t *big_buffer(uint32_t seed)
+{
+    uint8_t *buf = malloc(BIG_LEN + 64);
+
+    assert_non_null(buf);
+    fill_bytes(buf, BIG_LEN + 64, seed);
+    return buf;
+}
+
+/* Every available implementation gives the table's answer for buf[0..len). */
+static void check_all_agree(const uint8_t *buf, size_t len, uint32_t crc, const char *what)
+{
+    uint32_t want = shoal__crc32c_sw(crc, buf, len);
+
+    for (size_t i = 0; i < N_IMPLS; i++) {
+        if (!shoal__crc32c_impl_available(all_impls[i]))
+            continue;
+        uint32_t got = shoal__crc32c_impl(all_impls[i], crc, buf, len);
+        if (got != want)
+            fail_msg("impl %d, %s, len %zu, crc %08x: %08x != %08x", (int)all_impls[i], what, len,
+                     crc, got, want);
     }
+    if (shoal__crc32c(crc, buf, len) != want)
+        fail_msg("shoal__crc32c, %s, len %zu: differs from the table", what, len);
 }
 
 static void test_crc32c_matches_check_value(void **state)
 {
     (void)state;
     assert_int_equal(shoal__crc32c(0, "123456789", 9), 0xE3069283u);
-    assert_int_equal(shoal__crc32c_sw(0, "123456789", 9), 0xE3069283u);
     assert_int_equal(shoal__crc32c(0, "", 0), 0);
     assert_int_equal(shoal__crc32c(0, NULL, 0), 0);
+    for (size_t i = 0; i < N_IMPLS; i++) {
+        if (!shoal__crc32c_impl_available(all_impls[i]))
+            continue;
+        assert_int_equal(shoal__crc32c_impl(all_impls[i], 0, "123456789", 9), 0xE3069283u);
+        assert_int_equal(shoal__crc32c_impl(all_impls[i], 0, NULL, 0), 0);
+        assert_int_equal(shoal__crc32c_impl(all_impls[i], 0x12345678u, NULL, 0), 0x12345678u);
+    }
+}
+
+static void test_crc32c_table_path_is_always_available(void **state)
+{
+    (void)state;
+    assert_true(shoal__crc32c_impl_available(SHOAL_CRC32C_TABLE));
+    /* The three-stream path needs the one-stream path's instruction. */
+    if (shoal__crc32c_impl_available(SHOAL_CRC32C_SSE42_3WAY))
+        assert_true(shoal__crc32c_impl_available(SHOAL_CRC32C_SSE42));
 }
 
 /* The iSCSI test patterns of RFC 3720, appendix B.4. */
+static void check_rfc3720(const uint8_t *buf, uint32_t want)
+{
+    for (size_t i = 0; i < N_IMPLS; i++) {
+        if (shoal__crc32c_impl_available(all_impls[i]))
+            assert_int_equal(shoal__crc32c_impl(all_impls[i], 0, buf, 32), want);
+    }
+    assert_int_equal(shoal__crc32c(0, buf, 32), want);
+}
+
 static void test_crc32c_matches_rfc3720_patterns(void **state)
 {
     uint8_t buf[32];
     (void)state;
 
     memset(buf, 0, sizeof(buf));
-    assert_int_equal(shoal__crc32c(0, buf, 32), 0x8A9136AAu);
-    assert_int_equal(shoal__crc32c_sw(0, buf, 32), 0x8A9136AAu);
+    check_rfc3720(buf, 0x8A9136AAu);
     memset(buf, 0xff, sizeof(buf));
-    assert_int_equal(shoal__crc32c(0, buf, 32), 0x62A8AB43u);
-    assert_int_equal(shoal__crc32c_sw(0, buf, 32), 0x62A8AB43u);
+    check_rfc3720(buf, 0x62A8AB43u);
     for (int i = 0; i < 32; i++)
         buf[i] = (uint8_t)i;
-    assert_int_equal(shoal__crc32c(0, buf, 32), 0x46DD794Eu);
-    assert_int_equal(shoal__crc32c_sw(0, buf, 32), 0x46DD794Eu);
+    check_rfc3720(buf, 0x46DD794Eu);
     for (int i = 0; i < 32; i++)
         buf[i] = (uint8_t)(31 - i);
-    assert_int_equal(shoal__crc32c(0, buf, 32), 0x113FDB5Cu);
-    assert_int_equal(shoal__crc32c_sw(0, buf, 32), 0x113FDB5Cu);
+    check_rfc3720(buf, 0x113FDB5Cu);
 }
 
-static void test_crc32c_hw_and_sw_agree_on_every_length_and_alignment(void **state)
+static void test_crc32c_paths_agree_on_every_short_length_and_alignment(void **state)
 {
-    static uint8_t buf[2048 + 16];
+    static uint8_t buf[4200 + 16];
     (void)state;
 
     fill_bytes(buf, sizeof(buf), 42);
-    for (size_t align = 0; align < 16; align++) {
-        for (size_t len = 0; len <= 2048; len += (len < 80 ? 1 : 37)) {
-            uint32_t hw = shoal__crc32c(0, buf + align, len);
-            uint32_t sw = shoal__crc32c_sw(0, buf + align, len);
-            if (hw != sw)
-                fail_msg("align %zu len %zu: %08x != %08x", align, len, hw, sw);
-        }
+    for (size_t align = 0; align < 8; align++) {
+        for (size_t len = 0; len <= 4200; len++)
+            check_all_agree(buf + align, len, 0, "short");
     }
 }
 
-static void test_crc32c_extends_a_finished_crc(void **state)
+/* Lengths on both sides of every block size of the three-stream path and of sums of
+ * them, where a wrong join constant or an off-by-one in the block loop would show. */
+static void test_crc32c_paths_agree_around_every_block_boundary(void **state)
 {
-    static uint8_t buf[1000];
+    uint8_t *buf = big_buffer(9);
     (void)state;
 
-    fill_bytes(buf, sizeof(buf), 7);
-    uint32_t whole = shoal__crc32c(0, buf, sizeof(buf));
-    for (size_t cut = 0; cut <= sizeof(buf); cut += 13) {
-        uint32_t hw = shoal__crc32c(shoal__crc32c(0, buf, cut), buf + cut, sizeof(buf) - cut);
-        uint32_t sw = shoal__crc32c_sw(shoal__crc32c_sw(0, buf, cut), buf + cut, sizeof(buf) - cut);
-        assert_int_equal(hw, whole);
-        assert_int_equal(sw, whole);
+    for (int k = 0; k < TIERS; k++) {
+        size_t block = 3 * ((size_t)STREAM_MIN << k);
+        size_t centres[] = {block, 2 * block, block + 3 * STREAM_MIN,
+                            block + block / 2 + 3 * STREAM_MIN};
+        for (size_t c = 0; c < sizeof(centres) / sizeof(centres[0]); c++) {
+            for (size_t len = centres[c] - 24; len <= centres[c] + 24; len++) {
+                check_all_agree(buf + (len % 8), len, 0, "boundary");
+                check_all_agree(buf + 3, len, 0xdeadbeefu, "boundary");
+            }
+        }
     }
+    /* The longest block repeated. */
+    for (size_t n = 1; n <= 3; n++) {
+        size_t centre = n * 3 * ((size_t)STREAM_MIN << (TIERS - 1));
+        for (size_t len = centre - 24; len <= centre + 24; len++)
+            check_all_agree(buf + 5, len, 0, "long blocks");
+    }
+    free(buf);
+}
+
+static void test_crc32c_paths_agree_on_random_lengths_and_alignments(void **state)
+{
+    uint8_t *buf = big_buffer(11);
+    uint32_t seed = 1234;
+    (void)state;
+
+    for (int i = 0; i < 300; i++) {
+        size_t align = next_rand(&seed) % 64;
+        size_t len = next_rand(&seed) % (BIG_LEN - 64);
+        check_all_agree(buf + align, len, next_rand(&seed), "random");
+    }
+    free(buf);
+}
+
+/* crc(a || b) == extend(crc(a), b), for every implementation and cut. */
+static void test_crc32c_extends_a_finished_crc(void **state)
+{
+    uint8_t *buf = big_buffer(7);
+    uint32_t seed = 99;
+    (void)state;
+
+    for (int i = 0; i < 200; i++) {
+        size_t len = next_rand(&seed) % (i < 100 ? 5000 : BIG_LEN);
+        size_t cut = len ? next_rand(&seed) % (len + 1) : 0;
+        uint32_t whole = shoal__crc32c_sw(0, buf, len);
+        for (size_t j = 0; j < N_IMPLS; j++) {
+            enum shoal_crc32c_impl impl = all_impls[j];
+            if (!shoal__crc32c_impl_available(impl))
+                continue;
+            uint32_t head = shoal__crc32c_impl(impl, 0, buf, cut);
+            uint32_t got = shoal__crc32c_impl(impl, head, buf + cut, len - cut);
+            if (got != whole)
+                fail_msg("impl %d len %zu cut %zu: %08x != %08x", (int)impl, len, cut, got, whole);
+        }
+        assert_int_equal(shoal__crc32c(shoal__crc32c(0, buf, cut), buf + cut, len - cut), whole);
+    }
+    free(buf);
+}
+
+/* The copy gives the same crc, writes exactly dst[0..len), and reads only src. */
+static void check_copy(const uint8_t *src, uint8_t *dst_area, size_t dst_align, size_t len,
+                       uint32_t crc)
+{
+    uint8_t *dst = dst_area + 16 + dst_align;
+    uint32_t want = shoal__crc32c_sw(crc, src, len);
+
+    memset(dst_area, 0xa5, len + 48);
+    uint32_t got = shoal__crc32c_copy(crc, dst, src, len);
+    if (got != want)
+        fail_msg("copy len %zu: %08x != %08x", len, got, want);
+    if (memcmp(dst, src, len) != 0)
+        fail_msg("copy len %zu: bytes differ", len);
+    for (size_t i = 0; i < 16 + dst_align; i++)
+        assert_int_equal(dst_area[i], 0xa5);
+    for (size_t i = 0; i < 16; i++)
+        assert_int_equal(dst[len + i], 0xa5);
+}
+
+/* Lengths around the copy's 4 KiB pieces and the crc's blocks, and random ones. */
+static void test_crc32c_copy_matches_crc_and_copies_exactly(void **state)
+{
+    uint8_t *src = big_buffer(3);
+    uint8_t *dst_area = malloc(BIG_LEN + 64);
+    uint32_t seed = 5;
+    (void)state;
+
+    assert_non_null(dst_area);
+    for (size_t len = 0; len <= 1600; len++)
+        check_copy(src + len % 7, dst_area, len % 5, len, 0);
+    for (size_t pieces = 1; pieces <= 4; pieces++) {
+        for (size_t len = pieces * 4096 - 20; len <= pieces * 4096 + 20; len++)
+            check_copy(src + len % 8, dst_area, len % 3, len, 0x5a5a5a5au);
+    }
+    for (int i = 0; i < 60; i++) {
+        size_t len = next_rand(&seed) % (BIG_LEN - 64);
+        check_copy(src + i % 8, dst_area, i % 3, len, next_rand(&seed));
+    }
+    uint8_t out[9];
+    assert_int_equal(shoal__crc32c_copy(0, out, "123456789", 9), 0xE3069283u);
+    assert_memory_equal(out, "123456789", 9);
+    assert_int_equal(shoal__crc32c_copy(0, NULL, NULL, 0), 0);
+    free(dst_area);
+    free(src);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_matches_check_value),
+        cmocka_unit_test(test_crc32c_table_path_is_always_available),
         cmocka_unit_test(test_crc32c_matches_rfc3720_patterns),
-        cmocka_unit_test(test_crc32c_hw_and_sw_agree_on_every_length_and_alignment),
+        cmocka_unit_test(test_crc32c_paths_agree_on_every_short_length_and_alignment),
+        cmocka_unit_test(test_crc32c_paths_agree_around_every_block_boundary),
+        cmocka_unit_test(test_crc32c_paths_agree_on_random_lengths_and_alignments),
         cmocka_unit_test(test_crc32c_extends_a_finished_crc),
+        cmocka_unit_test(test_crc32c_copy_matches_crc_and_copies_exactly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
