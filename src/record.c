@@ -624,16 +624,6 @@ static inline size_t record_body_size_planned(const shoal_message_t *m, int64_t 
            bytes_size_fast(m->key, m->key_len) + bytes_size_fast(m->value, m->value_len) + 1;
 }
 
-static uint8_t *bytes_write(uint8_t *p, const void *data, size_t len)
-{
-    if (data == NULL)
-        return p + varint_put_fast(p, -1);
-    p += varint_put_fast(p, (int64_t)len);
-    if (len > 0)
-        memcpy(p, data, len);
-    return p + len;
-}
-
 /* memcpy, with the small sizes of short records done inline: overlapping fixed-size
  * moves instead of a call. */
 static inline void copy_value(uint8_t *dst, const uint8_t *src, size_t len)
@@ -649,6 +639,35 @@ static inline void copy_value(uint8_t *dst, const uint8_t *src, size_t len)
     }
 }
 
+/* The batch's CRC while it is written: the bytes from `from` on are not in crc yet. A
+ * value of CRC_FUSE_MIN bytes or more is checksummed as it is copied (read once, while
+ * in L1); everything else in one pass at the end. */
+struct crc_run {
+    uint32_t crc;
+    const uint8_t *from;
+};
+#define CRC_FUSE_MIN 1024
+
+static inline void value_write(uint8_t *dst, const uint8_t *src, size_t len, struct crc_run *c)
+{
+    if (len < CRC_FUSE_MIN) {
+        copy_value(dst, src, len);
+        return;
+    }
+    c->crc = shoal__crc32c(c->crc, c->from, (size_t)(dst - c->from));
+    c->crc = shoal__crc32c_copy(c->crc, dst, src, len);
+    c->from = dst + len;
+}
+
+static uint8_t *bytes_write(uint8_t *p, const void *data, size_t len, struct crc_run *c)
+{
+    if (data == NULL)
+        return p + varint_put_fast(p, -1);
+    p += varint_put_fast(p, (int64_t)len);
+    value_write(p, data, len, c);
+    return p + len;
+}
+
 /* Write the varint of a non-negative v. */
 static inline uint8_t *varint_put_nonneg(uint8_t *p, uint64_t v)
 {
@@ -661,20 +680,21 @@ static inline uint8_t *varint_put_nonneg(uint8_t *p, uint64_t v)
     return p;
 }
 
-static inline uint8_t *short_bytes_write(uint8_t *p, const void *data, size_t len)
+static inline uint8_t *short_bytes_write(uint8_t *p, const void *data, size_t len,
+                                         struct crc_run *c)
 {
     if (data == NULL) {
         *p++ = 1; /* varint -1 */
         return p;
     }
     p = varint_put_nonneg(p, len);
-    copy_value(p, data, len);
+    value_write(p, data, len, c);
     return p + len;
 }
 
 /* Write the records of a short-form batch (see batch_plan_short). */
 static uint8_t *records_write_short(uint8_t *p, const shoal_message_t *msgs, size_t n,
-                                    int64_t now_ms, int64_t base_ts)
+                                    int64_t now_ms, int64_t base_ts, struct crc_run *c)
 {
     for (size_t i = 0; i < n; i++) {
         const shoal_message_t *m = &msgs[i];
@@ -682,8 +702,8 @@ static uint8_t *records_write_short(uint8_t *p, const shoal_message_t *msgs, siz
         *p++ = 0;                                                        /* attributes */
         *p++ = (uint8_t)((message_timestamp(m, now_ms) - base_ts) << 1); /* 0..63 */
         *p++ = (uint8_t)(i << 1);                                        /* 0..63 */
-        p = short_bytes_write(p, m->key, m->key_len);
-        p = short_bytes_write(p, m->value, m->value_len);
+        p = short_bytes_write(p, m->key, m->key_len, c);
+        p = short_bytes_write(p, m->value, m->value_len, c);
         *p++ = 0; /* no headers */
     }
     return p;
@@ -691,7 +711,7 @@ static uint8_t *records_write_short(uint8_t *p, const shoal_message_t *msgs, siz
 
 /* Write one record; record_batch_plan() has already checked that every length fits. */
 static uint8_t *record_write(uint8_t *p, const shoal_message_t *m, int64_t ts_delta,
-                             int32_t off_delta)
+                             int32_t off_delta, struct crc_run *c)
 {
     size_t body = record_body_size_planned(m, ts_delta, off_delta);
 
@@ -699,14 +719,14 @@ static uint8_t *record_write(uint8_t *p, const shoal_message_t *m, int64_t ts_de
     *p++ = 0; /* record attributes */
     p += varint_put_fast(p, ts_delta);
     p += varint_put_fast(p, off_delta);
-    p = bytes_write(p, m->key, m->key_len);
-    p = bytes_write(p, m->value, m->value_len);
+    p = bytes_write(p, m->key, m->key_len, c);
+    p = bytes_write(p, m->value, m->value_len, c);
     p += varint_put_fast(p, (int64_t)m->header_count);
     for (size_t i = 0; i < m->header_count; i++) {
         const shoal_header_t *hd = &m->headers[i];
         bool null_value = hd->value == NULL || hd->value_len < 0;
-        p = bytes_write(p, hd->key ? hd->key : "", hd->key_len);
-        p = bytes_write(p, null_value ? NULL : hd->value, (size_t)hd->value_len);
+        p = bytes_write(p, hd->key ? hd->key : "", hd->key_len, c);
+        p = bytes_write(p, null_value ? NULL : hd->value, (size_t)hd->value_len, c);
     }
     return p;
 }
@@ -750,16 +770,17 @@ static int batch_write(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
         .base_sequence = f->base_sequence,
         .record_count = (int32_t)n,
     };
+    /* The CRC covers the header from the attributes on, so the header goes in first. */
+    struct crc_run c = {.crc = 0, .from = buf + RECORD_BATCH_CRC_START};
     uint8_t *p = buf + RECORD_BATCH_HEADER_BYTES;
+    batch_header_write(buf, &h);
     if (plan->short_form && deltas == NULL)
-        p = records_write_short(p, msgs, n, now_ms, plan->base_ts);
+        p = records_write_short(p, msgs, n, now_ms, plan->base_ts, &c);
     else
         for (size_t i = 0; i < n; i++)
             p = record_write(p, &msgs[i], message_timestamp(&msgs[i], now_ms) - plan->base_ts,
-                             offset_delta_of(deltas, i));
-    /* The CRC covers the header from the attributes on, so the header goes in first. */
-    batch_header_write(buf, &h);
-    h.crc = shoal__crc32c(0, buf + RECORD_BATCH_CRC_START, plan->size - RECORD_BATCH_CRC_START);
+                             offset_delta_of(deltas, i), &c);
+    h.crc = shoal__crc32c(c.crc, c.from, (size_t)(buf + plan->size - c.from));
     shoal__put_be32(buf + RECORD_BATCH_CRC_OFFSET, h.crc);
     *len_out = plan->size;
     return 0;
