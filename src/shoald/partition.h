@@ -26,9 +26,9 @@ typedef struct dpart {
     bool fl_placed;   /* fl_slot is known (false between a seal and the next slot) */
     int log_fd;       /* the segment file of fl_slot, -1 until first write */
     index_writer_t iw;
-    bool index_dirty; /* iw has entries not yet fsynced (done when the segment is sealed) */
-    bool dir_dirty;   /* a segment file was opened (maybe created): fsync dir before acks */
-    uint64_t fl_dropped; /* bytes of log_fd dropped from the page cache after their fsync */
+    bool index_dirty;       /* iw has entries not yet fsynced (done when the segment is sealed) */
+    bool dir_dirty;         /* a segment file was opened (maybe created): fsync dir before acks */
+    uint64_t fl_dropped;    /* bytes of log_fd dropped from the page cache after their fsync */
     int64_t written_offset; /* next offset after the last batch written */
     int64_t synced_offset;  /* next offset after the last batch fsynced */
     int64_t last_sync_ns;
