@@ -10,9 +10,14 @@
  * The flusher follows the ring slot by slot: when its slot is SEALED and fully written,
  * it fsyncs and closes that segment and moves to the slot holding the next offset.
  *
- * flushed_offset in the control block moves only after fdatasync, and wakes producers
- * waiting for ACKS_DISK. A slot is freed for reuse only when everything in it is fsynced
- * and no reader pins it; so a full ring means the disk is behind, and producers wait.
+ * flushed_offset in the control block moves only after fdatasync (and an fsync of the
+ * directory when a segment file was opened since the last one), and wakes producers
+ * waiting for ACKS_DISK. The active segment's index files are fsynced at its seal, not
+ * per acknowledgement: recovery rebuilds the last segment's index from its log. Writes go
+ * out in 4 MiB chunks whose writeback starts at once, and synced pages leave the page
+ * cache (the ring holds them). A slot is freed for reuse only when everything in it is
+ * fsynced and no reader pins it; so a full ring means the disk is behind, and producers
+ * wait.
  *
  * Recovery. The last disk segment is scanned with CRCs and a torn or corrupt tail is cut
  * off (earlier segments were sealed after an fsync). If the shm ring survived (the daemon
