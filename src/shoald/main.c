@@ -27,6 +27,7 @@
 #include "broker.h"
 #include "log.h"
 #include "notify.h"
+#include "partition.h"
 #include "server.h"
 #include "util.h"
 
@@ -72,6 +73,14 @@ static int flusher_wait_ms(struct daemon *d)
     return d->watchdog_ns && wd_ms < ms ? (int)(wd_ms > 0 ? wd_ms : 1) : ms;
 }
 
+/* The flusher's loop: a pass over every partition, then a wait of flush.interval.ms that
+ * an ACKS_DISK waiter cuts short. A pass that copied FLUSH_BUSY_BYTES or more means records
+ * are streaming in: the next pass starts at once, so the disk gets each chunk as soon as
+ * it is appended rather than a tick's worth at a time (a producer at 2 GB/s appends 10 MB
+ * in a 5 ms tick, which an ACKS_DISK waiter would then wait for). The loop still only
+ * works while there is data to copy; a trickle of small appends is batched per tick. */
+#define FLUSH_BUSY_BYTES (256u << 10)
+
 static void *flusher_main(void *arg)
 {
     struct daemon *d = arg;
@@ -80,11 +89,13 @@ static void *flusher_main(void *arg)
     while (!d->stop) {
         int64_t now = shoal__mono_ns();
         bool reap = now - last_reap >= REAP_INTERVAL_NS;
+        uint64_t before = dpart_bytes_flushed();
         broker_flush_all(&d->broker, false, reap);
         if (reap)
             last_reap = now;
         watchdog_ping(d);
-        broker_wait_for_work(&d->broker, flusher_wait_ms(d));
+        if (dpart_bytes_flushed() - before < FLUSH_BUSY_BYTES)
+            broker_wait_for_work(&d->broker, flusher_wait_ms(d));
     }
     return NULL;
 }

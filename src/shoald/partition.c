@@ -10,9 +10,14 @@
  * The flusher follows the ring slot by slot: when its slot is SEALED and fully written,
  * it fsyncs and closes that segment and moves to the slot holding the next offset.
  *
- * flushed_offset in the control block moves only after fdatasync, and wakes producers
- * waiting for ACKS_DISK. A slot is freed for reuse only when everything in it is fsynced
- * and no reader pins it; so a full ring means the disk is behind, and producers wait.
+ * flushed_offset in the control block moves only after fdatasync (and an fsync of the
+ * directory when a segment file was opened since the last one), and wakes producers
+ * waiting for ACKS_DISK. The active segment's index files are fsynced at its seal, not
+ * per acknowledgement: recovery rebuilds the last segment's index from its log. Writes go
+ * out in 4 MiB chunks whose writeback starts at once, and synced pages leave the page
+ * cache (the ring holds them). A slot is freed for reuse only when everything in it is
+ * fsynced and no reader pins it; so a full ring means the disk is behind, and producers
+ * wait.
  *
  * Recovery. The last disk segment is scanned with CRCs and a torn or corrupt tail is cut
  * off (earlier segments were sealed after an fsync). If the shm ring survived (the daemon
@@ -35,7 +40,17 @@
 #include "util.h"
 
 #define DPART_LOCK_TIMEOUT_MS 1000
+#define FLUSH_CHUNK_BYTES     (4u << 20) /* per pwrite; writeback starts after each */
+#define DROP_ALIGN_BYTES      4096u      /* page cache is dropped in whole pages */
 #define ERROR_LOG_INTERVAL_NS (10 * 1000000000LL)
+
+/* Bytes copied from rings to segment files by every partition, for dpart_bytes_flushed(). */
+static _Atomic uint64_t bytes_flushed;
+
+uint64_t dpart_bytes_flushed(void)
+{
+    return atomic_load_explicit(&bytes_flushed, memory_order_relaxed);
+}
 
 /* Fault hook for the disk-full tests: while the file named by $SHOALD_TEST_ENOSPC_FILE
  * exists, segment writes and fsyncs fail with ENOSPC. Unset (always, in production), it
@@ -341,22 +356,61 @@ static int flusher_open_file(dpart_t *p)
     if (rc < 0) {
         close(p->log_fd);
         p->log_fd = -1;
+        return rc;
     }
-    return rc;
+    /* The files may have just been created: their directory entries must be durable
+     * before any record in them is acknowledged (the next flusher_sync fsyncs the dir). */
+    p->dir_dirty = true;
+    p->index_dirty = false;
+    p->fl_dropped = 0;
+    return 0;
 }
 
-/* Publish the fsynced watermark and wake producers waiting for it. */
-static int flusher_sync(dpart_t *p)
+/* Drop the fsynced bytes of the segment being written from the page cache (all of them
+ * when it is sealed; else whole pages only, so the next write never has to read back the
+ * page it extends). The ring in shared memory already holds these bytes for readers, so
+ * the page cache copy would be a second copy of them in RAM; and a flusher whose page
+ * cache only grows writes every byte into memory the kernel has to find fresh, which
+ * costs several times the copy (docs/PERFORMANCE.md). Readers behind the ring read the
+ * segment from disk. Best effort: clean pages only, the data is already durable. */
+static void flusher_drop_cache(dpart_t *p, bool whole)
+{
+    uint64_t end = whole ? p->fl_pos : p->fl_pos & ~(uint64_t)(DROP_ALIGN_BYTES - 1);
+    if (p->log_fd < 0 || end <= p->fl_dropped)
+        return;
+    (void)posix_fadvise(p->log_fd, (off_t)p->fl_dropped, (off_t)(end - p->fl_dropped),
+                        POSIX_FADV_DONTNEED);
+    p->fl_dropped = end;
+}
+
+/* Make everything written durable, publish the fsynced watermark and wake producers
+ * waiting for it. What an acknowledged record needs after a crash is its bytes in the
+ * .log (fdatasync, which covers the file's size) and the directory entries of a segment
+ * created since the last sync. The active segment's .index/.timeindex are not needed:
+ * recovery rebuilds the last segment's index from its log. So they are fsynced only when
+ * the segment is sealed (seal: recovery does not rescan sealed segments) or at shutdown,
+ * never on the acknowledgement path. */
+static int flusher_sync(dpart_t *p, bool seal)
 {
     struct shm_ctl *ctl = p->ring.ctl;
+    int io = io_fault();
+
     if (p->log_fd >= 0 && p->synced_offset != p->written_offset) {
-        int io = io_fault();
         if (io < 0 || fdatasync(p->log_fd) < 0)
             return SHOAL_ERR(io < 0 ? io : -errno, "%s-%u: fdatasync failed", p->topic, p->id);
+        atomic_fetch_add_explicit(&ctl->fsyncs, 1, memory_order_relaxed);
+    }
+    if (seal && p->log_fd >= 0 && p->index_dirty) {
         int rc = index_writer_sync(&p->iw);
         if (rc < 0)
             return rc;
-        atomic_fetch_add_explicit(&ctl->fsyncs, 1, memory_order_relaxed);
+        p->index_dirty = false;
+    }
+    if (p->dir_dirty) {
+        int rc = io < 0 ? io : shoal__fsync_dir(p->dir);
+        if (rc < 0)
+            return SHOAL_ERR(rc, "%s-%u: fsync of %s failed", p->topic, p->id, p->dir);
+        p->dir_dirty = false;
     }
     p->synced_offset = p->written_offset;
     p->last_sync_ns = shoal__mono_ns();
@@ -366,6 +420,7 @@ static int flusher_sync(dpart_t *p)
         if (atomic_load(&ctl->flush_waiters) > 0)
             shoal__futex_wake(&ctl->flush_seq, INT32_MAX);
     }
+    flusher_drop_cache(p, seal);
     return 0;
 }
 
@@ -373,18 +428,28 @@ static int flusher_sync(dpart_t *p)
 static int flusher_write(dpart_t *p, uint64_t used)
 {
     const uint8_t *data = p->ring.slots[p->fl_slot];
-    uint64_t pos = p->fl_pos;
+    uint64_t pos = p->fl_pos, idx_before;
     int rc;
 
     if (p->log_fd < 0 && (rc = flusher_open_file(p)) < 0)
         return rc;
     if (p->segment_since_ns == 0)
         p->segment_since_ns = shoal__mono_ns();
-    rc = io_fault();
-    if (rc == 0)
-        rc = shoal__pwrite_all(p->log_fd, data + pos, used - pos, pos);
-    if (rc < 0)
-        return SHOAL_ERR(rc, "%s-%u: write to segment failed", p->topic, p->id);
+    for (uint64_t at = pos; at < used;) {
+        size_t n = (size_t)SHOAL_MIN(used - at, FLUSH_CHUNK_BYTES);
+        rc = io_fault();
+        if (rc == 0)
+            rc = shoal__pwrite_all(p->log_fd, data + at, n, at);
+        if (rc < 0)
+            return SHOAL_ERR(rc, "%s-%u: write to segment failed", p->topic, p->id);
+        /* Start writeback of this chunk now, so the disk works while the next chunk is
+         * copied and the fdatasync that acknowledges it only waits for the tail. Without
+         * wait flags this neither blocks on the I/O nor consumes a writeback error: the
+         * fdatasync still reports it. */
+        (void)sync_file_range(p->log_fd, (off_t)at, (off_t)n, SYNC_FILE_RANGE_WRITE);
+        at += n;
+    }
+    idx_before = p->iw.index_bytes + p->iw.timeindex_bytes;
     while (pos < used) {
         record_batch_header_t h;
         if (record_batch_parse(data + pos, used - pos, &h) != 0) {
@@ -397,7 +462,10 @@ static int flusher_write(dpart_t *p, uint64_t used)
         p->written_offset = h.base_offset + h.last_offset_delta + 1;
         pos += record_batch_size(&h);
     }
+    if (p->iw.index_bytes + p->iw.timeindex_bytes != idx_before)
+        p->index_dirty = true;
     atomic_fetch_add(&p->disk_bytes_active, used - p->fl_pos);
+    atomic_fetch_add_explicit(&bytes_flushed, used - p->fl_pos, memory_order_relaxed);
     p->fl_pos = used;
     return 0;
 }
@@ -405,7 +473,7 @@ static int flusher_write(dpart_t *p, uint64_t used)
 /* The flushed slot is sealed and written out: close its segment, find the next slot. */
 static int flusher_next_slot(dpart_t *p)
 {
-    int rc = flusher_sync(p);
+    int rc = flusher_sync(p, true);
     if (rc < 0)
         return rc;
     if (p->log_fd >= 0) {
@@ -605,7 +673,7 @@ static int flush_pass(dpart_t *p, int flush_ms, bool final)
     if (rc < 0)
         return rc;
     now = shoal__mono_ns();
-    if ((final || flush_due(p, flush_ms, now)) && (rc = flusher_sync(p)) < 0)
+    if ((final || flush_due(p, flush_ms, now)) && (rc = flusher_sync(p, final)) < 0)
         return rc;
     flusher_reclaim(p);
     dpart_roll_by_time(p, now);

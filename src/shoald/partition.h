@@ -26,6 +26,9 @@ typedef struct dpart {
     bool fl_placed;   /* fl_slot is known (false between a seal and the next slot) */
     int log_fd;       /* the segment file of fl_slot, -1 until first write */
     index_writer_t iw;
+    bool index_dirty;       /* iw has entries not yet fsynced (done when the segment is sealed) */
+    bool dir_dirty;         /* a segment file was opened (maybe created): fsync dir before acks */
+    uint64_t fl_dropped;    /* bytes of log_fd dropped from the page cache after their fsync */
     int64_t written_offset; /* next offset after the last batch written */
     int64_t synced_offset;  /* next offset after the last batch fsynced */
     int64_t last_sync_ns;
@@ -57,6 +60,10 @@ int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char
  * segments (compact.h). Returns 0 or a negative code (the partition stops flushing after a
  * corrupt batch: SHOAL_ECORRUPT). */
 int dpart_flush(dpart_t *p, int flush_ms, bool final);
+/* Bytes the flusher has copied to segment files since the daemon started, all partitions
+ * together. The flusher thread compares it around a pass to tell records streaming in
+ * from an idle log. */
+uint64_t dpart_bytes_flushed(void);
 /* Clear reader entries of processes that died. */
 void dpart_reap(dpart_t *p);
 /* Unmap and close; the caller has run a final flush. */

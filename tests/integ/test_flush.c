@@ -1,0 +1,284 @@
+/* test_flush.c - what the flusher makes durable for an ACKS_DISK acknowledgement.
+ *
+ * An ACKS_DISK send returns once the record's bytes are in its segment's .log (fdatasync)
+ * and the segment file's directory entry is durable. The .index/.timeindex of the segment
+ * being written are fsynced only when it is sealed: recovery rebuilds the last segment's
+ * index from its log, so an acknowledgement does not wait for them. These tests take that
+ * at its word: after SIGKILL and a lost shm (a reboot), the active segment's index files
+ * are cut to nothing, as a power loss may leave writes that were never fsynced, and every
+ * acknowledged record must still be read back, found by offset and by timestamp. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "shoal.h"
+
+#define TEST_TIMEOUT_S 60
+#define SMALL_SEGMENT  (64ull << 10)
+#define TS0            1700000000000LL
+#define VALUE_BYTES    200  /* about 240 records per 64 KiB segment */
+#define N_RECORDS      1500 /* six segments or so: five sealed, the last one active */
+#define PER_BATCH      16
+#define MAX_BASES      64
+
+static shoal_topic_config_t topic_cfg(void)
+{
+    shoal_topic_config_t cfg;
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = SMALL_SEGMENT;
+    cfg.ring_slots = 4;
+    cfg.max_record_bytes = (uint32_t)(SMALL_SEGMENT / 4);
+    cfg.retention_ms = -1; /* the records carry 2023 timestamps: keep them */
+    return cfg;
+}
+
+static void make_value(char *v, int64_t i)
+{
+    memset(v, 'v', VALUE_BYTES);
+    snprintf(v, VALUE_BYTES, "rec-%" PRId64, i);
+}
+
+/* Records first..first+n-1 with ACKS_DISK, PER_BATCH per send; record i has timestamp
+ * TS0 + i. */
+static void send_acked_on_disk(shoal_client_t *c, const char *topic, int64_t first, int64_t n)
+{
+    static char values[PER_BATCH][VALUE_BYTES];
+    shoal_message_t msgs[PER_BATCH];
+    shoal_producer_options_t o;
+    shoal_producer_t *p;
+
+    shoal_producer_options_init(&o);
+    o.acks = SHOAL_ACKS_DISK;
+    assert_int_equal(shoal_producer_open(c, topic, &o, &p), 0);
+    for (int64_t i = first; i < first + n; i += PER_BATCH) {
+        size_t k = (size_t)(first + n - i < PER_BATCH ? first + n - i : PER_BATCH);
+        memset(msgs, 0, sizeof(msgs));
+        for (size_t j = 0; j < k; j++) {
+            make_value(values[j], i + (int64_t)j);
+            msgs[j].value = values[j];
+            msgs[j].value_len = VALUE_BYTES;
+            msgs[j].timestamp_ms = TS0 + i + (int64_t)j;
+            msgs[j].partition = 0;
+        }
+        assert_int_equal(shoal_send_batch(p, msgs, k, NULL), 0);
+    }
+    shoal_producer_close(p);
+}
+
+/* The segment bases of <data>/<topic>-0, sorted; returns how many. */
+static size_t segment_bases(const struct harness_daemon *d, const char *topic, int64_t *bases)
+{
+    char dir[PATH_MAX];
+    struct dirent *e;
+    size_t n = 0;
+    DIR *dp;
+
+    snprintf(dir, sizeof(dir), "%s/%s-0", d->data_dir, topic);
+    assert_non_null(dp = opendir(dir));
+    while ((e = readdir(dp)) && n < MAX_BASES) {
+        size_t len = strlen(e->d_name);
+        if (len > 4 && !strcmp(e->d_name + len - 4, ".log"))
+            bases[n++] = strtoll(e->d_name, NULL, 10);
+    }
+    closedir(dp);
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && bases[j - 1] > bases[j]; j--) {
+            int64_t t = bases[j];
+            bases[j] = bases[j - 1];
+            bases[j - 1] = t;
+        }
+    return n;
+}
+
+static off_t file_bytes(const struct harness_daemon *d, const char *topic, int64_t base,
+                        const char *ext)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s-0/%020" PRId64 "%s", d->data_dir, topic, base, ext);
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+static void cut_file(const struct harness_daemon *d, const char *topic, int64_t base,
+                     const char *ext)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s-0/%020" PRId64 "%s", d->data_dir, topic, base, ext);
+    assert_int_equal(truncate(path, 0), 0);
+}
+
+/* Every record 0..n-1 from offset 0, in order, with its value and timestamp. */
+static void assert_reads_all(shoal_client_t *c, const char *topic, int64_t n)
+{
+    shoal_record_t recs[256];
+    shoal_consumer_t *cons;
+    char want[VALUE_BYTES];
+    int64_t got = 0;
+
+    assert_int_equal(shoal_consumer_open(c, NULL, &cons), 0);
+    assert_int_equal(shoal_consumer_assign(cons, topic, NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(cons, topic, 0, SHOAL_SEEK_OFFSET, 0), 0);
+    while (got < n) {
+        int k = shoal_poll(cons, recs, 256, 2000);
+        if (k <= 0)
+            fail_msg("read stopped after %" PRId64 " of %" PRId64 ": %s (%s)", got, n,
+                     shoal_err_name(k), shoal_errmsg());
+        for (int j = 0; j < k; j++, got++) {
+            make_value(want, got);
+            assert_int_equal(recs[j].offset, got);
+            assert_int_equal(recs[j].timestamp_ms, TS0 + got);
+            assert_int_equal(recs[j].value_len, VALUE_BYTES);
+            assert_memory_equal(recs[j].value, want, VALUE_BYTES);
+        }
+    }
+    shoal_consumer_close(cons);
+}
+
+/* Seek by timestamp and by offset into the middle of a segment: the rebuilt index answers. */
+static void assert_seeks(shoal_client_t *c, const char *topic, int64_t at)
+{
+    shoal_consumer_t *cons;
+    shoal_record_t r;
+
+    assert_int_equal(shoal_consumer_open(c, NULL, &cons), 0);
+    assert_int_equal(shoal_consumer_assign(cons, topic, NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(cons, topic, 0, SHOAL_SEEK_TIMESTAMP, TS0 + at), 0);
+    assert_int_equal(shoal_consumer_position(cons, topic, 0), at);
+    assert_int_equal(shoal_poll(cons, &r, 1, 2000), 1);
+    assert_int_equal(r.offset, at);
+    assert_int_equal(shoal_consumer_seek(cons, topic, 0, SHOAL_SEEK_OFFSET, at + 7), 0);
+    assert_int_equal(shoal_poll(cons, &r, 1, 2000), 1);
+    assert_int_equal(r.offset, at + 7);
+    shoal_consumer_close(cons);
+}
+
+/* ------------------------------------------------------------------ fixture */
+
+static int setup(void **state)
+{
+    static struct harness_fixture f;
+    *state = &f;
+    return harness_fixture_start(&f, "tflush", TEST_TIMEOUT_S, "--log-level", "info", NULL);
+}
+
+static int teardown(void **state)
+{
+    return harness_fixture_stop(*state);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+INTEG_TEST(test_acks_disk_records_need_no_active_index_after_kill9_and_reboot)
+{
+    shoal_topic_config_t cfg = topic_cfg();
+    int64_t bases[MAX_BASES], last;
+    size_t n;
+
+    assert_int_equal(shoal_topic_create(f->c, "acked", &cfg), 0);
+    send_acked_on_disk(f->c, "acked", 0, N_RECORDS);
+
+    /* Sealed segments have their index written out with them. */
+    n = segment_bases(&f->d, "acked", bases);
+    assert_true(n >= 3);
+    for (size_t i = 0; i + 1 < n; i++)
+        assert_true(file_bytes(&f->d, "acked", bases[i], ".index") > 0);
+
+    /* SIGKILL, lose shared memory and the active segment's (never fsynced) index. */
+    last = bases[n - 1];
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    harness_daemon_wipe_shm(&f->d);
+    cut_file(&f->d, "acked", last, ".index");
+    cut_file(&f->d, "acked", last, ".timeindex");
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
+
+    assert_reads_all(f->c, "acked", N_RECORDS);
+    assert_seeks(f->c, "acked", N_RECORDS - 40);                 /* in the last segment */
+    assert_seeks(f->c, "acked", bases[1] + 30);                  /* in a sealed one */
+    assert_true(file_bytes(&f->d, "acked", last, ".index") > 0); /* rebuilt at start */
+
+    /* Appends continue after the recovered end and are acknowledged on disk again. */
+    send_acked_on_disk(f->c, "acked", N_RECORDS, 100);
+    assert_reads_all(f->c, "acked", N_RECORDS + 100);
+}
+
+/* Many producers waiting for the disk while records stream in still share fsyncs, and
+ * each one's records are on disk when its send returns. */
+#define STREAMERS     4
+#define STREAM_BATCHS 200
+
+static int stream_acked(void *arg)
+{
+    static char value[1024];
+    shoal_message_t msgs[64];
+    shoal_producer_options_t o;
+    shoal_producer_t *p;
+    shoal_client_t *c;
+    shoal_topic_info_t *info;
+    shoal_ack_t ack;
+
+    memset(value, 's', sizeof(value));
+    for (int j = 0; j < 64; j++)
+        msgs[j] = (shoal_message_t){.value = value, .value_len = sizeof(value), .partition = 0};
+    shoal_producer_options_init(&o);
+    o.acks = SHOAL_ACKS_DISK;
+    if (shoal_client_open(arg, &c) < 0 || shoal_producer_open(c, "stream", &o, &p) < 0)
+        return 2;
+    for (int i = 0; i < STREAM_BATCHS; i++) {
+        if (shoal_send_batch(p, msgs, 64, &ack) != 0)
+            return 1;
+        if (shoal_topic_describe(c, "stream", &info) < 0)
+            return 3;
+        if (info->partitions[0].flushed_offset < ack.offset + 64)
+            return 4; /* acknowledged before it was on disk */
+        shoal_topic_info_free(info);
+    }
+    return 0;
+}
+
+INTEG_TEST(test_streaming_acks_disk_producers_see_their_records_flushed)
+{
+    shoal_topic_config_t cfg = topic_cfg();
+    pid_t kids[STREAMERS];
+    shoal_topic_info_t *info;
+
+    cfg.segment_bytes = 1ull << 20; /* 52 MB through a 4 MiB ring */
+    cfg.max_record_bytes = 4096;
+    assert_int_equal(shoal_topic_create(f->c, "stream", &cfg), 0);
+    for (int i = 0; i < STREAMERS; i++)
+        assert_true((kids[i] = harness_fork(stream_acked, f->d.socket, TEST_TIMEOUT_S)) > 0);
+    for (int i = 0; i < STREAMERS; i++)
+        assert_int_equal(harness_wait(kids[i], TEST_TIMEOUT_S * 1000), 0);
+    assert_int_equal(shoal_topic_describe(f->c, "stream", &info), 0);
+    assert_int_equal(info->partitions[0].log_end_offset, STREAMERS * STREAM_BATCHS * 64);
+    assert_int_equal(info->partitions[0].flushed_offset, STREAMERS * STREAM_BATCHS * 64);
+    shoal_topic_info_free(info);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+        T(test_acks_disk_records_need_no_active_index_after_kill9_and_reboot),
+        T(test_streaming_acks_disk_producers_see_their_records_flushed),
+#undef T
+    };
+    const char *only = getenv("SHOAL_TEST_FILTER");
+
+    if (only && *only)
+        cmocka_set_test_filter(only);
+    setvbuf(stdout, NULL, _IONBF, 0);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
