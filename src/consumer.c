@@ -471,11 +471,16 @@ static int part_yield(shoal_consumer_t *c, struct consumer_part *cp)
     const struct shm_slot *s;
     uint32_t next;
 
-    if (!cp->cur.placed || atomic_load(&ctl->space_waiters) == 0)
+    if (!cp->cur.placed)
+        return 0;
+    /* The slot's own line first: poll reads it anyway (its `used`), while space_waiters and
+     * active_slot share the line every append writes (log_end_offset). A reader on the
+     * active slot, the usual case, so never loads that line. */
+    s = &ctl->slots[cp->cur.slot];
+    if (atomic_load(&s->state) != SHM_SLOT_SEALED || atomic_load(&ctl->space_waiters) == 0)
         return 0;
     next = (atomic_load(&ctl->active_slot) + 1) % cp->ring.slot_count;
-    s = &ctl->slots[cp->cur.slot];
-    if (cp->cur.slot != next || atomic_load(&s->state) != SHM_SLOT_SEALED)
+    if (cp->cur.slot != next)
         return 0;
     if (ctl->storage == SHOAL_STORAGE_MEMORY) {
         if (cp->position >= atomic_load(&s->end_offset)) { /* read it all: just move on */
@@ -551,6 +556,18 @@ static bool part_may_have_data(struct consumer_part *cp)
            atomic_load(&cp->ring.ctl->slots[cp->cur.slot].state) != SHM_SLOT_ACTIVE;
 }
 
+/* Data just appeared at the cursor: start fetching the batch's first two lines (its
+ * header and first records, still in the producer's cache) now, so the transfer overlaps
+ * the way back into part_fill_ring() instead of stalling the parse. A hint only. */
+static inline void part_prefetch(const struct consumer_part *cp)
+{
+    if (cp->cur.placed && !cp->seg.data) {
+        const uint8_t *at = cp->ring.slots[cp->cur.slot] + cp->cur.pos;
+        __builtin_prefetch(at, 0, 3);
+        __builtin_prefetch(at + 64, 0, 3);
+    }
+}
+
 static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
 {
     for (size_t i = 0; i < n; i++) {
@@ -565,10 +582,20 @@ static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
     }
 }
 
-/* Sleep until a producer appends to any partition or timeout_ms passes. */
-static int consumer_sleep(shoal_consumer_t *c, const uint32_t *seqs, int timeout_ms)
+/* Sleep until a producer appends to any partition or timeout_ms passes.
+ *
+ * The wake words are read here, after the announcement and its fence and before the last
+ * look for data, not at the start of every poll: a producer only changes `seq` while
+ * someone sleeps, so in a fan-out that line would move on every append, and every poll
+ * of every reader would pay for it. Reading it late loses no wake-up: if the last look
+ * misses a publish, the producer's fence guarantees it sees our `waiters` and bumps
+ * `seq` after that publish. Either our load of `seq` precedes the bump, and the futex
+ * wait returns at once or is woken, or it reads the bumped value, which orders the
+ * publish before our last look (acquire), so that look sees the data. */
+static int consumer_sleep(shoal_consumer_t *c, int timeout_ms)
 {
     _Atomic uint32_t *words[CONSUMER_WAIT_MAX];
+    uint32_t seqs[CONSUMER_WAIT_MAX];
     size_t n = SHOAL_MIN(c->nparts, CONSUMER_WAIT_MAX);
     bool ready = false;
     int rc = 0;
@@ -577,6 +604,8 @@ static int consumer_sleep(shoal_consumer_t *c, const uint32_t *seqs, int timeout
         words[i] = &c->parts[i].ring.rd->seq;
     consumer_set_sleeping(c, n, true);
     atomic_thread_fence(memory_order_seq_cst); /* pairs with ring_wake_readers()' fence */
+    for (size_t i = 0; i < n; i++)
+        seqs[i] = atomic_load(words[i]);
     for (size_t i = 0; i < c->nparts && !ready; i++)
         ready = part_may_have_data(&c->parts[i]);
     if (!ready) {
@@ -594,8 +623,10 @@ static bool consumer_spin(shoal_consumer_t *c, int64_t until_ns)
 {
     for (uint32_t i = 1;; i++) {
         for (size_t k = 0; k < c->nparts; k++)
-            if (part_may_have_data(&c->parts[k]))
+            if (part_may_have_data(&c->parts[k])) {
+                part_prefetch(&c->parts[k]);
                 return true;
+            }
         shoal__cpu_relax();
         /* the clock costs ~20 ns: look at it every 64 rounds */
         if ((i & 63) == 0 && shoal__mono_ns() >= until_ns)
@@ -664,7 +695,6 @@ size_t consumer__assigned_count(shoal_consumer_t *c)
 
 int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
 {
-    uint32_t seqs[CONSUMER_WAIT_MAX];
     int64_t deadline = 0; /* read the clock only once there is something to wait for */
 
     for (size_t i = 0; i < c->nparts; i++)
@@ -672,8 +702,6 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
     for (;;) {
         int64_t now, spin_until;
         int left_ms, n, rc;
-        for (size_t i = 0; i < SHOAL_MIN(c->nparts, CONSUMER_WAIT_MAX); i++)
-            seqs[i] = ring_wake_seq(&c->parts[i].ring);
         n = consumer_fill(c, out, max);
         if (n != 0 || timeout_ms == 0 || c->nparts == 0)
             return n;
@@ -690,7 +718,7 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
         left_ms = timeout_ms < 0 ? -1 : (int)((deadline - shoal__mono_ns()) / 1000000);
         if (timeout_ms > 0 && left_ms <= 0)
             return 0;
-        rc = consumer_sleep(c, seqs, left_ms);
+        rc = consumer_sleep(c, left_ms);
         if (rc < 0)
             return rc;
     }
