@@ -492,11 +492,22 @@ int record_iter_next(record_iter_t *it, shoal_record_t *out)
     return record_iter_next_checked(it, out);
 }
 
+/* Decoding records of this average size or more, ask for the line RECORD_PREFETCH_AHEAD
+ * bytes on at each record. A consumer following a producer on another core reads lines
+ * that are still in that core's cache, and each such miss costs a cross-core transfer
+ * (~100 ns here) that the hardware prefetcher does not hide: with a record or more of
+ * lines in flight, a fan-out of four consumers of 256-byte records went from 0.65x to
+ * ~0.9x a lone consumer. Smaller records get no hint: for them it measured slower. Never
+ * past the batch's end, so no line the producer may still be writing is pulled over. */
+#define RECORD_PREFETCH_MIN_AVG 128
+#define RECORD_PREFETCH_AHEAD   1024
+
 int record_iter_read(record_iter_t *it, shoal_record_t *out, size_t max)
 {
     const record_batch_header_t h = it->h;
     const uint8_t *p = it->p, *end = it->end;
     int32_t remaining = it->remaining;
+    bool big = remaining > 0 && (size_t)(end - p) / (size_t)remaining >= RECORD_PREFETCH_MIN_AVG;
     size_t n = 0;
     int rc = 0;
 
@@ -505,6 +516,8 @@ int record_iter_read(record_iter_t *it, shoal_record_t *out, size_t max)
     if (max > INT32_MAX)
         max = INT32_MAX;
     while (n < max && remaining > 0) {
+        if (big && (size_t)(end - p) > RECORD_PREFETCH_AHEAD)
+            __builtin_prefetch(p + RECORD_PREFETCH_AHEAD, 0, 3);
         if (record_short_decode(&h, p, end, &out[n], &p)) {
             remaining--;
             n++;
