@@ -507,7 +507,7 @@ int record_iter_read(record_iter_t *it, shoal_record_t *out, size_t max)
     const record_batch_header_t h = it->h;
     const uint8_t *p = it->p, *end = it->end;
     int32_t remaining = it->remaining;
-    bool big = remaining > 0 && (size_t)(end - p) / (size_t)remaining >= RECORD_PREFETCH_MIN_AVG;
+    bool big = (size_t)(end - p) >= (size_t)SHOAL_MAX(remaining, 1) * RECORD_PREFETCH_MIN_AVG;
     size_t n = 0;
     int rc = 0;
 
