@@ -559,7 +559,8 @@ static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
             return rc;
         total += rc;
     }
-    c->next_part = c->nparts ? (c->next_part + 1) % c->nparts : 0;
+    if (++c->next_part >= c->nparts) /* no division: this is on every poll's path */
+        c->next_part = 0;
     return total;
 }
 
@@ -750,7 +751,8 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
     int64_t deadline = 0; /* read the clock only once there is something to wait for */
 
     for (size_t i = 0; i < c->nparts; i++)
-        client_segment_close(&c->parts[i].retired);
+        if (c->parts[i].retired.data)
+            client_segment_close(&c->parts[i].retired);
     for (;;) {
         int64_t now, spin_until;
         int left_ms, n, rc;

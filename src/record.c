@@ -438,11 +438,32 @@ static inline bool short_length(const uint8_t *q, size_t room, int32_t *len, siz
     return true;
 }
 
+/* What decoding a record needs of its batch's header, copied into locals once per batch
+ * (the compiler may not keep fields of *h in registers across the stores to out). */
+typedef struct short_batch {
+    int64_t base_offset;
+    int64_t first_timestamp;
+    int64_t max_timestamp;
+    int32_t last_offset_delta;
+    bool log_append_time;
+} short_batch_t;
+
+static inline short_batch_t short_batch_of(const record_batch_header_t *h)
+{
+    return (short_batch_t){
+        .base_offset = h->base_offset,
+        .first_timestamp = h->first_timestamp,
+        .max_timestamp = h->max_timestamp,
+        .last_offset_delta = h->last_offset_delta,
+        .log_append_time = (h->attributes & RECORD_ATTR_LOG_APPEND_TIME) != 0,
+    };
+}
+
 /* Decode the record at p (end: the batch's end) into out and set *next past it; false
  * when it is not a short record or is damaged (the caller then uses the checked path). */
-static inline bool record_short_decode(const record_batch_header_t *h, const uint8_t *p,
-                                       const uint8_t *end, shoal_record_t *out,
-                                       const uint8_t **next)
+__attribute__((always_inline)) static inline bool
+record_short_decode(const short_batch_t *h, const uint8_t *p, const uint8_t *end,
+                    shoal_record_t *out, const uint8_t **next)
 {
     size_t avail = (size_t)(end - p), n, kn, vn, at;
     int32_t len, klen, vlen, off;
@@ -467,7 +488,7 @@ static inline bool record_short_decode(const record_batch_header_t *h, const uin
     /* The value must end one byte before the record does, and that byte says 0 headers. */
     if (at + vn + (size_t)(vlen > 0 ? vlen : 0) + 1 != (size_t)len || b[len - 1] != 0)
         return false;
-    if (h->attributes & RECORD_ATTR_LOG_APPEND_TIME)
+    if (h->log_append_time)
         out->timestamp_ms = h->max_timestamp;
     else if (__builtin_add_overflow(h->first_timestamp, (int64_t)zigzag1(b[1]), &out->timestamp_ms))
         return false;
@@ -485,7 +506,9 @@ static inline bool record_short_decode(const record_batch_header_t *h, const uin
 
 int record_iter_next(record_iter_t *it, shoal_record_t *out)
 {
-    if (it->remaining > 0 && record_short_decode(&it->h, it->p, it->end, out, &it->p)) {
+    short_batch_t h = short_batch_of(&it->h);
+
+    if (it->remaining > 0 && record_short_decode(&h, it->p, it->end, out, &it->p)) {
         it->remaining--;
         return 1;
     }
@@ -504,7 +527,7 @@ int record_iter_next(record_iter_t *it, shoal_record_t *out)
 
 int record_iter_read(record_iter_t *it, shoal_record_t *out, size_t max)
 {
-    const record_batch_header_t h = it->h;
+    const short_batch_t h = short_batch_of(&it->h);
     const uint8_t *p = it->p, *end = it->end;
     int32_t remaining = it->remaining;
     bool big = (size_t)(end - p) >= (size_t)SHOAL_MAX(remaining, 1) * RECORD_PREFETCH_MIN_AVG;
