@@ -547,8 +547,9 @@ static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record
 static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
 {
     int total = 0;
-    for (size_t k = 0; k < c->nparts && (size_t)total < max; k++) {
-        struct consumer_part *cp = &c->parts[(c->next_part + k) % c->nparts];
+    size_t i = c->next_part;
+    for (size_t k = 0; k < c->nparts && (size_t)total < max; k++, i++) {
+        struct consumer_part *cp = &c->parts[i < c->nparts ? i : i - c->nparts];
         int rc = part_fill(c, cp, out + total, max - (size_t)total);
         if (rc < 0 && total > 0) { /* records taken from other partitions go out first */
             cp->pending = rc;
@@ -570,18 +571,6 @@ static bool part_may_have_data(struct consumer_part *cp)
     return cp->seg.data != NULL || !cp->cur.placed ||
            cp->cur.pos < shoal_load_acquire(&cp->ring.ctl->slots[cp->cur.slot].used) ||
            atomic_load(&cp->ring.ctl->slots[cp->cur.slot].state) != SHM_SLOT_ACTIVE;
-}
-
-/* Data just appeared at the cursor: start fetching the batch's first two lines (its
- * header and first records, still in the producer's cache) now, so the transfer overlaps
- * the way back into part_fill_ring() instead of stalling the parse. A hint only. */
-static inline void part_prefetch(const struct consumer_part *cp)
-{
-    if (cp->cur.placed && !cp->seg.data) {
-        const uint8_t *at = cp->ring.slots[cp->cur.slot] + cp->cur.pos;
-        __builtin_prefetch(at, 0, 3);
-        __builtin_prefetch(at + 64, 0, 3);
-    }
 }
 
 static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
@@ -639,10 +628,8 @@ static bool consumer_spin(shoal_consumer_t *c, int64_t now, int64_t until_ns, bo
 {
     for (uint32_t i = 1;; i++) {
         for (size_t k = 0; k < c->nparts; k++)
-            if (part_may_have_data(&c->parts[k])) {
-                part_prefetch(&c->parts[k]);
+            if (part_may_have_data(&c->parts[k]))
                 return true;
-            }
         if (yield) {
             int64_t before = now;
             sched_yield();
