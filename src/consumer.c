@@ -489,8 +489,8 @@ static int part_yield(shoal_consumer_t *c, struct consumer_part *cp)
     if (!cp->cur.placed)
         return 0;
     /* The slot's own line first: poll reads it anyway (its `used`), while space_waiters and
-     * active_slot share the line every append writes (log_end_offset). A reader on the
-     * active slot, the usual case, so never loads that line. */
+     * active_slot share the line every append writes (log_end_offset). So a reader on the
+     * active slot, the usual case, never loads that line. */
     s = &ctl->slots[cp->cur.slot];
     if (atomic_load(&s->state) != SHM_SLOT_SEALED || atomic_load(&ctl->space_waiters) == 0)
         return 0;
@@ -622,8 +622,10 @@ static int consumer_sleep(shoal_consumer_t *c, int timeout_ms)
     return rc == -ETIMEDOUT ? 0 : rc;
 }
 
-/* Spin until some partition may have data (true) or the clock passes until_ns (false).
- * Loads only: a spinning consumer costs the producers nothing, not even a wake-up call. */
+/* Spin until some partition may have data (true) or the clock passes until_ns (false),
+ * with pause, or with sched_yield() when yield is set (see consumer_cpu_shared()). Loads
+ * only on shared memory: a spinning consumer costs the producers nothing, not even a
+ * wake-up call. */
 static bool consumer_spin(shoal_consumer_t *c, int64_t now, int64_t until_ns, bool yield)
 {
     for (uint32_t i = 1;; i++) {
