@@ -17,9 +17,16 @@
  * Before sleeping it may spin (options.wait): SHOAL_WAIT_DEFAULT watches the partitions'
  * published positions for spin_ns, SHOAL_WAIT_SPIN until the timeout, SHOAL_WAIT_FUTEX not
  * at all. A spinning consumer is not counted in `waiters`, so a producer that finds it
- * spinning makes no wake-up system call; only plain loads touch the shared lines. */
+ * spinning makes no wake-up system call; only plain loads touch the shared lines. When the
+ * thread shares its CPU with other runnable threads (it was preempted lately), the default
+ * strategy spins with sched_yield() instead of pause: in a fan-out on few CPUs the other
+ * consumers and the producer run in its turn, and no sleeper costs the producer a wake-up.
+ * A poll touches, per partition, the slot descriptor line it reads (`used`, `state`) and
+ * the batch; it writes no shared line and reads no line an append writes besides those. */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
+#include <sys/resource.h>
 
 #include "client.h"
 #include "group_consumer.h"
@@ -27,6 +34,10 @@
 #include "util.h"
 
 #define CONSUMER_WAIT_MAX 128 /* futex_waitv's limit; more partitions are polled in turns */
+/* Looking for other runnable threads (getrusage) at most this often while waiting. */
+#define CONSUMER_SHARED_CHECK_NS 100000
+/* A sched_yield() that returns sooner ran nobody else (it costs ~200 ns alone here). */
+#define CONSUMER_YIELD_ALONE_NS 2000
 
 struct consumer_part {
     char *topic; /* this partition's own copy */
@@ -49,6 +60,10 @@ struct shoal_consumer {
     size_t nparts;
     size_t next_part;     /* where the next poll starts, for fairness */
     struct cgroup *group; /* group membership (group_consumer.c), or NULL */
+    /* SHOAL_WAIT_DEFAULT: is this thread's CPU shared with other runnable threads? */
+    int64_t shared_checked_ns; /* when it was last looked at */
+    long nivcsw;               /* involuntary context switches at that time */
+    bool cpu_shared;           /* some since the look before: spin by yielding */
 };
 
 void shoal_consumer_options_init(shoal_consumer_options_t *o)
@@ -279,12 +294,32 @@ int64_t shoal_consumer_position(shoal_consumer_t *c, const char *topic, int32_t 
 
 /* ------------------------------------------------------------------ decoding */
 
+/* Keep the records out[from..to) at or past *pos, in offset order, packed from out[from];
+ * returns where the kept ones end. Records below the position were returned by an earlier
+ * poll that stopped inside this batch. */
+static int keep_new(struct consumer_part *cp, shoal_record_t *out, int from, int to, int64_t *pos)
+{
+    int kept = from;
+    for (int i = from; i < to; i++) {
+        if (out[i].offset < *pos)
+            continue;
+        if (i != kept)
+            out[kept] = out[i];
+        out[kept].topic = cp->topic;
+        out[kept].partition = cp->partition;
+        *pos = out[kept].offset + 1;
+        kept++;
+    }
+    return kept;
+}
+
 /* Emit the records of one batch at or after cp->position into out[0..max). Returns how
  * many; *whole is set when the batch was used up. */
 static int emit_batch(struct consumer_part *cp, const uint8_t *batch,
                       const record_batch_header_t *h, bool check_crc, shoal_record_t *out,
                       size_t max, bool *whole)
 {
+    int64_t pos = cp->position, last = h->base_offset + h->last_offset_delta;
     record_iter_t it;
     int n = 0, rc;
 
@@ -295,26 +330,21 @@ static int emit_batch(struct consumer_part *cp, const uint8_t *batch,
     if ((rc = record_iter_init(&it, batch, h)) < 0)
         return rc;
     while ((size_t)n < max) {
-        shoal_record_t *r = &out[n];
-        rc = record_iter_next(&it, r);
-        if (rc < 0) /* hand out what came before the damage; it is met again next poll */
+        rc = record_iter_read(&it, out + n, max - (size_t)n);
+        if (rc < 0) { /* hand out what came before the damage; it is met again next poll */
+            cp->position = pos;
             return n > 0 ? n : rc;
+        }
         if (rc == 0) {
             *whole = true;
-            cp->position = SHOAL_MAX(cp->position, h->base_offset + h->last_offset_delta + 1);
-            return n;
+            break;
         }
-        if (r->offset < cp->position)
-            continue;
-        r->topic = cp->topic;
-        r->partition = cp->partition;
-        cp->position = r->offset + 1;
-        n++;
+        n = keep_new(cp, out, n, n + rc, &pos);
     }
-    /* out is full: was that the batch's last record? */
-    *whole = it.remaining == 0;
-    if (*whole)
-        cp->position = SHOAL_MAX(cp->position, h->base_offset + h->last_offset_delta + 1);
+    /* out may be full: was that the batch's last record? */
+    if (!*whole)
+        *whole = it.remaining == 0;
+    cp->position = *whole ? SHOAL_MAX(pos, last + 1) : pos;
     return n;
 }
 
@@ -456,11 +486,16 @@ static int part_yield(shoal_consumer_t *c, struct consumer_part *cp)
     const struct shm_slot *s;
     uint32_t next;
 
-    if (!cp->cur.placed || atomic_load(&ctl->space_waiters) == 0)
+    if (!cp->cur.placed)
+        return 0;
+    /* The slot's own line first: poll reads it anyway (its `used`), while space_waiters and
+     * active_slot share the line every append writes (log_end_offset). So a reader on the
+     * active slot, the usual case, never loads that line. */
+    s = &ctl->slots[cp->cur.slot];
+    if (atomic_load(&s->state) != SHM_SLOT_SEALED || atomic_load(&ctl->space_waiters) == 0)
         return 0;
     next = (atomic_load(&ctl->active_slot) + 1) % cp->ring.slot_count;
-    s = &ctl->slots[cp->cur.slot];
-    if (cp->cur.slot != next || atomic_load(&s->state) != SHM_SLOT_SEALED)
+    if (cp->cur.slot != next)
         return 0;
     if (ctl->storage == SHOAL_STORAGE_MEMORY) {
         if (cp->position >= atomic_load(&s->end_offset)) { /* read it all: just move on */
@@ -512,8 +547,9 @@ static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record
 static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
 {
     int total = 0;
-    for (size_t k = 0; k < c->nparts && (size_t)total < max; k++) {
-        struct consumer_part *cp = &c->parts[(c->next_part + k) % c->nparts];
+    size_t i = c->next_part;
+    for (size_t k = 0; k < c->nparts && (size_t)total < max; k++, i++) {
+        struct consumer_part *cp = &c->parts[i < c->nparts ? i : i - c->nparts];
         int rc = part_fill(c, cp, out + total, max - (size_t)total);
         if (rc < 0 && total > 0) { /* records taken from other partitions go out first */
             cp->pending = rc;
@@ -524,7 +560,8 @@ static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
             return rc;
         total += rc;
     }
-    c->next_part = c->nparts ? (c->next_part + 1) % c->nparts : 0;
+    if (++c->next_part >= c->nparts) /* no division: this is on every poll's path */
+        c->next_part = 0;
     return total;
 }
 
@@ -550,10 +587,20 @@ static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
     }
 }
 
-/* Sleep until a producer appends to any partition or timeout_ms passes. */
-static int consumer_sleep(shoal_consumer_t *c, const uint32_t *seqs, int timeout_ms)
+/* Sleep until a producer appends to any partition or timeout_ms passes.
+ *
+ * The wake words are read here, after the announcement and its fence and before the last
+ * look for data, not at the start of every poll: a producer only changes `seq` while
+ * someone sleeps, so in a fan-out that line would move on every append, and every poll
+ * of every reader would pay for it. Reading it late loses no wake-up: if the last look
+ * misses a publish, the producer's fence guarantees it sees our `waiters` and bumps
+ * `seq` after that publish. Either our load of `seq` precedes the bump, and the futex
+ * wait returns at once or is woken, or it reads the bumped value, which orders the
+ * publish before our last look (acquire), so that look sees the data. */
+static int consumer_sleep(shoal_consumer_t *c, int timeout_ms)
 {
     _Atomic uint32_t *words[CONSUMER_WAIT_MAX];
+    uint32_t seqs[CONSUMER_WAIT_MAX];
     size_t n = SHOAL_MIN(c->nparts, CONSUMER_WAIT_MAX);
     bool ready = false;
     int rc = 0;
@@ -562,6 +609,8 @@ static int consumer_sleep(shoal_consumer_t *c, const uint32_t *seqs, int timeout
         words[i] = &c->parts[i].ring.rd->seq;
     consumer_set_sleeping(c, n, true);
     atomic_thread_fence(memory_order_seq_cst); /* pairs with ring_wake_readers()' fence */
+    for (size_t i = 0; i < n; i++)
+        seqs[i] = atomic_load(words[i]);
     for (size_t i = 0; i < c->nparts && !ready; i++)
         ready = part_may_have_data(&c->parts[i]);
     if (!ready) {
@@ -573,19 +622,58 @@ static int consumer_sleep(shoal_consumer_t *c, const uint32_t *seqs, int timeout
     return rc == -ETIMEDOUT ? 0 : rc;
 }
 
-/* Spin until some partition may have data (true) or the clock passes until_ns (false).
- * Loads only: a spinning consumer costs the producers nothing, not even a wake-up call. */
-static bool consumer_spin(shoal_consumer_t *c, int64_t until_ns)
+/* Spin until some partition may have data (true) or the clock passes until_ns (false),
+ * with pause, or with sched_yield() when yield is set (see consumer_cpu_shared()). Loads
+ * only on shared memory: a spinning consumer costs the producers nothing, not even a
+ * wake-up call. */
+static bool consumer_spin(shoal_consumer_t *c, int64_t now, int64_t until_ns, bool yield)
 {
     for (uint32_t i = 1;; i++) {
         for (size_t k = 0; k < c->nparts; k++)
             if (part_may_have_data(&c->parts[k]))
                 return true;
+        if (yield) {
+            int64_t before = now;
+            sched_yield();
+            now = shoal__mono_ns();
+            /* Back so soon that nobody else ran: the CPU is ours after all, pause. */
+            if (now - before < CONSUMER_YIELD_ALONE_NS)
+                yield = c->cpu_shared = false;
+            if (now >= until_ns)
+                return false;
+            continue;
+        }
         shoal__cpu_relax();
         /* the clock costs ~20 ns: look at it every 64 rounds */
         if ((i & 63) == 0 && shoal__mono_ns() >= until_ns)
             return false;
     }
+}
+
+/* Whether SHOAL_WAIT_DEFAULT should spin by yielding the CPU rather than with pause.
+ *
+ * A consumer alone on its CPU spins with pause: data is seen within a few tens of
+ * nanoseconds. But when more threads are runnable than there are CPUs (a fan-out of four
+ * consumers and a producer on two CPUs), a spinning consumer holds a CPU that the others
+ * need, and one that gives up and sleeps costs the producer a wake-up system call per
+ * append. Yielding instead lets the other consumers and the producer run and still needs
+ * no wake-up: the consumer looks for data each time the scheduler comes back to it.
+ *
+ * The sign of a shared CPU is the thread's involuntary context switches (preemptions, and
+ * yields that did run someone else): looked at with getrusage() at most every 100 us, and
+ * only on the way into a wait, so a consumer that has data never makes the call. */
+static bool consumer_cpu_shared(shoal_consumer_t *c, int64_t now)
+{
+    struct rusage ru;
+
+    if (now - c->shared_checked_ns < CONSUMER_SHARED_CHECK_NS)
+        return c->cpu_shared;
+    c->shared_checked_ns = now;
+    if (getrusage(RUSAGE_THREAD, &ru) < 0)
+        return c->cpu_shared = false;
+    c->cpu_shared = ru.ru_nivcsw != c->nivcsw;
+    c->nivcsw = ru.ru_nivcsw;
+    return c->cpu_shared;
 }
 
 /* The end of the spinning phase of a wait that started at now. */
@@ -649,16 +737,14 @@ size_t consumer__assigned_count(shoal_consumer_t *c)
 
 int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
 {
-    uint32_t seqs[CONSUMER_WAIT_MAX];
     int64_t deadline = 0; /* read the clock only once there is something to wait for */
 
     for (size_t i = 0; i < c->nparts; i++)
-        client_segment_close(&c->parts[i].retired);
+        if (c->parts[i].retired.data)
+            client_segment_close(&c->parts[i].retired);
     for (;;) {
         int64_t now, spin_until;
         int left_ms, n, rc;
-        for (size_t i = 0; i < SHOAL_MIN(c->nparts, CONSUMER_WAIT_MAX); i++)
-            seqs[i] = ring_wake_seq(&c->parts[i].ring);
         n = consumer_fill(c, out, max);
         if (n != 0 || timeout_ms == 0 || c->nparts == 0)
             return n;
@@ -668,14 +754,16 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
         if (timeout_ms > 0 && now >= deadline)
             return 0;
         spin_until = consumer_spin_until(c, now, deadline, timeout_ms);
-        if (spin_until > now && consumer_spin(c, spin_until))
+        if (spin_until > now &&
+            consumer_spin(c, now, spin_until,
+                          c->opts.wait == SHOAL_WAIT_DEFAULT && consumer_cpu_shared(c, now)))
             continue;
         if (c->opts.wait == SHOAL_WAIT_SPIN)
             continue; /* the deadline check above ends it */
         left_ms = timeout_ms < 0 ? -1 : (int)((deadline - shoal__mono_ns()) / 1000000);
         if (timeout_ms > 0 && left_ms <= 0)
             return 0;
-        rc = consumer_sleep(c, seqs, left_ms);
+        rc = consumer_sleep(c, left_ms);
         if (rc < 0)
             return rc;
     }

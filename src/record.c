@@ -372,7 +372,9 @@ static int record_body_decode(const record_iter_t *it, record_reader_t *body, sh
     return 0;
 }
 
-int record_iter_next(record_iter_t *it, shoal_record_t *out)
+/* The checked decoder: every field against what is left, with a detail for each kind of
+ * damage. Used for the records the short path below does not take, and to report. */
+int record_iter_next_checked(record_iter_t *it, shoal_record_t *out)
 {
     record_reader_t r = {it->p, it->end};
     int32_t len;
@@ -393,6 +395,173 @@ int record_iter_next(record_iter_t *it, shoal_record_t *out)
     it->p = body.end;
     it->remaining--;
     return 1;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Short records: the fast path
+ *
+ * What shoal's encoder and most Kafka clients write is records without headers whose
+ * lengths take one or two varint bytes and whose timestamp and offset deltas take one. For
+ * those, record_short_decode() checks the bounds once per record instead of once per
+ * field: the record length against the batch, then each length against the record, and
+ * finally that the fields end exactly where the record does. It reads each byte once and
+ * never forms a pointer past the record. Anything else (a longer varint, a negative
+ * length other than -1, headers, an offset delta outside the batch, a timestamp that
+ * overflows) makes it return false without touching the iterator, and the checked decoder
+ * above takes the record again from its first byte: it accepts what is valid and reports
+ * what is not, so the fast path changes the speed of decoding, never its outcome.
+ * ------------------------------------------------------------------------------------- */
+
+static inline int32_t zigzag1(uint8_t b)
+{
+    return (int32_t)(b >> 1) ^ -(int32_t)(b & 1);
+}
+
+/* A length in one or two varint bytes at q, room >= 1 bytes readable: *len (-1 for null)
+ * and *used bytes. False for a longer varint or a negative length other than -1. */
+static inline bool short_length(const uint8_t *q, size_t room, int32_t *len, size_t *used)
+{
+    uint32_t u = q[0];
+
+    *used = 1;
+    if (u >= 0x80) {
+        if (room < 2 || q[1] >= 0x80)
+            return false;
+        u = (u & 0x7f) | (uint32_t)q[1] << 7;
+        *used = 2;
+    }
+    if (u & 1) {
+        *len = -1;
+        return u == 1;
+    }
+    *len = (int32_t)(u >> 1);
+    return true;
+}
+
+/* What decoding a record needs of its batch's header, copied into locals once per batch
+ * (the compiler may not keep fields of *h in registers across the stores to out). */
+typedef struct short_batch {
+    int64_t base_offset;
+    int64_t first_timestamp;
+    int64_t max_timestamp;
+    int32_t last_offset_delta;
+    bool log_append_time;
+} short_batch_t;
+
+static inline short_batch_t short_batch_of(const record_batch_header_t *h)
+{
+    return (short_batch_t){
+        .base_offset = h->base_offset,
+        .first_timestamp = h->first_timestamp,
+        .max_timestamp = h->max_timestamp,
+        .last_offset_delta = h->last_offset_delta,
+        .log_append_time = (h->attributes & RECORD_ATTR_LOG_APPEND_TIME) != 0,
+    };
+}
+
+/* Decode the record at p (end: the batch's end) into out and set *next past it; false
+ * when it is not a short record or is damaged (the caller then uses the checked path). */
+__attribute__((always_inline)) static inline bool
+record_short_decode(const short_batch_t *h, const uint8_t *p, const uint8_t *end,
+                    shoal_record_t *out, const uint8_t **next)
+{
+    size_t avail = (size_t)(end - p), n, kn, vn, at;
+    int32_t len, klen, vlen, off;
+    const uint8_t *b;
+
+    /* attributes, timestamp delta, offset delta, key length, value length, header count */
+    if (avail < 7 || !short_length(p, avail, &len, &n) || len < 6 || (size_t)len > avail - n)
+        return false;
+    b = p + n; /* the record's len bytes: b[0] is the unused attributes byte */
+    if ((b[1] | b[2]) >= 0x80)
+        return false;
+    off = zigzag1(b[2]);
+    if (off < 0 || off > h->last_offset_delta)
+        return false;
+    if (!short_length(b + 3, (size_t)len - 3, &klen, &kn))
+        return false;
+    at = 3 + kn + (size_t)(klen > 0 ? klen : 0); /* where the value length starts */
+    if (at + 2 > (size_t)len)                    /* room for it and the header count */
+        return false;
+    if (!short_length(b + at, (size_t)len - at - 1, &vlen, &vn))
+        return false;
+    /* The value must end one byte before the record does, and that byte says 0 headers. */
+    if (at + vn + (size_t)(vlen > 0 ? vlen : 0) + 1 != (size_t)len || b[len - 1] != 0)
+        return false;
+    if (h->log_append_time)
+        out->timestamp_ms = h->max_timestamp;
+    else if (__builtin_add_overflow(h->first_timestamp, (int64_t)zigzag1(b[1]), &out->timestamp_ms))
+        return false;
+    out->offset = h->base_offset + off;
+    out->key = klen < 0 ? NULL : b + 3 + kn;
+    out->key_len = klen;
+    out->value = vlen < 0 ? NULL : b + at + vn;
+    out->value_len = vlen;
+    out->header_count = 0;
+    out->headers_raw = b + len;
+    out->headers_len = 0;
+    *next = b + len;
+    return true;
+}
+
+int record_iter_next(record_iter_t *it, shoal_record_t *out)
+{
+    short_batch_t h = short_batch_of(&it->h);
+
+    if (it->remaining > 0 && record_short_decode(&h, it->p, it->end, out, &it->p)) {
+        it->remaining--;
+        return 1;
+    }
+    return record_iter_next_checked(it, out);
+}
+
+/* Decoding records of this average size or more, ask for the line RECORD_PREFETCH_AHEAD
+ * bytes on at each record. A consumer following a producer on another core reads lines
+ * that are still in that core's cache, and each such miss costs a cross-core transfer
+ * (~100 ns here) that the hardware prefetcher does not hide: with a record or more of
+ * lines in flight, a fan-out of four consumers of 256-byte records went from 0.65x to
+ * ~0.9x a lone consumer. Smaller records get no hint: for them it measured slower. Never
+ * past the batch's end, so no line the producer may still be writing is pulled over. */
+#define RECORD_PREFETCH_MIN_AVG 128
+#define RECORD_PREFETCH_AHEAD   1024
+
+int record_iter_read(record_iter_t *it, shoal_record_t *out, size_t max)
+{
+    const short_batch_t h = short_batch_of(&it->h);
+    const uint8_t *p = it->p, *end = it->end;
+    int32_t remaining = it->remaining;
+    bool big = (size_t)(end - p) >= (size_t)SHOAL_MAX(remaining, 1) * RECORD_PREFETCH_MIN_AVG;
+    size_t n = 0;
+    int rc = 0;
+
+    if (max == 0)
+        return 0;
+    if (max > INT32_MAX)
+        max = INT32_MAX;
+    while (n < max && remaining > 0) {
+        if (big && (size_t)(end - p) > RECORD_PREFETCH_AHEAD)
+            __builtin_prefetch(p + RECORD_PREFETCH_AHEAD, 0, 3);
+        if (record_short_decode(&h, p, end, &out[n], &p)) {
+            remaining--;
+            n++;
+            continue;
+        }
+        it->p = p;
+        it->remaining = remaining;
+        rc = record_iter_next_checked(it, &out[n]);
+        p = it->p;
+        remaining = it->remaining;
+        if (rc < 0)
+            break;
+        n++;
+    }
+    it->p = p;
+    it->remaining = remaining;
+    if (n > 0)
+        return (int)n;
+    if (rc < 0)
+        return rc;
+    return record_iter_next_checked(it, out); /* 0 at the end, or the bytes past it */
 }
 
 int shoal_record_header(const shoal_record_t *rec, size_t *iter, shoal_header_t *out)

@@ -145,6 +145,16 @@ int record_iter_init(record_iter_t *it, const uint8_t *batch, const record_batch
  * the record count disagrees with the bytes. */
 int record_iter_next(record_iter_t *it, shoal_record_t *out);
 
+/* record_iter_next() without its fast path for short records: every field checked on its
+ * own. Same results by construction; exposed so tests can compare the two. */
+int record_iter_next_checked(record_iter_t *it, shoal_record_t *out);
+
+/* record_iter_next() for up to max records at once: fills out[0..n) and returns n >= 1,
+ * or 0 after the last record (or when max is 0), or SHOAL_ECORRUPT when the next record is damaged
+ * (records before the damage are returned first; the damage is reported by the call after). The
+ * same checks as record_iter_next(); one call per batch saves the per-record call. */
+int record_iter_read(record_iter_t *it, shoal_record_t *out, size_t max);
+
 /* Decode one header from an encoded headers area (shoal_record_header() uses this).
  * Returns 0 and advances *p past it, or SHOAL_ECORRUPT. */
 int record_header_decode(const uint8_t **p, const uint8_t *end, shoal_header_t *out);

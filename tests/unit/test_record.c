@@ -957,6 +957,212 @@ static void test_record_base_offset_is_outside_the_crc(void **state)
 }
 
 /* ---------------------------------------------------------------------------------------
+ * The short-record fast path (record_iter_read, record_iter_next) must decide exactly what
+ * the checked decoder decides: same records, same views, same final code.
+ * ------------------------------------------------------------------------------------- */
+
+static void assert_record_equal(const shoal_record_t *a, const shoal_record_t *b)
+{
+    assert_int_equal(a->offset, b->offset);
+    assert_int_equal(a->timestamp_ms, b->timestamp_ms);
+    assert_ptr_equal(a->key, b->key);
+    assert_int_equal(a->key_len, b->key_len);
+    assert_ptr_equal(a->value, b->value);
+    assert_int_equal(a->value_len, b->value_len);
+    assert_int_equal(a->header_count, b->header_count);
+    assert_ptr_equal(a->headers_raw, b->headers_raw);
+    assert_int_equal(a->headers_len, b->headers_len);
+}
+
+/* Decode the batch in buf both ways, the fast one in reads of up to chunk (<= 8) records.
+ * Returns how many records both handed out. */
+static int compare_paths(const uint8_t *buf, size_t len, size_t chunk)
+{
+    record_batch_header_t h;
+    record_iter_t fast, slow;
+    shoal_record_t a[8], b;
+    int rc, n = 0;
+
+    if (record_batch_parse(buf, len, &h) != 0 || record_iter_init(&fast, buf, &h) != 0)
+        return 0;
+    slow = fast;
+    while ((rc = record_iter_read(&fast, a, chunk)) > 0) {
+        assert_true(rc <= (int)chunk);
+        for (int i = 0; i < rc; i++, n++) {
+            assert_int_equal(record_iter_next_checked(&slow, &b), 1);
+            assert_record_equal(&a[i], &b);
+            assert_view_inside(a[i].key, a[i].key_len, buf, buf + len);
+            assert_view_inside(a[i].value, a[i].value_len, buf, buf + len);
+        }
+    }
+    assert_int_equal(rc, record_iter_next_checked(&slow, &b));
+    return n;
+}
+
+/* A shoal-encoded batch whose lengths take one, two and three varint bytes, null and empty
+ * keys and values, one record with headers, and timestamp deltas of one and two bytes. */
+static uint8_t *encode_mixed_batch(size_t *len)
+{
+    static const size_t sizes[] = {0, 1, 63, 64, 200, 8191, 8192, 300};
+    static uint8_t big[8192];
+    const shoal_header_t hdr = {"h", 1, "x", 1};
+    shoal_message_t msgs[12];
+    record_batch_fields_t f;
+    size_t n = 0;
+
+    memset(big, 'b', sizeof(big));
+    memset(msgs, 0, sizeof(msgs));
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(sizes); i++, n++) {
+        msgs[n].key = i % 3 == 0 ? NULL : big;
+        msgs[n].key_len = i % 3 == 0 ? 0 : i % 3 == 1 ? 1 : 70;
+        msgs[n].value = big;
+        msgs[n].value_len = sizes[i];
+        msgs[n].timestamp_ms = 100000 + (int64_t)i * (i == 5 ? 90 : 1);
+    }
+    msgs[n++] = (shoal_message_t){.key = NULL, .value = NULL, .timestamp_ms = 100000};
+    msgs[n++] = (shoal_message_t){
+        .key = "k", .key_len = 1, .value = "v", .value_len = 1, .headers = &hdr, .header_count = 1};
+    msgs[n++] = (shoal_message_t){.key = "", .key_len = 0, .value = "", .value_len = 0};
+    record_batch_fields_init(&f);
+    f.base_offset = 7;
+    *len = record_batch_encoded_size(msgs, n, 100000);
+    uint8_t *buf = malloc(*len);
+    assert_non_null(buf);
+    assert_int_equal(record_batch_encode(buf, *len, &f, msgs, n, 100000, len), 0);
+    return buf;
+}
+
+static void test_record_fast_path_decodes_what_the_checked_path_does(void **state)
+{
+    size_t len;
+    uint8_t *buf = encode_mixed_batch(&len);
+    (void)state;
+
+    for (size_t chunk = 1; chunk <= 8; chunk++)
+        assert_int_equal(compare_paths(buf, len, chunk), 11);
+    free(buf);
+}
+
+static void test_record_fast_path_refuses_what_the_checked_path_refuses(void **state)
+{
+    /* Record length 200 (two bytes) in a batch that ends after 9 bytes. */
+    const uint8_t len_past_batch[] = {0x90, 0x03, 0x00, 0x00, 0x00, 0x01, 0x02, 'v', 0x00};
+    /* The second record is cut inside its two-byte length: the batch ends on 0x80. */
+    const uint8_t cut_in_length[] = {GOOD_RECORD, 0x80};
+    /* Value length 200 (two bytes) in an 8-byte record. */
+    const uint8_t value_past_record[] = {0x10, 0x00, 0x00, 0x00, 0x01, 0x90, 0x03, 'v', 0x00};
+    /* Key length 100 (two bytes) in an 8-byte record. */
+    const uint8_t key_past_record[] = {0x10, 0x00, 0x00, 0x00, 0xc8, 0x01, 'k', 0x02, 0x00};
+    /* A two-byte value length (0) that leaves no byte for the header count. */
+    const uint8_t no_header_count[] = {0x0c, 0x00, 0x00, 0x00, 0x01, 0x80, 0x00};
+    /* A value length whose varint runs on for six bytes. */
+    const uint8_t value_varint_overflow[] = {0x18, 0x00, 0x00, 0x00, 0x01, 0x82, 0x80,
+                                             0x80, 0x80, 0x80, 0x00, 'v',  0x00};
+    /* A record length of 2^31 (five bytes): above INT32_MAX. */
+    const uint8_t len_overflow[] = {0x80, 0x80, 0x80, 0x80, 0x10, 0x00, 0x00, 0x00, 0x00};
+    /* A timestamp delta of 2^63 - 1 from a base of 1000: overflows. */
+    const uint8_t ts_overflow[] = {0x1e, 0x00, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                   0xff, 0xff, 0xff, 0x01, 0x00, 0x01, 0x01, 0x00};
+    /* Value length -2 in two bytes (zigzag 3, non-minimal). */
+    const uint8_t value_m2[] = {0x10, 0x00, 0x00, 0x00, 0x01, 0x83, 0x00, 'v', 0x00};
+    /* Header count 1 with no header after it. */
+    const uint8_t header_missing[] = {0x0e, 0x00, 0x00, 0x00, 0x01, 0x02, 'v', 0x02};
+    const struct {
+        const uint8_t *b;
+        size_t n;
+        int32_t count;
+        int good; /* records before the damage */
+    } cases[] = {
+        {len_past_batch, sizeof(len_past_batch), 1, 0},
+        {cut_in_length, sizeof(cut_in_length), 2, 1},
+        {value_past_record, sizeof(value_past_record), 1, 0},
+        {key_past_record, sizeof(key_past_record), 1, 0},
+        {no_header_count, sizeof(no_header_count), 1, 0},
+        {value_varint_overflow, sizeof(value_varint_overflow), 1, 0},
+        {len_overflow, sizeof(len_overflow), 1, 0},
+        {ts_overflow, sizeof(ts_overflow), 1, 0},
+        {value_m2, sizeof(value_m2), 1, 0},
+        {header_missing, sizeof(header_missing), 1, 0},
+    };
+    uint8_t tmp[128];
+    (void)state;
+
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(cases); i++) {
+        int n;
+        size_t len = build_batch(tmp, cases[i].b, cases[i].n, cases[i].count, cases[i].count - 1);
+        uint8_t *buf = dup_exact(tmp, len); /* exact size: ASan sees any overread */
+        if (run_records(cases[i].b, cases[i].n, cases[i].count, cases[i].count - 1, &n) !=
+            SHOAL_ECORRUPT)
+            fail_msg("case %zu not reported corrupt", i);
+        assert_int_equal(n, cases[i].good);
+        for (size_t chunk = 1; chunk <= 3; chunk++)
+            assert_int_equal(compare_paths(buf, len, chunk), cases[i].good);
+        free(buf);
+    }
+    /* A one-byte timestamp delta of 1 from a base of INT64_MAX overflows too. */
+    const uint8_t ts_plus_one[] = {0x0e, 0x00, 0x02, 0x00, 0x01, 0x01, 0x00};
+    size_t len = build_batch(tmp, ts_plus_one, sizeof(ts_plus_one), 1, 0);
+    shoal__put_be64(tmp + 27, (uint64_t)INT64_MAX);
+    assert_int_equal(compare_paths(tmp, len, 1), 0);
+    int n;
+    assert_int_equal(iterate_all(tmp, len, &n), SHOAL_ECORRUPT);
+}
+
+static void test_record_fast_path_hands_out_records_before_the_damage(void **state)
+{
+    /* Three records, the third with a value that runs past it. */
+    const uint8_t recs[] = {GOOD_RECORD, 0x10, 0x00, 0x00, 0x02, 0x02, 'k',  0x02, 'w', 0x00,
+                            0x10,        0x00, 0x00, 0x04, 0x02, 'k',  0x06, 'x',  0x00};
+    uint8_t tmp[128];
+    record_batch_header_t h;
+    record_iter_t it;
+    shoal_record_t out[4];
+    (void)state;
+
+    size_t len = build_batch(tmp, recs, sizeof(recs), 3, 2);
+    assert_int_equal(record_batch_parse(tmp, len, &h), 0);
+    assert_int_equal(record_iter_init(&it, tmp, &h), 0);
+    assert_int_equal(record_iter_read(&it, out, 4), 2);
+    assert_int_equal(out[0].offset, 10);
+    assert_int_equal(out[1].offset, 11);
+    assert_memory_equal(out[1].value, "w", 1);
+    assert_int_equal(record_iter_read(&it, out, 4), SHOAL_ECORRUPT);
+    assert_int_equal(record_iter_read(&it, out, 4), SHOAL_ECORRUPT); /* and stays there */
+    assert_int_equal(record_iter_read(&it, out, 0), 0);
+}
+
+static void test_record_fast_path_takes_long_varints_through_the_checked_path(void **state)
+{
+    /* Value length 1 spelt in three bytes, record length 9 spelt in two: valid Kafka. */
+    const uint8_t long_value_len[] = {0x92, 0x00, 0x00, 0x00, 0x00, 0x01,
+                                      0x82, 0x80, 0x00, 'v',  0x00};
+    /* Timestamp delta 200 (two bytes), offset delta 0, null key and value. */
+    const uint8_t ts_two_bytes[] = {0x0e, 0x00, 0x90, 0x03, 0x00, 0x01, 0x01, 0x00};
+    uint8_t tmp[128];
+    record_batch_header_t h;
+    record_iter_t it;
+    shoal_record_t out[2];
+    (void)state;
+
+    size_t len = build_batch(tmp, long_value_len, sizeof(long_value_len), 1, 0);
+    assert_int_equal(record_batch_parse(tmp, len, &h), 0);
+    assert_int_equal(record_iter_init(&it, tmp, &h), 0);
+    assert_int_equal(record_iter_read(&it, out, 2), 1);
+    assert_int_equal(out[0].value_len, 1);
+    assert_memory_equal(out[0].value, "v", 1);
+    assert_null(out[0].key);
+    assert_int_equal(record_iter_read(&it, out, 2), 0);
+
+    len = build_batch(tmp, ts_two_bytes, sizeof(ts_two_bytes), 1, 0);
+    assert_int_equal(record_batch_parse(tmp, len, &h), 0);
+    assert_int_equal(record_iter_init(&it, tmp, &h), 0);
+    assert_int_equal(record_iter_read(&it, out, 2), 1);
+    assert_int_equal(out[0].timestamp_ms, 1200);
+    assert_null(out[0].value);
+    assert_int_equal(out[0].value_len, -1);
+}
+
+/* ---------------------------------------------------------------------------------------
  * Fuzz: mutate valid batches; the decoder must never crash nor hand out a view outside
  * ------------------------------------------------------------------------------------- */
 
@@ -1040,6 +1246,7 @@ static int fuzz_decode(const uint8_t *buf, size_t len)
         assert_true(records <= h.record_count);
     }
     assert_true(rc == 0 || rc == SHOAL_ECORRUPT);
+    assert_int_equal(compare_paths(buf, len, 1 + fuzz_rand() % 8), records);
     return records;
 }
 
@@ -1067,6 +1274,27 @@ static void test_record_fuzzed_batches_never_escape_the_buffer(void **state)
     assert_true(decoded_some > 2000);
 }
 
+/* The same mutations on a batch of shoal's own short records, where the fast path does
+ * most of the decoding. */
+static void test_record_fuzzed_short_records_decode_as_the_checked_path(void **state)
+{
+    size_t src_len;
+    uint8_t *src = encode_mixed_batch(&src_len);
+    long decoded_some = 0;
+    (void)state;
+
+    for (int iter = 0; iter < 20000; iter++) {
+        uint8_t *work = dup_exact(src, src_len);
+        size_t len = fuzz_mutate(work, src_len);
+        uint8_t *buf = dup_exact(work, len);
+        decoded_some += fuzz_decode(buf, len) > 0;
+        free(buf);
+        free(work);
+    }
+    free(src);
+    assert_true(decoded_some > 2000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1087,7 +1315,12 @@ int main(void)
         cmocka_unit_test(test_record_encode_round_trips_null_empty_and_headers),
         cmocka_unit_test(test_record_encode_refuses_bad_arguments),
         cmocka_unit_test(test_record_base_offset_is_outside_the_crc),
+        cmocka_unit_test(test_record_fast_path_decodes_what_the_checked_path_does),
+        cmocka_unit_test(test_record_fast_path_refuses_what_the_checked_path_refuses),
+        cmocka_unit_test(test_record_fast_path_hands_out_records_before_the_damage),
+        cmocka_unit_test(test_record_fast_path_takes_long_varints_through_the_checked_path),
         cmocka_unit_test(test_record_fuzzed_batches_never_escape_the_buffer),
+        cmocka_unit_test(test_record_fuzzed_short_records_decode_as_the_checked_path),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
