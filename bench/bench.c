@@ -387,6 +387,10 @@ static void daemon_stop(struct suite *S)
     }
 }
 
+/* How far producers may run ahead of the slowest consumer of a throughput run: two of
+ * the ring's four 64 MiB slots (bench.h, max_lag). */
+#define TPUT_MAX_LAG_BYTES (128ull << 20)
+
 /* A fresh topic: 64 MiB slots x 4, or small slots (ping-pong moves a few MB at most). */
 static int topic_new(struct suite *S, char *name, size_t cap, uint32_t storage, bool small)
 {
@@ -409,6 +413,9 @@ static int setup_kids(struct suite *S, struct scenario *sc, char (*topics)[64], 
     switch (sc->kind) {
     case K_SHOAL_TPUT: {
         bool pin = sc->producers == 1 && sc->consumers == 1; /* as the floor is */
+        S->ctl->consumers = sc->consumers;
+        S->ctl->producers = sc->producers;
+        S->ctl->max_lag = TPUT_MAX_LAG_BYTES / (sc->size + 16); /* + framing, generously */
         for (uint32_t i = 0; i < sc->consumers; i++, n++)
             spawn_role(S, "shoal-consumer", n, topics[0], NULL, sc->size, sc->batch, sc->wait,
                        pin ? "cpu=1" : NULL);

@@ -43,7 +43,15 @@ struct bench_child {
 
 struct bench_ctl {
     _Atomic uint32_t phase;
-    uint8_t pad_[BENCH_LINE - 4];
+    /* Throughput runs: producers (children consumers..consumers+producers-1) stay at most
+     * max_lag records ahead of the slowest consumer (children 0..consumers-1), as the
+     * floor ring's producer waits for its consumer. A memory topic does not hold its
+     * producers back: a consumer that falls a ring behind loses records (SHOAL_EOFFSET),
+     * and the run would measure the producer instead of the pipeline. 0: no limit. */
+    uint32_t consumers;
+    uint32_t producers;
+    uint64_t max_lag;
+    uint8_t pad_[BENCH_LINE - 24];
     _Atomic uint64_t probe_line; /* the cache line the latency probes bounce */
     uint8_t pad2_[BENCH_LINE - 8];
     struct bench_child child[BENCH_MAX_CHILDREN];

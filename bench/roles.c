@@ -7,6 +7,7 @@
  * gaps. Counters go to the child's own cache line of the shared control block; latencies of
  * the measured window go to a local array that is sorted once at the end. */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,28 @@ static int ack_pop(struct bench_child *ch, struct prod *pr, const struct bench_a
     return 0;
 }
 
+/* Wait (yielding the CPU) while the producers are more than max_lag records ahead of the
+ * slowest consumer (bench.h). */
+static void prod_pace(struct bench_ctl *ctl)
+{
+    while (ctl->max_lag && bench_phase(ctl) < BENCH_STOP) {
+        uint64_t produced = 0, slowest = UINT64_MAX;
+        for (uint32_t i = 0; i < ctl->consumers; i++) {
+            uint64_t got = atomic_load_explicit(&ctl->child[i].ops, memory_order_relaxed);
+            slowest = got < slowest ? got : slowest;
+        }
+        for (uint32_t i = 0; i < ctl->producers; i++)
+            produced +=
+                atomic_load_explicit(&ctl->child[ctl->consumers + i].ops, memory_order_relaxed);
+        if (produced <= slowest + ctl->max_lag)
+            return;
+        sched_yield();
+    }
+}
+
+/* Look at the consumers' progress every this many batches. */
+#define PACE_EVERY 16
+
 static int prod_loop(struct bench_ctl *ctl, struct bench_child *ch, struct prod *pr,
                      const struct bench_args *a)
 {
@@ -176,6 +199,8 @@ static int prod_loop(struct bench_ctl *ctl, struct bench_child *ch, struct prod 
         sent += a->batch;
         if (!a->acks) {
             bench_count(ch, a->batch, (uint64_t)a->batch * a->size);
+            if (sent / a->batch % PACE_EVERY == 0)
+                prod_pace(ctl);
             continue;
         }
         unit_records += a->batch;
