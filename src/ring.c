@@ -31,14 +31,18 @@
  * at least one sees the other (Dekker): either the reclaimer sees the pin and backs off,
  * or the reader sees RECLAIMING/a new gen and reads that range from disk instead.
  *
- * Sleep. A reader that is caught up increments `waiters`, issues a seq_cst fence,
- * re-checks for data, and waits on the futex word `seq` with the value it loaded before
- * checking. A producer publishes, issues a seq_cst fence and reads `waiters`; only when it
- * is non-zero does it bump `seq` and call FUTEX_WAKE. The two fences make this Dekker's
- * pattern: either the reader's re-check sees the publish, or the producer sees the waiter
- * and changes `seq` (so the reader's futex wait returns or is woken). When nobody sleeps
- * an append therefore writes no line that readers poll but the slot's `used`: the `seq`
- * line stays shared in every reader's cache instead of moving on every append. */
+ * Sleep. A reader that is caught up increments `waiters`, sets `armed`, issues a seq_cst
+ * fence, loads `seq`, re-checks for data, and waits on the futex word `seq` with the value
+ * it loaded. A producer publishes, issues a seq_cst fence and reads `waiters` and `armed`;
+ * only when both are set does it clear `armed` (exchange), bump `seq` and call FUTEX_WAKE.
+ * The two fences make this Dekker's pattern: either the reader's re-check sees the
+ * publish, or the producer sees the armed waiter and changes `seq` (so the reader's futex
+ * wait returns or is woken). Clearing `armed` spares the appends that follow a wake-up the
+ * system call while the woken readers have not run yet (they still count in `waiters`): a
+ * reader that goes back to sleep arms it again, and one whose store came after the
+ * exchange is seen by the next append, or sees this append's data in its re-check. When nobody
+ * sleeps an append therefore writes no line that readers poll but the slot's `used`: the `seq` line
+ * stays shared in every reader's cache instead of moving on every append. */
 #include "ring.h"
 
 #include <errno.h>
@@ -655,10 +659,12 @@ static int ring_append_locked(ring_t *r, const struct ring_batch *b, int64_t *ba
 
 static void ring_wake_readers(ring_t *r)
 {
+    struct shm_readers *rd = r->rd;
     atomic_thread_fence(memory_order_seq_cst); /* the publish before the waiters load */
-    if (atomic_load_explicit(&r->rd->waiters, memory_order_relaxed) > 0) {
-        atomic_fetch_add(&r->rd->seq, 1);
-        shoal__futex_wake(&r->rd->seq, INT32_MAX);
+    if (atomic_load_explicit(&rd->waiters, memory_order_relaxed) > 0 &&
+        atomic_load_explicit(&rd->armed, memory_order_relaxed) && atomic_exchange(&rd->armed, 0)) {
+        atomic_fetch_add(&rd->seq, 1);
+        shoal__futex_wake(&rd->seq, INT32_MAX);
     }
 }
 

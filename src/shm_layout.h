@@ -129,8 +129,9 @@ struct shm_readers {
     uint32_t readers_bytes;
     uint8_t pad0_[SHM_CACHE_LINE - 16];
 
-    _Atomic uint32_t seq; /* futex: bumped after every publish */
-    uint8_t pad1_[SHM_CACHE_LINE - 4];
+    _Atomic uint32_t seq;   /* futex: bumped after a publish that finds armed set */
+    _Atomic uint32_t armed; /* 1: a reader may sleep on the current seq; the waker clears it */
+    uint8_t pad1_[SHM_CACHE_LINE - 8];
 
     _Atomic uint32_t waiters; /* readers asleep (or about to be) on seq */
     uint8_t pad2_[SHM_CACHE_LINE - 4];

@@ -1053,21 +1053,31 @@ typedef struct sleeper_arg {
     int64_t slept_ms;
 } sleeper_arg_t;
 
-/* A caught-up consumer going to sleep: announce, re-check, wait on the futex word. */
-static void *sleep_until_woken(void *arg)
+/* Sleep as a consumer does (consumer_sleep): announce, fence, load the word, re-check
+ * that the log has not passed `seen`, wait on the word at most timeout_ms. */
+static void reader_sleep(ring_t *r, int entry, int64_t seen, int timeout_ms)
 {
-    sleeper_arg_t *a = arg;
-    ring_t *r = &a->f->rd;
-    struct shm_reader *e = &r->rd->readers[a->f->cur.entry];
-    uint32_t seq = ring_wake_seq(r);
-    int64_t t0 = now_ms();
+    struct shm_reader *e = &r->rd->readers[entry];
+    uint32_t seq;
 
     atomic_store(&e->sleeping, 1);
     atomic_fetch_add(&r->rd->waiters, 1);
-    if (atomic_load(&r->ctl->log_end_offset) == 0)
-        shoal__futex_wait(&r->rd->seq, seq, 3000);
+    atomic_store(&r->rd->armed, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    seq = ring_wake_seq(r);
+    if (atomic_load(&r->ctl->log_end_offset) <= seen)
+        shoal__futex_wait(&r->rd->seq, seq, timeout_ms);
     atomic_store(&e->sleeping, 0);
     atomic_fetch_sub(&r->rd->waiters, 1);
+}
+
+/* A caught-up consumer going to sleep until the first append. */
+static void *sleep_until_woken(void *arg)
+{
+    sleeper_arg_t *a = arg;
+    int64_t t0 = now_ms();
+
+    reader_sleep(&a->f->rd, a->f->cur.entry, 0, 3000);
     a->slept_ms = now_ms() - t0;
     return NULL;
 }
@@ -1091,6 +1101,17 @@ static void test_ring_append_wakes_a_sleeping_reader(void **state)
      * about to sleep counts itself in waiters before its re-check, so it is seen. */
     assert_int_equal(append_records(f, 1, 1, 1, 10, 0, &base), 0);
     assert_int_equal(ring_wake_seq(&f->rd), seq0 + 1);
+    /* A reader woken but not yet run still counts in waiters; the wake-up disarmed the
+     * word, so the appends meanwhile make no more wake-up calls. Arming it again (a
+     * reader going back to sleep) brings them back. */
+    atomic_fetch_add(&f->rd.rd->waiters, 1);
+    assert_int_equal(append_records(f, 1, 2, 1, 10, 0, &base), 0);
+    assert_int_equal(ring_wake_seq(&f->rd), seq0 + 1);
+    atomic_store(&f->rd.rd->armed, 1);
+    assert_int_equal(append_records(f, 1, 3, 1, 10, 0, &base), 0);
+    assert_int_equal(ring_wake_seq(&f->rd), seq0 + 2);
+    assert_int_equal(atomic_load(&f->rd.rd->armed), 0);
+    atomic_fetch_sub(&f->rd.rd->waiters, 1);
 }
 
 /* ------------------------------------------------------------------ flush wait */
@@ -1192,19 +1213,6 @@ static void *conc_produce(void *arg)
     return NULL;
 }
 
-/* Sleep as a consumer does: announce, re-check, wait on the futex word. */
-static void reader_sleep(ring_t *r, ring_cursor_t *cur)
-{
-    struct shm_reader *e = &r->rd->readers[cur->entry];
-    uint32_t seq = ring_wake_seq(r);
-    atomic_store(&e->sleeping, 1);
-    atomic_fetch_add(&r->rd->waiters, 1);
-    if (atomic_load(&r->ctl->log_end_offset) <= cur->next_offset)
-        shoal__futex_wait(&r->rd->seq, seq, 50);
-    atomic_store(&e->sleeping, 0);
-    atomic_fetch_sub(&r->rd->waiters, 1);
-}
-
 /* One step of the reader: 1 when it read a batch, 0 when caught up, -1 on an error. */
 static int conc_read_one(conc_t *c, ring_cursor_t *cur, uint32_t *next_seq)
 {
@@ -1249,7 +1257,7 @@ static void *conc_read(void *arg)
         if (rc < 0 && !c->reader_err)
             c->reader_err = "cursor failed";
         if (rc == 0)
-            reader_sleep(r, &cur);
+            reader_sleep(r, cur.entry, cur.next_offset, 50);
         if (now_ms() > deadline)
             c->reader_err = "reader timed out";
     }
