@@ -441,8 +441,11 @@ typedef struct shoal_consumer shoal_consumer_t;
 /** How shoal_poll() waits when every assigned partition is caught up. */
 typedef enum {
     SHOAL_WAIT_DEFAULT = 0, /* spin up to spin_ns watching for data, then sleep on the futex;
+                               while recent waits for data took a little longer than
+                               spin_ns (up to 40x), spin twice their average instead, so a
+                               steady stream never costs its producer a wake-up call;
                                while the thread shares its CPU with other runnable ones it
-                               spins with sched_yield() so they can run */
+                               spins spin_ns with sched_yield() so they can run */
     SHOAL_WAIT_FUTEX = 1,   /* sleep on the futex at once: least CPU, a wake-up costs a
                                system call on each side and a scheduler round trip */
     SHOAL_WAIT_SPIN = 2,    /* never sleep: busy-spin until data or the timeout; lowest

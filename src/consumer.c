@@ -64,6 +64,7 @@ struct shoal_consumer {
     int64_t shared_checked_ns; /* when it was last looked at */
     long nivcsw;               /* involuntary context switches at that time */
     bool cpu_shared;           /* some since the look before: spin by yielding */
+    int64_t wait_avg_ns;       /* recent waits for data that ended with data (average) */
 };
 
 void shoal_consumer_options_init(shoal_consumer_options_t *o)
@@ -677,16 +678,42 @@ static bool consumer_cpu_shared(shoal_consumer_t *c, int64_t now)
     return c->cpu_shared;
 }
 
+/* SHOAL_WAIT_DEFAULT spins at most this many times spin_ns (consumer_spin_budget). */
+#define CONSUMER_SPIN_ADAPT_MAX 40
+
+/* Fold a wait for data that ended with data after gap_ns into the recent average. A long
+ * wait counts as twice the adaptive limit, so one of them is enough to end adapting. */
+static void consumer_note_wait(shoal_consumer_t *c, int64_t gap_ns)
+{
+    int64_t cap = 2 * CONSUMER_SPIN_ADAPT_MAX * (int64_t)c->opts.spin_ns;
+    c->wait_avg_ns += (SHOAL_MIN(gap_ns, cap) - c->wait_avg_ns) / 4;
+}
+
+/* How long SHOAL_WAIT_DEFAULT spins: spin_ns; or, while recent waits for data were longer
+ * than that but within CONSUMER_SPIN_ADAPT_MAX x spin_ns, twice their average, unless the
+ * CPU is shared. A stream whose batches come a little further apart than spin_ns (large
+ * records: a 256 KiB batch every ~50 us) then never puts its consumer to sleep, and its
+ * producer makes no FUTEX_WAKE call per batch (through the hypervisor here, a quarter of
+ * a 4 KiB producer's time); a consumer whose data comes rarely still sleeps after
+ * spin_ns. */
+static int64_t consumer_spin_budget(const shoal_consumer_t *c, bool cpu_shared)
+{
+    int64_t base = (int64_t)c->opts.spin_ns, want = 2 * c->wait_avg_ns;
+    if (cpu_shared || want <= base || want > CONSUMER_SPIN_ADAPT_MAX * base)
+        return base;
+    return want;
+}
+
 /* The end of the spinning phase of a wait that started at now. */
 static int64_t consumer_spin_until(const shoal_consumer_t *c, int64_t now, int64_t deadline,
-                                   int timeout_ms)
+                                   int timeout_ms, bool cpu_shared)
 {
     int64_t until;
     if (c->opts.wait == SHOAL_WAIT_SPIN)
         return timeout_ms < 0 ? INT64_MAX : deadline;
     if (c->opts.wait == SHOAL_WAIT_FUTEX)
         return now;
-    until = now + (int64_t)c->opts.spin_ns;
+    until = now + consumer_spin_budget(c, cpu_shared);
     return timeout_ms < 0 ? until : SHOAL_MIN(until, deadline);
 }
 
@@ -739,6 +766,7 @@ size_t consumer__assigned_count(shoal_consumer_t *c)
 int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
 {
     int64_t deadline = 0; /* read the clock only once there is something to wait for */
+    int64_t waiting_since = 0;
 
     for (size_t i = 0; i < c->nparts; i++)
         if (c->parts[i].retired.data)
@@ -746,18 +774,23 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
     for (;;) {
         int64_t now, spin_until;
         int left_ms, n, rc;
+        bool shared;
         n = consumer_fill(c, out, max);
-        if (n != 0 || timeout_ms == 0 || c->nparts == 0)
+        if (n != 0 || timeout_ms == 0 || c->nparts == 0) {
+            if (n > 0 && waiting_since != 0)
+                consumer_note_wait(c, shoal__mono_ns() - waiting_since);
             return n;
+        }
         now = shoal__mono_ns();
-        if (deadline == 0)
+        if (deadline == 0) {
             deadline = now + (int64_t)timeout_ms * 1000000;
+            waiting_since = now;
+        }
         if (timeout_ms > 0 && now >= deadline)
             return 0;
-        spin_until = consumer_spin_until(c, now, deadline, timeout_ms);
-        if (spin_until > now &&
-            consumer_spin(c, now, spin_until,
-                          c->opts.wait == SHOAL_WAIT_DEFAULT && consumer_cpu_shared(c, now)))
+        shared = c->opts.wait == SHOAL_WAIT_DEFAULT && consumer_cpu_shared(c, now);
+        spin_until = consumer_spin_until(c, now, deadline, timeout_ms, shared);
+        if (spin_until > now && consumer_spin(c, now, spin_until, shared))
             continue;
         if (c->opts.wait == SHOAL_WAIT_SPIN)
             continue; /* the deadline check above ends it */

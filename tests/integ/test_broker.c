@@ -35,6 +35,7 @@
 #include "harness.h"
 #include "record.h"
 #include "segment.h"
+#include "shm_layout.h"
 #include "shoal.h"
 #include "util.h"
 
@@ -746,11 +747,13 @@ INTEG_TEST(test_sleeping_consumer_wakes_within_ms_of_append_and_idles_without_cp
 
 struct wait_child {
     const char *socket;
+    const char *topic;
     uint32_t wait;
+    int rounds;
     int ready_fd;
 };
 
-/* A consumer with the given wait strategy that must receive WAIT_ROUNDS records, each
+/* A consumer with the given wait strategy that must receive `rounds` records, each
  * appended while it waits in shoal_poll, in order. */
 static int wait_child_main(void *arg)
 {
@@ -764,11 +767,11 @@ static int wait_child_main(void *arg)
         return 10;
     shoal_consumer_options_init(&o);
     o.wait = a->wait;
-    if (shoal_consumer_open(c, &o, &cons) < 0 || shoal_consumer_assign(cons, "waits", NULL, 0) < 0)
+    if (shoal_consumer_open(c, &o, &cons) < 0 || shoal_consumer_assign(cons, a->topic, NULL, 0) < 0)
         return 11;
     if (write(a->ready_fd, "r", 1) != 1)
         return 12;
-    for (int64_t want = 0; want < WAIT_ROUNDS; want++) {
+    for (int64_t want = 0; want < a->rounds; want++) {
         int n = shoal_poll(cons, &rec, 1, 5000);
         if (n != 1)
             return 13;
@@ -802,7 +805,7 @@ INTEG_TEST(test_each_consumer_wait_strategy_receives_records_appended_while_it_w
         assert_int_equal(shoal_topic_create(f->c, "waits", NULL), 0);
         assert_int_equal(shoal_producer_open(f->c, "waits", NULL, &p), 0);
         assert_int_equal(pipe(ready), 0);
-        a = (struct wait_child){f->d.socket, waits[w], ready[1]};
+        a = (struct wait_child){f->d.socket, "waits", waits[w], WAIT_ROUNDS, ready[1]};
         pid = harness_fork(wait_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
         assert_true(pid > 0);
         close(ready[1]);
@@ -817,6 +820,59 @@ INTEG_TEST(test_each_consumer_wait_strategy_receives_records_appended_while_it_w
         shoal_producer_close(p);
         assert_int_equal(shoal_topic_delete(f->c, "waits"), 0);
     }
+}
+
+/* The readers' wake-up word of a topic's partition 0, as its file holds it. */
+static uint32_t wake_seq_of(const struct harness_fixture *f, const char *topic)
+{
+    char path[PATH_MAX];
+    struct shm_readers rd;
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/%s-0.readers", f->d.shm_dir, topic);
+    assert_non_null(fp = fopen(path, "rb"));
+    assert_int_equal(fread(&rd, sizeof(rd), 1, fp), 1);
+    fclose(fp);
+    return atomic_load(&rd.seq);
+}
+
+#define STREAM_ROUNDS 2000
+#define STREAM_GAP_NS 20000 /* 4x the default spin_ns, inside the adaptive limit of 40x */
+
+/* A record every 20 us outlasts the default 5 us spin every time: without adapting, the
+ * consumer would sleep between all of them and each append would make a FUTEX_WAKE call
+ * (and bump the readers' wake-up word). With the adaptive spin it keeps spinning. */
+INTEG_TEST(test_default_wait_follows_a_steady_stream_without_wake_ups)
+{
+    struct wait_child a;
+    shoal_producer_t *p;
+    int ready[2];
+    uint32_t seq0, wakes;
+    int64_t t0;
+    char buf;
+    pid_t pid;
+
+    assert_int_equal(shoal_topic_create(f->c, "stream", NULL), 0);
+    assert_int_equal(shoal_producer_open(f->c, "stream", NULL, &p), 0);
+    assert_int_equal(pipe(ready), 0);
+    a = (struct wait_child){f->d.socket, "stream", SHOAL_WAIT_DEFAULT, STREAM_ROUNDS, ready[1]};
+    pid = harness_fork(wait_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
+    assert_true(pid > 0);
+    close(ready[1]);
+    assert_int_equal(read(ready[0], &buf, 1), 1);
+    close(ready[0]);
+    seq0 = wake_seq_of(f, "stream");
+    t0 = shoal__mono_ns();
+    for (int i = 0; i < STREAM_ROUNDS; i++) {
+        while (shoal__mono_ns() < t0 + (int64_t)i * STREAM_GAP_NS)
+            shoal__cpu_relax();
+        assert_int_equal(send_one(p, 0, NULL, 0, "w", 1, NULL), 0);
+    }
+    assert_int_equal(harness_wait(pid, 10000), 0);
+    wakes = wake_seq_of(f, "stream") - seq0;
+    printf("%d records 20 us apart woke the consumer %u times\n", STREAM_ROUNDS, wakes);
+    assert_true(wakes < STREAM_ROUNDS / 5); /* without adapting: ~900 here */
+    shoal_producer_close(p);
 }
 
 /* ------------------------------------------------------------------ durability */
@@ -1606,6 +1662,7 @@ int main(void)
         T(test_producer_processes_on_one_partition_lose_and_duplicate_nothing),
         T(test_sleeping_consumer_wakes_within_ms_of_append_and_idles_without_cpu),
         T(test_each_consumer_wait_strategy_receives_records_appended_while_it_waits),
+        T(test_default_wait_follows_a_steady_stream_without_wake_ups),
         T(test_acknowledged_records_survive_daemon_kill9_and_lost_shm),
         T(test_consumer_reads_offsets_that_exist_only_in_disk_segments),
         T(test_appends_continue_while_the_daemon_is_killed_and_restarted),
