@@ -51,6 +51,7 @@ typedef struct fault_case {
     uint32_t slots;
     int rotation;      /* 0: append PLAIN_APPEND; k: the k-th append that rotates */
     bool live_readers; /* consumers read across the death and the repair */
+    bool mid_fill;     /* stage 0: killed halfway through encoding append PLAIN_APPEND */
 } fault_case_t;
 
 typedef struct fx {
@@ -245,6 +246,31 @@ static void child_hook(int stage)
         child_stop();
 }
 
+/* A fill (ring_fill_fn) killed halfway: half of the encoded batch in arg is in the slot,
+ * past `used`, base offset and all, when the parent kills it. */
+static int fill_half_then_stop(uint8_t *dst, size_t len, int64_t base_offset, void *arg)
+{
+    memcpy(dst, arg, len / 2);
+    record_batch_set_base_offset(dst, base_offset);
+    child_stop();
+    return 0;
+}
+
+/* Append PLAIN_APPEND as a producer encoding in place would, and die in the middle. */
+static void child_die_mid_fill(ring_t *r)
+{
+    uint8_t buf[4096];
+    int64_t base;
+    struct ring_batch b = {.len = encode(buf, sizeof(buf), TAG_CHILD,
+                                         (uint32_t)(child.append_no * PER), PER, VALUE_LEN),
+                           .records = PER,
+                           .max_timestamp = TS0,
+                           .fill = fill_half_then_stop,
+                           .arg = buf};
+    ring_append_fill(r, &b, 0, false, &base);
+    _exit(15); /* fill_half_then_stop never returns */
+}
+
 /* The child producer: never returns. Exit codes above 9 say what went wrong. */
 static void child_produce(const fx_t *f, const fault_case_t *fc, int fd)
 {
@@ -257,6 +283,8 @@ static void child_produce(const fx_t *f, const fault_case_t *fc, int fd)
     for (child.append_no = 0; child.append_no < 1000; child.append_no++) {
         int64_t base;
         child.rotating_now = false;
+        if (fc->mid_fill && child.append_no == PLAIN_APPEND)
+            child_die_mid_fill(&r);
         if (append_batch(&r, TAG_CHILD, (uint32_t)(child.append_no * PER), 0, &base) != 0)
             _exit(11);
         if (base != child.append_no * PER)
@@ -452,6 +480,15 @@ static void run_producer_case(const fault_case_t *fc)
 }
 
 /* ------------------------------------------------------------------ producer deaths */
+
+static void test_producer_killed_while_encoding_in_place_leaves_nothing_torn(void **state)
+{
+    static const fault_case_t disk = {0, SHOAL_STORAGE_DISK, 4, 0, true, true};
+    static const fault_case_t memory = {0, SHOAL_STORAGE_MEMORY, 3, 0, true, true};
+    (void)state;
+    run_producer_case(&disk);
+    run_producer_case(&memory);
+}
 
 static void test_producer_killed_after_copy_leaves_its_batch_unpublished(void **state)
 {
@@ -718,6 +755,7 @@ static void test_killed_consumer_blocks_no_reclaim_once_reaped(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_producer_killed_while_encoding_in_place_leaves_nothing_torn),
         cmocka_unit_test(test_producer_killed_after_copy_leaves_its_batch_unpublished),
         cmocka_unit_test(test_producer_killed_after_copy_into_a_new_slot_leaves_it_unpublished),
         cmocka_unit_test(test_producer_killed_after_publishing_used_completes_its_batch_once),

@@ -1,5 +1,6 @@
-/* test_client_faults.c - the client library against a real shoald when allocations fail,
- * and the flusher sharing one fsync among many producers waiting for ACKS_DISK.
+/* test_client_faults.c - the client library against a real shoald when allocations fail
+ * or the append lock is held by someone else, and the flusher sharing one fsync among many
+ * producers waiting for ACKS_DISK.
  *
  * Out of memory: for N = 1, 2, ... the Nth allocation fails until the call succeeds; every
  * failure must be -ENOMEM, leave nothing half-made, and leak nothing (the ASan build checks
@@ -10,6 +11,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <limits.h>
@@ -187,6 +191,82 @@ static void test_topic_larger_than_shared_memory_is_refused_and_leaves_nothing(v
     assert_int_equal(access(path, F_OK), -1);
 }
 
+/* Holds a partition's append lock, as another producer in the middle of a batch would. */
+struct lock_holder {
+    pthread_mutex_t *lock;
+    int locked_fd; /* written once the lock is held */
+    int hold_ms;
+};
+
+static void *hold_append_lock(void *arg)
+{
+    struct lock_holder *h = arg;
+    pthread_mutex_lock(h->lock);
+    if (write(h->locked_fd, "l", 1) != 1)
+        abort();
+    usleep((useconds_t)h->hold_ms * 1000);
+    pthread_mutex_unlock(h->lock);
+    return NULL;
+}
+
+/* A producer that finds the append lock taken encodes the batch into its own buffer
+ * meanwhile (its first growth can fail cleanly, publishing nothing), then waits for the
+ * lock and copies the batch in. */
+static void test_send_while_the_lock_is_held_encodes_aside_then_appends(void **state)
+{
+    char path[PATH_MAX + 32], c;
+    shoal_message_t m = {.value = "aside", .value_len = 5, .partition = 0};
+    struct lock_holder h = {.hold_ms = 200};
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    shoal_record_t recs[4];
+    struct shm_ctl *ctl;
+    shoal_ack_t ack;
+    pthread_t t;
+    int fd, locked[2];
+    int64_t t0;
+    (void)state;
+
+    assert_int_equal(shoal_topic_create(client, "held", NULL), 0);
+    assert_int_equal(shoal_producer_open(client, "held", NULL, &p), 0);
+    assert_int_equal(shoal_send(p, &m, NULL), 0); /* in place: the lock was free */
+    snprintf(path, sizeof(path), "%s/held-0.ctl", daemon_.shm_dir);
+    assert_true((fd = open(path, O_RDWR)) >= 0);
+    ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(ctl != MAP_FAILED);
+    assert_int_equal(pipe(locked), 0);
+    h.lock = &ctl->lock;
+    h.locked_fd = locked[1];
+    assert_int_equal(pthread_create(&t, NULL, hold_append_lock, &h), 0);
+    assert_int_equal(read(locked[0], &c, 1), 1);
+
+    shoal__alloc_fail_after(1);
+    assert_int_equal(shoal_send(p, &m, NULL), -ENOMEM);
+    shoal__alloc_fail_after(0);
+    assert_int_equal(atomic_load(&ctl->log_end_offset), 1);
+    t0 = shoal__mono_ns();
+    assert_int_equal(shoal_send(p, &m, &ack), 0); /* waits for the holder */
+    assert_true(shoal__mono_ns() - t0 >= 50 * 1000000LL);
+    assert_int_equal(ack.offset, 1);
+    assert_int_equal(pthread_join(t, NULL), 0);
+
+    assert_int_equal(shoal_consumer_open(client, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "held", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, "held", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    assert_int_equal(shoal_poll(k, recs, 4, 1000), 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(recs[i].offset, i);
+        assert_int_equal(recs[i].value_len, 5);
+        assert_memory_equal(recs[i].value, "aside", 5);
+    }
+    shoal_consumer_close(k);
+    munmap(ctl, sizeof(*ctl));
+    close(locked[0]);
+    close(locked[1]);
+    shoal_producer_close(p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -216,6 +296,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_topic_larger_than_shared_memory_is_refused_and_leaves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_while_the_lock_is_held_encodes_aside_then_appends,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
