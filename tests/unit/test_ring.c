@@ -1167,7 +1167,7 @@ static void test_ring_wait_flushed_times_out_when_the_offset_is_not_flushed(void
     assert_int_equal(ring_wait_flushed(&f->w, 10, 60), SHOAL_ETIMEDOUT);
     waited = now_ms() - t0;
     assert_true(waited >= 55);
-    assert_true(waited < 1000);
+    assert_true(waited < 5000); /* not for ever: a loaded machine has taken over 1 s */
     assert_int_equal(atomic_load(&f->rd.ctl->flush_waiters), 0);
 }
 
