@@ -21,7 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "segment.h"
 #include "shoal.h"
+#include "util.h"
 
 void harness_tmpdir(char *buf, size_t cap, const char *tag)
 {
@@ -487,6 +489,22 @@ int harness_daemon_wait_exit(struct harness_daemon *d, int timeout_ms)
 void harness_daemon_wipe_shm(struct harness_daemon *d)
 {
     harness_rmrf(d->shm_dir);
+}
+
+size_t harness_segment_bases(const struct harness_daemon *d, const char *topic, int64_t *bases,
+                             size_t cap)
+{
+    char dir[PATH_MAX];
+    int64_t *all = NULL;
+    size_t n = 0;
+
+    snprintf(dir, sizeof(dir), "%s/%s-0", d->data_dir, topic);
+    if (segment_list(dir, &all, &n) < 0)
+        return 0;
+    n = n < cap ? n : cap;
+    memcpy(bases, all, n * sizeof(*bases));
+    shoal__free(all);
+    return n;
 }
 
 int harness_daemon_cleanup(struct harness_daemon *d)

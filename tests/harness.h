@@ -84,6 +84,10 @@ int harness_daemon_restart(struct harness_daemon *d);
 int harness_daemon_cleanup(struct harness_daemon *d);
 /* Remove /dev/shm/shoal.<instance> (as a host reboot would). */
 void harness_daemon_wipe_shm(struct harness_daemon *d);
+/* Base offsets of the topic's partition-0 segments on disk, ascending; at most cap of
+ * them. Returns how many (0 when the directory cannot be read). */
+size_t harness_segment_bases(const struct harness_daemon *d, const char *topic, int64_t *bases,
+                             size_t cap);
 /* Print the daemon's log to stderr, framed. */
 void harness_daemon_print_log(const struct harness_daemon *d);
 /* Whether the log contains needle. */

@@ -12,7 +12,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,31 +72,6 @@ static void send_acked_on_disk(shoal_client_t *c, const char *topic, int64_t fir
         assert_int_equal(shoal_send_batch(p, msgs, k, NULL), 0);
     }
     shoal_producer_close(p);
-}
-
-/* The segment bases of <data>/<topic>-0, sorted; returns how many. */
-static size_t segment_bases(const struct harness_daemon *d, const char *topic, int64_t *bases)
-{
-    char dir[PATH_MAX];
-    struct dirent *e;
-    size_t n = 0;
-    DIR *dp;
-
-    snprintf(dir, sizeof(dir), "%s/%s-0", d->data_dir, topic);
-    assert_non_null(dp = opendir(dir));
-    while ((e = readdir(dp)) && n < MAX_BASES) {
-        size_t len = strlen(e->d_name);
-        if (len > 4 && !strcmp(e->d_name + len - 4, ".log"))
-            bases[n++] = strtoll(e->d_name, NULL, 10);
-    }
-    closedir(dp);
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && bases[j - 1] > bases[j]; j--) {
-            int64_t t = bases[j];
-            bases[j] = bases[j - 1];
-            bases[j - 1] = t;
-        }
-    return n;
 }
 
 static off_t file_bytes(const struct harness_daemon *d, const char *topic, int64_t base,
@@ -188,7 +162,7 @@ INTEG_TEST(test_acks_disk_records_need_no_active_index_after_kill9_and_reboot)
     send_acked_on_disk(f->c, "acked", 0, N_RECORDS);
 
     /* Sealed segments have their index written out with them. */
-    n = segment_bases(&f->d, "acked", bases);
+    n = harness_segment_bases(&f->d, "acked", bases, MAX_BASES);
     assert_true(n >= 3);
     for (size_t i = 0; i + 1 < n; i++)
         assert_true(file_bytes(&f->d, "acked", bases[i], ".index") > 0);

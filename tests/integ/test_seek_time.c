@@ -11,7 +11,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,31 +65,6 @@ static void send_with_timestamps(shoal_client_t *c, const char *topic, int64_t f
         assert_int_equal(ack.offset, first + (int64_t)i);
     }
     shoal_producer_close(p);
-}
-
-/* Base offsets of the topic's partition-0 segments on disk, ascending. */
-static size_t disk_bases(const struct harness_fixture *f, const char *topic, int64_t *bases)
-{
-    char dir[PATH_MAX];
-    struct dirent *e;
-    size_t n = 0;
-    DIR *d;
-
-    snprintf(dir, sizeof(dir), "%s/%s-0", f->d.data_dir, topic);
-    assert_non_null(d = opendir(dir));
-    while ((e = readdir(d)) && n < MAX_BASES) {
-        size_t len = strlen(e->d_name);
-        if (len == 24 && !strcmp(e->d_name + 20, ".log"))
-            bases[n++] = strtoll(e->d_name, NULL, 10);
-    }
-    closedir(d);
-    for (size_t i = 1; i < n; i++) /* insertion sort: a handful of names */
-        for (size_t j = i; j > 0 && bases[j - 1] > bases[j]; j--) {
-            int64_t t = bases[j];
-            bases[j] = bases[j - 1];
-            bases[j - 1] = t;
-        }
-    return n;
 }
 
 static int64_t log_end(shoal_client_t *c, const char *topic)
@@ -185,7 +159,7 @@ INTEG_TEST(test_seek_by_timestamp_is_exact_across_disk_segments_and_the_ring)
     send_with_timestamps(f->c, "sorted", 0, ts, N_SORTED, 1);
     end = log_end(f->c, "sorted");
     assert_int_equal(end, N_SORTED);
-    nb = disk_bases(f, "sorted", bases);
+    nb = harness_segment_bases(&f->d, "sorted", bases, MAX_BASES);
     assert_true(nb >= 6);
     cons = consumer_for(f->c, "sorted");
 
@@ -261,7 +235,7 @@ INTEG_TEST(test_seek_by_timestamp_finds_the_earliest_record_when_timestamps_go_b
     send_with_timestamps(f->c, "shuffled", 0, ts, (size_t)n, PER_BATCH);
     end = log_end(f->c, "shuffled");
     assert_int_equal(end, n);
-    assert_true(disk_bases(f, "shuffled", bases) >= 5);
+    assert_true(harness_segment_bases(&f->d, "shuffled", bases, MAX_BASES) >= 5);
     cons = consumer_for(f->c, "shuffled");
     for (int64_t t = TS0 - 3100; t <= TS0 + 10 * n + 2100; t += 37) {
         int64_t want = brute_force(ts, n, t);
