@@ -152,32 +152,32 @@ struct producer_batch {
     const record_batch_plan_t *plan;
 };
 
-/* Encode straight into the slot, under the append lock (ring_fill_fn). */
-static int fill_encode(uint8_t *dst, size_t len, int64_t base_offset, void *arg)
+static int producer_encode(const struct producer_batch *e, uint8_t *dst, size_t cap,
+                           int64_t base_offset, size_t *len)
 {
-    const struct producer_batch *e = arg;
     record_batch_fields_t fields;
-    size_t written;
 
     record_batch_fields_init(&fields);
     fields.base_offset = base_offset;
-    return record_batch_encode_planned(dst, len, &fields, e->msgs, e->n, e->now, e->plan, &written);
+    return record_batch_encode_planned(dst, cap, &fields, e->msgs, e->n, e->now, e->plan, len);
+}
+
+/* Encode straight into the slot, under the append lock (ring_fill_fn). */
+static int fill_encode(uint8_t *dst, size_t len, int64_t base_offset, void *arg)
+{
+    size_t written;
+    return producer_encode(arg, dst, len, base_offset, &written);
 }
 
 /* The lock is taken: encode into our buffer without it, then wait for it to copy. */
 static int producer_append_copy(shoal_producer_t *p, ring_t *ring, const struct producer_batch *e,
                                 int64_t *base)
 {
-    record_batch_fields_t fields;
     size_t len;
     int rc;
 
-    if ((rc = producer_reserve(p, e->plan->size)) < 0)
-        return rc;
-    record_batch_fields_init(&fields);
-    rc = record_batch_encode_planned(p->buf, p->buf_cap, &fields, e->msgs, e->n, e->now, e->plan,
-                                     &len);
-    if (rc < 0)
+    if ((rc = producer_reserve(p, e->plan->size)) < 0 ||
+        (rc = producer_encode(e, p->buf, p->buf_cap, 0, &len)) < 0)
         return rc;
     return ring_append(ring, p->buf, len, (int32_t)e->n, e->plan->max_ts, p->opts.block_ms, base);
 }

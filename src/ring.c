@@ -40,9 +40,10 @@
  * wait returns or is woken). Clearing `armed` spares the appends that follow a wake-up the
  * system call while the woken readers have not run yet (they still count in `waiters`): a
  * reader that goes back to sleep arms it again, and one whose store came after the
- * exchange is seen by the next append, or sees this append's data in its re-check. When nobody
- * sleeps an append therefore writes no line that readers poll but the slot's `used`: the `seq` line
- * stays shared in every reader's cache instead of moving on every append. */
+ * exchange is seen by the next append, or sees this append's data in its re-check. When
+ * nobody sleeps an append therefore writes no line that readers poll but the slot's
+ * `used`: the `seq` line stays shared in every reader's cache instead of moving on every
+ * append. */
 #include "ring.h"
 
 #include <errno.h>
@@ -707,8 +708,9 @@ int ring_append_fill(ring_t *r, const struct ring_batch *b, int block_ms, bool t
         uint32_t seen = atomic_load(&ctl->space_seq);
         if (atomic_load_explicit(&ctl->deleted, memory_order_relaxed))
             return SHOAL_ERR(SHOAL_ENOTOPIC, "topic was deleted");
-        rc = try_once ? rlock_try(&ctl->lock, ring_repair, r)
-                      : rlock_acquire(&ctl->lock, -1, ring_repair, r);
+        /* Only the first attempt may give up: after waiting for room, block_ms is spent. */
+        rc = try_once && deadline_ns == 0 ? rlock_try(&ctl->lock, ring_repair, r)
+                                          : rlock_acquire(&ctl->lock, -1, ring_repair, r);
         if (rc < 0)
             return rc;
         rc = ring_append_locked(r, b, base_offset);

@@ -81,12 +81,12 @@ struct ring_batch {
     void *arg;
 };
 /* ring_append() without the copy: the batch is written in place. With try_once, returns
- * -EBUSY at once when another process holds the lock (the caller may then encode
- * outside the lock and ring_append()), instead of waiting for it. */
+ * -EBUSY at once when another process holds the lock at the first attempt (the caller may
+ * then encode outside the lock and ring_append()), instead of waiting for it. */
 int ring_append_fill(ring_t *r, const struct ring_batch *b, int block_ms, bool try_once,
                      int64_t *base_offset);
 /* Ask the CPU to fetch, for writing, the active slot's descriptor that ring_append() will
- * read and write under the lock. Readers poll that line, so it is usually in another
+ * write under the lock. Readers poll that line, so it is usually in another
  * core's cache; calling this before encoding lets the transfer overlap the encoding
  * instead of stalling the locked section. A hint only: no effect on correctness. */
 static inline void ring_prefetch_append(const ring_t *r)
