@@ -15,9 +15,10 @@
  * checks once more, and sleeps in one futex_waitv over all their wake words (ring.c has
  * the protocol). A producer wakes it with one system call; an idle consumer uses no CPU.
  * Before sleeping it may spin (options.wait): SHOAL_WAIT_DEFAULT watches the partitions'
- * published positions for spin_ns, SHOAL_WAIT_SPIN until the timeout, SHOAL_WAIT_FUTEX not
- * at all. A spinning consumer is not counted in `waiters`, so a producer that finds it
- * spinning makes no wake-up system call; only plain loads touch the shared lines. When the
+ * published positions for spin_ns (or, while data has recently come a little later than
+ * that, up to 40 x spin_ns: consumer_spin_budget), SHOAL_WAIT_SPIN until the timeout,
+ * SHOAL_WAIT_FUTEX not at all. A spinning consumer is not counted in `waiters`, so a producer that
+ * finds it spinning makes no wake-up system call; only plain loads touch the shared lines. When the
  * thread shares its CPU with other runnable threads (it was preempted lately), the default
  * strategy spins with sched_yield() instead of pause: in a fan-out on few CPUs the other
  * consumers and the producer run in its turn, and no sleeper costs the producer a wake-up.
@@ -489,9 +490,9 @@ static int part_yield(shoal_consumer_t *c, struct consumer_part *cp)
 
     if (!cp->cur.placed)
         return 0;
-    /* The slot's own line first: poll reads it anyway (its `used`), while space_waiters and
-     * active_slot share the line every append writes (log_end_offset). So a reader on the
-     * active slot, the usual case, never loads that line. */
+    /* The slot's own line first: poll reads it anyway (its `used`); active_slot shares the
+     * line every append writes (log_end_offset), and space_waiters is read by every
+     * reader. So a reader on the active slot, the usual case, loads neither. */
     s = &ctl->slots[cp->cur.slot];
     if (atomic_load(&s->state) != SHM_SLOT_SEALED || atomic_load(&ctl->space_waiters) == 0)
         return 0;
@@ -595,8 +596,8 @@ static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
  * look for data, not at the start of every poll: a producer only changes `seq` while
  * someone sleeps, so in a fan-out that line would move on every append, and every poll
  * of every reader would pay for it. Reading it late loses no wake-up: if the last look
- * misses a publish, the producer's fence guarantees it sees our `waiters` and bumps
- * `seq` after that publish. Either our load of `seq` precedes the bump, and the futex
+ * misses a publish, the producer's fence guarantees it sees our `waiters` and `armed` and
+ * bumps `seq` after that publish. Either our load of `seq` precedes the bump, and the futex
  * wait returns at once or is woken, or it reads the bumped value, which orders the
  * publish before our last look (acquire), so that look sees the data. */
 static int consumer_sleep(shoal_consumer_t *c, int timeout_ms)
