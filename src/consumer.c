@@ -682,8 +682,9 @@ static bool consumer_cpu_shared(shoal_consumer_t *c, int64_t now)
 /* SHOAL_WAIT_DEFAULT spins at most this many times spin_ns (consumer_spin_budget). */
 #define CONSUMER_SPIN_ADAPT_MAX 40
 
-/* Fold a wait for data that ended with data after gap_ns into the recent average. A long
- * wait counts as twice the adaptive limit, so one of them is enough to end adapting. */
+/* Fold a wait for data that ended after gap_ns (with data, or at the poll's timeout) into
+ * the recent average. A long wait counts as twice the adaptive limit, so one of them is
+ * enough to end adapting: a stream that stopped is not spun for at every poll. */
 static void consumer_note_wait(shoal_consumer_t *c, int64_t gap_ns)
 {
     int64_t cap = 2 * CONSUMER_SPIN_ADAPT_MAX * (int64_t)c->opts.spin_ns;
@@ -787,8 +788,10 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
             deadline = now + (int64_t)timeout_ms * 1000000;
             waiting_since = now;
         }
-        if (timeout_ms > 0 && now >= deadline)
+        if (timeout_ms > 0 && now >= deadline) {
+            consumer_note_wait(c, now - waiting_since); /* >= 1 ms: ends adapting */
             return 0;
+        }
         shared = c->opts.wait == SHOAL_WAIT_DEFAULT && consumer_cpu_shared(c, now);
         spin_until = consumer_spin_until(c, now, deadline, timeout_ms, shared);
         if (spin_until > now && consumer_spin(c, now, spin_until, shared))
@@ -796,8 +799,10 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
         if (c->opts.wait == SHOAL_WAIT_SPIN)
             continue; /* the deadline check above ends it */
         left_ms = timeout_ms < 0 ? -1 : (int)((deadline - shoal__mono_ns()) / 1000000);
-        if (timeout_ms > 0 && left_ms <= 0)
+        if (timeout_ms > 0 && left_ms <= 0) {
+            consumer_note_wait(c, shoal__mono_ns() - waiting_since);
             return 0;
+        }
         rc = consumer_sleep(c, left_ms);
         if (rc < 0)
             return rc;
