@@ -29,7 +29,12 @@
 #define LATE_ROUNDS  10 /* ... then keys TOMB_NEW_END.. this many more, after the tombstones */
 #define TOMB_OLD_END 5  /* k0..k4 get a tombstone an hour old: it goes */
 #define TOMB_NEW_END 10 /* k5..k9 get a tombstone of now: it stays (delete.retention.ms) */
-#define MAX_VERSIONS (ROUNDS + LATE_ROUNDS + 1) /* one more for a late write */
+#define MAX_VERSIONS (ROUNDS + LATE_ROUNDS + TAIL_VERSIONS + 1) /* and one for a late write */
+
+/* test_last_file_is_never_compacted: the last key written this many more times (so the
+ * last segment holds it twice), in a ring of more slots than it has segments. */
+#define TAIL_VERSIONS   3
+#define LAST_FILE_SLOTS 16
 
 static struct harness_daemon daemon_;
 static shoal_client_t *client;
@@ -464,35 +469,83 @@ static void test_compact_and_delete_together(void **state)
 
 /* After a segment.ms roll the segment being written has no file yet, so the last file on
  * disk is a sealed segment whose slot may still hold its uncompacted bytes; a restarted
- * daemon continues that file from its length. The cleaner must leave it alone. */
+ * daemon continues that file from its length. The cleaner must leave it alone.
+ *
+ * Each step is made certain rather than left to timing:
+ *  - the last file holds a key twice (TAIL_VERSIONS), so a cleaner that looked at it would
+ *    rewrite it (a file with nothing to drop is left alone whatever the guard says);
+ *  - the topic starts with cleanup.policy=delete and turns to compact only after the roll
+ *    is logged: the alter waits for the flusher's pass (registry lock), and the next pass
+ *    moves the flusher off the rolled slot before the first cleaner run, so that run is
+ *    the one that sees the rolled file last on disk with no file after it;
+ *  - that run compacts the file before the last one, whose log line says it has run (the
+ *    shutdown joins the flusher, so a run under way finishes before the restart);
+ *  - no slot has been reused (fewer segments than ring.slots), so the re-attached ring
+ *    has the rolled segment's slot before the new one's and recovery continues that file. */
 static void test_last_file_is_never_compacted(void **state)
 {
-    static const char *const names[] = {"segment.ms"};
-    static const char *const values[] = {"1000"};
-    char dir[PATH_MAX], path[PATH_MAX];
-    int64_t total, *bases, extra;
+    static const char *const roll_names[] = {"segment.ms"};
+    static const char *const roll_values[] = {"1000"};
+    static const char *const policy_names[] = {"cleanup.policy"};
+    static const char *const policy_values[] = {"compact"};
+    char dir[PATH_MAX], path[PATH_MAX], last_path[PATH_MAX], needle[64];
+    struct file_stats before, after;
+    int64_t total, *bases, last;
     shoal_producer_t *p;
     size_t n;
     (void)state;
 
-    create_topic_slots("rl", "compact", 3);
+    create_topic_slots("rl", "delete", LAST_FILE_SLOTS);
     total = produce_workload("rl");
-    assert_int_equal(shoal_topic_alter(client, "rl", names, values, 1), 0);
+    assert_int_equal(shoal_producer_open(client, "rl", NULL, &p), 0);
+    for (int i = 0; i < TAIL_VERSIONS; i++)
+        send_version(p, KEYS - 1);
+    shoal_producer_close(p);
+    total += TAIL_VERSIONS;
+    WAIT_UNTIL(describe0("rl").flushed_offset == total, 5000);
+    assert_int_equal(describe0("rl").flushed_offset, total);
+    partition_dir(dir, sizeof(dir), "rl");
+    assert_int_equal(segment_list(dir, &bases, &n), 0);
+    assert_true(n >= 2 && n < LAST_FILE_SLOTS);
+    last = bases[n - 1];
+    snprintf(needle, sizeof(needle), "rl-0: compacted segment %lld:", (long long)bases[n - 2]);
+    free(bases);
+    assert_int_equal(segment_path(last_path, sizeof(last_path), dir, last, ".log"), 0);
+    file_stats(last_path, last, &before);
+    assert_true(before.whole && before.dup_keys); /* something for a cleaner to drop */
+
+    assert_int_equal(shoal_topic_alter(client, "rl", roll_names, roll_values, 1), 0);
     WAIT_UNTIL(harness_daemon_log_contains(&daemon_, "rolled the active segment"), 5000);
     assert_true(harness_daemon_log_contains(&daemon_, "rolled the active segment"));
-    usleep(2500000); /* a cleaner run with the rolled segment's file not there yet */
+    assert_int_equal(active_base("rl"), last); /* the new segment has no file */
+    assert_int_equal(shoal_topic_alter(client, "rl", policy_names, policy_values, 1), 0);
+    WAIT_UNTIL(harness_daemon_log_contains(&daemon_, needle), 5000);
+    if (!harness_daemon_log_contains(&daemon_, needle))
+        harness_daemon_print_log(&daemon_);
+    assert_true(harness_daemon_log_contains(&daemon_, needle));
     shoal_client_close(client);
     client = NULL;
     assert_int_equal(harness_daemon_stop(&daemon_), 0);
+
+    /* The run compacted the segments before it and left the last file as it was. */
+    assert_int_equal(active_base("rl"), last);
+    file_stats(last_path, last, &after);
+    assert_true(after.whole && after.dup_keys);
+    assert_int_equal(after.records, before.records);
+    assert_int_equal(after.next, before.next);
+
+    /* Recovery re-attaches the ring and continues the last file from its length; a record
+     * written after it goes to a new segment. */
     assert_int_equal(harness_daemon_restart(&daemon_), 0);
+    assert_true(harness_daemon_log_contains(&daemon_, "re-attached shared ring"));
     assert_int_equal(shoal_client_open(daemon_.socket, &client), 0);
     assert_int_equal(shoal_producer_open(client, "rl", NULL, &p), 0);
     send_version(p, KEYS - 1);
     shoal_producer_close(p);
-    extra = 1;
-    WAIT_UNTIL(describe0("rl").flushed_offset == total + extra, 5000);
-    /* Every segment is whole (good CRCs, no mixed bytes) and reads back as written. */
-    partition_dir(dir, sizeof(dir), "rl");
+    total++;
+    WAIT_UNTIL(describe0("rl").flushed_offset == total, 5000);
+    /* Every segment is whole (good CRCs, offsets increasing, no mixed bytes) and they
+     * follow one another; then everything reads back as written. */
     assert_int_equal(segment_list(dir, &bases, &n), 0);
     for (size_t i = 0; i < n; i++) {
         struct file_stats fs;
@@ -501,7 +554,9 @@ static void test_last_file_is_never_compacted(void **state)
         assert_true(fs.whole);
         assert_true(i + 1 == n || fs.next == bases[i + 1]);
     }
+    assert_true(bases[n - 1] > last);
     free(bases);
+    assert_int_equal(describe0("rl").flushed_offset, total);
     check_consumed("rl", false);
 }
 
