@@ -245,7 +245,8 @@ void broker_flush_all(broker_t *b, bool final, bool reap)
         dtopic_t *t = b->topics[i];
         for (uint32_t p = 0; p < t->cfg.partitions; p++) {
             dpart_t *dp = &t->parts[p];
-            dpart_flush(dp, b->cfg->flush_ms, final); /* logs its own failures */
+            /* logs its own failures */
+            dpart_flush(dp, b->cfg->flush_ms, b->cfg->flush_drop_cache, final);
             if (reap)
                 dpart_reap(dp);
         }

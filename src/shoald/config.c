@@ -29,6 +29,7 @@ static const struct key_def keys[] = {
     {"shm.dir", KEY_PATH, F(shm_dir), 0, 0},
     {"flush.interval.ms", KEY_INT, F(flush_interval_ms), 1, 10000},
     {"flush.ms", KEY_INT, F(flush_ms), 0, 86400000},
+    {"flush.drop.cache", KEY_INT, F(flush_drop_cache), 0, 1},
     {"allow.gid", KEY_GROUP, F(allow_gid), -1, 2147483647},
     {"log.level", KEY_LEVEL, F(log_level), 0, 0},
     {"log.file", KEY_PATH, F(log_file), 0, 0},
@@ -44,6 +45,7 @@ void config_init(shoald_config_t *cfg)
     strcpy(cfg->shm_dir, "/dev/shm");
     cfg->flush_interval_ms = 5;
     cfg->flush_ms = 1000;
+    cfg->flush_drop_cache = 1;
     cfg->allow_gid = -1;
     cfg->log_level = LOG_INFO;
 }
@@ -175,8 +177,8 @@ static void usage(void)
 {
     printf("usage: shoald [--config FILE] [--data-dir DIR] [--runtime-dir DIR] "
            "[--instance NAME]\n"
-           "              [--shm-dir DIR] [--flush-interval-ms N] [--flush-ms N] "
-           "[--allow-gid GID]\n"
+           "              [--shm-dir DIR] [--flush-interval-ms N] [--flush-ms N]\n"
+           "              [--flush-drop-cache 0|1] [--allow-gid GID]\n"
            "              [--log-level LEVEL] [--log-file FILE] [--config-optional FILE]\n"
            "              [--KEY VALUE ...]\n"
            "Every key of the config file may be given as --key value ('-' or '.').\n"

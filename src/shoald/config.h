@@ -7,14 +7,17 @@
  *   shm.dir             parent of the shm directory                         /dev/shm
  *   flush.interval.ms   how often the flusher copies rings to disk          5
  *   flush.ms            longest time written data waits for an fsync        1000
+ *   flush.drop.cache    1: drop fsynced segment pages from the page cache
+ *                       (the ring holds the recent records; readers further
+ *                       behind read the disk); 0: keep them, as Kafka does   1
  *   allow.gid           a group (number or name) whose members may attach,
  *                       besides the daemon's own user and root; the control
  *                       socket is given to that group; -1 for none          -1
  *   log.level           error | warning | notice | info | debug            info
  *   log.file            append the log to this file instead of stderr      (stderr)
  *
- * Reloaded on SIGHUP: flush.interval.ms, flush.ms, allow.gid, log.level, log.file (the file
- * is reopened at every SIGHUP). The directories and the instance name need a restart. */
+ * Reloaded on SIGHUP: flush.interval.ms, flush.ms, flush.drop.cache, allow.gid, log.level, log.file
+ * (the file is reopened at every SIGHUP). The directories and the instance name need a restart. */
 #ifndef SHOALD_CONFIG_H
 #define SHOALD_CONFIG_H
 
@@ -28,6 +31,7 @@ typedef struct shoald_config {
     char shm_dir[PATH_MAX];
     int flush_interval_ms;
     int flush_ms;
+    int flush_drop_cache;
     long allow_gid;
     int log_level;
     char log_file[PATH_MAX]; /* "" = stderr */

@@ -149,10 +149,12 @@ static void reload(struct daemon *d)
         warn_if_changed("runtime.dir", d->cfg.runtime_dir, next.runtime_dir);
         warn_if_changed("instance", d->cfg.instance, next.instance);
         warn_if_changed("shm.dir", d->cfg.shm_dir, next.shm_dir);
-        /* The flusher reads flush.ms under the registry lock and its own atomic copy of
+        /* The flusher reads flush.ms and flush.drop.cache under the registry lock and its
+         * own atomic copy of
          * the interval; allow.gid is read by this thread only. */
         pthread_rwlock_wrlock(&d->broker.lock);
         d->cfg.flush_ms = next.flush_ms;
+        d->cfg.flush_drop_cache = next.flush_drop_cache;
         pthread_rwlock_unlock(&d->broker.lock);
         d->cfg.flush_interval_ms = next.flush_interval_ms;
         shoal_store_relaxed(&d->flush_interval_ms, next.flush_interval_ms);
@@ -166,8 +168,10 @@ static void reload(struct daemon *d)
     if ((rc = log_reopen(d->cfg.log_file)) < 0)
         log_error("reload: cannot open log file %s: %s", d->cfg.log_file, strerror(-rc));
     if (rc >= 0 || !d->cfg.log_file[0])
-        log_notice("reloaded: flush.interval.ms=%d flush.ms=%d allow.gid=%ld log.level=%d",
-                   d->cfg.flush_interval_ms, d->cfg.flush_ms, d->cfg.allow_gid, d->cfg.log_level);
+        log_notice("reloaded: flush.interval.ms=%d flush.ms=%d flush.drop.cache=%d "
+                   "allow.gid=%ld log.level=%d",
+                   d->cfg.flush_interval_ms, d->cfg.flush_ms, d->cfg.flush_drop_cache,
+                   d->cfg.allow_gid, d->cfg.log_level);
     report_status(d, true);
 }
 

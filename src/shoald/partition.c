@@ -376,7 +376,7 @@ static int flusher_open_file(dpart_t *p)
 static void flusher_drop_cache(dpart_t *p, bool whole)
 {
     uint64_t end = whole ? p->fl_pos : p->fl_pos & ~(uint64_t)(DROP_ALIGN_BYTES - 1);
-    if (p->log_fd < 0 || end <= p->fl_dropped)
+    if (!p->drop_cache || p->log_fd < 0 || end <= p->fl_dropped)
         return;
     (void)posix_fadvise(p->log_fd, (off_t)p->fl_dropped, (off_t)(end - p->fl_dropped),
                         POSIX_FADV_DONTNEED);
@@ -690,9 +690,11 @@ static int flush_pass(dpart_t *p, int flush_ms, bool final)
  * recovery; producers see the cause through the control block's flush_error. A failed
  * write is retried from the same position on the next pass, so nothing is lost or doubled:
  * unflushed slots are never freed, and a full ring holds producers back (SHOAL_AGAIN). */
-int dpart_flush(dpart_t *p, int flush_ms, bool final)
+int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final)
 {
-    int rc = flush_pass(p, flush_ms, final);
+    int rc;
+    p->drop_cache = drop_cache;
+    rc = flush_pass(p, flush_ms, final);
     int64_t now = shoal__mono_ns();
 
     if (rc < 0 &&

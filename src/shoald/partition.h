@@ -29,6 +29,7 @@ typedef struct dpart {
     bool index_dirty;       /* iw has entries not yet fsynced (done when the segment is sealed) */
     bool dir_dirty;         /* a segment file was opened (maybe created): fsync dir before acks */
     uint64_t fl_dropped;    /* bytes of log_fd dropped from the page cache after their fsync */
+    bool drop_cache;        /* this pass drops synced pages (flush.drop.cache) */
     int64_t written_offset; /* next offset after the last batch written */
     int64_t synced_offset;  /* next offset after the last batch fsynced */
     int64_t last_sync_ns;
@@ -57,9 +58,10 @@ int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char
  * active segment after segment.ms; once a second, apply retention (cleanup.policy delete:
  * retention.bytes and retention.ms delete whole sealed segments, oldest first, never the
  * segment being written); every few seconds, with cleanup.policy compact, compact the sealed
- * segments (compact.h). Returns 0 or a negative code (the partition stops flushing after a
- * corrupt batch: SHOAL_ECORRUPT). */
-int dpart_flush(dpart_t *p, int flush_ms, bool final);
+ * segments (compact.h). With drop_cache, synced whole pages of the segment being written
+ * leave the page cache (the ring holds them). Returns 0 or a negative code (the partition
+ * stops flushing after a corrupt batch: SHOAL_ECORRUPT). */
+int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final);
 /* Bytes the flusher has copied to segment files since the daemon started, all partitions
  * together. The flusher thread compares it around a pass to tell records streaming in
  * from an idle log. */

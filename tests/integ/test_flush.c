@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -222,6 +224,56 @@ static int stream_acked(void *arg)
     return 0;
 }
 
+/* Pages of a partition-0 segment file that sit in the page cache. */
+static size_t cached_pages(const struct harness_daemon *d, const char *topic, int64_t base)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned char vec[(SMALL_SEGMENT + 4096) / 4096];
+    char path[PATH_MAX];
+    struct stat st;
+    size_t pages, n = 0;
+    void *map;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s-0/%020" PRId64 ".log", d->data_dir, topic, base);
+    assert_true((fd = open(path, O_RDONLY)) >= 0);
+    assert_int_equal(fstat(fd, &st), 0);
+    pages = ((size_t)st.st_size + (size_t)page - 1) / (size_t)page;
+    assert_true(pages > 8 && pages <= sizeof(vec));
+    map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(map != MAP_FAILED);
+    assert_int_equal(mincore(map, (size_t)st.st_size, vec), 0);
+    for (size_t i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    munmap(map, (size_t)st.st_size);
+    return n;
+}
+
+/* flush.drop.cache (default 1): once fsynced, a sealed segment leaves the page cache; with
+ * 0 it stays there, as with Kafka. */
+INTEG_TEST(test_synced_segments_leave_the_page_cache_unless_told_to_keep_them)
+{
+    shoal_topic_config_t cfg = topic_cfg();
+    struct harness_daemon keep;
+    shoal_client_t *c;
+    int64_t bases[MAX_BASES];
+
+    assert_int_equal(shoal_topic_create(f->c, "dropped", &cfg), 0);
+    send_acked_on_disk(f->c, "dropped", 0, N_RECORDS);
+    assert_true(harness_segment_bases(&f->d, "dropped", bases, MAX_BASES) >= 3);
+    assert_int_equal(cached_pages(&f->d, "dropped", bases[0]), 0);
+
+    assert_int_equal(harness_daemon_start(&keep, "tkeep", "--flush-drop-cache", "0", NULL), 0);
+    assert_int_equal(shoal_client_open(keep.socket, &c), 0);
+    assert_int_equal(shoal_topic_create(c, "kept", &cfg), 0);
+    send_acked_on_disk(c, "kept", 0, N_RECORDS);
+    assert_true(harness_segment_bases(&keep, "kept", bases, MAX_BASES) >= 3);
+    assert_true(cached_pages(&keep, "kept", bases[0]) > SMALL_SEGMENT / 4096 / 2);
+    shoal_client_close(c);
+    assert_int_equal(harness_daemon_cleanup(&keep), 0);
+}
+
 INTEG_TEST(test_streaming_acks_disk_producers_see_their_records_flushed)
 {
     shoal_topic_config_t cfg = topic_cfg();
@@ -247,6 +299,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
         T(test_acks_disk_records_need_no_active_index_after_kill9_and_reboot),
         T(test_streaming_acks_disk_producers_see_their_records_flushed),
+        T(test_synced_segments_leave_the_page_cache_unless_told_to_keep_them),
 #undef T
     };
     const char *only = getenv("SHOAL_TEST_FILTER");

@@ -259,13 +259,14 @@ NOTIFY_TEST(test_sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad)
 
     /* Reloadable keys change; a changed directory is only reported. */
     write_file(conf, "log.level = debug\nflush.ms = 50\nflush.interval.ms = 7\n"
-                     "allow.gid = root\nshm.dir = /elsewhere\n");
+                     "flush.drop.cache = 0\nallow.gid = root\nshm.dir = /elsewhere\n");
     kill(f->d.pid, SIGHUP);
     assert_true(notify_wait(f, "RELOADING=1", msg, 5000));
     assert_non_null(strstr(msg, "MONOTONIC_USEC="));
     assert_true(notify_wait(f, "READY=1", msg, 5000));
     assert_true(harness_daemon_log_contains(
-        &f->d, "reloaded: flush.interval.ms=7 flush.ms=50 allow.gid=0 log.level=7"));
+        &f->d,
+        "reloaded: flush.interval.ms=7 flush.ms=50 flush.drop.cache=0 allow.gid=0 log.level=7"));
     assert_true(harness_daemon_log_contains(&f->d, "shm.dir changed from /dev/shm to /elsewhere"));
 
     /* A broken file: the error is logged, the running settings stay, the daemon serves. */
@@ -275,7 +276,8 @@ NOTIFY_TEST(test_sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad)
     assert_true(notify_wait(f, "READY=1", msg, 5000));
     assert_true(harness_daemon_log_contains(&f->d, "keeping the running settings"));
     assert_true(harness_daemon_log_contains(
-        &f->d, "reloaded: flush.interval.ms=7 flush.ms=50 allow.gid=0 log.level=7"));
+        &f->d,
+        "reloaded: flush.interval.ms=7 flush.ms=50 flush.drop.cache=0 allow.gid=0 log.level=7"));
     assert_int_equal(shoal_client_open(f->d.socket, &c), 0);
     shoal_client_close(c);
     assert_int_equal(harness_daemon_stop(&f->d), 0);
