@@ -877,6 +877,57 @@ INTEG_TEST(test_default_wait_follows_a_steady_stream_without_wake_ups)
     shoal_producer_close(p);
 }
 
+#define ONE_BATCHES 3
+#define ONE_PER     64
+
+/* The next poll of one record must be the record at want. */
+static void expect_one(shoal_consumer_t *k, int64_t want)
+{
+    shoal_record_t r;
+    char v[16];
+    int n = snprintf(v, sizeof(v), "one-%" PRId64, want);
+    assert_int_equal(shoal_poll(k, &r, 1, 1000), 1);
+    assert_int_equal(r.offset, want);
+    assert_int_equal(r.value_len, n);
+    assert_memory_equal(r.value, v, (size_t)n);
+}
+
+/* A consumer polling one record at a time goes on inside a batch where the last poll
+ * stopped (it does not decode the batch again from its start); a seek, even into the
+ * same batch, starts afresh. */
+INTEG_TEST(test_polling_one_record_at_a_time_walks_and_seeks_inside_batches)
+{
+    static char values[ONE_PER][16];
+    shoal_message_t m[ONE_PER];
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+
+    assert_int_equal(shoal_topic_create(f->c, "one", NULL), 0);
+    assert_int_equal(shoal_producer_open(f->c, "one", NULL, &p), 0);
+    for (int b = 0; b < ONE_BATCHES; b++) {
+        for (int i = 0; i < ONE_PER; i++) {
+            int n = snprintf(values[i], sizeof(values[i]), "one-%d", b * ONE_PER + i);
+            m[i] = (shoal_message_t){.value = values[i], .value_len = (size_t)n};
+        }
+        assert_int_equal(shoal_send_batch(p, m, ONE_PER, NULL), 0);
+    }
+    shoal_producer_close(p);
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "one", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, "one", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    for (int64_t o = 0; o < 100; o++)
+        expect_one(k, o);
+    assert_int_equal(shoal_consumer_seek(k, "one", 0, SHOAL_SEEK_OFFSET, 10), 0);
+    expect_one(k, 10);
+    expect_one(k, 11);
+    assert_int_equal(shoal_consumer_seek(k, "one", 0, SHOAL_SEEK_OFFSET, 3), 0); /* same batch */
+    expect_one(k, 3);
+    assert_int_equal(shoal_consumer_seek(k, "one", 0, SHOAL_SEEK_OFFSET, 101), 0);
+    for (int64_t o = 101; o < ONE_BATCHES * ONE_PER; o++)
+        expect_one(k, o);
+    shoal_consumer_close(k);
+}
+
 /* ------------------------------------------------------------------ durability */
 
 #define DUR_MEMORY 3000
@@ -1665,6 +1716,7 @@ int main(void)
         T(test_sleeping_consumer_wakes_within_ms_of_append_and_idles_without_cpu),
         T(test_each_consumer_wait_strategy_receives_records_appended_while_it_waits),
         T(test_default_wait_follows_a_steady_stream_without_wake_ups),
+        T(test_polling_one_record_at_a_time_walks_and_seeks_inside_batches),
         T(test_acknowledged_records_survive_daemon_kill9_and_lost_shm),
         T(test_consumer_reads_offsets_that_exist_only_in_disk_segments),
         T(test_appends_continue_while_the_daemon_is_killed_and_restarted),
