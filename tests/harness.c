@@ -9,6 +9,11 @@
  * handler, using only async-signal-safe calls there. */
 #include "harness.h"
 
+#include <setjmp.h> /* cmocka.h needs these three first */
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -489,6 +494,15 @@ int harness_daemon_wait_exit(struct harness_daemon *d, int timeout_ms)
 void harness_daemon_wipe_shm(struct harness_daemon *d)
 {
     harness_rmrf(d->shm_dir);
+}
+
+void harness_test_filter(void)
+{
+    const char *only = getenv("SHOAL_TEST_FILTER");
+
+    if (only && *only)
+        cmocka_set_test_filter(only);
+    setvbuf(stdout, NULL, _IONBF, 0);
 }
 
 size_t harness_segment_bases(const struct harness_daemon *d, const char *topic, int64_t *bases,

@@ -104,6 +104,11 @@ struct harness_fixture {
     bool passed; /* set when the test body returned: otherwise the stop shows the log */
 };
 
+/* Before cmocka_run_group_tests(): run only the tests whose names match
+ * $SHOAL_TEST_FILTER (cmocka's pattern, e.g. "*disk*") when it is set, and leave stdout
+ * unbuffered so the watchdog's report follows the test's RUN line. */
+void harness_test_filter(void);
+
 /* A cmocka test whose body takes the fixture (from *state) and records that it returned. */
 #define INTEG_TEST(name)                                                                           \
     static void name##_body(struct harness_fixture *f);                                            \

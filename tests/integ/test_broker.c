@@ -1731,10 +1731,6 @@ int main(void)
         T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),
 #undef T
     };
-    const char *only = getenv("SHOAL_TEST_FILTER"); /* e.g. "*disk*" */
-
-    if (only && *only)
-        cmocka_set_test_filter(only);
-    setvbuf(stdout, NULL, _IONBF, 0); /* so the watchdog's report follows the RUN line */
+    harness_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

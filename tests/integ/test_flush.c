@@ -302,10 +302,6 @@ int main(void)
         T(test_synced_segments_leave_the_page_cache_unless_told_to_keep_them),
 #undef T
     };
-    const char *only = getenv("SHOAL_TEST_FILTER");
-
-    if (only && *only)
-        cmocka_set_test_filter(only);
-    setvbuf(stdout, NULL, _IONBF, 0);
+    harness_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

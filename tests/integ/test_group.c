@@ -1329,10 +1329,6 @@ int main(void)
         T(test_builtin_roundrobin_and_sticky_split_partitions_evenly),
 #undef T
     };
-    const char *only = getenv("SHOAL_TEST_FILTER");
-
-    if (only && *only)
-        cmocka_set_test_filter(only);
-    setvbuf(stdout, NULL, _IONBF, 0);
+    harness_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
