@@ -12,35 +12,8 @@
 
 #include "harness.h"
 #include "store.h"
+#include "store_fixture.h"
 #include "util.h"
-
-struct fixture {
-    char dir[256];
-    char meta[300];
-    store_t *st;
-};
-
-static int setup(void **state)
-{
-    static struct fixture f;
-
-    memset(&f, 0, sizeof(f));
-    harness_tmpdir(f.dir, sizeof(f.dir), "store");
-    snprintf(f.meta, sizeof(f.meta), "%s/meta", f.dir);
-    if (store_open(f.meta, 16u << 20, &f.st) != 0)
-        return -1;
-    *state = &f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-
-    store_close(f->st);
-    harness_rmrf(f->dir);
-    return 0;
-}
 
 static shoal_topic_config_t config_with(uint32_t partitions)
 {

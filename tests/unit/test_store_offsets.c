@@ -11,33 +11,7 @@
 
 #include "harness.h"
 #include "store.h"
-
-struct fixture {
-    char dir[256];
-    char meta[300];
-    store_t *st;
-};
-
-static int setup(void **state)
-{
-    static struct fixture f;
-
-    memset(&f, 0, sizeof(f));
-    harness_tmpdir(f.dir, sizeof(f.dir), "offsets");
-    snprintf(f.meta, sizeof(f.meta), "%s/meta", f.dir);
-    if (store_open(f.meta, 16u << 20, &f.st) != 0)
-        return -1;
-    *state = &f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    store_close(f->st);
-    harness_rmrf(f->dir);
-    return 0;
-}
+#include "store_fixture.h"
 
 struct seen {
     char keys[16][600];
