@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -145,7 +146,7 @@ bool assign_member_subscribes(const shoal_assign_member_t *m, const char *topic)
     return false;
 }
 
-int assign_member_order_cmp(const void *a, const void *b, void *members)
+static int member_order_cmp(const void *a, const void *b, void *members)
 {
     const shoal_assign_member_t *ms = members;
     const shoal_assign_member_t *x = &ms[*(const size_t *)a];
@@ -158,6 +159,17 @@ int assign_member_order_cmp(const void *a, const void *b, void *members)
         return x->group_instance_id ? -1 : 1;
     }
     return strcmp(x->member_id, y->member_id);
+}
+
+size_t *assign_member_order(const shoal_assign_input_t *in)
+{
+    size_t *order = shoal__calloc(in->member_count + 1, sizeof(*order));
+    if (!order)
+        return NULL;
+    for (size_t k = 0; k < in->member_count; k++)
+        order[k] = k;
+    qsort_r(order, in->member_count, sizeof(*order), member_order_cmp, (void *)in->members);
+    return order;
 }
 
 static int check_alloc(struct check *c, const shoal_assign_input_t *in)

@@ -37,9 +37,10 @@ int assign_run(const shoal_assignor_t *a, const shoal_assign_input_t *in,
 
 /* Whether member m subscribes to topic. */
 bool assign_member_subscribes(const shoal_assign_member_t *m, const char *topic);
-/* Kafka's member order, for qsort_r over member indices (members: the member array):
- * static members first by group_instance_id, then the rest by member_id. */
-int assign_member_order_cmp(const void *a, const void *b, void *members);
+/* The indices of in's members in Kafka's order: static members first by
+ * group_instance_id, then the rest by member_id. A shoal__malloc'd array the caller frees
+ * with shoal__free(), or NULL when out of memory. */
+size_t *assign_member_order(const shoal_assign_input_t *in);
 
 /* The built-ins, each in its own file. */
 int assign_range(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out);

@@ -13,7 +13,6 @@
 #include "assign.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -45,12 +44,9 @@ static int range_topic(const shoal_assign_input_t *in, const size_t *order, size
 int assign_range(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out)
 {
     (void)arg;
-    size_t *order = shoal__calloc(in->member_count + 1, sizeof(*order));
+    size_t *order = assign_member_order(in);
     if (!order)
         return -ENOMEM;
-    for (size_t k = 0; k < in->member_count; k++)
-        order[k] = k;
-    qsort_r(order, in->member_count, sizeof(*order), assign_member_order_cmp, (void *)in->members);
     int rc = 0;
     for (size_t t = 0; t < in->topic_count && rc == 0; t++)
         rc = range_topic(in, order, t, out);

@@ -12,7 +12,6 @@
 #include "assign.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -46,12 +45,9 @@ static int roundrobin_topic(const shoal_assign_input_t *in, const size_t *order,
 int assign_roundrobin(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out)
 {
     (void)arg;
-    size_t *order = shoal__calloc(in->member_count + 1, sizeof(*order));
+    size_t *order = assign_member_order(in);
     if (!order)
         return -ENOMEM;
-    for (size_t k = 0; k < in->member_count; k++)
-        order[k] = k;
-    qsort_r(order, in->member_count, sizeof(*order), assign_member_order_cmp, (void *)in->members);
     size_t pos = 0;
     int rc = 0;
     for (size_t t = 0; t < in->topic_count && rc == 0; t++)
