@@ -809,13 +809,24 @@ static inline void copy_value(uint8_t *dst, const uint8_t *src, size_t len)
 }
 
 /* The batch's CRC while it is written: the bytes from `from` on are not in crc yet. A
- * value of CRC_FUSE_MIN bytes or more is checksummed as it is copied (read once, while
- * in L1); everything else in one pass at the end. */
+ * value of CRC_FUSE_MIN bytes or more is checksummed as it is copied (read once, from
+ * its source); everything else in one pass at the end. (Measured, producer alone, fusing
+ * from 512 B rather than 1 KiB: 512 B values +22%, 256 B values -5%.) */
 struct crc_run {
     uint32_t crc;
     const uint8_t *from;
 };
-#define CRC_FUSE_MIN 1024
+#define CRC_FUSE_MIN 512
+
+/* The CRC of what was stored since the last fused value: the framing before a large
+ * value, up to CRC_FRESH_MAX bytes, one byte at a time (shoal__crc32c_fresh), because the
+ * bytes are still in the store buffer and a wide load over them would wait for their line.
+ * Measured with a producer alone: 4 KiB values 6.7 -> 8.0 GB/s, 1 KiB 5.5 -> 7.7 GB/s. */
+#define CRC_FRESH_MAX 64
+static inline uint32_t crc_fresh(uint32_t crc, const uint8_t *p, size_t len)
+{
+    return len <= CRC_FRESH_MAX ? shoal__crc32c_fresh(crc, p, len) : shoal__crc32c(crc, p, len);
+}
 
 static inline void value_write(uint8_t *dst, const uint8_t *src, size_t len, struct crc_run *c)
 {
@@ -823,7 +834,7 @@ static inline void value_write(uint8_t *dst, const uint8_t *src, size_t len, str
         copy_value(dst, src, len);
         return;
     }
-    c->crc = shoal__crc32c(c->crc, c->from, (size_t)(dst - c->from));
+    c->crc = crc_fresh(c->crc, c->from, (size_t)(dst - c->from));
     c->crc = shoal__crc32c_copy(c->crc, dst, src, len);
     c->from = dst + len;
 }

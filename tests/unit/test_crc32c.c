@@ -238,6 +238,23 @@ static void test_crc32c_copy_matches_crc_and_copies_exactly(void **state)
     free(src);
 }
 
+/* The byte-at-a-time path for freshly stored bytes gives the ordinary crc, at every short
+ * length, alignment and starting crc. */
+static void test_crc32c_fresh_matches_the_table(void **state)
+{
+    uint8_t *src = big_buffer(11);
+    uint32_t seed = 3;
+    (void)state;
+
+    for (size_t len = 0; len <= 200; len++) {
+        uint32_t crc = next_rand(&seed);
+        const uint8_t *p = src + len % 9;
+        assert_int_equal(shoal__crc32c_fresh(crc, p, len), shoal__crc32c_sw(crc, p, len));
+    }
+    assert_int_equal(shoal__crc32c_fresh(0, "123456789", 9), 0xE3069283u);
+    free(src);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_crc32c_paths_agree_on_random_lengths_and_alignments),
         cmocka_unit_test(test_crc32c_extends_a_finished_crc),
         cmocka_unit_test(test_crc32c_copy_matches_crc_and_copies_exactly),
+        cmocka_unit_test(test_crc32c_fresh_matches_the_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

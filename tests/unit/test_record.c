@@ -913,6 +913,67 @@ static void test_record_encode_round_trips_null_empty_and_headers(void **state)
     assert_int_equal(record_iter_next(&it, &rec), 0);
 }
 
+/* Encode msgs and check the batch's CRC against the table implementation over its bytes,
+ * and that every value came through. */
+static void check_encoded_crc(const shoal_message_t *msgs, size_t n)
+{
+    size_t cap = record_batch_encoded_size(msgs, n, 1000), len;
+    uint8_t *buf = malloc(cap);
+    record_batch_fields_t f;
+    record_batch_header_t h;
+    record_iter_t it;
+    shoal_record_t rec;
+
+    assert_non_null(buf);
+    record_batch_fields_init(&f);
+    assert_int_equal(record_batch_encode(buf, cap, &f, msgs, n, 1000, &len), 0);
+    assert_int_equal(record_batch_parse(buf, len, &h), 0);
+    assert_int_equal(h.crc, shoal__crc32c_sw(0, buf + 21, len - 21));
+    assert_int_equal(record_iter_init(&it, buf, &h), 0);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(record_iter_next(&it, &rec), 1);
+        assert_int_equal(rec.value_len, (int32_t)msgs[i].value_len);
+        assert_memory_equal(rec.value, msgs[i].value, msgs[i].value_len);
+    }
+    free(buf);
+}
+
+/* Values large enough to be checksummed while they are copied, with the framing before
+ * them checksummed byte by byte or in bulk (keys of several sizes put it either side of
+ * that threshold), in the short form and the general one (headers, more than 64). */
+static void test_record_encoder_crc_is_right_around_large_values(void **state)
+{
+    static const size_t value_lens[] = {0, 1, 300, 511, 512, 513, 4096, 70000};
+    static const size_t key_lens[] = {0, 1, 20, 60, 100, 700};
+    const shoal_header_t hdr = {"h", 1, "v", 1};
+    uint8_t *bytes = malloc(70000 + 70);
+    shoal_message_t msgs[70];
+    (void)state;
+
+    assert_non_null(bytes);
+    for (size_t i = 0; i < 70000 + 70; i++)
+        bytes[i] = (uint8_t)(i * 7 + 3);
+    for (size_t v = 0; v < sizeof(value_lens) / sizeof(value_lens[0]); v++) {
+        for (size_t k = 0; k < sizeof(key_lens) / sizeof(key_lens[0]); k++) {
+            for (size_t i = 0; i < 70; i++) {
+                size_t vl = value_lens[(v + i) % 8]; /* mixed sizes in one batch */
+                msgs[i] = (shoal_message_t){.key = k == 0 ? NULL : bytes + 5,
+                                            .key_len = key_lens[k],
+                                            .value = bytes + i,
+                                            .value_len = vl,
+                                            .timestamp_ms = 1000 + (int64_t)i};
+            }
+            check_encoded_crc(msgs, 1);
+            check_encoded_crc(msgs, 3);
+            check_encoded_crc(msgs, 70); /* the general writer */
+            msgs[1].headers = &hdr;
+            msgs[1].header_count = 1;
+            check_encoded_crc(msgs, 3); /* the general writer */
+        }
+    }
+    free(bytes);
+}
+
 static void test_record_encode_refuses_bad_arguments(void **state)
 {
     shoal_message_t m = {.key = "k", .key_len = 1, .value = "v", .value_len = 1};
@@ -1313,6 +1374,7 @@ int main(void)
         cmocka_unit_test(test_record_varints_round_trip),
         cmocka_unit_test(test_record_varint_rejects_more_than_64_bits),
         cmocka_unit_test(test_record_encode_round_trips_null_empty_and_headers),
+        cmocka_unit_test(test_record_encoder_crc_is_right_around_large_values),
         cmocka_unit_test(test_record_encode_refuses_bad_arguments),
         cmocka_unit_test(test_record_base_offset_is_outside_the_crc),
         cmocka_unit_test(test_record_fast_path_decodes_what_the_checked_path_does),
