@@ -318,7 +318,7 @@ static CRC32C_TARGET_SSE42 uint32_t crc32c_hw_bytes(uint32_t crc, const uint8_t 
 uint32_t shoal__crc32c_fresh(uint32_t crc, const void *buf, size_t len)
 {
 #if CRC32C_HAVE_SSE42
-    if (crc32c_get() != crc32c_sw_raw)
+    if (len <= CRC32C_FRESH_MAX && crc32c_get() != crc32c_sw_raw)
         return ~crc32c_hw_bytes(~crc, buf, len);
 #endif
     return shoal__crc32c(crc, buf, len);

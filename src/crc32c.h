@@ -15,11 +15,13 @@ uint32_t shoal__crc32c(uint32_t crc, const void *buf, size_t len);
  * then copied while in L1. Faster than memcpy then shoal__crc32c over dst. Any thread. */
 uint32_t shoal__crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len);
 
-/* shoal__crc32c over a few bytes that were just stored, read one byte at a time. A wider
- * load over bytes written by several smaller stores cannot take them from the store
- * buffer: it waits until they reach the cache, and so for the line they are in, which may
- * be in another core's cache or in none. A byte load is always inside one store and is
- * served from the buffer. For up to a few dozen bytes (record framing); any thread. */
+/* shoal__crc32c over bytes that were just stored. Up to CRC32C_FRESH_MAX of them are read
+ * one byte at a time: a wider load over bytes written by several smaller stores cannot
+ * take them from the store buffer, it waits until they reach the cache, and so for the
+ * line they are in, which may be in another core's cache or in none. A byte load is
+ * always inside one store and is served from the buffer. Longer runs go through
+ * shoal__crc32c, whose speed then outweighs the wait. Any thread. */
+#define CRC32C_FRESH_MAX 64
 uint32_t shoal__crc32c_fresh(uint32_t crc, const void *buf, size_t len);
 
 /* The implementations one by one, for tests that compare them. */

@@ -928,7 +928,8 @@ static void check_encoded_crc(const shoal_message_t *msgs, size_t n)
     record_batch_fields_init(&f);
     assert_int_equal(record_batch_encode(buf, cap, &f, msgs, n, 1000, &len), 0);
     assert_int_equal(record_batch_parse(buf, len, &h), 0);
-    assert_int_equal(h.crc, shoal__crc32c_sw(0, buf + 21, len - 21));
+    assert_int_equal(
+        h.crc, shoal__crc32c_sw(0, buf + RECORD_BATCH_CRC_START, len - RECORD_BATCH_CRC_START));
     assert_int_equal(record_iter_init(&it, buf, &h), 0);
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(record_iter_next(&it, &rec), 1);
@@ -943,20 +944,22 @@ static void check_encoded_crc(const shoal_message_t *msgs, size_t n)
  * that threshold), in the short form and the general one (headers, more than 64). */
 static void test_record_encoder_crc_is_right_around_large_values(void **state)
 {
-    static const size_t value_lens[] = {0, 1, 300, 511, 512, 513, 4096, 70000};
+    enum { VALUE_MAX = 70000, MSGS = 70 };
+    static const size_t value_lens[] = {0, 1, 300, 511, 512, 513, 4096, VALUE_MAX};
     static const size_t key_lens[] = {0, 1, 20, 60, 100, 700};
     const shoal_header_t hdr = {"h", 1, "v", 1};
-    uint8_t *bytes = malloc(70000 + 70);
-    shoal_message_t msgs[70];
+    uint8_t *bytes = malloc(VALUE_MAX + MSGS); /* message i's value starts at bytes + i */
+    shoal_message_t msgs[MSGS];
     (void)state;
 
     assert_non_null(bytes);
-    for (size_t i = 0; i < 70000 + 70; i++)
+    for (size_t i = 0; i < VALUE_MAX + MSGS; i++)
         bytes[i] = (uint8_t)(i * 7 + 3);
-    for (size_t v = 0; v < sizeof(value_lens) / sizeof(value_lens[0]); v++) {
-        for (size_t k = 0; k < sizeof(key_lens) / sizeof(key_lens[0]); k++) {
-            for (size_t i = 0; i < 70; i++) {
-                size_t vl = value_lens[(v + i) % 8]; /* mixed sizes in one batch */
+    for (size_t v = 0; v < SHOAL_ARRAY_LEN(value_lens); v++) {
+        for (size_t k = 0; k < SHOAL_ARRAY_LEN(key_lens); k++) {
+            for (size_t i = 0; i < MSGS; i++) {
+                /* mixed sizes in one batch */
+                size_t vl = value_lens[(v + i) % SHOAL_ARRAY_LEN(value_lens)];
                 msgs[i] = (shoal_message_t){.key = k == 0 ? NULL : bytes + 5,
                                             .key_len = key_lens[k],
                                             .value = bytes + i,
@@ -965,7 +968,7 @@ static void test_record_encoder_crc_is_right_around_large_values(void **state)
             }
             check_encoded_crc(msgs, 1);
             check_encoded_crc(msgs, 3);
-            check_encoded_crc(msgs, 70); /* the general writer */
+            check_encoded_crc(msgs, MSGS); /* the general writer: more than 64 */
             msgs[1].headers = &hdr;
             msgs[1].header_count = 1;
             check_encoded_crc(msgs, 3); /* the general writer */
