@@ -86,6 +86,7 @@ struct scenario {
     uint32_t size, batch, producers, consumers, wait;
     const char *baseline;
     bool lower_is_better; /* latency scenarios: ratio is p50 / baseline p50 */
+    bool busy;            /* ping-pong with CPU 0 shared (busy_kids): ratio of round trips/s */
     struct run runs[MAX_RUNS];
     int nruns;
 };
@@ -167,12 +168,28 @@ static struct scenario scenarios[] = {
     BASE_RTT("pipe-rtt-32", K_PIPE_RTT, 32),
     BASE_RTT("unix-rtt-32", K_UNIX_RTT, 32),
     BASE_RTT("unix-rtt-256", K_UNIX_RTT, 256),
+    {.name = "unix-rtt-32-busy",
+     .kind = K_UNIX_RTT,
+     .size = 32,
+     .batch = 1,
+     .producers = 2,
+     .consumers = 2,
+     .busy = true},
     RTT("shoal-rtt-32-spin", 32, SHOAL_WAIT_SPIN, "floor-rtt-32"),
     RTT("shoal-rtt-32-default", 32, SHOAL_WAIT_DEFAULT, "floor-rtt-32"),
     RTT("shoal-rtt-32-futex", 32, SHOAL_WAIT_FUTEX, "unix-rtt-32"),
     RTT("shoal-rtt-256-spin", 256, SHOAL_WAIT_SPIN, "floor-rtt-256"),
     RTT("shoal-rtt-256-default", 256, SHOAL_WAIT_DEFAULT, "floor-rtt-256"),
     RTT("shoal-rtt-256-futex", 256, SHOAL_WAIT_FUTEX, "unix-rtt-256"),
+    {.name = "shoal-rtt-32-busy",
+     .kind = K_SHOAL_RTT,
+     .size = 32,
+     .batch = 1,
+     .producers = 2,
+     .consumers = 2,
+     .wait = SHOAL_WAIT_DEFAULT,
+     .baseline = "unix-rtt-32-busy",
+     .busy = true},
     MULTI("shoal-fanout-1", 1, 1, NULL),
     MULTI("shoal-fanout-2", 1, 2, "shoal-fanout-1"),
     MULTI("shoal-fanout-4", 1, 4, "shoal-fanout-1"),
@@ -320,10 +337,10 @@ static int64_t probe(struct suite *S)
 {
     struct bench_child *ch = &S->probe->child[0];
     atomic_store(&ch->done, 0);
-    atomic_store(&S->probe->phase, BENCH_MEASURE);
+    bench_set_phase(S->probe, BENCH_MEASURE);
     for (int t = 0; t < 5000 && !atomic_load(&ch->done); t++)
         usleep(200);
-    atomic_store(&S->probe->phase, BENCH_SETUP);
+    bench_set_phase(S->probe, BENCH_SETUP);
     return atomic_load(&ch->done) ? ch->pct_ns[0] : -1;
 }
 
@@ -406,6 +423,18 @@ static int topic_new(struct suite *S, char *name, size_t cap, uint32_t storage, 
 
 /* ------------------------------------------------------------------ one run */
 
+/* A busy scenario's CPU 0, shared with the pinger: a CPU-bound process and one that wakes
+ * every 100 us (any timer-driven daemon), both unrelated to the ping-pong. Together they
+ * show what a waiting strategy costs on a loaded host: a waiter that gives its turn away
+ * (sched_yield) loses it to the CPU-bound process for a whole time slice, and the
+ * periodic wake-ups are what keep handing the CPU over. Children n and n + 1. */
+static int busy_kids(struct suite *S, int n)
+{
+    spawn_role(S, "busy-spin", n, NULL, NULL, 0, 1, 0, "cpu=0");
+    spawn_role(S, "busy-tick", n + 1, NULL, NULL, 0, 1, 0, "cpu=0");
+    return n + 2;
+}
+
 /* Spawn the processes of a child-based scenario. Returns how many, or -1. */
 static int setup_kids(struct suite *S, struct scenario *sc, char (*topics)[64], int *fds)
 {
@@ -434,7 +463,7 @@ static int setup_kids(struct suite *S, struct scenario *sc, char (*topics)[64], 
                    pin ? "cpu=0" : NULL);
         spawn_role(S, "shoal-pong", 1, topics[0], topics[1], sc->size, 1, sc->wait,
                    pin ? "cpu=1" : NULL);
-        return 2;
+        return sc->busy ? busy_kids(S, 2) : 2;
     }
     case K_FLOOR_RTT:
         spawn_role(S, "floor-ping", 0, NULL, S->floor_path, sc->size, 1, 0, "cpu=0");
@@ -445,14 +474,16 @@ static int setup_kids(struct suite *S, struct scenario *sc, char (*topics)[64], 
         char sz[32], ctl[160];
         snprintf(sz, sizeof(sz), "size=%u", sc->size);
         snprintf(ctl, sizeof(ctl), "ctl=%s", S->ctl_path);
-        const char *ping[] = {"role=fd-ping", "idx=0", sz, ctl, "fd=100", "fd2=101", NULL};
-        const char *pong[] = {"role=fd-pong", "idx=1", sz, ctl, "fd=100", "fd2=101", NULL};
+        const char *ping[] = {
+            "role=fd-ping", "idx=0", sz, ctl, "fd=100", "fd2=101", sc->busy ? "cpu=0" : NULL, NULL};
+        const char *pong[] = {
+            "role=fd-pong", "idx=1", sz, ctl, "fd=100", "fd2=101", sc->busy ? "cpu=1" : NULL, NULL};
         /* fds: ping writes fds[1], pong reads fds[0]; pong writes fds[3], ping reads fds[2] */
         S->kids[S->nkids++] = spawn(S, ping, sc->kind == K_PIPE_RTT ? fds[1] : fds[0],
                                     sc->kind == K_PIPE_RTT ? fds[2] : fds[0]);
         S->kids[S->nkids++] = spawn(S, pong, sc->kind == K_PIPE_RTT ? fds[0] : fds[1],
                                     sc->kind == K_PIPE_RTT ? fds[3] : fds[1]);
-        return 2;
+        return sc->busy ? busy_kids(S, 2) : 2;
     }
     default:
         return -1;
@@ -531,7 +562,7 @@ static void tput_figures(struct scenario *sc, const uint64_t *o0, const uint64_t
 
 static void collect(struct suite *S, struct scenario *sc, int n, struct run *r)
 {
-    r->has_lat = sc->lower_is_better;
+    r->has_lat = sc->lower_is_better || sc->busy;
     if (r->has_lat)
         memcpy(r->pct, S->ctl->child[0].pct_ns, sizeof(r->pct));
     for (int i = 0; i < n; i++) {
@@ -567,17 +598,17 @@ static int run_kids(struct suite *S, struct scenario *sc, struct run *r, int mea
         if (fds[i] >= 0)
             close(fds[i]), fds[i] = -1;
     rc = wait_ready(S->ctl, n, 10000);
-    atomic_store(&S->ctl->phase, BENCH_WARM);
+    bench_set_phase(S->ctl, BENCH_WARM);
     sleep_ms(S->warm_ms);
     sample(S, n, o0);
     t0 = bench_now_ns();
-    atomic_store(&S->ctl->phase, BENCH_MEASURE);
+    bench_set_phase(S->ctl, BENCH_MEASURE);
     sleep_ms(measure_ms);
     sample(S, n, o1);
     t1 = bench_now_ns();
     r->daemon_rss_kb = bench_rss_kb(S->daemon, "VmRSS");
     r->daemon_anon_kb = bench_rss_kb(S->daemon, "RssAnon");
-    atomic_store(&S->ctl->phase, BENCH_STOP);
+    bench_set_phase(S->ctl, BENCH_STOP);
     reap_kids(S);
     tput_figures(sc, o0, o1, (double)(t1 - t0) / 1e9, r);
     collect(S, sc, n, r);
@@ -709,10 +740,10 @@ static int run_cold_read(struct suite *S, struct scenario *sc, struct run *r)
         return rc;
     spawn_role(S, "shoal-producer", 0, topic, NULL, sc->size, sc->batch, 0, total);
     wait_ready(S->ctl, 1, 10000);
-    atomic_store(&S->ctl->phase, BENCH_WARM);
+    bench_set_phase(S->ctl, BENCH_WARM);
     while (!atomic_load(&S->ctl->child[0].done))
         sleep_ms(1);
-    atomic_store(&S->ctl->phase, BENCH_STOP);
+    bench_set_phase(S->ctl, BENCH_STOP);
     reap_kids(S);
     if (wait_flushed(S, topic) < 0)
         return -1;
@@ -724,12 +755,12 @@ static int run_cold_read(struct suite *S, struct scenario *sc, struct run *r)
     spawn_role(S, "shoal-consumer", 0, topic, NULL, sc->size, sc->batch, SHOAL_WAIT_DEFAULT, total);
     wait_ready(S->ctl, 1, 10000);
     t0 = bench_now_ns();
-    atomic_store(&S->ctl->phase, BENCH_MEASURE);
+    bench_set_phase(S->ctl, BENCH_MEASURE);
     while (!atomic_load(&S->ctl->child[0].done))
-        usleep(100);
+        usleep(1000); /* not more often: the reader needs the CPU */
     r->rate = (double)atomic_load(&S->ctl->child[0].ops) / ((double)(bench_now_ns() - t0) / 1e9);
     r->mbps = r->rate * sc->size / 1e6;
-    atomic_store(&S->ctl->phase, BENCH_STOP);
+    bench_set_phase(S->ctl, BENCH_STOP);
     reap_kids(S);
     collect(S, sc, 1, r);
     shoal_topic_delete(S->client, topic);
@@ -748,15 +779,15 @@ static int run_disk_kids(struct suite *S, struct scenario *sc, struct run *r)
         return rc;
     spawn_role(S, "shoal-producer", 0, topic, NULL, sc->size, sc->batch, 0, acks);
     wait_ready(S->ctl, 1, 10000);
-    atomic_store(&S->ctl->phase, BENCH_WARM);
+    bench_set_phase(S->ctl, BENCH_WARM);
     sleep_ms(S->warm_ms);
     sample(S, 1, o0);
     t0 = bench_now_ns();
-    atomic_store(&S->ctl->phase, BENCH_MEASURE);
+    bench_set_phase(S->ctl, BENCH_MEASURE);
     sleep_ms(S->disk_measure_ms);
     sample(S, 1, o1);
     tput_figures(sc, o0, o1, (double)(bench_now_ns() - t0) / 1e9, r);
-    atomic_store(&S->ctl->phase, BENCH_STOP);
+    bench_set_phase(S->ctl, BENCH_STOP);
     reap_kids(S);
     collect(S, sc, 1, r);
     shoal_topic_delete(S->client, topic);
@@ -1086,7 +1117,7 @@ static void suite_fini(struct suite *S)
     char cmd[256];
     daemon_stop(S);
     if (S->probe) {
-        atomic_store(&S->probe->phase, BENCH_STOP);
+        bench_set_phase(S->probe, BENCH_STOP);
         for (int i = 0; i < 2; i++)
             if (S->probe_pids[i] > 0)
                 waitpid(S->probe_pids[i], NULL, 0);
@@ -1184,6 +1215,8 @@ static const struct {
     {"line-pong", role_line_pong},
     {"fd-ping", role_fd_ping},
     {"fd-pong", role_fd_pong},
+    {"busy-spin", role_busy_spin},
+    {"busy-tick", role_busy_tick},
 };
 
 static void parse_kv(struct bench_args *a, const char *kv)

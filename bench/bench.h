@@ -88,6 +88,8 @@ int role_line_ping(struct bench_ctl *ctl, const struct bench_args *a);
 int role_line_pong(struct bench_ctl *ctl, const struct bench_args *a);
 int role_fd_ping(struct bench_ctl *ctl, const struct bench_args *a);
 int role_fd_pong(struct bench_ctl *ctl, const struct bench_args *a);
+int role_busy_spin(struct bench_ctl *ctl, const struct bench_args *a);
+int role_busy_tick(struct bench_ctl *ctl, const struct bench_args *a);
 
 /* Helpers for children (roles.c). */
 int64_t bench_now_ns(void);
@@ -95,6 +97,12 @@ static inline uint32_t bench_phase(struct bench_ctl *ctl)
 {
     return atomic_load_explicit(&ctl->phase, memory_order_relaxed);
 }
+/* Sleep until the phase is no longer ph, or timeout_ms passes (-1: no limit). Waiting
+ * processes use no CPU: a child that polled the phase would take turns from the
+ * processes being measured. */
+void bench_phase_wait(struct bench_ctl *ctl, uint32_t ph, int timeout_ms);
+/* Move to phase ph and wake every child waiting for a change. */
+void bench_set_phase(struct bench_ctl *ctl, uint32_t ph);
 /* Report ready and sleep until the driver leaves SETUP. */
 void bench_child_ready(struct bench_ctl *ctl, int idx);
 /* Add to the child's counters (relaxed: only the driver reads them, twice a run). */

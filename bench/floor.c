@@ -288,12 +288,14 @@ int role_line_ping(struct bench_ctl *ctl, const struct bench_args *a)
         uint32_t ph = bench_phase(ctl);
         if (ph == BENCH_STOP)
             break;
-        if (ph != BENCH_MEASURE || atomic_load(&ch->done)) {
-            usleep(100);
+        if (ph == BENCH_MEASURE && !atomic_load(&ch->done)) { /* the driver asks for one */
+            line_probe(ctl, ch, a->total ? a->total : 2000);
+            atomic_store(&ch->done, 1);
             continue;
         }
-        line_probe(ctl, ch, a->total ? a->total : 2000);
-        atomic_store(&ch->done, 1);
+        /* A driver that takes a result and asks for the next probe at once may leave the
+         * phase at MEASURE throughout: look at `done` again after a while. */
+        bench_phase_wait(ctl, ph, ph == BENCH_MEASURE ? 1 : -1);
     }
     return 0;
 }
@@ -310,7 +312,7 @@ int role_line_pong(struct bench_ctl *ctl, const struct bench_args *a)
         if (ph == BENCH_STOP)
             break;
         if (ph != BENCH_MEASURE) {
-            usleep(100);
+            bench_phase_wait(ctl, ph, -1);
             continue;
         }
         v = atomic_load_explicit(&ctl->probe_line, memory_order_acquire);

@@ -7,10 +7,12 @@
  * gaps. Counters go to the child's own cache line of the shared control block; latencies of
  * the measured window go to a local array that is sorted once at the end. */
 #include <errno.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,11 +31,26 @@ int64_t bench_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+void bench_phase_wait(struct bench_ctl *ctl, uint32_t ph, int timeout_ms)
+{
+    struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000};
+    while (bench_phase(ctl) == ph)
+        if (syscall(SYS_futex, (uint32_t *)&ctl->phase, FUTEX_WAIT, ph, timeout_ms < 0 ? NULL : &ts,
+                    NULL, 0) < 0 &&
+            errno == ETIMEDOUT)
+            return;
+}
+
+void bench_set_phase(struct bench_ctl *ctl, uint32_t ph)
+{
+    atomic_store(&ctl->phase, ph);
+    syscall(SYS_futex, (uint32_t *)&ctl->phase, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
 void bench_child_ready(struct bench_ctl *ctl, int idx)
 {
     atomic_store(&ctl->child[idx].ready, 1);
-    while (bench_phase(ctl) == BENCH_SETUP)
-        usleep(200);
+    bench_phase_wait(ctl, BENCH_SETUP, -1);
 }
 
 int bench_lat_init(struct bench_lat *l, size_t cap)
@@ -381,4 +398,26 @@ int role_shoal_ping(struct bench_ctl *ctl, const struct bench_args *a)
 int role_shoal_pong(struct bench_ctl *ctl, const struct bench_args *a)
 {
     return pingpong_role(ctl, a, false);
+}
+
+/* ------------------------------------------------------------------ a busy CPU */
+
+/* Unrelated load for the busy scenarios (bench.c, busy_kids): burn the CPU until STOP. */
+int role_busy_spin(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    volatile uint64_t x = 0;
+    bench_child_ready(ctl, a->idx);
+    while (bench_phase(ctl) < BENCH_STOP)
+        for (int i = 0; i < 100000; i++)
+            x = x + 1;
+    return 0;
+}
+
+/* ... and wake up every 100 us until STOP, as a timer-driven daemon does. */
+int role_busy_tick(struct bench_ctl *ctl, const struct bench_args *a)
+{
+    bench_child_ready(ctl, a->idx);
+    while (bench_phase(ctl) < BENCH_STOP)
+        usleep(100);
+    return 0;
 }
