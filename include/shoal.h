@@ -444,8 +444,9 @@ typedef enum {
                                while recent waits for data took a little longer than
                                spin_ns (up to 40x), spin twice their average instead, so a
                                steady stream never costs its producer a wake-up call;
-                               while the thread shares its CPU with other runnable ones it
-                               spins spin_ns with sched_yield() so they can run */
+                               while the thread shares its CPU with other runnable ones
+                               and a partition's producer runs on that CPU, it spins
+                               spin_ns with sched_yield() so the producer can run */
     SHOAL_WAIT_FUTEX = 1,   /* sleep on the futex at once: least CPU, a wake-up costs a
                                system call on each side and a scheduler round trip */
     SHOAL_WAIT_SPIN = 2,    /* never sleep: busy-spin until data or the timeout; lowest

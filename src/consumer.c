@@ -19,9 +19,10 @@
  * that, up to 40 x spin_ns: consumer_spin_budget), SHOAL_WAIT_SPIN until the timeout,
  * SHOAL_WAIT_FUTEX not at all. A spinning consumer is not counted in `waiters`, so a producer that
  * finds it spinning makes no wake-up system call; only plain loads touch the shared lines. When the
- * thread shares its CPU with other runnable threads (it was preempted lately), the default
- * strategy spins with sched_yield() instead of pause: in a fan-out on few CPUs the other
- * consumers and the producer run in its turn, and no sleeper costs the producer a wake-up.
+ * thread shares its CPU with other runnable threads (it was preempted lately) and a partition's
+ * last append came from this CPU, the default strategy spins with sched_yield() instead of
+ * pause: in a fan-out on few CPUs the producer and the other consumers run in its turn, and no
+ * sleeper costs the producer a wake-up.
  * A poll touches, per partition, the slot descriptor line it reads (`used`, `state`) and
  * the batch; it writes no shared line and reads no line an append writes besides those. */
 #include <errno.h>
@@ -684,7 +685,26 @@ static bool consumer_spin(shoal_consumer_t *c, int64_t now, int64_t until_ns, bo
  *
  * The sign of a shared CPU is the thread's involuntary context switches (preemptions, and
  * yields that did run someone else): looked at with getrusage() at most every 100 us, and
- * only on the way into a wait, so a consumer that has data never makes the call. */
+ * only on the way into a wait, so a consumer that has data never makes the call.
+ *
+ * Yielding only helps when the thread it lets run is the one the data comes from. A turn
+ * given to an unrelated CPU-bound process is a whole time slice (1.5-3 ms here) during which
+ * the data that arrives waits; with a periodic waker on the same CPU that happened at every
+ * wait, and default-wait round trips fell from 0.3-0.4 M/s to under 0.01 M/s (bench scenario
+ * shoal-rtt-32-busy). So the consumer yields only when some partition's producer appended
+ * last from this very CPU (shm_ctl.writer_cpu); otherwise it pauses, then sleeps, and the
+ * scheduler's wake-up preference puts it back before the busy process. */
+static bool consumer_writer_here(const shoal_consumer_t *c)
+{
+    int32_t mine = sched_getcpu() + 1; /* a load from the thread's rseq area */
+    for (size_t i = 0; i < c->nparts; i++) {
+        int32_t w = shoal_load_relaxed(&c->parts[i].ring.ctl->writer_cpu);
+        if (w == 0 || w == mine) /* 0: no append yet, or an older producer library */
+            return true;
+    }
+    return false;
+}
+
 static bool consumer_cpu_shared(shoal_consumer_t *c, int64_t now)
 {
     struct rusage ru;
@@ -694,7 +714,7 @@ static bool consumer_cpu_shared(shoal_consumer_t *c, int64_t now)
     c->shared_checked_ns = now;
     if (getrusage(RUSAGE_THREAD, &ru) < 0)
         return c->cpu_shared = false;
-    c->cpu_shared = ru.ru_nivcsw != c->nivcsw;
+    c->cpu_shared = ru.ru_nivcsw != c->nivcsw && consumer_writer_here(c);
     c->nivcsw = ru.ru_nivcsw;
     return c->cpu_shared;
 }

@@ -48,6 +48,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -649,6 +650,7 @@ static int ring_append_locked(ring_t *r, const struct ring_batch *b, int64_t *ba
     shoal_store_release(&s->used, used + b->len);
     test_hook(RING_STAGE_USED);
     shoal_store_release(&ctl->log_end_offset, leo + b->records);
+    shoal_store_relaxed(&ctl->writer_cpu, sched_getcpu() + 1);
     /* The lock makes us the only writer: plain stores, no locked read-modify-writes. */
     shoal_store_relaxed(&ctl->appended_batches, shoal_load_relaxed(&ctl->appended_batches) + 1);
     shoal_store_relaxed(&ctl->appended_records,

@@ -84,7 +84,8 @@ struct shm_ctl {
     /* producer-written, under the lock, on every append; consumers do not poll it */
     _Atomic int64_t log_end_offset; /* next offset to assign */
     _Atomic uint32_t active_slot;
-    uint8_t pad1_[SHM_CACHE_LINE - 12];
+    _Atomic int32_t writer_cpu; /* the last append's CPU + 1 (0: unknown): whom a yield helps */
+    uint8_t pad1_[SHM_CACHE_LINE - 16];
 
     /* producers waiting for a free slot; consumers poll space_waiters to yield a pin */
     _Atomic uint32_t space_seq; /* futex: bumped when a slot is freed */

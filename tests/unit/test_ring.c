@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +304,28 @@ static void test_ring_append_assigns_gapless_offsets_and_publishes_them(void **s
     assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, 0), 0);
     assert_int_equal(drain(&f->rd, &f->cur, seen, 64), 30);
     assert_run(seen, 30, 0, 1, 0);
+}
+
+/* Each append leaves its CPU for waiting consumers (consumer.c, consumer_cpu_shared). */
+static void test_ring_append_records_the_appending_cpu(void **state)
+{
+    fx_t *f = *state;
+    cpu_set_t old, one;
+    int64_t base;
+    size_t len = encode(f->buf, sizeof(f->buf), 1, 0, 1, 40);
+
+    assert_int_equal(sched_getaffinity(0, sizeof(old), &old), 0);
+    assert_int_equal(atomic_load(&f->rd.ctl->writer_cpu), 0); /* unknown before any append */
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &old))
+            continue;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+        assert_int_equal(ring_append(&f->w, f->buf, len, 1, TS0, 0, &base), 0);
+        assert_int_equal(atomic_load(&f->rd.ctl->writer_cpu), cpu + 1);
+    }
+    assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
 }
 
 /* A ring_fill_fn that writes garbage over its whole span, then refuses. */
@@ -1319,6 +1342,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(f, s) cmocka_unit_test_setup_teardown(f, setup_##s, teardown)
         T(test_ring_append_assigns_gapless_offsets_and_publishes_them, disk2),
+        T(test_ring_append_records_the_appending_cpu, disk2),
         T(test_ring_append_fill_that_fails_publishes_nothing, disk2),
         T(test_ring_append_fill_try_once_reports_a_held_lock, disk2),
         T(test_ring_cursor_reads_every_record_in_order_across_slot_rotations, disk3),
