@@ -5,10 +5,21 @@
  * after, so shoal__crc32c(0, "123456789", 9) == 0xE3069283. The public entry point takes a
  * finished crc and extends it, which lets a caller checksum a batch in pieces.
  *
- * Three implementations, the fastest the CPU can run chosen once, on the first call, and
+ * Four implementations, the fastest the CPU can run chosen once, on the first call, and
  * kept in an atomic pointer (two threads racing on the first call both store the same
  * value, which is harmless):
  *
+ * - AVX-512 + VPCLMULQDQ, folding. Four 64-byte accumulators (sixteen 16-byte lanes) take
+ *   256 bytes a round: each lane X = H x^64 + L (H its first 8 bytes) is moved 256 bytes
+ *   further, X x^2048 = H x^2112 + L x^2048 (mod P), by two carry-less multiplications, and
+ *   the next 16 bytes of data are added. The multipliers are x^(F+31) and x^(F-33) mod P
+ *   for a move of F bits: a reflected 32-bit constant in the low half of a 64-bit operand
+ *   stands for itself times x^32, and the product of two reflected operands comes out
+ *   times x. The running crc enters by being added to the first 4 bytes. At the end the
+ *   accumulators are folded into one (moves of 512 bits) and its lanes into one (128
+ *   bits); that last 16-byte lane is congruent to everything before it, so two crc32
+ *   instructions over it give the crc. The rest (under 256 bytes) goes on through the
+ *   three-stream path. 4 KiB: 37 ns against 141 ns for three streams (this machine).
  * - SSE4.2 + PCLMULQDQ, three streams. The crc32 instruction takes 3 cycles but the CPU
  *   can start one every cycle, so a single chain of them runs at a third of the possible
  *   speed. A long buffer is cut into blocks of three equal streams A, B, C, each
@@ -50,8 +61,7 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CRC32C_HAVE_SSE42 1
-#include <nmmintrin.h>
-#include <wmmintrin.h>
+#include <immintrin.h>
 #else
 #define CRC32C_HAVE_SSE42 0
 #endif
@@ -62,6 +72,11 @@
  * Below three of the shortest, one stream is as fast as the join would cost. */
 #define CRC32C_STREAM_MIN 64u
 #define CRC32C_TIERS      8
+
+/* The folding path's round, and the shortest buffer it takes (below, three streams win:
+ * its set-up and final folds cost about what 256 bytes of crc32 do). */
+#define CRC32C_FOLD_ROUND 256u
+#define CRC32C_FOLD_MIN   512u
 
 /* shoal__crc32c_copy's piece: small enough to stay in L1 between the copy and the crc. */
 #define CRC32C_COPY_PIECE 4096u
@@ -244,6 +259,70 @@ static CRC32C_TARGET_PCLMUL uint32_t crc32c_hw3_raw(uint32_t crc, const uint8_t 
     }
     return crc32c_hw_stream(crc, p, len);
 }
+
+#define CRC32C_TARGET_FOLD __attribute__((target("sse4.2,pclmul,avx512f,vpclmulqdq")))
+
+/* The folding path's multipliers (DESIGN), as [lo, hi] operands for the lanes' first and
+ * second halves: moves of 2048 bits (a round), 512 (one accumulator onto the next), 128
+ * (one lane onto the next). Built with crc32c_shift, under the same once. */
+static uint64_t crc32c_fold_k[3][2];
+
+static void crc32c_fold_build(void)
+{
+    static const uint64_t bits[3] = {8 * CRC32C_FOLD_ROUND, 512, 128};
+    crc32c_shift_build();
+    for (int i = 0; i < 3; i++) {
+        crc32c_fold_k[i][0] = crc32c_xpow(bits[i] + 31);
+        crc32c_fold_k[i][1] = crc32c_xpow(bits[i] - 33);
+    }
+}
+
+/* x moved forward by the multipliers k, plus the data d it lands on. */
+CRC32C_INLINE CRC32C_TARGET_FOLD __m512i crc32c_fold512(__m512i x, __m512i k, __m512i d)
+{
+    return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00),
+                                     _mm512_clmulepi64_epi128(x, k, 0x11), d, 0x96); /* a^b^c */
+}
+
+CRC32C_INLINE CRC32C_TARGET_FOLD __m128i crc32c_fold128(__m128i x, __m128i k, __m128i d)
+{
+    return _mm_xor_si128(
+        _mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11)), d);
+}
+
+CRC32C_INLINE CRC32C_TARGET_FOLD __m512i crc32c_fold_k512(int i)
+{
+    return _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)crc32c_fold_k[i]));
+}
+
+/* Whole rounds by folding, then the rest through three streams. */
+static CRC32C_TARGET_FOLD uint32_t crc32c_fold_raw(uint32_t crc, const uint8_t *p, size_t len)
+{
+    if (len < CRC32C_FOLD_MIN)
+        return crc32c_hw3_raw(crc, p, len);
+    __m512i k = crc32c_fold_k512(0);
+    __m512i a0 = _mm512_xor_si512(_mm512_loadu_si512(p),
+                                  _mm512_castsi128_si512(_mm_cvtsi32_si128((int)crc)));
+    __m512i a1 = _mm512_loadu_si512(p + 64), a2 = _mm512_loadu_si512(p + 128);
+    __m512i a3 = _mm512_loadu_si512(p + 192);
+    for (p += CRC32C_FOLD_ROUND, len -= CRC32C_FOLD_ROUND; len >= CRC32C_FOLD_ROUND;
+         p += CRC32C_FOLD_ROUND, len -= CRC32C_FOLD_ROUND) {
+        a0 = crc32c_fold512(a0, k, _mm512_loadu_si512(p));
+        a1 = crc32c_fold512(a1, k, _mm512_loadu_si512(p + 64));
+        a2 = crc32c_fold512(a2, k, _mm512_loadu_si512(p + 128));
+        a3 = crc32c_fold512(a3, k, _mm512_loadu_si512(p + 192));
+    }
+    k = crc32c_fold_k512(1);
+    a3 = crc32c_fold512(crc32c_fold512(crc32c_fold512(a0, k, a1), k, a2), k, a3);
+    __m128i k16 = _mm_loadu_si128((const __m128i *)crc32c_fold_k[2]);
+    __m128i x = _mm512_extracti32x4_epi32(a3, 0);
+    x = crc32c_fold128(x, k16, _mm512_extracti32x4_epi32(a3, 1));
+    x = crc32c_fold128(x, k16, _mm512_extracti32x4_epi32(a3, 2));
+    x = crc32c_fold128(x, k16, _mm512_extracti32x4_epi32(a3, 3));
+    uint64_t c = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(x));
+    c = _mm_crc32_u64(c, (uint64_t)_mm_extract_epi64(x, 1));
+    return crc32c_hw3_raw((uint32_t)c, p, len);
+}
 #endif
 
 /* ---- selection ---- */
@@ -260,6 +339,9 @@ bool shoal__crc32c_impl_available(enum shoal_crc32c_impl impl)
     case SHOAL_CRC32C_SSE42_3WAY:
         __builtin_cpu_init();
         return __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul");
+    case SHOAL_CRC32C_FOLD512:
+        return shoal__crc32c_impl_available(SHOAL_CRC32C_SSE42_3WAY) &&
+               __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq");
 #endif
     default:
         return false;
@@ -273,6 +355,10 @@ static crc32c_fn crc32c_impl_ready(enum shoal_crc32c_impl impl)
     if (!shoal__crc32c_impl_available(impl))
         impl = SHOAL_CRC32C_TABLE;
 #if CRC32C_HAVE_SSE42
+    if (impl == SHOAL_CRC32C_FOLD512) {
+        pthread_once(&crc32c_shift_once, crc32c_fold_build);
+        return crc32c_fold_raw;
+    }
     if (impl == SHOAL_CRC32C_SSE42_3WAY) {
         pthread_once(&crc32c_shift_once, crc32c_shift_build);
         return crc32c_hw3_raw;
@@ -289,7 +375,9 @@ static crc32c_fn crc32c_get(void)
     crc32c_fn fn = atomic_load_explicit(&crc32c_selected, memory_order_acquire);
 
     if (fn == NULL) {
-        if (shoal__crc32c_impl_available(SHOAL_CRC32C_SSE42_3WAY))
+        if (shoal__crc32c_impl_available(SHOAL_CRC32C_FOLD512))
+            fn = crc32c_impl_ready(SHOAL_CRC32C_FOLD512);
+        else if (shoal__crc32c_impl_available(SHOAL_CRC32C_SSE42_3WAY))
             fn = crc32c_impl_ready(SHOAL_CRC32C_SSE42_3WAY);
         else if (shoal__crc32c_impl_available(SHOAL_CRC32C_SSE42))
             fn = crc32c_impl_ready(SHOAL_CRC32C_SSE42);
@@ -345,6 +433,54 @@ uint32_t shoal__crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len
         len -= n;
     }
     return ~crc;
+}
+
+#if CRC32C_HAVE_SSE42
+/* dst's whole lines with 64-byte non-temporal stores, the partial ones at its ends with
+ * memcpy. */
+static CRC32C_TARGET_FOLD void crc32c_copy_nt(uint8_t *d, const uint8_t *s, size_t len)
+{
+    size_t head = (size_t)(-(uintptr_t)d & 63u);
+
+    if (head > len)
+        head = len;
+    memcpy(d, s, head);
+    d += head, s += head, len -= head;
+    for (; len >= 64; d += 64, s += 64, len -= 64)
+        _mm512_stream_si512((void *)d, _mm512_loadu_si512(s));
+    memcpy(d, s, len);
+}
+#endif
+
+uint32_t shoal__crc32c_copy_stream(uint32_t crc, void *dst, const void *src, size_t len)
+{
+#if CRC32C_HAVE_SSE42
+    crc32c_fn fn = crc32c_get();
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+
+    if (fn != crc32c_fold_raw)
+        return shoal__crc32c_copy(crc, dst, src, len);
+    crc = ~crc;
+    while (len > 0) { /* pieces, as shoal__crc32c_copy: the crc reads what L1 holds */
+        size_t n = len < CRC32C_COPY_PIECE ? len : CRC32C_COPY_PIECE;
+        crc = crc32c_fold_raw(crc, s, n);
+        crc32c_copy_nt(d, s, n);
+        d += n, s += n, len -= n;
+    }
+    return ~crc;
+#else
+    return shoal__crc32c_copy(crc, dst, src, len);
+#endif
+}
+
+void shoal__crc32c_stream_fence(void)
+{
+#if CRC32C_HAVE_SSE42
+    _mm_sfence();
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
 }
 
 uint32_t shoal__crc32c_impl(enum shoal_crc32c_impl impl, uint32_t crc, const void *buf, size_t len)

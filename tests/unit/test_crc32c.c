@@ -1,7 +1,8 @@
 /* test_crc32c.c - CRC32C: published check values, and every implementation (slicing
- * table, SSE4.2 in one stream, SSE4.2 in three streams joined with PCLMULQDQ) agrees with
- * the table on every length and alignment, at every block boundary of the three-stream
- * path, when a buffer is fed in pieces, and when it is copied while checksummed. */
+ * table, SSE4.2 in one stream, SSE4.2 in three streams joined with PCLMULQDQ, AVX-512
+ * folding) agrees with the table on every length and alignment, at every block boundary
+ * of the three-stream path, when a buffer is fed in pieces, and when it is copied while
+ * checksummed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@ static const enum shoal_crc32c_impl all_impls[] = {
     SHOAL_CRC32C_TABLE,
     SHOAL_CRC32C_SSE42,
     SHOAL_CRC32C_SSE42_3WAY,
+    SHOAL_CRC32C_FOLD512,
 };
 #define N_IMPLS (sizeof(all_impls) / sizeof(all_impls[0]))
 
@@ -85,6 +87,9 @@ static void test_crc32c_table_path_is_always_available(void **state)
     /* The three-stream path needs the one-stream path's instruction. */
     if (shoal__crc32c_impl_available(SHOAL_CRC32C_SSE42_3WAY))
         assert_true(shoal__crc32c_impl_available(SHOAL_CRC32C_SSE42));
+    /* The folding path finishes its buffers through the three-stream one. */
+    if (shoal__crc32c_impl_available(SHOAL_CRC32C_FOLD512))
+        assert_true(shoal__crc32c_impl_available(SHOAL_CRC32C_SSE42_3WAY));
 }
 
 /* The iSCSI test patterns of RFC 3720, appendix B.4. */
@@ -192,15 +197,20 @@ static void test_crc32c_extends_a_finished_crc(void **state)
     free(buf);
 }
 
-/* The copy gives the same crc, writes exactly dst[0..len), and reads only src. */
-static void check_copy(const uint8_t *src, uint8_t *dst_area, size_t dst_align, size_t len,
-                       uint32_t crc)
+typedef uint32_t (*copy_fn)(uint32_t crc, void *dst, const void *src, size_t len);
+
+/* The copy gives the same crc, writes exactly dst[0..len), and reads only src. dst_area
+ * is 64-byte aligned, so dst_align picks where dst starts in its cache line (the streaming
+ * copy writes whole lines one way and the partial ones at the ends another). */
+static void check_copy(copy_fn copy, const uint8_t *src, uint8_t *dst_area, size_t dst_align,
+                       size_t len, uint32_t crc)
 {
     uint8_t *dst = dst_area + 16 + dst_align;
     uint32_t want = shoal__crc32c_sw(crc, src, len);
 
-    memset(dst_area, 0xa5, len + 48);
-    uint32_t got = shoal__crc32c_copy(crc, dst, src, len);
+    memset(dst_area, 0xa5, len + 48 + dst_align);
+    uint32_t got = copy(crc, dst, src, len);
+    shoal__crc32c_stream_fence();
     if (got != want)
         fail_msg("copy len %zu: %08x != %08x", len, got, want);
     if (memcmp(dst, src, len) != 0)
@@ -212,30 +222,42 @@ static void check_copy(const uint8_t *src, uint8_t *dst_area, size_t dst_align, 
 }
 
 /* Lengths around the copy's 4 KiB pieces and the crc's blocks, and random ones. */
-static void test_crc32c_copy_matches_crc_and_copies_exactly(void **state)
+static void check_copy_everywhere(copy_fn copy)
 {
     uint8_t *src = big_buffer(3);
-    uint8_t *dst_area = malloc(BIG_LEN + 64);
+    uint8_t *dst_area = aligned_alloc(64, BIG_LEN + 192);
     uint32_t seed = 5;
-    (void)state;
 
     assert_non_null(dst_area);
     for (size_t len = 0; len <= 1600; len++)
-        check_copy(src + len % 7, dst_area, len % 5, len, 0);
+        check_copy(copy, src + len % 7, dst_area, len % 67, len, 0);
     for (size_t pieces = 1; pieces <= 4; pieces++) {
         for (size_t len = pieces * 4096 - 20; len <= pieces * 4096 + 20; len++)
-            check_copy(src + len % 8, dst_area, len % 3, len, 0x5a5a5a5au);
+            check_copy(copy, src + len % 8, dst_area, len % 64, len, 0x5a5a5a5au);
     }
     for (int i = 0; i < 60; i++) {
         size_t len = next_rand(&seed) % (BIG_LEN - 64);
-        check_copy(src + i % 8, dst_area, i % 3, len, next_rand(&seed));
+        check_copy(copy, src + i % 8, dst_area, (size_t)i, len, next_rand(&seed));
     }
     uint8_t out[9];
-    assert_int_equal(shoal__crc32c_copy(0, out, "123456789", 9), 0xE3069283u);
+    assert_int_equal(copy(0, out, "123456789", 9), 0xE3069283u);
     assert_memory_equal(out, "123456789", 9);
-    assert_int_equal(shoal__crc32c_copy(0, NULL, NULL, 0), 0);
+    assert_int_equal(copy(0, NULL, NULL, 0), 0);
     free(dst_area);
     free(src);
+}
+
+static void test_crc32c_copy_matches_crc_and_copies_exactly(void **state)
+{
+    (void)state;
+    check_copy_everywhere(shoal__crc32c_copy);
+}
+
+/* The same with non-temporal stores (or the plain copy where the CPU lacks them). */
+static void test_crc32c_copy_stream_matches_crc_and_copies_exactly(void **state)
+{
+    (void)state;
+    check_copy_everywhere(shoal__crc32c_copy_stream);
 }
 
 /* The path for freshly stored bytes gives the ordinary crc at every length on both sides of
@@ -266,6 +288,7 @@ int main(void)
         cmocka_unit_test(test_crc32c_paths_agree_on_random_lengths_and_alignments),
         cmocka_unit_test(test_crc32c_extends_a_finished_crc),
         cmocka_unit_test(test_crc32c_copy_matches_crc_and_copies_exactly),
+        cmocka_unit_test(test_crc32c_copy_stream_matches_crc_and_copies_exactly),
         cmocka_unit_test(test_crc32c_fresh_matches_the_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
