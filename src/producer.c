@@ -144,6 +144,12 @@ static int producer_plan(shoal_producer_t *p, const shoal_message_t *msgs, size_
     return 0;
 }
 
+/* Rings from this size up are written around the caches (record_batch_plan_t.stream):
+ * on the machine measured, 4 KiB records into a ring of 32 MiB or less ran from the cache
+ * at 145 ns each, into one of 96 MiB or more at 450 ns (every store first fetched its
+ * line from memory), and with non-temporal stores at ~200 ns. */
+#define PRODUCER_STREAM_RING_MIN (64ull << 20)
+
 /* What fill_encode() needs to write a planned batch. */
 struct producer_batch {
     const shoal_message_t *msgs;
@@ -173,11 +179,15 @@ static int fill_encode(uint8_t *dst, size_t len, int64_t base_offset, void *arg)
 static int producer_append_copy(shoal_producer_t *p, ring_t *ring, const struct producer_batch *e,
                                 int64_t *base)
 {
+    record_batch_plan_t plan = *e->plan;
+    struct producer_batch own = *e;
     size_t len;
     int rc;
 
-    if ((rc = producer_reserve(p, e->plan->size)) < 0 ||
-        (rc = producer_encode(e, p->buf, p->buf_cap, 0, &len)) < 0)
+    plan.stream = false; /* our buffer is read back at once, by the copy */
+    own.plan = &plan;
+    if ((rc = producer_reserve(p, plan.size)) < 0 ||
+        (rc = producer_encode(&own, p->buf, p->buf_cap, 0, &len)) < 0)
         return rc;
     return ring_append(ring, p->buf, len, (int32_t)e->n, e->plan->max_ts, p->opts.block_ms, base);
 }
@@ -201,6 +211,7 @@ int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
     ring_prefetch_append(ring);
     if ((rc = producer_plan(p, msgs, n, e.now, &plan)) < 0)
         return rc;
+    plan.stream = ring->slot_bytes * ring->slot_count >= PRODUCER_STREAM_RING_MIN;
     b.len = plan.size;
     b.records = (int32_t)n;
     b.max_timestamp = plan.max_ts;

@@ -719,6 +719,7 @@ static bool batch_plan_short(const shoal_message_t *msgs, size_t n, int64_t now_
     plan->size = size;
     plan->max_one = RECORD_BATCH_HEADER_BYTES + varint_size_nonneg(max_body) + max_body;
     plan->short_form = true;
+    plan->stream = false;
     return true;
 }
 
@@ -734,6 +735,7 @@ static int batch_plan_make(const shoal_message_t *msgs, const int32_t *deltas, s
     plan->size = RECORD_BATCH_HEADER_BYTES;
     plan->max_one = 0;
     plan->short_form = false;
+    plan->stream = false;
     if (n == 0) {
         plan->base_ts = plan->max_ts = now_ms;
         return 0;
@@ -815,6 +817,8 @@ static inline void copy_value(uint8_t *dst, const uint8_t *src, size_t len)
 struct crc_run {
     uint32_t crc;
     const uint8_t *from;
+    bool stream;   /* the plan's */
+    bool streamed; /* some value went in with non-temporal stores: fence at the end */
 };
 #define CRC_FUSE_MIN 512
 
@@ -828,7 +832,12 @@ static inline void value_write(uint8_t *dst, const uint8_t *src, size_t len, str
      * in the store buffer: shoal__crc32c_fresh reads it without waiting for its line.
      * Producer alone: 4 KiB values 6.7 -> 8.0 GB/s, 1 KiB 5.5 -> 7.7 GB/s. */
     c->crc = shoal__crc32c_fresh(c->crc, c->from, (size_t)(dst - c->from));
-    c->crc = shoal__crc32c_copy(c->crc, dst, src, len);
+    if (c->stream && len >= RECORD_STREAM_MIN) {
+        c->crc = shoal__crc32c_copy_stream(c->crc, dst, src, len);
+        c->streamed = true;
+    } else {
+        c->crc = shoal__crc32c_copy(c->crc, dst, src, len);
+    }
     c->from = dst + len;
 }
 
@@ -944,7 +953,7 @@ static int batch_write(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
         .record_count = (int32_t)n,
     };
     /* The CRC covers the header from the attributes on, so the header goes in first. */
-    struct crc_run c = {.crc = 0, .from = buf + RECORD_BATCH_CRC_START};
+    struct crc_run c = {.crc = 0, .from = buf + RECORD_BATCH_CRC_START, .stream = plan->stream};
     uint8_t *p = buf + RECORD_BATCH_HEADER_BYTES;
     batch_header_write(buf, &h);
     if (plan->short_form && deltas == NULL)
@@ -955,6 +964,8 @@ static int batch_write(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
                              offset_delta_of(deltas, i), &c);
     h.crc = shoal__crc32c(c.crc, c.from, (size_t)(buf + plan->size - c.from));
     shoal__put_be32(buf + RECORD_BATCH_CRC_OFFSET, h.crc);
+    if (c.streamed)
+        shoal__crc32c_stream_fence();
     *len_out = plan->size;
     return 0;
 }

@@ -88,7 +88,13 @@ typedef struct record_batch_plan {
     size_t max_one;  /* bytes the largest record would take as a batch of its own */
     bool short_form; /* <= 64 records, no headers, timestamps within 63 ms: every record's
                         attributes and deltas take one byte each (the encoder's fast path) */
+    bool stream;     /* false from the planner; the caller sets it when buf is memory this
+                        core will not read back and caches cannot keep (a large ring): values
+                        of RECORD_STREAM_MIN bytes or more then go in with non-temporal
+                        stores (shoal__crc32c_copy_stream), fenced before the encoder
+                        returns */
 } record_batch_plan_t;
+#define RECORD_STREAM_MIN 1024
 
 /* Plan a batch: 0, or SHOAL_EINVAL when the messages cannot be encoded (n == 0, a length
  * over INT32_MAX, a batch over 2 GiB). Timestamps <= 0 in a message mean now_ms. */

@@ -917,16 +917,27 @@ static void test_record_encode_round_trips_null_empty_and_headers(void **state)
  * and that every value came through. */
 static void check_encoded_crc(const shoal_message_t *msgs, size_t n)
 {
-    size_t cap = record_batch_encoded_size(msgs, n, 1000), len;
-    uint8_t *buf = malloc(cap);
+    size_t cap = record_batch_encoded_size(msgs, n, 1000), len, streamed_len;
+    uint8_t *buf = malloc(cap), *streamed = malloc(cap);
     record_batch_fields_t f;
     record_batch_header_t h;
+    record_batch_plan_t plan;
     record_iter_t it;
     shoal_record_t rec;
 
     assert_non_null(buf);
+    assert_non_null(streamed);
     record_batch_fields_init(&f);
     assert_int_equal(record_batch_encode(buf, cap, &f, msgs, n, 1000, &len), 0);
+    /* Writing large values with non-temporal stores changes no byte. */
+    assert_int_equal(record_batch_plan(msgs, n, 1000, &plan), 0);
+    assert_false(plan.stream);
+    plan.stream = true;
+    assert_int_equal(
+        record_batch_encode_planned(streamed, cap, &f, msgs, n, 1000, &plan, &streamed_len), 0);
+    assert_int_equal(streamed_len, len);
+    assert_memory_equal(streamed, buf, len);
+    free(streamed);
     assert_int_equal(record_batch_parse(buf, len, &h), 0);
     assert_int_equal(
         h.crc, shoal__crc32c_sw(0, buf + RECORD_BATCH_CRC_START, len - RECORD_BATCH_CRC_START));
@@ -939,13 +950,15 @@ static void check_encoded_crc(const shoal_message_t *msgs, size_t n)
     free(buf);
 }
 
-/* Values large enough to be checksummed while they are copied, with the framing before
- * them checksummed byte by byte or in bulk (keys of several sizes put it either side of
- * that threshold), in the short form and the general one (headers, more than 64). */
+/* Values large enough to be checksummed while they are copied (and, from
+ * RECORD_STREAM_MIN, streamed), with the framing before them checksummed byte by byte or
+ * in bulk (keys of several sizes put it either side of that threshold), in the short form
+ * and the general one (headers, more than 64). */
 static void test_record_encoder_crc_is_right_around_large_values(void **state)
 {
     enum { VALUE_MAX = 70000, MSGS = 70 };
-    static const size_t value_lens[] = {0, 1, 300, 511, 512, 513, 4096, VALUE_MAX};
+    static const size_t value_lens[] = {0,    1,    300,  511,  512,      513,
+                                        1023, 1024, 1025, 4096, VALUE_MAX};
     static const size_t key_lens[] = {0, 1, 20, 60, 100, 700};
     const shoal_header_t hdr = {"h", 1, "v", 1};
     uint8_t *bytes = malloc(VALUE_MAX + MSGS); /* message i's value starts at bytes + i */
