@@ -33,9 +33,10 @@
 #include "ring.h"
 #include "util.h"
 
+#include "ring_records.h"
+
 #define SLOT_BYTES     (64u * 1024u)
 #define NAME           "fault-0"
-#define TS0            1700000000000LL
 #define PER            3   /* records per batch */
 #define VALUE_LEN      300 /* a batch is about 1 KiB: some 60 per slot */
 #define TAG_CHILD      1u
@@ -62,43 +63,7 @@ typedef struct fx {
     ring_cursor_t cur;
 } fx_t;
 
-typedef struct seen {
-    int64_t offset;
-    uint32_t tag;
-    uint32_t seq;
-} seen_t;
-
 /* ------------------------------------------------------------------ records */
-
-static uint8_t fill_byte(uint32_t tag, uint32_t seq, size_t i)
-{
-    return (uint8_t)(tag * 131u + seq * 7u + i);
-}
-
-/* n records tagged (tag, seq..) with value_len-byte values (8..VALUE_LEN); the size, or 0
- * on failure. */
-static size_t encode(uint8_t *buf, size_t cap, uint32_t tag, uint32_t seq, int n, size_t value_len)
-{
-    static uint8_t vals[PER][VALUE_LEN];
-    shoal_message_t msgs[PER];
-    record_batch_fields_t bf;
-    size_t len = 0;
-
-    if (n < 1 || n > PER || value_len < 8 || value_len > VALUE_LEN)
-        return 0;
-    for (int r = 0; r < n; r++) {
-        shoal__put_be32(vals[r], tag);
-        shoal__put_be32(vals[r] + 4, seq + (uint32_t)r);
-        for (size_t i = 8; i < value_len; i++)
-            vals[r][i] = fill_byte(tag, seq + (uint32_t)r, i);
-        msgs[r] = (shoal_message_t){
-            .value = vals[r], .value_len = value_len, .timestamp_ms = TS0 + seq + r};
-    }
-    record_batch_fields_init(&bf);
-    if (record_batch_encode(buf, cap, &bf, msgs, (size_t)n, TS0, &len) != 0)
-        return 0;
-    return len;
-}
 
 static int append_records(ring_t *r, uint32_t tag, uint32_t seq, int n, size_t value_len,
                           int block_ms, int64_t *base)
@@ -113,59 +78,6 @@ static int append_records(ring_t *r, uint32_t tag, uint32_t seq, int n, size_t v
 static int append_batch(ring_t *r, uint32_t tag, uint32_t seq, int block_ms, int64_t *base)
 {
     return append_records(r, tag, seq, PER, VALUE_LEN, block_ms, base);
-}
-
-/* Every record of a batch from a cursor, checked whole: CRC, offsets, value bytes. */
-static int batch_records(const uint8_t *batch, const record_batch_header_t *h, seen_t *out,
-                         size_t cap)
-{
-    record_iter_t it;
-    shoal_record_t rec;
-    int n = 0, rc;
-
-    assert_int_equal(record_batch_check_crc(batch, h), 0);
-    assert_int_equal(record_iter_init(&it, batch, h), 0);
-    while ((rc = record_iter_next(&it, &rec)) == 1) {
-        const uint8_t *v = rec.value;
-        uint32_t tag, seq;
-        assert_true((size_t)n < cap);
-        assert_int_equal(rec.offset, h->base_offset + n);
-        assert_in_range(rec.value_len, 8, VALUE_LEN);
-        tag = shoal__get_be32(v);
-        seq = shoal__get_be32(v + 4);
-        for (size_t i = 8; i < (size_t)rec.value_len; i++)
-            assert_int_equal(v[i], fill_byte(tag, seq, i));
-        out[n++] = (seen_t){.offset = rec.offset, .tag = tag, .seq = seq};
-    }
-    assert_int_equal(rc, 0);
-    assert_int_equal(n, h->record_count);
-    return n;
-}
-
-/* Read what is published from the cursor's position across sealed slots. */
-static size_t drain(ring_t *r, ring_cursor_t *c, seen_t *out, size_t cap)
-{
-    size_t n = 0;
-    for (;;) {
-        const uint8_t *batch;
-        record_batch_header_t h;
-        int rc;
-        if (!c->placed) {
-            rc = ring_cursor_seek(r, c, c->next_offset);
-            if (rc == SHOAL_EOFFSET && c->next_offset >= atomic_load(&r->ctl->log_end_offset))
-                return n;
-            assert_int_equal(rc, 0);
-        }
-        rc = ring_cursor_next(r, c, &batch, &h);
-        if (rc == 1)
-            n += (size_t)batch_records(batch, &h, out + n, cap - n);
-        else if (rc == RING_SLOT_END)
-            assert_int_equal(ring_cursor_advance(r, c), 0);
-        else {
-            assert_int_equal(rc, 0);
-            return n;
-        }
-    }
 }
 
 /* ------------------------------------------------------------------ fixture */

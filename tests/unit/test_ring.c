@@ -29,11 +29,11 @@
 #include "ring.h"
 #include "util.h"
 
+#include "ring_records.h"
+
 #define SLOT_BYTES (64u * 1024u)
 #define MAX_BATCH  (2u * SLOT_BYTES)
-#define TS0        1700000000000LL
 #define NAME       "topic-0"
-#define VALUE_MIN  8 /* tag and seq */
 
 /* One test's ring: the creator's mapping (producers, reclaimer) and a consumer's. */
 typedef struct fx {
@@ -45,49 +45,7 @@ typedef struct fx {
     uint8_t buf[MAX_BATCH];
 } fx_t;
 
-/* A record as read back through a cursor. */
-typedef struct seen {
-    int64_t offset;
-    uint32_t tag;
-    uint32_t seq;
-} seen_t;
-
 /* ------------------------------------------------------------------ records */
-
-static uint8_t fill_byte(uint32_t tag, uint32_t seq, size_t i)
-{
-    return (uint8_t)(tag * 131u + seq * 7u + i);
-}
-
-/* Encode n records tagged (tag, seq .. seq + n - 1) with value_len-byte values into buf.
- * Returns the batch size, or 0 on failure (callable from threads: no cmocka asserts). */
-static size_t encode(uint8_t *buf, size_t cap, uint32_t tag, uint32_t seq, int n, size_t value_len)
-{
-    shoal_message_t msgs[64];
-    record_batch_fields_t bf;
-    uint8_t *vals;
-    size_t len = 0;
-
-    if (n < 1 || n > 64 || value_len < VALUE_MIN)
-        return 0;
-    vals = malloc((size_t)n * value_len);
-    if (!vals)
-        return 0;
-    for (int r = 0; r < n; r++) {
-        uint8_t *v = vals + (size_t)r * value_len;
-        shoal__put_be32(v, tag);
-        shoal__put_be32(v + 4, seq + (uint32_t)r);
-        for (size_t i = VALUE_MIN; i < value_len; i++)
-            v[i] = fill_byte(tag, seq + (uint32_t)r, i);
-        msgs[r] =
-            (shoal_message_t){.value = v, .value_len = value_len, .timestamp_ms = TS0 + seq + r};
-    }
-    record_batch_fields_init(&bf);
-    if (record_batch_encode(buf, cap, &bf, msgs, (size_t)n, TS0, &len) != 0)
-        len = 0;
-    free(vals);
-    return len;
-}
 
 /* Append n records tagged (tag, seq..) through the producer mapping. */
 static int append_records(fx_t *f, uint32_t tag, uint32_t seq, int n, size_t value_len,
@@ -96,61 +54,6 @@ static int append_records(fx_t *f, uint32_t tag, uint32_t seq, int n, size_t val
     size_t len = encode(f->buf, sizeof(f->buf), tag, seq, n, value_len);
     assert_true(len > 0);
     return ring_append(&f->w, f->buf, len, n, TS0 + seq + n - 1, block_ms, base);
-}
-
-/* Check a batch handed out by a cursor: CRC, offsets, values. Returns its record count or
- * a negative value on the first problem (callable from threads). */
-static int batch_records(const uint8_t *batch, const record_batch_header_t *h, seen_t *out,
-                         size_t cap)
-{
-    record_iter_t it;
-    shoal_record_t rec;
-    int n = 0, rc;
-
-    if (record_batch_check_crc(batch, h) != 0 || record_iter_init(&it, batch, h) != 0)
-        return -1;
-    while ((rc = record_iter_next(&it, &rec)) == 1) {
-        const uint8_t *v = rec.value;
-        uint32_t tag, seq;
-        if ((size_t)n >= cap || rec.offset != h->base_offset + n || rec.value_len < VALUE_MIN)
-            return -2;
-        tag = shoal__get_be32(v);
-        seq = shoal__get_be32(v + 4);
-        for (size_t i = VALUE_MIN; i < (size_t)rec.value_len; i++)
-            if (v[i] != fill_byte(tag, seq, i))
-                return -3;
-        out[n++] = (seen_t){.offset = rec.offset, .tag = tag, .seq = seq};
-    }
-    return rc == 0 && n == h->record_count ? n : -4;
-}
-
-/* Read everything published from the cursor's position on, across sealed slots, into out.
- * Returns how many records. */
-static size_t drain(ring_t *r, ring_cursor_t *c, seen_t *out, size_t cap)
-{
-    size_t n = 0;
-    for (;;) {
-        const uint8_t *batch;
-        record_batch_header_t h;
-        int rc;
-        if (!c->placed) {
-            rc = ring_cursor_seek(r, c, c->next_offset);
-            if (rc == SHOAL_EOFFSET && c->next_offset >= atomic_load(&r->ctl->log_end_offset))
-                return n;
-            assert_int_equal(rc, 0);
-        }
-        rc = ring_cursor_next(r, c, &batch, &h);
-        if (rc == 1) {
-            int got = batch_records(batch, &h, out + n, cap - n);
-            assert_true(got > 0);
-            n += (size_t)got;
-        } else if (rc == RING_SLOT_END) {
-            assert_int_equal(ring_cursor_advance(r, c), 0);
-        } else {
-            assert_int_equal(rc, 0);
-            return n;
-        }
-    }
 }
 
 /* Records first..first+n-1 of one producer at offsets from first_offset, in order. */
@@ -1242,7 +1145,7 @@ static int conc_read_one(conc_t *c, ring_cursor_t *cur, uint32_t *next_seq)
     ring_t *r = &c->f->rd;
     const uint8_t *batch;
     record_batch_header_t h;
-    seen_t s[1];
+    seen_t s[1] = {{0, 0, 0}};
     int rc;
 
     if (!cur->placed && ring_cursor_seek(r, cur, cur->next_offset) < 0)
