@@ -977,6 +977,61 @@ INTEG_TEST(test_acknowledged_records_survive_daemon_kill9_and_lost_shm)
     assert_int_equal(produce_range(f->c, "dur", 0, n, 1, SHOAL_ACKS_MEMORY), 0);
 }
 
+/* Values of 1 KiB and more in a topic with the default ring (4 x 64 MiB) go in with
+ * streaming stores (record.h, RECORD_STREAM_MIN): they read back whole, CRC-checked, from
+ * the ring, and from the disk segments after the daemon dies with its shared memory. */
+#define LARGE_BATCHES 6
+#define LARGE_PER     16
+#define LARGE_MAX     70000
+
+static size_t large_len_for(int64_t i)
+{
+    static const size_t lens[] = {300, 1023, 1024, 1025, 4096, 5000, LARGE_MAX};
+    return lens[i % (int64_t)(sizeof(lens) / sizeof(lens[0]))];
+}
+
+static bool check_large_value(const shoal_record_t *r, int64_t index, void *arg)
+{
+    char *want = arg;
+    size_t len = make_value(want, large_len_for(index), index);
+    return r->value_len == (int32_t)len && memcmp(r->value, want, len) == 0;
+}
+
+INTEG_TEST(test_large_values_in_a_default_ring_read_back_from_ring_and_disk)
+{
+    shoal_producer_options_t o;
+    shoal_message_t m[LARGE_PER];
+    shoal_producer_t *p;
+    const size_t stride = LARGE_MAX + 8; /* room for the misalignment below */
+    char *vals = malloc(LARGE_PER * stride), *want = malloc(LARGE_MAX);
+    const int64_t n = LARGE_BATCHES * LARGE_PER;
+
+    assert_non_null(vals);
+    assert_non_null(want);
+    assert_int_equal(shoal_topic_create(f->c, "large", NULL), 0);
+    shoal_producer_options_init(&o);
+    o.acks = SHOAL_ACKS_DISK;
+    assert_int_equal(shoal_producer_open(f->c, "large", &o, &p), 0);
+    for (int64_t b = 0; b < LARGE_BATCHES; b++) {
+        for (int k = 0; k < LARGE_PER; k++) {
+            int64_t i = b * LARGE_PER + k;
+            char *v = vals + (size_t)k * stride + (size_t)(i % 7); /* unaligned sources */
+            m[k] = (shoal_message_t){.value = v, .value_len = make_value(v, large_len_for(i), i)};
+        }
+        assert_int_equal(shoal_send_batch(p, m, LARGE_PER, NULL), 0);
+    }
+    shoal_producer_close(p);
+    assert_int_equal(read_partition(f->c, "large", 0, 0, n, 2000, check_large_value, want), n);
+
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    harness_daemon_wipe_shm(&f->d);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_int_equal(read_partition(f->c, "large", 0, 0, n, 2000, check_large_value, want), n);
+    free(want);
+    free(vals);
+}
+
 INTEG_TEST(test_consumer_reads_offsets_that_exist_only_in_disk_segments)
 {
     shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
@@ -1718,6 +1773,7 @@ int main(void)
         T(test_default_wait_follows_a_steady_stream_without_wake_ups),
         T(test_polling_one_record_at_a_time_walks_and_seeks_inside_batches),
         T(test_acknowledged_records_survive_daemon_kill9_and_lost_shm),
+        T(test_large_values_in_a_default_ring_read_back_from_ring_and_disk),
         T(test_consumer_reads_offsets_that_exist_only_in_disk_segments),
         T(test_appends_continue_while_the_daemon_is_killed_and_restarted),
         T(test_disk_acks_keep_flowing_through_rotations_of_two_slot_rings),
