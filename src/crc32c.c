@@ -264,13 +264,14 @@ static CRC32C_TARGET_PCLMUL uint32_t crc32c_hw3_raw(uint32_t crc, const uint8_t 
 
 /* The folding path's multipliers (DESIGN), as [lo, hi] operands for the lanes' first and
  * second halves: moves of 2048 bits (a round), 512 (one accumulator onto the next), 128
- * (one lane onto the next). Built with crc32c_shift, under the same once. */
+ * (one lane onto the next). Built under their own once; the path also needs
+ * crc32c_shift for its tail. */
 static uint64_t crc32c_fold_k[3][2];
+static pthread_once_t crc32c_fold_once = PTHREAD_ONCE_INIT;
 
 static void crc32c_fold_build(void)
 {
     static const uint64_t bits[3] = {8 * CRC32C_FOLD_ROUND, 512, 128};
-    crc32c_shift_build();
     for (int i = 0; i < 3; i++) {
         crc32c_fold_k[i][0] = crc32c_xpow(bits[i] + 31);
         crc32c_fold_k[i][1] = crc32c_xpow(bits[i] - 33);
@@ -356,7 +357,8 @@ static crc32c_fn crc32c_impl_ready(enum shoal_crc32c_impl impl)
         impl = SHOAL_CRC32C_TABLE;
 #if CRC32C_HAVE_SSE42
     if (impl == SHOAL_CRC32C_FOLD512) {
-        pthread_once(&crc32c_shift_once, crc32c_fold_build);
+        pthread_once(&crc32c_shift_once, crc32c_shift_build);
+        pthread_once(&crc32c_fold_once, crc32c_fold_build);
         return crc32c_fold_raw;
     }
     if (impl == SHOAL_CRC32C_SSE42_3WAY) {

@@ -1,15 +1,18 @@
 /* test_crc32c.c - CRC32C: published check values, and every implementation (slicing
  * table, SSE4.2 in one stream, SSE4.2 in three streams joined with PCLMULQDQ, AVX-512
  * folding) agrees with the table on every length and alignment, at every block boundary
- * of the three-stream path, when a buffer is fed in pieces, and when it is copied while
- * checksummed. */
+ * of the three-stream path, when a buffer is fed in pieces, when it is copied while
+ * checksummed, and whichever path a process readies first. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "crc32c.h"
 
@@ -172,6 +175,49 @@ static void test_crc32c_paths_agree_on_random_lengths_and_alignments(void **stat
     free(buf);
 }
 
+/* In a fresh process (this binary run again with --first N: a forked child would inherit
+ * what the tests before it readied), ready `first` before any other path, then check every
+ * path: the constants each one needs are built whichever is asked for first. 0 when all
+ * agree. */
+static int child_first_then_all(enum shoal_crc32c_impl first)
+{
+    static const size_t lens[] = {9, 300, 512, 1000, 4096, 70000};
+    uint8_t *buf = malloc(70000);
+
+    if (!buf)
+        return 2;
+    fill_bytes(buf, 70000, 21);
+    (void)shoal__crc32c_impl(first, 0, buf, 4096);
+    for (size_t i = 0; i < N_IMPLS; i++)
+        for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
+            if (shoal__crc32c_impl_available(all_impls[i]) &&
+                shoal__crc32c_impl(all_impls[i], 7, buf, lens[k]) !=
+                    shoal__crc32c_sw(7, buf, lens[k]))
+                return 1;
+    return 0;
+}
+
+static void test_crc32c_paths_are_ready_whichever_is_used_first(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < N_IMPLS; i++) {
+        int status;
+        pid_t kid = fork();
+        assert_true(kid >= 0);
+        if (kid == 0) {
+            char arg[16];
+            snprintf(arg, sizeof(arg), "%d", (int)all_impls[i]);
+            execl("/proc/self/exe", "test_crc32c", "--first", arg, (char *)NULL);
+            _exit(3);
+        }
+        assert_int_equal(waitpid(kid, &status, 0), kid);
+        assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) != 0)
+            fail_msg("with impl %d readied first, some path disagrees with the table",
+                     (int)all_impls[i]);
+    }
+}
+
 /* crc(a || b) == extend(crc(a), b), for every implementation and cut. */
 static void test_crc32c_extends_a_finished_crc(void **state)
 {
@@ -277,8 +323,10 @@ static void test_crc32c_fresh_matches_the_table(void **state)
     free(src);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--first") == 0)
+        return child_first_then_all((enum shoal_crc32c_impl)atoi(argv[2]));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_matches_check_value),
         cmocka_unit_test(test_crc32c_table_path_is_always_available),
@@ -286,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_crc32c_paths_agree_on_every_short_length_and_alignment),
         cmocka_unit_test(test_crc32c_paths_agree_around_every_block_boundary),
         cmocka_unit_test(test_crc32c_paths_agree_on_random_lengths_and_alignments),
+        cmocka_unit_test(test_crc32c_paths_are_ready_whichever_is_used_first),
         cmocka_unit_test(test_crc32c_extends_a_finished_crc),
         cmocka_unit_test(test_crc32c_copy_matches_crc_and_copies_exactly),
         cmocka_unit_test(test_crc32c_copy_stream_matches_crc_and_copies_exactly),
