@@ -179,15 +179,11 @@ static int fill_encode(uint8_t *dst, size_t len, int64_t base_offset, void *arg)
 static int producer_append_copy(shoal_producer_t *p, ring_t *ring, const struct producer_batch *e,
                                 int64_t *base)
 {
-    record_batch_plan_t plan = *e->plan;
-    struct producer_batch own = *e;
     size_t len;
     int rc;
 
-    plan.stream = false; /* our buffer is read back at once, by the copy */
-    own.plan = &plan;
-    if ((rc = producer_reserve(p, plan.size)) < 0 ||
-        (rc = producer_encode(&own, p->buf, p->buf_cap, 0, &len)) < 0)
+    if ((rc = producer_reserve(p, e->plan->size)) < 0 ||
+        (rc = producer_encode(e, p->buf, p->buf_cap, 0, &len)) < 0)
         return rc;
     return ring_append(ring, p->buf, len, (int32_t)e->n, e->plan->max_ts, p->opts.block_ms, base);
 }
@@ -216,8 +212,10 @@ int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
     b.records = (int32_t)n;
     b.max_timestamp = plan.max_ts;
     rc = ring_append_fill(ring, &b, p->opts.block_ms, true, &base);
-    if (rc == -EBUSY)
+    if (rc == -EBUSY) {
+        plan.stream = false; /* our own buffer, read back at once by the copy */
         rc = producer_append_copy(p, ring, &e, &base);
+    }
     if (rc < 0)
         return rc;
     if (ack) {
