@@ -414,27 +414,37 @@ uint32_t shoal__crc32c_fresh(uint32_t crc, const void *buf, size_t len)
     return shoal__crc32c(crc, buf, len);
 }
 
-uint32_t shoal__crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len)
-{
-    crc32c_fn fn = crc32c_get();
-    uint8_t *d = dst;
-    const uint8_t *s = src;
+/* How a piece is copied: memcpy, or streaming stores. */
+typedef void (*crc32c_copy_fn)(uint8_t *d, const uint8_t *s, size_t len);
 
-    crc = ~crc;
+static void crc32c_copy_plain(uint8_t *d, const uint8_t *s, size_t len)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    /* Hide len's bound, or the compiler inlines the copy as rep movsq, which was twice as
+     * slow as the library's memcpy on a misaligned source. */
+    __asm__("" : "+r"(len));
+#endif
+    memcpy(d, s, len);
+}
+
+/* Checksum (raw crc) and copy in pieces of CRC32C_COPY_PIECE bytes: each piece is
+ * checksummed from the source, then copied while it is in L1 (DESIGN). */
+static inline __attribute__((always_inline)) uint32_t
+crc32c_copy_pieces(crc32c_fn fn, crc32c_copy_fn copy, uint32_t crc, uint8_t *d, const uint8_t *s,
+                   size_t len)
+{
     while (len > 0) {
         size_t n = len < CRC32C_COPY_PIECE ? len : CRC32C_COPY_PIECE;
-#if defined(__GNUC__) || defined(__clang__)
-        /* Hide n's bound, or the compiler inlines the copy as rep movsq, which was twice
-         * as slow as the library's memcpy on a misaligned source. */
-        __asm__("" : "+r"(n));
-#endif
         crc = fn(crc, s, n);
-        memcpy(d, s, n);
-        d += n;
-        s += n;
-        len -= n;
+        copy(d, s, n);
+        d += n, s += n, len -= n;
     }
-    return ~crc;
+    return crc;
+}
+
+uint32_t shoal__crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len)
+{
+    return ~crc32c_copy_pieces(crc32c_get(), crc32c_copy_plain, ~crc, dst, src, len);
 }
 
 #if CRC32C_HAVE_SSE42
@@ -457,23 +467,10 @@ static CRC32C_TARGET_FOLD void crc32c_copy_nt(uint8_t *d, const uint8_t *s, size
 uint32_t shoal__crc32c_copy_stream(uint32_t crc, void *dst, const void *src, size_t len)
 {
 #if CRC32C_HAVE_SSE42
-    crc32c_fn fn = crc32c_get();
-    uint8_t *d = dst;
-    const uint8_t *s = src;
-
-    if (fn != crc32c_fold_raw)
-        return shoal__crc32c_copy(crc, dst, src, len);
-    crc = ~crc;
-    while (len > 0) { /* pieces, as shoal__crc32c_copy: the crc reads what L1 holds */
-        size_t n = len < CRC32C_COPY_PIECE ? len : CRC32C_COPY_PIECE;
-        crc = crc32c_fold_raw(crc, s, n);
-        crc32c_copy_nt(d, s, n);
-        d += n, s += n, len -= n;
-    }
-    return ~crc;
-#else
-    return shoal__crc32c_copy(crc, dst, src, len);
+    if (crc32c_get() == crc32c_fold_raw) /* the CPU has AVX-512 */
+        return ~crc32c_copy_pieces(crc32c_fold_raw, crc32c_copy_nt, ~crc, dst, src, len);
 #endif
+    return shoal__crc32c_copy(crc, dst, src, len);
 }
 
 void shoal__crc32c_stream_fence(void)
