@@ -624,6 +624,15 @@ static size_t build_batch(uint8_t *buf, const uint8_t *records, size_t rlen, int
     return len;
 }
 
+/* Build a batch of these records in buf (build_batch) and start an iterator over it. */
+static void iter_over(uint8_t *buf, const uint8_t *records, size_t rlen, int32_t count,
+                      int32_t last_delta, record_batch_header_t *h, record_iter_t *it)
+{
+    size_t len = build_batch(buf, records, rlen, count, last_delta);
+    assert_int_equal(record_batch_parse(buf, len, h), 0);
+    assert_int_equal(record_iter_init(it, buf, h), 0);
+}
+
 /* Build, check the CRC, iterate; return the final code and the record count seen. */
 static int run_records(const uint8_t *records, size_t rlen, int32_t count, int32_t last_delta,
                        int *seen)
@@ -660,9 +669,7 @@ static void test_record_hand_built_batches_decode(void **state)
     assert_int_equal(run_records(two, sizeof(two), 2, 1, &n), 0);
     assert_int_equal(n, 2);
     /* The second record: offset delta 1, timestamp delta 2. */
-    size_t len = build_batch(tmp, two, sizeof(two), 2, 1);
-    assert_int_equal(record_batch_parse(tmp, len, &h), 0);
-    assert_int_equal(record_iter_init(&it, tmp, &h), 0);
+    iter_over(tmp, two, sizeof(two), 2, 1, &h, &it);
     assert_int_equal(record_iter_next(&it, &rec), 1);
     assert_int_equal(record_iter_next(&it, &rec), 1);
     assert_int_equal(rec.offset, 11);
@@ -1196,9 +1203,7 @@ static void test_record_fast_path_hands_out_records_before_the_damage(void **sta
     shoal_record_t out[4];
     (void)state;
 
-    size_t len = build_batch(tmp, recs, sizeof(recs), 3, 2);
-    assert_int_equal(record_batch_parse(tmp, len, &h), 0);
-    assert_int_equal(record_iter_init(&it, tmp, &h), 0);
+    iter_over(tmp, recs, sizeof(recs), 3, 2, &h, &it);
     assert_int_equal(record_iter_read(&it, out, 4), 2);
     assert_int_equal(out[0].offset, 10);
     assert_int_equal(out[1].offset, 11);
@@ -1221,18 +1226,14 @@ static void test_record_fast_path_takes_long_varints_through_the_checked_path(vo
     shoal_record_t out[2];
     (void)state;
 
-    size_t len = build_batch(tmp, long_value_len, sizeof(long_value_len), 1, 0);
-    assert_int_equal(record_batch_parse(tmp, len, &h), 0);
-    assert_int_equal(record_iter_init(&it, tmp, &h), 0);
+    iter_over(tmp, long_value_len, sizeof(long_value_len), 1, 0, &h, &it);
     assert_int_equal(record_iter_read(&it, out, 2), 1);
     assert_int_equal(out[0].value_len, 1);
     assert_memory_equal(out[0].value, "v", 1);
     assert_null(out[0].key);
     assert_int_equal(record_iter_read(&it, out, 2), 0);
 
-    len = build_batch(tmp, ts_two_bytes, sizeof(ts_two_bytes), 1, 0);
-    assert_int_equal(record_batch_parse(tmp, len, &h), 0);
-    assert_int_equal(record_iter_init(&it, tmp, &h), 0);
+    iter_over(tmp, ts_two_bytes, sizeof(ts_two_bytes), 1, 0, &h, &it);
     assert_int_equal(record_iter_read(&it, out, 2), 1);
     assert_int_equal(out[0].timestamp_ms, 1200);
     assert_null(out[0].value);
