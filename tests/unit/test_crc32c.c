@@ -183,6 +183,7 @@ static int child_first_then_all(enum shoal_crc32c_impl first)
 {
     static const size_t lens[] = {9, 300, 512, 1000, 4096, 70000};
     uint8_t *buf = malloc(70000);
+    int rc = 0;
 
     if (!buf)
         return 2;
@@ -193,8 +194,9 @@ static int child_first_then_all(enum shoal_crc32c_impl first)
             if (shoal__crc32c_impl_available(all_impls[i]) &&
                 shoal__crc32c_impl(all_impls[i], 7, buf, lens[k]) !=
                     shoal__crc32c_sw(7, buf, lens[k]))
-                return 1;
-    return 0;
+                rc = 1;
+    free(buf);
+    return rc;
 }
 
 static void test_crc32c_paths_are_ready_whichever_is_used_first(void **state)
