@@ -306,37 +306,19 @@ int64_t shoal_consumer_position(shoal_consumer_t *c, const char *topic, int32_t 
 
 /* ------------------------------------------------------------------ decoding */
 
-/* Keep the records out[from..to) at or past *pos, in offset order, packed from out[from];
- * returns where the kept ones end. Records below the position were returned by an earlier
- * poll that stopped inside this batch. */
-static int keep_new(struct consumer_part *cp, shoal_record_t *out, int from, int to, int64_t *pos)
-{
-    int kept = from;
-    for (int i = from; i < to; i++) {
-        if (out[i].offset < *pos)
-            continue;
-        if (i != kept)
-            out[kept] = out[i];
-        out[kept].topic = cp->topic;
-        out[kept].partition = cp->partition;
-        *pos = out[kept].offset + 1;
-        kept++;
-    }
-    return kept;
-}
-
 /* Emit the records of one batch at or after cp->position into out[0..max). Returns how
  * many; *whole is set when the batch was used up. */
 static int emit_batch(struct consumer_part *cp, const uint8_t *batch,
                       const record_batch_header_t *h, bool check_crc, shoal_record_t *out,
                       size_t max, bool *whole)
 {
-    int64_t pos = cp->position, last = h->base_offset + h->last_offset_delta;
+    int64_t last = h->base_offset + h->last_offset_delta;
     record_iter_t it;
     int n = 0, rc;
 
     *whole = false;
-    if (cp->resume_batch == batch && cp->resume_base == h->base_offset && cp->resume_pos == pos) {
+    if (cp->resume_batch == batch && cp->resume_base == h->base_offset &&
+        cp->resume_pos == cp->position) {
         it = cp->resume_it; /* checked and decoded up to here by the last poll */
     } else {
         if (check_crc && record_batch_check_crc(batch, h) < 0)
@@ -344,20 +326,24 @@ static int emit_batch(struct consumer_part *cp, const uint8_t *batch,
                              cp->topic, cp->partition, (long long)h->base_offset);
         if ((rc = record_iter_init(&it, batch, h)) < 0)
             return rc;
+        it.topic = cp->topic;
+        it.partition = cp->partition;
+        it.next_offset = cp->position;
     }
     cp->resume_batch = NULL;
     while ((size_t)n < max) {
         rc = record_iter_read(&it, out + n, max - (size_t)n);
         if (rc < 0) { /* hand out what came before the damage; it is met again next poll */
-            cp->position = pos;
+            cp->position = it.next_offset;
             return n > 0 ? n : rc;
         }
         if (rc == 0) {
             *whole = true;
             break;
         }
-        n = keep_new(cp, out, n, n + rc, &pos);
+        n += rc;
     }
+    int64_t pos = it.next_offset;
     /* out may be full: was that the batch's last record? */
     if (!*whole)
         *whole = it.remaining == 0;

@@ -139,6 +139,10 @@ typedef struct record_iter {
     const uint8_t *end;
     record_batch_header_t h;
     int32_t remaining;
+    /* For record_iter_read(); record_iter_init() sets NULL, -1 and INT64_MIN: */
+    const char *topic;   /* written into every record handed out */
+    int32_t partition;   /* likewise */
+    int64_t next_offset; /* records below it are skipped; moves past each one handed out */
 } record_iter_t;
 
 /* Start iterating the batch at buf whose header h was parsed. Returns 0, or
@@ -155,10 +159,12 @@ int record_iter_next(record_iter_t *it, shoal_record_t *out);
  * own. Same results by construction; exposed so tests can compare the two. */
 int record_iter_next_checked(record_iter_t *it, shoal_record_t *out);
 
-/* record_iter_next() for up to max records at once: fills out[0..n) and returns n >= 1,
- * or 0 after the last record (or when max is 0), or SHOAL_ECORRUPT when the next record is damaged
- * (records before the damage are returned first; the damage is reported by the call after). The
- * same checks as record_iter_next(); one call per batch saves the per-record call. */
+/* record_iter_next() for up to max records at once, for a consumer: fills out[0..n) and
+ * returns n >= 1, or 0 after the last record (or when max is 0), or SHOAL_ECORRUPT when the
+ * next record is damaged (records before the damage are returned first; the damage is
+ * reported by the call after). The same checks as record_iter_next(); besides, it skips a
+ * record below it->next_offset (one an earlier read handed out, or one whose offset does
+ * not rise), and writes it->topic and it->partition into each record. */
 int record_iter_read(record_iter_t *it, shoal_record_t *out, size_t max);
 
 /* Decode one header from an encoded headers area (shoal_record_header() uses this).

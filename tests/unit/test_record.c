@@ -1058,9 +1058,11 @@ static void assert_record_equal(const shoal_record_t *a, const shoal_record_t *b
     assert_int_equal(a->headers_len, b->headers_len);
 }
 
-/* Decode the batch in buf both ways, the fast one in reads of up to chunk (<= 8) records.
- * Returns how many records both handed out. */
-static int compare_paths(const uint8_t *buf, size_t len, size_t chunk)
+/* Decode the batch in buf both ways, the fast one in reads of up to chunk (<= 8) records
+ * starting at next_offset. The fast one must hand out exactly the checked one's records
+ * that are at or past next_offset and above the one before, named topic "t" partition 3.
+ * Returns how many records it handed out. */
+static int compare_paths_from(const uint8_t *buf, size_t len, size_t chunk, int64_t next_offset)
 {
     record_batch_header_t h;
     record_iter_t fast, slow;
@@ -1070,17 +1072,34 @@ static int compare_paths(const uint8_t *buf, size_t len, size_t chunk)
     if (record_batch_parse(buf, len, &h) != 0 || record_iter_init(&fast, buf, &h) != 0)
         return 0;
     slow = fast;
+    fast.topic = "t";
+    fast.partition = 3;
+    fast.next_offset = next_offset;
     while ((rc = record_iter_read(&fast, a, chunk)) > 0) {
         assert_true(rc <= (int)chunk);
         for (int i = 0; i < rc; i++, n++) {
-            assert_int_equal(record_iter_next_checked(&slow, &b), 1);
+            do
+                assert_int_equal(record_iter_next_checked(&slow, &b), 1);
+            while (b.offset < next_offset);
+            next_offset = b.offset + 1;
             assert_record_equal(&a[i], &b);
+            assert_string_equal(a[i].topic, "t");
+            assert_int_equal(a[i].partition, 3);
             assert_view_inside(a[i].key, a[i].key_len, buf, buf + len);
             assert_view_inside(a[i].value, a[i].value_len, buf, buf + len);
         }
     }
-    assert_int_equal(rc, record_iter_next_checked(&slow, &b));
+    assert_int_equal(fast.next_offset, next_offset);
+    int slow_rc;
+    while ((slow_rc = record_iter_next_checked(&slow, &b)) == 1)
+        assert_true(b.offset < next_offset); /* skipped by the fast one after its last */
+    assert_int_equal(rc, slow_rc);
     return n;
+}
+
+static int compare_paths(const uint8_t *buf, size_t len, size_t chunk)
+{
+    return compare_paths_from(buf, len, chunk, INT64_MIN);
 }
 
 /* A shoal-encoded batch whose lengths take one, two and three varint bytes, null and empty
@@ -1125,6 +1144,55 @@ static void test_record_fast_path_decodes_what_the_checked_path_does(void **stat
     for (size_t chunk = 1; chunk <= 8; chunk++)
         assert_int_equal(compare_paths(buf, len, chunk), 11);
     free(buf);
+}
+
+static void test_record_read_starts_at_next_offset_from_any_record(void **state)
+{
+    size_t len;
+    uint8_t *buf = encode_mixed_batch(&len); /* offsets 7..17 */
+    (void)state;
+
+    for (int64_t from = 7; from <= 18; from++)
+        for (size_t chunk = 1; chunk <= 8; chunk += 3)
+            assert_int_equal(compare_paths_from(buf, len, chunk, from), 18 - from);
+    free(buf);
+}
+
+static void test_record_read_skips_offsets_that_do_not_rise(void **state)
+{
+    /* Offset deltas 0, 2, 1, 2, 3 in records the one-byte path takes, then a record with a
+     * two-byte value length (the other path) at delta 3 again, then 4. Seven records need a
+     * last offset delta of at least 6 to parse. */
+    uint8_t recs[512], tmp[600];
+    const uint8_t deltas[] = {0, 2, 1, 2, 3};
+    size_t n = 0;
+    record_batch_header_t h;
+    record_iter_t it;
+    shoal_record_t out[8];
+    (void)state;
+
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(deltas); i++) {
+        const uint8_t r[] = {0x0e, 0x00, 0x00, (uint8_t)(deltas[i] << 1), 0x01, 0x02, 'v', 0x00};
+        memcpy(recs + n, r, sizeof(r));
+        n += sizeof(r);
+    }
+    for (uint8_t d = 3; d <= 4; d++) { /* a 100-byte value: length 0xc8 0x01 */
+        const uint8_t head[] = {0xd6, 0x01, 0x00, 0x00, (uint8_t)(d << 1), 0x01, 0xc8, 0x01};
+        memcpy(recs + n, head, sizeof(head));
+        memset(recs + n + sizeof(head), 'w', 100);
+        recs[n + sizeof(head) + 100] = 0x00;
+        n += sizeof(head) + 101;
+    }
+    iter_over(tmp, recs, n, 7, 6, &h, &it);
+    it.next_offset = INT64_MIN;
+    assert_int_equal(record_iter_read(&it, out, 8), 4);
+    assert_int_equal(out[0].offset, 10);
+    assert_int_equal(out[1].offset, 12);
+    assert_int_equal(out[2].offset, 13);
+    assert_int_equal(out[3].offset, 14);
+    assert_int_equal(out[3].value_len, 100);
+    assert_int_equal(it.next_offset, 15);
+    assert_int_equal(record_iter_read(&it, out, 8), 0);
 }
 
 static void test_record_fast_path_refuses_what_the_checked_path_refuses(void **state)
@@ -1306,7 +1374,13 @@ static int fuzz_decode(const uint8_t *buf, size_t len)
     if (record_iter_init(&it, buf, &h) != 0)
         return 0;
     const uint8_t *end = buf + record_batch_size(&h);
+    int64_t next = INT64_MIN;
+    int rising = 0; /* what record_iter_read() hands out: offsets that rise */
     while ((rc = record_iter_next(&it, &rec)) == 1) {
+        if (rec.offset >= next) {
+            next = rec.offset + 1;
+            rising++;
+        }
         assert_view_inside(rec.key, rec.key_len, buf, end);
         assert_view_inside(rec.value, rec.value_len, buf, end);
         assert_view_inside(rec.headers_raw, (int64_t)rec.headers_len, buf, end);
@@ -1324,7 +1398,7 @@ static int fuzz_decode(const uint8_t *buf, size_t len)
         assert_true(records <= h.record_count);
     }
     assert_true(rc == 0 || rc == SHOAL_ECORRUPT);
-    assert_int_equal(compare_paths(buf, len, 1 + fuzz_rand() % 8), records);
+    assert_int_equal(compare_paths(buf, len, 1 + fuzz_rand() % 8), rising);
     return records;
 }
 
@@ -1395,6 +1469,8 @@ int main(void)
         cmocka_unit_test(test_record_encode_refuses_bad_arguments),
         cmocka_unit_test(test_record_base_offset_is_outside_the_crc),
         cmocka_unit_test(test_record_fast_path_decodes_what_the_checked_path_does),
+        cmocka_unit_test(test_record_read_starts_at_next_offset_from_any_record),
+        cmocka_unit_test(test_record_read_skips_offsets_that_do_not_rise),
         cmocka_unit_test(test_record_fast_path_refuses_what_the_checked_path_refuses),
         cmocka_unit_test(test_record_fast_path_hands_out_records_before_the_damage),
         cmocka_unit_test(test_record_fast_path_takes_long_varints_through_the_checked_path),
