@@ -129,11 +129,12 @@ static int producer_plan(shoal_producer_t *p, const shoal_message_t *msgs, size_
                          record_batch_plan_t *plan)
 {
     int rc;
-    for (size_t i = 0; i < n; i++)
-        if (msgs[i].value_len > INT32_MAX || msgs[i].key_len > INT32_MAX)
-            return SHOAL_ERR(SHOAL_ETOOLARGE, "key or value longer than 2 GiB");
-    if ((rc = record_batch_plan(msgs, n, now, plan)) < 0)
+    if ((rc = record_batch_plan(msgs, n, now, plan)) < 0) {
+        for (size_t i = 0; i < n; i++) /* the planner's EINVAL, said more precisely */
+            if (msgs[i].value_len > INT32_MAX || msgs[i].key_len > INT32_MAX)
+                return SHOAL_ERR(SHOAL_ETOOLARGE, "key or value longer than 2 GiB");
         return rc;
+    }
     if (plan->max_one > p->cfg.max_record_bytes)
         return SHOAL_ERR(SHOAL_ETOOLARGE,
                          "record of %zu bytes exceeds topic %s's maximum of %u bytes",

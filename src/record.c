@@ -775,8 +775,9 @@ static bool batch_plan_short(const shoal_message_t *msgs, size_t n, int64_t now_
 {
     int64_t lo = message_timestamp(&msgs[0], now_ms), hi = lo;
     size_t size = RECORD_BATCH_HEADER_BYTES, max_body = 0;
+    bool stamped = false;
 
-    if (n > 64)
+    if (n > RECORD_SHORT_MAX)
         return false;
     for (size_t i = 0; i < n; i++) {
         const shoal_message_t *m = &msgs[i];
@@ -784,12 +785,15 @@ static bool batch_plan_short(const shoal_message_t *msgs, size_t n, int64_t now_
         size_t body;
         if (m->header_count != 0 || ((m->key_len | m->value_len) > INT32_MAX / 2))
             return false;
+        stamped |= m->timestamp_ms > 0;
         lo = SHOAL_MIN(lo, ts);
         hi = SHOAL_MAX(hi, ts);
         body = short_body_size(m);
+        plan->short_body[i] = (uint32_t)body; /* keys and values below 1 GiB each */
         size += varint_size_nonneg(body) + body;
         max_body = SHOAL_MAX(max_body, body);
     }
+    plan->short_now = !stamped;
     if (hi - lo >= 64 || size - RECORD_BATCH_LOG_OVERHEAD > INT32_MAX)
         return false;
     plan->base_ts = lo;
@@ -954,14 +958,15 @@ static inline uint8_t *short_bytes_write(uint8_t *p, const void *data, size_t le
 
 /* Write the records of a short-form batch (see batch_plan_short). */
 static uint8_t *records_write_short(uint8_t *p, const shoal_message_t *msgs, size_t n,
-                                    int64_t now_ms, int64_t base_ts, struct crc_run *c)
+                                    int64_t now_ms, const record_batch_plan_t *plan,
+                                    struct crc_run *c)
 {
     for (size_t i = 0; i < n; i++) {
         const shoal_message_t *m = &msgs[i];
-        p = varint_put_nonneg(p, short_body_size(m));
-        *p++ = 0;                                                        /* attributes */
-        *p++ = (uint8_t)((message_timestamp(m, now_ms) - base_ts) << 1); /* 0..63 */
-        *p++ = (uint8_t)(i << 1);                                        /* 0..63 */
+        p = varint_put_nonneg(p, plan->short_body[i]);
+        *p++ = 0; /* attributes */
+        *p++ = plan->short_now ? 0 : (uint8_t)((message_timestamp(m, now_ms) - plan->base_ts) << 1);
+        *p++ = (uint8_t)(i << 1); /* 0..63 */
         p = short_bytes_write(p, m->key, m->key_len, c);
         p = short_bytes_write(p, m->value, m->value_len, c);
         *p++ = 0; /* no headers */
@@ -1035,7 +1040,7 @@ static int batch_write(uint8_t *buf, size_t cap, const record_batch_fields_t *f,
     uint8_t *p = buf + RECORD_BATCH_HEADER_BYTES;
     batch_header_write(buf, &h);
     if (plan->short_form && deltas == NULL)
-        p = records_write_short(p, msgs, n, now_ms, plan->base_ts, &c);
+        p = records_write_short(p, msgs, n, now_ms, plan, &c);
     else
         for (size_t i = 0; i < n; i++)
             p = record_write(p, &msgs[i], message_timestamp(&msgs[i], now_ms) - plan->base_ts,

@@ -81,18 +81,23 @@ void record_batch_fields_init(record_batch_fields_t *f); /* offset 0, epoch 0, i
 size_t record_batch_encoded_size(const shoal_message_t *msgs, size_t n, int64_t now_ms);
 
 /* What the encoder derives from the messages before it writes anything, in one pass. */
+#define RECORD_SHORT_MAX 64 /* records of a short-form batch at most */
+
 typedef struct record_batch_plan {
     int64_t base_ts; /* smallest record timestamp */
     int64_t max_ts;  /* largest */
     size_t size;     /* bytes of the encoded batch */
     size_t max_one;  /* bytes the largest record would take as a batch of its own */
-    bool short_form; /* <= 64 records, no headers, timestamps within 63 ms: every record's
-                        attributes and deltas take one byte each (the encoder's fast path) */
-    bool stream;     /* false from the planner; the caller sets it when buf is memory this
-                        core will not read back and caches cannot keep (a large ring): values
-                        of RECORD_STREAM_MIN bytes or more then go in with non-temporal
-                        stores (shoal__crc32c_copy_stream), fenced before the encoder
-                        returns */
+    bool short_form; /* <= RECORD_SHORT_MAX records, no headers, timestamps within 63 ms:
+                        every record's attributes and deltas take one byte each (the
+                        encoder's fast path), and the two fields below are set */
+    bool short_now;  /* every record is stamped now_ms: every timestamp delta is 0 */
+    uint32_t short_body[RECORD_SHORT_MAX]; /* each record's body bytes */
+    bool stream; /* false from the planner; the caller sets it when buf is memory this
+                    core will not read back and caches cannot keep (a large ring): values
+                    of RECORD_STREAM_MIN bytes or more then go in with non-temporal
+                    stores (shoal__crc32c_copy_stream), fenced before the encoder
+                    returns */
 } record_batch_plan_t;
 #define RECORD_STREAM_MIN 1024
 

@@ -416,6 +416,9 @@ INTEG_TEST(test_send_rejects_bad_partition_and_oversize_record_without_using_an_
     assert_non_null(big);
     assert_int_equal(send_one(p, 1, NULL, 0, big, 2000, &ack), SHOAL_ETOOLARGE);
     assert_int_equal(send_one(p, 1, NULL, 0, big, 1024, &ack), SHOAL_ETOOLARGE);
+    /* Lengths past 2 GiB are refused while planning, before any byte is read. */
+    assert_int_equal(send_one(p, 1, NULL, 0, big, (size_t)INT32_MAX + 1, &ack), SHOAL_ETOOLARGE);
+    assert_int_equal(send_one(p, 1, big, (size_t)INT32_MAX + 1, "x", 1, &ack), SHOAL_ETOOLARGE);
     free(big);
     /* The next good record takes the next offset: the failures consumed none. */
     assert_int_equal(send_range(p, 1, 3, 2), 0);
