@@ -492,7 +492,7 @@ static size_t record_tiny_run(record_iter_t *it, const short_batch_t *h, shoal_r
         uint32_t l, ts, off, k, v;
         const uint8_t *b;
 
-        if (end - p < 8)
+        if (p >= end)
             break;
         l = p[0];
         len = l >> 1;
