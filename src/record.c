@@ -517,9 +517,9 @@ static size_t record_tiny_run(record_iter_t *it, const short_batch_t *h, shoal_r
         o->topic = it->topic;
         o->partition = it->partition;
         o->offset = next - 1;
-        o->timestamp_ms = ts_base + ((int64_t)(ts >> 1) ^ -(int64_t)(ts & 1));
+        o->timestamp_ms = ts_base + zigzag1((uint8_t)ts);
         o->key = k == 1 ? NULL : b + 4;
-        o->key_len = (int32_t)(k >> 1) - (int32_t)(k & 1);
+        o->key_len = (int32_t)(k >> 1) - (int32_t)(k & 1); /* k is even, or 1 for -1 */
         o->value = v == 1 ? NULL : b + at + 1;
         o->value_len = (int32_t)(v >> 1) - (int32_t)(v & 1);
         o->header_count = 0;
