@@ -59,35 +59,51 @@ int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected,
                        int timeout_ms);
 int shoal__futex_wake(_Atomic uint32_t *word, int count);
 
-/* ---- big-endian (Kafka wire/disk) byte order ---- */
+/* ---- big-endian (Kafka wire/disk) byte order ----
+ * One unaligned load or store and a byte swap each: written byte by byte, GCC 12 built the
+ * 61-byte batch header with ~140 shift-and-or instructions (a quarter of a one-record
+ * append). */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SHOAL_BE16(v) __builtin_bswap16(v)
+#define SHOAL_BE32(v) __builtin_bswap32(v)
+#define SHOAL_BE64(v) __builtin_bswap64(v)
+#else
+#define SHOAL_BE16(v) (v)
+#define SHOAL_BE32(v) (v)
+#define SHOAL_BE64(v) (v)
+#endif
 static inline void shoal__put_be16(uint8_t *p, uint16_t v)
 {
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
+    v = SHOAL_BE16(v);
+    memcpy(p, &v, 2);
 }
 static inline void shoal__put_be32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
+    v = SHOAL_BE32(v);
+    memcpy(p, &v, 4);
 }
 static inline void shoal__put_be64(uint8_t *p, uint64_t v)
 {
-    shoal__put_be32(p, (uint32_t)(v >> 32));
-    shoal__put_be32(p + 4, (uint32_t)v);
+    v = SHOAL_BE64(v);
+    memcpy(p, &v, 8);
 }
 static inline uint16_t shoal__get_be16(const uint8_t *p)
 {
-    return (uint16_t)((p[0] << 8) | p[1]);
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return SHOAL_BE16(v);
 }
 static inline uint32_t shoal__get_be32(const uint8_t *p)
 {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return SHOAL_BE32(v);
 }
 static inline uint64_t shoal__get_be64(const uint8_t *p)
 {
-    return ((uint64_t)shoal__get_be32(p) << 32) | shoal__get_be32(p + 4);
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return SHOAL_BE64(v);
 }
 
 /* ---- files ---- */
