@@ -84,6 +84,7 @@ struct scenario {
     const char *name;
     enum kind kind;
     uint32_t size, batch, producers, consumers, wait;
+    uint32_t fetch_min; /* the consumers' fetch_min_bytes, 0 for the default */
     const char *baseline;
     bool lower_is_better; /* latency scenarios: ratio is p50 / baseline p50 */
     bool busy;            /* ping-pong with CPU 0 shared (busy_kids): ratio of round trips/s */
@@ -119,6 +120,12 @@ struct suite {
     {                                                                                              \
         .name = n, .kind = K_SHOAL_TPUT, .size = sz, .batch = b, .producers = 1, .consumers = 1,   \
         .baseline = base                                                                           \
+    }
+/* A throughput-tuned consumer: it reads once 64 KiB are ready (fetch_min_bytes). */
+#define TPUT_FETCH(n, sz, b, base)                                                                 \
+    {                                                                                              \
+        .name = n, .kind = K_SHOAL_TPUT, .size = sz, .batch = b, .producers = 1, .consumers = 1,   \
+        .fetch_min = 64u << 10, .baseline = base                                                   \
     }
 #define FLOOR(n, sz, b)                                                                            \
     {                                                                                              \
@@ -163,6 +170,8 @@ static struct scenario scenarios[] = {
     TPUT("shoal-1024-b1", 1024, 1, "floor-1024-b1"),
     TPUT("shoal-4096-b1", 4096, 1, "floor-4096-b1"),
     TPUT("shoal-65536-b1", 65536, 1, "floor-65536-b1"),
+    TPUT_FETCH("shoal-32-b64-fetch", 32, 64, "floor-32-b64"),
+    TPUT_FETCH("shoal-32-b1-fetch", 32, 1, "floor-32-b1"),
     BASE_RTT("floor-rtt-32", K_FLOOR_RTT, 32),
     BASE_RTT("floor-rtt-256", K_FLOOR_RTT, 256),
     BASE_RTT("pipe-rtt-32", K_PIPE_RTT, 32),
@@ -275,12 +284,14 @@ static pid_t spawn(struct suite *S, const char *const *kv, int fd_a, int fd_b)
     _exit(127);
 }
 
+/* extra: more key=value arguments, separated by spaces, or NULL. */
 static int spawn_role(struct suite *S, const char *role, int idx, const char *topic,
                       const char *topic2, uint32_t size, uint32_t batch, uint32_t wait,
                       const char *extra)
 {
-    char r[64], i[32], t[96], t2[160], sz[32], b[32], w[32], sock[160], ctl[160];
-    const char *kv[12];
+    char r[64], i[32], t[96], t2[160], sz[32], b[32], w[32], sock[160], ctl[160], more[96];
+    const char *kv[16];
+    char *save = NULL;
     int n = 0;
 
     snprintf(r, sizeof(r), "role=%s", role);
@@ -294,8 +305,9 @@ static int spawn_role(struct suite *S, const char *role, int idx, const char *to
     snprintf(ctl, sizeof(ctl), "ctl=%s", S->ctl_path);
     kv[n++] = r, kv[n++] = i, kv[n++] = t, kv[n++] = t2, kv[n++] = sz, kv[n++] = b;
     kv[n++] = w, kv[n++] = sock, kv[n++] = ctl;
-    if (extra)
-        kv[n++] = extra;
+    snprintf(more, sizeof(more), "%s", extra ? extra : "");
+    for (char *e = strtok_r(more, " ", &save); e && n < 15; e = strtok_r(NULL, " ", &save))
+        kv[n++] = e;
     kv[n] = NULL;
     S->kids[S->nkids] = spawn(S, kv, -1, -1);
     return S->kids[S->nkids++] > 0 ? 0 : -1;
@@ -442,12 +454,14 @@ static int setup_kids(struct suite *S, struct scenario *sc, char (*topics)[64], 
     switch (sc->kind) {
     case K_SHOAL_TPUT: {
         bool pin = sc->producers == 1 && sc->consumers == 1; /* as the floor is */
+        char extra[64];
+        snprintf(extra, sizeof(extra), "%s fetch_min=%u", pin ? "cpu=1" : "", sc->fetch_min);
         S->ctl->consumers = sc->consumers;
         S->ctl->producers = sc->producers;
         S->ctl->max_lag = TPUT_MAX_LAG_BYTES / (sc->size + 16); /* + framing, generously */
         for (uint32_t i = 0; i < sc->consumers; i++, n++)
             spawn_role(S, "shoal-consumer", n, topics[0], NULL, sc->size, sc->batch, sc->wait,
-                       pin ? "cpu=1" : NULL);
+                       extra);
         for (uint32_t i = 0; i < sc->producers; i++, n++)
             spawn_role(S, "shoal-producer", n, topics[0], NULL, sc->size, sc->batch, 0,
                        pin ? "cpu=0" : NULL);
@@ -1255,6 +1269,8 @@ static void parse_kv(struct bench_args *a, const char *kv)
         a->total = strtoull(v, NULL, 10);
     else if (KEY("cpu"))
         a->cpu = atoi(v);
+    else if (KEY("fetch_min"))
+        a->fetch_min = (uint32_t)strtoul(v, NULL, 10);
 #undef KEY
 }
 

@@ -67,12 +67,13 @@ struct bench_args {
     int idx;            /* which bench_child slot is ours */
     int fd;             /* an inherited descriptor (pipe, socket) */
     int fd2;
-    uint32_t size;  /* value bytes */
-    uint32_t batch; /* records per append */
-    uint32_t wait;  /* shoal_wait_t for consumers */
-    uint32_t acks;  /* 1: a window of appends, then wait for the disk */
-    uint64_t total; /* records to produce or read, 0 = until STOP */
-    int cpu;        /* CPU to pin the process to, -1 for none */
+    uint32_t size;      /* value bytes */
+    uint32_t batch;     /* records per append */
+    uint32_t wait;      /* shoal_wait_t for consumers */
+    uint32_t fetch_min; /* consumers' fetch_min_bytes; 0: the default */
+    uint32_t acks;      /* 1: a window of appends, then wait for the disk */
+    uint64_t total;     /* records to produce or read, 0 = until STOP */
+    int cpu;            /* CPU to pin the process to, -1 for none */
 };
 
 /* Child entry points (roles.c, floor.c). Each returns 0 or an error code. */

@@ -259,6 +259,8 @@ static int cons_open(shoal_client_t **client, shoal_consumer_t **c, const struct
         return rc;
     shoal_consumer_options_init(&o);
     o.wait = a->wait;
+    if (a->fetch_min)
+        o.fetch_min_bytes = a->fetch_min;
     if ((rc = shoal_consumer_open(*client, &o, c)) < 0)
         return rc;
     if ((rc = shoal_consumer_assign(*c, topic, NULL, 0)) < 0)

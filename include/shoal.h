@@ -453,7 +453,8 @@ typedef enum {
                                latency, burns a whole CPU while waiting */
 } shoal_wait_t;
 
-#define SHOAL_WAIT_SPIN_NS_DEFAULT 5000u /* SHOAL_WAIT_DEFAULT spins this long */
+#define SHOAL_WAIT_SPIN_NS_DEFAULT      5000u /* SHOAL_WAIT_DEFAULT spins this long */
+#define SHOAL_FETCH_MAX_WAIT_US_DEFAULT 100u  /* shoal_consumer_options_t.fetch_max_wait_us */
 
 struct shoal_assignor;
 struct shoal_topic_partition;
@@ -488,6 +489,19 @@ typedef struct shoal_consumer_options {
     uint32_t spin_ns; /* SHOAL_WAIT_DEFAULT: how long to spin before sleeping; default
                          SHOAL_WAIT_SPIN_NS_DEFAULT, 0 behaves as SHOAL_WAIT_FUTEX. Ignored
                          by the other strategies */
+    /* Throughput against latency, as Kafka's fetch.min.bytes and fetch.max.wait.ms. A poll
+     * with a timeout returns once at least fetch_min_bytes of record batches are ready in
+     * its partitions, or fetch_max_wait_us after it first saw any, or at its own timeout,
+     * with what is ready then (a poll with timeout 0 never waits). Batches on disk, and a
+     * ring slot the producers have left, count as enough. Reading a little behind a
+     * streaming producer keeps the consumer off the cache lines the producer is writing,
+     * which lets the producer run up to twice as fast with small records (docs/
+     * PERFORMANCE.md); each record then waits for up to fetch_max_wait_us. While gathering,
+     * the consumer spins per `wait` and looks at the partitions about once a microsecond.
+     * fetch_min_bytes default 1 (0 too): return as soon as there is a record;
+     * fetch_max_wait_us default SHOAL_FETCH_MAX_WAIT_US_DEFAULT. */
+    uint32_t fetch_min_bytes;
+    uint32_t fetch_max_wait_us;
     /* Consumer groups: used by shoal_consumer_subscribe(), ignored by manual assignment.
      * Strings and the assignors array are copied by shoal_consumer_open(). */
     const char *group_id;            /* required to subscribe; 1-249 of [a-zA-Z0-9._-] */
@@ -568,6 +582,8 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *                         uses no CPU and wakes when a producer appends; a spinning one
  *                         (SHOAL_WAIT_SPIN, or the first spin_ns of SHOAL_WAIT_DEFAULT)
  *                         sees the append without any system call on either side.
+ *                         With fetch_min_bytes above 1, a poll that finds less than
+ *                         that also waits, up to fetch_max_wait_us, for more.
  * @return the number of records (0 on timeout), or SHOAL_ECORRUPT, SHOAL_ENOTOPIC,
  *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR, or SHOAL_EOFFSET: a memory topic's ring
  *         overwrote records before this consumer read them (it fell off the tail, or a

@@ -23,6 +23,9 @@
  * last append came from this CPU, the default strategy spins with sched_yield() instead of
  * pause: in a fan-out on few CPUs the producer and the other consumers run in its turn, and no
  * sleeper costs the producer a wake-up.
+ * With fetch_min_bytes a poll that finds some data but less than that waits the same way
+ * for the rest (consumer_gather), up to fetch_max_wait_us, so that it reads behind a
+ * streaming producer rather than on the lines the producer is writing.
  * A poll touches, per partition, the slot descriptor line it reads (`used`, `state`) and
  * the batch; it writes no shared line and reads no line an append writes besides those. */
 #include <errno.h>
@@ -40,6 +43,8 @@
 #define CONSUMER_SHARED_CHECK_NS 100000
 /* A sched_yield() that returns sooner ran nobody else (it costs ~200 ns alone here). */
 #define CONSUMER_YIELD_ALONE_NS 2000
+/* Gathering for fetch_min_bytes, look at the partitions after this many pauses (~1 us). */
+#define CONSUMER_GATHER_PAUSES 100
 
 struct consumer_part {
     char *topic; /* this partition's own copy */
@@ -76,6 +81,7 @@ struct shoal_consumer {
     long nivcsw;               /* involuntary context switches at that time */
     bool cpu_shared;           /* some since the look before: spin by yielding */
     int64_t wait_avg_ns;       /* recent waits for data that ended with data (average) */
+    uint64_t want_bytes;       /* this poll waits for this many ready bytes; 0: for any */
 };
 
 void shoal_consumer_options_init(shoal_consumer_options_t *o)
@@ -84,6 +90,8 @@ void shoal_consumer_options_init(shoal_consumer_options_t *o)
     o->check_crcs = false;
     o->wait = SHOAL_WAIT_DEFAULT;
     o->spin_ns = SHOAL_WAIT_SPIN_NS_DEFAULT;
+    o->fetch_min_bytes = 1;
+    o->fetch_max_wait_us = SHOAL_FETCH_MAX_WAIT_US_DEFAULT;
     /* consumer groups: Kafka's defaults where they fit a single host */
     o->session_timeout_ms = 10000;
     o->max_poll_interval_ms = 300000;
@@ -582,6 +590,38 @@ static bool part_may_have_data(struct consumer_part *cp)
            atomic_load(&cp->ring.ctl->slots[cp->cur.slot].state) != SHM_SLOT_ACTIVE;
 }
 
+/* Bytes of batches ready to read, counted up to `enough`. A partition that is read from
+ * disk, not yet placed, has an error to report, or whose slot the producers have left
+ * (more follows in the next one) counts as enough. */
+static uint64_t consumer_ready_bytes(const shoal_consumer_t *c, uint64_t enough)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < c->nparts && sum < enough; i++) {
+        const struct consumer_part *cp = &c->parts[i];
+        const struct shm_slot *s;
+        uint64_t used;
+        if (cp->pending || cp->seg.data || !cp->cur.placed)
+            return enough;
+        s = &cp->ring.ctl->slots[cp->cur.slot];
+        used = shoal_load_acquire(&s->used);
+        if (atomic_load(&s->state) != SHM_SLOT_ACTIVE)
+            return enough;
+        sum += used > cp->cur.pos ? used - cp->cur.pos : 0;
+    }
+    return sum;
+}
+
+/* Whether the wait is over: some partition has data, or, while gathering, want_bytes. */
+static bool consumer_ready(const shoal_consumer_t *c)
+{
+    if (c->want_bytes)
+        return consumer_ready_bytes(c, c->want_bytes) >= c->want_bytes;
+    for (size_t k = 0; k < c->nparts; k++)
+        if (part_may_have_data(&c->parts[k]))
+            return true;
+    return false;
+}
+
 static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
 {
     for (size_t i = 0; i < n; i++) {
@@ -597,7 +637,7 @@ static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
     }
 }
 
-/* Sleep until a producer appends to any partition or timeout_ms passes.
+/* Sleep until a producer appends to any partition or timeout_ns passes.
  *
  * The wake words are read here, after the announcement and its fence and before the last
  * look for data, not at the start of every poll: a producer only changes `seq` while
@@ -607,12 +647,11 @@ static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
  * bumps `seq` after that publish. Either our load of `seq` precedes the bump, and the futex
  * wait returns at once or is woken, or it reads the bumped value, which orders the
  * publish before our last look (acquire), so that look sees the data. */
-static int consumer_sleep(shoal_consumer_t *c, int timeout_ms)
+static int consumer_sleep(shoal_consumer_t *c, int64_t timeout_ns)
 {
     _Atomic uint32_t *words[CONSUMER_WAIT_MAX];
     uint32_t seqs[CONSUMER_WAIT_MAX];
     size_t n = SHOAL_MIN(c->nparts, CONSUMER_WAIT_MAX);
-    bool ready = false;
     int rc = 0;
 
     for (size_t i = 0; i < n; i++)
@@ -621,27 +660,32 @@ static int consumer_sleep(shoal_consumer_t *c, int timeout_ms)
     atomic_thread_fence(memory_order_seq_cst); /* pairs with ring_wake_readers()' fence */
     for (size_t i = 0; i < n; i++)
         seqs[i] = atomic_load(words[i]);
-    for (size_t i = 0; i < c->nparts && !ready; i++)
-        ready = part_may_have_data(&c->parts[i]);
-    if (!ready) {
-        if (c->nparts > CONSUMER_WAIT_MAX && (timeout_ms < 0 || timeout_ms > 10))
-            timeout_ms = 10; /* the others are looked at every 10 ms */
-        rc = shoal__futex_waitv(words, seqs, n, timeout_ms);
+    if (!consumer_ready(c)) {
+        if (c->nparts > CONSUMER_WAIT_MAX && (timeout_ns < 0 || timeout_ns > 10000000))
+            timeout_ns = 10000000; /* the others are looked at every 10 ms */
+        rc = shoal__futex_waitv(words, seqs, n, timeout_ns);
     }
     consumer_set_sleeping(c, n, false);
     return rc == -ETIMEDOUT ? 0 : rc;
 }
 
-/* Spin until some partition may have data (true) or the clock passes until_ns (false),
- * with pause, or with sched_yield() when yield is set (see consumer_cpu_shared()). Loads
- * only on shared memory: a spinning consumer costs the producers nothing, not even a
- * wake-up call. */
+/* Spin until consumer_ready() (true) or the clock passes until_ns (false), with pause, or
+ * with sched_yield() when yield is set (see consumer_cpu_shared()). Loads only on shared
+ * memory: a spinning consumer costs the producers no system call, not even a wake-up. While
+ * gathering it looks only every CONSUMER_GATHER_PAUSES pauses: each look at a `used` line
+ * the producer has just written takes that line from the producer's cache. */
 static bool consumer_spin(shoal_consumer_t *c, int64_t now, int64_t until_ns, bool yield)
 {
     for (uint32_t i = 1;; i++) {
-        for (size_t k = 0; k < c->nparts; k++)
-            if (part_may_have_data(&c->parts[k]))
-                return true;
+        if (consumer_ready(c))
+            return true;
+        if (c->want_bytes && !yield) {
+            for (int k = 0; k < CONSUMER_GATHER_PAUSES; k++)
+                shoal__cpu_relax();
+            if (shoal__mono_ns() >= until_ns)
+                return false;
+            continue;
+        }
         if (yield) {
             int64_t before = now;
             sched_yield();
@@ -791,45 +835,72 @@ size_t consumer__assigned_count(shoal_consumer_t *c)
     return c->nparts;
 }
 
+/* fetch_min_bytes: the first time fewer than the minimum but some bytes are ready, gather
+ * (wait for want_bytes) until *until; past it, or past the poll's deadline, stop (false):
+ * the poll reads what there is. */
+static bool consumer_gather(shoal_consumer_t *c, uint64_t ready, int64_t now, int64_t deadline,
+                            int64_t *until)
+{
+    if (*until == 0 && ready > 0) {
+        *until = now + (int64_t)c->opts.fetch_max_wait_us * 1000;
+        c->want_bytes = c->opts.fetch_min_bytes;
+    }
+    if (*until != 0 && (now >= *until || now >= deadline)) {
+        c->want_bytes = 0;
+        return false;
+    }
+    return true;
+}
+
 int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
 {
     int64_t deadline = 0; /* read the clock only once there is something to wait for */
-    int64_t waiting_since = 0;
+    int64_t waiting_since = 0, gather_until = 0;
+    bool gather = timeout_ms != 0 && c->opts.fetch_min_bytes > 1;
 
     for (size_t i = 0; i < c->nparts; i++)
         if (c->parts[i].retired.data)
             client_segment_close(&c->parts[i].retired);
+    c->want_bytes = 0;
     for (;;) {
-        int64_t now, spin_until;
-        int left_ms, n, rc;
+        int64_t now, spin_until, wake_at;
+        uint64_t ready = gather ? consumer_ready_bytes(c, c->opts.fetch_min_bytes) : 0;
+        int n = !gather || ready >= c->opts.fetch_min_bytes ? consumer_fill(c, out, max) : 0;
         bool shared;
-        n = consumer_fill(c, out, max);
+        int rc;
+
         if (n != 0 || timeout_ms == 0 || c->nparts == 0) {
             if (n > 0 && waiting_since != 0)
                 consumer_note_wait(c, shoal__mono_ns() - waiting_since);
+            c->want_bytes = 0;
             return n;
         }
         now = shoal__mono_ns();
-        if (deadline == 0) {
-            deadline = now + (int64_t)timeout_ms * 1000000;
+        if (deadline == 0)
+            deadline = timeout_ms < 0 ? INT64_MAX : now + (int64_t)timeout_ms * 1000000;
+        if (ready == 0 && waiting_since == 0)
             waiting_since = now;
+        if (ready > 0 && waiting_since != 0) { /* the wait for any data ends here */
+            consumer_note_wait(c, now - waiting_since);
+            waiting_since = 0;
         }
-        if (timeout_ms > 0 && now >= deadline) {
+        if (gather && !(gather = consumer_gather(c, ready, now, deadline, &gather_until)))
+            continue; /* gathered long enough: read what there is */
+        if (now >= deadline) {
             consumer_note_wait(c, now - waiting_since); /* >= 1 ms: ends adapting */
             return 0;
         }
         shared = c->opts.wait == SHOAL_WAIT_DEFAULT && consumer_cpu_shared(c, now);
         spin_until = consumer_spin_until(c, now, deadline, timeout_ms, shared);
-        if (spin_until > now && consumer_spin(c, now, spin_until, shared))
+        wake_at = gather && gather_until ? SHOAL_MIN(deadline, gather_until) : deadline;
+        if (spin_until > now && consumer_spin(c, now, SHOAL_MIN(spin_until, wake_at), shared))
             continue;
         if (c->opts.wait == SHOAL_WAIT_SPIN)
-            continue; /* the deadline check above ends it */
-        left_ms = timeout_ms < 0 ? -1 : (int)((deadline - shoal__mono_ns()) / 1000000);
-        if (timeout_ms > 0 && left_ms <= 0) {
-            consumer_note_wait(c, shoal__mono_ns() - waiting_since);
-            return 0;
-        }
-        rc = consumer_sleep(c, left_ms);
+            continue; /* the deadline and gathering checks above end it */
+        now = shoal__mono_ns();
+        if (now >= wake_at)
+            continue;
+        rc = consumer_sleep(c, wake_at == INT64_MAX ? -1 : wake_at - now);
         if (rc < 0)
             return rc;
     }

@@ -117,12 +117,12 @@ struct timespec shoal__deadline(int clock, int timeout_ms)
 
 /* ------------------------------------------------------------------ futex */
 
-static struct timespec *relative_timeout(struct timespec *ts, int timeout_ms)
+static struct timespec *relative_timeout(struct timespec *ts, int64_t timeout_ns)
 {
-    if (timeout_ms < 0)
+    if (timeout_ns < 0)
         return NULL;
-    ts->tv_sec = timeout_ms / 1000;
-    ts->tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+    ts->tv_sec = (time_t)(timeout_ns / 1000000000);
+    ts->tv_nsec = (long)(timeout_ns % 1000000000);
     return ts;
 }
 
@@ -130,7 +130,7 @@ int shoal__futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms)
 {
     struct timespec ts;
     long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, expected,
-                      relative_timeout(&ts, timeout_ms), NULL, 0);
+                      relative_timeout(&ts, timeout_ms < 0 ? -1 : timeout_ms * 1000000LL), NULL, 0);
     if (rc == 0 || errno == EAGAIN)
         return 0;
     return -errno;
@@ -155,11 +155,12 @@ struct shoal_futex_waitv {
 
 /* futex_waitv (Linux 5.16) takes an absolute CLOCK_MONOTONIC timeout. */
 int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected, size_t n,
-                       int timeout_ms)
+                       int64_t timeout_ns)
 {
     struct shoal_futex_waitv w[128];
-    struct timespec abs, *tp = NULL;
+    struct timespec abs, rel, *tp = NULL;
     static _Atomic int unsupported;
+    long rc;
 
     if (n == 0 || n > 128)
         return -EINVAL;
@@ -171,8 +172,10 @@ int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected,
         w[i].flags = 2; /* FUTEX2_SIZE_U32, shared */
         w[i].reserved = 0;
     }
-    if (timeout_ms >= 0) {
-        abs = shoal__deadline(CLOCK_MONOTONIC, timeout_ms);
+    if (timeout_ns >= 0) {
+        int64_t at = shoal__mono_ns() + timeout_ns;
+        abs.tv_sec = (time_t)(at / 1000000000);
+        abs.tv_nsec = (long)(at % 1000000000);
         tp = &abs;
     }
     if (syscall(SYS_futex_waitv, w, (unsigned)n, 0, tp, CLOCK_MONOTONIC) >= 0 || errno == EAGAIN)
@@ -183,9 +186,11 @@ int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected,
 fallback:
     /* One word can be waited on exactly; several without futex_waitv wait on the first
      * for at most 1 ms at a time, so the others are noticed soon. */
-    if (n > 1 && (timeout_ms < 0 || timeout_ms > 1))
-        timeout_ms = 1;
-    return shoal__futex_wait(words[0], expected[0], timeout_ms);
+    if (n > 1 && (timeout_ns < 0 || timeout_ns > 1000000))
+        timeout_ns = 1000000;
+    rc = syscall(SYS_futex, (uint32_t *)words[0], FUTEX_WAIT, expected[0],
+                 relative_timeout(&rel, timeout_ns), NULL, 0);
+    return rc == 0 || errno == EAGAIN ? 0 : -errno;
 }
 
 /* ------------------------------------------------------------------ files */

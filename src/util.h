@@ -53,10 +53,11 @@ static inline void shoal__cpu_relax(void)
 /* Sleep while *word == expected, at most timeout_ms (-1: for ever).
  * Returns 0 when woken or the value differed, -ETIMEDOUT, -EINTR. */
 int shoal__futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms);
-/* Sleep until any of n words differs from its expected value; n <= 128.
- * Falls back to waiting on words[0] with a short timeout where futex_waitv is missing. */
+/* Sleep until any of n words differs from its expected value, at most timeout_ns (-1: for
+ * ever); n <= 128. Returns as shoal__futex_wait. Falls back to waiting on words[0] with a
+ * short timeout where futex_waitv is missing. */
 int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected, size_t n,
-                       int timeout_ms);
+                       int64_t timeout_ns);
 int shoal__futex_wake(_Atomic uint32_t *word, int count);
 
 /* ---- big-endian (Kafka wire/disk) byte order ----

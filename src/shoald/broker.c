@@ -229,7 +229,7 @@ void broker_wait_for_work(broker_t *b, int timeout_ms)
     /* A topic deleted meanwhile unmaps its word: the wait then fails with EFAULT or times
      * out, and the next pass looks again. */
     if (timeout_ms > 0)
-        shoal__futex_waitv(words, expected, n, timeout_ms);
+        shoal__futex_waitv(words, expected, n, (int64_t)timeout_ms * 1000000);
 }
 
 void broker_wake(broker_t *b)

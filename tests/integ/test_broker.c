@@ -827,6 +827,121 @@ INTEG_TEST(test_each_consumer_wait_strategy_receives_records_appended_while_it_w
     }
 }
 
+/* ------------------------------------------------------------------ fetch_min_bytes */
+
+#define GATHER_RECORDS 3
+#define GATHER_GAP_US  20000
+
+struct gather_child {
+    const char *socket;
+    int go_fd; /* a byte here, and the child starts sending */
+};
+
+/* Send GATHER_RECORDS one-byte records, one per batch, GATHER_GAP_US apart. */
+static int gather_child_main(void *arg)
+{
+    struct gather_child *a = arg;
+    shoal_producer_t *p;
+    shoal_client_t *c;
+    char buf;
+
+    if (shoal_client_open(a->socket, &c) < 0 || shoal_producer_open(c, "gather", NULL, &p) < 0)
+        return 10;
+    if (read(a->go_fd, &buf, 1) != 1)
+        return 11;
+    for (int i = 0; i < GATHER_RECORDS; i++) {
+        usleep(GATHER_GAP_US);
+        if (send_one(p, 0, NULL, 0, "g", 1, NULL) < 0)
+            return 12;
+    }
+    shoal_producer_close(p);
+    shoal_client_close(c);
+    return 0;
+}
+
+static shoal_consumer_t *gather_consumer(shoal_client_t *c, uint32_t wait, uint32_t min_bytes,
+                                         uint32_t max_wait_us)
+{
+    shoal_consumer_options_t o;
+    shoal_consumer_t *k;
+
+    shoal_consumer_options_init(&o);
+    o.wait = wait;
+    o.fetch_min_bytes = min_bytes;
+    o.fetch_max_wait_us = max_wait_us;
+    assert_int_equal(shoal_consumer_open(c, &o, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "gather", NULL, 0), 0);
+    return k;
+}
+
+/* A poll with fetch_min_bytes returns once that many bytes are ready (records sent 20 ms
+ * apart come back together, not one by one), or fetch_max_wait_us after it first saw data,
+ * or at its own timeout, with what is there; a poll with timeout 0 never waits. Each wait
+ * strategy gathers (spinning, sleeping, or both). */
+INTEG_TEST(test_fetch_min_bytes_gathers_records_until_enough_or_the_wait_ends)
+{
+    static const uint32_t waits[] = {SHOAL_WAIT_DEFAULT, SHOAL_WAIT_FUTEX, SHOAL_WAIT_SPIN};
+    const size_t one = record_batch_encoded_size(
+        &(shoal_message_t){.value = "g", .value_len = 1, .partition = 0}, 1, 0);
+    shoal_consumer_options_t d;
+    shoal_producer_t *p;
+    shoal_record_t r[16];
+
+    shoal_consumer_options_init(&d);
+    assert_int_equal(d.fetch_min_bytes, 1);
+    assert_int_equal(d.fetch_max_wait_us, SHOAL_FETCH_MAX_WAIT_US_DEFAULT);
+    assert_int_equal(shoal_topic_create(f->c, "gather", NULL), 0);
+    assert_int_equal(shoal_producer_open(f->c, "gather", NULL, &p), 0);
+    for (size_t w = 0; w < SHOAL_ARRAY_LEN(waits); w++) {
+        /* enough: the third record makes GATHER_RECORDS batches */
+        shoal_consumer_t *k = gather_consumer(f->c, waits[w], (uint32_t)(one * 3 - 1), 5000000);
+        struct gather_child a;
+        int go[2], n = 0;
+        int64_t t0;
+        pid_t pid;
+
+        assert_int_equal(shoal_consumer_seek(k, "gather", 0, SHOAL_SEEK_END, 0), 0);
+        assert_int_equal(shoal_poll(k, r, 16, 0), 0); /* places the cursor at the end */
+        assert_int_equal(pipe(go), 0);
+        a = (struct gather_child){f->d.socket, go[0]};
+        pid = harness_fork(gather_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
+        assert_true(pid > 0);
+        close(go[0]);
+        assert_int_equal(write(go[1], "g", 1), 1);
+        n = shoal_poll(k, r, 16, 10000);
+        if (n != GATHER_RECORDS)
+            fail_msg("wait %u: one poll returned %d of %d records", waits[w], n, GATHER_RECORDS);
+        assert_int_equal(harness_wait(pid, 10000), 0);
+        close(go[1]);
+        shoal_consumer_close(k);
+
+        /* not enough: the poll's timeout, then fetch_max_wait_us, ends the wait */
+        k = gather_consumer(f->c, waits[w], 1 << 20, 5000000);
+        assert_int_equal(shoal_consumer_seek(k, "gather", 0, SHOAL_SEEK_END, 0), 0);
+        assert_int_equal(shoal_poll(k, r, 16, 0), 0);
+        assert_int_equal(send_one(p, 0, NULL, 0, "g", 1, NULL), 0);
+        assert_int_equal(shoal_poll(k, r, 16, 0), 1); /* timeout 0: at once */
+        assert_int_equal(send_one(p, 0, NULL, 0, "g", 1, NULL), 0);
+        t0 = shoal__mono_ns();
+        assert_int_equal(shoal_poll(k, r, 16, 40), 1);
+        n = (int)((shoal__mono_ns() - t0) / 1000000);
+        if (n < 40 || n > 4000)
+            fail_msg("wait %u: a poll with a 40 ms timeout returned after %d ms", waits[w], n);
+        shoal_consumer_close(k);
+        k = gather_consumer(f->c, waits[w], 1 << 20, 30000);
+        assert_int_equal(shoal_consumer_seek(k, "gather", 0, SHOAL_SEEK_END, 0), 0);
+        assert_int_equal(shoal_poll(k, r, 16, 0), 0);
+        assert_int_equal(send_one(p, 0, NULL, 0, "g", 1, NULL), 0);
+        t0 = shoal__mono_ns();
+        assert_int_equal(shoal_poll(k, r, 16, 10000), 1);
+        n = (int)((shoal__mono_ns() - t0) / 1000000);
+        if (n < 30 || n > 5000)
+            fail_msg("wait %u: a 30 ms fetch_max_wait_us returned after %d ms", waits[w], n);
+        shoal_consumer_close(k);
+    }
+    shoal_producer_close(p);
+}
+
 /* The readers' wake-up word of a topic's partition 0, as its file holds it. */
 static uint32_t wake_seq_of(const struct harness_fixture *f, const char *topic)
 {
@@ -1773,6 +1888,7 @@ int main(void)
         T(test_producer_processes_on_one_partition_lose_and_duplicate_nothing),
         T(test_sleeping_consumer_wakes_within_ms_of_append_and_idles_without_cpu),
         T(test_each_consumer_wait_strategy_receives_records_appended_while_it_waits),
+        T(test_fetch_min_bytes_gathers_records_until_enough_or_the_wait_ends),
         T(test_default_wait_follows_a_steady_stream_without_wake_ups),
         T(test_polling_one_record_at_a_time_walks_and_seeks_inside_batches),
         T(test_acknowledged_records_survive_daemon_kill9_and_lost_shm),
