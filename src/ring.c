@@ -33,7 +33,8 @@
  *
  * Sleep. A reader that is caught up increments `waiters`, sets `armed`, issues a seq_cst
  * fence, loads `seq`, re-checks for data, and waits on the futex word `seq` with the value
- * it loaded. A producer publishes, issues a seq_cst fence and reads `waiters` and `armed`;
+ * it loaded. A producer publishes, issues a seq_cst fence (on x86-64, the unlock's locked
+ * exchange: ring_wake_readers) and reads `waiters` and `armed`;
  * only when both are set does it clear `armed` (exchange), bump `seq` and call FUTEX_WAKE.
  * The two fences make this Dekker's pattern: either the reader's re-check sees the
  * publish, or the producer sees the armed waiter and changes `seq` (so the reader's futex
@@ -660,10 +661,19 @@ static int ring_append_locked(ring_t *r, const struct ring_batch *b, int64_t *ba
     return 0;
 }
 
+/* Called right after the append lock is released. The publish must be ordered before the
+ * load of `waiters` (a StoreLoad fence, see Sleep above). On x86-64 the release is that
+ * fence: unlocking a robust mutex is an atomic exchange on its word (it must learn whether
+ * anyone sleeps on it), and a locked instruction drains the store buffer. A second fence
+ * there cost 4.5 ns of a 75 ns one-record append. Other architectures get the fence. */
 static void ring_wake_readers(ring_t *r)
 {
     struct shm_readers *rd = r->rd;
-    atomic_thread_fence(memory_order_seq_cst); /* the publish before the waiters load */
+#if defined(__x86_64__)
+    atomic_signal_fence(memory_order_seq_cst); /* the compiler keeps the order too */
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
     if (atomic_load_explicit(&rd->waiters, memory_order_relaxed) > 0 &&
         atomic_load_explicit(&rd->armed, memory_order_relaxed) && atomic_exchange(&rd->armed, 0)) {
         atomic_fetch_add(&rd->seq, 1);
