@@ -1,4 +1,4 @@
-/* test_util.c - error table, allocation hook, byte order helpers. */
+/* test_util.c - error table, allocation hook, byte order helpers, the millisecond clock. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,6 +6,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 #include "util.h"
 
@@ -55,6 +56,33 @@ static void test_futex_wait_returns_when_value_differs(void **state)
     assert_int_equal(shoal__futex_wait(&w, 5, 10), -ETIMEDOUT);
 }
 
+static int64_t realtime_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* shoal__now_ms() answers from the TSC within a millisecond once it has measured the tick
+ * rate (after 10 ms): it must still say what CLOCK_REALTIME says, read just before and
+ * just after, across many millisecond boundaries. */
+static void test_now_ms_agrees_with_the_realtime_clock(void **state)
+{
+    int64_t start = realtime_ms(), calls = 0, changes = 0, last = 0;
+    (void)state;
+    while (realtime_ms() < start + 60) {
+        int64_t before = realtime_ms(), now = shoal__now_ms(), after = realtime_ms();
+        if (now < before || now > after)
+            fail_msg("shoal__now_ms() said %lld between clock reads %lld and %lld", (long long)now,
+                     (long long)before, (long long)after);
+        changes += now != last;
+        last = now;
+        calls++;
+    }
+    assert_true(calls > 1000);
+    assert_true(changes >= 50); /* it follows the clock, every millisecond */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -62,6 +90,7 @@ int main(void)
         cmocka_unit_test(test_alloc_fails_exactly_the_nth_call),
         cmocka_unit_test(test_big_endian_round_trip),
         cmocka_unit_test(test_futex_wait_returns_when_value_differs),
+        cmocka_unit_test(test_now_ms_agrees_with_the_realtime_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
