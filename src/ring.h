@@ -135,6 +135,7 @@ typedef struct ring_cursor {
     uint32_t slot;
     uint32_t gen;
     uint64_t pos;
+    uint64_t used_seen; /* the slot's `used` as last loaded: below it, no need to load it */
     int64_t next_offset;
 } ring_cursor_t;
 
