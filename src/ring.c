@@ -902,6 +902,12 @@ int ring_cursor_seek(ring_t *r, ring_cursor_t *c, int64_t offset)
     return 0;
 }
 
+/* A cursor with a backlog asks for the lines a page ahead of the batch it returns: the
+ * hardware prefetcher stops at each 4 KiB page and starts again only after a miss in the
+ * next. A consumer reading 64-record batches of 32 B from the far end of the ring (memory):
+ * 86-91 -> 109-113 M/s, shoal-32-b64-fetch in full runs. */
+#define RING_READ_AHEAD 4096
+
 int ring_cursor_next(ring_t *r, ring_cursor_t *c, const uint8_t **batch, record_batch_header_t *h)
 {
     struct shm_slot *s = &r->ctl->slots[c->slot];
@@ -928,6 +934,9 @@ int ring_cursor_next(ring_t *r, ring_cursor_t *c, const uint8_t **batch, record_
         return SHOAL_ERR(SHOAL_ECORRUPT, "slot %u: bad batch at byte %llu", c->slot,
                          (unsigned long long)c->pos);
     *batch = r->slots[c->slot] + c->pos;
+    if (c->pos + RING_READ_AHEAD + 4 * 64 <= used)
+        for (int k = 0; k < 4; k++)
+            __builtin_prefetch(*batch + RING_READ_AHEAD + 64 * k, 0, 3);
     c->pos += record_batch_size(h);
     c->next_offset = h->base_offset + h->last_offset_delta + 1;
     return 1;
