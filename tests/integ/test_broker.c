@@ -859,11 +859,13 @@ static int gather_child_main(void *arg)
     return 0;
 }
 
+/* A consumer of "gather" placed at its log end. */
 static shoal_consumer_t *gather_consumer(shoal_client_t *c, uint32_t wait, uint32_t min_bytes,
                                          uint32_t max_wait_us)
 {
     shoal_consumer_options_t o;
     shoal_consumer_t *k;
+    shoal_record_t r;
 
     shoal_consumer_options_init(&o);
     o.wait = wait;
@@ -871,7 +873,27 @@ static shoal_consumer_t *gather_consumer(shoal_client_t *c, uint32_t wait, uint3
     o.fetch_max_wait_us = max_wait_us;
     assert_int_equal(shoal_consumer_open(c, &o, &k), 0);
     assert_int_equal(shoal_consumer_assign(k, "gather", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, "gather", 0, SHOAL_SEEK_END, 0), 0);
+    assert_int_equal(shoal_poll(k, &r, 1, 0), 0); /* places the cursor at the end */
     return k;
+}
+
+/* A consumer that wants 1 MiB is sent one record: a poll with timeout 0 returns it at
+ * once; for the next one, how many ms a poll with timeout_ms takes to return it. */
+static int gather_one_ms(shoal_client_t *c, shoal_producer_t *p, uint32_t wait,
+                         uint32_t max_wait_us, int timeout_ms)
+{
+    shoal_consumer_t *k = gather_consumer(c, wait, 1 << 20, max_wait_us);
+    shoal_record_t r[16];
+    int64_t t0;
+
+    assert_int_equal(send_one(p, 0, NULL, 0, "g", 1, NULL), 0);
+    assert_int_equal(shoal_poll(k, r, 16, 0), 1);
+    assert_int_equal(send_one(p, 0, NULL, 0, "g", 1, NULL), 0);
+    t0 = shoal__mono_ns();
+    assert_int_equal(shoal_poll(k, r, 16, timeout_ms), 1);
+    shoal_consumer_close(k);
+    return (int)((shoal__mono_ns() - t0) / 1000000);
 }
 
 /* A poll with fetch_min_bytes returns once that many bytes are ready (records sent 20 ms
@@ -897,11 +919,8 @@ INTEG_TEST(test_fetch_min_bytes_gathers_records_until_enough_or_the_wait_ends)
         shoal_consumer_t *k = gather_consumer(f->c, waits[w], (uint32_t)(one * 3 - 1), 5000000);
         struct gather_child a;
         int go[2], n = 0;
-        int64_t t0;
         pid_t pid;
 
-        assert_int_equal(shoal_consumer_seek(k, "gather", 0, SHOAL_SEEK_END, 0), 0);
-        assert_int_equal(shoal_poll(k, r, 16, 0), 0); /* places the cursor at the end */
         assert_int_equal(pipe(go), 0);
         a = (struct gather_child){f->d.socket, go[0]};
         pid = harness_fork(gather_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
@@ -915,29 +934,13 @@ INTEG_TEST(test_fetch_min_bytes_gathers_records_until_enough_or_the_wait_ends)
         close(go[1]);
         shoal_consumer_close(k);
 
-        /* not enough: the poll's timeout, then fetch_max_wait_us, ends the wait */
-        k = gather_consumer(f->c, waits[w], 1 << 20, 5000000);
-        assert_int_equal(shoal_consumer_seek(k, "gather", 0, SHOAL_SEEK_END, 0), 0);
-        assert_int_equal(shoal_poll(k, r, 16, 0), 0);
-        assert_int_equal(send_one(p, 0, NULL, 0, "g", 1, NULL), 0);
-        assert_int_equal(shoal_poll(k, r, 16, 0), 1); /* timeout 0: at once */
-        assert_int_equal(send_one(p, 0, NULL, 0, "g", 1, NULL), 0);
-        t0 = shoal__mono_ns();
-        assert_int_equal(shoal_poll(k, r, 16, 40), 1);
-        n = (int)((shoal__mono_ns() - t0) / 1000000);
+        /* not enough: the poll's timeout, or else fetch_max_wait_us, ends the wait */
+        n = gather_one_ms(f->c, p, waits[w], 5000000, 40);
         if (n < 40 || n > 4000)
             fail_msg("wait %u: a poll with a 40 ms timeout returned after %d ms", waits[w], n);
-        shoal_consumer_close(k);
-        k = gather_consumer(f->c, waits[w], 1 << 20, 30000);
-        assert_int_equal(shoal_consumer_seek(k, "gather", 0, SHOAL_SEEK_END, 0), 0);
-        assert_int_equal(shoal_poll(k, r, 16, 0), 0);
-        assert_int_equal(send_one(p, 0, NULL, 0, "g", 1, NULL), 0);
-        t0 = shoal__mono_ns();
-        assert_int_equal(shoal_poll(k, r, 16, 10000), 1);
-        n = (int)((shoal__mono_ns() - t0) / 1000000);
+        n = gather_one_ms(f->c, p, waits[w], 30000, 10000);
         if (n < 30 || n > 5000)
             fail_msg("wait %u: a 30 ms fetch_max_wait_us returned after %d ms", waits[w], n);
-        shoal_consumer_close(k);
     }
     shoal_producer_close(p);
 }
