@@ -98,6 +98,9 @@ const char *shoal_errmsg(void)
  * tick rate comes from two of the thread's clock reads at least 10 ms apart; until then,
  * on another clocksource, or when the TSC is behind the one noted (another CPU's), every
  * call reads the clock. A clock that is set is seen within a millisecond. */
+#if defined(__x86_64__)
+#include <x86intrin.h>
+
 struct ms_clock {
     uint64_t tsc;     /* when the clock was last read */
     uint64_t left;    /* ticks from there to (just before) the next millisecond */
@@ -108,9 +111,6 @@ struct ms_clock {
 };
 
 #define MS_CLOCK_CAL_NS 10000000
-
-#if defined(__x86_64__)
-#include <x86intrin.h>
 
 static __thread struct ms_clock ms_clock;
 static _Atomic int tsc_clock; /* 0: not looked at yet, 1: the clocksource is the TSC, 2: not */
@@ -206,14 +206,19 @@ static struct timespec *relative_timeout(struct timespec *ts, int64_t timeout_ns
     return ts;
 }
 
-int shoal__futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms)
+static int futex_wait_ns(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns)
 {
     struct timespec ts;
     long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, expected,
-                      relative_timeout(&ts, timeout_ms < 0 ? -1 : timeout_ms * 1000000LL), NULL, 0);
+                      relative_timeout(&ts, timeout_ns), NULL, 0);
     if (rc == 0 || errno == EAGAIN)
         return 0;
     return -errno;
+}
+
+int shoal__futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms)
+{
+    return futex_wait_ns(word, expected, timeout_ms < 0 ? -1 : (int64_t)timeout_ms * 1000000);
 }
 
 int shoal__futex_wake(_Atomic uint32_t *word, int count)
@@ -238,9 +243,8 @@ int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected,
                        int64_t timeout_ns)
 {
     struct shoal_futex_waitv w[128];
-    struct timespec abs, rel, *tp = NULL;
+    struct timespec abs, *tp = NULL;
     static _Atomic int unsupported;
-    long rc;
 
     if (n == 0 || n > 128)
         return -EINVAL;
@@ -268,9 +272,7 @@ fallback:
      * for at most 1 ms at a time, so the others are noticed soon. */
     if (n > 1 && (timeout_ns < 0 || timeout_ns > 1000000))
         timeout_ns = 1000000;
-    rc = syscall(SYS_futex, (uint32_t *)words[0], FUTEX_WAIT, expected[0],
-                 relative_timeout(&rel, timeout_ns), NULL, 0);
-    return rc == 0 || errno == EAGAIN ? 0 : -errno;
+    return futex_wait_ns(words[0], expected[0], timeout_ns);
 }
 
 /* ------------------------------------------------------------------ files */
