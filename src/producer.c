@@ -169,11 +169,29 @@ static int producer_encode(const struct producer_batch *e, uint8_t *dst, size_t 
     return record_batch_encode_planned(dst, cap, &fields, e->msgs, e->n, e->now, e->plan, len);
 }
 
-/* Encode straight into the slot, under the append lock (ring_fill_fn). */
+/* Batches up to this size are encoded on the stack and then copied into the slot. The
+ * encoder checksums what it has just written, and a small batch's records are many one-byte
+ * stores: an 8-byte crc32 load over them cannot be forwarded from the store buffer and waits
+ * until the stores reach L1, which in a slot means fetching the line a consumer has just
+ * read. On the stack the line is ours and the wait is a few cycles. Measured (AMD EPYC, one
+ * 32-byte record per send, busy-spin round trip): 481 -> 421 ns near, 1392 -> 1121 ns far.
+ * Larger batches gain nothing and pay the copy (32-byte records in batches of 64, 2.6 KiB:
+ * -5%). */
+#define PRODUCER_STAGE_BYTES 512
+
+/* Encode into the slot, under the append lock (ring_fill_fn). */
 static int fill_encode(uint8_t *dst, size_t len, int64_t base_offset, void *arg)
 {
+    const struct producer_batch *e = arg;
+    uint8_t stage[PRODUCER_STAGE_BYTES] __attribute__((aligned(64)));
     size_t written;
-    return producer_encode(arg, dst, len, base_offset, &written);
+    int rc;
+
+    if (e->plan->size > sizeof(stage) || e->plan->stream)
+        return producer_encode(e, dst, len, base_offset, &written);
+    if ((rc = producer_encode(e, stage, sizeof(stage), base_offset, &written)) == 0)
+        memcpy(dst, stage, written);
+    return rc;
 }
 
 /* The lock is taken: encode into our buffer without it, then wait for it to copy. */
