@@ -1098,9 +1098,10 @@ INTEG_TEST(test_acknowledged_records_survive_daemon_kill9_and_lost_shm)
     assert_int_equal(produce_range(f->c, "dur", 0, n, 1, SHOAL_ACKS_MEMORY), 0);
 }
 
-/* Values of 1 KiB and more in a topic with the default ring (4 x 64 MiB) go in with
- * streaming stores (record.h, RECORD_STREAM_MIN): they read back whole, CRC-checked, from
- * the ring, and from the disk segments after the daemon dies with its shared memory. */
+/* Values of 1 KiB and more, in batches of 4 KiB or more, in a topic with the default ring
+ * (4 x 64 MiB) go in with streaming stores (record.h, RECORD_STREAM_MIN): they read back
+ * whole, CRC-checked, from the ring, and from the disk segments after the daemon dies with
+ * its shared memory. */
 #define LARGE_BATCHES 6
 #define LARGE_PER     16
 #define LARGE_MAX     70000
