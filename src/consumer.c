@@ -673,23 +673,27 @@ static int consumer_sleep(shoal_consumer_t *c, int64_t timeout_ns)
  * with sched_yield() when yield is set (see consumer_cpu_shared()). Loads only on shared
  * memory: a spinning consumer costs the producers no system call, not even a wake-up. While
  * gathering it looks only every CONSUMER_GATHER_PAUSES pauses: each look at a `used` line
- * the producer has just written takes that line from the producer's cache. */
-static bool consumer_spin(shoal_consumer_t *c, int64_t now, int64_t until_ns, bool yield)
+ * the producer has just written takes that line from the producer's cache. *clock_ns is
+ * the last clock reading of the spin (now, if it took none): the caller's measure of the
+ * wait, so that no clock read stands between the data arriving and the poll returning. */
+static bool consumer_spin(shoal_consumer_t *c, int64_t now, int64_t until_ns, bool yield,
+                          int64_t *clock_ns)
 {
+    *clock_ns = now;
     for (uint32_t i = 1;; i++) {
         if (consumer_ready(c))
             return true;
         if (c->want_bytes && !yield) {
             for (int k = 0; k < CONSUMER_GATHER_PAUSES; k++)
                 shoal__cpu_relax();
-            if (shoal__mono_ns() >= until_ns)
+            if ((*clock_ns = shoal__mono_ns()) >= until_ns)
                 return false;
             continue;
         }
         if (yield) {
             int64_t before = now;
             sched_yield();
-            now = shoal__mono_ns();
+            now = *clock_ns = shoal__mono_ns();
             /* Back so soon that nobody else ran: the CPU is ours after all, pause. */
             if (now - before < CONSUMER_YIELD_ALONE_NS)
                 yield = c->cpu_shared = false;
@@ -699,7 +703,7 @@ static bool consumer_spin(shoal_consumer_t *c, int64_t now, int64_t until_ns, bo
         }
         shoal__cpu_relax();
         /* the clock costs ~20 ns: look at it every 64 rounds */
-        if ((i & 63) == 0 && shoal__mono_ns() >= until_ns)
+        if ((i & 63) == 0 && (*clock_ns = shoal__mono_ns()) >= until_ns)
             return false;
     }
 }
@@ -856,6 +860,7 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
 {
     int64_t deadline = 0; /* read the clock only once there is something to wait for */
     int64_t waiting_since = 0, gather_until = 0;
+    int64_t spun_to = 0; /* the clock as a spin that found data last read it; 0 after a sleep */
     bool gather = timeout_ms != 0 && c->opts.fetch_min_bytes > 1;
 
     for (size_t i = 0; i < c->nparts; i++)
@@ -871,7 +876,7 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
 
         if (n != 0 || timeout_ms == 0 || c->nparts == 0) {
             if (n > 0 && waiting_since != 0)
-                consumer_note_wait(c, shoal__mono_ns() - waiting_since);
+                consumer_note_wait(c, (spun_to ? spun_to : shoal__mono_ns()) - waiting_since);
             c->want_bytes = 0;
             return n;
         }
@@ -893,8 +898,10 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
         shared = c->opts.wait == SHOAL_WAIT_DEFAULT && consumer_cpu_shared(c, now);
         spin_until = consumer_spin_until(c, now, deadline, timeout_ms, shared);
         wake_at = gather && gather_until ? SHOAL_MIN(deadline, gather_until) : deadline;
-        if (spin_until > now && consumer_spin(c, now, SHOAL_MIN(spin_until, wake_at), shared))
+        if (spin_until > now &&
+            consumer_spin(c, now, SHOAL_MIN(spin_until, wake_at), shared, &spun_to))
             continue;
+        spun_to = 0;
         if (c->opts.wait == SHOAL_WAIT_SPIN)
             continue; /* the deadline and gathering checks above end it */
         now = shoal__mono_ns();
