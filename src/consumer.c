@@ -582,9 +582,25 @@ static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
     return total;
 }
 
-/* A partition has data now, or is being read from disk (never wait on those). */
+/* Lines of the next batch a waiting consumer asks for with each look at `used` (see
+ * part_may_have_data): most of a short record's batch (61 bytes of header, then the
+ * record); more measured no better with 256-byte records. */
+#define CONSUMER_WAIT_PREFETCH_LINES 2
+
+/* A partition has data now, or is being read from disk (never wait on those). Each look
+ * also asks for the first lines the next batch will be written to: when the producer
+ * writes them and then `used`, this consumer's copies of both are invalidated, and the
+ * next look fetches them together instead of fetching the batch only after it has seen
+ * `used`, one cross-CPU transfer after the other. Until then the prefetches hit the copies
+ * already here. (AMD EPYC, busy-spin round trip of one 32-byte record, far: 1071 -> 931
+ * ns; near within noise.) */
 static bool part_may_have_data(struct consumer_part *cp)
 {
+    if (cp->cur.placed && cp->seg.data == NULL) {
+        const uint8_t *next = cp->ring.slots[cp->cur.slot] + cp->cur.pos;
+        for (int k = 0; k < CONSUMER_WAIT_PREFETCH_LINES; k++)
+            __builtin_prefetch(next + 64 * k, 0, 3);
+    }
     return cp->seg.data != NULL || !cp->cur.placed ||
            cp->cur.pos < shoal_load_acquire(&cp->ring.ctl->slots[cp->cur.slot].used) ||
            atomic_load(&cp->ring.ctl->slots[cp->cur.slot].state) != SHM_SLOT_ACTIVE;
