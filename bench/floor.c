@@ -22,6 +22,11 @@
  * publish it costs more than the stores save below FLOOR_STREAM_ONE (1 KiB values: 4.4 M/s
  * against 11 M/s with memcpy).
  *
+ * Waiting for one value (ping-pong), the consumer prefetches the two lines at its read
+ * position with every look at the head, as shoal's consumer does: when the producer writes
+ * them and the head, both are fetched at once rather than the value only after the head
+ * is seen (AMD EPYC: 231 -> 191 ns near, 912 -> 671 ns far).
+ *
  * The cache-line ping-pong bounces one 64-bit word between two processes pinned to
  * different CPUs: the latency floor, and the probe that tells a near placement of the two
  * CPUs from a far one. */
@@ -272,8 +277,11 @@ static bool floor_wait_one(struct floor_ring *r, struct bench_ctl *ctl, uint64_t
 {
     uint64_t bytes = 0;
     while (floor_drain(r, &bytes, sink) == 0) {
+        const uint8_t *next = r->data + (r->pos & (r->cap - 1));
         if (bench_phase(ctl) >= BENCH_STOP)
             return false;
+        __builtin_prefetch(next, 0, 3); /* see the DESIGN note on waiting */
+        __builtin_prefetch(next + 64, 0, 3);
         cpu_relax();
     }
     return true;
