@@ -76,7 +76,8 @@ static inline void cpu_relax(void)
 
 #if defined(__x86_64__)
 /* dst's whole lines with 64-byte non-temporal stores, the partial ones at its ends with
- * memcpy. */
+ * memcpy. The same loop as libshoal's crc32c_copy_nt, written again on purpose: the
+ * baseline uses nothing of shoal's but its public header. */
 __attribute__((target("avx512f"))) static void floor_copy_nt(uint8_t *d, const uint8_t *s,
                                                              size_t len)
 {
