@@ -37,6 +37,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -984,6 +985,27 @@ static void print_row(const struct scenario *sc, const struct run *r, int mode)
            c[0], c[1], c[2], rate, mb, p50, p99, sc->baseline ? sc->baseline : "-", ratio, rss);
 }
 
+/* One line naming the machine, so that a table copied elsewhere says where it ran. */
+static void print_machine(void)
+{
+    char line[256], model[128] = "unknown CPU";
+    struct utsname u;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+
+    while (f && fgets(line, sizeof(line), f))
+        if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
+            snprintf(model, sizeof(model), "%s", strchr(line, ':') + 2);
+            model[strcspn(model, "\n")] = '\0';
+            break;
+        }
+    if (f)
+        fclose(f);
+    if (uname(&u) < 0)
+        snprintf(u.release, sizeof(u.release), "?");
+    printf("machine: %s, %ld CPUs online, Linux %s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
+           u.release);
+}
+
 static void print_table(void)
 {
     printf("\n%-22s %-5s %-8s %10s %9s %9s %9s %-15s %6s %s\n", "scenario", "mode", "n/f/mix",
@@ -1201,6 +1223,7 @@ static int driver_main(int argc, char **argv)
     }
     run_all(&S);
     suite_fini(&S);
+    print_machine();
     print_table();
     if (S.json && write_json(S.json) != 0) {
         fprintf(stderr, "shoal-bench: cannot write %s\n", S.json);
