@@ -65,6 +65,7 @@ struct floor_ring {
     uint64_t cached;     /* the other side's index as last read */
     uint64_t pos;        /* our own index, ahead of what we published */
     uint32_t stream_min; /* producer: values this long or more use non-temporal stores */
+    bool streamed;       /* producer: some went in that way since the last publish */
 };
 
 static inline void cpu_relax(void)
@@ -162,9 +163,10 @@ static bool floor_put(struct floor_ring *r, const void *v, uint32_t len, struct 
     if (!floor_room(r, need, ctl))
         return false;
     memcpy(r->data + off, &len, 4);
-    if (r->stream_min && len >= r->stream_min)
+    if (r->stream_min && len >= r->stream_min) {
         floor_copy_nt(r->data + off + 4, v, len);
-    else
+        r->streamed = true;
+    } else
         memcpy(r->data + off + 4, v, len);
     r->pos += need;
     return true;
@@ -173,8 +175,9 @@ static bool floor_put(struct floor_ring *r, const void *v, uint32_t len, struct 
 static void floor_publish(struct floor_ring *r)
 {
 #if defined(__x86_64__)
-    if (r->stream_min)
+    if (r->streamed)
         _mm_sfence(); /* non-temporal stores are not ordered by the release store */
+    r->streamed = false;
 #endif
     atomic_store_explicit(&r->h->head, r->pos, memory_order_release);
 }
