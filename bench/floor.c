@@ -18,9 +18,9 @@
  * 170 M/s reading behind). (2) A value of FLOOR_STREAM_MIN bytes or more is copied with
  * 64-byte non-temporal stores where the CPU has AVX-512, as shoal does for such values:
  * the 64 MiB ring does not stay in the caches, and an ordinary store first fetches the
- * line it overwrites. An sfence before each publish orders them; with one value per
- * publish it costs more than the stores save below FLOOR_STREAM_ONE (1 KiB values: 4.4 M/s
- * against 11 M/s with memcpy).
+ * line it overwrites. An sfence before the publish that follows them orders them; with
+ * one value per publish that is a fence per value, which costs more than the stores save
+ * below FLOOR_STREAM_ONE (1 KiB values: 4.4 M/s against 11 M/s with memcpy).
  *
  * Waiting for one value (ping-pong), the consumer prefetches the two lines at its read
  * position with every look at the head, as shoal's consumer does: when the producer writes

@@ -182,6 +182,8 @@ static int producer_encode(const struct producer_batch *e, uint8_t *dst, size_t 
  * Larger batches gain nothing and pay the copy (32-byte records in batches of 64, 2.6 KiB:
  * -5%). */
 #define PRODUCER_STAGE_BYTES 512
+_Static_assert(PRODUCER_STAGE_BYTES < PRODUCER_STREAM_BATCH_MIN,
+               "a staged batch is never streamed: the stack copy is read back at once");
 
 /* Encode into the slot, under the append lock (ring_fill_fn). */
 static int fill_encode(uint8_t *dst, size_t len, int64_t base_offset, void *arg)
@@ -191,7 +193,7 @@ static int fill_encode(uint8_t *dst, size_t len, int64_t base_offset, void *arg)
     size_t written;
     int rc;
 
-    if (e->plan->size > sizeof(stage) || e->plan->stream)
+    if (e->plan->size > sizeof(stage))
         return producer_encode(e, dst, len, base_offset, &written);
     if ((rc = producer_encode(e, stage, sizeof(stage), base_offset, &written)) == 0)
         memcpy(dst, stage, written);
