@@ -178,6 +178,16 @@ static struct scenario scenarios[] = {
     BASE_RTT("pipe-rtt-32", K_PIPE_RTT, 32),
     BASE_RTT("unix-rtt-32", K_UNIX_RTT, 32),
     BASE_RTT("unix-rtt-256", K_UNIX_RTT, 256),
+    /* the floor ping-pong asleep on futexes: what the mechanism itself costs */
+    {.name = "futex-rtt-32",
+     .kind = K_FLOOR_RTT,
+     .size = 32,
+     .batch = 1,
+     .producers = 2,
+     .consumers = 2,
+     .wait = SHOAL_WAIT_FUTEX,
+     .baseline = "unix-rtt-32",
+     .lower_is_better = true},
     {.name = "unix-rtt-32-busy",
      .kind = K_UNIX_RTT,
      .size = 32,
@@ -480,10 +490,14 @@ static int setup_kids(struct suite *S, struct scenario *sc, char (*topics)[64], 
                    pin ? "cpu=1" : NULL);
         return sc->busy ? busy_kids(S, 2) : 2;
     }
-    case K_FLOOR_RTT:
-        spawn_role(S, "floor-ping", 0, NULL, S->floor_path, sc->size, 1, 0, "cpu=0");
-        spawn_role(S, "floor-pong", 1, NULL, S->floor_path, sc->size, 1, 0, "cpu=1");
+    case K_FLOOR_RTT: { /* pinned as shoal's spinners, or free as its sleepers */
+        bool pin = sc->wait != SHOAL_WAIT_FUTEX;
+        spawn_role(S, "floor-ping", 0, NULL, S->floor_path, sc->size, 1, sc->wait,
+                   pin ? "cpu=0" : NULL);
+        spawn_role(S, "floor-pong", 1, NULL, S->floor_path, sc->size, 1, sc->wait,
+                   pin ? "cpu=1" : NULL);
         return 2;
+    }
     case K_PIPE_RTT:
     case K_UNIX_RTT: {
         char sz[32], ctl[160];

@@ -1,5 +1,5 @@
-/* floor.c - the baselines' child processes: the floor ring, the cache-line ping-pong and
- * the pipe / Unix-socket ping-pong.
+/* floor.c - the baselines' child processes: the floor ring (spinning or asleep on a futex),
+ * the cache-line ping-pong and the pipe / Unix-socket ping-pong.
  *
  * DESIGN: the floor is the least a shared-memory queue between two processes can do: a
  * single-producer single-consumer byte ring in a shared file, no lock, no CRC, no format
@@ -27,11 +27,18 @@
  * them and the head, both are fetched at once rather than the value only after the head
  * is seen (AMD EPYC: 231 -> 191 ns near, 912 -> 671 ns far).
  *
+ * The futex floor is the same ping-pong with each side asleep on a futex instead of
+ * spinning: the waiter sleeps on the low half of the head it waits to see move, the
+ * producer wakes it after every publish. No waiter count, no timeout bookkeeping: the least
+ * a sleeping shared-memory transport does, and so what shoal's SHOAL_WAIT_FUTEX round trip
+ * is measured against besides a Unix socket.
+ *
  * The cache-line ping-pong bounces one 64-bit word between two processes pinned to
  * different CPUs: the latency floor, and the probe that tells a near placement of the two
  * CPUs from a far one. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -39,9 +46,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "shoal.h"
 
 #define FLOOR_WRAP       UINT32_MAX  /* length word meaning "continue at the ring's start" */
 #define FLOOR_READ_MIN   (64u << 10) /* a throughput consumer drains this much at a time */
@@ -66,6 +76,7 @@ struct floor_ring {
     uint64_t pos;        /* our own index, ahead of what we published */
     uint32_t stream_min; /* producer: values this long or more use non-temporal stores */
     bool streamed;       /* producer: some went in that way since the last publish */
+    bool sleeper;        /* the other side sleeps on the head: wake it at each publish */
 };
 
 static inline void cpu_relax(void)
@@ -172,6 +183,12 @@ static bool floor_put(struct floor_ring *r, const void *v, uint32_t len, struct 
     return true;
 }
 
+/* The futex word of a head: its low 32 bits, which move with every publish. */
+static uint32_t *floor_head_word(struct floor_hdr *h)
+{
+    return (uint32_t *)&h->head + (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
+}
+
 static void floor_publish(struct floor_ring *r)
 {
 #if defined(__x86_64__)
@@ -180,6 +197,8 @@ static void floor_publish(struct floor_ring *r)
     r->streamed = false;
 #endif
     atomic_store_explicit(&r->h->head, r->pos, memory_order_release);
+    if (r->sleeper)
+        syscall(SYS_futex, floor_head_word(r->h), FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
 /* True once the consumer should drain: FLOOR_READ_MIN bytes are published past it, or
@@ -291,6 +310,20 @@ static bool floor_wait_one(struct floor_ring *r, struct bench_ctl *ctl, uint64_t
     return true;
 }
 
+/* floor_wait_one() asleep: until the head moves past our position; false at STOP. The
+ * timeout only lets a side that outlived its peer see STOP. */
+static bool floor_sleep_one(struct floor_ring *r, struct bench_ctl *ctl, uint64_t *sink)
+{
+    struct timespec ts = {0, 100 * 1000000};
+    uint64_t bytes = 0;
+    while (floor_drain(r, &bytes, sink) == 0) {
+        if (bench_phase(ctl) >= BENCH_STOP)
+            return false;
+        syscall(SYS_futex, floor_head_word(r->h), FUTEX_WAIT, (uint32_t)r->pos, &ts, NULL, 0);
+    }
+    return true;
+}
+
 static int floor_pingpong(struct bench_ctl *ctl, const struct bench_args *a, bool ping)
 {
     struct bench_child *ch = &ctl->child[a->idx];
@@ -298,19 +331,21 @@ static int floor_pingpong(struct bench_ctl *ctl, const struct bench_args *a, boo
     uint8_t value[65536] = {0};
     struct bench_lat lat = {0};
     uint64_t sink = 0;
+    bool sleep = a->wait == SHOAL_WAIT_FUTEX;
     int rc = floor_map(a->topic2, &out, ping ? 0 : 1);
 
     if (rc == 0)
         rc = floor_map(a->topic2, &in, ping ? 1 : 0);
     if (rc == 0 && ping)
         rc = bench_lat_init(&lat, 4u << 20);
+    out.sleeper = sleep;
     bench_child_ready(ctl, a->idx);
     while (rc == 0 && bench_phase(ctl) < BENCH_STOP) {
         int64_t t0 = bench_now_ns();
         if (ping && !floor_put(&out, value, a->size, ctl))
             break;
         floor_publish(&out);
-        if (!floor_wait_one(&in, ctl, &sink))
+        if (!(sleep ? floor_sleep_one(&in, ctl, &sink) : floor_wait_one(&in, ctl, &sink)))
             break;
         if (!ping && !floor_put(&out, value, a->size, ctl))
             break;
