@@ -118,7 +118,7 @@ static inline void bench_count(struct bench_child *ch, uint64_t ops, uint64_t by
 
 /* Latency samples of the measured window. */
 struct bench_lat {
-    int64_t *ns;
+    int64_t *ns; /* cap samples, then cap more for sorting them */
     size_t n, cap;
 };
 int bench_lat_init(struct bench_lat *l, size_t cap);
