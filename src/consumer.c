@@ -345,11 +345,11 @@ static int emit_batch(struct consumer_part *cp, const uint8_t *batch,
             cp->position = it.next_offset;
             return n > 0 ? n : rc;
         }
-        if (rc == 0) {
+        n += rc;
+        if (rc == 0 || record_iter_done(&it)) {
             *whole = true;
             break;
         }
-        n += rc;
     }
     int64_t pos = it.next_offset;
     /* out may be full: was that the batch's last record? */
@@ -466,7 +466,11 @@ static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t 
         record_batch_header_t h;
         uint64_t at = cp->cur.pos;
         bool whole;
-        int rc = ring_cursor_next(&cp->ring, &cp->cur, &batch, &h);
+        int rc;
+
+        if (n > 0 && !ring_cursor_has_more(&cp->ring, &cp->cur))
+            break; /* caught up, or the slot is finished: either way this poll is done */
+        rc = ring_cursor_next(&cp->ring, &cp->cur, &batch, &h);
 
         if (rc == 0)
             break;

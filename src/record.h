@@ -172,6 +172,13 @@ int record_iter_next_checked(record_iter_t *it, shoal_record_t *out);
  * not rise), and writes it->topic and it->partition into each record. */
 int record_iter_read(record_iter_t *it, shoal_record_t *out, size_t max);
 
+/* Whether the next record_iter_read() would return 0: every record read and no bytes left
+ * past them. Lets a consumer finish a batch without that call. */
+static inline bool record_iter_done(const record_iter_t *it)
+{
+    return it->remaining <= 0 && it->p == it->end;
+}
+
 /* Decode one header from an encoded headers area (shoal_record_header() uses this).
  * Returns 0 and advances *p past it, or SHOAL_ECORRUPT. */
 int record_header_decode(const uint8_t **p, const uint8_t *end, shoal_header_t *out);

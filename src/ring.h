@@ -150,6 +150,16 @@ int ring_cursor_seek(ring_t *r, ring_cursor_t *c, int64_t offset);
  * set (a view valid while the cursor stays pinned on this slot); 0 when caught up;
  * RING_SLOT_END; SHOAL_ECORRUPT. */
 int ring_cursor_next(ring_t *r, ring_cursor_t *c, const uint8_t **batch, record_batch_header_t *h);
+/* Whether the cursor's slot has published bytes past it, that is, whether
+ * ring_cursor_next() would return 1 (or SHOAL_ECORRUPT) rather than 0 or RING_SLOT_END.
+ * For a reader that stops at either of those anyway: one load, no call. */
+static inline bool ring_cursor_has_more(const ring_t *r, ring_cursor_t *c)
+{
+    if (c->pos < c->used_seen)
+        return true;
+    c->used_seen = atomic_load_explicit(&r->ctl->slots[c->slot].used, memory_order_acquire);
+    return c->pos < c->used_seen;
+}
 /* Move from a finished slot to the slot that continues it. 0, 0 with placed false when
  * that slot does not exist yet, SHOAL_EOFFSET when it is gone. Drops the old pin. */
 int ring_cursor_advance(ring_t *r, ring_cursor_t *c);

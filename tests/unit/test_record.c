@@ -766,6 +766,30 @@ static void test_record_count_disagreeing_with_bytes_is_corrupt(void **state)
     assert_int_equal(n, 0);
 }
 
+/* record_iter_done() says a batch is finished only when the next read would return 0: all
+ * records read and no bytes left over (a consumer then skips that read). */
+static void test_record_iter_done_only_at_a_clean_end(void **state)
+{
+    const uint8_t one[] = {GOOD_RECORD};
+    const uint8_t two[] = {GOOD_RECORD, 0x10, 0x00, 0x00, 0x02, 0x02, 'k', 0x02, 'w', 0x00};
+    uint8_t tmp[128];
+    record_batch_header_t h;
+    record_iter_t it;
+    shoal_record_t rec[4];
+    (void)state;
+
+    iter_over(tmp, one, sizeof(one), 1, 0, &h, &it);
+    assert_false(record_iter_done(&it));
+    assert_int_equal(record_iter_read(&it, rec, 4), 1);
+    assert_true(record_iter_done(&it));
+    assert_int_equal(record_iter_read(&it, rec, 4), 0);
+    /* One record announced, two present: not done, and the next read reports it. */
+    iter_over(tmp, two, sizeof(two), 1, 0, &h, &it);
+    assert_int_equal(record_iter_read(&it, rec, 4), 1);
+    assert_false(record_iter_done(&it));
+    assert_int_equal(record_iter_read(&it, rec, 4), SHOAL_ECORRUPT);
+}
+
 static void test_record_overlong_varints_are_corrupt(void **state)
 {
     /* Record length 8 spelt in 6 bytes: too long for a 32-bit varint. */
@@ -1461,6 +1485,7 @@ int main(void)
         cmocka_unit_test(test_record_negative_lengths_other_than_minus_one_are_corrupt),
         cmocka_unit_test(test_record_lengths_past_the_record_are_corrupt),
         cmocka_unit_test(test_record_count_disagreeing_with_bytes_is_corrupt),
+        cmocka_unit_test(test_record_iter_done_only_at_a_clean_end),
         cmocka_unit_test(test_record_overlong_varints_are_corrupt),
         cmocka_unit_test(test_record_varints_round_trip),
         cmocka_unit_test(test_record_varint_rejects_more_than_64_bits),

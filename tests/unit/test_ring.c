@@ -378,10 +378,13 @@ static void test_ring_cursor_reports_caught_up_then_slot_end_once_sealed(void **
     int n;
 
     assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, 0), 0);
+    assert_false(ring_cursor_has_more(&f->rd, &f->cur));
     assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 0);
     assert_int_equal(append_records(f, 1, 0, 1, 1000, 0, &base), 0);
+    assert_true(ring_cursor_has_more(&f->rd, &f->cur)); /* agrees with the next call */
     assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 1);
     assert_int_equal(h.base_offset, 0);
+    assert_false(ring_cursor_has_more(&f->rd, &f->cur));
     assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 0);
 
     n = fill_until_active(f, 1); /* the last of these opened slot 1 */
@@ -392,6 +395,7 @@ static void test_ring_cursor_reports_caught_up_then_slot_end_once_sealed(void **
         assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 1);
         assert_int_equal(h.base_offset, o);
     }
+    assert_false(ring_cursor_has_more(&f->rd, &f->cur)); /* the sealed slot is read */
     assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), RING_SLOT_END);
     assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), RING_SLOT_END);
     assert_int_equal(ring_cursor_advance(&f->rd, &f->cur), 0);
