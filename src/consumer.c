@@ -352,9 +352,9 @@ static int emit_batch(struct consumer_part *cp, const uint8_t *batch,
         }
     }
     int64_t pos = it.next_offset;
-    /* out may be full: was that the batch's last record? */
+    /* out may be full: was that the batch's last record, with nothing after it? */
     if (!*whole)
-        *whole = it.remaining == 0;
+        *whole = record_iter_done(&it);
     cp->position = *whole ? SHOAL_MAX(pos, last + 1) : pos;
     if (!*whole) {
         cp->resume_batch = batch;
