@@ -108,7 +108,9 @@ static int32_t producer_choose_partition(shoal_producer_t *p, const shoal_messag
         return m->partition;
     if (m->key)
         return shoal_partition_for_key(m->key, m->key_len, p->cfg.partitions);
-    return (int32_t)(p->next_partition++ % p->cfg.partitions);
+    uint32_t next = p->next_partition; /* no division: this is on every keyless send */
+    p->next_partition = next + 1 < p->cfg.partitions ? next + 1 : 0;
+    return (int32_t)next;
 }
 
 static int producer_reserve(shoal_producer_t *p, size_t need)
