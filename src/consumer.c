@@ -346,15 +346,13 @@ static int emit_batch(struct consumer_part *cp, const uint8_t *batch,
             return n > 0 ? n : rc;
         }
         n += rc;
+        /* out may fill here too: whole only if that was the last record, nothing after it */
         if (rc == 0 || record_iter_done(&it)) {
             *whole = true;
             break;
         }
     }
     int64_t pos = it.next_offset;
-    /* out may be full: was that the batch's last record, with nothing after it? */
-    if (!*whole)
-        *whole = record_iter_done(&it);
     cp->position = *whole ? SHOAL_MAX(pos, last + 1) : pos;
     if (!*whole) {
         cp->resume_batch = batch;

@@ -911,24 +911,18 @@ int ring_cursor_seek(ring_t *r, ring_cursor_t *c, int64_t offset)
 int ring_cursor_next(ring_t *r, ring_cursor_t *c, const uint8_t **batch, record_batch_header_t *h)
 {
     struct shm_slot *s = &r->ctl->slots[c->slot];
-    uint64_t used = c->used_seen;
+    uint64_t used;
     int rc;
 
-    /* `used` only grows while the slot is pinned, so the line every append writes is loaded
-     * only when the cursor has read up to what it last said (as an SPSC ring caches the
-     * other side's index): a consumer reading a backlog of 64 KiB in 2.5 KiB batches loads
-     * it once, not 26 times, each a transfer of the line from the producer's cache. */
-    if (c->pos >= used) {
-        used = c->used_seen = shoal_load_acquire(&s->used);
-        if (c->pos >= used) {
-            uint32_t st = atomic_load(&s->state);
-            /* Re-read used: a final append may have landed between the two loads. */
-            if ((st == SHM_SLOT_SEALED || st == SHM_SLOT_RECLAIMING) &&
-                c->pos >= shoal_load_acquire(&s->used))
-                return RING_SLOT_END;
-            return 0;
-        }
+    if (!ring_cursor_has_more(r, c)) {
+        uint32_t st = atomic_load(&s->state);
+        /* Re-read used: a final append may have landed between the two loads. */
+        if ((st == SHM_SLOT_SEALED || st == SHM_SLOT_RECLAIMING) &&
+            c->pos >= shoal_load_acquire(&s->used))
+            return RING_SLOT_END;
+        return 0;
     }
+    used = c->used_seen;
     rc = record_batch_parse(r->slots[c->slot] + c->pos, used - c->pos, h);
     if (rc != 0)
         return SHOAL_ERR(SHOAL_ECORRUPT, "slot %u: bad batch at byte %llu", c->slot,
