@@ -295,31 +295,24 @@ int role_floor_consumer(struct bench_ctl *ctl, const struct bench_args *a)
     return rc < 0;
 }
 
-/* Wait for one value in r; false at STOP. */
-static bool floor_wait_one(struct floor_ring *r, struct bench_ctl *ctl, uint64_t *sink)
+/* Wait for one value in r; false at STOP. Spinning, the consumer prefetches the next
+ * value's lines with every look (see the DESIGN note on waiting); asleep, it waits on the
+ * head's futex word, with a timeout only so that a side that outlived its peer sees STOP. */
+static bool floor_wait_one(struct floor_ring *r, struct bench_ctl *ctl, uint64_t *sink, bool sleep)
 {
+    struct timespec ts = {0, 100 * 1000000};
     uint64_t bytes = 0;
     while (floor_drain(r, &bytes, sink) == 0) {
         const uint8_t *next = r->data + (r->pos & (r->cap - 1));
         if (bench_phase(ctl) >= BENCH_STOP)
             return false;
-        __builtin_prefetch(next, 0, 3); /* see the DESIGN note on waiting */
+        if (sleep) {
+            syscall(SYS_futex, floor_head_word(r->h), FUTEX_WAIT, (uint32_t)r->pos, &ts, NULL, 0);
+            continue;
+        }
+        __builtin_prefetch(next, 0, 3);
         __builtin_prefetch(next + 64, 0, 3);
         cpu_relax();
-    }
-    return true;
-}
-
-/* floor_wait_one() asleep: until the head moves past our position; false at STOP. The
- * timeout only lets a side that outlived its peer see STOP. */
-static bool floor_sleep_one(struct floor_ring *r, struct bench_ctl *ctl, uint64_t *sink)
-{
-    struct timespec ts = {0, 100 * 1000000};
-    uint64_t bytes = 0;
-    while (floor_drain(r, &bytes, sink) == 0) {
-        if (bench_phase(ctl) >= BENCH_STOP)
-            return false;
-        syscall(SYS_futex, floor_head_word(r->h), FUTEX_WAIT, (uint32_t)r->pos, &ts, NULL, 0);
     }
     return true;
 }
@@ -345,7 +338,7 @@ static int floor_pingpong(struct bench_ctl *ctl, const struct bench_args *a, boo
         if (ping && !floor_put(&out, value, a->size, ctl))
             break;
         floor_publish(&out);
-        if (!(sleep ? floor_sleep_one(&in, ctl, &sink) : floor_wait_one(&in, ctl, &sink)))
+        if (!floor_wait_one(&in, ctl, &sink, sleep))
             break;
         if (!ping && !floor_put(&out, value, a->size, ctl))
             break;
