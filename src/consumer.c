@@ -644,14 +644,7 @@ static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
 {
     for (size_t i = 0; i < n; i++) {
         struct consumer_part *cp = &c->parts[i];
-        struct shm_reader *e = &cp->ring.rd->readers[cp->cur.entry];
-        if (on) {
-            atomic_store(&e->sleeping, 1);
-            atomic_fetch_add(&cp->ring.rd->waiters, 1);
-            atomic_store(&cp->ring.rd->armed, 1); /* always: see ring.c, Sleep */
-        } else if (atomic_exchange(&e->sleeping, 0)) {
-            atomic_fetch_sub(&cp->ring.rd->waiters, 1);
-        }
+        ring_sleeper_set(&cp->ring, &cp->ring.rd->readers[cp->cur.entry].sleeping, on);
     }
 }
 

@@ -553,12 +553,22 @@ int ring_reap_dead_readers(ring_t *r)
         if (pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
             continue;
         atomic_store(&e->pin, 0);
-        if (atomic_exchange(&e->sleeping, 0))
-            atomic_fetch_sub(&r->rd->waiters, 1);
+        ring_sleeper_set(r, &e->sleeping, false);
         if (atomic_compare_exchange_strong(&e->pid, &pid, 0))
             reaped++;
     }
     return reaped;
+}
+
+void ring_sleeper_set(ring_t *r, _Atomic uint32_t *sleeping, bool on)
+{
+    if (on) {
+        atomic_store(sleeping, 1);
+        atomic_fetch_add(&r->rd->waiters, 1);
+        atomic_store(&r->rd->armed, 1); /* always: see Sleep above */
+    } else if (atomic_exchange(sleeping, 0)) {
+        atomic_fetch_sub(&r->rd->waiters, 1);
+    }
 }
 
 uint64_t ring_live_bytes(const ring_t *r)

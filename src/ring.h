@@ -123,6 +123,11 @@ int ring_reclaim_slot(ring_t *r, uint32_t slot, int timeout_ms);
 int ring_roll(ring_t *r, int timeout_ms);
 /* Clear reader entries whose process is gone. Returns how many. */
 int ring_reap_dead_readers(ring_t *r);
+/* Count one sleeper in `waiters` and arm the wake-up (on), or, if *sleeping is set, clear it
+ * and uncount it (off). *sleeping is the sleeper's own flag: a reader entry's `sleeping`,
+ * or `daemon_sleeping` for shoald's flusher. After announcing, the sleeper issues a seq_cst
+ * fence, loads `seq` and looks for data once more before it waits (see ring.c, Sleep). */
+void ring_sleeper_set(ring_t *r, _Atomic uint32_t *sleeping, bool on);
 /* Bytes held by live slots (ACTIVE or SEALED). */
 uint64_t ring_live_bytes(const ring_t *r);
 

@@ -134,8 +134,9 @@ struct shm_readers {
     _Atomic uint32_t armed; /* 1: a reader may sleep on the current seq; the waker clears it */
     uint8_t pad1_[SHM_CACHE_LINE - 8];
 
-    _Atomic uint32_t waiters; /* readers asleep (or about to be) on seq */
-    uint8_t pad2_[SHM_CACHE_LINE - 4];
+    _Atomic uint32_t waiters;         /* readers asleep (or about to be) on seq */
+    _Atomic uint32_t daemon_sleeping; /* shoald's flusher is counted in waiters while set */
+    uint8_t pad2_[SHM_CACHE_LINE - 8];
 
     struct shm_reader readers[SHM_MAX_READERS];
 };

@@ -12,6 +12,7 @@
 static void stats_read(const ring_t *r, shoal_partition_stats_t *out)
 {
     const struct shm_ctl *ctl = r->ctl;
+    uint32_t waiters, flusher;
 
     memset(out, 0, sizeof(*out));
     out->partition = (int32_t)ctl->partition;
@@ -27,7 +28,10 @@ static void stats_read(const ring_t *r, shoal_partition_stats_t *out)
     out->shm_bytes = ring_live_bytes(r);
     out->ring_slots = r->slot_count;
     out->flush_error = atomic_load(&ctl->flush_error);
-    out->waiters = atomic_load(&r->rd->waiters);
+    /* readers only: shoald's flusher, asleep on an idle partition, counts in waiters too */
+    waiters = atomic_load(&r->rd->waiters);
+    flusher = atomic_load(&r->rd->daemon_sleeping);
+    out->waiters = waiters > flusher ? waiters - flusher : 0;
     for (uint32_t i = 0; i < r->slot_count; i++) {
         uint32_t st = atomic_load(&ctl->slots[i].state);
         out->live_slots += st == SHM_SLOT_ACTIVE || st == SHM_SLOT_SEALED;

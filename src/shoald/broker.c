@@ -131,6 +131,8 @@ int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_
                  (unsigned long long)cfg->segment_bytes, cfg->ring_slots);
 out_unlock:
     pthread_rwlock_unlock(&b->lock);
+    if (rc == 0)
+        broker_wake(b); /* the flusher may sleep on the partitions it knew */
     return rc;
 }
 
@@ -184,6 +186,8 @@ int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
         log_info("topic %s: %s = %s", name, names[i], values[i]);
 out_unlock:
     pthread_rwlock_unlock(&b->lock);
+    if (rc == 0)
+        broker_wake(b); /* the flusher may sleep on the partitions it knew */
     return rc;
 }
 
@@ -201,35 +205,108 @@ int broker_topic_delete(broker_t *b, const char *name)
     log_info("deleted topic %s", name);
 out_unlock:
     pthread_rwlock_unlock(&b->lock);
+    if (rc == 0)
+        broker_wake(b); /* the flusher may sleep on the partitions it knew */
     return rc;
 }
 
 /* ------------------------------------------------------------------ flushing */
 
-void broker_wait_for_work(broker_t *b, int timeout_ms)
-{
-    _Atomic uint32_t *words[128];
-    uint32_t expected[128] = {0};
-    size_t n = 1;
+#define WAIT_WORDS 128 /* futex_waitv's limit */
 
-    words[0] = &b->wake; /* broker_wake() ends the wait (shutdown) */
-    expected[0] = atomic_load(&b->wake);
-    pthread_rwlock_rdlock(&b->lock);
-    for (size_t i = 0; i < b->ntopics && n < 128; i++) {
+/* What the flusher waits on: the broker's wake word, then per disk partition its
+ * flush_waiters and, while the flusher sleeps on an idle broker, its readers' seq. */
+struct flusher_wait {
+    _Atomic uint32_t *words[WAIT_WORDS];
+    uint32_t expected[WAIT_WORDS];
+    size_t n;
+    bool busy; /* work is waiting already (ACKS_DISK, or an append the last look saw) */
+};
+
+static void wait_add(struct flusher_wait *w, _Atomic uint32_t *word, uint32_t expected)
+{
+    if (w->n < WAIT_WORDS) {
+        w->words[w->n] = word;
+        w->expected[w->n++] = expected;
+    }
+}
+
+static bool is_disk_topic(const dtopic_t *t)
+{
+    return t->cfg.storage == SHOAL_STORAGE_DISK;
+}
+
+/* With the registry lock held: the earliest dpart_idle_until() of all partitions, or 0
+ * when the flusher cannot wait on all the disk ones at once. */
+static int64_t broker_idle_until(broker_t *b)
+{
+    int64_t until = INT64_MAX;
+    size_t words = 1;
+    for (size_t i = 0; i < b->ntopics && until > 0; i++) {
         dtopic_t *t = b->topics[i];
-        if (t->cfg.storage != SHOAL_STORAGE_DISK)
-            continue;
-        for (uint32_t p = 0; p < t->cfg.partitions && n < 128; p++) {
-            words[n] = &t->parts[p].ring.ctl->flush_waiters;
-            if (atomic_load(words[n++]) != 0)
-                timeout_ms = 0;
+        for (uint32_t p = 0; p < t->cfg.partitions; p++)
+            until = SHOAL_MIN(until, dpart_idle_until(&t->parts[p]));
+        if (is_disk_topic(t))
+            words += 2 * t->cfg.partitions;
+    }
+    return words <= WAIT_WORDS ? until : 0;
+}
+
+/* With the registry lock held: count the flusher as a sleeper on every disk partition
+ * (on), or no longer (off; partitions created meanwhile were never counted). */
+static void flusher_announce(broker_t *b, bool on)
+{
+    for (size_t i = 0; i < b->ntopics; i++) {
+        dtopic_t *t = b->topics[i];
+        for (uint32_t p = 0; is_disk_topic(t) && p < t->cfg.partitions; p++)
+            ring_sleeper_set(&t->parts[p].ring, &t->parts[p].ring.rd->daemon_sleeping, on);
+    }
+}
+
+/* With the registry lock held: the disk partitions' words, seq too when asleep. */
+static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
+{
+    for (size_t i = 0; i < b->ntopics; i++) {
+        dtopic_t *t = b->topics[i];
+        for (uint32_t p = 0; is_disk_topic(t) && p < t->cfg.partitions; p++) {
+            ring_t *r = &t->parts[p].ring;
+            w->busy |= atomic_load(&r->ctl->flush_waiters) != 0;
+            wait_add(w, &r->ctl->flush_waiters, 0);
+            if (asleep)
+                wait_add(w, &r->rd->seq, atomic_load(&r->rd->seq));
         }
     }
+}
+
+/* The flusher sleeps like a consumer (ring.c, Sleep): it announces itself, fences, reads
+ * each `seq`, and looks once more before it waits, so an append that its last look missed
+ * wakes it. While a partition is busy it only ticks, and producers never see it armed. */
+void broker_wait_for_work(broker_t *b, int tick_ms, int idle_ms)
+{
+    struct flusher_wait w = {.n = 0};
+    int64_t wait_ns = (int64_t)tick_ms * 1000000, now = shoal__mono_ns(), until;
+    bool asleep;
+
+    wait_add(&w, &b->wake, atomic_load(&b->wake)); /* broker_wake(): shutdown, new topics */
+    pthread_rwlock_rdlock(&b->lock);
+    until = SHOAL_MIN(broker_idle_until(b), now + (int64_t)idle_ms * 1000000);
+    if ((asleep = until - now > wait_ns)) {
+        flusher_announce(b, true);
+        atomic_thread_fence(memory_order_seq_cst); /* pairs with ring_wake_readers()' fence */
+        wait_ns = until - now;
+    }
+    wait_gather(b, &w, asleep);
+    w.busy |= asleep && broker_idle_until(b) == 0;
     pthread_rwlock_unlock(&b->lock);
-    /* A topic deleted meanwhile unmaps its word: the wait then fails with EFAULT or times
+    /* A topic deleted meanwhile unmaps its words: the wait then fails with EFAULT or times
      * out, and the next pass looks again. */
-    if (timeout_ms > 0)
-        shoal__futex_waitv(words, expected, n, (int64_t)timeout_ms * 1000000);
+    if (!w.busy)
+        shoal__futex_waitv(w.words, w.expected, w.n, wait_ns);
+    if (asleep) {
+        pthread_rwlock_rdlock(&b->lock);
+        flusher_announce(b, false);
+        pthread_rwlock_unlock(&b->lock);
+    }
 }
 
 void broker_wake(broker_t *b)

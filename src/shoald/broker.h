@@ -46,10 +46,16 @@ int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
 /* Call with the registry lock held (read or write). NULL when missing. */
 dtopic_t *broker_find(broker_t *b, const char *name);
 
-/* Sleep up to timeout_ms, or until a producer starts waiting for ACKS_DISK on one of the
- * first 127 disk partitions, or broker_wake(). Returns at once when one already waits. */
-void broker_wait_for_work(broker_t *b, int timeout_ms);
-/* End a broker_wait_for_work() in progress (at shutdown). Any thread. */
+/* The flusher's wait between passes. While some partition has work (dpart_idle_until),
+ * sleep up to tick_ms; otherwise up to idle_ms or the next segment.ms roll, and an append
+ * to any disk partition ends the sleep too (the flusher counts as a sleeping reader there, so only
+ * the first append after a quiet spell makes a system call). Either wait also ends when a producer
+ * starts waiting for ACKS_DISK on one of the first 127 disk partitions, or at broker_wake(); it
+ * returns at once when such a producer waits already. An idle sleep needs every disk partition in
+ * one futex_waitv: with more than 63 the flusher keeps ticking. */
+void broker_wait_for_work(broker_t *b, int tick_ms, int idle_ms);
+/* End a broker_wait_for_work() in progress (at shutdown, when a topic is created or
+ * deleted). Any thread. */
 void broker_wake(broker_t *b);
 
 /* One pass of the flusher over every partition; final makes it fsync everything. */

@@ -1424,11 +1424,15 @@ static void tick_group(group_coord_t *gc, struct group *g, int64_t now)
     }
 }
 
-void group_tick(group_coord_t *gc, int64_t now_ns)
+int group_tick(group_coord_t *gc, int64_t now_ns)
 {
+    bool members = false;
     flush_commits(gc);
-    for (size_t i = 0; i < gc->ngroups; i++)
+    for (size_t i = 0; i < gc->ngroups; i++) {
         tick_group(gc, gc->groups[i], now_ns);
+        members |= gc->groups[i]->nmembers > 0;
+    }
+    return members ? GROUP_TICK_MS : -1;
 }
 
 int group_coord_open(group_coord_t **out, server_t *s, broker_t *b)

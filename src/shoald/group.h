@@ -21,9 +21,11 @@ int group_handle(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r, ct
  * session timeout). */
 void group_conn_closed(group_coord_t *gc, uint64_t conn_id);
 
-/* Called after each pass of the server loop (at least every 100 ms): writes the pending
- * commits in one transaction and answers them, expires members, ends overdue rebalance
- * phases, notices partition count changes. */
-void group_tick(group_coord_t *gc, int64_t now_ns);
+/* Called after each pass of the server loop: writes the pending commits in one
+ * transaction and answers them, expires members, ends overdue rebalance phases, notices
+ * partition count changes. Returns how soon it must run again: GROUP_TICK_MS while a group
+ * has members, else -1 (nothing is timed until a request comes). */
+#define GROUP_TICK_MS 100
+int group_tick(group_coord_t *gc, int64_t now_ns);
 
 #endif

@@ -2,8 +2,9 @@
  *
  * Runs in the foreground and logs to stderr. Threads: the main thread serves the control
  * socket and handles signals (through a signalfd, so no handler runs at a random point);
- * the flusher thread copies rings to disk segments every flush.interval.ms, fsyncs per
- * policy, frees flushed slots and clears reader entries of dead processes. SIGTERM and
+ * the flusher thread copies rings to disk segments every flush.interval.ms (sleeping
+ * until an append once all is on disk), fsyncs per policy, frees flushed slots and clears
+ * reader entries of dead processes. SIGTERM and
  * SIGINT stop both, after which every ring is written and fsynced before exit 0.
  *
  * Under systemd (Type=notify, notify.c) it reports READY=1 once the control socket
@@ -64,22 +65,24 @@ static void watchdog_ping(struct daemon *d)
     d->last_ping = now;
 }
 
-/* How long the flusher may wait for work: flush.interval.ms (reloadable, hence atomic),
- * but never so long that the watchdog would miss its ping. */
-static int flusher_wait_ms(struct daemon *d)
+/* A wait of ms for the flusher, shortened so that the watchdog never misses its ping. */
+static int flusher_wait_ms(const struct daemon *d, int ms)
 {
-    int ms = shoal_load_relaxed(&d->flush_interval_ms);
     int64_t wd_ms = (int64_t)(d->watchdog_ns / 4000000);
     return d->watchdog_ns && wd_ms < ms ? (int)(wd_ms > 0 ? wd_ms : 1) : ms;
 }
 
 /* The flusher's loop: a pass over every partition, then a wait of flush.interval.ms that
- * an ACKS_DISK waiter cuts short. A pass that copied FLUSH_BUSY_BYTES or more means records
- * are streaming in: the next pass starts at once, so the disk gets each chunk as soon as
- * it is appended rather than a tick's worth at a time (a producer at 2 GB/s appends 10 MB
- * in a 5 ms tick, which an ACKS_DISK waiter would then wait for). The loop still only
- * works while there is data to copy; a trickle of small appends is batched per tick. */
+ * an ACKS_DISK waiter cuts short. Once every partition is idle (all written and fsynced,
+ * nobody waiting) it sleeps up to FLUSH_IDLE_MS instead, until an append, so an idle daemon
+ * wakes once a second rather than at every tick (and for a segment.ms roll on time);
+ * retention and compaction, which run by the clock, keep that granularity. A pass that copied
+ * FLUSH_BUSY_BYTES or more means records are streaming in: the next pass starts at once, so the
+ * disk gets each chunk as soon as it is appended rather than a tick's worth at a time (a producer
+ * at 2 GB/s appends 10 MB in a 5 ms tick, which an ACKS_DISK waiter would then wait for). The loop
+ * still only works while there is data to copy; a trickle of small appends is batched per tick. */
 #define FLUSH_BUSY_BYTES (256u << 10)
+#define FLUSH_IDLE_MS    1000
 
 static void *flusher_main(void *arg)
 {
@@ -95,7 +98,9 @@ static void *flusher_main(void *arg)
             last_reap = now;
         watchdog_ping(d);
         if (dpart_bytes_flushed() - before < FLUSH_BUSY_BYTES)
-            broker_wait_for_work(&d->broker, flusher_wait_ms(d));
+            broker_wait_for_work(&d->broker,
+                                 flusher_wait_ms(d, shoal_load_relaxed(&d->flush_interval_ms)),
+                                 flusher_wait_ms(d, FLUSH_IDLE_MS));
     }
     return NULL;
 }

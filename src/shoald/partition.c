@@ -183,6 +183,7 @@ static int ring_reattach(dpart_t *p, const struct disk_state *ds)
     else if (rc != SHOAL_ETIMEDOUT)
         goto out_unmap;
     ring_reap_dead_readers(&p->ring);
+    ring_sleeper_set(&p->ring, &p->ring.rd->daemon_sleeping, false); /* the dead flusher's */
     if (!is_disk(p))
         return 0;
     if (atomic_load(&p->ring.ctl->log_end_offset) < ds->end || (rc = flusher_resume(p, ds)) < 0) {
@@ -709,6 +710,26 @@ int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final)
         atomic_store(&p->ring.ctl->flush_error, rc > -4096 ? rc : -EIO);
     p->last_error = rc;
     return rc;
+}
+
+int64_t dpart_idle_until(dpart_t *p)
+{
+    struct shm_ctl *ctl = p->ring.ctl;
+    uint32_t next;
+    bool idle;
+
+    if (!ctl || p->broken)
+        return INT64_MAX;
+    if (!is_disk(p)) /* a producer waiting for room may need a dead reader's pin reaped */
+        return atomic_load(&ctl->space_waiters) == 0 ? INT64_MAX : 0;
+    next = (atomic_load(&ctl->active_slot) + 1) % p->ring.slot_count;
+    idle = p->last_error == 0 && p->synced_offset == p->written_offset &&
+           p->written_offset >= shoal_load_acquire(&ctl->log_end_offset) &&
+           atomic_load(&ctl->flush_waiters) == 0 && atomic_load(&ctl->space_waiters) == 0 &&
+           atomic_load(&ctl->slots[next].state) != SHM_SLOT_SEALED;
+    if (!idle)
+        return 0;
+    return p->segment_since_ns ? p->segment_since_ns + p->cfg.segment_ms * 1000000 : INT64_MAX;
 }
 
 void dpart_reap(dpart_t *p)

@@ -27,6 +27,7 @@
 
 #define SERVER_MAX_CONNS  1024
 #define SERVER_READ_CHUNK 65536
+#define SERVER_IDLE_MS    1000 /* the longest wait without wake_fd */
 
 struct conn {
     int fd;
@@ -539,8 +540,10 @@ int server_run(server_t *s, volatile sig_atomic_t *stop, int wake_fd, void (*on_
 
     if (wake_fd >= 0 && epoll_ctl(s->epfd, EPOLL_CTL_ADD, wake_fd, &wev) < 0)
         return -errno;
+    int timeout_ms = GROUP_TICK_MS;
+
     while (!*stop) {
-        int n = epoll_wait(s->epfd, evs, 64, 100);
+        int n = epoll_wait(s->epfd, evs, 64, timeout_ms);
         for (int i = 0; i < n && !*stop; i++) {
             struct conn *c = evs[i].data.ptr;
             int rc;
@@ -556,7 +559,11 @@ int server_run(server_t *s, volatile sig_atomic_t *stop, int wake_fd, void (*on_
             if (rc < 0)
                 conn_close(s, c);
         }
-        group_tick(s->groups, shoal__mono_ns()); /* commit batches, timeouts */
+        /* commit batches, timeouts; idle, only requests and wake_fd (signals, the main
+         * thread's 1 s tick) end the wait */
+        timeout_ms = group_tick(s->groups, shoal__mono_ns());
+        if (timeout_ms < 0 && wake_fd < 0)
+            timeout_ms = SERVER_IDLE_MS;
     }
     return 0;
 }

@@ -12,8 +12,10 @@ typedef struct server server_t;
 
 /* Listen on the broker's socket path. 0 or a negative code (logged). */
 int server_open(server_t **out, broker_t *b);
-/* Serve until *stop becomes non-zero; checks it at least every 100 ms.
- * wake_fd, when >= 0, is polled too (a signalfd): on_wake is called when it is readable. */
+/* Serve until *stop becomes non-zero, which only on_wake or a request may set. wake_fd,
+ * when >= 0, is polled too (the daemon's signals and tick): on_wake is called when it is
+ * readable. Without wake_fd, *stop is looked at every second at least. While no consumer
+ * group has members, nothing else wakes the loop. */
 int server_run(server_t *s, volatile sig_atomic_t *stop, int wake_fd, void (*on_wake)(void *),
                void *arg);
 void server_close(server_t *s);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -23,6 +24,7 @@
 
 #include "harness.h"
 #include "shoal.h"
+#include "util.h"
 
 #define TEST_TIMEOUT_S 60
 #define SMALL_SEGMENT  (64ull << 10)
@@ -293,6 +295,102 @@ INTEG_TEST(test_streaming_acks_disk_producers_see_their_records_flushed)
     shoal_topic_info_free(info);
 }
 
+/* ------------------------------------------------------------------ an idle daemon */
+
+#define IDLE_SAMPLE_MS   2000
+#define IDLE_WAKES_MAX   20 /* in IDLE_SAMPLE_MS: ~4 expected, ~400 with a 5 ms tick */
+#define WAKE_ROUNDS      4
+#define WAKE_COPY_MAX_MS 250 /* the flusher's idle sleep is 1000 ms */
+
+static int64_t mono_ms(void)
+{
+    return shoal__mono_ns() / 1000000;
+}
+
+/* Context switches of every thread of pid so far: each is a wake-up (or a preemption). */
+static long context_switches(pid_t pid)
+{
+    char path[PATH_MAX], line[128];
+    struct dirent *e;
+    DIR *dir;
+    long n = 0, v;
+
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    assert_non_null(dir = opendir(path));
+    while ((e = readdir(dir))) {
+        FILE *fp;
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid, e->d_name);
+        if (!(fp = fopen(path, "r")))
+            continue; /* the thread exited */
+        while (fgets(line, sizeof(line), fp))
+            if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1 ||
+                sscanf(line, "nonvoluntary_ctxt_switches: %ld", &v) == 1)
+                n += v;
+        fclose(fp);
+    }
+    closedir(dir);
+    return n;
+}
+
+/* Wait until partition 0's every record is fsynced; returns the log end. */
+static int64_t wait_all_flushed(shoal_client_t *c, const char *topic)
+{
+    shoal_partition_stats_t st;
+    int64_t deadline = mono_ms() + 10000;
+    do {
+        assert_int_equal(shoal_partition_stats(c, topic, 0, &st), 0);
+        if (st.flushed_offset == st.log_end_offset)
+            return st.log_end_offset;
+        usleep(1000);
+    } while (mono_ms() < deadline);
+    fail_msg("flushed offset %" PRId64 " never reached %" PRId64, st.flushed_offset,
+             st.log_end_offset);
+    return -1;
+}
+
+/* An idle daemon (nothing to write, no group members) sleeps instead of ticking every
+ * flush.interval.ms, and the next append still reaches the disk at once: the flusher
+ * sleeps on the partitions like a consumer, woken by the first append. Its sleep is not
+ * reported as a waiting reader. */
+INTEG_TEST(test_idle_daemon_sleeps_until_the_next_append)
+{
+    shoal_topic_config_t cfg = topic_cfg();
+    shoal_partition_stats_t st;
+    shoal_producer_t *p;
+    shoal_message_t m = {.value = "idle", .value_len = 4, .partition = 0};
+    long before;
+
+    assert_int_equal(shoal_topic_create(f->c, "idle", &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, "idle", NULL, &p), 0);
+    assert_int_equal(shoal_send(p, &m, NULL), 0);
+    wait_all_flushed(f->c, "idle");
+    usleep(50 * 1000);
+    before = context_switches(f->d.pid);
+    usleep(IDLE_SAMPLE_MS * 1000);
+    if (context_switches(f->d.pid) - before > IDLE_WAKES_MAX)
+        fail_msg("idle shoald woke %ld times in %d ms", context_switches(f->d.pid) - before,
+                 IDLE_SAMPLE_MS);
+    assert_int_equal(shoal_partition_stats(f->c, "idle", 0, &st), 0);
+    assert_int_equal(st.waiters, 0);
+
+    for (int round = 0; round < WAKE_ROUNDS; round++) {
+        off_t size = file_bytes(&f->d, "idle", 0, ".log");
+        int64_t sent;
+        wait_all_flushed(f->c, "idle");
+        usleep(50 * 1000); /* the flusher's next look finds it idle and sleeps */
+        sent = mono_ms();
+        assert_int_equal(shoal_send(p, &m, NULL), 0);
+        while (file_bytes(&f->d, "idle", 0, ".log") == size && mono_ms() - sent < 5000)
+            usleep(500);
+        if (mono_ms() - sent > WAKE_COPY_MAX_MS)
+            fail_msg("round %d: the append reached the .log after %" PRId64 " ms", round,
+                     mono_ms() - sent);
+    }
+    shoal_producer_close(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +398,7 @@ int main(void)
         T(test_acks_disk_records_need_no_active_index_after_kill9_and_reboot),
         T(test_streaming_acks_disk_producers_see_their_records_flushed),
         T(test_synced_segments_leave_the_page_cache_unless_told_to_keep_them),
+        T(test_idle_daemon_sleeps_until_the_next_append),
 #undef T
     };
     harness_test_filter();

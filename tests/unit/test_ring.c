@@ -987,18 +987,15 @@ typedef struct sleeper_arg {
  * that the log has not passed `seen`, wait on the word at most timeout_ms. */
 static void reader_sleep(ring_t *r, int entry, int64_t seen, int timeout_ms)
 {
-    struct shm_reader *e = &r->rd->readers[entry];
+    _Atomic uint32_t *sleeping = &r->rd->readers[entry].sleeping;
     uint32_t seq;
 
-    atomic_store(&e->sleeping, 1);
-    atomic_fetch_add(&r->rd->waiters, 1);
-    atomic_store(&r->rd->armed, 1);
+    ring_sleeper_set(r, sleeping, true);
     atomic_thread_fence(memory_order_seq_cst);
     seq = ring_wake_seq(r);
     if (atomic_load(&r->ctl->log_end_offset) <= seen)
         shoal__futex_wait(&r->rd->seq, seq, timeout_ms);
-    atomic_store(&e->sleeping, 0);
-    atomic_fetch_sub(&r->rd->waiters, 1);
+    ring_sleeper_set(r, sleeping, false);
 }
 
 /* A caught-up consumer going to sleep until the first append. */
@@ -1042,6 +1039,33 @@ static void test_ring_append_wakes_a_sleeping_reader(void **state)
     assert_int_equal(ring_wake_seq(&f->rd), seq0 + 2);
     assert_int_equal(atomic_load(&f->rd.rd->armed), 0);
     atomic_fetch_sub(&f->rd.rd->waiters, 1);
+}
+
+/* Each sleeper counts once in waiters however often it is withdrawn: a reader, and shoald's
+ * flusher by its own flag, which an append wakes like any reader. */
+static void test_ring_sleepers_count_once_and_an_append_wakes_the_flusher(void **state)
+{
+    fx_t *f = *state;
+    struct shm_readers *rd = f->w.rd;
+    _Atomic uint32_t *reader = &rd->readers[f->cur.entry].sleeping;
+    uint32_t seq0 = ring_wake_seq(&f->w);
+    int64_t base;
+
+    ring_sleeper_set(&f->w, reader, true);
+    ring_sleeper_set(&f->w, &rd->daemon_sleeping, true);
+    assert_int_equal(atomic_load(&rd->waiters), 2);
+    ring_sleeper_set(&f->w, reader, false);
+    ring_sleeper_set(&f->w, reader, false);
+    assert_int_equal(atomic_load(&rd->waiters), 1);
+    assert_int_equal(atomic_load(&rd->armed), 1);
+
+    assert_int_equal(append_records(f, 1, 0, 1, 10, 0, &base), 0);
+    assert_int_equal(ring_wake_seq(&f->w), seq0 + 1);
+    assert_int_equal(atomic_load(&rd->armed), 0);
+    ring_sleeper_set(&f->w, &rd->daemon_sleeping, false);
+    ring_sleeper_set(&f->w, &rd->daemon_sleeping, false); /* a restarted daemon's clean-up */
+    assert_int_equal(atomic_load(&rd->waiters), 0);
+    assert_int_equal(atomic_load(&rd->daemon_sleeping), 0);
 }
 
 /* ------------------------------------------------------------------ flush wait */
@@ -1273,6 +1297,7 @@ int main(void)
         T(test_ring_open_refuses_other_parameters_and_maps_the_same_ring, disk3),
         T(test_ring_reap_clears_dead_readers_and_their_sleep, disk2),
         T(test_ring_append_wakes_a_sleeping_reader, disk2),
+        T(test_ring_sleepers_count_once_and_an_append_wakes_the_flusher, disk2),
         T(test_ring_wait_flushed_returns_once_the_flusher_passes_the_offset, disk2),
         T(test_ring_wait_flushed_times_out_when_the_offset_is_not_flushed, disk2),
         T(test_ring_concurrent_producers_and_a_reader_see_every_record_once, disk4),
