@@ -706,10 +706,12 @@ static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
         return SHOAL_ERR(SHOAL_AGAIN, "ring full: every slot awaits flushing or is pinned");
     }
     /* A memory topic's slot is freed by the reader that unpins it, which does not signal:
-     * look again every millisecond. */
+     * look again every millisecond. A dead reader's pin waits for shoald's flusher to reap
+     * it, and that flusher may be asleep: the change of space_waiters wakes it. */
     if (ctl->storage == SHOAL_STORAGE_MEMORY)
         left_ms = 1;
-    atomic_fetch_add(&ctl->space_waiters, 1);
+    if (atomic_fetch_add(&ctl->space_waiters, 1) == 0 && ctl->storage == SHOAL_STORAGE_MEMORY)
+        shoal__futex_wake(&ctl->space_waiters, 1);
     if (atomic_load(&ctl->space_seq) == seen)
         shoal__futex_wait(&ctl->space_seq, seen, (int)SHOAL_MIN(left_ms, 100));
     atomic_fetch_sub(&ctl->space_waiters, 1);

@@ -263,7 +263,9 @@ static void flusher_announce(broker_t *b, bool on)
     }
 }
 
-/* With the registry lock held: the disk partitions' words, seq too when asleep. */
+/* With the registry lock held: the disk partitions' words, seq too when asleep; then, as
+ * far as room remains, the memory partitions' space_waiters (a producer waiting for room
+ * may need a dead reader's pin reaped). */
 static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
 {
     for (size_t i = 0; i < b->ntopics; i++) {
@@ -275,6 +277,11 @@ static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
             if (asleep)
                 wait_add(w, &r->rd->seq, atomic_load(&r->rd->seq));
         }
+    }
+    for (size_t i = 0; i < b->ntopics; i++) {
+        dtopic_t *t = b->topics[i];
+        for (uint32_t p = 0; !is_disk_topic(t) && p < t->cfg.partitions; p++)
+            wait_add(w, &t->parts[p].ring.ctl->space_waiters, 0);
     }
 }
 

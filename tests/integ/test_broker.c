@@ -1731,6 +1731,7 @@ INTEG_TEST(test_corrupt_sealed_segment_reads_as_ecorrupt_not_as_data)
 
 struct reader_child {
     const char *socket;
+    const char *topic;
     int ready_fd;
 };
 
@@ -1745,8 +1746,8 @@ static int reader_child_main(void *arg)
 
     if (shoal_client_open(a->socket, &c) < 0 || shoal_consumer_open(c, NULL, &cons) < 0)
         return 10;
-    if (shoal_consumer_assign(cons, "pin", &p0, 1) < 0 ||
-        shoal_consumer_seek(cons, "pin", 0, SHOAL_SEEK_BEGINNING, 0) < 0)
+    if (shoal_consumer_assign(cons, a->topic, &p0, 1) < 0 ||
+        shoal_consumer_seek(cons, a->topic, 0, SHOAL_SEEK_BEGINNING, 0) < 0)
         return 11;
     if (shoal_poll(cons, recs, 8, 2000) != 8 || recs[0].offset != 0)
         return 12;
@@ -1756,21 +1757,22 @@ static int reader_child_main(void *arg)
         pause();
 }
 
-INTEG_TEST(test_consumer_killed_while_holding_views_does_not_block_producers)
+/* Put 20 records in topic, start a reader that pins slot 0, then send until the ring is
+ * full (block_ms 300 for the last send). Returns the reader's pid; *next is the offset of
+ * the record that was refused. */
+static pid_t pin_and_fill(struct harness_fixture *f, const char *topic, shoal_producer_t **p,
+                          int64_t *next)
 {
-    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
     shoal_producer_options_t o;
     struct reader_child a;
-    shoal_producer_t *p;
     int ready[2], rc = 0;
-    int64_t i = 0, t0;
     char buf[512];
+    int64_t i;
     pid_t pid;
 
-    assert_int_equal(shoal_topic_create(f->c, "pin", &cfg), 0);
-    assert_int_equal(produce_range(f->c, "pin", 0, 0, 20, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(produce_range(f->c, topic, 0, 0, 20, SHOAL_ACKS_MEMORY), 0);
     assert_int_equal(pipe(ready), 0);
-    a = (struct reader_child){f->d.socket, ready[1]};
+    a = (struct reader_child){f->d.socket, topic, ready[1]};
     pid = harness_fork(reader_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
     assert_true(pid > 0);
     close(ready[1]);
@@ -1780,16 +1782,30 @@ INTEG_TEST(test_consumer_killed_while_holding_views_does_not_block_producers)
     /* While the reader lives its pin holds slot 0: the ring fills and producers wait. */
     shoal_producer_options_init(&o);
     o.block_ms = 300;
-    assert_int_equal(shoal_producer_open(f->c, "pin", &o, &p), 0);
+    assert_int_equal(shoal_producer_open(f->c, topic, &o, p), 0);
     for (i = 20; i < 20 + 4 * 1024 && rc == 0; i++)
-        rc = send_one(p, 0, NULL, 0, buf, make_value(buf, value_len_for(i), i), NULL);
+        rc = send_one(*p, 0, NULL, 0, buf, make_value(buf, value_len_for(i), i), NULL);
     assert_int_equal(rc, SHOAL_AGAIN);
-    i--; /* the refused record gets sent again below */
+    *next = i - 1; /* the refused record is to be sent again */
+    return pid;
+}
+
+INTEG_TEST(test_consumer_killed_while_holding_views_does_not_block_producers)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_producer_options_t o;
+    shoal_producer_t *p;
+    int64_t i, t0;
+    pid_t pid;
+
+    assert_int_equal(shoal_topic_create(f->c, "pin", &cfg), 0);
+    pid = pin_and_fill(f, "pin", &p, &i);
 
     kill(pid, SIGKILL);
     assert_int_equal(harness_wait(pid, 5000), 128 + SIGKILL);
     /* The daemon reaps the dead reader within ~100 ms; then the ring turns over freely. */
     t0 = mono_ns();
+    shoal_producer_options_init(&o);
     o.block_ms = 2000;
     shoal_producer_close(p);
     assert_int_equal(shoal_producer_open(f->c, "pin", &o, &p), 0);
@@ -1797,6 +1813,39 @@ INTEG_TEST(test_consumer_killed_while_holding_views_does_not_block_producers)
     print_message("after the reader died, 8000 records took %.0f ms\n", (mono_ns() - t0) / 1e6);
     shoal_producer_close(p);
     assert_partition_holds(f->c, "pin", 0, i + 8000);
+}
+
+/* A memory topic's producer held up by a dead reader's pin gets room once the daemon reaps
+ * it, also when the daemon was asleep: an idle daemon's flusher sleeps up to a second, and a
+ * producer that starts waiting for room wakes it. */
+INTEG_TEST(test_memory_producer_held_by_a_dead_reader_wakes_an_idle_daemon)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_producer_options_t o;
+    shoal_producer_t *p;
+    char buf[512];
+    int64_t i, t0;
+    pid_t pid;
+
+    cfg.storage = SHOAL_STORAGE_MEMORY;
+    assert_int_equal(shoal_topic_create(f->c, "mpin", &cfg), 0);
+    pid = pin_and_fill(f, "mpin", &p, &i);
+    shoal_producer_close(p);
+    /* A new topic wakes the flusher; finding nothing to do, it sleeps from about now. */
+    assert_int_equal(shoal_topic_create(f->c, "mpin-wake", &cfg), 0);
+    usleep(50 * 1000);
+    kill(pid, SIGKILL);
+    assert_int_equal(harness_wait(pid, 5000), 128 + SIGKILL);
+
+    shoal_producer_options_init(&o);
+    o.block_ms = 3000;
+    assert_int_equal(shoal_producer_open(f->c, "mpin", &o, &p), 0);
+    t0 = mono_ns();
+    assert_int_equal(send_one(p, 0, NULL, 0, buf, make_value(buf, value_len_for(i), i), NULL), 0);
+    if (mono_ns() - t0 > 500 * 1000000LL)
+        fail_msg("the send waited %.0f ms for the dead reader's pin to be reaped",
+                 (mono_ns() - t0) / 1e6);
+    shoal_producer_close(p);
 }
 
 /* ------------------------------------------------------------------ deletion */
@@ -1907,6 +1956,7 @@ int main(void)
         T(test_recovery_cuts_a_corrupt_last_batch_and_appends_continue_there),
         T(test_corrupt_sealed_segment_reads_as_ecorrupt_not_as_data),
         T(test_consumer_killed_while_holding_views_does_not_block_producers),
+        T(test_memory_producer_held_by_a_dead_reader_wakes_an_idle_daemon),
         T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),
 #undef T
     };
