@@ -244,8 +244,10 @@ static int64_t broker_idle_until(broker_t *b)
     size_t words = 1;
     for (size_t i = 0; i < b->ntopics && until > 0; i++) {
         dtopic_t *t = b->topics[i];
-        for (uint32_t p = 0; p < t->cfg.partitions; p++)
-            until = SHOAL_MIN(until, dpart_idle_until(&t->parts[p]));
+        for (uint32_t p = 0; p < t->cfg.partitions; p++) {
+            int64_t at = dpart_idle_until(&t->parts[p]); /* once: it reads shared words */
+            until = SHOAL_MIN(until, at);
+        }
         if (is_disk_topic(t))
             words += 2 * t->cfg.partitions;
     }
@@ -291,12 +293,14 @@ static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
 void broker_wait_for_work(broker_t *b, int tick_ms, int idle_ms)
 {
     struct flusher_wait w = {.n = 0};
-    int64_t wait_ns = (int64_t)tick_ms * 1000000, now = shoal__mono_ns(), until;
+    int64_t wait_ns = (int64_t)tick_ms * 1000000, now = shoal__mono_ns();
+    int64_t until = now + (int64_t)idle_ms * 1000000, idle_until;
     bool asleep;
 
     wait_add(&w, &b->wake, atomic_load(&b->wake)); /* broker_wake(): shutdown, new topics */
     pthread_rwlock_rdlock(&b->lock);
-    until = SHOAL_MIN(broker_idle_until(b), now + (int64_t)idle_ms * 1000000);
+    idle_until = broker_idle_until(b);
+    until = SHOAL_MIN(until, idle_until);
     if ((asleep = until - now > wait_ns)) {
         flusher_announce(b, true);
         atomic_thread_fence(memory_order_seq_cst); /* pairs with ring_wake_readers()' fence */
