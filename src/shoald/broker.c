@@ -245,7 +245,7 @@ static int64_t broker_idle_until(broker_t *b)
     for (size_t i = 0; i < b->ntopics && until > 0; i++) {
         dtopic_t *t = b->topics[i];
         for (uint32_t p = 0; p < t->cfg.partitions; p++) {
-            int64_t at = dpart_idle_until(&t->parts[p]); /* once: it reads shared words */
+            int64_t at = dpart_idle_until(&t->parts[p], b->cfg->flush_ms); /* read once */
             until = SHOAL_MIN(until, at);
         }
         if (is_disk_topic(t))

@@ -47,15 +47,17 @@ int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
 dtopic_t *broker_find(broker_t *b, const char *name);
 
 /* The flusher's wait between passes. While some partition has work (dpart_idle_until),
- * sleep up to tick_ms; otherwise up to idle_ms or the next segment.ms roll, and an append
- * to any disk partition ends the sleep too (the flusher counts as a sleeping reader there, so only
- * the first append after a quiet spell makes a system call). Either wait also ends when a producer
- * starts waiting for ACKS_DISK on one of the first 127 disk partitions, or at broker_wake(); it
- * returns at once when such a producer waits already. An idle sleep needs every disk partition in
- * one futex_waitv: with more than 63 the flusher keeps ticking. */
+ * sleep up to tick_ms; otherwise up to idle_ms or the partitions' earliest deadline (a
+ * flush.ms fsync, a segment.ms roll), and an append to any disk partition ends the sleep
+ * too (the flusher counts as a sleeping reader there, so only the first append after a
+ * quiet spell makes a system call). Either wait also ends when a producer starts waiting
+ * for ACKS_DISK on a disk partition or for room in a memory one (as far as one futex_waitv
+ * holds their words), or at broker_wake(); it returns at once when such a producer waits
+ * already. An idle sleep needs every disk partition in that futex_waitv: with more than 63
+ * the flusher keeps ticking. */
 void broker_wait_for_work(broker_t *b, int tick_ms, int idle_ms);
-/* End a broker_wait_for_work() in progress (at shutdown, when a topic is created or
- * deleted). Any thread. */
+/* End a broker_wait_for_work() in progress (at shutdown, when a topic is created, altered
+ * or deleted). Any thread. */
 void broker_wake(broker_t *b);
 
 /* One pass of the flusher over every partition; final makes it fsync everything. */

@@ -73,9 +73,10 @@ static int flusher_wait_ms(const struct daemon *d, int ms)
 }
 
 /* The flusher's loop: a pass over every partition, then a wait of flush.interval.ms that
- * an ACKS_DISK waiter cuts short. Once every partition is idle (all written and fsynced,
- * nobody waiting) it sleeps up to FLUSH_IDLE_MS instead, until an append, so an idle daemon
- * wakes once a second rather than at every tick (and for a segment.ms roll on time);
+ * an ACKS_DISK waiter cuts short. Once every partition is idle (all written, nobody
+ * waiting) it sleeps up to FLUSH_IDLE_MS instead, until an append, so an idle daemon wakes
+ * once a second rather than at every tick (and for a flush.ms fsync or a segment.ms roll
+ * on time);
  * retention and compaction, which run by the clock, keep that granularity. A pass that copied
  * FLUSH_BUSY_BYTES or more means records are streaming in: the next pass starts at once, so the
  * disk gets each chunk as soon as it is appended rather than a tick's worth at a time (a producer

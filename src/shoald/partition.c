@@ -654,11 +654,17 @@ static void dpart_roll_by_time(dpart_t *p, int64_t now_ns)
 
 /* ------------------------------------------------------------------ flush */
 
-static bool flush_due(dpart_t *p, int daemon_flush_ms, int64_t now_ns)
+/* When written bytes must be fsynced by flush.ms: the topic's, else the daemon's. */
+static int64_t sync_deadline(const dpart_t *p, int daemon_flush_ms)
 {
     int64_t flush_ms = p->cfg.flush_ms >= 0 ? p->cfg.flush_ms : daemon_flush_ms;
+    return p->last_sync_ns + flush_ms * 1000000;
+}
+
+static bool flush_due(dpart_t *p, int daemon_flush_ms, int64_t now_ns)
+{
     return atomic_load(&p->ring.ctl->flush_waiters) > 0 ||
-           now_ns - p->last_sync_ns >= flush_ms * 1000000 ||
+           now_ns >= sync_deadline(p, daemon_flush_ms) ||
            (p->cfg.flush_messages > 0 &&
             p->written_offset - p->synced_offset >= p->cfg.flush_messages);
 }
@@ -712,24 +718,26 @@ int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final)
     return rc;
 }
 
-int64_t dpart_idle_until(dpart_t *p)
+int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms)
 {
     struct shm_ctl *ctl = p->ring.ctl;
+    int64_t until = INT64_MAX;
     uint32_t next;
-    bool idle;
 
     if (!ctl || p->broken)
         return INT64_MAX;
     if (!is_disk(p)) /* a producer waiting for room may need a dead reader's pin reaped */
         return atomic_load(&ctl->space_waiters) == 0 ? INT64_MAX : 0;
     next = (atomic_load(&ctl->active_slot) + 1) % p->ring.slot_count;
-    idle = p->last_error == 0 && p->synced_offset == p->written_offset &&
-           p->written_offset >= shoal_load_acquire(&ctl->log_end_offset) &&
-           atomic_load(&ctl->flush_waiters) == 0 && atomic_load(&ctl->space_waiters) == 0 &&
-           atomic_load(&ctl->slots[next].state) != SHM_SLOT_SEALED;
-    if (!idle)
+    if (p->last_error != 0 || p->written_offset < shoal_load_acquire(&ctl->log_end_offset) ||
+        atomic_load(&ctl->flush_waiters) != 0 || atomic_load(&ctl->space_waiters) != 0 ||
+        atomic_load(&ctl->slots[next].state) == SHM_SLOT_SEALED)
         return 0;
-    return p->segment_since_ns ? p->segment_since_ns + p->cfg.segment_ms * 1000000 : INT64_MAX;
+    if (p->synced_offset != p->written_offset)
+        until = sync_deadline(p, daemon_flush_ms);
+    if (p->segment_since_ns)
+        until = SHOAL_MIN(until, p->segment_since_ns + p->cfg.segment_ms * 1000000);
+    return until;
 }
 
 void dpart_reap(dpart_t *p)

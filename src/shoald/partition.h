@@ -67,12 +67,13 @@ int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final);
  * from an idle log. */
 uint64_t dpart_bytes_flushed(void);
 /* When the flusher must look at p again if no producer appends: 0 while p has work now
- * (published batches not yet written and fsynced, a producer waiting for ACKS_DISK or for
- * room, a failed write to retry, the slot producers rotate into next left to free), else
- * the segment.ms roll of the segment being written (monotonic ns), or INT64_MAX. A memory
- * topic has work only while a producer waits for room; a partition whose flushing stopped
- * (broken) has none. Flusher thread only. */
-int64_t dpart_idle_until(dpart_t *p);
+ * (published batches not yet written, a producer waiting for ACKS_DISK or for room, a
+ * failed write to retry, the slot producers rotate into next left to free), else the
+ * earliest of the fsync that flush.ms asks for written bytes (the topic's flush.ms, else
+ * daemon_flush_ms) and the segment.ms roll of the segment being written (monotonic ns), or
+ * INT64_MAX. A memory topic has work only while a producer waits for room; a partition
+ * whose flushing stopped (broken) has none. Flusher thread only. */
+int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms);
 /* Clear reader entries of processes that died. */
 void dpart_reap(dpart_t *p);
 /* Unmap and close; the caller has run a final flush. */

@@ -391,6 +391,48 @@ INTEG_TEST(test_idle_daemon_sleeps_until_the_next_append)
     shoal_producer_close(p);
 }
 
+/* Records written but not yet fsynced wait for flush.ms without the flusher ticking: it
+ * sleeps until that deadline, and fsyncs them on time. */
+#define SYNC_FLUSH_MS  1500
+#define SYNC_SAMPLE_MS 700
+#define SYNC_WAKES_MAX 10  /* in SYNC_SAMPLE_MS: ~140 with a 5 ms tick */
+#define SYNC_LATE_MS   500 /* allowed past the deadline */
+
+INTEG_TEST(test_flusher_sleeps_until_the_flush_ms_deadline)
+{
+    shoal_topic_config_t cfg = topic_cfg();
+    shoal_partition_stats_t st;
+    shoal_producer_t *p;
+    shoal_message_t m = {.value = "sync", .value_len = 4, .partition = 0};
+    int64_t synced_at;
+    off_t size;
+    long before, woke;
+
+    cfg.flush_ms = SYNC_FLUSH_MS;
+    assert_int_equal(shoal_topic_create(f->c, "sync", &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, "sync", NULL, &p), 0);
+    assert_int_equal(shoal_send(p, &m, NULL), 0); /* the first sync is due at once */
+    wait_all_flushed(f->c, "sync");
+    synced_at = mono_ms();
+    size = file_bytes(&f->d, "sync", 0, ".log");
+    assert_int_equal(shoal_send(p, &m, NULL), 0); /* written now, fsynced by the deadline */
+    while (file_bytes(&f->d, "sync", 0, ".log") == size && mono_ms() - synced_at < 5000)
+        usleep(500);
+
+    before = context_switches(f->d.pid);
+    usleep(SYNC_SAMPLE_MS * 1000);
+    woke = context_switches(f->d.pid) - before;
+    assert_int_equal(shoal_partition_stats(f->c, "sync", 0, &st), 0);
+    assert_int_equal(st.flushed_offset, 1); /* not fsynced early */
+    if (woke > SYNC_WAKES_MAX)
+        fail_msg("shoald woke %ld times in %d ms waiting for flush.ms", woke, SYNC_SAMPLE_MS);
+    assert_int_equal(wait_all_flushed(f->c, "sync"), 2);
+    if (mono_ms() - synced_at > SYNC_FLUSH_MS + SYNC_LATE_MS)
+        fail_msg("fsynced %" PRId64 " ms after the previous sync; flush.ms is %d",
+                 mono_ms() - synced_at, SYNC_FLUSH_MS);
+    shoal_producer_close(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -399,6 +441,7 @@ int main(void)
         T(test_streaming_acks_disk_producers_see_their_records_flushed),
         T(test_synced_segments_leave_the_page_cache_unless_told_to_keep_them),
         T(test_idle_daemon_sleeps_until_the_next_append),
+        T(test_flusher_sleeps_until_the_flush_ms_deadline),
 #undef T
     };
     harness_test_filter();
