@@ -214,8 +214,9 @@ out_unlock:
 
 #define WAIT_WORDS 128 /* futex_waitv's limit */
 
-/* What the flusher waits on: the broker's wake word, then per disk partition its
- * flush_waiters and, while the flusher sleeps on an idle broker, its readers' seq. */
+/* What the flusher waits on: the broker's wake word, per disk partition its flush_waiters
+ * and, while the flusher sleeps on an idle broker, its readers' seq, then per memory
+ * partition its space_waiters. */
 struct flusher_wait {
     _Atomic uint32_t *words[WAIT_WORDS];
     uint32_t expected[WAIT_WORDS];

@@ -3,9 +3,9 @@
  * Runs in the foreground and logs to stderr. Threads: the main thread serves the control
  * socket and handles signals (through a signalfd, so no handler runs at a random point);
  * the flusher thread copies rings to disk segments every flush.interval.ms (sleeping
- * until an append once all is on disk), fsyncs per policy, frees flushed slots and clears
- * reader entries of dead processes. SIGTERM and
- * SIGINT stop both, after which every ring is written and fsynced before exit 0.
+ * until an append once all is written), fsyncs per policy, frees flushed slots and clears
+ * reader entries of dead processes. SIGTERM and SIGINT stop both, after which every ring
+ * is written and fsynced before exit 0.
  *
  * Under systemd (Type=notify, notify.c) it reports READY=1 once the control socket
  * listens, STATUS= lines with topics/partitions/clients, RELOADING=1 around a SIGHUP reload
@@ -74,14 +74,14 @@ static int flusher_wait_ms(const struct daemon *d, int ms)
 
 /* The flusher's loop: a pass over every partition, then a wait of flush.interval.ms that
  * an ACKS_DISK waiter cuts short. Once every partition is idle (all written, nobody
- * waiting) it sleeps up to FLUSH_IDLE_MS instead, until an append, so an idle daemon wakes
- * once a second rather than at every tick (and for a flush.ms fsync or a segment.ms roll
- * on time);
- * retention and compaction, which run by the clock, keep that granularity. A pass that copied
- * FLUSH_BUSY_BYTES or more means records are streaming in: the next pass starts at once, so the
- * disk gets each chunk as soon as it is appended rather than a tick's worth at a time (a producer
- * at 2 GB/s appends 10 MB in a 5 ms tick, which an ACKS_DISK waiter would then wait for). The loop
- * still only works while there is data to copy; a trickle of small appends is batched per tick. */
+ * waiting) it sleeps up to FLUSH_IDLE_MS instead, until an append or the next flush.ms
+ * fsync or segment.ms roll, so an idle daemon wakes once a second rather than at every
+ * tick; retention and compaction, which run by the clock, keep that granularity. A pass
+ * that copied FLUSH_BUSY_BYTES or more means records are streaming in: the next pass
+ * starts at once, so the disk gets each chunk as soon as it is appended rather than a
+ * tick's worth at a time (a producer at 2 GB/s appends 10 MB in a 5 ms tick, which an
+ * ACKS_DISK waiter would then wait for). The loop still only works while there is data
+ * to copy; a trickle of small appends is batched per tick. */
 #define FLUSH_BUSY_BYTES (256u << 10)
 #define FLUSH_IDLE_MS    1000
 
