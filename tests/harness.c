@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "segment.h"
+#include "shm_layout.h"
 #include "shoal.h"
 #include "util.h"
 
@@ -503,6 +504,19 @@ void harness_test_filter(void)
     if (only && *only)
         cmocka_set_test_filter(only);
     setvbuf(stdout, NULL, _IONBF, 0);
+}
+
+uint32_t harness_wake_seq(const struct harness_daemon *d, const char *topic)
+{
+    char path[PATH_MAX];
+    struct shm_readers rd;
+    FILE *fp;
+
+    snprintf(path, sizeof(path), "%s/%s-0.readers", d->shm_dir, topic);
+    assert_non_null(fp = fopen(path, "rb"));
+    assert_int_equal(fread(&rd, sizeof(rd), 1, fp), 1);
+    fclose(fp);
+    return atomic_load(&rd.seq);
 }
 
 size_t harness_segment_bases(const struct harness_daemon *d, const char *topic, int64_t *bases,

@@ -84,6 +84,9 @@ int harness_daemon_restart(struct harness_daemon *d);
 int harness_daemon_cleanup(struct harness_daemon *d);
 /* Remove /dev/shm/shoal.<instance> (as a host reboot would). */
 void harness_daemon_wipe_shm(struct harness_daemon *d);
+/* The readers' wake-up word (shm_readers.seq) of the topic's partition 0: it moves once
+ * for each append that found a reader (or the flusher) asleep. */
+uint32_t harness_wake_seq(const struct harness_daemon *d, const char *topic);
 /* Base offsets of the topic's partition-0 segments on disk, ascending; at most cap of
  * them. Returns how many (0 when the directory cannot be read). */
 size_t harness_segment_bases(const struct harness_daemon *d, const char *topic, int64_t *bases,

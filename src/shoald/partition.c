@@ -43,6 +43,11 @@
 #define FLUSH_CHUNK_BYTES     (4u << 20) /* per pwrite; writeback starts after each */
 #define DROP_ALIGN_BYTES      4096u      /* page cache is dropped in whole pages */
 #define ERROR_LOG_INTERVAL_NS (10 * 1000000000LL)
+/* A partition counts as idle only once no pass has written records for this long. A
+ * sleeping flusher is a reader asleep, so every append would pay a FUTEX_WAKE for it: a
+ * stream with gaps longer than one pass but shorter than this keeps the flusher ticking
+ * instead, and one whose gaps are longer wakes it at most 20 times a second. */
+#define DPART_QUIET_NS (50 * 1000000LL)
 
 /* Bytes copied from rings to segment files by every partition, for dpart_bytes_flushed(). */
 static _Atomic uint64_t bytes_flushed;
@@ -671,7 +676,7 @@ static bool flush_due(dpart_t *p, int daemon_flush_ms, int64_t now_ns)
 
 static int flush_pass(dpart_t *p, int flush_ms, bool final)
 {
-    int64_t now;
+    int64_t now, written = p->written_offset;
     int rc;
 
     if (!is_disk(p) || p->broken)
@@ -680,6 +685,8 @@ static int flush_pass(dpart_t *p, int flush_ms, bool final)
     if (rc < 0)
         return rc;
     now = shoal__mono_ns();
+    if (p->written_offset != written)
+        p->last_write_ns = now;
     if ((final || flush_due(p, flush_ms, now)) && (rc = flusher_sync(p, final)) < 0)
         return rc;
     flusher_reclaim(p);
@@ -731,7 +738,8 @@ int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms)
     next = (atomic_load(&ctl->active_slot) + 1) % p->ring.slot_count;
     if (p->last_error != 0 || p->written_offset < shoal_load_acquire(&ctl->log_end_offset) ||
         atomic_load(&ctl->flush_waiters) != 0 || atomic_load(&ctl->space_waiters) != 0 ||
-        atomic_load(&ctl->slots[next].state) == SHM_SLOT_SEALED)
+        atomic_load(&ctl->slots[next].state) == SHM_SLOT_SEALED ||
+        shoal__mono_ns() - p->last_write_ns < DPART_QUIET_NS)
         return 0;
     if (p->synced_offset != p->written_offset)
         until = sync_deadline(p, daemon_flush_ms);

@@ -32,6 +32,7 @@ typedef struct dpart {
     bool drop_cache;        /* this pass drops synced pages (flush.drop.cache) */
     int64_t written_offset; /* next offset after the last batch written */
     int64_t synced_offset;  /* next offset after the last batch fsynced */
+    int64_t last_write_ns;  /* when a pass last wrote records (dpart_idle_until) */
     int64_t last_sync_ns;
     int64_t segment_since_ns;  /* when the current segment got its first bytes (segment.ms) */
     int64_t last_retention_ns; /* when retention last ran */
@@ -68,7 +69,8 @@ int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final);
 uint64_t dpart_bytes_flushed(void);
 /* When the flusher must look at p again if no producer appends: 0 while p has work now
  * (published batches not yet written, a producer waiting for ACKS_DISK or for room, a
- * failed write to retry, the slot producers rotate into next left to free), else the
+ * failed write to retry, the slot producers rotate into next left to free) or had some in
+ * the last 50 ms (a stream of appends keeps the flusher ticking, not sleeping), else the
  * earliest of the fsync that flush.ms asks for written bytes (the topic's flush.ms, else
  * daemon_flush_ms) and the segment.ms roll of the segment being written (monotonic ns), or
  * INT64_MAX. A memory topic has work only while a producer waits for room; a partition

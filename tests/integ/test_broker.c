@@ -945,20 +945,6 @@ INTEG_TEST(test_fetch_min_bytes_gathers_records_until_enough_or_the_wait_ends)
     shoal_producer_close(p);
 }
 
-/* The readers' wake-up word of a topic's partition 0, as its file holds it. */
-static uint32_t wake_seq_of(const struct harness_fixture *f, const char *topic)
-{
-    char path[PATH_MAX];
-    struct shm_readers rd;
-    FILE *fp;
-
-    snprintf(path, sizeof(path), "%s/%s-0.readers", f->d.shm_dir, topic);
-    assert_non_null(fp = fopen(path, "rb"));
-    assert_int_equal(fread(&rd, sizeof(rd), 1, fp), 1);
-    fclose(fp);
-    return atomic_load(&rd.seq);
-}
-
 #define STREAM_ROUNDS 2000
 #define STREAM_GAP_NS 20000 /* 4x the default spin_ns, inside the adaptive limit of 40x */
 
@@ -984,7 +970,7 @@ INTEG_TEST(test_default_wait_follows_a_steady_stream_without_wake_ups)
     close(ready[1]);
     assert_int_equal(read(ready[0], &buf, 1), 1);
     close(ready[0]);
-    seq0 = wake_seq_of(f, "stream");
+    seq0 = harness_wake_seq(&f->d, "stream");
     t0 = shoal__mono_ns();
     for (int i = 0; i < STREAM_ROUNDS; i++) {
         while (shoal__mono_ns() < t0 + (int64_t)i * STREAM_GAP_NS)
@@ -992,7 +978,7 @@ INTEG_TEST(test_default_wait_follows_a_steady_stream_without_wake_ups)
         assert_int_equal(send_one(p, 0, NULL, 0, "w", 1, NULL), 0);
     }
     assert_int_equal(harness_wait(pid, 10000), 0);
-    wakes = wake_seq_of(f, "stream") - seq0;
+    wakes = harness_wake_seq(&f->d, "stream") - seq0;
     printf("%d records 20 us apart woke the consumer %u times\n", STREAM_ROUNDS, wakes);
     assert_true(wakes < STREAM_ROUNDS / 5); /* without adapting: ~900 here */
     shoal_producer_close(p);

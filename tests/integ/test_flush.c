@@ -301,6 +301,7 @@ INTEG_TEST(test_streaming_acks_disk_producers_see_their_records_flushed)
 #define IDLE_WAKES_MAX   20 /* in IDLE_SAMPLE_MS: ~4 expected, ~400 with a 5 ms tick */
 #define WAKE_ROUNDS      4
 #define WAKE_COPY_MAX_MS 250 /* the flusher's idle sleep is 1000 ms */
+#define QUIET_MS         150 /* past the 50 ms after its last write that a partition is busy */
 
 static int64_t mono_ms(void)
 {
@@ -366,7 +367,7 @@ INTEG_TEST(test_idle_daemon_sleeps_until_the_next_append)
     assert_int_equal(shoal_producer_open(f->c, "idle", NULL, &p), 0);
     assert_int_equal(shoal_send(p, &m, NULL), 0);
     wait_all_flushed(f->c, "idle");
-    usleep(50 * 1000);
+    usleep(QUIET_MS * 1000);
     before = context_switches(f->d.pid);
     usleep(IDLE_SAMPLE_MS * 1000);
     if (context_switches(f->d.pid) - before > IDLE_WAKES_MAX)
@@ -379,7 +380,7 @@ INTEG_TEST(test_idle_daemon_sleeps_until_the_next_append)
         off_t size = file_bytes(&f->d, "idle", 0, ".log");
         int64_t sent;
         wait_all_flushed(f->c, "idle");
-        usleep(50 * 1000); /* the flusher's next look finds it idle and sleeps */
+        usleep(QUIET_MS * 1000); /* the flusher finds it idle and sleeps */
         sent = mono_ms();
         assert_int_equal(shoal_send(p, &m, NULL), 0);
         while (file_bytes(&f->d, "idle", 0, ".log") == size && mono_ms() - sent < 5000)
@@ -419,6 +420,7 @@ INTEG_TEST(test_flusher_sleeps_until_the_flush_ms_deadline)
     while (file_bytes(&f->d, "sync", 0, ".log") == size && mono_ms() - synced_at < 5000)
         usleep(500);
 
+    usleep(QUIET_MS * 1000);
     before = context_switches(f->d.pid);
     usleep(SYNC_SAMPLE_MS * 1000);
     woke = context_switches(f->d.pid) - before;
@@ -433,6 +435,35 @@ INTEG_TEST(test_flusher_sleeps_until_the_flush_ms_deadline)
     shoal_producer_close(p);
 }
 
+/* A steady trickle of appends keeps the flusher ticking rather than sleeping between
+ * them: asleep, it would count as a reader asleep, and each append would pay a FUTEX_WAKE
+ * system call (and bump the readers' wake-up word) to wake it for one record. */
+#define TRICKLE_ROUNDS    200
+#define TRICKLE_GAP_US    2000 /* longer than a pass, shorter than the 50 ms of quiet */
+#define TRICKLE_WAKES_MAX 20   /* ~200 when the flusher sleeps between appends */
+
+INTEG_TEST(test_a_trickle_of_appends_does_not_wake_the_flusher_each_time)
+{
+    shoal_topic_config_t cfg = topic_cfg();
+    shoal_message_t m = {.value = "drip", .value_len = 4, .partition = 0};
+    shoal_producer_t *p;
+    uint32_t seq0, wakes;
+
+    assert_int_equal(shoal_topic_create(f->c, "drip", &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, "drip", NULL, &p), 0);
+    seq0 = harness_wake_seq(&f->d, "drip");
+    for (int i = 0; i < TRICKLE_ROUNDS; i++) {
+        assert_int_equal(shoal_send(p, &m, NULL), 0);
+        usleep(TRICKLE_GAP_US);
+    }
+    wakes = harness_wake_seq(&f->d, "drip") - seq0;
+    if (wakes > TRICKLE_WAKES_MAX)
+        fail_msg("%d appends %d us apart woke the flusher %u times", TRICKLE_ROUNDS, TRICKLE_GAP_US,
+                 wakes);
+    assert_int_equal(wait_all_flushed(f->c, "drip"), TRICKLE_ROUNDS);
+    shoal_producer_close(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -442,6 +473,7 @@ int main(void)
         T(test_synced_segments_leave_the_page_cache_unless_told_to_keep_them),
         T(test_idle_daemon_sleeps_until_the_next_append),
         T(test_flusher_sleeps_until_the_flush_ms_deadline),
+        T(test_a_trickle_of_appends_does_not_wake_the_flusher_each_time),
 #undef T
     };
     harness_test_filter();
