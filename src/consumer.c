@@ -67,6 +67,7 @@ struct consumer_part {
     int64_t resume_base;
     int64_t resume_pos;
     record_iter_t resume_it;
+    uint32_t last_batch_bytes; /* the size of the last batch read: where the next may end */
 };
 
 struct shoal_consumer {
@@ -482,6 +483,7 @@ static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t 
         }
         if (rc < 0)
             return n > 0 ? n : rc;
+        cp->last_batch_bytes = (uint32_t)record_batch_size(&h);
         rc = emit_batch(cp, batch, &h, check_crc, out + n, max - (size_t)n, &whole);
         if (rc < 0) {
             cp->cur.pos = at; /* the damaged batch is met again next poll */
@@ -588,6 +590,9 @@ static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
  * part_may_have_data): most of a short record's batch (61 bytes of header, then the
  * record); more measured no better with 256-byte records. */
 #define CONSUMER_WAIT_PREFETCH_LINES 2
+/* ... and, when the last batch read was no larger than this, the line where the next one
+ * ends if it is the same size: decoding a record reads up to its last byte. */
+#define CONSUMER_WAIT_PREFETCH_TAIL_MAX 512
 
 /* A partition has data now, or is being read from disk (never wait on those). Each look
  * also asks for the first lines the next batch will be written to: when the producer
@@ -595,13 +600,25 @@ static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
  * next look fetches them together instead of fetching the batch only after it has seen
  * `used`, one cross-CPU transfer after the other. Until then the prefetches hit the copies
  * already here. (AMD EPYC, busy-spin round trip of one 32-byte record, far: 1071 -> 931
- * ns; near within noise.) */
+ * ns; near within noise.)
+ *
+ * A 100-byte batch (one 32-byte record) spans three lines at more than half the positions
+ * it can start at, and its last line was fetched only after `used`. So each look also asks
+ * for the line where the next batch would end, for small batches only: the producer writes
+ * those from the stack in one burst, while a larger one is encoded in place and read back
+ * for its checksum, and each line a consumer takes from it meanwhile must come back first.
+ * Every line asked for is one the producer must take back, so the middle lines of larger
+ * batches are not asked for (docs/PERFORMANCE.md, tenth session). */
 static bool part_may_have_data(struct consumer_part *cp)
 {
     if (cp->cur.placed && cp->seg.data == NULL) {
         const uint8_t *next = cp->ring.slots[cp->cur.slot] + cp->cur.pos;
+        uint32_t tail = cp->last_batch_bytes;
         for (int k = 0; k < CONSUMER_WAIT_PREFETCH_LINES; k++)
             __builtin_prefetch(next + 64 * k, 0, 3);
+        if (tail != 0 && tail <= CONSUMER_WAIT_PREFETCH_TAIL_MAX &&
+            cp->cur.pos + tail <= cp->ring.slot_bytes)
+            __builtin_prefetch(next + tail - 1, 0, 3);
     }
     return cp->seg.data != NULL || !cp->cur.placed ||
            cp->cur.pos < shoal_load_acquire(&cp->ring.ctl->slots[cp->cur.slot].used) ||
