@@ -132,13 +132,21 @@ static bool tsc_is_clocksource(void)
     return v == 1;
 }
 
-/* After a clock read (ns) at tick t: the ticks left in its millisecond, once the rate is
- * known. */
-static void ms_clock_note(struct ms_clock *c, uint64_t t, int64_t ns)
+/* A clock read takes part in measuring the tick rate only if the TSC moved at most this
+ * much across it (~16 ns, 40-60 ticks, as a rule). One that a preemption stretched would
+ * pair its tick with a later time: a first read 100 us late makes a 10 ms measurement 1%
+ * fast, and each millisecond's window would then run past the millisecond's end. */
+#define MS_CLOCK_CAL_GAP_TICKS 2000
+
+/* After a clock read (ns) between ticks t and t_after: the ticks left in its millisecond,
+ * once the rate is known. */
+static void ms_clock_note(struct ms_clock *c, uint64_t t, uint64_t t_after, int64_t ns)
 {
     c->tsc = t;
     c->left = 0;
     if (c->ticks_per_ns == 0) {
+        if (t_after - t > MS_CLOCK_CAL_GAP_TICKS)
+            return;
         if (c->cal_tsc == 0 || t < c->cal_tsc) {
             c->cal_tsc = t;
             c->cal_ns = ns;
@@ -163,7 +171,7 @@ int64_t shoal__now_ms(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
     c->ms = ns / 1000000;
-    ms_clock_note(c, t, ns);
+    ms_clock_note(c, t, __rdtsc(), ns);
     return c->ms;
 }
 #else
