@@ -237,8 +237,12 @@ static int batch_header_check(const record_batch_header_t *h)
         (h->record_count > 0 && h->last_offset_delta < h->record_count - 1))
         return SHOAL_ERR(SHOAL_ECORRUPT, "record batch: lastOffsetDelta %d with %d records",
                          (int)h->last_offset_delta, (int)h->record_count);
-    if (h->base_offset > INT64_MAX - h->last_offset_delta)
-        return SHOAL_ERR(SHOAL_ECORRUPT, "record batch: last offset overflows");
+    /* The offset after the last must exist too: readers resume from it. */
+    if (h->base_offset > INT64_MAX - 1 - h->last_offset_delta)
+        return SHOAL_ERR(SHOAL_ECORRUPT,
+                         "record batch: base offset %lld + lastOffsetDelta %d "
+                         "leaves no next offset",
+                         (long long)h->base_offset, (int)h->last_offset_delta);
     return 0;
 }
 

@@ -140,7 +140,7 @@ out_free:
 /* ------------------------------------------------------------------ batches */
 
 /* Parse the batch header at data[pos] and prove the whole batch lies inside data[0..len)
- * and that its last offset is representable. Returns 0, RECORD_INCOMPLETE or
+ * and that the offset after its last is representable. Returns 0, RECORD_INCOMPLETE or
  * SHOAL_ECORRUPT. The size checks repeat what record_batch_parse() promises: they are what
  * keeps this file from reading out of bounds, so they do not rest on another module. */
 static int batch_at(const uint8_t *data, size_t len, uint64_t pos, record_batch_header_t *h)
@@ -155,7 +155,7 @@ static int batch_at(const uint8_t *data, size_t len, uint64_t pos, record_batch_
     if (record_batch_size(h) > avail)
         return RECORD_INCOMPLETE;
     if (h->base_offset < 0 || h->last_offset_delta < 0 ||
-        h->base_offset > INT64_MAX - h->last_offset_delta)
+        h->base_offset > INT64_MAX - 1 - h->last_offset_delta)
         return SHOAL_ERR(SHOAL_ECORRUPT, "offsets %" PRId64 " + %" PRId32 " out of range",
                          h->base_offset, h->last_offset_delta);
     return 0;

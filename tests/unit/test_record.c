@@ -580,6 +580,8 @@ static void test_record_parse_rejects_bad_header_fields(void **state)
         {23, 4, 8, SHOAL_ECORRUPT},                    /* lastOffsetDelta < count - 1 */
         {23, 4, 0xffffffffu, SHOAL_ECORRUPT},          /* lastOffsetDelta -1 */
         {0, 8, 0x7fffffffffffffffull, SHOAL_ECORRUPT}, /* last offset overflows */
+        {0, 8, INT64_MAX - 9, SHOAL_ECORRUPT},         /* last INT64_MAX: no next offset */
+        {0, 8, INT64_MAX - 10, 0},                     /* last INT64_MAX - 1 */
         {23, 4, 20, 0},                                /* a gap, as after compaction */
         {57, 4, 0, 0},                                 /* parse accepts an empty count */
     };
