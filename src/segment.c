@@ -332,24 +332,45 @@ static int find_offset_corrupt(int64_t base, uint64_t pos)
                      pos, detail);
 }
 
-/* A damaged batch header met before the offset is found is SHOAL_ECORRUPT rather than
- * SHOAL_EOFFSET: the offset may well be in the log, past the damage. A torn tail is not
- * damage here, since the data may end inside a batch still being written. */
+/* The batch at pos, if it parses and its offsets do not go below least (the segment base,
+ * or the offset after the batch before): 0, RECORD_INCOMPLETE, or SHOAL_ECORRUPT. */
+static int lookup_batch_at(const uint8_t *data, size_t len, int64_t base, uint64_t pos,
+                           int64_t least, record_batch_header_t *h)
+{
+    int rc = batch_at(data, len, pos, h);
+
+    if (rc == RECORD_INCOMPLETE)
+        return rc;
+    if (rc)
+        return find_offset_corrupt(base, pos);
+    if (h->base_offset < least)
+        return SHOAL_ERR(SHOAL_ECORRUPT,
+                         "segment %" PRId64 ", batch at byte %" PRIu64 ": base offset %" PRId64
+                         " below %" PRId64 " (segment base or previous batch)",
+                         base, pos, h->base_offset, least);
+    return 0;
+}
+
+/* A damaged batch met before the offset is found (a header that does not parse, offsets
+ * that go back) is SHOAL_ECORRUPT rather than SHOAL_EOFFSET: the offset may well be in the
+ * log, past the damage. A torn tail is not damage here, since the data may end inside a
+ * batch still being written. */
 int64_t segment_find_offset(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
                             size_t idx_len, int64_t offset)
 {
     uint64_t pos = index_start_pos(data, len, base, idx, idx_len, offset);
+    int64_t least = base;
     record_batch_header_t h;
     int rc;
 
     while (pos < len) {
-        rc = batch_at(data, len, pos, &h);
-        if (rc == RECORD_INCOMPLETE)
+        if ((rc = lookup_batch_at(data, len, base, pos, least, &h)) == RECORD_INCOMPLETE)
             break;
         if (rc)
-            return find_offset_corrupt(base, pos);
+            return rc;
         if (batch_last_offset(&h) >= offset)
             return (int64_t)pos;
+        least = batch_last_offset(&h) + 1;
         pos += record_batch_size(&h);
     }
     return SHOAL_ERR(SHOAL_EOFFSET, "offset %" PRId64 " not in segment %" PRId64, offset, base);
@@ -449,11 +470,10 @@ int64_t segment_find_timestamp(const uint8_t *data, size_t len, int64_t base, co
     int rc;
 
     while (pos < len) {
-        rc = batch_at(data, len, pos, &h);
-        if (rc == RECORD_INCOMPLETE)
+        if ((rc = lookup_batch_at(data, len, base, pos, next, &h)) == RECORD_INCOMPLETE)
             break;
         if (rc)
-            return find_offset_corrupt(base, pos);
+            return rc;
         found = segment_batch_find_timestamp(data + pos, &h, ts);
         if (found != SHOAL_EOFFSET)
             return found;

@@ -50,7 +50,8 @@ int segment_scan_bytes(const uint8_t *data, size_t len, int64_t base, bool check
 /* Position of the batch holding offset in a segment's bytes, found through the .index
  * entries idx[0..idx_len) (may be empty) and a short forward scan. Returns the byte
  * position, or SHOAL_EOFFSET when no batch of the data holds offset or a later one, or
- * SHOAL_ECORRUPT when a damaged batch header comes before it. */
+ * SHOAL_ECORRUPT when a damaged batch comes before it (a header that does not parse, or a
+ * base offset below the segment base or the batch before). */
 int64_t segment_find_offset(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
                             size_t idx_len, int64_t offset);
 
@@ -61,7 +62,8 @@ int64_t segment_find_offset(const uint8_t *data, size_t len, int64_t base, const
  * check out; else at byte 0. Batches whose max timestamp is below ts are skipped by their
  * header. Returns the offset; SHOAL_EOFFSET when no record of the data is that late, with
  * *end_offset (may be NULL) set to the offset after the last whole batch; SHOAL_ECORRUPT
- * when a damaged batch comes first; SHOAL_ECOMPRESSED. A torn tail ends the data. */
+ * when a damaged batch comes first (as for segment_find_offset); SHOAL_ECOMPRESSED. A torn
+ * tail ends the data. */
 int64_t segment_find_timestamp(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
                                size_t idx_len, const uint8_t *tidx, size_t tidx_len, int64_t ts,
                                int64_t *end_offset);

@@ -603,6 +603,29 @@ static void test_find_offset_reports_a_corrupt_batch_header(void **state)
     seg_free(&s);
 }
 
+/* Offsets that go back are damage too: a lookup past them is SHOAL_ECORRUPT, never an
+ * answer from the wrong batch (found by tests/fuzz/fuzz_segment.c). */
+static void test_lookups_report_offsets_going_backwards(void **state)
+{
+    seg_t s = {0};
+    int64_t end;
+    (void)state;
+
+    seg_from_kafka(&s, 500, 4);
+    record_batch_set_base_offset(s.data + s.pos[2], s.first[0]); /* batch 2 goes back */
+    assert_int_equal(segment_find_offset(s.data, s.len, 500, NULL, 0, s.first[1]),
+                     (int64_t)s.pos[1]);
+    assert_int_equal(segment_find_offset(s.data, s.len, 500, NULL, 0, s.first[3]), SHOAL_ECORRUPT);
+    assert_non_null(strstr(shoal_errmsg(), "below"));
+    assert_int_equal(segment_find_timestamp(s.data, s.len, 500, NULL, 0, NULL, 0, INT64_MAX, &end),
+                     SHOAL_ECORRUPT);
+    /* the first batch below the segment's base */
+    assert_int_equal(segment_find_offset(s.data, s.len, 501, NULL, 0, 501), SHOAL_ECORRUPT);
+    assert_int_equal(segment_find_timestamp(s.data, s.len, 501, NULL, 0, NULL, 0, 0, &end),
+                     SHOAL_ECORRUPT);
+    seg_free(&s);
+}
+
 /* ------------------------------------------------------------------ index writer */
 
 static void test_index_writer_writes_sparse_kafka_entries(void **state)
@@ -1064,6 +1087,7 @@ int main(void)
         T(test_find_offset_skips_gaps_left_by_compaction),
         T(test_find_offset_ignores_a_corrupt_index),
         T(test_find_offset_reports_a_corrupt_batch_header),
+        T(test_lookups_report_offsets_going_backwards),
         T(test_index_writer_writes_sparse_kafka_entries),
         T(test_index_writer_indexes_first_batch_and_every_interval),
         T(test_index_writer_reopen_continues_after_existing_entries),
