@@ -52,11 +52,15 @@ SHOAL      := $(BUILD)/shoal
 UNIT_TESTS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 INTEG_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/integ/test_*.c tests/fault/test_*.c))
 TEST_HELPERS := $(BUILD)/tests/harness.o
+# Fuzz targets (tests/fuzz): replayed over their corpus by `make test`, fuzzed by `make fuzz`.
+FUZZ_TARGETS := record segment
+FUZZ_REPLAYS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/replay_%)
 # A DESTDIR install checked with systemd-analyze, pkg-config and a program built against it.
 INSTALL_TEST := tests/install/test_install.sh
 
 .SECONDARY:
-.PHONY: all test check unit integ asan run deps format-check install uninstall clean format bench dist
+.PHONY: all test check unit integ asan run deps format-check install uninstall clean format bench dist \
+        fuzz
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(SHOALD) $(SHOAL)
 
@@ -92,14 +96,46 @@ $(BUILD)/tests/%.o: tests/%.c
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPERS) $(DAEMON_LIB) $(STATIC_LIB)
 	$(QCC)$(CC) $(SHOAL_CFLAGS) $(SHOAL_OPT) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(TEST_LDLIBS) $(SHOAL_LDLIBS) $(LDLIBS)
 
-# Tests: unit tests (cmocka, one binary per module), then multi-process integration and
-# fault tests against a real shoald. tests/run.sh prints one line per binary and a total.
-test check: deps all $(UNIT_TESTS) $(INTEG_TESTS)
-	$(Q)BUILD=$(BUILD) CC="$(CC)" SHOAL_OPT="$(SHOAL_OPT)" SHOAL_LDFLAGS="$(LDFLAGS)" \
-	  tests/run.sh $(UNIT_TESTS) $(INTEG_TESTS) $(INSTALL_TEST)
+$(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(QCC)$(CC) $(SHOAL_CFLAGS) $(SHOAL_OPT) -DFUZZ_TARGET='"$*"' $(CPPFLAGS) $(CFLAGS) \
+	  $(LDFLAGS) -o $@ $^ -lpthread $(LDLIBS)
 
-unit: deps all $(UNIT_TESTS)
-	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS)
+# Tests: unit tests (cmocka, one binary per module) and the fuzz targets' corpora, then
+# multi-process integration and fault tests against a real shoald. tests/run.sh prints one
+# line per binary and a total.
+test check: deps all $(UNIT_TESTS) $(FUZZ_REPLAYS) $(INTEG_TESTS)
+	$(Q)BUILD=$(BUILD) CC="$(CC)" SHOAL_OPT="$(SHOAL_OPT)" SHOAL_LDFLAGS="$(LDFLAGS)" \
+	  tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAYS) $(INTEG_TESTS) $(INSTALL_TEST)
+
+unit: deps all $(UNIT_TESTS) $(FUZZ_REPLAYS)
+	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAYS)
+
+# Coverage-guided fuzzing with clang's libFuzzer, ASan and UBSan: each target for
+# FUZZ_SECONDS, starting from its corpus and the shared test data. New inputs go to
+# build-fuzz/corpus/<target>; one that fails a check, or takes over 10 s, goes to
+# build-fuzz/<target>-crash-* (-timeout-*) and fails the run. Keep an input worth keeping
+# by copying it into tests/fuzz/corpus/<target> (tests/fuzz/README.md).
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer
+fuzz:
+	$(Q)scripts/deps.sh clang libclang-rt-dev
+	$(Q)mkdir -p $(FUZZ_BUILD)
+	$(Q)for t in $(FUZZ_TARGETS); do \
+	  clang $(SHOAL_CFLAGS) $(FUZZ_FLAGS) -o $(FUZZ_BUILD)/fuzz_$$t tests/fuzz/fuzz_$$t.c \
+	    $(LIB_SRC) -lpthread || exit 1; \
+	done
+	$(Q)for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/$$t- $(FUZZ_BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
+	    $${SHOAL_TESTDATA:-../shared/testdata}/kafka-record-batch-v2 \
+	    2>$(FUZZ_BUILD)/$$t.log || { tail -40 $(FUZZ_BUILD)/$$t.log; exit 1; }; \
+	  grep -E 'stat::number_of_executed_units|stat::new_units_added' $(FUZZ_BUILD)/$$t.log; \
+	done
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of everything, then the whole suite.
 asan:
@@ -223,6 +259,6 @@ format-check:
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan $(FUZZ_BUILD)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
