@@ -16,11 +16,15 @@
 #include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* Set by a target that leaves files behind: FUZZ_CHECK calls it before aborting. */
+static void (*fuzz_on_failure)(void) __attribute__((unused));
 
 #define FUZZ_CHECK(cond)                                                                           \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
             fprintf(stderr, "%s:%d: %s does not hold\n", __FILE__, __LINE__, #cond);               \
+            if (fuzz_on_failure)                                                                   \
+                fuzz_on_failure();                                                                 \
             abort();                                                                               \
         }                                                                                          \
     } while (0)

@@ -1,23 +1,22 @@
 /* fuzz_segment.c - a segment's .log, .index and .timeindex as the daemon reads them from
  * disk after a crash or a bit flip.
  *
- * Input: the .log bytes, then ni 8-byte .index entries and nt 12-byte .timeindex entries,
- * then a 4-byte trailer: ni, nt and two bytes that choose the lookups (segment base, the
- * offset and the timestamp sought). For any bytes: the scan stops at the first bad batch
- * and accounts only for whole ones; a lookup through the index answers with a batch that
- * parses and holds the offset (or a later one), or a specific error; on a log whose every
- * batch checks out, the lookup without an index lands on the batch the scan says holds the
- * offset. */
+ * Input: segment_input.h; trailer[2] chooses the segment base (bits 0-1) and whether the
+ * scan checks CRCs (bit 2), trailer[3] the offset and the timestamp sought. For any bytes: the scan
+ * stops at the first bad batch and accounts only for whole ones; a lookup through the index answers
+ * with a batch that parses and holds the offset (or a later one), or a specific error; on a log
+ * whose every batch checks out, the lookup without an index lands on the batch the scan says holds
+ * the offset. */
 #include <string.h>
 
 #include "fuzz.h"
+#include "segment_input.h"
 #include "record.h"
 #include "segment.h"
 #include "shoal.h"
 #include "util.h"
 
-#define TRAILER_BYTES 4
-#define MAX_BATCHES   256 /* batches whose positions the scan keeps */
+#define MAX_BATCHES 256 /* batches whose positions the scan keeps */
 
 struct seen {
     uint64_t end; /* where the next batch must start */
@@ -74,20 +73,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     segment_scan_t scan;
     struct seen seen = {0};
-    record_batch_header_t first = {0};
+    struct segment_input in;
 
-    if (size < TRAILER_BYTES)
+    if (!segment_input_split(data, size, 2, &in))
         return 0;
-    const uint8_t *t = data + size - TRAILER_BYTES;
-    size_t room = size - TRAILER_BYTES;
-    size_t tlen = SHOAL_MIN((size_t)t[1] * SEGMENT_TIMEINDEX_ENTRY_BYTES, room);
-    size_t ilen = SHOAL_MIN((size_t)t[0] * SEGMENT_INDEX_ENTRY_BYTES, room - tlen);
-    size_t len = room - tlen - ilen;
-    const uint8_t *log = data, *idx = data + len, *tidx = idx + ilen;
-    /* the base the daemon takes from the file name: the first batch's, or a little off */
-    int64_t base = record_batch_parse(log, len, &first) == 0 && first.base_offset >= 0
-                       ? SHOAL_MAX(first.base_offset - (t[2] & 3), 0)
-                       : 0;
+    const uint8_t *log = in.log, *idx = in.idx, *tidx = in.tidx, *t = in.trailer;
+    size_t len = in.log_len, ilen = in.idx_len, tlen = in.tidx_len;
+    int64_t base = in.base;
     int64_t offset = base <= INT64_MAX - 64 ? base + (t[3] & 63) - 1 : base, ts_end;
 
     FUZZ_CHECK(segment_scan_bytes(log, len, base, t[2] & 4, on_batch, &seen, &scan) == 0);
@@ -101,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(bare == expected_position(&seen, offset));
     check_position(log, len, segment_find_offset(log, len, base, idx, ilen, offset), offset);
 
-    int64_t ts = first.max_timestamp >= INT64_MIN + 4 ? first.max_timestamp - (t[3] >> 6) : 0;
+    int64_t ts = in.first.max_timestamp >= INT64_MIN + 4 ? in.first.max_timestamp - (t[3] >> 6) : 0;
     check_timestamp(segment_find_timestamp(log, len, base, idx, ilen, tidx, tlen, ts, &ts_end),
                     base);
     check_timestamp(segment_find_timestamp(log, len, base, NULL, 0, NULL, 0, ts, NULL), base);
