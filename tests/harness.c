@@ -60,6 +60,14 @@ void harness_testdata(char *buf, size_t cap, const char *rel)
     snprintf(buf, cap, "%s/%s", base ? base : "../shared/testdata", rel);
 }
 
+uint64_t harness_rand(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
+
 uint8_t *harness_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

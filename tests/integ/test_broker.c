@@ -1588,6 +1588,82 @@ INTEG_TEST(test_daemon_answers_malformed_payloads_with_eproto_and_keeps_the_conn
     assert_daemon_serves(f, "after-payloads");
 }
 
+/* A request of this type with random bytes after up to two names the daemon knows (so
+ * that decoding gets past the first fields), into buf; returns its length. Small bytes are
+ * likely, as they make plausible lengths and counts. */
+static size_t random_request(uint8_t *buf, size_t cap, uint16_t type, uint32_t seq,
+                             const char *name, uint64_t *rnd)
+{
+    ctl_writer_t w;
+    size_t n, len;
+
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, type, seq);
+    if (name)
+        ctl_put_str(&w, name);
+    if (name && harness_rand(rnd) % 2) /* a member id, or a topic after a group */
+        ctl_put_str(&w, harness_rand(rnd) % 2 ? "" : "kept");
+    n = harness_rand(rnd) % 48;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = harness_rand(rnd);
+        ctl_put_u8(&w, (uint8_t)(v % 3 == 0 ? v % 8 : v >> 8));
+    }
+    assert_int_equal(ctl_frame_end(&w), 0);
+    len = SHOAL_MIN(w.len, cap);
+    memcpy(buf, w.buf, len);
+    ctl_writer_release(&w);
+    return len;
+}
+
+/* Thousands of well-framed requests of every type with random payloads: each gets a
+ * response on a connection that stays usable (joins and syncs, which may wait for a
+ * rebalance, on their own connections), and afterwards the daemon still serves, its
+ * topic and group intact. */
+INTEG_TEST(test_daemon_survives_random_payloads_of_every_request_type)
+{
+    static const uint16_t types[] = {
+        CTL_HELLO,          CTL_TOPIC_DESCRIBE,  CTL_TOPIC_LIST,   CTL_ATTACH,
+        CTL_SEGMENT_OPEN,   CTL_OFFSET_FOR_TIME, CTL_TOPIC_ALTER,  CTL_TOPIC_DELETE,
+        CTL_TOPIC_CREATE,   CTL_GROUP_JOIN,      CTL_GROUP_SYNC,   CTL_GROUP_HEARTBEAT,
+        CTL_GROUP_LEAVE,    CTL_GROUP_COMMIT,    CTL_GROUP_FETCH,  CTL_GROUP_LIST,
+        CTL_GROUP_DESCRIBE, CTL_GROUP_RESET,     CTL_GROUP_DELETE,
+    };
+    static const char *const names[] = {NULL, "kept", "grp"};
+    uint64_t rnd = 0x5eedf00dull;
+    uint8_t frame[CTL_HEADER_BYTES + 256];
+    int fd, answered = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "kept", NULL), 0);
+    assert_int_equal(produce_range(f->c, "kept", 0, 0, 5, SHOAL_ACKS_DISK), 0);
+    assert_true((fd = raw_connect(f->d.socket)) >= 0);
+    for (uint32_t i = 0; i < 4000; i++) {
+        uint16_t type = types[harness_rand(&rnd) % SHOAL_ARRAY_LEN(types)];
+        bool destructive = type == CTL_TOPIC_DELETE || type == CTL_TOPIC_ALTER ||
+                           type == CTL_TOPIC_CREATE || type == CTL_GROUP_DELETE ||
+                           type == CTL_GROUP_RESET;
+        /* with a real name and no random bytes these would do what they say */
+        const char *name = destructive ? NULL : names[harness_rand(&rnd) % SHOAL_ARRAY_LEN(names)];
+        size_t len = random_request(frame, sizeof(frame), type, i, name, &rnd);
+        int rc, own = -1;
+
+        if (type == CTL_GROUP_JOIN || type == CTL_GROUP_SYNC) { /* may park: not in step */
+            assert_true((own = raw_connect(f->d.socket)) >= 0);
+            raw_send(own, frame, len);
+            close(own);
+            continue;
+        }
+        raw_send(fd, frame, len);
+        rc = raw_status(fd, NULL);
+        if (rc == -ETIMEDOUT || rc == SHOAL_ECLOSED)
+            fail_msg("request %u (type %u, %zu bytes) got no answer: %d", i, type, len, rc);
+        answered++;
+    }
+    close(fd);
+    assert_int_equal(answered > 3000, true);
+    assert_partition_holds(f->c, "kept", 0, 5);
+    assert_daemon_serves(f, "after-random");
+}
+
 /* ------------------------------------------------------------------ corrupt segment */
 
 /* Path of the .log with the largest base offset in dir; its base in *base. */
@@ -1939,6 +2015,7 @@ int main(void)
         T(test_memory_topic_keeps_the_newest_records_and_stays_gapless),
         T(test_daemon_answers_bad_frame_headers_with_an_error_and_closes),
         T(test_daemon_answers_malformed_payloads_with_eproto_and_keeps_the_connection),
+        T(test_daemon_survives_random_payloads_of_every_request_type),
         T(test_recovery_cuts_a_corrupt_last_batch_and_appends_continue_there),
         T(test_corrupt_sealed_segment_reads_as_ecorrupt_not_as_data),
         T(test_consumer_killed_while_holding_views_does_not_block_producers),
