@@ -2,11 +2,11 @@
  * disk after a crash or a bit flip.
  *
  * Input: segment_input.h; trailer[2] chooses the segment base (bits 0-1) and whether the
- * scan checks CRCs (bit 2), trailer[3] the offset and the timestamp sought. For any bytes: the scan
- * stops at the first bad batch and accounts only for whole ones; a lookup through the index answers
- * with a batch that parses and holds the offset (or a later one), or a specific error; on a log
- * whose every batch checks out, the lookup without an index lands on the batch the scan says holds
- * the offset. */
+ * scan checks CRCs (bit 2), trailer[3] the offset and the timestamp sought. For any bytes:
+ * the scan stops at the first bad batch and accounts only for whole ones; a lookup through
+ * the index answers with a batch that parses and holds the offset (or a later one), or a
+ * specific error; on a log whose every batch checks out, the lookup without an index lands
+ * on the batch the scan says holds the offset. */
 #include <string.h>
 
 #include "fuzz.h"
