@@ -18,7 +18,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1664,6 +1667,235 @@ INTEG_TEST(test_daemon_survives_random_payloads_of_every_request_type)
     assert_daemon_serves(f, "after-random");
 }
 
+/* A relay between clients and the daemon that keeps a copy of every group request the
+ * clients send: real requests, which the test below then damages. One thread; frames
+ * (and the descriptors that come with them) pass through whole. */
+#define PROXY_PAIRS  8
+#define PROXY_FRAMES 64
+
+struct proxy {
+    char path[108];
+    const char *daemon;
+    int listen_fd;
+    atomic_bool stop;
+    pthread_t thread;
+    int pair[PROXY_PAIRS][2]; /* [0] the client's connection, [1] ours to the daemon */
+    size_t npairs;
+    uint8_t *frame[PROXY_FRAMES]; /* header and payload of each group request */
+    size_t frame_len[PROXY_FRAMES];
+    size_t nframes;
+};
+
+/* Move one frame from `from` to `to`, keeping group requests when keep. False when either
+ * side has gone. */
+static bool proxy_relay(struct proxy *p, int from, int to, bool keep)
+{
+    int fds[CTL_MAX_FDS];
+    size_t nfds = 0, len;
+    uint8_t *payload = NULL, *frame;
+    ctl_header_t h;
+    bool ok;
+
+    if (ctlsock_recv_frame(from, &h, &payload, fds, &nfds, CTL_MAX_FDS, 2000) < 0)
+        return false;
+    len = CTL_HEADER_BYTES + h.len;
+    frame = malloc(len);
+    assert_non_null(frame);
+    ctl_header_encode(frame, &h);
+    if (h.len)
+        memcpy(frame + CTL_HEADER_BYTES, payload, h.len);
+    ok = ctlsock_send(to, frame, len, fds, nfds) == 0;
+    for (size_t i = 0; i < nfds; i++)
+        close(fds[i]);
+    if (keep && h.type >= CTL_GROUP_FIRST_ && p->nframes < PROXY_FRAMES) {
+        p->frame_len[p->nframes] = len;
+        p->frame[p->nframes++] = frame;
+    } else {
+        free(frame);
+    }
+    shoal__free(payload);
+    return ok;
+}
+
+static void proxy_accept(struct proxy *p)
+{
+    int c = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC), d;
+
+    if (c < 0)
+        return;
+    if (p->npairs == PROXY_PAIRS || (d = ctlsock_connect(p->daemon)) < 0) {
+        close(c);
+        return;
+    }
+    p->pair[p->npairs][0] = c;
+    p->pair[p->npairs++][1] = d;
+}
+
+static void *proxy_main(void *arg)
+{
+    struct proxy *p = arg;
+
+    while (!atomic_load(&p->stop)) {
+        struct pollfd pfd[1 + 2 * PROXY_PAIRS] = {{.fd = p->listen_fd, .events = POLLIN}};
+        size_t n = p->npairs;
+        for (size_t i = 0; i < n; i++) {
+            pfd[1 + 2 * i] = (struct pollfd){.fd = p->pair[i][0], .events = POLLIN};
+            pfd[2 + 2 * i] = (struct pollfd){.fd = p->pair[i][1], .events = POLLIN};
+        }
+        if (poll(pfd, 1 + 2 * n, 50) <= 0)
+            continue;
+        for (size_t i = n; i-- > 0;) {
+            bool ok = true;
+            if (pfd[1 + 2 * i].revents)
+                ok = proxy_relay(p, p->pair[i][0], p->pair[i][1], true);
+            if (ok && pfd[2 + 2 * i].revents)
+                ok = proxy_relay(p, p->pair[i][1], p->pair[i][0], false);
+            if (!ok) {
+                close(p->pair[i][0]);
+                close(p->pair[i][1]);
+                memcpy(p->pair[i], p->pair[--p->npairs], sizeof(p->pair[i]));
+            }
+        }
+        if (pfd[0].revents)
+            proxy_accept(p);
+    }
+    return NULL;
+}
+
+static void proxy_start(struct proxy *p, struct harness_fixture *f)
+{
+    int n;
+
+    memset(p, 0, sizeof(*p));
+    n = snprintf(p->path, sizeof(p->path), "%s/proxy.sock", f->d.dir);
+    assert_true(n > 0 && (size_t)n < sizeof(p->path));
+    p->daemon = f->d.socket;
+    assert_true((p->listen_fd = ctlsock_listen(p->path)) >= 0);
+    assert_int_equal(pthread_create(&p->thread, NULL, proxy_main, p), 0);
+}
+
+static void proxy_stop(struct proxy *p)
+{
+    atomic_store(&p->stop, true);
+    pthread_join(p->thread, NULL);
+    for (size_t i = 0; i < p->npairs; i++) {
+        close(p->pair[i][0]);
+        close(p->pair[i][1]);
+    }
+    close(p->listen_fd);
+    unlink(p->path);
+}
+
+/* A group member's whole life through the proxy: join, sync, poll, commit, describe, leave. */
+static void group_session(const char *path)
+{
+    const char *topics[] = {"kept"};
+    shoal_consumer_options_t o;
+    shoal_group_info_t *info;
+    shoal_record_t rec[8];
+    shoal_client_t *c;
+    shoal_consumer_t *k;
+    int got = 0;
+
+    assert_int_equal(shoal_client_open(path, &c), 0);
+    shoal_consumer_options_init(&o);
+    o.group_id = "grp";
+    o.auto_commit = false;
+    o.auto_offset_reset = SHOAL_OFFSET_RESET_EARLIEST;
+    assert_int_equal(shoal_consumer_open(c, &o, &k), 0);
+    assert_int_equal(shoal_consumer_subscribe(k, topics, 1), 0);
+    for (int i = 0; i < 100 && got < 5; i++) {
+        int n = shoal_poll(k, rec, 8, 100);
+        assert_true(n >= 0);
+        got += n;
+    }
+    assert_int_equal(got, 5);
+    assert_int_equal(shoal_commit_sync(k, NULL, 0), 0);
+    assert_int_equal(shoal_group_describe(c, "grp", &info), 0);
+    shoal_group_info_free(info);
+    shoal_consumer_close(k);
+    shoal_client_close(c);
+}
+
+/* Damage a copy of a real request: a byte flipped or set small, the payload cut short or
+ * lengthened; the header stays well-formed (its length follows). Returns the length. */
+static size_t damage(uint8_t *out, size_t cap, const uint8_t *frame, size_t len, uint32_t seq,
+                     uint64_t *rnd)
+{
+    size_t body = len - CTL_HEADER_BYTES, at;
+    ctl_header_t h;
+
+    assert_true(len <= cap - 8);
+    memcpy(out, frame, len);
+    at = body ? CTL_HEADER_BYTES + harness_rand(rnd) % body : CTL_HEADER_BYTES;
+    switch (harness_rand(rnd) % 4) {
+    case 0:
+        if (body)
+            out[at] ^= (uint8_t)(1u << (harness_rand(rnd) % 8));
+        break;
+    case 1:
+        if (body)
+            out[at] = (uint8_t)(harness_rand(rnd) % 8);
+        break;
+    case 2:
+        len = CTL_HEADER_BYTES + (body ? harness_rand(rnd) % body : 0);
+        break;
+    default:
+        for (size_t i = harness_rand(rnd) % 8 + 1; i > 0; i--)
+            out[len++] = (uint8_t)harness_rand(rnd);
+        break;
+    }
+    assert_int_equal(ctl_header_decode(out, &h), 0);
+    h.len = (uint32_t)(len - CTL_HEADER_BYTES);
+    h.seq = seq;
+    ctl_header_encode(out, &h);
+    return len;
+}
+
+/* The group requests of a real session, recorded and then damaged a few hundred ways
+ * each: every one is answered (joins and syncs, which may park, on connections of their
+ * own), and the daemon, its records and the group's committed offsets survive. */
+INTEG_TEST(test_daemon_survives_damaged_copies_of_real_group_requests)
+{
+    struct proxy p;
+    uint64_t rnd = 0xdecafbadull;
+    uint8_t out[4096];
+    int fd, answered = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "kept", NULL), 0);
+    assert_int_equal(produce_range(f->c, "kept", 0, 0, 5, SHOAL_ACKS_DISK), 0);
+    proxy_start(&p, f);
+    group_session(p.path);
+    proxy_stop(&p);
+    assert_true(p.nframes >= 5); /* join, sync, heartbeat or fetch, commit, describe, leave */
+    assert_true((fd = raw_connect(f->d.socket)) >= 0);
+    for (uint32_t i = 0; i < 300 * p.nframes; i++) {
+        size_t k = i % p.nframes;
+        size_t len = damage(out, sizeof(out), p.frame[k], p.frame_len[k], i, &rnd);
+        ctl_header_t h;
+        assert_int_equal(ctl_header_decode(out, &h), 0);
+        if (h.type == CTL_GROUP_JOIN || h.type == CTL_GROUP_SYNC) {
+            int own = raw_connect(f->d.socket);
+            assert_true(own >= 0);
+            raw_send(own, out, len);
+            close(own);
+            continue;
+        }
+        raw_send(fd, out, len);
+        int rc = raw_status(fd, NULL);
+        if (rc == SHOAL_ETIMEDOUT || rc == SHOAL_ECLOSED)
+            fail_msg("damaged request %u (type %u, %zu bytes) got no answer: %d", i, h.type, len,
+                     rc);
+        answered++;
+    }
+    close(fd);
+    for (size_t k = 0; k < p.nframes; k++)
+        free(p.frame[k]);
+    assert_true(answered > 0);
+    assert_partition_holds(f->c, "kept", 0, 5);
+    assert_daemon_serves(f, "after-damaged");
+}
+
 /* ------------------------------------------------------------------ corrupt segment */
 
 /* Path of the .log with the largest base offset in dir; its base in *base. */
@@ -2016,6 +2248,7 @@ int main(void)
         T(test_daemon_answers_bad_frame_headers_with_an_error_and_closes),
         T(test_daemon_answers_malformed_payloads_with_eproto_and_keeps_the_connection),
         T(test_daemon_survives_random_payloads_of_every_request_type),
+        T(test_daemon_survives_damaged_copies_of_real_group_requests),
         T(test_recovery_cuts_a_corrupt_last_batch_and_appends_continue_there),
         T(test_corrupt_sealed_segment_reads_as_ecorrupt_not_as_data),
         T(test_consumer_killed_while_holding_views_does_not_block_producers),
