@@ -118,15 +118,24 @@ unit: deps all $(UNIT_TESTS) $(FUZZ_REPLAYS)
 # by copying it into tests/fuzz/corpus/<target> (tests/fuzz/README.md).
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   := build-fuzz
-FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+FUZZ_SAN     := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer
-fuzz:
+FUZZ_OBJ     := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+.PHONY: fuzz-deps
+
+fuzz-deps:
 	$(Q)scripts/deps.sh clang libclang-rt-dev
-	$(Q)mkdir -p $(FUZZ_BUILD)
-	$(Q)for t in $(FUZZ_TARGETS); do \
-	  clang $(SHOAL_CFLAGS) $(FUZZ_FLAGS) -o $(FUZZ_BUILD)/fuzz_$$t tests/fuzz/fuzz_$$t.c \
-	    $(LIB_SRC) -lpthread || exit 1; \
-	done
+
+# The library once, instrumented for coverage; each target links it with libFuzzer's main.
+$(FUZZ_BUILD)/obj/%.o: %.c | fuzz-deps
+	@mkdir -p $(dir $@)
+	$(QCC)clang $(SHOAL_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ) | fuzz-deps
+	$(QCC)clang $(SHOAL_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -lpthread
+
+fuzz: $(FUZZ_BINS)
 	$(Q)for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
@@ -261,4 +270,4 @@ format-check:
 clean:
 	rm -rf build build-asan $(FUZZ_BUILD)
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) $(FUZZ_BUILD) -name '*.d' 2>/dev/null)

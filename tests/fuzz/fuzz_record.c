@@ -2,10 +2,10 @@
  *
  * The input is the batch, with any bytes after it; its length chooses how the consumer
  * reads (records per read, and an offset to resume from), so that the test data's batches
- * are inputs as they are. For any bytes: the header parse never claims more
- * than there is; the fast decoders (record_iter_next, record_iter_read and their short and
- * tiny paths) return exactly what the checked decoder returns, record for record, and the
- * same final code; every key, value and header view lies inside the batch. */
+ * are inputs as they are. For any bytes: the header parse never claims more than there
+ * is; the fast decoders (record_iter_next, record_iter_read and their short and tiny
+ * paths) return exactly what the checked decoder returns, record for record, and the same
+ * final code; every key, value and header view lies inside the batch. */
 #include <string.h>
 
 #include "fuzz.h"
