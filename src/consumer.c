@@ -621,7 +621,7 @@ static bool part_may_have_data(struct consumer_part *cp)
             __builtin_prefetch(next + tail - 1, 0, 3);
     }
     return cp->seg.data != NULL || !cp->cur.placed ||
-           cp->cur.pos < shoal_load_acquire(&cp->ring.ctl->slots[cp->cur.slot].used) ||
+           cp->cur.pos < ring_slot_used(&cp->ring, cp->cur.slot) ||
            atomic_load(&cp->ring.ctl->slots[cp->cur.slot].state) != SHM_SLOT_ACTIVE;
 }
 
@@ -638,7 +638,7 @@ static uint64_t consumer_ready_bytes(const shoal_consumer_t *c, uint64_t enough)
         if (cp->pending || cp->seg.data || !cp->cur.placed)
             return enough;
         s = &cp->ring.ctl->slots[cp->cur.slot];
-        used = shoal_load_acquire(&s->used);
+        used = ring_slot_used(&cp->ring, cp->cur.slot);
         if (atomic_load(&s->state) != SHM_SLOT_ACTIVE)
             return enough;
         sum += used > cp->cur.pos ? used - cp->cur.pos : 0;

@@ -466,7 +466,8 @@ int ring_repair(void *arg)
     if (st != SHM_SLOT_ACTIVE && st != SHM_SLOT_SEALED)
         return SHOAL_ERR(SHOAL_EPANIC, "active slot %u is neither active nor sealed", active);
     /* A batch whose `used` store happened is published: log_end_offset follows it. */
-    rc = slot_scan_end(r->slots[active], atomic_load(&s->used), atomic_load(&s->base_offset), &end);
+    rc = slot_scan_end(r->slots[active], ring_slot_used(r, active), atomic_load(&s->base_offset),
+                       &end);
     if (rc == 0)
         rc = repair_finish_rotation(r, active, end);
     if (rc < 0)
@@ -642,7 +643,7 @@ static int ring_append_locked(ring_t *r, const struct ring_batch *b, int64_t *ba
     struct shm_slot *s;
     int rc;
 
-    if (used + b->len > r->slot_bytes) {
+    if (used > r->slot_bytes - b->len) { /* b->len <= slot_bytes: no wrap */
         if ((rc = ring_rotate_locked(r)) < 0)
             return rc;
         used = 0;
@@ -896,7 +897,7 @@ int ring_cursor_seek(ring_t *r, ring_cursor_t *c, int64_t offset)
     if (cursor_find_slot(r, c, offset) < 0)
         return SHOAL_EOFFSET;
     data = r->slots[c->slot];
-    used = shoal_load_acquire(&r->ctl->slots[c->slot].used);
+    used = ring_slot_used(r, c->slot);
     /* Skip whole batches that end before the offset. */
     while (pos < used) {
         record_batch_header_t h;
@@ -930,7 +931,7 @@ int ring_cursor_next(ring_t *r, ring_cursor_t *c, const uint8_t **batch, record_
         uint32_t st = atomic_load(&s->state);
         /* Re-read used: a final append may have landed between the two loads. */
         if ((st == SHM_SLOT_SEALED || st == SHM_SLOT_RECLAIMING) &&
-            c->pos >= shoal_load_acquire(&s->used))
+            c->pos >= ring_slot_used(r, c->slot))
             return RING_SLOT_END;
         return 0;
     }

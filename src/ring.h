@@ -134,6 +134,16 @@ uint64_t ring_live_bytes(const ring_t *r);
 /* ---- reading ---- */
 #define RING_SLOT_END 2 /* ring_cursor_next: the cursor's slot is sealed and read to its end */
 
+/* A slot's published length (acquire), no larger than the slot. Any producer can write
+ * `used`; a reader that believed a larger one would parse past its mapping, while a
+ * length cut to the slot leaves the batch that crosses its end to fail parsing
+ * (SHOAL_ECORRUPT). */
+static inline uint64_t ring_slot_used(const ring_t *r, uint32_t slot)
+{
+    uint64_t used = atomic_load_explicit(&r->ctl->slots[slot].used, memory_order_acquire);
+    return used <= r->slot_bytes ? used : r->slot_bytes;
+}
+
 typedef struct ring_cursor {
     int entry;   /* reader table entry, -1 when none */
     bool placed; /* slot/gen/pos are valid and pinned */
@@ -166,7 +176,7 @@ static inline bool ring_cursor_has_more(const ring_t *r, ring_cursor_t *c)
 {
     if (c->pos < c->used_seen)
         return true;
-    c->used_seen = atomic_load_explicit(&r->ctl->slots[c->slot].used, memory_order_acquire);
+    c->used_seen = ring_slot_used(r, c->slot);
     return c->pos < c->used_seen;
 }
 /* Move from a finished slot to the slot that continues it. 0, 0 with placed false when

@@ -151,7 +151,7 @@ static int flusher_resume(dpart_t *p, const struct disk_state *ds)
         struct shm_slot *s = &p->ring.ctl->slots[i];
         uint32_t st = atomic_load(&s->state);
         int64_t base = atomic_load(&s->base_offset);
-        uint64_t used = atomic_load(&s->used);
+        uint64_t used = ring_slot_used(&p->ring, i);
         if (st != SHM_SLOT_ACTIVE && st != SHM_SLOT_SEALED)
             continue;
         if (ds->segments && base == ds->last_base && used >= ds->last_len) {
@@ -518,10 +518,10 @@ static int flusher_copy(dpart_t *p)
             return 0;
         s = &p->ring.ctl->slots[p->fl_slot];
         st = atomic_load(&s->state);
-        used = shoal_load_acquire(&s->used);
+        used = ring_slot_used(&p->ring, p->fl_slot);
         if (used > p->fl_pos && (rc = flusher_write(p, used)) < 0)
             return rc;
-        if (st != SHM_SLOT_SEALED || shoal_load_acquire(&s->used) != p->fl_pos)
+        if (st != SHM_SLOT_SEALED || ring_slot_used(&p->ring, p->fl_slot) != p->fl_pos)
             return 0;
         if ((rc = flusher_next_slot(p)) < 0)
             return rc;
@@ -984,7 +984,7 @@ static int ring_time_step(dpart_t *p, ring_cursor_t *c, int64_t ts, int64_t *off
     /* A sealed slot's max timestamp is final (the cursor pins it): skip it whole when no
      * record in it is that late. */
     if (atomic_load(&s->state) == SHM_SLOT_SEALED && atomic_load(&s->max_timestamp) < ts)
-        c->pos = shoal_load_acquire(&s->used);
+        c->pos = ring_slot_used(&p->ring, c->slot);
     rc = ring_cursor_next(&p->ring, c, &batch, &h);
     if (rc == RING_SLOT_END)
         return ring_cursor_advance(&p->ring, c);

@@ -406,6 +406,28 @@ static void test_ring_cursor_reports_caught_up_then_slot_end_once_sealed(void **
     assert_int_equal(ring_cursor_next(&f->rd, &f->cur, &batch, &h), 0);
 }
 
+/* A `used` past the slot (a broken or hostile producer wrote it) must not send the reader
+ * past its mapping: the batch that crosses the slot's end is reported corrupt. */
+static void test_ring_reader_never_trusts_a_used_beyond_the_slot(void **state)
+{
+    fx_t *f = *state;
+    const uint8_t *batch;
+    record_batch_header_t h;
+    size_t len = encode(f->buf, sizeof(f->buf), 1, 0, 1, SLOT_BYTES + 1000);
+    int rc;
+
+    assert_true(len > SLOT_BYTES);
+    memcpy(f->w.slots[0], f->buf, SLOT_BYTES); /* what fits of a batch claiming len bytes */
+    atomic_store(&f->w.ctl->slots[0].used, (uint64_t)len);
+    atomic_store(&f->w.ctl->log_end_offset, 1);
+
+    rc = ring_cursor_seek(&f->rd, &f->cur, 0);
+    if (rc == 0)
+        rc = ring_cursor_next(&f->rd, &f->cur, &batch, &h);
+    assert_int_equal(rc, SHOAL_ECORRUPT);
+    assert_int_equal(ring_slot_used(&f->rd, 0), SLOT_BYTES);
+}
+
 /* ------------------------------------------------------------------ disk back-pressure */
 
 typedef struct snapshot {
@@ -1279,6 +1301,7 @@ int main(void)
         T(test_ring_cursor_reads_every_record_in_order_across_slot_rotations, disk3),
         T(test_ring_seek_lands_on_the_batch_holding_each_offset, disk3),
         T(test_ring_cursor_reports_caught_up_then_slot_end_once_sealed, disk2),
+        T(test_ring_reader_never_trusts_a_used_beyond_the_slot, disk2),
         T(test_ring_rejects_append_when_full, disk2),
         T(test_ring_append_gives_up_after_block_ms_when_nothing_is_freed, disk2),
         T(test_ring_append_blocks_until_another_thread_reclaims_a_slot, disk2),
