@@ -667,14 +667,13 @@ static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
 
 /* Sleep until a producer appends to any partition or timeout_ns passes.
  *
- * The wake words are read here, after the announcement and its fence and before the last
- * look for data, not at the start of every poll: a producer only changes `seq` while
- * someone sleeps, so in a fan-out that line would move on every append, and every poll
- * of every reader would pay for it. Reading it late loses no wake-up: if the last look
- * misses a publish, the producer's fence guarantees it sees our `waiters` and `armed` and
- * bumps `seq` after that publish. Either our load of `seq` precedes the bump, and the futex
- * wait returns at once or is woken, or it reads the bumped value, which orders the
- * publish before our last look (acquire), so that look sees the data. */
+ * The wake words are read here, after the announcement and before the last look for data,
+ * not at the start of every poll: a producer only changes `seq` while someone sleeps, so
+ * in a fan-out that line would move on every append, and every poll of every reader would
+ * pay for it. Each word is loaded before its partition is armed (ring_sleep_arm), and the
+ * fence after the arming pairs with the producer's: if the last look misses a publish, the
+ * producer sees `armed` and bumps `seq` after our load, so the futex wait returns at once
+ * or is woken. */
 static int consumer_sleep(shoal_consumer_t *c, int64_t timeout_ns)
 {
     _Atomic uint32_t *words[CONSUMER_WAIT_MAX];
@@ -685,9 +684,9 @@ static int consumer_sleep(shoal_consumer_t *c, int64_t timeout_ns)
     for (size_t i = 0; i < n; i++)
         words[i] = &c->parts[i].ring.rd->seq;
     consumer_set_sleeping(c, n, true);
-    atomic_thread_fence(memory_order_seq_cst); /* pairs with ring_wake_readers()' fence */
     for (size_t i = 0; i < n; i++)
-        seqs[i] = atomic_load(words[i]);
+        seqs[i] = ring_sleep_arm(&c->parts[i].ring);
+    atomic_thread_fence(memory_order_seq_cst); /* pairs with ring_wake_readers()' fence */
     if (!consumer_ready(c)) {
         if (c->nparts > CONSUMER_WAIT_MAX && (timeout_ns < 0 || timeout_ns > 10000000))
             timeout_ns = 10000000; /* the others are looked at every 10 ms */

@@ -31,20 +31,23 @@
  * at least one sees the other (Dekker): either the reclaimer sees the pin and backs off,
  * or the reader sees RECLAIMING/a new gen and reads that range from disk instead.
  *
- * Sleep. A reader that is caught up increments `waiters`, sets `armed`, issues a seq_cst
- * fence, loads `seq`, re-checks for data, and waits on the futex word `seq` with the value
- * it loaded. A producer publishes, issues a seq_cst fence (on x86-64, the unlock's locked
- * exchange: ring_wake_readers) and reads `waiters` and `armed`;
- * only when both are set does it clear `armed` (exchange), bump `seq` and call FUTEX_WAKE.
- * The two fences make this Dekker's pattern: either the reader's re-check sees the
- * publish, or the producer sees the armed waiter and changes `seq` (so the reader's futex
- * wait returns or is woken). Clearing `armed` spares the appends that follow a wake-up the
- * system call while the woken readers have not run yet (they still count in `waiters`): a
- * reader that goes back to sleep arms it again, and one whose store came after the
- * exchange is seen by the next append, or sees this append's data in its re-check. When
- * nobody sleeps an append therefore writes no line that readers poll but the slot's
- * `used`: the `seq` line stays shared in every reader's cache instead of moving on every
- * append. */
+ * Sleep. A reader that is caught up increments `waiters`, loads `seq`, then sets `armed`
+ * (ring_sleep_arm), issues a seq_cst fence, re-checks for data, and waits on the futex word
+ * `seq` with the value it loaded. A producer publishes, issues a seq_cst fence (on x86-64,
+ * the unlock's locked exchange: ring_wake_readers) and reads `waiters` and `armed`; only
+ * when both are set does it clear `armed` (exchange), bump `seq` and call FUTEX_WAKE. The
+ * two fences make this Dekker's pattern: either the reader's re-check sees the publish, or
+ * the producer sees the armed waiter and changes `seq`. The change is one the reader's
+ * futex wait notices because `armed` is stored after `seq` is loaded: a producer that
+ * clears this store bumps `seq` after the load, so the wait returns or is woken. (Arming
+ * first and loading after lost wake-ups: an earlier append, stalled between its unlock and
+ * its wake-up, could clear the new arming and bump `seq` before the load, which then read
+ * the bumped value; the next append found `armed` clear and woke nobody.) Clearing `armed`
+ * spares the appends that follow a wake-up the system call while the woken readers have
+ * not run yet (they still count in `waiters`): a reader that goes back to sleep arms it
+ * again. When nobody sleeps an append therefore writes no line that readers poll but the
+ * slot's `used`: the `seq` line stays shared in every reader's cache instead of moving on
+ * every append. */
 #include "ring.h"
 
 #include <errno.h>
@@ -566,10 +569,16 @@ void ring_sleeper_set(ring_t *r, _Atomic uint32_t *sleeping, bool on)
     if (on) {
         atomic_store(sleeping, 1);
         atomic_fetch_add(&r->rd->waiters, 1);
-        atomic_store(&r->rd->armed, 1); /* always: see Sleep above */
     } else if (atomic_exchange(sleeping, 0)) {
         atomic_fetch_sub(&r->rd->waiters, 1);
     }
+}
+
+uint32_t ring_sleep_arm(ring_t *r)
+{
+    uint32_t seq = atomic_load(&r->rd->seq);
+    atomic_store(&r->rd->armed, 1); /* always, and after the load: see Sleep above */
+    return seq;
 }
 
 uint64_t ring_live_bytes(const ring_t *r)
@@ -741,6 +750,7 @@ int ring_append_fill(ring_t *r, const struct ring_batch *b, int block_ms, bool t
         rc = ring_append_locked(r, b, base_offset);
         rlock_release(&ctl->lock);
         if (rc == 0) {
+            test_hook(RING_STAGE_UNLOCKED);
             ring_wake_readers(r);
             return 0;
         }

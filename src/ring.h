@@ -97,13 +97,15 @@ static inline void ring_prefetch_append(const ring_t *r)
     uint32_t a = atomic_load_explicit(&r->ctl->active_slot, memory_order_relaxed);
     __builtin_prefetch(&r->ctl->slots[a % SHM_MAX_SLOTS], 1, 3);
 }
-/* Fault-test hook: when set, called with the append lock held at each stage below, so a
- * test can kill the process exactly there. NULL (and one predictable branch) otherwise. */
+/* Test hook: when set, called at each stage below (all but the last with the append lock
+ * held), so a test can kill or stall the process exactly there. NULL (and one predictable
+ * branch) otherwise. */
 enum ring_stage {
     RING_STAGE_COPIED = 1,   /* batch copied, nothing published */
     RING_STAGE_USED = 2,     /* slot's used published, log_end_offset not yet */
     RING_STAGE_ROTATING = 3, /* new slot ACTIVE, old slot not yet SEALED */
     RING_STAGE_SEALED = 4,   /* old slot SEALED, active_slot not yet moved */
+    RING_STAGE_UNLOCKED = 5, /* appended and unlocked, sleeping readers not yet woken */
 };
 extern void (*ring__test_hook)(int stage);
 
@@ -123,11 +125,14 @@ int ring_reclaim_slot(ring_t *r, uint32_t slot, int timeout_ms);
 int ring_roll(ring_t *r, int timeout_ms);
 /* Clear reader entries whose process is gone. Returns how many. */
 int ring_reap_dead_readers(ring_t *r);
-/* Count one sleeper in `waiters` and arm the wake-up (on), or, if *sleeping is set, clear it
- * and uncount it (off). *sleeping is the sleeper's own flag: a reader entry's `sleeping`,
- * or `daemon_sleeping` for shoald's flusher. After announcing, the sleeper issues a seq_cst
- * fence, loads `seq` and looks for data once more before it waits (see ring.c, Sleep). */
+/* Count one sleeper in `waiters` (on), or, if *sleeping is set, clear it and uncount it
+ * (off). *sleeping is the sleeper's own flag: a reader entry's `sleeping`, or
+ * `daemon_sleeping` for shoald's flusher. After counting itself, the sleeper calls
+ * ring_sleep_arm(), issues a seq_cst fence and looks for data once more before it waits
+ * (see ring.c, Sleep). */
 void ring_sleeper_set(ring_t *r, _Atomic uint32_t *sleeping, bool on);
+/* Load `seq`, then arm the wake-up: the value to wait on. */
+uint32_t ring_sleep_arm(ring_t *r);
 /* Bytes held by live slots (ACTIVE or SEALED). */
 uint64_t ring_live_bytes(const ring_t *r);
 

@@ -266,7 +266,7 @@ static void flusher_announce(broker_t *b, bool on)
     }
 }
 
-/* With the registry lock held: the disk partitions' words, seq too when asleep; then, as
+/* With the registry lock held: the disk partitions' words, seq too (armed) when asleep; then, as
  * far as room remains, the memory partitions' space_waiters (a producer waiting for room
  * may need a dead reader's pin reaped). */
 static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
@@ -278,7 +278,7 @@ static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
             w->busy |= atomic_load(&r->ctl->flush_waiters) != 0;
             wait_add(w, &r->ctl->flush_waiters, 0);
             if (asleep)
-                wait_add(w, &r->rd->seq, atomic_load(&r->rd->seq));
+                wait_add(w, &r->rd->seq, ring_sleep_arm(r));
         }
     }
     for (size_t i = 0; i < b->ntopics; i++) {
@@ -288,9 +288,10 @@ static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
     }
 }
 
-/* The flusher sleeps like a consumer (ring.c, Sleep): it announces itself, fences, reads
- * each `seq`, and looks once more before it waits, so an append that its last look missed
- * wakes it. While a partition is busy it only ticks, and producers never see it armed. */
+/* The flusher sleeps like a consumer (ring.c, Sleep): it counts itself, reads each `seq`
+ * and arms the partition, fences, and looks once more before it waits, so an append that
+ * its last look missed wakes it. While a partition is busy it only ticks, and producers
+ * never see it armed. */
 void broker_wait_for_work(broker_t *b, int tick_ms, int idle_ms)
 {
     struct flusher_wait w = {.n = 0};
@@ -304,11 +305,13 @@ void broker_wait_for_work(broker_t *b, int tick_ms, int idle_ms)
     until = SHOAL_MIN(until, idle_until);
     if ((asleep = until - now > wait_ns)) {
         flusher_announce(b, true);
-        atomic_thread_fence(memory_order_seq_cst); /* pairs with ring_wake_readers()' fence */
         wait_ns = until - now;
     }
     wait_gather(b, &w, asleep);
-    w.busy |= asleep && broker_idle_until(b) == 0;
+    if (asleep) {
+        atomic_thread_fence(memory_order_seq_cst); /* pairs with ring_wake_readers()' fence */
+        w.busy |= broker_idle_until(b) == 0;
+    }
     pthread_rwlock_unlock(&b->lock);
     /* A topic deleted meanwhile unmaps its words: the wait then fails with EFAULT or times
      * out, and the next pass looks again. */

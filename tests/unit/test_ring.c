@@ -1005,16 +1005,16 @@ typedef struct sleeper_arg {
     int64_t slept_ms;
 } sleeper_arg_t;
 
-/* Sleep as a consumer does (consumer_sleep): announce, fence, load the word, re-check
- * that the log has not passed `seen`, wait on the word at most timeout_ms. */
+/* Sleep as a consumer does (consumer_sleep): count itself, load the word and arm it, fence,
+ * re-check that the log has not passed `seen`, wait on the word at most timeout_ms. */
 static void reader_sleep(ring_t *r, int entry, int64_t seen, int timeout_ms)
 {
     _Atomic uint32_t *sleeping = &r->rd->readers[entry].sleeping;
     uint32_t seq;
 
     ring_sleeper_set(r, sleeping, true);
+    seq = ring_sleep_arm(r);
     atomic_thread_fence(memory_order_seq_cst);
-    seq = ring_wake_seq(r);
     if (atomic_load(&r->ctl->log_end_offset) <= seen)
         shoal__futex_wait(&r->rd->seq, seq, timeout_ms);
     ring_sleeper_set(r, sleeping, false);
@@ -1063,6 +1063,47 @@ static void test_ring_append_wakes_a_sleeping_reader(void **state)
     atomic_fetch_sub(&f->rd.rd->waiters, 1);
 }
 
+/* The interleaving that lost wake-ups when a sleeper armed before loading `seq`: append A
+ * stalls between its unlock and its wake-up; meanwhile a reader counts itself; A then
+ * clears `armed` and bumps `seq`; the reader loads the bumped value, its last look finds
+ * only A's record (already read), and it waits. Append B must still change `seq`, or the
+ * reader sleeps through B until its timeout. */
+static ring_t *stalled_ring;
+static _Atomic uint32_t *stalled_sleeper;
+
+static void count_sleeper_while_stalled(int stage)
+{
+    if (stage == RING_STAGE_UNLOCKED && stalled_sleeper) {
+        ring_sleeper_set(stalled_ring, stalled_sleeper, true);
+        stalled_sleeper = NULL; /* once */
+    }
+}
+
+static void test_ring_append_after_a_stalled_wake_up_still_wakes_the_reader(void **state)
+{
+    fx_t *f = *state;
+    _Atomic uint32_t *sleeping = &f->rd.rd->readers[f->cur.entry].sleeping;
+    uint32_t waited_on;
+    int64_t base;
+
+    atomic_store(&f->w.rd->armed, 1); /* left armed by an earlier sleeper */
+    atomic_fetch_add(&f->w.rd->waiters, 1);
+    stalled_ring = &f->rd;
+    stalled_sleeper = sleeping;
+    ring__test_hook = count_sleeper_while_stalled;
+    assert_int_equal(append_records(f, 1, 0, 1, 10, 0, &base), 0); /* A */
+    ring__test_hook = NULL;
+    atomic_fetch_sub(&f->w.rd->waiters, 1); /* the earlier sleeper has gone */
+    assert_null(stalled_sleeper);
+
+    waited_on = ring_sleep_arm(&f->rd);
+    atomic_thread_fence(memory_order_seq_cst);
+    assert_int_equal(leo(f), 1); /* the last look: nothing past A */
+    assert_int_equal(append_records(f, 1, 1, 1, 10, 0, &base), 0); /* B */
+    assert_int_not_equal(ring_wake_seq(&f->rd), waited_on);
+    ring_sleeper_set(&f->rd, sleeping, false);
+}
+
 /* Each sleeper counts once in waiters however often it is withdrawn: a reader, and shoald's
  * flusher by its own flag, which an append wakes like any reader. */
 static void test_ring_sleepers_count_once_and_an_append_wakes_the_flusher(void **state)
@@ -1079,6 +1120,8 @@ static void test_ring_sleepers_count_once_and_an_append_wakes_the_flusher(void *
     ring_sleeper_set(&f->w, reader, false);
     ring_sleeper_set(&f->w, reader, false);
     assert_int_equal(atomic_load(&rd->waiters), 1);
+    assert_int_equal(atomic_load(&rd->armed), 0); /* counted, not armed yet */
+    assert_int_equal(ring_sleep_arm(&f->w), seq0);
     assert_int_equal(atomic_load(&rd->armed), 1);
 
     assert_int_equal(append_records(f, 1, 0, 1, 10, 0, &base), 0);
@@ -1320,6 +1363,7 @@ int main(void)
         T(test_ring_open_refuses_other_parameters_and_maps_the_same_ring, disk3),
         T(test_ring_reap_clears_dead_readers_and_their_sleep, disk2),
         T(test_ring_append_wakes_a_sleeping_reader, disk2),
+        T(test_ring_append_after_a_stalled_wake_up_still_wakes_the_reader, disk2),
         T(test_ring_sleepers_count_once_and_an_append_wakes_the_flusher, disk2),
         T(test_ring_wait_flushed_returns_once_the_flusher_passes_the_offset, disk2),
         T(test_ring_wait_flushed_times_out_when_the_offset_is_not_flushed, disk2),
