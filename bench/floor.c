@@ -204,6 +204,16 @@ static void floor_publish(struct floor_ring *r)
         syscall(SYS_futex, floor_head_word(r->h), FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
+/* Write and publish one value: each side of a ping-pong publishes once a round, so the
+ * head line its peer spins on moves (and, asleep, the peer is woken) only for a value. */
+static bool floor_send(struct floor_ring *r, const void *v, uint32_t len, struct bench_ctl *ctl)
+{
+    if (!floor_put(r, v, len, ctl))
+        return false;
+    floor_publish(r);
+    return true;
+}
+
 /* True once the consumer should drain: FLOOR_READ_MIN bytes are published past it, or
  * something is and the head has not moved for FLOOR_IDLE_SPINS looks. */
 static bool floor_worth_reading(struct floor_ring *r, uint64_t *last_head, uint32_t *still)
@@ -341,14 +351,12 @@ static int floor_pingpong(struct bench_ctl *ctl, const struct bench_args *a, boo
     bench_child_ready(ctl, a->idx);
     while (rc == 0 && bench_phase(ctl) < BENCH_STOP) {
         int64_t t0 = bench_now_ns();
-        if (ping && !floor_put(&out, value, a->size, ctl))
+        if (ping && !floor_send(&out, value, a->size, ctl))
             break;
-        floor_publish(&out);
         if (!floor_wait_one(&in, ctl, &sink, sleep))
             break;
-        if (!ping && !floor_put(&out, value, a->size, ctl))
+        if (!ping && !floor_send(&out, value, a->size, ctl))
             break;
-        floor_publish(&out);
         if (ping)
             bench_lat_add(&lat, ctl, bench_now_ns() - t0);
         bench_count(ch, 1, a->size);
