@@ -95,18 +95,29 @@ const char *shoal_errmsg(void)
  * (clocksource "tsc"), each thread reads the clock once per millisecond: it notes the TSC
  * and how many ticks are left in that millisecond (0.1% short), and until the TSC has
  * moved that far it returns the same millisecond, which is what the clock would say. The
- * tick rate comes from two of the thread's clock reads at least 10 ms apart; until then,
- * on another clocksource, or when the TSC is behind the one noted (another CPU's), every
- * call reads the clock. A clock that is set is seen within a millisecond. */
+ * tick rate comes from two (TSC, CLOCK_MONOTONIC) pairs at least 10 ms apart, taken by the
+ * thread's first clock reads: the monotonic clock, because the wall clock can be set back
+ * during the measurement, and a rate measured across that would be too fast for the
+ * thread's life. Until then, or when the TSC is behind the one noted (another CPU's), every
+ * call reads the clock; on another clocksource every call reads the clock and nothing else.
+ * A clock that is set is seen within a millisecond. */
+static int64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 #if defined(__x86_64__)
 #include <x86intrin.h>
 
 struct ms_clock {
-    uint64_t tsc;     /* when the clock was last read */
-    uint64_t left;    /* ticks from there to (just before) the next millisecond */
-    int64_t ms;       /* what it said */
-    uint64_t cal_tsc; /* the first read of the tick-rate measurement */
-    int64_t cal_ns;
+    uint64_t tsc;        /* when the clock was last read */
+    uint64_t left;       /* ticks from there to (just before) the next millisecond */
+    int64_t ms;          /* what it said */
+    bool plain;          /* the clocksource is not the TSC: read the clock every time */
+    uint64_t cal_tsc;    /* the first pair of the tick-rate measurement */
+    int64_t cal_ns;      /* (CLOCK_MONOTONIC) */
     double ticks_per_ns; /* 0 until measured */
 };
 
@@ -132,62 +143,67 @@ static bool tsc_is_clocksource(void)
     return v == 1;
 }
 
-/* A clock read takes part in measuring the tick rate only if the TSC moved at most this
- * much across it (~16 ns, 40-60 ticks, as a rule). One that a preemption stretched would
- * pair its tick with a later time: a first read 100 us late makes a 10 ms measurement 1%
- * fast, and each millisecond's window would then run past the millisecond's end. */
+/* A pair takes part in measuring the tick rate only if the TSC moved at most this much
+ * across its clock read (~16 ns, 40-60 ticks, as a rule). One that a preemption stretched
+ * would pair its tick with a later time: a first read 100 us late makes a 10 ms
+ * measurement 1% fast, and each millisecond's window would then run past its end. */
 #define MS_CLOCK_CAL_GAP_TICKS 2000
 
-/* After a clock read (ns) between ticks t and t_after: the ticks left in its millisecond,
- * once the rate is known. */
-static void ms_clock_note(struct ms_clock *c, uint64_t t, uint64_t t_after, int64_t ns)
+/* One step of measuring the tick rate: a (TSC, monotonic) pair, the rate once two are far
+ * enough apart. */
+static void ms_clock_calibrate(struct ms_clock *c)
 {
-    c->tsc = t;
-    c->left = 0;
-    if (c->ticks_per_ns == 0) {
-        if (t_after - t > MS_CLOCK_CAL_GAP_TICKS)
-            return;
-        if (c->cal_tsc == 0 || t < c->cal_tsc) {
-            c->cal_tsc = t;
-            c->cal_ns = ns;
-            return;
-        }
-        if (ns - c->cal_ns < MS_CLOCK_CAL_NS || !tsc_is_clocksource())
-            return;
+    uint64_t t, after;
+    int64_t ns;
+
+    if (!tsc_is_clocksource()) {
+        c->plain = true;
+        return;
+    }
+    t = __rdtsc();
+    ns = clock_ns(CLOCK_MONOTONIC);
+    after = __rdtsc();
+    if (after - t > MS_CLOCK_CAL_GAP_TICKS)
+        return;
+    if (c->cal_tsc == 0 || t < c->cal_tsc) {
+        c->cal_tsc = t;
+        c->cal_ns = ns;
+    } else if (ns - c->cal_ns >= MS_CLOCK_CAL_NS) {
         c->ticks_per_ns = (double)(t - c->cal_tsc) / (double)(ns - c->cal_ns);
     }
-    c->left = (uint64_t)((double)(1000000 - ns % 1000000) * c->ticks_per_ns * 0.999);
 }
 
 int64_t shoal__now_ms(void)
 {
     struct ms_clock *c = &ms_clock;
-    uint64_t t = __rdtsc(); /* before the clock read: the window can only end early */
-    struct timespec ts;
+    uint64_t t;
     int64_t ns;
 
+    if (c->plain)
+        return clock_ns(CLOCK_REALTIME) / 1000000;
+    t = __rdtsc(); /* before the clock read: the window can only end early */
     if (t - c->tsc < c->left)
         return c->ms;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    ns = clock_ns(CLOCK_REALTIME);
     c->ms = ns / 1000000;
-    ms_clock_note(c, t, __rdtsc(), ns);
+    c->tsc = t;
+    c->left = 0;
+    if (c->ticks_per_ns == 0)
+        ms_clock_calibrate(c);
+    if (c->ticks_per_ns > 0)
+        c->left = (uint64_t)((double)(1000000 - ns % 1000000) * c->ticks_per_ns * 0.999);
     return c->ms;
 }
 #else
 int64_t shoal__now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_ns(CLOCK_REALTIME) / 1000000;
 }
 #endif
 
 int64_t shoal__mono_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return clock_ns(CLOCK_MONOTONIC);
 }
 
 struct timespec shoal__deadline(int clock, int timeout_ms)
