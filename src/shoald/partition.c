@@ -646,10 +646,20 @@ static void dpart_apply_retention(dpart_t *p)
     shoal__free(bases);
 }
 
+/* start_ns plus ms milliseconds; INT64_MAX, never, when that is past the clock's range
+ * (Kafka spells "never" for segment.ms and flush.ms as Long.MAX_VALUE). */
+static int64_t ns_after_ms(int64_t start_ns, int64_t ms)
+{
+    int64_t ns;
+    if (__builtin_mul_overflow(ms, 1000000, &ns) || __builtin_add_overflow(start_ns, ns, &ns))
+        return INT64_MAX;
+    return ns;
+}
+
 /* Roll the segment being written once it is older than segment.ms. */
 static void dpart_roll_by_time(dpart_t *p, int64_t now_ns)
 {
-    if (p->segment_since_ns == 0 || now_ns - p->segment_since_ns < p->cfg.segment_ms * 1000000)
+    if (p->segment_since_ns == 0 || now_ns < ns_after_ms(p->segment_since_ns, p->cfg.segment_ms))
         return;
     if (ring_roll(&p->ring, 10) == 0) {
         log_info("%s-%u: rolled the active segment after segment.ms", p->topic, p->id);
@@ -663,7 +673,7 @@ static void dpart_roll_by_time(dpart_t *p, int64_t now_ns)
 static int64_t sync_deadline(const dpart_t *p, int daemon_flush_ms)
 {
     int64_t flush_ms = p->cfg.flush_ms >= 0 ? p->cfg.flush_ms : daemon_flush_ms;
-    return p->last_sync_ns + flush_ms * 1000000;
+    return ns_after_ms(p->last_sync_ns, flush_ms);
 }
 
 static bool flush_due(dpart_t *p, int daemon_flush_ms, int64_t now_ns)
@@ -744,7 +754,7 @@ int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms)
     if (p->synced_offset != p->written_offset)
         until = sync_deadline(p, daemon_flush_ms);
     if (p->segment_since_ns)
-        until = SHOAL_MIN(until, p->segment_since_ns + p->cfg.segment_ms * 1000000);
+        until = SHOAL_MIN(until, ns_after_ms(p->segment_since_ns, p->cfg.segment_ms));
     return until;
 }
 

@@ -219,6 +219,27 @@ static void test_flush_messages_fsyncs_by_count(void **state)
     assert_int_equal(describe0("fm").flushed_offset, 10);
 }
 
+/* Kafka's "never" for segment.ms and flush.ms is Long.MAX_VALUE: no roll, no timed fsync
+ * (deadlines that wrapped made both happen on every pass). */
+static void test_segment_ms_and_flush_ms_at_the_maximum_mean_never(void **state)
+{
+    static const char *const sets[] = {"segment.ms", "9223372036854775807", "flush.ms",
+                                       "9223372036854775807"};
+    (void)state;
+
+    create_topic("never", sets, 4);
+    for (int i = 0; i < 4; i++) {
+        produce("never", i, 1, 0);
+        usleep(100000); /* several flusher passes apart */
+    }
+    WAIT_UNTIL(count_logs("never") == 1);
+    usleep(200000);
+    assert_int_equal(count_logs("never"), 1);
+    assert_int_equal(describe0("never").flushed_offset, 0);
+    assert_false(harness_daemon_log_contains(&daemon_, "never-0: rolled"));
+    assert_int_equal(read_all_from_start("never", 0), 4);
+}
+
 static void test_alter_refuses_layout_unknown_and_bad_values_and_changes_nothing(void **state)
 {
     static const char *const n_layout[] = {"retention.ms", "segment.bytes"};
@@ -279,6 +300,7 @@ int main(void)
         T(test_retention_never_pulls_bytes_from_under_a_held_view),
         T(test_segment_ms_rolls_a_quiet_segment),
         T(test_flush_messages_fsyncs_by_count),
+        T(test_segment_ms_and_flush_ms_at_the_maximum_mean_never),
         T(test_alter_refuses_layout_unknown_and_bad_values_and_changes_nothing),
     };
 #undef T
