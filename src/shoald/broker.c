@@ -292,14 +292,14 @@ static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
  * and arms the partition, fences, and looks once more before it waits, so an append that
  * its last look missed wakes it. While a partition is busy it only ticks, and producers
  * never see it armed. */
-void broker_wait_for_work(broker_t *b, int tick_ms, int idle_ms)
+void broker_wait_for_work(broker_t *b, uint32_t wake_seen, int tick_ms, int idle_ms)
 {
     struct flusher_wait w = {.n = 0};
     int64_t wait_ns = (int64_t)tick_ms * 1000000, now = shoal__mono_ns();
     int64_t until = now + (int64_t)idle_ms * 1000000, idle_until;
     bool asleep;
 
-    wait_add(&w, &b->wake, atomic_load(&b->wake)); /* broker_wake(): shutdown, new topics */
+    wait_add(&w, &b->wake, wake_seen); /* broker_wake(): shutdown, new topics */
     pthread_rwlock_rdlock(&b->lock);
     idle_until = broker_idle_until(b);
     until = SHOAL_MIN(until, idle_until);
@@ -328,6 +328,11 @@ void broker_wake(broker_t *b)
 {
     atomic_fetch_add(&b->wake, 1);
     shoal__futex_wake(&b->wake, INT32_MAX);
+}
+
+uint32_t broker_wake_seq(broker_t *b)
+{
+    return atomic_load(&b->wake);
 }
 
 void broker_flush_all(broker_t *b, bool final, bool reap)

@@ -53,12 +53,15 @@ dtopic_t *broker_find(broker_t *b, const char *name);
  * quiet spell makes a system call). Either wait also ends when a producer starts waiting
  * for ACKS_DISK on a disk partition or for room in a memory one (as far as one futex_waitv
  * holds their words), or at broker_wake(); it returns at once when such a producer waits
- * already. An idle sleep needs every disk partition in that futex_waitv: with more than 63
- * the flusher keeps ticking. */
-void broker_wait_for_work(broker_t *b, int tick_ms, int idle_ms);
-/* End a broker_wait_for_work() in progress (at shutdown, when a topic is created, altered
- * or deleted). Any thread. */
+ * already, or when broker_wake() was called since broker_wake_seq() returned wake_seen
+ * (take it before the pass, so that a wake-up during the pass is not slept through). An
+ * idle sleep needs every disk partition in that futex_waitv: with more than 63 the flusher
+ * keeps ticking. */
+void broker_wait_for_work(broker_t *b, uint32_t wake_seen, int tick_ms, int idle_ms);
+/* End a broker_wait_for_work() in progress or about to start (at shutdown, when a topic is
+ * created, altered or deleted, when the settings are reloaded). Any thread. */
 void broker_wake(broker_t *b);
+uint32_t broker_wake_seq(broker_t *b);
 
 /* One pass of the flusher over every partition; final makes it fsync everything. */
 void broker_flush_all(broker_t *b, bool final, bool reap);

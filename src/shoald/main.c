@@ -90,16 +90,20 @@ static void *flusher_main(void *arg)
     struct daemon *d = arg;
     int64_t last_reap = 0;
 
-    while (!d->stop) {
+    for (;;) {
+        /* Before the stop check: a stop (or a reload) during the pass ends the wait. */
+        uint32_t wake = broker_wake_seq(&d->broker);
         int64_t now = shoal__mono_ns();
         bool reap = now - last_reap >= REAP_INTERVAL_NS;
         uint64_t before = dpart_bytes_flushed();
+        if (d->stop)
+            break;
         broker_flush_all(&d->broker, false, reap);
         if (reap)
             last_reap = now;
         watchdog_ping(d);
         if (dpart_bytes_flushed() - before < FLUSH_BUSY_BYTES)
-            broker_wait_for_work(&d->broker,
+            broker_wait_for_work(&d->broker, wake,
                                  flusher_wait_ms(d, shoal_load_relaxed(&d->flush_interval_ms)),
                                  flusher_wait_ms(d, FLUSH_IDLE_MS));
     }
@@ -164,6 +168,7 @@ static void reload(struct daemon *d)
         pthread_rwlock_unlock(&d->broker.lock);
         d->cfg.flush_interval_ms = next.flush_interval_ms;
         shoal_store_relaxed(&d->flush_interval_ms, next.flush_interval_ms);
+        broker_wake(&d->broker); /* a shorter flush.ms or interval applies at once */
         d->cfg.allow_gid = next.allow_gid;
         d->cfg.log_level = next.log_level;
         memcpy(d->cfg.log_file, next.log_file, sizeof(next.log_file));
