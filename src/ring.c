@@ -226,14 +226,11 @@ static int ring_init_shared(ring_t *r, const ring_params_t *p, int64_t start_off
     return 0;
 }
 
-/* Allocate the slots' memory now, so that no append ever takes the page fault that
- * allocates and zeroes a tmpfs page (measured: about a fifth of a fresh ring's append time,
- * more for large records). Best effort: where tmpfs cannot hold the whole ring now the
- * slots stay sparse and fill on first touch, as before. */
 /* Reserve the slots' memory now, so that a full /dev/shm is a clear error at topic creation
- * rather than a SIGBUS in a producer later (tmpfs allocates on first touch otherwise).
- * A filesystem without fallocate is left sparse. 0, or -ENOSPC with the sizes in the
- * detail. */
+ * rather than a SIGBUS in a producer later (tmpfs allocates on first touch otherwise), and
+ * no append takes the page fault that allocates and zeroes a tmpfs page (about a fifth of
+ * a fresh ring's append time, more for large records). A filesystem without fallocate is
+ * left sparse. 0, or -ENOSPC with the sizes in the detail. */
 static int ring_files_allocate(const int *fds, const ring_params_t *p, const char *shm_dir)
 {
     uint64_t need = (uint64_t)p->slot_count * p->slot_bytes;
