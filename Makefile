@@ -53,7 +53,7 @@ UNIT_TESTS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_
 INTEG_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/integ/test_*.c tests/fault/test_*.c))
 TEST_HELPERS := $(BUILD)/tests/harness.o
 # Fuzz targets (tests/fuzz): replayed over their corpus by `make test`, fuzzed by `make fuzz`.
-FUZZ_TARGETS := record segment recover
+FUZZ_TARGETS := record segment recover server
 FUZZ_REPLAYS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/replay_%)
 # A DESTDIR install checked with systemd-analyze, pkg-config and a program built against it.
 INSTALL_TEST := tests/install/test_install.sh
@@ -96,10 +96,11 @@ $(BUILD)/tests/%.o: tests/%.c
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_HELPERS) $(DAEMON_LIB) $(STATIC_LIB)
 	$(QCC)$(CC) $(SHOAL_CFLAGS) $(SHOAL_OPT) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(TEST_LDLIBS) $(SHOAL_LDLIBS) $(LDLIBS)
 
-$(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(STATIC_LIB)
+# The server target runs a broker: it links the daemon's objects too.
+$(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(DAEMON_LIB) $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(QCC)$(CC) $(SHOAL_CFLAGS) $(SHOAL_OPT) -DFUZZ_TARGET='"$*"' $(CPPFLAGS) $(CFLAGS) \
-	  $(LDFLAGS) -o $@ $^ -lpthread $(LDLIBS)
+	  $(LDFLAGS) -o $@ $(filter %.c %.a,$^) $(SHOAL_LDLIBS) $(LDLIBS)
 
 # Tests: unit tests (cmocka, one binary per module) and the fuzz targets' corpora, then
 # multi-process integration and fault tests against a real shoald. tests/run.sh prints one
@@ -120,20 +121,22 @@ FUZZ_SECONDS ?= 60
 FUZZ_BUILD   := build-fuzz
 FUZZ_SAN     := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer
-FUZZ_OBJ     := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_OBJ     := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(DAEMON_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 .PHONY: fuzz-deps
 
 fuzz-deps:
 	$(Q)scripts/deps.sh clang libclang-rt-dev
 
-# The library once, instrumented for coverage; each target links it with libFuzzer's main.
+# The library and the daemon once, instrumented for coverage; each target links them with
+# libFuzzer's main.
 $(FUZZ_BUILD)/obj/%.o: %.c | fuzz-deps
 	@mkdir -p $(dir $@)
 	$(QCC)clang $(SHOAL_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ) | fuzz-deps
-	$(QCC)clang $(SHOAL_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ -lpthread
+	$(QCC)clang $(SHOAL_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) \
+	  $(SHOAL_LDLIBS)
 
 fuzz: $(FUZZ_BINS)
 	$(Q)for t in $(FUZZ_TARGETS); do \

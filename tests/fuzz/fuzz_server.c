@@ -1,0 +1,285 @@
+/* fuzz_server.c - the control server and the group coordinator, fed requests a client could
+ * send.
+ *
+ * One broker and its control server run in this process (a thread, as in shoald, without
+ * the flusher), on directories under $TMPDIR (or /dev/shm) removed at exit. An input is a
+ * sequence of requests, each `u8 type, u8 flags, u16 length (LE), payload`; the target
+ * wraps each payload in a frame header (magic, version, type, length, seq) and sends them
+ * all on one connection, closes its side, and reads what comes back. Flags damage the
+ * header: bit 0 gives it version (flags >> 4), bit 1 declares 1..255 more payload bytes
+ * than follow (the server waits for them until the connection ends).
+ *
+ * What must hold: every reply is a whole frame with a response type, the request's seq or 0,
+ * and a status that is 0 or a shoal error code; and after the connection ends, the server
+ * still answers a new client, which then deletes every topic and group the input made, so
+ * that the next input starts from the same state; and the descriptors the input's requests
+ * opened are closed again.
+ *
+ * Bounds of this harness, not of the server: a TOPIC_CREATE that would reserve more than
+ * FUZZ_RING_BUDGET of shared memory (partitions x slots x segment bytes) or more than
+ * FUZZ_SLOT_FILES slot files is left out of the frame sequence, so that one input cannot
+ * take the machine's memory or descriptors. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ctlproto.h"
+#include "ctlsock.h"
+#include "fuzz.h"
+#include "shoal.h"
+#include "util.h"
+#include "shoald/broker.h"
+#include "shoald/log.h"
+#include "shoald/server.h"
+
+#define FUZZ_RING_BUDGET (64ull << 20)
+#define FUZZ_SLOT_FILES  64
+#define FUZZ_REPLY_MS    5000
+#define FUZZ_FD_SLACK    8 /* descriptors opened once, after the first input */
+
+static struct {
+    char root[256];
+    shoald_config_t cfg;
+    broker_t broker;
+    server_t *server;
+    volatile sig_atomic_t stop;
+    pthread_t thread;
+    int base_fds;     /* after the first input */
+    uint32_t nframes; /* in fz.frames: the highest seq sent */
+    uint8_t frames[CTL_HEADER_BYTES * 2 + (1u << 17)];
+    uint8_t replies[1u << 20];
+} fz;
+
+static void remove_root(void)
+{
+    char cmd[300];
+    if (!fz.root[0])
+        return;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fz.root);
+    if (system(cmd) != 0)
+        fprintf(stderr, "fuzz_server: cannot remove %s\n", fz.root);
+}
+
+static void *server_thread(void *arg)
+{
+    (void)arg;
+    server_run(fz.server, &fz.stop, -1, NULL, NULL);
+    return NULL;
+}
+
+static void set(const char *key, const char *value)
+{
+    char err[256];
+    FUZZ_CHECK(config_set(&fz.cfg, key, value, err, sizeof(err)) == 0);
+}
+
+static void start_server(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    char dir[300];
+
+    snprintf(fz.root, sizeof(fz.root), "%s/shoal-fuzz-server-XXXXXX",
+             tmp                             ? tmp
+             : access("/dev/shm", W_OK) == 0 ? "/dev/shm"
+                                             : "/tmp");
+    FUZZ_CHECK(mkdtemp(fz.root) != NULL);
+    atexit(remove_root);
+    fuzz_on_failure = remove_root;
+    signal(SIGPIPE, SIG_IGN);
+    log_set_level(LOG_ERR);
+    config_init(&fz.cfg);
+    snprintf(dir, sizeof(dir), "%s/data", fz.root);
+    set("data.dir", dir);
+    snprintf(dir, sizeof(dir), "%s/run", fz.root);
+    set("runtime.dir", dir);
+    set("shm.dir", fz.root);
+    set("instance", "fuzz");
+    FUZZ_CHECK(broker_open(&fz.broker, &fz.cfg) == 0);
+    FUZZ_CHECK(server_open(&fz.server, &fz.broker) == 0);
+    FUZZ_CHECK(pthread_create(&fz.thread, NULL, server_thread, NULL) == 0);
+}
+
+/* Whether a TOPIC_CREATE payload stays within the harness's budget (see the top). One the
+ * server will refuse anyway (it does not parse, or its config is out of range) is kept. */
+static bool create_within_budget(const uint8_t *payload, size_t len)
+{
+    shoal_topic_config_t cfg;
+    ctl_reader_t r;
+    char name[SHOAL_TOPIC_NAME_MAX + 2];
+    uint64_t files;
+
+    ctl_reader_init(&r, payload, len);
+    ctl_get_str(&r, name, sizeof(name));
+    ctl_get_topic_config(&r, &cfg);
+    if (ctl_reader_finish(&r) < 0 || shoal_topic_config_check(&cfg) < 0)
+        return true;
+    files = (uint64_t)cfg.partitions * cfg.ring_slots;
+    return files <= FUZZ_SLOT_FILES && files * cfg.segment_bytes <= FUZZ_RING_BUDGET;
+}
+
+/* The input as frames in fz.frames: their total length. */
+static size_t build_frames(const uint8_t *data, size_t size)
+{
+    size_t at = 0, out = 0;
+    uint32_t seq = 1;
+
+    fz.nframes = 0;
+    while (size - at >= 4) {
+        uint8_t type = data[at], flags = data[at + 1];
+        size_t len = (size_t)data[at + 2] | (size_t)data[at + 3] << 8;
+        ctl_header_t h = {.magic = CTL_MAGIC, .version = CTL_VERSION, .type = type, .seq = seq++};
+
+        at += 4;
+        len = len < size - at ? len : size - at;
+        if (out + CTL_HEADER_BYTES + len > sizeof(fz.frames))
+            break;
+        if (type == CTL_TOPIC_CREATE && !create_within_budget(data + at, len)) {
+            at += len;
+            continue;
+        }
+        if (flags & 1)
+            h.version = flags >> 4;
+        h.len = (uint32_t)len + ((flags & 2) ? 1u + (flags >> 2) % 255 : 0);
+        ctl_header_encode(fz.frames + out, &h);
+        memcpy(fz.frames + out + CTL_HEADER_BYTES, data + at, len);
+        fz.nframes = h.seq;
+        out += CTL_HEADER_BYTES + len;
+        at += len;
+    }
+    return out;
+}
+
+/* Send, then read every reply until the server closes the connection. Bytes read.
+ * libFuzzer's timeout alarm interrupts system calls here: they are retried. */
+static size_t exchange(int fd, const uint8_t *frames, size_t len)
+{
+    int64_t deadline = shoal__mono_ns() + (int64_t)FUZZ_REPLY_MS * 1000000;
+    size_t sent = 0, got = 0;
+
+    while (sent < len) {
+        ssize_t n = send(fd, frames + sent, len - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* the server closed on a bad header: fine */
+        sent += (size_t)n;
+    }
+    shutdown(fd, SHUT_WR);
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int left_ms = (int)((deadline - shoal__mono_ns()) / 1000000);
+        ssize_t n;
+
+        FUZZ_CHECK(left_ms > 0); /* the server answers, then closes */
+        if (poll(&pfd, 1, left_ms) <= 0)
+            continue;
+        n = read(fd, fz.replies + got, sizeof(fz.replies) - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        FUZZ_CHECK(got < sizeof(fz.replies));
+    }
+    return got;
+}
+
+/* Every reply: a whole frame, a response, a known seq, a status that is 0 or an error. */
+static void check_replies(const uint8_t *p, size_t len, uint32_t max_seq)
+{
+    size_t at = 0;
+
+    while (at < len) {
+        ctl_header_t h;
+        ctl_reader_t r;
+        char detail[512];
+        int status;
+
+        FUZZ_CHECK(len - at >= CTL_HEADER_BYTES);
+        FUZZ_CHECK(ctl_header_decode(p + at, &h) == 0);
+        FUZZ_CHECK(len - at - CTL_HEADER_BYTES >= h.len);
+        FUZZ_CHECK(h.type == 0 || (h.type & CTL_RESPONSE));
+        FUZZ_CHECK(h.seq <= max_seq);
+        ctl_reader_init(&r, p + at + CTL_HEADER_BYTES, h.len);
+        status = ctl_get_status(&r, detail, sizeof(detail));
+        FUZZ_CHECK(r.err == 0);
+        FUZZ_CHECK(status == 0 || ctl_reader_finish(&r) == 0); /* an error has no body */
+        FUZZ_CHECK(status == 0 || (status < 0 && strcmp(shoal_err_name(status), "UNKNOWN")));
+        at += CTL_HEADER_BYTES + h.len;
+    }
+}
+
+/* Descriptors this process holds (the server's and the harness's); listed when show. */
+static int open_fds(bool show)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    FUZZ_CHECK(d != NULL);
+    while ((e = readdir(d)) != NULL) {
+        char path[300], target[300] = "";
+        if (e->d_name[0] == '.')
+            continue;
+        n++;
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+        if (show && readlink(path, target, sizeof(target) - 1) >= 0)
+            fprintf(stderr, "fd %s: %s\n", e->d_name, target);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Once the input's topics are gone, so are the descriptors its requests opened. */
+static void check_no_fd_leak(void)
+{
+    if (fz.base_fds == 0)
+        fz.base_fds = open_fds(false);
+    if (open_fds(false) > fz.base_fds + FUZZ_FD_SLACK)
+        open_fds(true); /* what is open, for the report */
+    FUZZ_CHECK(open_fds(false) <= fz.base_fds + FUZZ_FD_SLACK);
+}
+
+/* The server still serves: a new client connects, and removes what the input created. */
+static void check_alive_and_reset(void)
+{
+    shoal_client_t *c;
+    shoal_group_listing_t *groups;
+    char **names;
+    size_t n;
+
+    FUZZ_CHECK(shoal_client_open(fz.broker.socket_path, &c) == 0);
+    FUZZ_CHECK(shoal_topic_list(c, &names, &n) == 0);
+    for (size_t i = 0; i < n; i++)
+        FUZZ_CHECK(shoal_topic_delete(c, names[i]) == 0);
+    shoal_topic_list_free(names, n);
+    FUZZ_CHECK(shoal_group_list(c, &groups, &n) == 0);
+    for (size_t i = 0; i < n; i++)
+        shoal_group_delete(c, groups[i].group_id); /* one with members left waits for them */
+    shoal_group_list_free(groups);
+    shoal_client_close(c);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    size_t len, got;
+    int fd;
+
+    if (!fz.server)
+        start_server();
+    len = build_frames(data, size);
+    fd = ctlsock_connect(fz.broker.socket_path);
+    FUZZ_CHECK(fd >= 0);
+    got = exchange(fd, fz.frames, len);
+    close(fd);
+    check_replies(fz.replies, got, fz.nframes);
+    check_alive_and_reset();
+    check_no_fd_leak();
+    return 0;
+}
