@@ -531,13 +531,25 @@ int ring_reclaim_slot(ring_t *r, uint32_t slot, int timeout_ms)
 
 static int ring_rotate_locked(ring_t *r);
 
+/* With the lock held: the active slot, or SHOAL_EPANIC when it is out of range. The control
+ * block is shared with every producer, so the index is checked before it is used. */
+static inline int active_slot_locked(const ring_t *r)
+{
+    uint32_t a = shoal_load_relaxed(&r->ctl->active_slot);
+    if (__builtin_expect(a >= r->slot_count, 0))
+        return SHOAL_ERR(SHOAL_EPANIC, "active slot %u out of range", a);
+    return (int)a; /* slot_count <= SHM_MAX_SLOTS */
+}
+
 int ring_roll(ring_t *r, int timeout_ms)
 {
     struct shm_ctl *ctl = r->ctl;
-    int rc = rlock_acquire(&ctl->lock, timeout_ms, ring_repair, r);
+    int active, rc = rlock_acquire(&ctl->lock, timeout_ms, ring_repair, r);
     if (rc < 0)
         return rc;
-    if (atomic_load(&ctl->slots[atomic_load(&ctl->active_slot)].used) == 0)
+    if ((active = active_slot_locked(r)) < 0)
+        rc = active;
+    else if (atomic_load(&ctl->slots[active].used) == 0)
         rc = SHOAL_AGAIN;
     else
         rc = ring_rotate_locked(r);
@@ -612,11 +624,15 @@ static void ring_advance_log_start(ring_t *r, uint32_t freed)
 static int ring_rotate_locked(ring_t *r)
 {
     struct shm_ctl *ctl = r->ctl;
-    uint32_t old = atomic_load(&ctl->active_slot);
-    uint32_t next = (old + 1) % r->slot_count;
-    struct shm_slot *n = &ctl->slots[next];
+    int old = active_slot_locked(r);
+    uint32_t next;
+    struct shm_slot *n;
     int64_t leo = atomic_load(&ctl->log_end_offset);
 
+    if (old < 0)
+        return old;
+    next = ((uint32_t)old + 1) % r->slot_count;
+    n = &ctl->slots[next];
     if (atomic_load(&n->state) == SHM_SLOT_SEALED && ctl->storage == SHOAL_STORAGE_MEMORY) {
         if (slot_reclaim_locked(r, next) < 0)
             return SHOAL_AGAIN;
@@ -645,16 +661,16 @@ static int ring_append_locked(ring_t *r, const struct ring_batch *b, int64_t *ba
     struct shm_ctl *ctl = r->ctl;
     uint64_t used = shoal_load_relaxed(&ctl->append_used);
     int64_t leo = shoal_load_relaxed(&ctl->log_end_offset);
-    uint32_t active;
     struct shm_slot *s;
-    int rc;
+    int active, rc;
 
     if (used > r->slot_bytes - b->len) { /* b->len <= slot_bytes: no wrap */
         if ((rc = ring_rotate_locked(r)) < 0)
             return rc;
         used = 0;
     }
-    active = shoal_load_relaxed(&ctl->active_slot);
+    if ((active = active_slot_locked(r)) < 0)
+        return active;
     s = &ctl->slots[active];
     if ((rc = b->fill(r->slots[active] + used, b->len, leo, b->arg)) < 0)
         return rc;

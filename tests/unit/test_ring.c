@@ -428,6 +428,24 @@ static void test_ring_reader_never_trusts_a_used_beyond_the_slot(void **state)
     assert_int_equal(ring_slot_used(&f->rd, 0), SLOT_BYTES);
 }
 
+/* An active_slot out of range (a broken or hostile producer wrote it) is refused before it
+ * is used as an index, by appends and by shoald's roll. */
+static void test_ring_refuses_an_active_slot_out_of_range(void **state)
+{
+    /* past this ring's slots but inside the descriptor table, and past the table */
+    const uint32_t bad[] = {2, SHM_MAX_SLOTS, 0x01000000u};
+    fx_t *f = *state;
+    int64_t base;
+
+    assert_int_equal(append_records(f, 1, 0, 1, 10, 0, &base), 0);
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(bad); i++) {
+        atomic_store(&f->w.ctl->active_slot, bad[i]);
+        assert_int_equal(append_records(f, 1, 1, 1, 10, 0, &base), SHOAL_EPANIC);
+        assert_int_equal(ring_roll(&f->w, 10), SHOAL_EPANIC);
+    }
+    assert_int_equal(leo(f), 1); /* nothing was published */
+}
+
 /* ------------------------------------------------------------------ disk back-pressure */
 
 typedef struct snapshot {
@@ -1345,6 +1363,7 @@ int main(void)
         T(test_ring_seek_lands_on_the_batch_holding_each_offset, disk3),
         T(test_ring_cursor_reports_caught_up_then_slot_end_once_sealed, disk2),
         T(test_ring_reader_never_trusts_a_used_beyond_the_slot, disk2),
+        T(test_ring_refuses_an_active_slot_out_of_range, disk2),
         T(test_ring_rejects_append_when_full, disk2),
         T(test_ring_append_gives_up_after_block_ms_when_nothing_is_freed, disk2),
         T(test_ring_append_blocks_until_another_thread_reclaims_a_slot, disk2),
