@@ -504,9 +504,13 @@ static int flusher_next_slot(dpart_t *p)
     return 0;
 }
 
+/* Copy what producers published since the last pass. Each move to the next slot must reach
+ * one further on: more moves in one pass than the ring has slots means the slots'
+ * descriptors, which any producer can write, lead round in a circle (an empty sealed slot
+ * leads to itself), and the partition is marked broken rather than looped over for ever. */
 static int flusher_copy(dpart_t *p)
 {
-    for (;;) {
+    for (uint32_t moves = 0;; moves++) {
         struct shm_slot *s;
         uint32_t st;
         uint64_t used;
@@ -523,6 +527,13 @@ static int flusher_copy(dpart_t *p)
             return rc;
         if (st != SHM_SLOT_SEALED || ring_slot_used(&p->ring, p->fl_slot) != p->fl_pos)
             return 0;
+        if (moves == p->ring.slot_count) {
+            p->broken = true;
+            return SHOAL_ERR(SHOAL_ECORRUPT,
+                             "%s-%u: the ring's slots lead back to offset %lld: its shared "
+                             "descriptors are damaged",
+                             p->topic, p->id, (long long)p->written_offset);
+        }
         if ((rc = flusher_next_slot(p)) < 0)
             return rc;
     }

@@ -267,6 +267,49 @@ static void test_send_while_the_lock_is_held_encodes_aside_then_appends(void **s
     shoal_producer_close(p);
 }
 
+/* A producer that writes the ring's descriptors into a circle (an empty sealed slot whose
+ * base is where the flusher stands leads back to itself) makes that partition broken; the
+ * flusher goes on with the others, and the daemon keeps serving. */
+static void test_flusher_refuses_slots_that_lead_in_a_circle(void **state)
+{
+    shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
+    shoal_topic_config_t cfg;
+    shoal_producer_t *p;
+    struct shm_ctl *ctl;
+    char path[PATH_MAX];
+    int fd, waited = 0;
+    (void)state;
+
+    shoal_topic_config_init(&cfg);
+    cfg.ring_slots = 4;
+    cfg.segment_bytes = 64 << 10;
+    cfg.max_record_bytes = 1024;
+    assert_int_equal(shoal_topic_create(client, "circle", &cfg), 0);
+    assert_int_equal(shoal_producer_open(client, "circle", NULL, &p), 0);
+    assert_int_equal(shoal_send(p, &m, NULL), 0);
+    assert_int_equal(shoal_producer_wait(p, 0, 0, SHOAL_ACKS_DISK, 5000), 0);
+    snprintf(path, sizeof(path), "%s/circle-0.ctl", daemon_.shm_dir);
+    assert_true((fd = open(path, O_RDWR)) >= 0);
+    ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(ctl != MAP_FAILED);
+    assert_int_equal(atomic_load(&ctl->active_slot), 0);
+    assert_int_equal(atomic_load(&ctl->slots[2].state), SHM_SLOT_FREE);
+    atomic_store(&ctl->slots[2].base_offset, 1); /* where the flusher stands */
+    atomic_store(&ctl->slots[2].used, 0);
+    atomic_store(&ctl->slots[2].state, SHM_SLOT_SEALED);
+    atomic_store(&ctl->slots[0].state, SHM_SLOT_SEALED);
+
+    while (!harness_daemon_log_contains(&daemon_, "circle-0: the ring's slots lead back") &&
+           waited++ < 500)
+        usleep(10000);
+    assert_true(harness_daemon_log_contains(&daemon_, "circle-0: the ring's slots lead back"));
+    assert_int_equal(shoal_topic_create(client, "after-circle", NULL), 0); /* not stuck */
+    assert_int_equal(shoal_topic_delete(client, "circle"), 0);
+    munmap(ctl, sizeof(*ctl));
+    shoal_producer_close(p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -298,6 +341,8 @@ int main(void)
             test_topic_larger_than_shared_memory_is_refused_and_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_while_the_lock_is_held_encodes_aside_then_appends,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flusher_refuses_slots_that_lead_in_a_circle, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
