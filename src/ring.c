@@ -583,13 +583,6 @@ void ring_sleeper_set(ring_t *r, _Atomic uint32_t *sleeping, bool on)
     }
 }
 
-uint32_t ring_sleep_arm(ring_t *r)
-{
-    uint32_t seq = atomic_load(&r->rd->seq);
-    atomic_store(&r->rd->armed, 1); /* always, and after the load: see Sleep above */
-    return seq;
-}
-
 uint64_t ring_live_bytes(const ring_t *r)
 {
     uint64_t total = 0;
@@ -609,6 +602,14 @@ static inline void test_hook(int stage)
 {
     if (__builtin_expect(ring__test_hook != NULL, 0))
         ring__test_hook(stage);
+}
+
+uint32_t ring_sleep_arm(ring_t *r)
+{
+    uint32_t seq = atomic_load(&r->rd->seq);
+    test_hook(RING_STAGE_ARMING);
+    atomic_store(&r->rd->armed, 1); /* always, and after the load: see Sleep above */
+    return seq;
 }
 
 /* The oldest live offset once slot `freed` is gone: the base of the slot after it. */

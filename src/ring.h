@@ -97,7 +97,7 @@ static inline void ring_prefetch_append(const ring_t *r)
     uint32_t a = atomic_load_explicit(&r->ctl->active_slot, memory_order_relaxed);
     __builtin_prefetch(&r->ctl->slots[a % SHM_MAX_SLOTS], 1, 3);
 }
-/* Test hook: when set, called at each stage below (all but the last with the append lock
+/* Test hook: when set, called at each stage below (the first four with the append lock
  * held), so a test can kill or stall the process exactly there. NULL (and one predictable
  * branch) otherwise. */
 enum ring_stage {
@@ -106,6 +106,7 @@ enum ring_stage {
     RING_STAGE_ROTATING = 3, /* new slot ACTIVE, old slot not yet SEALED */
     RING_STAGE_SEALED = 4,   /* old slot SEALED, active_slot not yet moved */
     RING_STAGE_UNLOCKED = 5, /* appended and unlocked, sleeping readers not yet woken */
+    RING_STAGE_ARMING = 6,   /* a sleeper has loaded `seq`, not yet armed (ring_sleep_arm) */
 };
 extern void (*ring__test_hook)(int stage);
 

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1082,19 +1083,35 @@ static void test_ring_append_wakes_a_sleeping_reader(void **state)
 }
 
 /* The interleaving that lost wake-ups when a sleeper armed before loading `seq`: append A
- * stalls between its unlock and its wake-up; meanwhile a reader counts itself; A then
- * clears `armed` and bumps `seq`; the reader loads the bumped value, its last look finds
- * only A's record (already read), and it waits. Append B must still change `seq`, or the
- * reader sleeps through B until its timeout. */
-static ring_t *stalled_ring;
-static _Atomic uint32_t *stalled_sleeper;
+ * stalls between its unlock and its wake-up while a reader goes to sleep; A's wake-up runs
+ * between the two steps of the reader's ring_sleep_arm(), clearing `armed` and bumping
+ * `seq`; the reader's last look finds only A's record (already read) and it waits. Append B
+ * must still change `seq` from the value the reader waits on, or the reader sleeps through
+ * B until its timeout. Arming before loading makes the reader wait on A's bump with
+ * `armed` clear, and this test fails. */
+static struct {
+    ring_t *w;
+    sem_t stalled, go, done;
+} stall;
 
-static void count_sleeper_while_stalled(int stage)
+static void stall_hook(int stage)
 {
-    if (stage == RING_STAGE_UNLOCKED && stalled_sleeper) {
-        ring_sleeper_set(stalled_ring, stalled_sleeper, true);
-        stalled_sleeper = NULL; /* once */
+    if (stage == RING_STAGE_UNLOCKED) { /* in append A's thread */
+        sem_post(&stall.stalled);
+        sem_wait(&stall.go);
+    } else if (stage == RING_STAGE_ARMING) { /* in the sleeper: let A finish now */
+        sem_post(&stall.go);
+        sem_wait(&stall.done);
     }
+}
+
+static void *append_a(void *arg)
+{
+    fx_t *f = arg;
+    int64_t base;
+    assert_int_equal(append_records(f, 1, 0, 1, 10, 0, &base), 0);
+    sem_post(&stall.done);
+    return NULL;
 }
 
 static void test_ring_append_after_a_stalled_wake_up_still_wakes_the_reader(void **state)
@@ -1103,20 +1120,25 @@ static void test_ring_append_after_a_stalled_wake_up_still_wakes_the_reader(void
     _Atomic uint32_t *sleeping = &f->rd.rd->readers[f->cur.entry].sleeping;
     uint32_t waited_on;
     int64_t base;
+    pthread_t a;
 
-    atomic_store(&f->w.rd->armed, 1); /* left armed by an earlier sleeper */
+    sem_init(&stall.stalled, 0, 0);
+    sem_init(&stall.go, 0, 0);
+    sem_init(&stall.done, 0, 0);
+    atomic_store(&f->w.rd->armed, 1); /* armed by an earlier sleeper, still counted */
     atomic_fetch_add(&f->w.rd->waiters, 1);
-    stalled_ring = &f->rd;
-    stalled_sleeper = sleeping;
-    ring__test_hook = count_sleeper_while_stalled;
-    assert_int_equal(append_records(f, 1, 0, 1, 10, 0, &base), 0); /* A */
-    ring__test_hook = NULL;
-    atomic_fetch_sub(&f->w.rd->waiters, 1); /* the earlier sleeper has gone */
-    assert_null(stalled_sleeper);
+    ring__test_hook = stall_hook;
+    assert_int_equal(pthread_create(&a, NULL, append_a, f), 0);
+    sem_wait(&stall.stalled); /* A is published, its wake-up not yet made */
 
-    waited_on = ring_sleep_arm(&f->rd);
+    ring_sleeper_set(&f->rd, sleeping, true);
+    atomic_fetch_sub(&f->w.rd->waiters, 1); /* the earlier sleeper has gone */
+    waited_on = ring_sleep_arm(&f->rd);     /* A's wake-up runs inside */
     atomic_thread_fence(memory_order_seq_cst);
+    assert_int_equal(pthread_join(a, NULL), 0);
+    ring__test_hook = NULL;
     assert_int_equal(leo(f), 1); /* the last look: nothing past A */
+
     assert_int_equal(append_records(f, 1, 1, 1, 10, 0, &base), 0); /* B */
     assert_int_not_equal(ring_wake_seq(&f->rd), waited_on);
     ring_sleeper_set(&f->rd, sleeping, false);
