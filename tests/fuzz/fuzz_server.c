@@ -10,7 +10,8 @@
  * than follow (the server waits for them until the connection ends).
  *
  * What must hold: every reply is a whole frame with a response type, the request's seq or 0,
- * and a status that is 0 or a shoal error code; and after the connection ends, the server
+ * and a status that is 0 or a shoal error code, and then exactly the fields ctlproto.h
+ * lists for that response (none after an error); and after the connection ends, the server
  * still answers a new client, which then deletes every topic and group the input made, so
  * that the next input starts from the same state; and the descriptors the input's requests
  * opened are closed again.
@@ -190,6 +191,128 @@ static size_t exchange(int fd, const uint8_t *frames, size_t len)
     return got;
 }
 
+/* ---- the fields of a success reply, as ctlproto.h lists them per request type ---- */
+
+static void get_strs(ctl_reader_t *r, uint32_t n)
+{
+    char s[1024];
+    for (uint32_t i = 0; i < n && !r->err; i++)
+        ctl_get_str(r, s, sizeof(s));
+}
+
+static void get_tp(ctl_reader_t *r)
+{
+    get_strs(r, 1);
+    ctl_get_i32(r);
+}
+
+static void get_tps(ctl_reader_t *r)
+{
+    uint32_t n = ctl_get_u32(r);
+    for (uint32_t i = 0; i < n && !r->err; i++)
+        get_tp(r);
+}
+
+static void get_join(ctl_reader_t *r)
+{
+    uint32_t n;
+    ctl_get_i32(r); /* generation */
+    get_strs(r, 3); /* assignor, leader, member id */
+    n = ctl_get_u32(r);
+    for (uint32_t i = 0; i < n && !r->err; i++) {
+        get_strs(r, 2); /* member id, instance id */
+        get_strs(r, ctl_get_u32(r));
+        get_tps(r);
+        ctl_get_i32(r);
+    }
+    n = ctl_get_u32(r);
+    for (uint32_t i = 0; i < n && !r->err; i++) {
+        get_strs(r, 1);
+        ctl_get_u32(r);
+    }
+}
+
+static void get_group_describe(ctl_reader_t *r)
+{
+    uint32_t n;
+    get_strs(r, 1); /* state */
+    ctl_get_i32(r);
+    get_strs(r, 2); /* assignor, leader */
+    n = ctl_get_u32(r);
+    for (uint32_t i = 0; i < n && !r->err; i++) {
+        get_strs(r, 3);
+        ctl_get_i32(r);
+        get_tps(r);
+    }
+    n = ctl_get_u32(r);
+    for (uint32_t i = 0; i < n && !r->err; i++) {
+        get_tp(r);
+        ctl_get_i64(r);
+        ctl_get_i64(r);
+    }
+}
+
+/* A success reply to req: its fields parse and fill the payload exactly. */
+static void check_body(uint16_t req, ctl_reader_t *r)
+{
+    shoal_topic_config_t cfg;
+    shoal_partition_info_t pi;
+    uint32_t n;
+
+    switch (req) {
+    case CTL_HELLO:
+        ctl_get_u32(r);
+        get_strs(r, 1);
+        break;
+    case CTL_TOPIC_LIST:
+        get_strs(r, ctl_get_u32(r));
+        break;
+    case CTL_TOPIC_DESCRIBE:
+        ctl_get_topic_config(r, &cfg);
+        n = ctl_get_u32(r);
+        for (uint32_t i = 0; i < n && !r->err; i++)
+            ctl_get_partition_info(r, &pi);
+        break;
+    case CTL_ATTACH:
+        ctl_get_topic_config(r, &cfg);
+        break;
+    case CTL_SEGMENT_OPEN:
+        ctl_get_i64(r);
+        ctl_get_u64(r);
+        ctl_get_i64(r);
+        break;
+    case CTL_OFFSET_FOR_TIME:
+        ctl_get_i64(r);
+        break;
+    case CTL_GROUP_JOIN:
+        get_join(r);
+        break;
+    case CTL_GROUP_SYNC:
+        get_tps(r);
+        break;
+    case CTL_GROUP_FETCH:
+        n = ctl_get_u32(r);
+        for (uint32_t i = 0; i < n && !r->err; i++) {
+            get_tp(r);
+            ctl_get_i64(r);
+        }
+        break;
+    case CTL_GROUP_LIST:
+        n = ctl_get_u32(r);
+        for (uint32_t i = 0; i < n && !r->err; i++) {
+            get_strs(r, 2);
+            ctl_get_u32(r);
+        }
+        break;
+    case CTL_GROUP_DESCRIBE:
+        get_group_describe(r);
+        break;
+    default: /* no fields */
+        break;
+    }
+    FUZZ_CHECK(ctl_reader_finish(r) == 0);
+}
+
 /* Every reply: a whole frame, a response, a known seq, a status that is 0 or an error. */
 static void check_replies(const uint8_t *p, size_t len, uint32_t max_seq)
 {
@@ -209,8 +332,11 @@ static void check_replies(const uint8_t *p, size_t len, uint32_t max_seq)
         ctl_reader_init(&r, p + at + CTL_HEADER_BYTES, h.len);
         status = ctl_get_status(&r, detail, sizeof(detail));
         FUZZ_CHECK(r.err == 0);
-        FUZZ_CHECK(status == 0 || ctl_reader_finish(&r) == 0); /* an error has no body */
         FUZZ_CHECK(status == 0 || (status < 0 && strcmp(shoal_err_name(status), "UNKNOWN")));
+        if (status == 0)
+            check_body(h.type & ~CTL_RESPONSE, &r);
+        else
+            FUZZ_CHECK(ctl_reader_finish(&r) == 0); /* an error has no fields */
         at += CTL_HEADER_BYTES + h.len;
     }
 }
