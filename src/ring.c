@@ -734,7 +734,10 @@ static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
      * it, and that flusher may be asleep: the change of space_waiters wakes it. */
     if (ctl->storage == SHOAL_STORAGE_MEMORY)
         left_ms = 1;
-    if (atomic_fetch_add(&ctl->space_waiters, 1) == 0 && ctl->storage == SHOAL_STORAGE_MEMORY)
+    /* Every time, not only from 0: shoald waits on the count it saw, which a producer killed
+     * while waiting leaves raised. */
+    atomic_fetch_add(&ctl->space_waiters, 1);
+    if (ctl->storage == SHOAL_STORAGE_MEMORY)
         shoal__futex_wake(&ctl->space_waiters, 1);
     if (atomic_load(&ctl->space_seq) == seen)
         shoal__futex_wait(&ctl->space_seq, seen, (int)SHOAL_MIN(left_ms, 100));

@@ -275,16 +275,18 @@ static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
         dtopic_t *t = b->topics[i];
         for (uint32_t p = 0; is_disk_topic(t) && p < t->cfg.partitions; p++) {
             ring_t *r = &t->parts[p].ring;
-            w->busy |= atomic_load(&r->ctl->flush_waiters) != 0;
-            wait_add(w, &r->ctl->flush_waiters, 0);
+            w->busy |= dpart_fsync_wanted(&t->parts[p]);
+            wait_add(w, &r->ctl->flush_waiters, atomic_load(&r->ctl->flush_waiters));
             if (asleep)
                 wait_add(w, &r->rd->seq, ring_sleep_arm(r));
         }
     }
     for (size_t i = 0; i < b->ntopics; i++) {
         dtopic_t *t = b->topics[i];
-        for (uint32_t p = 0; !is_disk_topic(t) && p < t->cfg.partitions; p++)
-            wait_add(w, &t->parts[p].ring.ctl->space_waiters, 0);
+        for (uint32_t p = 0; !is_disk_topic(t) && p < t->cfg.partitions; p++) {
+            _Atomic uint32_t *word = &t->parts[p].ring.ctl->space_waiters;
+            wait_add(w, word, atomic_load(word));
+        }
     }
 }
 

@@ -32,9 +32,8 @@
 #include "server.h"
 #include "util.h"
 
-#define REAP_INTERVAL_NS (100 * 1000000LL)
-#define TICK_MAX_NS      (1000 * 1000000LL) /* STATUS refresh */
-#define TICK_MIN_NS      (10 * 1000000LL)
+#define TICK_MAX_NS (1000 * 1000000LL) /* STATUS refresh */
+#define TICK_MIN_NS (10 * 1000000LL)
 
 struct daemon {
     shoald_config_t cfg;
@@ -94,7 +93,7 @@ static void *flusher_main(void *arg)
         /* Before the stop check: a stop (or a reload) during the pass ends the wait. */
         uint32_t wake = broker_wake_seq(&d->broker);
         int64_t now = shoal__mono_ns();
-        bool reap = now - last_reap >= REAP_INTERVAL_NS;
+        bool reap = now - last_reap >= DPART_REAP_NS;
         uint64_t before = dpart_bytes_flushed();
         if (d->stop)
             break;

@@ -67,15 +67,25 @@ int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final);
  * together. The flusher thread compares it around a pass to tell records streaming in
  * from an idle log. */
 uint64_t dpart_bytes_flushed(void);
+/* How often shoald clears the reader entries of exited processes, and so how often a
+ * memory topic with a producer waiting for room is looked at: a dead reader's pin there is
+ * freed by that reaping. */
+#define DPART_REAP_NS (100 * 1000000LL)
+
 /* When the flusher must look at p again if no producer appends: 0 while p has work now
- * (published batches not yet written, a producer waiting for ACKS_DISK or for room, a
- * failed write to retry, the slot producers rotate into next left to free) or had some in
- * the last 50 ms (a stream of appends keeps the flusher ticking, not sleeping), else the
- * earliest of the fsync that flush.ms asks for written bytes (the topic's flush.ms, else
- * daemon_flush_ms) and the segment.ms roll of the segment being written (monotonic ns), or
- * INT64_MAX. A memory topic has work only while a producer waits for room; a partition
- * whose flushing stopped (broken) has none. Flusher thread only. */
+ * (published batches not yet written, a producer waiting for ACKS_DISK on bytes not yet
+ * fsynced, a failed write to retry, the slot producers rotate into next left to free) or
+ * had some in the last 50 ms (a stream of appends keeps the flusher ticking, not
+ * sleeping), else the earliest of the fsync that flush.ms asks for written bytes (the
+ * topic's flush.ms, else daemon_flush_ms) and the segment.ms roll of the segment being
+ * written (monotonic ns), or INT64_MAX. A memory topic is looked at every DPART_REAP_NS
+ * while a producer waits for room; a partition whose flushing stopped (broken) never.
+ * Flusher thread only. */
 int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms);
+/* Whether a producer waits for ACKS_DISK and some appended bytes are not fsynced yet. The
+ * count of waiters alone is not work: a producer killed while waiting leaves it raised for
+ * good, and the flusher would then never rest. Flusher thread only. */
+bool dpart_fsync_wanted(dpart_t *p);
 /* Clear reader entries of processes that died. */
 void dpart_reap(dpart_t *p);
 /* Unmap and close; the caller has run a final flush. */

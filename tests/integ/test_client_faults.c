@@ -310,6 +310,75 @@ static void test_flusher_refuses_slots_that_lead_in_a_circle(void **state)
     shoal_producer_close(p);
 }
 
+/* CPU time (user + system, clock ticks) the daemon has used so far. */
+static long daemon_cpu_ticks(void)
+{
+    char path[64], buf[1024];
+    unsigned long utime, stime;
+    const char *p;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)daemon_.pid);
+    assert_non_null(f = fopen(path, "r"));
+    assert_non_null(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    assert_non_null(p = strrchr(buf, ')')); /* fields 14 and 15, after the command name */
+    assert_int_equal(
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime), 2);
+    return (long)(utime + stime);
+}
+
+static struct shm_ctl *map_ctl(const char *topic)
+{
+    char path[PATH_MAX];
+    struct shm_ctl *ctl;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s-0.ctl", daemon_.shm_dir, topic);
+    assert_true((fd = open(path, O_RDWR)) >= 0);
+    ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(ctl != MAP_FAILED);
+    return ctl;
+}
+
+/* A producer killed while it waited for ACKS_DISK, or for room in a memory topic, leaves
+ * the shared count of waiters raised for good. The daemon must still rest when there is
+ * nothing to do (it spun a whole CPU), and must still serve the next waiter. */
+static void test_daemon_rests_despite_waiter_counts_left_by_dead_producers(void **state)
+{
+    shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
+    shoal_producer_options_t o;
+    shoal_topic_config_t mem;
+    shoal_producer_t *p;
+    struct shm_ctl *disk_ctl, *mem_ctl;
+    long ticks;
+    (void)state;
+
+    shoal_topic_config_init(&mem);
+    mem.storage = SHOAL_STORAGE_MEMORY;
+    assert_int_equal(shoal_topic_create(client, "stuck-disk", NULL), 0);
+    assert_int_equal(shoal_topic_create(client, "stuck-mem", &mem), 0);
+    disk_ctl = map_ctl("stuck-disk");
+    mem_ctl = map_ctl("stuck-mem");
+    atomic_fetch_add(&disk_ctl->flush_waiters, 1); /* as a killed waiter leaves them */
+    atomic_fetch_add(&mem_ctl->space_waiters, 1);
+    usleep(200000);
+    ticks = daemon_cpu_ticks();
+    usleep(1000000);
+    /* A spinning daemon uses ~100 ticks a second; a resting one next to none. */
+    assert_in_range(daemon_cpu_ticks() - ticks, 0, 20);
+
+    shoal_producer_options_init(&o);
+    o.acks = SHOAL_ACKS_DISK;
+    assert_int_equal(shoal_producer_open(client, "stuck-disk", &o, &p), 0);
+    assert_int_equal(shoal_send(p, &m, NULL), 0); /* fsynced, with the stale count still 1 */
+    assert_int_equal(atomic_load(&disk_ctl->flush_waiters), 1);
+    shoal_producer_close(p);
+    munmap(disk_ctl, sizeof(*disk_ctl));
+    munmap(mem_ctl, sizeof(*mem_ctl));
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -343,6 +412,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_flusher_refuses_slots_that_lead_in_a_circle, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_daemon_rests_despite_waiter_counts_left_by_dead_producers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
