@@ -670,11 +670,16 @@ static int64_t ns_after_ms(int64_t start_ns, int64_t ms)
 /* Roll the segment being written once it is older than segment.ms. */
 static void dpart_roll_by_time(dpart_t *p, int64_t now_ns)
 {
+    int rc;
+
     if (p->segment_since_ns == 0 || now_ns < ns_after_ms(p->segment_since_ns, p->cfg.segment_ms))
         return;
-    if (ring_roll(&p->ring, 10) == 0) {
+    if ((rc = ring_roll(&p->ring, 10)) == 0) {
         log_info("%s-%u: rolled the active segment after segment.ms", p->topic, p->id);
         p->segment_since_ns = 0;
+    } else if (rc == SHOAL_EPANIC) { /* the shared control block is damaged */
+        log_error("%s-%u: cannot roll the segment: %s", p->topic, p->id, shoal_errmsg());
+        p->broken = true;
     }
 }
 

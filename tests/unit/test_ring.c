@@ -171,6 +171,7 @@ static int setup_mem3(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
+    ring__test_hook = NULL; /* a test that failed with it set */
     ring_cursor_close(&f->rd, &f->cur);
     ring_unmap(&f->rd);
     ring_unmap(&f->w);
@@ -1090,26 +1091,37 @@ static void test_ring_append_wakes_a_sleeping_reader(void **state)
  * B until its timeout. Arming before loading makes the reader wait on A's bump with
  * `armed` clear, and this test fails. */
 static struct {
-    ring_t *w;
     sem_t stalled, go, done;
+    int rc; /* append A's */
 } stall;
+
+/* sem_wait for at most 5 s: a broken interleaving fails the test instead of hanging it. */
+static bool sem_wait_5s(sem_t *s)
+{
+    struct timespec ts = shoal__deadline(CLOCK_REALTIME, 5000);
+    while (sem_timedwait(s, &ts) != 0)
+        if (errno != EINTR)
+            return false;
+    return true;
+}
 
 static void stall_hook(int stage)
 {
     if (stage == RING_STAGE_UNLOCKED) { /* in append A's thread */
         sem_post(&stall.stalled);
-        sem_wait(&stall.go);
+        sem_wait_5s(&stall.go);
     } else if (stage == RING_STAGE_ARMING) { /* in the sleeper: let A finish now */
         sem_post(&stall.go);
-        sem_wait(&stall.done);
+        sem_wait_5s(&stall.done);
     }
 }
 
+/* Append A, in its own thread: the result goes back to the test, which asserts on it. */
 static void *append_a(void *arg)
 {
     fx_t *f = arg;
     int64_t base;
-    assert_int_equal(append_records(f, 1, 0, 1, 10, 0, &base), 0);
+    stall.rc = append_records(f, 1, 0, 1, 10, 0, &base);
     sem_post(&stall.done);
     return NULL;
 }
@@ -1121,22 +1133,29 @@ static void test_ring_append_after_a_stalled_wake_up_still_wakes_the_reader(void
     uint32_t waited_on;
     int64_t base;
     pthread_t a;
+    bool stalled;
 
     sem_init(&stall.stalled, 0, 0);
     sem_init(&stall.go, 0, 0);
     sem_init(&stall.done, 0, 0);
     atomic_store(&f->w.rd->armed, 1); /* armed by an earlier sleeper, still counted */
     atomic_fetch_add(&f->w.rd->waiters, 1);
-    ring__test_hook = stall_hook;
+    ring__test_hook = stall_hook; /* teardown clears it */
     assert_int_equal(pthread_create(&a, NULL, append_a, f), 0);
-    sem_wait(&stall.stalled); /* A is published, its wake-up not yet made */
+    stalled = sem_wait_5s(&stall.stalled); /* A is published, its wake-up not yet made */
 
     ring_sleeper_set(&f->rd, sleeping, true);
     atomic_fetch_sub(&f->w.rd->waiters, 1); /* the earlier sleeper has gone */
     waited_on = ring_sleep_arm(&f->rd);     /* A's wake-up runs inside */
     atomic_thread_fence(memory_order_seq_cst);
-    assert_int_equal(pthread_join(a, NULL), 0);
     ring__test_hook = NULL;
+    sem_post(&stall.go); /* in case A never met the sleeper's hook */
+    assert_int_equal(pthread_join(a, NULL), 0);
+    sem_destroy(&stall.stalled);
+    sem_destroy(&stall.go);
+    sem_destroy(&stall.done);
+    assert_true(stalled);
+    assert_int_equal(stall.rc, 0);
     assert_int_equal(leo(f), 1); /* the last look: nothing past A */
 
     assert_int_equal(append_records(f, 1, 1, 1, 10, 0, &base), 0); /* B */
