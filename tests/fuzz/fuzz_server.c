@@ -16,10 +16,10 @@
  * that the next input starts from the same state; and the descriptors the input's requests
  * opened are closed again.
  *
- * Bounds of this harness, not of the server: a TOPIC_CREATE that would reserve more than
- * FUZZ_RING_BUDGET of shared memory (partitions x slots x segment bytes) or more than
- * FUZZ_SLOT_FILES slot files is left out of the frame sequence, so that one input cannot
- * take the machine's memory or descriptors. */
+ * Bounds of this harness, not of the server: the TOPIC_CREATEs of one input may reserve
+ * FUZZ_RING_BUDGET of shared memory (partitions x slots x segment bytes) and
+ * FUZZ_SLOT_FILES slot files between them; one that would go past is left out of the frame
+ * sequence, so that an input cannot take the machine's memory or descriptors. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -41,8 +41,11 @@
 
 #define FUZZ_RING_BUDGET (64ull << 20)
 #define FUZZ_SLOT_FILES  64
-#define FUZZ_REPLY_MS    5000
-#define FUZZ_FD_SLACK    8 /* descriptors opened once, after the first input */
+#define FUZZ_REPLY_MS    30000 /* for all of an input's replies */
+#define FUZZ_FD_SLACK    8     /* descriptors opened once, after the first input */
+#define FUZZ_FRAME_BYTES (1u << 17)
+#define FUZZ_MAX_SEQ     (FUZZ_FRAME_BYTES / CTL_HEADER_BYTES + 1)
+#define FUZZ_NOT_SENT    0xffff /* sent_type of a seq the budget left out */
 
 static struct {
     char root[256];
@@ -53,18 +56,44 @@ static struct {
     pthread_t thread;
     int base_fds;     /* after the first input */
     uint32_t nframes; /* in fz.frames: the highest seq sent */
-    uint8_t frames[CTL_HEADER_BYTES * 2 + (1u << 17)];
-    uint8_t replies[1u << 20];
+    uint16_t sent_type[FUZZ_MAX_SEQ + 1];
+    bool replied[FUZZ_MAX_SEQ + 1];
+    uint8_t frames[CTL_HEADER_BYTES * 2 + FUZZ_FRAME_BYTES];
+    uint8_t replies[2 * (CTL_HEADER_BYTES + CTL_MAX_PAYLOAD)]; /* whole frames move out */
 } fz;
+
+static void remove_dir(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "fuzz_server: cannot remove %s\n", dir);
+}
 
 static void remove_root(void)
 {
-    char cmd[300];
-    if (!fz.root[0])
-        return;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fz.root);
-    if (system(cmd) != 0)
-        fprintf(stderr, "fuzz_server: cannot remove %s\n", fz.root);
+    if (fz.root[0])
+        remove_dir(fz.root);
+}
+
+/* Remove what runs that died without cleaning up (a libFuzzer timeout, a sanitizer abort)
+ * left in parent: their directories name their pid. */
+static void remove_dead_runs(const char *parent)
+{
+    DIR *d = opendir(parent);
+    struct dirent *e;
+    int pid;
+
+    while (d && (e = readdir(d)) != NULL) {
+        char dir[512];
+        if (sscanf(e->d_name, "shoal-fuzz-server-%d-", &pid) != 1 || pid <= 0 ||
+            kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        snprintf(dir, sizeof(dir), "%s/%s", parent, e->d_name);
+        remove_dir(dir);
+    }
+    if (d)
+        closedir(d);
 }
 
 static void *server_thread(void *arg)
@@ -83,12 +112,11 @@ static void set(const char *key, const char *value)
 static void start_server(void)
 {
     const char *tmp = getenv("TMPDIR");
+    const char *parent = tmp ? tmp : access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     char dir[300];
 
-    snprintf(fz.root, sizeof(fz.root), "%s/shoal-fuzz-server-XXXXXX",
-             tmp                             ? tmp
-             : access("/dev/shm", W_OK) == 0 ? "/dev/shm"
-                                             : "/tmp");
+    remove_dead_runs(parent);
+    snprintf(fz.root, sizeof(fz.root), "%s/shoal-fuzz-server-%d-XXXXXX", parent, (int)getpid());
     FUZZ_CHECK(mkdtemp(fz.root) != NULL);
     atexit(remove_root);
     fuzz_on_failure = remove_root;
@@ -106,9 +134,11 @@ static void start_server(void)
     FUZZ_CHECK(pthread_create(&fz.thread, NULL, server_thread, NULL) == 0);
 }
 
-/* Whether a TOPIC_CREATE payload stays within the harness's budget (see the top). One the
- * server will refuse anyway (it does not parse, or its config is out of range) is kept. */
-static bool create_within_budget(const uint8_t *payload, size_t len)
+/* Whether a TOPIC_CREATE payload stays within what is left of the input's budget (see the
+ * top), which it then takes. One the server refuses anyway (it does not parse, or its
+ * config is out of range) is kept and costs nothing. */
+static bool create_within_budget(const uint8_t *payload, size_t len, uint64_t *files_left,
+                                 uint64_t *bytes_left)
 {
     shoal_topic_config_t cfg;
     ctl_reader_t r;
@@ -121,16 +151,22 @@ static bool create_within_budget(const uint8_t *payload, size_t len)
     if (ctl_reader_finish(&r) < 0 || shoal_topic_config_check(&cfg) < 0)
         return true;
     files = (uint64_t)cfg.partitions * cfg.ring_slots;
-    return files <= FUZZ_SLOT_FILES && files * cfg.segment_bytes <= FUZZ_RING_BUDGET;
+    if (files > *files_left || files * cfg.segment_bytes > *bytes_left)
+        return false;
+    *files_left -= files;
+    *bytes_left -= files * cfg.segment_bytes;
+    return true;
 }
 
 /* The input as frames in fz.frames: their total length. */
 static size_t build_frames(const uint8_t *data, size_t size)
 {
+    uint64_t files_left = FUZZ_SLOT_FILES, bytes_left = FUZZ_RING_BUDGET;
     size_t at = 0, out = 0;
     uint32_t seq = 1;
 
     fz.nframes = 0;
+    memset(fz.replied, 0, sizeof(fz.replied));
     while (size - at >= 4) {
         uint8_t type = data[at], flags = data[at + 1];
         size_t len = (size_t)data[at + 2] | (size_t)data[at + 3] << 8;
@@ -140,10 +176,13 @@ static size_t build_frames(const uint8_t *data, size_t size)
         len = len < size - at ? len : size - at;
         if (out + CTL_HEADER_BYTES + len > sizeof(fz.frames))
             break;
-        if (type == CTL_TOPIC_CREATE && !create_within_budget(data + at, len)) {
+        fz.sent_type[h.seq] = FUZZ_NOT_SENT;
+        if (type == CTL_TOPIC_CREATE &&
+            !create_within_budget(data + at, len, &files_left, &bytes_left)) {
             at += len;
             continue;
         }
+        fz.sent_type[h.seq] = type;
         if (flags & 1)
             h.version = flags >> 4;
         h.len = (uint32_t)len + ((flags & 2) ? 1u + (flags >> 2) % 255 : 0);
@@ -156,9 +195,11 @@ static size_t build_frames(const uint8_t *data, size_t size)
     return out;
 }
 
-/* Send, then read every reply until the server closes the connection. Bytes read.
+static size_t check_replies(const uint8_t *p, size_t len);
+
+/* Send, then read and check every reply until the server closes the connection.
  * libFuzzer's timeout alarm interrupts system calls here: they are retried. */
-static size_t exchange(int fd, const uint8_t *frames, size_t len)
+static void exchange(int fd, const uint8_t *frames, size_t len)
 {
     int64_t deadline = shoal__mono_ns() + (int64_t)FUZZ_REPLY_MS * 1000000;
     size_t sent = 0, got = 0;
@@ -186,9 +227,13 @@ static size_t exchange(int fd, const uint8_t *frames, size_t len)
         if (n <= 0)
             break;
         got += (size_t)n;
+        /* Whole frames are checked and dropped; what is left is part of one frame. */
+        size_t whole = check_replies(fz.replies, got);
+        memmove(fz.replies, fz.replies + whole, got - whole);
+        got -= whole;
         FUZZ_CHECK(got < sizeof(fz.replies));
     }
-    return got;
+    FUZZ_CHECK(got == 0); /* no reply cut short */
 }
 
 /* ---- the fields of a success reply, as ctlproto.h lists them per request type ---- */
@@ -313,22 +358,30 @@ static void check_body(uint16_t req, ctl_reader_t *r)
     FUZZ_CHECK(ctl_reader_finish(r) == 0);
 }
 
-/* Every reply: a whole frame, a response, a known seq, a status that is 0 or an error. */
-static void check_replies(const uint8_t *p, size_t len, uint32_t max_seq)
+/* The whole replies at p: each a response to a request sent under its seq, at most one
+ * per seq (a reply to a bad header has seq 0 and request type 0), with a status that is 0 or an
+ * error, and the fields of that response. Returns the bytes of whole frames. */
+static size_t check_replies(const uint8_t *p, size_t len)
 {
     size_t at = 0;
 
-    while (at < len) {
+    while (len - at >= CTL_HEADER_BYTES) {
         ctl_header_t h;
         ctl_reader_t r;
         char detail[512];
         int status;
 
-        FUZZ_CHECK(len - at >= CTL_HEADER_BYTES);
         FUZZ_CHECK(ctl_header_decode(p + at, &h) == 0);
-        FUZZ_CHECK(len - at - CTL_HEADER_BYTES >= h.len);
-        FUZZ_CHECK(h.type == 0 || (h.type & CTL_RESPONSE));
-        FUZZ_CHECK(h.seq <= max_seq);
+        if (len - at - CTL_HEADER_BYTES < h.len)
+            break; /* the rest of it is still coming */
+        FUZZ_CHECK(h.seq <= fz.nframes);
+        if (h.seq == 0) {
+            FUZZ_CHECK(h.type == CTL_RESPONSE); /* to a bad header */
+        } else {
+            FUZZ_CHECK(h.type == (fz.sent_type[h.seq] | CTL_RESPONSE));
+            FUZZ_CHECK(!fz.replied[h.seq]);
+            fz.replied[h.seq] = true;
+        }
         ctl_reader_init(&r, p + at + CTL_HEADER_BYTES, h.len);
         status = ctl_get_status(&r, detail, sizeof(detail));
         FUZZ_CHECK(r.err == 0);
@@ -339,6 +392,7 @@ static void check_replies(const uint8_t *p, size_t len, uint32_t max_seq)
             FUZZ_CHECK(ctl_reader_finish(&r) == 0); /* an error has no fields */
         at += CTL_HEADER_BYTES + h.len;
     }
+    return at;
 }
 
 /* Descriptors this process holds (the server's and the harness's); listed when show. */
@@ -394,7 +448,7 @@ static void check_alive_and_reset(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    size_t len, got;
+    size_t len;
     int fd;
 
     if (!fz.server)
@@ -402,9 +456,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     len = build_frames(data, size);
     fd = ctlsock_connect(fz.broker.socket_path);
     FUZZ_CHECK(fd >= 0);
-    got = exchange(fd, fz.frames, len);
+    exchange(fd, fz.frames, len);
     close(fd);
-    check_replies(fz.replies, got, fz.nframes);
     check_alive_and_reset();
     check_no_fd_leak();
     return 0;
