@@ -6,12 +6,16 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "shm_layout.h"
 #include "shoal.h"
 
 #define VALUE_BYTES 1000
@@ -113,6 +117,46 @@ static void run_slow_consumer(uint32_t reset)
     shoal_producer_close(p);
 }
 
+/* A producer killed while it waited for room leaves space_waiters raised. A consumer on the
+ * slot producers reuse next must not take that for a waiting producer and let the slot go:
+ * with nobody waiting, it reads every record. */
+static void test_consumer_keeps_its_slot_when_no_producer_really_waits(void **state)
+{
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    shoal_record_t r[16];
+    struct shm_ctl *ctl;
+    char path[PATH_MAX];
+    int64_t next = 1;
+    int fd, n;
+    (void)state;
+
+    create_memory_topic();
+    k = open_consumer(SHOAL_OFFSET_RESET_EARLIEST);
+    assert_int_equal(shoal_producer_open(client, "mem", NULL, &p), 0);
+    assert_int_equal(send_range(p, 0, 1), 0);
+    assert_int_equal(shoal_poll(k, r, 1, 1000), 1); /* pins slot 0 */
+    assert_int_equal(send_range(p, 1, 99), 0);      /* slot 0 sealed, slot 1 active */
+    snprintf(path, sizeof(path), "%s/mem-0.ctl", daemon_.shm_dir);
+    assert_true((fd = open(path, O_RDWR)) >= 0);
+    ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(ctl != MAP_FAILED);
+    assert_int_equal(atomic_load(&ctl->active_slot), 1);
+    atomic_fetch_add(&ctl->space_waiters, 1); /* as a killed waiter leaves it */
+
+    while (next < 100) {
+        n = shoal_poll(k, r, 16, 1000);
+        assert_true(n > 0); /* never SHOAL_EOFFSET */
+        for (int i = 0; i < n; i++)
+            assert_int_equal(r[i].offset, next++);
+    }
+    atomic_fetch_sub(&ctl->space_waiters, 1);
+    munmap(ctl, sizeof(*ctl));
+    shoal_consumer_close(k);
+    shoal_producer_close(p);
+}
+
 static void test_slow_consumer_falls_off_and_resumes_at_the_oldest_record(void **state)
 {
     (void)state;
@@ -180,6 +224,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_slow_consumer_falls_off_and_resumes_at_the_oldest_record),
+        T(test_consumer_keeps_its_slot_when_no_producer_really_waits),
         T(test_slow_consumer_with_latest_reset_jumps_to_the_log_end),
         T(test_seek_to_an_overwritten_offset_reports_it_then_reads_the_oldest),
     };
