@@ -498,11 +498,6 @@ static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t 
     return n;
 }
 
-/* A producer waits for the slot this cursor pins (the one it rotates into next). Called
- * only where this partition holds no views of the current poll. A lagging consumer must
- * not throttle producers: on a disk topic it reads the slot's disk copy instead (once the
- * slot is on disk); on a memory topic there is no copy, so it lets the slot go and falls
- * off the ring. Returns 0 to go on with the ring, 1 when it moved to disk, or <0. */
 /* With space_waiters raised on a memory topic: whether a producer waits for room now. A
  * producer killed while it waited leaves the count raised for good, so the count alone is
  * not enough: a waiting producer retries every millisecond, and each retry moves
@@ -516,6 +511,11 @@ static bool producer_waits(struct consumer_part *cp)
     return moved;
 }
 
+/* A producer waits for the slot this cursor pins (the one it rotates into next). Called
+ * only where this partition holds no views of the current poll. A lagging consumer must
+ * not throttle producers: on a disk topic it reads the slot's disk copy instead (once the
+ * slot is on disk); on a memory topic there is no copy, so it lets the slot go and falls
+ * off the ring. Returns 0 to go on with the ring, 1 when it moved to disk, or <0. */
 static int part_yield(shoal_consumer_t *c, struct consumer_part *cp)
 {
     const struct shm_ctl *ctl = cp->ring.ctl;
