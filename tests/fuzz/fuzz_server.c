@@ -167,7 +167,7 @@ static size_t build_frames(const uint8_t *data, size_t size)
 
     fz.nframes = 0;
     memset(fz.replied, 0, sizeof(fz.replied));
-    while (size - at >= 4) {
+    while (size - at >= 4 && seq <= FUZZ_MAX_SEQ) {
         uint8_t type = data[at], flags = data[at + 1];
         size_t len = (size_t)data[at + 2] | (size_t)data[at + 3] << 8;
         ctl_header_t h = {.magic = CTL_MAGIC, .version = CTL_VERSION, .type = type, .seq = seq++};
@@ -359,8 +359,8 @@ static void check_body(uint16_t req, ctl_reader_t *r)
 }
 
 /* The whole replies at p: each a response to a request sent under its seq, at most one
- * per seq (a reply to a bad header has seq 0 and request type 0), with a status that is 0 or an
- * error, and the fields of that response. Returns the bytes of whole frames. */
+ * per seq (a reply to a bad header has seq 0 and request type 0), with a status that is 0
+ * or an error, and the fields of that response. Returns the bytes of whole frames. */
 static size_t check_replies(const uint8_t *p, size_t len)
 {
     size_t at = 0;
