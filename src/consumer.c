@@ -68,8 +68,8 @@ struct consumer_part {
     int64_t resume_pos;
     record_iter_t resume_it;
     uint32_t last_batch_bytes; /* the size of the last batch read: where the next may end */
-    uint64_t full_seen;        /* full_events at part_yield's last look, when waiters_seen */
-    bool waiters_seen;
+    uint64_t full_seen;        /* full_events at part_yield's last look, when full_noted */
+    bool full_noted;
 };
 
 struct shoal_consumer {
@@ -500,14 +500,16 @@ static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t 
 
 /* With space_waiters raised on a memory topic: whether a producer waits for room now. A
  * producer killed while it waited leaves the count raised for good, so the count alone is
- * not enough: a waiting producer retries every millisecond, and each retry moves
- * full_events. True once it moved between two looks in a row that saw waiters. */
+ * not enough: a producer that finds the ring full moves full_events, and a waiting one
+ * moves it again at each retry (every millisecond). True when it moved since the last look
+ * at this sealed slot (part_yield also notes it while nobody waits, so a producer that
+ * starts waiting is seen at the first look after). */
 static bool producer_waits(struct consumer_part *cp)
 {
     uint64_t full = atomic_load_explicit(&cp->ring.ctl->full_events, memory_order_relaxed);
-    bool moved = cp->waiters_seen && full != cp->full_seen;
+    bool moved = cp->full_noted && full != cp->full_seen;
     cp->full_seen = full;
-    cp->waiters_seen = true;
+    cp->full_noted = true;
     return moved;
 }
 
@@ -528,11 +530,14 @@ static int part_yield(shoal_consumer_t *c, struct consumer_part *cp)
      * line every append writes (log_end_offset), and space_waiters is read by every
      * reader. So a reader on the active slot, the usual case, loads neither. */
     s = &ctl->slots[cp->cur.slot];
-    if (atomic_load(&s->state) != SHM_SLOT_SEALED || atomic_load(&ctl->space_waiters) == 0) {
-        cp->waiters_seen = false;
+    if (atomic_load(&s->state) != SHM_SLOT_SEALED)
+        return 0;
+    /* Falling off loses records: on a memory topic, only for a producer that waits now. */
+    if (atomic_load(&ctl->space_waiters) == 0) {
+        if (ctl->storage == SHOAL_STORAGE_MEMORY)
+            producer_waits(cp); /* notes full_events */
         return 0;
     }
-    /* Falling off loses records: on a memory topic, only for a producer that waits now. */
     if (ctl->storage == SHOAL_STORAGE_MEMORY && !producer_waits(cp))
         return 0;
     next = (atomic_load(&ctl->active_slot) + 1) % cp->ring.slot_count;

@@ -275,8 +275,11 @@ static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
         dtopic_t *t = b->topics[i];
         for (uint32_t p = 0; is_disk_topic(t) && p < t->cfg.partitions; p++) {
             ring_t *r = &t->parts[p].ring;
-            w->busy |= dpart_fsync_wanted(&t->parts[p]);
-            wait_add(w, &r->ctl->flush_waiters, atomic_load(&r->ctl->flush_waiters));
+            /* One load for both: a waiter that comes after it changes the word, so the
+             * futex wait returns at once. */
+            uint32_t waiting = atomic_load(&r->ctl->flush_waiters);
+            w->busy |= dpart_fsync_wanted(&t->parts[p], waiting);
+            wait_add(w, &r->ctl->flush_waiters, waiting);
             if (asleep)
                 wait_add(w, &r->rd->seq, ring_sleep_arm(r));
         }

@@ -82,10 +82,12 @@ uint64_t dpart_bytes_flushed(void);
  * while a producer waits for room; a partition whose flushing stopped (broken) never.
  * Flusher thread only. */
 int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms);
-/* Whether a producer waits for ACKS_DISK and some appended bytes are not fsynced yet. The
- * count of waiters alone is not work: a producer killed while waiting leaves it raised for
- * good, and the flusher would then never rest. Flusher thread only. */
-bool dpart_fsync_wanted(dpart_t *p);
+/* Whether, with flush_waiters (the control block's count, as loaded) producers waiting for
+ * ACKS_DISK, an fsync is wanted now: some appended bytes are not fsynced and p can be
+ * flushed (not broken, no failed write waiting for the tick's retry). The count alone is
+ * not work: a producer killed while waiting leaves it raised for good, and the flusher
+ * would then never rest. Flusher thread only. */
+bool dpart_fsync_wanted(dpart_t *p, uint32_t flush_waiters);
 /* Clear reader entries of processes that died. */
 void dpart_reap(dpart_t *p);
 /* Unmap and close; the caller has run a final flush. */
