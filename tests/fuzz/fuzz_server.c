@@ -7,7 +7,8 @@
  * wraps each payload in a frame header (magic, version, type, length, seq) and sends them
  * all on one connection, closes its side, and reads what comes back. Flags damage the
  * header: bit 0 gives it version (flags >> 4), bit 1 declares 1..255 more payload bytes
- * than follow (the server waits for them until the connection ends).
+ * than follow (the server waits for them until the connection ends, so no frame follows
+ * that one).
  *
  * What must hold: every reply is a whole frame with a response type, the request's seq or 0,
  * and a status that is 0 or a shoal error code, and then exactly the fields ctlproto.h
@@ -21,6 +22,7 @@
  * FUZZ_SLOT_FILES slot files between them; one that would go past is left out of the frame
  * sequence, so that an input cannot take the machine's memory or descriptors. */
 #include <dirent.h>
+#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -62,38 +64,19 @@ static struct {
     uint8_t replies[2 * (CTL_HEADER_BYTES + CTL_MAX_PAYLOAD)]; /* whole frames move out */
 } fz;
 
-static void remove_dir(const char *dir)
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "fuzz_server: cannot remove %s\n", dir);
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path) == 0 ? 0 : -1;
 }
 
+/* Remove the run's directory tree, without a shell. */
 static void remove_root(void)
 {
-    if (fz.root[0])
-        remove_dir(fz.root);
-}
-
-/* Remove what runs that died without cleaning up (a libFuzzer timeout, a sanitizer abort)
- * left in parent: their directories name their pid. */
-static void remove_dead_runs(const char *parent)
-{
-    DIR *d = opendir(parent);
-    struct dirent *e;
-    int pid;
-
-    while (d && (e = readdir(d)) != NULL) {
-        char dir[512];
-        if (sscanf(e->d_name, "shoal-fuzz-server-%d-", &pid) != 1 || pid <= 0 ||
-            kill(pid, 0) == 0 || errno != ESRCH)
-            continue;
-        snprintf(dir, sizeof(dir), "%s/%s", parent, e->d_name);
-        remove_dir(dir);
-    }
-    if (d)
-        closedir(d);
+    if (fz.root[0] && nftw(fz.root, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "fuzz_server: cannot remove %s\n", fz.root);
 }
 
 static void *server_thread(void *arg)
@@ -115,8 +98,7 @@ static void start_server(void)
     const char *parent = tmp ? tmp : access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     char dir[300];
 
-    remove_dead_runs(parent);
-    snprintf(fz.root, sizeof(fz.root), "%s/shoal-fuzz-server-%d-XXXXXX", parent, (int)getpid());
+    snprintf(fz.root, sizeof(fz.root), "%s/shoal-fuzz-server-XXXXXX", parent);
     FUZZ_CHECK(mkdtemp(fz.root) != NULL);
     atexit(remove_root);
     fuzz_on_failure = remove_root;
@@ -191,6 +173,8 @@ static size_t build_frames(const uint8_t *data, size_t size)
         fz.nframes = h.seq;
         out += CTL_HEADER_BYTES + len;
         at += len;
+        if (flags & 2)
+            break; /* the server reads what follows as the rest of this payload */
     }
     return out;
 }
