@@ -49,18 +49,17 @@ static int send_range(shoal_producer_t *p, int first, int n)
     return 0;
 }
 
-/* The child: RECORDS records with a generous block_ms. */
+/* The child: *(int *)arg records (RECORDS when arg is NULL) with a generous block_ms. */
 static int produce(void *arg)
 {
     shoal_producer_options_t opts;
     shoal_producer_t *p;
     shoal_client_t *c;
-    (void)arg;
     shoal_producer_options_init(&opts);
     opts.block_ms = 3000;
     if (shoal_client_open(daemon_.socket, &c) < 0 || shoal_producer_open(c, "mem", &opts, &p) < 0)
         return 2;
-    return send_range(p, 1, RECORDS) < 0 ? 1 : 0;
+    return send_range(p, 1, arg ? *(int *)arg : RECORDS) < 0 ? 1 : 0;
 }
 
 static shoal_consumer_t *open_consumer(uint32_t reset)
@@ -157,6 +156,47 @@ static void test_consumer_keeps_its_slot_when_no_producer_really_waits(void **st
     shoal_producer_close(p);
 }
 
+/* A consumer on the slot a producer is about to need lets it go at its first poll after the
+ * producer starts waiting, however long after its previous poll that is: the producer
+ * then goes on at once, without another poll. (Needing two polls that saw the producer
+ * waiting held a consumer that polls every 2 s over a producer's 3 s block_ms.) */
+static void test_consumer_yields_at_its_first_poll_after_a_producer_waits(void **state)
+{
+    static int records = 100; /* fills the active slot, then needs the consumer's */
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    shoal_record_t r;
+    struct shm_ctl *ctl;
+    char path[PATH_MAX];
+    pid_t child;
+    int fd, waited = 0;
+    (void)state;
+
+    create_memory_topic();
+    k = open_consumer(SHOAL_OFFSET_RESET_EARLIEST);
+    assert_int_equal(shoal_producer_open(client, "mem", NULL, &p), 0);
+    assert_int_equal(send_range(p, 0, 1), 0);
+    assert_int_equal(shoal_poll(k, &r, 1, 1000), 1); /* pins slot 0 */
+    assert_int_equal(send_range(p, 1, 99), 0);       /* slot 0 sealed, slot 1 active */
+    assert_int_equal(shoal_poll(k, &r, 1, 0), 1);    /* a look while nobody waits */
+    snprintf(path, sizeof(path), "%s/mem-0.ctl", daemon_.shm_dir);
+    assert_true((fd = open(path, O_RDWR)) >= 0);
+    ctl = mmap(NULL, sizeof(*ctl), PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(ctl != MAP_FAILED);
+
+    assert_true((child = harness_fork(produce, &records, 30)) > 0);
+    while (atomic_load(&ctl->space_waiters) == 0 && waited++ < 200)
+        usleep(10000);
+    assert_int_not_equal(atomic_load(&ctl->space_waiters), 0); /* blocked on slot 0 */
+    usleep(100000);
+    shoal_poll(k, &r, 1, 0);                        /* the first poll since: lets slot 0 go */
+    assert_int_equal(harness_wait(child, 2000), 0); /* done, well inside block_ms */
+    munmap(ctl, sizeof(*ctl));
+    shoal_consumer_close(k);
+    shoal_producer_close(p);
+}
+
 static void test_slow_consumer_falls_off_and_resumes_at_the_oldest_record(void **state)
 {
     (void)state;
@@ -225,6 +265,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_slow_consumer_falls_off_and_resumes_at_the_oldest_record),
         T(test_consumer_keeps_its_slot_when_no_producer_really_waits),
+        T(test_consumer_yields_at_its_first_poll_after_a_producer_waits),
         T(test_slow_consumer_with_latest_reset_jumps_to_the_log_end),
         T(test_seek_to_an_overwritten_offset_reports_it_then_reads_the_oldest),
     };
