@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -269,6 +270,20 @@ void harness_daemon_print_log(const struct harness_daemon *d)
     fflush(stderr);
     dump_file(d->log);
     fprintf(stderr, "---- end of log ----\n");
+}
+
+struct shm_ctl *harness_map_ctl(const struct harness_daemon *d, const char *topic)
+{
+    char path[PATH_MAX];
+    struct shm_ctl *ctl;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s-0.ctl", d->shm_dir, topic);
+    assert_true((fd = open(path, O_RDWR)) >= 0);
+    ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    assert_true(ctl != MAP_FAILED);
+    return ctl;
 }
 
 bool harness_daemon_log_contains(const struct harness_daemon *d, const char *needle)

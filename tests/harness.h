@@ -53,6 +53,8 @@ void harness_watchdog(int timeout_s, const char *what);
 
 #define HARNESS_DAEMON_MAX_ARGS 16
 
+struct shm_ctl;
+
 struct harness_daemon {
     char dir[PATH_MAX / 8];      /* the temp dir holding everything below */
     char data_dir[PATH_MAX / 4]; /* <dir>/data */
@@ -98,6 +100,9 @@ size_t harness_segment_bases(const struct harness_daemon *d, const char *topic, 
 void harness_daemon_print_log(const struct harness_daemon *d);
 /* Whether the log contains needle. */
 bool harness_daemon_log_contains(const struct harness_daemon *d, const char *needle);
+/* Map partition 0's control block of topic read-write, as a producer holds it (a test
+ * plays a broken or hostile producer through it); munmap(ctl, sizeof(*ctl)) when done. */
+struct shm_ctl *harness_map_ctl(const struct harness_daemon *d, const char *topic);
 
 /* ------------------------------------------------------------------ integration fixture */
 

@@ -214,7 +214,7 @@ static void *hold_append_lock(void *arg)
  * lock and copies the batch in. */
 static void test_send_while_the_lock_is_held_encodes_aside_then_appends(void **state)
 {
-    char path[PATH_MAX + 32], c;
+    char c;
     shoal_message_t m = {.value = "aside", .value_len = 5, .partition = 0};
     struct lock_holder h = {.hold_ms = 200};
     shoal_producer_t *p;
@@ -223,18 +223,14 @@ static void test_send_while_the_lock_is_held_encodes_aside_then_appends(void **s
     struct shm_ctl *ctl;
     shoal_ack_t ack;
     pthread_t t;
-    int fd, locked[2];
+    int locked[2];
     int64_t t0;
     (void)state;
 
     assert_int_equal(shoal_topic_create(client, "held", NULL), 0);
     assert_int_equal(shoal_producer_open(client, "held", NULL, &p), 0);
     assert_int_equal(shoal_send(p, &m, NULL), 0); /* in place: the lock was free */
-    snprintf(path, sizeof(path), "%s/held-0.ctl", daemon_.shm_dir);
-    assert_true((fd = open(path, O_RDWR)) >= 0);
-    ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    assert_true(ctl != MAP_FAILED);
+    ctl = harness_map_ctl(&daemon_, "held");
     assert_int_equal(pipe(locked), 0);
     h.lock = &ctl->lock;
     h.locked_fd = locked[1];
@@ -276,8 +272,7 @@ static void test_flusher_refuses_slots_that_lead_in_a_circle(void **state)
     shoal_topic_config_t cfg;
     shoal_producer_t *p;
     struct shm_ctl *ctl;
-    char path[PATH_MAX];
-    int fd, waited = 0;
+    int waited = 0;
     (void)state;
 
     shoal_topic_config_init(&cfg);
@@ -288,11 +283,7 @@ static void test_flusher_refuses_slots_that_lead_in_a_circle(void **state)
     assert_int_equal(shoal_producer_open(client, "circle", NULL, &p), 0);
     assert_int_equal(shoal_send(p, &m, NULL), 0);
     assert_int_equal(shoal_producer_wait(p, 0, 0, SHOAL_ACKS_DISK, 5000), 0);
-    snprintf(path, sizeof(path), "%s/circle-0.ctl", daemon_.shm_dir);
-    assert_true((fd = open(path, O_RDWR)) >= 0);
-    ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    assert_true(ctl != MAP_FAILED);
+    ctl = harness_map_ctl(&daemon_, "circle");
     assert_int_equal(atomic_load(&ctl->active_slot), 0);
     assert_int_equal(atomic_load(&ctl->slots[2].state), SHM_SLOT_FREE);
     atomic_store(&ctl->slots[2].base_offset, 1); /* where the flusher stands */
@@ -328,20 +319,6 @@ static long daemon_cpu_ticks(void)
     return (long)(utime + stime);
 }
 
-static struct shm_ctl *map_ctl(const char *topic)
-{
-    char path[PATH_MAX];
-    struct shm_ctl *ctl;
-    int fd;
-
-    snprintf(path, sizeof(path), "%s/%s-0.ctl", daemon_.shm_dir, topic);
-    assert_true((fd = open(path, O_RDWR)) >= 0);
-    ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    assert_true(ctl != MAP_FAILED);
-    return ctl;
-}
-
 /* A producer killed while it waited for ACKS_DISK, or for room in a memory topic, leaves
  * the shared count of waiters raised for good. The daemon must still rest when there is
  * nothing to do (it spun a whole CPU), and must still serve the next waiter. */
@@ -359,8 +336,8 @@ static void test_daemon_rests_despite_waiter_counts_left_by_dead_producers(void 
     mem.storage = SHOAL_STORAGE_MEMORY;
     assert_int_equal(shoal_topic_create(client, "stuck-disk", NULL), 0);
     assert_int_equal(shoal_topic_create(client, "stuck-mem", &mem), 0);
-    disk_ctl = map_ctl("stuck-disk");
-    mem_ctl = map_ctl("stuck-mem");
+    disk_ctl = harness_map_ctl(&daemon_, "stuck-disk");
+    mem_ctl = harness_map_ctl(&daemon_, "stuck-mem");
     atomic_fetch_add(&disk_ctl->flush_waiters, 1); /* as a killed waiter leaves them */
     atomic_fetch_add(&mem_ctl->space_waiters, 1);
     usleep(200000);

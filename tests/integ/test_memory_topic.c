@@ -6,8 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,9 +123,8 @@ static void test_consumer_keeps_its_slot_when_no_producer_really_waits(void **st
     shoal_consumer_t *k;
     shoal_record_t r[16];
     struct shm_ctl *ctl;
-    char path[PATH_MAX];
     int64_t next = 1;
-    int fd, n;
+    int n;
     (void)state;
 
     create_memory_topic();
@@ -136,11 +133,7 @@ static void test_consumer_keeps_its_slot_when_no_producer_really_waits(void **st
     assert_int_equal(send_range(p, 0, 1), 0);
     assert_int_equal(shoal_poll(k, r, 1, 1000), 1); /* pins slot 0 */
     assert_int_equal(send_range(p, 1, 99), 0);      /* slot 0 sealed, slot 1 active */
-    snprintf(path, sizeof(path), "%s/mem-0.ctl", daemon_.shm_dir);
-    assert_true((fd = open(path, O_RDWR)) >= 0);
-    ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    assert_true(ctl != MAP_FAILED);
+    ctl = harness_map_ctl(&daemon_, "mem");
     assert_int_equal(atomic_load(&ctl->active_slot), 1);
     atomic_fetch_add(&ctl->space_waiters, 1); /* as a killed waiter leaves it */
 
@@ -167,9 +160,8 @@ static void test_consumer_yields_at_its_first_poll_after_a_producer_waits(void *
     shoal_consumer_t *k;
     shoal_record_t r;
     struct shm_ctl *ctl;
-    char path[PATH_MAX];
     pid_t child;
-    int fd, waited = 0;
+    int waited = 0;
     (void)state;
 
     create_memory_topic();
@@ -179,11 +171,7 @@ static void test_consumer_yields_at_its_first_poll_after_a_producer_waits(void *
     assert_int_equal(shoal_poll(k, &r, 1, 1000), 1); /* pins slot 0 */
     assert_int_equal(send_range(p, 1, 99), 0);       /* slot 0 sealed, slot 1 active */
     assert_int_equal(shoal_poll(k, &r, 1, 0), 1);    /* a look while nobody waits */
-    snprintf(path, sizeof(path), "%s/mem-0.ctl", daemon_.shm_dir);
-    assert_true((fd = open(path, O_RDWR)) >= 0);
-    ctl = mmap(NULL, sizeof(*ctl), PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    assert_true(ctl != MAP_FAILED);
+    ctl = harness_map_ctl(&daemon_, "mem");
 
     assert_true((child = harness_fork(produce, &records, 30)) > 0);
     while (atomic_load(&ctl->space_waiters) == 0 && waited++ < 200)
