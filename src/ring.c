@@ -448,28 +448,38 @@ static int repair_finish_rotation(ring_t *r, uint32_t active, int64_t active_end
     return 0;
 }
 
+/* With the lock held: the active slot, or SHOAL_EPANIC when it is out of range. The control
+ * block is shared with every producer, so the index is checked before it is used. */
+static inline int active_slot_locked(const ring_t *r)
+{
+    uint32_t a = shoal_load_relaxed(&r->ctl->active_slot);
+    if (__builtin_expect(a >= r->slot_count, 0))
+        return SHOAL_ERR(SHOAL_EPANIC, "active slot %u out of range", a);
+    return (int)a; /* slot_count <= SHM_MAX_SLOTS */
+}
+
 int ring_repair(void *arg)
 {
     ring_t *r = arg;
     struct shm_ctl *ctl = r->ctl;
-    uint32_t active = atomic_load(&ctl->active_slot);
+    int active = active_slot_locked(r);
     struct shm_slot *s;
     uint32_t st;
     int64_t end;
     int rc;
 
-    if (active >= r->slot_count)
-        return SHOAL_ERR(SHOAL_EPANIC, "active slot %u out of range", active);
+    if (active < 0)
+        return active;
     repair_settle_reclaims(r);
     s = &ctl->slots[active];
     st = atomic_load(&s->state);
     if (st != SHM_SLOT_ACTIVE && st != SHM_SLOT_SEALED)
-        return SHOAL_ERR(SHOAL_EPANIC, "active slot %u is neither active nor sealed", active);
+        return SHOAL_ERR(SHOAL_EPANIC, "active slot %d is neither active nor sealed", active);
     /* A batch whose `used` store happened is published: log_end_offset follows it. */
-    rc = slot_scan_end(r->slots[active], ring_slot_used(r, active), atomic_load(&s->base_offset),
-                       &end);
+    rc = slot_scan_end(r->slots[active], ring_slot_used(r, (uint32_t)active),
+                       atomic_load(&s->base_offset), &end);
     if (rc == 0)
-        rc = repair_finish_rotation(r, active, end);
+        rc = repair_finish_rotation(r, (uint32_t)active, end);
     if (rc < 0)
         return rc;
     atomic_store(&ctl->log_end_offset, end);
@@ -530,16 +540,6 @@ int ring_reclaim_slot(ring_t *r, uint32_t slot, int timeout_ms)
 }
 
 static int ring_rotate_locked(ring_t *r);
-
-/* With the lock held: the active slot, or SHOAL_EPANIC when it is out of range. The control
- * block is shared with every producer, so the index is checked before it is used. */
-static inline int active_slot_locked(const ring_t *r)
-{
-    uint32_t a = shoal_load_relaxed(&r->ctl->active_slot);
-    if (__builtin_expect(a >= r->slot_count, 0))
-        return SHOAL_ERR(SHOAL_EPANIC, "active slot %u out of range", a);
-    return (int)a; /* slot_count <= SHM_MAX_SLOTS */
-}
 
 int ring_roll(ring_t *r, int timeout_ms)
 {
