@@ -276,9 +276,11 @@ static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
         for (uint32_t p = 0; is_disk_topic(t) && p < t->cfg.partitions; p++) {
             ring_t *r = &t->parts[p].ring;
             /* One load for both: a waiter that comes after it changes the word, so the
-             * futex wait returns at once. */
+             * futex wait returns at once. A partition that cannot be flushed now (broken,
+             * or a failed write the tick retries) is no reason to skip the wait. */
+            dpart_t *d = &t->parts[p];
             uint32_t waiting = atomic_load(&r->ctl->flush_waiters);
-            w->busy |= dpart_fsync_wanted(&t->parts[p], waiting);
+            w->busy |= !d->broken && d->last_error == 0 && dpart_fsync_wanted(d, waiting);
             wait_add(w, &r->ctl->flush_waiters, waiting);
             if (asleep)
                 wait_add(w, &r->rd->seq, ring_sleep_arm(r));

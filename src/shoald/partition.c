@@ -753,7 +753,7 @@ int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final)
 
 bool dpart_fsync_wanted(dpart_t *p, uint32_t flush_waiters)
 {
-    return flush_waiters != 0 && !p->broken && p->last_error == 0 &&
+    return flush_waiters != 0 &&
            p->synced_offset < shoal_load_acquire(&p->ring.ctl->log_end_offset);
 }
 

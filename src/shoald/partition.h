@@ -83,8 +83,7 @@ uint64_t dpart_bytes_flushed(void);
  * Flusher thread only. */
 int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms);
 /* Whether, with flush_waiters (the control block's count, as loaded) producers waiting for
- * ACKS_DISK, an fsync is wanted now: some appended bytes are not fsynced and p can be
- * flushed (not broken, no failed write waiting for the tick's retry). The count alone is
+ * ACKS_DISK, an fsync is wanted: some appended bytes are not fsynced. The count alone is
  * not work: a producer killed while waiting leaves it raised for good, and the flusher
  * would then never rest. Flusher thread only. */
 bool dpart_fsync_wanted(dpart_t *p, uint32_t flush_waiters);
