@@ -301,6 +301,41 @@ static void test_flusher_refuses_slots_that_lead_in_a_circle(void **state)
     shoal_producer_close(p);
 }
 
+/* A wild active_slot (written by a broken producer) makes shoald's segment.ms roll fail
+ * with SHOAL_EPANIC: the daemon logs it, stops flushing that partition and keeps serving;
+ * appends are refused with the same code. */
+static void test_wild_active_slot_breaks_the_partition_not_the_daemon(void **state)
+{
+    shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
+    shoal_topic_config_t cfg;
+    shoal_producer_t *p;
+    struct shm_ctl *ctl;
+    int waited = 0;
+    (void)state;
+
+    shoal_topic_config_init(&cfg);
+    cfg.ring_slots = 4;
+    cfg.segment_bytes = 64 << 10;
+    cfg.max_record_bytes = 1024;
+    cfg.segment_ms = 1000;
+    assert_int_equal(shoal_topic_create(client, "wild", &cfg), 0);
+    assert_int_equal(shoal_producer_open(client, "wild", NULL, &p), 0);
+    assert_int_equal(shoal_send(p, &m, NULL), 0);
+    assert_int_equal(shoal_producer_wait(p, 0, 0, SHOAL_ACKS_DISK, 5000), 0);
+    ctl = harness_map_ctl(&daemon_, "wild");
+    atomic_store(&ctl->active_slot, 9);
+
+    while (!harness_daemon_log_contains(&daemon_, "wild-0: cannot roll the segment") &&
+           waited++ < 500)
+        usleep(10000);
+    assert_true(harness_daemon_log_contains(&daemon_, "active slot 9 out of range"));
+    assert_int_equal(shoal_send(p, &m, NULL), SHOAL_EPANIC);
+    assert_int_equal(shoal_topic_create(client, "after-wild", NULL), 0);
+    assert_int_equal(shoal_topic_delete(client, "wild"), 0);
+    munmap(ctl, sizeof(*ctl));
+    shoal_producer_close(p);
+}
+
 /* CPU time (user + system, clock ticks) the daemon has used so far. */
 static long daemon_cpu_ticks(void)
 {
@@ -389,6 +424,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_flusher_refuses_slots_that_lead_in_a_circle, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_wild_active_slot_breaks_the_partition_not_the_daemon,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_daemon_rests_despite_waiter_counts_left_by_dead_producers, setup, teardown),
     };
