@@ -231,7 +231,6 @@ int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
     partition = producer_choose_partition(p, &msgs[0]);
     if ((rc = producer_ring(p, partition, &ring)) < 0)
         return rc;
-    ring_prefetch_append(ring);
     if ((rc = producer_plan(p, msgs, n, e.now, &plan)) < 0)
         return rc;
     plan.stream = ring->slot_bytes * ring->slot_count >= PRODUCER_STREAM_RING_MIN &&

@@ -85,18 +85,6 @@ struct ring_batch {
  * then encode outside the lock and ring_append()), instead of waiting for it. */
 int ring_append_fill(ring_t *r, const struct ring_batch *b, int block_ms, bool try_once,
                      int64_t *base_offset);
-/* Ask the CPU to fetch the active slot's descriptor that ring_append() will write under
- * the lock. Readers poll that line, so it is usually in another core's cache; calling
- * this before encoding lets the transfer overlap the encoding instead of stalling the
- * locked section. A hint only: no effect on correctness. (Built for plain x86-64, the
- * compiler emits a read prefetch, PREFETCHT0, for this write hint: PREFETCHW needs
- * -mprfchw. A real PREFETCHW of the slot lines ahead of the append position measured no
- * better: docs/PERFORMANCE.md.) */
-static inline void ring_prefetch_append(const ring_t *r)
-{
-    uint32_t a = atomic_load_explicit(&r->ctl->active_slot, memory_order_relaxed);
-    __builtin_prefetch(&r->ctl->slots[a % SHM_MAX_SLOTS], 1, 3);
-}
 /* Test hook: when set, called at each stage below (the first four with the append lock
  * held), so a test can kill or stall the process exactly there. NULL (and one predictable
  * branch) otherwise. */
