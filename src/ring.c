@@ -808,6 +808,14 @@ static bool ring_daemon_alive(const ring_t *r)
     return pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH;
 }
 
+/* Raise flush_wanted to at least want. */
+static void ring_want_flushed(struct shm_ctl *ctl, int64_t want)
+{
+    int64_t cur = atomic_load(&ctl->flush_wanted);
+    while (cur < want && !atomic_compare_exchange_weak(&ctl->flush_wanted, &cur, want))
+        ;
+}
+
 int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms)
 {
     struct shm_ctl *ctl = r->ctl;
@@ -830,7 +838,10 @@ int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms)
             return SHOAL_ERR(SHOAL_ETIMEDOUT, "offset %lld not on disk after %d ms",
                              (long long)offset, timeout_ms);
         /* The flusher sleeps on flush_waiters: changing it and waking it gets this record
-         * written and fsynced now rather than at the flusher's next tick. */
+         * written and fsynced now rather than at the flusher's next tick. What it fsyncs
+         * for is flush_wanted, set first, so it is seen by the time the count moves: a
+         * count left raised by a waiter that was killed asks for nothing more. */
+        ring_want_flushed(ctl, offset + 1);
         atomic_fetch_add(&ctl->flush_waiters, 1);
         shoal__futex_wake((_Atomic uint32_t *)&ctl->flush_waiters, 1);
         if (atomic_load(&ctl->flushed_offset) <= offset)

@@ -100,7 +100,11 @@ struct shm_ctl {
     _Atomic uint32_t flush_waiters;   /* producers waiting for ACKS_DISK */
     _Atomic int32_t daemon_pid;       /* the shoald that flushes this ring */
     _Atomic int32_t flush_error;      /* -errno of the last failed disk write, 0 if fine */
-    uint8_t pad2_[SHM_CACHE_LINE - 40];
+    /* the largest flushed_offset an ACKS_DISK waiter has asked for, 0 if none: the flusher
+     * fsyncs at once while synced offsets are below it (added in layout 2's padding: a
+     * producer library from before leaves it 0, and its waits are served by flush.ms) */
+    _Atomic int64_t flush_wanted;
+    uint8_t pad2_[SHM_CACHE_LINE - 48];
 
     /* counters, read by `shoal stats` without touching the lock */
     _Atomic uint64_t appended_batches;

@@ -275,12 +275,13 @@ static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
         dtopic_t *t = b->topics[i];
         for (uint32_t p = 0; is_disk_topic(t) && p < t->cfg.partitions; p++) {
             ring_t *r = &t->parts[p].ring;
-            /* One load for both: a waiter that comes after it changes the word, so the
-             * futex wait returns at once. A partition that cannot be flushed now (broken,
-             * or a failed write the tick retries) is no reason to skip the wait. */
+            /* The count before flush_wanted: a waiter sets flush_wanted before it moves
+             * the count, so one that comes after this load makes the futex wait return at
+             * once. A partition that cannot be flushed now (broken, or a failed write the
+             * tick retries) is no reason to skip the wait. */
             dpart_t *d = &t->parts[p];
             uint32_t waiting = atomic_load(&r->ctl->flush_waiters);
-            w->busy |= !d->broken && d->last_error == 0 && dpart_fsync_wanted(d, waiting);
+            w->busy |= !d->broken && d->last_error == 0 && dpart_fsync_wanted(d);
             wait_add(w, &r->ctl->flush_waiters, waiting);
             if (asleep)
                 wait_add(w, &r->rd->seq, ring_sleep_arm(r));

@@ -82,11 +82,11 @@ uint64_t dpart_bytes_flushed(void);
  * while a producer waits for room; a partition whose flushing stopped (broken) never.
  * Flusher thread only. */
 int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms);
-/* Whether, with flush_waiters (the control block's count, as loaded) producers waiting for
- * ACKS_DISK, an fsync is wanted: some appended bytes are not fsynced. The count alone is
- * not work: a producer killed while waiting leaves it raised for good, and the flusher
- * would then never rest. Flusher thread only. */
-bool dpart_fsync_wanted(dpart_t *p, uint32_t flush_waiters);
+/* Whether an ACKS_DISK waiter wants an fsync now: the control block's flush_wanted is past
+ * what is fsynced, and appended bytes are not fsynced. The waiters' count (flush_waiters)
+ * only wakes the flusher: a producer killed while waiting leaves it raised for good, and
+ * the offset it wanted is served by the next fsync. Flusher thread only. */
+bool dpart_fsync_wanted(dpart_t *p);
 /* Clear reader entries of processes that died. */
 void dpart_reap(dpart_t *p);
 /* Unmap and close; the caller has run a final flush. */

@@ -391,6 +391,54 @@ static void test_daemon_rests_despite_waiter_counts_left_by_dead_producers(void 
     munmap(mem_ctl, sizeof(*mem_ctl));
 }
 
+/* A producer killed while it waited for ACKS_DISK leaves the offset it asked for and the
+ * raised count behind. The flusher serves that offset with one fsync, then fsyncs again
+ * only as flush.ms and live waiters ask: it used to fsync at every pass while records
+ * streamed in, until shoald restarted. A live waiter is still served at once. */
+static void test_a_dead_disk_waiter_costs_one_fsync_not_one_per_pass(void **state)
+{
+    shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
+    shoal_producer_options_t o;
+    shoal_topic_config_t cfg;
+    shoal_producer_t *p, *acker;
+    struct shm_ctl *ctl;
+    uint64_t fsyncs;
+    int64_t wanted, t0;
+    (void)state;
+
+    shoal_topic_config_init(&cfg);
+    cfg.flush_ms = 3600000; /* no fsync by time during the test */
+    assert_int_equal(shoal_topic_create(client, "dead-waiter", &cfg), 0);
+    ctl = harness_map_ctl(&daemon_, "dead-waiter");
+    assert_int_equal(shoal_producer_open(client, "dead-waiter", NULL, &p), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(shoal_send(p, &m, NULL), 0);
+    wanted = atomic_load(&ctl->log_end_offset); /* as a waiter for offset 9 leaves them */
+    atomic_store(&ctl->flush_wanted, wanted);
+    atomic_fetch_add(&ctl->flush_waiters, 1);
+    for (int i = 0; i < 500 && atomic_load(&ctl->flushed_offset) < wanted; i++)
+        usleep(10000);
+    assert_true(atomic_load(&ctl->flushed_offset) >= wanted);
+
+    fsyncs = atomic_load(&ctl->fsyncs);
+    for (int i = 0; i < 200; i++) { /* each send wakes the flusher for a pass */
+        assert_int_equal(shoal_send(p, &m, NULL), 0);
+        usleep(1000);
+    }
+    assert_in_range(atomic_load(&ctl->fsyncs) - fsyncs, 0, 2);
+
+    shoal_producer_options_init(&o);
+    o.acks = SHOAL_ACKS_DISK;
+    assert_int_equal(shoal_producer_open(client, "dead-waiter", &o, &acker), 0);
+    t0 = shoal__mono_ns();
+    assert_int_equal(shoal_send(acker, &m, NULL), 0);
+    assert_true(shoal__mono_ns() - t0 < 10000000000ll); /* not flush.ms: an hour */
+    assert_true(atomic_load(&ctl->fsyncs) > fsyncs);
+    shoal_producer_close(acker);
+    shoal_producer_close(p);
+    munmap(ctl, sizeof(*ctl));
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -428,6 +476,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_daemon_rests_despite_waiter_counts_left_by_dead_producers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_dead_disk_waiter_costs_one_fsync_not_one_per_pass,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
