@@ -48,6 +48,10 @@
  * stream with gaps longer than one pass but shorter than this keeps the flusher ticking
  * instead, and one whose gaps are longer wakes it at most 20 times a second. */
 #define DPART_QUIET_NS (50 * 1000000LL)
+/* How long appended records may have no slot that the flusher can find them in before the
+ * slots' descriptors are taken for damaged. A producer's rotation makes the next slot
+ * ACTIVE before it seals the last, so a healthy ring never shows this for a whole pass. */
+#define DPART_UNPLACED_NS (1000 * 1000000LL)
 
 /* Bytes copied from rings to segment files by every partition, for dpart_bytes_flushed(). */
 static _Atomic uint64_t bytes_flushed;
@@ -504,6 +508,31 @@ static int flusher_next_slot(dpart_t *p)
     return 0;
 }
 
+/* The flusher found no slot that starts at written_offset. Fine while nothing was appended
+ * past it; records appended past it for DPART_UNPLACED_NS with no slot holding them mean
+ * descriptors damaged by some producer (a wrong base_offset, or a state): the partition is
+ * marked broken and the damage logged, rather than producers finding the ring full with no
+ * word from shoald. */
+static int flusher_unplaced(dpart_t *p)
+{
+    int64_t end = shoal_load_acquire(&p->ring.ctl->log_end_offset), now;
+
+    if (end <= p->written_offset) {
+        p->unplaced_since_ns = 0;
+        return 0;
+    }
+    now = shoal__mono_ns();
+    if (p->unplaced_since_ns == 0)
+        p->unplaced_since_ns = now;
+    if (now - p->unplaced_since_ns < DPART_UNPLACED_NS)
+        return 0;
+    p->broken = true;
+    return SHOAL_ERR(SHOAL_ECORRUPT,
+                     "%s-%u: no slot of the ring starts at offset %lld, though offsets up to "
+                     "%lld were appended: its shared descriptors are damaged",
+                     p->topic, p->id, (long long)p->written_offset, (long long)end - 1);
+}
+
 /* Copy what producers published since the last pass. Each move to the next slot must reach
  * one further on: more moves in one pass than the ring has slots means the slots'
  * descriptors, which any producer can write, lead round in a circle (an empty sealed slot
@@ -519,7 +548,8 @@ static int flusher_copy(dpart_t *p)
         if (!p->fl_placed && (rc = flusher_next_slot(p)) < 0)
             return rc;
         if (!p->fl_placed)
-            return 0;
+            return flusher_unplaced(p);
+        p->unplaced_since_ns = 0;
         s = &p->ring.ctl->slots[p->fl_slot];
         st = atomic_load(&s->state);
         used = ring_slot_used(&p->ring, p->fl_slot);

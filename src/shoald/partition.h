@@ -21,10 +21,12 @@ typedef struct dpart {
     ring_t ring;
 
     /* the flusher's state: touched only by the flusher thread (and open/close) */
-    uint32_t fl_slot; /* slot being copied to disk */
-    uint64_t fl_pos;  /* bytes of it already written */
-    bool fl_placed;   /* fl_slot is known (false between a seal and the next slot) */
-    int log_fd;       /* the segment file of fl_slot, -1 until first write */
+    uint32_t fl_slot;          /* slot being copied to disk */
+    uint64_t fl_pos;           /* bytes of it already written */
+    bool fl_placed;            /* fl_slot is known (false between a seal and the next slot) */
+    int64_t unplaced_since_ns; /* when records past written_offset were first seen while no
+                                * slot started there (flusher_unplaced), 0 otherwise */
+    int log_fd;                /* the segment file of fl_slot, -1 until first write */
     index_writer_t iw;
     bool index_dirty;       /* iw has entries not yet fsynced (done when the segment is sealed) */
     bool dir_dirty;         /* a segment file was opened (maybe created): fsync dir before acks */

@@ -301,6 +301,44 @@ static void test_flusher_refuses_slots_that_lead_in_a_circle(void **state)
     shoal_producer_close(p);
 }
 
+/* Descriptors damaged so that no slot starts where the flusher stands, while records were
+ * appended past it: the flusher used to wait there silently (producers later found the
+ * ring full, with no word from shoald). Now the partition is marked broken and the damage
+ * logged, and the daemon goes on serving. */
+static void test_records_with_no_slot_to_flush_from_are_reported(void **state)
+{
+    shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
+    shoal_topic_config_t cfg;
+    shoal_producer_t *p;
+    struct shm_ctl *ctl;
+    const char *said = "noslot-0: no slot of the ring starts at offset 1";
+    int waited = 0;
+    (void)state;
+
+    shoal_topic_config_init(&cfg);
+    cfg.ring_slots = 4;
+    cfg.segment_bytes = 64 << 10;
+    cfg.max_record_bytes = 1024;
+    assert_int_equal(shoal_topic_create(client, "noslot", &cfg), 0);
+    assert_int_equal(shoal_producer_open(client, "noslot", NULL, &p), 0);
+    assert_int_equal(shoal_send(p, &m, NULL), 0);
+    assert_int_equal(shoal_producer_wait(p, 0, 0, SHOAL_ACKS_DISK, 5000), 0);
+    ctl = harness_map_ctl(&daemon_, "noslot");
+    assert_int_equal(atomic_load(&ctl->active_slot), 0);
+    /* slot 0 sealed at offset 1 with nothing after it, yet offsets 1-4 appended */
+    atomic_store(&ctl->slots[0].end_offset, 1);
+    atomic_store(&ctl->log_end_offset, 5);
+    atomic_store(&ctl->slots[0].state, SHM_SLOT_SEALED);
+
+    while (!harness_daemon_log_contains(&daemon_, said) && waited++ < 500)
+        usleep(10000);
+    assert_true(harness_daemon_log_contains(&daemon_, said));
+    assert_int_equal(shoal_topic_create(client, "after-noslot", NULL), 0);
+    assert_int_equal(shoal_topic_delete(client, "noslot"), 0);
+    munmap(ctl, sizeof(*ctl));
+    shoal_producer_close(p);
+}
+
 /* A wild active_slot (written by a broken producer) makes shoald's segment.ms roll fail
  * with SHOAL_EPANIC: the daemon logs it, stops flushing that partition and keeps serving;
  * appends are refused with the same code. */
@@ -471,6 +509,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_while_the_lock_is_held_encodes_aside_then_appends,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_flusher_refuses_slots_that_lead_in_a_circle, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_records_with_no_slot_to_flush_from_are_reported, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_wild_active_slot_breaks_the_partition_not_the_daemon,
                                         setup, teardown),
