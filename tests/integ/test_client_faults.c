@@ -263,27 +263,45 @@ static void test_send_while_the_lock_is_held_encodes_aside_then_appends(void **s
     shoal_producer_close(p);
 }
 
-/* A producer that writes the ring's descriptors into a circle (an empty sealed slot whose
- * base is where the flusher stands leads back to itself) makes that partition broken; the
- * flusher goes on with the others, and the daemon keeps serving. */
-static void test_flusher_refuses_slots_that_lead_in_a_circle(void **state)
+/* A disk topic of four 64 KiB slots holding one record that is on disk (the flusher stands
+ * at offset 1 of slot 0), with a producer and a read-write map of its control block, for
+ * the tests that damage the descriptors as a broken producer could. segment_ms 0: the
+ * default. */
+static struct shm_ctl *damage_target(const char *topic, int64_t segment_ms, shoal_producer_t **p)
 {
     shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
     shoal_topic_config_t cfg;
-    shoal_producer_t *p;
-    struct shm_ctl *ctl;
-    int waited = 0;
-    (void)state;
 
     shoal_topic_config_init(&cfg);
     cfg.ring_slots = 4;
     cfg.segment_bytes = 64 << 10;
     cfg.max_record_bytes = 1024;
-    assert_int_equal(shoal_topic_create(client, "circle", &cfg), 0);
-    assert_int_equal(shoal_producer_open(client, "circle", NULL, &p), 0);
-    assert_int_equal(shoal_send(p, &m, NULL), 0);
-    assert_int_equal(shoal_producer_wait(p, 0, 0, SHOAL_ACKS_DISK, 5000), 0);
-    ctl = harness_map_ctl(&daemon_, "circle");
+    if (segment_ms)
+        cfg.segment_ms = segment_ms;
+    assert_int_equal(shoal_topic_create(client, topic, &cfg), 0);
+    assert_int_equal(shoal_producer_open(client, topic, NULL, p), 0);
+    assert_int_equal(shoal_send(*p, &m, NULL), 0);
+    assert_int_equal(shoal_producer_wait(*p, 0, 0, SHOAL_ACKS_DISK, 5000), 0);
+    return harness_map_ctl(&daemon_, topic);
+}
+
+/* Wait up to 5 s for the daemon to log `said`. */
+static void expect_daemon_log(const char *said)
+{
+    for (int waited = 0; !harness_daemon_log_contains(&daemon_, said) && waited < 500; waited++)
+        usleep(10000);
+    assert_true(harness_daemon_log_contains(&daemon_, said));
+}
+
+/* A producer that writes the ring's descriptors into a circle (an empty sealed slot whose
+ * base is where the flusher stands leads back to itself) makes that partition broken; the
+ * flusher goes on with the others, and the daemon keeps serving. */
+static void test_flusher_refuses_slots_that_lead_in_a_circle(void **state)
+{
+    shoal_producer_t *p;
+    struct shm_ctl *ctl = damage_target("circle", 0, &p);
+    (void)state;
+
     assert_int_equal(atomic_load(&ctl->active_slot), 0);
     assert_int_equal(atomic_load(&ctl->slots[2].state), SHM_SLOT_FREE);
     atomic_store(&ctl->slots[2].base_offset, 1); /* where the flusher stands */
@@ -291,10 +309,7 @@ static void test_flusher_refuses_slots_that_lead_in_a_circle(void **state)
     atomic_store(&ctl->slots[2].state, SHM_SLOT_SEALED);
     atomic_store(&ctl->slots[0].state, SHM_SLOT_SEALED);
 
-    while (!harness_daemon_log_contains(&daemon_, "circle-0: the ring's slots lead back") &&
-           waited++ < 500)
-        usleep(10000);
-    assert_true(harness_daemon_log_contains(&daemon_, "circle-0: the ring's slots lead back"));
+    expect_daemon_log("circle-0: the ring's slots lead back");
     assert_int_equal(shoal_topic_create(client, "after-circle", NULL), 0); /* not stuck */
     assert_int_equal(shoal_topic_delete(client, "circle"), 0);
     munmap(ctl, sizeof(*ctl));
@@ -307,32 +322,17 @@ static void test_flusher_refuses_slots_that_lead_in_a_circle(void **state)
  * logged, and the daemon goes on serving. */
 static void test_records_with_no_slot_to_flush_from_are_reported(void **state)
 {
-    shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
-    shoal_topic_config_t cfg;
     shoal_producer_t *p;
-    struct shm_ctl *ctl;
-    const char *said = "noslot-0: no slot of the ring starts at offset 1";
-    int waited = 0;
+    struct shm_ctl *ctl = damage_target("noslot", 0, &p);
     (void)state;
 
-    shoal_topic_config_init(&cfg);
-    cfg.ring_slots = 4;
-    cfg.segment_bytes = 64 << 10;
-    cfg.max_record_bytes = 1024;
-    assert_int_equal(shoal_topic_create(client, "noslot", &cfg), 0);
-    assert_int_equal(shoal_producer_open(client, "noslot", NULL, &p), 0);
-    assert_int_equal(shoal_send(p, &m, NULL), 0);
-    assert_int_equal(shoal_producer_wait(p, 0, 0, SHOAL_ACKS_DISK, 5000), 0);
-    ctl = harness_map_ctl(&daemon_, "noslot");
     assert_int_equal(atomic_load(&ctl->active_slot), 0);
     /* slot 0 sealed at offset 1 with nothing after it, yet offsets 1-4 appended */
     atomic_store(&ctl->slots[0].end_offset, 1);
     atomic_store(&ctl->log_end_offset, 5);
     atomic_store(&ctl->slots[0].state, SHM_SLOT_SEALED);
 
-    while (!harness_daemon_log_contains(&daemon_, said) && waited++ < 500)
-        usleep(10000);
-    assert_true(harness_daemon_log_contains(&daemon_, said));
+    expect_daemon_log("noslot-0: no slot of the ring starts at offset 1");
     assert_int_equal(shoal_topic_create(client, "after-noslot", NULL), 0);
     assert_int_equal(shoal_topic_delete(client, "noslot"), 0);
     munmap(ctl, sizeof(*ctl));
@@ -345,27 +345,12 @@ static void test_records_with_no_slot_to_flush_from_are_reported(void **state)
 static void test_wild_active_slot_breaks_the_partition_not_the_daemon(void **state)
 {
     shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
-    shoal_topic_config_t cfg;
     shoal_producer_t *p;
-    struct shm_ctl *ctl;
-    int waited = 0;
+    struct shm_ctl *ctl = damage_target("wild", 1000, &p);
     (void)state;
 
-    shoal_topic_config_init(&cfg);
-    cfg.ring_slots = 4;
-    cfg.segment_bytes = 64 << 10;
-    cfg.max_record_bytes = 1024;
-    cfg.segment_ms = 1000;
-    assert_int_equal(shoal_topic_create(client, "wild", &cfg), 0);
-    assert_int_equal(shoal_producer_open(client, "wild", NULL, &p), 0);
-    assert_int_equal(shoal_send(p, &m, NULL), 0);
-    assert_int_equal(shoal_producer_wait(p, 0, 0, SHOAL_ACKS_DISK, 5000), 0);
-    ctl = harness_map_ctl(&daemon_, "wild");
     atomic_store(&ctl->active_slot, 9);
-
-    while (!harness_daemon_log_contains(&daemon_, "wild-0: cannot roll the segment") &&
-           waited++ < 500)
-        usleep(10000);
+    expect_daemon_log("wild-0: cannot roll the segment");
     assert_true(harness_daemon_log_contains(&daemon_, "active slot 9 out of range"));
     assert_int_equal(shoal_send(p, &m, NULL), SHOAL_EPANIC);
     assert_int_equal(shoal_topic_create(client, "after-wild", NULL), 0);
