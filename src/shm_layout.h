@@ -92,7 +92,7 @@ struct shm_ctl {
     _Atomic uint32_t space_waiters;
     uint8_t pad1b_[SHM_CACHE_LINE - 8];
 
-    /* shoald-written */
+    /* shoald-written, but for the ACKS_DISK waiters' flush_waiters and flush_wanted */
     _Atomic int64_t log_start_offset; /* first offset still stored */
     _Atomic int64_t flushed_offset;   /* every offset below is fsynced to disk */
     _Atomic int64_t high_watermark;   /* replicated up to here (replication issue) */
@@ -101,8 +101,8 @@ struct shm_ctl {
     _Atomic int32_t daemon_pid;       /* the shoald that flushes this ring */
     _Atomic int32_t flush_error;      /* -errno of the last failed disk write, 0 if fine */
     /* the largest flushed_offset an ACKS_DISK waiter has asked for, 0 if none: the flusher
-     * fsyncs at once while synced offsets are below it (added in layout 2's padding: a
-     * producer library from before leaves it 0, and its waits are served by flush.ms) */
+     * fsyncs at once while synced offsets are below it (added in layout 2's padding: an
+     * older library leaves it 0, and while it is 0 a raised count is the wish instead) */
     _Atomic int64_t flush_wanted;
     uint8_t pad2_[SHM_CACHE_LINE - 48];
 

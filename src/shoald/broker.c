@@ -281,7 +281,7 @@ static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
              * tick retries) is no reason to skip the wait. */
             dpart_t *d = &t->parts[p];
             uint32_t waiting = atomic_load(&r->ctl->flush_waiters);
-            w->busy |= !d->broken && d->last_error == 0 && dpart_fsync_wanted(d);
+            w->busy |= !d->broken && d->last_error == 0 && dpart_fsync_wanted(d, waiting);
             wait_add(w, &r->ctl->flush_waiters, waiting);
             if (asleep)
                 wait_add(w, &r->rd->seq, ring_sleep_arm(r));

@@ -724,7 +724,8 @@ static int64_t sync_deadline(const dpart_t *p, int daemon_flush_ms)
 
 static bool flush_due(dpart_t *p, int daemon_flush_ms, int64_t now_ns)
 {
-    return dpart_fsync_wanted(p) || now_ns >= sync_deadline(p, daemon_flush_ms) ||
+    return dpart_fsync_wanted(p, atomic_load(&p->ring.ctl->flush_waiters)) ||
+           now_ns >= sync_deadline(p, daemon_flush_ms) ||
            (p->cfg.flush_messages > 0 &&
             p->written_offset - p->synced_offset >= p->cfg.flush_messages);
 }
@@ -780,11 +781,14 @@ int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final)
     return rc;
 }
 
-bool dpart_fsync_wanted(dpart_t *p)
+bool dpart_fsync_wanted(dpart_t *p, uint32_t flush_waiters)
 {
     struct shm_ctl *ctl = p->ring.ctl;
-    return p->synced_offset < atomic_load(&ctl->flush_wanted) &&
-           p->synced_offset < shoal_load_acquire(&ctl->log_end_offset);
+    int64_t wanted = atomic_load(&ctl->flush_wanted);
+
+    if (p->synced_offset >= shoal_load_acquire(&ctl->log_end_offset))
+        return false;
+    return p->synced_offset < wanted || (wanted == 0 && flush_waiters != 0);
 }
 
 int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms)
@@ -799,7 +803,8 @@ int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms)
         return atomic_load(&ctl->space_waiters) == 0 ? INT64_MAX : shoal__mono_ns() + DPART_REAP_NS;
     next = (atomic_load(&ctl->active_slot) + 1) % p->ring.slot_count;
     if (p->last_error != 0 || p->written_offset < shoal_load_acquire(&ctl->log_end_offset) ||
-        dpart_fsync_wanted(p) || atomic_load(&ctl->slots[next].state) == SHM_SLOT_SEALED ||
+        dpart_fsync_wanted(p, atomic_load(&ctl->flush_waiters)) ||
+        atomic_load(&ctl->slots[next].state) == SHM_SLOT_SEALED ||
         shoal__mono_ns() - p->last_write_ns < DPART_QUIET_NS)
         return 0;
     if (p->synced_offset != p->written_offset)

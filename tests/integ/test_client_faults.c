@@ -444,7 +444,7 @@ static void test_a_dead_disk_waiter_costs_one_fsync_not_one_per_pass(void **stat
     assert_true(atomic_load(&ctl->flushed_offset) >= wanted);
 
     fsyncs = atomic_load(&ctl->fsyncs);
-    for (int i = 0; i < 200; i++) { /* each send wakes the flusher for a pass */
+    for (int i = 0; i < 200; i++) { /* a pass every flush.interval.ms (5 ms) meanwhile */
         assert_int_equal(shoal_send(p, &m, NULL), 0);
         usleep(1000);
     }
@@ -458,6 +458,35 @@ static void test_a_dead_disk_waiter_costs_one_fsync_not_one_per_pass(void **stat
     assert_true(shoal__mono_ns() - t0 < 10000000000ll); /* not flush.ms: an hour */
     assert_true(atomic_load(&ctl->fsyncs) > fsyncs);
     shoal_producer_close(acker);
+    shoal_producer_close(p);
+    munmap(ctl, sizeof(*ctl));
+}
+
+/* A producer of an older library waits for ACKS_DISK by only counting itself and waking the
+ * flusher (it sets no flush_wanted): on a ring no newer waiter has set flush_wanted on, its
+ * record is still fsynced at once, not after flush.ms. */
+static void test_a_disk_waiter_of_an_older_library_is_served_at_once(void **state)
+{
+    shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
+    shoal_topic_config_t cfg;
+    shoal_producer_t *p;
+    struct shm_ctl *ctl;
+    int64_t wanted;
+    (void)state;
+
+    shoal_topic_config_init(&cfg);
+    cfg.flush_ms = 3600000;
+    assert_int_equal(shoal_topic_create(client, "old-waiter", &cfg), 0);
+    ctl = harness_map_ctl(&daemon_, "old-waiter");
+    assert_int_equal(shoal_producer_open(client, "old-waiter", NULL, &p), 0);
+    assert_int_equal(shoal_send(p, &m, NULL), 0);
+    wanted = atomic_load(&ctl->log_end_offset);
+    atomic_fetch_add(&ctl->flush_waiters, 1);
+    shoal__futex_wake(&ctl->flush_waiters, 1);
+    for (int i = 0; i < 500 && atomic_load(&ctl->flushed_offset) < wanted; i++)
+        usleep(10000);
+    assert_true(atomic_load(&ctl->flushed_offset) >= wanted);
+    atomic_fetch_sub(&ctl->flush_waiters, 1);
     shoal_producer_close(p);
     munmap(ctl, sizeof(*ctl));
 }
@@ -502,6 +531,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_daemon_rests_despite_waiter_counts_left_by_dead_producers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_dead_disk_waiter_costs_one_fsync_not_one_per_pass,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_disk_waiter_of_an_older_library_is_served_at_once,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
