@@ -781,12 +781,25 @@ int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final)
     return rc;
 }
 
+/* Whether a pass could write or fsync anything: bytes are written and not synced, or the
+ * slot the flusher stands in holds more than it wrote, or was sealed (it moves on). Only
+ * between slots is log_end_offset the measure: a process can raise it past what any slot
+ * holds, and the flusher leaves that state within DPART_UNPLACED_NS (flusher_unplaced). */
+static bool dpart_has_unsynced(dpart_t *p)
+{
+    if (p->synced_offset < p->written_offset)
+        return true;
+    if (!p->fl_placed)
+        return p->written_offset < shoal_load_acquire(&p->ring.ctl->log_end_offset);
+    return ring_slot_used(&p->ring, p->fl_slot) > p->fl_pos ||
+           atomic_load(&p->ring.ctl->slots[p->fl_slot].state) == SHM_SLOT_SEALED;
+}
+
 bool dpart_fsync_wanted(dpart_t *p, uint32_t flush_waiters)
 {
-    struct shm_ctl *ctl = p->ring.ctl;
-    int64_t wanted = atomic_load(&ctl->flush_wanted);
+    int64_t wanted = atomic_load(&p->ring.ctl->flush_wanted);
 
-    if (p->synced_offset >= shoal_load_acquire(&ctl->log_end_offset))
+    if (!dpart_has_unsynced(p))
         return false;
     return p->synced_offset < wanted || (wanted == 0 && flush_waiters != 0);
 }

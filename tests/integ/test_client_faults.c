@@ -491,6 +491,45 @@ static void test_a_disk_waiter_of_an_older_library_is_served_at_once(void **stat
     munmap(ctl, sizeof(*ctl));
 }
 
+/* A process that raises flush_wanted and log_end_offset past every published record (only
+ * one that SO_PEERCRED admitted can) asks for an fsync the flusher can never reach. The
+ * flusher must rest until there is something to write, not pass after pass on a whole CPU,
+ * and the partition must go on taking records once the words are true again. */
+static void test_daemon_rests_when_a_waiter_wants_what_nobody_published(void **state)
+{
+    shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
+    shoal_producer_options_t o;
+    shoal_producer_t *p;
+    struct shm_ctl *ctl;
+    int64_t end;
+    long ticks;
+    (void)state;
+
+    assert_int_equal(shoal_topic_create(client, "unreachable", NULL), 0);
+    ctl = harness_map_ctl(&daemon_, "unreachable");
+    shoal_producer_options_init(&o);
+    o.acks = SHOAL_ACKS_DISK;
+    assert_int_equal(shoal_producer_open(client, "unreachable", &o, &p), 0);
+    assert_int_equal(shoal_send(p, &m, NULL), 0); /* the flusher now stands in a slot */
+    end = atomic_load(&ctl->log_end_offset);
+    atomic_store(&ctl->log_end_offset, end + 1000);
+    atomic_store(&ctl->flush_wanted, end + 1000);
+    atomic_fetch_add(&ctl->flush_waiters, 1);
+    shoal__futex_wake(&ctl->flush_waiters, 1);
+    usleep(200000);
+    ticks = daemon_cpu_ticks();
+    usleep(1000000);
+    assert_in_range(daemon_cpu_ticks() - ticks, 0, 20); /* spinning: ~100 ticks a second */
+
+    atomic_store(&ctl->log_end_offset, end);
+    atomic_store(&ctl->flush_wanted, end);
+    atomic_fetch_sub(&ctl->flush_waiters, 1);
+    assert_int_equal(shoal_send(p, &m, NULL), 0);
+    assert_true(atomic_load(&ctl->flushed_offset) >= end + 1);
+    shoal_producer_close(p);
+    munmap(ctl, sizeof(*ctl));
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -533,6 +572,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_dead_disk_waiter_costs_one_fsync_not_one_per_pass,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_disk_waiter_of_an_older_library_is_served_at_once,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_daemon_rests_when_a_waiter_wants_what_nobody_published,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
