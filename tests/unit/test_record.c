@@ -1023,6 +1023,47 @@ static void test_record_encoder_crc_is_right_around_large_values(void **state)
     free(bytes);
 }
 
+/* The encoder's short form (one-byte deltas, no headers) is planned only when every
+ * message fits it; one that does not, anywhere in the batch, sends the whole batch to the
+ * general writer, with the same size. */
+static void test_record_plan_takes_the_short_form_only_when_every_message_fits(void **state)
+{
+    const shoal_header_t hdr = {"h", 1, "v", 1};
+    shoal_message_t msgs[3];
+    record_batch_plan_t plan;
+    size_t short_size;
+    (void)state;
+
+    for (size_t i = 0; i < 3; i++)
+        msgs[i] = (shoal_message_t){.value = "value", .value_len = 5};
+    assert_int_equal(record_batch_plan(msgs, 3, 5000, &plan), 0);
+    assert_true(plan.short_form && plan.short_now);
+    short_size = plan.size;
+
+    msgs[2].timestamp_ms = 5063; /* 63 ms after now: still one-byte deltas */
+    assert_int_equal(record_batch_plan(msgs, 3, 5000, &plan), 0);
+    assert_true(plan.short_form && !plan.short_now);
+    assert_int_equal(plan.max_ts, 5063);
+    msgs[2].timestamp_ms = 5064;
+    assert_int_equal(record_batch_plan(msgs, 3, 5000, &plan), 0);
+    assert_false(plan.short_form);
+    assert_int_equal(plan.base_ts, 5000);
+    assert_int_equal(plan.max_ts, 5064);
+    assert_int_equal(plan.size, short_size + 1); /* the last timestamp delta takes 2 bytes */
+    msgs[2].timestamp_ms = 0;
+
+    msgs[1].headers = &hdr;
+    msgs[1].header_count = 1;
+    assert_int_equal(record_batch_plan(msgs, 3, 5000, &plan), 0);
+    assert_false(plan.short_form);
+    msgs[1].header_count = 0;
+
+    msgs[2].value_len = (size_t)1 << 30; /* planned only: nothing reads the value */
+    assert_int_equal(record_batch_plan(msgs, 3, 5000, &plan), 0);
+    assert_false(plan.short_form);
+    assert_int_equal(plan.size, short_size + ((size_t)1 << 30) - 5 + 4 + 4);
+}
+
 static void test_record_encode_refuses_bad_arguments(void **state)
 {
     shoal_message_t m = {.key = "k", .key_len = 1, .value = "v", .value_len = 1};
@@ -1493,6 +1534,7 @@ int main(void)
         cmocka_unit_test(test_record_varint_rejects_more_than_64_bits),
         cmocka_unit_test(test_record_encode_round_trips_null_empty_and_headers),
         cmocka_unit_test(test_record_encoder_crc_is_right_around_large_values),
+        cmocka_unit_test(test_record_plan_takes_the_short_form_only_when_every_message_fits),
         cmocka_unit_test(test_record_encode_refuses_bad_arguments),
         cmocka_unit_test(test_record_base_offset_is_outside_the_crc),
         cmocka_unit_test(test_record_fast_path_decodes_what_the_checked_path_does),
