@@ -377,6 +377,26 @@ static long daemon_cpu_ticks(void)
     return (long)(utime + stime);
 }
 
+/* After 200 ms to settle, the daemon uses next to no CPU for a second: a spinning one uses
+ * ~100 ticks a second. */
+static void expect_daemon_rests(void)
+{
+    long ticks;
+
+    usleep(200000);
+    ticks = daemon_cpu_ticks();
+    usleep(1000000);
+    assert_in_range(daemon_cpu_ticks() - ticks, 0, 20);
+}
+
+/* Wait up to 5 s for every offset below `end` to be fsynced. */
+static void expect_flushed(struct shm_ctl *ctl, int64_t end)
+{
+    for (int i = 0; i < 500 && atomic_load(&ctl->flushed_offset) < end; i++)
+        usleep(10000);
+    assert_true(atomic_load(&ctl->flushed_offset) >= end);
+}
+
 /* A producer killed while it waited for ACKS_DISK, or for room in a memory topic, leaves
  * the shared count of waiters raised for good. The daemon must still rest when there is
  * nothing to do (it spun a whole CPU), and must still serve the next waiter. */
@@ -387,7 +407,6 @@ static void test_daemon_rests_despite_waiter_counts_left_by_dead_producers(void 
     shoal_topic_config_t mem;
     shoal_producer_t *p;
     struct shm_ctl *disk_ctl, *mem_ctl;
-    long ticks;
     (void)state;
 
     shoal_topic_config_init(&mem);
@@ -398,11 +417,7 @@ static void test_daemon_rests_despite_waiter_counts_left_by_dead_producers(void 
     mem_ctl = harness_map_ctl(&daemon_, "stuck-mem");
     atomic_fetch_add(&disk_ctl->flush_waiters, 1); /* as a killed waiter leaves them */
     atomic_fetch_add(&mem_ctl->space_waiters, 1);
-    usleep(200000);
-    ticks = daemon_cpu_ticks();
-    usleep(1000000);
-    /* A spinning daemon uses ~100 ticks a second; a resting one next to none. */
-    assert_in_range(daemon_cpu_ticks() - ticks, 0, 20);
+    expect_daemon_rests();
 
     shoal_producer_options_init(&o);
     o.acks = SHOAL_ACKS_DISK;
@@ -439,9 +454,7 @@ static void test_a_dead_disk_waiter_costs_one_fsync_not_one_per_pass(void **stat
     wanted = atomic_load(&ctl->log_end_offset); /* as a waiter for offset 9 leaves them */
     atomic_store(&ctl->flush_wanted, wanted);
     atomic_fetch_add(&ctl->flush_waiters, 1);
-    for (int i = 0; i < 500 && atomic_load(&ctl->flushed_offset) < wanted; i++)
-        usleep(10000);
-    assert_true(atomic_load(&ctl->flushed_offset) >= wanted);
+    expect_flushed(ctl, wanted);
 
     fsyncs = atomic_load(&ctl->fsyncs);
     for (int i = 0; i < 200; i++) { /* a pass every flush.interval.ms (5 ms) meanwhile */
@@ -483,9 +496,7 @@ static void test_a_disk_waiter_of_an_older_library_is_served_at_once(void **stat
     wanted = atomic_load(&ctl->log_end_offset);
     atomic_fetch_add(&ctl->flush_waiters, 1);
     shoal__futex_wake(&ctl->flush_waiters, 1);
-    for (int i = 0; i < 500 && atomic_load(&ctl->flushed_offset) < wanted; i++)
-        usleep(10000);
-    assert_true(atomic_load(&ctl->flushed_offset) >= wanted);
+    expect_flushed(ctl, wanted);
     atomic_fetch_sub(&ctl->flush_waiters, 1);
     shoal_producer_close(p);
     munmap(ctl, sizeof(*ctl));
@@ -502,7 +513,6 @@ static void test_daemon_rests_when_a_waiter_wants_what_nobody_published(void **s
     shoal_producer_t *p;
     struct shm_ctl *ctl;
     int64_t end;
-    long ticks;
     (void)state;
 
     assert_int_equal(shoal_topic_create(client, "unreachable", NULL), 0);
@@ -516,10 +526,7 @@ static void test_daemon_rests_when_a_waiter_wants_what_nobody_published(void **s
     atomic_store(&ctl->flush_wanted, end + 1000);
     atomic_fetch_add(&ctl->flush_waiters, 1);
     shoal__futex_wake(&ctl->flush_waiters, 1);
-    usleep(200000);
-    ticks = daemon_cpu_ticks();
-    usleep(1000000);
-    assert_in_range(daemon_cpu_ticks() - ticks, 0, 20); /* spinning: ~100 ticks a second */
+    expect_daemon_rests();
 
     atomic_store(&ctl->log_end_offset, end);
     atomic_store(&ctl->flush_wanted, end);
