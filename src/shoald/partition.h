@@ -86,12 +86,12 @@ uint64_t dpart_bytes_flushed(void);
 int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms);
 /* Whether an ACKS_DISK waiter wants an fsync now, given flush_waiters (the control block's
  * count, as loaded): published bytes are not fsynced, and the control block's flush_wanted
- * is past what is (a flush_wanted past every published record asks for nothing). The count only
- * wakes the flusher: a producer killed while waiting leaves it raised for good, and the offset it
- * wanted is served by the next fsync. Except on a ring where flush_wanted was never set: its
- * waiters are of an older library, which only counts itself, so a raised count is taken as a wish,
- * as before flush_wanted (and a killed one's count then costs an fsync a pass while records stream
- * in). Flusher thread only. */
+ * is past what is (a flush_wanted past every published record asks for nothing). The count
+ * only wakes the flusher: a producer killed while waiting leaves it raised for good, and
+ * the offset it wanted is served by the next fsync. Except on a ring where flush_wanted was
+ * never set: its waiters are of an older library, which only counts itself, so a raised
+ * count is taken as a wish, as before flush_wanted (and a killed one's count then costs an
+ * fsync a pass while records stream in). Flusher thread only. */
 bool dpart_fsync_wanted(dpart_t *p, uint32_t flush_waiters);
 /* Clear reader entries of processes that died. */
 void dpart_reap(dpart_t *p);
