@@ -1,12 +1,15 @@
-/* test_hot_path.c - sending and reading make no system call while nobody sleeps.
+/* test_hot_path.c - sending and reading make no system call and allocate nothing while
+ * nobody sleeps.
  *
  * The promise of the hot path (docs/ARCHITECTURE.md, "Shared memory"): an append takes the
  * robust mutex once per batch and enters the kernel only to wake a reader that sleeps; a
- * poll that finds records reads them without entering the kernel. A child process opens a
- * producer and a consumer on a real shoald, warms them up, then installs a seccomp filter
- * that traps every system call, and sends and reads for a while: one-record sends, batches
- * in the short form, batches with keys and headers, across several ring slots. The SIGSYS
- * handler records each trapped call; the test fails if there is any.
+ * poll that finds records reads them without entering the kernel; neither allocates. A
+ * child process opens a producer and a consumer on a real shoald, warms them up, then
+ * installs a seccomp filter that traps every system call, arms shoal's allocation hook to
+ * fail the next allocation, and sends and reads for a while: one-record sends, batches in
+ * the short form, batches with keys and headers, across several ring slots. The SIGSYS
+ * handler records each trapped call; the test fails if there is any, or if the armed
+ * allocation was used up by the time the rounds end.
  *
  * clock_gettime, gettimeofday, time and getcpu are let through: glibc answers them from the
  * vDSO without entering the kernel, and only a clock source without a vDSO path (not this
@@ -47,6 +50,7 @@
 #include "harness.h"
 #include "shm_layout.h"
 #include "shoal.h"
+#include "util.h"
 
 #define TEST_TIMEOUT_S 60
 #define ROUNDS         2000 /* each: one record, a short-form batch, a batch with headers */
@@ -63,7 +67,8 @@ struct hot_report {
     int32_t failed_round;           /* -1, or the round where a call of shoal failed */
     int32_t failed_rc;
     int64_t records_read;
-    int32_t filtered; /* the filter was installed */
+    int32_t filtered;  /* the filter was installed */
+    int32_t allocated; /* shoal allocated during the rounds */
 };
 
 static struct hot_report *report;
@@ -164,6 +169,7 @@ static int hot_child(void *arg)
     const struct harness_fixture *f = arg;
     static struct hot_side s;
     int64_t n = 0;
+    void *probe;
 
     messages_init(&s);
     if (shoal_client_open(f->d.socket, &s.c) < 0 ||
@@ -179,6 +185,7 @@ static int hot_child(void *arg)
         return 4;
     report->filtered = 1;
 #endif
+    shoal__alloc_fail_after(1); /* the next allocation fails: see the end */
     for (int32_t i = 0; i < ROUNDS; i++) {
         int64_t got = round_trip(&s);
         if (got < 0) {
@@ -189,12 +196,16 @@ static int hot_child(void *arg)
         n += got;
     }
     report->records_read = n;
+    /* The allocation made to fail is still to come only if the rounds made none. */
+    probe = shoal__malloc(1);
+    report->allocated = probe != NULL;
+    shoal__free(probe);
     return 0; /* the exit is allowed; closing is not the hot path */
 }
 
 /* ------------------------------------------------------------------ the test */
 
-INTEG_TEST(test_sending_and_reading_make_no_system_call_while_nobody_sleeps)
+INTEG_TEST(test_sending_and_reading_make_no_system_call_and_allocate_nothing)
 {
     shoal_topic_config_t cfg;
     struct shm_ctl *ctl;
@@ -227,6 +238,7 @@ INTEG_TEST(test_sending_and_reading_make_no_system_call_while_nobody_sleeps)
     printf("system calls not checked in this build (see the top of the file)\n");
 #endif
     assert_int_equal(trapped, 0);
+    assert_int_equal(report->allocated, 0);
     if (report->failed_round >= 0)
         fail_msg("round %d: %s", report->failed_round, shoal_strerror(report->failed_rc));
     assert_int_equal(report->records_read, (int64_t)ROUNDS * (1 + 2 * BATCH));
@@ -259,7 +271,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
-            test_sending_and_reading_make_no_system_call_while_nobody_sleeps, setup, teardown),
+            test_sending_and_reading_make_no_system_call_and_allocate_nothing, setup, teardown),
     };
     harness_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
