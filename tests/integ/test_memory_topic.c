@@ -114,6 +114,23 @@ static void run_slow_consumer(uint32_t reset)
     shoal_producer_close(p);
 }
 
+/* A memory topic whose consumer has read one record and pins slot 0, sealed by the 99
+ * records sent after it, while *p appends to slot 1: the next slot producers reuse is the
+ * consumer's. */
+static shoal_consumer_t *consumer_on_sealed_slot(shoal_producer_t **p)
+{
+    shoal_consumer_t *k;
+    shoal_record_t r;
+
+    create_memory_topic();
+    k = open_consumer(SHOAL_OFFSET_RESET_EARLIEST);
+    assert_int_equal(shoal_producer_open(client, "mem", NULL, p), 0);
+    assert_int_equal(send_range(*p, 0, 1), 0);
+    assert_int_equal(shoal_poll(k, &r, 1, 1000), 1); /* pins slot 0 */
+    assert_int_equal(send_range(*p, 1, 99), 0);      /* slot 0 sealed, slot 1 active */
+    return k;
+}
+
 /* A producer killed while it waited for room leaves space_waiters raised. A consumer on the
  * slot producers reuse next must not take that for a waiting producer and let the slot go:
  * with nobody waiting, it reads every record. */
@@ -127,12 +144,7 @@ static void test_consumer_keeps_its_slot_when_no_producer_really_waits(void **st
     int n;
     (void)state;
 
-    create_memory_topic();
-    k = open_consumer(SHOAL_OFFSET_RESET_EARLIEST);
-    assert_int_equal(shoal_producer_open(client, "mem", NULL, &p), 0);
-    assert_int_equal(send_range(p, 0, 1), 0);
-    assert_int_equal(shoal_poll(k, r, 1, 1000), 1); /* pins slot 0 */
-    assert_int_equal(send_range(p, 1, 99), 0);      /* slot 0 sealed, slot 1 active */
+    k = consumer_on_sealed_slot(&p);
     ctl = harness_map_ctl(&daemon_, "mem");
     assert_int_equal(atomic_load(&ctl->active_slot), 1);
     atomic_fetch_add(&ctl->space_waiters, 1); /* as a killed waiter leaves it */
@@ -164,13 +176,8 @@ static void test_consumer_yields_at_its_first_poll_after_a_producer_waits(void *
     int waited = 0;
     (void)state;
 
-    create_memory_topic();
-    k = open_consumer(SHOAL_OFFSET_RESET_EARLIEST);
-    assert_int_equal(shoal_producer_open(client, "mem", NULL, &p), 0);
-    assert_int_equal(send_range(p, 0, 1), 0);
-    assert_int_equal(shoal_poll(k, &r, 1, 1000), 1); /* pins slot 0 */
-    assert_int_equal(send_range(p, 1, 99), 0);       /* slot 0 sealed, slot 1 active */
-    assert_int_equal(shoal_poll(k, &r, 1, 0), 1);    /* a look while nobody waits */
+    k = consumer_on_sealed_slot(&p);
+    assert_int_equal(shoal_poll(k, &r, 1, 0), 1); /* a look while nobody waits */
     ctl = harness_map_ctl(&daemon_, "mem");
 
     assert_true((child = harness_fork(produce, &records, 30)) > 0);
