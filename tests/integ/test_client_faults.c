@@ -429,6 +429,27 @@ static void test_daemon_rests_despite_waiter_counts_left_by_dead_producers(void 
     munmap(mem_ctl, sizeof(*mem_ctl));
 }
 
+/* flush.ms an hour: no fsync by time during a test, only the ones waiters bring */
+#define NO_TIMED_FSYNC 3600000
+
+/* A disk topic for the ACKS_DISK waiter tests, its partition's control block as a producer
+ * maps it, and a producer with the given acks in *p. flush_ms 0: the default. */
+static struct shm_ctl *waiter_target(const char *topic, int64_t flush_ms, uint32_t acks,
+                                     shoal_producer_t **p)
+{
+    shoal_producer_options_t o;
+    shoal_topic_config_t cfg;
+
+    shoal_topic_config_init(&cfg);
+    if (flush_ms)
+        cfg.flush_ms = flush_ms;
+    shoal_producer_options_init(&o);
+    o.acks = acks;
+    assert_int_equal(shoal_topic_create(client, topic, &cfg), 0);
+    assert_int_equal(shoal_producer_open(client, topic, &o, p), 0);
+    return harness_map_ctl(&daemon_, topic);
+}
+
 /* A producer killed while it waited for ACKS_DISK leaves the offset it asked for and the
  * raised count behind. The flusher serves that offset with one fsync, then fsyncs again
  * only as flush.ms and live waiters ask: it used to fsync at every pass while records
@@ -437,18 +458,13 @@ static void test_a_dead_disk_waiter_costs_one_fsync_not_one_per_pass(void **stat
 {
     shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
     shoal_producer_options_t o;
-    shoal_topic_config_t cfg;
     shoal_producer_t *p, *acker;
     struct shm_ctl *ctl;
     uint64_t fsyncs;
     int64_t wanted, t0;
     (void)state;
 
-    shoal_topic_config_init(&cfg);
-    cfg.flush_ms = 3600000; /* no fsync by time during the test */
-    assert_int_equal(shoal_topic_create(client, "dead-waiter", &cfg), 0);
-    ctl = harness_map_ctl(&daemon_, "dead-waiter");
-    assert_int_equal(shoal_producer_open(client, "dead-waiter", NULL, &p), 0);
+    ctl = waiter_target("dead-waiter", NO_TIMED_FSYNC, SHOAL_ACKS_MEMORY, &p);
     for (int i = 0; i < 10; i++)
         assert_int_equal(shoal_send(p, &m, NULL), 0);
     wanted = atomic_load(&ctl->log_end_offset); /* as a waiter for offset 9 leaves them */
@@ -481,17 +497,12 @@ static void test_a_dead_disk_waiter_costs_one_fsync_not_one_per_pass(void **stat
 static void test_a_disk_waiter_of_an_older_library_is_served_at_once(void **state)
 {
     shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
-    shoal_topic_config_t cfg;
     shoal_producer_t *p;
     struct shm_ctl *ctl;
     int64_t wanted;
     (void)state;
 
-    shoal_topic_config_init(&cfg);
-    cfg.flush_ms = 3600000;
-    assert_int_equal(shoal_topic_create(client, "old-waiter", &cfg), 0);
-    ctl = harness_map_ctl(&daemon_, "old-waiter");
-    assert_int_equal(shoal_producer_open(client, "old-waiter", NULL, &p), 0);
+    ctl = waiter_target("old-waiter", NO_TIMED_FSYNC, SHOAL_ACKS_MEMORY, &p);
     assert_int_equal(shoal_send(p, &m, NULL), 0);
     wanted = atomic_load(&ctl->log_end_offset);
     atomic_fetch_add(&ctl->flush_waiters, 1);
@@ -509,17 +520,12 @@ static void test_a_disk_waiter_of_an_older_library_is_served_at_once(void **stat
 static void test_daemon_rests_when_a_waiter_wants_what_nobody_published(void **state)
 {
     shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
-    shoal_producer_options_t o;
     shoal_producer_t *p;
     struct shm_ctl *ctl;
     int64_t end;
     (void)state;
 
-    assert_int_equal(shoal_topic_create(client, "unreachable", NULL), 0);
-    ctl = harness_map_ctl(&daemon_, "unreachable");
-    shoal_producer_options_init(&o);
-    o.acks = SHOAL_ACKS_DISK;
-    assert_int_equal(shoal_producer_open(client, "unreachable", &o, &p), 0);
+    ctl = waiter_target("unreachable", 0, SHOAL_ACKS_DISK, &p);
     assert_int_equal(shoal_send(p, &m, NULL), 0); /* the flusher now stands in a slot */
     end = atomic_load(&ctl->log_end_offset);
     atomic_store(&ctl->log_end_offset, end + 1000);
