@@ -22,9 +22,9 @@
  * FUZZ_SLOT_FILES slot files between them; one that would go past is left out of the frame
  * sequence, so that an input cannot take the machine's memory or descriptors. */
 #include <dirent.h>
-#include <ftw.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
