@@ -175,16 +175,22 @@ BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_OBJ  := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_BIN  := $(BUILD)/shoal-bench
 BENCH_ARGS  = --shoald $(SHOALD) $(if $(JSON),--json $(JSON)) $(if $(ONLY),--only $(ONLY))
-.PHONY: bench-quick bench-smoke
+.PHONY: bench-quick bench-smoke bench-deps
 
 $(BENCH_BIN): $(BENCH_OBJ) $(STATIC_LIB)
 	$(QCC)$(CC) $(SHOAL_CFLAGS) $(SHOAL_OPT) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpthread $(LDLIBS)
 
-bench: all $(BENCH_BIN)
+# The brokers measured beside shoal for context (bench/brokers.c): installed as root,
+# named otherwise; their scenarios are skipped when they are missing.
+BENCH_BROKERS := redis-server
+bench-deps:
+	$(Q)scripts/deps.sh --optional $(BENCH_BROKERS)
+
+bench: all $(BENCH_BIN) bench-deps
 	$(BENCH_BIN) --mode full $(BENCH_ARGS)
-bench-quick: all $(BENCH_BIN)
+bench-quick: all $(BENCH_BIN) bench-deps
 	$(BENCH_BIN) --mode quick $(BENCH_ARGS)
-bench-smoke: all $(BENCH_BIN)
+bench-smoke: all $(BENCH_BIN) bench-deps
 	$(BENCH_BIN) --mode smoke $(BENCH_ARGS)
 
 # ------------------------------------------------------------------ install

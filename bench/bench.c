@@ -61,6 +61,8 @@ enum kind {
     K_DISK_WRITE,
     K_ACKS_DISK,
     K_COLD_READ,
+    K_REDIS_TPUT,
+    K_REDIS_RTT,
     K_RSS_IDLE,
     K_RSS_LOAD,
     K_RSS_CLIENT,
@@ -106,6 +108,8 @@ struct suite {
     char instance[64];
     char ctl_path[128], probe_path[128], floor_path[128];
     pid_t daemon;
+    pid_t redis; /* 0 until the first redis scenario, -1 when it cannot run */
+    char redis_sock[128];
     shoal_client_t *client;
     struct bench_ctl *ctl, *probe;
     pid_t probe_pids[2];
@@ -232,6 +236,20 @@ static struct scenario scenarios[] = {
      .producers = 1,
      .baseline = "disk-write"},
     {.name = "shoal-cold-read", .kind = K_COLD_READ, .size = 4096, .batch = 64, .consumers = 1},
+    /* for context: Redis Streams on this machine (brokers.c); skipped when not installed */
+    {.name = "redis-32-b64",
+     .kind = K_REDIS_TPUT,
+     .size = 32,
+     .batch = 64,
+     .producers = 1,
+     .consumers = 1},
+    {.name = "redis-32-b1",
+     .kind = K_REDIS_TPUT,
+     .size = 32,
+     .batch = 1,
+     .producers = 1,
+     .consumers = 1},
+    BASE_RTT("redis-rtt-32", K_REDIS_RTT, 32),
     {.name = "rss-shoald-idle", .kind = K_RSS_IDLE},
     {.name = "rss-shoald-load", .kind = K_RSS_LOAD},
     {.name = "rss-client", .kind = K_RSS_CLIENT},
@@ -431,6 +449,10 @@ static void daemon_stop(struct suite *S)
  * the ring's four 64 MiB slots (bench.h, max_lag). */
 #define TPUT_MAX_LAG_BYTES (128ull << 20)
 
+/* How far a Redis producer may run ahead of its consumer, in records: well within what
+ * the stream keeps (brokers.c, TRIM_LEN). */
+#define REDIS_MAX_LAG 100000
+
 /* A fresh topic: 64 MiB slots x 4, or small slots (ping-pong moves a few MB at most). */
 static int topic_new(struct suite *S, char *name, size_t cap, uint32_t storage, bool small)
 {
@@ -514,6 +536,19 @@ static int setup_kids(struct suite *S, struct scenario *sc, char (*topics)[64], 
                                     sc->kind == K_PIPE_RTT ? fds[3] : fds[1]);
         return sc->busy ? busy_kids(S, 2) : 2;
     }
+    case K_REDIS_TPUT:
+    case K_REDIS_RTT: {
+        char server[160];
+        bool tput = sc->kind == K_REDIS_TPUT;
+        snprintf(server, sizeof(server), "server=%s", S->redis_sock);
+        S->ctl->consumers = S->ctl->producers = 1;
+        S->ctl->max_lag = REDIS_MAX_LAG;
+        spawn_role(S, tput ? "redis-consumer" : "redis-ping", 0, topics[0], topics[1], sc->size,
+                   sc->batch, 0, server);
+        spawn_role(S, tput ? "redis-producer" : "redis-pong", 1, topics[0], topics[1], sc->size,
+                   sc->batch, 0, server);
+        return 2;
+    }
     default:
         return -1;
     }
@@ -548,6 +583,11 @@ static int prepare(struct suite *S, struct scenario *sc, char (*topics)[64], int
         return 0;
     case K_UNIX_RTT:
         return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0 ? -errno : 0;
+    case K_REDIS_TPUT:
+    case K_REDIS_RTT: /* stream names; the first XADD creates them */
+        snprintf(topics[0], 64, "stream%d", S->topic_seq++);
+        snprintf(topics[1], 64, "stream%d", S->topic_seq++);
+        return 0;
     default:
         return 0;
     }
@@ -558,9 +598,12 @@ static void unprepare(struct suite *S, struct scenario *sc, char (*topics)[64], 
     for (int i = 0; i < 4; i++)
         if (fds[i] >= 0)
             close(fds[i]);
-    for (int i = 0; i < 2; i++)
-        if (topics[i][0])
-            shoal_topic_delete(S->client, topics[i]);
+    if (sc->kind == K_REDIS_TPUT || sc->kind == K_REDIS_RTT)
+        bench_redis_del(S->redis_sock, topics[0], topics[1]);
+    else
+        for (int i = 0; i < 2; i++)
+            if (topics[i][0])
+                shoal_topic_delete(S->client, topics[i]);
     if (sc->kind == K_FLOOR_TPUT || sc->kind == K_FLOOR_RTT)
         unlink(S->floor_path);
 }
@@ -1109,11 +1152,33 @@ static void progress(const struct scenario *sc, const struct run *r)
             (long long)(r->has_lat ? r->pct[0] : 0));
 }
 
+/* Another broker's server, started on first use. A broker that is not installed skips
+ * its scenarios (not a failure: it is only there for context); one that fails to start
+ * fails the suite. */
+static bool broker_ready(struct suite *S, const struct scenario *sc)
+{
+    if (sc->kind != K_REDIS_TPUT && sc->kind != K_REDIS_RTT)
+        return true;
+    if (S->redis == 0) {
+        S->redis = bench_redis_start(S->dir, S->redis_sock, sizeof(S->redis_sock));
+        if (S->redis == 0)
+            fprintf(stderr, "bench: redis-server is not installed, so the redis-* scenarios "
+                            "are skipped (apt-get install redis-server)\n");
+        else if (S->redis < 0)
+            failures++;
+        if (S->redis <= 0)
+            S->redis = -1;
+    }
+    return S->redis > 0;
+}
+
 static void run_scenario(struct suite *S, struct scenario *sc)
 {
     struct scenario *b = scenario_find(sc->baseline);
     int reps = sc->kind == K_COLD_READ && strcmp(S->mode, "full") ? 1 : S->reps;
 
+    if (!broker_ready(S, sc))
+        return;
     for (int i = 0; i < reps && sc->nruns < MAX_RUNS; i++) {
         struct run *r = &sc->runs[sc->nruns];
         int base = -1;
@@ -1165,6 +1230,7 @@ static int suite_init(struct suite *S)
 static void suite_fini(struct suite *S)
 {
     char cmd[256];
+    bench_redis_stop(S->redis);
     daemon_stop(S);
     if (S->probe) {
         bench_set_phase(S->probe, BENCH_STOP);
@@ -1268,6 +1334,10 @@ static const struct {
     {"fd-pong", role_fd_pong},
     {"busy-spin", role_busy_spin},
     {"busy-tick", role_busy_tick},
+    {"redis-producer", role_redis_producer},
+    {"redis-consumer", role_redis_consumer},
+    {"redis-ping", role_redis_ping},
+    {"redis-pong", role_redis_pong},
 };
 
 static void parse_kv(struct bench_args *a, const char *kv)
@@ -1288,6 +1358,8 @@ static void parse_kv(struct bench_args *a, const char *kv)
         a->topic = v;
     else if (KEY("topic2"))
         a->topic2 = v;
+    else if (KEY("server"))
+        a->server = v;
     else if (KEY("idx"))
         a->idx = atoi(v);
     else if (KEY("fd"))

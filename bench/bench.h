@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define BENCH_MAX_CHILDREN 16
 #define BENCH_LINE         64
@@ -64,6 +65,7 @@ struct bench_args {
     const char *socket;
     const char *topic;
     const char *topic2; /* the reply topic of a ping-pong, the ring file of the floor */
+    const char *server; /* another broker's socket (brokers.c) */
     int idx;            /* which bench_child slot is ours */
     int fd;             /* an inherited descriptor (pipe, socket) */
     int fd2;
@@ -91,6 +93,17 @@ int role_fd_ping(struct bench_ctl *ctl, const struct bench_args *a);
 int role_fd_pong(struct bench_ctl *ctl, const struct bench_args *a);
 int role_busy_spin(struct bench_ctl *ctl, const struct bench_args *a);
 int role_busy_tick(struct bench_ctl *ctl, const struct bench_args *a);
+int role_redis_producer(struct bench_ctl *ctl, const struct bench_args *a);
+int role_redis_consumer(struct bench_ctl *ctl, const struct bench_args *a);
+int role_redis_ping(struct bench_ctl *ctl, const struct bench_args *a);
+int role_redis_pong(struct bench_ctl *ctl, const struct bench_args *a);
+
+/* The driver's side of the other brokers (brokers.c). Start redis-server in memory only on
+ * dir/redis.sock (its path goes to sock): its pid, 0 when it is not installed, or -1. */
+pid_t bench_redis_start(const char *dir, char *sock, size_t cap);
+void bench_redis_stop(pid_t pid);
+/* Delete a run's two streams. */
+void bench_redis_del(const char *sock, const char *s1, const char *s2);
 
 /* Helpers for children (roles.c). */
 int64_t bench_now_ns(void);
@@ -104,6 +117,10 @@ static inline uint32_t bench_phase(struct bench_ctl *ctl)
 void bench_phase_wait(struct bench_ctl *ctl, uint32_t ph, int timeout_ms);
 /* Move to phase ph and wake every child waiting for a change. */
 void bench_set_phase(struct bench_ctl *ctl, uint32_t ph);
+/* Wait (yielding the CPU) while the producers are more than max_lag records ahead of the
+ * slowest consumer; producers call it every BENCH_PACE_EVERY batches. */
+void bench_pace(struct bench_ctl *ctl);
+#define BENCH_PACE_EVERY 16
 /* Report ready and sleep until the driver leaves SETUP. */
 void bench_child_ready(struct bench_ctl *ctl, int idx);
 /* Add to the child's counters (relaxed: only the driver reads them, twice a run). */

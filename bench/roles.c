@@ -201,9 +201,7 @@ static int ack_pop(struct bench_child *ch, struct prod *pr, const struct bench_a
     return 0;
 }
 
-/* Wait (yielding the CPU) while the producers are more than max_lag records ahead of the
- * slowest consumer (bench.h). */
-static void prod_pace(struct bench_ctl *ctl)
+void bench_pace(struct bench_ctl *ctl)
 {
     while (ctl->max_lag && bench_phase(ctl) < BENCH_STOP) {
         uint64_t produced = 0, slowest = UINT64_MAX;
@@ -220,9 +218,6 @@ static void prod_pace(struct bench_ctl *ctl)
     }
 }
 
-/* Look at the consumers' progress every this many batches. */
-#define PACE_EVERY 16
-
 static int prod_loop(struct bench_ctl *ctl, struct bench_child *ch, struct prod *pr,
                      const struct bench_args *a)
 {
@@ -237,8 +232,8 @@ static int prod_loop(struct bench_ctl *ctl, struct bench_child *ch, struct prod 
         sent += a->batch;
         if (!a->acks) {
             bench_count(ch, a->batch, (uint64_t)a->batch * a->size);
-            if (sent / a->batch % PACE_EVERY == 0)
-                prod_pace(ctl);
+            if (sent / a->batch % BENCH_PACE_EVERY == 0)
+                bench_pace(ctl);
             continue;
         }
         unit_records += a->batch;

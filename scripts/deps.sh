@@ -1,14 +1,17 @@
 #!/bin/sh
 # Install (as root) or name (otherwise) the Debian packages shoal needs.
-# Usage: deps.sh [--check] PACKAGE...   --check only reports and fails when one is missing.
-check=0
-if [ "$1" = "--check" ]; then check=1; shift; fi
+# Usage: deps.sh [--check | --optional] PACKAGE...
+#   --check     only report, and fail when one is missing.
+#   --optional  what needs them runs without them: name them, or try to install them as
+#               root, and never fail.
+mode=install
+case "$1" in --check | --optional) mode=${1#--}; shift ;; esac
 missing=""
 for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0
-if [ "$check" = 1 ]; then
+if [ "$mode" = check ]; then
     echo "shoal: missing Debian packages:$missing" >&2
     echo "shoal: run 'make deps' (as root) or: sudo apt-get install -y$missing" >&2
     exit 1
@@ -16,9 +19,15 @@ fi
 if [ "$(id -u)" = 0 ]; then
     echo "shoal: installing:$missing"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y $missing || { apt-get update && apt-get install -y $missing; } || exit 1
-else
-    echo "shoal: missing Debian packages:$missing" >&2
-    echo "shoal: install them with: sudo apt-get install -y$missing" >&2
+    apt-get install -y $missing || { apt-get update && apt-get install -y $missing; } && exit 0
+    [ "$mode" = optional ] && echo "shoal: could not install:$missing (going on without)" >&2
+    [ "$mode" = optional ] && exit 0
     exit 1
 fi
+if [ "$mode" = optional ]; then
+    echo "shoal: going on without:$missing; to include them: sudo apt-get install -y$missing" >&2
+    exit 0
+fi
+echo "shoal: missing Debian packages:$missing" >&2
+echo "shoal: install them with: sudo apt-get install -y$missing" >&2
+exit 1
