@@ -61,12 +61,17 @@ enum kind {
     K_DISK_WRITE,
     K_ACKS_DISK,
     K_COLD_READ,
-    K_REDIS_TPUT,
-    K_REDIS_RTT,
+    K_BROKER_TPUT, /* another broker (scenario.broker), for context */
+    K_BROKER_RTT,
     K_RSS_IDLE,
     K_RSS_LOAD,
     K_RSS_CLIENT,
 };
+
+/* The other brokers, measured for context (brokers.c). */
+enum { BROKER_REDIS, BROKER_NATS, BROKER_COUNT };
+static const char *const broker_names[] = {"redis", "nats"};
+static const char *const broker_packages[] = {"redis-server", "nats-server"};
 
 enum { MODE_NEAR, MODE_FAR, MODE_MIXED };
 static const char *const mode_names[] = {"near", "far", "mixed"};
@@ -91,6 +96,7 @@ struct scenario {
     const char *baseline;
     bool lower_is_better; /* latency scenarios: ratio is p50 / baseline p50 */
     bool busy;            /* ping-pong with CPU 0 shared (busy_kids): ratio of round trips/s */
+    int broker;           /* K_BROKER_*: which one */
     struct run runs[MAX_RUNS];
     int nruns;
 };
@@ -108,8 +114,10 @@ struct suite {
     char instance[64];
     char ctl_path[128], probe_path[128], floor_path[128];
     pid_t daemon;
-    pid_t redis; /* 0 until the first redis scenario, -1 when it cannot run */
-    char redis_sock[128];
+    struct broker_server {
+        pid_t pid;      /* 0 until its first scenario, -1 when it cannot run */
+        char addr[128]; /* Redis: its socket; NATS: its port */
+    } brokers[BROKER_COUNT];
     shoal_client_t *client;
     struct bench_ctl *ctl, *probe;
     pid_t probe_pids[2];
@@ -150,6 +158,17 @@ struct suite {
     {                                                                                              \
         .name = n, .kind = K_SHOAL_TPUT, .size = 256, .batch = 64, .producers = p, .consumers = c, \
         .baseline = base                                                                           \
+    }
+
+#define BROKER_TPUT(n, br, b)                                                                      \
+    {                                                                                              \
+        .name = n, .kind = K_BROKER_TPUT, .broker = br, .size = 32, .batch = b, .producers = 1,    \
+        .consumers = 1                                                                             \
+    }
+#define BROKER_RTT(n, br)                                                                          \
+    {                                                                                              \
+        .name = n, .kind = K_BROKER_RTT, .broker = br, .size = 32, .batch = 1, .producers = 2,     \
+        .consumers = 2, .lower_is_better = true                                                    \
     }
 
 static struct scenario scenarios[] = {
@@ -236,20 +255,14 @@ static struct scenario scenarios[] = {
      .producers = 1,
      .baseline = "disk-write"},
     {.name = "shoal-cold-read", .kind = K_COLD_READ, .size = 4096, .batch = 64, .consumers = 1},
-    /* for context: Redis Streams on this machine (brokers.c); skipped when not installed */
-    {.name = "redis-32-b64",
-     .kind = K_REDIS_TPUT,
-     .size = 32,
-     .batch = 64,
-     .producers = 1,
-     .consumers = 1},
-    {.name = "redis-32-b1",
-     .kind = K_REDIS_TPUT,
-     .size = 32,
-     .batch = 1,
-     .producers = 1,
-     .consumers = 1},
-    BASE_RTT("redis-rtt-32", K_REDIS_RTT, 32),
+    /* for context: Redis Streams and NATS JetStream on this machine (brokers.c); skipped
+     * when not installed */
+    BROKER_TPUT("redis-32-b64", BROKER_REDIS, 64),
+    BROKER_TPUT("redis-32-b1", BROKER_REDIS, 1),
+    BROKER_RTT("redis-rtt-32", BROKER_REDIS),
+    BROKER_TPUT("nats-32-b64", BROKER_NATS, 64),
+    BROKER_TPUT("nats-32-b1", BROKER_NATS, 1),
+    BROKER_RTT("nats-rtt-32", BROKER_NATS),
     {.name = "rss-shoald-idle", .kind = K_RSS_IDLE},
     {.name = "rss-shoald-load", .kind = K_RSS_LOAD},
     {.name = "rss-client", .kind = K_RSS_CLIENT},
@@ -258,6 +271,11 @@ static struct scenario scenarios[] = {
 #define NSCEN (sizeof(scenarios) / sizeof(scenarios[0]))
 
 static int failures; /* runs or processes that failed: the exit status says so */
+
+static bool is_broker(const struct scenario *sc)
+{
+    return sc->kind == K_BROKER_TPUT || sc->kind == K_BROKER_RTT;
+}
 
 static struct scenario *scenario_find(const char *name)
 {
@@ -451,7 +469,7 @@ static void daemon_stop(struct suite *S)
 
 /* How far a Redis producer may run ahead of its consumer, in records: well within what
  * the stream keeps (brokers.c, TRIM_LEN). */
-#define REDIS_MAX_LAG 100000
+#define BROKER_MAX_LAG 100000
 
 /* A fresh topic: 64 MiB slots x 4, or small slots (ping-pong moves a few MB at most). */
 static int topic_new(struct suite *S, char *name, size_t cap, uint32_t storage, bool small)
@@ -536,17 +554,18 @@ static int setup_kids(struct suite *S, struct scenario *sc, char (*topics)[64], 
                                     sc->kind == K_PIPE_RTT ? fds[3] : fds[1]);
         return sc->busy ? busy_kids(S, 2) : 2;
     }
-    case K_REDIS_TPUT:
-    case K_REDIS_RTT: {
-        char server[160];
-        bool tput = sc->kind == K_REDIS_TPUT;
-        snprintf(server, sizeof(server), "server=%s", S->redis_sock);
+    case K_BROKER_TPUT:
+    case K_BROKER_RTT: { /* left to the scheduler, with the server */
+        char server[160], role[2][32];
+        bool tput = sc->kind == K_BROKER_TPUT;
+        const char *name = broker_names[sc->broker];
+        snprintf(server, sizeof(server), "server=%s", S->brokers[sc->broker].addr);
+        snprintf(role[0], sizeof(role[0]), "%s-%s", name, tput ? "consumer" : "ping");
+        snprintf(role[1], sizeof(role[1]), "%s-%s", name, tput ? "producer" : "pong");
         S->ctl->consumers = S->ctl->producers = 1;
-        S->ctl->max_lag = REDIS_MAX_LAG;
-        spawn_role(S, tput ? "redis-consumer" : "redis-ping", 0, topics[0], topics[1], sc->size,
-                   sc->batch, 0, server);
-        spawn_role(S, tput ? "redis-producer" : "redis-pong", 1, topics[0], topics[1], sc->size,
-                   sc->batch, 0, server);
+        S->ctl->max_lag = BROKER_MAX_LAG;
+        for (int i = 0; i < 2; i++)
+            spawn_role(S, role[i], i, topics[0], topics[1], sc->size, sc->batch, 0, server);
         return 2;
     }
     default:
@@ -583,10 +602,13 @@ static int prepare(struct suite *S, struct scenario *sc, char (*topics)[64], int
         return 0;
     case K_UNIX_RTT:
         return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0 ? -errno : 0;
-    case K_REDIS_TPUT:
-    case K_REDIS_RTT: /* stream names; the first XADD creates them */
+    case K_BROKER_TPUT:
+    case K_BROKER_RTT: /* Redis creates a stream at its first XADD */
         snprintf(topics[0], 64, "stream%d", S->topic_seq++);
         snprintf(topics[1], 64, "stream%d", S->topic_seq++);
+        if (sc->broker == BROKER_NATS)
+            return bench_nats_streams(atoi(S->brokers[BROKER_NATS].addr), topics[0], topics[1],
+                                      true);
         return 0;
     default:
         return 0;
@@ -598,8 +620,10 @@ static void unprepare(struct suite *S, struct scenario *sc, char (*topics)[64], 
     for (int i = 0; i < 4; i++)
         if (fds[i] >= 0)
             close(fds[i]);
-    if (sc->kind == K_REDIS_TPUT || sc->kind == K_REDIS_RTT)
-        bench_redis_del(S->redis_sock, topics[0], topics[1]);
+    if (is_broker(sc) && sc->broker == BROKER_REDIS)
+        bench_redis_del(S->brokers[BROKER_REDIS].addr, topics[0], topics[1]);
+    else if (is_broker(sc))
+        bench_nats_streams(atoi(S->brokers[BROKER_NATS].addr), topics[0], topics[1], false);
     else
         for (int i = 0; i < 2; i++)
             if (topics[i][0])
@@ -1153,23 +1177,29 @@ static void progress(const struct scenario *sc, const struct run *r)
 }
 
 /* Another broker's server, started on first use. A broker that is not installed skips
- * its scenarios (not a failure: it is only there for context); one that fails to start
- * fails the suite. */
+ * its scenarios, saying so (not a failure: it is only there for context); one that fails
+ * to start fails the suite, once. */
 static bool broker_ready(struct suite *S, const struct scenario *sc)
 {
-    if (sc->kind != K_REDIS_TPUT && sc->kind != K_REDIS_RTT)
-        return true;
-    if (S->redis == 0) {
-        S->redis = bench_redis_start(S->dir, S->redis_sock, sizeof(S->redis_sock));
-        if (S->redis == 0)
-            fprintf(stderr, "bench: redis-server is not installed, so the redis-* scenarios "
-                            "are skipped (apt-get install redis-server)\n");
-        else if (S->redis < 0)
-            failures++;
-        if (S->redis <= 0)
-            S->redis = -1;
-    }
-    return S->redis > 0;
+    struct broker_server *b = &S->brokers[sc->broker];
+    int port;
+
+    if (!is_broker(sc) || b->pid != 0)
+        return !is_broker(sc) || b->pid > 0;
+    if (sc->broker == BROKER_REDIS)
+        b->pid = bench_redis_start(S->dir, b->addr, sizeof(b->addr));
+    else if ((b->pid = bench_nats_start(S->dir, &port)) > 0)
+        snprintf(b->addr, sizeof(b->addr), "%d", port);
+    if (b->pid == 0)
+        fprintf(stderr,
+                "bench: %s is not installed, so the %s-* scenarios are skipped "
+                "(apt-get install %s)\n",
+                broker_packages[sc->broker], broker_names[sc->broker], broker_packages[sc->broker]);
+    if (b->pid < 0)
+        failures++;
+    if (b->pid <= 0)
+        b->pid = -1;
+    return b->pid > 0;
 }
 
 static void run_scenario(struct suite *S, struct scenario *sc)
@@ -1230,7 +1260,8 @@ static int suite_init(struct suite *S)
 static void suite_fini(struct suite *S)
 {
     char cmd[256];
-    bench_redis_stop(S->redis);
+    for (int i = 0; i < BROKER_COUNT; i++)
+        bench_server_stop(S->brokers[i].pid);
     daemon_stop(S);
     if (S->probe) {
         bench_set_phase(S->probe, BENCH_STOP);
@@ -1338,6 +1369,10 @@ static const struct {
     {"redis-consumer", role_redis_consumer},
     {"redis-ping", role_redis_ping},
     {"redis-pong", role_redis_pong},
+    {"nats-producer", role_nats_producer},
+    {"nats-consumer", role_nats_consumer},
+    {"nats-ping", role_nats_ping},
+    {"nats-pong", role_nats_pong},
 };
 
 static void parse_kv(struct bench_args *a, const char *kv)

@@ -65,7 +65,7 @@ struct bench_args {
     const char *socket;
     const char *topic;
     const char *topic2; /* the reply topic of a ping-pong, the ring file of the floor */
-    const char *server; /* another broker's socket (brokers.c) */
+    const char *server; /* another broker's socket path, or TCP port (brokers.c) */
     int idx;            /* which bench_child slot is ours */
     int fd;             /* an inherited descriptor (pipe, socket) */
     int fd2;
@@ -97,13 +97,20 @@ int role_redis_producer(struct bench_ctl *ctl, const struct bench_args *a);
 int role_redis_consumer(struct bench_ctl *ctl, const struct bench_args *a);
 int role_redis_ping(struct bench_ctl *ctl, const struct bench_args *a);
 int role_redis_pong(struct bench_ctl *ctl, const struct bench_args *a);
+int role_nats_producer(struct bench_ctl *ctl, const struct bench_args *a);
+int role_nats_consumer(struct bench_ctl *ctl, const struct bench_args *a);
+int role_nats_ping(struct bench_ctl *ctl, const struct bench_args *a);
+int role_nats_pong(struct bench_ctl *ctl, const struct bench_args *a);
 
-/* The driver's side of the other brokers (brokers.c). Start redis-server in memory only on
- * dir/redis.sock (its path goes to sock): its pid, 0 when it is not installed, or -1. */
+/* The driver's side of the other brokers (brokers.c). The start functions return the
+ * server's pid, 0 when it is not installed, or -1. redis-server runs in memory only on
+ * dir/redis.sock (its path goes to sock); nats-server with JetStream on 127.0.0.1:port. */
 pid_t bench_redis_start(const char *dir, char *sock, size_t cap);
-void bench_redis_stop(pid_t pid);
-/* Delete a run's two streams. */
+pid_t bench_nats_start(const char *dir, int *port);
+void bench_server_stop(pid_t pid);
+/* Delete a run's two Redis streams; create or delete its two JetStream streams. */
 void bench_redis_del(const char *sock, const char *s1, const char *s2);
+int bench_nats_streams(int port, const char *s1, const char *s2, bool create);
 
 /* Helpers for children (roles.c). */
 int64_t bench_now_ns(void);
