@@ -1048,8 +1048,10 @@ static void print_row(const struct scenario *sc, const struct run *r, int mode)
     fmt_ns(p99, sizeof(p99), r->has_lat ? r->pct[2] : 0);
     if (sc->baseline && (q = paired_ratio(sc, mode)) >= 0)
         snprintf(ratio, sizeof(ratio), "%.2f", q);
-    if (r->rate > 0)
+    if (r->rate >= 1e5)
         snprintf(rate, sizeof(rate), "%.2f M", r->rate / 1e6);
+    else if (r->rate > 0) /* the other brokers' one-at-a-time rates */
+        snprintf(rate, sizeof(rate), "%.1f k", r->rate / 1e3);
     if (r->mbps > 0)
         snprintf(mb, sizeof(mb), "%.0f", r->mbps);
     if (sc->kind == K_RSS_IDLE || sc->kind == K_RSS_LOAD)
