@@ -467,8 +467,8 @@ static void daemon_stop(struct suite *S)
  * the ring's four 64 MiB slots (bench.h, max_lag). */
 #define TPUT_MAX_LAG_BYTES (128ull << 20)
 
-/* How far a Redis producer may run ahead of its consumer, in records: well within what
- * the stream keeps (brokers.c, TRIM_LEN). */
+/* How far another broker's producer may run ahead of its consumer, in records: well
+ * within what its stream keeps (brokers.c, TRIM_LEN and NATS_MAX_MSGS). */
 #define BROKER_MAX_LAG 100000
 
 /* A fresh topic: 64 MiB slots x 4, or small slots (ping-pong moves a few MB at most). */
@@ -1186,8 +1186,10 @@ static bool broker_ready(struct suite *S, const struct scenario *sc)
     struct broker_server *b = &S->brokers[sc->broker];
     int port;
 
-    if (!is_broker(sc) || b->pid != 0)
-        return !is_broker(sc) || b->pid > 0;
+    if (!is_broker(sc))
+        return true;
+    if (b->pid != 0)
+        return b->pid > 0;
     if (sc->broker == BROKER_REDIS)
         b->pid = bench_redis_start(S->dir, b->addr, sizeof(b->addr));
     else if ((b->pid = bench_nats_start(S->dir, &port)) > 0)

@@ -2,17 +2,19 @@
  * shoal for context: Redis Streams and NATS JetStream, each through its own server
  * started by the driver.
  *
- * DESIGN: each role is one process speaking RESP2 over the server's Unix socket (Redis's
- * fastest local transport; TCP on loopback is slower), written here in a few functions
- * rather than linking a client library, so the bench needs only the server binary. The
- * clients do what a well-written one does: a producer pipelines a batch of XADDs in one
- * write and then reads their replies; a consumer reads with XREAD BLOCK from the last id
- * it saw; a ping-pong side sends its XADD and its next XREAD in one write. The server runs
- * in memory only (no RDB, no AOF), as the shoal scenarios it is set beside use memory
- * topics. Streams are trimmed (MAXLEN ~) so a run's memory stays bounded, and producers
- * stay within REDIS_MAX_LAG records of the consumer, so none is trimmed before it is read.
- * A reply of an unexpected shape, or an error reply, fails the process with -EPROTO and
- * says what came. */
+ * DESIGN: each role is one process speaking the broker's protocol, written here in a few
+ * functions rather than linking a client library, so the bench needs only the servers.
+ * The clients do what a well-written one does. Redis (RESP2 over its Unix socket, its
+ * fastest local transport): a producer pipelines a batch of XADDs in one write and then
+ * reads their replies; a consumer reads with XREAD BLOCK from the last id it saw; a
+ * ping-pong side sends its XADD and its next XREAD in one write. NATS (its text protocol
+ * over loopback TCP, JetStream's API as requests): a producer publishes a batch with
+ * acknowledgements in one write, then reads the acknowledgements (async publish); a
+ * consumer is a push consumer without acknowledgements. Both servers keep their streams
+ * in memory only, as the shoal scenarios they are set beside use memory topics; streams
+ * keep a bounded number of entries, and producers stay within BROKER_MAX_LAG (bench.c) of
+ * the consumer, so none is dropped before it is read. A reply of an unexpected shape, or
+ * an error reply, fails the process with -EPROTO and says what came. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
