@@ -16,12 +16,12 @@
  * the consumer, so none is dropped before it is read. A reply of an unexpected shape, or
  * an error reply, fails the process with -EPROTO and says what came. */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
