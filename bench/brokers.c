@@ -63,13 +63,20 @@ static int unix_connect(const char *path)
     return fd;
 }
 
-static int conn_unix(struct conn *r, const char *path)
+/* An empty buffer for a connection about to be made. */
+static int conn_alloc(struct conn *c)
 {
-    r->pos = r->len = 0;
-    if (!(r->buf = malloc(CONN_BUF)))
-        return -ENOMEM;
-    r->fd = unix_connect(path);
-    return r->fd < 0 ? r->fd : 0;
+    c->pos = c->len = 0;
+    return (c->buf = malloc(CONN_BUF)) ? 0 : -ENOMEM;
+}
+
+static int conn_unix(struct conn *c, const char *path)
+{
+    int rc = conn_alloc(c);
+    if (rc < 0)
+        return rc;
+    c->fd = unix_connect(path);
+    return c->fd < 0 ? c->fd : 0;
 }
 
 /* A TCP connection to 127.0.0.1:port, with Nagle off; reads time out after timeout_ms
@@ -78,11 +85,10 @@ static int conn_tcp(struct conn *c, int port, int timeout_ms)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    int one = 1;
+    int one = 1, rc = conn_alloc(c);
 
-    c->pos = c->len = 0;
-    if (!(c->buf = malloc(CONN_BUF)))
-        return -ENOMEM;
+    if (rc < 0)
+        return rc;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if ((c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
         return -errno;
@@ -148,6 +154,17 @@ static int conn_line(struct conn *c, size_t *n)
             return 0;
         }
     }
+}
+
+/* Repeat the command at the start of cmds (one bytes) until it is there batch times, for
+ * one write a batch. Returns the length of the batch, 0 when it does not fit. */
+static size_t cmd_batch(char *cmds, size_t one, uint32_t batch)
+{
+    if (one == 0 || one * batch > CONN_BUF)
+        return 0;
+    for (uint32_t i = 1; i < batch; i++)
+        memcpy(cmds + i * one, cmds, one);
+    return one * batch;
 }
 
 /* ------------------------------------------------------------------ Redis */
@@ -308,17 +325,15 @@ int role_redis_producer(struct bench_ctl *ctl, const struct bench_args *a)
     struct bench_child *ch = &ctl->child[a->idx];
     uint8_t *value = malloc(a->size + 1);
     char *cmds = malloc(CONN_BUF);
-    size_t one = 0, len = 0;
+    size_t len = 0;
     uint64_t batches = 0;
     struct conn r = {.fd = -1};
     int rc = value && cmds ? conn_unix(&r, a->server) : -ENOMEM;
 
     if (rc == 0) {
         memset(value, 'v', a->size);
-        one = xadd_cmd(cmds, CONN_BUF, a->topic, value, a->size);
-        rc = one && one * a->batch <= CONN_BUF ? 0 : -EMSGSIZE;
-        for (len = one; rc == 0 && len < one * a->batch; len += one)
-            memcpy(cmds + len, cmds, one);
+        len = cmd_batch(cmds, xadd_cmd(cmds, CONN_BUF, a->topic, value, a->size), a->batch);
+        rc = len ? 0 : -EMSGSIZE;
     }
     bench_child_ready(ctl, a->idx);
     while (rc == 0 && bench_phase(ctl) < BENCH_STOP) {
@@ -359,34 +374,38 @@ int role_redis_consumer(struct bench_ctl *ctl, const struct bench_args *a)
 }
 
 /* Ping XADDs to a->topic and reads the answer from a->topic2; pong the other way round.
- * Each sends its XADD and its next XREAD in one write. */
+ * Each sends its XADD and its next XREAD in one write, from one buffer: the XADD (values
+ * up to 64 KiB), then the XREAD. */
+#define PP_XADD_CAP  (65536 + 256)
+#define PP_XREAD_CAP 512
+
 static int redis_pingpong(struct bench_ctl *ctl, const struct bench_args *a, bool ping)
 {
     struct bench_child *ch = &ctl->child[a->idx];
     const char *out = ping ? a->topic : a->topic2, *in = ping ? a->topic2 : a->topic;
-    char last[ID_MAX] = "0-0", *cmd = malloc(2 * 65536 + 512);
-    uint8_t value[65536];
+    char last[ID_MAX] = "0-0", *cmd = malloc(PP_XADD_CAP + PP_XREAD_CAP);
+    uint8_t value[PP_XADD_CAP - 256];
     uint64_t sink = 0;
     struct bench_lat lat = {0};
     struct conn r = {.fd = -1};
     size_t add;
-    int rc = !cmd || a->size > sizeof(value) ? -ENOMEM : conn_unix(&r, a->server);
+    int rc = !cmd ? -ENOMEM : a->size > sizeof(value) ? -EMSGSIZE : conn_unix(&r, a->server);
     bool answer = ping; /* ping opens with a value; pong first waits for one */
 
     memset(value, 'v', sizeof(value));
     if (rc == 0 && ping)
         rc = bench_lat_init(&lat, 4u << 20);
-    add = cmd ? xadd_cmd(cmd, 65536 + 256, out, value, a->size) : 0;
+    add = cmd ? xadd_cmd(cmd, PP_XADD_CAP, out, value, a->size) : 0;
     bench_child_ready(ctl, a->idx);
     while (rc == 0 && bench_phase(ctl) < BENCH_STOP) {
         int64_t t0 = bench_now_ns();
-        size_t len = xread_cmd(cmd + add, 512, in, last, 1); /* right after the XADD */
+        size_t len = xread_cmd(cmd + add, PP_XREAD_CAP, in, last, 1); /* right after the XADD */
         int n;
         if ((rc = conn_write(&r, answer ? cmd : cmd + add, answer ? add + len : len)) < 0 ||
             (answer && (rc = xadd_replies(&r, 1)) < 0))
             break;
         while ((n = rc = xread_reply(&r, last, &sink)) == 0 && bench_phase(ctl) < BENCH_STOP) {
-            len = xread_cmd(cmd + add, 512, in, last, 1);
+            len = xread_cmd(cmd + add, PP_XREAD_CAP, in, last, 1);
             if ((rc = conn_write(&r, cmd + add, len)) < 0)
                 break;
         }
@@ -594,17 +613,15 @@ int role_nats_producer(struct bench_ctl *ctl, const struct bench_args *a)
     struct bench_child *ch = &ctl->child[a->idx];
     uint8_t *value = malloc(a->size + 1);
     char *cmds = malloc(CONN_BUF);
-    size_t one = 0, len = 0;
+    size_t len = 0;
     uint64_t batches = 0;
     struct nats s = {.c.fd = -1};
     int rc = value && cmds ? nats_open(&s, atoi(a->server), NATS_WAIT_MS) : -ENOMEM;
 
     if (rc == 0) {
         memset(value, 'v', a->size);
-        one = nats_pub_cmd(cmds, CONN_BUF, &s, a->topic, value, a->size);
-        rc = one && one * a->batch <= CONN_BUF ? 0 : -EMSGSIZE;
-        for (len = one; rc == 0 && len < one * a->batch; len += one)
-            memcpy(cmds + len, cmds, one);
+        len = cmd_batch(cmds, nats_pub_cmd(cmds, CONN_BUF, &s, a->topic, value, a->size), a->batch);
+        rc = len ? 0 : -EMSGSIZE;
     }
     bench_child_ready(ctl, a->idx);
     while (rc == 0 && bench_phase(ctl) < BENCH_STOP) {
@@ -666,8 +683,9 @@ static int nats_pingpong(struct bench_ctl *ctl, const struct bench_args *a, bool
     struct nats s = {.c.fd = -1};
     uint64_t sink = 0;
     size_t len = 0;
-    int rc =
-        pub && a->size <= sizeof(value) ? nats_open(&s, atoi(a->server), NATS_WAIT_MS) : -ENOMEM;
+    int rc = !pub                      ? -ENOMEM
+             : a->size > sizeof(value) ? -EMSGSIZE
+                                       : nats_open(&s, atoi(a->server), NATS_WAIT_MS);
 
     memset(value, 'v', sizeof(value));
     if (rc == 0)
