@@ -180,7 +180,7 @@ BENCH_ARGS  = --shoald $(SHOALD) $(if $(JSON),--json $(JSON)) $(if $(ONLY),--onl
 $(BENCH_BIN): $(BENCH_OBJ) $(STATIC_LIB)
 	$(QCC)$(CC) $(SHOAL_CFLAGS) $(SHOAL_OPT) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpthread $(LDLIBS)
 
-# The brokers measured beside shoal for context (bench/brokers.c): installed as root,
+# The brokers measured beside shoal for context (bench/brokers.h): installed as root,
 # named otherwise; their scenarios are skipped when they are missing.
 BENCH_BROKERS := redis-server nats-server
 bench-deps:

@@ -68,7 +68,7 @@ enum kind {
     K_RSS_CLIENT,
 };
 
-/* The other brokers, measured for context (brokers.c). */
+/* The other brokers, measured for context (brokers.h). */
 enum { BROKER_REDIS, BROKER_NATS, BROKER_COUNT };
 static const char *const broker_names[] = {"redis", "nats"};
 static const char *const broker_packages[] = {"redis-server", "nats-server"};
@@ -255,7 +255,7 @@ static struct scenario scenarios[] = {
      .producers = 1,
      .baseline = "disk-write"},
     {.name = "shoal-cold-read", .kind = K_COLD_READ, .size = 4096, .batch = 64, .consumers = 1},
-    /* for context: Redis Streams and NATS JetStream on this machine (brokers.c); skipped
+    /* for context: Redis Streams and NATS JetStream on this machine (brokers.h); skipped
      * when not installed */
     BROKER_TPUT("redis-32-b64", BROKER_REDIS, 64),
     BROKER_TPUT("redis-32-b1", BROKER_REDIS, 1),
@@ -468,7 +468,7 @@ static void daemon_stop(struct suite *S)
 #define TPUT_MAX_LAG_BYTES (128ull << 20)
 
 /* How far another broker's producer may run ahead of its consumer, in records: well
- * within what its stream keeps (brokers.c, TRIM_LEN and NATS_MAX_MSGS). */
+ * within what its stream keeps (redis.c TRIM_LEN, nats.c NATS_MAX_MSGS). */
 #define BROKER_MAX_LAG 100000
 
 /* A fresh topic: 64 MiB slots x 4, or small slots (ping-pong moves a few MB at most). */

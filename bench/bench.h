@@ -65,7 +65,7 @@ struct bench_args {
     const char *socket;
     const char *topic;
     const char *topic2; /* the reply topic of a ping-pong, the ring file of the floor */
-    const char *server; /* another broker's socket path, or TCP port (brokers.c) */
+    const char *server; /* another broker's socket path, or TCP port (brokers.h) */
     int idx;            /* which bench_child slot is ours */
     int fd;             /* an inherited descriptor (pipe, socket) */
     int fd2;
@@ -102,7 +102,7 @@ int role_nats_consumer(struct bench_ctl *ctl, const struct bench_args *a);
 int role_nats_ping(struct bench_ctl *ctl, const struct bench_args *a);
 int role_nats_pong(struct bench_ctl *ctl, const struct bench_args *a);
 
-/* The driver's side of the other brokers (brokers.c). The start functions return the
+/* The driver's side of the other brokers (redis.c, nats.c). The start functions return the
  * server's pid, 0 when it is not installed, or -1. redis-server runs in memory only on
  * dir/redis.sock (its path goes to sock); nats-server with JetStream on 127.0.0.1:port. */
 pid_t bench_redis_start(const char *dir, char *sock, size_t cap);
