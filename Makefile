@@ -182,7 +182,7 @@ $(BENCH_BIN): $(BENCH_OBJ) $(STATIC_LIB)
 
 # The brokers measured beside shoal for context (bench/brokers.h): installed as root,
 # named otherwise; their scenarios are skipped when they are missing.
-BENCH_BROKERS := redis-server nats-server
+BENCH_BROKERS := redis-server nats-server rabbitmq-server
 bench-deps:
 	$(Q)scripts/deps.sh --optional $(BENCH_BROKERS)
 

@@ -69,9 +69,9 @@ enum kind {
 };
 
 /* The other brokers, measured for context (brokers.h). */
-enum { BROKER_REDIS, BROKER_NATS, BROKER_COUNT };
-static const char *const broker_names[] = {"redis", "nats"};
-static const char *const broker_packages[] = {"redis-server", "nats-server"};
+enum { BROKER_REDIS, BROKER_NATS, BROKER_RABBITMQ, BROKER_COUNT };
+static const char *const broker_names[] = {"redis", "nats", "rabbitmq"};
+static const char *const broker_packages[] = {"redis-server", "nats-server", "rabbitmq-server"};
 
 enum { MODE_NEAR, MODE_FAR, MODE_MIXED };
 static const char *const mode_names[] = {"near", "far", "mixed"};
@@ -116,7 +116,8 @@ struct suite {
     pid_t daemon;
     struct broker_server {
         pid_t pid;      /* 0 until its first scenario, -1 when it cannot run */
-        char addr[128]; /* Redis: its socket; NATS: its port */
+        pid_t helper;   /* RabbitMQ's port mapper, stopped after the node */
+        char addr[128]; /* Redis: its socket; NATS, RabbitMQ: its port */
     } brokers[BROKER_COUNT];
     shoal_client_t *client;
     struct bench_ctl *ctl, *probe;
@@ -255,14 +256,17 @@ static struct scenario scenarios[] = {
      .producers = 1,
      .baseline = "disk-write"},
     {.name = "shoal-cold-read", .kind = K_COLD_READ, .size = 4096, .batch = 64, .consumers = 1},
-    /* for context: Redis Streams and NATS JetStream on this machine (brokers.h); skipped
-     * when not installed */
+    /* for context: Redis Streams, NATS JetStream and RabbitMQ streams on this machine
+     * (brokers.h); skipped when not installed */
     BROKER_TPUT("redis-32-b64", BROKER_REDIS, 64),
     BROKER_TPUT("redis-32-b1", BROKER_REDIS, 1),
     BROKER_RTT("redis-rtt-32", BROKER_REDIS),
     BROKER_TPUT("nats-32-b64", BROKER_NATS, 64),
     BROKER_TPUT("nats-32-b1", BROKER_NATS, 1),
     BROKER_RTT("nats-rtt-32", BROKER_NATS),
+    BROKER_TPUT("rabbitmq-32-b64", BROKER_RABBITMQ, 64),
+    BROKER_TPUT("rabbitmq-32-b1", BROKER_RABBITMQ, 1),
+    BROKER_RTT("rabbitmq-rtt-32", BROKER_RABBITMQ),
     {.name = "rss-shoald-idle", .kind = K_RSS_IDLE},
     {.name = "rss-shoald-load", .kind = K_RSS_LOAD},
     {.name = "rss-client", .kind = K_RSS_CLIENT},
@@ -468,7 +472,8 @@ static void daemon_stop(struct suite *S)
 #define TPUT_MAX_LAG_BYTES (128ull << 20)
 
 /* How far another broker's producer may run ahead of its consumer, in records: well
- * within what its stream keeps (redis.c TRIM_LEN, nats.c NATS_MAX_MSGS). */
+ * within what its stream keeps (redis.c TRIM_LEN, nats.c NATS_MAX_MSGS; RabbitMQ keeps
+ * everything, up to its default retention of gigabytes). */
 #define BROKER_MAX_LAG 100000
 
 /* A fresh topic: 64 MiB slots x 4, or small slots (ping-pong moves a few MB at most). */
@@ -582,6 +587,23 @@ static int make_floor_file(struct suite *S, uint64_t bytes)
     return rc;
 }
 
+/* Create or delete the two streams of another broker's run. */
+static int broker_streams(struct suite *S, const struct scenario *sc, char (*topics)[64],
+                          bool create)
+{
+    const char *addr = S->brokers[sc->broker].addr;
+    switch (sc->broker) {
+    case BROKER_REDIS: /* Redis creates a stream at its first XADD */
+        if (!create)
+            bench_redis_del(addr, topics[0], topics[1]);
+        return 0;
+    case BROKER_NATS:
+        return bench_nats_streams(atoi(addr), topics[0], topics[1], create);
+    default:
+        return bench_rabbitmq_streams(atoi(addr), topics[0], topics[1], create);
+    }
+}
+
 /* Resources a run needs before its processes start: topics, the floor file, fds. */
 static int prepare(struct suite *S, struct scenario *sc, char (*topics)[64], int *fds)
 {
@@ -603,13 +625,10 @@ static int prepare(struct suite *S, struct scenario *sc, char (*topics)[64], int
     case K_UNIX_RTT:
         return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0 ? -errno : 0;
     case K_BROKER_TPUT:
-    case K_BROKER_RTT: /* Redis creates a stream at its first XADD */
+    case K_BROKER_RTT:
         snprintf(topics[0], 64, "stream%d", S->topic_seq++);
         snprintf(topics[1], 64, "stream%d", S->topic_seq++);
-        if (sc->broker == BROKER_NATS)
-            return bench_nats_streams(atoi(S->brokers[BROKER_NATS].addr), topics[0], topics[1],
-                                      true);
-        return 0;
+        return broker_streams(S, sc, topics, true);
     default:
         return 0;
     }
@@ -620,10 +639,8 @@ static void unprepare(struct suite *S, struct scenario *sc, char (*topics)[64], 
     for (int i = 0; i < 4; i++)
         if (fds[i] >= 0)
             close(fds[i]);
-    if (is_broker(sc) && sc->broker == BROKER_REDIS)
-        bench_redis_del(S->brokers[BROKER_REDIS].addr, topics[0], topics[1]);
-    else if (is_broker(sc))
-        bench_nats_streams(atoi(S->brokers[BROKER_NATS].addr), topics[0], topics[1], false);
+    if (is_broker(sc))
+        broker_streams(S, sc, topics, false);
     else
         for (int i = 0; i < 2; i++)
             if (topics[i][0])
@@ -1192,7 +1209,11 @@ static bool broker_ready(struct suite *S, const struct scenario *sc)
         return b->pid > 0;
     if (sc->broker == BROKER_REDIS)
         b->pid = bench_redis_start(S->dir, b->addr, sizeof(b->addr));
-    else if ((b->pid = bench_nats_start(S->dir, &port)) > 0)
+    else if (sc->broker == BROKER_NATS)
+        b->pid = bench_nats_start(S->dir, &port);
+    else
+        b->pid = bench_rabbitmq_start(S->dir, &port, &b->helper);
+    if (sc->broker != BROKER_REDIS && b->pid > 0)
         snprintf(b->addr, sizeof(b->addr), "%d", port);
     if (b->pid == 0)
         fprintf(stderr,
@@ -1264,8 +1285,10 @@ static int suite_init(struct suite *S)
 static void suite_fini(struct suite *S)
 {
     char cmd[256];
-    for (int i = 0; i < BROKER_COUNT; i++)
+    for (int i = 0; i < BROKER_COUNT; i++) {
         bench_server_stop(S->brokers[i].pid);
+        bench_server_stop(S->brokers[i].helper);
+    }
     daemon_stop(S);
     if (S->probe) {
         bench_set_phase(S->probe, BENCH_STOP);
@@ -1377,6 +1400,10 @@ static const struct {
     {"nats-consumer", role_nats_consumer},
     {"nats-ping", role_nats_ping},
     {"nats-pong", role_nats_pong},
+    {"rabbitmq-producer", role_rabbitmq_producer},
+    {"rabbitmq-consumer", role_rabbitmq_consumer},
+    {"rabbitmq-ping", role_rabbitmq_ping},
+    {"rabbitmq-pong", role_rabbitmq_pong},
 };
 
 static void parse_kv(struct bench_args *a, const char *kv)

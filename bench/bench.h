@@ -101,16 +101,25 @@ int role_nats_producer(struct bench_ctl *ctl, const struct bench_args *a);
 int role_nats_consumer(struct bench_ctl *ctl, const struct bench_args *a);
 int role_nats_ping(struct bench_ctl *ctl, const struct bench_args *a);
 int role_nats_pong(struct bench_ctl *ctl, const struct bench_args *a);
+int role_rabbitmq_producer(struct bench_ctl *ctl, const struct bench_args *a);
+int role_rabbitmq_consumer(struct bench_ctl *ctl, const struct bench_args *a);
+int role_rabbitmq_ping(struct bench_ctl *ctl, const struct bench_args *a);
+int role_rabbitmq_pong(struct bench_ctl *ctl, const struct bench_args *a);
 
-/* The driver's side of the other brokers (redis.c, nats.c). The start functions return the
+/* The driver's side of the other brokers (brokers.h). The start functions return the
  * server's pid, 0 when it is not installed, or -1. redis-server runs in memory only on
- * dir/redis.sock (its path goes to sock); nats-server with JetStream on 127.0.0.1:port. */
+ * dir/redis.sock (its path goes to sock); nats-server with JetStream on 127.0.0.1:port;
+ * a RabbitMQ node with its stream plugin on 127.0.0.1:port, files under dir/rabbitmq,
+ * with a port mapper of its own (epmd, its pid to *epmd: stop it after the node). */
 pid_t bench_redis_start(const char *dir, char *sock, size_t cap);
 pid_t bench_nats_start(const char *dir, int *port);
+pid_t bench_rabbitmq_start(const char *dir, int *port, pid_t *epmd);
 void bench_server_stop(pid_t pid);
-/* Delete a run's two Redis streams; create or delete its two JetStream streams. */
+/* Delete a run's two Redis streams; create or delete its two JetStream or RabbitMQ
+ * streams. */
 void bench_redis_del(const char *sock, const char *s1, const char *s2);
 int bench_nats_streams(int port, const char *s1, const char *s2, bool create);
+int bench_rabbitmq_streams(int port, const char *s1, const char *s2, bool create);
 
 /* Helpers for children (roles.c). */
 int64_t bench_now_ns(void);

@@ -1,6 +1,6 @@
 /* brokers.c - what the clients of the other brokers share: a buffered connection over a
  * Unix or TCP socket, and starting and stopping a broker's server. The protocols are in
- * redis.c and nats.c, one broker each (brokers.h says why they are here). */
+ * redis.c, nats.c and rabbitmq.c, one broker each (brokers.h says why they are here). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>

@@ -1,17 +1,17 @@
 /* brokers.h - the single-host brokers users pick today, measured in the same run as shoal
- * for context: Redis Streams (redis.c) and NATS JetStream (nats.c), each through its own
- * server started by the driver.
+ * for context: Redis Streams (redis.c), NATS JetStream (nats.c) and RabbitMQ streams
+ * (rabbitmq.c), each through its own server started by the driver.
  *
  * DESIGN: each role is one process speaking the broker's protocol, written here in a few
  * functions rather than linking a client library, so the bench needs only the servers.
  * The clients do what a well-written one does: batches go out in one write, a consumer
  * asks for what the server has in as few requests as the protocol allows, and a
  * ping-pong side sends its reply and its next request together where it can. The
- * servers keep their streams in memory, as the shoal scenarios they are set beside use
- * memory topics; streams keep a bounded number of entries, and producers stay within
- * BROKER_MAX_LAG (bench.c) of the consumer, so none is dropped before it is read. A reply
- * of an unexpected shape, or an error reply, fails the process with -EPROTO and says
- * what came. */
+ * servers keep their streams in memory where they can (RabbitMQ's are always files), as
+ * the shoal scenarios they are set beside use memory topics. Producers stay within
+ * BROKER_MAX_LAG (bench.c) of the consumer, well within what a stream keeps, so none is
+ * dropped before it is read. A reply of an unexpected shape, or an error reply, fails
+ * the process with -EPROTO and says what came. */
 #ifndef SHOAL_BENCH_BROKERS_H
 #define SHOAL_BENCH_BROKERS_H
 
