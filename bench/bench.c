@@ -685,6 +685,9 @@ static void collect(struct suite *S, struct scenario *sc, int n, struct run *r)
             fprintf(stderr, "bench: %s: process %d failed: %s\n", sc->name, i,
                     shoal_strerror(ch->error));
     }
+    if (r->gaps > 0 && ++failures) /* the figure would not be a delivered rate */
+        fprintf(stderr, "bench: %s: consumers found %llu records missing\n", sc->name,
+                (unsigned long long)r->gaps);
     if (sc->kind == K_SHOAL_TPUT || sc->kind == K_ACKS_DISK) {
         struct bench_child *p = &S->ctl->child[n - 1]; /* a producer */
         r->client_rss_kb = p->rss_kb;

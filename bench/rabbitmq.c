@@ -44,8 +44,20 @@ enum rmq_key {
 #define RMQ_CREDIT_CHUNKS 8    /* chunks the server may send ahead of the consumer */
 #define RMQ_WAIT_MS       10   /* only bounds how late a waiting role sees STOP */
 #define RMQ_SETUP_MS      5000 /* the most a request may take before the role starts */
-#define RMQ_CHUNK_HDR     48   /* an osiris chunk's header, before its entries */
 #define RMQ_SUB_BATCH     0x80000000u /* an entry holding several messages */
+
+/* An osiris chunk's header (the part of a Deliver after the subscription id): where its
+ * fields start, and its size, before the entries. */
+enum chunk_field {
+    CHUNK_MAGIC = 0, /* magic 5 and version 0 in one byte: CHUNK_MAGIC_V0 */
+    CHUNK_TYPE = 1,  /* 0: messages */
+    CHUNK_ENTRIES = 2,
+    CHUNK_RECORDS = 4,
+    CHUNK_FIRST_OFFSET = 24,
+    CHUNK_DATA_LEN = 36,
+    CHUNK_HDR = 48,
+};
+#define CHUNK_MAGIC_V0 0x50
 
 /* A frame being built, or several back to back. Overflowing sets len past cap. */
 struct out {
@@ -127,6 +139,13 @@ static uint32_t get32(const uint8_t *p)
     uint32_t v;
     memcpy(&v, p, 4);
     return be32toh(v);
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return be64toh(v);
 }
 
 static int rmq_bad(const char *what, unsigned got)
@@ -308,35 +327,54 @@ static int rmq_confirmed(struct bench_ctl *ctl, struct conn *c, uint32_t n)
     return 1;
 }
 
-/* The next chunk delivered: its messages touched into *sink, their number to *records;
- * its credit handed back. 1, 0 at STOP, or an error. */
-static int rmq_chunk(struct bench_ctl *ctl, struct conn *c, uint64_t *records, uint64_t *sink)
+/* What a subscription has read: the offset it expects next, offsets it found missing,
+ * the sum of its value touches. */
+struct rmq_reader {
+    uint64_t next, gaps, sink;
+};
+
+/* Touch the n simple entries (a size, then the message) between p and end. */
+static int chunk_entries(struct rmq_reader *r, const uint8_t *p, const uint8_t *end, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t size = end - p >= 4 ? get32(p) : UINT32_MAX;
+        if ((size & RMQ_SUB_BATCH) || size > (size_t)(end - p) - 4)
+            return rmq_bad("a simple entry within the chunk, got the entry header", size);
+        r->sink += bench_touch(p + 4, size);
+        p += 4 + size;
+    }
+    return 0;
+}
+
+/* The next chunk delivered: its messages touched, their number to *records, its offsets
+ * checked against what came before; its credit handed back. 1, 0 at STOP, or an error. */
+static int rmq_chunk(struct bench_ctl *ctl, struct conn *c, struct rmq_reader *r, uint64_t *records)
 {
     static const uint8_t credit[] = {0, 0, 0, 7, 0, RMQ_CREDIT, 0, 1, RMQ_ID, 0, 1};
-    const uint8_t *p, *end;
+    const uint8_t *h; /* the chunk's header, after the subscription id */
+    uint64_t first;
+    uint32_t n;
     struct in f;
-    uint32_t entries;
     int rc = rmq_wait(ctl, c, RMQ_DELIVER, &f);
 
     if (rc <= 0)
         return rc;
-    if (f.len < 1 + RMQ_CHUNK_HDR || f.p[1] != 0x50 || f.p[2] != 0)
-        return rmq_bad("a user chunk of format 0x50, got the first bytes", f.len < 2 ? 0 : f.p[1]);
-    entries = get16(f.p + 3);
-    if (get32(f.p + 5) != entries) /* a record each: this producer sends no sub-batches */
-        return rmq_bad("as many records in the chunk as entries, got records", get32(f.p + 5));
-    *records = entries;
-    p = f.p + 1 + RMQ_CHUNK_HDR;
-    if (get32(f.p + 37) > f.len - 1 - RMQ_CHUNK_HDR) /* the entries' length; a trailer follows */
-        return rmq_bad("a chunk within its frame, got its data length", get32(f.p + 37));
-    end = p + get32(f.p + 37);
-    for (uint32_t i = 0; i < entries; i++) {
-        uint32_t h = p + 4 <= end ? get32(p) : UINT32_MAX;
-        if ((h & RMQ_SUB_BATCH) || h > (size_t)(end - p) - 4)
-            return rmq_bad("a simple entry within the chunk, got the entry header", h);
-        *sink += bench_touch(p + 4, h);
-        p += 4 + h;
-    }
+    h = f.p + 1;
+    if (f.len < 1 + CHUNK_HDR || h[CHUNK_MAGIC] != CHUNK_MAGIC_V0 || h[CHUNK_TYPE] != 0)
+        return rmq_bad("a user chunk of format 0x50, got the first bytes", f.len < 2 ? 0 : h[0]);
+    n = get16(h + CHUNK_ENTRIES);
+    first = get64(h + CHUNK_FIRST_OFFSET);
+    if (get32(h + CHUNK_RECORDS) != n) /* a record each: this producer sends no sub-batches */
+        return rmq_bad("as many records in the chunk as entries, got", get32(h + CHUNK_RECORDS));
+    if (get32(h + CHUNK_DATA_LEN) > f.len - 1 - CHUNK_HDR) /* a trailer follows the entries */
+        return rmq_bad("a chunk within its frame, got its data length", get32(h + CHUNK_DATA_LEN));
+    if (first < r->next)
+        return rmq_bad("a chunk from the next offset on, got one from offset", (unsigned)first);
+    if ((rc = chunk_entries(r, h + CHUNK_HDR, h + CHUNK_HDR + get32(h + CHUNK_DATA_LEN), n)) < 0)
+        return rc;
+    r->gaps += first - r->next;
+    r->next = first + n;
+    *records = n;
     return conn_write(c, (const char *)credit, sizeof(credit)) < 0 ? -EPIPE : 1;
 }
 
@@ -382,7 +420,8 @@ int role_rabbitmq_consumer(struct bench_ctl *ctl, const struct bench_args *a)
 {
     struct bench_child *ch = &ctl->child[a->idx];
     struct conn c = {.fd = -1};
-    uint64_t sink = 0, n;
+    struct rmq_reader r = {0};
+    uint64_t n;
     int rc = rmq_open(&c, atoi(a->server), RMQ_SETUP_MS);
 
     if (rc == 0)
@@ -391,12 +430,13 @@ int role_rabbitmq_consumer(struct bench_ctl *ctl, const struct bench_args *a)
         rc = conn_timeout(&c, RMQ_WAIT_MS);
     bench_child_ready(ctl, a->idx);
     while (rc == 0 && bench_phase(ctl) < BENCH_STOP) {
-        if ((rc = rmq_chunk(ctl, &c, &n, &sink)) <= 0)
+        if ((rc = rmq_chunk(ctl, &c, &r, &n)) <= 0)
             break;
         rc = 0;
         bench_count(ch, n, n * a->size);
     }
-    brokers_sink = sink;
+    brokers_sink = r.sink;
+    ch->gaps = r.gaps;
     role_done(ch, &c, rc < 0 ? rc : 0);
     return rc < 0;
 }
@@ -411,7 +451,8 @@ static int rabbitmq_pingpong(struct bench_ctl *ctl, const struct bench_args *a, 
     uint8_t *value = malloc(a->size + 1);
     struct bench_lat lat = {0};
     struct conn c = {.fd = -1};
-    uint64_t sink = 0, n;
+    struct rmq_reader r = {0};
+    uint64_t n;
     int rc = o.p && value ? rmq_open(&c, atoi(a->server), RMQ_SETUP_MS) : -ENOMEM;
 
     if (rc == 0)
@@ -431,7 +472,7 @@ static int rabbitmq_pingpong(struct bench_ctl *ctl, const struct bench_args *a, 
         int64_t t0 = bench_now_ns();
         if (ping && (rc = conn_write(&c, (const char *)o.p, o.len)) < 0)
             break;
-        if ((rc = rmq_chunk(ctl, &c, &n, &sink)) <= 0)
+        if ((rc = rmq_chunk(ctl, &c, &r, &n)) <= 0)
             break;
         if (!ping && (rc = conn_write(&c, (const char *)o.p, o.len)) < 0)
             break;
@@ -442,7 +483,8 @@ static int rabbitmq_pingpong(struct bench_ctl *ctl, const struct bench_args *a, 
     }
     if (ping)
         bench_lat_finish(&lat, ch);
-    brokers_sink = sink;
+    brokers_sink = r.sink;
+    ch->gaps = r.gaps;
     role_done(ch, &c, rc < 0 ? rc : 0);
     free(value);
     free(o.p);
