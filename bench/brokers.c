@@ -3,10 +3,10 @@
  * redis.c, nats.c and rabbitmq.c, one broker each (brokers.h says why they are here). */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,7 +148,7 @@ void role_done(struct bench_child *ch, struct conn *r, int rc)
 
 /* ------------------------------------------------------------------ the servers */
 
-/* The path of prog: itself when it names a directory, else the first in $PATH or an sbin
+/* The path of prog: itself when it holds a slash, else the first in $PATH or an sbin
  * directory (Debian installs nats-server in /usr/sbin, which a user's $PATH often lacks);
  * -1 when there is none. */
 static int find_program(const char *prog, char *out, size_t cap)
