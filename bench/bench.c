@@ -276,6 +276,25 @@ static struct scenario scenarios[] = {
 
 static int failures; /* runs or processes that failed: the exit status says so */
 
+/* The signal that asked the suite to stop (SIGINT, SIGTERM, SIGHUP), 0 until one does:
+ * the run in progress ends, the servers, shoald and their files go, nothing is printed.
+ * A second signal takes its default action (SA_RESETHAND). */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa = {.sa_handler = on_stop_signal, .sa_flags = SA_RESTART | SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
 static bool is_broker(const struct scenario *sc)
 {
     return sc->kind == K_BROKER_TPUT || sc->kind == K_BROKER_RTT;
@@ -1238,9 +1257,9 @@ static void run_scenario(struct suite *S, struct scenario *sc)
     bool once = sc->kind == K_COLD_READ || is_broker(sc);
     int reps = once && strcmp(S->mode, "full") ? 1 : S->reps;
 
-    if (!broker_ready(S, sc))
+    if (stop_signal || !broker_ready(S, sc))
         return;
-    for (int i = 0; i < reps && sc->nruns < MAX_RUNS; i++) {
+    for (int i = 0; i < reps && sc->nruns < MAX_RUNS && !stop_signal; i++) {
         struct run *r = &sc->runs[sc->nruns];
         int base = -1;
         if (b && b->nruns < MAX_RUNS) { /* the baseline right before, same placement */
@@ -1358,6 +1377,7 @@ static int driver_main(int argc, char **argv)
         return 1;
     S.self[n] = '\0';
     signal(SIGPIPE, SIG_IGN);
+    catch_stop_signals();
     fprintf(stderr, "shoal-bench: %s run, warm-up %d ms, measure %d ms, %d repetitions\n", S.mode,
             S.warm_ms, S.measure_ms, S.reps);
     if (suite_init(&S) < 0) {
@@ -1367,6 +1387,11 @@ static int driver_main(int argc, char **argv)
     }
     run_all(&S);
     suite_fini(&S);
+    if (stop_signal) {
+        fprintf(stderr, "shoal-bench: stopped by %s, its processes and files removed\n",
+                strsignal(stop_signal));
+        return 128 + stop_signal;
+    }
     print_machine();
     print_table();
     if (S.json && write_json(S.json) != 0) {
