@@ -557,8 +557,11 @@ pid_t bench_rabbitmq_start(const char *dir, int *port, pid_t *epmd)
         return -1;
     /* the node's own port mapper, so none is left running after the suite */
     snprintf(eport, sizeof(eport), "%d", epmd_port);
-    if ((*epmd = server_start(epmd_argv, NULL, log, 5000, port_up, &epmd_port)) <= 0)
+    if ((*epmd = server_start(epmd_argv, NULL, log, 5000, port_up, &epmd_port)) <= 0) {
+        if (*epmd == 0)
+            fprintf(stderr, "bench: rabbitmq-server is installed but not epmd (erlang-base)\n");
         return -1;
+    }
     snprintf(env[0], sizeof(env[0]), "HOME=%s", base); /* the Erlang cookie */
     snprintf(env[1], sizeof(env[1]), "ERL_EPMD_PORT=%d", epmd_port);
     snprintf(env[2], sizeof(env[2]), "RABBITMQ_NODENAME=shoal-bench-%d@localhost", (int)getpid());
