@@ -353,7 +353,7 @@ static int rmq_chunk(struct bench_ctl *ctl, struct conn *c, struct rmq_reader *r
     static const uint8_t credit[] = {0, 0, 0, 7, 0, RMQ_CREDIT, 0, 1, RMQ_ID, 0, 1};
     const uint8_t *h; /* the chunk's header, after the subscription id */
     uint64_t first;
-    uint32_t n;
+    uint32_t n, data_len;
     struct in f;
     int rc = rmq_wait(ctl, c, RMQ_DELIVER, &f);
 
@@ -364,13 +364,14 @@ static int rmq_chunk(struct bench_ctl *ctl, struct conn *c, struct rmq_reader *r
         return rmq_bad("a user chunk of format 0x50, got the first bytes", f.len < 2 ? 0 : h[0]);
     n = get16(h + CHUNK_ENTRIES);
     first = get64(h + CHUNK_FIRST_OFFSET);
+    data_len = get32(h + CHUNK_DATA_LEN);
     if (get32(h + CHUNK_RECORDS) != n) /* a record each: this producer sends no sub-batches */
         return rmq_bad("as many records in the chunk as entries, got", get32(h + CHUNK_RECORDS));
-    if (get32(h + CHUNK_DATA_LEN) > f.len - 1 - CHUNK_HDR) /* a trailer follows the entries */
-        return rmq_bad("a chunk within its frame, got its data length", get32(h + CHUNK_DATA_LEN));
+    if (data_len > f.len - 1 - CHUNK_HDR) /* a trailer follows the entries */
+        return rmq_bad("a chunk within its frame, got its data length", data_len);
     if (first < r->next)
         return rmq_bad("a chunk from the next offset on, got one from offset", (unsigned)first);
-    if ((rc = chunk_entries(r, h + CHUNK_HDR, h + CHUNK_HDR + get32(h + CHUNK_DATA_LEN), n)) < 0)
+    if ((rc = chunk_entries(r, h + CHUNK_HDR, h + CHUNK_HDR + data_len, n)) < 0)
         return rc;
     r->gaps += first - r->next;
     r->next = first + n;
