@@ -927,7 +927,8 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
         int rc;
 
         if (n != 0 || timeout_ms == 0 || c->nparts == 0) {
-            if (n > 0 && waiting_since != 0)
+            /* only the default wait adapts; the others read no clock once data is here */
+            if (n > 0 && waiting_since != 0 && c->opts.wait == SHOAL_WAIT_DEFAULT)
                 consumer_note_wait(c, (spun_to ? spun_to : shoal__mono_ns()) - waiting_since);
             c->want_bytes = 0;
             return n;
@@ -950,13 +951,14 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
         shared = c->opts.wait == SHOAL_WAIT_DEFAULT && consumer_cpu_shared(c, now);
         spin_until = consumer_spin_until(c, now, deadline, timeout_ms, shared);
         wake_at = gather && gather_until ? SHOAL_MIN(deadline, gather_until) : deadline;
-        if (spin_until > now &&
-            consumer_spin(c, now, SHOAL_MIN(spin_until, wake_at), shared, &spun_to))
-            continue;
+        if (spin_until > now) {
+            if (consumer_spin(c, now, SHOAL_MIN(spin_until, wake_at), shared, &spun_to))
+                continue;
+            now = spun_to; /* the spin's last clock reading, at or past its end */
+        }
         spun_to = 0;
         if (c->opts.wait == SHOAL_WAIT_SPIN)
             continue; /* the deadline and gathering checks above end it */
-        now = shoal__mono_ns();
         if (now >= wake_at)
             continue;
         rc = consumer_sleep(c, wake_at == INT64_MAX ? -1 : wake_at - now);
