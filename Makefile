@@ -57,6 +57,11 @@ FUZZ_TARGETS := record segment recover server
 FUZZ_REPLAYS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/replay_%)
 # A DESTDIR install checked with systemd-analyze, pkg-config and a program built against it.
 INSTALL_TEST := tests/install/test_install.sh
+# The benchmark suite (bench/), and a test that an interrupted run leaves nothing behind.
+BENCH_SRC  := $(wildcard bench/*.c)
+BENCH_OBJ  := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
+BENCH_BIN  := $(BUILD)/shoal-bench
+BENCH_TEST := tests/bench/test_bench_interrupt.sh
 
 .SECONDARY:
 .PHONY: all test check unit integ asan run deps format-check install uninstall clean format bench dist \
@@ -105,9 +110,9 @@ $(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(DAEMON_L
 # Tests: unit tests (cmocka, one binary per module) and the fuzz targets' corpora, then
 # multi-process integration and fault tests against a real shoald. tests/run.sh prints one
 # line per binary and a total.
-test check: deps all $(UNIT_TESTS) $(FUZZ_REPLAYS) $(INTEG_TESTS)
+test check: deps all $(UNIT_TESTS) $(FUZZ_REPLAYS) $(INTEG_TESTS) $(BENCH_BIN)
 	$(Q)BUILD=$(BUILD) CC="$(CC)" SHOAL_OPT="$(SHOAL_OPT)" SHOAL_LDFLAGS="$(LDFLAGS)" \
-	  tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAYS) $(INTEG_TESTS) $(INSTALL_TEST)
+	  tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAYS) $(INTEG_TESTS) $(INSTALL_TEST) $(BENCH_TEST)
 
 unit: deps all $(UNIT_TESTS) $(FUZZ_REPLAYS)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAYS)
@@ -171,9 +176,6 @@ run: deps
 # `make bench-quick` every scenario briefly (under 60 s), `make bench-smoke` a few seconds
 # with no thresholds (CI). JSON=FILE also writes the figures as JSON; ONLY=SUBSTRING runs
 # the scenarios whose name holds it (and their baselines).
-BENCH_SRC  := $(wildcard bench/*.c)
-BENCH_OBJ  := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
-BENCH_BIN  := $(BUILD)/shoal-bench
 BENCH_ARGS  = --shoald $(SHOALD) $(if $(JSON),--json $(JSON)) $(if $(ONLY),--only $(ONLY))
 .PHONY: bench-quick bench-smoke bench-deps
 
