@@ -65,8 +65,8 @@ int bench_lat_init(struct bench_lat *l, size_t cap)
 
 /* Sort the latencies ascending, using n more of spare: a radix sort, one pass per byte up
  * to the largest value's top byte. qsort took 60-90 ms on the ~700k round trips of a
- * 150 ms ping-pong (then a fifth of each quick run); this takes a few. Latencies are differences
- * of a monotonic clock, never negative. */
+ * 150 ms ping-pong (then a fifth of each quick run); this takes a few. Latencies are
+ * differences of a monotonic clock, never negative. */
 static void lat_sort(int64_t *a, int64_t *spare, size_t n)
 {
     uint64_t *src = (uint64_t *)a, *dst = (uint64_t *)spare, top = 0;
