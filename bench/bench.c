@@ -1340,7 +1340,7 @@ static void suite_mode(struct suite *S, const char *mode)
         S->disk_bytes = 16ull << 20, S->cold_bytes = 8ull << 20;
     } else {
         S->mode = "quick";
-        S->warm_ms = 50, S->measure_ms = 100, S->disk_measure_ms = 400, S->reps = 3;
+        S->warm_ms = 30, S->measure_ms = 100, S->disk_measure_ms = 400, S->reps = 3;
         S->disk_bytes = 128ull << 20, S->cold_bytes = 128ull << 20;
     }
 }
