@@ -139,6 +139,8 @@ void bench_pace(struct bench_ctl *ctl);
 #define BENCH_PACE_EVERY 16
 /* Report ready and sleep until the driver leaves SETUP. */
 void bench_child_ready(struct bench_ctl *ctl, int idx);
+/* Record the child's resident size and its result rc, then say it is done. */
+void bench_child_finish(struct bench_child *ch, int rc);
 /* Add to the child's counters (relaxed: only the driver reads them, twice a run). */
 static inline void bench_count(struct bench_child *ch, uint64_t ops, uint64_t bytes)
 {

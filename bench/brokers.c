@@ -6,7 +6,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,9 +139,7 @@ size_t cmd_batch(char *cmds, size_t one, uint32_t batch)
 
 void role_done(struct bench_child *ch, struct conn *r, int rc)
 {
-    ch->rss_kb = bench_rss_kb(0, "VmRSS");
-    ch->error = rc;
-    atomic_store(&ch->done, 1);
+    bench_child_finish(ch, rc);
     conn_close(r);
 }
 

@@ -253,13 +253,6 @@ static uint64_t floor_drain(struct floor_ring *r, uint64_t *bytes, uint64_t *sin
     return n;
 }
 
-static void child_done(struct bench_child *ch, int rc)
-{
-    ch->rss_kb = bench_rss_kb(0, "VmRSS");
-    ch->error = rc;
-    atomic_store(&ch->done, 1);
-}
-
 int role_floor_producer(struct bench_ctl *ctl, const struct bench_args *a)
 {
     struct bench_child *ch = &ctl->child[a->idx];
@@ -280,7 +273,7 @@ int role_floor_producer(struct bench_ctl *ctl, const struct bench_args *a)
         floor_publish(&r);
         bench_count(ch, i, (uint64_t)i * a->size);
     }
-    child_done(ch, rc);
+    bench_child_finish(ch, rc);
     free(value);
     return rc < 0;
 }
@@ -304,7 +297,7 @@ int role_floor_consumer(struct bench_ctl *ctl, const struct bench_args *a)
             bench_count(ch, n, bytes);
     }
     bench_sink = sink;
-    child_done(ch, rc);
+    bench_child_finish(ch, rc);
     return rc < 0;
 }
 
@@ -363,7 +356,7 @@ static int floor_pingpong(struct bench_ctl *ctl, const struct bench_args *a, boo
     }
     if (ping)
         bench_lat_finish(&lat, ch);
-    child_done(ch, rc);
+    bench_child_finish(ch, rc);
     return rc < 0;
 }
 
@@ -499,7 +492,7 @@ static int fd_pingpong(struct bench_ctl *ctl, const struct bench_args *a, bool p
     }
     if (ping)
         bench_lat_finish(&lat, ch);
-    child_done(ch, rc);
+    bench_child_finish(ch, rc);
     return 0;
 }
 

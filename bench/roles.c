@@ -124,7 +124,7 @@ int64_t bench_rss_kb(int pid, const char *field)
     return kb;
 }
 
-static void child_finish(struct bench_child *ch, int rc)
+void bench_child_finish(struct bench_child *ch, int rc)
 {
     ch->rss_kb = bench_rss_kb(0, "VmRSS");
     ch->rss_anon_kb = bench_rss_kb(0, "RssAnon");
@@ -258,7 +258,7 @@ int role_shoal_producer(struct bench_ctl *ctl, const struct bench_args *a)
     bench_child_ready(ctl, a->idx);
     if (rc == 0)
         rc = prod_loop(ctl, ch, &pr, a);
-    child_finish(ch, rc);
+    bench_child_finish(ch, rc);
     prod_close(&pr);
     return rc < 0 ? 1 : 0;
 }
@@ -323,7 +323,7 @@ int role_shoal_consumer(struct bench_ctl *ctl, const struct bench_args *a)
     bench_child_ready(ctl, a->idx);
     if (rc == 0)
         rc = cons_loop(ctl, ch, c, a);
-    child_finish(ch, rc);
+    bench_child_finish(ch, rc);
     shoal_consumer_close(c);
     shoal_client_close(client);
     return rc < 0 ? 1 : 0;
@@ -404,7 +404,7 @@ static int pingpong_role(struct bench_ctl *ctl, const struct bench_args *a, bool
     bench_child_ready(ctl, a->idx);
     if (rc == 0)
         rc = ping ? ping_loop(ctl, ch, &pr, c, a) : pong_loop(ctl, ch, &pr, c, a);
-    child_finish(ch, rc);
+    bench_child_finish(ch, rc);
     shoal_consumer_close(c);
     shoal_client_close(client);
     prod_close(&pr);
