@@ -5,6 +5,14 @@
 MAJOR := 0
 MINOR := 1
 PATCH := 0
+# The soname names the ABI: MAJOR from 1.0 on; before that every minor release may change
+# it (structs, the shm layout), so 0.x carries the minor too and the dynamic linker refuses
+# a program built against another 0.x instead of running it with the wrong layout.
+ifeq ($(MAJOR),0)
+SONAME := libshoal.so.$(MAJOR).$(MINOR)
+else
+SONAME := libshoal.so.$(MAJOR)
+endif
 
 CC      ?= cc
 AR      ?= ar
@@ -84,9 +92,9 @@ $(DAEMON_LIB): $(DAEMON_OBJ)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 $(SHARED_LIB): $(LIB_PIC)
-	$(QCC)$(CC) -shared -Wl,-soname,libshoal.so.$(MAJOR) $(LDFLAGS) -o $@ $^ -lpthread
-	$(Q)ln -sf libshoal.so.$(MAJOR).$(MINOR).$(PATCH) $(BUILD)/libshoal.so.$(MAJOR)
-	$(Q)ln -sf libshoal.so.$(MAJOR) $(BUILD)/libshoal.so
+	$(QCC)$(CC) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $^ -lpthread
+	$(Q)ln -sf libshoal.so.$(MAJOR).$(MINOR).$(PATCH) $(BUILD)/$(SONAME)
+	$(Q)ln -sf $(SONAME) $(BUILD)/libshoal.so
 
 $(SHOALD): $(BUILD)/obj/src/shoald/main.o $(DAEMON_LIB) $(STATIC_LIB)
 	$(QCC)$(CC) $(SHOAL_CFLAGS) $(SHOAL_OPT) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(SHOAL_LDLIBS) $(LDLIBS)
@@ -236,8 +244,11 @@ install: all dist
 	install -m 0755 $(SHOALD) $(SHOAL) $(DESTDIR)$(BINDIR)/
 	install -m 0644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
 	install -m 0755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
-	ln -sf libshoal.so.$(MAJOR).$(MINOR).$(PATCH) $(DESTDIR)$(LIBDIR)/libshoal.so.$(MAJOR)
-	ln -sf libshoal.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libshoal.so
+	@# builds before the soname carried the minor linked libshoal.so.0 here: programs
+	@# linked against it were built for another layout and must not load this library
+	rm -f $(DESTDIR)$(LIBDIR)/libshoal.so.$(MAJOR)
+	ln -sf libshoal.so.$(MAJOR).$(MINOR).$(PATCH) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libshoal.so
 	install -m 0644 include/shoal.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 0644 $(DIST)/shoal.pc $(DESTDIR)$(PKGCONFIGDIR)/
 	install -m 0644 $(DIST)/shoald.service $(DIST)/shoald@.service $(DESTDIR)$(SYSTEMDUNITDIR)/
@@ -258,7 +269,8 @@ install: all dist
 uninstall: dist
 	rm -f $(DESTDIR)$(BINDIR)/shoald $(DESTDIR)$(BINDIR)/shoal $(DESTDIR)$(INCLUDEDIR)/shoal.h
 	rm -f $(DESTDIR)$(LIBDIR)/libshoal.a $(DESTDIR)$(LIBDIR)/libshoal.so \
-	  $(DESTDIR)$(LIBDIR)/libshoal.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libshoal.so.$(MAJOR).$(MINOR).$(PATCH)
+	  $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libshoal.so.$(MAJOR).$(MINOR).$(PATCH) \
+	  $(DESTDIR)$(LIBDIR)/libshoal.so.$(MAJOR)
 	rm -f $(DESTDIR)$(PKGCONFIGDIR)/shoal.pc
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/shoald.service $(DESTDIR)$(SYSTEMDUNITDIR)/shoald@.service
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/shoal.conf $(DESTDIR)$(TMPFILESDIR)/shoal.conf

@@ -23,6 +23,18 @@
  * shoal_errmsg() returns the calling thread's detail for the last failure (which file,
  * which topic, which limit), for people rather than programs.
  *
+ * VERSIONS AND THE ABI
+ *
+ * The shared library's soname names its ABI: libshoal.so.MAJOR from 1.0 on, and
+ * libshoal.so.0.MINOR before, since a 0.x minor release may change a struct's layout. The
+ * structs an application allocates and the library fills or copies (shoal_topic_config_t,
+ * shoal_producer_options_t, shoal_consumer_options_t, shoal_partition_stats_t) end in
+ * reserved_ space that new fields are taken from, so their sizes stay the same within an
+ * ABI. Fill them with their *_init() function (or memset 0) before setting fields: the
+ * library refuses non-zero reserved_ fields with SHOAL_EINVAL or SHOAL_ECONFIG, which is
+ * what an application built against a newer shoal.h that sets a newer field gets from an
+ * older library, instead of having that field silently ignored.
+ *
  * CAVEATS
  *
  * - fork(): handles do not survive fork() into the child. A child must open its own client.
@@ -193,13 +205,14 @@ typedef struct shoal_topic_config {
                                     default 7 days */
     uint32_t cleanup_policy;     /* "cleanup.policy": SHOAL_CLEANUP_DELETE and/or
                                     SHOAL_CLEANUP_COMPACT; default DELETE */
-    uint32_t reserved_;          /* zero */
+    uint32_t pad_;               /* zero */
     int64_t flush_messages;      /* "flush.messages": fsync once this many records wait;
                                     -1 (default) no count limit */
     int64_t flush_ms;            /* "flush.ms": fsync at least this often; -1 (default) uses
                                     the daemon's flush.ms */
     int64_t delete_retention_ms; /* "delete.retention.ms": how long compaction keeps
                                     tombstones; default 1 day */
+    uint64_t reserved_[6];       /* zero: room for new settings (see VERSIONS above) */
 } shoal_topic_config_t;
 
 #define SHOAL_CLEANUP_DELETE  1u /* retention deletes old segments */
@@ -301,9 +314,10 @@ typedef struct shoal_partition_stats {
     uint64_t shm_bytes;       /* bytes in live ring slots */
     uint32_t live_slots;      /* ring slots holding records */
     uint32_t ring_slots;
-    uint32_t readers;    /* reader entries in use (consumers attached) */
-    uint32_t waiters;    /* readers asleep waiting for records */
-    int32_t flush_error; /* the daemon's last disk error (-errno), 0 when healthy */
+    uint32_t readers;      /* reader entries in use (consumers attached) */
+    uint32_t waiters;      /* readers asleep waiting for records */
+    int32_t flush_error;   /* the daemon's last disk error (-errno), 0 when healthy */
+    uint64_t reserved_[8]; /* zero: room for new counters (see VERSIONS above) */
 } shoal_partition_stats_t;
 
 /** Read one partition's counters straight from shared memory: a read-only attach that
@@ -383,6 +397,7 @@ typedef struct shoal_producer_options {
     int32_t block_ms;       /* how long a send waits for room in a full ring before it
                                returns SHOAL_AGAIN; 0 = never wait; default 5000 */
     int32_t ack_timeout_ms; /* how long an ACKS_DISK send waits; default 30000 */
+    uint32_t reserved_[13]; /* zero: room for new options (see VERSIONS above) */
 } shoal_producer_options_t;
 
 /** Fill opts with the defaults documented in shoal_producer_options_t. Thread-safety: any. */
@@ -520,6 +535,7 @@ typedef struct shoal_consumer_options {
     shoal_rebalance_cb on_revoked;  /* optional */
     shoal_commit_cb on_commit;      /* optional: results of shoal_commit_async() */
     void *cb_arg;                   /* passed to the three callbacks */
+    uint64_t reserved_[8];          /* zero: room for new options (see VERSIONS above) */
 } shoal_consumer_options_t;
 
 /** Fill opts with the defaults documented in shoal_consumer_options_t.

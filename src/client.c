@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "ctlsock.h"
+#include "topic_config.h"
 #include "util.h"
 
 #define CLIENT_TIMEOUT_MS 30000
@@ -229,11 +230,14 @@ static int topic_simple_call(shoal_client_t *c, uint16_t type, const char *name,
 int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_config_t *cfg)
 {
     shoal_topic_config_t defaults;
+    int rc;
     shoal__clear_err();
     if (!cfg) {
         shoal_topic_config_init(&defaults);
         cfg = &defaults;
     }
+    if ((rc = topic_config_check_reserved(cfg)) < 0)
+        return rc;
     return topic_simple_call(c, CTL_TOPIC_CREATE, name, cfg);
 }
 

@@ -87,6 +87,8 @@ struct shoal_consumer {
     uint64_t want_bytes;       /* this poll waits for this many ready bytes; 0: for any */
 };
 
+SHOAL_ABI_SIZE(shoal_consumer_options_t, 184);
+
 void shoal_consumer_options_init(shoal_consumer_options_t *o)
 {
     memset(o, 0, sizeof(*o));
@@ -113,6 +115,10 @@ int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *
     *out = NULL;
     if (opts && opts->wait > SHOAL_WAIT_SPIN)
         return SHOAL_ERR(SHOAL_EINVAL, "unknown wait strategy %u", opts->wait);
+    if (opts && !shoal__is_zero(opts->reserved_, sizeof(opts->reserved_)))
+        return SHOAL_ERR(SHOAL_EINVAL, "reserved fields of the consumer options are not zero: "
+                                       "fill them with shoal_consumer_options_init() first (or "
+                                       "this program was built against a newer shoal.h)");
     if (!(c = shoal__calloc(1, sizeof(*c))))
         return -ENOMEM;
     c->client = client;

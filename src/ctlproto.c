@@ -361,6 +361,7 @@ char *ctl_get_str(ctl_reader_t *r, char *buf, size_t cap)
 
 void ctl_get_topic_config(ctl_reader_t *r, shoal_topic_config_t *cfg)
 {
+    memset(cfg, 0, sizeof(*cfg));
     cfg->partitions = ctl_get_u32(r);
     cfg->storage = ctl_get_u32(r);
     cfg->segment_bytes = ctl_get_u64(r);
@@ -370,7 +371,6 @@ void ctl_get_topic_config(ctl_reader_t *r, shoal_topic_config_t *cfg)
     cfg->retention_bytes = ctl_get_i64(r);
     cfg->segment_ms = ctl_get_i64(r);
     cfg->cleanup_policy = ctl_get_u32(r);
-    cfg->reserved_ = 0;
     cfg->flush_messages = ctl_get_i64(r);
     cfg->flush_ms = ctl_get_i64(r);
     cfg->delete_retention_ms = ctl_get_i64(r);

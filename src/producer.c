@@ -28,8 +28,11 @@ struct shoal_producer {
     uint32_t next_partition; /* round-robin cursor for null keys */
 };
 
+SHOAL_ABI_SIZE(shoal_producer_options_t, 64);
+
 void shoal_producer_options_init(shoal_producer_options_t *o)
 {
+    memset(o, 0, sizeof(*o));
     o->acks = SHOAL_ACKS_MEMORY;
     o->block_ms = 5000;
     o->ack_timeout_ms = 30000;
@@ -46,6 +49,10 @@ int shoal_producer_open(shoal_client_t *client, const char *topic,
     *out = NULL;
     if (!shoal_topic_name_is_valid(topic))
         return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic ? topic : "");
+    if (opts && !shoal__is_zero(opts->reserved_, sizeof(opts->reserved_)))
+        return SHOAL_ERR(SHOAL_EINVAL, "reserved fields of the producer options are not zero: "
+                                       "fill them with shoal_producer_options_init() first (or "
+                                       "this program was built against a newer shoal.h)");
     if (!(p = shoal__calloc(1, sizeof(*p))))
         return -ENOMEM;
     p->client = client;

@@ -43,6 +43,8 @@ static const struct setting settings[] = {
 };
 #undef F
 
+SHOAL_ABI_SIZE(shoal_topic_config_t, 128);
+
 void shoal_topic_config_init(shoal_topic_config_t *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -195,7 +197,14 @@ int shoal_topic_config_check(const shoal_topic_config_t *cfg)
         return SHOAL_ERR(SHOAL_ECONFIG,
                          "max.message.bytes %u exceeds half of segment.bytes (%" PRIu64 ")",
                          cfg->max_record_bytes, cfg->segment_bytes / 2);
-    if (cfg->reserved_ != 0)
-        return SHOAL_ERR(SHOAL_ECONFIG, "reserved field is not zero");
+    return topic_config_check_reserved(cfg);
+}
+
+int topic_config_check_reserved(const shoal_topic_config_t *cfg)
+{
+    if (cfg->pad_ != 0 || !shoal__is_zero(cfg->reserved_, sizeof(cfg->reserved_)))
+        return SHOAL_ERR(SHOAL_ECONFIG, "reserved fields of the topic config are not zero: fill "
+                                        "it with shoal_topic_config_init() first (or this "
+                                        "program was built against a newer shoal.h)");
     return 0;
 }

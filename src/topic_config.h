@@ -11,4 +11,8 @@
  * partitions, storage, segment.bytes and ring.slots, which fix the ring's layout). */
 bool topic_setting_is_alterable(const char *name);
 
+/* SHOAL_ECONFIG unless cfg's reserved fields are zero, as shoal_topic_config_init() leaves
+ * them (shoal.h, VERSIONS AND THE ABI). Checked by the client: the wire does not carry them. */
+int topic_config_check_reserved(const shoal_topic_config_t *cfg);
+
 #endif

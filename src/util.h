@@ -60,6 +60,26 @@ int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected,
                        int64_t timeout_ns);
 int shoal__futex_wake(_Atomic uint32_t *word, int count);
 
+/* True when the n bytes at p are all zero: the reserved_ fields of public structs. */
+static inline bool shoal__is_zero(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i])
+            return false;
+    return true;
+}
+
+/* The public structs an application allocates keep their size within an ABI (shoal.h,
+ * VERSIONS AND THE ABI): a new field takes its bytes from reserved_. Checked on LP64, where
+ * the sizes were fixed. */
+#if UINTPTR_MAX == UINT64_MAX
+#define SHOAL_ABI_SIZE(type, bytes)                                                                \
+    _Static_assert(sizeof(type) == (bytes), #type " changed size: take new fields from reserved_")
+#else
+#define SHOAL_ABI_SIZE(type, bytes) _Static_assert(1, "")
+#endif
+
 /* ---- big-endian (Kafka wire/disk) byte order ----
  * One unaligned load or store and a byte swap each: written byte by byte, GCC 12 built the
  * 61-byte batch header with ~140 shift-and-or instructions (a quarter of a one-record

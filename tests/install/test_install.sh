@@ -1,6 +1,8 @@
 #!/bin/sh
 # test_install.sh - `make install` into a DESTDIR, checked as a packager and a user would:
-#   1. the files, the library's soname and symlinks, a config file naming every key;
+#   1. the files, the library's soname (libshoal.so.0.1: 0.x carries the minor) and
+#      symlinks, the removal of an older install's libshoal.so.0 link, a config file naming
+#      every key;
 #   2. `systemd-analyze verify` accepts shoald.service and an instance of shoald@.service
 #      (copies whose ExecStart points into the DESTDIR, with MANPATH there too, so the
 #      Documentation= man pages are checked as installed); systemd-sysusers and
@@ -55,6 +57,8 @@ mk() {
 }
 
 # ------------------------------------------------------------------ 1. the files
+# an install from before the soname carried the minor: its link must not survive
+mkdir -p "$dest$PREFIX/lib" && ln -s libshoal.so.0.1.0 "$dest$PREFIX/lib/libshoal.so.0"
 check "make install DESTDIR=... PREFIX=$PREFIX" mk install DESTDIR="$dest"
 lib=$dest$PREFIX/lib
 for f in bin/shoald bin/shoal lib/libshoal.a lib/libshoal.so.0.1.0 include/shoal.h \
@@ -64,12 +68,17 @@ for f in bin/shoald bin/shoal lib/libshoal.a lib/libshoal.so.0.1.0 include/shoal
     [ -f "$dest$PREFIX/$f" ] || bad "installed: $PREFIX/$f is missing"
 done
 [ -f "$dest/etc/shoal/shoald.conf" ] || bad "installed: /etc/shoal/shoald.conf is missing"
-[ "$(readlink "$lib/libshoal.so")" = libshoal.so.0 ] &&
-    [ "$(readlink "$lib/libshoal.so.0")" = libshoal.so.0.1.0 ] &&
-    ok "libshoal.so -> libshoal.so.0 -> libshoal.so.0.1.0" || bad "library symlinks"
+[ "$(readlink "$lib/libshoal.so")" = libshoal.so.0.1 ] &&
+    [ "$(readlink "$lib/libshoal.so.0.1")" = libshoal.so.0.1.0 ] &&
+    ok "libshoal.so -> libshoal.so.0.1 -> libshoal.so.0.1.0" || bad "library symlinks"
+if [ -L "$lib/libshoal.so.0" ]; then
+    bad "an older install's libshoal.so.0 link survived"
+else
+    ok "an older install's libshoal.so.0 link is gone"
+fi
 if command -v readelf >/dev/null; then
-    readelf -d "$lib/libshoal.so.0.1.0" | grep -q 'SONAME.*\[libshoal\.so\.0\]' &&
-        ok "soname libshoal.so.0" || bad "soname is not libshoal.so.0"
+    readelf -d "$lib/libshoal.so.0.1.0" | grep -q 'SONAME.*\[libshoal\.so\.0\.1\]' &&
+        ok "soname libshoal.so.0.1" || bad "soname is not libshoal.so.0.1"
 else
     skip "soname: readelf is not installed"
 fi
@@ -181,8 +190,8 @@ fi
 if [ $app_built = 1 ]; then
     check "app (shared libshoal from DESTDIR) produces and consumes" \
         env LD_LIBRARY_PATH="$lib" "$tmp/app" "$sock"
-    readelf -d "$tmp/app" 2>/dev/null | grep -q 'NEEDED.*\[libshoal\.so\.0\]' &&
-        ok "app needs libshoal.so.0" || bad "app does not link libshoal.so.0"
+    readelf -d "$tmp/app" 2>/dev/null | grep -q 'NEEDED.*\[libshoal\.so\.0\.1\]' &&
+        ok "app needs libshoal.so.0.1" || bad "app does not link libshoal.so.0.1"
     [ -x "$tmp/app2" ] && check "app built with --define-prefix runs" \
         env LD_LIBRARY_PATH="$lib" "$tmp/app2" "$sock"
     [ -x "$tmp/app-static" ] && check "app (static libshoal) produces and consumes" \

@@ -336,6 +336,12 @@ INTEG_TEST(test_topic_create_rejects_bad_names_and_configs_with_specific_codes)
     cfg = good;
     cfg.storage = 7;
     expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
+    cfg = good; /* a field of a newer shoal.h, or a config never initialised */
+    cfg.reserved_[5] = 1;
+    expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
+    cfg = good;
+    cfg.pad_ = 1;
+    expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
 
     /* Nothing was made for any of them: no topic, no partition directory, no ring. */
     assert_int_equal(count_topics(f->c), 0);
@@ -352,6 +358,51 @@ INTEG_TEST(test_topic_create_rejects_bad_names_and_configs_with_specific_codes)
     assert_int_equal(info->config.segment_bytes, 1ull << 20);
     shoal_topic_info_free(info);
     assert_int_equal(count_topics(f->c), 1);
+}
+
+/* The structs an application allocates end in reserved_ space (shoal.h, VERSIONS AND THE
+ * ABI): the *_init() functions zero it, the library refuses options that set it, and
+ * shoal_partition_stats() writes zeros there. */
+INTEG_TEST(test_reserved_fields_are_zeroed_by_init_and_refused_when_set)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, 1ull << 20, 2);
+    shoal_producer_options_t po;
+    shoal_consumer_options_t co;
+    shoal_partition_stats_t st;
+    shoal_producer_t *p = (shoal_producer_t *)&po;
+    shoal_consumer_t *c = (shoal_consumer_t *)&co;
+
+    assert_int_equal(shoal_topic_create(f->c, "r", &cfg), 0);
+    memset(&po, 0xa5, sizeof(po));
+    shoal_producer_options_init(&po);
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(po.reserved_); i++)
+        assert_int_equal(po.reserved_[i], 0);
+    po.reserved_[12] = 1;
+    assert_int_equal(shoal_producer_open(f->c, "r", &po, &p), SHOAL_EINVAL);
+    assert_null(p);
+    assert_non_null(strstr(shoal_errmsg(), "shoal_producer_options_init"));
+
+    memset(&co, 0xa5, sizeof(co));
+    shoal_consumer_options_init(&co);
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(co.reserved_); i++)
+        assert_int_equal(co.reserved_[i], 0);
+    co.reserved_[0] = 1;
+    assert_int_equal(shoal_consumer_open(f->c, &co, &c), SHOAL_EINVAL);
+    assert_null(c);
+    assert_non_null(strstr(shoal_errmsg(), "shoal_consumer_options_init"));
+
+    memset(&st, 0xa5, sizeof(st));
+    assert_int_equal(shoal_partition_stats(f->c, "r", 0, &st), 0);
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(st.reserved_); i++)
+        assert_int_equal(st.reserved_[i], 0);
+
+    /* initialised, the same options open */
+    po.reserved_[12] = 0;
+    assert_int_equal(shoal_producer_open(f->c, "r", &po, &p), 0);
+    shoal_producer_close(p);
+    co.reserved_[0] = 0;
+    assert_int_equal(shoal_consumer_open(f->c, &co, &c), 0);
+    shoal_consumer_close(c);
 }
 
 INTEG_TEST(test_topic_names_of_249_characters_work_through_a_daemon_restart)
@@ -2227,6 +2278,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
         T(test_topics_can_be_created_listed_described_and_deleted),
         T(test_topic_create_rejects_bad_names_and_configs_with_specific_codes),
+        T(test_reserved_fields_are_zeroed_by_init_and_refused_when_set),
         T(test_topic_names_of_249_characters_work_through_a_daemon_restart),
         T(test_unknown_topic_is_enotopic_for_describe_delete_and_producer),
         T(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset),

@@ -93,6 +93,26 @@ static void test_check_rejects_ranges_and_combinations(void **state)
     assert_int_equal(shoal_topic_config_check(&cfg), SHOAL_ECONFIG);
 }
 
+/* init zeroes the reserved space (shoal.h, VERSIONS AND THE ABI); the check refuses any
+ * of it set, as a config from a newer shoal.h or one never initialised would have it. */
+static void test_reserved_fields_are_zeroed_by_init_and_refused_when_set(void **state)
+{
+    shoal_topic_config_t cfg;
+    (void)state;
+    memset(&cfg, 0xa5, sizeof(cfg));
+    shoal_topic_config_init(&cfg);
+    assert_int_equal(cfg.pad_, 0);
+    for (size_t i = 0; i < sizeof(cfg.reserved_) / sizeof(cfg.reserved_[0]); i++) {
+        assert_int_equal(cfg.reserved_[i], 0);
+        cfg.reserved_[i] = 1;
+        assert_int_equal(shoal_topic_config_check(&cfg), SHOAL_ECONFIG);
+        cfg.reserved_[i] = 0;
+    }
+    assert_int_equal(shoal_topic_config_check(&cfg), 0);
+    cfg.pad_ = 1;
+    assert_int_equal(shoal_topic_config_check(&cfg), SHOAL_ECONFIG);
+}
+
 static void test_only_layout_settings_are_immutable(void **state)
 {
     (void)state;
@@ -114,6 +134,7 @@ int main(void)
         cmocka_unit_test(test_set_rejects_unknown_names_and_bad_values_without_change),
         cmocka_unit_test(test_get_formats_every_setting_back_to_what_set_accepts),
         cmocka_unit_test(test_check_rejects_ranges_and_combinations),
+        cmocka_unit_test(test_reserved_fields_are_zeroed_by_init_and_refused_when_set),
         cmocka_unit_test(test_only_layout_settings_are_immutable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
