@@ -33,7 +33,9 @@
  * ABI. Fill them with their *_init() function (or memset 0) before setting fields: the
  * library refuses non-zero reserved_ fields with SHOAL_EINVAL or SHOAL_ECONFIG, which is
  * what an application built against a newer shoal.h that sets a newer field gets from an
- * older library, instead of having that field silently ignored.
+ * older library, instead of having that field silently ignored. Every other public struct
+ * (messages, records, acks, headers, infos) keeps its layout within an ABI: changing one
+ * changes the soname.
  *
  * CAVEATS
  *

@@ -88,6 +88,7 @@ struct shoal_consumer {
 };
 
 SHOAL_ABI_SIZE(shoal_consumer_options_t, 184);
+SHOAL_ABI_SIZE(shoal_record_t, 80);
 
 void shoal_consumer_options_init(shoal_consumer_options_t *o)
 {

@@ -29,6 +29,9 @@ struct shoal_producer {
 };
 
 SHOAL_ABI_SIZE(shoal_producer_options_t, 64);
+SHOAL_ABI_SIZE(shoal_message_t, 64);
+SHOAL_ABI_SIZE(shoal_header_t, 32);
+SHOAL_ABI_SIZE(shoal_ack_t, 16);
 
 void shoal_producer_options_init(shoal_producer_options_t *o)
 {

@@ -70,12 +70,13 @@ static inline bool shoal__is_zero(const void *p, size_t n)
     return true;
 }
 
-/* The public structs an application allocates keep their size within an ABI (shoal.h,
- * VERSIONS AND THE ABI): a new field takes its bytes from reserved_. Checked on LP64, where
- * the sizes were fixed. */
+/* Public structs keep their size within an ABI (shoal.h, VERSIONS AND THE ABI): a new field
+ * of one with reserved_ space takes its bytes from there; any other change of size needs a
+ * new soname. Checked on LP64, where the sizes were fixed. */
 #if UINTPTR_MAX == UINT64_MAX
 #define SHOAL_ABI_SIZE(type, bytes)                                                                \
-    _Static_assert(sizeof(type) == (bytes), #type " changed size: take new fields from reserved_")
+    _Static_assert(sizeof(type) == (bytes),                                                        \
+                   #type " changed size: see shoal.h, VERSIONS AND THE ABI")
 #else
 #define SHOAL_ABI_SIZE(type, bytes) _Static_assert(1, "")
 #endif
