@@ -30,12 +30,13 @@
  * structs an application allocates and the library fills or copies (shoal_topic_config_t,
  * shoal_producer_options_t, shoal_consumer_options_t, shoal_partition_stats_t) end in
  * reserved_ space that new fields are taken from, so their sizes stay the same within an
- * ABI. Fill them with their *_init() function (or memset 0) before setting fields: the
- * library refuses non-zero reserved_ fields with SHOAL_EINVAL or SHOAL_ECONFIG, which is
- * what an application built against a newer shoal.h that sets a newer field gets from an
- * older library, instead of having that field silently ignored. Every other public struct
- * (messages, records, acks, headers, infos) keeps its layout within an ABI: changing one
- * changes the soname.
+ * ABI. Fill the config and the options with their *_init() function (or memset 0) before
+ * setting fields: the library refuses them with non-zero reserved_ fields (SHOAL_ECONFIG
+ * for the config, SHOAL_EINVAL for options), which is what an application built against a
+ * newer shoal.h that sets a newer field gets from an older library, instead of having that
+ * field silently ignored; shoal_partition_stats() writes zeros there. Every other public
+ * struct (messages, records, acks, headers, infos, assignor types) keeps its layout within
+ * an ABI: changing one changes the soname.
  *
  * CAVEATS
  *

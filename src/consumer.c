@@ -87,9 +87,6 @@ struct shoal_consumer {
     uint64_t want_bytes;       /* this poll waits for this many ready bytes; 0: for any */
 };
 
-SHOAL_ABI_SIZE(shoal_consumer_options_t, 184);
-SHOAL_ABI_SIZE(shoal_record_t, 80);
-
 void shoal_consumer_options_init(shoal_consumer_options_t *o)
 {
     memset(o, 0, sizeof(*o));

@@ -28,11 +28,6 @@ struct shoal_producer {
     uint32_t next_partition; /* round-robin cursor for null keys */
 };
 
-SHOAL_ABI_SIZE(shoal_producer_options_t, 64);
-SHOAL_ABI_SIZE(shoal_message_t, 64);
-SHOAL_ABI_SIZE(shoal_header_t, 32);
-SHOAL_ABI_SIZE(shoal_ack_t, 16);
-
 void shoal_producer_options_init(shoal_producer_options_t *o)
 {
     memset(o, 0, sizeof(*o));

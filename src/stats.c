@@ -9,8 +9,6 @@
 #include "client.h"
 #include "util.h"
 
-SHOAL_ABI_SIZE(shoal_partition_stats_t, 176);
-
 static void stats_read(const ring_t *r, shoal_partition_stats_t *out)
 {
     const struct shm_ctl *ctl = r->ctl;

@@ -43,8 +43,6 @@ static const struct setting settings[] = {
 };
 #undef F
 
-SHOAL_ABI_SIZE(shoal_topic_config_t, 128);
-
 void shoal_topic_config_init(shoal_topic_config_t *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));

@@ -70,17 +70,6 @@ static inline bool shoal__is_zero(const void *p, size_t n)
     return true;
 }
 
-/* Public structs keep their size within an ABI (shoal.h, VERSIONS AND THE ABI): a new field
- * of one with reserved_ space takes its bytes from there; any other change of size needs a
- * new soname. Checked on LP64, where the sizes were fixed. */
-#if UINTPTR_MAX == UINT64_MAX
-#define SHOAL_ABI_SIZE(type, bytes)                                                                \
-    _Static_assert(sizeof(type) == (bytes),                                                        \
-                   #type " changed size: see shoal.h, VERSIONS AND THE ABI")
-#else
-#define SHOAL_ABI_SIZE(type, bytes) _Static_assert(1, "")
-#endif
-
 /* ---- big-endian (Kafka wire/disk) byte order ----
  * One unaligned load or store and a byte swap each: written byte by byte, GCC 12 built the
  * 61-byte batch header with ~140 shift-and-or instructions (a quarter of a one-record
