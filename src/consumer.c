@@ -108,15 +108,15 @@ int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *
                         shoal_consumer_t **out)
 {
     shoal_consumer_t *c;
+    int rc;
     shoal__clear_err();
 
     *out = NULL;
     if (opts && opts->wait > SHOAL_WAIT_SPIN)
         return SHOAL_ERR(SHOAL_EINVAL, "unknown wait strategy %u", opts->wait);
-    if (opts && !shoal__is_zero(opts->reserved_, sizeof(opts->reserved_)))
-        return SHOAL_ERR(SHOAL_EINVAL, "reserved fields of the consumer options are not zero: "
-                                       "fill them with shoal_consumer_options_init() first (or "
-                                       "this program was built against a newer shoal.h)");
+    if (opts && (rc = shoal__check_reserved(opts->reserved_, sizeof(opts->reserved_), SHOAL_EINVAL,
+                                            "shoal_consumer_options_init")) < 0)
+        return rc;
     if (!(c = shoal__calloc(1, sizeof(*c))))
         return -ENOMEM;
     c->client = client;
@@ -125,8 +125,7 @@ int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *
     else
         shoal_consumer_options_init(&c->opts);
     if (opts && opts->group_id) {
-        int rc = cgroup_new(&c->group, opts);
-        if (rc < 0) {
+        if ((rc = cgroup_new(&c->group, opts)) < 0) {
             shoal__free(c);
             return rc;
         }

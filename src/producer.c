@@ -47,10 +47,9 @@ int shoal_producer_open(shoal_client_t *client, const char *topic,
     *out = NULL;
     if (!shoal_topic_name_is_valid(topic))
         return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic ? topic : "");
-    if (opts && !shoal__is_zero(opts->reserved_, sizeof(opts->reserved_)))
-        return SHOAL_ERR(SHOAL_EINVAL, "reserved fields of the producer options are not zero: "
-                                       "fill them with shoal_producer_options_init() first (or "
-                                       "this program was built against a newer shoal.h)");
+    if (opts && (rc = shoal__check_reserved(opts->reserved_, sizeof(opts->reserved_), SHOAL_EINVAL,
+                                            "shoal_producer_options_init")) < 0)
+        return rc;
     if (!(p = shoal__calloc(1, sizeof(*p))))
         return -ENOMEM;
     p->client = client;

@@ -200,9 +200,10 @@ int shoal_topic_config_check(const shoal_topic_config_t *cfg)
 
 int topic_config_check_reserved(const shoal_topic_config_t *cfg)
 {
-    if (cfg->pad_ != 0 || !shoal__is_zero(cfg->reserved_, sizeof(cfg->reserved_)))
-        return SHOAL_ERR(SHOAL_ECONFIG, "reserved fields of the topic config are not zero: fill "
-                                        "it with shoal_topic_config_init() first (or this "
-                                        "program was built against a newer shoal.h)");
-    return 0;
+    int rc = shoal__check_reserved(&cfg->pad_, sizeof(cfg->pad_), SHOAL_ECONFIG,
+                                   "shoal_topic_config_init");
+    if (rc == 0)
+        rc = shoal__check_reserved(cfg->reserved_, sizeof(cfg->reserved_), SHOAL_ECONFIG,
+                                   "shoal_topic_config_init");
+    return rc;
 }

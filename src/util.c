@@ -67,6 +67,18 @@ void shoal__free(void *p)
 
 static _Thread_local char errmsg_buf[512];
 
+int shoal__check_reserved(const void *p, size_t n, int err, const char *init_fn)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i])
+            return SHOAL_ERR(err,
+                             "reserved fields are not zero: fill the struct with %s() first "
+                             "(or this program was built against a newer shoal.h)",
+                             init_fn);
+    return 0;
+}
+
 int shoal__set_err(int err, const char *fmt, ...)
 {
     va_list ap;

@@ -60,15 +60,9 @@ int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected,
                        int64_t timeout_ns);
 int shoal__futex_wake(_Atomic uint32_t *word, int count);
 
-/* True when the n bytes at p are all zero: the reserved_ fields of public structs. */
-static inline bool shoal__is_zero(const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++)
-        if (b[i])
-            return false;
-    return true;
-}
+/* 0 when the n bytes at p, a public struct's reserved fields, are all zero; else err, with
+ * a detail naming the struct's init function (shoal.h, VERSIONS AND THE ABI). */
+int shoal__check_reserved(const void *p, size_t n, int err, const char *init_fn);
 
 /* ---- big-endian (Kafka wire/disk) byte order ----
  * One unaligned load or store and a byte swap each: written byte by byte, GCC 12 built the
