@@ -77,6 +77,12 @@ static int ring_path(char *buf, size_t cap, const char *dir, const char *name, i
     return (n < 0 || (size_t)n >= cap) ? -ENAMETOOLONG : 0;
 }
 
+/* ring_path()'s `which` of descriptor number i */
+static int file_which(size_t i)
+{
+    return i == RING_FD_CTL ? -1 : i == RING_FD_READERS ? -2 : (int)(i - RING_FD_SLOT0);
+}
+
 /* which: -1 control block, -2 readers table, >= 0 a slot. */
 static int ring_file_open(const char *dir, const char *name, int which, int flags, size_t size)
 {
@@ -126,6 +132,42 @@ void ring_unlink(const char *shm_dir, const char *name, uint32_t slot_count)
             unlink(path);
 }
 
+void *ring_file_mapping(const ring_t *r, uint32_t file, size_t *len)
+{
+    if (file == RING_FD_CTL) {
+        *len = sizeof(struct shm_ctl);
+        return r->ctl;
+    }
+    if (file == RING_FD_READERS) {
+        *len = sizeof(struct shm_readers);
+        return r->rd;
+    }
+    *len = r->slot_bytes;
+    return file - RING_FD_SLOT0 < r->slot_count ? r->slots[file - RING_FD_SLOT0] : NULL;
+}
+
+int ring_file_restore(ring_t *r, const char *shm_dir, const char *name, uint32_t file, bool remap,
+                      uint64_t *was_bytes)
+{
+    size_t len;
+    void *at = ring_file_mapping(r, file, &len);
+    struct stat st;
+    int rc = 1, fd = at ? ring_file_open(shm_dir, name, file_which(file), O_RDWR, 0) : -EINVAL;
+
+    if (fd < 0)
+        return fd;
+    if (fstat(fd, &st) < 0) {
+        rc = -errno;
+    } else if ((*was_bytes = (uint64_t)st.st_size) >= len && !remap) {
+        rc = 0;
+    } else if ((st.st_size < (off_t)len && ftruncate(fd, (off_t)len) < 0) ||
+               mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        rc = -errno;
+    }
+    close(fd);
+    return rc;
+}
+
 /* Map every file of a ring; fds holds RING_FD_COUNT(slot_count) descriptors. */
 static int ring_map_all(ring_t *r, const int *fds, uint32_t slot_count, uint64_t slot_bytes,
                         bool writable)
@@ -166,7 +208,7 @@ static int ring_files_open(const char *dir, const char *name, const ring_params_
     for (size_t i = 0; i < n; i++)
         fds[i] = -1;
     for (size_t i = 0; i < n; i++) {
-        int which = i == RING_FD_CTL ? -1 : i == RING_FD_READERS ? -2 : (int)(i - RING_FD_SLOT0);
+        int which = file_which(i);
         size_t size = !create       ? 0
                       : which == -1 ? sizeof(struct shm_ctl)
                       : which == -2 ? sizeof(struct shm_readers)

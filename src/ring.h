@@ -53,6 +53,16 @@ int ring_open_fds(const char *shm_dir, const char *name, uint32_t slot_count, bo
 int ring_preload(ring_t *r, int64_t base, const uint8_t *data, size_t len, int64_t log_end,
                  int64_t log_start);
 void ring_unlink(const char *shm_dir, const char *name, uint32_t slot_count);
+/* The ring's mappings one by one, for shoald's SIGBUS guard (shmguard.h), numbered as the
+ * descriptors are: RING_FD_CTL, RING_FD_READERS, RING_FD_SLOT0 + i. *len gets the
+ * mapping's length. */
+void *ring_file_mapping(const ring_t *r, uint32_t file, size_t *len);
+/* When a process has cut that file of the ring short, give it back its size (the bytes
+ * cut read as zeros); then, or with remap, map it again where it was, over the zeros
+ * shmguard put there, so that shoald sees what the clients see. *was_bytes gets the size
+ * found. 1 when something was done, 0 when the file was whole and remap false, or -errno. */
+int ring_file_restore(ring_t *r, const char *shm_dir, const char *name, uint32_t file, bool remap,
+                      uint64_t *was_bytes);
 
 /* ---- mapping (clients) ---- */
 /* Map a ring from descriptors received from shoald; the caller keeps ownership of fds.

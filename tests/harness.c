@@ -55,6 +55,14 @@ void harness_rmrf(const char *path)
     nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+void harness_flag_file(const char *path, bool present)
+{
+    if (present)
+        close(open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+    else
+        unlink(path);
+}
+
 void harness_testdata(char *buf, size_t cap, const char *rel)
 {
     const char *base = getenv("SHOAL_TESTDATA");

@@ -17,6 +17,9 @@
 void harness_tmpdir(char *buf, size_t cap, const char *tag);
 /* rm -rf path (used by teardowns). */
 void harness_rmrf(const char *path);
+/* Create (present) or remove an empty file whose existence is a switch, such as the
+ * daemon's SHOALD_TEST_ENOSPC_FILE (its segment writes fail with ENOSPC while it exists). */
+void harness_flag_file(const char *path, bool present);
 /* Path of a file in ../shared/testdata (or $SHOAL_TESTDATA) into buf. */
 void harness_testdata(char *buf, size_t cap, const char *rel);
 /* Read a whole file into a malloc'd buffer; *len gets its size. NULL on failure. */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "shmguard.h"
 #include "topic_config.h"
 #include "util.h"
 
@@ -429,6 +430,10 @@ int broker_open(broker_t *b, const shoald_config_t *cfg)
     b->cfg = cfg;
     b->data_lock_fd = b->shm_lock_fd = -1;
     pthread_rwlock_init(&b->lock, NULL);
+    if ((rc = shmguard_install()) < 0) {
+        log_error("cannot install the SIGBUS handler: %s", strerror(-rc));
+        goto out_close;
+    }
     if ((rc = broker_dirs(b)) < 0)
         goto out_close;
     rc = store_topic_foreach(b->store, recover_topic, b);

@@ -31,12 +31,14 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "rlock.h"
+#include "shmguard.h"
 #include "util.h"
 
 #define DPART_LOCK_TIMEOUT_MS 1000
@@ -175,6 +177,31 @@ static int flusher_resume(dpart_t *p, const struct disk_state *ds)
     return SHOAL_ECORRUPT;
 }
 
+/* Register the ring's mappings with shmguard: a client that cuts one of its files short
+ * then stops this partition (dpart_check_files), not the daemon. */
+static void ring_guard(dpart_t *p)
+{
+    for (uint32_t f = 0; f < RING_FD_COUNT(p->ring.slot_count); f++) {
+        size_t len;
+        void *at = ring_file_mapping(&p->ring, f, &len);
+        if (shmguard_add(at, len) < 0) {
+            log_warn("%s-%u: too many shared mappings to guard: a client that truncates a "
+                     "file of this ring can stop shoald",
+                     p->topic, p->id);
+            return;
+        }
+    }
+}
+
+static void ring_unguard_unmap(dpart_t *p)
+{
+    for (uint32_t f = 0; f < RING_FD_COUNT(p->ring.slot_count); f++) {
+        size_t len;
+        shmguard_remove(ring_file_mapping(&p->ring, f, &len));
+    }
+    ring_unmap(&p->ring);
+}
+
 /* Re-attach a ring that survived a daemon crash. */
 static int ring_reattach(dpart_t *p, const struct disk_state *ds)
 {
@@ -185,6 +212,7 @@ static int ring_reattach(dpart_t *p, const struct disk_state *ds)
     rc = ring_open(&p->ring, p->shm_dir, p->shm_name, &rp);
     if (rc < 0)
         return rc;
+    ring_guard(p);
     /* Repair after a producer that died inside the lock, before anything else looks. */
     rc = rlock_acquire(&p->ring.ctl->lock, DPART_LOCK_TIMEOUT_MS, ring_repair, &p->ring);
     if (rc == 0)
@@ -207,7 +235,7 @@ static int ring_reattach(dpart_t *p, const struct disk_state *ds)
              (long long)atomic_load(&p->ring.ctl->log_end_offset), (long long)ds->end);
     return 0;
 out_unmap:
-    ring_unmap(&p->ring);
+    ring_unguard_unmap(p);
     return rc;
 }
 
@@ -243,8 +271,9 @@ static int ring_rebuild(dpart_t *p, const struct disk_state *ds)
     rc = ring_create(&p->ring, p->shm_dir, p->shm_name, &rp, ds->end);
     if (rc < 0)
         return rc;
+    ring_guard(p);
     if (continue_last && (rc = ring_preload_last(p, ds)) < 0) {
-        ring_unmap(&p->ring);
+        ring_unguard_unmap(p);
         return rc;
     }
     atomic_store(&p->ring.ctl->log_start_offset, ds->segments ? ds->start : ds->end);
@@ -342,8 +371,8 @@ static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir
         if (rc == 0)
             return 0;
         if (rc != -ENOENT)
-            log_warn("%s-%u: shared ring unusable (%s): rebuilding it from disk", topic, id,
-                     shoal_strerror(rc));
+            log_warn("%s-%u: shared ring unusable (%s%s%s): rebuilding it from disk", topic, id,
+                     shoal_strerror(rc), rc < -4096 ? ": " : "", rc < -4096 ? shoal_errmsg() : "");
         else if (!is_disk(p))
             log_notice("%s-%u: memory topic lost its ring (reboot?): starting empty", topic, id);
     }
@@ -434,6 +463,15 @@ static int flusher_sync(dpart_t *p, bool seal)
     return 0;
 }
 
+/* The ring is damaged (the cause is logged): stop flushing it and attaching clients to it,
+ * and take the control block's magic, so that the next start rebuilds the ring from disk
+ * rather than re-attaching it. */
+static void dpart_stop(dpart_t *p)
+{
+    p->broken = true;
+    p->ring.ctl->magic = 0;
+}
+
 /* Write slot bytes [fl_pos, used) and index the batches in them. */
 static int flusher_write(dpart_t *p, uint64_t used)
 {
@@ -463,7 +501,7 @@ static int flusher_write(dpart_t *p, uint64_t used)
     while (pos < used) {
         record_batch_header_t h;
         if (record_batch_parse(data + pos, used - pos, &h) != 0) {
-            p->broken = true;
+            dpart_stop(p);
             return SHOAL_ERR(SHOAL_ECORRUPT, "%s-%u: malformed batch in slot %u at byte %llu",
                              p->topic, p->id, p->fl_slot, (unsigned long long)pos);
         }
@@ -526,7 +564,7 @@ static int flusher_unplaced(dpart_t *p)
         p->unplaced_since_ns = now;
     if (now - p->unplaced_since_ns < DPART_UNPLACED_NS)
         return 0;
-    p->broken = true;
+    dpart_stop(p);
     return SHOAL_ERR(SHOAL_ECORRUPT,
                      "%s-%u: no slot of the ring starts at offset %lld, though offsets up to "
                      "%lld were appended: its shared descriptors are damaged",
@@ -558,7 +596,7 @@ static int flusher_copy(dpart_t *p)
         if (st != SHM_SLOT_SEALED || ring_slot_used(&p->ring, p->fl_slot) != p->fl_pos)
             return 0;
         if (moves == p->ring.slot_count) {
-            p->broken = true;
+            dpart_stop(p);
             return SHOAL_ERR(SHOAL_ECORRUPT,
                              "%s-%u: the ring's slots lead back to offset %lld: its shared "
                              "descriptors are damaged",
@@ -709,7 +747,7 @@ static void dpart_roll_by_time(dpart_t *p, int64_t now_ns)
         p->segment_since_ns = 0;
     } else if (rc == SHOAL_EPANIC) { /* the shared control block is damaged */
         log_error("%s-%u: cannot roll the segment: %s", p->topic, p->id, shoal_errmsg());
-        p->broken = true;
+        dpart_stop(p);
     }
 }
 
@@ -735,8 +773,11 @@ static int flush_pass(dpart_t *p, int flush_ms, bool final)
     int64_t now, written = p->written_offset;
     int rc;
 
-    if (!is_disk(p) || p->broken)
-        return p->broken ? SHOAL_ECORRUPT : 0;
+    if (!is_disk(p))
+        return 0;
+    if (p->broken)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "%s-%u: stopped after the damage logged before", p->topic,
+                         p->id);
     rc = flusher_copy(p);
     if (rc < 0)
         return rc;
@@ -756,15 +797,73 @@ static int flush_pass(dpart_t *p, int flush_ms, bool final)
     return 0;
 }
 
+static void ring_file_name(char *buf, size_t cap, uint32_t file)
+{
+    if (file == RING_FD_CTL || file == RING_FD_READERS)
+        snprintf(buf, cap, file == RING_FD_CTL ? "control block" : "readers table");
+    else
+        snprintf(buf, cap, "slot %u", file - RING_FD_SLOT0);
+}
+
+/* Some process cut a file of the ring short: shoald's access past its new end faulted
+ * (shmguard put zeros there) or a write from it failed (EFAULT). Give each such file its
+ * size back, so that clients read zeros there instead of faulting, and stop the partition:
+ * what was cut is lost, and only a ring rebuilt from disk is whole again (dpart_stop).
+ * Then SHOAL_ECORRUPT, or 0 when every file is whole. */
+static int dpart_check_files(dpart_t *p)
+{
+    int found = 0;
+
+    for (uint32_t f = 0; f < RING_FD_COUNT(p->ring.slot_count); f++) {
+        char what[32];
+        size_t len;
+        void *at = ring_file_mapping(&p->ring, f, &len);
+        uint64_t was = len;
+        int rc =
+            ring_file_restore(&p->ring, p->shm_dir, p->shm_name, f, shmguard_faulted(at), &was);
+        if (rc == 0)
+            continue;
+        if (rc > 0)
+            shmguard_clear(at);
+        ring_file_name(what, sizeof(what), f);
+        log_error(
+            "%s-%u: another process cut the ring's %s short (%llu of %zu bytes); %s%s", p->topic,
+            p->id, what, (unsigned long long)was, len,
+            rc > 0 ? "its size is restored" : "restoring it failed: ", rc > 0 ? "" : strerror(-rc));
+        found++;
+    }
+    if (!found)
+        return 0;
+    dpart_stop(p);
+    if (is_disk(p))
+        log_error("%s-%u: partition stopped with offsets up to %lld on disk; what was only in "
+                  "the cut part of the ring is lost; the next start of shoald rebuilds the ring "
+                  "from disk",
+                  p->topic, p->id, (long long)p->synced_offset);
+    else
+        log_error("%s-%u: partition stopped; its records were in memory only and are lost; the "
+                  "next start of shoald gives it an empty ring",
+                  p->topic, p->id);
+    return SHOAL_ERR(SHOAL_ECORRUPT, "another process cut %d of the ring's files short", found);
+}
+
 /* Report a failing pass once, then every ERROR_LOG_INTERVAL_NS while it persists, and the
  * recovery; producers see the cause through the control block's flush_error. A failed
  * write is retried from the same position on the next pass, so nothing is lost or doubled:
- * unflushed slots are never freed, and a full ring holds producers back (SHOAL_AGAIN). */
+ * unflushed slots are never freed, and a full ring holds producers back (SHOAL_AGAIN).
+ * After a SIGBUS that shmguard caught anywhere, every partition checks its files first. */
 int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final)
 {
-    int rc;
+    uint32_t faults = shmguard_fault_count();
+    int rc = 0;
+
     p->drop_cache = drop_cache;
-    rc = flush_pass(p, flush_ms, final);
+    if (faults != p->faults_seen) {
+        p->faults_seen = faults;
+        rc = dpart_check_files(p);
+    }
+    if (rc == 0 && (rc = flush_pass(p, flush_ms, final)) == -EFAULT && dpart_check_files(p) < 0)
+        rc = SHOAL_ECORRUPT;
     int64_t now = shoal__mono_ns();
 
     if (rc < 0 &&
@@ -827,9 +926,24 @@ int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms)
     return until;
 }
 
+/* Load the last byte of each of the ring's mappings. A file cut short by a page or more
+ * faults there, and shmguard marks it for dpart_check_files, before a client reading it
+ * faults for long; a cut within the last page only zeroes bytes, which faults nobody. */
+static void ring_probe_ends(const ring_t *r)
+{
+    for (uint32_t f = 0; f < RING_FD_COUNT(r->slot_count); f++) {
+        size_t len;
+        const volatile uint8_t *at = ring_file_mapping(r, f, &len);
+        (void)at[len - 1];
+    }
+}
+
 void dpart_reap(dpart_t *p)
 {
-    int n = ring_reap_dead_readers(&p->ring);
+    int n;
+
+    ring_probe_ends(&p->ring);
+    n = ring_reap_dead_readers(&p->ring);
     if (n > 0)
         log_info("%s-%u: cleared %d reader entries of exited processes", p->topic, p->id, n);
 }
@@ -842,7 +956,7 @@ void dpart_close(dpart_t *p)
         p->log_fd = -1;
     }
     if (p->ring.ctl)
-        ring_unmap(&p->ring);
+        ring_unguard_unmap(p);
 }
 
 static int rm_tree(const char *dir)

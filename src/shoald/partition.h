@@ -42,7 +42,9 @@ typedef struct dpart {
     int64_t oldest_max_ts;     /* ... and its largest record timestamp (-1: unknown) */
     int last_error;            /* the last flush error, 0 after a good pass */
     int64_t last_error_log_ns; /* when it was last logged (errors repeat every pass) */
-    bool broken;               /* the ring held a malformed batch: flushing stopped */
+    _Atomic bool broken;       /* the ring held a malformed batch, or a client cut one of
+                                * its files short: flushing stopped, no more attaching */
+    uint32_t faults_seen;      /* shmguard_fault_count() when the files were last checked */
     compact_state_t compact;   /* the log cleaner's (compact.c) */
 
     _Atomic uint64_t disk_bytes_sealed; /* .log bytes of every segment but fl_slot's */
@@ -93,7 +95,9 @@ int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms);
  * count is taken as a wish, as before flush_wanted (and a killed one's count then costs an
  * fsync a pass while records stream in). Flusher thread only. */
 bool dpart_fsync_wanted(dpart_t *p, uint32_t flush_waiters);
-/* Clear reader entries of processes that died. */
+/* Clear reader entries of processes that died, and probe the end of each of the ring's
+ * mappings, so that a file some client cut short faults in shoald (which shmguard turns
+ * into a check at the next dpart_flush) even where shoald reads nothing. */
 void dpart_reap(dpart_t *p);
 /* Unmap and close; the caller has run a final flush. */
 void dpart_close(dpart_t *p);

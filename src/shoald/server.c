@@ -219,6 +219,11 @@ static int on_attach(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, siz
     mode = ctl_get_u8(r);
     if ((rc = finish(r)) == 0 && mode != CTL_ATTACH_READ && mode != CTL_ATTACH_WRITE)
         rc = SHOAL_ERR(SHOAL_EPROTO, "unknown attach mode %u", mode);
+    else if (rc == 0 && atomic_load(&t->parts[p].broken))
+        rc = SHOAL_ERR(SHOAL_ECORRUPT,
+                       "%s-%d is stopped: its shared ring was damaged, as shoald's log says; "
+                       "restarting shoald rebuilds it from disk",
+                       t->name, p);
     if (rc == 0)
         rc = ring_open_fds(s->b->shm_dir, t->parts[p].shm_name, t->cfg.ring_slots,
                            mode == CTL_ATTACH_WRITE, fds);

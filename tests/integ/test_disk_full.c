@@ -23,14 +23,6 @@ static struct harness_daemon daemon_;
 static shoal_client_t *client;
 static char enospc[128];
 
-static void disk_full(bool full)
-{
-    if (full)
-        close(open(enospc, O_CREAT | O_WRONLY, 0600));
-    else
-        unlink(enospc);
-}
-
 static int send_one(shoal_producer_t *p, int seq)
 {
     char value[VALUE_BYTES];
@@ -72,7 +64,7 @@ static void test_full_disk_backpressures_then_resumes_without_loss(void **state)
     for (; acked < 20; acked++)
         assert_int_equal(send_one(p, acked), 0);
 
-    disk_full(true);
+    harness_flag_file(enospc, true);
     /* The ring (two 64 KiB slots) absorbs what the disk cannot take, then pushes back. */
     while ((rc = send_one(p, acked)) == 0 && acked < 1000)
         acked++;
@@ -86,7 +78,7 @@ static void test_full_disk_backpressures_then_resumes_without_loss(void **state)
     assert_int_equal(shoal_producer_wait(pd, 0, acked - 1, SHOAL_ACKS_DISK, 200), SHOAL_ETIMEDOUT);
     assert_true(harness_daemon_log_contains(&daemon_, "No space left on device"));
 
-    disk_full(false);
+    harness_flag_file(enospc, false);
     /* Space is back: the broker catches up by itself and producers go on. */
     assert_int_equal(shoal_producer_wait(pd, 0, acked - 1, SHOAL_ACKS_DISK, 5000), 0);
     for (int i = 0; i < 100; i++, acked++)

@@ -1,0 +1,41 @@
+/* shmguard.h - shoald outlives a shared file cut short under it.
+ *
+ * A client that holds one of a ring's files open read-write (every producer, and every
+ * client for the readers table) can ftruncate it; every mapping of the file then raises
+ * SIGBUS on an access past the new end, and shoald used to die of it, taking every topic
+ * with it. shoald registers here the mappings it makes of files that other processes can
+ * write. A SIGBUS for a page of one of them replaces that page and the rest of the mapping
+ * with private pages of zeros, marks the mapping and returns: the access completes and
+ * reads zeros, which shoald already treats as it treats any value a client may have
+ * written (checked where it indexes or bounds a read). The owner then finds the mark
+ * (shmguard_faulted) and repairs the file or gives the mapping up. A SIGBUS anywhere else
+ * keeps its default action: the process dies with a core, as before.
+ *
+ * Thread-safety: any thread may add, remove and ask; the handler runs in whichever thread
+ * faulted. A mapping must be removed before it is unmapped. */
+#ifndef SHOALD_SHMGUARD_H
+#define SHOALD_SHMGUARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Install the SIGBUS handler. 0 or -errno. Call before the threads start. */
+int shmguard_install(void);
+
+/* Guard [addr, addr + len) (len a multiple of the page size). 0, or -ENOMEM when the
+ * registry is full (the mapping then stays unguarded). */
+int shmguard_add(void *addr, size_t len);
+/* Stop guarding the mapping that starts at addr (nothing when it is not guarded). */
+void shmguard_remove(const void *addr);
+
+/* Whether the mapping that starts at addr took a SIGBUS since it was added or cleared. */
+bool shmguard_faulted(const void *addr);
+/* Forget the mark, after the mapping was mapped again in place. */
+void shmguard_clear(const void *addr);
+
+/* How many faults the handler has handled since the start: a cheap test for whether any
+ * mapping needs to be looked at. */
+uint32_t shmguard_fault_count(void);
+
+#endif

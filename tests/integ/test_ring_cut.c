@@ -1,0 +1,237 @@
+/* test_ring_cut.c - a client that cuts a file of a ring short (ftruncate, which any process
+ * holding it read-write can do) stops that partition, not shoald: the daemon logs which
+ * file, gives it its size back, refuses new clients on the partition with the cause, keeps
+ * serving every other topic, and at its next start rebuilds the ring from disk with every
+ * record that was on disk.
+ *
+ * The daemon runs with SHOALD_TEST_ENOSPC_FILE (see test_disk_full.c), so that records can
+ * be held in the ring, unflushed, while the test cuts the slot under them. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "shm_layout.h"
+
+#define SLOT_BYTES (64 << 10)
+
+static char enospc[128];
+
+/* Cut <topic>-0.<file> to `bytes`, as a client holding it read-write could. */
+static void cut(struct harness_fixture *f, const char *topic, const char *file, off_t bytes)
+{
+    char path[PATH_MAX];
+    int fd;
+    snprintf(path, sizeof(path), "%s/%s-0.%s", f->d.shm_dir, topic, file);
+    assert_true((fd = open(path, O_RDWR)) >= 0);
+    assert_int_equal(ftruncate(fd, bytes), 0);
+    close(fd);
+}
+
+static off_t file_size(struct harness_fixture *f, const char *topic, const char *file)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/%s-0.%s", f->d.shm_dir, topic, file);
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+static void create_stored(struct harness_fixture *f, const char *topic, uint32_t storage)
+{
+    shoal_topic_config_t cfg;
+    shoal_topic_config_init(&cfg);
+    cfg.storage = storage;
+    cfg.ring_slots = 4;
+    cfg.segment_bytes = SLOT_BYTES;
+    cfg.max_record_bytes = 1024;
+    assert_int_equal(shoal_topic_create(f->c, topic, &cfg), 0);
+}
+
+static void create(struct harness_fixture *f, const char *topic)
+{
+    create_stored(f, topic, SHOAL_STORAGE_DISK);
+}
+
+/* Send values "<first>".."<first + n - 1>" to partition 0; with acks disk, wait for them. */
+static void send_values(shoal_producer_t *p, int first, int n, bool on_disk)
+{
+    shoal_ack_t ack;
+    for (int i = first; i < first + n; i++) {
+        char v[16];
+        shoal_message_t m = {.value = v, .value_len = (size_t)snprintf(v, sizeof(v), "%d", i)};
+        assert_int_equal(shoal_send(p, &m, &ack), 0);
+    }
+    if (on_disk)
+        assert_int_equal(shoal_producer_wait(p, 0, ack.offset, SHOAL_ACKS_DISK, 5000), 0);
+}
+
+/* Read partition 0 from its start: exactly values "0".."n-1" at offsets 0..n-1. */
+static void assert_holds(struct harness_fixture *f, const char *topic, int n)
+{
+    shoal_consumer_t *k;
+    shoal_record_t r[16];
+    shoal_topic_info_t *info;
+    int got = 0, k_n;
+
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, topic, NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, topic, 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    while ((k_n = shoal_poll(k, r, 16, 300)) > 0)
+        for (int i = 0; i < k_n; i++, got++) {
+            assert_int_equal(r[i].offset, got);
+            assert_int_equal(atoi(r[i].value), got);
+        }
+    assert_int_equal(k_n, 0);
+    assert_int_equal(got, n);
+    shoal_consumer_close(k);
+    assert_int_equal(shoal_topic_describe(f->c, topic, &info), 0);
+    assert_int_equal(info->partitions[0].log_end_offset, n);
+    shoal_topic_info_free(info);
+}
+
+static void expect_log(struct harness_fixture *f, const char *said)
+{
+    for (int waited = 0; !harness_daemon_log_contains(&f->d, said) && waited < 500; waited++)
+        usleep(10000);
+    if (!harness_daemon_log_contains(&f->d, said))
+        fail_msg("the daemon never logged \"%s\"", said);
+}
+
+/* The partition refuses new clients with the cause; the daemon serves another topic. */
+static void assert_stopped_alone(struct harness_fixture *f, const char *topic)
+{
+    shoal_producer_t *p;
+    char stopped[64];
+
+    snprintf(stopped, sizeof(stopped), "%s-0 is stopped", topic);
+    assert_int_equal(shoal_producer_open(f->c, topic, NULL, &p), SHOAL_ECORRUPT);
+    assert_non_null(strstr(shoal_errmsg(), stopped));
+    create(f, "whole");
+    assert_int_equal(shoal_producer_open(f->c, "whole", NULL, &p), 0);
+    send_values(p, 0, 3, true);
+    shoal_producer_close(p);
+    assert_holds(f, "whole", 3);
+}
+
+static void restart(struct harness_fixture *f)
+{
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    shoal_client_close(f->c);
+    assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
+}
+
+INTEG_TEST(test_a_cut_control_block_and_readers_table_stop_the_partition_not_the_daemon)
+{
+    shoal_producer_t *p;
+
+    create(f, "cut");
+    assert_int_equal(shoal_producer_open(f->c, "cut", NULL, &p), 0);
+    send_values(p, 0, 5, true);
+
+    cut(f, "cut", "ctl", 0);
+    cut(f, "cut", "readers", 100);
+    expect_log(f, "cut-0: another process cut the ring's control block short (0 of");
+    expect_log(f, "cut-0: another process cut the ring's readers table short (100 of");
+    assert_int_equal(file_size(f, "cut", "ctl"), sizeof(struct shm_ctl));
+    assert_int_equal(file_size(f, "cut", "readers"), sizeof(struct shm_readers));
+    assert_stopped_alone(f, "cut");
+    shoal_producer_close(p);
+
+    restart(f);
+    assert_true(harness_daemon_log_contains(&f->d, "cut-0: shared ring unusable"));
+    assert_holds(f, "cut", 5);
+    assert_int_equal(shoal_producer_open(f->c, "cut", NULL, &p), 0); /* appends go on */
+    send_values(p, 5, 2, true);
+    shoal_producer_close(p);
+    assert_holds(f, "cut", 7);
+}
+
+/* Records acknowledged in memory but not yet on disk (the disk is full) sit in slot 0 when
+ * a client cuts it: the flusher's write from it fails (EFAULT, not SIGBUS: the kernel reads
+ * the slot) unless its probe of the slot's end found the cut first; either way the
+ * partition stops, and what was only in the slot is lost. */
+INTEG_TEST(test_a_slot_cut_under_unflushed_records_stops_the_partition_not_the_daemon)
+{
+    shoal_producer_t *p;
+
+    create(f, "slotcut");
+    assert_int_equal(shoal_producer_open(f->c, "slotcut", NULL, &p), 0);
+    send_values(p, 0, 2, true);
+    harness_flag_file(enospc, true);
+    send_values(p, 2, 3, false);
+    cut(f, "slotcut", "slot0", 0);
+    harness_flag_file(enospc, false);
+
+    expect_log(f, "slotcut-0: another process cut the ring's slot 0 short (0 of 65536 bytes)");
+    assert_int_equal(file_size(f, "slotcut", "slot0"), SLOT_BYTES);
+    assert_false(harness_daemon_log_contains(&f->d, "Bad address")); /* EFAULT understood */
+    assert_stopped_alone(f, "slotcut");
+    shoal_producer_close(p);
+
+    restart(f);
+    assert_holds(f, "slotcut", 2);
+}
+
+/* A memory topic has no disk to come back from: stopped, and empty after the restart. The
+ * cut leaves the first page, which is all the daemon reads of a memory topic's control
+ * block in its passes: it finds the cut by probing each mapping's last byte. */
+INTEG_TEST(test_a_cut_memory_topic_stops_and_comes_back_empty)
+{
+    shoal_producer_t *p;
+
+    create_stored(f, "memcut", SHOAL_STORAGE_MEMORY);
+    assert_int_equal(shoal_producer_open(f->c, "memcut", NULL, &p), 0);
+    send_values(p, 0, 3, false);
+    cut(f, "memcut", "ctl", 64);
+
+    expect_log(f, "memcut-0: another process cut the ring's control block short (64 of");
+    expect_log(f, "memcut-0: partition stopped; its records were in memory only");
+    assert_stopped_alone(f, "memcut");
+    shoal_producer_close(p);
+
+    restart(f);
+    assert_holds(f, "memcut", 0);
+}
+
+static int setup(void **state)
+{
+    static struct harness_fixture f;
+    *state = &f;
+    snprintf(enospc, sizeof(enospc), "/tmp/shoal-test-cut-enospc-%d", (int)getpid());
+    unlink(enospc);
+    setenv("SHOALD_TEST_ENOSPC_FILE", enospc, 1);
+    return harness_fixture_start(&f, "cut", 60, NULL);
+}
+
+static int teardown(void **state)
+{
+    unlink(enospc);
+    unsetenv("SHOALD_TEST_ENOSPC_FILE");
+    return harness_fixture_stop(*state);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_a_cut_control_block_and_readers_table_stop_the_partition_not_the_daemon, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_slot_cut_under_unflushed_records_stops_the_partition_not_the_daemon, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(test_a_cut_memory_topic_stops_and_comes_back_empty, setup,
+                                        teardown),
+    };
+    harness_test_filter();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,134 @@
+/* test_shmguard.c - a guarded mapping whose file is cut short reads zeros past the cut and
+ * is marked; any other SIGBUS still ends the process; the registry grows past one chunk. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "shoald/shmguard.h"
+
+#define PAGE     4096
+#define MAP_LEN  (8 * PAGE)
+#define MANY_MAP 3000 /* registrations: three chunks of the registry */
+
+static char path[256];
+
+/* A file of MAP_LEN bytes of 0x5a, mapped shared read-write; its descriptor in *fd. */
+static uint8_t *map_file(int *fd)
+{
+    uint8_t *m;
+    snprintf(path, sizeof(path), "/dev/shm/shoal-test-shmguard-%d", (int)getpid());
+    assert_true((*fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600)) >= 0);
+    unlink(path);
+    assert_int_equal(ftruncate(*fd, MAP_LEN), 0);
+    m = mmap(NULL, MAP_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+    assert_true(m != MAP_FAILED);
+    memset(m, 0x5a, MAP_LEN);
+    return m;
+}
+
+static void test_a_cut_file_reads_zeros_past_the_cut_and_is_marked(void **state)
+{
+    volatile uint8_t *m;
+    uint32_t faults = shmguard_fault_count();
+    int fd;
+    (void)state;
+
+    assert_int_equal(shmguard_install(), 0);
+    m = map_file(&fd);
+    assert_int_equal(shmguard_add((void *)m, MAP_LEN), 0);
+    assert_false(shmguard_faulted((void *)m));
+
+    assert_int_equal(ftruncate(fd, 3 * PAGE), 0); /* what another process could do */
+    assert_int_equal(m[3 * PAGE - 1], 0x5a);      /* before the cut: the file */
+    assert_false(shmguard_faulted((void *)m));
+    assert_int_equal(m[3 * PAGE], 0);     /* past it: zeros, not SIGBUS */
+    assert_int_equal(m[5 * PAGE + 7], 0); /* the rest of the mapping too, with no more faults */
+    m[MAP_LEN - 1] = 1;                   /* and writable (a private page) */
+    assert_int_equal(shmguard_fault_count(), faults + 1);
+    assert_true(shmguard_faulted((void *)m));
+    assert_false(shmguard_faulted((void *)(m + PAGE))); /* asked by the mapping's start */
+
+    shmguard_clear((void *)m);
+    assert_false(shmguard_faulted((void *)m));
+    shmguard_remove((void *)m);
+    munmap((void *)m, MAP_LEN);
+    close(fd);
+}
+
+/* In a child: a cut file whose mapping is not guarded (never, or no longer). */
+static int fault_unguarded(void *arg)
+{
+    bool was_guarded = *(bool *)arg;
+    volatile uint8_t *m;
+    int fd;
+
+    if (shmguard_install() < 0)
+        return 1;
+    m = map_file(&fd);
+    if (was_guarded) {
+        if (shmguard_add((void *)m, MAP_LEN) < 0)
+            return 2;
+        shmguard_remove((void *)m);
+    }
+    if (ftruncate(fd, 0) < 0)
+        return 3;
+    return m[PAGE] == 0 ? 4 : 5; /* never returns: SIGBUS */
+}
+
+static void test_a_fault_outside_every_guarded_mapping_still_ends_the_process(void **state)
+{
+    bool was_guarded[] = {false, true};
+    (void)state;
+
+    for (size_t i = 0; i < 2; i++) {
+        pid_t pid = harness_fork(fault_unguarded, &was_guarded[i], 10);
+        assert_true(pid > 0);
+        assert_int_equal(harness_wait(pid, 10000), 128 + SIGBUS);
+    }
+}
+
+/* Many registrations: each is found by its start, removal frees its entry for the next,
+ * and a fault in the last one is still caught. */
+static void test_the_registry_holds_many_mappings(void **state)
+{
+    static uint8_t fake[MANY_MAP];
+    volatile uint8_t *m;
+    int fd;
+    (void)state;
+
+    assert_int_equal(shmguard_install(), 0);
+    for (size_t i = 0; i < MANY_MAP; i++)
+        assert_int_equal(shmguard_add(&fake[i], 1), 0);
+    for (size_t i = 0; i < MANY_MAP; i += 2)
+        shmguard_remove(&fake[i]);
+    m = map_file(&fd);
+    assert_int_equal(shmguard_add((void *)m, MAP_LEN), 0); /* into a freed entry */
+    assert_int_equal(ftruncate(fd, 0), 0);
+    assert_int_equal(m[0], 0);
+    assert_true(shmguard_faulted((void *)m));
+    assert_false(shmguard_faulted(&fake[1]));
+    shmguard_remove((void *)m);
+    for (size_t i = 1; i < MANY_MAP; i += 2)
+        shmguard_remove(&fake[i]);
+    munmap((void *)m, MAP_LEN);
+    close(fd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_cut_file_reads_zeros_past_the_cut_and_is_marked),
+        cmocka_unit_test(test_a_fault_outside_every_guarded_mapping_still_ends_the_process),
+        cmocka_unit_test(test_the_registry_holds_many_mappings),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
