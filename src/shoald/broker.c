@@ -20,6 +20,7 @@
 #include "shmguard.h"
 #include "topic_config.h"
 #include "util.h"
+#include "waitset.h"
 
 /* ------------------------------------------------------------------ registry */
 
@@ -213,24 +214,18 @@ out_unlock:
 
 /* ------------------------------------------------------------------ flushing */
 
-#define WAIT_WORDS 128 /* futex_waitv's limit */
-
-/* What the flusher waits on: the broker's wake word, per disk partition its flush_waiters
- * and, while the flusher sleeps on an idle broker, its readers' seq, then per memory
- * partition its space_waiters. */
+/* What the flusher waits on (in b->waits): the broker's wake word, per disk partition its
+ * flush_waiters and, while the flusher sleeps on an idle broker, its readers' seq, then per
+ * memory partition its space_waiters. */
 struct flusher_wait {
-    _Atomic uint32_t *words[WAIT_WORDS];
-    uint32_t expected[WAIT_WORDS];
-    size_t n;
-    bool busy; /* work is waiting already (ACKS_DISK, or an append the last look saw) */
+    waitset_t *ws;
+    bool busy;    /* work is waiting already (ACKS_DISK, or an append the last look saw) */
+    bool partial; /* a disk partition's word is missing (no memory): wait one tick at most */
 };
 
 static void wait_add(struct flusher_wait *w, _Atomic uint32_t *word, uint32_t expected)
 {
-    if (w->n < WAIT_WORDS) {
-        w->words[w->n] = word;
-        w->expected[w->n++] = expected;
-    }
+    w->partial |= waitset_add(w->ws, word, expected) < 0;
 }
 
 static bool is_disk_topic(const dtopic_t *t)
@@ -239,7 +234,7 @@ static bool is_disk_topic(const dtopic_t *t)
 }
 
 /* With the registry lock held: the earliest dpart_idle_until() of all partitions, or 0
- * when the flusher cannot wait on all the disk ones at once. */
+ * when the flusher cannot wait on all the disk ones at once (over 2,000 of them). */
 static int64_t broker_idle_until(broker_t *b)
 {
     int64_t until = INT64_MAX;
@@ -253,7 +248,7 @@ static int64_t broker_idle_until(broker_t *b)
         if (is_disk_topic(t))
             words += 2 * t->cfg.partitions;
     }
-    return words <= WAIT_WORDS ? until : 0;
+    return words <= WAITSET_MAX_WORDS ? until : 0;
 }
 
 /* With the registry lock held: count the flusher as a sleeper on every disk partition
@@ -292,7 +287,7 @@ static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
         dtopic_t *t = b->topics[i];
         for (uint32_t p = 0; !is_disk_topic(t) && p < t->cfg.partitions; p++) {
             _Atomic uint32_t *word = &t->parts[p].ring.ctl->space_waiters;
-            wait_add(w, word, atomic_load(word));
+            (void)waitset_add(w->ws, word, atomic_load(word));
         }
     }
 }
@@ -303,11 +298,12 @@ static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
  * never see it armed. */
 void broker_wait_for_work(broker_t *b, uint32_t wake_seen, int tick_ms, int idle_ms)
 {
-    struct flusher_wait w = {.n = 0};
-    int64_t wait_ns = (int64_t)tick_ms * 1000000, now = shoal__mono_ns();
+    struct flusher_wait w = {.ws = b->waits};
+    int64_t tick_ns = (int64_t)tick_ms * 1000000, wait_ns = tick_ns, now = shoal__mono_ns();
     int64_t until = now + (int64_t)idle_ms * 1000000, idle_until;
     bool asleep;
 
+    waitset_clear(w.ws);
     wait_add(&w, &b->wake, wake_seen); /* broker_wake(): shutdown, new topics */
     pthread_rwlock_rdlock(&b->lock);
     idle_until = broker_idle_until(b);
@@ -324,8 +320,8 @@ void broker_wait_for_work(broker_t *b, uint32_t wake_seen, int tick_ms, int idle
     pthread_rwlock_unlock(&b->lock);
     /* A topic deleted meanwhile unmaps its words: the wait then fails with EFAULT or times
      * out, and the next pass looks again. */
-    if (!w.busy)
-        shoal__futex_waitv(w.words, w.expected, w.n, wait_ns);
+    if (!w.busy && waitset_wait(w.ws, w.partial ? tick_ns : wait_ns) < 0)
+        shoal__futex_wait(&b->wake, wake_seen, tick_ms); /* no helper thread: tick */
     if (asleep) {
         pthread_rwlock_rdlock(&b->lock);
         flusher_announce(b, false);
@@ -434,6 +430,10 @@ int broker_open(broker_t *b, const shoald_config_t *cfg)
         log_error("cannot install the SIGBUS handler: %s", strerror(-rc));
         goto out_close;
     }
+    if (!(b->waits = waitset_new())) {
+        rc = -ENOMEM;
+        goto out_close;
+    }
     if ((rc = broker_dirs(b)) < 0)
         goto out_close;
     rc = store_topic_foreach(b->store, recover_topic, b);
@@ -460,6 +460,8 @@ void broker_close(broker_t *b)
     b->ntopics = 0;
     store_close(b->store);
     b->store = NULL;
+    waitset_free(b->waits);
+    b->waits = NULL;
     if (b->data_lock_fd >= 0)
         close(b->data_lock_fd);
     if (b->shm_lock_fd >= 0)

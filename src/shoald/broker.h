@@ -25,6 +25,7 @@ typedef struct broker {
     dtopic_t **topics; /* sorted by name */
     size_t ntopics;
     _Atomic uint32_t wake; /* futex: broker_wake() ends broker_wait_for_work() */
+    struct waitset *waits; /* the flusher's, for broker_wait_for_work() */
     int data_lock_fd;
     int shm_lock_fd;
 } broker_t;
@@ -55,8 +56,9 @@ dtopic_t *broker_find(broker_t *b, const char *name);
  * holds their words), or at broker_wake(); it returns at once when such a producer waits
  * already, or when broker_wake() was called since broker_wake_seq() returned wake_seen
  * (take it before the pass, so that a wake-up during the pass is not slept through). An
- * idle sleep needs every disk partition in that futex_waitv: with more than 63 the flusher
- * keeps ticking. */
+ * idle sleep needs every disk partition's two words in the wait: beyond 63 disk partitions
+ * helper threads wait on the words past futex_waitv's 128 (waitset.h), and beyond about
+ * 2,000 the flusher keeps ticking. */
 void broker_wait_for_work(broker_t *b, uint32_t wake_seen, int tick_ms, int idle_ms);
 /* End a broker_wait_for_work() in progress or about to start (at shutdown, when a topic is
  * created, altered or deleted, when the settings are reloaded). Any thread. */

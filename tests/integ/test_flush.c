@@ -302,6 +302,7 @@ INTEG_TEST(test_streaming_acks_disk_producers_see_their_records_flushed)
 #define WAKE_ROUNDS      4
 #define WAKE_COPY_MAX_MS 250 /* the flusher's idle sleep is 1000 ms */
 #define QUIET_MS         150 /* past the 50 ms after its last write that a partition is busy */
+#define MANY_PARTITIONS  100 /* 201 words to wait on: two groups */
 
 static int64_t mono_ms(void)
 {
@@ -352,10 +353,10 @@ static int64_t wait_all_flushed(shoal_client_t *c, const char *topic)
 }
 
 /* An idle daemon (nothing to write, no group members) sleeps instead of ticking every
- * flush.interval.ms, and the next append still reaches the disk at once: the flusher
- * sleeps on the partitions like a consumer, woken by the first append. Its sleep is not
- * reported as a waiting reader. */
-INTEG_TEST(test_idle_daemon_sleeps_until_the_next_append)
+ * flush.interval.ms, and the next append to `topic` still reaches the disk at once: the
+ * flusher sleeps on the partitions like a consumer, woken by the first append. Its sleep is
+ * not reported as a waiting reader. */
+static void idle_sleeps_until_the_next_append(struct harness_fixture *f, const char *topic)
 {
     shoal_topic_config_t cfg = topic_cfg();
     shoal_partition_stats_t st;
@@ -363,33 +364,50 @@ INTEG_TEST(test_idle_daemon_sleeps_until_the_next_append)
     shoal_message_t m = {.value = "idle", .value_len = 4, .partition = 0};
     long before;
 
-    assert_int_equal(shoal_topic_create(f->c, "idle", &cfg), 0);
-    assert_int_equal(shoal_producer_open(f->c, "idle", NULL, &p), 0);
+    assert_int_equal(shoal_topic_create(f->c, topic, &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, topic, NULL, &p), 0);
     assert_int_equal(shoal_send(p, &m, NULL), 0);
-    wait_all_flushed(f->c, "idle");
+    wait_all_flushed(f->c, topic);
     usleep(QUIET_MS * 1000);
     before = context_switches(f->d.pid);
     usleep(IDLE_SAMPLE_MS * 1000);
     if (context_switches(f->d.pid) - before > IDLE_WAKES_MAX)
         fail_msg("idle shoald woke %ld times in %d ms", context_switches(f->d.pid) - before,
                  IDLE_SAMPLE_MS);
-    assert_int_equal(shoal_partition_stats(f->c, "idle", 0, &st), 0);
+    assert_int_equal(shoal_partition_stats(f->c, topic, 0, &st), 0);
     assert_int_equal(st.waiters, 0);
 
     for (int round = 0; round < WAKE_ROUNDS; round++) {
-        off_t size = file_bytes(&f->d, "idle", 0, ".log");
+        off_t size = file_bytes(&f->d, topic, 0, ".log");
         int64_t sent;
-        wait_all_flushed(f->c, "idle");
+        wait_all_flushed(f->c, topic);
         usleep(QUIET_MS * 1000); /* the flusher finds it idle and sleeps */
         sent = mono_ms();
         assert_int_equal(shoal_send(p, &m, NULL), 0);
-        while (file_bytes(&f->d, "idle", 0, ".log") == size && mono_ms() - sent < 5000)
+        while (file_bytes(&f->d, topic, 0, ".log") == size && mono_ms() - sent < 5000)
             usleep(500);
         if (mono_ms() - sent > WAKE_COPY_MAX_MS)
             fail_msg("round %d: the append reached the .log after %" PRId64 " ms", round,
                      mono_ms() - sent);
     }
     shoal_producer_close(p);
+}
+
+INTEG_TEST(test_idle_daemon_sleeps_until_the_next_append)
+{
+    idle_sleeps_until_the_next_append(f, "idle");
+}
+
+/* Past 63 disk partitions their words no longer fit one futex_waitv: helper threads wait
+ * on the rest (waitset.h). "a-many" comes first in the flusher's order, so the words of
+ * "idle" are a helper's to watch; the helpers' own wake-ups count as the daemon's. */
+INTEG_TEST(test_idle_daemon_with_many_disk_partitions_sleeps_until_the_next_append)
+{
+    shoal_topic_config_t cfg = topic_cfg();
+
+    cfg.partitions = MANY_PARTITIONS;
+    assert_int_equal(shoal_topic_create(f->c, "a-many", &cfg), 0);
+    idle_sleeps_until_the_next_append(f, "idle");
 }
 
 /* Records written but not yet fsynced wait for flush.ms without the flusher ticking: it
@@ -472,6 +490,7 @@ int main(void)
         T(test_streaming_acks_disk_producers_see_their_records_flushed),
         T(test_synced_segments_leave_the_page_cache_unless_told_to_keep_them),
         T(test_idle_daemon_sleeps_until_the_next_append),
+        T(test_idle_daemon_with_many_disk_partitions_sleeps_until_the_next_append),
         T(test_flusher_sleeps_until_the_flush_ms_deadline),
         T(test_a_trickle_of_appends_does_not_wake_the_flusher_each_time),
 #undef T
