@@ -52,8 +52,9 @@
  * - A producer holds its partition's shared files read-write, so it could also cut them
  *   short (ftruncate); the other processes mapping them would then fault (SIGBUS) past the
  *   cut. shoald survives it: it stops that partition (new clients get SHOAL_ECORRUPT),
- *   logs which file was cut, and rebuilds the ring from disk at its next start. Let the
- *   daemon admit (allow.gid) only processes trusted with the topics' data.
+ *   logs which file was cut, and rebuilds the ring from disk at its next start (a memory
+ *   topic's comes back empty). Let the daemon admit (allow.gid) only processes trusted
+ *   with the topics' data.
  */
 #ifndef SHOAL_H
 #define SHOAL_H

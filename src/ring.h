@@ -53,9 +53,14 @@ int ring_open_fds(const char *shm_dir, const char *name, uint32_t slot_count, bo
 int ring_preload(ring_t *r, int64_t base, const uint8_t *data, size_t len, int64_t log_end,
                  int64_t log_start);
 void ring_unlink(const char *shm_dir, const char *name, uint32_t slot_count);
-/* The ring's mappings one by one, for shoald's SIGBUS guard (shmguard.h), numbered as the
- * descriptors are: RING_FD_CTL, RING_FD_READERS, RING_FD_SLOT0 + i. *len gets the
- * mapping's length. */
+/* shoald's SIGBUS guard (shmguard.h) is told of every mapping of a ring file this process
+ * makes, before anything reads it, and of every one it removes, before the munmap. Set
+ * once, before the threads start; NULL (the default) for none. */
+typedef void ring_map_hook_fn(void *addr, size_t len);
+typedef void ring_unmap_hook_fn(const void *addr);
+void ring_set_map_hooks(ring_map_hook_fn *on_map, ring_unmap_hook_fn *on_unmap);
+/* The ring's mappings one by one, numbered as the descriptors are: RING_FD_CTL,
+ * RING_FD_READERS, RING_FD_SLOT0 + i. *len gets the mapping's length. */
 void *ring_file_mapping(const ring_t *r, uint32_t file, size_t *len);
 /* When a process has cut that file of the ring short, give it back its size (the bytes
  * cut read as zeros); then, or with remap, map it again where it was, over the zeros

@@ -347,10 +347,9 @@ void broker_flush_all(broker_t *b, bool final, bool reap)
         dtopic_t *t = b->topics[i];
         for (uint32_t p = 0; p < t->cfg.partitions; p++) {
             dpart_t *dp = &t->parts[p];
-            /* logs its own failures */
-            dpart_flush(dp, b->cfg->flush_ms, b->cfg->flush_drop_cache, final);
-            if (reap)
+            if (reap) /* first: a file its probe finds cut is checked in this pass */
                 dpart_reap(dp);
+            dpart_flush(dp, b->cfg->flush_ms, b->cfg->flush_drop_cache, final); /* logs */
         }
     }
     pthread_rwlock_unlock(&b->lock);
@@ -418,6 +417,16 @@ static int broker_dirs(broker_t *b)
     return rc;
 }
 
+/* Every ring mapping shoald makes is guarded: a client that cuts one of its files short
+ * then stops that partition (partition.c), not the daemon. */
+static void guard_mapping(void *addr, size_t len)
+{
+    static _Atomic bool warned;
+    if (shmguard_add(addr, len) < 0 && !atomic_exchange(&warned, true))
+        log_warn("too many shared mappings to guard them all: a client that truncates a ring "
+                 "file can stop shoald");
+}
+
 int broker_open(broker_t *b, const shoald_config_t *cfg)
 {
     int rc;
@@ -430,6 +439,7 @@ int broker_open(broker_t *b, const shoald_config_t *cfg)
         log_error("cannot install the SIGBUS handler: %s", strerror(-rc));
         goto out_close;
     }
+    ring_set_map_hooks(guard_mapping, shmguard_remove);
     if (!(b->waits = waitset_new())) {
         rc = -ENOMEM;
         goto out_close;

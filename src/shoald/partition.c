@@ -177,31 +177,6 @@ static int flusher_resume(dpart_t *p, const struct disk_state *ds)
     return SHOAL_ECORRUPT;
 }
 
-/* Register the ring's mappings with shmguard: a client that cuts one of its files short
- * then stops this partition (dpart_check_files), not the daemon. */
-static void ring_guard(dpart_t *p)
-{
-    for (uint32_t f = 0; f < RING_FD_COUNT(p->ring.slot_count); f++) {
-        size_t len;
-        void *at = ring_file_mapping(&p->ring, f, &len);
-        if (shmguard_add(at, len) < 0) {
-            log_warn("%s-%u: too many shared mappings to guard: a client that truncates a "
-                     "file of this ring can stop shoald",
-                     p->topic, p->id);
-            return;
-        }
-    }
-}
-
-static void ring_unguard_unmap(dpart_t *p)
-{
-    for (uint32_t f = 0; f < RING_FD_COUNT(p->ring.slot_count); f++) {
-        size_t len;
-        shmguard_remove(ring_file_mapping(&p->ring, f, &len));
-    }
-    ring_unmap(&p->ring);
-}
-
 /* Re-attach a ring that survived a daemon crash. */
 static int ring_reattach(dpart_t *p, const struct disk_state *ds)
 {
@@ -212,7 +187,6 @@ static int ring_reattach(dpart_t *p, const struct disk_state *ds)
     rc = ring_open(&p->ring, p->shm_dir, p->shm_name, &rp);
     if (rc < 0)
         return rc;
-    ring_guard(p);
     /* Repair after a producer that died inside the lock, before anything else looks. */
     rc = rlock_acquire(&p->ring.ctl->lock, DPART_LOCK_TIMEOUT_MS, ring_repair, &p->ring);
     if (rc == 0)
@@ -235,7 +209,7 @@ static int ring_reattach(dpart_t *p, const struct disk_state *ds)
              (long long)atomic_load(&p->ring.ctl->log_end_offset), (long long)ds->end);
     return 0;
 out_unmap:
-    ring_unguard_unmap(p);
+    ring_unmap(&p->ring);
     return rc;
 }
 
@@ -271,9 +245,8 @@ static int ring_rebuild(dpart_t *p, const struct disk_state *ds)
     rc = ring_create(&p->ring, p->shm_dir, p->shm_name, &rp, ds->end);
     if (rc < 0)
         return rc;
-    ring_guard(p);
     if (continue_last && (rc = ring_preload_last(p, ds)) < 0) {
-        ring_unguard_unmap(p);
+        ring_unmap(&p->ring);
         return rc;
     }
     atomic_store(&p->ring.ctl->log_start_offset, ds->segments ? ds->start : ds->end);
@@ -819,18 +792,23 @@ static int dpart_check_files(dpart_t *p)
         size_t len;
         void *at = ring_file_mapping(&p->ring, f, &len);
         uint64_t was = len;
-        int rc =
-            ring_file_restore(&p->ring, p->shm_dir, p->shm_name, f, shmguard_faulted(at), &was);
+        int rc = ring_file_restore(&p->ring, p->shm_dir, p->shm_name, f, shmguard_take(at), &was);
         if (rc == 0)
             continue;
-        if (rc > 0)
-            shmguard_clear(at);
-        ring_file_name(what, sizeof(what), f);
-        log_error(
-            "%s-%u: another process cut the ring's %s short (%llu of %zu bytes); %s%s", p->topic,
-            p->id, what, (unsigned long long)was, len,
-            rc > 0 ? "its size is restored" : "restoring it failed: ", rc > 0 ? "" : strerror(-rc));
+        p->broken = true; /* before the log line: whoever reads it finds the partition stopped */
         found++;
+        ring_file_name(what, sizeof(what), f);
+        if (rc < 0)
+            log_error("%s-%u: the ring's %s faulted and cannot be mapped again: %s", p->topic,
+                      p->id, what, strerror(-rc));
+        else if (was < len)
+            log_error("%s-%u: another process cut the ring's %s short (%llu of %zu bytes); its "
+                      "size is restored",
+                      p->topic, p->id, what, (unsigned long long)was, len);
+        else
+            log_error("%s-%u: the ring's %s faulted though it has all its %zu bytes (a full "
+                      "shared-memory filesystem?); it is mapped again",
+                      p->topic, p->id, what, len);
     }
     if (!found)
         return 0;
@@ -956,7 +934,7 @@ void dpart_close(dpart_t *p)
         p->log_fd = -1;
     }
     if (p->ring.ctl)
-        ring_unguard_unmap(p);
+        ring_unmap(&p->ring);
 }
 
 static int rm_tree(const char *dir)

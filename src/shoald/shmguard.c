@@ -63,7 +63,8 @@ static struct range *range_find(uintptr_t a, bool exact, uintptr_t *hi, size_t *
 /* A page of a registered range faulted: the file behind it ends before that page. Map
  * zeros from it to the range's end (every page past the file's end would fault too), so
  * that the access, executed again on return, reads zeros. Anything else: the default
- * action, once the faulting access runs again. Only atomics and system calls here. */
+ * action, at once (SIGBUS stays blocked until the handler returns, then the raised one
+ * ends the process). Only atomics and async-signal-safe calls here. */
 static void on_sigbus(int sig, siginfo_t *si, void *ucontext)
 {
     uintptr_t a = (uintptr_t)si->si_addr, page = a & page_mask, hi;
@@ -82,6 +83,7 @@ static void on_sigbus(int sig, siginfo_t *si, void *ucontext)
         struct sigaction dfl = {.sa_handler = SIG_DFL};
         sigemptyset(&dfl.sa_mask);
         sigaction(sig, &dfl, NULL);
+        raise(sig);
     }
     errno = saved_errno;
 }
@@ -137,21 +139,12 @@ void shmguard_remove(const void *addr)
     pthread_mutex_unlock(&table_lock);
 }
 
-bool shmguard_faulted(const void *addr)
+bool shmguard_take(const void *addr)
 {
     uintptr_t hi;
     size_t i;
     struct range *r = range_find((uintptr_t)addr, true, &hi, &i);
-    return r && atomic_load(&r->faulted);
-}
-
-void shmguard_clear(const void *addr)
-{
-    uintptr_t hi;
-    size_t i;
-    struct range *r = range_find((uintptr_t)addr, true, &hi, &i);
-    if (r)
-        atomic_store(&r->faulted, 0);
+    return r && atomic_exchange(&r->faulted, 0);
 }
 
 uint32_t shmguard_fault_count(void)

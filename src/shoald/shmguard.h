@@ -8,8 +8,8 @@
  * with private pages of zeros, marks the mapping and returns: the access completes and
  * reads zeros, which shoald already treats as it treats any value a client may have
  * written (checked where it indexes or bounds a read). The owner then finds the mark
- * (shmguard_faulted) and repairs the file or gives the mapping up. A SIGBUS anywhere else
- * keeps its default action: the process dies with a core, as before.
+ * (shmguard_take) and repairs the file or gives the mapping up. Any other SIGBUS (a fault
+ * elsewhere, or one sent by kill) has its default action: the process dies with a core.
  *
  * Thread-safety: any thread may add, remove and ask; the handler runs in whichever thread
  * faulted. A mapping must be removed before it is unmapped. */
@@ -23,16 +23,15 @@
 /* Install the SIGBUS handler. 0 or -errno. Call before the threads start. */
 int shmguard_install(void);
 
-/* Guard [addr, addr + len) (len a multiple of the page size). 0, or -ENOMEM when the
- * registry is full (the mapping then stays unguarded). */
+/* Guard the mapping [addr, addr + len). 0, or -ENOMEM when the registry is full (the
+ * mapping then stays unguarded). */
 int shmguard_add(void *addr, size_t len);
 /* Stop guarding the mapping that starts at addr (nothing when it is not guarded). */
 void shmguard_remove(const void *addr);
 
-/* Whether the mapping that starts at addr took a SIGBUS since it was added or cleared. */
-bool shmguard_faulted(const void *addr);
-/* Forget the mark, after the mapping was mapped again in place. */
-void shmguard_clear(const void *addr);
+/* Whether the mapping that starts at addr took a SIGBUS since it was added or last asked,
+ * forgetting it (a fault after this call marks it again). Ask before mapping it again. */
+bool shmguard_take(const void *addr);
 
 /* How many faults the handler has handled since the start: a cheap test for whether any
  * mapping needs to be looked at. */

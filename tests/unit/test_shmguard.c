@@ -1,5 +1,6 @@
 /* test_shmguard.c - a guarded mapping whose file is cut short reads zeros past the cut and
- * is marked; any other SIGBUS still ends the process; the registry grows past one chunk. */
+ * is marked; any other SIGBUS (a fault elsewhere, or one sent) still ends the process; the
+ * registry grows past one chunk. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,20 +46,22 @@ static void test_a_cut_file_reads_zeros_past_the_cut_and_is_marked(void **state)
     assert_int_equal(shmguard_install(), 0);
     m = map_file(&fd);
     assert_int_equal(shmguard_add((void *)m, MAP_LEN), 0);
-    assert_false(shmguard_faulted((void *)m));
+    assert_false(shmguard_take((void *)m));
 
     assert_int_equal(ftruncate(fd, 3 * PAGE), 0); /* what another process could do */
     assert_int_equal(m[3 * PAGE - 1], 0x5a);      /* before the cut: the file */
-    assert_false(shmguard_faulted((void *)m));
-    assert_int_equal(m[3 * PAGE], 0);     /* past it: zeros, not SIGBUS */
-    assert_int_equal(m[5 * PAGE + 7], 0); /* the rest of the mapping too, with no more faults */
-    m[MAP_LEN - 1] = 1;                   /* and writable (a private page) */
+    assert_false(shmguard_take((void *)m));
+    assert_int_equal(m[3 * PAGE], 0);        /* past it: zeros, not SIGBUS */
+    assert_int_equal(m[5 * PAGE + 7], 0);    /* the rest of the mapping too, with no more faults */
+    m[MAP_LEN - 1] = 1;                      /* and writable (a private page) */
+    assert_int_equal(m[3 * PAGE - 1], 0x5a); /* before the cut, still the file ... */
+    m[0] = 7;
+    assert_int_equal(pread(fd, (void *)&m[1], 1, 0), 1); /* ... and shared with it */
+    assert_int_equal(m[1], 7);
     assert_int_equal(shmguard_fault_count(), faults + 1);
-    assert_true(shmguard_faulted((void *)m));
-    assert_false(shmguard_faulted((void *)(m + PAGE))); /* asked by the mapping's start */
-
-    shmguard_clear((void *)m);
-    assert_false(shmguard_faulted((void *)m));
+    assert_false(shmguard_take((void *)(m + PAGE))); /* asked by the mapping's start */
+    assert_true(shmguard_take((void *)m));
+    assert_false(shmguard_take((void *)m)); /* taken */
     shmguard_remove((void *)m);
     munmap((void *)m, MAP_LEN);
     close(fd);
@@ -84,7 +87,18 @@ static int fault_unguarded(void *arg)
     return m[PAGE] == 0 ? 4 : 5; /* never returns: SIGBUS */
 }
 
-static void test_a_fault_outside_every_guarded_mapping_still_ends_the_process(void **state)
+/* In a child: a SIGBUS sent, not a fault, while a guarded mapping exists. */
+static int sent_sigbus(void *arg)
+{
+    int fd;
+    (void)arg;
+    if (shmguard_install() < 0 || shmguard_add(map_file(&fd), MAP_LEN) < 0)
+        return 1;
+    kill(getpid(), SIGBUS);
+    return 2;
+}
+
+static void test_a_sigbus_outside_every_guarded_mapping_still_ends_the_process(void **state)
 {
     bool was_guarded[] = {false, true};
     (void)state;
@@ -94,6 +108,7 @@ static void test_a_fault_outside_every_guarded_mapping_still_ends_the_process(vo
         assert_true(pid > 0);
         assert_int_equal(harness_wait(pid, 10000), 128 + SIGBUS);
     }
+    assert_int_equal(harness_wait(harness_fork(sent_sigbus, NULL, 10), 10000), 128 + SIGBUS);
 }
 
 /* Many registrations: each is found by its start, removal frees its entry for the next,
@@ -114,8 +129,8 @@ static void test_the_registry_holds_many_mappings(void **state)
     assert_int_equal(shmguard_add((void *)m, MAP_LEN), 0); /* into a freed entry */
     assert_int_equal(ftruncate(fd, 0), 0);
     assert_int_equal(m[0], 0);
-    assert_true(shmguard_faulted((void *)m));
-    assert_false(shmguard_faulted(&fake[1]));
+    assert_true(shmguard_take((void *)m));
+    assert_false(shmguard_take(&fake[1]));
     shmguard_remove((void *)m);
     for (size_t i = 1; i < MANY_MAP; i += 2)
         shmguard_remove(&fake[i]);
@@ -127,7 +142,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_cut_file_reads_zeros_past_the_cut_and_is_marked),
-        cmocka_unit_test(test_a_fault_outside_every_guarded_mapping_still_ends_the_process),
+        cmocka_unit_test(test_a_sigbus_outside_every_guarded_mapping_still_ends_the_process),
         cmocka_unit_test(test_the_registry_holds_many_mappings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
