@@ -274,17 +274,23 @@ struct shoal_futex_waitv {
     uint32_t reserved;
 };
 
+static _Atomic int waitv_unsupported; /* futex_waitv said ENOSYS */
+
+bool shoal__futex_waitv_works(void)
+{
+    return !atomic_load_explicit(&waitv_unsupported, memory_order_relaxed);
+}
+
 /* futex_waitv (Linux 5.16) takes an absolute CLOCK_MONOTONIC timeout. */
 int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected, size_t n,
                        int64_t timeout_ns)
 {
     struct shoal_futex_waitv w[128];
     struct timespec abs, *tp = NULL;
-    static _Atomic int unsupported;
 
     if (n == 0 || n > 128)
         return -EINVAL;
-    if (n == 1 || atomic_load_explicit(&unsupported, memory_order_relaxed))
+    if (n == 1 || !shoal__futex_waitv_works())
         goto fallback;
     for (size_t i = 0; i < n; i++) {
         w[i].val = expected[i];
@@ -302,7 +308,7 @@ int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected,
         return 0;
     if (errno != ENOSYS)
         return -errno;
-    atomic_store(&unsupported, 1);
+    atomic_store(&waitv_unsupported, 1);
 fallback:
     /* One word can be waited on exactly; several without futex_waitv wait on the first
      * for at most 1 ms at a time, so the others are noticed soon. */

@@ -58,6 +58,9 @@ int shoal__futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms)
  * short timeout where futex_waitv is missing. */
 int shoal__futex_waitv(_Atomic uint32_t *const *words, const uint32_t *expected, size_t n,
                        int64_t timeout_ns);
+/* False once futex_waitv was found missing (before Linux 5.16): waits on several words
+ * then watch only the first. */
+bool shoal__futex_waitv_works(void);
 int shoal__futex_wake(_Atomic uint32_t *word, int count);
 
 /* 0 when the n bytes at p, a public struct's reserved fields, are all zero; else err, with

@@ -219,6 +219,7 @@ out_unlock:
  * memory partition its space_waiters. */
 struct flusher_wait {
     waitset_t *ws;
+    int64_t tick_ns;
     bool busy;    /* work is waiting already (ACKS_DISK, or an append the last look saw) */
     bool partial; /* a disk partition's word is missing (no memory): wait one tick at most */
 };
@@ -292,14 +293,32 @@ static void wait_gather(broker_t *b, struct flusher_wait *w, bool asleep)
     }
 }
 
+/* Asleep, on every word; ticking, on the first 128 only (an ACKS_DISK waiter on a
+ * partition past them waits for the tick): a round of helper threads every tick would
+ * cost more than it saves. A helper that cannot start (a pids limit) leaves the same. */
+static void wait_for_words(struct flusher_wait *w, int64_t timeout_ns, bool asleep)
+{
+    static bool warned;
+    int rc = waitset_wait(w->ws, timeout_ns, asleep);
+
+    if (rc < 0 && rc != -EFAULT && rc != -EINTR) {
+        if (!warned)
+            log_warn("the flusher cannot start a helper thread (%s): it watches its first 63 "
+                     "disk partitions only, and ticks",
+                     strerror(-rc));
+        warned = true;
+        (void)waitset_wait(w->ws, SHOAL_MIN(timeout_ns, w->tick_ns), false);
+    }
+}
+
 /* The flusher sleeps like a consumer (ring.c, Sleep): it counts itself, reads each `seq`
  * and arms the partition, fences, and looks once more before it waits, so an append that
  * its last look missed wakes it. While a partition is busy it only ticks, and producers
  * never see it armed. */
 void broker_wait_for_work(broker_t *b, uint32_t wake_seen, int tick_ms, int idle_ms)
 {
-    struct flusher_wait w = {.ws = b->waits};
     int64_t tick_ns = (int64_t)tick_ms * 1000000, wait_ns = tick_ns, now = shoal__mono_ns();
+    struct flusher_wait w = {.ws = b->waits, .tick_ns = tick_ns};
     int64_t until = now + (int64_t)idle_ms * 1000000, idle_until;
     bool asleep;
 
@@ -320,8 +339,8 @@ void broker_wait_for_work(broker_t *b, uint32_t wake_seen, int tick_ms, int idle
     pthread_rwlock_unlock(&b->lock);
     /* A topic deleted meanwhile unmaps its words: the wait then fails with EFAULT or times
      * out, and the next pass looks again. */
-    if (!w.busy && waitset_wait(w.ws, w.partial ? tick_ns : wait_ns) < 0)
-        shoal__futex_wait(&b->wake, wake_seen, tick_ms); /* no helper thread: tick */
+    if (!w.busy)
+        wait_for_words(&w, w.partial ? tick_ns : wait_ns, asleep);
     if (asleep) {
         pthread_rwlock_rdlock(&b->lock);
         flusher_announce(b, false);

@@ -58,7 +58,7 @@ dtopic_t *broker_find(broker_t *b, const char *name);
  * (take it before the pass, so that a wake-up during the pass is not slept through). An
  * idle sleep needs every disk partition's two words in the wait: beyond 63 disk partitions
  * helper threads wait on the words past futex_waitv's 128 (waitset.h), and beyond about
- * 2,000 the flusher keeps ticking. */
+ * 2,000 the flusher keeps ticking. A tick waits on the first 128 words only. */
 void broker_wait_for_work(broker_t *b, uint32_t wake_seen, int tick_ms, int idle_ms);
 /* End a broker_wait_for_work() in progress or about to start (at shutdown, when a topic is
  * created, altered or deleted, when the settings are reloaded). Any thread. */

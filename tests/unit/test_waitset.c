@@ -31,7 +31,7 @@ static waitset_t *fill(size_t n)
     return ws;
 }
 
-static int threads(void)
+static int threads_now(void)
 {
     DIR *d = opendir("/proc/self/task");
     struct dirent *e;
@@ -40,6 +40,16 @@ static int threads(void)
     while ((e = readdir(d)))
         n += e->d_name[0] != '.';
     closedir(d);
+    return n;
+}
+
+/* The thread count once it is `want` (a joined thread may linger in the list a moment),
+ * or what it still is after a second. */
+static int threads(int want)
+{
+    int n = threads_now();
+    for (int i = 0; n != want && i < 100; i++, n = threads_now())
+        usleep(10000);
     return n;
 }
 
@@ -70,7 +80,7 @@ static void test_a_change_in_any_group_ends_the_wait(void **state)
         pthread_t t;
 
         assert_int_equal(pthread_create(&t, NULL, change_later, &c), 0);
-        assert_int_equal(waitset_wait(ws, LONG_NS), 0);
+        assert_int_equal(waitset_wait(ws, LONG_NS, true), 0);
         if (shoal__mono_ns() - start > LONG_NS / 2)
             fail_msg("word %zu changed, yet the wait ran to its timeout", in_group[i]);
         pthread_join(t, NULL);
@@ -85,12 +95,12 @@ static void test_a_word_changed_already_returns_at_once_and_a_quiet_set_times_ou
     (void)state;
 
     atomic_fetch_add(&words[450], 1);
-    assert_int_equal(waitset_wait(ws, LONG_NS), 0);
+    assert_int_equal(waitset_wait(ws, LONG_NS, true), 0);
 
     waitset_free(ws);
     ws = fill(WORDS);
     start = shoal__mono_ns();
-    assert_int_equal(waitset_wait(ws, 50 * 1000000LL), 0);
+    assert_int_equal(waitset_wait(ws, 50 * 1000000LL, true), 0);
     assert_true(shoal__mono_ns() - start >= 50 * 1000000LL);
     waitset_free(ws);
 }
@@ -99,7 +109,7 @@ static void test_a_word_changed_already_returns_at_once_and_a_quiet_set_times_ou
  * its change. */
 static void test_helpers_are_started_once_and_serve_every_wait(void **state)
 {
-    int before = threads();
+    int before = threads_now();
     waitset_t *ws = waitset_new();
     (void)state;
 
@@ -110,16 +120,17 @@ static void test_helpers_are_started_once_and_serve_every_wait(void **state)
         for (size_t i = 0; i < WORDS; i++)
             assert_int_equal(waitset_add(ws, &words[i], atomic_load(&words[i])), 0);
         assert_int_equal(pthread_create(&t, NULL, change_later, &c), 0);
-        assert_int_equal(waitset_wait(ws, LONG_NS), 0);
+        assert_int_equal(waitset_wait(ws, LONG_NS, true), 0);
         pthread_join(t, NULL);
     }
-    assert_int_equal(threads(), before + 4);
+    assert_int_equal(threads(before + 4), before + 4);
     waitset_free(ws);
-    assert_int_equal(threads(), before);
+    assert_int_equal(threads(before), before);
 }
 
 static void test_the_set_refuses_words_past_its_limit(void **state)
 {
+    int before = threads_now();
     waitset_t *ws = waitset_new();
     static _Atomic uint32_t one;
     (void)state;
@@ -127,7 +138,26 @@ static void test_the_set_refuses_words_past_its_limit(void **state)
     for (size_t i = 0; i < WAITSET_MAX_WORDS; i++)
         assert_int_equal(waitset_add(ws, &one, 0), 0);
     assert_int_equal(waitset_add(ws, &one, 0), -E2BIG);
-    assert_int_equal(waitset_wait(ws, 0), 0); /* a full set can still wait: 31 helpers */
+    assert_int_equal(waitset_wait(ws, 0, true), 0); /* a full set can still wait ... */
+    assert_int_equal(threads(before + WAITSET_MAX_HELPERS), before + WAITSET_MAX_HELPERS);
+    waitset_free(ws);
+    assert_int_equal(threads(before), before);
+}
+
+/* A short wait on the first 128 words only: a change past them does not end it. */
+static void test_a_wait_on_the_first_words_leaves_the_rest_alone(void **state)
+{
+    int before = threads_now();
+    waitset_t *ws = fill(WORDS);
+    int64_t start = shoal__mono_ns();
+    (void)state;
+
+    atomic_fetch_add(&words[WORDS - 1], 1);
+    assert_int_equal(waitset_wait(ws, 50 * 1000000LL, false), 0);
+    assert_true(shoal__mono_ns() - start >= 50 * 1000000LL);
+    atomic_fetch_add(&words[127], 1);
+    assert_int_equal(waitset_wait(ws, LONG_NS, false), 0); /* the 128th: watched */
+    assert_int_equal(threads_now(), before);               /* and no helper started */
     waitset_free(ws);
 }
 
@@ -138,6 +168,7 @@ int main(void)
         cmocka_unit_test(test_a_word_changed_already_returns_at_once_and_a_quiet_set_times_out),
         cmocka_unit_test(test_helpers_are_started_once_and_serve_every_wait),
         cmocka_unit_test(test_the_set_refuses_words_past_its_limit),
+        cmocka_unit_test(test_a_wait_on_the_first_words_leaves_the_rest_alone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
