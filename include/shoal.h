@@ -51,7 +51,7 @@
  *   acknowledged; readers never see part of it.
  * - A producer holds its partition's shared files read-write, so it could also cut them
  *   short (ftruncate); the other processes mapping them would then fault (SIGBUS) past the
- *   cut. shoald survives it: it stops that partition (new clients get SHOAL_ECORRUPT),
+ *   cut. shoald survives it: it stops that partition (its clients get SHOAL_ECORRUPT),
  *   logs which file was cut, and rebuilds the ring from disk at its next start (a memory
  *   topic's comes back empty). Let the daemon admit (allow.gid) only processes trusted
  *   with the topics' data.
@@ -433,7 +433,8 @@ typedef struct shoal_ack {
  * @return 0 once the record is acknowledged at the producer's acks level, or SHOAL_AGAIN
  *         (ring still full after block_ms), SHOAL_ETOOLARGE, SHOAL_ENOPARTITION,
  *         SHOAL_ENOTOPIC (topic deleted), SHOAL_ETIMEDOUT (ACKS_DISK wait), SHOAL_EPANIC,
- *         SHOAL_ECLOSED (ACKS_DISK while shoald is not running), -ENOMEM. On
+ *         SHOAL_ECLOSED (ACKS_DISK while shoald is not running), SHOAL_ECORRUPT (shoald
+ *         stopped the partition: its shared ring is damaged), -ENOMEM. On
  *         SHOAL_ETIMEDOUT or SHOAL_ECLOSED from the disk wait the record was appended (ack is
  *         set) and is kept in shared memory, but is not yet known to be on disk. Appends
  *         with ACKS_MEMORY keep working while shoald restarts: it is not on the data path. */
@@ -451,7 +452,8 @@ SHOAL_EXTERN int shoal_send_batch(shoal_producer_t *producer, const shoal_messag
 
 /** Wait until the record at (partition, offset) reaches an acknowledgement level.
  * @return 0, SHOAL_ETIMEDOUT, SHOAL_ENOPARTITION, SHOAL_EINVAL (offset not appended),
- *         SHOAL_ECONFIG (ACKS_DISK on a memory topic), SHOAL_ENOTOPIC.
+ *         SHOAL_ECONFIG (ACKS_DISK on a memory topic), SHOAL_ENOTOPIC, SHOAL_ECORRUPT
+ *         (the partition stopped).
  * Thread-safety: one thread per producer handle. */
 SHOAL_EXTERN int shoal_producer_wait(shoal_producer_t *producer, int32_t partition, int64_t offset,
                                      shoal_acks_t level, int timeout_ms);

@@ -570,8 +570,8 @@ static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record
     }
     if ((rc = part_yield(c, cp)) < 0)
         return rc;
-    if (atomic_load_explicit(&cp->ring.ctl->deleted, memory_order_relaxed))
-        return SHOAL_ERR(SHOAL_ENOTOPIC, "topic %s was deleted", cp->topic);
+    if ((rc = ring_check_open(&cp->ring)) < 0)
+        return rc;
     if (cp->seg.data) {
         if (cp->seg_pos < cp->seg.len)
             return part_fill_disk(cp, out, max);

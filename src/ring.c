@@ -152,6 +152,17 @@ void ring_unlink(const char *shm_dir, const char *name, uint32_t slot_count)
             unlink(path);
 }
 
+void ring_close_shared(ring_t *r, uint32_t why)
+{
+    atomic_store(&r->ctl->closed, why);
+    atomic_fetch_add(&r->rd->seq, 1);
+    shoal__futex_wake(&r->rd->seq, INT32_MAX);
+    atomic_fetch_add(&r->ctl->space_seq, 1);
+    shoal__futex_wake(&r->ctl->space_seq, INT32_MAX);
+    atomic_fetch_add(&r->ctl->flush_seq, 1);
+    shoal__futex_wake(&r->ctl->flush_seq, INT32_MAX);
+}
+
 void *ring_file_mapping(const ring_t *r, uint32_t file, size_t *len)
 {
     if (file == RING_FD_CTL) {
@@ -822,8 +833,8 @@ int ring_append_fill(ring_t *r, const struct ring_batch *b, int block_ms, bool t
                          (unsigned long long)r->slot_bytes);
     for (;;) {
         uint32_t seen = atomic_load(&ctl->space_seq);
-        if (atomic_load_explicit(&ctl->deleted, memory_order_relaxed))
-            return SHOAL_ERR(SHOAL_ENOTOPIC, "topic was deleted");
+        if ((rc = ring_check_open(r)) < 0)
+            return rc;
         /* Only the first attempt may give up: after waiting for room, block_ms is spent. */
         rc = try_once && deadline_ns == 0 ? rlock_try(&ctl->lock, ring_repair, r)
                                           : rlock_acquire(&ctl->lock, -1, ring_repair, r);
@@ -891,8 +902,9 @@ int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms)
         int64_t left_ms;
         if (atomic_load(&ctl->flushed_offset) > offset)
             return 0;
-        if (atomic_load(&ctl->deleted))
-            return SHOAL_ERR(SHOAL_ENOTOPIC, "topic was deleted");
+        int rc = ring_check_open(r);
+        if (rc < 0)
+            return rc;
         if (!ring_daemon_alive(r))
             return SHOAL_ERR(SHOAL_ECLOSED,
                              "shoald (pid %d) is not running: offset %lld is in "
@@ -916,6 +928,16 @@ int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms)
 }
 
 /* ------------------------------------------------------------------ reading */
+
+int ring_closed_error(const ring_t *r)
+{
+    if (atomic_load(&r->ctl->closed) == SHM_CLOSED_STOPPED)
+        return SHOAL_ERR(SHOAL_ECORRUPT,
+                         "partition %u was stopped by shoald: its shared ring "
+                         "is damaged, as shoald's log says",
+                         r->ctl->partition);
+    return SHOAL_ERR(SHOAL_ENOTOPIC, "topic was deleted");
+}
 
 int ring_cursor_open(ring_t *r, ring_cursor_t *c)
 {

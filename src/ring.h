@@ -69,6 +69,10 @@ void *ring_file_mapping(const ring_t *r, uint32_t file, size_t *len);
 int ring_file_restore(ring_t *r, const char *shm_dir, const char *name, uint32_t file, bool remap,
                       uint64_t *was_bytes);
 
+/* Stop every client of the ring (why: SHM_CLOSED_*) and wake those that wait in it:
+ * readers, producers waiting for room or for the disk. */
+void ring_close_shared(ring_t *r, uint32_t why);
+
 /* ---- mapping (clients) ---- */
 /* Map a ring from descriptors received from shoald; the caller keeps ownership of fds.
  * Checks magic, version and sizes. 0, SHOAL_EVERSION, SHOAL_EPROTO, -errno. */
@@ -162,6 +166,17 @@ typedef struct ring_cursor {
     uint64_t used_seen; /* the slot's `used` as last loaded: below it, no need to load it */
     int64_t next_offset;
 } ring_cursor_t;
+
+/* Why a ring closed: SHOAL_ENOTOPIC (the topic was deleted) or SHOAL_ECORRUPT (shoald
+ * stopped the partition), with the detail. */
+int ring_closed_error(const ring_t *r);
+/* 0 while the ring is open, else ring_closed_error(). One load. */
+static inline int ring_check_open(const ring_t *r)
+{
+    if (atomic_load_explicit(&r->ctl->closed, memory_order_relaxed) == SHM_OPEN)
+        return 0;
+    return ring_closed_error(r);
+}
 
 /* Claim a reader table entry for this process. 0, SHOAL_ELIMIT when the table is full. */
 int ring_cursor_open(ring_t *r, ring_cursor_t *c);

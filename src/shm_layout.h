@@ -26,8 +26,12 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define SHM_CTL_MAGIC      0x4c54434c414f4853ull /* "SHOALCTL" */
-#define SHM_READERS_MAGIC  0x5244524c414f4853ull /* "SHOALRDR" */
+#define SHM_CTL_MAGIC     0x4c54434c414f4853ull /* "SHOALCTL" */
+#define SHM_READERS_MAGIC 0x5244524c414f4853ull /* "SHOALRDR" */
+/* shm_ctl.closed (any non-zero value stops clients; older ones call each "deleted") */
+#define SHM_OPEN           0u
+#define SHM_CLOSED_DELETED 1u /* the topic was deleted */
+#define SHM_CLOSED_STOPPED 2u /* shoald stopped the partition: its ring is damaged */
 #define SHM_LAYOUT_VERSION 2u /* 2: append copies on the lock line, space_* apart */
 #define SHM_MAX_SLOTS      64u
 #define SHM_MAX_READERS    256u
@@ -65,8 +69,8 @@ struct shm_ctl {
     uint32_t slot_count;
     uint32_t partition;
     uint32_t max_record_bytes;
-    uint32_t storage;         /* shoal_storage_t */
-    _Atomic uint32_t deleted; /* set when the topic is deleted: appends and polls stop */
+    uint32_t storage;        /* shoal_storage_t */
+    _Atomic uint32_t closed; /* SHM_OPEN, or why appends and polls stop: SHM_CLOSED_* */
     uint8_t pad0_[SHM_CACHE_LINE - 44];
 
     /* the append lock: PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST; on its line, the

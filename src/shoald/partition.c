@@ -437,12 +437,14 @@ static int flusher_sync(dpart_t *p, bool seal)
 }
 
 /* The ring is damaged (the cause is logged): stop flushing it and attaching clients to it,
- * and take the control block's magic, so that the next start rebuilds the ring from disk
- * rather than re-attaching it. */
+ * stop the clients attached (SHOAL_ECORRUPT from their next call), and take the control
+ * block's magic, so that the next start rebuilds the ring from disk rather than
+ * re-attaching it. */
 static void dpart_stop(dpart_t *p)
 {
     p->broken = true;
     p->ring.ctl->magic = 0;
+    ring_close_shared(&p->ring, SHM_CLOSED_STOPPED);
 }
 
 /* Write slot bytes [fl_pos, used) and index the batches in them. */
@@ -719,8 +721,10 @@ static void dpart_roll_by_time(dpart_t *p, int64_t now_ns)
         log_info("%s-%u: rolled the active segment after segment.ms", p->topic, p->id);
         p->segment_since_ns = 0;
     } else if (rc == SHOAL_EPANIC) { /* the shared control block is damaged */
-        log_error("%s-%u: cannot roll the segment: %s", p->topic, p->id, shoal_errmsg());
+        char why[256];
+        snprintf(why, sizeof(why), "%s", shoal_errmsg());
         dpart_stop(p);
+        log_error("%s-%u: cannot roll the segment: %s", p->topic, p->id, why);
     }
 }
 
@@ -956,15 +960,8 @@ static int rm_tree(const char *dir)
 
 void dpart_remove(dpart_t *p)
 {
-    if (p->ring.ctl) {
-        atomic_store(&p->ring.ctl->deleted, 1);
-        atomic_fetch_add(&p->ring.rd->seq, 1);
-        shoal__futex_wake(&p->ring.rd->seq, INT32_MAX);
-        atomic_fetch_add(&p->ring.ctl->space_seq, 1);
-        shoal__futex_wake(&p->ring.ctl->space_seq, INT32_MAX);
-        atomic_fetch_add(&p->ring.ctl->flush_seq, 1);
-        shoal__futex_wake(&p->ring.ctl->flush_seq, INT32_MAX);
-    }
+    if (p->ring.ctl)
+        ring_close_shared(&p->ring, SHM_CLOSED_DELETED);
     dpart_close(p);
     ring_unlink(p->shm_dir, p->shm_name, p->cfg.ring_slots);
     if (is_disk(p) && rm_tree(p->dir) < 0)

@@ -340,8 +340,8 @@ static void test_records_with_no_slot_to_flush_from_are_reported(void **state)
 }
 
 /* A wild active_slot (written by a broken producer) makes shoald's segment.ms roll fail
- * with SHOAL_EPANIC: the daemon logs it, stops flushing that partition and keeps serving;
- * appends are refused with the same code. */
+ * with SHOAL_EPANIC: the daemon logs it, stops that partition and keeps serving; appends
+ * are refused with SHOAL_ECORRUPT, the partition stopped. */
 static void test_wild_active_slot_breaks_the_partition_not_the_daemon(void **state)
 {
     shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
@@ -352,7 +352,8 @@ static void test_wild_active_slot_breaks_the_partition_not_the_daemon(void **sta
     atomic_store(&ctl->active_slot, 9);
     expect_daemon_log("wild-0: cannot roll the segment");
     assert_true(harness_daemon_log_contains(&daemon_, "active slot 9 out of range"));
-    assert_int_equal(shoal_send(p, &m, NULL), SHOAL_EPANIC);
+    assert_int_equal(shoal_send(p, &m, NULL), SHOAL_ECORRUPT);
+    assert_non_null(strstr(shoal_errmsg(), "stopped by shoald"));
     assert_int_equal(shoal_topic_create(client, "after-wild", NULL), 0);
     assert_int_equal(shoal_topic_delete(client, "wild"), 0);
     munmap(ctl, sizeof(*ctl));

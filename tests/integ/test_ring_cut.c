@@ -106,12 +106,17 @@ static void expect_log(struct harness_fixture *f, const char *said)
         fail_msg("the daemon never logged \"%s\"", said);
 }
 
-/* The partition refuses new clients with the cause; the daemon serves another topic. */
-static void assert_stopped_alone(struct harness_fixture *f, const char *topic)
+/* The partition stops the producer attached to it and refuses new clients, with the
+ * cause; the daemon serves another topic. */
+static void assert_stopped_alone(struct harness_fixture *f, const char *topic,
+                                 shoal_producer_t *attached)
 {
+    shoal_message_t m = {.value = "late", .value_len = 4};
     shoal_producer_t *p;
     char stopped[64];
 
+    assert_int_equal(shoal_send(attached, &m, NULL), SHOAL_ECORRUPT);
+    assert_non_null(strstr(shoal_errmsg(), "stopped by shoald"));
     snprintf(stopped, sizeof(stopped), "%s-0 is stopped", topic);
     assert_int_equal(shoal_producer_open(f->c, topic, NULL, &p), SHOAL_ECORRUPT);
     assert_non_null(strstr(shoal_errmsg(), stopped));
@@ -133,10 +138,16 @@ static void restart(struct harness_fixture *f)
 INTEG_TEST(test_a_cut_control_block_and_readers_table_stop_the_partition_not_the_daemon)
 {
     shoal_producer_t *p;
+    shoal_consumer_t *k;
+    shoal_record_t r[8];
 
     create(f, "cut");
     assert_int_equal(shoal_producer_open(f->c, "cut", NULL, &p), 0);
     send_values(p, 0, 5, true);
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "cut", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, "cut", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    assert_int_equal(shoal_poll(k, r, 8, 1000), 5);
 
     cut(f, "cut", "ctl", 0);
     cut(f, "cut", "readers", 100);
@@ -147,7 +158,10 @@ INTEG_TEST(test_a_cut_control_block_and_readers_table_stop_the_partition_not_the
         &f->d, "cut-0: another process cut the ring's readers table short (100 of"));
     assert_int_equal(file_size(f, "cut", "ctl"), sizeof(struct shm_ctl));
     assert_int_equal(file_size(f, "cut", "readers"), sizeof(struct shm_readers));
-    assert_stopped_alone(f, "cut");
+    assert_stopped_alone(f, "cut", p);
+    assert_int_equal(shoal_poll(k, r, 8, 1000), SHOAL_ECORRUPT); /* the consumer too */
+    assert_non_null(strstr(shoal_errmsg(), "stopped by shoald"));
+    shoal_consumer_close(k);
     shoal_producer_close(p);
 
     restart(f);
@@ -180,7 +194,7 @@ INTEG_TEST(test_a_slot_cut_under_unflushed_records_stops_the_partition_not_the_d
         &f->d, "slotcut-0: another process cut the ring's slot 0 short (0 of 65536 bytes)"));
     assert_int_equal(file_size(f, "slotcut", "slot0"), SLOT_BYTES);
     assert_false(harness_daemon_log_contains(&f->d, "Bad address")); /* EFAULT understood */
-    assert_stopped_alone(f, "slotcut");
+    assert_stopped_alone(f, "slotcut", p);
     shoal_producer_close(p);
 
     restart(f);
@@ -202,7 +216,7 @@ INTEG_TEST(test_a_cut_memory_topic_stops_and_comes_back_empty)
     expect_log(f, "memcut-0: partition stopped; its records were in memory only");
     assert_true(harness_daemon_log_contains(
         &f->d, "memcut-0: another process cut the ring's control block short (64 of"));
-    assert_stopped_alone(f, "memcut");
+    assert_stopped_alone(f, "memcut", p);
     shoal_producer_close(p);
 
     restart(f);

@@ -766,7 +766,7 @@ static void test_ring_refuses_append_and_flush_wait_on_a_deleted_topic(void **st
     int64_t base;
 
     assert_int_equal(append_records(f, 1, 0, 1, 10, 0, &base), 0);
-    atomic_store(&f->w.ctl->deleted, 1);
+    atomic_store(&f->w.ctl->closed, SHM_CLOSED_DELETED);
     assert_int_equal(append_records(f, 1, 1, 1, 10, 0, &base), SHOAL_ENOTOPIC);
     assert_int_equal(leo(f), 1);
     assert_int_equal(ring_wait_flushed(&f->w, 0, 1000), SHOAL_ENOTOPIC);
