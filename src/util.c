@@ -278,6 +278,13 @@ static _Atomic int waitv_unsupported; /* futex_waitv said ENOSYS */
 
 bool shoal__futex_waitv_works(void)
 {
+    static _Atomic bool probed;
+    /* No futexes at all: EINVAL where the call exists, ENOSYS where it does not */
+    if (!atomic_load_explicit(&probed, memory_order_relaxed)) {
+        if (syscall(SYS_futex_waitv, NULL, 0u, 0u, NULL, CLOCK_MONOTONIC) < 0 && errno == ENOSYS)
+            atomic_store(&waitv_unsupported, 1);
+        atomic_store(&probed, true);
+    }
     return !atomic_load_explicit(&waitv_unsupported, memory_order_relaxed);
 }
 

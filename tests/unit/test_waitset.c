@@ -1,5 +1,6 @@
 /* test_waitset.c - a wait over more words than one futex_waitv takes returns when any of
- * them changes, whichever helper waits on it, and only then; its helpers are reused. */
+ * them changes, whichever helper waits on it, and only then; its helpers are reused; a
+ * kernel without futex_waitv (faked with a seccomp filter) starts none. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,15 +9,22 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+
+#include "harness.h"
 #include "shoald/waitset.h"
 #include "util.h"
 
-#define WORDS     600 /* five groups: the caller's and four helpers' */
-#define LONG_NS   (20 * 1000000000LL)
-#define CHANGE_MS 30
-#define ROUNDS    200
+#define WORDS         600 /* five groups: the caller's and four helpers' */
+#define LONG_NS       (20 * 1000000000LL)
+#define CHANGE_MS     30
+#define ROUNDS        200
+#define CANNOT_FILTER 77 /* a child's exit status: no seccomp here */
 
 static _Atomic uint32_t words[WORDS];
 
@@ -161,9 +169,60 @@ static void test_a_wait_on_the_first_words_leaves_the_rest_alone(void **state)
     waitset_free(ws);
 }
 
+/* Make futex_waitv (449 on every architecture) fail with ENOSYS, as before Linux 5.16. */
+static int hide_futex_waitv(void)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 449, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof(filter) / sizeof(filter[0]), .filter = filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return -1;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+/* In a child without futex_waitv: a wait over many words starts no helper (each would
+ * poll every millisecond) and watches the first word, in 1 ms slices. */
+static int wait_without_futex_waitv(void *arg)
+{
+    int before = threads_now();
+    waitset_t *ws;
+    int64_t start;
+    (void)arg;
+
+    if (hide_futex_waitv() < 0)
+        return CANNOT_FILTER;
+    ws = fill(WORDS);
+    start = shoal__mono_ns();
+    if (waitset_wait(ws, LONG_NS, true) != 0)
+        return 2;
+    if (shoal__mono_ns() - start > LONG_NS / 2)
+        return 3; /* a 1 ms slice, not the whole timeout */
+    if (threads_now() != before)
+        return 4;
+    waitset_free(ws);
+    return 0;
+}
+
+static void test_without_futex_waitv_no_helper_starts(void **state)
+{
+    int rc = harness_wait(harness_fork(wait_without_futex_waitv, NULL, 30), 30000);
+    (void)state;
+    if (rc == CANNOT_FILTER) {
+        print_message("seccomp filters are not allowed here: skipped\n");
+        skip();
+    }
+    assert_int_equal(rc, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        /* first: the child must probe for futex_waitv itself, and the answer is kept */
+        cmocka_unit_test(test_without_futex_waitv_no_helper_starts),
         cmocka_unit_test(test_a_change_in_any_group_ends_the_wait),
         cmocka_unit_test(test_a_word_changed_already_returns_at_once_and_a_quiet_set_times_out),
         cmocka_unit_test(test_helpers_are_started_once_and_serve_every_wait),
