@@ -222,7 +222,7 @@ static int on_attach(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, siz
     else if (rc == 0 && atomic_load(&t->parts[p].broken))
         rc = SHOAL_ERR(SHOAL_ECORRUPT,
                        "%s-%d is stopped: its shared ring was damaged, as shoald's log says; "
-                       "restarting shoald rebuilds it from disk",
+                       "restarting shoald rebuilds the ring",
                        t->name, p);
     if (rc == 0)
         rc = ring_open_fds(s->b->shm_dir, t->parts[p].shm_name, t->cfg.ring_slots,
