@@ -307,6 +307,14 @@ bool harness_daemon_log_contains(const struct harness_daemon *d, const char *nee
     return found;
 }
 
+void harness_daemon_expect_log(const struct harness_daemon *d, const char *needle)
+{
+    for (int waited = 0; !harness_daemon_log_contains(d, needle) && waited < 500; waited++)
+        usleep(10000);
+    if (!harness_daemon_log_contains(d, needle))
+        fail_msg("the daemon never logged \"%s\"", needle);
+}
+
 static const char *shoald_bin(char *buf, size_t cap)
 {
     const char *bin = getenv("SHOALD_BIN");

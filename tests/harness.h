@@ -103,6 +103,8 @@ size_t harness_segment_bases(const struct harness_daemon *d, const char *topic, 
 void harness_daemon_print_log(const struct harness_daemon *d);
 /* Whether the log contains needle. */
 bool harness_daemon_log_contains(const struct harness_daemon *d, const char *needle);
+/* Wait up to 5 s for the daemon to log `needle`; fail the test when it does not. */
+void harness_daemon_expect_log(const struct harness_daemon *d, const char *needle);
 /* Map partition 0's control block of topic read-write, as a producer holds it (a test
  * plays a broken or hostile producer through it); munmap(ctl, sizeof(*ctl)) when done. */
 struct shm_ctl *harness_map_ctl(const struct harness_daemon *d, const char *topic);

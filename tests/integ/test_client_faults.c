@@ -285,14 +285,6 @@ static struct shm_ctl *damage_target(const char *topic, int64_t segment_ms, shoa
     return harness_map_ctl(&daemon_, topic);
 }
 
-/* Wait up to 5 s for the daemon to log `said`. */
-static void expect_daemon_log(const char *said)
-{
-    for (int waited = 0; !harness_daemon_log_contains(&daemon_, said) && waited < 500; waited++)
-        usleep(10000);
-    assert_true(harness_daemon_log_contains(&daemon_, said));
-}
-
 /* A producer that writes the ring's descriptors into a circle (an empty sealed slot whose
  * base is where the flusher stands leads back to itself) makes that partition broken; the
  * flusher goes on with the others, and the daemon keeps serving. */
@@ -309,7 +301,7 @@ static void test_flusher_refuses_slots_that_lead_in_a_circle(void **state)
     atomic_store(&ctl->slots[2].state, SHM_SLOT_SEALED);
     atomic_store(&ctl->slots[0].state, SHM_SLOT_SEALED);
 
-    expect_daemon_log("circle-0: the ring's slots lead back");
+    harness_daemon_expect_log(&daemon_, "circle-0: the ring's slots lead back");
     assert_int_equal(shoal_topic_create(client, "after-circle", NULL), 0); /* not stuck */
     assert_int_equal(shoal_topic_delete(client, "circle"), 0);
     munmap(ctl, sizeof(*ctl));
@@ -332,7 +324,7 @@ static void test_records_with_no_slot_to_flush_from_are_reported(void **state)
     atomic_store(&ctl->log_end_offset, 5);
     atomic_store(&ctl->slots[0].state, SHM_SLOT_SEALED);
 
-    expect_daemon_log("noslot-0: no slot of the ring starts at offset 1");
+    harness_daemon_expect_log(&daemon_, "noslot-0: no slot of the ring starts at offset 1");
     assert_int_equal(shoal_topic_create(client, "after-noslot", NULL), 0);
     assert_int_equal(shoal_topic_delete(client, "noslot"), 0);
     munmap(ctl, sizeof(*ctl));
@@ -350,7 +342,7 @@ static void test_wild_active_slot_breaks_the_partition_not_the_daemon(void **sta
     (void)state;
 
     atomic_store(&ctl->active_slot, 9);
-    expect_daemon_log("wild-0: cannot roll the segment");
+    harness_daemon_expect_log(&daemon_, "wild-0: cannot roll the segment");
     assert_true(harness_daemon_log_contains(&daemon_, "active slot 9 out of range"));
     assert_int_equal(shoal_send(p, &m, NULL), SHOAL_ECORRUPT);
     assert_non_null(strstr(shoal_errmsg(), "stopped by shoald"));

@@ -98,14 +98,6 @@ static void assert_holds(struct harness_fixture *f, const char *topic, int n)
     shoal_topic_info_free(info);
 }
 
-static void expect_log(struct harness_fixture *f, const char *said)
-{
-    for (int waited = 0; !harness_daemon_log_contains(&f->d, said) && waited < 500; waited++)
-        usleep(10000);
-    if (!harness_daemon_log_contains(&f->d, said))
-        fail_msg("the daemon never logged \"%s\"", said);
-}
-
 /* The partition stops the producer attached to it and refuses new clients, with the
  * cause; the daemon serves another topic. */
 static void assert_stopped_alone(struct harness_fixture *f, const char *topic,
@@ -151,7 +143,7 @@ INTEG_TEST(test_a_cut_control_block_and_readers_table_stop_the_partition_not_the
 
     cut(f, "cut", "ctl", 0);
     cut(f, "cut", "readers", 100);
-    expect_log(f, "cut-0: partition stopped with offsets up to 5 on disk");
+    harness_daemon_expect_log(&f->d, "cut-0: partition stopped with offsets up to 5 on disk");
     assert_true(harness_daemon_log_contains(
         &f->d, "cut-0: another process cut the ring's control block short (0 of"));
     assert_true(harness_daemon_log_contains(
@@ -189,7 +181,7 @@ INTEG_TEST(test_a_slot_cut_under_unflushed_records_stops_the_partition_not_the_d
     cut(f, "slotcut", "slot0", 0);
     harness_flag_file(enospc, false);
 
-    expect_log(f, "slotcut-0: partition stopped with offsets up to 2 on disk");
+    harness_daemon_expect_log(&f->d, "slotcut-0: partition stopped with offsets up to 2 on disk");
     assert_true(harness_daemon_log_contains(
         &f->d, "slotcut-0: another process cut the ring's slot 0 short (0 of 65536 bytes)"));
     assert_int_equal(file_size(f, "slotcut", "slot0"), SLOT_BYTES);
@@ -213,7 +205,8 @@ INTEG_TEST(test_a_cut_memory_topic_stops_and_comes_back_empty)
     send_values(p, 0, 3, false);
     cut(f, "memcut", "ctl", 64);
 
-    expect_log(f, "memcut-0: partition stopped; its records were in memory only");
+    harness_daemon_expect_log(&f->d,
+                              "memcut-0: partition stopped; its records were in memory only");
     assert_true(harness_daemon_log_contains(
         &f->d, "memcut-0: another process cut the ring's control block short (64 of"));
     assert_stopped_alone(f, "memcut", p);
