@@ -177,8 +177,8 @@ void *ring_file_mapping(const ring_t *r, uint32_t file, size_t *len)
     return file - RING_FD_SLOT0 < r->slot_count ? r->slots[file - RING_FD_SLOT0] : NULL;
 }
 
-int ring_file_restore(ring_t *r, const char *shm_dir, const char *name, uint32_t file, bool remap,
-                      uint64_t *was_bytes)
+int ring_file_restore(ring_t *r, const char *shm_dir, const char *name, uint32_t file,
+                      const ring_file_id_t *id, bool remap, uint64_t *was_bytes)
 {
     size_t len;
     void *at = ring_file_mapping(r, file, &len);
@@ -191,6 +191,8 @@ int ring_file_restore(ring_t *r, const char *shm_dir, const char *name, uint32_t
         rc = -errno;
     } else if ((*was_bytes = (uint64_t)st.st_size) >= len && !remap) {
         rc = 0;
+    } else if ((uint64_t)st.st_dev != id->dev || (uint64_t)st.st_ino != id->ino) {
+        rc = -ESTALE;
     } else if (st.st_size < (off_t)len && ftruncate(fd, (off_t)len) < 0) {
         rc = -errno;
     } else if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
@@ -225,6 +227,17 @@ out_unmap : {
     ring_unmap(r);
     return rc ? rc : -ENOMEM;
 }
+}
+
+static int identify_files(const int *fds, uint32_t n, ring_file_id_t *ids)
+{
+    struct stat st;
+    for (uint32_t i = 0; ids && i < n; i++) {
+        if (fstat(fds[i], &st) < 0)
+            return -errno;
+        ids[i] = (ring_file_id_t){.dev = (uint64_t)st.st_dev, .ino = (uint64_t)st.st_ino};
+    }
+    return 0;
 }
 
 static void close_fds(int *fds, size_t n)
@@ -329,7 +342,7 @@ static int ring_files_allocate(const int *fds, const ring_params_t *p, const cha
 }
 
 int ring_create(ring_t *r, const char *shm_dir, const char *name, const ring_params_t *p,
-                int64_t start_offset)
+                int64_t start_offset, ring_file_id_t *ids)
 {
     int fds[RING_FD_COUNT(SHM_MAX_SLOTS)];
     int rc;
@@ -341,6 +354,8 @@ int ring_create(ring_t *r, const char *shm_dir, const char *name, const ring_par
     if (rc < 0)
         return rc;
     rc = ring_files_allocate(fds, p, shm_dir);
+    if (rc == 0)
+        rc = identify_files(fds, RING_FD_COUNT(p->slot_count), ids);
     if (rc == 0)
         rc = ring_map_all(r, fds, p->slot_count, p->slot_bytes, true);
     close_fds(fds, RING_FD_COUNT(p->slot_count));
@@ -389,7 +404,8 @@ static int ring_check_layout(const ring_t *r, const ring_params_t *p)
     return 0;
 }
 
-int ring_open(ring_t *r, const char *shm_dir, const char *name, const ring_params_t *p)
+int ring_open(ring_t *r, const char *shm_dir, const char *name, const ring_params_t *p,
+              ring_file_id_t *ids)
 {
     int fds[RING_FD_COUNT(SHM_MAX_SLOTS)];
     int rc = ring_files_open(shm_dir, name, p, O_RDWR, fds);
@@ -406,7 +422,9 @@ int ring_open(ring_t *r, const char *shm_dir, const char *name, const ring_param
         }
     }
     /* A surviving ring keeps the memory it reserved at creation. */
-    rc = ring_map_all(r, fds, p->slot_count, p->slot_bytes, true);
+    rc = identify_files(fds, RING_FD_COUNT(p->slot_count), ids);
+    if (rc == 0)
+        rc = ring_map_all(r, fds, p->slot_count, p->slot_bytes, true);
     close_fds(fds, RING_FD_COUNT(p->slot_count));
     if (rc == 0 && (rc = ring_check_layout(r, p)) < 0)
         ring_unmap(r);

@@ -36,14 +36,20 @@ typedef struct ring {
 } ring_t;
 
 /* ---- files (shoald) ---- */
+/* Which file a mapping of the ring is of (ring_file_restore). */
+typedef struct ring_file_id {
+    uint64_t dev, ino;
+} ring_file_id_t;
 /* Create (or overwrite) the ring's files <shm_dir>/<name>.{ctl,readers,slot<i>} mode
  * 0600, map them read-write, and start an empty ring whose first slot begins at
- * start_offset. 0 or -errno; on failure nothing is left mapped or on disk. */
+ * start_offset. ids (NULL, or RING_FD_COUNT(p->slot_count) entries) gets each file's id.
+ * 0 or -errno; on failure nothing is left mapped or on disk. */
 int ring_create(ring_t *r, const char *shm_dir, const char *name, const ring_params_t *p,
-                int64_t start_offset);
-/* Map an existing ring read-write (a daemon restart). -ENOENT when a file is missing;
- * SHOAL_EVERSION when its layout or parameters differ from p. */
-int ring_open(ring_t *r, const char *shm_dir, const char *name, const ring_params_t *p);
+                int64_t start_offset, ring_file_id_t *ids);
+/* Map an existing ring read-write (a daemon restart); ids as for ring_create. -ENOENT
+ * when a file is missing; SHOAL_EVERSION when its layout or parameters differ from p. */
+int ring_open(ring_t *r, const char *shm_dir, const char *name, const ring_params_t *p,
+              ring_file_id_t *ids);
 /* Open the ring's files to pass to a client, O_RDWR or O_RDONLY per file (see
  * shm_layout.h). fds gets RING_FD_COUNT(slot_count) descriptors. 0 or -errno. */
 int ring_open_fds(const char *shm_dir, const char *name, uint32_t slot_count, bool writable,
@@ -64,10 +70,12 @@ void ring_set_map_hooks(ring_map_hook_fn *on_map, ring_unmap_hook_fn *on_unmap);
 void *ring_file_mapping(const ring_t *r, uint32_t file, size_t *len);
 /* When a process has cut that file of the ring short, give it back its size (the bytes
  * cut read as zeros); then, or with remap, map it again where it was, over the zeros
- * shmguard put there, so that shoald sees what the clients see. *was_bytes gets the size
- * found. 1 when something was done, 0 when the file was whole and remap false, or -errno. */
-int ring_file_restore(ring_t *r, const char *shm_dir, const char *name, uint32_t file, bool remap,
-                      uint64_t *was_bytes);
+ * shmguard put there, so that shoald sees what the clients see. It reopens the file by
+ * its path, and acts only if the path still names the file `id` says was mapped.
+ * *was_bytes gets the size found. 1 when something was done, 0 when the file was whole
+ * and remap false, or -errno: -ESTALE when the path names another file (left alone). */
+int ring_file_restore(ring_t *r, const char *shm_dir, const char *name, uint32_t file,
+                      const ring_file_id_t *id, bool remap, uint64_t *was_bytes);
 
 /* Stop every client of the ring (why: SHM_CLOSED_*) and wake those that wait in it:
  * readers, producers waiting for room or for the disk. */

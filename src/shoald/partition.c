@@ -184,7 +184,7 @@ static int ring_reattach(dpart_t *p, const struct disk_state *ds)
     int rc;
 
     params_of(p, &rp);
-    rc = ring_open(&p->ring, p->shm_dir, p->shm_name, &rp);
+    rc = ring_open(&p->ring, p->shm_dir, p->shm_name, &rp, p->ring_files);
     if (rc < 0)
         return rc;
     /* Repair after a producer that died inside the lock, before anything else looks. */
@@ -242,7 +242,7 @@ static int ring_rebuild(dpart_t *p, const struct disk_state *ds)
     int rc;
 
     params_of(p, &rp);
-    rc = ring_create(&p->ring, p->shm_dir, p->shm_name, &rp, ds->end);
+    rc = ring_create(&p->ring, p->shm_dir, p->shm_name, &rp, ds->end, p->ring_files);
     if (rc < 0)
         return rc;
     if (continue_last && (rc = ring_preload_last(p, ds)) < 0) {
@@ -796,13 +796,18 @@ static int dpart_check_files(dpart_t *p)
         size_t len;
         void *at = ring_file_mapping(&p->ring, f, &len);
         uint64_t was = len;
-        int rc = ring_file_restore(&p->ring, p->shm_dir, p->shm_name, f, shmguard_take(at), &was);
+        int rc = ring_file_restore(&p->ring, p->shm_dir, p->shm_name, f, &p->ring_files[f],
+                                   shmguard_take(at), &was);
         if (rc == 0)
             continue;
         p->broken = true; /* before the log line: whoever reads it finds the partition stopped */
         found++;
         ring_file_name(what, sizeof(what), f);
-        if (rc < 0)
+        if (rc == -ESTALE)
+            log_error("%s-%u: the ring's %s faulted and its path now names another file; "
+                      "that file is left alone",
+                      p->topic, p->id, what);
+        else if (rc < 0)
             log_error("%s-%u: the ring's %s faulted and cannot be mapped again: %s", p->topic,
                       p->id, what, strerror(-rc));
         else if (was < len)

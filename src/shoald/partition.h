@@ -19,6 +19,7 @@ typedef struct dpart {
     char shm_name[SHOAL_TOPIC_NAME_MAX + 16];
     shoal_topic_config_t cfg;
     ring_t ring;
+    ring_file_id_t ring_files[RING_FD_COUNT(SHM_MAX_SLOTS)]; /* what ring maps */
 
     /* the flusher's state: touched only by the flusher thread (and open/close) */
     uint32_t fl_slot;          /* slot being copied to disk */

@@ -93,7 +93,7 @@ static void fx_open(fx_t *f, uint32_t storage, uint32_t slots)
                            .slot_count = slots,
                            .max_record_bytes = SLOT_BYTES,
                            .storage = storage};
-    assert_int_equal(ring_create(&f->w, f->dir, NAME, &f->p, 0), 0);
+    assert_int_equal(ring_create(&f->w, f->dir, NAME, &f->p, 0, NULL), 0);
     assert_int_equal(ring_open_fds(f->dir, NAME, slots, false, fds), 0);
     rc = ring_map_fds(&f->rd, fds, RING_FD_COUNT(slots), false);
     for (uint32_t i = 0; i < RING_FD_COUNT(slots); i++)
@@ -187,7 +187,7 @@ static void child_die_mid_fill(ring_t *r)
 static void child_produce(const fx_t *f, const fault_case_t *fc, int fd)
 {
     ring_t r;
-    if (ring_open(&r, f->dir, NAME, &f->p) != 0)
+    if (ring_open(&r, f->dir, NAME, &f->p, NULL) != 0)
         _exit(10);
     child.fd = fd;
     child.fc = fc;
@@ -508,7 +508,7 @@ static void reclaim_body(const fx_t *f, const void *arg, int fd)
     int64_t slot = d->slot;
     ring_t r;
 
-    if (ring_open(&r, f->dir, NAME, &f->p) != 0 || pthread_mutex_lock(&r.ctl->lock) != 0)
+    if (ring_open(&r, f->dir, NAME, &f->p, NULL) != 0 || pthread_mutex_lock(&r.ctl->lock) != 0)
         _exit(17);
     atomic_store(&r.ctl->slots[d->slot].state, SHM_SLOT_RECLAIMING);
     if (d->dropped)

@@ -98,8 +98,8 @@ static void assert_holds(struct harness_fixture *f, const char *topic, int n)
     shoal_topic_info_free(info);
 }
 
-/* The partition stops the producer attached to it and refuses new clients, with the
- * cause; the daemon serves another topic. */
+/* The partition stops the producer attached to it (if any) and refuses new clients, with
+ * the cause; the daemon serves another topic. */
 static void assert_stopped_alone(struct harness_fixture *f, const char *topic,
                                  shoal_producer_t *attached)
 {
@@ -107,8 +107,10 @@ static void assert_stopped_alone(struct harness_fixture *f, const char *topic,
     shoal_producer_t *p;
     char stopped[64];
 
-    assert_int_equal(shoal_send(attached, &m, NULL), SHOAL_ECORRUPT);
-    assert_non_null(strstr(shoal_errmsg(), "stopped by shoald"));
+    if (attached) {
+        assert_int_equal(shoal_send(attached, &m, NULL), SHOAL_ECORRUPT);
+        assert_non_null(strstr(shoal_errmsg(), "stopped by shoald"));
+    }
     snprintf(stopped, sizeof(stopped), "%s-0 is stopped", topic);
     assert_int_equal(shoal_producer_open(f->c, topic, NULL, &p), SHOAL_ECORRUPT);
     assert_non_null(strstr(shoal_errmsg(), stopped));
@@ -216,6 +218,46 @@ INTEG_TEST(test_a_cut_memory_topic_stops_and_comes_back_empty)
     assert_holds(f, "memcut", 0);
 }
 
+/* A client that cuts a file and puts another in its place: shoald does not map the
+ * newcomer in the cut one's stead (nor resize it, nor write to it), and stops the
+ * partition; its next start rebuilds the ring from disk. */
+INTEG_TEST(test_a_cut_file_replaced_by_another_is_left_alone)
+{
+    char path[PATH_MAX], moved[PATH_MAX + 8];
+    uint8_t page[4096], seen[4096];
+    shoal_producer_t *p;
+    int cut_fd, fd;
+
+    create(f, "swap");
+    assert_int_equal(shoal_producer_open(f->c, "swap", NULL, &p), 0);
+    send_values(p, 0, 3, true);
+    shoal_producer_close(p); /* its mapping would fault: nobody can give the moved file back */
+
+    snprintf(path, sizeof(path), "%s/swap-0.ctl", f->d.shm_dir);
+    snprintf(moved, sizeof(moved), "%s.moved", path);
+    assert_true((cut_fd = open(path, O_RDWR)) >= 0);
+    assert_int_equal(rename(path, moved), 0);
+    memset(page, 0xa5, sizeof(page));
+    assert_true((fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600)) >= 0);
+    assert_int_equal(ftruncate(fd, sizeof(struct shm_ctl)), 0);
+    assert_int_equal(pwrite(fd, page, sizeof(page), 0), (ssize_t)sizeof(page));
+    assert_int_equal(ftruncate(cut_fd, 0), 0);
+    close(cut_fd);
+
+    harness_daemon_expect_log(&f->d, "swap-0: partition stopped with offsets up to 3 on disk");
+    assert_true(harness_daemon_log_contains(
+        &f->d, "swap-0: the ring's control block faulted and its path now names another file"));
+    assert_int_equal(file_size(f, "swap", "ctl"), sizeof(struct shm_ctl));
+    assert_int_equal(pread(fd, seen, sizeof(seen), 0), (ssize_t)sizeof(seen));
+    assert_memory_equal(seen, page, sizeof(page)); /* not the daemon's control block */
+    close(fd);
+    assert_stopped_alone(f, "swap", NULL);
+
+    restart(f);
+    assert_holds(f, "swap", 3);
+    unlink(moved);
+}
+
 static int setup(void **state)
 {
     static struct harness_fixture f;
@@ -243,6 +285,8 @@ int main(void)
             test_a_slot_cut_under_unflushed_records_stops_the_partition_not_the_daemon, setup,
             teardown),
         cmocka_unit_test_setup_teardown(test_a_cut_memory_topic_stops_and_comes_back_empty, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_cut_file_replaced_by_another_is_left_alone, setup,
                                         teardown),
     };
     harness_test_filter();

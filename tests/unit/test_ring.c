@@ -131,7 +131,7 @@ static int fx_setup(void **state, uint32_t storage, uint32_t slots)
                            .slot_count = slots,
                            .max_record_bytes = SLOT_BYTES,
                            .storage = storage};
-    if (ring_create(&f->w, f->dir, NAME, &f->p, 0) != 0 ||
+    if (ring_create(&f->w, f->dir, NAME, &f->p, 0, NULL) != 0 ||
         ring_open_fds(f->dir, NAME, slots, false, fds) != 0)
         return -1;
     rc = ring_map_fds(&f->rd, fds, RING_FD_COUNT(slots), false);
@@ -779,9 +779,9 @@ static void test_ring_create_rejects_fewer_than_two_or_too_many_slots(void **sta
     ring_params_t p = f->p;
 
     p.slot_count = 1;
-    assert_int_equal(ring_create(&r, f->dir, "other", &p, 0), -EINVAL);
+    assert_int_equal(ring_create(&r, f->dir, "other", &p, 0, NULL), -EINVAL);
     p.slot_count = SHM_MAX_SLOTS + 1;
-    assert_int_equal(ring_create(&r, f->dir, "other", &p, 0), -EINVAL);
+    assert_int_equal(ring_create(&r, f->dir, "other", &p, 0, NULL), -EINVAL);
 }
 
 static void test_ring_cursor_open_fails_when_the_reader_table_is_full(void **state)
@@ -919,20 +919,20 @@ static void test_ring_open_refuses_other_parameters_and_maps_the_same_ring(void 
     int64_t base;
 
     p.slot_bytes = SLOT_BYTES * 2;
-    assert_int_equal(ring_open(&r, f->dir, NAME, &p), SHOAL_EVERSION);
+    assert_int_equal(ring_open(&r, f->dir, NAME, &p, NULL), SHOAL_EVERSION);
     p = f->p;
     p.partition = 1;
-    assert_int_equal(ring_open(&r, f->dir, NAME, &p), SHOAL_EVERSION);
+    assert_int_equal(ring_open(&r, f->dir, NAME, &p, NULL), SHOAL_EVERSION);
     p = f->p;
     p.slot_count = f->p.slot_count - 1;
-    assert_int_equal(ring_open(&r, f->dir, NAME, &p), SHOAL_EVERSION);
+    assert_int_equal(ring_open(&r, f->dir, NAME, &p, NULL), SHOAL_EVERSION);
     p.slot_count = f->p.slot_count + 1; /* its file does not exist */
-    assert_int_equal(ring_open(&r, f->dir, NAME, &p), -ENOENT);
+    assert_int_equal(ring_open(&r, f->dir, NAME, &p, NULL), -ENOENT);
     f->w.ctl->magic = 0;
-    assert_int_equal(ring_open(&r, f->dir, NAME, &f->p), SHOAL_EVERSION);
+    assert_int_equal(ring_open(&r, f->dir, NAME, &f->p, NULL), SHOAL_EVERSION);
     f->w.ctl->magic = SHM_CTL_MAGIC;
 
-    assert_int_equal(ring_open(&r, f->dir, NAME, &f->p), 0);
+    assert_int_equal(ring_open(&r, f->dir, NAME, &f->p, NULL), 0);
     assert_true(r.writable);
     assert_int_equal(append_records(f, 1, 0, 2, 10, 0, &base), 0);
     assert_int_equal(atomic_load(&r.ctl->log_end_offset), 2);
