@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "shoal.h"
+#include "util.h"
 
 static const char *const err_names[] = {
 #define XX(name, msg) "SHOAL_" #name,
@@ -30,7 +31,7 @@ const char *shoal_strerror(int err)
     idx = shoal_code_index(err);
     if (idx >= 0)
         return err_msgs[idx];
-    if (err < 0 && err > -4096)
+    if (err < 0 && !shoal__is_code(err))
         return strerror(-err);
     return "unknown error";
 }
@@ -43,7 +44,7 @@ const char *shoal_err_name(int err)
     idx = shoal_code_index(err);
     if (idx >= 0)
         return err_names[idx];
-    if (err < 0 && err > -4096) {
+    if (err < 0 && !shoal__is_code(err)) {
         const char *n = strerrorname_np(-err);
         return n ? n : "ERRNO";
     }

@@ -25,6 +25,11 @@ void shoal__alloc_fail_after(long n);
 /* Set the detail and return err, so a failure site reads `return SHOAL_ERR(code, ...)`. */
 int shoal__set_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define SHOAL_ERR(err, ...) shoal__set_err((err), __VA_ARGS__)
+/* A shoal code (SHOAL_ERR_BASE and below), as opposed to 0 or -errno (above -4096). */
+static inline bool shoal__is_code(int err)
+{
+    return err <= -4096;
+}
 void shoal__clear_err(void);
 
 /* ---- time ---- */

@@ -317,7 +317,8 @@ int main(int argc, char **argv)
     }
     rc = daemon_run(&d);
     if (rc < 0)
-        notify_send("STATUS=failed: %s\nERRNO=%d", shoal_strerror(rc), rc > -4096 ? -rc : 0);
+        notify_send("STATUS=failed: %s\nERRNO=%d", shoal_strerror(rc),
+                    shoal__is_code(rc) ? 0 : -rc);
     close(d.sig_fd);
     if (d.tick_fd >= 0)
         close(d.tick_fd);

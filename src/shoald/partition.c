@@ -345,7 +345,8 @@ static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir
             return 0;
         if (rc != -ENOENT)
             log_warn("%s-%u: shared ring unusable (%s%s%s): rebuilding it from disk", topic, id,
-                     shoal_strerror(rc), rc < -4096 ? ": " : "", rc < -4096 ? shoal_errmsg() : "");
+                     shoal_strerror(rc), shoal__is_code(rc) ? ": " : "",
+                     shoal__is_code(rc) ? shoal_errmsg() : "");
         else if (!is_disk(p))
             log_notice("%s-%u: memory topic lost its ring (reboot?): starting empty", topic, id);
     }
@@ -862,7 +863,7 @@ int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final)
         log_notice("%s-%u: disk writes resumed", p->topic, p->id);
     }
     if (rc != p->last_error && p->ring.ctl)
-        atomic_store(&p->ring.ctl->flush_error, rc > -4096 ? rc : -EIO);
+        atomic_store(&p->ring.ctl->flush_error, shoal__is_code(rc) ? -EIO : rc);
     p->last_error = rc;
     return rc;
 }
