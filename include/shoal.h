@@ -414,8 +414,9 @@ SHOAL_EXTERN void shoal_producer_options_init(shoal_producer_options_t *opts);
 
 /** Open a producer for a topic.
  * @param[in] opts  NULL means the defaults.
- * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_EDENIED, SHOAL_ECLOSED, -ENOMEM, or
- *         SHOAL_ECONFIG when opts asks for ACKS_DISK on a memory topic.
+ * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_EDENIED, SHOAL_ECLOSED, -ENOMEM,
+ *         SHOAL_EINVAL (an option out of range: acks not a shoal_acks_t, a negative
+ *         timeout), or SHOAL_ECONFIG when opts asks for ACKS_DISK on a memory topic.
  * Ownership: close with shoal_producer_close() before closing the client.
  * Thread-safety: one thread per producer handle. */
 SHOAL_EXTERN int shoal_producer_open(shoal_client_t *client, const char *topic,
@@ -555,7 +556,10 @@ SHOAL_EXTERN void shoal_consumer_options_init(shoal_consumer_options_t *opts);
 
 /** Open a consumer with no partitions; add them with shoal_consumer_assign().
  * @param[in] opts  NULL means the defaults; copied, so the caller keeps ownership.
- * @return 0, or -ENOMEM, or SHOAL_EINVAL when opts->wait is not a shoal_wait_t.
+ * @return 0, or -ENOMEM, or SHOAL_EINVAL when opts->wait is not a shoal_wait_t or
+ *         auto_offset_reset not a shoal_offset_reset_t. With a group_id also SHOAL_EGROUPID
+ *         (not a valid group id) and SHOAL_EINVAL (an invalid group_instance_id, a timeout
+ *         <= 0, assignor_count without assignors, an incomplete assignor).
  * Ownership: close with shoal_consumer_close() before closing the client.
  * Thread-safety: one thread per consumer handle. */
 SHOAL_EXTERN int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *opts,
@@ -565,8 +569,8 @@ SHOAL_EXTERN void shoal_consumer_close(shoal_consumer_t *consumer);
 /** Add partitions of a topic to the consumer, each positioned at the log end (use
  * shoal_consumer_seek() to move). partitions NULL with n 0 means every partition.
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ENOPARTITION, SHOAL_EINVAL (already
- *         assigned, or the consumer is subscribed to a group), SHOAL_ELIMIT, SHOAL_ECLOSED,
- *         -ENOMEM. */
+ *         assigned, listed twice, or the consumer is subscribed to a group), SHOAL_ELIMIT,
+ *         SHOAL_ECLOSED, -ENOMEM. */
 SHOAL_EXTERN int shoal_consumer_assign(shoal_consumer_t *consumer, const char *topic,
                                        const int32_t *partitions, size_t n);
 
@@ -578,7 +582,9 @@ typedef enum {
 } shoal_seek_t;
 
 /** Move the position of one assigned partition (or of all of a topic's, partition -1).
- * An offset below the log start or above the log end is clamped to it on the next poll.
+ * An offset above the log end is clamped to it on the next poll, and so is one below the
+ * log start of a disk topic; below a memory topic's log start, the next poll returns
+ * SHOAL_EOFFSET (those records are gone) and moves per auto_offset_reset.
  *
  * SHOAL_SEEK_TIMESTAMP: `offset` is a timestamp in milliseconds since the epoch (>= 0).
  * The position becomes the earliest offset whose record timestamp is >= it, as Kafka's
@@ -587,12 +593,13 @@ typedef enum {
  * shared ring). A timestamp at or before the first record gives the log start; one after
  * the last record gives the log end, so only records appended later are read. This asks
  * shoald once per partition (a control-socket round trip); the others never do.
- * @return 0, or SHOAL_ENOPARTITION (not assigned), SHOAL_EINVAL (unknown whence, negative
- *         offset or timestamp). For SHOAL_SEEK_TIMESTAMP also SHOAL_ECLOSED, SHOAL_ENOTOPIC,
- *         SHOAL_ECORRUPT (a damaged segment lies before the answer), SHOAL_AGAIN (the log
- *         moved on faster than the search: retry), SHOAL_ELIMIT (every reader entry of the
- *         partition is taken), -ENOMEM; on failure the partitions
- *         already handled keep their new position, the others their old one. */
+ * @return 0, or SHOAL_ENOPARTITION (not assigned, or below -1), SHOAL_EINVAL (unknown
+ *         whence, negative offset or timestamp). For SHOAL_SEEK_TIMESTAMP also
+ *         SHOAL_ECLOSED, SHOAL_ENOTOPIC, SHOAL_ECORRUPT (a damaged segment lies before the
+ *         answer), SHOAL_AGAIN (the log moved on faster than the search: retry),
+ *         SHOAL_ELIMIT (every reader entry of the partition is taken), -ENOMEM; on failure
+ *         the partitions already handled keep their new position, the others their old
+ *         one. */
 SHOAL_EXTERN int shoal_consumer_seek(shoal_consumer_t *consumer, const char *topic,
                                      int32_t partition, shoal_seek_t whence, int64_t offset);
 

@@ -114,6 +114,8 @@ int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *
     *out = NULL;
     if (opts && opts->wait > SHOAL_WAIT_SPIN)
         return SHOAL_ERR(SHOAL_EINVAL, "unknown wait strategy %u", opts->wait);
+    if (opts && opts->auto_offset_reset > SHOAL_OFFSET_RESET_EARLIEST)
+        return SHOAL_ERR(SHOAL_EINVAL, "unknown auto_offset_reset %u", opts->auto_offset_reset);
     if (opts && (rc = shoal__check_reserved(opts->reserved_, sizeof(opts->reserved_), SHOAL_EINVAL,
                                             "shoal_consumer_options_init")) < 0)
         return rc;
@@ -197,6 +199,9 @@ static int consumer_check_new(shoal_consumer_t *c, const char *topic, const int3
             return SHOAL_ERR(SHOAL_ENOPARTITION, "no partition %d", parts[i]);
         if (consumer_find(c, topic, parts[i]))
             return SHOAL_ERR(SHOAL_EINVAL, "partition %s-%d is already assigned", topic, parts[i]);
+        for (size_t j = 0; j < i; j++)
+            if (parts[j] == parts[i])
+                return SHOAL_ERR(SHOAL_EINVAL, "partition %d is listed twice", parts[i]);
     }
     if (n == 0)
         for (size_t i = 0; i < c->nparts; i++)
@@ -290,6 +295,8 @@ int shoal_consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partitio
 {
     bool found = false;
     shoal__clear_err();
+    if (partition < -1)
+        return SHOAL_ERR(SHOAL_ENOPARTITION, "no partition %d (-1 seeks them all)", partition);
     for (size_t i = 0; i < c->nparts; i++) {
         struct consumer_part *cp = &c->parts[i];
         int rc;

@@ -50,6 +50,11 @@ int shoal_producer_open(shoal_client_t *client, const char *topic,
     if (opts && (rc = shoal__check_reserved(opts->reserved_, sizeof(opts->reserved_), SHOAL_EINVAL,
                                             "shoal_producer_options_init")) < 0)
         return rc;
+    if (opts && (opts->acks > SHOAL_ACKS_DISK || opts->block_ms < 0 || opts->ack_timeout_ms < 0))
+        return SHOAL_ERR(SHOAL_EINVAL,
+                         "producer options: acks %u, block_ms %d, ack_timeout_ms %d "
+                         "(use shoal_producer_options_init)",
+                         opts->acks, opts->block_ms, opts->ack_timeout_ms);
     if (!(p = shoal__calloc(1, sizeof(*p))))
         return -ENOMEM;
     p->client = client;

@@ -145,9 +145,11 @@ static int64_t load_value(const shoal_topic_config_t *cfg, const struct setting 
 
 int shoal_topic_config_set(shoal_topic_config_t *cfg, const char *name, const char *value)
 {
-    const struct setting *s = setting_find(name);
+    const struct setting *s;
     int64_t v;
 
+    shoal__clear_err();
+    s = setting_find(name);
     if (!s)
         return SHOAL_ERR(SHOAL_ESETTING, "unknown topic setting '%.100s'", name ? name : "");
     if (!value || parse_value(s, value, &v) < 0)
@@ -162,10 +164,12 @@ int shoal_topic_config_set(shoal_topic_config_t *cfg, const char *name, const ch
 int shoal_topic_config_get(const shoal_topic_config_t *cfg, const char *name, char *buf, size_t cap)
 {
     static const char *const cleanup[] = {"", "delete", "compact", "compact,delete"};
-    const struct setting *s = setting_find(name);
+    const struct setting *s;
     int64_t v;
     int n;
 
+    shoal__clear_err();
+    s = setting_find(name);
     if (!s)
         return SHOAL_ERR(SHOAL_ESETTING, "unknown topic setting '%.100s'", name ? name : "");
     v = load_value(cfg, s);
@@ -180,6 +184,7 @@ int shoal_topic_config_get(const shoal_topic_config_t *cfg, const char *name, ch
 
 int shoal_topic_config_check(const shoal_topic_config_t *cfg)
 {
+    shoal__clear_err();
     for (size_t i = 0; i < SHOAL_ARRAY_LEN(settings); i++) {
         const struct setting *s = &settings[i];
         int64_t v = load_value(cfg, s);

@@ -405,6 +405,44 @@ INTEG_TEST(test_reserved_fields_are_zeroed_by_init_and_refused_when_set)
     shoal_consumer_close(c);
 }
 
+/* Options out of their range and arguments that contradict themselves are refused with
+ * SHOAL_EINVAL or SHOAL_ENOPARTITION, not taken as something else. */
+INTEG_TEST(test_out_of_range_options_and_repeated_partitions_are_refused)
+{
+    shoal_topic_config_t cfg = topic_cfg(4, 1ull << 20, 2);
+    const int32_t twice[] = {1, 0, 1};
+    shoal_producer_options_t po;
+    shoal_consumer_options_t co;
+    shoal_producer_t *p;
+    shoal_consumer_t *c;
+
+    assert_int_equal(shoal_topic_create(f->c, "opt", &cfg), 0);
+    for (int i = 0; i < 3; i++) {
+        shoal_producer_options_init(&po);
+        if (i == 0)
+            po.acks = SHOAL_ACKS_DISK + 1;
+        else if (i == 1)
+            po.block_ms = -1;
+        else
+            po.ack_timeout_ms = -5;
+        assert_int_equal(shoal_producer_open(f->c, "opt", &po, &p), SHOAL_EINVAL);
+        assert_non_null(strstr(shoal_errmsg(), "shoal_producer_options_init"));
+    }
+    shoal_consumer_options_init(&co);
+    co.auto_offset_reset = SHOAL_OFFSET_RESET_EARLIEST + 1;
+    assert_int_equal(shoal_consumer_open(f->c, &co, &c), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "auto_offset_reset"));
+
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &c), 0);
+    assert_int_equal(shoal_consumer_assign(c, "opt", twice, 3), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "partition 1 is listed twice"));
+    assert_int_equal(shoal_consumer_assign(c, "opt", twice, 2), 0);
+    assert_int_equal(shoal_consumer_seek(c, "opt", -2, SHOAL_SEEK_BEGINNING, 0),
+                     SHOAL_ENOPARTITION);
+    assert_int_equal(shoal_consumer_seek(c, "opt", -1, SHOAL_SEEK_BEGINNING, 0), 0);
+    shoal_consumer_close(c);
+}
+
 INTEG_TEST(test_topic_names_of_249_characters_work_through_a_daemon_restart)
 {
     shoal_topic_config_t cfg = topic_cfg(12, 1ull << 20, 2);
@@ -2279,6 +2317,7 @@ int main(void)
         T(test_topics_can_be_created_listed_described_and_deleted),
         T(test_topic_create_rejects_bad_names_and_configs_with_specific_codes),
         T(test_reserved_fields_are_zeroed_by_init_and_refused_when_set),
+        T(test_out_of_range_options_and_repeated_partitions_are_refused),
         T(test_topic_names_of_249_characters_work_through_a_daemon_restart),
         T(test_unknown_topic_is_enotopic_for_describe_delete_and_producer),
         T(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset),

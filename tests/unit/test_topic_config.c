@@ -37,6 +37,25 @@ static void test_set_parses_numbers_sizes_and_words(void **state)
     assert_int_equal(cfg.segment_bytes, 65536);
 }
 
+/* shoal_errmsg() belongs to the latest call: a success after a failure clears it. */
+static void test_a_success_clears_the_last_failures_detail(void **state)
+{
+    shoal_topic_config_t cfg;
+    char buf[32];
+    (void)state;
+    shoal_topic_config_init(&cfg);
+    assert_int_equal(shoal_topic_config_set(&cfg, "no.such", "1"), SHOAL_ESETTING);
+    assert_string_not_equal(shoal_errmsg(), "");
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.ms", "5"), 0);
+    assert_string_equal(shoal_errmsg(), "");
+    assert_int_equal(shoal_topic_config_set(&cfg, "no.such", "1"), SHOAL_ESETTING);
+    assert_int_equal(shoal_topic_config_get(&cfg, "retention.ms", buf, sizeof(buf)), 0);
+    assert_string_equal(shoal_errmsg(), "");
+    assert_int_equal(shoal_topic_config_set(&cfg, "no.such", "1"), SHOAL_ESETTING);
+    assert_int_equal(shoal_topic_config_check(&cfg), 0);
+    assert_string_equal(shoal_errmsg(), "");
+}
+
 static void test_set_rejects_unknown_names_and_bad_values_without_change(void **state)
 {
     shoal_topic_config_t cfg, before;
@@ -131,6 +150,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_pass_the_check),
         cmocka_unit_test(test_set_parses_numbers_sizes_and_words),
+        cmocka_unit_test(test_a_success_clears_the_last_failures_detail),
         cmocka_unit_test(test_set_rejects_unknown_names_and_bad_values_without_change),
         cmocka_unit_test(test_get_formats_every_setting_back_to_what_set_accepts),
         cmocka_unit_test(test_check_rejects_ranges_and_combinations),
