@@ -943,6 +943,8 @@ static int commit_checked(shoal_consumer_t *c, const shoal_topic_partition_offse
                           size_t n, bool sync)
 {
     struct cgroup *g = commit_group(c);
+    int rc;
+
     shoal__clear_err();
     if (!g || !g->topics)
         return SHOAL_ERR(SHOAL_EINVAL, "commit needs a subscribed group consumer");
@@ -950,7 +952,10 @@ static int commit_checked(shoal_consumer_t *c, const shoal_topic_partition_offse
         return SHOAL_ERR(SHOAL_EINVAL, "commit of %zu offsets without an array", n);
     if (n == 0 && (!g->attached || g->nassigned == 0))
         return 0;
-    return commit(c, g, offsets, n, sync);
+    rc = commit(c, g, offsets, n, sync);
+    if (rc == 0) /* the detail of an async commit reported meanwhile is not this call's */
+        shoal__clear_err();
+    return rc;
 }
 
 int shoal_commit_sync(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets, size_t n)

@@ -217,6 +217,39 @@ static int name_key(const char *name, MDB_val *key)
 static int topic_write(store_t *st, const char *name, const shoal_topic_config_t *cfg,
                        unsigned flags);
 
+/* Whether an offset key (group, NUL, topic, NUL, be32 partition) names this topic. */
+static bool offset_key_is_of(const MDB_val *key, const char *topic, size_t len)
+{
+    const uint8_t *k = key->mv_data, *g_end;
+    if (key->mv_size < len + 7)
+        return false;
+    g_end = memchr(k, 0, key->mv_size - len - 5);
+    return g_end && (size_t)(k + key->mv_size - 5 - (g_end + 1)) == len &&
+           memcmp(g_end + 1, topic, len) == 0 && k[key->mv_size - 5] == 0;
+}
+
+/* Delete every group's offsets of the topic: a topic created later under the same name
+ * starts with none. The key leads with the group, so this walks them all. */
+static int offsets_drop_topic(store_t *st, MDB_txn *txn, const char *name)
+{
+    MDB_val key, val;
+    MDB_cursor *cur;
+    int rc, count = 0;
+
+    if ((rc = mdb_cursor_open(txn, st->offsets, &cur)) != 0)
+        return store_err(rc, "open cursor");
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (!offset_key_is_of(&key, name, strlen(name)))
+            continue;
+        if ((rc = mdb_cursor_del(cur, 0)) != 0)
+            break;
+        count++;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? count : store_err(rc, "offset cursor");
+}
+
 int store_topic_put(store_t *st, const char *name, const shoal_topic_config_t *cfg)
 {
     return topic_write(st, name, cfg, MDB_NOOVERWRITE);
@@ -248,6 +281,11 @@ static int topic_write(store_t *st, const char *name, const shoal_topic_config_t
     rc = mdb_put(txn, st->topics, &key, &val, flags);
     if (rc != 0)
         goto out_abort;
+    /* A new topic has no committed offsets, even where an older shoal kept a deleted one's */
+    if (flags == MDB_NOOVERWRITE && (rc = offsets_drop_topic(st, txn, name)) < 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
     rc = mdb_txn_commit(txn);
     return rc == 0 ? 0 : store_err(rc, "commit");
 
@@ -285,7 +323,7 @@ int store_topic_delete(store_t *st, const char *name)
 {
     MDB_val key;
     MDB_txn *txn;
-    int rc;
+    int rc, count;
 
     rc = name_key(name, &key);
     if (rc < 0)
@@ -296,8 +334,12 @@ int store_topic_delete(store_t *st, const char *name)
     rc = mdb_del(txn, st->topics, &key, NULL);
     if (rc != 0)
         goto out_abort;
+    if ((count = offsets_drop_topic(st, txn, name)) < 0) {
+        mdb_txn_abort(txn);
+        return count;
+    }
     rc = mdb_txn_commit(txn);
-    return rc == 0 ? 0 : store_err(rc, "commit");
+    return rc == 0 ? count : store_err(rc, "commit");
 
 out_abort:
     mdb_txn_abort(txn);

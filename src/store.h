@@ -22,14 +22,16 @@ typedef struct store store_t;
 int store_open(const char *dir, size_t map_bytes, store_t **out);
 void store_close(store_t *st);
 
-/* Insert a new topic. SHOAL_ETOPICEXISTS when the name is taken. Durable on return. */
+/* Insert a new topic, with no committed offsets (any under its name are dropped).
+ * SHOAL_ETOPICEXISTS when the name is taken. Durable on return. */
 int store_topic_put(store_t *st, const char *name, const shoal_topic_config_t *cfg);
 /* Replace an existing topic's config. SHOAL_ENOTOPIC when missing. Durable on return. */
 int store_topic_update(store_t *st, const char *name, const shoal_topic_config_t *cfg);
 /* SHOAL_ENOTOPIC when missing. A stored record of an unknown version is SHOAL_EVERSION;
  * a short or garbled one is SHOAL_ECORRUPT. */
 int store_topic_get(store_t *st, const char *name, shoal_topic_config_t *cfg);
-/* SHOAL_ENOTOPIC when missing. Durable on return. */
+/* Delete the topic and every group's committed offsets of it, in one transaction.
+ * Returns how many offsets went, SHOAL_ENOTOPIC when missing. Durable on return. */
 int store_topic_delete(store_t *st, const char *name);
 
 typedef int (*store_topic_cb)(void *arg, const char *name, const shoal_topic_config_t *cfg);

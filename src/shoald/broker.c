@@ -196,15 +196,16 @@ out_unlock:
 int broker_topic_delete(broker_t *b, const char *name)
 {
     dtopic_t *t;
-    int rc = broker_lock_topic(b, name, &t);
+    int offsets, rc = broker_lock_topic(b, name, &t);
 
     if (rc < 0)
         return rc;
-    if ((rc = store_topic_delete(b->store, name)) < 0)
+    if ((rc = offsets = store_topic_delete(b->store, name)) < 0)
         goto out_unlock;
+    rc = 0;
     registry_remove(b, t);
     topic_free(t, t->cfg.partitions, true);
-    log_info("deleted topic %s", name);
+    log_info("deleted topic %s and %d committed offsets of it", name, offsets);
 out_unlock:
     pthread_rwlock_unlock(&b->lock);
     if (rc == 0)

@@ -923,6 +923,20 @@ static int commit_check(group_coord_t *gc, const char *gid, const char *mid, int
     return 0;
 }
 
+/* Offsets of a topic that does not exist (deleted since it was assigned) are refused: a
+ * topic created later under its name starts without them. */
+static int commit_topics_exist(group_coord_t *gc, const struct gtp *tp, size_t n)
+{
+    int rc = 0;
+    pthread_rwlock_rdlock(&gc->b->lock);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (!broker_find(gc->b, tp[i].topic))
+            rc = SHOAL_ERR(SHOAL_ENOTOPIC, "commit to %s-%d: no such topic", tp[i].topic,
+                           tp[i].partition);
+    pthread_rwlock_unlock(&gc->b->lock);
+    return rc;
+}
+
 static int on_commit(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
 {
     char gid[SHOAL_TOPIC_NAME_MAX + 2], mid[GROUP_MEMBER_ID_MAX + 1];
@@ -958,6 +972,8 @@ static int on_commit(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r
                            (long long)offs[i]);
     if (rc == 0)
         rc = commit_check(gc, gid, mid, gen, tp, n, &g);
+    if (rc == 0)
+        rc = commit_topics_exist(gc, tp, n);
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = queue_offset(gc, gid, tp[i].topic, tp[i].partition, offs[i]);
     if (rc == 0 && gc->ncommits == gc->commits_cap) {
@@ -985,7 +1001,7 @@ out:
 }
 
 /* Write every queued commit in one transaction, then answer them all. */
-static void flush_commits(group_coord_t *gc)
+void group_commits_flush(group_coord_t *gc)
 {
     int rc;
     if (gc->ncommits == 0)
@@ -1427,7 +1443,7 @@ static void tick_group(group_coord_t *gc, struct group *g, int64_t now)
 int group_tick(group_coord_t *gc, int64_t now_ns)
 {
     bool members = false;
-    flush_commits(gc);
+    group_commits_flush(gc);
     for (size_t i = 0; i < gc->ngroups; i++) {
         tick_group(gc, gc->groups[i], now_ns);
         members |= gc->groups[i]->nmembers > 0;
@@ -1452,7 +1468,7 @@ void group_coord_close(group_coord_t *gc)
 {
     if (!gc)
         return;
-    flush_commits(gc);
+    group_commits_flush(gc);
     for (size_t i = 0; i < gc->ngroups; i++)
         group_free(gc->groups[i]);
     shoal__free(gc->groups);

@@ -21,6 +21,9 @@ int group_handle(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r, ct
  * session timeout). */
 void group_conn_closed(group_coord_t *gc, uint64_t conn_id);
 
+/* Write the pending commits now and answer them (before a topic goes with its offsets). */
+void group_commits_flush(group_coord_t *gc);
+
 /* Called after each pass of the server loop: writes the pending commits in one
  * transaction and answers them, expires members, ends overdue rebalance phases, notices
  * partition count changes. Returns how soon it must run again: GROUP_TICK_MS while a group

@@ -37,6 +37,11 @@ struct conn {
     uid_t uid;
     gid_t gid;
     bool allowed;
+    /* A request of this connection awaits server_reply(): the frames after it wait in `in`,
+     * so that responses go out in the order of the requests. */
+    bool parked;
+    bool resume;      /* the parked one was answered with frames waiting: server_resume() */
+    uint64_t replies; /* sent by server_reply(), which a handler may call before it parks */
     uint8_t *in;
     size_t len;
     size_t cap;
@@ -110,6 +115,7 @@ static int on_topic_delete(server_t *s, struct conn *c, ctl_reader_t *r, int *fd
     ctl_get_str(r, name, sizeof(name));
     if ((rc = finish(r)) < 0)
         return rc;
+    group_commits_flush(s->groups); /* commits queued for the topic go with it */
     return broker_topic_delete(s->b, name);
 }
 
@@ -352,11 +358,14 @@ static int conn_answer(server_t *s, struct conn *c, const ctl_header_t *h, const
 {
     int fds[CTL_MAX_FDS];
     size_t nfds = 0;
+    uint64_t replies = c->replies;
     int status = dispatch(s, c, h, payload, fds, &nfds);
     int rc;
 
-    if (status == SERVER_PARKED)
+    if (status == SERVER_PARKED) {
+        c->parked = c->replies == replies; /* not answered already */
         return 0;
+    }
     if (status == 0 && s->body.err)
         status = s->body.err;
     ctl_response_begin(&s->out, h->type, h->seq, status,
@@ -389,7 +398,7 @@ static int conn_process(server_t *s, struct conn *c)
 {
     size_t at = 0;
     int rc = 0;
-    while (c->len - at >= CTL_HEADER_BYTES) {
+    while (!c->parked && c->len - at >= CTL_HEADER_BYTES) {
         ctl_header_t h;
         if ((rc = ctl_header_decode(c->in + at, &h)) < 0) {
             conn_reject(s, c, rc);
@@ -420,6 +429,9 @@ static int conn_read(server_t *s, struct conn *c)
             c->in = in;
             c->cap = cap;
         }
+        if (c->len == c->cap) /* only while parked: a client sends one request at a time */
+            return SHOAL_ERR(SHOAL_EPROTO, "pid %d sent %zu bytes of requests while one waited",
+                             (int)c->pid, c->len);
         n = ctlsock_recv(c->fd, c->in + c->len, c->cap - c->len, NULL, &nfds, 0);
         if (n == -EAGAIN)
             return 0;
@@ -537,6 +549,23 @@ int server_open(server_t **out, broker_t *b)
     return 0;
 }
 
+/* Handle the frames that waited behind requests answered since (not from inside
+ * server_reply: its callers are in the middle of their own work). True if any ran. */
+static bool server_resume(server_t *s)
+{
+    bool ran = false;
+    for (size_t i = s->nconns; i-- > 0;) { /* conn_close moves the last entry here */
+        struct conn *c = s->conns[i];
+        if (!c->resume)
+            continue;
+        c->resume = false;
+        ran = true;
+        if (conn_process(s, c) < 0)
+            conn_close(s, c);
+    }
+    return ran;
+}
+
 int server_run(server_t *s, volatile sig_atomic_t *stop, int wake_fd, void (*on_wake)(void *),
                void *arg)
 {
@@ -569,6 +598,8 @@ int server_run(server_t *s, volatile sig_atomic_t *stop, int wake_fd, void (*on_
         timeout_ms = group_tick(s->groups, shoal__mono_ns());
         if (timeout_ms < 0 && wake_fd < 0)
             timeout_ms = SERVER_IDLE_MS;
+        if (server_resume(s))
+            timeout_ms = 0; /* what they parked is answered by the next group_tick */
     }
     return 0;
 }
@@ -591,6 +622,11 @@ void server_reply(server_t *s, const server_req_t *req, int status, const char *
         ctl_put_raw(&s->out, body->buf, body->len);
     if (ctl_frame_end(&s->out) == 0)
         ctlsock_send(c->fd, s->out.buf, s->out.len, NULL, 0);
+    c->replies++;
+    if (c->parked) {
+        c->parked = false;
+        c->resume = c->len > 0;
+    }
 }
 
 size_t server_client_count(const server_t *s)

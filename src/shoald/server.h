@@ -34,12 +34,14 @@ typedef struct server_req {
     uint32_t seq;
 } server_req_t;
 
-/* Returned by a handler that will answer with server_reply() instead. */
+/* Returned by a handler that answers with server_reply() instead (already, or later).
+ * Until then the connection's later requests wait: responses go out in request order. */
 #define SERVER_PARKED 1
 
 /* Answer a parked request: status, a detail (NULL: shoal_strerror(status) when failing)
  * and, on status 0, the response fields in body (may be NULL). Dropped quietly when the
- * connection has closed meanwhile. */
+ * connection has closed meanwhile. The requests that waited behind it run after the
+ * current pass of the server loop. */
 void server_reply(server_t *s, const server_req_t *req, int status, const char *detail,
                   const ctl_writer_t *body);
 

@@ -417,6 +417,53 @@ INTEG_TEST(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_
     assert_int_equal(first, 60);
 }
 
+static int raw_status(const char *path, uint16_t type, const void *payload, size_t len);
+
+/* Commit one offset as an administrator does (no member id), as a raw request. */
+static int admin_commit(const char *path, const char *group, const char *topic, int32_t p,
+                        int64_t offset)
+{
+    ctl_writer_t w;
+    int rc;
+
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_COMMIT, 0);
+    ctl_put_str(&w, group);
+    ctl_put_str(&w, "");
+    ctl_put_i32(&w, -1);
+    ctl_put_u32(&w, 1);
+    ctl_put_str(&w, topic);
+    ctl_put_i32(&w, p);
+    ctl_put_i64(&w, offset);
+    rc = raw_status(path, CTL_GROUP_COMMIT, w.buf + CTL_HEADER_BYTES, w.len - CTL_HEADER_BYTES);
+    ctl_writer_release(&w);
+    return rc;
+}
+
+/* A deleted topic takes every group's committed offsets with it: a topic created later
+ * under its name is read from its start, not from where the old one's readers were. */
+INTEG_TEST(test_a_topic_deleted_and_created_again_has_no_committed_offsets)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_group_info_t *info;
+    int64_t first;
+
+    assert_int_equal(shoal_topic_create(f->c, "log", &cfg), 0);
+    assert_int_equal(produce(f->c, "log", 0, 30), 0);
+    assert_int_equal(consume_some("again", 30, &first, true), 30);
+    assert_int_equal(shoal_topic_delete(f->c, "log"), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "deleted topic log and 1 committed offsets"));
+    assert_int_equal(shoal_group_describe(f->c, "again", &info), 0);
+    assert_int_equal(info->offset_count, 0);
+    shoal_group_info_free(info);
+    assert_int_equal(admin_commit(f->d.socket, "again", "log", 0, 5), SHOAL_ENOTOPIC);
+
+    assert_int_equal(shoal_topic_create(f->c, "log", &cfg), 0);
+    assert_int_equal(produce(f->c, "log", 0, 2), 0);
+    assert_int_equal(consume_some("again", 2, &first, true), 2);
+    assert_int_equal(first, 0);
+}
+
 INTEG_TEST(test_a_group_consumer_lives_through_a_daemon_restart_and_resumes_at_its_commit)
 {
     shoal_topic_config_t cfg = topic_cfg(1);
@@ -631,6 +678,59 @@ INTEG_TEST(test_async_commits_report_through_on_commit_and_are_stored)
     assert_int_equal(info->offset_count, 1);
     assert_int_equal(info->offsets[0].committed, 8);
     shoal_group_info_free(info);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
+static int commit_order[64];
+static _Atomic int commit_order_n;
+
+static void on_commit_ordered(void *arg, shoal_consumer_t *c, int status)
+{
+    int i = atomic_fetch_add(&commit_order_n, 1);
+    (void)arg;
+    (void)c;
+    if (i < 64)
+        commit_order[i] = status;
+}
+
+/* The daemon parks a valid commit until its LMDB write and could answer a refused one at
+ * once, ahead of it: the client took that for a broken stream and dropped its group
+ * connection, losing the first commit's callback and the next commit. Responses now go
+ * out in request order on every connection. */
+INTEG_TEST(test_async_commits_answer_in_order_when_one_is_refused)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+    int got = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "ord", &cfg), 0);
+    assert_int_equal(produce(f->c, "ord", 0, 8), 0);
+    member_options(&o, "ordered", 0);
+    o.on_commit = on_commit_ordered;
+    o.auto_commit = false;
+    assert_int_equal(open_member(&cl, &c, &o, "ord"), 0);
+    for (int i = 0; i < 100 && got < 8; i++) {
+        int n = shoal_poll(c, recs, 8, 20);
+        assert_true(n >= 0);
+        got += n;
+    }
+    assert_int_equal(got, 8);
+    for (int round = 0; round < 20; round++) {
+        shoal_topic_partition_offset_t mine = {.topic = "ord", .partition = 0, .offset = round};
+        shoal_topic_partition_offset_t not_mine = {.topic = "ord", .partition = 3, .offset = 1};
+        atomic_store(&commit_order_n, 0);
+        assert_int_equal(shoal_commit_async(c, &mine, 1), 0);
+        assert_int_equal(shoal_commit_async(c, &not_mine, 1), 0);
+        assert_int_equal(shoal_commit_sync(c, NULL, 0), 0); /* reads both answers first */
+        assert_string_equal(shoal_errmsg(), "");
+        assert_int_equal(atomic_load(&commit_order_n), 2);
+        assert_int_equal(commit_order[0], 0);
+        assert_int_equal(commit_order[1], SHOAL_ENOTASSIGNED);
+    }
     shoal_consumer_close(c);
     shoal_client_close(cl);
 }
@@ -1206,9 +1306,11 @@ static void put_admin_commit(ctl_writer_t *w, int64_t offset)
 INTEG_TEST(test_commits_arriving_together_share_one_transaction_and_are_durable)
 {
     enum { NCONN = 8 };
+    shoal_topic_config_t cfg = topic_cfg(1);
     int fds[NCONN];
     bool batched = false;
 
+    assert_int_equal(shoal_topic_create(f->c, "bt", &cfg), 0); /* commits need a topic */
     for (int round = 0; round < 20 && !batched; round++) {
         for (int i = 0; i < NCONN; i++)
             assert_true((fds[i] = ctlsock_connect(f->d.socket)) >= 0);
@@ -1313,10 +1415,12 @@ int main(void)
         T(test_three_members_share_partitions_and_a_sigkilled_members_move_fast),
         T(test_two_groups_on_one_topic_each_receive_every_record),
         T(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_there),
+        T(test_a_topic_deleted_and_created_again_has_no_committed_offsets),
         T(test_a_group_consumer_lives_through_a_daemon_restart_and_resumes_at_its_commit),
         T(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rejoins),
         T(test_member_silent_past_session_timeout_loses_partitions_and_rejoins),
         T(test_async_commits_report_through_on_commit_and_are_stored),
+        T(test_async_commits_answer_in_order_when_one_is_refused),
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_subscription_to_a_topic_created_later_gets_its_partitions),

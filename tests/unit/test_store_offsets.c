@@ -56,6 +56,36 @@ static void test_offsets_put_in_one_batch_then_get_and_walk_per_group(void **sta
     assert_string_equal(s.keys[4], "g2/t/0=99");
 }
 
+/* Deleting a topic drops every group's offsets of it, in the same transaction, and not
+ * those of a topic whose name it prefixes; creating a topic drops any left under its name
+ * (by an older shoal). */
+static void test_topic_delete_and_create_drop_the_topics_offsets_in_every_group(void **state)
+{
+    struct fixture *f = *state;
+    store_offset_t offs[] = {
+        {"g", "t", 0, 1}, {"g", "t2", 0, 2}, {"h", "t", 3, 3}, {"h", "tt", 0, 4}, {"t", "u", 0, 5},
+    };
+    shoal_topic_config_t cfg;
+    struct seen s = {0};
+
+    shoal_topic_config_init(&cfg);
+    assert_int_equal(store_topic_put(f->st, "t", &cfg), 0);
+    assert_int_equal(store_offsets_put(f->st, offs, 5), 0);
+    assert_int_equal(store_topic_delete(f->st, "t"), 2);
+    assert_int_equal(store_offset_foreach(f->st, NULL, record, &s), 0);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.keys[0], "g/t2/0=2");
+    assert_string_equal(s.keys[1], "h/tt/0=4");
+    assert_string_equal(s.keys[2], "t/u/0=5");
+
+    assert_int_equal(store_offsets_put(f->st, offs, 1), 0); /* as an older shoal left them */
+    assert_int_equal(store_topic_put(f->st, "t", &cfg), 0);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(store_offset_foreach(f->st, NULL, record, &s), 0);
+    assert_int_equal(s.n, 3);
+    assert_int_equal(store_topic_delete(f->st, "t"), 0);
+}
+
 static void test_offsets_delete_by_group_or_topic_and_survive_reopen(void **state)
 {
     struct fixture *f = *state;
@@ -93,6 +123,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_delete_by_group_or_topic_and_survive_reopen,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_topic_delete_and_create_drop_the_topics_offsets_in_every_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_reject_empty_names, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
