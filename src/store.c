@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <stdio.h>
 
 #include "util.h"
 
@@ -360,9 +361,12 @@ static int visit_topic(const MDB_val *key, const MDB_val *val, store_topic_cb cb
     memcpy(name, key->mv_data, key->mv_size);
     name[key->mv_size] = '\0';
     rc = store_topic_decode(val->mv_data, val->mv_size, &cfg);
-    if (rc < 0)
-        return rc;
-    return cb(arg, name, &cfg);
+    if (rc == 0 && (rc = shoal_topic_config_check(&cfg)) < 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", shoal_errmsg());
+        SHOAL_ERR(rc, "store: topic record out of range: %s", why);
+    }
+    return cb(arg, name, rc < 0 ? NULL : &cfg);
 }
 
 int store_topic_foreach(store_t *st, store_topic_cb cb, void *arg)

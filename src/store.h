@@ -34,8 +34,11 @@ int store_topic_get(store_t *st, const char *name, shoal_topic_config_t *cfg);
  * Returns how many offsets went, SHOAL_ENOTOPIC when missing. Durable on return. */
 int store_topic_delete(store_t *st, const char *name);
 
+/* cfg is NULL when the topic's stored record is unreadable or out of range (a damaged
+ * store): shoal_errmsg() says why. */
 typedef int (*store_topic_cb)(void *arg, const char *name, const shoal_topic_config_t *cfg);
-/* Call cb for every topic in name order; stops and returns cb's value when non-zero. */
+/* Call cb for every topic in name order; stops and returns cb's value when non-zero. A
+ * key that is not a topic name stops it with SHOAL_ECORRUPT. */
 int store_topic_foreach(store_t *st, store_topic_cb cb, void *arg);
 
 /* Serialisation of a topic config, exposed for the unit tests. */

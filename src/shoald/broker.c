@@ -9,6 +9,7 @@
  * daemons can never manage the same files. */
 #include "broker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -78,6 +79,38 @@ static void topic_free(dtopic_t *t, uint32_t opened, bool remove_files)
     shoal__free(t);
 }
 
+/* Whether dir holds a segment (a .log file). */
+static bool dir_has_segments(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    bool found = false;
+
+    while (d && !found && (e = readdir(d)))
+        found = strlen(e->d_name) > 4 && !strcmp(e->d_name + strlen(e->d_name) - 4, ".log");
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* A new topic must not take over segments left under its name by a topic the store does
+ * not know (its record lost, or a delete cut short by a crash): creating it would erase
+ * them. */
+static int check_no_segments(broker_t *b, const char *name, uint32_t partitions)
+{
+    char dir[PATH_MAX];
+    for (uint32_t i = 0; i < partitions; i++) {
+        if (snprintf(dir, sizeof(dir), "%s/%s-%u", b->cfg->data_dir, name, i) >= (int)sizeof(dir))
+            return -ENAMETOOLONG;
+        if (dir_has_segments(dir))
+            return SHOAL_ERR(SHOAL_ETOPICEXISTS,
+                             "%s holds segments of a topic the metadata store does not know; "
+                             "move it away or remove it to create %s",
+                             dir, name);
+    }
+    return 0;
+}
+
 /* Open (fresh: create) every partition of a topic. */
 static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t *cfg, bool fresh,
                       dtopic_t **out)
@@ -120,7 +153,9 @@ int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_
         rc = SHOAL_ERR(SHOAL_ETOPICEXISTS, "topic %s already exists", name);
         goto out_unlock;
     }
-    if ((rc = store_topic_put(b->store, name, cfg)) < 0)
+    if ((cfg->storage == SHOAL_STORAGE_DISK &&
+         (rc = check_no_segments(b, name, cfg->partitions)) < 0) ||
+        (rc = store_topic_put(b->store, name, cfg)) < 0)
         goto out_unlock;
     rc = topic_open(b, name, cfg, true, &t);
     if (rc == 0 && (rc = registry_insert(b, t)) < 0)
@@ -396,16 +431,66 @@ static int lock_dir(const char *dir, const char *what)
     return fd;
 }
 
+struct recovery {
+    broker_t *b;
+    size_t unserved;
+};
+
+/* The topic name of a partition directory <name>-<digits>, or false. */
+static bool partition_dir_topic(const char *entry, char *name, size_t cap)
+{
+    const char *dash = strrchr(entry, '-');
+    size_t len = dash ? (size_t)(dash - entry) : 0;
+    if (!dash || !dash[1] || strspn(dash + 1, "0123456789") != strlen(dash + 1) || len >= cap)
+        return false;
+    memcpy(name, entry, len);
+    name[len] = '\0';
+    return shoal_topic_name_is_valid(name);
+}
+
+/* Segments under no topic the store knows are left alone, and said once at start: after
+ * a lost metadata store, that is every topic. */
+static void warn_unclaimed_dirs(broker_t *b)
+{
+    DIR *d = opendir(b->cfg->data_dir);
+    struct dirent *e;
+
+    while (d && (e = readdir(d))) {
+        char name[SHOAL_TOPIC_NAME_MAX + 1], dir[PATH_MAX];
+        shoal_topic_config_t cfg;
+        if (!partition_dir_topic(e->d_name, name, sizeof(name)) ||
+            store_topic_get(b->store, name, &cfg) != SHOAL_ENOTOPIC)
+            continue;
+        if (snprintf(dir, sizeof(dir), "%s/%s", b->cfg->data_dir, e->d_name) < (int)sizeof(dir) &&
+            dir_has_segments(dir))
+            log_warn("%s holds segments of no topic in the metadata store (was the store lost?); "
+                     "they are not served, and creating topic %s is refused until it is moved",
+                     dir, name);
+    }
+    if (d)
+        closedir(d);
+    shoal__clear_err();
+}
+
+/* A topic that cannot be recovered (damaged files, a damaged store record) is left out,
+ * its files untouched, and the others are served; only running out of memory stops. */
 static int recover_topic(void *arg, const char *name, const shoal_topic_config_t *cfg)
 {
-    broker_t *b = arg;
+    struct recovery *rv = arg;
     dtopic_t *t;
-    int rc = topic_open(b, name, cfg, false, &t);
-    if (rc < 0)
-        return rc;
-    if ((rc = registry_insert(b, t)) < 0)
+    int rc = cfg ? topic_open(rv->b, name, cfg, false, &t) : SHOAL_ECORRUPT;
+
+    if (rc == 0 && (rc = registry_insert(rv->b, t)) < 0)
         topic_free(t, cfg->partitions, false);
-    return rc;
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc < 0) {
+        log_error("topic %s is not served: %s (%s); its files are left as they are: repair or "
+                  "remove them, then restart shoald",
+                  name, shoal_strerror(rc), shoal_errmsg());
+        rv->unserved++;
+    }
+    return 0;
 }
 
 static int broker_dirs(broker_t *b)
@@ -449,6 +534,7 @@ static void guard_mapping(void *addr, size_t len)
 
 int broker_open(broker_t *b, const shoald_config_t *cfg)
 {
+    struct recovery rv = {.b = b};
     int rc;
 
     memset(b, 0, sizeof(*b));
@@ -466,13 +552,14 @@ int broker_open(broker_t *b, const shoald_config_t *cfg)
     }
     if ((rc = broker_dirs(b)) < 0)
         goto out_close;
-    rc = store_topic_foreach(b->store, recover_topic, b);
+    rc = store_topic_foreach(b->store, recover_topic, &rv);
     if (rc < 0) {
         log_error("recovery failed: %s (%s)", shoal_strerror(rc), shoal_errmsg());
         goto out_close;
     }
-    log_info("recovered %zu topics; data in %s, shared memory in %s", b->ntopics, cfg->data_dir,
-             b->shm_dir);
+    warn_unclaimed_dirs(b);
+    log_info("recovered %zu topics%s; data in %s, shared memory in %s", b->ntopics,
+             rv.unserved ? " (and some not: see above)" : "", cfg->data_dir, b->shm_dir);
     return 0;
 out_close:
     broker_close(b);

@@ -331,7 +331,7 @@ static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir
     if ((rc = dpart_names(p, data_dir, shm_dir, topic, id)) < 0)
         return rc;
     if (is_disk(p)) {
-        if (fresh && rm_tree(p->dir) < 0) /* files of a deleted topic of the same name */
+        if (fresh && rm_tree(p->dir) < 0) /* no segments (broker_topic_create checks) */
             return SHOAL_ERR(-EEXIST, "cannot clear %s", p->dir);
         if ((rc = shoal__mkdir_p(p->dir, 0700)) < 0)
             return SHOAL_ERR(rc, "cannot create %s", p->dir);

@@ -470,6 +470,52 @@ INTEG_TEST(test_topic_names_of_249_characters_work_through_a_daemon_restart)
     assert_int_equal(count_dir_entries(f->d.shm_dir, NULL), 1); /* only its .lock */
 }
 
+static off_t size_of(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* A topic whose files cannot be recovered is left out with its files as they are, and the
+ * daemon serves the others; after its metadata store is lost, a topic created over
+ * segments the store does not know is refused instead of erasing them. */
+INTEG_TEST(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, 1ull << 20, 2);
+    char bad_log[PATH_MAX], good_log[PATH_MAX], store[PATH_MAX];
+    shoal_producer_t *p;
+    off_t good_bytes;
+
+    assert_int_equal(shoal_topic_create(f->c, "good", &cfg), 0);
+    assert_int_equal(shoal_topic_create(f->c, "bad", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "good", 0, 0, 5, SHOAL_ACKS_DISK), 0);
+    assert_int_equal(produce_range(f->c, "bad", 0, 0, 3, SHOAL_ACKS_DISK), 0);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    snprintf(bad_log, sizeof(bad_log), "%s/bad-0/00000000000000000000.log", f->d.data_dir);
+    snprintf(good_log, sizeof(good_log), "%s/good-0/00000000000000000000.log", f->d.data_dir);
+    good_bytes = size_of(good_log);
+    assert_true(good_bytes > 0);
+    assert_int_equal(unlink(bad_log), 0);
+    assert_int_equal(mkdir(bad_log, 0700), 0);
+
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "topic bad is not served"));
+    assert_partition_holds(f->c, "good", 0, 5);
+    assert_int_equal(shoal_producer_open(f->c, "bad", NULL, &p), SHOAL_ENOTOPIC);
+    assert_int_equal(size_of(bad_log) >= 0, true); /* still the directory put there */
+
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    snprintf(store, sizeof(store), "%s/meta/data.mdb", f->d.data_dir);
+    assert_int_equal(unlink(store), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "good-0 holds segments of no topic"));
+    assert_int_equal(shoal_topic_create(f->c, "good", &cfg), SHOAL_ETOPICEXISTS);
+    assert_non_null(strstr(shoal_errmsg(), "good-0 holds segments of a topic"));
+    assert_int_equal(size_of(good_log), good_bytes);
+}
+
 INTEG_TEST(test_unknown_topic_is_enotopic_for_describe_delete_and_producer)
 {
     shoal_topic_info_t *info = (void *)1;
@@ -2319,6 +2365,7 @@ int main(void)
         T(test_reserved_fields_are_zeroed_by_init_and_refused_when_set),
         T(test_out_of_range_options_and_repeated_partitions_are_refused),
         T(test_topic_names_of_249_characters_work_through_a_daemon_restart),
+        T(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept),
         T(test_unknown_topic_is_enotopic_for_describe_delete_and_producer),
         T(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset),
         T(test_client_open_without_daemon_is_enodaemon),

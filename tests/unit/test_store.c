@@ -98,6 +98,7 @@ struct visit_log {
     store_t *st; /* when set, the callback also reads the topic back */
     char names[8][16];
     uint32_t partitions[8];
+    char why[128]; /* shoal_errmsg() at the last visit without a config */
     int n;
     int stop_after;
 };
@@ -108,8 +109,10 @@ static int record_visit(void *arg, const char *name, const shoal_topic_config_t 
 
     assert_true(log->n < 8);
     snprintf(log->names[log->n], sizeof(log->names[0]), "%s", name);
-    log->partitions[log->n] = cfg->partitions;
-    if (log->st) {
+    log->partitions[log->n] = cfg ? cfg->partitions : 0; /* NULL: an unusable record */
+    if (!cfg)
+        snprintf(log->why, sizeof(log->why), "%s", shoal_errmsg());
+    if (log->st && cfg) {
         shoal_topic_config_t again;
         assert_int_equal(store_topic_get(log->st, name, &again), 0);
         assert_memory_equal(&again, cfg, sizeof(again));
@@ -149,6 +152,27 @@ static void test_store_foreach_stops_on_callback_value(void **state)
     assert_int_equal(store_topic_put(f->st, "t3", &cfg), 0);
     assert_int_equal(store_topic_foreach(f->st, record_visit, &log), 42);
     assert_int_equal(log.n, 2);
+}
+
+/* A record out of range (a damaged store: 0 partitions) is visited without a config and
+ * with the cause, and the walk goes on to the next topic. */
+static void test_store_foreach_visits_an_out_of_range_record_without_config(void **state)
+{
+    struct fixture *f = *state;
+    struct visit_log log = {0};
+    shoal_topic_config_t cfg = config_with(0);
+
+    assert_int_equal(store_topic_put(f->st, "broken", &cfg), 0);
+    cfg = config_with(3);
+    assert_int_equal(store_topic_put(f->st, "fine", &cfg), 0);
+    assert_int_equal(store_topic_foreach(f->st, record_visit, &log), 0);
+    assert_int_equal(log.n, 2);
+    assert_string_equal(log.names[0], "broken");
+    assert_int_equal(log.partitions[0], 0);
+    assert_non_null(
+        strstr(log.why, "store: topic record out of range: partitions must be 1..1024"));
+    assert_string_equal(log.names[1], "fine");
+    assert_int_equal(log.partitions[1], 3);
 }
 
 static void test_store_foreach_on_empty_store_calls_nothing(void **state)
@@ -300,6 +324,7 @@ int main(void)
         T(test_store_rejects_empty_and_overlong_names),
         T(test_store_foreach_visits_in_name_order),
         T(test_store_foreach_stops_on_callback_value),
+        T(test_store_foreach_visits_an_out_of_range_record_without_config),
         T(test_store_foreach_on_empty_store_calls_nothing),
         T(test_store_reopen_keeps_topics),
         cmocka_unit_test(test_store_record_round_trip_and_layout),
