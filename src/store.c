@@ -19,8 +19,10 @@
 #include "store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <lmdb.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "util.h"
 
@@ -152,6 +154,30 @@ out_abort:
     return rc;
 }
 
+/* LMDB maps data.mdb and trusts its meta page: a file cut shorter than the pages the meta
+ * page counts would fault (SIGBUS) at the first read past its end. */
+static int check_file_length(store_t *st, const char *dir)
+{
+    char path[PATH_MAX];
+    MDB_envinfo info;
+    MDB_stat stat_;
+    struct stat st_file;
+    unsigned long long need;
+
+    if (mdb_env_info(st->env, &info) != 0 || mdb_env_stat(st->env, &stat_) != 0)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "store: cannot read the meta page of %s", dir);
+    need = ((unsigned long long)info.me_last_pgno + 1) * stat_.ms_psize;
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    if (stat(path, &st_file) < 0)
+        return SHOAL_ERR(-errno, "store: %s: %s", path, strerror(errno));
+    if ((unsigned long long)st_file.st_size < need)
+        return SHOAL_ERR(SHOAL_ECORRUPT,
+                         "store: %s has %lld bytes but its pages reach %llu: it was cut short; "
+                         "restore it from a backup",
+                         path, (long long)st_file.st_size, need);
+    return 0;
+}
+
 static int open_env(store_t *st, const char *dir, size_t map_bytes)
 {
     int rc;
@@ -166,6 +192,8 @@ static int open_env(store_t *st, const char *dir, size_t map_bytes)
         rc = mdb_env_open(st->env, dir, MDB_NOTLS, 0600);
     if (rc != 0)
         return store_err(rc, dir);
+    if ((rc = check_file_length(st, dir)) < 0)
+        return rc;
     return open_dbs(st);
 }
 

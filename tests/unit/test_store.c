@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "store.h"
@@ -200,6 +201,28 @@ static void test_store_reopen_keeps_topics(void **state)
     assert_int_equal(store_topic_get(f->st, "gone", &out), SHOAL_ENOTOPIC);
 }
 
+/* A data.mdb cut shorter than its pages is refused with the cause at open, instead of
+ * faulting (SIGBUS) at the first read past its end. */
+static void test_store_open_refuses_a_file_cut_short(void **state)
+{
+    struct fixture *f = *state;
+    shoal_topic_config_t cfg = config_with(1);
+    char path[400];
+
+    for (int i = 0; i < 200; i++) { /* enough pages for a tree past the two meta pages */
+        char name[16];
+        snprintf(name, sizeof(name), "topic-%d", i);
+        assert_int_equal(store_topic_put(f->st, name, &cfg), 0);
+    }
+    store_close(f->st);
+    f->st = NULL;
+    snprintf(path, sizeof(path), "%s/data.mdb", f->meta);
+    assert_int_equal(truncate(path, 8192), 0);
+    assert_int_equal(store_open(f->meta, 0, &f->st), SHOAL_ECORRUPT);
+    assert_null(f->st);
+    assert_non_null(strstr(shoal_errmsg(), "has 8192 bytes but its pages reach"));
+}
+
 static void test_store_record_round_trip_and_layout(void **state)
 {
     shoal_topic_config_t in, out;
@@ -327,6 +350,7 @@ int main(void)
         T(test_store_foreach_visits_an_out_of_range_record_without_config),
         T(test_store_foreach_on_empty_store_calls_nothing),
         T(test_store_reopen_keeps_topics),
+        T(test_store_open_refuses_a_file_cut_short),
         cmocka_unit_test(test_store_record_round_trip_and_layout),
         cmocka_unit_test(test_store_record_rejects_bad_length_and_version),
         cmocka_unit_test(test_store_version_1_record_decodes_with_lifecycle_defaults),
