@@ -119,7 +119,8 @@ SHOAL_EXTERN const char *shoal_version(int *major, int *minor, int *patch);
     XX(EREBALANCE, "the group is rebalancing: rejoin")                                             \
     XX(ENOTASSIGNED, "partition not assigned to this member")                                      \
     XX(EGROUPACTIVE, "the group has active members")                                               \
-    XX(ENOASSIGNOR, "no partition assignor supported by every member")
+    XX(ENOASSIGNOR, "no partition assignor supported by every member")                             \
+    XX(EFENCED, "another consumer with this group_instance_id took this member's place")
 
 /* SHOAL_EAGAIN etc. are spelt SHOAL_AGAIN and SHOAL_ADMIN_ACTION: they are outcomes, not
  * failures (the caller retries). The others read SHOAL_E<NAME>. */
@@ -631,8 +632,11 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * largest max_poll_interval_ms of its members). Extra errors then: SHOAL_EINVAL (not
  * subscribed yet), SHOAL_ENOASSIGNOR (none of options.assignors is supported by every
  * member), SHOAL_ENODAEMON / SHOAL_ECLOSED (the group connection is gone; the next poll
- * tries to reconnect), SHOAL_EPROTO, -ENOMEM. Being fenced (SHOAL_EGENERATION) or a
- * rebalance (SHOAL_EREBALANCE) is handled inside and never returned by poll. */
+ * tries to reconnect), SHOAL_EPROTO, -ENOMEM, and SHOAL_EFENCED: another consumer joined
+ * with the same group_instance_id and took this one's place (on_revoked runs, nothing is
+ * committed); this poll and every later one and every commit return it, so close the
+ * consumer (Kafka's FENCED_INSTANCE_ID). Being fenced by the generation (SHOAL_EGENERATION)
+ * or a rebalance (SHOAL_EREBALANCE) is handled inside and never returned by poll. */
 SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, size_t max,
                             int timeout_ms);
 
@@ -675,7 +679,8 @@ typedef struct shoal_topic_partition_offset {
 /** Commit offsets for the consumer's group and wait until they are durable in shoald's
  * LMDB. offsets NULL with n 0 commits the current position of every assigned partition.
  * @return 0, or SHOAL_EGENERATION (this member was fenced: its generation is over, e.g.
- *         after exceeding max_poll_interval_ms; poll to rejoin), SHOAL_ENOTASSIGNED,
+ *         after exceeding max_poll_interval_ms; poll to rejoin), SHOAL_EFENCED (see
+ *         shoal_poll), SHOAL_ENOTASSIGNED, SHOAL_ENOTOPIC (the topic was deleted),
  *         SHOAL_EINVAL (not a group consumer), SHOAL_ENOGROUP, SHOAL_EIO, SHOAL_ECLOSED.
  * Thread-safety: one thread per consumer handle. */
 SHOAL_EXTERN int shoal_commit_sync(shoal_consumer_t *consumer,

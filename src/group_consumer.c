@@ -12,7 +12,10 @@
  * heartbeat interval at a time:
  *  - heartbeat every heartbeat_interval_ms. SHOAL_EREBALANCE means rejoin; SHOAL_EGENERATION
  *    means this member was removed (session timeout, max poll interval): its partitions
- *    are lost (on_revoked, no commit) and it joins again as a new member.
+ *    are lost (on_revoked, no commit) and it joins again as a new member. SHOAL_EFENCED (from
+ *    any group request) means a later process took this static member's place: the
+ *    partitions are lost and every later poll or commit returns SHOAL_EFENCED (Kafka's
+ *    FENCED_INSTANCE_ID), so that two processes never take turns.
  *  - rejoin: with auto-commit, commit the positions; on_revoked; detach every partition
  *    (eager protocol); JoinGroup (blocks until the join phase ends); the leader runs the
  *    assignor over the members' subscriptions; SyncGroup; attach the assignment, seek each
@@ -61,6 +64,7 @@ struct cgroup {
     char member_id[128];
     int32_t generation; /* -1 while not a member */
     bool need_join;
+    bool fenced;          /* for good: a later process took this static member's place */
     bool attached;        /* the assignment is attached to the consumer */
     bool follow_up;       /* leader: a cooperative assignor withheld partitions */
     bool attaching;       /* inside attach_assignment() */
@@ -764,12 +768,33 @@ static int reconnect(shoal_consumer_t *c, struct cgroup *g)
     return 0;
 }
 
+/* A fenced member gives up its partitions (no commit: they are someone else's now). */
+static int fence(shoal_consumer_t *c, struct cgroup *g, int rc)
+{
+    if (rc == SHOAL_EFENCED) {
+        revoke_all(c, g, true);
+        g->fenced = true;
+        g->need_join = false;
+    }
+    return rc;
+}
+
+static int fenced_error(const struct cgroup *g)
+{
+    return SHOAL_ERR(SHOAL_EFENCED,
+                     "group %s: another consumer joined with group_instance_id '%s' and took "
+                     "this one's place; close this consumer",
+                     g->group_id, g->instance_id);
+}
+
 /* The protocol work that is due. */
 static int maintain(shoal_consumer_t *c, struct cgroup *g)
 {
-    int rc = reconnect(c, g);
+    int rc;
 
-    if (rc < 0)
+    if (g->fenced)
+        return fenced_error(g);
+    if ((rc = reconnect(c, g)) < 0)
         return rc;
     if (!g->need_join && ms_since(g->last_heartbeat_ns) >= g->heartbeat_ms) {
         rc = heartbeat(c, g);
@@ -781,12 +806,12 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g)
             g->generation = -1;
             g->need_join = true;
         } else if (rc < 0)
-            return rc;
+            return fence(c, g, rc);
     }
     for (int tries = 0; g->need_join && tries < 16; tries++) {
         rc = rejoin(c, g);
         if (rc < 0 && rc != SHOAL_EREBALANCE)
-            return rc;
+            return fence(c, g, rc);
     }
     if (!g->need_join && g->auto_commit && g->attached && g->nassigned &&
         ms_since(g->last_commit_ns) >= g->auto_commit_ms)
@@ -920,7 +945,7 @@ static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_parti
     ctl_writer_init(&w);
     rc = build_commit(g, &w, o, n, c);
     if (rc == 0 && sync)
-        rc = conn_call_simple(c, g, &w);
+        rc = fence(c, g, conn_call_simple(c, g, &w));
     else if (rc == 0 && (rc = conn_send(g, &w, &seq)) == 0)
         g->async_seqs[g->nasync++] = seq;
     ctl_writer_release(&w);
@@ -948,6 +973,8 @@ static int commit_checked(shoal_consumer_t *c, const shoal_topic_partition_offse
     shoal__clear_err();
     if (!g || !g->topics)
         return SHOAL_ERR(SHOAL_EINVAL, "commit needs a subscribed group consumer");
+    if (g->fenced)
+        return fenced_error(g);
     if (n && !offsets)
         return SHOAL_ERR(SHOAL_EINVAL, "commit of %zu offsets without an array", n);
     if (n == 0 && (!g->attached || g->nassigned == 0))

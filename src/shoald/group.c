@@ -58,6 +58,7 @@ struct gmember {
     char id[GROUP_MEMBER_ID_MAX + 1];
     char client_id[GROUP_MEMBER_ID_MAX + 1];
     gname_t instance_id;
+    char replaced[GROUP_MEMBER_ID_MAX + 1]; /* the id a static member took over from */
     pid_t pid;
     uint64_t conn_id; /* 0: the process is gone (static member awaiting its return) */
     int32_t session_timeout_ms;
@@ -202,6 +203,24 @@ static struct gmember *member_find_instance(struct group *g, const char *instanc
         if (!strcmp(g->members[i]->instance_id, instance))
             return g->members[i];
     return NULL;
+}
+
+/* The static member that took over from member id (a process still running with the same
+ * group_instance_id), or NULL. */
+static struct gmember *member_replacing(struct group *g, const char *id)
+{
+    for (size_t i = 0; i < g->nmembers; i++)
+        if (g->members[i]->replaced[0] && !strcmp(g->members[i]->replaced, id))
+            return g->members[i];
+    return NULL;
+}
+
+static int fenced(const struct group *g, const char *id, const struct gmember *by)
+{
+    return SHOAL_ERR(SHOAL_EFENCED,
+                     "member %s of group %s is fenced: member %s (pid %d) joined with the same "
+                     "group_instance_id '%s'",
+                     id, g->id, by->id, (int)by->pid, by->instance_id);
 }
 
 static void member_free(struct gmember *m)
@@ -615,6 +634,7 @@ static void static_rejoin(group_coord_t *gc, struct group *g, struct gmember *m,
 {
     bool was_leader = !strcmp(g->leader, m->id);
     member_take(m, j, req);
+    snprintf(m->replaced, sizeof(m->replaced), "%s", m->id);
     snprintf(m->id, sizeof(m->id), "%.64s-%llu", m->client_id,
              (unsigned long long)++gc->member_seq); /* the old process is fenced */
     if (was_leader)
@@ -643,6 +663,10 @@ static int on_join(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
         goto out;
     }
     m = member_find(g, j.member);
+    if (!m && j.member[0] && (m = member_find_instance(g, j.instance))) {
+        rc = fenced(g, j.member, m); /* its place went to a later process: Kafka's rule */
+        goto out;
+    }
     if (!m && (m = member_find_instance(g, j.instance)) && g->state == GS_STABLE &&
         same_subscription(m, &j)) {
         static_rejoin(gc, g, m, &j, req);
@@ -685,7 +709,9 @@ static int find_member(group_coord_t *gc, const char *gid, const char *mid, int3
         return rc;
     if (!(*g = group_find(gc, gid)))
         return SHOAL_ERR(SHOAL_ENOGROUP, "no group %s", gid);
-    if (!(*m = member_find(*g, mid)))
+    if (!(*m = member_find(*g, mid)) && (*m = member_replacing(*g, mid)))
+        return fenced(*g, mid, *m);
+    if (!*m)
         return SHOAL_ERR(SHOAL_EGENERATION,
                          "member '%s' is not in group %s (it left, died, exceeded its session "
                          "timeout or max poll interval, or was replaced): rejoin",

@@ -740,6 +740,7 @@ INTEG_TEST(test_async_commits_answer_in_order_when_one_is_refused)
 struct helper_args {
     const char *group;
     const char *topic;
+    const char *instance; /* group_instance_id, or NULL */
 };
 
 /* A dynamic member (index 1) that polls until told to stop. */
@@ -752,6 +753,7 @@ static int polling_member(void *arg)
     shoal_record_t recs[16];
 
     member_options(&o, a->group, 1);
+    o.group_instance_id = a->instance;
     if (open_member(&cl, &c, &o, a->topic) < 0)
         return 10;
     while (!atomic_load(&sh->done))
@@ -823,6 +825,52 @@ INTEG_TEST(test_restarted_static_member_gets_its_partitions_back_without_a_rebal
 
     atomic_store(&sh->done, 1);
     assert_int_equal(harness_wait(helper, 10000), 0);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
+static bool b_holds_two(void)
+{
+    return atomic_load(&sh->nassigned[1]) == 2;
+}
+
+/* Two live processes with one group_instance_id: the later takes the place and the earlier
+ * is fenced for good (SHOAL_EFENCED from every poll and commit), instead of the two taking
+ * it from each other every heartbeat and both reading the same partitions. */
+INTEG_TEST(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good)
+{
+    static const struct helper_args args = {.group = "twins", .topic = "tw", .instance = "twin"};
+    shoal_topic_config_t cfg = topic_cfg(2);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+    int64_t t0;
+    pid_t twin;
+    int rc = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "tw", &cfg), 0);
+    member_options(&o, "twins", 0);
+    o.group_instance_id = "twin";
+    assert_int_equal(open_member(&cl, &c, &o, "tw"), 0);
+    assert_true(poll_until(c, a_holds_two, 10000));
+    assert_true((twin = harness_fork(polling_member, (void *)&args, 50)) > 0);
+    for (t0 = mono_ms(); rc >= 0 && mono_ms() - t0 < 5000;)
+        rc = shoal_poll(c, recs, 8, 50);
+    assert_int_equal(rc, SHOAL_EFENCED);
+    assert_non_null(strstr(shoal_errmsg(), "group_instance_id 'twin'"));
+    assert_int_equal(atomic_load(&sh->nassigned[0]), 0);
+    assert_int_equal(shoal_poll(c, recs, 8, 50), SHOAL_EFENCED);
+    assert_int_equal(shoal_commit_sync(c, NULL, 0), SHOAL_EFENCED);
+    assert_non_null(strstr(shoal_errmsg(), "took this one's place"));
+    sleep_ms(1000); /* heartbeats: before, each side took the place back from the other */
+    assert_true(b_holds_two());
+    assert_int_equal(atomic_load(&sh->assigned_calls[1]), 1);
+    for (int p = 0; p < 2; p++)
+        assert_int_equal(atomic_load(&sh->owner[p]), twin);
+
+    atomic_store(&sh->done, 1);
+    assert_int_equal(harness_wait(twin, 10000), 0);
     shoal_consumer_close(c);
     shoal_client_close(cl);
 }
@@ -1423,6 +1471,7 @@ int main(void)
         T(test_async_commits_answer_in_order_when_one_is_refused),
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
+        T(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good),
         T(test_subscription_to_a_topic_created_later_gets_its_partitions),
         T(test_cli_consume_group_resumes_and_group_commands_report),
         T(test_an_application_assignor_is_used_and_a_member_without_a_common_one_is_refused),
