@@ -508,12 +508,11 @@ static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t 
     return n;
 }
 
-/* With space_waiters raised on a memory topic: whether a producer waits for room now. A
- * producer killed while it waited leaves the count raised for good, so the count alone is
- * not enough: a producer that finds the ring full moves full_events, and a waiting one
- * moves it again at each retry (every millisecond). True when it moved since the last look
- * at this sealed slot (part_yield also notes it while nobody waits, so a producer that
- * starts waiting is seen at the first look after). */
+/* On a memory topic: whether a producer wants room now. space_waiters is not enough: a
+ * producer with block_ms 0 never waits (it returns SHOAL_AGAIN and sends again), and one
+ * killed while it waited leaves the count raised for good. Every producer that finds the
+ * ring full moves full_events, and a waiting one moves it again at each retry (every
+ * millisecond). True when it moved since the last look at this sealed slot. */
 static bool producer_waits(struct consumer_part *cp)
 {
     uint64_t full = atomic_load_explicit(&cp->ring.ctl->full_events, memory_order_relaxed);
@@ -542,13 +541,10 @@ static int part_yield(shoal_consumer_t *c, struct consumer_part *cp)
     s = &ctl->slots[cp->cur.slot];
     if (atomic_load(&s->state) != SHM_SLOT_SEALED)
         return 0;
-    /* Falling off loses records: on a memory topic, only for a producer that waits now. */
-    if (atomic_load(&ctl->space_waiters) == 0) {
-        if (ctl->storage == SHOAL_STORAGE_MEMORY)
-            producer_waits(cp); /* notes full_events */
-        return 0;
-    }
-    if (ctl->storage == SHOAL_STORAGE_MEMORY && !producer_waits(cp))
+    /* Falling off loses records: on a memory topic, only for a producer that wants room
+     * now; a disk topic's reader moves to disk for a producer that waits. */
+    if (ctl->storage == SHOAL_STORAGE_MEMORY ? !producer_waits(cp)
+                                             : atomic_load(&ctl->space_waiters) == 0)
         return 0;
     next = (atomic_load(&ctl->active_slot) + 1) % cp->ring.slot_count;
     if (cp->cur.slot != next)

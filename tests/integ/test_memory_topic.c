@@ -192,6 +192,34 @@ static void test_consumer_yields_at_its_first_poll_after_a_producer_waits(void *
     shoal_producer_close(p);
 }
 
+/* A producer with block_ms 0 never waits: it gets SHOAL_AGAIN and sends again. The
+ * consumer on the slot it needs lets it go at its next poll all the same (it used to
+ * yield only to a producer that waited, and so paced this one to its own reading). */
+static void test_consumer_yields_to_a_producer_that_does_not_wait(void **state)
+{
+    shoal_producer_options_t opts;
+    shoal_producer_t *p, *q;
+    shoal_consumer_t *k;
+    shoal_record_t r;
+    int sent = 0;
+    (void)state;
+
+    k = consumer_on_sealed_slot(&p);
+    assert_int_equal(shoal_poll(k, &r, 1, 0), 1); /* a look while nobody wants room */
+    shoal_producer_options_init(&opts);
+    opts.block_ms = 0;
+    assert_int_equal(shoal_producer_open(client, "mem", &opts, &q), 0);
+    while (sent < 1000 && send_range(q, 100 + sent, 1) == 0)
+        sent++;
+    assert_true(sent < 1000);
+    assert_int_equal(send_range(q, 100 + sent, 1), SHOAL_AGAIN); /* slot 0 is the consumer's */
+    assert_int_equal(shoal_poll(k, &r, 1, 0), SHOAL_EOFFSET);    /* lets it go */
+    assert_int_equal(send_range(q, 100 + sent, 1), 0);
+    shoal_consumer_close(k);
+    shoal_producer_close(q);
+    shoal_producer_close(p);
+}
+
 static void test_slow_consumer_falls_off_and_resumes_at_the_oldest_record(void **state)
 {
     (void)state;
@@ -261,6 +289,7 @@ int main(void)
         T(test_slow_consumer_falls_off_and_resumes_at_the_oldest_record),
         T(test_consumer_keeps_its_slot_when_no_producer_really_waits),
         T(test_consumer_yields_at_its_first_poll_after_a_producer_waits),
+        T(test_consumer_yields_to_a_producer_that_does_not_wait),
         T(test_slow_consumer_with_latest_reset_jumps_to_the_log_end),
         T(test_seek_to_an_overwritten_offset_reports_it_then_reads_the_oldest),
     };
