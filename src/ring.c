@@ -929,9 +929,13 @@ int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms)
                              "shared memory, not yet on disk",
                              (int)atomic_load(&ctl->daemon_pid), (long long)offset);
         left_ms = (deadline_ns - shoal__mono_ns()) / 1000000;
-        if (left_ms <= 0)
-            return SHOAL_ERR(SHOAL_ETIMEDOUT, "offset %lld not on disk after %d ms",
-                             (long long)offset, timeout_ms);
+        if (left_ms <= 0) {
+            int32_t io = atomic_load(&ctl->flush_error);
+            return SHOAL_ERR(SHOAL_ETIMEDOUT, "offset %lld not on disk after %d ms%s%s",
+                             (long long)offset, timeout_ms,
+                             io ? ": shoald cannot write to disk: " : "",
+                             io ? shoal_strerror(io) : "");
+        }
         /* The flusher sleeps on flush_waiters: changing it and waking it gets this record
          * written and fsynced now rather than at the flusher's next tick. What it fsyncs
          * for is flush_wanted, set first, so it is seen by the time the count moves: a

@@ -493,6 +493,14 @@ static int recover_topic(void *arg, const char *name, const shoal_topic_config_t
     return 0;
 }
 
+static int make_dir(const char *dir, unsigned mode)
+{
+    int rc = shoal__mkdir_p(dir, mode);
+    if (rc < 0)
+        log_error("cannot create %s: %s", dir, shoal_strerror(rc));
+    return rc;
+}
+
 static int broker_dirs(broker_t *b)
 {
     const shoald_config_t *c = b->cfg;
@@ -505,14 +513,13 @@ static int broker_dirs(broker_t *b)
             (int)sizeof(b->socket_path) ||
         snprintf(meta, sizeof(meta), "%s/meta", c->data_dir) >= (int)sizeof(meta))
         return -ENAMETOOLONG;
-    if ((rc = shoal__mkdir_p(c->data_dir, 0700)) < 0 ||
-        (rc = shoal__mkdir_p(c->runtime_dir, 0755)) < 0 ||
-        (rc = shoal__mkdir_p(b->shm_dir, 0700)) < 0) {
-        log_error("cannot create directories: %s", shoal_strerror(rc));
+    /* The data directory's lock first: a second shoald on it creates nothing else. */
+    if ((rc = make_dir(c->data_dir, 0700)) < 0)
         return rc;
-    }
     if ((b->data_lock_fd = lock_dir(c->data_dir, "data directory")) < 0)
         return b->data_lock_fd;
+    if ((rc = make_dir(c->runtime_dir, 0755)) < 0 || (rc = make_dir(b->shm_dir, 0700)) < 0)
+        return rc;
     if ((b->shm_lock_fd = lock_dir(b->shm_dir, "shm directory")) < 0)
         return b->shm_lock_fd;
     rc = store_open(meta, 0, &b->store);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -285,6 +286,18 @@ out_broker:
     return rc;
 }
 
+/* A descriptor per client connection and per open segment file: the soft limit (1024
+ * under systemd) is too few for a busy broker, and the hard limit is ours to take. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("cannot raise the open file limit: %s", strerror(errno));
+    }
+}
+
 int main(int argc, char **argv)
 {
     static struct daemon d;
@@ -311,6 +324,7 @@ int main(int argc, char **argv)
     d.argv = argv;
     shoal_store_relaxed(&d.flush_interval_ms, d.cfg.flush_interval_ms);
     d.tick_fd = -1;
+    raise_fd_limit();
     if (signals_setup(&d) < 0) {
         log_error("cannot set up signal handling: %s", strerror(errno));
         return 1;

@@ -13,6 +13,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -25,9 +26,10 @@
 #include "log.h"
 #include "util.h"
 
-#define SERVER_MAX_CONNS  1024
-#define SERVER_READ_CHUNK 65536
-#define SERVER_IDLE_MS    1000 /* the longest wait without wake_fd */
+#define SERVER_MAX_CONNS      1024
+#define SERVER_READ_CHUNK     65536
+#define SERVER_IDLE_MS        1000                /* the longest wait without wake_fd */
+#define SERVER_REFUSED_LOG_NS (10 * 1000000000LL) /* at most one "refusing clients" a while */
 
 struct conn {
     int fd;
@@ -55,6 +57,9 @@ struct server {
     struct conn *conns[SERVER_MAX_CONNS];
     ctl_writer_t out;
     ctl_writer_t body;
+    int spare_fd;              /* /dev/null, given up to drop a client when out of fds */
+    size_t refused;            /* clients refused since the last report */
+    int64_t refused_logged_ns; /* when that report was logged */
     uint64_t next_conn_id;
     group_coord_t *groups;
     uint16_t cur_type; /* the request being dispatched */
@@ -466,16 +471,51 @@ static bool peer_allowed(const server_t *s, int fd, const struct conn *c)
     return gid >= 0 && (c->gid == (gid_t)gid || peer_in_group(fd, (gid_t)gid));
 }
 
+/* A client refused for lack of room: logged at most every 10 s, with how many were. */
+static void server_refused(server_t *s, const char *why)
+{
+    int64_t now = shoal__mono_ns();
+    s->refused++;
+    if (s->refused_logged_ns && now - s->refused_logged_ns < SERVER_REFUSED_LOG_NS)
+        return;
+    log_warn("refusing clients: %s, %zu connections open (at most %d); %zu refused since the "
+             "last report",
+             why, s->nconns, SERVER_MAX_CONNS, s->refused);
+    s->refused = 0;
+    s->refused_logged_ns = now;
+}
+
+/* Out of descriptors, accept() fails (even with nobody queued) and leaves the client
+ * queued, and the listener, level triggered, wakes the loop again at once: take the client
+ * with the spare descriptor kept for this, drop it, and keep a spare again. False when
+ * nobody was queued (or no spare is left). */
+static bool server_drop_one(server_t *s)
+{
+    int fd;
+    if (s->spare_fd < 0)
+        return false;
+    close(s->spare_fd);
+    fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        server_refused(s, "no file descriptors left");
+    }
+    s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd >= 0;
+}
+
 static void server_accept(server_t *s)
 {
     for (;;) {
         struct epoll_event ev = {.events = EPOLLIN};
         struct conn *c;
         int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE) && server_drop_one(s))
+            continue;
         if (fd < 0)
             return;
         if (s->nconns >= SERVER_MAX_CONNS || !(c = shoal__calloc(1, sizeof(*c)))) {
-            log_warn("refusing a client: %zu connections open", s->nconns);
+            server_refused(s, "too many connections");
             close(fd);
             continue;
         }
@@ -525,12 +565,15 @@ int server_open(server_t **out, broker_t *b)
         return -ENOMEM;
     s->b = b;
     s->epfd = -1;
+    s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ctl_writer_init(&s->out);
     ctl_writer_init(&s->body);
     s->listen_fd = ctlsock_listen(b->socket_path);
     if (s->listen_fd < 0) {
         int rc = s->listen_fd;
         log_error("cannot listen on %s: %s", b->socket_path, shoal_strerror(rc));
+        if (s->spare_fd >= 0)
+            close(s->spare_fd);
         shoal__free(s);
         return rc;
     }
@@ -641,6 +684,8 @@ void server_close(server_t *s)
     while (s->nconns > 0)
         conn_close(s, s->conns[s->nconns - 1]);
     group_coord_close(s->groups);
+    if (s->spare_fd >= 0)
+        close(s->spare_fd);
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
         unlink(s->b->socket_path);

@@ -18,8 +18,10 @@
 #include <string.h>
 #include <limits.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include "ctlsock.h"
 #include "harness.h"
 #include "shm_layout.h"
 #include "util.h"
@@ -554,6 +556,37 @@ static int teardown(void **state)
     return harness_daemon_cleanup(&daemon_);
 }
 
+/* Out of descriptors, shoald used to leave refused clients in the listen queue, which
+ * kept its level-triggered listener ready: the loop spun a whole CPU. It drops them with
+ * a spare descriptor now, says so once, and serves again when descriptors come back. */
+static void test_daemon_out_of_descriptors_drops_clients_and_rests(void **state)
+{
+    enum { CONNS = 80 };
+    struct rlimit few = {.rlim_cur = 48, .rlim_max = 48};
+    shoal_client_t *other;
+    char **names;
+    size_t count;
+    int fds[CONNS];
+    long ticks;
+    (void)state;
+
+    assert_int_equal(prlimit(daemon_.pid, RLIMIT_NOFILE, &few, NULL), 0);
+    for (int i = 0; i < CONNS; i++)
+        assert_true((fds[i] = ctlsock_connect(daemon_.socket)) >= 0);
+    harness_daemon_expect_log(&daemon_, "refusing clients: no file descriptors left");
+    usleep(200000);
+    ticks = daemon_cpu_ticks();
+    usleep(1000000);
+    assert_in_range(daemon_cpu_ticks() - ticks, 0, 20);
+    for (int i = 0; i < CONNS; i++)
+        close(fds[i]);
+    usleep(100000); /* the daemon sees them close */
+    assert_int_equal(shoal_client_open(daemon_.socket, &other), 0);
+    assert_int_equal(shoal_topic_list(other, &names, &count), 0);
+    shoal_topic_list_free(names, count);
+    shoal_client_close(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -580,6 +613,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_disk_waiter_of_an_older_library_is_served_at_once,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_daemon_rests_when_a_waiter_wants_what_nobody_published,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_daemon_out_of_descriptors_drops_clients_and_rests,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -76,6 +76,7 @@ static void test_full_disk_backpressures_then_resumes_without_loss(void **state)
     opts.ack_timeout_ms = 200;
     assert_int_equal(shoal_producer_open(client, "full", &opts, &pd), 0);
     assert_int_equal(shoal_producer_wait(pd, 0, acked - 1, SHOAL_ACKS_DISK, 200), SHOAL_ETIMEDOUT);
+    assert_non_null(strstr(shoal_errmsg(), "cannot write to disk: No space left on device"));
     assert_true(harness_daemon_log_contains(&daemon_, "No space left on device"));
 
     harness_flag_file(enospc, false);
