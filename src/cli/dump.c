@@ -137,12 +137,14 @@ static int64_t dump_name_base(const char *path)
     return (int64_t)v;
 }
 
-/* Map path read-only (an empty file maps to NULL, 0). 0, or -errno with the detail set. */
+/* Map path read-only (an empty file maps to NULL, 0). 0, or -errno with the detail set.
+ * O_NONBLOCK keeps open() from waiting on a FIFO (for a writer) or a device (for carrier):
+ * such a file is then refused as not a regular file. On a regular file it changes nothing. */
 static int dump_map_open(const char *path, dump_map_t *m)
 {
     struct stat st;
     void *p;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     int rc = 0;
 
     m->data = NULL;

@@ -492,6 +492,23 @@ static void test_dump_refuses_unknown_extension_and_reports_missing_file(void **
     dump_result_free(&r);
 }
 
+/* A FIFO has no writer to wait for: it is refused at once (the alarm ends a hang). */
+static void test_dump_refuses_a_fifo_without_waiting_for_a_writer(void **state)
+{
+    fixture_t *fx = *state;
+    char path[1200];
+    dump_result_t r;
+
+    snprintf(path, sizeof(path), "%s/fifo.log", fx->dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    alarm(10);
+    r = run_dump(path, false, false, DUMP_NO_MAX);
+    alarm(0);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "not a regular file"));
+    dump_result_free(&r);
+}
+
 static uint64_t rng_next(uint64_t *s)
 {
     *s ^= *s << 13;
@@ -606,6 +623,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_dump_refuses_unknown_extension_and_reports_missing_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump_refuses_a_fifo_without_waiting_for_a_writer,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_survives_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_command_exit_statuses, setup, teardown),
     };
