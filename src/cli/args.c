@@ -101,6 +101,22 @@ static void cli_print_command_help(const cli_command_t *cmd)
 
 /* ------------------------------------------------------------------ errors */
 
+int cli_output_status(int status)
+{
+    const char *why;
+
+    if (fflush(stdout) != 0)
+        why = strerror(errno);
+    else if (ferror(stdout))
+        why = "an earlier write failed"; /* and its buffer was dropped: errno is gone */
+    else
+        return status;
+    if (status != 0 || cli_stop_signal == SIGPIPE)
+        return status;
+    fprintf(stderr, "shoal: writing the output: %s\n", why);
+    return CLI_EXIT_FAIL;
+}
+
 int cli_fail(const cli_t *cli, int rc, const char *fmt, ...)
 {
     char detail[512];
@@ -167,7 +183,7 @@ int cli_next_opt(cli_t *cli, int argc, char **argv, const struct option *opts)
             cli->socket_path = optarg;
         } else if (opt == CLI_OPT_HELP || opt == 'h') {
             cli_print_command_help(cli->command);
-            exit(0);
+            exit(cli_output_status(0));
         } else if (opt == '?' || opt == ':') {
             cli_unknown_option(cli, argv, opt);
         } else {

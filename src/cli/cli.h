@@ -49,6 +49,12 @@ extern volatile sig_atomic_t cli_stop_signal;
  * calls return -EINTR and the command can flush, close its handles and exit. */
 void cli_catch_signals(bool catch_pipe);
 
+/* The exit status of a command that would exit with status: flushes standard output and
+ * returns 1, after saying so, when anything written to it was lost (a full disk, a pipe
+ * closed while SIGPIPE is ignored). A command that failed already (status not 0) keeps its
+ * status and its own message, and so does one that a caught SIGPIPE stopped (consume). */
+int cli_output_status(int status);
+
 /* Next option of argv (argv[0] is the command's name). Handles --socket and --help itself;
  * exits with status 2 on an unknown option or a missing value. Returns the option's id,
  * or -1 at the end, when cli->optind is the first positional argument (getopt permutes). */

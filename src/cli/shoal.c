@@ -4,7 +4,9 @@
  * (--socket, --help, --version), finds the subcommand in cli_commands[] by one or two
  * words ("produce", "topic create") and hands it the remaining arguments, with the
  * subcommand's name as argv[0] so each one parses its own options with cli_next_opt().
- * Exit status: 0 success, 1 a failed operation (message on stderr), 2 a usage error. */
+ * Exit status: 0 success, 1 a failed operation (message on stderr), 2 a usage error. A
+ * write to stdout that failed is a failed operation: every way out of a command that
+ * succeeded goes through cli_output_status(), which flushes stdout and checks it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,11 +193,11 @@ static int cli_global_options(cli_t *cli, int argc, char **argv)
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             cli_print_usage(stdout);
-            exit(0);
+            exit(cli_output_status(0));
         } else if (strcmp(a, "--version") == 0) {
             printf("shoal %s (libshoal %s)\n", SHOAL_VERSION_STRING,
                    shoal_version(NULL, NULL, NULL));
-            exit(0);
+            exit(cli_output_status(0));
         } else if (strcmp(a, "--socket") == 0) {
             if (++i == argc)
                 cli_usage_fail(cli, "option '--socket' needs a value");
@@ -228,5 +230,5 @@ int main(int argc, char **argv)
     first += words - 1;
     if (!cli.socket_path)
         cli.socket_path = shoal_default_socket();
-    return cmd->run(&cli, argc - first, argv + first);
+    return cli_output_status(cmd->run(&cli, argc - first, argv + first));
 }

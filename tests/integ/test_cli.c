@@ -1,0 +1,124 @@
+/* test_cli.c - the `shoal` tool as a user runs it, against a real shoald: exit statuses
+ * and messages of help and usage errors, output that cannot be written, long input lines
+ * for produce, and where consume starts and stops when records are gone.
+ *
+ * Every test runs $BUILD/shoal through sh(1) under timeout(1), so a command that hangs
+ * fails its test with status 124 instead of stalling the run. One daemon serves the whole
+ * group; each test uses topics of its own. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "shoal.h"
+
+#define TEST_TIMEOUT_S 120
+#define CLI_TIMEOUT_S  30
+#define OUT_BYTES      (64 * 1024)
+
+static struct harness_fixture fixture;
+static char out[OUT_BYTES];
+
+/* ------------------------------------------------------------------ helpers */
+
+/* Run `[input |] shoal --socket S ARGS` with its standard error, and its standard output
+ * unless ARGS redirect it, captured in out[]. Returns the exit status; 124 when the command
+ * ran past CLI_TIMEOUT_S. input, when not NULL, is a shell command feeding its stdin. */
+static int run_cli(const struct harness_fixture *f, const char *input, const char *args)
+{
+    const char *build = getenv("BUILD");
+    char cmd[4096];
+    size_t used = 0, n;
+    FILE *fp;
+    int status;
+
+    /* 2>&1 comes first, so that a redirection of stdout in args leaves stderr in the pipe. */
+    snprintf(cmd, sizeof(cmd), "%s%s timeout %d %s/shoal --socket '%s' 2>&1 %s", input ? input : "",
+             input ? " |" : "", CLI_TIMEOUT_S, build && *build ? build : "build", f->d.socket,
+             args);
+    assert_non_null(fp = popen(cmd, "r"));
+    while ((n = fread(out + used, 1, sizeof(out) - 1 - used, fp)) > 0)
+        used += n;
+    out[used] = '\0';
+    while (fgetc(fp) != EOF) /* the rest of a long output: drained, not kept */
+        ;
+    status = pclose(fp);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* run_cli(): the status must be want_status, and the output must contain each of the
+ * strings after args (a NULL-terminated list). */
+static void expect_cli(const struct harness_fixture *f, int want_status, const char *input,
+                       const char *args, ...)
+{
+    int status = run_cli(f, input, args);
+    const char *needle;
+    va_list ap;
+
+    if (status != want_status)
+        fail_msg("shoal %s: status %d, want %d; output:\n%s", args, status, want_status, out);
+    va_start(ap, args);
+    while ((needle = va_arg(ap, const char *)) != NULL)
+        if (!strstr(out, needle))
+            fail_msg("shoal %s: no \"%s\" in the output:\n%s", args, needle, out);
+    va_end(ap);
+}
+
+/* ------------------------------------------------------------------ output */
+
+/* Every command that prints to stdout fails with status 1 when the output cannot be
+ * written, and says why. */
+INTEG_TEST(test_cli_reports_a_failed_write_of_its_output)
+{
+    static const char *const commands[] = {
+        "topic list",   "topic describe full",
+        "group list",   "group describe full-group",
+        "stats full",   "--help",
+        "--version",    "topic list --help",
+        "help produce", "consume full --from-beginning --max-messages 1",
+    };
+    char args[256];
+
+    if (access("/dev/full", W_OK) != 0)
+        skip();
+    expect_cli(f, 0, NULL, "topic create full", NULL);
+    expect_cli(f, 0, "echo record", "produce full", NULL);
+    expect_cli(f, 0, NULL, "consume full --group full-group --from-beginning --max-messages 1",
+               "record", NULL);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        snprintf(args, sizeof(args), "%s >/dev/full", commands[i]);
+        expect_cli(f, 1, NULL, args, "writing the output: No space left on device", NULL);
+        snprintf(args, sizeof(args), "%s >/dev/null", commands[i]);
+        expect_cli(f, 0, NULL, args, NULL);
+    }
+}
+
+/* ------------------------------------------------------------------ main */
+
+static int setup(void **state)
+{
+    *state = &fixture;
+    return harness_fixture_start(&fixture, "cli", TEST_TIMEOUT_S, NULL);
+}
+
+static int teardown(void **state)
+{
+    return harness_fixture_stop(*state);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cli_reports_a_failed_write_of_its_output),
+    };
+    harness_test_filter();
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
