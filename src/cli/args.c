@@ -192,12 +192,39 @@ int cli_next_opt(cli_t *cli, int argc, char **argv, const struct option *opts)
     }
 }
 
+/* Copy into buf the argument at index (from 0) of the command's synopsis: "NAME" in
+ * "produce NAME [--partition N]". Arguments are the words after the command's own, up to
+ * the first option or option group; buf is empty when there is no such argument. */
+static void cli_synopsis_argument(const cli_command_t *cmd, int index, char *buf, size_t cap)
+{
+    const char *p = cmd->synopsis;
+    int skip = cmd->group ? 2 : 1; /* "topic create", "produce" */
+
+    buf[0] = '\0';
+    for (int word = 0; *p; word++) {
+        size_t len;
+
+        p += strspn(p, " ");
+        len = strcspn(p, " ");
+        if (word >= skip && (*p == '[' || *p == '(' || *p == '-'))
+            return;
+        if (word == skip + index) {
+            snprintf(buf, cap, "%.*s", (int)len, p);
+            return;
+        }
+        p += len;
+    }
+}
+
 void cli_expect_args(const cli_t *cli, int argc, char **argv, int n)
 {
     int have = argc - cli->optind;
+    char name[64];
 
-    if (have < n)
-        cli_usage_fail(cli, "missing argument");
+    if (have < n) {
+        cli_synopsis_argument(cli->command, have, name, sizeof(name));
+        cli_usage_fail(cli, "missing argument%s%s", name[0] ? " " : "", name);
+    }
     if (have > n)
         cli_usage_fail(cli, "unexpected argument '%s'", argv[cli->optind + n]);
 }

@@ -115,7 +115,9 @@ static const cli_command_t cli_commands[] = {
      "has no active members.\n"},
     {"group", "delete", cli_group_delete, "group delete GROUP",
      "Delete a group and its committed offsets. Only while it has no active members.\n"},
-    {NULL, "help", cli_help, "help [COMMAND]", "Print the usage of shoal or of one command.\n"},
+    {NULL, "help", cli_help, "help [COMMAND]",
+     "Print the usage of shoal or of one command; for a group of commands (topic, group),\n"
+     "the usage of each.\n"},
 };
 
 #define CLI_NCOMMANDS (sizeof(cli_commands) / sizeof(cli_commands[0]))
@@ -162,6 +164,37 @@ static bool cli_is_group(const char *word)
     return false;
 }
 
+static bool cli_is_help_option(const char *word)
+{
+    return strcmp(word, "--help") == 0 || strcmp(word, "-h") == 0;
+}
+
+/* Print the synopses of the commands of a group ("topic": create, alter, ...). */
+static void cli_print_group_usage(FILE *out, const char *group)
+{
+    fprintf(out, "usage:\n");
+    for (size_t i = 0; i < CLI_NCOMMANDS; i++)
+        if (cli_commands[i].group && strcmp(group, cli_commands[i].group) == 0)
+            cli_print_synopsis(out, "  shoal ", cli_commands[i].synopsis);
+    fprintf(out, "Try 'shoal %s SUBCOMMAND --help' for more.\n", group);
+}
+
+/* words[0] is a group and words[1] (if any) none of its subcommands: say which is wrong,
+ * list the subcommands and exit with status 2. */
+static _Noreturn void cli_group_usage_fail(int nwords, char **words)
+{
+    const char *group = words[0];
+
+    if (nwords < 2)
+        fprintf(stderr, "shoal: '%s' needs a subcommand\n", group);
+    else if (words[1][0] == '-')
+        fprintf(stderr, "shoal: '%s' needs a subcommand before the option '%s'\n", group, words[1]);
+    else
+        fprintf(stderr, "shoal: unknown %s subcommand '%s'\n", group, words[1]);
+    cli_print_group_usage(stderr, group);
+    exit(CLI_EXIT_USAGE);
+}
+
 static int cli_help(cli_t *cli, int argc, char **argv)
 {
     const cli_command_t *cmd;
@@ -176,6 +209,12 @@ static int cli_help(cli_t *cli, int argc, char **argv)
         return 0;
     }
     cmd = cli_find_command(argc - cli->optind, argv + cli->optind, &words);
+    if (!cmd && cli_is_group(argv[cli->optind]) && argc - cli->optind == 1) {
+        cli_print_group_usage(stdout, argv[cli->optind]);
+        return 0;
+    }
+    if (!cmd && cli_is_group(argv[cli->optind]))
+        cli_group_usage_fail(argc - cli->optind, argv + cli->optind);
     if (!cmd)
         cli_usage_fail(cli, "unknown command '%s'", argv[cli->optind]);
     cli->command = cmd;
@@ -221,8 +260,13 @@ int main(int argc, char **argv)
     if (first == argc)
         cli_usage_fail(&cli, "no command given");
     cmd = cli_find_command(argc - first, argv + first, &words);
+    if (!cmd && cli_is_group(argv[first]) && argc - first > 1 &&
+        cli_is_help_option(argv[first + 1])) {
+        cli_print_group_usage(stdout, argv[first]);
+        return cli_output_status(0);
+    }
     if (!cmd && cli_is_group(argv[first]))
-        cli_usage_fail(&cli, "'%s' needs a subcommand (see 'shoal --help')", argv[first]);
+        cli_group_usage_fail(argc - first, argv + first);
     if (!cmd)
         cli_usage_fail(&cli, "unknown command '%s'", argv[first]);
     cli.command = cmd;

@@ -72,6 +72,38 @@ static void expect_cli(const struct harness_fixture *f, int want_status, const c
     va_end(ap);
 }
 
+/* ------------------------------------------------------------------ help and usage */
+
+/* `help topic`, `topic --help` and `topic -h` (and the same for group) print the
+ * subcommands' usage lines with status 0. */
+INTEG_TEST(test_cli_help_of_a_command_group_lists_its_subcommands)
+{
+    static const char *const topic_help[] = {"help topic", "topic --help", "topic -h"};
+    static const char *const group_help[] = {"help group", "group --help", "group -h"};
+
+    for (size_t i = 0; i < 3; i++) {
+        expect_cli(f, 0, NULL, topic_help[i], "shoal topic create NAME", "shoal topic alter NAME",
+                   "shoal topic list", "shoal topic describe NAME", "shoal topic delete NAME",
+                   NULL);
+        expect_cli(f, 0, NULL, group_help[i], "shoal group list", "shoal group describe GROUP",
+                   "shoal group reset-offsets GROUP", "shoal group delete GROUP", NULL);
+    }
+}
+
+/* Usage errors name what is wrong: the unknown subcommand, the missing argument. */
+INTEG_TEST(test_cli_usage_errors_name_the_word_at_fault)
+{
+    expect_cli(f, 2, NULL, "topic bogus", "unknown topic subcommand 'bogus'",
+               "shoal topic create NAME", NULL);
+    expect_cli(f, 2, NULL, "help group bogus", "unknown group subcommand 'bogus'", NULL);
+    expect_cli(f, 2, NULL, "topic", "'topic' needs a subcommand", "shoal topic list", NULL);
+    expect_cli(f, 2, NULL, "help nothing", "unknown command 'nothing'", NULL);
+    expect_cli(f, 2, NULL, "produce", "missing argument NAME", NULL);
+    expect_cli(f, 2, NULL, "group reset-offsets", "missing argument GROUP", NULL);
+    expect_cli(f, 2, NULL, "stats", "missing argument TOPIC", NULL);
+    expect_cli(f, 2, NULL, "dump", "missing argument PATH", NULL);
+}
+
 /* ------------------------------------------------------------------ output */
 
 /* Every command that prints to stdout fails with status 1 when the output cannot be
@@ -117,6 +149,8 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cli_help_of_a_command_group_lists_its_subcommands),
+        cmocka_unit_test(test_cli_usage_errors_name_the_word_at_fault),
         cmocka_unit_test(test_cli_reports_a_failed_write_of_its_output),
     };
     harness_test_filter();
