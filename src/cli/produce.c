@@ -6,7 +6,10 @@
  * take every complete line in the buffer, grouping consecutive lines bound for the same
  * partition into one shoal_send_batch(); send what is pending; only then read more (which
  * may block, and may move the buffer that the pending messages point into). A line may be
- * any length: the buffer doubles until it holds it.
+ * as long as the topic's largest record: the buffer doubles until it holds it. The search
+ * for a line's newline resumes where the last one stopped, so a long line arriving in
+ * pieces costs time in proportion to its length; and a line too long to be a record of the
+ * topic is refused as soon as that much of it is in, without reading (or holding) the rest.
  *
  * The partition of a keyed line is computed here with shoal_partition_for_key(), the same
  * function the producer uses, so grouping never changes where a record goes. Keyless lines
@@ -32,6 +35,7 @@ enum { OPT_KEY_SEPARATOR = CLI_OPT_FIRST, OPT_PARTITION, OPT_ACKS };
 typedef struct line_reader {
     char *buf;
     size_t cap, start, end; /* unread bytes are buf[start..end) */
+    size_t scanned;         /* of those, how many are known to hold no newline */
     bool eof;
 } line_reader_t;
 
@@ -43,6 +47,7 @@ typedef struct produce {
     int32_t partition;   /* --partition, or SHOAL_PARTITION_ANY */
     uint32_t partitions; /* the topic's partition count */
     uint64_t batch_bytes_max;
+    uint64_t line_bytes_max; /* a longer line cannot be a record of the topic */
     shoal_producer_options_t opts;
     shoal_producer_t *producer;
     shoal_message_t *batch;
@@ -60,14 +65,22 @@ static bool line_reader_next(line_reader_t *lr, const char **line, size_t *len)
 {
     char *p = lr->buf + lr->start;
     size_t avail = lr->end - lr->start;
-    char *nl = avail ? memchr(p, '\n', avail) : NULL;
+    char *nl = avail > lr->scanned ? memchr(p + lr->scanned, '\n', avail - lr->scanned) : NULL;
 
+    lr->scanned = avail;
     if (!nl && !(lr->eof && avail))
         return false;
     *line = p;
     *len = nl ? (size_t)(nl - p) : avail;
     lr->start += *len + (nl ? 1 : 0);
+    lr->scanned = 0;
     return true;
+}
+
+/* Bytes of the line not yet complete (all of them searched by line_reader_next()). */
+static size_t line_reader_pending(const line_reader_t *lr)
+{
+    return lr->end - lr->start;
 }
 
 /* Make room for at least PRODUCE_READ_BYTES more: move the unread bytes to the front, then
@@ -117,12 +130,29 @@ static int line_reader_fill(line_reader_t *lr)
 
 /* ------------------------------------------------------------------ sending */
 
-static int produce_report(produce_t *pr, int rc, uint64_t line)
+static int produce_report_written(const produce_t *pr)
 {
-    cli_fail(pr->cli, rc, "produce to '%s' (input line %llu)", pr->topic, (unsigned long long)line);
     fprintf(stderr, "shoal: wrote %llu record%s to %s before the error\n",
             (unsigned long long)pr->written, pr->written == 1 ? "" : "s", pr->topic);
     return CLI_EXIT_FAIL;
+}
+
+static int produce_report(produce_t *pr, int rc, uint64_t line)
+{
+    cli_fail(pr->cli, rc, "produce to '%s' (input line %llu)", pr->topic, (unsigned long long)line);
+    return produce_report_written(pr);
+}
+
+/* The line being read is already longer than any record of the topic can be. */
+static int produce_report_long_line(produce_t *pr, uint64_t line)
+{
+    fprintf(stderr,
+            "shoal: produce to '%s' (input line %llu): %s (the line is longer than %llu bytes; "
+            "records of %s hold at most %llu)\n",
+            pr->topic, (unsigned long long)line, shoal_strerror(SHOAL_ETOOLARGE),
+            (unsigned long long)pr->line_bytes_max, pr->topic,
+            (unsigned long long)(pr->line_bytes_max - pr->separator_len));
+    return produce_report_written(pr);
 }
 
 /* Send with retries for the outcomes that are not failures: a full ring and an
@@ -230,6 +260,10 @@ static int produce_stream(produce_t *pr)
             rc = produce_flush(pr); /* before the read below may move the lines */
         if (rc != 0 || lr.eof)
             break;
+        if (line_reader_pending(&lr) > pr->line_bytes_max) {
+            rc = produce_report_long_line(pr, pr->lines + 1);
+            break;
+        }
         rc = line_reader_fill(&lr);
         if (rc == -EINTR)
             break; /* reported by the caller from cli_stop_signal */
@@ -291,6 +325,9 @@ static int produce_open(produce_t *pr, shoal_client_t *client)
     /* A batch must fit in one ring slot; a quarter of one leaves room for the overhead. */
     quarter = info->config.segment_bytes / 4;
     pr->batch_bytes_max = quarter < PRODUCE_BATCH_BYTES_MAX ? quarter : PRODUCE_BATCH_BYTES_MAX;
+    /* A record holds at least its key and value, which is the line less the separator, and
+     * the whole record must fit in max_record_bytes: a longer line can never be sent. */
+    pr->line_bytes_max = info->config.max_record_bytes + pr->separator_len;
     shoal_topic_info_free(info);
     if (pr->partition != SHOAL_PARTITION_ANY && (uint32_t)pr->partition >= pr->partitions) {
         fprintf(stderr, "shoal: produce to '%s': %s (partition %d; the topic has %u)\n", pr->topic,

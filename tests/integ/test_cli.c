@@ -28,30 +28,47 @@ static char out[OUT_BYTES];
 
 /* ------------------------------------------------------------------ helpers */
 
-/* Run `[input |] shoal --socket S ARGS` with its standard error, and its standard output
- * unless ARGS redirect it, captured in out[]. Returns the exit status; 124 when the command
- * ran past CLI_TIMEOUT_S. input, when not NULL, is a shell command feeding its stdin. */
-static int run_cli(const struct harness_fixture *f, const char *input, const char *args)
+/* The tool on the fixture's daemon, under timeout(1): 124 when it runs past CLI_TIMEOUT_S. */
+static const char *shoal_command(const struct harness_fixture *f)
 {
+    static char cmd[PATH_MAX + 256];
     const char *build = getenv("BUILD");
-    char cmd[4096];
+
+    snprintf(cmd, sizeof(cmd), "timeout %d %s/shoal --socket '%s'", CLI_TIMEOUT_S,
+             build && *build ? build : "build", f->d.socket);
+    return cmd;
+}
+
+/* Run a shell script with its standard output captured in out[] (the first OUT_BYTES - 1
+ * bytes; the rest is read and dropped). Returns its exit status. */
+static int run_script(const char *script)
+{
     size_t used = 0, n;
     FILE *fp;
     int status;
 
-    /* 2>&1 comes first, so that a redirection of stdout in args leaves stderr in the pipe. */
-    snprintf(cmd, sizeof(cmd), "%s%s timeout %d %s/shoal --socket '%s' 2>&1 %s", input ? input : "",
-             input ? " |" : "", CLI_TIMEOUT_S, build && *build ? build : "build", f->d.socket,
-             args);
-    assert_non_null(fp = popen(cmd, "r"));
+    assert_non_null(fp = popen(script, "r"));
     while ((n = fread(out + used, 1, sizeof(out) - 1 - used, fp)) > 0)
         used += n;
     out[used] = '\0';
-    while (fgetc(fp) != EOF) /* the rest of a long output: drained, not kept */
+    while (fgetc(fp) != EOF)
         ;
     status = pclose(fp);
     assert_true(WIFEXITED(status));
     return WEXITSTATUS(status);
+}
+
+/* Run `[input |] shoal ARGS` with its standard error, and its standard output unless ARGS
+ * redirect it, captured in out[]; returns the exit status. input, when not NULL, is a shell
+ * command that feeds the tool's standard input. */
+static int run_cli(const struct harness_fixture *f, const char *input, const char *args)
+{
+    char script[8192];
+
+    /* 2>&1 comes first, so that a redirection of stdout in args leaves stderr in the pipe. */
+    snprintf(script, sizeof(script), "%s%s %s 2>&1 %s", input ? input : "", input ? " |" : "",
+             shoal_command(f), args);
+    return run_script(script);
 }
 
 /* run_cli(): the status must be want_status, and the output must contain each of the
@@ -133,6 +150,51 @@ INTEG_TEST(test_cli_reports_a_failed_write_of_its_output)
     }
 }
 
+/* ------------------------------------------------------------------ produce */
+
+/* A line longer than the topic's largest record is refused once that much of it is in,
+ * and the rest of the input is left unread. The input is a 64 MiB file, one short line
+ * then one long one (sparse: it takes no disk), opened by the shell for produce and then
+ * for wc(1) on one shared offset, so wc counts the bytes produce did not read. */
+INTEG_TEST(test_cli_produce_refuses_a_too_long_line_without_reading_it_all)
+{
+    char input[PATH_MAX], script[PATH_MAX * 3];
+    const char *status;
+    FILE *fp;
+
+    expect_cli(f, 0, NULL,
+               "topic create toolong --segment-bytes 1M --ring-slots 2 "
+               "--max-record-bytes 1K",
+               NULL);
+    snprintf(input, sizeof(input), "%s/long-line", f->d.dir);
+    assert_non_null(fp = fopen(input, "w"));
+    fputs("first\n", fp);
+    assert_int_equal(fclose(fp), 0);
+    assert_int_equal(truncate(input, 64 << 20), 0);
+    snprintf(script, sizeof(script), "{ %s produce toolong; echo status $?; wc -c; } <'%s' 2>&1",
+             shoal_command(f), input);
+    assert_int_equal(run_script(script), 0);
+    if (!strstr(out, "(input line 2): record larger than the topic's maximum record size") ||
+        !strstr(out, "wrote 1 record to toolong before the error") ||
+        !(status = strstr(out, "status 1\n")))
+        fail_msg("unexpected output:\n%s", out);
+    /* produce reads 64 KiB at a time: a few reads past 1 KiB, not the whole file */
+    assert_true(strtoull(status + strlen("status 1\n"), NULL, 10) > (60u << 20));
+}
+
+/* A line that takes many reads but fits the topic's records is sent whole, between its
+ * neighbours. */
+INTEG_TEST(test_cli_produce_sends_a_long_line_the_topic_accepts)
+{
+    expect_cli(f, 0, NULL, "topic create longok --segment-bytes 1M --ring-slots 2", NULL);
+    expect_cli(f, 0, "(echo first; head -c 300000 /dev/zero | tr '\\0' b; printf '\\nlast\\n')",
+               "produce longok", "produced 3 records to longok", NULL);
+    expect_cli(f, 0, NULL,
+               "consume longok --from-beginning --max-messages 3 --format '%o %v\\n' | "
+               "awk '{ print $1, length($2) }'",
+               "0 5\n1 300000\n2 4\n", NULL);
+}
+
 /* ------------------------------------------------------------------ main */
 
 static int setup(void **state)
@@ -152,6 +214,8 @@ int main(void)
         cmocka_unit_test(test_cli_help_of_a_command_group_lists_its_subcommands),
         cmocka_unit_test(test_cli_usage_errors_name_the_word_at_fault),
         cmocka_unit_test(test_cli_reports_a_failed_write_of_its_output),
+        cmocka_unit_test(test_cli_produce_refuses_a_too_long_line_without_reading_it_all),
+        cmocka_unit_test(test_cli_produce_sends_a_long_line_the_topic_accepts),
     };
     harness_test_filter();
     return cmocka_run_group_tests(tests, setup, teardown);
