@@ -206,11 +206,19 @@ static int consume_open_group(consume_t *cs, shoal_client_t *client)
     return 0;
 }
 
+/* Assign the partitions and seek. A start the user chose (an offset, the beginning, a
+ * time) that a memory topic has overwritten continues at the oldest record left, as close
+ * to it as there is; only the default start, the end, continues at the end. */
 static int consume_open(consume_t *cs, shoal_client_t *client)
 {
     int32_t one = cs->partition;
-    int rc = shoal_consumer_open(client, NULL, &cs->consumer);
+    shoal_consumer_options_t o;
+    int rc;
 
+    shoal_consumer_options_init(&o);
+    o.auto_offset_reset =
+        cs->whence == SHOAL_SEEK_END ? SHOAL_OFFSET_RESET_LATEST : SHOAL_OFFSET_RESET_EARLIEST;
+    rc = shoal_consumer_open(client, &o, &cs->consumer);
     if (rc < 0)
         return cli_fail(cs->cli, rc, "open a consumer");
     if (cs->partition >= 0)

@@ -195,6 +195,27 @@ INTEG_TEST(test_cli_produce_sends_a_long_line_the_topic_accepts)
                "0 5\n1 300000\n2 4\n", NULL);
 }
 
+/* ------------------------------------------------------------------ consume */
+
+/* --offset below a memory topic's log start: the records there were overwritten, so the
+ * tool warns and continues at the oldest record left, not at the end. */
+INTEG_TEST(test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_record)
+{
+    shoal_topic_info_t *info;
+    char want[64];
+
+    expect_cli(f, 0, NULL, "topic create ring --storage memory --segment-bytes 64K --ring-slots 2",
+               NULL);
+    expect_cli(f, 0, "seq 1 20000", "produce ring", "produced 20000 records", NULL);
+    assert_int_equal(shoal_topic_describe(f->c, "ring", &info), 0);
+    assert_true(info->partitions[0].log_start_offset > 5);
+    snprintf(want, sizeof(want), "\n%lld\n", (long long)info->partitions[0].log_start_offset);
+    shoal_topic_info_free(info);
+    expect_cli(f, 0, NULL,
+               "consume ring --offset 5 --max-messages 1 --timeout-ms 5000 --format '%o\\n'",
+               "offsets 5..", "were overwritten", want, NULL);
+}
+
 /* ------------------------------------------------------------------ main */
 
 static int setup(void **state)
@@ -216,6 +237,8 @@ int main(void)
         cmocka_unit_test(test_cli_reports_a_failed_write_of_its_output),
         cmocka_unit_test(test_cli_produce_refuses_a_too_long_line_without_reading_it_all),
         cmocka_unit_test(test_cli_produce_sends_a_long_line_the_topic_accepts),
+        cmocka_unit_test(
+            test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_record),
     };
     harness_test_filter();
     return cmocka_run_group_tests(tests, setup, teardown);
