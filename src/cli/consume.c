@@ -10,7 +10,11 @@
  * signal that lands between our check of cli_stop_signal and the poll's sleep would
  * otherwise go unnoticed until the next record. --timeout-ms is measured from the last
  * record (or from the start) on the monotonic clock. SIGINT, SIGTERM and SIGPIPE (or
- * EPIPE from a write) end the loop, after which everything is flushed and closed. */
+ * EPIPE from a write) end the loop, after which everything is flushed and closed.
+ *
+ * A poll that finds records gone (SHOAL_EOFFSET) is a warning while the position moves on
+ * past them, and a failure (status 1) when the same gap comes back: polling in a loop would
+ * never end. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,7 +48,8 @@ typedef struct consume {
     const char *format;
     const char *group; /* --group: join this consumer group instead of reading everything */
     shoal_consumer_t *consumer;
-    int64_t count; /* records printed */
+    int64_t count;       /* records printed */
+    char last_gone[512]; /* the detail of the last SHOAL_EOFFSET, or "" */
 } consume_t;
 
 /* ------------------------------------------------------------------ options */
@@ -151,29 +156,50 @@ static int consume_print(consume_t *cs, const shoal_record_t *recs, int n)
     return CLI_EXIT_FAIL;
 }
 
+/* A poll said SHOAL_EOFFSET: records at the position are gone (a memory topic overwrote
+ * them, or a disk log lacks them). Where the library can, it has moved the position on and
+ * the detail names the old and new positions; the same detail twice in a row means the
+ * position did not move (a segment missing from the middle of a disk log), and polling
+ * again would only repeat it. Returns 0 to go on, or 1 after reporting that it cannot. */
+static int consume_records_gone(consume_t *cs)
+{
+    const char *detail = shoal_errmsg();
+
+    if (strcmp(detail, cs->last_gone) == 0)
+        return cli_fail(cs->cli, SHOAL_EOFFSET, "consume '%s' cannot go on", cs->topic);
+    fprintf(stderr, "shoal: warning: %s\n", detail);
+    snprintf(cs->last_gone, sizeof(cs->last_gone), "%s", detail);
+    return 0;
+}
+
+/* How many records the next poll may return: a batch, or what --max-messages leaves. */
+static size_t consume_poll_max(const consume_t *cs)
+{
+    if (cs->max_messages >= 0 && (uint64_t)(cs->max_messages - cs->count) < CONSUME_BATCH)
+        return (size_t)(cs->max_messages - cs->count);
+    return CONSUME_BATCH;
+}
+
+/* Poll and print until a signal, --max-messages, or --timeout-ms without a record, which
+ * every turn of the loop checks, whatever the poll returned. */
 static int consume_loop(consume_t *cs)
 {
     shoal_record_t recs[CONSUME_BATCH];
     int64_t deadline = consume_now_ms() + cs->timeout_ms;
 
     while (!cli_stop_signal) {
-        size_t max = CONSUME_BATCH;
-        int n, rc;
+        int n, rc = 0;
 
         if (cs->max_messages >= 0 && cs->count >= cs->max_messages)
             return 0;
-        if (cs->max_messages >= 0 && (uint64_t)(cs->max_messages - cs->count) < max)
-            max = (size_t)(cs->max_messages - cs->count);
-        n = shoal_poll(cs->consumer, recs, max, consume_wait_ms(cs, deadline));
-        if (n == -EINTR)
-            continue;
-        if (n == SHOAL_EOFFSET) { /* fell off a memory topic's ring: say so, go on */
-            fprintf(stderr, "shoal: warning: %s\n", shoal_errmsg());
-            continue;
-        }
-        if (n < 0)
-            return cli_fail(cs->cli, n, "consume '%s'", cs->topic);
-        if (n > 0 && (rc = consume_print(cs, recs, n)) != 0)
+        n = shoal_poll(cs->consumer, recs, consume_poll_max(cs), consume_wait_ms(cs, deadline));
+        if (n == SHOAL_EOFFSET)
+            rc = consume_records_gone(cs);
+        else if (n < 0 && n != -EINTR)
+            rc = cli_fail(cs->cli, n, "consume '%s'", cs->topic);
+        else if (n > 0)
+            rc = consume_print(cs, recs, n);
+        if (rc != 0)
             return rc < 0 ? 0 : rc;
         if (n > 0)
             deadline = consume_now_ms() + cs->timeout_ms;

@@ -216,6 +216,63 @@ INTEG_TEST(test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_r
                "offsets 5..", "were overwritten", want, NULL);
 }
 
+/* Wait up to 10 s until partition 0 of topic is on disk up to its log end. */
+static void wait_flushed(const struct harness_fixture *f, const char *topic)
+{
+    for (int i = 0; i < 1000; i++) {
+        shoal_topic_info_t *info;
+        bool flushed;
+
+        assert_int_equal(shoal_topic_describe(f->c, topic, &info), 0);
+        flushed = info->partitions[0].flushed_offset == info->partitions[0].log_end_offset;
+        shoal_topic_info_free(info);
+        if (flushed)
+            return;
+        usleep(10000);
+    }
+    fail_msg("%s was not flushed to disk in 10 s", topic);
+}
+
+static void remove_segment(const struct harness_fixture *f, const char *topic, int64_t base)
+{
+    static const char *const exts[] = {".log", ".index", ".timeindex"};
+    char path[PATH_MAX];
+
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s-0/%020lld%s", f->d.data_dir, topic, (long long)base,
+                 exts[i]);
+        assert_int_equal(unlink(path), 0);
+    }
+}
+
+/* A segment missing from the middle of a disk log, behind the ring: consume prints the
+ * records before it and warns once; then, as the library reports the gap, it either fails
+ * with status 1 or goes on past it (status 0 at --timeout-ms), but never polls the same gap
+ * for ever (which timeout(1) would end with status 124). */
+INTEG_TEST(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log)
+{
+    int64_t bases[64];
+    char before_gap[64];
+    const char *warning;
+    int status;
+
+    expect_cli(f, 0, NULL, "topic create gap --segment-bytes 64K --ring-slots 2", NULL);
+    expect_cli(f, 0, "seq -f '%0500g' 1 2000", "produce gap", "produced 2000 records", NULL);
+    wait_flushed(f, "gap");
+    assert_true(harness_segment_bases(&f->d, "gap", bases, 64) >= 5);
+    remove_segment(f, "gap", bases[1]);
+    status = run_cli(f, NULL, "consume gap --from-beginning --timeout-ms 1000 --format '%o\\n'");
+    snprintf(before_gap, sizeof(before_gap), "\n%lld\n", (long long)bases[1] - 1);
+    if ((status != 0 && status != 1) || !strstr(out, before_gap))
+        fail_msg("status %d, output:\n%.2000s", status, out);
+    if (status == 1 && !strstr(out, "shoal: consume 'gap'"))
+        fail_msg("status 1 without a reason:\n%.2000s", out);
+    if (status == 0 && !strstr(out, "\n1999\n"))
+        fail_msg("status 0 before the last record:\n%.2000s", out);
+    if ((warning = strstr(out, "warning:")) != NULL)
+        assert_null(strstr(warning + 1, "warning:"));
+}
+
 /* ------------------------------------------------------------------ main */
 
 static int setup(void **state)
@@ -239,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_cli_produce_sends_a_long_line_the_topic_accepts),
         cmocka_unit_test(
             test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_record),
+        cmocka_unit_test(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log),
     };
     harness_test_filter();
     return cmocka_run_group_tests(tests, setup, teardown);
