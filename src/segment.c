@@ -561,11 +561,11 @@ static void index_state_init(index_writer_t *w, int64_t base)
 static int index_file_open(const char *path, size_t entry_bytes, uint64_t *size)
 {
     struct stat st;
-    int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, SEGMENT_FILE_MODE);
+    int fd = shoal__open_regular(path, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW, SEGMENT_FILE_MODE);
     int rc;
 
     if (fd < 0)
-        return SHOAL_ERR(-errno, "open %s: %s", path, strerror(errno));
+        return fd;
     if (fstat(fd, &st) != 0)
         goto out_errno;
     *size = (uint64_t)st.st_size - (uint64_t)st.st_size % entry_bytes;
@@ -620,9 +620,9 @@ static int index_writer_resume_log(index_writer_t *w, const char *dir)
 
     if (rc || !w->has_entry)
         return rc;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = shoal__open_regular(path, O_RDONLY, 0);
     if (fd < 0)
-        return errno == ENOENT ? 0 : SHOAL_ERR(-errno, "open %s: %s", path, strerror(errno));
+        return fd == -ENOENT ? 0 : fd;
     rc = fstat(fd, &st) == 0 ? 0 : SHOAL_ERR(-errno, "fstat %s: %s", path, strerror(errno));
     while (rc == 0 && pos + sizeof(hdr) <= (uint64_t)st.st_size) {
         int32_t blen;
@@ -800,16 +800,17 @@ static int index_build_batch(void *arg, uint64_t pos, const uint8_t *batch,
     return rc;
 }
 
-/* Whether the file at path holds exactly want[0..len). A missing file does not. */
+/* Whether the file at path holds exactly want[0..len). A missing file does not, nor does
+ * anything but a regular file (a FIFO there is replaced, never read). */
 static int file_equals(const char *path, const uint8_t *want, size_t len, bool *equal)
 {
     mapping_t m;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = shoal__open_regular(path, O_RDONLY | O_NOFOLLOW, 0);
     int rc;
 
     *equal = false;
     if (fd < 0)
-        return errno == ENOENT ? 0 : SHOAL_ERR(-errno, "open %s: %s", path, strerror(errno));
+        return fd == -ENOENT || fd == SHOAL_ECORRUPT ? 0 : fd;
     rc = map_fd(fd, path, &m);
     if (rc == 0)
         *equal = m.len == len && (len == 0 || memcmp(m.data, want, len) == 0);
@@ -830,9 +831,12 @@ static int file_replace(const char *dir, int64_t base, const char *ext, const by
         rc = SHOAL_ERR(-ENAMETOOLONG, "index path in %s too long", dir);
     if (rc)
         return rc;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, SEGMENT_FILE_MODE);
+    /* Whatever a crash left at tmp goes: the new file is created, never opened. */
+    if (unlink(tmp) != 0 && errno != ENOENT)
+        return SHOAL_ERR(-errno, "unlink %s: %s", tmp, strerror(errno));
+    fd = shoal__open_regular(tmp, O_WRONLY | O_CREAT | O_EXCL, SEGMENT_FILE_MODE);
     if (fd < 0)
-        return SHOAL_ERR(-errno, "open %s: %s", tmp, strerror(errno));
+        return fd;
     rc = shoal__pwrite_all(fd, buf->p, buf->len, 0);
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
@@ -890,9 +894,10 @@ int segment_recover(const char *dir, int64_t base, bool is_last, segment_recover
     rc = segment_path(path, sizeof(path), dir, base, ".log");
     if (rc)
         return rc;
-    fd = open(path, (is_last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    /* The last segment may be cut short: never through a symbolic link. */
+    fd = shoal__open_regular(path, is_last ? O_RDWR | O_NOFOLLOW : O_RDONLY, 0);
     if (fd < 0)
-        return SHOAL_ERR(-errno, "open %s: %s", path, strerror(errno));
+        return fd;
     rc = map_fd(fd, path, &m);
     if (rc)
         goto out_close;

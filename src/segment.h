@@ -85,7 +85,8 @@ typedef struct segment_recovery {
  * (is_last) truncate a torn or corrupt tail to the good prefix and fsync; rebuild .index
  * and .timeindex when missing, shorter than the log needs, or pointing past the log.
  * Returns 0; SHOAL_ECORRUPT when a segment that is not the last is damaged (out->scan
- * says where: the caller decides, data after it is not trusted); -errno on I/O errors. */
+ * says where: the caller decides, data after it is not trusted) or when the .log is not a
+ * regular file (the last is not followed through a symbolic link); -errno on I/O errors. */
 int segment_recover(const char *dir, int64_t base, bool is_last, segment_recovery_t *out);
 
 /* Appends .index/.timeindex entries while the flusher writes a segment's log. */

@@ -382,6 +382,66 @@ int shoal__pread_all(int fd, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+static const char *file_type_name(mode_t mode)
+{
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISLNK(mode))
+        return "a symbolic link";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "a device";
+    return "not a plain file";
+}
+
+static int not_regular(const char *path, mode_t mode)
+{
+    return SHOAL_ERR(SHOAL_ECORRUPT, "%s is not a regular file (%s)", path, file_type_name(mode));
+}
+
+/* open() failed: say so, unless the cause is what sits at path (a FIFO without a writer or
+ * reader gives ENXIO, a directory EISDIR, a symbolic link under O_NOFOLLOW ELOOP). */
+static int open_failed(const char *path, int err)
+{
+    struct stat st;
+
+    if ((err == ENXIO || err == EISDIR || err == ELOOP) && lstat(path, &st) == 0 &&
+        !S_ISREG(st.st_mode))
+        return not_regular(path, st.st_mode);
+    return SHOAL_ERR(-err, "open %s: %s", path, strerror(err));
+}
+
+int shoal__open_regular(const char *path, int flags, unsigned mode)
+{
+    struct stat st;
+    int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC, (mode_t)mode);
+    int rc;
+
+    if (fd < 0)
+        return open_failed(path, errno);
+    if (fstat(fd, &st) < 0) {
+        rc = SHOAL_ERR(-errno, "fstat %s: %s", path, strerror(errno));
+        goto out_close;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = not_regular(path, st.st_mode);
+        goto out_close;
+    }
+    /* Back to blocking I/O (F_SETFL sets every status flag it can: keep O_APPEND). */
+    if (fcntl(fd, F_SETFL, flags & O_APPEND) < 0) {
+        rc = SHOAL_ERR(-errno, "fcntl %s: %s", path, strerror(errno));
+        goto out_close;
+    }
+    return fd;
+
+out_close:
+    close(fd);
+    return rc;
+}
+
 int shoal__fsync_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -128,6 +128,12 @@ int shoal__pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 int shoal__pread_all(int fd, void *buf, size_t len, uint64_t off);
 /* fsync a directory by path. 0 or -errno. */
 int shoal__fsync_dir(const char *path);
+/* open(path, flags | O_CLOEXEC, mode) for a file that must be a regular file (a segment,
+ * an index): opened O_NONBLOCK, so a FIFO or device put in its place cannot block the
+ * caller, then checked with fstat. Add O_NOFOLLOW to flags where a symbolic link must not
+ * be followed. Returns the fd (O_NONBLOCK cleared again), -errno, or SHOAL_ECORRUPT with
+ * the detail "<path> is not a regular file (a FIFO)" (or directory, symbolic link, ...). */
+int shoal__open_regular(const char *path, int flags, unsigned mode);
 
 #define SHOAL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SHOAL_MIN(a, b)    ((a) < (b) ? (a) : (b))

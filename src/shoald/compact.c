@@ -216,8 +216,8 @@ static int seg_map_open(const char *dir, int64_t base, seg_map_t *m)
     m->len = 0;
     if ((rc = segment_path(path, sizeof(path), dir, base, ".log")) < 0)
         return rc;
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return SHOAL_ERR(-errno, "open %s", path);
+    if ((fd = shoal__open_regular(path, O_RDONLY, 0)) < 0)
+        return fd;
     if (fstat(fd, &st) < 0) {
         rc = -errno;
         close(fd);
@@ -499,9 +499,9 @@ static int rewrite_segment(cleaner_t *c, const seg_map_t *m, int64_t base)
     if ((rc = ext_path(cleaned, sizeof(cleaned), p->dir, base, CLEANED_EXT)) < 0 ||
         (rc = ext_path(swap, sizeof(swap), p->dir, base, SWAP_EXT)) < 0)
         return rc;
-    c->fd = open(cleaned, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    c->fd = shoal__open_regular(cleaned, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
     if (c->fd < 0)
-        return SHOAL_ERR(-errno, "open %s", cleaned);
+        return c->fd;
     c->out_pos = 0;
     rc = scan_segment(c, m, base, true, rewrite_batch);
     if (rc == 0 && fsync(c->fd) < 0)

@@ -222,8 +222,8 @@ static int ring_preload_last(dpart_t *p, const struct disk_state *ds)
 
     if (segment_path(path, sizeof(path), p->dir, ds->last_base, ".log") < 0)
         return -ENAMETOOLONG;
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return -errno;
+    if ((fd = shoal__open_regular(path, O_RDONLY, 0)) < 0)
+        return fd;
     map = mmap(NULL, ds->last_len, PROT_READ, MAP_SHARED, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
@@ -362,9 +362,9 @@ static int flusher_open_file(dpart_t *p)
     int rc = segment_path(path, sizeof(path), p->dir, base, ".log");
     if (rc < 0)
         return rc;
-    p->log_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    p->log_fd = shoal__open_regular(path, O_WRONLY | O_CREAT | O_NOFOLLOW, 0600);
     if (p->log_fd < 0)
-        return SHOAL_ERR(-errno, "cannot open %s", path);
+        return p->log_fd;
     rc = index_writer_open(&p->iw, p->dir, base);
     if (rc < 0) {
         close(p->log_fd);
@@ -623,7 +623,7 @@ static int64_t segment_max_timestamp(const char *dir, int64_t base)
     int fd;
 
     if (segment_path(path, sizeof(path), dir, base, ".log") < 0 ||
-        (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        (fd = shoal__open_regular(path, O_RDONLY, 0)) < 0)
         return -1;
     if (fstat(fd, &st) < 0 || st.st_size == 0 ||
         (data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0)) == MAP_FAILED) {
@@ -989,7 +989,7 @@ static int64_t segment_position(const char *dir, int64_t base, int fd, uint64_t 
     if (log == MAP_FAILED)
         return -errno;
     if (segment_path(path, sizeof(path), dir, base, ".index") == 0 &&
-        (ifd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+        (ifd = shoal__open_regular(path, O_RDONLY, 0)) >= 0) {
         if (fstat(ifd, &st) == 0 && st.st_size > 0) {
             idx = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, ifd, 0);
             idx_len = idx == MAP_FAILED ? 0 : (size_t)st.st_size;
@@ -1003,6 +1003,17 @@ static int64_t segment_position(const char *dir, int64_t base, int fd, uint64_t 
         munmap((void *)idx, idx_len);
     munmap((void *)log, len);
     return pos;
+}
+
+/* A listed segment that cannot be opened: retention may have removed it since (ENOENT, said
+ * by the caller's retry or the client's next call); anything else is logged, once per call,
+ * since the client only sees the code. */
+static int segment_open_failed(const dpart_t *p, int rc)
+{
+    if (rc != -ENOENT)
+        log_error("%s-%u: cannot open a segment for a consumer: %s", p->topic, p->id,
+                  shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(rc));
+    return rc;
 }
 
 int dpart_segment_open(dpart_t *p, int64_t offset, int *fd, int64_t *base, uint64_t *bytes,
@@ -1030,8 +1041,8 @@ again:
     shoal__free(bases);
     if ((rc = segment_path(path, sizeof(path), p->dir, *base, ".log")) < 0)
         return rc;
-    if ((*fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return -errno;
+    if ((*fd = shoal__open_regular(path, O_RDONLY, 0)) < 0)
+        return segment_open_failed(p, *fd);
     if (fstat(*fd, &st) < 0 || st.st_size == 0)
         goto out_range;
     *bytes = (uint64_t)st.st_size;
@@ -1073,8 +1084,8 @@ static int file_map_open(const char *dir, int64_t base, const char *ext, file_ma
     m->len = 0;
     if (rc < 0)
         return rc;
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return errno == ENOENT ? 0 : SHOAL_ERR(-errno, "cannot open %s", path);
+    if ((fd = shoal__open_regular(path, O_RDONLY, 0)) < 0)
+        return fd == -ENOENT ? 0 : fd;
     if (fstat(fd, &st) < 0) {
         rc = SHOAL_ERR(-errno, "cannot stat %s", path);
     } else if (st.st_size > 0) {
