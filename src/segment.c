@@ -62,22 +62,28 @@ int segment_path(char *buf, size_t cap, const char *dir, int64_t base, const cha
     return 0;
 }
 
-/* Parse "<20 digits>.log" into *base; false for any other name or a value over INT64_MAX. */
-static bool segment_name_parse(const char *name, int64_t *base)
+int64_t segment_name_base(const char *name, const char *ext)
 {
     uint64_t v = 0;
     int i;
 
-    if (strlen(name) != SEGMENT_NAME_DIGITS + 4 || strcmp(name + SEGMENT_NAME_DIGITS, ".log"))
-        return false;
+    if (strlen(name) != SEGMENT_NAME_DIGITS + strlen(ext) ||
+        strcmp(name + SEGMENT_NAME_DIGITS, ext))
+        return -1;
     for (i = 0; i < SEGMENT_NAME_DIGITS; i++) {
         unsigned d = (unsigned)(name[i] - '0');
         if (d > 9 || v > ((uint64_t)INT64_MAX - d) / 10)
-            return false;
+            return -1;
         v = v * 10 + d;
     }
-    *base = (int64_t)v;
-    return true;
+    return (int64_t)v;
+}
+
+/* Parse "<20 digits>.log" into *base; false for any other name or a value over INT64_MAX. */
+static bool segment_name_parse(const char *name, int64_t *base)
+{
+    *base = segment_name_base(name, ".log");
+    return *base >= 0;
 }
 
 static int cmp_i64(const void *a, const void *b)

@@ -21,6 +21,10 @@
  * Returns 0, -ENAMETOOLONG, or -EINVAL for a negative base. */
 int segment_path(char *buf, size_t cap, const char *dir, int64_t base, const char *ext);
 
+/* The base offset of a file named "<20 digits><ext>" (ext e.g. ".index"), or -1 when name
+ * is not that or the number is over INT64_MAX. */
+int64_t segment_name_base(const char *name, const char *ext);
+
 /* Base offsets of every <20 digits>.log in dir, ascending, in a shoal__malloc'd array the
  * caller frees. Files with other names are ignored. 0, or -errno. */
 int segment_list(const char *dir, int64_t **bases, size_t *count);

@@ -32,10 +32,15 @@
  * <base>.log.swap (directory fsynced): from then on the rewrite is complete. Then the old
  * .index/.timeindex are unlinked, the .swap renamed over <base>.log (directory fsynced
  * after each step) and the index rebuilt by segment_recover(). At start compact_recover()
- * deletes any .cleaned (the old segment is whole), completes any .swap, and rebuilds the
- * index of a sealed segment left without one; so a crash leaves the old segment or the new
- * one, never a mix. SHOALD_TEST_COMPACT_CRASH=cleaned|swap (read once) makes the daemon
- * _exit(99) right after writing .cleaned or right after the rename to .swap, for tests.
+ * deletes any .cleaned (the old segment is whole) and completes any .swap; the partition's
+ * recovery then rebuilds the index of a sealed segment left without one; so a crash leaves
+ * the old segment or the new one, never a mix. A .swap is trusted only as far as it is
+ * checked: it replaces the .log only when every batch is whole with a good CRC and its
+ * offsets start at or after the base and end exactly where the segment ends (a rewrite
+ * keeps the offsets and the last batch); anything else there (damage, a stray file) is
+ * deleted with a warning and the .log kept, never the other way round.
+ * SHOALD_TEST_COMPACT_CRASH=cleaned|swap (read once) makes the daemon _exit(99) right after writing
+ * .cleaned or right after the rename to .swap, for tests.
  *
  * Readers. A consumer with the old segment mapped keeps reading it (rename leaves the
  * mapping valid); later SEGMENT_OPENs get the new file. The shared-memory ring may still
@@ -206,7 +211,8 @@ typedef struct seg_map {
     size_t len;
 } seg_map_t;
 
-static int seg_map_open(const char *dir, int64_t base, seg_map_t *m)
+/* Map dir/<base><ext> (a regular file) read-only; an empty file maps to (NULL, 0). */
+static int seg_map_open(const char *dir, int64_t base, const char *ext, seg_map_t *m)
 {
     char path[PATH_MAX];
     struct stat st;
@@ -214,7 +220,7 @@ static int seg_map_open(const char *dir, int64_t base, seg_map_t *m)
 
     m->data = NULL;
     m->len = 0;
-    if ((rc = segment_path(path, sizeof(path), dir, base, ".log")) < 0)
+    if ((rc = segment_path(path, sizeof(path), dir, base, ext)) < 0)
         return rc;
     if ((fd = shoal__open_regular(path, O_RDONLY, 0)) < 0)
         return fd;
@@ -533,7 +539,7 @@ static int clean_segment(cleaner_t *c, int64_t base)
     uint64_t before;
     int rc;
 
-    if ((rc = seg_map_open(p->dir, base, &m)) < 0)
+    if ((rc = seg_map_open(p->dir, base, ".log", &m)) < 0)
         return rc;
     c->records = c->kept = c->tombstones_kept = 0;
     rc = scan_segment(c, &m, base, true, count_batch);
@@ -561,7 +567,7 @@ static int build_map(cleaner_t *c, const int64_t *bases, size_t n, size_t sealed
 {
     for (size_t i = 0; i < n; i++) {
         seg_map_t m;
-        int rc = seg_map_open(c->p->dir, bases[i], &m);
+        int rc = seg_map_open(c->p->dir, bases[i], ".log", &m);
         if (rc == 0) {
             rc = scan_segment(c, &m, bases[i], i < sealed, map_batch);
             seg_map_close(&m);
@@ -645,100 +651,148 @@ void compact_maybe_run(dpart_t *p, int64_t now_ns)
 
 /* ------------------------------------------------------------------ recovery */
 
-/* The base offset of "<20 digits><ext>", or -1 when name is not that. */
-static int64_t name_base(const char *name, const char *ext)
+/* Where segment base ends (the offset after its last): by its .log when that scans whole
+ * with good CRCs, else by the next segment's base (segments are contiguous); -1 when
+ * neither can say. */
+static int64_t segment_end(const char *dir, int64_t base, int64_t next_base)
 {
-    size_t len = strlen(name), elen = strlen(ext);
-    int64_t base = 0;
+    segment_scan_t scan;
+    seg_map_t m;
+    int64_t end = next_base;
 
-    if (len != SEGMENT_NAME_DIGITS + elen || strcmp(name + SEGMENT_NAME_DIGITS, ext) != 0)
-        return -1;
-    for (size_t i = 0; i < SEGMENT_NAME_DIGITS; i++) {
-        if (name[i] < '0' || name[i] > '9' || base > (INT64_MAX - 9) / 10)
-            return -1;
-        base = base * 10 + (name[i] - '0');
-    }
-    return base;
+    if (seg_map_open(dir, base, ".log", &m) < 0)
+        return end;
+    segment_scan_bytes(m.data, m.len, base, true, NULL, NULL, &scan);
+    if (!scan.error && scan.batches > 0)
+        end = scan.next_offset;
+    seg_map_close(&m);
+    return end;
 }
 
-/* Finish or drop interrupted rewrites named in dir (collected first, then acted on). */
-static int recover_rewrites(const char *dir, const char *topic, uint32_t id)
+/* Whether <base>.log.swap is a finished rewrite as rewrite_segment() leaves it: a regular
+ * file of whole batches with good CRCs and offsets from base up, ending where the segment
+ * it replaces ends (a rewrite keeps every batch's offsets and the segment's last batch).
+ * 0 when it is; SHOAL_ECORRUPT with the reason as the error detail when it is not; -errno
+ * when it cannot be read (then nothing is decided). */
+static int swap_check(const char *dir, int64_t base, int64_t next_base)
+{
+    segment_scan_t scan;
+    seg_map_t m;
+    int64_t end;
+    int rc = seg_map_open(dir, base, SWAP_EXT, &m);
+
+    if (rc < 0)
+        return rc;
+    segment_scan_bytes(m.data, m.len, base, true, NULL, NULL, &scan);
+    seg_map_close(&m);
+    if (scan.error)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "%s", scan.why);
+    if (scan.batches == 0)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "it holds no batch");
+    end = segment_end(dir, base, next_base);
+    if (end < 0)
+        return SHOAL_ERR(SHOAL_ECORRUPT,
+                         "neither a sound .log nor a next segment shows where the segment ends");
+    if (scan.next_offset != end)
+        return SHOAL_ERR(SHOAL_ECORRUPT, "it ends before offset %lld, the segment before %lld",
+                         (long long)scan.next_offset, (long long)end);
+    return 0;
+}
+
+/* A .swap that is not a finished rewrite is debris (or damage): delete it, keep the .log. */
+static int swap_drop(const char *dir, const char *topic, uint32_t id, int64_t base)
+{
+    char path[PATH_MAX], why[256];
+    int rc = ext_path(path, sizeof(path), dir, base, SWAP_EXT);
+
+    if (rc < 0)
+        return rc;
+    snprintf(why, sizeof(why), "%s", shoal_errmsg());
+    if (unlink(path) < 0)
+        return SHOAL_ERR(-errno, "unlink %s: %s", path, strerror(errno));
+    log_warn("%s-%u: deleted %s: not a finished compaction of segment %lld (%s); the "
+             "segment is kept as it was",
+             topic, id, path, (long long)base, why);
+    return shoal__fsync_dir(dir);
+}
+
+/* Put a finished rewrite of segment base in place of its .log, or drop it. */
+static int swap_recover(const char *dir, const char *topic, uint32_t id, int64_t base,
+                        int64_t next_base)
+{
+    int rc = swap_check(dir, base, next_base);
+
+    if (rc == SHOAL_ECORRUPT)
+        return swap_drop(dir, topic, id, base);
+    if (rc == 0 && (rc = swap_complete(dir, base)) == 0)
+        log_notice("%s-%u: completed the compaction of segment %lld", topic, id, (long long)base);
+    return rc;
+}
+
+/* The first of bases[0..n) above base, or -1. */
+static int64_t base_after(const int64_t *bases, size_t n, int64_t base)
+{
+    for (size_t i = 0; i < n; i++)
+        if (bases[i] > base)
+            return bases[i];
+    return -1;
+}
+
+/* Delete .cleaned files in dir and collect the bases of .swap files in *swaps. */
+static int rewrites_list(const char *dir, const char *topic, uint32_t id, int64_t **swaps,
+                         size_t *nswaps)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
-    int64_t *swaps = NULL;
-    size_t nswaps = 0, cap = 0;
+    size_t cap = 0;
     int rc = 0;
 
     if (!d)
         return errno == ENOENT ? 0 : SHOAL_ERR(-errno, "opendir %s", dir);
-    while ((e = readdir(d))) {
+    while (rc == 0 && (e = readdir(d))) {
         char path[PATH_MAX];
         int64_t base;
-        if ((base = name_base(e->d_name, CLEANED_EXT)) >= 0) {
+        if ((base = segment_name_base(e->d_name, CLEANED_EXT)) >= 0) {
             if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path) &&
                 unlink(path) == 0)
                 log_notice("%s-%u: dropped an unfinished compaction of segment %lld", topic, id,
                            (long long)base);
-        } else if ((base = name_base(e->d_name, SWAP_EXT)) >= 0) {
-            if (nswaps == cap) {
+        } else if ((base = segment_name_base(e->d_name, SWAP_EXT)) >= 0) {
+            if (*nswaps == cap) {
                 size_t ncap = cap ? cap * 2 : 8;
-                int64_t *s = shoal__realloc(swaps, ncap * sizeof(*s));
+                int64_t *s = shoal__realloc(*swaps, ncap * sizeof(*s));
                 if (!s) {
                     rc = -ENOMEM;
                     break;
                 }
-                swaps = s;
+                *swaps = s;
                 cap = ncap;
             }
-            swaps[nswaps++] = base;
+            (*swaps)[(*nswaps)++] = base;
         }
     }
     closedir(d);
-    for (size_t i = 0; rc == 0 && i < nswaps; i++) {
-        rc = swap_complete(dir, swaps[i]);
-        if (rc == 0)
-            log_notice("%s-%u: completed the compaction of segment %lld", topic, id,
-                       (long long)swaps[i]);
-    }
-    shoal__free(swaps);
     return rc;
-}
-
-static bool file_exists(const char *dir, int64_t base, const char *ext)
-{
-    char path[PATH_MAX];
-    return ext_path(path, sizeof(path), dir, base, ext) == 0 && access(path, F_OK) == 0;
 }
 
 int compact_recover(const char *dir, const char *topic, uint32_t id)
 {
-    int64_t *bases = NULL;
-    size_t n = 0;
+    int64_t *swaps = NULL, *bases = NULL;
+    size_t nswaps = 0, n = 0;
     int rc;
 
     shoal__clear_err();
     if (access(dir, F_OK) < 0 && errno == ENOENT)
         return 0; /* nothing on disk yet */
-    rc = recover_rewrites(dir, topic, id);
-
-    if (rc < 0 || (rc = segment_list(dir, &bases, &n)) < 0)
-        goto out;
-    /* A crash between the swap and the index rebuild leaves a sealed segment without
-     * index files; the last segment's are checked by the ordinary recovery. */
-    for (size_t i = 0; i + 1 < n && rc == 0; i++) {
-        segment_recovery_t rec;
-        if (file_exists(dir, bases[i], ".index") && file_exists(dir, bases[i], ".timeindex"))
-            continue;
-        rc = segment_recover(dir, bases[i], false, &rec);
-        if (rc == 0)
-            log_notice("%s-%u: rebuilt the index of compacted segment %lld", topic, id,
-                       (long long)bases[i]);
-    }
-out:
+    rc = rewrites_list(dir, topic, id, &swaps, &nswaps);
+    if (rc == 0 && nswaps > 0)
+        rc = segment_list(dir, &bases, &n);
+    for (size_t i = 0; rc == 0 && i < nswaps; i++)
+        rc = swap_recover(dir, topic, id, swaps[i], base_after(bases, n, swaps[i]));
     if (rc < 0)
-        log_error("%s-%u: compaction recovery in %s failed: %s", topic, id, dir,
+        log_error("%s-%u: finishing interrupted compactions in %s failed: %s", topic, id, dir,
                   shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(rc));
+    shoal__free(swaps);
     shoal__free(bases);
     return rc;
 }

@@ -30,9 +30,11 @@ typedef struct compact_state {
 void compact_maybe_run(struct dpart *p, int64_t now_ns);
 
 /* At start, before the segments are listed: in the partition's directory delete every
- * <base>.log.cleaned (an unfinished rewrite: the old segment is whole), complete every
- * <base>.log.swap (a finished rewrite: it replaces <base>.log) and rebuild the index of
- * any sealed segment left without one. 0 or a negative code. */
+ * <base>.log.cleaned (an unfinished rewrite: the old segment is whole) and settle every
+ * <base>.log.swap. A .swap that is a finished rewrite (whole batches with good CRCs,
+ * offsets from base up to where the segment ends) replaces <base>.log; any other is
+ * deleted with a warning naming it, and <base>.log is kept. 0 or a negative code (an I/O
+ * error: nothing is replaced or deleted then). */
 int compact_recover(const char *dir, const char *topic, uint32_t id);
 
 #endif

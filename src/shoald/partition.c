@@ -112,18 +112,48 @@ static uint64_t file_size(const char *dir, int64_t base)
     return (uint64_t)st.st_size;
 }
 
+static bool segment_file_exists(const char *dir, int64_t base, const char *ext)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    return segment_path(path, sizeof(path), dir, base, ext) == 0 && lstat(path, &st) == 0;
+}
+
+/* A sealed segment left without index files (a crash between a compaction's swap and its
+ * index rebuild, or a file removed by hand) gets them rebuilt from its log. The last
+ * segment's are checked by its own recovery. */
+static int sealed_indexes_rebuild(dpart_t *p, const int64_t *bases, size_t n)
+{
+    segment_recovery_t rec;
+    int rc;
+
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (segment_file_exists(p->dir, bases[i], ".index") &&
+            segment_file_exists(p->dir, bases[i], ".timeindex"))
+            continue;
+        if ((rc = segment_recover(p->dir, bases[i], false, &rec)) < 0) {
+            log_error("%s-%u: cannot rebuild the missing index of sealed segment %lld: %s",
+                      p->topic, p->id, (long long)bases[i], shoal_errmsg());
+            return rc;
+        }
+        log_notice("%s-%u: rebuilt the missing index of sealed segment %lld", p->topic, p->id,
+                   (long long)bases[i]);
+    }
+    return 0;
+}
+
 static int disk_recover(dpart_t *p, struct disk_state *ds)
 {
     segment_recovery_t rec;
     int64_t *bases = NULL;
     size_t n = 0;
-    int rc = segment_list(p->dir, &bases, &n);
+    int rc;
 
     memset(ds, 0, sizeof(*ds));
-    if (rc < 0)
+    if ((rc = segment_list(p->dir, &bases, &n)) < 0)
         return rc;
     ds->segments = n;
-    if (n == 0)
+    if (n == 0 || (rc = sealed_indexes_rebuild(p, bases, n)) < 0)
         goto out;
     rc = segment_recover(p->dir, bases[n - 1], true, &rec);
     if (rc < 0) {

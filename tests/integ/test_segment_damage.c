@@ -1,6 +1,7 @@
 /* test_segment_damage.c - a partition directory damaged while shoald was stopped: the
  * restarted daemon keeps every good record, names what it dropped, and keeps serving.
- * A FIFO in place of a segment is refused with an error instead of blocking the daemon. */
+ * A damaged or unfinished <base>.log.swap is deleted and never replaces its segment; a
+ * FIFO in place of a segment is refused with an error instead of blocking the daemon. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -64,12 +65,48 @@ static int64_t log_end(struct harness_fixture *f, const char *topic)
     return end;
 }
 
+/* Read from offset 0 to the log end: gapless, each value numbered by its offset. Returns
+ * the offset after the last record read. */
+static int64_t read_all(struct harness_fixture *f, const char *topic)
+{
+    shoal_consumer_t *k;
+    shoal_record_t r[64];
+    int64_t next = 0, end = log_end(f, topic);
+    int n;
+
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, topic, NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, topic, 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    while (next < end && (n = shoal_poll(k, r, 64, 2000)) > 0)
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(r[i].offset, next);
+            assert_int_equal(atoi(r[i].value), (int)next);
+            next++;
+        }
+    shoal_consumer_close(k);
+    return next;
+}
+
 static void file_of(struct harness_fixture *f, const char *topic, int64_t base, const char *ext,
                     char *path, size_t cap)
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s/%s-0", f->d.data_dir, topic);
     assert_int_equal(segment_path(path, cap, dir, base, ext), 0);
+}
+
+static void write_file(const char *path, const uint8_t *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
 }
 
 static void restart(struct harness_fixture *f)
@@ -89,6 +126,121 @@ static size_t produce_and_stop(struct harness_fixture *f, const char *topic, int
     n = harness_segment_bases(&f->d, topic, bases, MAX_BASES);
     assert_true(n >= 4);
     return n;
+}
+
+/* ------------------------------------------------------------------ .log.swap */
+
+/* Put swap_bytes at <bases[1]>.log.swap, restart: the .swap is deleted with a warning
+ * naming it, the .log is kept, every record reads back. */
+static void damaged_swap_is_dropped(struct harness_fixture *f, const char *topic,
+                                    uint8_t *(*make)(const char *log_path, size_t *len))
+{
+    char log_path[PATH_MAX], swap_path[PATH_MAX], needle[PATH_MAX + 64];
+    int64_t bases[MAX_BASES];
+    uint8_t *swap;
+    size_t len;
+
+    produce_and_stop(f, topic, bases);
+    file_of(f, topic, bases[1], ".log", log_path, sizeof(log_path));
+    file_of(f, topic, bases[1], ".log.swap", swap_path, sizeof(swap_path));
+    swap = make(log_path, &len);
+    write_file(swap_path, swap, len);
+    free(swap);
+
+    restart(f);
+    snprintf(needle, sizeof(needle), "deleted %s", swap_path);
+    assert_true(harness_daemon_log_contains(&f->d, needle));
+    assert_false(file_exists(swap_path));
+    assert_int_equal(read_all(f, topic), RECORDS);
+    produce(f, topic, RECORDS, 1);
+    assert_int_equal(log_end(f, topic), RECORDS + 1);
+}
+
+static uint8_t *random_bytes(const char *log_path, size_t *len)
+{
+    uint64_t seed = 42;
+    uint8_t *b = malloc(5000);
+    (void)log_path;
+    assert_non_null(b);
+    for (size_t i = 0; i < 5000; i++)
+        b[i] = (uint8_t)harness_rand(&seed);
+    *len = 5000;
+    return b;
+}
+
+/* The real segment with two bytes changed in the middle (a CRC mismatch). */
+static uint8_t *two_bytes_changed(const char *log_path, size_t *len)
+{
+    uint8_t *b = harness_read_file(log_path, len);
+    assert_non_null(b);
+    assert_true(*len > 2000);
+    b[*len / 2] ^= 0x5a;
+    b[*len / 2 + 1] ^= 0xa5;
+    return b;
+}
+
+/* The first half of the real segment's batches: each batch whole and good, but the file
+ * ends before the segment it would replace does (a rewrite keeps the last batch). */
+static uint8_t *first_half(const char *log_path, size_t *len)
+{
+    uint8_t *b = harness_read_file(log_path, len);
+    segment_scan_t scan;
+    assert_non_null(b);
+    assert_int_equal(segment_scan_bytes(b, *len / 2, 0, true, NULL, NULL, &scan), 0);
+    assert_true(scan.valid_bytes > 0);
+    *len = scan.valid_bytes;
+    return b;
+}
+
+INTEG_TEST(test_a_random_swap_is_deleted_and_the_segment_kept)
+{
+    damaged_swap_is_dropped(f, "swrand", random_bytes);
+}
+
+INTEG_TEST(test_a_swap_with_a_bad_crc_is_deleted_and_the_segment_kept)
+{
+    damaged_swap_is_dropped(f, "swcrc", two_bytes_changed);
+}
+
+INTEG_TEST(test_a_swap_ending_before_its_segment_is_deleted_and_the_segment_kept)
+{
+    damaged_swap_is_dropped(f, "swhalf", first_half);
+}
+
+/* A whole copy of the segment is a finished rewrite by every check: it is put in place. */
+INTEG_TEST(test_a_sound_swap_replaces_its_segment)
+{
+    char log_path[PATH_MAX], swap_path[PATH_MAX];
+    int64_t bases[MAX_BASES];
+    uint8_t *b;
+    size_t len;
+
+    produce_and_stop(f, "swgood", bases);
+    file_of(f, "swgood", bases[1], ".log", log_path, sizeof(log_path));
+    file_of(f, "swgood", bases[1], ".log.swap", swap_path, sizeof(swap_path));
+    assert_non_null(b = harness_read_file(log_path, &len));
+    write_file(swap_path, b, len);
+    free(b);
+    restart(f);
+    assert_true(harness_daemon_log_contains(&f->d, "completed the compaction of segment"));
+    assert_false(file_exists(swap_path));
+    assert_int_equal(read_all(f, "swgood"), RECORDS);
+}
+
+/* A topic that never compacts says nothing of compaction when it rebuilds a sealed index. */
+INTEG_TEST(test_a_missing_sealed_index_is_rebuilt_without_talk_of_compaction)
+{
+    char path[PATH_MAX];
+    int64_t bases[MAX_BASES];
+
+    produce_and_stop(f, "idx", bases);
+    file_of(f, "idx", bases[1], ".index", path, sizeof(path));
+    assert_int_equal(unlink(path), 0);
+    restart(f);
+    assert_true(harness_daemon_log_contains(&f->d, "rebuilt the missing index of sealed segment"));
+    assert_false(harness_daemon_log_contains(&f->d, "compacted segment"));
+    assert_true(file_exists(path));
+    assert_int_equal(read_all(f, "idx"), RECORDS);
 }
 
 /* ------------------------------------------------------------------ FIFO */
@@ -137,6 +289,11 @@ int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
+        T(test_a_random_swap_is_deleted_and_the_segment_kept),
+        T(test_a_swap_with_a_bad_crc_is_deleted_and_the_segment_kept),
+        T(test_a_swap_ending_before_its_segment_is_deleted_and_the_segment_kept),
+        T(test_a_sound_swap_replaces_its_segment),
+        T(test_a_missing_sealed_index_is_rebuilt_without_talk_of_compaction),
         T(test_a_fifo_in_place_of_a_segment_is_refused_not_waited_on),
     };
 #undef T

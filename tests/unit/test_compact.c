@@ -1,7 +1,9 @@
 /* test_compact.c - compact_recover() on a partition directory left by a crash at each point
  * of a compaction rewrite: an unfinished .cleaned is dropped (the old segment stays), a
- * finished .swap replaces the segment and gets a fresh index, and a sealed segment whose
- * index was unlinked before the crash gets it rebuilt. */
+ * finished .swap replaces the segment and gets a fresh index, and a .swap that is not a
+ * finished rewrite is deleted with the segment kept. (A sealed segment whose index was
+ * unlinked before the crash gets it rebuilt by the partition's recovery:
+ * tests/integ/test_segment_damage.c.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -162,25 +164,21 @@ static void test_finished_swap_replaces_the_segment_and_its_index(void **state)
     free(now);
 }
 
-static void test_segment_left_without_index_gets_one(void **state)
+/* A .swap that is not a finished rewrite (here cut short) never replaces the segment. */
+static void test_damaged_swap_is_deleted_and_the_segment_kept(void **state)
 {
-    uint8_t fresh[4096];
-    char path[PATH_MAX];
+    uint8_t old[4096], fresh[4096], *now;
+    size_t old_len = old_segment(old, sizeof(old)), len;
     (void)state;
 
-    /* The crash came after the rename over .log, before the index was rebuilt. */
-    write_file(0, ".log", fresh, new_segment(fresh, sizeof(fresh)));
-    path_of(path, 0, ".index");
-    unlink(path);
-    path_of(path, 0, ".timeindex");
-    unlink(path);
+    write_file(0, ".log.swap", fresh, new_segment(fresh, sizeof(fresh)) - 10);
     assert_int_equal(compact_recover(dir, "t", 0), 0);
+    assert_false(exists(0, ".log.swap"));
     assert_true(exists(0, ".index") && exists(0, ".timeindex"));
-    /* The active segment's own index is left to the ordinary recovery. */
-    path_of(path, 8, ".index");
-    unlink(path);
-    assert_int_equal(compact_recover(dir, "t", 0), 0);
-    assert_false(exists(8, ".index"));
+    assert_non_null(now = read_file(0, ".log", &len));
+    assert_int_equal(len, old_len);
+    assert_memory_equal(now, old, len);
+    free(now);
 }
 
 static void test_missing_directory_is_fine(void **state)
@@ -197,7 +195,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_unfinished_cleaned_is_dropped),
         T(test_finished_swap_replaces_the_segment_and_its_index),
-        T(test_segment_left_without_index_gets_one),
+        T(test_damaged_swap_is_deleted_and_the_segment_kept),
         T(test_missing_directory_is_fine),
     };
 #undef T
