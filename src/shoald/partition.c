@@ -119,6 +119,83 @@ static bool segment_file_exists(const char *dir, int64_t base, const char *ext)
     return segment_path(path, sizeof(path), dir, base, ext) == 0 && lstat(path, &st) == 0;
 }
 
+/* The offset after the last batch an .index file names (its last entry), or -1. */
+static int64_t index_last_offset(const char *path, int64_t base)
+{
+    uint8_t entry[SEGMENT_INDEX_ENTRY_BYTES];
+    struct stat st;
+    int64_t end = -1;
+    int fd = shoal__open_regular(path, O_RDONLY | O_NOFOLLOW, 0);
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) == 0 && st.st_size >= SEGMENT_INDEX_ENTRY_BYTES) {
+        /* The last whole entry: a torn one after it is what a crash leaves. */
+        uint64_t at = (uint64_t)st.st_size - (uint64_t)st.st_size % SEGMENT_INDEX_ENTRY_BYTES -
+                      SEGMENT_INDEX_ENTRY_BYTES;
+        if (shoal__pread_all(fd, entry, sizeof(entry), at) == 0)
+            end = base + (int64_t)shoal__get_be32(entry) + 1;
+    }
+    close(fd);
+    return end;
+}
+
+/* Segment base has index files but no .log (removed by hand): they describe bytes that are
+ * gone, and the flusher, writing that segment anew, would have its first batch refused by
+ * the old entries. Delete them, and say what the lost file held, as far as they show. */
+static int orphan_index_drop(dpart_t *p, int64_t base)
+{
+    static const char *const exts[] = {".index", ".timeindex"};
+    char log_path[PATH_MAX], idx_path[PATH_MAX], path[PATH_MAX];
+    int64_t end;
+    int rc;
+
+    if ((rc = segment_path(log_path, sizeof(log_path), p->dir, base, ".log")) < 0 ||
+        (rc = segment_path(idx_path, sizeof(idx_path), p->dir, base, ".index")) < 0)
+        return rc;
+    end = index_last_offset(idx_path, base);
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(exts); i++) {
+        if ((rc = segment_path(path, sizeof(path), p->dir, base, exts[i])) < 0)
+            return rc;
+        if (unlink(path) < 0 && errno != ENOENT)
+            return SHOAL_ERR(-errno, "unlink %s: %s", path, strerror(errno));
+    }
+    if (end > base)
+        log_warn("%s-%u: %s is missing: deleted its stale .index and .timeindex; the records "
+                 "from offset %lld to at least %lld it held are lost unless the shared ring "
+                 "still holds them",
+                 p->topic, p->id, log_path, (long long)base, (long long)end - 1);
+    else
+        log_warn("%s-%u: %s is missing: deleted its stale .index and .timeindex; the records "
+                 "from offset %lld it held are lost unless the shared ring still holds them",
+                 p->topic, p->id, log_path, (long long)base);
+    return shoal__fsync_dir(p->dir);
+}
+
+/* Find index files whose .log is gone and drop them (orphan_index_drop). */
+static int orphan_indexes_drop(dpart_t *p)
+{
+    DIR *d = opendir(p->dir);
+    struct dirent *e;
+    int rc = 0;
+
+    if (!d)
+        return SHOAL_ERR(-errno, "opendir %s: %s", p->dir, strerror(errno));
+    while (rc == 0 && (e = readdir(d))) {
+        int64_t base = segment_name_base(e->d_name, ".index");
+        if (base < 0)
+            base = segment_name_base(e->d_name, ".timeindex");
+        if (base < 0 || segment_file_exists(p->dir, base, ".log"))
+            continue;
+        /* Both files name the segment: the second may still be listed once both are gone. */
+        if (segment_file_exists(p->dir, base, ".index") ||
+            segment_file_exists(p->dir, base, ".timeindex"))
+            rc = orphan_index_drop(p, base);
+    }
+    closedir(d);
+    return rc;
+}
+
 /* A sealed segment left without index files (a crash between a compaction's swap and its
  * index rebuild, or a file removed by hand) gets them rebuilt from its log. The last
  * segment's are checked by its own recovery. */
@@ -150,7 +227,7 @@ static int disk_recover(dpart_t *p, struct disk_state *ds)
     int rc;
 
     memset(ds, 0, sizeof(*ds));
-    if ((rc = segment_list(p->dir, &bases, &n)) < 0)
+    if ((rc = orphan_indexes_drop(p)) < 0 || (rc = segment_list(p->dir, &bases, &n)) < 0)
         return rc;
     ds->segments = n;
     if (n == 0 || (rc = sealed_indexes_rebuild(p, bases, n)) < 0)

@@ -1,7 +1,8 @@
 /* test_segment_damage.c - a partition directory damaged while shoald was stopped: the
  * restarted daemon keeps every good record, names what it dropped, and keeps serving.
- * A damaged or unfinished <base>.log.swap is deleted and never replaces its segment; a
- * FIFO in place of a segment is refused with an error instead of blocking the daemon. */
+ * A damaged or unfinished <base>.log.swap is deleted and never replaces its segment; the
+ * last segment's .log gone with its .index/.timeindex left behind does not stop the flusher;
+ * a FIFO in place of a segment is refused with an error instead of blocking the daemon. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -243,6 +244,50 @@ INTEG_TEST(test_a_missing_sealed_index_is_rebuilt_without_talk_of_compaction)
     assert_int_equal(read_all(f, "idx"), RECORDS);
 }
 
+/* ------------------------------------------------------------------ missing last .log */
+
+/* Remove the last segment's .log, keep its index files; restart (with or without the
+ * ring) and append with ACKS_DISK: the stale index files are replaced, the flusher runs. */
+static void missing_last_log(struct harness_fixture *f, const char *topic, bool wipe_ring)
+{
+    char log_path[PATH_MAX], idx_path[PATH_MAX], needle[PATH_MAX + 64];
+    int64_t bases[MAX_BASES], last;
+    size_t n = produce_and_stop(f, topic, bases);
+
+    last = bases[n - 1];
+    file_of(f, topic, last, ".log", log_path, sizeof(log_path));
+    file_of(f, topic, last, ".index", idx_path, sizeof(idx_path));
+    assert_true(file_exists(idx_path));
+    assert_int_equal(unlink(log_path), 0);
+    if (wipe_ring)
+        harness_daemon_wipe_shm(&f->d);
+
+    restart(f);
+    produce(f, topic, (int)log_end(f, topic), 3); /* ACKS_DISK: the flusher writes them */
+    assert_false(harness_daemon_log_contains(&f->d, "flush failed"));
+    snprintf(needle, sizeof(needle), "%s is missing", log_path);
+    assert_true(harness_daemon_log_contains(&f->d, needle));
+    /* The surviving ring still held the segment and wrote it again; without it, the
+     * records of the removed file are gone and the log continues at its base. */
+    if (wipe_ring) {
+        assert_int_equal(log_end(f, topic), last + 3);
+        assert_true(harness_daemon_log_contains(&f->d, "are lost"));
+    } else {
+        assert_int_equal(log_end(f, topic), RECORDS + 3);
+        assert_int_equal(read_all(f, topic), RECORDS + 3);
+    }
+}
+
+INTEG_TEST(test_a_missing_last_log_with_its_index_left_recovers_with_the_ring)
+{
+    missing_last_log(f, "mlring", false);
+}
+
+INTEG_TEST(test_a_missing_last_log_with_its_index_left_recovers_without_the_ring)
+{
+    missing_last_log(f, "mlnoring", true);
+}
+
 /* ------------------------------------------------------------------ FIFO */
 
 /* A FIFO in place of a sealed .log: a consumer reading it gets SHOAL_ECORRUPT at once and
@@ -294,6 +339,8 @@ int main(void)
         T(test_a_swap_ending_before_its_segment_is_deleted_and_the_segment_kept),
         T(test_a_sound_swap_replaces_its_segment),
         T(test_a_missing_sealed_index_is_rebuilt_without_talk_of_compaction),
+        T(test_a_missing_last_log_with_its_index_left_recovers_with_the_ring),
+        T(test_a_missing_last_log_with_its_index_left_recovers_without_the_ring),
         T(test_a_fifo_in_place_of_a_segment_is_refused_not_waited_on),
     };
 #undef T
