@@ -619,7 +619,9 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *                         sees the append without any system call on either side.
  *                         With fetch_min_bytes above 1, a poll that finds less than
  *                         that also waits, up to fetch_max_wait_us, for more.
- * @return the number of records (0 on timeout), or SHOAL_ECORRUPT, SHOAL_ENOTOPIC,
+ * @return the number of records (0 on timeout), or SHOAL_ECORRUPT (a damaged batch; or
+ *         a disk segment lost from the middle of the log: the detail names the missing
+ *         offsets, the position moved past them, and the next poll reads on), SHOAL_ENOTOPIC,
  *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR, or SHOAL_EOFFSET: a memory topic's ring
  *         overwrote records before this consumer read them (it fell off the tail, or a
  *         producer needed the slot it held); its position was moved per auto_offset_reset

@@ -384,10 +384,21 @@ static int part_open_segment(shoal_consumer_t *c, struct consumer_part *cp)
     cp->retired = cp->seg;
     memset(&cp->seg, 0, sizeof(cp->seg));
     int rc = client_segment_open(c->client, cp->topic, cp->partition, cp->position, &cp->seg);
+    int64_t lost = cp->position;
+
     if (rc < 0)
         return rc;
     cp->seg_pos = cp->seg.pos;
-    return 0;
+    if (cp->seg.base <= lost)
+        return 0;
+    /* shoald serves the next segment when the one holding the position is gone (damage):
+     * say so once and read on from there. */
+    cp->position = cp->seg.base;
+    return SHOAL_ERR(SHOAL_ECORRUPT,
+                     "%s-%d: offsets %lld..%lld are missing from disk (a segment file was lost "
+                     "or emptied); reading on at %lld",
+                     cp->topic, cp->partition, (long long)lost, (long long)cp->seg.base - 1,
+                     (long long)cp->seg.base);
 }
 
 /* Read records from the mapped disk segment. */

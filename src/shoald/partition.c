@@ -1127,7 +1127,7 @@ int dpart_segment_open(dpart_t *p, int64_t offset, int *fd, int64_t *base, uint6
                        int64_t *pos)
 {
     char path[PATH_MAX];
-    int64_t *bases = NULL;
+    int64_t *bases = NULL, next;
     size_t n = 0, i;
     struct stat st, now;
     int rc, tries = 0;
@@ -1145,6 +1145,7 @@ again:
                          (long long)offset);
     }
     *base = bases[i - 1];
+    next = i < n ? bases[i] : -1;
     shoal__free(bases);
     if ((rc = segment_path(path, sizeof(path), p->dir, *base, ".log")) < 0)
         return rc;
@@ -1165,6 +1166,13 @@ again:
 out_range:
     close(*fd);
     *fd = -1;
+    /* Segments follow each other without gaps (compaction keeps each one's last batch), so
+     * an offset past its segment's end with a later segment on disk was lost with a file:
+     * serve the later segment, whose base tells the consumer what is missing. */
+    if (next > offset) {
+        offset = next;
+        goto again;
+    }
     return SHOAL_ERR(SHOAL_EOFFSET, "offset %lld is not on disk for %s-%u", (long long)offset,
                      p->topic, p->id);
 }
