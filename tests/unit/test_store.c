@@ -210,7 +210,7 @@ static void test_store_open_refuses_a_file_cut_short(void **state)
     char path[400];
 
     for (int i = 0; i < 200; i++) { /* enough pages for a tree past the two meta pages */
-        char name[16];
+        char name[24];
         snprintf(name, sizeof(name), "topic-%d", i);
         assert_int_equal(store_topic_put(f->st, name, &cfg), 0);
     }
