@@ -587,3 +587,22 @@ int harness_daemon_cleanup(struct harness_daemon *d)
     d->dir[0] = '\0';
     return rc;
 }
+
+int64_t harness_read_numbered(shoal_client_t *c, const char *topic, int64_t first, int64_t end)
+{
+    shoal_consumer_t *k;
+    shoal_record_t r[64];
+    int64_t next = first;
+    int n;
+
+    assert_int_equal(shoal_consumer_open(c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, topic, NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, topic, 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    while (next < end && (n = shoal_poll(k, r, 64, 2000)) > 0)
+        for (int i = 0; i < n; i++, next++) {
+            assert_int_equal(r[i].offset, next);
+            assert_int_equal(atoi(r[i].value), (int)next);
+        }
+    shoal_consumer_close(k);
+    return next;
+}

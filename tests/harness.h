@@ -125,6 +125,11 @@ struct harness_fixture {
  * unbuffered so the watchdog's report follows the test's RUN line. */
 void harness_test_filter(void);
 
+/* Read partition 0 of topic from its start up to `end`: records at consecutive offsets from
+ * `first`, each value the decimal number of its offset (as tests produce them). Returns the
+ * offset after the last record read. */
+int64_t harness_read_numbered(shoal_client_t *c, const char *topic, int64_t first, int64_t end);
+
 /* A cmocka test whose body takes the fixture (from *state) and records that it returned. */
 #define INTEG_TEST(name)                                                                           \
     static void name##_body(struct harness_fixture *f);                                            \

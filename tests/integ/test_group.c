@@ -649,27 +649,37 @@ static void on_commit(void *arg, shoal_consumer_t *c, int status)
     atomic_fetch_add(&commit_results[status == 0 ? 0 : 1], 1);
 }
 
-INTEG_TEST(test_async_commits_report_through_on_commit_and_are_stored)
+/* A member of group (reporting commits to cb) that has read the 8 records of a new
+ * one-partition topic. */
+static void member_of_eight(struct harness_fixture *f, const char *topic, const char *group,
+                            shoal_commit_cb cb, shoal_client_t **cl, shoal_consumer_t **c)
 {
     shoal_topic_config_t cfg = topic_cfg(1);
     shoal_consumer_options_t o;
-    shoal_group_info_t *info;
-    shoal_client_t *cl;
-    shoal_consumer_t *c;
     shoal_record_t recs[8];
     int got = 0;
 
-    assert_int_equal(shoal_topic_create(f->c, "asy", &cfg), 0);
-    assert_int_equal(produce(f->c, "asy", 0, 8), 0);
-    member_options(&o, "async", 0);
-    o.on_commit = on_commit;
-    assert_int_equal(open_member(&cl, &c, &o, "asy"), 0);
+    assert_int_equal(shoal_topic_create(f->c, topic, &cfg), 0);
+    assert_int_equal(produce(f->c, topic, 0, 8), 0);
+    member_options(&o, group, 0);
+    o.on_commit = cb;
+    assert_int_equal(open_member(cl, c, &o, topic), 0);
     for (int i = 0; i < 100 && got < 8; i++) {
-        int n = shoal_poll(c, recs, 8, 20);
+        int n = shoal_poll(*c, recs, 8, 20);
         assert_true(n >= 0);
         got += n;
     }
     assert_int_equal(got, 8);
+}
+
+INTEG_TEST(test_async_commits_report_through_on_commit_and_are_stored)
+{
+    shoal_group_info_t *info;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+
+    member_of_eight(f, "asy", "async", on_commit, &cl, &c);
     assert_int_equal(shoal_commit_async(c, NULL, 0), 0);
     assert_int_equal(shoal_poll(c, recs, 8, 250), 0); /* reads the response, heartbeats */
     assert_int_equal(atomic_load(&commit_results[0]), 1);
@@ -700,25 +710,10 @@ static void on_commit_ordered(void *arg, shoal_consumer_t *c, int status)
  * out in request order on every connection. */
 INTEG_TEST(test_async_commits_answer_in_order_when_one_is_refused)
 {
-    shoal_topic_config_t cfg = topic_cfg(1);
-    shoal_consumer_options_t o;
     shoal_client_t *cl;
     shoal_consumer_t *c;
-    shoal_record_t recs[8];
-    int got = 0;
 
-    assert_int_equal(shoal_topic_create(f->c, "ord", &cfg), 0);
-    assert_int_equal(produce(f->c, "ord", 0, 8), 0);
-    member_options(&o, "ordered", 0);
-    o.on_commit = on_commit_ordered;
-    o.auto_commit = false;
-    assert_int_equal(open_member(&cl, &c, &o, "ord"), 0);
-    for (int i = 0; i < 100 && got < 8; i++) {
-        int n = shoal_poll(c, recs, 8, 20);
-        assert_true(n >= 0);
-        got += n;
-    }
-    assert_int_equal(got, 8);
+    member_of_eight(f, "ord", "ordered", on_commit_ordered, &cl, &c);
     for (int round = 0; round < 20; round++) {
         shoal_topic_partition_offset_t mine = {.topic = "ord", .partition = 0, .offset = round};
         shoal_topic_partition_offset_t not_mine = {.topic = "ord", .partition = 3, .offset = 1};

@@ -87,22 +87,7 @@ static int count_logs(const char *topic)
 /* Read from the log start to the end: offsets gapless, values numbered by offset. */
 static int64_t read_all_from_start(const char *topic, int64_t expect_first)
 {
-    shoal_consumer_t *k;
-    shoal_record_t r[64];
-    int64_t next = expect_first, end = describe0(topic).log_end_offset;
-    int n;
-
-    assert_int_equal(shoal_consumer_open(client, NULL, &k), 0);
-    assert_int_equal(shoal_consumer_assign(k, topic, NULL, 0), 0);
-    assert_int_equal(shoal_consumer_seek(k, topic, 0, SHOAL_SEEK_BEGINNING, 0), 0);
-    while (next < end && (n = shoal_poll(k, r, 64, 2000)) > 0)
-        for (int i = 0; i < n; i++) {
-            assert_int_equal(r[i].offset, next);
-            assert_int_equal(atoi(r[i].value), (int)next);
-            next++;
-        }
-    shoal_consumer_close(k);
-    return next;
+    return harness_read_numbered(client, topic, expect_first, describe0(topic).log_end_offset);
 }
 
 /* ------------------------------------------------------------------ tests */

@@ -70,22 +70,7 @@ static int64_t log_end(struct harness_fixture *f, const char *topic)
  * the offset after the last record read. */
 static int64_t read_all(struct harness_fixture *f, const char *topic)
 {
-    shoal_consumer_t *k;
-    shoal_record_t r[64];
-    int64_t next = 0, end = log_end(f, topic);
-    int n;
-
-    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
-    assert_int_equal(shoal_consumer_assign(k, topic, NULL, 0), 0);
-    assert_int_equal(shoal_consumer_seek(k, topic, 0, SHOAL_SEEK_BEGINNING, 0), 0);
-    while (next < end && (n = shoal_poll(k, r, 64, 2000)) > 0)
-        for (int i = 0; i < n; i++) {
-            assert_int_equal(r[i].offset, next);
-            assert_int_equal(atoi(r[i].value), (int)next);
-            next++;
-        }
-    shoal_consumer_close(k);
-    return next;
+    return harness_read_numbered(f->c, topic, 0, log_end(f, topic));
 }
 
 static void file_of(struct harness_fixture *f, const char *topic, int64_t base, const char *ext,
