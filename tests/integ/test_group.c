@@ -419,7 +419,22 @@ INTEG_TEST(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_
 
 static int raw_status(const char *path, uint16_t type, const void *payload, size_t len);
 
-/* Commit one offset as an administrator does (no member id), as a raw request. */
+/* The frame of a commit of one offset as an administrator sends it (no member id). */
+static void put_admin_commit(ctl_writer_t *w, const char *group, const char *topic, int32_t p,
+                             int64_t offset)
+{
+    ctl_frame_begin(w, CTL_GROUP_COMMIT, 1);
+    ctl_put_str(w, group);
+    ctl_put_str(w, "");
+    ctl_put_i32(w, -1);
+    ctl_put_u32(w, 1);
+    ctl_put_str(w, topic);
+    ctl_put_i32(w, p);
+    ctl_put_i64(w, offset);
+    ctl_frame_end(w);
+}
+
+/* Commit one offset as an administrator, on a connection of its own; the status. */
 static int admin_commit(const char *path, const char *group, const char *topic, int32_t p,
                         int64_t offset)
 {
@@ -427,14 +442,7 @@ static int admin_commit(const char *path, const char *group, const char *topic, 
     int rc;
 
     ctl_writer_init(&w);
-    ctl_frame_begin(&w, CTL_GROUP_COMMIT, 0);
-    ctl_put_str(&w, group);
-    ctl_put_str(&w, "");
-    ctl_put_i32(&w, -1);
-    ctl_put_u32(&w, 1);
-    ctl_put_str(&w, topic);
-    ctl_put_i32(&w, p);
-    ctl_put_i64(&w, offset);
+    put_admin_commit(&w, group, topic, p, offset);
     rc = raw_status(path, CTL_GROUP_COMMIT, w.buf + CTL_HEADER_BYTES, w.len - CTL_HEADER_BYTES);
     ctl_writer_release(&w);
     return rc;
@@ -1333,19 +1341,6 @@ INTEG_TEST(test_daemon_answers_garbage_group_requests_and_stays_usable)
 /* ------------------------------------------------------------------ commit batching */
 
 /* An administrative commit (no member, allowed while the group is empty) as raw bytes. */
-static void put_admin_commit(ctl_writer_t *w, int64_t offset)
-{
-    ctl_frame_begin(w, CTL_GROUP_COMMIT, 1);
-    ctl_put_str(w, "batch");
-    ctl_put_str(w, "");
-    ctl_put_i32(w, -1);
-    ctl_put_u32(w, 1);
-    ctl_put_str(w, "bt");
-    ctl_put_i32(w, 0);
-    ctl_put_i64(w, offset);
-    ctl_frame_end(w);
-}
-
 INTEG_TEST(test_commits_arriving_together_share_one_transaction_and_are_durable)
 {
     enum { NCONN = 8 };
@@ -1360,7 +1355,7 @@ INTEG_TEST(test_commits_arriving_together_share_one_transaction_and_are_durable)
         for (int i = 0; i < NCONN; i++) {
             ctl_writer_t w;
             ctl_writer_init(&w);
-            put_admin_commit(&w, round * 100 + i);
+            put_admin_commit(&w, "batch", "bt", 0, round * 100 + i);
             assert_int_equal(ctlsock_send(fds[i], w.buf, w.len, NULL, 0), 0);
             ctl_writer_release(&w);
         }
