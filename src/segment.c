@@ -808,18 +808,22 @@ static int index_build_batch(void *arg, uint64_t pos, const uint8_t *batch,
 
 /* Whether the file at path holds exactly want[0..len). A missing file does not, nor does
  * anything but a regular file (a FIFO there is replaced, never read). */
-static int file_equals(const char *path, const uint8_t *want, size_t len, bool *equal)
+/* Whether path holds exactly want[0..len); *had gets its length (0 when missing). */
+static int file_equals(const char *path, const uint8_t *want, size_t len, bool *equal, size_t *had)
 {
     mapping_t m;
     int fd = shoal__open_regular(path, O_RDONLY | O_NOFOLLOW, 0);
     int rc;
 
     *equal = false;
+    *had = 0;
     if (fd < 0)
         return fd == -ENOENT || fd == SHOAL_ECORRUPT ? 0 : fd;
     rc = map_fd(fd, path, &m);
-    if (rc == 0)
+    if (rc == 0) {
         *equal = m.len == len && (len == 0 || memcmp(m.data, want, len) == 0);
+        *had = m.len;
+    }
     unmap(&m);
     close(fd);
     return rc;
@@ -860,18 +864,22 @@ out_unlink:
 }
 
 /* Rewrite the index file with this extension unless it already holds exactly want. */
+/* Make dir/<base><ext> hold want; *rebuilt when it did not, *shrank when it held more
+ * (entries for records the .log no longer has). */
 static int index_file_refresh(const char *dir, int64_t base, const char *ext, const bytebuf_t *want,
-                              bool *rebuilt)
+                              bool *rebuilt, bool *shrank)
 {
     char path[4096];
     bool equal;
+    size_t had;
     int rc = segment_path(path, sizeof(path), dir, base, ext);
 
     if (rc == 0)
-        rc = file_equals(path, want->p, want->len, &equal);
+        rc = file_equals(path, want->p, want->len, &equal, &had);
     if (rc || equal)
         return rc;
     *rebuilt = true;
+    *shrank |= had > want->len;
     return file_replace(dir, base, ext, want);
 }
 
@@ -915,9 +923,10 @@ int segment_recover(const char *dir, int64_t base, bool is_last, segment_recover
     /* Truncating under the mapping is safe: nothing past the good prefix is read again. */
     if (out->scan.error && (rc = recover_tail(fd, path, is_last, out)) != 0)
         goto out_free_index;
-    rc = index_file_refresh(dir, base, ".index", &b.index, &out->index_rebuilt);
+    rc = index_file_refresh(dir, base, ".index", &b.index, &out->index_rebuilt, &out->index_shrank);
     if (rc == 0)
-        rc = index_file_refresh(dir, base, ".timeindex", &b.timeindex, &out->index_rebuilt);
+        rc = index_file_refresh(dir, base, ".timeindex", &b.timeindex, &out->index_rebuilt,
+                                &(bool){false}); /* its rule changed once: the .index tells */
 
 out_free_index:
     shoal__free(b.index.p);

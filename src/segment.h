@@ -83,6 +83,7 @@ typedef struct segment_recovery {
     uint64_t file_bytes; /* size before any truncation */
     uint64_t truncated_bytes;
     bool index_rebuilt;
+    bool index_shrank; /* the old .index knew of records the .log no longer holds */
 } segment_recovery_t;
 
 /* Recover the segment dir/<base>.log: scan it with CRCs; when it is the last segment

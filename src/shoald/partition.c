@@ -242,7 +242,12 @@ static int disk_recover(dpart_t *p, struct disk_state *ds)
         log_warn("%s-%u: truncated %llu bytes of torn or corrupt tail from segment %lld (%s)",
                  p->topic, p->id, (unsigned long long)rec.truncated_bytes, (long long)bases[n - 1],
                  rec.scan.why);
-    if (rec.index_rebuilt)
+    if (rec.index_shrank)
+        log_warn("%s-%u: the index of segment %lld knew of records past the end of its .log "
+                 "(offset %lld): the .log lost them (cut or emptied, or not yet synced before "
+                 "a power loss); those the shared ring does not hold are gone",
+                 p->topic, p->id, (long long)bases[n - 1], (long long)rec.scan.next_offset);
+    else if (rec.index_rebuilt)
         log_notice("%s-%u: rebuilt the index of segment %lld", p->topic, p->id,
                    (long long)bases[n - 1]);
     ds->start = bases[0];

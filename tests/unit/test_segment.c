@@ -840,6 +840,36 @@ static void test_recover_truncates_torn_tail_of_last_segment(void **state)
     seg_free(&s);
 }
 
+/* A .log cut back at a batch boundary (so nothing is torn) under a whole .index: recovery
+ * rebuilds the index and says it shrank, which is how shoald learns records were lost; an
+ * index that only lagged behind its .log does not say so. */
+static void test_recover_tells_an_index_that_knew_more_than_its_log(void **state)
+{
+    const char *dir = *state;
+    segment_recovery_t r;
+    seg_t s = {0};
+
+    seg_many_small(&s, 0, 200);
+    index_with_writer(dir, 0, &s, 0, s.n);
+    seg_write(dir, 0, ".log", s.data, s.pos[s.n / 2]);
+    assert_int_equal(segment_recover(dir, 0, true, &r), 0);
+    assert_int_equal(r.truncated_bytes, 0);
+    assert_true(r.index_rebuilt);
+    assert_true(r.index_shrank);
+
+    seg_write(dir, 0, ".log", s.data, s.len); /* the whole log, its index behind (a crash) */
+    for (int i = 0; i < 2; i++) {
+        char path[4096];
+        assert_int_equal(segment_path(path, sizeof(path), dir, 0, i ? ".timeindex" : ".index"), 0);
+        assert_int_equal(unlink(path), 0);
+    }
+    index_with_writer(dir, 0, &s, 0, s.n / 4);
+    assert_int_equal(segment_recover(dir, 0, true, &r), 0);
+    assert_true(r.index_rebuilt);
+    assert_false(r.index_shrank);
+    seg_free(&s);
+}
+
 static void test_recover_truncates_corrupt_tail_of_last_segment(void **state)
 {
     const char *dir = *state;
@@ -1093,6 +1123,7 @@ int main(void)
         T(test_index_writer_reopen_continues_after_existing_entries),
         T(test_files_are_created_mode_0600),
         T(test_recover_truncates_torn_tail_of_last_segment),
+        T(test_recover_tells_an_index_that_knew_more_than_its_log),
         T(test_recover_truncates_corrupt_tail_of_last_segment),
         T(test_recover_refuses_damaged_segment_that_is_not_last),
         T(test_recover_rebuilds_missing_index_equal_to_index_writer),
