@@ -74,7 +74,8 @@ static void topic_parse_create(cli_t *cli, int argc, char **argv, shoal_topic_co
     shoal_topic_config_init(cfg);
     while ((opt = cli_next_opt(cli, argc, argv, opts)) != -1) {
         if (opt == OPT_PARTITIONS) {
-            cfg->partitions = (uint32_t)cli_parse_uint(cli, "--partitions", optarg, UINT32_MAX);
+            cfg->partitions =
+                (uint32_t)cli_parse_uint(cli, "--partitions", optarg, SHOAL_PARTITIONS_MAX);
         } else if (opt == OPT_STORAGE) {
             cfg->storage = topic_parse_storage(cli, optarg);
         } else if (opt == OPT_SEGMENT_BYTES) {

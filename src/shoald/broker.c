@@ -139,6 +139,18 @@ static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t 
     return 0;
 }
 
+/* Settings a new or altered topic may not combine (a stored topic that does still loads):
+ * compaction rewrites disk segments, which a memory topic has none of. */
+static int check_new_config(const shoal_topic_config_t *cfg)
+{
+    int rc = shoal_topic_config_check(cfg);
+    if (rc == 0 && cfg->storage == SHOAL_STORAGE_MEMORY &&
+        (cfg->cleanup_policy & SHOAL_CLEANUP_COMPACT))
+        return SHOAL_ERR(SHOAL_ECONFIG, "cleanup.policy compact needs disk segments: a memory "
+                                        "topic has none");
+    return rc;
+}
+
 int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_t *cfg)
 {
     dtopic_t *t;
@@ -146,7 +158,7 @@ int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_
 
     if (!shoal_topic_name_is_valid(name))
         return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
-    if ((rc = shoal_topic_config_check(cfg)) < 0)
+    if ((rc = check_new_config(cfg)) < 0)
         return rc;
     pthread_rwlock_wrlock(&b->lock);
     if (broker_find(b, name)) {
@@ -187,7 +199,7 @@ static int alter_apply(shoal_topic_config_t *cfg, const char *const *names,
                              "change on an existing topic",
                              names[i]);
     }
-    return shoal_topic_config_check(cfg);
+    return check_new_config(cfg);
 }
 
 /* Take the registry write lock and find a topic; on failure the lock is not held. */

@@ -935,7 +935,8 @@ static int commit_check(group_coord_t *gc, const char *gid, const char *mid, int
             return rc;
         *gp = group_find(gc, gid);
         if (*gp && (*gp)->nmembers)
-            return SHOAL_ERR(SHOAL_EGROUPACTIVE, "group %s has %zu members", gid, (*gp)->nmembers);
+            return SHOAL_ERR(SHOAL_EGROUPACTIVE, "group %s has members (%zu)", gid,
+                             (*gp)->nmembers);
         return 0;
     }
     if ((rc = find_member(gc, gid, mid, gen, gp, &m)) < 0)
@@ -1264,7 +1265,7 @@ static int idle_group(group_coord_t *gc, const char *gid, struct group **g)
         return rc;
     *g = group_find(gc, gid);
     if (*g && (*g)->nmembers)
-        return SHOAL_ERR(SHOAL_EGROUPACTIVE, "group %s has %zu active members", gid,
+        return SHOAL_ERR(SHOAL_EGROUPACTIVE, "group %s has active members (%zu)", gid,
                          (*g)->nmembers);
     if (!*g) {
         rc = store_offset_foreach(gc->b->store, gid, collect_offset, &l);

@@ -328,6 +328,17 @@ INTEG_TEST(test_topic_create_rejects_bad_names_and_configs_with_specific_codes)
     cfg.ring_slots = 65;
     expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
     cfg = good;
+    cfg.storage = SHOAL_STORAGE_MEMORY;
+    cfg.cleanup_policy = SHOAL_CLEANUP_COMPACT; /* compaction rewrites disk segments */
+    expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
+    cfg.cleanup_policy = SHOAL_CLEANUP_DELETE;
+    assert_int_equal(shoal_topic_create(f->c, "mem", &cfg), 0);
+    {
+        const char *name = "cleanup.policy", *value = "compact";
+        assert_int_equal(shoal_topic_alter(f->c, "mem", &name, &value, 1), SHOAL_ECONFIG);
+    }
+    assert_int_equal(shoal_topic_delete(f->c, "mem"), 0);
+    cfg = good;
     cfg.max_record_bytes = 0;
     expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
     cfg = good;
