@@ -806,9 +806,9 @@ static int index_build_batch(void *arg, uint64_t pos, const uint8_t *batch,
     return rc;
 }
 
-/* Whether the file at path holds exactly want[0..len). A missing file does not, nor does
- * anything but a regular file (a FIFO there is replaced, never read). */
-/* Whether path holds exactly want[0..len); *had gets its length (0 when missing). */
+/* Whether the file at path holds exactly want[0..len); *had gets its length. A missing file
+ * does not (had 0), nor does anything but a regular file (a FIFO there is replaced, never
+ * read). */
 static int file_equals(const char *path, const uint8_t *want, size_t len, bool *equal, size_t *had)
 {
     mapping_t m;
