@@ -19,8 +19,10 @@
  *
  * .index entries are checked in one pass over the log: the entries are sorted by position
  * (a copy the size of the index, which is sparse and small) and merged with the batches as
- * the scan meets them, so no table of the log's batches is built. .timeindex entries are
- * checked against the log's offset range.
+ * the scan meets them, so no table of the log's batches is built. .timeindex entries must
+ * rise in timestamp and offset and, against the log in one more pass, each sit at a batch's
+ * last offset and hold the largest timestamp up to it (as segment.c's index writer does;
+ * a segment written before that rule, see docs/ARCHITECTURE.md, can show mismatches).
  *
  * Anything found wrong is a "problem": marked on its line of the dump and, with --verify,
  * also written to the error stream and turned into exit status 1. A file that cannot be
@@ -671,11 +673,50 @@ static int dump_index(dump_t *d, const dump_map_t *m)
 
 /* ------------------------------------------------------------------ .timeindex */
 
-/* One .timeindex entry: a timestamp and an offset relative to the segment base. */
+/* One .timeindex entry: a timestamp and an offset relative to the segment base; with the
+ * log, what the log says the entry's timestamp must be (see timeindex_against_log). */
 typedef struct dump_time_entry {
     int64_t ts;
     int64_t rel;
+    int64_t want_ts; /* TS_UNCHECKED, TS_NO_BATCH_END, or the log's running maximum */
 } dump_time_entry_t;
+
+#define TS_UNCHECKED    INT64_MIN
+#define TS_NO_BATCH_END (INT64_MIN + 1)
+
+/* Walking the log's batches beside the entries, in offset order. */
+typedef struct timeindex_walk {
+    dump_time_entry_t *ents;
+    size_t n, next;
+    int64_t base, max_ts;
+} timeindex_walk_t;
+
+/* An entry is written at a batch's last offset and holds the largest timestamp of every
+ * batch up to that one (segment.c's index writer): note what each entry must hold. */
+static int timeindex_walk_batch(void *arg, uint64_t pos, const uint8_t *batch,
+                                const record_batch_header_t *h)
+{
+    timeindex_walk_t *w = arg;
+    int64_t last = h->base_offset + h->last_offset_delta;
+
+    (void)pos;
+    (void)batch;
+    w->max_ts = SHOAL_MAX(w->max_ts, h->max_timestamp);
+    for (; w->next < w->n && w->base + w->ents[w->next].rel <= last; w->next++)
+        w->ents[w->next].want_ts =
+            w->base + w->ents[w->next].rel == last ? w->max_ts : TS_NO_BATCH_END;
+    return 0;
+}
+
+static void timeindex_against_log(const dump_t *d, const dump_log_info_t *log,
+                                  dump_time_entry_t *ents, size_t n)
+{
+    timeindex_walk_t w = {ents, n, 0, d->base, -1};
+    segment_scan_t scan;
+
+    segment_scan_bytes(log->map.data, log->scan.valid_bytes, d->base, false, timeindex_walk_batch,
+                       &w, &scan);
+}
 
 /* What is wrong with entry e that follows prev (NULL for the first), or NULL. */
 static const char *timeindex_entry_problem(const dump_t *d, const dump_log_info_t *log,
@@ -684,12 +725,12 @@ static const char *timeindex_entry_problem(const dump_t *d, const dump_log_info_
 {
     int64_t offset = d->base + e->rel;
 
-    if (prev && e->ts < prev->ts) {
-        snprintf(buf, cap, "timestamp below the previous entry's %" PRId64, prev->ts);
+    if (prev && e->ts <= prev->ts) {
+        snprintf(buf, cap, "timestamp not above the previous entry's %" PRId64, prev->ts);
         return buf;
     }
-    if (prev && e->rel < prev->rel) {
-        snprintf(buf, cap, "offset below the previous entry's %" PRId64, d->base + prev->rel);
+    if (prev && e->rel <= prev->rel) {
+        snprintf(buf, cap, "offset not above the previous entry's %" PRId64, d->base + prev->rel);
         return buf;
     }
     if (!log->present)
@@ -701,6 +742,14 @@ static const char *timeindex_entry_problem(const dump_t *d, const dump_log_info_
     if (offset < log->first_offset || offset >= log->scan.next_offset) {
         snprintf(buf, cap, "offset outside the log's %" PRId64 "..%" PRId64, log->first_offset,
                  log->scan.next_offset - 1);
+        return buf;
+    }
+    if (e->want_ts == TS_NO_BATCH_END) {
+        snprintf(buf, cap, "no batch of the log ends at this offset");
+        return buf;
+    }
+    if (e->want_ts != TS_UNCHECKED && e->ts != e->want_ts) {
+        snprintf(buf, cap, "the log's largest timestamp up to this offset is %" PRId64, e->want_ts);
         return buf;
     }
     return NULL;
@@ -755,22 +804,27 @@ static void dump_timeindex_summary(dump_t *d, const dump_map_t *m, size_t n)
 static int dump_timeindex(dump_t *d, const dump_map_t *m)
 {
     size_t n = m->len / SEGMENT_TIMEINDEX_ENTRY_BYTES;
-    dump_time_entry_t e, prev;
+    dump_time_entry_t *ents = shoal__malloc(SHOAL_MAX(n, 1) * sizeof(*ents));
     dump_log_info_t log;
 
+    if (!ents)
+        return -ENOMEM;
     fprintf(d->out, "Dumping %s\n", d->path);
     dump_log_info_open(d, &log);
     fprintf(d->out, "segment base offset: %" PRId64 "\n", d->base);
     for (size_t i = 0; i < n; i++) {
         const uint8_t *p = m->data + i * SEGMENT_TIMEINDEX_ENTRY_BYTES;
-        e.ts = (int64_t)shoal__get_be64(p);
-        e.rel = shoal__get_be32(p + 8);
-        dump_timeindex_entry(d, &log, i, &e, i > 0 ? &prev : NULL);
-        prev = e;
+        ents[i] =
+            (dump_time_entry_t){(int64_t)shoal__get_be64(p), shoal__get_be32(p + 8), TS_UNCHECKED};
     }
+    if (log.present)
+        timeindex_against_log(d, &log, ents, n);
+    for (size_t i = 0; i < n; i++)
+        dump_timeindex_entry(d, &log, i, &ents[i], i > 0 ? &ents[i - 1] : NULL);
     dump_torn_entry(d, m, SEGMENT_TIMEINDEX_ENTRY_BYTES);
     dump_timeindex_summary(d, m, n);
     dump_log_info_close(&log);
+    shoal__free(ents);
     return 0;
 }
 

@@ -458,11 +458,42 @@ static void test_dump_timeindex_checks_order_and_log_range(void **state)
     write_file(fx->timeindex, ts, len);
     r = run_dump(fx->timeindex, true, false, DUMP_NO_MAX);
     assert_int_equal(r.rc, 1);
-    assert_non_null(strstr(r.out, "MISMATCH: timestamp below the previous entry's 1700000000000"));
+    assert_non_null(
+        strstr(r.out, "MISMATCH: timestamp not above the previous entry's 1700000000000"));
     assert_non_null(strstr(r.out, "MISMATCH: offset outside the log's 100.."));
     assert_non_null(strstr(r.err, "2 problems found"));
     dump_result_free(&r);
     free(ts);
+}
+
+/* Each entry must hold the log's largest timestamp up to a batch's last offset: an
+ * all-zero file, or an entry a little below the true maximum, is found out. */
+static void test_dump_timeindex_checks_timestamps_against_the_log(void **state)
+{
+    fixture_t *fx = *state;
+    uint8_t zeros[16 * SEGMENT_TIMEINDEX_ENTRY_BYTES] = {0}, *ts;
+    int64_t ts1, ts2;
+    size_t len = 0;
+    dump_result_t r;
+
+    ts = harness_read_file(fx->timeindex, &len);
+    ts1 = (int64_t)shoal__get_be64(ts + SEGMENT_TIMEINDEX_ENTRY_BYTES);
+    ts2 = (int64_t)shoal__get_be64(ts + 2 * SEGMENT_TIMEINDEX_ENTRY_BYTES);
+    assert_true(ts2 - 1 > ts1);
+    shoal__put_be64(ts + 2 * SEGMENT_TIMEINDEX_ENTRY_BYTES, (uint64_t)(ts2 - 1));
+    write_file(fx->timeindex, ts, len);
+    r = run_dump(fx->timeindex, true, false, DUMP_NO_MAX);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "1 problem found"));
+    assert_non_null(strstr(r.out, "MISMATCH: the log's largest timestamp up to this offset is"));
+    dump_result_free(&r);
+    free(ts);
+
+    write_file(fx->timeindex, zeros, sizeof(zeros));
+    r = run_dump(fx->timeindex, true, false, DUMP_NO_MAX);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.err, "16 problems found"));
+    dump_result_free(&r);
 }
 
 /* ------------------------------------------------------------------ bad input */
@@ -619,6 +650,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dump_index_reports_a_corrupted_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_index_without_log_prints_entries_unchecked, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_dump_timeindex_checks_timestamps_against_the_log,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_timeindex_checks_order_and_log_range, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
