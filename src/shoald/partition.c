@@ -1050,6 +1050,9 @@ void dpart_reap(dpart_t *p)
 
 void dpart_close(dpart_t *p)
 {
+    shoal__free(p->seg_bases);
+    p->seg_bases = NULL;
+    p->seg_listed = false;
     if (p->log_fd >= 0) {
         close(p->log_fd);
         index_writer_close(&p->iw);
@@ -1128,33 +1131,63 @@ static int segment_open_failed(const dpart_t *p, int rc)
     return rc;
 }
 
+/* The segment bases as the server thread last listed them. Listing a directory of
+ * thousands of segments took ~5 ms, once for every segment a consumer read through; the
+ * list is kept, and a lookup it cannot answer (a roll or retention since) lists again. */
+static int segment_bases(dpart_t *p, bool relist, const int64_t **bases, size_t *n)
+{
+    if (relist || !p->seg_listed) {
+        int64_t *fresh = NULL;
+        size_t count = 0;
+        int rc = segment_list(p->dir, &fresh, &count);
+        if (rc < 0)
+            return rc;
+        shoal__free(p->seg_bases);
+        p->seg_bases = fresh;
+        p->seg_count = count;
+        p->seg_listed = true;
+    }
+    *bases = p->seg_bases;
+    *n = p->seg_count;
+    return 0;
+}
+
 int dpart_segment_open(dpart_t *p, int64_t offset, int *fd, int64_t *base, uint64_t *bytes,
                        int64_t *pos)
 {
     char path[PATH_MAX];
-    int64_t *bases = NULL, next;
-    size_t n = 0, i;
+    const int64_t *bases;
+    int64_t next;
+    size_t n, i;
     struct stat st, now;
+    bool relist = false, relisted = false;
     int rc, tries = 0;
 
     if (!is_disk(p))
         return SHOAL_ERR(SHOAL_EOFFSET, "memory topic %s has no disk segments", p->topic);
 again:
-    if ((rc = segment_list(p->dir, &bases, &n)) < 0)
+    if ((rc = segment_bases(p, relist, &bases, &n)) < 0)
         return rc;
+    relisted |= relist;
+    relist = false;
     for (i = n; i > 0 && bases[i - 1] > offset; i--)
         ;
-    if (i == 0) {
-        shoal__free(bases);
+    if (i == 0 && !relisted) {
+        relist = true;
+        goto again;
+    }
+    if (i == 0)
         return SHOAL_ERR(SHOAL_EOFFSET, "no segment of %s-%u holds offset %lld", p->topic, p->id,
                          (long long)offset);
-    }
     *base = bases[i - 1];
     next = i < n ? bases[i] : -1;
-    shoal__free(bases);
     if ((rc = segment_path(path, sizeof(path), p->dir, *base, ".log")) < 0)
         return rc;
-    if ((*fd = shoal__open_regular(path, O_RDONLY, 0)) < 0)
+    if ((*fd = shoal__open_regular(path, O_RDONLY, 0)) == -ENOENT && !relisted) {
+        relist = true; /* retention removed it since the list was made */
+        goto again;
+    }
+    if (*fd < 0)
         return segment_open_failed(p, *fd);
     if (fstat(*fd, &st) < 0 || st.st_size == 0)
         goto out_range;
@@ -1171,6 +1204,10 @@ again:
 out_range:
     close(*fd);
     *fd = -1;
+    if (!relisted) { /* a segment rolled since the list was made may hold it */
+        relist = true;
+        goto again;
+    }
     /* Segments follow each other without gaps (compaction keeps each one's last batch), so
      * an offset past its segment's end with a later segment on disk was lost with a file:
      * serve the later segment, whose base tells the consumer what is missing. */

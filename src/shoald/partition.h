@@ -20,6 +20,10 @@ typedef struct dpart {
     shoal_topic_config_t cfg;
     ring_t ring;
     ring_file_id_t ring_files[RING_FD_COUNT(SHM_MAX_SLOTS)]; /* what ring maps */
+    /* the server thread's list of segment bases (dpart_segment_open) */
+    int64_t *seg_bases;
+    size_t seg_count;
+    bool seg_listed;
 
     /* the flusher's state: touched only by the flusher thread (and open/close) */
     uint32_t fl_slot;          /* slot being copied to disk */

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "harness.h"
 #include "shoal.h"
 
@@ -132,6 +133,51 @@ static void test_retention_ms_deletes_old_segments_after_alter(void **state)
     assert_true(pi.log_start_offset <= 300); /* recent records are all kept */
     assert_true(harness_daemon_log_contains(&daemon_, "by retention.ms"));
     assert_int_equal(read_all_from_start("rt", pi.log_start_offset), 400);
+}
+
+/* Read one record of partition 0 at offset; its offset, or a negative code. */
+static int64_t read_one_at(const char *topic, int64_t offset)
+{
+    shoal_consumer_t *k;
+    shoal_record_t r;
+    int n;
+
+    assert_int_equal(shoal_consumer_open(client, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, topic, NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, topic, 0, SHOAL_SEEK_OFFSET, offset), 0);
+    n = shoal_poll(k, &r, 1, 2000);
+    shoal_consumer_close(k);
+    return n == 1 ? r.offset : n < 0 ? n : -1;
+}
+
+/* shoald keeps the list of a partition's segments between consumers' lookups: segments
+ * rolled since, and segments retention removed since, are found out. */
+static void test_segment_lookups_follow_rolls_and_retention(void **state)
+{
+    static const char *const names[] = {"retention.bytes"};
+    static const char *const values[] = {"200000"};
+    int64_t end;
+    (void)state;
+
+    create_topic("rl", NULL, 0);
+    produce("rl", 0, 200, 0);
+    WAIT_UNTIL(describe0("rl").flushed_offset == 200);
+    assert_int_equal(read_all_from_start("rl", 0), 200); /* the list is made: ~3 segments */
+    produce("rl", 200, 400, 0);                          /* six more roll, the ring moves on */
+    WAIT_UNTIL(describe0("rl").flushed_offset == 600);
+    assert_int_equal(read_one_at("rl", 350), 350); /* on disk only, in a segment not listed */
+
+    assert_int_equal(shoal_topic_alter(client, "rl", names, values, 1), 0);
+    WAIT_UNTIL(describe0("rl").log_start_offset > 100);
+    end = describe0("rl").log_start_offset;
+    assert_true(end > 100);
+    assert_int_equal(read_one_at("rl", 10), end); /* removed since listed: the log start */
+    /* asked for the removed segment itself (a consumer racing retention): out of range, not
+     * a failure to open the file the old list named */
+    {
+        client_segment_t seg;
+        assert_int_equal(client_segment_open(client, "rl", 0, 10, &seg), SHOAL_EOFFSET);
+    }
 }
 
 static void test_retention_never_pulls_bytes_from_under_a_held_view(void **state)
@@ -283,6 +329,7 @@ int main(void)
         T(test_retention_bytes_keeps_disk_within_limit_plus_one_segment),
         T(test_retention_ms_deletes_old_segments_after_alter),
         T(test_retention_never_pulls_bytes_from_under_a_held_view),
+        T(test_segment_lookups_follow_rolls_and_retention),
         T(test_segment_ms_rolls_a_quiet_segment),
         T(test_flush_messages_fsyncs_by_count),
         T(test_segment_ms_and_flush_ms_at_the_maximum_mean_never),
