@@ -194,6 +194,8 @@ static int consumer_check_new(shoal_consumer_t *c, const char *topic, const int3
 {
     if (!shoal_topic_name_is_valid(topic))
         return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic ? topic : "");
+    if (n && !parts)
+        return SHOAL_ERR(SHOAL_EINVAL, "%zu partitions without an array", n);
     for (size_t i = 0; i < n; i++) {
         if (parts[i] < 0 || parts[i] >= SHOAL_PARTITIONS_MAX)
             return SHOAL_ERR(SHOAL_ENOPARTITION, "no partition %d", parts[i]);

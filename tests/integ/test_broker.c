@@ -445,6 +445,7 @@ INTEG_TEST(test_out_of_range_options_and_repeated_partitions_are_refused)
     assert_non_null(strstr(shoal_errmsg(), "auto_offset_reset"));
 
     assert_int_equal(shoal_consumer_open(f->c, NULL, &c), 0);
+    assert_int_equal(shoal_consumer_assign(c, "opt", NULL, 1), SHOAL_EINVAL);
     assert_int_equal(shoal_consumer_assign(c, "opt", twice, 3), SHOAL_EINVAL);
     assert_non_null(strstr(shoal_errmsg(), "partition 1 is listed twice"));
     assert_int_equal(shoal_consumer_assign(c, "opt", twice, 2), 0);
