@@ -98,6 +98,8 @@ struct group {
 struct pending_commit {
     server_req_t req;
     size_t first, n; /* entries in gc->offs */
+    int status;      /* 0, or why it was refused: answered in turn behind its connection's */
+    char *detail;    /* with status: the refusal's detail */
 };
 
 struct group_coord {
@@ -964,7 +966,23 @@ static int commit_topics_exist(group_coord_t *gc, const struct gtp *tp, size_t n
     return rc;
 }
 
-static int on_commit(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
+/* Room for one more pending commit: 0 or -ENOMEM. */
+static int commits_reserve(group_coord_t *gc)
+{
+    size_t cap = gc->commits_cap ? gc->commits_cap * 2 : 16;
+    struct pending_commit *v;
+
+    if (gc->ncommits < gc->commits_cap)
+        return 0;
+    if (!(v = shoal__realloc(gc->commits, cap * sizeof(*v))))
+        return -ENOMEM;
+    gc->commits = v;
+    gc->commits_cap = cap;
+    return 0;
+}
+
+/* Check and queue one commit request: SERVER_PARKED, or why it is refused. */
+static int commit_take(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
 {
     char gid[SHOAL_TOPIC_NAME_MAX + 2], mid[GROUP_MEMBER_ID_MAX + 1];
     struct gtp *tp = NULL;
@@ -1003,16 +1021,8 @@ static int on_commit(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r
         rc = commit_topics_exist(gc, tp, n);
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = queue_offset(gc, gid, tp[i].topic, tp[i].partition, offs[i]);
-    if (rc == 0 && gc->ncommits == gc->commits_cap) {
-        size_t cap = gc->commits_cap ? gc->commits_cap * 2 : 16;
-        struct pending_commit *v = shoal__realloc(gc->commits, cap * sizeof(*v));
-        if (!v)
-            rc = -ENOMEM;
-        else {
-            gc->commits = v;
-            gc->commits_cap = cap;
-        }
-    }
+    if (rc == 0)
+        rc = commits_reserve(gc);
     if (rc < 0) {
         unqueue_offsets(gc, first);
         goto out;
@@ -1027,19 +1037,53 @@ out:
     return rc;
 }
 
-/* Write every queued commit in one transaction, then answer them all. */
+static bool commits_pending_from(const group_coord_t *gc, uint64_t conn_id)
+{
+    for (size_t i = 0; i < gc->ncommits; i++)
+        if (gc->commits[i].req.conn_id == conn_id)
+            return true;
+    return false;
+}
+
+/* A connection may send commits while earlier ones of it wait for their transaction (the
+ * server runs them, so that they share it); a refused one is answered in its turn. */
+static int on_commit(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
+{
+    int rc = commit_take(gc, req, r);
+    char *detail;
+
+    if (rc >= 0 || !commits_pending_from(gc, req->conn_id) || commits_reserve(gc) < 0 ||
+        !(detail = shoal__strdup(shoal_errmsg())))
+        return rc;
+    gc->commits[gc->ncommits++] = (struct pending_commit){
+        .req = *req, .first = gc->noffs, .n = 0, .status = rc, .detail = detail};
+    return SERVER_PARKED;
+}
+
+/* Write every queued commit in one transaction, then answer them all, in order. */
 void group_commits_flush(group_coord_t *gc)
 {
+    char why[256] = "";
     int rc;
+
     if (gc->ncommits == 0)
         return;
     rc = gc->noffs ? store_offsets_put(gc->b->store, gc->offs, gc->noffs) : 0;
-    if (rc < 0)
-        log_error("committing %zu offsets: %s", gc->noffs, shoal_errmsg());
-    else if (gc->ncommits > 1)
+    if (rc < 0) {
+        snprintf(why, sizeof(why), "%s", shoal_errmsg());
+        log_error("committing %zu offsets: %s", gc->noffs, why);
+    } else if (gc->ncommits > 1) {
         log_debug("%zu commits (%zu offsets) in one transaction", gc->ncommits, gc->noffs);
-    for (size_t i = 0; i < gc->ncommits; i++)
-        server_reply(gc->s, &gc->commits[i].req, rc, rc < 0 ? shoal_errmsg() : NULL, NULL);
+    }
+    for (size_t i = 0; i < gc->ncommits; i++) {
+        struct pending_commit *c = &gc->commits[i];
+        server_reply(gc->s, &c->req, c->status ? c->status : rc,
+                     c->status ? c->detail
+                     : rc < 0  ? why
+                               : NULL,
+                     NULL);
+        shoal__free(c->detail);
+    }
     gc->ncommits = 0;
     unqueue_offsets(gc, 0);
 }

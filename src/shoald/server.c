@@ -39,10 +39,11 @@ struct conn {
     uid_t uid;
     gid_t gid;
     bool allowed;
-    /* A request of this connection awaits server_reply(): the frames after it wait in `in`,
-     * so that responses go out in the order of the requests. */
-    bool parked;
-    bool resume;      /* the parked one was answered with frames waiting: server_resume() */
+    /* Requests of this connection that await server_reply(). The frames after a parked
+     * request wait in `in`, so that responses go out in the order of the requests; only
+     * commits may follow parked commits (group.c answers those in order, in one batch). */
+    uint32_t parked_commits, parked_other;
+    bool resume;      /* the parked ones were answered with frames waiting: server_resume() */
     uint64_t replies; /* sent by server_reply(), which a handler may call before it parks */
     uint8_t *in;
     size_t len;
@@ -367,10 +368,12 @@ static int conn_answer(server_t *s, struct conn *c, const ctl_header_t *h, const
     int status = dispatch(s, c, h, payload, fds, &nfds);
     int rc;
 
-    if (status == SERVER_PARKED) {
-        c->parked = c->replies == replies; /* not answered already */
+    if (status == SERVER_PARKED && c->replies == replies && h->type == CTL_GROUP_COMMIT)
+        c->parked_commits++;
+    else if (status == SERVER_PARKED && c->replies == replies) /* not answered already */
+        c->parked_other++;
+    if (status == SERVER_PARKED)
         return 0;
-    }
     if (status == 0 && s->body.err)
         status = s->body.err;
     ctl_response_begin(&s->out, h->type, h->seq, status,
@@ -398,18 +401,24 @@ static void conn_reject(server_t *s, struct conn *c, int status)
         ctlsock_send(c->fd, s->out.buf, s->out.len, NULL, 0);
 }
 
-/* Handle every whole frame in c->in. Returns < 0 to close the connection. */
+/* Whether a request of this type may run now, with what the connection has parked. */
+static bool conn_may_run(const struct conn *c, uint16_t type)
+{
+    return c->parked_other == 0 && (c->parked_commits == 0 || type == CTL_GROUP_COMMIT);
+}
+
+/* Handle every whole frame in c->in that may run. Returns < 0 to close the connection. */
 static int conn_process(server_t *s, struct conn *c)
 {
     size_t at = 0;
     int rc = 0;
-    while (!c->parked && c->len - at >= CTL_HEADER_BYTES) {
+    while (c->len - at >= CTL_HEADER_BYTES) {
         ctl_header_t h;
         if ((rc = ctl_header_decode(c->in + at, &h)) < 0) {
             conn_reject(s, c, rc);
             return rc;
         }
-        if (c->len - at < CTL_HEADER_BYTES + (size_t)h.len)
+        if (c->len - at < CTL_HEADER_BYTES + (size_t)h.len || !conn_may_run(c, h.type))
             break;
         if ((rc = conn_answer(s, c, &h, c->in + at + CTL_HEADER_BYTES)) < 0)
             return rc;
@@ -666,10 +675,11 @@ void server_reply(server_t *s, const server_req_t *req, int status, const char *
     if (ctl_frame_end(&s->out) == 0)
         ctlsock_send(c->fd, s->out.buf, s->out.len, NULL, 0);
     c->replies++;
-    if (c->parked) {
-        c->parked = false;
-        c->resume = c->len > 0;
-    }
+    if (req->type == CTL_GROUP_COMMIT && c->parked_commits)
+        c->parked_commits--;
+    else if (req->type != CTL_GROUP_COMMIT && c->parked_other)
+        c->parked_other--;
+    c->resume = c->len > 0 && conn_may_run(c, CTL_TYPE_MAX_);
 }
 
 size_t server_client_count(const server_t *s)

@@ -734,6 +734,8 @@ INTEG_TEST(test_async_commits_answer_in_order_when_one_is_refused)
         assert_int_equal(commit_order[0], 0);
         assert_int_equal(commit_order[1], SHOAL_ENOTASSIGNED);
     }
+    /* and a connection's commits still share a transaction, the refused one in its turn */
+    assert_true(harness_daemon_log_contains(&f->d, "2 commits (1 offsets) in one transaction"));
     shoal_consumer_close(c);
     shoal_client_close(cl);
 }
