@@ -246,15 +246,25 @@ static int name_key(const char *name, MDB_val *key)
 static int topic_write(store_t *st, const char *name, const shoal_topic_config_t *cfg,
                        unsigned flags);
 
-/* Whether an offset key (group, NUL, topic, NUL, be32 partition) names this topic. */
+/* Find the NUL after the group and the one after the topic in an offset key (group, NUL,
+ * topic, NUL, be32 partition). False when the key is not one. */
+static bool offset_key_parts(const MDB_val *key, const uint8_t **g_end, const uint8_t **t_end)
+{
+    const uint8_t *p = key->mv_data;
+    size_t n = key->mv_size;
+
+    *g_end = n > 4 ? memchr(p, 0, n - 4) : NULL;
+    *t_end = *g_end ? memchr(*g_end + 1, 0, (size_t)(p + n - 4 - (*g_end + 1))) : NULL;
+    return *g_end && *t_end && *t_end + 5 == p + n && *g_end != p && *t_end != *g_end + 1 &&
+           *g_end - p <= SHOAL_TOPIC_NAME_MAX && *t_end - *g_end - 1 <= SHOAL_TOPIC_NAME_MAX;
+}
+
+/* Whether an offset key names this topic (a malformed key names none). */
 static bool offset_key_is_of(const MDB_val *key, const char *topic, size_t len)
 {
-    const uint8_t *k = key->mv_data, *g_end;
-    if (key->mv_size < len + 7)
-        return false;
-    g_end = memchr(k, 0, key->mv_size - len - 5);
-    return g_end && (size_t)(k + key->mv_size - 5 - (g_end + 1)) == len &&
-           memcmp(g_end + 1, topic, len) == 0 && k[key->mv_size - 5] == 0;
+    const uint8_t *g_end, *t_end;
+    return offset_key_parts(key, &g_end, &t_end) && (size_t)(t_end - g_end - 1) == len &&
+           memcmp(g_end + 1, topic, len) == 0;
 }
 
 /* Delete every group's offsets of the topic: a topic created later under the same name
@@ -528,13 +538,9 @@ static int offset_key_split(const MDB_val *key, char *group, char *topic, int32_
 {
     const uint8_t *p = key->mv_data;
     const uint8_t *g_end, *t_end;
-    size_t n = key->mv_size;
 
-    g_end = n > 4 ? memchr(p, 0, n - 4) : NULL;
-    t_end = g_end ? memchr(g_end + 1, 0, (size_t)(p + n - 4 - (g_end + 1))) : NULL;
-    if (!g_end || !t_end || t_end + 5 != p + n || g_end == p || t_end == g_end + 1 ||
-        g_end - p > SHOAL_TOPIC_NAME_MAX || t_end - g_end - 1 > SHOAL_TOPIC_NAME_MAX)
-        return SHOAL_ERR(SHOAL_ECORRUPT, "store: malformed offset key of %zu bytes", n);
+    if (!offset_key_parts(key, &g_end, &t_end))
+        return SHOAL_ERR(SHOAL_ECORRUPT, "store: malformed offset key of %zu bytes", key->mv_size);
     memcpy(group, p, (size_t)(g_end - p));
     group[g_end - p] = '\0';
     memcpy(topic, g_end + 1, (size_t)(t_end - g_end - 1));
