@@ -146,7 +146,7 @@ static int64_t index_last_offset(const char *path, int64_t base)
 static int orphan_index_drop(dpart_t *p, int64_t base)
 {
     static const char *const exts[] = {".index", ".timeindex"};
-    char log_path[PATH_MAX], idx_path[PATH_MAX], path[PATH_MAX];
+    char log_path[PATH_MAX], idx_path[PATH_MAX], path[PATH_MAX], upto[48] = "";
     int64_t end;
     int rc;
 
@@ -161,14 +161,10 @@ static int orphan_index_drop(dpart_t *p, int64_t base)
             return SHOAL_ERR(-errno, "unlink %s: %s", path, strerror(errno));
     }
     if (end > base)
-        log_warn("%s-%u: %s is missing: deleted its stale .index and .timeindex; the records "
-                 "from offset %lld to at least %lld it held are lost unless the shared ring "
-                 "still holds them",
-                 p->topic, p->id, log_path, (long long)base, (long long)end - 1);
-    else
-        log_warn("%s-%u: %s is missing: deleted its stale .index and .timeindex; the records "
-                 "from offset %lld it held are lost unless the shared ring still holds them",
-                 p->topic, p->id, log_path, (long long)base);
+        snprintf(upto, sizeof(upto), " to at least %lld", (long long)end - 1);
+    log_warn("%s-%u: %s is missing: deleted its stale .index and .timeindex; the records "
+             "from offset %lld%s it held are lost unless the shared ring still holds them",
+             p->topic, p->id, log_path, (long long)base, upto);
     return shoal__fsync_dir(p->dir);
 }
 
