@@ -21,7 +21,9 @@
  * failure: either -errno for a failed system call, or one of the SHOAL_E* codes below,
  * which sit in a range well clear of errno values. shoal_strerror() names any of them.
  * shoal_errmsg() returns the calling thread's detail for the last failure (which file,
- * which topic, which limit), for people rather than programs.
+ * which topic, which limit), for people rather than programs. A NULL handle, or a NULL for
+ * a pointer a function must read or fill, gets SHOAL_EINVAL naming the argument (the
+ * *_init() functions ignore NULL; the *_close() and *_free() functions accept it).
  *
  * VERSIONS AND THE ABI
  *
@@ -388,7 +390,8 @@ typedef struct shoal_record {
 SHOAL_EXTERN int shoal_record_header(const shoal_record_t *rec, size_t *iter, shoal_header_t *out);
 
 /** Kafka's default partitioner: murmur2(key) & 0x7fffffff, modulo partitions. A key maps to
- * the same partition number as with a Kafka producer. */
+ * the same partition number as with a Kafka producer. @return the partition, or -1 when
+ * partitions is 0 or key is NULL with a key_len. */
 SHOAL_EXTERN int32_t shoal_partition_for_key(const void *key, size_t key_len, uint32_t partitions);
 
 /* ---------------------------------------------------------------------------------------

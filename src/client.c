@@ -113,6 +113,7 @@ int shoal_client_open(const char *socket_path, shoal_client_t **out)
     shoal_client_t *c;
     int rc;
     shoal__clear_err();
+    SHOAL_NEED(out);
 
     *out = NULL;
     if (!socket_path)
@@ -232,6 +233,7 @@ int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_co
     shoal_topic_config_t defaults;
     int rc;
     shoal__clear_err();
+    SHOAL_NEED(c);
     if (!cfg) {
         shoal_topic_config_init(&defaults);
         cfg = &defaults;
@@ -248,6 +250,7 @@ int shoal_topic_alter(shoal_client_t *c, const char *name, const char *const *na
     int rc;
 
     shoal__clear_err();
+    SHOAL_NEED(c);
     if ((rc = check_name(name)) < 0)
         return rc;
     if (n == 0 || n > 64 || !names || !values)
@@ -266,6 +269,7 @@ int shoal_topic_alter(shoal_client_t *c, const char *name, const char *const *na
 int shoal_topic_delete(shoal_client_t *c, const char *name)
 {
     shoal__clear_err();
+    SHOAL_NEED(c);
     return topic_simple_call(c, CTL_TOPIC_DELETE, name, NULL);
 }
 
@@ -307,6 +311,9 @@ int shoal_topic_list(shoal_client_t *c, char ***names, size_t *count)
     client_reply_t rep;
     int rc;
     shoal__clear_err();
+    SHOAL_NEED(c);
+    SHOAL_NEED(names);
+    SHOAL_NEED(count);
 
     *names = NULL;
     *count = 0;
@@ -356,6 +363,8 @@ int shoal_topic_describe(shoal_client_t *c, const char *name, shoal_topic_info_t
     shoal_topic_info_t *info;
     int rc;
     shoal__clear_err();
+    SHOAL_NEED(c);
+    SHOAL_NEED(out);
 
     *out = NULL;
     if ((rc = check_name(name)) < 0)

@@ -89,6 +89,8 @@ struct shoal_consumer {
 
 void shoal_consumer_options_init(shoal_consumer_options_t *o)
 {
+    if (!o)
+        return;
     memset(o, 0, sizeof(*o));
     o->check_crcs = false;
     o->wait = SHOAL_WAIT_DEFAULT;
@@ -110,6 +112,8 @@ int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *
     shoal_consumer_t *c;
     int rc;
     shoal__clear_err();
+    SHOAL_NEED(client);
+    SHOAL_NEED(out);
 
     *out = NULL;
     if (opts && opts->wait > SHOAL_WAIT_SPIN)
@@ -225,10 +229,12 @@ int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t 
                           size_t n)
 {
     shoal_topic_config_t cfg;
-    size_t first = c->nparts, want = n ? n : 1;
+    size_t first, want = n ? n : 1;
     int rc;
 
     shoal__clear_err();
+    SHOAL_NEED(c);
+    first = c->nparts;
     if (cgroup_refuses_assign(c->group))
         return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed to a group: no manual assign");
     if ((rc = consumer_check_new(c, topic, partitions, n)) < 0)
@@ -297,6 +303,8 @@ int shoal_consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partitio
 {
     bool found = false;
     shoal__clear_err();
+    SHOAL_NEED(c);
+    SHOAL_NEED(topic);
     if (partition < -1)
         return SHOAL_ERR(SHOAL_ENOPARTITION, "no partition %d (-1 seeks them all)", partition);
     for (size_t i = 0; i < c->nparts; i++) {
@@ -320,8 +328,12 @@ int shoal_consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partitio
 
 int64_t shoal_consumer_position(shoal_consumer_t *c, const char *topic, int32_t partition)
 {
-    struct consumer_part *cp = consumer_find(c, topic, partition);
-    if (!cp)
+    struct consumer_part *cp;
+
+    shoal__clear_err();
+    SHOAL_NEED(c);
+    SHOAL_NEED(topic);
+    if (!(cp = consumer_find(c, topic, partition)))
         return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,
                          partition);
     return cp->position;

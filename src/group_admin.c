@@ -27,6 +27,9 @@ int shoal_group_list(shoal_client_t *c, shoal_group_listing_t **out, size_t *n)
     int rc;
 
     shoal__clear_err();
+    SHOAL_NEED(c);
+    SHOAL_NEED(out);
+    SHOAL_NEED(n);
     *out = NULL;
     *n = 0;
     ctl_writer_init(&w);
@@ -144,6 +147,8 @@ int shoal_group_describe(shoal_client_t *c, const char *group_id, shoal_group_in
     int rc;
 
     shoal__clear_err();
+    SHOAL_NEED(c);
+    SHOAL_NEED(out);
     *out = NULL;
     if ((rc = check_group(group_id)) < 0)
         return rc;
@@ -177,6 +182,7 @@ int shoal_group_reset_offsets(shoal_client_t *c, const char *group_id, const cha
     int rc;
 
     shoal__clear_err();
+    SHOAL_NEED(c);
     if ((rc = check_group(group_id)) < 0)
         return rc;
     if (!shoal_topic_name_is_valid(topic))
@@ -206,6 +212,7 @@ int shoal_group_delete(shoal_client_t *c, const char *group_id)
     int rc;
 
     shoal__clear_err();
+    SHOAL_NEED(c);
     if ((rc = check_group(group_id)) < 0)
         return rc;
     ctl_writer_init(&w);

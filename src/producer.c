@@ -30,6 +30,8 @@ struct shoal_producer {
 
 void shoal_producer_options_init(shoal_producer_options_t *o)
 {
+    if (!o)
+        return;
     memset(o, 0, sizeof(*o));
     o->acks = SHOAL_ACKS_MEMORY;
     o->block_ms = 5000;
@@ -43,6 +45,8 @@ int shoal_producer_open(shoal_client_t *client, const char *topic,
     ring_t first;
     int rc;
     shoal__clear_err();
+    SHOAL_NEED(client);
+    SHOAL_NEED(out);
 
     *out = NULL;
     if (!shoal_topic_name_is_valid(topic))
@@ -275,6 +279,7 @@ int shoal_producer_wait(shoal_producer_t *p, int32_t partition, int64_t offset, 
     int rc;
 
     shoal__clear_err();
+    SHOAL_NEED(p);
     if ((rc = producer_ring(p, partition, &ring)) < 0)
         return rc;
     if (offset < 0 || offset >= atomic_load(&ring->ctl->log_end_offset))

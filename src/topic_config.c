@@ -45,6 +45,8 @@ static const struct setting settings[] = {
 
 void shoal_topic_config_init(shoal_topic_config_t *cfg)
 {
+    if (!cfg)
+        return;
     memset(cfg, 0, sizeof(*cfg));
     cfg->partitions = 1;
     cfg->storage = SHOAL_STORAGE_DISK;
@@ -149,6 +151,7 @@ int shoal_topic_config_set(shoal_topic_config_t *cfg, const char *name, const ch
     int64_t v;
 
     shoal__clear_err();
+    SHOAL_NEED(cfg);
     s = setting_find(name);
     if (!s)
         return SHOAL_ERR(SHOAL_ESETTING, "unknown topic setting '%.100s'", name ? name : "");
@@ -169,6 +172,9 @@ int shoal_topic_config_get(const shoal_topic_config_t *cfg, const char *name, ch
     int n;
 
     shoal__clear_err();
+    SHOAL_NEED(cfg);
+    if (!buf && cap > 0)
+        return SHOAL_ERR(SHOAL_EINVAL, "buf is NULL with cap %zu", cap);
     s = setting_find(name);
     if (!s)
         return SHOAL_ERR(SHOAL_ESETTING, "unknown topic setting '%.100s'", name ? name : "");
@@ -185,6 +191,7 @@ int shoal_topic_config_get(const shoal_topic_config_t *cfg, const char *name, ch
 int shoal_topic_config_check(const shoal_topic_config_t *cfg)
 {
     shoal__clear_err();
+    SHOAL_NEED(cfg);
     for (size_t i = 0; i < SHOAL_ARRAY_LEN(settings); i++) {
         const struct setting *s = &settings[i];
         int64_t v = load_value(cfg, s);

@@ -25,6 +25,13 @@ void shoal__alloc_fail_after(long n);
 /* Set the detail and return err, so a failure site reads `return SHOAL_ERR(code, ...)`. */
 int shoal__set_err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define SHOAL_ERR(err, ...) shoal__set_err((err), __VA_ARGS__)
+/* At a public entry: SHOAL_EINVAL naming the argument when a pointer the caller must pass
+ * is NULL, so a mistake in the application is an error code rather than a fault. */
+#define SHOAL_NEED(arg)                                                                            \
+    do {                                                                                           \
+        if (__builtin_expect((arg) == NULL, 0))                                                    \
+            return SHOAL_ERR(SHOAL_EINVAL, "%s: %s is NULL", __func__, #arg);                      \
+    } while (0)
 /* A shoal code (SHOAL_ERR_BASE and below), as opposed to 0 or -errno (above -4096). */
 static inline bool shoal__is_code(int err)
 {

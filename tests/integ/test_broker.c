@@ -455,6 +455,68 @@ INTEG_TEST(test_out_of_range_options_and_repeated_partitions_are_refused)
     shoal_consumer_close(c);
 }
 
+/* Each NULL the caller must not pass is SHOAL_EINVAL naming the argument, not a fault. */
+INTEG_TEST(test_null_handles_and_out_pointers_are_einval_not_faults)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, 1ull << 20, 2);
+    shoal_partition_stats_t ps;
+    shoal_topic_info_t *ti;
+    shoal_group_info_t *gi;
+    shoal_group_listing_t *gl;
+    shoal_producer_t *p;
+    shoal_consumer_t *c;
+    char **names, buf[32];
+    size_t n;
+
+    assert_int_equal(shoal_topic_create(f->c, "nul", &cfg), 0);
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &c), 0);
+#define REFUSED(call, arg)                                                                         \
+    do {                                                                                           \
+        assert_int_equal((call), SHOAL_EINVAL);                                                    \
+        assert_non_null(strstr(shoal_errmsg(), arg " is NULL"));                                   \
+    } while (0)
+    REFUSED(shoal_client_open(f->d.socket, NULL), "out");
+    REFUSED(shoal_topic_config_set(NULL, "retention.ms", "1"), "cfg");
+    REFUSED(shoal_topic_config_get(NULL, "retention.ms", buf, sizeof(buf)), "cfg");
+    REFUSED(shoal_topic_config_check(NULL), "cfg");
+    REFUSED(shoal_topic_create(NULL, "x", &cfg), "c");
+    REFUSED(shoal_topic_delete(NULL, "nul"), "c");
+    REFUSED(shoal_topic_list(NULL, &names, &n), "c");
+    REFUSED(shoal_topic_list(f->c, NULL, &n), "names");
+    REFUSED(shoal_topic_list(f->c, &names, NULL), "count");
+    REFUSED(shoal_topic_describe(NULL, "nul", &ti), "c");
+    REFUSED(shoal_topic_describe(f->c, "nul", NULL), "out");
+    REFUSED(shoal_partition_stats(NULL, "nul", 0, &ps), "c");
+    REFUSED(shoal_partition_stats(f->c, "nul", 0, NULL), "out");
+    REFUSED(shoal_producer_open(NULL, "nul", NULL, &p), "client");
+    REFUSED(shoal_producer_open(f->c, "nul", NULL, NULL), "out");
+    REFUSED(shoal_producer_wait(NULL, 0, 0, SHOAL_ACKS_DISK, 10), "p");
+    REFUSED(shoal_consumer_open(NULL, NULL, &c), "client");
+    REFUSED(shoal_consumer_open(f->c, NULL, NULL), "out");
+    REFUSED(shoal_consumer_assign(NULL, "nul", NULL, 0), "c");
+    REFUSED(shoal_consumer_seek(NULL, "nul", 0, SHOAL_SEEK_END, 0), "c");
+    REFUSED(shoal_consumer_seek(c, NULL, 0, SHOAL_SEEK_END, 0), "topic");
+    REFUSED((int)shoal_consumer_position(NULL, "nul", 0), "c");
+    REFUSED((int)shoal_consumer_position(c, NULL, 0), "topic");
+    REFUSED(shoal_group_list(NULL, &gl, &n), "c");
+    REFUSED(shoal_group_list(f->c, NULL, &n), "out");
+    REFUSED(shoal_group_list(f->c, &gl, NULL), "n");
+    REFUSED(shoal_group_describe(NULL, "g", &gi), "c");
+    REFUSED(shoal_group_describe(f->c, "g", NULL), "out");
+    REFUSED(shoal_group_reset_offsets(NULL, "g", "nul", SHOAL_SEEK_END, 0), "c");
+    REFUSED(shoal_group_delete(NULL, "g"), "c");
+#undef REFUSED
+    assert_int_equal(shoal_topic_config_get(&cfg, "retention.ms", NULL, 8), SHOAL_EINVAL);
+    assert_int_equal(shoal_topic_config_get(&cfg, "retention.ms", NULL, 0), -ENOSPC);
+    shoal_topic_config_init(NULL);
+    shoal_producer_options_init(NULL);
+    shoal_consumer_options_init(NULL);
+    /* the client still works after all of it */
+    assert_int_equal(shoal_consumer_assign(c, "nul", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_position(c, "nul", 0), 0);
+    shoal_consumer_close(c);
+}
+
 INTEG_TEST(test_topic_names_of_249_characters_work_through_a_daemon_restart)
 {
     shoal_topic_config_t cfg = topic_cfg(12, 1ull << 20, 2);
@@ -2376,6 +2438,7 @@ int main(void)
         T(test_topic_create_rejects_bad_names_and_configs_with_specific_codes),
         T(test_reserved_fields_are_zeroed_by_init_and_refused_when_set),
         T(test_out_of_range_options_and_repeated_partitions_are_refused),
+        T(test_null_handles_and_out_pointers_are_einval_not_faults),
         T(test_topic_names_of_249_characters_work_through_a_daemon_restart),
         T(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept),
         T(test_unknown_topic_is_enotopic_for_describe_delete_and_producer),
