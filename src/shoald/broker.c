@@ -41,6 +41,25 @@ dtopic_t *broker_find(broker_t *b, const char *name)
     return NULL;
 }
 
+/* Whether the store holds a record of the topic, readable or not. */
+static bool store_knows(broker_t *b, const char *name)
+{
+    shoal_topic_config_t cfg;
+    int rc = store_topic_get(b->store, name, &cfg);
+    return rc == 0 || rc == SHOAL_ECORRUPT;
+}
+
+#define NOT_SERVED                                                                                 \
+    "topic %s is not served: recovery left it out (shoald's log says why); repair its files "      \
+    "and restart shoald, or delete the topic"
+
+int broker_no_topic(broker_t *b, const char *name)
+{
+    if (store_knows(b, name))
+        return SHOAL_ERR(SHOAL_ENOTOPIC, NOT_SERVED, name);
+    return SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
+}
+
 static int registry_insert(broker_t *b, dtopic_t *t)
 {
     dtopic_t **v = shoal__realloc(b->topics, (b->ntopics + 1) * sizeof(*v));
@@ -165,6 +184,10 @@ int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_
         rc = SHOAL_ERR(SHOAL_ETOPICEXISTS, "topic %s already exists", name);
         goto out_unlock;
     }
+    if (store_knows(b, name)) {
+        rc = SHOAL_ERR(SHOAL_ETOPICEXISTS, NOT_SERVED, name);
+        goto out_unlock;
+    }
     if ((cfg->storage == SHOAL_STORAGE_DISK &&
          (rc = check_no_segments(b, name, cfg->partitions)) < 0) ||
         (rc = store_topic_put(b->store, name, cfg)) < 0)
@@ -210,7 +233,7 @@ static int broker_lock_topic(broker_t *b, const char *name, dtopic_t **t)
     pthread_rwlock_wrlock(&b->lock);
     if (!(*t = broker_find(b, name))) {
         pthread_rwlock_unlock(&b->lock);
-        return SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
+        return broker_no_topic(b, name);
     }
     return 0;
 }
@@ -240,11 +263,51 @@ out_unlock:
     return rc;
 }
 
+static bool partition_dir_topic(const char *entry, char *name, size_t cap);
+
+/* A topic recovery left out: its record (maybe damaged), committed offsets and files go;
+ * every partition directory of its name, since a damaged record may not say how many. */
+static int topic_delete_unserved(broker_t *b, const char *name)
+{
+    shoal_topic_config_t cfg;
+    int offsets, rc = store_topic_get(b->store, name, &cfg);
+    uint32_t known = rc == 0 ? cfg.partitions : 0;
+    DIR *d;
+    struct dirent *e;
+
+    if (rc == SHOAL_ENOTOPIC)
+        return SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
+    if (rc < 0 && rc != SHOAL_ECORRUPT)
+        return rc;
+    if ((offsets = store_topic_delete(b->store, name)) < 0)
+        return offsets;
+    for (uint32_t i = 0; i < known; i++)
+        dpart_remove_files(b->cfg->data_dir, b->shm_dir, name, i);
+    for (d = opendir(b->cfg->data_dir); d && (e = readdir(d));) {
+        char topic[SHOAL_TOPIC_NAME_MAX + 1];
+        if (partition_dir_topic(e->d_name, topic, sizeof(topic)) && !strcmp(topic, name))
+            dpart_remove_files(b->cfg->data_dir, b->shm_dir, name,
+                               (uint32_t)strtoul(strrchr(e->d_name, '-') + 1, NULL, 10));
+    }
+    if (d)
+        closedir(d);
+    log_info("deleted topic %s, which was not served, and %d committed offsets of it", name,
+             offsets);
+    return 0;
+}
+
 int broker_topic_delete(broker_t *b, const char *name)
 {
     dtopic_t *t;
     int offsets, rc = broker_lock_topic(b, name, &t);
 
+    if (rc == SHOAL_ENOTOPIC) { /* perhaps one that recovery left out */
+        pthread_rwlock_wrlock(&b->lock);
+        rc = broker_find(b, name) ? SHOAL_ERR(SHOAL_ADMIN_ACTION, "topic %s was just created", name)
+                                  : topic_delete_unserved(b, name);
+        pthread_rwlock_unlock(&b->lock);
+        return rc;
+    }
     if (rc < 0)
         return rc;
     if ((rc = offsets = store_topic_delete(b->store, name)) < 0)

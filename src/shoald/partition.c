@@ -28,6 +28,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1058,21 +1059,18 @@ void dpart_close(dpart_t *p)
         ring_unmap(&p->ring);
 }
 
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *at)
+{
+    (void)st, (void)type, (void)at;
+    return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* Remove dir and everything under it, symbolic links as links. */
 static int rm_tree(const char *dir)
 {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[PATH_MAX];
-    if (!d)
+    if (nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS) < 0)
         return errno == ENOENT ? 0 : -errno;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) < (int)sizeof(path))
-            unlink(path);
-    }
-    closedir(d);
-    return rmdir(dir) < 0 ? -errno : 0;
+    return 0;
 }
 
 void dpart_remove(dpart_t *p)
@@ -1083,6 +1081,16 @@ void dpart_remove(dpart_t *p)
     ring_unlink(p->shm_dir, p->shm_name, p->cfg.ring_slots);
     if (is_disk(p) && rm_tree(p->dir) < 0)
         log_warn("%s-%u: could not remove %s", p->topic, p->id, p->dir);
+}
+
+void dpart_remove_files(const char *data_dir, const char *shm_dir, const char *topic, uint32_t id)
+{
+    dpart_t p = {0};
+    if (dpart_names(&p, data_dir, shm_dir, topic, id) < 0)
+        return;
+    ring_unlink(p.shm_dir, p.shm_name, SHM_MAX_SLOTS);
+    if (rm_tree(p.dir) < 0)
+        log_warn("%s-%u: could not remove %s", topic, id, p.dir);
 }
 
 /* ------------------------------------------------------------------ lookups */

@@ -108,6 +108,9 @@ void dpart_reap(dpart_t *p);
 void dpart_close(dpart_t *p);
 /* Topic deletion: stop clients (deleted flag + wake-up), remove shm and disk files. */
 void dpart_remove(dpart_t *p);
+/* The same for a partition that was never opened: its ring files (any slot count) and its
+ * directory, if they exist. */
+void dpart_remove_files(const char *data_dir, const char *shm_dir, const char *topic, uint32_t id);
 
 /* The disk segment holding offset: a read-only descriptor, its base offset, size and the
  * byte position of the batch holding offset. SHOAL_EOFFSET when no segment holds it. */

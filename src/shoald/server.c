@@ -171,7 +171,7 @@ static int find_topic(server_t *s, const char *name, dtopic_t **t)
     pthread_rwlock_rdlock(&s->b->lock);
     if (!(*t = broker_find(s->b, name))) {
         pthread_rwlock_unlock(&s->b->lock);
-        return SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
+        return broker_no_topic(s->b, name);
     }
     return 0;
 }

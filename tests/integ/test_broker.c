@@ -551,8 +551,8 @@ static off_t size_of(const char *path)
 }
 
 /* A topic whose files cannot be recovered is left out with its files as they are, and the
- * daemon serves the others; after its metadata store is lost, a topic created over
- * segments the store does not know is refused instead of erasing them. */
+ * daemon serves the others; a delete of it removes them; after its metadata store is lost, a topic
+ * created over segments the store does not know is refused instead of erasing them. */
 INTEG_TEST(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept)
 {
     shoal_topic_config_t cfg = topic_cfg(1, 1ull << 20, 2);
@@ -577,7 +577,18 @@ INTEG_TEST(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept
     assert_true(harness_daemon_log_contains(&f->d, "topic bad is not served"));
     assert_partition_holds(f->c, "good", 0, 5);
     assert_int_equal(shoal_producer_open(f->c, "bad", NULL, &p), SHOAL_ENOTOPIC);
+    assert_non_null(strstr(shoal_errmsg(), "topic bad is not served"));
     assert_int_equal(size_of(bad_log) >= 0, true); /* still the directory put there */
+    assert_int_equal(shoal_topic_create(f->c, "bad", &cfg), SHOAL_ETOPICEXISTS);
+    assert_non_null(strstr(shoal_errmsg(), "topic bad is not served"));
+    /* Deleting it takes its files; then the name is free again, and empty. */
+    assert_int_equal(shoal_topic_delete(f->c, "bad"), 0);
+    assert_int_equal(size_of(bad_log), -1);
+    assert_int_equal(shoal_topic_delete(f->c, "bad"), SHOAL_ENOTOPIC);
+    assert_non_null(strstr(shoal_errmsg(), "no topic named bad"));
+    assert_int_equal(shoal_topic_create(f->c, "bad", &cfg), 0);
+    assert_partition_holds(f->c, "bad", 0, 0);
+    assert_int_equal(shoal_topic_delete(f->c, "bad"), 0);
 
     assert_int_equal(harness_daemon_stop(&f->d), 0);
     snprintf(store, sizeof(store), "%s/meta/data.mdb", f->d.data_dir);
