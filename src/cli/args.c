@@ -250,15 +250,21 @@ static const char *cli_parse_digits(const char *s, uint64_t max, uint64_t *out)
     return p;
 }
 
-uint64_t cli_parse_uint(const cli_t *cli, const char *option, const char *s, uint64_t max)
+uint64_t cli_parse_range(const cli_t *cli, const char *option, const char *s, uint64_t min,
+                         uint64_t max)
 {
     uint64_t v;
     const char *end = cli_parse_digits(s, max, &v);
 
-    if (!end || *end != '\0')
-        cli_usage_fail(cli, "invalid value for %s: '%s' (expected a whole number 0..%llu)", option,
-                       s, (unsigned long long)max);
+    if (!end || *end != '\0' || v < min)
+        cli_usage_fail(cli, "invalid value for %s: '%s' (expected a whole number %llu..%llu)",
+                       option, s, (unsigned long long)min, (unsigned long long)max);
     return v;
+}
+
+uint64_t cli_parse_uint(const cli_t *cli, const char *option, const char *s, uint64_t max)
+{
+    return cli_parse_range(cli, option, s, 0, max);
 }
 
 static int cli_size_shift(char c)

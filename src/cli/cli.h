@@ -86,6 +86,9 @@ int cli_connect(const cli_t *cli, shoal_client_t **out);
 /* Parse a decimal number in 0..max ("12"; no sign, no spaces). Exits 2 when it is not one,
  * naming the option. */
 uint64_t cli_parse_uint(const cli_t *cli, const char *option, const char *s, uint64_t max);
+/* The same, refusing values under min. */
+uint64_t cli_parse_range(const cli_t *cli, const char *option, const char *s, uint64_t min,
+                         uint64_t max);
 
 /* As cli_parse_uint with an optional K, M or G suffix (powers of 1024, either case). */
 uint64_t cli_parse_size(const cli_t *cli, const char *option, const char *s, uint64_t max);

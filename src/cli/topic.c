@@ -75,7 +75,7 @@ static void topic_parse_create(cli_t *cli, int argc, char **argv, shoal_topic_co
     while ((opt = cli_next_opt(cli, argc, argv, opts)) != -1) {
         if (opt == OPT_PARTITIONS) {
             cfg->partitions =
-                (uint32_t)cli_parse_uint(cli, "--partitions", optarg, SHOAL_PARTITIONS_MAX);
+                (uint32_t)cli_parse_range(cli, "--partitions", optarg, 1, SHOAL_PARTITIONS_MAX);
         } else if (opt == OPT_STORAGE) {
             cfg->storage = topic_parse_storage(cli, optarg);
         } else if (opt == OPT_SEGMENT_BYTES) {

@@ -119,6 +119,10 @@ INTEG_TEST(test_cli_usage_errors_name_the_word_at_fault)
     expect_cli(f, 2, NULL, "group reset-offsets", "missing argument GROUP", NULL);
     expect_cli(f, 2, NULL, "stats", "missing argument TOPIC", NULL);
     expect_cli(f, 2, NULL, "dump", "missing argument PATH", NULL);
+    expect_cli(f, 2, NULL, "topic create t --partitions 0", "'0' (expected a whole number 1..",
+               NULL);
+    expect_cli(f, 2, NULL, "topic create t --partitions -1", "'-1' (expected a whole number 1..",
+               NULL);
 }
 
 /* ------------------------------------------------------------------ output */
