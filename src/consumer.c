@@ -330,8 +330,7 @@ int64_t shoal_consumer_position(shoal_consumer_t *c, const char *topic, int32_t 
 {
     struct consumer_part *cp;
 
-    shoal__clear_err();
-    SHOAL_NEED(c);
+    SHOAL_NEED(c); /* no shoal__clear_err(): the last failure's detail stays readable */
     SHOAL_NEED(topic);
     if (!(cp = consumer_find(c, topic, partition)))
         return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,
