@@ -648,10 +648,33 @@ out_close:
     return rc;
 }
 
-void broker_close(broker_t *b)
+/* After the final flush: say which records did not reach disk, and where they wait. */
+static size_t report_unsynced(broker_t *b)
 {
-    if (b->topics)
+    size_t short_parts = 0;
+    for (size_t i = 0; i < b->ntopics; i++) {
+        for (uint32_t p = 0; p < b->topics[i]->cfg.partitions; p++) {
+            dpart_t *dp = &b->topics[i]->parts[p];
+            int64_t n = dpart_unsynced(dp);
+            if (n <= 0)
+                continue;
+            log_error("%s-%u: %lld records (offsets %lld and on) are not on disk; they stay in "
+                      "shared memory (%s), where the next start of shoald writes them out: a "
+                      "reboot before then loses them",
+                      dp->topic, dp->id, (long long)n, (long long)dp->synced_offset, b->shm_dir);
+            short_parts++;
+        }
+    }
+    return short_parts;
+}
+
+int broker_close(broker_t *b)
+{
+    size_t short_parts = 0;
+    if (b->topics) {
         broker_flush_all(b, true, false);
+        short_parts = report_unsynced(b);
+    }
     for (size_t i = 0; i < b->ntopics; i++)
         topic_free(b->topics[i], b->topics[i]->cfg.partitions, false);
     shoal__free(b->topics);
@@ -667,4 +690,5 @@ void broker_close(broker_t *b)
         close(b->shm_lock_fd);
     b->data_lock_fd = b->shm_lock_fd = -1;
     pthread_rwlock_destroy(&b->lock);
+    return short_parts ? SHOAL_ERR(-EIO, "%zu partitions kept records off disk", short_parts) : 0;
 }

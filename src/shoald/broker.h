@@ -33,8 +33,10 @@ typedef struct broker {
 /* Create directories, take the instance locks, open the store and recover every topic.
  * 0 or a negative code (logged). */
 int broker_open(broker_t *b, const shoald_config_t *cfg);
-/* Persist every ring (final flush with fsync) and release everything. */
-void broker_close(broker_t *b);
+/* Persist every ring (final flush with fsync) and release everything. 0, or -EIO when
+ * some disk partition's records could not all be written (each logged with where they
+ * wait). */
+int broker_close(broker_t *b);
 
 /* The following take the registry lock themselves. */
 int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_t *cfg);

@@ -254,7 +254,7 @@ static int tick_setup(struct daemon *d, int *wake_fd)
 
 static int daemon_run(struct daemon *d)
 {
-    int wake_fd = -1;
+    int wake_fd = -1, closed;
     int rc = broker_open(&d->broker, &d->cfg);
     if (rc < 0)
         return rc;
@@ -280,9 +280,12 @@ out_server:
         close(wake_fd);
     server_close(d->server);
 out_broker:
-    broker_close(&d->broker);
-    if (rc == 0)
+    if ((closed = broker_close(&d->broker)) < 0 && rc == 0) {
+        log_error("stopped with records not on disk (above)");
+        rc = closed;
+    } else if (rc == 0) {
         log_notice("stopped cleanly");
+    }
     return rc;
 }
 

@@ -966,7 +966,8 @@ int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final)
     if (rc < 0 &&
         (rc != p->last_error || final || now - p->last_error_log_ns >= ERROR_LOG_INTERVAL_NS)) {
         log_error("%s-%u: flush failed: %s (%s)%s", p->topic, p->id, shoal_strerror(rc),
-                  shoal_errmsg(), p->broken ? "" : "; retrying, records wait in shared memory");
+                  shoal_errmsg(),
+                  p->broken || final ? "" : "; retrying, records wait in shared memory");
         p->last_error_log_ns = now;
     } else if (rc == 0 && p->last_error != 0) {
         log_notice("%s-%u: disk writes resumed", p->topic, p->id);
@@ -1091,6 +1092,13 @@ void dpart_remove_files(const char *data_dir, const char *shm_dir, const char *t
     ring_unlink(p.shm_dir, p.shm_name, SHM_MAX_SLOTS);
     if (rm_tree(p.dir) < 0)
         log_warn("%s-%u: could not remove %s", topic, id, p.dir);
+}
+
+int64_t dpart_unsynced(const dpart_t *p)
+{
+    if (!is_disk(p) || atomic_load(&p->broken) || !p->ring.ctl)
+        return 0;
+    return atomic_load(&p->ring.ctl->log_end_offset) - p->synced_offset;
 }
 
 /* ------------------------------------------------------------------ lookups */

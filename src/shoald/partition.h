@@ -104,6 +104,9 @@ bool dpart_fsync_wanted(dpart_t *p, uint32_t flush_waiters);
  * mappings, so that a file some client cut short faults in shoald (which shmguard turns
  * into a check at the next dpart_flush) even where shoald reads nothing. */
 void dpart_reap(dpart_t *p);
+/* Records of a disk partition not yet fsynced to its segments (0 for a memory topic, or
+ * one stopped as broken, whose loss was logged when it stopped). Flusher thread only. */
+int64_t dpart_unsynced(const dpart_t *p);
 /* Unmap and close; the caller has run a final flush. */
 void dpart_close(dpart_t *p);
 /* Topic deletion: stop clients (deleted flag + wake-up), remove shm and disk files. */

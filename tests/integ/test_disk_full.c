@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,43 @@ static void test_full_disk_backpressures_then_resumes_without_loss(void **state)
     shoal_producer_close(p);
 }
 
+/* A stop while the disk is full: the daemon names the records left in shared memory and
+ * exits 1, not "stopped cleanly"; the next start, with space, writes them out. */
+static void test_stop_with_records_off_disk_says_so_and_the_next_start_writes_them(void **state)
+{
+    shoal_topic_config_t cfg;
+    shoal_producer_t *p;
+    int acked = 0;
+    (void)state;
+
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 64 << 10;
+    cfg.ring_slots = 2;
+    cfg.max_record_bytes = 4096;
+    assert_int_equal(shoal_topic_create(client, "full", &cfg), 0);
+    assert_int_equal(shoal_producer_open(client, "full", NULL, &p), 0);
+    harness_flag_file(enospc, true);
+    for (; acked < 30; acked++)
+        assert_int_equal(send_one(p, acked), 0);
+    shoal_producer_close(p);
+    shoal_client_close(client);
+    client = NULL;
+
+    assert_int_equal(kill(daemon_.pid, SIGTERM), 0);
+    assert_int_equal(harness_daemon_wait_exit(&daemon_, 5000), 1);
+    assert_true(harness_daemon_log_contains(&daemon_, "full-0: 30 records (offsets 0 and on) "
+                                                      "are not on disk"));
+    assert_true(harness_daemon_log_contains(&daemon_, "stopped with records not on disk"));
+    assert_false(harness_daemon_log_contains(&daemon_, "stopped cleanly"));
+
+    harness_flag_file(enospc, false);
+    assert_int_equal(harness_daemon_restart(&daemon_), 0);
+    assert_int_equal(shoal_client_open(daemon_.socket, &client), 0);
+    for (int i = 0; i < 500 && flushed_offset() < acked; i++)
+        usleep(10000);
+    assert_int_equal(flushed_offset(), acked);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -132,6 +170,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_full_disk_backpressures_then_resumes_without_loss,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_stop_with_records_off_disk_says_so_and_the_next_start_writes_them, setup,
+            teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
