@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "log.h"
 #include "shoal.h"
+#include "util.h"
 
 enum key_kind { KEY_PATH, KEY_NAME, KEY_INT, KEY_GROUP, KEY_LEVEL };
 
@@ -138,37 +140,54 @@ static char *trim(char *s)
     return s;
 }
 
-int config_load_file(shoald_config_t *cfg, const char *path, char *err, size_t cap)
+/* One line: '#' starts a comment; blank lines are skipped; else "key = value". */
+static int config_line(shoald_config_t *cfg, char *line, const char *where, char *err, size_t cap)
 {
-    char line[PATH_MAX + 128];
-    FILE *f = fopen(path, "r");
-    int lineno = 0, rc = 0;
+    char *hash = strchr(line, '#'), *eq, *s;
+    int rc;
 
-    if (!f) {
-        snprintf(err, cap, "cannot open config file %s: %s", path, strerror(errno));
+    if (hash)
+        *hash = '\0';
+    s = trim(line);
+    if (!*s)
+        return 0;
+    if (!(eq = strchr(s, '='))) {
+        snprintf(err, cap, "%s: expected 'key = value'", where);
         return SHOAL_ECONFIG;
     }
-    while (rc == 0 && fgets(line, sizeof(line), f)) {
-        char *hash = strchr(line, '#'), *eq, *s;
-        lineno++;
-        if (hash)
-            *hash = '\0';
-        s = trim(line);
-        if (!*s)
-            continue;
-        if (!(eq = strchr(s, '='))) {
-            snprintf(err, cap, "%s:%d: expected 'key = value'", path, lineno);
-            rc = SHOAL_ECONFIG;
-            break;
-        }
-        *eq = '\0';
-        rc = config_set(cfg, trim(s), trim(eq + 1), err, cap);
-        if (rc < 0) {
-            char inner[256];
-            snprintf(inner, sizeof(inner), "%s", err);
-            snprintf(err, cap, "%s:%d: %s", path, lineno, inner);
-        }
+    *eq = '\0';
+    if ((rc = config_set(cfg, trim(s), trim(eq + 1), err, cap)) < 0) {
+        char inner[256];
+        snprintf(inner, sizeof(inner), "%s", err);
+        snprintf(err, cap, "%s: %s", where, inner);
     }
+    return rc;
+}
+
+int config_load_file(shoald_config_t *cfg, const char *path, char *err, size_t cap)
+{
+    int fd = shoal__open_regular(path, O_RDONLY, 0), lineno = 0, rc = 0;
+    char *line = NULL, where[PATH_MAX + 16];
+    size_t line_cap = 0;
+    FILE *f;
+
+    if (fd < 0 || !(f = fdopen(fd, "r"))) {
+        snprintf(err, cap, "cannot read config file %s: %s", path,
+                 fd < 0 ? shoal_errmsg() : strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return SHOAL_ECONFIG;
+    }
+    /* getline: a line of any length is one line, so a long comment stays a comment */
+    while (rc == 0 && getline(&line, &line_cap, f) >= 0) {
+        snprintf(where, sizeof(where), "%s:%d", path, ++lineno);
+        rc = config_line(cfg, line, where, err, cap);
+    }
+    if (rc == 0 && ferror(f)) {
+        snprintf(err, cap, "cannot read config file %s: %s", path, strerror(errno));
+        rc = SHOAL_ECONFIG;
+    }
+    free(line);
     fclose(f);
     return rc;
 }

@@ -283,6 +283,39 @@ NOTIFY_TEST(test_sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad)
     assert_int_equal(harness_daemon_stop(&f->d), 0);
 }
 
+/* A line longer than any buffer is one line: a commented-out setting stays a comment. A
+ * config path that turns out to be a directory is an error, not an empty file. */
+NOTIFY_TEST(test_a_long_comment_stays_a_comment_and_a_directory_is_no_config)
+{
+    char conf[PATH_MAX], msg[MSG_MAX], *text = malloc(10000);
+    shoal_client_t *c = NULL;
+
+    assert_non_null(text);
+    snprintf(conf, sizeof(conf), "%s/shoald.conf", f->dir);
+    snprintf(text, 10000, "flush.ms = 50\n#%8000s\n", "flush.ms = 999");
+    write_file(conf, text);
+    free(text);
+    notify_listen(f, false);
+    start(f, NULL, NULL, conf);
+    assert_true(notify_wait(f, "READY=1", msg, 5000));
+    kill(f->d.pid, SIGHUP);
+    assert_true(notify_wait(f, "READY=1", msg, 5000));
+    assert_true(harness_daemon_log_contains(&f->d, "flush.ms=50"));
+    assert_false(harness_daemon_log_contains(&f->d, "flush.ms=999"));
+
+    assert_int_equal(unlink(conf), 0);
+    assert_int_equal(mkdir(conf, 0700), 0);
+    kill(f->d.pid, SIGHUP);
+    assert_true(notify_wait(f, "READY=1", msg, 5000));
+    assert_true(harness_daemon_log_contains(&f->d, "shoald.conf is not a regular file"));
+    assert_true(harness_daemon_log_contains(&f->d, "keeping the running settings"));
+    assert_false(harness_daemon_log_contains(&f->d, "flush.ms=1000"));
+    assert_int_equal(shoal_client_open(f->d.socket, &c), 0);
+    shoal_client_close(c);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(rmdir(conf), 0);
+}
+
 NOTIFY_TEST(test_sighup_reopens_log_file_after_rotation)
 {
     char conf[PATH_MAX], log[PATH_MAX], rotated[PATH_MAX + 8], text[PATH_MAX + 64], msg[MSG_MAX];
@@ -322,6 +355,7 @@ int main(void)
         T(test_watchdog_meant_for_another_pid_sends_no_pings),
         T(test_abstract_notify_socket_gets_ready_and_stopping),
         T(test_sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad),
+        T(test_a_long_comment_stays_a_comment_and_a_directory_is_no_config),
         T(test_sighup_reopens_log_file_after_rotation),
 #undef T
     };
