@@ -130,6 +130,24 @@ out_close:
     return rc;
 }
 
+int ctlsock_file_of(const char *path, ctlsock_file_t *id)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -errno;
+    id->dev = st.st_dev;
+    id->ino = st.st_ino;
+    return 0;
+}
+
+bool ctlsock_unlink(const char *path, const ctlsock_file_t *id)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0 || st.st_dev != id->dev || st.st_ino != id->ino)
+        return false;
+    return unlink(path) == 0;
+}
+
 int ctlsock_connect(const char *path)
 {
     struct sockaddr_un sa;

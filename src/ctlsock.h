@@ -3,6 +3,7 @@
 #ifndef SHOAL_CTLSOCK_H
 #define SHOAL_CTLSOCK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -13,6 +14,17 @@
  * replaced; a live one is -EADDRINUSE. Returns the listening fd (CLOEXEC, non-blocking)
  * or -errno / -ENAMETOOLONG. */
 int ctlsock_listen(const char *path);
+
+/* Which file a socket path is: a later daemon may replace it (after an operator removed
+ * it), and the first must then leave the new one alone. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+} ctlsock_file_t;
+/* Record the file at path (just bound). 0 or -errno. */
+int ctlsock_file_of(const char *path, ctlsock_file_t *id);
+/* Unlink path if it is still the file id; false when it is gone or another file. */
+bool ctlsock_unlink(const char *path, const ctlsock_file_t *id);
 
 /* Connect to path. Returns a CLOEXEC blocking fd, SHOAL_ENODAEMON when nothing listens
  * there (no file, or connection refused), -ENAMETOOLONG, or -errno. */

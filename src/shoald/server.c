@@ -53,6 +53,7 @@ struct conn {
 struct server {
     broker_t *b;
     int listen_fd;
+    ctlsock_file_t socket_file; /* the file listen_fd was bound to, removed at close */
     int epfd;
     size_t nconns;
     struct conn *conns[SERVER_MAX_CONNS];
@@ -586,6 +587,8 @@ int server_open(server_t **out, broker_t *b)
         shoal__free(s);
         return rc;
     }
+    if (ctlsock_file_of(b->socket_path, &s->socket_file) < 0)
+        s->socket_file = (ctlsock_file_t){0};
     server_set_access(s);
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (s->epfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->listen_fd, &ev) < 0) {
@@ -698,7 +701,10 @@ void server_close(server_t *s)
         close(s->spare_fd);
     if (s->listen_fd >= 0) {
         close(s->listen_fd);
-        unlink(s->b->socket_path);
+        if (!ctlsock_unlink(s->b->socket_path, &s->socket_file))
+            log_warn("%s is no longer this daemon's socket (removed, or another daemon's): "
+                     "left as it is",
+                     s->b->socket_path);
     }
     if (s->epfd >= 0)
         close(s->epfd);

@@ -601,6 +601,22 @@ INTEG_TEST(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept
     assert_int_equal(size_of(good_log), good_bytes);
 }
 
+/* A daemon whose socket file was removed and bound again by another leaves it at stop. */
+INTEG_TEST(test_a_stopping_daemon_leaves_a_socket_it_no_longer_owns)
+{
+    int other;
+
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(unlink(f->d.socket), 0);
+    assert_true((other = ctlsock_listen(f->d.socket)) >= 0);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(access(f->d.socket, F_OK), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "is no longer this daemon's socket"));
+    close(other);
+    assert_int_equal(unlink(f->d.socket), 0);
+}
+
 INTEG_TEST(test_unknown_topic_is_enotopic_for_describe_delete_and_producer)
 {
     shoal_topic_info_t *info = (void *)1;
@@ -2452,6 +2468,7 @@ int main(void)
         T(test_null_handles_and_out_pointers_are_einval_not_faults),
         T(test_topic_names_of_249_characters_work_through_a_daemon_restart),
         T(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept),
+        T(test_a_stopping_daemon_leaves_a_socket_it_no_longer_owns),
         T(test_unknown_topic_is_enotopic_for_describe_delete_and_producer),
         T(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset),
         T(test_client_open_without_daemon_is_enodaemon),

@@ -150,6 +150,27 @@ static void test_ctlsock_live_socket_is_addrinuse(void **state)
     close(lfd);
 }
 
+/* A listener removes its socket file only while the path is still that file. */
+static void test_ctlsock_unlink_leaves_a_newer_socket_alone(void **state)
+{
+    struct fixture *f = *state;
+    ctlsock_file_t first, second;
+    int lfd = ctlsock_listen(f->path), lfd2;
+
+    assert_true(lfd >= 0);
+    assert_int_equal(ctlsock_file_of(f->path, &first), 0);
+    assert_int_equal(unlink(f->path), 0); /* an operator's cleanup */
+    assert_false(ctlsock_unlink(f->path, &first));
+    assert_true((lfd2 = ctlsock_listen(f->path)) >= 0); /* another daemon binds the path */
+    assert_int_equal(ctlsock_file_of(f->path, &second), 0);
+    assert_false(ctlsock_unlink(f->path, &first));
+    assert_int_equal(access(f->path, F_OK), 0);
+    assert_true(ctlsock_unlink(f->path, &second));
+    assert_int_equal(access(f->path, F_OK), -1);
+    close(lfd2);
+    close(lfd);
+}
+
 static void test_ctlsock_non_socket_file_is_not_replaced(void **state)
 {
     struct fixture *f = *state;
@@ -453,6 +474,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_ctlsock_listen_sets_mode_and_flags),
+        T(test_ctlsock_unlink_leaves_a_newer_socket_alone),
         T(test_ctlsock_connect_to_missing_path_is_nodaemon),
         T(test_ctlsock_path_too_long),
         T(test_ctlsock_stale_socket_file_is_replaced),
