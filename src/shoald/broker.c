@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -576,6 +577,24 @@ static int make_dir(const char *dir, unsigned mode)
     return rc;
 }
 
+/* The shm directory sits in a world-writable /dev/shm under a name anyone can predict, so
+ * one made by someone else (who could rename or swap ring files under the daemon) is
+ * refused: it must be a real directory (not a link), ours, writable by nobody else. */
+static int check_shm_dir(const char *dir)
+{
+    struct stat st;
+    if (lstat(dir, &st) < 0)
+        return -errno;
+    if (S_ISDIR(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 022))
+        return 0;
+    log_error("%s is not a directory of this user's (uid %u) that only it may write: %s uid %u "
+              "mode %04o; it may have been made by another user to tamper with the rings: "
+              "remove it, or choose another --instance or --shm-dir",
+              dir, (unsigned)geteuid(), S_ISDIR(st.st_mode) ? "directory" : "not a directory",
+              (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+    return -EPERM;
+}
+
 static int broker_dirs(broker_t *b)
 {
     const shoald_config_t *c = b->cfg;
@@ -593,7 +612,8 @@ static int broker_dirs(broker_t *b)
         return rc;
     if ((b->data_lock_fd = lock_dir(c->data_dir, "data directory")) < 0)
         return b->data_lock_fd;
-    if ((rc = make_dir(c->runtime_dir, 0755)) < 0 || (rc = make_dir(b->shm_dir, 0700)) < 0)
+    if ((rc = make_dir(c->runtime_dir, 0755)) < 0 || (rc = make_dir(b->shm_dir, 0700)) < 0 ||
+        (rc = check_shm_dir(b->shm_dir)) < 0)
         return rc;
     if ((b->shm_lock_fd = lock_dir(b->shm_dir, "shm directory")) < 0)
         return b->shm_lock_fd;

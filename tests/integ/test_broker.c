@@ -617,6 +617,21 @@ INTEG_TEST(test_a_stopping_daemon_leaves_a_socket_it_no_longer_owns)
     assert_int_equal(unlink(f->d.socket), 0);
 }
 
+/* An shm directory others may write (made by another user before the daemon's first
+ * start, say) is refused at start, not used. */
+INTEG_TEST(test_an_shm_directory_others_may_write_is_refused)
+{
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(chmod(f->d.shm_dir, 0777), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), -1);
+    assert_true(harness_daemon_log_contains(&f->d, "that only it may write"));
+    assert_int_equal(chmod(f->d.shm_dir, 0700), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+}
+
 INTEG_TEST(test_unknown_topic_is_enotopic_for_describe_delete_and_producer)
 {
     shoal_topic_info_t *info = (void *)1;
@@ -2469,6 +2484,7 @@ int main(void)
         T(test_topic_names_of_249_characters_work_through_a_daemon_restart),
         T(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept),
         T(test_a_stopping_daemon_leaves_a_socket_it_no_longer_owns),
+        T(test_an_shm_directory_others_may_write_is_refused),
         T(test_unknown_topic_is_enotopic_for_describe_delete_and_producer),
         T(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset),
         T(test_client_open_without_daemon_is_enodaemon),
