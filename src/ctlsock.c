@@ -58,6 +58,12 @@ static int make_addr(const char *path, struct sockaddr_un *sa)
     return 0;
 }
 
+int ctlsock_path_check(const char *path)
+{
+    struct sockaddr_un sa;
+    return make_addr(path, &sa);
+}
+
 /* ------------------------------------------------------------------ listen / connect */
 
 /* 1 when something accepts connections at sa, 0 when the file is a socket nobody listens

@@ -10,6 +10,9 @@
 
 #include "ctlproto.h"
 
+/* Whether path fits a socket address: 0, or -EINVAL / -ENAMETOOLONG with the detail. */
+int ctlsock_path_check(const char *path);
+
 /* Bind and listen at path (mode 0660). A stale socket file with nobody listening is
  * replaced; a live one is -EADDRINUSE. Returns the listening fd (CLOEXEC, non-blocking)
  * or -errno / -ENAMETOOLONG. */

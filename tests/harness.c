@@ -315,7 +315,7 @@ void harness_daemon_expect_log(const struct harness_daemon *d, const char *needl
         fail_msg("the daemon never logged \"%s\"", needle);
 }
 
-static const char *shoald_bin(char *buf, size_t cap)
+const char *harness_shoald_bin(char *buf, size_t cap)
 {
     const char *bin = getenv("SHOALD_BIN");
     const char *build = getenv("BUILD");
@@ -378,7 +378,7 @@ static int daemon_wait_ready(struct harness_daemon *d)
 static int daemon_spawn(struct harness_daemon *d)
 {
     char buf[PATH_MAX];
-    const char *bin = shoald_bin(buf, sizeof(buf));
+    const char *bin = harness_shoald_bin(buf, sizeof(buf));
 
     if (access(bin, X_OK) < 0) {
         fprintf(stderr, "harness: no daemon binary at %s (set SHOALD_BIN)\n", bin);

@@ -77,6 +77,8 @@ struct harness_daemon {
  * "--log-level", "debug", NULL). Waits up to 5 s until a client can open on its socket.
  * Returns 0, or -1 after printing why and the daemon's log. */
 int harness_daemon_start(struct harness_daemon *d, const char *tag, ...);
+/* The daemon binary: $SHOALD_BIN, else ${BUILD:-build}/shoald, in buf when built there. */
+const char *harness_shoald_bin(char *buf, size_t cap);
 /* SIGTERM, wait (5 s at most) and check the daemon exited with status 0. 0 or -1. */
 int harness_daemon_stop(struct harness_daemon *d);
 /* SIGKILL and reap the daemon. 0 or -1. */

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ctlsock.h"
 #include "log.h"
 #include "shmguard.h"
 #include "topic_config.h"
@@ -571,7 +572,10 @@ static int recover_topic(void *arg, const char *name, const shoal_topic_config_t
 
 static int make_dir(const char *dir, unsigned mode)
 {
+    struct stat st;
     int rc = shoal__mkdir_p(dir, mode);
+    if (rc == 0 && stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
+        rc = -ENOTDIR;
     if (rc < 0)
         log_error("cannot create %s: %s", dir, shoal_strerror(rc));
     return rc;
@@ -607,6 +611,10 @@ static int broker_dirs(broker_t *b)
             (int)sizeof(b->socket_path) ||
         snprintf(meta, sizeof(meta), "%s/meta", c->data_dir) >= (int)sizeof(meta))
         return -ENAMETOOLONG;
+    if ((rc = ctlsock_path_check(b->socket_path)) < 0) { /* before anything is created */
+        log_error("%s", shoal_errmsg());
+        return rc;
+    }
     /* The data directory's lock first: a second shoald on it creates nothing else. */
     if ((rc = make_dir(c->data_dir, 0700)) < 0)
         return rc;

@@ -125,6 +125,34 @@ INTEG_TEST(test_cli_usage_errors_name_the_word_at_fault)
                NULL);
 }
 
+/* shoald checks its runtime directory and socket path before it creates a shm directory
+ * or a metadata store, and says what is wrong. */
+INTEG_TEST(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything)
+{
+    char script[3 * PATH_MAX], bin[PATH_MAX], shm[64], meta[PATH_MAX];
+    static const char *const cases[][2] = {
+        {"file", "cannot create"},
+        {"rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"
+         "rrrrrrrrrrrrrrrrrrrrrr",
+         "control socket path too long"},
+    };
+
+    snprintf(shm, sizeof(shm), "/dev/shm/shoal.badrt-%d", (int)getpid());
+    snprintf(meta, sizeof(meta), "%s/bad-data/meta", f->d.dir);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(script, sizeof(script),
+                 "touch '%s/file' && timeout 10 %s --instance badrt-%d --data-dir '%s/bad-data' "
+                 "--runtime-dir '%s/%s' 2>&1",
+                 f->d.dir, harness_shoald_bin(bin, sizeof(bin)), (int)getpid(), f->d.dir, f->d.dir,
+                 cases[i][0]);
+        assert_int_equal(run_script(script), 1);
+        if (!strstr(out, cases[i][1]))
+            fail_msg("no \"%s\" in:\n%s", cases[i][1], out);
+        assert_int_equal(access(shm, F_OK), -1);
+        assert_int_equal(access(meta, F_OK), -1);
+    }
+}
+
 /* ------------------------------------------------------------------ output */
 
 /* Every command that prints to stdout fails with status 1 when the output cannot be
@@ -295,6 +323,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_help_of_a_command_group_lists_its_subcommands),
         cmocka_unit_test(test_cli_usage_errors_name_the_word_at_fault),
+        cmocka_unit_test(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything),
         cmocka_unit_test(test_cli_reports_a_failed_write_of_its_output),
         cmocka_unit_test(test_cli_produce_refuses_a_too_long_line_without_reading_it_all),
         cmocka_unit_test(test_cli_produce_sends_a_long_line_the_topic_accepts),
