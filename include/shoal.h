@@ -615,11 +615,12 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * @param[out] out         filled with views; valid until the next shoal_poll() or
  *                         shoal_consumer_close() on this consumer. Do not free.
  * @param[in]  timeout_ms  how long to wait when every partition is caught up: 0 returns
- *                         at once, -1 waits for ever. The consumer's wait strategy
- *                         (shoal_consumer_options_t.wait) says how: a sleeping consumer
- *                         uses no CPU and wakes when a producer appends; a spinning one
- *                         (SHOAL_WAIT_SPIN, or the first spin_ns of SHOAL_WAIT_DEFAULT)
- *                         sees the append without any system call on either side.
+ *                         at once, -1 waits for ever, below -1 is SHOAL_EINVAL. The
+ *                         consumer's wait strategy (shoal_consumer_options_t.wait) says
+ *                         how: a sleeping consumer uses no CPU and wakes when a producer
+ *                         appends; a spinning one (SHOAL_WAIT_SPIN, or the first spin_ns
+ *                         of SHOAL_WAIT_DEFAULT) sees the append without any system call
+ *                         on either side.
  *                         With fetch_min_bytes above 1, a poll that finds less than
  *                         that also waits, up to fetch_max_wait_us, for more.
  * @return the number of records (0 on timeout), or SHOAL_ECORRUPT (a damaged batch; or

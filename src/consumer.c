@@ -880,6 +880,9 @@ int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout
     shoal__clear_err();
     if (!c || (!out && max))
         return SHOAL_ERR(SHOAL_EINVAL, "poll needs a consumer and an output array");
+    if (timeout_ms < -1)
+        return SHOAL_ERR(SHOAL_EINVAL, "timeout_ms %d: 0 or more, or -1 to wait for ever",
+                         timeout_ms);
     if (c->group)
         return cgroup_poll(c, c->group, out, max, timeout_ms);
     return consumer__poll(c, out, max, timeout_ms);

@@ -423,6 +423,7 @@ INTEG_TEST(test_out_of_range_options_and_repeated_partitions_are_refused)
     shoal_topic_config_t cfg = topic_cfg(4, 1ull << 20, 2);
     const int32_t twice[] = {1, 0, 1};
     shoal_producer_options_t po;
+    shoal_record_t r;
     shoal_consumer_options_t co;
     shoal_producer_t *p;
     shoal_consumer_t *c;
@@ -452,6 +453,8 @@ INTEG_TEST(test_out_of_range_options_and_repeated_partitions_are_refused)
     assert_int_equal(shoal_consumer_seek(c, "opt", -2, SHOAL_SEEK_BEGINNING, 0),
                      SHOAL_ENOPARTITION);
     assert_int_equal(shoal_consumer_seek(c, "opt", -1, SHOAL_SEEK_BEGINNING, 0), 0);
+    assert_int_equal(shoal_poll(c, &r, 1, -5), SHOAL_EINVAL); /* not "for ever" */
+    assert_non_null(strstr(shoal_errmsg(), "timeout_ms -5"));
     shoal_consumer_close(c);
 }
 
