@@ -335,6 +335,8 @@ static int position_list(shoal_consumer_t *c, struct cgroup *g, const struct ctp
     return rc;
 }
 
+void (*cgroup__before_fetch_hook)(void);
+
 /* Attach the new assignment (nothing is attached) and position it. */
 static int attach_assignment(shoal_consumer_t *c, struct cgroup *g)
 {
@@ -351,6 +353,8 @@ static int attach_assignment(shoal_consumer_t *c, struct cgroup *g)
         rc = client_reconnect(consumer__client(c));
     }
     g->attaching = false;
+    if (rc == 0 && __builtin_expect(cgroup__before_fetch_hook != NULL, 0))
+        cgroup__before_fetch_hook();
     if (rc == 0)
         rc = position_list(c, g, g->assigned, g->nassigned);
     if (rc < 0)
@@ -715,6 +719,11 @@ static int rejoin(shoal_consumer_t *c, struct cgroup *g)
             shoal__free(old[i].topic);
         shoal__free(old);
     }
+    if (rc == 0) {
+        g->owned_generation = g->generation;
+        if (!keep)
+            rc = attach_assignment(c, g); /* its offset fetch may find the member gone too */
+    }
     if (rc == SHOAL_EGENERATION) { /* unknown to the group now: join as a new member */
         revoke_all(c, g, true);
         g->member_id[0] = '\0';
@@ -722,9 +731,6 @@ static int rejoin(shoal_consumer_t *c, struct cgroup *g)
         return SHOAL_EREBALANCE;
     }
     if (rc < 0)
-        return rc;
-    g->owned_generation = g->generation;
-    if (!keep && (rc = attach_assignment(c, g)) < 0)
         return rc;
     g->attached = true;
     g->need_join = g->follow_up;

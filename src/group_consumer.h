@@ -22,6 +22,10 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
  * partitions may then not be assigned by hand. */
 bool cgroup_refuses_assign(const struct cgroup *g);
 
+/* Test hook, NULL in use: called by a member between taking its new assignment and
+ * fetching the assignment's committed offsets, where a test can stall it. */
+extern void (*cgroup__before_fetch_hook)(void);
+
 /* Provided by consumer.c. */
 struct cgroup *consumer__group(shoal_consumer_t *c);
 shoal_client_t *consumer__client(shoal_consumer_t *c);

@@ -23,6 +23,7 @@
 
 #include "ctlproto.h"
 #include "ctlsock.h"
+#include "group_consumer.h"
 #include "harness.h"
 #include "shoal.h"
 
@@ -582,6 +583,46 @@ static bool a_rejoined(void)
     return atomic_load(&sh->assigned_calls[0]) > a_calls_before &&
            atomic_load(&sh->nassigned[0]) > 0 && atomic_load(&sh->nassigned[1]) > 0 &&
            atomic_load(&sh->nassigned[0]) + atomic_load(&sh->nassigned[1]) == 4;
+}
+
+static _Atomic int stalls_left;
+
+/* The hook between a member's sync and its offset fetch: stall past the session once. */
+static void stall_before_fetch(void)
+{
+    if (atomic_fetch_sub(&stalls_left, 1) > 0)
+        sleep_ms(700);
+}
+
+static bool holds_all_four(void)
+{
+    return atomic_load(&sh->nassigned[0]) == 4;
+}
+
+/* A member removed by the daemon after its sync but before its offset fetch (it stalled
+ * there past its session) is told SHOAL_EGENERATION by the fetch: poll rejoins inside,
+ * as for any fencing, and never returns it. */
+INTEG_TEST(test_a_member_fenced_before_its_offset_fetch_rejoins_inside_poll)
+{
+    shoal_topic_config_t cfg = topic_cfg(4);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+
+    assert_int_equal(shoal_topic_create(f->c, "work", &cfg), 0);
+    member_options(&o, "late-fetch", 0);
+    o.session_timeout_ms = 200;
+    o.heartbeat_interval_ms = 50;
+    atomic_store(&stalls_left, 1);
+    cgroup__before_fetch_hook = stall_before_fetch;
+    assert_int_equal(open_member(&cl, &c, &o, "work"), 0);
+    assert_true(poll_until(c, holds_all_four, 10000)); /* false at any error poll returns */
+    cgroup__before_fetch_hook = NULL;
+    assert_true(atomic_load(&stalls_left) < 0); /* it stalled, then fetched again */
+    assert_true(atomic_load(&sh->assigned_calls[0]) >= 1);
+    assert_true(harness_daemon_log_contains(&f->d, "removed: session timeout"));
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
 }
 
 /* A member (this process) stops polling; the daemon removes it after session_ms or
@@ -1458,6 +1499,7 @@ int main(void)
         T(test_a_topic_deleted_and_created_again_has_no_committed_offsets),
         T(test_a_group_consumer_lives_through_a_daemon_restart_and_resumes_at_its_commit),
         T(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rejoins),
+        T(test_a_member_fenced_before_its_offset_fetch_rejoins_inside_poll),
         T(test_member_silent_past_session_timeout_loses_partitions_and_rejoins),
         T(test_async_commits_report_through_on_commit_and_are_stored),
         T(test_async_commits_answer_in_order_when_one_is_refused),
