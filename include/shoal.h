@@ -687,6 +687,7 @@ typedef struct shoal_topic_partition_offset {
  * @return 0, or SHOAL_EGENERATION (this member was fenced: its generation is over, e.g.
  *         after exceeding max_poll_interval_ms; poll to rejoin), SHOAL_EFENCED (see
  *         shoal_poll), SHOAL_ENOTASSIGNED, SHOAL_ENOTOPIC (the topic was deleted),
+ *         SHOAL_EOFFSET (an offset past the partition's log end: nothing is committed),
  *         SHOAL_EINVAL (not a group consumer), SHOAL_ENOGROUP, SHOAL_EIO, SHOAL_ECLOSED.
  * Thread-safety: one thread per consumer handle. */
 SHOAL_EXTERN int shoal_commit_sync(shoal_consumer_t *consumer,
@@ -749,8 +750,9 @@ SHOAL_EXTERN int shoal_group_describe(shoal_client_t *client, const char *group_
 SHOAL_EXTERN void shoal_group_info_free(shoal_group_info_t *info);
 
 /** Set a group's committed offsets for every partition of a topic: to the log start
- * (SHOAL_SEEK_BEGINNING), the log end (SHOAL_SEEK_END) or offset (SHOAL_SEEK_OFFSET). Only
- * while the group has no members.
+ * (SHOAL_SEEK_BEGINNING), the log end (SHOAL_SEEK_END) or offset (SHOAL_SEEK_OFFSET, taken
+ * as the log start or end where it lies outside them, as Kafka's tool does). Only while the
+ * group has no members.
  * @return 0, or SHOAL_EGROUPID, SHOAL_ENOGROUP, SHOAL_EGROUPACTIVE, SHOAL_ENAME,
  *         SHOAL_ENOTOPIC, SHOAL_EINVAL, SHOAL_EIO, SHOAL_ECLOSED. Thread-safety: any. */
 SHOAL_EXTERN int shoal_group_reset_offsets(shoal_client_t *client, const char *group_id,

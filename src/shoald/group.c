@@ -953,15 +953,31 @@ static int commit_check(group_coord_t *gc, const char *gid, const char *mid, int
 }
 
 /* Offsets of a topic that does not exist (deleted since it was assigned) are refused: a
- * topic created later under its name starts without them. */
-static int commit_topics_exist(group_coord_t *gc, const struct gtp *tp, size_t n)
+ * topic created later under its name starts without them. So is an offset past the log
+ * end, which no consumer can have reached: a member given the partition would skip
+ * whatever was appended up to it. */
+static int commit_targets_check(group_coord_t *gc, const struct gtp *tp, const int64_t *offs,
+                                size_t n)
 {
     int rc = 0;
     pthread_rwlock_rdlock(&gc->b->lock);
-    for (size_t i = 0; i < n && rc == 0; i++)
-        if (!broker_find(gc->b, tp[i].topic))
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        dtopic_t *t = broker_find(gc->b, tp[i].topic);
+        shoal_partition_info_t pi;
+        if (!t) {
             rc = SHOAL_ERR(SHOAL_ENOTOPIC, "commit to %s-%d: no such topic", tp[i].topic,
                            tp[i].partition);
+        } else if ((uint32_t)tp[i].partition >= t->cfg.partitions) {
+            rc = SHOAL_ERR(SHOAL_ENOPARTITION, "commit to %s-%d: the topic has %u partitions",
+                           tp[i].topic, tp[i].partition, t->cfg.partitions);
+        } else {
+            dpart_info(&t->parts[tp[i].partition], &pi);
+            if (offs[i] > pi.log_end_offset)
+                rc = SHOAL_ERR(SHOAL_EOFFSET, "commit of %s-%d at %lld: past the log end %lld",
+                               tp[i].topic, tp[i].partition, (long long)offs[i],
+                               (long long)pi.log_end_offset);
+        }
+    }
     pthread_rwlock_unlock(&gc->b->lock);
     return rc;
 }
@@ -1018,7 +1034,7 @@ static int commit_take(group_coord_t *gc, const server_req_t *req, ctl_reader_t 
     if (rc == 0)
         rc = commit_check(gc, gid, mid, gen, tp, n, &g);
     if (rc == 0)
-        rc = commit_topics_exist(gc, tp, n);
+        rc = commit_targets_check(gc, tp, offs, n);
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = queue_offset(gc, gid, tp[i].topic, tp[i].partition, offs[i]);
     if (rc == 0)

@@ -764,7 +764,7 @@ INTEG_TEST(test_async_commits_answer_in_order_when_one_is_refused)
 
     member_of_eight(f, "ord", "ordered", on_commit_ordered, &cl, &c);
     for (int round = 0; round < 20; round++) {
-        shoal_topic_partition_offset_t mine = {.topic = "ord", .partition = 0, .offset = round};
+        shoal_topic_partition_offset_t mine = {.topic = "ord", .partition = 0, .offset = round % 9};
         shoal_topic_partition_offset_t not_mine = {.topic = "ord", .partition = 3, .offset = 1};
         atomic_store(&commit_order_n, 0);
         assert_int_equal(shoal_commit_async(c, &mine, 1), 0);
@@ -1286,6 +1286,14 @@ INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
     other.topic = "elsewhere";
     assert_int_equal(shoal_commit_sync(c, &other, 1), SHOAL_ENOTASSIGNED);
     assert_int_equal(shoal_commit_sync(c, NULL, 0), 0);
+    /* partition 0 holds offsets 0..9: 10 (the end) is a commit, 11 is past it */
+    other = (shoal_topic_partition_offset_t){.topic = "adm", .partition = 0, .offset = 11};
+    assert_int_equal(shoal_commit_sync(c, &other, 1), SHOAL_EOFFSET);
+    assert_non_null(strstr(shoal_errmsg(), "past the log end 10"));
+    other.offset = INT64_MAX;
+    assert_int_equal(shoal_commit_sync(c, &other, 1), SHOAL_EOFFSET);
+    other.offset = 10;
+    assert_int_equal(shoal_commit_sync(c, &other, 1), 0);
 
     assert_int_equal(shoal_group_list(f->c, &list, &n), 0);
     assert_int_equal(n, 1);
@@ -1391,7 +1399,8 @@ INTEG_TEST(test_commits_arriving_together_share_one_transaction_and_are_durable)
     int fds[NCONN];
     bool batched = false;
 
-    assert_int_equal(shoal_topic_create(f->c, "bt", &cfg), 0); /* commits need a topic */
+    assert_int_equal(shoal_topic_create(f->c, "bt", &cfg), 0);     /* commits need a topic */
+    assert_int_equal(produce(f->c, "bt", 0, 20 * 100 + NCONN), 0); /* ... and its records */
     for (int round = 0; round < 20 && !batched; round++) {
         for (int i = 0; i < NCONN; i++)
             assert_true((fds[i] = ctlsock_connect(f->d.socket)) >= 0);
