@@ -11,6 +11,7 @@
  * plan, lock once (encode, publish), optional wait for the flushed watermark. */
 #include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "partitioner.h"
@@ -77,6 +78,10 @@ int shoal_producer_open(shoal_client_t *client, const char *topic,
         goto out_free;
     }
     p->rings[0] = first;
+    /* Keyless records start at a partition of their own, as Kafka's do: short-lived
+     * producers (one batch from a script) would otherwise all fill partition 0. */
+    p->next_partition =
+        (uint32_t)((uint64_t)shoal__mono_ns() ^ (uint64_t)getpid() << 20) % p->cfg.partitions;
     if (p->opts.acks == SHOAL_ACKS_DISK && p->cfg.storage == SHOAL_STORAGE_MEMORY) {
         shoal_producer_close(p);
         return SHOAL_ERR(SHOAL_ECONFIG, "topic %s is a memory topic: it has no disk to ack", topic);

@@ -762,6 +762,23 @@ INTEG_TEST(test_keyed_records_land_on_murmur2_partition_and_null_keys_spread)
         e.ids[ack.partition][e.n[ack.partition]++] = id;
     }
     shoal_producer_close(p);
+    /* each new producer starts its round-robin somewhere of its own: 16 that send one batch
+     * do not all pick the same partition (odds of that by chance: 4^-15); their id is 800 */
+    {
+        shoal_message_t m = {.value = "v800", .value_len = 4, .partition = SHOAL_PARTITION_ANY};
+        int32_t first = -1;
+        bool spread = false;
+        for (int i = 0; i < 16; i++) {
+            shoal_ack_t ack;
+            assert_int_equal(shoal_producer_open(f->c, "keyed", NULL, &p), 0);
+            assert_int_equal(shoal_send_batch(p, &m, 1, &ack), 0);
+            shoal_producer_close(p);
+            spread |= first >= 0 && ack.partition != first;
+            first = first < 0 ? ack.partition : first;
+            e.ids[ack.partition][e.n[ack.partition]++] = KEYED_RECORDS + KEYED_NULL_RECORDS;
+        }
+        assert_true(spread);
+    }
     for (int part = 0; part < KEYED_PARTS; part++) {
         int nulls = 0;
         for (int64_t k = 0; k < e.n[part]; k++)
