@@ -536,12 +536,14 @@ typedef struct shoal_consumer_options {
     /* Consumer groups: used by shoal_consumer_subscribe(), ignored by manual assignment.
      * Strings and the assignors array are copied by shoal_consumer_open(). */
     const char *group_id;            /* required to subscribe; 1-249 of [a-zA-Z0-9._-] */
-    const char *client_id;           /* shown by `shoal group describe`; default "shoal" */
+    const char *client_id;           /* shown by `shoal group describe`; default "shoal";
+                                        64 characters at most */
     const char *group_instance_id;   /* static membership id, or NULL (dynamic member) */
     int32_t session_timeout_ms;      /* a member silent this long is removed; default 10000 */
     int32_t max_poll_interval_ms;    /* a member that does not poll for this long loses its
                                         partitions; also the rebalance timeout; default 300000 */
-    int32_t heartbeat_interval_ms;   /* how often poll heartbeats; default 100 */
+    int32_t heartbeat_interval_ms;   /* how often poll heartbeats, below the session
+                                        timeout; default 100 */
     bool auto_commit;                /* commit positions from poll every interval; default true */
     int32_t auto_commit_interval_ms; /* default 5000 */
     uint32_t auto_offset_reset;      /* shoal_offset_reset_t; default LATEST */

@@ -101,6 +101,14 @@ int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o)
         o->auto_offset_reset > SHOAL_OFFSET_RESET_EARLIEST || (o->assignor_count && !o->assignors))
         return SHOAL_ERR(SHOAL_EINVAL, "consumer group timeouts must be > 0 (use "
                                        "shoal_consumer_options_init)");
+    if (o->heartbeat_interval_ms >= o->session_timeout_ms)
+        return SHOAL_ERR(SHOAL_EINVAL,
+                         "heartbeat_interval_ms %d must be below session_timeout_ms %d (a "
+                         "third of it or less, as in Kafka)",
+                         o->heartbeat_interval_ms, o->session_timeout_ms);
+    if (o->client_id && strlen(o->client_id) > 64)
+        return SHOAL_ERR(SHOAL_EINVAL, "client_id of %zu characters: 64 at most",
+                         strlen(o->client_id));
     if (!(g = shoal__calloc(1, sizeof(*g))))
         return -ENOMEM;
     snprintf(g->group_id, sizeof(g->group_id), "%s", o->group_id);

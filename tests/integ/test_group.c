@@ -1274,6 +1274,14 @@ INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
 
     member_options(&o, "bad group", 0);
     assert_int_equal(shoal_consumer_open(f->c, &o, &bad), SHOAL_EGROUPID);
+    member_options(&o, "admins", 0);
+    o.heartbeat_interval_ms = o.session_timeout_ms;
+    assert_int_equal(shoal_consumer_open(f->c, &o, &bad), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "must be below session_timeout_ms"));
+    member_options(&o, "admins", 0);
+    o.client_id = "a-client-id-of-sixty-five-characters-which-is-one-more-than-allow";
+    assert_int_equal(shoal_consumer_open(f->c, &o, &bad), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "64 at most"));
 
     /* a member that owns only partition 0 (the topic has 2; a second member takes 1) */
     member_options(&o, "admins", 0);
