@@ -15,7 +15,14 @@
  * function the producer uses, so grouping never changes where a record goes. Keyless lines
  * are grouped as "any partition": the producer picks one partition per batch, spreading
  * batches round-robin. When a batch is refused as too large, nothing of it was written, so
- * it is re-sent one record at a time to find and report the exact line. */
+ * it is re-sent one record at a time to find and report the exact line.
+ *
+ * --acks disk: the producer appends with memory acknowledgements and the tool then waits
+ * for the disk itself, in slices of PRODUCE_DISK_SLICE_MS, because the library's wait goes
+ * on through signals: SIGINT or SIGTERM then stops the tool within a slice instead of after
+ * the whole acknowledgement timeout. It also keeps the two counts apart, so a report says
+ * how many records were appended (kept in shared memory) and how many of those are known to
+ * be on disk. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +35,7 @@
 #define PRODUCE_BATCH_MAX       1024
 #define PRODUCE_BATCH_BYTES_MAX (1024 * 1024)
 #define PRODUCE_RECORD_OVERHEAD 32 /* a generous bound on a record's varints and attributes */
+#define PRODUCE_DISK_SLICE_MS   100
 
 enum { OPT_KEY_SEPARATOR = CLI_OPT_FIRST, OPT_PARTITION, OPT_ACKS };
 
@@ -41,20 +49,24 @@ typedef struct line_reader {
 
 typedef struct produce {
     const cli_t *cli;
+    shoal_client_t *client;
     const char *topic;
     const char *separator; /* NULL: every key is null */
     size_t separator_len;
     int32_t partition;   /* --partition, or SHOAL_PARTITION_ANY */
     uint32_t partitions; /* the topic's partition count */
     uint64_t batch_bytes_max;
-    uint64_t line_bytes_max; /* a longer line cannot be a record of the topic */
-    shoal_producer_options_t opts;
+    uint64_t line_bytes_max;       /* a longer line cannot be a record of the topic */
+    shoal_producer_options_t opts; /* acks stays MEMORY: the tool waits for the disk */
+    bool acks_disk;                /* --acks disk */
+    shoal_ack_t waiting;           /* the last record of the batch waiting for the disk */
     shoal_producer_t *producer;
     shoal_message_t *batch;
     size_t batch_len, batch_bytes;
     uint64_t batch_first_line; /* input line number of batch[0] */
     uint64_t lines;            /* lines taken from the input so far */
-    uint64_t written;          /* records acknowledged */
+    uint64_t appended;         /* records appended (acknowledged in memory) */
+    uint64_t on_disk;          /* of those, with --acks disk, records confirmed on disk */
 } produce_t;
 
 /* ------------------------------------------------------------------ input */
@@ -130,16 +142,47 @@ static int line_reader_fill(line_reader_t *lr)
 
 /* ------------------------------------------------------------------ sending */
 
+/* What is known of the records sent so far: "N records to T", and with --acks disk how
+ * many of them are confirmed on disk when that is not all of them. */
+static void produce_print_counts(const produce_t *pr)
+{
+    fprintf(stderr, "%llu record%s to %s", (unsigned long long)pr->appended,
+            pr->appended == 1 ? "" : "s", pr->topic);
+    if (pr->acks_disk && pr->on_disk != pr->appended)
+        fprintf(stderr, ", of which %llu confirmed on disk", (unsigned long long)pr->on_disk);
+}
+
 static int produce_report_written(const produce_t *pr)
 {
-    fprintf(stderr, "shoal: wrote %llu record%s to %s before the error\n",
-            (unsigned long long)pr->written, pr->written == 1 ? "" : "s", pr->topic);
+    fputs("shoal: appended ", stderr);
+    produce_print_counts(pr);
+    fputs(" before the error\n", stderr);
     return CLI_EXIT_FAIL;
+}
+
+/* The disk acknowledgement timed out. The library's detail names the last slice of the
+ * wait, so this one names the whole wait and the daemon's disk error, if it has one. */
+static void produce_report_timeout(const produce_t *pr, uint64_t line)
+{
+    shoal_partition_stats_t st = {0};
+
+    shoal_partition_stats(pr->client, pr->topic, pr->waiting.partition, &st);
+    fprintf(stderr,
+            "shoal: produce to '%s' (input line %llu): %s (offset %lld of partition %d not on "
+            "disk after %d ms%s%s)\n",
+            pr->topic, (unsigned long long)line, shoal_strerror(SHOAL_ETIMEDOUT),
+            (long long)pr->waiting.offset, (int)pr->waiting.partition, pr->opts.ack_timeout_ms,
+            st.flush_error ? ": shoald cannot write to disk: " : "",
+            st.flush_error ? shoal_strerror(st.flush_error) : "");
 }
 
 static int produce_report(produce_t *pr, int rc, uint64_t line)
 {
-    cli_fail(pr->cli, rc, "produce to '%s' (input line %llu)", pr->topic, (unsigned long long)line);
+    if (rc == SHOAL_ETIMEDOUT)
+        produce_report_timeout(pr, line);
+    else
+        cli_fail(pr->cli, rc, "produce to '%s' (input line %llu)", pr->topic,
+                 (unsigned long long)line);
     return produce_report_written(pr);
 }
 
@@ -156,16 +199,19 @@ static int produce_report_long_line(produce_t *pr, uint64_t line)
 }
 
 /* Send with retries for the outcomes that are not failures: a full ring and an
- * administrative change. Gives up only when a signal asks us to stop. */
-static int produce_send_retrying(produce_t *pr, const shoal_message_t *msgs, size_t n)
+ * administrative change. Gives up only when a signal asks us to stop (-EINTR). */
+static int produce_send_retrying(produce_t *pr, const shoal_message_t *msgs, size_t n,
+                                 shoal_ack_t *ack)
 {
     bool warned = false;
     int rc;
 
     for (;;) {
-        rc = shoal_send_batch(pr->producer, msgs, n, NULL);
-        if ((rc != SHOAL_AGAIN && rc != SHOAL_ADMIN_ACTION) || cli_stop_signal)
+        rc = shoal_send_batch(pr->producer, msgs, n, ack);
+        if (rc != SHOAL_AGAIN && rc != SHOAL_ADMIN_ACTION)
             return rc;
+        if (cli_stop_signal)
+            return -EINTR;
         if (rc == SHOAL_AGAIN && !warned) {
             fprintf(stderr, "shoal: topic '%s' is full (back-pressure); still trying\n", pr->topic);
             warned = true;
@@ -173,31 +219,62 @@ static int produce_send_retrying(produce_t *pr, const shoal_message_t *msgs, siz
     }
 }
 
+/* Wait until pr->waiting is on disk, a slice at a time so that a signal ends the wait
+ * (-EINTR) within one slice; SHOAL_ETIMEDOUT after the producer's ack_timeout_ms. */
+static int produce_wait_disk(produce_t *pr)
+{
+    int waited = 0, rc;
+
+    do {
+        rc = shoal_producer_wait(pr->producer, pr->waiting.partition, pr->waiting.offset,
+                                 SHOAL_ACKS_DISK, PRODUCE_DISK_SLICE_MS);
+        waited += PRODUCE_DISK_SLICE_MS;
+    } while (rc == SHOAL_ETIMEDOUT && waited < pr->opts.ack_timeout_ms && !cli_stop_signal);
+    return rc == SHOAL_ETIMEDOUT && cli_stop_signal ? -EINTR : rc;
+}
+
+/* Append msgs[0..n) as one batch and count them; with --acks disk wait for the disk too. */
+static int produce_send(produce_t *pr, const shoal_message_t *msgs, size_t n)
+{
+    int rc = produce_send_retrying(pr, msgs, n, &pr->waiting);
+
+    if (rc < 0)
+        return rc;
+    pr->appended += n;
+    if (!pr->acks_disk)
+        return 0;
+    pr->waiting.offset += (int64_t)n - 1;
+    if ((rc = produce_wait_disk(pr)) == 0)
+        pr->on_disk = pr->appended; /* every earlier batch was waited for already */
+    return rc;
+}
+
 /* Re-send a refused batch record by record, so the error names the record at fault. */
 static int produce_send_singly(produce_t *pr)
 {
     for (size_t i = 0; i < pr->batch_len; i++) {
-        int rc = produce_send_retrying(pr, &pr->batch[i], 1);
+        int rc = produce_send(pr, &pr->batch[i], 1);
+        if (rc == -EINTR)
+            return rc;
         if (rc < 0)
             return produce_report(pr, rc, pr->batch_first_line + i);
-        pr->written++;
     }
     return 0;
 }
 
+/* Send the batch. Returns 0, -EINTR when a signal stopped it (the caller reports that from
+ * cli_stop_signal), or the exit status after reporting the failure. */
 static int produce_flush(produce_t *pr)
 {
     int rc = 0;
 
     if (pr->batch_len == 0)
         return 0;
-    rc = produce_send_retrying(pr, pr->batch, pr->batch_len);
+    rc = produce_send(pr, pr->batch, pr->batch_len);
     if (rc == SHOAL_ETOOLARGE && pr->batch_len > 1)
         rc = produce_send_singly(pr);
-    else if (rc < 0)
+    else if (rc < 0 && rc != -EINTR)
         rc = produce_report(pr, rc, pr->batch_first_line);
-    else
-        pr->written += pr->batch_len;
     pr->batch_len = 0;
     pr->batch_bytes = 0;
     return rc;
@@ -276,12 +353,12 @@ static int produce_stream(produce_t *pr)
 
 /* ------------------------------------------------------------------ command */
 
-static uint32_t produce_parse_acks(const cli_t *cli, const char *s)
+static bool produce_parse_acks_disk(const cli_t *cli, const char *s)
 {
     if (strcmp(s, "memory") == 0)
-        return SHOAL_ACKS_MEMORY;
+        return false;
     if (strcmp(s, "disk") == 0)
-        return SHOAL_ACKS_DISK;
+        return true;
     cli_usage_fail(cli, "invalid value for --acks: '%s' (expected memory or disk)", s);
 }
 
@@ -305,7 +382,7 @@ static void produce_parse(cli_t *cli, int argc, char **argv, produce_t *pr)
         } else if (opt == OPT_PARTITION) {
             pr->partition = (int32_t)cli_parse_uint(cli, "--partition", optarg, INT32_MAX);
         } else if (opt == OPT_ACKS) {
-            pr->opts.acks = produce_parse_acks(cli, optarg);
+            pr->acks_disk = produce_parse_acks_disk(cli, optarg);
         }
     }
     cli_expect_args(cli, argc, argv, 1);
@@ -317,6 +394,7 @@ static int produce_open(produce_t *pr, shoal_client_t *client)
 {
     shoal_topic_info_t *info;
     uint64_t quarter;
+    bool memory;
     int rc = shoal_topic_describe(client, pr->topic, &info);
 
     if (rc < 0)
@@ -328,10 +406,16 @@ static int produce_open(produce_t *pr, shoal_client_t *client)
     /* A record holds at least its key and value, which is the line less the separator, and
      * the whole record must fit in max_record_bytes: a longer line can never be sent. */
     pr->line_bytes_max = info->config.max_record_bytes + pr->separator_len;
+    memory = info->config.storage == SHOAL_STORAGE_MEMORY;
     shoal_topic_info_free(info);
     if (pr->partition != SHOAL_PARTITION_ANY && (uint32_t)pr->partition >= pr->partitions) {
         fprintf(stderr, "shoal: produce to '%s': %s (partition %d; the topic has %u)\n", pr->topic,
                 shoal_strerror(SHOAL_ENOPARTITION), (int)pr->partition, pr->partitions);
+        return CLI_EXIT_FAIL;
+    }
+    if (pr->acks_disk && memory) {
+        fprintf(stderr, "shoal: produce to '%s': %s (--acks disk: it is a memory topic)\n",
+                pr->topic, shoal_strerror(SHOAL_ECONFIG));
         return CLI_EXIT_FAIL;
     }
     rc = shoal_producer_open(client, pr->topic, &pr->opts, &pr->producer);
@@ -356,12 +440,14 @@ int cli_produce(cli_t *cli, int argc, char **argv)
     if ((rc = cli_connect(cli, &client)) != 0)
         return rc;
     cli_catch_signals(false);
+    pr.client = client;
     rc = produce_open(&pr, client);
     if (rc == 0)
         rc = produce_stream(&pr);
     if (rc == 0) {
-        fprintf(stderr, "produced %llu record%s to %s%s\n", (unsigned long long)pr.written,
-                pr.written == 1 ? "" : "s", pr.topic, cli_stop_signal ? " (interrupted)" : "");
+        fputs("produced ", stderr);
+        produce_print_counts(&pr);
+        fputs(cli_stop_signal ? " (interrupted)\n" : "\n", stderr);
         rc = cli_stop_signal ? 128 + cli_stop_signal : 0;
     }
     free(pr.batch);

@@ -58,7 +58,9 @@ static const cli_command_t cli_commands[] = {
      "                        partitions one batch at a time)\n"
      "  --acks memory|disk    acknowledge once in shared memory (default), or once fsynced\n"
      "Lines already read are sent together as batches. Prints the count to stderr at the\n"
-     "end; on the first error it reports how many records were written and exits 1.\n"},
+     "end; on the first error it reports how many records were appended (and, with --acks\n"
+     "disk, how many of them are confirmed on disk) and exits 1. SIGINT or SIGTERM stop it,\n"
+     "a disk acknowledgement wait included, with status 128 + the signal.\n"},
     {NULL, "consume", cli_consume,
      "consume NAME [--group G] [--partition N] [--from-beginning | --offset N | "
      "--from-timestamp MS] "

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -25,6 +26,8 @@
 
 static struct harness_fixture fixture;
 static char out[OUT_BYTES];
+static char
+    enospc[128]; /* the daemon's SHOALD_TEST_ENOSPC_FILE: the disk is full while it exists */
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -87,6 +90,23 @@ static void expect_cli(const struct harness_fixture *f, int want_status, const c
         if (!strstr(out, needle))
             fail_msg("shoal %s: no \"%s\" in the output:\n%s", args, needle, out);
     va_end(ap);
+}
+
+/* Wait up to 10 s until partition 0 of topic is on disk up to its log end. */
+static void wait_flushed(const struct harness_fixture *f, const char *topic)
+{
+    for (int i = 0; i < 1000; i++) {
+        shoal_topic_info_t *info;
+        bool flushed;
+
+        assert_int_equal(shoal_topic_describe(f->c, topic, &info), 0);
+        flushed = info->partitions[0].flushed_offset == info->partitions[0].log_end_offset;
+        shoal_topic_info_free(info);
+        if (flushed)
+            return;
+        usleep(10000);
+    }
+    fail_msg("%s was not flushed to disk in 10 s", topic);
 }
 
 /* ------------------------------------------------------------------ help and usage */
@@ -207,7 +227,7 @@ INTEG_TEST(test_cli_produce_refuses_a_too_long_line_without_reading_it_all)
              shoal_command(f), input);
     assert_int_equal(run_script(script), 0);
     if (!strstr(out, "(input line 2): record larger than the topic's maximum record size") ||
-        !strstr(out, "wrote 1 record to toolong before the error") ||
+        !strstr(out, "appended 1 record to toolong before the error") ||
         !(status = strstr(out, "status 1\n")))
         fail_msg("unexpected output:\n%s", out);
     /* produce reads 64 KiB at a time: a few reads past 1 KiB, not the whole file */
@@ -225,6 +245,33 @@ INTEG_TEST(test_cli_produce_sends_a_long_line_the_topic_accepts)
                "consume longok --from-beginning --max-messages 3 --format '%o %v\\n' | "
                "awk '{ print $1, length($2) }'",
                "0 5\n1 300000\n2 4\n", NULL);
+}
+
+/* produce --acks disk while the disk cannot be written: SIGINT stops it within a second
+ * (not after the 30 s acknowledgement timeout) with status 130, and it says that the records
+ * were appended but none is confirmed on disk. */
+INTEG_TEST(test_cli_produce_acks_disk_stops_at_sigint_and_counts_what_was_appended)
+{
+    char script[PATH_MAX * 2];
+    struct timespec t0, t1;
+    double seconds;
+
+    expect_cli(f, 0, NULL, "topic create diskwait", NULL);
+    harness_flag_file(enospc, true);
+    snprintf(script, sizeof(script),
+             "printf 'a\\nb\\n' | %s produce diskwait --acks disk 2>&1 & pid=$!; sleep 1; "
+             "kill -INT $pid; wait $pid; echo status $?",
+             shoal_command(f));
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(run_script(script), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    harness_flag_file(enospc, false);
+    seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (!strstr(out,
+                "produced 2 records to diskwait, of which 0 confirmed on disk (interrupted)") ||
+        !strstr(out, "status 130") || seconds > 5)
+        fail_msg("after %.1f s:\n%s", seconds, out);
+    wait_flushed(f, "diskwait");
 }
 
 /* ------------------------------------------------------------------ consume */
@@ -246,23 +293,6 @@ INTEG_TEST(test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_r
     expect_cli(f, 0, NULL,
                "consume ring --offset 5 --max-messages 1 --timeout-ms 5000 --format '%o\\n'",
                "offsets 5..", "were overwritten", want, NULL);
-}
-
-/* Wait up to 10 s until partition 0 of topic is on disk up to its log end. */
-static void wait_flushed(const struct harness_fixture *f, const char *topic)
-{
-    for (int i = 0; i < 1000; i++) {
-        shoal_topic_info_t *info;
-        bool flushed;
-
-        assert_int_equal(shoal_topic_describe(f->c, topic, &info), 0);
-        flushed = info->partitions[0].flushed_offset == info->partitions[0].log_end_offset;
-        shoal_topic_info_free(info);
-        if (flushed)
-            return;
-        usleep(10000);
-    }
-    fail_msg("%s was not flushed to disk in 10 s", topic);
 }
 
 static void remove_segment(const struct harness_fixture *f, const char *topic, int64_t base)
@@ -310,11 +340,15 @@ INTEG_TEST(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log)
 static int setup(void **state)
 {
     *state = &fixture;
+    snprintf(enospc, sizeof(enospc), "/tmp/shoal-test-cli-enospc-%d", (int)getpid());
+    unlink(enospc);
+    setenv("SHOALD_TEST_ENOSPC_FILE", enospc, 1);
     return harness_fixture_start(&fixture, "cli", TEST_TIMEOUT_S, NULL);
 }
 
 static int teardown(void **state)
 {
+    unlink(enospc);
     return harness_fixture_stop(*state);
 }
 
@@ -327,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_cli_reports_a_failed_write_of_its_output),
         cmocka_unit_test(test_cli_produce_refuses_a_too_long_line_without_reading_it_all),
         cmocka_unit_test(test_cli_produce_sends_a_long_line_the_topic_accepts),
+        cmocka_unit_test(test_cli_produce_acks_disk_stops_at_sigint_and_counts_what_was_appended),
         cmocka_unit_test(
             test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_record),
         cmocka_unit_test(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log),
