@@ -314,6 +314,10 @@ static int ring_reattach(dpart_t *p, const struct disk_state *ds)
     }
     atomic_store(&p->ring.ctl->flushed_offset, ds->end);
     atomic_store(&p->ring.ctl->log_start_offset, ds->segments ? ds->start : ds->end);
+    /* The last run's disk error stays in the control block; taking it as this run's own
+     * lets the first pass that writes clear it ("disk writes resumed"), so stats do not
+     * show an error that no longer holds. */
+    p->last_error = atomic_load(&p->ring.ctl->flush_error);
     log_info("%s-%u: re-attached shared ring, log end %lld, disk end %lld", p->topic, p->id,
              (long long)atomic_load(&p->ring.ctl->log_end_offset), (long long)ds->end);
     return 0;

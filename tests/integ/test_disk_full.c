@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -142,6 +143,51 @@ static void test_stop_with_records_off_disk_says_so_and_the_next_start_writes_th
     assert_int_equal(flushed_offset(), acked);
 }
 
+/* Partition 0's flush_error after waiting up to 5 s for it to become want. */
+static int32_t wait_flush_error(const char *topic, int32_t want)
+{
+    shoal_partition_stats_t st;
+
+    for (int i = 0; i < 500; i++) {
+        assert_int_equal(shoal_partition_stats(client, topic, 0, &st), 0);
+        if (st.flush_error == want)
+            break;
+        usleep(10000);
+    }
+    return st.flush_error;
+}
+
+/* A disk error of a run that ended (here killed) while the disk was full stays in the
+ * shared control block; the next run, whose writes succeed, clears it and says so. */
+static void test_restart_clears_the_last_runs_disk_error(void **state)
+{
+    shoal_topic_config_t cfg;
+    shoal_producer_t *p;
+    (void)state;
+
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 64 << 10;
+    cfg.ring_slots = 2;
+    cfg.max_record_bytes = 4096;
+    assert_int_equal(shoal_topic_create(client, "stale", &cfg), 0);
+    assert_int_equal(shoal_producer_open(client, "stale", NULL, &p), 0);
+    harness_flag_file(enospc, true);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(send_one(p, i), 0);
+    assert_int_equal(wait_flush_error("stale", -ENOSPC), -ENOSPC);
+    shoal_producer_close(p);
+    shoal_client_close(client);
+    client = NULL;
+
+    assert_int_equal(harness_daemon_kill9(&daemon_), 0);
+    harness_flag_file(enospc, false);
+    assert_int_equal(harness_daemon_restart(&daemon_), 0);
+    assert_int_equal(shoal_client_open(daemon_.socket, &client), 0);
+    assert_int_equal(wait_flush_error("stale", 0), 0);
+    harness_daemon_expect_log(&daemon_, "stale-0: disk writes resumed");
+    assert_int_equal(harness_read_numbered(client, "stale", 0, 5), 5);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -173,6 +219,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_stop_with_records_off_disk_says_so_and_the_next_start_writes_them, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(test_restart_clears_the_last_runs_disk_error, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
