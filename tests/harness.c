@@ -294,17 +294,22 @@ struct shm_ctl *harness_map_ctl(const struct harness_daemon *d, const char *topi
     return ctl;
 }
 
+size_t harness_daemon_log_count(const struct harness_daemon *d, const char *needle)
+{
+    size_t len = 0, n = 0;
+    char *text = (char *)harness_read_file(d->log, &len);
+    if (!text)
+        return 0;
+    text[len] = '\0';
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
 bool harness_daemon_log_contains(const struct harness_daemon *d, const char *needle)
 {
-    size_t len = 0;
-    char *text = (char *)harness_read_file(d->log, &len);
-    bool found;
-    if (!text)
-        return false;
-    text[len] = '\0';
-    found = strstr(text, needle) != NULL;
-    free(text);
-    return found;
+    return harness_daemon_log_count(d, needle) > 0;
 }
 
 void harness_daemon_expect_log(const struct harness_daemon *d, const char *needle)

@@ -103,6 +103,8 @@ size_t harness_segment_bases(const struct harness_daemon *d, const char *topic, 
                              size_t cap);
 /* Print the daemon's log to stderr, framed. */
 void harness_daemon_print_log(const struct harness_daemon *d);
+/* How many times the log contains needle. */
+size_t harness_daemon_log_count(const struct harness_daemon *d, const char *needle);
 /* Whether the log contains needle. */
 bool harness_daemon_log_contains(const struct harness_daemon *d, const char *needle);
 /* Wait up to 5 s for the daemon to log `needle`; fail the test when it does not. */

@@ -72,14 +72,12 @@ int log_level_parse(const char *name)
     return -1;
 }
 
-void shoald_log(int level, const char *fmt, ...)
+/* One line: the prefix, the message, and how many like it were left out before it. */
+static void log_line(int level, uint64_t suppressed, const char *fmt, va_list ap)
 {
     char line[1024];
-    va_list ap;
     int n;
 
-    if (level > shoal_load_relaxed(&max_level))
-        return;
     if (shoal_load_relaxed(&to_journal) < 0)
         shoal_store_relaxed(&to_journal, stderr_is_journal());
     if (shoal_load_relaxed(&to_journal)) {
@@ -93,8 +91,49 @@ void shoald_log(int level, const char *fmt, ...)
         n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ldZ <%d> %s: ", ts.tv_nsec / 1000000,
                       level, level_names[level]);
     }
-    va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    if (suppressed)
+        fprintf(stderr, "%s (%llu more like this not logged since the last one)\n", line,
+                (unsigned long long)suppressed);
+    else
+        fprintf(stderr, "%s\n", line);
+}
+
+void shoald_log(int level, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (level > shoal_load_relaxed(&max_level))
+        return;
+    va_start(ap, fmt);
+    log_line(level, 0, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s\n", line);
+}
+
+bool log_limit_pass(log_limit_t *l, int64_t now_ns, uint64_t *suppressed)
+{
+    if (l->logged == 0 || now_ns - l->window_start_ns >= LOG_LIMIT_WINDOW_NS) {
+        l->window_start_ns = now_ns;
+        l->logged = 0;
+    }
+    if (l->logged >= l->burst) {
+        l->suppressed++;
+        return false;
+    }
+    l->logged++;
+    *suppressed = l->suppressed;
+    l->suppressed = 0;
+    return true;
+}
+
+void log_limited(log_limit_t *l, int level, const char *fmt, ...)
+{
+    uint64_t suppressed;
+    va_list ap;
+
+    if (level > shoal_load_relaxed(&max_level) || !log_limit_pass(l, shoal__mono_ns(), &suppressed))
+        return;
+    va_start(ap, fmt);
+    log_line(level, suppressed, fmt, ap);
+    va_end(ap);
 }

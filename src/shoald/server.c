@@ -9,7 +9,9 @@
  * SHOAL_EDENIED for every request. A frame with a bad header gets an error response and
  * the connection is closed (the stream can no longer be trusted); a well-framed request
  * with a malformed payload gets SHOAL_EPROTO and the connection stays usable. Descriptors
- * that a client sends are closed unread. */
+ * that a client sends are closed unread. The warnings a client can cause at will (not
+ * allowed, bad frame header, refused for lack of room) go through log_limited(), so a
+ * misbehaving local process cannot flood the journal. */
 #include "server.h"
 
 #include <errno.h>
@@ -26,10 +28,10 @@
 #include "log.h"
 #include "util.h"
 
-#define SERVER_MAX_CONNS      1024
-#define SERVER_READ_CHUNK     65536
-#define SERVER_IDLE_MS        1000                /* the longest wait without wake_fd */
-#define SERVER_REFUSED_LOG_NS (10 * 1000000000LL) /* at most one "refusing clients" a while */
+#define SERVER_MAX_CONNS        1024
+#define SERVER_READ_CHUNK       65536
+#define SERVER_IDLE_MS          1000 /* the longest wait without wake_fd */
+#define SERVER_CLIENT_LOG_BURST 5    /* warnings about clients logged per LOG_LIMIT_WINDOW_NS */
 
 struct conn {
     int fd;
@@ -59,9 +61,11 @@ struct server {
     struct conn *conns[SERVER_MAX_CONNS];
     ctl_writer_t out;
     ctl_writer_t body;
-    int spare_fd;              /* /dev/null, given up to drop a client when out of fds */
-    size_t refused;            /* clients refused since the last report */
-    int64_t refused_logged_ns; /* when that report was logged */
+    int spare_fd; /* /dev/null, given up to drop a client when out of fds */
+    /* Warnings that clients cause at will, each kind rate-limited (log_limited). */
+    log_limit_t refused_log;     /* refused for lack of room: one per window */
+    log_limit_t not_allowed_log; /* a peer not allowed to use the broker */
+    log_limit_t bad_frame_log;   /* a bad frame header */
     uint64_t next_conn_id;
     group_coord_t *groups;
     uint16_t cur_type; /* the request being dispatched */
@@ -396,7 +400,8 @@ static int conn_answer(server_t *s, struct conn *c, const ctl_header_t *h, const
 /* Reply to a frame whose header is unusable, then give up on the connection. */
 static void conn_reject(server_t *s, struct conn *c, int status)
 {
-    log_warn("client pid %d sent a bad frame header: %s; closing", (int)c->pid, shoal_errmsg());
+    log_limited(&s->bad_frame_log, LOG_WARN, "client pid %d sent a bad frame header: %s; closing",
+                (int)c->pid, shoal_errmsg());
     ctl_response_begin(&s->out, 0, 0, status, shoal_errmsg());
     if (ctl_frame_end(&s->out) == 0)
         ctlsock_send(c->fd, s->out.buf, s->out.len, NULL, 0);
@@ -481,18 +486,12 @@ static bool peer_allowed(const server_t *s, int fd, const struct conn *c)
     return gid >= 0 && (c->gid == (gid_t)gid || peer_in_group(fd, (gid_t)gid));
 }
 
-/* A client refused for lack of room: logged at most every 10 s, with how many were. */
+/* A client refused for lack of room: logged at most once a window, with how many were. */
 static void server_refused(server_t *s, const char *why)
 {
-    int64_t now = shoal__mono_ns();
-    s->refused++;
-    if (s->refused_logged_ns && now - s->refused_logged_ns < SERVER_REFUSED_LOG_NS)
-        return;
-    log_warn("refusing clients: %s, %zu connections open (at most %d); %zu refused since the "
-             "last report",
-             why, s->nconns, SERVER_MAX_CONNS, s->refused);
-    s->refused = 0;
-    s->refused_logged_ns = now;
+    log_limited(&s->refused_log, LOG_WARN,
+                "refusing clients: %s, %zu connections open (at most %d)", why, s->nconns,
+                SERVER_MAX_CONNS);
 }
 
 /* Out of descriptors, accept() fails (even with nobody queued) and leaves the client
@@ -542,8 +541,9 @@ static void server_accept(server_t *s)
         c->slot = s->nconns;
         s->conns[s->nconns++] = c;
         if (!c->allowed)
-            log_warn("client pid %d uid %d is not allowed: its requests will be denied",
-                     (int)c->pid, (int)c->uid);
+            log_limited(&s->not_allowed_log, LOG_WARN,
+                        "client pid %d uid %d is not allowed: its requests will be denied",
+                        (int)c->pid, (int)c->uid);
     }
 }
 
@@ -575,6 +575,9 @@ int server_open(server_t **out, broker_t *b)
         return -ENOMEM;
     s->b = b;
     s->epfd = -1;
+    s->refused_log.burst = 1;
+    s->not_allowed_log.burst = SERVER_CLIENT_LOG_BURST;
+    s->bad_frame_log.burst = SERVER_CLIENT_LOG_BURST;
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ctl_writer_init(&s->out);
     ctl_writer_init(&s->body);

@@ -1797,6 +1797,24 @@ INTEG_TEST(test_daemon_answers_bad_frame_headers_with_an_error_and_closes)
     assert_daemon_serves(f, "after-hangups");
 }
 
+/* A client that sends bad frames again and again does not flood the log: the daemon warns
+ * about the first few and leaves the rest out (the next window's line counts them). */
+INTEG_TEST(test_warnings_about_bad_frames_are_rate_limited)
+{
+    uint16_t type;
+    int fd;
+
+    for (int i = 0; i < 40; i++) {
+        assert_true((fd = raw_connect(f->d.socket)) >= 0);
+        raw_frame(fd, 0xffffffff, CTL_VERSION, CTL_TOPIC_LIST, 0, NULL, 0);
+        assert_int_equal(raw_status(fd, &type), SHOAL_EPROTO);
+        assert_closed_by_daemon(fd);
+        close(fd);
+    }
+    assert_int_equal(harness_daemon_log_count(&f->d, "sent a bad frame header"), 5);
+    assert_daemon_serves(f, "after-flood");
+}
+
 INTEG_TEST(test_daemon_answers_malformed_payloads_with_eproto_and_keeps_the_connection)
 {
     static const uint8_t garbage[] = {0xff, 0xff, 0x01, 0x02, 0x03};
@@ -2523,6 +2541,7 @@ int main(void)
         T(test_consumer_of_many_partitions_wakes_for_an_append_to_any_of_them),
         T(test_memory_topic_keeps_the_newest_records_and_stays_gapless),
         T(test_daemon_answers_bad_frame_headers_with_an_error_and_closes),
+        T(test_warnings_about_bad_frames_are_rate_limited),
         T(test_daemon_answers_malformed_payloads_with_eproto_and_keeps_the_connection),
         T(test_daemon_survives_random_payloads_of_every_request_type),
         T(test_daemon_survives_damaged_copies_of_real_group_requests),
