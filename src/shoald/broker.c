@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -549,6 +550,101 @@ static void warn_unclaimed_dirs(broker_t *b)
     shoal__clear_err();
 }
 
+/* The ring name a file of ring.c's (<name>.ctl, .readers, .slot<i>) belongs to, into buf;
+ * false for any other file. */
+static bool ring_file_name(const char *entry, char *buf, size_t cap)
+{
+    const char *dot = strrchr(entry, '.');
+    size_t len = dot ? (size_t)(dot - entry) : 0;
+    bool slot = dot && !strncmp(dot, ".slot", 5) && dot[5] &&
+                strspn(dot + 5, "0123456789") == strlen(dot + 5);
+
+    if (!dot || len == 0 || len >= cap ||
+        !(slot || !strcmp(dot, ".ctl") || !strcmp(dot, ".readers")))
+        return false;
+    memcpy(buf, entry, len);
+    buf[len] = '\0';
+    return true;
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The ring names of every served partition, sorted; *n of them. NULL when out of memory. */
+static const char **served_rings(const broker_t *b, size_t *n)
+{
+    const char **v;
+    size_t total = 1; /* never a zero-sized allocation */
+
+    for (size_t i = 0; i < b->ntopics; i++)
+        total += b->topics[i]->cfg.partitions;
+    *n = 0;
+    if (!(v = shoal__calloc(total, sizeof(*v))))
+        return NULL;
+    for (size_t i = 0; i < b->ntopics; i++)
+        for (uint32_t p = 0; p < b->topics[i]->cfg.partitions; p++)
+            v[(*n)++] = b->topics[i]->parts[p].shm_name;
+    qsort(v, *n, sizeof(*v), cmp_str_ptr);
+    return v;
+}
+
+/* Stray rings found in the shm directory: how many files, their RAM, and the first names. */
+struct strays {
+    size_t files, rings;
+    uint64_t bytes;
+    char names[512];
+};
+
+static void strays_add(struct strays *st, int dirfd, const char *entry, const char *ring)
+{
+    struct stat sb;
+    size_t used = strlen(st->names);
+
+    if (fstatat(dirfd, entry, &sb, AT_SYMLINK_NOFOLLOW) == 0)
+        st->bytes += (uint64_t)sb.st_blocks * 512;
+    st->files++;
+    if (strcmp(entry + strlen(ring), ".ctl") != 0) /* one name per ring: its .ctl's */
+        return;
+    st->rings++;
+    if (used + strlen(ring) + 8 < sizeof(st->names))
+        snprintf(st->names + used, sizeof(st->names) - used, "%s%s", used ? ", " : "", ring);
+    else if (!strstr(st->names, ", ..."))
+        snprintf(st->names + used, sizeof(st->names) - used, ", ...");
+}
+
+/* Ring files that no served partition owns hold RAM until someone removes them, and after a
+ * lost metadata store they may hold the only copy of records not yet on disk: say so once
+ * at start, with their size and how to remove them, and leave them. Partitions of a
+ * topic recovery left out count too (their rings are not in use). */
+static void warn_stray_rings(broker_t *b)
+{
+    struct strays st = {0};
+    size_t n;
+    const char **served = served_rings(b, &n);
+    DIR *d = served ? opendir(b->shm_dir) : NULL;
+    struct dirent *e;
+    char ring[NAME_MAX + 1];
+
+    while (d && (e = readdir(d))) {
+        const char *key = ring;
+        if (ring_file_name(e->d_name, ring, sizeof(ring)) &&
+            !bsearch(&key, served, n, sizeof(*served), cmp_str_ptr))
+            strays_add(&st, dirfd(d), e->d_name, ring);
+    }
+    if (d)
+        closedir(d);
+    shoal__free(served);
+    if (st.files)
+        log_warn("%s holds %zu ring files (%.1f MiB of RAM) of no served topic: %s; they are "
+                 "kept, as they may hold the only copy of records not yet on disk (a lost "
+                 "metadata store); if they are not needed, free the memory with "
+                 "rm %s/<name>.* for each name",
+                 b->shm_dir, st.files, (double)st.bytes / (1 << 20),
+                 st.rings ? st.names : "(no .ctl files)", b->shm_dir);
+}
+
 /* A topic that cannot be recovered (damaged files, a damaged store record) is left out,
  * its files untouched, and the others are served; only running out of memory stops. */
 static int recover_topic(void *arg, const char *name, const shoal_topic_config_t *cfg)
@@ -668,6 +764,7 @@ int broker_open(broker_t *b, const shoald_config_t *cfg)
         goto out_close;
     }
     warn_unclaimed_dirs(b);
+    warn_stray_rings(b);
     log_info("recovered %zu topics%s; data in %s, shared memory in %s", b->ntopics,
              rv.unserved ? " (and some not: see above)" : "", cfg->data_dir, b->shm_dir);
     return 0;

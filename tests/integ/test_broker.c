@@ -635,6 +635,37 @@ INTEG_TEST(test_an_shm_directory_others_may_write_is_refused)
     assert_int_equal(reconnect(f), 0);
 }
 
+/* After a lost metadata store the rings of its topics hold RAM, and maybe the only copy of
+ * records not yet flushed: the daemon names them at start, with their size, and keeps them. */
+INTEG_TEST(test_rings_of_no_served_topic_are_reported_at_start_and_kept)
+{
+    shoal_topic_config_t cfg = topic_cfg(2, 64 << 10, 2);
+    char store[PATH_MAX], ctl[PATH_MAX];
+
+    assert_int_equal(shoal_topic_create(f->c, "kept", &cfg), 0);
+    assert_int_equal(shoal_topic_create(f->c, "lost", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "lost", 0, 0, 3, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_false(harness_daemon_log_contains(&f->d, "ring files"));
+    snprintf(store, sizeof(store), "%s/meta/data.mdb", f->d.data_dir);
+    assert_int_equal(unlink(store), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "holds 16 ring files ("));
+    assert_true(harness_daemon_log_contains(&f->d, "kept-0"));
+    assert_true(harness_daemon_log_contains(&f->d, "lost-1"));
+    assert_true(harness_daemon_log_contains(&f->d, "free the memory with rm "));
+    snprintf(ctl, sizeof(ctl), "%s/lost-0.ctl", f->d.shm_dir);
+    assert_int_equal(access(ctl, F_OK), 0);
+
+    /* A topic created again is served: its rings are not named any more. */
+    assert_int_equal(shoal_topic_create(f->c, "kept", &cfg), 0);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "holds 8 ring files"));
+}
+
 INTEG_TEST(test_unknown_topic_is_enotopic_for_describe_delete_and_producer)
 {
     shoal_topic_info_t *info = (void *)1;
@@ -2523,6 +2554,7 @@ int main(void)
         T(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept),
         T(test_a_stopping_daemon_leaves_a_socket_it_no_longer_owns),
         T(test_an_shm_directory_others_may_write_is_refused),
+        T(test_rings_of_no_served_topic_are_reported_at_start_and_kept),
         T(test_unknown_topic_is_enotopic_for_describe_delete_and_producer),
         T(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset),
         T(test_client_open_without_daemon_is_enodaemon),
