@@ -70,10 +70,12 @@ BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_OBJ  := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_BIN  := $(BUILD)/shoal-bench
 BENCH_TEST := tests/bench/test_bench_interrupt.sh
+# `make run`'s instance name: one per checkout.
+MAKE_TEST := tests/make/test_run_instance.sh
 
 .SECONDARY:
-.PHONY: all test check unit integ asan run deps format-check install uninstall clean format bench dist \
-        fuzz
+.PHONY: all test check unit integ asan run run-instance deps format-check install uninstall clean \
+        format bench dist fuzz
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(SHOALD) $(SHOAL)
 
@@ -120,7 +122,8 @@ $(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(DAEMON_L
 # line per binary and a total.
 test check: deps all $(UNIT_TESTS) $(FUZZ_REPLAYS) $(INTEG_TESTS) $(BENCH_BIN)
 	$(Q)BUILD=$(BUILD) CC="$(CC)" SHOAL_OPT="$(SHOAL_OPT)" SHOAL_LDFLAGS="$(LDFLAGS)" \
-	  tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAYS) $(INTEG_TESTS) $(INSTALL_TEST) $(BENCH_TEST)
+	  tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAYS) $(INTEG_TESTS) $(INSTALL_TEST) $(BENCH_TEST) \
+	  $(MAKE_TEST)
 
 unit: deps all $(UNIT_TESTS) $(FUZZ_REPLAYS)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAYS)
@@ -174,11 +177,18 @@ DEB_PACKAGES := gcc make liblmdb-dev libcmocka-dev pkgconf systemd
 deps:
 	$(Q)scripts/deps.sh $(DEB_PACKAGES)
 
-# Start the broker in the foreground with everything under ./var of this checkout.
+# Start the broker in the foreground with everything under ./var of this checkout. The
+# instance (and so the shm directory /dev/shm/shoal.<instance>) is the user's id and a hash
+# of the checkout's path: two checkouts never share one, and a checkout always finds its
+# own rings again. `make -s run-instance` prints it.
 RUN_ARGS ?=
+RUN_INSTANCE ?= shoal-$(shell id -u)-$(shell printf '%s' '$(CURDIR)' | sha1sum | cut -c1-8)
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(SHOALD) --data-dir var/data --runtime-dir var/run --instance shoal-$(shell id -u) $(RUN_ARGS)
+	$(SHOALD) --data-dir var/data --runtime-dir var/run --instance $(RUN_INSTANCE) $(RUN_ARGS)
+
+run-instance:
+	@echo $(RUN_INSTANCE)
 
 # ---- benchmarks (bench/README.md). `make bench` runs the full suite (a few minutes),
 # `make bench-quick` every scenario briefly (under 60 s), `make bench-smoke` a few seconds
