@@ -99,6 +99,11 @@ static void log_line(int level, uint64_t suppressed, const char *fmt, va_list ap
         fprintf(stderr, "%s\n", line);
 }
 
+const char *log_level_name(int level)
+{
+    return level >= LOG_ERR && level <= LOG_DEBUG ? level_names[level] : "?";
+}
+
 void shoald_log(int level, const char *fmt, ...)
 {
     va_list ap;

@@ -139,50 +139,56 @@ static void warn_if_changed(const char *key, const char *was, const char *now)
                  now);
 }
 
+/* Apply what a reload may change while running; the rest is only reported. */
+static void reload_apply(struct daemon *d, const shoald_config_t *next)
+{
+    bool gid_changed = next->allow_gid != d->cfg.allow_gid;
+
+    warn_if_changed("data.dir", d->cfg.data_dir, next->data_dir);
+    warn_if_changed("runtime.dir", d->cfg.runtime_dir, next->runtime_dir);
+    warn_if_changed("instance", d->cfg.instance, next->instance);
+    warn_if_changed("shm.dir", d->cfg.shm_dir, next->shm_dir);
+    /* The flusher reads flush.ms and flush.drop.cache under the registry lock and its own
+     * atomic copy of the interval; allow.gid is read by this thread only. */
+    pthread_rwlock_wrlock(&d->broker.lock);
+    d->cfg.flush_ms = next->flush_ms;
+    d->cfg.flush_drop_cache = next->flush_drop_cache;
+    pthread_rwlock_unlock(&d->broker.lock);
+    d->cfg.flush_interval_ms = next->flush_interval_ms;
+    shoal_store_relaxed(&d->flush_interval_ms, next->flush_interval_ms);
+    broker_wake(&d->broker); /* a shorter flush.ms or interval applies at once */
+    d->cfg.allow_gid = next->allow_gid;
+    d->cfg.log_level = next->log_level;
+    memcpy(d->cfg.log_file, next->log_file, sizeof(next->log_file));
+    log_set_level(d->cfg.log_level);
+    if (gid_changed)
+        server_set_access(d->server);
+}
+
 /* SIGHUP: read --config files and the command line again, apply what can change while
- * running, reopen the log. A bad config keeps the running settings. */
+ * running, reopen the log. A bad config keeps the running settings (and "reloaded:" is
+ * then not logged: nothing was). */
 static void reload(struct daemon *d)
 {
     static shoald_config_t next; /* main thread only; too big for the stack */
     char err[512];
-    int rc;
+    int rc, parsed;
 
     notify_send("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%lld",
                 (long long)(shoal__mono_ns() / 1000));
     config_init(&next);
-    rc = config_parse_args(&next, d->argc, d->argv, err, sizeof(err));
-    if (rc != 0) {
-        log_error("reload: %s; keeping the running settings", rc < 0 ? err : "bad arguments");
-    } else {
-        bool gid_changed = next.allow_gid != d->cfg.allow_gid;
-        warn_if_changed("data.dir", d->cfg.data_dir, next.data_dir);
-        warn_if_changed("runtime.dir", d->cfg.runtime_dir, next.runtime_dir);
-        warn_if_changed("instance", d->cfg.instance, next.instance);
-        warn_if_changed("shm.dir", d->cfg.shm_dir, next.shm_dir);
-        /* The flusher reads flush.ms and flush.drop.cache under the registry lock and its
-         * own atomic copy of
-         * the interval; allow.gid is read by this thread only. */
-        pthread_rwlock_wrlock(&d->broker.lock);
-        d->cfg.flush_ms = next.flush_ms;
-        d->cfg.flush_drop_cache = next.flush_drop_cache;
-        pthread_rwlock_unlock(&d->broker.lock);
-        d->cfg.flush_interval_ms = next.flush_interval_ms;
-        shoal_store_relaxed(&d->flush_interval_ms, next.flush_interval_ms);
-        broker_wake(&d->broker); /* a shorter flush.ms or interval applies at once */
-        d->cfg.allow_gid = next.allow_gid;
-        d->cfg.log_level = next.log_level;
-        memcpy(d->cfg.log_file, next.log_file, sizeof(next.log_file));
-        log_set_level(d->cfg.log_level);
-        if (gid_changed)
-            server_set_access(d->server);
-    }
+    parsed = config_parse_args(&next, d->argc, d->argv, err, sizeof(err));
+    if (parsed != 0)
+        log_error("reload: %s; keeping the running settings", parsed < 0 ? err : "bad arguments");
+    else
+        reload_apply(d, &next);
     if ((rc = log_reopen(d->cfg.log_file)) < 0)
         log_error("reload: cannot open log file %s: %s", d->cfg.log_file, strerror(-rc));
-    if (rc >= 0 || !d->cfg.log_file[0])
+    if (parsed == 0 && (rc >= 0 || !d->cfg.log_file[0]))
         log_notice("reloaded: flush.interval.ms=%d flush.ms=%d flush.drop.cache=%d "
-                   "allow.gid=%ld log.level=%d",
+                   "allow.gid=%ld log.level=%s",
                    d->cfg.flush_interval_ms, d->cfg.flush_ms, d->cfg.flush_drop_cache,
-                   d->cfg.allow_gid, d->cfg.log_level);
+                   d->cfg.allow_gid, log_level_name(d->cfg.log_level));
     report_status(d, true);
 }
 
