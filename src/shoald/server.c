@@ -697,9 +697,13 @@ void server_close(server_t *s)
 {
     if (!s)
         return;
+    /* The coordinator first: its queued commits are answered while their connections are
+     * open, and the members of connections the daemon closes below are not removed (and
+     * logged) as if their processes had ended. */
+    group_coord_close(s->groups);
+    s->groups = NULL;
     while (s->nconns > 0)
         conn_close(s, s->conns[s->nconns - 1]);
-    group_coord_close(s->groups);
     if (s->spare_fd >= 0)
         close(s->spare_fd);
     if (s->listen_fd >= 0) {

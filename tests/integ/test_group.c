@@ -418,6 +418,30 @@ INTEG_TEST(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_
     assert_int_equal(first, 60);
 }
 
+/* A stopping daemon closes its members' connections itself: it must not log them as
+ * removed because their process ended (the process is alive). */
+INTEG_TEST(test_a_daemon_stop_does_not_log_its_members_as_ended)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t r[8];
+
+    assert_int_equal(shoal_topic_create(f->c, "stay", &cfg), 0);
+    member_options(&o, "stayers", 0);
+    assert_int_equal(open_member(&cl, &c, &o, "stay"), 0);
+    for (int i = 0; i < 50 && atomic_load(&sh->nassigned[0]) == 0; i++)
+        shoal_poll(c, r, 8, 100);
+    assert_int_equal(atomic_load(&sh->nassigned[0]), 1);
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_false(harness_daemon_log_contains(&f->d, "process ended"));
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 static int raw_status(const char *path, uint16_t type, const void *payload, size_t len);
 
 /* The frame of a commit of one offset as an administrator sends it (no member id). */
@@ -1513,6 +1537,7 @@ int main(void)
         T(test_three_members_share_partitions_and_a_sigkilled_members_move_fast),
         T(test_two_groups_on_one_topic_each_receive_every_record),
         T(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_there),
+        T(test_a_daemon_stop_does_not_log_its_members_as_ended),
         T(test_a_topic_deleted_and_created_again_has_no_committed_offsets),
         T(test_a_group_consumer_lives_through_a_daemon_restart_and_resumes_at_its_commit),
         T(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rejoins),
