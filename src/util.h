@@ -144,6 +144,7 @@ int shoal__open_regular(const char *path, int flags, unsigned mode);
 
 #define SHOAL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SHOAL_MIN(a, b)    ((a) < (b) ? (a) : (b))
+#define SHOAL_PLURAL(n)    ((n) == 1 ? "" : "s") /* "%zu topic%s", n, SHOAL_PLURAL(n) */
 #define SHOAL_MAX(a, b)    ((a) > (b) ? (a) : (b))
 
 #endif

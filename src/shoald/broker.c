@@ -201,8 +201,8 @@ int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_
     if (rc < 0)
         store_topic_delete(b->store, name);
     else
-        log_info("created topic %s: %u partitions, %s, %llu-byte segments, %u ring slots", name,
-                 cfg->partitions, cfg->storage ? "memory" : "disk",
+        log_info("created topic %s: %u partition%s, %s, %llu-byte segments, %u ring slots", name,
+                 cfg->partitions, SHOAL_PLURAL(cfg->partitions), cfg->storage ? "memory" : "disk",
                  (unsigned long long)cfg->segment_bytes, cfg->ring_slots);
 out_unlock:
     pthread_rwlock_unlock(&b->lock);
@@ -666,6 +666,22 @@ static int recover_topic(void *arg, const char *name, const shoal_topic_config_t
     return 0;
 }
 
+/* One line for the whole recovery; each partition's own lines are at debug level, as a
+ * broker may have thousands. */
+static void log_recovered(const broker_t *b, size_t unserved)
+{
+    size_t parts = 0, reattached = 0;
+
+    for (size_t i = 0; i < b->ntopics; i++)
+        for (uint32_t p = 0; p < b->topics[i]->cfg.partitions; p++, parts++)
+            reattached += b->topics[i]->parts[p].ring_reattached;
+    log_info("recovered %zu topic%s%s, %zu partition%s (%zu shared ring%s re-attached, %zu built "
+             "anew); data in %s, shared memory in %s",
+             b->ntopics, SHOAL_PLURAL(b->ntopics), unserved ? " (and some not: see above)" : "",
+             parts, SHOAL_PLURAL(parts), reattached, SHOAL_PLURAL(reattached), parts - reattached,
+             b->cfg->data_dir, b->shm_dir);
+}
+
 static int make_dir(const char *dir, unsigned mode)
 {
     struct stat st;
@@ -765,8 +781,7 @@ int broker_open(broker_t *b, const shoald_config_t *cfg)
     }
     warn_unclaimed_dirs(b);
     warn_stray_rings(b);
-    log_info("recovered %zu topics%s; data in %s, shared memory in %s", b->ntopics,
-             rv.unserved ? " (and some not: see above)" : "", cfg->data_dir, b->shm_dir);
+    log_recovered(b, rv.unserved);
     return 0;
 out_close:
     broker_close(b);

@@ -318,8 +318,9 @@ static int ring_reattach(dpart_t *p, const struct disk_state *ds)
      * lets the first pass that writes clear it ("disk writes resumed"), so stats do not
      * show an error that no longer holds. */
     p->last_error = atomic_load(&p->ring.ctl->flush_error);
-    log_info("%s-%u: re-attached shared ring, log end %lld, disk end %lld", p->topic, p->id,
-             (long long)atomic_load(&p->ring.ctl->log_end_offset), (long long)ds->end);
+    p->ring_reattached = true;
+    log_debug("%s-%u: re-attached shared ring, log end %lld, disk end %lld", p->topic, p->id,
+              (long long)atomic_load(&p->ring.ctl->log_end_offset), (long long)ds->end);
     return 0;
 out_unmap:
     ring_unmap(&p->ring);
@@ -370,8 +371,8 @@ static int ring_rebuild(dpart_t *p, const struct disk_state *ds)
     atomic_store(&p->disk_bytes_sealed, ds->bytes - p->fl_pos);
     atomic_store(&p->disk_bytes_active, p->fl_pos);
     if (ds->segments)
-        log_info("%s-%u: rebuilt shared ring from disk: offsets %lld..%lld in %zu segments",
-                 p->topic, p->id, (long long)ds->start, (long long)ds->end, ds->segments);
+        log_debug("%s-%u: rebuilt shared ring from disk: offsets %lld..%lld in %zu segments",
+                  p->topic, p->id, (long long)ds->start, (long long)ds->end, ds->segments);
     return 0;
 }
 

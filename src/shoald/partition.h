@@ -51,6 +51,7 @@ typedef struct dpart {
                                 * its files short: flushing stopped, no more attaching */
     uint32_t faults_seen;      /* shmguard_fault_count() when the files were last checked */
     compact_state_t compact;   /* the log cleaner's (compact.c) */
+    bool ring_reattached;      /* recovery found its shared ring (else built a new one) */
 
     _Atomic uint64_t disk_bytes_sealed; /* .log bytes of every segment but fl_slot's */
     _Atomic uint64_t disk_bytes_active;

@@ -666,6 +666,25 @@ INTEG_TEST(test_rings_of_no_served_topic_are_reported_at_start_and_kept)
     assert_true(harness_daemon_log_contains(&f->d, "holds 8 ring files"));
 }
 
+/* The log counts in words ("1 partition"), and a restart says what recovery did in one
+ * line at info level: a broker of thousands of partitions logs a line per partition only
+ * at debug level (which this daemon runs at). */
+INTEG_TEST(test_creation_and_recovery_are_logged_in_one_line_each)
+{
+    shoal_topic_config_t one = topic_cfg(1, 64 << 10, 2), three = topic_cfg(3, 64 << 10, 2);
+
+    assert_int_equal(shoal_topic_create(f->c, "one", &one), 0);
+    assert_int_equal(shoal_topic_create(f->c, "three", &three), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "created topic one: 1 partition, disk"));
+    assert_true(harness_daemon_log_contains(&f->d, "created topic three: 3 partitions, disk"));
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_true(harness_daemon_log_contains(
+        &f->d, "recovered 2 topics, 4 partitions (4 shared rings re-attached, 0 built anew)"));
+    assert_true(harness_daemon_log_contains(&f->d, "<7> debug: three-2: re-attached shared ring"));
+}
+
 INTEG_TEST(test_unknown_topic_is_enotopic_for_describe_delete_and_producer)
 {
     shoal_topic_info_t *info = (void *)1;
@@ -2555,6 +2574,7 @@ int main(void)
         T(test_a_stopping_daemon_leaves_a_socket_it_no_longer_owns),
         T(test_an_shm_directory_others_may_write_is_refused),
         T(test_rings_of_no_served_topic_are_reported_at_start_and_kept),
+        T(test_creation_and_recovery_are_logged_in_one_line_each),
         T(test_unknown_topic_is_enotopic_for_describe_delete_and_producer),
         T(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset),
         T(test_client_open_without_daemon_is_enodaemon),

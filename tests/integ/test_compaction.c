@@ -537,7 +537,7 @@ static void test_last_file_is_never_compacted(void **state)
     /* Recovery re-attaches the ring and continues the last file from its length; a record
      * written after it goes to a new segment. */
     assert_int_equal(harness_daemon_restart(&daemon_), 0);
-    assert_true(harness_daemon_log_contains(&daemon_, "re-attached shared ring"));
+    assert_true(harness_daemon_log_contains(&daemon_, "(1 shared ring re-attached, 0 built anew)"));
     assert_int_equal(shoal_client_open(daemon_.socket, &client), 0);
     assert_int_equal(shoal_producer_open(client, "rl", NULL, &p), 0);
     send_version(p, KEYS - 1);
