@@ -45,8 +45,8 @@ int cli_group_list(cli_t *cli, int argc, char **argv)
     if (rc < 0) {
         rc = cli_fail(cli, rc, "list groups");
     } else {
-        if (n)
-            printf("%-30s %-20s %s\n", "GROUP", "STATE", "MEMBERS");
+        /* always: a script that skips the first line finds the groups, or none */
+        printf("%-30s %-20s %s\n", "GROUP", "STATE", "MEMBERS");
         for (size_t i = 0; i < n; i++)
             printf("%-30s %-20s %u\n", list[i].group_id, list[i].state, list[i].members);
         shoal_group_list_free(list);

@@ -37,7 +37,8 @@ static const cli_command_t cli_commands[] = {
      "Change settings of an existing topic, all or nothing. partitions, storage,\n"
      "segment.bytes and ring.slots cannot change; max.message.bytes applies to producers\n"
      "opened afterwards; the others take effect at once.\n"},
-    {"topic", "list", cli_topic_list, "topic list", "Print the topic names, one per line.\n"},
+    {"topic", "list", cli_topic_list, "topic list",
+     "Print the topic names, one per line (none: \"(no topics)\" on stderr).\n"},
     {"topic", "describe", cli_topic_describe, "topic describe NAME",
      "Print a topic's configuration, then a row per partition: log start offset, log end\n"
      "offset, flushed offset, bytes in shared memory and bytes on disk.\n"},
@@ -107,7 +108,8 @@ static const cli_command_t cli_commands[] = {
      "  --max N        print only the first N batches or entries (checks cover the whole file)\n"
      "Without --verify the status is 0 whenever the file could be read.\n"},
     {"group", "list", cli_group_list, "group list",
-     "Print each consumer group: id, state and number of members.\n"},
+     "Print each consumer group: id, state and number of members, under a header line\n"
+     "(printed also when there is no group).\n"},
     {"group", "describe", cli_group_describe, "group describe GROUP",
      "Print a group's state, generation, assignor and members (client id, pid, assigned\n"
      "partitions), then per partition the committed offset, log end offset and lag.\n"},

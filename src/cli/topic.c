@@ -142,6 +142,8 @@ int cli_topic_list(cli_t *cli, int argc, char **argv)
     } else {
         for (size_t i = 0; i < count; i++)
             printf("%s\n", names[i]);
+        if (count == 0) /* standard output stays one name per line: empty */
+            fputs("(no topics)\n", stderr);
         shoal_topic_list_free(names, count);
     }
     shoal_client_close(client);

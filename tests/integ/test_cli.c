@@ -173,6 +173,15 @@ INTEG_TEST(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything)
     }
 }
 
+/* On an empty broker (this test runs first) the lists say so: `topic list` on stderr, so
+ * that its standard output stays one name per line, and `group list` with its header. */
+INTEG_TEST(test_cli_lists_of_an_empty_broker_say_so)
+{
+    expect_cli(f, 0, NULL, "topic list 2>/dev/null | wc -l", "0\n", NULL);
+    expect_cli(f, 0, NULL, "topic list", "(no topics)\n", NULL);
+    expect_cli(f, 0, NULL, "group list 2>/dev/null", "GROUP", "STATE", "MEMBERS", NULL);
+}
+
 /* ------------------------------------------------------------------ output */
 
 /* Every command that prints to stdout fails with status 1 when the output cannot be
@@ -355,6 +364,7 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cli_lists_of_an_empty_broker_say_so),
         cmocka_unit_test(test_cli_help_of_a_command_group_lists_its_subcommands),
         cmocka_unit_test(test_cli_usage_errors_name_the_word_at_fault),
         cmocka_unit_test(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything),
