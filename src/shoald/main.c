@@ -142,8 +142,6 @@ static void warn_if_changed(const char *key, const char *was, const char *now)
 /* Apply what a reload may change while running; the rest is only reported. */
 static void reload_apply(struct daemon *d, const shoald_config_t *next)
 {
-    bool gid_changed = next->allow_gid != d->cfg.allow_gid;
-
     warn_if_changed("data.dir", d->cfg.data_dir, next->data_dir);
     warn_if_changed("runtime.dir", d->cfg.runtime_dir, next->runtime_dir);
     warn_if_changed("instance", d->cfg.instance, next->instance);
@@ -161,8 +159,7 @@ static void reload_apply(struct daemon *d, const shoald_config_t *next)
     d->cfg.log_level = next->log_level;
     memcpy(d->cfg.log_file, next->log_file, sizeof(next->log_file));
     log_set_level(d->cfg.log_level);
-    if (gid_changed)
-        server_set_access(d->server);
+    server_set_access(d->server); /* also says again what keeps allow.gid from the socket */
 }
 
 /* SIGHUP: read --config files and the command line again, apply what can change while

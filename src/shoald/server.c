@@ -16,7 +16,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -549,10 +551,58 @@ static void server_accept(server_t *s)
 
 /* ------------------------------------------------------------------ lifecycle */
 
+/* Whether members of gid who are not its owner may search a directory with these modes. */
+static bool dir_searchable_by(const struct stat *st, gid_t gid)
+{
+    return (st->st_mode & S_IXOTH) || (st->st_gid == gid && (st->st_mode & S_IXGRP));
+}
+
+/* Give the runtime directory to gid (group r-x) when shoald owns it; false if it cannot. */
+static bool runtime_dir_give(const char *dir, gid_t gid, struct stat *st)
+{
+    mode_t mode = (st->st_mode & 0707) | 0050;
+
+    if (st->st_uid != geteuid() || chown(dir, (uid_t)-1, gid) < 0 || chmod(dir, mode) < 0)
+        return false;
+    log_notice("gave %s to group %ld (mode %04o): members of allow.gid can reach the control "
+               "socket in it",
+               dir, (long)gid, (unsigned)mode);
+    return true;
+}
+
+/* The members of allow.gid connect only if they can search every directory on the way to
+ * the socket (a unit's RuntimeDirectoryMode=0750 owned by the daemon's own group stops
+ * them): the runtime directory is given to the group when shoald owns it, and any other
+ * directory in the way is logged, since only the operator can change it. */
+static void server_check_socket_dirs(const server_t *s, gid_t gid)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+
+    if (!realpath(s->b->cfg->runtime_dir, dir))
+        return;
+    for (bool own = true;; own = false) {
+        char *slash = strrchr(dir, '/');
+        if (stat(dir, &st) == 0 && !dir_searchable_by(&st, gid) &&
+            !(own && runtime_dir_give(dir, gid, &st)))
+            log_warn("members of group %ld (allow.gid) cannot reach the control socket: they "
+                     "may not search %s (mode %04o, uid %d, gid %d); make it searchable for "
+                     "them (chmod o+x, or give it to the group with g+x)",
+                     (long)gid, dir, (unsigned)(st.st_mode & 07777), (int)st.st_uid,
+                     (int)st.st_gid);
+        if (!slash || !strcmp(dir, "/"))
+            return;
+        slash[slash == dir ? 1 : 0] = '\0';
+    }
+}
+
 int server_set_access(server_t *s)
 {
     long gid = s->b->cfg->allow_gid;
-    if (gid < 0 || (gid_t)gid == getegid())
+    if (gid < 0)
+        return 0;
+    server_check_socket_dirs(s, (gid_t)gid);
+    if ((gid_t)gid == getegid())
         return 0;
     if (chown(s->b->socket_path, (uid_t)-1, (gid_t)gid) < 0) {
         int rc = -errno;

@@ -19,8 +19,10 @@ int server_open(server_t **out, broker_t *b);
 int server_run(server_t *s, volatile sig_atomic_t *stop, int wake_fd, void (*on_wake)(void *),
                void *arg);
 void server_close(server_t *s);
-/* Give the socket file (mode 0660) to allow.gid, so the group's members can open it.
- * Called by server_open and again after a reload. 0 or -errno (logged). */
+/* Give the socket file (mode 0660) to allow.gid, so the group's members can open it, and
+ * the runtime directory too when shoald owns it and they could not search it; warn about
+ * any other directory on the way that they cannot search. Called by server_open and again
+ * after every reload. 0 or -errno (logged). */
 int server_set_access(server_t *s);
 /* Counters for status lines. */
 size_t server_client_count(const server_t *s);

@@ -116,10 +116,10 @@ elif command -v systemd-sysusers >/dev/null && command -v systemd-tmpfiles >/dev
     check "systemd-sysusers --root creates user and group shoal" \
         sh -c "systemd-sysusers --root='$tmp/root' && grep -q '^shoal:' '$tmp/root/etc/passwd' &&
                grep -q '^shoal:' '$tmp/root/etc/group'"
-    check "systemd-tmpfiles --root creates /var/lib/shoal 0700 and /run/shoal 0750" \
+    check "systemd-tmpfiles --root creates /var/lib/shoal 0700 and /run/shoal 0711" \
         sh -c "systemd-tmpfiles --root='$tmp/root' --create &&
                [ \"\$(stat -c %a '$tmp/root/var/lib/shoal')\" = 700 ] &&
-               [ \"\$(stat -c %a '$tmp/root/run/shoal')\" = 750 ]"
+               [ \"\$(stat -c %a '$tmp/root/run/shoal')\" = 711 ]"
 else
     skip "systemd-sysusers/systemd-tmpfiles are not installed: entries not checked"
 fi

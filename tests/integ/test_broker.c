@@ -685,6 +685,36 @@ INTEG_TEST(test_creation_and_recovery_are_logged_in_one_line_each)
     assert_true(harness_daemon_log_contains(&f->d, "<7> debug: three-2: re-attached shared ring"));
 }
 
+/* Members of allow.gid must be able to search the directories on the way to the socket:
+ * the daemon gives them its runtime directory when they cannot (a unit's 0750 directory of
+ * the daemon's own group), or says so when it may not; and it warns about a directory
+ * above that they cannot search (here the test's own 0700 temporary directory). */
+INTEG_TEST(test_allow_gid_gets_the_runtime_directory_or_a_warning)
+{
+    static const gid_t gid = 54321;
+    struct stat st;
+    char want[PATH_MAX + 64];
+
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(chmod(f->d.run_dir, 0700), 0);
+    f->d.extra[2] = "--allow-gid";
+    f->d.extra[3] = "54321";
+    f->d.extra[4] = NULL;
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_int_equal(stat(f->d.run_dir, &st), 0);
+    if (geteuid() == 0) { /* may give it to any group */
+        assert_int_equal(st.st_gid, gid);
+        assert_int_equal(st.st_mode & 0777, 0750);
+        snprintf(want, sizeof(want), "gave %s to group 54321 (mode 0750)", f->d.run_dir);
+    } else {
+        snprintf(want, sizeof(want), "they may not search %s (mode 0700", f->d.run_dir);
+    }
+    assert_true(harness_daemon_log_contains(&f->d, want));
+    snprintf(want, sizeof(want), "they may not search %s (mode 0700", f->d.dir);
+    assert_true(harness_daemon_log_contains(&f->d, want));
+}
+
 INTEG_TEST(test_unknown_topic_is_enotopic_for_describe_delete_and_producer)
 {
     shoal_topic_info_t *info = (void *)1;
@@ -2575,6 +2605,7 @@ int main(void)
         T(test_an_shm_directory_others_may_write_is_refused),
         T(test_rings_of_no_served_topic_are_reported_at_start_and_kept),
         T(test_creation_and_recovery_are_logged_in_one_line_each),
+        T(test_allow_gid_gets_the_runtime_directory_or_a_warning),
         T(test_unknown_topic_is_enotopic_for_describe_delete_and_producer),
         T(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset),
         T(test_client_open_without_daemon_is_enodaemon),
