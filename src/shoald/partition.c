@@ -871,22 +871,23 @@ static int flush_pass(dpart_t *p, int flush_ms, bool final)
         return SHOAL_ERR(SHOAL_ECORRUPT, "%s-%u: stopped after the damage logged before", p->topic,
                          p->id);
     rc = flusher_copy(p);
-    if (rc < 0)
-        return rc;
     now = shoal__mono_ns();
-    if (p->written_offset != written)
+    if (rc == 0 && p->written_offset != written)
         p->last_write_ns = now;
-    if ((final || flush_due(p, flush_ms, now)) && (rc = flusher_sync(p, final)) < 0)
-        return rc;
-    flusher_reclaim(p);
-    dpart_roll_by_time(p, now);
+    if (rc == 0 && (final || flush_due(p, flush_ms, now)))
+        rc = flusher_sync(p, final);
+    if (rc == 0) {
+        flusher_reclaim(p);
+        dpart_roll_by_time(p, now);
+    }
+    /* Even when writing failed: on a full disk, deleting old segments is what makes room. */
     if (now - p->last_retention_ns >= RETENTION_INTERVAL_NS) {
         p->last_retention_ns = now;
         dpart_apply_retention(p);
     }
-    if (!final)
+    if (rc == 0 && !final)
         compact_maybe_run(p, now);
-    return 0;
+    return rc;
 }
 
 static void ring_file_name(char *buf, size_t cap, uint32_t file)

@@ -188,6 +188,48 @@ static void test_restart_clears_the_last_runs_disk_error(void **state)
     assert_int_equal(harness_read_numbered(client, "stale", 0, 5), 5);
 }
 
+/* A full disk does not stop retention: deleting old segments is how room comes back, so
+ * it goes on while every write of the active segment fails. */
+static void test_retention_runs_while_the_disk_is_full(void **state)
+{
+    static const char *const names[] = {"retention.bytes"}, *const values[] = {"0"};
+    shoal_topic_config_t cfg;
+    shoal_topic_info_t *info;
+    shoal_producer_t *p;
+    int64_t start = 0;
+    (void)state;
+
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 64 << 10;
+    cfg.ring_slots = 4;
+    cfg.max_record_bytes = 4096;
+    assert_int_equal(shoal_topic_create(client, "full", &cfg), 0);
+    assert_int_equal(shoal_producer_open(client, "full", NULL, &p), 0);
+    for (int i = 0; i < 200; i++) /* three sealed segments and a fourth begun */
+        assert_int_equal(send_one(p, i), 0);
+    for (int i = 0; i < 500 && flushed_offset() < 200; i++)
+        usleep(10000);
+    assert_int_equal(flushed_offset(), 200);
+    harness_flag_file(enospc, true);
+    for (int i = 200; i < 220; i++) /* these cannot be written */
+        assert_int_equal(send_one(p, i), 0);
+    assert_int_equal(shoal_topic_alter(client, "full", names, values, 1), 0);
+    for (int i = 0; i < 300 && start == 0; i++) {
+        assert_int_equal(shoal_topic_describe(client, "full", &info), 0);
+        start = info->partitions[0].log_start_offset;
+        shoal_topic_info_free(info);
+        usleep(10000);
+    }
+    assert_true(start > 0); /* sealed segments went */
+    assert_true(flushed_offset() < 220);
+    assert_true(harness_daemon_log_contains(&daemon_, "by retention.bytes"));
+    harness_flag_file(enospc, false);
+    for (int i = 0; i < 500 && flushed_offset() < 220; i++)
+        usleep(10000);
+    assert_int_equal(flushed_offset(), 220);
+    shoal_producer_close(p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -220,6 +262,8 @@ int main(void)
             test_stop_with_records_off_disk_says_so_and_the_next_start_writes_them, setup,
             teardown),
         cmocka_unit_test_setup_teardown(test_restart_clears_the_last_runs_disk_error, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_retention_runs_while_the_disk_is_full, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
