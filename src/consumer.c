@@ -414,6 +414,21 @@ static int part_open_segment(shoal_consumer_t *c, struct consumer_part *cp)
                      (long long)cp->seg.base);
 }
 
+/* part_open_segment, where retention may have deleted the segment since the position was
+ * checked against log_start_offset (shoald moves the start before it unlinks): start again
+ * at the new log start, which the next poll places. */
+static int part_open_segment_kept(shoal_consumer_t *c, struct consumer_part *cp)
+{
+    int rc = part_open_segment(c, cp);
+    int64_t start = atomic_load(&cp->ring.ctl->log_start_offset);
+
+    if (rc == SHOAL_EOFFSET && cp->position < start) {
+        cp->position = start;
+        return 0;
+    }
+    return rc;
+}
+
 /* Read records from the mapped disk segment. */
 static int part_fill_disk(struct consumer_part *cp, shoal_record_t *out, size_t max)
 {
@@ -483,14 +498,7 @@ static int part_place(shoal_consumer_t *c, struct consumer_part *cp)
     }
     if (cp->position < start)
         cp->position = start;
-    rc = part_open_segment(c, cp);
-    /* Retention may have deleted the segment since log_start_offset was read: start again
-     * at the new log start (the next poll places the cursor there). */
-    if (rc == SHOAL_EOFFSET && cp->position < atomic_load(&ctl->log_start_offset)) {
-        cp->position = atomic_load(&ctl->log_start_offset);
-        return 0;
-    }
-    return rc;
+    return part_open_segment_kept(c, cp);
 }
 
 static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t max, bool check_crc)
@@ -583,7 +591,7 @@ static int part_yield(shoal_consumer_t *c, struct consumer_part *cp)
     if (atomic_load(&s->end_offset) > atomic_load(&ctl->flushed_offset))
         return 0;
     ring_cursor_unpin(&cp->ring, &cp->cur);
-    int rc = part_open_segment(c, cp);
+    int rc = part_open_segment_kept(c, cp);
     return rc < 0 ? rc : 1;
 }
 

@@ -803,15 +803,18 @@ static void dpart_apply_retention(dpart_t *p)
         bytes = file_size(p->dir, bases[i]);
         if (!(why = retention_reason(p, bases[i], bytes, total)))
             break;
-        segment_unlink(p->dir, bases[i]);
         total -= bytes;
         atomic_fetch_sub(&p->disk_bytes_sealed,
                          SHOAL_MIN(bytes, atomic_load(&p->disk_bytes_sealed)));
         log_info("%s-%u: deleted segment %lld (%llu bytes) by %s", p->topic, p->id,
                  (long long)bases[i], (unsigned long long)bytes, why);
     }
+    /* The new log start first, then the files: a reader that finds a segment gone then
+     * also finds its position below the start, and moves there (consumer.c part_place). */
     if (i > 0 && bases[i] > atomic_load(&p->ring.ctl->log_start_offset))
         atomic_store(&p->ring.ctl->log_start_offset, bases[i]);
+    for (size_t k = 0; k < i; k++)
+        segment_unlink(p->dir, bases[k]);
     shoal__free(bases);
 }
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +221,66 @@ static void test_retention_never_pulls_bytes_from_under_a_held_view(void **state
     shoal_consumer_close(k);
 }
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A child that appends to topic "race" until killed. */
+static int produce_forever(void *arg)
+{
+    shoal_client_t *c;
+    shoal_producer_t *p;
+    char value[VALUE_BYTES];
+    shoal_message_t m = {.value = value, .value_len = sizeof(value)};
+    (void)arg;
+
+    memset(value, 'r', sizeof(value));
+    if (shoal_client_open(daemon_.socket, &c) < 0 || shoal_producer_open(c, "race", NULL, &p) < 0)
+        return 1;
+    for (;;) {
+        int rc = shoal_send(p, &m, NULL);
+        if (rc < 0 && rc != SHOAL_AGAIN)
+            return 2;
+    }
+}
+
+/* Consumers that start at the log start while retention deletes segments under them never
+ * see an error: a segment gone between their look at the log start and their open of it
+ * moves them to the new start (shoald publishes it before unlinking). */
+static void test_readers_from_the_start_race_retention_without_errors(void **state)
+{
+    static const char *const sets[] = {"retention.bytes", "128K"};
+    int64_t t0 = now_ms(), reads = 0;
+    pid_t child;
+    (void)state;
+
+    create_topic("race", sets, 2);
+    assert_true((child = harness_fork(produce_forever, NULL, 30)) > 0);
+    WAIT_UNTIL(describe0("race").log_start_offset > 0);
+    while (now_ms() - t0 < 3000) {
+        shoal_consumer_t *k;
+        shoal_record_t r[64];
+        int n;
+        assert_int_equal(shoal_consumer_open(client, NULL, &k), 0);
+        assert_int_equal(shoal_consumer_assign(k, "race", NULL, 0), 0);
+        assert_int_equal(shoal_consumer_seek(k, "race", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+        for (int i = 0; i < 4; i++)
+            if ((n = shoal_poll(k, r, 64, 200)) < 0)
+                fail_msg("poll %d of read %lld: %s (%s)", i, (long long)reads, shoal_err_name(n),
+                         shoal_errmsg());
+        shoal_consumer_close(k);
+        reads++;
+    }
+    assert_int_equal(harness_poll(child), -1); /* the producer ran throughout */
+    kill(child, SIGKILL);
+    harness_wait(child, 2000);
+    assert_true(reads > 10);
+    assert_true(harness_daemon_log_contains(&daemon_, "by retention.bytes"));
+}
+
 static void test_segment_ms_rolls_a_quiet_segment(void **state)
 {
     static const char *const sets[] = {"segment.ms", "1000"};
@@ -330,6 +391,7 @@ int main(void)
         T(test_retention_ms_deletes_old_segments_after_alter),
         T(test_retention_never_pulls_bytes_from_under_a_held_view),
         T(test_segment_lookups_follow_rolls_and_retention),
+        T(test_readers_from_the_start_race_retention_without_errors),
         T(test_segment_ms_rolls_a_quiet_segment),
         T(test_flush_messages_fsyncs_by_count),
         T(test_segment_ms_and_flush_ms_at_the_maximum_mean_never),
