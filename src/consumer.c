@@ -581,13 +581,12 @@ static int part_yield(shoal_consumer_t *c, struct consumer_part *cp)
     next = (atomic_load(&ctl->active_slot) + 1) % cp->ring.slot_count;
     if (cp->cur.slot != next)
         return 0;
-    if (ctl->storage == SHOAL_STORAGE_MEMORY) {
-        if (cp->position >= atomic_load(&s->end_offset)) { /* read it all: just move on */
-            ring_cursor_unpin(&cp->ring, &cp->cur);
-            return 0;
-        }
-        return part_fall_off(c, cp, atomic_load(&s->end_offset));
+    if (cp->position >= atomic_load(&s->end_offset)) { /* read it all: just move on */
+        ring_cursor_unpin(&cp->ring, &cp->cur);
+        return 0;
     }
+    if (ctl->storage == SHOAL_STORAGE_MEMORY)
+        return part_fall_off(c, cp, atomic_load(&s->end_offset));
     if (atomic_load(&s->end_offset) > atomic_load(&ctl->flushed_offset))
         return 0;
     ring_cursor_unpin(&cp->ring, &cp->cur);

@@ -608,7 +608,11 @@ static int flusher_write(dpart_t *p, uint64_t used)
     return 0;
 }
 
-/* The flushed slot is sealed and written out: close its segment, find the next slot. */
+static void retention_maybe(dpart_t *p, int64_t now_ns);
+
+/* The flushed slot is sealed and written out: close its segment, find the next slot, and
+ * apply retention now if that segment took the partition past retention.bytes (a pass
+ * may seal many). */
 static int flusher_next_slot(dpart_t *p)
 {
     int rc = flusher_sync(p, true);
@@ -633,6 +637,7 @@ static int flusher_next_slot(dpart_t *p)
             break;
         }
     }
+    retention_maybe(p, shoal__mono_ns());
     return 0;
 }
 
@@ -818,6 +823,26 @@ static void dpart_apply_retention(dpart_t *p)
     shoal__free(bases);
 }
 
+/* Once a second; and, since a busy partition seals many segments a second, again at each
+ * new sealed segment while the partition holds more than retention.bytes. */
+static bool retention_due(const dpart_t *p, int64_t now_ns)
+{
+    uint64_t sealed = atomic_load(&p->disk_bytes_sealed);
+    if (now_ns - p->last_retention_ns >= RETENTION_INTERVAL_NS)
+        return true;
+    return p->cfg.retention_bytes >= 0 && sealed != p->retention_sealed &&
+           sealed + atomic_load(&p->disk_bytes_active) > (uint64_t)p->cfg.retention_bytes;
+}
+
+static void retention_maybe(dpart_t *p, int64_t now_ns)
+{
+    if (!retention_due(p, now_ns))
+        return;
+    p->last_retention_ns = now_ns;
+    dpart_apply_retention(p);
+    p->retention_sealed = atomic_load(&p->disk_bytes_sealed);
+}
+
 /* start_ns plus ms milliseconds; INT64_MAX, never, when that is past the clock's range
  * (Kafka spells "never" for segment.ms and flush.ms as Long.MAX_VALUE). */
 static int64_t ns_after_ms(int64_t start_ns, int64_t ms)
@@ -884,10 +909,7 @@ static int flush_pass(dpart_t *p, int flush_ms, bool final)
         dpart_roll_by_time(p, now);
     }
     /* Even when writing failed: on a full disk, deleting old segments is what makes room. */
-    if (now - p->last_retention_ns >= RETENTION_INTERVAL_NS) {
-        p->last_retention_ns = now;
-        dpart_apply_retention(p);
-    }
+    retention_maybe(p, now);
     if (rc == 0 && !final)
         compact_maybe_run(p, now);
     return rc;

@@ -43,6 +43,7 @@ typedef struct dpart {
     int64_t last_sync_ns;
     int64_t segment_since_ns;  /* when the current segment got its first bytes (segment.ms) */
     int64_t last_retention_ns; /* when retention last ran */
+    uint64_t retention_sealed; /* disk_bytes_sealed after it ran (retention_due) */
     int64_t oldest_base;       /* cache: the oldest segment's base ... */
     int64_t oldest_max_ts;     /* ... and its largest record timestamp (-1: unknown) */
     int last_error;            /* the last flush error, 0 after a good pass */
