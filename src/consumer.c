@@ -559,7 +559,8 @@ static bool producer_waits(struct consumer_part *cp)
  * keeps polling must not throttle producers: on a disk topic it reads the slot's disk copy
  * instead (once the slot is on disk); on a memory topic there is no copy, so it lets the
  * slot go and falls off the ring. (One that stops polling keeps its views, and so the
- * slot: shoal.h's caveat on holding views.) Returns 0 to go on with the ring, 1 when it moved to disk, or <0. */
+ * slot: shoal.h's caveat on holding views.) Returns 0 to go on with the ring, 1 when it moved to
+ * disk, or <0. */
 static int part_yield(shoal_consumer_t *c, struct consumer_part *cp)
 {
     const struct shm_ctl *ctl = cp->ring.ctl;

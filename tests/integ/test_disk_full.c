@@ -106,21 +106,30 @@ static void test_full_disk_backpressures_then_resumes_without_loss(void **state)
     shoal_producer_close(p);
 }
 
+/* A topic of 64 KiB segments and slots ring slots, and a producer on it. */
+static shoal_producer_t *small_topic(const char *name, uint32_t slots)
+{
+    shoal_topic_config_t cfg;
+    shoal_producer_t *p;
+
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 64 << 10;
+    cfg.ring_slots = slots;
+    cfg.max_record_bytes = 4096;
+    assert_int_equal(shoal_topic_create(client, name, &cfg), 0);
+    assert_int_equal(shoal_producer_open(client, name, NULL, &p), 0);
+    return p;
+}
+
 /* A stop while the disk is full: the daemon names the records left in shared memory and
  * exits 1, not "stopped cleanly"; the next start, with space, writes them out. */
 static void test_stop_with_records_off_disk_says_so_and_the_next_start_writes_them(void **state)
 {
-    shoal_topic_config_t cfg;
     shoal_producer_t *p;
     int acked = 0;
     (void)state;
 
-    shoal_topic_config_init(&cfg);
-    cfg.segment_bytes = 64 << 10;
-    cfg.ring_slots = 2;
-    cfg.max_record_bytes = 4096;
-    assert_int_equal(shoal_topic_create(client, "full", &cfg), 0);
-    assert_int_equal(shoal_producer_open(client, "full", NULL, &p), 0);
+    p = small_topic("full", 2);
     harness_flag_file(enospc, true);
     for (; acked < 30; acked++)
         assert_int_equal(send_one(p, acked), 0);
@@ -161,16 +170,10 @@ static int32_t wait_flush_error(const char *topic, int32_t want)
  * shared control block; the next run, whose writes succeed, clears it and says so. */
 static void test_restart_clears_the_last_runs_disk_error(void **state)
 {
-    shoal_topic_config_t cfg;
     shoal_producer_t *p;
     (void)state;
 
-    shoal_topic_config_init(&cfg);
-    cfg.segment_bytes = 64 << 10;
-    cfg.ring_slots = 2;
-    cfg.max_record_bytes = 4096;
-    assert_int_equal(shoal_topic_create(client, "stale", &cfg), 0);
-    assert_int_equal(shoal_producer_open(client, "stale", NULL, &p), 0);
+    p = small_topic("stale", 2);
     harness_flag_file(enospc, true);
     for (int i = 0; i < 5; i++)
         assert_int_equal(send_one(p, i), 0);
@@ -193,18 +196,12 @@ static void test_restart_clears_the_last_runs_disk_error(void **state)
 static void test_retention_runs_while_the_disk_is_full(void **state)
 {
     static const char *const names[] = {"retention.bytes"}, *const values[] = {"0"};
-    shoal_topic_config_t cfg;
     shoal_topic_info_t *info;
     shoal_producer_t *p;
     int64_t start = 0;
     (void)state;
 
-    shoal_topic_config_init(&cfg);
-    cfg.segment_bytes = 64 << 10;
-    cfg.ring_slots = 4;
-    cfg.max_record_bytes = 4096;
-    assert_int_equal(shoal_topic_create(client, "full", &cfg), 0);
-    assert_int_equal(shoal_producer_open(client, "full", NULL, &p), 0);
+    p = small_topic("full", 4);
     for (int i = 0; i < 200; i++) /* three sealed segments and a fourth begun */
         assert_int_equal(send_one(p, i), 0);
     for (int i = 0; i < 500 && flushed_offset() < 200; i++)
