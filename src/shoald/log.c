@@ -73,7 +73,8 @@ int log_level_parse(const char *name)
 }
 
 /* One line: the prefix, the message, and how many like it were left out before it. */
-static void log_line(int level, uint64_t suppressed, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void log_line(int level, uint64_t suppressed,
+                                                           const char *fmt, va_list ap)
 {
     char line[1024];
     int n;
