@@ -640,11 +640,13 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * largest max_poll_interval_ms of its members). Extra errors then: SHOAL_EINVAL (not
  * subscribed yet), SHOAL_ENOASSIGNOR (none of options.assignors is supported by every
  * member), SHOAL_ENODAEMON / SHOAL_ECLOSED (the group connection is gone; the next poll
- * tries to reconnect), SHOAL_EPROTO, -ENOMEM, and SHOAL_EFENCED: another consumer joined
- * with the same group_instance_id and took this one's place (on_revoked runs, nothing is
- * committed); this poll and every later one and every commit return it, so close the
- * consumer (Kafka's FENCED_INSTANCE_ID). Being fenced by the generation (SHOAL_EGENERATION)
- * or a rebalance (SHOAL_EREBALANCE) is handled inside and never returned by poll. */
+ * tries to reconnect; SHOAL_ENODAEMON comes after a wait of up to heartbeat_interval_ms,
+ * or timeout_ms when shorter, so that a loop retrying poll does not spin), SHOAL_EPROTO, -ENOMEM,
+ * and SHOAL_EFENCED: another consumer joined with the same group_instance_id and took this one's
+ * place (on_revoked runs, nothing is committed); this poll and every later one and every commit
+ * return it, so close the consumer (Kafka's FENCED_INSTANCE_ID). Being fenced by the generation
+ * (SHOAL_EGENERATION) or a rebalance (SHOAL_EREBALANCE) is handled inside and never returned by
+ * poll. */
 SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, size_t max,
                             int timeout_ms);
 

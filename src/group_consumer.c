@@ -852,6 +852,8 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
         int slice = (int)SHOAL_MAX(0, SHOAL_MIN(left_ms, (int64_t)g->heartbeat_ms));
         int n, rc = maintain(c, g);
 
+        if (rc == SHOAL_ENODAEMON && slice > 0) /* a retry loop around poll must not spin */
+            sleep_ms(slice);
         if (rc < 0)
             return rc;
         if (consumer__assigned_count(c) == 0) {

@@ -618,9 +618,45 @@ static void stall_before_fetch(void)
         sleep_ms(700);
 }
 
+static bool holds_all_one(void)
+{
+    return atomic_load(&sh->nassigned[0]) == 1;
+}
+
 static bool holds_all_four(void)
 {
     return atomic_load(&sh->nassigned[0]) == 4;
+}
+
+/* With the daemon gone, a poll does not return SHOAL_ENODAEMON at once: it waits its
+ * timeout (up to the heartbeat interval) first, so a loop that retries does not spin. */
+INTEG_TEST(test_polls_without_a_daemon_wait_their_timeout_before_enodaemon)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[4];
+    int polls = 0, nodaemon = 0;
+    int64_t t0;
+
+    assert_int_equal(shoal_topic_create(f->c, "gone", &cfg), 0);
+    member_options(&o, "orphans", 0);
+    assert_int_equal(open_member(&cl, &c, &o, "gone"), 0);
+    assert_true(poll_until(c, holds_all_one, 5000));
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    for (t0 = mono_ms(); mono_ms() - t0 < 600; polls++) {
+        int n = shoal_poll(c, recs, 4, 50);
+        assert_true(n == 0 || n == SHOAL_ECLOSED || n == SHOAL_ENODAEMON);
+        nodaemon += n == SHOAL_ENODAEMON;
+    }
+    print_message("%d polls in 600 ms, %d of them SHOAL_ENODAEMON\n", polls, nodaemon);
+    assert_true(nodaemon >= 5);
+    assert_true(polls <= 20); /* 50 ms each: about 12 */
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
 }
 
 /* A member removed by the daemon after its sync but before its offset fetch (it stalled
@@ -1539,6 +1575,7 @@ int main(void)
         T(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_there),
         T(test_a_daemon_stop_does_not_log_its_members_as_ended),
         T(test_a_topic_deleted_and_created_again_has_no_committed_offsets),
+        T(test_polls_without_a_daemon_wait_their_timeout_before_enodaemon),
         T(test_a_group_consumer_lives_through_a_daemon_restart_and_resumes_at_its_commit),
         T(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rejoins),
         T(test_a_member_fenced_before_its_offset_fetch_rejoins_inside_poll),
