@@ -650,6 +650,17 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
 SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, size_t max,
                             int timeout_ms);
 
+/** Let go of the views the last shoal_poll() returned, before the next poll. Until then a
+ * consumer pins the ring slot they point into, and a producer that needs that slot waits
+ * (memory topics) or the consumer is moved to the disk copy at its next poll (disk
+ * topics). One that copies what it needs and then works for long, or blocks writing its
+ * output, calls this first and holds producers back from nothing meanwhile. The next poll
+ * goes on from the same position: from disk if the ring has moved on (a memory topic's
+ * records may be overwritten meanwhile: SHOAL_EOFFSET, as for a consumer that falls
+ * behind). The last poll's
+ * views must not be used after it. NULL is allowed. Thread-safety: the consumer's thread. */
+SHOAL_EXTERN void shoal_consumer_release(shoal_consumer_t *consumer);
+
 /* ---------------------------------------------------------------------------------------
  * Consumer groups: membership, offsets, administration
  *

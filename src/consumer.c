@@ -161,6 +161,16 @@ void shoal_consumer_close(shoal_consumer_t *c)
     shoal__free(c);
 }
 
+void shoal_consumer_release(shoal_consumer_t *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nparts; i++) { /* the next poll places them again */
+        ring_cursor_unpin(&c->parts[i].ring, &c->parts[i].cur);
+        client_segment_close(&c->parts[i].retired);
+    }
+}
+
 static struct consumer_part *consumer_find(shoal_consumer_t *c, const char *topic, int32_t p)
 {
     for (size_t i = 0; i < c->nparts; i++)

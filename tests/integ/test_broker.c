@@ -2453,6 +2453,42 @@ static pid_t pin_and_fill(struct harness_fixture *f, const char *topic, shoal_pr
     return pid;
 }
 
+/* A consumer that holds the views of its last poll pins their ring slot: producers that
+ * come round to it wait. After shoal_consumer_release() they do not, and the consumer goes
+ * on from where it was, from disk. */
+INTEG_TEST(test_a_consumer_that_released_its_views_holds_no_producer_back)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_producer_options_t po;
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    shoal_record_t r[16];
+    int64_t next = 0;
+    int n;
+
+    assert_int_equal(shoal_topic_create(f->c, "rel", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "rel", 0, 0, 10, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "rel", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, "rel", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    assert_int_equal(n = shoal_poll(k, r, 4, 2000), 4);
+    next = 4;
+    shoal_consumer_release(k);
+    shoal_consumer_release(NULL);
+
+    shoal_producer_options_init(&po);
+    po.block_ms = 300; /* a pinned slot would make this SHOAL_AGAIN */
+    assert_int_equal(shoal_producer_open(f->c, "rel", &po, &p), 0);
+    /* about 700 KB: eleven 64 KiB segments round a ring of two */
+    assert_int_equal(send_range(p, 0, 10, 2990), 0);
+    shoal_producer_close(p);
+    while (next < 3000 && (n = shoal_poll(k, r, 16, 2000)) > 0)
+        for (int i = 0; i < n; i++)
+            assert_int_equal(r[i].offset, next++);
+    assert_int_equal(next, 3000);
+    shoal_consumer_close(k);
+}
+
 INTEG_TEST(test_consumer_killed_while_holding_views_does_not_block_producers)
 {
     shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
@@ -2630,6 +2666,7 @@ int main(void)
         T(test_daemon_survives_damaged_copies_of_real_group_requests),
         T(test_recovery_cuts_a_corrupt_last_batch_and_appends_continue_there),
         T(test_corrupt_sealed_segment_reads_as_ecorrupt_not_as_data),
+        T(test_a_consumer_that_released_its_views_holds_no_producer_back),
         T(test_consumer_killed_while_holding_views_does_not_block_producers),
         T(test_memory_producer_held_by_a_dead_reader_wakes_an_idle_daemon),
         T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),
