@@ -17,6 +17,7 @@
  * never end. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -48,6 +49,9 @@ typedef struct consume {
     const char *format;
     const char *group; /* --group: join this consumer group instead of reading everything */
     shoal_consumer_t *consumer;
+    FILE *text;          /* one poll's records, formatted (open_memstream) ... */
+    char *text_buf;      /* ... into this buffer, */
+    size_t text_len;     /* of this many bytes after each fflush */
     int64_t count;       /* records printed */
     char last_gone[512]; /* the detail of the last SHOAL_EOFFSET, or "" */
 } consume_t;
@@ -137,18 +141,25 @@ static int consume_wait_ms(const consume_t *cs, int64_t deadline)
     return left < CONSUME_WAIT_SLICE_MS ? (int)left : CONSUME_WAIT_SLICE_MS;
 }
 
-/* Print one poll's records and flush them. Returns 0, 1 after reporting a failure, or -1
- * when the output is gone (EPIPE): a clean stop. */
+/* Print one poll's records and flush them: formatted in memory first, then the views let
+ * go, so that a slow reader of the output holds no producer back while the write blocks.
+ * Returns 0, 1 after reporting a failure, or -1 when the output is gone (EPIPE): a clean
+ * stop. */
 static int consume_print(consume_t *cs, const shoal_record_t *recs, int n)
 {
+    rewind(cs->text);
     for (int i = 0; i < n; i++) {
-        int rc = cli_format_record(stdout, cs->format, &recs[i]);
+        int rc = cli_format_record(cs->text, cs->format, &recs[i]);
         if (rc < 0)
             return cli_fail(cs->cli, rc, "consume '%s' partition %d offset %lld", cs->topic,
                             (int)recs[i].partition, (long long)recs[i].offset);
-        cs->count++;
     }
-    if (fflush(stdout) == 0 && !ferror(stdout))
+    if (fflush(cs->text) != 0)
+        return cli_fail(cs->cli, -errno, "consume '%s': formatting", cs->topic);
+    shoal_consumer_release(cs->consumer);
+    cs->count += n;
+    if (fwrite(cs->text_buf, 1, cs->text_len, stdout) == cs->text_len && fflush(stdout) == 0 &&
+        !ferror(stdout))
         return 0;
     if (errno == EPIPE || cli_stop_signal == SIGPIPE)
         return -1;
@@ -280,10 +291,16 @@ int cli_consume(cli_t *cli, int argc, char **argv)
     if ((rc = cli_connect(cli, &client)) != 0)
         return rc;
     cli_catch_signals(true);
-    rc = cs.group ? consume_open_group(&cs, client) : consume_open(&cs, client);
+    if (!(cs.text = open_memstream(&cs.text_buf, &cs.text_len)))
+        rc = cli_fail(cli, -errno, "consume '%s'", cs.topic);
+    else
+        rc = cs.group ? consume_open_group(&cs, client) : consume_open(&cs, client);
     if (rc == 0)
         rc = consume_loop(&cs);
     fflush(stdout);
+    if (cs.text)
+        fclose(cs.text);
+    free(cs.text_buf);
     shoal_consumer_close(cs.consumer);
     shoal_client_close(client);
     return rc;

@@ -256,6 +256,40 @@ INTEG_TEST(test_cli_produce_sends_a_long_line_the_topic_accepts)
                "0 5\n1 300000\n2 4\n", NULL);
 }
 
+/* consume writing into a pipe nobody reads yet blocks in write(), holding no ring slot:
+ * producers that come round the ring meanwhile are not held back (block_ms 300 would
+ * refuse them with SHOAL_AGAIN). */
+INTEG_TEST(test_cli_consume_blocked_on_its_output_holds_no_producer_back)
+{
+    shoal_topic_config_t cfg;
+    shoal_producer_options_t po;
+    shoal_producer_t *p;
+    char value[4000], cmd[PATH_MAX * 2];
+    shoal_message_t m = {.value = value, .value_len = sizeof(value), .partition = 0};
+    FILE *slow;
+
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 64 << 10;
+    cfg.ring_slots = 2;
+    cfg.max_record_bytes = 16 << 10;
+    assert_int_equal(shoal_topic_create(f->c, "piped", &cfg), 0);
+    memset(value, 'v', sizeof(value));
+    shoal_producer_options_init(&po);
+    po.block_ms = 300;
+    assert_int_equal(shoal_producer_open(f->c, "piped", &po, &p), 0);
+    for (int i = 0; i < 40; i++) /* the last ~30 in the ring's two slots */
+        assert_int_equal(shoal_send(p, &m, NULL), 0);
+    snprintf(cmd, sizeof(cmd),
+             "%s consume piped --from-beginning --timeout-ms 2000 | (sleep 3; cat >/dev/null)",
+             shoal_command(f));
+    assert_non_null(slow = popen(cmd, "r"));
+    usleep(1000 * 1000);          /* it has filled the pipe, and blocks writing ring records */
+    for (int i = 0; i < 100; i++) /* 400 KB: round the ring six times */
+        assert_int_equal(shoal_send(p, &m, NULL), 0);
+    shoal_producer_close(p);
+    assert_int_equal(pclose(slow), 0);
+}
+
 /* produce --acks disk while the disk cannot be written: SIGINT stops it within a second
  * (not after the 30 s acknowledgement timeout) with status 130, and it says that the records
  * were appended but none is confirmed on disk. */
@@ -371,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_cli_reports_a_failed_write_of_its_output),
         cmocka_unit_test(test_cli_produce_refuses_a_too_long_line_without_reading_it_all),
         cmocka_unit_test(test_cli_produce_sends_a_long_line_the_topic_accepts),
+        cmocka_unit_test(test_cli_consume_blocked_on_its_output_holds_no_producer_back),
         cmocka_unit_test(test_cli_produce_acks_disk_stops_at_sigint_and_counts_what_was_appended),
         cmocka_unit_test(
             test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_record),
