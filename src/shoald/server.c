@@ -599,6 +599,18 @@ static void server_check_socket_dirs(const server_t *s, gid_t gid)
 int server_set_access(server_t *s)
 {
     long gid = s->b->cfg->allow_gid;
+    size_t revoked = 0;
+
+    for (size_t i = 0; i < s->nconns; i++) { /* a reload may have changed allow.gid */
+        struct conn *c = s->conns[i];
+        bool was = c->allowed;
+        c->allowed = peer_allowed(s, c->fd, c);
+        revoked += was && !c->allowed;
+    }
+    if (revoked)
+        log_notice("allow.gid changed: %zu connected clients may no longer use the broker (their "
+                   "next requests are denied; mappings they hold stay theirs)",
+                   revoked);
     if (gid < 0)
         return 0;
     server_check_socket_dirs(s, (gid_t)gid);

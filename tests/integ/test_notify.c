@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -314,6 +315,66 @@ NOTIFY_TEST(test_a_long_comment_stays_a_comment_and_a_directory_is_no_config)
     assert_int_equal(rmdir(conf), 0);
 }
 
+struct revoked_child {
+    const char *socket;
+    int ready, go; /* pipe ends: to the parent, from the parent */
+};
+
+/* As nobody:nogroup: connect while allowed, say so, wait for the reload, then ask again.
+ * 0 when the second request is SHOAL_EDENIED. */
+static int revoked_child_main(void *arg)
+{
+    struct revoked_child *a = arg;
+    shoal_client_t *c;
+    char **names, b = 'r';
+    size_t n;
+
+    if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+        return 10;
+    if (shoal_client_open(a->socket, &c) < 0 || shoal_topic_list(c, &names, &n) < 0)
+        return 11;
+    shoal_topic_list_free(names, n);
+    if (write(a->ready, &b, 1) != 1 || read(a->go, &b, 1) != 1)
+        return 12;
+    return shoal_topic_list(c, &names, &n) == SHOAL_EDENIED ? 0 : 13;
+}
+
+/* A reload that takes a group out of allow.gid denies its connected members' next
+ * requests too, not only new connections. */
+NOTIFY_TEST(test_a_reload_that_revokes_allow_gid_denies_connected_clients)
+{
+    char conf[PATH_MAX], msg[MSG_MAX], b = 'g';
+    int ready[2], go[2];
+    struct revoked_child a;
+    pid_t child;
+
+    if (geteuid() != 0)
+        skip(); /* the client must run as another user */
+    snprintf(conf, sizeof(conf), "%s/shoald.conf", f->dir);
+    write_file(conf, "allow.gid = 65534\n");
+    notify_listen(f, false);
+    start(f, NULL, NULL, conf);
+    assert_true(notify_wait(f, "READY=1", msg, 5000));
+    assert_int_equal(chmod(f->d.dir, 0711), 0); /* nobody passes through to the socket */
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(go), 0);
+    a = (struct revoked_child){f->d.socket, ready[1], go[0]};
+    assert_true((child = harness_fork(revoked_child_main, &a, HARNESS_CHILD_TIMEOUT_S)) > 0);
+    assert_int_equal(read(ready[0], &b, 1), 1);
+
+    write_file(conf, "# allow.gid unset: the daemon's own user and root only\n");
+    kill(f->d.pid, SIGHUP);
+    assert_true(notify_wait(f, "READY=1", msg, 5000));
+    assert_int_equal(write(go[1], &b, 1), 1);
+    assert_int_equal(harness_wait(child, 5000), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "1 connected clients may no longer use"));
+    for (int i = 0; i < 2; i++) {
+        close(ready[i]);
+        close(go[i]);
+    }
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+}
+
 NOTIFY_TEST(test_sighup_reopens_log_file_after_rotation)
 {
     char conf[PATH_MAX], log[PATH_MAX], rotated[PATH_MAX + 8], text[PATH_MAX + 64], msg[MSG_MAX];
@@ -354,6 +415,7 @@ int main(void)
         T(test_abstract_notify_socket_gets_ready_and_stopping),
         T(test_sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad),
         T(test_a_long_comment_stays_a_comment_and_a_directory_is_no_config),
+        T(test_a_reload_that_revokes_allow_gid_denies_connected_clients),
         T(test_sighup_reopens_log_file_after_rotation),
 #undef T
     };
