@@ -2477,7 +2477,7 @@ INTEG_TEST(test_a_consumer_that_released_its_views_holds_no_producer_back)
     shoal_consumer_release(NULL);
 
     shoal_producer_options_init(&po);
-    po.block_ms = 300; /* a pinned slot would make this SHOAL_AGAIN */
+    po.block_ms = 1000; /* a pinned slot would make this SHOAL_AGAIN */
     assert_int_equal(shoal_producer_open(f->c, "rel", &po, &p), 0);
     /* about 700 KB: eleven 64 KiB segments round a ring of two */
     assert_int_equal(send_range(p, 0, 10, 2990), 0);

@@ -257,7 +257,7 @@ INTEG_TEST(test_cli_produce_sends_a_long_line_the_topic_accepts)
 }
 
 /* consume writing into a pipe nobody reads yet blocks in write(), holding no ring slot:
- * producers that come round the ring meanwhile are not held back (block_ms 300 would
+ * producers that come round the ring meanwhile are not held back (block_ms 1000 would
  * refuse them with SHOAL_AGAIN). */
 INTEG_TEST(test_cli_consume_blocked_on_its_output_holds_no_producer_back)
 {
@@ -275,7 +275,7 @@ INTEG_TEST(test_cli_consume_blocked_on_its_output_holds_no_producer_back)
     assert_int_equal(shoal_topic_create(f->c, "piped", &cfg), 0);
     memset(value, 'v', sizeof(value));
     shoal_producer_options_init(&po);
-    po.block_ms = 300;
+    po.block_ms = 1000;
     assert_int_equal(shoal_producer_open(f->c, "piped", &po, &p), 0);
     for (int i = 0; i < 40; i++) /* the last ~30 in the ring's two slots */
         assert_int_equal(shoal_send(p, &m, NULL), 0);
