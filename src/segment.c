@@ -679,8 +679,8 @@ out_reset:
 
 /* Writes go to the tracked end of each file. The files are opened O_APPEND, so the kernel
  * appends whatever offset pwrite is given; the offset only matters for retried short
- * writes, which it keeps in place either way. After a failed write the writer should be
- * closed: reopening drops a torn entry and recovery rebuilds anything else. */
+ * writes, which it keeps in place either way. A failed write leaves the writer as before
+ * the call, so the same batch may be added again. */
 int index_writer_add(index_writer_t *w, uint64_t pos, const record_batch_header_t *h)
 {
     index_entries_t e;
@@ -692,15 +692,19 @@ int index_writer_add(index_writer_t *w, uint64_t pos, const record_batch_header_
     if (!e.index)
         return 0;
     rc = shoal__pwrite_all(w->index_fd, e.idx, sizeof(e.idx), w->index_bytes);
-    if (rc)
-        return SHOAL_ERR(rc, "writing .index of segment %" PRId64, w->base);
+    if (rc == 0 && e.timeindex)
+        rc = shoal__pwrite_all(w->timeindex_fd, e.ts, sizeof(e.ts), w->timeindex_bytes);
+    if (rc) {
+        /* Both files back to their entries so far (the writes append), the writer's state
+         * unchanged: the flusher's retry of this batch (a full disk) writes them again,
+         * once. Cutting a file back needs no space. */
+        (void)!ftruncate(w->index_fd, (off_t)w->index_bytes);
+        (void)!ftruncate(w->timeindex_fd, (off_t)w->timeindex_bytes);
+        return SHOAL_ERR(rc, "writing the index of segment %" PRId64, w->base);
+    }
     index_note_index(w, pos);
-    if (!e.timeindex)
-        return 0;
-    rc = shoal__pwrite_all(w->timeindex_fd, e.ts, sizeof(e.ts), w->timeindex_bytes);
-    if (rc)
-        return SHOAL_ERR(rc, "writing .timeindex of segment %" PRId64, w->base);
-    index_note_timeindex(w, &e);
+    if (e.timeindex)
+        index_note_timeindex(w, &e);
     return 0;
 }
 

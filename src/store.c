@@ -19,10 +19,12 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "util.h"
 
@@ -178,6 +180,28 @@ static int check_file_length(store_t *st, const char *dir)
     return 0;
 }
 
+/* Disk blocks for the store to grow into, taken at open beyond the end of data.mdb (its
+ * size, which LMDB reads, does not change): on a full disk, commits still find room, among
+ * them the topic delete or retention change that would free space. Where the filesystem
+ * cannot preallocate, only this margin is missing. */
+#define STORE_RESERVE_BYTES (8 << 20)
+#define STORE_RESERVE_MIN   (64 << 10)
+
+static void reserve_room(store_t *st)
+{
+    mdb_filehandle_t fd;
+    struct statvfs fs;
+    off_t len = STORE_RESERVE_BYTES;
+
+    if (mdb_env_get_fd(st->env, &fd) != 0)
+        return;
+    if (fstatvfs(fd, &fs) == 0) /* a small filesystem gives a 64th of itself at most */
+        len = SHOAL_MIN(len, (off_t)(fs.f_blocks / 64 * fs.f_frsize));
+    for (; len >= STORE_RESERVE_MIN; len /= 4) /* and less when that much is not free */
+        if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, len) == 0)
+            return;
+}
+
 static int open_env(store_t *st, const char *dir, size_t map_bytes)
 {
     int rc;
@@ -194,6 +218,7 @@ static int open_env(store_t *st, const char *dir, size_t map_bytes)
         return store_err(rc, dir);
     if ((rc = check_file_length(st, dir)) < 0)
         return rc;
+    reserve_room(st);
     return open_dbs(st);
 }
 

@@ -595,7 +595,10 @@ static int flusher_write(dpart_t *p, uint64_t used)
             return SHOAL_ERR(SHOAL_ECORRUPT, "%s-%u: malformed batch in slot %u at byte %llu",
                              p->topic, p->id, p->fl_slot, (unsigned long long)pos);
         }
-        if ((rc = index_writer_add(&p->iw, pos, &h)) < 0)
+        /* After a failure later in this range (a full disk), the retry passes again over
+         * batches the index writer has taken: up to its last entry, they are skipped. */
+        if (!(p->iw.has_entry && pos <= p->iw.last_indexed_pos) &&
+            (rc = index_writer_add(&p->iw, pos, &h)) < 0)
             return rc;
         p->written_offset = h.base_offset + h.last_offset_delta + 1;
         pos += record_batch_size(&h);

@@ -736,6 +736,38 @@ static void test_index_writer_indexes_first_batch_and_every_interval(void **stat
     free(ts);
 }
 
+/* A failed .timeindex write (a full disk) leaves the writer where it was: the flusher's
+ * retry of the same batch writes both entries, once each, instead of being refused as
+ * "not after the last entry" for ever. */
+static void test_index_writer_retries_a_batch_whose_timeindex_write_failed(void **state)
+{
+    const char *dir = *state;
+    record_batch_header_t h;
+    index_writer_t w;
+    uint8_t *idx, *ts;
+    size_t n = 0, tn = 0;
+    int fd;
+
+    assert_int_equal(index_writer_open(&w, dir, 100), 0);
+    header_at(&h, 100, 2, 50);
+    fd = w.timeindex_fd;
+    w.timeindex_fd = open("/dev/full", O_WRONLY);
+    assert_true(w.timeindex_fd >= 0);
+    assert_int_equal(index_writer_add(&w, 0, &h), -ENOSPC);
+    close(w.timeindex_fd);
+    w.timeindex_fd = fd;
+    assert_int_equal(index_writer_add(&w, 0, &h), 0);
+    assert_int_equal(w.index_bytes, SEGMENT_INDEX_ENTRY_BYTES);
+    assert_int_equal(w.timeindex_bytes, SEGMENT_TIMEINDEX_ENTRY_BYTES);
+    index_writer_close(&w);
+    idx = seg_read(dir, 100, ".index", &n);
+    ts = seg_read(dir, 100, ".timeindex", &tn);
+    assert_int_equal(n, SEGMENT_INDEX_ENTRY_BYTES);
+    assert_int_equal(tn, SEGMENT_TIMEINDEX_ENTRY_BYTES);
+    free(idx);
+    free(ts);
+}
+
 static void test_index_writer_reopen_continues_after_existing_entries(void **state)
 {
     const char *dir = *state;
@@ -1120,6 +1152,7 @@ int main(void)
         T(test_lookups_report_offsets_going_backwards),
         T(test_index_writer_writes_sparse_kafka_entries),
         T(test_index_writer_indexes_first_batch_and_every_interval),
+        T(test_index_writer_retries_a_batch_whose_timeindex_write_failed),
         T(test_index_writer_reopen_continues_after_existing_entries),
         T(test_files_are_created_mode_0600),
         T(test_recover_truncates_torn_tail_of_last_segment),
