@@ -44,10 +44,26 @@ static int64_t flushed_offset(void)
     return off;
 }
 
+/* A topic of 64 KiB segments and slots ring slots on cl, and a producer on it with po
+ * (NULL: the defaults). */
+static shoal_producer_t *small_topic(shoal_client_t *cl, const char *name, uint32_t slots,
+                                     const shoal_producer_options_t *po)
+{
+    shoal_topic_config_t cfg;
+    shoal_producer_t *p;
+
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 64 << 10;
+    cfg.ring_slots = slots;
+    cfg.max_record_bytes = 4096;
+    assert_int_equal(shoal_topic_create(cl, name, &cfg), 0);
+    assert_int_equal(shoal_producer_open(cl, name, po, &p), 0);
+    return p;
+}
+
 static void test_full_disk_backpressures_then_resumes_without_loss(void **state)
 {
     shoal_producer_options_t opts;
-    shoal_topic_config_t cfg;
     shoal_producer_t *p, *pd;
     shoal_consumer_t *k;
     shoal_record_t r[64];
@@ -55,14 +71,9 @@ static void test_full_disk_backpressures_then_resumes_without_loss(void **state)
     int64_t next = 0;
     (void)state;
 
-    shoal_topic_config_init(&cfg);
-    cfg.segment_bytes = 64 << 10;
-    cfg.ring_slots = 2;
-    cfg.max_record_bytes = 4096;
-    assert_int_equal(shoal_topic_create(client, "full", &cfg), 0);
     shoal_producer_options_init(&opts);
     opts.block_ms = 300;
-    assert_int_equal(shoal_producer_open(client, "full", &opts, &p), 0);
+    p = small_topic(client, "full", 2, &opts);
     for (; acked < 20; acked++)
         assert_int_equal(send_one(p, acked), 0);
 
@@ -106,21 +117,6 @@ static void test_full_disk_backpressures_then_resumes_without_loss(void **state)
     shoal_producer_close(p);
 }
 
-/* A topic of 64 KiB segments and slots ring slots, and a producer on it. */
-static shoal_producer_t *small_topic(const char *name, uint32_t slots)
-{
-    shoal_topic_config_t cfg;
-    shoal_producer_t *p;
-
-    shoal_topic_config_init(&cfg);
-    cfg.segment_bytes = 64 << 10;
-    cfg.ring_slots = slots;
-    cfg.max_record_bytes = 4096;
-    assert_int_equal(shoal_topic_create(client, name, &cfg), 0);
-    assert_int_equal(shoal_producer_open(client, name, NULL, &p), 0);
-    return p;
-}
-
 /* A stop while the disk is full: the daemon names the records left in shared memory and
  * exits 1, not "stopped cleanly"; the next start, with space, writes them out. */
 static void test_stop_with_records_off_disk_says_so_and_the_next_start_writes_them(void **state)
@@ -129,7 +125,7 @@ static void test_stop_with_records_off_disk_says_so_and_the_next_start_writes_th
     int acked = 0;
     (void)state;
 
-    p = small_topic("full", 2);
+    p = small_topic(client, "full", 2, NULL);
     harness_flag_file(enospc, true);
     for (; acked < 30; acked++)
         assert_int_equal(send_one(p, acked), 0);
@@ -173,7 +169,7 @@ static void test_restart_clears_the_last_runs_disk_error(void **state)
     shoal_producer_t *p;
     (void)state;
 
-    p = small_topic("stale", 2);
+    p = small_topic(client, "stale", 2, NULL);
     harness_flag_file(enospc, true);
     for (int i = 0; i < 5; i++)
         assert_int_equal(send_one(p, i), 0);
@@ -201,7 +197,7 @@ static void test_retention_runs_while_the_disk_is_full(void **state)
     int64_t start = 0;
     (void)state;
 
-    p = small_topic("full", 4);
+    p = small_topic(client, "full", 4, NULL);
     for (int i = 0; i < 200; i++) /* three sealed segments and a fourth begun */
         assert_int_equal(send_one(p, i), 0);
     for (int i = 0; i < 500 && flushed_offset() < 200; i++)
@@ -248,7 +244,6 @@ static void tiny_cleanup(void)
 static void test_a_topic_can_be_deleted_when_the_disk_is_really_full(void **state)
 {
     shoal_producer_options_t po;
-    shoal_topic_config_t cfg;
     shoal_client_t *c;
     shoal_producer_t *p;
     char dir[PATH_MAX], data[PATH_MAX + 8], cmd[PATH_MAX + 64];
@@ -265,14 +260,9 @@ static void test_a_topic_can_be_deleted_when_the_disk_is_really_full(void **stat
     snprintf(data, sizeof(data), "%s/data", dir);
     assert_int_equal(harness_daemon_start(&tiny_daemon, "tiny", "--data-dir", data, NULL), 0);
     assert_int_equal(shoal_client_open(tiny_daemon.socket, &c), 0);
-    shoal_topic_config_init(&cfg);
-    cfg.segment_bytes = 64 << 10;
-    cfg.ring_slots = 2;
-    cfg.max_record_bytes = 4096;
-    assert_int_equal(shoal_topic_create(c, "big", &cfg), 0);
     shoal_producer_options_init(&po);
     po.block_ms = 200;
-    assert_int_equal(shoal_producer_open(c, "big", &po, &p), 0);
+    p = small_topic(c, "big", 2, &po);
     for (int i = 0; i < 10000 && rc == 0; i++) {
         char value[VALUE_BYTES] = {0};
         shoal_message_t m = {.value = value, .value_len = sizeof(value), .partition = 0};
@@ -282,7 +272,7 @@ static void test_a_topic_can_be_deleted_when_the_disk_is_really_full(void **stat
     assert_non_null(strstr(shoal_errmsg(), "cannot write to disk"));
     shoal_producer_close(p);
     assert_int_equal(shoal_topic_delete(c, "big"), 0);
-    assert_int_equal(shoal_topic_create(c, "after", &cfg), 0);
+    shoal_producer_close(small_topic(c, "after", 2, NULL));
     shoal_client_close(c);
     assert_int_equal(harness_daemon_stop(&tiny_daemon), 0);
 }
