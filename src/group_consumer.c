@@ -883,7 +883,8 @@ int shoal_consumer_subscribe(shoal_consumer_t *c, const char *const *topics, siz
     int rc;
 
     shoal__clear_err();
-    if (!c || !(g = consumer__group(c)))
+    SHOAL_NEED(c);
+    if (!(g = consumer__group(c)))
         return SHOAL_ERR(SHOAL_EGROUPID, "subscribe needs a consumer opened with a group_id");
     if (n == 0 || !topics || g->topics)
         return SHOAL_ERR(SHOAL_EINVAL, "subscribe needs topics, once per consumer");

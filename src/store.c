@@ -191,14 +191,15 @@ static void reserve_room(store_t *st)
 {
     mdb_filehandle_t fd;
     struct statvfs fs;
+    struct stat st_file;
     off_t len = STORE_RESERVE_BYTES;
 
-    if (mdb_env_get_fd(st->env, &fd) != 0)
+    if (mdb_env_get_fd(st->env, &fd) != 0 || fstat(fd, &st_file) != 0)
         return;
     if (fstatvfs(fd, &fs) == 0) /* a small filesystem gives a 64th of itself at most */
         len = SHOAL_MIN(len, (off_t)(fs.f_blocks / 64 * fs.f_frsize));
     for (; len >= STORE_RESERVE_MIN; len /= 4) /* and less when that much is not free */
-        if (fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, len) == 0)
+        if (fallocate(fd, FALLOC_FL_KEEP_SIZE, st_file.st_size, len) == 0)
             return;
 }
 

@@ -285,12 +285,12 @@ static int topic_delete_unserved(broker_t *b, const char *name)
     if ((offsets = store_topic_delete(b->store, name)) < 0)
         return offsets;
     for (uint32_t i = 0; i < known; i++)
-        dpart_remove_files(b->cfg->data_dir, b->shm_dir, name, i);
+        dpart_remove_files(b->cfg->data_dir, b->shm_dir, name, i, &cfg);
     for (d = opendir(b->cfg->data_dir); d && (e = readdir(d));) {
         char topic[SHOAL_TOPIC_NAME_MAX + 1];
         if (partition_dir_topic(e->d_name, topic, sizeof(topic)) && !strcmp(topic, name))
             dpart_remove_files(b->cfg->data_dir, b->shm_dir, name,
-                               (uint32_t)strtoul(strrchr(e->d_name, '-') + 1, NULL, 10));
+                               (uint32_t)strtoul(strrchr(e->d_name, '-') + 1, NULL, 10), NULL);
     }
     if (d)
         closedir(d);

@@ -1118,11 +1118,23 @@ void dpart_remove(dpart_t *p)
         log_warn("%s-%u: could not remove %s", p->topic, p->id, p->dir);
 }
 
-void dpart_remove_files(const char *data_dir, const char *shm_dir, const char *topic, uint32_t id)
+void dpart_remove_files(const char *data_dir, const char *shm_dir, const char *topic, uint32_t id,
+                        const shoal_topic_config_t *cfg)
 {
     dpart_t p = {0};
+    ring_params_t rp;
+
     if (dpart_names(&p, data_dir, shm_dir, topic, id) < 0)
         return;
+    if (cfg) { /* clients still attached from before are told, as for any delete */
+        p.cfg = *cfg;
+        p.id = id;
+        params_of(&p, &rp);
+        if (ring_open(&p.ring, p.shm_dir, p.shm_name, &rp, p.ring_files) == 0) {
+            ring_close_shared(&p.ring, SHM_CLOSED_DELETED);
+            ring_unmap(&p.ring);
+        }
+    }
     ring_unlink(p.shm_dir, p.shm_name, SHM_MAX_SLOTS);
     if (rm_tree(p.dir) < 0)
         log_warn("%s-%u: could not remove %s", topic, id, p.dir);
@@ -1130,7 +1142,9 @@ void dpart_remove_files(const char *data_dir, const char *shm_dir, const char *t
 
 int64_t dpart_unsynced(const dpart_t *p)
 {
-    if (!is_disk(p) || atomic_load(&p->broken) || !p->ring.ctl)
+    /* After a good final pass, what producers appended since is as if appended while the
+     * daemon was down (they need no daemon): the next start writes it out, no failure. */
+    if (!is_disk(p) || atomic_load(&p->broken) || !p->ring.ctl || p->last_error == 0)
         return 0;
     return atomic_load(&p->ring.ctl->log_end_offset) - p->synced_offset;
 }

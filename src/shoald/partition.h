@@ -106,16 +106,19 @@ bool dpart_fsync_wanted(dpart_t *p, uint32_t flush_waiters);
  * mappings, so that a file some client cut short faults in shoald (which shmguard turns
  * into a check at the next dpart_flush) even where shoald reads nothing. */
 void dpart_reap(dpart_t *p);
-/* Records of a disk partition not yet fsynced to its segments (0 for a memory topic, or
- * one stopped as broken, whose loss was logged when it stopped). Flusher thread only. */
+/* Records of a disk partition its last flush pass failed to fsync to its segments (0 when
+ * that pass succeeded, for a memory topic, or for one stopped as broken, whose loss was
+ * logged when it stopped). Flusher thread only. */
 int64_t dpart_unsynced(const dpart_t *p);
 /* Unmap and close; the caller has run a final flush. */
 void dpart_close(dpart_t *p);
 /* Topic deletion: stop clients (deleted flag + wake-up), remove shm and disk files. */
 void dpart_remove(dpart_t *p);
 /* The same for a partition that was never opened: its ring files (any slot count) and its
- * directory, if they exist. */
-void dpart_remove_files(const char *data_dir, const char *shm_dir, const char *topic, uint32_t id);
+ * directory, if they exist. With the topic's config, clients still attached to a ring that
+ * survived from an earlier run are told it was deleted first. */
+void dpart_remove_files(const char *data_dir, const char *shm_dir, const char *topic, uint32_t id,
+                        const shoal_topic_config_t *cfg);
 
 /* The disk segment holding offset: a read-only descriptor, its base offset, size and the
  * byte position of the batch holding offset. SHOAL_EOFFSET when no segment holds it. */

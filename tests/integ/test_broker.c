@@ -508,6 +508,7 @@ INTEG_TEST(test_null_handles_and_out_pointers_are_einval_not_faults)
     REFUSED(shoal_group_describe(f->c, "g", NULL), "out");
     REFUSED(shoal_group_reset_offsets(NULL, "g", "nul", SHOAL_SEEK_END, 0), "c");
     REFUSED(shoal_group_delete(NULL, "g"), "c");
+    REFUSED(shoal_consumer_subscribe(NULL, NULL, 0), "c");
 #undef REFUSED
     assert_int_equal(shoal_topic_config_get(&cfg, "retention.ms", NULL, 8), SHOAL_EINVAL);
     assert_int_equal(shoal_topic_config_get(&cfg, "retention.ms", NULL, 0), -ENOSPC);
@@ -560,13 +561,15 @@ INTEG_TEST(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept
 {
     shoal_topic_config_t cfg = topic_cfg(1, 1ull << 20, 2);
     char bad_log[PATH_MAX], good_log[PATH_MAX], store[PATH_MAX];
-    shoal_producer_t *p;
+    shoal_producer_t *p, *early;
+    shoal_ack_t ack;
     off_t good_bytes;
 
     assert_int_equal(shoal_topic_create(f->c, "good", &cfg), 0);
     assert_int_equal(shoal_topic_create(f->c, "bad", &cfg), 0);
     assert_int_equal(produce_range(f->c, "good", 0, 0, 5, SHOAL_ACKS_DISK), 0);
     assert_int_equal(produce_range(f->c, "bad", 0, 0, 3, SHOAL_ACKS_DISK), 0);
+    assert_int_equal(shoal_producer_open(f->c, "bad", NULL, &early), 0); /* stays mapped */
     assert_int_equal(harness_daemon_stop(&f->d), 0);
     snprintf(bad_log, sizeof(bad_log), "%s/bad-0/00000000000000000000.log", f->d.data_dir);
     snprintf(good_log, sizeof(good_log), "%s/good-0/00000000000000000000.log", f->d.data_dir);
@@ -584,8 +587,12 @@ INTEG_TEST(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept
     assert_int_equal(size_of(bad_log) >= 0, true); /* still the directory put there */
     assert_int_equal(shoal_topic_create(f->c, "bad", &cfg), SHOAL_ETOPICEXISTS);
     assert_non_null(strstr(shoal_errmsg(), "topic bad is not served"));
-    /* Deleting it takes its files; then the name is free again, and empty. */
+    /* Deleting it takes its files, tells a producer still on its ring from before; then
+     * the name is free again, and empty. */
+    assert_int_equal(send_one(early, 0, NULL, 0, "x", 1, &ack), 0);
     assert_int_equal(shoal_topic_delete(f->c, "bad"), 0);
+    assert_int_equal(send_one(early, 0, NULL, 0, "x", 1, &ack), SHOAL_ENOTOPIC);
+    shoal_producer_close(early);
     assert_int_equal(size_of(bad_log), -1);
     assert_int_equal(shoal_topic_delete(f->c, "bad"), SHOAL_ENOTOPIC);
     assert_non_null(strstr(shoal_errmsg(), "no topic named bad"));
