@@ -266,7 +266,7 @@ out_unlock:
     return rc;
 }
 
-static bool partition_dir_topic(const char *entry, char *name, size_t cap);
+static bool partition_dir_topic(const char *entry, char *name, size_t cap, uint32_t *id);
 
 /* A topic recovery left out: its record (maybe damaged), committed offsets and files go;
  * every partition directory of its name, since a damaged record may not say how many. */
@@ -288,9 +288,9 @@ static int topic_delete_unserved(broker_t *b, const char *name)
         dpart_remove_files(b->cfg->data_dir, b->shm_dir, name, i, &cfg);
     for (d = opendir(b->cfg->data_dir); d && (e = readdir(d));) {
         char topic[SHOAL_TOPIC_NAME_MAX + 1];
-        if (partition_dir_topic(e->d_name, topic, sizeof(topic)) && !strcmp(topic, name))
-            dpart_remove_files(b->cfg->data_dir, b->shm_dir, name,
-                               (uint32_t)strtoul(strrchr(e->d_name, '-') + 1, NULL, 10), NULL);
+        uint32_t id;
+        if (partition_dir_topic(e->d_name, topic, sizeof(topic), &id) && !strcmp(topic, name))
+            dpart_remove_files(b->cfg->data_dir, b->shm_dir, name, id, NULL);
     }
     if (d)
         closedir(d);
@@ -514,8 +514,9 @@ struct recovery {
     size_t unserved;
 };
 
-/* The topic name of a partition directory <name>-<digits>, or false. */
-static bool partition_dir_topic(const char *entry, char *name, size_t cap)
+/* The topic name of a partition directory <name>-<digits> (and the partition, when id is
+ * not NULL), or false. */
+static bool partition_dir_topic(const char *entry, char *name, size_t cap, uint32_t *id)
 {
     const char *dash = strrchr(entry, '-');
     size_t len = dash ? (size_t)(dash - entry) : 0;
@@ -523,6 +524,8 @@ static bool partition_dir_topic(const char *entry, char *name, size_t cap)
         return false;
     memcpy(name, entry, len);
     name[len] = '\0';
+    if (id)
+        *id = (uint32_t)strtoul(dash + 1, NULL, 10);
     return shoal_topic_name_is_valid(name);
 }
 
@@ -536,7 +539,7 @@ static void warn_unclaimed_dirs(broker_t *b)
     while (d && (e = readdir(d))) {
         char name[SHOAL_TOPIC_NAME_MAX + 1], dir[PATH_MAX];
         shoal_topic_config_t cfg;
-        if (!partition_dir_topic(e->d_name, name, sizeof(name)) ||
+        if (!partition_dir_topic(e->d_name, name, sizeof(name), NULL) ||
             store_topic_get(b->store, name, &cfg) != SHOAL_ENOTOPIC)
             continue;
         if (snprintf(dir, sizeof(dir), "%s/%s", b->cfg->data_dir, e->d_name) < (int)sizeof(dir) &&

@@ -1108,14 +1108,20 @@ static int rm_tree(const char *dir)
     return 0;
 }
 
+/* Unlink a partition's ring files (up to slots of them) and, with dir, its directory. */
+static void dpart_unlink(const dpart_t *p, uint32_t slots, bool dir)
+{
+    ring_unlink(p->shm_dir, p->shm_name, slots);
+    if (dir && rm_tree(p->dir) < 0)
+        log_warn("%s-%u: could not remove %s", p->topic, p->id, p->dir);
+}
+
 void dpart_remove(dpart_t *p)
 {
     if (p->ring.ctl)
         ring_close_shared(&p->ring, SHM_CLOSED_DELETED);
     dpart_close(p);
-    ring_unlink(p->shm_dir, p->shm_name, p->cfg.ring_slots);
-    if (is_disk(p) && rm_tree(p->dir) < 0)
-        log_warn("%s-%u: could not remove %s", p->topic, p->id, p->dir);
+    dpart_unlink(p, p->cfg.ring_slots, is_disk(p));
 }
 
 void dpart_remove_files(const char *data_dir, const char *shm_dir, const char *topic, uint32_t id,
@@ -1126,18 +1132,16 @@ void dpart_remove_files(const char *data_dir, const char *shm_dir, const char *t
 
     if (dpart_names(&p, data_dir, shm_dir, topic, id) < 0)
         return;
+    p.id = id;
     if (cfg) { /* clients still attached from before are told, as for any delete */
         p.cfg = *cfg;
-        p.id = id;
         params_of(&p, &rp);
         if (ring_open(&p.ring, p.shm_dir, p.shm_name, &rp, p.ring_files) == 0) {
             ring_close_shared(&p.ring, SHM_CLOSED_DELETED);
             ring_unmap(&p.ring);
         }
     }
-    ring_unlink(p.shm_dir, p.shm_name, SHM_MAX_SLOTS);
-    if (rm_tree(p.dir) < 0)
-        log_warn("%s-%u: could not remove %s", topic, id, p.dir);
+    dpart_unlink(&p, SHM_MAX_SLOTS, true);
 }
 
 int64_t dpart_unsynced(const dpart_t *p)

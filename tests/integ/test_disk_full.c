@@ -263,11 +263,8 @@ static void test_a_topic_can_be_deleted_when_the_disk_is_really_full(void **stat
     shoal_producer_options_init(&po);
     po.block_ms = 200;
     p = small_topic(c, "big", 2, &po);
-    for (int i = 0; i < 10000 && rc == 0; i++) {
-        char value[VALUE_BYTES] = {0};
-        shoal_message_t m = {.value = value, .value_len = sizeof(value), .partition = 0};
-        rc = shoal_send(p, &m, NULL);
-    }
+    for (int i = 0; i < 10000 && rc == 0; i++)
+        rc = send_one(p, i);
     assert_int_equal(rc, SHOAL_AGAIN);
     assert_non_null(strstr(shoal_errmsg(), "cannot write to disk"));
     shoal_producer_close(p);
