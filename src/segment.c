@@ -681,6 +681,8 @@ out_reset:
  * appends whatever offset pwrite is given; the offset only matters for retried short
  * writes, which it keeps in place either way. A failed write leaves the writer as before
  * the call, so the same batch may be added again. */
+int (*index_writer__fault_hook)(void);
+
 int index_writer_add(index_writer_t *w, uint64_t pos, const record_batch_header_t *h)
 {
     index_entries_t e;
@@ -692,6 +694,8 @@ int index_writer_add(index_writer_t *w, uint64_t pos, const record_batch_header_
     if (!e.index)
         return 0;
     rc = shoal__pwrite_all(w->index_fd, e.idx, sizeof(e.idx), w->index_bytes);
+    if (rc == 0 && __builtin_expect(index_writer__fault_hook != NULL, 0))
+        rc = index_writer__fault_hook();
     if (rc == 0 && e.timeindex)
         rc = shoal__pwrite_all(w->timeindex_fd, e.ts, sizeof(e.ts), w->timeindex_bytes);
     if (rc) {

@@ -114,6 +114,10 @@ typedef struct index_writer {
 int index_writer_open(index_writer_t *w, const char *dir, int64_t base);
 /* Note a batch written at log position pos; adds entries every interval. 0 or -errno. */
 int index_writer_add(index_writer_t *w, uint64_t pos, const record_batch_header_t *h);
+/* Test hook (NULL in production): called by index_writer_add() between a batch's .index
+ * entry and its .timeindex entry; a negative return fails the add there, as a full disk
+ * would, and the add rolls both files back. */
+extern int (*index_writer__fault_hook)(void);
 /* fsync both files. 0 or -errno. */
 int index_writer_sync(index_writer_t *w);
 void index_writer_close(index_writer_t *w);

@@ -28,8 +28,9 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,18 +65,37 @@ uint64_t dpart_bytes_flushed(void)
     return atomic_load_explicit(&bytes_flushed, memory_order_relaxed);
 }
 
-/* Fault hook for the disk-full tests: while the file named by $SHOALD_TEST_ENOSPC_FILE
- * exists, segment writes and fsyncs fail with ENOSPC. Unset (always, in production), it
- * costs one pointer test per write. */
+/* Fault hooks for the disk-full tests, read once from the environment; unset (always, in
+ * production) each costs one pointer test per write. While the file named by
+ * $SHOALD_TEST_ENOSPC_FILE exists, segment writes and fsyncs fail with ENOSPC. While the
+ * one named by $SHOALD_TEST_ENOSPC_INDEX_FILE exists, every second index entry fails
+ * half-written: its .index entry written, its .timeindex entry not. */
+static const char *enospc_file, *enospc_index_file;
+static pthread_once_t fault_hooks_once = PTHREAD_ONCE_INIT;
+
+static int enospc_while(const char *path)
+{
+    return path && access(path, F_OK) == 0 ? -ENOSPC : 0;
+}
+
+static int index_fault(void)
+{
+    static unsigned entries; /* the flusher thread's alone */
+    return enospc_while(enospc_index_file) < 0 && entries++ % 2 == 1 ? -ENOSPC : 0;
+}
+
+static void fault_hooks_read(void)
+{
+    enospc_file = getenv("SHOALD_TEST_ENOSPC_FILE");
+    enospc_index_file = getenv("SHOALD_TEST_ENOSPC_INDEX_FILE");
+    if (enospc_index_file)
+        index_writer__fault_hook = index_fault;
+}
+
 static int io_fault(void)
 {
-    static const char *path;
-    static bool looked;
-    if (!looked) {
-        path = getenv("SHOALD_TEST_ENOSPC_FILE");
-        looked = true;
-    }
-    return path && access(path, F_OK) == 0 ? -ENOSPC : 0;
+    pthread_once(&fault_hooks_once, fault_hooks_read);
+    return enospc_while(enospc_file);
 }
 
 static void params_of(const dpart_t *p, ring_params_t *rp)
@@ -562,18 +582,40 @@ static void dpart_stop(dpart_t *p)
     ring_close_shared(&p->ring, SHM_CLOSED_STOPPED);
 }
 
+/* Index the batches in slot bytes [pos, used), advancing written_offset past each. */
+static int flusher_index(dpart_t *p, const uint8_t *data, uint64_t pos, uint64_t used)
+{
+    while (pos < used) {
+        record_batch_header_t h;
+        int rc;
+        if (record_batch_parse(data + pos, used - pos, &h) != 0) {
+            dpart_stop(p);
+            return SHOAL_ERR(SHOAL_ECORRUPT, "%s-%u: malformed batch in slot %u at byte %llu",
+                             p->topic, p->id, p->fl_slot, (unsigned long long)pos);
+        }
+        /* After a failure later in this range (a full disk), the retry passes again over
+         * batches the index writer has taken: up to its last entry, they are skipped. */
+        if (!(p->iw.has_entry && pos <= p->iw.last_indexed_pos) &&
+            (rc = index_writer_add(&p->iw, pos, &h)) < 0)
+            return rc;
+        p->written_offset = h.base_offset + h.last_offset_delta + 1;
+        pos += record_batch_size(&h);
+    }
+    return 0;
+}
+
 /* Write slot bytes [fl_pos, used) and index the batches in them. */
 static int flusher_write(dpart_t *p, uint64_t used)
 {
     const uint8_t *data = p->ring.slots[p->fl_slot];
-    uint64_t pos = p->fl_pos, idx_before;
+    uint64_t idx_before;
     int rc;
 
     if (p->log_fd < 0 && (rc = flusher_open_file(p)) < 0)
         return rc;
     if (p->segment_since_ns == 0)
         p->segment_since_ns = shoal__mono_ns();
-    for (uint64_t at = pos; at < used;) {
+    for (uint64_t at = p->fl_pos; at < used;) {
         size_t n = (size_t)SHOAL_MIN(used - at, FLUSH_CHUNK_BYTES);
         rc = io_fault();
         if (rc == 0)
@@ -588,23 +630,12 @@ static int flusher_write(dpart_t *p, uint64_t used)
         at += n;
     }
     idx_before = p->iw.index_bytes + p->iw.timeindex_bytes;
-    while (pos < used) {
-        record_batch_header_t h;
-        if (record_batch_parse(data + pos, used - pos, &h) != 0) {
-            dpart_stop(p);
-            return SHOAL_ERR(SHOAL_ECORRUPT, "%s-%u: malformed batch in slot %u at byte %llu",
-                             p->topic, p->id, p->fl_slot, (unsigned long long)pos);
-        }
-        /* After a failure later in this range (a full disk), the retry passes again over
-         * batches the index writer has taken: up to its last entry, they are skipped. */
-        if (!(p->iw.has_entry && pos <= p->iw.last_indexed_pos) &&
-            (rc = index_writer_add(&p->iw, pos, &h)) < 0)
-            return rc;
-        p->written_offset = h.base_offset + h.last_offset_delta + 1;
-        pos += record_batch_size(&h);
-    }
+    rc = flusher_index(p, data, p->fl_pos, used);
+    /* Entries written before a failure need their fsync at the seal as much as any. */
     if (p->iw.index_bytes + p->iw.timeindex_bytes != idx_before)
         p->index_dirty = true;
+    if (rc < 0)
+        return rc;
     atomic_fetch_add(&p->disk_bytes_active, used - p->fl_pos);
     atomic_fetch_add_explicit(&bytes_flushed, used - p->fl_pos, memory_order_relaxed);
     p->fl_pos = used;

@@ -617,5 +617,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_daemon_out_of_descriptors_drops_clients_and_rests,
                                         setup, teardown),
     };
+    harness_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -723,5 +723,6 @@ int main(void)
         T(test_crash_after_swap_completes_the_new_segment),
     };
 #undef T
+    harness_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

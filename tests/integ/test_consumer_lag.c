@@ -134,5 +134,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_consumer_steps_aside_for_a_waiting_producer,
                                         setup, teardown),
     };
+    harness_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,9 @@
  * nothing acknowledged, and the broker resumes by itself when space returns.
  *
  * The daemon runs with SHOALD_TEST_ENOSPC_FILE: while that file exists its segment writes
- * and fsyncs fail with ENOSPC, as on a full filesystem. */
+ * and fsyncs fail with ENOSPC, as on a full filesystem; and with
+ * SHOALD_TEST_ENOSPC_INDEX_FILE: while that one exists, every second index entry fails
+ * after its .index part is written. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,7 +25,8 @@
 
 static struct harness_daemon daemon_;
 static shoal_client_t *client;
-static char enospc[128];
+static char enospc[128];       /* while it exists, segment writes fail */
+static char enospc_index[128]; /* while it exists, every second index entry fails */
 
 static int send_one(shoal_producer_t *p, int seq)
 {
@@ -223,6 +226,70 @@ static void test_retention_runs_while_the_disk_is_full(void **state)
     shoal_producer_close(p);
 }
 
+/* The bytes of segment base's file ext of topic, in a malloc'd buffer (*len of them). */
+static uint8_t *segment_file(const char *topic, int64_t base, const char *ext, size_t *len)
+{
+    char path[PATH_MAX];
+    uint8_t *buf;
+    snprintf(path, sizeof(path), "%s/%s-0/%020lld%s", daemon_.data_dir, topic, (long long)base,
+             ext);
+    buf = harness_read_file(path, len);
+    assert_non_null(buf);
+    return buf;
+}
+
+/* Index entries that failed half-written (.index entry in, .timeindex entry not) are cut
+ * back and written again once: every record reaches the disk, and each segment's .index is
+ * byte for byte that of the same records flushed without a fault, its .timeindex the same
+ * offsets. */
+static void test_failed_index_writes_are_retried_once(void **state)
+{
+    const char *topics[] = {"clean", "faulty"};
+    int64_t bases[2][8];
+    size_t nbases[2];
+    (void)state;
+
+    for (int t = 0; t < 2; t++) {
+        shoal_producer_t *p = small_topic(client, topics[t], 4, NULL);
+        harness_flag_file(enospc_index, t == 1);
+        for (int i = 0; i < 150; i++)
+            assert_int_equal(send_one(p, i), 0);
+        assert_int_equal(shoal_producer_wait(p, 0, 149, SHOAL_ACKS_DISK, 5000), 0);
+        harness_flag_file(enospc_index, false);
+        shoal_producer_close(p);
+    }
+    assert_true(harness_daemon_log_contains(&daemon_, "faulty-0: flush failed"));
+    assert_false(harness_daemon_log_contains(&daemon_, "clean-0: flush failed"));
+    shoal_client_close(client);
+    client = NULL;
+    assert_int_equal(harness_daemon_stop(&daemon_), 0); /* seals: the index files are final */
+
+    for (int t = 0; t < 2; t++)
+        nbases[t] = harness_segment_bases(&daemon_, topics[t], bases[t], 8);
+    assert_true(nbases[0] >= 3);
+    assert_int_equal(nbases[1], nbases[0]);
+    for (size_t i = 0; i < nbases[0]; i++) {
+        size_t len[2], tlen[2];
+        uint8_t *idx[2], *ts[2];
+        assert_int_equal(bases[1][i], bases[0][i]);
+        for (int t = 0; t < 2; t++) {
+            idx[t] = segment_file(topics[t], bases[t][i], ".index", &len[t]);
+            ts[t] = segment_file(topics[t], bases[t][i], ".timeindex", &tlen[t]);
+        }
+        assert_true(len[0] >= 2 * 8);
+        assert_int_equal(len[1], len[0]);
+        assert_memory_equal(idx[1], idx[0], len[0]);
+        /* 12-byte entries: timestamp, then relative offset. */
+        assert_int_equal(tlen[1] % 12, 0);
+        for (size_t e = 0; e + 12 <= tlen[1]; e += 12)
+            assert_true(e == 0 || memcmp(ts[1] + e + 8, ts[1] + e - 4, 4) > 0);
+        for (int t = 0; t < 2; t++) {
+            free(idx[t]);
+            free(ts[t]);
+        }
+    }
+}
+
 /* On a really full filesystem (a 4 MiB tmpfs, root only) the metadata store still commits
  * from the room it set aside at open: deleting a topic, the way to free space, works. */
 static struct harness_daemon tiny_daemon;
@@ -279,8 +346,11 @@ static int setup(void **state)
     (void)state;
     harness_watchdog(60, "test_disk_full");
     snprintf(enospc, sizeof(enospc), "/tmp/shoal-test-enospc-%d", (int)getpid());
+    snprintf(enospc_index, sizeof(enospc_index), "/tmp/shoal-test-enospc-index-%d", (int)getpid());
     unlink(enospc);
+    unlink(enospc_index);
     setenv("SHOALD_TEST_ENOSPC_FILE", enospc, 1);
+    setenv("SHOALD_TEST_ENOSPC_INDEX_FILE", enospc_index, 1);
     if (harness_daemon_start(&daemon_, "full", NULL) < 0)
         return -1;
     return shoal_client_open(daemon_.socket, &client) < 0 ? -1 : 0;
@@ -291,7 +361,9 @@ static int teardown(void **state)
     (void)state;
     shoal_client_close(client);
     unlink(enospc);
+    unlink(enospc_index);
     unsetenv("SHOALD_TEST_ENOSPC_FILE");
+    unsetenv("SHOALD_TEST_ENOSPC_INDEX_FILE");
     tiny_cleanup();
     harness_kill_children();
     harness_watchdog(0, NULL);
@@ -310,8 +382,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_retention_runs_while_the_disk_is_full, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_failed_index_writes_are_retried_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_topic_can_be_deleted_when_the_disk_is_really_full,
                                         setup, teardown),
     };
+    harness_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -294,5 +294,6 @@ int main(void)
         T(test_seek_to_an_overwritten_offset_reports_it_then_reads_the_oldest),
     };
 #undef T
+    harness_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

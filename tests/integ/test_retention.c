@@ -428,5 +428,6 @@ int main(void)
         T(test_alter_refuses_layout_unknown_and_bad_values_and_changes_nothing),
     };
 #undef T
+    harness_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
