@@ -114,6 +114,48 @@ static bool is_disk(const dpart_t *p)
 
 /* ------------------------------------------------------------------ recovery */
 
+typedef struct file_map {
+    const uint8_t *data;
+    size_t len;
+} file_map_t;
+
+/* Map dir/<base><ext> read-only. A missing or empty file maps to (NULL, 0): an index may be
+ * absent, and retention may have removed a listed segment since. 0 or -errno. */
+static int file_map_open(const char *dir, int64_t base, const char *ext, file_map_t *m)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    void *map;
+    int fd, rc = segment_path(path, sizeof(path), dir, base, ext);
+
+    m->data = NULL;
+    m->len = 0;
+    if (rc < 0)
+        return rc;
+    if ((fd = shoal__open_regular(path, O_RDONLY, 0)) < 0)
+        return fd == -ENOENT ? 0 : fd;
+    if (fstat(fd, &st) < 0) {
+        rc = SHOAL_ERR(-errno, "cannot stat %s", path);
+    } else if (st.st_size > 0) {
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+        if (map == MAP_FAILED)
+            rc = SHOAL_ERR(-errno, "cannot map %s", path);
+        else
+            m->data = map;
+        m->len = map == MAP_FAILED ? 0 : (size_t)st.st_size;
+    }
+    close(fd);
+    return rc;
+}
+
+static void file_map_close(file_map_t *m)
+{
+    if (m->data)
+        munmap((void *)m->data, m->len);
+    m->data = NULL;
+    m->len = 0;
+}
+
 /* What the disk holds, after the last segment's tail was checked. */
 struct disk_state {
     int64_t start;     /* base of the first segment */
@@ -236,6 +278,43 @@ static int sealed_indexes_rebuild(dpart_t *p, const int64_t *bases, size_t n)
     return 0;
 }
 
+/* The offset after the last batch of sealed segment base, scanning its log from the last
+ * .index entry (headers only), or -1 when it cannot be read or is damaged there. */
+static int64_t sealed_segment_end(const char *dir, int64_t base)
+{
+    file_map_t log, idx;
+    segment_scan_t scan = {.error = -1};
+    uint64_t pos = 0;
+
+    if (file_map_open(dir, base, ".log", &log) == 0 &&
+        file_map_open(dir, base, ".index", &idx) == 0) {
+        if (idx.len >= SEGMENT_INDEX_ENTRY_BYTES)
+            pos = shoal__get_be32(idx.data + idx.len - idx.len % SEGMENT_INDEX_ENTRY_BYTES -
+                                  SEGMENT_INDEX_ENTRY_BYTES + 4);
+        if (pos > log.len)
+            pos = 0;
+        segment_scan_bytes(log.data + pos, log.len - pos, base, false, NULL, NULL, &scan);
+        file_map_close(&idx);
+    }
+    file_map_close(&log);
+    return scan.error == 0 ? scan.next_offset : -1;
+}
+
+/* Segments follow each other without gaps (compaction keeps each one's last batch): say
+ * which offsets a lost segment file took, rather than leave it to the first consumer. */
+static void segment_gaps_report(const dpart_t *p, const int64_t *bases, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        int64_t end = sealed_segment_end(p->dir, bases[i]);
+        if (end >= 0 && end < bases[i + 1])
+            log_warn("%s-%u: offsets %lld..%lld are missing from disk: segment %lld ends "
+                     "before them and segment %lld starts after (a segment file was lost); "
+                     "consumers reading them are told once and read on at %lld",
+                     p->topic, p->id, (long long)end, (long long)bases[i + 1] - 1,
+                     (long long)bases[i], (long long)bases[i + 1], (long long)bases[i + 1]);
+    }
+}
+
 static int disk_recover(dpart_t *p, struct disk_state *ds)
 {
     segment_recovery_t rec;
@@ -249,6 +328,7 @@ static int disk_recover(dpart_t *p, struct disk_state *ds)
     ds->segments = n;
     if (n == 0 || (rc = sealed_indexes_rebuild(p, bases, n)) < 0)
         goto out;
+    segment_gaps_report(p, bases, n);
     rc = segment_recover(p->dir, bases[n - 1], true, &rec);
     if (rc < 0) {
         log_error("%s-%u: segment %lld: %s", p->topic, p->id, (long long)bases[n - 1],
@@ -1317,48 +1397,6 @@ out_range:
 /* ------------------------------------------------------------------ timestamp lookups */
 
 #define DPART_TIME_TRIES 8 /* passes over disk and ring before the log is said to move too fast */
-
-typedef struct file_map {
-    const uint8_t *data;
-    size_t len;
-} file_map_t;
-
-/* Map dir/<base><ext> read-only. A missing or empty file maps to (NULL, 0): an index may be
- * absent, and retention may have removed a listed segment since. 0 or -errno. */
-static int file_map_open(const char *dir, int64_t base, const char *ext, file_map_t *m)
-{
-    char path[PATH_MAX];
-    struct stat st;
-    void *map;
-    int fd, rc = segment_path(path, sizeof(path), dir, base, ext);
-
-    m->data = NULL;
-    m->len = 0;
-    if (rc < 0)
-        return rc;
-    if ((fd = shoal__open_regular(path, O_RDONLY, 0)) < 0)
-        return fd == -ENOENT ? 0 : fd;
-    if (fstat(fd, &st) < 0) {
-        rc = SHOAL_ERR(-errno, "cannot stat %s", path);
-    } else if (st.st_size > 0) {
-        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-        if (map == MAP_FAILED)
-            rc = SHOAL_ERR(-errno, "cannot map %s", path);
-        else
-            m->data = map;
-        m->len = map == MAP_FAILED ? 0 : (size_t)st.st_size;
-    }
-    close(fd);
-    return rc;
-}
-
-static void file_map_close(file_map_t *m)
-{
-    if (m->data)
-        munmap((void *)m->data, m->len);
-    m->data = NULL;
-    m->len = 0;
-}
 
 /* Search one disk segment through its indexes. 0 with *offset; SHOAL_EOFFSET with *from
  * moved to the end of the segment's data; another negative code on failure. */

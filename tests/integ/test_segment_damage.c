@@ -301,16 +301,17 @@ INTEG_TEST(test_a_fifo_in_place_of_a_segment_is_refused_not_waited_on)
     produce(f, "fifo", RECORDS, 2);
 }
 
-/* A sealed segment lost from the middle of the log (its three files removed): a consumer
- * reading through gets every record before it, one SHOAL_ECORRUPT naming the missing
- * offsets, then every record after it (it used to get SHOAL_EOFFSET at the same position
- * for ever). */
+/* A sealed segment lost from the middle of the log (its three files removed): shoald names
+ * the missing offsets when it starts; a consumer reading through gets every record before
+ * them, one SHOAL_ECORRUPT naming them, then every record after (it used to get
+ * SHOAL_EOFFSET at the same position for ever). */
 INTEG_TEST(test_a_segment_lost_from_the_middle_is_reported_once_and_read_past)
 {
     static const char *const exts[] = {".log", ".index", ".timeindex"};
     int64_t bases[MAX_BASES], next = 0;
     shoal_consumer_t *k;
     shoal_record_t r[64];
+    char missing[64];
     int corrupt = 0, n;
 
     assert_true(produce_and_stop(f, "lost", bases) >= 4);
@@ -321,15 +322,15 @@ INTEG_TEST(test_a_segment_lost_from_the_middle_is_reported_once_and_read_past)
     }
     harness_daemon_wipe_shm(&f->d);
     restart(f);
+    snprintf(missing, sizeof(missing), "offsets %lld..%lld are missing from disk",
+             (long long)bases[1], (long long)bases[2] - 1);
+    assert_int_equal(harness_daemon_log_count(&f->d, missing), 1);
 
     assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
     assert_int_equal(shoal_consumer_assign(k, "lost", NULL, 0), 0);
     assert_int_equal(shoal_consumer_seek(k, "lost", 0, SHOAL_SEEK_BEGINNING, 0), 0);
     while (next < RECORDS && (n = shoal_poll(k, r, 64, 2000)) != 0) {
         if (n == SHOAL_ECORRUPT) {
-            char missing[64];
-            snprintf(missing, sizeof(missing), "offsets %lld..%lld are missing from disk",
-                     (long long)bases[1], (long long)bases[2] - 1);
             assert_non_null(strstr(shoal_errmsg(), missing));
             assert_int_equal(next, bases[1]);
             next = bases[2];
