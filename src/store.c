@@ -35,6 +35,7 @@
 
 struct store {
     MDB_env *env;
+    off_t reserved_to; /* data.mdb's blocks are allocated up to here (reserve_room) */
     MDB_dbi topics;
     MDB_dbi offsets;
     MDB_dbi groups;
@@ -131,6 +132,53 @@ int store_topic_decode(const uint8_t *in, size_t len, shoal_topic_config_t *cfg)
 
 /* ------------------------------------------------------------------ open / close */
 
+/* Disk blocks for the store to grow into, taken beyond the end of data.mdb (its size,
+ * which LMDB reads, does not change): on a full disk, commits still find room, among them
+ * the topic delete or retention change that would free space. Taken at open, and again
+ * after a commit that grew the file into the last of it. Where the filesystem cannot
+ * preallocate, only this margin is missing. */
+#define STORE_RESERVE_BYTES (8 << 20)
+#define STORE_RESERVE_MIN   (64 << 10)
+
+static void reserve_room(store_t *st)
+{
+    mdb_filehandle_t fd;
+    struct statvfs fs;
+    struct stat st_file;
+    off_t len = STORE_RESERVE_BYTES;
+
+    if (mdb_env_get_fd(st->env, &fd) != 0 || fstat(fd, &st_file) != 0)
+        return;
+    st->reserved_to = st_file.st_size;
+    if (fstatvfs(fd, &fs) == 0) /* a small filesystem gives a 64th of itself at most */
+        len = SHOAL_MIN(len, (off_t)(fs.f_blocks / 64 * fs.f_frsize));
+    for (; len >= STORE_RESERVE_MIN; len /= 4) { /* and less when that much is not free */
+        int rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, st_file.st_size, len) == 0 ? 0 : errno;
+        if (rc == 0)
+            st->reserved_to = st_file.st_size + len;
+        else if (rc == EOPNOTSUPP) /* not again at every commit */
+            st->reserved_to = st_file.st_size + STORE_RESERVE_MIN;
+        if (rc != ENOSPC)
+            return;
+    }
+}
+
+/* Commit txn (which frees it either way), then renew the reserve when the file has grown
+ * into its last STORE_RESERVE_MIN bytes. 0 or the commit's error. */
+static int store_commit(store_t *st, MDB_txn *txn, const char *what)
+{
+    mdb_filehandle_t fd;
+    struct stat st_file;
+    int rc = mdb_txn_commit(txn);
+
+    if (rc != 0)
+        return store_err(rc, what);
+    if (mdb_env_get_fd(st->env, &fd) == 0 && fstat(fd, &st_file) == 0 &&
+        st_file.st_size + STORE_RESERVE_MIN > st->reserved_to)
+        reserve_room(st);
+    return 0;
+}
+
 static int open_dbs(store_t *st)
 {
     static const char *const names[STORE_DB_COUNT] = {"topics", "offsets", "groups", "acls"};
@@ -148,8 +196,7 @@ static int open_dbs(store_t *st)
             goto out_abort;
         }
     }
-    rc = mdb_txn_commit(txn); /* commit also frees txn on failure */
-    return rc == 0 ? 0 : store_err(rc, "commit");
+    return store_commit(st, txn, "commit");
 
 out_abort:
     mdb_txn_abort(txn);
@@ -178,29 +225,6 @@ static int check_file_length(store_t *st, const char *dir)
                          "restore it from a backup",
                          path, (long long)st_file.st_size, need);
     return 0;
-}
-
-/* Disk blocks for the store to grow into, taken at open beyond the end of data.mdb (its
- * size, which LMDB reads, does not change): on a full disk, commits still find room, among
- * them the topic delete or retention change that would free space. Where the filesystem
- * cannot preallocate, only this margin is missing. */
-#define STORE_RESERVE_BYTES (8 << 20)
-#define STORE_RESERVE_MIN   (64 << 10)
-
-static void reserve_room(store_t *st)
-{
-    mdb_filehandle_t fd;
-    struct statvfs fs;
-    struct stat st_file;
-    off_t len = STORE_RESERVE_BYTES;
-
-    if (mdb_env_get_fd(st->env, &fd) != 0 || fstat(fd, &st_file) != 0)
-        return;
-    if (fstatvfs(fd, &fs) == 0) /* a small filesystem gives a 64th of itself at most */
-        len = SHOAL_MIN(len, (off_t)(fs.f_blocks / 64 * fs.f_frsize));
-    for (; len >= STORE_RESERVE_MIN; len /= 4) /* and less when that much is not free */
-        if (fallocate(fd, FALLOC_FL_KEEP_SIZE, st_file.st_size, len) == 0)
-            return;
 }
 
 static int open_env(store_t *st, const char *dir, size_t map_bytes)
@@ -351,8 +375,7 @@ static int topic_write(store_t *st, const char *name, const shoal_topic_config_t
         mdb_txn_abort(txn);
         return rc;
     }
-    rc = mdb_txn_commit(txn);
-    return rc == 0 ? 0 : store_err(rc, "commit");
+    return store_commit(st, txn, "commit");
 
 out_abort:
     mdb_txn_abort(txn);
@@ -403,8 +426,8 @@ int store_topic_delete(store_t *st, const char *name)
         mdb_txn_abort(txn);
         return count;
     }
-    rc = mdb_txn_commit(txn);
-    return rc == 0 ? count : store_err(rc, "commit");
+    rc = store_commit(st, txn, "commit");
+    return rc == 0 ? count : rc;
 
 out_abort:
     mdb_txn_abort(txn);
@@ -519,8 +542,7 @@ int store_offsets_put(store_t *st, const store_offset_t *offs, size_t n)
             return store_err(rc, "put offset");
         }
     }
-    rc = mdb_txn_commit(txn);
-    return rc == 0 ? 0 : store_err(rc, "commit offsets");
+    return store_commit(st, txn, "commit offsets");
 }
 
 static int offset_decode(const MDB_val *val, int64_t *offset)
@@ -660,6 +682,6 @@ int store_offsets_delete(store_t *st, const char *group, const char *topic)
         mdb_txn_abort(txn);
         return count;
     }
-    rc = mdb_txn_commit(txn);
-    return rc == 0 ? count : store_err(rc, "commit");
+    rc = store_commit(st, txn, "commit");
+    return rc == 0 ? count : rc;
 }

@@ -334,6 +334,41 @@ static void test_store_open_on_a_file_fails_without_handle(void **state)
     harness_rmrf(dir);
 }
 
+/* Bytes of disk allocated to meta/data.mdb beyond its size: the room set aside. */
+static long long reserve_of(const char *meta, long long *size)
+{
+    char path[320];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s/data.mdb", meta);
+    assert_int_equal(stat(path, &sb), 0);
+    *size = (long long)sb.st_size;
+    return (long long)sb.st_blocks * 512 - (long long)sb.st_size;
+}
+
+/* The room set aside for commits on a full disk is renewed as the store grows into it, not
+ * only taken at open: after every commit, at least 64 KiB remain. */
+static void test_store_renews_its_reserve_as_it_grows(void **state)
+{
+    struct fixture *f = *state;
+    char group[201], topic[201];
+    store_offset_t offs[500];
+    long long size0, size, reserve0 = reserve_of(f->meta, &size0);
+
+    assert_true(reserve0 >= 64 << 10);
+    memset(group, 'g', 200);
+    memset(topic, 't', 200);
+    group[200] = topic[200] = '\0';
+    store_close(f->st);
+    assert_int_equal(store_open(f->meta, 64u << 20, &f->st), 0); /* room for ~13 MiB more */
+    for (int c = 0; c < 60; c++) {
+        for (int i = 0; i < 500; i++)
+            offs[i] = (store_offset_t){group, topic, c * 500 + i, i};
+        assert_int_equal(store_offsets_put(f->st, offs, 500), 0);
+        assert_true(reserve_of(f->meta, &size) >= 64 << 10);
+    }
+    assert_true(size > size0 + reserve0); /* it grew past what was set aside at open */
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -351,6 +386,7 @@ int main(void)
         T(test_store_foreach_on_empty_store_calls_nothing),
         T(test_store_reopen_keeps_topics),
         T(test_store_open_refuses_a_file_cut_short),
+        T(test_store_renews_its_reserve_as_it_grows),
         cmocka_unit_test(test_store_record_round_trip_and_layout),
         cmocka_unit_test(test_store_record_rejects_bad_length_and_version),
         cmocka_unit_test(test_store_version_1_record_decodes_with_lifecycle_defaults),
