@@ -12,11 +12,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "ctlsock.h"
@@ -173,6 +175,72 @@ static int check_new_config(const shoal_topic_config_t *cfg)
     return rc;
 }
 
+/* The system's available memory in bytes (MemAvailable of /proc/meminfo, or of the file
+ * $SHOALD_TEST_MEMINFO names, for the tests), or UINT64_MAX when unknown. */
+static uint64_t mem_available(void)
+{
+    const char *path = getenv("SHOALD_TEST_MEMINFO");
+    FILE *f = fopen(path ? path : "/proc/meminfo", "re");
+    unsigned long long kib;
+    uint64_t avail = UINT64_MAX;
+    char line[128];
+
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
+            avail = (uint64_t)kib << 10;
+            break;
+        }
+    if (f)
+        fclose(f);
+    return avail;
+}
+
+/* The -ENOSPC of check_shm_room(), saying what the topic needed and (fmt) what there is. */
+static int room_refused(const char *name, const shoal_topic_config_t *cfg, uint64_t need,
+                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int room_refused(const char *name, const shoal_topic_config_t *cfg, uint64_t need,
+                        const char *fmt, ...)
+{
+    char there[PATH_MAX + 64];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(there, sizeof(there), fmt, ap);
+    va_end(ap);
+    return SHOAL_ERR(-ENOSPC,
+                     "topic %s needs %llu MiB of shared memory (%u partition%s x %u ring slots x "
+                     "%llu-byte segments), more than the %s: fewer partitions or ring slots, or "
+                     "smaller segments, would fit",
+                     name, (unsigned long long)(need >> 20), cfg->partitions,
+                     SHOAL_PLURAL(cfg->partitions), cfg->ring_slots,
+                     (unsigned long long)cfg->segment_bytes, there);
+}
+
+/* Whether every ring of a new topic fits: in the shared memory directory's free space, and
+ * in the memory the system has available, less an eighth for everything else. A tmpfs is
+ * often sized at half of RAM or more, so its free space alone let one create of many
+ * partitions fill memory until the kernel killed shoald, a ring at a time. 0 or -ENOSPC. */
+static int check_shm_room(const broker_t *b, const char *name, const shoal_topic_config_t *cfg)
+{
+    uint64_t need = (uint64_t)cfg->partitions * cfg->ring_slots * cfg->segment_bytes;
+    uint64_t avail = mem_available(), free_bytes = UINT64_MAX;
+    struct statvfs vfs;
+
+    if (statvfs(b->shm_dir, &vfs) == 0)
+        free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    if (avail != UINT64_MAX)
+        avail -= avail / 8;
+    if (need <= free_bytes && need <= avail)
+        return 0;
+    if (need > free_bytes)
+        return room_refused(name, cfg, need, "%llu MiB free in %s",
+                            (unsigned long long)(free_bytes >> 20), b->shm_dir);
+    return room_refused(name, cfg, need,
+                        "%llu MiB of memory the system can spare (7/8 of what "
+                        "it has available)",
+                        (unsigned long long)(avail >> 20));
+}
+
 int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_t *cfg)
 {
     dtopic_t *t;
@@ -191,7 +259,8 @@ int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_
         rc = SHOAL_ERR(SHOAL_ETOPICEXISTS, NOT_SERVED, name);
         goto out_unlock;
     }
-    if ((cfg->storage == SHOAL_STORAGE_DISK &&
+    if ((rc = check_shm_room(b, name, cfg)) < 0 ||
+        (cfg->storage == SHOAL_STORAGE_DISK &&
          (rc = check_no_segments(b, name, cfg->partitions)) < 0) ||
         (rc = store_topic_put(b->store, name, cfg)) < 0)
         goto out_unlock;

@@ -27,6 +27,7 @@ static struct harness_daemon daemon_;
 static shoal_client_t *client;
 static char enospc[128];       /* while it exists, segment writes fail */
 static char enospc_index[128]; /* while it exists, every second index entry fails */
+static char meminfo[128];      /* while it exists, the daemon's /proc/meminfo */
 
 static int send_one(shoal_producer_t *p, int seq)
 {
@@ -290,6 +291,33 @@ static void test_failed_index_writes_are_retried_once(void **state)
     }
 }
 
+/* A topic whose rings would not fit is refused whole, before any ring is made, naming what
+ * it needs and what there is: here more than the memory the system can spare (a tmpfs the
+ * size of RAM let one create fill memory until the kernel killed shoald; test_client_faults
+ * has more than the shared memory directory holds). A topic that fits is made after. */
+static void test_a_topic_that_cannot_fit_in_memory_is_refused_whole(void **state)
+{
+    shoal_topic_config_t cfg;
+    shoal_topic_info_t *info;
+    FILE *f = fopen(meminfo, "w");
+    (void)state;
+
+    assert_non_null(f);
+    fprintf(f, "MemTotal:        1048576 kB\nMemAvailable:     262144 kB\n");
+    fclose(f);
+    shoal_topic_config_init(&cfg);
+    cfg.partitions = 4;
+    cfg.ring_slots = 2;
+    assert_int_equal(shoal_topic_create(client, "big", &cfg), -ENOSPC);
+    assert_non_null(strstr(shoal_errmsg(), "topic big needs 512 MiB of shared memory (4 partitions "
+                                           "x 2 ring slots x 67108864-byte segments), more than "
+                                           "the 224 MiB of memory the system can spare"));
+    assert_int_equal(shoal_topic_describe(client, "big", &info), SHOAL_ENOTOPIC);
+
+    cfg.partitions = 1;
+    assert_int_equal(shoal_topic_create(client, "big", &cfg), 0);
+}
+
 /* On a really full filesystem (a 4 MiB tmpfs, root only) the metadata store still commits
  * from the room it set aside at open: deleting a topic, the way to free space, works. */
 static struct harness_daemon tiny_daemon;
@@ -347,8 +375,11 @@ static int setup(void **state)
     harness_watchdog(60, "test_disk_full");
     snprintf(enospc, sizeof(enospc), "/tmp/shoal-test-enospc-%d", (int)getpid());
     snprintf(enospc_index, sizeof(enospc_index), "/tmp/shoal-test-enospc-index-%d", (int)getpid());
+    snprintf(meminfo, sizeof(meminfo), "/tmp/shoal-test-meminfo-%d", (int)getpid());
     unlink(enospc);
     unlink(enospc_index);
+    unlink(meminfo);
+    setenv("SHOALD_TEST_MEMINFO", meminfo, 1);
     setenv("SHOALD_TEST_ENOSPC_FILE", enospc, 1);
     setenv("SHOALD_TEST_ENOSPC_INDEX_FILE", enospc_index, 1);
     if (harness_daemon_start(&daemon_, "full", NULL) < 0)
@@ -362,6 +393,8 @@ static int teardown(void **state)
     shoal_client_close(client);
     unlink(enospc);
     unlink(enospc_index);
+    unlink(meminfo);
+    unsetenv("SHOALD_TEST_MEMINFO");
     unsetenv("SHOALD_TEST_ENOSPC_FILE");
     unsetenv("SHOALD_TEST_ENOSPC_INDEX_FILE");
     tiny_cleanup();
@@ -383,6 +416,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_runs_while_the_disk_is_full, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_failed_index_writes_are_retried_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_topic_that_cannot_fit_in_memory_is_refused_whole,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_topic_can_be_deleted_when_the_disk_is_really_full,
                                         setup, teardown),
     };
