@@ -677,11 +677,12 @@ out_reset:
     return rc;
 }
 
+int (*index_writer__fault_hook)(void);
+
 /* Writes go to the tracked end of each file. The files are opened O_APPEND, so the kernel
  * appends whatever offset pwrite is given; the offset only matters for retried short
  * writes, which it keeps in place either way. A failed write leaves the writer as before
  * the call, so the same batch may be added again. */
-int (*index_writer__fault_hook)(void);
 
 int index_writer_add(index_writer_t *w, uint64_t pos, const record_batch_header_t *h)
 {
@@ -814,23 +815,26 @@ static int index_build_batch(void *arg, uint64_t pos, const uint8_t *batch,
     return rc;
 }
 
-/* Whether the file at path holds exactly want[0..len); *had gets its length. A missing file
- * does not (had 0), nor does anything but a regular file (a FIFO there is replaced, never
- * read). */
-static int file_equals(const char *path, const uint8_t *want, size_t len, bool *equal, size_t *had)
+/* Compare the file at path with want[0..len): *had gets its length, *same the length of
+ * the prefix both share; *exists whether it is there. A missing file has nothing, nor
+ * does anything but a regular file (a FIFO there is replaced, never read). */
+static int file_compare(const char *path, const uint8_t *want, size_t len, bool *exists,
+                        size_t *had, size_t *same)
 {
     mapping_t m;
     int fd = shoal__open_regular(path, O_RDONLY | O_NOFOLLOW, 0);
     int rc;
 
-    *equal = false;
-    *had = 0;
+    *exists = false;
+    *had = *same = 0;
     if (fd < 0)
         return fd == -ENOENT || fd == SHOAL_ECORRUPT ? 0 : fd;
     rc = map_fd(fd, path, &m);
     if (rc == 0) {
-        *equal = m.len == len && (len == 0 || memcmp(m.data, want, len) == 0);
+        *exists = true;
         *had = m.len;
+        while (*same < m.len && *same < len && m.data[*same] == want[*same])
+            ++*same;
     }
     unmap(&m);
     close(fd);
@@ -871,24 +875,91 @@ out_unlink:
     return SHOAL_ERR(rc, "rewriting %s: %s", path, strerror(-rc));
 }
 
-/* Rewrite the index file with this extension unless it already holds exactly want. */
-/* Make dir/<base><ext> hold want; *rebuilt when it did not, *shrank when it held more
- * (entries for records the .log no longer has). */
-static int index_file_refresh(const char *dir, int64_t base, const char *ext, const bytebuf_t *want,
-                              bool *rebuilt, bool *shrank)
+/* file_compare() of dir/<base><ext> with want. */
+static int index_file_compare(const char *dir, int64_t base, const char *ext, const bytebuf_t *want,
+                              bool *exists, size_t *had, size_t *same)
 {
     char path[4096];
-    bool equal;
-    size_t had;
     int rc = segment_path(path, sizeof(path), dir, base, ext);
+    return rc ? rc : file_compare(path, want->p, want->len, exists, had, same);
+}
+
+/* Cut dir/<base><ext> back to its first n entries of entry_bytes, durably: no space needed. */
+static int index_file_cut(const char *dir, int64_t base, const char *ext, size_t entry_bytes,
+                          size_t n)
+{
+    char path[4096];
+    int fd, rc = segment_path(path, sizeof(path), dir, base, ext);
+
+    if (rc)
+        return rc;
+    if ((fd = shoal__open_regular(path, O_WRONLY | O_NOFOLLOW, 0)) < 0)
+        return fd == -ENOENT ? 0 : fd; /* the index writer creates it */
+    if (ftruncate(fd, (off_t)(n * entry_bytes)) != 0 || fsync(fd) != 0)
+        rc = SHOAL_ERR(-errno, "cutting %s back: %s", path, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+/* The disk is too full to rewrite the indexes: cut each back to the entries it shares with
+ * the rebuilt one (want), which needs no space. The .index keeps no entry past the last
+ * .timeindex entry kept (the first entry only when none is): the index writer restores its
+ * running maximum timestamp from that entry and the log's headers after the .index's last
+ * entry, so none of the batches between may be left out. Lookups scan further until a
+ * start with room rebuilds both. 0, or the rewrite's error when not even the first .index
+ * entry is right. */
+static int index_files_cut_back(const char *dir, int64_t base, const index_build_t *want, int err)
+{
+    size_t had, idx_n, ts_n, keep;
+    bool exists;
+    int64_t limit;
+    int rc = index_file_compare(dir, base, ".index", &want->index, &exists, &had, &idx_n);
 
     if (rc == 0)
-        rc = file_equals(path, want->p, want->len, &equal, &had);
-    if (rc || equal)
+        rc = index_file_compare(dir, base, ".timeindex", &want->timeindex, &exists, &had, &ts_n);
+    if (rc < 0)
         return rc;
-    *rebuilt = true;
-    *shrank |= had > want->len;
-    return file_replace(dir, base, ext, want);
+    idx_n /= SEGMENT_INDEX_ENTRY_BYTES;
+    ts_n /= SEGMENT_TIMEINDEX_ENTRY_BYTES;
+    /* the relative offset the last .timeindex entry kept names */
+    limit =
+        ts_n ? shoal__get_be32(want->timeindex.p + ts_n * SEGMENT_TIMEINDEX_ENTRY_BYTES - 4) : 0;
+    for (keep = idx_n ? 1 : 0; keep < idx_n; keep++)
+        if (shoal__get_be32(want->index.p + keep * SEGMENT_INDEX_ENTRY_BYTES) > limit)
+            break;
+    if (keep == 0 && want->index.len > 0)
+        return err;
+    if ((rc = index_file_cut(dir, base, ".timeindex", SEGMENT_TIMEINDEX_ENTRY_BYTES, ts_n)) < 0)
+        return rc;
+    return index_file_cut(dir, base, ".index", SEGMENT_INDEX_ENTRY_BYTES, keep);
+}
+
+/* Make the segment's .index and .timeindex hold what the scan built (b): rewrite each that
+ * differs (out->index_rebuilt; index_shrank when the .index held more: entries for records
+ * the .log no longer has). On a full disk, cut them back instead (index_short). */
+static int index_files_refresh(const char *dir, int64_t base, const index_build_t *b,
+                               segment_recovery_t *out)
+{
+    static const char *const exts[] = {".index", ".timeindex"};
+    const bytebuf_t *want[] = {&b->index, &b->timeindex};
+    int rc = 0;
+
+    for (size_t i = 0; i < 2 && rc == 0; i++) {
+        bool exists;
+        size_t had, same;
+        if ((rc = index_file_compare(dir, base, exts[i], want[i], &exists, &had, &same)) < 0 ||
+            (exists && had == want[i]->len && same == had))
+            continue;
+        out->index_rebuilt = true;
+        /* the .timeindex's rule changed once: only the .index tells that the log shrank */
+        out->index_shrank |= i == 0 && had > want[i]->len;
+        rc = file_replace(dir, base, exts[i], want[i]);
+    }
+    if (rc == -ENOSPC || rc == -EDQUOT) {
+        rc = index_files_cut_back(dir, base, b, rc);
+        out->index_short = rc == 0;
+    }
+    return rc;
 }
 
 /* The scan found damage: cut the last segment back to its good prefix, durably; refuse to
@@ -931,10 +1002,7 @@ int segment_recover(const char *dir, int64_t base, bool is_last, segment_recover
     /* Truncating under the mapping is safe: nothing past the good prefix is read again. */
     if (out->scan.error && (rc = recover_tail(fd, path, is_last, out)) != 0)
         goto out_free_index;
-    rc = index_file_refresh(dir, base, ".index", &b.index, &out->index_rebuilt, &out->index_shrank);
-    if (rc == 0)
-        rc = index_file_refresh(dir, base, ".timeindex", &b.timeindex, &out->index_rebuilt,
-                                &(bool){false}); /* its rule changed once: the .index tells */
+    rc = index_files_refresh(dir, base, &b, out);
 
 out_free_index:
     shoal__free(b.index.p);

@@ -84,11 +84,13 @@ typedef struct segment_recovery {
     uint64_t truncated_bytes;
     bool index_rebuilt;
     bool index_shrank; /* the old .index knew of records the .log no longer holds */
+    bool index_short;  /* a full disk left the index cut back, not rebuilt */
 } segment_recovery_t;
 
 /* Recover the segment dir/<base>.log: scan it with CRCs; when it is the last segment
  * (is_last) truncate a torn or corrupt tail to the good prefix and fsync; rebuild .index
- * and .timeindex when missing, shorter than the log needs, or pointing past the log.
+ * and .timeindex when missing, shorter than the log needs, or pointing past the log (on a
+ * full disk, cut them back to their entries that are right instead: index_short).
  * Returns 0; SHOAL_ECORRUPT when a segment that is not the last is damaged (out->scan
  * says where: the caller decides, data after it is not trusted) or when the .log is not a
  * regular file (the last is not followed through a symbolic link); -errno on I/O errors. */

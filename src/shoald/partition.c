@@ -344,9 +344,14 @@ static int disk_recover(dpart_t *p, struct disk_state *ds)
                  "(offset %lld): the .log lost them (cut or emptied, or not yet synced before "
                  "a power loss); those the shared ring does not hold are gone",
                  p->topic, p->id, (long long)bases[n - 1], (long long)rec.scan.next_offset);
-    else if (rec.index_rebuilt)
+    else if (rec.index_rebuilt && !rec.index_short)
         log_notice("%s-%u: rebuilt the index of segment %lld", p->topic, p->id,
                    (long long)bases[n - 1]);
+    if (rec.index_short)
+        log_warn("%s-%u: no disk space to rebuild the index of segment %lld: cut it back to "
+                 "its entries that hold; lookups in that segment scan further until a start "
+                 "with room rebuilds it",
+                 p->topic, p->id, (long long)bases[n - 1]);
     ds->start = bases[0];
     ds->last_base = bases[n - 1];
     ds->last_len = rec.scan.valid_bytes;
