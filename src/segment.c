@@ -430,18 +430,21 @@ static ptrdiff_t time_index_search(const uint8_t *tidx, size_t n, int64_t ts)
     return (ptrdiff_t)lo - 1;
 }
 
-/* Where a timestamp scan may start given .timeindex entry i: just after the batch whose
- * last offset the entry names, since no record up to there is as late as the entry's
- * timestamp. The entry is used only when it increases strictly against its neighbours,
- * a sound .index entry names the same offset (both are written at the same batches), and
- * that batch's own max timestamp does not exceed the entry's. Otherwise 0. */
+/* Where a timestamp scan may start given .timeindex entry i (its timestamp below the one
+ * sought), and the offset the batch there may start at (*next). No record at or below the
+ * entry's offset is as late as the entry's timestamp, and neither is any other record of
+ * the batch holding that offset: the entry's timestamp is the largest up to an index point
+ * at or after it (Kafka's rule names the batch that first reached it; shoal's files from
+ * before named the index point's batch: both hold). So the scan starts after that batch,
+ * found through the .index. The entry is used only when it increases strictly against its
+ * neighbours and that batch's max timestamp does not exceed the entry's. Otherwise 0. */
 static uint64_t time_entry_start(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
-                                 size_t idx_len, const uint8_t *tidx, size_t n, size_t i)
+                                 size_t idx_len, const uint8_t *tidx, size_t n, size_t i,
+                                 int64_t *next)
 {
     time_entry_t e = time_entry_get(tidx, i);
-    size_t idx_n = idx ? idx_len / SEGMENT_INDEX_ENTRY_BYTES : 0;
+    int64_t offset = base + (int64_t)e.rel, pos;
     record_batch_header_t h;
-    ptrdiff_t k;
 
     if (i > 0) {
         time_entry_t prev = time_entry_get(tidx, i - 1);
@@ -449,18 +452,21 @@ static uint64_t time_entry_start(const uint8_t *data, size_t len, int64_t base, 
             return 0;
     }
     if (i + 1 < n) {
-        time_entry_t next = time_entry_get(tidx, i + 1);
-        if (next.ts <= e.ts || next.rel <= e.rel)
+        time_entry_t next_e = time_entry_get(tidx, i + 1);
+        if (next_e.ts <= e.ts || next_e.rel <= e.rel)
             return 0;
     }
-    k = index_search(idx, idx_n, e.rel);
-    if (k < 0 || index_entry_get(idx, (size_t)k).rel != e.rel ||
-        !index_entry_is_sound(data, len, base, idx, idx_n, (size_t)k))
+    pos = segment_find_offset(data, len, base, idx, idx_len, offset);
+    if (pos < 0 || batch_at(data, len, (uint64_t)pos, &h) != 0)
         return 0;
-    /* Sound means the batch there parses, lies inside data and ends at base + rel. */
-    if (batch_at(data, len, index_entry_get(idx, (size_t)k).pos, &h) != 0 || h.max_timestamp > e.ts)
+    if (h.base_offset > offset) { /* the offset itself is gone (compacted): start here */
+        *next = offset + 1;
+        return (uint64_t)pos;
+    }
+    if (h.max_timestamp > e.ts)
         return 0;
-    return index_entry_get(idx, (size_t)k).pos + record_batch_size(&h);
+    *next = batch_last_offset(&h) + 1;
+    return (uint64_t)pos + record_batch_size(&h);
 }
 
 int64_t segment_find_timestamp(const uint8_t *data, size_t len, int64_t base, const uint8_t *idx,
@@ -469,12 +475,14 @@ int64_t segment_find_timestamp(const uint8_t *data, size_t len, int64_t base, co
 {
     size_t n = tidx ? tidx_len / SEGMENT_TIMEINDEX_ENTRY_BYTES : 0;
     ptrdiff_t i = time_index_search(tidx, n, ts);
-    uint64_t pos = i < 0 ? 0 : time_entry_start(data, len, base, idx, idx_len, tidx, n, (size_t)i);
-    int64_t next = pos == 0 ? base : base + (int64_t)time_entry_get(tidx, (size_t)i).rel + 1;
+    int64_t next = base, found;
+    uint64_t pos =
+        i < 0 ? 0 : time_entry_start(data, len, base, idx, idx_len, tidx, n, (size_t)i, &next);
     record_batch_header_t h;
-    int64_t found;
     int rc;
 
+    if (pos == 0)
+        next = base;
     while (pos < len) {
         if ((rc = lookup_batch_at(data, len, base, pos, next, &h)) == RECORD_INCOMPLETE)
             break;
@@ -504,7 +512,7 @@ typedef struct index_entries {
 static int index_plan(const index_writer_t *w, uint64_t pos, const record_batch_header_t *h,
                       index_entries_t *e)
 {
-    int64_t rel, max_ts;
+    int64_t rel, max_ts, max_rel;
 
     e->index = e->timeindex = false;
     if (w->has_entry && pos <= w->last_indexed_pos)
@@ -522,17 +530,32 @@ static int index_plan(const index_writer_t *w, uint64_t pos, const record_batch_
     e->index = true;
     shoal__put_be32(e->idx, (uint32_t)rel);
     shoal__put_be32(e->idx + 4, (uint32_t)pos);
-    max_ts = SHOAL_MAX(w->max_timestamp, h->max_timestamp);
+    /* Kafka's rule: the largest timestamp so far, and the batch that first reached it. */
+    if (h->max_timestamp > w->max_timestamp) {
+        max_ts = h->max_timestamp;
+        max_rel = rel;
+    } else {
+        max_ts = w->max_timestamp;
+        max_rel = w->max_timestamp_offset - w->base;
+    }
     e->timeindex = max_ts > w->last_timestamp;
     shoal__put_be64(e->ts, (uint64_t)max_ts);
-    shoal__put_be32(e->ts + 8, (uint32_t)rel);
+    shoal__put_be32(e->ts + 8, (uint32_t)max_rel);
     return 0;
 }
 
 /* Every batch, indexed or not, counts towards the running maximum timestamp. */
+static void index_note_max(index_writer_t *w, int64_t max_timestamp, int64_t last_offset)
+{
+    if (max_timestamp > w->max_timestamp) {
+        w->max_timestamp = max_timestamp;
+        w->max_timestamp_offset = last_offset;
+    }
+}
+
 static void index_note_batch(index_writer_t *w, const record_batch_header_t *h)
 {
-    w->max_timestamp = SHOAL_MAX(w->max_timestamp, h->max_timestamp);
+    index_note_max(w, h->max_timestamp, batch_last_offset(h));
 }
 
 /* Advance the writer's state past an entry that is now written. */
@@ -558,6 +581,7 @@ static void index_state_init(index_writer_t *w, int64_t base)
     /* Kafka's "no timestamp" is -1, so such batches get no .timeindex entry. */
     w->last_timestamp = -1;
     w->max_timestamp = -1;
+    w->max_timestamp_offset = base;
 }
 
 /* ------------------------------------------------------------------ index writer */
@@ -605,6 +629,7 @@ static int index_writer_resume(index_writer_t *w)
         if (rc)
             return SHOAL_ERR(rc, "reading the last .timeindex entry of segment %" PRId64, w->base);
         w->last_timestamp = (int64_t)shoal__get_be64(buf);
+        w->max_timestamp_offset = w->base + shoal__get_be32(buf + 8);
     }
     w->max_timestamp = w->last_timestamp;
     return 0;
@@ -637,7 +662,8 @@ static int index_writer_resume_log(index_writer_t *w, const char *dir)
         blen = (int32_t)shoal__get_be32(hdr + 8);
         if (blen < RECORD_BATCH_HEADER_BYTES - RECORD_BATCH_LOG_OVERHEAD)
             break;
-        w->max_timestamp = SHOAL_MAX(w->max_timestamp, (int64_t)shoal__get_be64(hdr + 35));
+        index_note_max(w, (int64_t)shoal__get_be64(hdr + 35),
+                       (int64_t)shoal__get_be64(hdr) + (int32_t)shoal__get_be32(hdr + 23));
         pos += (uint64_t)blen + RECORD_BATCH_LOG_OVERHEAD;
     }
     close(fd);

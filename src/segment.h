@@ -104,8 +104,9 @@ typedef struct index_writer {
     uint64_t index_bytes;     /* current size of .index */
     uint64_t timeindex_bytes; /* current size of .timeindex */
     uint64_t last_indexed_pos;
-    int64_t last_timestamp; /* largest timestamp written to .timeindex */
-    int64_t max_timestamp;  /* largest batch max timestamp of the segment so far */
+    int64_t last_timestamp;       /* largest timestamp written to .timeindex */
+    int64_t max_timestamp;        /* largest batch max timestamp of the segment so far */
+    int64_t max_timestamp_offset; /* last offset of the batch that first reached it */
     bool has_entry;
 } index_writer_t;
 

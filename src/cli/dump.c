@@ -678,7 +678,8 @@ static int dump_index(dump_t *d, const dump_map_t *m)
 typedef struct dump_time_entry {
     int64_t ts;
     int64_t rel;
-    int64_t want_ts; /* TS_UNCHECKED, TS_NO_BATCH_END, or the log's running maximum */
+    int64_t want_ts;    /* TS_UNCHECKED, TS_NO_BATCH_END, or the log's running maximum */
+    int64_t max_before; /* the running maximum before the batch ending at the entry's offset */
 } dump_time_entry_t;
 
 #define TS_UNCHECKED    INT64_MIN
@@ -691,20 +692,23 @@ typedef struct timeindex_walk {
     int64_t base, max_ts;
 } timeindex_walk_t;
 
-/* An entry is written at a batch's last offset and holds the largest timestamp of every
- * batch up to that one (segment.c's index writer): note what each entry must hold. */
+/* An entry names a batch's last offset and holds the largest timestamp of every batch up
+ * to that one, which is the batch that first reached it (Kafka's rule, segment.c's index
+ * writer): note what each entry must hold. */
 static int timeindex_walk_batch(void *arg, uint64_t pos, const uint8_t *batch,
                                 const record_batch_header_t *h)
 {
     timeindex_walk_t *w = arg;
-    int64_t last = h->base_offset + h->last_offset_delta;
+    int64_t last = h->base_offset + h->last_offset_delta, before = w->max_ts;
 
     (void)pos;
     (void)batch;
     w->max_ts = SHOAL_MAX(w->max_ts, h->max_timestamp);
-    for (; w->next < w->n && w->base + w->ents[w->next].rel <= last; w->next++)
-        w->ents[w->next].want_ts =
-            w->base + w->ents[w->next].rel == last ? w->max_ts : TS_NO_BATCH_END;
+    for (; w->next < w->n && w->base + w->ents[w->next].rel <= last; w->next++) {
+        dump_time_entry_t *e = &w->ents[w->next];
+        e->want_ts = w->base + e->rel == last ? w->max_ts : TS_NO_BATCH_END;
+        e->max_before = before;
+    }
     return 0;
 }
 
@@ -752,6 +756,8 @@ static const char *timeindex_entry_problem(const dump_t *d, const dump_log_info_
         snprintf(buf, cap, "the log's largest timestamp up to this offset is %" PRId64, e->want_ts);
         return buf;
     }
+    if (e->want_ts != TS_UNCHECKED && e->max_before >= e->ts)
+        return "an earlier batch reached this timestamp: Kafka's rule names that one";
     return NULL;
 }
 
@@ -814,8 +820,8 @@ static int dump_timeindex(dump_t *d, const dump_map_t *m)
     fprintf(d->out, "segment base offset: %" PRId64 "\n", d->base);
     for (size_t i = 0; i < n; i++) {
         const uint8_t *p = m->data + i * SEGMENT_TIMEINDEX_ENTRY_BYTES;
-        ents[i] =
-            (dump_time_entry_t){(int64_t)shoal__get_be64(p), shoal__get_be32(p + 8), TS_UNCHECKED};
+        ents[i] = (dump_time_entry_t){(int64_t)shoal__get_be64(p), shoal__get_be32(p + 8),
+                                      TS_UNCHECKED, -1};
     }
     if (log.present)
         timeindex_against_log(d, &log, ents, n);

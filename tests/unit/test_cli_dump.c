@@ -496,6 +496,30 @@ static void test_dump_timeindex_checks_timestamps_against_the_log(void **state)
     dump_result_free(&r);
 }
 
+/* Kafka's rule: an entry names the batch that first reached its timestamp. The fixture's
+ * idempotent batch (offsets 116-117) reaches 1700000006000 and the binary one after it
+ * (118) stays below: an entry at 118 holds the right maximum but names the wrong batch. */
+static void test_dump_timeindex_checks_the_entry_names_the_batch_that_reached_it(void **state)
+{
+    fixture_t *fx = *state;
+    uint8_t entry[SEGMENT_TIMEINDEX_ENTRY_BYTES];
+    dump_result_t r;
+
+    shoal__put_be64(entry, 1700000006000ULL);
+    shoal__put_be32(entry + 8, 117 - BASE);
+    write_file(fx->timeindex, entry, sizeof(entry));
+    r = run_dump(fx->timeindex, true, false, DUMP_NO_MAX);
+    assert_int_equal(r.rc, 0);
+    dump_result_free(&r);
+
+    shoal__put_be32(entry + 8, 118 - BASE);
+    write_file(fx->timeindex, entry, sizeof(entry));
+    r = run_dump(fx->timeindex, true, false, DUMP_NO_MAX);
+    assert_int_equal(r.rc, 1);
+    assert_non_null(strstr(r.out, "MISMATCH: an earlier batch reached this timestamp"));
+    dump_result_free(&r);
+}
+
 /* ------------------------------------------------------------------ bad input */
 
 static void test_dump_refuses_unknown_extension_and_reports_missing_file(void **state)
@@ -654,6 +678,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_timeindex_checks_order_and_log_range, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_dump_timeindex_checks_the_entry_names_the_batch_that_reached_it, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_dump_refuses_unknown_extension_and_reports_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_refuses_a_fifo_without_waiting_for_a_writer,

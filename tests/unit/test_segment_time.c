@@ -227,6 +227,97 @@ static void test_find_timestamp_with_out_of_order_timestamps_finds_the_earliest(
     seg_free(&s);
 }
 
+/* Kafka's own lookup (TimeIndex.lookup, then the .index, then a walk), written here from
+ * its definition to read shoal's files as a Kafka broker would: the entry with the largest
+ * timestamp <= ts, the position of the .index entry at or below the offset it names, then
+ * the first record >= ts from there. -1 when none is. */
+static int64_t kafka_lookup(const seg_t *s, int64_t base, const idx_t *x, int64_t ts)
+{
+    int64_t offset = base;
+    uint64_t pos = 0;
+
+    for (size_t i = 0; i + SEGMENT_TIMEINDEX_ENTRY_BYTES <= x->tidx_len;
+         i += SEGMENT_TIMEINDEX_ENTRY_BYTES)
+        if ((int64_t)shoal__get_be64(x->tidx + i) <= ts)
+            offset = base + shoal__get_be32(x->tidx + i + 8);
+    for (size_t i = 0; i + SEGMENT_INDEX_ENTRY_BYTES <= x->idx_len; i += SEGMENT_INDEX_ENTRY_BYTES)
+        if (base + shoal__get_be32(x->idx + i) <= offset)
+            pos = shoal__get_be32(x->idx + i + 4);
+    for (size_t b = 0; b < s->n; b++) {
+        record_batch_header_t h;
+        record_iter_t it;
+        shoal_record_t r;
+        if (s->pos[b] < pos)
+            continue;
+        assert_int_equal(record_batch_parse(s->data + s->pos[b], s->len - s->pos[b], &h), 0);
+        if (h.max_timestamp < ts)
+            continue;
+        assert_int_equal(record_iter_init(&it, s->data + s->pos[b], &h), 0);
+        while (record_iter_next(&it, &r) == 1)
+            if (r.timestamp_ms >= ts)
+                return r.offset;
+    }
+    return -1;
+}
+
+/* The .timeindex follows Kafka's rule (an entry names the batch that first reached its
+ * timestamp, not the batch at the index point), so Kafka's lookup over shoal's files gives
+ * the right answer for every timestamp, out-of-order ones included. */
+static void test_kafkas_lookup_over_the_time_index_is_exact(void **state)
+{
+    const char *dir = *state;
+    seg_t s = {0};
+    idx_t x = {0};
+
+    seg_fill(&s, 0, 200, true);
+    index_build(dir, 0, &s, &x);
+    for (int64_t ts = TS0 - 5000; ts <= TS0 + (int64_t)s.n * 30 + 5000; ts++) {
+        int64_t want = brute_force(&s, ts), got = kafka_lookup(&s, 0, &x, ts);
+        if (got != want)
+            fail_msg("ts %lld: Kafka's lookup finds %lld, want %lld", (long long)ts, (long long)got,
+                     (long long)want);
+    }
+    idx_free(&x);
+    seg_free(&s);
+}
+
+/* Files written before that rule named the batch at the index point: shoal's lookup is
+ * still exact over them. */
+static void test_find_timestamp_is_exact_over_time_index_entries_at_index_points(void **state)
+{
+    const char *dir = *state;
+    int64_t last_ts = -1;
+    seg_t s = {0};
+    idx_t x = {0};
+    size_t n = 0;
+
+    seg_fill(&s, 0, 200, true);
+    index_build(dir, 0, &s, &x);
+    /* Rewrite the .timeindex the old way: at each .index entry, the running maximum up to
+     * its batch and that batch's last offset, when the maximum rose. */
+    for (size_t e = 0; e + SEGMENT_INDEX_ENTRY_BYTES <= x.idx_len; e += SEGMENT_INDEX_ENTRY_BYTES) {
+        uint64_t pos = shoal__get_be32(x.idx + e + 4);
+        int64_t max_ts = -1;
+        record_batch_header_t h;
+        for (size_t b = 0; b < s.n && s.pos[b] <= pos; b++) {
+            assert_int_equal(record_batch_parse(s.data + s.pos[b], s.len - s.pos[b], &h), 0);
+            max_ts = max_ts > h.max_timestamp ? max_ts : h.max_timestamp;
+        }
+        if (max_ts <= last_ts)
+            continue;
+        assert_true(n + SEGMENT_TIMEINDEX_ENTRY_BYTES <= x.tidx_len);
+        shoal__put_be64(x.tidx + n, (uint64_t)max_ts);
+        memcpy(x.tidx + n + 8, x.idx + e, 4);
+        n += SEGMENT_TIMEINDEX_ENTRY_BYTES;
+        last_ts = max_ts;
+    }
+    x.tidx_len = n;
+    assert_true(n >= 4 * SEGMENT_TIMEINDEX_ENTRY_BYTES);
+    check_every_timestamp(&s, 0, &x);
+    idx_free(&x);
+    seg_free(&s);
+}
+
 /* A late record in a batch the index skipped over: an entry after it must still not let a
  * lookup start past it. This is what the running maximum in .timeindex entries is for. */
 static void test_find_timestamp_sees_a_late_record_between_index_entries(void **state)
@@ -461,6 +552,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_find_timestamp_is_exact_at_boundaries_and_outside_the_records),
         T(test_find_timestamp_with_out_of_order_timestamps_finds_the_earliest),
+        T(test_kafkas_lookup_over_the_time_index_is_exact),
+        T(test_find_timestamp_is_exact_over_time_index_entries_at_index_points),
         T(test_find_timestamp_sees_a_late_record_between_index_entries),
         T(test_find_timestamp_picks_the_first_late_record_inside_a_batch),
         T(test_find_timestamp_of_empty_data_or_empty_index),
