@@ -67,6 +67,7 @@ typedef struct produce {
     uint64_t lines;            /* lines taken from the input so far */
     uint64_t appended;         /* records appended (acknowledged in memory) */
     uint64_t on_disk;          /* of those, with --acks disk, records confirmed on disk */
+    char last_full[256];       /* the cause of back-pressure last warned about */
 } produce_t;
 
 /* ------------------------------------------------------------------ input */
@@ -198,12 +199,25 @@ static int produce_report_long_line(produce_t *pr, uint64_t line)
     return produce_report_written(pr);
 }
 
+/* The ring is full (SHOAL_AGAIN): warn with the library's detail, which names the cause (a
+ * disk the daemon cannot write, or slots awaiting flushing or pinned by readers), but only
+ * when it differs from the cause last warned about, so a long wait says it once. */
+static void produce_warn_full(produce_t *pr)
+{
+    const char *detail = shoal_errmsg();
+
+    if (strcmp(detail, pr->last_full) == 0)
+        return;
+    snprintf(pr->last_full, sizeof(pr->last_full), "%s", detail);
+    fprintf(stderr, "shoal: warning: topic '%s' is full (back-pressure), still trying%s%s\n",
+            pr->topic, detail[0] ? ": " : "", detail);
+}
+
 /* Send with retries for the outcomes that are not failures: a full ring and an
  * administrative change. Gives up only when a signal asks us to stop (-EINTR). */
 static int produce_send_retrying(produce_t *pr, const shoal_message_t *msgs, size_t n,
                                  shoal_ack_t *ack)
 {
-    bool warned = false;
     int rc;
 
     for (;;) {
@@ -212,10 +226,8 @@ static int produce_send_retrying(produce_t *pr, const shoal_message_t *msgs, siz
             return rc;
         if (cli_stop_signal)
             return -EINTR;
-        if (rc == SHOAL_AGAIN && !warned) {
-            fprintf(stderr, "shoal: topic '%s' is full (back-pressure); still trying\n", pr->topic);
-            warned = true;
-        }
+        if (rc == SHOAL_AGAIN)
+            produce_warn_full(pr);
     }
 }
 

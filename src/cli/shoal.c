@@ -58,7 +58,8 @@ static const cli_command_t cli_commands[] = {
      "                        murmur2 partitioner; keyless records are spread across\n"
      "                        partitions one batch at a time)\n"
      "  --acks memory|disk    acknowledge once in shared memory (default), or once fsynced\n"
-     "Lines already read are sent together as batches. Prints the count to stderr at the\n"
+     "Lines already read are sent together as batches. A full ring (back-pressure) is\n"
+     "waited out, with a warning naming the cause. Prints the count to stderr at the\n"
      "end; on the first error it reports how many records were appended (and, with --acks\n"
      "disk, how many of them are confirmed on disk) and exits 1. SIGINT or SIGTERM stop it,\n"
      "a disk acknowledgement wait included, with status 128 + the signal.\n"},

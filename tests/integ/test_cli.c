@@ -317,6 +317,31 @@ INTEG_TEST(test_cli_produce_acks_disk_stops_at_sigint_and_counts_what_was_append
     wait_flushed(f, "diskwait");
 }
 
+/* produce into a ring the daemon cannot flush (the disk is full) waits, warning once with
+ * the cause, and sends everything once the disk takes writes again. */
+INTEG_TEST(test_cli_produce_waits_out_a_full_disk_and_names_the_cause)
+{
+    char script[PATH_MAX * 2], err[sizeof(f->d.dir) + 32];
+    const char *warning;
+
+    expect_cli(f, 0, NULL, "topic create bp --segment-bytes 64K --ring-slots 2", NULL);
+    snprintf(err, sizeof(err), "%s/produce-bp.err", f->d.dir);
+    harness_flag_file(enospc, true);
+    /* Two block_ms waits (5 s each) fail with the same cause before the disk comes back. */
+    snprintf(script, sizeof(script),
+             "seq -f '%%0500g' 1 2000 | %s produce bp 2>'%s' & pid=$!; i=0; "
+             "while ! grep -q 'still trying' '%s' && [ $i -lt 200 ]; do sleep 0.1; "
+             "i=$((i+1)); done; sleep 6; rm -f '%s'; wait $pid; echo status $?; cat '%s'",
+             shoal_command(f), err, err, enospc, err);
+    assert_int_equal(run_script(script), 0);
+    harness_flag_file(enospc, false);
+    warning = strstr(out, "shoal: warning: topic 'bp' is full (back-pressure), still trying: ");
+    if (!warning || !strstr(out, "cannot write to disk (No space left on device)") ||
+        strstr(warning + 1, "shoal: warning:") || !strstr(out, "status 0") ||
+        !strstr(out, "produced 2000 records to bp"))
+        fail_msg("output:\n%s", out);
+}
+
 /* ------------------------------------------------------------------ consume */
 
 /* --offset below a memory topic's log start: the records there were overwritten, so the
@@ -407,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_cli_produce_sends_a_long_line_the_topic_accepts),
         cmocka_unit_test(test_cli_consume_blocked_on_its_output_holds_no_producer_back),
         cmocka_unit_test(test_cli_produce_acks_disk_stops_at_sigint_and_counts_what_was_appended),
+        cmocka_unit_test(test_cli_produce_waits_out_a_full_disk_and_names_the_cause),
         cmocka_unit_test(
             test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_record),
         cmocka_unit_test(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log),
