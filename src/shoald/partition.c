@@ -409,8 +409,12 @@ static int ring_reattach(dpart_t *p, const struct disk_state *ds)
         goto out_unmap;
     ring_reap_dead_readers(&p->ring);
     ring_sleeper_set(&p->ring, &p->ring.rd->daemon_sleeping, false); /* the dead flusher's */
-    if (!is_disk(p))
+    if (!is_disk(p)) {
+        p->ring_reattached = true;
+        log_debug("%s-%u: re-attached shared ring, log end %lld", p->topic, p->id,
+                  (long long)atomic_load(&p->ring.ctl->log_end_offset));
         return 0;
+    }
     if (atomic_load(&p->ring.ctl->log_end_offset) < ds->end || (rc = flusher_resume(p, ds)) < 0) {
         rc = SHOAL_ECORRUPT;
         log_error("%s-%u: shared ring does not continue the disk log (disk ends at %lld)", p->topic,

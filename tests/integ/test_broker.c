@@ -675,21 +675,33 @@ INTEG_TEST(test_rings_of_no_served_topic_are_reported_at_start_and_kept)
 
 /* The log counts in words ("1 partition"), and a restart says what recovery did in one
  * line at info level: a broker of thousands of partitions logs a line per partition only
- * at debug level (which this daemon runs at). */
+ * at debug level (which this daemon runs at). A memory topic's ring that outlived the
+ * daemon counts as re-attached too; after the shared memory is lost every ring is built
+ * anew. */
 INTEG_TEST(test_creation_and_recovery_are_logged_in_one_line_each)
 {
     shoal_topic_config_t one = topic_cfg(1, 64 << 10, 2), three = topic_cfg(3, 64 << 10, 2);
+    shoal_topic_config_t mem = topic_cfg(2, 64 << 10, 2);
 
+    mem.storage = SHOAL_STORAGE_MEMORY;
     assert_int_equal(shoal_topic_create(f->c, "one", &one), 0);
     assert_int_equal(shoal_topic_create(f->c, "three", &three), 0);
+    assert_int_equal(shoal_topic_create(f->c, "mem", &mem), 0);
     assert_true(harness_daemon_log_contains(&f->d, "created topic one: 1 partition, disk"));
     assert_true(harness_daemon_log_contains(&f->d, "created topic three: 3 partitions, disk"));
     assert_int_equal(harness_daemon_stop(&f->d), 0);
     assert_int_equal(harness_daemon_restart(&f->d), 0);
     assert_int_equal(reconnect(f), 0);
     assert_true(harness_daemon_log_contains(
-        &f->d, "recovered 2 topics, 4 partitions (4 shared rings re-attached, 0 built anew)"));
+        &f->d, "recovered 3 topics, 6 partitions (6 shared rings re-attached, 0 built anew)"));
     assert_true(harness_daemon_log_contains(&f->d, "<7> debug: three-2: re-attached shared ring"));
+    assert_true(harness_daemon_log_contains(&f->d, "<7> debug: mem-1: re-attached shared ring"));
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    harness_daemon_wipe_shm(&f->d);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_true(harness_daemon_log_contains(
+        &f->d, "recovered 3 topics, 6 partitions (0 shared rings re-attached, 6 built anew)"));
 }
 
 /* Members of allow.gid must be able to search the directories on the way to the socket:
