@@ -1,9 +1,12 @@
 /* topic_config.c - a topic's settings: defaults, Kafka-style names, parsing, ranges.
  *
- * DESIGN: one table holds every setting's name, type, place in shoal_topic_config_t, range
- * and whether it may change on an existing topic. The library (shoal_topic_config_set), the
- * daemon (validation at create and alter) and the CLI (--set, describe) all go through it,
- * so a name or a range cannot mean different things in different places. */
+ * DESIGN: one table holds every setting's name, type, place in shoal_topic_config_t, range,
+ * unit and whether it may change on an existing topic. The library (shoal_topic_config_set),
+ * the daemon (validation at create and alter) and the CLI (--set, describe) all go through
+ * it, so a name or a range cannot mean different things in different places. Only sizes
+ * (unit "bytes") take a K, M or G suffix, in either case: on a time or a count such a
+ * suffix is almost certainly a mistake (retention.ms=1K would be 1024 ms), so it is
+ * refused, naming the unit. */
 #include "topic_config.h"
 
 #include <errno.h>
@@ -24,22 +27,23 @@ struct setting {
     size_t field;
     int64_t min, max;
     bool alterable;
+    const char *unit; /* of a number: "bytes" takes a K/M/G suffix; NULL for words */
 };
 
 #define F(m) offsetof(shoal_topic_config_t, m)
 static const struct setting settings[] = {
-    {"partitions", KIND_U32, F(partitions), 1, SHOAL_PARTITIONS_MAX, false},
-    {"storage", KIND_STORAGE, F(storage), 0, 1, false},
-    {"segment.bytes", KIND_U64, F(segment_bytes), 64 << 10, 1 << 30, false},
-    {"ring.slots", KIND_U32, F(ring_slots), 2, SHM_MAX_SLOTS, false},
-    {"max.message.bytes", KIND_U32, F(max_record_bytes), 64, 1 << 29, true},
-    {"retention.ms", KIND_I64, F(retention_ms), -1, INT64_MAX, true},
-    {"retention.bytes", KIND_I64, F(retention_bytes), -1, INT64_MAX, true},
-    {"segment.ms", KIND_I64, F(segment_ms), 1000, INT64_MAX, true},
-    {"cleanup.policy", KIND_CLEANUP, F(cleanup_policy), 1, 3, true},
-    {"flush.messages", KIND_I64, F(flush_messages), -1, INT64_MAX, true},
-    {"flush.ms", KIND_I64, F(flush_ms), -1, INT64_MAX, true},
-    {"delete.retention.ms", KIND_I64, F(delete_retention_ms), 0, INT64_MAX, true},
+    {"partitions", KIND_U32, F(partitions), 1, SHOAL_PARTITIONS_MAX, false, "partitions"},
+    {"storage", KIND_STORAGE, F(storage), 0, 1, false, NULL},
+    {"segment.bytes", KIND_U64, F(segment_bytes), 64 << 10, 1 << 30, false, "bytes"},
+    {"ring.slots", KIND_U32, F(ring_slots), 2, SHM_MAX_SLOTS, false, "slots"},
+    {"max.message.bytes", KIND_U32, F(max_record_bytes), 64, 1 << 29, true, "bytes"},
+    {"retention.ms", KIND_I64, F(retention_ms), -1, INT64_MAX, true, "milliseconds"},
+    {"retention.bytes", KIND_I64, F(retention_bytes), -1, INT64_MAX, true, "bytes"},
+    {"segment.ms", KIND_I64, F(segment_ms), 1000, INT64_MAX, true, "milliseconds"},
+    {"cleanup.policy", KIND_CLEANUP, F(cleanup_policy), 1, 3, true, NULL},
+    {"flush.messages", KIND_I64, F(flush_messages), -1, INT64_MAX, true, "messages"},
+    {"flush.ms", KIND_I64, F(flush_ms), -1, INT64_MAX, true, "milliseconds"},
+    {"delete.retention.ms", KIND_I64, F(delete_retention_ms), 0, INT64_MAX, true, "milliseconds"},
 };
 #undef F
 
@@ -83,8 +87,9 @@ bool topic_setting_is_alterable(const char *name)
 
 /* ------------------------------------------------------------------ values */
 
-/* A decimal integer with an optional K/M/G suffix (powers of 1024). */
-static int parse_number(const char *text, int64_t *out)
+/* A decimal integer with, when size is set, an optional K/M/G suffix (powers of 1024, either
+ * case). -1 when malformed, -2 for a suffix on a number that is not a size. */
+static int parse_number(const char *text, bool size, int64_t *out)
 {
     char *end;
     long long v;
@@ -100,6 +105,8 @@ static int parse_number(const char *text, int64_t *out)
         mult = 1 << 20;
     else if (*end == 'G' || *end == 'g')
         mult = 1 << 30;
+    if (mult != 1 && !end[1] && !size)
+        return -2;
     if (mult != 1)
         end++;
     if (*end || (v > 0 && v > INT64_MAX / mult) || (v < 0 && mult != 1))
@@ -121,7 +128,7 @@ static int parse_value(const struct setting *s, const char *text, int64_t *v)
                                                                                   : -1;
         return *v < 0 ? -1 : 0;
     }
-    return parse_number(text, v);
+    return parse_number(text, !strcmp(s->unit, "bytes"), v);
 }
 
 static void store_value(shoal_topic_config_t *cfg, const struct setting *s, int64_t v)
@@ -149,14 +156,23 @@ int shoal_topic_config_set(shoal_topic_config_t *cfg, const char *name, const ch
 {
     const struct setting *s;
     int64_t v;
+    int rc;
 
     shoal__clear_err();
     SHOAL_NEED(cfg);
     s = setting_find(name);
     if (!s)
         return SHOAL_ERR(SHOAL_ESETTING, "unknown topic setting '%.100s'", name ? name : "");
-    if (!value || parse_value(s, value, &v) < 0)
-        return SHOAL_ERR(SHOAL_ECONFIG, "%s: cannot use '%.100s'", s->name, value ? value : "");
+    if (!value)
+        return SHOAL_ERR(SHOAL_ECONFIG, "%s: no value", s->name);
+    rc = parse_value(s, value, &v);
+    if (rc == -2)
+        return SHOAL_ERR(SHOAL_ECONFIG,
+                         "%s: cannot use '%.100s': K, M and G are for sizes in bytes; %s is a "
+                         "number of %s",
+                         s->name, value, s->name, s->unit);
+    if (rc < 0)
+        return SHOAL_ERR(SHOAL_ECONFIG, "%s: cannot use '%.100s'", s->name, value);
     if (v < s->min || v > s->max)
         return SHOAL_ERR(SHOAL_ECONFIG, "%s: %" PRId64 " is outside %" PRId64 "..%" PRId64, s->name,
                          v, s->min, s->max);

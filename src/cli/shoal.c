@@ -25,14 +25,15 @@ static const cli_command_t cli_commands[] = {
      "                            (default disk)\n"
      "  --segment-bytes SIZE      ring slot and disk segment size, 64K..1G (default 64M)\n"
      "  --ring-slots N            slots in the shared ring, 2..64 (default 4)\n"
-     "  --max-record-bytes SIZE   largest record (default 1M, at most segment-bytes/2;\n"
+     "  --max-record-bytes SIZE   largest record (default 1M, 64..segment-bytes/2;\n"
      "                            with only --segment-bytes given: min(1M, segment-bytes/2))\n"
      "  --set NAME=VALUE          any topic setting by its Kafka-style name (repeatable):\n"
      "                            retention.ms, retention.bytes, segment.ms, cleanup.policy\n"
      "                            (delete|compact|compact,delete), flush.messages, flush.ms,\n"
      "                            delete.retention.ms, max.message.bytes, segment.bytes,\n"
      "                            ring.slots, storage, partitions\n"
-     "SIZE is a number of bytes with an optional K, M or G suffix (powers of 1024).\n"},
+     "SIZE is a number of bytes with an optional K, M or G suffix (powers of 1024, either\n"
+     "case); times (*.ms) and counts take none.\n"},
     {"topic", "alter", cli_topic_alter, "topic alter NAME --set NAME=VALUE [--set ...]",
      "Change settings of an existing topic, all or nothing. partitions, storage,\n"
      "segment.bytes and ring.slots cannot change; max.message.bytes applies to producers\n"

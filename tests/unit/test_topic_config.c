@@ -77,6 +77,37 @@ static void test_set_rejects_unknown_names_and_bad_values_without_change(void **
     assert_memory_equal(&cfg, &before, sizeof(cfg));
 }
 
+/* Sizes take K, M or G in either case; a time or a count with one is refused, naming the
+ * unit, since retention.ms=1K (1024 ms) is almost certainly meant as something else. */
+static void test_only_sizes_take_a_suffix_in_either_case(void **state)
+{
+    static const char *const not_sizes[] = {"retention.ms",        "segment.ms",     "flush.ms",
+                                            "delete.retention.ms", "flush.messages", "partitions",
+                                            "ring.slots"};
+    shoal_topic_config_t cfg, before;
+    (void)state;
+    shoal_topic_config_init(&cfg);
+    assert_int_equal(shoal_topic_config_set(&cfg, "segment.bytes", "64k"), 0);
+    assert_int_equal(cfg.segment_bytes, 65536);
+    assert_int_equal(shoal_topic_config_set(&cfg, "max.message.bytes", "1m"), 0);
+    assert_int_equal(cfg.max_record_bytes, 1 << 20);
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.bytes", "2g"), 0);
+    assert_int_equal(cfg.retention_bytes, 2LL << 30);
+    before = cfg;
+    for (size_t i = 0; i < sizeof(not_sizes) / sizeof(not_sizes[0]); i++) {
+        assert_int_equal(shoal_topic_config_set(&cfg, not_sizes[i], "1K"), SHOAL_ECONFIG);
+        assert_non_null(strstr(shoal_errmsg(), "K, M and G are for sizes in bytes"));
+        assert_int_equal(shoal_topic_config_set(&cfg, not_sizes[i], "2m"), SHOAL_ECONFIG);
+        assert_int_equal(shoal_topic_config_set(&cfg, not_sizes[i], "3G"), SHOAL_ECONFIG);
+    }
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.ms", "1K"), SHOAL_ECONFIG);
+    assert_string_equal(shoal_errmsg(), "retention.ms: cannot use '1K': K, M and G are for sizes "
+                                        "in bytes; retention.ms is a number of milliseconds");
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.ms", "-1k"), SHOAL_ECONFIG);
+    assert_memory_equal(&cfg, &before, sizeof(cfg));
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.ms", "1000"), 0);
+}
+
 static void test_get_formats_every_setting_back_to_what_set_accepts(void **state)
 {
     shoal_topic_config_t cfg, copy;
@@ -152,6 +183,7 @@ int main(void)
         cmocka_unit_test(test_set_parses_numbers_sizes_and_words),
         cmocka_unit_test(test_a_success_clears_the_last_failures_detail),
         cmocka_unit_test(test_set_rejects_unknown_names_and_bad_values_without_change),
+        cmocka_unit_test(test_only_sizes_take_a_suffix_in_either_case),
         cmocka_unit_test(test_get_formats_every_setting_back_to_what_set_accepts),
         cmocka_unit_test(test_check_rejects_ranges_and_combinations),
         cmocka_unit_test(test_reserved_fields_are_zeroed_by_init_and_refused_when_set),
