@@ -288,6 +288,15 @@ SHOAL_EXTERN int shoal_topic_delete(shoal_client_t *client, const char *name);
  * @param[out] names  an array of *count strings; free it with shoal_topic_list_free().
  * @return 0, or SHOAL_ECLOSED, SHOAL_EPROTO, -ENOMEM. Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_list(shoal_client_t *client, char ***names, size_t *count);
+/** List, sorted, the topics the daemon knows but does not serve: its start left them out
+ * (their files could not be recovered; shoald's log says why). Requests naming one get
+ * SHOAL_ENOTOPIC saying so, a create of the name SHOAL_ETOPICEXISTS; a delete removes it.
+ * shoal_topic_list() does not name them.
+ * @param[out] names  as for shoal_topic_list().
+ * @return 0, or SHOAL_ECLOSED, SHOAL_ECORRUPT (the daemon's metadata store holds a key that
+ *         is not a topic name), SHOAL_EPROTO (also from a daemon older than this call),
+ *         -ENOMEM. Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_topic_list_unserved(shoal_client_t *client, char ***names, size_t *count);
 SHOAL_EXTERN void shoal_topic_list_free(char **names, size_t count);
 
 /** One partition's watermarks and sizes, as seen by the daemon. */

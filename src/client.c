@@ -305,7 +305,9 @@ static int read_names(ctl_reader_t *r, char ***names, size_t *count)
     return 0;
 }
 
-int shoal_topic_list(shoal_client_t *c, char ***names, size_t *count)
+/* TOPIC_LIST; the served list is asked for with no field, as daemons before the unserved
+ * list expect it. */
+static int topic_list_call(shoal_client_t *c, uint8_t which, char ***names, size_t *count)
 {
     ctl_writer_t w;
     client_reply_t rep;
@@ -319,6 +321,8 @@ int shoal_topic_list(shoal_client_t *c, char ***names, size_t *count)
     *count = 0;
     ctl_writer_init(&w);
     ctl_frame_begin(&w, CTL_TOPIC_LIST, 0);
+    if (which != CTL_LIST_SERVED)
+        ctl_put_u8(&w, which);
     rc = client_call(c, &w, &rep);
     ctl_writer_release(&w);
     if (rc < 0)
@@ -331,6 +335,16 @@ int shoal_topic_list(shoal_client_t *c, char ***names, size_t *count)
     }
     client_reply_release(&rep);
     return rc;
+}
+
+int shoal_topic_list(shoal_client_t *c, char ***names, size_t *count)
+{
+    return topic_list_call(c, CTL_LIST_SERVED, names, count);
+}
+
+int shoal_topic_list_unserved(shoal_client_t *c, char ***names, size_t *count)
+{
+    return topic_list_call(c, CTL_LIST_UNSERVED, names, count);
 }
 
 void shoal_topic_info_free(shoal_topic_info_t *info)

@@ -193,6 +193,12 @@ void ctl_put_u32(ctl_writer_t *w, uint32_t v)
     writer_append(w, b, sizeof(b));
 }
 
+void ctl_patch_u32(ctl_writer_t *w, size_t at, uint32_t v)
+{
+    if (!w->err && at + 4 <= w->len)
+        put_le32(w->buf + at, v);
+}
+
 void ctl_put_u64(ctl_writer_t *w, uint64_t v)
 {
     uint8_t b[8];

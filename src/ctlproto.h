@@ -11,7 +11,10 @@
  *   HELLO           u32 client version, str client name -> u32 server version, str instance
  *   TOPIC_CREATE    str name, topic config               -> (none)
  *   TOPIC_DELETE    str name                             -> (none)
- *   TOPIC_LIST      (none)                               -> u32 n, n x str
+ *   TOPIC_LIST      [u8 which]                           -> u32 n, n x str
+ *                   which CTL_LIST_SERVED (0, also when absent, as older clients send it):
+ *                   the served topics; CTL_LIST_UNSERVED (1): those the store holds that
+ *                   recovery left out
  *   TOPIC_DESCRIBE  str name                  -> topic config, u32 n, n x partition info
  *   ATTACH          str topic, i32 partition, u8 mode (CTL_ATTACH_READ/WRITE)
  *                   -> topic config; fds: control block, readers table, ring slots 0..n-1
@@ -57,14 +60,16 @@
 
 #include "shoal.h"
 
-#define CTL_MAGIC        0x4c4f4853u /* "SHOL" little-endian */
-#define CTL_VERSION      1
-#define CTL_HEADER_BYTES 16
-#define CTL_MAX_PAYLOAD  (1u << 20)
-#define CTL_MAX_FDS      128
-#define CTL_RESPONSE     0x8000
-#define CTL_ATTACH_READ  0
-#define CTL_ATTACH_WRITE 1
+#define CTL_MAGIC         0x4c4f4853u /* "SHOL" little-endian */
+#define CTL_VERSION       1
+#define CTL_HEADER_BYTES  16
+#define CTL_MAX_PAYLOAD   (1u << 20)
+#define CTL_MAX_FDS       128
+#define CTL_RESPONSE      0x8000
+#define CTL_ATTACH_READ   0
+#define CTL_ATTACH_WRITE  1
+#define CTL_LIST_SERVED   0
+#define CTL_LIST_UNSERVED 1
 
 enum ctl_type {
     CTL_HELLO = 1,
@@ -130,6 +135,8 @@ void ctl_put_u8(ctl_writer_t *w, uint8_t v);
 void ctl_put_u16(ctl_writer_t *w, uint16_t v);
 void ctl_put_u32(ctl_writer_t *w, uint32_t v);
 void ctl_put_u64(ctl_writer_t *w, uint64_t v);
+/* Overwrite the u32 put at byte at of w's buffer (a count known only after its items). */
+void ctl_patch_u32(ctl_writer_t *w, size_t at, uint32_t v);
 void ctl_put_i32(ctl_writer_t *w, int32_t v);
 void ctl_put_i64(ctl_writer_t *w, int64_t v);
 void ctl_put_str(ctl_writer_t *w, const char *s); /* s longer than 65535 bytes: err */

@@ -39,7 +39,8 @@ static const cli_command_t cli_commands[] = {
      "segment.bytes and ring.slots cannot change; max.message.bytes applies to producers\n"
      "opened afterwards; the others take effect at once.\n"},
     {"topic", "list", cli_topic_list, "topic list",
-     "Print the topic names, one per line (none: \"(no topics)\" on stderr).\n"},
+     "Print the topic names, one per line (none: \"(no topics)\" on stderr). A topic\n"
+     "shoald left out at start (its files could not be recovered) is marked \"(not served)\".\n"},
     {"topic", "describe", cli_topic_describe, "topic describe NAME",
      "Print a topic's configuration, then a row per partition: log start offset, log end\n"
      "offset, flushed offset, bytes in shared memory and bytes on disk.\n"},

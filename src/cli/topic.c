@@ -124,11 +124,26 @@ int cli_topic_create(cli_t *cli, int argc, char **argv)
 
 static const struct option topic_plain_opts[] = {CLI_COMMON_OPTIONS, {0}};
 
+/* Print the served and the unserved names merged in order, the latter marked. */
+static void topic_list_print(char **served, size_t ns, char **unserved, size_t nu)
+{
+    size_t i = 0, j = 0;
+
+    while (i < ns || j < nu) {
+        if (j == nu || (i < ns && strcmp(served[i], unserved[j]) < 0))
+            printf("%s\n", served[i++]);
+        else
+            printf("%s (not served: see shoald's log)\n", unserved[j++]);
+    }
+    if (ns + nu == 0) /* standard output stays one name per line: empty */
+        fputs("(no topics)\n", stderr);
+}
+
 int cli_topic_list(cli_t *cli, int argc, char **argv)
 {
     shoal_client_t *client;
-    char **names;
-    size_t count;
+    char **names = NULL, **unserved = NULL;
+    size_t count = 0, nu = 0;
     int rc;
 
     while (cli_next_opt(cli, argc, argv, topic_plain_opts) != -1)
@@ -137,15 +152,15 @@ int cli_topic_list(cli_t *cli, int argc, char **argv)
     if ((rc = cli_connect(cli, &client)) != 0)
         return rc;
     rc = shoal_topic_list(client, &names, &count);
-    if (rc < 0) {
+    /* A daemon older than the unserved list refuses the request: it has none to show. */
+    if (rc == 0 && (rc = shoal_topic_list_unserved(client, &unserved, &nu)) == SHOAL_EPROTO)
+        rc = 0;
+    if (rc < 0)
         rc = cli_fail(cli, rc, "list topics");
-    } else {
-        for (size_t i = 0; i < count; i++)
-            printf("%s\n", names[i]);
-        if (count == 0) /* standard output stays one name per line: empty */
-            fputs("(no topics)\n", stderr);
-        shoal_topic_list_free(names, count);
-    }
+    else
+        topic_list_print(names, count, unserved, nu);
+    shoal_topic_list_free(names, count);
+    shoal_topic_list_free(unserved, nu);
     shoal_client_close(client);
     return rc;
 }

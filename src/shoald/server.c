@@ -154,20 +154,48 @@ static int on_topic_alter(server_t *s, struct conn *c, ctl_reader_t *r, int *fds
     return broker_topic_alter(s->b, name, kp, vp, n);
 }
 
+struct unserved_list {
+    server_t *s;
+    uint32_t n;
+};
+
+/* A topic of the store that the registry lacks is one recovery left out. */
+static int put_unserved(void *arg, const char *name, const shoal_topic_config_t *cfg)
+{
+    struct unserved_list *u = arg;
+    (void)cfg;
+    if (!broker_find(u->s->b, name)) {
+        ctl_put_str(&u->s->body, name);
+        u->n++;
+    }
+    return 0;
+}
+
 static int on_topic_list(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
 {
+    struct unserved_list u = {.s = s};
+    uint8_t which = r->p < r->end ? ctl_get_u8(r) : CTL_LIST_SERVED;
+    size_t at = s->body.len;
     int rc;
     (void)c;
     (void)fds;
     (void)nfds;
     if ((rc = finish(r)) < 0)
         return rc;
+    if (which != CTL_LIST_SERVED && which != CTL_LIST_UNSERVED)
+        return SHOAL_ERR(SHOAL_EPROTO, "unknown topic list %u", which);
     pthread_rwlock_rdlock(&s->b->lock);
-    ctl_put_u32(&s->body, (uint32_t)s->b->ntopics);
-    for (size_t i = 0; i < s->b->ntopics; i++)
-        ctl_put_str(&s->body, s->b->topics[i]->name);
+    if (which == CTL_LIST_SERVED) {
+        ctl_put_u32(&s->body, (uint32_t)s->b->ntopics);
+        for (size_t i = 0; i < s->b->ntopics; i++)
+            ctl_put_str(&s->body, s->b->topics[i]->name);
+    } else {
+        ctl_put_u32(&s->body, 0); /* the count, known at the end */
+        rc = store_topic_foreach(s->b->store, put_unserved, &u);
+        ctl_patch_u32(&s->body, at, u.n);
+    }
     pthread_rwlock_unlock(&s->b->lock);
-    return 0;
+    return rc;
 }
 
 /* Find a topic by name; returns with the registry read lock held on success. */

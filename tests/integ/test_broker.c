@@ -204,6 +204,36 @@ static int reconnect(struct harness_fixture *f)
     return shoal_client_open(f->d.socket, &f->c);
 }
 
+/* The names one of the topic lists gives, each followed by a newline, in out. */
+static void list_names(shoal_client_t *c, bool unserved, char *out, size_t cap)
+{
+    char **names;
+    size_t n, used = 0;
+
+    assert_int_equal(
+        unserved ? shoal_topic_list_unserved(c, &names, &n) : shoal_topic_list(c, &names, &n), 0);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        used += (size_t)snprintf(out + used, cap - used, "%s\n", names[i]);
+    shoal_topic_list_free(names, n);
+}
+
+/* What `shoal topic list` prints on standard output. */
+static void cli_topic_list(const struct harness_fixture *f, char *out, size_t cap)
+{
+    const char *build = getenv("BUILD");
+    char cmd[PATH_MAX + 256];
+    size_t n;
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd), "timeout 30 %s/shoal --socket '%s' topic list",
+             build && *build ? build : "build", f->d.socket);
+    assert_non_null(p = popen(cmd, "r"));
+    n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+}
+
 static int count_topics(shoal_client_t *c)
 {
     char **names;
@@ -560,7 +590,7 @@ static off_t size_of(const char *path)
 INTEG_TEST(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept)
 {
     shoal_topic_config_t cfg = topic_cfg(1, 1ull << 20, 2);
-    char bad_log[PATH_MAX], good_log[PATH_MAX], store[PATH_MAX];
+    char bad_log[PATH_MAX], good_log[PATH_MAX], store[PATH_MAX], text[256];
     shoal_producer_t *p, *early;
     shoal_ack_t ack;
     off_t good_bytes;
@@ -582,6 +612,13 @@ INTEG_TEST(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept
     assert_int_equal(reconnect(f), 0);
     assert_true(harness_daemon_log_contains(&f->d, "topic bad is not served"));
     assert_partition_holds(f->c, "good", 0, 5);
+    /* Listed apart from the served ones, and by the tool, marked. */
+    list_names(f->c, false, text, sizeof(text));
+    assert_string_equal(text, "good\n");
+    list_names(f->c, true, text, sizeof(text));
+    assert_string_equal(text, "bad\n");
+    cli_topic_list(f, text, sizeof(text));
+    assert_string_equal(text, "bad (not served: see shoald's log)\ngood\n");
     assert_int_equal(shoal_producer_open(f->c, "bad", NULL, &p), SHOAL_ENOTOPIC);
     assert_non_null(strstr(shoal_errmsg(), "topic bad is not served"));
     assert_int_equal(size_of(bad_log) >= 0, true); /* still the directory put there */
@@ -596,6 +633,8 @@ INTEG_TEST(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept
     assert_int_equal(size_of(bad_log), -1);
     assert_int_equal(shoal_topic_delete(f->c, "bad"), SHOAL_ENOTOPIC);
     assert_non_null(strstr(shoal_errmsg(), "no topic named bad"));
+    list_names(f->c, true, text, sizeof(text));
+    assert_string_equal(text, "");
     assert_int_equal(shoal_topic_create(f->c, "bad", &cfg), 0);
     assert_partition_holds(f->c, "bad", 0, 0);
     assert_int_equal(shoal_topic_delete(f->c, "bad"), 0);
