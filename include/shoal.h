@@ -101,7 +101,7 @@ SHOAL_EXTERN const char *shoal_version(int *major, int *minor, int *patch);
     XX(EPARTITIONS, "partition count out of range")                                                \
     XX(ECONFIG, "invalid configuration value")                                                     \
     XX(ETOOLARGE, "record larger than the topic's maximum record size")                            \
-    XX(ECORRUPT, "corrupt data: CRC, magic or length check failed")                                \
+    XX(ECORRUPT, "corrupt or missing data: a check failed, or records are gone from disk")         \
     XX(ECOMPRESSED, "compressed record batch: compression is not supported")                       \
     XX(EPROTO, "malformed or truncated control message")                                           \
     XX(EVERSION, "incompatible protocol or layout version")                                        \
