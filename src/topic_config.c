@@ -34,9 +34,11 @@ struct setting {
 static const struct setting settings[] = {
     {"partitions", KIND_U32, F(partitions), 1, SHOAL_PARTITIONS_MAX, false, "partitions"},
     {"storage", KIND_STORAGE, F(storage), 0, 1, false, NULL},
-    {"segment.bytes", KIND_U64, F(segment_bytes), 64 << 10, 1 << 30, false, "bytes"},
+    {"segment.bytes", KIND_U64, F(segment_bytes), 64 << 10, TOPIC_SEGMENT_BYTES_MAX, false,
+     "bytes"},
     {"ring.slots", KIND_U32, F(ring_slots), 2, SHM_MAX_SLOTS, false, "slots"},
-    {"max.message.bytes", KIND_U32, F(max_record_bytes), 64, 1 << 29, true, "bytes"},
+    {"max.message.bytes", KIND_U32, F(max_record_bytes), 64, TOPIC_MESSAGE_BYTES_MAX, true,
+     "bytes"},
     {"retention.ms", KIND_I64, F(retention_ms), -1, INT64_MAX, true, "milliseconds"},
     {"retention.bytes", KIND_I64, F(retention_bytes), -1, INT64_MAX, true, "bytes"},
     {"segment.ms", KIND_I64, F(segment_ms), 1000, INT64_MAX, true, "milliseconds"},

@@ -7,6 +7,11 @@
 
 #include "shoal.h"
 
+/* The largest segment.bytes. A batch fits in one ring slot, so no batch is larger. */
+#define TOPIC_SEGMENT_BYTES_MAX (1u << 30)
+/* The largest max.message.bytes, which bounds a batch of one record (header included). */
+#define TOPIC_MESSAGE_BYTES_MAX (1u << 29)
+
 /* Whether an existing topic may change this setting (false for unknown names, and for
  * partitions, storage, segment.bytes and ring.slots, which fix the ring's layout). */
 bool topic_setting_is_alterable(const char *name);

@@ -14,8 +14,10 @@
  * first batch it cannot parse; a CRC mismatch does not stop it (the batch's bounds are still
  * known), so every batch gets a "valid"/"INVALID" verdict. The scan's stop is reported as a
  * torn tail (RECORD_INCOMPLETE: the file ends inside a batch, as a crash during a write
- * leaves it) or as corruption. Records are decoded with record_iter_*, which checks every
- * varint and length against the batch; compressed batches are not decoded.
+ * leaves it) or as corruption; a batch the file ends inside whose length no batch can have
+ * (over the largest segment, or over the largest max.message.bytes for one record) was
+ * never written whole, so it is corruption too. Records are decoded with record_iter_*, which
+ * checks every varint and length against the batch; compressed batches are not decoded.
  *
  * .index entries are checked in one pass over the log: the entries are sorted by position
  * (a copy the size of the index, which is sparse and small) and merged with the batches as
@@ -43,6 +45,7 @@
 #include "crc32c.h"
 #include "record.h"
 #include "segment.h"
+#include "topic_config.h"
 #include "util.h"
 
 #define DUMP_NO_MAX UINT64_MAX
@@ -372,16 +375,50 @@ static int dump_log_batch(void *arg, uint64_t pos, const uint8_t *batch,
     return 0;
 }
 
+#define DUMP_RECORD_COUNT_AT 57 /* recordsCount in a batch header */
+
+/* Whether the batch at byte pos, which the file ends inside, is longer than any batch can
+ * be: one fits in a ring slot (at most the largest segment), and one of a single record (or
+ * none) in the largest max.message.bytes. Then it is garbage, not a torn write; why says so. */
+static bool dump_batch_impossible(const dump_map_t *m, uint64_t pos, char *why, size_t cap)
+{
+    const uint8_t *p = m->data + pos;
+    size_t avail = m->len - (size_t)pos;
+    uint64_t size, limit = TOPIC_SEGMENT_BYTES_MAX;
+    bool one = false;
+
+    if (avail < RECORD_BATCH_LOG_OVERHEAD)
+        return false;
+    size = (uint64_t)shoal__get_be32(p + 8) + RECORD_BATCH_LOG_OVERHEAD;
+    if (avail >= RECORD_BATCH_HEADER_BYTES &&
+        (int32_t)shoal__get_be32(p + DUMP_RECORD_COUNT_AT) <= 1) {
+        limit = TOPIC_MESSAGE_BYTES_MAX;
+        one = true;
+    }
+    if (size <= limit)
+        return false;
+    snprintf(why, cap,
+             "batch at byte %" PRIu64 " claims %" PRIu64 " bytes (%zu in the file), but no batch "
+             "%sis larger than %" PRIu64,
+             pos, size, avail, one ? "of one record " : "", limit);
+    return true;
+}
+
 /* Report where and why the scan stopped before the end of the file. */
-static void dump_log_stop(dump_t *d, const segment_scan_t *scan, size_t len)
+static void dump_log_stop(dump_t *d, const segment_scan_t *scan, const dump_map_t *m)
 {
     bool torn = scan->error == RECORD_INCOMPLETE;
     const char *what = torn ? "torn tail" : "corrupt";
+    char why[256];
 
-    fprintf(d->out, "stopped at byte %" PRIu64 " of %zu: %s: %s\n", scan->valid_bytes, len, what,
-            scan->why);
+    if (torn && dump_batch_impossible(m, scan->valid_bytes, why, sizeof(why)))
+        what = "corrupt";
+    else
+        snprintf(why, sizeof(why), "%s", scan->why);
+    fprintf(d->out, "stopped at byte %" PRIu64 " of %zu: %s: %s\n", scan->valid_bytes, m->len, what,
+            why);
     dump_problem(d, "stopped at byte %" PRIu64 ": %s: %s (%" PRIu64 " bytes not dumped)",
-                 scan->valid_bytes, what, scan->why, (uint64_t)len - scan->valid_bytes);
+                 scan->valid_bytes, what, why, (uint64_t)m->len - scan->valid_bytes);
 }
 
 static void dump_log_summary(dump_t *d, const segment_scan_t *scan, size_t len)
@@ -424,7 +461,7 @@ static void dump_log(dump_t *d, const dump_map_t *m)
     fprintf(d->out, "Dumping %s\nsegment base offset: %" PRId64 " (%s)\n", d->path, d->base, from);
     segment_scan_bytes(m->data, m->len, d->base, false, dump_log_batch, d, &scan);
     if (scan.error)
-        dump_log_stop(d, &scan, m->len);
+        dump_log_stop(d, &scan, m);
     dump_log_summary(d, &scan, m->len);
 }
 

@@ -332,6 +332,49 @@ static void test_dump_log_reports_corrupt_header_as_corruption(void **state)
     free(copy);
 }
 
+/* The file ends inside the batch at pos, whose length field says len: a torn tail when some
+ * batch could be that long, else corruption (want is in the output either way). */
+static void expect_stop_on_length(fixture_t *fx, size_t pos, uint32_t len, const char *want)
+{
+    uint8_t *copy = malloc(fx->len);
+    dump_result_t r;
+
+    memcpy(copy, fx->data, fx->len);
+    shoal__put_be32(copy + pos + 8, len);
+    rewrite_log(fx, copy, fx->len);
+    r = run_dump(fx->log, true, false, DUMP_NO_MAX);
+    assert_int_equal(r.rc, 1);
+    if (!strstr(r.out, want))
+        fail_msg("no \"%s\" in:\n%s", want, r.out);
+    dump_result_free(&r);
+    free(copy);
+}
+
+/* A length no batch can have is corruption, not a torn tail: no batch is larger than the
+ * largest segment (1 GiB), and none of one record larger than the largest
+ * max.message.bytes (512 MiB), whatever the file's size. */
+static void test_dump_log_reports_an_impossible_batch_length_as_corruption(void **state)
+{
+    fixture_t *fx = *state;
+    char want[160];
+
+    snprintf(want, sizeof(want),
+             "stopped at byte %" PRIu64 " of %zu: corrupt: batch at byte %" PRIu64
+             " claims 1000000012 bytes",
+             fx->pos[0], fx->len, fx->pos[0]);
+    expect_stop_on_length(fx, fx->pos[0], 1000000000, want); /* single-keyed.bin */
+    snprintf(want, sizeof(want), "stopped at byte %" PRIu64 " of %zu: torn tail: ", fx->pos[5],
+             fx->len);
+    expect_stop_on_length(fx, fx->pos[5], 1000000000, want); /* multi-10.bin: could be */
+    snprintf(want, sizeof(want), "corrupt: batch at byte %" PRIu64 " claims %" PRIu64 " bytes",
+             fx->pos[5], (uint64_t)INT32_MAX + 12);
+    expect_stop_on_length(fx, fx->pos[5], INT32_MAX, want);
+    /* The largest single-record batch that can be is still a torn tail. */
+    snprintf(want, sizeof(want), "stopped at byte %" PRIu64 " of %zu: torn tail: ", fx->pos[0],
+             fx->len);
+    expect_stop_on_length(fx, fx->pos[0], (1u << 29) - 12, want);
+}
+
 static void test_dump_log_max_limits_printing_not_checking(void **state)
 {
     fixture_t *fx = *state;
@@ -665,6 +708,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dump_log_reports_corrupt_header_as_corruption, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_dump_log_reports_an_impossible_batch_length_as_corruption, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_log_max_limits_printing_not_checking, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
