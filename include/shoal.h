@@ -262,10 +262,12 @@ SHOAL_EXTERN bool shoal_topic_name_is_valid(const char *name);
 /** Create a topic.
  * @param[in] cfg  NULL means the defaults.
  * The daemon reserves each partition's ring (segment_bytes x ring_slots) in shared memory
- * at once, so a topic that does not fit is refused here rather than failing later.
+ * at once, so a topic that does not fit is refused here rather than failing later; this
+ * takes about a second per GiB, during which the topic is "still being created" to other
+ * calls naming it, and the call returns when it is done.
  * @return 0, or SHOAL_ENAME, SHOAL_ETOPICEXISTS, SHOAL_EPARTITIONS, SHOAL_ECONFIG,
- *         -ENOSPC (not enough shared memory; the detail gives the sizes), SHOAL_EIO,
- *         SHOAL_ECLOSED, -errno. Nothing is left behind on failure.
+ *         -ENOSPC (not enough shared memory or memory; the detail gives the sizes),
+ *         SHOAL_EIO, SHOAL_ECLOSED, -errno. Nothing is left behind on failure.
  * Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
                                     const shoal_topic_config_t *cfg);
@@ -281,7 +283,8 @@ SHOAL_EXTERN int shoal_topic_alter(shoal_client_t *client, const char *name,
 
 /** Delete a topic and all its data. Producers and consumers still attached keep their
  * mappings; their next append or poll returns SHOAL_ENOTOPIC.
- * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ECLOSED, -errno. */
+ * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ADMIN_ACTION (the topic is still being
+ *         created: try again), SHOAL_ECLOSED, -errno. */
 SHOAL_EXTERN int shoal_topic_delete(shoal_client_t *client, const char *name);
 
 /** List topic names, sorted.

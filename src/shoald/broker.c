@@ -57,9 +57,39 @@ static bool store_knows(broker_t *b, const char *name)
 #define NOT_SERVED                                                                                 \
     "topic %s is not served: recovery left it out (shoald's log says why); repair its files "      \
     "and restart shoald, or delete the topic"
+#define BEING_CREATED "topic %s is still being created"
+
+struct broker_creating {
+    char name[SHOAL_TOPIC_NAME_MAX + 1];
+    uint64_t shm_bytes; /* what its rings take */
+};
+
+static struct broker_creating *creating_find(const broker_t *b, const char *name)
+{
+    for (size_t i = 0; i < b->ncreating; i++)
+        if (strcmp(b->creating[i].name, name) == 0)
+            return &b->creating[i];
+    return NULL;
+}
+
+bool broker_is_creating(const broker_t *b, const char *name)
+{
+    return creating_find(b, name) != NULL;
+}
+
+/* The shared memory the topics being created will take. */
+static uint64_t creating_shm_bytes(const broker_t *b)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < b->ncreating; i++)
+        sum += b->creating[i].shm_bytes;
+    return sum;
+}
 
 int broker_no_topic(broker_t *b, const char *name)
 {
+    if (creating_find(b, name))
+        return SHOAL_ERR(SHOAL_ENOTOPIC, BEING_CREATED, name);
     if (store_knows(b, name))
         return SHOAL_ERR(SHOAL_ENOTOPIC, NOT_SERVED, name);
     return SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", name);
@@ -223,13 +253,17 @@ static int room_refused(const char *name, const shoal_topic_config_t *cfg, uint6
 static int check_shm_room(const broker_t *b, const char *name, const shoal_topic_config_t *cfg)
 {
     uint64_t need = (uint64_t)cfg->partitions * cfg->ring_slots * cfg->segment_bytes;
-    uint64_t avail = mem_available(), free_bytes = UINT64_MAX;
+    uint64_t avail = mem_available(), free_bytes = UINT64_MAX, pending = creating_shm_bytes(b);
     struct statvfs vfs;
 
     if (statvfs(b->shm_dir, &vfs) == 0)
         free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
     if (avail != UINT64_MAX)
         avail -= avail / 8;
+    /* What topics still being created will take is not taken yet. */
+    free_bytes -= SHOAL_MIN(free_bytes, pending);
+    if (avail != UINT64_MAX)
+        avail -= SHOAL_MIN(avail, pending);
     if (need <= free_bytes && need <= avail)
         return 0;
     if (need > free_bytes)
@@ -241,9 +275,39 @@ static int check_shm_room(const broker_t *b, const char *name, const shoal_topic
                         (unsigned long long)(avail >> 20));
 }
 
-int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_t *cfg)
+/* With the lock held: whether a topic of this name and config may be created now. */
+static int create_check(broker_t *b, const char *name, const shoal_topic_config_t *cfg)
 {
-    dtopic_t *t;
+    if (broker_find(b, name))
+        return SHOAL_ERR(SHOAL_ETOPICEXISTS, "topic %s already exists", name);
+    if (creating_find(b, name))
+        return SHOAL_ERR(SHOAL_ETOPICEXISTS, BEING_CREATED, name);
+    if (store_knows(b, name))
+        return SHOAL_ERR(SHOAL_ETOPICEXISTS, NOT_SERVED, name);
+    if (cfg->storage == SHOAL_STORAGE_DISK) {
+        int rc = check_no_segments(b, name, cfg->partitions);
+        if (rc < 0)
+            return rc;
+    }
+    return check_shm_room(b, name, cfg);
+}
+
+/* With the lock held: note the topic as being created. 0 or -ENOMEM. */
+static int creating_add(broker_t *b, const char *name, const shoal_topic_config_t *cfg)
+{
+    struct broker_creating *v = shoal__realloc(b->creating, (b->ncreating + 1) * sizeof(*v));
+
+    if (!v)
+        return -ENOMEM;
+    b->creating = v;
+    v = &b->creating[b->ncreating++];
+    snprintf(v->name, sizeof(v->name), "%s", name);
+    v->shm_bytes = (uint64_t)cfg->partitions * cfg->ring_slots * cfg->segment_bytes;
+    return 0;
+}
+
+int broker_topic_create_begin(broker_t *b, const char *name, const shoal_topic_config_t *cfg)
+{
     int rc;
 
     if (!shoal_topic_name_is_valid(name))
@@ -251,20 +315,34 @@ int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_
     if ((rc = check_new_config(cfg)) < 0)
         return rc;
     pthread_rwlock_wrlock(&b->lock);
-    if (broker_find(b, name)) {
-        rc = SHOAL_ERR(SHOAL_ETOPICEXISTS, "topic %s already exists", name);
-        goto out_unlock;
-    }
-    if (store_knows(b, name)) {
-        rc = SHOAL_ERR(SHOAL_ETOPICEXISTS, NOT_SERVED, name);
-        goto out_unlock;
-    }
-    if ((rc = check_shm_room(b, name, cfg)) < 0 ||
-        (cfg->storage == SHOAL_STORAGE_DISK &&
-         (rc = check_no_segments(b, name, cfg->partitions)) < 0) ||
+    if ((rc = create_check(b, name, cfg)) == 0 && (rc = creating_add(b, name, cfg)) == 0 &&
         (rc = store_topic_put(b->store, name, cfg)) < 0)
-        goto out_unlock;
-    rc = topic_open(b, name, cfg, true, &t);
+        b->ncreating--;
+    pthread_rwlock_unlock(&b->lock);
+    return rc;
+}
+
+/* Test hook: $SHOALD_TEST_CREATE_MS makes every create take that much longer, as large
+ * rings do. Unset (always, in production), it costs a getenv per create. */
+static void create_test_delay(void)
+{
+    const char *ms = getenv("SHOALD_TEST_CREATE_MS");
+    if (ms)
+        usleep((useconds_t)atoi(ms) * 1000);
+}
+
+int broker_topic_create_finish(broker_t *b, const char *name, const shoal_topic_config_t *cfg)
+{
+    dtopic_t *t = NULL;
+    struct broker_creating *c;
+    int rc;
+
+    create_test_delay();
+    rc = topic_open(b, name, cfg, true, &t); /* the rings: no lock held */
+
+    pthread_rwlock_wrlock(&b->lock);
+    if ((c = creating_find(b, name)))
+        *c = b->creating[--b->ncreating];
     if (rc == 0 && (rc = registry_insert(b, t)) < 0)
         topic_free(t, cfg->partitions, true);
     if (rc < 0)
@@ -273,11 +351,16 @@ int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_
         log_info("created topic %s: %u partition%s, %s, %llu-byte segments, %u ring slots", name,
                  cfg->partitions, SHOAL_PLURAL(cfg->partitions), cfg->storage ? "memory" : "disk",
                  (unsigned long long)cfg->segment_bytes, cfg->ring_slots);
-out_unlock:
     pthread_rwlock_unlock(&b->lock);
     if (rc == 0)
         broker_wake(b); /* the flusher may sleep on the partitions it knew */
     return rc;
+}
+
+int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_t *cfg)
+{
+    int rc = broker_topic_create_begin(b, name, cfg);
+    return rc < 0 ? rc : broker_topic_create_finish(b, name, cfg);
 }
 
 /* Apply name=value pairs to a copy of the topic's config: all valid, or nothing. */
@@ -375,8 +458,12 @@ int broker_topic_delete(broker_t *b, const char *name)
 
     if (rc == SHOAL_ENOTOPIC) { /* perhaps one that recovery left out */
         pthread_rwlock_wrlock(&b->lock);
-        rc = broker_find(b, name) ? SHOAL_ERR(SHOAL_ADMIN_ACTION, "topic %s was just created", name)
-                                  : topic_delete_unserved(b, name);
+        if (broker_find(b, name))
+            rc = SHOAL_ERR(SHOAL_ADMIN_ACTION, "topic %s was just created", name);
+        else if (creating_find(b, name))
+            rc = SHOAL_ERR(SHOAL_ADMIN_ACTION, BEING_CREATED, name);
+        else
+            rc = topic_delete_unserved(b, name);
         pthread_rwlock_unlock(&b->lock);
         return rc;
     }
@@ -891,6 +978,8 @@ int broker_close(broker_t *b)
         topic_free(b->topics[i], b->topics[i]->cfg.partitions, false);
     shoal__free(b->topics);
     b->topics = NULL;
+    shoal__free(b->creating);
+    b->creating = NULL;
     b->ntopics = 0;
     store_close(b->store);
     b->store = NULL;

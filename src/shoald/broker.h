@@ -24,6 +24,10 @@ typedef struct broker {
     pthread_rwlock_t lock;
     dtopic_t **topics; /* sorted by name */
     size_t ntopics;
+    /* Topics being created: their store records written, their rings still being made
+     * outside the lock (broker_topic_create_finish); under the lock. */
+    struct broker_creating *creating;
+    size_t ncreating;
     _Atomic uint32_t wake; /* futex: broker_wake() ends broker_wait_for_work() */
     struct waitset *waits; /* the flusher's, for broker_wait_for_work() */
     int data_lock_fd;
@@ -40,6 +44,14 @@ int broker_close(broker_t *b);
 
 /* The following take the registry lock themselves. */
 int broker_topic_create(broker_t *b, const char *name, const shoal_topic_config_t *cfg);
+/* broker_topic_create() in two steps, so that the second, which makes the rings (seconds
+ * for large ones), holds no lock and may run on another thread. begin checks the request
+ * and records the topic as being created (0 or the error); finish, called once after a
+ * successful begin, makes it and serves it, or undoes begin (0 or the error). */
+int broker_topic_create_begin(broker_t *b, const char *name, const shoal_topic_config_t *cfg);
+int broker_topic_create_finish(broker_t *b, const char *name, const shoal_topic_config_t *cfg);
+/* With the registry lock held: whether the topic is between those two steps. */
+bool broker_is_creating(const broker_t *b, const char *name);
 int broker_topic_delete(broker_t *b, const char *name);
 /* Change settings by name (all or nothing): SHOAL_ENOTOPIC, SHOAL_ESETTING, SHOAL_ECONFIG,
  * SHOAL_EIMMUTABLE. Durable in LMDB on return; the flusher uses the new values at once. */

@@ -17,10 +17,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -72,6 +74,25 @@ struct server {
     group_coord_t *groups;
     uint16_t cur_type; /* the request being dispatched */
     uint32_t cur_seq;
+    /* Requests answered from threads of their own (struct job); jobs_fd, in the epoll set,
+     * says one is done. The list is under jobs_lock. */
+    int jobs_fd;
+    pthread_mutex_t jobs_lock;
+    struct job *jobs;
+};
+
+/* A topic create, run on a thread of its own: making its rings takes seconds for large
+ * ones, which would hold up every other client, group heartbeats included. */
+struct job {
+    server_t *s;
+    server_req_t req;
+    pthread_t thread;
+    bool done;
+    int status;
+    char detail[512];
+    char name[SHOAL_TOPIC_NAME_MAX + 2];
+    shoal_topic_config_t cfg;
+    struct job *next;
 };
 
 typedef int (*handler_fn)(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds);
@@ -103,19 +124,88 @@ static int on_hello(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size
     return 0;
 }
 
+static void *job_main(void *arg)
+{
+    struct job *j = arg;
+    uint64_t one = 1;
+
+    j->status = broker_topic_create_finish(j->s->b, j->name, &j->cfg);
+    snprintf(j->detail, sizeof(j->detail), "%s", j->status < 0 ? shoal_errmsg() : "");
+    pthread_mutex_lock(&j->s->jobs_lock);
+    j->done = true;
+    pthread_mutex_unlock(&j->s->jobs_lock);
+    (void)!write(j->s->jobs_fd, &one, sizeof(one)); /* cannot fail: far from overflow */
+    return NULL;
+}
+
+/* Finish a begun create on a thread of its own, answered by server_jobs_reap(). False
+ * when no thread could start: the caller finishes it here. */
+static bool job_start(server_t *s, struct conn *c, const char *name,
+                      const shoal_topic_config_t *cfg)
+{
+    struct job *j = shoal__calloc(1, sizeof(*j));
+
+    if (!j || s->jobs_fd < 0) {
+        shoal__free(j);
+        return false;
+    }
+    *j = (struct job){
+        .s = s,
+        .req = {.conn_id = c->id, .pid = c->pid, .type = s->cur_type, .seq = s->cur_seq},
+        .cfg = *cfg};
+    snprintf(j->name, sizeof(j->name), "%s", name);
+    pthread_mutex_lock(&s->jobs_lock);
+    if (pthread_create(&j->thread, NULL, job_main, j) != 0) {
+        pthread_mutex_unlock(&s->jobs_lock);
+        shoal__free(j);
+        return false;
+    }
+    j->next = s->jobs;
+    s->jobs = j;
+    pthread_mutex_unlock(&s->jobs_lock);
+    return true;
+}
+
+/* Answer the jobs that are done (reply: false at close, when nobody waits any more), or
+ * wait for every job (all). */
+static void server_jobs_reap(server_t *s, bool reply, bool all)
+{
+    uint64_t n;
+
+    if (s->jobs_fd >= 0)
+        (void)!read(s->jobs_fd, &n, sizeof(n)); /* EAGAIN when nothing is done */
+    for (;;) {
+        struct job **at, *j = NULL;
+        pthread_mutex_lock(&s->jobs_lock);
+        for (at = &s->jobs; *at && !j; at = &(*at)->next)
+            if ((*at)->done || all) {
+                j = *at;
+                *at = j->next;
+                break;
+            }
+        pthread_mutex_unlock(&s->jobs_lock);
+        if (!j)
+            return;
+        pthread_join(j->thread, NULL);
+        if (reply)
+            server_reply(s, &j->req, j->status, j->detail, NULL);
+        shoal__free(j);
+    }
+}
+
 static int on_topic_create(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
 {
     char name[SHOAL_TOPIC_NAME_MAX + 2];
     shoal_topic_config_t cfg;
     int rc;
-    (void)c;
     (void)fds;
     (void)nfds;
     ctl_get_str(r, name, sizeof(name));
     ctl_get_topic_config(r, &cfg);
-    if ((rc = finish(r)) < 0)
+    if ((rc = finish(r)) < 0 || (rc = broker_topic_create_begin(s->b, name, &cfg)) < 0)
         return rc;
-    return broker_topic_create(s->b, name, &cfg);
+    return job_start(s, c, name, &cfg) ? SERVER_PARKED
+                                       : broker_topic_create_finish(s->b, name, &cfg);
 }
 
 static int on_topic_delete(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
@@ -159,12 +249,13 @@ struct unserved_list {
     uint32_t n;
 };
 
-/* A topic of the store that the registry lacks is one recovery left out. */
+/* A topic of the store that the registry lacks, and that is not being created, is one
+ * recovery left out. */
 static int put_unserved(void *arg, const char *name, const shoal_topic_config_t *cfg)
 {
     struct unserved_list *u = arg;
     (void)cfg;
-    if (!broker_find(u->s->b, name)) {
+    if (!broker_find(u->s->b, name) && !broker_is_creating(u->s->b, name)) {
         ctl_put_str(&u->s->body, name);
         u->n++;
     }
@@ -665,6 +756,8 @@ int server_open(server_t **out, broker_t *b)
         return -ENOMEM;
     s->b = b;
     s->epfd = -1;
+    s->jobs_fd = -1;
+    pthread_mutex_init(&s->jobs_lock, NULL);
     s->refused_log.burst = 1;
     s->not_allowed_log.burst = SERVER_CLIENT_LOG_BURST;
     s->bad_frame_log.burst = SERVER_CLIENT_LOG_BURST;
@@ -683,11 +776,17 @@ int server_open(server_t **out, broker_t *b)
     if (ctlsock_file_of(b->socket_path, &s->socket_file) < 0)
         s->socket_file = (ctlsock_file_t){0};
     server_set_access(s);
+    s->jobs_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); /* without it, creates run inline */
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (s->epfd < 0 || epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->listen_fd, &ev) < 0) {
         int rc = -errno;
         server_close(s);
         return rc;
+    }
+    ev.data.ptr = &s->jobs_fd;
+    if (s->jobs_fd >= 0 && epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->jobs_fd, &ev) < 0) {
+        close(s->jobs_fd);
+        s->jobs_fd = -1;
     }
     if ((grc = group_coord_open(&s->groups, s, b)) < 0) {
         server_close(s);
@@ -731,6 +830,10 @@ int server_run(server_t *s, volatile sig_atomic_t *stop, int wake_fd, void (*on_
             int rc;
             if (evs[i].data.ptr == &wev) {
                 on_wake(arg);
+                continue;
+            }
+            if (evs[i].data.ptr == &s->jobs_fd) {
+                server_jobs_reap(s, true, false);
                 continue;
             }
             if (!c) {
@@ -792,6 +895,7 @@ void server_close(server_t *s)
      * logged) as if their processes had ended. */
     group_coord_close(s->groups);
     s->groups = NULL;
+    server_jobs_reap(s, false, true); /* creates finish: their topics exist */
     while (s->nconns > 0)
         conn_close(s, s->conns[s->nconns - 1]);
     if (s->spare_fd >= 0)
@@ -805,6 +909,9 @@ void server_close(server_t *s)
     }
     if (s->epfd >= 0)
         close(s->epfd);
+    if (s->jobs_fd >= 0)
+        close(s->jobs_fd);
+    pthread_mutex_destroy(&s->jobs_lock);
     ctl_writer_release(&s->out);
     ctl_writer_release(&s->body);
     shoal__free(s);

@@ -325,6 +325,80 @@ static void expect_create_fails(shoal_client_t *c, const char *name,
                  shoal_err_name(want), shoal_errmsg());
 }
 
+struct slow_create {
+    const char *socket;
+    atomic_bool done;
+    int rc;
+};
+
+static void *create_slowly(void *arg)
+{
+    struct slow_create *sc = arg;
+    shoal_client_t *c;
+
+    sc->rc = shoal_client_open(sc->socket, &c);
+    if (sc->rc == 0) {
+        sc->rc = shoal_topic_create(c, "slow", NULL);
+        shoal_client_close(c);
+    }
+    atomic_store(&sc->done, true);
+    return NULL;
+}
+
+/* A create makes its rings (seconds, for large ones; here SHOALD_TEST_CREATE_MS makes it
+ * 3 s) without holding up anyone else: meanwhile other requests are answered and the
+ * flusher fsyncs other topics, and the topic being created is named as such, neither
+ * created twice nor deleted. (The daemon used to do it all inside its one server thread,
+ * under the registry's write lock.) */
+INTEG_TEST(test_a_slow_create_holds_up_neither_clients_nor_the_flusher)
+{
+    shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
+    struct slow_create sc = {.socket = f->d.socket};
+    shoal_producer_options_t po;
+    shoal_topic_info_t *info;
+    shoal_producer_t *p;
+    bool being_created = false;
+    char names[256];
+    pthread_t th;
+    int rc;
+
+    assert_int_equal(shoal_topic_create(f->c, "quick", NULL), 0);
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    setenv("SHOALD_TEST_CREATE_MS", "3000", 1);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    unsetenv("SHOALD_TEST_CREATE_MS");
+    assert_int_equal(reconnect(f), 0);
+    shoal_producer_options_init(&po);
+    po.acks = SHOAL_ACKS_DISK;
+    assert_int_equal(shoal_producer_open(f->c, "quick", &po, &p), 0);
+
+    assert_int_equal(pthread_create(&th, NULL, create_slowly, &sc), 0);
+    for (int i = 0; i < 200 && !being_created; i++, usleep(5000)) {
+        if ((rc = shoal_topic_describe(f->c, "slow", &info)) == 0)
+            shoal_topic_info_free(info);
+        being_created = rc == SHOAL_ENOTOPIC &&
+                        strstr(shoal_errmsg(), "topic slow is still being created") != NULL;
+    }
+    assert_true(being_created);
+    assert_int_equal(shoal_topic_create(f->c, "slow", NULL), SHOAL_ETOPICEXISTS);
+    assert_non_null(strstr(shoal_errmsg(), "still being created"));
+    assert_int_equal(shoal_topic_delete(f->c, "slow"), SHOAL_ADMIN_ACTION);
+    list_names(f->c, true, names, sizeof(names));
+    assert_string_equal(names, "");
+    assert_int_equal(shoal_topic_describe(f->c, "quick", &info), 0);
+    shoal_topic_info_free(info);
+    assert_int_equal(shoal_send(p, &m, NULL), 0); /* fsynced meanwhile */
+    assert_false(atomic_load(&sc.done));
+
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(sc.rc, 0);
+    assert_int_equal(shoal_topic_describe(f->c, "slow", &info), 0);
+    shoal_topic_info_free(info);
+    shoal_producer_close(p);
+}
+
 INTEG_TEST(test_topic_create_rejects_bad_names_and_configs_with_specific_codes)
 {
     const char *bad_names[] = {"", ".", "..", "a/b", "sp ace", "tab\tname", "é"};
@@ -2689,6 +2763,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
         T(test_topics_can_be_created_listed_described_and_deleted),
+        T(test_a_slow_create_holds_up_neither_clients_nor_the_flusher),
         T(test_topic_create_rejects_bad_names_and_configs_with_specific_codes),
         T(test_reserved_fields_are_zeroed_by_init_and_refused_when_set),
         T(test_out_of_range_options_and_repeated_partitions_are_refused),
