@@ -24,6 +24,9 @@
  * which topic, which limit), for people rather than programs. A NULL handle, or a NULL for
  * a pointer a function must read or fill, gets SHOAL_EINVAL naming the argument (the
  * *_init() functions ignore NULL; the *_close() and *_free() functions accept it).
+ * A call that talks to shoald, where it lists SHOAL_ECLOSED, may also return what
+ * reconnecting can (SHOAL_ENODAEMON, SHOAL_EDENIED, SHOAL_EVERSION): see
+ * shoal_client_open().
  *
  * VERSIONS AND THE ABI
  *
@@ -181,7 +184,21 @@ SHOAL_EXTERN const char *shoal_default_socket(void);
  *         SHOAL_EPROTO, -ENOMEM, -errno.
  * Ownership: the caller closes the client with shoal_client_close(), after closing every
  * producer and consumer opened on it. Thread-safety: the returned client may be used from
- * any thread; calls on it are serialised internally. */
+ * any thread; calls on it are serialised internally.
+ *
+ * Reconnection: a client outlives a restart of shoald (stopped, or killed, and started
+ * again). A call that finds the connection closed, or whose request cannot be sent because
+ * the daemon closed the connection (so the request never arrived), connects again once and
+ * carries on. A request that was sent but whose response was lost (the daemon died while
+ * handling it) fails SHOAL_ECLOSED and is not repeated, since it may have been carried out
+ * (a topic created, offsets reset): check before repeating it; the next call connects
+ * again. While nothing listens at the path such calls fail SHOAL_ENODAEMON, and a daemon of
+ * another instance at the same path is refused with SHOAL_ENODAEMON. Each connection is a
+ * new handshake: the daemon reads the process's credentials again (SHOAL_EDENIED if it may
+ * no longer use the broker) and checks the protocol version (SHOAL_EVERSION). Producers and
+ * consumers opened on the client keep working across the restart: appends and reads from
+ * shared memory never need the daemon, and a consumer reading old records from disk goes
+ * on at its position once the daemon is back. */
 SHOAL_EXTERN int shoal_client_open(const char *socket_path, shoal_client_t **out);
 
 /** Close a client and its connection. NULL is allowed. Thread-safety: not thread-safe. */

@@ -5,7 +5,16 @@
  * timestamp lookups); appends and reads never touch it. One request is in flight per
  * client, guarded by a mutex, so a client may be shared by threads. Responses are matched
  * by type and sequence number; anything else is SHOAL_EPROTO and the connection is
- * considered broken. */
+ * considered broken.
+ *
+ * Reconnection: shoald may stop and start again under a client (its producers' and
+ * consumers' rings stay mapped, and appends go on). A broken connection is closed, and the
+ * next call connects again (HELLO included, so the daemon reads the process's credentials
+ * anew) before it sends; so does a call whose send fails because the daemon closed the
+ * connection, since that request never arrived. A request that was sent and whose
+ * response was lost is not repeated: it may have been carried out, so the call fails
+ * SHOAL_ECLOSED and the next one reconnects. All of it runs under the client's mutex, so
+ * threads sharing a client see one connection at a time. */
 #include "client.h"
 
 #include <errno.h>
@@ -36,13 +45,34 @@ void client_reply_release(client_reply_t *rep)
     rep->payload = NULL;
 }
 
-static int client_exchange(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep)
+/* ------------------------------------------------------------------ the connection */
+
+/* Close the connection; the next call connects again. c->mu held. */
+static void client_drop(shoal_client_t *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+/* The response's status, with the daemon's detail in shoal_errmsg() when it failed. */
+static int reply_status(client_reply_t *rep)
+{
+    char detail[256];
+    int rc = ctl_get_status(&rep->r, detail, sizeof(detail));
+    if (rc < 0)
+        SHOAL_ERR(rc, "%s", detail[0] ? detail : shoal_strerror(rc));
+    return rc;
+}
+
+/* Send the request in w on the current connection and receive its response (c->mu held).
+ * A failure that leaves the stream out of step closes the connection. *unsent is set when
+ * the send failed: the daemon never had the whole frame, so it did nothing. */
+static int client_roundtrip(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep, bool *unsent)
 {
     ctl_header_t sent, got;
     int rc;
 
-    if (c->fd < 0)
-        return SHOAL_ERR(SHOAL_ECLOSED, "connection to %s is closed", c->socket_path);
     /* The frame was built without a sequence number: stamp this connection's next. */
     rc = ctl_header_decode(w->buf, &sent);
     if (rc < 0)
@@ -50,24 +80,92 @@ static int client_exchange(shoal_client_t *c, ctl_writer_t *w, client_reply_t *r
     sent.seq = ++c->seq;
     ctl_header_encode(w->buf, &sent);
     rc = ctlsock_send(c->fd, w->buf, w->len, NULL, 0);
-    if (rc == 0)
-        rc = ctlsock_recv_frame(c->fd, &got, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS,
-                                CLIENT_TIMEOUT_MS);
+    *unsent = rc < 0;
+    if (rc < 0) {
+        client_drop(c); /* part of a frame may have gone: never reuse the stream */
+        return rc;
+    }
+    rc = ctlsock_recv_frame(c->fd, &got, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS,
+                            CLIENT_TIMEOUT_MS);
     if (rc == 0 && (got.type != (sent.type | CTL_RESPONSE) || got.seq != sent.seq))
         rc = SHOAL_ERR(SHOAL_EPROTO, "response type %u seq %u does not answer request %u/%u",
                        got.type, got.seq, sent.type, sent.seq);
     if (rc == 0)
         ctl_reader_init(&rep->r, rep->payload, got.len);
-    else if (rc == SHOAL_ECLOSED || rc == SHOAL_EPROTO || rc == SHOAL_ETIMEDOUT) {
-        close(c->fd); /* the stream is out of step: never reuse it */
+    else if (rc != -ENOMEM) /* only then was the rest of the frame read (ctlsock.h) */
+        client_drop(c);
+    return rc;
+}
+
+/* Connect and say hello (c->mu held, c->fd < 0). Once the client knows its daemon's
+ * instance it refuses another's at the same path: its producers and consumers map that
+ * instance's rings. 0, or the connect or hello error with the connection closed. */
+static int client_connect(shoal_client_t *c)
+{
+    char instance[sizeof(c->instance)];
+    client_reply_t rep;
+    ctl_writer_t w;
+    bool unsent;
+    int rc;
+
+    memset(&rep, 0, sizeof(rep));
+    c->fd = ctlsock_connect(c->socket_path);
+    if (c->fd < 0) {
+        rc = c->fd;
         c->fd = -1;
+        return rc;
     }
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_HELLO, 0);
+    ctl_put_u32(&w, CTL_VERSION);
+    ctl_put_str(&w, "libshoal " SHOAL_VERSION_STRING);
+    rc = ctl_frame_end(&w);
+    if (rc == 0)
+        rc = client_roundtrip(c, &w, &rep, &unsent);
+    ctl_writer_release(&w);
+    if (rc == 0 && (rc = reply_status(&rep)) == 0) {
+        (void)ctl_get_u32(&rep.r);
+        ctl_get_str(&rep.r, instance, sizeof(instance));
+        rc = ctl_reader_finish(&rep.r);
+    }
+    client_reply_release(&rep);
+    if (rc == 0 && c->instance[0] && strcmp(instance, c->instance) != 0)
+        rc = SHOAL_ERR(SHOAL_ENODAEMON,
+                       "shoald at %s is now instance '%s', not '%s' that this client was "
+                       "opened on",
+                       c->socket_path, instance, c->instance);
+    if (rc < 0) {
+        client_drop(c);
+        return rc;
+    }
+    memcpy(c->instance, instance, sizeof(instance));
+    return 0;
+}
+
+/* One request and its response (c->mu held). A connection an earlier call found broken
+ * (shoald stopped or restarted) is made again first, and so is one whose send fails
+ * because the daemon has closed it: that request never reached the daemon, so sending it
+ * again on a new connection cannot do it twice. A request sent whose response was lost
+ * fails SHOAL_ECLOSED: it may have been carried out, only the caller can tell whether to
+ * repeat it. */
+static int client_exchange(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep)
+{
+    bool unsent = false;
+    int rc;
+
+    if (c->fd >= 0) {
+        rc = client_roundtrip(c, w, rep, &unsent);
+        if (rc != SHOAL_ECLOSED || !unsent)
+            return rc;
+    }
+    rc = client_connect(c);
+    if (rc == 0)
+        rc = client_roundtrip(c, w, rep, &unsent);
     return rc;
 }
 
 int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep)
 {
-    char detail[256];
     int rc;
 
     memset(rep, 0, sizeof(*rep));
@@ -77,34 +175,10 @@ int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep)
     pthread_mutex_lock(&c->mu);
     rc = client_exchange(c, w, rep);
     pthread_mutex_unlock(&c->mu);
-    if (rc == 0) {
-        rc = ctl_get_status(&rep->r, detail, sizeof(detail));
-        if (rc < 0)
-            SHOAL_ERR(rc, "%s", detail[0] ? detail : shoal_strerror(rc));
-    }
+    if (rc == 0)
+        rc = reply_status(rep);
     if (rc < 0)
         client_reply_release(rep);
-    return rc;
-}
-
-static int client_hello(shoal_client_t *c)
-{
-    ctl_writer_t w;
-    client_reply_t rep;
-    int rc;
-
-    ctl_writer_init(&w);
-    ctl_frame_begin(&w, CTL_HELLO, 0);
-    ctl_put_u32(&w, CTL_VERSION);
-    ctl_put_str(&w, "libshoal " SHOAL_VERSION_STRING);
-    rc = client_call(c, &w, &rep);
-    ctl_writer_release(&w);
-    if (rc < 0)
-        return rc;
-    (void)ctl_get_u32(&rep.r);
-    ctl_get_str(&rep.r, c->instance, sizeof(c->instance));
-    rc = ctl_reader_finish(&rep.r);
-    client_reply_release(&rep);
     return rc;
 }
 
@@ -125,43 +199,25 @@ int shoal_client_open(const char *socket_path, shoal_client_t **out)
         return -ENOMEM;
     strcpy(c->socket_path, socket_path);
     pthread_mutex_init(&c->mu, NULL);
-    c->fd = ctlsock_connect(socket_path);
-    if (c->fd < 0) {
-        rc = c->fd;
-        goto out_free;
+    c->fd = -1;
+    rc = client_connect(c); /* nobody else has c yet: no lock needed */
+    if (rc < 0) {
+        pthread_mutex_destroy(&c->mu);
+        shoal__free(c);
+        return rc;
     }
-    rc = client_hello(c);
-    if (rc < 0)
-        goto out_close;
     *out = c;
     return 0;
-out_close:
-    if (c->fd >= 0)
-        close(c->fd);
-out_free:
-    pthread_mutex_destroy(&c->mu);
-    shoal__free(c);
-    return rc;
 }
 
 int client_reconnect(shoal_client_t *c)
 {
-    bool fresh = false;
     int rc = 0;
 
     pthread_mutex_lock(&c->mu);
-    if (c->fd < 0) {
-        c->fd = ctlsock_connect(c->socket_path);
-        rc = c->fd < 0 ? c->fd : 0;
-        fresh = rc == 0;
-    }
+    if (c->fd < 0)
+        rc = client_connect(c);
     pthread_mutex_unlock(&c->mu);
-    if (fresh && (rc = client_hello(c)) < 0 && c->fd >= 0) {
-        pthread_mutex_lock(&c->mu);
-        close(c->fd);
-        c->fd = -1;
-        pthread_mutex_unlock(&c->mu);
-    }
     return rc;
 }
 

@@ -30,8 +30,8 @@ int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep);
 void client_reply_release(client_reply_t *rep);
 
 /* When an earlier call found the connection broken (the daemon restarted), connect again
- * and say hello; a no-op on a live connection. 0 or the connect/hello error. Used by group
- * consumers, which outlive a daemon restart. */
+ * and say hello; a no-op on a live connection. 0 or the connect/hello error. client_call()
+ * does this by itself; group consumers call it to learn early whether the daemon is back. */
 int client_reconnect(shoal_client_t *c);
 
 /* Map partition `partition` of topic (read-only unless writable). cfg may be NULL. */

@@ -1714,6 +1714,126 @@ INTEG_TEST(test_appends_continue_while_the_daemon_is_killed_and_restarted)
     munmap(acked, sizeof(*acked));
 }
 
+/* Read on with consumer k from *next, records of make_value, up to `end` and no further:
+ * each at the next offset. Returns 0 or the poll's error. */
+static int read_on(shoal_consumer_t *k, int64_t *next, int64_t end)
+{
+    shoal_record_t recs[64];
+    while (*next < end) {
+        int n = shoal_poll(k, recs, (size_t)SHOAL_MIN(end - *next, 64), 2000);
+        if (n <= 0)
+            return n < 0 ? n : SHOAL_ETIMEDOUT;
+        for (int i = 0; i < n; i++, (*next)++)
+            if (recs[i].offset != *next || !value_matches(&recs[i], *next)) {
+                fprintf(stderr, "record %" PRId64 " came as offset %" PRId64 "\n", *next,
+                        recs[i].offset);
+                return SHOAL_ECORRUPT;
+            }
+    }
+    return 0;
+}
+
+/* A client outlives its daemon: after shoald is killed (or stopped) and started again, the
+ * same client lists topics, opens producers and seeks by time (it connects again), and the
+ * handles it opened before go on: a producer appends, a consumer reading old segments
+ * from disk continues at its position (the next segment comes over the new connection). */
+INTEG_TEST(test_a_client_and_its_handles_carry_on_after_the_daemon_restarts)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    const int64_t n = 2000; /* ~280 KB: segments behind a two-slot ring */
+    shoal_producer_t *p, *p2;
+    shoal_consumer_t *k;
+    int64_t next = 0;
+    shoal_ack_t ack;
+
+    assert_int_equal(shoal_topic_create(f->c, "again", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "again", 0, 0, n, SHOAL_ACKS_DISK), 0);
+    assert_int_equal(shoal_producer_open(f->c, "again", NULL, &p), 0);
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "again", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, "again", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    assert_int_equal(read_on(k, &next, 100), 0); /* from the first segment, on disk */
+
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(count_topics(f->c), 1);
+    assert_int_equal(read_on(k, &next, n), 0);
+    assert_int_equal(send_one(p, 0, NULL, 0, "x", 1, &ack), 0);
+    assert_int_equal(ack.offset, n);
+
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(shoal_consumer_seek(k, "again", 0, SHOAL_SEEK_TIMESTAMP, 0), 0);
+    assert_int_equal(shoal_consumer_position(k, "again", 0), 0);
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(shoal_producer_open(f->c, "again", NULL, &p2), 0);
+    next = 0;
+    assert_int_equal(read_on(k, &next, n), 0);
+    shoal_producer_close(p2);
+    shoal_consumer_close(k);
+    shoal_producer_close(p);
+}
+
+struct list_call {
+    shoal_client_t *c;
+    int rc;
+};
+
+static void *list_thread(void *arg)
+{
+    struct list_call *a = arg;
+    char **names;
+    size_t count;
+    a->rc = shoal_topic_list(a->c, &names, &count);
+    if (a->rc == 0)
+        shoal_topic_list_free(names, count);
+    return NULL;
+}
+
+/* A request whose response is lost (the daemon died after it was sent) is not repeated: it
+ * fails SHOAL_ECLOSED, since it may have been carried out. While no daemon listens calls
+ * fail SHOAL_ENODAEMON; once one does, the next call connects again. */
+INTEG_TEST(test_a_request_whose_response_was_lost_is_eclosed_and_the_next_call_reconnects)
+{
+    struct list_call a = {f->c, 1};
+    pthread_t t;
+
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    assert_int_equal(pthread_create(&t, NULL, list_thread, &a), 0);
+    usleep(200000); /* the request waits in the stopped daemon's socket */
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(a.rc, SHOAL_ECLOSED);
+    assert_int_equal(count_topics(f->c), -1);
+    assert_int_equal(shoal_topic_create(f->c, "t", NULL), SHOAL_ENODAEMON);
+    assert_non_null(strstr(shoal_errmsg(), f->d.socket));
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(count_topics(f->c), 0);
+}
+
+/* A client connects again only to the instance it was opened on: its producers and
+ * consumers map that instance's rings, not those of another daemon at the same path. */
+INTEG_TEST(test_a_client_does_not_reconnect_to_another_instance_at_its_path)
+{
+    char first[sizeof(f->d.instance)], first_shm[sizeof(f->d.shm_dir)];
+
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    memcpy(first, f->d.instance, sizeof(first));
+    memcpy(first_shm, f->d.shm_dir, sizeof(first_shm));
+    snprintf(f->d.instance, sizeof(f->d.instance), "%.50s-b", first);
+    snprintf(f->d.shm_dir, sizeof(f->d.shm_dir), "%.*s-b", (int)sizeof(first_shm) - 3, first_shm);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(shoal_topic_create(f->c, "t", NULL), SHOAL_ENODAEMON);
+    assert_non_null(strstr(shoal_errmsg(), f->d.instance));
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    harness_rmrf(f->d.shm_dir);
+    memcpy(f->d.instance, first, sizeof(first));
+    memcpy(f->d.shm_dir, first_shm, sizeof(first_shm));
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(count_topics(f->c), 0);
+}
+
 /* A consumer of more partitions than one futex_waitv can watch (128) still wakes for an
  * append to any of them. */
 #define WIDE_PARTS 160
@@ -2789,6 +2909,9 @@ int main(void)
         T(test_large_values_in_a_default_ring_read_back_from_ring_and_disk),
         T(test_consumer_reads_offsets_that_exist_only_in_disk_segments),
         T(test_appends_continue_while_the_daemon_is_killed_and_restarted),
+        T(test_a_client_and_its_handles_carry_on_after_the_daemon_restarts),
+        T(test_a_request_whose_response_was_lost_is_eclosed_and_the_next_call_reconnects),
+        T(test_a_client_does_not_reconnect_to_another_instance_at_its_path),
         T(test_disk_acks_keep_flowing_through_rotations_of_two_slot_rings),
         T(test_consumer_of_many_partitions_wakes_for_an_append_to_any_of_them),
         T(test_memory_topic_keeps_the_newest_records_and_stays_gapless),
