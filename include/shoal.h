@@ -366,7 +366,8 @@ typedef struct shoal_partition_stats {
 /** Read one partition's counters straight from shared memory: a read-only attach that
  * takes no lock and does not disturb producers or consumers. Values are read one by one,
  * so they may be from slightly different instants.
- * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ENOPARTITION, SHOAL_ECLOSED, -errno.
+ * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ENOPARTITION, SHOAL_ECLOSED, -EMFILE
+ *         (as shoal_producer_open()), -errno.
  * Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_partition_stats(shoal_client_t *client, const char *topic, int32_t partition,
                                        shoal_partition_stats_t *out);
@@ -451,7 +452,11 @@ SHOAL_EXTERN void shoal_producer_options_init(shoal_producer_options_t *opts);
  * @param[in] opts  NULL means the defaults.
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_EDENIED, SHOAL_ECLOSED, -ENOMEM,
  *         SHOAL_EINVAL (an option out of range: acks not a shoal_acks_t, a negative
- *         timeout), or SHOAL_ECONFIG when opts asks for ACKS_DISK on a memory topic.
+ *         timeout), or SHOAL_ECONFIG when opts asks for ACKS_DISK on a memory topic, or
+ *         -EMFILE: the process ran out of file descriptors (RLIMIT_NOFILE) while receiving
+ *         the partition's shared-memory descriptors (ring_slots + 2 of them, kept until
+ *         the producer closes); those that came are closed, and the client works on once
+ *         descriptors are free again.
  * Ownership: close with shoal_producer_close() before closing the client.
  * Thread-safety: one thread per producer handle. */
 SHOAL_EXTERN int shoal_producer_open(shoal_client_t *client, const char *topic,
@@ -470,7 +475,9 @@ typedef struct shoal_ack {
  *         (ring still full after block_ms), SHOAL_ETOOLARGE, SHOAL_ENOPARTITION,
  *         SHOAL_ENOTOPIC (topic deleted), SHOAL_ETIMEDOUT (ACKS_DISK wait), SHOAL_EPANIC,
  *         SHOAL_ECLOSED (ACKS_DISK while shoald is not running), SHOAL_ECORRUPT (shoald
- *         stopped the partition: its shared ring is damaged), -ENOMEM. On
+ *         stopped the partition: its shared ring is damaged), -ENOMEM, or as
+ *         shoal_producer_open() (-EMFILE, SHOAL_ECLOSED) for the first record to a
+ *         partition other than 0, which attaches it. On
  *         SHOAL_ETIMEDOUT or SHOAL_ECLOSED from the disk wait the record was appended (ack is
  *         set) and is kept in shared memory, but is not yet known to be on disk. Appends
  *         with ACKS_MEMORY keep working while shoald restarts: it is not on the data path. */
@@ -607,7 +614,8 @@ SHOAL_EXTERN void shoal_consumer_close(shoal_consumer_t *consumer);
  * shoal_consumer_seek() to move). partitions NULL with n 0 means every partition.
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ENOPARTITION, SHOAL_EINVAL (already
  *         assigned, listed twice, or the consumer is subscribed to a group), SHOAL_ELIMIT,
- *         SHOAL_ECLOSED, -ENOMEM. */
+ *         SHOAL_ECLOSED, -ENOMEM, -EMFILE (out of file descriptors while receiving a
+ *         partition's, as shoal_producer_open(); nothing is added). */
 SHOAL_EXTERN int shoal_consumer_assign(shoal_consumer_t *consumer, const char *topic,
                                        const int32_t *partitions, size_t n);
 
@@ -659,7 +667,9 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * @return the number of records (0 on timeout), or SHOAL_ECORRUPT (a damaged batch; or
  *         a disk segment lost from the middle of the log: the detail names the missing
  *         offsets, the position moved past them, and the next poll reads on), SHOAL_ENOTOPIC,
- *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR, or SHOAL_EOFFSET: a memory topic's ring
+ *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR, -EMFILE (the process ran out of file
+ *         descriptors while receiving a disk segment's, or a group's new partitions'), or
+ *         SHOAL_EOFFSET: a memory topic's ring
  *         overwrote records before this consumer read them (it fell off the tail, or a
  *         producer needed the slot it held); its position was moved per auto_offset_reset
  *         (earliest: the oldest record left; latest: the log end) and the next poll goes on

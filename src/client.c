@@ -92,7 +92,7 @@ static int client_roundtrip(shoal_client_t *c, ctl_writer_t *w, client_reply_t *
                        got.type, got.seq, sent.type, sent.seq);
     if (rc == 0)
         ctl_reader_init(&rep->r, rep->payload, got.len);
-    else if (rc != -ENOMEM) /* only then was the rest of the frame read (ctlsock.h) */
+    else if (rc != -ENOMEM && rc != -EMFILE) /* only then is the stream in step (ctlsock.h) */
         client_drop(c);
     return rc;
 }

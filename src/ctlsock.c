@@ -9,11 +9,14 @@
  * sender attaches descriptors to the first sendmsg() only, i.e. to the frame's first
  * byte; a stream socket may deliver them with any read that covers that byte, which is
  * why the receiver collects them on every recvmsg(), header or payload. A recvmsg() whose
- * control data was truncated (MSG_CTRUNC: more descriptors than our buffer holds, or the
- * process out of descriptor slots) has lost capabilities the peer meant to give us; the
- * stream cannot be trusted after that, so it closes what did arrive and fails with
- * -EPROTO. After any failure of ctlsock_recv_frame() the position in the stream is
- * unknown: the caller closes the connection.
+ * control data was truncated (MSG_CTRUNC) has lost capabilities the peer meant to give us,
+ * but its bytes are whole: either the process ran out of descriptor slots (the kernel
+ * installed fewer than our buffer holds: -EMFILE) or the peer sent more than CTL_MAX_FDS
+ * (-EPROTO). ctlsock_recv_frame() then reads the rest of the frame, closes what did arrive
+ * and fails with that code, so the stream stays in step and a caller out of descriptors
+ * can go on once it has some again. After its other failures (but -ENOMEM, which reads the
+ * payload away too) the position in the stream is unknown: the caller closes the
+ * connection.
  *
  * A stale socket file (the daemon died without unlinking it) is detected by connecting to
  * it: refused means nobody listens, so the file is replaced. Two daemons racing through
@@ -245,16 +248,19 @@ static void close_fds(int *fds, size_t from, size_t to)
         close(fds[i]);
 }
 
-/* Store or close the descriptors of every SCM_RIGHTS message in msg. */
-static void collect_fds(struct msghdr *msg, int *fds, size_t *nfds, size_t max_fds)
+/* Store or close the descriptors of every SCM_RIGHTS message in msg. Returns how many
+ * came. */
+static size_t collect_fds(struct msghdr *msg, int *fds, size_t *nfds, size_t max_fds)
 {
     struct cmsghdr *cm;
+    size_t got = 0;
 
     for (cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
         size_t count;
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
             continue;
         count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        got += count;
         for (size_t i = 0; i < count; i++) {
             int rfd;
             memcpy(&rfd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
@@ -264,21 +270,21 @@ static void collect_fds(struct msghdr *msg, int *fds, size_t *nfds, size_t max_f
                 close(rfd);
         }
     }
+    return got;
 }
 
-ssize_t ctlsock_recv(int fd, void *buf, size_t cap, int *fds, size_t *nfds, size_t max_fds)
+/* One recvmsg() as ctlsock_recv(), but descriptors lost to MSG_CTRUNC do not fail it: the
+ * bytes are returned and *lost, when still 0, says why they were lost (-EMFILE: the
+ * process is out of descriptors; -EPROTO: more than CTL_MAX_FDS came). */
+static ssize_t recv_some(int fd, void *buf, size_t cap, int *fds, size_t *nfds, size_t max_fds,
+                         int *lost)
 {
     struct iovec iov = {.iov_base = buf, .iov_len = cap};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
     fd_cmsg_buf_t cbuf;
-    size_t none = 0, start;
+    size_t got;
     ssize_t n;
 
-    if (!nfds) {
-        nfds = &none;
-        max_fds = 0;
-    }
-    start = *nfds;
     msg.msg_control = cbuf.buf;
     msg.msg_controllen = sizeof(cbuf.buf);
     do {
@@ -286,11 +292,41 @@ ssize_t ctlsock_recv(int fd, void *buf, size_t cap, int *fds, size_t *nfds, size
     } while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    collect_fds(&msg, fds, nfds, max_fds);
-    if (msg.msg_flags & MSG_CTRUNC) {
+    got = collect_fds(&msg, fds, nfds, max_fds);
+    /* The buffer holds CTL_MAX_FDS: fewer means the kernel could not install them. */
+    if ((msg.msg_flags & MSG_CTRUNC) && *lost == 0)
+        *lost = got < CTL_MAX_FDS ? -EMFILE : -EPROTO;
+    return n;
+}
+
+/* The failure for descriptors lost as recv_some() found: lost, with the detail. */
+static int lost_fds_err(int lost)
+{
+    if (lost == -EMFILE)
+        return SHOAL_ERR(-EMFILE, "control socket: the process ran out of file descriptors "
+                                  "(RLIMIT_NOFILE), so descriptors shoald sent were lost");
+    return SHOAL_ERR(lost,
+                     "control socket: more than %d descriptors came with a frame "
+                     "(MSG_CTRUNC)",
+                     CTL_MAX_FDS);
+}
+
+ssize_t ctlsock_recv(int fd, void *buf, size_t cap, int *fds, size_t *nfds, size_t max_fds)
+{
+    size_t none = 0, start;
+    int lost = 0;
+    ssize_t n;
+
+    if (!nfds) {
+        nfds = &none;
+        max_fds = 0;
+    }
+    start = *nfds;
+    n = recv_some(fd, buf, cap, fds, nfds, max_fds, &lost);
+    if (n >= 0 && lost < 0) {
         close_fds(fds, start, *nfds);
         *nfds = start;
-        return SHOAL_ERR(-EPROTO, "control socket: descriptors lost in transit (MSG_CTRUNC)");
+        return lost_fds_err(lost);
     }
     return n;
 }
@@ -317,9 +353,10 @@ static int wait_readable(int fd, int64_t deadline_ns)
     }
 }
 
-/* Read exactly len bytes, collecting descriptors on the way. */
+/* Read exactly len bytes, collecting descriptors on the way; descriptors lost set *lost
+ * (recv_some) without stopping the read. */
 static int recv_exact(int fd, uint8_t *buf, size_t len, int *fds, size_t *nfds, size_t max_fds,
-                      int64_t deadline_ns)
+                      int64_t deadline_ns, int *lost)
 {
     size_t got = 0;
 
@@ -328,7 +365,7 @@ static int recv_exact(int fd, uint8_t *buf, size_t len, int *fds, size_t *nfds, 
         ssize_t n;
         if (rc < 0)
             return rc;
-        n = ctlsock_recv(fd, buf + got, len - got, fds, nfds, max_fds);
+        n = recv_some(fd, buf + got, len - got, fds, nfds, max_fds, lost);
         if (n == 0 || n == -ECONNRESET)
             return SHOAL_ERR(SHOAL_ECLOSED, "control socket: peer closed after %zu of %zu bytes",
                              got, len);
@@ -341,17 +378,14 @@ static int recv_exact(int fd, uint8_t *buf, size_t len, int *fds, size_t *nfds, 
     return 0;
 }
 
-/* *nfds is where this frame's descriptors start (normally 0); on failure it is restored
- * and every descriptor received for this frame is closed. nfds may be NULL when no
- * descriptors are expected: any that arrive are closed. */
 /* Receive and drop len bytes. 0 or recv_exact's error. */
 static int recv_discard(int fd, size_t len, int *fds, size_t *nfds, size_t max_fds,
-                        int64_t deadline_ns)
+                        int64_t deadline_ns, int *lost)
 {
     uint8_t sink[4096];
     while (len > 0) {
         size_t n = len < sizeof(sink) ? len : sizeof(sink);
-        int rc = recv_exact(fd, sink, n, fds, nfds, max_fds, deadline_ns);
+        int rc = recv_exact(fd, sink, n, fds, nfds, max_fds, deadline_ns, lost);
         if (rc < 0)
             return rc;
         len -= n;
@@ -359,6 +393,9 @@ static int recv_discard(int fd, size_t len, int *fds, size_t *nfds, size_t max_f
     return 0;
 }
 
+/* *nfds is where this frame's descriptors start (normally 0); on failure it is restored
+ * and every descriptor received for this frame is closed. nfds may be NULL when no
+ * descriptors are expected: any that arrive are closed. */
 int ctlsock_recv_frame(int fd, ctl_header_t *h, uint8_t **payload, int *fds, size_t *nfds,
                        size_t max_fds, int timeout_ms)
 {
@@ -366,6 +403,7 @@ int ctlsock_recv_frame(int fd, ctl_header_t *h, uint8_t **payload, int *fds, siz
     uint8_t hdr[CTL_HEADER_BYTES];
     uint8_t *buf = NULL;
     size_t none = 0, start;
+    int lost = 0;
     int rc;
 
     if (!nfds) {
@@ -374,7 +412,7 @@ int ctlsock_recv_frame(int fd, ctl_header_t *h, uint8_t **payload, int *fds, siz
     }
     start = *nfds;
     *payload = NULL;
-    rc = recv_exact(fd, hdr, sizeof(hdr), fds, nfds, max_fds, deadline_ns);
+    rc = recv_exact(fd, hdr, sizeof(hdr), fds, nfds, max_fds, deadline_ns, &lost);
     if (rc < 0)
         goto out_close_fds;
     rc = ctl_header_decode(hdr, h);
@@ -383,20 +421,22 @@ int ctlsock_recv_frame(int fd, ctl_header_t *h, uint8_t **payload, int *fds, siz
     buf = shoal__malloc(h->len ? h->len : 1);
     if (!buf) {
         /* Read the payload away so the stream stays in step for the next frame. */
-        rc = recv_discard(fd, h->len, fds, nfds, max_fds, deadline_ns);
-        if (rc == 0)
+        rc = recv_discard(fd, h->len, fds, nfds, max_fds, deadline_ns, &lost);
+        if (rc == 0 && lost == 0)
             rc = SHOAL_ERR(-ENOMEM, "control socket: no memory for a %u-byte frame",
                            (unsigned)h->len);
-        goto out_close_fds;
+        goto out_lost;
     }
-    rc = recv_exact(fd, buf, h->len, fds, nfds, max_fds, deadline_ns);
-    if (rc < 0)
-        goto out_free;
-    *payload = buf;
-    return 0;
-
-out_free:
+    rc = recv_exact(fd, buf, h->len, fds, nfds, max_fds, deadline_ns, &lost);
+    if (rc == 0 && lost == 0) {
+        *payload = buf;
+        return 0;
+    }
     shoal__free(buf);
+out_lost:
+    /* The whole frame was read: the stream is in step, but what it gave is incomplete. */
+    if (rc == 0)
+        rc = lost_fds_err(lost);
 out_close_fds:
     if (fds && *nfds > start)
         close_fds(fds, start, *nfds);

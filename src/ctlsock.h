@@ -40,13 +40,18 @@ int ctlsock_send(int fd, const void *buf, size_t len, const int *fds, size_t nfd
 /* One recvmsg(): up to cap bytes into buf; received descriptors (made CLOEXEC) are stored
  * in fds[*nfds..max_fds) and *nfds advanced; descriptors beyond max_fds are closed.
  * Returns bytes read (> 0), 0 at end of file, -EAGAIN on a non-blocking socket with
- * nothing to read, or -errno. */
+ * nothing to read, or -errno; -EMFILE / -EPROTO when descriptors were lost (MSG_CTRUNC:
+ * the process is out of them, or more than CTL_MAX_FDS came), after closing the ones that
+ * came: the bytes read are lost with them, so the caller closes the connection. */
 ssize_t ctlsock_recv(int fd, void *buf, size_t cap, int *fds, size_t *nfds, size_t max_fds);
 
 /* Blocking: receive one whole frame (header decoded into *h, payload into *payload, a
  * shoal__malloc'd buffer the caller frees) with any descriptors. Returns 0, SHOAL_ECLOSED
  * on end of file, SHOAL_EPROTO / SHOAL_EVERSION for a bad header, SHOAL_ETIMEDOUT when
- * timeout_ms (-1: none) passes, -ENOMEM, -errno. On failure received fds are closed. */
+ * timeout_ms (-1: none) passes, -ENOMEM, -EMFILE (the process ran out of descriptors and
+ * some that came were lost), -EPROTO (more than CTL_MAX_FDS came), -errno. On failure
+ * received fds are closed. After -ENOMEM, -EMFILE and -EPROTO the whole frame was read and
+ * the stream is in step for the next; after the others its position is unknown. */
 int ctlsock_recv_frame(int fd, ctl_header_t *h, uint8_t **payload, int *fds, size_t *nfds,
                        size_t max_fds, int timeout_ms);
 

@@ -590,6 +590,64 @@ static void test_daemon_out_of_descriptors_drops_clients_and_rests(void **state)
     shoal_client_close(other);
 }
 
+/* The lowest descriptor number this process would get next. */
+static int lowest_free_fd(void)
+{
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    close(fd);
+    return fd;
+}
+
+static int count_fds(void)
+{
+    char path[64];
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++) {
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        n += access(path, F_OK) == 0;
+    }
+    return n;
+}
+
+/* An attach whose ring descriptors do not fit under RLIMIT_NOFILE loses some of them in
+ * transit (MSG_CTRUNC). It fails -EMFILE saying so, closes those that came, and reads the
+ * rest of the response: the connection stays in step, and once descriptors are free again
+ * the same client attaches and lists as before. */
+static void test_an_attach_out_of_descriptors_is_emfile_and_the_client_goes_on(void **state)
+{
+    shoal_topic_config_t cfg;
+    struct rlimit old, few;
+    shoal_producer_t *p;
+    shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
+    char **names;
+    size_t count;
+    int before;
+    (void)state;
+
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 64 << 10;
+    cfg.ring_slots = 8; /* ten descriptors to receive */
+    cfg.max_record_bytes = 1024;
+    assert_int_equal(shoal_topic_create(client, "nofile", &cfg), 0);
+    before = count_fds();
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    few = old;
+    few.rlim_cur = (rlim_t)lowest_free_fd() + 3;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &few), 0);
+    assert_int_equal(shoal_producer_open(client, "nofile", NULL, &p), -EMFILE);
+    assert_non_null(strstr(shoal_errmsg(), "ran out of file descriptors"));
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(count_fds(), before);
+
+    assert_int_equal(shoal_topic_list(client, &names, &count), 0);
+    assert_int_equal(count, 1);
+    shoal_topic_list_free(names, count);
+    assert_int_equal(shoal_producer_open(client, "nofile", NULL, &p), 0);
+    assert_int_equal(shoal_send(p, &m, NULL), 0);
+    shoal_producer_close(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -619,6 +677,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_daemon_out_of_descriptors_drops_clients_and_rests,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_attach_out_of_descriptors_is_emfile_and_the_client_goes_on, setup, teardown),
     };
     harness_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);

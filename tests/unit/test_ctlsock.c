@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -468,6 +469,57 @@ static void test_ctlsock_truncated_fds_are_proto_and_closed(void **state)
     assert_int_equal(count_open_fds(), before);
 }
 
+/* Out of descriptor slots, the kernel installs none of a frame's descriptors (MSG_CTRUNC)
+ * but delivers its bytes: the frame fails -EMFILE after its payload was read, nothing
+ * leaks, and the next frame reads in step. */
+static void test_ctlsock_out_of_descriptors_is_emfile_and_stays_in_step(void **state)
+{
+    struct fixture *f = *state;
+    struct rlimit old, none;
+    ctl_writer_t w;
+    ctl_header_t h;
+    uint8_t *payload;
+    int p[2], fds[3], lowest, before;
+    size_t nfds = 0;
+
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_ATTACH | CTL_RESPONSE, 7);
+    for (uint32_t i = 0; i < 100; i++)
+        ctl_put_u32(&w, i);
+    assert_int_equal(ctl_frame_end(&w), 0);
+    fds[0] = fds[1] = fds[2] = p[1];
+    assert_int_equal(ctlsock_send(f->sv[0], w.buf, w.len, fds, 3), 0);
+    assert_int_equal(ctlsock_send(f->sv[0], w.buf, w.len, fds, 1), 0);
+
+    before = count_open_fds();
+    lowest = dup(p[0]);
+    assert_true(lowest >= 0);
+    close(lowest);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    none = old;
+    none.rlim_cur = (rlim_t)lowest; /* every lower number is taken: no new descriptor */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &none), 0);
+    shoal__clear_err();
+    assert_int_equal(ctlsock_recv_frame(f->sv[1], &h, &payload, fds, &nfds, 3, 1000), -EMFILE);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_non_null(strstr(shoal_errmsg(), "ran out of file descriptors"));
+    assert_null(payload);
+    assert_int_equal(nfds, 0);
+    assert_int_equal(count_open_fds(), before);
+
+    assert_int_equal(ctlsock_recv_frame(f->sv[1], &h, &payload, fds, &nfds, 3, 1000), 0);
+    assert_int_equal(h.seq, 7);
+    assert_int_equal(h.len, w.len - CTL_HEADER_BYTES);
+    assert_memory_equal(payload, w.buf + CTL_HEADER_BYTES, h.len);
+    assert_int_equal(nfds, 1);
+    free(payload);
+    close(fds[0]);
+    close(p[0]);
+    close(p[1]);
+    ctl_writer_release(&w);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -492,6 +544,7 @@ int main(void)
         T(test_ctlsock_recv_on_empty_nonblocking_is_again),
         T(test_ctlsock_large_frame_survives_partial_io),
         T(test_ctlsock_truncated_fds_are_proto_and_closed),
+        T(test_ctlsock_out_of_descriptors_is_emfile_and_stays_in_step),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
