@@ -179,6 +179,10 @@ SHOAL_EXTERN const char *shoal_default_socket(void);
 
 /** Connect to shoald.
  * @param[in]  socket_path  the daemon's control socket; NULL means shoal_default_socket().
+ *                          A relative path is taken from the working directory at open
+ *                          (its directory resolved with realpath()), so a later chdir()
+ *                          does not lose the daemon when the client reconnects; only an
+ *                          absolute form longer than 107 bytes is kept relative.
  * @param[out] out          the client, or NULL on failure.
  * @return 0, or SHOAL_ENODAEMON (nothing listening at the path), SHOAL_EVERSION,
  *         SHOAL_EPROTO, -ENOMEM, -errno.

@@ -18,6 +18,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -113,6 +114,11 @@ static int client_connect(shoal_client_t *c)
     if (c->fd < 0) {
         rc = c->fd;
         c->fd = -1;
+        if (strcmp(c->socket_path, c->path_given) != 0) {
+            char detail[512];
+            snprintf(detail, sizeof(detail), "%s", shoal_errmsg());
+            SHOAL_ERR(rc, "%s; the socket path was given as %s", detail, c->path_given);
+        }
         return rc;
     }
     ctl_writer_init(&w);
@@ -182,6 +188,31 @@ int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep)
     return rc;
 }
 
+/* The path to connect to for a socket path given relative to the working directory: the
+ * same file by an absolute path, so that a process that chdir()s later (as daemons do)
+ * still finds shoald when it reconnects. The socket's directory is resolved (realpath(),
+ * else joined to getcwd()), not the socket itself, which each start of shoald replaces.
+ * An absolute form longer than a socket address takes is not used: the path stays as
+ * given, and works as long as the process stays in its directory. */
+static void client_resolve_path(const char *given, char *out, size_t cap)
+{
+    char dir[PATH_MAX], real[PATH_MAX];
+    const char *slash = strrchr(given, '/');
+    const char *base = slash ? slash + 1 : given;
+    int n = -1;
+
+    snprintf(out, cap, "%s", given);
+    if (given[0] == '/' || base[0] == '\0')
+        return;
+    snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - given) : 1, slash ? given : ".");
+    if (realpath(dir, real))
+        n = snprintf(dir, sizeof(dir), "%s/%s", strcmp(real, "/") ? real : "", base);
+    else if (getcwd(real, sizeof(real)))
+        n = snprintf(dir, sizeof(dir), "%s/%s", strcmp(real, "/") ? real : "", given);
+    if (n > 0 && (size_t)n < cap)
+        memcpy(out, dir, (size_t)n + 1);
+}
+
 int shoal_client_open(const char *socket_path, shoal_client_t **out)
 {
     shoal_client_t *c;
@@ -197,7 +228,8 @@ int shoal_client_open(const char *socket_path, shoal_client_t **out)
     c = shoal__calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
-    strcpy(c->socket_path, socket_path);
+    strcpy(c->path_given, socket_path);
+    client_resolve_path(socket_path, c->socket_path, sizeof(c->socket_path));
     pthread_mutex_init(&c->mu, NULL);
     c->fd = -1;
     rc = client_connect(c); /* nobody else has c yet: no lock needed */

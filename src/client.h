@@ -11,7 +11,8 @@ struct shoal_client {
     int fd;
     pthread_mutex_t mu; /* one request/response exchange at a time */
     uint32_t seq;
-    char socket_path[108];
+    char socket_path[108]; /* what to connect to: absolute, when it fits (client_open) */
+    char path_given[108];  /* the path as the application gave it, for messages */
     char instance[64];
 };
 

@@ -1834,6 +1834,38 @@ INTEG_TEST(test_a_client_does_not_reconnect_to_another_instance_at_its_path)
     assert_int_equal(count_topics(f->c), 0);
 }
 
+/* A client opened with a relative socket path (the CLI's default is one) reconnects by
+ * the same file after the process changed its working directory, as daemons do; its
+ * errors still name the path as it was given. */
+INTEG_TEST(test_a_client_opened_by_a_relative_path_reconnects_after_chdir)
+{
+    char run[PATH_MAX], msg[512];
+    shoal_client_t *c;
+    int here = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int down, up;
+
+    assert_true(here >= 0);
+    assert_non_null(realpath(f->d.run_dir, run));
+    assert_int_equal(chdir(f->d.dir), 0);
+    assert_int_equal(shoal_client_open("./run/../run/shoald.sock", &c), 0);
+    /* Away from the directory only while calling: the harness starts build/shoald. */
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    assert_int_equal(chdir("/"), 0);
+    down = count_topics(c);
+    snprintf(msg, sizeof(msg), "%s", shoal_errmsg());
+    assert_int_equal(fchdir(here), 0);
+    assert_int_equal(down, -1);
+    assert_non_null(strstr(msg, run));
+    assert_non_null(strstr(msg, "given as ./run/../run/shoald.sock"));
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(chdir("/"), 0);
+    up = count_topics(c);
+    assert_int_equal(fchdir(here), 0);
+    assert_int_equal(up, 0);
+    close(here);
+    shoal_client_close(c);
+}
+
 /* A consumer of more partitions than one futex_waitv can watch (128) still wakes for an
  * append to any of them. */
 #define WIDE_PARTS 160
@@ -2912,6 +2944,7 @@ int main(void)
         T(test_a_client_and_its_handles_carry_on_after_the_daemon_restarts),
         T(test_a_request_whose_response_was_lost_is_eclosed_and_the_next_call_reconnects),
         T(test_a_client_does_not_reconnect_to_another_instance_at_its_path),
+        T(test_a_client_opened_by_a_relative_path_reconnects_after_chdir),
         T(test_disk_acks_keep_flowing_through_rotations_of_two_slot_rings),
         T(test_consumer_of_many_partitions_wakes_for_an_append_to_any_of_them),
         T(test_memory_topic_keeps_the_newest_records_and_stays_gapless),
