@@ -310,7 +310,10 @@ SHOAL_EXTERN int shoal_topic_delete(shoal_client_t *client, const char *name);
 
 /** List topic names, sorted.
  * @param[out] names  an array of *count strings; free it with shoal_topic_list_free().
- * @return 0, or SHOAL_ECLOSED, SHOAL_EPROTO, -ENOMEM. Thread-safety: any thread. */
+ * @return 0, or SHOAL_ECLOSED, SHOAL_EPROTO, -ENOMEM, SHOAL_ELIMIT (the names add up to
+ *         more than a control reply carries, 64 MiB: some 260,000 of 249 characters).
+ *         An older libshoal, which takes replies of 1 MiB at most, fails SHOAL_EPROTO
+ *         beyond some 4,000 such names. Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_list(shoal_client_t *client, char ***names, size_t *count);
 /** List, sorted, the topics the daemon knows but does not serve: its start left them out
  * (their files could not be recovered; shoald's log says why). Requests naming one get
@@ -797,14 +800,16 @@ typedef struct shoal_group_listing {
 
 /** List the groups shoald knows: those with members and those with committed offsets.
  * @param[out] out  an array of *n entries sorted by id; free it with shoal_group_list_free().
- * @return 0, or SHOAL_ECLOSED, SHOAL_EPROTO, -ENOMEM. Thread-safety: any thread. */
+ * @return 0, or SHOAL_ECLOSED, SHOAL_EPROTO, -ENOMEM, SHOAL_ELIMIT (as shoal_topic_list()).
+ * Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_group_list(shoal_client_t *client, shoal_group_listing_t **out, size_t *n);
 SHOAL_EXTERN void shoal_group_list_free(shoal_group_listing_t *list);
 
 /** Describe a group: state, generation, members with their partitions, and per committed
  * partition the committed offset, log end offset and lag.
  * @param[out] out  free with shoal_group_info_free().
- * @return 0, or SHOAL_EGROUPID, SHOAL_ENOGROUP, SHOAL_ECLOSED, SHOAL_EPROTO, -ENOMEM. */
+ * @return 0, or SHOAL_EGROUPID, SHOAL_ENOGROUP, SHOAL_ECLOSED, SHOAL_EPROTO, -ENOMEM,
+ *         SHOAL_ELIMIT (as shoal_topic_list()). */
 SHOAL_EXTERN int shoal_group_describe(shoal_client_t *client, const char *group_id,
                                       shoal_group_info_t **out);
 SHOAL_EXTERN void shoal_group_info_free(shoal_group_info_t *info);

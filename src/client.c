@@ -376,7 +376,7 @@ static int read_names(ctl_reader_t *r, char ***names, size_t *count)
     char buf[SHOAL_TOPIC_NAME_MAX + 1];
     char **v;
 
-    if (r->err || n > CTL_MAX_PAYLOAD / 2)
+    if (r->err || n > ctl_reader_left(r) / 3) /* each name takes 3 bytes at least */
         return SHOAL_ERR(SHOAL_EPROTO, "bad topic count");
     v = shoal__calloc(n ? n : 1, sizeof(*v));
     if (!v)

@@ -81,9 +81,9 @@ int ctl_header_decode(const uint8_t in[CTL_HEADER_BYTES], ctl_header_t *h)
     if (h->version != CTL_VERSION)
         return SHOAL_ERR(SHOAL_EVERSION, "control frame: protocol version %u, expected %u",
                          (unsigned)h->version, (unsigned)CTL_VERSION);
-    if (h->len > CTL_MAX_PAYLOAD)
+    if (h->len > ctl_max_payload(h->type))
         return SHOAL_ERR(SHOAL_EPROTO, "control frame: payload of %u bytes exceeds %u",
-                         (unsigned)h->len, (unsigned)CTL_MAX_PAYLOAD);
+                         (unsigned)h->len, (unsigned)ctl_max_payload(h->type));
     return 0;
 }
 
@@ -156,15 +156,17 @@ void ctl_frame_begin(ctl_writer_t *w, uint16_t type, uint32_t seq)
 int ctl_frame_end(ctl_writer_t *w)
 {
     size_t payload;
+    uint32_t max;
 
     if (w->err)
         return w->err;
     if (w->len < CTL_HEADER_BYTES)
         return SHOAL_ERR(SHOAL_EPROTO, "control frame: ended without ctl_frame_begin()");
     payload = w->len - CTL_HEADER_BYTES;
-    if (payload > CTL_MAX_PAYLOAD)
+    max = ctl_max_payload(get_le16(w->buf + 6));
+    if (payload > max)
         return SHOAL_ERR(SHOAL_EPROTO, "control frame: payload of %zu bytes exceeds %u", payload,
-                         (unsigned)CTL_MAX_PAYLOAD);
+                         (unsigned)max);
     put_le32(w->buf + 8, (uint32_t)payload);
     return 0;
 }

@@ -5,7 +5,9 @@
  * A response has type (request type | CTL_RESPONSE) and the request's seq; its payload
  * starts with i32 status (0 or a negative shoal code) and str detail, then the fields of
  * that response when status is 0. File descriptors travel beside a response as SCM_RIGHTS.
- * Strings are u16 length + bytes (no NUL, none inside). Payloads are at most CTL_MAX_PAYLOAD.
+ * Strings are u16 length + bytes (no NUL, none inside). A request's payload is at most
+ * CTL_MAX_PAYLOAD, a response's at most CTL_MAX_REPLY: lists (topics, groups) grow with the
+ * broker, requests do not.
  *
  * Requests and their fields (-> response fields):
  *   HELLO           u32 client version, str client name -> u32 server version, str instance
@@ -63,7 +65,8 @@
 #define CTL_MAGIC         0x4c4f4853u /* "SHOL" little-endian */
 #define CTL_VERSION       1
 #define CTL_HEADER_BYTES  16
-#define CTL_MAX_PAYLOAD   (1u << 20)
+#define CTL_MAX_PAYLOAD   (1u << 20)  /* of a request */
+#define CTL_MAX_REPLY     (64u << 20) /* of a response (type with CTL_RESPONSE) */
 #define CTL_MAX_FDS       128
 #define CTL_RESPONSE      0x8000
 #define CTL_ATTACH_READ   0
@@ -106,8 +109,14 @@ typedef struct ctl_header {
 } ctl_header_t;
 
 void ctl_header_encode(uint8_t out[CTL_HEADER_BYTES], const ctl_header_t *h);
-/* 0; SHOAL_EPROTO for a bad magic or a length over CTL_MAX_PAYLOAD; SHOAL_EVERSION for
- * another version. Detail in shoal_errmsg(). */
+/* The largest payload a frame of this type may carry: CTL_MAX_REPLY for a response,
+ * CTL_MAX_PAYLOAD for a request. */
+static inline uint32_t ctl_max_payload(uint16_t type)
+{
+    return (type & CTL_RESPONSE) ? CTL_MAX_REPLY : CTL_MAX_PAYLOAD;
+}
+/* 0; SHOAL_EPROTO for a bad magic or a length over ctl_max_payload(type); SHOAL_EVERSION
+ * for another version. Detail in shoal_errmsg(). */
 int ctl_header_decode(const uint8_t in[CTL_HEADER_BYTES], ctl_header_t *h);
 
 /* A growable output buffer. Put functions never fail; an allocation failure is remembered
@@ -123,7 +132,7 @@ void ctl_writer_init(ctl_writer_t *w);
 void ctl_writer_release(ctl_writer_t *w); /* frees buf; w may be reused after init */
 /* Start a frame (resets w->len and writes a header with length 0). */
 void ctl_frame_begin(ctl_writer_t *w, uint16_t type, uint32_t seq);
-/* Patch the payload length. 0, -ENOMEM, or SHOAL_EPROTO when over CTL_MAX_PAYLOAD. */
+/* Patch the payload length. 0, -ENOMEM, or SHOAL_EPROTO when over ctl_max_payload(). */
 int ctl_frame_end(ctl_writer_t *w);
 /* Start a response frame: header, status and detail (NULL detail is ""). */
 void ctl_response_begin(ctl_writer_t *w, uint16_t req_type, uint32_t seq, int32_t status,
@@ -152,6 +161,12 @@ typedef struct ctl_reader {
 } ctl_reader_t;
 
 void ctl_reader_init(ctl_reader_t *r, const uint8_t *payload, size_t len);
+/* Bytes not read yet: a bound on how many entries a count read from the payload can
+ * really describe, before allocating for them. */
+static inline size_t ctl_reader_left(const ctl_reader_t *r)
+{
+    return (size_t)(r->end - r->p);
+}
 uint8_t ctl_get_u8(ctl_reader_t *r);
 uint16_t ctl_get_u16(ctl_reader_t *r);
 uint32_t ctl_get_u32(ctl_reader_t *r);

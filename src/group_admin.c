@@ -39,7 +39,7 @@ int shoal_group_list(shoal_client_t *c, shoal_group_listing_t **out, size_t *n)
     if (rc < 0)
         return rc;
     count = ctl_get_u32(&rep.r);
-    if (rep.r.err || count > CTL_MAX_PAYLOAD / 8) {
+    if (rep.r.err || count > ctl_reader_left(&rep.r) / 9) { /* 9 bytes each at least */
         client_reply_release(&rep);
         return SHOAL_ERR(SHOAL_EPROTO, "bad group count");
     }

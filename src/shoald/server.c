@@ -10,8 +10,13 @@
  * the connection is closed (the stream can no longer be trusted); a well-framed request
  * with a malformed payload gets SHOAL_EPROTO and the connection stays usable. Descriptors
  * that a client sends are closed unread. The warnings a client can cause at will (not
- * allowed, bad frame header, refused for lack of room) go through log_limited(), so a
- * misbehaving local process cannot flood the journal. */
+ * allowed, bad frame header, refused for lack of room, a reply too large) go through
+ * log_limited(), so a misbehaving local process cannot flood the journal.
+ *
+ * Replies may be larger than requests (CTL_MAX_REPLY against CTL_MAX_PAYLOAD): the topic
+ * and group lists grow with the broker. A reply that still cannot be built (over the limit,
+ * or no memory for it) is answered with an error saying so, and logged, rather than by
+ * closing the connection, which the client could not tell from a daemon gone. */
 #include "server.h"
 
 #include <errno.h>
@@ -36,6 +41,9 @@
 #define SERVER_READ_CHUNK       65536
 #define SERVER_IDLE_MS          1000 /* the longest wait without wake_fd */
 #define SERVER_CLIENT_LOG_BURST 5    /* warnings about clients logged per LOG_LIMIT_WINDOW_NS */
+/* Writers that grew past this for one large reply are freed after it, so that the daemon
+ * does not keep tens of MiB for a topic list it rarely sends. */
+#define SERVER_WRITER_KEEP_BYTES (1u << 20)
 
 struct conn {
     int fd;
@@ -70,6 +78,8 @@ struct server {
     log_limit_t refused_log;     /* refused for lack of room: one per window */
     log_limit_t not_allowed_log; /* a peer not allowed to use the broker */
     log_limit_t bad_frame_log;   /* a bad frame header */
+    log_limit_t reply_log;       /* a reply that could not be built */
+    uint32_t reply_max;          /* CTL_MAX_REPLY, or less for the tests (server_open) */
     uint64_t next_conn_id;
     group_coord_t *groups;
     uint16_t cur_type; /* the request being dispatched */
@@ -485,6 +495,49 @@ static int dispatch(server_t *s, struct conn *c, const ctl_header_t *h, const ui
     return handlers[h->type](s, c, &r, fds, nfds);
 }
 
+/* Build in s->out the response to (type, seq) of connection c: *status, then the detail
+ * (*status < 0) or the body (*status 0). A body too large for a reply, or one that could
+ * not be built or framed (no memory), becomes an error response naming the cause (*status
+ * SHOAL_ELIMIT, or the body's or frame's error) and a log line. 0, or < 0 when not even
+ * that could be built. */
+static int response_build(server_t *s, const struct conn *c, uint16_t type, uint32_t seq,
+                          int *status, const char *detail, const ctl_writer_t *body)
+{
+    char why[256];
+    size_t len = *status == 0 && body ? body->len : 0;
+    int rc;
+
+    ctl_response_begin(&s->out, type, seq, *status, *status < 0 ? detail : NULL);
+    if (len > 0)
+        ctl_put_raw(&s->out, body->buf, len);
+    if (*status == 0 && body && body->err)
+        rc = body->err;
+    else if (s->out.len - CTL_HEADER_BYTES > s->reply_max)
+        rc = SHOAL_ELIMIT;
+    else if ((rc = ctl_frame_end(&s->out)) == 0)
+        return 0;
+    if (rc == SHOAL_ELIMIT)
+        snprintf(why, sizeof(why),
+                 "the reply (%zu bytes) is larger than the control protocol allows (%u bytes)", len,
+                 (unsigned)s->reply_max);
+    else if (rc == -ENOMEM)
+        snprintf(why, sizeof(why), "shoald had no memory for the reply");
+    else
+        snprintf(why, sizeof(why), "the reply could not be encoded: %s", shoal_strerror(rc));
+    log_limited(&s->reply_log, LOG_WARN, "pid %d request %u: %s; answered %s instead", (int)c->pid,
+                (unsigned)type, why, shoal_err_name(rc));
+    *status = rc;
+    ctl_response_begin(&s->out, type, seq, rc, why);
+    return ctl_frame_end(&s->out);
+}
+
+/* Free a writer that one large reply grew; the next starts small again. */
+static void writer_trim(ctl_writer_t *w)
+{
+    if (w->cap > SERVER_WRITER_KEEP_BYTES)
+        ctl_writer_release(w);
+}
+
 /* Answer one request. Returns 0, or < 0 when the connection must be closed. */
 static int conn_answer(server_t *s, struct conn *c, const ctl_header_t *h, const uint8_t *payload)
 {
@@ -500,17 +553,18 @@ static int conn_answer(server_t *s, struct conn *c, const ctl_header_t *h, const
         c->parked_other++;
     if (status == SERVER_PARKED)
         return 0;
-    if (status == 0 && s->body.err)
-        status = s->body.err;
-    ctl_response_begin(&s->out, h->type, h->seq, status,
-                       status < 0 ? (shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(status))
-                                  : NULL);
-    if (status == 0)
-        ctl_put_raw(&s->out, s->body.buf, s->body.len);
-    rc = ctl_frame_end(&s->out);
+    rc = response_build(s, c, h->type, h->seq, &status,
+                        shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(status), &s->body);
     if (rc == 0)
         rc = ctlsock_send(c->fd, s->out.buf, s->out.len, status == 0 ? fds : NULL,
                           status == 0 ? nfds : 0);
+    if (rc < 0 && rc != SHOAL_ECLOSED) /* a client gone needs no word; a stuck one does */
+        log_limited(&s->reply_log, LOG_WARN,
+                    "pid %d request %u: its reply could not be sent (%s); closing the "
+                    "connection",
+                    (int)c->pid, h->type, shoal_errmsg());
+    writer_trim(&s->out);
+    writer_trim(&s->body);
     for (size_t i = 0; i < nfds; i++)
         close(fds[i]);
     if (status < 0 && status != SHOAL_EDENIED)
@@ -541,7 +595,11 @@ static int conn_process(server_t *s, struct conn *c)
     int rc = 0;
     while (c->len - at >= CTL_HEADER_BYTES) {
         ctl_header_t h;
-        if ((rc = ctl_header_decode(c->in + at, &h)) < 0) {
+        rc = ctl_header_decode(c->in + at, &h);
+        if (rc == 0 && h.len > CTL_MAX_PAYLOAD) /* a response's size, in a request */
+            rc = SHOAL_ERR(SHOAL_EPROTO, "control frame: payload of %u bytes exceeds %u",
+                           (unsigned)h.len, (unsigned)CTL_MAX_PAYLOAD);
+        if (rc < 0) {
             conn_reject(s, c, rc);
             return rc;
         }
@@ -745,6 +803,19 @@ int server_set_access(server_t *s)
     return 0;
 }
 
+/* CTL_MAX_REPLY, or the smaller limit in $SHOALD_TEST_REPLY_MAX (bytes), with which the
+ * tests reach the limit without building replies of tens of MiB. */
+static uint32_t server_reply_max(void)
+{
+    const char *v = getenv("SHOALD_TEST_REPLY_MAX");
+    unsigned long n = v ? strtoul(v, NULL, 10) : 0;
+
+    if (n == 0 || n >= CTL_MAX_REPLY)
+        return CTL_MAX_REPLY;
+    log_warn("SHOALD_TEST_REPLY_MAX=%lu: replies are limited to %lu bytes", n, n);
+    return (uint32_t)n;
+}
+
 int server_open(server_t **out, broker_t *b)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
@@ -761,6 +832,8 @@ int server_open(server_t **out, broker_t *b)
     s->refused_log.burst = 1;
     s->not_allowed_log.burst = SERVER_CLIENT_LOG_BURST;
     s->bad_frame_log.burst = SERVER_CLIENT_LOG_BURST;
+    s->reply_log.burst = SERVER_CLIENT_LOG_BURST;
+    s->reply_max = server_reply_max();
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ctl_writer_init(&s->out);
     ctl_writer_init(&s->body);
@@ -865,14 +938,10 @@ void server_reply(server_t *s, const server_req_t *req, int status, const char *
             c = s->conns[i];
     if (!c)
         return;
-    if (status == 0 && body && body->err)
-        status = body->err;
-    ctl_response_begin(&s->out, req->type, req->seq, status,
-                       status < 0 ? (detail && *detail ? detail : shoal_strerror(status)) : NULL);
-    if (status == 0 && body)
-        ctl_put_raw(&s->out, body->buf, body->len);
-    if (ctl_frame_end(&s->out) == 0)
+    if (response_build(s, c, req->type, req->seq, &status,
+                       detail && *detail ? detail : shoal_strerror(status), body) == 0)
         ctlsock_send(c->fd, s->out.buf, s->out.len, NULL, 0);
+    writer_trim(&s->out);
     c->replies++;
     if (req->type == CTL_GROUP_COMMIT && c->parked_commits)
         c->parked_commits--;

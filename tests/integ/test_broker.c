@@ -1866,6 +1866,72 @@ INTEG_TEST(test_a_client_opened_by_a_relative_path_reconnects_after_chdir)
     shoal_client_close(c);
 }
 
+/* The name of topic i: 249 characters, the longest allowed, in the order of i. */
+static void long_topic_name(char name[SHOAL_TOPIC_NAME_MAX + 1], int i)
+{
+    memset(name, 'n', SHOAL_TOPIC_NAME_MAX);
+    name[SHOAL_TOPIC_NAME_MAX] = '\0';
+    snprintf(name, 8, "%07d", i);
+    name[7] = 'n';
+}
+
+/* Names that add up to more than a request may carry (1 MiB) still list: a response may
+ * be larger (CTL_MAX_REPLY). Memory topics with the smallest rings keep it cheap. */
+#define MANY_TOPICS 4300
+
+INTEG_TEST(test_topic_list_returns_names_beyond_a_mebibyte)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    char name[SHOAL_TOPIC_NAME_MAX + 1];
+    char **names;
+    size_t count;
+
+    cfg.storage = SHOAL_STORAGE_MEMORY;
+    for (int i = 0; i < MANY_TOPICS; i++) {
+        long_topic_name(name, i);
+        assert_int_equal(shoal_topic_create(f->c, name, &cfg), 0);
+    }
+    assert_true(MANY_TOPICS * (SHOAL_TOPIC_NAME_MAX + 2) > CTL_MAX_PAYLOAD);
+    assert_int_equal(shoal_topic_list(f->c, &names, &count), 0);
+    assert_int_equal(count, MANY_TOPICS);
+    for (int i = 0; i < MANY_TOPICS; i++) {
+        long_topic_name(name, i);
+        assert_string_equal(names[i], name);
+    }
+    shoal_topic_list_free(names, count);
+    assert_int_equal(count_topics(f->c), MANY_TOPICS); /* and the connection goes on */
+}
+
+/* A reply that cannot be sent whole (over the limit, lowered here for the test) is an
+ * error the client can read, with a line in the daemon's log, and the connection stays:
+ * not a close the client could not tell from a daemon gone. */
+INTEG_TEST(test_a_reply_over_the_limit_is_elimit_and_logged_not_a_close)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    char name[SHOAL_TOPIC_NAME_MAX + 1];
+    shoal_topic_info_t *info;
+    char **names;
+    size_t count, hellos;
+
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    setenv("SHOALD_TEST_REPLY_MAX", "2048", 1);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    unsetenv("SHOALD_TEST_REPLY_MAX");
+    cfg.storage = SHOAL_STORAGE_MEMORY;
+    for (int i = 0; i < 10; i++) {
+        long_topic_name(name, i);
+        assert_int_equal(shoal_topic_create(f->c, name, &cfg), 0);
+    }
+    hellos = harness_daemon_log_count(&f->d, ": libshoal");
+    assert_int_equal(shoal_topic_list(f->c, &names, &count), SHOAL_ELIMIT);
+    assert_non_null(strstr(shoal_errmsg(), "larger than the control protocol allows"));
+    harness_daemon_expect_log(&f->d, "answered SHOAL_ELIMIT instead");
+    assert_int_equal(shoal_topic_describe(f->c, name, &info), 0);
+    shoal_topic_info_free(info);
+    /* the same connection: the client did not have to say HELLO again */
+    assert_int_equal(harness_daemon_log_count(&f->d, ": libshoal"), hellos);
+}
+
 /* A consumer of more partitions than one futex_waitv can watch (128) still wakes for an
  * append to any of them. */
 #define WIDE_PARTS 160
@@ -2143,6 +2209,13 @@ INTEG_TEST(test_daemon_answers_bad_frame_headers_with_an_error_and_closes)
     assert_closed_by_daemon(fd);
     close(fd);
     assert_daemon_serves(f, "after-huge");
+
+    /* a frame typed as a response may not claim a response's size here either */
+    assert_true((fd = raw_connect(f->d.socket)) >= 0);
+    raw_frame(fd, CTL_MAGIC, CTL_VERSION, CTL_TOPIC_LIST | CTL_RESPONSE, 2u << 20, NULL, 0);
+    assert_int_equal(raw_status(fd, &type), SHOAL_EPROTO);
+    assert_closed_by_daemon(fd);
+    close(fd);
 
     /* another protocol version */
     assert_true((fd = raw_connect(f->d.socket)) >= 0);
@@ -2945,6 +3018,8 @@ int main(void)
         T(test_a_request_whose_response_was_lost_is_eclosed_and_the_next_call_reconnects),
         T(test_a_client_does_not_reconnect_to_another_instance_at_its_path),
         T(test_a_client_opened_by_a_relative_path_reconnects_after_chdir),
+        T(test_topic_list_returns_names_beyond_a_mebibyte),
+        T(test_a_reply_over_the_limit_is_elimit_and_logged_not_a_close),
         T(test_disk_acks_keep_flowing_through_rotations_of_two_slot_rings),
         T(test_consumer_of_many_partitions_wakes_for_an_append_to_any_of_them),
         T(test_memory_topic_keeps_the_newest_records_and_stays_gapless),

@@ -321,6 +321,36 @@ static void test_ctlproto_frame_end_rejects_oversize_payload(void **state)
     ctl_writer_release(&w);
 }
 
+/* Responses may carry more than requests (lists grow with the broker): up to
+ * CTL_MAX_REPLY, and the header decoder holds each kind to its own limit. */
+static void test_ctlproto_responses_may_exceed_the_request_limit(void **state)
+{
+    ctl_header_t h = {CTL_MAGIC, CTL_VERSION, CTL_TOPIC_LIST | CTL_RESPONSE, CTL_MAX_REPLY, 1};
+    uint8_t b[CTL_HEADER_BYTES];
+    ctl_writer_t w;
+    ctl_header_t out;
+
+    (void)state;
+    ctl_header_encode(b, &h);
+    assert_int_equal(ctl_header_decode(b, &out), 0);
+    h.len = CTL_MAX_REPLY + 1;
+    ctl_header_encode(b, &h);
+    assert_int_equal(ctl_header_decode(b, &out), SHOAL_EPROTO);
+    h.type = CTL_TOPIC_LIST;
+    h.len = CTL_MAX_PAYLOAD + 1;
+    ctl_header_encode(b, &h);
+    assert_int_equal(ctl_header_decode(b, &out), SHOAL_EPROTO);
+
+    ctl_writer_init(&w);
+    ctl_response_begin(&w, CTL_TOPIC_LIST, 3, 0, NULL);
+    for (size_t i = 0; i < CTL_MAX_PAYLOAD / 8 + 1; i++)
+        ctl_put_u64(&w, i);
+    assert_int_equal(ctl_frame_end(&w), 0);
+    assert_int_equal(ctl_header_decode(w.buf, &out), 0);
+    assert_int_equal(out.len, w.len - CTL_HEADER_BYTES);
+    ctl_writer_release(&w);
+}
+
 static void test_ctlproto_string_over_u16_sticks_in_writer(void **state)
 {
     size_t n = (size_t)UINT16_MAX + 1;
@@ -519,6 +549,7 @@ int main(void)
         cmocka_unit_test(test_ctlproto_header_round_trip),
         cmocka_unit_test(test_ctlproto_header_rejects_bad_magic_version_and_size),
         cmocka_unit_test(test_ctlproto_frame_end_rejects_oversize_payload),
+        cmocka_unit_test(test_ctlproto_responses_may_exceed_the_request_limit),
         cmocka_unit_test(test_ctlproto_string_over_u16_sticks_in_writer),
         cmocka_unit_test(test_ctlproto_writer_out_of_memory_sticks),
         cmocka_unit_test(test_ctlproto_response_status_and_detail),
