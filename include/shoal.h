@@ -687,14 +687,18 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * progress the call may block beyond timeout_ms, up to the group's rebalance timeout (the
  * largest max_poll_interval_ms of its members). Extra errors then: SHOAL_EINVAL (not
  * subscribed yet), SHOAL_ENOASSIGNOR (none of options.assignors is supported by every
- * member), SHOAL_ENODAEMON / SHOAL_ECLOSED (the group connection is gone; the next poll
- * tries to reconnect; SHOAL_ENODAEMON comes after a wait of up to heartbeat_interval_ms,
- * or timeout_ms when shorter, so that a loop retrying poll does not spin), SHOAL_EPROTO, -ENOMEM,
- * and SHOAL_EFENCED: another consumer joined with the same group_instance_id and took this one's
- * place (on_revoked runs, nothing is committed); this poll and every later one and every commit
- * return it, so close the consumer (Kafka's FENCED_INSTANCE_ID). Being fenced by the generation
- * (SHOAL_EGENERATION) or a rebalance (SHOAL_EREBALANCE) is handled inside and never returned by
- * poll. */
+ * member); on the generation's leader, the negative code its assignor returned, or
+ * SHOAL_EINVAL when the assignor's result breaks the rules of shoal_assignor_t (the detail
+ * names the assignor and the rule): the member tries again no sooner than
+ * heartbeat_interval_ms later, this poll waiting that long (or timeout_ms when shorter)
+ * before it returns, and polls until then return 0; SHOAL_ENODAEMON / SHOAL_ECLOSED (the group
+ * connection is gone; the next poll tries to reconnect; SHOAL_ENODAEMON comes after a wait of up to
+ * heartbeat_interval_ms, or timeout_ms when shorter, so that a loop retrying poll does not spin),
+ * SHOAL_EPROTO, -ENOMEM, and SHOAL_EFENCED: another consumer joined with the same group_instance_id
+ * and took this one's place (on_revoked runs, nothing is committed); this poll and every later one
+ * and every commit return it, so close the consumer (Kafka's FENCED_INSTANCE_ID). Being fenced by
+ * the generation (SHOAL_EGENERATION) or a rebalance (SHOAL_EREBALANCE) is handled inside and never
+ * returned by poll. */
 SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, size_t max,
                             int timeout_ms);
 
@@ -877,7 +881,9 @@ SHOAL_EXTERN int shoal_assign_output_add(shoal_assign_output_t *out, size_t memb
 /** An assignor. assign() must give every partition of every topic in the input to exactly
  * one member subscribed to that topic (a cooperative assignor may instead withhold a
  * partition that another member still owns: it is revoked first and assigned in the next
- * rebalance). Returns 0 or a negative code. */
+ * rebalance). Returns 0 or a negative code. A failure, or a result that breaks these
+ * rules, is returned by the leader's shoal_poll() (SHOAL_EINVAL for a broken rule), which
+ * runs the assignor again a heartbeat interval later. */
 typedef struct shoal_assignor {
     const char *name; /* "range", "roundrobin", "sticky", "cooperative-sticky" */
     bool cooperative; /* incremental rebalancing: only moved partitions are revoked */

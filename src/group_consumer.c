@@ -20,6 +20,9 @@
  *    (eager protocol); JoinGroup (blocks until the join phase ends); the leader runs the
  *    assignor over the members' subscriptions; SyncGroup; attach the assignment, seek each
  *    partition to its committed offset (or per auto_offset_reset); on_assigned.
+ *    A leader whose assignor fails (or returns an assignment that assign_run() refuses)
+ *    reports it from poll and tries again no sooner than heartbeat_interval_ms later, so a
+ *    broken assignor costs a few attempts a second.
  *  - auto-commit every auto_commit_interval_ms: the positions, i.e. everything returned by
  *    earlier polls (at least once).
  * Asynchronous commits are sent at once; their responses are read, in order, before the
@@ -68,6 +71,8 @@ struct cgroup {
     bool attached;        /* the assignment is attached to the consumer */
     bool follow_up;       /* leader: a cooperative assignor withheld partitions */
     bool attaching;       /* inside attach_assignment() */
+    bool assign_failed;   /* leader: the last rejoin failed in the assignor (or its check) */
+    int64_t retry_ns;     /* after a failed assignment: no rejoin before this */
     struct ctp *assigned; /* what this member owns now */
     size_t nassigned;
     int32_t owned_generation;
@@ -583,6 +588,20 @@ static int send_join(shoal_consumer_t *c, struct cgroup *g, struct join_result *
     return rc;
 }
 
+/* The leader's assignor failed, or assign_run() refused its result: say which assignor
+ * and why, and put off the next attempt (maintain) by a heartbeat interval. The code is the
+ * assignor's own, or SHOAL_EINVAL from the check. */
+static int assign_error(struct cgroup *g, const shoal_assignor_t *a, int rc)
+{
+    char why[256];
+
+    snprintf(why, sizeof(why), "%s", shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(rc));
+    g->assign_failed = true;
+    g->retry_ns = shoal__mono_ns() + (int64_t)g->heartbeat_ms * 1000000;
+    return SHOAL_ERR(rc, "group %s: assignor '%s' failed (%s): retrying in %d ms", g->group_id,
+                     a->name, why, g->heartbeat_ms);
+}
+
 /* The leader: run the chosen assignor and put its result in the sync request. */
 static int leader_assign(struct cgroup *g, struct join_result *jr, ctl_writer_t *w)
 {
@@ -614,8 +633,11 @@ static int leader_assign(struct cgroup *g, struct join_result *jr, ctl_writer_t 
         }
         m->topic_count = k;
     }
+    shoal__clear_err(); /* so that a detail found below is the assignor's or the check's */
     rc = assign_run(a, &in, &out); /* sets up out; releases it itself on failure */
-    if (rc == 0 && a->cooperative) {
+    if (rc < 0)
+        return assign_error(g, a, rc);
+    if (a->cooperative) {
         /* A cooperative assignor withholds partitions that change owner, to be assigned
          * in a second rebalance once their owner gave them up: the leader starts that
          * round at once, even when the owner is an eager member that does not. */
@@ -626,8 +648,8 @@ static int leader_assign(struct cgroup *g, struct join_result *jr, ctl_writer_t 
             given += out.members[i].n;
         g->follow_up = given < total;
     }
-    ctl_put_u32(w, (uint32_t)(rc == 0 ? jr->nmembers : 0));
-    for (size_t i = 0; rc == 0 && i < jr->nmembers; i++) {
+    ctl_put_u32(w, (uint32_t)jr->nmembers);
+    for (size_t i = 0; i < jr->nmembers; i++) {
         ctl_put_str(w, jr->members[i].member_id);
         ctl_put_u32(w, (uint32_t)out.members[i].n);
         for (size_t k = 0; k < out.members[i].n; k++) {
@@ -635,9 +657,8 @@ static int leader_assign(struct cgroup *g, struct join_result *jr, ctl_writer_t 
             ctl_put_i32(w, out.members[i].tps[k].partition);
         }
     }
-    if (rc == 0)
-        assign_output_release(&out);
-    return rc;
+    assign_output_release(&out);
+    return 0;
 }
 
 /* Read the sync response into g->assigned. */
@@ -697,6 +718,7 @@ static int rejoin(shoal_consumer_t *c, struct cgroup *g)
     struct join_result jr;
     int rc;
 
+    g->assign_failed = false;
     if (!keep)
         revoke_all(c, g, false);
     else if (g->auto_commit)
@@ -732,7 +754,7 @@ static int rejoin(shoal_consumer_t *c, struct cgroup *g)
         if (!keep)
             rc = attach_assignment(c, g); /* its offset fetch may find the member gone too */
     }
-    if (rc == SHOAL_EGENERATION) { /* unknown to the group now: join as a new member */
+    if (rc == SHOAL_EGENERATION && !g->assign_failed) { /* unknown now: join as a new member */
         revoke_all(c, g, true);
         g->member_id[0] = '\0';
         g->generation = -1;
@@ -822,8 +844,12 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g)
         } else if (rc < 0)
             return fence(c, g, rc);
     }
+    if (g->need_join && shoal__mono_ns() < g->retry_ns)
+        return 0; /* the last assignment failed: wait (poll sleeps meanwhile) */
     for (int tries = 0; g->need_join && tries < 16; tries++) {
         rc = rejoin(c, g);
+        if (rc < 0 && g->assign_failed) /* the assignor's code, whatever it is */
+            return rc;
         if (rc < 0 && rc != SHOAL_EREBALANCE)
             return fence(c, g, rc);
     }
@@ -852,7 +878,8 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
         int slice = (int)SHOAL_MAX(0, SHOAL_MIN(left_ms, (int64_t)g->heartbeat_ms));
         int n, rc = maintain(c, g);
 
-        if (rc == SHOAL_ENODAEMON && slice > 0) /* a retry loop around poll must not spin */
+        /* A retry loop around poll must not spin, on a missing daemon or a broken assignor. */
+        if ((rc == SHOAL_ENODAEMON || (rc < 0 && g->assign_failed)) && slice > 0)
             sleep_ms(slice);
         if (rc < 0)
             return rc;

@@ -1053,6 +1053,88 @@ INTEG_TEST(test_an_application_assignor_is_used_and_a_member_without_a_common_on
     shoal_client_close(cl);
 }
 
+/* ------------------------------------------------------------------ a broken assignor */
+
+enum { ASSIGN_FAIL, ASSIGN_SKIP, ASSIGN_OK };
+static _Atomic int broken_mode;
+static _Atomic int broken_calls;
+
+/* As broken_mode says: fail with -EIO, leave partition 1 out, or everything to member 0. */
+static int broken_assign(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out)
+{
+    int mode = atomic_load(&broken_mode);
+    (void)arg;
+    atomic_fetch_add(&broken_calls, 1);
+    if (mode == ASSIGN_FAIL)
+        return -EIO;
+    for (size_t t = 0; t < in->topic_count; t++)
+        for (uint32_t p = 0; p < in->topics[t].partitions; p++) {
+            int rc = mode == ASSIGN_SKIP && p == 1
+                         ? 0
+                         : shoal_assign_output_add(out, 0, in->topics[t].topic, (int32_t)p);
+            if (rc < 0)
+                return rc;
+        }
+    return 0;
+}
+
+static const shoal_assignor_t broken = {.name = "broken", .assign = broken_assign};
+static const shoal_assignor_t *broken_list[] = {&broken};
+
+/* Poll for ms with the given timeout; the number of polls, and the last error in *err. */
+static int polls_for(shoal_consumer_t *c, int ms, int timeout_ms, int *err)
+{
+    shoal_record_t recs[4];
+    int64_t t0 = mono_ms();
+    int polls = 0;
+    for (; mono_ms() - t0 < ms; polls++) {
+        int rc = shoal_poll(c, recs, 4, timeout_ms);
+        if (rc < 0)
+            *err = rc;
+    }
+    return polls;
+}
+
+/* A leader whose assignor fails, or breaks the rules, gets the error from poll, and tries
+ * again only a heartbeat interval later: before, every poll returned at once and ran the
+ * assignor again (150,000 polls in 3 s), a poll with timeout 0 spinning on it. */
+INTEG_TEST(test_a_failing_assignor_is_reported_and_retried_a_heartbeat_interval_later)
+{
+    shoal_topic_config_t cfg = topic_cfg(3);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int polls, calls, err = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "bad", &cfg), 0);
+    member_options(&o, "badly", 0);
+    o.assignors = broken_list;
+    o.assignor_count = 1;
+    atomic_store(&broken_mode, ASSIGN_FAIL);
+    assert_int_equal(open_member(&cl, &c, &o, "bad"), 0);
+
+    polls = polls_for(c, 1000, 200, &err); /* 100 ms each: the heartbeat interval */
+    calls = atomic_load(&broken_calls);
+    print_message("failing: %d polls, %d assignor calls in 1 s\n", polls, calls);
+    assert_int_equal(err, -EIO);
+    assert_non_null(strstr(shoal_errmsg(), "assignor 'broken' failed"));
+    assert_true(polls >= 5 && polls <= 20);
+    assert_true(calls >= 5 && calls <= 20);
+
+    atomic_store(&broken_mode, ASSIGN_SKIP);
+    err = 0;
+    polls = polls_for(c, 500, 0, &err); /* timeout 0: the wait is remembered, no spin */
+    calls = atomic_load(&broken_calls) - calls;
+    print_message("skipping, timeout 0: %d polls, %d assignor calls in 500 ms\n", polls, calls);
+    assert_int_equal(err, SHOAL_EINVAL);
+    assert_true(calls >= 2 && calls <= 10);
+
+    atomic_store(&broken_mode, ASSIGN_OK); /* fixed: the next attempt assigns */
+    assert_true(poll_until(c, a_has_three, 3000));
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 /* ------------------------------------------------------------------ cooperative */
 
 static bool owned_by_other(const shoal_assign_input_t *in, size_t member, const char *topic,
@@ -1588,6 +1670,7 @@ int main(void)
         T(test_subscription_to_a_topic_created_later_gets_its_partitions),
         T(test_cli_consume_group_resumes_and_group_commands_report),
         T(test_an_application_assignor_is_used_and_a_member_without_a_common_one_is_refused),
+        T(test_a_failing_assignor_is_reported_and_retried_a_heartbeat_interval_later),
         T(test_commits_arriving_together_share_one_transaction_and_are_durable),
         T(test_daemon_answers_garbage_group_requests_and_stays_usable),
         T(test_cooperative_rebalance_revokes_only_the_partitions_that_move),
