@@ -883,7 +883,10 @@ SHOAL_EXTERN int shoal_assign_output_add(shoal_assign_output_t *out, size_t memb
  * partition that another member still owns: it is revoked first and assigned in the next
  * rebalance). Returns 0 or a negative code. A failure, or a result that breaks these
  * rules, is returned by the leader's shoal_poll() (SHOAL_EINVAL for a broken rule), which
- * runs the assignor again a heartbeat interval later. */
+ * runs the assignor again a heartbeat interval later, in the same generation. The other
+ * members wait in the rebalance meanwhile (their polls block), for the rebalance timeout at
+ * most: then shoald removes the leader, the others rebalance without it, and it joins
+ * again as a new member, which does not lead while an older member stays. */
 typedef struct shoal_assignor {
     const char *name; /* "range", "roundrobin", "sticky", "cooperative-sticky" */
     bool cooperative; /* incremental rebalancing: only moved partitions are revoked */

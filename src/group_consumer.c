@@ -22,7 +22,9 @@
  *    partition to its committed offset (or per auto_offset_reset); on_assigned.
  *    A leader whose assignor fails (or returns an assignment that assign_run() refuses)
  *    reports it from poll and tries again no sooner than heartbeat_interval_ms later, so a
- *    broken assignor costs a few attempts a second.
+ *    broken assignor costs a few attempts a second. Its join meanwhile gets the same
+ *    generation back, and at the rebalance timeout the coordinator removes it, so that the
+ *    other members go on without it.
  *  - auto-commit every auto_commit_interval_ms: the positions, i.e. everything returned by
  *    earlier polls (at least once).
  * Asynchronous commits are sent at once; their responses are read, in order, before the

@@ -13,8 +13,12 @@
  * (SHOAL_EREBALANCE). Each completed join phase starts a new generation; commits, fetches,
  * heartbeats and syncs carrying another generation, or an unknown member id, are refused
  * with SHOAL_EGENERATION, which fences zombies. The leader (the previous leader while it
- * stays, else the first member) gets every member's subscription and owned partitions plus
- * the topics' partition counts and computes the assignment on the client side.
+ * stays, else the oldest member) gets every member's subscription and owned partitions plus
+ * the topics' partition counts and computes the assignment on the client side. A member
+ * that joins again while its generation completes, with nothing changed (a leader whose
+ * assignor failed, retrying), gets the same generation back; a leader that sends no valid
+ * assignment by the phase's deadline (the rebalance timeout) is removed, and the oldest
+ * member leads the next round, so a broken assignor cannot hold the others for longer.
  *
  * Liveness: a member's control connection is its liveness. When it closes, a dynamic
  * member leaves at once; a static member (group instance id) stays until its session
@@ -56,6 +60,7 @@ struct gtp {
 
 struct gmember {
     char id[GROUP_MEMBER_ID_MAX + 1];
+    uint64_t seq; /* order of joining the group: the oldest member leads a new leader's round */
     char client_id[GROUP_MEMBER_ID_MAX + 1];
     gname_t instance_id;
     char replaced[GROUP_MEMBER_ID_MAX + 1]; /* the id a static member took over from */
@@ -318,6 +323,7 @@ static const char *common_assignor(struct group *g, const struct gmember *first,
 /* ------------------------------------------------------------------ rebalance */
 
 static void complete_join(group_coord_t *gc, struct group *g);
+static bool topics_changed(group_coord_t *gc, struct group *g);
 
 static int64_t max_rebalance_ns(const struct group *g)
 {
@@ -461,6 +467,18 @@ static int member_cmp(const void *a, const void *b)
     return strcmp((*(struct gmember *const *)a)->id, (*(struct gmember *const *)b)->id);
 }
 
+/* The member that has been in the group longest. It leads when the previous leader left:
+ * a leader removed for never sending a valid assignment comes back as a new member, and
+ * so does not lead again while another member stays. */
+static struct gmember *oldest_member(struct group *g)
+{
+    struct gmember *old = g->members[0];
+    for (size_t i = 1; i < g->nmembers; i++)
+        if (g->members[i]->seq < old->seq)
+            old = g->members[i];
+    return old;
+}
+
 /* The join phase is over: a new generation, a leader, and every parked join answered. */
 static void complete_join(group_coord_t *gc, struct group *g)
 {
@@ -473,7 +491,7 @@ static void complete_join(group_coord_t *gc, struct group *g)
     }
     qsort(g->members, g->nmembers, sizeof(*g->members), member_cmp);
     if (!member_find(g, g->leader))
-        snprintf(g->leader, sizeof(g->leader), "%s", g->members[0]->id);
+        snprintf(g->leader, sizeof(g->leader), "%s", oldest_member(g)->id);
     proto = common_assignor(g, member_find(g, g->leader), NULL);
     snprintf(g->protocol, sizeof(g->protocol), "%s", proto ? proto : "");
     g->generation++;
@@ -623,8 +641,9 @@ static struct gmember *member_add(group_coord_t *gc, struct group *g, const char
         return NULL;
     }
     g->members = v;
+    m->seq = ++gc->member_seq;
     snprintf(m->id, sizeof(m->id), "%.64s-%llu", client[0] ? client : "shoal",
-             (unsigned long long)++gc->member_seq);
+             (unsigned long long)m->seq);
     g->members[g->nmembers++] = m;
     return m;
 }
@@ -650,6 +669,46 @@ static void static_rejoin(group_coord_t *gc, struct group *g, struct gmember *m,
     server_reply(gc->s, req, 0, NULL, &gc->w);
 }
 
+/* Whether a join repeats what member m joined this generation with: subscription,
+ * assignors (in order) and owned partitions. */
+static bool same_join(const struct gmember *m, const struct join_req *j)
+{
+    if (!same_subscription(m, j) || m->nassignors != j->nassignors || m->nowned != j->nowned ||
+        m->owned_generation != j->owned_gen)
+        return false;
+    for (size_t i = 0; i < j->nassignors; i++)
+        if (strcmp(m->assignors[i], j->assignors[i]))
+            return false;
+    for (size_t i = 0; i < j->nowned; i++) {
+        bool found = false;
+        for (size_t k = 0; k < m->nowned && !found; k++)
+            found = m->owned[k].partition == j->owned[i].partition &&
+                    !strcmp(m->owned[k].topic, j->owned[i].topic);
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/* A member of the generation being completed joins again with nothing changed: a leader
+ * whose assignor failed, trying again. As Kafka does, answer with the current generation
+ * rather than start another: the other members stay parked in their SyncGroup, and the
+ * phase still ends at its deadline (tick_group), where a leader that never sent a valid
+ * assignment is removed and the others go on without it. */
+static bool join_again(group_coord_t *gc, struct group *g, struct gmember *m,
+                       const struct join_req *j, const server_req_t *req)
+{
+    if (g->state != GS_COMPLETING || m->join_parked || m->conn_id != req->conn_id ||
+        !same_join(m, j) || topics_changed(gc, g))
+        return false;
+    m->last_seen_ns = shoal__mono_ns();
+    gc->w.len = 0;
+    gc->w.err = 0;
+    put_join_response(&gc->w, g, m, !strcmp(m->id, g->leader));
+    server_reply(gc->s, req, 0, NULL, &gc->w);
+    return true;
+}
+
 static int on_join(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
 {
     struct join_req j;
@@ -672,6 +731,10 @@ static int on_join(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
     if (!m && (m = member_find_instance(g, j.instance)) && g->state == GS_STABLE &&
         same_subscription(m, &j)) {
         static_rejoin(gc, g, m, &j, req);
+        rc = SERVER_PARKED;
+        goto out;
+    }
+    if (m && join_again(gc, g, m, &j, req)) {
         rc = SERVER_PARKED;
         goto out;
     }

@@ -1135,6 +1135,80 @@ INTEG_TEST(test_a_failing_assignor_is_reported_and_retried_a_heartbeat_interval_
     shoal_client_close(cl);
 }
 
+/* A member (index 1) whose copy of the "broken" assignor works. */
+static int fixed_member(void *arg)
+{
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[16];
+    (void)arg;
+
+    atomic_store(&broken_mode, ASSIGN_OK); /* this process's copy */
+    member_options(&o, "held", 1);
+    o.assignors = broken_list;
+    o.assignor_count = 1;
+    o.max_poll_interval_ms = 1000;
+    if (open_member(&cl, &c, &o, "held") < 0)
+        return 10;
+    while (!atomic_load(&sh->done))
+        if (shoal_poll(c, recs, 16, 50) < 0)
+            return 11;
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    return 0;
+}
+
+static bool all_four_held(void)
+{
+    return atomic_load(&sh->assigned_calls[1]) > 0 &&
+           atomic_load(&sh->nassigned[0]) + atomic_load(&sh->nassigned[1]) == 4;
+}
+
+/* The leader's assignor keeps failing: its retries get the same generation back (before,
+ * each started a new one, and the other members, parked in SyncGroup, were sent back to
+ * rejoin every time and never got a partition); at the rebalance timeout the coordinator
+ * removes it, and the group goes on, led by the member that stayed. */
+INTEG_TEST(test_a_leader_whose_assignor_keeps_failing_is_removed_and_the_others_go_on)
+{
+    shoal_topic_config_t cfg = topic_cfg(4);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int32_t gen;
+    int64_t t0;
+    pid_t helper;
+    int err = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "held", &cfg), 0);
+    member_options(&o, "held", 0);
+    o.assignors = broken_list;
+    o.assignor_count = 1;
+    o.max_poll_interval_ms = 1000;
+    atomic_store(&broken_mode, ASSIGN_FAIL);
+    assert_int_equal(open_member(&cl, &c, &o, "held"), 0);
+    (void)polls_for(c, 100, 50, &err);
+    assert_int_equal(err, -EIO);
+    gen = generation_of(f->c, "held");
+    (void)polls_for(c, 500, 50, &err); /* five attempts more, one generation */
+    assert_int_equal(generation_of(f->c, "held"), gen);
+
+    assert_true((helper = harness_fork(fixed_member, NULL, 50)) > 0);
+    t0 = mono_ms();
+    while (!all_four_held() && mono_ms() - t0 < 8000)
+        (void)polls_for(c, 20, 20, &err);
+    print_message("the other member got the partitions after %lld ms\n",
+                  (long long)(mono_ms() - t0));
+    assert_true(all_four_held());
+    assert_true(harness_daemon_log_contains(&f->d, "the leader did not send the assignment"));
+    assert_int_equal(atomic_load(&sh->violations), 0);
+
+    atomic_store(&sh->done, 1);
+    assert_int_equal(harness_wait(helper, 10000), 0);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 /* ------------------------------------------------------------------ cooperative */
 
 static bool owned_by_other(const shoal_assign_input_t *in, size_t member, const char *topic,
@@ -1671,6 +1745,7 @@ int main(void)
         T(test_cli_consume_group_resumes_and_group_commands_report),
         T(test_an_application_assignor_is_used_and_a_member_without_a_common_one_is_refused),
         T(test_a_failing_assignor_is_reported_and_retried_a_heartbeat_interval_later),
+        T(test_a_leader_whose_assignor_keeps_failing_is_removed_and_the_others_go_on),
         T(test_commits_arriving_together_share_one_transaction_and_are_durable),
         T(test_daemon_answers_garbage_group_requests_and_stays_usable),
         T(test_cooperative_rebalance_revokes_only_the_partitions_that_move),
