@@ -60,6 +60,10 @@
  *   logs which file was cut, and rebuilds the ring from disk at its next start (a memory
  *   topic's comes back empty). Let the daemon admit (allow.gid) only processes trusted
  *   with the topics' data.
+ * - A daemon that stops answering (stopped by SIGSTOP, hung): a call that waits for its
+ *   answer (administration such as shoal_topic_list(), attaching partitions, lookups on
+ *   disk, shoal_commit_sync()) gives up after 30 s with SHOAL_ETIMEDOUT. Appends and reads
+ *   in shared memory go on, and a group consumer's shoal_poll() keeps to its timeout.
  */
 #ifndef SHOAL_H
 #define SHOAL_H
@@ -685,7 +689,9 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * A subscribed group consumer (shoal_consumer_subscribe) also runs the group protocol
  * here, on the calling thread: heartbeats, callbacks, rejoining. While a rebalance is in
  * progress the call may block beyond timeout_ms, up to the group's rebalance timeout (the
- * largest max_poll_interval_ms of its members). Extra errors then: SHOAL_EINVAL (not
+ * largest max_poll_interval_ms of its members). Otherwise it keeps to timeout_ms even when
+ * shoald does not answer (stopped, hung): a heartbeat not answered in time stays pending,
+ * read by a later poll, and the partitions are read meanwhile. Extra errors: SHOAL_EINVAL (not
  * subscribed yet), SHOAL_ENOASSIGNOR (none of options.assignors is supported by every
  * member); on the generation's leader, the negative code its assignor returned, or
  * SHOAL_EINVAL when the assignor's result breaks the rules of shoal_assignor_t (the detail
@@ -694,7 +700,9 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * before it returns, and polls until then return 0; SHOAL_ENODAEMON / SHOAL_ECLOSED (the group
  * connection is gone; the next poll tries to reconnect; SHOAL_ENODAEMON comes after a wait of up to
  * heartbeat_interval_ms, or timeout_ms when shorter, so that a loop retrying poll does not spin),
- * SHOAL_EPROTO, -ENOMEM, and SHOAL_EFENCED: another consumer joined with the same group_instance_id
+ * SHOAL_ETIMEDOUT (in a rebalance, shoald did not answer a request in time: 30 s, or for a
+ * join or sync the rebalance timeout plus 10 s; the next poll tries again), SHOAL_EPROTO,
+ * -ENOMEM, and SHOAL_EFENCED: another consumer joined with the same group_instance_id
  * and took this one's place (on_revoked runs, nothing is committed); this poll and every later one
  * and every commit return it, so close the consumer (Kafka's FENCED_INSTANCE_ID). Being fenced by
  * the generation (SHOAL_EGENERATION) or a rebalance (SHOAL_EREBALANCE) is handled inside and never
@@ -755,14 +763,19 @@ typedef struct shoal_topic_partition_offset {
  *         after exceeding max_poll_interval_ms; poll to rejoin), SHOAL_EFENCED (see
  *         shoal_poll), SHOAL_ENOTASSIGNED, SHOAL_ENOTOPIC (the topic was deleted),
  *         SHOAL_EOFFSET (an offset past the partition's log end: nothing is committed),
- *         SHOAL_EINVAL (not a group consumer), SHOAL_ENOGROUP, SHOAL_EIO, SHOAL_ECLOSED.
+ *         SHOAL_EREBALANCE (the group is completing a rebalance: poll, then commit),
+ *         SHOAL_EINVAL (not a group consumer), SHOAL_ENOGROUP, SHOAL_EIO, SHOAL_ECLOSED,
+ *         SHOAL_ETIMEDOUT (shoald did not answer within 30 s: it is stopped or hung; the
+ *         commit may still be carried out once it goes on), SHOAL_EPROTO, -ENOMEM.
  * Thread-safety: one thread per consumer handle. */
 SHOAL_EXTERN int shoal_commit_sync(shoal_consumer_t *consumer,
                                    const shoal_topic_partition_offset_t *offsets, size_t n);
 
 /** As shoal_commit_sync() but without waiting: the request is sent now and its result is
  * passed to options.on_commit from a later call on this consumer (poll, commit, close).
- * @return 0 when sent, or the errors of shoal_commit_sync() found before sending. */
+ * @return 0 when sent, or the errors of shoal_commit_sync() found before sending; with 64
+ *         commits in flight it first waits for the oldest one's answer, up to 30 s
+ *         (SHOAL_ETIMEDOUT). */
 SHOAL_EXTERN int shoal_commit_async(shoal_consumer_t *consumer,
                                     const shoal_topic_partition_offset_t *offsets, size_t n);
 

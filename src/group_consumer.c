@@ -10,7 +10,10 @@
  *
  * Each shoal_poll() first does the protocol work that is due, then reads for at most one
  * heartbeat interval at a time:
- *  - heartbeat every heartbeat_interval_ms. SHOAL_EREBALANCE means rejoin; SHOAL_EGENERATION
+ *  - heartbeat every heartbeat_interval_ms, one in flight at a time, its answer awaited
+ *    for the poll's slice at most: a heartbeat shoald has not answered by then (it is
+ *    stopped or slow) stays pending and is read by a later poll, so that poll keeps to its
+ *    timeout and reads records meanwhile. SHOAL_EREBALANCE means rejoin; SHOAL_EGENERATION
  *    means this member was removed (session timeout, max poll interval): its partitions
  *    are lost (on_revoked, no commit) and it joins again as a new member. SHOAL_EFENCED (from
  *    any group request) means a later process took this static member's place: the
@@ -27,11 +30,13 @@
  *    other members go on without it.
  *  - auto-commit every auto_commit_interval_ms: the positions, i.e. everything returned by
  *    earlier polls (at least once).
- * Asynchronous commits are sent at once; their responses are read, in order, before the
- * next request on the connection, and handed to on_commit. */
+ * Asynchronous commits are sent at once; their responses are read in order by whatever
+ * reads the connection next (a poll, a call) and handed to on_commit. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,8 +47,19 @@
 #include "util.h"
 
 #define CGROUP_ASYNC_MAX      64
+#define CGROUP_PEND_MAX       (CGROUP_ASYNC_MAX + 16) /* + a heartbeat and abandoned calls */
 #define CGROUP_JOIN_MARGIN_MS 10000
 #define CGROUP_CALL_MS        30000
+#define CGROUP_FRAME_MS       5000 /* the rest of a response that has begun to arrive */
+
+int cgroup__call_timeout_ms = CGROUP_CALL_MS;
+
+struct pend {
+    uint32_t seq;
+    uint16_t type;
+    uint8_t kind;   /* enum pend_kind */
+    uint32_t joins; /* g->joins when sent: a heartbeat's answer is about that membership */
+};
 
 struct ctp {
     char *topic;
@@ -79,8 +95,14 @@ struct cgroup {
     size_t nassigned;
     int32_t owned_generation;
     int64_t last_heartbeat_ns, last_commit_ns;
-    uint32_t async_seqs[CGROUP_ASYNC_MAX];
-    size_t nasync;
+    struct pend pend[CGROUP_PEND_MAX]; /* requests sent, responses not read yet */
+    size_t npend;
+    size_t nasync;       /* asynchronous commits among them */
+    bool stalled;        /* a call timed out and no response came since */
+    uint32_t joins;      /* rejoin attempts so far */
+    bool hb_pending;     /* a heartbeat is in pend */
+    int hb_status;       /* its failure, read but not acted on yet (maintain) */
+    char hb_detail[256]; /* and its detail */
 };
 
 bool shoal_group_id_is_valid(const char *id)
@@ -162,15 +184,34 @@ static void free_assigned(struct cgroup *g)
 
 /* ------------------------------------------------------------------ the group connection */
 
+/* Requests whose responses are still to be read sit in g->pend, oldest first; shoald answers
+ * a connection's requests in order, so the next frame always answers pend[0]. A call sends
+ * its request and reads the responses in order until its own, handing the earlier ones to
+ * their owners (conn_dispatch). Nothing waits longer than it was given: a heartbeat's
+ * response not in by the end of the poll's slice is read by a later poll, and a call that
+ * times out (SHOAL_ETIMEDOUT) leaves its request pending, abandoned, its late response
+ * read and dropped then. So a stopped daemon costs a poll nothing beyond its timeout, and
+ * the stream stays in step: the connection is dropped only when it breaks. */
+enum pend_kind {
+    PEND_CALL,      /* a call waiting for it now */
+    PEND_COMMIT,    /* an asynchronous commit: the status goes to on_commit */
+    PEND_HEARTBEAT, /* the status goes to heartbeat_done() */
+    PEND_ABANDONED, /* its call timed out: dropped */
+};
+
 static void conn_drop(struct cgroup *g)
 {
     shoal_client_close(g->conn);
     g->conn = NULL;
+    g->npend = 0;
     g->nasync = 0;
+    g->hb_pending = false;
+    g->hb_status = 0;
     g->need_join = true;
 }
 
-static int conn_send(struct cgroup *g, ctl_writer_t *w, uint32_t *seq)
+/* Send a request and queue it as kind. */
+static int conn_send(struct cgroup *g, ctl_writer_t *w, enum pend_kind kind, uint32_t *seq)
 {
     ctl_header_t h;
     int rc = ctl_frame_end(w);
@@ -178,77 +219,157 @@ static int conn_send(struct cgroup *g, ctl_writer_t *w, uint32_t *seq)
         return rc;
     if (!g->conn)
         return SHOAL_ERR(SHOAL_ECLOSED, "group %s: no connection to shoald", g->group_id);
+    if (g->npend == CGROUP_PEND_MAX) { /* the daemon has not answered for a long time */
+        conn_drop(g);
+        return SHOAL_ERR(SHOAL_ETIMEDOUT,
+                         "group %s: %d requests unanswered by shoald: reconnecting", g->group_id,
+                         CGROUP_PEND_MAX);
+    }
     ctl_header_decode(w->buf, &h);
     h.seq = *seq = ++g->conn->seq;
     ctl_header_encode(w->buf, &h);
     rc = ctlsock_send(g->conn->fd, w->buf, w->len, NULL, 0);
-    if (rc < 0)
+    if (rc < 0) {
         conn_drop(g);
-    return rc;
+        return rc;
+    }
+    g->pend[g->npend++] =
+        (struct pend){.seq = h.seq, .type = h.type, .kind = kind, .joins = g->joins};
+    g->nasync += kind == PEND_COMMIT;
+    return 0;
 }
 
-/* Receive the response to (type, seq): its status (detail into shoal_errmsg()) and, on 0,
- * rep ready to read. A broken stream drops the connection. */
-static int conn_recv(struct cgroup *g, uint16_t type, uint32_t seq, client_reply_t *rep,
-                     int timeout_ms)
+/* Wait until the connection is readable, or deadline_ns passes (-1: no limit). */
+static int conn_wait(struct cgroup *g, int64_t deadline_ns)
+{
+    for (;;) {
+        struct pollfd p = {.fd = g->conn->fd, .events = POLLIN};
+        int64_t left_ns = deadline_ns < 0 ? -1 : deadline_ns - shoal__mono_ns();
+        int ms, n;
+
+        if (deadline_ns >= 0 && left_ns < 0)
+            left_ns = 0;
+        /* Rounded up, so that a wait below a millisecond does not spin. */
+        ms = left_ns < 0 ? -1 : (int)SHOAL_MIN((left_ns + 999999) / 1000000, (int64_t)INT32_MAX);
+        n = poll(&p, 1, ms);
+        if (n > 0)
+            return 0;
+        if (n == 0 && ms >= 0 && shoal__mono_ns() >= deadline_ns)
+            return SHOAL_ETIMEDOUT;
+        if (n < 0 && errno != EINTR)
+            return SHOAL_ERR(-errno, "group %s: poll: %s", g->group_id, strerror(errno));
+    }
+}
+
+/* Read the response to pend[0] if it comes by deadline_ns and take the request off the
+ * queue into *e: 0 with its status in *status (detail in shoal_errmsg()) and, when that
+ * is 0, rep ready to read. SHOAL_ETIMEDOUT when nothing came (the stream is untouched);
+ * any other failure broke the stream and dropped the connection. */
+static int conn_read(struct cgroup *g, int64_t deadline_ns, struct pend *e, int *status,
+                     client_reply_t *rep)
 {
     char detail[512];
     ctl_header_t h;
     int rc;
 
     memset(rep, 0, sizeof(*rep));
-    rc = ctlsock_recv_frame(g->conn->fd, &h, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS,
-                            timeout_ms);
-    if (rc == 0 && (h.type != (type | CTL_RESPONSE) || h.seq != seq))
+    if (!g->conn || g->npend == 0)
+        return SHOAL_ERR(SHOAL_ECLOSED, "group %s: no connection to shoald", g->group_id);
+    if ((rc = conn_wait(g, deadline_ns)) == SHOAL_ETIMEDOUT)
+        return rc;
+    /* The frame has started to arrive; shoald writes each whole, so its rest is there. */
+    if (rc == 0)
+        rc = ctlsock_recv_frame(g->conn->fd, &h, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS,
+                                CGROUP_FRAME_MS);
+    *e = g->pend[0];
+    if (rc == 0 && (h.type != (e->type | CTL_RESPONSE) || h.seq != e->seq))
         rc = SHOAL_ERR(SHOAL_EPROTO, "group response %u/%u does not answer %u/%u", h.type, h.seq,
-                       type, seq);
+                       e->type, e->seq);
     if (rc < 0) {
         client_reply_release(rep);
         conn_drop(g);
+        if (rc == SHOAL_ETIMEDOUT) /* not "no answer yet": the stream is out of step */
+            rc = SHOAL_ERR(SHOAL_ECLOSED, "group %s: a response stopped half-way", g->group_id);
         return rc;
     }
+    memmove(&g->pend[0], &g->pend[1], --g->npend * sizeof(g->pend[0]));
+    g->nasync -= e->kind == PEND_COMMIT;
+    g->stalled = false;
     ctl_reader_init(&rep->r, rep->payload, h.len);
-    rc = ctl_get_status(&rep->r, detail, sizeof(detail));
-    if (rc < 0) {
-        SHOAL_ERR(rc, "%s", detail[0] ? detail : shoal_strerror(rc));
+    *status = ctl_get_status(&rep->r, detail, sizeof(detail));
+    if (*status < 0) {
+        SHOAL_ERR(*status, "%s", detail[0] ? detail : shoal_strerror(*status));
         client_reply_release(rep);
     }
-    return rc;
+    return 0;
 }
 
-/* Read the responses of asynchronous commits still in flight and report them. */
-static void conn_drain(shoal_consumer_t *c, struct cgroup *g)
+static void heartbeat_done(struct cgroup *g, const struct pend *e, int status);
+
+/* Hand a response read on the way to another one to its request. */
+static void conn_dispatch(shoal_consumer_t *c, struct cgroup *g, const struct pend *e, int status,
+                          client_reply_t *rep)
 {
-    for (size_t i = 0; i < g->nasync && g->conn; i++) {
-        client_reply_t rep;
-        int rc = conn_recv(g, CTL_GROUP_COMMIT, g->async_seqs[i], &rep, CGROUP_CALL_MS);
-        if (rc == 0)
-            client_reply_release(&rep);
-        if (g->on_commit)
-            g->on_commit(g->cb_arg, c, rc);
-    }
-    g->nasync = 0;
+    if (status == 0)
+        client_reply_release(rep);
+    if (e->kind == PEND_COMMIT && g->on_commit)
+        g->on_commit(g->cb_arg, c, status);
+    else if (e->kind == PEND_HEARTBEAT)
+        heartbeat_done(g, e, status);
 }
 
+/* Read the responses that come by deadline_ns until pend holds at most keep requests
+ * (0, or SHOAL_ETIMEDOUT, or the connection broke). */
+static int conn_drain(shoal_consumer_t *c, struct cgroup *g, size_t keep, int64_t deadline_ns)
+{
+    while (g->conn && g->npend > keep) {
+        struct pend e;
+        client_reply_t rep;
+        int status, rc = conn_read(g, deadline_ns, &e, &status, &rep);
+        if (rc < 0)
+            return rc;
+        conn_dispatch(c, g, &e, status, &rep);
+    }
+    return 0;
+}
+
+/* Send a request and read the responses until its own, for timeout_ms at most (-1: no
+ * limit): its status, and on 0 rep ready to read. */
 static int conn_call(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t *w, client_reply_t *rep,
                      int timeout_ms)
 {
-    ctl_header_t h;
+    int64_t deadline = timeout_ms < 0 ? -1 : shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
     uint32_t seq;
     int rc;
 
-    conn_drain(c, g);
-    ctl_header_decode(w->buf, &h);
-    if ((rc = conn_send(g, w, &seq)) < 0)
+    memset(rep, 0, sizeof(*rep));
+    if ((rc = conn_send(g, w, PEND_CALL, &seq)) < 0)
         return rc;
-    return conn_recv(g, h.type, seq, rep, timeout_ms);
+    for (;;) {
+        struct pend e;
+        int status;
+        rc = conn_read(g, deadline, &e, &status, rep);
+        if (rc == SHOAL_ETIMEDOUT)
+            break;
+        if (rc < 0)
+            return rc;
+        if (e.seq == seq)
+            return status;
+        conn_dispatch(c, g, &e, status, rep);
+    }
+    for (size_t i = 0; i < g->npend; i++) /* its late response is read and dropped */
+        if (g->pend[i].seq == seq)
+            g->pend[i].kind = PEND_ABANDONED;
+    g->stalled = true;
+    return SHOAL_ERR(SHOAL_ETIMEDOUT, "group %s: shoald did not answer in %d ms (stopped or hung?)",
+                     g->group_id, timeout_ms);
 }
 
 /* A call whose response has no fields. */
 static int conn_call_simple(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t *w)
 {
     client_reply_t rep;
-    int rc = conn_call(c, g, w, &rep, CGROUP_CALL_MS);
+    int rc = conn_call(c, g, w, &rep, cgroup__call_timeout_ms);
     if (rc == 0)
         client_reply_release(&rep);
     return rc;
@@ -311,7 +432,7 @@ static int fetch_offsets(shoal_consumer_t *c, struct cgroup *g, const struct ctp
         ctl_put_str(&w, list[i].topic);
         ctl_put_i32(&w, list[i].partition);
     }
-    rc = conn_call(c, g, &w, &rep, CGROUP_CALL_MS);
+    rc = conn_call(c, g, &w, &rep, cgroup__call_timeout_ms);
     ctl_writer_release(&w);
     if (rc < 0)
         return rc;
@@ -721,6 +842,8 @@ static int rejoin(shoal_consumer_t *c, struct cgroup *g)
     int rc;
 
     g->assign_failed = false;
+    g->joins++; /* answers to earlier heartbeats no longer count */
+    g->hb_status = 0;
     if (!keep)
         revoke_all(c, g, false);
     else if (g->auto_commit)
@@ -775,20 +898,56 @@ static int rejoin(shoal_consumer_t *c, struct cgroup *g)
 
 /* ------------------------------------------------------------------ heartbeat, poll */
 
-static int heartbeat(shoal_consumer_t *c, struct cgroup *g)
+/* A heartbeat's response, read by whichever call came to it. Its failure is acted on by
+ * maintain(), unless the member has rejoined since (the answer is about a membership that
+ * is over). */
+static void heartbeat_done(struct cgroup *g, const struct pend *e, int status)
 {
-    ctl_writer_t w;
-    int rc;
+    g->hb_pending = false;
+    if (status == 0 || e->joins != g->joins)
+        return;
+    g->hb_status = status;
+    snprintf(g->hb_detail, sizeof(g->hb_detail), "%s", shoal_errmsg());
+}
 
-    ctl_writer_init(&w);
-    ctl_frame_begin(&w, CTL_GROUP_HEARTBEAT, 0);
-    ctl_put_str(&w, g->group_id);
-    ctl_put_str(&w, g->member_id);
-    ctl_put_i32(&w, g->generation);
-    rc = conn_call_simple(c, g, &w);
-    ctl_writer_release(&w);
-    g->last_heartbeat_ns = shoal__mono_ns();
-    return rc;
+/* Send a heartbeat when one is due, and read its response if it comes within wait_ms; if
+ * it does not (shoald is stopped or slow), it stays pending, looked for without waiting by
+ * later polls (they read records meanwhile) and read by any call, and no other heartbeat is
+ * sent meanwhile. Returns the failure of a heartbeat read now or earlier, with its detail. */
+static int heartbeat(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
+{
+    int64_t deadline = shoal__mono_ns();
+    int rc = 0;
+
+    if (!g->need_join && !g->hb_pending && ms_since(g->last_heartbeat_ns) >= g->heartbeat_ms) {
+        ctl_writer_t w;
+        uint32_t seq;
+        ctl_writer_init(&w);
+        ctl_frame_begin(&w, CTL_GROUP_HEARTBEAT, 0);
+        ctl_put_str(&w, g->group_id);
+        ctl_put_str(&w, g->member_id);
+        ctl_put_i32(&w, g->generation);
+        rc = conn_send(g, &w, PEND_HEARTBEAT, &seq);
+        ctl_writer_release(&w);
+        if (rc < 0)
+            return rc;
+        g->hb_pending = true;
+        g->last_heartbeat_ns = shoal__mono_ns();
+        deadline += (int64_t)wait_ms * 1000000;
+    }
+    while (g->hb_pending && rc == 0) { /* the responses before it too */
+        struct pend e;
+        client_reply_t rep;
+        int status;
+        rc = conn_read(g, deadline, &e, &status, &rep);
+        if (rc == 0)
+            conn_dispatch(c, g, &e, status, &rep);
+    }
+    if (rc < 0 && rc != SHOAL_ETIMEDOUT)
+        return rc;
+    rc = g->hb_status;
+    g->hb_status = 0;
+    return rc < 0 ? SHOAL_ERR(rc, "%s", g->hb_detail) : 0;
 }
 
 static int reconnect(shoal_consumer_t *c, struct cgroup *g)
@@ -825,8 +984,8 @@ static int fenced_error(const struct cgroup *g)
                      g->group_id, g->instance_id);
 }
 
-/* The protocol work that is due. */
-static int maintain(shoal_consumer_t *c, struct cgroup *g)
+/* The protocol work that is due; waits for shoald wait_ms at most, but for a rebalance. */
+static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
 {
     int rc;
 
@@ -834,18 +993,16 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g)
         return fenced_error(g);
     if ((rc = reconnect(c, g)) < 0)
         return rc;
-    if (!g->need_join && ms_since(g->last_heartbeat_ns) >= g->heartbeat_ms) {
-        rc = heartbeat(c, g);
-        if (rc == SHOAL_EREBALANCE)
-            g->need_join = true;
-        else if (rc == SHOAL_EGENERATION) { /* removed from the group: partitions lost */
-            revoke_all(c, g, true);
-            g->member_id[0] = '\0';
-            g->generation = -1;
-            g->need_join = true;
-        } else if (rc < 0)
-            return fence(c, g, rc);
-    }
+    rc = heartbeat(c, g, wait_ms);
+    if (rc == SHOAL_EREBALANCE)
+        g->need_join = true;
+    else if (rc == SHOAL_EGENERATION) { /* removed from the group: partitions lost */
+        revoke_all(c, g, true);
+        g->member_id[0] = '\0';
+        g->generation = -1;
+        g->need_join = true;
+    } else if (rc < 0)
+        return fence(c, g, rc);
     if (g->need_join && shoal__mono_ns() < g->retry_ns)
         return 0; /* the last assignment failed: wait (poll sleeps meanwhile) */
     for (int tries = 0; g->need_join && tries < 16; tries++) {
@@ -855,8 +1012,10 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g)
         if (rc < 0 && rc != SHOAL_EREBALANCE)
             return fence(c, g, rc);
     }
+    /* With CGROUP_ASYNC_MAX commits unanswered, waiting for room would hold up the poll:
+     * the next poll tries again. */
     if (!g->need_join && g->auto_commit && g->attached && g->nassigned &&
-        ms_since(g->last_commit_ns) >= g->auto_commit_ms)
+        ms_since(g->last_commit_ns) >= g->auto_commit_ms && g->nasync < CGROUP_ASYNC_MAX)
         (void)commit_positions(c, g, false);
     return 0;
 }
@@ -867,6 +1026,13 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
+/* How long the poll may wait now: up to its deadline, one heartbeat interval at most. */
+static int poll_slice(const struct cgroup *g, int timeout_ms, int64_t deadline)
+{
+    int64_t left_ms = timeout_ms < 0 ? g->heartbeat_ms : (deadline - shoal__mono_ns()) / 1000000;
+    return (int)SHOAL_MAX(0, SHOAL_MIN(left_ms, (int64_t)g->heartbeat_ms));
+}
+
 int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size_t max,
                 int timeout_ms)
 {
@@ -875,11 +1041,9 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
     if (!g->topics)
         return SHOAL_ERR(SHOAL_EINVAL, "group consumer: call shoal_consumer_subscribe() first");
     for (;;) {
-        int64_t left_ms =
-            timeout_ms < 0 ? g->heartbeat_ms : (deadline - shoal__mono_ns()) / 1000000;
-        int slice = (int)SHOAL_MAX(0, SHOAL_MIN(left_ms, (int64_t)g->heartbeat_ms));
-        int n, rc = maintain(c, g);
+        int n, slice, rc = maintain(c, g, poll_slice(g, timeout_ms, deadline));
 
+        slice = poll_slice(g, timeout_ms, deadline); /* what maintain left of it */
         /* A retry loop around poll must not spin, on a missing daemon or a broken assignor. */
         if ((rc == SHOAL_ENODAEMON || (rc < 0 && g->assign_failed)) && slice > 0)
             sleep_ms(slice);
@@ -974,6 +1138,24 @@ static int build_commit(struct cgroup *g, ctl_writer_t *w, const shoal_topic_par
     return 0;
 }
 
+/* CGROUP_ASYNC_MAX commits are in flight: wait for the oldest's response (and those
+ * before it), as long as a call would. */
+static int make_room(shoal_consumer_t *c, struct cgroup *g)
+{
+    int64_t deadline = shoal__mono_ns() + (int64_t)cgroup__call_timeout_ms * 1000000;
+    size_t keep = 0;
+    int rc;
+
+    while (keep < g->npend && g->pend[keep].kind != PEND_COMMIT)
+        keep++;
+    keep = g->npend - keep - 1; /* everything after the oldest commit */
+    rc = conn_drain(c, g, keep, deadline);
+    if (rc == SHOAL_ETIMEDOUT)
+        return SHOAL_ERR(rc, "group %s: %d commits in flight, and shoald did not answer in %d ms",
+                         g->group_id, CGROUP_ASYNC_MAX, cgroup__call_timeout_ms);
+    return rc;
+}
+
 static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_partition_offset_t *o,
                   size_t n, bool sync)
 {
@@ -986,14 +1168,14 @@ static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_parti
     if (g->generation < 0)
         return SHOAL_ERR(SHOAL_EGENERATION, "not a member of group %s (yet): poll to join",
                          g->group_id);
-    if (!sync && g->nasync == CGROUP_ASYNC_MAX)
-        conn_drain(c, g);
+    if (!sync && g->nasync == CGROUP_ASYNC_MAX && (rc = make_room(c, g)) < 0)
+        return rc;
     ctl_writer_init(&w);
     rc = build_commit(g, &w, o, n, c);
     if (rc == 0 && sync)
         rc = fence(c, g, conn_call_simple(c, g, &w));
-    else if (rc == 0 && (rc = conn_send(g, &w, &seq)) == 0)
-        g->async_seqs[g->nasync++] = seq;
+    else if (rc == 0)
+        rc = conn_send(g, &w, PEND_COMMIT, &seq);
     ctl_writer_release(&w);
     g->last_commit_ns = shoal__mono_ns();
     return rc;
@@ -1049,9 +1231,12 @@ void cgroup_close(shoal_consumer_t *c, struct cgroup *g)
         return;
     if (g->conn) {
         revoke_all(c, g, false);
-        conn_drain(c, g);
+        /* When shoald did not answer the commit, closing the connection is the leave. */
+        if (!g->stalled)
+            (void)conn_drain(c, g, 0,
+                             shoal__mono_ns() + (int64_t)cgroup__call_timeout_ms * 1000000);
         /* A static member does not leave: its place waits for it (session timeout). */
-        if (!g->instance_id[0] && g->conn && g->member_id[0]) {
+        if (!g->instance_id[0] && g->conn && g->member_id[0] && !g->stalled) {
             ctl_writer_t w;
             ctl_writer_init(&w);
             ctl_frame_begin(&w, CTL_GROUP_LEAVE, 0);

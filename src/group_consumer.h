@@ -25,6 +25,9 @@ bool cgroup_refuses_assign(const struct cgroup *g);
 /* Test hook, NULL in use: called by a member between taking its new assignment and
  * fetching the assignment's committed offsets, where a test can stall it. */
 extern void (*cgroup__before_fetch_hook)(void);
+/* Test hook: how long a group call (commit_sync, offset fetch, leave) waits for shoald's
+ * answer before SHOAL_ETIMEDOUT; 30000 in use. */
+extern int cgroup__call_timeout_ms;
 
 /* Provided by consumer.c. */
 struct cgroup *consumer__group(shoal_consumer_t *c);

@@ -835,8 +835,9 @@ INTEG_TEST(test_async_commits_answer_in_order_when_one_is_refused)
         assert_int_equal(commit_order[0], 0);
         assert_int_equal(commit_order[1], SHOAL_ENOTASSIGNED);
     }
-    /* and a connection's commits still share a transaction, the refused one in its turn */
-    assert_true(harness_daemon_log_contains(&f->d, "2 commits (1 offsets) in one transaction"));
+    /* and a connection's commits still share a transaction, the refused one in its turn
+     * (the sync commit goes out without waiting for the async answers, and joins them) */
+    assert_true(harness_daemon_log_contains(&f->d, "3 commits (2 offsets) in one transaction"));
     shoal_consumer_close(c);
     shoal_client_close(cl);
 }
@@ -977,6 +978,78 @@ INTEG_TEST(test_a_second_process_with_the_same_instance_id_fences_the_first_for_
 
     atomic_store(&sh->done, 1);
     assert_int_equal(harness_wait(twin, 10000), 0);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
+/* ------------------------------------------------------------------ a stopped daemon */
+
+/* Poll for ms with timeout_ms each; the longest poll, and the records read into *got. */
+static int64_t worst_poll(shoal_consumer_t *c, int ms, int timeout_ms, int *got)
+{
+    shoal_record_t recs[8];
+    int64_t t0 = mono_ms(), worst = 0;
+    while (mono_ms() - t0 < ms) {
+        int64_t t = mono_ms();
+        int n = shoal_poll(c, recs, 8, timeout_ms);
+        assert_true(n >= 0);
+        *got += n;
+        if (mono_ms() - t > worst)
+            worst = mono_ms() - t;
+    }
+    return worst;
+}
+
+/* While shoald is stopped (SIGSTOP), a member's poll keeps to its timeout and reads its
+ * partitions: its heartbeat stays pending and is answered once shoald goes on. Before,
+ * poll waited up to 30 s for the heartbeat's answer, then returned SHOAL_ETIMEDOUT and
+ * dropped the group connection (the member lost its partitions). commit_sync gives up after
+ * its own timeout (30 s; shortened here) with SHOAL_ETIMEDOUT, and its late answer is read
+ * and dropped later: the connection stays in step. */
+INTEG_TEST(test_polls_keep_their_timeout_while_the_daemon_is_stopped)
+{
+    shoal_topic_config_t cfg = topic_cfg(2);
+    shoal_consumer_options_t o;
+    shoal_producer_t *p;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int64_t worst, t0;
+    int32_t gen;
+    int got = 0, rc;
+
+    assert_int_equal(shoal_topic_create(f->c, "frozen", &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, "frozen", NULL, &p), 0);
+    member_options(&o, "frozen", 0);
+    o.heartbeat_interval_ms = 50;
+    assert_int_equal(open_member(&cl, &c, &o, "frozen"), 0);
+    assert_true(poll_until(c, a_holds_two, 5000));
+    gen = generation_of(f->c, "frozen");
+
+    for (int i = 0; i < 4; i++) { /* read while the daemon is stopped */
+        shoal_message_t m = {.value = "x", .value_len = 1, .partition = i % 2};
+        assert_int_equal(shoal_send(p, &m, NULL), 0);
+    }
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    worst = worst_poll(c, 1000, 100, &got);
+    print_message("stopped: longest poll(100) %lld ms, %d records\n", (long long)worst, got);
+    assert_true(worst < 300);
+    assert_int_equal(got, 4);
+
+    cgroup__call_timeout_ms = 300;
+    t0 = mono_ms();
+    rc = shoal_commit_sync(c, NULL, 0);
+    cgroup__call_timeout_ms = 30000;
+    assert_int_equal(rc, SHOAL_ETIMEDOUT);
+    assert_true(mono_ms() - t0 >= 300 && mono_ms() - t0 < 1000);
+    assert_true(worst_poll(c, 300, 100, &got) < 300); /* no reconnecting */
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+
+    (void)worst_poll(c, 300, 50, &got);
+    assert_int_equal(shoal_commit_sync(c, NULL, 0), 0);
+    assert_true(a_holds_two());
+    assert_int_equal(generation_of(f->c, "frozen"), gen);
+    assert_false(harness_daemon_log_contains(&f->d, "removed"));
+    shoal_producer_close(p);
     shoal_consumer_close(c);
     shoal_client_close(cl);
 }
@@ -1738,6 +1811,7 @@ int main(void)
         T(test_member_silent_past_session_timeout_loses_partitions_and_rejoins),
         T(test_async_commits_report_through_on_commit_and_are_stored),
         T(test_async_commits_answer_in_order_when_one_is_refused),
+        T(test_polls_keep_their_timeout_while_the_daemon_is_stopped),
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good),
