@@ -40,6 +40,7 @@ group_members() {
 # Start a suite of 32-byte runs in its own session (its pid is its process group), and
 # wait until its first run has printed: shoald is up and a shoal or floor run follows.
 start_suite() {
+    : >"$log" # else the wait below may read the last suite's lines before this one starts
     setsid "$bench" --mode quick --only 32-b64 --shoald "$BUILD/shoald" >/dev/null 2>"$log" &
     pid=$!
     for _ in $(seq 1 200); do
