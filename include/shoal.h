@@ -684,8 +684,16 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *         overwrote records before this consumer read them (it fell off the tail, or a
  *         producer needed the slot it held); its position was moved per auto_offset_reset
  *         (earliest: the oldest record left; latest: the log end) and the next poll goes on
- *         from there. An error met after other partitions returned records is reported by
- *         the next poll, so records are never withheld.
+ *         from there.
+ *         One partition's error never holds the others back: a poll returns it once (or,
+ *         when other partitions already gave it records, the next poll does, so records are
+ *         never withheld), and while that partition goes on failing the same way at the
+ *         same position later polls pass over it as caught up: the other partitions' records
+ *         keep coming, and a poll with nothing to read waits out its timeout (-1: for ever,
+ *         even when every partition has failed). Each poll still tries it, so it reads on
+ *         once the cause is gone; after shoal_consumer_seek() its error is returned again.
+ *         So a deleted topic's partitions say SHOAL_ENOTOPIC once each, and a damaged batch
+ *         SHOAL_ECORRUPT once (seek past it).
  * A subscribed group consumer (shoal_consumer_subscribe) also runs the group protocol
  * here, on the calling thread: heartbeats, callbacks, rejoining. While a rebalance is in
  * progress the call may block beyond timeout_ms, up to the group's rebalance timeout (the

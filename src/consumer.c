@@ -27,7 +27,11 @@
  * for the rest (consumer_gather), up to fetch_max_wait_us, so that it reads behind a
  * streaming producer rather than on the lines the producer is writing.
  * A poll touches, per partition, the slot descriptor line it reads (`used`, `state`) and
- * the batch; it writes no shared line and reads no line an append writes besides those. */
+ * the batch; it writes no shared line and reads no line an append writes besides those.
+ *
+ * Errors are per partition: a poll returns a partition's error once (consumer_fill), then
+ * passes over that partition as caught up while it fails the same way at the same
+ * position, so a deleted topic or a damaged batch never starves the other partitions. */
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -58,6 +62,11 @@ struct consumer_part {
     bool from_start;          /* seeked to the beginning: follow the log start until placed */
     int pending;              /* an error to report at the next poll (records went out first) */
     char pending_msg[256];
+    /* The error a poll last returned for this partition and the position it left it at;
+     * 0 once the partition reads again or is sought. The same failure at the same position
+     * is then not returned again: the partition counts as caught up (consumer_fill). */
+    int shown;
+    int64_t shown_pos;
     /* A poll that filled its array inside a batch leaves its iterator here, so the next
      * one goes on from there instead of decoding the batch again from its first record
      * (a consumer polling one record at a time would otherwise decode each batch n^2/2
@@ -288,6 +297,7 @@ static int consumer_seek_one(struct consumer_part *cp, shoal_seek_t whence, int6
     }
     if (whence != SHOAL_SEEK_BEGINNING)
         cp->from_start = false;
+    cp->shown = 0; /* a failure met again after a seek is reported again */
     ring_cursor_unpin(&cp->ring, &cp->cur);
     client_segment_close(&cp->seg);
     return 0;
@@ -639,24 +649,59 @@ static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record
 
 /* ------------------------------------------------------------------ poll */
 
+/* A partition's failure, as consumer_fill() sees it: true when it was returned already
+ * (the same code, the partition still at the position it was returned at). A deleted topic
+ * or a damaged batch fails every poll the same way until the caller unassigns or seeks;
+ * returning it each time would starve the other partitions, so it is returned once. */
+static bool part_error_shown(const struct consumer_part *cp, int rc)
+{
+    return rc == cp->shown && cp->position == cp->shown_pos;
+}
+
+static int part_error_show(struct consumer_part *cp, int rc)
+{
+    cp->shown = rc;
+    cp->shown_pos = cp->position;
+    return rc;
+}
+
+/* Fill out[] from the partitions in turn, starting where the last poll left off. A failing
+ * partition never holds the others back: its error is returned once, by this poll when no
+ * records came before it, else by a later one (pending), and after that it counts as
+ * caught up while it keeps failing that way (part_error_shown). */
 static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
 {
-    int total = 0;
+    int total = 0, err = 0;
+    bool quiet = false;
     size_t i = c->next_part;
     for (size_t k = 0; k < c->nparts && (size_t)total < max; k++, i++) {
         struct consumer_part *cp = &c->parts[i < c->nparts ? i : i - c->nparts];
         int rc = part_fill(c, cp, out + total, max - (size_t)total);
-        if (rc < 0 && total > 0) { /* records taken from other partitions go out first */
+        if (rc >= 0) {
+            if (__builtin_expect(cp->shown != 0, 0))
+                cp->shown = 0;
+            total += rc;
+            continue;
+        }
+        if (part_error_shown(cp, rc)) {
+            quiet = true;
+            continue;
+        }
+        if (total > 0) { /* records taken from other partitions go out first */
             cp->pending = rc;
             snprintf(cp->pending_msg, sizeof(cp->pending_msg), "%s", shoal_errmsg());
-            return total;
+            quiet = true;
+            continue;
         }
-        if (rc < 0)
-            return rc;
-        total += rc;
+        err = part_error_show(cp, rc);
+        break;
     }
     if (++c->next_part >= c->nparts) /* no division: this is on every poll's path */
         c->next_part = 0;
+    if (err)
+        return err;
+    if (quiet) /* the detail of a failure not returned would mislead */
+        shoal__clear_err();
     return total;
 }
 
@@ -709,6 +754,8 @@ static uint64_t consumer_ready_bytes(const shoal_consumer_t *c, uint64_t enough)
         const struct consumer_part *cp = &c->parts[i];
         const struct shm_slot *s;
         uint64_t used;
+        if (cp->shown && !cp->pending)
+            continue; /* failing as its last error said: caught up */
         if (cp->pending || cp->seg.data || !cp->cur.placed)
             return enough;
         s = &cp->ring.ctl->slots[cp->cur.slot];
@@ -725,8 +772,8 @@ static bool consumer_ready(const shoal_consumer_t *c)
 {
     if (c->want_bytes)
         return consumer_ready_bytes(c, c->want_bytes) >= c->want_bytes;
-    for (size_t k = 0; k < c->nparts; k++)
-        if (part_may_have_data(&c->parts[k]))
+    for (size_t k = 0; k < c->nparts; k++) /* one whose error was returned: caught up */
+        if (!c->parts[k].shown && part_may_have_data(&c->parts[k]))
             return true;
     return false;
 }
