@@ -622,13 +622,27 @@ SHOAL_EXTERN int shoal_consumer_open(shoal_client_t *client, const shoal_consume
 SHOAL_EXTERN void shoal_consumer_close(shoal_consumer_t *consumer);
 
 /** Add partitions of a topic to the consumer, each positioned at the log end (use
- * shoal_consumer_seek() to move). partitions NULL with n 0 means every partition.
+ * shoal_consumer_seek() to move). partitions NULL with n 0 means every partition. A
+ * partition assigned already is refused: shoal_consumer_unassign() it first.
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ENOPARTITION, SHOAL_EINVAL (already
  *         assigned, listed twice, or the consumer is subscribed to a group), SHOAL_ELIMIT,
  *         SHOAL_ECLOSED, -ENOMEM, -EMFILE (out of file descriptors while receiving a
  *         partition's, as shoal_producer_open(); nothing is added). */
 SHOAL_EXTERN int shoal_consumer_assign(shoal_consumer_t *consumer, const char *topic,
                                        const int32_t *partitions, size_t n);
+
+/** Remove partitions of a topic from the consumer: those listed, or with partitions NULL and
+ * n 0 every assigned partition of the topic. Their positions are forgotten, their reader
+ * entries freed and their mappings unmapped, so the views the last shoal_poll() returned
+ * from them must not be used after this. This is how a consumer leaves a deleted topic
+ * (whose partitions say SHOAL_ENOTOPIC); a topic re-created under the same name is read by
+ * assigning it again, which attaches the new topic.
+ * @return 0, or SHOAL_ENOPARTITION (a listed partition, or with n 0 every partition of the
+ *         topic, is not assigned), SHOAL_EINVAL (topic NULL, n without partitions, listed
+ *         twice, or the consumer is subscribed to a group). Nothing is removed on failure.
+ * Thread-safety: one thread per consumer handle. */
+SHOAL_EXTERN int shoal_consumer_unassign(shoal_consumer_t *consumer, const char *topic,
+                                         const int32_t *partitions, size_t n);
 
 typedef enum {
     SHOAL_SEEK_BEGINNING = 0, /* the log start offset */
@@ -692,8 +706,8 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *         keep coming, and a poll with nothing to read waits out its timeout (-1: for ever,
  *         even when every partition has failed). Each poll still tries it, so it reads on
  *         once the cause is gone; after shoal_consumer_seek() its error is returned again.
- *         So a deleted topic's partitions say SHOAL_ENOTOPIC once each, and a damaged batch
- *         SHOAL_ECORRUPT once (seek past it).
+ *         So a deleted topic's partitions say SHOAL_ENOTOPIC once each (leave it with
+ *         shoal_consumer_unassign()), and a damaged batch SHOAL_ECORRUPT once (seek past it).
  * A subscribed group consumer (shoal_consumer_subscribe) also runs the group protocol
  * here, on the calling thread: heartbeats, callbacks, rejoining. While a rebalance is in
  * progress the call may block beyond timeout_ms, up to the group's rebalance timeout (the

@@ -277,6 +277,59 @@ out_undo:
     return rc;
 }
 
+/* Whether partition p is among the n listed (n 0: every partition is). */
+static bool part_listed(const int32_t *parts, size_t n, int32_t p)
+{
+    for (size_t i = 0; i < n; i++)
+        if (parts[i] == p)
+            return true;
+    return n == 0;
+}
+
+static int consumer_check_gone(shoal_consumer_t *c, const char *topic, const int32_t *parts,
+                               size_t n)
+{
+    if (n && !parts)
+        return SHOAL_ERR(SHOAL_EINVAL, "%zu partitions without an array", n);
+    for (size_t i = 0; i < n; i++) {
+        if (!consumer_find(c, topic, parts[i]))
+            return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,
+                             parts[i]);
+        for (size_t j = 0; j < i; j++)
+            if (parts[j] == parts[i])
+                return SHOAL_ERR(SHOAL_EINVAL, "partition %d is listed twice", parts[i]);
+    }
+    for (size_t i = 0; n == 0 && i < c->nparts; i++)
+        if (!strcmp(c->parts[i].topic, topic))
+            return 0;
+    return n ? 0 : SHOAL_ERR(SHOAL_ENOPARTITION, "no partition of %s is assigned", topic);
+}
+
+int shoal_consumer_unassign(shoal_consumer_t *c, const char *topic, const int32_t *partitions,
+                            size_t n)
+{
+    size_t kept = 0;
+    int rc;
+
+    shoal__clear_err();
+    SHOAL_NEED(c);
+    SHOAL_NEED(topic);
+    if (cgroup_refuses_assign(c->group))
+        return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed to a group: no manual unassign");
+    if ((rc = consumer_check_gone(c, topic, partitions, n)) < 0)
+        return rc;
+    for (size_t i = 0; i < c->nparts; i++) { /* the others keep their order */
+        struct consumer_part *cp = &c->parts[i];
+        if (!strcmp(cp->topic, topic) && part_listed(partitions, n, cp->partition))
+            part_release(cp);
+        else
+            c->parts[kept++] = *cp;
+    }
+    c->nparts = kept;
+    c->next_part = 0;
+    return 0;
+}
+
 static int consumer_seek_one(struct consumer_part *cp, shoal_seek_t whence, int64_t offset)
 {
     switch (whence) {

@@ -3033,6 +3033,57 @@ INTEG_TEST(test_a_deleted_topic_holds_back_no_other_partition_of_a_consumer)
     shoal_consumer_close(k);
 }
 
+/* A topic deleted under a manual consumer is left with shoal_consumer_unassign(), and one
+ * re-created under the same name is read after assigning it again (assign used to refuse it
+ * as already assigned, and the old partitions said SHOAL_ENOTOPIC for ever). */
+INTEG_TEST(test_an_unassigned_topic_can_be_recreated_and_assigned_again)
+{
+    shoal_topic_config_t cfg = topic_cfg(2, 1ull << 20, 2);
+    const int32_t one = 1, twice[] = {0, 0};
+    shoal_record_t r[8];
+    shoal_consumer_t *k;
+
+    assert_int_equal(shoal_topic_create(f->c, "again", &cfg), 0);
+    assert_int_equal(shoal_topic_create(f->c, "other", &cfg), 0);
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "again", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_assign(k, "other", &one, 1), 0);
+    assert_int_equal(shoal_topic_delete(f->c, "again"), 0);
+    assert_int_equal(shoal_poll(k, r, 8, 0), SHOAL_ENOTOPIC);
+    assert_int_equal(shoal_topic_create(f->c, "again", &cfg), 0);
+    assert_int_equal(shoal_consumer_assign(k, "again", NULL, 0), SHOAL_EINVAL);
+
+    /* refused whole: nothing removed */
+    assert_int_equal(shoal_consumer_unassign(k, "again", twice, 2), SHOAL_EINVAL);
+    assert_int_equal(shoal_consumer_unassign(k, "again", NULL, 1), SHOAL_EINVAL);
+    assert_int_equal(shoal_consumer_unassign(k, "other", twice, 1), SHOAL_ENOPARTITION);
+    assert_int_equal(shoal_consumer_unassign(k, "none", NULL, 0), SHOAL_ENOPARTITION);
+    assert_int_equal(shoal_consumer_position(k, "again", 1), 0);
+    assert_int_equal(shoal_consumer_unassign(k, "again", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_position(k, "again", 0), SHOAL_ENOPARTITION);
+    assert_int_equal(shoal_consumer_unassign(k, "again", NULL, 0), SHOAL_ENOPARTITION);
+
+    assert_int_equal(shoal_consumer_assign(k, "again", NULL, 0), 0);
+    assert_int_equal(produce_range(f->c, "again", 1, 0, 3, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(produce_range(f->c, "other", 1, 0, 2, SHOAL_ACKS_MEMORY), 0);
+    for (int64_t got = 0, n; got < 5; got += n) {
+        assert_true((n = shoal_poll(k, r, 8, 2000)) > 0);
+        for (int64_t j = 0; j < n; j++)
+            assert_int_equal(r[j].partition, 1);
+    }
+    assert_int_equal(shoal_consumer_position(k, "again", 1), 3);
+    assert_int_equal(shoal_consumer_position(k, "other", 1), 2);
+    /* one partition of several; the rest read on */
+    assert_int_equal(shoal_consumer_unassign(k, "again", &one, 1), 0);
+    assert_int_equal(shoal_consumer_position(k, "again", 1), SHOAL_ENOPARTITION);
+    assert_int_equal(shoal_consumer_position(k, "again", 0), 0);
+    assert_int_equal(produce_range(f->c, "again", 0, 0, 1, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(shoal_poll(k, r, 8, 2000), 1);
+    assert_string_equal(r[0].topic, "again");
+    assert_int_equal(r[0].partition, 0);
+    shoal_consumer_close(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3085,6 +3136,7 @@ int main(void)
         T(test_memory_producer_held_by_a_dead_reader_wakes_an_idle_daemon),
         T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),
         T(test_a_deleted_topic_holds_back_no_other_partition_of_a_consumer),
+        T(test_an_unassigned_topic_can_be_recreated_and_assigned_again),
 #undef T
     };
     harness_test_filter();

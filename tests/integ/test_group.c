@@ -1580,6 +1580,7 @@ INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
     assert_int_equal(atomic_load(&sh->nassigned[0]), 2);
     assert_int_equal(shoal_consumer_subscribe(c, two, 1), SHOAL_EINVAL);
     assert_int_equal(shoal_consumer_assign(c, "adm", NULL, 0), SHOAL_EINVAL);
+    assert_int_equal(shoal_consumer_unassign(c, "adm", NULL, 0), SHOAL_EINVAL);
     other.topic = "elsewhere";
     assert_int_equal(shoal_commit_sync(c, &other, 1), SHOAL_ENOTASSIGNED);
     assert_int_equal(shoal_commit_sync(c, NULL, 0), 0);
