@@ -669,6 +669,44 @@ static int part_yield(shoal_consumer_t *c, struct consumer_part *cp)
     return rc < 0 ? rc : 1;
 }
 
+/* Steps a partition that is moving may take in one poll before it reads: the end of a disk
+ * segment, placing the cursor (in the ring, or on the next segment), a log start that moved
+ * meanwhile. Each used to end the poll's turn with 0 records ("placed on the next poll"),
+ * so a poll with timeout 0 said "caught up" at every segment boundary of a backlog. */
+#define PART_MOVES_MAX 4
+
+/* part_fill for a partition that is not on a ring slot: reading a disk segment, at the end
+ * of one, or not placed. Goes on to wherever its records are now, and reads them. */
+static int part_fill_moving(shoal_consumer_t *c, struct consumer_part *cp, shoal_record_t *out,
+                            size_t max)
+{
+    int rc;
+    for (int step = 0; step < PART_MOVES_MAX; step++) {
+        if (cp->seg.data && cp->seg_pos < cp->seg.len) {
+            rc = part_fill_disk(cp, out, max);
+            if (rc != 0 || cp->seg_pos < cp->seg.len)
+                return rc;
+        }
+        if (cp->seg.data) {
+            /* Read to its end (by an earlier poll, whose views are over, or just now with
+             * nothing at or after the position): the next segment's open closes it. */
+            client_segment_close(&cp->retired);
+            cp->retired = cp->seg;
+            memset(&cp->seg, 0, sizeof(cp->seg));
+        }
+        if (!cp->cur.placed) {
+            if ((rc = part_place(c, cp)) < 0)
+                return rc;
+            if (cp->seg.data || !cp->cur.placed)
+                continue; /* on disk now, or the log start moved meanwhile: again */
+        }
+        rc = part_fill_ring(cp, out, max, c->opts.check_crcs);
+        if (rc != 0 || cp->cur.placed)
+            return rc;
+    }
+    return 0; /* still moving (the log moves faster than it is placed): the next poll goes on */
+}
+
 static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record_t *out, size_t max)
 {
     int rc;
@@ -681,23 +719,12 @@ static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record
         return rc;
     if ((rc = ring_check_open(&cp->ring)) < 0)
         return rc;
-    if (cp->seg.data) {
-        if (cp->seg_pos < cp->seg.len)
-            return part_fill_disk(cp, out, max);
-        client_segment_close(&cp->retired);
-        cp->retired = cp->seg; /* its views live until the next poll */
-        memset(&cp->seg, 0, sizeof(cp->seg));
-        return 0;
-    }
-    if (!cp->cur.placed) {
-        if ((rc = part_place(c, cp)) < 0)
-            return rc;
-        if (cp->seg.data)
-            return part_fill_disk(cp, out, max);
-        if (!cp->cur.placed)
-            return 0;
-    }
-    return part_fill_ring(cp, out, max, c->opts.check_crcs);
+    if (__builtin_expect(cp->seg.data != NULL || !cp->cur.placed, 0))
+        return part_fill_moving(c, cp, out, max);
+    rc = part_fill_ring(cp, out, max, c->opts.check_crcs);
+    if (__builtin_expect(rc == 0 && !cp->cur.placed, 0)) /* its slot left the ring */
+        return part_fill_moving(c, cp, out, max);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ poll */

@@ -2904,6 +2904,40 @@ INTEG_TEST(test_memory_producer_held_by_a_dead_reader_wakes_an_idle_daemon)
     shoal_producer_close(p);
 }
 
+/* A poll with timeout 0 returns 0 only when the partition is caught up: reading a backlog
+ * from disk it goes on into the next segment, and from the last one into the ring, within
+ * the same call (each boundary used to give one 0 "placed on the next poll"). */
+INTEG_TEST(test_a_poll_that_does_not_wait_reads_a_backlog_across_segments_without_zeros)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    shoal_record_t r[256];
+    const int64_t n = 3000;
+    int64_t got = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "drain", &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, "drain", NULL, &p), 0);
+    assert_int_equal(send_range(p, 0, 0, n), 0);
+    assert_int_equal(shoal_producer_wait(p, 0, n - 1, SHOAL_ACKS_DISK, 10000), 0);
+    shoal_producer_close(p);
+    assert_true(harness_segment_bases(&f->d, "drain", (int64_t[8]){0}, 8) >= 5);
+
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "drain", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, "drain", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    while (got < n) {
+        int rc = shoal_poll(k, r, 256, 0);
+        if (rc <= 0)
+            fail_msg("poll(0) returned %d at position %" PRId64 " of %" PRId64 " (%s)", rc, got, n,
+                     shoal_errmsg());
+        for (int j = 0; j < rc; j++, got++)
+            assert_true(r[j].offset == got && value_matches(&r[j], got));
+    }
+    assert_int_equal(shoal_poll(k, r, 256, 0), 0);
+    shoal_consumer_close(k);
+}
+
 /* ------------------------------------------------------------------ deletion */
 
 struct delete_child {
@@ -3114,6 +3148,7 @@ int main(void)
         T(test_acknowledged_records_survive_daemon_kill9_and_lost_shm),
         T(test_large_values_in_a_default_ring_read_back_from_ring_and_disk),
         T(test_consumer_reads_offsets_that_exist_only_in_disk_segments),
+        T(test_a_poll_that_does_not_wait_reads_a_backlog_across_segments_without_zeros),
         T(test_appends_continue_while_the_daemon_is_killed_and_restarted),
         T(test_a_client_and_its_handles_carry_on_after_the_daemon_restarts),
         T(test_a_request_whose_response_was_lost_is_eclosed_and_the_next_call_reconnects),
