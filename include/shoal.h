@@ -45,7 +45,15 @@
  *
  * CAVEATS
  *
- * - fork(): handles do not survive fork() into the child. A child must open its own client.
+ * - fork(): handles belong to the process that opened them. A child of fork() may only
+ *   close what it inherited (shoal_consumer_close, shoal_producer_close,
+ *   shoal_client_close), which frees the child's own memory, mappings and descriptors and
+ *   leaves the parent's state alone: its reader entries and pins, its sleeping flags, its
+ *   group membership and its connection go on as before (exiting or exec'ing does the same).
+ *   For anything else a child opens its own client. On an inherited consumer shoal_poll,
+ *   shoal_consumer_assign/unassign/seek/subscribe and shoal_commit_* return SHOAL_EINVAL and
+ *   shoal_consumer_release does nothing; other calls on inherited handles are not checked
+ *   (the append path stays as short as it is) and must not be made.
  * - Views returned by shoal_poll() point into shared memory or into a read-only mapping of
  *   a segment file; they are valid until the next shoal_poll() or shoal_consumer_close() on
  *   the same consumer. Holding them for long pins a ring slot, which keeps the daemon from
@@ -689,7 +697,8 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *                         on either side.
  *                         With fetch_min_bytes above 1, a poll that finds less than
  *                         that also waits, up to fetch_max_wait_us, for more.
- * @return the number of records (0 on timeout), or SHOAL_ECORRUPT (a damaged batch; or
+ * @return the number of records (0 on timeout), or SHOAL_EINVAL (a consumer inherited
+ *         through fork(): see CAVEATS), SHOAL_ECORRUPT (a damaged batch; or
  *         a disk segment lost from the middle of the log: the detail names the missing
  *         offsets, the position moved past them, and the next poll reads on), SHOAL_ENOTOPIC,
  *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR, -EMFILE (the process ran out of file

@@ -36,6 +36,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "client.h"
 #include "group_consumer.h"
@@ -94,6 +95,8 @@ struct shoal_consumer {
     bool cpu_shared;           /* some since the look before: spin by yielding */
     int64_t wait_avg_ns;       /* recent waits for data that ended with data (average) */
     uint64_t want_bytes;       /* this poll waits for this many ready bytes; 0: for any */
+    uint32_t forks;            /* shoal__forks at open: another value, inherited (fork) */
+    int32_t opener;            /* the pid that opened it */
 };
 
 void shoal_consumer_options_init(shoal_consumer_options_t *o)
@@ -135,6 +138,8 @@ int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *
     if (!(c = shoal__calloc(1, sizeof(*c))))
         return -ENOMEM;
     c->client = client;
+    c->forks = shoal__forks_at_open();
+    c->opener = (int32_t)getpid();
     if (opts)
         c->opts = *opts;
     else
@@ -159,20 +164,39 @@ static void part_release(struct consumer_part *cp)
     client_segment_close(&cp->retired);
 }
 
+int consumer__check_owner(const shoal_consumer_t *c)
+{
+    if (shoal__inherited(c->forks))
+        return SHOAL_ERR(SHOAL_EINVAL,
+                         "this consumer belongs to process %d: a child of fork() may only "
+                         "close it",
+                         c->opener);
+    return 0;
+}
+
+/* A child of fork() that closes a consumer it inherited frees its own memory and mappings
+ * only: the reader entries (with their pins and sleeping flags) and the group membership
+ * are the opener's, which still reads through them. */
 void shoal_consumer_close(shoal_consumer_t *c)
 {
+    bool inherited;
+
     if (!c)
         return;
-    cgroup_close(c, c->group);
-    for (size_t i = 0; i < c->nparts; i++)
+    inherited = shoal__inherited(c->forks);
+    cgroup_close(c, c->group, inherited);
+    for (size_t i = 0; i < c->nparts; i++) {
+        if (inherited)
+            c->parts[i].cur.entry = -1; /* not ours to clear */
         part_release(&c->parts[i]);
+    }
     shoal__free(c->parts);
     shoal__free(c);
 }
 
 void shoal_consumer_release(shoal_consumer_t *c)
 {
-    if (!c)
+    if (!c || shoal__inherited(c->forks))
         return;
     for (size_t i = 0; i < c->nparts; i++) { /* the next poll places them again */
         ring_cursor_unpin(&c->parts[i].ring, &c->parts[i].cur);
@@ -253,6 +277,8 @@ int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t 
 
     shoal__clear_err();
     SHOAL_NEED(c);
+    if ((rc = consumer__check_owner(c)) < 0)
+        return rc;
     first = c->nparts;
     if (cgroup_refuses_assign(c->group))
         return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed to a group: no manual assign");
@@ -314,6 +340,8 @@ int shoal_consumer_unassign(shoal_consumer_t *c, const char *topic, const int32_
     shoal__clear_err();
     SHOAL_NEED(c);
     SHOAL_NEED(topic);
+    if ((rc = consumer__check_owner(c)) < 0)
+        return rc;
     if (cgroup_refuses_assign(c->group))
         return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed to a group: no manual unassign");
     if ((rc = consumer_check_gone(c, topic, partitions, n)) < 0)
@@ -375,14 +403,16 @@ int shoal_consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partitio
                         shoal_seek_t whence, int64_t offset)
 {
     bool found = false;
+    int rc;
     shoal__clear_err();
     SHOAL_NEED(c);
     SHOAL_NEED(topic);
+    if ((rc = consumer__check_owner(c)) < 0)
+        return rc;
     if (partition < -1)
         return SHOAL_ERR(SHOAL_ENOPARTITION, "no partition %d (-1 seeks them all)", partition);
     for (size_t i = 0; i < c->nparts; i++) {
         struct consumer_part *cp = &c->parts[i];
-        int rc;
         if (strcmp(cp->topic, topic) || (partition >= 0 && cp->partition != partition))
             continue;
         if (whence == SHOAL_SEEK_TIMESTAMP)
@@ -1029,6 +1059,8 @@ int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout
     if (timeout_ms < -1)
         return SHOAL_ERR(SHOAL_EINVAL, "timeout_ms %d: 0 or more, or -1 to wait for ever",
                          timeout_ms);
+    if (shoal__inherited(c->forks)) /* it would pin and sleep in its opener's entries */
+        return consumer__check_owner(c);
     if (c->group)
         return cgroup_poll(c, c->group, out, max, timeout_ms);
     return consumer__poll(c, out, max, timeout_ms);

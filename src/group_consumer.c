@@ -1077,6 +1077,8 @@ int shoal_consumer_subscribe(shoal_consumer_t *c, const char *const *topics, siz
 
     shoal__clear_err();
     SHOAL_NEED(c);
+    if ((rc = consumer__check_owner(c)) < 0)
+        return rc;
     if (!(g = consumer__group(c)))
         return SHOAL_ERR(SHOAL_EGROUPID, "subscribe needs a consumer opened with a group_id");
     if (n == 0 || !topics || g->topics)
@@ -1199,6 +1201,8 @@ static int commit_checked(shoal_consumer_t *c, const shoal_topic_partition_offse
     int rc;
 
     shoal__clear_err();
+    if (c && (rc = consumer__check_owner(c)) < 0)
+        return rc;
     if (!g || !g->topics)
         return SHOAL_ERR(SHOAL_EINVAL, "commit needs a subscribed group consumer");
     if (g->fenced)
@@ -1225,11 +1229,11 @@ int shoal_commit_async(shoal_consumer_t *c, const shoal_topic_partition_offset_t
 
 /* ------------------------------------------------------------------ close */
 
-void cgroup_close(shoal_consumer_t *c, struct cgroup *g)
+void cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited)
 {
     if (!g)
         return;
-    if (g->conn) {
+    if (g->conn && !inherited) {
         revoke_all(c, g, false);
         /* When shoald did not answer the commit, closing the connection is the leave. */
         if (!g->stalled)

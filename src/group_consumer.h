@@ -12,8 +12,9 @@ struct cgroup;
 /* Copy the group settings of o (strings, assignors). 0, SHOAL_EGROUPID, SHOAL_EINVAL,
  * -ENOMEM. */
 int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o);
-/* Commit (auto-commit), revoke, leave and free. g may be NULL. */
-void cgroup_close(shoal_consumer_t *c, struct cgroup *g);
+/* Commit (auto-commit), revoke, leave and free. g may be NULL. A consumer inherited through
+ * fork() (inherited) only frees: the membership is its opener's. */
+void cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited);
 /* shoal_poll() of a group consumer: runs the group protocol, then reads. */
 int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size_t max,
                 int timeout_ms);
@@ -37,6 +38,9 @@ void consumer__unassign_all(shoal_consumer_t *c);
  * with every partition a group attaches). SHOAL_ENOPARTITION when not assigned. */
 int consumer__unassign_one(shoal_consumer_t *c, const char *topic, int32_t partition);
 size_t consumer__assigned_count(shoal_consumer_t *c);
+/* 0, or SHOAL_EINVAL when the consumer was opened by the parent of this process (fork()):
+ * a child may only close it. */
+int consumer__check_owner(const shoal_consumer_t *c);
 /* shoal_poll() without the group protocol (arguments already checked). */
 int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms);
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,27 @@ char *shoal__strdup(const char *s)
 void shoal__free(void *p)
 {
     free(p);
+}
+
+/* ------------------------------------------------------------------ fork */
+
+uint32_t shoal__forks;
+static pthread_once_t forks_once = PTHREAD_ONCE_INIT;
+
+static void forks_in_child(void)
+{
+    shoal__forks++;
+}
+
+static void forks_watch(void)
+{
+    (void)pthread_atfork(NULL, NULL, forks_in_child);
+}
+
+uint32_t shoal__forks_at_open(void)
+{
+    pthread_once(&forks_once, forks_watch);
+    return shoal__forks;
 }
 
 /* ------------------------------------------------------------------ error detail */

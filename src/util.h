@@ -39,6 +39,19 @@ static inline bool shoal__is_code(int err)
 }
 void shoal__clear_err(void);
 
+/* ---- fork(): a handle belongs to the process that opened it ---- */
+/* fork()s between this process and the first one that used libshoal: pthread_atfork adds
+ * one in each child. A handle keeps the value it saw at open; a different one now means it
+ * was inherited (shoal.h, CAVEATS: a child may only close it). Read with a plain load on the
+ * poll path: written only in a child before it has other threads. */
+extern uint32_t shoal__forks;
+/* shoal__forks, with the fork handler installed first (once per process). At open. */
+uint32_t shoal__forks_at_open(void);
+static inline bool shoal__inherited(uint32_t forks_at_open)
+{
+    return __builtin_expect(forks_at_open != shoal__forks, 0);
+}
+
 /* ---- time ---- */
 int64_t shoal__now_ms(void);  /* wall clock, ms since the epoch (record timestamps) */
 int64_t shoal__mono_ns(void); /* monotonic clock, ns */

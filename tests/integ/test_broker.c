@@ -2938,6 +2938,66 @@ INTEG_TEST(test_a_poll_that_does_not_wait_reads_a_backlog_across_segments_withou
     shoal_consumer_close(k);
 }
 
+/* ------------------------------------------------------------------ fork */
+
+/* The child of fork(): an inherited consumer may only be closed, which frees the child's
+ * own memory and mappings and nothing of its parent's. */
+static int close_inherited_consumer(void *arg)
+{
+    shoal_consumer_t *k = arg;
+    shoal_record_t r;
+
+    if (shoal_poll(k, &r, 1, 0) != SHOAL_EINVAL || !strstr(shoal_errmsg(), "may only close"))
+        return 10;
+    if (shoal_consumer_seek(k, "fork", 0, SHOAL_SEEK_END, 0) != SHOAL_EINVAL)
+        return 11;
+    shoal_consumer_release(k);
+    shoal_consumer_close(k);
+    return 0;
+}
+
+/* A child that closes a consumer it inherited leaves the parent's reader entry and pin
+ * alone: the parent's view stays valid and a memory topic's producer is still held back by
+ * it (the child's close used to clear the entry, and the producer overwrote the view). */
+INTEG_TEST(test_a_child_closing_an_inherited_consumer_leaves_the_parents_pin)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_producer_options_t o;
+    shoal_partition_stats_t st;
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    shoal_record_t r;
+    char a[4000], b[4000];
+    uint32_t readers;
+    int rc = 0, sent;
+    pid_t pid;
+
+    cfg.storage = SHOAL_STORAGE_MEMORY;
+    memset(a, 'A', sizeof(a));
+    memset(b, 'B', sizeof(b));
+    assert_int_equal(shoal_topic_create(f->c, "fork", &cfg), 0);
+    shoal_producer_options_init(&o);
+    o.block_ms = 100;
+    assert_int_equal(shoal_producer_open(f->c, "fork", &o, &p), 0);
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "fork", NULL, 0), 0);
+    assert_int_equal(send_one(p, 0, NULL, 0, a, sizeof(a), NULL), 0);
+    assert_int_equal(shoal_poll(k, &r, 1, 1000), 1);
+    assert_int_equal(shoal_partition_stats(f->c, "fork", 0, &st), 0);
+    readers = st.readers;
+
+    assert_true((pid = harness_fork(close_inherited_consumer, k, 10)) > 0);
+    assert_int_equal(harness_wait(pid, 5000), 0);
+    assert_int_equal(shoal_partition_stats(f->c, "fork", 0, &st), 0);
+    assert_int_equal(st.readers, readers);
+    for (sent = 0; sent < 100 && (rc = send_one(p, 0, NULL, 0, b, sizeof(b), NULL)) == 0; sent++)
+        ;
+    assert_int_equal(rc, SHOAL_AGAIN); /* the ring came round to the pinned slot */
+    assert_memory_equal(r.value, a, sizeof(a));
+    shoal_producer_close(p);
+    shoal_consumer_close(k);
+}
+
 /* ------------------------------------------------------------------ deletion */
 
 struct delete_child {
@@ -3170,6 +3230,7 @@ int main(void)
         T(test_consumer_killed_while_holding_views_does_not_block_producers),
         T(test_memory_producer_held_by_a_dead_reader_wakes_an_idle_daemon),
         T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),
+        T(test_a_child_closing_an_inherited_consumer_leaves_the_parents_pin),
         T(test_a_deleted_topic_holds_back_no_other_partition_of_a_consumer),
         T(test_an_unassigned_topic_can_be_recreated_and_assigned_again),
 #undef T

@@ -1054,6 +1054,45 @@ INTEG_TEST(test_polls_keep_their_timeout_while_the_daemon_is_stopped)
     shoal_client_close(cl);
 }
 
+/* ------------------------------------------------------------------ fork */
+
+static int close_inherited_member(void *arg)
+{
+    shoal_consumer_close(arg);
+    return 0;
+}
+
+/* A child of fork() that closes a group consumer it inherited does not take its parent out
+ * of the group: no leave on the parent's connection, no on_revoked, no rebalance. */
+INTEG_TEST(test_a_child_closing_an_inherited_member_leaves_the_parent_in_the_group)
+{
+    shoal_topic_config_t cfg = topic_cfg(2);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+    int32_t gen;
+    int calls;
+    pid_t pid;
+
+    assert_int_equal(shoal_topic_create(f->c, "fk", &cfg), 0);
+    member_options(&o, "forks", 0);
+    assert_int_equal(open_member(&cl, &c, &o, "fk"), 0);
+    assert_true(poll_until(c, a_holds_two, 10000));
+    gen = generation_of(f->c, "forks");
+    calls = atomic_load(&sh->assigned_calls[0]);
+
+    assert_true((pid = harness_fork(close_inherited_member, c, 10)) > 0);
+    assert_int_equal(harness_wait(pid, 5000), 0);
+    for (int64_t t0 = mono_ms(); mono_ms() - t0 < 500;) /* heartbeats */
+        assert_true(shoal_poll(c, recs, 8, 50) >= 0);
+    assert_int_equal(generation_of(f->c, "forks"), gen);
+    assert_int_equal(atomic_load(&sh->nassigned[0]), 2);
+    assert_int_equal(atomic_load(&sh->assigned_calls[0]), calls);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 /* ------------------------------------------------------------------ topics appearing */
 
 INTEG_TEST(test_subscription_to_a_topic_created_later_gets_its_partitions)
@@ -1816,6 +1855,7 @@ int main(void)
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good),
+        T(test_a_child_closing_an_inherited_member_leaves_the_parent_in_the_group),
         T(test_subscription_to_a_topic_created_later_gets_its_partitions),
         T(test_cli_consume_group_resumes_and_group_commands_report),
         T(test_an_application_assignor_is_used_and_a_member_without_a_common_one_is_refused),
