@@ -513,7 +513,10 @@ SHOAL_EXTERN int shoal_send_batch(shoal_producer_t *producer, const shoal_messag
                                   shoal_ack_t *ack);
 
 /** Wait until the record at (partition, offset) reaches an acknowledgement level.
- * @return 0, SHOAL_ETIMEDOUT, SHOAL_ENOPARTITION, SHOAL_EINVAL (offset not appended),
+ * @param[in] timeout_ms  how long to wait: 0 only looks, -1 waits for ever (or until the
+ *                        partition or the daemon goes), below -1 is SHOAL_EINVAL.
+ * @return 0, SHOAL_ETIMEDOUT, SHOAL_ENOPARTITION, SHOAL_EINVAL (offset not appended, or
+ *         timeout_ms below -1), SHOAL_ECLOSED (shoald is not running),
  *         SHOAL_ECONFIG (ACKS_DISK on a memory topic), SHOAL_ENOTOPIC, SHOAL_ECORRUPT
  *         (the partition stopped).
  * Thread-safety: one thread per producer handle. */

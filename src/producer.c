@@ -285,6 +285,9 @@ int shoal_producer_wait(shoal_producer_t *p, int32_t partition, int64_t offset, 
 
     shoal__clear_err();
     SHOAL_NEED(p);
+    if (timeout_ms < -1)
+        return SHOAL_ERR(SHOAL_EINVAL, "timeout_ms %d: 0 or more, or -1 to wait for ever",
+                         timeout_ms);
     if ((rc = producer_ring(p, partition, &ring)) < 0)
         return rc;
     if (offset < 0 || offset >= atomic_load(&ring->ctl->log_end_offset))

@@ -913,7 +913,8 @@ static void ring_want_flushed(struct shm_ctl *ctl, int64_t want)
 int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms)
 {
     struct shm_ctl *ctl = r->ctl;
-    int64_t deadline_ns = shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
+    int64_t deadline_ns =
+        timeout_ms < 0 ? INT64_MAX : shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
 
     for (;;) {
         uint32_t seen = atomic_load(&ctl->flush_seq);
@@ -928,7 +929,7 @@ int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms)
                              "shoald (pid %d) is not running: offset %lld is in "
                              "shared memory, not yet on disk",
                              (int)atomic_load(&ctl->daemon_pid), (long long)offset);
-        left_ms = (deadline_ns - shoal__mono_ns()) / 1000000;
+        left_ms = timeout_ms < 0 ? 100 : (deadline_ns - shoal__mono_ns()) / 1000000;
         if (left_ms <= 0) {
             int32_t io = atomic_load(&ctl->flush_error);
             return SHOAL_ERR(SHOAL_ETIMEDOUT, "offset %lld not on disk after %d ms%s%s",

@@ -125,7 +125,8 @@ enum ring_stage {
 };
 extern void (*ring__test_hook)(int stage);
 
-/* Wait until flushed_offset > offset. 0, SHOAL_ETIMEDOUT, SHOAL_ENOTOPIC. */
+/* Wait until flushed_offset > offset, at most timeout_ms (-1: for ever). 0, SHOAL_ETIMEDOUT,
+ * SHOAL_ENOTOPIC, SHOAL_ECLOSED (no daemon). */
 int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms);
 /* The lock's repair after its owner died, exposed for the fault tests. */
 int ring_repair(void *ring);

@@ -2938,6 +2938,47 @@ INTEG_TEST(test_a_poll_that_does_not_wait_reads_a_backlog_across_segments_withou
     shoal_consumer_close(k);
 }
 
+struct resume_later {
+    pid_t pid;
+    int after_ms;
+};
+
+static void *resume_daemon_later(void *arg)
+{
+    struct resume_later *r = arg;
+    usleep((useconds_t)r->after_ms * 1000);
+    kill(r->pid, SIGCONT);
+    return NULL;
+}
+
+/* shoal_producer_wait(timeout_ms = -1) waits for ever, as shoal_poll's -1 does (it used to
+ * say SHOAL_ETIMEDOUT at once: "not on disk after -1 ms"); below -1 is refused. */
+INTEG_TEST(test_producer_wait_for_ever_waits_for_a_stopped_daemon_to_flush)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, 1ull << 20, 2);
+    struct resume_later later = {f->d.pid, 300};
+    shoal_producer_t *p;
+    pthread_t t;
+    shoal_ack_t ack;
+    int64_t t0;
+
+    assert_int_equal(shoal_topic_create(f->c, "forever", &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, "forever", NULL, &p), 0);
+    assert_int_equal(send_one(p, 0, NULL, 0, "x", 1, &ack), 0);
+    assert_int_equal(shoal_producer_wait(p, 0, ack.offset, SHOAL_ACKS_DISK, -2), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "timeout_ms -2"));
+    assert_int_equal(shoal_producer_wait(p, 0, ack.offset, SHOAL_ACKS_DISK, 5000), 0);
+
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0); /* nobody flushes until it goes on */
+    assert_int_equal(send_one(p, 0, NULL, 0, "y", 1, &ack), 0);
+    assert_int_equal(pthread_create(&t, NULL, resume_daemon_later, &later), 0);
+    t0 = mono_ns();
+    assert_int_equal(shoal_producer_wait(p, 0, ack.offset, SHOAL_ACKS_DISK, -1), 0);
+    assert_true(mono_ns() - t0 >= 200 * 1000000LL);
+    pthread_join(t, NULL);
+    shoal_producer_close(p);
+}
+
 /* ------------------------------------------------------------------ fork */
 
 /* The child of fork(): an inherited consumer may only be closed, which frees the child's
@@ -3230,6 +3271,7 @@ int main(void)
         T(test_consumer_killed_while_holding_views_does_not_block_producers),
         T(test_memory_producer_held_by_a_dead_reader_wakes_an_idle_daemon),
         T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),
+        T(test_producer_wait_for_ever_waits_for_a_stopped_daemon_to_flush),
         T(test_a_child_closing_an_inherited_consumer_leaves_the_parents_pin),
         T(test_a_deleted_topic_holds_back_no_other_partition_of_a_consumer),
         T(test_an_unassigned_topic_can_be_recreated_and_assigned_again),
