@@ -541,7 +541,10 @@ typedef enum {
     SHOAL_WAIT_FUTEX = 1,   /* sleep on the futex at once: least CPU, a wake-up costs a
                                system call on each side and a scheduler round trip */
     SHOAL_WAIT_SPIN = 2,    /* never sleep: busy-spin until data or the timeout; lowest
-                               latency, burns a whole CPU while waiting */
+                               latency, burns a whole CPU while waiting. It makes no system
+                               call, so a signal does not end the wait (its handler runs and
+                               the spin goes on; no -EINTR): give poll a finite timeout and
+                               look at the handler's flag between polls */
 } shoal_wait_t;
 
 #define SHOAL_WAIT_SPIN_NS_DEFAULT      5000u /* SHOAL_WAIT_DEFAULT spins this long */
@@ -704,13 +707,13 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *         through fork(): see CAVEATS), SHOAL_ECORRUPT (a damaged batch; or
  *         a disk segment lost from the middle of the log: the detail names the missing
  *         offsets, the position moved past them, and the next poll reads on), SHOAL_ENOTOPIC,
- *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR, -EMFILE (the process ran out of file
- *         descriptors while receiving a disk segment's, or a group's new partitions'), or
- *         SHOAL_EOFFSET: a memory topic's ring
- *         overwrote records before this consumer read them (it fell off the tail, or a
- *         producer needed the slot it held); its position was moved per auto_offset_reset
- *         (earliest: the oldest record left; latest: the log end) and the next poll goes on
- *         from there.
+ *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR (a signal came while the consumer slept;
+ *         never while it spins, so never with SHOAL_WAIT_SPIN), -EMFILE (the process ran
+ *         out of file descriptors while receiving a disk segment's, or a group's new
+ *         partitions'), or SHOAL_EOFFSET: a memory topic's ring overwrote records before
+ *         this consumer read them (it fell off the tail, or a producer needed the slot it
+ *         held); its position was moved per auto_offset_reset (earliest: the oldest record
+ *         left; latest: the log end) and the next poll goes on from there.
  *         One partition's error never holds the others back: a poll returns it once (or,
  *         when other partitions already gave it records, the next poll does, so records are
  *         never withheld), and while that partition goes on failing the same way at the
