@@ -869,6 +869,7 @@ INTEG_TEST(test_unknown_topic_is_enotopic_for_describe_delete_and_producer)
 INTEG_TEST(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset)
 {
     shoal_topic_config_t cfg = topic_cfg(2, 1ull << 20, 2);
+    shoal_message_t two[2];
     shoal_producer_t *p;
     shoal_ack_t ack;
     char *big;
@@ -888,6 +889,12 @@ INTEG_TEST(test_send_rejects_bad_partition_and_oversize_record_without_using_an_
     /* Lengths past 2 GiB are refused while planning, before any byte is read. */
     assert_int_equal(send_one(p, 1, NULL, 0, big, (size_t)INT32_MAX + 1, &ack), SHOAL_ETOOLARGE);
     assert_int_equal(send_one(p, 1, big, (size_t)INT32_MAX + 1, "x", 1, &ack), SHOAL_ETOOLARGE);
+    /* In a batch the limit is each record's (shoal_send_batch): 1000 + 10 bytes of values
+     * is under 2 x 1024, but the first record alone is over 1024. */
+    two[0] = (shoal_message_t){.value = big, .value_len = 1000, .partition = 1};
+    two[1] = (shoal_message_t){.value = big, .value_len = 10, .partition = 1};
+    assert_int_equal(shoal_send_batch(p, two, 2, &ack), SHOAL_ETOOLARGE);
+    assert_non_null(strstr(shoal_errmsg(), "record of "));
     free(big);
     /* The next good record takes the next offset: the failures consumed none. */
     assert_int_equal(send_range(p, 1, 3, 2), 0);
