@@ -173,7 +173,12 @@ SHOAL_EXTERN const char *shoal_strerror(int err);
 SHOAL_EXTERN const char *shoal_err_name(int err);
 
 /** Detail of the calling thread's last failure in libshoal, or "" when there is none.
- * Each API call clears it on entry, so it always belongs to the latest call.
+ * Each call that returns an error code clears it on entry, so it always belongs to the
+ * latest such call. Calls that cannot fail that way leave it as it is: the predicates and
+ * lookups (shoal_topic_name_is_valid, shoal_group_id_is_valid, shoal_partition_for_key,
+ * shoal_topic_setting_name, shoal_assignor_builtin, shoal_default_socket, shoal_strerror,
+ * shoal_err_name, shoal_version, shoal_errmsg) and the *_init(), *_close(), *_free() and
+ * shoal_consumer_release() functions.
  * @return a thread-local string, valid until the next libshoal call on this thread. */
 SHOAL_EXTERN const char *shoal_errmsg(void);
 

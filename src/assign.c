@@ -56,6 +56,7 @@ void assign_output_release(shoal_assign_output_t *out)
 int shoal_assign_output_add(shoal_assign_output_t *out, size_t member_index, const char *topic,
                             int32_t partition)
 {
+    shoal__clear_err();
     if (!out || !topic)
         return SHOAL_ERR(SHOAL_EINVAL, "shoal_assign_output_add: NULL output or topic");
     if (member_index >= out->member_count)

@@ -433,7 +433,8 @@ int64_t shoal_consumer_position(shoal_consumer_t *c, const char *topic, int32_t 
 {
     struct consumer_part *cp;
 
-    SHOAL_NEED(c); /* no shoal__clear_err(): the last failure's detail stays readable */
+    shoal__clear_err(); /* as every call that can fail: shoal_errmsg() is this call's */
+    SHOAL_NEED(c);
     SHOAL_NEED(topic);
     if (!(cp = consumer_find(c, topic, partition)))
         return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,

@@ -648,6 +648,7 @@ int record_iter_read(record_iter_t *it, shoal_record_t *out, size_t max)
 
 int shoal_record_header(const shoal_record_t *rec, size_t *iter, shoal_header_t *out)
 {
+    shoal__clear_err();
     if (rec == NULL || iter == NULL || out == NULL)
         return SHOAL_ERR(SHOAL_EINVAL, "shoal_record_header: NULL argument");
     if (*iter >= rec->header_count)

@@ -91,8 +91,9 @@ static void run_slow_consumer(uint32_t reset)
     while ((status = harness_poll(child)) == -1) {
         n = shoal_poll(k, &r, 1, 100);
         if (n == SHOAL_EOFFSET) {
-            int64_t at = shoal_consumer_position(k, "mem", 0);
+            int64_t at;
             assert_non_null(strstr(shoal_errmsg(), "overwritten"));
+            at = shoal_consumer_position(k, "mem", 0);
             assert_true(at > next);
             next = at;
             lost_reports++;
