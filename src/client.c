@@ -322,6 +322,7 @@ int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_co
     int rc;
     shoal__clear_err();
     SHOAL_NEED(c);
+    SHOAL_NEED(name);
     if (!cfg) {
         shoal_topic_config_init(&defaults);
         cfg = &defaults;
@@ -339,17 +340,22 @@ int shoal_topic_alter(shoal_client_t *c, const char *name, const char *const *na
 
     shoal__clear_err();
     SHOAL_NEED(c);
+    SHOAL_NEED(name);
     if ((rc = check_name(name)) < 0)
         return rc;
     if (n == 0 || n > 64 || !names || !values)
         return SHOAL_ERR(SHOAL_EINVAL, "alter needs 1..64 settings");
+    for (size_t i = 0; i < n; i++)
+        if (!names[i] || !values[i])
+            return SHOAL_ERR(SHOAL_EINVAL, "%s: %s[%zu] is NULL", __func__,
+                             names[i] ? "values" : "names", i);
     ctl_writer_init(&w);
     ctl_frame_begin(&w, CTL_TOPIC_ALTER, 0);
     ctl_put_str(&w, name);
     ctl_put_u32(&w, (uint32_t)n);
     for (size_t i = 0; i < n; i++) {
-        ctl_put_str(&w, names[i] ? names[i] : "");
-        ctl_put_str(&w, values[i] ? values[i] : "");
+        ctl_put_str(&w, names[i]);
+        ctl_put_str(&w, values[i]);
     }
     return client_call_empty(c, &w);
 }
@@ -358,6 +364,7 @@ int shoal_topic_delete(shoal_client_t *c, const char *name)
 {
     shoal__clear_err();
     SHOAL_NEED(c);
+    SHOAL_NEED(name);
     return topic_simple_call(c, CTL_TOPIC_DELETE, name, NULL);
 }
 
@@ -466,6 +473,7 @@ int shoal_topic_describe(shoal_client_t *c, const char *name, shoal_topic_info_t
     int rc;
     shoal__clear_err();
     SHOAL_NEED(c);
+    SHOAL_NEED(name);
     SHOAL_NEED(out);
 
     *out = NULL;

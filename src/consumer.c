@@ -240,7 +240,7 @@ static int consumer_check_new(shoal_consumer_t *c, const char *topic, const int3
                               size_t n)
 {
     if (!shoal_topic_name_is_valid(topic))
-        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic ? topic : "");
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic);
     if (n && !parts)
         return SHOAL_ERR(SHOAL_EINVAL, "%zu partitions without an array", n);
     for (size_t i = 0; i < n; i++) {
@@ -277,6 +277,7 @@ int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t 
 
     shoal__clear_err();
     SHOAL_NEED(c);
+    SHOAL_NEED(topic);
     if ((rc = consumer__check_owner(c)) < 0)
         return rc;
     first = c->nparts;

@@ -148,6 +148,7 @@ int shoal_group_describe(shoal_client_t *c, const char *group_id, shoal_group_in
 
     shoal__clear_err();
     SHOAL_NEED(c);
+    SHOAL_NEED(group_id);
     SHOAL_NEED(out);
     *out = NULL;
     if ((rc = check_group(group_id)) < 0)
@@ -183,10 +184,12 @@ int shoal_group_reset_offsets(shoal_client_t *c, const char *group_id, const cha
 
     shoal__clear_err();
     SHOAL_NEED(c);
+    SHOAL_NEED(group_id);
+    SHOAL_NEED(topic);
     if ((rc = check_group(group_id)) < 0)
         return rc;
     if (!shoal_topic_name_is_valid(topic))
-        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic ? topic : "(null)");
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic);
     if (whence < SHOAL_SEEK_BEGINNING || whence > SHOAL_SEEK_OFFSET ||
         (whence == SHOAL_SEEK_OFFSET && offset < 0))
         return SHOAL_ERR(SHOAL_EINVAL, "reset to mode %d offset %lld", whence, (long long)offset);
@@ -213,6 +216,7 @@ int shoal_group_delete(shoal_client_t *c, const char *group_id)
 
     shoal__clear_err();
     SHOAL_NEED(c);
+    SHOAL_NEED(group_id);
     if ((rc = check_group(group_id)) < 0)
         return rc;
     ctl_writer_init(&w);

@@ -1085,10 +1085,12 @@ int shoal_consumer_subscribe(shoal_consumer_t *c, const char *const *topics, siz
         return SHOAL_ERR(SHOAL_EINVAL, "subscribe needs topics, once per consumer");
     if (consumer__assigned_count(c))
         return SHOAL_ERR(SHOAL_EINVAL, "partitions were assigned by hand: no subscribing");
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (!topics[i])
+            return SHOAL_ERR(SHOAL_EINVAL, "%s: topics[%zu] is NULL", __func__, i);
         if (!shoal_topic_name_is_valid(topics[i]))
-            return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'",
-                             topics[i] ? topics[i] : "");
+            return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topics[i]);
+    }
     if (!(g->topics = shoal__calloc(n, sizeof(*g->topics))))
         return -ENOMEM;
     for (size_t i = 0; i < n; i++, g->ntopics++)

@@ -47,11 +47,12 @@ int shoal_producer_open(shoal_client_t *client, const char *topic,
     int rc;
     shoal__clear_err();
     SHOAL_NEED(client);
+    SHOAL_NEED(topic);
     SHOAL_NEED(out);
 
     *out = NULL;
     if (!shoal_topic_name_is_valid(topic))
-        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic ? topic : "");
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic);
     if (opts && (rc = shoal__check_reserved(opts->reserved_, sizeof(opts->reserved_), SHOAL_EINVAL,
                                             "shoal_producer_options_init")) < 0)
         return rc;

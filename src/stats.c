@@ -48,6 +48,7 @@ int shoal_partition_stats(shoal_client_t *c, const char *topic, int32_t partitio
 
     shoal__clear_err();
     SHOAL_NEED(c);
+    SHOAL_NEED(topic);
     SHOAL_NEED(out);
     if ((rc = client_attach(c, topic, partition, false, &ring, NULL)) < 0)
         return rc;

@@ -162,11 +162,11 @@ int shoal_topic_config_set(shoal_topic_config_t *cfg, const char *name, const ch
 
     shoal__clear_err();
     SHOAL_NEED(cfg);
+    SHOAL_NEED(name);
+    SHOAL_NEED(value);
     s = setting_find(name);
     if (!s)
-        return SHOAL_ERR(SHOAL_ESETTING, "unknown topic setting '%.100s'", name ? name : "");
-    if (!value)
-        return SHOAL_ERR(SHOAL_ECONFIG, "%s: no value", s->name);
+        return SHOAL_ERR(SHOAL_ESETTING, "unknown topic setting '%.100s'", name);
     rc = parse_value(s, value, &v);
     if (rc == -2)
         return SHOAL_ERR(SHOAL_ECONFIG,
@@ -191,11 +191,12 @@ int shoal_topic_config_get(const shoal_topic_config_t *cfg, const char *name, ch
 
     shoal__clear_err();
     SHOAL_NEED(cfg);
+    SHOAL_NEED(name);
     if (!buf && cap > 0)
         return SHOAL_ERR(SHOAL_EINVAL, "buf is NULL with cap %zu", cap);
     s = setting_find(name);
     if (!s)
-        return SHOAL_ERR(SHOAL_ESETTING, "unknown topic setting '%.100s'", name ? name : "");
+        return SHOAL_ERR(SHOAL_ESETTING, "unknown topic setting '%.100s'", name);
     v = load_value(cfg, s);
     if (s->kind == KIND_STORAGE)
         n = snprintf(buf, cap, "%s", v == SHOAL_STORAGE_MEMORY ? "memory" : "disk");

@@ -571,12 +571,17 @@ INTEG_TEST(test_null_handles_and_out_pointers_are_einval_not_faults)
     shoal_group_info_t *gi;
     shoal_group_listing_t *gl;
     shoal_producer_t *p;
-    shoal_consumer_t *c;
+    shoal_consumer_t *c, *g;
+    shoal_consumer_options_t o;
+    const char *settings[] = {"retention.ms"}, *values[] = {"1000"}, *null_str[] = {NULL};
     char **names, buf[32];
     size_t n;
 
     assert_int_equal(shoal_topic_create(f->c, "nul", &cfg), 0);
     assert_int_equal(shoal_consumer_open(f->c, NULL, &c), 0);
+    shoal_consumer_options_init(&o);
+    o.group_id = "g";
+    assert_int_equal(shoal_consumer_open(f->c, &o, &g), 0);
 #define REFUSED(call, arg)                                                                         \
     do {                                                                                           \
         assert_int_equal((call), SHOAL_EINVAL);                                                    \
@@ -613,6 +618,26 @@ INTEG_TEST(test_null_handles_and_out_pointers_are_einval_not_faults)
     REFUSED(shoal_group_reset_offsets(NULL, "g", "nul", SHOAL_SEEK_END, 0), "c");
     REFUSED(shoal_group_delete(NULL, "g"), "c");
     REFUSED(shoal_consumer_subscribe(NULL, NULL, 0), "c");
+    /* NULL names and strings too, not SHOAL_ENAME, SHOAL_ESETTING, SHOAL_ECONFIG or
+     * SHOAL_EGROUPID as if they were malformed */
+    REFUSED(shoal_topic_config_set(&cfg, NULL, "1"), "name");
+    REFUSED(shoal_topic_config_set(&cfg, "retention.ms", NULL), "value");
+    REFUSED(shoal_topic_config_get(&cfg, NULL, buf, sizeof(buf)), "name");
+    REFUSED(shoal_topic_create(f->c, NULL, &cfg), "name");
+    REFUSED(shoal_topic_delete(f->c, NULL), "name");
+    REFUSED(shoal_topic_describe(f->c, NULL, &ti), "name");
+    REFUSED(shoal_topic_alter(f->c, NULL, settings, values, 1), "name");
+    REFUSED(shoal_topic_alter(f->c, "nul", null_str, values, 1), "names[0]");
+    REFUSED(shoal_topic_alter(f->c, "nul", settings, null_str, 1), "values[0]");
+    REFUSED(shoal_partition_stats(f->c, NULL, 0, &ps), "topic");
+    REFUSED(shoal_producer_open(f->c, NULL, NULL, &p), "topic");
+    REFUSED(shoal_consumer_assign(c, NULL, NULL, 0), "topic");
+    REFUSED(shoal_consumer_unassign(c, NULL, NULL, 0), "topic");
+    REFUSED(shoal_group_describe(f->c, NULL, &gi), "group_id");
+    REFUSED(shoal_group_reset_offsets(f->c, NULL, "nul", SHOAL_SEEK_END, 0), "group_id");
+    REFUSED(shoal_group_reset_offsets(f->c, "g", NULL, SHOAL_SEEK_END, 0), "topic");
+    REFUSED(shoal_group_delete(f->c, NULL), "group_id");
+    REFUSED(shoal_consumer_subscribe(g, null_str, 1), "topics[0]");
 #undef REFUSED
     assert_int_equal(shoal_topic_config_get(&cfg, "retention.ms", NULL, 8), SHOAL_EINVAL);
     assert_int_equal(shoal_topic_config_get(&cfg, "retention.ms", NULL, 0), -ENOSPC);
@@ -623,6 +648,7 @@ INTEG_TEST(test_null_handles_and_out_pointers_are_einval_not_faults)
     assert_int_equal(shoal_consumer_assign(c, "nul", NULL, 0), 0);
     assert_int_equal(shoal_consumer_position(c, "nul", 0), 0);
     shoal_consumer_close(c);
+    shoal_consumer_close(g);
 }
 
 /* shoal_errmsg() belongs to the latest call that returns an error code: each clears it on

@@ -63,7 +63,8 @@ static void test_set_rejects_unknown_names_and_bad_values_without_change(void **
     shoal_topic_config_init(&cfg);
     before = cfg;
     assert_int_equal(shoal_topic_config_set(&cfg, "retention", "1"), SHOAL_ESETTING);
-    assert_int_equal(shoal_topic_config_set(&cfg, NULL, "1"), SHOAL_ESETTING);
+    assert_int_equal(shoal_topic_config_set(&cfg, NULL, "1"), SHOAL_EINVAL); /* shoal.h */
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.ms", NULL), SHOAL_EINVAL);
     assert_int_equal(shoal_topic_config_set(&cfg, "retention.ms", "12x"), SHOAL_ECONFIG);
     assert_int_equal(shoal_topic_config_set(&cfg, "retention.ms", "-2"), SHOAL_ECONFIG);
     assert_int_equal(shoal_topic_config_set(&cfg, "retention.bytes", "-1K"), SHOAL_ECONFIG);
