@@ -746,6 +746,32 @@ static bool record_body_size(const shoal_message_t *m, int64_t ts_delta, int32_t
     return true;
 }
 
+/* Why record_body_size() refused m, for the error's detail (the failure path only). */
+static int message_flaw(const shoal_message_t *m, size_t i)
+{
+    if (m->header_count > 0 && m->headers == NULL)
+        return SHOAL_ERR(SHOAL_EINVAL,
+                         "record batch: message %zu has header_count %zu and headers NULL", i,
+                         m->header_count);
+    if (m->header_count > INT32_MAX)
+        return SHOAL_ERR(SHOAL_EINVAL, "record batch: message %zu has %zu headers", i,
+                         m->header_count);
+    for (size_t k = 0; k < m->header_count; k++) {
+        const shoal_header_t *hd = &m->headers[k];
+        if (hd->key == NULL && hd->key_len != 0)
+            return SHOAL_ERR(SHOAL_EINVAL,
+                             "record batch: message %zu, header %zu: key NULL with key_len %zu", i,
+                             k, hd->key_len);
+        if (hd->value_len < -1)
+            return SHOAL_ERR(
+                SHOAL_EINVAL,
+                "record batch: message %zu, header %zu: value_len %d (-1 is a null value; "
+                "below it is invalid)",
+                i, k, (int)hd->value_len);
+    }
+    return SHOAL_ERR(SHOAL_EINVAL, "record batch: message %zu would be larger than 2 GiB", i);
+}
+
 /* The offset delta of message i: deltas[i], or i when deltas is NULL. */
 static inline int32_t offset_delta_of(const int32_t *deltas, size_t i)
 {
@@ -846,9 +872,13 @@ static int batch_plan_make(const shoal_message_t *msgs, const int32_t *deltas, s
         int64_t delta;
         int32_t off = offset_delta_of(deltas, i);
         size_t body, alone;
-        if (__builtin_sub_overflow(message_timestamp(&msgs[i], now_ms), plan->base_ts, &delta) ||
-            !record_body_size(&msgs[i], delta, off, &body))
-            return SHOAL_ERR(SHOAL_EINVAL, "record batch: message %zu does not fit", i);
+        if (__builtin_sub_overflow(message_timestamp(&msgs[i], now_ms), plan->base_ts, &delta))
+            return SHOAL_ERR(SHOAL_EINVAL,
+                             "record batch: message %zu's timestamp is too far "
+                             "from the others'",
+                             i);
+        if (!record_body_size(&msgs[i], delta, off, &body))
+            return message_flaw(&msgs[i], i);
         plan->size += record_varint_size((int64_t)body) + body;
         /* alone in a batch its timestamp and offset deltas would be 0: one byte each */
         alone = body - record_varint_size(delta) - record_varint_size(off) + 2;

@@ -1093,6 +1093,32 @@ static void test_record_encode_refuses_bad_arguments(void **state)
     assert_int_equal(record_batch_encode(buf, sizeof(buf), &f, &m, 1, 1, &len), SHOAL_EINVAL);
 }
 
+/* A malformed message is refused with a detail that says what is wrong with it (it used to
+ * read "message 0 does not fit" whatever the cause). */
+static void test_record_plan_names_what_is_wrong_with_a_message(void **state)
+{
+    shoal_header_t hd = {"h", 1, "v", 1};
+    shoal_message_t msgs[2] = {{.value = "a", .value_len = 1}, {.value = "b", .value_len = 1}};
+    record_batch_plan_t plan;
+    (void)state;
+
+    msgs[1].headers = &hd;
+    msgs[1].header_count = 1;
+    assert_int_equal(record_batch_plan(msgs, 2, 1000, &plan), 0);
+    hd.value_len = -2;
+    assert_int_equal(record_batch_plan(msgs, 2, 1000, &plan), SHOAL_EINVAL);
+    assert_string_equal(shoal_errmsg(), "record batch: message 1, header 0: value_len -2 (-1 is "
+                                        "a null value; below it is invalid)");
+    hd = (shoal_header_t){NULL, 3, "v", 1};
+    assert_int_equal(record_batch_plan(msgs, 2, 1000, &plan), SHOAL_EINVAL);
+    assert_string_equal(shoal_errmsg(),
+                        "record batch: message 1, header 0: key NULL with key_len 3");
+    msgs[1].headers = NULL;
+    assert_int_equal(record_batch_plan(msgs, 2, 1000, &plan), SHOAL_EINVAL);
+    assert_string_equal(shoal_errmsg(),
+                        "record batch: message 1 has header_count 1 and headers NULL");
+}
+
 static void test_record_base_offset_is_outside_the_crc(void **state)
 {
     size_t len;
@@ -1536,6 +1562,7 @@ int main(void)
         cmocka_unit_test(test_record_encoder_crc_is_right_around_large_values),
         cmocka_unit_test(test_record_plan_takes_the_short_form_only_when_every_message_fits),
         cmocka_unit_test(test_record_encode_refuses_bad_arguments),
+        cmocka_unit_test(test_record_plan_names_what_is_wrong_with_a_message),
         cmocka_unit_test(test_record_base_offset_is_outside_the_crc),
         cmocka_unit_test(test_record_fast_path_decodes_what_the_checked_path_does),
         cmocka_unit_test(test_record_read_starts_at_next_offset_from_any_record),
