@@ -410,8 +410,11 @@ typedef struct shoal_header {
 
 #define SHOAL_PARTITION_ANY (-1)
 
-/** A record to send. key == NULL is a null key (the partitioner spreads such records);
- * value == NULL is a null value (a tombstone). timestamp_ms <= 0 means "now". */
+/** A record to send. key == NULL is a null key (the partitioner spreads such records) and
+ * value == NULL a null value (a tombstone), whatever key_len or value_len says: a length
+ * is not checked on the append path, so a NULL meant as bytes is not caught there
+ * (shoal_partition_for_key, which has no null key, returns -1 for it). In headers a NULL
+ * key with a length is SHOAL_EINVAL. timestamp_ms <= 0 means "now". */
 typedef struct shoal_message {
     const void *key;
     size_t key_len;
@@ -446,8 +449,10 @@ typedef struct shoal_record {
 SHOAL_EXTERN int shoal_record_header(const shoal_record_t *rec, size_t *iter, shoal_header_t *out);
 
 /** Kafka's default partitioner: murmur2(key) & 0x7fffffff, modulo partitions. A key maps to
- * the same partition number as with a Kafka producer. @return the partition, or -1 when
- * partitions is 0 or key is NULL with a key_len. */
+ * the same partition number as with a Kafka producer. NULL with key_len 0 hashes as the
+ * empty key; a null key has no partition of its own (shoal_send spreads such records).
+ * @return the partition, or -1 when partitions is 0 or key is NULL with a key_len (which
+ * shoal_send takes as a null key: see shoal_message_t). Thread-safety: any thread. */
 SHOAL_EXTERN int32_t shoal_partition_for_key(const void *key, size_t key_len, uint32_t partitions);
 
 /* ---------------------------------------------------------------------------------------
