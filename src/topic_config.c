@@ -9,6 +9,7 @@
  * refused, naming the unit. */
 #include "topic_config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -130,6 +131,11 @@ static int parse_value(const struct setting *s, const char *text, int64_t *v)
                                                                                   : -1;
         return *v < 0 ? -1 : 0;
     }
+    /* strtoll() would skip leading blanks while trailing ones are refused: take neither, as
+     * the words above do. The value is the exact text; shoald's config file trims both
+     * sides of its values alike before it uses them. */
+    if (isspace((unsigned char)text[0]))
+        return -1;
     return parse_number(text, !strcmp(s->unit, "bytes"), v);
 }
 

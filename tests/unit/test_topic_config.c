@@ -75,6 +75,11 @@ static void test_set_rejects_unknown_names_and_bad_values_without_change(void **
     assert_int_equal(shoal_topic_config_set(&cfg, "cleanup.policy", "none"), SHOAL_ECONFIG);
     assert_int_equal(shoal_topic_config_set(&cfg, "flush.ms", "99999999999999999999"),
                      SHOAL_ECONFIG);
+    /* blanks on either side, alike (" 64K" used to pass, "64K " not) */
+    assert_int_equal(shoal_topic_config_set(&cfg, "segment.bytes", " 64K"), SHOAL_ECONFIG);
+    assert_int_equal(shoal_topic_config_set(&cfg, "segment.bytes", "64K "), SHOAL_ECONFIG);
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.ms", "\t1000"), SHOAL_ECONFIG);
+    assert_int_equal(shoal_topic_config_set(&cfg, "storage", " disk"), SHOAL_ECONFIG);
     assert_memory_equal(&cfg, &before, sizeof(cfg));
 }
 
