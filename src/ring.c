@@ -223,9 +223,10 @@ static int ring_map_all(ring_t *r, const int *fds, uint32_t slot_count, uint64_t
     }
     return 0;
 out_unmap : {
-    int rc = -errno;
+    int rc = errno ? -errno : -ENOMEM;
     ring_unmap(r);
-    return rc ? rc : -ENOMEM;
+    return SHOAL_ERR(rc, "cannot map the ring's shared memory (%u slots of %llu bytes): %s",
+                     slot_count, (unsigned long long)slot_bytes, shoal_strerror(rc));
 }
 }
 
@@ -465,7 +466,7 @@ int ring_map_fds(ring_t *r, const int *fds, size_t nfds, bool writable)
         return SHOAL_ERR(SHOAL_EPROTO, "ring readers table has the wrong size");
     ctl = map_fd(fds[RING_FD_CTL], sizeof(struct shm_ctl), false);
     if (!ctl)
-        return -errno;
+        return SHOAL_ERR(-errno, "cannot map the ring's control block: %s", shoal_strerror(-errno));
     slots = ctl->slot_count;
     slot_bytes = ctl->slot_bytes;
     unmap(ctl, sizeof(struct shm_ctl));

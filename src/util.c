@@ -35,19 +35,30 @@ static bool alloc_should_fail(void)
     return atomic_fetch_sub(&alloc_fail_countdown, 1) == 1;
 }
 
+/* A failed allocation says so in the detail: its caller returns a bare -ENOMEM, and under a
+ * tight RLIMIT_AS "" left the reader guessing. Only the failure path pays. */
+static void *alloc_failed(size_t n)
+{
+    shoal__set_err(-ENOMEM, "out of memory: %zu bytes could not be allocated", n);
+    return NULL;
+}
+
 void *shoal__malloc(size_t n)
 {
-    return alloc_should_fail() ? NULL : malloc(n);
+    void *p = alloc_should_fail() ? NULL : malloc(n);
+    return p ? p : alloc_failed(n);
 }
 
 void *shoal__calloc(size_t n, size_t size)
 {
-    return alloc_should_fail() ? NULL : calloc(n, size);
+    void *p = alloc_should_fail() ? NULL : calloc(n, size);
+    return p ? p : alloc_failed(n * size);
 }
 
 void *shoal__realloc(void *p, size_t n)
 {
-    return alloc_should_fail() ? NULL : realloc(p, n);
+    void *np = alloc_should_fail() ? NULL : realloc(p, n);
+    return np ? np : alloc_failed(n);
 }
 
 char *shoal__strdup(const char *s)

@@ -29,7 +29,8 @@
 static struct harness_daemon daemon_;
 static shoal_client_t *client;
 
-/* Run op with the Nth allocation failing, for N = 1.. until it succeeds. */
+/* Run op with the Nth allocation failing, for N = 1.. until it succeeds. Each failure says
+ * so in the detail too. */
 #define OOM_LOOP(op)                                                                               \
     do {                                                                                           \
         int rc_, n_;                                                                               \
@@ -40,6 +41,7 @@ static shoal_client_t *client;
             if (rc_ == 0)                                                                          \
                 break;                                                                             \
             assert_int_equal(rc_, -ENOMEM);                                                        \
+            assert_non_null(strstr(shoal_errmsg(), "memory")); /* "out of memory", ... */          \
         }                                                                                          \
         assert_true(n_ > 1); /* at least one allocation was made to fail */                        \
     } while (0)
@@ -73,6 +75,62 @@ static void test_client_calls_fail_cleanly_at_every_allocation(void **state)
     shoal_consumer_close(k);
     shoal_producer_close(p);
     shoal_client_close(c);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define FAULTS_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FAULTS_UNDER_ASAN 1
+#endif
+#endif
+
+/* In a child: the address space capped just above what it uses, attach a topic's 32 MiB
+ * of rings. The mapping fails with -ENOMEM, and the detail says what could not be mapped
+ * (it was ""). AddressSanitizer's runtime does not work under RLIMIT_AS: skipped there. */
+static int attach_under_rlimit_as(void *arg)
+{
+    struct rlimit rl;
+    shoal_producer_t *p;
+    unsigned long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    int rc;
+    (void)arg;
+
+    if (!f || fscanf(f, "%lu", &pages) != 1)
+        return 10;
+    fclose(f);
+    rl.rlim_cur = rl.rlim_max = pages * (unsigned long)sysconf(_SC_PAGESIZE) + (16ul << 20);
+    if (setrlimit(RLIMIT_AS, &rl) < 0)
+        return 11;
+    rc = shoal_producer_open(client, "as", NULL, &p);
+    if (rc != -ENOMEM) {
+        fprintf(stderr, "producer_open under RLIMIT_AS: %s (%s)\n", shoal_err_name(rc),
+                shoal_errmsg());
+        return 12;
+    }
+    if (!strstr(shoal_errmsg(), "cannot map the ring's shared memory")) {
+        fprintf(stderr, "detail: '%s'\n", shoal_errmsg());
+        return 13;
+    }
+    return 0;
+}
+
+static void test_a_ring_that_cannot_be_mapped_is_enomem_with_a_detail(void **state)
+{
+    shoal_topic_config_t cfg;
+    pid_t pid;
+    (void)state;
+
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 8u << 20;
+    cfg.ring_slots = 4;
+    assert_int_equal(shoal_topic_create(client, "as", &cfg), 0);
+#ifdef FAULTS_UNDER_ASAN
+    skip();
+#endif
+    assert_true((pid = harness_fork(attach_under_rlimit_as, NULL, 20)) > 0);
+    assert_int_equal(harness_wait(pid, 10000), 0);
 }
 
 /* Read the partition's control block through a read-only attach of our own. */
@@ -653,6 +711,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_client_calls_fail_cleanly_at_every_allocation, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_ring_that_cannot_be_mapped_is_enomem_with_a_detail,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_producers_waiting_for_disk_share_fsyncs, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stats_count_appends_and_sleeping_readers, setup,
