@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define WAITSET_GROUP_WORDS 127 /* futex_waitv's 128, less the end word */
-#define WAITSET_MAX_HELPERS 31
+#define WAITSET_MAX_HELPERS 127
 #define WAITSET_MAX_WORDS   (WAITSET_GROUP_WORDS * (WAITSET_MAX_HELPERS + 1))
 
 typedef struct waitset waitset_t;
