@@ -324,12 +324,13 @@ static int ring_init_shared(ring_t *r, const ring_params_t *p, int64_t start_off
 static int ring_files_allocate(const int *fds, const ring_params_t *p, const char *shm_dir)
 {
     uint64_t need = (uint64_t)p->slot_count * p->slot_bytes;
+    char have[SHOAL_SIZE_TEXT_BYTES], want[SHOAL_SIZE_TEXT_BYTES];
     struct statvfs vfs;
 
     if (fstatvfs(fds[RING_FD_SLOT0], &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < need)
-        return SHOAL_ERR(-ENOSPC, "%s has %llu MiB free; the ring needs %llu MiB (%u x %llu bytes)",
-                         shm_dir, (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize >> 20),
-                         (unsigned long long)(need >> 20), p->slot_count,
+        return SHOAL_ERR(-ENOSPC, "%s has %s free; the ring needs %s (%u x %llu bytes)", shm_dir,
+                         shoal__size_text(have, (uint64_t)vfs.f_bavail * vfs.f_frsize),
+                         shoal__size_text(want, need), p->slot_count,
                          (unsigned long long)p->slot_bytes);
     for (uint32_t i = 0; i < p->slot_count; i++) {
         if (fallocate(fds[RING_FD_SLOT0 + i], 0, 0, (off_t)p->slot_bytes) == 0)

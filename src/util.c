@@ -484,3 +484,12 @@ int shoal__fsync_dir(const char *path)
     close(fd);
     return rc;
 }
+
+const char *shoal__size_text(char buf[SHOAL_SIZE_TEXT_BYTES], uint64_t n)
+{
+    if (n >= (1u << 20))
+        snprintf(buf, SHOAL_SIZE_TEXT_BYTES, "%llu MiB", (unsigned long long)(n >> 20));
+    else
+        snprintf(buf, SHOAL_SIZE_TEXT_BYTES, "%llu KiB", (unsigned long long)(n >> 10));
+    return buf;
+}

@@ -160,4 +160,9 @@ int shoal__open_regular(const char *path, int flags, unsigned mode);
 #define SHOAL_PLURAL(n)    ((n) == 1 ? "" : "s") /* "%zu topic%s", n, SHOAL_PLURAL(n) */
 #define SHOAL_MAX(a, b)    ((a) > (b) ? (a) : (b))
 
+/* n bytes as text for a message: whole MiB from 1 MiB up, else whole KiB (so that a small
+ * filesystem's 196 KiB is not "0 MiB"). Returns buf. */
+#define SHOAL_SIZE_TEXT_BYTES 32
+const char *shoal__size_text(char buf[SHOAL_SIZE_TEXT_BYTES], uint64_t n);
+
 #endif

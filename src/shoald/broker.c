@@ -231,17 +231,17 @@ static int room_refused(const char *name, const shoal_topic_config_t *cfg, uint6
 static int room_refused(const char *name, const shoal_topic_config_t *cfg, uint64_t need,
                         const char *fmt, ...)
 {
-    char there[PATH_MAX + 64];
+    char there[PATH_MAX + 64], size[SHOAL_SIZE_TEXT_BYTES];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(there, sizeof(there), fmt, ap);
     va_end(ap);
     return SHOAL_ERR(-ENOSPC,
-                     "topic %s needs %llu MiB of shared memory (%u partition%s x %u ring slots x "
+                     "topic %s needs %s of shared memory (%u partition%s x %u ring slots x "
                      "%llu-byte segments), more than the %s: fewer partitions or ring slots, or "
                      "smaller segments, would fit",
-                     name, (unsigned long long)(need >> 20), cfg->partitions,
+                     name, shoal__size_text(size, need), cfg->partitions,
                      SHOAL_PLURAL(cfg->partitions), cfg->ring_slots,
                      (unsigned long long)cfg->segment_bytes, there);
 }
@@ -254,6 +254,7 @@ static int check_shm_room(const broker_t *b, const char *name, const shoal_topic
 {
     uint64_t need = (uint64_t)cfg->partitions * cfg->ring_slots * cfg->segment_bytes;
     uint64_t avail = mem_available(), free_bytes = UINT64_MAX, pending = creating_shm_bytes(b);
+    char size[SHOAL_SIZE_TEXT_BYTES];
     struct statvfs vfs;
 
     if (statvfs(b->shm_dir, &vfs) == 0)
@@ -267,12 +268,11 @@ static int check_shm_room(const broker_t *b, const char *name, const shoal_topic
     if (need <= free_bytes && need <= avail)
         return 0;
     if (need > free_bytes)
-        return room_refused(name, cfg, need, "%llu MiB free in %s",
-                            (unsigned long long)(free_bytes >> 20), b->shm_dir);
+        return room_refused(name, cfg, need, "%s free in %s", shoal__size_text(size, free_bytes),
+                            b->shm_dir);
     return room_refused(name, cfg, need,
-                        "%llu MiB of memory the system can spare (7/8 of what "
-                        "it has available)",
-                        (unsigned long long)(avail >> 20));
+                        "%s of memory the system can spare (7/8 of what it has available)",
+                        shoal__size_text(size, avail));
 }
 
 /* With the lock held: whether a topic of this name and config may be created now. */

@@ -83,6 +83,18 @@ static void test_now_ms_agrees_with_the_realtime_clock(void **state)
     assert_true(boundaries >= 100);
 }
 
+/* Sizes in messages: whole MiB from 1 MiB up, whole KiB below (a small tmpfs's free space
+ * was "0 MiB"). */
+static void test_size_text_keeps_small_sizes_readable(void **state)
+{
+    char buf[SHOAL_SIZE_TEXT_BYTES];
+    (void)state;
+    assert_string_equal(shoal__size_text(buf, 196 << 10), "196 KiB");
+    assert_string_equal(shoal__size_text(buf, (1 << 20) - 1), "1023 KiB");
+    assert_string_equal(shoal__size_text(buf, 1 << 20), "1 MiB");
+    assert_string_equal(shoal__size_text(buf, 65536ull << 20), "65536 MiB");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -91,6 +103,7 @@ int main(void)
         cmocka_unit_test(test_big_endian_round_trip),
         cmocka_unit_test(test_futex_wait_returns_when_value_differs),
         cmocka_unit_test(test_now_ms_agrees_with_the_realtime_clock),
+        cmocka_unit_test(test_size_text_keeps_small_sizes_readable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
