@@ -201,8 +201,9 @@ SHOAL_EXTERN const char *shoal_default_socket(void);
  *                          does not lose the daemon when the client reconnects; only an
  *                          absolute form longer than 107 bytes is kept relative.
  * @param[out] out          the client, or NULL on failure.
- * @return 0, or SHOAL_ENODAEMON (nothing listening at the path), SHOAL_EVERSION,
- *         SHOAL_EPROTO, -ENOMEM, -errno.
+ * @return 0, or SHOAL_ENODAEMON (nothing listening at the path), SHOAL_ELIMIT (shoald
+ *         refuses new clients: 1,024 connections open, or it is out of descriptors; the
+ *         detail says which), SHOAL_EVERSION, SHOAL_EPROTO, -ENOMEM, -errno.
  * Ownership: the caller closes the client with shoal_client_close(), after closing every
  * producer and consumer opened on it. Thread-safety: the returned client may be used from
  * any thread; calls on it are serialised internally.

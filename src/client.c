@@ -66,6 +66,19 @@ static int reply_status(client_reply_t *rep)
     return rc;
 }
 
+/* A response to no request (type 0, sequence 0): the daemon's word on the connection
+ * itself before it closes it (it refuses new clients, or could not read a frame). Its
+ * status and detail, never 0. */
+static int connection_refused(client_reply_t *rep, uint32_t len)
+{
+    char detail[256];
+    int rc;
+
+    ctl_reader_init(&rep->r, rep->payload, len);
+    rc = ctl_get_status(&rep->r, detail, sizeof(detail));
+    return SHOAL_ERR(rc < 0 ? rc : SHOAL_EPROTO, "%s", detail[0] ? detail : "closed by shoald");
+}
+
 /* Send the request in w on the current connection and receive its response (c->mu held).
  * A failure that leaves the stream out of step closes the connection. *unsent is set when
  * the send failed: the daemon never had the whole frame, so it did nothing. */
@@ -82,13 +95,19 @@ static int client_roundtrip(shoal_client_t *c, ctl_writer_t *w, client_reply_t *
     ctl_header_encode(w->buf, &sent);
     rc = ctlsock_send(c->fd, w->buf, w->len, NULL, 0);
     *unsent = rc < 0;
+    if (rc == SHOAL_ECLOSED &&
+        ctlsock_recv_frame(c->fd, &got, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS, 0) == 0 &&
+        got.type == CTL_RESPONSE && got.seq == 0) /* it said why before it closed */
+        rc = connection_refused(rep, got.len);
     if (rc < 0) {
         client_drop(c); /* part of a frame may have gone: never reuse the stream */
         return rc;
     }
     rc = ctlsock_recv_frame(c->fd, &got, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS,
                             CLIENT_TIMEOUT_MS);
-    if (rc == 0 && (got.type != (sent.type | CTL_RESPONSE) || got.seq != sent.seq))
+    if (rc == 0 && got.type == CTL_RESPONSE && got.seq == 0)
+        rc = connection_refused(rep, got.len);
+    else if (rc == 0 && (got.type != (sent.type | CTL_RESPONSE) || got.seq != sent.seq))
         rc = SHOAL_ERR(SHOAL_EPROTO, "response type %u seq %u does not answer request %u/%u",
                        got.type, got.seq, sent.type, sent.seq);
     if (rc == 0)

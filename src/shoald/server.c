@@ -666,11 +666,22 @@ static bool peer_allowed(const server_t *s, int fd, const struct conn *c)
 }
 
 /* A client refused for lack of room: logged at most once a window, with how many were. */
-static void server_refused(server_t *s, const char *why)
+/* Refuse a client just accepted on fd (non-blocking): log it (rate-limited), tell the
+ * client why in a response to no request, which libshoal returns as the failure of its
+ * call, then close it. */
+static void server_refuse(server_t *s, int fd, const char *why)
 {
+    char detail[160];
+
     log_limited(&s->refused_log, LOG_WARN,
                 "refusing clients: %s, %zu connections open (at most %d)", why, s->nconns,
                 SERVER_MAX_CONNS);
+    snprintf(detail, sizeof(detail), "shoald refuses new clients: %s (%zu connections open)", why,
+             s->nconns);
+    ctl_response_begin(&s->out, 0, 0, SHOAL_ELIMIT, detail);
+    if (ctl_frame_end(&s->out) == 0)
+        (void)ctlsock_send(fd, s->out.buf, s->out.len, NULL, 0);
+    close(fd);
 }
 
 /* Out of descriptors, accept() fails (even with nobody queued) and leaves the client
@@ -683,11 +694,9 @@ static bool server_drop_one(server_t *s)
     if (s->spare_fd < 0)
         return false;
     close(s->spare_fd);
-    fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd >= 0) {
-        close(fd);
-        server_refused(s, "no file descriptors left");
-    }
+    fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0)
+        server_refuse(s, fd, "no file descriptors left");
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return fd >= 0;
 }
@@ -703,8 +712,8 @@ static void server_accept(server_t *s)
         if (fd < 0)
             return;
         if (s->nconns >= SERVER_MAX_CONNS || !(c = shoal__calloc(1, sizeof(*c)))) {
-            server_refused(s, "too many connections");
-            close(fd);
+            server_refuse(s, fd,
+                          s->nconns >= SERVER_MAX_CONNS ? "too many connections" : "no memory");
             continue;
         }
         c->fd = fd;

@@ -619,7 +619,8 @@ static int teardown(void **state)
 
 /* Out of descriptors, shoald used to leave refused clients in the listen queue, which
  * kept its level-triggered listener ready: the loop spun a whole CPU. It drops them with
- * a spare descriptor now, says so once, and serves again when descriptors come back. */
+ * a spare descriptor now, says so once, tells each client why (SHOAL_ELIMIT, not a bare
+ * SHOAL_ECLOSED), and serves again when descriptors come back. */
 static void test_daemon_out_of_descriptors_drops_clients_and_rests(void **state)
 {
     enum { CONNS = 80 };
@@ -635,6 +636,9 @@ static void test_daemon_out_of_descriptors_drops_clients_and_rests(void **state)
     for (int i = 0; i < CONNS; i++)
         assert_true((fds[i] = ctlsock_connect(daemon_.socket)) >= 0);
     harness_daemon_expect_log(&daemon_, "refusing clients: no file descriptors left");
+    assert_int_equal(shoal_client_open(daemon_.socket, &other), SHOAL_ELIMIT);
+    assert_non_null(strstr(shoal_errmsg(), "shoald refuses new clients: no file descriptors "
+                                           "left"));
     usleep(200000);
     ticks = daemon_cpu_ticks();
     usleep(1000000);
