@@ -307,7 +307,9 @@ SHOAL_EXTERN bool shoal_topic_name_is_valid(const char *name);
  * calls naming it, and the call returns when it is done.
  * @return 0, or SHOAL_ENAME, SHOAL_ETOPICEXISTS, SHOAL_EPARTITIONS, SHOAL_ECONFIG,
  *         -ENOSPC (not enough shared memory or memory; the detail gives the sizes),
- *         SHOAL_EIO, SHOAL_ECLOSED, -errno. Nothing is left behind on failure.
+ *         -EMFILE (its disk partitions would leave shoald too few open files to serve
+ *         clients: raise its limit), SHOAL_EIO, SHOAL_ECLOSED, -errno. Nothing is left
+ *         behind on failure.
  * Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
                                     const shoal_topic_config_t *cfg);

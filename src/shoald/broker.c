@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -275,20 +276,59 @@ static int check_shm_room(const broker_t *b, const char *name, const shoal_topic
                         shoal__size_text(size, avail));
 }
 
+/* Descriptors kept free for serving clients: a connection each, an attach passes a ring's
+ * six files, a consumer behind the ring a segment's three. */
+#define FD_RESERVE 64
+
+/* The descriptors this process has open. */
+static size_t fds_open(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    size_t n = 0;
+
+    while (d && readdir(d))
+        n++;
+    if (d)
+        closedir(d);
+    return n > 3 ? n - 3 : 0; /* ".", ".." and the directory's own */
+}
+
+/* Whether a new topic's partitions leave descriptors to serve clients: a disk partition
+ * keeps its segment's three files open once written, and a daemon whose creates took them
+ * all could attach no producer or consumer to its existing topics. 0 or -EMFILE. */
+static int check_fd_room(const char *name, const shoal_topic_config_t *cfg)
+{
+    struct rlimit rl;
+    size_t open_now, need = cfg->storage == SHOAL_STORAGE_DISK ? 3 * (size_t)cfg->partitions : 0;
+
+    if (need == 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    open_now = fds_open();
+    if (open_now + need + FD_RESERVE <= rl.rlim_cur)
+        return 0;
+    return SHOAL_ERR(-EMFILE,
+                     "topic %s would keep %zu more files open, and shoald has %zu of its %llu "
+                     "open: too few would be left to serve clients; raise its open file limit "
+                     "(LimitNOFILE=, ulimit -n)",
+                     name, need, open_now, (unsigned long long)rl.rlim_cur);
+}
+
 /* With the lock held: whether a topic of this name and config may be created now. */
 static int create_check(broker_t *b, const char *name, const shoal_topic_config_t *cfg)
 {
+    int rc;
+
     if (broker_find(b, name))
         return SHOAL_ERR(SHOAL_ETOPICEXISTS, "topic %s already exists", name);
     if (creating_find(b, name))
         return SHOAL_ERR(SHOAL_ETOPICEXISTS, BEING_CREATED, name);
     if (store_knows(b, name))
         return SHOAL_ERR(SHOAL_ETOPICEXISTS, NOT_SERVED, name);
-    if (cfg->storage == SHOAL_STORAGE_DISK) {
-        int rc = check_no_segments(b, name, cfg->partitions);
-        if (rc < 0)
-            return rc;
-    }
+    if (cfg->storage == SHOAL_STORAGE_DISK &&
+        (rc = check_no_segments(b, name, cfg->partitions)) < 0)
+        return rc;
+    if ((rc = check_fd_room(name, cfg)) < 0)
+        return rc;
     return check_shm_room(b, name, cfg);
 }
 

@@ -652,6 +652,31 @@ static void test_daemon_out_of_descriptors_drops_clients_and_rests(void **state)
     shoal_client_close(other);
 }
 
+/* A create whose disk partitions would hold the files left for serving clients is refused
+ * (-EMFILE, naming the limit): a tester's daemon at its limit could attach no producer or
+ * consumer to its existing topics any more. Those still attach after the refusal. */
+static void test_a_create_that_would_leave_too_few_descriptors_is_refused(void **state)
+{
+    struct rlimit few = {.rlim_cur = 160, .rlim_max = 160};
+    shoal_topic_config_t cfg;
+    shoal_producer_t *p;
+    (void)state;
+
+    assert_int_equal(prlimit(daemon_.pid, RLIMIT_NOFILE, &few, NULL), 0);
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 64 << 10;
+    cfg.max_record_bytes = 4096;
+    cfg.ring_slots = 2;
+    cfg.partitions = 8;
+    assert_int_equal(shoal_topic_create(client, "few", &cfg), 0);
+    cfg.partitions = 40;
+    assert_int_equal(shoal_topic_create(client, "many", &cfg), -EMFILE);
+    assert_non_null(strstr(shoal_errmsg(), "topic many would keep 120 more files open"));
+    assert_non_null(strstr(shoal_errmsg(), "of its 160 open"));
+    assert_int_equal(shoal_producer_open(client, "few", NULL, &p), 0);
+    shoal_producer_close(p);
+}
+
 /* The lowest descriptor number this process would get next. */
 static int lowest_free_fd(void)
 {
@@ -741,6 +766,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_daemon_out_of_descriptors_drops_clients_and_rests,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_create_that_would_leave_too_few_descriptors_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_an_attach_out_of_descriptors_is_emfile_and_the_client_goes_on, setup, teardown),
     };
