@@ -443,9 +443,12 @@ static uint64_t time_entry_start(const uint8_t *data, size_t len, int64_t base, 
                                  int64_t *next)
 {
     time_entry_t e = time_entry_get(tidx, i);
-    int64_t offset = base + (int64_t)e.rel, pos;
+    int64_t offset, pos;
     record_batch_header_t h;
 
+    if (base > INT64_MAX - 1 - (int64_t)e.rel) /* no such offset: a damaged base or entry */
+        return 0;
+    offset = base + (int64_t)e.rel;
     if (i > 0) {
         time_entry_t prev = time_entry_get(tidx, i - 1);
         if (prev.ts >= e.ts || prev.rel >= e.rel)
