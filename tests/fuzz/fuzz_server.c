@@ -410,6 +410,21 @@ static void check_no_fd_leak(void)
     FUZZ_CHECK(open_fds(false) <= fz.base_fds + FUZZ_FD_SLACK);
 }
 
+/* A create makes its rings on a thread of its own, which may still run after the input's
+ * connection closed: wait for every one (they hold descriptors while they run). */
+static void wait_for_creates(void)
+{
+    for (;;) {
+        size_t n;
+        pthread_rwlock_rdlock(&fz.broker.lock);
+        n = fz.broker.ncreating;
+        pthread_rwlock_unlock(&fz.broker.lock);
+        if (n == 0)
+            return;
+        usleep(1000);
+    }
+}
+
 /* The server still serves: a new client connects, and removes what the input created. */
 static void check_alive_and_reset(void)
 {
@@ -418,6 +433,7 @@ static void check_alive_and_reset(void)
     char **names;
     size_t n;
 
+    wait_for_creates();
     FUZZ_CHECK(shoal_client_open(fz.broker.socket_path, &c) == 0);
     FUZZ_CHECK(shoal_topic_list(c, &names, &n) == 0);
     for (size_t i = 0; i < n; i++)
