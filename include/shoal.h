@@ -52,8 +52,10 @@
  *   group membership and its connection go on as before (exiting or exec'ing does the same).
  *   For anything else a child opens its own client. On an inherited consumer shoal_poll,
  *   shoal_consumer_assign/unassign/seek/subscribe and shoal_commit_* return SHOAL_EINVAL and
- *   shoal_consumer_release does nothing; other calls on inherited handles are not checked
- *   (the append path stays as short as it is) and must not be made.
+ *   shoal_consumer_release does nothing; so does every call on an inherited client that
+ *   would talk to the daemon (it would interleave with the parent's on their one socket).
+ *   Calls on inherited producers are not checked (the append path stays as short as it
+ *   is) and must not be made.
  * - Views returned by shoal_poll() point into shared memory or into a read-only mapping of
  *   a segment file; they are valid until the next shoal_poll() or shoal_consumer_close() on
  *   the same consumer. Holding them for long pins a ring slot, which keeps the daemon from

@@ -194,6 +194,13 @@ int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep)
     int rc;
 
     memset(rep, 0, sizeof(*rep));
+    /* A child's request would interleave with its parent's on their one socket, and the
+     * mutex may have been held by another thread at the fork. */
+    if (shoal__inherited(c->forks))
+        return SHOAL_ERR(SHOAL_EINVAL,
+                         "this client belongs to process %d: a child of fork() may only close "
+                         "it",
+                         (int)c->opener);
     rc = ctl_frame_end(w);
     if (rc < 0)
         return rc;
@@ -251,6 +258,8 @@ int shoal_client_open(const char *socket_path, shoal_client_t **out)
     client_resolve_path(socket_path, c->socket_path, sizeof(c->socket_path));
     pthread_mutex_init(&c->mu, NULL);
     c->fd = -1;
+    c->forks = shoal__forks_at_open();
+    c->opener = (int32_t)getpid();
     rc = client_connect(c); /* nobody else has c yet: no lock needed */
     if (rc < 0) {
         pthread_mutex_destroy(&c->mu);

@@ -14,6 +14,8 @@ struct shoal_client {
     char socket_path[108]; /* what to connect to: absolute, when it fits (client_open) */
     char path_given[108];  /* the path as the application gave it, for messages */
     char instance[64];
+    uint32_t forks; /* shoal__forks at open: another value, inherited through fork() */
+    int32_t opener; /* the pid that opened it */
 };
 
 /* A response: its payload reader and the descriptors that came with it. Descriptors the

@@ -3109,6 +3109,36 @@ INTEG_TEST(test_a_child_closing_an_inherited_consumer_leaves_the_parents_pin)
     shoal_consumer_close(k);
 }
 
+/* The child of fork(): a request on the inherited client is refused, not sent on the
+ * socket it shares with its parent (where it would interleave with the parent's); closing
+ * it leaves the parent's connection working. */
+static int use_inherited_client(void *arg)
+{
+    shoal_client_t *c = arg;
+    char **names;
+    size_t n;
+
+    if (shoal_topic_list(c, &names, &n) != SHOAL_EINVAL ||
+        !strstr(shoal_errmsg(), "may only close"))
+        return 10;
+    shoal_client_close(c);
+    return 0;
+}
+
+INTEG_TEST(test_a_child_cannot_talk_on_an_inherited_client)
+{
+    char **names;
+    size_t n;
+    pid_t pid;
+
+    assert_int_equal(shoal_topic_create(f->c, "forked", NULL), 0);
+    assert_true((pid = harness_fork(use_inherited_client, f->c, 10)) > 0);
+    assert_int_equal(harness_wait(pid, 5000), 0);
+    assert_int_equal(shoal_topic_list(f->c, &names, &n), 0);
+    assert_int_equal(n, 1);
+    shoal_topic_list_free(names, n);
+}
+
 /* ------------------------------------------------------------------ deletion */
 
 struct delete_child {
@@ -3344,6 +3374,7 @@ int main(void)
         T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),
         T(test_producer_wait_for_ever_waits_for_a_stopped_daemon_to_flush),
         T(test_a_child_closing_an_inherited_consumer_leaves_the_parents_pin),
+        T(test_a_child_cannot_talk_on_an_inherited_client),
         T(test_a_deleted_topic_holds_back_no_other_partition_of_a_consumer),
         T(test_an_unassigned_topic_can_be_recreated_and_assigned_again),
 #undef T
