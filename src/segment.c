@@ -762,13 +762,8 @@ void index_writer_close(index_writer_t *w)
 
 /* ------------------------------------------------------------------ recovery */
 
-typedef struct mapping {
-    const uint8_t *data;
-    size_t len;
-} mapping_t;
-
 /* Map the whole of fd read-only; an empty file maps to (NULL, 0). 0 or -errno. */
-static int map_fd(int fd, const char *path, mapping_t *m)
+static int map_fd(int fd, const char *path, segment_map_t *m)
 {
     struct stat st;
     void *p;
@@ -787,12 +782,28 @@ static int map_fd(int fd, const char *path, mapping_t *m)
     return 0;
 }
 
-static void unmap(mapping_t *m)
+void segment_unmap(segment_map_t *m)
 {
     if (m->data)
         munmap((void *)m->data, m->len);
     m->data = NULL;
     m->len = 0;
+}
+
+int segment_map(const char *dir, int64_t base, const char *ext, bool missing_ok, segment_map_t *m)
+{
+    char path[PATH_MAX];
+    int fd, rc = segment_path(path, sizeof(path), dir, base, ext);
+
+    m->data = NULL;
+    m->len = 0;
+    if (rc < 0)
+        return rc;
+    if ((fd = shoal__open_regular(path, O_RDONLY, 0)) < 0)
+        return fd == -ENOENT && missing_ok ? 0 : fd;
+    rc = map_fd(fd, path, m);
+    close(fd);
+    return rc;
 }
 
 typedef struct bytebuf {
@@ -850,7 +861,7 @@ static int index_build_batch(void *arg, uint64_t pos, const uint8_t *batch,
 static int file_compare(const char *path, const uint8_t *want, size_t len, bool *exists,
                         size_t *had, size_t *same)
 {
-    mapping_t m;
+    segment_map_t m;
     int fd = shoal__open_regular(path, O_RDONLY | O_NOFOLLOW, 0);
     int rc;
 
@@ -865,7 +876,7 @@ static int file_compare(const char *path, const uint8_t *want, size_t len, bool 
         while (*same < m.len && *same < len && m.data[*same] == want[*same])
             ++*same;
     }
-    unmap(&m);
+    segment_unmap(&m);
     close(fd);
     return rc;
 }
@@ -1009,7 +1020,7 @@ int segment_recover(const char *dir, int64_t base, bool is_last, segment_recover
 {
     char path[4096];
     index_build_t b = {0};
-    mapping_t m;
+    segment_map_t m;
     int fd, rc;
 
     memset(out, 0, sizeof(*out));
@@ -1036,7 +1047,7 @@ int segment_recover(const char *dir, int64_t base, bool is_last, segment_recover
 out_free_index:
     shoal__free(b.index.p);
     shoal__free(b.timeindex.p);
-    unmap(&m);
+    segment_unmap(&m);
 out_close:
     close(fd);
     return rc;

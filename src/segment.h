@@ -25,6 +25,19 @@ int segment_path(char *buf, size_t cap, const char *dir, int64_t base, const cha
  * is not that or the number is over INT64_MAX. */
 int64_t segment_name_base(const char *name, const char *ext);
 
+/* A segment file mapped read-only. */
+typedef struct segment_map {
+    const uint8_t *data;
+    size_t len;
+} segment_map_t;
+
+/* Map dir/<base><ext> (a regular file) read-only; an empty file maps to (NULL, 0), and so
+ * does a missing one when missing_ok (an index may be absent, and retention may have
+ * removed a listed segment since). 0 or -errno. */
+int segment_map(const char *dir, int64_t base, const char *ext, bool missing_ok, segment_map_t *m);
+/* Unmap; (NULL, 0) after. */
+void segment_unmap(segment_map_t *m);
+
 /* Base offsets of every <20 digits>.log in dir, ascending, in a shoal__malloc'd array the
  * caller frees. Files with other names are ignored. 0, or -errno. */
 int segment_list(const char *dir, int64_t **bases, size_t *count);

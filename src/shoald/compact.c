@@ -206,51 +206,6 @@ static int64_t keymap_get(const keymap_t *m, const void *key, size_t len)
 
 /* ------------------------------------------------------------------ segment files */
 
-typedef struct seg_map {
-    const uint8_t *data;
-    size_t len;
-} seg_map_t;
-
-/* Map dir/<base><ext> (a regular file) read-only; an empty file maps to (NULL, 0). */
-static int seg_map_open(const char *dir, int64_t base, const char *ext, seg_map_t *m)
-{
-    char path[PATH_MAX];
-    struct stat st;
-    int fd, rc;
-
-    m->data = NULL;
-    m->len = 0;
-    if ((rc = segment_path(path, sizeof(path), dir, base, ext)) < 0)
-        return rc;
-    if ((fd = shoal__open_regular(path, O_RDONLY, 0)) < 0)
-        return fd;
-    if (fstat(fd, &st) < 0) {
-        rc = -errno;
-        close(fd);
-        return rc;
-    }
-    if (st.st_size > 0) {
-        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-        if (p == MAP_FAILED) {
-            rc = -errno;
-            close(fd);
-            return SHOAL_ERR(rc, "mmap %s", path);
-        }
-        m->data = p;
-        m->len = (size_t)st.st_size;
-    }
-    close(fd);
-    return 0;
-}
-
-static void seg_map_close(seg_map_t *m)
-{
-    if (m->data)
-        munmap((void *)m->data, m->len);
-    m->data = NULL;
-    m->len = 0;
-}
-
 static int ext_path(char *buf, size_t cap, const char *dir, int64_t base, const char *ext)
 {
     return segment_path(buf, cap, dir, base, ext);
@@ -480,7 +435,7 @@ static int rewrite_batch(void *arg, uint64_t pos, const uint8_t *batch,
 }
 
 /* Walk a segment's batches with cb; a sealed segment must be whole. */
-static int scan_segment(cleaner_t *c, const seg_map_t *m, int64_t base, bool sealed,
+static int scan_segment(cleaner_t *c, const segment_map_t *m, int64_t base, bool sealed,
                         segment_batch_cb cb)
 {
     segment_scan_t scan;
@@ -496,7 +451,7 @@ static int scan_segment(cleaner_t *c, const seg_map_t *m, int64_t base, bool sea
 }
 
 /* Rewrite one sealed segment through .cleaned and .swap. */
-static int rewrite_segment(cleaner_t *c, const seg_map_t *m, int64_t base)
+static int rewrite_segment(cleaner_t *c, const segment_map_t *m, int64_t base)
 {
     dpart_t *p = c->p;
     char cleaned[PATH_MAX], swap[PATH_MAX];
@@ -535,11 +490,11 @@ static int rewrite_segment(cleaner_t *c, const seg_map_t *m, int64_t base)
 static int clean_segment(cleaner_t *c, int64_t base)
 {
     dpart_t *p = c->p;
-    seg_map_t m;
+    segment_map_t m;
     uint64_t before;
     int rc;
 
-    if ((rc = seg_map_open(p->dir, base, ".log", &m)) < 0)
+    if ((rc = segment_map(p->dir, base, ".log", false, &m)) < 0)
         return rc;
     c->records = c->kept = c->tombstones_kept = 0;
     rc = scan_segment(c, &m, base, true, count_batch);
@@ -558,7 +513,7 @@ static int clean_segment(cleaner_t *c, int64_t base)
              p->id, (long long)base, (unsigned long long)c->records, (unsigned long long)c->kept,
              (unsigned long long)before, (unsigned long long)c->out_pos);
 out:
-    seg_map_close(&m);
+    segment_unmap(&m);
     return rc;
 }
 
@@ -566,11 +521,11 @@ out:
 static int build_map(cleaner_t *c, const int64_t *bases, size_t n, size_t sealed)
 {
     for (size_t i = 0; i < n; i++) {
-        seg_map_t m;
-        int rc = seg_map_open(c->p->dir, bases[i], ".log", &m);
+        segment_map_t m;
+        int rc = segment_map(c->p->dir, bases[i], ".log", false, &m);
         if (rc == 0) {
             rc = scan_segment(c, &m, bases[i], i < sealed, map_batch);
-            seg_map_close(&m);
+            segment_unmap(&m);
         }
         if (rc < 0)
             return rc;
@@ -657,15 +612,15 @@ void compact_maybe_run(dpart_t *p, int64_t now_ns)
 static int64_t segment_end(const char *dir, int64_t base, int64_t next_base)
 {
     segment_scan_t scan;
-    seg_map_t m;
+    segment_map_t m;
     int64_t end = next_base;
 
-    if (seg_map_open(dir, base, ".log", &m) < 0)
+    if (segment_map(dir, base, ".log", false, &m) < 0)
         return end;
     segment_scan_bytes(m.data, m.len, base, true, NULL, NULL, &scan);
     if (!scan.error && scan.batches > 0)
         end = scan.next_offset;
-    seg_map_close(&m);
+    segment_unmap(&m);
     return end;
 }
 
@@ -677,14 +632,14 @@ static int64_t segment_end(const char *dir, int64_t base, int64_t next_base)
 static int swap_check(const char *dir, int64_t base, int64_t next_base)
 {
     segment_scan_t scan;
-    seg_map_t m;
+    segment_map_t m;
     int64_t end;
-    int rc = seg_map_open(dir, base, SWAP_EXT, &m);
+    int rc = segment_map(dir, base, SWAP_EXT, false, &m);
 
     if (rc < 0)
         return rc;
     segment_scan_bytes(m.data, m.len, base, true, NULL, NULL, &scan);
-    seg_map_close(&m);
+    segment_unmap(&m);
     if (scan.error)
         return SHOAL_ERR(SHOAL_ECORRUPT, "%s", scan.why);
     if (scan.batches == 0)

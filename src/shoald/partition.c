@@ -114,48 +114,6 @@ static bool is_disk(const dpart_t *p)
 
 /* ------------------------------------------------------------------ recovery */
 
-typedef struct file_map {
-    const uint8_t *data;
-    size_t len;
-} file_map_t;
-
-/* Map dir/<base><ext> read-only. A missing or empty file maps to (NULL, 0): an index may be
- * absent, and retention may have removed a listed segment since. 0 or -errno. */
-static int file_map_open(const char *dir, int64_t base, const char *ext, file_map_t *m)
-{
-    char path[PATH_MAX];
-    struct stat st;
-    void *map;
-    int fd, rc = segment_path(path, sizeof(path), dir, base, ext);
-
-    m->data = NULL;
-    m->len = 0;
-    if (rc < 0)
-        return rc;
-    if ((fd = shoal__open_regular(path, O_RDONLY, 0)) < 0)
-        return fd == -ENOENT ? 0 : fd;
-    if (fstat(fd, &st) < 0) {
-        rc = SHOAL_ERR(-errno, "cannot stat %s", path);
-    } else if (st.st_size > 0) {
-        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-        if (map == MAP_FAILED)
-            rc = SHOAL_ERR(-errno, "cannot map %s", path);
-        else
-            m->data = map;
-        m->len = map == MAP_FAILED ? 0 : (size_t)st.st_size;
-    }
-    close(fd);
-    return rc;
-}
-
-static void file_map_close(file_map_t *m)
-{
-    if (m->data)
-        munmap((void *)m->data, m->len);
-    m->data = NULL;
-    m->len = 0;
-}
-
 /* What the disk holds, after the last segment's tail was checked. */
 struct disk_state {
     int64_t start;     /* base of the first segment */
@@ -282,21 +240,21 @@ static int sealed_indexes_rebuild(dpart_t *p, const int64_t *bases, size_t n)
  * .index entry (headers only), or -1 when it cannot be read or is damaged there. */
 static int64_t sealed_segment_end(const char *dir, int64_t base)
 {
-    file_map_t log, idx;
+    segment_map_t log, idx;
     segment_scan_t scan = {.error = -1};
     uint64_t pos = 0;
 
-    if (file_map_open(dir, base, ".log", &log) == 0 &&
-        file_map_open(dir, base, ".index", &idx) == 0) {
+    if (segment_map(dir, base, ".log", true, &log) == 0 &&
+        segment_map(dir, base, ".index", true, &idx) == 0) {
         if (idx.len >= SEGMENT_INDEX_ENTRY_BYTES)
             pos = shoal__get_be32(idx.data + idx.len - idx.len % SEGMENT_INDEX_ENTRY_BYTES -
                                   SEGMENT_INDEX_ENTRY_BYTES + 4);
         if (pos > log.len)
             pos = 0;
         segment_scan_bytes(log.data + pos, log.len - pos, base, false, NULL, NULL, &scan);
-        file_map_close(&idx);
+        segment_unmap(&idx);
     }
-    file_map_close(&log);
+    segment_unmap(&log);
     return scan.error == 0 ? scan.next_offset : -1;
 }
 
@@ -1412,20 +1370,20 @@ out_range:
 static int segment_time_search(const char *dir, int64_t base, int64_t ts, int64_t *from,
                                int64_t *offset)
 {
-    file_map_t log, idx = {0}, tidx = {0};
+    segment_map_t log, idx = {0}, tidx = {0};
     int64_t end = base, found;
-    int rc = file_map_open(dir, base, ".log", &log);
+    int rc = segment_map(dir, base, ".log", true, &log);
 
     if (rc == 0)
-        rc = file_map_open(dir, base, ".index", &idx);
+        rc = segment_map(dir, base, ".index", true, &idx);
     if (rc == 0)
-        rc = file_map_open(dir, base, ".timeindex", &tidx);
+        rc = segment_map(dir, base, ".timeindex", true, &tidx);
     found = rc < 0 ? rc
                    : segment_find_timestamp(log.data, log.len, base, idx.data, idx.len, tidx.data,
                                             tidx.len, ts, &end);
-    file_map_close(&tidx);
-    file_map_close(&idx);
-    file_map_close(&log);
+    segment_unmap(&tidx);
+    segment_unmap(&idx);
+    segment_unmap(&log);
     if (found >= 0)
         *offset = found;
     else if (found == SHOAL_EOFFSET)
