@@ -732,13 +732,16 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *         this consumer read them (it fell off the tail, or a producer needed the slot it
  *         held); its position was moved per auto_offset_reset (earliest: the oldest record
  *         left; latest: the log end) and the next poll goes on from there.
- *         One partition's error never holds the others back: a poll returns it once (or,
- *         when other partitions already gave it records, the next poll does, so records are
- *         never withheld), and while that partition goes on failing the same way at the
- *         same position later polls pass over it as caught up: the other partitions' records
- *         keep coming, and a poll with nothing to read waits out its timeout (-1: for ever,
- *         even when every partition has failed). Each poll still tries it, so it reads on
- *         once the cause is gone; after shoal_consumer_seek() its error is returned again.
+ *         One partition's error never holds the others back: a poll returns it (or, when
+ *         other partitions already gave it records, the next poll does, so records are
+ *         never withheld). An error that lasts (SHOAL_ENOTOPIC, SHOAL_ECORRUPT,
+ *         SHOAL_ENOPARTITION) is returned once: while that partition goes on failing the
+ *         same way at the same position later polls pass over it as caught up, the other
+ *         partitions' records keep coming, and a poll with nothing to read waits out its
+ *         timeout (-1: for ever, even when every partition has failed). Each poll still
+ *         tries it, so it reads on once the cause is gone; after shoal_consumer_seek() its
+ *         error is returned again. One that may pass by itself (SHOAL_ENODAEMON,
+ *         SHOAL_ECLOSED, -EMFILE, -ENOMEM) is returned by every poll that meets it.
  *         So a deleted topic's partitions say SHOAL_ENOTOPIC once each (leave it with
  *         shoal_consumer_unassign()), and a damaged batch SHOAL_ECORRUPT once (seek past it).
  * A subscribed group consumer (shoal_consumer_subscribe) also runs the group protocol

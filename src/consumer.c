@@ -770,17 +770,29 @@ static bool part_error_shown(const struct consumer_part *cp, int rc)
     return rc == cp->shown && cp->position == cp->shown_pos;
 }
 
+/* Whether an error stays while nothing changes (the topic deleted, damage or a gap at this
+ * position), unlike one that may pass by itself (no daemon, no descriptors, no memory). */
+static bool part_error_lasts(int rc)
+{
+    return rc == SHOAL_ENOTOPIC || rc == SHOAL_ECORRUPT || rc == SHOAL_ENOPARTITION;
+}
+
+/* Return rc for cp; a lasting one is noted as shown (see consumer_fill). */
 static int part_error_show(struct consumer_part *cp, int rc)
 {
-    cp->shown = rc;
-    cp->shown_pos = cp->position;
+    if (part_error_lasts(rc)) {
+        cp->shown = rc;
+        cp->shown_pos = cp->position;
+    }
     return rc;
 }
 
 /* Fill out[] from the partitions in turn, starting where the last poll left off. A failing
- * partition never holds the others back: its error is returned once, by this poll when no
- * records came before it, else by a later one (pending), and after that it counts as
- * caught up while it keeps failing that way (part_error_shown). */
+ * partition never holds the others back: its error is returned by this poll when no
+ * records came before it, else by a later one (pending). An error that lasts is returned
+ * once, and after that the partition counts as caught up while it keeps failing that way
+ * (part_error_shown); one that may pass is returned again, so that a waiting poll never
+ * sleeps through the moment it is gone (no append may come to wake it). */
 static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
 {
     int total = 0, err = 0;

@@ -1845,6 +1845,35 @@ INTEG_TEST(test_a_client_and_its_handles_carry_on_after_the_daemon_restarts)
     shoal_producer_close(p);
 }
 
+/* A consumer reading old segments when shoald stops gets its error at each poll, not once:
+ * a failure that may pass is not taken for caught up, where a waiting poll would sleep
+ * until the next append (none may come) instead of reading on once the daemon is back. */
+INTEG_TEST(test_a_disk_reader_is_told_each_poll_while_the_daemon_is_away)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    const int64_t n = 2000; /* segments behind a two-slot ring */
+    shoal_consumer_t *k;
+    shoal_record_t recs[64];
+    int64_t next = 0;
+    int rc = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "away", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "away", 0, 0, n, SHOAL_ACKS_DISK), 0);
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "away", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, "away", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    assert_int_equal(read_on(k, &next, 100), 0);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    while (rc >= 0) /* the rest of the segment it holds, then the next one needs shoald */
+        if ((rc = shoal_poll(k, recs, 64, 2000)) > 0)
+            next += rc;
+    assert_true(rc == SHOAL_ENODAEMON || rc == SHOAL_ECLOSED);
+    assert_true(shoal_poll(k, recs, 64, 300) < 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(read_on(k, &next, n), 0);
+    shoal_consumer_close(k);
+}
+
 struct list_call {
     shoal_client_t *c;
     int rc;
@@ -3353,6 +3382,7 @@ int main(void)
         T(test_a_poll_that_does_not_wait_reads_a_backlog_across_segments_without_zeros),
         T(test_appends_continue_while_the_daemon_is_killed_and_restarted),
         T(test_a_client_and_its_handles_carry_on_after_the_daemon_restarts),
+        T(test_a_disk_reader_is_told_each_poll_while_the_daemon_is_away),
         T(test_a_request_whose_response_was_lost_is_eclosed_and_the_next_call_reconnects),
         T(test_a_client_does_not_reconnect_to_another_instance_at_its_path),
         T(test_a_client_opened_by_a_relative_path_reconnects_after_chdir),
