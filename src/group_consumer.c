@@ -98,6 +98,7 @@ struct cgroup {
     struct pend pend[CGROUP_PEND_MAX]; /* requests sent, responses not read yet */
     size_t npend;
     size_t nasync;       /* asynchronous commits among them */
+    size_t lost_commits; /* ones a broken connection took unanswered: report_lost_commits() */
     bool stalled;        /* a call timed out and no response came since */
     uint32_t joins;      /* rejoin attempts so far */
     bool hb_pending;     /* a heartbeat is in pend */
@@ -204,6 +205,7 @@ static void conn_drop(struct cgroup *g)
     shoal_client_close(g->conn);
     g->conn = NULL;
     g->npend = 0;
+    g->lost_commits += g->nasync;
     g->nasync = 0;
     g->hb_pending = false;
     g->hb_status = 0;
@@ -316,6 +318,20 @@ static void conn_dispatch(shoal_consumer_t *c, struct cgroup *g, const struct pe
         g->on_commit(g->cb_arg, c, status);
     else if (e->kind == PEND_HEARTBEAT)
         heartbeat_done(g, e, status);
+}
+
+/* Every asynchronous commit's result goes to on_commit: those whose connection broke
+ * before their answer came get SHOAL_ECLOSED (they may or may not have been stored). */
+static void report_lost_commits(shoal_consumer_t *c, struct cgroup *g)
+{
+    for (; g->lost_commits > 0; g->lost_commits--) {
+        SHOAL_ERR(SHOAL_ECLOSED,
+                  "group %s: the connection to shoald broke before this "
+                  "commit's answer came",
+                  g->group_id);
+        if (g->on_commit)
+            g->on_commit(g->cb_arg, c, SHOAL_ECLOSED);
+    }
 }
 
 /* Read the responses that come by deadline_ns until pend holds at most keep requests
@@ -1043,6 +1059,7 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
     for (;;) {
         int n, slice, rc = maintain(c, g, poll_slice(g, timeout_ms, deadline));
 
+        report_lost_commits(c, g);
         slice = poll_slice(g, timeout_ms, deadline); /* what maintain left of it */
         /* A retry loop around poll must not spin, on a missing daemon or a broken assignor. */
         if ((rc == SHOAL_ENODAEMON || (rc < 0 && g->assign_failed)) && slice > 0)
@@ -1252,6 +1269,8 @@ void cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited)
             ctl_writer_release(&w);
         }
     }
+    if (!inherited)
+        report_lost_commits(c, g);
     shoal_client_close(g->conn);
     free_assigned(g);
     for (size_t i = 0; i < g->ntopics; i++)

@@ -801,6 +801,31 @@ INTEG_TEST(test_async_commits_report_through_on_commit_and_are_stored)
     shoal_client_close(cl);
 }
 
+/* Asynchronous commits whose connection breaks before their answers (shoald stopped, then
+ * killed) still each reach on_commit, with SHOAL_ECLOSED: an application counting its
+ * callbacks used to wait for ever. */
+INTEG_TEST(test_async_commits_cut_off_by_a_dead_daemon_still_report)
+{
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+
+    member_of_eight(f, "cut", "cutoff", on_commit, &cl, &c);
+    atomic_store(&commit_results[0], 0);
+    atomic_store(&commit_results[1], 0);
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(shoal_commit_async(c, NULL, 0), 0);
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    for (int i = 0; i < 20 && atomic_load(&commit_results[1]) < 3; i++)
+        (void)shoal_poll(c, recs, 8, 50);
+    assert_int_equal(atomic_load(&commit_results[0]), 0);
+    assert_int_equal(atomic_load(&commit_results[1]), 3);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 static int commit_order[64];
 static _Atomic int commit_order_n;
 
@@ -1850,6 +1875,7 @@ int main(void)
         T(test_a_member_fenced_before_its_offset_fetch_rejoins_inside_poll),
         T(test_member_silent_past_session_timeout_loses_partitions_and_rejoins),
         T(test_async_commits_report_through_on_commit_and_are_stored),
+        T(test_async_commits_cut_off_by_a_dead_daemon_still_report),
         T(test_async_commits_answer_in_order_when_one_is_refused),
         T(test_polls_keep_their_timeout_while_the_daemon_is_stopped),
         T(test_group_admin_and_bad_input_get_specific_errors),
