@@ -973,7 +973,7 @@ void server_close(server_t *s)
      * logged) as if their processes had ended. */
     group_coord_close(s->groups);
     s->groups = NULL;
-    server_jobs_reap(s, false, true); /* creates finish: their topics exist */
+    server_jobs_reap(s, true, true); /* creates finish, answered: their topics exist */
     while (s->nconns > 0)
         conn_close(s, s->conns[s->nconns - 1]);
     if (s->spare_fd >= 0)

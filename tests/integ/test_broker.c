@@ -397,6 +397,20 @@ INTEG_TEST(test_a_slow_create_holds_up_neither_clients_nor_the_flusher)
     assert_int_equal(shoal_topic_describe(f->c, "slow", &info), 0);
     shoal_topic_info_free(info);
     shoal_producer_close(p);
+
+    /* A stop waits for a create in progress and answers it: the topic exists. */
+    sc = (struct slow_create){.socket = f->d.socket};
+    assert_int_equal(shoal_topic_delete(f->c, "slow"), 0);
+    assert_int_equal(pthread_create(&th, NULL, create_slowly, &sc), 0);
+    for (being_created = false; !being_created; usleep(5000))
+        being_created = shoal_topic_describe(f->c, "slow", &info) == SHOAL_ENOTOPIC &&
+                        strstr(shoal_errmsg(), "still being created") != NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(sc.rc, 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(shoal_topic_describe(f->c, "slow", &info), 0);
+    shoal_topic_info_free(info);
 }
 
 INTEG_TEST(test_topic_create_rejects_bad_names_and_configs_with_specific_codes)
