@@ -427,8 +427,9 @@ static int broker_lock_topic(broker_t *b, const char *name, dtopic_t **t)
         return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
     pthread_rwlock_wrlock(&b->lock);
     if (!(*t = broker_find(b, name))) {
+        int rc = broker_no_topic(b, name);
         pthread_rwlock_unlock(&b->lock);
-        return broker_no_topic(b, name);
+        return rc;
     }
     return 0;
 }

@@ -60,8 +60,8 @@ int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
 
 /* Call with the registry lock held (read or write). NULL when missing. */
 dtopic_t *broker_find(broker_t *b, const char *name);
-/* SHOAL_ENOTOPIC for a name broker_find() missed, saying whether the store knows the topic
- * (recovery left it out) or not. */
+/* With the registry lock held: SHOAL_ENOTOPIC for a name broker_find() missed, saying
+ * whether it is being created, or the store knows it (recovery left it out), or neither. */
 int broker_no_topic(broker_t *b, const char *name);
 
 /* The flusher's wait between passes. While some partition has work (dpart_idle_until),

@@ -306,8 +306,9 @@ static int find_topic(server_t *s, const char *name, dtopic_t **t)
         return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
     pthread_rwlock_rdlock(&s->b->lock);
     if (!(*t = broker_find(s->b, name))) {
+        int rc = broker_no_topic(s->b, name);
         pthread_rwlock_unlock(&s->b->lock);
-        return broker_no_topic(s->b, name);
+        return rc;
     }
     return 0;
 }
