@@ -96,9 +96,12 @@ static int client_roundtrip(shoal_client_t *c, ctl_writer_t *w, client_reply_t *
     rc = ctlsock_send(c->fd, w->buf, w->len, NULL, 0);
     *unsent = rc < 0;
     if (rc == SHOAL_ECLOSED &&
-        ctlsock_recv_frame(c->fd, &got, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS, 0) == 0 &&
-        got.type == CTL_RESPONSE && got.seq == 0) /* it said why before it closed */
-        rc = connection_refused(rep, got.len);
+        ctlsock_recv_frame(c->fd, &got, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS, 0) == 0) {
+        if (got.type == CTL_RESPONSE && got.seq == 0) /* it said why before it closed */
+            rc = connection_refused(rep, got.len);
+        else /* not this request's: the retry must not find it in rep */
+            client_reply_release(rep);
+    }
     if (rc < 0) {
         client_drop(c); /* part of a frame may have gone: never reuse the stream */
         return rc;

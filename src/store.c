@@ -149,18 +149,19 @@ static void reserve_room(store_t *st)
 
     if (mdb_env_get_fd(st->env, &fd) != 0 || fstat(fd, &st_file) != 0)
         return;
-    st->reserved_to = st_file.st_size;
     if (fstatvfs(fd, &fs) == 0) /* a small filesystem gives a 64th of itself at most */
         len = SHOAL_MIN(len, (off_t)(fs.f_blocks / 64 * fs.f_frsize));
     for (; len >= STORE_RESERVE_MIN; len /= 4) { /* and less when that much is not free */
-        int rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, st_file.st_size, len) == 0 ? 0 : errno;
-        if (rc == 0)
+        if (fallocate(fd, FALLOC_FL_KEEP_SIZE, st_file.st_size, len) == 0) {
             st->reserved_to = st_file.st_size + len;
-        else if (rc == EOPNOTSUPP) /* not again at every commit */
-            st->reserved_to = st_file.st_size + STORE_RESERVE_MIN;
-        if (rc != ENOSPC)
             return;
+        }
+        if (errno != ENOSPC)
+            break;
     }
+    /* None could be had (a full disk, a filesystem that cannot preallocate): try again once
+     * the file has grown a little, not at every commit. */
+    st->reserved_to = st_file.st_size + STORE_RESERVE_MIN;
 }
 
 /* Commit txn (which frees it either way), then renew the reserve when the file has grown

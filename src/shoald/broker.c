@@ -63,7 +63,14 @@ static bool store_knows(broker_t *b, const char *name)
 struct broker_creating {
     char name[SHOAL_TOPIC_NAME_MAX + 1];
     uint64_t shm_bytes; /* what its rings take */
+    size_t files;       /* what its disk partitions keep open once written */
 };
+
+/* Files a topic's disk partitions keep open once written: each segment's three. */
+static size_t topic_files(const shoal_topic_config_t *cfg)
+{
+    return cfg->storage == SHOAL_STORAGE_DISK ? 3 * (size_t)cfg->partitions : 0;
+}
 
 static struct broker_creating *creating_find(const broker_t *b, const char *name)
 {
@@ -84,6 +91,15 @@ static uint64_t creating_shm_bytes(const broker_t *b)
     uint64_t sum = 0;
     for (size_t i = 0; i < b->ncreating; i++)
         sum += b->creating[i].shm_bytes;
+    return sum;
+}
+
+/* ... and the files they will keep open. */
+static size_t creating_files(const broker_t *b)
+{
+    size_t sum = 0;
+    for (size_t i = 0; i < b->ncreating; i++)
+        sum += b->creating[i].files;
     return sum;
 }
 
@@ -296,14 +312,14 @@ static size_t fds_open(void)
 /* Whether a new topic's partitions leave descriptors to serve clients: a disk partition
  * keeps its segment's three files open once written, and a daemon whose creates took them
  * all could attach no producer or consumer to its existing topics. 0 or -EMFILE. */
-static int check_fd_room(const char *name, const shoal_topic_config_t *cfg)
+static int check_fd_room(const broker_t *b, const char *name, const shoal_topic_config_t *cfg)
 {
     struct rlimit rl;
-    size_t open_now, need = cfg->storage == SHOAL_STORAGE_DISK ? 3 * (size_t)cfg->partitions : 0;
+    size_t open_now, need = topic_files(cfg);
 
     if (need == 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
         return 0;
-    open_now = fds_open();
+    open_now = fds_open() + creating_files(b); /* theirs are not open yet */
     if (open_now + need + FD_RESERVE <= rl.rlim_cur)
         return 0;
     return SHOAL_ERR(-EMFILE,
@@ -327,7 +343,7 @@ static int create_check(broker_t *b, const char *name, const shoal_topic_config_
     if (cfg->storage == SHOAL_STORAGE_DISK &&
         (rc = check_no_segments(b, name, cfg->partitions)) < 0)
         return rc;
-    if ((rc = check_fd_room(name, cfg)) < 0)
+    if ((rc = check_fd_room(b, name, cfg)) < 0)
         return rc;
     return check_shm_room(b, name, cfg);
 }
@@ -343,6 +359,7 @@ static int creating_add(broker_t *b, const char *name, const shoal_topic_config_
     v = &b->creating[b->ncreating++];
     snprintf(v->name, sizeof(v->name), "%s", name);
     v->shm_bytes = (uint64_t)cfg->partitions * cfg->ring_slots * cfg->segment_bytes;
+    v->files = topic_files(cfg);
     return 0;
 }
 
