@@ -574,13 +574,20 @@ static int conn_answer(server_t *s, struct conn *c, const ctl_header_t *h, const
 }
 
 /* Reply to a frame whose header is unusable, then give up on the connection. */
+/* Send fd a response to no request (type 0, sequence 0): the daemon's word on the
+ * connection itself, before it closes it. libshoal returns it as its call's failure. */
+static void send_unrequested(server_t *s, int fd, int status, const char *detail)
+{
+    ctl_response_begin(&s->out, 0, 0, status, detail);
+    if (ctl_frame_end(&s->out) == 0)
+        (void)ctlsock_send(fd, s->out.buf, s->out.len, NULL, 0);
+}
+
 static void conn_reject(server_t *s, struct conn *c, int status)
 {
     log_limited(&s->bad_frame_log, LOG_WARN, "client pid %d sent a bad frame header: %s; closing",
                 (int)c->pid, shoal_errmsg());
-    ctl_response_begin(&s->out, 0, 0, status, shoal_errmsg());
-    if (ctl_frame_end(&s->out) == 0)
-        ctlsock_send(c->fd, s->out.buf, s->out.len, NULL, 0);
+    send_unrequested(s, c->fd, status, shoal_errmsg());
 }
 
 /* Whether a request of this type may run now, with what the connection has parked. */
@@ -679,9 +686,7 @@ static void server_refuse(server_t *s, int fd, const char *why)
                 SERVER_MAX_CONNS);
     snprintf(detail, sizeof(detail), "shoald refuses new clients: %s (%zu connections open)", why,
              s->nconns);
-    ctl_response_begin(&s->out, 0, 0, SHOAL_ELIMIT, detail);
-    if (ctl_frame_end(&s->out) == 0)
-        (void)ctlsock_send(fd, s->out.buf, s->out.len, NULL, 0);
+    send_unrequested(s, fd, SHOAL_ELIMIT, detail);
     close(fd);
 }
 
