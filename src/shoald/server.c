@@ -176,8 +176,8 @@ static bool job_start(server_t *s, struct conn *c, const char *name,
     return true;
 }
 
-/* Answer the jobs that are done (reply: false at close, when nobody waits any more), or
- * wait for every job (all). */
+/* Take the jobs that are done (all: every job, waiting for those still running), and
+ * answer them when reply. */
 static void server_jobs_reap(server_t *s, bool reply, bool all)
 {
     uint64_t n;
@@ -187,7 +187,7 @@ static void server_jobs_reap(server_t *s, bool reply, bool all)
     for (;;) {
         struct job **at, *j = NULL;
         pthread_mutex_lock(&s->jobs_lock);
-        for (at = &s->jobs; *at && !j; at = &(*at)->next)
+        for (at = &s->jobs; *at; at = &(*at)->next)
             if ((*at)->done || all) {
                 j = *at;
                 *at = j->next;
