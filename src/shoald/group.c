@@ -119,7 +119,8 @@ struct group_coord {
     size_t noffs, offs_cap;
     struct pending_commit *commits;
     size_t ncommits, commits_cap;
-    ctl_writer_t w; /* bodies of parked responses */
+    ctl_writer_t w;      /* bodies of parked responses */
+    int64_t tick_due_ns; /* when group_tick() asked to run next; 0 when it did not */
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -1590,14 +1591,43 @@ static void tick_group(group_coord_t *gc, struct group *g, int64_t now)
     }
 }
 
+/* A pass later than group_tick() asked for means shoald itself did not run (SIGSTOP, a
+ * suspended VM, a debugger, a slow pass): members' heartbeats may be waiting unread in
+ * their sockets. Lateness past this is forgiven; past a second it is logged too. */
+#define GROUP_LATE_NS  (GROUP_TICK_MS * 1000000LL)
+#define GROUP_STALL_NS 1000000000LL
+
+/* Time shoald did not run is not counted against members: their silence and the phase
+ * deadlines move on by the stall, as timers restart on a new coordinator in Kafka. */
+static void forgive_stall(group_coord_t *gc, int64_t now)
+{
+    int64_t gap = now - gc->tick_due_ns;
+
+    if (gc->tick_due_ns == 0 || gap < GROUP_LATE_NS)
+        return;
+    if (gap >= GROUP_STALL_NS)
+        log_notice("groups: shoald did not run for %lld ms; members' timeouts do not count it",
+                   (long long)(gap / 1000000));
+    for (size_t i = 0; i < gc->ngroups; i++) {
+        struct group *g = gc->groups[i];
+        g->deadline_ns += gap;
+        for (size_t k = 0; k < g->nmembers; k++) {
+            struct gmember *m = g->members[k];
+            m->last_seen_ns = m->last_seen_ns + gap < now ? m->last_seen_ns + gap : now;
+        }
+    }
+}
+
 int group_tick(group_coord_t *gc, int64_t now_ns)
 {
     bool members = false;
+    forgive_stall(gc, now_ns);
     group_commits_flush(gc);
     for (size_t i = 0; i < gc->ngroups; i++) {
         tick_group(gc, gc->groups[i], now_ns);
         members |= gc->groups[i]->nmembers > 0;
     }
+    gc->tick_due_ns = members ? now_ns + GROUP_TICK_MS * 1000000LL : 0;
     return members ? GROUP_TICK_MS : -1;
 }
 

@@ -1079,6 +1079,40 @@ INTEG_TEST(test_polls_keep_their_timeout_while_the_daemon_is_stopped)
     shoal_client_close(cl);
 }
 
+/* A daemon stopped longer than a member's session timeout (SIGSTOP, a suspended VM, a
+ * debugger) did not hear the member's heartbeats because it was not running, not because
+ * the member went quiet: the member keeps its place. Before, the first pass after SIGCONT
+ * could expire members whose queued heartbeats it had not read yet (a rebalance for
+ * nothing). */
+INTEG_TEST(test_a_stopped_daemon_does_not_expire_its_members)
+{
+    shoal_topic_config_t cfg = topic_cfg(2);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int32_t gen;
+    int got = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "napping", &cfg), 0);
+    member_options(&o, "napping", 0);
+    o.session_timeout_ms = 600;
+    o.heartbeat_interval_ms = 100;
+    assert_int_equal(open_member(&cl, &c, &o, "napping"), 0);
+    assert_true(poll_until(c, a_holds_two, 5000));
+    gen = generation_of(f->c, "napping");
+
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    (void)worst_poll(c, 1500, 100, &got); /* 2.5 session timeouts */
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+    (void)worst_poll(c, 500, 50, &got);
+    assert_true(a_holds_two());
+    assert_int_equal(generation_of(f->c, "napping"), gen);
+    assert_false(harness_daemon_log_contains(&f->d, "session timeout"));
+    assert_true(harness_daemon_log_contains(&f->d, "did not run for"));
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 /* ------------------------------------------------------------------ fork */
 
 static int close_inherited_member(void *arg)
@@ -1878,6 +1912,7 @@ int main(void)
         T(test_async_commits_cut_off_by_a_dead_daemon_still_report),
         T(test_async_commits_answer_in_order_when_one_is_refused),
         T(test_polls_keep_their_timeout_while_the_daemon_is_stopped),
+        T(test_a_stopped_daemon_does_not_expire_its_members),
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good),
