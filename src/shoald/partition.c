@@ -529,7 +529,9 @@ static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir
                      shoal_strerror(rc), shoal__is_code(rc) ? ": " : "",
                      shoal__is_code(rc) ? shoal_errmsg() : "");
         else if (!is_disk(p))
-            log_notice("%s-%u: memory topic lost its ring (reboot?): starting empty", topic, id);
+            log_notice("%s-%u: memory topic has no shared ring (the host restarted, or its create "
+                       "was cut off): starting empty",
+                       topic, id);
     }
     return ring_rebuild(p, &ds);
 }
