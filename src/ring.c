@@ -944,7 +944,7 @@ int ring_wait_flushed(ring_t *r, int64_t offset, int timeout_ms)
          * for is flush_wanted, set first, so it is seen by the time the count moves: a
          * count left raised by a waiter that was killed asks for nothing more. */
         ring_want_flushed(ctl, offset + 1);
-        atomic_fetch_add(&ctl->flush_waiters, 1);
+        atomic_fetch_add(&ctl->flush_waiters, SHM_FLUSH_ARRIVE);
         shoal__futex_wake((_Atomic uint32_t *)&ctl->flush_waiters, 1);
         if (atomic_load(&ctl->flushed_offset) <= offset)
             shoal__futex_wait(&ctl->flush_seq, seen, (int)SHOAL_MIN(left_ms, 100));

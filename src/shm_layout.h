@@ -101,7 +101,7 @@ struct shm_ctl {
     _Atomic int64_t flushed_offset;   /* every offset below is fsynced to disk */
     _Atomic int64_t high_watermark;   /* replicated up to here (replication issue) */
     _Atomic uint32_t flush_seq;       /* futex: bumped when flushed_offset moves */
-    _Atomic uint32_t flush_waiters;   /* producers waiting for ACKS_DISK */
+    _Atomic uint32_t flush_waiters;   /* ACKS_DISK waiters: SHM_FLUSH_WAITING() */
     _Atomic int32_t daemon_pid;       /* the shoald that flushes this ring */
     _Atomic int32_t flush_error;      /* -errno of the last failed disk write, 0 if fine */
     /* the largest flushed_offset an ACKS_DISK waiter has asked for, 0 if none: the flusher
@@ -121,6 +121,15 @@ struct shm_ctl {
 
     struct shm_slot slots[SHM_MAX_SLOTS];
 };
+
+/* shm_ctl.flush_waiters, the word the flusher sleeps on: its low 16 bits count the
+ * ACKS_DISK waiters, its high 16 bits their arrivals (mod 2^16). A waiter arrives by adding
+ * SHM_FLUSH_ARRIVE and leaves by subtracting 1, so the word does not come back to a value
+ * the flusher loaded when one waiter leaves and another arrives: with a bare count it did,
+ * and the flusher slept through the newcomer's wake-up until its tick. An older library
+ * adds 1: still a count, as the daemon reads it. */
+#define SHM_FLUSH_ARRIVE        0x10001u
+#define SHM_FLUSH_WAITING(word) ((word)&0xffffu)
 
 /* A reader's pin: (slot + 1) << 32 | gen, or 0 for none. */
 #define SHM_PIN(slot, gen) ((((uint64_t)(slot) + 1) << 32) | (uint32_t)(gen))

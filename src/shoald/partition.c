@@ -613,7 +613,7 @@ static int flusher_sync(dpart_t *p, bool seal)
     if (atomic_load(&ctl->flushed_offset) != p->synced_offset) {
         atomic_store(&ctl->flushed_offset, p->synced_offset);
         atomic_fetch_add(&ctl->flush_seq, 1);
-        if (atomic_load(&ctl->flush_waiters) > 0)
+        if (SHM_FLUSH_WAITING(atomic_load(&ctl->flush_waiters)) > 0)
             shoal__futex_wake(&ctl->flush_seq, INT32_MAX);
     }
     flusher_drop_cache(p, seal);
@@ -1112,7 +1112,7 @@ bool dpart_fsync_wanted(dpart_t *p, uint32_t flush_waiters)
 
     if (!dpart_has_unsynced(p))
         return false;
-    return p->synced_offset < wanted || (wanted == 0 && flush_waiters != 0);
+    return p->synced_offset < wanted || (wanted == 0 && SHM_FLUSH_WAITING(flush_waiters) != 0);
 }
 
 int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms)

@@ -475,7 +475,7 @@ static void test_daemon_rests_despite_waiter_counts_left_by_dead_producers(void 
     assert_int_equal(shoal_topic_create(client, "stuck-mem", &mem), 0);
     disk_ctl = harness_map_ctl(&daemon_, "stuck-disk");
     mem_ctl = harness_map_ctl(&daemon_, "stuck-mem");
-    atomic_fetch_add(&disk_ctl->flush_waiters, 1); /* as a killed waiter leaves them */
+    atomic_fetch_add(&disk_ctl->flush_waiters, SHM_FLUSH_ARRIVE); /* as a killed waiter does */
     atomic_fetch_add(&mem_ctl->space_waiters, 1);
     expect_daemon_rests();
 
@@ -483,7 +483,7 @@ static void test_daemon_rests_despite_waiter_counts_left_by_dead_producers(void 
     o.acks = SHOAL_ACKS_DISK;
     assert_int_equal(shoal_producer_open(client, "stuck-disk", &o, &p), 0);
     assert_int_equal(shoal_send(p, &m, NULL), 0); /* fsynced, with the stale count still 1 */
-    assert_int_equal(atomic_load(&disk_ctl->flush_waiters), 1);
+    assert_int_equal(SHM_FLUSH_WAITING(atomic_load(&disk_ctl->flush_waiters)), 1);
     shoal_producer_close(p);
     munmap(disk_ctl, sizeof(*disk_ctl));
     munmap(mem_ctl, sizeof(*mem_ctl));

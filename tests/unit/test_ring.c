@@ -1208,7 +1208,7 @@ static void *flush_later(void *arg)
     sleep_ms(a->delay_ms);
     atomic_store(&ctl->flushed_offset, a->flushed);
     atomic_fetch_add(&ctl->flush_seq, 1);
-    if (atomic_load(&ctl->flush_waiters) > 0)
+    if (SHM_FLUSH_WAITING(atomic_load(&ctl->flush_waiters)) > 0)
         shoal__futex_wake(&ctl->flush_seq, INT32_MAX);
     return NULL;
 }
@@ -1227,7 +1227,7 @@ static void test_ring_wait_flushed_returns_once_the_flusher_passes_the_offset(vo
     assert_int_equal(pthread_join(t, NULL), 0);
     assert_true(waited >= 25);
     assert_true(waited < 1000);
-    assert_int_equal(atomic_load(&f->rd.ctl->flush_waiters), 0);
+    assert_int_equal(SHM_FLUSH_WAITING(atomic_load(&f->rd.ctl->flush_waiters)), 0);
     /* Already flushed: no wait at all. */
     t0 = now_ms();
     assert_int_equal(ring_wait_flushed(&f->w, 3, 2000), 0);
@@ -1246,7 +1246,58 @@ static void test_ring_wait_flushed_times_out_when_the_offset_is_not_flushed(void
     waited = now_ms() - t0;
     assert_true(waited >= 55);
     assert_true(waited < 5000); /* not for ever: a loaded machine has taken over 1 s */
-    assert_int_equal(atomic_load(&f->rd.ctl->flush_waiters), 0);
+    assert_int_equal(SHM_FLUSH_WAITING(atomic_load(&f->rd.ctl->flush_waiters)), 0);
+}
+
+typedef struct flush_waiter {
+    ring_t *r;
+    int64_t offset;
+    int rc;
+} flush_waiter_t;
+
+static void *wait_flushed(void *arg)
+{
+    flush_waiter_t *w = arg;
+    w->rc = ring_wait_flushed(w->r, w->offset, 5000);
+    return NULL;
+}
+
+/* The word the flusher sleeps on, once a waiter is in. */
+static uint32_t waiter_word_when_in(struct shm_ctl *ctl)
+{
+    uint32_t word;
+    while (SHM_FLUSH_WAITING(word = atomic_load(&ctl->flush_waiters)) == 0)
+        sleep_ms(1);
+    return word;
+}
+
+/* One ACKS_DISK waiter leaves and another arrives between the flusher's load of the word
+ * and its sleep: the word must differ from what the flusher loaded, or its futex wait
+ * sleeps through the newcomer's wake-up (up to a tick, 100 ms, with a bare count). */
+static void test_a_flush_waiter_arriving_changes_the_flushers_word(void **state)
+{
+    fx_t *f = *state;
+    struct shm_ctl *ctl = f->w.ctl;
+    flush_waiter_t a = {.r = &f->w, .offset = 4}, b = {.r = &f->w, .offset = 8};
+    flusher_arg_t flush_a = {.f = f, .flushed = 5};
+    pthread_t ta, tb, tf;
+    uint32_t loaded;
+
+    assert_int_equal(pthread_create(&ta, NULL, wait_flushed, &a), 0);
+    loaded = waiter_word_when_in(ctl); /* what the flusher would wait on */
+    assert_int_equal(pthread_create(&tf, NULL, flush_later, &flush_a), 0);
+    assert_int_equal(pthread_join(ta, NULL), 0);
+    assert_int_equal(pthread_join(tf, NULL), 0);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(SHM_FLUSH_WAITING(atomic_load(&ctl->flush_waiters)), 0);
+
+    assert_int_equal(pthread_create(&tb, NULL, wait_flushed, &b), 0);
+    assert_int_not_equal(waiter_word_when_in(ctl), loaded);
+    assert_int_equal(shoal__futex_wait(&ctl->flush_waiters, loaded, 1000), 0); /* no sleep */
+    flush_a.flushed = 9;
+    flush_later(&flush_a);
+    assert_int_equal(pthread_join(tb, NULL), 0);
+    assert_int_equal(b.rc, 0);
 }
 
 /* ------------------------------------------------------------------ concurrency */
@@ -1427,6 +1478,7 @@ int main(void)
         T(test_ring_sleepers_count_once_and_an_append_wakes_the_flusher, disk2),
         T(test_ring_wait_flushed_returns_once_the_flusher_passes_the_offset, disk2),
         T(test_ring_wait_flushed_times_out_when_the_offset_is_not_flushed, disk2),
+        T(test_a_flush_waiter_arriving_changes_the_flushers_word, disk2),
         T(test_ring_concurrent_producers_and_a_reader_see_every_record_once, disk4),
 #undef T
     };
