@@ -18,6 +18,13 @@
  * payload away too) the position in the stream is unknown: the caller closes the
  * connection.
  *
+ * Two ways to send: ctlsock_send() writes a whole frame, waiting for room when the socket
+ * is full (a client's blocking socket waits in the kernel; a non-blocking one up to
+ * SEND_STALL_MS each time), for clients, whose calls wait for their answer anyway;
+ * ctlsock_send_nowait() makes one sendmsg() that never waits and says how much went, for
+ * the daemon, which must not wait for any one client: it keeps the rest, and the
+ * descriptors when no byte went, in its output queue (src/shoald/outq.c).
+ *
  * A stale socket file (the daemon died without unlinking it) is detected by connecting to
  * it: refused means nobody listens, so the file is replaced. Two daemons racing through
  * that check could both replace it; the daemon's instance lock, not this file, is what
@@ -35,8 +42,8 @@
 
 #include "util.h"
 
-/* How long a send on a non-blocking socket waits for the peer to drain its buffer before
- * giving up: a client that stops reading must not stall the daemon for ever. */
+/* How long ctlsock_send() on a non-blocking socket waits for the peer to drain its buffer
+ * before giving up: a peer that stops reading must not hold the sender for ever. */
 #define SEND_STALL_MS 5000
 
 typedef union {
@@ -189,8 +196,10 @@ static int wait_writable(int fd)
     return n == 0 ? SHOAL_ERR(-ETIMEDOUT, "control socket: peer stopped reading") : 0;
 }
 
-/* One sendmsg() of buf, with the descriptors when nfds > 0. Bytes sent or a code. */
-static ssize_t send_some(int fd, const uint8_t *buf, size_t len, const int *fds, size_t nfds)
+/* One sendmsg() of buf (flags: 0 or MSG_DONTWAIT), with the descriptors when nfds > 0,
+ * again after EINTR. Bytes sent or -errno. */
+static ssize_t send_some(int fd, const uint8_t *buf, size_t len, const int *fds, size_t nfds,
+                         int flags)
 {
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
@@ -208,7 +217,9 @@ static ssize_t send_some(int fd, const uint8_t *buf, size_t len, const int *fds,
         cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
         memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
     }
-    n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    do {
+        n = sendmsg(fd, &msg, MSG_NOSIGNAL | flags);
+    } while (n < 0 && errno == EINTR);
     return n < 0 ? -errno : n;
 }
 
@@ -220,9 +231,7 @@ int ctlsock_send(int fd, const void *buf, size_t len, const int *fds, size_t nfd
     if (nfds > CTL_MAX_FDS || (nfds > 0 && len == 0))
         return SHOAL_ERR(-EINVAL, "control socket: %zu fds with %zu bytes", nfds, len);
     while (len > 0) {
-        n = send_some(fd, p, len, fds, nfds);
-        if (n == -EINTR)
-            continue;
+        n = send_some(fd, p, len, fds, nfds, 0);
         if (n == -EAGAIN || n == -EWOULDBLOCK) {
             int rc = wait_writable(fd);
             if (rc < 0)
@@ -238,6 +247,22 @@ int ctlsock_send(int fd, const void *buf, size_t len, const int *fds, size_t nfd
         len -= (size_t)n;
     }
     return 0;
+}
+
+ssize_t ctlsock_send_nowait(int fd, const void *buf, size_t len, const int *fds, size_t nfds)
+{
+    ssize_t n;
+
+    if (nfds > CTL_MAX_FDS || len == 0)
+        return SHOAL_ERR(-EINVAL, "control socket: %zu fds with %zu bytes", nfds, len);
+    n = send_some(fd, buf, len, fds, nfds, MSG_DONTWAIT);
+    if (n == -EWOULDBLOCK)
+        return -EAGAIN;
+    if (n == -EPIPE || n == -ECONNRESET)
+        return SHOAL_ERR(SHOAL_ECLOSED, "control socket: peer closed the connection");
+    if (n < 0)
+        return SHOAL_ERR((int)n, "control socket: sendmsg: %s", strerror((int)-n));
+    return n;
 }
 
 /* ------------------------------------------------------------------ receive */

@@ -33,9 +33,18 @@ bool ctlsock_unlink(const char *path, const ctlsock_file_t *id);
  * there (no file, or connection refused), -ENAMETOOLONG, or -errno. */
 int ctlsock_connect(const char *path);
 
-/* Send all of buf, with nfds descriptors attached to its first byte. MSG_NOSIGNAL.
- * 0, SHOAL_ECLOSED (peer gone), or -errno. */
+/* Send all of buf, with nfds descriptors attached to its first byte. MSG_NOSIGNAL. On a
+ * full socket it waits for the peer to read (a non-blocking socket 5 s at most for each
+ * stall, then -ETIMEDOUT): for clients, whose calls wait anyway; the daemon, which must
+ * not, uses ctlsock_send_nowait(). 0, SHOAL_ECLOSED (peer gone), -ETIMEDOUT, or -errno. */
 int ctlsock_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds);
+
+/* One sendmsg() of buf that never waits, for the daemon's non-blocking sockets
+ * (MSG_DONTWAIT): nfds descriptors go with buf's first byte, and with it only if at least
+ * that byte is taken. Returns the bytes the socket took (> 0: the descriptors went with
+ * them), -EAGAIN when it took none (the descriptors are still the caller's to send),
+ * SHOAL_ECLOSED (peer gone), or -errno. len must be > 0. */
+ssize_t ctlsock_send_nowait(int fd, const void *buf, size_t len, const int *fds, size_t nfds);
 
 /* One recvmsg(): up to cap bytes into buf; received descriptors (made CLOEXEC) are stored
  * in fds[*nfds..max_fds) and *nfds advanced; descriptors beyond max_fds are closed.
