@@ -16,7 +16,24 @@
  * Replies may be larger than requests (CTL_MAX_REPLY against CTL_MAX_PAYLOAD): the topic
  * and group lists grow with the broker. A reply that still cannot be built (over the limit,
  * or no memory for it) is answered with an error saying so, and logged, rather than by
- * closing the connection, which the client could not tell from a daemon gone. */
+ * closing the connection, which the client could not tell from a daemon gone.
+ *
+ * Sending never waits for a client: one client that does not read must not hold up the
+ * others, group heartbeats and joins, or finished creates. Each connection has an output
+ * queue (outq.c): a reply, an answer to a parked request (server_reply) or the daemon's
+ * last word (conn_reject) goes out with one non-blocking sendmsg(), and what the socket
+ * does not take waits there, with its descriptors if none of it went, while EPOLLOUT is
+ * armed; the loop writes it as the client reads. Meanwhile the connection is back-pressured:
+ * none of its frames runs, which keeps its responses in request order and its queue to the
+ * reply that did not fit plus answers to requests parked before it; and its socket is read
+ * only until SERVER_INPUT_PAUSE_BYTES wait, so a client that sends without reading fills
+ * its own socket, not the daemon's memory. Replies that make no progress for
+ * SERVER_SEND_STALL_MS close the connection, from the loop's timer (server_sweep), with a
+ * rate-limited warning; a client gone (EPIPE, ECONNRESET, a hang-up) is closed without one.
+ * A connection is never closed from inside server_reply(), whose callers are in the middle
+ * of their own work: a failure there marks it, and the loop closes it. At end of file a
+ * connection stays until the replies it is owed are out (a client may shut its side and
+ * read), then closes. */
 #include "server.h"
 
 #include <errno.h>
@@ -35,6 +52,7 @@
 #include "ctlsock.h"
 #include "group.h"
 #include "log.h"
+#include "outq.h"
 #include "util.h"
 
 #define SERVER_MAX_CONNS        1024
@@ -44,6 +62,16 @@
 /* Writers that grew past this for one large reply are freed after it, so that the daemon
  * does not keep tens of MiB for a topic list it rarely sends. */
 #define SERVER_WRITER_KEEP_BYTES (1u << 20)
+/* A connection whose replies have not moved for this long is closed: its client stopped
+ * reading. It is what ctlsock_send() waited before the replies were queued, long enough
+ * for a client busy elsewhere (a consumer handling a batch, a process paused by a debugger
+ * for a moment) and short enough that a stuck one soon gives back the memory and the
+ * descriptors its replies hold. $SHOALD_TEST_SEND_STALL_MS shortens it for the tests. */
+#define SERVER_SEND_STALL_MS 5000
+/* While replies wait, a connection's socket is read only until this much input waits:
+ * its frames cannot run before the replies are out, and a client that sends without
+ * reading then finds its own socket full, instead of the daemon buffering for it. */
+#define SERVER_INPUT_PAUSE_BYTES SERVER_READ_CHUNK
 
 struct conn {
     int fd;
@@ -62,6 +90,11 @@ struct conn {
     uint8_t *in;
     size_t len;
     size_t cap;
+    outq_t out;      /* replies the socket has not taken yet; while any wait, no frame runs */
+    uint32_t events; /* armed in the epoll set (conn_arm) */
+    bool eof;        /* the peer sent end of file: frames that waited run, then it closes */
+    bool closing;    /* the daemon's last word is queued: close once it is out */
+    bool dead;       /* close now, dropping what waits (the peer is gone, or a send failed) */
 };
 
 struct server {
@@ -78,9 +111,11 @@ struct server {
     log_limit_t refused_log;     /* refused for lack of room: one per window */
     log_limit_t not_allowed_log; /* a peer not allowed to use the broker */
     log_limit_t bad_frame_log;   /* a bad frame header */
-    log_limit_t reply_log;       /* a reply that could not be built */
+    log_limit_t reply_log;       /* a reply that could not be built, sent, or was not read */
     uint32_t reply_max;          /* CTL_MAX_REPLY, or less for the tests (server_open) */
+    int stall_ms;                /* SERVER_SEND_STALL_MS, or less for the tests */
     uint64_t next_conn_id;
+    bool sweep; /* a connection may be done, or has replies waiting: server_sweep() looks */
     group_coord_t *groups;
     uint16_t cur_type; /* the request being dispatched */
     uint32_t cur_seq;
@@ -474,8 +509,86 @@ static void conn_close(server_t *s, struct conn *c)
     close(c->fd);
     s->conns[c->slot] = s->conns[--s->nconns];
     s->conns[c->slot]->slot = c->slot;
+    outq_release(&c->out); /* replies never taken, and the descriptors of one */
     shoal__free(c->in);
     shoal__free(c);
+}
+
+/* Whether c's socket may be read: not once it ended or failed, nor while replies wait and
+ * enough input waits behind them (SERVER_INPUT_PAUSE_BYTES). */
+static bool conn_reading(const struct conn *c)
+{
+    if (c->dead || c->closing || c->eof)
+        return false;
+    return outq_is_empty(&c->out) || c->len < SERVER_INPUT_PAUSE_BYTES;
+}
+
+/* Whether c may answer its next frame: replies go out in order, one frame's after the
+ * last's, and none is built while earlier ones wait (back-pressure). */
+static bool conn_may_answer(const struct conn *c)
+{
+    return !c->dead && !c->closing && outq_is_empty(&c->out);
+}
+
+/* Whether c is to be closed now. At end of file the connection stays while its replies
+ * go out, and the frames that waited behind them run (a client may send its requests,
+ * shut its side down and read the answers); those behind a parked request do not. */
+static bool conn_done(const struct conn *c)
+{
+    return c->dead || ((c->closing || c->eof) && outq_is_empty(&c->out));
+}
+
+/* Give up on c: it is closed when the loop gets to it, with what waits for it. A client
+ * gone (SHOAL_ECLOSED) needs no word; any other failure to send is logged. */
+static void conn_fail(server_t *s, struct conn *c, int rc)
+{
+    if (!c->dead && rc != SHOAL_ECLOSED)
+        log_limited(&s->reply_log, LOG_WARN,
+                    "pid %d: a reply could not be sent (%s); closing the connection", (int)c->pid,
+                    shoal_errmsg());
+    c->dead = true;
+    s->sweep = true;
+}
+
+/* Arm what c waits for in the epoll set: EPOLLIN while it may read, EPOLLOUT while replies
+ * wait. The loop's next pass sees the change. */
+static void conn_arm(server_t *s, struct conn *c)
+{
+    struct epoll_event ev = {.events = 0, .data.ptr = c};
+
+    if (c->dead)
+        return;
+    ev.events = (conn_reading(c) ? EPOLLIN : 0) | (outq_is_empty(&c->out) ? 0 : EPOLLOUT);
+    if (ev.events == c->events)
+        return;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+        conn_fail(s, c, SHOAL_ERR(-errno, "epoll_ctl: %s", strerror(errno)));
+        return;
+    }
+    c->events = ev.events;
+}
+
+/* Send the frame in s->out to c, with nfds descriptors (owned from here on, whatever
+ * happens), behind the replies that wait: the socket takes what it can now, and the rest
+ * waits for EPOLLOUT. Never blocks. A failure gives up on c (conn_fail). */
+static void conn_send(server_t *s, struct conn *c, const int *fds, size_t nfds)
+{
+    bool idle = outq_is_empty(&c->out);
+    int rc;
+
+    if (c->dead || c->closing) { /* nothing more is sent on it */
+        for (size_t i = 0; i < nfds; i++)
+            close(fds[i]);
+        return;
+    }
+    if ((rc = outq_send(&c->out, c->fd, &s->out, fds, nfds)) < 0) {
+        conn_fail(s, c, rc);
+        return;
+    }
+    if (idle && !outq_is_empty(&c->out)) {
+        s->sweep = true; /* server_sweep() times its stall */
+        conn_arm(s, c);
+    }
 }
 
 static int dispatch(server_t *s, struct conn *c, const ctl_header_t *h, const uint8_t *payload,
@@ -539,55 +652,56 @@ static void writer_trim(ctl_writer_t *w)
         ctl_writer_release(w);
 }
 
-/* Answer one request. Returns 0, or < 0 when the connection must be closed. */
-static int conn_answer(server_t *s, struct conn *c, const ctl_header_t *h, const uint8_t *payload)
+/* Answer one request; a failure to reply gives up on c (c->dead). */
+static void conn_answer(server_t *s, struct conn *c, const ctl_header_t *h, const uint8_t *payload)
 {
     int fds[CTL_MAX_FDS];
     size_t nfds = 0;
     uint64_t replies = c->replies;
     int status = dispatch(s, c, h, payload, fds, &nfds);
-    int rc;
 
     if (status == SERVER_PARKED && c->replies == replies && h->type == CTL_GROUP_COMMIT)
         c->parked_commits++;
     else if (status == SERVER_PARKED && c->replies == replies) /* not answered already */
         c->parked_other++;
     if (status == SERVER_PARKED)
-        return 0;
-    rc = response_build(s, c, h->type, h->seq, &status,
-                        shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(status), &s->body);
-    if (rc == 0)
-        rc = ctlsock_send(c->fd, s->out.buf, s->out.len, status == 0 ? fds : NULL,
-                          status == 0 ? nfds : 0);
-    if (rc < 0 && rc != SHOAL_ECLOSED) /* a client gone needs no word; a stuck one does */
-        log_limited(&s->reply_log, LOG_WARN,
-                    "pid %d request %u: its reply could not be sent (%s); closing the "
-                    "connection",
-                    (int)c->pid, h->type, shoal_errmsg());
+        return;
+    if (response_build(s, c, h->type, h->seq, &status,
+                       shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(status), &s->body) < 0)
+        conn_fail(s, c, SHOAL_ERR(-ENOMEM, "no memory for an error response"));
+    else if (status == 0) { /* the descriptors go with the reply */
+        conn_send(s, c, fds, nfds);
+        nfds = 0;
+    } else {
+        conn_send(s, c, NULL, 0);
+    }
     writer_trim(&s->out);
     writer_trim(&s->body);
-    for (size_t i = 0; i < nfds; i++)
+    for (size_t i = 0; i < nfds; i++) /* of a reply that became an error */
         close(fds[i]);
     if (status < 0 && status != SHOAL_EDENIED)
         log_debug("pid %d request %u: %s", (int)c->pid, h->type, shoal_errmsg());
-    return rc;
 }
 
-/* Reply to a frame whose header is unusable, then give up on the connection. */
-/* Send fd a response to no request (type 0, sequence 0): the daemon's word on the
- * connection itself, before it closes it. libshoal returns it as its call's failure. */
-static void send_unrequested(server_t *s, int fd, int status, const char *detail)
+/* Build in s->out a response to no request (type 0, sequence 0): the daemon's word on the
+ * connection itself, before it closes it. libshoal returns it as its call's failure.
+ * 0 or < 0 when it could not be built. */
+static int unrequested_build(server_t *s, int status, const char *detail)
 {
     ctl_response_begin(&s->out, 0, 0, status, detail);
-    if (ctl_frame_end(&s->out) == 0)
-        (void)ctlsock_send(fd, s->out.buf, s->out.len, NULL, 0);
+    return ctl_frame_end(&s->out);
 }
 
+/* Reply to a frame whose header is unusable, then give up on the connection: it closes
+ * once the replies before that word, and the word, are out. */
 static void conn_reject(server_t *s, struct conn *c, int status)
 {
     log_limited(&s->bad_frame_log, LOG_WARN, "client pid %d sent a bad frame header: %s; closing",
                 (int)c->pid, shoal_errmsg());
-    send_unrequested(s, c->fd, status, shoal_errmsg());
+    if (unrequested_build(s, status, shoal_errmsg()) == 0)
+        conn_send(s, c, NULL, 0);
+    c->closing = true;
+    s->sweep = true;
 }
 
 /* Whether a request of this type may run now, with what the connection has parked. */
@@ -596,58 +710,97 @@ static bool conn_may_run(const struct conn *c, uint16_t type)
     return c->parked_other == 0 && (c->parked_commits == 0 || type == CTL_GROUP_COMMIT);
 }
 
-/* Handle every whole frame in c->in that may run. Returns < 0 to close the connection. */
-static int conn_process(server_t *s, struct conn *c)
+/* Handle every whole frame in c->in that may run: until one must wait behind a parked
+ * request, or replies wait to go out (conn_may_answer). A bad header rejects the
+ * connection (c->closing). */
+static void conn_process(server_t *s, struct conn *c)
 {
     size_t at = 0;
-    int rc = 0;
-    while (c->len - at >= CTL_HEADER_BYTES) {
+    while (c->len - at >= CTL_HEADER_BYTES && conn_may_answer(c)) {
         ctl_header_t h;
-        rc = ctl_header_decode(c->in + at, &h);
+        int rc = ctl_header_decode(c->in + at, &h);
         if (rc == 0 && h.len > CTL_MAX_PAYLOAD) /* a response's size, in a request */
             rc = SHOAL_ERR(SHOAL_EPROTO, "control frame: payload of %u bytes exceeds %u",
                            (unsigned)h.len, (unsigned)CTL_MAX_PAYLOAD);
         if (rc < 0) {
             conn_reject(s, c, rc);
-            return rc;
+            break;
         }
         if (c->len - at < CTL_HEADER_BYTES + (size_t)h.len || !conn_may_run(c, h.type))
             break;
-        if ((rc = conn_answer(s, c, &h, c->in + at + CTL_HEADER_BYTES)) < 0)
-            return rc;
+        conn_answer(s, c, &h, c->in + at + CTL_HEADER_BYTES);
         at += CTL_HEADER_BYTES + h.len;
     }
     memmove(c->in, c->in + at, c->len - at);
     c->len -= at;
-    return 0;
 }
 
-static int conn_read(server_t *s, struct conn *c)
+/* Read what c's socket holds and run the frames as they come, until it would block or c
+ * may read no more (conn_reading). End of file sets c->eof, a failure c->dead. */
+static void conn_read(server_t *s, struct conn *c)
 {
-    for (;;) {
+    while (conn_reading(c)) {
         size_t nfds = 0;
         ssize_t n;
         if (c->cap - c->len < SERVER_READ_CHUNK &&
             c->cap < CTL_HEADER_BYTES + CTL_MAX_PAYLOAD + SERVER_READ_CHUNK) {
             size_t cap = c->cap ? c->cap * 2 : SERVER_READ_CHUNK * 2;
             uint8_t *in = shoal__realloc(c->in, cap);
-            if (!in)
-                return -ENOMEM;
+            if (!in) {
+                c->dead = true;
+                return;
+            }
             c->in = in;
             c->cap = cap;
         }
-        if (c->len == c->cap) /* only while parked: a client sends one request at a time */
-            return SHOAL_ERR(SHOAL_EPROTO, "pid %d sent %zu bytes of requests while one waited",
-                             (int)c->pid, c->len);
+        if (c->len == c->cap) { /* only while parked: a client sends one request at a time */
+            c->dead = true;
+            return;
+        }
         n = ctlsock_recv(c->fd, c->in + c->len, c->cap - c->len, NULL, &nfds, 0);
         if (n == -EAGAIN)
-            return 0;
-        if (n <= 0)
-            return n == 0 ? SHOAL_ECLOSED : (int)n;
+            return;
+        if (n <= 0) {
+            c->eof = n == 0;
+            c->dead = n < 0;
+            return;
+        }
         c->len += (size_t)n;
-        if (conn_process(s, c) < 0)
-            return SHOAL_EPROTO;
+        conn_process(s, c);
     }
+}
+
+/* Write what waits for c; once all is out, the frames that waited behind it run. */
+static void conn_flush(server_t *s, struct conn *c)
+{
+    int rc = outq_flush(&c->out, c->fd);
+
+    if (rc < 0)
+        conn_fail(s, c, rc);
+    else if (outq_is_empty(&c->out))
+        conn_process(s, c);
+}
+
+/* After c's turn in the loop: close it if it is done, else arm what it waits for. */
+static void conn_settle(server_t *s, struct conn *c)
+{
+    if (conn_done(c))
+        conn_close(s, c);
+    else
+        conn_arm(s, c);
+}
+
+/* One epoll event of c. A hang-up (the peer closed: it reads no more) still lets the
+ * frames it sent before run, as they would have, then closes the connection. */
+static void conn_event(server_t *s, struct conn *c, uint32_t events)
+{
+    if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && !outq_is_empty(&c->out))
+        conn_flush(s, c);
+    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && conn_reading(c))
+        conn_read(s, c);
+    if (events & (EPOLLHUP | EPOLLERR))
+        c->dead = true;
+    conn_settle(s, c);
 }
 
 #define PEER_GROUPS_MAX 256
@@ -673,10 +826,10 @@ static bool peer_allowed(const server_t *s, int fd, const struct conn *c)
     return gid >= 0 && (c->gid == (gid_t)gid || peer_in_group(fd, (gid_t)gid));
 }
 
-/* A client refused for lack of room: logged at most once a window, with how many were. */
-/* Refuse a client just accepted on fd (non-blocking): log it (rate-limited), tell the
- * client why in a response to no request, which libshoal returns as the failure of its
- * call, then close it. */
+/* Refuse a client just accepted on fd (non-blocking): log it (rate-limited; "refusing
+ * clients" at most once a window), tell the client why in a response to no request, which
+ * libshoal returns as the failure of its call, then close it. The word goes out with one
+ * send that does not wait: the socket is new, its buffer empty. */
 static void server_refuse(server_t *s, int fd, const char *why)
 {
     char detail[160];
@@ -686,7 +839,8 @@ static void server_refuse(server_t *s, int fd, const char *why)
                 SERVER_MAX_CONNS);
     snprintf(detail, sizeof(detail), "shoald refuses new clients: %s (%zu connections open)", why,
              s->nconns);
-    send_unrequested(s, fd, SHOAL_ELIMIT, detail);
+    if (unrequested_build(s, SHOAL_ELIMIT, detail) == 0)
+        (void)ctlsock_send_nowait(fd, s->out.buf, s->out.len, NULL, 0);
     close(fd);
 }
 
@@ -724,6 +878,8 @@ static void server_accept(server_t *s)
         }
         c->fd = fd;
         c->id = ++s->next_conn_id;
+        c->events = ev.events;
+        outq_init(&c->out);
         if (ctlsock_peer_cred(fd, &c->pid, &c->uid, &c->gid) == 0)
             c->allowed = peer_allowed(s, fd, c);
         ev.data.ptr = c;
@@ -831,6 +987,20 @@ static uint32_t server_reply_max(void)
     return (uint32_t)n;
 }
 
+/* SERVER_SEND_STALL_MS, or the shorter time in $SHOALD_TEST_SEND_STALL_MS (ms), with which
+ * the tests see a client that stopped reading closed sooner. */
+static int server_stall_ms(void)
+{
+    const char *v = getenv("SHOALD_TEST_SEND_STALL_MS");
+    unsigned long n = v ? strtoul(v, NULL, 10) : 0;
+
+    if (n == 0 || n >= SERVER_SEND_STALL_MS)
+        return SERVER_SEND_STALL_MS;
+    log_warn("SHOALD_TEST_SEND_STALL_MS=%lu: clients that stop reading are closed after %lu ms", n,
+             n);
+    return (int)n;
+}
+
 int server_open(server_t **out, broker_t *b)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
@@ -849,6 +1019,7 @@ int server_open(server_t **out, broker_t *b)
     s->bad_frame_log.burst = SERVER_CLIENT_LOG_BURST;
     s->reply_log.burst = SERVER_CLIENT_LOG_BURST;
     s->reply_max = server_reply_max();
+    s->stall_ms = server_stall_ms();
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ctl_writer_init(&s->out);
     ctl_writer_init(&s->body);
@@ -895,10 +1066,42 @@ static bool server_resume(server_t *s)
             continue;
         c->resume = false;
         ran = true;
-        if (conn_process(s, c) < 0)
-            conn_close(s, c);
+        conn_process(s, c);
+        conn_settle(s, c);
     }
     return ran;
+}
+
+/* Close the connections that are done (conn_done: a failure, or an end whose replies are
+ * out), and those whose replies have not moved for SERVER_SEND_STALL_MS: their clients
+ * stopped reading. Closing one may answer others (a group's members), which may fail them
+ * in turn: the pass repeats until none did. Returns the ms until the next stall deadline,
+ * or -1 when no connection has replies waiting. */
+static int server_sweep(server_t *s, int64_t now_ns)
+{
+    int64_t next_ns = -1;
+
+    while (s->sweep) {
+        s->sweep = false;
+        next_ns = -1;
+        for (size_t i = s->nconns; i-- > 0;) { /* conn_close moves the last entry here */
+            struct conn *c = s->conns[i];
+            int64_t due_ns = c->out.moved_ns + (int64_t)s->stall_ms * 1000000;
+            if (!conn_done(c) && !outq_is_empty(&c->out) && now_ns >= due_ns) {
+                log_limited(&s->reply_log, LOG_WARN,
+                            "pid %d has not read its replies for %d ms (%zu bytes wait); "
+                            "closing the connection",
+                            (int)c->pid, s->stall_ms, outq_bytes(&c->out));
+                c->dead = true;
+            }
+            if (conn_done(c))
+                conn_close(s, c);
+            else if (!outq_is_empty(&c->out) && (next_ns < 0 || due_ns < next_ns))
+                next_ns = due_ns;
+        }
+    }
+    s->sweep = next_ns >= 0;
+    return next_ns < 0 ? -1 : (int)((next_ns - now_ns + 999999) / 1000000);
 }
 
 int server_run(server_t *s, volatile sig_atomic_t *stop, int wake_fd, void (*on_wake)(void *),
@@ -909,13 +1112,12 @@ int server_run(server_t *s, volatile sig_atomic_t *stop, int wake_fd, void (*on_
 
     if (wake_fd >= 0 && epoll_ctl(s->epfd, EPOLL_CTL_ADD, wake_fd, &wev) < 0)
         return -errno;
-    int timeout_ms = GROUP_TICK_MS;
+    int timeout_ms = GROUP_TICK_MS, stall_ms;
 
     while (!*stop) {
         int n = epoll_wait(s->epfd, evs, 64, timeout_ms);
         for (int i = 0; i < n && !*stop; i++) {
             struct conn *c = evs[i].data.ptr;
-            int rc;
             if (evs[i].data.ptr == &wev) {
                 on_wake(arg);
                 continue;
@@ -928,15 +1130,17 @@ int server_run(server_t *s, volatile sig_atomic_t *stop, int wake_fd, void (*on_
                 server_accept(s);
                 continue;
             }
-            rc = conn_read(s, c);
-            if (rc < 0)
-                conn_close(s, c);
+            conn_event(s, c, evs[i].events);
         }
         /* commit batches, timeouts; idle, only requests and wake_fd (signals, the main
          * thread's 1 s tick) end the wait */
         timeout_ms = group_tick(s->groups, shoal__mono_ns());
         if (timeout_ms < 0 && wake_fd < 0)
             timeout_ms = SERVER_IDLE_MS;
+        /* before the resume: closing a connection may answer requests of others */
+        stall_ms = server_sweep(s, shoal__mono_ns());
+        if (stall_ms >= 0 && (timeout_ms < 0 || stall_ms < timeout_ms))
+            timeout_ms = stall_ms;
         if (server_resume(s))
             timeout_ms = 0; /* what they parked is answered by the next group_tick */
     }
@@ -955,7 +1159,7 @@ void server_reply(server_t *s, const server_req_t *req, int status, const char *
         return;
     if (response_build(s, c, req->type, req->seq, &status,
                        detail && *detail ? detail : shoal_strerror(status), body) == 0)
-        ctlsock_send(c->fd, s->out.buf, s->out.len, NULL, 0);
+        conn_send(s, c, NULL, 0); /* behind what waits; closing it is the loop's job */
     writer_trim(&s->out);
     c->replies++;
     if (req->type == CTL_GROUP_COMMIT && c->parked_commits)
@@ -980,8 +1184,12 @@ void server_close(server_t *s)
     group_coord_close(s->groups);
     s->groups = NULL;
     server_jobs_reap(s, true, true); /* creates finish, answered: their topics exist */
-    while (s->nconns > 0)
-        conn_close(s, s->conns[s->nconns - 1]);
+    while (s->nconns > 0) {          /* what the sockets take now goes out; nothing waits */
+        struct conn *c = s->conns[s->nconns - 1];
+        if (!c->dead)
+            (void)outq_flush(&c->out, c->fd);
+        conn_close(s, c);
+    }
     if (s->spare_fd >= 0)
         close(s->spare_fd);
     if (s->listen_fd >= 0) {

@@ -42,8 +42,10 @@ typedef struct server_req {
 
 /* Answer a parked request: status, a detail (NULL: shoal_strerror(status) when failing)
  * and, on status 0, the response fields in body (may be NULL). Dropped quietly when the
- * connection has closed meanwhile. The requests that waited behind it run after the
- * current pass of the server loop. */
+ * connection has closed (or is closing) meanwhile. Never waits for the client: what its
+ * socket does not take waits in the connection's output queue, behind earlier replies; a
+ * connection this fails is closed by the loop, not here. The requests that waited behind
+ * it run after the current pass of the server loop. */
 void server_reply(server_t *s, const server_req_t *req, int status, const char *detail,
                   const ctl_writer_t *body);
 
