@@ -205,7 +205,9 @@ SHOAL_EXTERN const char *shoal_default_socket(void);
  * @param[out] out          the client, or NULL on failure.
  * @return 0, or SHOAL_ENODAEMON (nothing listening at the path), SHOAL_ELIMIT (shoald
  *         refuses new clients: 1,024 connections open, or it is out of descriptors; the
- *         detail says which), SHOAL_EVERSION, SHOAL_EPROTO, -ENOMEM, -errno.
+ *         detail says which), SHOAL_ETIMEDOUT (shoald took the connection but did not
+ *         answer within 30 s: stopped or hung), SHOAL_EVERSION, SHOAL_EPROTO, -ENOMEM,
+ *         -errno.
  * Ownership: the caller closes the client with shoal_client_close(), after closing every
  * producer and consumer opened on it. Thread-safety: the returned client may be used from
  * any thread; calls on it are serialised internally.
@@ -804,7 +806,8 @@ SHOAL_EXTERN bool shoal_group_id_is_valid(const char *group_id);
  * kept in the subscription and gets partitions once it is created and a rebalance runs.
  * @return 0, or SHOAL_EGROUPID (missing or invalid group id), SHOAL_ENAME, SHOAL_EINVAL
  *         (n == 0, already subscribed, or partitions assigned by hand), SHOAL_ENODAEMON,
- *         SHOAL_ECLOSED, -ENOMEM. Thread-safety: one thread per consumer handle. */
+ *         SHOAL_ECLOSED, SHOAL_ETIMEDOUT (shoald did not answer the group connection's
+ *         handshake within 30 s), -ENOMEM. Thread-safety: one thread per consumer handle. */
 SHOAL_EXTERN int shoal_consumer_subscribe(shoal_consumer_t *consumer, const char *const *topics,
                                           size_t n);
 

@@ -14,7 +14,16 @@
  * connection, since that request never arrived. A request that was sent and whose
  * response was lost is not repeated: it may have been carried out, so the call fails
  * SHOAL_ECLOSED and the next one reconnects. All of it runs under the client's mutex, so
- * threads sharing a client see one connection at a time. */
+ * threads sharing a client see one connection at a time.
+ *
+ * A daemon that does not answer (stopped with SIGSTOP, hung) still takes connections into
+ * its listen backlog, so a reconnect would only wait again, in the handshake. A call that
+ * gives up waiting (30 s; a consumer's segment lookup, its poll's time) therefore keeps the
+ * connection and leaves its request *late*: shoald answers a connection in order, so the
+ * next call reads that answer first (within its own time) and drops it, or uses it when
+ * it asks the same segment lookup again, then sends its own. A new connection's HELLO that
+ * is not answered in the caller's time is late the same way. So at most one request is
+ * late, and no call waits past its deadline, for the mutex either. */
 #include "client.h"
 
 #include <errno.h>
@@ -22,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctlsock.h"
@@ -29,6 +39,7 @@
 #include "util.h"
 
 #define CLIENT_TIMEOUT_MS 30000
+#define CLIENT_FRAME_MS   5000 /* the rest of a response that has begun to arrive */
 
 const char *shoal_default_socket(void)
 {
@@ -48,12 +59,23 @@ void client_reply_release(client_reply_t *rep)
 
 /* ------------------------------------------------------------------ the connection */
 
+/* Forget the late request (c->mu held). */
+static void client_forget_late(shoal_client_t *c)
+{
+    c->late_seq = 0;
+    c->late_type = 0;
+    shoal__free(c->late_frame);
+    c->late_frame = NULL;
+    c->late_len = 0;
+}
+
 /* Close the connection; the next call connects again. c->mu held. */
 static void client_drop(shoal_client_t *c)
 {
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
+    client_forget_late(c);
 }
 
 /* The response's status, with the daemon's detail in shoal_errmsg() when it failed. */
@@ -79,59 +101,172 @@ static int connection_refused(client_reply_t *rep, uint32_t len)
     return SHOAL_ERR(rc < 0 ? rc : SHOAL_EPROTO, "%s", detail[0] ? detail : "closed by shoald");
 }
 
-/* Send the request in w on the current connection and receive its response (c->mu held).
- * A failure that leaves the stream out of step closes the connection. *unsent is set when
- * the send failed: the daemon never had the whole frame, so it did nothing. */
-static int client_roundtrip(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep, bool *unsent)
+/* Stamp the request in w (built without a sequence number) with the connection's next one,
+ * its header into *h, and send it (c->mu held). A failure closes the connection: the
+ * daemon never had the whole frame, so it did nothing; when it closed the connection it
+ * may have said why first, and that is returned. */
+static int client_send(shoal_client_t *c, ctl_writer_t *w, ctl_header_t *h)
 {
-    ctl_header_t sent, got;
-    int rc;
+    client_reply_t rep;
+    ctl_header_t got;
+    int rc = ctl_header_decode(w->buf, h);
 
-    /* The frame was built without a sequence number: stamp this connection's next. */
-    rc = ctl_header_decode(w->buf, &sent);
     if (rc < 0)
         return rc;
-    sent.seq = ++c->seq;
-    ctl_header_encode(w->buf, &sent);
+    h->seq = ++c->seq;
+    ctl_header_encode(w->buf, h);
     rc = ctlsock_send(c->fd, w->buf, w->len, NULL, 0);
-    *unsent = rc < 0;
-    if (rc == SHOAL_ECLOSED &&
-        ctlsock_recv_frame(c->fd, &got, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS, 0) == 0) {
-        if (got.type == CTL_RESPONSE && got.seq == 0) /* it said why before it closed */
-            rc = connection_refused(rep, got.len);
-        else /* not this request's: the retry must not find it in rep */
-            client_reply_release(rep);
-    }
-    if (rc < 0) {
-        client_drop(c); /* part of a frame may have gone: never reuse the stream */
-        return rc;
-    }
-    rc = ctlsock_recv_frame(c->fd, &got, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS,
-                            CLIENT_TIMEOUT_MS);
-    if (rc == 0 && got.type == CTL_RESPONSE && got.seq == 0)
-        rc = connection_refused(rep, got.len);
-    else if (rc == 0 && (got.type != (sent.type | CTL_RESPONSE) || got.seq != sent.seq))
-        rc = SHOAL_ERR(SHOAL_EPROTO, "response type %u seq %u does not answer request %u/%u",
-                       got.type, got.seq, sent.type, sent.seq);
     if (rc == 0)
-        ctl_reader_init(&rep->r, rep->payload, got.len);
-    else if (rc != -ENOMEM && rc != -EMFILE) /* only then is the stream in step (ctlsock.h) */
+        return 0;
+    memset(&rep, 0, sizeof(rep));
+    if (rc == SHOAL_ECLOSED &&
+        ctlsock_recv_frame(c->fd, &got, &rep.payload, rep.fds, &rep.nfds, CTL_MAX_FDS, 0) == 0 &&
+        got.type == CTL_RESPONSE && got.seq == 0) /* it said why before it closed */
+        rc = connection_refused(&rep, got.len);
+    client_reply_release(&rep);
+    client_drop(c); /* part of a frame may have gone: never reuse the stream */
+    return rc;
+}
+
+/* Receive the next response (header into *got, rep ready to read) if it begins to arrive
+ * by deadline_ns (c->mu held): 0; SHOAL_ETIMEDOUT when none has (nothing was read, the
+ * stream is in step); or a failure, after which the connection is closed, but for -ENOMEM
+ * and -EMFILE (the frame was read whole: ctlsock.h). shoald writes each response whole, so
+ * one that has begun has its rest on the way. */
+static int client_recv(shoal_client_t *c, ctl_header_t *got, client_reply_t *rep,
+                       int64_t deadline_ns)
+{
+    int rc = ctlsock_wait_readable(c->fd, deadline_ns);
+
+    if (rc == SHOAL_ETIMEDOUT)
+        return rc;
+    if (rc == 0)
+        rc = ctlsock_recv_frame(c->fd, got, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS,
+                                CLIENT_FRAME_MS);
+    if (rc == SHOAL_ETIMEDOUT) /* not "no answer yet": the stream is out of step */
+        rc = SHOAL_ERR(SHOAL_ECLOSED, "a response from shoald stopped half-way");
+    if (rc == 0 && got->type == CTL_RESPONSE && got->seq == 0)
+        rc = connection_refused(rep, got->len);
+    if (rc == 0)
+        ctl_reader_init(&rep->r, rep->payload, got->len);
+    else if (rc != -ENOMEM && rc != -EMFILE)
         client_drop(c);
     return rc;
 }
 
-/* Connect and say hello (c->mu held, c->fd < 0). Once the client knows its daemon's
- * instance it refuses another's at the same path: its producers and consumers map that
- * instance's rings. 0, or the connect or hello error with the connection closed. */
-static int client_connect(shoal_client_t *c)
+/* Whether w (not stamped yet) asks what the late request asked: every byte but the
+ * header's last field, the sequence number. */
+static bool client_same_request(const shoal_client_t *c, const ctl_writer_t *w)
+{
+    return w && c->late_frame && w->len == c->late_len &&
+           memcmp(w->buf, c->late_frame, CTL_HEADER_BYTES - 4) == 0 &&
+           memcmp(w->buf + CTL_HEADER_BYTES, c->late_frame + CTL_HEADER_BYTES,
+                  w->len - CTL_HEADER_BYTES) == 0;
+}
+
+/* A call gave up waiting for the response to the request in w (header h): it is late, read
+ * by whichever call comes next (c->mu held). A segment lookup is kept: a poll that gave up
+ * on one asks the same again at its next try, and the late answer then serves it, so a
+ * daemon slower than a poll's timeout still gets a consumer onto its disk segment. (No
+ * copy when there is no memory: the next try sends again.) */
+static void client_note_late(shoal_client_t *c, const ctl_writer_t *w, const ctl_header_t *h)
+{
+    c->late_seq = h->seq;
+    c->late_type = h->type;
+    if (h->type == CTL_SEGMENT_OPEN && (c->late_frame = shoal__malloc(w->len))) {
+        memcpy(c->late_frame, w->buf, w->len);
+        c->late_len = w->len;
+    }
+}
+
+int client_hello_check(shoal_client_t *c, ctl_reader_t *r)
 {
     char instance[sizeof(c->instance)];
-    client_reply_t rep;
-    ctl_writer_t w;
-    bool unsent;
     int rc;
 
-    memset(&rep, 0, sizeof(rep));
+    (void)ctl_get_u32(r);
+    ctl_get_str(r, instance, sizeof(instance));
+    if ((rc = ctl_reader_finish(r)) < 0)
+        return rc;
+    if (c->instance[0] && strcmp(instance, c->instance) != 0)
+        return SHOAL_ERR(SHOAL_ENODAEMON,
+                         "shoald at %s is now instance '%s', not '%s' that this client was "
+                         "opened on",
+                         c->socket_path, instance, c->instance);
+    memcpy(c->instance, instance, sizeof(instance));
+    return 0;
+}
+
+/* Read the response to the late request if it comes by deadline_ns (c->mu held, a request
+ * late). A HELLO's makes the connection ready, or fails it. Another's is dropped, unless w
+ * is the same request again (client_note_late): then it is w's response, in rep, and
+ * *served is set. 0; SHOAL_ETIMEDOUT when it has not come (still late, the stream
+ * untouched); or a failure, with the connection closed. */
+static int client_catch_up(shoal_client_t *c, const ctl_writer_t *w, client_reply_t *rep,
+                           bool *served, int64_t deadline_ns)
+{
+    client_reply_t late;
+    ctl_header_t got;
+    uint16_t type = c->late_type;
+    uint32_t seq = c->late_seq;
+    bool same = client_same_request(c, w);
+    int rc;
+
+    memset(&late, 0, sizeof(late));
+    rc = client_recv(c, &got, &late, deadline_ns);
+    if (rc == SHOAL_ETIMEDOUT)
+        return rc;
+    client_forget_late(c);
+    if (rc == 0 && (got.type != (type | CTL_RESPONSE) || got.seq != seq))
+        rc = SHOAL_ERR(SHOAL_EPROTO, "response type %u seq %u does not answer request %u/%u",
+                       got.type, got.seq, type, seq);
+    if (rc == 0 && type == CTL_HELLO && (rc = reply_status(&late)) == 0)
+        rc = client_hello_check(c, &late.r);
+    if (rc == 0 && same) {
+        *rep = late;
+        *served = true;
+        return 0;
+    }
+    client_reply_release(&late);
+    if (rc < 0)
+        client_drop(c);
+    return rc;
+}
+
+/* Send the request in w on the current connection and receive its response by deadline_ns
+ * (c->mu held, nothing late). *unsent is set when the send failed: the daemon never had
+ * the whole frame, so it did nothing. A response that has not come by then leaves the
+ * request late, read by the next call: the connection stays, in step (a reconnect would
+ * only wait in the handshake of a daemon that does not answer). Any other failure that
+ * leaves the stream out of step closes the connection. */
+static int client_roundtrip(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep, bool *unsent,
+                            int64_t deadline_ns)
+{
+    ctl_header_t sent, got;
+    int rc = client_send(c, w, &sent);
+
+    *unsent = rc < 0;
+    if (rc < 0)
+        return rc;
+    rc = client_recv(c, &got, rep, deadline_ns);
+    if (rc == SHOAL_ETIMEDOUT) {
+        client_note_late(c, w, &sent);
+        return SHOAL_ERR(rc, "shoald did not answer in time (stopped or hung?)");
+    }
+    if (rc == 0 && (got.type != (sent.type | CTL_RESPONSE) || got.seq != sent.seq)) {
+        client_drop(c);
+        return SHOAL_ERR(SHOAL_EPROTO, "response type %u seq %u does not answer request %u/%u",
+                         got.type, got.seq, sent.type, sent.seq);
+    }
+    return rc;
+}
+
+int client_hello_send(shoal_client_t *c, uint32_t *seq)
+{
+    ctl_header_t h;
+    ctl_writer_t w;
+    int rc;
+
     c->fd = ctlsock_connect(c->socket_path);
     if (c->fd < 0) {
         rc = c->fd;
@@ -149,50 +284,94 @@ static int client_connect(shoal_client_t *c)
     ctl_put_str(&w, "libshoal " SHOAL_VERSION_STRING);
     rc = ctl_frame_end(&w);
     if (rc == 0)
-        rc = client_roundtrip(c, &w, &rep, &unsent);
+        rc = client_send(c, &w, &h);
     ctl_writer_release(&w);
-    if (rc == 0 && (rc = reply_status(&rep)) == 0) {
-        (void)ctl_get_u32(&rep.r);
-        ctl_get_str(&rep.r, instance, sizeof(instance));
-        rc = ctl_reader_finish(&rep.r);
-    }
-    client_reply_release(&rep);
-    if (rc == 0 && c->instance[0] && strcmp(instance, c->instance) != 0)
-        rc = SHOAL_ERR(SHOAL_ENODAEMON,
-                       "shoald at %s is now instance '%s', not '%s' that this client was "
-                       "opened on",
-                       c->socket_path, instance, c->instance);
     if (rc < 0) {
         client_drop(c);
         return rc;
     }
-    memcpy(c->instance, instance, sizeof(instance));
+    *seq = h.seq;
     return 0;
 }
 
-/* One request and its response (c->mu held). A connection an earlier call found broken
- * (shoald stopped or restarted) is made again first, and so is one whose send fails
- * because the daemon has closed it: that request never reached the daemon, so sending it
- * again on a new connection cannot do it twice. A request sent whose response was lost
- * fails SHOAL_ECLOSED: it may have been carried out, only the caller can tell whether to
- * repeat it. */
-static int client_exchange(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep)
+/* Connect and say hello (c->mu held, c->fd < 0), waiting for the answer until deadline_ns.
+ * Once the client knows its daemon's instance it refuses another's at the same path: its
+ * producers and consumers map that instance's rings. 0; SHOAL_ETIMEDOUT with the HELLO
+ * late (shoald accepted the connection but has not answered: stopped or hung), which the
+ * next call reads first; or the connect or hello error with the connection closed. */
+static int client_connect(shoal_client_t *c, int64_t deadline_ns)
 {
-    bool unsent = false;
-    int rc;
+    bool served = false;
+    uint32_t seq;
+    int rc = client_hello_send(c, &seq);
 
-    if (c->fd >= 0) {
-        rc = client_roundtrip(c, w, rep, &unsent);
-        if (rc != SHOAL_ECLOSED || !unsent)
-            return rc;
-    }
-    rc = client_connect(c);
-    if (rc == 0)
-        rc = client_roundtrip(c, w, rep, &unsent);
+    if (rc < 0)
+        return rc;
+    c->late_seq = seq;
+    c->late_type = CTL_HELLO;
+    rc = client_catch_up(c, NULL, NULL, &served, deadline_ns);
+    if (rc == SHOAL_ETIMEDOUT)
+        return SHOAL_ERR(rc,
+                         "shoald at %s took the connection but did not answer its handshake "
+                         "in time (stopped or hung?)",
+                         c->socket_path);
     return rc;
 }
 
-int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep)
+/* One request and its response, by deadline_ns (c->mu held). A response still due on the
+ * connection is read first (the handshake's, or one an earlier call gave up on). A
+ * connection an earlier call found broken (shoald stopped or restarted) is made again
+ * first, and so is one whose send fails because the daemon has closed it: that request
+ * never reached the daemon, so sending it again on a new connection cannot do it twice. A
+ * request sent whose response was lost fails SHOAL_ECLOSED: it may have been carried out,
+ * only the caller can tell whether to repeat it. */
+static int client_exchange(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep,
+                           int64_t deadline_ns)
+{
+    bool unsent = false, served = false;
+    int rc;
+
+    if (c->fd >= 0 && c->late_seq) {
+        rc = client_catch_up(c, w, rep, &served, deadline_ns);
+        if (rc == SHOAL_ETIMEDOUT)
+            return SHOAL_ERR(rc, "shoald has not answered an earlier request on this client yet "
+                                 "(stopped or hung?)");
+        if (rc < 0 && rc != SHOAL_ECLOSED) /* closed: connect again below */
+            return rc;
+        if (served)
+            return 0;
+    }
+    if (c->fd >= 0) {
+        rc = client_roundtrip(c, w, rep, &unsent, deadline_ns);
+        if (rc != SHOAL_ECLOSED || !unsent)
+            return rc;
+    }
+    rc = client_connect(c, deadline_ns);
+    if (rc == 0)
+        rc = client_roundtrip(c, w, rep, &unsent, deadline_ns);
+    return rc;
+}
+
+/* Take c->mu by deadline_ns: another thread's call may be waiting for a daemon that does
+ * not answer. */
+static int client_lock(shoal_client_t *c, int64_t deadline_ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(deadline_ns / 1000000000),
+                          .tv_nsec = (long)(deadline_ns % 1000000000)};
+    int rc = pthread_mutex_clocklock(&c->mu, CLOCK_MONOTONIC, &ts);
+
+    if (rc == ETIMEDOUT)
+        return SHOAL_ERR(SHOAL_ETIMEDOUT, "another thread's call on this client is still waiting "
+                                          "for shoald (stopped or hung?)");
+    return -rc;
+}
+
+static int64_t client_deadline(void)
+{
+    return shoal__mono_ns() + (int64_t)CLIENT_TIMEOUT_MS * 1000000;
+}
+
+int client_call_until(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep, int64_t deadline_ns)
 {
     int rc;
 
@@ -207,14 +386,20 @@ int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep)
     rc = ctl_frame_end(w);
     if (rc < 0)
         return rc;
-    pthread_mutex_lock(&c->mu);
-    rc = client_exchange(c, w, rep);
+    if ((rc = client_lock(c, deadline_ns)) < 0)
+        return rc;
+    rc = client_exchange(c, w, rep, deadline_ns);
     pthread_mutex_unlock(&c->mu);
     if (rc == 0)
         rc = reply_status(rep);
     if (rc < 0)
         client_reply_release(rep);
     return rc;
+}
+
+int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep)
+{
+    return client_call_until(c, w, rep, client_deadline());
 }
 
 /* The path to connect to for a socket path given relative to the working directory: the
@@ -242,12 +427,9 @@ static void client_resolve_path(const char *given, char *out, size_t cap)
         memcpy(out, dir, (size_t)n + 1);
 }
 
-int shoal_client_open(const char *socket_path, shoal_client_t **out)
+int client_new(const char *socket_path, shoal_client_t **out)
 {
     shoal_client_t *c;
-    int rc;
-    shoal__clear_err();
-    SHOAL_NEED(out);
 
     *out = NULL;
     if (!socket_path)
@@ -263,10 +445,23 @@ int shoal_client_open(const char *socket_path, shoal_client_t **out)
     c->fd = -1;
     c->forks = shoal__forks_at_open();
     c->opener = (int32_t)getpid();
-    rc = client_connect(c); /* nobody else has c yet: no lock needed */
+    *out = c;
+    return 0;
+}
+
+int shoal_client_open(const char *socket_path, shoal_client_t **out)
+{
+    shoal_client_t *c;
+    int rc;
+    shoal__clear_err();
+    SHOAL_NEED(out);
+
+    *out = NULL;
+    if ((rc = client_new(socket_path, &c)) < 0)
+        return rc;
+    rc = client_connect(c, client_deadline()); /* nobody else has c yet: no lock needed */
     if (rc < 0) {
-        pthread_mutex_destroy(&c->mu);
-        shoal__free(c);
+        shoal_client_close(c);
         return rc;
     }
     *out = c;
@@ -275,11 +470,16 @@ int shoal_client_open(const char *socket_path, shoal_client_t **out)
 
 int client_reconnect(shoal_client_t *c)
 {
-    int rc = 0;
+    int64_t deadline_ns = client_deadline();
+    bool served = false;
+    int rc = client_lock(c, deadline_ns);
 
-    pthread_mutex_lock(&c->mu);
+    if (rc < 0)
+        return rc;
     if (c->fd < 0)
-        rc = client_connect(c);
+        rc = client_connect(c, deadline_ns);
+    else if (c->late_type == CTL_HELLO)
+        rc = client_catch_up(c, NULL, NULL, &served, deadline_ns);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -290,6 +490,7 @@ void shoal_client_close(shoal_client_t *c)
         return;
     if (c->fd >= 0)
         close(c->fd);
+    shoal__free(c->late_frame);
     pthread_mutex_destroy(&c->mu);
     shoal__free(c);
 }
@@ -564,6 +765,12 @@ int client_attach(shoal_client_t *c, const char *topic, int32_t partition, bool 
 int client_segment_open(shoal_client_t *c, const char *topic, int32_t partition, int64_t offset,
                         client_segment_t *seg)
 {
+    return client_segment_open_until(c, topic, partition, offset, client_deadline(), seg);
+}
+
+int client_segment_open_until(shoal_client_t *c, const char *topic, int32_t partition,
+                              int64_t offset, int64_t deadline_ns, client_segment_t *seg)
+{
     ctl_writer_t w;
     client_reply_t rep;
     void *map;
@@ -575,7 +782,7 @@ int client_segment_open(shoal_client_t *c, const char *topic, int32_t partition,
     ctl_put_str(&w, topic);
     ctl_put_i32(&w, partition);
     ctl_put_i64(&w, offset);
-    rc = client_call(c, &w, &rep);
+    rc = client_call_until(c, &w, &rep, deadline_ns);
     ctl_writer_release(&w);
     if (rc < 0)
         return rc;

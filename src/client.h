@@ -11,6 +11,14 @@ struct shoal_client {
     int fd;
     pthread_mutex_t mu; /* one request/response exchange at a time */
     uint32_t seq;
+    /* A request sent on fd whose response has not been read (late_seq 0: none): the
+     * connection's HELLO, or a call's that gave up waiting. shoald answers a connection in
+     * order, so the next frame answers it, and the next call reads it first. late_frame is
+     * a copy of a late segment lookup, whose answer may serve the same lookup again. */
+    uint32_t late_seq;
+    uint16_t late_type;
+    uint8_t *late_frame;
+    size_t late_len;
     char socket_path[108]; /* what to connect to: absolute, when it fits (client_open) */
     char path_given[108];  /* the path as the application gave it, for messages */
     char instance[64];
@@ -27,15 +35,32 @@ typedef struct client_reply {
     size_t nfds;
 } client_reply_t;
 
-/* Send the frame begun in w (ctl_frame_begin) and wait for its response. Returns the
- * response status: 0 with rep ready to read, or a negative code (rep released). */
+/* Send the frame begun in w (ctl_frame_begin) and wait for its response, 30 s at most.
+ * Returns the response status: 0 with rep ready to read, or a negative code (rep
+ * released). SHOAL_ETIMEDOUT when shoald did not answer in time: the request may still be
+ * carried out, and its late response is read (and dropped) by the next call. */
 int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep);
+/* client_call() that waits until deadline_ns (shoal__mono_ns()) at most, for everything:
+ * another thread's call, a response still due, the handshake of a new connection. */
+int client_call_until(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep, int64_t deadline_ns);
 void client_reply_release(client_reply_t *rep);
 
 /* When an earlier call found the connection broken (the daemon restarted), connect again
- * and say hello; a no-op on a live connection. 0 or the connect/hello error. client_call()
+ * and say hello; when the hello is still unanswered, wait for it. A no-op on a live
+ * connection. 0 or the connect/hello error (SHOAL_ETIMEDOUT after 30 s). client_call()
  * does this by itself; group consumers call it to learn early whether the daemon is back. */
 int client_reconnect(shoal_client_t *c);
+
+/* For a group consumer's own connection, whose responses it reads itself: a client that is
+ * not connected yet (socket_path resolved as shoal_client_open() does; -ENOMEM,
+ * -ENAMETOOLONG), ... */
+int client_new(const char *socket_path, shoal_client_t **out);
+/* ... connecting it and sending HELLO without waiting for the answer (c->fd < 0 before):
+ * 0 with *seq the HELLO's sequence number, or the connect/send error (not connected) ... */
+int client_hello_send(shoal_client_t *c, uint32_t *seq);
+/* ... and the answer's fields after its status, in r: 0, SHOAL_EPROTO, or SHOAL_ENODAEMON
+ * for a daemon of another instance than the one the client knew. */
+int client_hello_check(shoal_client_t *c, ctl_reader_t *r);
 
 /* Map partition `partition` of topic (read-only unless writable). cfg may be NULL. */
 int client_attach(shoal_client_t *c, const char *topic, int32_t partition, bool writable,
@@ -56,6 +81,11 @@ int client_offset_for_time(shoal_client_t *c, const char *topic, int32_t partiti
 
 int client_segment_open(shoal_client_t *c, const char *topic, int32_t partition, int64_t offset,
                         client_segment_t *seg);
+/* The same, waiting until deadline_ns at most (client_call_until): SHOAL_ETIMEDOUT when
+ * shoald has not answered by then. Asking the same again later may be answered by the
+ * late response of this one. */
+int client_segment_open_until(shoal_client_t *c, const char *topic, int32_t partition,
+                              int64_t offset, int64_t deadline_ns, client_segment_t *seg);
 void client_segment_close(client_segment_t *seg);
 
 #endif

@@ -356,8 +356,7 @@ ssize_t ctlsock_recv(int fd, void *buf, size_t cap, int *fds, size_t *nfds, size
     return n;
 }
 
-/* Wait until fd is readable or the deadline (ns, monotonic; < 0: none) passes. */
-static int wait_readable(int fd, int64_t deadline_ns)
+int ctlsock_wait_readable(int fd, int64_t deadline_ns)
 {
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
     int timeout_ms = -1;
@@ -365,14 +364,15 @@ static int wait_readable(int fd, int64_t deadline_ns)
 
     for (;;) {
         if (deadline_ns >= 0) {
-            int64_t left_ns = deadline_ns - shoal__mono_ns();
-            if (left_ns <= 0)
-                return SHOAL_ERR(SHOAL_ETIMEDOUT, "control socket: no frame in time");
+            int64_t left_ns = SHOAL_MAX(deadline_ns - shoal__mono_ns(), (int64_t)0);
+            /* Rounded up, so that a wait below a millisecond does not spin. */
             timeout_ms = (int)SHOAL_MIN((left_ns + 999999) / 1000000, (int64_t)INT32_MAX);
         }
         n = poll(&pfd, 1, timeout_ms);
         if (n > 0)
             return 0;
+        if (n == 0 && shoal__mono_ns() >= deadline_ns)
+            return SHOAL_ERR(SHOAL_ETIMEDOUT, "control socket: no frame in time");
         if (n < 0 && errno != EINTR)
             return -errno;
     }
@@ -386,7 +386,7 @@ static int recv_exact(int fd, uint8_t *buf, size_t len, int *fds, size_t *nfds, 
     size_t got = 0;
 
     while (got < len) {
-        int rc = wait_readable(fd, deadline_ns);
+        int rc = ctlsock_wait_readable(fd, deadline_ns);
         ssize_t n;
         if (rc < 0)
             return rc;

@@ -54,6 +54,11 @@ ssize_t ctlsock_send_nowait(int fd, const void *buf, size_t len, const int *fds,
  * came: the bytes read are lost with them, so the caller closes the connection. */
 ssize_t ctlsock_recv(int fd, void *buf, size_t cap, int *fds, size_t *nfds, size_t max_fds);
 
+/* Wait until fd is readable (a frame has begun to arrive, or the peer closed) or
+ * deadline_ns (monotonic, shoal__mono_ns(); -1: none) passes; a deadline already passed
+ * still looks once. 0, SHOAL_ETIMEDOUT (nothing read: the stream is untouched), or -errno. */
+int ctlsock_wait_readable(int fd, int64_t deadline_ns);
+
 /* Blocking: receive one whole frame (header decoded into *h, payload into *payload, a
  * shoal__malloc'd buffer the caller frees) with any descriptors. Returns 0, SHOAL_ECLOSED
  * on end of file, SHOAL_EPROTO / SHOAL_EVERSION for a bad header, SHOAL_ETIMEDOUT when

@@ -33,7 +33,6 @@
  * Asynchronous commits are sent at once; their responses are read in order by whatever
  * reads the connection next (a poll, a call) and handed to on_commit. */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,28 +240,6 @@ static int conn_send(struct cgroup *g, ctl_writer_t *w, enum pend_kind kind, uin
     return 0;
 }
 
-/* Wait until the connection is readable, or deadline_ns passes (-1: no limit). */
-static int conn_wait(struct cgroup *g, int64_t deadline_ns)
-{
-    for (;;) {
-        struct pollfd p = {.fd = g->conn->fd, .events = POLLIN};
-        int64_t left_ns = deadline_ns < 0 ? -1 : deadline_ns - shoal__mono_ns();
-        int ms, n;
-
-        if (deadline_ns >= 0 && left_ns < 0)
-            left_ns = 0;
-        /* Rounded up, so that a wait below a millisecond does not spin. */
-        ms = left_ns < 0 ? -1 : (int)SHOAL_MIN((left_ns + 999999) / 1000000, (int64_t)INT32_MAX);
-        n = poll(&p, 1, ms);
-        if (n > 0)
-            return 0;
-        if (n == 0 && ms >= 0 && shoal__mono_ns() >= deadline_ns)
-            return SHOAL_ETIMEDOUT;
-        if (n < 0 && errno != EINTR)
-            return SHOAL_ERR(-errno, "group %s: poll: %s", g->group_id, strerror(errno));
-    }
-}
-
 /* Read the response to pend[0] if it comes by deadline_ns and take the request off the
  * queue into *e: 0 with its status in *status (detail in shoal_errmsg()) and, when that
  * is 0, rep ready to read. SHOAL_ETIMEDOUT when nothing came (the stream is untouched);
@@ -277,7 +254,7 @@ static int conn_read(struct cgroup *g, int64_t deadline_ns, struct pend *e, int 
     memset(rep, 0, sizeof(*rep));
     if (!g->conn || g->npend == 0)
         return SHOAL_ERR(SHOAL_ECLOSED, "group %s: no connection to shoald", g->group_id);
-    if ((rc = conn_wait(g, deadline_ns)) == SHOAL_ETIMEDOUT)
+    if ((rc = ctlsock_wait_readable(g->conn->fd, deadline_ns)) == SHOAL_ETIMEDOUT)
         return rc;
     /* The frame has started to arrive; shoald writes each whole, so its rest is there. */
     if (rc == 0)
