@@ -723,6 +723,13 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *                         on either side.
  *                         With fetch_min_bytes above 1, a poll that finds less than
  *                         that also waits, up to fetch_max_wait_us, for more.
+ *                         A partition whose position is below the ring is read from
+ *                         disk, from a segment shoald hands over: asking for one waits
+ *                         100 ms at most (a poll with timeout 0 too), and once shoald
+ *                         has not answered one (stopped, hung) only for what is left of
+ *                         timeout_ms. So a poll returns by timeout_ms plus 100 ms even
+ *                         then, that partition having nothing to read yet (no error);
+ *                         a later poll asks again and reads on once shoald answers.
  * @return the number of records (0 on timeout), or SHOAL_EINVAL (a consumer inherited
  *         through fork(): see CAVEATS), SHOAL_ECORRUPT (a damaged batch; or
  *         a disk segment lost from the middle of the log: the detail names the missing

@@ -9,7 +9,9 @@
  * Offsets below the ring's live slots are read from disk: shoald passes a read-only
  * descriptor of the segment that holds them, which the consumer maps; disk batches always
  * have their CRC checked. When the segment's end is reached the consumer returns to the
- * ring, or asks for the next segment.
+ * ring, or asks for the next segment. Asking waits for shoald 100 ms at most, and once it
+ * went unanswered (stopped, hung) only for what is left of the poll: the partition then
+ * has nothing to read yet, and the poll keeps to its timeout.
  *
  * When every partition is caught up, poll announces itself as a waiter on each ring,
  * checks once more, and sleeps in one futex_waitv over all their wake words (ring.c has
@@ -50,6 +52,8 @@
 #define CONSUMER_YIELD_ALONE_NS 2000
 /* Gathering for fetch_min_bytes, look at the partitions after this many pauses (~1 us). */
 #define CONSUMER_GATHER_PAUSES 100
+/* A segment lookup waits for shoald's answer this long at most (consumer_lookup_deadline). */
+#define CONSUMER_LOOKUP_WAIT_MS 100
 
 struct consumer_part {
     char *topic; /* this partition's own copy */
@@ -97,6 +101,15 @@ struct shoal_consumer {
     uint64_t want_bytes;       /* this poll waits for this many ready bytes; 0: for any */
     uint32_t forks;            /* shoal__forks at open: another value, inherited (fork) */
     int32_t opener;            /* the pid that opened it */
+    /* For segment lookups (consumer_lookup_deadline): the timeout and deadline of the poll
+     * in progress (0 until it reads the clock); whether a lookup of this fill went
+     * unanswered, and when it began; whether the last lookup went unanswered (in an
+     * earlier poll too). */
+    int poll_timeout_ms;
+    int64_t poll_deadline;
+    bool lookup_late;
+    int64_t lookup_began;
+    bool lookup_unanswered;
 };
 
 void shoal_consumer_options_init(shoal_consumer_options_t *o)
@@ -496,14 +509,41 @@ static int emit_batch(struct consumer_part *cp, const uint8_t *batch,
 
 /* ------------------------------------------------------------------ disk */
 
+/* Until when a segment lookup waits for shoald's answer. While shoald answers, for
+ * CONSUMER_LOOKUP_WAIT_MS whatever the poll's timeout: a poll with timeout 0 still gets
+ * the answer of a daemon that is merely busy. Once a lookup went unanswered (shoald stopped
+ * or hung), only for what is left of the poll's time (as long at most), so that the poll
+ * keeps to its timeout; and in the fill where that happened, the other partitions' lookups
+ * do not wait at all (each would add its wait). A poll that goes on asks again in its next
+ * fill. */
+static int64_t consumer_lookup_deadline(shoal_consumer_t *c)
+{
+    int64_t now = shoal__mono_ns(), wait_ns = (int64_t)CONSUMER_LOOKUP_WAIT_MS * 1000000;
+
+    if (c->lookup_late)
+        return now;
+    c->lookup_began = now;
+    if (c->lookup_unanswered && c->poll_timeout_ms >= 0) {
+        int64_t left =
+            c->poll_deadline ? c->poll_deadline - now : (int64_t)c->poll_timeout_ms * 1000000;
+        wait_ns = SHOAL_MAX((int64_t)0, SHOAL_MIN(wait_ns, left));
+    }
+    return now + wait_ns;
+}
+
+/* Map the disk segment holding cp->position. SHOAL_ETIMEDOUT when shoald did not answer in
+ * time (stopped or hung): the partition stays unplaced and the next fill asks again (the
+ * late answer then serves it: client.c). */
 static int part_open_segment(shoal_consumer_t *c, struct consumer_part *cp)
 {
     client_segment_close(&cp->retired);
     cp->retired = cp->seg;
     memset(&cp->seg, 0, sizeof(cp->seg));
-    int rc = client_segment_open(c->client, cp->topic, cp->partition, cp->position, &cp->seg);
+    int rc = client_segment_open_until(c->client, cp->topic, cp->partition, cp->position,
+                                       consumer_lookup_deadline(c), &cp->seg);
     int64_t lost = cp->position;
 
+    c->lookup_late = c->lookup_unanswered = rc == SHOAL_ETIMEDOUT;
     if (rc < 0)
         return rc;
     cp->seg_pos = cp->seg.pos;
@@ -739,6 +779,17 @@ static int part_fill_moving(shoal_consumer_t *c, struct consumer_part *cp, shoal
     return 0; /* still moving (the log moves faster than it is placed): the next poll goes on */
 }
 
+/* A segment lookup that shoald did not answer in the poll's time (the only SHOAL_ETIMEDOUT
+ * of a fill) is no error: the partition has nothing to read yet, and the poll keeps to its
+ * timeout. */
+static int part_not_late(int rc)
+{
+    if (rc != SHOAL_ETIMEDOUT)
+        return rc;
+    shoal__clear_err();
+    return 0;
+}
+
 static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record_t *out, size_t max)
 {
     int rc;
@@ -748,14 +799,14 @@ static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record
         return SHOAL_ERR(rc, "%s", cp->pending_msg);
     }
     if ((rc = part_yield(c, cp)) < 0)
-        return rc;
+        return part_not_late(rc);
     if ((rc = ring_check_open(&cp->ring)) < 0)
         return rc;
     if (__builtin_expect(cp->seg.data != NULL || !cp->cur.placed, 0))
-        return part_fill_moving(c, cp, out, max);
+        return part_not_late(part_fill_moving(c, cp, out, max));
     rc = part_fill_ring(cp, out, max, c->opts.check_crcs);
     if (__builtin_expect(rc == 0 && !cp->cur.placed, 0)) /* its slot left the ring */
-        return part_fill_moving(c, cp, out, max);
+        return part_not_late(part_fill_moving(c, cp, out, max));
     return rc;
 }
 
@@ -798,6 +849,8 @@ static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
     int total = 0, err = 0;
     bool quiet = false;
     size_t i = c->next_part;
+
+    c->lookup_late = false;
     for (size_t k = 0; k < c->nparts && (size_t)total < max; k++, i++) {
         struct consumer_part *cp = &c->parts[i < c->nparts ? i : i - c->nparts];
         int rc = part_fill(c, cp, out + total, max - (size_t)total);
@@ -1144,6 +1197,8 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
         if (c->parts[i].retired.data)
             client_segment_close(&c->parts[i].retired);
     c->want_bytes = 0;
+    c->poll_timeout_ms = timeout_ms;
+    c->poll_deadline = 0;
     for (;;) {
         int64_t now, spin_until, wake_at;
         uint64_t ready = gather ? consumer_ready_bytes(c, c->opts.fetch_min_bytes) : 0;
@@ -1159,8 +1214,14 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
             return n;
         }
         now = shoal__mono_ns();
+        /* The poll's time runs from here, or from a lookup of the fill that went
+         * unanswered: the fill was not quick, and the poll must not wait its whole time
+         * again after it. */
         if (deadline == 0)
-            deadline = timeout_ms < 0 ? INT64_MAX : now + (int64_t)timeout_ms * 1000000;
+            c->poll_deadline = deadline =
+                timeout_ms < 0
+                    ? INT64_MAX
+                    : (c->lookup_late ? c->lookup_began : now) + (int64_t)timeout_ms * 1000000;
         if (ready == 0 && waiting_since == 0)
             waiting_since = now;
         if (ready > 0 && waiting_since != 0) { /* the wait for any data ends here */

@@ -1113,6 +1113,91 @@ INTEG_TEST(test_a_stopped_daemon_does_not_expire_its_members)
     shoal_client_close(cl);
 }
 
+/* Poll (timeout_ms each) until the records before end have come or ms have passed. Each
+ * record must be the next offset, *next, which moves on. A poll may fail only as it does
+ * while the group connection is broken (SHOAL_ECLOSED, SHOAL_ENODAEMON). Returns the
+ * longest poll, in ms. */
+static int64_t read_in_order(shoal_consumer_t *c, int64_t *next, int64_t end, int ms,
+                             int timeout_ms)
+{
+    shoal_record_t recs[64];
+    int64_t t0 = mono_ms(), worst = 0;
+    while (*next < end && mono_ms() - t0 < ms) {
+        int64_t t = mono_ms();
+        int n = shoal_poll(c, recs, 64, timeout_ms);
+        if (mono_ms() - t > worst)
+            worst = mono_ms() - t;
+        if (n < 0 && n != SHOAL_ECLOSED && n != SHOAL_ENODAEMON)
+            fprintf(stderr, "poll: %s (%s)\n", shoal_err_name(n), shoal_errmsg());
+        assert_true(n >= 0 || n == SHOAL_ECLOSED || n == SHOAL_ENODAEMON);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(recs[i].offset, (*next)++);
+    }
+    return worst;
+}
+
+/* n records of 100 bytes to partition 0 of topic, acknowledged on disk: with 64 KiB
+ * segments behind a two-slot ring, the first ones are then on disk only. */
+static int produce_to_disk(shoal_client_t *c, const char *topic, int n)
+{
+    shoal_producer_options_t po;
+    shoal_message_t m[100];
+    shoal_producer_t *p;
+    char value[100];
+    int rc;
+
+    memset(value, 'd', sizeof(value));
+    for (int i = 0; i < 100; i++)
+        m[i] = (shoal_message_t){.value = value, .value_len = sizeof(value), .partition = 0};
+    shoal_producer_options_init(&po);
+    po.acks = SHOAL_ACKS_DISK;
+    if ((rc = shoal_producer_open(c, topic, &po, &p)) < 0)
+        return rc;
+    for (int i = 0; i < n && rc == 0; i += 100)
+        rc = shoal_send_batch(p, m, (size_t)(n - i < 100 ? n - i : 100), NULL);
+    shoal_producer_close(p);
+    return rc;
+}
+
+/* A member whose position is on disk asks shoald for the segment that holds it: with
+ * shoald stopped, its polls keep to their timeout (before, the lookup waited 30 s and poll
+ * failed SHOAL_ETIMEDOUT), and once shoald goes on the member reads the records from
+ * disk, from where it was, without a rebalance. */
+INTEG_TEST(test_a_poll_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int64_t next = 0, worst;
+    int32_t gen;
+
+    cfg.segment_bytes = 64u << 10;
+    cfg.max_record_bytes = 16u << 10;
+    assert_int_equal(shoal_topic_create(f->c, "deep", &cfg), 0);
+    assert_int_equal(produce_to_disk(f->c, "deep", 2000), 0);
+    member_options(&o, "divers", 0);
+    o.auto_offset_reset = SHOAL_OFFSET_RESET_LATEST;
+    assert_int_equal(open_member(&cl, &c, &o, "deep"), 0);
+    assert_true(poll_until(c, holds_all_one, 5000));
+    gen = generation_of(f->c, "divers");
+
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    assert_int_equal(shoal_consumer_seek(c, "deep", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    worst = read_in_order(c, &next, 2000, 1000, 200);
+    print_message("disk lookups with shoald stopped: longest poll(200) %lld ms\n",
+                  (long long)worst);
+    assert_true(worst < 2000);
+    assert_int_equal(next, 0);
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+
+    (void)read_in_order(c, &next, 2000, 10000, 200);
+    assert_int_equal(next, 2000);
+    assert_int_equal(generation_of(f->c, "divers"), gen);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 /* ------------------------------------------------------------------ fork */
 
 static int close_inherited_member(void *arg)
@@ -1913,6 +1998,7 @@ int main(void)
         T(test_async_commits_answer_in_order_when_one_is_refused),
         T(test_polls_keep_their_timeout_while_the_daemon_is_stopped),
         T(test_a_stopped_daemon_does_not_expire_its_members),
+        T(test_a_poll_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped),
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good),
