@@ -758,7 +758,9 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * progress the call may block beyond timeout_ms, up to the group's rebalance timeout (the
  * largest max_poll_interval_ms of its members). Otherwise it keeps to timeout_ms even when
  * shoald does not answer (stopped, hung): a heartbeat not answered in time stays pending,
- * read by a later poll, and the partitions are read meanwhile. Extra errors: SHOAL_EINVAL (not
+ * read by a later poll, and the partitions are read meanwhile; a new group connection
+ * (the old one broke, e.g. shoald restarted) waits for shoald's answer to its handshake the
+ * same way, the poll returning 0 (no partitions) meanwhile. Extra errors: SHOAL_EINVAL (not
  * subscribed yet), SHOAL_ENOASSIGNOR (none of options.assignors is supported by every
  * member); on the generation's leader, the negative code its assignor returned, or
  * SHOAL_EINVAL when the assignor's result breaks the rules of shoal_assignor_t (the detail

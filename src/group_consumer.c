@@ -31,7 +31,12 @@
  *  - auto-commit every auto_commit_interval_ms: the positions, i.e. everything returned by
  *    earlier polls (at least once).
  * Asynchronous commits are sent at once; their responses are read in order by whatever
- * reads the connection next (a poll, a call) and handed to on_commit. */
+ * reads the connection next (a poll, a call) and handed to on_commit.
+ *
+ * A new group connection (the old one broke: a daemon restart) does not wait for its
+ * handshake: HELLO is queued like any request and each poll waits its slice at most for
+ * the answer, so a daemon that takes connections but does not answer them (stopped, hung)
+ * costs a poll nothing beyond its timeout. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +104,7 @@ struct cgroup {
     size_t nasync;       /* asynchronous commits among them */
     size_t lost_commits; /* ones a broken connection took unanswered: report_lost_commits() */
     bool stalled;        /* a call timed out and no response came since */
+    bool connecting;     /* the connection's HELLO is unanswered: nothing else is sent */
     uint32_t joins;      /* rejoin attempts so far */
     bool hb_pending;     /* a heartbeat is in pend */
     int hb_status;       /* its failure, read but not acted on yet (maintain) */
@@ -197,6 +203,7 @@ enum pend_kind {
     PEND_COMMIT,    /* an asynchronous commit: the status goes to on_commit */
     PEND_HEARTBEAT, /* the status goes to heartbeat_done() */
     PEND_ABANDONED, /* its call timed out: dropped */
+    PEND_HELLO,     /* a new connection's handshake: read by hello_wait() */
 };
 
 static void conn_drop(struct cgroup *g)
@@ -208,6 +215,7 @@ static void conn_drop(struct cgroup *g)
     g->nasync = 0;
     g->hb_pending = false;
     g->hb_status = 0;
+    g->connecting = false;
     g->need_join = true;
 }
 
@@ -261,9 +269,14 @@ static int conn_read(struct cgroup *g, int64_t deadline_ns, struct pend *e, int 
         rc = ctlsock_recv_frame(g->conn->fd, &h, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS,
                                 CGROUP_FRAME_MS);
     *e = g->pend[0];
-    if (rc == 0 && (h.type != (e->type | CTL_RESPONSE) || h.seq != e->seq))
+    if (rc == 0 && h.type == CTL_RESPONSE && h.seq == 0) { /* its word before it closes */
+        ctl_reader_init(&rep->r, rep->payload, h.len);
+        rc = ctl_get_status(&rep->r, detail, sizeof(detail));
+        rc = SHOAL_ERR(rc < 0 ? rc : SHOAL_EPROTO, "%s", detail[0] ? detail : "closed by shoald");
+    } else if (rc == 0 && (h.type != (e->type | CTL_RESPONSE) || h.seq != e->seq)) {
         rc = SHOAL_ERR(SHOAL_EPROTO, "group response %u/%u does not answer %u/%u", h.type, h.seq,
                        e->type, e->seq);
+    }
     if (rc < 0) {
         client_reply_release(rep);
         conn_drop(g);
@@ -943,19 +956,70 @@ static int heartbeat(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
     return rc < 0 ? SHOAL_ERR(rc, "%s", g->hb_detail) : 0;
 }
 
-static int reconnect(shoal_consumer_t *c, struct cgroup *g)
+/* Open the group connection without waiting for shoald: connect and send HELLO, whose
+ * answer hello_wait() reads. A daemon that takes connections but does not answer them
+ * (stopped with SIGSTOP, hung) then costs a poll nothing beyond its timeout; before, the
+ * handshake waited 30 s inside it. */
+static int conn_open(shoal_consumer_t *c, struct cgroup *g)
 {
-    int rc;
-    if (g->conn)
-        return 0;
-    revoke_all(c, g, true);
-    rc = shoal_client_open(consumer__client(c)->socket_path, &g->conn);
+    uint32_t seq;
+    int rc = client_new(consumer__client(c)->socket_path, &g->conn);
+
+    if (rc == 0 && (rc = client_hello_send(g->conn, &seq)) < 0) {
+        shoal_client_close(g->conn);
+        g->conn = NULL;
+    }
     if (rc < 0)
         return rc;
-    g->need_join = true;
-    g->member_id[0] = '\0';
-    g->generation = -1;
+    g->pend[0] =
+        (struct pend){.seq = seq, .type = CTL_HELLO, .kind = PEND_HELLO, .joins = g->joins};
+    g->npend = 1;
+    g->connecting = true;
     return 0;
+}
+
+/* Read the answer to the connection's HELLO if it comes by deadline_ns (nothing else was
+ * sent, so it is the next frame). 0 once the connection is ready; SHOAL_ETIMEDOUT while
+ * shoald has not answered (the next poll looks again); or its refusal, the connection
+ * dropped. */
+static int hello_wait(struct cgroup *g, int64_t deadline_ns)
+{
+    client_reply_t rep;
+    struct pend e;
+    int status, rc = conn_read(g, deadline_ns, &e, &status, &rep);
+
+    if (rc < 0)
+        return rc;
+    if (status == 0) {
+        status = client_hello_check(g->conn, &rep.r);
+        client_reply_release(&rep);
+    }
+    if (status < 0) {
+        conn_drop(g);
+        return status;
+    }
+    g->connecting = false;
+    return 0;
+}
+
+/* A broken group connection: the partitions are lost (the daemon removed the member when
+ * the connection closed), and a new connection joins as a new member. Waits wait_ms at
+ * most for the handshake. */
+static int reconnect(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
+{
+    int rc;
+
+    if (!g->conn) {
+        revoke_all(c, g, true);
+        g->need_join = true;
+        g->member_id[0] = '\0';
+        g->generation = -1;
+        if ((rc = conn_open(c, g)) < 0)
+            return rc;
+    }
+    if (!g->connecting)
+        return 0;
+    return hello_wait(g, shoal__mono_ns() + (int64_t)wait_ms * 1000000);
 }
 
 /* A fenced member gives up its partitions (no commit: they are someone else's now). */
@@ -984,7 +1048,9 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
 
     if (g->fenced)
         return fenced_error(g);
-    if ((rc = reconnect(c, g)) < 0)
+    if ((rc = reconnect(c, g, wait_ms)) == SHOAL_ETIMEDOUT)
+        return 0; /* shoald has not answered the handshake: nothing to do until it does */
+    if (rc < 0)
         return rc;
     rc = heartbeat(c, g, wait_ms);
     if (rc == SHOAL_EREBALANCE)

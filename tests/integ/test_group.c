@@ -1136,6 +1136,58 @@ static int64_t read_in_order(shoal_consumer_t *c, int64_t *next, int64_t end, in
     return worst;
 }
 
+/* shoald was restarted and stopped (SIGSTOP) before it answered anybody: the member's group
+ * connection broke with the first daemon, and its new one waits in the stopped daemon's
+ * listen backlog for the answer to its handshake. Its polls keep to their timeout meanwhile
+ * (before, the handshake inside poll waited 30 s); once shoald goes on, the member rejoins
+ * and reads on from its committed offset: nothing lost, nothing read twice but what came
+ * after that offset (at least once). */
+INTEG_TEST(test_a_poll_reconnecting_to_a_stopped_daemon_keeps_its_timeout)
+{
+    shoal_topic_partition_offset_t half = {.topic = "back", .partition = 0, .offset = 10};
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_consumer_options_t o;
+    shoal_group_info_t *info;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int64_t next = 0, worst;
+
+    assert_int_equal(shoal_topic_create(f->c, "back", &cfg), 0);
+    assert_int_equal(produce(f->c, "back", 0, 20), 0);
+    member_options(&o, "returners", 0);
+    assert_int_equal(open_member(&cl, &c, &o, "back"), 0);
+    (void)read_in_order(c, &next, 20, 5000, 20);
+    assert_int_equal(next, 20);
+    assert_int_equal(shoal_commit_sync(c, &half, 1), 0);
+
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    worst = read_in_order(c, &next, INT64_MAX, 1500, 200);
+    print_message("reconnecting to a stopped daemon: longest poll(200) %lld ms\n",
+                  (long long)worst);
+    assert_true(worst < 2000);
+    assert_int_equal(next, 20);
+    assert_int_equal(atomic_load(&sh->nassigned[0]), 0); /* lost with the first daemon */
+
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+    next = 10; /* the committed offset */
+    (void)read_in_order(c, &next, 20, 5000, 50);
+    assert_int_equal(next, 20);
+    assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
+    assert_int_equal(produce(f->c, "back", 0, 5), 0);
+    (void)read_in_order(c, &next, 25, 5000, 50);
+    assert_int_equal(next, 25);
+    assert_int_equal(shoal_group_describe(f->c, "returners", &info), 0);
+    assert_int_equal(info->member_count, 1);
+    assert_int_equal(info->members[0].assigned_count, 1);
+    shoal_group_info_free(info);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 /* n records of 100 bytes to partition 0 of topic, acknowledged on disk: with 64 KiB
  * segments behind a two-slot ring, the first ones are then on disk only. */
 static int produce_to_disk(shoal_client_t *c, const char *topic, int n)
@@ -1998,6 +2050,7 @@ int main(void)
         T(test_async_commits_answer_in_order_when_one_is_refused),
         T(test_polls_keep_their_timeout_while_the_daemon_is_stopped),
         T(test_a_stopped_daemon_does_not_expire_its_members),
+        T(test_a_poll_reconnecting_to_a_stopped_daemon_keeps_its_timeout),
         T(test_a_poll_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped),
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
