@@ -70,10 +70,15 @@
  *   logs which file was cut, and rebuilds the ring from disk at its next start (a memory
  *   topic's comes back empty). Let the daemon admit (allow.gid) only processes trusted
  *   with the topics' data.
- * - A daemon that stops answering (stopped by SIGSTOP, hung): a call that waits for its
- *   answer (administration such as shoal_topic_list(), attaching partitions, lookups on
- *   disk, shoal_commit_sync()) gives up after 30 s with SHOAL_ETIMEDOUT. Appends and reads
- *   in shared memory go on, and a group consumer's shoal_poll() keeps to its timeout.
+ * - A daemon that stops answering (stopped by SIGSTOP, hung) still takes connections: a
+ *   call that waits for its answer (administration such as shoal_topic_list(), attaching
+ *   partitions, shoal_consumer_subscribe(), shoal_commit_sync()) gives up after 30 s with
+ *   SHOAL_ETIMEDOUT. The request may still be carried out once the daemon goes on; the
+ *   client keeps its connection, and its next call first waits (within its own 30 s) for
+ *   that late answer. Appends and reads in shared memory go on. shoal_poll() keeps to its
+ *   timeout, by at most 100 ms more when it has to ask for a disk segment (see
+ *   shoal_poll()), and a group consumer's does so too while it reconnects;
+ *   shoal_consumer_close() waits session_timeout_ms at most.
  */
 #ifndef SHOAL_H
 #define SHOAL_H
@@ -653,7 +658,25 @@ SHOAL_EXTERN void shoal_consumer_options_init(shoal_consumer_options_t *opts);
  * Thread-safety: one thread per consumer handle. */
 SHOAL_EXTERN int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *opts,
                                      shoal_consumer_t **out);
-SHOAL_EXTERN void shoal_consumer_close(shoal_consumer_t *consumer);
+
+/** Close a consumer: detach its partitions, unmap everything, free it. NULL is allowed.
+ * The views the last shoal_poll() returned must not be used after it.
+ * A subscribed group consumer first commits its positions (with auto_commit), calls
+ * on_revoked, passes the results of asynchronous commits still in flight to on_commit and
+ * leaves the group (a static member keeps its place for session_timeout_ms). It waits for
+ * shoald session_timeout_ms at most in all (30 s when that is longer): a daemon that does
+ * not answer (stopped, hung) then holds close no longer; the commit is given up, the
+ * commits still unanswered reach on_commit as SHOAL_ECLOSED, and everything is freed all
+ * the same. A child of fork() closing an inherited consumer only frees its own copy (see
+ * CAVEATS) and returns 0.
+ * @return 0 (also when there was nothing to commit), or the failure of the commit close
+ *         made, the detail in shoal_errmsg(): SHOAL_ETIMEDOUT (shoald did not answer in
+ *         time; the commit may still be carried out once it goes on), SHOAL_ECLOSED (the
+ *         group connection had broken: nothing was committed), or another error of
+ *         shoal_commit_sync(). The consumer is closed either way: delivery stays at least
+ *         once, the positions not committed are read again by the partitions' next owner.
+ * Thread-safety: one thread per consumer handle. */
+SHOAL_EXTERN int shoal_consumer_close(shoal_consumer_t *consumer);
 
 /** Add partitions of a topic to the consumer, each positioned at the log end (use
  * shoal_consumer_seek() to move). partitions NULL with n 0 means every partition. A

@@ -190,14 +190,16 @@ int consumer__check_owner(const shoal_consumer_t *c)
 /* A child of fork() that closes a consumer it inherited frees its own memory and mappings
  * only: the reader entries (with their pins and sleeping flags) and the group membership
  * are the opener's, which still reads through them. */
-void shoal_consumer_close(shoal_consumer_t *c)
+int shoal_consumer_close(shoal_consumer_t *c)
 {
     bool inherited;
+    int rc;
 
+    shoal__clear_err();
     if (!c)
-        return;
+        return 0;
     inherited = shoal__inherited(c->forks);
-    cgroup_close(c, c->group, inherited);
+    rc = cgroup_close(c, c->group, inherited);
     for (size_t i = 0; i < c->nparts; i++) {
         if (inherited)
             c->parts[i].cur.entry = -1; /* not ours to clear */
@@ -205,6 +207,7 @@ void shoal_consumer_close(shoal_consumer_t *c)
     }
     shoal__free(c->parts);
     shoal__free(c);
+    return rc;
 }
 
 void shoal_consumer_release(shoal_consumer_t *c)

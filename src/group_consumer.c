@@ -36,7 +36,8 @@
  * A new group connection (the old one broke: a daemon restart) does not wait for its
  * handshake: HELLO is queued like any request and each poll waits its slice at most for
  * the answer, so a daemon that takes connections but does not answer them (stopped, hung)
- * costs a poll nothing beyond its timeout. */
+ * costs a poll nothing beyond its timeout. Close waits for shoald session_timeout_ms at
+ * most (30 s when that is longer), then gives its commit up and returns why. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +106,7 @@ struct cgroup {
     size_t lost_commits; /* ones a broken connection took unanswered: report_lost_commits() */
     bool stalled;        /* a call timed out and no response came since */
     bool connecting;     /* the connection's HELLO is unanswered: nothing else is sent */
+    int64_t close_by_ns; /* closing: every wait for shoald ends by then */
     uint32_t joins;      /* rejoin attempts so far */
     bool hb_pending;     /* a heartbeat is in pend */
     int hb_status;       /* its failure, read but not acted on yet (maintain) */
@@ -316,7 +318,7 @@ static void report_lost_commits(shoal_consumer_t *c, struct cgroup *g)
 {
     for (; g->lost_commits > 0; g->lost_commits--) {
         SHOAL_ERR(SHOAL_ECLOSED,
-                  "group %s: the connection to shoald broke before this "
+                  "group %s: the connection to shoald closed before this "
                   "commit's answer came",
                   g->group_id);
         if (g->on_commit)
@@ -371,11 +373,23 @@ static int conn_call(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t *w, cli
                      g->group_id, timeout_ms);
 }
 
+/* How long a call waits for shoald: cgroup__call_timeout_ms, or while closing what is left
+ * of close's wait. */
+static int call_timeout_ms(const struct cgroup *g)
+{
+    int64_t left_ms;
+
+    if (g->close_by_ns == 0)
+        return cgroup__call_timeout_ms;
+    left_ms = (g->close_by_ns - shoal__mono_ns()) / 1000000;
+    return (int)SHOAL_MAX(0, SHOAL_MIN(left_ms, (int64_t)cgroup__call_timeout_ms));
+}
+
 /* A call whose response has no fields. */
 static int conn_call_simple(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t *w)
 {
     client_reply_t rep;
-    int rc = conn_call(c, g, w, &rep, cgroup__call_timeout_ms);
+    int rc = conn_call(c, g, w, &rep, call_timeout_ms(g));
     if (rc == 0)
         client_reply_release(&rep);
     return rc;
@@ -406,17 +420,21 @@ static void call_back(shoal_consumer_t *c, struct cgroup *g, shoal_rebalance_cb 
 static int commit_positions(shoal_consumer_t *c, struct cgroup *g, bool sync);
 
 /* Give up every partition. lost: this member was fenced, so nothing is committed. The list
- * is kept (as owned partitions for sticky assignors) until the next assignment. */
-static void revoke_all(shoal_consumer_t *c, struct cgroup *g, bool lost)
+ * is kept (as owned partitions for sticky assignors) until the next assignment. Returns
+ * the failure of the commit (auto-commit), which does not stop the revoke. */
+static int revoke_all(shoal_consumer_t *c, struct cgroup *g, bool lost)
 {
+    int rc = 0;
+
     if (g->attached && g->nassigned && !lost && g->auto_commit)
-        (void)commit_positions(c, g, true);
+        rc = commit_positions(c, g, true);
     if (g->attached && g->nassigned)
         call_back(c, g, g->on_revoked);
     g->attached = false;
     consumer__unassign_all(c);
     if (lost)
         free_assigned(g);
+    return rc;
 }
 
 /* Committed offsets of n partitions, or -1 each. */
@@ -438,7 +456,7 @@ static int fetch_offsets(shoal_consumer_t *c, struct cgroup *g, const struct ctp
         ctl_put_str(&w, list[i].topic);
         ctl_put_i32(&w, list[i].partition);
     }
-    rc = conn_call(c, g, &w, &rep, cgroup__call_timeout_ms);
+    rc = conn_call(c, g, &w, &rep, call_timeout_ms(g));
     ctl_writer_release(&w);
     if (rc < 0)
         return rc;
@@ -1291,29 +1309,56 @@ int shoal_commit_async(shoal_consumer_t *c, const shoal_topic_partition_offset_t
 
 /* ------------------------------------------------------------------ close */
 
-void cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited)
+/* Commit (auto-commit), revoke and leave, waiting for shoald until g->close_by_ns at most:
+ * the failure of the commit. */
+static int close_membership(shoal_consumer_t *c, struct cgroup *g)
 {
-    if (!g)
-        return;
-    if (g->conn && !inherited) {
-        revoke_all(c, g, false);
-        /* When shoald did not answer the commit, closing the connection is the leave. */
-        if (!g->stalled)
-            (void)conn_drain(c, g, 0,
-                             shoal__mono_ns() + (int64_t)cgroup__call_timeout_ms * 1000000);
-        /* A static member does not leave: its place waits for it (session timeout). */
-        if (!g->instance_id[0] && g->conn && g->member_id[0] && !g->stalled) {
-            ctl_writer_t w;
-            ctl_writer_init(&w);
-            ctl_frame_begin(&w, CTL_GROUP_LEAVE, 0);
-            ctl_put_str(&w, g->group_id);
-            ctl_put_str(&w, g->member_id);
-            (void)conn_call_simple(c, g, &w);
-            ctl_writer_release(&w);
-        }
+    int rc;
+
+    if (!g->conn) { /* it broke: the daemon removed the member, its partitions are lost */
+        if (g->attached && g->nassigned && g->auto_commit)
+            return SHOAL_ERR(SHOAL_ECLOSED,
+                             "group %s: the connection to shoald broke: positions not committed",
+                             g->group_id);
+        return 0;
     }
-    if (!inherited)
+    g->close_by_ns =
+        shoal__mono_ns() + (int64_t)SHOAL_MIN(g->session_ms, cgroup__call_timeout_ms) * 1000000;
+    rc = revoke_all(c, g, false);
+    /* When shoald did not answer the commit, closing the connection is the leave. */
+    if (g->stalled || g->connecting)
+        return rc;
+    if (conn_drain(c, g, 0, g->close_by_ns) < 0) /* the answers to async commits */
+        return rc;
+    /* A static member does not leave: its place waits for it (session timeout). */
+    if (!g->instance_id[0] && g->member_id[0]) {
+        ctl_writer_t w;
+        ctl_writer_init(&w);
+        ctl_frame_begin(&w, CTL_GROUP_LEAVE, 0);
+        ctl_put_str(&w, g->group_id);
+        ctl_put_str(&w, g->member_id);
+        (void)conn_call_simple(c, g, &w);
+        ctl_writer_release(&w);
+    }
+    return rc;
+}
+
+int cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited)
+{
+    char detail[512];
+    int rc = 0;
+
+    if (!g)
+        return 0;
+    if (!inherited) {
+        rc = close_membership(c, g);
+        snprintf(detail, sizeof(detail), "%s", shoal_errmsg());
+        if (g->conn) /* async commits still unanswered reach on_commit (SHOAL_ECLOSED) */
+            conn_drop(g);
         report_lost_commits(c, g);
+        if (rc < 0) /* the commit's detail, not the last lost commit's */
+            SHOAL_ERR(rc, "%s", detail);
+    }
     shoal_client_close(g->conn);
     free_assigned(g);
     for (size_t i = 0; i < g->ntopics; i++)
@@ -1321,4 +1366,5 @@ void cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited)
     shoal__free(g->topics);
     shoal__free(g->assignors);
     shoal__free(g);
+    return rc;
 }

@@ -12,9 +12,10 @@ struct cgroup;
 /* Copy the group settings of o (strings, assignors). 0, SHOAL_EGROUPID, SHOAL_EINVAL,
  * -ENOMEM. */
 int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o);
-/* Commit (auto-commit), revoke, leave and free. g may be NULL. A consumer inherited through
- * fork() (inherited) only frees: the membership is its opener's. */
-void cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited);
+/* Commit (auto-commit), revoke, leave and free, waiting for shoald session_timeout_ms (30 s
+ * at most) in all. 0, or the failure of the commit. g may be NULL. A consumer inherited
+ * through fork() (inherited) only frees: the membership is its opener's. */
+int cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited);
 /* shoal_poll() of a group consumer: runs the group protocol, then reads. */
 int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size_t max,
                 int timeout_ms);
@@ -27,7 +28,7 @@ bool cgroup_refuses_assign(const struct cgroup *g);
  * fetching the assignment's committed offsets, where a test can stall it. */
 extern void (*cgroup__before_fetch_hook)(void);
 /* Test hook: how long a group call (commit_sync, offset fetch, leave) waits for shoald's
- * answer before SHOAL_ETIMEDOUT; 30000 in use. */
+ * answer before SHOAL_ETIMEDOUT, and close in all at most; 30000 in use. */
 extern int cgroup__call_timeout_ms;
 
 /* Provided by consumer.c. */

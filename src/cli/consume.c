@@ -283,7 +283,7 @@ int cli_consume(cli_t *cli, int argc, char **argv)
         .format = CLI_FORMAT_DEFAULT,
     };
     shoal_client_t *client;
-    int rc;
+    int rc, close_rc;
 
     consume_parse(cli, argc, argv, &cs);
     if ((rc = cli_check_topic_name(cs.topic)) != 0)
@@ -301,7 +301,11 @@ int cli_consume(cli_t *cli, int argc, char **argv)
     if (cs.text)
         fclose(cs.text);
     free(cs.text_buf);
-    shoal_consumer_close(cs.consumer);
+    /* In a group, close commits the positions once more: a commit shoald did not make (it
+     * did not answer in time) is reported, since those records will be read again. */
+    close_rc = shoal_consumer_close(cs.consumer);
+    if (close_rc < 0 && rc == 0)
+        rc = cli_fail(cli, close_rc, "consume '%s': commit at exit", cs.topic);
     shoal_client_close(client);
     return rc;
 }
