@@ -73,9 +73,10 @@
  * - A daemon that stops answering (stopped by SIGSTOP, hung) still takes connections: a
  *   call that waits for its answer (administration such as shoal_topic_list(), attaching
  *   partitions, shoal_consumer_subscribe(), shoal_commit_sync()) gives up after 30 s with
- *   SHOAL_ETIMEDOUT. The request may still be carried out once the daemon goes on; the
- *   client keeps its connection, and its next call first waits (within its own 30 s) for
- *   that late answer. Appends and reads in shared memory go on. shoal_poll() keeps to its
+ *   SHOAL_ETIMEDOUT (a topic create waits longer, by the size of its rings). The request
+ *   may still be carried out once the daemon goes on; the client keeps its connection,
+ *   and its next call first waits (within its own time) for that late answer. Appends and
+ *   reads in shared memory go on. shoal_poll() keeps to its
  *   timeout, by at most 100 ms more when it has to ask for a disk segment (see
  *   shoal_poll()), and a group consumer's does so too while it reconnects;
  *   shoal_consumer_close() waits session_timeout_ms at most.
@@ -318,7 +319,9 @@ SHOAL_EXTERN bool shoal_topic_name_is_valid(const char *name);
  *         -ENOSPC (not enough shared memory or memory; the detail gives the sizes),
  *         -EMFILE (its disk partitions would leave shoald too few open files to serve
  *         clients: raise its limit), SHOAL_EIO, SHOAL_ECLOSED, -errno. Nothing is left
- *         behind on failure.
+ *         behind on failure. SHOAL_ETIMEDOUT when shoald does not answer within 30 s plus
+ *         4 s per GiB of rings (it is stopped or hung): the create may still be done, as
+ *         with SHOAL_ECLOSED; describe the topic to find out.
  * Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
                                     const shoal_topic_config_t *cfg);

@@ -38,8 +38,10 @@
 #include "topic_config.h"
 #include "util.h"
 
-#define CLIENT_TIMEOUT_MS 30000
-#define CLIENT_FRAME_MS   5000 /* the rest of a response that has begun to arrive */
+#define CLIENT_TIMEOUT_MS  30000
+#define CREATE_MS_PER_GIB  4000
+#define CREATE_WAIT_MAX_MS 3600000
+#define CLIENT_FRAME_MS    5000 /* the rest of a response that has begun to arrive */
 
 const char *shoal_default_socket(void)
 {
@@ -251,7 +253,8 @@ static int client_roundtrip(shoal_client_t *c, ctl_writer_t *w, client_reply_t *
     rc = client_recv(c, &got, rep, deadline_ns);
     if (rc == SHOAL_ETIMEDOUT) {
         client_note_late(c, w, &sent);
-        return SHOAL_ERR(rc, "shoald did not answer in time (stopped or hung?)");
+        return SHOAL_ERR(rc, "shoald did not answer in time: it is stopped or hung (what was "
+                             "asked may still be done)");
     }
     if (rc == 0 && (got.type != (sent.type | CTL_RESPONSE) || got.seq != sent.seq)) {
         client_drop(c);
@@ -366,9 +369,16 @@ static int client_lock(shoal_client_t *c, int64_t deadline_ns)
     return -rc;
 }
 
+int client__timeout_ms = CLIENT_TIMEOUT_MS;
+
+static int64_t client_deadline_after(int64_t ms)
+{
+    return shoal__mono_ns() + ms * 1000000;
+}
+
 static int64_t client_deadline(void)
 {
-    return shoal__mono_ns() + (int64_t)CLIENT_TIMEOUT_MS * 1000000;
+    return client_deadline_after(client__timeout_ms);
 }
 
 int client_call_until(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep, int64_t deadline_ns)
@@ -519,11 +529,12 @@ static int check_name(const char *name)
     return 0;
 }
 
-/* Send the request built in w (then released) and expect a response without fields. */
-static int client_call_empty(shoal_client_t *c, ctl_writer_t *w)
+/* Send the request built in w (then released) and expect a response without fields by
+ * deadline_ns. */
+static int client_call_empty(shoal_client_t *c, ctl_writer_t *w, int64_t deadline_ns)
 {
     client_reply_t rep;
-    int rc = client_call(c, w, &rep);
+    int rc = client_call_until(c, w, &rep, deadline_ns);
     ctl_writer_release(w);
     if (rc == 0) {
         rc = ctl_reader_finish(&rep.r);
@@ -532,7 +543,18 @@ static int client_call_empty(shoal_client_t *c, ctl_writer_t *w)
     return rc;
 }
 
-/* A request whose only field is a topic name and whose response has no fields. */
+/* How long a create may take: its rings are made at about a second per GiB here, so the
+ * usual 30 s and 4 s per GiB of rings, up to an hour. */
+static int64_t create_deadline(const shoal_topic_config_t *cfg)
+{
+    double gib = (double)cfg->partitions * (double)cfg->ring_slots * (double)cfg->segment_bytes /
+                 (double)(1u << 30);
+    double ms = client__timeout_ms + gib * CREATE_MS_PER_GIB;
+    return client_deadline_after(ms < CREATE_WAIT_MAX_MS ? (int64_t)ms : CREATE_WAIT_MAX_MS);
+}
+
+/* A request whose only field is a topic name (and, for a create, its config) and whose
+ * response has no fields. */
 static int topic_simple_call(shoal_client_t *c, uint16_t type, const char *name,
                              const shoal_topic_config_t *cfg)
 {
@@ -545,7 +567,7 @@ static int topic_simple_call(shoal_client_t *c, uint16_t type, const char *name,
     ctl_put_str(&w, name);
     if (cfg)
         ctl_put_topic_config(&w, cfg);
-    return client_call_empty(c, &w);
+    return client_call_empty(c, &w, cfg ? create_deadline(cfg) : client_deadline());
 }
 
 int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_config_t *cfg)
@@ -589,7 +611,7 @@ int shoal_topic_alter(shoal_client_t *c, const char *name, const char *const *na
         ctl_put_str(&w, names[i]);
         ctl_put_str(&w, values[i]);
     }
-    return client_call_empty(c, &w);
+    return client_call_empty(c, &w, client_deadline());
 }
 
 int shoal_topic_delete(shoal_client_t *c, const char *name)

@@ -44,6 +44,9 @@ int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep);
  * another thread's call, a response still due, the handshake of a new connection. */
 int client_call_until(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep, int64_t deadline_ns);
 void client_reply_release(client_reply_t *rep);
+/* How long a call waits for shoald's answer before SHOAL_ETIMEDOUT: 30000 in use (a test
+ * hook); a topic create adds 4 s per GiB of rings. */
+extern int client__timeout_ms;
 
 /* When an earlier call found the connection broken (the daemon restarted), connect again
  * and say hello; when the hello is still unanswered, wait for it. A no-op on a live

@@ -35,6 +35,7 @@
 
 #include "ctlproto.h"
 #include "ctlsock.h"
+#include "client.h"
 #include "harness.h"
 #include "record.h"
 #include "segment.h"
@@ -411,6 +412,34 @@ INTEG_TEST(test_a_slow_create_holds_up_neither_clients_nor_the_flusher)
     assert_int_equal(harness_daemon_restart(&f->d), 0);
     assert_int_equal(shoal_topic_describe(f->c, "slow", &info), 0);
     shoal_topic_info_free(info);
+}
+
+/* A create waits for shoald's answer longer the more rings it makes (4 s per GiB on top
+ * of the usual wait; here the usual wait is 400 ms and each create takes 1 s): a create of
+ * rings that take longer than 30 s to make used to fail SHOAL_ETIMEDOUT while shoald went
+ * on to make them. When the wait does run out, the error says the create may still be done. */
+INTEG_TEST(test_a_create_waits_longer_for_larger_rings)
+{
+    shoal_topic_config_t small = topic_cfg(1, 1ull << 20, 2);
+    shoal_topic_config_t large = topic_cfg(4, 16ull << 20, 4); /* 256 MiB: 1 s more */
+    shoal_topic_info_t *info;
+    int rc = SHOAL_ENOTOPIC;
+
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    setenv("SHOALD_TEST_CREATE_MS", "1000", 1);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    unsetenv("SHOALD_TEST_CREATE_MS");
+    assert_int_equal(reconnect(f), 0);
+
+    client__timeout_ms = 400;
+    assert_int_equal(shoal_topic_create(f->c, "large", &large), 0);
+    assert_int_equal(shoal_topic_create(f->c, "small", &small), SHOAL_ETIMEDOUT);
+    assert_non_null(strstr(shoal_errmsg(), "may still be done"));
+    client__timeout_ms = 30000;
+    for (int i = 0; i < 300 && rc == SHOAL_ENOTOPIC; i++, usleep(10000))
+        if ((rc = shoal_topic_describe(f->c, "small", &info)) == 0)
+            shoal_topic_info_free(info);
+    assert_int_equal(rc, 0);
 }
 
 INTEG_TEST(test_topic_create_rejects_bad_names_and_configs_with_specific_codes)
@@ -3368,6 +3397,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
         T(test_topics_can_be_created_listed_described_and_deleted),
         T(test_a_slow_create_holds_up_neither_clients_nor_the_flusher),
+        T(test_a_create_waits_longer_for_larger_rings),
         T(test_topic_create_rejects_bad_names_and_configs_with_specific_codes),
         T(test_reserved_fields_are_zeroed_by_init_and_refused_when_set),
         T(test_out_of_range_options_and_repeated_partitions_are_refused),
