@@ -71,6 +71,15 @@ static void client_forget_late(shoal_client_t *c)
     c->late_len = 0;
 }
 
+/* Forget the kept answer (c->mu held). */
+static void client_forget_kept(shoal_client_t *c)
+{
+    client_reply_release(&c->kept);
+    shoal__free(c->kept_frame);
+    c->kept_frame = NULL;
+    c->kept_len = 0;
+}
+
 /* Close the connection; the next call connects again. c->mu held. */
 static void client_drop(shoal_client_t *c)
 {
@@ -78,6 +87,7 @@ static void client_drop(shoal_client_t *c)
         close(c->fd);
     c->fd = -1;
     client_forget_late(c);
+    client_forget_kept(c);
 }
 
 /* The response's status, with the daemon's detail in shoal_errmsg() when it failed. */
@@ -156,14 +166,13 @@ static int client_recv(shoal_client_t *c, ctl_header_t *got, client_reply_t *rep
     return rc;
 }
 
-/* Whether w (not stamped yet) asks what the late request asked: every byte but the
+/* Whether w (not stamped yet) asks what frame (len bytes) asked: every byte but the
  * header's last field, the sequence number. */
-static bool client_same_request(const shoal_client_t *c, const ctl_writer_t *w)
+static bool client_same_request(const uint8_t *frame, size_t len, const ctl_writer_t *w)
 {
-    return w && c->late_frame && w->len == c->late_len &&
-           memcmp(w->buf, c->late_frame, CTL_HEADER_BYTES - 4) == 0 &&
-           memcmp(w->buf + CTL_HEADER_BYTES, c->late_frame + CTL_HEADER_BYTES,
-                  w->len - CTL_HEADER_BYTES) == 0;
+    return w && frame && w->len == len && memcmp(w->buf, frame, CTL_HEADER_BYTES - 4) == 0 &&
+           memcmp(w->buf + CTL_HEADER_BYTES, frame + CTL_HEADER_BYTES, w->len - CTL_HEADER_BYTES) ==
+               0;
 }
 
 /* A call gave up waiting for the response to the request in w (header h): it is late, read
@@ -200,10 +209,12 @@ int client_hello_check(shoal_client_t *c, ctl_reader_t *r)
 }
 
 /* Read the response to the late request if it comes by deadline_ns (c->mu held, a request
- * late). A HELLO's makes the connection ready, or fails it. Another's is dropped, unless w
- * is the same request again (client_note_late): then it is w's response, in rep, and
- * *served is set. 0; SHOAL_ETIMEDOUT when it has not come (still late, the stream
- * untouched); or a failure, with the connection closed. */
+ * late). A HELLO's makes the connection ready, or fails it. When w is the same request
+ * again (client_note_late) it is w's response, in rep, and *served is set; a segment
+ * lookup's is kept for the call that asks it again (a consumer's partitions take turns, so
+ * another's lookup may come first: client_exchange serves it); any other is dropped. 0;
+ * SHOAL_ETIMEDOUT when it has not come (still late, the stream untouched); or a failure,
+ * with the connection closed. */
 static int client_catch_up(shoal_client_t *c, const ctl_writer_t *w, client_reply_t *rep,
                            bool *served, int64_t deadline_ns)
 {
@@ -211,13 +222,16 @@ static int client_catch_up(shoal_client_t *c, const ctl_writer_t *w, client_repl
     ctl_header_t got;
     uint16_t type = c->late_type;
     uint32_t seq = c->late_seq;
-    bool same = client_same_request(c, w);
+    uint8_t *frame = c->late_frame;
+    size_t len = c->late_len;
+    bool same = client_same_request(frame, len, w);
     int rc;
 
     memset(&late, 0, sizeof(late));
     rc = client_recv(c, &got, &late, deadline_ns);
     if (rc == SHOAL_ETIMEDOUT)
         return rc;
+    c->late_frame = NULL; /* ours now */
     client_forget_late(c);
     if (rc == 0 && (got.type != (type | CTL_RESPONSE) || got.seq != seq))
         rc = SHOAL_ERR(SHOAL_EPROTO, "response type %u seq %u does not answer request %u/%u",
@@ -227,9 +241,16 @@ static int client_catch_up(shoal_client_t *c, const ctl_writer_t *w, client_repl
     if (rc == 0 && same) {
         *rep = late;
         *served = true;
+    } else if (rc == 0 && frame) { /* a segment lookup's */
+        client_forget_kept(c);
+        c->kept = late;
+        c->kept_frame = frame;
+        c->kept_len = len;
         return 0;
+    } else {
+        client_reply_release(&late);
     }
-    client_reply_release(&late);
+    shoal__free(frame);
     if (rc < 0)
         client_drop(c);
     return rc;
@@ -334,6 +355,12 @@ static int client_exchange(shoal_client_t *c, ctl_writer_t *w, client_reply_t *r
     bool unsent = false, served = false;
     int rc;
 
+    if (client_same_request(c->kept_frame, c->kept_len, w)) { /* read by an earlier call */
+        *rep = c->kept;
+        memset(&c->kept, 0, sizeof(c->kept));
+        client_forget_kept(c);
+        return 0;
+    }
     if (c->fd >= 0 && c->late_seq) {
         rc = client_catch_up(c, w, rep, &served, deadline_ns);
         if (rc == SHOAL_ETIMEDOUT)
@@ -501,6 +528,7 @@ void shoal_client_close(shoal_client_t *c)
     if (c->fd >= 0)
         close(c->fd);
     shoal__free(c->late_frame);
+    client_forget_kept(c);
     pthread_mutex_destroy(&c->mu);
     shoal__free(c);
 }

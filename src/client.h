@@ -7,6 +7,15 @@
 #include "ctlproto.h"
 #include "ring.h"
 
+/* A response: its payload reader and the descriptors that came with it. Descriptors the
+ * caller keeps must be set to -1 in fds before client_reply_release(). */
+typedef struct client_reply {
+    uint8_t *payload;
+    ctl_reader_t r;
+    int fds[CTL_MAX_FDS];
+    size_t nfds;
+} client_reply_t;
+
 struct shoal_client {
     int fd;
     pthread_mutex_t mu; /* one request/response exchange at a time */
@@ -19,21 +28,17 @@ struct shoal_client {
     uint16_t late_type;
     uint8_t *late_frame;
     size_t late_len;
+    /* The answer to a late segment lookup that a call for another request read first: kept,
+     * with its request (kept_frame NULL: none), for the call that asks the same again. */
+    uint8_t *kept_frame;
+    size_t kept_len;
+    client_reply_t kept;
     char socket_path[108]; /* what to connect to: absolute, when it fits (client_open) */
     char path_given[108];  /* the path as the application gave it, for messages */
     char instance[64];
     uint32_t forks; /* shoal__forks at open: another value, inherited through fork() */
     int32_t opener; /* the pid that opened it */
 };
-
-/* A response: its payload reader and the descriptors that came with it. Descriptors the
- * caller keeps must be set to -1 in fds before client_reply_release(). */
-typedef struct client_reply {
-    uint8_t *payload;
-    ctl_reader_t r;
-    int fds[CTL_MAX_FDS];
-    size_t nfds;
-} client_reply_t;
 
 /* Send the frame begun in w (ctl_frame_begin) and wait for its response, 30 s at most.
  * Returns the response status: 0 with rep ready to read, or a negative code (rep

@@ -21,11 +21,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "ctlproto.h"
 #include "ctlsock.h"
 #include "group_consumer.h"
 #include "harness.h"
 #include "shoal.h"
+#include "util.h"
 
 #define TEST_TIMEOUT_S 60
 #define NPARTS         6
@@ -1309,6 +1311,37 @@ INTEG_TEST(test_a_poll_reading_from_disk_keeps_its_timeout_while_the_daemon_is_s
     shoal_client_close(cl);
 }
 
+/* Two segment lookups on one client: the first goes late while shoald is stopped, and the
+ * second, asked once shoald goes on, reads the first's answer before its own. That answer
+ * is kept for the first's next try, which it serves without a wait (a consumer's
+ * partitions below their rings take turns so). Before, it was dropped: each partition's
+ * lookup threw the other's answer away and asked again. */
+INTEG_TEST(test_a_late_segment_lookups_answer_serves_its_next_try)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    client_segment_t first, second;
+
+    cfg.segment_bytes = 64u << 10;
+    cfg.max_record_bytes = 16u << 10;
+    assert_int_equal(shoal_topic_create(f->c, "kept", &cfg), 0);
+    assert_int_equal(produce_to_disk(f->c, "kept", 2000), 0);
+
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    assert_int_equal(
+        client_segment_open_until(f->c, "kept", 0, 0, shoal__mono_ns() + 50000000, &first),
+        SHOAL_ETIMEDOUT);
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+    usleep(200000); /* its answer arrives */
+    assert_int_equal(
+        client_segment_open_until(f->c, "kept", 0, 1500, shoal__mono_ns() + 5000000000ll, &second),
+        0);
+    assert_int_equal(client_segment_open_until(f->c, "kept", 0, 0, shoal__mono_ns(), &first), 0);
+    assert_int_equal(first.base, 0);
+    assert_true(second.base > 0 && second.base <= 1500);
+    client_segment_close(&first);
+    client_segment_close(&second);
+}
+
 /* ------------------------------------------------------------------ fork */
 
 static int close_inherited_member(void *arg)
@@ -2112,6 +2145,7 @@ int main(void)
         T(test_a_poll_reconnecting_to_a_stopped_daemon_keeps_its_timeout),
         T(test_close_gives_its_commit_up_after_the_session_timeout_while_the_daemon_is_stopped),
         T(test_a_poll_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped),
+        T(test_a_late_segment_lookups_answer_serves_its_next_try),
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good),
