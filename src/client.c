@@ -272,6 +272,13 @@ static int client_roundtrip(shoal_client_t *c, ctl_writer_t *w, client_reply_t *
     if (rc < 0)
         return rc;
     rc = client_recv(c, &got, rep, deadline_ns);
+    if (rc == SHOAL_ETIMEDOUT && sent.type == CTL_TOPIC_CREATE) {
+        /* shoald parks a create until its rings are made, and answers nothing after it on
+         * this connection meanwhile: left late, it would hold every later call here. */
+        client_drop(c);
+        return SHOAL_ERR(rc, "shoald did not answer the create in time; it may still be "
+                             "done (describe the topic to find out)");
+    }
     if (rc == SHOAL_ETIMEDOUT) {
         client_note_late(c, w, &sent);
         return SHOAL_ERR(rc, "shoald did not answer in time: it is stopped or hung (what was "

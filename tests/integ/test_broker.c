@@ -417,7 +417,8 @@ INTEG_TEST(test_a_slow_create_holds_up_neither_clients_nor_the_flusher)
 /* A create waits for shoald's answer longer the more rings it makes (4 s per GiB on top
  * of the usual wait; here the usual wait is 400 ms and each create takes 1 s): a create of
  * rings that take longer than 30 s to make used to fail SHOAL_ETIMEDOUT while shoald went
- * on to make them. When the wait does run out, the error says the create may still be done. */
+ * on to make them. When the wait does run out, the error says the create may still be done,
+ * and the client can ask at once whether it is. */
 INTEG_TEST(test_a_create_waits_longer_for_larger_rings)
 {
     shoal_topic_config_t small = topic_cfg(1, 1ull << 20, 2);
@@ -436,6 +437,9 @@ INTEG_TEST(test_a_create_waits_longer_for_larger_rings)
     assert_int_equal(shoal_topic_create(f->c, "small", &small), SHOAL_ETIMEDOUT);
     assert_non_null(strstr(shoal_errmsg(), "may still be done"));
     client__timeout_ms = 30000;
+    /* The client is not held behind the create: a describe is answered meanwhile. */
+    assert_int_equal(shoal_topic_describe(f->c, "small", &info), SHOAL_ENOTOPIC);
+    assert_non_null(strstr(shoal_errmsg(), "still being created"));
     for (int i = 0; i < 300 && rc == SHOAL_ENOTOPIC; i++, usleep(10000))
         if ((rc = shoal_topic_describe(f->c, "small", &info)) == 0)
             shoal_topic_info_free(info);
