@@ -26,10 +26,10 @@
  * armed; the loop writes it as the client reads. Meanwhile the connection is back-pressured:
  * none of its frames runs, which keeps its responses in request order and its queue to the
  * reply that did not fit plus answers to requests parked before it; and its socket is read
- * only until SERVER_INPUT_PAUSE_BYTES wait, so a client that sends without reading fills
- * its own socket, not the daemon's memory. Replies that make no progress for
- * SERVER_SEND_STALL_MS close the connection, from the loop's timer (server_sweep), with a
- * rate-limited warning; a client gone (EPIPE, ECONNRESET, a hang-up) is closed without one.
+ * only until SERVER_INPUT_PAUSE_BYTES wait (so too while a request is parked), so a client
+ * that sends without reading fills its own socket, not the daemon's memory. Replies that make no
+ * progress for SERVER_SEND_STALL_MS close the connection, from the loop's timer (server_sweep),
+ * with a rate-limited warning; a client gone (EPIPE, ECONNRESET, a hang-up) is closed without one.
  * A connection is never closed from inside server_reply(), whose callers are in the middle
  * of their own work: a failure there marks it, and the loop closes it. At end of file a
  * connection stays until the replies it is owed are out (a client may shut its side and
@@ -68,9 +68,9 @@
  * for a moment) and short enough that a stuck one soon gives back the memory and the
  * descriptors its replies hold. $SHOALD_TEST_SEND_STALL_MS shortens it for the tests. */
 #define SERVER_SEND_STALL_MS 5000
-/* While replies wait, a connection's socket is read only until this much input waits:
- * its frames cannot run before the replies are out, and a client that sends without
- * reading then finds its own socket full, instead of the daemon buffering for it. */
+/* While replies wait or a request is parked, a connection's socket is read only until
+ * this much input waits: its frames cannot run before then, and a client that sends
+ * without reading finds its own socket full, instead of the daemon buffering for it. */
 #define SERVER_INPUT_PAUSE_BYTES SERVER_READ_CHUNK
 
 struct conn {
@@ -514,13 +514,14 @@ static void conn_close(server_t *s, struct conn *c)
     shoal__free(c);
 }
 
-/* Whether c's socket may be read: not once it ended or failed, nor while replies wait and
- * enough input waits behind them (SERVER_INPUT_PAUSE_BYTES). */
+/* Whether c's socket may be read: not once it ended or failed, nor while replies wait or a
+ * request is parked and enough input waits behind them (SERVER_INPUT_PAUSE_BYTES). */
 static bool conn_reading(const struct conn *c)
 {
     if (c->dead || c->closing || c->eof)
         return false;
-    return outq_is_empty(&c->out) || c->len < SERVER_INPUT_PAUSE_BYTES;
+    return (outq_is_empty(&c->out) && c->parked_other == 0 && c->parked_commits == 0) ||
+           c->len < SERVER_INPUT_PAUSE_BYTES;
 }
 
 /* Whether c may answer its next frame: replies go out in order, one frame's after the
@@ -735,6 +736,14 @@ static void conn_process(server_t *s, struct conn *c)
     c->len -= at;
 }
 
+/* Give up on c for what it sent (rc, the detail in shoal_errmsg()), with a log line. */
+static void conn_drop_input(server_t *s, struct conn *c, int rc)
+{
+    log_limited(&s->bad_frame_log, LOG_WARN, "client pid %d: %s (%s); closing", (int)c->pid,
+                shoal_errmsg(), shoal_err_name(rc));
+    c->dead = true;
+}
+
 /* Read what c's socket holds and run the frames as they come, until it would block or c
  * may read no more (conn_reading). End of file sets c->eof, a failure c->dead. */
 static void conn_read(server_t *s, struct conn *c)
@@ -747,14 +756,15 @@ static void conn_read(server_t *s, struct conn *c)
             size_t cap = c->cap ? c->cap * 2 : SERVER_READ_CHUNK * 2;
             uint8_t *in = shoal__realloc(c->in, cap);
             if (!in) {
-                c->dead = true;
+                conn_drop_input(s, c,
+                                SHOAL_ERR(-ENOMEM, "no memory for %zu bytes of requests", cap));
                 return;
             }
             c->in = in;
             c->cap = cap;
         }
-        if (c->len == c->cap) { /* only while parked: a client sends one request at a time */
-            c->dead = true;
+        if (c->len == c->cap) { /* not while frames can run: conn_reading pauses first */
+            conn_drop_input(s, c, SHOAL_ERR(SHOAL_EPROTO, "%zu bytes of requests wait", c->len));
             return;
         }
         n = ctlsock_recv(c->fd, c->in + c->len, c->cap - c->len, NULL, &nfds, 0);

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <linux/sockios.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,8 @@
 #define LONG_TOPICS 8 /* topics with long names, so that a topic list is ~2 KiB */
 #define SLOTS       2 /* ring slots of the test topic: RING_FD_COUNT(SLOTS) per attach */
 #define STALL_LOG   "has not read its replies"
+
+static const uint8_t zeros[64 << 10];
 
 /* ------------------------------------------------------------------ fixture */
 
@@ -409,6 +412,69 @@ INTEG_TEST(test_pipelined_requests_are_answered_in_order)
     batch_release(&b);
 }
 
+struct sender {
+    int fd;
+    const struct batch *b;
+    ssize_t sent;
+};
+
+static void *send_all(void *arg)
+{
+    struct sender *sd = arg;
+    sd->sent = send(sd->fd, sd->b->all.buf, sd->b->all.len, MSG_NOSIGNAL);
+    return NULL;
+}
+
+/* Requests pipelined behind one that shoald parks (a create making its rings, slowed here)
+ * wait in the client's socket: the daemon reads 64 KiB of them, no more, until the parked
+ * one is answered, then answers them all in order. Before, it read on until its input
+ * buffer (2 MiB) was full and closed the connection without a word. */
+INTEG_TEST(test_requests_behind_a_parked_one_wait_in_the_socket)
+{
+    shoal_topic_config_t cfg = small_topic();
+    struct sender sd = {0};
+    struct batch b;
+    pthread_t th;
+    char stall[16];
+    ctl_writer_t *w;
+
+    snprintf(stall, sizeof(stall), "%d", STALL_MS);
+    setenv("SHOALD_TEST_SEND_STALL_MS", stall, 1);
+    setenv("SHOALD_TEST_CREATE_MS", "1000", 1);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    unsetenv("SHOALD_TEST_CREATE_MS");
+    unsetenv("SHOALD_TEST_SEND_STALL_MS");
+
+    batch_init(&b);
+    w = batch_begin(&b, CTL_TOPIC_CREATE);
+    ctl_put_str(w, "parked");
+    ctl_put_topic_config(w, &cfg);
+    batch_end(&b);
+    for (int i = 0; i < 6; i++) { /* 3 MiB behind it, in requests of an unknown type */
+        w = batch_begin(&b, 77);
+        for (int k = 0; k < 8; k++)
+            ctl_put_raw(w, zeros, sizeof(zeros));
+        batch_end(&b);
+    }
+    sd.fd = raw_connect(f->d.socket);
+    sd.b = &b;
+    assert_int_equal(pthread_create(&th, NULL, send_all, &sd), 0);
+
+    for (uint32_t seq = 1; seq <= b.seq; seq++) {
+        ctl_header_t h;
+        int fds[CTL_MAX_FDS];
+        size_t nfds;
+        int rc = read_reply(sd.fd, &h, fds, &nfds);
+        assert_int_equal(h.seq, seq);
+        assert_int_equal(rc, seq == 1 ? 0 : SHOAL_EPROTO);
+    }
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(sd.sent, (ssize_t)b.all.len);
+    close(sd.fd);
+    batch_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +482,7 @@ int main(void)
         T(test_a_client_that_does_not_read_its_replies_holds_up_no_one_else),
         T(test_descriptors_of_a_reply_that_found_the_socket_full_arrive_intact),
         T(test_pipelined_requests_are_answered_in_order),
+        T(test_requests_behind_a_parked_one_wait_in_the_socket),
 #undef T
     };
     harness_test_filter();
