@@ -1311,6 +1311,40 @@ INTEG_TEST(test_a_poll_reading_from_disk_keeps_its_timeout_while_the_daemon_is_s
     shoal_client_close(cl);
 }
 
+/* The same for a consumer whose partition was assigned by hand, on its own client: its
+ * polls keep to their timeout while shoald, stopped, does not answer its segment lookups,
+ * and it reads every record from disk once shoald goes on. */
+INTEG_TEST(test_a_plain_consumer_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int64_t next = 0, worst;
+
+    cfg.segment_bytes = 64u << 10;
+    cfg.max_record_bytes = 16u << 10;
+    assert_int_equal(shoal_topic_create(f->c, "shallow", &cfg), 0);
+    assert_int_equal(produce_to_disk(f->c, "shallow", 2000), 0);
+    shoal_consumer_options_init(&o);
+    assert_int_equal(shoal_client_open(sock_path, &cl), 0);
+    assert_int_equal(shoal_consumer_open(cl, &o, &c), 0);
+    assert_int_equal(shoal_consumer_assign(c, "shallow", NULL, 0), 0);
+
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    assert_int_equal(shoal_consumer_seek(c, "shallow", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    worst = read_in_order(c, &next, 2000, 1000, 200);
+    print_message("plain consumer, shoald stopped: longest poll(200) %lld ms\n", (long long)worst);
+    assert_true(worst < 2000);
+    assert_int_equal(next, 0);
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+
+    (void)read_in_order(c, &next, 2000, 10000, 200);
+    assert_int_equal(next, 2000);
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
+}
+
 /* Two segment lookups on one client: the first goes late while shoald is stopped, and the
  * second, asked once shoald goes on, reads the first's answer before its own. That answer
  * is kept for the first's next try, which it serves without a wait (a consumer's
@@ -2146,6 +2180,7 @@ int main(void)
         T(test_close_gives_its_commit_up_after_the_session_timeout_while_the_daemon_is_stopped),
         T(test_a_poll_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped),
         T(test_a_late_segment_lookups_answer_serves_its_next_try),
+        T(test_a_plain_consumer_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped),
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good),
