@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -61,6 +62,24 @@ void harness_flag_file(const char *path, bool present)
         close(open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
     else
         unlink(path);
+}
+
+int harness_open_fds(pid_t pid)
+{
+    char path[64];
+    struct dirent *e;
+    int n = 0;
+    DIR *d;
+
+    if (pid)
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    else
+        snprintf(path, sizeof(path), "/proc/self/fd");
+    assert_non_null(d = opendir(path));
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
 }
 
 void harness_testdata(char *buf, size_t cap, const char *rel)

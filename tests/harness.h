@@ -20,6 +20,9 @@ void harness_rmrf(const char *path);
 /* Create (present) or remove an empty file whose existence is a switch, such as the
  * daemon's SHOALD_TEST_ENOSPC_FILE (its segment writes fail with ENOSPC while it exists). */
 void harness_flag_file(const char *path, bool present);
+/* Descriptors process pid has open (0: this process), from /proc: a leak shows as a
+ * higher count. */
+int harness_open_fds(pid_t pid);
 /* Path of a file in ../shared/testdata (or $SHOAL_TESTDATA) into buf. */
 void harness_testdata(char *buf, size_t cap, const char *rel);
 /* Read a whole file into a malloc'd buffer; *len gets its size. NULL on failure. */

@@ -13,7 +13,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <linux/sockios.h>
@@ -206,29 +205,13 @@ static int read_reply(int fd, ctl_header_t *h, int *fds, size_t *nfds)
     return rc;
 }
 
-/* Descriptors the daemon has open. */
-static int daemon_fds(const struct harness_fixture *f)
-{
-    char path[64];
-    struct dirent *e;
-    int n = 0;
-    DIR *d;
-
-    snprintf(path, sizeof(path), "/proc/%d/fd", (int)f->d.pid);
-    assert_non_null(d = opendir(path));
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 /* Wait up to 5 s for the daemon to hold `want` descriptors; returns how many it holds. */
 static int daemon_fds_settle(const struct harness_fixture *f, int want)
 {
-    int n = daemon_fds(f);
+    int n = harness_open_fds(f->d.pid);
     for (int i = 0; i < 100 && n != want; i++) {
         usleep(50000);
-        n = daemon_fds(f);
+        n = harness_open_fds(f->d.pid);
     }
     return n;
 }
@@ -317,12 +300,12 @@ INTEG_TEST(test_descriptors_of_a_reply_that_found_the_socket_full_arrive_intact)
     batch_init(&b);
     for (int i = 0; i < requests; i++)
         batch_attach(&b, "fdq");
-    base = daemon_fds(f) + 1; /* and the connection's */
+    base = harness_open_fds(f->d.pid) + 1; /* and the connection's */
     fd = raw_connect(f->d.socket);
     batch_send(&b, fd);
     wait_backlogged(fd);
     /* The reply that did not fit waits with its descriptors: the daemon holds them. */
-    assert_int_equal(daemon_fds(f), base + (int)per);
+    assert_int_equal(harness_open_fds(f->d.pid), base + (int)per);
 
     for (uint32_t seq = 1; seq <= (uint32_t)requests; seq++) {
         ctl_header_t h;
@@ -346,7 +329,7 @@ INTEG_TEST(test_descriptors_of_a_reply_that_found_the_socket_full_arrive_intact)
     /* A client that leaves with descriptors queued for it: they are closed with it. */
     batch_send(&b, fd);
     wait_backlogged(fd);
-    assert_int_equal(daemon_fds(f), base + (int)per);
+    assert_int_equal(harness_open_fds(f->d.pid), base + (int)per);
     close(fd);
     assert_int_equal(daemon_fds_settle(f, base - 1), base - 1);
     batch_release(&b);

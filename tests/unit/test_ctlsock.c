@@ -6,7 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -52,19 +51,6 @@ static int teardown(void **state)
         close(f->sv[1]);
     harness_rmrf(f->dir);
     return 0;
-}
-
-/* Open descriptors of this process: a leak shows as a higher count. */
-static int count_open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-
-    assert_non_null(d);
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
 }
 
 /* Accept one connection on a non-blocking listener, waiting up to a second. */
@@ -270,10 +256,10 @@ static void test_ctlsock_extra_fds_are_closed(void **state)
     assert_int_equal(ctl_frame_end(&w), 0);
     assert_int_equal(ctlsock_send(f->sv[0], w.buf, w.len, send_fds, 3), 0);
     close(p[1]);
-    before = count_open_fds();
+    before = harness_open_fds(0);
     assert_int_equal(ctlsock_recv_frame(f->sv[1], &h, &payload, fds, &nfds, 1, 1000), 0);
     assert_int_equal(nfds, 1);
-    assert_int_equal(count_open_fds(), before + 1);
+    assert_int_equal(harness_open_fds(0), before + 1);
     assert_int_equal(h.len, 0);
     free(payload);
     close(fds[0]);
@@ -335,9 +321,9 @@ static void test_ctlsock_garbage_header_is_proto(void **state)
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
     assert_int_equal(ctlsock_send(f->sv[0], junk, sizeof(junk), &p[1], 1), 0);
     close(p[1]);
-    before = count_open_fds();
+    before = harness_open_fds(0);
     assert_int_equal(ctlsock_recv_frame(f->sv[1], &h, &payload, fds, &nfds, 2, 1000), SHOAL_EPROTO);
-    assert_int_equal(count_open_fds(), before);
+    assert_int_equal(harness_open_fds(0), before);
     assert_int_equal(nfds, 0);
     assert_int_equal(read(p[0], &c, 1), 0);
     close(p[0]);
@@ -462,11 +448,11 @@ static void test_ctlsock_truncated_fds_are_proto_and_closed(void **state)
     assert_int_equal(sendmsg(f->sv[0], &msg, 0), sizeof(hdr));
     assert_int_equal(ctlsock_send(f->sv[0], hdr, sizeof(hdr), fds, N), -EINVAL);
 
-    before = count_open_fds();
+    before = harness_open_fds(0);
     assert_int_equal(ctlsock_recv_frame(f->sv[1], &h, &payload, fds, &nfds, CTL_MAX_FDS, 1000),
                      -EPROTO);
     assert_int_equal(nfds, 0);
-    assert_int_equal(count_open_fds(), before);
+    assert_int_equal(harness_open_fds(0), before);
 }
 
 /* Out of descriptor slots, the kernel installs none of a frame's descriptors (MSG_CTRUNC)
@@ -492,7 +478,7 @@ static void test_ctlsock_out_of_descriptors_is_emfile_and_stays_in_step(void **s
     assert_int_equal(ctlsock_send(f->sv[0], w.buf, w.len, fds, 3), 0);
     assert_int_equal(ctlsock_send(f->sv[0], w.buf, w.len, fds, 1), 0);
 
-    before = count_open_fds();
+    before = harness_open_fds(0);
     lowest = dup(p[0]);
     assert_true(lowest >= 0);
     close(lowest);
@@ -506,7 +492,7 @@ static void test_ctlsock_out_of_descriptors_is_emfile_and_stays_in_step(void **s
     assert_non_null(strstr(shoal_errmsg(), "ran out of file descriptors"));
     assert_null(payload);
     assert_int_equal(nfds, 0);
-    assert_int_equal(count_open_fds(), before);
+    assert_int_equal(harness_open_fds(0), before);
 
     assert_int_equal(ctlsock_recv_frame(f->sv[1], &h, &payload, fds, &nfds, 3, 1000), 0);
     assert_int_equal(h.seq, 7);

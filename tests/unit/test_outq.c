@@ -7,7 +7,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -19,6 +18,7 @@
 
 #include "ctlproto.h"
 #include "ctlsock.h"
+#include "harness.h"
 #include "shoald/outq.h"
 #include "util.h"
 
@@ -56,18 +56,6 @@ static int teardown(void **state)
         close(f->pipe[i]);
     }
     return 0;
-}
-
-static int count_open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    int n = 0;
-
-    assert_non_null(d);
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
 }
 
 static bool fd_is_open(int fd)
@@ -181,7 +169,7 @@ static void expect_pipe_ends(const struct fixture *f, int fds[2])
 static void test_outq_sends_a_frame_that_fits_at_once_and_keeps_nothing(void **state)
 {
     struct fixture *f = *state;
-    int before = count_open_fds(), fds[2], got[2];
+    int before = harness_open_fds(0), fds[2], got[2];
 
     pipe_dups(f, fds);
     frame(f, 1, 100);
@@ -192,13 +180,13 @@ static void test_outq_sends_a_frame_that_fits_at_once_and_keeps_nothing(void **s
     assert_false(fd_is_open(fds[0]) || fd_is_open(fds[1]));
     assert_int_equal(expect_frame(f, 1, 100, got), 2);
     expect_pipe_ends(f, got);
-    assert_int_equal(count_open_fds(), before);
+    assert_int_equal(harness_open_fds(0), before);
 }
 
 static void test_outq_keeps_descriptors_until_the_first_byte_of_their_frame_goes(void **state)
 {
     struct fixture *f = *state;
-    int before = count_open_fds(), fds[2], got[2];
+    int before = harness_open_fds(0), fds[2], got[2];
     size_t filled = fill_socket(f);
 
     pipe_dups(f, fds);
@@ -220,7 +208,7 @@ static void test_outq_keeps_descriptors_until_the_first_byte_of_their_frame_goes
     assert_false(fd_is_open(fds[0]) || fd_is_open(fds[1]));
     assert_int_equal(expect_frame(f, 2, 100, got), 2);
     expect_pipe_ends(f, got);
-    assert_int_equal(count_open_fds(), before);
+    assert_int_equal(harness_open_fds(0), before);
 }
 
 /* The client, on a thread of its own while the test flushes: three frames, checked by
@@ -252,7 +240,7 @@ static void test_outq_sends_what_fits_and_queues_later_frames_behind_in_order(vo
 {
     struct fixture *f = *state;
     struct reader r = {.f = f};
-    int before = count_open_fds(), fds[2];
+    int before = harness_open_fds(0), fds[2];
     pthread_t t;
 
     pipe_dups(f, fds);
@@ -277,28 +265,28 @@ static void test_outq_sends_what_fits_and_queues_later_frames_behind_in_order(vo
     expect_pipe_ends(f, r.g[0].fds);
     assert_null(f->q.buf); /* freed once empty */
     ctl_writer_release(&f->w);
-    assert_int_equal(count_open_fds(), before);
+    assert_int_equal(harness_open_fds(0), before);
 }
 
 static void test_outq_release_closes_the_descriptors_it_holds(void **state)
 {
     struct fixture *f = *state;
-    int before = count_open_fds(), fds[2];
+    int before = harness_open_fds(0), fds[2];
 
     fill_socket(f);
     pipe_dups(f, fds);
     frame(f, 6, 10);
     assert_int_equal(outq_send(&f->q, f->sv[0], &f->w, fds, 2), 0);
-    assert_int_equal(count_open_fds(), before + 2);
+    assert_int_equal(harness_open_fds(0), before + 2);
     outq_release(&f->q);
     assert_true(outq_is_empty(&f->q));
-    assert_int_equal(count_open_fds(), before);
+    assert_int_equal(harness_open_fds(0), before);
 }
 
 static void test_outq_refuses_descriptors_behind_waiting_bytes_and_closes_them(void **state)
 {
     struct fixture *f = *state;
-    int before = count_open_fds(), fds[2];
+    int before = harness_open_fds(0), fds[2];
 
     fill_socket(f);
     frame(f, 7, 10);
@@ -308,7 +296,7 @@ static void test_outq_refuses_descriptors_behind_waiting_bytes_and_closes_them(v
     frame(f, 8, 10);
     assert_int_equal(outq_send(&f->q, f->sv[0], &f->w, fds, 2), -EBUSY);
     assert_int_equal(outq_bytes(&f->q), CTL_HEADER_BYTES + 10); /* as it was */
-    assert_int_equal(count_open_fds(), before);
+    assert_int_equal(harness_open_fds(0), before);
 }
 
 static void test_outq_reports_a_peer_gone_and_closes_the_descriptors(void **state)
@@ -324,12 +312,12 @@ static void test_outq_reports_a_peer_gone_and_closes_the_descriptors(void **stat
     assert_int_equal(outq_flush(&f->q, f->sv[0]), SHOAL_ECLOSED);
     outq_release(&f->q);
 
-    before = count_open_fds();
+    before = harness_open_fds(0);
     pipe_dups(f, fds);
     frame(f, 10, 10);
     assert_int_equal(outq_send(&f->q, f->sv[0], &f->w, fds, 2), SHOAL_ECLOSED);
     assert_true(outq_is_empty(&f->q));
-    assert_int_equal(count_open_fds(), before);
+    assert_int_equal(harness_open_fds(0), before);
 }
 
 int main(void)
