@@ -140,13 +140,7 @@ static int client_send(shoal_client_t *c, ctl_writer_t *w, ctl_header_t *h)
     return rc;
 }
 
-/* Receive the next response (header into *got, rep ready to read) if it begins to arrive
- * by deadline_ns (c->mu held): 0; SHOAL_ETIMEDOUT when none has (nothing was read, the
- * stream is in step); or a failure, after which the connection is closed, but for -ENOMEM
- * and -EMFILE (the frame was read whole: ctlsock.h). shoald writes each response whole, so
- * one that has begun has its rest on the way. */
-static int client_recv(shoal_client_t *c, ctl_header_t *got, client_reply_t *rep,
-                       int64_t deadline_ns)
+int client_recv(shoal_client_t *c, ctl_header_t *got, client_reply_t *rep, int64_t deadline_ns)
 {
     int rc = ctlsock_wait_readable(c->fd, deadline_ns);
 

@@ -49,6 +49,14 @@ int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep);
  * another thread's call, a response still due, the handshake of a new connection. */
 int client_call_until(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep, int64_t deadline_ns);
 void client_reply_release(client_reply_t *rep);
+/* Receive the next response on c's connection (header into *got, rep ready to read) if it
+ * begins to arrive by deadline_ns (c->mu held, or c a group consumer's own connection): 0;
+ * SHOAL_ETIMEDOUT when none has (nothing was read, the stream is in step); shoald's word
+ * before it closes the connection (a response to no request) as its status and detail; or
+ * a failure, after which the connection is closed, but for -ENOMEM and -EMFILE (the frame
+ * was read whole: ctlsock.h). shoald writes each response whole, so one that has begun has
+ * its rest on the way. */
+int client_recv(shoal_client_t *c, ctl_header_t *got, client_reply_t *rep, int64_t deadline_ns);
 /* How long a call waits for shoald's answer before SHOAL_ETIMEDOUT: 30000 in use (a test
  * hook); a topic create adds 4 s per GiB of rings. */
 extern int client__timeout_ms;

@@ -55,7 +55,6 @@
 #define CGROUP_PEND_MAX       (CGROUP_ASYNC_MAX + 16) /* + a heartbeat and abandoned calls */
 #define CGROUP_JOIN_MARGIN_MS 10000
 #define CGROUP_CALL_MS        30000
-#define CGROUP_FRAME_MS       5000 /* the rest of a response that has begun to arrive */
 
 int cgroup__call_timeout_ms = CGROUP_CALL_MS;
 
@@ -264,26 +263,15 @@ static int conn_read(struct cgroup *g, int64_t deadline_ns, struct pend *e, int 
     memset(rep, 0, sizeof(*rep));
     if (!g->conn || g->npend == 0)
         return SHOAL_ERR(SHOAL_ECLOSED, "group %s: no connection to shoald", g->group_id);
-    if ((rc = ctlsock_wait_readable(g->conn->fd, deadline_ns)) == SHOAL_ETIMEDOUT)
+    if ((rc = client_recv(g->conn, &h, rep, deadline_ns)) == SHOAL_ETIMEDOUT)
         return rc;
-    /* The frame has started to arrive; shoald writes each whole, so its rest is there. */
-    if (rc == 0)
-        rc = ctlsock_recv_frame(g->conn->fd, &h, &rep->payload, rep->fds, &rep->nfds, CTL_MAX_FDS,
-                                CGROUP_FRAME_MS);
     *e = g->pend[0];
-    if (rc == 0 && h.type == CTL_RESPONSE && h.seq == 0) { /* its word before it closes */
-        ctl_reader_init(&rep->r, rep->payload, h.len);
-        rc = ctl_get_status(&rep->r, detail, sizeof(detail));
-        rc = SHOAL_ERR(rc < 0 ? rc : SHOAL_EPROTO, "%s", detail[0] ? detail : "closed by shoald");
-    } else if (rc == 0 && (h.type != (e->type | CTL_RESPONSE) || h.seq != e->seq)) {
+    if (rc == 0 && (h.type != (e->type | CTL_RESPONSE) || h.seq != e->seq))
         rc = SHOAL_ERR(SHOAL_EPROTO, "group response %u/%u does not answer %u/%u", h.type, h.seq,
                        e->type, e->seq);
-    }
     if (rc < 0) {
         client_reply_release(rep);
         conn_drop(g);
-        if (rc == SHOAL_ETIMEDOUT) /* not "no answer yet": the stream is out of step */
-            rc = SHOAL_ERR(SHOAL_ECLOSED, "group %s: a response stopped half-way", g->group_id);
         return rc;
     }
     memmove(&g->pend[0], &g->pend[1], --g->npend * sizeof(g->pend[0]));
