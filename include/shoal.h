@@ -75,11 +75,12 @@
  *   partitions, shoal_consumer_subscribe(), shoal_commit_sync()) gives up after 30 s with
  *   SHOAL_ETIMEDOUT (a topic create waits longer, by the size of its rings). The request
  *   may still be carried out once the daemon goes on; the client keeps its connection,
- *   and its next call first waits (within its own time) for that late answer. Appends and
- *   reads in shared memory go on. shoal_poll() keeps to its
- *   timeout, by at most 100 ms more when it has to ask for a disk segment (see
- *   shoal_poll()), and a group consumer's does so too while it reconnects;
- *   shoal_consumer_close() waits session_timeout_ms at most.
+ *   and its next call first waits (within its own time) for that late answer. Sending a
+ *   request, and connecting while its listen backlog is full, keep to the same time (a
+ *   request it stopped reading half-way was not carried out: that connection is dropped). Appends
+ * and reads in shared memory go on. shoal_poll() keeps to its timeout, by at most 100 ms more when
+ * it has to ask for a disk segment (see shoal_poll()), and a group consumer's does so too while it
+ * reconnects; shoal_consumer_close() waits session_timeout_ms at most.
  */
 #ifndef SHOAL_H
 #define SHOAL_H
@@ -211,8 +212,8 @@ SHOAL_EXTERN const char *shoal_default_socket(void);
  * @param[out] out          the client, or NULL on failure.
  * @return 0, or SHOAL_ENODAEMON (nothing listening at the path), SHOAL_ELIMIT (shoald
  *         refuses new clients: 1,024 connections open, or it is out of descriptors; the
- *         detail says which), SHOAL_ETIMEDOUT (shoald took the connection but did not
- *         answer within 30 s: stopped or hung), SHOAL_EVERSION, SHOAL_EPROTO, -ENOMEM,
+ *         detail says which), SHOAL_ETIMEDOUT (shoald did not take the connection, or did
+ *         not answer it, within 30 s: stopped or hung), SHOAL_EVERSION, SHOAL_EPROTO, -ENOMEM,
  *         -errno.
  * Ownership: the caller closes the client with shoal_client_close(), after closing every
  * producer and consumer opened on it. Thread-safety: the returned client may be used from
@@ -871,7 +872,11 @@ SHOAL_EXTERN int shoal_commit_sync(shoal_consumer_t *consumer,
  * passed to options.on_commit from a later call on this consumer (poll, commit, close).
  * @return 0 when sent, or the errors of shoal_commit_sync() found before sending; with 64
  *         commits in flight it first waits for the oldest one's answer, up to 30 s
- *         (SHOAL_ETIMEDOUT). */
+ *         (SHOAL_ETIMEDOUT), and for room in the connection's socket as long (a stopped
+ *         daemon reads nothing): SHOAL_ETIMEDOUT when none of the commit went (nothing is
+ *         reported to on_commit for it), or when part of it went, which drops the group
+ *         connection (the commits in flight reach on_commit as SHOAL_ECLOSED; poll
+ *         rejoins). */
 SHOAL_EXTERN int shoal_commit_async(shoal_consumer_t *consumer,
                                     const shoal_topic_partition_offset_t *offsets, size_t n);
 

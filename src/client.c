@@ -114,10 +114,12 @@ static int connection_refused(client_reply_t *rep, uint32_t len)
 }
 
 /* Stamp the request in w (built without a sequence number) with the connection's next one,
- * its header into *h, and send it (c->mu held). A failure closes the connection: the
- * daemon never had the whole frame, so it did nothing; when it closed the connection it
- * may have said why first, and that is returned. */
-static int client_send(shoal_client_t *c, ctl_writer_t *w, ctl_header_t *h)
+ * its header into *h, and send it by deadline_ns (c->mu held). SHOAL_ETIMEDOUT when the
+ * daemon read none of it by then (stopped or hung: the connection stays, in step). Any
+ * other failure closes the connection: the daemon never had the whole frame, so it did
+ * nothing; when it closed the connection it may have said why first, and that is
+ * returned. */
+static int client_send(shoal_client_t *c, ctl_writer_t *w, ctl_header_t *h, int64_t deadline_ns)
 {
     client_reply_t rep;
     ctl_header_t got;
@@ -127,9 +129,15 @@ static int client_send(shoal_client_t *c, ctl_writer_t *w, ctl_header_t *h)
         return rc;
     h->seq = ++c->seq;
     ctl_header_encode(w->buf, h);
-    rc = ctlsock_send(c->fd, w->buf, w->len, NULL, 0);
+    rc = ctlsock_send(c->fd, w->buf, w->len, NULL, 0, deadline_ns);
     if (rc == 0)
         return 0;
+    if (rc == SHOAL_ETIMEDOUT)
+        return SHOAL_ERR(rc, "shoald did not read the request in time (stopped or hung?); it "
+                             "was not sent");
+    if (rc == -ETIMEDOUT)
+        rc = SHOAL_ERR(SHOAL_ETIMEDOUT, "shoald stopped reading the request half-way (stopped "
+                                        "or hung?); it was not carried out");
     memset(&rep, 0, sizeof(rep));
     if (rc == SHOAL_ECLOSED &&
         ctlsock_recv_frame(c->fd, &got, &rep.payload, rep.fds, &rep.nfds, CTL_MAX_FDS, 0) == 0 &&
@@ -260,7 +268,7 @@ static int client_roundtrip(shoal_client_t *c, ctl_writer_t *w, client_reply_t *
                             int64_t deadline_ns)
 {
     ctl_header_t sent, got;
-    int rc = client_send(c, w, &sent);
+    int rc = client_send(c, w, &sent, deadline_ns);
 
     *unsent = rc < 0;
     if (rc < 0)
@@ -286,13 +294,13 @@ static int client_roundtrip(shoal_client_t *c, ctl_writer_t *w, client_reply_t *
     return rc;
 }
 
-int client_hello_send(shoal_client_t *c, uint32_t *seq)
+int client_hello_send(shoal_client_t *c, uint32_t *seq, int64_t deadline_ns)
 {
     ctl_header_t h;
     ctl_writer_t w;
     int rc;
 
-    c->fd = ctlsock_connect(c->socket_path);
+    c->fd = ctlsock_connect(c->socket_path, deadline_ns);
     if (c->fd < 0) {
         rc = c->fd;
         c->fd = -1;
@@ -309,7 +317,7 @@ int client_hello_send(shoal_client_t *c, uint32_t *seq)
     ctl_put_str(&w, "libshoal " SHOAL_VERSION_STRING);
     rc = ctl_frame_end(&w);
     if (rc == 0)
-        rc = client_send(c, &w, &h);
+        rc = client_send(c, &w, &h, deadline_ns);
     ctl_writer_release(&w);
     if (rc < 0) {
         client_drop(c);
@@ -328,7 +336,7 @@ static int client_connect(shoal_client_t *c, int64_t deadline_ns)
 {
     bool served = false;
     uint32_t seq;
-    int rc = client_hello_send(c, &seq);
+    int rc = client_hello_send(c, &seq, deadline_ns);
 
     if (rc < 0)
         return rc;

@@ -71,9 +71,10 @@ int client_reconnect(shoal_client_t *c);
  * not connected yet (socket_path resolved as shoal_client_open() does; -ENOMEM,
  * -ENAMETOOLONG), ... */
 int client_new(const char *socket_path, shoal_client_t **out);
-/* ... connecting it and sending HELLO without waiting for the answer (c->fd < 0 before):
- * 0 with *seq the HELLO's sequence number, or the connect/send error (not connected) ... */
-int client_hello_send(shoal_client_t *c, uint32_t *seq);
+/* ... connecting it and sending HELLO by deadline_ns without waiting for the answer (c->fd
+ * < 0 before): 0 with *seq the HELLO's sequence number, or the connect/send error (not
+ * connected; SHOAL_ETIMEDOUT when the daemon's backlog stayed full) ... */
+int client_hello_send(shoal_client_t *c, uint32_t *seq, int64_t deadline_ns);
 /* ... and the answer's fields after its status, in r: 0, SHOAL_EPROTO, or SHOAL_ENODAEMON
  * for a daemon of another instance than the one the client knew. */
 int client_hello_check(shoal_client_t *c, ctl_reader_t *r);

@@ -19,11 +19,13 @@
  * connection.
  *
  * Two ways to send: ctlsock_send() writes a whole frame, waiting for room when the socket
- * is full (a client's blocking socket waits in the kernel; a non-blocking one up to
- * SEND_STALL_MS each time), for clients, whose calls wait for their answer anyway;
- * ctlsock_send_nowait() makes one sendmsg() that never waits and says how much went, for
- * the daemon, which must not wait for any one client: it keeps the rest, and the
- * descriptors when no byte went, in its output queue (src/shoald/outq.c).
+ * is full until the caller's deadline, for clients, whose calls wait for their answer
+ * anyway but no longer than they were given (a stopped daemon reads nothing: a blocking
+ * send would wait for ever); ctlsock_send_nowait() makes one sendmsg() that never waits
+ * and says how much went, for the daemon, which must not wait for any one client: it keeps
+ * the rest, and the descriptors when no byte went, in its output queue
+ * (src/shoald/outq.c). Both send with MSG_DONTWAIT, so a socket's blocking mode never
+ * decides how long a send takes.
  *
  * A stale socket file (the daemon died without unlinking it) is detected by connecting to
  * it: refused means nobody listens, so the file is replaced. Two daemons racing through
@@ -38,13 +40,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
-
-/* How long ctlsock_send() on a non-blocking socket waits for the peer to drain its buffer
- * before giving up: a peer that stops reading must not hold the sender for ever. */
-#define SEND_STALL_MS 5000
 
 typedef union {
     struct cmsghdr align;
@@ -164,7 +163,56 @@ bool ctlsock_unlink(const char *path, const ctlsock_file_t *id)
     return unlink(path) == 0;
 }
 
-int ctlsock_connect(const char *path)
+/* Wait until fd is ready for events (POLLIN, POLLOUT), or the peer hung up, or
+ * deadline_ns (-1: none) passes; a deadline already passed still looks once. 0,
+ * SHOAL_ETIMEDOUT (no detail set), or -errno. */
+static int wait_ready(int fd, short events, int64_t deadline_ns)
+{
+    struct pollfd pfd = {.fd = fd, .events = events};
+    int timeout_ms = -1;
+    int n;
+
+    for (;;) {
+        if (deadline_ns >= 0) {
+            int64_t left_ns = SHOAL_MAX(deadline_ns - shoal__mono_ns(), (int64_t)0);
+            /* Rounded up, so that a wait below a millisecond does not spin. */
+            timeout_ms = (int)SHOAL_MIN((left_ns + 999999) / 1000000, (int64_t)INT32_MAX);
+        }
+        n = poll(&pfd, 1, timeout_ms);
+        if (n > 0)
+            return 0;
+        if (n == 0 && shoal__mono_ns() >= deadline_ns)
+            return SHOAL_ETIMEDOUT;
+        if (n < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+/* A listener whose backlog is full (a daemon stopped or too busy to accept) refuses a
+ * non-blocking connect with EAGAIN and says nothing when it has room again: try again
+ * this often until the deadline. */
+#define CONNECT_RETRY_NS 2000000
+
+/* connect() fd to sa by deadline_ns: 0 or -errno (-EAGAIN: still no room at the deadline). */
+static int connect_until(int fd, const struct sockaddr_un *sa, int64_t deadline_ns)
+{
+    for (;;) {
+        struct timespec pause = {.tv_nsec = CONNECT_RETRY_NS};
+        int64_t now;
+        if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+            return 0;
+        if (errno != EAGAIN && errno != EINTR)
+            return -errno;
+        now = shoal__mono_ns();
+        if (deadline_ns >= 0 && now >= deadline_ns)
+            return -EAGAIN;
+        if (deadline_ns >= 0 && deadline_ns - now < CONNECT_RETRY_NS)
+            pause.tv_nsec = (long)(deadline_ns - now);
+        nanosleep(&pause, NULL);
+    }
+}
+
+int ctlsock_connect(const char *path, int64_t deadline_ns)
 {
     struct sockaddr_un sa;
     int fd, rc;
@@ -172,29 +220,25 @@ int ctlsock_connect(const char *path)
     rc = make_addr(path, &sa);
     if (rc < 0)
         return rc;
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return SHOAL_ERR(-errno, "control socket: socket(): %s", strerror(errno));
-    if (connect(fd, (const struct sockaddr *)&sa, sizeof(sa)) == 0)
+    rc = connect_until(fd, &sa, deadline_ns);
+    if (rc == 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == 0)
         return fd;
-    rc = -errno;
+    rc = rc < 0 ? rc : -errno;
     close(fd);
     if (rc == -ENOENT || rc == -ECONNREFUSED)
         return SHOAL_ERR(SHOAL_ENODAEMON, "no shoald listening at %s (%s)", path, strerror(-rc));
+    if (rc == -EAGAIN)
+        return SHOAL_ERR(SHOAL_ETIMEDOUT,
+                         "shoald at %s did not take the connection in time: its backlog is full "
+                         "(stopped or overloaded?)",
+                         path);
     return SHOAL_ERR(rc, "cannot connect to %s: %s", path, strerror(-rc));
 }
 
 /* ------------------------------------------------------------------ send */
-
-static int wait_writable(int fd)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-    int n = poll(&pfd, 1, SEND_STALL_MS);
-
-    if (n < 0)
-        return errno == EINTR ? 0 : -errno;
-    return n == 0 ? SHOAL_ERR(-ETIMEDOUT, "control socket: peer stopped reading") : 0;
-}
 
 /* One sendmsg() of buf (flags: 0 or MSG_DONTWAIT), with the descriptors when nfds > 0,
  * again after EINTR. Bytes sent or -errno. */
@@ -223,19 +267,27 @@ static ssize_t send_some(int fd, const uint8_t *buf, size_t len, const int *fds,
     return n < 0 ? -errno : n;
 }
 
-int ctlsock_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds)
+int ctlsock_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds,
+                 int64_t deadline_ns)
 {
     const uint8_t *p = buf;
-    ssize_t n;
+    size_t left = len;
 
     if (nfds > CTL_MAX_FDS || (nfds > 0 && len == 0))
         return SHOAL_ERR(-EINVAL, "control socket: %zu fds with %zu bytes", nfds, len);
-    while (len > 0) {
-        n = send_some(fd, p, len, fds, nfds, 0);
+    while (left > 0) {
+        ssize_t n = send_some(fd, p, left, fds, nfds, MSG_DONTWAIT);
         if (n == -EAGAIN || n == -EWOULDBLOCK) {
-            int rc = wait_writable(fd);
+            int rc = wait_ready(fd, POLLOUT, deadline_ns);
+            if (rc == SHOAL_ETIMEDOUT && left == len)
+                return SHOAL_ERR(rc, "control socket: the peer did not read in time");
+            if (rc == SHOAL_ETIMEDOUT)
+                return SHOAL_ERR(-ETIMEDOUT,
+                                 "control socket: the peer stopped reading %zu bytes into a "
+                                 "%zu-byte frame",
+                                 len - left, len);
             if (rc < 0)
-                return rc;
+                return SHOAL_ERR(rc, "control socket: poll: %s", strerror(-rc));
             continue;
         }
         if (n == -EPIPE || n == -ECONNRESET)
@@ -244,7 +296,7 @@ int ctlsock_send(int fd, const void *buf, size_t len, const int *fds, size_t nfd
             return SHOAL_ERR((int)n, "control socket: sendmsg: %s", strerror((int)-n));
         nfds = 0; /* the kernel took the descriptors with the first byte */
         p += n;
-        len -= (size_t)n;
+        left -= (size_t)n;
     }
     return 0;
 }
@@ -358,24 +410,9 @@ ssize_t ctlsock_recv(int fd, void *buf, size_t cap, int *fds, size_t *nfds, size
 
 int ctlsock_wait_readable(int fd, int64_t deadline_ns)
 {
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    int timeout_ms = -1;
-    int n;
+    int rc = wait_ready(fd, POLLIN, deadline_ns);
 
-    for (;;) {
-        if (deadline_ns >= 0) {
-            int64_t left_ns = SHOAL_MAX(deadline_ns - shoal__mono_ns(), (int64_t)0);
-            /* Rounded up, so that a wait below a millisecond does not spin. */
-            timeout_ms = (int)SHOAL_MIN((left_ns + 999999) / 1000000, (int64_t)INT32_MAX);
-        }
-        n = poll(&pfd, 1, timeout_ms);
-        if (n > 0)
-            return 0;
-        if (n == 0 && shoal__mono_ns() >= deadline_ns)
-            return SHOAL_ERR(SHOAL_ETIMEDOUT, "control socket: no frame in time");
-        if (n < 0 && errno != EINTR)
-            return -errno;
-    }
+    return rc == SHOAL_ETIMEDOUT ? SHOAL_ERR(rc, "control socket: no frame in time") : rc;
 }
 
 /* Read exactly len bytes, collecting descriptors on the way; descriptors lost set *lost

@@ -29,15 +29,21 @@ int ctlsock_file_of(const char *path, ctlsock_file_t *id);
 /* Unlink path if it is still the file id; false when it is gone or another file. */
 bool ctlsock_unlink(const char *path, const ctlsock_file_t *id);
 
-/* Connect to path. Returns a CLOEXEC blocking fd, SHOAL_ENODAEMON when nothing listens
- * there (no file, or connection refused), -ENAMETOOLONG, or -errno. */
-int ctlsock_connect(const char *path);
+/* Connect to path by deadline_ns (monotonic, shoal__mono_ns(); -1: none). Returns a CLOEXEC
+ * blocking fd, SHOAL_ENODAEMON when nothing listens there (no file, or connection refused),
+ * SHOAL_ETIMEDOUT when the listener's backlog stayed full until the deadline (a daemon
+ * stopped or too busy to accept), -ENAMETOOLONG, or -errno. */
+int ctlsock_connect(const char *path, int64_t deadline_ns);
 
-/* Send all of buf, with nfds descriptors attached to its first byte. MSG_NOSIGNAL. On a
- * full socket it waits for the peer to read (a non-blocking socket 5 s at most for each
- * stall, then -ETIMEDOUT): for clients, whose calls wait anyway; the daemon, which must
- * not, uses ctlsock_send_nowait(). 0, SHOAL_ECLOSED (peer gone), -ETIMEDOUT, or -errno. */
-int ctlsock_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds);
+/* Send all of buf, with nfds descriptors attached to its first byte, by deadline_ns
+ * (monotonic; -1: none). MSG_NOSIGNAL. On a full socket it waits for the peer to read, for
+ * clients, whose calls wait anyway; the daemon, which must not, uses
+ * ctlsock_send_nowait(). 0; SHOAL_ETIMEDOUT when the deadline passed before the peer took
+ * any of it (the stream untouched, the descriptors still the caller's); -ETIMEDOUT when
+ * it passed with the frame sent in part (the stream is torn: close it); SHOAL_ECLOSED
+ * (peer gone); or -errno. */
+int ctlsock_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds,
+                 int64_t deadline_ns);
 
 /* One sendmsg() of buf that never waits, for the daemon's non-blocking sockets
  * (MSG_DONTWAIT): nfds descriptors go with buf's first byte, and with it only if at least

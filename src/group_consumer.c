@@ -220,8 +220,11 @@ static void conn_drop(struct cgroup *g)
     g->need_join = true;
 }
 
-/* Send a request and queue it as kind. */
-static int conn_send(struct cgroup *g, ctl_writer_t *w, enum pend_kind kind, uint32_t *seq)
+/* Send a request by deadline_ns and queue it as kind. SHOAL_ETIMEDOUT when shoald read
+ * none of it by then (not sent, the connection kept); a request it stopped reading half-way
+ * drops the connection. */
+static int conn_send(struct cgroup *g, ctl_writer_t *w, enum pend_kind kind, uint32_t *seq,
+                     int64_t deadline_ns)
 {
     ctl_header_t h;
     int rc = ctl_frame_end(w);
@@ -238,11 +241,21 @@ static int conn_send(struct cgroup *g, ctl_writer_t *w, enum pend_kind kind, uin
     ctl_header_decode(w->buf, &h);
     h.seq = *seq = ++g->conn->seq;
     ctl_header_encode(w->buf, &h);
-    rc = ctlsock_send(g->conn->fd, w->buf, w->len, NULL, 0);
-    if (rc < 0) {
+    rc = ctlsock_send(g->conn->fd, w->buf, w->len, NULL, 0, deadline_ns);
+    if (rc == SHOAL_ETIMEDOUT)
+        return SHOAL_ERR(rc,
+                         "group %s: shoald did not read the request in time (stopped or "
+                         "hung?); it was not sent",
+                         g->group_id);
+    if (rc < 0)
         conn_drop(g);
+    if (rc == -ETIMEDOUT)
+        return SHOAL_ERR(SHOAL_ETIMEDOUT,
+                         "group %s: shoald stopped reading a request half-way "
+                         "(stopped or hung?): reconnecting",
+                         g->group_id);
+    if (rc < 0)
         return rc;
-    }
     g->pend[g->npend++] =
         (struct pend){.seq = h.seq, .type = h.type, .kind = kind, .joins = g->joins};
     g->nasync += kind == PEND_COMMIT;
@@ -339,7 +352,7 @@ static int conn_call(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t *w, cli
     int rc;
 
     memset(rep, 0, sizeof(*rep));
-    if ((rc = conn_send(g, w, PEND_CALL, &seq)) < 0)
+    if ((rc = conn_send(g, w, PEND_CALL, &seq, deadline)) < 0)
         return rc;
     for (;;) {
         struct pend e;
@@ -405,7 +418,9 @@ static void call_back(shoal_consumer_t *c, struct cgroup *g, shoal_rebalance_cb 
     call_list(c, g, cb, g->assigned, g->nassigned);
 }
 
-static int commit_positions(shoal_consumer_t *c, struct cgroup *g, bool sync);
+static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_partition_offset_t *o,
+                  size_t n, bool sync, int64_t send_by_ns);
+static int commit_positions(shoal_consumer_t *c, struct cgroup *g);
 
 /* Give up every partition. lost: this member was fenced, so nothing is committed. The list
  * is kept (as owned partitions for sticky assignors) until the next assignment. Returns
@@ -415,7 +430,7 @@ static int revoke_all(shoal_consumer_t *c, struct cgroup *g, bool lost)
     int rc = 0;
 
     if (g->attached && g->nassigned && !lost && g->auto_commit)
-        rc = commit_positions(c, g, true);
+        rc = commit_positions(c, g);
     if (g->attached && g->nassigned)
         call_back(c, g, g->on_revoked);
     g->attached = false;
@@ -859,7 +874,7 @@ static int rejoin(shoal_consumer_t *c, struct cgroup *g)
     if (!keep)
         revoke_all(c, g, false);
     else if (g->auto_commit)
-        (void)commit_positions(c, g, true); /* covers partitions this round may take away */
+        (void)commit_positions(c, g); /* covers partitions this round may take away */
     memset(&jr, 0, sizeof(jr));
     rc = send_join(c, g, &jr);
     if (rc == 0) {
@@ -939,13 +954,15 @@ static int heartbeat(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
         ctl_put_str(&w, g->group_id);
         ctl_put_str(&w, g->member_id);
         ctl_put_i32(&w, g->generation);
-        rc = conn_send(g, &w, PEND_HEARTBEAT, &seq);
+        deadline += (int64_t)wait_ms * 1000000;
+        rc = conn_send(g, &w, PEND_HEARTBEAT, &seq, deadline);
         ctl_writer_release(&w);
+        if (rc == SHOAL_ETIMEDOUT && g->conn)
+            return 0; /* not sent: a later poll sends it */
         if (rc < 0)
             return rc;
         g->hb_pending = true;
         g->last_heartbeat_ns = shoal__mono_ns();
-        deadline += (int64_t)wait_ms * 1000000;
     }
     while (g->hb_pending && rc == 0) { /* the responses before it too */
         struct pend e;
@@ -962,16 +979,16 @@ static int heartbeat(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
     return rc < 0 ? SHOAL_ERR(rc, "%s", g->hb_detail) : 0;
 }
 
-/* Open the group connection without waiting for shoald: connect and send HELLO, whose
- * answer hello_wait() reads. A daemon that takes connections but does not answer them
- * (stopped with SIGSTOP, hung) then costs a poll nothing beyond its timeout; before, the
- * handshake waited 30 s inside it. */
-static int conn_open(shoal_consumer_t *c, struct cgroup *g)
+/* Open the group connection without waiting for shoald's answer: connect and send HELLO
+ * by deadline_ns, the answer read by hello_wait(). A daemon that takes connections but
+ * does not answer them (stopped with SIGSTOP, hung) then costs a poll nothing beyond its
+ * timeout; before, the handshake waited 30 s inside it. */
+static int conn_open(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns)
 {
     uint32_t seq;
     int rc = client_new(consumer__client(c)->socket_path, &g->conn);
 
-    if (rc == 0 && (rc = client_hello_send(g->conn, &seq)) < 0) {
+    if (rc == 0 && (rc = client_hello_send(g->conn, &seq, deadline_ns)) < 0) {
         shoal_client_close(g->conn);
         g->conn = NULL;
     }
@@ -1013,6 +1030,7 @@ static int hello_wait(struct cgroup *g, int64_t deadline_ns)
  * most for the handshake. */
 static int reconnect(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
 {
+    int64_t deadline = shoal__mono_ns() + (int64_t)wait_ms * 1000000;
     int rc;
 
     if (!g->conn) {
@@ -1020,12 +1038,12 @@ static int reconnect(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
         g->need_join = true;
         g->member_id[0] = '\0';
         g->generation = -1;
-        if ((rc = conn_open(c, g)) < 0)
+        if ((rc = conn_open(c, g, deadline)) < 0)
             return rc;
     }
     if (!g->connecting)
         return 0;
-    return hello_wait(g, shoal__mono_ns() + (int64_t)wait_ms * 1000000);
+    return hello_wait(g, deadline);
 }
 
 /* A fenced member gives up its partitions (no commit: they are someone else's now). */
@@ -1081,7 +1099,7 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
      * the next poll tries again. */
     if (!g->need_join && g->auto_commit && g->attached && g->nassigned &&
         ms_since(g->last_commit_ns) >= g->auto_commit_ms && g->nasync < CGROUP_ASYNC_MAX)
-        (void)commit_positions(c, g, false);
+        (void)commit(c, g, NULL, 0, false, shoal__mono_ns() + (int64_t)wait_ms * 1000000);
     return 0;
 }
 
@@ -1226,8 +1244,11 @@ static int make_room(shoal_consumer_t *c, struct cgroup *g)
     return rc;
 }
 
+/* Commit o[0..n) (n = 0: every assigned partition's position). A synchronous commit waits
+ * for its answer as a call does; an asynchronous one waits for room in the socket until
+ * send_by_ns at most (SHOAL_ETIMEDOUT: not sent). */
 static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_partition_offset_t *o,
-                  size_t n, bool sync)
+                  size_t n, bool sync, int64_t send_by_ns)
 {
     ctl_writer_t w;
     uint32_t seq;
@@ -1245,15 +1266,16 @@ static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_parti
     if (rc == 0 && sync)
         rc = fence(c, g, conn_call_simple(c, g, &w));
     else if (rc == 0)
-        rc = conn_send(g, &w, PEND_COMMIT, &seq);
+        rc = conn_send(g, &w, PEND_COMMIT, &seq, send_by_ns);
     ctl_writer_release(&w);
     g->last_commit_ns = shoal__mono_ns();
     return rc;
 }
 
-static int commit_positions(shoal_consumer_t *c, struct cgroup *g, bool sync)
+/* Commit every assigned partition's position, synchronously. */
+static int commit_positions(shoal_consumer_t *c, struct cgroup *g)
 {
-    return commit(c, g, NULL, 0, sync);
+    return commit(c, g, NULL, 0, true, -1);
 }
 
 static struct cgroup *commit_group(shoal_consumer_t *c)
@@ -1279,7 +1301,7 @@ static int commit_checked(shoal_consumer_t *c, const shoal_topic_partition_offse
         return SHOAL_ERR(SHOAL_EINVAL, "commit of %zu offsets without an array", n);
     if (n == 0 && (!g->attached || g->nassigned == 0))
         return 0;
-    rc = commit(c, g, offsets, n, sync);
+    rc = commit(c, g, offsets, n, sync, shoal__mono_ns() + (int64_t)call_timeout_ms(g) * 1000000);
     if (rc == 0) /* the detail of an async commit reported meanwhile is not this call's */
         shoal__clear_err();
     return rc;

@@ -454,7 +454,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!fz.server)
         start_server();
     len = build_frames(data, size);
-    fd = ctlsock_connect(fz.broker.socket_path);
+    fd = ctlsock_connect(fz.broker.socket_path, -1);
     FUZZ_CHECK(fd >= 0);
     exchange(fd, fz.frames, len);
     close(fd);

@@ -1958,6 +1958,41 @@ INTEG_TEST(test_a_request_whose_response_was_lost_is_eclosed_and_the_next_call_r
     assert_int_equal(count_topics(f->c), 0);
 }
 
+/* A stopped daemon (SIGSTOP) reads nothing, and a request larger than the socket's buffer
+ * used to wait in sendmsg() for ever. It fails SHOAL_ETIMEDOUT by the call's deadline,
+ * dropped half-sent with its connection (shoald never had it whole, so it did nothing); a
+ * call meanwhile times out in the new connection's handshake, and once shoald goes on
+ * the client works again. */
+INTEG_TEST(test_a_request_a_stopped_daemon_does_not_read_times_out)
+{
+    static char big[8192];
+    const char *names[64], *values[64];
+    int64_t t0, took;
+    int rc;
+
+    memset(big, 'v', sizeof(big) - 1);
+    for (int i = 0; i < 64; i++) { /* 512 KiB: more than a socket buffer holds */
+        names[i] = "retention.ms";
+        values[i] = big;
+    }
+    assert_int_equal(shoal_topic_create(f->c, "t", NULL), 0);
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    client__timeout_ms = 400;
+    t0 = shoal__mono_ns();
+    rc = shoal_topic_alter(f->c, "t", names, values, 64);
+    took = (shoal__mono_ns() - t0) / 1000000;
+    print_message("alter of 512 KiB with shoald stopped: %s after %lld ms: %s\n",
+                  shoal_err_name(rc), (long long)took, shoal_errmsg());
+    assert_int_equal(rc, SHOAL_ETIMEDOUT);
+    assert_non_null(strstr(shoal_errmsg(), "half-way"));
+    assert_true(took >= 400 && took < 1400);
+    assert_int_equal(count_topics(f->c), -1);
+    assert_non_null(strstr(shoal_errmsg(), "handshake"));
+    client__timeout_ms = 30000;
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+    assert_int_equal(count_topics(f->c), 1);
+}
+
 /* A client connects again only to the instance it was opened on: its producers and
  * consumers map that instance's rings, not those of another daemon at the same path. */
 INTEG_TEST(test_a_client_does_not_reconnect_to_another_instance_at_its_path)
@@ -2576,7 +2611,7 @@ static bool proxy_relay(struct proxy *p, int from, int to, bool keep)
     ctl_header_encode(frame, &h);
     if (h.len)
         memcpy(frame + CTL_HEADER_BYTES, payload, h.len);
-    ok = ctlsock_send(to, frame, len, fds, nfds) == 0;
+    ok = ctlsock_send(to, frame, len, fds, nfds, -1) == 0;
     for (size_t i = 0; i < nfds; i++)
         close(fds[i]);
     if (keep && h.type >= CTL_GROUP_FIRST_ && p->nframes < PROXY_FRAMES) {
@@ -2595,7 +2630,7 @@ static void proxy_accept(struct proxy *p)
 
     if (c < 0)
         return;
-    if (p->npairs == PROXY_PAIRS || (d = ctlsock_connect(p->daemon)) < 0) {
+    if (p->npairs == PROXY_PAIRS || (d = ctlsock_connect(p->daemon, -1)) < 0) {
         close(c);
         return;
     }
@@ -3432,6 +3467,7 @@ int main(void)
         T(test_a_client_and_its_handles_carry_on_after_the_daemon_restarts),
         T(test_a_disk_reader_is_told_each_poll_while_the_daemon_is_away),
         T(test_a_request_whose_response_was_lost_is_eclosed_and_the_next_call_reconnects),
+        T(test_a_request_a_stopped_daemon_does_not_read_times_out),
         T(test_a_client_does_not_reconnect_to_another_instance_at_its_path),
         T(test_a_client_opened_by_a_relative_path_reconnects_after_chdir),
         T(test_topic_list_returns_names_beyond_a_mebibyte),

@@ -638,7 +638,7 @@ static void test_daemon_out_of_descriptors_drops_clients_and_rests(void **state)
 
     assert_int_equal(prlimit(daemon_.pid, RLIMIT_NOFILE, &few, NULL), 0);
     for (int i = 0; i < CONNS; i++)
-        assert_true((fds[i] = ctlsock_connect(daemon_.socket)) >= 0);
+        assert_true((fds[i] = ctlsock_connect(daemon_.socket, -1)) >= 0);
     harness_daemon_expect_log(&daemon_, "refusing clients: no file descriptors left");
     assert_int_equal(shoal_client_open(daemon_.socket, &other), SHOAL_ELIMIT);
     assert_non_null(strstr(shoal_errmsg(), "shoald refuses new clients: no file descriptors "

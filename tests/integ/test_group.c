@@ -828,6 +828,56 @@ INTEG_TEST(test_async_commits_cut_off_by_a_dead_daemon_still_report)
     shoal_client_close(cl);
 }
 
+static int commits_expected;
+
+static bool commits_reported(void)
+{
+    return atomic_load(&commit_results[0]) + atomic_load(&commit_results[1]) == commits_expected;
+}
+
+/* Asynchronous commits into a stopped daemon (SIGSTOP) fill the connection's socket: a
+ * commit that no longer fits used to wait in sendmsg() for ever. It waits as long as a call
+ * would (shortened here) and fails SHOAL_ETIMEDOUT; one that went out in part drops the
+ * connection, so every commit still reaches on_commit (SHOAL_ECLOSED for those cut off),
+ * and once shoald goes on the member joins again and commits. */
+INTEG_TEST(test_async_commits_into_a_stopped_daemon_end_at_their_deadline)
+{
+    static shoal_topic_partition_offset_t many[4000]; /* a frame of ~70 KiB */
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int timeouts = 0, accepted = 0;
+    int64_t worst = 0;
+
+    member_of_eight(f, "jam", "jammed", on_commit, &cl, &c);
+    for (size_t i = 0; i < 4000; i++)
+        many[i] = (shoal_topic_partition_offset_t){.topic = "jam", .partition = 0, .offset = 8};
+    atomic_store(&commit_results[0], 0);
+    atomic_store(&commit_results[1], 0);
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    cgroup__call_timeout_ms = 300;
+    for (int i = 0; i < 8; i++) {
+        int64_t t0 = mono_ms();
+        int rc = shoal_commit_async(c, many, 4000);
+        worst = SHOAL_MAX(worst, mono_ms() - t0);
+        accepted += rc == 0;
+        timeouts += rc == SHOAL_ETIMEDOUT;
+        assert_true(rc == 0 || rc == SHOAL_ETIMEDOUT || rc == SHOAL_ECLOSED);
+    }
+    cgroup__call_timeout_ms = 30000;
+    print_message("8 commits of 70 KiB, shoald stopped: %d sent, %d timed out, longest %lld "
+                  "ms\n",
+                  accepted, timeouts, (long long)worst);
+    assert_true(worst < 1000);
+    assert_true(timeouts >= 1);
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+    commits_expected = accepted;
+    assert_true(poll_until(c, commits_reported, 5000));
+    assert_true(poll_until(c, holds_all_one, 5000));
+    assert_int_equal(shoal_commit_sync(c, NULL, 0), 0);
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
+}
+
 static int commit_order[64];
 static _Atomic int commit_order_n;
 
@@ -1877,7 +1927,7 @@ static int raw_status(const char *path, uint16_t type, const void *payload, size
     int fds[4];
     size_t nfds = 0;
     ctl_reader_t r;
-    int fd = ctlsock_connect(path), rc;
+    int fd = ctlsock_connect(path, -1), rc;
 
     if (fd < 0)
         return fd;
@@ -1886,7 +1936,7 @@ static int raw_status(const char *path, uint16_t type, const void *payload, size
     ctl_put_raw(&w, payload, len);
     rc = ctl_frame_end(&w);
     if (rc == 0)
-        rc = ctlsock_send(fd, w.buf, w.len, NULL, 0);
+        rc = ctlsock_send(fd, w.buf, w.len, NULL, 0, -1);
     if (rc == 0)
         rc = ctlsock_recv_frame(fd, &h, &resp, fds, &nfds, 4, 5000);
     if (rc == 0) {
@@ -2062,12 +2112,12 @@ INTEG_TEST(test_commits_arriving_together_share_one_transaction_and_are_durable)
     assert_int_equal(produce(f->c, "bt", 0, 20 * 100 + NCONN), 0); /* ... and its records */
     for (int round = 0; round < 20 && !batched; round++) {
         for (int i = 0; i < NCONN; i++)
-            assert_true((fds[i] = ctlsock_connect(f->d.socket)) >= 0);
+            assert_true((fds[i] = ctlsock_connect(f->d.socket, -1)) >= 0);
         for (int i = 0; i < NCONN; i++) {
             ctl_writer_t w;
             ctl_writer_init(&w);
             put_admin_commit(&w, "batch", "bt", 0, round * 100 + i);
-            assert_int_equal(ctlsock_send(fds[i], w.buf, w.len, NULL, 0), 0);
+            assert_int_equal(ctlsock_send(fds[i], w.buf, w.len, NULL, 0, -1), 0);
             ctl_writer_release(&w);
         }
         for (int i = 0; i < NCONN; i++) {
@@ -2172,6 +2222,7 @@ int main(void)
         T(test_a_member_fenced_before_its_offset_fetch_rejoins_inside_poll),
         T(test_member_silent_past_session_timeout_loses_partitions_and_rejoins),
         T(test_async_commits_report_through_on_commit_and_are_stored),
+        T(test_async_commits_into_a_stopped_daemon_end_at_their_deadline),
         T(test_async_commits_cut_off_by_a_dead_daemon_still_report),
         T(test_async_commits_answer_in_order_when_one_is_refused),
         T(test_polls_keep_their_timeout_while_the_daemon_is_stopped),

@@ -81,7 +81,7 @@ static void test_ctlsock_connect_to_missing_path_is_nodaemon(void **state)
 {
     struct fixture *f = *state;
 
-    assert_int_equal(ctlsock_connect(f->path), SHOAL_ENODAEMON);
+    assert_int_equal(ctlsock_connect(f->path, -1), SHOAL_ENODAEMON);
     assert_non_null(strstr(shoal_errmsg(), f->path));
 }
 
@@ -92,7 +92,7 @@ static void test_ctlsock_path_too_long(void **state)
     (void)state;
     memset(path, 'p', sizeof(path) - 1);
     path[sizeof(path) - 1] = '\0';
-    assert_int_equal(ctlsock_connect(path), -ENAMETOOLONG);
+    assert_int_equal(ctlsock_connect(path, -1), -ENAMETOOLONG);
     assert_int_equal(ctlsock_listen(path), -ENAMETOOLONG);
 }
 
@@ -105,17 +105,46 @@ static void test_ctlsock_stale_socket_file_is_replaced(void **state)
     assert_true(lfd >= 0);
     close(lfd); /* the file stays behind, nobody listens: a crashed daemon */
     assert_int_equal(access(f->path, F_OK), 0);
-    assert_int_equal(ctlsock_connect(f->path), SHOAL_ENODAEMON);
+    assert_int_equal(ctlsock_connect(f->path, -1), SHOAL_ENODAEMON);
 
     lfd = ctlsock_listen(f->path);
     assert_true(lfd >= 0);
-    cfd = ctlsock_connect(f->path);
+    cfd = ctlsock_connect(f->path, -1);
     assert_true(cfd >= 0);
     assert_true(fcntl(cfd, F_GETFD) & FD_CLOEXEC);
     afd = accept_one(lfd);
     assert_true(afd >= 0);
     close(afd);
     close(cfd);
+    close(lfd);
+}
+
+/* A listener that does not accept (a stopped daemon) and whose backlog is full makes a
+ * connect wait until its deadline only (a blocking connect waited for ever); once there is
+ * room, connecting works, and the descriptor is blocking as before. */
+static void test_ctlsock_connect_to_a_full_backlog_ends_at_its_deadline(void **state)
+{
+    struct fixture *f = *state;
+    int lfd = ctlsock_listen(f->path), first, cfd, afd;
+    int64_t start;
+
+    assert_true(lfd >= 0);
+    assert_int_equal(listen(lfd, 0), 0); /* one connection fills it */
+    first = ctlsock_connect(f->path, -1);
+    assert_true(first >= 0);
+    start = shoal__mono_ns();
+    assert_int_equal(ctlsock_connect(f->path, shoal__mono_ns() + 50000000), SHOAL_ETIMEDOUT);
+    assert_true(shoal__mono_ns() - start >= 45 * 1000000ll);
+    assert_non_null(strstr(shoal_errmsg(), "backlog is full"));
+
+    afd = accept_one(lfd);
+    assert_true(afd >= 0);
+    cfd = ctlsock_connect(f->path, shoal__mono_ns() + 1000000000);
+    assert_true(cfd >= 0);
+    assert_int_equal(fcntl(cfd, F_GETFL) & O_NONBLOCK, 0);
+    close(cfd);
+    close(afd);
+    close(first);
     close(lfd);
 }
 
@@ -128,7 +157,7 @@ static void test_ctlsock_live_socket_is_addrinuse(void **state)
     assert_true(lfd >= 0);
     assert_int_equal(ctlsock_listen(f->path), -EADDRINUSE);
     /* the first listener still works */
-    cfd = ctlsock_connect(f->path);
+    cfd = ctlsock_connect(f->path, -1);
     assert_true(cfd >= 0);
     afd = accept_one(lfd);
     assert_true(afd >= 0);
@@ -179,7 +208,7 @@ static void test_ctlsock_peer_cred_is_ours(void **state)
     gid_t gid;
 
     assert_true(lfd >= 0);
-    cfd = ctlsock_connect(f->path);
+    cfd = ctlsock_connect(f->path, -1);
     assert_true(cfd >= 0);
     afd = accept_one(lfd);
     assert_true(afd >= 0);
@@ -212,7 +241,7 @@ static void test_ctlsock_frame_carries_three_usable_fds(void **state)
     ctl_response_begin(&w, CTL_ATTACH, 11, 0, NULL);
     ctl_put_str(&w, "three fds");
     assert_int_equal(ctl_frame_end(&w), 0);
-    assert_int_equal(ctlsock_send(f->sv[0], w.buf, w.len, send_fds, 3), 0);
+    assert_int_equal(ctlsock_send(f->sv[0], w.buf, w.len, send_fds, 3, -1), 0);
     for (int i = 0; i < 3; i++)
         close(pipes[i][1]); /* only the received copies remain */
 
@@ -254,7 +283,7 @@ static void test_ctlsock_extra_fds_are_closed(void **state)
     ctl_writer_init(&w);
     ctl_frame_begin(&w, CTL_HELLO, 1);
     assert_int_equal(ctl_frame_end(&w), 0);
-    assert_int_equal(ctlsock_send(f->sv[0], w.buf, w.len, send_fds, 3), 0);
+    assert_int_equal(ctlsock_send(f->sv[0], w.buf, w.len, send_fds, 3, -1), 0);
     close(p[1]);
     before = harness_open_fds(0);
     assert_int_equal(ctlsock_recv_frame(f->sv[1], &h, &payload, fds, &nfds, 1, 1000), 0);
@@ -279,7 +308,7 @@ static void test_ctlsock_peer_closing_mid_header_is_closed(void **state)
     char c;
 
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-    assert_int_equal(ctlsock_send(f->sv[0], "SHOL\x01", 5, &p[1], 1), 0);
+    assert_int_equal(ctlsock_send(f->sv[0], "SHOL\x01", 5, &p[1], 1, -1), 0);
     close(p[1]);
     close(f->sv[0]);
     f->sv[0] = -1;
@@ -300,7 +329,7 @@ static void test_ctlsock_peer_closing_mid_payload_is_closed(void **state)
     size_t nfds = 0;
 
     ctl_header_encode(b, &h);
-    assert_int_equal(ctlsock_send(f->sv[0], b, sizeof(b), NULL, 0), 0);
+    assert_int_equal(ctlsock_send(f->sv[0], b, sizeof(b), NULL, 0, -1), 0);
     close(f->sv[0]);
     f->sv[0] = -1;
     assert_int_equal(ctlsock_recv_frame(f->sv[1], &out, &payload, NULL, &nfds, 0, 1000),
@@ -319,7 +348,7 @@ static void test_ctlsock_garbage_header_is_proto(void **state)
     char c;
 
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-    assert_int_equal(ctlsock_send(f->sv[0], junk, sizeof(junk), &p[1], 1), 0);
+    assert_int_equal(ctlsock_send(f->sv[0], junk, sizeof(junk), &p[1], 1, -1), 0);
     close(p[1]);
     before = harness_open_fds(0);
     assert_int_equal(ctlsock_recv_frame(f->sv[1], &h, &payload, fds, &nfds, 2, 1000), SHOAL_EPROTO);
@@ -337,7 +366,7 @@ static void test_ctlsock_wrong_version_is_version(void **state)
     uint8_t *payload;
 
     ctl_header_encode(b, &h);
-    assert_int_equal(ctlsock_send(f->sv[0], b, sizeof(b), NULL, 0), 0);
+    assert_int_equal(ctlsock_send(f->sv[0], b, sizeof(b), NULL, 0, -1), 0);
     assert_int_equal(ctlsock_recv_frame(f->sv[1], &out, &payload, NULL, NULL, 0, 1000),
                      SHOAL_EVERSION);
 }
@@ -351,7 +380,7 @@ static void test_ctlsock_recv_frame_times_out(void **state)
     size_t nfds = 0;
     int fds[1];
 
-    assert_int_equal(ctlsock_send(f->sv[0], "SHOL", 4, NULL, 0), 0);
+    assert_int_equal(ctlsock_send(f->sv[0], "SHOL", 4, NULL, 0, -1), 0);
     assert_int_equal(ctlsock_recv_frame(f->sv[1], &h, &payload, fds, &nfds, 1, 50),
                      SHOAL_ETIMEDOUT);
     assert_true(shoal__mono_ns() - start >= 45 * 1000000ll);
@@ -363,7 +392,35 @@ static void test_ctlsock_send_to_closed_peer_is_closed(void **state)
 
     close(f->sv[1]);
     f->sv[1] = -1;
-    assert_int_equal(ctlsock_send(f->sv[0], "hello", 5, NULL, 0), SHOAL_ECLOSED);
+    assert_int_equal(ctlsock_send(f->sv[0], "hello", 5, NULL, 0, -1), SHOAL_ECLOSED);
+}
+
+/* A peer that stops reading holds a send until its deadline only: with part of the frame
+ * taken the stream is torn (-ETIMEDOUT); with nothing taken it is untouched
+ * (SHOAL_ETIMEDOUT: none of the frame reaches the peer). The socket is a blocking one. */
+static void test_ctlsock_send_to_a_peer_that_stops_reading_ends_at_its_deadline(void **state)
+{
+    struct fixture *f = *state;
+    static uint8_t big[1 << 20], got[1 << 20];
+    int sndbuf = 4096;
+    size_t sent = 0;
+    int64_t start;
+    int rc;
+
+    assert_int_equal(setsockopt(f->sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+    memset(big, 'b', sizeof(big));
+    start = shoal__mono_ns();
+    rc = ctlsock_send(f->sv[0], big, sizeof(big), NULL, 0, shoal__mono_ns() + 50000000);
+    assert_int_equal(rc, -ETIMEDOUT);
+    assert_true(shoal__mono_ns() - start >= 45 * 1000000ll);
+    assert_non_null(strstr(shoal_errmsg(), "stopped reading"));
+
+    rc = ctlsock_send(f->sv[0], "SHOL", 4, NULL, 0, shoal__mono_ns() + 20000000);
+    assert_int_equal(rc, SHOAL_ETIMEDOUT);
+    for (ssize_t n; (n = recv(f->sv[1], got, sizeof(got), MSG_DONTWAIT)) > 0;)
+        sent += (size_t)n;
+    assert_true(sent > 0 && sent < sizeof(big));
+    assert_null(memchr(got, 'S', sent));
 }
 
 static void test_ctlsock_recv_on_empty_nonblocking_is_again(void **state)
@@ -402,7 +459,7 @@ static void test_ctlsock_large_frame_survives_partial_io(void **state)
     child = fork();
     assert_true(child >= 0);
     if (child == 0)
-        _exit(ctlsock_send(f->sv[0], w.buf, w.len, &p[1], 1) == 0 ? 0 : 1);
+        _exit(ctlsock_send(f->sv[0], w.buf, w.len, &p[1], 1, -1) == 0 ? 0 : 1);
     assert_int_equal(ctlsock_recv_frame(f->sv[1], &h, &payload, &fd, &nfds, 1, 5000), 0);
     assert_int_equal(waitpid(child, &status, 0), child);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -446,7 +503,7 @@ static void test_ctlsock_truncated_fds_are_proto_and_closed(void **state)
     for (int i = 0; i < N; i++)
         memcpy(CMSG_DATA(cm) + i * sizeof(int), &f->sv[0], sizeof(int));
     assert_int_equal(sendmsg(f->sv[0], &msg, 0), sizeof(hdr));
-    assert_int_equal(ctlsock_send(f->sv[0], hdr, sizeof(hdr), fds, N), -EINVAL);
+    assert_int_equal(ctlsock_send(f->sv[0], hdr, sizeof(hdr), fds, N, -1), -EINVAL);
 
     before = harness_open_fds(0);
     assert_int_equal(ctlsock_recv_frame(f->sv[1], &h, &payload, fds, &nfds, CTL_MAX_FDS, 1000),
@@ -475,8 +532,8 @@ static void test_ctlsock_out_of_descriptors_is_emfile_and_stays_in_step(void **s
         ctl_put_u32(&w, i);
     assert_int_equal(ctl_frame_end(&w), 0);
     fds[0] = fds[1] = fds[2] = p[1];
-    assert_int_equal(ctlsock_send(f->sv[0], w.buf, w.len, fds, 3), 0);
-    assert_int_equal(ctlsock_send(f->sv[0], w.buf, w.len, fds, 1), 0);
+    assert_int_equal(ctlsock_send(f->sv[0], w.buf, w.len, fds, 3, -1), 0);
+    assert_int_equal(ctlsock_send(f->sv[0], w.buf, w.len, fds, 1, -1), 0);
 
     before = harness_open_fds(0);
     lowest = dup(p[0]);
@@ -527,6 +584,8 @@ int main(void)
         T(test_ctlsock_wrong_version_is_version),
         T(test_ctlsock_recv_frame_times_out),
         T(test_ctlsock_send_to_closed_peer_is_closed),
+        T(test_ctlsock_send_to_a_peer_that_stops_reading_ends_at_its_deadline),
+        T(test_ctlsock_connect_to_a_full_backlog_ends_at_its_deadline),
         T(test_ctlsock_recv_on_empty_nonblocking_is_again),
         T(test_ctlsock_large_frame_survives_partial_io),
         T(test_ctlsock_truncated_fds_are_proto_and_closed),
