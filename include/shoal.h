@@ -781,13 +781,16 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *         So a deleted topic's partitions say SHOAL_ENOTOPIC once each (leave it with
  *         shoal_consumer_unassign()), and a damaged batch SHOAL_ECORRUPT once (seek past it).
  * A subscribed group consumer (shoal_consumer_subscribe) also runs the group protocol
- * here, on the calling thread: heartbeats, callbacks, rejoining. While a rebalance is in
- * progress the call may block beyond timeout_ms, up to the group's rebalance timeout (the
- * largest max_poll_interval_ms of its members). Otherwise it keeps to timeout_ms even when
- * shoald does not answer (stopped, hung): a heartbeat not answered in time stays pending,
- * read by a later poll, and the partitions are read meanwhile; a new group connection
- * (the old one broke, e.g. shoald restarted) waits for shoald's answer to its handshake the
- * same way, the poll returning 0 (no partitions) meanwhile. Extra errors: SHOAL_EINVAL (not
+ * here, on the calling thread: heartbeats, callbacks, rejoining. It keeps to timeout_ms
+ * through a rebalance too: the join is answered when every member has rejoined and the
+ * sync when the leader has assigned, and a poll waits its timeout at most for each, the
+ * next poll going on from there (it returns 0 meanwhile; a member whose assignors are all
+ * cooperative keeps reading the partitions it holds). Only the commit before a rebalance
+ * (auto-commit) and the offset fetch after it wait for shoald longer, up to 30 s each. It
+ * keeps to timeout_ms even when shoald does not answer (stopped, hung): a heartbeat not answered in
+ * time stays pending, read by a later poll, and the partitions are read meanwhile; a new group
+ * connection (the old one broke, e.g. shoald restarted) waits for shoald's answer to its handshake
+ * the same way, the poll returning 0 (no partitions) meanwhile. Extra errors: SHOAL_EINVAL (not
  * subscribed yet), SHOAL_ENOASSIGNOR (none of options.assignors is supported by every
  * member); on the generation's leader, the negative code its assignor returned, or
  * SHOAL_EINVAL when the assignor's result breaks the rules of shoal_assignor_t (the detail
@@ -797,8 +800,8 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * connection is gone; the next poll tries to reconnect; SHOAL_ENODAEMON comes after a wait of up to
  * heartbeat_interval_ms, or timeout_ms when shorter, so that a loop retrying poll does not spin),
  * SHOAL_ETIMEDOUT (in a rebalance, shoald did not answer a request in time: 30 s, or for a
- * join or sync the rebalance timeout plus 10 s; the next poll tries again), SHOAL_EPROTO,
- * -ENOMEM, and SHOAL_EFENCED: another consumer joined with the same group_instance_id
+ * join or sync the member's max_poll_interval_ms plus 10 s; the next poll tries again),
+ * SHOAL_EPROTO, -ENOMEM, and SHOAL_EFENCED: another consumer joined with the same group_instance_id
  * and took this one's place (on_revoked runs, nothing is committed); this poll and every later one
  * and every commit return it, so close the consumer (Kafka's FENCED_INSTANCE_ID). Being fenced by
  * the generation (SHOAL_EGENERATION) or a rebalance (SHOAL_EREBALANCE) is handled inside and never
@@ -860,7 +863,8 @@ typedef struct shoal_topic_partition_offset {
  *         after exceeding max_poll_interval_ms; poll to rejoin), SHOAL_EFENCED (see
  *         shoal_poll), SHOAL_ENOTASSIGNED, SHOAL_ENOTOPIC (the topic was deleted),
  *         SHOAL_EOFFSET (an offset past the partition's log end: nothing is committed),
- *         SHOAL_EREBALANCE (the group is completing a rebalance: poll, then commit),
+ *         SHOAL_EREBALANCE (the group is completing a rebalance, or this member's round
+ *         of it is still under way: poll until it is done, then commit),
  *         SHOAL_EINVAL (not a group consumer), SHOAL_ENOGROUP, SHOAL_EIO, SHOAL_ECLOSED,
  *         SHOAL_ETIMEDOUT (shoald did not answer within 30 s: it is stopped or hung; the
  *         commit may still be carried out once it goes on), SHOAL_EPROTO, -ENOMEM.

@@ -20,9 +20,13 @@
  *    partitions are lost and every later poll or commit returns SHOAL_EFENCED (Kafka's
  *    FENCED_INSTANCE_ID), so that two processes never take turns.
  *  - rejoin: with auto-commit, commit the positions; on_revoked; detach every partition
- *    (eager protocol); JoinGroup (blocks until the join phase ends); the leader runs the
- *    assignor over the members' subscriptions; SyncGroup; attach the assignment, seek each
- *    partition to its committed offset (or per auto_offset_reset); on_assigned.
+ *    (eager protocol); JoinGroup; the leader runs the assignor over the members'
+ *    subscriptions; SyncGroup; attach the assignment, seek each partition to its committed
+ *    offset (or per auto_offset_reset); on_assigned. JoinGroup and SyncGroup are answered
+ *    when the rebalance gets there (the other members rejoin, the leader assigns): a poll
+ *    waits its slice at most for each answer, and the next poll goes on from where the
+ *    round is (rejoin_step). A cooperative member reads its partitions meanwhile; commits
+ *    are refused with SHOAL_EREBALANCE until the round ends.
  *    A leader whose assignor fails (or returns an assignment that assign_run() refuses)
  *    reports it from poll and tries again no sooner than heartbeat_interval_ms later, so a
  *    broken assignor costs a few attempts a second. Its join meanwhile gets the same
@@ -54,6 +58,7 @@
 #define CGROUP_ASYNC_MAX      64
 #define CGROUP_PEND_MAX       (CGROUP_ASYNC_MAX + 16) /* + a heartbeat and abandoned calls */
 #define CGROUP_JOIN_MARGIN_MS 10000
+#define CGROUP_ROUND_LOOK_MS  10
 #define CGROUP_CALL_MS        30000
 
 int cgroup__call_timeout_ms = CGROUP_CALL_MS;
@@ -110,6 +115,15 @@ struct cgroup {
     bool hb_pending;     /* a heartbeat is in pend */
     int hb_status;       /* its failure, read but not acted on yet (maintain) */
     char hb_detail[256]; /* and its detail */
+
+    uint8_t phase;            /* enum round_phase: a join or sync in pend */
+    bool keep;                /* cooperative: the assignment stays attached through the round */
+    uint32_t phase_seq;       /* that request's sequence number */
+    int64_t phase_by_ns;      /* given up when its answer has not come by then */
+    bool phase_done;          /* its answer was read: */
+    int phase_status;         /* its status, */
+    client_reply_t phase_rep; /* its fields when that is 0, */
+    char phase_detail[256];   /* the detail otherwise */
 };
 
 bool shoal_group_id_is_valid(const char *id)
@@ -180,11 +194,16 @@ int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o)
     return 0;
 }
 
+static void free_ctps(struct ctp *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        shoal__free(v[i].topic);
+    shoal__free(v);
+}
+
 static void free_assigned(struct cgroup *g)
 {
-    for (size_t i = 0; i < g->nassigned; i++)
-        shoal__free(g->assigned[i].topic);
-    shoal__free(g->assigned);
+    free_ctps(g->assigned, g->nassigned);
     g->assigned = NULL;
     g->nassigned = 0;
 }
@@ -205,10 +224,28 @@ enum pend_kind {
     PEND_HEARTBEAT, /* the status goes to heartbeat_done() */
     PEND_ABANDONED, /* its call timed out: dropped */
     PEND_HELLO,     /* a new connection's handshake: read by hello_wait() */
+    PEND_ROUND,     /* the rebalance round's join or sync: kept for rejoin_step() */
 };
+
+/* Where a member's rebalance round is: which request's answer it waits for. */
+enum round_phase {
+    ROUND_NONE,
+    ROUND_JOINING,
+    ROUND_SYNCING,
+};
+
+/* Forget the round's request and the answer kept, if any (over, or its connection broke). */
+static void round_reset(struct cgroup *g)
+{
+    if (g->phase_done && g->phase_status == 0)
+        client_reply_release(&g->phase_rep);
+    g->phase = ROUND_NONE;
+    g->phase_done = false;
+}
 
 static void conn_drop(struct cgroup *g)
 {
+    round_reset(g);
     shoal_client_close(g->conn);
     g->conn = NULL;
     g->npend = 0;
@@ -305,6 +342,15 @@ static void heartbeat_done(struct cgroup *g, const struct pend *e, int status);
 static void conn_dispatch(shoal_consumer_t *c, struct cgroup *g, const struct pend *e, int status,
                           client_reply_t *rep)
 {
+    if (e->kind == PEND_ROUND) { /* the round's: kept for rejoin_step() */
+        g->phase_done = true;
+        g->phase_status = status;
+        if (status == 0)
+            g->phase_rep = *rep;
+        else
+            snprintf(g->phase_detail, sizeof(g->phase_detail), "%s", shoal_errmsg());
+        return;
+    }
     if (status == 0)
         client_reply_release(rep);
     if (e->kind == PEND_COMMIT && g->on_commit)
@@ -342,6 +388,16 @@ static int conn_drain(shoal_consumer_t *c, struct cgroup *g, size_t keep, int64_
     return 0;
 }
 
+/* A request whose answer is no longer awaited: it is read and dropped when it comes (the
+ * stream stays in step), and close does not wait for shoald meanwhile. */
+static void pend_abandon(struct cgroup *g, uint32_t seq)
+{
+    for (size_t i = 0; i < g->npend; i++)
+        if (g->pend[i].seq == seq)
+            g->pend[i].kind = PEND_ABANDONED;
+    g->stalled = true;
+}
+
 /* Send a request and read the responses until its own, for timeout_ms at most (-1: no
  * limit): its status, and on 0 rep ready to read. */
 static int conn_call(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t *w, client_reply_t *rep,
@@ -366,10 +422,7 @@ static int conn_call(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t *w, cli
             return status;
         conn_dispatch(c, g, &e, status, rep);
     }
-    for (size_t i = 0; i < g->npend; i++) /* its late response is read and dropped */
-        if (g->pend[i].seq == seq)
-            g->pend[i].kind = PEND_ABANDONED;
-    g->stalled = true;
+    pend_abandon(g, seq);
     return SHOAL_ERR(SHOAL_ETIMEDOUT, "group %s: shoald did not answer in %d ms (stopped or hung?)",
                      g->group_id, timeout_ms);
 }
@@ -698,44 +751,27 @@ static int jr_read(struct join_result *jr, ctl_reader_t *r, char *member_id, siz
     return ctl_reader_finish(r);
 }
 
-static int send_join(shoal_consumer_t *c, struct cgroup *g, struct join_result *jr)
+static void build_join(const struct cgroup *g, ctl_writer_t *w)
 {
-    int timeout_ms = g->max_poll_ms > INT32_MAX - CGROUP_JOIN_MARGIN_MS
-                         ? -1
-                         : g->max_poll_ms + CGROUP_JOIN_MARGIN_MS;
-    ctl_writer_t w;
-    client_reply_t rep;
-    int rc;
-
-    ctl_writer_init(&w);
-    ctl_frame_begin(&w, CTL_GROUP_JOIN, 0);
-    ctl_put_str(&w, g->group_id);
-    ctl_put_str(&w, g->member_id);
-    ctl_put_str(&w, g->instance_id);
-    ctl_put_str(&w, g->client_id);
-    ctl_put_i32(&w, g->session_ms);
-    ctl_put_i32(&w, g->max_poll_ms);
-    ctl_put_u32(&w, (uint32_t)g->ntopics);
+    ctl_frame_begin(w, CTL_GROUP_JOIN, 0);
+    ctl_put_str(w, g->group_id);
+    ctl_put_str(w, g->member_id);
+    ctl_put_str(w, g->instance_id);
+    ctl_put_str(w, g->client_id);
+    ctl_put_i32(w, g->session_ms);
+    ctl_put_i32(w, g->max_poll_ms);
+    ctl_put_u32(w, (uint32_t)g->ntopics);
     for (size_t i = 0; i < g->ntopics; i++)
-        ctl_put_str(&w, g->topics[i]);
-    ctl_put_u32(&w, (uint32_t)g->nassignors);
+        ctl_put_str(w, g->topics[i]);
+    ctl_put_u32(w, (uint32_t)g->nassignors);
     for (size_t i = 0; i < g->nassignors; i++)
-        ctl_put_str(&w, g->assignors[i]->name);
-    ctl_put_u32(&w, (uint32_t)g->nassigned);
+        ctl_put_str(w, g->assignors[i]->name);
+    ctl_put_u32(w, (uint32_t)g->nassigned);
     for (size_t i = 0; i < g->nassigned; i++) {
-        ctl_put_str(&w, g->assigned[i].topic);
-        ctl_put_i32(&w, g->assigned[i].partition);
+        ctl_put_str(w, g->assigned[i].topic);
+        ctl_put_i32(w, g->assigned[i].partition);
     }
-    ctl_put_i32(&w, g->owned_generation);
-    rc = conn_call(c, g, &w, &rep, timeout_ms);
-    ctl_writer_release(&w);
-    if (rc < 0)
-        return rc;
-    rc = jr_read(jr, &rep.r, g->member_id, sizeof(g->member_id));
-    client_reply_release(&rep);
-    if (rc > 0 || rc == SHOAL_EPROTO)
-        rc = SHOAL_ERR(SHOAL_EPROTO, "malformed join response");
-    return rc;
+    ctl_put_i32(w, g->owned_generation);
 }
 
 /* The leader's assignor failed, or assign_run() refused its result: say which assignor
@@ -811,101 +847,169 @@ static int leader_assign(struct cgroup *g, struct join_result *jr, ctl_writer_t 
     return 0;
 }
 
-/* Read the sync response into g->assigned. */
-static int read_assignment(struct cgroup *g, ctl_reader_t *r)
+/* Read the sync response's assignment into a new list *out of *n entries (the caller
+ * frees it, also on failure). */
+static int read_assignment(ctl_reader_t *r, struct ctp **out, size_t *n)
 {
-    uint32_t n = ctl_get_u32(r);
-    struct ctp *v;
+    uint32_t count = ctl_get_u32(r);
 
-    if (r->err || n > 65536)
+    *out = NULL;
+    *n = 0;
+    if (r->err || count > 65536)
         return SHOAL_EPROTO;
-    if (!(v = shoal__calloc(n ? n : 1, sizeof(*v))))
+    if (!(*out = shoal__calloc(count ? count : 1, sizeof(**out))))
         return -ENOMEM;
-    free_assigned(g);
-    g->assigned = v;
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < count; i++) {
         char topic[SHOAL_TOPIC_NAME_MAX + 1];
         ctl_get_str(r, topic, sizeof(topic));
-        v[i].partition = ctl_get_i32(r);
-        if (r->err || !(v[i].topic = shoal__strdup(topic)))
+        (*out)[i].partition = ctl_get_i32(r);
+        if (r->err || !((*out)[i].topic = shoal__strdup(topic)))
             return r->err ? r->err : -ENOMEM;
-        g->nassigned = i + 1;
+        *n = i + 1;
     }
     return ctl_reader_finish(r);
 }
 
-static int send_sync(shoal_consumer_t *c, struct cgroup *g, struct join_result *jr)
+static int build_sync(struct cgroup *g, struct join_result *jr, ctl_writer_t *w)
 {
-    ctl_writer_t w;
-    client_reply_t rep;
-    int rc = 0;
-
-    ctl_writer_init(&w);
-    ctl_frame_begin(&w, CTL_GROUP_SYNC, 0);
-    ctl_put_str(&w, g->group_id);
-    ctl_put_str(&w, g->member_id);
-    ctl_put_i32(&w, jr->generation);
+    ctl_frame_begin(w, CTL_GROUP_SYNC, 0);
+    ctl_put_str(w, g->group_id);
+    ctl_put_str(w, g->member_id);
+    ctl_put_i32(w, jr->generation);
     if (jr->nmembers > 0)
-        rc = leader_assign(g, jr, &w);
-    else
-        ctl_put_u32(&w, 0);
-    if (rc == 0)
-        rc = conn_call(c, g, &w, &rep, g->max_poll_ms + CGROUP_JOIN_MARGIN_MS);
-    ctl_writer_release(&w);
-    if (rc < 0)
-        return rc;
-    rc = read_assignment(g, &rep.r);
-    client_reply_release(&rep);
-    return rc < 0 ? SHOAL_ERR(rc, "malformed sync response") : 0;
+        return leader_assign(g, jr, w);
+    ctl_put_u32(w, 0);
+    return 0;
 }
 
-/* One round of join + sync + attach. 0 when assigned; SHOAL_EREBALANCE to go again. */
-static int rejoin(shoal_consumer_t *c, struct cgroup *g)
+/* ------------------------------------------------------------------ the rebalance round */
+
+/* A round is JoinGroup, then SyncGroup, then attaching the assignment. shoald answers the
+ * join when the join phase ends (every member rejoined, or the rebalance timeout) and the
+ * sync when the leader has assigned: each answer is waited for a poll's slice at a time
+ * (rejoin_step), up to max_poll_interval_ms + CGROUP_JOIN_MARGIN_MS in all. */
+
+/* Send the round's next request (a join or sync, in w) by deadline_ns. */
+static int round_send(struct cgroup *g, ctl_writer_t *w, enum round_phase phase,
+                      int64_t deadline_ns)
 {
-    bool keep = cooperative(g) && g->attached;
-    struct ctp *old = NULL;
-    size_t nold = 0;
-    struct join_result jr;
+    uint32_t seq;
+    int rc = conn_send(g, w, PEND_ROUND, &seq, deadline_ns);
+
+    if (rc < 0)
+        return rc;
+    g->phase = (uint8_t)phase;
+    g->phase_seq = seq;
+    g->phase_done = false;
+    g->phase_by_ns = shoal__mono_ns() + ((int64_t)g->max_poll_ms + CGROUP_JOIN_MARGIN_MS) * 1000000;
+    return 0;
+}
+
+/* Read responses until the round's answer is in, by deadline_ns: 0 when it is
+ * (g->phase_done); 1 while it has not come (a later poll looks again); SHOAL_ETIMEDOUT when
+ * it has not come by g->phase_by_ns (the request abandoned); or the connection's failure. */
+static int round_wait(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns)
+{
+    while (!g->phase_done) {
+        struct pend e;
+        client_reply_t rep;
+        int status, rc = conn_read(g, SHOAL_MIN(deadline_ns, g->phase_by_ns), &e, &status, &rep);
+        if (rc == SHOAL_ETIMEDOUT && shoal__mono_ns() < g->phase_by_ns)
+            return 1;
+        if (rc == SHOAL_ETIMEDOUT) {
+            rc = SHOAL_ERR(rc, "group %s: shoald did not answer the %s in %d ms (stopped or hung?)",
+                           g->group_id, g->phase == ROUND_JOINING ? "join" : "sync",
+                           g->max_poll_ms + CGROUP_JOIN_MARGIN_MS);
+            pend_abandon(g, g->phase_seq);
+            round_reset(g);
+            return rc;
+        }
+        if (rc < 0)
+            return rc;
+        conn_dispatch(c, g, &e, status, &rep);
+    }
+    return 0;
+}
+
+/* Start a round: commit, give the partitions up (eager; a cooperative member keeps them),
+ * and send the join. */
+static int round_begin(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns)
+{
+    ctl_writer_t w;
     int rc;
 
+    g->keep = cooperative(g) && g->attached;
     g->assign_failed = false;
     g->joins++; /* answers to earlier heartbeats no longer count */
     g->hb_status = 0;
-    if (!keep)
+    if (!g->keep)
         revoke_all(c, g, false);
     else if (g->auto_commit)
         (void)commit_positions(c, g); /* covers partitions this round may take away */
+    ctl_writer_init(&w);
+    build_join(g, &w);
+    rc = round_send(g, &w, ROUND_JOINING, deadline_ns);
+    ctl_writer_release(&w);
+    return rc;
+}
+
+/* The join's answer is in: the new generation; the leader assigns; send the sync. */
+static int round_joined(struct cgroup *g, int64_t deadline_ns)
+{
+    struct join_result jr;
+    ctl_writer_t w;
+    int rc = g->phase_status;
+
+    if (rc < 0)
+        return SHOAL_ERR(rc, "%s", g->phase_detail);
     memset(&jr, 0, sizeof(jr));
-    rc = send_join(c, g, &jr);
+    rc = jr_read(&jr, &g->phase_rep.r, g->member_id, sizeof(g->member_id));
+    round_reset(g);
+    if (rc > 0 || rc == SHOAL_EPROTO)
+        rc = SHOAL_ERR(SHOAL_EPROTO, "malformed join response");
     if (rc == 0) {
         g->generation = jr.generation;
-        if (keep) { /* the sync response replaces g->assigned: keep the old list */
-            old = g->assigned;
-            nold = g->nassigned;
-            g->assigned = NULL;
-            g->nassigned = 0;
-        }
-        rc = send_sync(c, g, &jr);
+        ctl_writer_init(&w);
+        rc = build_sync(g, &jr, &w);
+        if (rc == 0)
+            rc = round_send(g, &w, ROUND_SYNCING, deadline_ns);
+        ctl_writer_release(&w);
     }
     join_result_release(&jr);
-    if (rc == 0 && keep && (rc = apply_cooperative(c, g, old, nold)) < 0)
+    return rc;
+}
+
+/* The sync's answer is in: the new assignment replaces the old; a cooperative member
+ * applies the difference now (an eager one attaches it in round_end). */
+static int round_synced(shoal_consumer_t *c, struct cgroup *g)
+{
+    struct ctp *list, *old = g->assigned;
+    size_t n, nold = g->nassigned;
+    int rc = g->phase_status;
+
+    if (rc < 0)
+        return SHOAL_ERR(rc, "%s", g->phase_detail);
+    if ((rc = read_assignment(&g->phase_rep.r, &list, &n)) < 0) {
+        free_ctps(list, n);
+        return SHOAL_ERR(rc, "malformed sync response");
+    }
+    g->assigned = list;
+    g->nassigned = n;
+    if (g->keep && (rc = apply_cooperative(c, g, old, nold)) < 0)
         revoke_all(c, g, true); /* half applied: start clean with the next join */
-    else if (rc < 0 && old) {   /* no new assignment: the old one is still this member's */
-        free_assigned(g);
-        g->assigned = old;
-        g->nassigned = nold;
-        old = NULL;
-    }
-    if (old) {
-        for (size_t i = 0; i < nold; i++)
-            shoal__free(old[i].topic);
-        shoal__free(old);
-    }
-    if (rc == 0) {
+    free_ctps(old, nold);
+    if (rc == 0)
         g->owned_generation = g->generation;
-        if (!keep)
-            rc = attach_assignment(c, g); /* its offset fetch may find the member gone too */
-    }
+    return rc;
+}
+
+/* The round is over with rc: attach the new assignment (eager). 0 when assigned;
+ * SHOAL_EREBALANCE to start another. */
+static int round_end(shoal_consumer_t *c, struct cgroup *g, int rc)
+{
+    round_reset(g);
+    if (rc == 0 && !g->keep)
+        rc = attach_assignment(c, g); /* its offset fetch may find the member gone too */
     if (rc == SHOAL_EGENERATION && !g->assign_failed) { /* unknown now: join as a new member */
         revoke_all(c, g, true);
         g->member_id[0] = '\0';
@@ -918,9 +1022,28 @@ static int rejoin(shoal_consumer_t *c, struct cgroup *g)
     g->need_join = g->follow_up;
     g->follow_up = false;
     g->last_heartbeat_ns = g->last_commit_ns = shoal__mono_ns();
-    if (!keep)
+    if (!g->keep)
         call_back(c, g, g->on_assigned);
     return 0;
+}
+
+/* Take the round as far as it goes by deadline_ns (a cooperative member that still reads
+ * its partitions only looks for answers, without waiting): 0 when it ended with the new
+ * assignment attached; 1 while an answer is still to come (the next poll goes on);
+ * SHOAL_EREBALANCE to start another; or the failure. */
+static int rejoin_step(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns)
+{
+    int64_t wait_until;
+    int rc = 0;
+
+    if (g->phase == ROUND_NONE)
+        rc = round_begin(c, g, deadline_ns);
+    wait_until = g->keep && g->attached ? shoal__mono_ns() : deadline_ns;
+    if (rc == 0 && g->phase == ROUND_JOINING && (rc = round_wait(c, g, wait_until)) == 0)
+        rc = round_joined(g, deadline_ns);
+    if (rc == 0 && g->phase == ROUND_SYNCING && (rc = round_wait(c, g, wait_until)) == 0)
+        rc = round_synced(c, g);
+    return rc > 0 ? rc : round_end(c, g, rc);
 }
 
 /* ------------------------------------------------------------------ heartbeat, poll */
@@ -1065,9 +1188,11 @@ static int fenced_error(const struct cgroup *g)
                      g->group_id, g->instance_id);
 }
 
-/* The protocol work that is due; waits for shoald wait_ms at most, but for a rebalance. */
+/* The protocol work that is due; waits for shoald wait_ms at most (but for the commit
+ * before a rebalance and the offset fetch after it: a call's timeout). */
 static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
 {
+    int64_t deadline = shoal__mono_ns() + (int64_t)wait_ms * 1000000;
     int rc;
 
     if (g->fenced)
@@ -1089,7 +1214,9 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
     if (g->need_join && shoal__mono_ns() < g->retry_ns)
         return 0; /* the last assignment failed: wait (poll sleeps meanwhile) */
     for (int tries = 0; g->need_join && tries < 16; tries++) {
-        rc = rejoin(c, g);
+        rc = rejoin_step(c, g, deadline);
+        if (rc > 0)
+            return 0;                   /* an answer is still to come: the next poll goes on */
         if (rc < 0 && g->assign_failed) /* the assignor's code, whatever it is */
             return rc;
         if (rc < 0 && rc != SHOAL_EREBALANCE)
@@ -1099,7 +1226,7 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
      * the next poll tries again. */
     if (!g->need_join && g->auto_commit && g->attached && g->nassigned &&
         ms_since(g->last_commit_ns) >= g->auto_commit_ms && g->nasync < CGROUP_ASYNC_MAX)
-        (void)commit(c, g, NULL, 0, false, shoal__mono_ns() + (int64_t)wait_ms * 1000000);
+        (void)commit(c, g, NULL, 0, false, deadline);
     return 0;
 }
 
@@ -1137,8 +1264,10 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
             if (slice > 0)
                 sleep_ms(slice);
             n = 0;
-        } else {
-            n = consumer__poll(c, out, max, slice);
+        } else { /* a cooperative member reading through a round looks for its answers */
+            n = consumer__poll(c, out, max,
+                               g->phase != ROUND_NONE ? SHOAL_MIN(slice, CGROUP_ROUND_LOOK_MS)
+                                                      : slice);
         }
         if (n != 0)
             return n;
@@ -1259,6 +1388,11 @@ static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_parti
     if (g->generation < 0)
         return SHOAL_ERR(SHOAL_EGENERATION, "not a member of group %s (yet): poll to join",
                          g->group_id);
+    if (g->phase != ROUND_NONE) /* it would wait behind the join or sync at shoald */
+        return SHOAL_ERR(SHOAL_EREBALANCE,
+                         "group %s is rebalancing: poll until it is done, then "
+                         "commit",
+                         g->group_id);
     if (!sync && g->nasync == CGROUP_ASYNC_MAX && (rc = make_room(c, g)) < 0)
         return rc;
     ctl_writer_init(&w);
@@ -1335,8 +1469,9 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
     g->close_by_ns =
         shoal__mono_ns() + (int64_t)SHOAL_MIN(g->session_ms, cgroup__call_timeout_ms) * 1000000;
     rc = revoke_all(c, g, false);
-    /* When shoald did not answer the commit, closing the connection is the leave. */
-    if (g->stalled || g->connecting)
+    /* When shoald did not answer the commit, or a join or sync is in flight (a leave would
+     * wait behind it), closing the connection is the leave. */
+    if (g->stalled || g->connecting || g->phase != ROUND_NONE)
         return rc;
     if (conn_drain(c, g, 0, g->close_by_ns) < 0) /* the answers to async commits */
         return rc;

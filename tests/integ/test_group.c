@@ -1530,11 +1530,85 @@ INTEG_TEST(test_an_application_assignor_is_used_and_a_member_without_a_common_on
     o.assignors = only_range;
     o.assignor_count = 1;
     assert_int_equal(open_member(&cl2, &c2, &o, "cus"), 0);
-    assert_int_equal(shoal_poll(c2, recs, 4, 0), SHOAL_ENOASSIGNOR);
+    assert_int_equal(shoal_poll(c2, recs, 4, 2000), SHOAL_ENOASSIGNOR);
     shoal_consumer_close(c2);
     shoal_client_close(cl2);
     shoal_consumer_close(c);
     shoal_client_close(cl);
+}
+
+/* How many of topic's first n partitions c holds. */
+static int held(shoal_consumer_t *c, const char *topic, int n)
+{
+    int k = 0;
+    for (int p = 0; p < n; p++)
+        k += shoal_consumer_position(c, topic, p) >= 0;
+    return k;
+}
+
+/* A rebalance waits for every member to rejoin. A member whose join waits for one slow to
+ * poll keeps its own polls to their timeout (they blocked until the slow one came, or was
+ * removed at the rebalance timeout), with a cooperative assignor reads its partitions
+ * meanwhile, and is told SHOAL_EREBALANCE if it commits before the round is over. */
+INTEG_TEST(test_a_poll_keeps_its_timeout_while_the_rebalance_waits_for_a_slow_member)
+{
+    const shoal_assignor_t *coop[] = {shoal_assignor_builtin("cooperative-sticky")};
+    shoal_topic_config_t cfg = topic_cfg(4);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl[3];
+    shoal_consumer_t *c[3];
+    shoal_record_t recs[8];
+    int64_t t0, worst;
+    int got = 0, mine;
+
+    assert_int_equal(shoal_topic_create(f->c, "slow", &cfg), 0);
+    for (int i = 0; i < 3; i++) {
+        member_options(&o, "waiting", i);
+        o.assignors = coop;
+        o.assignor_count = 1;
+        o.heartbeat_interval_ms = 50;
+        o.max_poll_interval_ms = 20000; /* the rebalance timeout */
+        assert_int_equal(open_member(&cl[i], &c[i], &o, "slow"), 0);
+        if (i == 1) /* the first two share the partitions */
+            for (t0 = mono_ms(); mono_ms() - t0 < 5000 &&
+                                 (held(c[0], "slow", 4) != 2 || held(c[1], "slow", 4) != 2);) {
+                assert_true(shoal_poll(c[0], recs, 8, 20) >= 0);
+                assert_true(shoal_poll(c[1], recs, 8, 20) >= 0);
+            }
+    }
+    assert_int_equal(held(c[0], "slow", 4), 2);
+    assert_int_equal(shoal_poll(c[2], recs, 8, 100), 0); /* joins: a rebalance begins */
+
+    /* c[1] does not poll: the round waits for it, c[0] goes on */
+    worst = worst_poll(c[0], 500, 100, &got);
+    assert_int_equal(produce(f->c, "slow", 0, 5), 0);
+    assert_int_equal(produce(f->c, "slow", 1, 5), 0);
+    assert_int_equal(produce(f->c, "slow", 2, 5), 0);
+    assert_int_equal(produce(f->c, "slow", 3, 5), 0);
+    mine = 5 * held(c[0], "slow", 4);
+    worst = SHOAL_MAX(worst, worst_poll(c[0], 1000, 100, &got));
+    print_message("while the round waits: longest poll(100) %lld ms, %d of %d records read\n",
+                  (long long)worst, got, mine);
+    assert_true(worst < 300);
+    assert_int_equal(got, mine);
+    assert_int_equal(shoal_commit_sync(c[0], NULL, 0), SHOAL_EREBALANCE);
+    assert_non_null(strstr(shoal_errmsg(), "rebalancing"));
+
+    /* c[1] polls again: the round ends, and a second hands out what moved */
+    for (t0 = mono_ms();
+         mono_ms() - t0 < 10000 &&
+         (held(c[0], "slow", 4) + held(c[1], "slow", 4) + held(c[2], "slow", 4) != 4 ||
+          !held(c[2], "slow", 4));)
+        for (int i = 0; i < 3; i++)
+            assert_true(shoal_poll(c[i], recs, 8, 10) >= 0);
+    assert_int_equal(held(c[0], "slow", 4) + held(c[1], "slow", 4) + held(c[2], "slow", 4), 4);
+    assert_true(held(c[2], "slow", 4) >= 1);
+    assert_int_equal(shoal_commit_sync(c[0], NULL, 0), 0);
+    assert_int_equal(atomic_load(&sh->violations), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(shoal_consumer_close(c[i]), 0);
+        shoal_client_close(cl[i]);
+    }
 }
 
 /* ------------------------------------------------------------------ a broken assignor */
@@ -2239,6 +2313,7 @@ int main(void)
         T(test_subscription_to_a_topic_created_later_gets_its_partitions),
         T(test_cli_consume_group_resumes_and_group_commands_report),
         T(test_an_application_assignor_is_used_and_a_member_without_a_common_one_is_refused),
+        T(test_a_poll_keeps_its_timeout_while_the_rebalance_waits_for_a_slow_member),
         T(test_a_failing_assignor_is_reported_and_retried_a_heartbeat_interval_later),
         T(test_a_leader_whose_assignor_keeps_failing_is_removed_and_the_others_go_on),
         T(test_commits_arriving_together_share_one_transaction_and_are_durable),
