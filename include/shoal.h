@@ -843,10 +843,13 @@ SHOAL_EXTERN bool shoal_group_id_is_valid(const char *group_id);
 /** Join the consumer's group (options.group_id) with a subscription to n topics. The
  * partitions arrive during later shoal_poll() calls. A topic that does not exist yet is
  * kept in the subscription and gets partitions once it is created and a rebalance runs.
+ * It opens the group's connection without waiting for shoald's answer to its handshake,
+ * which the polls that follow read (a refusal comes from poll).
  * @return 0, or SHOAL_EGROUPID (missing or invalid group id), SHOAL_ENAME, SHOAL_EINVAL
  *         (n == 0, already subscribed, or partitions assigned by hand), SHOAL_ENODAEMON,
- *         SHOAL_ECLOSED, SHOAL_ETIMEDOUT (shoald did not answer the group connection's
- *         handshake within 30 s), -ENOMEM. Thread-safety: one thread per consumer handle. */
+ *         SHOAL_ECLOSED, SHOAL_ETIMEDOUT (shoald did not take the connection within 30 s:
+ *         stopped or overloaded, its listen backlog full), -ENOMEM. Thread-safety: one
+ *         thread per consumer handle. */
 SHOAL_EXTERN int shoal_consumer_subscribe(shoal_consumer_t *consumer, const char *const *topics,
                                           size_t n);
 

@@ -1309,7 +1309,8 @@ int shoal_consumer_subscribe(shoal_consumer_t *c, const char *const *topics, siz
     for (size_t i = 0; i < n; i++, g->ntopics++)
         if (!(g->topics[i] = shoal__strdup(topics[i])))
             goto out_nomem;
-    rc = shoal_client_open(consumer__client(c)->socket_path, &g->conn);
+    /* Its handshake's answer is read by the polls that follow, as after a reconnect. */
+    rc = conn_open(c, g, shoal__mono_ns() + (int64_t)call_timeout_ms(g) * 1000000);
     if (rc < 0)
         goto out_free;
     g->need_join = true;

@@ -1188,6 +1188,40 @@ static int64_t read_in_order(shoal_consumer_t *c, int64_t *next, int64_t end, in
     return worst;
 }
 
+/* Subscribing opens the group connection without waiting for the handshake's answer: with
+ * shoald stopped it returns at once (it waited 30 s, then failed SHOAL_ETIMEDOUT), the polls
+ * keep to their timeout, and once shoald goes on the member joins and reads. */
+INTEG_TEST(test_subscribing_while_the_daemon_is_stopped_does_not_wait)
+{
+    const char *topics[] = {"later"};
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int64_t t0, took, worst, next = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "later", &cfg), 0);
+    assert_int_equal(produce(f->c, "later", 0, 10), 0);
+    member_options(&o, "latecomers", 0);
+    assert_int_equal(shoal_client_open(f->d.socket, &cl), 0);
+    assert_int_equal(shoal_consumer_open(cl, &o, &c), 0);
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    t0 = mono_ms();
+    assert_int_equal(shoal_consumer_subscribe(c, topics, 1), 0);
+    took = mono_ms() - t0;
+    worst = read_in_order(c, &next, 10, 600, 100);
+    print_message("subscribe with shoald stopped: %lld ms, then longest poll(100) %lld ms\n",
+                  (long long)took, (long long)worst);
+    assert_true(took < 500);
+    assert_true(worst < 400);
+    assert_int_equal(next, 0);
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+    (void)read_in_order(c, &next, 10, 5000, 50);
+    assert_int_equal(next, 10);
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
+}
+
 /* shoald was restarted and stopped (SIGSTOP) before it answered anybody: the member's group
  * connection broke with the first daemon, and its new one waits in the stopped daemon's
  * listen backlog for the answer to its handshake. Its polls keep to their timeout meanwhile
@@ -2302,6 +2336,7 @@ int main(void)
         T(test_polls_keep_their_timeout_while_the_daemon_is_stopped),
         T(test_a_stopped_daemon_does_not_expire_its_members),
         T(test_a_poll_reconnecting_to_a_stopped_daemon_keeps_its_timeout),
+        T(test_subscribing_while_the_daemon_is_stopped_does_not_wait),
         T(test_close_gives_its_commit_up_after_the_session_timeout_while_the_daemon_is_stopped),
         T(test_a_poll_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped),
         T(test_a_late_segment_lookups_answer_serves_its_next_try),
