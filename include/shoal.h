@@ -784,8 +784,9 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * here, on the calling thread: heartbeats, callbacks, rejoining. It keeps to timeout_ms
  * through a rebalance too: the join is answered when every member has rejoined and the
  * sync when the leader has assigned, and a poll waits its timeout at most for each, the
- * next poll going on from there (it returns 0 meanwhile; a member whose assignors are all
- * cooperative keeps reading the partitions it holds). Only the commit before a rebalance
+ * next poll going on from there (it returns 0 meanwhile: a member whose assignors are all
+ * cooperative keeps the partitions it holds, and reads them again once the round is over,
+ * so that the commit as the round began covers those it moves). Only the commit before a rebalance
  * (auto-commit) and the offset fetch after it wait for shoald longer, up to 30 s each. It
  * keeps to timeout_ms even when shoald does not answer (stopped, hung): a heartbeat not answered in
  * time stays pending, read by a later poll, and the partitions are read meanwhile; a new group

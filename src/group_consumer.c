@@ -25,8 +25,9 @@
  *    offset (or per auto_offset_reset); on_assigned. JoinGroup and SyncGroup are answered
  *    when the rebalance gets there (the other members rejoin, the leader assigns): a poll
  *    waits its slice at most for each answer, and the next poll goes on from where the
- *    round is (rejoin_step). A cooperative member reads its partitions meanwhile; commits
- *    are refused with SHOAL_EREBALANCE until the round ends.
+ *    round is (rejoin_step). Nothing is read meanwhile (a cooperative member keeps its
+ *    partitions, so the commit as the round began still covers those it takes away);
+ *    commits are refused with SHOAL_EREBALANCE until the round ends.
  *    A leader whose assignor fails (or returns an assignment that assign_run() refuses)
  *    reports it from poll and tries again no sooner than heartbeat_interval_ms later, so a
  *    broken assignor costs a few attempts a second. Its join meanwhile gets the same
@@ -58,7 +59,6 @@
 #define CGROUP_ASYNC_MAX      64
 #define CGROUP_PEND_MAX       (CGROUP_ASYNC_MAX + 16) /* + a heartbeat and abandoned calls */
 #define CGROUP_JOIN_MARGIN_MS 10000
-#define CGROUP_ROUND_LOOK_MS  10
 #define CGROUP_CALL_MS        30000
 
 int cgroup__call_timeout_ms = CGROUP_CALL_MS;
@@ -116,8 +116,9 @@ struct cgroup {
     int hb_status;       /* its failure, read but not acted on yet (maintain) */
     char hb_detail[256]; /* and its detail */
 
-    uint8_t phase;            /* enum round_phase: a join or sync in pend */
+    uint8_t phase;            /* enum round_phase: a join or sync in pend; nothing is read */
     bool keep;                /* cooperative: the assignment stays attached through the round */
+    int round_commit_rc;      /* the commit of the positions as the round began */
     uint32_t phase_seq;       /* that request's sequence number */
     int64_t phase_by_ns;      /* given up when its answer has not come by then */
     bool phase_done;          /* its answer was read: */
@@ -889,12 +890,13 @@ static int build_sync(struct cgroup *g, struct join_result *jr, ctl_writer_t *w)
  * sync when the leader has assigned: each answer is waited for a poll's slice at a time
  * (rejoin_step), up to max_poll_interval_ms + CGROUP_JOIN_MARGIN_MS in all. */
 
-/* Send the round's next request (a join or sync, in w) by deadline_ns. */
-static int round_send(struct cgroup *g, ctl_writer_t *w, enum round_phase phase,
-                      int64_t deadline_ns)
+/* Send the round's next request (a join or sync, in w), waiting for room in the socket as
+ * a call does: a join or sync sent in part would cost the membership. */
+static int round_send(struct cgroup *g, ctl_writer_t *w, enum round_phase phase)
 {
     uint32_t seq;
-    int rc = conn_send(g, w, PEND_ROUND, &seq, deadline_ns);
+    int rc =
+        conn_send(g, w, PEND_ROUND, &seq, shoal__mono_ns() + (int64_t)call_timeout_ms(g) * 1000000);
 
     if (rc < 0)
         return rc;
@@ -917,9 +919,10 @@ static int round_wait(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns
         if (rc == SHOAL_ETIMEDOUT && shoal__mono_ns() < g->phase_by_ns)
             return 1;
         if (rc == SHOAL_ETIMEDOUT) {
-            rc = SHOAL_ERR(rc, "group %s: shoald did not answer the %s in %d ms (stopped or hung?)",
+            rc = SHOAL_ERR(rc,
+                           "group %s: shoald did not answer the %s in %lld ms (stopped or hung?)",
                            g->group_id, g->phase == ROUND_JOINING ? "join" : "sync",
-                           g->max_poll_ms + CGROUP_JOIN_MARGIN_MS);
+                           (long long)g->max_poll_ms + CGROUP_JOIN_MARGIN_MS);
             pend_abandon(g, g->phase_seq);
             round_reset(g);
             return rc;
@@ -931,9 +934,10 @@ static int round_wait(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns
     return 0;
 }
 
-/* Start a round: commit, give the partitions up (eager; a cooperative member keeps them),
- * and send the join. */
-static int round_begin(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns)
+/* Start a round: commit, give the partitions up (eager; a cooperative member keeps them,
+ * but reads nothing until the round ends, so that this commit still covers those the round
+ * takes away), and send the join. */
+static int round_begin(shoal_consumer_t *c, struct cgroup *g)
 {
     ctl_writer_t w;
     int rc;
@@ -943,18 +947,18 @@ static int round_begin(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_n
     g->joins++; /* answers to earlier heartbeats no longer count */
     g->hb_status = 0;
     if (!g->keep)
-        revoke_all(c, g, false);
-    else if (g->auto_commit)
-        (void)commit_positions(c, g); /* covers partitions this round may take away */
+        g->round_commit_rc = revoke_all(c, g, false);
+    else
+        g->round_commit_rc = g->auto_commit ? commit_positions(c, g) : 0;
     ctl_writer_init(&w);
     build_join(g, &w);
-    rc = round_send(g, &w, ROUND_JOINING, deadline_ns);
+    rc = round_send(g, &w, ROUND_JOINING);
     ctl_writer_release(&w);
     return rc;
 }
 
 /* The join's answer is in: the new generation; the leader assigns; send the sync. */
-static int round_joined(struct cgroup *g, int64_t deadline_ns)
+static int round_joined(struct cgroup *g)
 {
     struct join_result jr;
     ctl_writer_t w;
@@ -972,7 +976,7 @@ static int round_joined(struct cgroup *g, int64_t deadline_ns)
         ctl_writer_init(&w);
         rc = build_sync(g, &jr, &w);
         if (rc == 0)
-            rc = round_send(g, &w, ROUND_SYNCING, deadline_ns);
+            rc = round_send(g, &w, ROUND_SYNCING);
         ctl_writer_release(&w);
     }
     join_result_release(&jr);
@@ -1027,21 +1031,18 @@ static int round_end(shoal_consumer_t *c, struct cgroup *g, int rc)
     return 0;
 }
 
-/* Take the round as far as it goes by deadline_ns (a cooperative member that still reads
- * its partitions only looks for answers, without waiting): 0 when it ended with the new
- * assignment attached; 1 while an answer is still to come (the next poll goes on);
- * SHOAL_EREBALANCE to start another; or the failure. */
+/* Take the round as far as it goes, waiting for answers until deadline_ns: 0 when it ended
+ * with the new assignment attached; 1 while an answer is still to come (the next poll goes
+ * on); SHOAL_EREBALANCE to start another; or the failure. */
 static int rejoin_step(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns)
 {
-    int64_t wait_until;
     int rc = 0;
 
     if (g->phase == ROUND_NONE)
-        rc = round_begin(c, g, deadline_ns);
-    wait_until = g->keep && g->attached ? shoal__mono_ns() : deadline_ns;
-    if (rc == 0 && g->phase == ROUND_JOINING && (rc = round_wait(c, g, wait_until)) == 0)
-        rc = round_joined(g, deadline_ns);
-    if (rc == 0 && g->phase == ROUND_SYNCING && (rc = round_wait(c, g, wait_until)) == 0)
+        rc = round_begin(c, g);
+    if (rc == 0 && g->phase == ROUND_JOINING && (rc = round_wait(c, g, deadline_ns)) == 0)
+        rc = round_joined(g);
+    if (rc == 0 && g->phase == ROUND_SYNCING && (rc = round_wait(c, g, deadline_ns)) == 0)
         rc = round_synced(c, g);
     return rc > 0 ? rc : round_end(c, g, rc);
 }
@@ -1260,14 +1261,14 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
             sleep_ms(slice);
         if (rc < 0)
             return rc;
-        if (consumer__assigned_count(c) == 0) {
+        if (g->phase != ROUND_NONE) { /* maintain() waits for the round's answers */
+            n = 0;
+        } else if (consumer__assigned_count(c) == 0) {
             if (slice > 0)
                 sleep_ms(slice);
             n = 0;
-        } else { /* a cooperative member reading through a round looks for its answers */
-            n = consumer__poll(c, out, max,
-                               g->phase != ROUND_NONE ? SHOAL_MIN(slice, CGROUP_ROUND_LOOK_MS)
-                                                      : slice);
+        } else {
+            n = consumer__poll(c, out, max, slice);
         }
         if (n != 0)
             return n;
@@ -1467,12 +1468,23 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
                              g->group_id);
         return 0;
     }
+    if (g->phase != ROUND_NONE) {
+        /* A join or sync is in flight: a commit or leave would wait behind it at shoald.
+         * Nothing was read since the round began with a commit; closing the connection is
+         * the leave. */
+        revoke_all(c, g, true);
+        if (g->round_commit_rc < 0)
+            return SHOAL_ERR(g->round_commit_rc,
+                             "group %s: the commit as its rebalance began failed (%s): positions "
+                             "not committed",
+                             g->group_id, shoal_strerror(g->round_commit_rc));
+        return 0;
+    }
     g->close_by_ns =
         shoal__mono_ns() + (int64_t)SHOAL_MIN(g->session_ms, cgroup__call_timeout_ms) * 1000000;
     rc = revoke_all(c, g, false);
-    /* When shoald did not answer the commit, or a join or sync is in flight (a leave would
-     * wait behind it), closing the connection is the leave. */
-    if (g->stalled || g->connecting || g->phase != ROUND_NONE)
+    /* When shoald did not answer the commit, closing the connection is the leave. */
+    if (g->stalled || g->connecting)
         return rc;
     if (conn_drain(c, g, 0, g->close_by_ns) < 0) /* the answers to async commits */
         return rc;

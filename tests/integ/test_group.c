@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1274,17 +1275,24 @@ INTEG_TEST(test_a_poll_reconnecting_to_a_stopped_daemon_keeps_its_timeout)
     shoal_client_close(cl);
 }
 
-/* The committed offset of the group's one partition: -1 when none, -2 when it is unknown. */
-static int64_t committed_of(shoal_client_t *c, const char *group)
+/* The committed offset of partition p of the group's one topic: -1 when none, -2 when it is
+ * unknown. */
+static int64_t committed_of_partition(shoal_client_t *c, const char *group, int32_t p)
 {
     shoal_group_info_t *info;
     int64_t off = -1;
     if (shoal_group_describe(c, group, &info) < 0)
         return -2;
-    if (info->offset_count == 1)
-        off = info->offsets[0].committed;
+    for (size_t i = 0; i < info->offset_count; i++)
+        if (info->offsets[i].partition == p)
+            off = info->offsets[i].committed;
     shoal_group_info_free(info);
     return off;
+}
+
+static int64_t committed_of(shoal_client_t *c, const char *group)
+{
+    return committed_of_partition(c, group, 0);
 }
 
 /* close commits the positions (auto-commit) and leaves the group, waiting for shoald for
@@ -1582,8 +1590,11 @@ static int held(shoal_consumer_t *c, const char *topic, int n)
 
 /* A rebalance waits for every member to rejoin. A member whose join waits for one slow to
  * poll keeps its own polls to their timeout (they blocked until the slow one came, or was
- * removed at the rebalance timeout), with a cooperative assignor reads its partitions
- * meanwhile, and is told SHOAL_EREBALANCE if it commits before the round is over. */
+ * removed at the rebalance timeout). A cooperative one keeps its partitions but reads
+ * nothing until the round is over, so that the commit it made as the round began (auto-
+ * commit) covers the partitions the round moves; its commits are refused with
+ * SHOAL_EREBALANCE meanwhile, and closing it then leaves those positions committed: the
+ * members after it read every record once. */
 INTEG_TEST(test_a_poll_keeps_its_timeout_while_the_rebalance_waits_for_a_slow_member)
 {
     const shoal_assignor_t *coop[] = {shoal_assignor_builtin("cooperative-sticky")};
@@ -1592,57 +1603,134 @@ INTEG_TEST(test_a_poll_keeps_its_timeout_while_the_rebalance_waits_for_a_slow_me
     shoal_client_t *cl[3];
     shoal_consumer_t *c[3];
     shoal_record_t recs[8];
-    int64_t t0, worst;
-    int got = 0, mine;
+    int64_t t0, worst, pos[4];
+    int got = 0, after = 0;
 
     assert_int_equal(shoal_topic_create(f->c, "slow", &cfg), 0);
+    for (int p = 0; p < 4; p++)
+        assert_int_equal(produce(f->c, "slow", p, 5), 0);
     for (int i = 0; i < 3; i++) {
         member_options(&o, "waiting", i);
         o.assignors = coop;
         o.assignor_count = 1;
+        o.auto_commit = true;
         o.heartbeat_interval_ms = 50;
         o.max_poll_interval_ms = 20000; /* the rebalance timeout */
         assert_int_equal(open_member(&cl[i], &c[i], &o, "slow"), 0);
-        if (i == 1) /* the first two share the partitions */
-            for (t0 = mono_ms(); mono_ms() - t0 < 5000 &&
-                                 (held(c[0], "slow", 4) != 2 || held(c[1], "slow", 4) != 2);) {
-                assert_true(shoal_poll(c[0], recs, 8, 20) >= 0);
-                assert_true(shoal_poll(c[1], recs, 8, 20) >= 0);
+        if (i == 1) /* the first two share the partitions and read what is there */
+            for (t0 = mono_ms(); mono_ms() - t0 < 5000 && (got < 20 || held(c[0], "slow", 4) != 2 ||
+                                                           held(c[1], "slow", 4) != 2);) {
+                int n0 = shoal_poll(c[0], recs, 8, 20), n1 = shoal_poll(c[1], recs, 8, 20);
+                assert_true(n0 >= 0 && n1 >= 0);
+                got += n0 + n1;
             }
     }
+    assert_int_equal(got, 20);
     assert_int_equal(held(c[0], "slow", 4), 2);
     assert_int_equal(shoal_poll(c[2], recs, 8, 100), 0); /* joins: a rebalance begins */
 
-    /* c[1] does not poll: the round waits for it, c[0] goes on */
+    /* c[1] does not poll: the round waits for it, c[0]'s polls do not */
+    got = 0;
     worst = worst_poll(c[0], 500, 100, &got);
-    assert_int_equal(produce(f->c, "slow", 0, 5), 0);
-    assert_int_equal(produce(f->c, "slow", 1, 5), 0);
-    assert_int_equal(produce(f->c, "slow", 2, 5), 0);
-    assert_int_equal(produce(f->c, "slow", 3, 5), 0);
-    mine = 5 * held(c[0], "slow", 4);
+    for (int p = 0; p < 4; p++)
+        assert_int_equal(produce(f->c, "slow", p, 5), 0);
     worst = SHOAL_MAX(worst, worst_poll(c[0], 1000, 100, &got));
-    print_message("while the round waits: longest poll(100) %lld ms, %d of %d records read\n",
-                  (long long)worst, got, mine);
-    assert_true(worst < 300);
-    assert_int_equal(got, mine);
+    print_message("while the round waits: longest poll(100) %lld ms, %d records read\n",
+                  (long long)worst, got);
+    assert_true(worst < 500);
+    assert_int_equal(got, 0);
     assert_int_equal(shoal_commit_sync(c[0], NULL, 0), SHOAL_EREBALANCE);
     assert_non_null(strstr(shoal_errmsg(), "rebalancing"));
+    for (int p = 0; p < 4; p++)
+        pos[p] = shoal_consumer_position(c[0], "slow", p);
+    assert_int_equal(shoal_consumer_close(c[0]), 0);
+    shoal_client_close(cl[0]);
+    for (int p = 0; p < 4; p++)
+        if (pos[p] >= 0)
+            assert_int_equal(committed_of_partition(f->c, "waiting", p), pos[p]);
 
-    /* c[1] polls again: the round ends, and a second hands out what moved */
-    for (t0 = mono_ms();
-         mono_ms() - t0 < 10000 &&
-         (held(c[0], "slow", 4) + held(c[1], "slow", 4) + held(c[2], "slow", 4) != 4 ||
-          !held(c[2], "slow", 4));)
-        for (int i = 0; i < 3; i++)
-            assert_true(shoal_poll(c[i], recs, 8, 10) >= 0);
-    assert_int_equal(held(c[0], "slow", 4) + held(c[1], "slow", 4) + held(c[2], "slow", 4), 4);
-    assert_true(held(c[2], "slow", 4) >= 1);
-    assert_int_equal(shoal_commit_sync(c[0], NULL, 0), 0);
-    assert_int_equal(atomic_load(&sh->violations), 0);
-    for (int i = 0; i < 3; i++) {
+    /* c[1] polls again: c[1] and c[2] share the partitions and read the 20 records left */
+    for (t0 = mono_ms(); mono_ms() - t0 < 10000 && after < 20;)
+        for (int i = 1; i < 3; i++) {
+            int n = shoal_poll(c[i], recs, 8, 10);
+            assert_true(n >= 0);
+            after += n;
+        }
+    for (t0 = mono_ms(); mono_ms() - t0 < 300;) /* and nothing twice */
+        for (int i = 1; i < 3; i++)
+            after += SHOAL_MAX(0, shoal_poll(c[i], recs, 8, 10));
+    assert_int_equal(after, 20);
+    assert_int_equal(held(c[1], "slow", 4) + held(c[2], "slow", 4), 4);
+    for (int i = 1; i < 3; i++) {
         assert_int_equal(shoal_consumer_close(c[i]), 0);
         shoal_client_close(cl[i]);
     }
+}
+
+struct threaded_member {
+    shoal_consumer_t *c;
+    shoal_client_t *cl;
+    _Atomic bool stop;
+};
+
+static _Atomic int64_t newcomer_assigned_ms;
+
+static void newcomer_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
+                              size_t n)
+{
+    if (n > 0 && !atomic_load(&newcomer_assigned_ms))
+        atomic_store(&newcomer_assigned_ms, mono_ms());
+    on_assigned(arg, c, tps, n);
+}
+
+static void *threaded_member(void *arg)
+{
+    struct threaded_member *t = arg;
+    shoal_record_t recs[8];
+
+    while (!atomic_load(&t->stop) && shoal_poll(t->c, recs, 8, 3000) >= 0)
+        ;
+    return NULL;
+}
+
+/* A member that holds nothing while its round waits for the others (a newcomer, or an
+ * eager member that gave its partitions up) watches for the answers for its whole poll:
+ * with polls longer than the heartbeat interval it slept through one interval after
+ * another, each round's phase costing up to one more. */
+INTEG_TEST(test_a_newcomer_is_assigned_about_a_heartbeat_after_it_joins)
+{
+    shoal_topic_config_t cfg = topic_cfg(4);
+    shoal_consumer_options_t o;
+    struct threaded_member t = {0};
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+    pthread_t th;
+    int64_t t0;
+
+    assert_int_equal(shoal_topic_create(f->c, "formed", &cfg), 0);
+    member_options(&o, "formers", 0);
+    o.heartbeat_interval_ms = 1000;
+    assert_int_equal(open_member(&cl, &c, &o, "formed"), 0);
+    assert_true(poll_until(c, holds_all_four, 5000));
+    member_options(&o, "formers", 1);
+    o.heartbeat_interval_ms = 1000;
+    o.on_assigned = newcomer_assigned;
+    assert_int_equal(open_member(&t.cl, &t.c, &o, "formed"), 0);
+    t0 = mono_ms();
+    assert_int_equal(pthread_create(&th, NULL, threaded_member, &t), 0);
+    while (mono_ms() - t0 < 10000 && !atomic_load(&newcomer_assigned_ms))
+        assert_true(shoal_poll(c, recs, 8, 3000) >= 0);
+    atomic_store(&t.stop, true);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    print_message("the second member was assigned %lld ms after it joined\n",
+                  (long long)(atomic_load(&newcomer_assigned_ms) - t0));
+    assert_true(atomic_load(&newcomer_assigned_ms) > 0);
+    assert_true(atomic_load(&newcomer_assigned_ms) - t0 < 1700);
+    assert_int_equal(shoal_consumer_close(t.c), 0);
+    shoal_client_close(t.cl);
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
 }
 
 /* ------------------------------------------------------------------ a broken assignor */
@@ -2349,6 +2437,7 @@ int main(void)
         T(test_cli_consume_group_resumes_and_group_commands_report),
         T(test_an_application_assignor_is_used_and_a_member_without_a_common_one_is_refused),
         T(test_a_poll_keeps_its_timeout_while_the_rebalance_waits_for_a_slow_member),
+        T(test_a_newcomer_is_assigned_about_a_heartbeat_after_it_joins),
         T(test_a_failing_assignor_is_reported_and_retried_a_heartbeat_interval_later),
         T(test_a_leader_whose_assignor_keeps_failing_is_removed_and_the_others_go_on),
         T(test_commits_arriving_together_share_one_transaction_and_are_durable),
