@@ -999,6 +999,7 @@ static int round_synced(shoal_consumer_t *c, struct cgroup *g)
     }
     g->assigned = list;
     g->nassigned = n;
+    round_reset(g); /* nothing in flight now: the callbacks below may commit */
     if (g->keep && (rc = apply_cooperative(c, g, old, nold)) < 0)
         revoke_all(c, g, true); /* half applied: start clean with the next join */
     free_ctps(old, nold);
