@@ -589,9 +589,11 @@ struct shoal_topic_partition;
  * non-cooperative assignor configured) get on_revoked with every partition before they
  * rejoin, and shoal_commit_sync() may still commit them there; cooperative members (all
  * assignors cooperative) get on_revoked and on_assigned with only the partitions that
- * moved, after the new assignment is known, when committing the revoked ones is too late
- * (SHOAL_ENOTASSIGNED): their positions were committed before rejoining when auto_commit
- * is on. A member that was fenced gets on_revoked for partitions already lost. */
+ * moved, after the new assignment is known; shoal_commit_sync() may still commit the
+ * revoked ones in on_revoked (shoald assigns them to nobody until this member has given
+ * them up), and with auto_commit their positions were committed as the rebalance began
+ * (nothing is read during it). A member that was fenced gets on_revoked for partitions
+ * already lost. */
 typedef void (*shoal_rebalance_cb)(void *arg, shoal_consumer_t *c,
                                    const struct shoal_topic_partition *tps, size_t n);
 /** Result of a shoal_commit_async(): status 0 or a negative code. Called on the thread

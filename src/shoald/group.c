@@ -298,6 +298,22 @@ static bool member_owns(const struct gmember *m, const char *topic, int32_t p)
     return false;
 }
 
+/* Whether m reported topic-p as owned when it joined this generation and the generation
+ * assigned it to nobody: a cooperative assignor withheld it from its new owner until m
+ * gives it up (the round after), and until then m may still commit it, as Kafka's members
+ * do from on_revoked. */
+static bool member_gives_up(const struct group *g, const struct gmember *m, const char *topic,
+                            int32_t p)
+{
+    bool owned = false;
+
+    for (size_t i = 0; i < m->nowned && !owned; i++)
+        owned = m->owned[i].partition == p && !strcmp(m->owned[i].topic, topic);
+    for (size_t i = 0; i < g->nmembers && owned; i++)
+        owned = !member_owns(g->members[i], topic, p);
+    return owned;
+}
+
 static bool member_supports(const struct gmember *m, const char *assignor)
 {
     for (size_t i = 0; i < m->nassignors; i++)
@@ -988,8 +1004,9 @@ static void unqueue_offsets(group_coord_t *gc, size_t first)
     }
 }
 
-/* May this commit go ahead? Members commit only their own partitions in their generation;
- * a request without a member id is an administrative commit, allowed when no members. */
+/* May this commit go ahead? Members commit only their own partitions in their generation
+ * (and those a cooperative round is taking from them, member_gives_up); a request without
+ * a member id is an administrative commit, allowed when no members. */
 static int commit_check(group_coord_t *gc, const char *gid, const char *mid, int32_t gen,
                         const struct gtp *tp, size_t n, struct group **gp)
 {
@@ -1010,7 +1027,8 @@ static int commit_check(group_coord_t *gc, const char *gid, const char *mid, int
     if ((*gp)->state == GS_COMPLETING)
         return SHOAL_ERR(SHOAL_EREBALANCE, "group %s is rebalancing: rejoin", gid);
     for (size_t i = 0; i < n; i++)
-        if (!member_owns(m, tp[i].topic, tp[i].partition))
+        if (!member_owns(m, tp[i].topic, tp[i].partition) &&
+            !member_gives_up(*gp, m, tp[i].topic, tp[i].partition))
             return SHOAL_ERR(SHOAL_ENOTASSIGNED, "%s-%d is not assigned to member %s of %s",
                              tp[i].topic, tp[i].partition, mid, gid);
     return 0;

@@ -1928,6 +1928,8 @@ struct coop_log {
     _Atomic int revoked_calls[2];
     _Atomic uint32_t revoked_mask[2]; /* partitions ever revoked from member i */
     _Atomic int assigned_calls[2];
+    _Atomic int revoked_commits[2]; /* commits from on_revoked that shoald took */
+    _Atomic int revoked_refused[2]; /* and those it refused */
 };
 
 static struct coop_log *coopl;
@@ -1946,12 +1948,18 @@ static void coop_revoked(void *arg, shoal_consumer_t *c, const shoal_topic_parti
                          size_t n)
 {
     int idx = (int)(intptr_t)arg;
-    (void)c;
     on_revoked(arg, c, tps, n);
     atomic_fetch_sub(&coopl->held[idx], (int)n);
     atomic_fetch_add(&coopl->revoked_calls[idx], 1);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) { /* Kafka's pattern: commit what is given up */
+        shoal_topic_partition_offset_t o = {.topic = tps[i].topic, .partition = tps[i].partition};
         atomic_fetch_or(&coopl->revoked_mask[idx], 1u << tps[i].partition);
+        o.offset = shoal_consumer_position(c, tps[i].topic, tps[i].partition);
+        if (shoal_commit_sync(c, &o, 1) == 0)
+            atomic_fetch_add(&coopl->revoked_commits[idx], 1);
+        else
+            atomic_fetch_add(&coopl->revoked_refused[idx], 1);
+    }
 }
 
 static const shoal_assignor_t *coop_list[1];
@@ -1989,8 +1997,10 @@ static bool coop_split(void)
     return atomic_load(&coopl->held[0]) == 2 && atomic_load(&coopl->held[1]) == 2;
 }
 
-/* Member 0 holds all 4 partitions; member 1 joins; with a cooperative assignor member 0
- * gives up exactly two, in one on_revoked, and keeps the others throughout. */
+/* Member 0 holds all 4 partitions and has read 3 records of each; member 1 joins; with a
+ * cooperative assignor member 0 gives up exactly two, in one on_revoked, and keeps the
+ * others throughout. Its commit of the two from on_revoked is taken (shoald refused it:
+ * they are assigned to nobody until given up), so member 1 starts them where it stopped. */
 static void cooperative_join(struct harness_fixture *f, const shoal_assignor_t *a, uint32_t mask)
 {
     shoal_topic_config_t cfg = topic_cfg(4);
@@ -2003,10 +2013,16 @@ static void cooperative_join(struct harness_fixture *f, const shoal_assignor_t *
     assert_true(coopl != MAP_FAILED);
     coop_list[0] = a;
     assert_int_equal(shoal_topic_create(f->c, "co", &cfg), 0);
+    for (int p = 0; p < 4; p++)
+        assert_int_equal(produce(f->c, "co", p, 3), 0);
     coop_options(&o, 0);
     assert_int_equal(open_member(&cl, &c, &o, "co"), 0);
-    for (int i = 0; i < 100 && atomic_load(&coopl->held[0]) != 4; i++)
-        assert_true(shoal_poll(c, NULL, 0, 20) >= 0);
+    for (int i = 0, got = 0; i < 100 && got < 12; i++) {
+        shoal_record_t recs[16];
+        int n = shoal_poll(c, recs, 16, 20);
+        assert_true(n >= 0);
+        got += n;
+    }
     assert_int_equal(atomic_load(&coopl->held[0]), 4);
 
     assert_true((helper = harness_fork(coop_member, NULL, 50)) > 0);
@@ -2024,6 +2040,11 @@ static void cooperative_join(struct harness_fixture *f, const shoal_assignor_t *
         assert_int_equal(atomic_load(&coopl->revoked_mask[0]), mask);
     assert_int_equal(atomic_load(&coopl->revoked_calls[1]), 0);
     assert_int_equal(atomic_load(&sh->violations), 0);
+    assert_int_equal(atomic_load(&coopl->revoked_commits[0]), 2);
+    assert_int_equal(atomic_load(&coopl->revoked_refused[0]), 0);
+    for (int p = 0; p < 4; p++)
+        if (atomic_load(&coopl->revoked_mask[0]) & (1u << p))
+            assert_int_equal(committed_of_partition(f->c, "coop", p), 3);
 
     atomic_store(&sh->done, 1);
     assert_int_equal(harness_wait(helper, 10000), 0);
