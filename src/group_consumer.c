@@ -1079,15 +1079,20 @@ static int heartbeat(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
         ctl_put_str(&w, g->group_id);
         ctl_put_str(&w, g->member_id);
         ctl_put_i32(&w, g->generation);
-        deadline += (int64_t)wait_ms * 1000000;
+        /* Not waiting for room: a socket too full for a heartbeat is one shoald does not
+         * read, and the poll has records to read meanwhile. */
         rc = conn_send(g, &w, PEND_HEARTBEAT, &seq, deadline);
         ctl_writer_release(&w);
-        if (rc == SHOAL_ETIMEDOUT && g->conn)
-            return 0; /* not sent: a later poll sends it */
-        if (rc < 0)
+        if (rc == SHOAL_ETIMEDOUT && g->conn) { /* not sent: a later poll sends it */
+            shoal__clear_err();
+            rc = 0;
+        } else if (rc < 0) {
             return rc;
-        g->hb_pending = true;
-        g->last_heartbeat_ns = shoal__mono_ns();
+        } else {
+            g->hb_pending = true;
+            g->last_heartbeat_ns = shoal__mono_ns();
+            deadline += (int64_t)wait_ms * 1000000;
+        }
     }
     while (g->hb_pending && rc == 0) { /* the responses before it too */
         struct pend e;

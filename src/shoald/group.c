@@ -77,6 +77,8 @@ struct gmember {
     int32_t owned_generation;
     struct gtp *assigned; /* in the current generation, once synced */
     size_t nassigned;
+    struct gtp *before; /* assigned in the generation before, kept for member_gives_up() */
+    size_t nbefore;
     int64_t last_seen_ns;
     bool join_parked;
     server_req_t join_req;
@@ -239,6 +241,7 @@ static void member_free(struct gmember *m)
     shoal__free(m->assignors);
     shoal__free(m->owned);
     shoal__free(m->assigned);
+    shoal__free(m->before);
     shoal__free(m);
 }
 
@@ -298,20 +301,20 @@ static bool member_owns(const struct gmember *m, const char *topic, int32_t p)
     return false;
 }
 
-/* Whether m reported topic-p as owned when it joined this generation and the generation
- * assigned it to nobody: a cooperative assignor withheld it from its new owner until m
- * gives it up (the round after), and until then m may still commit it, as Kafka's members
- * do from on_revoked. */
+/* Whether topic-p was m's in the generation before and this one assigned it to nobody: a
+ * cooperative assignor withholds a moving partition from its new owner until m gives it up
+ * (the round after), and until then m may still commit it, as Kafka's members do from
+ * on_revoked. What m was assigned is shoald's record, not what m says it owns. */
 static bool member_gives_up(const struct group *g, const struct gmember *m, const char *topic,
                             int32_t p)
 {
-    bool owned = false;
+    bool was = false;
 
-    for (size_t i = 0; i < m->nowned && !owned; i++)
-        owned = m->owned[i].partition == p && !strcmp(m->owned[i].topic, topic);
-    for (size_t i = 0; i < g->nmembers && owned; i++)
-        owned = !member_owns(g->members[i], topic, p);
-    return owned;
+    for (size_t i = 0; i < m->nbefore && !was; i++)
+        was = m->before[i].partition == p && !strcmp(m->before[i].topic, topic);
+    for (size_t i = 0; i < g->nmembers && was; i++)
+        was = !member_owns(g->members[i], topic, p);
+    return was;
 }
 
 static bool member_supports(const struct gmember *m, const char *assignor)
@@ -520,7 +523,9 @@ static void complete_join(group_coord_t *gc, struct group *g)
              g->generation, g->nmembers, g->leader, g->protocol);
     for (size_t i = 0; i < g->nmembers; i++) {
         struct gmember *m = g->members[i];
-        shoal__free(m->assigned);
+        shoal__free(m->before);
+        m->before = m->assigned;
+        m->nbefore = m->nassigned;
         m->assigned = NULL;
         m->nassigned = 0;
         m->join_parked = false;

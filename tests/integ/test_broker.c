@@ -1965,13 +1965,13 @@ INTEG_TEST(test_a_request_whose_response_was_lost_is_eclosed_and_the_next_call_r
  * the client works again. */
 INTEG_TEST(test_a_request_a_stopped_daemon_does_not_read_times_out)
 {
-    static char big[8192];
+    static char big[16000];
     const char *names[64], *values[64];
     int64_t t0, took;
     int rc;
 
     memset(big, 'v', sizeof(big) - 1);
-    for (int i = 0; i < 64; i++) { /* 512 KiB: more than a socket buffer holds */
+    for (int i = 0; i < 64; i++) { /* ~1 MB: far more than a socket buffer holds */
         names[i] = "retention.ms";
         values[i] = big;
     }
@@ -1981,7 +1981,7 @@ INTEG_TEST(test_a_request_a_stopped_daemon_does_not_read_times_out)
     t0 = shoal__mono_ns();
     rc = shoal_topic_alter(f->c, "t", names, values, 64);
     took = (shoal__mono_ns() - t0) / 1000000;
-    print_message("alter of 512 KiB with shoald stopped: %s after %lld ms: %s\n",
+    print_message("alter of 1 MB with shoald stopped: %s after %lld ms: %s\n",
                   shoal_err_name(rc), (long long)took, shoal_errmsg());
     assert_int_equal(rc, SHOAL_ETIMEDOUT);
     assert_non_null(strstr(shoal_errmsg(), "half-way"));

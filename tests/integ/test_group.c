@@ -836,37 +836,71 @@ static bool commits_reported(void)
     return atomic_load(&commit_results[0]) + atomic_load(&commit_results[1]) == commits_expected;
 }
 
+static int32_t generation_of(shoal_client_t *c, const char *group);
+
+/* Send n-entry async commits to the stopped daemon, each waiting cgroup__call_timeout_ms
+ * at most for room: how many were sent (*accepted) and timed out (*timeouts); the longest
+ * call. Only 0, SHOAL_ETIMEDOUT and (with the connection dropped) SHOAL_ECLOSED may come. */
+static int64_t commit_into_stopped(shoal_consumer_t *c, const shoal_topic_partition_offset_t *o,
+                                   size_t n, int tries, int *accepted, int *timeouts)
+{
+    int64_t worst = 0;
+
+    *accepted = *timeouts = 0;
+    for (int i = 0; i < tries; i++) {
+        int64_t t0 = mono_ms();
+        int rc = shoal_commit_async(c, o, n);
+        worst = SHOAL_MAX(worst, mono_ms() - t0);
+        *accepted += rc == 0;
+        *timeouts += rc == SHOAL_ETIMEDOUT;
+        assert_true(rc == 0 || rc == SHOAL_ETIMEDOUT || rc == SHOAL_ECLOSED);
+    }
+    return worst;
+}
+
 /* Asynchronous commits into a stopped daemon (SIGSTOP) fill the connection's socket: a
  * commit that no longer fits used to wait in sendmsg() for ever. It waits as long as a call
- * would (shortened here) and fails SHOAL_ETIMEDOUT; one that went out in part drops the
- * connection, so every commit still reaches on_commit (SHOAL_ECLOSED for those cut off),
- * and once shoald goes on the member joins again and commits. */
+ * would (shortened here) and fails SHOAL_ETIMEDOUT. One that nothing of went leaves the
+ * connection in step: once shoald goes on, every commit sent is answered and the member
+ * stays in its generation. One that went out in part drops the connection, so every commit
+ * still reaches on_commit (SHOAL_ECLOSED for those cut off), and the member joins again. */
 INTEG_TEST(test_async_commits_into_a_stopped_daemon_end_at_their_deadline)
 {
     static shoal_topic_partition_offset_t many[4000]; /* a frame of ~70 KiB */
     shoal_client_t *cl;
     shoal_consumer_t *c;
-    int timeouts = 0, accepted = 0;
-    int64_t worst = 0;
+    int timeouts, accepted;
+    int64_t worst;
+    int32_t gen;
 
     member_of_eight(f, "jam", "jammed", on_commit, &cl, &c);
+    gen = generation_of(f->c, "jammed");
     for (size_t i = 0; i < 4000; i++)
         many[i] = (shoal_topic_partition_offset_t){.topic = "jam", .partition = 0, .offset = 8};
     atomic_store(&commit_results[0], 0);
     atomic_store(&commit_results[1], 0);
-    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
     cgroup__call_timeout_ms = 300;
-    for (int i = 0; i < 8; i++) {
-        int64_t t0 = mono_ms();
-        int rc = shoal_commit_async(c, many, 4000);
-        worst = SHOAL_MAX(worst, mono_ms() - t0);
-        accepted += rc == 0;
-        timeouts += rc == SHOAL_ETIMEDOUT;
-        assert_true(rc == 0 || rc == SHOAL_ETIMEDOUT || rc == SHOAL_ECLOSED);
-    }
+
+    /* frames of ~5 KiB: the socket fills between two, nothing of the next goes */
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    worst = commit_into_stopped(c, many, 300, 48, &accepted, &timeouts);
+    print_message("48 commits of 5 KiB, shoald stopped: %d sent, %d timed out, longest %lld ms\n",
+                  accepted, timeouts, (long long)worst);
+    assert_true(worst < 1000);
+    assert_true(timeouts >= 1);
+    assert_int_equal(accepted + timeouts, 48); /* the connection stayed */
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+    commits_expected = accepted;
+    assert_true(poll_until(c, commits_reported, 5000));
+    assert_int_equal(atomic_load(&commit_results[1]), 0);
+    assert_int_equal(generation_of(f->c, "jammed"), gen);
+
+    /* frames of ~70 KiB: one goes out in part */
+    atomic_store(&commit_results[0], 0);
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    worst = commit_into_stopped(c, many, 4000, 8, &accepted, &timeouts);
     cgroup__call_timeout_ms = 30000;
-    print_message("8 commits of 70 KiB, shoald stopped: %d sent, %d timed out, longest %lld "
-                  "ms\n",
+    print_message("8 commits of 70 KiB, shoald stopped: %d sent, %d timed out, longest %lld ms\n",
                   accepted, timeouts, (long long)worst);
     assert_true(worst < 1000);
     assert_true(timeouts >= 1);
@@ -2043,8 +2077,12 @@ static void cooperative_join(struct harness_fixture *f, const shoal_assignor_t *
     assert_int_equal(atomic_load(&coopl->revoked_commits[0]), 2);
     assert_int_equal(atomic_load(&coopl->revoked_refused[0]), 0);
     for (int p = 0; p < 4; p++)
-        if (atomic_load(&coopl->revoked_mask[0]) & (1u << p))
+        if (atomic_load(&coopl->revoked_mask[0]) & (1u << p)) {
+            shoal_topic_partition_offset_t moved = {.topic = "co", .partition = p, .offset = 1};
             assert_int_equal(committed_of_partition(f->c, "coop", p), 3);
+            /* member 1's now: member 0 may no longer commit it */
+            assert_int_equal(shoal_commit_sync(c, &moved, 1), SHOAL_ENOTASSIGNED);
+        }
 
     atomic_store(&sh->done, 1);
     assert_int_equal(harness_wait(helper, 10000), 0);
