@@ -72,15 +72,15 @@
  *   with the topics' data.
  * - A daemon that stops answering (stopped by SIGSTOP, hung) still takes connections: a
  *   call that waits for its answer (administration such as shoal_topic_list(), attaching
- *   partitions, shoal_consumer_subscribe(), shoal_commit_sync()) gives up after 30 s with
- *   SHOAL_ETIMEDOUT (a topic create waits longer, by the size of its rings). The request
- *   may still be carried out once the daemon goes on; the client keeps its connection,
- *   and its next call first waits (within its own time) for that late answer. Sending a
- *   request, and connecting while its listen backlog is full, keep to the same time (a
- *   request it stopped reading half-way was not carried out: that connection is dropped). Appends
- * and reads in shared memory go on. shoal_poll() keeps to its timeout, by at most 100 ms more when
- * it has to ask for a disk segment (see shoal_poll()), and a group consumer's does so too while it
- * reconnects; shoal_consumer_close() waits session_timeout_ms at most.
+ *   partitions, shoal_commit_sync()) gives up after 30 s with SHOAL_ETIMEDOUT (a topic
+ *   create waits longer, by the size of its rings). The request may still be carried out
+ *   once the daemon goes on; the client keeps its connection, and its next call first
+ *   waits (within its own time) for that late answer. Sending a request, and connecting
+ *   while its listen backlog is full, keep to the same time (a request it stopped reading
+ *   half-way was not carried out: that connection is dropped). Appends and reads in shared memory
+ * go on. shoal_poll() keeps to its timeout, by at most 100 ms more when it has to ask for a disk
+ * segment (see shoal_poll()), and a group consumer's does so too while it reconnects or rebalances;
+ *   shoal_consumer_close() waits session_timeout_ms at most.
  */
 #ifndef SHOAL_H
 #define SHOAL_H
@@ -788,12 +788,13 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * sync when the leader has assigned, and a poll waits its timeout at most for each, the
  * next poll going on from there (it returns 0 meanwhile: a member whose assignors are all
  * cooperative keeps the partitions it holds, and reads them again once the round is over,
- * so that the commit as the round began covers those it moves). Only the commit before a rebalance
- * (auto-commit) and the offset fetch after it wait for shoald longer, up to 30 s each. It
- * keeps to timeout_ms even when shoald does not answer (stopped, hung): a heartbeat not answered in
- * time stays pending, read by a later poll, and the partitions are read meanwhile; a new group
- * connection (the old one broke, e.g. shoald restarted) waits for shoald's answer to its handshake
- * the same way, the poll returning 0 (no partitions) meanwhile. Extra errors: SHOAL_EINVAL (not
+ * so that the commit as the round began covers those it moves). Only the commit before a
+ * rebalance (auto-commit) and the offset fetch after it wait for shoald longer, up to 30 s
+ * each. It keeps to timeout_ms even when shoald does not answer (stopped, hung): a
+ * heartbeat not answered in time stays pending, read by a later poll, and the partitions
+ * are read meanwhile; a new group connection (the old one broke, e.g. shoald restarted)
+ * waits for shoald's answer to its handshake the same way, the poll returning 0 (no
+ * partitions) meanwhile. Extra errors: SHOAL_EINVAL (not
  * subscribed yet), SHOAL_ENOASSIGNOR (none of options.assignors is supported by every
  * member); on the generation's leader, the negative code its assignor returned, or
  * SHOAL_EINVAL when the assignor's result breaks the rules of shoal_assignor_t (the detail

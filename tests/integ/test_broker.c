@@ -1981,8 +1981,8 @@ INTEG_TEST(test_a_request_a_stopped_daemon_does_not_read_times_out)
     t0 = shoal__mono_ns();
     rc = shoal_topic_alter(f->c, "t", names, values, 64);
     took = (shoal__mono_ns() - t0) / 1000000;
-    print_message("alter of 1 MB with shoald stopped: %s after %lld ms: %s\n",
-                  shoal_err_name(rc), (long long)took, shoal_errmsg());
+    print_message("alter of 1 MB with shoald stopped: %s after %lld ms: %s\n", shoal_err_name(rc),
+                  (long long)took, shoal_errmsg());
     assert_int_equal(rc, SHOAL_ETIMEDOUT);
     assert_non_null(strstr(shoal_errmsg(), "half-way"));
     assert_true(took >= 400 && took < 1400);
