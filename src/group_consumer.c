@@ -116,9 +116,9 @@ struct cgroup {
     int hb_status;       /* its failure, read but not acted on yet (maintain) */
     char hb_detail[256]; /* and its detail */
 
-    uint8_t phase;            /* enum round_phase: a join or sync in pend; nothing is read */
     bool keep;                /* cooperative: the assignment stays attached through the round */
     int round_commit_rc;      /* the commit of the positions as the round began */
+    uint8_t phase;            /* enum round_phase: a join or sync in pend; nothing is read */
     uint32_t phase_seq;       /* that request's sequence number */
     int64_t phase_by_ns;      /* given up when its answer has not come by then */
     bool phase_done;          /* its answer was read: */
