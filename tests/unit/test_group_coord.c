@@ -1,0 +1,351 @@
+/* test_group_coord.c - the consumer group coordinator (src/shoald/group.c) driven directly,
+ * without a server: requests go in through group_handle() and the answers to parked ones
+ * are caught from server_reply() (linked with --wrap). The integration tests run the same
+ * protocol through real clients; these pin down the commit rules, which a member can probe
+ * with any request it likes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctlproto.h"
+#include "harness.h"
+#include "shoald/broker.h"
+#include "shoald/config.h"
+#include "shoald/group.h"
+#include "shoald/log.h"
+#include "shoald/server.h"
+#include "util.h"
+
+/* ------------------------------------------------------------------ caught replies */
+
+struct reply {
+    uint64_t conn;
+    uint32_t seq;
+    int status;
+    uint8_t body[4096];
+    size_t len;
+};
+
+static struct reply replies[64];
+static size_t nreplies;
+
+void __wrap_server_reply(server_t *s, const server_req_t *req, int status, const char *detail,
+                         const ctl_writer_t *body);
+void __wrap_server_reply(server_t *s, const server_req_t *req, int status, const char *detail,
+                         const ctl_writer_t *body)
+{
+    struct reply *r = &replies[nreplies++ % 64];
+
+    (void)s;
+    (void)detail;
+    r->conn = req->conn_id;
+    r->seq = req->seq;
+    r->status = status;
+    r->len = body && status == 0 ? SHOAL_MIN(body->len, sizeof(r->body)) : 0;
+    if (r->len)
+        memcpy(r->body, body->buf, r->len);
+}
+
+/* The latest reply to (conn, seq), or NULL. */
+static struct reply *reply_to(uint64_t conn, uint32_t seq)
+{
+    for (size_t i = nreplies; i-- > 0 && nreplies - i <= 64;)
+        if (replies[i % 64].conn == conn && replies[i % 64].seq == seq)
+            return &replies[i % 64];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ fixture */
+
+struct fixture {
+    char dir[256];
+    shoald_config_t cfg;
+    broker_t b;
+    group_coord_t *gc;
+    uint32_t seq;
+};
+
+static void set(struct fixture *f, const char *key, const char *value)
+{
+    char err[256];
+    assert_int_equal(config_set(&f->cfg, key, value, err, sizeof(err)), 0);
+}
+
+static int setup(void **state)
+{
+    static struct fixture f;
+    shoal_topic_config_t tc;
+    char path[300];
+
+    memset(&f, 0, sizeof(f));
+    harness_tmpdir(f.dir, sizeof(f.dir), "groupcoord");
+    log_set_level(LOG_ERR);
+    config_init(&f.cfg);
+    snprintf(path, sizeof(path), "%s/data", f.dir);
+    set(&f, "data.dir", path);
+    snprintf(path, sizeof(path), "%s/run", f.dir);
+    set(&f, "runtime.dir", path);
+    set(&f, "shm.dir", f.dir);
+    set(&f, "instance", "groupcoord");
+    if (broker_open(&f.b, &f.cfg) < 0)
+        return -1;
+    shoal_topic_config_init(&tc);
+    tc.partitions = 2;
+    tc.segment_bytes = 1u << 20;
+    tc.ring_slots = 2;
+    tc.max_record_bytes = 1u << 16;
+    if (broker_topic_create(&f.b, "t", &tc) < 0 || group_coord_open(&f.gc, NULL, &f.b) < 0)
+        return -1;
+    nreplies = 0;
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    group_coord_close(f->gc);
+    broker_close(&f->b);
+    harness_rmrf(f->dir);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ requests */
+
+/* Run the request in w from connection conn: its status, answered at once or (parked) by
+ * the commits' flush; the answer's fields in *r (kept in *body or the caught reply). */
+static int request(struct fixture *f, uint64_t conn, ctl_writer_t *w, ctl_writer_t *body,
+                   ctl_reader_t *r)
+{
+    ctl_header_t h;
+    ctl_reader_t in;
+    struct reply *rep;
+    int rc;
+
+    assert_int_equal(ctl_frame_end(w), 0);
+    assert_int_equal(ctl_header_decode(w->buf, &h), 0);
+    ctl_reader_init(&in, w->buf + CTL_HEADER_BYTES, w->len - CTL_HEADER_BYTES);
+    server_req_t req = {.conn_id = conn, .pid = 1, .type = h.type, .seq = ++f->seq};
+    ctl_writer_init(body);
+    rc = group_handle(f->gc, &req, &in, body);
+    ctl_writer_release(w);
+    if (rc != SERVER_PARKED) {
+        ctl_reader_init(r, body->buf, body->len);
+        return rc;
+    }
+    group_commits_flush(f->gc);
+    rep = reply_to(conn, req.seq);
+    if (!rep)
+        return SERVER_PARKED; /* still waiting (a join for the other members) */
+    ctl_reader_init(r, rep->body, rep->len);
+    return rep->status;
+}
+
+struct member {
+    uint64_t conn;
+    char id[128];
+    int32_t generation;
+    uint32_t join_seq;
+};
+
+/* Send a join for m owning the listed partitions of t (n of them); SERVER_PARKED until the
+ * phase ends, then read by joined(). */
+static int join(struct fixture *f, struct member *m, const int32_t *owned, size_t n)
+{
+    ctl_writer_t w, body;
+    ctl_reader_t r;
+    int rc;
+
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_JOIN, 0);
+    ctl_put_str(&w, "g");
+    ctl_put_str(&w, m->id);
+    ctl_put_str(&w, "");
+    ctl_put_str(&w, "unit");
+    ctl_put_i32(&w, 10000);
+    ctl_put_i32(&w, 10000);
+    ctl_put_u32(&w, 1);
+    ctl_put_str(&w, "t");
+    ctl_put_u32(&w, 1);
+    ctl_put_str(&w, "coop");
+    ctl_put_u32(&w, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        ctl_put_str(&w, "t");
+        ctl_put_i32(&w, owned[i]);
+    }
+    ctl_put_i32(&w, m->generation);
+    rc = request(f, m->conn, &w, &body, &r);
+    m->join_seq = f->seq;
+    ctl_writer_release(&body);
+    return rc;
+}
+
+/* The answer to m's last join: its generation and member id. */
+static void joined(struct member *m)
+{
+    struct reply *rep = reply_to(m->conn, m->join_seq);
+    ctl_reader_t r;
+    char skip[128];
+
+    assert_non_null(rep);
+    assert_int_equal(rep->status, 0);
+    ctl_reader_init(&r, rep->body, rep->len);
+    m->generation = ctl_get_i32(&r);
+    ctl_get_str(&r, skip, sizeof(skip)); /* protocol */
+    ctl_get_str(&r, skip, sizeof(skip)); /* leader */
+    ctl_get_str(&r, m->id, sizeof(m->id));
+    assert_int_equal(r.err, 0);
+}
+
+/* The leader m syncs: a gets partitions pa[0..na), the members in idle[0..nidle) nothing. */
+static int sync_leader(struct fixture *f, struct member *m, const struct member *a,
+                       const int32_t *pa, size_t na, const struct member *const *idle, size_t nidle)
+{
+    ctl_writer_t w, body;
+    ctl_reader_t r;
+    int rc;
+
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_SYNC, 0);
+    ctl_put_str(&w, "g");
+    ctl_put_str(&w, m->id);
+    ctl_put_i32(&w, m->generation);
+    ctl_put_u32(&w, (uint32_t)(1 + nidle));
+    ctl_put_str(&w, a->id);
+    ctl_put_u32(&w, (uint32_t)na);
+    for (size_t i = 0; i < na; i++) {
+        ctl_put_str(&w, "t");
+        ctl_put_i32(&w, pa[i]);
+    }
+    for (size_t i = 0; i < nidle; i++) {
+        ctl_put_str(&w, idle[i]->id);
+        ctl_put_u32(&w, 0);
+    }
+    rc = request(f, m->conn, &w, &body, &r);
+    ctl_writer_release(&body);
+    return rc;
+}
+
+static int commit(struct fixture *f, const struct member *m, int32_t partition, int64_t offset)
+{
+    ctl_writer_t w, body;
+    ctl_reader_t r;
+    int rc;
+
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_COMMIT, 0);
+    ctl_put_str(&w, "g");
+    ctl_put_str(&w, m->id);
+    ctl_put_i32(&w, m->generation);
+    ctl_put_u32(&w, 1);
+    ctl_put_str(&w, "t");
+    ctl_put_i32(&w, partition);
+    ctl_put_i64(&w, offset);
+    rc = request(f, m->conn, &w, &body, &r);
+    ctl_writer_release(&body);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+/* a alone holds both partitions; b joins; a (the leader) keeps 0 and withholds 1 from b
+ * until a has given it up, as a cooperative assignor does. */
+static void cooperative_round(struct fixture *f, struct member *a, struct member *b)
+{
+    const int32_t both[] = {0, 1}, first[] = {0};
+    const struct member *idle[] = {b};
+
+    assert_int_equal(join(f, a, NULL, 0), 0);
+    joined(a);
+    assert_int_equal(sync_leader(f, a, a, both, 2, NULL, 0), 0);
+    assert_int_equal(commit(f, a, 1, 0), 0);
+
+    assert_int_equal(join(f, b, NULL, 0), SERVER_PARKED); /* waits for a to rejoin */
+    assert_int_equal(join(f, a, both, 2), 0);
+    joined(a);
+    joined(b);
+    assert_int_equal(b->generation, a->generation);
+    assert_int_equal(sync_leader(f, a, a, first, 1, idle, 1), 0);
+}
+
+/* A cooperative member commits the partition it gives up (from on_revoked) while nobody
+ * holds it; once it has a new owner, only that owner may. */
+static void test_a_withheld_partition_is_committed_by_its_last_owner(void **state)
+{
+    struct fixture *f = *state;
+    struct member a = {.conn = 1, .generation = -1}, b = {.conn = 2, .generation = -1};
+
+    cooperative_round(f, &a, &b);
+    assert_int_equal(commit(f, &a, 0, 0), 0);                  /* still a's */
+    assert_int_equal(commit(f, &a, 1, 0), 0);                  /* withheld: a gives it up */
+    assert_int_equal(commit(f, &b, 1, 0), SHOAL_ENOTASSIGNED); /* never b's yet */
+    assert_int_equal(commit(f, &b, 0, 0), SHOAL_ENOTASSIGNED);
+}
+
+/* What a member says it owns in its join is not what it may commit: a newcomer that claims
+ * the withheld partition (it never had it) is refused, as is a claim on a topic nobody
+ * was assigned. */
+static void test_a_claimed_partition_is_not_committed(void **state)
+{
+    struct fixture *f = *state;
+    struct member a = {.conn = 1, .generation = -1}, b = {.conn = 2, .generation = -1};
+    struct member c = {.conn = 3, .generation = -1};
+    const int32_t both[] = {0, 1}, first[] = {0}, second[] = {1};
+    const struct member *idle[] = {&b, &c};
+
+    cooperative_round(f, &a, &b);
+    /* c joins claiming partition 1; a and b rejoin; the leader withholds 1 again */
+    assert_int_equal(join(f, &c, second, 1), SERVER_PARKED);
+    assert_int_equal(join(f, &b, NULL, 0), SERVER_PARKED);
+    assert_int_equal(join(f, &a, both, 2), 0);
+    joined(&a);
+    joined(&b);
+    joined(&c);
+    assert_int_equal(sync_leader(f, &a, &a, first, 1, idle, 2), 0);
+    assert_int_equal(commit(f, &c, 1, 0), SHOAL_ENOTASSIGNED);
+    assert_int_equal(commit(f, &b, 1, 0), SHOAL_ENOTASSIGNED);
+}
+
+/* Tick the coordinator every 100 ms of a clock that starts at now and runs ms. */
+static int64_t tick_for(struct fixture *f, int64_t now, int ms)
+{
+    for (int i = 0; i < ms / 100; i++)
+        (void)group_tick(f->gc, now += 100 * 1000000ll);
+    return now;
+}
+
+/* A member that says nothing for its session timeout (10 s here) is removed at the tick
+ * after it, not before: its commits are then refused as from a stranger. */
+static void test_a_silent_member_is_removed_after_its_session_timeout(void **state)
+{
+    struct fixture *f = *state;
+    struct member a = {.conn = 1, .generation = -1};
+    const int32_t both[] = {0, 1};
+    int64_t now = shoal__mono_ns();
+
+    assert_int_equal(join(f, &a, NULL, 0), 0);
+    joined(&a);
+    assert_int_equal(sync_leader(f, &a, &a, both, 2, NULL, 0), 0);
+    now = tick_for(f, now, 9500);
+    assert_int_equal(commit(f, &a, 0, 0), 0);
+    (void)tick_for(f, now, 1000);
+    assert_int_equal(commit(f, &a, 0, 0), SHOAL_EGENERATION);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_a_withheld_partition_is_committed_by_its_last_owner),
+        T(test_a_claimed_partition_is_not_committed),
+        T(test_a_silent_member_is_removed_after_its_session_timeout),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
