@@ -152,6 +152,7 @@ struct member {
     char id[128];
     int32_t generation;
     uint32_t join_seq;
+    int32_t session_ms; /* 0: 10 s, as the max poll interval (the rebalance timeout) */
 };
 
 /* Send a join for m owning the listed partitions of t (n of them); SERVER_PARKED until the
@@ -168,7 +169,7 @@ static int join(struct fixture *f, struct member *m, const int32_t *owned, size_
     ctl_put_str(&w, m->id);
     ctl_put_str(&w, "");
     ctl_put_str(&w, "unit");
-    ctl_put_i32(&w, 10000);
+    ctl_put_i32(&w, m->session_ms ? m->session_ms : 10000);
     ctl_put_i32(&w, 10000);
     ctl_put_u32(&w, 1);
     ctl_put_str(&w, "t");
@@ -338,6 +339,59 @@ static void test_a_silent_member_is_removed_after_its_session_timeout(void **sta
     assert_int_equal(commit(f, &a, 0, 0), SHOAL_EGENERATION);
 }
 
+/* Between the end of a join phase and the leader's sync the group is completing its
+ * rebalance: commits wait for it (SHOAL_EREBALANCE), even a member's own partitions. */
+static void test_commits_are_refused_until_the_leader_has_assigned(void **state)
+{
+    struct fixture *f = *state;
+    struct member a = {.conn = 1, .generation = -1}, b = {.conn = 2, .generation = -1};
+    const int32_t both[] = {0, 1};
+    const struct member *idle[] = {&b};
+
+    assert_int_equal(join(f, &a, NULL, 0), 0);
+    joined(&a);
+    assert_int_equal(sync_leader(f, &a, &a, both, 2, NULL, 0), 0);
+    assert_int_equal(join(f, &b, NULL, 0), SERVER_PARKED);
+    assert_int_equal(join(f, &a, both, 2), 0);
+    joined(&a);
+    joined(&b);
+    assert_int_equal(commit(f, &a, 0, 0), SHOAL_EREBALANCE);
+    assert_int_equal(sync_leader(f, &a, &a, both, 2, idle, 1), 0);
+    assert_int_equal(commit(f, &a, 0, 0), 0);
+}
+
+/* A member that does not rejoin by the rebalance timeout (the max poll interval, 10 s
+ * here) is removed, though its session (60 s) has not run out, and the join phase ends
+ * without it. */
+static void test_a_member_that_does_not_rejoin_is_removed_at_the_rebalance_timeout(void **state)
+{
+    struct fixture *f = *state;
+    struct member a = {.conn = 1, .generation = -1};
+    struct member b = {.conn = 2, .generation = -1, .session_ms = 60000};
+    struct member c = {.conn = 3, .generation = -1};
+    const int32_t both[] = {0, 1};
+    const struct member *idle[] = {&b};
+    int64_t now = shoal__mono_ns();
+
+    assert_int_equal(join(f, &a, NULL, 0), 0);
+    joined(&a);
+    assert_int_equal(sync_leader(f, &a, &a, both, 2, NULL, 0), 0);
+    assert_int_equal(join(f, &b, NULL, 0), SERVER_PARKED);
+    assert_int_equal(join(f, &a, both, 2), 0);
+    joined(&a);
+    joined(&b);
+    assert_int_equal(sync_leader(f, &a, &a, both, 2, idle, 1), 0);
+
+    assert_int_equal(join(f, &c, NULL, 0), SERVER_PARKED); /* a rejoins, b does not */
+    assert_int_equal(join(f, &a, both, 2), SERVER_PARKED);
+    now = tick_for(f, now, 9000);
+    assert_null(reply_to(a.conn, a.join_seq));
+    (void)tick_for(f, now, 2000);
+    joined(&a);
+    joined(&c);
+    assert_int_equal(commit(f, &b, 0, 0), SHOAL_EGENERATION);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -346,6 +400,8 @@ int main(void)
         T(test_a_withheld_partition_is_committed_by_its_last_owner),
         T(test_a_claimed_partition_is_not_committed),
         T(test_a_silent_member_is_removed_after_its_session_timeout),
+        T(test_commits_are_refused_until_the_leader_has_assigned),
+        T(test_a_member_that_does_not_rejoin_is_removed_at_the_rebalance_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
