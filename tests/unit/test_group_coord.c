@@ -119,10 +119,12 @@ static int teardown(void **state)
 /* ------------------------------------------------------------------ requests */
 
 /* Run the request in w from connection conn: its status, answered at once or (parked) by
- * the commits' flush; the answer's fields in *r (kept in *body or the caught reply). */
-static int request(struct fixture *f, uint64_t conn, ctl_writer_t *w, ctl_writer_t *body,
-                   ctl_reader_t *r)
+ * the commits' flush; SERVER_PARKED while it waits (a join, for the other members). The
+ * answer's fields are in the caught reply (joined()). */
+static int send_from(struct fixture *f, uint64_t conn, ctl_writer_t *w)
 {
+    server_req_t req = {.conn_id = conn, .pid = 1, .seq = ++f->seq};
+    ctl_writer_t body;
     ctl_header_t h;
     ctl_reader_t in;
     struct reply *rep;
@@ -130,32 +132,17 @@ static int request(struct fixture *f, uint64_t conn, ctl_writer_t *w, ctl_writer
 
     assert_int_equal(ctl_frame_end(w), 0);
     assert_int_equal(ctl_header_decode(w->buf, &h), 0);
+    req.type = h.type;
     ctl_reader_init(&in, w->buf + CTL_HEADER_BYTES, w->len - CTL_HEADER_BYTES);
-    server_req_t req = {.conn_id = conn, .pid = 1, .type = h.type, .seq = ++f->seq};
-    ctl_writer_init(body);
-    rc = group_handle(f->gc, &req, &in, body);
+    ctl_writer_init(&body);
+    rc = group_handle(f->gc, &req, &in, &body);
+    ctl_writer_release(&body);
     ctl_writer_release(w);
-    if (rc != SERVER_PARKED) {
-        ctl_reader_init(r, body->buf, body->len);
+    if (rc != SERVER_PARKED)
         return rc;
-    }
     group_commits_flush(f->gc);
     rep = reply_to(conn, req.seq);
-    if (!rep)
-        return SERVER_PARKED; /* still waiting (a join for the other members) */
-    ctl_reader_init(r, rep->body, rep->len);
-    return rep->status;
-}
-
-/* Run the request in w from connection conn: its status, the answer's fields unread. */
-static int send_from(struct fixture *f, uint64_t conn, ctl_writer_t *w)
-{
-    ctl_writer_t body;
-    ctl_reader_t r;
-    int rc = request(f, conn, w, &body, &r);
-
-    ctl_writer_release(&body);
-    return rc;
+    return rep ? rep->status : SERVER_PARKED;
 }
 
 struct member {
