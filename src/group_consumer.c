@@ -440,6 +440,12 @@ static int call_timeout_ms(const struct cgroup *g)
     return (int)SHOAL_MAX(0, SHOAL_MIN(left_ms, (int64_t)cgroup__call_timeout_ms));
 }
 
+/* When a call made now gives up (call_timeout_ms). */
+static int64_t call_deadline(const struct cgroup *g)
+{
+    return shoal__mono_ns() + (int64_t)call_timeout_ms(g) * 1000000;
+}
+
 /* A call whose response has no fields. */
 static int conn_call_simple(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t *w)
 {
@@ -895,8 +901,7 @@ static int build_sync(struct cgroup *g, struct join_result *jr, ctl_writer_t *w)
 static int round_send(struct cgroup *g, ctl_writer_t *w, enum round_phase phase)
 {
     uint32_t seq;
-    int rc =
-        conn_send(g, w, PEND_ROUND, &seq, shoal__mono_ns() + (int64_t)call_timeout_ms(g) * 1000000);
+    int rc = conn_send(g, w, PEND_ROUND, &seq, call_deadline(g));
 
     if (rc < 0)
         return rc;
@@ -1156,11 +1161,10 @@ static int hello_wait(struct cgroup *g, int64_t deadline_ns)
 }
 
 /* A broken group connection: the partitions are lost (the daemon removed the member when
- * the connection closed), and a new connection joins as a new member. Waits wait_ms at
- * most for the handshake. */
-static int reconnect(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
+ * the connection closed), and a new connection joins as a new member. Waits for the
+ * handshake until deadline at most. */
+static int reconnect(shoal_consumer_t *c, struct cgroup *g, int64_t deadline)
 {
-    int64_t deadline = shoal__mono_ns() + (int64_t)wait_ms * 1000000;
     int rc;
 
     if (!g->conn) {
@@ -1204,7 +1208,7 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
 
     if (g->fenced)
         return fenced_error(g);
-    if ((rc = reconnect(c, g, wait_ms)) == SHOAL_ETIMEDOUT)
+    if ((rc = reconnect(c, g, deadline)) == SHOAL_ETIMEDOUT)
         return 0; /* shoald has not answered the handshake: nothing to do until it does */
     if (rc < 0)
         return rc;
@@ -1317,7 +1321,7 @@ int shoal_consumer_subscribe(shoal_consumer_t *c, const char *const *topics, siz
         if (!(g->topics[i] = shoal__strdup(topics[i])))
             goto out_nomem;
     /* Its handshake's answer is read by the polls that follow, as after a reconnect. */
-    rc = conn_open(c, g, shoal__mono_ns() + (int64_t)call_timeout_ms(g) * 1000000);
+    rc = conn_open(c, g, call_deadline(g));
     if (rc < 0)
         goto out_free;
     g->need_join = true;
@@ -1443,7 +1447,7 @@ static int commit_checked(shoal_consumer_t *c, const shoal_topic_partition_offse
         return SHOAL_ERR(SHOAL_EINVAL, "commit of %zu offsets without an array", n);
     if (n == 0 && (!g->attached || g->nassigned == 0))
         return 0;
-    rc = commit(c, g, offsets, n, sync, shoal__mono_ns() + (int64_t)call_timeout_ms(g) * 1000000);
+    rc = commit(c, g, offsets, n, sync, call_deadline(g));
     if (rc == 0) /* the detail of an async commit reported meanwhile is not this call's */
         shoal__clear_err();
     return rc;
