@@ -178,15 +178,17 @@ static bool client_same_request(const uint8_t *frame, size_t len, const ctl_writ
 }
 
 /* A call gave up waiting for the response to the request in w (header h): it is late, read
- * by whichever call comes next (c->mu held). A segment lookup is kept: a poll that gave up
- * on one asks the same again at its next try, and the late answer then serves it, so a
- * daemon slower than a poll's timeout still gets a consumer onto its disk segment. (No
- * copy when there is no memory: the next try sends again.) */
+ * by whichever call comes next (c->mu held). A segment lookup or an attach is kept: a poll
+ * that gave up on one asks the same again at its next try, and the late answer then serves
+ * it, so a daemon slower than a poll's timeout still gets a consumer onto its disk segment,
+ * and a group member its new partitions. (No copy when there is no memory: the next try
+ * sends again.) */
 static void client_note_late(shoal_client_t *c, const ctl_writer_t *w, const ctl_header_t *h)
 {
     c->late_seq = h->seq;
     c->late_type = h->type;
-    if (h->type == CTL_SEGMENT_OPEN && (c->late_frame = shoal__malloc(w->len))) {
+    if ((h->type == CTL_SEGMENT_OPEN || h->type == CTL_ATTACH) &&
+        (c->late_frame = shoal__malloc(w->len))) {
         memcpy(c->late_frame, w->buf, w->len);
         c->late_len = w->len;
     }
@@ -214,7 +216,9 @@ int client_hello_check(shoal_client_t *c, ctl_reader_t *r)
  * late). A HELLO's makes the connection ready, or fails it. When w is the same request
  * again (client_note_late) it is w's response, in rep, and *served is set; a segment
  * lookup's is kept for the call that asks it again (a consumer's partitions take turns, so
- * another's lookup may come first: client_exchange serves it); any other is dropped. 0;
+ * another's lookup may come first: client_exchange serves it); any other is dropped (an
+ * attach's only serves the attach that comes next: kept, it could map a ring that a topic
+ * deleted since left behind). 0;
  * SHOAL_ETIMEDOUT when it has not come (still late, the stream untouched); or a failure,
  * with the connection closed. */
 static int client_catch_up(shoal_client_t *c, const ctl_writer_t *w, client_reply_t *rep,
@@ -243,7 +247,7 @@ static int client_catch_up(shoal_client_t *c, const ctl_writer_t *w, client_repl
     if (rc == 0 && same) {
         *rep = late;
         *served = true;
-    } else if (rc == 0 && frame) { /* a segment lookup's */
+    } else if (rc == 0 && frame && type == CTL_SEGMENT_OPEN) {
         client_forget_kept(c);
         c->kept = late;
         c->kept_frame = frame;
@@ -795,6 +799,12 @@ int shoal_topic_describe(shoal_client_t *c, const char *name, shoal_topic_info_t
 int client_attach(shoal_client_t *c, const char *topic, int32_t partition, bool writable,
                   ring_t *ring, shoal_topic_config_t *cfg)
 {
+    return client_attach_until(c, topic, partition, writable, ring, cfg, client_deadline());
+}
+
+int client_attach_until(shoal_client_t *c, const char *topic, int32_t partition, bool writable,
+                        ring_t *ring, shoal_topic_config_t *cfg, int64_t deadline_ns)
+{
     ctl_writer_t w;
     client_reply_t rep;
     shoal_topic_config_t got;
@@ -807,7 +817,7 @@ int client_attach(shoal_client_t *c, const char *topic, int32_t partition, bool 
     ctl_put_str(&w, topic);
     ctl_put_i32(&w, partition);
     ctl_put_u8(&w, writable ? CTL_ATTACH_WRITE : CTL_ATTACH_READ);
-    rc = client_call(c, &w, &rep);
+    rc = client_call_until(c, &w, &rep, deadline_ns);
     ctl_writer_release(&w);
     if (rc < 0)
         return rc;

@@ -82,6 +82,11 @@ int client_hello_check(shoal_client_t *c, ctl_reader_t *r);
 /* Map partition `partition` of topic (read-only unless writable). cfg may be NULL. */
 int client_attach(shoal_client_t *c, const char *topic, int32_t partition, bool writable,
                   ring_t *ring, shoal_topic_config_t *cfg);
+/* The same, waiting until deadline_ns at most (client_call_until): SHOAL_ETIMEDOUT when
+ * shoald has not answered by then; the same attach asked again is served by the late
+ * answer when it has come. */
+int client_attach_until(shoal_client_t *c, const char *topic, int32_t partition, bool writable,
+                        ring_t *ring, shoal_topic_config_t *cfg, int64_t deadline_ns);
 
 /* A read-only mapping of the disk segment holding offset. */
 typedef struct client_segment {

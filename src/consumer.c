@@ -228,9 +228,10 @@ static struct consumer_part *consumer_find(shoal_consumer_t *c, const char *topi
     return NULL;
 }
 
-/* Attach one partition into parts[c->nparts] (capacity already reserved). */
+/* Attach one partition into parts[c->nparts] (capacity already reserved), waiting for
+ * shoald until deadline_ns at most. */
 static int consumer_attach_one(shoal_consumer_t *c, const char *topic, int32_t p,
-                               shoal_topic_config_t *cfg)
+                               shoal_topic_config_t *cfg, int64_t deadline_ns)
 {
     struct consumer_part *cp = &c->parts[c->nparts];
     int rc;
@@ -239,7 +240,7 @@ static int consumer_attach_one(shoal_consumer_t *c, const char *topic, int32_t p
     cp->cur.entry = -1;
     if (!(cp->topic = shoal__strdup(topic)))
         return -ENOMEM;
-    rc = client_attach(c->client, topic, p, false, &cp->ring, cfg);
+    rc = client_attach_until(c->client, topic, p, false, &cp->ring, cfg, deadline_ns);
     if (rc == 0 && (rc = ring_cursor_open(&cp->ring, &cp->cur)) < 0)
         ring_unmap(&cp->ring);
     if (rc < 0) {
@@ -289,6 +290,7 @@ int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t 
 {
     shoal_topic_config_t cfg;
     size_t first, want = n ? n : 1;
+    int64_t deadline = shoal__mono_ns() + (int64_t)client__timeout_ms * 1000000;
     int rc;
 
     shoal__clear_err();
@@ -303,13 +305,13 @@ int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t 
         return rc;
     if ((rc = consumer_grow(c, want)) < 0)
         return rc;
-    rc = consumer_attach_one(c, topic, n ? partitions[0] : 0, &cfg);
+    rc = consumer_attach_one(c, topic, n ? partitions[0] : 0, &cfg, deadline);
     if (rc < 0)
         goto out_undo;
     if (n == 0 && (rc = consumer_grow(c, cfg.partitions)) < 0)
         goto out_undo;
     for (size_t i = 1; i < (n ? n : cfg.partitions); i++) {
-        rc = consumer_attach_one(c, topic, n ? partitions[i] : (int32_t)i, NULL);
+        rc = consumer_attach_one(c, topic, n ? partitions[i] : (int32_t)i, NULL, deadline);
         if (rc < 0)
             goto out_undo;
     }
@@ -318,6 +320,16 @@ out_undo:
     while (c->nparts > first)
         part_release(&c->parts[--c->nparts]);
     return rc;
+}
+
+int consumer__assign_until(shoal_consumer_t *c, const char *topic, int32_t partition,
+                           int64_t deadline_ns)
+{
+    int rc = consumer_check_new(c, topic, &partition, 1);
+
+    if (rc == 0)
+        rc = consumer_grow(c, 1);
+    return rc < 0 ? rc : consumer_attach_one(c, topic, partition, NULL, deadline_ns);
 }
 
 /* Whether partition p is among the n listed (n 0: every partition is). */

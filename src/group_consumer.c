@@ -21,13 +21,16 @@
  *    FENCED_INSTANCE_ID), so that two processes never take turns.
  *  - rejoin: with auto-commit, commit the positions; on_revoked; detach every partition
  *    (eager protocol); JoinGroup; the leader runs the assignor over the members'
- *    subscriptions; SyncGroup; attach the assignment, seek each partition to its committed
- *    offset (or per auto_offset_reset); on_assigned. JoinGroup and SyncGroup are answered
- *    when the rebalance gets there (the other members rejoin, the leader assigns): a poll
- *    waits its slice at most for each answer, and the next poll goes on from where the
- *    round is (rejoin_step). Nothing is read meanwhile (a cooperative member keeps its
- *    partitions, so the commit as the round began still covers those it takes away);
- *    commits are refused with SHOAL_EREBALANCE until the round ends.
+ *    subscriptions; SyncGroup; fetch the new partitions' committed offsets; attach them,
+ *    seek each to its committed offset (or per auto_offset_reset); on_assigned. JoinGroup
+ *    and SyncGroup are answered when the rebalance gets there (the other members rejoin,
+ *    the leader assigns): a poll waits its slice at most for each answer, the fetch's and
+ *    the attaches' too, and the next poll goes on from where the round is (rejoin_step):
+ *    a daemon stopped mid-round costs a poll nothing beyond its timeout, but for the
+ *    commit as the round begins (a call's timeout). Nothing is read meanwhile (a
+ *    cooperative member keeps its partitions, so the commit as the round began still
+ *    covers those it takes away); commits are refused with SHOAL_EREBALANCE until the
+ *    round ends.
  *    A leader whose assignor fails (or returns an assignment that assign_run() refuses)
  *    reports it from poll and tries again no sooner than heartbeat_interval_ms later, so a
  *    broken assignor costs a few attempts a second. Its join meanwhile gets the same
@@ -97,7 +100,6 @@ struct cgroup {
     bool fenced;          /* for good: a later process took this static member's place */
     bool attached;        /* the assignment is attached to the consumer */
     bool follow_up;       /* leader: a cooperative assignor withheld partitions */
-    bool attaching;       /* inside attach_assignment() */
     bool assign_failed;   /* leader: the last rejoin failed in the assignor (or its check) */
     int64_t retry_ns;     /* after a failed assignment: no rejoin before this */
     struct ctp *assigned; /* what this member owns now */
@@ -118,13 +120,21 @@ struct cgroup {
 
     bool keep;                /* cooperative: the assignment stays attached through the round */
     int round_commit_rc;      /* the commit of the positions as the round began */
-    uint8_t phase;            /* enum round_phase: a join or sync in pend; nothing is read */
+    uint8_t phase;            /* enum round_phase; nothing is read meanwhile */
     uint32_t phase_seq;       /* that request's sequence number */
     int64_t phase_by_ns;      /* given up when its answer has not come by then */
     bool phase_done;          /* its answer was read: */
     int phase_status;         /* its status, */
     client_reply_t phase_rep; /* its fields when that is 0, */
     char phase_detail[256];   /* the detail otherwise */
+    /* Once the assignment is in: the partitions it adds (a cooperative member's; an eager
+     * one's are g->assigned), their committed offsets, how many are attached so far. */
+    struct ctp *added; /* entries share their topic strings with g->assigned */
+    size_t nadded;
+    int64_t *offsets;
+    size_t nattached;
+    bool applied;    /* the assignment came: the old one is replaced */
+    bool reattached; /* an attach met a daemon restart and started again */
 };
 
 bool shoal_group_id_is_valid(const char *id)
@@ -225,23 +235,38 @@ enum pend_kind {
     PEND_HEARTBEAT, /* the status goes to heartbeat_done() */
     PEND_ABANDONED, /* its call timed out: dropped */
     PEND_HELLO,     /* a new connection's handshake: read by hello_wait() */
-    PEND_ROUND,     /* the rebalance round's join or sync: kept for rejoin_step() */
+    PEND_ROUND,     /* the rebalance round's join, sync or offset fetch: for rejoin_step() */
 };
 
-/* Where a member's rebalance round is: which request's answer it waits for. */
+/* Where a member's rebalance round is: which request's answer it waits for, or (attaching)
+ * that it attaches its new partitions. */
 enum round_phase {
     ROUND_NONE,
     ROUND_JOINING,
     ROUND_SYNCING,
+    ROUND_FETCHING,
+    ROUND_ATTACHING,
 };
 
-/* Forget the round's request and the answer kept, if any (over, or its connection broke). */
-static void round_reset(struct cgroup *g)
+/* Forget the phase's request and the answer kept, if any. */
+static void phase_reset(struct cgroup *g)
 {
     if (g->phase_done && g->phase_status == 0)
         client_reply_release(&g->phase_rep);
     g->phase = ROUND_NONE;
     g->phase_done = false;
+}
+
+/* Forget the round (over, or its connection broke). */
+static void round_reset(struct cgroup *g)
+{
+    phase_reset(g);
+    shoal__free(g->added);
+    shoal__free(g->offsets);
+    g->added = NULL;
+    g->offsets = NULL;
+    g->nadded = g->nattached = 0;
+    g->applied = g->reattached = false;
 }
 
 static void conn_drop(struct cgroup *g)
@@ -500,91 +525,6 @@ static int revoke_all(shoal_consumer_t *c, struct cgroup *g, bool lost)
     return rc;
 }
 
-/* Committed offsets of n partitions, or -1 each. */
-static int fetch_offsets(shoal_consumer_t *c, struct cgroup *g, const struct ctp *list, size_t n,
-                         int64_t *offs)
-{
-    ctl_writer_t w;
-    client_reply_t rep;
-    uint32_t got;
-    int rc;
-
-    ctl_writer_init(&w);
-    ctl_frame_begin(&w, CTL_GROUP_FETCH, 0);
-    ctl_put_str(&w, g->group_id);
-    ctl_put_str(&w, g->member_id);
-    ctl_put_i32(&w, g->generation);
-    ctl_put_u32(&w, (uint32_t)n);
-    for (size_t i = 0; i < n; i++) {
-        ctl_put_str(&w, list[i].topic);
-        ctl_put_i32(&w, list[i].partition);
-    }
-    rc = conn_call(c, g, &w, &rep, call_timeout_ms(g));
-    ctl_writer_release(&w);
-    if (rc < 0)
-        return rc;
-    got = ctl_get_u32(&rep.r);
-    for (uint32_t i = 0; i < got && !rep.r.err; i++) {
-        char topic[SHOAL_TOPIC_NAME_MAX + 1];
-        ctl_get_str(&rep.r, topic, sizeof(topic));
-        (void)ctl_get_i32(&rep.r);
-        int64_t off = ctl_get_i64(&rep.r);
-        if (i < n)
-            offs[i] = off;
-    }
-    rc = got == n ? ctl_reader_finish(&rep.r) : SHOAL_EPROTO;
-    client_reply_release(&rep);
-    return rc < 0 ? SHOAL_ERR(rc, "malformed offset fetch response") : 0;
-}
-
-/* Position n newly attached partitions at their committed offsets (or per reset). */
-static int position_list(shoal_consumer_t *c, struct cgroup *g, const struct ctp *list, size_t n)
-{
-    int64_t *offs = shoal__calloc(n ? n : 1, sizeof(*offs));
-    int rc = offs ? 0 : -ENOMEM;
-
-    if (rc == 0 && n)
-        rc = fetch_offsets(c, g, list, n, offs);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        const struct ctp *tp = &list[i];
-        if (offs[i] >= 0)
-            rc = shoal_consumer_seek(c, tp->topic, tp->partition, SHOAL_SEEK_OFFSET, offs[i]);
-        else
-            rc = shoal_consumer_seek(
-                c, tp->topic, tp->partition,
-                g->reset == SHOAL_OFFSET_RESET_EARLIEST ? SHOAL_SEEK_BEGINNING : SHOAL_SEEK_END, 0);
-    }
-    shoal__free(offs);
-    return rc;
-}
-
-void (*cgroup__before_fetch_hook)(void);
-
-/* Attach the new assignment (nothing is attached) and position it. */
-static int attach_assignment(shoal_consumer_t *c, struct cgroup *g)
-{
-    int rc = 0;
-
-    g->attaching = true;
-    for (int round = 0; round < 2 && rc == 0; round++) {
-        for (size_t i = 0; i < g->nassigned && rc == 0; i++)
-            rc = shoal_consumer_assign(c, g->assigned[i].topic, &g->assigned[i].partition, 1);
-        if (rc != SHOAL_ECLOSED || round > 0)
-            break;
-        /* The consumer's client met a daemon restart: connect it again, attach again. */
-        consumer__unassign_all(c);
-        rc = client_reconnect(consumer__client(c));
-    }
-    g->attaching = false;
-    if (rc == 0 && __builtin_expect(cgroup__before_fetch_hook != NULL, 0))
-        cgroup__before_fetch_hook();
-    if (rc == 0)
-        rc = position_list(c, g, g->assigned, g->nassigned);
-    if (rc < 0)
-        consumer__unassign_all(c);
-    return rc;
-}
-
 static bool list_has(const struct ctp *list, size_t n, const struct ctp *tp)
 {
     for (size_t i = 0; i < n; i++)
@@ -594,40 +534,35 @@ static bool list_has(const struct ctp *list, size_t n, const struct ctp *tp)
 }
 
 /* Cooperative: the old assignment stayed attached through the rebalance. Detach what was
- * taken away (on_revoked with only those), attach what was added (on_assigned with only
- * those). Partitions given up mean another rebalance follows, in which they are handed
- * to their new owners. The caller committed the positions before rejoining. */
+ * taken away (on_revoked with only those) and note what was added (g->added: attached by
+ * the round's last phase, on_assigned with only those). Partitions given up mean another
+ * rebalance follows, in which they are handed to their new owners. The caller committed
+ * the positions before rejoining. */
 static int apply_cooperative(shoal_consumer_t *c, struct cgroup *g, const struct ctp *old,
                              size_t nold)
 {
     struct ctp *gone = shoal__calloc(nold ? nold : 1, sizeof(*gone));
-    struct ctp *added = shoal__calloc(g->nassigned ? g->nassigned : 1, sizeof(*added));
-    size_t ngone = 0, nadded = 0;
-    int rc = gone && added ? 0 : -ENOMEM;
+    size_t ngone = 0;
 
-    for (size_t i = 0; rc == 0 && i < nold; i++)
+    g->added = shoal__calloc(g->nassigned ? g->nassigned : 1, sizeof(*g->added));
+    if (!gone || !g->added) {
+        shoal__free(gone);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < nold; i++)
         if (!list_has(g->assigned, g->nassigned, &old[i]))
             gone[ngone++] = old[i];
-    for (size_t i = 0; rc == 0 && i < g->nassigned; i++)
+    for (size_t i = 0; i < g->nassigned; i++)
         if (!list_has(old, nold, &g->assigned[i]))
-            added[nadded++] = g->assigned[i];
-    if (rc == 0 && ngone) {
+            g->added[g->nadded++] = g->assigned[i];
+    if (ngone) {
         call_list(c, g, g->on_revoked, gone, ngone);
         for (size_t i = 0; i < ngone; i++)
             (void)consumer__unassign_one(c, gone[i].topic, gone[i].partition);
         g->follow_up = true;
     }
-    g->attaching = true;
-    for (size_t i = 0; rc == 0 && i < nadded; i++)
-        rc = shoal_consumer_assign(c, added[i].topic, &added[i].partition, 1);
-    g->attaching = false;
-    if (rc == 0)
-        rc = position_list(c, g, added, nadded);
-    if (rc == 0)
-        call_list(c, g, g->on_assigned, added, nadded);
     shoal__free(gone);
-    shoal__free(added);
-    return rc;
+    return 0;
 }
 
 /* A member whose assignors are all cooperative keeps its partitions while it rejoins. */
@@ -891,13 +826,21 @@ static int build_sync(struct cgroup *g, struct join_result *jr, ctl_writer_t *w)
 
 /* ------------------------------------------------------------------ the rebalance round */
 
-/* A round is JoinGroup, then SyncGroup, then attaching the assignment. shoald answers the
- * join when the join phase ends (every member rejoined, or the rebalance timeout) and the
- * sync when the leader has assigned: each answer is waited for a poll's slice at a time
- * (rejoin_step), up to max_poll_interval_ms + CGROUP_JOIN_MARGIN_MS in all. */
+/* A round is JoinGroup, then SyncGroup, then the new partitions' committed offsets
+ * (OffsetFetch), then attaching them. shoald answers the join when the join phase ends
+ * (every member rejoined, or the rebalance timeout) and the sync when the leader has
+ * assigned: each answer, and the attaches, are waited for a poll's slice at a time
+ * (rejoin_step), up to max_poll_interval_ms + CGROUP_JOIN_MARGIN_MS a phase. */
 
-/* Send the round's next request (a join or sync, in w), waiting for room in the socket as
- * a call does: a join or sync sent in part would cost the membership. */
+static void phase_enter(struct cgroup *g, enum round_phase phase)
+{
+    g->phase = (uint8_t)phase;
+    g->phase_done = false;
+    g->phase_by_ns = shoal__mono_ns() + ((int64_t)g->max_poll_ms + CGROUP_JOIN_MARGIN_MS) * 1000000;
+}
+
+/* Send the round's next request (a join, sync or offset fetch, in w), waiting for room in
+ * the socket as a call does: one sent in part would cost the membership. */
 static int round_send(struct cgroup *g, ctl_writer_t *w, enum round_phase phase)
 {
     uint32_t seq;
@@ -905,11 +848,14 @@ static int round_send(struct cgroup *g, ctl_writer_t *w, enum round_phase phase)
 
     if (rc < 0)
         return rc;
-    g->phase = (uint8_t)phase;
     g->phase_seq = seq;
-    g->phase_done = false;
-    g->phase_by_ns = shoal__mono_ns() + ((int64_t)g->max_poll_ms + CGROUP_JOIN_MARGIN_MS) * 1000000;
+    phase_enter(g, phase);
     return 0;
+}
+
+static const char *phase_name(uint8_t phase)
+{
+    return phase == ROUND_JOINING ? "join" : phase == ROUND_SYNCING ? "sync" : "offset fetch";
 }
 
 /* Read responses until the round's answer is in, by deadline_ns: 0 when it is
@@ -926,10 +872,9 @@ static int round_wait(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns
         if (rc == SHOAL_ETIMEDOUT) {
             rc = SHOAL_ERR(rc,
                            "group %s: shoald did not answer the %s in %lld ms (stopped or hung?)",
-                           g->group_id, g->phase == ROUND_JOINING ? "join" : "sync",
+                           g->group_id, phase_name(g->phase),
                            (long long)g->max_poll_ms + CGROUP_JOIN_MARGIN_MS);
             pend_abandon(g, g->phase_seq);
-            round_reset(g);
             return rc;
         }
         if (rc < 0)
@@ -973,7 +918,7 @@ static int round_joined(struct cgroup *g)
         return SHOAL_ERR(rc, "%s", g->phase_detail);
     memset(&jr, 0, sizeof(jr));
     rc = jr_read(&jr, &g->phase_rep.r, g->member_id, sizeof(g->member_id));
-    round_reset(g);
+    phase_reset(g);
     if (rc > 0 || rc == SHOAL_EPROTO)
         rc = SHOAL_ERR(SHOAL_EPROTO, "malformed join response");
     if (rc == 0) {
@@ -988,8 +933,47 @@ static int round_joined(struct cgroup *g)
     return rc;
 }
 
-/* The sync's answer is in: the new assignment replaces the old; a cooperative member
- * applies the difference now (an eager one attaches it in round_end). */
+void (*cgroup__before_fetch_hook)(void);
+void (*cgroup__before_attach_hook)(void);
+
+/* The new partitions: those to fetch offsets for, attach and hand to on_assigned. */
+static const struct ctp *round_new(const struct cgroup *g, size_t *n)
+{
+    *n = g->keep ? g->nadded : g->nassigned;
+    return g->keep ? g->added : g->assigned;
+}
+
+/* Ask for the new partitions' committed offsets (none new: go on to attaching). */
+static int fetch_send(struct cgroup *g)
+{
+    size_t n;
+    const struct ctp *list = round_new(g, &n);
+    ctl_writer_t w;
+    int rc;
+
+    if (n == 0) {
+        phase_enter(g, ROUND_ATTACHING);
+        return 0;
+    }
+    if (__builtin_expect(cgroup__before_fetch_hook != NULL, 0))
+        cgroup__before_fetch_hook();
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_FETCH, 0);
+    ctl_put_str(&w, g->group_id);
+    ctl_put_str(&w, g->member_id);
+    ctl_put_i32(&w, g->generation);
+    ctl_put_u32(&w, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        ctl_put_str(&w, list[i].topic);
+        ctl_put_i32(&w, list[i].partition);
+    }
+    rc = round_send(g, &w, ROUND_FETCHING);
+    ctl_writer_release(&w);
+    return rc;
+}
+
+/* The sync's answer is in: the new assignment replaces the old (a cooperative member gives
+ * up what it lost now); fetch the new partitions' offsets. */
 static int round_synced(shoal_consumer_t *c, struct cgroup *g)
 {
     struct ctp *list, *old = g->assigned;
@@ -1004,37 +988,126 @@ static int round_synced(shoal_consumer_t *c, struct cgroup *g)
     }
     g->assigned = list;
     g->nassigned = n;
-    round_reset(g); /* nothing in flight now: the callbacks below may commit */
-    if (g->keep && (rc = apply_cooperative(c, g, old, nold)) < 0)
-        revoke_all(c, g, true); /* half applied: start clean with the next join */
+    g->applied = true;
+    phase_reset(g); /* nothing in flight now: on_revoked may commit */
+    if (g->keep)
+        rc = apply_cooperative(c, g, old, nold);
     free_ctps(old, nold);
     if (rc == 0)
         g->owned_generation = g->generation;
+    return rc < 0 ? rc : fetch_send(g);
+}
+
+/* The offsets are in (-1 for a partition with none committed): go on to attaching. */
+static int round_fetched(struct cgroup *g)
+{
+    size_t n;
+    const struct ctp *list = round_new(g, &n);
+    ctl_reader_t *r = &g->phase_rep.r;
+    uint32_t got;
+    int rc = g->phase_status;
+
+    if (rc < 0)
+        return SHOAL_ERR(rc, "%s", g->phase_detail);
+    if (!(g->offsets = shoal__calloc(n, sizeof(*g->offsets))))
+        return -ENOMEM;
+    got = ctl_get_u32(r);
+    for (uint32_t i = 0; i < got && !r->err; i++) {
+        char topic[SHOAL_TOPIC_NAME_MAX + 1];
+        ctl_get_str(r, topic, sizeof(topic));
+        int32_t partition = ctl_get_i32(r);
+        int64_t off = ctl_get_i64(r);
+        if (i < n && (partition != list[i].partition || strcmp(topic, list[i].topic)))
+            got = 0; /* not the partitions asked for */
+        else if (i < n)
+            g->offsets[i] = off;
+    }
+    rc = got == n ? ctl_reader_finish(r) : SHOAL_EPROTO;
+    phase_reset(g);
+    if (rc < 0)
+        return SHOAL_ERR(rc, "malformed offset fetch response");
+    if (__builtin_expect(cgroup__before_attach_hook != NULL, 0))
+        cgroup__before_attach_hook();
+    phase_enter(g, ROUND_ATTACHING);
+    return 0;
+}
+
+/* Position a partition just attached at its committed offset, else per auto_offset_reset. */
+static int position(shoal_consumer_t *c, struct cgroup *g, const struct ctp *tp, int64_t offset)
+{
+    if (offset >= 0)
+        return shoal_consumer_seek(c, tp->topic, tp->partition, SHOAL_SEEK_OFFSET, offset);
+    return shoal_consumer_seek(
+        c, tp->topic, tp->partition,
+        g->reset == SHOAL_OFFSET_RESET_EARLIEST ? SHOAL_SEEK_BEGINNING : SHOAL_SEEK_END, 0);
+}
+
+/* Detach what the round attached so far. */
+static void round_detach(shoal_consumer_t *c, struct cgroup *g)
+{
+    size_t n;
+    const struct ctp *list = round_new(g, &n);
+
+    for (size_t i = 0; i < g->nattached; i++)
+        (void)consumer__unassign_one(c, list[i].topic, list[i].partition);
+    g->nattached = 0;
+}
+
+/* Attach and position the new partitions, waiting for shoald until deadline_ns: 0 when all
+ * are; 1 while an attach has not been answered (a later poll asks again, and the late
+ * answer serves it); or the failure. A daemon restart met on the consumer's connection
+ * (SHOAL_ECLOSED) starts the attaches again once, on a new connection. */
+static int round_attach(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns)
+{
+    size_t n;
+    const struct ctp *list = round_new(g, &n);
+    int rc = 0;
+
+    while (g->nattached < n && rc == 0) {
+        const struct ctp *tp = &list[g->nattached];
+        rc = consumer__assign_until(c, tp->topic, tp->partition, deadline_ns);
+        if (rc == 0 && (rc = position(c, g, tp, g->offsets[g->nattached])) < 0)
+            (void)consumer__unassign_one(c, tp->topic, tp->partition);
+        if (rc == 0)
+            g->nattached++;
+        if (rc == SHOAL_ECLOSED && !g->reattached) {
+            round_detach(c, g);
+            g->reattached = true;
+            rc = 0;
+        }
+    }
+    if (rc == SHOAL_ETIMEDOUT && shoal__mono_ns() < g->phase_by_ns)
+        return 1;
     return rc;
 }
 
-/* The round is over with rc: attach the new assignment (eager). 0 when assigned;
- * SHOAL_EREBALANCE to start another. */
+/* The round is over with rc: on_assigned with the new partitions, or (after the
+ * assignment came) detach what was attached. 0 when assigned; SHOAL_EREBALANCE to start
+ * another. */
 static int round_end(shoal_consumer_t *c, struct cgroup *g, int rc)
 {
-    round_reset(g);
-    if (rc == 0 && !g->keep)
-        rc = attach_assignment(c, g); /* its offset fetch may find the member gone too */
+    size_t n;
+    const struct ctp *added = round_new(g, &n);
+
+    phase_reset(g);                      /* nothing in flight now: the callbacks below may commit */
+    if (rc < 0 && g->applied && g->keep) /* half applied: start clean with the next join */
+        revoke_all(c, g, true);
+    else if (rc < 0 && g->applied)
+        consumer__unassign_all(c);
     if (rc == SHOAL_EGENERATION && !g->assign_failed) { /* unknown now: join as a new member */
         revoke_all(c, g, true);
         g->member_id[0] = '\0';
         g->generation = -1;
-        return SHOAL_EREBALANCE;
+        rc = SHOAL_EREBALANCE;
+    } else if (rc == 0) {
+        g->attached = true;
+        g->need_join = g->follow_up;
+        g->follow_up = false;
+        g->last_heartbeat_ns = g->last_commit_ns = shoal__mono_ns();
+        call_list(c, g, g->on_assigned, added, n);
     }
-    if (rc < 0)
-        return rc;
-    g->attached = true;
-    g->need_join = g->follow_up;
-    g->follow_up = false;
-    g->last_heartbeat_ns = g->last_commit_ns = shoal__mono_ns();
-    if (!g->keep)
-        call_back(c, g, g->on_assigned);
-    return 0;
+    round_reset(g);
+    return rc;
 }
 
 /* Take the round as far as it goes, waiting for answers until deadline_ns: 0 when it ended
@@ -1050,6 +1123,10 @@ static int rejoin_step(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_n
         rc = round_joined(g);
     if (rc == 0 && g->phase == ROUND_SYNCING && (rc = round_wait(c, g, deadline_ns)) == 0)
         rc = round_synced(c, g);
+    if (rc == 0 && g->phase == ROUND_FETCHING && (rc = round_wait(c, g, deadline_ns)) == 0)
+        rc = round_fetched(g);
+    if (rc == 0 && g->phase == ROUND_ATTACHING)
+        rc = round_attach(c, g, deadline_ns);
     return rc > 0 ? rc : round_end(c, g, rc);
 }
 
@@ -1200,7 +1277,7 @@ static int fenced_error(const struct cgroup *g)
 }
 
 /* The protocol work that is due; waits for shoald wait_ms at most (but for the commit
- * before a rebalance and the offset fetch after it: a call's timeout). */
+ * before a rebalance: a call's timeout). */
 static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
 {
     int64_t deadline = shoal__mono_ns() + (int64_t)wait_ms * 1000000;
@@ -1291,7 +1368,7 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
 
 bool cgroup_refuses_assign(const struct cgroup *g)
 {
-    return g && g->topics && !g->attaching;
+    return g && g->topics;
 }
 
 int shoal_consumer_subscribe(shoal_consumer_t *c, const char *const *topics, size_t n)
@@ -1528,6 +1605,7 @@ int cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited)
             SHOAL_ERR(rc, "%s", detail);
     }
     shoal_client_close(g->conn);
+    round_reset(g);
     free_assigned(g);
     for (size_t i = 0; i < g->ntopics; i++)
         shoal__free(g->topics[i]);

@@ -24,9 +24,11 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
  * partitions may then not be assigned by hand. */
 bool cgroup_refuses_assign(const struct cgroup *g);
 
-/* Test hook, NULL in use: called by a member between taking its new assignment and
- * fetching the assignment's committed offsets, where a test can stall it. */
+/* Test hooks, NULL in use: called by a member between taking its new assignment and
+ * fetching the new partitions' committed offsets, and between the fetch and attaching
+ * them, where a test can stall it or stop shoald. */
 extern void (*cgroup__before_fetch_hook)(void);
+extern void (*cgroup__before_attach_hook)(void);
 /* Test hook: how long a group call (commit_sync, offset fetch, leave) waits for shoald's
  * answer before SHOAL_ETIMEDOUT, and close in all at most; 30000 in use. */
 extern int cgroup__call_timeout_ms;
@@ -35,6 +37,11 @@ extern int cgroup__call_timeout_ms;
 struct cgroup *consumer__group(shoal_consumer_t *c);
 shoal_client_t *consumer__client(shoal_consumer_t *c);
 void consumer__unassign_all(shoal_consumer_t *c);
+/* Attach one partition for the group, waiting for shoald until deadline_ns at most
+ * (SHOAL_ETIMEDOUT: not attached; the same attach asked again is served by the late
+ * answer). */
+int consumer__assign_until(shoal_consumer_t *c, const char *topic, int32_t partition,
+                           int64_t deadline_ns);
 /* Detach one partition that was assigned on its own (its topic string is its own, as
  * with every partition a group attaches). SHOAL_ENOPARTITION when not assigned. */
 int consumer__unassign_one(shoal_consumer_t *c, const char *topic, int32_t partition);

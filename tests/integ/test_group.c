@@ -1257,6 +1257,118 @@ INTEG_TEST(test_subscribing_while_the_daemon_is_stopped_does_not_wait)
     shoal_client_close(cl);
 }
 
+static pid_t daemon_to_stop;
+static _Atomic int stops;
+
+/* A rebalance round's test hook: stop shoald (SIGSTOP) there, the first time. */
+static void stop_daemon_once(void)
+{
+    if (atomic_fetch_add(&stops, 1) == 0)
+        kill(daemon_to_stop, SIGSTOP);
+}
+
+/* Poll (timeout_ms each) for ms, or until both partitions' records before 10 have come,
+ * each the next offset of its partition (next[]). Returns the longest poll, in ms. */
+static int64_t read_two_in_order(shoal_consumer_t *c, int64_t next[2], int ms, int timeout_ms)
+{
+    shoal_record_t recs[16];
+    int64_t t0 = mono_ms(), worst = 0;
+    while ((next[0] < 10 || next[1] < 10) && mono_ms() - t0 < ms) {
+        int64_t t = mono_ms();
+        int n = shoal_poll(c, recs, 16, timeout_ms);
+        worst = SHOAL_MAX(worst, mono_ms() - t);
+        assert_true(n >= 0);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(recs[i].offset, next[recs[i].partition]++);
+    }
+    return worst;
+}
+
+/* shoald stops (SIGSTOP) in the middle of a member's rebalance, once the assignment has
+ * come: at the hook, before the offset fetch or before the attaches. The member's polls
+ * keep to their timeout and read nothing (a poll waited 30 s for the fetch, and 30 s for
+ * each attach); once shoald goes on, the member reads each partition from its committed
+ * offset. */
+static void stopped_in_a_round(struct harness_fixture *f, void (**hook)(void))
+{
+    shoal_topic_partition_offset_t at3[] = {{"paused", 0, 3}, {"paused", 1, 3}};
+    shoal_topic_config_t cfg = topic_cfg(2);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int64_t worst, next[2] = {3, 3};
+
+    assert_int_equal(shoal_topic_create(f->c, "paused", &cfg), 0);
+    assert_int_equal(produce(f->c, "paused", 0, 10), 0);
+    assert_int_equal(produce(f->c, "paused", 1, 10), 0);
+    member_options(&o, "pausers", 0);
+    assert_int_equal(open_member(&cl, &c, &o, "paused"), 0);
+    assert_true(poll_until(c, a_holds_two, 5000));
+    assert_int_equal(shoal_commit_sync(c, at3, 2), 0);
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
+
+    daemon_to_stop = f->d.pid;
+    atomic_store(&stops, 0);
+    *hook = stop_daemon_once;
+    assert_int_equal(open_member(&cl, &c, &o, "paused"), 0);
+    worst = read_two_in_order(c, next, 1000, 100);
+    *hook = NULL;
+    print_message("stopped in the round: longest poll(100) %lld ms\n", (long long)worst);
+    assert_int_equal(atomic_load(&stops), 1);
+    assert_true(worst < 300);
+    assert_true(next[0] == 3 && next[1] == 3);
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+    (void)read_two_in_order(c, next, 5000, 50);
+    assert_true(next[0] == 10 && next[1] == 10);
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
+}
+
+INTEG_TEST(test_a_daemon_stopped_before_the_offset_fetch_holds_no_poll)
+{
+    stopped_in_a_round(f, &cgroup__before_fetch_hook);
+}
+
+INTEG_TEST(test_a_daemon_stopped_before_the_attaches_holds_no_poll)
+{
+    stopped_in_a_round(f, &cgroup__before_attach_hook);
+}
+
+/* A member that polls with timeout 0 (a busy loop doing other work between polls) gets
+ * through its rebalance: each poll takes the round a step further without waiting, and an
+ * attach shoald answers after the poll returned is served by its late answer at the next
+ * poll (were it asked again, every poll's attach would be late in turn). */
+INTEG_TEST(test_a_member_polling_without_waiting_gets_its_partitions)
+{
+    shoal_topic_config_t cfg = topic_cfg(2);
+    shoal_consumer_options_t o;
+    shoal_record_t recs[16];
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int64_t t0 = mono_ms();
+    int polls = 0, got = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "eager", &cfg), 0);
+    assert_int_equal(produce(f->c, "eager", 0, 10), 0);
+    assert_int_equal(produce(f->c, "eager", 1, 10), 0);
+    member_options(&o, "spinners", 0);
+    assert_int_equal(open_member(&cl, &c, &o, "eager"), 0);
+    while (got < 20 && mono_ms() - t0 < 5000) {
+        int n = shoal_poll(c, recs, 16, 0);
+        assert_true(n >= 0);
+        got += n;
+        polls++;
+        sleep_ms(1);
+    }
+    print_message("%d records after %d polls(0), %lld ms\n", got, polls,
+                  (long long)(mono_ms() - t0));
+    assert_int_equal(got, 20);
+    assert_true(polls < 1000); /* ~10 here; each attach asked anew took thousands */
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
+}
+
 /* shoald was restarted and stopped (SIGSTOP) before it answered anybody: the member's group
  * connection broke with the first daemon, and its new one waits in the stopped daemon's
  * listen backlog for the answer to its handshake. Its polls keep to their timeout meanwhile
@@ -2484,6 +2596,9 @@ int main(void)
         T(test_a_stopped_daemon_does_not_expire_its_members),
         T(test_a_poll_reconnecting_to_a_stopped_daemon_keeps_its_timeout),
         T(test_subscribing_while_the_daemon_is_stopped_does_not_wait),
+        T(test_a_daemon_stopped_before_the_offset_fetch_holds_no_poll),
+        T(test_a_daemon_stopped_before_the_attaches_holds_no_poll),
+        T(test_a_member_polling_without_waiting_gets_its_partitions),
         T(test_close_gives_its_commit_up_after_the_session_timeout_while_the_daemon_is_stopped),
         T(test_a_poll_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped),
         T(test_a_late_segment_lookups_answer_serves_its_next_try),
