@@ -197,6 +197,9 @@ static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t 
     snprintf(t->name, sizeof(t->name), "%s", name);
     t->cfg = *cfg;
     for (i = 0; i < cfg->partitions; i++) {
+        /* A failure that gives no detail must not pass on one left by an earlier call
+         * (create's lookups leave "no topic <name>"): the log and the reply show it. */
+        shoal__clear_err();
         rc = dpart_open(&t->parts[i], b->cfg->data_dir, b->shm_dir, name, i, cfg, fresh);
         if (rc < 0)
             break;

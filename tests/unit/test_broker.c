@@ -419,9 +419,10 @@ static void test_a_topic_being_created_holds_its_name_until_finish(void **state)
     assert_non_null(served(f, "t"));
 }
 
-/* A finish that cannot make the rings undoes begin (no record, no files, the name free);
- * a broker that stops between the two steps serves the topic, empty, when it opens
- * again (broker.c: the store is written before the files are made). */
+/* A finish that cannot make the rings undoes begin (no record, no files, the name free)
+ * and passes on no stale detail; a broker that stops between the two steps serves the
+ * topic, empty, when it opens again (broker.c: the store is written before the files are
+ * made). */
 static void test_a_create_cut_short_after_begin(void **state)
 {
     struct fixture *f = *state;
@@ -433,6 +434,9 @@ static void test_a_create_cut_short_after_begin(void **state)
     assert_int_equal(mkdir(blocker, 0700), 0); /* ring_create() cannot make this file */
     assert_int_equal(broker_topic_create_begin(&f->b, "t", &cfg), 0);
     assert_int_equal(broker_topic_create_finish(&f->b, "t", &cfg), -EEXIST);
+    /* The detail (logged, and the reply's) is the failure's own, not one that begin's
+     * lookups left behind. */
+    assert_null(strstr(shoal_errmsg(), "no topic"));
     assert_false(being_created(f, "t"));
     assert_null(served(f, "t"));
     assert_false(store_has(f, "t"));
