@@ -102,6 +102,18 @@ static int set_name(char *dst, size_t dst_cap, const struct key_def *k, const ch
     return 0;
 }
 
+/* Parsed before it is stored, so that a refused name leaves the level as it was. */
+static int set_level(int *dst, const char *v, char *err, size_t cap)
+{
+    int level = log_level_parse(v);
+    if (level < 0) {
+        snprintf(err, cap, "log.level: '%s' is not error|warning|notice|info|debug", v);
+        return SHOAL_ECONFIG;
+    }
+    *dst = level;
+    return 0;
+}
+
 int config_set(shoald_config_t *cfg, const char *key, const char *value, char *err, size_t cap)
 {
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -115,11 +127,7 @@ int config_set(shoald_config_t *cfg, const char *key, const char *value, char *e
         case KEY_GROUP:
             return set_group(dst, k, value, err, cap);
         case KEY_LEVEL:
-            if ((cfg->log_level = log_level_parse(value)) < 0) {
-                snprintf(err, cap, "log.level: '%s' is not error|warning|notice|info|debug", value);
-                return SHOAL_ECONFIG;
-            }
-            return 0;
+            return set_level(dst, value, err, cap);
         default:
             return set_name(dst, k->kind == KEY_NAME ? sizeof(cfg->instance) : PATH_MAX, k, value,
                             err, cap);

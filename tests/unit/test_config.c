@@ -314,6 +314,17 @@ static void test_unknown_keys_and_groups_are_refused(void **state)
     assert_set_refused(f, "allow.gid", "no-such-group-here", "no group named 'no-such-group-here'");
 }
 
+/* A refused level leaves the level as it was, as every other refused value does (it used
+ * to leave -1, which no level is). */
+static void test_a_bad_log_level_is_refused_and_changes_nothing(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_set_refused(f, "log.level", "warn", "'warn' is not error|warning|notice|info|debug");
+    assert_set_refused(f, "log.level", "INFO", "'INFO'");
+    assert_set_refused(f, "log.level", "", "''");
+}
+
 static void test_paths_and_names_refuse_empty_too_long_and_odd_values(void **state)
 {
     struct fixture *f = *state;
@@ -488,6 +499,7 @@ int main(void)
         T(test_paths_and_names_take_the_longest_value_that_fits),
         T(test_numbers_outside_their_range_or_malformed_are_refused),
         T(test_unknown_keys_and_groups_are_refused),
+        T(test_a_bad_log_level_is_refused_and_changes_nothing),
         T(test_paths_and_names_refuse_empty_too_long_and_odd_values),
         T(test_the_file_skips_comments_blank_lines_and_blanks),
         T(test_a_bad_line_is_named_by_file_and_line),
