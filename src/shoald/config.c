@@ -2,6 +2,7 @@
  * and its range, so the file, the command line and the documentation cannot disagree. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -58,7 +59,9 @@ static int set_int(void *dst, const struct key_def *k, const char *v, char *err,
     long n;
     errno = 0;
     n = strtol(v, &end, 10);
-    if (errno || end == v || *end || n < k->min || n > k->max) {
+    /* strtol() skips leading blanks, and trailing ones are refused: take neither. The file
+     * trims both sides of its values; only the command line hands blanks in. */
+    if (isspace((unsigned char)*v) || errno || end == v || *end || n < k->min || n > k->max) {
         snprintf(err, cap, "%s: '%s' is not an integer in %ld..%ld", k->name, v, k->min, k->max);
         return SHOAL_ECONFIG;
     }

@@ -290,6 +290,10 @@ static void test_numbers_outside_their_range_or_malformed_are_refused(void **sta
         {"flush.ms", "0x10", "'0x10'"},
         {"flush.ms", "1e3", "'1e3'"},
         {"flush.ms", "99999999999999999999", "not an integer"},
+        {"flush.ms", " 5", "' 5'"}, /* blanks on either side alike (" 5" used to pass) */
+        {"flush.ms", "5 ", "'5 '"},
+        {"flush.interval.ms", "\t5", "'\t5'"},
+        {"allow.gid", " 5", "' 5'"},
         {"flush.drop.cache", "2", "0..1"},
         {"flush.drop.cache", "-1", "0..1"},
         {"flush.drop.cache", "yes", "'yes'"},
