@@ -38,9 +38,11 @@ typedef struct shoald_config {
 } shoald_config_t;
 
 void config_init(shoald_config_t *cfg);
-/* Set one key. 0, or SHOAL_ECONFIG with the reason in err. */
+/* Set one key. 0, or SHOAL_ECONFIG with the reason in err; a refused value changes nothing. */
 int config_set(shoald_config_t *cfg, const char *key, const char *value, char *err, size_t cap);
-/* Read key = value lines; '#' starts a comment. 0, SHOAL_ECONFIG, or -errno. */
+/* Read key = value lines; '#' starts a comment. 0, or SHOAL_ECONFIG with the reason in err:
+ * why the file cannot be read, or "<path>:<line>: " and what is wrong there (the first bad
+ * line ends the load; the lines before it stay applied). */
 int config_load_file(shoald_config_t *cfg, const char *path, char *err, size_t cap);
 /* Apply --config FILE (and --config-optional FILE when it exists) first, in order, then
  * every --key value / --key=value in order.

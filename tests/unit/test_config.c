@@ -396,7 +396,8 @@ static void test_a_bad_line_is_named_by_file_and_line(void **state)
     }
 }
 
-/* A value too long for its buffer, on a line longer than any fixed line buffer. */
+/* A value too long for its buffer, on a line longer than any fixed line buffer, ends the
+ * load there. */
 static void test_a_too_long_value_in_the_file_is_refused(void **state)
 {
     struct fixture *f = *state;
@@ -411,6 +412,7 @@ static void test_a_too_long_value_in_the_file_is_refused(void **state)
     assert_memory_equal(f->err, prefix, strlen(prefix));
     assert_non_null(strstr(f->err, "longer than 4095 bytes"));
     assert_string_equal(f->cfg.data_dir, "./var/data");
+    assert_int_equal(f->cfg.flush_ms, 7); /* the line before stays, the one after is not read */
 }
 
 static void test_a_missing_file_or_a_directory_is_refused_by_name(void **state)
