@@ -3,7 +3,8 @@
  * DESIGN: LMDB is the truth about which topics exist. A topic is written to the store
  * before its files are made and removed from it before its files are deleted, so a crash
  * in between leaves either a topic whose partitions start empty at the next recovery, or
- * orphan files that a later create with the same name wipes. The registry is an array
+ * orphan files, whose segments a later create with the same name refuses to take over
+ * (check_no_segments: the user moves them away or removes them). The registry is an array
  * sorted by name under a rwlock: the flusher thread and lookups read, create and delete
  * write. An instance holds flock()s on its data directory and its shm directory, so two
  * daemons can never manage the same files. */
