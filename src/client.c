@@ -796,6 +796,18 @@ int shoal_topic_describe(shoal_client_t *c, const char *name, shoal_topic_info_t
 
 /* ------------------------------------------------------------------ attach */
 
+void client_forget_late_attach(shoal_client_t *c)
+{
+    if (pthread_mutex_trylock(&c->mu) != 0)
+        return; /* another call reads the late answer first, and drops it unless it asks the same */
+    if (c->late_type == CTL_ATTACH) {
+        shoal__free(c->late_frame);
+        c->late_frame = NULL;
+        c->late_len = 0;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
 int client_attach(shoal_client_t *c, const char *topic, int32_t partition, bool writable,
                   ring_t *ring, shoal_topic_config_t *cfg)
 {

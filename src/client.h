@@ -87,6 +87,10 @@ int client_attach(shoal_client_t *c, const char *topic, int32_t partition, bool 
  * answer when it has come. */
 int client_attach_until(shoal_client_t *c, const char *topic, int32_t partition, bool writable,
                         ring_t *ring, shoal_topic_config_t *cfg, int64_t deadline_ns);
+/* The attach that gave up is not asked again: its late answer, when it comes, is dropped
+ * (kept, it could map a ring that a topic deleted since left behind). Does not wait: with
+ * another thread's call in progress, that call reads the late answer first. */
+void client_forget_late_attach(shoal_client_t *c);
 
 /* A read-only mapping of the disk segment holding offset. */
 typedef struct client_segment {

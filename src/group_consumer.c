@@ -127,9 +127,12 @@ struct cgroup {
     int phase_status;         /* its status, */
     client_reply_t phase_rep; /* its fields when that is 0, */
     char phase_detail[256];   /* the detail otherwise */
-    /* Once the assignment is in: the partitions it adds (a cooperative member's; an eager
-     * one's are g->assigned), their committed offsets, how many are attached so far. */
-    struct ctp *added; /* entries share their topic strings with g->assigned */
+    /* Once the assignment is in: a cooperative member's new assignment (g->assigned stays
+     * what it holds until the round ends) and the partitions it adds (an eager member's are
+     * all of g->assigned); their committed offsets; how many are attached so far. */
+    struct ctp *incoming;
+    size_t nincoming;
+    struct ctp *added; /* entries share their topic strings with incoming */
     size_t nadded;
     int64_t *offsets;
     size_t nattached;
@@ -261,11 +264,12 @@ static void phase_reset(struct cgroup *g)
 static void round_reset(struct cgroup *g)
 {
     phase_reset(g);
+    free_ctps(g->incoming, g->nincoming);
     shoal__free(g->added);
     shoal__free(g->offsets);
-    g->added = NULL;
+    g->incoming = g->added = NULL;
     g->offsets = NULL;
-    g->nadded = g->nattached = 0;
+    g->nincoming = g->nadded = g->nattached = 0;
     g->applied = g->reattached = false;
 }
 
@@ -506,6 +510,7 @@ static void call_back(shoal_consumer_t *c, struct cgroup *g, shoal_rebalance_cb 
 static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_partition_offset_t *o,
                   size_t n, bool sync, int64_t send_by_ns);
 static int commit_positions(shoal_consumer_t *c, struct cgroup *g);
+static int fenced_error(const struct cgroup *g);
 
 /* Give up every partition. lost: this member was fenced, so nothing is committed. The list
  * is kept (as owned partitions for sticky assignors) until the next assignment. Returns
@@ -533,35 +538,52 @@ static bool list_has(const struct ctp *list, size_t n, const struct ctp *tp)
     return false;
 }
 
-/* Cooperative: the old assignment stayed attached through the rebalance. Detach what was
- * taken away (on_revoked with only those) and note what was added (g->added: attached by
- * the round's last phase, on_assigned with only those). Partitions given up mean another
- * rebalance follows, in which they are handed to their new owners. The caller committed
- * the positions before rejoining. */
-static int apply_cooperative(shoal_consumer_t *c, struct cgroup *g, const struct ctp *old,
-                             size_t nold)
+/* Cooperative: the old assignment stayed attached through the rebalance. Give up what the
+ * new one (g->incoming) takes away: on_revoked with only those, while g->assigned is still
+ * all the member holds, so that a commit of every position from it covers them; then
+ * detach them. Partitions given up mean another rebalance follows, in which they are
+ * handed to their new owners. The caller committed the positions before rejoining. */
+static int give_up_gone(shoal_consumer_t *c, struct cgroup *g)
 {
-    struct ctp *gone = shoal__calloc(nold ? nold : 1, sizeof(*gone));
-    size_t ngone = 0;
+    struct ctp *gone = shoal__calloc(g->nassigned ? g->nassigned : 1, sizeof(*gone));
+    size_t ngone = 0, nkept = 0;
 
-    g->added = shoal__calloc(g->nassigned ? g->nassigned : 1, sizeof(*g->added));
-    if (!gone || !g->added) {
-        shoal__free(gone);
+    if (!gone)
         return -ENOMEM;
-    }
-    for (size_t i = 0; i < nold; i++)
-        if (!list_has(g->assigned, g->nassigned, &old[i]))
-            gone[ngone++] = old[i];
     for (size_t i = 0; i < g->nassigned; i++)
-        if (!list_has(old, nold, &g->assigned[i]))
-            g->added[g->nadded++] = g->assigned[i];
-    if (ngone) {
+        if (!list_has(g->incoming, g->nincoming, &g->assigned[i]))
+            gone[ngone++] = g->assigned[i];
+    if (ngone)
         call_list(c, g, g->on_revoked, gone, ngone);
-        for (size_t i = 0; i < ngone; i++)
-            (void)consumer__unassign_one(c, gone[i].topic, gone[i].partition);
+    shoal__free(gone);
+    /* A commit from on_revoked may have found the member fenced or the connection
+     * broken: the partitions are all lost then (revoke_all), and the round with them. */
+    if (g->fenced)
+        return fenced_error(g);
+    if (!g->conn || !g->incoming)
+        return SHOAL_ERR(SHOAL_ECLOSED, "group %s: the connection to shoald broke", g->group_id);
+    for (size_t i = 0; i < g->nassigned; i++) {
+        if (list_has(g->incoming, g->nincoming, &g->assigned[i])) {
+            g->assigned[nkept++] = g->assigned[i];
+            continue;
+        }
+        (void)consumer__unassign_one(c, g->assigned[i].topic, g->assigned[i].partition);
+        shoal__free(g->assigned[i].topic);
         g->follow_up = true;
     }
-    shoal__free(gone);
+    g->nassigned = nkept;
+    return 0;
+}
+
+/* Cooperative: note what the new assignment adds to what the member keeps (g->added). */
+static int note_added(struct cgroup *g)
+{
+    g->added = shoal__calloc(g->nincoming ? g->nincoming : 1, sizeof(*g->added));
+    if (!g->added)
+        return -ENOMEM;
+    for (size_t i = 0; i < g->nincoming; i++)
+        if (!list_has(g->assigned, g->nassigned, &g->incoming[i]))
+            g->added[g->nadded++] = g->incoming[i];
     return 0;
 }
 
@@ -972,12 +994,13 @@ static int fetch_send(struct cgroup *g)
     return rc;
 }
 
-/* The sync's answer is in: the new assignment replaces the old (a cooperative member gives
- * up what it lost now); fetch the new partitions' offsets. */
+/* The sync's answer is in: the new assignment replaces the old (an eager member's at once;
+ * a cooperative member gives up what it lost now, and takes the rest when the round ends);
+ * fetch the new partitions' offsets. */
 static int round_synced(shoal_consumer_t *c, struct cgroup *g)
 {
-    struct ctp *list, *old = g->assigned;
-    size_t n, nold = g->nassigned;
+    struct ctp *list;
+    size_t n;
     int rc = g->phase_status;
 
     if (rc < 0)
@@ -986,13 +1009,18 @@ static int round_synced(shoal_consumer_t *c, struct cgroup *g)
         free_ctps(list, n);
         return SHOAL_ERR(rc, "malformed sync response");
     }
-    g->assigned = list;
-    g->nassigned = n;
-    g->applied = true;
     phase_reset(g); /* nothing in flight now: on_revoked may commit */
-    if (g->keep)
-        rc = apply_cooperative(c, g, old, nold);
-    free_ctps(old, nold);
+    g->applied = true;
+    if (g->keep) {
+        g->incoming = list;
+        g->nincoming = n;
+        if ((rc = give_up_gone(c, g)) == 0)
+            rc = note_added(g);
+    } else {
+        free_assigned(g);
+        g->assigned = list;
+        g->nassigned = n;
+    }
     if (rc == 0)
         g->owned_generation = g->generation;
     return rc < 0 ? rc : fetch_send(g);
@@ -1056,7 +1084,9 @@ static void round_detach(shoal_consumer_t *c, struct cgroup *g)
 /* Attach and position the new partitions, waiting for shoald until deadline_ns: 0 when all
  * are; 1 while an attach has not been answered (a later poll asks again, and the late
  * answer serves it); or the failure. A daemon restart met on the consumer's connection
- * (SHOAL_ECLOSED) starts the attaches again once, on a new connection. */
+ * (SHOAL_ECLOSED) starts the attaches again once, on a new connection (the group
+ * connection broke too, so the member soon loses them and joins anew; a daemon still down
+ * fails the attach SHOAL_ENODAEMON, and the round with it). */
 static int round_attach(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns)
 {
     size_t n;
@@ -1081,6 +1111,16 @@ static int round_attach(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_
     return rc;
 }
 
+/* A cooperative round is over: what the member holds is the new assignment. */
+static void take_incoming(struct cgroup *g)
+{
+    free_assigned(g);
+    g->assigned = g->incoming;
+    g->nassigned = g->nincoming;
+    g->incoming = NULL;
+    g->nincoming = 0;
+}
+
 /* The round is over with rc: on_assigned with the new partitions, or (after the
  * assignment came) detach what was attached. 0 when assigned; SHOAL_EREBALANCE to start
  * another. */
@@ -1089,11 +1129,16 @@ static int round_end(shoal_consumer_t *c, struct cgroup *g, int rc)
     size_t n;
     const struct ctp *added = round_new(g, &n);
 
-    phase_reset(g);                      /* nothing in flight now: the callbacks below may commit */
-    if (rc < 0 && g->applied && g->keep) /* half applied: start clean with the next join */
+    phase_reset(g); /* nothing in flight now: the callbacks below may commit */
+    client_forget_late_attach(consumer__client(c));
+    if (rc < 0 && g->applied && g->keep) { /* half applied: start clean with the next join */
+        round_detach(c, g);                /* never handed to on_assigned */
         revoke_all(c, g, true);
-    else if (rc < 0 && g->applied)
+    } else if (rc < 0 && g->applied) {
         consumer__unassign_all(c);
+    } else if (rc == 0 && g->keep) {
+        take_incoming(g);
+    }
     if (rc == SHOAL_EGENERATION && !g->assign_failed) { /* unknown now: join as a new member */
         revoke_all(c, g, true);
         g->member_id[0] = '\0';

@@ -2079,6 +2079,7 @@ struct coop_log {
 };
 
 static struct coop_log *coopl;
+static bool coop_commit_all; /* on_revoked commits every position at once */
 
 static void coop_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
                           size_t n)
@@ -2101,11 +2102,17 @@ static void coop_revoked(void *arg, shoal_consumer_t *c, const shoal_topic_parti
         shoal_topic_partition_offset_t o = {.topic = tps[i].topic, .partition = tps[i].partition};
         atomic_fetch_or(&coopl->revoked_mask[idx], 1u << tps[i].partition);
         o.offset = shoal_consumer_position(c, tps[i].topic, tps[i].partition);
+        if (coop_commit_all)
+            continue;
         if (shoal_commit_sync(c, &o, 1) == 0)
             atomic_fetch_add(&coopl->revoked_commits[idx], 1);
         else
             atomic_fetch_add(&coopl->revoked_refused[idx], 1);
     }
+    if (coop_commit_all) /* or every position, those given up among them */
+        atomic_fetch_add(shoal_commit_sync(c, NULL, 0) == 0 ? &coopl->revoked_commits[idx]
+                                                            : &coopl->revoked_refused[idx],
+                         (int)n);
 }
 
 static const shoal_assignor_t *coop_list[1];
@@ -2146,8 +2153,12 @@ static bool coop_split(void)
 /* Member 0 holds all 4 partitions and has read 3 records of each; member 1 joins; with a
  * cooperative assignor member 0 gives up exactly two, in one on_revoked, and keeps the
  * others throughout. Its commit of the two from on_revoked is taken (shoald refused it:
- * they are assigned to nobody until given up), so member 1 starts them where it stopped. */
-static void cooperative_join(struct harness_fixture *f, const shoal_assignor_t *a, uint32_t mask)
+ * they are assigned to nobody until given up), so member 1 starts them where it stopped.
+ * With commit_all, on_revoked commits every position (shoal_commit_sync(c, NULL, 0)): it
+ * covers the two given up (it covered only the ones kept: the member's list was the new
+ * assignment by then). */
+static void cooperative_join(struct harness_fixture *f, const shoal_assignor_t *a, uint32_t mask,
+                             bool commit_all)
 {
     shoal_topic_config_t cfg = topic_cfg(4);
     shoal_consumer_options_t o;
@@ -2158,6 +2169,7 @@ static void cooperative_join(struct harness_fixture *f, const shoal_assignor_t *
     coopl = mmap(NULL, sizeof(*coopl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     assert_true(coopl != MAP_FAILED);
     coop_list[0] = a;
+    coop_commit_all = commit_all;
     assert_int_equal(shoal_topic_create(f->c, "co", &cfg), 0);
     for (int p = 0; p < 4; p++)
         assert_int_equal(produce(f->c, "co", p, 3), 0);
@@ -2205,13 +2217,13 @@ static void cooperative_join(struct harness_fixture *f, const shoal_assignor_t *
 
 INTEG_TEST(test_cooperative_rebalance_revokes_only_the_partitions_that_move)
 {
-    cooperative_join(f, &coop, 0xc);
+    cooperative_join(f, &coop, 0xc, false);
     assert_true(harness_daemon_log_contains(&f->d, "assignor coop-range"));
 }
 
 INTEG_TEST(test_builtin_cooperative_sticky_moves_only_what_it_must)
 {
-    cooperative_join(f, shoal_assignor_builtin("cooperative-sticky"), 0);
+    cooperative_join(f, shoal_assignor_builtin("cooperative-sticky"), 0, true);
     assert_true(harness_daemon_log_contains(&f->d, "assignor cooperative-sticky"));
 }
 
