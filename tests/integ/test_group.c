@@ -1369,6 +1369,64 @@ INTEG_TEST(test_a_member_polling_without_waiting_gets_its_partitions)
     shoal_client_close(cl);
 }
 
+static shoal_client_t *deleter;
+
+/* A rebalance round's test hook: delete topic "doomed", the first time. */
+static void delete_doomed_once(void)
+{
+    if (atomic_fetch_add(&stops, 1) == 0)
+        assert_int_equal(shoal_topic_delete(deleter, "doomed"), 0);
+}
+
+/* A topic deleted between a member's offset fetch and its attaches fails that round: one
+ * poll says why (SHOAL_ENOTOPIC), and the next round assigns what is left, which the
+ * member reads from the start exactly once ("alive"'s partitions, attached before the
+ * failure, are detached and attached again, not read twice). */
+INTEG_TEST(test_a_topic_deleted_while_attaching_fails_that_round_only)
+{
+    const char *topics[] = {"alive", "doomed"};
+    shoal_topic_config_t cfg = topic_cfg(2);
+    shoal_consumer_options_t o;
+    shoal_record_t recs[16];
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int64_t t0, next[2] = {0, 0};
+    int failures = 0, last_failure = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "alive", &cfg), 0);
+    assert_int_equal(shoal_topic_create(f->c, "doomed", &cfg), 0);
+    assert_int_equal(produce(f->c, "alive", 0, 5), 0);
+    assert_int_equal(produce(f->c, "alive", 1, 5), 0);
+    member_options(&o, "deleters", 0);
+    o.heartbeat_interval_ms = 50;
+    deleter = f->c;
+    atomic_store(&stops, 0);
+    cgroup__before_attach_hook = delete_doomed_once;
+    assert_int_equal(shoal_client_open(f->d.socket, &cl), 0);
+    assert_int_equal(shoal_consumer_open(cl, &o, &c), 0);
+    assert_int_equal(shoal_consumer_subscribe(c, topics, 2), 0);
+    for (t0 = mono_ms(); (next[0] < 5 || next[1] < 5) && mono_ms() - t0 < 5000;) {
+        int n = shoal_poll(c, recs, 16, 50);
+        if (n < 0) {
+            failures++;
+            last_failure = n;
+        }
+        for (int i = 0; i < n; i++) {
+            assert_string_equal(recs[i].topic, "alive");
+            assert_int_equal(recs[i].offset, next[recs[i].partition]++);
+        }
+    }
+    cgroup__before_attach_hook = NULL;
+    print_message("%d failed polls (the last %s), then %lld + %lld records\n", failures,
+                  shoal_err_name(last_failure), (long long)next[0], (long long)next[1]);
+    assert_true(atomic_load(&stops) >= 1); /* the hook runs in every round */
+    assert_int_equal(failures, 1);
+    assert_int_equal(last_failure, SHOAL_ENOTOPIC);
+    assert_true(next[0] == 5 && next[1] == 5);
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
+}
+
 /* shoald was restarted and stopped (SIGSTOP) before it answered anybody: the member's group
  * connection broke with the first daemon, and its new one waits in the stopped daemon's
  * listen backlog for the answer to its handshake. Its polls keep to their timeout meanwhile
@@ -2611,6 +2669,7 @@ int main(void)
         T(test_a_daemon_stopped_before_the_offset_fetch_holds_no_poll),
         T(test_a_daemon_stopped_before_the_attaches_holds_no_poll),
         T(test_a_member_polling_without_waiting_gets_its_partitions),
+        T(test_a_topic_deleted_while_attaching_fails_that_round_only),
         T(test_close_gives_its_commit_up_after_the_session_timeout_while_the_daemon_is_stopped),
         T(test_a_poll_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped),
         T(test_a_late_segment_lookups_answer_serves_its_next_try),
