@@ -645,7 +645,8 @@ typedef struct shoal_consumer_options {
     size_t assignor_count;
     shoal_rebalance_cb on_assigned; /* optional */
     shoal_rebalance_cb on_revoked;  /* optional */
-    shoal_commit_cb on_commit;      /* optional: results of shoal_commit_async() */
+    shoal_commit_cb on_commit;      /* optional: results of shoal_commit_async() and of
+                                     * auto-commits (close's own is its return value) */
     void *cb_arg;                   /* passed to the three callbacks */
     uint64_t reserved_[8];          /* zero: room for new options (see VERSIONS above) */
 } shoal_consumer_options_t;
@@ -789,17 +790,16 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * next poll going on from there (it returns 0 meanwhile: a member whose assignors are all
  * cooperative keeps the partitions it holds, and reads them again once the round is over,
  * so that the commit as the round began covers those it moves); the offset fetch and the
- * attaches after the sync too. Only the commit before a rebalance (auto-commit) waits for
- * shoald longer, up to 30 s. It keeps to timeout_ms even when shoald does not answer (stopped,
- * hung): a heartbeat not answered in time stays pending, read by a later poll, and the partitions
- * are read meanwhile; a new group connection (the old one broke, e.g. shoald restarted)
- * waits for shoald's answer to its handshake the same way, the poll returning 0 (no
- * partitions) meanwhile. Extra errors: SHOAL_EINVAL (not
- * subscribed yet), SHOAL_ENOASSIGNOR (none of options.assignors is supported by every
- * member); on the generation's leader, the negative code its assignor returned, or
- * SHOAL_EINVAL when the assignor's result breaks the rules of shoal_assignor_t (the detail
- * names the assignor and the rule): the member tries again no sooner than
- * heartbeat_interval_ms later, this poll waiting that long (or timeout_ms when shorter)
+ * attaches after the sync too, and the commit as a rebalance begins (auto-commit) is sent
+ * without waiting for its answer, which goes to on_commit. It keeps to timeout_ms even when shoald
+ * does not answer (stopped, hung): a heartbeat not answered in time stays pending, read by a later
+ * poll, and the partitions are read meanwhile; a new group connection (the old one broke, e.g.
+ * shoald restarted) waits for shoald's answer to its handshake the same way, the poll returning 0
+ * (no partitions) meanwhile. Extra errors: SHOAL_EINVAL (not subscribed yet), SHOAL_ENOASSIGNOR
+ * (none of options.assignors is supported by every member); on the generation's leader, the
+ * negative code its assignor returned, or SHOAL_EINVAL when the assignor's result breaks the rules
+ * of shoal_assignor_t (the detail names the assignor and the rule): the member tries again no
+ * sooner than heartbeat_interval_ms later, this poll waiting that long (or timeout_ms when shorter)
  * before it returns, and polls until then return 0; SHOAL_ENODAEMON / SHOAL_ECLOSED (the group
  * connection is gone; the next poll tries to reconnect; SHOAL_ENODAEMON comes after a wait of up to
  * heartbeat_interval_ms, or timeout_ms when shorter, so that a loop retrying poll does not spin),

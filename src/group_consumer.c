@@ -19,15 +19,17 @@
  *    any group request) means a later process took this static member's place: the
  *    partitions are lost and every later poll or commit returns SHOAL_EFENCED (Kafka's
  *    FENCED_INSTANCE_ID), so that two processes never take turns.
- *  - rejoin: with auto-commit, commit the positions; on_revoked; detach every partition
+ *  - rejoin: with auto-commit, commit the positions (sent, not awaited: shoald takes a
+ *    connection's requests in order, so it has the commit before the join); on_revoked;
+ *    detach every partition
  *    (eager protocol); JoinGroup; the leader runs the assignor over the members'
  *    subscriptions; SyncGroup; fetch the new partitions' committed offsets; attach them,
  *    seek each to its committed offset (or per auto_offset_reset); on_assigned. JoinGroup
  *    and SyncGroup are answered when the rebalance gets there (the other members rejoin,
  *    the leader assigns): a poll waits its slice at most for each answer, the fetch's and
  *    the attaches' too, and the next poll goes on from where the round is (rejoin_step):
- *    a daemon stopped mid-round costs a poll nothing beyond its timeout, but for the
- *    commit as the round begins (a call's timeout). Nothing is read meanwhile (a
+ *    a daemon stopped mid-round costs a poll nothing beyond its timeout. Nothing is read
+ *    meanwhile (a
  *    cooperative member keeps its partitions, so the commit as the round began still
  *    covers those it takes away); commits are refused with SHOAL_EREBALANCE until the
  *    round ends.
@@ -38,8 +40,8 @@
  *    other members go on without it.
  *  - auto-commit every auto_commit_interval_ms: the positions, i.e. everything returned by
  *    earlier polls (at least once).
- * Asynchronous commits are sent at once; their responses are read in order by whatever
- * reads the connection next (a poll, a call) and handed to on_commit.
+ * Asynchronous commits (and auto-commits) are sent at once; their responses are read in
+ * order by whatever reads the connection next (a poll, a call) and handed to on_commit.
  *
  * A new group connection (the old one broke: a daemon restart) does not wait for its
  * handshake: HELLO is queued like any request and each poll waits its slice at most for
@@ -118,15 +120,16 @@ struct cgroup {
     int hb_status;       /* its failure, read but not acted on yet (maintain) */
     char hb_detail[256]; /* and its detail */
 
-    bool keep;                /* cooperative: the assignment stays attached through the round */
-    int round_commit_rc;      /* the commit of the positions as the round began */
-    uint8_t phase;            /* enum round_phase; nothing is read meanwhile */
-    uint32_t phase_seq;       /* that request's sequence number */
-    int64_t phase_by_ns;      /* given up when its answer has not come by then */
-    bool phase_done;          /* its answer was read: */
-    int phase_status;         /* its status, */
-    client_reply_t phase_rep; /* its fields when that is 0, */
-    char phase_detail[256];   /* the detail otherwise */
+    bool keep;                 /* cooperative: the assignment stays attached through the round */
+    int round_commit_rc;       /* the commit of the positions as the round began: 1 while */
+    uint32_t round_commit_seq; /* unanswered (this request), then its status */
+    uint8_t phase;             /* enum round_phase; nothing is read meanwhile */
+    uint32_t phase_seq;        /* that request's sequence number */
+    int64_t phase_by_ns;       /* given up when its answer has not come by then */
+    bool phase_done;           /* its answer was read: */
+    int phase_status;          /* its status, */
+    client_reply_t phase_rep;  /* its fields when that is 0, */
+    char phase_detail[256];    /* the detail otherwise */
     /* Once the assignment is in: a cooperative member's new assignment (g->assigned stays
      * what it holds until the round ends) and the partitions it adds (an eager member's are
      * all of g->assigned); their committed offsets; how many are attached so far. */
@@ -251,6 +254,14 @@ enum round_phase {
     ROUND_ATTACHING,
 };
 
+void (*cgroup__round_hook)(enum cgroup_round_point at);
+
+static void round_hook(enum cgroup_round_point at)
+{
+    if (__builtin_expect(cgroup__round_hook != NULL, 0))
+        cgroup__round_hook(at);
+}
+
 /* Forget the phase's request and the answer kept, if any. */
 static void phase_reset(struct cgroup *g)
 {
@@ -281,6 +292,8 @@ static void conn_drop(struct cgroup *g)
     g->npend = 0;
     g->lost_commits += g->nasync;
     g->nasync = 0;
+    if (g->round_commit_rc > 0)
+        g->round_commit_rc = SHOAL_ECLOSED;
     g->hb_pending = false;
     g->hb_status = 0;
     g->connecting = false;
@@ -383,6 +396,8 @@ static void conn_dispatch(shoal_consumer_t *c, struct cgroup *g, const struct pe
     }
     if (status == 0)
         client_reply_release(rep);
+    if (e->kind == PEND_COMMIT && e->seq == g->round_commit_seq && g->round_commit_rc > 0)
+        g->round_commit_rc = status;
     if (e->kind == PEND_COMMIT && g->on_commit)
         g->on_commit(g->cb_arg, c, status);
     else if (e->kind == PEND_HEARTBEAT)
@@ -512,21 +527,28 @@ static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_parti
 static int commit_positions(shoal_consumer_t *c, struct cgroup *g);
 static int fenced_error(const struct cgroup *g);
 
-/* Give up every partition. lost: this member was fenced, so nothing is committed. The list
- * is kept (as owned partitions for sticky assignors) until the next assignment. Returns
- * the failure of the commit (auto-commit), which does not stop the revoke. */
-static int revoke_all(shoal_consumer_t *c, struct cgroup *g, bool lost)
+/* Give up every partition without committing: on_revoked, detach. lost: this member was
+ * fenced or removed, the list goes too; otherwise it is kept (as owned partitions for
+ * sticky assignors) until the next assignment. */
+static void detach_all(shoal_consumer_t *c, struct cgroup *g, bool lost)
 {
-    int rc = 0;
-
-    if (g->attached && g->nassigned && !lost && g->auto_commit)
-        rc = commit_positions(c, g);
     if (g->attached && g->nassigned)
         call_back(c, g, g->on_revoked);
     g->attached = false;
     consumer__unassign_all(c);
     if (lost)
         free_assigned(g);
+}
+
+/* Give up every partition. lost: this member was fenced, so nothing is committed.
+ * Returns the failure of the commit (auto-commit), which does not stop the revoke. */
+static int revoke_all(shoal_consumer_t *c, struct cgroup *g, bool lost)
+{
+    int rc = 0;
+
+    if (g->attached && g->nassigned && !lost && g->auto_commit)
+        rc = commit_positions(c, g);
+    detach_all(c, g, lost);
     return rc;
 }
 
@@ -906,6 +928,22 @@ static int round_wait(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns
     return 0;
 }
 
+/* Commit the positions as the round begins (auto-commit) without waiting for the answer:
+ * shoald takes a connection's requests in order, so the commit comes before the join. Its
+ * result goes to on_commit, as an auto-commit's does, and to round_commit_rc for close. */
+static void round_commit(shoal_consumer_t *c, struct cgroup *g)
+{
+    g->round_commit_rc = 0;
+    if (!g->auto_commit || !g->attached || !g->nassigned)
+        return;
+    round_hook(CGROUP_BEFORE_COMMIT);
+    g->round_commit_rc = commit(c, g, NULL, 0, false, call_deadline(g));
+    if (g->round_commit_rc == 0) { /* the request just queued */
+        g->round_commit_rc = 1;
+        g->round_commit_seq = g->pend[g->npend - 1].seq;
+    }
+}
+
 /* Start a round: commit, give the partitions up (eager; a cooperative member keeps them,
  * but reads nothing until the round ends, so that this commit still covers those the round
  * takes away), and send the join. */
@@ -918,10 +956,9 @@ static int round_begin(shoal_consumer_t *c, struct cgroup *g)
     g->assign_failed = false;
     g->joins++; /* answers to earlier heartbeats no longer count */
     g->hb_status = 0;
+    round_commit(c, g);
     if (!g->keep)
-        g->round_commit_rc = revoke_all(c, g, false);
-    else
-        g->round_commit_rc = g->auto_commit ? commit_positions(c, g) : 0;
+        detach_all(c, g, false);
     ctl_writer_init(&w);
     build_join(g, &w);
     rc = round_send(g, &w, ROUND_JOINING);
@@ -955,9 +992,6 @@ static int round_joined(struct cgroup *g)
     return rc;
 }
 
-void (*cgroup__before_fetch_hook)(void);
-void (*cgroup__before_attach_hook)(void);
-
 /* The new partitions: those to fetch offsets for, attach and hand to on_assigned. */
 static const struct ctp *round_new(const struct cgroup *g, size_t *n)
 {
@@ -977,8 +1011,7 @@ static int fetch_send(struct cgroup *g)
         phase_enter(g, ROUND_ATTACHING);
         return 0;
     }
-    if (__builtin_expect(cgroup__before_fetch_hook != NULL, 0))
-        cgroup__before_fetch_hook();
+    round_hook(CGROUP_BEFORE_FETCH);
     ctl_writer_init(&w);
     ctl_frame_begin(&w, CTL_GROUP_FETCH, 0);
     ctl_put_str(&w, g->group_id);
@@ -1054,8 +1087,7 @@ static int round_fetched(struct cgroup *g)
     phase_reset(g);
     if (rc < 0)
         return SHOAL_ERR(rc, "malformed offset fetch response");
-    if (__builtin_expect(cgroup__before_attach_hook != NULL, 0))
-        cgroup__before_attach_hook();
+    round_hook(CGROUP_BEFORE_ATTACH);
     phase_enter(g, ROUND_ATTACHING);
     return 0;
 }
@@ -1321,8 +1353,8 @@ static int fenced_error(const struct cgroup *g)
                      g->group_id, g->instance_id);
 }
 
-/* The protocol work that is due; waits for shoald wait_ms at most (but for the commit
- * before a rebalance: a call's timeout). */
+/* The protocol work that is due; waits for shoald wait_ms at most (but for room in a
+ * socket that shoald does not read: a call's timeout). */
 static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
 {
     int64_t deadline = shoal__mono_ns() + (int64_t)wait_ms * 1000000;
@@ -1587,6 +1619,16 @@ int shoal_commit_async(shoal_consumer_t *c, const shoal_topic_partition_offset_t
 
 /* ------------------------------------------------------------------ close */
 
+/* Read the answers until the round's commit's, if it is unanswered, until close_by_ns. */
+static void await_round_commit(shoal_consumer_t *c, struct cgroup *g)
+{
+    for (size_t i = 0; g->round_commit_rc > 0 && i < g->npend; i++)
+        if (g->pend[i].seq == g->round_commit_seq) {
+            (void)conn_drain(c, g, g->npend - i - 1, g->close_by_ns);
+            return;
+        }
+}
+
 /* Commit (auto-commit), revoke and leave, waiting for shoald until g->close_by_ns at most:
  * the failure of the commit. */
 static int close_membership(shoal_consumer_t *c, struct cgroup *g)
@@ -1600,11 +1642,19 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
                              g->group_id);
         return 0;
     }
+    g->close_by_ns =
+        shoal__mono_ns() + (int64_t)SHOAL_MIN(g->session_ms, cgroup__call_timeout_ms) * 1000000;
     if (g->phase != ROUND_NONE) {
-        /* A join or sync is in flight: a commit or leave would wait behind it at shoald.
-         * Nothing was read since the round began with a commit; closing the connection is
-         * the leave. */
-        revoke_all(c, g, true);
+        /* The round is under way: a commit or leave would wait behind its join or sync at
+         * shoald. Nothing was read since the round began with a commit: once its answer is
+         * in, closing the connection is the leave. */
+        await_round_commit(c, g);
+        detach_all(c, g, true);
+        if (g->round_commit_rc > 0)
+            return SHOAL_ERR(SHOAL_ETIMEDOUT,
+                             "group %s: shoald did not answer the commit as its rebalance began "
+                             "in time: positions may not be committed",
+                             g->group_id);
         if (g->round_commit_rc < 0)
             return SHOAL_ERR(g->round_commit_rc,
                              "group %s: the commit as its rebalance began failed (%s): positions "
@@ -1612,8 +1662,6 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
                              g->group_id, shoal_strerror(g->round_commit_rc));
         return 0;
     }
-    g->close_by_ns =
-        shoal__mono_ns() + (int64_t)SHOAL_MIN(g->session_ms, cgroup__call_timeout_ms) * 1000000;
     rc = revoke_all(c, g, false);
     /* When shoald did not answer the commit, closing the connection is the leave. */
     if (g->stalled || g->connecting)

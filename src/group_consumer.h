@@ -24,11 +24,14 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
  * partitions may then not be assigned by hand. */
 bool cgroup_refuses_assign(const struct cgroup *g);
 
-/* Test hooks, NULL in use: called by a member between taking its new assignment and
- * fetching the new partitions' committed offsets, and between the fetch and attaching
- * them, where a test can stall it or stop shoald. */
-extern void (*cgroup__before_fetch_hook)(void);
-extern void (*cgroup__before_attach_hook)(void);
+/* Test hook, NULL in use: called by a member at these points of its rebalance round,
+ * where a test can stall it or stop shoald. */
+enum cgroup_round_point {
+    CGROUP_BEFORE_COMMIT, /* the round begins: before its commit (auto-commit) */
+    CGROUP_BEFORE_FETCH,  /* the assignment came: before the new partitions' offset fetch */
+    CGROUP_BEFORE_ATTACH, /* the offsets came: before attaching the new partitions */
+};
+extern void (*cgroup__round_hook)(enum cgroup_round_point at);
 /* Test hook: how long a group call (commit_sync, offset fetch, leave) waits for shoald's
  * answer before SHOAL_ETIMEDOUT, and close in all at most; 30000 in use. */
 extern int cgroup__call_timeout_ms;

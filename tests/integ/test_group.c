@@ -612,9 +612,27 @@ static bool a_rejoined(void)
            atomic_load(&sh->nassigned[0]) + atomic_load(&sh->nassigned[1]) == 4;
 }
 
+static enum cgroup_round_point hook_at;
+static void (*hook_action)(void);
+
+static void at_round_point(enum cgroup_round_point at)
+{
+    if (at == hook_at)
+        hook_action();
+}
+
+/* Run action each time a member of this process reaches point at of a rebalance round
+ * (cgroup__round_hook); NULL: no more. */
+static void hook_round(enum cgroup_round_point at, void (*action)(void))
+{
+    hook_at = at;
+    hook_action = action;
+    cgroup__round_hook = action ? at_round_point : NULL;
+}
+
 static _Atomic int stalls_left;
 
-/* The hook between a member's sync and its offset fetch: stall past the session once. */
+/* Between a member's sync and its offset fetch: stall past the session once. */
 static void stall_before_fetch(void)
 {
     if (atomic_fetch_sub(&stalls_left, 1) > 0)
@@ -677,10 +695,10 @@ INTEG_TEST(test_a_member_fenced_before_its_offset_fetch_rejoins_inside_poll)
     o.session_timeout_ms = 200;
     o.heartbeat_interval_ms = 50;
     atomic_store(&stalls_left, 1);
-    cgroup__before_fetch_hook = stall_before_fetch;
+    hook_round(CGROUP_BEFORE_FETCH, stall_before_fetch);
     assert_int_equal(open_member(&cl, &c, &o, "work"), 0);
     assert_true(poll_until(c, holds_all_four, 10000)); /* false at any error poll returns */
-    cgroup__before_fetch_hook = NULL;
+    hook_round(CGROUP_BEFORE_FETCH, NULL);
     assert_true(atomic_load(&stalls_left) < 0); /* it stalled, then fetched again */
     assert_true(atomic_load(&sh->assigned_calls[0]) >= 1);
     assert_true(harness_daemon_log_contains(&f->d, "removed: session timeout"));
@@ -1260,7 +1278,7 @@ INTEG_TEST(test_subscribing_while_the_daemon_is_stopped_does_not_wait)
 static pid_t daemon_to_stop;
 static _Atomic int stops;
 
-/* A rebalance round's test hook: stop shoald (SIGSTOP) there, the first time. */
+/* In a rebalance round: stop shoald (SIGSTOP), the first time. */
 static void stop_daemon_once(void)
 {
     if (atomic_fetch_add(&stops, 1) == 0)
@@ -1289,7 +1307,7 @@ static int64_t read_two_in_order(shoal_consumer_t *c, int64_t next[2], int ms, i
  * keep to their timeout and read nothing (a poll waited 30 s for the fetch, and 30 s for
  * each attach); once shoald goes on, the member reads each partition from its committed
  * offset. */
-static void stopped_in_a_round(struct harness_fixture *f, void (**hook)(void))
+static void stopped_in_a_round(struct harness_fixture *f, enum cgroup_round_point at)
 {
     shoal_topic_partition_offset_t at3[] = {{"paused", 0, 3}, {"paused", 1, 3}};
     shoal_topic_config_t cfg = topic_cfg(2);
@@ -1310,10 +1328,10 @@ static void stopped_in_a_round(struct harness_fixture *f, void (**hook)(void))
 
     daemon_to_stop = f->d.pid;
     atomic_store(&stops, 0);
-    *hook = stop_daemon_once;
+    hook_round(at, stop_daemon_once);
     assert_int_equal(open_member(&cl, &c, &o, "paused"), 0);
     worst = read_two_in_order(c, next, 1000, 100);
-    *hook = NULL;
+    hook_round(at, NULL);
     print_message("stopped in the round: longest poll(100) %lld ms\n", (long long)worst);
     assert_int_equal(atomic_load(&stops), 1);
     assert_true(worst < 300);
@@ -1327,12 +1345,12 @@ static void stopped_in_a_round(struct harness_fixture *f, void (**hook)(void))
 
 INTEG_TEST(test_a_daemon_stopped_before_the_offset_fetch_holds_no_poll)
 {
-    stopped_in_a_round(f, &cgroup__before_fetch_hook);
+    stopped_in_a_round(f, CGROUP_BEFORE_FETCH);
 }
 
 INTEG_TEST(test_a_daemon_stopped_before_the_attaches_holds_no_poll)
 {
-    stopped_in_a_round(f, &cgroup__before_attach_hook);
+    stopped_in_a_round(f, CGROUP_BEFORE_ATTACH);
 }
 
 /* A member that polls with timeout 0 (a busy loop doing other work between polls) gets
@@ -1371,7 +1389,7 @@ INTEG_TEST(test_a_member_polling_without_waiting_gets_its_partitions)
 
 static shoal_client_t *deleter;
 
-/* A rebalance round's test hook: delete topic "doomed", the first time. */
+/* In a rebalance round: delete topic "doomed", the first time. */
 static void delete_doomed_once(void)
 {
     if (atomic_fetch_add(&stops, 1) == 0)
@@ -1401,7 +1419,7 @@ INTEG_TEST(test_a_topic_deleted_while_attaching_fails_that_round_only)
     o.heartbeat_interval_ms = 50;
     deleter = f->c;
     atomic_store(&stops, 0);
-    cgroup__before_attach_hook = delete_doomed_once;
+    hook_round(CGROUP_BEFORE_ATTACH, delete_doomed_once);
     assert_int_equal(shoal_client_open(f->d.socket, &cl), 0);
     assert_int_equal(shoal_consumer_open(cl, &o, &c), 0);
     assert_int_equal(shoal_consumer_subscribe(c, topics, 2), 0);
@@ -1416,7 +1434,7 @@ INTEG_TEST(test_a_topic_deleted_while_attaching_fails_that_round_only)
             assert_int_equal(recs[i].offset, next[recs[i].partition]++);
         }
     }
-    cgroup__before_attach_hook = NULL;
+    hook_round(CGROUP_BEFORE_ATTACH, NULL);
     print_message("%d failed polls (the last %s), then %lld + %lld records\n", failures,
                   shoal_err_name(last_failure), (long long)next[0], (long long)next[1]);
     assert_true(atomic_load(&stops) >= 1); /* the hook runs in every round */
@@ -1481,22 +1499,76 @@ INTEG_TEST(test_a_poll_reconnecting_to_a_stopped_daemon_keeps_its_timeout)
 
 /* The committed offset of partition p of the group's one topic: -1 when none, -2 when it is
  * unknown. */
-static int64_t committed_of_partition(shoal_client_t *c, const char *group, int32_t p)
+/* The group's committed offset of partition p of topic (NULL: of its last topic). */
+static int64_t committed_of_topic(shoal_client_t *c, const char *group, const char *topic,
+                                  int32_t p)
 {
     shoal_group_info_t *info;
     int64_t off = -1;
     if (shoal_group_describe(c, group, &info) < 0)
         return -2;
     for (size_t i = 0; i < info->offset_count; i++)
-        if (info->offsets[i].partition == p)
+        if (info->offsets[i].partition == p && (!topic || !strcmp(info->offsets[i].topic, topic)))
             off = info->offsets[i].committed;
     shoal_group_info_free(info);
     return off;
 }
 
+static int64_t committed_of_partition(shoal_client_t *c, const char *group, int32_t p)
+{
+    return committed_of_topic(c, group, NULL, p);
+}
+
 static int64_t committed_of(shoal_client_t *c, const char *group)
 {
     return committed_of_partition(c, group, 0);
+}
+
+/* shoald stops as a member's rebalance begins (a topic it subscribes to was created), at
+ * the hook before the commit of its positions (auto-commit): the polls keep to their
+ * timeout and read nothing (the commit waited 30 s inside one, before the join was even
+ * sent), and once shoald goes on, the commit is stored and the round ends. */
+INTEG_TEST(test_a_daemon_stopped_as_a_round_begins_holds_no_poll)
+{
+    const char *topics[] = {"first", "second"};
+    shoal_topic_config_t cfg = topic_cfg(2);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int64_t worst, t0, next[2] = {0, 0};
+    int got = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "first", &cfg), 0);
+    assert_int_equal(produce(f->c, "first", 0, 10), 0);
+    assert_int_equal(produce(f->c, "first", 1, 10), 0);
+    member_options(&o, "starters", 0);
+    o.auto_commit = true;
+    o.auto_commit_interval_ms = 600000; /* only the round commits */
+    o.heartbeat_interval_ms = 50;
+    assert_int_equal(shoal_client_open(f->d.socket, &cl), 0);
+    assert_int_equal(shoal_consumer_open(cl, &o, &c), 0);
+    assert_int_equal(shoal_consumer_subscribe(c, topics, 2), 0);
+    (void)read_two_in_order(c, next, 5000, 50);
+    assert_true(next[0] == 10 && next[1] == 10);
+
+    daemon_to_stop = f->d.pid;
+    atomic_store(&stops, 0);
+    hook_round(CGROUP_BEFORE_COMMIT, stop_daemon_once);
+    assert_int_equal(shoal_topic_create(f->c, "second", &cfg), 0);
+    for (t0 = mono_ms(); atomic_load(&stops) == 0 && mono_ms() - t0 < 5000;)
+        assert_true(worst_poll(c, 100, 50, &got) < 300);
+    assert_int_equal(atomic_load(&stops), 1);
+    worst = worst_poll(c, 1000, 100, &got);
+    hook_round(CGROUP_BEFORE_COMMIT, NULL);
+    print_message("stopped as the round began: longest poll(100) %lld ms\n", (long long)worst);
+    assert_true(worst < 300);
+    assert_int_equal(got, 0);
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+    assert_true(poll_until(c, holds_all_four, 5000)); /* first's two and second's two */
+    assert_int_equal(committed_of_topic(f->c, "starters", "first", 0), 10);
+    assert_int_equal(committed_of_topic(f->c, "starters", "first", 1), 10);
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
 }
 
 /* close commits the positions (auto-commit) and leaves the group, waiting for shoald for
@@ -2670,6 +2742,7 @@ int main(void)
         T(test_a_daemon_stopped_before_the_attaches_holds_no_poll),
         T(test_a_member_polling_without_waiting_gets_its_partitions),
         T(test_a_topic_deleted_while_attaching_fails_that_round_only),
+        T(test_a_daemon_stopped_as_a_round_begins_holds_no_poll),
         T(test_close_gives_its_commit_up_after_the_session_timeout_while_the_daemon_is_stopped),
         T(test_a_poll_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped),
         T(test_a_late_segment_lookups_answer_serves_its_next_try),
