@@ -62,8 +62,11 @@ static int setup(void **state)
     set(&f.cfg, "runtime.dir", run_dir);
     set(&f.cfg, "shm.dir", f.dir);
     set(&f.cfg, "instance", INSTANCE);
-    if (broker_open(&f.b, &f.cfg) < 0)
+    if (broker_open(&f.b, &f.cfg) < 0) {
+        print_error("broker_open: %s\n", shoal_errmsg());
+        harness_rmrf(f.dir);
         return -1;
+    }
     *state = &f;
     return 0;
 }

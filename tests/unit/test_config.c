@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <ctype.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <stdbool.h>
@@ -138,10 +139,14 @@ static void copy_shipped_config(const char *dst, bool uncomment)
 {
     size_t len;
     char *text = (char *)harness_read_file("etc/shoald.conf.in", &len), *line, *next;
-    FILE *out = fopen(dst, "w");
+    FILE *out;
 
     assert_non_null(text);
-    assert_non_null(out);
+    out = fopen(dst, "w");
+    if (!out) {
+        free(text);
+        fail_msg("%s: %s", dst, strerror(errno));
+    }
     text[len] = '\0';
     for (line = text; *line; line = next) {
         int skip = uncomment && line[0] == '#' && islower((unsigned char)line[1]);

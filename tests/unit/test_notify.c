@@ -53,8 +53,11 @@ static int setup(void **state)
     unsetenv("WATCHDOG_USEC");
     unsetenv("WATCHDOG_PID");
     harness_tmpdir(f.dir, sizeof(f.dir), "notify");
-    if (snprintf(f.path, sizeof(f.path), "%s/notify.sock", f.dir) >= (int)sizeof(f.path))
-        return -1; /* $TMPDIR too long for a socket name */
+    if (snprintf(f.path, sizeof(f.path), "%s/notify.sock", f.dir) >= (int)sizeof(f.path)) {
+        print_error("%s: $TMPDIR too long for a socket name\n", f.dir);
+        harness_rmrf(f.dir);
+        return -1;
+    }
     f.rx = bind_receiver(f.path);
     *state = &f;
     return 0;

@@ -286,16 +286,28 @@ static int setup(void **state)
     harness_tmpdir(f->dir, sizeof(f->dir), "partition");
     snprintf(f->data_dir, sizeof(f->data_dir), "%s/data", f->dir);
     snprintf(f->shm_dir, sizeof(f->shm_dir), "%s/shm", f->dir);
-    if (mkdir(f->shm_dir, 0700) < 0)
-        return -1;
+    if (mkdir(f->shm_dir, 0700) < 0) {
+        print_error("mkdir %s: %s\n", f->shm_dir, strerror(errno));
+        goto out_rmrf;
+    }
     log_set_level(LOG_ERR);
     shoal_topic_config_init(&f->cfg);
     f->cfg.segment_bytes = SEGMENT_BYTES;
     f->cfg.max_record_bytes = SEGMENT_BYTES;
     f->cfg.retention_ms = -1; /* the records' timestamps (TS0) are years old */
+    /* Not part_open(): a failed assert here would skip the teardown, leaving all this. */
+    if (dpart_open(&f->p, f->data_dir, f->shm_dir, TOPIC, 0, &f->cfg, true) != 0) {
+        print_error("dpart_open: %s\n", shoal_errmsg());
+        goto out_rmrf;
+    }
+    f->open = true;
     *state = f;
-    part_open(f, true);
     return 0;
+
+out_rmrf:
+    harness_rmrf(f->dir);
+    free(f);
+    return -1;
 }
 
 static int teardown(void **state)
