@@ -1,8 +1,8 @@
-/* ring_records.h - tagged records for the ring's tests (test_ring, test_lock_death): each
- * value starts with its producer's tag and sequence number (big-endian u32s) and goes on
- * with bytes derived from both, so a reader can tell whose record it holds, in what
- * order, and whether any byte of it is torn. Include after cmocka.h, record.h, ring.h
- * and util.h. */
+/* ring_records.h - tagged records for the tests that append to a ring (test_ring,
+ * test_lock_death, test_partition, test_broker): each value starts with its producer's tag
+ * and sequence number (big-endian u32s) and goes on with bytes derived from both, so a
+ * reader can tell whose record it holds, in what order, and whether any byte of it is
+ * torn. Include after cmocka.h, record.h, ring.h and util.h. */
 #ifndef SHOAL_TESTS_RING_RECORDS_H
 #define SHOAL_TESTS_RING_RECORDS_H
 
@@ -53,6 +53,19 @@ static inline size_t encode(uint8_t *buf, size_t cap, uint32_t tag, uint32_t seq
         len = 0;
     free(vals);
     return len;
+}
+
+/* Encode n records as encode() does into buf (cap bytes) and append them to r in one batch,
+ * as a producer does, with the last record's timestamp as the batch's largest. Returns
+ * ring_append()'s code; *base gets the batch's first offset. Fails the test when the batch
+ * does not encode (so not for forked children). */
+static inline int append_tagged(ring_t *r, uint8_t *buf, size_t cap, uint32_t tag, uint32_t seq,
+                                int n, size_t value_len, int block_ms, int64_t *base)
+{
+    size_t len = encode(buf, cap, tag, seq, n, value_len);
+
+    assert_true(len > 0);
+    return ring_append(r, buf, len, n, TS0 + seq + n - 1, block_ms, base);
 }
 
 /* Check a batch handed out by a cursor: CRC, offsets, every value byte. Returns its record
@@ -108,6 +121,20 @@ static inline size_t drain(ring_t *r, ring_cursor_t *c, seen_t *out, size_t cap)
             return n;
         }
     }
+}
+
+/* Read everything published from offset `from` on through a cursor of its own (opened,
+ * drained and closed here) into out. Returns how many records: 0 when from is the log end. */
+static inline size_t read_from(ring_t *r, int64_t from, seen_t *out, size_t cap)
+{
+    ring_cursor_t c;
+    size_t n;
+
+    assert_int_equal(ring_cursor_open(r, &c), 0);
+    c.next_offset = from; /* the cursor is not placed yet: drain() seeks there first */
+    n = drain(r, &c, out, cap);
+    ring_cursor_close(r, &c);
+    return n;
 }
 
 #endif

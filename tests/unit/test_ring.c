@@ -52,9 +52,7 @@ typedef struct fx {
 static int append_records(fx_t *f, uint32_t tag, uint32_t seq, int n, size_t value_len,
                           int block_ms, int64_t *base)
 {
-    size_t len = encode(f->buf, sizeof(f->buf), tag, seq, n, value_len);
-    assert_true(len > 0);
-    return ring_append(&f->w, f->buf, len, n, TS0 + seq + n - 1, block_ms, base);
+    return append_tagged(&f->w, f->buf, sizeof(f->buf), tag, seq, n, value_len, block_ms, base);
 }
 
 /* Records first..first+n-1 of one producer at offsets from first_offset, in order. */
