@@ -115,6 +115,19 @@ uint8_t *harness_read_file(const char *path, size_t *len)
     return buf;
 }
 
+void harness_write_file(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int rc;
+
+    if (fd < 0)
+        fail_msg("open %s: %s", path, strerror(errno));
+    rc = shoal__pwrite_all(fd, data, len, 0);
+    close(fd);
+    if (rc != 0)
+        fail_msg("write %s: %s", path, strerror(-rc));
+}
+
 /* ------------------------------------------------------------------ helper processes */
 
 static int64_t mono_ms(void)

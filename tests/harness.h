@@ -27,6 +27,9 @@ int harness_open_fds(pid_t pid);
 void harness_testdata(char *buf, size_t cap, const char *rel);
 /* Read a whole file into a malloc'd buffer; *len gets its size. NULL on failure. */
 uint8_t *harness_read_file(const char *path, size_t *len);
+/* Make path a file holding exactly the len bytes at data (data may be NULL when len is 0),
+ * created 0600 or truncated. Fails the test when it cannot. */
+void harness_write_file(const char *path, const void *data, size_t len);
 /* The next number of a xorshift64 sequence in *state (not 0): the same seed, the same
  * numbers, so a test that draws them reads the same bytes every run. */
 uint64_t harness_rand(uint64_t *state);

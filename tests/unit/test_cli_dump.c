@@ -50,15 +50,6 @@ typedef struct fixture {
 
 /* ------------------------------------------------------------------ fixtures */
 
-static void write_file(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
-
 /* Append one Kafka batch renumbered to follow the previous one; expectations come from the
  * raw header bytes, independently of record_batch_parse(). */
 static void fixture_append(fixture_t *fx, const char *file)
@@ -92,7 +83,7 @@ static void fixture_write(fixture_t *fx)
     index_writer_t w;
     record_batch_header_t h;
 
-    write_file(fx->log, fx->data, fx->len);
+    harness_write_file(fx->log, fx->data, fx->len);
     assert_int_equal(index_writer_open(&w, fx->dir, BASE), 0);
     for (size_t i = 0; i < fx->n; i++) {
         assert_int_equal(record_batch_parse(fx->data + fx->pos[i], fx->len - fx->pos[i], &h), 0);
@@ -198,7 +189,7 @@ static const char *batch_line(const fixture_t *fx, const char *out, size_t i)
 
 static void rewrite_log(const fixture_t *fx, const uint8_t *data, size_t len)
 {
-    write_file(fx->log, data, len);
+    harness_write_file(fx->log, data, len);
 }
 
 /* ------------------------------------------------------------------ .log */
@@ -397,13 +388,13 @@ static void test_dump_log_takes_base_from_first_batch_without_segment_name(void 
     dump_result_t r;
 
     snprintf(path, sizeof(path), "%s/copy.log", fx->dir);
-    write_file(path, fx->data, fx->len);
+    harness_write_file(path, fx->data, fx->len);
     r = run_dump(path, true, false, DUMP_NO_MAX);
     assert_int_equal(r.rc, 0);
     assert_non_null(strstr(r.out, "segment base offset: 100 (from the first batch)"));
     dump_result_free(&r);
 
-    write_file(path, "", 0);
+    harness_write_file(path, "", 0);
     r = run_dump(path, true, false, DUMP_NO_MAX);
     assert_int_equal(r.rc, 0);
     assert_non_null(strstr(r.out, "summary: batches: 0 records: 0 bytes: 0 of 0 problems: 0"));
@@ -441,7 +432,7 @@ static void test_dump_index_reports_a_corrupted_entry(void **state)
     assert_int_equal(len, 3 * SEGMENT_INDEX_ENTRY_BYTES);
     shoal__put_be32(idx + 12, (uint32_t)fx->pos[9] + 3);            /* entry 1: inside its batch */
     shoal__put_be32(idx + 16, (uint32_t)(fx->last[10] - BASE - 1)); /* entry 2: wrong offset */
-    write_file(fx->index, idx, len);
+    harness_write_file(fx->index, idx, len);
 
     r = run_dump(fx->index, true, false, DUMP_NO_MAX);
     assert_int_equal(r.rc, 1);
@@ -460,7 +451,7 @@ static void test_dump_index_reports_a_corrupted_entry(void **state)
 
     /* A torn entry and an entry past the log. */
     shoal__put_be32(idx + 12, (uint32_t)fx->len + 10);
-    write_file(fx->index, idx, len - 3);
+    harness_write_file(fx->index, idx, len - 3);
     r = run_dump(fx->index, true, false, DUMP_NO_MAX);
     assert_int_equal(r.rc, 1);
     assert_non_null(strstr(r.out, "MISMATCH: position is past the log's"));
@@ -498,7 +489,7 @@ static void test_dump_timeindex_checks_order_and_log_range(void **state)
     assert_int_equal(len, 3 * SEGMENT_TIMEINDEX_ENTRY_BYTES);
     shoal__put_be64(ts + 12, 1600000000000ULL);           /* entry 1: goes back in time */
     shoal__put_be32(ts + 32, (uint32_t)(fx->len + 1000)); /* entry 2: offset past the log */
-    write_file(fx->timeindex, ts, len);
+    harness_write_file(fx->timeindex, ts, len);
     r = run_dump(fx->timeindex, true, false, DUMP_NO_MAX);
     assert_int_equal(r.rc, 1);
     assert_non_null(
@@ -524,7 +515,7 @@ static void test_dump_timeindex_checks_timestamps_against_the_log(void **state)
     ts2 = (int64_t)shoal__get_be64(ts + 2 * SEGMENT_TIMEINDEX_ENTRY_BYTES);
     assert_true(ts2 - 1 > ts1);
     shoal__put_be64(ts + 2 * SEGMENT_TIMEINDEX_ENTRY_BYTES, (uint64_t)(ts2 - 1));
-    write_file(fx->timeindex, ts, len);
+    harness_write_file(fx->timeindex, ts, len);
     r = run_dump(fx->timeindex, true, false, DUMP_NO_MAX);
     assert_int_equal(r.rc, 1);
     assert_non_null(strstr(r.err, "1 problem found"));
@@ -532,7 +523,7 @@ static void test_dump_timeindex_checks_timestamps_against_the_log(void **state)
     dump_result_free(&r);
     free(ts);
 
-    write_file(fx->timeindex, zeros, sizeof(zeros));
+    harness_write_file(fx->timeindex, zeros, sizeof(zeros));
     r = run_dump(fx->timeindex, true, false, DUMP_NO_MAX);
     assert_int_equal(r.rc, 1);
     assert_non_null(strstr(r.err, "16 problems found"));
@@ -550,13 +541,13 @@ static void test_dump_timeindex_checks_the_entry_names_the_batch_that_reached_it
 
     shoal__put_be64(entry, 1700000006000ULL);
     shoal__put_be32(entry + 8, 117 - BASE);
-    write_file(fx->timeindex, entry, sizeof(entry));
+    harness_write_file(fx->timeindex, entry, sizeof(entry));
     r = run_dump(fx->timeindex, true, false, DUMP_NO_MAX);
     assert_int_equal(r.rc, 0);
     dump_result_free(&r);
 
     shoal__put_be32(entry + 8, 118 - BASE);
-    write_file(fx->timeindex, entry, sizeof(entry));
+    harness_write_file(fx->timeindex, entry, sizeof(entry));
     r = run_dump(fx->timeindex, true, false, DUMP_NO_MAX);
     assert_int_equal(r.rc, 1);
     assert_non_null(strstr(r.out, "MISMATCH: an earlier batch reached this timestamp"));
@@ -635,11 +626,11 @@ static void test_dump_survives_garbage(void **state)
     for (size_t size = 0; size < 400; size += 7) {
         for (size_t i = 0; i < size; i++)
             buf[i] = (uint8_t)rng_next(&seed);
-        write_file(garbage, buf, size);
+        harness_write_file(garbage, buf, size);
         dump_survives(garbage);
-        write_file(fx->index, buf, size);
+        harness_write_file(fx->index, buf, size);
         dump_survives(fx->index);
-        write_file(fx->timeindex, buf, size);
+        harness_write_file(fx->timeindex, buf, size);
         dump_survives(fx->timeindex);
     }
     /* Valid batches with damage here and there: every branch past the first header. */
@@ -647,7 +638,7 @@ static void test_dump_survives_garbage(void **state)
         memcpy(buf, fx->data, fx->len);
         for (int k = 0; k < 4; k++)
             buf[rng_next(&seed) % fx->len] ^= (uint8_t)(1u << (rng_next(&seed) % 8));
-        write_file(fx->log, buf, fx->len - rng_next(&seed) % 64);
+        harness_write_file(fx->log, buf, fx->len - rng_next(&seed) % 64);
         dump_survives(fx->log);
     }
     free(buf);

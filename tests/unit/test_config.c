@@ -53,19 +53,15 @@ static int teardown(void **state)
 
 /* ------------------------------------------------------------------ helpers */
 
-static void write_file(const char *path, const char *text)
+static void write_text(const char *path, const char *text)
 {
-    FILE *out = fopen(path, "w");
-
-    assert_non_null(out);
-    assert_true(fputs(text, out) >= 0);
-    assert_int_equal(fclose(out), 0);
+    harness_write_file(path, text, strlen(text));
 }
 
 /* Write text as <dir>/shoald.conf and load it into f->cfg. */
 static int load_text(struct fixture *f, const char *text)
 {
-    write_file(f->path, text);
+    write_text(f->path, text);
     return config_load_file(&f->cfg, f->path, f->err, sizeof(f->err));
 }
 
@@ -446,9 +442,9 @@ static void test_the_command_line_wins_over_files_and_later_wins_over_earlier(vo
     struct fixture *f = *state;
     char second[PATH_MAX], missing[PATH_MAX];
 
-    write_file(f->path, "flush.ms = 9\nflush.drop.cache = 0\ninstance = one\n");
+    write_text(f->path, "flush.ms = 9\nflush.drop.cache = 0\ninstance = one\n");
     snprintf(second, sizeof(second), "%s/two.conf", f->dir);
-    write_file(second, "instance = two\n");
+    write_text(second, "instance = two\n");
     snprintf(missing, sizeof(missing), "%s/none.conf", f->dir);
     assert_int_equal(PARSE(f, "--flush-ms", "7", "--config", f->path, "--config-optional", second,
                            "--config-optional", missing, "--flush-interval-ms", "3",

@@ -148,20 +148,12 @@ static uint8_t *dup_bytes(const uint8_t *p, size_t len)
     return d;
 }
 
-static void write_file(const char *path, const uint8_t *data, size_t len)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(shoal__pwrite_all(fd, data, len, 0), 0);
-    close(fd);
-}
-
 static void seg_write(const char *dir, int64_t base, const char *ext, const uint8_t *data,
                       size_t len)
 {
     char path[4096];
     assert_int_equal(segment_path(path, sizeof(path), dir, base, ext), 0);
-    write_file(path, data, len);
+    harness_write_file(path, data, len);
 }
 
 static uint8_t *seg_read(const char *dir, int64_t base, const char *ext, size_t *len)
@@ -244,12 +236,12 @@ static void test_segment_list_sorts_bases_and_ignores_other_names(void **state)
 
     for (size_t i = 0; i < SHOAL_ARRAY_LEN(names); i++) {
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-        write_file(path, NULL, 0);
+        harness_write_file(path, NULL, 0);
     }
     /* Enough segments created out of order that readdir's order is not sorted by luck. */
     for (int i = 0; i < 40; i++) {
         snprintf(path, sizeof(path), "%s/%020d.log", dir, 1000 + (i * 17) % 40);
-        write_file(path, NULL, 0);
+        harness_write_file(path, NULL, 0);
     }
     snprintf(path, sizeof(path), "%s/00000000000000000001.logx", dir);
     assert_int_equal(mkdir(path, 0700), 0);
