@@ -23,11 +23,11 @@ static inline uint8_t fill_byte(uint32_t tag, uint32_t seq, size_t i)
     return (uint8_t)(tag * 131u + seq * 7u + i);
 }
 
-/* Encode n records tagged (tag, seq .. seq + n - 1) with value_len-byte values into buf.
- * Returns the batch size, or 0 on failure (callable from threads and forked children: no
- * cmocka asserts). */
-static inline size_t encode(uint8_t *buf, size_t cap, uint32_t tag, uint32_t seq, int n,
-                            size_t value_len)
+/* Encode n records tagged (tag, seq .. seq + n - 1) with value_len-byte values into buf,
+ * stamped ts0 + seq .. ts0 + seq + n - 1. Returns the batch size, or 0 on failure (callable
+ * from threads and forked children: no cmocka asserts). */
+static inline size_t encode_at(uint8_t *buf, size_t cap, int64_t ts0, uint32_t tag, uint32_t seq,
+                               int n, size_t value_len)
 {
     shoal_message_t msgs[64];
     record_batch_fields_t bf;
@@ -46,13 +46,22 @@ static inline size_t encode(uint8_t *buf, size_t cap, uint32_t tag, uint32_t seq
         for (size_t i = VALUE_MIN; i < value_len; i++)
             v[i] = fill_byte(tag, seq + (uint32_t)r, i);
         msgs[r] =
-            (shoal_message_t){.value = v, .value_len = value_len, .timestamp_ms = TS0 + seq + r};
+            (shoal_message_t){.value = v, .value_len = value_len, .timestamp_ms = ts0 + seq + r};
     }
     record_batch_fields_init(&bf);
-    if (record_batch_encode(buf, cap, &bf, msgs, (size_t)n, TS0, &len) != 0)
+    if (record_batch_encode(buf, cap, &bf, msgs, (size_t)n, ts0, &len) != 0)
         len = 0;
     free(vals);
     return len;
+}
+
+/* encode_at() from TS0: timestamps that are the same every run, so a test can tell offsets
+ * (and the gaps it leaves) by them. They are years old: a partition whose retention.ms is
+ * not -1 deletes them as soon as a segment of theirs is sealed. */
+static inline size_t encode(uint8_t *buf, size_t cap, uint32_t tag, uint32_t seq, int n,
+                            size_t value_len)
+{
+    return encode_at(buf, cap, TS0, tag, seq, n, value_len);
 }
 
 /* Encode n records as encode() does into buf (cap bytes) and append them to r in one batch,

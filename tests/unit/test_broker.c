@@ -153,15 +153,18 @@ static size_t entries_of(const char *dir, const char *prefix)
     return n;
 }
 
-/* Append n records numbered 0..n-1 to the partition's ring, as a producer does. */
+/* Append n records numbered 0..n-1 to the partition's ring, as a producer does, stamped
+ * with the present time: records stamped TS0 are older than any retention.ms the cases
+ * give their topics (a minute, an hour, the default week), so they would be deleted as soon
+ * as a segment of theirs was sealed. */
 static void append_numbered(dpart_t *p, int n)
 {
     uint8_t buf[4096];
-    size_t len = encode(buf, sizeof(buf), 7, 0, n, 16);
-    int64_t base;
+    int64_t now = shoal__now_ms(), base;
+    size_t len = encode_at(buf, sizeof(buf), now, 7, 0, n, 16);
 
     assert_true(len > 0);
-    assert_int_equal(ring_append(&p->ring, buf, len, n, TS0 + n - 1, 0, &base), 0);
+    assert_int_equal(ring_append(&p->ring, buf, len, n, now + n - 1, 0, &base), 0);
 }
 
 /* How many records the partition holds from offset 0 on; each must be record number
