@@ -119,24 +119,31 @@ static void assert_config_equal(const shoald_config_t *got, const shoald_config_
     assert_string_equal(got->log_file, want->log_file);
 }
 
-/* The name of this process's group: a group that exists wherever the tests run. */
-static const char *own_group_name(void)
+/* The name of this process's group into buf (copied: config_set() looks groups up too), or
+ * false where it has none: a container may run the tests with a gid /etc/group lacks. */
+static bool own_group_name(char *buf, size_t cap)
 {
     struct group *gr = getgrgid(getgid());
 
-    assert_non_null(gr);
-    return gr->gr_name;
+    if (!gr)
+        return false;
+    snprintf(buf, cap, "%s", gr->gr_name);
+    return true;
 }
 
 /* A copy of the shipped etc/shoald.conf.in at dst, with allow.gid naming this process's
  * group (the file names the group shoal, which the machine running the tests need not
- * have) and, when uncomment is set, every commented-out "#key = value" line made live. */
+ * have; by number where the group has no name) and, when uncomment is set, every
+ * commented-out "#key = value" line made live. */
 static void copy_shipped_config(const char *dst, bool uncomment)
 {
+    char group[256];
     size_t len;
     char *text = (char *)harness_read_file("etc/shoald.conf.in", &len), *line, *next;
     FILE *out;
 
+    if (!own_group_name(group, sizeof(group)))
+        snprintf(group, sizeof(group), "%ld", (long)getgid());
     assert_non_null(text);
     out = fopen(dst, "w");
     if (!out) {
@@ -150,7 +157,7 @@ static void copy_shipped_config(const char *dst, bool uncomment)
         next = line + strcspn(line, "\n");
         next += *next == '\n';
         if (!strncmp(line, "allow.gid =", 11))
-            fprintf(out, "allow.gid = %s\n", own_group_name());
+            fprintf(out, "allow.gid = %s\n", group);
         else
             fprintf(out, "%.*s", (int)(next - line - skip), line + skip);
     }
@@ -251,8 +258,13 @@ static void test_log_level_takes_its_five_names(void **state)
 static void test_allow_gid_takes_a_group_name(void **state)
 {
     struct fixture *f = *state;
+    char group[256];
 
-    assert_int_equal(config_set(&f->cfg, "allow.gid", own_group_name(), f->err, sizeof(f->err)), 0);
+    if (!own_group_name(group, sizeof(group))) {
+        print_message("gid %ld has no name here: skipped\n", (long)getgid());
+        skip();
+    }
+    assert_int_equal(config_set(&f->cfg, "allow.gid", group, f->err, sizeof(f->err)), 0);
     assert_int_equal(f->cfg.allow_gid, (long)getgid());
     assert_int_equal(config_set(&f->cfg, "allow.gid", "4242", f->err, sizeof(f->err)), 0);
     assert_int_equal(f->cfg.allow_gid, 4242);
