@@ -74,18 +74,33 @@ static int set_int(void *dst, const struct key_def *k, const char *v, char *err,
 
 /* A group: a number, or a name looked up in the group database (at every load, so a
  * reload sees a group created since). */
+/* A gid (digits, or -1), else a group's name (which may begin with a digit): one whose
+ * entry lists many members takes a larger buffer than the first try's (ERANGE). */
 static int set_group(void *dst, const struct key_def *k, const char *v, char *err, size_t cap)
 {
     struct group gr, *res = NULL;
-    char buf[4096];
-    if ((*v >= '0' && *v <= '9') || *v == '-')
+    size_t len = 4096;
+    char *buf = NULL;
+    int rc = ERANGE;
+
+    if (*v == '-' || (*v && strspn(v, "0123456789") == strlen(v)))
         return set_int(dst, k, v, err, cap);
-    if (getgrnam_r(v, &gr, buf, sizeof(buf), &res) != 0 || !res) {
-        snprintf(err, cap, "%s: no group named '%s'", k->name, v);
-        return SHOAL_ECONFIG;
+    while (rc == ERANGE && len <= (1u << 24)) {
+        char *more = realloc(buf, len *= 2);
+        if (!more)
+            break;
+        buf = more;
+        rc = getgrnam_r(v, &gr, buf, len, &res);
     }
-    *(long *)dst = (long)res->gr_gid;
-    return 0;
+    if (rc == 0 && res)
+        *(long *)dst = (long)res->gr_gid;
+    else if (rc == 0 || rc == ENOENT)
+        snprintf(err, cap, "%s: no group named '%s'", k->name, v);
+    else
+        snprintf(err, cap, "%s: cannot look group '%s' up: %s", k->name, v,
+                 strerror(rc == ERANGE ? ENOMEM : rc));
+    free(buf);
+    return rc == 0 && res ? 0 : SHOAL_ECONFIG;
 }
 
 static int set_name(char *dst, size_t dst_cap, const struct key_def *k, const char *v, char *err,

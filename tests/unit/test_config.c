@@ -329,6 +329,8 @@ static void test_unknown_keys_and_groups_are_refused(void **state)
     assert_set_refused(f, "flush_ms", "5", "unknown setting 'flush_ms'");
     assert_set_refused(f, "Flush.ms", "5", "unknown setting 'Flush.ms'");
     assert_set_refused(f, "allow.gid", "no-such-group-here", "no group named 'no-such-group-here'");
+    /* a name may begin with a digit: looked up, not refused as a bad number */
+    assert_set_refused(f, "allow.gid", "12x", "no group named '12x'");
 }
 
 /* A refused level leaves the level as it was, as every other refused value does (it used
