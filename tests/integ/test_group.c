@@ -1527,8 +1527,10 @@ static int64_t committed_of(shoal_client_t *c, const char *group)
 /* shoald stops as a member's rebalance begins (a topic it subscribes to was created), at
  * the hook before the commit of its positions (auto-commit): the polls keep to their
  * timeout and read nothing (the commit waited 30 s inside one, before the join was even
- * sent), and once shoald goes on, the commit is stored and the round ends. */
-INTEG_TEST(test_a_daemon_stopped_as_a_round_begins_holds_no_poll)
+ * sent). Then either shoald goes on, and the commit is stored and the round ends; or the
+ * member closes first: close waits for the commit's answer for the session timeout, then
+ * says it did not come (SHOAL_ETIMEDOUT), and the commit is stored once shoald goes on. */
+static void stopped_as_a_round_begins(struct harness_fixture *f, bool close_first)
 {
     const char *topics[] = {"first", "second"};
     shoal_topic_config_t cfg = topic_cfg(2);
@@ -1545,6 +1547,7 @@ INTEG_TEST(test_a_daemon_stopped_as_a_round_begins_holds_no_poll)
     o.auto_commit = true;
     o.auto_commit_interval_ms = 600000; /* only the round commits */
     o.heartbeat_interval_ms = 50;
+    o.session_timeout_ms = 600; /* close's wait */
     assert_int_equal(shoal_client_open(f->d.socket, &cl), 0);
     assert_int_equal(shoal_consumer_open(cl, &o, &c), 0);
     assert_int_equal(shoal_consumer_subscribe(c, topics, 2), 0);
@@ -1563,12 +1566,31 @@ INTEG_TEST(test_a_daemon_stopped_as_a_round_begins_holds_no_poll)
     print_message("stopped as the round began: longest poll(100) %lld ms\n", (long long)worst);
     assert_true(worst < 300);
     assert_int_equal(got, 0);
+    if (close_first) {
+        t0 = mono_ms();
+        assert_int_equal(shoal_consumer_close(c), SHOAL_ETIMEDOUT);
+        assert_non_null(strstr(shoal_errmsg(), "may not be committed"));
+        assert_true(mono_ms() - t0 >= 600 && mono_ms() - t0 < 3000);
+        c = NULL;
+    }
     assert_int_equal(kill(f->d.pid, SIGCONT), 0);
-    assert_true(poll_until(c, holds_all_four, 5000)); /* first's two and second's two */
+    if (c) /* first's two partitions and second's two */
+        assert_true(poll_until(c, holds_all_four, 5000));
+    for (t0 = mono_ms(); committed_of_topic(f->c, "starters", "first", 1) != 10;)
+        assert_true(mono_ms() - t0 < 5000);
     assert_int_equal(committed_of_topic(f->c, "starters", "first", 0), 10);
-    assert_int_equal(committed_of_topic(f->c, "starters", "first", 1), 10);
     assert_int_equal(shoal_consumer_close(c), 0);
     shoal_client_close(cl);
+}
+
+INTEG_TEST(test_a_daemon_stopped_as_a_round_begins_holds_no_poll)
+{
+    stopped_as_a_round_begins(f, false);
+}
+
+INTEG_TEST(test_close_as_a_round_begins_with_the_daemon_stopped_waits_its_time_only)
+{
+    stopped_as_a_round_begins(f, true);
 }
 
 /* close commits the positions (auto-commit) and leaves the group, waiting for shoald for
@@ -2743,6 +2765,7 @@ int main(void)
         T(test_a_member_polling_without_waiting_gets_its_partitions),
         T(test_a_topic_deleted_while_attaching_fails_that_round_only),
         T(test_a_daemon_stopped_as_a_round_begins_holds_no_poll),
+        T(test_close_as_a_round_begins_with_the_daemon_stopped_waits_its_time_only),
         T(test_close_gives_its_commit_up_after_the_session_timeout_while_the_daemon_is_stopped),
         T(test_a_poll_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped),
         T(test_a_late_segment_lookups_answer_serves_its_next_try),
