@@ -69,9 +69,17 @@ int rlock_acquire(pthread_mutex_t *m, int timeout_ms, rlock_repair_fn repair, vo
     return lock_outcome(m, lock_with_timeout(m, timeout_ms), timeout_ms, repair, arg);
 }
 
+/* Not pthread_mutex_trylock(): on a mutex left unrecoverable by a failed repair, glibc's
+ * returns ENOTRECOVERABLE but leaves the mutex locked by the caller and off its robust list,
+ * so every later locker would time out or wait for ever instead of getting SHOAL_EPANIC. A
+ * timed lock whose deadline has passed still takes a free mutex without waiting (POSIX), and
+ * unlocks an unrecoverable one before returning ENOTRECOVERABLE. When the mutex is held it
+ * costs one futex call more than a trylock. */
 int rlock_try(pthread_mutex_t *m, rlock_repair_fn repair, void *arg)
 {
-    return lock_outcome(m, pthread_mutex_trylock(m), 0, repair, arg);
+    static const struct timespec past = {0, 0};
+    int rc = pthread_mutex_timedlock(m, &past);
+    return lock_outcome(m, rc == ETIMEDOUT ? EBUSY : rc, 0, repair, arg);
 }
 
 void rlock_release(pthread_mutex_t *m)

@@ -336,6 +336,22 @@ static void test_rlock_failed_repair_in_try_leaves_the_lock_unrecoverable(void *
     failed_repair_case(VIA_TRY);
 }
 
+/* After a failed repair, an rlock_try() here or in another process (which then exits) leaves
+ * the mutex free for the next locker to be told SHOAL_EPANIC: glibc's pthread_mutex_trylock()
+ * returns ENOTRECOVERABLE with the mutex still locked by the caller and off its robust list,
+ * so later acquires timed out, or waited for ever. */
+static void test_rlock_try_of_an_unrecoverable_lock_leaves_it_free(void **state)
+{
+    (void)state;
+    failed_repair_case(VIA_ACQUIRE_TIMED);
+    assert_int_equal(take_elsewhere(VIA_TRY), SHOAL_EPANIC);
+    assert_int_equal(take_elsewhere(VIA_ACQUIRE_TIMED), SHOAL_EPANIC);
+    assert_int_equal(take(VIA_TRY), SHOAL_EPANIC);
+    assert_int_equal(take_elsewhere(VIA_ACQUIRE_TIMED), SHOAL_EPANIC);
+    assert_int_equal(take(VIA_ACQUIRE_TIMED), SHOAL_EPANIC);
+    assert_int_equal(sh->repairs, 1);
+}
+
 /* rlock.c takes a NULL hook as "nothing to repair": the lock is taken and made consistent. */
 static void test_rlock_null_repair_hook_takes_the_lock_of_a_dead_owner(void **state)
 {
@@ -360,6 +376,7 @@ int main(void)
         T(test_rlock_try_repairs_once_after_the_owner_is_killed),
         T(test_rlock_failed_repair_in_acquire_leaves_the_lock_unrecoverable),
         T(test_rlock_failed_repair_in_try_leaves_the_lock_unrecoverable),
+        T(test_rlock_try_of_an_unrecoverable_lock_leaves_it_free),
         T(test_rlock_null_repair_hook_takes_the_lock_of_a_dead_owner),
     };
     harness_test_filter();
