@@ -815,17 +815,27 @@ static void conn_event(server_t *s, struct conn *c, uint32_t events)
 
 #define PEER_GROUPS_MAX 256
 
-/* Whether the peer on fd is in group gid through a supplementary group. */
+/* Whether the peer on fd is in group gid through a supplementary group. A process may have
+ * up to NGROUPS_MAX (65536) of them, and users of a large directory often have hundreds:
+ * when PEER_GROUPS_MAX do not hold them all, the kernel fails with ERANGE and says how many
+ * bytes would, and the list is read again into a buffer of that size. */
 static bool peer_in_group(int fd, gid_t gid)
 {
-    gid_t groups[PEER_GROUPS_MAX];
-    socklen_t len = sizeof(groups);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
-        return false;
-    for (size_t i = 0; i < len / sizeof(gid_t); i++)
-        if (groups[i] == gid)
-            return true;
-    return false;
+    gid_t buf[PEER_GROUPS_MAX], *groups = buf;
+    socklen_t len = sizeof(buf);
+    bool in = false;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+        if (errno != ERANGE || !(groups = shoal__malloc(len)))
+            return false;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+            len = 0;
+    }
+    for (size_t i = 0; i < len / sizeof(gid_t) && !in; i++)
+        in = groups[i] == gid;
+    if (groups != buf)
+        shoal__free(groups);
+    return in;
 }
 
 static bool peer_allowed(const server_t *s, int fd, const struct conn *c)

@@ -664,6 +664,18 @@ static void test_allow_gid_admits_its_members_until_a_reload_takes_it_back(void 
     expect_member_until_taken_back(*state, &m);
 }
 
+/* A member through a supplementary group is one too, however many groups it has: a user
+ * of a large directory may have hundreds (the kernel allows 65536). */
+static void test_a_member_through_one_of_many_supplementary_groups_is_admitted(void **state)
+{
+    static struct member m = {.gid = NOBODY - 1};
+
+    for (m.ngroups = 0; m.ngroups < 299; m.ngroups++)
+        m.groups[m.ngroups] = 1000 + (gid_t)m.ngroups;
+    m.groups[m.ngroups++] = NOBODY; /* the last: past what a small buffer holds */
+    expect_member_until_taken_back(*state, &m);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -677,6 +689,7 @@ int main(void)
         T(test_requests_behind_a_parked_one_wait_for_its_answer),
         T(test_a_client_gone_mid_frame_is_closed_and_the_server_goes_on),
         T(test_allow_gid_admits_its_members_until_a_reload_takes_it_back),
+        T(test_a_member_through_one_of_many_supplementary_groups_is_admitted),
     };
 
     signal(SIGPIPE, SIG_IGN); /* as shoald does */
