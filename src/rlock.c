@@ -29,13 +29,15 @@ int rlock_init(pthread_mutex_t *m)
     return -rc;
 }
 
+/* The deadline is on the monotonic clock: a step of the wall clock (NTP, an administrator)
+ * would lengthen or cut the wait. */
 static int lock_with_timeout(pthread_mutex_t *m, int timeout_ms)
 {
     struct timespec ts;
     if (timeout_ms < 0)
         return pthread_mutex_lock(m);
-    ts = shoal__deadline(CLOCK_REALTIME, timeout_ms);
-    return pthread_mutex_timedlock(m, &ts);
+    ts = shoal__deadline(CLOCK_MONOTONIC, timeout_ms);
+    return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
 }
 
 /* What follows a lock attempt that returned rc: the lock held (0) or an error. */
