@@ -139,12 +139,9 @@ static void start(struct fixture *f, const char *watchdog_usec, const char *watc
     assert_int_equal(rc, 0);
 }
 
-static void write_file(const char *path, const char *text)
+static void write_text(const char *path, const char *text)
 {
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(text, fp);
-    assert_int_equal(fclose(fp), 0);
+    harness_write_file(path, text, strlen(text));
 }
 
 /* ------------------------------------------------------------------ fixture */
@@ -253,13 +250,13 @@ NOTIFY_TEST(test_sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad)
     shoal_client_t *c = NULL;
 
     snprintf(conf, sizeof(conf), "%s/shoald.conf", f->dir);
-    write_file(conf, "log.level = info\nflush.ms = 1000\n");
+    write_text(conf, "log.level = info\nflush.ms = 1000\n");
     notify_listen(f, false);
     start(f, NULL, NULL, conf);
     assert_true(notify_wait(f, "READY=1", msg, 5000));
 
     /* Reloadable keys change; a changed directory is only reported. */
-    write_file(conf, "log.level = debug\nflush.ms = 50\nflush.interval.ms = 7\n"
+    write_text(conf, "log.level = debug\nflush.ms = 50\nflush.interval.ms = 7\n"
                      "flush.drop.cache = 0\nallow.gid = root\nshm.dir = /elsewhere\n");
     kill(f->d.pid, SIGHUP);
     assert_true(notify_wait(f, "RELOADING=1", msg, 5000));
@@ -271,7 +268,7 @@ NOTIFY_TEST(test_sighup_reloads_the_config_and_keeps_it_when_the_new_one_is_bad)
     assert_true(harness_daemon_log_contains(&f->d, "shm.dir changed from /dev/shm to /elsewhere"));
 
     /* A broken file: the error is logged, the running settings stay, the daemon serves. */
-    write_file(conf, "flush.ms = soon\n");
+    write_text(conf, "flush.ms = soon\n");
     kill(f->d.pid, SIGHUP);
     assert_true(notify_wait(f, "RELOADING=1", msg, 5000));
     assert_true(notify_wait(f, "READY=1", msg, 5000));
@@ -292,7 +289,7 @@ NOTIFY_TEST(test_a_long_comment_stays_a_comment_and_a_directory_is_no_config)
     assert_non_null(text);
     snprintf(conf, sizeof(conf), "%s/shoald.conf", f->dir);
     snprintf(text, 10000, "flush.ms = 50\n#%8000s\n", "flush.ms = 999");
-    write_file(conf, text);
+    write_text(conf, text);
     free(text);
     notify_listen(f, false);
     start(f, NULL, NULL, conf);
@@ -351,7 +348,7 @@ NOTIFY_TEST(test_a_reload_that_revokes_allow_gid_denies_connected_clients)
     if (geteuid() != 0)
         skip(); /* the client must run as another user */
     snprintf(conf, sizeof(conf), "%s/shoald.conf", f->dir);
-    write_file(conf, "allow.gid = 65534\n");
+    write_text(conf, "allow.gid = 65534\n");
     notify_listen(f, false);
     start(f, NULL, NULL, conf);
     assert_true(notify_wait(f, "READY=1", msg, 5000));
@@ -362,7 +359,7 @@ NOTIFY_TEST(test_a_reload_that_revokes_allow_gid_denies_connected_clients)
     assert_true((child = harness_fork(revoked_child_main, &a, HARNESS_CHILD_TIMEOUT_S)) > 0);
     assert_int_equal(read(ready[0], &b, 1), 1);
 
-    write_file(conf, "# allow.gid unset: the daemon's own user and root only\n");
+    write_text(conf, "# allow.gid unset: the daemon's own user and root only\n");
     kill(f->d.pid, SIGHUP);
     assert_true(notify_wait(f, "READY=1", msg, 5000));
     assert_int_equal(write(go[1], &b, 1), 1);
@@ -384,7 +381,7 @@ NOTIFY_TEST(test_sighup_reopens_log_file_after_rotation)
     snprintf(log, sizeof(log), "%s/shoald-file.log", f->dir);
     snprintf(rotated, sizeof(rotated), "%s.1", log);
     snprintf(text, sizeof(text), "log.file = %s\n", log);
-    write_file(conf, text);
+    write_text(conf, text);
     notify_listen(f, false);
     start(f, NULL, NULL, conf);
     assert_true(notify_wait(f, "READY=1", msg, 5000));
@@ -398,7 +395,7 @@ NOTIFY_TEST(test_sighup_reopens_log_file_after_rotation)
     assert_true(st.st_size > 0);
     assert_false(harness_daemon_log_contains(&f->d, "reloaded:"));
 
-    write_file(conf, "# log.file unset: back to stderr\n");
+    write_text(conf, "# log.file unset: back to stderr\n");
     kill(f->d.pid, SIGHUP);
     assert_true(notify_wait(f, "READY=1", msg, 5000));
     assert_true(harness_daemon_log_contains(&f->d, "reloaded:"));

@@ -81,14 +81,6 @@ static void file_of(struct harness_fixture *f, const char *topic, int64_t base, 
     assert_int_equal(segment_path(path, cap, dir, base, ext), 0);
 }
 
-static void write_file(const char *path, const uint8_t *data, size_t len)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, data, len), (ssize_t)len);
-    close(fd);
-}
-
 static bool file_exists(const char *path)
 {
     struct stat st;
@@ -130,7 +122,7 @@ static void damaged_swap_is_dropped(struct harness_fixture *f, const char *topic
     file_of(f, topic, bases[1], ".log", log_path, sizeof(log_path));
     file_of(f, topic, bases[1], ".log.swap", swap_path, sizeof(swap_path));
     swap = make(log_path, &len);
-    write_file(swap_path, swap, len);
+    harness_write_file(swap_path, swap, len);
     free(swap);
 
     restart(f);
@@ -205,7 +197,7 @@ INTEG_TEST(test_a_sound_swap_replaces_its_segment)
     file_of(f, "swgood", bases[1], ".log", log_path, sizeof(log_path));
     file_of(f, "swgood", bases[1], ".log.swap", swap_path, sizeof(swap_path));
     assert_non_null(b = harness_read_file(log_path, &len));
-    write_file(swap_path, b, len);
+    harness_write_file(swap_path, b, len);
     free(b);
     restart(f);
     assert_true(harness_daemon_log_contains(&f->d, "completed the compaction of segment"));
