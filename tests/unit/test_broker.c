@@ -25,6 +25,7 @@
 #include "ring_records.h"
 #include "shoald/broker.h"
 #include "shoald/config.h"
+#include "daemon_config.h"
 #include "shoald/log.h"
 #include "store.h"
 
@@ -40,28 +41,16 @@ struct fixture {
     broker_t b;
 };
 
-static void set(shoald_config_t *cfg, const char *key, const char *value)
-{
-    char err[256];
-    assert_int_equal(config_set(cfg, key, value, err, sizeof(err)), 0);
-}
-
 static int setup(void **state)
 {
     static struct fixture f;
-    char run_dir[300];
 
     memset(&f, 0, sizeof(f));
     harness_tmpdir(f.dir, sizeof(f.dir), "broker");
     log_set_level(LOG_ERR);
     snprintf(f.data_dir, sizeof(f.data_dir), "%s/data", f.dir);
     snprintf(f.shm_dir, sizeof(f.shm_dir), "%s/shoal.%s", f.dir, INSTANCE);
-    snprintf(run_dir, sizeof(run_dir), "%s/run", f.dir);
-    config_init(&f.cfg);
-    set(&f.cfg, "data.dir", f.data_dir);
-    set(&f.cfg, "runtime.dir", run_dir);
-    set(&f.cfg, "shm.dir", f.dir);
-    set(&f.cfg, "instance", INSTANCE);
+    daemon_config(&f.cfg, f.dir, INSTANCE);
     if (broker_open(&f.b, &f.cfg) < 0) {
         print_error("broker_open: %s\n", shoal_errmsg());
         harness_rmrf(f.dir);
@@ -479,7 +468,7 @@ static void test_a_second_open_of_the_same_directories_is_busy(void **state)
 
     assert_int_equal(open_beside(&f->cfg), -EBUSY);
     snprintf(data_dir, sizeof(data_dir), "%s/data2", f->dir);
-    set(&same_shm, "data.dir", data_dir);
+    config_must_set(&same_shm, "data.dir", data_dir);
     assert_int_equal(open_beside(&same_shm), -EBUSY);
 }
 

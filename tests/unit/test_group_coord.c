@@ -20,6 +20,7 @@
 #include "shoald/log.h"
 #include "shoald/server.h"
 #include "util.h"
+#include "daemon_config.h"
 
 /* ------------------------------------------------------------------ caught replies */
 
@@ -70,28 +71,15 @@ struct fixture {
     uint32_t seq;
 };
 
-static void set(struct fixture *f, const char *key, const char *value)
-{
-    char err[256];
-    assert_int_equal(config_set(&f->cfg, key, value, err, sizeof(err)), 0);
-}
-
 static int setup(void **state)
 {
     static struct fixture f;
     shoal_topic_config_t tc;
-    char path[300];
 
     memset(&f, 0, sizeof(f));
     harness_tmpdir(f.dir, sizeof(f.dir), "groupcoord");
     log_set_level(LOG_ERR);
-    config_init(&f.cfg);
-    snprintf(path, sizeof(path), "%s/data", f.dir);
-    set(&f, "data.dir", path);
-    snprintf(path, sizeof(path), "%s/run", f.dir);
-    set(&f, "runtime.dir", path);
-    set(&f, "shm.dir", f.dir);
-    set(&f, "instance", "groupcoord");
+    daemon_config(&f.cfg, f.dir, "groupcoord");
     if (broker_open(&f.b, &f.cfg) < 0)
         return -1;
     shoal_topic_config_init(&tc);

@@ -34,6 +34,7 @@
 #include "shoald/config.h"
 #include "shoald/log.h"
 #include "shoald/server.h"
+#include "daemon_config.h"
 
 #define INSTANCE   "server"
 #define WAIT_MS    5000  /* the longest an answer, or a change the server makes, may take */
@@ -105,12 +106,6 @@ static void *server_thread(void *arg)
     return NULL;
 }
 
-static void set(struct fixture *f, const char *key, const char *value)
-{
-    char err[256];
-    assert_int_equal(config_set(&f->cfg, key, value, err, sizeof(err)), 0);
-}
-
 /* A small topic: one partition, 64 KiB segments, two ring slots. */
 static shoal_topic_config_t small_topic(void)
 {
@@ -129,19 +124,12 @@ static int setup(void **state)
 {
     static struct fixture f;
     shoal_topic_config_t tc = small_topic();
-    char path[300];
 
     memset(&f, 0, sizeof(f));
     harness_watchdog(60, "test_server");
     harness_tmpdir(f.dir, sizeof(f.dir), "server");
     log_set_level(LOG_ERR);
-    config_init(&f.cfg);
-    snprintf(path, sizeof(path), "%s/data", f.dir);
-    set(&f, "data.dir", path);
-    snprintf(path, sizeof(path), "%s/run", f.dir);
-    set(&f, "runtime.dir", path);
-    set(&f, "shm.dir", f.dir);
-    set(&f, "instance", INSTANCE);
+    daemon_config(&f.cfg, f.dir, INSTANCE);
     f.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     f.done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (f.wake_fd < 0 || f.done_fd < 0 || broker_open(&f.b, &f.cfg) < 0 ||
