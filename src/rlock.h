@@ -12,8 +12,9 @@ int rlock_init(pthread_mutex_t *m);
  * protected state is consistent again, or a negative code to give up. */
 typedef int (*rlock_repair_fn)(void *arg);
 
-/* Take the lock. timeout_ms < 0 waits for ever. When the previous owner died holding it,
- * run repair and mark the mutex consistent before returning 0.
+/* Take the lock. timeout_ms < 0 waits for ever (a timeout is on the monotonic clock). When
+ * the previous owner died holding it, run repair (NULL: nothing to repair) and mark the
+ * mutex consistent before returning 0.
  * Returns 0 (held), SHOAL_ETIMEDOUT, SHOAL_EPANIC (repair failed, or the mutex is not
  * recoverable: the lock is not held), or -errno. */
 int rlock_acquire(pthread_mutex_t *m, int timeout_ms, rlock_repair_fn repair, void *arg);
