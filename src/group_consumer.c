@@ -524,6 +524,9 @@ static void call_back(shoal_consumer_t *c, struct cgroup *g, shoal_rebalance_cb 
 
 static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_partition_offset_t *o,
                   size_t n, bool sync, int64_t send_by_ns);
+static int commit_send(shoal_consumer_t *c, struct cgroup *g,
+                       const shoal_topic_partition_offset_t *o, size_t n, int64_t send_by_ns,
+                       uint32_t *seq);
 static int commit_positions(shoal_consumer_t *c, struct cgroup *g);
 static int fenced_error(const struct cgroup *g);
 
@@ -930,18 +933,19 @@ static int round_wait(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns
 
 /* Commit the positions as the round begins (auto-commit) without waiting for the answer:
  * shoald takes a connection's requests in order, so the commit comes before the join. Its
- * result goes to on_commit, as an auto-commit's does, and to round_commit_rc for close. */
+ * result goes to on_commit, as an auto-commit's does, and to round_commit_rc for close.
+ * It is sent even with CGROUP_ASYNC_MAX commits unanswered (waiting for room would hold the
+ * poll). A round with nothing to commit (the last one failed after detaching) leaves the
+ * last round's result as it is. */
 static void round_commit(shoal_consumer_t *c, struct cgroup *g)
 {
-    g->round_commit_rc = 0;
+    int rc;
+
     if (!g->auto_commit || !g->attached || !g->nassigned)
         return;
     round_hook(CGROUP_BEFORE_COMMIT);
-    g->round_commit_rc = commit(c, g, NULL, 0, false, call_deadline(g));
-    if (g->round_commit_rc == 0) { /* the request just queued */
-        g->round_commit_rc = 1;
-        g->round_commit_seq = g->pend[g->npend - 1].seq;
-    }
+    rc = commit_send(c, g, NULL, 0, call_deadline(g), &g->round_commit_seq);
+    g->round_commit_rc = rc < 0 ? rc : 1;
 }
 
 /* Start a round: commit, give the partitions up (eager; a cooperative member keeps them,
@@ -1177,6 +1181,7 @@ static int round_end(shoal_consumer_t *c, struct cgroup *g, int rc)
         g->generation = -1;
         rc = SHOAL_EREBALANCE;
     } else if (rc == 0) {
+        g->round_commit_rc = 0; /* answered before the join: its failure went to on_commit */
         g->attached = true;
         g->need_join = g->follow_up;
         g->follow_up = false;
@@ -1561,12 +1566,30 @@ static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_parti
                          g->group_id);
     if (!sync && g->nasync == CGROUP_ASYNC_MAX && (rc = make_room(c, g)) < 0)
         return rc;
+    if (!sync)
+        return commit_send(c, g, o, n, send_by_ns, &seq);
     ctl_writer_init(&w);
     rc = build_commit(g, &w, o, n, c);
-    if (rc == 0 && sync)
+    if (rc == 0)
         rc = fence(c, g, conn_call_simple(c, g, &w));
-    else if (rc == 0)
-        rc = conn_send(g, &w, PEND_COMMIT, &seq, send_by_ns);
+    ctl_writer_release(&w);
+    g->last_commit_ns = shoal__mono_ns();
+    return rc;
+}
+
+/* Send a commit without waiting for its answer, by send_by_ns (SHOAL_ETIMEDOUT: not sent):
+ * *seq is its request's. */
+static int commit_send(shoal_consumer_t *c, struct cgroup *g,
+                       const shoal_topic_partition_offset_t *o, size_t n, int64_t send_by_ns,
+                       uint32_t *seq)
+{
+    ctl_writer_t w;
+    int rc;
+
+    ctl_writer_init(&w);
+    rc = build_commit(g, &w, o, n, c);
+    if (rc == 0)
+        rc = conn_send(g, &w, PEND_COMMIT, seq, send_by_ns);
     ctl_writer_release(&w);
     g->last_commit_ns = shoal__mono_ns();
     return rc;
@@ -1619,14 +1642,29 @@ int shoal_commit_async(shoal_consumer_t *c, const shoal_topic_partition_offset_t
 
 /* ------------------------------------------------------------------ close */
 
-/* Read the answers until the round's commit's, if it is unanswered, until close_by_ns. */
-static void await_round_commit(shoal_consumer_t *c, struct cgroup *g)
+/* Read the answers until the round's commit's, if it is unanswered, until close_by_ns;
+ * then its failure, if it failed or did not come. */
+static int round_commit_status(shoal_consumer_t *c, struct cgroup *g)
 {
+    int rc;
+
     for (size_t i = 0; g->round_commit_rc > 0 && i < g->npend; i++)
         if (g->pend[i].seq == g->round_commit_seq) {
             (void)conn_drain(c, g, g->npend - i - 1, g->close_by_ns);
-            return;
+            break;
         }
+    if ((rc = g->round_commit_rc) > 0)
+        return SHOAL_ERR(SHOAL_ETIMEDOUT,
+                         "group %s: shoald did not answer the commit as its rebalance began "
+                         "in time: positions may not be committed",
+                         g->group_id);
+    if (rc < 0)
+        return SHOAL_ERR(rc,
+                         "group %s: the commit as its rebalance began failed (%s): positions %s "
+                         "committed",
+                         g->group_id, shoal_strerror(rc),
+                         rc == SHOAL_ECLOSED || rc == SHOAL_ETIMEDOUT ? "may not be" : "not");
+    return 0;
 }
 
 /* Commit (auto-commit), revoke and leave, waiting for shoald until g->close_by_ns at most:
@@ -1640,7 +1678,7 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
             return SHOAL_ERR(SHOAL_ECLOSED,
                              "group %s: the connection to shoald broke: positions not committed",
                              g->group_id);
-        return 0;
+        return round_commit_status(c, g);
     }
     g->close_by_ns =
         shoal__mono_ns() + (int64_t)SHOAL_MIN(g->session_ms, cgroup__call_timeout_ms) * 1000000;
@@ -1648,21 +1686,13 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
         /* The round is under way: a commit or leave would wait behind its join or sync at
          * shoald. Nothing was read since the round began with a commit: once its answer is
          * in, closing the connection is the leave. */
-        await_round_commit(c, g);
+        rc = round_commit_status(c, g);
         detach_all(c, g, true);
-        if (g->round_commit_rc > 0)
-            return SHOAL_ERR(SHOAL_ETIMEDOUT,
-                             "group %s: shoald did not answer the commit as its rebalance began "
-                             "in time: positions may not be committed",
-                             g->group_id);
-        if (g->round_commit_rc < 0)
-            return SHOAL_ERR(g->round_commit_rc,
-                             "group %s: the commit as its rebalance began failed (%s): positions "
-                             "not committed",
-                             g->group_id, shoal_strerror(g->round_commit_rc));
-        return 0;
+        return rc;
     }
     rc = revoke_all(c, g, false);
+    if (rc == 0) /* 0 but after a round that failed after its commit (nothing was held) */
+        rc = round_commit_status(c, g);
     /* When shoald did not answer the commit, closing the connection is the leave. */
     if (g->stalled || g->connecting)
         return rc;

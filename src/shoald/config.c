@@ -72,10 +72,9 @@ static int set_int(void *dst, const struct key_def *k, const char *v, char *err,
     return 0;
 }
 
-/* A group: a number, or a name looked up in the group database (at every load, so a
- * reload sees a group created since). */
-/* A gid (digits, or -1), else a group's name (which may begin with a digit): one whose
- * entry lists many members takes a larger buffer than the first try's (ERANGE). */
+/* A group: a gid (digits, or -1), else a name (which may begin with a digit) looked up in
+ * the group database at every load, so a reload sees a group created since. An entry that
+ * lists many members takes a larger buffer than the first try's (ERANGE). */
 static int set_group(void *dst, const struct key_def *k, const char *v, char *err, size_t cap)
 {
     struct group gr, *res = NULL;
@@ -86,7 +85,7 @@ static int set_group(void *dst, const struct key_def *k, const char *v, char *er
     if (*v == '-' || (*v && strspn(v, "0123456789") == strlen(v)))
         return set_int(dst, k, v, err, cap);
     while (rc == ERANGE && len <= (1u << 24)) {
-        char *more = realloc(buf, len *= 2);
+        char *more = shoal__realloc(buf, len *= 2);
         if (!more)
             break;
         buf = more;
@@ -99,7 +98,7 @@ static int set_group(void *dst, const struct key_def *k, const char *v, char *er
     else
         snprintf(err, cap, "%s: cannot look group '%s' up: %s", k->name, v,
                  strerror(rc == ERANGE ? ENOMEM : rc));
-    free(buf);
+    shoal__free(buf);
     return rc == 0 && res ? 0 : SHOAL_ECONFIG;
 }
 
