@@ -102,6 +102,7 @@ struct cgroup {
     bool fenced;          /* for good: a later process took this static member's place */
     bool attached;        /* the assignment is attached to the consumer */
     bool follow_up;       /* leader: a cooperative assignor withheld partitions */
+    bool in_callback;     /* on_assigned or on_revoked is running (call_list) */
     bool assign_failed;   /* leader: the last rejoin failed in the assignor (or its check) */
     int64_t retry_ns;     /* after a failed assignment: no rejoin before this */
     struct ctp *assigned; /* what this member owns now */
@@ -502,18 +503,32 @@ static int conn_call_simple(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t 
 
 /* ------------------------------------------------------------------ revoke, assign */
 
+/* Call cb with the n partitions of list, in a copy of their own: a commit from the callback
+ * that finds the member fenced revokes everything (fence) and frees the member's list while
+ * the callback still reads tps. A revoke from inside a callback calls no callback again. */
 static void call_list(shoal_consumer_t *c, struct cgroup *g, shoal_rebalance_cb cb,
                       const struct ctp *list, size_t n)
 {
+    size_t bytes = (n ? n : 1) * sizeof(shoal_topic_partition_t);
     shoal_topic_partition_t *tps;
-    if (!cb)
-        return;
-    tps = shoal__calloc(n ? n : 1, sizeof(*tps));
-    if (!tps)
+    char *names;
+
+    if (!cb || g->in_callback)
         return;
     for (size_t i = 0; i < n; i++)
-        tps[i] = (shoal_topic_partition_t){.topic = list[i].topic, .partition = list[i].partition};
+        bytes += strlen(list[i].topic) + 1;
+    if (!(tps = shoal__malloc(bytes)))
+        return;
+    names = (char *)(tps + (n ? n : 1));
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(list[i].topic) + 1;
+        tps[i] = (shoal_topic_partition_t){.topic = memcpy(names, list[i].topic, len),
+                                           .partition = list[i].partition};
+        names += len;
+    }
+    g->in_callback = true;
     cb(g->cb_arg, c, tps, n);
+    g->in_callback = false;
     shoal__free(tps);
 }
 
