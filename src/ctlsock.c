@@ -174,7 +174,8 @@ static int wait_ready(int fd, short events, int64_t deadline_ns)
 
     for (;;) {
         if (deadline_ns >= 0) {
-            int64_t left_ns = SHOAL_MAX(deadline_ns - shoal__mono_ns(), (int64_t)0);
+            int64_t left_ns = deadline_ns - shoal__mono_ns();
+            left_ns = SHOAL_MAX(left_ns, (int64_t)0);
             /* Rounded up, so that a wait below a millisecond does not spin. */
             timeout_ms = (int)SHOAL_MIN((left_ns + 999999) / 1000000, (int64_t)INT32_MAX);
         }

@@ -156,9 +156,10 @@ int shoal__fsync_dir(const char *path);
 int shoal__open_regular(const char *path, int flags, unsigned mode);
 
 #define SHOAL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define SHOAL_MIN(a, b)    ((a) < (b) ? (a) : (b))
 #define SHOAL_PLURAL(n)    ((n) == 1 ? "" : "s") /* "%zu topic%s", n, SHOAL_PLURAL(n) */
-#define SHOAL_MAX(a, b)    ((a) > (b) ? (a) : (b))
+/* Each evaluates one of its arguments twice: no calls, atomic loads or side effects in them. */
+#define SHOAL_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define SHOAL_MAX(a, b) ((a) > (b) ? (a) : (b))
 
 /* n bytes as text for a message: whole MiB from 1 MiB up, else whole KiB (so that a small
  * filesystem's 196 KiB is not "0 MiB"). Returns buf. */

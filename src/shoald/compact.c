@@ -504,8 +504,7 @@ static int clean_segment(cleaner_t *c, int64_t base)
     if ((rc = rewrite_segment(c, &m, base)) < 0)
         goto out;
     if (before >= c->out_pos)
-        atomic_fetch_sub(&p->disk_bytes_sealed,
-                         SHOAL_MIN(before - c->out_pos, atomic_load(&p->disk_bytes_sealed)));
+        dpart_sealed_sub(p, before - c->out_pos);
     else
         atomic_fetch_add(&p->disk_bytes_sealed, c->out_pos - before);
     p->oldest_base = -1; /* retention's cached timestamps may have changed */

@@ -892,8 +892,7 @@ static void dpart_apply_retention(dpart_t *p)
         if (!(why = retention_reason(p, bases[i], bytes, total)))
             break;
         total -= bytes;
-        atomic_fetch_sub(&p->disk_bytes_sealed,
-                         SHOAL_MIN(bytes, atomic_load(&p->disk_bytes_sealed)));
+        dpart_sealed_sub(p, bytes);
         log_info("%s-%u: deleted segment %lld (%llu bytes) by %s", p->topic, p->id,
                  (long long)bases[i], (unsigned long long)bytes, why);
     }
@@ -1148,6 +1147,14 @@ static void ring_probe_ends(const ring_t *r)
         const volatile uint8_t *at = ring_file_mapping(r, f, &len);
         (void)at[len - 1];
     }
+}
+
+void dpart_sealed_sub(dpart_t *p, uint64_t bytes)
+{
+    uint64_t was = atomic_load(&p->disk_bytes_sealed);
+
+    while (!atomic_compare_exchange_weak(&p->disk_bytes_sealed, &was, was - SHOAL_MIN(bytes, was)))
+        ;
 }
 
 void dpart_reap(dpart_t *p)
@@ -1478,8 +1485,10 @@ int dpart_offset_for_time(dpart_t *p, int64_t ts, int64_t *offset)
             rc = disk_find_time(p, ts, &from, offset);
         if (rc == SHOAL_EOFFSET)
             rc = ring_find_time(p, ts, from, offset);
-        if (rc == SHOAL_EOFFSET && !is_disk(p))
-            from = SHOAL_MAX(from, atomic_load(&ctl->log_start_offset));
+        if (rc == SHOAL_EOFFSET && !is_disk(p)) {
+            int64_t start = atomic_load(&ctl->log_start_offset);
+            from = SHOAL_MAX(from, start);
+        }
     }
     if (rc == SHOAL_EOFFSET)
         return SHOAL_ERR(SHOAL_AGAIN, "%s-%u: the log moved on during %d timestamp searches",

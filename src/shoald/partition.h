@@ -110,6 +110,9 @@ void dpart_reap(dpart_t *p);
  * that pass succeeded, for a memory topic, or for one stopped as broken, whose loss was
  * logged when it stopped). Flusher thread only. */
 int64_t dpart_unsynced(const dpart_t *p);
+/* Take bytes of segments removed or rewritten smaller off disk_bytes_sealed, which never
+ * goes below 0 (retention and the cleaner subtract from it, the flusher adds). */
+void dpart_sealed_sub(dpart_t *p, uint64_t bytes);
 /* Unmap and close; the caller has run a final flush. */
 void dpart_close(dpart_t *p);
 /* Topic deletion: stop clients (deleted flag + wake-up), remove shm and disk files. */
