@@ -591,8 +591,9 @@ struct shoal_topic_partition;
  * assignors cooperative) get on_revoked and on_assigned with only the partitions that
  * moved, after the new assignment is known; shoal_commit_sync() may still commit the
  * revoked ones in on_revoked (shoald assigns them to nobody until this member has given
- * them up), and with auto_commit their positions were committed as the rebalance began
- * (nothing is read during it). A member that was fenced gets on_revoked for partitions
+ * them up), and with auto_commit their positions were committed already (a cooperative
+ * member reads and commits on while its join waits for the other members, and auto-commit
+ * commits again before on_revoked). A member that was fenced gets on_revoked for partitions
  * already lost. */
 typedef void (*shoal_rebalance_cb)(void *arg, shoal_consumer_t *c,
                                    const struct shoal_topic_partition *tps, size_t n);
@@ -871,7 +872,8 @@ typedef struct shoal_topic_partition_offset {
  *         shoal_poll), SHOAL_ENOTASSIGNED, SHOAL_ENOTOPIC (the topic was deleted),
  *         SHOAL_EOFFSET (an offset past the partition's log end: nothing is committed),
  *         SHOAL_EREBALANCE (the group is completing a rebalance, or this member's round
- *         of it is still under way: poll until it is done, then commit),
+ *         of it is still under way: poll until it is done, then commit; a cooperative
+ *         member may commit while its join waits for the others),
  *         SHOAL_EINVAL (not a group consumer), SHOAL_ENOGROUP, SHOAL_EIO, SHOAL_ECLOSED,
  *         SHOAL_ETIMEDOUT (shoald did not answer within 30 s: it is stopped or hung; the
  *         commit may still be carried out once it goes on), SHOAL_EPROTO, -ENOMEM.

@@ -64,6 +64,7 @@
 #define CGROUP_ASYNC_MAX      64
 #define CGROUP_PEND_MAX       (CGROUP_ASYNC_MAX + 16) /* + a heartbeat and abandoned calls */
 #define CGROUP_JOIN_MARGIN_MS 10000
+#define CGROUP_JOIN_LOOK_MS   10 /* reading while joining: how often it looks for the answer */
 #define CGROUP_CALL_MS        30000
 
 int cgroup__call_timeout_ms = CGROUP_CALL_MS;
@@ -122,9 +123,10 @@ struct cgroup {
     char hb_detail[256]; /* and its detail */
 
     bool keep;                 /* cooperative: the assignment stays attached through the round */
-    int round_commit_rc;       /* the commit of the positions as the round began: 1 while */
+    bool read_in_join;         /* keep: records were read while the join waited */
+    int round_commit_rc;       /* the round's commit of the positions (auto-commit): 1 while */
     uint32_t round_commit_seq; /* unanswered (this request), then its status */
-    uint8_t phase;             /* enum round_phase; nothing is read meanwhile */
+    uint8_t phase;             /* enum round_phase; nothing is read but while joining (keep) */
     uint32_t phase_seq;        /* that request's sequence number */
     int64_t phase_by_ns;       /* given up when its answer has not come by then */
     bool phase_done;           /* its answer was read: */
@@ -229,9 +231,10 @@ static void free_assigned(struct cgroup *g)
 /* ------------------------------------------------------------------ the group connection */
 
 /* Requests whose responses are still to be read sit in g->pend, oldest first; shoald answers
- * a connection's requests in order, so the next frame always answers pend[0]. A call sends
- * its request and reads the responses in order until its own, handing the earlier ones to
- * their owners (conn_dispatch). Nothing waits longer than it was given: a heartbeat's
+ * a connection's requests in order, but for commits, which it answers while a join or sync
+ * waits: a response is matched to its request by sequence number. A call sends its request
+ * and reads the responses until its own, handing the others to their owners
+ * (conn_dispatch). Nothing waits longer than it was given: a heartbeat's
  * response not in by the end of the poll's slice is read by a later poll, and a call that
  * times out (SHOAL_ETIMEDOUT) leaves its request pending, abandoned, its late response
  * read and dropped then. So a stopped daemon costs a poll nothing beyond its timeout, and
@@ -343,15 +346,25 @@ static int conn_send(struct cgroup *g, ctl_writer_t *w, enum pend_kind kind, uin
     return 0;
 }
 
-/* Read the response to pend[0] if it comes by deadline_ns and take the request off the
- * queue into *e: 0 with its status in *status (detail in shoal_errmsg()) and, when that
- * is 0, rep ready to read. SHOAL_ETIMEDOUT when nothing came (the stream is untouched);
- * any other failure broke the stream and dropped the connection. */
+/* The index in g->pend of the request with sequence number seq, or g->npend. */
+static size_t pend_find(const struct cgroup *g, uint32_t seq)
+{
+    size_t i = 0;
+    while (i < g->npend && g->pend[i].seq != seq)
+        i++;
+    return i;
+}
+
+/* Read the next response if it comes by deadline_ns and take its request off the queue
+ * into *e: 0 with its status in *status (detail in shoal_errmsg()) and, when that is 0,
+ * rep ready to read. SHOAL_ETIMEDOUT when nothing came (the stream is untouched); any
+ * other failure broke the stream and dropped the connection. */
 static int conn_read(struct cgroup *g, int64_t deadline_ns, struct pend *e, int *status,
                      client_reply_t *rep)
 {
     char detail[512];
     ctl_header_t h;
+    size_t i = 0;
     int rc;
 
     memset(rep, 0, sizeof(*rep));
@@ -359,16 +372,16 @@ static int conn_read(struct cgroup *g, int64_t deadline_ns, struct pend *e, int 
         return SHOAL_ERR(SHOAL_ECLOSED, "group %s: no connection to shoald", g->group_id);
     if ((rc = client_recv(g->conn, &h, rep, deadline_ns)) == SHOAL_ETIMEDOUT)
         return rc;
-    *e = g->pend[0];
-    if (rc == 0 && (h.type != (e->type | CTL_RESPONSE) || h.seq != e->seq))
-        rc = SHOAL_ERR(SHOAL_EPROTO, "group response %u/%u does not answer %u/%u", h.type, h.seq,
-                       e->type, e->seq);
+    if (rc == 0 &&
+        ((i = pend_find(g, h.seq)) == g->npend || h.type != (g->pend[i].type | CTL_RESPONSE)))
+        rc = SHOAL_ERR(SHOAL_EPROTO, "group response %u/%u answers no request sent", h.type, h.seq);
     if (rc < 0) {
         client_reply_release(rep);
         conn_drop(g);
         return rc;
     }
-    memmove(&g->pend[0], &g->pend[1], --g->npend * sizeof(g->pend[0]));
+    *e = g->pend[i];
+    memmove(&g->pend[i], &g->pend[i + 1], (--g->npend - i) * sizeof(g->pend[0]));
     g->nasync -= e->kind == PEND_COMMIT;
     g->stalled = false;
     ctl_reader_init(&rep->r, rep->payload, h.len);
@@ -419,11 +432,11 @@ static void report_lost_commits(shoal_consumer_t *c, struct cgroup *g)
     }
 }
 
-/* Read the responses that come by deadline_ns until pend holds at most keep requests
- * (0, or SHOAL_ETIMEDOUT, or the connection broke). */
-static int conn_drain(shoal_consumer_t *c, struct cgroup *g, size_t keep, int64_t deadline_ns)
+/* Read the responses that come by deadline_ns until request seq is answered (0, or
+ * SHOAL_ETIMEDOUT, or the connection broke). */
+static int conn_wait(shoal_consumer_t *c, struct cgroup *g, uint32_t seq, int64_t deadline_ns)
 {
-    while (g->conn && g->npend > keep) {
+    while (g->conn && pend_find(g, seq) < g->npend) {
         struct pend e;
         client_reply_t rep;
         int status, rc = conn_read(g, deadline_ns, &e, &status, &rep);
@@ -432,6 +445,16 @@ static int conn_drain(shoal_consumer_t *c, struct cgroup *g, size_t keep, int64_
         conn_dispatch(c, g, &e, status, &rep);
     }
     return 0;
+}
+
+/* Read the responses that come by deadline_ns until every request is answered. */
+static int conn_drain(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns)
+{
+    int rc = 0;
+
+    while (rc == 0 && g->conn && g->npend)
+        rc = conn_wait(c, g, g->pend[0].seq, deadline_ns);
+    return rc;
 }
 
 /* A request whose answer is no longer awaited: it is read and dropped when it comes (the
@@ -582,7 +605,7 @@ static bool list_has(const struct ctp *list, size_t n, const struct ctp *tp)
  * new one (g->incoming) takes away: on_revoked with only those, while g->assigned is still
  * all the member holds, so that a commit of every position from it covers them; then
  * detach them. Partitions given up mean another rebalance follows, in which they are
- * handed to their new owners. The caller committed the positions before rejoining. */
+ * handed to their new owners. The caller committed the positions (round_commit). */
 static int give_up_gone(shoal_consumer_t *c, struct cgroup *g)
 {
     struct ctp *gone = shoal__calloc(g->nassigned ? g->nassigned : 1, sizeof(*gone));
@@ -634,6 +657,21 @@ static bool cooperative(const struct cgroup *g)
         if (!g->assignors[i]->cooperative)
             return false;
     return true;
+}
+
+/* A cooperative member's join waits: it reads and commits what it holds meanwhile (the
+ * other members may be slow to rejoin). From the join's answer to the round's end it
+ * reads nothing, and commits only from on_revoked. */
+static bool joining_kept(const struct cgroup *g)
+{
+    return g->phase == ROUND_JOINING && g->keep;
+}
+
+/* Whether the poll reads while the join waits: it looks for the join's answer between
+ * reads of CGROUP_JOIN_LOOK_MS (cgroup_poll), and maintain() does not wait for it. */
+static bool reads_while_joining(shoal_consumer_t *c, const struct cgroup *g)
+{
+    return joining_kept(g) && consumer__assigned_count(c) > 0;
 }
 
 /* ------------------------------------------------------------------ join and sync */
@@ -946,35 +984,36 @@ static int round_wait(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns
     return 0;
 }
 
-/* Commit the positions as the round begins (auto-commit) without waiting for the answer:
- * shoald takes a connection's requests in order, so the commit comes before the join. Its
- * result goes to on_commit, as an auto-commit's does, and to round_commit_rc for close.
- * It is sent even with CGROUP_ASYNC_MAX commits unanswered (waiting for room would hold the
- * poll). A round with nothing to commit (the last one failed after detaching) leaves the
- * last round's result as it is. */
+/* Commit the positions (auto-commit) without waiting for the answer: as the round begins
+ * (shoald takes a connection's requests in order, so the commit comes before the join),
+ * and at the sync's answer when records were read while joining. Its result goes to
+ * on_commit, as an auto-commit's does, and to round_commit_rc for close. It is sent even
+ * with CGROUP_ASYNC_MAX commits unanswered (waiting for room would hold the poll). A round
+ * with nothing to commit (the last one failed after detaching) leaves the last round's
+ * result as it is. */
 static void round_commit(shoal_consumer_t *c, struct cgroup *g)
 {
     int rc;
 
     if (!g->auto_commit || !g->attached || !g->nassigned)
         return;
-    round_hook(CGROUP_BEFORE_COMMIT);
     rc = commit_send(c, g, NULL, 0, call_deadline(g), &g->round_commit_seq);
     g->round_commit_rc = rc < 0 ? rc : 1;
 }
 
-/* Start a round: commit, give the partitions up (eager; a cooperative member keeps them,
- * but reads nothing until the round ends, so that this commit still covers those the round
- * takes away), and send the join. */
+/* Start a round: commit, give the partitions up (eager; a cooperative member keeps them and
+ * reads on while the join waits, joining_kept), and send the join. */
 static int round_begin(shoal_consumer_t *c, struct cgroup *g)
 {
     ctl_writer_t w;
     int rc;
 
     g->keep = cooperative(g) && g->attached;
+    g->read_in_join = false;
     g->assign_failed = false;
     g->joins++; /* answers to earlier heartbeats no longer count */
     g->hb_status = 0;
+    round_hook(CGROUP_BEFORE_COMMIT);
     round_commit(c, g);
     if (!g->keep)
         detach_all(c, g, false);
@@ -1066,6 +1105,8 @@ static int round_synced(shoal_consumer_t *c, struct cgroup *g)
     if (g->keep) {
         g->incoming = list;
         g->nincoming = n;
+        if (g->read_in_join) /* with the new generation, before what it gives up moves */
+            round_commit(c, g);
         if ((rc = give_up_gone(c, g)) == 0)
             rc = note_added(g);
     } else {
@@ -1196,7 +1237,8 @@ static int round_end(shoal_consumer_t *c, struct cgroup *g, int rc)
         g->generation = -1;
         rc = SHOAL_EREBALANCE;
     } else if (rc == 0) {
-        g->round_commit_rc = 0; /* answered before the join: its failure went to on_commit */
+        if (g->round_commit_rc < 0) /* its failure went to on_commit */
+            g->round_commit_rc = 0;
         g->attached = true;
         g->need_join = g->follow_up;
         g->follow_up = false;
@@ -1216,7 +1258,8 @@ static int rejoin_step(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_n
 
     if (g->phase == ROUND_NONE)
         rc = round_begin(c, g);
-    if (rc == 0 && g->phase == ROUND_JOINING && (rc = round_wait(c, g, deadline_ns)) == 0)
+    if (rc == 0 && g->phase == ROUND_JOINING &&
+        (rc = round_wait(c, g, reads_while_joining(c, g) ? 0 : deadline_ns)) == 0)
         rc = round_joined(g);
     if (rc == 0 && g->phase == ROUND_SYNCING && (rc = round_wait(c, g, deadline_ns)) == 0)
         rc = round_synced(c, g);
@@ -1401,7 +1444,7 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
     for (int tries = 0; g->need_join && tries < 16; tries++) {
         rc = rejoin_step(c, g, deadline);
         if (rc > 0)
-            return 0;                   /* an answer is still to come: the next poll goes on */
+            break;                      /* an answer is still to come: the next poll goes on */
         if (rc < 0 && g->assign_failed) /* the assignor's code, whatever it is */
             return rc;
         if (rc < 0 && rc != SHOAL_EREBALANCE)
@@ -1409,7 +1452,7 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
     }
     /* With CGROUP_ASYNC_MAX commits unanswered, waiting for room would hold up the poll:
      * the next poll tries again. */
-    if (!g->need_join && g->auto_commit && g->attached && g->nassigned &&
+    if ((!g->need_join || joining_kept(g)) && g->auto_commit && g->attached && g->nassigned &&
         ms_since(g->last_commit_ns) >= g->auto_commit_ms && g->nasync < CGROUP_ASYNC_MAX)
         (void)commit(c, g, NULL, 0, false, deadline);
     return 0;
@@ -1445,7 +1488,10 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
             sleep_ms(slice);
         if (rc < 0)
             return rc;
-        if (g->phase != ROUND_NONE) { /* maintain() waits for the round's answers */
+        if (reads_while_joining(c, g)) {
+            n = consumer__poll(c, out, max, SHOAL_MIN(slice, CGROUP_JOIN_LOOK_MS));
+            g->read_in_join |= n > 0;
+        } else if (g->phase != ROUND_NONE) { /* maintain() waits for the round's answers */
             n = 0;
         } else if (consumer__assigned_count(c) == 0) {
             if (slice > 0)
@@ -1546,13 +1592,12 @@ static int build_commit(struct cgroup *g, ctl_writer_t *w, const shoal_topic_par
 static int make_room(shoal_consumer_t *c, struct cgroup *g)
 {
     int64_t deadline = shoal__mono_ns() + (int64_t)cgroup__call_timeout_ms * 1000000;
-    size_t keep = 0;
+    size_t oldest = 0;
     int rc;
 
-    while (keep < g->npend && g->pend[keep].kind != PEND_COMMIT)
-        keep++;
-    keep = g->npend - keep - 1; /* everything after the oldest commit */
-    rc = conn_drain(c, g, keep, deadline);
+    while (g->pend[oldest].kind != PEND_COMMIT) /* CGROUP_ASYNC_MAX of them are there */
+        oldest++;
+    rc = conn_wait(c, g, g->pend[oldest].seq, deadline);
     if (rc == SHOAL_ETIMEDOUT)
         return SHOAL_ERR(rc, "group %s: %d commits in flight, and shoald did not answer in %d ms",
                          g->group_id, CGROUP_ASYNC_MAX, cgroup__call_timeout_ms);
@@ -1574,7 +1619,7 @@ static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_parti
     if (g->generation < 0)
         return SHOAL_ERR(SHOAL_EGENERATION, "not a member of group %s (yet): poll to join",
                          g->group_id);
-    if (g->phase != ROUND_NONE) /* it would wait behind the join or sync at shoald */
+    if (g->phase != ROUND_NONE && !joining_kept(g))
         return SHOAL_ERR(SHOAL_EREBALANCE,
                          "group %s is rebalancing: poll until it is done, then "
                          "commit",
@@ -1663,23 +1708,44 @@ static int round_commit_status(shoal_consumer_t *c, struct cgroup *g)
 {
     int rc;
 
-    for (size_t i = 0; g->round_commit_rc > 0 && i < g->npend; i++)
-        if (g->pend[i].seq == g->round_commit_seq) {
-            (void)conn_drain(c, g, g->npend - i - 1, g->close_by_ns);
-            break;
-        }
+    if (g->round_commit_rc > 0)
+        (void)conn_wait(c, g, g->round_commit_seq, g->close_by_ns);
     if ((rc = g->round_commit_rc) > 0)
         return SHOAL_ERR(SHOAL_ETIMEDOUT,
-                         "group %s: shoald did not answer the commit as its rebalance began "
+                         "group %s: shoald did not answer the commit of its rebalance "
                          "in time: positions may not be committed",
                          g->group_id);
     if (rc < 0)
         return SHOAL_ERR(rc,
-                         "group %s: the commit as its rebalance began failed (%s): positions %s "
+                         "group %s: the commit of its rebalance failed (%s): positions %s "
                          "committed",
                          g->group_id, shoal_strerror(rc),
                          rc == SHOAL_ECLOSED || rc == SHOAL_ETIMEDOUT ? "may not be" : "not");
     return 0;
+}
+
+/* Closing in a round in which records were read while joining (auto-commit): commit them,
+ * while joining at once, while syncing once the sync's answer is in (with the new
+ * generation); after that, the round's commit at the sync's answer has them. */
+static int round_close_commit(shoal_consumer_t *c, struct cgroup *g)
+{
+    int rc = 0;
+
+    if (g->phase == ROUND_SYNCING && (rc = round_wait(c, g, g->close_by_ns)) == 0 &&
+        (rc = g->phase_status) < 0)
+        SHOAL_ERR(rc, "%s", g->phase_detail);
+    if (rc > 0)
+        rc = SHOAL_ERR(SHOAL_ETIMEDOUT, "group %s: shoald did not answer the sync in time",
+                       g->group_id);
+    if (rc < 0)
+        return SHOAL_ERR(rc,
+                         "group %s: closed in a rebalance (%s): the positions read while it "
+                         "began are not committed",
+                         g->group_id, shoal_errmsg());
+    if (g->phase != ROUND_SYNCING && g->phase != ROUND_JOINING)
+        return round_commit_status(c, g);
+    phase_reset(g); /* the sync's answer, or the join still waiting, which commits pass */
+    return commit_positions(c, g);
 }
 
 /* Commit (auto-commit), revoke and leave, waiting for shoald until g->close_by_ns at most:
@@ -1698,10 +1764,10 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
     g->close_by_ns =
         shoal__mono_ns() + (int64_t)SHOAL_MIN(g->session_ms, cgroup__call_timeout_ms) * 1000000;
     if (g->phase != ROUND_NONE) {
-        /* The round is under way: a commit or leave would wait behind its join or sync at
-         * shoald. Nothing was read since the round began with a commit: once its answer is
-         * in, closing the connection is the leave. */
-        rc = round_commit_status(c, g);
+        /* The round is under way: a leave would wait behind its join or sync at shoald;
+         * closing the connection is the leave, once the positions are committed. */
+        rc = g->read_in_join && g->auto_commit ? round_close_commit(c, g)
+                                               : round_commit_status(c, g);
         detach_all(c, g, true);
         return rc;
     }
@@ -1711,7 +1777,7 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
     /* When shoald did not answer the commit, closing the connection is the leave. */
     if (g->stalled || g->connecting)
         return rc;
-    if (conn_drain(c, g, 0, g->close_by_ns) < 0) /* the answers to async commits */
+    if (conn_drain(c, g, g->close_by_ns) < 0) /* the answers to async commits */
         return rc;
     /* A static member does not leave: its place waits for it (session timeout). */
     if (!g->instance_id[0] && g->member_id[0]) {

@@ -81,10 +81,12 @@ struct conn {
     uid_t uid;
     gid_t gid;
     bool allowed;
-    /* Requests of this connection that await server_reply(). The frames after a parked
-     * request wait in `in`, so that responses go out in the order of the requests; only
-     * commits may follow parked commits (group.c answers those in order, in one batch). */
-    uint32_t parked_commits, parked_other;
+    /* Requests of this connection that await server_reply(), by kind (conn_parked_kind).
+     * The frames after a parked request wait in `in`, so that responses go out in the
+     * order of the requests, with one exception: a commit runs behind parked commits
+     * (group.c answers those in order, in one batch) and behind a parked join or sync, so
+     * that a cooperative member commits what it reads while its group rebalances. */
+    uint32_t parked[3];
     bool resume;      /* the parked ones were answered with frames waiting: server_resume() */
     uint64_t replies; /* sent by server_reply(), which a handler may call before it parks */
     uint8_t *in;
@@ -514,14 +516,27 @@ static void conn_close(server_t *s, struct conn *c)
     shoal__free(c);
 }
 
+enum parked_kind { PARKED_COMMIT, PARKED_ROUND, PARKED_OTHER };
+
+static enum parked_kind conn_parked_kind(uint16_t type)
+{
+    if (type == CTL_GROUP_COMMIT)
+        return PARKED_COMMIT;
+    return type == CTL_GROUP_JOIN || type == CTL_GROUP_SYNC ? PARKED_ROUND : PARKED_OTHER;
+}
+
+static bool conn_parked(const struct conn *c)
+{
+    return c->parked[PARKED_COMMIT] || c->parked[PARKED_ROUND] || c->parked[PARKED_OTHER];
+}
+
 /* Whether c's socket may be read: not once it ended or failed, nor while replies wait or a
  * request is parked and enough input waits behind them (SERVER_INPUT_PAUSE_BYTES). */
 static bool conn_reading(const struct conn *c)
 {
     if (c->dead || c->closing || c->eof)
         return false;
-    return (outq_is_empty(&c->out) && c->parked_other == 0 && c->parked_commits == 0) ||
-           c->len < SERVER_INPUT_PAUSE_BYTES;
+    return (outq_is_empty(&c->out) && !conn_parked(c)) || c->len < SERVER_INPUT_PAUSE_BYTES;
 }
 
 /* Whether c may answer its next frame: replies go out in order, one frame's after the
@@ -661,10 +676,8 @@ static void conn_answer(server_t *s, struct conn *c, const ctl_header_t *h, cons
     uint64_t replies = c->replies;
     int status = dispatch(s, c, h, payload, fds, &nfds);
 
-    if (status == SERVER_PARKED && c->replies == replies && h->type == CTL_GROUP_COMMIT)
-        c->parked_commits++;
-    else if (status == SERVER_PARKED && c->replies == replies) /* not answered already */
-        c->parked_other++;
+    if (status == SERVER_PARKED && c->replies == replies) /* not answered already */
+        c->parked[conn_parked_kind(h->type)]++;
     if (status == SERVER_PARKED)
         return;
     if (response_build(s, c, h->type, h->seq, &status,
@@ -708,7 +721,9 @@ static void conn_reject(server_t *s, struct conn *c, int status)
 /* Whether a request of this type may run now, with what the connection has parked. */
 static bool conn_may_run(const struct conn *c, uint16_t type)
 {
-    return c->parked_other == 0 && (c->parked_commits == 0 || type == CTL_GROUP_COMMIT);
+    if (type == CTL_GROUP_COMMIT)
+        return c->parked[PARKED_OTHER] == 0;
+    return !conn_parked(c);
 }
 
 /* Handle every whole frame in c->in that may run: until one must wait behind a parked
@@ -1182,10 +1197,8 @@ void server_reply(server_t *s, const server_req_t *req, int status, const char *
         conn_send(s, c, NULL, 0); /* behind what waits; closing it is the loop's job */
     writer_trim(&s->out);
     c->replies++;
-    if (req->type == CTL_GROUP_COMMIT && c->parked_commits)
-        c->parked_commits--;
-    else if (req->type != CTL_GROUP_COMMIT && c->parked_other)
-        c->parked_other--;
+    if (c->parked[conn_parked_kind(req->type)])
+        c->parked[conn_parked_kind(req->type)]--;
     c->resume = c->len > 0 && conn_may_run(c, CTL_TYPE_MAX_);
 }
 
