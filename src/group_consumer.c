@@ -618,23 +618,24 @@ static int give_up_gone(shoal_consumer_t *c, struct cgroup *g)
             gone[ngone++] = g->assigned[i];
     if (ngone)
         call_list(c, g, g->on_revoked, gone, ngone);
+    /* Detach them even when a commit from the callback broke the connection: the round
+     * fails then, and its revoke must not name them again. A commit that found the member
+     * fenced gave everything up already (revoke_all left no list). */
+    for (size_t i = 0; i < g->nassigned; i++) {
+        if (!list_has(gone, ngone, &g->assigned[i]))
+            g->assigned[nkept++] = g->assigned[i];
+        else
+            (void)consumer__unassign_one(c, g->assigned[i].topic, g->assigned[i].partition);
+    }
+    for (size_t i = 0; g->nassigned && i < ngone; i++) /* their strings, now unused */
+        shoal__free(gone[i].topic);
+    g->follow_up |= g->nassigned && ngone;
+    g->nassigned = nkept;
     shoal__free(gone);
-    /* A commit from on_revoked may have found the member fenced or the connection
-     * broken: the partitions are all lost then (revoke_all), and the round with them. */
     if (g->fenced)
         return fenced_error(g);
     if (!g->conn || !g->incoming)
         return SHOAL_ERR(SHOAL_ECLOSED, "group %s: the connection to shoald broke", g->group_id);
-    for (size_t i = 0; i < g->nassigned; i++) {
-        if (list_has(g->incoming, g->nincoming, &g->assigned[i])) {
-            g->assigned[nkept++] = g->assigned[i];
-            continue;
-        }
-        (void)consumer__unassign_one(c, g->assigned[i].topic, g->assigned[i].partition);
-        shoal__free(g->assigned[i].topic);
-        g->follow_up = true;
-    }
-    g->nassigned = nkept;
     return 0;
 }
 

@@ -2210,6 +2210,91 @@ INTEG_TEST(test_closing_while_the_sync_waits_commits_what_was_read_while_joining
     shoal_client_close(cl[1]);
 }
 
+static _Atomic uint32_t held_bits[2]; /* partitions member i holds, by its callbacks */
+static _Atomic int held_errors;       /* given twice, or revoked without being held */
+static struct harness_daemon *kill_in_revoke;
+static int revoke_commit_rc;
+
+static void held_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
+                          size_t n)
+{
+    int idx = (int)(intptr_t)arg;
+    (void)c;
+    for (size_t i = 0; i < n; i++)
+        if (atomic_fetch_or(&held_bits[idx], 1u << tps[i].partition) & (1u << tps[i].partition))
+            atomic_fetch_add(&held_errors, 1);
+}
+
+/* Member 0's first on_revoked kills shoald, then commits: the commit breaks the group
+ * connection from inside the callback. */
+static void held_revoked(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
+                         size_t n)
+{
+    int idx = (int)(intptr_t)arg;
+    for (size_t i = 0; i < n; i++)
+        if (!(atomic_fetch_and(&held_bits[idx], ~(1u << tps[i].partition)) &
+              (1u << tps[i].partition)))
+            atomic_fetch_add(&held_errors, 1);
+    if (idx == 0 && n && kill_in_revoke) {
+        assert_int_equal(harness_daemon_kill9(kill_in_revoke), 0);
+        kill_in_revoke = NULL;
+        revoke_commit_rc = shoal_commit_sync(c, NULL, 0);
+    }
+}
+
+/* A cooperative member gives two of its four partitions up, and the commit it makes in
+ * on_revoked finds shoald gone: the round fails and the member loses the two it kept.
+ * on_revoked names each partition once: before, the round's revoke named the two given
+ * up a second time. After a restart both members rejoin and each partition is held once. */
+INTEG_TEST(test_a_connection_broken_inside_on_revoked_revokes_nothing_twice)
+{
+    shoal_topic_config_t cfg = topic_cfg(4);
+    const shoal_assignor_t *coop[] = {shoal_assignor_builtin("cooperative-sticky")};
+    shoal_consumer_options_t o;
+    shoal_client_t *cl[2];
+    shoal_consumer_t *c[2];
+    shoal_record_t recs[8];
+    int64_t t0;
+
+    assert_int_equal(shoal_topic_create(f->c, "broken", &cfg), 0);
+    for (int i = 0; i < 2; i++) {
+        member_options(&o, "breakers", i);
+        o.assignors = coop;
+        o.assignor_count = 1;
+        o.heartbeat_interval_ms = 50;
+        o.on_assigned = held_assigned;
+        o.on_revoked = held_revoked;
+        assert_int_equal(open_member(&cl[i], &c[i], &o, "broken"), 0);
+        for (t0 = mono_ms(); i == 0 && mono_ms() - t0 < 5000 && atomic_load(&held_bits[0]) != 0xf;)
+            assert_true(shoal_poll(c[0], recs, 8, 20) >= 0);
+    }
+    assert_int_equal(atomic_load(&held_bits[0]), 0xf);
+    kill_in_revoke = &f->d;
+    for (t0 = mono_ms(); mono_ms() - t0 < 5000 && kill_in_revoke;)
+        for (int i = 0; i < 2; i++)
+            (void)shoal_poll(c[i], recs, 8, 20);
+    assert_null(kill_in_revoke);
+    assert_true(revoke_commit_rc < 0);
+    for (int k = 0; k < 5; k++) /* the failed round ends: the two kept are lost */
+        (void)shoal_poll(c[0], recs, 8, 20);
+    assert_int_equal(atomic_load(&held_bits[0]), 0);
+    assert_int_equal(atomic_load(&held_errors), 0);
+
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    for (t0 = mono_ms(); mono_ms() - t0 < 10000 &&
+                         (__builtin_popcount(atomic_load(&held_bits[0])) != 2 ||
+                          (atomic_load(&held_bits[0]) | atomic_load(&held_bits[1])) != 0xf);)
+        for (int i = 0; i < 2; i++)
+            (void)shoal_poll(c[i], recs, 8, 20);
+    assert_int_equal(atomic_load(&held_bits[0]) | atomic_load(&held_bits[1]), 0xf);
+    assert_int_equal(atomic_load(&held_bits[0]) & atomic_load(&held_bits[1]), 0);
+    assert_int_equal(atomic_load(&held_errors), 0);
+    for (int i = 0; i < 2; i++) {
+        (void)shoal_consumer_close(c[i]);
+        shoal_client_close(cl[i]);
+    }
+}
+
 /* ------------------------------------------------------------------ a broken assignor */
 
 enum { ASSIGN_FAIL, ASSIGN_SKIP, ASSIGN_OK };
@@ -2960,6 +3045,7 @@ int main(void)
         T(test_a_cooperative_member_reads_while_joining_and_what_moves_is_read_once),
         T(test_a_newcomer_is_assigned_about_a_heartbeat_after_it_joins),
         T(test_closing_while_the_sync_waits_commits_what_was_read_while_joining),
+        T(test_a_connection_broken_inside_on_revoked_revokes_nothing_twice),
         T(test_a_failing_assignor_is_reported_and_retried_a_heartbeat_interval_later),
         T(test_a_leader_whose_assignor_keeps_failing_is_removed_and_the_others_go_on),
         T(test_commits_arriving_together_share_one_transaction_and_are_durable),
