@@ -2295,6 +2295,80 @@ INTEG_TEST(test_a_connection_broken_inside_on_revoked_revokes_nothing_twice)
     }
 }
 
+static shoal_consumer_options_t twin_options;
+static shoal_client_t *twin_cl;
+static shoal_consumer_t *twin;
+static int fenced_commit_rc = 1;
+static char revoked_names[4][32]; /* what on_revoked read of tps after its commit */
+
+/* Member 0's first on_revoked: a twin with its group_instance_id takes its place, then
+ * the member commits and finds itself fenced; then it reads tps. */
+static void twin_revoked(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
+                         size_t n)
+{
+    shoal_record_t recs[8];
+
+    on_revoked(arg, c, tps, n);
+    if ((int)(intptr_t)arg != 0 || twin || n == 0)
+        return;
+    assert_int_equal(open_member(&twin_cl, &twin, &twin_options, "fence"), 0);
+    for (int64_t t0 = mono_ms(); mono_ms() - t0 < 5000 && atomic_load(&sh->nassigned[1]) == 0;)
+        assert_true(shoal_poll(twin, recs, 8, 20) >= 0);
+    fenced_commit_rc = shoal_commit_sync(c, NULL, 0);
+    for (size_t i = 0; i < n && i < 4; i++)
+        snprintf(revoked_names[i], sizeof(revoked_names[i]), "%s-%d", tps[i].topic,
+                 (int)tps[i].partition);
+}
+
+/* A cooperative member is fenced by a commit it makes in on_revoked (a twin took its
+ * place meanwhile): the fence gives everything up, and the callback still reads the
+ * partitions it was given, its own copy (before, the fence freed the strings under it,
+ * which make asan reports). The member's polls say SHOAL_EFENCED from then on. */
+INTEG_TEST(test_a_member_fenced_inside_on_revoked_keeps_its_callback_list)
+{
+    shoal_topic_config_t cfg = topic_cfg(4);
+    const shoal_assignor_t *coop[] = {shoal_assignor_builtin("cooperative-sticky")};
+    shoal_consumer_options_t o;
+    shoal_client_t *cl[2];
+    shoal_consumer_t *c[2];
+    shoal_record_t recs[8];
+    int rc = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "fence", &cfg), 0);
+    for (int i = 0; i < 2; i++) {
+        member_options(&o, "fencers", i == 0 ? 0 : 2);
+        o.assignors = coop;
+        o.assignor_count = 1;
+        o.heartbeat_interval_ms = 50;
+        o.on_revoked = twin_revoked;
+        o.group_instance_id = i == 0 ? "fenced" : NULL;
+        if (i == 0) {
+            twin_options = o;
+            twin_options.cb_arg = (void *)(intptr_t)1;
+        }
+        assert_int_equal(open_member(&cl[i], &c[i], &o, "fence"), 0);
+        if (i == 0)
+            assert_true(poll_until(c[0], holds_all_four, 5000));
+    }
+    for (int64_t t0 = mono_ms(); mono_ms() - t0 < 5000 && rc >= 0;) {
+        rc = shoal_poll(c[0], recs, 8, 20);
+        assert_true(shoal_poll(c[1], recs, 8, 20) >= 0);
+    }
+    print_message("the commit in on_revoked: %s\n", shoal_err_name(fenced_commit_rc));
+    assert_int_equal(fenced_commit_rc, SHOAL_EFENCED);
+    assert_int_equal(rc, SHOAL_EFENCED);
+    assert_non_null(twin);
+    for (int i = 0; i < 2; i++)
+        assert_non_null(strstr(revoked_names[i], "fence-"));
+    assert_int_equal(shoal_poll(c[0], recs, 8, 20), SHOAL_EFENCED);
+    for (int i = 0; i < 2; i++) {
+        shoal_consumer_close(c[i]);
+        shoal_client_close(cl[i]);
+    }
+    shoal_consumer_close(twin);
+    shoal_client_close(twin_cl);
+}
+
 /* ------------------------------------------------------------------ a broken assignor */
 
 enum { ASSIGN_FAIL, ASSIGN_SKIP, ASSIGN_OK };
@@ -3046,6 +3120,7 @@ int main(void)
         T(test_a_newcomer_is_assigned_about_a_heartbeat_after_it_joins),
         T(test_closing_while_the_sync_waits_commits_what_was_read_while_joining),
         T(test_a_connection_broken_inside_on_revoked_revokes_nothing_twice),
+        T(test_a_member_fenced_inside_on_revoked_keeps_its_callback_list),
         T(test_a_failing_assignor_is_reported_and_retried_a_heartbeat_interval_later),
         T(test_a_leader_whose_assignor_keeps_failing_is_removed_and_the_others_go_on),
         T(test_commits_arriving_together_share_one_transaction_and_are_durable),
