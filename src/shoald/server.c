@@ -841,10 +841,17 @@ static bool peer_in_group(int fd, gid_t gid)
     bool in = false;
 
     if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
-        if (errno != ERANGE || !(groups = shoal__malloc(len)))
-            return false;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+        int err = errno; /* ERANGE: len is the size they take */
+        if (err == ERANGE && !(groups = shoal__malloc(len)))
+            err = ENOMEM;
+        else if (err == ERANGE)
+            err = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0 ? errno : 0;
+        if (err) {
+            log_warn("a client's supplementary groups could not be read (%s): taken as not "
+                     "in allow.gid",
+                     strerror(err));
             len = 0;
+        }
     }
     for (size_t i = 0; i < len / sizeof(gid_t) && !in; i++)
         in = groups[i] == gid;

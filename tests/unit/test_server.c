@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -664,6 +665,55 @@ static void test_a_member_through_one_of_many_supplementary_groups_is_admitted(v
     expect_member_until_taken_back(*state, &m);
 }
 
+static int as_unread_member(void *arg)
+{
+    struct member *m = arg;
+    int fd;
+
+    if (setgroups(m->ngroups, m->groups) < 0 || setgid(m->gid) < 0 || setuid(NOBODY) < 0)
+        return SKIP_CHILD;
+    if ((fd = ctlsock_connect(m->socket, -1)) < 0)
+        return 10;
+    return child_ask(fd, &m->list) == SHOAL_EDENIED ? 0 : 11;
+}
+
+/* When a member's many groups cannot be read (no memory for them), it is denied, and the
+ * log says why: before, the log said only that it was not allowed. */
+static void test_a_member_whose_groups_cannot_be_read_is_denied_with_the_reason_logged(void **state)
+{
+    static struct member m = {.gid = NOBODY - 1};
+    struct fixture *f = *state;
+    char path[PATH_MAX];
+    size_t len;
+    char *log;
+    pid_t pid;
+    int rc;
+
+    for (m.ngroups = 0; m.ngroups < 299; m.ngroups++)
+        m.groups[m.ngroups] = 1000 + (gid_t)m.ngroups;
+    m.groups[m.ngroups++] = NOBODY;
+    m.socket = f->b.socket_path;
+    add_raw(&m.list, CTL_TOPIC_LIST, 1, NULL, 0);
+    assert_int_equal(chmod(f->dir, 0711), 0);
+    snprintf(path, sizeof(path), "%s/log", f->dir);
+    on_server(f, allow_nobody);
+    log_set_level(LOG_WARN);
+    assert_int_equal(log_reopen(path), 0);
+    shoal__alloc_fail_after(2); /* the server's: its connection, then the groups' buffer */
+    pid = harness_fork(as_unread_member, &m, 30);
+    rc = harness_wait(pid, WAIT_MS * 2);
+    shoal__alloc_fail_after(0);
+    log_reopen("");
+    log_set_level(LOG_ERR);
+    if (rc == SKIP_CHILD)
+        skip();
+    assert_int_equal(rc, 0);
+    assert_non_null(log = (char *)harness_read_file(path, &len));
+    log[len] = '\0';
+    assert_non_null(strstr(log, "supplementary groups could not be read (Cannot allocate memory)"));
+    free(log);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -678,6 +728,7 @@ int main(void)
         T(test_a_client_gone_mid_frame_is_closed_and_the_server_goes_on),
         T(test_allow_gid_admits_its_members_until_a_reload_takes_it_back),
         T(test_a_member_through_one_of_many_supplementary_groups_is_admitted),
+        T(test_a_member_whose_groups_cannot_be_read_is_denied_with_the_reason_logged),
     };
 
     signal(SIGPIPE, SIG_IGN); /* as shoald does */
