@@ -197,6 +197,7 @@ static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t 
     }
     snprintf(t->name, sizeof(t->name), "%s", name);
     t->cfg = *cfg;
+    t->incarnation = atomic_fetch_add(&b->incarnations, 1) + 1; /* creates run outside the lock */
     for (i = 0; i < cfg->partitions; i++) {
         /* A failure that gives no detail must not pass on one left by an earlier call
          * (create's lookups leave "no topic <name>"): the log and the reply show it. */

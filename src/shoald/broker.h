@@ -11,6 +11,10 @@
 
 typedef struct dtopic {
     char name[SHOAL_TOPIC_NAME_MAX + 1];
+    /* This topic's number in this run of shoald: one deleted and created again under its
+     * name is another topic, with another number (the group coordinator tells them apart
+     * by it, as Kafka does by topic id; groups live only in memory, so a run is enough). */
+    uint64_t incarnation;
     shoal_topic_config_t cfg;
     dpart_t *parts; /* cfg.partitions entries */
 } dtopic_t;
@@ -32,6 +36,7 @@ typedef struct broker {
     struct waitset *waits; /* the flusher's, for broker_wait_for_work() */
     int data_lock_fd;
     int shm_lock_fd;
+    _Atomic uint64_t incarnations; /* topics opened so far (dtopic.incarnation) */
 } broker_t;
 
 /* Create directories, take the instance locks, open the store and recover every topic.

@@ -56,6 +56,14 @@ typedef char gname_t[SHOAL_TOPIC_NAME_MAX + 1];
 struct gtp {
     gname_t topic;
     int32_t partition;
+    uint64_t incarnation; /* the topic's when assigned (stamp_incarnations); 0: unchecked */
+};
+
+/* A subscribed topic as the current generation was assigned it. */
+struct gmeta {
+    gname_t topic;
+    uint32_t partitions;
+    uint64_t incarnation;
 };
 
 struct gmember {
@@ -95,9 +103,7 @@ struct group {
     struct gmember **members;
     size_t nmembers;
     int64_t deadline_ns; /* end of the current join or sync phase */
-    /* partition counts the current generation was assigned with */
-    gname_t *meta_topics;
-    uint32_t *meta_parts;
+    struct gmeta *meta;  /* the topics the current generation was assigned, by name */
     size_t nmeta;
     int64_t parts_checked_ns;
 };
@@ -250,8 +256,7 @@ static void group_free(struct group *g)
     for (size_t i = 0; i < g->nmembers; i++)
         member_free(g->members[i]);
     shoal__free(g->members);
-    shoal__free(g->meta_topics);
-    shoal__free(g->meta_parts);
+    shoal__free(g->meta);
     shoal__free(g);
 }
 
@@ -293,27 +298,33 @@ static bool member_subscribes(const struct gmember *m, const char *topic)
     return false;
 }
 
-static bool member_owns(const struct gmember *m, const char *topic, int32_t p)
+/* The entry for topic-p in list v of n, or NULL. */
+static const struct gtp *tps_find(const struct gtp *v, size_t n, const char *topic, int32_t p)
 {
-    for (size_t i = 0; i < m->nassigned; i++)
-        if (m->assigned[i].partition == p && !strcmp(m->assigned[i].topic, topic))
-            return true;
-    return false;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].partition == p && !strcmp(v[i].topic, topic))
+            return &v[i];
+    return NULL;
 }
 
-/* Whether topic-p was m's in the generation before and this one assigned it to nobody: a
+static bool member_owns(const struct gmember *m, const char *topic, int32_t p)
+{
+    return tps_find(m->assigned, m->nassigned, topic, p) != NULL;
+}
+
+/* m's entry for topic-p in the generation before, if this one assigned it to nobody: a
  * cooperative assignor withholds a moving partition from its new owner until m gives it up
  * (the round after), and until then m may still commit it, as Kafka's members do from
- * on_revoked. What m was assigned is shoald's record, not what m says it owns. */
-static bool member_gives_up(const struct group *g, const struct gmember *m, const char *topic,
-                            int32_t p)
+ * on_revoked. What m was assigned is shoald's record, not what m says it owns. NULL when
+ * it is not such a partition. */
+static const struct gtp *member_gives_up(const struct group *g, const struct gmember *m,
+                                         const char *topic, int32_t p)
 {
-    bool was = false;
+    const struct gtp *was = tps_find(m->before, m->nbefore, topic, p);
 
-    for (size_t i = 0; i < m->nbefore && !was; i++)
-        was = m->before[i].partition == p && !strcmp(m->before[i].topic, topic);
     for (size_t i = 0; i < g->nmembers && was; i++)
-        was = !member_owns(g->members[i], topic, p);
+        if (member_owns(g->members[i], topic, p))
+            was = NULL;
     return was;
 }
 
@@ -411,22 +422,19 @@ static void member_remove(group_coord_t *gc, struct group *g, struct gmember *m,
         prepare_rebalance(gc, g, why);
 }
 
-/* Record the partition counts of every subscribed topic that exists (for the leader and
- * for noticing added partitions). Takes the broker's read lock. */
+/* Record every subscribed topic that exists, its partition count and incarnation (for the
+ * leader, and for noticing added partitions or a topic created again). Takes the broker's
+ * read lock. */
 static int snapshot_topics(group_coord_t *gc, struct group *g)
 {
     size_t cap = 0;
-    gname_t *topics = NULL;
-    uint32_t *parts = NULL;
+    struct gmeta *meta = NULL;
     size_t n = 0;
 
     for (size_t i = 0; i < g->nmembers; i++)
         cap += g->members[i]->ntopics;
-    if (cap && (!(topics = shoal__calloc(cap, sizeof(*topics))) ||
-                !(parts = shoal__calloc(cap, sizeof(*parts))))) {
-        shoal__free(topics);
+    if (cap && !(meta = shoal__calloc(cap, sizeof(*meta))))
         return -ENOMEM;
-    }
     pthread_rwlock_rdlock(&gc->b->lock);
     for (size_t i = 0; i < g->nmembers; i++)
         for (size_t k = 0; k < g->members[i]->ntopics; k++) {
@@ -434,25 +442,21 @@ static int snapshot_topics(group_coord_t *gc, struct group *g)
             dtopic_t *dt = broker_find(gc->b, t);
             bool dup = false;
             for (size_t j = 0; j < n && !dup; j++)
-                dup = !strcmp(topics[j], t);
+                dup = !strcmp(meta[j].topic, t);
             if (dup || !dt)
                 continue;
             /* insertion sort keeps the list in name order */
             size_t at = n;
-            while (at > 0 && strcmp(topics[at - 1], t) > 0) {
-                memcpy(topics[at], topics[at - 1], sizeof(gname_t));
-                parts[at] = parts[at - 1];
-                at--;
-            }
-            snprintf(topics[at], sizeof(gname_t), "%s", t);
-            parts[at] = dt->cfg.partitions;
+            for (; at > 0 && strcmp(meta[at - 1].topic, t) > 0; at--)
+                meta[at] = meta[at - 1];
+            snprintf(meta[at].topic, sizeof(gname_t), "%s", t);
+            meta[at].partitions = dt->cfg.partitions;
+            meta[at].incarnation = dt->incarnation;
             n++;
         }
     pthread_rwlock_unlock(&gc->b->lock);
-    shoal__free(g->meta_topics);
-    shoal__free(g->meta_parts);
-    g->meta_topics = topics;
-    g->meta_parts = parts;
+    shoal__free(g->meta);
+    g->meta = meta;
     g->nmeta = n;
     return 0;
 }
@@ -477,8 +481,8 @@ static void put_join_response(ctl_writer_t *w, const struct group *g, const stru
     }
     ctl_put_u32(w, with_members ? (uint32_t)g->nmeta : 0);
     for (size_t i = 0; with_members && i < g->nmeta; i++) {
-        ctl_put_str(w, g->meta_topics[i]);
-        ctl_put_u32(w, g->meta_parts[i]);
+        ctl_put_str(w, g->meta[i].topic);
+        ctl_put_u32(w, g->meta[i].partitions);
     }
 }
 
@@ -838,6 +842,19 @@ static int sync_check(group_coord_t *gc, struct group *g, const struct gtp *v, s
     return rc;
 }
 
+/* Note in each entry which topic of its name it is now: a commit for it is refused once
+ * that topic is deleted, even when another is created under the name (Kafka's topic id).
+ * One deleted since sync_check gets an incarnation no topic has. */
+static void stamp_incarnations(group_coord_t *gc, struct gtp *v, size_t n)
+{
+    pthread_rwlock_rdlock(&gc->b->lock);
+    for (size_t i = 0; i < n; i++) {
+        dtopic_t *t = broker_find(gc->b, v[i].topic);
+        v[i].incarnation = t ? t->incarnation : UINT64_MAX;
+    }
+    pthread_rwlock_unlock(&gc->b->lock);
+}
+
 /* Read the leader's per-member lists; on success every member has its assignment. */
 static int sync_take_assignment(group_coord_t *gc, struct group *g, ctl_reader_t *r)
 {
@@ -879,6 +896,7 @@ static int sync_take_assignment(group_coord_t *gc, struct group *g, ctl_reader_t
         struct gmember *m = member_find(g, lists[i].id);
         if (!m)
             continue;
+        stamp_incarnations(gc, lists[i].v, lists[i].n);
         shoal__free(m->assigned);
         m->assigned = lists[i].v;
         m->nassigned = lists[i].n;
@@ -1013,7 +1031,7 @@ static void unqueue_offsets(group_coord_t *gc, size_t first)
  * (and those a cooperative round is taking from them, member_gives_up); a request without
  * a member id is an administrative commit, allowed when no members. */
 static int commit_check(group_coord_t *gc, const char *gid, const char *mid, int32_t gen,
-                        const struct gtp *tp, size_t n, struct group **gp)
+                        struct gtp *tp, size_t n, struct group **gp)
 {
     struct gmember *m;
     int rc;
@@ -1031,11 +1049,13 @@ static int commit_check(group_coord_t *gc, const char *gid, const char *mid, int
         return rc;
     if ((*gp)->state == GS_COMPLETING)
         return SHOAL_ERR(SHOAL_EREBALANCE, "group %s is rebalancing: rejoin", gid);
-    for (size_t i = 0; i < n; i++)
-        if (!member_owns(m, tp[i].topic, tp[i].partition) &&
-            !member_gives_up(*gp, m, tp[i].topic, tp[i].partition))
+    for (size_t i = 0; i < n; i++) {
+        const struct gtp *e = tps_find(m->assigned, m->nassigned, tp[i].topic, tp[i].partition);
+        if (!e && !(e = member_gives_up(*gp, m, tp[i].topic, tp[i].partition)))
             return SHOAL_ERR(SHOAL_ENOTASSIGNED, "%s-%d is not assigned to member %s of %s",
                              tp[i].topic, tp[i].partition, mid, gid);
+        tp[i].incarnation = e->incarnation; /* the topic it was assigned (commit_targets_check) */
+    }
     return 0;
 }
 
@@ -1054,6 +1074,11 @@ static int commit_targets_check(group_coord_t *gc, const struct gtp *tp, const i
         if (!t) {
             rc = SHOAL_ERR(SHOAL_ENOTOPIC, "commit to %s-%d: no such topic", tp[i].topic,
                            tp[i].partition);
+        } else if (tp[i].incarnation && tp[i].incarnation != t->incarnation) {
+            rc = SHOAL_ERR(SHOAL_ENOTOPIC,
+                           "commit to %s-%d: the topic assigned was deleted, and %s is another "
+                           "topic created since under its name",
+                           tp[i].topic, tp[i].partition, tp[i].topic);
         } else if ((uint32_t)tp[i].partition >= t->cfg.partitions) {
             rc = SHOAL_ERR(SHOAL_ENOPARTITION, "commit to %s-%d: the topic has %u partitions",
                            tp[i].topic, tp[i].partition, t->cfg.partitions);
@@ -1560,28 +1585,27 @@ static bool expire_one(group_coord_t *gc, struct group *g, int64_t now)
     return false;
 }
 
-/* A subscribed topic was created, deleted or grew partitions since the assignment. */
+/* A subscribed topic was created, deleted (and maybe created again) or grew partitions
+ * since the assignment. */
 static bool topics_changed(group_coord_t *gc, struct group *g)
 {
-    gname_t *old_t = g->meta_topics;
-    uint32_t *old_p = g->meta_parts;
+    struct gmeta *old = g->meta;
     size_t old_n = g->nmeta;
     bool changed = false;
 
-    g->meta_topics = NULL;
-    g->meta_parts = NULL;
+    g->meta = NULL;
     g->nmeta = 0;
     if (snapshot_topics(gc, g) < 0) {
-        g->meta_topics = old_t;
-        g->meta_parts = old_p;
+        g->meta = old;
         g->nmeta = old_n;
         return false;
     }
     changed = old_n != g->nmeta;
     for (size_t i = 0; i < old_n && !changed; i++)
-        changed = strcmp(old_t[i], g->meta_topics[i]) || old_p[i] != g->meta_parts[i];
-    shoal__free(old_t);
-    shoal__free(old_p);
+        changed = strcmp(old[i].topic, g->meta[i].topic) ||
+                  old[i].partitions != g->meta[i].partitions ||
+                  old[i].incarnation != g->meta[i].incarnation;
+    shoal__free(old);
     return changed;
 }
 

@@ -476,6 +476,14 @@ static int admin_commit(const char *path, const char *group, const char *topic, 
     return rc;
 }
 
+/* What a poll returned, which must not be a failure. (SHOAL_MAX(0, shoal_poll(...)) polls
+ * twice and counts the second.) */
+static int polled(int n)
+{
+    assert_true(n >= 0);
+    return n;
+}
+
 /* A deleted topic takes every group's committed offsets with it: a topic created later
  * under its name is read from its start, not from where the old one's readers were. */
 INTEG_TEST(test_a_topic_deleted_and_created_again_has_no_committed_offsets)
@@ -1524,6 +1532,52 @@ static int64_t committed_of(shoal_client_t *c, const char *group)
     return committed_of_partition(c, group, 0);
 }
 
+/* A member holds a partition of a topic that is deleted and at once created again under
+ * its name, with as many partitions: its commit of a position in the old topic is refused
+ * (it was taken for the new one, whose readers would then skip records), and the group
+ * notices the new topic however quickly it came (before, only a change in the partition
+ * count, seen by a check every 200 ms, did): the member is assigned it and reads it from
+ * its start. */
+INTEG_TEST(test_a_member_cannot_commit_into_a_topic_created_again_under_its_name)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_topic_partition_offset_t old = {.topic = "anew", .partition = 0, .offset = 3};
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[16];
+    int64_t first = -1, t0;
+    int got = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "anew", &cfg), 0);
+    assert_int_equal(produce(f->c, "anew", 0, 3), 0);
+    member_options(&o, "renewers", 0);
+    o.heartbeat_interval_ms = 50;
+    assert_int_equal(open_member(&cl, &c, &o, "anew"), 0);
+    for (t0 = mono_ms(); mono_ms() - t0 < 5000 && got < 3;)
+        got += polled(shoal_poll(c, recs, 16, 20));
+    assert_int_equal(got, 3);
+
+    assert_int_equal(shoal_topic_delete(f->c, "anew"), 0);
+    assert_int_equal(shoal_topic_create(f->c, "anew", &cfg), 0);
+    assert_int_equal(produce(f->c, "anew", 0, 5), 0);
+    assert_int_equal(shoal_commit_sync(c, &old, 1), SHOAL_ENOTOPIC);
+    assert_non_null(strstr(shoal_errmsg(), "another topic created since"));
+    assert_int_equal(committed_of(f->c, "renewers"), -1);
+
+    for (t0 = mono_ms(), got = 0; mono_ms() - t0 < 5000 && got < 5;) {
+        int n = shoal_poll(c, recs, 16, 20);
+        if (n > 0 && first < 0)
+            first = recs[0].offset;
+        got += SHOAL_MAX(n, 0);
+    }
+    assert_int_equal(got, 5);
+    assert_int_equal(first, 0);
+    assert_true(harness_daemon_log_contains(&f->d, "group renewers: rebalance"));
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 /* shoald stops as a member's rebalance begins (a topic it subscribes to was created), at
  * the hook before the commit of its positions (auto-commit): the polls keep to their
  * timeout and read nothing (the commit waited 30 s inside one, before the join was even
@@ -1875,14 +1929,6 @@ INTEG_TEST(test_an_application_assignor_is_used_and_a_member_without_a_common_on
     shoal_client_close(cl2);
     shoal_consumer_close(c);
     shoal_client_close(cl);
-}
-
-/* What a poll returned, which must not be a failure. (SHOAL_MAX(0, shoal_poll(...)) polls
- * twice and counts the second.) */
-static int polled(int n)
-{
-    assert_true(n >= 0);
-    return n;
 }
 
 /* How many of topic's first n partitions c holds. */
@@ -3085,6 +3131,7 @@ int main(void)
         T(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_there),
         T(test_a_daemon_stop_does_not_log_its_members_as_ended),
         T(test_a_topic_deleted_and_created_again_has_no_committed_offsets),
+        T(test_a_member_cannot_commit_into_a_topic_created_again_under_its_name),
         T(test_polls_without_a_daemon_wait_their_timeout_before_enodaemon),
         T(test_a_group_consumer_lives_through_a_daemon_restart_and_resumes_at_its_commit),
         T(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rejoins),
