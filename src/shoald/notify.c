@@ -54,8 +54,10 @@ int notify_init(void)
     read_watchdog();
     if (!path || !*path)
         return 0;
+    notify_close(); /* called again: the new socket replaces the old */
     len = strlen(path);
-    if ((path[0] != '/' && path[0] != '@') || len >= sizeof(sa.sun_path)) {
+    /* A path needs its NUL in sun_path; an abstract name (after its '@') is not terminated. */
+    if ((path[0] != '/' && path[0] != '@') || len > sizeof(sa.sun_path) - (path[0] == '/')) {
         unsetenv("NOTIFY_SOCKET");
         return -EINVAL;
     }

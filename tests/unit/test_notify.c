@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@ static int bind_receiver(const char *name)
     size_t len = strlen(name);
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
-    assert_true(fd >= 0 && len < sizeof(sa.sun_path));
+    assert_true(fd >= 0 && len <= sizeof(sa.sun_path) - (name[0] != '@'));
     memcpy(sa.sun_path, name, len);
     if (name[0] == '@')
         sa.sun_path[0] = '\0';
@@ -150,6 +151,55 @@ static void test_an_abstract_name_is_reached(void **state)
     snprintf(name, sizeof(name), "@shoal-test-notify-%d", (int)getpid());
     rx = bind_receiver(name);
     assert_int_equal(init_with(name), 0);
+    assert_int_equal(notify_send("READY=1"), 0);
+    expect_message(rx, "READY=1");
+    expect_nothing(f->rx);
+    close(rx);
+}
+
+/* An abstract name fills all of sun_path: 108 bytes, with no NUL (before, refused). */
+static void test_an_abstract_name_of_108_bytes_is_reached(void **state)
+{
+    struct fixture *f = *state;
+    char name[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+    int rx, n = snprintf(name, sizeof(name), "@shoal-test-notify-%d-", (int)getpid());
+
+    memset(name + n, 'a', sizeof(name) - 1 - (size_t)n);
+    name[sizeof(name) - 1] = '\0';
+    rx = bind_receiver(name);
+    assert_int_equal(init_with(name), 0);
+    assert_int_equal(notify_send("READY=1"), 0);
+    expect_message(rx, "READY=1");
+    expect_nothing(f->rx);
+    close(rx);
+}
+
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* notify_init() called again with the variable set again: the new socket replaces the
+ * old, which is closed (before, it stayed open). */
+static void test_a_second_init_replaces_the_first_socket(void **state)
+{
+    struct fixture *f = *state;
+    char name[64];
+    int rx, fds;
+
+    snprintf(name, sizeof(name), "@shoal-test-notify-%d", (int)getpid());
+    rx = bind_receiver(name);
+    assert_int_equal(init_with(f->path), 0);
+    fds = open_fds();
+    setenv("NOTIFY_SOCKET", name, 1);
+    assert_int_equal(notify_init(), 0);
+    assert_int_equal(open_fds(), fds);
     assert_int_equal(notify_send("READY=1"), 0);
     expect_message(rx, "READY=1");
     expect_nothing(f->rx);
@@ -298,6 +348,8 @@ int main(void)
         T(test_each_message_arrives_as_one_datagram_of_its_exact_text),
         T(test_a_message_too_long_for_the_buffer_is_cut_to_1023_bytes),
         T(test_an_abstract_name_is_reached),
+        T(test_an_abstract_name_of_108_bytes_is_reached),
+        T(test_a_second_init_replaces_the_first_socket),
         T(test_without_notify_socket_every_call_is_a_no_op),
         T(test_unusable_names_are_refused_and_leave_notify_off),
         T(test_the_longest_path_that_fits_is_used),
