@@ -83,9 +83,9 @@ struct gmember {
     struct gtp *owned;
     size_t nowned;
     int32_t owned_generation;
-    struct gtp *assigned; /* in the current generation, once synced */
+    struct gtp *assigned; /* by the last generation that reached its sync */
     size_t nassigned;
-    struct gtp *before; /* assigned in the generation before, kept for member_gives_up() */
+    struct gtp *before; /* assigned by the sync before that, kept for member_gives_up() */
     size_t nbefore;
     int64_t last_seen_ns;
     bool join_parked;
@@ -527,11 +527,6 @@ static void complete_join(group_coord_t *gc, struct group *g)
              g->generation, g->nmembers, g->leader, g->protocol);
     for (size_t i = 0; i < g->nmembers; i++) {
         struct gmember *m = g->members[i];
-        shoal__free(m->before);
-        m->before = m->assigned;
-        m->nbefore = m->nassigned;
-        m->assigned = NULL;
-        m->nassigned = 0;
         m->join_parked = false;
         m->last_seen_ns = shoal__mono_ns();
         gc->w.len = 0;
@@ -892,15 +887,27 @@ static int sync_take_assignment(group_coord_t *gc, struct group *g, ctl_reader_t
     }
     if (rc == 0)
         rc = sync_check(gc, g, all, nall);
-    for (uint32_t i = 0; i < n && rc == 0; i++) {
-        struct gmember *m = member_find(g, lists[i].id);
-        if (!m)
-            continue;
-        stamp_incarnations(gc, lists[i].v, lists[i].n);
-        shoal__free(m->assigned);
-        m->assigned = lists[i].v;
-        m->nassigned = lists[i].n;
-        lists[i].v = NULL;
+    /* Every member's assignment moves to before (member_gives_up) only now: a round cut
+     * short before its sync (a member joined meanwhile) leaves both as they were, so the
+     * members go on committing what they hold and a partition withheld later is still
+     * known as theirs. A member the leader left out is assigned nothing. */
+    for (size_t i = 0; i < g->nmembers && rc == 0; i++) {
+        struct gmember *m = g->members[i];
+        struct gtp *v = NULL;
+        size_t nv = 0;
+        for (uint32_t k = 0; k < n; k++)
+            if (!strcmp(lists[k].id, m->id)) {
+                v = lists[k].v;
+                nv = lists[k].n;
+                lists[k].v = NULL;
+                break;
+            }
+        stamp_incarnations(gc, v, nv);
+        shoal__free(m->before);
+        m->before = m->assigned;
+        m->nbefore = m->nassigned;
+        m->assigned = v;
+        m->nassigned = nv;
     }
     for (uint32_t i = 0; i < n; i++)
         shoal__free(lists[i].v);

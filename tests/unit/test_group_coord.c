@@ -274,6 +274,33 @@ static void test_a_withheld_partition_is_committed_by_its_last_owner(void **stat
     assert_int_equal(commit(f, &b, 0, 0), SHOAL_ENOTASSIGNED);
 }
 
+/* A round cut short before its sync (c joins while the leader has yet to assign) leaves
+ * the members' last assignment as it was: a commits its partitions while the next join
+ * waits, and after that round withholds 1 from the others, a still commits it as the
+ * partition it gives up. Before, the cut round emptied a's record of its assignment and
+ * the round after made that its previous one: both commits of 1 were refused. */
+static void test_a_round_cut_short_before_its_sync_keeps_the_last_assignment(void **state)
+{
+    struct fixture *f = *state;
+    struct member a = {.conn = 1, .generation = -1}, b = {.conn = 2, .generation = -1};
+    struct member c = {.conn = 3, .generation = -1};
+    const int32_t both[] = {0, 1}, first[] = {0};
+    const struct member *idle[] = {&b, &c};
+
+    b_joins_a(f, &a, &b); /* the leader a has not synced: c joins */
+    assert_int_equal(join(f, &c, NULL, 0), SERVER_PARKED);
+    assert_int_equal(join(f, &b, NULL, 0), SERVER_PARKED);
+    assert_int_equal(commit(f, &a, 1, 0), 0); /* a's still, while the join waits */
+    assert_int_equal(join(f, &a, both, 2), 0);
+    joined(&a);
+    joined(&b);
+    joined(&c);
+    assert_int_equal(sync_leader(f, &a, &a, first, 1, idle, 2), 0);
+    assert_int_equal(commit(f, &a, 0, 0), 0);
+    assert_int_equal(commit(f, &a, 1, 0), 0); /* withheld: a gives it up */
+    assert_int_equal(commit(f, &b, 1, 0), SHOAL_ENOTASSIGNED);
+}
+
 /* What a member says it owns in its join is not what it may commit: a newcomer that claims
  * the withheld partition (it never had it) is refused. */
 static void test_a_claimed_partition_is_not_committed(void **state)
@@ -371,6 +398,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_a_withheld_partition_is_committed_by_its_last_owner),
         T(test_a_claimed_partition_is_not_committed),
+        T(test_a_round_cut_short_before_its_sync_keeps_the_last_assignment),
         T(test_a_silent_member_is_removed_after_its_session_timeout),
         T(test_commits_are_refused_until_the_leader_has_assigned),
         T(test_a_member_that_does_not_rejoin_is_removed_at_the_rebalance_timeout),
