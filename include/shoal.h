@@ -591,10 +591,10 @@ struct shoal_topic_partition;
  * assignors cooperative) get on_revoked and on_assigned with only the partitions that
  * moved, after the new assignment is known; shoal_commit_sync() may still commit the
  * revoked ones in on_revoked (shoald assigns them to nobody until this member has given
- * them up), and with auto_commit their positions were committed already (a cooperative
- * member reads and commits on while its join waits for the other members, and auto-commit
- * commits again before on_revoked). A member that was fenced gets on_revoked for partitions
- * already lost. */
+ * them up), and with auto_commit their positions were sent to be committed already (a
+ * cooperative member reads and commits on while its join waits for the other members, and
+ * auto-commit commits again before on_revoked). A member that was fenced gets on_revoked for
+ * partitions already lost. */
 typedef void (*shoal_rebalance_cb)(void *arg, shoal_consumer_t *c,
                                    const struct shoal_topic_partition *tps, size_t n);
 /** Result of a shoal_commit_async(): status 0 or a negative code. Called on the thread

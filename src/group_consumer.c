@@ -73,6 +73,7 @@ struct pend {
     uint32_t seq;
     uint16_t type;
     uint8_t kind;   /* enum pend_kind */
+    bool in_join;   /* sent while the member's join waited (joining_kept) */
     uint32_t joins; /* g->joins when sent: a heartbeat's answer is about that membership */
 };
 
@@ -260,6 +261,14 @@ enum round_phase {
 
 void (*cgroup__round_hook)(enum cgroup_round_point at);
 
+/* A cooperative member's join waits: it reads and commits what it holds meanwhile (the
+ * other members may be slow to rejoin). From the join's answer to the round's end it
+ * reads nothing, and commits only from on_revoked. */
+static bool joining_kept(const struct cgroup *g)
+{
+    return g->phase == ROUND_JOINING && g->keep;
+}
+
 static void round_hook(enum cgroup_round_point at)
 {
     if (__builtin_expect(cgroup__round_hook != NULL, 0))
@@ -302,6 +311,7 @@ static void conn_drop(struct cgroup *g)
     g->hb_status = 0;
     g->connecting = false;
     g->need_join = true;
+    g->follow_up = false; /* the member joins anew: nothing of its to hand on */
 }
 
 /* Send a request by deadline_ns and queue it as kind. SHOAL_ETIMEDOUT when shoald read
@@ -340,8 +350,8 @@ static int conn_send(struct cgroup *g, ctl_writer_t *w, enum pend_kind kind, uin
                          g->group_id);
     if (rc < 0)
         return rc;
-    g->pend[g->npend++] =
-        (struct pend){.seq = h.seq, .type = h.type, .kind = kind, .joins = g->joins};
+    g->pend[g->npend++] = (struct pend){
+        .seq = h.seq, .type = h.type, .kind = kind, .in_join = joining_kept(g), .joins = g->joins};
     g->nasync += kind == PEND_COMMIT;
     return 0;
 }
@@ -386,6 +396,13 @@ static int conn_read(struct cgroup *g, int64_t deadline_ns, struct pend *e, int 
     g->stalled = false;
     ctl_reader_init(&rep->r, rep->payload, h.len);
     *status = ctl_get_status(&rep->r, detail, sizeof(detail));
+    if (*status == SHOAL_EGENERATION && e->type == CTL_GROUP_COMMIT && e->in_join) {
+        *status = SHOAL_EREBALANCE; /* the join ended on the way: not fenced */
+        snprintf(detail, sizeof(detail),
+                 "group %s: the join ended before this commit, sent while it waited, reached "
+                 "shoald: not committed (commit again once the rebalance is over)",
+                 g->group_id);
+    }
     if (*status < 0) {
         SHOAL_ERR(*status, "%s", detail[0] ? detail : shoal_strerror(*status));
         client_reply_release(rep);
@@ -445,6 +462,22 @@ static int conn_wait(shoal_consumer_t *c, struct cgroup *g, uint32_t seq, int64_
         conn_dispatch(c, g, &e, status, &rep);
     }
     return 0;
+}
+
+/* Read the responses that come by deadline_ns until at most keep asynchronous commits are
+ * unanswered (shoald answers commits in order among themselves). */
+static int conn_drain_commits(shoal_consumer_t *c, struct cgroup *g, size_t keep,
+                              int64_t deadline_ns)
+{
+    int rc = 0;
+
+    while (rc == 0 && g->conn && g->nasync > keep) {
+        size_t oldest = 0;
+        while (g->pend[oldest].kind != PEND_COMMIT)
+            oldest++;
+        rc = conn_wait(c, g, g->pend[oldest].seq, deadline_ns);
+    }
+    return rc;
 }
 
 /* Read the responses that come by deadline_ns until every request is answered. */
@@ -658,14 +691,6 @@ static bool cooperative(const struct cgroup *g)
         if (!g->assignors[i]->cooperative)
             return false;
     return true;
-}
-
-/* A cooperative member's join waits: it reads and commits what it holds meanwhile (the
- * other members may be slow to rejoin). From the join's answer to the round's end it
- * reads nothing, and commits only from on_revoked. */
-static bool joining_kept(const struct cgroup *g)
-{
-    return g->phase == ROUND_JOINING && g->keep;
 }
 
 /* Whether the poll reads while the join waits: it looks for the join's answer between
@@ -1588,17 +1613,13 @@ static int build_commit(struct cgroup *g, ctl_writer_t *w, const shoal_topic_par
     return 0;
 }
 
-/* CGROUP_ASYNC_MAX commits are in flight: wait for the oldest's response (and those
- * before it), as long as a call would. */
+/* CGROUP_ASYNC_MAX commits (or more: a round's are sent whatever is in flight) are
+ * unanswered: wait until one fewer are, as long as a call would. */
 static int make_room(shoal_consumer_t *c, struct cgroup *g)
 {
     int64_t deadline = shoal__mono_ns() + (int64_t)cgroup__call_timeout_ms * 1000000;
-    size_t oldest = 0;
-    int rc;
+    int rc = conn_drain_commits(c, g, CGROUP_ASYNC_MAX - 1, deadline);
 
-    while (g->pend[oldest].kind != PEND_COMMIT) /* CGROUP_ASYNC_MAX of them are there */
-        oldest++;
-    rc = conn_wait(c, g, g->pend[oldest].seq, deadline);
     if (rc == SHOAL_ETIMEDOUT)
         return SHOAL_ERR(rc, "group %s: %d commits in flight, and shoald did not answer in %d ms",
                          g->group_id, CGROUP_ASYNC_MAX, cgroup__call_timeout_ms);
@@ -1625,7 +1646,7 @@ static int commit(shoal_consumer_t *c, struct cgroup *g, const shoal_topic_parti
                          "group %s is rebalancing: poll until it is done, then "
                          "commit",
                          g->group_id);
-    if (!sync && g->nasync == CGROUP_ASYNC_MAX && (rc = make_room(c, g)) < 0)
+    if (!sync && g->nasync >= CGROUP_ASYNC_MAX && (rc = make_room(c, g)) < 0)
         return rc;
     if (!sync)
         return commit_send(c, g, o, n, send_by_ns, &seq);
@@ -1769,6 +1790,8 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
          * closing the connection is the leave, once the positions are committed. */
         rc = g->read_in_join && g->auto_commit ? round_close_commit(c, g)
                                                : round_commit_status(c, g);
+        if (rc == 0 && !g->stalled) /* those sent while the join waited, ahead of it */
+            (void)conn_drain_commits(c, g, 0, g->close_by_ns);
         detach_all(c, g, true);
         return rc;
     }

@@ -718,6 +718,15 @@ static void conn_reject(server_t *s, struct conn *c, int status)
     s->sweep = true;
 }
 
+/* The type of the next frame waiting in c->in; CTL_TYPE_MAX_ (none) while its header is
+ * not all in, or is bad (it is rejected when it runs). */
+static uint16_t conn_next_type(const struct conn *c)
+{
+    ctl_header_t h;
+
+    return c->len >= CTL_HEADER_BYTES && ctl_header_decode(c->in, &h) == 0 ? h.type : CTL_TYPE_MAX_;
+}
+
 /* Whether a request of this type may run now, with what the connection has parked. */
 static bool conn_may_run(const struct conn *c, uint16_t type)
 {
@@ -1206,7 +1215,7 @@ void server_reply(server_t *s, const server_req_t *req, int status, const char *
     c->replies++;
     if (c->parked[conn_parked_kind(req->type)])
         c->parked[conn_parked_kind(req->type)]--;
-    c->resume = c->len > 0 && conn_may_run(c, CTL_TYPE_MAX_);
+    c->resume = c->len > 0 && conn_may_run(c, conn_next_type(c));
 }
 
 size_t server_client_count(const server_t *s)

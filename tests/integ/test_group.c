@@ -2107,6 +2107,60 @@ INTEG_TEST(test_a_cooperative_member_reads_while_joining_and_what_moves_is_read_
     }
 }
 
+/* A cooperative member without auto-commit commits asynchronously what it read while its
+ * join waits, and closes at once: close waits for that commit's answer (shoald gives it
+ * ahead of the join), so on_commit hears it was stored. Before, close in a round did not
+ * wait, and on_commit heard SHOAL_ECLOSED for a commit shoald had stored. */
+INTEG_TEST(test_a_commit_sent_while_joining_is_answered_before_close)
+{
+    const shoal_assignor_t *coop[] = {shoal_assignor_builtin("cooperative-sticky")};
+    shoal_topic_config_t cfg = topic_cfg(4);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl[3];
+    shoal_consumer_t *c[3];
+    int seen[6][16] = {{0}}, got = 0;
+    int64_t t0;
+
+    assert_int_equal(shoal_topic_create(f->c, "asked", &cfg), 0);
+    for (int p = 0; p < 4; p++)
+        assert_int_equal(produce(f->c, "asked", p, 5), 0);
+    for (int i = 0; i < 3; i++) {
+        member_options(&o, "askers", i);
+        o.assignors = coop;
+        o.assignor_count = 1;
+        o.on_commit = on_commit;
+        o.heartbeat_interval_ms = 50;
+        o.max_poll_interval_ms = 20000;
+        assert_int_equal(open_member(&cl[i], &c[i], &o, "asked"), 0);
+        if (i == 1)
+            for (t0 = mono_ms();
+                 mono_ms() - t0 < 5000 && (got < 20 || held(c[0], "asked", 4) != 2);)
+                got += poll_counting(c[0], seen, 20) + poll_counting(c[1], seen, 20);
+    }
+    assert_int_equal(got, 20);
+    assert_int_equal(poll_counting(c[2], seen, 100), 0); /* joins: a rebalance begins */
+    for (t0 = mono_ms(); mono_ms() - t0 < 300;)          /* c[1] does not poll */
+        (void)poll_counting(c[0], seen, 20);
+    for (int p = 0; p < 4; p++)
+        if (shoal_consumer_position(c[0], "asked", p) >= 0)
+            assert_int_equal(produce(f->c, "asked", p, 5), 0);
+    for (t0 = mono_ms(), got = 0; mono_ms() - t0 < 5000 && got < 10;)
+        got += poll_counting(c[0], seen, 20);
+    assert_int_equal(got, 10);
+
+    atomic_store(&commit_results[0], 0);
+    atomic_store(&commit_results[1], 0);
+    assert_int_equal(shoal_commit_async(c[0], NULL, 0), 0);
+    assert_int_equal(shoal_consumer_close(c[0]), 0);
+    shoal_client_close(cl[0]);
+    assert_int_equal(atomic_load(&commit_results[0]), 1);
+    assert_int_equal(atomic_load(&commit_results[1]), 0);
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(shoal_consumer_close(c[i]), 0);
+        shoal_client_close(cl[i]);
+    }
+}
+
 struct threaded_member {
     shoal_consumer_t *c;
     shoal_client_t *cl;
@@ -3164,6 +3218,7 @@ int main(void)
         T(test_an_application_assignor_is_used_and_a_member_without_a_common_one_is_refused),
         T(test_a_poll_keeps_its_timeout_while_the_rebalance_waits_for_a_slow_member),
         T(test_a_cooperative_member_reads_while_joining_and_what_moves_is_read_once),
+        T(test_a_commit_sent_while_joining_is_answered_before_close),
         T(test_a_newcomer_is_assigned_about_a_heartbeat_after_it_joins),
         T(test_closing_while_the_sync_waits_commits_what_was_read_while_joining),
         T(test_a_connection_broken_inside_on_revoked_revokes_nothing_twice),
