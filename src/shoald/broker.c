@@ -151,15 +151,18 @@ static void topic_free(dtopic_t *t, uint32_t opened, bool remove_files)
     shoal__free(t);
 }
 
-/* Whether dir holds a segment (a .log file). */
+/* Whether dir holds a segment with records (a .log file that is not empty: a new
+ * partition's first one is, partition.c segment_mark). */
 static bool dir_has_segments(const char *dir)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
+    struct stat st;
     bool found = false;
 
     while (d && !found && (e = readdir(d)))
-        found = strlen(e->d_name) > 4 && !strcmp(e->d_name + strlen(e->d_name) - 4, ".log");
+        found = strlen(e->d_name) > 4 && !strcmp(e->d_name + strlen(e->d_name) - 4, ".log") &&
+                (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_size > 0);
     if (d)
         closedir(d);
     return found;
@@ -183,6 +186,36 @@ static int check_no_segments(broker_t *b, const char *name, uint32_t partitions)
     return 0;
 }
 
+struct committed_max {
+    const char *topic;
+    uint32_t id;
+    int64_t max;
+};
+
+static int committed_max_add(void *arg, const char *group, const char *topic, int32_t partition,
+                             int64_t offset)
+{
+    struct committed_max *m = arg;
+
+    (void)group;
+    if ((uint32_t)partition == m->id && !strcmp(topic, m->topic) && offset > m->max)
+        m->max = offset;
+    return 0;
+}
+
+/* dpart_committed_fn: the highest offset any group committed for topic-id, -1 when none
+ * (or the store cannot say). Walks every stored offset: only asked for a partition whose
+ * files are gone. */
+static int64_t committed_max(void *arg, const char *topic, uint32_t id)
+{
+    broker_t *b = arg;
+    struct committed_max m = {.topic = topic, .id = id, .max = -1};
+
+    if (store_offset_foreach(b->store, NULL, committed_max_add, &m) < 0)
+        log_error("%s-%u: the committed offsets could not be read (%s)", topic, id, shoal_errmsg());
+    return m.max;
+}
+
 /* Open (fresh: create) every partition of a topic. */
 static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t *cfg, bool fresh,
                       dtopic_t **out)
@@ -202,7 +235,8 @@ static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t 
         /* A failure that gives no detail must not pass on one left by an earlier call
          * (create's lookups leave "no topic <name>"): the log and the reply show it. */
         shoal__clear_err();
-        rc = dpart_open(&t->parts[i], b->cfg->data_dir, b->shm_dir, name, i, cfg, fresh);
+        rc = dpart_open(&t->parts[i], b->cfg->data_dir, b->shm_dir, name, i, cfg, fresh,
+                        committed_max, b);
         if (rc < 0)
             break;
     }

@@ -484,22 +484,70 @@ static int dpart_names(dpart_t *p, const char *data_dir, const char *shm_dir, co
 }
 
 static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
-                           uint32_t id, const shoal_topic_config_t *cfg, bool fresh);
+                           uint32_t id, const shoal_topic_config_t *cfg, bool fresh,
+                           dpart_committed_fn committed, void *arg);
 
 int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
-               uint32_t id, const shoal_topic_config_t *cfg, bool fresh)
+               uint32_t id, const shoal_topic_config_t *cfg, bool fresh,
+               dpart_committed_fn committed, void *arg)
 {
-    int rc = dpart_open_ring(p, data_dir, shm_dir, topic, id, cfg, fresh);
+    int rc = dpart_open_ring(p, data_dir, shm_dir, topic, id, cfg, fresh, committed, arg);
     if (rc == 0)
         atomic_store(&p->ring.ctl->daemon_pid, (int32_t)getpid());
     return rc;
 }
 
+/* An empty segment at base ds->end (its .log and both indexes): the partition's mark that
+ * it has segments, so that a start that finds none knows they were lost. */
+static int segment_mark(dpart_t *p, const struct disk_state *ds)
+{
+    static const char *const exts[] = {".log", ".index", ".timeindex"};
+    char path[PATH_MAX];
+
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(exts); i++) {
+        int fd, rc = segment_path(path, sizeof(path), p->dir, ds->end, exts[i]);
+        if (rc < 0)
+            return rc;
+        if ((fd = shoal__open_regular(path, O_WRONLY | O_CREAT | O_NOFOLLOW, 0600)) < 0)
+            return SHOAL_ERR(fd, "cannot create %s", path);
+        close(fd);
+    }
+    return shoal__fsync_dir(p->dir);
+}
+
+/* Recovery found no segment file (had_dir: in the partition's directory; else the directory
+ * itself was gone). A partition made by this shoald has one from its creation, so its
+ * records were lost: deleted or moved away. Its log starts again past the highest offset a
+ * group committed, so that no offset is used twice, and says so; then it is marked again,
+ * which also ends the warning for one made by an older shoald and never written to. */
+static int disk_lost(dpart_t *p, struct disk_state *ds, bool had_dir, dpart_committed_fn committed,
+                     void *arg)
+{
+    int64_t floor = committed ? committed(arg, p->topic, p->id) : -1;
+    const char *what = had_dir ? "no segment files" : "its directory was missing";
+
+    if (floor > 0) {
+        log_error("%s-%u: %s, though groups committed offsets up to %lld: its records are "
+                  "lost (deleted or moved away); its log starts again at %lld, so that no "
+                  "offset is used twice",
+                  p->topic, p->id, what, (long long)floor, (long long)floor);
+        ds->start = ds->end = floor;
+    } else {
+        log_warn("%s-%u: %s: it starts at offset 0 (its create was cut short, an older "
+                 "shoald never wrote to it, or any records it held are lost: deleted or moved "
+                 "away)",
+                 p->topic, p->id, what);
+    }
+    return segment_mark(p, ds);
+}
+
 /* dpart_open without the daemon's pid. */
 static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
-                           uint32_t id, const shoal_topic_config_t *cfg, bool fresh)
+                           uint32_t id, const shoal_topic_config_t *cfg, bool fresh,
+                           dpart_committed_fn committed, void *arg)
 {
     struct disk_state ds = {0};
+    bool had_dir;
     int rc;
 
     memset(p, 0, sizeof(*p));
@@ -514,10 +562,15 @@ static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir
     if (is_disk(p)) {
         if (fresh && rm_tree(p->dir) < 0) /* no segments (broker_topic_create checks) */
             return SHOAL_ERR(-EEXIST, "cannot clear %s", p->dir);
+        had_dir = access(p->dir, F_OK) == 0;
         if ((rc = shoal__mkdir_p(p->dir, 0700)) < 0)
             return SHOAL_ERR(rc, "cannot create %s", p->dir);
+        if (fresh && (rc = segment_mark(p, &ds)) < 0)
+            return rc;
         if ((!fresh && (rc = compact_recover(p->dir, p->topic, p->id)) < 0) ||
             (rc = disk_recover(p, &ds)) < 0)
+            return rc;
+        if (!fresh && ds.segments == 0 && (rc = disk_lost(p, &ds, had_dir, committed, arg)) < 0)
             return rc;
     }
     if (!fresh) {

@@ -58,11 +58,19 @@ typedef struct dpart {
     _Atomic uint64_t disk_bytes_active;
 } dpart_t;
 
-/* Open partition id of a topic: with fresh, a new empty partition; otherwise recover it
- * (re-attach the shm ring if it survived, else rebuild it from disk; truncate a torn tail;
- * rebuild missing indexes) and log what was done. 0 or a negative code. */
+/* The highest offset any group committed for topic-id, or -1 (the broker asks its store):
+ * looked up only for a partition whose segment files are all gone, so that its log starts
+ * again past every offset a consumer may have seen. */
+typedef int64_t (*dpart_committed_fn)(void *arg, const char *topic, uint32_t id);
+
+/* Open partition id of a topic: with fresh, a new empty partition (a disk topic's with an
+ * empty first segment file, so that one with none is known to have lost them); otherwise
+ * recover it (re-attach the shm ring if it survived, else rebuild it from disk; truncate a
+ * torn tail; rebuild missing indexes; start a partition whose files are gone past what
+ * committed, NULL: at 0) and log what was done. 0 or a negative code. */
 int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
-               uint32_t id, const shoal_topic_config_t *cfg, bool fresh);
+               uint32_t id, const shoal_topic_config_t *cfg, bool fresh,
+               dpart_committed_fn committed, void *arg);
 
 /* Copy newly published bytes to disk, fsync when a producer waits for ACKS_DISK, the
  * topic's flush.ms (else the daemon's flush_ms) has passed, flush.messages records wait, a

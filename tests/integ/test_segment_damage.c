@@ -2,7 +2,8 @@
  * restarted daemon keeps every good record, names what it dropped, and keeps serving.
  * A damaged or unfinished <base>.log.swap is deleted and never replaces its segment; the
  * last segment's .log gone with its .index/.timeindex left behind does not stop the flusher;
- * a FIFO in place of a segment is refused with an error instead of blocking the daemon. */
+ * a FIFO in place of a segment is refused with an error instead of blocking the daemon; a
+ * partition whose files are all gone is reported and starts past what groups committed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -338,6 +339,89 @@ INTEG_TEST(test_a_segment_lost_from_the_middle_is_reported_once_and_read_past)
     shoal_consumer_close(k);
 }
 
+/* ------------------------------------------------------------------ all files gone */
+
+static int64_t log_start(struct harness_fixture *f, const char *topic)
+{
+    shoal_topic_info_t *info;
+    int64_t start;
+    assert_int_equal(shoal_topic_describe(f->c, topic, &info), 0);
+    start = info->partitions[0].log_start_offset;
+    shoal_topic_info_free(info);
+    return start;
+}
+
+/* A member of group "readers" commits offset of topic's partition 0, and leaves. */
+static void commit_as_member(struct harness_fixture *f, const char *topic, int64_t offset)
+{
+    const char *topics[] = {topic};
+    shoal_topic_partition_offset_t o = {.topic = topic, .partition = 0, .offset = offset};
+    shoal_consumer_options_t co;
+    shoal_consumer_t *k;
+    shoal_record_t r[8];
+    int rc = SHOAL_EGENERATION;
+
+    shoal_consumer_options_init(&co);
+    co.group_id = "readers";
+    co.auto_commit = false;
+    assert_int_equal(shoal_consumer_open(f->c, &co, &k), 0);
+    assert_int_equal(shoal_consumer_subscribe(k, topics, 1), 0);
+    for (int i = 0; i < 200 && rc != 0; i++) { /* until it is assigned */
+        assert_true(shoal_poll(k, r, 8, 20) >= 0);
+        rc = shoal_commit_sync(k, &o, 1);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(shoal_consumer_close(k), 0);
+}
+
+/* Every file of a partition is removed (keep_dir: its directory is left, empty) while
+ * shoald is stopped, with its ring: shoald says so when it starts, and the log starts again
+ * past the offsets groups committed (committed: -1 for none), so that no offset is used
+ * twice. Before, the partition came back empty at offset 0 without a word. The next start
+ * finds it as it left it, and says nothing more. */
+static void files_gone(struct harness_fixture *f, const char *topic, int64_t committed,
+                       bool keep_dir, const char *needle)
+{
+    char dir[PATH_MAX];
+    int64_t start = committed > 0 ? committed : 0;
+
+    create_topic(f, topic);
+    produce(f, topic, 0, RECORDS);
+    if (committed >= 0)
+        commit_as_member(f, topic, committed);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    snprintf(dir, sizeof(dir), "%s/%s-0", f->d.data_dir, topic);
+    harness_rmrf(dir);
+    if (keep_dir)
+        assert_int_equal(mkdir(dir, 0700), 0);
+    harness_daemon_wipe_shm(&f->d);
+
+    restart(f);
+    assert_int_equal(harness_daemon_log_count(&f->d, needle), 1);
+    assert_int_equal(log_end(f, topic), start);
+    assert_int_equal(log_start(f, topic), start);
+    produce(f, topic, (int)start, 3);
+    assert_int_equal(harness_read_numbered(f->c, topic, start, start + 3), start + 3);
+
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    harness_daemon_wipe_shm(&f->d);
+    restart(f);
+    assert_int_equal(harness_daemon_log_count(&f->d, needle), 1);
+    assert_int_equal(harness_read_numbered(f->c, topic, start, start + 3), start + 3);
+}
+
+INTEG_TEST(test_a_partition_whose_files_are_gone_starts_past_its_committed_offsets)
+{
+    files_gone(f, "gone", 200, true,
+               "gone-0: no segment files, though groups committed offsets "
+               "up to 200: its records are lost");
+}
+
+INTEG_TEST(test_a_partition_whose_directory_is_gone_is_reported_and_starts_anew)
+{
+    files_gone(f, "moved", -1, false, "moved-0: its directory was missing: it starts at offset 0");
+}
+
 /* ------------------------------------------------------------------ fixture */
 
 static int setup(void **state)
@@ -365,6 +449,8 @@ int main(void)
         T(test_a_missing_last_log_with_its_index_left_recovers_without_the_ring),
         T(test_a_fifo_in_place_of_a_segment_is_refused_not_waited_on),
         T(test_a_segment_lost_from_the_middle_is_reported_once_and_read_past),
+        T(test_a_partition_whose_files_are_gone_starts_past_its_committed_offsets),
+        T(test_a_partition_whose_directory_is_gone_is_reported_and_starts_anew),
     };
 #undef T
     harness_test_filter();

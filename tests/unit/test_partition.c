@@ -53,7 +53,8 @@ struct fixture {
 
 static void part_open(struct fixture *f, bool fresh)
 {
-    assert_int_equal(dpart_open(&f->p, f->data_dir, f->shm_dir, TOPIC, 0, &f->cfg, fresh), 0);
+    assert_int_equal(
+        dpart_open(&f->p, f->data_dir, f->shm_dir, TOPIC, 0, &f->cfg, fresh, NULL, NULL), 0);
     f->open = true;
 }
 
@@ -164,7 +165,7 @@ static uint64_t fill_batch_bytes(struct fixture *f)
  * segment files have been started: the last one then holds one batch. */
 static void roll_segments(struct fixture *f, int n, uint32_t shift)
 {
-    int64_t last = last_seg_base(f);
+    int64_t last = log_end(f) ? last_seg_base(f) : -1; /* a new partition's file is empty */
 
     for (int batches = 0; n > 0; batches++) {
         assert_true(batches < 1000);
@@ -290,7 +291,7 @@ static int setup(void **state)
     f->cfg.max_record_bytes = SEGMENT_BYTES;
     f->cfg.retention_ms = -1; /* the records' timestamps (TS0) are years old */
     /* Not part_open(): a failed assert here would skip the teardown, leaving all this. */
-    if (dpart_open(&f->p, f->data_dir, f->shm_dir, TOPIC, 0, &f->cfg, true) != 0) {
+    if (dpart_open(&f->p, f->data_dir, f->shm_dir, TOPIC, 0, &f->cfg, true, NULL, NULL) != 0) {
         print_error("dpart_open: %s\n", shoal_errmsg());
         goto out_rmrf;
     }
@@ -365,6 +366,41 @@ static void test_reopen_without_the_ring_rebuilds_it_from_disk(void **state)
     assert_int_equal(last_seg_base(f), 0);
     assert_on_disk(f, 0, 12, 0);
     assert_info(f, 0, 12, 12);
+}
+
+static int64_t committed_9(void *arg, const char *topic, uint32_t id)
+{
+    (void)arg;
+    return !strcmp(topic, TOPIC) && id == 0 ? 9 : -1;
+}
+
+/* A new partition has an empty first segment file; a recovery that finds none (they were
+ * deleted, the ring too) starts the log past the highest committed offset, so that no
+ * offset is used twice, and leaves a file again: the next recovery finds the log as this
+ * one left it. */
+static void test_a_partition_whose_files_are_gone_starts_past_what_was_committed(void **state)
+{
+    struct fixture *f = *state;
+    char path[PATH_MAX];
+
+    assert_int_equal(last_seg_base(f), 0); /* from its creation */
+    append_small(f, 9, 0);
+    part_close(f);
+    ring_remove(f);
+    snprintf(path, sizeof(path), "%s", f->p.dir);
+    harness_rmrf(path);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(
+        dpart_open(&f->p, f->data_dir, f->shm_dir, TOPIC, 0, &f->cfg, false, committed_9, NULL), 0);
+    f->open = true;
+    assert_info(f, 9, 9, 9);
+    assert_int_equal(last_seg_base(f), 9);
+    assert_int_equal(append_small(f, 3, 0), 9);
+    part_close(f);
+    ring_remove(f);
+    part_open(f, false);
+    assert_info(f, 9, 12, 12);
+    assert_on_disk(f, 9, 12, 0);
 }
 
 enum tail_damage {
@@ -653,6 +689,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_flushed_records_are_found_on_disk_at_their_offsets),
         T(test_reopen_without_the_ring_rebuilds_it_from_disk),
+        T(test_a_partition_whose_files_are_gone_starts_past_what_was_committed),
         T(test_junk_after_the_last_batch_is_cut_on_recovery),
         T(test_a_last_batch_cut_short_is_cut_on_recovery),
         T(test_a_last_batch_with_a_bad_crc_is_cut_on_recovery),
