@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <lmdb.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -228,6 +229,57 @@ static int check_file_length(store_t *st, const char *dir)
     return 0;
 }
 
+/* LMDB keeps no checksums: a data.mdb damaged on disk can fail one of its internal checks,
+ * and LMDB then aborts the process after calling this. Say which file it is, and what to
+ * do, where the operator looks (the daemon's stderr, the journal). */
+static void store_assert(MDB_env *env, const char *msg)
+{
+    const char *dir = NULL;
+
+    if (mdb_env_get_path(env, &dir) != 0 || !dir)
+        dir = "?";
+    fprintf(stderr,
+            "<2>fatal: the metadata store %s/data.mdb is damaged (LMDB: %s), and LMDB stops the "
+            "process; restore the file from a backup\n",
+            dir, msg);
+}
+
+static store_map_hook map_hook;
+
+void store_set_map_hook(store_map_hook hook)
+{
+    map_hook = hook;
+}
+
+/* Where LMDB maps the store's file, and how far (its map size): 0 when /proc/self/maps
+ * does not say (LMDB tells the address only of a fixed map). */
+static int store_map(const store_t *st, void **addr, size_t *len)
+{
+    char file[PATH_MAX + 16], want[PATH_MAX], line[PATH_MAX + 128];
+    const char *dir = NULL;
+    unsigned long lo, hi;
+    int found = 0;
+    FILE *maps;
+
+    *addr = NULL;
+    *len = 0;
+    if (mdb_env_get_path(st->env, &dir) != 0 || !dir ||
+        snprintf(file, sizeof(file), "%s/data.mdb", dir) >= (int)sizeof(file) ||
+        !realpath(file, want) || !(maps = fopen("/proc/self/maps", "re")))
+        return 0; /* the kernel names the file by its real path */
+    while (!found && fgets(line, sizeof(line), maps)) {
+        char *path = strchr(line, '/');
+        line[strcspn(line, "\n")] = '\0';
+        found = path && !strcmp(path, want) && sscanf(line, "%lx-%lx", &lo, &hi) == 2;
+    }
+    fclose(maps);
+    if (found) {
+        *addr = (void *)lo;
+        *len = hi - lo;
+    }
+    return found;
+}
+
 static int open_env(store_t *st, const char *dir, size_t map_bytes)
 {
     int rc;
@@ -235,6 +287,7 @@ static int open_env(store_t *st, const char *dir, size_t map_bytes)
     rc = mdb_env_create(&st->env);
     if (rc != 0)
         return store_err(rc, "create environment");
+    (void)mdb_env_set_assert(st->env, store_assert);
     rc = mdb_env_set_maxdbs(st->env, STORE_DB_COUNT);
     if (rc == 0)
         rc = mdb_env_set_mapsize(st->env, map_bytes ? map_bytes : STORE_DEFAULT_MAP_BYTES);
@@ -242,6 +295,12 @@ static int open_env(store_t *st, const char *dir, size_t map_bytes)
         rc = mdb_env_open(st->env, dir, MDB_NOTLS, 0600);
     if (rc != 0)
         return store_err(rc, dir);
+    if (map_hook) {
+        void *addr;
+        size_t len;
+        if (store_map(st, &addr, &len))
+            map_hook(addr, len, dir);
+    }
     if ((rc = check_file_length(st, dir)) < 0)
         return rc;
     reserve_room(st);

@@ -21,6 +21,10 @@ typedef struct store store_t;
  * map_bytes 0 means a default of 1 GiB. On failure *out is NULL and nothing leaks. */
 int store_open(const char *dir, size_t map_bytes, store_t **out);
 void store_close(store_t *st);
+/* Called by store_open() once LMDB has mapped dir/data.mdb at [addr, addr + len), before
+ * it reads anything there (shoald guards the map: shmguard_fatal). NULL: none. */
+typedef void (*store_map_hook)(void *addr, size_t len, const char *dir);
+void store_set_map_hook(store_map_hook hook);
 
 /* Insert a new topic, with no committed offsets (any under its name are dropped).
  * SHOAL_ETOPICEXISTS when the name is taken. Durable on return. */

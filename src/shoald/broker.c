@@ -967,6 +967,20 @@ static int check_shm_dir(const char *dir)
     return -EPERM;
 }
 
+/* store_map_hook: LMDB keeps no checksums, and a damaged page of data.mdb can send it past
+ * the end of the file, into its map where there is nothing (SIGBUS). Say so before the
+ * process dies of it. */
+static void guard_store(void *addr, size_t len, const char *dir)
+{
+    static char msg[PATH_MAX + 160];
+
+    snprintf(msg, sizeof(msg),
+             "<2>fatal: the metadata store %s/data.mdb is damaged (a page points past its "
+             "end), and shoald stops; restore the file from a backup\n",
+             dir);
+    shmguard_fatal(addr, len, msg);
+}
+
 static int broker_dirs(broker_t *b)
 {
     const shoald_config_t *c = b->cfg;
@@ -993,6 +1007,7 @@ static int broker_dirs(broker_t *b)
         return rc;
     if ((b->shm_lock_fd = lock_dir(b->shm_dir, "shm directory")) < 0)
         return b->shm_lock_fd;
+    store_set_map_hook(guard_store);
     rc = store_open(meta, 0, &b->store);
     if (rc < 0)
         log_error("cannot open the metadata store in %s: %s (%s)", meta, shoal_strerror(rc),

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -32,6 +33,8 @@ static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static size_t first_free; /* no free entry below it (table_lock) */
 static _Atomic uint32_t faults;
 static uintptr_t page_mask;
+static _Atomic uintptr_t fatal_lo, fatal_hi; /* shmguard_fatal */
+static const char *fatal_msg;
 
 static struct range *range_at(size_t i)
 {
@@ -81,6 +84,8 @@ static void on_sigbus(int sig, siginfo_t *si, void *ucontext)
         atomic_fetch_add(&faults, 1);
     } else {
         struct sigaction dfl = {.sa_handler = SIG_DFL};
+        if (a >= atomic_load(&fatal_lo) && a < atomic_load(&fatal_hi))
+            (void)!write(STDERR_FILENO, fatal_msg, strlen(fatal_msg));
         sigemptyset(&dfl.sa_mask);
         sigaction(sig, &dfl, NULL);
         raise(sig);
@@ -150,4 +155,11 @@ bool shmguard_take(const void *addr)
 uint32_t shmguard_fault_count(void)
 {
     return atomic_load(&faults);
+}
+
+void shmguard_fatal(const void *addr, size_t len, const char *msg)
+{
+    fatal_msg = msg;
+    atomic_store(&fatal_hi, (uintptr_t)addr + len);
+    atomic_store(&fatal_lo, (uintptr_t)addr);
 }

@@ -37,4 +37,9 @@ bool shmguard_take(const void *addr);
  * mapping needs to be looked at. */
 uint32_t shmguard_fault_count(void);
 
+/* A mapping no fault can be survived in (the metadata store's, whose file a damaged page
+ * can point past): a SIGBUS in [addr, addr + len) writes msg to stderr, then the process
+ * dies as it would have, rather than with nothing said. One such mapping; msg is kept. */
+void shmguard_fatal(const void *addr, size_t len, const char *msg);
+
 #endif

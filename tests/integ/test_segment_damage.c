@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -422,6 +425,111 @@ INTEG_TEST(test_a_partition_whose_directory_is_gone_is_reported_and_starts_anew)
     files_gone(f, "moved", -1, false, "moved-0: its directory was missing: it starts at offset 0");
 }
 
+/* ------------------------------------------------------------------ the metadata store */
+
+static bool says(const char *path, const char *needle)
+{
+    size_t len;
+    char *text = (char *)harness_read_file(path, &len);
+    bool found = false;
+
+    if (text) {
+        text[len] = '\0';
+        found = strstr(text, needle) != NULL;
+        free(text);
+    }
+    return found;
+}
+
+/* Start shoald on f's directories with stderr to log_path; stop it (SIGTERM) once it is
+ * ready. Its exit status, or 128 + the signal it died of. */
+static int shoald_once(struct harness_fixture *f, const char *log_path)
+{
+    char bin[PATH_MAX];
+    const char *exe = harness_shoald_bin(bin, sizeof(bin));
+    int status = 0;
+    pid_t pid;
+
+    unlink(log_path); /* the last run's "ready" must not be read as this one's */
+    assert_true((pid = fork()) >= 0);
+    if (pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
+            _exit(120);
+        execl(exe, exe, "--data-dir", f->d.data_dir, "--runtime-dir", f->d.run_dir, "--instance",
+              f->d.instance, (char *)NULL);
+        _exit(121);
+    }
+    for (int i = 0; i < 1000; i++, usleep(5000)) {
+        pid_t done = waitpid(pid, &status, WNOHANG);
+        assert_true(done >= 0);
+        if (done == pid)
+            break;
+        if (says(log_path, " ready: ")) {
+            kill(pid, SIGTERM);
+            assert_int_equal(waitpid(pid, &status, 0), pid);
+            break;
+        }
+    }
+    harness_daemon_wipe_shm(&f->d);
+    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+/* LMDB keeps no checksums: a page of the metadata store damaged on disk can make it fail
+ * one of its own checks (it aborts) or read past the end of the file (SIGBUS). The same
+ * kinds of damage (bytes from a fixed seed over the store's pages) are tried on a store of
+ * six topics: every start that dies of it first says which file is damaged and what to do.
+ * Before, the log said nothing (a SIGBUS), or only LMDB's assertion. */
+INTEG_TEST(test_a_damaged_metadata_store_is_named_before_shoald_dies_of_it)
+{
+    char meta[PATH_MAX], log_path[PATH_MAX];
+    uint8_t *good, *bad;
+    size_t len, glen;
+    int deaths = 0;
+
+    for (int i = 0; i < 6; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "t%d", i);
+        create_topic(f, name);
+    }
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    snprintf(meta, sizeof(meta), "%s/meta/data.mdb", f->d.data_dir);
+    snprintf(log_path, sizeof(log_path), "%s/once.log", f->d.dir);
+    assert_non_null(good = harness_read_file(meta, &glen));
+    assert_true(glen > 4 * 4096);
+    assert_non_null(bad = malloc(glen));
+    for (uint32_t seed = 1; seed <= 24; seed++) {
+        uint32_t x = seed * 2654435761u;
+        size_t at = 2 * 4096 + (seed % 8) * 512; /* past the two meta pages */
+        memcpy(bad, good, glen);
+        for (size_t k = at; k < at + 1024 && k < glen; k++) {
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            bad[k] = (uint8_t)x;
+        }
+        harness_write_file(meta, bad, glen);
+        int status = shoald_once(f, log_path);
+        if (status >= 128) {
+            char *text = (char *)harness_read_file(log_path, &len);
+            assert_non_null(text);
+            text[len] = '\0';
+            if (!strstr(text, "fatal: the metadata store") || !strstr(text, "data.mdb is damaged"))
+                fail_msg("seed %u: shoald died (signal %d) without naming the damage:\n%s", seed,
+                         status - 128, text);
+            free(text);
+            deaths++;
+        }
+    }
+    print_message("%d of 24 damaged stores killed shoald, each with the reason\n", deaths);
+    assert_true(deaths > 0);
+    harness_write_file(meta, good, glen);
+    free(good);
+    free(bad);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
+}
+
 /* ------------------------------------------------------------------ fixture */
 
 static int setup(void **state)
@@ -451,6 +559,7 @@ int main(void)
         T(test_a_segment_lost_from_the_middle_is_reported_once_and_read_past),
         T(test_a_partition_whose_files_are_gone_starts_past_its_committed_offsets),
         T(test_a_partition_whose_directory_is_gone_is_reported_and_starts_anew),
+        T(test_a_damaged_metadata_store_is_named_before_shoald_dies_of_it),
     };
 #undef T
     harness_test_filter();

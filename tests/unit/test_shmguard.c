@@ -111,6 +111,39 @@ static void test_a_sigbus_outside_every_guarded_mapping_still_ends_the_process(v
     assert_int_equal(harness_wait(harness_fork(sent_sigbus, NULL, 10), 10000), 128 + SIGBUS);
 }
 
+/* In a child, stderr to the pipe in arg: a cut file whose mapping is marked fatal. */
+static int fault_fatal(void *arg)
+{
+    volatile uint8_t *m;
+    int fd;
+
+    if (dup2(*(int *)arg, STDERR_FILENO) < 0 || shmguard_install() < 0)
+        return 1;
+    m = map_file(&fd);
+    shmguard_fatal((void *)m, MAP_LEN, "the mapping is gone\n");
+    if (ftruncate(fd, 0) < 0)
+        return 3;
+    return m[PAGE] == 0 ? 4 : 5; /* never returns: SIGBUS */
+}
+
+/* A fault in the mapping marked fatal (the metadata store's) says its message, then ends
+ * the process as any SIGBUS would. */
+static void test_a_fault_in_the_fatal_mapping_says_why_and_ends_the_process(void **state)
+{
+    char said[64] = "";
+    int pipe_fds[2];
+    pid_t pid;
+    (void)state;
+
+    assert_int_equal(pipe(pipe_fds), 0);
+    assert_true((pid = harness_fork(fault_fatal, &pipe_fds[1], 10)) > 0);
+    close(pipe_fds[1]);
+    assert_int_equal(harness_wait(pid, 10000), 128 + SIGBUS);
+    assert_true(read(pipe_fds[0], said, sizeof(said) - 1) > 0);
+    close(pipe_fds[0]);
+    assert_string_equal(said, "the mapping is gone\n");
+}
+
 /* Many registrations: each is found by its start, removal frees its entry for the next,
  * and a fault in the last one is still caught. */
 static void test_the_registry_holds_many_mappings(void **state)
@@ -143,6 +176,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_cut_file_reads_zeros_past_the_cut_and_is_marked),
         cmocka_unit_test(test_a_sigbus_outside_every_guarded_mapping_still_ends_the_process),
+        cmocka_unit_test(test_a_fault_in_the_fatal_mapping_says_why_and_ends_the_process),
         cmocka_unit_test(test_the_registry_holds_many_mappings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
