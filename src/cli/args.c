@@ -155,14 +155,21 @@ int cli_connect(const cli_t *cli, shoal_client_t **out)
 
 /* ------------------------------------------------------------------ options */
 
-static void cli_unknown_option(const cli_t *cli, char **argv, int opt)
+static void cli_unknown_option(const cli_t *cli, int argc, char **argv, int opt)
 {
     const char *arg = argv[optind - 1];
 
     if (opt == ':')
         cli_usage_fail(cli, "option '%s' needs a value", arg);
-    if (optopt > 0 && optopt < 128 && arg[0] == '-' && arg[1] != '-')
-        cli_usage_fail(cli, "unknown option '-%c'", optopt);
+    if (optopt > 0 && optopt < 128) {
+        /* getopt stays on a word whose letters it has not all read ("-dash" after '-d') */
+        if (optind < argc && argv[optind][0] == '-' && strchr(argv[optind] + 1, optopt))
+            arg = argv[optind];
+        cli_usage_fail(cli,
+                       "unknown option '-%c' in '%s' (a name that begins with '-' goes after "
+                       "'--')",
+                       optopt, arg);
+    }
     if (optopt != 0)
         cli_usage_fail(cli, "option '%s' takes no value", arg);
     cli_usage_fail(cli, "unknown option '%s'", arg);
@@ -185,7 +192,7 @@ int cli_next_opt(cli_t *cli, int argc, char **argv, const struct option *opts)
             cli_print_command_help(cli->command);
             exit(cli_output_status(0));
         } else if (opt == '?' || opt == ':') {
-            cli_unknown_option(cli, argv, opt);
+            cli_unknown_option(cli, argc, argv, opt);
         } else {
             return opt;
         }

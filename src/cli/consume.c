@@ -12,9 +12,15 @@
  * record (or from the start) on the monotonic clock. SIGINT, SIGTERM and SIGPIPE (or
  * EPIPE from a write) end the loop, after which everything is flushed and closed.
  *
- * A poll that finds records gone (SHOAL_EOFFSET) is a warning while the position moves on
- * past them, and a failure (status 1) when the same gap comes back: polling in a loop would
- * never end. */
+ * A poll that finds records gone (SHOAL_EOFFSET, or SHOAL_ECORRUPT for a segment lost from
+ * the middle of a disk log) is a warning while the position moves on past them, and a
+ * failure (status 1) when the same gap comes back (a damaged batch the position cannot
+ * pass): polling in a loop would never end.
+ *
+ * With --group, a daemon restart is a warning: the group consumer reconnects and rejoins
+ * by itself, and the partitions resume from their committed offsets. --timeout-ms counts
+ * from the member's first assignment (joining takes a moment; before it, the wait is
+ * CONSUME_JOIN_WAIT_MS at least), then from the last record. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +32,7 @@
 
 #define CONSUME_BATCH         256
 #define CONSUME_WAIT_SLICE_MS 500
+#define CONSUME_JOIN_WAIT_MS  10000
 
 enum {
     OPT_PARTITION = CLI_OPT_FIRST,
@@ -54,6 +61,9 @@ typedef struct consume {
     size_t text_len;     /* of this many bytes after each fflush */
     int64_t count;       /* records printed */
     char last_gone[512]; /* the detail of the last SHOAL_EOFFSET, or "" */
+    bool away;           /* --group: the daemon is away (said once) */
+    bool assigned;       /* --group: the member was assigned once (consume_assigned) */
+    bool restart_clock;  /* --timeout-ms counts from now: the first assignment came */
 } consume_t;
 
 /* ------------------------------------------------------------------ options */
@@ -167,19 +177,31 @@ static int consume_print(consume_t *cs, const shoal_record_t *recs, int n)
     return CLI_EXIT_FAIL;
 }
 
-/* A poll said SHOAL_EOFFSET: records at the position are gone (a memory topic overwrote
- * them, or a disk log lacks them). Where the library can, it has moved the position on and
- * the detail names the old and new positions; the same detail twice in a row means the
- * position did not move (a segment missing from the middle of a disk log), and polling
- * again would only repeat it. Returns 0 to go on, or 1 after reporting that it cannot. */
-static int consume_records_gone(consume_t *cs)
+/* A poll said SHOAL_EOFFSET or SHOAL_ECORRUPT (rc): records at the position are gone (a
+ * memory topic overwrote them, or a disk log lacks them) or damaged. Where the library can,
+ * it has moved the position on and the detail names where; the same detail twice in a row
+ * means the position did not move (a damaged batch), and polling again would only repeat
+ * it. Returns 0 to go on, or 1 after reporting that it cannot. */
+static int consume_records_gone(consume_t *cs, int rc)
 {
     const char *detail = shoal_errmsg();
 
     if (strcmp(detail, cs->last_gone) == 0)
-        return cli_fail(cs->cli, SHOAL_EOFFSET, "consume '%s' cannot go on", cs->topic);
+        return cli_fail(cs->cli, rc, "consume '%s' cannot go on", cs->topic);
     fprintf(stderr, "shoal: warning: %s\n", detail);
     snprintf(cs->last_gone, sizeof(cs->last_gone), "%s", detail);
+    return 0;
+}
+
+/* --group: the daemon went away (SHOAL_ECLOSED: the poll that found the connection gone;
+ * SHOAL_ENODAEMON: while nothing listens). Said once an absence; the consumer rejoins by
+ * itself once the daemon is back. */
+static int consume_daemon_away(consume_t *cs)
+{
+    if (!cs->away)
+        fprintf(stderr, "shoal: warning: consume '%s': %s; waiting for shoald to come back\n",
+                cs->topic, shoal_errmsg());
+    cs->away = true;
     return 0;
 }
 
@@ -198,29 +220,49 @@ static int consume_loop(consume_t *cs)
     shoal_record_t recs[CONSUME_BATCH];
     int64_t deadline = consume_now_ms() + cs->timeout_ms;
 
+    if (cs->group && cs->timeout_ms < CONSUME_JOIN_WAIT_MS) /* for the assignment */
+        deadline = consume_now_ms() + CONSUME_JOIN_WAIT_MS;
+
     while (!cli_stop_signal) {
         int n, rc = 0;
 
         if (cs->max_messages >= 0 && cs->count >= cs->max_messages)
             return 0;
         n = shoal_poll(cs->consumer, recs, consume_poll_max(cs), consume_wait_ms(cs, deadline));
-        if (n == SHOAL_EOFFSET)
-            rc = consume_records_gone(cs);
+        if (n == SHOAL_EOFFSET || n == SHOAL_ECORRUPT)
+            rc = consume_records_gone(cs, n);
+        else if (cs->group && (n == SHOAL_ECLOSED || n == SHOAL_ENODAEMON))
+            rc = consume_daemon_away(cs);
         else if (n < 0 && n != -EINTR)
             rc = cli_fail(cs->cli, n, "consume '%s'", cs->topic);
         else if (n > 0)
             rc = consume_print(cs, recs, n);
         if (rc != 0)
             return rc < 0 ? 0 : rc;
-        if (n > 0)
+        cs->away &= n < 0;
+        if (n > 0 || cs->restart_clock)
             deadline = consume_now_ms() + cs->timeout_ms;
         else if (cs->timeout_ms >= 0 && consume_now_ms() >= deadline)
             return 0;
+        cs->restart_clock = false;
     }
     return 0;
 }
 
 /* ------------------------------------------------------------------ command */
+
+/* on_assigned: the first assignment starts --timeout-ms. */
+static void consume_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
+                             size_t n)
+{
+    consume_t *cs = arg;
+
+    (void)c;
+    (void)tps;
+    (void)n;
+    cs->restart_clock = !cs->assigned;
+    cs->assigned = true;
+}
 
 /* Join the group: partitions come from the coordinator; without a committed offset a
  * partition starts at its log end, or at its log start with --from-beginning. Offsets are
@@ -234,6 +276,8 @@ static int consume_open_group(consume_t *cs, shoal_client_t *client)
     shoal_consumer_options_init(&o);
     o.group_id = cs->group;
     o.client_id = "shoal-cli";
+    o.on_assigned = consume_assigned;
+    o.cb_arg = cs;
     o.auto_offset_reset = cs->whence == SHOAL_SEEK_BEGINNING ? SHOAL_OFFSET_RESET_EARLIEST
                                                              : SHOAL_OFFSET_RESET_LATEST;
     if ((rc = shoal_consumer_open(client, &o, &cs->consumer)) < 0)

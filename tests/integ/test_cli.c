@@ -143,6 +143,10 @@ INTEG_TEST(test_cli_usage_errors_name_the_word_at_fault)
                NULL);
     expect_cli(f, 2, NULL, "topic create t --partitions -1", "'-1' (expected a whole number 1..",
                NULL);
+    /* a name that looks like options: the word is named, and the way out (it said "option
+     * 'describe' takes no value") */
+    expect_cli(f, 2, NULL, "topic describe -dash", "unknown option '-d' in '-dash'",
+               "goes after '--'", NULL);
 }
 
 /* shoald checks its runtime directory and socket path before it creates a shm directory
@@ -376,9 +380,9 @@ static void remove_segment(const struct harness_fixture *f, const char *topic, i
 }
 
 /* A segment missing from the middle of a disk log, behind the ring: consume prints the
- * records before it and warns once; then, as the library reports the gap, it either fails
- * with status 1 or goes on past it (status 0 at --timeout-ms), but never polls the same gap
- * for ever (which timeout(1) would end with status 124). */
+ * records before it, warns once naming the gap, and reads on past it to the last record
+ * (status 0 at --timeout-ms). Before, it said it would read on and exited with status 1;
+ * it must never poll the same gap for ever either (timeout(1) would end it: 124). */
 INTEG_TEST(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log)
 {
     int64_t bases[64];
@@ -393,14 +397,71 @@ INTEG_TEST(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log)
     remove_segment(f, "gap", bases[1]);
     status = run_cli(f, NULL, "consume gap --from-beginning --timeout-ms 1000 --format '%o\\n'");
     snprintf(before_gap, sizeof(before_gap), "\n%lld\n", (long long)bases[1] - 1);
-    if ((status != 0 && status != 1) || !strstr(out, before_gap))
+    if (status != 0 || !strstr(out, before_gap) || !strstr(out, "\n1999\n"))
         fail_msg("status %d, output:\n%.2000s", status, out);
-    if (status == 1 && !strstr(out, "shoal: consume 'gap'"))
-        fail_msg("status 1 without a reason:\n%.2000s", out);
-    if (status == 0 && !strstr(out, "\n1999\n"))
-        fail_msg("status 0 before the last record:\n%.2000s", out);
-    if ((warning = strstr(out, "warning:")) != NULL)
-        assert_null(strstr(warning + 1, "warning:"));
+    assert_non_null(warning = strstr(out, "warning:"));
+    assert_non_null(strstr(warning, "missing from disk"));
+    assert_null(strstr(warning + 1, "warning:"));
+}
+
+/* --timeout-ms 0 in a group: the member joins, reads what is there and exits. Before, the
+ * timeout ran out before the join was answered: nothing printed, status 0. */
+INTEG_TEST(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there)
+{
+    expect_cli(f, 0, NULL, "topic create now", NULL);
+    expect_cli(f, 0, "seq 1 5", "produce now", "produced 5 records", NULL);
+    expect_cli(f, 0, NULL,
+               "consume now --group nowers --from-beginning --timeout-ms 0 --format '%v\\n'",
+               "1\n2\n3\n4\n5\n", NULL);
+}
+
+/* A group consumer outlives a daemon restart: it warns once that shoald went away, rejoins
+ * when it is back and prints what was produced meanwhile, from its committed offsets.
+ * Before, `consume --group` exited with status 1 at the restart. */
+INTEG_TEST(test_cli_consume_in_a_group_outlives_a_daemon_restart)
+{
+    char script[PATH_MAX + 512], file[64];
+    size_t len = 0;
+    char *text = NULL;
+
+    snprintf(file, sizeof(file), "/tmp/shoal-test-cli-group-%d", (int)getpid());
+    expect_cli(f, 0, NULL, "topic create lasting", NULL);
+    expect_cli(f, 0, "seq 1 3", "produce lasting", NULL);
+    snprintf(script, sizeof(script),
+             "(%s consume lasting --group lasters --from-beginning --timeout-ms 3000 "
+             "--format '%%v\n' > %s 2>&1; echo \"status $?\" >> %s) </dev/null >/dev/null 2>&1 &",
+             shoal_command(f), file, file);
+    assert_int_equal(run_script(script), 0);
+    for (int i = 0; i < 500 && !(text && strstr(text, "3\n")); i++, usleep(10000)) {
+        free(text);
+        text = (char *)harness_read_file(file, &len);
+        if (text)
+            text[len] = '\0';
+    }
+    assert_non_null(text);
+    assert_non_null(strstr(text, "1\n2\n3\n"));
+    free(text);
+    text = NULL;
+
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    usleep(300000); /* the consumer finds it gone */
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
+    expect_cli(f, 0, "seq 4 6", "produce lasting", NULL);
+    for (int i = 0; i < 1500 && !(text && strstr(text, "status ")); i++, usleep(10000)) {
+        free(text);
+        text = (char *)harness_read_file(file, &len);
+        if (text)
+            text[len] = '\0';
+    }
+    unlink(file);
+    assert_non_null(text);
+    if (!strstr(text, "4\n5\n6\n") || !strstr(text, "status 0") ||
+        !strstr(text, "waiting for shoald to come back"))
+        fail_msg("the consumer's output:\n%s", text);
+    free(text);
 }
 
 /* ------------------------------------------------------------------ main */
@@ -436,6 +497,8 @@ int main(void)
         cmocka_unit_test(
             test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_record),
         cmocka_unit_test(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log),
+        cmocka_unit_test(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there),
+        cmocka_unit_test(test_cli_consume_in_a_group_outlives_a_daemon_restart),
     };
     harness_test_filter();
     return cmocka_run_group_tests(tests, setup, teardown);
