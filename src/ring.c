@@ -811,6 +811,13 @@ static void ring_wake_readers(ring_t *r)
     }
 }
 
+/* False only when the recorded daemon process is known to be gone. */
+static bool ring_daemon_alive(const ring_t *r)
+{
+    int32_t pid = atomic_load(&r->ctl->daemon_pid);
+    return pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH;
+}
+
 /* Wait for a slot to be freed: 0 to retry, SHOAL_AGAIN when the deadline passed. */
 static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
 {
@@ -823,6 +830,11 @@ static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
                              "ring full: shoald cannot write to disk (%s); "
                              "appended records wait in shared memory",
                              shoal_strerror(io));
+        if (!ring_daemon_alive(r)) /* off the hot path: only once the wait is over */
+            return SHOAL_ERR(SHOAL_AGAIN,
+                             "ring full: shoald (pid %d) is not running, and the slots await "
+                             "its flushing; it frees them when it starts again",
+                             (int)atomic_load(&ctl->daemon_pid));
         return SHOAL_ERR(SHOAL_AGAIN, "ring full: every slot awaits flushing or is pinned");
     }
     /* A memory topic's slot is freed by the reader that unpins it, which does not signal:
@@ -895,13 +907,6 @@ int ring_append(ring_t *r, uint8_t *batch, size_t len, int32_t records, int64_t 
                            .fill = fill_copy,
                            .arg = batch};
     return ring_append_fill(r, &b, block_ms, false, base_offset);
-}
-
-/* False only when the recorded daemon process is known to be gone. */
-static bool ring_daemon_alive(const ring_t *r)
-{
-    int32_t pid = atomic_load(&r->ctl->daemon_pid);
-    return pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH;
 }
 
 /* Raise flush_wanted to at least want. */

@@ -2991,6 +2991,38 @@ static pid_t pin_and_fill(struct harness_fixture *f, const char *topic, shoal_pr
     return pid;
 }
 
+/* A producer whose ring fills while shoald is stopped is told so when its wait ends (it
+ * used to hear only that every slot awaited flushing), and sends again once shoald is
+ * back. */
+INTEG_TEST(test_a_producer_on_a_full_ring_is_told_the_daemon_is_not_running)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_producer_options_t o;
+    shoal_producer_t *p;
+    char buf[512];
+    int64_t i;
+    int rc = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "orphaned", &cfg), 0);
+    shoal_producer_options_init(&o);
+    o.block_ms = 200;
+    assert_int_equal(shoal_producer_open(f->c, "orphaned", &o, &p), 0);
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    for (i = 0; i < 4 * 1024 && rc == 0; i++)
+        rc = send_one(p, 0, NULL, 0, buf, make_value(buf, value_len_for(i), i), NULL);
+    assert_int_equal(rc, SHOAL_AGAIN);
+    assert_non_null(strstr(shoal_errmsg(), "is not running"));
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
+    i--; /* the refused one, again: shoald frees the slots once it has flushed them */
+    for (int tries = 0; tries < 25 && rc == SHOAL_AGAIN; tries++)
+        rc = send_one(p, 0, NULL, 0, buf, make_value(buf, value_len_for(i), i), NULL);
+    assert_int_equal(rc, 0);
+    shoal_producer_close(p);
+}
+
 /* A consumer that holds the views of its last poll pins their ring slot: producers that
  * come round to it wait. After shoal_consumer_release() they do not, and the consumer goes
  * on from where it was, from disk. */
@@ -3482,6 +3514,7 @@ int main(void)
         T(test_daemon_survives_damaged_copies_of_real_group_requests),
         T(test_recovery_cuts_a_corrupt_last_batch_and_appends_continue_there),
         T(test_corrupt_sealed_segment_reads_as_ecorrupt_not_as_data),
+        T(test_a_producer_on_a_full_ring_is_told_the_daemon_is_not_running),
         T(test_a_consumer_that_released_its_views_holds_no_producer_back),
         T(test_consumer_killed_while_holding_views_does_not_block_producers),
         T(test_memory_producer_held_by_a_dead_reader_wakes_an_idle_daemon),
