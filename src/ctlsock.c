@@ -67,12 +67,6 @@ static int make_addr(const char *path, struct sockaddr_un *sa)
     return 0;
 }
 
-int ctlsock_path_check(const char *path)
-{
-    struct sockaddr_un sa;
-    return make_addr(path, &sa);
-}
-
 /* ------------------------------------------------------------------ listen / connect */
 
 /* 1 when something accepts connections at sa, 0 when the file is a socket nobody listens
@@ -96,6 +90,23 @@ static int probe_live(const struct sockaddr_un *sa)
         rc = errno == ECONNREFUSED ? 0 : -errno;
     close(fd);
     return rc;
+}
+
+int ctlsock_path_check(const char *path)
+{
+    struct sockaddr_un sa;
+    int rc = make_addr(path, &sa);
+
+    if (rc < 0)
+        return rc;
+    if ((rc = probe_live(&sa)) > 0)
+        return SHOAL_ERR(-EADDRINUSE,
+                         "%s: a daemon already listens there (another instance with the same "
+                         "runtime directory?)",
+                         path);
+    if (rc == -EADDRINUSE)
+        return SHOAL_ERR(rc, "%s exists and is not a socket", path);
+    return 0; /* nothing there, a stale socket, or a directory to be made (it says why not) */
 }
 
 static int bind_replacing_stale(int fd, const struct sockaddr_un *sa)

@@ -10,7 +10,10 @@
 
 #include "ctlproto.h"
 
-/* Whether path fits a socket address: 0, or -EINVAL / -ENAMETOOLONG with the detail. */
+/* Whether a daemon could listen at path: 0, or -EINVAL / -ENAMETOOLONG (it does not fit a
+ * socket address), -EADDRINUSE (something listens there, or it is not a socket), with the
+ * detail. A socket file nobody listens on is fine (ctlsock_listen replaces it), and so is
+ * a directory that cannot be looked in (yet): making it says why it cannot be. */
 int ctlsock_path_check(const char *path);
 
 /* Bind and listen at path (mode 0660). A stale socket file with nobody listening is

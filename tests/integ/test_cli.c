@@ -150,7 +150,9 @@ INTEG_TEST(test_cli_usage_errors_name_the_word_at_fault)
 }
 
 /* shoald checks its runtime directory and socket path before it creates a shm directory
- * or a metadata store, and says what is wrong. */
+ * or a metadata store, and says what is wrong: a runtime directory that is a file, a
+ * socket path too long, and one where the fixture's daemon already listens (before, that
+ * one was found only after recovery had made the shm directory and the rings). */
 INTEG_TEST(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything)
 {
     char script[3 * PATH_MAX], bin[PATH_MAX], shm[64], meta[PATH_MAX];
@@ -159,6 +161,7 @@ INTEG_TEST(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything)
         {"rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr"
          "rrrrrrrrrrrrrrrrrrrrrr",
          "control socket path too long"},
+        {"", "a daemon already listens there"},
     };
 
     snprintf(shm, sizeof(shm), "/dev/shm/shoal.badrt-%d", (int)getpid());
@@ -167,8 +170,8 @@ INTEG_TEST(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything)
         snprintf(script, sizeof(script),
                  "touch '%s/file' && timeout 10 %s --instance badrt-%d --data-dir '%s/bad-data' "
                  "--runtime-dir '%s/%s' 2>&1",
-                 f->d.dir, harness_shoald_bin(bin, sizeof(bin)), (int)getpid(), f->d.dir, f->d.dir,
-                 cases[i][0]);
+                 f->d.dir, harness_shoald_bin(bin, sizeof(bin)), (int)getpid(), f->d.dir,
+                 cases[i][0][0] ? f->d.dir : f->d.run_dir, cases[i][0]);
         assert_int_equal(run_script(script), 1);
         if (!strstr(out, cases[i][1]))
             fail_msg("no \"%s\" in:\n%s", cases[i][1], out);
@@ -420,7 +423,7 @@ INTEG_TEST(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there)
  * Before, `consume --group` exited with status 1 at the restart. */
 INTEG_TEST(test_cli_consume_in_a_group_outlives_a_daemon_restart)
 {
-    char script[PATH_MAX + 512], file[64];
+    char script[2 * PATH_MAX + 512], file[64];
     size_t len = 0;
     char *text = NULL;
 
