@@ -1940,6 +1940,20 @@ static int held(shoal_consumer_t *c, const char *topic, int n)
     return k;
 }
 
+/* member_options() for a cooperative-sticky member that notices a rebalance within 50 ms,
+ * whose rebalance timeout (max poll interval) is 20 s. */
+static void coop_member_options(shoal_consumer_options_t *o, const char *group, int idx)
+{
+    static const shoal_assignor_t *coop[1];
+
+    coop[0] = shoal_assignor_builtin("cooperative-sticky");
+    member_options(o, group, idx);
+    o->assignors = coop;
+    o->assignor_count = 1;
+    o->heartbeat_interval_ms = 50;
+    o->max_poll_interval_ms = 20000;
+}
+
 /* A rebalance waits for every member to rejoin. A member whose join waits for one slow to
  * poll keeps its own polls to their timeout (they blocked until the slow one came, or was
  * removed at the rebalance timeout). A cooperative one keeps its partitions and reads them
@@ -1948,7 +1962,6 @@ static int held(shoal_consumer_t *c, const char *topic, int n)
  * read committed: the members after it read every record once. */
 INTEG_TEST(test_a_poll_keeps_its_timeout_while_the_rebalance_waits_for_a_slow_member)
 {
-    const shoal_assignor_t *coop[] = {shoal_assignor_builtin("cooperative-sticky")};
     shoal_topic_config_t cfg = topic_cfg(4);
     shoal_consumer_options_t o;
     shoal_client_t *cl[3];
@@ -1961,12 +1974,8 @@ INTEG_TEST(test_a_poll_keeps_its_timeout_while_the_rebalance_waits_for_a_slow_me
     for (int p = 0; p < 4; p++)
         assert_int_equal(produce(f->c, "slow", p, 5), 0);
     for (int i = 0; i < 3; i++) {
-        member_options(&o, "waiting", i);
-        o.assignors = coop;
-        o.assignor_count = 1;
+        coop_member_options(&o, "waiting", i);
         o.auto_commit = true;
-        o.heartbeat_interval_ms = 50;
-        o.max_poll_interval_ms = 20000; /* the rebalance timeout */
         assert_int_equal(open_member(&cl[i], &c[i], &o, "slow"), 0);
         if (i == 1) /* the first two share the partitions and read what is there */
             for (t0 = mono_ms(); mono_ms() - t0 < 5000 && (got < 20 || held(c[0], "slow", 4) != 2 ||
@@ -2048,7 +2057,6 @@ static int poll_counting(shoal_consumer_t *c, int seen[6][16], int timeout_ms)
  * periodic auto-commit is an hour away: only the round's commits count. */
 INTEG_TEST(test_a_cooperative_member_reads_while_joining_and_what_moves_is_read_once)
 {
-    const shoal_assignor_t *coop[] = {shoal_assignor_builtin("cooperative-sticky")};
     shoal_topic_config_t cfg = topic_cfg(6);
     shoal_consumer_options_t o;
     shoal_client_t *cl[3];
@@ -2060,13 +2068,9 @@ INTEG_TEST(test_a_cooperative_member_reads_while_joining_and_what_moves_is_read_
     for (int p = 0; p < 6; p++)
         assert_int_equal(produce(f->c, "moving", p, 5), 0);
     for (int i = 0; i < 3; i++) {
-        member_options(&o, "movers", i);
-        o.assignors = coop;
-        o.assignor_count = 1;
+        coop_member_options(&o, "movers", i);
         o.auto_commit = true;
         o.auto_commit_interval_ms = 3600000;
-        o.heartbeat_interval_ms = 50;
-        o.max_poll_interval_ms = 20000; /* the rebalance timeout */
         if (i < 2)
             assert_int_equal(open_member(&cl[i], &c[i], &o, "moving"), 0);
     }
@@ -2113,7 +2117,6 @@ INTEG_TEST(test_a_cooperative_member_reads_while_joining_and_what_moves_is_read_
  * wait, and on_commit heard SHOAL_ECLOSED for a commit shoald had stored. */
 INTEG_TEST(test_a_commit_sent_while_joining_is_answered_before_close)
 {
-    const shoal_assignor_t *coop[] = {shoal_assignor_builtin("cooperative-sticky")};
     shoal_topic_config_t cfg = topic_cfg(4);
     shoal_consumer_options_t o;
     shoal_client_t *cl[3];
@@ -2125,12 +2128,8 @@ INTEG_TEST(test_a_commit_sent_while_joining_is_answered_before_close)
     for (int p = 0; p < 4; p++)
         assert_int_equal(produce(f->c, "asked", p, 5), 0);
     for (int i = 0; i < 3; i++) {
-        member_options(&o, "askers", i);
-        o.assignors = coop;
-        o.assignor_count = 1;
+        coop_member_options(&o, "askers", i);
         o.on_commit = on_commit;
-        o.heartbeat_interval_ms = 50;
-        o.max_poll_interval_ms = 20000;
         assert_int_equal(open_member(&cl[i], &c[i], &o, "asked"), 0);
         if (i == 1)
             for (t0 = mono_ms();
@@ -2260,14 +2259,11 @@ INTEG_TEST(test_closing_while_the_sync_waits_commits_what_was_read_while_joining
     for (int p = 0; p < 4; p++)
         assert_int_equal(produce(f->c, "synced", p, 5), 0);
     for (int i = 0; i < 3; i++) { /* the leader, the member closed, the newcomer */
-        member_options(&o, "syncers", i);
-        o.assignors = list;
-        o.assignor_count = 1;
+        coop_member_options(&o, "syncers", i);
+        o.assignors = list; /* cooperative too */
         o.auto_commit = true;
         o.auto_commit_interval_ms = 3600000;
-        o.heartbeat_interval_ms = 50;
         o.session_timeout_ms = 5000;
-        o.max_poll_interval_ms = 20000;
         assert_int_equal(
             open_member(i ? &cl[i - 1] : &lead.cl, i ? &c[i - 1] : &lead.c, &o, "synced"), 0);
         if (i == 1)
@@ -2349,7 +2345,6 @@ static void held_revoked(void *arg, shoal_consumer_t *c, const shoal_topic_parti
 INTEG_TEST(test_a_connection_broken_inside_on_revoked_revokes_nothing_twice)
 {
     shoal_topic_config_t cfg = topic_cfg(4);
-    const shoal_assignor_t *coop[] = {shoal_assignor_builtin("cooperative-sticky")};
     shoal_consumer_options_t o;
     shoal_client_t *cl[2];
     shoal_consumer_t *c[2];
@@ -2358,10 +2353,7 @@ INTEG_TEST(test_a_connection_broken_inside_on_revoked_revokes_nothing_twice)
 
     assert_int_equal(shoal_topic_create(f->c, "broken", &cfg), 0);
     for (int i = 0; i < 2; i++) {
-        member_options(&o, "breakers", i);
-        o.assignors = coop;
-        o.assignor_count = 1;
-        o.heartbeat_interval_ms = 50;
+        coop_member_options(&o, "breakers", i);
         o.on_assigned = held_assigned;
         o.on_revoked = held_revoked;
         assert_int_equal(open_member(&cl[i], &c[i], &o, "broken"), 0);
@@ -2427,7 +2419,6 @@ static void twin_revoked(void *arg, shoal_consumer_t *c, const shoal_topic_parti
 INTEG_TEST(test_a_member_fenced_inside_on_revoked_keeps_its_callback_list)
 {
     shoal_topic_config_t cfg = topic_cfg(4);
-    const shoal_assignor_t *coop[] = {shoal_assignor_builtin("cooperative-sticky")};
     shoal_consumer_options_t o;
     shoal_client_t *cl[2];
     shoal_consumer_t *c[2];
@@ -2436,10 +2427,7 @@ INTEG_TEST(test_a_member_fenced_inside_on_revoked_keeps_its_callback_list)
 
     assert_int_equal(shoal_topic_create(f->c, "fence", &cfg), 0);
     for (int i = 0; i < 2; i++) {
-        member_options(&o, "fencers", i == 0 ? 0 : 2);
-        o.assignors = coop;
-        o.assignor_count = 1;
-        o.heartbeat_interval_ms = 50;
+        coop_member_options(&o, "fencers", i == 0 ? 0 : 2);
         o.on_revoked = twin_revoked;
         o.group_instance_id = i == 0 ? "fenced" : NULL;
         if (i == 0) {
