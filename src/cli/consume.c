@@ -287,6 +287,27 @@ static int consume_open_group(consume_t *cs, shoal_client_t *client)
     return 0;
 }
 
+/* --offset past a partition's log end reads from the end (the library clamps it on the
+ * first poll): say so, rather than wait there as if the offset were read. */
+static void consume_warn_past_end(const consume_t *cs, shoal_client_t *client)
+{
+    shoal_topic_info_t *info;
+
+    if (shoal_topic_describe(client, cs->topic, &info) < 0)
+        return;
+    for (uint32_t p = 0; p < info->config.partitions; p++) {
+        const shoal_partition_info_t *pi = &info->partitions[p];
+        if ((cs->partition < 0 || pi->partition == cs->partition) &&
+            cs->offset > pi->log_end_offset)
+            fprintf(stderr,
+                    "shoal: warning: consume '%s': --offset %lld is past the end of partition "
+                    "%d (%lld): reading from there\n",
+                    cs->topic, (long long)cs->offset, (int)pi->partition,
+                    (long long)pi->log_end_offset);
+    }
+    shoal_topic_info_free(info);
+}
+
 /* Assign the partitions and seek. A start the user chose (an offset, the beginning, a
  * time) that a memory topic has overwritten continues at the oldest record left, as close
  * to it as there is; only the default start, the end, continues at the end. */
@@ -313,6 +334,8 @@ static int consume_open(consume_t *cs, shoal_client_t *client)
     rc = shoal_consumer_seek(cs->consumer, cs->topic, cs->partition, cs->whence, cs->offset);
     if (rc < 0)
         return cli_fail(cs->cli, rc, "consume '%s': seek", cs->topic);
+    if (cs->whence == SHOAL_SEEK_OFFSET)
+        consume_warn_past_end(cs, client);
     return 0;
 }
 

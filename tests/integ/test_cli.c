@@ -407,6 +407,16 @@ INTEG_TEST(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log)
     assert_null(strstr(warning + 1, "warning:"));
 }
 
+/* --offset past the log end says so (it silently read from the end) and reads what comes
+ * from there. */
+INTEG_TEST(test_cli_consume_from_past_the_end_says_so)
+{
+    expect_cli(f, 0, NULL, "topic create short", NULL);
+    expect_cli(f, 0, "seq 1 4", "produce short", NULL);
+    expect_cli(f, 0, NULL, "consume short --offset 10 --timeout-ms 200",
+               "--offset 10 is past the end of partition 0 (4)", NULL);
+}
+
 /* --timeout-ms 0 in a group: the member joins, reads what is there and exits. Before, the
  * timeout ran out before the join was answered: nothing printed, status 0. */
 INTEG_TEST(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there)
@@ -500,6 +510,7 @@ int main(void)
         cmocka_unit_test(
             test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_record),
         cmocka_unit_test(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log),
+        cmocka_unit_test(test_cli_consume_from_past_the_end_says_so),
         cmocka_unit_test(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there),
         cmocka_unit_test(test_cli_consume_in_a_group_outlives_a_daemon_restart),
     };
