@@ -151,6 +151,17 @@ static void topic_free(dtopic_t *t, uint32_t opened, bool remove_files)
     shoal__free(t);
 }
 
+/* A recovered topic one of whose partitions could not be: the opened ones let go of the
+ * rings this start built (dpart_abandon), so that they are neither RAM held for nothing
+ * nor reported as rings of no served topic. */
+static void topic_abandon(dtopic_t *t, uint32_t opened)
+{
+    for (uint32_t i = 0; i < opened; i++)
+        dpart_abandon(&t->parts[i]);
+    shoal__free(t->parts);
+    shoal__free(t);
+}
+
 /* Whether dir holds a segment with records (a .log file that is not empty: a new
  * partition's first one is, partition.c segment_mark). */
 static bool dir_has_segments(const char *dir)
@@ -242,7 +253,10 @@ static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t 
     }
     if (rc < 0) {
         log_error("topic %s: partition %u: %s (%s)", name, i, shoal_strerror(rc), shoal_errmsg());
-        topic_free(t, fresh ? i + 1 : i, fresh); /* a new topic leaves nothing behind */
+        if (fresh)
+            topic_free(t, i + 1, true); /* a new topic leaves nothing behind */
+        else
+            topic_abandon(t, i);
         return rc;
     }
     *out = t;

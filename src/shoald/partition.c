@@ -1234,6 +1234,15 @@ void dpart_close(dpart_t *p)
         ring_unmap(&p->ring);
 }
 
+void dpart_abandon(dpart_t *p)
+{
+    bool built = p->ring.ctl && !p->ring_reattached;
+
+    dpart_close(p);
+    if (built)
+        ring_unlink(p->shm_dir, p->shm_name, p->cfg.ring_slots);
+}
+
 static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *at)
 {
     (void)st, (void)type, (void)at;

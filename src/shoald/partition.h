@@ -121,6 +121,11 @@ int64_t dpart_unsynced(const dpart_t *p);
 /* Take bytes of segments removed or rewritten smaller off disk_bytes_sealed, which never
  * goes below 0 (retention and the cleaner subtract from it, the flusher adds). */
 void dpart_sealed_sub(dpart_t *p, uint64_t bytes);
+/* Close a partition recovered for a topic that is then not served (another of its
+ * partitions could not be): a ring this start built holds nothing the disk lacks and is
+ * removed; one that survived from the last run may hold records not yet on disk and is
+ * kept. */
+void dpart_abandon(dpart_t *p);
 /* Unmap and close; the caller has run a final flush. */
 void dpart_close(dpart_t *p);
 /* Topic deletion: stop clients (deleted flag + wake-up), remove shm and disk files. */

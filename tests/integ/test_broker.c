@@ -768,6 +768,33 @@ static off_t size_of(const char *path)
     return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
+/* A topic one of whose partitions cannot be recovered, after a reboot (no rings left): the
+ * partition recovered before it had its ring built from disk, which is removed with the
+ * topic left out. Before, it stayed, 2 MiB of RAM here (256 MiB by default) for nothing,
+ * and was reported as a ring of no served topic that "may hold the only copy of
+ * records". */
+INTEG_TEST(test_an_unserved_topic_keeps_no_ring_its_recovery_built)
+{
+    shoal_topic_config_t cfg = topic_cfg(2, 1ull << 20, 2);
+    char bad_log[PATH_MAX];
+
+    assert_int_equal(shoal_topic_create(f->c, "half", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "half", 0, 0, 3, SHOAL_ACKS_DISK), 0);
+    assert_int_equal(produce_range(f->c, "half", 1, 0, 3, SHOAL_ACKS_DISK), 0);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    snprintf(bad_log, sizeof(bad_log), "%s/half-1/00000000000000000000.log", f->d.data_dir);
+    assert_int_equal(unlink(bad_log), 0);
+    assert_int_equal(mkdir(bad_log, 0700), 0);
+    harness_daemon_wipe_shm(&f->d);
+
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "topic half is not served"));
+    assert_false(harness_daemon_log_contains(&f->d, "of no served topic"));
+    assert_int_equal(count_dir_entries(f->d.shm_dir, NULL), 1); /* only its .lock */
+    assert_int_equal(shoal_topic_delete(f->c, "half"), 0);
+}
+
 /* A topic whose files cannot be recovered is left out with its files as they are, and the
  * daemon serves the others; a delete of it removes them; after its metadata store is lost, a topic
  * created over segments the store does not know is refused instead of erasing them. */
@@ -3476,6 +3503,7 @@ int main(void)
         T(test_every_call_that_can_fail_clears_the_last_failures_detail),
         T(test_topic_names_of_249_characters_work_through_a_daemon_restart),
         T(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept),
+        T(test_an_unserved_topic_keeps_no_ring_its_recovery_built),
         T(test_a_stopping_daemon_leaves_a_socket_it_no_longer_owns),
         T(test_an_shm_directory_others_may_write_is_refused),
         T(test_rings_of_no_served_topic_are_reported_at_start_and_kept),
