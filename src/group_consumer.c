@@ -662,13 +662,13 @@ static int give_up_gone(shoal_consumer_t *c, struct cgroup *g)
     }
     for (size_t i = 0; g->nassigned && i < ngone; i++) /* their strings, now unused */
         shoal__free(gone[i].topic);
-    g->follow_up |= g->nassigned && ngone;
     g->nassigned = nkept;
     shoal__free(gone);
     if (g->fenced)
         return fenced_error(g);
     if (!g->conn || !g->incoming)
         return SHOAL_ERR(SHOAL_ECLOSED, "group %s: the connection to shoald broke", g->group_id);
+    g->follow_up |= ngone > 0; /* they go to their new owners in a round that follows */
     return 0;
 }
 
@@ -1766,8 +1766,9 @@ static int round_close_commit(shoal_consumer_t *c, struct cgroup *g)
                          g->group_id, shoal_errmsg());
     if (g->phase != ROUND_SYNCING && g->phase != ROUND_JOINING)
         return round_commit_status(c, g);
-    phase_reset(g); /* the sync's answer, or the join still waiting, which commits pass */
-    return commit_positions(c, g);
+    if (g->phase == ROUND_SYNCING) /* its answer is in: commit with the new generation */
+        phase_reset(g);
+    return commit_positions(c, g); /* while joining, ahead of the join (joining_kept) */
 }
 
 /* Commit (auto-commit), revoke and leave, waiting for shoald until g->close_by_ns at most:

@@ -312,11 +312,11 @@ static bool member_owns(const struct gmember *m, const char *topic, int32_t p)
     return tps_find(m->assigned, m->nassigned, topic, p) != NULL;
 }
 
-/* m's entry for topic-p in the generation before, if this one assigned it to nobody: a
- * cooperative assignor withholds a moving partition from its new owner until m gives it up
- * (the round after), and until then m may still commit it, as Kafka's members do from
- * on_revoked. What m was assigned is shoald's record, not what m says it owns. NULL when
- * it is not such a partition. */
+/* m's entry for topic-p in the assignment before its current one, if the current one gave
+ * it to nobody: a cooperative assignor withholds a moving partition from its new owner
+ * until m gives it up (the round after), and until then m may still commit it, as Kafka's
+ * members do from on_revoked. What m was assigned is shoald's record, not what m says it
+ * owns. NULL when it is not such a partition. */
 static const struct gtp *member_gives_up(const struct group *g, const struct gmember *m,
                                          const char *topic, int32_t p)
 {
