@@ -146,7 +146,8 @@ SHOAL_EXTERN const char *shoal_version(int *major, int *minor, int *patch);
     XX(ENOTASSIGNED, "partition not assigned to this member")                                      \
     XX(EGROUPACTIVE, "the group has active members")                                               \
     XX(ENOASSIGNOR, "no partition assignor supported by every member")                             \
-    XX(EFENCED, "another consumer with this group_instance_id took this member's place")
+    XX(EFENCED, "another consumer with this group_instance_id took this member's place")           \
+    XX(EWAKEUP, "woken by shoal_consumer_wakeup()")
 
 /* SHOAL_EAGAIN etc. are spelt SHOAL_AGAIN and SHOAL_ADMIN_ACTION: they are outcomes, not
  * failures (the caller retries). The others read SHOAL_E<NAME>. */
@@ -165,8 +166,8 @@ enum shoal__err_index {
  * SHOAL_ENODAEMON, SHOAL_EDENIED, SHOAL_ECLOSED, SHOAL_ETIMEDOUT, SHOAL_EOFFSET,
  * SHOAL_ELIMIT, SHOAL_EPANIC, SHOAL_EIO, SHOAL_ESETTING, SHOAL_EIMMUTABLE, and for consumer
  * groups SHOAL_ENOGROUP, SHOAL_EGROUPID, SHOAL_EGENERATION, SHOAL_EREBALANCE,
- * SHOAL_ENOTASSIGNED, SHOAL_EGROUPACTIVE, SHOAL_ENOASSIGNOR. Each is SHOAL_ERR_BASE minus its
- * position. */
+ * SHOAL_ENOTASSIGNED, SHOAL_EGROUPACTIVE, SHOAL_ENOASSIGNOR, SHOAL_EFENCED, and
+ * SHOAL_EWAKEUP (shoal_consumer_wakeup). Each is SHOAL_ERR_BASE minus its position. */
 enum shoal_error {
 #define SHOAL_XX_(name, msg) SHOAL_##name = SHOAL_ERR_BASE - SHOAL__ERRIDX_##name,
     SHOAL_ERRNO_MAP(SHOAL_XX_)
@@ -572,8 +573,8 @@ typedef enum {
     SHOAL_WAIT_SPIN = 2,    /* never sleep: busy-spin until data or the timeout; lowest
                                latency, burns a whole CPU while waiting. It makes no system
                                call, so a signal does not end the wait (its handler runs and
-                               the spin goes on; no -EINTR): give poll a finite timeout and
-                               look at the handler's flag between polls */
+                               the spin goes on; no -EINTR): have the handler call
+                               shoal_consumer_wakeup() */
 } shoal_wait_t;
 
 #define SHOAL_WAIT_SPIN_NS_DEFAULT      5000u /* SHOAL_WAIT_DEFAULT spins this long */
@@ -788,9 +789,9 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * here, on the calling thread: heartbeats, callbacks, rejoining. It keeps to timeout_ms
  * through a rebalance too: the join is answered when every member has rejoined and the
  * sync when the leader has assigned, and a poll waits its timeout at most for each, the
- * next poll going on from there (it returns 0 meanwhile: a member whose assignors are all
- * cooperative keeps the partitions it holds, and reads them again once the round is over,
- * so that the commit as the round began covers those it moves); the offset fetch and the
+ * next poll going on from there (it returns 0 meanwhile; a member whose assignors are all
+ * cooperative keeps the partitions it holds and reads them on while its join waits, but
+ * not from the join's answer to the round's end); the offset fetch and the
  * attaches after the sync too, and the commit as a rebalance begins (auto-commit) is sent
  * without waiting for its answer, which goes to on_commit. It keeps to timeout_ms even when shoald
  * does not answer (stopped, hung): a heartbeat not answered in time stays pending, read by a later
@@ -813,6 +814,17 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * returned by poll. */
 SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, size_t max,
                             int timeout_ms);
+
+/** Make the shoal_poll() in progress on consumer, or else the next one, return
+ * SHOAL_EWAKEUP, without waiting out its timeout: how another thread or a signal handler
+ * ends a consumer loop (Kafka's KafkaConsumer.wakeup()). A poll waiting for records returns
+ * at once, whatever its wait strategy (SHOAL_WAIT_SPIN included); a group consumer's poll
+ * waiting for shoald's answers in a rebalance returns within its heartbeat interval. One
+ * call ends one poll. Async-signal-safe: an atomic store and a futex wake-up.
+ * @return 0, or SHOAL_EINVAL (consumer NULL).
+ * Thread-safety: any thread, while the consumer is open; the one call on a consumer that
+ * may run beside its polling thread. */
+SHOAL_EXTERN int shoal_consumer_wakeup(shoal_consumer_t *consumer);
 
 /** Let go of the views the last shoal_poll() returned, before the next poll. Until then a
  * consumer pins the ring slot they point into, and a producer that needs that slot waits

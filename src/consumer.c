@@ -110,6 +110,7 @@ struct shoal_consumer {
     bool lookup_late;
     int64_t lookup_began;
     bool lookup_unanswered;
+    _Atomic uint32_t wakeup; /* shoal_consumer_wakeup(): 1 until a poll returns it (a futex) */
 };
 
 void shoal_consumer_options_init(shoal_consumer_options_t *o)
@@ -959,9 +960,12 @@ static uint64_t consumer_ready_bytes(const shoal_consumer_t *c, uint64_t enough)
     return sum;
 }
 
-/* Whether the wait is over: some partition has data, or, while gathering, want_bytes. */
+/* Whether the wait is over: some partition has data, or, while gathering, want_bytes; or
+ * shoal_consumer_wakeup() was called. */
 static bool consumer_ready(const shoal_consumer_t *c)
 {
+    if (atomic_load_explicit(&c->wakeup, memory_order_relaxed))
+        return true;
     if (c->want_bytes)
         return consumer_ready_bytes(c, c->want_bytes) >= c->want_bytes;
     for (size_t k = 0; k < c->nparts; k++) /* one whose error was returned: caught up */
@@ -991,7 +995,7 @@ static int consumer_sleep(shoal_consumer_t *c, int64_t timeout_ns)
 {
     _Atomic uint32_t *words[CONSUMER_WAIT_MAX];
     uint32_t seqs[CONSUMER_WAIT_MAX];
-    size_t n = SHOAL_MIN(c->nparts, CONSUMER_WAIT_MAX);
+    size_t n = SHOAL_MIN(c->nparts, CONSUMER_WAIT_MAX - 1); /* and the wakeup word */
     int rc = 0;
 
     for (size_t i = 0; i < n; i++)
@@ -999,11 +1003,13 @@ static int consumer_sleep(shoal_consumer_t *c, int64_t timeout_ns)
     consumer_set_sleeping(c, n, true);
     for (size_t i = 0; i < n; i++)
         seqs[i] = ring_sleep_arm(&c->parts[i].ring);
+    words[n] = &c->wakeup;
+    seqs[n] = 0;
     atomic_thread_fence(memory_order_seq_cst); /* pairs with ring_wake_readers()' fence */
     if (!consumer_ready(c)) {
-        if (c->nparts > CONSUMER_WAIT_MAX && (timeout_ns < 0 || timeout_ns > 10000000))
+        if (c->nparts > n && (timeout_ns < 0 || timeout_ns > 10000000))
             timeout_ns = 10000000; /* the others are looked at every 10 ms */
-        rc = shoal__futex_waitv(words, seqs, n, timeout_ns);
+        rc = shoal__futex_waitv(words, seqs, n + 1, timeout_ns);
     }
     consumer_set_sleeping(c, n, false);
     return rc == -ETIMEDOUT ? 0 : rc;
@@ -1148,6 +1154,30 @@ int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout
     return consumer__poll(c, out, max, timeout_ms);
 }
 
+/* ------------------------------------------------------------------ wakeup */
+
+int shoal_consumer_wakeup(shoal_consumer_t *c)
+{
+    int saved_errno = errno; /* from a signal handler too */
+
+    if (!c)
+        return SHOAL_EINVAL; /* no detail: shoal__set_err is not async-signal-safe */
+    atomic_store(&c->wakeup, 1);
+    (void)shoal__futex_wake(&c->wakeup, INT32_MAX);
+    errno = saved_errno;
+    return 0;
+}
+
+bool consumer__woken(shoal_consumer_t *c)
+{
+    return atomic_load_explicit(&c->wakeup, memory_order_relaxed) && atomic_exchange(&c->wakeup, 0);
+}
+
+void consumer__nap(shoal_consumer_t *c, int ms)
+{
+    (void)shoal__futex_wait(&c->wakeup, 0, ms);
+}
+
 /* ------------------------------------------------------------------ for group_consumer.c */
 
 struct cgroup *consumer__group(shoal_consumer_t *c)
@@ -1216,6 +1246,8 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
     c->poll_deadline = 0;
     for (;;) {
         int64_t now, spin_until, wake_at;
+        if (consumer__woken(c))
+            return SHOAL_ERR(SHOAL_EWAKEUP, "the poll was ended by shoal_consumer_wakeup()");
         uint64_t ready = gather ? consumer_ready_bytes(c, c->opts.fetch_min_bytes) : 0;
         int n = !gather || ready >= c->opts.fetch_min_bytes ? consumer_fill(c, out, max) : 0;
         bool shared;
@@ -1263,7 +1295,7 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
         if (now >= wake_at)
             continue;
         rc = consumer_sleep(c, wake_at == INT64_MAX ? -1 : wake_at - now);
-        if (rc < 0)
+        if (rc < 0 && !(rc == -EINTR && atomic_load(&c->wakeup))) /* a handler's wakeup */
             return rc;
     }
 }

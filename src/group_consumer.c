@@ -1484,12 +1484,6 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
     return 0;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 /* How long the poll may wait now: up to its deadline, one heartbeat interval at most. */
 static int poll_slice(const struct cgroup *g, int timeout_ms, int64_t deadline)
 {
@@ -1505,13 +1499,17 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
     if (!g->topics)
         return SHOAL_ERR(SHOAL_EINVAL, "group consumer: call shoal_consumer_subscribe() first");
     for (;;) {
-        int n, slice, rc = maintain(c, g, poll_slice(g, timeout_ms, deadline));
+        int n, slice, rc;
+
+        if (consumer__woken(c)) /* a rebalance's waits end at the slice's end */
+            return SHOAL_ERR(SHOAL_EWAKEUP, "the poll was ended by shoal_consumer_wakeup()");
+        rc = maintain(c, g, poll_slice(g, timeout_ms, deadline));
 
         report_lost_commits(c, g);
         slice = poll_slice(g, timeout_ms, deadline); /* what maintain left of it */
         /* A retry loop around poll must not spin, on a missing daemon or a broken assignor. */
         if ((rc == SHOAL_ENODAEMON || (rc < 0 && g->assign_failed)) && slice > 0)
-            sleep_ms(slice);
+            consumer__nap(c, slice);
         if (rc < 0)
             return rc;
         if (reads_while_joining(c, g)) {
@@ -1521,7 +1519,7 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
             n = 0;
         } else if (consumer__assigned_count(c) == 0) {
             if (slice > 0)
-                sleep_ms(slice);
+                consumer__nap(c, slice);
             n = 0;
         } else {
             n = consumer__poll(c, out, max, slice);

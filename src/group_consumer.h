@@ -54,5 +54,10 @@ size_t consumer__assigned_count(shoal_consumer_t *c);
 int consumer__check_owner(const shoal_consumer_t *c);
 /* shoal_poll() without the group protocol (arguments already checked). */
 int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms);
+/* Whether shoal_consumer_wakeup() was called since a poll last returned SHOAL_EWAKEUP;
+ * true clears it (this poll returns it). */
+bool consumer__woken(shoal_consumer_t *c);
+/* Sleep ms, or until shoal_consumer_wakeup(). */
+void consumer__nap(shoal_consumer_t *c, int ms);
 
 #endif

@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1455,6 +1456,92 @@ INTEG_TEST(test_each_consumer_wait_strategy_receives_records_appended_while_it_w
         shoal_producer_close(p);
         assert_int_equal(shoal_topic_delete(f->c, "waits"), 0);
     }
+}
+
+/* ------------------------------------------------------------------ wakeup */
+
+static shoal_consumer_t *_Atomic to_wake;
+
+static void *wake_after_100_ms(void *arg)
+{
+    (void)arg;
+    usleep(100000);
+    assert_int_equal(shoal_consumer_wakeup(atomic_load(&to_wake)), 0);
+    return NULL;
+}
+
+static void wake_from_handler(int sig)
+{
+    (void)sig;
+    shoal_consumer_wakeup(atomic_load(&to_wake));
+}
+
+/* How long a poll with no timeout takes to return SHOAL_EWAKEUP, woken 100 ms into it:
+ * from another thread (thread) or from a SIGALRM handler. */
+static int64_t woken_after_ms(shoal_consumer_t *c, bool thread)
+{
+    shoal_record_t rec;
+    struct itimerval in_100_ms = {.it_value = {.tv_usec = 100000}};
+    pthread_t th;
+    int64_t t0 = mono_ns();
+
+    atomic_store(&to_wake, c);
+    if (thread)
+        assert_int_equal(pthread_create(&th, NULL, wake_after_100_ms, NULL), 0);
+    else
+        assert_int_equal(setitimer(ITIMER_REAL, &in_100_ms, NULL), 0);
+    assert_int_equal(shoal_poll(c, &rec, 1, -1), SHOAL_EWAKEUP);
+    if (thread)
+        assert_int_equal(pthread_join(th, NULL), 0);
+    return (mono_ns() - t0) / 1000000;
+}
+
+/* shoal_consumer_wakeup() ends a poll that waits for ever, whatever the wait strategy (a
+ * spinning one makes no system call a signal could end), called from another thread or a
+ * signal handler; called before a poll, it ends that one at once; one call ends one poll.
+ * A group member with no partitions (its topic does not exist yet) is woken the same way.
+ * Before, a poll with no timeout could only be ended by records, or by a signal for the
+ * sleeping strategies. */
+INTEG_TEST(test_a_wakeup_ends_a_poll_in_every_wait_strategy)
+{
+    static const uint32_t waits[] = {SHOAL_WAIT_DEFAULT, SHOAL_WAIT_FUTEX, SHOAL_WAIT_SPIN};
+    struct sigaction sa = {.sa_handler = wake_from_handler};
+    const char *topics[] = {"not-yet"};
+    shoal_consumer_options_t o;
+    shoal_consumer_t *c;
+    shoal_record_t rec;
+
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGALRM, &sa, NULL), 0);
+    assert_int_equal(shoal_consumer_wakeup(NULL), SHOAL_EINVAL);
+    assert_int_equal(shoal_topic_create(f->c, "wake", NULL), 0);
+    for (size_t w = 0; w < SHOAL_ARRAY_LEN(waits); w++) {
+        int64_t t0 = mono_ns(), ms;
+
+        shoal_consumer_options_init(&o);
+        o.wait = waits[w];
+        assert_int_equal(shoal_consumer_open(f->c, &o, &c), 0);
+        assert_int_equal(shoal_consumer_assign(c, "wake", NULL, 0), 0);
+        assert_int_equal(shoal_consumer_wakeup(c), 0);
+        assert_int_equal(shoal_poll(c, &rec, 1, 5000), SHOAL_EWAKEUP);
+        assert_true(mono_ns() - t0 < 1000000000ll);
+        assert_int_equal(shoal_poll(c, &rec, 1, 50), 0); /* that call is used up */
+        for (int thread = 1; thread >= 0; thread--) {
+            ms = woken_after_ms(c, thread);
+            print_message("wait %u, woken by a %s: %lld ms\n", waits[w],
+                          thread ? "thread" : "signal handler", (long long)ms);
+            assert_true(ms >= 90 && ms < 2000);
+        }
+        shoal_consumer_close(c);
+    }
+    shoal_consumer_options_init(&o);
+    o.group_id = "wakers";
+    assert_int_equal(shoal_consumer_open(f->c, &o, &c), 0);
+    assert_int_equal(shoal_consumer_subscribe(c, topics, 1), 0);
+    assert_int_equal(shoal_poll(c, &rec, 1, 100), 0); /* joined, nothing to read */
+    assert_true(woken_after_ms(c, true) < 1000);      /* its heartbeat interval is 3 s */
+    shoal_consumer_close(c);
+    signal(SIGALRM, SIG_DFL);
 }
 
 /* ------------------------------------------------------------------ fetch_min_bytes */
@@ -3516,6 +3603,7 @@ int main(void)
         T(test_producer_processes_on_one_partition_lose_and_duplicate_nothing),
         T(test_sleeping_consumer_wakes_within_ms_of_append_and_idles_without_cpu),
         T(test_each_consumer_wait_strategy_receives_records_appended_while_it_waits),
+        T(test_a_wakeup_ends_a_poll_in_every_wait_strategy),
         T(test_fetch_min_bytes_gathers_records_until_enough_or_the_wait_ends),
         T(test_default_wait_follows_a_steady_stream_without_wake_ups),
         T(test_polling_one_record_at_a_time_walks_and_seeks_inside_batches),
