@@ -36,8 +36,10 @@
 #define PRODUCE_BATCH_BYTES_MAX (1024 * 1024)
 #define PRODUCE_RECORD_OVERHEAD 32 /* a generous bound on a record's varints and attributes */
 #define PRODUCE_DISK_SLICE_MS   100
+#define PRODUCE_HEADERS_MAX     64
+#define PRODUCE_HEADER_OVERHEAD 10 /* a bound on a header's two length varints */
 
-enum { OPT_KEY_SEPARATOR = CLI_OPT_FIRST, OPT_PARTITION, OPT_ACKS };
+enum { OPT_KEY_SEPARATOR = CLI_OPT_FIRST, OPT_PARTITION, OPT_ACKS, OPT_HEADER };
 
 /* Standard input split into lines; a line is valid until the next line_reader_fill(). */
 typedef struct line_reader {
@@ -53,8 +55,11 @@ typedef struct produce {
     const char *topic;
     const char *separator; /* NULL: every key is null */
     size_t separator_len;
-    int32_t partition;   /* --partition, or SHOAL_PARTITION_ANY */
-    uint32_t partitions; /* the topic's partition count */
+    shoal_header_t headers[PRODUCE_HEADERS_MAX]; /* --header, on every record */
+    size_t nheaders;
+    size_t headers_bytes; /* what they add to a record, at most */
+    int32_t partition;    /* --partition, or SHOAL_PARTITION_ANY */
+    uint32_t partitions;  /* the topic's partition count */
     uint64_t batch_bytes_max;
     uint64_t line_bytes_max;       /* a longer line cannot be a record of the topic */
     shoal_producer_options_t opts; /* acks stays MEMORY: the tool waits for the disk */
@@ -302,6 +307,8 @@ static void produce_split(const produce_t *pr, const char *line, size_t len, sho
     m->value = line;
     m->value_len = len;
     m->partition = pr->partition;
+    m->headers = pr->nheaders ? pr->headers : NULL;
+    m->header_count = pr->nheaders;
     if (sep) {
         m->key = line;
         m->key_len = (size_t)(sep - line);
@@ -320,7 +327,7 @@ static int produce_line(produce_t *pr, const char *line, size_t len)
     int rc;
 
     produce_split(pr, line, len, &m);
-    cost = m.key_len + m.value_len + PRODUCE_RECORD_OVERHEAD;
+    cost = m.key_len + m.value_len + pr->headers_bytes + PRODUCE_RECORD_OVERHEAD;
     pr->lines++;
     if (pr->batch_len > 0 &&
         (pr->batch_len == PRODUCE_BATCH_MAX || m.partition != pr->batch[0].partition ||
@@ -374,12 +381,29 @@ static bool produce_parse_acks_disk(const cli_t *cli, const char *s)
     cli_usage_fail(cli, "invalid value for --acks: '%s' (expected memory or disk)", s);
 }
 
+/* --header KEY=VALUE: a header every record carries (KEY non-empty; VALUE may be). */
+static void produce_parse_header(cli_t *cli, produce_t *pr, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+
+    if (!eq || eq == arg)
+        cli_usage_fail(cli, "invalid value for --header: '%s' (expected KEY=VALUE)", arg);
+    if (pr->nheaders == PRODUCE_HEADERS_MAX)
+        cli_usage_fail(cli, "more than %d --header options", PRODUCE_HEADERS_MAX);
+    pr->headers[pr->nheaders++] = (shoal_header_t){.key = arg,
+                                                   .key_len = (size_t)(eq - arg),
+                                                   .value = eq + 1,
+                                                   .value_len = (int32_t)strlen(eq + 1)};
+    pr->headers_bytes += strlen(arg) - 1 + PRODUCE_HEADER_OVERHEAD;
+}
+
 static void produce_parse(cli_t *cli, int argc, char **argv, produce_t *pr)
 {
     static const struct option opts[] = {
         {"key-separator", required_argument, NULL, OPT_KEY_SEPARATOR},
         {"partition", required_argument, NULL, OPT_PARTITION},
         {"acks", required_argument, NULL, OPT_ACKS},
+        {"header", required_argument, NULL, OPT_HEADER},
         CLI_COMMON_OPTIONS,
         {0},
     };
@@ -395,6 +419,8 @@ static void produce_parse(cli_t *cli, int argc, char **argv, produce_t *pr)
             pr->partition = (int32_t)cli_parse_uint(cli, "--partition", optarg, INT32_MAX);
         } else if (opt == OPT_ACKS) {
             pr->acks_disk = produce_parse_acks_disk(cli, optarg);
+        } else if (opt == OPT_HEADER) {
+            produce_parse_header(cli, pr, optarg);
         }
     }
     cli_expect_args(cli, argc, argv, 1);
@@ -418,6 +444,9 @@ static int produce_open(produce_t *pr, shoal_client_t *client)
     /* A record holds at least its key and value, which is the line less the separator, and
      * the whole record must fit in max_record_bytes: a longer line can never be sent. */
     pr->line_bytes_max = info->config.max_record_bytes + pr->separator_len;
+    pr->line_bytes_max = pr->line_bytes_max > pr->headers_bytes /* the headers come too */
+                             ? pr->line_bytes_max - pr->headers_bytes
+                             : 0;
     memory = info->config.storage == SHOAL_STORAGE_MEMORY;
     shoal_topic_info_free(info);
     if (pr->partition != SHOAL_PARTITION_ANY && (uint32_t)pr->partition >= pr->partitions) {

@@ -52,7 +52,8 @@ static const cli_command_t cli_commands[] = {
      "readers and how many are asleep, appends that met a full ring, lock repairs after a\n"
      "producer died inside the lock, the daemon's fsyncs and its last disk error.\n"},
     {NULL, "produce", cli_produce,
-     "produce NAME [--key-separator SEP] [--partition N] [--acks memory|disk]",
+     "produce NAME [--key-separator SEP] [--partition N] [--acks memory|disk] "
+     "[--header KEY=VALUE ...]",
      "Send one record per line of standard input (the newline is not part of the record).\n"
      "  --key-separator SEP   the text before the first SEP is the key, the rest the value;\n"
      "                        a line without SEP has a null key\n"
@@ -60,6 +61,8 @@ static const cli_command_t cli_commands[] = {
      "                        murmur2 partitioner; keyless records are spread across\n"
      "                        partitions one batch at a time)\n"
      "  --acks memory|disk    acknowledge once in shared memory (default), or once fsynced\n"
+     "  --header KEY=VALUE    a header every record carries (repeat for more; consume\n"
+     "                        prints them with %h)\n"
      "Lines already read are sent together as batches. A full ring (back-pressure) is\n"
      "waited out, with a warning naming the cause. Prints the count to stderr at the\n"
      "end; on the first error it reports how many records were appended (and, with --acks\n"

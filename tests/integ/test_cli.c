@@ -407,6 +407,21 @@ INTEG_TEST(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log)
     assert_null(strstr(warning + 1, "warning:"));
 }
 
+/* produce --header puts the headers on every record, and consume prints them with %h; a
+ * header without '=' or without a key is a usage error. Before, the tool could print
+ * headers but not produce them. */
+INTEG_TEST(test_cli_produce_puts_headers_on_every_record)
+{
+    expect_cli(f, 0, NULL, "topic create headed", NULL);
+    expect_cli(f, 0, "printf 'a\\nb\\n'",
+               "produce headed --header trace=42 --header src=", "produced 2 records", NULL);
+    expect_cli(f, 0, NULL, "consume headed --from-beginning --timeout-ms 200 --format '%h|%v\\n'",
+               "trace=42,src=|a\ntrace=42,src=|b\n", NULL);
+    expect_cli(f, 2, NULL, "produce headed --header nope", "invalid value for --header: 'nope'",
+               NULL);
+    expect_cli(f, 2, NULL, "produce headed --header =x", "(expected KEY=VALUE)", NULL);
+}
+
 /* --offset past the log end says so (it silently read from the end) and reads what comes
  * from there. */
 INTEG_TEST(test_cli_consume_from_past_the_end_says_so)
@@ -511,6 +526,7 @@ int main(void)
             test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_record),
         cmocka_unit_test(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log),
         cmocka_unit_test(test_cli_consume_from_past_the_end_says_so),
+        cmocka_unit_test(test_cli_produce_puts_headers_on_every_record),
         cmocka_unit_test(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there),
         cmocka_unit_test(test_cli_consume_in_a_group_outlives_a_daemon_restart),
     };
