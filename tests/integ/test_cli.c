@@ -443,14 +443,26 @@ INTEG_TEST(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there)
                "1\n2\n3\n4\n5\n", NULL);
 }
 
+/* The text of path once it holds needle (NUL-terminated, to free), or NULL after ms. */
+static char *file_when_it_says(const char *path, const char *needle, int ms)
+{
+    for (int waited = 0; waited <= ms; waited += 10, usleep(10000)) {
+        size_t len;
+        char *text = (char *)harness_read_file(path, &len);
+        if (text && (text[len] = '\0', strstr(text, needle)))
+            return text;
+        free(text);
+    }
+    return NULL;
+}
+
 /* A group consumer outlives a daemon restart: it warns once that shoald went away, rejoins
  * when it is back and prints what was produced meanwhile, from its committed offsets.
  * Before, `consume --group` exited with status 1 at the restart. */
 INTEG_TEST(test_cli_consume_in_a_group_outlives_a_daemon_restart)
 {
     char script[2 * PATH_MAX + 512], file[64];
-    size_t len = 0;
-    char *text = NULL;
+    char *text;
 
     snprintf(file, sizeof(file), "/tmp/shoal-test-cli-group-%d", (int)getpid());
     expect_cli(f, 0, NULL, "topic create lasting", NULL);
@@ -460,16 +472,9 @@ INTEG_TEST(test_cli_consume_in_a_group_outlives_a_daemon_restart)
              "--format '%%v\n' > %s 2>&1; echo \"status $?\" >> %s) </dev/null >/dev/null 2>&1 &",
              shoal_command(f), file, file);
     assert_int_equal(run_script(script), 0);
-    for (int i = 0; i < 500 && !(text && strstr(text, "3\n")); i++, usleep(10000)) {
-        free(text);
-        text = (char *)harness_read_file(file, &len);
-        if (text)
-            text[len] = '\0';
-    }
-    assert_non_null(text);
+    assert_non_null(text = file_when_it_says(file, "3\n", 5000));
     assert_non_null(strstr(text, "1\n2\n3\n"));
     free(text);
-    text = NULL;
 
     shoal_client_close(f->c);
     f->c = NULL;
@@ -478,12 +483,7 @@ INTEG_TEST(test_cli_consume_in_a_group_outlives_a_daemon_restart)
     assert_int_equal(harness_daemon_restart(&f->d), 0);
     assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
     expect_cli(f, 0, "seq 4 6", "produce lasting", NULL);
-    for (int i = 0; i < 1500 && !(text && strstr(text, "status ")); i++, usleep(10000)) {
-        free(text);
-        text = (char *)harness_read_file(file, &len);
-        if (text)
-            text[len] = '\0';
-    }
+    text = file_when_it_says(file, "status ", 15000);
     unlink(file);
     assert_non_null(text);
     if (!strstr(text, "4\n5\n6\n") || !strstr(text, "status 0") ||

@@ -60,14 +60,20 @@ static void produce(struct harness_fixture *f, const char *topic, int first, int
     shoal_producer_close(p);
 }
 
-static int64_t log_end(struct harness_fixture *f, const char *topic)
+/* Partition 0 of topic, as shoald describes it. */
+static shoal_partition_info_t partition_0(struct harness_fixture *f, const char *topic)
 {
     shoal_topic_info_t *info;
-    int64_t end;
+    shoal_partition_info_t pi;
     assert_int_equal(shoal_topic_describe(f->c, topic, &info), 0);
-    end = info->partitions[0].log_end_offset;
+    pi = info->partitions[0];
     shoal_topic_info_free(info);
-    return end;
+    return pi;
+}
+
+static int64_t log_end(struct harness_fixture *f, const char *topic)
+{
+    return partition_0(f, topic).log_end_offset;
 }
 
 /* Read from offset 0 to the log end: gapless, each value numbered by its offset. Returns
@@ -344,16 +350,6 @@ INTEG_TEST(test_a_segment_lost_from_the_middle_is_reported_once_and_read_past)
 
 /* ------------------------------------------------------------------ all files gone */
 
-static int64_t log_start(struct harness_fixture *f, const char *topic)
-{
-    shoal_topic_info_t *info;
-    int64_t start;
-    assert_int_equal(shoal_topic_describe(f->c, topic, &info), 0);
-    start = info->partitions[0].log_start_offset;
-    shoal_topic_info_free(info);
-    return start;
-}
-
 /* A member of group "readers" commits offset of topic's partition 0, and leaves. */
 static void commit_as_member(struct harness_fixture *f, const char *topic, int64_t offset)
 {
@@ -402,7 +398,7 @@ static void files_gone(struct harness_fixture *f, const char *topic, int64_t com
     restart(f);
     assert_int_equal(harness_daemon_log_count(&f->d, needle), 1);
     assert_int_equal(log_end(f, topic), start);
-    assert_int_equal(log_start(f, topic), start);
+    assert_int_equal(partition_0(f, topic).log_start_offset, start);
     produce(f, topic, (int)start, 3);
     assert_int_equal(harness_read_numbered(f->c, topic, start, start + 3), start + 3);
 
