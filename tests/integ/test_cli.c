@@ -151,8 +151,9 @@ INTEG_TEST(test_cli_usage_errors_name_the_word_at_fault)
 
 /* shoald checks its runtime directory and socket path before it creates a shm directory
  * or a metadata store, and says what is wrong: a runtime directory that is a file, a
- * socket path too long, and one where the fixture's daemon already listens (before, that
- * one was found only after recovery had made the shm directory and the rings). */
+ * socket path too long, one where the fixture's daemon already listens, and one whose
+ * shoald.sock is a plain file (before, those two were found only after recovery had made
+ * the shm directory and the rings). */
 INTEG_TEST(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything)
 {
     char script[3 * PATH_MAX], bin[PATH_MAX], shm[64], meta[PATH_MAX];
@@ -162,16 +163,18 @@ INTEG_TEST(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything)
          "rrrrrrrrrrrrrrrrrrrrrr",
          "control socket path too long"},
         {"", "a daemon already listens there"},
+        {"notsock", "shoald.sock exists and is not a socket"},
     };
 
     snprintf(shm, sizeof(shm), "/dev/shm/shoal.badrt-%d", (int)getpid());
     snprintf(meta, sizeof(meta), "%s/bad-data/meta", f->d.dir);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         snprintf(script, sizeof(script),
-                 "touch '%s/file' && timeout 10 %s --instance badrt-%d --data-dir '%s/bad-data' "
+                 "touch '%s/file' && mkdir -p '%s/notsock' && touch '%s/notsock/shoald.sock' && "
+                 "timeout 10 %s --instance badrt-%d --data-dir '%s/bad-data' "
                  "--runtime-dir '%s/%s' 2>&1",
-                 f->d.dir, harness_shoald_bin(bin, sizeof(bin)), (int)getpid(), f->d.dir,
-                 cases[i][0][0] ? f->d.dir : f->d.run_dir, cases[i][0]);
+                 f->d.dir, f->d.dir, f->d.dir, harness_shoald_bin(bin, sizeof(bin)), (int)getpid(),
+                 f->d.dir, cases[i][0][0] ? f->d.dir : f->d.run_dir, cases[i][0]);
         assert_int_equal(run_script(script), 1);
         if (!strstr(out, cases[i][1]))
             fail_msg("no \"%s\" in:\n%s", cases[i][1], out);
