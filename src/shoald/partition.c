@@ -349,8 +349,28 @@ static int flusher_resume(dpart_t *p, const struct disk_state *ds)
     return SHOAL_ECORRUPT;
 }
 
-/* Re-attach a ring that survived a daemon crash. */
-static int ring_reattach(dpart_t *p, const struct disk_state *ds)
+/* The disk lost every segment (lost_segments), but the ring survived: the disk log starts
+ * again at the oldest offset the ring holds (its oldest slot's base), which the flusher
+ * then writes out anew. SHOAL_ECORRUPT when it holds no slot. */
+static int ring_lost_floor(const dpart_t *p, struct disk_state *ds)
+{
+    int64_t oldest = -1;
+
+    for (uint32_t i = 0; i < p->ring.slot_count; i++) {
+        uint32_t st = atomic_load(&p->ring.ctl->slots[i].state);
+        int64_t base = atomic_load(&p->ring.ctl->slots[i].base_offset);
+        if ((st == SHM_SLOT_ACTIVE || st == SHM_SLOT_SEALED) && (oldest < 0 || base < oldest))
+            oldest = base;
+    }
+    if (oldest < 0)
+        return SHOAL_ECORRUPT;
+    ds->start = ds->end = oldest;
+    return 0;
+}
+
+/* Re-attach a ring that survived a daemon crash (lost: the disk has no segment, so the log
+ * goes on from the oldest record the ring holds, ring_lost_floor). */
+static int ring_reattach(dpart_t *p, struct disk_state *ds, bool lost)
 {
     ring_params_t rp;
     int rc;
@@ -373,7 +393,8 @@ static int ring_reattach(dpart_t *p, const struct disk_state *ds)
                   (long long)atomic_load(&p->ring.ctl->log_end_offset));
         return 0;
     }
-    if (atomic_load(&p->ring.ctl->log_end_offset) < ds->end || (rc = flusher_resume(p, ds)) < 0) {
+    if ((lost && ring_lost_floor(p, ds) < 0) ||
+        atomic_load(&p->ring.ctl->log_end_offset) < ds->end || (rc = flusher_resume(p, ds)) < 0) {
         rc = SHOAL_ECORRUPT;
         log_error("%s-%u: shared ring does not continue the disk log (disk ends at %lld)", p->topic,
                   p->id, (long long)ds->end);
@@ -515,30 +536,59 @@ static int segment_mark(dpart_t *p, const struct disk_state *ds)
     return shoal__fsync_dir(p->dir);
 }
 
-/* Recovery found no segment file (had_dir: in the partition's directory; else the directory
- * itself was gone). A partition made by this shoald has one from its creation, so its
- * records were lost: deleted or moved away. Its log starts again past the highest offset a
- * group committed, so that no offset is used twice, and says so; then it is marked again,
- * which also ends the warning for one made by an older shoald and never written to. */
+/* What recovery says of a partition with no segment file (had_dir: in its directory; else
+ * the directory itself was gone). */
+static const char *lost_what(bool had_dir)
+{
+    return had_dir ? "no segment files" : "its directory was missing";
+}
+
+/* Recovery found no segment file. A partition made by this shoald has one from its
+ * creation, so its records were lost: deleted or moved away. Its log starts again past the
+ * highest offset a group committed, so that no offset is used twice, and says so; then it
+ * is marked again, which also ends the warning for one made by an older shoald and never
+ * written to. */
 static int disk_lost(dpart_t *p, struct disk_state *ds, bool had_dir, dpart_committed_fn committed,
                      void *arg)
 {
     int64_t floor = committed ? committed(arg, p->topic, p->id) : -1;
-    const char *what = had_dir ? "no segment files" : "its directory was missing";
 
     if (floor > 0) {
         log_error("%s-%u: %s, though groups committed offsets up to %lld: its records are "
                   "lost (deleted or moved away); its log starts again at %lld, so that no "
                   "offset is used twice",
-                  p->topic, p->id, what, (long long)floor, (long long)floor);
+                  p->topic, p->id, lost_what(had_dir), (long long)floor, (long long)floor);
         ds->start = ds->end = floor;
     } else {
         log_warn("%s-%u: %s: it starts at offset 0 (its create was cut short, an older "
                  "shoald never wrote to it, or any records it held are lost: deleted or moved "
                  "away)",
-                 p->topic, p->id, what);
+                 p->topic, p->id, lost_what(had_dir));
     }
     return segment_mark(p, ds);
+}
+
+/* As disk_lost, when the shared ring survived (a daemon restart, no reboot): the log goes on
+ * from the oldest record the ring holds (ring_lost_floor), and the flusher writes the ring's
+ * records to disk again. */
+static int disk_lost_ring_kept(dpart_t *p, const struct disk_state *ds, bool had_dir)
+{
+    long long end = (long long)atomic_load(&p->ring.ctl->log_end_offset);
+    int rc;
+
+    if (ds->start > 0)
+        log_error("%s-%u: %s: the records before offset %lld are lost (deleted or moved away); "
+                  "the shared ring still holds offsets %lld..%lld, which are written to disk "
+                  "again",
+                  p->topic, p->id, lost_what(had_dir), (long long)ds->start, (long long)ds->start,
+                  end - 1);
+    else
+        log_warn("%s-%u: %s: the shared ring still holds every record (offsets 0..%lld), "
+                 "which are written to disk again",
+                 p->topic, p->id, lost_what(had_dir), end - 1);
+    if ((rc = segment_mark(p, ds)) < 0)
+        ring_unmap(&p->ring); /* the partition fails: rebuilding would drop the ring's records */
+    return rc;
 }
 
 /* dpart_open without the daemon's pid. */
@@ -547,7 +597,7 @@ static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir
                            dpart_committed_fn committed, void *arg)
 {
     struct disk_state ds = {0};
-    bool had_dir;
+    bool had_dir = false, lost = false;
     int rc;
 
     memset(p, 0, sizeof(*p));
@@ -570,13 +620,16 @@ static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir
         if ((!fresh && (rc = compact_recover(p->dir, p->topic, p->id)) < 0) ||
             (rc = disk_recover(p, &ds)) < 0)
             return rc;
-        if (!fresh && ds.segments == 0 && (rc = disk_lost(p, &ds, had_dir, committed, arg)) < 0)
-            return rc;
+        lost = !fresh && ds.segments == 0;
     }
     if (!fresh) {
-        rc = ring_reattach(p, &ds);
+        rc = ring_reattach(p, &ds, lost);
+        if (rc == 0 && lost)
+            return disk_lost_ring_kept(p, &ds, had_dir);
         if (rc == 0)
             return 0;
+        if (lost)
+            ds = (struct disk_state){0}; /* ring_lost_floor may have set it */
         if (rc != -ENOENT)
             log_warn("%s-%u: shared ring unusable (%s%s%s): rebuilding it from disk", topic, id,
                      shoal_strerror(rc), shoal__is_code(rc) ? ": " : "",
@@ -586,6 +639,8 @@ static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir
                        "was cut off): starting empty",
                        topic, id);
     }
+    if (lost && (rc = disk_lost(p, &ds, had_dir, committed, arg)) < 0)
+        return rc;
     return ring_rebuild(p, &ds);
 }
 

@@ -3,7 +3,8 @@
  * A damaged or unfinished <base>.log.swap is deleted and never replaces its segment; the
  * last segment's .log gone with its .index/.timeindex left behind does not stop the flusher;
  * a FIFO in place of a segment is refused with an error instead of blocking the daemon; a
- * partition whose files are all gone is reported and starts past what groups committed. */
+ * partition whose files are all gone is reported and starts past what groups committed, or
+ * from the oldest record its surviving ring holds. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -526,6 +527,44 @@ INTEG_TEST(test_a_damaged_metadata_store_is_named_before_shoald_dies_of_it)
     assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
 }
 
+/* Every file of a partition is removed while shoald is stopped, but its ring survives (a
+ * daemon restart, no reboot), holding the last segment's records: the log goes on from the
+ * oldest record the ring holds, the ring's records are written to disk again, and the
+ * start names the offsets lost. Before, the ring was taken not to continue the disk log
+ * (which started at the committed 280) and rebuilt: the records from 280 on, still in the
+ * ring, were lost too, and with nothing committed the log started again at 0. */
+INTEG_TEST(test_a_partition_whose_files_are_gone_goes_on_from_its_surviving_ring)
+{
+    const char *topic = "kept";
+    char dir[PATH_MAX], needle[160];
+    int64_t start;
+
+    create_topic(f, topic);
+    produce(f, topic, 0, RECORDS);
+    commit_as_member(f, topic, 280);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    snprintf(dir, sizeof(dir), "%s/%s-0", f->d.data_dir, topic);
+    harness_rmrf(dir);
+
+    restart(f);
+    start = partition_0(f, topic).log_start_offset;
+    assert_true(start > 0 && start < 280); /* what the last 64 KiB slot holds */
+    assert_int_equal(log_end(f, topic), RECORDS);
+    snprintf(needle, sizeof(needle),
+             "kept-0: its directory was missing: the records before offset %lld are lost",
+             (long long)start);
+    assert_int_equal(harness_daemon_log_count(&f->d, needle), 1);
+    produce(f, topic, RECORDS, 3);
+    assert_int_equal(harness_read_numbered(f->c, topic, start, RECORDS + 3), RECORDS + 3);
+
+    assert_int_equal(harness_daemon_stop(&f->d), 0); /* now from the disk alone */
+    harness_daemon_wipe_shm(&f->d);
+    restart(f);
+    assert_int_equal(harness_daemon_log_count(&f->d, needle), 1);
+    assert_int_equal(partition_0(f, topic).log_start_offset, start);
+    assert_int_equal(harness_read_numbered(f->c, topic, start, RECORDS + 3), RECORDS + 3);
+}
+
 /* ------------------------------------------------------------------ fixture */
 
 static int setup(void **state)
@@ -555,6 +594,7 @@ int main(void)
         T(test_a_segment_lost_from_the_middle_is_reported_once_and_read_past),
         T(test_a_partition_whose_files_are_gone_starts_past_its_committed_offsets),
         T(test_a_partition_whose_directory_is_gone_is_reported_and_starts_anew),
+        T(test_a_partition_whose_files_are_gone_goes_on_from_its_surviving_ring),
         T(test_a_damaged_metadata_store_is_named_before_shoald_dies_of_it),
     };
 #undef T

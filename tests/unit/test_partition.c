@@ -403,6 +403,33 @@ static void test_a_partition_whose_files_are_gone_starts_past_what_was_committed
     assert_on_disk(f, 9, 12, 0);
 }
 
+/* The same with the ring kept (a daemon restart): it holds every record from offset 0, so
+ * the log goes on from there whatever was committed, and the flusher writes the records to
+ * disk again. */
+static void test_a_partition_whose_files_are_gone_is_written_again_from_its_ring(void **state)
+{
+    struct fixture *f = *state;
+    char path[PATH_MAX];
+
+    append_small(f, 9, 0);
+    flush(f);
+    part_close(f);
+    snprintf(path, sizeof(path), "%s", f->p.dir);
+    harness_rmrf(path);
+    assert_int_equal(
+        dpart_open(&f->p, f->data_dir, f->shm_dir, TOPIC, 0, &f->cfg, false, committed_9, NULL), 0);
+    f->open = true;
+    assert_true(f->p.ring_reattached);
+    assert_info(f, 0, 9, 0);
+    flush(f);
+    assert_info(f, 0, 9, 9);
+    part_close(f);
+    ring_remove(f);
+    part_open(f, false);
+    assert_info(f, 0, 9, 9);
+    assert_on_disk(f, 0, 9, 0);
+}
+
 enum tail_damage {
     TAIL_JUNK,      /* bytes after the last whole batch */
     TAIL_CUT_SHORT, /* the last batch cut short */
@@ -690,6 +717,7 @@ int main(void)
         T(test_flushed_records_are_found_on_disk_at_their_offsets),
         T(test_reopen_without_the_ring_rebuilds_it_from_disk),
         T(test_a_partition_whose_files_are_gone_starts_past_what_was_committed),
+        T(test_a_partition_whose_files_are_gone_is_written_again_from_its_ring),
         T(test_junk_after_the_last_batch_is_cut_on_recovery),
         T(test_a_last_batch_cut_short_is_cut_on_recovery),
         T(test_a_last_batch_with_a_bad_crc_is_cut_on_recovery),
