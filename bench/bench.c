@@ -458,6 +458,11 @@ static int daemon_start(struct suite *S)
     snprintf(data, sizeof(data), "%s/data", S->dir);
     snprintf(run, sizeof(run), "%s/run", S->dir);
     snprintf(log, sizeof(log), "%s/shoald.log", S->dir);
+    if (access(S->shoald, X_OK) < 0) {
+        fprintf(stderr, "bench: cannot run %s (%s): build it with make, or name it with --shoald\n",
+                S->shoald, strerror(errno));
+        return -1;
+    }
     if ((S->daemon = fork()) == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         if (fd >= 0)
@@ -469,9 +474,14 @@ static int daemon_start(struct suite *S)
     for (int t = 0; t < 500; t++) {
         if (shoal_client_open(S->socket, &S->client) == 0)
             return 0;
+        if (waitpid(S->daemon, NULL, WNOHANG) == S->daemon) {
+            S->daemon = 0;
+            bench_server_failed("shoald", "exited while starting", log);
+            return -1;
+        }
         sleep_ms(10);
     }
-    fprintf(stderr, "bench: shoald did not come up (log: %s)\n", log);
+    bench_server_failed("shoald", "did not come up", log);
     return -1;
 }
 

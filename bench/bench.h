@@ -115,6 +115,9 @@ pid_t bench_redis_start(const char *dir, char *sock, size_t cap);
 pid_t bench_nats_start(const char *dir, int *port);
 pid_t bench_rabbitmq_start(const char *dir, int *port, pid_t *epmd);
 void bench_server_stop(pid_t pid);
+/* A server that did not come up: say why (why), with the last lines of its log, which
+ * goes with the suite's directory. */
+void bench_server_failed(const char *name, const char *why, const char *log);
 /* Delete a run's two Redis streams; create or delete its two JetStream or RabbitMQ
  * streams. */
 void bench_redis_del(const char *sock, const char *s1, const char *s2);

@@ -188,14 +188,34 @@ pid_t server_start(char *const *argv, char *const *env, const char *log, int tim
         if (up(arg))
             return pid;
         if (waitpid(pid, NULL, WNOHANG) == pid) {
-            fprintf(stderr, "bench: %s exited while starting (log: %s)\n", argv[0], log);
+            bench_server_failed(argv[0], "exited while starting", log);
             return -1;
         }
         usleep(10000);
     }
-    fprintf(stderr, "bench: %s did not come up (log: %s)\n", argv[0], log);
+    bench_server_failed(argv[0], "did not come up", log);
     bench_server_stop(pid);
     return -1;
+}
+
+/* The lines of a log a failed start shows at most. */
+#define FAILED_LOG_LINES 20
+
+void bench_server_failed(const char *name, const char *why, const char *log)
+{
+    char lines[FAILED_LOG_LINES][256];
+    size_t n = 0;
+    FILE *f = fopen(log, "re");
+
+    fprintf(stderr, "bench: %s %s; the end of its log:\n", name, why);
+    while (f && fgets(lines[n % FAILED_LOG_LINES], sizeof(lines[0]), f))
+        n++;
+    if (f)
+        fclose(f);
+    for (size_t i = n > FAILED_LOG_LINES ? n - FAILED_LOG_LINES : 0; i < n; i++)
+        fprintf(stderr, "  %s", lines[i % FAILED_LOG_LINES]);
+    if (n == 0)
+        fprintf(stderr, "  (empty)\n");
 }
 
 void bench_server_stop(pid_t pid)
