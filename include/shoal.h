@@ -593,8 +593,9 @@ struct shoal_topic_partition;
  * moved, after the new assignment is known; shoal_commit_sync() may still commit the
  * revoked ones in on_revoked (shoald assigns them to nobody until this member has given
  * them up), and with auto_commit their positions were sent to be committed already (a
- * cooperative member reads and commits on while its join waits for the other members, and
- * auto-commit commits again before on_revoked). A member that was fenced gets on_revoked for
+ * cooperative member reads and commits on while its join waits for the other members, reads
+ * on while its sync waits for the leader's assignment, and auto-commit commits again before
+ * on_revoked). A member that was fenced gets on_revoked for
  * partitions already lost. */
 typedef void (*shoal_rebalance_cb)(void *arg, shoal_consumer_t *c,
                                    const struct shoal_topic_partition *tps, size_t n);
@@ -790,8 +791,8 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * through a rebalance too: the join is answered when every member has rejoined and the
  * sync when the leader has assigned, and a poll waits its timeout at most for each, the
  * next poll going on from there (it returns 0 meanwhile; a member whose assignors are all
- * cooperative keeps the partitions it holds and reads them on while its join waits, but
- * not from the join's answer to the round's end); the offset fetch and the
+ * cooperative keeps the partitions it holds and reads them on while its join and its sync
+ * wait, but not from the sync's answer to the round's end); the offset fetch and the
  * attaches after the sync too, and the commit as a rebalance begins (auto-commit) is sent
  * without waiting for its answer, which goes to on_commit. It keeps to timeout_ms even when shoald
  * does not answer (stopped, hung): a heartbeat not answered in time stays pending, read by a later
@@ -885,7 +886,8 @@ typedef struct shoal_topic_partition_offset {
  *         SHOAL_EOFFSET (an offset past the partition's log end: nothing is committed),
  *         SHOAL_EREBALANCE (the group is completing a rebalance, or this member's round
  *         of it is still under way: poll until it is done, then commit; a cooperative
- *         member may commit while its join waits for the others),
+ *         member may commit while its join waits for the others, not while its sync
+ *         waits: auto-commit commits what it read then at the sync's answer),
  *         SHOAL_EINVAL (not a group consumer), SHOAL_ENOGROUP, SHOAL_EIO, SHOAL_ECLOSED,
  *         SHOAL_ETIMEDOUT (shoald did not answer within 30 s: it is stopped or hung; the
  *         commit may still be carried out once it goes on), SHOAL_EPROTO, -ENOMEM.
@@ -1023,7 +1025,8 @@ SHOAL_EXTERN int shoal_assign_output_add(shoal_assign_output_t *out, size_t memb
  * rebalance). Returns 0 or a negative code. A failure, or a result that breaks these
  * rules, is returned by the leader's shoal_poll() (SHOAL_EINVAL for a broken rule), which
  * runs the assignor again a heartbeat interval later, in the same generation. The other
- * members wait in the rebalance meanwhile (their polls block), for the rebalance timeout at
+ * members wait in the rebalance meanwhile (cooperative members read on what they hold;
+ * the others' polls return nothing), for the rebalance timeout at
  * most: then shoald removes the leader, the others rebalance without it, and it joins
  * again as a new member, which does not lead while an older member stays. */
 typedef struct shoal_assignor {

@@ -64,7 +64,7 @@
 #define CGROUP_ASYNC_MAX      64
 #define CGROUP_PEND_MAX       (CGROUP_ASYNC_MAX + 16) /* + a heartbeat and abandoned calls */
 #define CGROUP_JOIN_MARGIN_MS 10000
-#define CGROUP_JOIN_LOOK_MS   10 /* reading while joining: how often it looks for the answer */
+#define CGROUP_ROUND_LOOK_MS  10 /* reading in a round: how often it looks for the answer */
 #define CGROUP_CALL_MS        30000
 
 int cgroup__call_timeout_ms = CGROUP_CALL_MS;
@@ -124,10 +124,10 @@ struct cgroup {
     char hb_detail[256]; /* and its detail */
 
     bool keep;                 /* cooperative: the assignment stays attached through the round */
-    bool read_in_join;         /* keep: records were read while the join waited */
+    bool read_in_round;        /* keep: records were read while the join or the sync waited */
     int round_commit_rc;       /* the round's commit of the positions (auto-commit): 1 while */
     uint32_t round_commit_seq; /* unanswered (this request), then its status */
-    uint8_t phase;             /* enum round_phase; nothing is read but while joining (keep) */
+    uint8_t phase;             /* enum round_phase; nothing is read but in reads_in_round() */
     uint32_t phase_seq;        /* that request's sequence number */
     int64_t phase_by_ns;       /* given up when its answer has not come by then */
     bool phase_done;           /* its answer was read: */
@@ -262,11 +262,19 @@ enum round_phase {
 void (*cgroup__round_hook)(enum cgroup_round_point at);
 
 /* A cooperative member's join waits: it reads and commits what it holds meanwhile (the
- * other members may be slow to rejoin). From the join's answer to the round's end it
- * reads nothing, and commits only from on_revoked. */
+ * other members may be slow to rejoin). */
 static bool joining_kept(const struct cgroup *g)
 {
     return g->phase == ROUND_JOINING && g->keep;
+}
+
+/* Its sync waits (the leader may be slow to assign): it reads on, but shoald takes no
+ * commit until the assignment is in (SHOAL_EREBALANCE); the sync's answer commits what
+ * was read (auto-commit). From there to the round's end (the offset fetch and the
+ * attaches, short) it reads nothing, and commits only from on_revoked. */
+static bool round_kept(const struct cgroup *g)
+{
+    return (g->phase == ROUND_JOINING || g->phase == ROUND_SYNCING) && g->keep;
 }
 
 static void round_hook(enum cgroup_round_point at)
@@ -693,11 +701,12 @@ static bool cooperative(const struct cgroup *g)
     return true;
 }
 
-/* Whether the poll reads while the join waits: it looks for the join's answer between
- * reads of CGROUP_JOIN_LOOK_MS (cgroup_poll), and maintain() does not wait for it. */
-static bool reads_while_joining(shoal_consumer_t *c, const struct cgroup *g)
+/* Whether the poll reads while the join or the sync waits (round_kept): it looks for the
+ * answer between reads of CGROUP_ROUND_LOOK_MS (cgroup_poll), and maintain() does not wait
+ * for it. */
+static bool reads_in_round(shoal_consumer_t *c, const struct cgroup *g)
 {
-    return joining_kept(g) && consumer__assigned_count(c) > 0;
+    return round_kept(g) && consumer__assigned_count(c) > 0;
 }
 
 /* ------------------------------------------------------------------ join and sync */
@@ -1012,7 +1021,8 @@ static int round_wait(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns
 
 /* Commit the positions (auto-commit) without waiting for the answer: as the round begins
  * (shoald takes a connection's requests in order, so the commit comes before the join),
- * and at the sync's answer when records were read while joining. Its result goes to
+ * and at the sync's answer when records were read while the join or the sync waited
+ * (read_in_round). Its result goes to
  * on_commit, as an auto-commit's does, and to round_commit_rc for close. It is sent even
  * with CGROUP_ASYNC_MAX commits unanswered (waiting for room would hold the poll). A round
  * with nothing to commit (the last one failed after detaching) leaves the last round's
@@ -1028,14 +1038,14 @@ static void round_commit(shoal_consumer_t *c, struct cgroup *g)
 }
 
 /* Start a round: commit, give the partitions up (eager; a cooperative member keeps them and
- * reads on while the join waits, joining_kept), and send the join. */
+ * reads on while the join and the sync wait, round_kept), and send the join. */
 static int round_begin(shoal_consumer_t *c, struct cgroup *g)
 {
     ctl_writer_t w;
     int rc;
 
     g->keep = cooperative(g) && g->attached;
-    g->read_in_join = false;
+    g->read_in_round = false;
     g->assign_failed = false;
     g->joins++; /* answers to earlier heartbeats no longer count */
     g->hb_status = 0;
@@ -1131,7 +1141,7 @@ static int round_synced(shoal_consumer_t *c, struct cgroup *g)
     if (g->keep) {
         g->incoming = list;
         g->nincoming = n;
-        if (g->read_in_join) /* with the new generation, before what it gives up moves */
+        if (g->read_in_round) /* with the new generation, before what it gives up moves */
             round_commit(c, g);
         if ((rc = give_up_gone(c, g)) == 0)
             rc = note_added(g);
@@ -1285,9 +1295,10 @@ static int rejoin_step(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_n
     if (g->phase == ROUND_NONE)
         rc = round_begin(c, g);
     if (rc == 0 && g->phase == ROUND_JOINING &&
-        (rc = round_wait(c, g, reads_while_joining(c, g) ? 0 : deadline_ns)) == 0)
+        (rc = round_wait(c, g, reads_in_round(c, g) ? 0 : deadline_ns)) == 0)
         rc = round_joined(g);
-    if (rc == 0 && g->phase == ROUND_SYNCING && (rc = round_wait(c, g, deadline_ns)) == 0)
+    if (rc == 0 && g->phase == ROUND_SYNCING &&
+        (rc = round_wait(c, g, reads_in_round(c, g) ? 0 : deadline_ns)) == 0)
         rc = round_synced(c, g);
     if (rc == 0 && g->phase == ROUND_FETCHING && (rc = round_wait(c, g, deadline_ns)) == 0)
         rc = round_fetched(g);
@@ -1512,9 +1523,9 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
             consumer__nap(c, slice);
         if (rc < 0)
             return rc;
-        if (reads_while_joining(c, g)) {
-            n = consumer__poll(c, out, max, SHOAL_MIN(slice, CGROUP_JOIN_LOOK_MS));
-            g->read_in_join |= n > 0;
+        if (reads_in_round(c, g)) {
+            n = consumer__poll(c, out, max, SHOAL_MIN(slice, CGROUP_ROUND_LOOK_MS));
+            g->read_in_round |= n > 0;
         } else if (g->phase != ROUND_NONE) { /* maintain() waits for the round's answers */
             n = 0;
         } else if (consumer__assigned_count(c) == 0) {
@@ -1744,9 +1755,10 @@ static int round_commit_status(shoal_consumer_t *c, struct cgroup *g)
     return 0;
 }
 
-/* Closing in a round in which records were read while joining (auto-commit): commit them,
- * while joining at once, while syncing once the sync's answer is in (with the new
- * generation); after that, the round's commit at the sync's answer has them. */
+/* Closing in a round in which records were read while the join or the sync waited
+ * (auto-commit): commit them, while joining at once, while syncing once the sync's answer
+ * is in (with the new generation); after that, the round's commit at the sync's answer has
+ * them. */
 static int round_close_commit(shoal_consumer_t *c, struct cgroup *g)
 {
     int rc = 0;
@@ -1787,8 +1799,8 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
     if (g->phase != ROUND_NONE) {
         /* The round is under way: a leave would wait behind its join or sync at shoald;
          * closing the connection is the leave, once the positions are committed. */
-        rc = g->read_in_join && g->auto_commit ? round_close_commit(c, g)
-                                               : round_commit_status(c, g);
+        rc = g->read_in_round && g->auto_commit ? round_close_commit(c, g)
+                                                : round_commit_status(c, g);
         if (rc == 0 && !g->stalled) /* those sent while the join waited, ahead of it */
             (void)conn_drain_commits(c, g, 0, g->close_by_ns);
         detach_all(c, g, true);

@@ -2227,6 +2227,7 @@ INTEG_TEST(test_a_newcomer_is_assigned_about_a_heartbeat_after_it_joins)
 }
 
 static _Atomic int slow_assign_ms;
+static _Atomic bool slow_assign_done;
 
 /* cooperative-sticky, after slow_assign_ms of thought. */
 static int slow_assign(void *arg, const shoal_assign_input_t *in, shoal_assign_output_t *out)
@@ -2234,14 +2235,16 @@ static int slow_assign(void *arg, const shoal_assign_input_t *in, shoal_assign_o
     const shoal_assignor_t *b = shoal_assignor_builtin("cooperative-sticky");
     (void)arg;
     usleep((useconds_t)atomic_load(&slow_assign_ms) * 1000);
+    atomic_store(&slow_assign_done, true);
     return b->assign(b->arg, in, out);
 }
 
-/* A cooperative member that read while its join waited and is closed while its sync waits
- * (the leader is slow to assign) waits for the sync's answer and commits what it read
- * with the new generation: the positions are committed. Before, it read nothing during
- * the round, and close left the commit the round began with. */
-INTEG_TEST(test_closing_while_the_sync_waits_commits_what_was_read_while_joining)
+/* A cooperative member reads on while its join waits and while its sync waits (the leader
+ * is slow to assign), where it cannot commit; closed while the sync waits, it waits for the
+ * sync's answer and commits what it read with the new generation. Before, it read nothing
+ * from the join's answer on (and earlier, nothing during the round at all, and close left
+ * the commit the round began with). */
+INTEG_TEST(test_a_member_reads_while_the_sync_waits_and_commits_it_at_close)
 {
     static const shoal_assignor_t slow = {
         .name = "slow-coop", .cooperative = true, .assign = slow_assign};
@@ -2280,12 +2283,21 @@ INTEG_TEST(test_closing_while_the_sync_waits_commits_what_was_read_while_joining
         got += poll_counting(c[0], seen, 20); /* while the leader has not rejoined */
     assert_int_equal(got, 10);
 
+    atomic_store(&slow_assign_done, false);
     atomic_store(&slow_assign_ms, 1500); /* the leader rejoins and assigns, slowly */
     assert_int_equal(pthread_create(&th, NULL, threaded_member, &lead), 0);
     for (t0 = mono_ms();
          mono_ms() - t0 < 5000 && !harness_daemon_log_contains(&f->d, " with 3 members");)
         usleep(10000);
     assert_int_equal(poll_counting(c[0], seen, 100), 0); /* the join's answer; the sync waits */
+    for (int p = 0; p < 4; p++)
+        if (shoal_consumer_position(c[0], "synced", p) >= 0)
+            assert_int_equal(produce(f->c, "synced", p, 5), 0);
+    for (t0 = mono_ms(), got = 0; mono_ms() - t0 < 1000 && got < 10;)
+        got += poll_counting(c[0], seen, 20);
+    assert_int_equal(got, 10);
+    assert_false(atomic_load(&slow_assign_done)); /* read while the sync waited */
+    assert_int_equal(shoal_commit_sync(c[0], NULL, 0), SHOAL_EREBALANCE); /* not until then */
     for (int p = 0; p < 4; p++)
         pos[p] = shoal_consumer_position(c[0], "synced", p);
     t0 = mono_ms();
@@ -2295,8 +2307,8 @@ INTEG_TEST(test_closing_while_the_sync_waits_commits_what_was_read_while_joining
     shoal_client_close(cl[0]);
     for (int p = 0; p < 4; p++)
         if (pos[p] >= 0)
-            assert_int_equal(committed_of_partition(f->c, "syncers", p), 10);
-    assert_true(t0 >= 500); /* it was the sync close waited for */
+            assert_int_equal(committed_of_partition(f->c, "syncers", p), 15);
+    assert_true(t0 >= 300); /* it was the sync close waited for */
 
     atomic_store(&lead.stop, true);
     assert_int_equal(pthread_join(th, NULL), 0);
@@ -3208,7 +3220,7 @@ int main(void)
         T(test_a_cooperative_member_reads_while_joining_and_what_moves_is_read_once),
         T(test_a_commit_sent_while_joining_is_answered_before_close),
         T(test_a_newcomer_is_assigned_about_a_heartbeat_after_it_joins),
-        T(test_closing_while_the_sync_waits_commits_what_was_read_while_joining),
+        T(test_a_member_reads_while_the_sync_waits_and_commits_it_at_close),
         T(test_a_connection_broken_inside_on_revoked_revokes_nothing_twice),
         T(test_a_member_fenced_inside_on_revoked_keeps_its_callback_list),
         T(test_a_failing_assignor_is_reported_and_retried_a_heartbeat_interval_later),
