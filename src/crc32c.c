@@ -78,6 +78,11 @@
 #define CRC32C_FOLD_ROUND 256u
 #define CRC32C_FOLD_MIN   512u
 
+/* The shortest value shoal__crc32c_copy_stream copies with AVX2's non-temporal stores:
+ * on an AMD EPYC (Zen 3) guest they won at 4 KiB and 64 KiB, and lost a fifth of the
+ * pair's rate at 1 KiB, where AVX-512's won (docs/PERFORMANCE.md). */
+#define CRC32C_STREAM256_MIN 4096u
+
 /* shoal__crc32c_copy's piece: small enough to stay in L1 between the copy and the crc. */
 #define CRC32C_COPY_PIECE 4096u
 
@@ -462,13 +467,34 @@ static CRC32C_TARGET_FOLD void crc32c_copy_nt(uint8_t *d, const uint8_t *s, size
         _mm512_stream_si512((void *)d, _mm512_loadu_si512(s));
     memcpy(d, s, len);
 }
+
+/* crc32c_copy_nt with two 32-byte stores a line (AVX2). */
+static __attribute__((target("avx2"))) void crc32c_copy_nt256(uint8_t *d, const uint8_t *s,
+                                                              size_t len)
+{
+    size_t head = (size_t)(-(uintptr_t)d & 63u);
+
+    if (head > len)
+        head = len;
+    memcpy(d, s, head);
+    d += head, s += head, len -= head;
+    for (; len >= 64; d += 64, s += 64, len -= 64) {
+        _mm256_stream_si256((__m256i *)d, _mm256_loadu_si256((const __m256i *)s));
+        _mm256_stream_si256((__m256i *)(d + 32), _mm256_loadu_si256((const __m256i *)(s + 32)));
+    }
+    memcpy(d, s, len);
+}
 #endif
 
 uint32_t shoal__crc32c_copy_stream(uint32_t crc, void *dst, const void *src, size_t len)
 {
 #if CRC32C_HAVE_SSE42
-    if (crc32c_get() == crc32c_fold_raw) /* the CPU has AVX-512 */
+    crc32c_fn fn = crc32c_get();
+
+    if (fn == crc32c_fold_raw) /* the CPU has AVX-512 */
         return ~crc32c_copy_pieces(crc32c_fold_raw, crc32c_copy_nt, ~crc, dst, src, len);
+    if (fn == crc32c_hw3_raw && len >= CRC32C_STREAM256_MIN && __builtin_cpu_supports("avx2"))
+        return ~crc32c_copy_pieces(crc32c_hw3_raw, crc32c_copy_nt256, ~crc, dst, src, len);
 #endif
     return shoal__crc32c_copy(crc, dst, src, len);
 }

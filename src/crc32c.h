@@ -16,10 +16,11 @@ uint32_t shoal__crc32c(uint32_t crc, const void *buf, size_t len);
 uint32_t shoal__crc32c_copy(uint32_t crc, void *dst, const void *src, size_t len);
 
 /* shoal__crc32c_copy for a destination the copying core will not read again and that is
- * larger than its caches can keep (a ring slot): on CPUs with AVX-512 the whole 64-byte
- * lines of dst are written with non-temporal stores, which do not first fetch the line
- * they replace; elsewhere it is shoal__crc32c_copy. Those stores are weakly ordered: the
- * caller runs shoal__crc32c_stream_fence() before publishing dst to anyone. */
+ * larger than its caches can keep (a ring slot): the whole 64-byte lines of dst are
+ * written with non-temporal stores, which do not first fetch the line they replace (one
+ * store a line with AVX-512; two with AVX2, for 4 KiB or more only); elsewhere it is
+ * shoal__crc32c_copy. Those stores are weakly ordered: the caller runs
+ * shoal__crc32c_stream_fence() before publishing dst to anyone. */
 uint32_t shoal__crc32c_copy_stream(uint32_t crc, void *dst, const void *src, size_t len);
 /* Order every earlier store, non-temporal ones included, before every later one. */
 void shoal__crc32c_stream_fence(void);
