@@ -820,8 +820,11 @@ SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, siz
  * SHOAL_EWAKEUP, without waiting out its timeout: how another thread or a signal handler
  * ends a consumer loop (Kafka's KafkaConsumer.wakeup()). A poll waiting for records returns
  * at once, whatever its wait strategy (SHOAL_WAIT_SPIN included); a group consumer's poll
- * waiting for shoald's answers in a rebalance returns within its heartbeat interval. One
- * call ends one poll. Async-signal-safe: an atomic store and a futex wake-up.
+ * waiting for shoald's answers (a rebalance, a heartbeat, a new connection's handshake)
+ * returns within 20 ms. shoal_commit_sync() waiting for its answer also returns
+ * SHOAL_EWAKEUP within 20 ms (the commit may still be carried out), and so does
+ * shoal_commit_async() waiting for room; shoal_consumer_close() is not cut short. One call
+ * ends one poll or commit. Async-signal-safe: an atomic store and a futex wake-up.
  * @return 0, or SHOAL_EINVAL (consumer NULL).
  * Thread-safety: any thread, while the consumer is open; the one call on a consumer that
  * may run beside its polling thread. */
@@ -890,7 +893,9 @@ typedef struct shoal_topic_partition_offset {
  *         waits: auto-commit commits what it read then at the sync's answer),
  *         SHOAL_EINVAL (not a group consumer), SHOAL_ENOGROUP, SHOAL_EIO, SHOAL_ECLOSED,
  *         SHOAL_ETIMEDOUT (shoald did not answer within 30 s: it is stopped or hung; the
- *         commit may still be carried out once it goes on), SHOAL_EPROTO, -ENOMEM.
+ *         commit may still be carried out once it goes on), SHOAL_EWAKEUP
+ *         (shoal_consumer_wakeup() while it waited for the answer: the same), SHOAL_EPROTO,
+ *         -ENOMEM.
  * Thread-safety: one thread per consumer handle. */
 SHOAL_EXTERN int shoal_commit_sync(shoal_consumer_t *consumer,
                                    const shoal_topic_partition_offset_t *offsets, size_t n);
@@ -899,7 +904,8 @@ SHOAL_EXTERN int shoal_commit_sync(shoal_consumer_t *consumer,
  * passed to options.on_commit from a later call on this consumer (poll, commit, close).
  * @return 0 when sent, or the errors of shoal_commit_sync() found before sending; with 64
  *         commits in flight it first waits for the oldest one's answer, up to 30 s
- *         (SHOAL_ETIMEDOUT), and for room in the connection's socket as long (a stopped
+ *         (SHOAL_ETIMEDOUT; SHOAL_EWAKEUP when shoal_consumer_wakeup() ends the wait:
+ *         nothing sent), and for room in the connection's socket as long (a stopped
  *         daemon reads nothing): SHOAL_ETIMEDOUT when none of the commit went (nothing is
  *         reported to on_commit for it), or when part of it went, which drops the group
  *         connection (the commits in flight reach on_commit as SHOAL_ECLOSED; poll

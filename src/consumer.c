@@ -1173,6 +1173,11 @@ bool consumer__woken(shoal_consumer_t *c)
     return atomic_load_explicit(&c->wakeup, memory_order_relaxed) && atomic_exchange(&c->wakeup, 0);
 }
 
+bool consumer__wakeup_pending(const shoal_consumer_t *c)
+{
+    return c && atomic_load_explicit(&c->wakeup, memory_order_relaxed);
+}
+
 void consumer__nap(shoal_consumer_t *c, int ms)
 {
     (void)shoal__futex_wait(&c->wakeup, 0, ms);

@@ -66,6 +66,7 @@
 #define CGROUP_JOIN_MARGIN_MS 10000
 #define CGROUP_ROUND_LOOK_MS  10 /* reading in a round: how often it looks for the answer */
 #define CGROUP_CALL_MS        30000
+#define CGROUP_WAKE_LOOK_MS   20 /* waiting for shoald: how often it looks for a wakeup */
 
 int cgroup__call_timeout_ms = CGROUP_CALL_MS;
 
@@ -377,8 +378,29 @@ static size_t pend_find(const struct cgroup *g, uint32_t seq)
  * into *e: 0 with its status in *status (detail in shoal_errmsg()) and, when that is 0,
  * rep ready to read. SHOAL_ETIMEDOUT when nothing came (the stream is untouched); any
  * other failure broke the stream and dropped the connection. */
-static int conn_read(struct cgroup *g, int64_t deadline_ns, struct pend *e, int *status,
-                     client_reply_t *rep)
+/* The consumer whose shoal_consumer_wakeup() ends the group's waits for shoald early:
+ * none while closing (close keeps its own time). */
+static shoal_consumer_t *conn_wake(shoal_consumer_t *c, const struct cgroup *g)
+{
+    return g->close_by_ns ? NULL : c;
+}
+
+/* client_recv() on the group connection, ended early as by its deadline when wake (not
+ * NULL) has a wakeup pending: it looks every CGROUP_WAKE_LOOK_MS. */
+static int conn_recv(struct cgroup *g, shoal_consumer_t *wake, ctl_header_t *h, client_reply_t *rep,
+                     int64_t deadline_ns)
+{
+    for (;;) {
+        int64_t look = wake ? shoal__mono_ns() + (int64_t)CGROUP_WAKE_LOOK_MS * 1000000 : -1;
+        int64_t until = look >= 0 && (deadline_ns < 0 || look < deadline_ns) ? look : deadline_ns;
+        int rc = client_recv(g->conn, h, rep, until);
+        if (rc != SHOAL_ETIMEDOUT || until == deadline_ns || consumer__wakeup_pending(wake))
+            return rc;
+    }
+}
+
+static int conn_read(struct cgroup *g, shoal_consumer_t *wake, int64_t deadline_ns, struct pend *e,
+                     int *status, client_reply_t *rep)
 {
     char detail[512];
     ctl_header_t h;
@@ -388,7 +410,7 @@ static int conn_read(struct cgroup *g, int64_t deadline_ns, struct pend *e, int 
     memset(rep, 0, sizeof(*rep));
     if (!g->conn || g->npend == 0)
         return SHOAL_ERR(SHOAL_ECLOSED, "group %s: no connection to shoald", g->group_id);
-    if ((rc = client_recv(g->conn, &h, rep, deadline_ns)) == SHOAL_ETIMEDOUT)
+    if ((rc = conn_recv(g, wake, &h, rep, deadline_ns)) == SHOAL_ETIMEDOUT)
         return rc;
     if (rc == 0 &&
         ((i = pend_find(g, h.seq)) == g->npend || h.type != (g->pend[i].type | CTL_RESPONSE)))
@@ -464,7 +486,7 @@ static int conn_wait(shoal_consumer_t *c, struct cgroup *g, uint32_t seq, int64_
     while (g->conn && pend_find(g, seq) < g->npend) {
         struct pend e;
         client_reply_t rep;
-        int status, rc = conn_read(g, deadline_ns, &e, &status, &rep);
+        int status, rc = conn_read(g, conn_wake(c, g), deadline_ns, &e, &status, &rep);
         if (rc < 0)
             return rc;
         conn_dispatch(c, g, &e, status, &rep);
@@ -523,7 +545,7 @@ static int conn_call(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t *w, cli
     for (;;) {
         struct pend e;
         int status;
-        rc = conn_read(g, deadline, &e, &status, rep);
+        rc = conn_read(g, conn_wake(c, g), deadline, &e, &status, rep);
         if (rc == SHOAL_ETIMEDOUT)
             break;
         if (rc < 0)
@@ -533,6 +555,11 @@ static int conn_call(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t *w, cli
         conn_dispatch(c, g, &e, status, rep);
     }
     pend_abandon(g, seq);
+    if (conn_wake(c, g) && consumer__woken(c))
+        return SHOAL_ERR(SHOAL_EWAKEUP,
+                         "group %s: ended by shoal_consumer_wakeup() before shoald answered "
+                         "(it may still carry the request out)",
+                         g->group_id);
     return SHOAL_ERR(SHOAL_ETIMEDOUT, "group %s: shoald did not answer in %d ms (stopped or hung?)",
                      g->group_id, timeout_ms);
 }
@@ -1001,7 +1028,8 @@ static int round_wait(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns
     while (!g->phase_done) {
         struct pend e;
         client_reply_t rep;
-        int status, rc = conn_read(g, SHOAL_MIN(deadline_ns, g->phase_by_ns), &e, &status, &rep);
+        int status, rc = conn_read(g, conn_wake(c, g), SHOAL_MIN(deadline_ns, g->phase_by_ns), &e,
+                                   &status, &rep);
         if (rc == SHOAL_ETIMEDOUT && shoal__mono_ns() < g->phase_by_ns)
             return 1;
         if (rc == SHOAL_ETIMEDOUT) {
@@ -1357,7 +1385,7 @@ static int heartbeat(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
         struct pend e;
         client_reply_t rep;
         int status;
-        rc = conn_read(g, deadline, &e, &status, &rep);
+        rc = conn_read(g, conn_wake(c, g), deadline, &e, &status, &rep);
         if (rc == 0)
             conn_dispatch(c, g, &e, status, &rep);
     }
@@ -1394,11 +1422,11 @@ static int conn_open(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns)
  * sent, so it is the next frame). 0 once the connection is ready; SHOAL_ETIMEDOUT while
  * shoald has not answered (the next poll looks again); or its refusal, the connection
  * dropped. */
-static int hello_wait(struct cgroup *g, int64_t deadline_ns)
+static int hello_wait(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns)
 {
     client_reply_t rep;
     struct pend e;
-    int status, rc = conn_read(g, deadline_ns, &e, &status, &rep);
+    int status, rc = conn_read(g, conn_wake(c, g), deadline_ns, &e, &status, &rep);
 
     if (rc < 0)
         return rc;
@@ -1431,7 +1459,7 @@ static int reconnect(shoal_consumer_t *c, struct cgroup *g, int64_t deadline)
     }
     if (!g->connecting)
         return 0;
-    return hello_wait(g, deadline);
+    return hello_wait(c, g, deadline);
 }
 
 /* A fenced member gives up its partitions (no commit: they are someone else's now). */
@@ -1629,6 +1657,11 @@ static int make_room(shoal_consumer_t *c, struct cgroup *g)
     int64_t deadline = shoal__mono_ns() + (int64_t)cgroup__call_timeout_ms * 1000000;
     int rc = conn_drain_commits(c, g, CGROUP_ASYNC_MAX - 1, deadline);
 
+    if (rc == SHOAL_ETIMEDOUT && conn_wake(c, g) && consumer__woken(c))
+        return SHOAL_ERR(SHOAL_EWAKEUP,
+                         "group %s: ended by shoal_consumer_wakeup() while %d commits were in "
+                         "flight: this one was not sent",
+                         g->group_id, CGROUP_ASYNC_MAX);
     if (rc == SHOAL_ETIMEDOUT)
         return SHOAL_ERR(rc, "group %s: %d commits in flight, and shoald did not answer in %d ms",
                          g->group_id, CGROUP_ASYNC_MAX, cgroup__call_timeout_ms);

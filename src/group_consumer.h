@@ -57,6 +57,9 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
 /* Whether shoal_consumer_wakeup() was called since a poll last returned SHOAL_EWAKEUP;
  * true clears it (this poll returns it). */
 bool consumer__woken(shoal_consumer_t *c);
+/* Whether shoal_consumer_wakeup() was called and not yet answered, without clearing it;
+ * false for c NULL. */
+bool consumer__wakeup_pending(const shoal_consumer_t *c);
 /* Sleep ms, or until shoal_consumer_wakeup(). */
 void consumer__nap(shoal_consumer_t *c, int ms);
 

@@ -2226,6 +2226,91 @@ INTEG_TEST(test_a_newcomer_is_assigned_about_a_heartbeat_after_it_joins)
     shoal_client_close(cl);
 }
 
+struct delayed_wake {
+    shoal_consumer_t *c;
+    int ms;
+};
+
+static void *wake_later(void *arg)
+{
+    const struct delayed_wake *w = arg;
+    sleep_ms(w->ms);
+    assert_int_equal(shoal_consumer_wakeup(w->c), 0);
+    return NULL;
+}
+
+/* How long call(c) takes to return SHOAL_EWAKEUP, woken from another thread ms into it. */
+static int64_t woken_in(shoal_consumer_t *c, int ms, int (*call)(shoal_consumer_t *))
+{
+    struct delayed_wake w = {c, ms};
+    int64_t t0 = mono_ms();
+    pthread_t th;
+
+    assert_int_equal(pthread_create(&th, NULL, wake_later, &w), 0);
+    assert_int_equal(call(c), SHOAL_EWAKEUP);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    return mono_ms() - t0;
+}
+
+static bool second_holds_one(void)
+{
+    return atomic_load(&sh->nassigned[1]) == 1;
+}
+
+static int commit_all(shoal_consumer_t *c)
+{
+    return shoal_commit_sync(c, NULL, 0);
+}
+
+static int poll_for_ever(shoal_consumer_t *c)
+{
+    shoal_record_t recs[8];
+    return shoal_poll(c, recs, 8, -1);
+}
+
+/* shoal_consumer_wakeup() ends a group member's waits for a stopped shoald (SIGSTOP) within
+ * tens of milliseconds: a commit_sync, which used to wait 30 s for the answer, and a poll
+ * whose join waits, which used to wait a heartbeat interval (3 s) for it. Once shoald goes
+ * on, the commit's late answer is dropped, and the member commits in the same generation;
+ * the new member's round goes on and it is assigned. */
+INTEG_TEST(test_a_wakeup_ends_the_waits_for_a_stopped_daemon)
+{
+    shoal_consumer_options_t o;
+    shoal_client_t *cl[2];
+    shoal_consumer_t *c[2];
+    int64_t ms;
+    int32_t gen;
+
+    member_of_eight(f, "doze", "dozers", NULL, &cl[0], &c[0]);
+    gen = generation_of(f->c, "dozers");
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    ms = woken_in(c[0], 200, commit_all);
+    print_message("commit_sync into a stopped shoald, woken after 200 ms: %lld ms\n",
+                  (long long)ms);
+    assert_true(ms >= 190 && ms < 1500);
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+    assert_int_equal(shoal_commit_sync(c[0], NULL, 0), 0);
+    assert_int_equal(generation_of(f->c, "dozers"), gen);
+    assert_int_equal(shoal_consumer_close(c[0]), 0);
+    shoal_client_close(cl[0]);
+
+    member_options(&o, "dozers", 1);
+    assert_int_equal(open_member(&cl[1], &c[1], &o, "doze"), 0);
+    daemon_to_stop = f->d.pid;
+    atomic_store(&stops, 0);
+    hook_round(CGROUP_BEFORE_COMMIT, stop_daemon_once); /* its first join goes unanswered */
+    ms = woken_in(c[1], 200, poll_for_ever);
+    hook_round(CGROUP_BEFORE_COMMIT, NULL);
+    print_message("poll whose join waits for a stopped shoald, woken after 200 ms: %lld ms\n",
+                  (long long)ms);
+    assert_int_equal(atomic_load(&stops), 1);
+    assert_true(ms >= 190 && ms < 1500);
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+    assert_true(poll_until(c[1], second_holds_one, 5000));
+    assert_int_equal(shoal_consumer_close(c[1]), 0);
+    shoal_client_close(cl[1]);
+}
+
 static _Atomic int slow_assign_ms;
 static _Atomic bool slow_assign_done;
 
@@ -3193,6 +3278,7 @@ int main(void)
         T(test_member_silent_past_session_timeout_loses_partitions_and_rejoins),
         T(test_async_commits_report_through_on_commit_and_are_stored),
         T(test_async_commits_into_a_stopped_daemon_end_at_their_deadline),
+        T(test_a_wakeup_ends_the_waits_for_a_stopped_daemon),
         T(test_async_commits_cut_off_by_a_dead_daemon_still_report),
         T(test_async_commits_answer_in_order_when_one_is_refused),
         T(test_polls_keep_their_timeout_while_the_daemon_is_stopped),
