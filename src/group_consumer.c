@@ -28,11 +28,11 @@
  *    and SyncGroup are answered when the rebalance gets there (the other members rejoin,
  *    the leader assigns): a poll waits its slice at most for each answer, the fetch's and
  *    the attaches' too, and the next poll goes on from where the round is (rejoin_step):
- *    a daemon stopped mid-round costs a poll nothing beyond its timeout. Nothing is read
- *    meanwhile (a
- *    cooperative member keeps its partitions, so the commit as the round began still
- *    covers those it takes away); commits are refused with SHOAL_EREBALANCE until the
- *    round ends.
+ *    a daemon stopped mid-round costs a poll nothing beyond its timeout. An eager member
+ *    holds nothing meanwhile; a cooperative one keeps its partitions and reads them on
+ *    while its join and its sync wait (round_kept), committing while the join waits
+ *    (shoald refuses commits while the sync waits: SHOAL_EREBALANCE), and auto-commit
+ *    commits what it read at the sync's answer, before on_revoked gives any up.
  *    A leader whose assignor fails (or returns an assignment that assign_run() refuses)
  *    reports it from poll and tries again no sooner than heartbeat_interval_ms later, so a
  *    broken assignor costs a few attempts a second. Its join meanwhile gets the same
@@ -1788,29 +1788,44 @@ static int round_commit_status(shoal_consumer_t *c, struct cgroup *g)
     return 0;
 }
 
-/* Closing in a round in which records were read while the join or the sync waited
- * (auto-commit): commit them, while joining at once, while syncing once the sync's answer
- * is in (with the new generation); after that, the round's commit at the sync's answer has
- * them. */
-static int round_close_commit(shoal_consumer_t *c, struct cgroup *g)
+/* Closing while the sync waits, after records were read in the round: wait for the sync's
+ * answer (close's time), so that they can be committed with the new generation
+ * (round_close_commit, or the application from on_revoked). 0 when it came, the round
+ * given up (shoald takes the commit also when the answer is SHOAL_EREBALANCE: the round
+ * was cut short, and the member owns what it owned); else the failure. */
+static int round_close_sync(shoal_consumer_t *c, struct cgroup *g)
 {
-    int rc = 0;
+    int rc;
 
-    if (g->phase == ROUND_SYNCING && (rc = round_wait(c, g, g->close_by_ns)) == 0 &&
-        (rc = g->phase_status) < 0)
+    if (g->phase != ROUND_SYNCING)
+        return 0;
+    if ((rc = round_wait(c, g, g->close_by_ns)) == 0 && (rc = g->phase_status) < 0 &&
+        rc != SHOAL_EREBALANCE)
         SHOAL_ERR(rc, "%s", g->phase_detail);
     if (rc > 0)
         rc = SHOAL_ERR(SHOAL_ETIMEDOUT, "group %s: shoald did not answer the sync in time",
                        g->group_id);
-    if (rc < 0)
-        return SHOAL_ERR(rc,
-                         "group %s: closed in a rebalance (%s): the positions read while it "
-                         "began are not committed",
-                         g->group_id, shoal_errmsg());
+    if (rc == 0 || rc == SHOAL_EREBALANCE) {
+        phase_reset(g);
+        rc = 0;
+    }
+    return rc;
+}
+
+/* Closing in a round in which records were read while the join or the sync waited
+ * (auto-commit): commit them, while joining at once, while syncing once the sync's answer
+ * is in (round_close_sync); after that, the round's commit at the sync's answer has them. */
+static int round_close_commit(shoal_consumer_t *c, struct cgroup *g)
+{
+    int rc;
+
     if (g->phase != ROUND_SYNCING && g->phase != ROUND_JOINING)
         return round_commit_status(c, g);
-    if (g->phase == ROUND_SYNCING) /* its answer is in: commit with the new generation */
-        phase_reset(g);
+    if ((rc = round_close_sync(c, g)) < 0)
+        return SHOAL_ERR(rc,
+                         "group %s: closed in a rebalance (%s): the positions read while it "
+                         "went on are not committed",
+                         g->group_id, shoal_errmsg());
     return commit_positions(c, g); /* while joining, ahead of the join (joining_kept) */
 }
 
@@ -1832,8 +1847,13 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
     if (g->phase != ROUND_NONE) {
         /* The round is under way: a leave would wait behind its join or sync at shoald;
          * closing the connection is the leave, once the positions are committed. */
-        rc = g->read_in_round && g->auto_commit ? round_close_commit(c, g)
-                                                : round_commit_status(c, g);
+        if (g->read_in_round && g->auto_commit) {
+            rc = round_close_commit(c, g);
+        } else {
+            rc = round_commit_status(c, g);
+            if (g->read_in_round) /* on_revoked below may commit what was read */
+                (void)round_close_sync(c, g);
+        }
         if (rc == 0 && !g->stalled) /* those sent while the join waited, ahead of it */
             (void)conn_drain_commits(c, g, 0, g->close_by_ns);
         detach_all(c, g, true);

@@ -364,6 +364,15 @@ static int64_t max_rebalance_ns(const struct group *g)
     return ms * 1000000;
 }
 
+/* m's parked sync is being answered. The member waited for it, not silent: its session
+ * runs from now (a cooperative member reads during the sync, and may be busy with those
+ * records when the answer comes). */
+static void sync_answered(struct gmember *m)
+{
+    m->sync_parked = false;
+    m->last_seen_ns = shoal__mono_ns();
+}
+
 /* Start (or keep) a join phase: members learn of it from their next heartbeat. */
 static void prepare_rebalance(group_coord_t *gc, struct group *g, const char *why)
 {
@@ -371,7 +380,7 @@ static void prepare_rebalance(group_coord_t *gc, struct group *g, const char *wh
         for (size_t i = 0; i < g->nmembers; i++) {
             struct gmember *m = g->members[i];
             if (m->sync_parked) {
-                m->sync_parked = false;
+                sync_answered(m);
                 server_reply(gc->s, &m->sync_req, SHOAL_EREBALANCE,
                              "the group is rebalancing again: rejoin", NULL);
             }
@@ -950,7 +959,7 @@ static int on_sync(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
     log_info("group %s: generation %d is stable", g->id, g->generation);
     for (size_t i = 0; i < g->nmembers; i++)
         if (g->members[i]->sync_parked) {
-            g->members[i]->sync_parked = false;
+            sync_answered(g->members[i]);
             reply_sync(gc, g->members[i], &g->members[i]->sync_req);
         }
     reply_sync(gc, m, req);

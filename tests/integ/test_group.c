@@ -2324,6 +2324,122 @@ static int slow_assign(void *arg, const shoal_assign_input_t *in, shoal_assign_o
     return b->assign(b->arg, in, out);
 }
 
+/* Three cooperative members of "syncers", each on its own client: the leader (polled by a
+ * thread once the round is under way), c[0] and a newcomer c[1], on a four-partition
+ * topic. */
+struct slow_sync {
+    struct threaded_member lead;
+    pthread_t th;
+    shoal_client_t *cl[2];
+    shoal_consumer_t *c[2];
+    int seen[6][16];
+};
+
+/* Produce 5 records to each partition c holds. */
+static void produce_to_held(struct harness_fixture *f, shoal_consumer_t *c, const char *topic)
+{
+    for (int p = 0; p < 4; p++)
+        if (shoal_consumer_position(c, topic, p) >= 0)
+            assert_int_equal(produce(f->c, topic, p, 5), 0);
+}
+
+/* Bring the group to a round whose sync waits for a slow leader: c[0] holds two partitions
+ * and has read their first 10 records each (5 of them while its join waited); its join is
+ * answered, and the leader's assignor takes assign_ms from now. c[0] commits with
+ * auto-commit (at the round's points only) or else from revoked (NULL: not at all), and
+ * has a session of session_ms (the others 10 s). */
+static void slow_sync_begin(struct harness_fixture *f, struct slow_sync *s, bool auto_commit,
+                            shoal_rebalance_cb revoked, int session_ms, int assign_ms)
+{
+    static const shoal_assignor_t slow = {
+        .name = "slow-coop", .cooperative = true, .assign = slow_assign};
+    static const shoal_assignor_t *list[] = {&slow};
+    shoal_topic_config_t cfg = topic_cfg(4);
+    shoal_consumer_options_t o;
+    int got = 0;
+    int64_t t0;
+
+    memset(s, 0, sizeof(*s));
+    atomic_store(&slow_assign_ms, 0);
+    assert_int_equal(shoal_topic_create(f->c, "synced", &cfg), 0);
+    for (int p = 0; p < 4; p++)
+        assert_int_equal(produce(f->c, "synced", p, 5), 0);
+    for (int i = 0; i < 3; i++) { /* the leader, c[0], the newcomer */
+        coop_member_options(&o, "syncers", i);
+        o.assignors = list; /* cooperative too */
+        o.auto_commit = i != 1 || auto_commit;
+        o.auto_commit_interval_ms = 3600000;
+        o.session_timeout_ms = i == 1 ? session_ms : 10000; /* the newcomer is not polled */
+        if (i == 1 && revoked)
+            o.on_revoked = revoked;
+        assert_int_equal(open_member(i ? &s->cl[i - 1] : &s->lead.cl, i ? &s->c[i - 1] : &s->lead.c,
+                                     &o, "synced"),
+                         0);
+        if (i == 1)
+            for (t0 = mono_ms();
+                 mono_ms() - t0 < 5000 && (got < 20 || held(s->c[0], "synced", 4) != 2);)
+                got += poll_counting(s->lead.c, s->seen, 20) + poll_counting(s->c[0], s->seen, 20);
+    }
+    assert_int_equal(got, 20);
+    assert_int_equal(poll_counting(s->c[1], s->seen, 100), 0); /* joins: a rebalance begins */
+    produce_to_held(f, s->c[0], "synced");
+    for (t0 = mono_ms(), got = 0; mono_ms() - t0 < 5000 && got < 10;)
+        got += poll_counting(s->c[0], s->seen, 20); /* while the leader has not rejoined */
+    assert_int_equal(got, 10);
+
+    atomic_store(&slow_assign_done, false);
+    atomic_store(&slow_assign_ms, assign_ms); /* the leader rejoins and assigns, slowly */
+    assert_int_equal(pthread_create(&s->th, NULL, threaded_member, &s->lead), 0);
+    for (t0 = mono_ms();
+         mono_ms() - t0 < 5000 && !harness_daemon_log_contains(&f->d, " with 3 members");)
+        usleep(10000);
+    assert_int_equal(poll_counting(s->c[0], s->seen, 100), 0); /* the join's answer */
+}
+
+/* c[0] reads the 5 records produced to each of its partitions while the sync waits. */
+static void slow_sync_read(struct harness_fixture *f, struct slow_sync *s)
+{
+    int got = 0;
+
+    produce_to_held(f, s->c[0], "synced");
+    for (int64_t t0 = mono_ms(); mono_ms() - t0 < 1000 && got < 10;)
+        got += poll_counting(s->c[0], s->seen, 20);
+    assert_int_equal(got, 10);
+    assert_false(atomic_load(&slow_assign_done)); /* read while the sync waited */
+}
+
+/* Close every member still open (c[0] when c0_open). */
+static void slow_sync_end(struct slow_sync *s, bool c0_open)
+{
+    atomic_store(&s->lead.stop, true);
+    assert_int_equal(pthread_join(s->th, NULL), 0);
+    assert_int_equal(shoal_consumer_close(s->lead.c), 0);
+    shoal_client_close(s->lead.cl);
+    for (int i = c0_open ? 0 : 1; i < 2; i++) {
+        assert_int_equal(shoal_consumer_close(s->c[i]), 0);
+        shoal_client_close(s->cl[i]);
+    }
+}
+
+/* Close c[0]: the positions of the partitions it held are then committed at 15 (when
+ * sync_waits, close waited at least 300 ms for the sync's answer). */
+static void slow_sync_close(struct harness_fixture *f, struct slow_sync *s, bool sync_waits)
+{
+    int64_t t0, pos[4];
+
+    for (int p = 0; p < 4; p++)
+        pos[p] = shoal_consumer_position(s->c[0], "synced", p);
+    t0 = mono_ms();
+    assert_int_equal(shoal_consumer_close(s->c[0]), 0);
+    t0 = mono_ms() - t0;
+    print_message("close waited %lld ms for the sync\n", (long long)t0);
+    shoal_client_close(s->cl[0]);
+    for (int p = 0; p < 4; p++)
+        if (pos[p] >= 0)
+            assert_int_equal(committed_of_partition(f->c, "syncers", p), 15);
+    assert_true(!sync_waits || t0 >= 300); /* it was the sync close waited for */
+}
+
 /* A cooperative member reads on while its join waits and while its sync waits (the leader
  * is slow to assign), where it cannot commit; closed while the sync waits, it waits for the
  * sync's answer and commits what it read with the new generation. Before, it read nothing
@@ -2331,76 +2447,56 @@ static int slow_assign(void *arg, const shoal_assign_input_t *in, shoal_assign_o
  * the commit the round began with). */
 INTEG_TEST(test_a_member_reads_while_the_sync_waits_and_commits_it_at_close)
 {
-    static const shoal_assignor_t slow = {
-        .name = "slow-coop", .cooperative = true, .assign = slow_assign};
-    const shoal_assignor_t *list[] = {&slow};
-    shoal_topic_config_t cfg = topic_cfg(4);
-    shoal_consumer_options_t o;
-    struct threaded_member lead = {0};
-    shoal_client_t *cl[2];
-    shoal_consumer_t *c[2];
-    int seen[6][16] = {{0}}, got = 0;
-    int64_t t0, pos[4];
-    pthread_t th;
+    struct slow_sync s;
 
-    assert_int_equal(shoal_topic_create(f->c, "synced", &cfg), 0);
-    for (int p = 0; p < 4; p++)
-        assert_int_equal(produce(f->c, "synced", p, 5), 0);
-    for (int i = 0; i < 3; i++) { /* the leader, the member closed, the newcomer */
-        coop_member_options(&o, "syncers", i);
-        o.assignors = list; /* cooperative too */
-        o.auto_commit = true;
-        o.auto_commit_interval_ms = 3600000;
-        o.session_timeout_ms = 5000;
-        assert_int_equal(
-            open_member(i ? &cl[i - 1] : &lead.cl, i ? &c[i - 1] : &lead.c, &o, "synced"), 0);
-        if (i == 1)
-            for (t0 = mono_ms();
-                 mono_ms() - t0 < 5000 && (got < 20 || held(c[0], "synced", 4) != 2);)
-                got += poll_counting(lead.c, seen, 20) + poll_counting(c[0], seen, 20);
-    }
-    assert_int_equal(got, 20);
-    assert_int_equal(poll_counting(c[1], seen, 100), 0); /* joins: a rebalance begins */
-    for (int p = 0; p < 4; p++)
-        if (shoal_consumer_position(c[0], "synced", p) >= 0)
-            assert_int_equal(produce(f->c, "synced", p, 5), 0);
-    for (t0 = mono_ms(), got = 0; mono_ms() - t0 < 5000 && got < 10;)
-        got += poll_counting(c[0], seen, 20); /* while the leader has not rejoined */
-    assert_int_equal(got, 10);
+    slow_sync_begin(f, &s, true, NULL, 5000, 1500);
+    slow_sync_read(f, &s);
+    assert_int_equal(shoal_commit_sync(s.c[0], NULL, 0), SHOAL_EREBALANCE); /* not until then */
+    slow_sync_close(f, &s, true);
+    slow_sync_end(&s, false);
+}
 
-    atomic_store(&slow_assign_done, false);
-    atomic_store(&slow_assign_ms, 1500); /* the leader rejoins and assigns, slowly */
-    assert_int_equal(pthread_create(&th, NULL, threaded_member, &lead), 0);
-    for (t0 = mono_ms();
-         mono_ms() - t0 < 5000 && !harness_daemon_log_contains(&f->d, " with 3 members");)
-        usleep(10000);
-    assert_int_equal(poll_counting(c[0], seen, 100), 0); /* the join's answer; the sync waits */
-    for (int p = 0; p < 4; p++)
-        if (shoal_consumer_position(c[0], "synced", p) >= 0)
-            assert_int_equal(produce(f->c, "synced", p, 5), 0);
-    for (t0 = mono_ms(), got = 0; mono_ms() - t0 < 1000 && got < 10;)
-        got += poll_counting(c[0], seen, 20);
-    assert_int_equal(got, 10);
-    assert_false(atomic_load(&slow_assign_done)); /* read while the sync waited */
-    assert_int_equal(shoal_commit_sync(c[0], NULL, 0), SHOAL_EREBALANCE); /* not until then */
-    for (int p = 0; p < 4; p++)
-        pos[p] = shoal_consumer_position(c[0], "synced", p);
-    t0 = mono_ms();
-    assert_int_equal(shoal_consumer_close(c[0]), 0);
-    t0 = mono_ms() - t0;
-    print_message("close waited %lld ms for the sync\n", (long long)t0);
-    shoal_client_close(cl[0]);
-    for (int p = 0; p < 4; p++)
-        if (pos[p] >= 0)
-            assert_int_equal(committed_of_partition(f->c, "syncers", p), 15);
-    assert_true(t0 >= 300); /* it was the sync close waited for */
+static int revoked_commit_rc;
 
-    atomic_store(&lead.stop, true);
-    assert_int_equal(pthread_join(th, NULL), 0);
-    assert_int_equal(shoal_consumer_close(lead.c), 0);
-    shoal_client_close(lead.cl);
-    assert_int_equal(shoal_consumer_close(c[1]), 0);
-    shoal_client_close(cl[1]);
+static void commit_when_revoked(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
+                                size_t n)
+{
+    revoked_commit_rc = shoal_commit_sync(c, NULL, 0);
+    on_revoked(arg, c, tps, n);
+}
+
+/* The same without auto-commit: the application commits from on_revoked, which close calls
+ * once the sync's answer is in. Before, close called it while the sync waited, the commit
+ * was refused SHOAL_EREBALANCE, and the records read in the round were read again. */
+INTEG_TEST(test_closing_while_the_sync_waits_lets_on_revoked_commit)
+{
+    struct slow_sync s;
+
+    slow_sync_begin(f, &s, false, commit_when_revoked, 5000, 1500);
+    slow_sync_read(f, &s);
+    revoked_commit_rc = 1;
+    slow_sync_close(f, &s, true);
+    assert_int_equal(revoked_commit_rc, 0);
+    slow_sync_end(&s, false);
+}
+
+/* A member that read during the sync is busy with those records when the sync's answer
+ * comes (the leader assigned for 2.5 s of a 3 s session, and the member's next call is 1 s
+ * later): shoald counts its session from the answer, not from its sync, and keeps it.
+ * Before, it removed the member for a silent session; the commit at the sync's answer was
+ * refused, and the records read in the round were read again. */
+INTEG_TEST(test_a_member_busy_after_a_long_sync_keeps_its_session)
+{
+    struct slow_sync s;
+
+    slow_sync_begin(f, &s, true, NULL, 3000, 2500);
+    slow_sync_read(f, &s);
+    for (int64_t t0 = mono_ms(); !atomic_load(&slow_assign_done) && mono_ms() - t0 < 5000;)
+        usleep(5000);
+    sleep_ms(1000); /* processing what it read */
+    slow_sync_close(f, &s, false);
+    assert_false(harness_daemon_log_contains(&f->d, "removed: session timeout"));
+    slow_sync_end(&s, false);
 }
 
 static _Atomic uint32_t held_bits[2]; /* partitions member i holds, by its callbacks */
@@ -3307,6 +3403,8 @@ int main(void)
         T(test_a_commit_sent_while_joining_is_answered_before_close),
         T(test_a_newcomer_is_assigned_about_a_heartbeat_after_it_joins),
         T(test_a_member_reads_while_the_sync_waits_and_commits_it_at_close),
+        T(test_closing_while_the_sync_waits_lets_on_revoked_commit),
+        T(test_a_member_busy_after_a_long_sync_keeps_its_session),
         T(test_a_connection_broken_inside_on_revoked_revokes_nothing_twice),
         T(test_a_member_fenced_inside_on_revoked_keeps_its_callback_list),
         T(test_a_failing_assignor_is_reported_and_retried_a_heartbeat_interval_later),
