@@ -374,10 +374,6 @@ static size_t pend_find(const struct cgroup *g, uint32_t seq)
     return i;
 }
 
-/* Read the next response if it comes by deadline_ns and take its request off the queue
- * into *e: 0 with its status in *status (detail in shoal_errmsg()) and, when that is 0,
- * rep ready to read. SHOAL_ETIMEDOUT when nothing came (the stream is untouched); any
- * other failure broke the stream and dropped the connection. */
 /* The consumer whose shoal_consumer_wakeup() ends the group's waits for shoald early:
  * none while closing (close keeps its own time). */
 static shoal_consumer_t *conn_wake(shoal_consumer_t *c, const struct cgroup *g)
@@ -399,6 +395,11 @@ static int conn_recv(struct cgroup *g, shoal_consumer_t *wake, ctl_header_t *h, 
     }
 }
 
+/* Read the next response if it comes by deadline_ns and take its request off the queue
+ * into *e: 0 with its status in *status (detail in shoal_errmsg()) and, when that is 0,
+ * rep ready to read. SHOAL_ETIMEDOUT when nothing came (the stream is untouched); any
+ * other failure broke the stream and dropped the connection. A pending wakeup on wake
+ * ends the wait as the deadline does (conn_recv). */
 static int conn_read(struct cgroup *g, shoal_consumer_t *wake, int64_t deadline_ns, struct pend *e,
                      int *status, client_reply_t *rep)
 {
