@@ -349,7 +349,7 @@ static int flusher_resume(dpart_t *p, const struct disk_state *ds)
     return SHOAL_ECORRUPT;
 }
 
-/* The disk lost every segment (lost_segments), but the ring survived: the disk log starts
+/* The disk lost every segment (dpart_open_ring's lost), but the ring survived: the disk log starts
  * again at the oldest offset the ring holds (its oldest slot's base), which the flusher
  * then writes out anew. SHOAL_ECORRUPT when it holds no slot. */
 static int ring_lost_floor(const dpart_t *p, struct disk_state *ds)
@@ -573,19 +573,20 @@ static int disk_lost(dpart_t *p, struct disk_state *ds, bool had_dir, dpart_comm
  * records to disk again. */
 static int disk_lost_ring_kept(dpart_t *p, const struct disk_state *ds, bool had_dir)
 {
-    long long end = (long long)atomic_load(&p->ring.ctl->log_end_offset);
+    long long start = (long long)ds->start, end = atomic_load(&p->ring.ctl->log_end_offset);
+    char held[128] = "; the shared ring holds none of its records";
     int rc;
 
-    if (ds->start > 0)
-        log_error("%s-%u: %s: the records before offset %lld are lost (deleted or moved away); "
-                  "the shared ring still holds offsets %lld..%lld, which are written to disk "
-                  "again",
-                  p->topic, p->id, lost_what(had_dir), (long long)ds->start, (long long)ds->start,
-                  end - 1);
+    if (end > start)
+        snprintf(held, sizeof(held),
+                 "; the shared ring still holds offsets %lld..%lld, which are written to disk "
+                 "again",
+                 start, end - 1);
+    if (start > 0)
+        log_error("%s-%u: %s: the records before offset %lld are lost (deleted or moved away)%s",
+                  p->topic, p->id, lost_what(had_dir), start, held);
     else
-        log_warn("%s-%u: %s: the shared ring still holds every record (offsets 0..%lld), "
-                 "which are written to disk again",
-                 p->topic, p->id, lost_what(had_dir), end - 1);
+        log_warn("%s-%u: %s%s", p->topic, p->id, lost_what(had_dir), held);
     if ((rc = segment_mark(p, ds)) < 0)
         ring_unmap(&p->ring); /* the partition fails: rebuilding would drop the ring's records */
     return rc;
