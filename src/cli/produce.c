@@ -37,9 +37,10 @@
 #define PRODUCE_RECORD_OVERHEAD 32 /* a generous bound on a record's varints and attributes */
 #define PRODUCE_DISK_SLICE_MS   100
 #define PRODUCE_HEADERS_MAX     64
-#define PRODUCE_HEADER_OVERHEAD 10 /* a bound on a header's two length varints */
+#define PRODUCE_HEADER_OVERHEAD 10   /* a bound on a header's two length varints */
+#define PRODUCE_BATCH_HEADERS   4096 /* the headers of one batch's records (--parse-headers) */
 
-enum { OPT_KEY_SEPARATOR = CLI_OPT_FIRST, OPT_PARTITION, OPT_ACKS, OPT_HEADER };
+enum { OPT_KEY_SEPARATOR = CLI_OPT_FIRST, OPT_PARTITION, OPT_ACKS, OPT_HEADER, OPT_PARSE_HEADERS };
 
 /* Standard input split into lines; a line is valid until the next line_reader_fill(). */
 typedef struct line_reader {
@@ -57,9 +58,13 @@ typedef struct produce {
     size_t separator_len;
     shoal_header_t headers[PRODUCE_HEADERS_MAX]; /* --header, on every record */
     size_t nheaders;
-    size_t headers_bytes; /* what they add to a record, at most */
-    int32_t partition;    /* --partition, or SHOAL_PARTITION_ANY */
-    uint32_t partitions;  /* the topic's partition count */
+    size_t headers_bytes;    /* what they add to a record, at most */
+    const char *headers_end; /* --parse-headers: a line's own headers end here; NULL: none */
+    size_t headers_end_len;
+    shoal_header_t *batch_headers; /* the batch's records' headers, with --parse-headers */
+    size_t batch_headers_len;
+    int32_t partition;   /* --partition, or SHOAL_PARTITION_ANY */
+    uint32_t partitions; /* the topic's partition count */
     uint64_t batch_bytes_max;
     uint64_t line_bytes_max;       /* a longer line cannot be a record of the topic */
     shoal_producer_options_t opts; /* acks stays MEMORY: the tool waits for the disk */
@@ -294,6 +299,7 @@ static int produce_flush(produce_t *pr)
         rc = produce_report(pr, rc, pr->batch_first_line);
     pr->batch_len = 0;
     pr->batch_bytes = 0;
+    pr->batch_headers_len = 0;
     return rc;
 }
 
@@ -319,21 +325,79 @@ static void produce_split(const produce_t *pr, const char *line, size_t len, sho
         m->partition = shoal_partition_for_key(m->key, m->key_len, pr->partitions);
 }
 
+/* A line's own headers (--parse-headers): KEY=VALUE pairs joined by ',' before the first
+ * pr->headers_end, after the --header ones, into h (room for 2 * PRODUCE_HEADERS_MAX);
+ * *line and *len move past them. NULL with their count in *n and what they add to the
+ * record in *bytes, or what is wrong with the line. */
+static const char *produce_line_headers(const produce_t *pr, const char **line, size_t *len,
+                                        shoal_header_t *h, size_t *n, size_t *bytes)
+{
+    const char *end = memmem(*line, *len, pr->headers_end, pr->headers_end_len);
+
+    if (!end)
+        return "no headers separator";
+    memcpy(h, pr->headers, pr->nheaders * sizeof(*h));
+    *n = pr->nheaders;
+    *bytes = pr->headers_bytes;
+    for (const char *p = *line; p < end;) {
+        const char *comma = memchr(p, ',', (size_t)(end - p)), *stop = comma ? comma : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        if (!eq || eq == p)
+            return "a header that is not KEY=VALUE";
+        if (*n == pr->nheaders + PRODUCE_HEADERS_MAX)
+            return "too many headers";
+        h[(*n)++] = (shoal_header_t){.key = p,
+                                     .key_len = (size_t)(eq - p),
+                                     .value = eq + 1,
+                                     .value_len = (int32_t)(stop - eq - 1)};
+        *bytes += (size_t)(stop - p) + PRODUCE_HEADER_OVERHEAD;
+        p = comma ? comma + 1 : end;
+    }
+    *len -= (size_t)(end - *line) + pr->headers_end_len;
+    *line = end + pr->headers_end_len;
+    return NULL;
+}
+
+/* A line --parse-headers cannot read: send the lines before it, then report. */
+static int produce_report_bad_line(produce_t *pr, const char *why)
+{
+    int rc = produce_flush(pr);
+
+    if (rc != 0)
+        return rc;
+    fprintf(stderr,
+            "shoal: produce to '%s' (input line %llu): %s (--parse-headers: a line starts with "
+            "up to %d KEY=VALUE pairs joined by ',', then the separator)\n",
+            pr->topic, (unsigned long long)pr->lines, why, PRODUCE_HEADERS_MAX);
+    return produce_report_written(pr);
+}
+
 /* Add one line to the batch, sending the batch first if the line cannot join it. */
 static int produce_line(produce_t *pr, const char *line, size_t len)
 {
+    shoal_header_t h[2 * PRODUCE_HEADERS_MAX];
+    size_t cost, nh = 0, bytes = pr->headers_bytes;
+    const char *bad;
     shoal_message_t m;
-    size_t cost;
     int rc;
 
-    produce_split(pr, line, len, &m);
-    cost = m.key_len + m.value_len + pr->headers_bytes + PRODUCE_RECORD_OVERHEAD;
     pr->lines++;
+    if (pr->headers_end && (bad = produce_line_headers(pr, &line, &len, h, &nh, &bytes)))
+        return produce_report_bad_line(pr, bad);
+    produce_split(pr, line, len, &m);
+    cost = m.key_len + m.value_len + bytes + PRODUCE_RECORD_OVERHEAD;
     if (pr->batch_len > 0 &&
         (pr->batch_len == PRODUCE_BATCH_MAX || m.partition != pr->batch[0].partition ||
-         pr->batch_bytes + cost > pr->batch_bytes_max)) {
+         pr->batch_bytes + cost > pr->batch_bytes_max ||
+         pr->batch_headers_len + nh > PRODUCE_BATCH_HEADERS)) {
         if ((rc = produce_flush(pr)) != 0)
             return rc;
+    }
+    if (pr->headers_end) {
+        m.headers =
+            nh ? memcpy(pr->batch_headers + pr->batch_headers_len, h, nh * sizeof(*h)) : NULL;
+        m.header_count = nh;
+        pr->batch_headers_len += nh;
     }
     if (pr->batch_len == 0)
         pr->batch_first_line = pr->lines;
@@ -404,6 +468,7 @@ static void produce_parse(cli_t *cli, int argc, char **argv, produce_t *pr)
         {"partition", required_argument, NULL, OPT_PARTITION},
         {"acks", required_argument, NULL, OPT_ACKS},
         {"header", required_argument, NULL, OPT_HEADER},
+        {"parse-headers", required_argument, NULL, OPT_PARSE_HEADERS},
         CLI_COMMON_OPTIONS,
         {0},
     };
@@ -421,6 +486,11 @@ static void produce_parse(cli_t *cli, int argc, char **argv, produce_t *pr)
             pr->acks_disk = produce_parse_acks_disk(cli, optarg);
         } else if (opt == OPT_HEADER) {
             produce_parse_header(cli, pr, optarg);
+        } else if (opt == OPT_PARSE_HEADERS) {
+            if (optarg[0] == '\0')
+                cli_usage_fail(cli, "--parse-headers must not be empty");
+            pr->headers_end = optarg;
+            pr->headers_end_len = strlen(optarg);
         }
     }
     cli_expect_args(cli, argc, argv, 1);
@@ -443,7 +513,7 @@ static int produce_open(produce_t *pr, shoal_client_t *client)
     pr->batch_bytes_max = quarter < PRODUCE_BATCH_BYTES_MAX ? quarter : PRODUCE_BATCH_BYTES_MAX;
     /* A record holds at least its key and value, which is the line less the separator, and
      * the whole record must fit in max_record_bytes: a longer line can never be sent. */
-    pr->line_bytes_max = info->config.max_record_bytes + pr->separator_len;
+    pr->line_bytes_max = info->config.max_record_bytes + pr->separator_len + pr->headers_end_len;
     pr->line_bytes_max = pr->line_bytes_max > pr->headers_bytes /* the headers come too */
                              ? pr->line_bytes_max - pr->headers_bytes
                              : 0;
@@ -463,7 +533,9 @@ static int produce_open(produce_t *pr, shoal_client_t *client)
     if (rc < 0)
         return cli_fail(pr->cli, rc, "open a producer on '%s'", pr->topic);
     pr->batch = calloc(PRODUCE_BATCH_MAX, sizeof(*pr->batch));
-    if (!pr->batch)
+    if (pr->headers_end)
+        pr->batch_headers = calloc(PRODUCE_BATCH_HEADERS, sizeof(*pr->batch_headers));
+    if (!pr->batch || (pr->headers_end && !pr->batch_headers))
         return cli_fail(pr->cli, -ENOMEM, "produce to '%s'", pr->topic);
     return 0;
 }
@@ -492,6 +564,7 @@ int cli_produce(cli_t *cli, int argc, char **argv)
         rc = cli_stop_signal ? 128 + cli_stop_signal : 0;
     }
     free(pr.batch);
+    free(pr.batch_headers);
     shoal_producer_close(pr.producer);
     shoal_client_close(client);
     return rc;

@@ -425,6 +425,36 @@ INTEG_TEST(test_cli_produce_puts_headers_on_every_record)
     expect_cli(f, 2, NULL, "produce headed --header =x", "(expected KEY=VALUE)", NULL);
 }
 
+/* produce --parse-headers takes each line's own headers (after the --header ones) in the
+ * form consume's %h prints them, so that consume's output produces the same records again;
+ * a line without the separator, or with a header that is not KEY=VALUE, ends it with
+ * status 1 once the lines before it are sent. Before, headers could only be the same on
+ * every record. */
+INTEG_TEST(test_cli_produce_parses_each_lines_headers)
+{
+#define AS_PRODUCED "--from-beginning --timeout-ms 200 --format '%h|%k:%v\\n'"
+    const char *want = "src=cli,a=1,b=2|k1:v1\nsrc=cli|k2:v2\nsrc=cli,c=|k3:v3\n";
+    char consume[8192];
+
+    expect_cli(f, 0, NULL, "topic create parsed", NULL);
+    expect_cli(f, 0, NULL, "topic create again", NULL);
+    expect_cli(f, 0, "printf 'a=1,b=2|k1:v1\\n|k2:v2\\nc=|k3:v3\\n'",
+               "produce parsed --parse-headers '|' --key-separator : --header src=cli",
+               "produced 3 records", NULL);
+    expect_cli(f, 0, NULL, "consume parsed " AS_PRODUCED, want, NULL);
+    snprintf(consume, sizeof(consume), "%s consume parsed %s", shoal_command(f), AS_PRODUCED);
+    expect_cli(f, 0, consume,
+               "produce again --parse-headers '|' --key-separator :", "produced 3 records", NULL);
+    expect_cli(f, 0, NULL, "consume again " AS_PRODUCED, want, NULL);
+#undef AS_PRODUCED
+
+    expect_cli(f, 1, "printf 'x=1|one\\ntwo\\n'", "produce parsed --parse-headers '|'",
+               "(input line 2): no headers separator", "appended 1 record to parsed", NULL);
+    expect_cli(f, 1, "printf 'novalue|three\\n'", "produce parsed --parse-headers '|'",
+               "a header that is not KEY=VALUE", NULL);
+    expect_cli(f, 2, NULL, "produce parsed --parse-headers ''", "must not be empty", NULL);
+}
+
 /* --offset past the log end says so (it silently read from the end) and reads what comes
  * from there. */
 INTEG_TEST(test_cli_consume_from_past_the_end_says_so)
@@ -530,6 +560,7 @@ int main(void)
         cmocka_unit_test(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log),
         cmocka_unit_test(test_cli_consume_from_past_the_end_says_so),
         cmocka_unit_test(test_cli_produce_puts_headers_on_every_record),
+        cmocka_unit_test(test_cli_produce_parses_each_lines_headers),
         cmocka_unit_test(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there),
         cmocka_unit_test(test_cli_consume_in_a_group_outlives_a_daemon_restart),
     };
