@@ -59,7 +59,9 @@
  * - Views returned by shoal_poll() point into shared memory or into a read-only mapping of
  *   a segment file; they are valid until the next shoal_poll() or shoal_consumer_close() on
  *   the same consumer. Holding them for long pins a ring slot, which keeps the daemon from
- *   recycling it and can, on a busy topic, make producers wait (back-pressure).
+ *   recycling it and can, on a busy topic, make producers wait (back-pressure);
+ *   shoal_consumer_release() lets go of them early. A poll asleep waiting for records holds
+ *   none, so a consumer stopped there (SIGSTOP, a debugger) holds no producer back.
  * - The shared-memory files live under /dev/shm (tmpfs). Remote filesystems are not
  *   supported for the data directory: fsync semantics there are not what durability needs.
  * - A process killed while appending loses only the batch it was appending, which was never
@@ -831,14 +833,13 @@ SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, siz
 SHOAL_EXTERN int shoal_consumer_wakeup(shoal_consumer_t *consumer);
 
 /** Let go of the views the last shoal_poll() returned, before the next poll. Until then a
- * consumer pins the ring slot they point into, and a producer that needs that slot waits
- * (memory topics) or the consumer is moved to the disk copy at its next poll (disk
- * topics). One that copies what it needs and then works for long, or blocks writing its
- * output, calls this first and holds producers back from nothing meanwhile. The next poll
- * goes on from the same position: from disk if the ring has moved on (a memory topic's
- * records may be overwritten meanwhile: SHOAL_EOFFSET, as for a consumer that falls
- * behind). The last poll's
- * views must not be used after it. NULL is allowed. Thread-safety: the consumer's thread. */
+ * consumer pins the ring slot they point into, and a producer that comes round the ring to
+ * that slot waits for the consumer's next poll (its block_ms, then SHOAL_AGAIN), on disk and
+ * memory topics alike. One that copies what it needs and then works for long, or blocks
+ * writing its output, calls this first and holds producers back from nothing meanwhile. The next
+ * poll goes on from the same position: from disk if the ring has moved on (a memory topic's records
+ * may be overwritten meanwhile: SHOAL_EOFFSET, as for a consumer that falls behind). The last
+ * poll's views must not be used after it. NULL is allowed. Thread-safety: the consumer's thread. */
 SHOAL_EXTERN void shoal_consumer_release(shoal_consumer_t *consumer);
 
 /* ---------------------------------------------------------------------------------------

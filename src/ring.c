@@ -993,6 +993,25 @@ void ring_cursor_unpin(ring_t *r, ring_cursor_t *c)
     c->placed = false;
 }
 
+void ring_cursor_loosen(ring_t *r, ring_cursor_t *c)
+{
+    if (c->placed && c->entry >= 0)
+        atomic_store(&r->rd->readers[c->entry].pin, 0);
+}
+
+void ring_cursor_tighten(ring_t *r, ring_cursor_t *c)
+{
+    struct shm_slot *s = &r->ctl->slots[c->slot];
+    uint32_t st;
+
+    if (!c->placed || c->entry < 0)
+        return;
+    atomic_store(&r->rd->readers[c->entry].pin, SHM_PIN(c->slot, c->gen)); /* seq_cst */
+    st = atomic_load(&s->state);
+    if ((st != SHM_SLOT_ACTIVE && st != SHM_SLOT_SEALED) || atomic_load(&s->gen) != c->gen)
+        ring_cursor_unpin(r, c); /* reused while it slept (cursor_pin's protocol) */
+}
+
 void ring_cursor_close(ring_t *r, ring_cursor_t *c)
 {
     if (c->entry < 0)

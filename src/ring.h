@@ -216,6 +216,13 @@ static inline bool ring_cursor_has_more(const ring_t *r, ring_cursor_t *c)
  * that slot does not exist yet, SHOAL_EOFFSET when it is gone. Drops the old pin. */
 int ring_cursor_advance(ring_t *r, ring_cursor_t *c);
 void ring_cursor_unpin(ring_t *r, ring_cursor_t *c);
+/* Drop a placed cursor's pin for a wait, keeping its place (it may still look at the slot's
+ * `used` and state, which only wakes it early if the slot is reused meanwhile): a reader
+ * asleep holds no views, and a process stopped there must not hold the ring up. */
+void ring_cursor_loosen(ring_t *r, ring_cursor_t *c);
+/* Pin a loosened cursor's slot again, or unplace it (the next read places it at its
+ * offset, from disk if need be) when the slot was reused meanwhile. */
+void ring_cursor_tighten(ring_t *r, ring_cursor_t *c);
 
 /* ---- waking ---- */
 static inline uint32_t ring_wake_seq(const ring_t *r)
