@@ -261,7 +261,8 @@ typedef struct shoal_topic_config {
                                     default 64 MiB, range 64 KiB..1 GiB */
     uint32_t ring_slots;         /* "ring.slots": slots in the shared ring; default 4, 2..64 */
     uint32_t max_record_bytes;   /* "max.message.bytes": largest encoded batch of one record;
-                                    default 1 MiB, 64..segment_bytes / 2 */
+                                    default 1 MiB (shoal_topic_create() lowers the default
+                                    to segment_bytes / 2), 64..segment_bytes / 2 */
     int64_t retention_ms;        /* "retention.ms": delete segments whose newest record is
                                     older; -1 keeps for ever; default 7 days */
     int64_t retention_bytes;     /* "retention.bytes": per partition, delete the oldest

@@ -613,18 +613,22 @@ static int topic_simple_call(shoal_client_t *c, uint16_t type, const char *name,
 
 int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_config_t *cfg)
 {
-    shoal_topic_config_t defaults;
+    shoal_topic_config_t sent;
     int rc;
     shoal__clear_err();
     SHOAL_NEED(c);
     SHOAL_NEED(name);
-    if (!cfg) {
-        shoal_topic_config_init(&defaults);
-        cfg = &defaults;
-    }
-    if ((rc = topic_config_check_reserved(cfg)) < 0)
+    if (cfg)
+        sent = *cfg;
+    else
+        shoal_topic_config_init(&sent);
+    if ((rc = topic_config_check_reserved(&sent)) < 0)
         return rc;
-    return topic_simple_call(c, CTL_TOPIC_CREATE, name, cfg);
+    /* A segment under 2 MiB with max.message.bytes at its default: as the CLI does. */
+    if (sent.max_record_bytes == TOPIC_MESSAGE_BYTES_DEFAULT &&
+        sent.max_record_bytes > sent.segment_bytes / 2 && sent.segment_bytes / 2 >= 64)
+        sent.max_record_bytes = (uint32_t)(sent.segment_bytes / 2);
+    return topic_simple_call(c, CTL_TOPIC_CREATE, name, &sent);
 }
 
 int shoal_topic_alter(shoal_client_t *c, const char *name, const char *const *names,

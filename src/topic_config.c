@@ -59,7 +59,7 @@ void shoal_topic_config_init(shoal_topic_config_t *cfg)
     cfg->storage = SHOAL_STORAGE_DISK;
     cfg->segment_bytes = 64ull << 20;
     cfg->ring_slots = 4;
-    cfg->max_record_bytes = 1u << 20;
+    cfg->max_record_bytes = TOPIC_MESSAGE_BYTES_DEFAULT;
     cfg->retention_ms = 7 * DAY_MS;
     cfg->retention_bytes = -1;
     cfg->segment_ms = 7 * DAY_MS;

@@ -11,6 +11,8 @@
 #define TOPIC_SEGMENT_BYTES_MAX (1u << 30)
 /* The largest max.message.bytes, which bounds a batch of one record (header included). */
 #define TOPIC_MESSAGE_BYTES_MAX (1u << 29)
+/* Its default: shoal_topic_create() lowers it to half of a smaller segment.bytes. */
+#define TOPIC_MESSAGE_BYTES_DEFAULT (1u << 20)
 
 /* Whether an existing topic may change this setting (false for unknown names, and for
  * partitions, storage, segment.bytes and ring.slots, which fix the ring's layout). */

@@ -68,7 +68,6 @@ static void topic_parse_create(cli_t *cli, int argc, char **argv, shoal_topic_co
         CLI_COMMON_OPTIONS,
         {0},
     };
-    bool segment_set = false, max_record_set = false;
     int opt;
 
     shoal_topic_config_init(cfg);
@@ -80,23 +79,17 @@ static void topic_parse_create(cli_t *cli, int argc, char **argv, shoal_topic_co
             cfg->storage = topic_parse_storage(cli, optarg);
         } else if (opt == OPT_SEGMENT_BYTES) {
             cfg->segment_bytes = cli_parse_size(cli, "--segment-bytes", optarg, UINT64_MAX);
-            segment_set = true;
         } else if (opt == OPT_RING_SLOTS) {
             cfg->ring_slots = (uint32_t)cli_parse_uint(cli, "--ring-slots", optarg, UINT32_MAX);
         } else if (opt == OPT_MAX_RECORD_BYTES) {
             cfg->max_record_bytes =
                 (uint32_t)cli_parse_size(cli, "--max-record-bytes", optarg, UINT32_MAX);
-            max_record_set = true;
         } else if (opt == OPT_SET) {
             topic_apply_set(cli, cfg, optarg);
-            segment_set |= !strncmp(optarg, "segment.bytes", 13);
-            max_record_set |= !strncmp(optarg, "max.message.bytes", 17);
         }
     }
-    /* A small segment makes the default record limit invalid (it must be at most half a
-     * segment): follow the segment down unless the user chose a limit. */
-    if (segment_set && !max_record_set && cfg->max_record_bytes > cfg->segment_bytes / 2)
-        cfg->max_record_bytes = (uint32_t)(cfg->segment_bytes / 2);
+    /* A small segment with the default record limit: shoal_topic_create() lowers the
+     * limit to half a segment. */
     cli_expect_args(cli, argc, argv, 1);
 }
 

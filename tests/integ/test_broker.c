@@ -496,6 +496,17 @@ INTEG_TEST(test_topic_create_rejects_bad_names_and_configs_with_specific_codes)
     cfg = good;
     cfg.max_record_bytes = (uint32_t)(good.segment_bytes / 2 + 1);
     expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
+    /* ... but left at its default (1 MiB) it follows a small segment down, as the CLI
+     * does: a 1 MiB segment used to be refused ECONFIG through the API only. */
+    shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 1ull << 20;
+    cfg.ring_slots = 2;
+    assert_int_equal(shoal_topic_create(f->c, "small", &cfg), 0);
+    assert_int_equal(shoal_topic_describe(f->c, "small", &info), 0);
+    assert_int_equal(info->config.max_record_bytes, 512u << 10);
+    shoal_topic_info_free(info);
+    info = NULL;
+    assert_int_equal(shoal_topic_delete(f->c, "small"), 0);
     cfg = good;
     cfg.storage = 7;
     expect_create_fails(f->c, "t", &cfg, SHOAL_ECONFIG);
