@@ -55,6 +55,7 @@ typedef struct consume {
     int64_t timeout_ms;   /* -1: follow for ever */
     const char *format;
     const char *group; /* --group: join this consumer group instead of reading everything */
+    shoal_client_t *client;
     shoal_consumer_t *consumer;
     FILE *text;          /* one poll's records, formatted (open_memstream) ... */
     char *text_buf;      /* ... into this buffer, */
@@ -252,16 +253,42 @@ static int consume_loop(consume_t *cs)
 /* ------------------------------------------------------------------ command */
 
 /* on_assigned: the first assignment starts --timeout-ms. */
+/* A start outside partition p's log: past its end (the library reads from the end) or, on
+ * a disk topic, before its start (older records deleted by retention or compaction: it
+ * reads from the start; a memory topic's poll says what was overwritten). Say so, rather
+ * than wait there as if it were read, or skip records without a word. */
+static void consume_warn_outside(const consume_t *cs, const shoal_topic_info_t *info, int32_t p,
+                                 const char *what, int64_t pos)
+{
+    const shoal_partition_info_t *pi = &info->partitions[p];
+
+    if (pos > pi->log_end_offset)
+        fprintf(stderr,
+                "shoal: warning: consume '%s': %s %lld is past the end of partition %d (%lld): "
+                "reading from there\n",
+                cs->topic, what, (long long)pos, (int)p, (long long)pi->log_end_offset);
+    else if (pos < pi->log_start_offset && info->config.storage == SHOAL_STORAGE_DISK)
+        fprintf(stderr,
+                "shoal: warning: consume '%s': %s %lld is before the start of partition %d "
+                "(%lld: older records were deleted by retention): reading from there\n",
+                cs->topic, what, (long long)pos, (int)p, (long long)pi->log_start_offset);
+}
+
 static void consume_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
                              size_t n)
 {
     consume_t *cs = arg;
+    shoal_topic_info_t *info;
 
-    (void)c;
-    (void)tps;
-    (void)n;
     cs->restart_clock = !cs->assigned;
     cs->assigned = true;
+    if (n == 0 || shoal_topic_describe(cs->client, cs->topic, &info) < 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (tps[i].partition >= 0 && (uint32_t)tps[i].partition < info->config.partitions)
+            consume_warn_outside(cs, info, tps[i].partition, "the group's committed offset",
+                                 shoal_consumer_position(c, tps[i].topic, tps[i].partition));
+    shoal_topic_info_free(info);
 }
 
 /* Join the group: partitions come from the coordinator; without a committed offset a
@@ -271,6 +298,7 @@ static int consume_open_group(consume_t *cs, shoal_client_t *client)
 {
     shoal_consumer_options_t o;
     const char *topics[] = {cs->topic};
+    shoal_topic_info_t *info = NULL;
     int rc;
 
     shoal_consumer_options_init(&o);
@@ -284,27 +312,26 @@ static int consume_open_group(consume_t *cs, shoal_client_t *client)
         return cli_fail(cs->cli, rc, "consume '%s' in group '%s'", cs->topic, cs->group);
     if ((rc = shoal_consumer_subscribe(cs->consumer, topics, 1)) < 0)
         return cli_fail(cs->cli, rc, "consume '%s' in group '%s'", cs->topic, cs->group);
+    if (shoal_topic_describe(client, cs->topic, &info) == SHOAL_ENOTOPIC)
+        fprintf(stderr,
+                "shoal: warning: consume '%s' in group '%s': no topic '%s' (yet): the group "
+                "waits for it to be created\n",
+                cs->topic, cs->group, cs->topic);
+    else if (info)
+        shoal_topic_info_free(info);
     return 0;
 }
 
-/* --offset past a partition's log end reads from the end (the library clamps it on the
- * first poll): say so, rather than wait there as if the offset were read. */
-static void consume_warn_past_end(const consume_t *cs, shoal_client_t *client)
+/* --offset outside a partition's log (consume_warn_outside). */
+static void consume_warn_offset(const consume_t *cs, shoal_client_t *client)
 {
     shoal_topic_info_t *info;
 
     if (shoal_topic_describe(client, cs->topic, &info) < 0)
         return;
-    for (uint32_t p = 0; p < info->config.partitions; p++) {
-        const shoal_partition_info_t *pi = &info->partitions[p];
-        if ((cs->partition < 0 || pi->partition == cs->partition) &&
-            cs->offset > pi->log_end_offset)
-            fprintf(stderr,
-                    "shoal: warning: consume '%s': --offset %lld is past the end of partition "
-                    "%d (%lld): reading from there\n",
-                    cs->topic, (long long)cs->offset, (int)pi->partition,
-                    (long long)pi->log_end_offset);
-    }
+    for (uint32_t p = 0; p < info->config.partitions; p++)
+        if (cs->partition < 0 || (uint32_t)cs->partition == p)
+            consume_warn_outside(cs, info, (int32_t)p, "--offset", cs->offset);
     shoal_topic_info_free(info);
 }
 
@@ -335,7 +362,7 @@ static int consume_open(consume_t *cs, shoal_client_t *client)
     if (rc < 0)
         return cli_fail(cs->cli, rc, "consume '%s': seek", cs->topic);
     if (cs->whence == SHOAL_SEEK_OFFSET)
-        consume_warn_past_end(cs, client);
+        consume_warn_offset(cs, client);
     return 0;
 }
 
@@ -357,6 +384,7 @@ int cli_consume(cli_t *cli, int argc, char **argv)
         return rc;
     if ((rc = cli_connect(cli, &client)) != 0)
         return rc;
+    cs.client = client;
     cli_catch_signals(true);
     if (!(cs.text = open_memstream(&cs.text_buf, &cs.text_len)))
         rc = cli_fail(cli, -errno, "consume '%s'", cs.topic);

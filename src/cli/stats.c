@@ -48,8 +48,10 @@ static int stats_collect(cli_t *cli, shoal_client_t *client, const char *topic, 
         return cli_fail(cli, rc, "stats for topic '%s'", topic);
     rows = only >= 0 ? 1 : (int)info->config.partitions;
     if (only >= (int64_t)info->config.partitions) {
+        fprintf(stderr, "shoal: stats for '%s' partition %" PRId64 ": %s (the topic has %u)\n",
+                topic, only, shoal_strerror(SHOAL_ENOPARTITION), info->config.partitions);
         shoal_topic_info_free(info);
-        return cli_fail(cli, SHOAL_ENOPARTITION, "stats for '%s' partition %" PRId64, topic, only);
+        return CLI_EXIT_FAIL;
     }
     shoal_topic_info_free(info);
     if (cli_table_init(&t, stats_headers, STATS_COLS, rows) < 0)

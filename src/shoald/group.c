@@ -1043,6 +1043,14 @@ static void unqueue_offsets(group_coord_t *gc, size_t first)
     }
 }
 
+/* An administrative change refused while g has members. */
+static int group_active(const struct group *g)
+{
+    return SHOAL_ERR(SHOAL_EGROUPACTIVE, "%zu member%s of group %s still running: stop %s first",
+                     g->nmembers, g->nmembers == 1 ? "" : "s", g->id,
+                     g->nmembers == 1 ? "it" : "them");
+}
+
 /* May this commit go ahead? Members commit only their own partitions in their generation
  * (and those a cooperative round is taking from them, member_gives_up); a request without
  * a member id is an administrative commit, allowed when no members. */
@@ -1057,8 +1065,7 @@ static int commit_check(group_coord_t *gc, const char *gid, const char *mid, int
             return rc;
         *gp = group_find(gc, gid);
         if (*gp && (*gp)->nmembers)
-            return SHOAL_ERR(SHOAL_EGROUPACTIVE, "group %s has members (%zu)", gid,
-                             (*gp)->nmembers);
+            return group_active(*gp);
         return 0;
     }
     if ((rc = find_member(gc, gid, mid, gen, gp, &m)) < 0)
@@ -1453,8 +1460,7 @@ static int idle_group(group_coord_t *gc, const char *gid, struct group **g)
         return rc;
     *g = group_find(gc, gid);
     if (*g && (*g)->nmembers)
-        return SHOAL_ERR(SHOAL_EGROUPACTIVE, "group %s has active members (%zu)", gid,
-                         (*g)->nmembers);
+        return group_active(*g);
     if (!*g) {
         rc = store_offset_foreach(gc->b->store, gid, collect_offset, &l);
         shoal__free(l.tp);

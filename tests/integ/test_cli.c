@@ -465,6 +465,48 @@ INTEG_TEST(test_cli_consume_from_past_the_end_says_so)
                "--offset 10 is past the end of partition 0 (4)", NULL);
 }
 
+static int64_t log_start_of(const struct harness_fixture *f, const char *topic)
+{
+    shoal_topic_info_t *info;
+    int64_t start;
+
+    assert_int_equal(shoal_topic_describe(f->c, topic, &info), 0);
+    start = info->partitions[0].log_start_offset;
+    shoal_topic_info_free(info);
+    return start;
+}
+
+/* A start before a disk topic's log start (records deleted by retention since), from
+ * --offset or from the group's committed offset, is said, with where reading goes on:
+ * 8000-odd records were skipped without a word. A group on a topic that does not exist
+ * says it waits for it (it printed nothing at all); stats for a partition the topic lacks
+ * says how many it has. */
+INTEG_TEST(test_cli_consume_from_before_the_start_says_so)
+{
+    char want[160];
+    int64_t start;
+
+    expect_cli(f, 0, NULL, "topic create kept --segment-bytes 64K --ring-slots 2", NULL);
+    expect_cli(f, 0, "seq -f '%0200g' 1 3000", "produce kept", NULL);
+    expect_cli(f, 0, NULL, "consume kept --group old --from-beginning --max-messages 10", NULL);
+    expect_cli(f, 0, NULL, "topic alter kept --set retention.bytes=100000", NULL);
+    for (int i = 0; i < 500 && log_start_of(f, "kept") <= 10; i++)
+        usleep(10000);
+    assert_true((start = log_start_of(f, "kept")) > 10);
+    snprintf(want, sizeof(want),
+             "the group's committed offset 10 is before the start of partition 0 (%lld: older "
+             "records were deleted by retention): reading from there",
+             (long long)start);
+    expect_cli(f, 0, NULL, "consume kept --group old --max-messages 1", want, NULL);
+    snprintf(want, sizeof(want), "--offset 5 is before the start of partition 0 (%lld",
+             (long long)start);
+    expect_cli(f, 0, NULL, "consume kept --offset 5 --max-messages 1", want, NULL);
+
+    expect_cli(f, 0, NULL, "consume typo --group new & sleep 0.5; kill $!",
+               "no topic 'typo' (yet): the group waits for it to be created", NULL);
+    expect_cli(f, 1, NULL, "stats kept --partition 9", "no such partition (the topic has 1)", NULL);
+}
+
 /* --timeout-ms 0 in a group: the member joins, reads what is there and exits. Before, the
  * timeout ran out before the join was answered: nothing printed, status 0. */
 INTEG_TEST(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there)
@@ -559,6 +601,7 @@ int main(void)
             test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_record),
         cmocka_unit_test(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log),
         cmocka_unit_test(test_cli_consume_from_past_the_end_says_so),
+        cmocka_unit_test(test_cli_consume_from_before_the_start_says_so),
         cmocka_unit_test(test_cli_produce_puts_headers_on_every_record),
         cmocka_unit_test(test_cli_produce_parses_each_lines_headers),
         cmocka_unit_test(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there),

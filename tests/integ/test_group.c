@@ -3172,6 +3172,7 @@ INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
     assert_int_equal(shoal_group_reset_offsets(f->c, "admins", "adm", SHOAL_SEEK_BEGINNING, 0),
                      SHOAL_EGROUPACTIVE);
     assert_int_equal(shoal_group_delete(f->c, "admins"), SHOAL_EGROUPACTIVE);
+    assert_string_equal(shoal_errmsg(), "1 member of group admins still running: stop it first");
 
     /* malformed join and sync frames */
     assert_int_equal(raw_status(f->d.socket, CTL_GROUP_JOIN,
