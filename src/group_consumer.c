@@ -1524,11 +1524,51 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
     return 0;
 }
 
+/* How much longer than asked a read may take before the member counts as having been
+ * stopped in it (a stop is what makes it overrun: the read ends at its timeout). */
+#define CGROUP_OVERRUN_MS 1000
+
+/* A read asked to wait at most slice ms began at began_ns and returned n records: if it
+ * overran (the process was stopped in it: SIGSTOP, a debugger) and the member has been
+ * silent for longer than its session since, shoald may have removed it and handed its
+ * partitions on. Put the records back (each partition seeks to the first of them) and let
+ * the poll ask shoald first (true), as Kafka's client checks its timers before fetching:
+ * before, a member continued after a long stop delivered records of partitions another
+ * member had already taken over. */
+static bool stale_read(shoal_consumer_t *c, const struct cgroup *g, const shoal_record_t *out,
+                       int n, int slice, int64_t began_ns)
+{
+    if (n <= 0 || ms_since(began_ns) <= slice + CGROUP_OVERRUN_MS ||
+        ms_since(g->last_heartbeat_ns) <= g->session_ms)
+        return false;
+    for (int i = 0; i < n; i++) {
+        int j = 0;
+        while (j < i &&
+               (out[j].partition != out[i].partition || strcmp(out[j].topic, out[i].topic)))
+            j++;
+        if (j == i) /* the partition's first record */
+            (void)shoal_consumer_seek(c, out[i].topic, out[i].partition, SHOAL_SEEK_OFFSET,
+                                      out[i].offset);
+    }
+    return true;
+}
+
 /* How long the poll may wait now: up to its deadline, one heartbeat interval at most. */
 static int poll_slice(const struct cgroup *g, int timeout_ms, int64_t deadline)
 {
     int64_t left_ms = timeout_ms < 0 ? g->heartbeat_ms : (deadline - shoal__mono_ns()) / 1000000;
     return (int)SHOAL_MAX(0, SHOAL_MIN(left_ms, (int64_t)g->heartbeat_ms));
+}
+
+/* Read what the member holds, waiting up to slice ms: consumer__poll() but for records a
+ * stop in it made stale (stale_read), which are put back: 0 then. */
+static int cgroup_read(shoal_consumer_t *c, const struct cgroup *g, shoal_record_t *out, size_t max,
+                       int slice)
+{
+    int64_t began = shoal__mono_ns();
+    int n = consumer__poll(c, out, max, slice);
+
+    return stale_read(c, g, out, n, slice, began) ? 0 : n;
 }
 
 int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size_t max,
@@ -1553,7 +1593,8 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
         if (rc < 0)
             return rc;
         if (reads_in_round(c, g)) {
-            n = consumer__poll(c, out, max, SHOAL_MIN(slice, CGROUP_ROUND_LOOK_MS));
+            slice = SHOAL_MIN(slice, CGROUP_ROUND_LOOK_MS);
+            n = cgroup_read(c, g, out, max, slice);
             g->read_in_round |= n > 0;
         } else if (g->phase != ROUND_NONE) { /* maintain() waits for the round's answers */
             n = 0;
@@ -1562,7 +1603,7 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
                 consumer__nap(c, slice);
             n = 0;
         } else {
-            n = consumer__poll(c, out, max, slice);
+            n = cgroup_read(c, g, out, max, slice);
         }
         if (n != 0)
             return n;

@@ -2311,6 +2311,95 @@ INTEG_TEST(test_a_wakeup_ends_the_waits_for_a_stopped_daemon)
     shoal_client_close(cl[1]);
 }
 
+/* A member that reads partition `stopped_topic`'s records into sh->seen, polling with no
+ * timeout (asleep between records), until sh->done; it says so once it holds one
+ * partition (sh->nassigned[1]). */
+static const char *stopped_topic = "paused";
+
+static int stopped_member(void *arg)
+{
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+
+    (void)arg;
+    shoal_consumer_options_init(&o);
+    o.group_id = "pausers";
+    o.auto_offset_reset = SHOAL_OFFSET_RESET_EARLIEST;
+    o.session_timeout_ms = 1000;
+    o.heartbeat_interval_ms = 100;
+    if (open_member(&cl, &c, &o, stopped_topic) < 0)
+        return 10;
+    while (!atomic_load(&sh->done)) {
+        int n = shoal_poll(c, recs, 8, 200);
+        if (n < 0)
+            continue; /* fenced after the stop: it rejoins */
+        for (int i = 0; i < n; i++)
+            atomic_fetch_add(&sh->seen[recs[i].partition][recs[i].offset], 1);
+        atomic_store(&sh->nassigned[1], held(c, stopped_topic, 2));
+    }
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    return 0;
+}
+
+/* A member stopped (SIGSTOP) while asleep in a poll, for longer than its session, is
+ * removed and its partition goes to the other member, which reads what is appended
+ * meanwhile. Continued, its poll wakes with those records in hand; it puts them back and
+ * asks shoald first, learns it was removed, and rejoins: every record is read once.
+ * Before, it returned them (read twice, once by a member that no longer owned them). */
+INTEG_TEST(test_a_member_stopped_past_its_session_returns_nothing_it_lost)
+{
+    shoal_topic_config_t cfg = topic_cfg(2);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+    pid_t pid;
+    int64_t t0;
+
+    memset(sh, 0, sizeof(*sh));
+    assert_int_equal(shoal_topic_create(f->c, stopped_topic, &cfg), 0);
+    shoal_consumer_options_init(&o);
+    o.group_id = "pausers";
+    o.auto_offset_reset = SHOAL_OFFSET_RESET_EARLIEST;
+    o.session_timeout_ms = 1000;
+    o.heartbeat_interval_ms = 100;
+    assert_int_equal(open_member(&cl, &c, &o, stopped_topic), 0);
+    assert_true((pid = harness_fork(stopped_member, NULL, 50)) > 0);
+    for (t0 = mono_ms(); mono_ms() - t0 < 5000 &&
+                         (held(c, stopped_topic, 2) != 1 || atomic_load(&sh->nassigned[1]) != 1);)
+        assert_true(shoal_poll(c, recs, 8, 20) >= 0);
+    assert_int_equal(held(c, stopped_topic, 2), 1);
+    sleep_ms(100); /* the member asleep in its poll */
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    for (t0 = mono_ms(); mono_ms() - t0 < 5000 && held(c, stopped_topic, 2) != 2;)
+        assert_true(shoal_poll(c, recs, 8, 20) >= 0); /* its session runs out: both here */
+    assert_int_equal(held(c, stopped_topic, 2), 2);
+    for (int p = 0; p < 2; p++)
+        assert_int_equal(produce(f->c, stopped_topic, p, 5), 0);
+    for (int got = 0; got < 10;) {
+        int n = shoal_poll(c, recs, 8, 1000);
+        assert_true(n > 0);
+        for (int i = 0; i < n; i++, got++)
+            atomic_fetch_add(&sh->seen[recs[i].partition][recs[i].offset], 1);
+    }
+
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    for (t0 = mono_ms(); mono_ms() - t0 < 1500;)
+        assert_true(shoal_poll(c, recs, 8, 20) >= 0); /* it rejoins: a rebalance */
+    atomic_store(&sh->done, 1);
+    assert_int_equal(harness_wait(pid, 10000), 0);
+    for (int p = 0; p < 2; p++)
+        for (int off = 0; off < 5; off++)
+            if (atomic_load(&sh->seen[p][off]) != 1)
+                fail_msg("partition %d offset %d read %u times", p, off,
+                         atomic_load(&sh->seen[p][off]));
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
+}
+
 static _Atomic int slow_assign_ms;
 static _Atomic bool slow_assign_done;
 
@@ -3376,6 +3465,7 @@ int main(void)
         T(test_async_commits_report_through_on_commit_and_are_stored),
         T(test_async_commits_into_a_stopped_daemon_end_at_their_deadline),
         T(test_a_wakeup_ends_the_waits_for_a_stopped_daemon),
+        T(test_a_member_stopped_past_its_session_returns_nothing_it_lost),
         T(test_async_commits_cut_off_by_a_dead_daemon_still_report),
         T(test_async_commits_answer_in_order_when_one_is_refused),
         T(test_polls_keep_their_timeout_while_the_daemon_is_stopped),
