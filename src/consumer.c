@@ -982,16 +982,16 @@ static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
     }
 }
 
-/* Before a sleep (tighten false), let go of the ring slots the cursors are on, keeping their
+/* Before a sleep (hold false), let go of the ring slots the cursors are on, keeping their
  * places; after it (true), pin them again. A sleeping poll holds no views (it returns as
  * soon as it has records), so a consumer stopped in its sleep (SIGSTOP, a debugger) does
  * not stop the producers once the ring comes round to its slot: on waking it reads those
  * offsets from disk, or (a memory topic) reports what was overwritten. */
-static void consumer_loosen(shoal_consumer_t *c, bool tighten)
+static void consumer_hold_slots(shoal_consumer_t *c, bool hold)
 {
     for (size_t i = 0; i < c->nparts; i++) {
         struct consumer_part *cp = &c->parts[i];
-        if (tighten)
+        if (hold)
             ring_cursor_tighten(&cp->ring, &cp->cur);
         else
             ring_cursor_loosen(&cp->ring, &cp->cur);
@@ -1315,9 +1315,9 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
             continue; /* the deadline and gathering checks above end it */
         if (now >= wake_at)
             continue;
-        consumer_loosen(c, false);
+        consumer_hold_slots(c, false);
         rc = consumer_sleep(c, wake_at == INT64_MAX ? -1 : wake_at - now);
-        consumer_loosen(c, true);
+        consumer_hold_slots(c, true);
         if (rc < 0 && !(rc == -EINTR && atomic_load(&c->wakeup))) /* a handler's wakeup */
             return rc;
     }

@@ -252,7 +252,6 @@ static int consume_loop(consume_t *cs)
 
 /* ------------------------------------------------------------------ command */
 
-/* on_assigned: the first assignment starts --timeout-ms. */
 /* A start outside partition p's log: past its end (the library reads from the end) or, on
  * a disk topic, before its start (older records deleted by retention or compaction: it
  * reads from the start; a memory topic's poll says what was overwritten). Say so, rather
@@ -274,6 +273,8 @@ static void consume_warn_outside(const consume_t *cs, const shoal_topic_info_t *
                 cs->topic, what, (long long)pos, (int)p, (long long)pi->log_start_offset);
 }
 
+/* on_assigned: the first assignment starts --timeout-ms; a committed offset outside the
+ * log is said (consume_warn_outside). */
 static void consume_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
                              size_t n)
 {

@@ -2316,6 +2316,16 @@ INTEG_TEST(test_a_wakeup_ends_the_waits_for_a_stopped_daemon)
  * partition (sh->nassigned[1]). */
 static const char *stopped_topic = "paused";
 
+/* A member of "pausers" with a session of 1 s. */
+static void pauser_options(shoal_consumer_options_t *o)
+{
+    shoal_consumer_options_init(o);
+    o->group_id = "pausers";
+    o->auto_offset_reset = SHOAL_OFFSET_RESET_EARLIEST;
+    o->session_timeout_ms = 1000;
+    o->heartbeat_interval_ms = 100;
+}
+
 static int stopped_member(void *arg)
 {
     shoal_consumer_options_t o;
@@ -2324,11 +2334,7 @@ static int stopped_member(void *arg)
     shoal_record_t recs[8];
 
     (void)arg;
-    shoal_consumer_options_init(&o);
-    o.group_id = "pausers";
-    o.auto_offset_reset = SHOAL_OFFSET_RESET_EARLIEST;
-    o.session_timeout_ms = 1000;
-    o.heartbeat_interval_ms = 100;
+    pauser_options(&o);
     if (open_member(&cl, &c, &o, stopped_topic) < 0)
         return 10;
     while (!atomic_load(&sh->done)) {
@@ -2361,11 +2367,7 @@ INTEG_TEST(test_a_member_stopped_past_its_session_returns_nothing_it_lost)
 
     memset(sh, 0, sizeof(*sh));
     assert_int_equal(shoal_topic_create(f->c, stopped_topic, &cfg), 0);
-    shoal_consumer_options_init(&o);
-    o.group_id = "pausers";
-    o.auto_offset_reset = SHOAL_OFFSET_RESET_EARLIEST;
-    o.session_timeout_ms = 1000;
-    o.heartbeat_interval_ms = 100;
+    pauser_options(&o);
     assert_int_equal(open_member(&cl, &c, &o, stopped_topic), 0);
     assert_true((pid = harness_fork(stopped_member, NULL, 50)) > 0);
     for (t0 = mono_ms(); mono_ms() - t0 < 5000 &&
