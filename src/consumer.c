@@ -982,15 +982,19 @@ static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
     }
 }
 
-/* Before a sleep (hold false), let go of the ring slots the cursors are on, keeping their
- * places; after it (true), pin them again. A sleeping poll holds no views (it returns as
- * soon as it has records), so a consumer stopped in its sleep (SIGSTOP, a debugger) does
- * not stop the producers once the ring comes round to its slot: on waking it reads those
- * offsets from disk, or (a memory topic) reports what was overwritten. */
+/* Before a sleep (hold false), let go of the disk topics' ring slots the cursors are on,
+ * keeping their places; after it (true), pin them again. A sleeping poll holds no views
+ * (it returns as soon as it has records), so a consumer stopped in its sleep (SIGSTOP, a
+ * debugger) does not stop the producers once the ring comes round to its slot: on waking
+ * it reads those offsets from disk. A memory topic's reader keeps its slot: there is no
+ * copy to read instead, and a reader woken a little late would find its place overwritten
+ * again and again by a fast producer (part_yield lets it go when a producer waits). */
 static void consumer_hold_slots(shoal_consumer_t *c, bool hold)
 {
     for (size_t i = 0; i < c->nparts; i++) {
         struct consumer_part *cp = &c->parts[i];
+        if (!cp->cur.placed || cp->ring.ctl->storage == SHOAL_STORAGE_MEMORY)
+            continue;
         if (hold)
             ring_cursor_tighten(&cp->ring, &cp->cur);
         else

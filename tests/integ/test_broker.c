@@ -3189,12 +3189,10 @@ struct sleeper_child {
     const char *topic;
     int ready_fd;
     int64_t records; /* how many it reads before it exits 0 */
-    bool memory;     /* or until a poll says SHOAL_EOFFSET: what it missed was overwritten */
 };
 
 /* Read the first 20 records, say so, then poll with no timeout (asleep: nothing more comes
- * yet) until every record has come, each at the next offset with its value (on a memory
- * topic, until a poll reports the records it missed). */
+ * yet) until every record has come, each at the next offset with its value. */
 static int sleeper_child_main(void *arg)
 {
     struct sleeper_child *a = arg;
@@ -3212,9 +3210,7 @@ static int sleeper_child_main(void *arg)
     for (bool told = false; next < a->records;) {
         if (next >= 20 && !told && (told = true) && write(a->ready_fd, "r", 1) != 1)
             return 11;
-        if ((n = shoal_poll(k, r, 16, next < 20 ? 2000 : -1)) == SHOAL_EOFFSET && a->memory)
-            return 0;
-        if (n <= 0)
+        if ((n = shoal_poll(k, r, 16, next < 20 ? 2000 : -1)) <= 0)
             return 12;
         for (int i = 0; i < n; i++, next++)
             if (r[i].offset != next || !value_matches(&r[i], next))
@@ -3223,13 +3219,13 @@ static int sleeper_child_main(void *arg)
     return 0;
 }
 
-/* A consumer stopped (SIGSTOP) while asleep in a poll holds no views and no ring slot: a
- * producer comes round the ring past it, and once it goes on it reads what it missed from
- * disk, every record in order (a memory topic: it is told what was overwritten). Before,
- * its slot stayed pinned and the producer waited for ever (SHOAL_AGAIN after each
- * block_ms). */
-static void stopped_in_its_sleep(struct harness_fixture *f, const char *topic, bool memory)
+/* A consumer stopped (SIGSTOP) while asleep in a poll holds no views and no ring slot of a
+ * disk topic: a producer comes round the ring past it, and once it goes on it reads what
+ * it missed from disk, every record in order. Before, its slot stayed pinned and the
+ * producer waited for ever (SHOAL_AGAIN after each block_ms). */
+INTEG_TEST(test_a_consumer_stopped_in_its_sleep_holds_no_producer_back)
 {
+    const char *topic = "nap";
     shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
     shoal_producer_options_t o;
     shoal_partition_stats_t st;
@@ -3239,11 +3235,10 @@ static void stopped_in_its_sleep(struct harness_fixture *f, const char *topic, b
     char buf[1];
     pid_t pid;
 
-    cfg.storage = memory ? SHOAL_STORAGE_MEMORY : SHOAL_STORAGE_DISK;
     assert_int_equal(shoal_topic_create(f->c, topic, &cfg), 0);
     assert_int_equal(produce_range(f->c, topic, 0, 0, 20, SHOAL_ACKS_MEMORY), 0);
     assert_int_equal(pipe(ready), 0);
-    a = (struct sleeper_child){f->d.socket, topic, ready[1], 20 + 3000, memory};
+    a = (struct sleeper_child){f->d.socket, topic, ready[1], 20 + 3000};
     pid = harness_fork(sleeper_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
     assert_true(pid > 0);
     close(ready[1]);
@@ -3262,16 +3257,6 @@ static void stopped_in_its_sleep(struct harness_fixture *f, const char *topic, b
     shoal_producer_close(p);
     assert_int_equal(kill(pid, SIGCONT), 0);
     assert_int_equal(harness_wait(pid, 10000), 0);
-}
-
-INTEG_TEST(test_a_consumer_stopped_in_its_sleep_holds_no_producer_back)
-{
-    stopped_in_its_sleep(f, "nap", false);
-}
-
-INTEG_TEST(test_a_consumer_stopped_in_its_sleep_holds_no_memory_producer_back)
-{
-    stopped_in_its_sleep(f, "mnap", true);
 }
 
 INTEG_TEST(test_consumer_killed_while_holding_views_does_not_block_producers)
@@ -3734,7 +3719,6 @@ int main(void)
         T(test_a_producer_on_a_full_ring_is_told_the_daemon_is_not_running),
         T(test_a_consumer_that_released_its_views_holds_no_producer_back),
         T(test_a_consumer_stopped_in_its_sleep_holds_no_producer_back),
-        T(test_a_consumer_stopped_in_its_sleep_holds_no_memory_producer_back),
         T(test_consumer_killed_while_holding_views_does_not_block_producers),
         T(test_memory_producer_held_by_a_dead_reader_wakes_an_idle_daemon),
         T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),
