@@ -40,7 +40,14 @@
 #define PRODUCE_HEADER_OVERHEAD 10   /* a bound on a header's two length varints */
 #define PRODUCE_BATCH_HEADERS   4096 /* the headers of one batch's records (--parse-headers) */
 
-enum { OPT_KEY_SEPARATOR = CLI_OPT_FIRST, OPT_PARTITION, OPT_ACKS, OPT_HEADER, OPT_PARSE_HEADERS };
+enum {
+    OPT_KEY_SEPARATOR = CLI_OPT_FIRST,
+    OPT_PARTITION,
+    OPT_ACKS,
+    OPT_HEADER,
+    OPT_PARSE_HEADERS,
+    OPT_NULL_MARKER,
+};
 
 /* Standard input split into lines; a line is valid until the next line_reader_fill(). */
 typedef struct line_reader {
@@ -56,6 +63,8 @@ typedef struct produce {
     const char *topic;
     const char *separator; /* NULL: every key is null */
     size_t separator_len;
+    const char *null_marker; /* --null-marker: a key or value of exactly this is null */
+    size_t null_marker_len;
     shoal_header_t headers[PRODUCE_HEADERS_MAX]; /* --header, on every record */
     size_t nheaders;
     size_t headers_bytes;    /* what they add to a record, at most */
@@ -305,6 +314,13 @@ static int produce_flush(produce_t *pr)
 
 /* ------------------------------------------------------------------ lines to records */
 
+/* Whether a key or value is --null-marker's text. */
+static bool produce_is_null(const produce_t *pr, const void *p, size_t len)
+{
+    return pr->null_marker && p && len == pr->null_marker_len &&
+           memcmp(p, pr->null_marker, len) == 0;
+}
+
 static void produce_split(const produce_t *pr, const char *line, size_t len, shoal_message_t *m)
 {
     const char *sep = pr->separator ? memmem(line, len, pr->separator, pr->separator_len) : NULL;
@@ -321,6 +337,10 @@ static void produce_split(const produce_t *pr, const char *line, size_t len, sho
         m->value = sep + pr->separator_len;
         m->value_len = len - m->key_len - pr->separator_len;
     }
+    if (produce_is_null(pr, m->key, m->key_len))
+        m->key = NULL, m->key_len = 0;
+    if (produce_is_null(pr, m->value, m->value_len))
+        m->value = NULL, m->value_len = 0; /* a tombstone */
     if (m->partition == SHOAL_PARTITION_ANY && m->key)
         m->partition = shoal_partition_for_key(m->key, m->key_len, pr->partitions);
 }
@@ -469,6 +489,7 @@ static void produce_parse(cli_t *cli, int argc, char **argv, produce_t *pr)
         {"acks", required_argument, NULL, OPT_ACKS},
         {"header", required_argument, NULL, OPT_HEADER},
         {"parse-headers", required_argument, NULL, OPT_PARSE_HEADERS},
+        {"null-marker", required_argument, NULL, OPT_NULL_MARKER},
         CLI_COMMON_OPTIONS,
         {0},
     };
@@ -491,6 +512,11 @@ static void produce_parse(cli_t *cli, int argc, char **argv, produce_t *pr)
                 cli_usage_fail(cli, "--parse-headers must not be empty");
             pr->headers_end = optarg;
             pr->headers_end_len = strlen(optarg);
+        } else if (opt == OPT_NULL_MARKER) {
+            if (optarg[0] == '\0')
+                cli_usage_fail(cli, "--null-marker must not be empty");
+            pr->null_marker = optarg;
+            pr->null_marker_len = strlen(optarg);
         }
     }
     cli_expect_args(cli, argc, argv, 1);

@@ -53,7 +53,7 @@ static const cli_command_t cli_commands[] = {
      "producer died inside the lock, the daemon's fsyncs and its last disk error.\n"},
     {NULL, "produce", cli_produce,
      "produce NAME [--key-separator SEP] [--partition N] [--acks memory|disk] "
-     "[--header KEY=VALUE ...] [--parse-headers SEP]",
+     "[--header KEY=VALUE ...] [--parse-headers SEP] [--null-marker TEXT]",
      "Send one record per line of standard input (the newline is not part of the record).\n"
      "  --key-separator SEP   the text before the first SEP is the key, the rest the value;\n"
      "                        a line without SEP has a null key\n"
@@ -67,6 +67,8 @@ static const cli_command_t cli_commands[] = {
      "                        joined by ',' (as consume's %h prints them), up to the\n"
      "                        first SEP; the rest is the record (and --key-separator\n"
      "                        applies to it). A line without SEP is an error\n"
+     "  --null-marker TEXT    a key or value that is exactly TEXT is sent as null: with\n"
+     "                        a key, a null value is a tombstone (compacted topics)\n"
      "Lines already read are sent together as batches. A full ring (back-pressure) is\n"
      "waited out, with a warning naming the cause. Prints the count to stderr at the\n"
      "end; on the first error it reports how many records were appended (and, with --acks\n"

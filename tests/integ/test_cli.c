@@ -455,6 +455,32 @@ INTEG_TEST(test_cli_produce_parses_each_lines_headers)
     expect_cli(f, 2, NULL, "produce parsed --parse-headers ''", "must not be empty", NULL);
 }
 
+/* produce --null-marker sends a key or value of exactly that text as null: a keyed null
+ * value is a tombstone, which compaction uses to delete the key. Before, the CLI could
+ * not produce one ("k1:" gives an empty value, which stays). */
+INTEG_TEST(test_cli_produce_sends_null_for_the_marker)
+{
+    shoal_consumer_t *k;
+    shoal_record_t r[4];
+    int got = 0, n;
+
+    expect_cli(f, 0, NULL, "topic create nulls", NULL);
+    expect_cli(f, 0, "printf 'k1:v1\\nk1:NULL\\nNULL:v3\\nk4:\\n'",
+               "produce nulls --key-separator : --null-marker NULL", "produced 4 records", NULL);
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "nulls", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, "nulls", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    while (got < 4 && (n = shoal_poll(k, r + got, 4 - (size_t)got, 2000)) > 0)
+        got += n;
+    assert_int_equal(got, 4);
+    assert_true(r[0].key_len == 2 && r[0].value_len == 2);
+    assert_true(r[1].key_len == 2 && r[1].value == NULL && r[1].value_len == -1);
+    assert_true(r[2].key == NULL && r[2].key_len == -1 && r[2].value_len == 2);
+    assert_true(r[3].value != NULL && r[3].value_len == 0); /* empty, not null */
+    shoal_consumer_close(k);
+    expect_cli(f, 2, NULL, "produce nulls --null-marker ''", "must not be empty", NULL);
+}
+
 /* --offset past the log end says so (it silently read from the end) and reads what comes
  * from there. */
 INTEG_TEST(test_cli_consume_from_past_the_end_says_so)
@@ -604,6 +630,7 @@ int main(void)
         cmocka_unit_test(test_cli_consume_from_before_the_start_says_so),
         cmocka_unit_test(test_cli_produce_puts_headers_on_every_record),
         cmocka_unit_test(test_cli_produce_parses_each_lines_headers),
+        cmocka_unit_test(test_cli_produce_sends_null_for_the_marker),
         cmocka_unit_test(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there),
         cmocka_unit_test(test_cli_consume_in_a_group_outlives_a_daemon_restart),
     };
