@@ -1525,8 +1525,11 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
 }
 
 /* How much longer than asked a read may take before the member counts as having been
- * stopped in it (a stop is what makes it overrun: the read ends at its timeout). */
-#define CGROUP_OVERRUN_MS 1000
+ * stopped in it (a stop is what makes it overrun: the read ends at its timeout). Small
+ * beside any session: a member silent for just over its session is removed. A read that
+ * overruns by scheduling alone costs a heartbeat's round trip, and only while shoald has
+ * not answered one for a whole session. */
+#define CGROUP_OVERRUN_MS 100
 
 /* A read asked to wait at most slice ms began at began_ns and returned n records: if it
  * overran (the process was stopped in it: SIGSTOP, a debugger) and the member has been
