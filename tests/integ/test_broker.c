@@ -3055,26 +3055,57 @@ INTEG_TEST(test_corrupt_sealed_segment_reads_as_ecorrupt_not_as_data)
 
 /* ------------------------------------------------------------------ dead readers */
 
+/* A child process that reads partition 0 of topic and writes a byte to ready_fd once it is
+ * where the test wants it. */
 struct reader_child {
     const char *socket;
     const char *topic;
     int ready_fd;
+    int64_t records; /* sleeper_child_main: how many it reads before it exits 0 */
 };
+
+/* The child's consumer on partition 0 of a->topic, from its beginning; NULL on failure. */
+static shoal_consumer_t *reader_child_open(const struct reader_child *a)
+{
+    shoal_client_t *c;
+    shoal_consumer_t *k;
+    int32_t p0 = 0;
+
+    if (shoal_client_open(a->socket, &c) < 0 || shoal_consumer_open(c, NULL, &k) < 0)
+        return NULL;
+    if (shoal_consumer_assign(k, a->topic, &p0, 1) < 0 ||
+        shoal_consumer_seek(k, a->topic, 0, SHOAL_SEEK_BEGINNING, 0) < 0)
+        return NULL;
+    return k;
+}
+
+/* Fork a reader child running child_main with *a (its ready_fd filled in) and wait for its
+ * byte. */
+static pid_t reader_child_start(int (*child_main)(void *), struct reader_child *a)
+{
+    int ready[2];
+    char buf[1];
+    pid_t pid;
+
+    assert_int_equal(pipe(ready), 0);
+    a->ready_fd = ready[1];
+    pid = harness_fork(child_main, a, HARNESS_CHILD_TIMEOUT_S);
+    assert_true(pid > 0);
+    close(ready[1]);
+    assert_int_equal(read(ready[0], buf, 1), 1);
+    close(ready[0]);
+    return pid;
+}
 
 /* Read a few records, keep their views (the slot stays pinned), report, and wait to die. */
 static int reader_child_main(void *arg)
 {
     struct reader_child *a = arg;
-    shoal_client_t *c;
-    shoal_consumer_t *cons;
+    shoal_consumer_t *cons = reader_child_open(a);
     shoal_record_t recs[8];
-    int32_t p0 = 0;
 
-    if (shoal_client_open(a->socket, &c) < 0 || shoal_consumer_open(c, NULL, &cons) < 0)
+    if (!cons)
         return 10;
-    if (shoal_consumer_assign(cons, a->topic, &p0, 1) < 0 ||
-        shoal_consumer_seek(cons, a->topic, 0, SHOAL_SEEK_BEGINNING, 0) < 0)
-        return 11;
     if (shoal_poll(cons, recs, 8, 2000) != 8 || recs[0].offset != 0)
         return 12;
     if (write(a->ready_fd, "r", 1) != 1)
@@ -3090,20 +3121,14 @@ static pid_t pin_and_fill(struct harness_fixture *f, const char *topic, shoal_pr
                           int64_t *next)
 {
     shoal_producer_options_t o;
-    struct reader_child a;
-    int ready[2], rc = 0;
+    struct reader_child a = {f->d.socket, topic, -1, 0};
     char buf[512];
     int64_t i;
+    int rc = 0;
     pid_t pid;
 
     assert_int_equal(produce_range(f->c, topic, 0, 0, 20, SHOAL_ACKS_MEMORY), 0);
-    assert_int_equal(pipe(ready), 0);
-    a = (struct reader_child){f->d.socket, topic, ready[1]};
-    pid = harness_fork(reader_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
-    assert_true(pid > 0);
-    close(ready[1]);
-    assert_int_equal(read(ready[0], buf, 1), 1);
-    close(ready[0]);
+    pid = reader_child_start(reader_child_main, &a);
 
     /* While the reader lives its pin holds slot 0: the ring fills and producers wait. */
     shoal_producer_options_init(&o);
@@ -3184,33 +3209,22 @@ INTEG_TEST(test_a_consumer_that_released_its_views_holds_no_producer_back)
     shoal_consumer_close(k);
 }
 
-struct sleeper_child {
-    const char *socket;
-    const char *topic;
-    int ready_fd;
-    int64_t records; /* how many it reads before it exits 0 */
-};
-
 /* Read the first 20 records, say so, then poll with no timeout (asleep: nothing more comes
  * yet) until every record has come, each at the next offset with its value. */
 static int sleeper_child_main(void *arg)
 {
-    struct sleeper_child *a = arg;
-    shoal_client_t *c;
-    shoal_consumer_t *k;
+    struct reader_child *a = arg;
+    shoal_consumer_t *k = reader_child_open(a);
     shoal_record_t r[16];
     int64_t next = 0;
-    int32_t p0 = 0;
     int n;
 
-    if (shoal_client_open(a->socket, &c) < 0 || shoal_consumer_open(c, NULL, &k) < 0 ||
-        shoal_consumer_assign(k, a->topic, &p0, 1) < 0 ||
-        shoal_consumer_seek(k, a->topic, 0, SHOAL_SEEK_BEGINNING, 0) < 0)
+    if (!k)
         return 10;
-    for (bool told = false; next < a->records;) {
-        if (next >= 20 && !told && (told = true) && write(a->ready_fd, "r", 1) != 1)
+    while (next < a->records) {
+        if (next == 20 && write(a->ready_fd, "r", 1) != 1)
             return 11;
-        if ((n = shoal_poll(k, r, 16, next < 20 ? 2000 : -1)) <= 0)
+        if ((n = shoal_poll(k, r, 16, next < 20 ? 2000 : -1)) <= 0) /* 20 until it says so */
             return 12;
         for (int i = 0; i < n; i++, next++)
             if (r[i].offset != next || !value_matches(&r[i], next))
@@ -3229,21 +3243,13 @@ INTEG_TEST(test_a_consumer_stopped_in_its_sleep_holds_no_producer_back)
     shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
     shoal_producer_options_t o;
     shoal_partition_stats_t st;
-    struct sleeper_child a;
+    struct reader_child a = {f->d.socket, topic, -1, 20 + 3000};
     shoal_producer_t *p;
-    int ready[2];
-    char buf[1];
     pid_t pid;
 
     assert_int_equal(shoal_topic_create(f->c, topic, &cfg), 0);
     assert_int_equal(produce_range(f->c, topic, 0, 0, 20, SHOAL_ACKS_MEMORY), 0);
-    assert_int_equal(pipe(ready), 0);
-    a = (struct sleeper_child){f->d.socket, topic, ready[1], 20 + 3000};
-    pid = harness_fork(sleeper_child_main, &a, HARNESS_CHILD_TIMEOUT_S);
-    assert_true(pid > 0);
-    close(ready[1]);
-    assert_int_equal(read(ready[0], buf, 1), 1);
-    close(ready[0]);
+    pid = reader_child_start(sleeper_child_main, &a);
     do { /* until it sleeps */
         usleep(10000);
         assert_int_equal(shoal_partition_stats(f->c, topic, 0, &st), 0);
