@@ -60,9 +60,13 @@
  *   a segment file; they are valid until the next shoal_poll() or shoal_consumer_close() on
  *   the same consumer. Holding them for long pins a ring slot, which keeps the daemon from
  *   recycling it and can, on a busy topic, make producers wait (back-pressure);
- *   shoal_consumer_release() lets go of them early. A poll asleep waiting for records of a
- *   disk topic holds none, so a consumer stopped there (SIGSTOP, a debugger) holds no
- *   producer back (on a memory topic it keeps its slot: there is no copy to read instead).
+ *   shoal_consumer_release() lets go of them early. A poll asleep waiting for records holds
+ *   none, so a consumer stopped there (SIGSTOP, Ctrl-Z, a debugger) holds no producer back:
+ *   a disk topic's sleeping poll lets go of its slot at once (it reads from disk what the
+ *   ring no longer has), and on a memory topic shoald lets a waiting producer reuse the
+ *   slot of a reader it finds stopped (within ~100 ms); that reader's next poll returns
+ *   SHOAL_EOFFSET with what it lost. A frozen cgroup (a paused container) is not seen as
+ *   stopped.
  * - The shared-memory files live under /dev/shm (tmpfs). Remote filesystems are not
  *   supported for the data directory: fsync semantics there are not what durability needs.
  * - A process killed while appending loses only the batch it was appending, which was never

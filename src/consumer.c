@@ -974,11 +974,15 @@ static bool consumer_ready(const shoal_consumer_t *c)
     return false;
 }
 
+/* Count the first n partitions' readers as asleep, or no longer. A reader whose pin shoald
+ * released meanwhile (it was stopped, and a producer wanted its slot: ring_release_sleepers)
+ * pins its slot again, and finds it reused if it was. */
 static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
 {
     for (size_t i = 0; i < n; i++) {
         struct consumer_part *cp = &c->parts[i];
-        ring_sleeper_set(&cp->ring, &cp->ring.rd->readers[cp->cur.entry].sleeping, on);
+        if (ring_sleeper_set(&cp->ring, &cp->ring.rd->readers[cp->cur.entry].sleeping, on))
+            ring_cursor_tighten(&cp->ring, &cp->cur);
     }
 }
 
@@ -988,7 +992,8 @@ static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
  * debugger) does not stop the producers once the ring comes round to its slot: on waking
  * it reads those offsets from disk. A memory topic's reader keeps its slot: there is no
  * copy to read instead, and a reader woken a little late would find its place overwritten
- * again and again by a fast producer (part_yield lets it go when a producer waits). */
+ * again and again by a fast producer (part_yield lets it go when a producer waits; shoald
+ * releases it when the reader is stopped, consumer_set_sleeping). */
 static void consumer_hold_slots(shoal_consumer_t *c, bool hold)
 {
     for (size_t i = 0; i < c->nparts; i++) {

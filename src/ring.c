@@ -591,7 +591,10 @@ bool ring_slot_is_pinned(const ring_t *r, uint32_t slot, uint32_t gen)
     uint64_t pin = SHM_PIN(slot, gen);
     for (uint32_t i = 0; i < SHM_MAX_READERS; i++) {
         const struct shm_reader *e = &r->rd->readers[i];
-        if (atomic_load(&e->pin) == pin && atomic_load(&e->pid) != 0)
+        /* seq_cst, as the sleeper's exchange of `sleeping` when it wakes: either this sees
+         * the pin hold again, or the reader sees the slot going (ring_cursor_tighten) */
+        if (atomic_load(&e->pin) == pin && atomic_load(&e->pid) != 0 &&
+            atomic_load(&e->sleeping) != SHM_ASLEEP_RELEASED)
             return true;
     }
     return false;
@@ -669,14 +672,35 @@ int ring_reap_dead_readers(ring_t *r)
     return reaped;
 }
 
-void ring_sleeper_set(ring_t *r, _Atomic uint32_t *sleeping, bool on)
+int ring_release_sleepers(ring_t *r, bool (*release)(int32_t pid, void *arg), void *arg)
 {
-    if (on) {
-        atomic_store(sleeping, 1);
-        atomic_fetch_add(&r->rd->waiters, 1);
-    } else if (atomic_exchange(sleeping, 0)) {
-        atomic_fetch_sub(&r->rd->waiters, 1);
+    int released = 0;
+    for (uint32_t i = 0; i < SHM_MAX_READERS; i++) {
+        struct shm_reader *e = &r->rd->readers[i];
+        uint32_t asleep = SHM_ASLEEP;
+        int32_t pid = atomic_load(&e->pid);
+        if (pid <= 0 || atomic_load(&e->sleeping) != SHM_ASLEEP || atomic_load(&e->pin) == 0 ||
+            !release(pid, arg))
+            continue;
+        /* fails if it woke meanwhile: it holds views again, or is about to */
+        if (atomic_compare_exchange_strong(&e->sleeping, &asleep, SHM_ASLEEP_RELEASED))
+            released++;
     }
+    return released;
+}
+
+bool ring_sleeper_set(ring_t *r, _Atomic uint32_t *sleeping, bool on)
+{
+    uint32_t was;
+
+    if (on) {
+        atomic_store(sleeping, SHM_ASLEEP);
+        atomic_fetch_add(&r->rd->waiters, 1);
+        return false;
+    }
+    if ((was = atomic_exchange(sleeping, 0)) != 0)
+        atomic_fetch_sub(&r->rd->waiters, 1);
+    return was == SHM_ASLEEP_RELEASED;
 }
 
 uint64_t ring_live_bytes(const ring_t *r)
@@ -835,6 +859,9 @@ static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
                              "ring full: shoald (pid %d) is not running, and the slots await "
                              "its flushing; it frees them when it starts again",
                              (int)atomic_load(&ctl->daemon_pid));
+        if (ctl->storage == SHOAL_STORAGE_MEMORY)
+            return SHOAL_ERR(SHOAL_AGAIN, "ring full: a consumer pins the oldest slot until "
+                                          "its next poll (or shoald finds it stopped)");
         return SHOAL_ERR(SHOAL_AGAIN, "ring full: every slot awaits flushing or is pinned");
     }
     /* A memory topic's slot is freed by the reader that unpins it, which does not signal:

@@ -142,12 +142,18 @@ int ring_reclaim_slot(ring_t *r, uint32_t slot, int timeout_ms);
 int ring_roll(ring_t *r, int timeout_ms);
 /* Clear reader entries whose process is gone. Returns how many. */
 int ring_reap_dead_readers(ring_t *r);
+/* Release the pins of readers asleep in a poll (SHM_ASLEEP) for which release(pid, arg)
+ * says so: their slots may be reused while they sleep, and each re-pins when it wakes
+ * (ring_sleeper_set). Safe whatever the reader does meanwhile; release only decides whom
+ * it is worth doing to. Returns how many. */
+int ring_release_sleepers(ring_t *r, bool (*release)(int32_t pid, void *arg), void *arg);
 /* Count one sleeper in `waiters` (on), or, if *sleeping is set, clear it and uncount it
  * (off). *sleeping is the sleeper's own flag: a reader entry's `sleeping`, or
  * `daemon_sleeping` for shoald's flusher. After counting itself, the sleeper calls
  * ring_sleep_arm(), issues a seq_cst fence and looks for data once more before it waits
- * (see ring.c, Sleep). */
-void ring_sleeper_set(ring_t *r, _Atomic uint32_t *sleeping, bool on);
+ * (see ring.c, Sleep). Returns true when, off, shoald had released the reader's pin while
+ * it slept: the caller pins its slot again (ring_cursor_tighten) before it reads. */
+bool ring_sleeper_set(ring_t *r, _Atomic uint32_t *sleeping, bool on);
 /* Load `seq`, then arm the wake-up: the value to wait on. */
 uint32_t ring_sleep_arm(ring_t *r);
 /* Bytes held by live slots (ACTIVE or SEALED). */

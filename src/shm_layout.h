@@ -32,10 +32,12 @@
 #define SHM_OPEN           0u
 #define SHM_CLOSED_DELETED 1u /* the topic was deleted */
 #define SHM_CLOSED_STOPPED 2u /* shoald stopped the partition: its ring is damaged */
-#define SHM_LAYOUT_VERSION 2u /* 2: append copies on the lock line, space_* apart */
-#define SHM_MAX_SLOTS      64u
-#define SHM_MAX_READERS    256u
-#define SHM_CACHE_LINE     64
+#define SHM_LAYOUT_VERSION                                                                         \
+    3u /* 2: append copies on the lock line, space_* apart;                                        \
+          3: SHM_ASLEEP_RELEASED */
+#define SHM_MAX_SLOTS   64u
+#define SHM_MAX_READERS 256u
+#define SHM_CACHE_LINE  64
 
 /* Life of a slot. Every transition but the reader's pin happens under the append lock:
  *   FREE -> ACTIVE      a producer rotates into it (gen is incremented)
@@ -134,9 +136,15 @@ struct shm_ctl {
 /* A reader's pin: (slot + 1) << 32 | gen, or 0 for none. */
 #define SHM_PIN(slot, gen) ((((uint64_t)(slot) + 1) << 32) | (uint32_t)(gen))
 
+/* shm_reader.sleeping: 0 awake; a reader asleep in a poll holds no views, so shoald may
+ * release its pin: its slot is then free to reuse while it sleeps (ring_release_sleepers),
+ * and the reader pins it again when it wakes. */
+#define SHM_ASLEEP          1u
+#define SHM_ASLEEP_RELEASED 2u
+
 struct shm_reader {
     _Atomic int32_t pid;       /* owner process, 0 when the entry is free */
-    _Atomic uint32_t sleeping; /* counted in waiters while set */
+    _Atomic uint32_t sleeping; /* SHM_ASLEEP*: counted in waiters while not 0 */
     _Atomic uint64_t pin;      /* slot this reader holds views into */
     uint8_t pad_[SHM_CACHE_LINE - 16];
 };

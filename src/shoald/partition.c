@@ -1266,6 +1266,39 @@ void dpart_sealed_sub(dpart_t *p, uint64_t bytes)
         ;
 }
 
+/* Whether process pid is stopped (SIGSTOP, Ctrl-Z, a debugger): state T or t in
+ * /proc/<pid>/stat, after the command name's closing parenthesis. False when unreadable. */
+static bool pid_is_stopped(int32_t pid)
+{
+    char path[32], buf[512], *paren;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return false;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    paren = strrchr(buf, ')');
+    return paren && (paren[1] == ' ') && (paren[2] == 'T' || paren[2] == 't');
+}
+
+static bool release_if_stopped(int32_t pid, void *arg)
+{
+    const dpart_t *p = arg;
+
+    if (!pid_is_stopped(pid))
+        return false;
+    log_info("%s-%u: a producer waits for the ring slot of reader pid %d, which is stopped "
+             "in its sleep: the slot is reused, and the reader is told what it lost when it "
+             "goes on",
+             p->topic, p->id, (int)pid);
+    return true;
+}
+
 void dpart_reap(dpart_t *p)
 {
     int n;
@@ -1274,6 +1307,15 @@ void dpart_reap(dpart_t *p)
     n = ring_reap_dead_readers(&p->ring);
     if (n > 0)
         log_info("%s-%u: cleared %d reader entries of exited processes", p->topic, p->id, n);
+    /* A disk topic's sleeping reader holds no pin (consumer_hold_slots); a memory topic's
+     * does, so that a reader woken late still reads, unless it is stopped and a producer
+     * waits for room or found none (block_ms 0 never waits). */
+    if (!is_disk(p)) {
+        uint64_t full = atomic_load(&p->ring.ctl->full_events);
+        if (atomic_load(&p->ring.ctl->space_waiters) > 0 || full != p->full_seen)
+            ring_release_sleepers(&p->ring, release_if_stopped, p);
+        p->full_seen = full;
+    }
 }
 
 void dpart_close(dpart_t *p)

@@ -53,6 +53,7 @@ typedef struct dpart {
     uint32_t faults_seen;      /* shmguard_fault_count() when the files were last checked */
     compact_state_t compact;   /* the log cleaner's (compact.c) */
     bool ring_reattached;      /* recovery found its shared ring (else built a new one) */
+    uint64_t full_seen;        /* the ring's full_events at dpart_reap's last look */
 
     _Atomic uint64_t disk_bytes_sealed; /* .log bytes of every segment but fl_slot's */
     _Atomic uint64_t disk_bytes_active;
@@ -110,8 +111,9 @@ int64_t dpart_idle_until(dpart_t *p, int daemon_flush_ms);
  * count is taken as a wish, as before flush_wanted (and a killed one's count then costs an
  * fsync a pass while records stream in). Flusher thread only. */
 bool dpart_fsync_wanted(dpart_t *p, uint32_t flush_waiters);
-/* Clear reader entries of processes that died, and probe the end of each of the ring's
- * mappings, so that a file some client cut short faults in shoald (which shmguard turns
+/* Clear reader entries of processes that died; on a memory topic whose producer waits for
+ * room, release the pins of readers stopped in their sleep; and probe the end of each of
+ * the ring's mappings, so that a file some client cut short faults in shoald (which shmguard turns
  * into a check at the next dpart_flush) even where shoald reads nothing. */
 void dpart_reap(dpart_t *p);
 /* Records of a disk partition its last flush pass failed to fsync to its segments (0 when

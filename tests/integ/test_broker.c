@@ -3062,6 +3062,7 @@ struct reader_child {
     const char *topic;
     int ready_fd;
     int64_t records; /* sleeper_child_main: how many it reads before it exits 0 */
+    const shoal_consumer_options_t *opts; /* NULL: the defaults */
 };
 
 /* The child's consumer on partition 0 of a->topic, from its beginning; NULL on failure. */
@@ -3071,7 +3072,7 @@ static shoal_consumer_t *reader_child_open(const struct reader_child *a)
     shoal_consumer_t *k;
     int32_t p0 = 0;
 
-    if (shoal_client_open(a->socket, &c) < 0 || shoal_consumer_open(c, NULL, &k) < 0)
+    if (shoal_client_open(a->socket, &c) < 0 || shoal_consumer_open(c, a->opts, &k) < 0)
         return NULL;
     if (shoal_consumer_assign(k, a->topic, &p0, 1) < 0 ||
         shoal_consumer_seek(k, a->topic, 0, SHOAL_SEEK_BEGINNING, 0) < 0)
@@ -3233,6 +3234,39 @@ static int sleeper_child_main(void *arg)
     return 0;
 }
 
+/* As sleeper_child_main, on a memory topic read from its oldest record on (earliest):
+ * once the producer has gone round the ring past it, its poll says so once (SHOAL_EOFFSET)
+ * and it goes on from the oldest record left, each at the next offset with its value. */
+static int mem_sleeper_child_main(void *arg)
+{
+    struct reader_child *a = arg;
+    shoal_consumer_t *k = reader_child_open(a);
+    shoal_record_t r[16];
+    int64_t next = 0;
+    bool lost = false;
+    int n;
+
+    if (!k)
+        return 10;
+    while (next < a->records) {
+        if (next == 20 && write(a->ready_fd, "r", 1) != 1)
+            return 11;
+        n = shoal_poll(k, r, 16, next < 20 ? 2000 : -1);
+        if (n == SHOAL_EOFFSET && !lost && next == 20) {
+            lost = true;
+            continue;
+        }
+        if (n <= 0)
+            return 12;
+        if (lost && next == 20)
+            next = r[0].offset; /* the oldest record left */
+        for (int i = 0; i < n; i++, next++)
+            if (r[i].offset != next || !value_matches(&r[i], next))
+                return 13;
+    }
+    return lost ? 0 : 14;
+}
+
 /* A consumer stopped (SIGSTOP) while asleep in a poll holds no views and no ring slot of a
  * disk topic: a producer comes round the ring past it, and once it goes on it reads what
  * it missed from disk, every record in order. Before, its slot stayed pinned and the
@@ -3263,6 +3297,72 @@ INTEG_TEST(test_a_consumer_stopped_in_its_sleep_holds_no_producer_back)
     shoal_producer_close(p);
     assert_int_equal(kill(pid, SIGCONT), 0);
     assert_int_equal(harness_wait(pid, 10000), 0);
+}
+
+/* Send records first.. of the memnap tests' values, a failed send again every 10 ms
+ * while it fails with SHOAL_AGAIN, for at most again_ms in all. */
+static int send_range_again(shoal_producer_t *p, int64_t first, int64_t n, int again_ms)
+{
+    int64_t deadline = mono_ns() + again_ms * 1000000LL;
+    int rc;
+
+    for (int64_t i = first; i < first + n; i++) {
+        char buf[512];
+        size_t len = make_value(buf, value_len_for(i), i);
+        while ((rc = send_one(p, 0, NULL, 0, buf, len, NULL)) == SHOAL_AGAIN &&
+               mono_ns() < deadline)
+            usleep(10000);
+        if (rc < 0) {
+            fprintf(stderr, "send %" PRId64 ": %s (%s)\n", i, shoal_err_name(rc), shoal_errmsg());
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* The same on a memory topic, which has no copy to read instead: shoald sees that a
+ * producer waits for the slot of a reader that is asleep in a poll and stopped (or, with
+ * block_ms 0, found the ring full), and lets the producer reuse it. Once the reader goes
+ * on, its poll tells it what it lost (SHOAL_EOFFSET) and it reads on from the oldest record
+ * left. Before, the producer got SHOAL_AGAIN after every block_ms for as long as the reader
+ * stayed stopped. */
+static void stopped_memory_sleeper(struct harness_fixture *f, const char *topic, int block_ms)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_consumer_options_t co;
+    shoal_producer_options_t o;
+    shoal_partition_stats_t st;
+    struct reader_child a = {f->d.socket, topic, -1, 20 + 3000, &co};
+    shoal_producer_t *p;
+    pid_t pid;
+
+    cfg.storage = SHOAL_STORAGE_MEMORY;
+    shoal_consumer_options_init(&co);
+    co.auto_offset_reset = SHOAL_OFFSET_RESET_EARLIEST;
+    assert_int_equal(shoal_topic_create(f->c, topic, &cfg), 0);
+    assert_int_equal(produce_range(f->c, topic, 0, 0, 20, SHOAL_ACKS_MEMORY), 0);
+    pid = reader_child_start(mem_sleeper_child_main, &a);
+    do { /* until it sleeps */
+        usleep(10000);
+        assert_int_equal(shoal_partition_stats(f->c, topic, 0, &st), 0);
+    } while (st.waiters == 0);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+
+    shoal_producer_options_init(&o);
+    o.block_ms = block_ms;
+    assert_int_equal(shoal_producer_open(f->c, topic, &o, &p), 0);
+    /* eleven turns of the two 64 KiB slots; shoald's flusher looks at an idle memory topic
+     * once a second, so a producer that never waits may find the ring full that long */
+    assert_int_equal(send_range_again(p, 20, 3000, block_ms > 0 ? 0 : 3000), 0);
+    shoal_producer_close(p);
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    assert_int_equal(harness_wait(pid, 10000), 0);
+}
+
+INTEG_TEST(test_a_consumer_stopped_in_its_sleep_holds_no_memory_producer_back)
+{
+    stopped_memory_sleeper(f, "memnap", 1000);  /* a pinned slot: SHOAL_AGAIN */
+    stopped_memory_sleeper(f, "memnap-now", 0); /* SHOAL_AGAIN for ever */
 }
 
 INTEG_TEST(test_consumer_killed_while_holding_views_does_not_block_producers)
@@ -3725,6 +3825,7 @@ int main(void)
         T(test_a_producer_on_a_full_ring_is_told_the_daemon_is_not_running),
         T(test_a_consumer_that_released_its_views_holds_no_producer_back),
         T(test_a_consumer_stopped_in_its_sleep_holds_no_producer_back),
+        T(test_a_consumer_stopped_in_its_sleep_holds_no_memory_producer_back),
         T(test_consumer_killed_while_holding_views_does_not_block_producers),
         T(test_memory_producer_held_by_a_dead_reader_wakes_an_idle_daemon),
         T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),

@@ -593,6 +593,43 @@ static void test_ring_does_not_reclaim_a_pinned_slot_until_unpinned(void **state
     assert_int_equal(atomic_load(&f->rd.ctl->slots[0].used), 0);
 }
 
+static bool release_pid(int32_t pid, void *arg)
+{
+    return pid == *(const int32_t *)arg;
+}
+
+/* A sleeping reader whose pin shoald released no longer holds its slot; when it wakes it is
+ * told (ring_sleeper_set), pins again, and finds the slot reused. One that woke first, or is
+ * awake, keeps its pin. */
+static void test_ring_released_sleeper_holds_no_slot_and_learns_it_on_waking(void **state)
+{
+    fx_t *f = *state;
+    _Atomic uint32_t *sleeping = &f->rd.rd->readers[f->cur.entry].sleeping;
+    int32_t me = (int32_t)getpid(), nobody = me + 1;
+
+    fill_until_active(f, 1);
+    assert_int_equal(ring_cursor_seek(&f->rd, &f->cur, 0), 0);
+    assert_int_equal(ring_release_sleepers(&f->w, release_pid, &me), 0); /* awake */
+    assert_int_equal(ring_sleeper_set(&f->rd, sleeping, true), false);
+    assert_int_equal(ring_release_sleepers(&f->w, release_pid, &nobody), 0);
+    assert_int_equal(ring_reclaim_slot(&f->w, 0, 100), SHOAL_AGAIN);
+
+    /* woken before the release: its pin holds */
+    assert_int_equal(ring_sleeper_set(&f->rd, sleeping, false), false);
+    assert_int_equal(ring_release_sleepers(&f->w, release_pid, &me), 0);
+    assert_int_equal(ring_reclaim_slot(&f->w, 0, 100), SHOAL_AGAIN);
+
+    assert_int_equal(ring_sleeper_set(&f->rd, sleeping, true), false);
+    assert_int_equal(ring_release_sleepers(&f->w, release_pid, &me), 1);
+    assert_int_equal(ring_release_sleepers(&f->w, release_pid, &me), 0); /* once */
+    assert_int_equal(atomic_load(&f->rd.rd->waiters), 1);                /* still asleep */
+    assert_int_equal(ring_reclaim_slot(&f->w, 0, 100), 0);
+    assert_int_equal(ring_sleeper_set(&f->rd, sleeping, false), true);
+    assert_int_equal(atomic_load(&f->rd.rd->waiters), 0);
+    ring_cursor_tighten(&f->rd, &f->cur);
+    assert_false(f->cur.placed);
+}
+
 static void test_ring_reclaims_a_slot_once_its_cursor_is_closed(void **state)
 {
     fx_t *f = *state;
@@ -1458,6 +1495,7 @@ int main(void)
         T(test_ring_append_gives_up_after_block_ms_when_nothing_is_freed, disk2),
         T(test_ring_append_blocks_until_another_thread_reclaims_a_slot, disk2),
         T(test_ring_does_not_reclaim_a_pinned_slot_until_unpinned, disk3),
+        T(test_ring_released_sleeper_holds_no_slot_and_learns_it_on_waking, disk3),
         T(test_ring_reclaims_a_slot_once_its_cursor_is_closed, disk3),
         T(test_ring_cursor_cannot_read_a_reused_slot_as_its_old_offsets, disk2),
         T(test_ring_memory_topic_overwrites_the_oldest_unpinned_slot, mem3),
