@@ -972,12 +972,44 @@ SHOAL_EXTERN int shoal_group_describe(shoal_client_t *client, const char *group_
                                       shoal_group_info_t **out);
 SHOAL_EXTERN void shoal_group_info_free(shoal_group_info_t *info);
 
-/** Set a group's committed offsets for every partition of a topic: to the log start
- * (SHOAL_SEEK_BEGINNING), the log end (SHOAL_SEEK_END) or offset (SHOAL_SEEK_OFFSET, taken
- * as the log start or end where it lies outside them, as Kafka's tool does). Only while the
- * group has no members.
- * @return 0, or SHOAL_EGROUPID, SHOAL_ENOGROUP, SHOAL_EGROUPACTIVE, SHOAL_ENAME,
- *         SHOAL_ENOTOPIC, SHOAL_EINVAL, SHOAL_EIO, SHOAL_ECLOSED. Thread-safety: any. */
+/** shoal_group_reset_partitions()' mode beyond shoal_seek_t: each committed offset moves
+ * by the value given (negative: back). */
+#define SHOAL_RESET_SHIFT 8
+/** shoal_group_reset_partitions()' flag: work out and report the changes, make none. */
+#define SHOAL_RESET_DRY_RUN 1u
+
+/** One partition's committed offset before and after a reset. */
+typedef struct shoal_offset_change {
+    int32_t partition;
+    int64_t committed; /* before the reset; -1 when the group had none */
+    int64_t offset;    /* after it (with SHOAL_RESET_DRY_RUN: what it would be) */
+} shoal_offset_change_t;
+
+/** Set a group's committed offsets on some partitions of a topic, as Kafka's
+ * kafka-consumer-groups --reset-offsets does: to the log start (whence
+ * SHOAL_SEEK_BEGINNING), the log end (SHOAL_SEEK_END), an offset (SHOAL_SEEK_OFFSET, value
+ * >= 0), the first record at or after a time (SHOAL_SEEK_TIMESTAMP, value in ms since the
+ * epoch; the log end when no record is that late), or each committed offset moved by value
+ * (SHOAL_RESET_SHIFT; a partition without one is SHOAL_EINVAL). Every result is taken as
+ * the log start or end where it lies outside them. All partitions change in one durable
+ * transaction, or none does. Only while the group has no members; a group that does not
+ * exist yet is created with these offsets (how a new group is told where to start).
+ * @param[in] partitions  the partitions to reset, n of them; NULL with n 0: every one.
+ * @param[in] flags  0, or SHOAL_RESET_DRY_RUN: change nothing (an active group allowed).
+ * @param[out] changes  may be NULL; else an array of *nchanges entries in the order the
+ *                      partitions were given (or 0..N-1), freed with
+ *                      shoal_offset_changes_free().
+ * @return 0, or SHOAL_EGROUPID, SHOAL_EGROUPACTIVE, SHOAL_ENAME, SHOAL_ENOTOPIC,
+ *         SHOAL_ENOPARTITION, SHOAL_EINVAL (an unknown mode or flag, a negative offset or
+ *         time, a partition named twice, nothing to shift), SHOAL_EIO, SHOAL_ECLOSED,
+ *         -ENOMEM. Thread-safety: any thread. */
+SHOAL_EXTERN int shoal_group_reset_partitions(shoal_client_t *client, const char *group_id,
+                                              const char *topic, const int32_t *partitions,
+                                              size_t n, int whence, int64_t value, unsigned flags,
+                                              shoal_offset_change_t **changes, size_t *nchanges);
+SHOAL_EXTERN void shoal_offset_changes_free(shoal_offset_change_t *changes);
+
+/** shoal_group_reset_partitions() on every partition of the topic, reporting nothing. */
 SHOAL_EXTERN int shoal_group_reset_offsets(shoal_client_t *client, const char *group_id,
                                            const char *topic, int whence, int64_t offset);
 

@@ -33,6 +33,7 @@ ABI_SIZE(shoal_group_offset_info_t, 280);
 ABI_SIZE(shoal_group_member_info_t, 528);
 ABI_SIZE(shoal_group_info_t, 512);
 ABI_SIZE(shoal_group_listing_t, 288);
+ABI_SIZE(shoal_offset_change_t, 24);
 ABI_SIZE(shoal_topic_partition_t, 16);
 ABI_SIZE(shoal_assign_member_t, 56);
 ABI_SIZE(shoal_assign_topic_t, 16);

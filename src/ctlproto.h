@@ -48,7 +48,12 @@
  *   GROUP_DESCRIBE  str group -> str state, i32 generation, str assignor, str leader,
  *                   u32 n, n x (str member id, str client id, str instance id, i32 pid, tps),
  *                   u32 n, n x (tp, i64 committed, i64 log end)
- *   GROUP_RESET     str group, str topic, u8 whence (shoal_seek_t), i64 offset -> (none)
+ *   GROUP_RESET     str group, str topic, u8 whence (shoal_seek_t, or CTL_RESET_SHIFT),
+ *                   i64 offset, timestamp or shift, [u8 flags (CTL_RESET_DRY_RUN),
+ *                   u32 n, n x i32 partition (n 0: every one)]
+ *                   -> (none) without the bracketed fields (as older clients send it);
+ *                      with them u32 n, n x (i32 partition, i64 committed before or -1,
+ *                      i64 offset after)
  *   GROUP_DELETE    str group -> (none)
  * A topic config is u32 partitions, u32 storage, u64 segment bytes, u32 ring slots,
  * u32 max record bytes, i64 retention ms, i64 retention bytes, i64 segment ms,
@@ -73,6 +78,8 @@
 #define CTL_ATTACH_WRITE  1
 #define CTL_LIST_SERVED   0
 #define CTL_LIST_UNSERVED 1
+#define CTL_RESET_SHIFT   SHOAL_RESET_SHIFT /* GROUP_RESET's whence beyond shoal_seek_t */
+#define CTL_RESET_DRY_RUN SHOAL_RESET_DRY_RUN
 
 enum ctl_type {
     CTL_HELLO = 1,

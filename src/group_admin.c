@@ -175,9 +175,63 @@ int shoal_group_describe(shoal_client_t *c, const char *group_id, shoal_group_in
     return 0;
 }
 
-int shoal_group_reset_offsets(shoal_client_t *c, const char *group_id, const char *topic,
-                              int whence, int64_t offset)
+void shoal_offset_changes_free(shoal_offset_change_t *changes)
 {
+    shoal__free(changes);
+}
+
+/* The reset's answer: *n x (partition, committed before, offset after); *n partitions were
+ * named, or 0 for every one (then the answer says how many). */
+static int read_offset_changes(ctl_reader_t *r, size_t *n_io, shoal_offset_change_t **out)
+{
+    uint32_t n = ctl_get_u32(r);
+    shoal_offset_change_t *v;
+
+    if (r->err || (*n_io && n != *n_io) || n > SHOAL_PARTITIONS_MAX ||
+        n > ctl_reader_left(r) / 20) /* 20 bytes each */
+        return SHOAL_ERR(SHOAL_EPROTO, "malformed reset response");
+    if (!(v = shoal__calloc(n ? n : 1, sizeof(*v))))
+        return -ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        v[i].partition = ctl_get_i32(r);
+        v[i].committed = ctl_get_i64(r);
+        v[i].offset = ctl_get_i64(r);
+    }
+    if (ctl_reader_finish(r) < 0) {
+        shoal__free(v);
+        return SHOAL_ERR(SHOAL_EPROTO, "malformed reset response");
+    }
+    *out = v;
+    *n_io = n;
+    return 0;
+}
+
+static int reset_args_check(const char *group_id, const char *topic, const int32_t *partitions,
+                            size_t n, int whence, int64_t value, unsigned flags)
+{
+    int rc;
+
+    if ((rc = check_group(group_id)) < 0)
+        return rc;
+    if (!shoal_topic_name_is_valid(topic))
+        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic);
+    if ((whence < SHOAL_SEEK_BEGINNING || whence > SHOAL_SEEK_TIMESTAMP) &&
+        whence != SHOAL_RESET_SHIFT)
+        return SHOAL_ERR(SHOAL_EINVAL, "reset mode %d", whence);
+    if ((whence == SHOAL_SEEK_OFFSET || whence == SHOAL_SEEK_TIMESTAMP) && value < 0)
+        return SHOAL_ERR(SHOAL_EINVAL, "reset to %s %lld",
+                         whence == SHOAL_SEEK_OFFSET ? "offset" : "timestamp", (long long)value);
+    if ((flags & ~SHOAL_RESET_DRY_RUN) || (n > 0 && !partitions) || n > SHOAL_PARTITIONS_MAX)
+        return SHOAL_ERR(SHOAL_EINVAL, "reset: flags 0x%x, %zu partitions%s", flags, n,
+                         n > 0 && !partitions ? " and partitions NULL" : "");
+    return 0;
+}
+
+int shoal_group_reset_partitions(shoal_client_t *c, const char *group_id, const char *topic,
+                                 const int32_t *partitions, size_t n, int whence, int64_t value,
+                                 unsigned flags, shoal_offset_change_t **changes, size_t *nchanges)
+{
+    shoal_offset_change_t *v = NULL;
     ctl_writer_t w;
     client_reply_t rep;
     int rc;
@@ -186,26 +240,43 @@ int shoal_group_reset_offsets(shoal_client_t *c, const char *group_id, const cha
     SHOAL_NEED(c);
     SHOAL_NEED(group_id);
     SHOAL_NEED(topic);
-    if ((rc = check_group(group_id)) < 0)
+    if (changes)
+        *changes = NULL;
+    if (nchanges)
+        *nchanges = 0;
+    if ((rc = reset_args_check(group_id, topic, partitions, n, whence, value, flags)) < 0)
         return rc;
-    if (!shoal_topic_name_is_valid(topic))
-        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic);
-    if (whence < SHOAL_SEEK_BEGINNING || whence > SHOAL_SEEK_OFFSET ||
-        (whence == SHOAL_SEEK_OFFSET && offset < 0))
-        return SHOAL_ERR(SHOAL_EINVAL, "reset to mode %d offset %lld", whence, (long long)offset);
     ctl_writer_init(&w);
     ctl_frame_begin(&w, CTL_GROUP_RESET, 0);
     ctl_put_str(&w, group_id);
     ctl_put_str(&w, topic);
     ctl_put_u8(&w, (uint8_t)whence);
-    ctl_put_i64(&w, offset);
+    ctl_put_i64(&w, value);
+    ctl_put_u8(&w, (uint8_t)flags);
+    ctl_put_u32(&w, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
+        ctl_put_i32(&w, partitions[i]);
     rc = client_call(c, &w, &rep);
     ctl_writer_release(&w);
-    if (rc == 0) {
-        rc = ctl_reader_finish(&rep.r);
-        client_reply_release(&rep);
-    }
-    return rc;
+    if (rc < 0)
+        return rc;
+    rc = read_offset_changes(&rep.r, &n, &v);
+    client_reply_release(&rep);
+    if (rc < 0)
+        return rc;
+    if (changes)
+        *changes = v;
+    else
+        shoal__free(v);
+    if (nchanges)
+        *nchanges = n;
+    return 0;
+}
+
+int shoal_group_reset_offsets(shoal_client_t *c, const char *group_id, const char *topic,
+                              int whence, int64_t offset)
+{
+    return shoal_group_reset_partitions(c, group_id, topic, NULL, 0, whence, offset, 0, NULL, NULL);
 }
 
 int shoal_group_delete(shoal_client_t *c, const char *group_id)

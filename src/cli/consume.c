@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "timearg.h"
 #include "format.h"
 
 #define CONSUME_BATCH         256
@@ -90,7 +91,8 @@ static void consume_parse_option(consume_t *cs, cli_t *cli, int opt, const char 
         cs->offset = (int64_t)cli_parse_uint(cli, "--offset", arg, INT64_MAX);
     } else if (opt == OPT_FROM_TIMESTAMP) {
         consume_set_start(cs, cli, SHOAL_SEEK_TIMESTAMP);
-        cs->offset = (int64_t)cli_parse_uint(cli, "--from-timestamp", arg, INT64_MAX);
+        if (cli_parse_datetime_ms(arg, &cs->offset) < 0)
+            cli_usage_fail(cli, "invalid --from-timestamp '%s': %s", arg, cli_time_error());
     } else if (opt == OPT_MAX_MESSAGES) {
         cs->max_messages = (int64_t)cli_parse_uint(cli, "--max-messages", arg, INT64_MAX);
     } else if (opt == OPT_TIMEOUT_MS) {

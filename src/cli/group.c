@@ -6,9 +6,12 @@
  * a missing value prints as "-". */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
+#include "timearg.h"
 
 static const struct option group_plain_opts[] = {CLI_COMMON_OPTIONS, {0}};
 
@@ -110,7 +113,121 @@ int cli_group_describe(cli_t *cli, int argc, char **argv)
     return rc;
 }
 
-enum { OPT_TOPIC = CLI_OPT_FIRST, OPT_EARLIEST, OPT_LATEST, OPT_TO_OFFSET };
+enum {
+    OPT_TOPIC = CLI_OPT_FIRST,
+    OPT_EARLIEST,
+    OPT_LATEST,
+    OPT_TO_OFFSET,
+    OPT_TO_DATETIME,
+    OPT_BY_DURATION,
+    OPT_SHIFT_BY,
+    OPT_DRY_RUN,
+    OPT_EXECUTE,
+};
+
+#define RESET_MODES                                                                                \
+    "--to-earliest, --to-latest, --to-offset, --to-datetime, --by-duration, --shift-by"
+
+/* What `group reset-offsets` was asked: the topic, its partitions (none: every one), where
+ * to (whence and value as shoal_group_reset_partitions() takes them). */
+struct reset_args {
+    char topic[SHOAL_TOPIC_NAME_MAX + 1];
+    int32_t parts[SHOAL_PARTITIONS_MAX];
+    size_t nparts;
+    int whence;
+    int64_t value;
+    unsigned flags;
+};
+
+/* --topic T or T:P,P,...: Kafka's form (topic names hold no ':'). */
+static void reset_parse_topic(cli_t *cli, const char *arg, struct reset_args *a)
+{
+    const char *colon = strchr(arg, ':');
+    size_t len = colon ? (size_t)(colon - arg) : strlen(arg);
+    char *list, *tok, *save = NULL;
+
+    if (len > SHOAL_TOPIC_NAME_MAX)
+        cli_usage_fail(cli, "--topic: a topic name has at most %d characters",
+                       SHOAL_TOPIC_NAME_MAX);
+    memcpy(a->topic, arg, len);
+    a->topic[len] = '\0';
+    if (!colon)
+        return;
+    if (!(list = strdup(colon + 1)))
+        cli_usage_fail(cli, "out of memory");
+    for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (a->nparts == SHOAL_PARTITIONS_MAX)
+            cli_usage_fail(cli, "--topic: more than %d partitions", SHOAL_PARTITIONS_MAX);
+        a->parts[a->nparts++] =
+            (int32_t)cli_parse_uint(cli, "--topic's partition", tok, SHOAL_PARTITIONS_MAX - 1);
+    }
+    free(list);
+    if (a->nparts == 0)
+        cli_usage_fail(cli, "--topic %s: no partition after ':'", arg);
+}
+
+static int64_t reset_parse_shift(cli_t *cli, const char *arg)
+{
+    bool negative = arg[0] == '-';
+    uint64_t v = cli_parse_uint(cli, "--shift-by", arg + (negative || arg[0] == '+'), INT64_MAX);
+
+    return negative ? -(int64_t)v : (int64_t)v;
+}
+
+static int64_t reset_parse_time(cli_t *cli, int opt, const char *arg)
+{
+    int64_t ms;
+
+    if (opt == OPT_TO_DATETIME) {
+        if (cli_parse_datetime_ms(arg, &ms) < 0)
+            cli_usage_fail(cli, "invalid --to-datetime '%s': %s", arg, cli_time_error());
+        return ms;
+    }
+    if (cli_parse_duration_ms(arg, &ms) < 0)
+        cli_usage_fail(cli, "invalid --by-duration '%s': %s", arg, cli_time_error());
+    ms = (int64_t)time(NULL) * 1000 - ms;
+    return ms > 0 ? ms : 0;
+}
+
+/* One of the modes (RESET_MODES): whence and value. */
+static void reset_parse_mode(cli_t *cli, int opt, const char *arg, struct reset_args *a)
+{
+    if (a->whence >= 0)
+        cli_usage_fail(cli, "give one of " RESET_MODES);
+    switch (opt) {
+    case OPT_EARLIEST:
+        a->whence = SHOAL_SEEK_BEGINNING;
+        break;
+    case OPT_LATEST:
+        a->whence = SHOAL_SEEK_END;
+        break;
+    case OPT_TO_OFFSET:
+        a->whence = SHOAL_SEEK_OFFSET;
+        a->value = (int64_t)cli_parse_uint(cli, "--to-offset", arg, INT64_MAX);
+        break;
+    case OPT_SHIFT_BY:
+        a->whence = SHOAL_RESET_SHIFT;
+        a->value = reset_parse_shift(cli, arg);
+        break;
+    default: /* a time, given or as long ago as a duration */
+        a->whence = SHOAL_SEEK_TIMESTAMP;
+        a->value = reset_parse_time(cli, opt, arg);
+    }
+}
+
+static void reset_print(const char *id, const char *topic, const shoal_offset_change_t *ch,
+                        size_t n, bool dry_run)
+{
+    printf("%-30s %-30s %9s %12s %12s\n", "GROUP", "TOPIC", "PARTITION", "COMMITTED", "NEW-OFFSET");
+    for (size_t i = 0; i < n; i++) {
+        printf("%-30s %-30s %9d", id, topic, (int)ch[i].partition);
+        print_num(12, ch[i].committed);
+        print_num(12, ch[i].offset);
+        putchar('\n');
+    }
+    if (dry_run)
+        fprintf(stderr, "shoal: dry run: nothing was changed (run it without --dry-run)\n");
+}
 
 int cli_group_reset_offsets(cli_t *cli, int argc, char **argv)
 {
@@ -119,38 +236,46 @@ int cli_group_reset_offsets(cli_t *cli, int argc, char **argv)
         {"to-earliest", no_argument, NULL, OPT_EARLIEST},
         {"to-latest", no_argument, NULL, OPT_LATEST},
         {"to-offset", required_argument, NULL, OPT_TO_OFFSET},
+        {"to-datetime", required_argument, NULL, OPT_TO_DATETIME},
+        {"by-duration", required_argument, NULL, OPT_BY_DURATION},
+        {"shift-by", required_argument, NULL, OPT_SHIFT_BY},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"execute", no_argument, NULL, OPT_EXECUTE},
         CLI_COMMON_OPTIONS,
         {0},
     };
-    const char *topic = NULL, *id;
+    struct reset_args a = {.whence = -1};
+    shoal_offset_change_t *ch;
     shoal_client_t *client;
-    int whence = -1, opt, rc;
-    int64_t offset = 0;
+    const char *id;
+    int opt, rc;
+    size_t n;
 
     while ((opt = cli_next_opt(cli, argc, argv, opts)) != -1) {
-        if (opt == OPT_TOPIC) {
-            topic = optarg;
-            continue;
-        }
-        if (whence >= 0)
-            cli_usage_fail(cli, "give one of --to-earliest, --to-latest, --to-offset");
-        whence = opt == OPT_EARLIEST ? SHOAL_SEEK_BEGINNING
-                 : opt == OPT_LATEST ? SHOAL_SEEK_END
-                                     : SHOAL_SEEK_OFFSET;
-        if (opt == OPT_TO_OFFSET)
-            offset = (int64_t)cli_parse_uint(cli, "--to-offset", optarg, INT64_MAX);
+        if (opt == OPT_TOPIC)
+            reset_parse_topic(cli, optarg, &a);
+        else if (opt == OPT_DRY_RUN)
+            a.flags |= SHOAL_RESET_DRY_RUN;
+        else if (opt != OPT_EXECUTE) /* Kafka's tool needs it; here a reset is done unless
+                                        --dry-run */
+            reset_parse_mode(cli, opt, optarg, &a);
     }
     cli_expect_args(cli, argc, argv, 1);
     id = argv[cli->optind];
-    if (!topic || whence < 0)
-        cli_usage_fail(cli, "needs --topic T and one of --to-earliest, --to-latest, --to-offset");
-    if ((rc = group_check_id(id)) != 0 || (rc = cli_check_topic_name(topic)) != 0)
+    if (!a.topic[0] || a.whence < 0)
+        cli_usage_fail(cli, "needs --topic T and one of " RESET_MODES);
+    if ((rc = group_check_id(id)) != 0 || (rc = cli_check_topic_name(a.topic)) != 0)
         return rc;
     if ((rc = cli_connect(cli, &client)) != 0)
         return rc;
-    rc = shoal_group_reset_offsets(client, id, topic, whence, offset);
-    if (rc < 0)
-        rc = cli_fail(cli, rc, "reset offsets of group '%s' on '%s'", id, topic);
+    rc = shoal_group_reset_partitions(client, id, a.topic, a.nparts ? a.parts : NULL, a.nparts,
+                                      a.whence, a.value, a.flags, &ch, &n);
+    if (rc < 0) {
+        rc = cli_fail(cli, rc, "reset offsets of group '%s' on '%s'", id, a.topic);
+    } else {
+        reset_print(id, a.topic, ch, n, a.flags & SHOAL_RESET_DRY_RUN);
+        shoal_offset_changes_free(ch);
+    }
     shoal_client_close(client);
     return rc;
 }

@@ -76,16 +76,17 @@ static const cli_command_t cli_commands[] = {
      "a disk acknowledgement wait included, with status 128 + the signal.\n"},
     {NULL, "consume", cli_consume,
      "consume NAME [--group G] [--partition N] [--from-beginning | --offset N | "
-     "--from-timestamp MS] "
+     "--from-timestamp TIME] "
      "[--max-messages N] [--timeout-ms T] [--format FMT]",
      "Print records of every partition (or of partition N) as they arrive.\n"
      "  --from-beginning   start at each partition's log start (default: at the end,\n"
      "                     printing only records produced from now on)\n"
      "  --offset N         start at offset N; records a memory topic has overwritten\n"
      "                     are skipped with a warning, to the oldest record left\n"
-     "  --from-timestamp MS\n"
+     "  --from-timestamp TIME\n"
      "                     start at each partition's first record whose timestamp is at\n"
-     "                     or after MS (ms since the epoch); at the end when none is\n"
+     "                     or after TIME (ms since the epoch, or YYYY-MM-DDTHH:MM[:SS[.sss]],\n"
+     "                     local time unless it ends in Z or +HH:MM); at the end when none is\n"
      "  --group G          join consumer group G: the group's members share the\n"
      "                     partitions; each starts at the group's committed offset (else\n"
      "                     at the end, or at the start with --from-beginning); offsets\n"
@@ -127,10 +128,23 @@ static const cli_command_t cli_commands[] = {
      "Print a group's state, generation, assignor and members (client id, pid, assigned\n"
      "partitions), then per partition the committed offset, log end offset and lag.\n"},
     {"group", "reset-offsets", cli_group_reset_offsets,
-     "group reset-offsets GROUP --topic T (--to-earliest | --to-latest | --to-offset N)",
-     "Set the group's committed offsets for every partition of topic T: to the log start,\n"
-     "the log end, or offset N (clamped into each partition's range). Only while the group\n"
-     "has no active members.\n"},
+     "group reset-offsets GROUP --topic T[:P,...] MODE [--dry-run]",
+     "Set the group's committed offsets on topic T (every partition, or those listed after\n"
+     "':', as with Kafka's tool) by MODE:\n"
+     "  --to-earliest      the log start\n"
+     "  --to-latest        the log end\n"
+     "  --to-offset N      offset N\n"
+     "  --to-datetime TIME the first record at or after TIME: YYYY-MM-DDTHH:MM[:SS[.sss]],\n"
+     "                     local time unless it ends in Z or +HH:MM; or ms since the epoch\n"
+     "  --by-duration DUR  the first record of the last DUR (ISO 8601: PT1H, P1D, P1DT12H)\n"
+     "  --shift-by N       each committed offset moved by N (negative: back)\n"
+     "An offset outside a partition's records is taken as its start or end. Prints each\n"
+     "partition's committed offset before and after. Only while the group has no active\n"
+     "members; a group that does not exist yet is created with these offsets (so a new\n"
+     "group can be told where to start).\n"
+     "  --dry-run          print the same and change nothing\n"
+     "  --execute          accepted, as Kafka's tool needs it: a reset is done unless\n"
+     "                     --dry-run\n"},
     {"group", "delete", cli_group_delete, "group delete GROUP",
      "Delete a group and its committed offsets. Only while it has no active members.\n"},
     {NULL, "help", cli_help, "help [COMMAND]",

@@ -1473,49 +1473,162 @@ static int idle_group(group_coord_t *gc, const char *gid, struct group **g)
     return 0;
 }
 
-static int on_reset(group_coord_t *gc, ctl_reader_t *r)
+/* A reset request (GROUP_RESET): the topic's partitions to move (all when nparts is 0),
+ * how, and whether to only report (dry run) and to answer with the changes (report). */
+struct reset_req {
+    char gid[SHOAL_TOPIC_NAME_MAX + 2];
+    char topic[SHOAL_TOPIC_NAME_MAX + 2];
+    uint8_t whence;
+    int64_t value;
+    bool report, dry_run;
+    int32_t *parts;
+    uint32_t nparts;
+};
+
+static int reset_parse(ctl_reader_t *r, struct reset_req *q)
 {
-    char gid[SHOAL_TOPIC_NAME_MAX + 2], topic[SHOAL_TOPIC_NAME_MAX + 2];
+    ctl_get_str(r, q->gid, sizeof(q->gid));
+    ctl_get_str(r, q->topic, sizeof(q->topic));
+    q->whence = ctl_get_u8(r);
+    q->value = ctl_get_i64(r);
+    if (!r->err && left(r) > 0) { /* the partitions and flags; older clients send neither */
+        uint8_t flags = ctl_get_u8(r);
+        q->report = true;
+        q->dry_run = flags & CTL_RESET_DRY_RUN;
+        q->nparts = ctl_get_u32(r);
+        if (r->err || q->nparts > SHOAL_PARTITIONS_MAX || q->nparts > left(r) / 4)
+            return SHOAL_ERR(SHOAL_EPROTO, "malformed reset request");
+        if (q->nparts && !(q->parts = shoal__calloc(q->nparts, sizeof(*q->parts))))
+            return -ENOMEM;
+        for (uint32_t i = 0; i < q->nparts; i++)
+            q->parts[i] = ctl_get_i32(r);
+    }
+    return finish(r, "reset");
+}
+
+static int reset_check(const struct reset_req *q, const dtopic_t *t)
+{
+    if (q->whence > SHOAL_SEEK_TIMESTAMP && q->whence != CTL_RESET_SHIFT)
+        return SHOAL_ERR(SHOAL_EINVAL, "reset mode %u", q->whence);
+    if ((q->whence == SHOAL_SEEK_OFFSET || q->whence == SHOAL_SEEK_TIMESTAMP) && q->value < 0)
+        return SHOAL_ERR(SHOAL_EINVAL, "reset to %s %lld",
+                         q->whence == SHOAL_SEEK_OFFSET ? "offset" : "timestamp",
+                         (long long)q->value);
+    for (uint32_t i = 0; i < q->nparts; i++) {
+        if (q->parts[i] < 0 || (uint32_t)q->parts[i] >= t->cfg.partitions)
+            return SHOAL_ERR(SHOAL_ENOPARTITION, "topic %s has no partition %d (it has %u)",
+                             q->topic, q->parts[i], t->cfg.partitions);
+        for (uint32_t k = 0; k < i; k++)
+            if (q->parts[k] == q->parts[i])
+                return SHOAL_ERR(SHOAL_EINVAL, "partition %d named twice", q->parts[i]);
+    }
+    return 0;
+}
+
+/* Where partition p of the request's topic goes; committed is its offset now, or -1. */
+static int reset_target(const struct reset_req *q, dtopic_t *t, int32_t p, int64_t committed,
+                        int64_t *to)
+{
+    shoal_partition_info_t pi;
+    int64_t want;
+
+    dpart_info(&t->parts[p], &pi);
+    switch (q->whence) {
+    case SHOAL_SEEK_BEGINNING:
+        want = pi.log_start_offset;
+        break;
+    case SHOAL_SEEK_END:
+        want = pi.log_end_offset;
+        break;
+    case SHOAL_SEEK_TIMESTAMP:
+        return dpart_offset_for_time(&t->parts[p], q->value, to);
+    case CTL_RESET_SHIFT:
+        if (committed < 0)
+            return SHOAL_ERR(SHOAL_EINVAL,
+                             "group %s has no committed offset on %s-%d to shift: "
+                             "reset it to an offset, a time or an end first",
+                             q->gid, q->topic, p);
+        if (__builtin_add_overflow(committed, q->value, &want))
+            want = q->value < 0 ? 0 : INT64_MAX;
+        break;
+    default:
+        want = q->value;
+    }
+    *to = SHOAL_MAX(pi.log_start_offset, SHOAL_MIN(want, pi.log_end_offset)); /* as Kafka's */
+    return 0;
+}
+
+/* Fill offs[i] (and before[i], the committed offset or -1) for each partition named. */
+static int reset_plan(group_coord_t *gc, const struct reset_req *q, dtopic_t *t,
+                      store_offset_t *offs, int64_t *before, uint32_t n)
+{
+    int rc = 0;
+
+    for (uint32_t i = 0; rc >= 0 && i < n; i++) {
+        int32_t p = q->nparts ? q->parts[i] : (int32_t)i;
+        offs[i] = (store_offset_t){.group = q->gid, .topic = q->topic, .partition = p};
+        rc = store_offset_get(gc->b->store, q->gid, q->topic, p, &before[i]);
+        if (rc == 0)
+            before[i] = -1;
+        if (rc >= 0)
+            rc = reset_target(q, t, p, before[i], &offs[i].offset);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+static void reset_report(ctl_writer_t *body, const store_offset_t *offs, const int64_t *before,
+                         uint32_t n)
+{
+    ctl_put_u32(body, n);
+    for (uint32_t i = 0; i < n; i++) {
+        ctl_put_i32(body, offs[i].partition);
+        ctl_put_i64(body, before[i]);
+        ctl_put_i64(body, offs[i].offset);
+    }
+}
+
+/* Move a group's committed offsets on a topic, only while it has no members (a dry run
+ * only reports, and may look at an active group). A group that does not exist yet gets
+ * the offsets, as with Kafka's tool: that is how a new group is told where to start. */
+static int on_reset(group_coord_t *gc, ctl_reader_t *r, ctl_writer_t *body)
+{
+    struct reset_req q = {0};
     store_offset_t *offs = NULL;
+    int64_t *before = NULL;
     struct group *g;
     dtopic_t *t;
     uint32_t n = 0;
-    int64_t offset;
-    uint8_t whence;
     int rc;
 
-    ctl_get_str(r, gid, sizeof(gid));
-    ctl_get_str(r, topic, sizeof(topic));
-    whence = ctl_get_u8(r);
-    offset = ctl_get_i64(r);
-    if ((rc = finish(r, "reset")) < 0 || (rc = idle_group(gc, gid, &g)) < 0)
-        return rc;
-    if (whence > SHOAL_SEEK_OFFSET || (whence == SHOAL_SEEK_OFFSET && offset < 0))
-        return SHOAL_ERR(SHOAL_EINVAL, "reset to mode %u offset %lld", whence, (long long)offset);
-    if (!name_ok(topic))
-        return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topic);
+    if ((rc = reset_parse(r, &q)) < 0 || (rc = check_group_id(q.gid)) < 0)
+        goto out;
+    if ((g = group_find(gc, q.gid)) && g->nmembers && !q.dry_run) {
+        rc = group_active(g);
+        goto out;
+    }
+    if (!name_ok(q.topic)) {
+        rc = SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", q.topic);
+        goto out;
+    }
     pthread_rwlock_rdlock(&gc->b->lock);
-    if (!(t = broker_find(gc->b, topic)))
-        rc = SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", topic);
-    else if (!(offs = shoal__calloc(t->cfg.partitions, sizeof(*offs))))
-        rc = -ENOMEM;
-    for (uint32_t p = 0; rc == 0 && p < t->cfg.partitions; p++, n++) {
-        shoal_partition_info_t pi;
-        dpart_info(&t->parts[p], &pi);
-        offs[p].group = gid;
-        offs[p].topic = topic;
-        offs[p].partition = (int32_t)p;
-        offs[p].offset = whence == SHOAL_SEEK_BEGINNING ? pi.log_start_offset
-                         : whence == SHOAL_SEEK_END
-                             ? pi.log_end_offset
-                             : SHOAL_MAX(pi.log_start_offset, SHOAL_MIN(offset, pi.log_end_offset));
+    if (!(t = broker_find(gc->b, q.topic)))
+        rc = SHOAL_ERR(SHOAL_ENOTOPIC, "no topic named %s", q.topic);
+    else if ((rc = reset_check(&q, t)) == 0) {
+        n = q.nparts ? q.nparts : t->cfg.partitions;
+        offs = shoal__calloc(n, sizeof(*offs));
+        before = shoal__calloc(n, sizeof(*before));
+        rc = offs && before ? reset_plan(gc, &q, t, offs, before, n) : -ENOMEM;
     }
     pthread_rwlock_unlock(&gc->b->lock);
-    if (rc == 0)
-        rc = store_offsets_put(gc->b->store, offs, n);
-    if (rc == 0)
-        log_info("group %s: offsets of %s reset (%u partitions)", gid, topic, n);
+    if (rc == 0 && !q.dry_run && (rc = store_offsets_put(gc->b->store, offs, n)) == 0)
+        log_info("group %s: offsets of %s reset (%u partition%s)", q.gid, q.topic, n,
+                 n == 1 ? "" : "s");
+    if (rc == 0 && q.report)
+        reset_report(body, offs, before, n);
+out:
+    shoal__free(q.parts);
     shoal__free(offs);
+    shoal__free(before);
     return rc;
 }
 
@@ -1558,7 +1671,7 @@ int group_handle(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r, ct
     case CTL_GROUP_DESCRIBE:
         return on_describe(gc, r, body);
     case CTL_GROUP_RESET:
-        return on_reset(gc, r);
+        return on_reset(gc, r, body);
     case CTL_GROUP_DELETE:
         return on_delete(gc, r);
     default:

@@ -1505,9 +1505,8 @@ INTEG_TEST(test_a_poll_reconnecting_to_a_stopped_daemon_keeps_its_timeout)
     shoal_client_close(cl);
 }
 
-/* The committed offset of partition p of the group's one topic: -1 when none, -2 when it is
- * unknown. */
-/* The group's committed offset of partition p of topic (NULL: of its last topic). */
+/* The group's committed offset of partition p of topic (NULL: of its last topic): -1 when
+ * none, -2 when the group is unknown. */
 static int64_t committed_of_topic(shoal_client_t *c, const char *group, const char *topic,
                                   int32_t p)
 {
@@ -3210,8 +3209,12 @@ INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
     assert_null(info);
     assert_int_equal(shoal_group_describe(f->c, "bad/id", &info), SHOAL_EGROUPID);
     assert_int_equal(shoal_group_delete(f->c, "nobody"), SHOAL_ENOGROUP);
-    assert_int_equal(shoal_group_reset_offsets(f->c, "nobody", "adm", SHOAL_SEEK_BEGINNING, 0),
-                     SHOAL_ENOGROUP);
+    /* a dry run on a group that does not exist reports and creates nothing */
+    assert_int_equal(shoal_group_reset_partitions(f->c, "nobody", "adm", NULL, 0,
+                                                  SHOAL_SEEK_BEGINNING, 0, SHOAL_RESET_DRY_RUN,
+                                                  NULL, NULL),
+                     0);
+    assert_int_equal(shoal_group_describe(f->c, "nobody", &info), SHOAL_ENOGROUP);
 
     member_options(&o, "bad group", 0);
     assert_int_equal(shoal_consumer_open(f->c, &o, &bad), SHOAL_EGROUPID);
@@ -3262,6 +3265,10 @@ INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
 
     assert_int_equal(shoal_group_reset_offsets(f->c, "admins", "adm", SHOAL_SEEK_BEGINNING, 0),
                      SHOAL_EGROUPACTIVE);
+    assert_int_equal(shoal_group_reset_partitions(f->c, "admins", "adm", NULL, 0,
+                                                  SHOAL_SEEK_BEGINNING, 0, SHOAL_RESET_DRY_RUN,
+                                                  NULL, NULL),
+                     0); /* a dry run may look at an active group */
     assert_int_equal(shoal_group_delete(f->c, "admins"), SHOAL_EGROUPACTIVE);
     assert_string_equal(shoal_errmsg(), "1 member of group admins still running: stop it first");
 
@@ -3309,6 +3316,112 @@ INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
     }
     assert_int_equal(shoal_group_delete(f->c, "admins"), 0);
     assert_int_equal(shoal_group_describe(f->c, "admins", &info), SHOAL_ENOGROUP);
+}
+
+/* The group's committed offsets of partitions 0, 1 and 2 (-1: none). */
+static void assert_committed(struct harness_fixture *f, const char *group, int64_t p0, int64_t p1,
+                             int64_t p2)
+{
+    assert_int_equal(committed_of_partition(f->c, group, 0), p0);
+    assert_int_equal(committed_of_partition(f->c, group, 1), p1);
+    assert_int_equal(committed_of_partition(f->c, group, 2), p2);
+}
+
+static void assert_change(const shoal_offset_change_t *c, int32_t p, int64_t before, int64_t after)
+{
+    assert_int_equal(c->partition, p);
+    assert_int_equal(c->committed, before);
+    assert_int_equal(c->offset, after);
+}
+
+/* Kafka's reset-offsets forms: some partitions or all, to an end, an offset, a time or by
+ * a shift; a dry run; all or nothing; a new group created by its first reset. */
+INTEG_TEST(test_group_reset_partitions_moves_the_partitions_named_as_asked)
+{
+    shoal_topic_config_t cfg = topic_cfg(3);
+    shoal_offset_change_t *ch;
+    const int32_t p20[] = {2, 0}, p0[] = {0}, p01[] = {0, 1}, p00[] = {0, 0}, p3[] = {3};
+    int64_t t_mid;
+    size_t n;
+
+    assert_int_equal(shoal_topic_create(f->c, "rst", &cfg), 0);
+    for (int32_t p = 0; p < 3; p++)
+        assert_int_equal(produce(f->c, "rst", p, 5), 0);
+    usleep(20000);
+    t_mid = (int64_t)time(NULL) * 1000; /* whole seconds: wait for the next one */
+    do {
+        usleep(5000);
+    } while ((int64_t)time(NULL) * 1000 <= t_mid);
+    t_mid = (int64_t)time(NULL) * 1000;
+    usleep(20000);
+    assert_int_equal(produce(f->c, "rst", 0, 5), 0); /* p0: 10 records, p1 and p2: 5 */
+
+    /* a dry run says what would happen, to every partition, and does nothing */
+    assert_int_equal(shoal_group_reset_partitions(f->c, "fresh", "rst", NULL, 0, SHOAL_SEEK_END, 0,
+                                                  SHOAL_RESET_DRY_RUN, &ch, &n),
+                     0);
+    assert_int_equal(n, 3);
+    assert_change(&ch[0], 0, -1, 10);
+    assert_change(&ch[1], 1, -1, 5);
+    assert_change(&ch[2], 2, -1, 5);
+    shoal_offset_changes_free(ch);
+    assert_int_equal(committed_of_partition(f->c, "fresh", 0), -2); /* no group */
+
+    /* the first reset creates the group; the answer keeps the order asked */
+    assert_int_equal(shoal_group_reset_partitions(f->c, "fresh", "rst", p20, 2, SHOAL_SEEK_OFFSET,
+                                                  4, 0, &ch, &n),
+                     0);
+    assert_int_equal(n, 2);
+    assert_change(&ch[0], 2, -1, 4);
+    assert_change(&ch[1], 0, -1, 4);
+    shoal_offset_changes_free(ch);
+    assert_committed(f, "fresh", 4, -1, 4);
+
+    /* shifts, clamped to the log; one partition with nothing to shift stops them all */
+    assert_int_equal(shoal_group_reset_partitions(f->c, "fresh", "rst", p0, 1, SHOAL_RESET_SHIFT, 3,
+                                                  0, NULL, NULL),
+                     0);
+    assert_committed(f, "fresh", 7, -1, 4);
+    assert_int_equal(shoal_group_reset_partitions(f->c, "fresh", "rst", p01, 2, SHOAL_RESET_SHIFT,
+                                                  -1, 0, NULL, NULL),
+                     SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "no committed offset on rst-1 to shift"));
+    assert_committed(f, "fresh", 7, -1, 4);
+    assert_int_equal(shoal_group_reset_partitions(f->c, "fresh", "rst", p0, 1, SHOAL_RESET_SHIFT,
+                                                  INT64_MIN, 0, &ch, &n),
+                     0);
+    assert_change(&ch[0], 0, 7, 0);
+    shoal_offset_changes_free(ch);
+
+    /* a time: the first record at or after it; past every record, the log end */
+    assert_int_equal(shoal_group_reset_partitions(f->c, "fresh", "rst", NULL, 0,
+                                                  SHOAL_SEEK_TIMESTAMP, t_mid, 0, NULL, NULL),
+                     0);
+    assert_committed(f, "fresh", 5, 5, 5);
+    assert_int_equal(shoal_group_reset_offsets(f->c, "fresh", "rst", SHOAL_SEEK_BEGINNING, 0), 0);
+    assert_committed(f, "fresh", 0, 0, 0);
+
+    /* refused, with nothing changed */
+    assert_int_equal(
+        shoal_group_reset_partitions(f->c, "fresh", "rst", p3, 1, SHOAL_SEEK_END, 0, 0, NULL, NULL),
+        SHOAL_ENOPARTITION);
+    assert_int_equal(shoal_group_reset_partitions(f->c, "fresh", "rst", p00, 2, SHOAL_SEEK_END, 0,
+                                                  0, NULL, NULL),
+                     SHOAL_EINVAL);
+    assert_int_equal(shoal_group_reset_partitions(f->c, "fresh", "rst", NULL, 0, SHOAL_SEEK_END, 0,
+                                                  2, NULL, NULL),
+                     SHOAL_EINVAL);
+    assert_int_equal(
+        shoal_group_reset_partitions(f->c, "fresh", "rst", NULL, 0, 5, 0, 0, NULL, NULL),
+        SHOAL_EINVAL);
+    assert_int_equal(shoal_group_reset_partitions(f->c, "fresh", "rst", NULL, 0,
+                                                  SHOAL_SEEK_TIMESTAMP, -1, 0, NULL, NULL),
+                     SHOAL_EINVAL);
+    assert_int_equal(shoal_group_reset_partitions(f->c, "fresh", "gone", NULL, 0, SHOAL_SEEK_END, 0,
+                                                  0, NULL, NULL),
+                     SHOAL_ENOTOPIC);
+    assert_committed(f, "fresh", 0, 0, 0);
+    assert_int_equal(shoal_group_delete(f->c, "fresh"), 0);
 }
 
 /* ------------------------------------------------------------------ garbage */
@@ -3418,6 +3531,25 @@ static int run_cli(const char *args, int *lines, char *out, size_t cap)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* In `group reset-offsets` output: "COMMITTED NEW-OFFSET" of partition p's row, as
+ * "10 0" ("-" for none), or "" when there is no such row. */
+static const char *reset_row(const char *out, int p)
+{
+    static char got[64];
+    const char *line = out;
+
+    got[0] = '\0';
+    for (; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        char before[24], after[24];
+        int part;
+        if (sscanf(line, "%*s %*s %d %23s %23s", &part, before, after) == 3 && part == p) {
+            snprintf(got, sizeof(got), "%s %s", before, after);
+            break;
+        }
+    }
+    return got;
+}
+
 INTEG_TEST(test_cli_consume_group_resumes_and_group_commands_report)
 {
     shoal_topic_config_t cfg = topic_cfg(2);
@@ -3440,10 +3572,41 @@ INTEG_TEST(test_cli_consume_group_resumes_and_group_commands_report)
     assert_non_null(strstr(out, "cli"));
     assert_int_equal(run_cli("group describe nope", &lines, out, sizeof(out)), 1);
     assert_non_null(strstr(out, "no such consumer group"));
-    assert_int_equal(run_cli("group reset-offsets cg --topic cli --to-earliest", &lines, NULL, 0),
-                     0);
+    assert_int_equal(
+        run_cli("group reset-offsets cg --topic cli --to-earliest", &lines, out, sizeof(out)), 0);
+    assert_int_equal(lines, 3); /* the header, then partition, before and after */
+    assert_string_equal(reset_row(out, 0), "10 0");
+    assert_string_equal(reset_row(out, 1), "10 0");
     assert_int_equal(run_cli("consume cli --group cg --timeout-ms 300", &lines, NULL, 0), 0);
     assert_int_equal(lines, 20);
+    /* one partition, a shift back, a dry run; a time and a duration */
+    assert_int_equal(run_cli("group reset-offsets cg --topic cli:1 --shift-by -4 --dry-run", &lines,
+                             out, sizeof(out)),
+                     0);
+    assert_int_equal(lines, 3); /* and the dry run's note */
+    assert_string_equal(reset_row(out, 1), "10 6");
+    assert_string_equal(reset_row(out, 0), "");
+    assert_non_null(strstr(out, "dry run: nothing was changed"));
+    assert_int_equal(run_cli("consume cli --group cg --timeout-ms 300", &lines, NULL, 0), 0);
+    assert_int_equal(lines, 0); /* nothing was changed */
+    assert_int_equal(
+        run_cli("group reset-offsets cg --topic cli:1 --shift-by -4 --execute", &lines, NULL, 0),
+        0);
+    assert_int_equal(run_cli("consume cli --group cg --timeout-ms 300", &lines, NULL, 0), 0);
+    assert_int_equal(lines, 4);
+    assert_int_equal(
+        run_cli("group reset-offsets cg --topic cli --by-duration PT1H", &lines, NULL, 0), 0);
+    assert_int_equal(run_cli("consume cli --group cg --timeout-ms 300", &lines, NULL, 0), 0);
+    assert_int_equal(lines, 20);
+    assert_int_equal(run_cli("group reset-offsets cg --topic cli --to-datetime 2099-01-01T00:00Z",
+                             &lines, NULL, 0),
+                     0);
+    assert_int_equal(run_cli("consume cli --group cg --timeout-ms 300", &lines, NULL, 0), 0);
+    assert_int_equal(lines, 0); /* the log end: no record is that late */
+    assert_int_equal(run_cli("group reset-offsets cg --topic cli --to-datetime 2026-02-30", &lines,
+                             out, sizeof(out)),
+                     2);
+    assert_non_null(strstr(out, "day 30 out of range"));
     assert_int_equal(run_cli("consume cli --group cg --partition 1", &lines, NULL, 0), 2);
     assert_int_equal(run_cli("group delete cg", &lines, NULL, 0), 0);
     assert_int_equal(run_cli("group describe cg", &lines, NULL, 0), 1);
@@ -3485,6 +3648,7 @@ int main(void)
         T(test_a_late_segment_lookups_answer_serves_its_next_try),
         T(test_a_plain_consumer_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped),
         T(test_group_admin_and_bad_input_get_specific_errors),
+        T(test_group_reset_partitions_moves_the_partitions_named_as_asked),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good),
         T(test_a_child_closing_an_inherited_member_leaves_the_parent_in_the_group),
