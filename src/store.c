@@ -552,6 +552,7 @@ out_abort:
 
 #define STORE_OFFSET_VERSION      1
 #define STORE_OFFSET_RECORD_BYTES 24
+#define STORE_OFFSET_TIME_AT      16 /* the commit time's place in the record */
 #define STORE_OFFSET_KEY_MAX      (2 * (SHOAL_TOPIC_NAME_MAX + 1) + 4)
 
 /* Build the key of (group, topic, partition) into buf. Returns its length or SHOAL_ENAME. */
@@ -595,7 +596,7 @@ int store_offsets_put(store_t *st, const store_offset_t *offs, size_t n)
         memset(rec, 0, sizeof(rec));
         rec[0] = STORE_OFFSET_VERSION;
         put_le64(rec + 8, (uint64_t)offs[i].offset);
-        put_le64(rec + 16, (uint64_t)now);
+        put_le64(rec + STORE_OFFSET_TIME_AT, (uint64_t)now);
         rc = mdb_put(txn, st->offsets, &key, &val, 0);
         if (rc != 0) {
             mdb_txn_abort(txn);
@@ -721,6 +722,55 @@ int store_offset_foreach(store_t *st, const char *group, store_offset_cb cb, voi
     if (rc != 0)
         return store_err(rc, "begin transaction");
     rc = offset_walk(st, txn, prefix, offset_prefix(prefix, group, NULL), cb, arg);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+/* An offset's group (from its key) and commit time (from its record), into *g and *ms. */
+static int offset_group_time(const MDB_val *key, const MDB_val *val, char *g, int64_t *ms)
+{
+    char topic[SHOAL_TOPIC_NAME_MAX + 1];
+    int32_t partition;
+    int64_t offset;
+    int rc;
+
+    if ((rc = offset_key_split(key, g, topic, &partition)) < 0 ||
+        (rc = offset_decode(val, &offset)) < 0)
+        return rc;
+    *ms = (int64_t)get_le64((const uint8_t *)val->mv_data + STORE_OFFSET_TIME_AT);
+    return 0;
+}
+
+int store_offset_groups(store_t *st, store_group_cb cb, void *arg)
+{
+    char group[SHOAL_TOPIC_NAME_MAX + 1], last[SHOAL_TOPIC_NAME_MAX + 1] = "";
+    int64_t ms = 0, latest = 0;
+    MDB_val key, val;
+    MDB_cursor *cur;
+    MDB_txn *txn;
+    int rc;
+
+    if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return store_err(rc, "begin transaction");
+    if ((rc = mdb_cursor_open(txn, st->offsets, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        return store_err(rc, "open cursor");
+    }
+    /* keys start with the group: each group's offsets are consecutive */
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if ((rc = offset_group_time(&key, &val, group, &ms)) < 0 ||
+            (last[0] && strcmp(group, last) && (rc = cb(arg, last, latest)) != 0))
+            goto out;
+        latest = strcmp(group, last) ? ms : SHOAL_MAX(latest, ms);
+        memcpy(last, group, sizeof(last));
+    }
+    if (rc == MDB_NOTFOUND)
+        rc = last[0] ? cb(arg, last, latest) : 0;
+    else
+        rc = store_err(rc, "offset cursor");
+out:
+    mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return rc;
 }

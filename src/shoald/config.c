@@ -36,6 +36,9 @@ static const struct key_def keys[] = {
     {"allow.gid", KEY_GROUP, F(allow_gid), -1, 2147483647},
     {"log.level", KEY_LEVEL, F(log_level), 0, 0},
     {"log.file", KEY_PATH, F(log_file), 0, 0},
+    {"offsets.retention.minutes", KEY_INT, F(offsets_retention_minutes), -1, 2147483647},
+    {"offsets.retention.ms", KEY_INT, F(offsets_retention_ms), -1, 2147483647},
+    {"offsets.retention.check.interval.ms", KEY_INT, F(offsets_retention_check_ms), 1, 2147483647},
 };
 #undef F
 
@@ -51,6 +54,16 @@ void config_init(shoald_config_t *cfg)
     cfg->flush_drop_cache = 1;
     cfg->allow_gid = -1;
     cfg->log_level = LOG_INFO;
+    cfg->offsets_retention_minutes = 7 * 24 * 60; /* Kafka's default */
+    cfg->offsets_retention_ms = -1;
+    cfg->offsets_retention_check_ms = 600000;
+}
+
+int64_t config_offsets_retention_ms(const shoald_config_t *cfg)
+{
+    if (cfg->offsets_retention_ms > 0)
+        return cfg->offsets_retention_ms;
+    return cfg->offsets_retention_minutes > 0 ? cfg->offsets_retention_minutes * 60000LL : -1;
 }
 
 static int set_int(void *dst, const struct key_def *k, const char *v, char *err, size_t cap)

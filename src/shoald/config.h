@@ -15,14 +15,21 @@
  *                       socket is given to that group; -1 for none          -1
  *   log.level           error | warning | notice | info | debug            info
  *   log.file            append the log to this file instead of stderr      (stderr)
+ *   offsets.retention.minutes  how long a consumer group without members keeps its
+ *                       committed offsets after its last commit and its last member,
+ *                       as Kafka's; -1 (or 0): for ever                     10080 (7 days)
+ *   offsets.retention.ms       the same in ms, when above 0 (for short ones)  -1
+ *   offsets.retention.check.interval.ms  how often groups are looked at for it  600000
  *
- * Reloaded on SIGHUP: flush.interval.ms, flush.ms, flush.drop.cache, allow.gid, log.level, log.file
+ * Reloaded on SIGHUP: flush.interval.ms, flush.ms, flush.drop.cache, allow.gid, log.level,
+ * log.file, offsets.retention.*
  * (the file is reopened at every SIGHUP). The directories and the instance name need a restart. */
 #ifndef SHOALD_CONFIG_H
 #define SHOALD_CONFIG_H
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct shoald_config {
     char data_dir[PATH_MAX];
@@ -35,9 +42,14 @@ typedef struct shoald_config {
     long allow_gid;
     int log_level;
     char log_file[PATH_MAX]; /* "" = stderr */
+    int offsets_retention_minutes;
+    int offsets_retention_ms;
+    int offsets_retention_check_ms;
 } shoald_config_t;
 
 void config_init(shoald_config_t *cfg);
+/* How long an idle group keeps its offsets (offsets.retention.*) in ms, or -1: for ever. */
+int64_t config_offsets_retention_ms(const shoald_config_t *cfg);
 /* Set one key. 0, or SHOAL_ECONFIG with the reason in err; a refused value changes nothing. */
 int config_set(shoald_config_t *cfg, const char *key, const char *value, char *err, size_t cap);
 /* Read key = value lines; '#' starts a comment. 0, or SHOAL_ECONFIG with the reason in err:

@@ -106,6 +106,7 @@ struct group {
     struct gmeta *meta;  /* the topics the current generation was assigned, by name */
     size_t nmeta;
     int64_t parts_checked_ns;
+    int64_t active_ms; /* wall clock when it was last seen with members (expiry) */
 };
 
 struct pending_commit {
@@ -129,6 +130,8 @@ struct group_coord {
     size_t ncommits, commits_cap;
     ctl_writer_t w;      /* bodies of parked responses */
     int64_t tick_due_ns; /* when group_tick() asked to run next; 0 when it did not */
+    int64_t started_ms;  /* wall clock at start: the daemon's run counts as activity */
+    int64_t expiry_due_ns;
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -1800,15 +1803,93 @@ static void forgive_stall(group_coord_t *gc, int64_t now)
     }
 }
 
+/* ------------------------------------------------------------------ expiry */
+
+/* The groups an expiry pass found idle for longer than the retention. */
+struct expiry {
+    group_coord_t *gc;
+    int64_t now_ms, retention_ms;
+    gname_t *ids;
+    size_t n, cap;
+};
+
+/* store_offset_groups' callback: is this group idle past the retention? Its activity is its
+ * latest commit, the last time it had members, and the daemon's start (a daemon down for a
+ * week does not expire every group at once). */
+static int expiry_look(void *arg, const char *gid, int64_t last_commit_ms)
+{
+    struct expiry *e = arg;
+    struct group *g = group_find(e->gc, gid);
+    int64_t active = SHOAL_MAX(last_commit_ms, e->gc->started_ms);
+    gname_t *v;
+
+    if (g && g->nmembers)
+        return 0;
+    if (g)
+        active = SHOAL_MAX(active, g->active_ms);
+    if (e->now_ms - active < e->retention_ms)
+        return 0;
+    if (e->n == e->cap) {
+        if (!(v = shoal__realloc(e->ids, (e->cap * 2 + 8) * sizeof(*v))))
+            return -ENOMEM;
+        e->ids = v;
+        e->cap = e->cap * 2 + 8;
+    }
+    snprintf(e->ids[e->n++], sizeof(*e->ids), "%s", gid);
+    return 0;
+}
+
+/* Delete the committed offsets of groups without members that have been idle for
+ * offsets.retention (Kafka's offsets.retention.minutes), as Kafka expires an empty group.
+ * Runs every offsets.retention.check.interval.ms. */
+static void groups_expire(group_coord_t *gc, int64_t now_ns)
+{
+    struct expiry e = {.gc = gc, .now_ms = shoal__now_ms()};
+    int64_t check_ms;
+    int rc;
+
+    if (now_ns < gc->expiry_due_ns)
+        return;
+    pthread_rwlock_rdlock(&gc->b->lock); /* a reload changes them under the write lock */
+    e.retention_ms = config_offsets_retention_ms(gc->b->cfg);
+    check_ms = gc->b->cfg->offsets_retention_check_ms;
+    pthread_rwlock_unlock(&gc->b->lock);
+    gc->expiry_due_ns = now_ns + check_ms * 1000000LL;
+    if (e.retention_ms < 0)
+        return;
+    if ((rc = store_offset_groups(gc->b->store, expiry_look, &e)) < 0)
+        log_error("groups: cannot look for expired offsets: %s", shoal_strerror(rc));
+    for (size_t i = 0; rc >= 0 && i < e.n; i++) {
+        struct group *g = group_find(gc, e.ids[i]);
+        int n = store_offsets_delete(gc->b->store, e.ids[i], NULL);
+        if (n < 0) {
+            log_error("group %s: cannot delete its expired offsets: %s", e.ids[i],
+                      shoal_strerror(n));
+            continue;
+        }
+        if (g)
+            group_remove(gc, g);
+        log_notice("group %s expired: no members and no commit for %lld s (offsets.retention): "
+                   "its %d committed offsets were deleted",
+                   e.ids[i], (long long)(e.retention_ms / 1000), n);
+    }
+    shoal__free(e.ids);
+}
+
 int group_tick(group_coord_t *gc, int64_t now_ns)
 {
     bool members = false;
     forgive_stall(gc, now_ns);
     group_commits_flush(gc);
     for (size_t i = 0; i < gc->ngroups; i++) {
-        tick_group(gc, gc->groups[i], now_ns);
-        members |= gc->groups[i]->nmembers > 0;
+        struct group *g = gc->groups[i];
+        tick_group(gc, g, now_ns);
+        if (g->nmembers > 0) {
+            g->active_ms = shoal__now_ms();
+            members = true;
+        }
     }
+    groups_expire(gc, now_ns);
     gc->tick_due_ns = members ? now_ns + GROUP_TICK_MS * 1000000LL : 0;
     return members ? GROUP_TICK_MS : -1;
 }
@@ -1821,6 +1902,8 @@ int group_coord_open(group_coord_t **out, server_t *s, broker_t *b)
         return -ENOMEM;
     gc->s = s;
     gc->b = b;
+    gc->started_ms = shoal__now_ms();
+    gc->expiry_due_ns = shoal__mono_ns() + b->cfg->offsets_retention_check_ms * 1000000LL;
     ctl_writer_init(&gc->w);
     *out = gc;
     return 0;

@@ -146,11 +146,15 @@ static void reload_apply(struct daemon *d, const shoald_config_t *next)
     warn_if_changed("runtime.dir", d->cfg.runtime_dir, next->runtime_dir);
     warn_if_changed("instance", d->cfg.instance, next->instance);
     warn_if_changed("shm.dir", d->cfg.shm_dir, next->shm_dir);
-    /* The flusher reads flush.ms and flush.drop.cache under the registry lock and its own
-     * atomic copy of the interval; allow.gid is read by this thread only. */
+    /* The flusher reads flush.ms and flush.drop.cache, and the group coordinator the
+     * offsets' retention, under the registry lock; the flusher has its own atomic copy of
+     * the interval; allow.gid is read by this thread only. */
     pthread_rwlock_wrlock(&d->broker.lock);
     d->cfg.flush_ms = next->flush_ms;
     d->cfg.flush_drop_cache = next->flush_drop_cache;
+    d->cfg.offsets_retention_minutes = next->offsets_retention_minutes;
+    d->cfg.offsets_retention_ms = next->offsets_retention_ms;
+    d->cfg.offsets_retention_check_ms = next->offsets_retention_check_ms;
     pthread_rwlock_unlock(&d->broker.lock);
     d->cfg.flush_interval_ms = next->flush_interval_ms;
     shoal_store_relaxed(&d->flush_interval_ms, next->flush_interval_ms);
@@ -183,9 +187,10 @@ static void reload(struct daemon *d)
         log_error("reload: cannot open log file %s: %s", d->cfg.log_file, strerror(-rc));
     if (parsed == 0 && (rc >= 0 || !d->cfg.log_file[0]))
         log_notice("reloaded: flush.interval.ms=%d flush.ms=%d flush.drop.cache=%d "
-                   "allow.gid=%ld log.level=%s",
+                   "allow.gid=%ld log.level=%s offsets.retention=%lld ms",
                    d->cfg.flush_interval_ms, d->cfg.flush_ms, d->cfg.flush_drop_cache,
-                   d->cfg.allow_gid, log_level_name(d->cfg.log_level));
+                   d->cfg.allow_gid, log_level_name(d->cfg.log_level),
+                   (long long)config_offsets_retention_ms(&d->cfg));
     report_status(d, true);
 }
 

@@ -3424,6 +3424,60 @@ INTEG_TEST(test_group_reset_partitions_moves_the_partitions_named_as_asked)
     assert_int_equal(shoal_group_delete(f->c, "fresh"), 0);
 }
 
+/* Poll c (keeping its membership alive) for ms milliseconds. */
+static void poll_for(shoal_consumer_t *c, int ms)
+{
+    shoal_record_t recs[8];
+    int64_t until = shoal__mono_ns() + ms * 1000000LL;
+
+    while (shoal__mono_ns() < until)
+        assert_true(shoal_poll(c, recs, 8, 50) >= 0);
+}
+
+/* A group without members whose last commit is older than offsets.retention loses its
+ * offsets, as in Kafka; one with members keeps them however old, and the clock of one
+ * starts when its last member leaves. */
+INTEG_TEST(test_idle_groups_expire_after_the_offsets_retention)
+{
+    struct harness_daemon d = {0};
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_topic_partition_offset_t at = {.topic = "exp", .partition = 0, .offset = 3};
+    shoal_consumer_options_t o;
+    const char *fixture_sock = sock_path;
+    shoal_client_t *admin, *cl;
+    shoal_consumer_t *c;
+
+    (void)f;
+    assert_int_equal(harness_daemon_start(&d, "expiry", "--offsets.retention.ms", "1500",
+                                          "--offsets.retention.check.interval.ms", "100", NULL),
+                     0);
+    sock_path = d.socket;
+    assert_int_equal(shoal_client_open(d.socket, &admin), 0);
+    assert_int_equal(shoal_topic_create(admin, "exp", &cfg), 0);
+    assert_int_equal(produce(admin, "exp", 0, 5), 0);
+    assert_int_equal(shoal_group_reset_offsets(admin, "idle", "exp", SHOAL_SEEK_END, 0), 0);
+    member_options(&o, "busy", 0);
+    assert_int_equal(open_member(&cl, &c, &o, "exp"), 0);
+    poll_for(c, 200);
+    assert_int_equal(shoal_commit_sync(c, &at, 1), 0);
+
+    poll_for(c, 2500); /* past the retention: the idle group goes, the busy one stays */
+    assert_int_equal(committed_of_partition(admin, "idle", 0), -2);
+    assert_int_equal(committed_of_partition(admin, "busy", 0), 3);
+    harness_daemon_expect_log(&d, "group idle expired: no members and no commit for 1 s");
+
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    usleep(800000); /* empty, but not for long enough */
+    assert_int_equal(committed_of_partition(admin, "busy", 0), 3);
+    for (int i = 0; i < 50 && committed_of_partition(admin, "busy", 0) == 3; i++)
+        usleep(100000); /* an idle shoald looks once a second */
+    assert_int_equal(committed_of_partition(admin, "busy", 0), -2);
+    shoal_client_close(admin);
+    sock_path = fixture_sock;
+    assert_int_equal(harness_daemon_cleanup(&d), 0);
+}
+
 /* ------------------------------------------------------------------ garbage */
 
 INTEG_TEST(test_daemon_answers_garbage_group_requests_and_stays_usable)
@@ -3649,6 +3703,7 @@ int main(void)
         T(test_a_plain_consumer_reading_from_disk_keeps_its_timeout_while_the_daemon_is_stopped),
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_group_reset_partitions_moves_the_partitions_named_as_asked),
+        T(test_idle_groups_expire_after_the_offsets_retention),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good),
         T(test_a_child_closing_an_inherited_member_leaves_the_parent_in_the_group),

@@ -8,10 +8,12 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "store.h"
 #include "store_fixture.h"
+#include "util.h"
 
 struct seen {
     char keys[16][600];
@@ -116,6 +118,51 @@ static void test_offsets_reject_empty_names(void **state)
     assert_int_equal(store_offset_get(f->st, "g", "", 0, &off), SHOAL_ENAME);
 }
 
+struct group_times {
+    char ids[4][64];
+    int64_t ms[4];
+    int n, stop_after;
+};
+
+static int group_time(void *arg, const char *group, int64_t last_commit_ms)
+{
+    struct group_times *g = arg;
+    if (g->n == 4)
+        return -1;
+    snprintf(g->ids[g->n], sizeof(g->ids[0]), "%s", group);
+    g->ms[g->n++] = last_commit_ms;
+    return g->n == g->stop_after ? 7 : 0;
+}
+
+/* Each group once, in key order ("g" before "g2", not confused by the prefix), with its
+ * latest commit time; a callback's non-zero value stops the walk. */
+static void test_offset_groups_gives_each_groups_latest_commit(void **state)
+{
+    struct fixture *f = *state;
+    store_offset_t early[] = {{"g", "t", 0, 1}, {"g2", "t", 0, 2}, {"h", "t", 0, 3}};
+    store_offset_t late = {"g", "u", 5, 4};
+    struct group_times g = {0};
+    int64_t before = shoal__now_ms(), mid;
+
+    assert_int_equal(store_offset_groups(f->st, group_time, &g), 0);
+    assert_int_equal(g.n, 0);
+    assert_int_equal(store_offsets_put(f->st, early, 3), 0);
+    usleep(20000);
+    mid = shoal__now_ms();
+    assert_int_equal(store_offsets_put(f->st, &late, 1), 0);
+    assert_int_equal(store_offset_groups(f->st, group_time, &g), 0);
+    assert_int_equal(g.n, 3);
+    assert_string_equal(g.ids[0], "g");
+    assert_string_equal(g.ids[1], "g2");
+    assert_string_equal(g.ids[2], "h");
+    assert_true(g.ms[0] >= mid);                     /* the later of its two commits */
+    assert_true(g.ms[1] >= before && g.ms[1] < mid); /* the early one */
+    memset(&g, 0, sizeof(g));
+    g.stop_after = 2;
+    assert_int_equal(store_offset_groups(f->st, group_time, &g), 7);
+    assert_int_equal(g.n, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -126,6 +173,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_topic_delete_and_create_drop_the_topics_offsets_in_every_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offsets_reject_empty_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offset_groups_gives_each_groups_latest_commit, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
