@@ -325,7 +325,9 @@ SHOAL_EXTERN bool shoal_topic_name_is_valid(const char *name);
  * at once, so a topic that does not fit is refused here rather than failing later; this
  * takes about a second per GiB, during which the topic is "still being created" to other
  * calls naming it, and the call returns when it is done.
- * @return 0, or SHOAL_ENAME, SHOAL_ETOPICEXISTS, SHOAL_EPARTITIONS, SHOAL_ECONFIG,
+ * @return 0, or SHOAL_ENAME, SHOAL_ETOPICEXISTS, SHOAL_EPARTITIONS, SHOAL_ECONFIG (also
+ *         for a memory topic with a setting about disk segments other than its default:
+ *         retention.*, segment.ms, flush.*, delete.retention.ms, compaction),
  *         -ENOSPC (not enough shared memory or memory; the detail gives the sizes),
  *         -EMFILE (its disk partitions would leave shoald too few open files to serve
  *         clients: raise its limit), SHOAL_EIO, SHOAL_ECLOSED, -errno. Nothing is left
@@ -339,7 +341,8 @@ SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
 /** Change settings of an existing topic, by name and text value (as
  * shoal_topic_config_set()). All or nothing: nothing changes unless every pair is valid.
  * partitions, storage, segment.bytes and ring.slots fix the shared ring's layout and cannot
- * change. max.message.bytes applies to producers opened after the change.
+ * change. max.message.bytes applies to producers opened after the change. A memory topic
+ * refuses the settings about disk segments (SHOAL_ECONFIG, as shoal_topic_create()).
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ESETTING, SHOAL_ECONFIG, SHOAL_EIMMUTABLE,
  *         SHOAL_EINVAL (n == 0), SHOAL_ECLOSED, -errno. Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_alter(shoal_client_t *client, const char *name,

@@ -263,6 +263,42 @@ static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t 
     return 0;
 }
 
+/* Settings about disk segments (their retention, rolling, fsyncs, compaction's tombstones):
+ * a memory topic has none, and would keep such a value without a word. */
+static const struct {
+    const char *name;
+    size_t field; /* an int64_t of shoal_topic_config_t */
+} memory_noops[] = {
+    {"retention.ms", offsetof(shoal_topic_config_t, retention_ms)},
+    {"retention.bytes", offsetof(shoal_topic_config_t, retention_bytes)},
+    {"segment.ms", offsetof(shoal_topic_config_t, segment_ms)},
+    {"flush.messages", offsetof(shoal_topic_config_t, flush_messages)},
+    {"flush.ms", offsetof(shoal_topic_config_t, flush_ms)},
+    {"delete.retention.ms", offsetof(shoal_topic_config_t, delete_retention_ms)},
+};
+
+/* On a memory topic, SHOAL_ECONFIG for the first of those settings (only the one named
+ * `only`, when not NULL) that is not at its default; else 0. */
+static int check_memory_noops(const shoal_topic_config_t *cfg, const char *only)
+{
+    shoal_topic_config_t def;
+
+    if (cfg->storage != SHOAL_STORAGE_MEMORY)
+        return 0;
+    shoal_topic_config_init(&def);
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(memory_noops); i++) {
+        size_t at = memory_noops[i].field;
+        if ((only && strcmp(only, memory_noops[i].name)) ||
+            !memcmp((const char *)cfg + at, (const char *)&def + at, sizeof(int64_t)))
+            continue;
+        return SHOAL_ERR(SHOAL_ECONFIG,
+                         "%s does nothing on a memory topic: it has no disk segments, and its "
+                         "ring (ring.slots x segment.bytes) is its retention",
+                         memory_noops[i].name);
+    }
+    return 0;
+}
+
 /* Settings a new or altered topic may not combine (a stored topic that does still loads):
  * compaction rewrites disk segments, which a memory topic has none of. */
 static int check_new_config(const shoal_topic_config_t *cfg)
@@ -422,7 +458,7 @@ int broker_topic_create_begin(broker_t *b, const char *name, const shoal_topic_c
 
     if (!shoal_topic_name_is_valid(name))
         return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", name);
-    if ((rc = check_new_config(cfg)) < 0)
+    if ((rc = check_new_config(cfg)) < 0 || (rc = check_memory_noops(cfg, NULL)) < 0)
         return rc;
     pthread_rwlock_wrlock(&b->lock);
     if ((rc = create_check(b, name, cfg)) == 0 && (rc = creating_add(b, name, cfg)) == 0 &&
@@ -486,6 +522,8 @@ static int alter_apply(shoal_topic_config_t *cfg, const char *const *names,
                              "%s fixes the shared ring's layout and cannot "
                              "change on an existing topic",
                              names[i]);
+        if ((rc = check_memory_noops(cfg, names[i])) < 0)
+            return rc;
     }
     return check_new_config(cfg);
 }

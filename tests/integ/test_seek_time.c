@@ -37,7 +37,8 @@ static shoal_topic_config_t topic_cfg(uint32_t storage)
     cfg.ring_slots = 3;
     cfg.max_record_bytes = (uint32_t)(SMALL_SEGMENT / 4);
     cfg.storage = storage;
-    cfg.retention_ms = -1; /* the records carry 2023 timestamps: keep them */
+    if (storage == SHOAL_STORAGE_DISK)
+        cfg.retention_ms = -1; /* the records carry 2023 timestamps: keep them */
     return cfg;
 }
 

@@ -224,9 +224,9 @@ static void test_create_rejects_invalid_names_and_configs(void **state)
     struct fixture *f = *state;
     char long_name[SHOAL_TOPIC_NAME_MAX + 2];
     const char *const names[] = {"", ".", "..", "a/b", "with space", long_name};
-    shoal_topic_config_t good = small_topic(1, SHOAL_STORAGE_DISK), bad[6];
-    const int codes[] = {SHOAL_EPARTITIONS, SHOAL_EPARTITIONS, SHOAL_ECONFIG,
-                         SHOAL_ECONFIG,     SHOAL_ECONFIG,     SHOAL_ECONFIG};
+    shoal_topic_config_t good = small_topic(1, SHOAL_STORAGE_DISK), bad[8];
+    const int codes[] = {SHOAL_EPARTITIONS, SHOAL_EPARTITIONS, SHOAL_ECONFIG, SHOAL_ECONFIG,
+                         SHOAL_ECONFIG,     SHOAL_ECONFIG,     SHOAL_ECONFIG, SHOAL_ECONFIG};
 
     memset(long_name, 'x', SHOAL_TOPIC_NAME_MAX + 1);
     long_name[SHOAL_TOPIC_NAME_MAX + 1] = '\0';
@@ -242,8 +242,13 @@ static void test_create_rejects_invalid_names_and_configs(void **state)
     bad[4].storage = SHOAL_STORAGE_MEMORY;                  /* compaction needs segments */
     bad[4].cleanup_policy = SHOAL_CLEANUP_COMPACT;
     bad[5].reserved_[0] = 1;
+    bad[6].storage = SHOAL_STORAGE_MEMORY; /* settings about disk segments do nothing */
+    bad[6].retention_ms = 1000;
+    bad[7].storage = SHOAL_STORAGE_MEMORY;
+    bad[7].flush_messages = 1;
     for (size_t i = 0; i < SHOAL_ARRAY_LEN(bad); i++)
         assert_int_equal(broker_topic_create(&f->b, "t", &bad[i]), codes[i]);
+    assert_non_null(strstr(shoal_errmsg(), "flush.messages does nothing on a memory topic"));
 
     assert_int_equal(f->b.ntopics, 0);
     assert_false(store_has(f, "t"));
@@ -381,6 +386,19 @@ static void test_alter_is_stored_all_or_nothing(void **state)
         assert_stored(f, "orders", &cfg);
     }
     assert_int_equal(broker_topic_alter(&f->b, "nope", names, values, 2), SHOAL_ENOTOPIC);
+
+    /* a memory topic takes what applies to it, and refuses what would do nothing */
+    cfg = small_topic(1, SHOAL_STORAGE_MEMORY);
+    t = create(f, "ticks", &cfg);
+    assert_int_equal(broker_topic_alter(&f->b, "ticks", (const char *const[]){"max.message.bytes"},
+                                        (const char *const[]){"1K"}, 1),
+                     0);
+    assert_int_equal(broker_topic_alter(&f->b, "ticks", names, values, 1), SHOAL_ECONFIG);
+    assert_non_null(strstr(shoal_errmsg(), "retention.ms does nothing on a memory topic"));
+    assert_int_equal(t->cfg.retention_ms, cfg.retention_ms);
+    cfg = small_topic(1, SHOAL_STORAGE_DISK);
+    cfg.retention_ms = 60000;
+    cfg.flush_messages = 10;
 
     restart(f, false);
     t = served(f, "orders");
