@@ -626,6 +626,14 @@ static int part_fall_off(shoal_consumer_t *c, struct consumer_part *cp, int64_t 
 
     ring_cursor_unpin(&cp->ring, &cp->cur);
     cp->position = earliest ? oldest : atomic_load(&cp->ring.ctl->log_end_offset);
+    if (cp->position > oldest) /* latest: what the ring still holds is passed over too */
+        return SHOAL_ERR(SHOAL_EOFFSET,
+                         "%s-%d: offsets %lld..%lld were overwritten in the memory topic's "
+                         "ring before this consumer read them; continuing at the log end "
+                         "%lld (auto_offset_reset=latest), so offsets %lld..%lld, still in "
+                         "the ring, are skipped too (earliest would read them)",
+                         cp->topic, cp->partition, (long long)lost, (long long)oldest - 1,
+                         (long long)cp->position, (long long)oldest, (long long)cp->position - 1);
     return SHOAL_ERR(SHOAL_EOFFSET,
                      "%s-%d: offsets %lld..%lld were overwritten in the memory topic's ring "
                      "before this consumer read them; continuing at %lld (auto_offset_reset=%s)",

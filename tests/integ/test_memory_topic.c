@@ -241,6 +241,7 @@ static void test_seek_to_an_overwritten_offset_reports_it_then_reads_the_oldest(
     shoal_consumer_t *k;
     shoal_record_t r;
     shoal_topic_info_t *info;
+    char want[128];
     int64_t start;
     (void)state;
 
@@ -261,6 +262,16 @@ static void test_seek_to_an_overwritten_offset_reports_it_then_reads_the_oldest(
     assert_int_equal(shoal_consumer_seek(k, "mem", 0, SHOAL_SEEK_BEGINNING, 0), 0);
     assert_int_equal(shoal_poll(k, &r, 1, 1000), 1);
     assert_int_equal(r.offset, start);
+    shoal_consumer_close(k);
+
+    /* latest passes over what the ring still holds, and says so */
+    k = open_consumer(SHOAL_OFFSET_RESET_LATEST);
+    assert_int_equal(shoal_consumer_seek(k, "mem", 0, SHOAL_SEEK_OFFSET, 0), 0);
+    assert_int_equal(shoal_poll(k, &r, 1, 1000), SHOAL_EOFFSET);
+    snprintf(want, sizeof(want), "offsets %lld..%lld, still in the ring, are skipped too",
+             (long long)start, (long long)RECORDS - 1);
+    assert_non_null(strstr(shoal_errmsg(), want));
+    assert_int_equal(shoal_poll(k, &r, 1, 100), 0);
     shoal_consumer_close(k);
     shoal_producer_close(p);
 }
