@@ -295,9 +295,9 @@ SHOAL_EXTERN void shoal_topic_config_init(shoal_topic_config_t *cfg);
 /** Set one setting by its Kafka-style name (see shoal_topic_config_t) from text: numbers
  * in decimal, "disk"/"memory" for storage, "delete", "compact" or "compact,delete" for
  * cleanup.policy. Sizes (segment.bytes, max.message.bytes, retention.bytes) may end in K, M
- * or G, in either case (powers of 1024); a time or a count with a suffix is SHOAL_ECONFIG
- * (retention.ms=1K is almost certainly a mistake). The text is taken as it is: blanks
- * before or after it are SHOAL_ECONFIG.
+ * or G, or KB, KiB and so on, in either case (powers of 1024 all); a time or a count with a suffix
+ * is SHOAL_ECONFIG (retention.ms=1K is almost certainly a mistake). The text is taken as it is:
+ * blanks before or after it are SHOAL_ECONFIG.
  * @return 0, SHOAL_ESETTING (no such setting), SHOAL_ECONFIG (value malformed or out of
  *         range; cfg unchanged). Detail in shoal_errmsg(). Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_config_set(shoal_topic_config_t *cfg, const char *name,

@@ -4,9 +4,9 @@
  * unit and whether it may change on an existing topic. The library (shoal_topic_config_set),
  * the daemon (validation at create and alter) and the CLI (--set, describe) all go through
  * it, so a name or a range cannot mean different things in different places. Only sizes
- * (unit "bytes") take a K, M or G suffix, in either case: on a time or a count such a
- * suffix is almost certainly a mistake (retention.ms=1K would be 1024 ms), so it is
- * refused, naming the unit. */
+ * (unit "bytes") take a K, M or G suffix (or KB, KiB...), in either case: on a time or a count such
+ * a suffix is almost certainly a mistake (retention.ms=1K would be 1024 ms), so it is refused,
+ * naming the unit. */
 #include "topic_config.h"
 
 #include <ctype.h>
@@ -90,31 +90,23 @@ bool topic_setting_is_alterable(const char *name)
 
 /* ------------------------------------------------------------------ values */
 
-/* A decimal integer with, when size is set, an optional K/M/G suffix (powers of 1024, either
- * case). -1 when malformed, -2 for a suffix on a number that is not a size. */
+/* A decimal integer with, when size is set, an optional K/M/G suffix (KB, KiB... too: powers
+ * of 1024, either case). -1 when malformed, -2 for a suffix on a number that is not a size. */
 static int parse_number(const char *text, bool size, int64_t *out)
 {
     char *end;
     long long v;
-    int64_t mult = 1;
+    int shift;
 
     errno = 0;
     v = strtoll(text, &end, 10);
-    if (errno || end == text)
+    if (errno || end == text || (shift = shoal__size_suffix_shift(end)) < 0)
         return -1;
-    if (*end == 'K' || *end == 'k')
-        mult = 1 << 10;
-    else if (*end == 'M' || *end == 'm')
-        mult = 1 << 20;
-    else if (*end == 'G' || *end == 'g')
-        mult = 1 << 30;
-    if (mult != 1 && !end[1] && !size)
+    if (shift && !size)
         return -2;
-    if (mult != 1)
-        end++;
-    if (*end || (v > 0 && v > INT64_MAX / mult) || (v < 0 && mult != 1))
+    if ((v > 0 && v > INT64_MAX >> shift) || (v < 0 && shift))
         return -1;
-    *out = v * mult;
+    *out = (int64_t)((uint64_t)v << shift);
     return 0;
 }
 

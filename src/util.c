@@ -6,6 +6,7 @@
  * processes map; FUTEX_WAIT only reads the word, so it works on read-only mappings too. */
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -13,6 +14,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -483,6 +486,18 @@ int shoal__fsync_dir(const char *path)
     int rc = fsync(fd) < 0 ? -errno : 0;
     close(fd);
     return rc;
+}
+
+int shoal__size_suffix_shift(const char *s)
+{
+    static const char units[] = "KMG";
+    const char *u = *s ? strchr(units, toupper((unsigned char)*s)) : NULL;
+
+    if (!*s)
+        return 0;
+    if (!u || !(!s[1] || !strcasecmp(s + 1, "B") || !strcasecmp(s + 1, "iB")))
+        return -1;
+    return 10 * (int)(u - units + 1);
 }
 
 const char *shoal__size_text(char buf[SHOAL_SIZE_TEXT_BYTES], uint64_t n)

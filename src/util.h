@@ -165,5 +165,8 @@ int shoal__open_regular(const char *path, int flags, unsigned mode);
  * filesystem's 196 KiB is not "0 MiB"). Returns buf. */
 #define SHOAL_SIZE_TEXT_BYTES 32
 const char *shoal__size_text(char buf[SHOAL_SIZE_TEXT_BYTES], uint64_t n);
+/* The power of two a size suffix stands for: 0 for "", 10 for K, KB or KiB, 20 for M..., 30
+ * for G... (powers of 1024 all, in either case), or -1 for anything else. */
+int shoal__size_suffix_shift(const char *suffix);
 
 #endif

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 volatile sig_atomic_t cli_stop_signal;
 
 static void cli_on_signal(int sig)
@@ -274,33 +276,16 @@ uint64_t cli_parse_uint(const cli_t *cli, const char *option, const char *s, uin
     return cli_parse_range(cli, option, s, 0, max);
 }
 
-static int cli_size_shift(char c)
-{
-    switch (c) {
-    case 'k':
-    case 'K':
-        return 10;
-    case 'm':
-    case 'M':
-        return 20;
-    case 'g':
-    case 'G':
-        return 30;
-    default:
-        return -1;
-    }
-}
-
 uint64_t cli_parse_size(const cli_t *cli, const char *option, const char *s, uint64_t max)
 {
     uint64_t v = 0;
     const char *end = cli_parse_digits(s, UINT64_MAX, &v);
-    int shift = end && *end ? cli_size_shift(*end) : 0;
+    int shift = end ? shoal__size_suffix_shift(end) : -1;
 
-    if (!end || shift < 0 || (shift > 0 && end[1] != '\0'))
+    if (shift < 0)
         cli_usage_fail(cli,
                        "invalid size for %s: '%s' (expected a number of bytes with an optional "
-                       "K, M or G suffix)",
+                       "K, M or G suffix, or KiB, MiB, GiB)",
                        option, s);
     if (v > (max >> shift))
         cli_usage_fail(cli, "invalid size for %s: '%s' (at most %llu bytes)", option, s,

@@ -32,8 +32,8 @@ static const cli_command_t cli_commands[] = {
      "                            (delete|compact|compact,delete), flush.messages, flush.ms,\n"
      "                            delete.retention.ms, max.message.bytes, segment.bytes,\n"
      "                            ring.slots, storage, partitions\n"
-     "SIZE is a number of bytes with an optional K, M or G suffix (powers of 1024, either\n"
-     "case); times (*.ms) and counts take none.\n"},
+     "SIZE is a number of bytes with an optional K, M or G suffix (KB, KiB... too: powers\n"
+     "of 1024, either case); times (*.ms) and counts take none.\n"},
     {"topic", "alter", cli_topic_alter, "topic alter NAME --set NAME=VALUE [--set ...]",
      "Change settings of an existing topic, all or nothing. partitions, storage,\n"
      "segment.bytes and ring.slots cannot change; max.message.bytes applies to producers\n"

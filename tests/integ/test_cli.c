@@ -361,8 +361,8 @@ INTEG_TEST(test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_r
     shoal_topic_info_t *info;
     char want[64];
 
-    expect_cli(f, 0, NULL, "topic create ring --storage memory --segment-bytes 64K --ring-slots 2",
-               NULL);
+    expect_cli(f, 0, NULL,
+               "topic create ring --storage memory --segment-bytes 64KiB --ring-slots 2", NULL);
     expect_cli(f, 0, "seq 1 20000", "produce ring", "produced 20000 records", NULL);
     assert_int_equal(shoal_topic_describe(f->c, "ring", &info), 0);
     assert_true(info->partitions[0].log_start_offset > 5);

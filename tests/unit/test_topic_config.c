@@ -35,6 +35,17 @@ static void test_set_parses_numbers_sizes_and_words(void **state)
     assert_int_equal(cfg.cleanup_policy, SHOAL_CLEANUP_DELETE | SHOAL_CLEANUP_COMPACT);
     assert_int_equal(shoal_topic_config_set(&cfg, "segment.bytes", "64K"), 0);
     assert_int_equal(cfg.segment_bytes, 65536);
+    /* KB, KiB and the like are powers of 1024 too, in either case */
+    assert_int_equal(shoal_topic_config_set(&cfg, "segment.bytes", "128KiB"), 0);
+    assert_int_equal(cfg.segment_bytes, 128 << 10);
+    assert_int_equal(shoal_topic_config_set(&cfg, "segment.bytes", "1MB"), 0);
+    assert_int_equal(cfg.segment_bytes, 1 << 20);
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.bytes", "3gib"), 0);
+    assert_int_equal(cfg.retention_bytes, 3LL << 30);
+    assert_int_equal(shoal_topic_config_set(&cfg, "segment.bytes", "1MiBs"), SHOAL_ECONFIG);
+    assert_int_equal(shoal_topic_config_set(&cfg, "segment.bytes", "1iB"), SHOAL_ECONFIG);
+    assert_int_equal(shoal_topic_config_set(&cfg, "retention.ms", "1KiB"), SHOAL_ECONFIG);
+    assert_non_null(strstr(shoal_errmsg(), "K, M and G are for sizes in bytes"));
 }
 
 /* shoal_errmsg() belongs to the latest call: a success after a failure clears it. */
