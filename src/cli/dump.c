@@ -19,6 +19,12 @@
  * never written whole, so it is corruption too. Records are decoded with record_iter_*, which
  * checks every varint and length against the batch; compressed batches are not decoded.
  *
+ * A batch with no records is not damage: log compaction keeps a batch's offset range when it
+ * drops every record of it (shoald keeps such a batch when it ends a segment, as Kafka's
+ * cleaner may), so the range stays accounted for. dump says so under the batch's line and
+ * counts such batches before the summary; neither line appears for a segment without one,
+ * so the output of any other segment is unchanged.
+ *
  * .index entries are checked in one pass over the log: the entries are sorted by position
  * (a copy the size of the index, which is sparse and small) and merged with the batches as
  * the scan meets them, so no table of the log's batches is built. .timeindex entries must
@@ -78,6 +84,7 @@ typedef struct dump {
     int64_t last_offset;
     int64_t min_ts;
     int64_t max_ts;
+    uint64_t empty_batches; /* batches compaction left without records */
 } dump_t;
 
 /* ------------------------------------------------------------------ helpers */
@@ -341,6 +348,26 @@ static void dump_batch_line(dump_t *d, uint64_t pos, const record_batch_header_t
             h->producer_id, h->producer_epoch, h->base_sequence, h->leader_epoch);
 }
 
+/* Whether the batch is one compaction emptied: no records and no record bytes, with a CRC
+ * that matches (a damaged batch whose count happens to read 0 is not explained away). */
+static bool batch_is_emptied(const record_batch_header_t *h, uint32_t computed)
+{
+    return h->record_count == 0 && record_batch_size(h) == RECORD_BATCH_HEADER_BYTES &&
+           computed == h->crc;
+}
+
+/* The line under an emptied batch: the offsets it still covers, base..last. */
+static void dump_emptied_note(dump_t *d, const record_batch_header_t *h)
+{
+    int64_t last = h->base_offset + h->last_offset_delta;
+
+    fputs("(empty: compaction removed every record of ", d->out);
+    if (last == h->base_offset)
+        fprintf(d->out, "offset %" PRId64 ")\n", last);
+    else
+        fprintf(d->out, "offsets %" PRId64 "..%" PRId64 ")\n", h->base_offset, last);
+}
+
 static void dump_log_account(dump_t *d, const record_batch_header_t *h)
 {
     if (d->first_offset < 0) {
@@ -365,6 +392,11 @@ static int dump_log_batch(void *arg, uint64_t pos, const uint8_t *batch,
 
     if (print)
         dump_batch_line(d, pos, h, computed);
+    if (batch_is_emptied(h, computed)) {
+        d->empty_batches++;
+        if (print)
+            dump_emptied_note(d, h);
+    }
     if (computed != h->crc)
         dump_problem(
             d, "batch at byte %" PRIu64 ": CRC 0x%08" PRIx32 " stored, 0x%08" PRIx32 " computed",
@@ -426,6 +458,9 @@ static void dump_log_summary(dump_t *d, const segment_scan_t *scan, size_t len)
     if (d->printed < scan->batches)
         fprintf(d->out, "(%" PRIu64 " more batches not printed: --max)\n",
                 scan->batches - d->printed);
+    if (d->empty_batches > 0)
+        fprintf(d->out, "(%" PRIu64 " empty batch%s left by compaction)\n", d->empty_batches,
+                d->empty_batches == 1 ? "" : "es");
     fprintf(d->out, "summary: batches: %" PRIu64 " records: %" PRIu64 " bytes: %" PRIu64 " of %zu",
             scan->batches, scan->records, scan->valid_bytes, len);
     if (d->first_offset >= 0)

@@ -401,6 +401,113 @@ static void test_dump_log_takes_base_from_first_batch_without_segment_name(void 
     dump_result_free(&r);
 }
 
+/* Append to buf (at *len) a batch at base holding values, one record per offset. */
+static void append_batch(uint8_t *buf, size_t cap, size_t *len, int64_t base,
+                         const char *const *values, size_t n)
+{
+    shoal_message_t msgs[4] = {{0}};
+    record_batch_fields_t f;
+    size_t got = 0;
+
+    assert_true(n <= SHOAL_ARRAY_LEN(msgs));
+    for (size_t i = 0; i < n; i++)
+        msgs[i] = (shoal_message_t){.value = values[i], .value_len = strlen(values[i])};
+    record_batch_fields_init(&f);
+    f.base_offset = base;
+    assert_int_equal(record_batch_encode(buf + *len, cap - *len, &f, msgs, n, 1700000000000, &got),
+                     0);
+    *len += got;
+}
+
+/* Append to buf (at *len) an empty batch covering base..base + last_delta, as compaction
+ * leaves one when it drops every record of a batch. */
+static void append_empty_batch(uint8_t *buf, size_t cap, size_t *len, int64_t base,
+                               int32_t last_delta)
+{
+    record_batch_fields_t f;
+    int32_t no_delta = 0;
+    size_t got = 0;
+
+    record_batch_fields_init(&f);
+    f.base_offset = base;
+    assert_int_equal(record_batch_encode_with_offsets(buf + *len, cap - *len, &f, NULL, &no_delta,
+                                                      0, last_delta, 1700000001000, &got),
+                     0);
+    *len += got;
+}
+
+/* Assert that the line after the one starting with prefix starts with want (a want ending
+ * in a newline is the whole line). */
+static void assert_next_line(const char *text, const char *prefix, const char *want)
+{
+    const char *next = strchr(line_starting(text, prefix), '\n');
+
+    assert_non_null(next);
+    if (strncmp(next + 1, want, strlen(want)) != 0)
+        fail_msg("after '%s' expected '%s' in:\n%s", prefix, want, text);
+}
+
+static size_t count_of(const char *text, const char *needle)
+{
+    size_t n = 0;
+
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* A compacted segment: 100..101, empty 102..104, 105, empty 106 (the last batch, which
+ * compaction keeps even when empty). Each empty batch says which offsets it covers, the
+ * summary counts them, and none is a problem under --verify. */
+static void test_dump_log_explains_empty_batches_left_by_compaction(void **state)
+{
+    fixture_t *fx = *state;
+    static const char *const two[] = {"a", "b"}, *const one[] = {"c"};
+    uint8_t buf[1024];
+    size_t len = 0, empty_at;
+    dump_result_t r;
+
+    append_batch(buf, sizeof(buf), &len, 100, two, 2);
+    empty_at = len;
+    append_empty_batch(buf, sizeof(buf), &len, 102, 2);
+    append_batch(buf, sizeof(buf), &len, 105, one, 1);
+    append_empty_batch(buf, sizeof(buf), &len, 106, 0);
+    rewrite_log(fx, buf, len);
+
+    r = run_dump(fx->log, true, true, DUMP_NO_MAX);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.err, "");
+    assert_line_contains(line_starting(r.out, "baseOffset: 102 lastOffset: 104 "), "count: 0 ");
+    assert_next_line(r.out, "baseOffset: 102 lastOffset: 104 ",
+                     "(empty: compaction removed every record of offsets 102..104)\n");
+    assert_next_line(r.out, "baseOffset: 106 lastOffset: 106 ",
+                     "(empty: compaction removed every record of offset 106)\n");
+    assert_int_equal(count_of(r.out, "(empty:"), 2);
+    assert_next_line(r.out, "| offset: 101 ", "baseOffset: 102 ");
+    assert_next_line(r.out, "(2 empty batches left by compaction)\n",
+                     "summary: batches: 4 records: 3 ");
+    assert_line_contains(line_starting(r.out, "summary:"), "lastOffset: 106 ");
+    assert_line_contains(line_starting(r.out, "summary:"), "problems: 0\n");
+    dump_result_free(&r);
+
+    /* --max limits the notes with the batches, not the summary's count. */
+    r = run_dump(fx->log, false, false, 1);
+    assert_int_equal(r.rc, 0);
+    assert_null(strstr(r.out, "(empty:"));
+    assert_non_null(strstr(r.out, "(2 empty batches left by compaction)\nsummary: "));
+    dump_result_free(&r);
+
+    /* A damaged batch is not explained away: the first empty one, its timestamp changed. */
+    buf[empty_at + 30] ^= 1;
+    rewrite_log(fx, buf, len);
+    r = run_dump(fx->log, true, false, DUMP_NO_MAX);
+    assert_int_equal(r.rc, 1);
+    assert_line_contains(line_starting(r.out, "baseOffset: 102 "), "INVALID");
+    assert_int_equal(count_of(r.out, "(empty:"), 1);
+    assert_non_null(strstr(r.out, "(1 empty batch left by compaction)\nsummary: "));
+    dump_result_free(&r);
+}
+
 /* ------------------------------------------------------------------ .index, .timeindex */
 
 static void test_dump_index_entries_point_at_their_batches(void **state)
@@ -705,6 +812,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_dump_log_takes_base_from_first_batch_without_segment_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dump_log_explains_empty_batches_left_by_compaction,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_dump_index_entries_point_at_their_batches, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dump_index_reports_a_corrupted_entry, setup, teardown),
