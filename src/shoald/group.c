@@ -1496,6 +1496,8 @@ static int reset_parse(ctl_reader_t *r, struct reset_req *q)
     q->value = ctl_get_i64(r);
     if (!r->err && left(r) > 0) { /* the partitions and flags; older clients send neither */
         uint8_t flags = ctl_get_u8(r);
+        if (flags & ~CTL_RESET_DRY_RUN)
+            return SHOAL_ERR(SHOAL_EINVAL, "reset flags 0x%x", flags);
         q->report = true;
         q->dry_run = flags & CTL_RESET_DRY_RUN;
         q->nparts = ctl_get_u32(r);

@@ -3267,32 +3267,40 @@ static int mem_sleeper_child_main(void *arg)
     return lost ? 0 : 14;
 }
 
+/* Create a->topic with cfg and its first 20 records, start a reader child running
+ * child_main, wait until it sleeps in a poll, and stop it (SIGSTOP). Returns its pid. */
+static pid_t stop_a_sleeping_reader(struct harness_fixture *f, const shoal_topic_config_t *cfg,
+                                    int (*child_main)(void *), struct reader_child *a)
+{
+    shoal_partition_stats_t st;
+    pid_t pid;
+
+    assert_int_equal(shoal_topic_create(f->c, a->topic, cfg), 0);
+    assert_int_equal(produce_range(f->c, a->topic, 0, 0, 20, SHOAL_ACKS_MEMORY), 0);
+    pid = reader_child_start(child_main, a);
+    do { /* until it sleeps */
+        usleep(10000);
+        assert_int_equal(shoal_partition_stats(f->c, a->topic, 0, &st), 0);
+    } while (st.waiters == 0);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    return pid;
+}
+
 /* A consumer stopped (SIGSTOP) while asleep in a poll holds no views and no ring slot of a
  * disk topic: a producer comes round the ring past it, and once it goes on it reads what
  * it missed from disk, every record in order. Before, its slot stayed pinned and the
  * producer waited for ever (SHOAL_AGAIN after each block_ms). */
 INTEG_TEST(test_a_consumer_stopped_in_its_sleep_holds_no_producer_back)
 {
-    const char *topic = "nap";
     shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    struct reader_child a = {f->d.socket, "nap", -1, 20 + 3000};
     shoal_producer_options_t o;
-    shoal_partition_stats_t st;
-    struct reader_child a = {f->d.socket, topic, -1, 20 + 3000};
     shoal_producer_t *p;
-    pid_t pid;
-
-    assert_int_equal(shoal_topic_create(f->c, topic, &cfg), 0);
-    assert_int_equal(produce_range(f->c, topic, 0, 0, 20, SHOAL_ACKS_MEMORY), 0);
-    pid = reader_child_start(sleeper_child_main, &a);
-    do { /* until it sleeps */
-        usleep(10000);
-        assert_int_equal(shoal_partition_stats(f->c, topic, 0, &st), 0);
-    } while (st.waiters == 0);
-    assert_int_equal(kill(pid, SIGSTOP), 0);
+    pid_t pid = stop_a_sleeping_reader(f, &cfg, sleeper_child_main, &a);
 
     shoal_producer_options_init(&o);
     o.block_ms = 1000; /* a pinned slot would make this SHOAL_AGAIN */
-    assert_int_equal(shoal_producer_open(f->c, topic, &o, &p), 0);
+    assert_int_equal(shoal_producer_open(f->c, a.topic, &o, &p), 0);
     assert_int_equal(send_range(p, 0, 20, 3000), 0); /* eleven turns of the two 64 KiB slots */
     shoal_producer_close(p);
     assert_int_equal(kill(pid, SIGCONT), 0);
@@ -3330,23 +3338,15 @@ static void stopped_memory_sleeper(struct harness_fixture *f, const char *topic,
 {
     shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
     shoal_consumer_options_t co;
-    shoal_producer_options_t o;
-    shoal_partition_stats_t st;
     struct reader_child a = {f->d.socket, topic, -1, 20 + 3000, &co};
+    shoal_producer_options_t o;
     shoal_producer_t *p;
     pid_t pid;
 
     cfg.storage = SHOAL_STORAGE_MEMORY;
     shoal_consumer_options_init(&co);
     co.auto_offset_reset = SHOAL_OFFSET_RESET_EARLIEST;
-    assert_int_equal(shoal_topic_create(f->c, topic, &cfg), 0);
-    assert_int_equal(produce_range(f->c, topic, 0, 0, 20, SHOAL_ACKS_MEMORY), 0);
-    pid = reader_child_start(mem_sleeper_child_main, &a);
-    do { /* until it sleeps */
-        usleep(10000);
-        assert_int_equal(shoal_partition_stats(f->c, topic, 0, &st), 0);
-    } while (st.waiters == 0);
-    assert_int_equal(kill(pid, SIGSTOP), 0);
+    pid = stop_a_sleeping_reader(f, &cfg, mem_sleeper_child_main, &a);
 
     shoal_producer_options_init(&o);
     o.block_ms = block_ms;

@@ -3421,6 +3421,13 @@ INTEG_TEST(test_group_reset_partitions_moves_the_partitions_named_as_asked)
                                                   0, NULL, NULL),
                      SHOAL_ENOTOPIC);
     assert_committed(f, "fresh", 0, 0, 0);
+    /* a raw request with an unknown flag (0x02) */
+    assert_int_equal(raw_status(f->d.socket, CTL_GROUP_RESET,
+                                "\x05\x00"
+                                "fresh\x03\x00"
+                                "rst\x01\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00",
+                                26),
+                     SHOAL_EINVAL);
     assert_int_equal(shoal_group_delete(f->c, "fresh"), 0);
 }
 
