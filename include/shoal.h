@@ -340,8 +340,12 @@ SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
 
 /** Change settings of an existing topic, by name and text value (as
  * shoal_topic_config_set()). All or nothing: nothing changes unless every pair is valid.
- * partitions, storage, segment.bytes and ring.slots fix the shared ring's layout and cannot
- * change. max.message.bytes applies to producers opened after the change. A memory topic
+ * storage, segment.bytes and ring.slots fix the shared ring's layout and cannot change.
+ * partitions may grow, as in Kafka, never shrink (SHOAL_ECONFIG): shoald makes the new
+ * rings (about a second per GiB, answering no other request meanwhile), producers follow
+ * the new count at their next send (keyed records then go by it), group members get the new
+ * partitions by a rebalance, and a consumer that assigned itself every partition keeps
+ * those it had. max.message.bytes applies to producers opened after the change. A memory topic
  * refuses the settings about disk segments (SHOAL_ECONFIG, as shoal_topic_create()).
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ESETTING, SHOAL_ECONFIG, SHOAL_EIMMUTABLE,
  *         SHOAL_EINVAL (n == 0), SHOAL_ECLOSED, -errno. Thread-safety: any thread. */

@@ -7,8 +7,9 @@
  * encode in parallel. The buffer grows to the largest batch sent that way and is reused,
  * so a steady stream of sends allocates nothing. Partitions are attached
  * (their ring mapped read-write) on first use. A record with a key goes to Kafka's
- * murmur2 partition; records without one are spread round-robin. The whole append path is
- * plan, lock once (encode, publish), optional wait for the flushed watermark. */
+ * murmur2 partition; records without one are spread round-robin. Partitions added to the
+ * topic (shoal_topic_alter) are followed from the count partition 0's block publishes. The whole
+ * append path is plan, lock once (encode, publish), optional wait for the flushed watermark. */
 #include <errno.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -106,9 +107,28 @@ void shoal_producer_close(shoal_producer_t *p)
     shoal__free(p);
 }
 
+/* Follow the topic's partition count, which shoald may have raised (shoal_topic_alter):
+ * partition 0's control block says it. One load of a line nobody writes, on each send
+ * that picks a partition; 0 (not known) and no change cost nothing more. */
+static void producer_follow_partitions(shoal_producer_t *p)
+{
+    uint32_t now = shoal_load_relaxed(&p->rings[0].ctl->topic_partitions);
+    ring_t *rings;
+
+    if (__builtin_expect(now <= p->cfg.partitions, 1) || now > SHOAL_PARTITIONS_MAX)
+        return;
+    if (!(rings = shoal__realloc(p->rings, now * sizeof(*rings))))
+        return; /* the known partitions go on serving */
+    memset(rings + p->cfg.partitions, 0, (now - p->cfg.partitions) * sizeof(*rings));
+    p->rings = rings;
+    p->cfg.partitions = now;
+}
+
 static int producer_ring(shoal_producer_t *p, int32_t partition, ring_t **out)
 {
     int rc;
+    if (partition >= 0 && (uint32_t)partition >= p->cfg.partitions)
+        producer_follow_partitions(p);
     if (partition < 0 || (uint32_t)partition >= p->cfg.partitions)
         return SHOAL_ERR(SHOAL_ENOPARTITION, "topic %s has no partition %d (it has %u)", p->topic,
                          partition, p->cfg.partitions);
@@ -125,6 +145,7 @@ static int32_t producer_choose_partition(shoal_producer_t *p, const shoal_messag
 {
     if (m->partition != SHOAL_PARTITION_ANY)
         return m->partition;
+    producer_follow_partitions(p);
     if (m->key)
         return shoal_partition_for_key(m->key, m->key_len, p->cfg.partitions);
     uint32_t next = p->next_partition; /* no division: this is on every keyless send */

@@ -73,7 +73,10 @@ struct shm_ctl {
     uint32_t max_record_bytes;
     uint32_t storage;        /* shoal_storage_t */
     _Atomic uint32_t closed; /* SHM_OPEN, or why appends and polls stop: SHM_CLOSED_* */
-    uint8_t pad0_[SHM_CACHE_LINE - 44];
+    /* the topic's partition count, which may grow (shoald stores it in every partition's
+     * block): producers look at partition 0's to follow it; 0 when not known */
+    _Atomic uint32_t topic_partitions;
+    uint8_t pad0_[SHM_CACHE_LINE - 48];
 
     /* the append lock: PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST; on its line, the
      * lock holder's copy of the active slot's used and max_timestamp, so an append reads

@@ -33,7 +33,7 @@ struct setting {
 
 #define F(m) offsetof(shoal_topic_config_t, m)
 static const struct setting settings[] = {
-    {"partitions", KIND_U32, F(partitions), 1, SHOAL_PARTITIONS_MAX, false, "partitions"},
+    {"partitions", KIND_U32, F(partitions), 1, SHOAL_PARTITIONS_MAX, true, "partitions"},
     {"storage", KIND_STORAGE, F(storage), 0, 1, false, NULL},
     {"segment.bytes", KIND_U64, F(segment_bytes), 64 << 10, TOPIC_SEGMENT_BYTES_MAX, false,
      "bytes"},

@@ -34,10 +34,14 @@ static const cli_command_t cli_commands[] = {
      "                            ring.slots, storage, partitions\n"
      "SIZE is a number of bytes with an optional K, M or G suffix (KB, KiB... too: powers\n"
      "of 1024, either case); times (*.ms) and counts take none.\n"},
-    {"topic", "alter", cli_topic_alter, "topic alter NAME --set NAME=VALUE [--set ...]",
-     "Change settings of an existing topic, all or nothing. partitions, storage,\n"
-     "segment.bytes and ring.slots cannot change; max.message.bytes applies to producers\n"
-     "opened afterwards; the others take effect at once.\n"},
+    {"topic", "alter", cli_topic_alter, "topic alter NAME [--partitions N] [--set NAME=VALUE ...]",
+     "Change settings of an existing topic, all or nothing. --partitions N (or --set\n"
+     "partitions=N) adds partitions, as in Kafka: they never shrink, and keyed records go\n"
+     "by the new count from then on (to other partitions than before); producers follow\n"
+     "at once, group consumers after a rebalance, a consumer assigned every partition\n"
+     "keeps those it had. storage, segment.bytes and ring.slots cannot change;\n"
+     "max.message.bytes applies to producers opened afterwards; the others take effect at\n"
+     "once.\n"},
     {"topic", "list", cli_topic_list, "topic list",
      "Print the topic names, one per line (none: \"(no topics)\" on stderr). A topic\n"
      "shoald left out at start (its files could not be recovered) is marked \"(not served)\".\n"},

@@ -185,6 +185,7 @@ int cli_topic_alter(cli_t *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"set", required_argument, NULL, OPT_SET},
+        {"partitions", required_argument, NULL, OPT_PARTITIONS},
         CLI_COMMON_OPTIONS,
         {0},
     };
@@ -196,12 +197,17 @@ int cli_topic_alter(cli_t *cli, int argc, char **argv)
     while ((opt = cli_next_opt(cli, argc, argv, opts)) != -1) {
         if (n == TOPIC_MAX_SETS)
             cli_usage_fail(cli, "at most %d --set options", TOPIC_MAX_SETS);
-        topic_split_set(cli, optarg, &names[n], &values[n]);
+        if (opt == OPT_PARTITIONS) { /* Kafka's kafka-topics --alter --partitions N */
+            names[n] = "partitions";
+            values[n] = optarg;
+        } else {
+            topic_split_set(cli, optarg, &names[n], &values[n]);
+        }
         n++;
     }
     cli_expect_args(cli, argc, argv, 1);
     if (n == 0)
-        cli_usage_fail(cli, "alter needs at least one --set name=value");
+        cli_usage_fail(cli, "alter needs --partitions N or at least one --set name=value");
     topic = argv[cli->optind];
     if ((rc = cli_check_topic_name(topic)) != 0)
         return rc;

@@ -227,6 +227,15 @@ static int64_t committed_max(void *arg, const char *topic, uint32_t id)
     return m.max;
 }
 
+/* Tell every partition's clients how many partitions the topic has (producers follow
+ * partition 0's count: shm_ctl.topic_partitions). */
+static void topic_publish_partitions(dtopic_t *t)
+{
+    for (uint32_t i = 0; i < t->cfg.partitions; i++)
+        if (t->parts[i].ring.ctl)
+            atomic_store(&t->parts[i].ring.ctl->topic_partitions, t->cfg.partitions);
+}
+
 /* Open (fresh: create) every partition of a topic. */
 static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t *cfg, bool fresh,
                       dtopic_t **out)
@@ -259,6 +268,7 @@ static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t 
             topic_abandon(t, i);
         return rc;
     }
+    topic_publish_partitions(t);
     *out = t;
     return 0;
 }
@@ -542,22 +552,71 @@ static int broker_lock_topic(broker_t *b, const char *name, dtopic_t **t)
     return 0;
 }
 
+/* With the write lock held: make partitions t->cfg.partitions..cfg->partitions - 1 (their
+ * rings and directories) and move the topic's partitions into an array that holds them
+ * all. Nothing changes on failure. Partitions only grow, as in Kafka. */
+static int topic_grow(broker_t *b, dtopic_t *t, const shoal_topic_config_t *cfg)
+{
+    uint32_t had = t->cfg.partitions, i;
+    shoal_topic_config_t added = *cfg;
+    dpart_t *parts;
+    int rc = 0;
+
+    if (cfg->partitions < had)
+        return SHOAL_ERR(SHOAL_ECONFIG,
+                         "topic %s has %u partitions: partitions can only grow (keyed records "
+                         "would move, and those of the dropped partitions be lost)",
+                         t->name, had);
+    added.partitions = cfg->partitions - had;
+    if ((rc = check_shm_room(b, t->name, &added)) < 0 ||
+        (rc = check_fd_room(b, t->name, &added)) < 0)
+        return rc;
+    if (!(parts = shoal__calloc(cfg->partitions, sizeof(*parts))))
+        return -ENOMEM;
+    for (i = had; i < cfg->partitions && rc == 0; i++) {
+        shoal__clear_err();
+        rc = dpart_open(&parts[i], b->cfg->data_dir, b->shm_dir, t->name, i, cfg, true,
+                        committed_max, b);
+    }
+    if (rc < 0) {
+        log_error("topic %s: new partition %u: %s (%s)", t->name, i - 1, shoal_strerror(rc),
+                  shoal_errmsg());
+        while (i-- > had) /* the one that failed too, as topic_open does */
+            dpart_remove(&parts[i]);
+        shoal__free(parts);
+        return rc;
+    }
+    /* The partitions move: nothing holds a pointer to one outside the registry lock. */
+    memcpy(parts, t->parts, had * sizeof(*parts));
+    shoal__free(t->parts);
+    t->parts = parts;
+    return 0;
+}
+
 int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
                        const char *const *values, size_t n)
 {
     shoal_topic_config_t cfg;
+    uint32_t had;
     dtopic_t *t;
     int rc = broker_lock_topic(b, name, &t);
 
     if (rc < 0)
         return rc;
     cfg = t->cfg;
+    had = cfg.partitions;
     if ((rc = alter_apply(&cfg, names, values, n)) < 0 ||
-        (rc = store_topic_update(b->store, name, &cfg)) < 0)
+        (cfg.partitions != had && (rc = topic_grow(b, t, &cfg)) < 0))
         goto out_unlock;
+    if ((rc = store_topic_update(b->store, name, &cfg)) < 0) {
+        for (uint32_t i = had; i < cfg.partitions; i++) /* a grow is undone */
+            dpart_remove(&t->parts[i]);
+        goto out_unlock;
+    }
     t->cfg = cfg;
     for (uint32_t p = 0; p < cfg.partitions; p++)
         t->parts[p].cfg = cfg;
+    topic_publish_partitions(t);
     for (size_t i = 0; i < n; i++)
         log_info("topic %s: %s = %s", name, names[i], values[i]);
 out_unlock:

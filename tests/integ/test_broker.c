@@ -3365,6 +3365,51 @@ INTEG_TEST(test_a_consumer_stopped_in_its_sleep_holds_no_memory_producer_back)
     stopped_memory_sleeper(f, "memnap-now", 0); /* SHOAL_AGAIN for ever */
 }
 
+/* Partitions grow as in Kafka: an alter adds them and never removes them. A producer
+ * opened before follows at once (a named new partition, and keyed records by the new
+ * count), and the new partitions and their records survive a restart. */
+INTEG_TEST(test_partitions_grow_and_a_producer_opened_before_follows)
+{
+    shoal_topic_config_t cfg = topic_cfg(2, SMALL_SEGMENT, 2);
+    const char *name[] = {"partitions"}, *four[] = {"4"}, *three[] = {"3"};
+    shoal_topic_info_t *info;
+    shoal_producer_t *p;
+    shoal_ack_t ack;
+    int on_new = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "grow", &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, "grow", NULL, &p), 0);
+    assert_int_equal(send_one(p, 3, NULL, 0, "x", 1, &ack), SHOAL_ENOPARTITION);
+    assert_int_equal(shoal_topic_alter(f->c, "grow", name, four, 1), 0);
+    assert_int_equal(send_one(p, 3, NULL, 0, "x", 1, &ack), 0);
+    assert_int_equal(ack.partition, 3);
+    assert_int_equal(ack.offset, 0);
+    for (int i = 0; i < 64; i++) {
+        char key[16];
+        int len = snprintf(key, sizeof(key), "k%d", i);
+        assert_int_equal(send_one(p, SHOAL_PARTITION_ANY, key, (size_t)len, "v", 1, &ack), 0);
+        assert_int_equal(ack.partition, shoal_partition_for_key(key, (size_t)len, 4));
+        on_new += ack.partition >= 2;
+    }
+    assert_true(on_new > 0);
+    assert_int_equal(shoal_topic_alter(f->c, "grow", name, three, 1), SHOAL_ECONFIG);
+    assert_non_null(strstr(shoal_errmsg(), "partitions can only grow"));
+    shoal_producer_close(p);
+
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    assert_int_equal(shoal_topic_describe(f->c, "grow", &info), 0);
+    assert_int_equal(info->config.partitions, 4);
+    assert_true(info->partitions[3].log_end_offset >= 1);
+    assert_int_equal(info->partitions[0].log_end_offset + info->partitions[1].log_end_offset +
+                         info->partitions[2].log_end_offset + info->partitions[3].log_end_offset,
+                     65);
+    shoal_topic_info_free(info);
+}
+
 INTEG_TEST(test_consumer_killed_while_holding_views_does_not_block_producers)
 {
     shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
@@ -3826,6 +3871,7 @@ int main(void)
         T(test_a_consumer_that_released_its_views_holds_no_producer_back),
         T(test_a_consumer_stopped_in_its_sleep_holds_no_producer_back),
         T(test_a_consumer_stopped_in_its_sleep_holds_no_memory_producer_back),
+        T(test_partitions_grow_and_a_producer_opened_before_follows),
         T(test_consumer_killed_while_holding_views_does_not_block_producers),
         T(test_memory_producer_held_by_a_dead_reader_wakes_an_idle_daemon),
         T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),

@@ -3485,6 +3485,37 @@ INTEG_TEST(test_idle_groups_expire_after_the_offsets_retention)
     assert_int_equal(harness_daemon_cleanup(&d), 0);
 }
 
+/* Partitions added to a topic reach a group's members by a rebalance, as in Kafka. */
+INTEG_TEST(test_partitions_added_to_a_topic_are_assigned_to_its_group)
+{
+    shoal_topic_config_t cfg = topic_cfg(2);
+    const char *name[] = {"partitions"}, *value[] = {"4"};
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+    int got = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "widen", &cfg), 0);
+    member_options(&o, "wideners", 0);
+    assert_int_equal(open_member(&cl, &c, &o, "widen"), 0);
+    for (int i = 0; i < 100 && atomic_load(&sh->nassigned[0]) != 2; i++)
+        assert_true(shoal_poll(c, recs, 8, 20) >= 0);
+    assert_int_equal(atomic_load(&sh->nassigned[0]), 2);
+    assert_int_equal(shoal_topic_alter(f->c, "widen", name, value, 1), 0);
+    assert_int_equal(produce(f->c, "widen", 3, 5), 0);
+    for (int i = 0; i < 150 && got < 5; i++) {
+        int n = shoal_poll(c, recs, 8, 20);
+        assert_true(n >= 0);
+        for (int k = 0; k < n; k++)
+            got += recs[k].partition == 3;
+    }
+    assert_int_equal(atomic_load(&sh->nassigned[0]), 4);
+    assert_int_equal(got, 5);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 /* ------------------------------------------------------------------ garbage */
 
 INTEG_TEST(test_daemon_answers_garbage_group_requests_and_stays_usable)
@@ -3711,6 +3742,7 @@ int main(void)
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_group_reset_partitions_moves_the_partitions_named_as_asked),
         T(test_idle_groups_expire_after_the_offsets_retention),
+        T(test_partitions_added_to_a_topic_are_assigned_to_its_group),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good),
         T(test_a_child_closing_an_inherited_member_leaves_the_parent_in_the_group),

@@ -355,16 +355,18 @@ struct alter {
     int rc;
 };
 
-/* An alter is stored at once and survives a restart; one that names a layout setting, an
- * unknown setting, a bad value or a bad combination is refused with its code and changes
- * nothing, even when its other pairs are valid. */
+/* An alter is stored at once and survives a restart, partitions added included; one that
+ * names a layout setting, an unknown setting, a bad value, a bad combination or fewer
+ * partitions is refused with its code and changes nothing, even when its other pairs are
+ * valid. */
 static void test_alter_is_stored_all_or_nothing(void **state)
 {
     static const struct alter refused[] = {
         {{"retention.ms", "segment.ms"}, {"1000", "soon"}, 2, SHOAL_ECONFIG},
         {{"retention.ms", "max.message.bytes"}, {"1000", "64K"}, 2, SHOAL_ECONFIG},
         {{"retention.ms", "no.such.setting"}, {"1000", "1"}, 2, SHOAL_ESETTING},
-        {{"partitions"}, {"2"}, 1, SHOAL_EIMMUTABLE},
+        {{"ring.slots"}, {"3"}, 1, SHOAL_EIMMUTABLE},
+        {{"partitions"}, {"2"}, 1, SHOAL_ECONFIG}, /* fewer: after the grow below */
     };
     static const char *const names[] = {"retention.ms", "flush.messages"};
     static const char *const values[] = {"60000", "10"};
@@ -378,6 +380,20 @@ static void test_alter_is_stored_all_or_nothing(void **state)
     assert_memory_equal(&t->cfg, &cfg, sizeof(cfg));
     assert_memory_equal(&t->parts[0].cfg, &cfg, sizeof(cfg));
     assert_stored(f, "orders", &cfg);
+    /* partitions grow (their rings made, every block told the count), never shrink */
+    append_numbered(&t->parts[0], 3);
+    assert_int_equal(broker_topic_alter(&f->b, "orders", (const char *const[]){"partitions"},
+                                        (const char *const[]){"3"}, 1),
+                     0);
+    cfg.partitions = 3;
+    assert_memory_equal(&t->cfg, &cfg, sizeof(cfg));
+    assert_memory_equal(&t->parts[2].cfg, &cfg, sizeof(cfg));
+    assert_stored(f, "orders", &cfg);
+    assert_int_equal(records_in(&t->parts[0]), 3);
+    append_numbered(&t->parts[2], 2);
+    assert_int_equal(records_in(&t->parts[2]), 2);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&t->parts[i].ring.ctl->topic_partitions), 3);
 
     for (size_t i = 0; i < SHOAL_ARRAY_LEN(refused); i++) {
         const struct alter *a = &refused[i];
@@ -396,7 +412,7 @@ static void test_alter_is_stored_all_or_nothing(void **state)
     assert_int_equal(broker_topic_alter(&f->b, "ticks", names, values, 1), SHOAL_ECONFIG);
     assert_non_null(strstr(shoal_errmsg(), "retention.ms does nothing on a memory topic"));
     assert_int_equal(t->cfg.retention_ms, cfg.retention_ms);
-    cfg = small_topic(1, SHOAL_STORAGE_DISK);
+    cfg = small_topic(3, SHOAL_STORAGE_DISK);
     cfg.retention_ms = 60000;
     cfg.flush_messages = 10;
 
@@ -404,6 +420,8 @@ static void test_alter_is_stored_all_or_nothing(void **state)
     t = served(f, "orders");
     assert_non_null(t);
     assert_memory_equal(&t->cfg, &cfg, sizeof(cfg));
+    assert_int_equal(records_in(&t->parts[2]), 2);
+    assert_int_equal(atomic_load(&t->parts[1].ring.ctl->topic_partitions), 3);
 }
 
 /* ------------------------------------------------------------------ two-phase create */
