@@ -64,7 +64,8 @@
  *   none, so a consumer stopped there (SIGSTOP, Ctrl-Z, a debugger) holds no producer back:
  *   a disk topic's sleeping poll lets go of its slot at once (it reads from disk what the
  *   ring no longer has), and on a memory topic shoald lets a waiting producer reuse the
- *   slot of a reader it finds stopped (within ~100 ms); that reader's next poll returns
+ *   slot of a reader it finds stopped (within ~100 ms of the producer's wait; about a
+ *   second for a producer with block_ms 0, which does not wait); that reader's next poll returns
  *   SHOAL_EOFFSET with what it lost. A frozen cgroup (a paused container) is not seen as
  *   stopped.
  * - The shared-memory files live under /dev/shm (tmpfs). Remote filesystems are not
@@ -342,11 +343,14 @@ SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
  * shoal_topic_config_set()). All or nothing: nothing changes unless every pair is valid.
  * storage, segment.bytes and ring.slots fix the shared ring's layout and cannot change.
  * partitions may grow, as in Kafka, never shrink (SHOAL_ECONFIG): shoald makes the new
- * rings (about a second per GiB, answering no other request meanwhile), producers follow
+ * rings (about a second per GiB, answering no other request and flushing nothing
+ * meanwhile), producers follow
  * the new count at their next send (keyed records then go by it), group members get the new
- * partitions by a rebalance, and a consumer that assigned itself every partition keeps
- * those it had. max.message.bytes applies to producers opened after the change. A memory topic
- * refuses the settings about disk segments (SHOAL_ECONFIG, as shoal_topic_create()).
+ * partitions by a rebalance (and start them per auto_offset_reset: with LATEST, records
+ * the partition received before the rebalance are skipped, as in Kafka), and a consumer
+ * that assigned itself every partition keeps those it had. max.message.bytes applies to producers
+ * opened after the change. A memory topic refuses the settings about disk segments (SHOAL_ECONFIG,
+ * as shoal_topic_create()).
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ESETTING, SHOAL_ECONFIG, SHOAL_EIMMUTABLE,
  *         SHOAL_EINVAL (n == 0), SHOAL_ECLOSED, -errno. Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_alter(shoal_client_t *client, const char *name,
@@ -524,6 +528,12 @@ SHOAL_EXTERN void shoal_producer_options_init(shoal_producer_options_t *opts);
 SHOAL_EXTERN int shoal_producer_open(shoal_client_t *client, const char *topic,
                                      const shoal_producer_options_t *opts, shoal_producer_t **out);
 SHOAL_EXTERN void shoal_producer_close(shoal_producer_t *producer);
+
+/** The topic's partition count as the producer places records by it: partitions added to
+ * the topic since it opened included (shoal_topic_alter), as shoal_send follows them.
+ * A caller that computes keyed partitions itself (shoal_partition_for_key) asks for it
+ * before each batch. Thread-safety: the producer handle's one thread. */
+SHOAL_EXTERN uint32_t shoal_producer_partitions(shoal_producer_t *producer);
 
 /** Where an appended record went. */
 typedef struct shoal_ack {

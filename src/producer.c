@@ -124,6 +124,14 @@ static void producer_follow_partitions(shoal_producer_t *p)
     p->cfg.partitions = now;
 }
 
+uint32_t shoal_producer_partitions(shoal_producer_t *p)
+{
+    if (!p)
+        return 0;
+    producer_follow_partitions(p);
+    return p->cfg.partitions;
+}
+
 static int producer_ring(shoal_producer_t *p, int32_t partition, ring_t **out)
 {
     int rc;

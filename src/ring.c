@@ -29,7 +29,11 @@
  * reader entry, then re-reads the slot's state and generation. A reclaimer marks the slot
  * RECLAIMING, then scans the pins. Both sides use sequentially consistent operations, so
  * at least one sees the other (Dekker): either the reclaimer sees the pin and backs off,
- * or the reader sees RECLAIMING/a new gen and reads that range from disk instead.
+ * or the reader sees RECLAIMING/a new gen and reads that range from disk instead. A reader
+ * asleep in a poll holds no views; shoald may mark its entry released
+ * (ring_release_sleepers), and the reclaimer then passes over its pin. The reader's wake-up
+ * exchanges the mark away and pins again (ring_cursor_tighten), the same pattern with the
+ * exchange in place of the pin's store.
  *
  * Sleep. A reader that is caught up increments `waiters`, loads `seq`, then sets `armed`
  * (ring_sleep_arm), issues a seq_cst fence, re-checks for data, and waits on the futex word

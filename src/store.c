@@ -759,8 +759,9 @@ int store_offset_groups(store_t *st, store_group_cb cb, void *arg)
     /* keys start with the group: each group's offsets are consecutive */
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        if ((rc = offset_group_time(&key, &val, group, &ms)) < 0 ||
-            (last[0] && strcmp(group, last) && (rc = cb(arg, last, latest)) != 0))
+        if (offset_group_time(&key, &val, group, &ms) < 0)
+            continue; /* a damaged record: describe and fetch report it */
+        if (last[0] && strcmp(group, last) && (rc = cb(arg, last, latest)) != 0)
             goto out;
         latest = strcmp(group, last) ? ms : SHOAL_MAX(latest, ms);
         memcpy(last, group, sizeof(last));

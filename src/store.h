@@ -73,7 +73,8 @@ typedef int (*store_offset_cb)(void *arg, const char *group, const char *topic, 
 int store_offset_foreach(store_t *st, const char *group, store_offset_cb cb, void *arg);
 typedef int (*store_group_cb)(void *arg, const char *group, int64_t last_commit_ms);
 /* Every group with stored offsets, in key order, with the time of its latest commit (ms
- * since the epoch); stops at a non-zero cb value and returns it. */
+ * since the epoch), passing over records it cannot decode; stops at a non-zero cb value and
+ * returns it. */
 int store_offset_groups(store_t *st, store_group_cb cb, void *arg);
 /* Delete the group's offsets (of one topic when topic is not NULL). Durable on return.
  * Returns how many were deleted or a negative code. */

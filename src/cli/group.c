@@ -4,6 +4,8 @@
  * DESIGN: as in topic.c, the whole command line (group id included) is checked before
  * connecting. `describe` prints "key: value" lines, a member table and an offset table;
  * a missing value prints as "-". */
+#include <ctype.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +148,8 @@ static void reset_parse_topic(cli_t *cli, const char *arg, struct reset_args *a)
     size_t len = colon ? (size_t)(colon - arg) : strlen(arg);
     char *list, *tok, *save = NULL;
 
+    if (a->topic[0])
+        cli_usage_fail(cli, "--topic once: a reset is of one topic (its partitions after ':')");
     if (len > SHOAL_TOPIC_NAME_MAX)
         cli_usage_fail(cli, "--topic: a topic name has at most %d characters",
                        SHOAL_TOPIC_NAME_MAX);
@@ -168,10 +172,17 @@ static void reset_parse_topic(cli_t *cli, const char *arg, struct reset_args *a)
 
 static int64_t reset_parse_shift(cli_t *cli, const char *arg)
 {
-    bool negative = arg[0] == '-';
-    uint64_t v = cli_parse_uint(cli, "--shift-by", arg + (negative || arg[0] == '+'), INT64_MAX);
+    char *end;
+    long long v;
 
-    return negative ? -(int64_t)v : (int64_t)v;
+    errno = 0;
+    v = strtoll(arg, &end, 10);
+    if (errno || end == arg || *end || isspace((unsigned char)*arg))
+        cli_usage_fail(cli,
+                       "invalid value for --shift-by: '%s' (expected a whole number, "
+                       "negative to move back)",
+                       arg);
+    return (int64_t)v;
 }
 
 static int64_t reset_parse_time(cli_t *cli, int opt, const char *arg)

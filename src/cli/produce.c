@@ -12,7 +12,8 @@
  * topic is refused as soon as that much of it is in, without reading (or holding) the rest.
  *
  * The partition of a keyed line is computed here with shoal_partition_for_key(), the same
- * function the producer uses, so grouping never changes where a record goes. Keyless lines
+ * function the producer uses, by the count the producer follows (partitions added while it
+ * runs included), so grouping never changes where a record goes. Keyless lines
  * are grouped as "any partition": the producer picks one partition per batch, spreading
  * batches round-robin. When a batch is refused as too large, nothing of it was written, so
  * it is re-sent one record at a time to find and report the exact line.
@@ -340,9 +341,10 @@ static void produce_split(const produce_t *pr, const char *line, size_t len, sho
     if (produce_is_null(pr, m->key, m->key_len))
         m->key = NULL, m->key_len = 0;
     if (produce_is_null(pr, m->value, m->value_len))
-        m->value = NULL, m->value_len = 0; /* a tombstone */
-    if (m->partition == SHOAL_PARTITION_ANY && m->key)
-        m->partition = shoal_partition_for_key(m->key, m->key_len, pr->partitions);
+        m->value = NULL, m->value_len = 0;             /* a tombstone */
+    if (m->partition == SHOAL_PARTITION_ANY && m->key) /* by the count now: it may grow */
+        m->partition =
+            shoal_partition_for_key(m->key, m->key_len, shoal_producer_partitions(pr->producer));
 }
 
 /* A line's own headers (--parse-headers): KEY=VALUE pairs joined by ',' before the first

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 /* Parse a point in time into milliseconds since the Unix epoch: either milliseconds as a plain
- * non-negative integer, or an ISO 8601 date-time YYYY-MM-DD[(T| )HH:MM[:SS[.f]]][zone]. The
+ * non-negative integer, or an ISO 8601 date-time YYYY-MM-DD[(T| )HH:MM[:SS[.f]][zone]]. The
  * fraction has 1 to 9 digits and is truncated to ms; the zone is Z, +HH, +HHMM or +HH:MM (or
  * '-'). Without a zone the time is local time (TZ), as in Kafka's tool; a date alone is its
  * midnight. Years 1970-9999; every field is range-checked (2023-02-29 is refused); a second

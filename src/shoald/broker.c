@@ -179,20 +179,20 @@ static bool dir_has_segments(const char *dir)
     return found;
 }
 
-/* A new topic must not take over segments left under its name by a topic the store does
- * not know (its record lost, or a delete cut short by a crash): creating it would erase
- * them. */
-static int check_no_segments(broker_t *b, const char *name, uint32_t partitions)
+/* A new topic, or a topic's new partitions first..partitions - 1, must not take over
+ * segments left under their names by a topic the store does not know (its record lost, or
+ * a delete cut short by a crash): making them would erase those. */
+static int check_no_segments(broker_t *b, const char *name, uint32_t first, uint32_t partitions)
 {
     char dir[PATH_MAX];
-    for (uint32_t i = 0; i < partitions; i++) {
+    for (uint32_t i = first; i < partitions; i++) {
         if (snprintf(dir, sizeof(dir), "%s/%s-%u", b->cfg->data_dir, name, i) >= (int)sizeof(dir))
             return -ENAMETOOLONG;
         if (dir_has_segments(dir))
             return SHOAL_ERR(SHOAL_ETOPICEXISTS,
                              "%s holds segments of a topic the metadata store does not know; "
-                             "move it away or remove it to create %s",
-                             dir, name);
+                             "move it away or remove it to make %s-%u",
+                             dir, name, i);
     }
     return 0;
 }
@@ -440,7 +440,7 @@ static int create_check(broker_t *b, const char *name, const shoal_topic_config_
     if (store_knows(b, name))
         return SHOAL_ERR(SHOAL_ETOPICEXISTS, NOT_SERVED, name);
     if (cfg->storage == SHOAL_STORAGE_DISK &&
-        (rc = check_no_segments(b, name, cfg->partitions)) < 0)
+        (rc = check_no_segments(b, name, 0, cfg->partitions)) < 0)
         return rc;
     if ((rc = check_fd_room(b, name, cfg)) < 0)
         return rc;
@@ -564,11 +564,13 @@ static int topic_grow(broker_t *b, dtopic_t *t, const shoal_topic_config_t *cfg)
 
     if (cfg->partitions < had)
         return SHOAL_ERR(SHOAL_ECONFIG,
-                         "topic %s has %u partitions: partitions can only grow (keyed records "
-                         "would move, and those of the dropped partitions be lost)",
+                         "topic %s has %u partitions, and partitions can only grow: fewer "
+                         "would move keyed records and lose those of the dropped partitions",
                          t->name, had);
     added.partitions = cfg->partitions - had;
-    if ((rc = check_shm_room(b, t->name, &added)) < 0 ||
+    if ((cfg->storage == SHOAL_STORAGE_DISK &&
+         (rc = check_no_segments(b, t->name, had, cfg->partitions)) < 0) ||
+        (rc = check_shm_room(b, t->name, &added)) < 0 ||
         (rc = check_fd_room(b, t->name, &added)) < 0)
         return rc;
     if (!(parts = shoal__calloc(cfg->partitions, sizeof(*parts))))

@@ -45,6 +45,10 @@
 #define GROUP_ASSIGNOR_MAX   63
 #define GROUP_LIST_MAX       65536 /* topics, assignors, partitions in one message */
 #define GROUP_PARTS_CHECK_NS (200 * 1000000LL)
+#define GROUP_EXPIRE_MAX     64 /* groups an expiry pass deletes at most */
+#define GROUP_EXPIRE_LOOK_NS                                                                       \
+    (1000 * 1000000LL) /* expiry settings read again at least this often                           \
+                        */
 
 enum group_state { GS_EMPTY, GS_PREPARING, GS_COMPLETING, GS_STABLE };
 
@@ -128,10 +132,12 @@ struct group_coord {
     size_t noffs, offs_cap;
     struct pending_commit *commits;
     size_t ncommits, commits_cap;
-    ctl_writer_t w;      /* bodies of parked responses */
-    int64_t tick_due_ns; /* when group_tick() asked to run next; 0 when it did not */
-    int64_t started_ms;  /* wall clock at start: the daemon's run counts as activity */
-    int64_t expiry_due_ns;
+    ctl_writer_t w;         /* bodies of parked responses */
+    int64_t tick_due_ns;    /* when group_tick() asked to run next; 0 when it did not */
+    int64_t started_ms;     /* wall clock at start: the daemon's run counts as activity */
+    int64_t expiry_last_ns; /* when groups were last looked at for expiry */
+    int64_t expiry_look_ns; /* when the settings are read again (a reload changes them) */
+    bool expiry_more;       /* the last pass stopped at GROUP_EXPIRE_MAX */
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -1607,6 +1613,7 @@ static int on_reset(group_coord_t *gc, ctl_reader_t *r, ctl_writer_t *body)
 
     if ((rc = reset_parse(r, &q)) < 0 || (rc = check_group_id(q.gid)) < 0)
         goto out;
+    group_commits_flush(gc); /* a commit queued before the reset must not land after it */
     if ((g = group_find(gc, q.gid)) && g->nmembers && !q.dry_run) {
         rc = group_active(g);
         goto out;
@@ -1646,6 +1653,7 @@ static int on_delete(group_coord_t *gc, ctl_reader_t *r)
     ctl_get_str(r, gid, sizeof(gid));
     if ((rc = finish(r, "delete")) < 0 || (rc = idle_group(gc, gid, &g)) < 0)
         return rc;
+    group_commits_flush(gc); /* nor one queued before a delete bring the group back */
     if ((rc = store_offsets_delete(gc->b->store, gid, NULL)) < 0)
         return rc;
     if (g)
@@ -1825,6 +1833,8 @@ static int expiry_look(void *arg, const char *gid, int64_t last_commit_ms)
     int64_t active = SHOAL_MAX(last_commit_ms, e->gc->started_ms);
     gname_t *v;
 
+    if (e->n == GROUP_EXPIRE_MAX)
+        return 1; /* enough for one pass */
     if (g && g->nmembers)
         return 0;
     if (g)
@@ -1843,24 +1853,29 @@ static int expiry_look(void *arg, const char *gid, int64_t last_commit_ms)
 
 /* Delete the committed offsets of groups without members that have been idle for
  * offsets.retention (Kafka's offsets.retention.minutes), as Kafka expires an empty group.
- * Runs every offsets.retention.check.interval.ms. */
+ * Runs every offsets.retention.check.interval.ms, read again at least every second (a
+ * reload may shorten it); each group costs a durable transaction on the server thread, so
+ * a pass takes GROUP_EXPIRE_MAX at most and the next comes at the next look while more are
+ * due. */
 static void groups_expire(group_coord_t *gc, int64_t now_ns)
 {
     struct expiry e = {.gc = gc, .now_ms = shoal__now_ms()};
-    int64_t check_ms;
+    int64_t check_ns;
     int rc;
 
-    if (now_ns < gc->expiry_due_ns)
+    if (now_ns < gc->expiry_look_ns)
         return;
     pthread_rwlock_rdlock(&gc->b->lock); /* a reload changes them under the write lock */
     e.retention_ms = config_offsets_retention_ms(gc->b->cfg);
-    check_ms = gc->b->cfg->offsets_retention_check_ms;
+    check_ns = gc->b->cfg->offsets_retention_check_ms * 1000000LL;
     pthread_rwlock_unlock(&gc->b->lock);
-    gc->expiry_due_ns = now_ns + check_ms * 1000000LL;
-    if (e.retention_ms < 0)
+    gc->expiry_look_ns = now_ns + SHOAL_MIN(check_ns, GROUP_EXPIRE_LOOK_NS);
+    if ((!gc->expiry_more && now_ns - gc->expiry_last_ns < check_ns) || e.retention_ms < 0)
         return;
+    gc->expiry_last_ns = now_ns;
     if ((rc = store_offset_groups(gc->b->store, expiry_look, &e)) < 0)
         log_error("groups: cannot look for expired offsets: %s", shoal_strerror(rc));
+    gc->expiry_more = rc == 1;
     for (size_t i = 0; rc >= 0 && i < e.n; i++) {
         struct group *g = group_find(gc, e.ids[i]);
         int n = store_offsets_delete(gc->b->store, e.ids[i], NULL);
@@ -1871,8 +1886,8 @@ static void groups_expire(group_coord_t *gc, int64_t now_ns)
         }
         if (g)
             group_remove(gc, g);
-        log_notice("group %s expired: no members and no commit for %lld s (offsets.retention): "
-                   "its %d committed offsets were deleted",
+        log_notice("group %s expired: no members and no commit for over %lld s "
+                   "(offsets.retention): its %d committed offsets were deleted",
                    e.ids[i], (long long)(e.retention_ms / 1000), n);
     }
     shoal__free(e.ids);
@@ -1905,7 +1920,7 @@ int group_coord_open(group_coord_t **out, server_t *s, broker_t *b)
     gc->s = s;
     gc->b = b;
     gc->started_ms = shoal__now_ms();
-    gc->expiry_due_ns = shoal__mono_ns() + b->cfg->offsets_retention_check_ms * 1000000LL;
+    gc->expiry_last_ns = shoal__mono_ns();
     ctl_writer_init(&gc->w);
     *out = gc;
     return 0;

@@ -187,10 +187,11 @@ static void reload(struct daemon *d)
         log_error("reload: cannot open log file %s: %s", d->cfg.log_file, strerror(-rc));
     if (parsed == 0 && (rc >= 0 || !d->cfg.log_file[0]))
         log_notice("reloaded: flush.interval.ms=%d flush.ms=%d flush.drop.cache=%d "
-                   "allow.gid=%ld log.level=%s offsets.retention=%lld ms",
+                   "allow.gid=%ld log.level=%s offsets.retention=%lld ms (checked every %d ms)",
                    d->cfg.flush_interval_ms, d->cfg.flush_ms, d->cfg.flush_drop_cache,
                    d->cfg.allow_gid, log_level_name(d->cfg.log_level),
-                   (long long)config_offsets_retention_ms(&d->cfg));
+                   (long long)config_offsets_retention_ms(&d->cfg),
+                   d->cfg.offsets_retention_check_ms);
     report_status(d, true);
 }
 

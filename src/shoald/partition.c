@@ -513,8 +513,10 @@ int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char
                dpart_committed_fn committed, void *arg)
 {
     int rc = dpart_open_ring(p, data_dir, shm_dir, topic, id, cfg, fresh, committed, arg);
-    if (rc == 0)
+    if (rc == 0) {
         atomic_store(&p->ring.ctl->daemon_pid, (int32_t)getpid());
+        p->full_seen = atomic_load(&p->ring.ctl->full_events); /* a kept ring's count */
+    }
     return rc;
 }
 

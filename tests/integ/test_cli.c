@@ -593,6 +593,60 @@ INTEG_TEST(test_cli_consume_in_a_group_outlives_a_daemon_restart)
     free(text);
 }
 
+/* The records of topic in each of its n partitions (log end offsets), into ends[]. */
+static void partition_ends(const struct harness_fixture *f, const char *topic, int64_t *ends,
+                           uint32_t n)
+{
+    shoal_topic_info_t *info;
+
+    assert_int_equal(shoal_topic_describe(f->c, topic, &info), 0);
+    assert_int_equal(info->config.partitions, n);
+    for (uint32_t i = 0; i < n; i++)
+        ends[i] = info->partitions[i].log_end_offset;
+    shoal_topic_info_free(info);
+}
+
+/* A `shoal produce` running when partitions are added places keyed lines by the new count
+ * from then on (it computes keyed partitions itself, and read the count only at start). */
+INTEG_TEST(test_cli_produce_follows_partitions_added_while_it_runs)
+{
+    shoal_topic_config_t cfg;
+    const char *name[] = {"partitions"}, *four[] = {"4"};
+    char cmd[PATH_MAX + 512];
+    int64_t ends[4], want[4] = {0};
+    FILE *in;
+
+    shoal_topic_config_init(&cfg);
+    cfg.partitions = 2;
+    cfg.segment_bytes = 64 << 10;
+    cfg.ring_slots = 2;
+    cfg.max_record_bytes = 1024;
+    assert_int_equal(shoal_topic_create(f->c, "widen", &cfg), 0);
+    snprintf(cmd, sizeof(cmd), "%s produce widen --key-separator : >/dev/null 2>&1",
+             shoal_command(f));
+    assert_non_null(in = popen(cmd, "w"));
+    fputs("first:1\n", in);
+    fflush(in);
+    for (int i = 0; i < 500; i++, usleep(10000)) { /* until it is in */
+        partition_ends(f, "widen", ends, 2);
+        if (ends[0] + ends[1] == 1)
+            break;
+    }
+    assert_int_equal(shoal_topic_alter(f->c, "widen", name, four, 1), 0);
+    for (int i = 0; i < 40; i++) {
+        char key[16];
+        int len = snprintf(key, sizeof(key), "key%d", i);
+        fprintf(in, "%s:v\n", key);
+        want[shoal_partition_for_key(key, (size_t)len, 4)]++;
+    }
+    assert_int_equal(pclose(in), 0);
+    want[shoal_partition_for_key("first", 5, 2)]++;
+    partition_ends(f, "widen", ends, 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(ends[i], want[i]);
+    assert_true(want[2] + want[3] > 0);
+}
+
 /* ------------------------------------------------------------------ main */
 
 static int setup(void **state)
@@ -633,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_cli_produce_sends_null_for_the_marker),
         cmocka_unit_test(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there),
         cmocka_unit_test(test_cli_consume_in_a_group_outlives_a_daemon_restart),
+        cmocka_unit_test(test_cli_produce_follows_partitions_added_while_it_runs),
     };
     harness_test_filter();
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -3463,15 +3463,22 @@ INTEG_TEST(test_idle_groups_expire_after_the_offsets_retention)
     assert_int_equal(shoal_topic_create(admin, "exp", &cfg), 0);
     assert_int_equal(produce(admin, "exp", 0, 5), 0);
     assert_int_equal(shoal_group_reset_offsets(admin, "idle", "exp", SHOAL_SEEK_END, 0), 0);
+    for (int i = 0; i < 70; i++) { /* more than one pass deletes (GROUP_EXPIRE_MAX) */
+        char id[16];
+        snprintf(id, sizeof(id), "idle%02d", i);
+        assert_int_equal(shoal_group_reset_offsets(admin, id, "exp", SHOAL_SEEK_END, 0), 0);
+    }
     member_options(&o, "busy", 0);
     assert_int_equal(open_member(&cl, &c, &o, "exp"), 0);
     poll_for(c, 200);
     assert_int_equal(shoal_commit_sync(c, &at, 1), 0);
 
-    poll_for(c, 2500); /* past the retention: the idle group goes, the busy one stays */
+    poll_for(c, 3500); /* past the retention: the idle groups go, the busy one stays */
     assert_int_equal(committed_of_partition(admin, "idle", 0), -2);
+    assert_int_equal(committed_of_partition(admin, "idle00", 0), -2);
+    assert_int_equal(committed_of_partition(admin, "idle69", 0), -2);
     assert_int_equal(committed_of_partition(admin, "busy", 0), 3);
-    harness_daemon_expect_log(&d, "group idle expired: no members and no commit for 1 s");
+    harness_daemon_expect_log(&d, "group idle expired: no members and no commit for over 1 s");
 
     shoal_consumer_close(c);
     shoal_client_close(cl);
@@ -3483,6 +3490,44 @@ INTEG_TEST(test_idle_groups_expire_after_the_offsets_retention)
     shoal_client_close(admin);
     sock_path = fixture_sock;
     assert_int_equal(harness_daemon_cleanup(&d), 0);
+}
+
+#define EXPIRY_CONF "offsets.retention.ms = 1000\noffsets.retention.check.interval.ms = %d\n"
+
+/* A reload (SIGHUP) that shortens offsets.retention.check.interval.ms applies at once,
+ * not after the interval it replaces (ten minutes here). */
+INTEG_TEST(test_a_reload_shortens_the_expiry_check_at_once)
+{
+    struct harness_daemon d = {0};
+    shoal_topic_config_t cfg = topic_cfg(1);
+    char conf[PATH_MAX];
+    char body[128];
+    shoal_client_t *admin;
+    int i;
+
+    (void)f;
+    harness_tmpdir(conf, sizeof(conf) - 16, "expconf");
+    strcat(conf, "/shoald.conf");
+    snprintf(body, sizeof(body), EXPIRY_CONF, 600000);
+    harness_write_file(conf, body, strlen(body));
+    assert_int_equal(harness_daemon_start(&d, "reload", "--config", conf, NULL), 0);
+    assert_int_equal(shoal_client_open(d.socket, &admin), 0);
+    assert_int_equal(shoal_topic_create(admin, "exp", &cfg), 0);
+    assert_int_equal(shoal_group_reset_offsets(admin, "old", "exp", SHOAL_SEEK_END, 0), 0);
+    usleep(1500000); /* idle past the retention; the next check is minutes away */
+    assert_int_equal(committed_of_partition(admin, "old", 0), 0);
+
+    snprintf(body, sizeof(body), EXPIRY_CONF, 100);
+    harness_write_file(conf, body, strlen(body));
+    assert_int_equal(kill(d.pid, SIGHUP), 0);
+    for (i = 0; i < 50 && committed_of_partition(admin, "old", 0) == 0; i++)
+        usleep(100000);
+    assert_int_equal(committed_of_partition(admin, "old", 0), -2);
+    assert_true(i < 30); /* within about a second and a half of the reload */
+    shoal_client_close(admin);
+    assert_int_equal(harness_daemon_cleanup(&d), 0);
+    *strrchr(conf, '/') = '\0';
+    harness_rmrf(conf);
 }
 
 /* Partitions added to a topic reach a group's members by a rebalance, as in Kafka. */
@@ -3699,6 +3744,10 @@ INTEG_TEST(test_cli_consume_group_resumes_and_group_commands_report)
                              out, sizeof(out)),
                      2);
     assert_non_null(strstr(out, "day 30 out of range"));
+    assert_int_equal(run_cli("group reset-offsets cg --topic cli:0 --topic other --to-earliest",
+                             &lines, out, sizeof(out)),
+                     2);
+    assert_non_null(strstr(out, "--topic once"));
     assert_int_equal(run_cli("consume cli --group cg --partition 1", &lines, NULL, 0), 2);
     assert_int_equal(run_cli("group delete cg", &lines, NULL, 0), 0);
     assert_int_equal(run_cli("group describe cg", &lines, NULL, 0), 1);
@@ -3742,6 +3791,7 @@ int main(void)
         T(test_group_admin_and_bad_input_get_specific_errors),
         T(test_group_reset_partitions_moves_the_partitions_named_as_asked),
         T(test_idle_groups_expire_after_the_offsets_retention),
+        T(test_a_reload_shortens_the_expiry_check_at_once),
         T(test_partitions_added_to_a_topic_are_assigned_to_its_group),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good),

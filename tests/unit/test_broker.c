@@ -394,6 +394,22 @@ static void test_alter_is_stored_all_or_nothing(void **state)
     assert_int_equal(records_in(&t->parts[2]), 2);
     for (uint32_t i = 0; i < 3; i++)
         assert_int_equal(atomic_load(&t->parts[i].ring.ctl->topic_partitions), 3);
+    /* a new partition's directory that holds segments (a topic the store forgot) is not
+     * erased: the grow is refused, as a create would be */
+    {
+        char dir[400], log[480];
+        snprintf(dir, sizeof(dir), "%s/orders-3", f->data_dir);
+        snprintf(log, sizeof(log), "%s/00000000000000000000.log", dir);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        harness_write_file(log, "x", 1);
+        assert_int_equal(broker_topic_alter(&f->b, "orders", (const char *const[]){"partitions"},
+                                            (const char *const[]){"4"}, 1),
+                         SHOAL_ETOPICEXISTS);
+        assert_non_null(strstr(shoal_errmsg(), "move it away or remove it to make orders-3"));
+        assert_int_equal(access(log, F_OK), 0);
+        assert_int_equal(t->cfg.partitions, 3);
+        harness_rmrf(dir);
+    }
 
     for (size_t i = 0; i < SHOAL_ARRAY_LEN(refused); i++) {
         const struct alter *a = &refused[i];

@@ -262,6 +262,39 @@ static void cooperative_round(struct fixture *f, struct member *a, struct member
 
 /* A cooperative member commits the partition it gives up (from on_revoked) while nobody
  * holds it; the member it is to go to may not commit it before it has it. */
+/* A commit still queued when a delete (or a reset) comes in the same pass is written
+ * first: before, it was written after, and the deleted group came back with it. */
+static void test_a_delete_is_not_undone_by_a_commit_queued_before_it(void **state)
+{
+    struct fixture *f = *state;
+    struct member admin = {.conn = 9, .id = "", .generation = -1};
+    server_req_t req = {.conn_id = 9, .pid = 1, .type = CTL_GROUP_COMMIT, .seq = 99};
+    ctl_writer_t w, body;
+    ctl_reader_t in;
+    int64_t off = -1;
+
+    assert_int_equal(commit(f, &admin, 0, 0), 0); /* the group exists */
+    member_frame(&w, CTL_GROUP_COMMIT, &admin);
+    ctl_put_u32(&w, 1);
+    ctl_put_str(&w, "t");
+    ctl_put_i32(&w, 1);
+    ctl_put_i64(&w, 0);
+    assert_int_equal(ctl_frame_end(&w), 0);
+    ctl_reader_init(&in, w.buf + CTL_HEADER_BYTES, w.len - CTL_HEADER_BYTES);
+    ctl_writer_init(&body);
+    assert_int_equal(group_handle(f->gc, &req, &in, &body), SERVER_PARKED); /* queued */
+    ctl_writer_release(&body);
+    ctl_writer_release(&w);
+
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_DELETE, 0);
+    ctl_put_str(&w, "g");
+    assert_int_equal(send_from(f, 10, &w), 0);
+    group_commits_flush(f->gc);
+    assert_int_equal(store_offset_get(f->b.store, "g", "t", 0, &off), 0);
+    assert_int_equal(store_offset_get(f->b.store, "g", "t", 1, &off), 0);
+}
+
 static void test_a_withheld_partition_is_committed_by_its_last_owner(void **state)
 {
     struct fixture *f = *state;
@@ -402,6 +435,7 @@ int main(void)
         T(test_a_silent_member_is_removed_after_its_session_timeout),
         T(test_commits_are_refused_until_the_leader_has_assigned),
         T(test_a_member_that_does_not_rejoin_is_removed_at_the_rebalance_timeout),
+        T(test_a_delete_is_not_undone_by_a_commit_queued_before_it),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
