@@ -107,21 +107,27 @@ void shoal_producer_close(shoal_producer_t *p)
     shoal__free(p);
 }
 
-/* Follow the topic's partition count, which shoald may have raised (shoal_topic_alter):
- * partition 0's control block says it. One load of a line nobody writes, on each send
- * that picks a partition; 0 (not known) and no change cost nothing more. */
-static void producer_follow_partitions(shoal_producer_t *p)
+/* The topic has grown to `now` partitions: room for their rings, attached on first use. */
+static __attribute__((noinline, cold)) void producer_grow(shoal_producer_t *p, uint32_t now)
 {
-    uint32_t now = shoal_load_relaxed(&p->rings[0].ctl->topic_partitions);
     ring_t *rings;
 
-    if (__builtin_expect(now <= p->cfg.partitions, 1) || now > SHOAL_PARTITIONS_MAX)
-        return;
-    if (!(rings = shoal__realloc(p->rings, now * sizeof(*rings))))
+    if (now > SHOAL_PARTITIONS_MAX || !(rings = shoal__realloc(p->rings, now * sizeof(*rings))))
         return; /* the known partitions go on serving */
     memset(rings + p->cfg.partitions, 0, (now - p->cfg.partitions) * sizeof(*rings));
     p->rings = rings;
     p->cfg.partitions = now;
+}
+
+/* Follow the topic's partition count, which shoald may have raised (shoal_topic_alter):
+ * partition 0's control block says it. One load of a line nobody writes, and a compare, on
+ * each send that picks a partition; 0 means not known. */
+static inline void producer_follow_partitions(shoal_producer_t *p)
+{
+    uint32_t now = shoal_load_relaxed(&p->rings[0].ctl->topic_partitions);
+
+    if (__builtin_expect(now > p->cfg.partitions, 0))
+        producer_grow(p, now);
 }
 
 uint32_t shoal_producer_partitions(shoal_producer_t *p)
@@ -132,14 +138,25 @@ uint32_t shoal_producer_partitions(shoal_producer_t *p)
     return p->cfg.partitions;
 }
 
-static int producer_ring(shoal_producer_t *p, int32_t partition, ring_t **out)
+static int producer_ring(shoal_producer_t *p, int32_t partition, ring_t **out);
+
+/* A partition past the count the producer knows: added since (follow the count), or none. */
+static __attribute__((noinline, cold)) int producer_ring_past(shoal_producer_t *p,
+                                                              int32_t partition, ring_t **out)
 {
-    int rc;
-    if (partition >= 0 && (uint32_t)partition >= p->cfg.partitions)
+    if (partition >= 0)
         producer_follow_partitions(p);
     if (partition < 0 || (uint32_t)partition >= p->cfg.partitions)
         return SHOAL_ERR(SHOAL_ENOPARTITION, "topic %s has no partition %d (it has %u)", p->topic,
                          partition, p->cfg.partitions);
+    return producer_ring(p, partition, out);
+}
+
+static int producer_ring(shoal_producer_t *p, int32_t partition, ring_t **out)
+{
+    int rc;
+    if (__builtin_expect(partition < 0 || (uint32_t)partition >= p->cfg.partitions, 0))
+        return producer_ring_past(p, partition, out);
     if (!p->rings[partition].ctl) {
         rc = client_attach(p->client, p->topic, partition, true, &p->rings[partition], NULL);
         if (rc < 0)
