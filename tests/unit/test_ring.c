@@ -630,6 +630,84 @@ static void test_ring_released_sleeper_holds_no_slot_and_learns_it_on_waking(voi
     assert_false(f->cur.placed);
 }
 
+static bool release_any(int32_t pid, void *arg)
+{
+    (void)pid;
+    (void)arg;
+    return true;
+}
+
+/* The release race, with real threads: a reader pins slot 0, sleeps, wakes (pinning again
+ * when it was released); a reclaimer releases every sleeper and reclaims slot 0 whenever
+ * it can, then makes it sealed again at a new generation, as a reuse would. A reader that
+ * is placed after its wake-up must see its slot keep its generation until it unpins. */
+struct release_race {
+    fx_t *f;
+    _Atomic bool stop;
+    _Atomic long reclaims, releases, violations, kept;
+};
+
+static void *race_reclaimer(void *arg)
+{
+    struct release_race *r = arg;
+    struct shm_slot *s = &r->f->w.ctl->slots[0];
+
+    while (!atomic_load(&r->stop)) {
+        atomic_fetch_add(&r->releases, ring_release_sleepers(&r->f->w, release_any, NULL));
+        if (ring_reclaim_slot(&r->f->w, 0, 100) == 0) {
+            atomic_fetch_add(&r->reclaims, 1);
+            atomic_fetch_add(&s->gen, 1);
+            atomic_store(&s->state, SHM_SLOT_SEALED);
+        }
+    }
+    return NULL;
+}
+
+static void race_reader_round(struct release_race *r, unsigned spin)
+{
+    fx_t *f = r->f;
+    _Atomic uint32_t *sleeping = &f->rd.rd->readers[f->cur.entry].sleeping;
+    struct shm_slot *s = &f->rd.ctl->slots[0];
+
+    if (ring_cursor_seek(&f->rd, &f->cur, 0) != 0)
+        return; /* caught between a reclaim and its reseal */
+    ring_sleeper_set(&f->rd, sleeping, true);
+    for (volatile unsigned k = 0; k < spin; k++)
+        ;
+    if (ring_sleeper_set(&f->rd, sleeping, false))
+        ring_cursor_tighten(&f->rd, &f->cur);
+    if (f->cur.placed) {
+        atomic_fetch_add(&r->kept, 1);
+        for (volatile unsigned k = 0; k < spin; k++)
+            ;
+        if (atomic_load(&s->gen) != f->cur.gen)
+            atomic_fetch_add(&r->violations, 1);
+    }
+    ring_cursor_unpin(&f->rd, &f->cur);
+}
+
+static void test_ring_a_woken_sleeper_keeps_its_slot_against_a_racing_reclaimer(void **state)
+{
+    struct release_race r = {.f = *state};
+    unsigned x = 12345;
+    pthread_t t;
+
+    fill_until_active(r.f, 1);
+    assert_int_equal(pthread_create(&t, NULL, race_reclaimer, &r), 0);
+    for (int i = 0; i < 200000; i++) {
+        x = x * 1103515245u + 12345u;
+        race_reader_round(&r, (x >> 16) % 200);
+    }
+    atomic_store(&r.stop, true);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    print_message("%ld reclaims, %ld releases, %ld rounds kept their slot\n",
+                  atomic_load(&r.reclaims), atomic_load(&r.releases), atomic_load(&r.kept));
+    assert_int_equal(atomic_load(&r.violations), 0);
+    assert_true(atomic_load(&r.reclaims) > 0 && atomic_load(&r.releases) > 0 &&
+                atomic_load(&r.kept) > 0); /* every side of the race was run */
+    assert_int_equal(atomic_load(&r.f->rd.rd->waiters), 0);
+}
+
 static void test_ring_reclaims_a_slot_once_its_cursor_is_closed(void **state)
 {
     fx_t *f = *state;
@@ -1496,6 +1574,7 @@ int main(void)
         T(test_ring_append_blocks_until_another_thread_reclaims_a_slot, disk2),
         T(test_ring_does_not_reclaim_a_pinned_slot_until_unpinned, disk3),
         T(test_ring_released_sleeper_holds_no_slot_and_learns_it_on_waking, disk3),
+        T(test_ring_a_woken_sleeper_keeps_its_slot_against_a_racing_reclaimer, disk3),
         T(test_ring_reclaims_a_slot_once_its_cursor_is_closed, disk3),
         T(test_ring_cursor_cannot_read_a_reused_slot_as_its_old_offsets, disk2),
         T(test_ring_memory_topic_overwrites_the_oldest_unpinned_slot, mem3),
