@@ -46,9 +46,8 @@
 #define GROUP_LIST_MAX       65536 /* topics, assignors, partitions in one message */
 #define GROUP_PARTS_CHECK_NS (200 * 1000000LL)
 #define GROUP_EXPIRE_MAX     64 /* groups an expiry pass deletes at most */
-#define GROUP_EXPIRE_LOOK_NS                                                                       \
-    (1000 * 1000000LL) /* expiry settings read again at least this often                           \
-                        */
+/* the expiry settings are read again at least this often (a reload may change them) */
+#define GROUP_EXPIRE_LOOK_NS (1000 * 1000000LL)
 
 enum group_state { GS_EMPTY, GS_PREPARING, GS_COMPLETING, GS_STABLE };
 

@@ -1285,7 +1285,7 @@ static bool pid_is_stopped(int32_t pid)
         return false;
     buf[n] = '\0';
     paren = strrchr(buf, ')');
-    return paren && (paren[1] == ' ') && (paren[2] == 'T' || paren[2] == 't');
+    return paren && paren[1] == ' ' && (paren[2] == 'T' || paren[2] == 't');
 }
 
 static bool release_if_stopped(int32_t pid, void *arg)
