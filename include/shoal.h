@@ -343,16 +343,18 @@ SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
  * shoal_topic_config_set()). All or nothing: nothing changes unless every pair is valid.
  * storage, segment.bytes and ring.slots fix the shared ring's layout and cannot change.
  * partitions may grow, as in Kafka, never shrink (SHOAL_ECONFIG): shoald makes the new
- * rings (about a second per GiB, answering no other request and flushing nothing
- * meanwhile), producers follow
- * the new count at their next send (keyed records then go by it), group members get the new
+ * rings (about a second per GiB; the call returns when they are made; meanwhile the topic
+ * keeps its partitions, and another alter or a delete of it is SHOAL_ADMIN_ACTION), producers
+ * follow the new count at their next send (keyed records then go by it), group members get the new
  * partitions by a rebalance (and start them per auto_offset_reset: with LATEST, records
  * the partition received before the rebalance are skipped, as in Kafka), and a consumer
  * that assigned itself every partition keeps those it had. max.message.bytes applies to producers
  * opened after the change. A memory topic refuses the settings about disk segments (SHOAL_ECONFIG,
  * as shoal_topic_create()).
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ESETTING, SHOAL_ECONFIG, SHOAL_EIMMUTABLE,
- *         SHOAL_EINVAL (n == 0), SHOAL_ECLOSED, -errno. Thread-safety: any thread. */
+ *         SHOAL_ADMIN_ACTION (partitions are being added: retry), -ENOSPC and -EMFILE (as
+ *         shoal_topic_create(), for added partitions), SHOAL_EINVAL (n == 0),
+ *         SHOAL_ECLOSED, -errno. Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_alter(shoal_client_t *client, const char *name,
                                    const char *const *names, const char *const *values, size_t n);
 

@@ -552,15 +552,13 @@ static int broker_lock_topic(broker_t *b, const char *name, dtopic_t **t)
     return 0;
 }
 
-/* With the write lock held: make partitions t->cfg.partitions..cfg->partitions - 1 (their
- * rings and directories) and move the topic's partitions into an array that holds them
- * all. Nothing changes on failure. Partitions only grow, as in Kafka. */
-static int topic_grow(broker_t *b, dtopic_t *t, const shoal_topic_config_t *cfg)
+/* With the write lock held: whether t may grow to cfg->partitions: never fewer, and the
+ * new partitions' directories hold no segments, and their rings and files fit. */
+static int grow_check(broker_t *b, const dtopic_t *t, const shoal_topic_config_t *cfg)
 {
-    uint32_t had = t->cfg.partitions, i;
     shoal_topic_config_t added = *cfg;
-    dpart_t *parts;
-    int rc = 0;
+    uint32_t had = t->cfg.partitions;
+    int rc;
 
     if (cfg->partitions < had)
         return SHOAL_ERR(SHOAL_ECONFIG,
@@ -573,59 +571,123 @@ static int topic_grow(broker_t *b, dtopic_t *t, const shoal_topic_config_t *cfg)
         (rc = check_shm_room(b, t->name, &added)) < 0 ||
         (rc = check_fd_room(b, t->name, &added)) < 0)
         return rc;
-    if (!(parts = shoal__calloc(cfg->partitions, sizeof(*parts))))
-        return -ENOMEM;
-    for (i = had; i < cfg->partitions && rc == 0; i++) {
-        shoal__clear_err();
-        rc = dpart_open(&parts[i], b->cfg->data_dir, b->shm_dir, t->name, i, cfg, true,
-                        committed_max, b);
-    }
-    if (rc < 0) {
-        log_error("topic %s: new partition %u: %s (%s)", t->name, i - 1, shoal_strerror(rc),
-                  shoal_errmsg());
-        while (i-- > had) /* the one that failed too, as topic_open does */
-            dpart_remove(&parts[i]);
-        shoal__free(parts);
-        return rc;
-    }
-    /* The partitions move: nothing holds a pointer to one outside the registry lock. */
-    memcpy(parts, t->parts, had * sizeof(*parts));
-    shoal__free(t->parts);
-    t->parts = parts;
     return 0;
 }
 
-int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
-                       const char *const *values, size_t n)
+/* With the write lock held: store cfg as t's settings and apply them. */
+static int alter_store(broker_t *b, dtopic_t *t, const shoal_topic_config_t *cfg)
+{
+    int rc = store_topic_update(b->store, t->name, cfg);
+
+    if (rc < 0)
+        return rc;
+    t->cfg = *cfg;
+    for (uint32_t p = 0; p < cfg->partitions; p++)
+        t->parts[p].cfg = *cfg;
+    topic_publish_partitions(t);
+    return 0;
+}
+
+int broker_topic_alter_begin(broker_t *b, const char *name, const char *const *names,
+                             const char *const *values, size_t n, shoal_topic_config_t *next)
 {
     shoal_topic_config_t cfg;
-    uint32_t had;
     dtopic_t *t;
     int rc = broker_lock_topic(b, name, &t);
 
     if (rc < 0)
         return rc;
     cfg = t->cfg;
-    had = cfg.partitions;
-    if ((rc = alter_apply(&cfg, names, values, n)) < 0 ||
-        (cfg.partitions != had && (rc = topic_grow(b, t, &cfg)) < 0))
-        goto out_unlock;
-    if ((rc = store_topic_update(b->store, name, &cfg)) < 0) {
-        for (uint32_t i = had; i < cfg.partitions; i++) /* a grow is undone */
-            dpart_remove(&t->parts[i]);
-        goto out_unlock;
+    if (t->growing_to)
+        rc = SHOAL_ERR(SHOAL_ADMIN_ACTION, "topic %s is gaining partitions: retry", name);
+    else if ((rc = alter_apply(&cfg, names, values, n)) < 0)
+        ;
+    else if (cfg.partitions != t->cfg.partitions) {
+        if ((rc = grow_check(b, t, &cfg)) == 0) {
+            t->growing_to = cfg.partitions;
+            *next = cfg;
+            rc = 1;
+            log_info("topic %s: adding partitions %u..%u", name, t->cfg.partitions,
+                     cfg.partitions - 1);
+        }
+    } else if ((rc = alter_store(b, t, &cfg)) == 0) {
+        for (size_t i = 0; i < n; i++)
+            log_info("topic %s: %s = %s", name, names[i], values[i]);
     }
-    t->cfg = cfg;
-    for (uint32_t p = 0; p < cfg.partitions; p++)
-        t->parts[p].cfg = cfg;
-    topic_publish_partitions(t);
-    for (size_t i = 0; i < n; i++)
-        log_info("topic %s: %s = %s", name, names[i], values[i]);
-out_unlock:
     pthread_rwlock_unlock(&b->lock);
     if (rc == 0)
         broker_wake(b); /* the flusher may sleep on the partitions it knew */
     return rc;
+}
+
+/* Open partitions had..next->partitions - 1 of topic name into a new array of them all
+ * (the first had left empty). No lock held: another thread may make them. */
+static int grow_open(broker_t *b, const char *name, uint32_t had, const shoal_topic_config_t *next,
+                     dpart_t **out)
+{
+    dpart_t *parts = shoal__calloc(next->partitions, sizeof(*parts));
+    uint32_t i;
+    int rc = 0;
+
+    if (!parts)
+        return -ENOMEM;
+    for (i = had; i < next->partitions && rc == 0; i++) {
+        shoal__clear_err();
+        rc = dpart_open(&parts[i], b->cfg->data_dir, b->shm_dir, name, i, next, true, committed_max,
+                        b);
+    }
+    if (rc < 0) {
+        log_error("topic %s: new partition %u: %s (%s)", name, i - 1, shoal_strerror(rc),
+                  shoal_errmsg());
+        while (i-- > had) /* the one that failed too, as topic_open does */
+            dpart_remove(&parts[i]);
+        shoal__free(parts);
+        return rc;
+    }
+    *out = parts;
+    return 0;
+}
+
+int broker_topic_grow_finish(broker_t *b, const char *name, const shoal_topic_config_t *next)
+{
+    dpart_t *parts = NULL;
+    uint32_t had;
+    dtopic_t *t;
+    int rc;
+
+    pthread_rwlock_rdlock(&b->lock);
+    t = broker_find(b, name); /* kept: neither deleted nor altered while it grows */
+    had = t->cfg.partitions;
+    pthread_rwlock_unlock(&b->lock);
+    create_test_delay();
+    rc = grow_open(b, name, had, next, &parts); /* the rings: no lock held */
+
+    pthread_rwlock_wrlock(&b->lock);
+    if (rc == 0) {
+        /* The partitions move: nothing holds a pointer to one outside the registry lock. */
+        memcpy(parts, t->parts, had * sizeof(*parts));
+        shoal__free(t->parts);
+        t->parts = parts;
+        if ((rc = alter_store(b, t, next)) < 0)
+            for (uint32_t i = had; i < next->partitions; i++) /* undone */
+                dpart_remove(&t->parts[i]);
+        else
+            log_info("topic %s: partitions %u..%u added", name, had, next->partitions - 1);
+    }
+    t->growing_to = 0;
+    pthread_rwlock_unlock(&b->lock);
+    if (rc == 0)
+        broker_wake(b);
+    return rc;
+}
+
+int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
+                       const char *const *values, size_t n)
+{
+    shoal_topic_config_t next;
+    int rc = broker_topic_alter_begin(b, name, names, values, n, &next);
+
+    return rc == 1 ? broker_topic_grow_finish(b, name, &next) : rc;
 }
 
 static bool partition_dir_topic(const char *entry, char *name, size_t cap, uint32_t *id);
@@ -679,6 +741,10 @@ int broker_topic_delete(broker_t *b, const char *name)
     }
     if (rc < 0)
         return rc;
+    if (t->growing_to) {
+        rc = SHOAL_ERR(SHOAL_ADMIN_ACTION, "topic %s is gaining partitions: retry", name);
+        goto out_unlock;
+    }
     if ((rc = offsets = store_topic_delete(b->store, name)) < 0)
         goto out_unlock;
     rc = 0;

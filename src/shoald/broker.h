@@ -16,7 +16,8 @@ typedef struct dtopic {
      * by it, as Kafka does by topic id; groups live only in memory, so a run is enough). */
     uint64_t incarnation;
     shoal_topic_config_t cfg;
-    dpart_t *parts; /* cfg.partitions entries */
+    dpart_t *parts;      /* cfg.partitions entries */
+    uint32_t growing_to; /* partitions being added (broker_topic_grow_finish), else 0 */
 } dtopic_t;
 
 typedef struct broker {
@@ -59,9 +60,18 @@ int broker_topic_create_finish(broker_t *b, const char *name, const shoal_topic_
 bool broker_is_creating(const broker_t *b, const char *name);
 int broker_topic_delete(broker_t *b, const char *name);
 /* Change settings by name (all or nothing): SHOAL_ENOTOPIC, SHOAL_ESETTING, SHOAL_ECONFIG,
- * SHOAL_EIMMUTABLE. Durable in LMDB on return; the flusher uses the new values at once. */
+ * SHOAL_EIMMUTABLE, SHOAL_ADMIN_ACTION (partitions are being added). Durable in LMDB on
+ * return; the flusher uses the new values at once. */
 int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
                        const char *const *values, size_t n);
+/* broker_topic_alter() in two steps, for an alter that adds partitions, as create: begin
+ * applies an alter that adds none (0, or the error) or, when partitions grow, checks it,
+ * records the topic as growing and returns 1 with the whole new config in *next; finish,
+ * called once after that, makes the new partitions (rings and directories: no lock held,
+ * so it may run on another thread), then serves them and stores *next, or undoes begin. */
+int broker_topic_alter_begin(broker_t *b, const char *name, const char *const *names,
+                             const char *const *values, size_t n, shoal_topic_config_t *next);
+int broker_topic_grow_finish(broker_t *b, const char *name, const shoal_topic_config_t *next);
 
 /* Call with the registry lock held (read or write). NULL when missing. */
 dtopic_t *broker_find(broker_t *b, const char *name);

@@ -130,9 +130,13 @@ struct server {
 
 /* A topic create, run on a thread of its own: making its rings takes seconds for large
  * ones, which would hold up every other client, group heartbeats included. */
+/* What a job finishes: a topic create, or an alter that adds partitions. */
+typedef int (*job_fn)(broker_t *b, const char *name, const shoal_topic_config_t *cfg);
+
 struct job {
     server_t *s;
     server_req_t req;
+    job_fn finish;
     pthread_t thread;
     bool done;
     int status;
@@ -176,7 +180,7 @@ static void *job_main(void *arg)
     struct job *j = arg;
     uint64_t one = 1;
 
-    j->status = broker_topic_create_finish(j->s->b, j->name, &j->cfg);
+    j->status = j->finish(j->s->b, j->name, &j->cfg);
     snprintf(j->detail, sizeof(j->detail), "%s", j->status < 0 ? shoal_errmsg() : "");
     pthread_mutex_lock(&j->s->jobs_lock);
     j->done = true;
@@ -185,9 +189,9 @@ static void *job_main(void *arg)
     return NULL;
 }
 
-/* Finish a begun create on a thread of its own, answered by server_jobs_reap(). False
- * when no thread could start: the caller finishes it here. */
-static bool job_start(server_t *s, struct conn *c, const char *name,
+/* Finish a begun create or grow on a thread of its own, answered by server_jobs_reap().
+ * False when no thread could start: the caller finishes it here. */
+static bool job_start(server_t *s, struct conn *c, job_fn work, const char *name,
                       const shoal_topic_config_t *cfg)
 {
     struct job *j = shoal__calloc(1, sizeof(*j));
@@ -199,6 +203,7 @@ static bool job_start(server_t *s, struct conn *c, const char *name,
     *j = (struct job){
         .s = s,
         .req = {.conn_id = c->id, .pid = c->pid, .type = s->cur_type, .seq = s->cur_seq},
+        .finish = work,
         .cfg = *cfg};
     snprintf(j->name, sizeof(j->name), "%s", name);
     pthread_mutex_lock(&s->jobs_lock);
@@ -251,8 +256,9 @@ static int on_topic_create(server_t *s, struct conn *c, ctl_reader_t *r, int *fd
     ctl_get_topic_config(r, &cfg);
     if ((rc = finish(r)) < 0 || (rc = broker_topic_create_begin(s->b, name, &cfg)) < 0)
         return rc;
-    return job_start(s, c, name, &cfg) ? SERVER_PARKED
-                                       : broker_topic_create_finish(s->b, name, &cfg);
+    return job_start(s, c, broker_topic_create_finish, name, &cfg)
+               ? SERVER_PARKED
+               : broker_topic_create_finish(s->b, name, &cfg);
 }
 
 static int on_topic_delete(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
@@ -273,9 +279,9 @@ static int on_topic_alter(server_t *s, struct conn *c, ctl_reader_t *r, int *fds
 {
     char name[SHOAL_TOPIC_NAME_MAX + 2], keys[64][64], vals[64][64];
     const char *kp[64], *vp[64];
+    shoal_topic_config_t next;
     uint32_t n;
     int rc;
-    (void)c;
     (void)fds;
     (void)nfds;
     ctl_get_str(r, name, sizeof(name));
@@ -286,9 +292,12 @@ static int on_topic_alter(server_t *s, struct conn *c, ctl_reader_t *r, int *fds
         kp[i] = ctl_get_str(r, keys[i], sizeof(keys[i]));
         vp[i] = ctl_get_str(r, vals[i], sizeof(vals[i]));
     }
-    if ((rc = finish(r)) < 0)
+    if ((rc = finish(r)) < 0 || (rc = broker_topic_alter_begin(s->b, name, kp, vp, n, &next)) != 1)
         return rc;
-    return broker_topic_alter(s->b, name, kp, vp, n);
+    /* partitions added: their rings are made on a thread, as a create's */
+    return job_start(s, c, broker_topic_grow_finish, name, &next)
+               ? SERVER_PARKED
+               : broker_topic_grow_finish(s->b, name, &next);
 }
 
 struct unserved_list {

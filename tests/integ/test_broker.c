@@ -3387,6 +3387,64 @@ INTEG_TEST(test_partitions_grow_and_a_producer_opened_before_follows)
     shoal_topic_info_free(info);
 }
 
+static void *grow_slowly(void *arg)
+{
+    struct slow_create *sc = arg;
+    const char *name[] = {"partitions"}, *four[] = {"4"};
+    shoal_client_t *c;
+
+    sc->rc = shoal_client_open(sc->socket, &c);
+    if (sc->rc == 0) {
+        sc->rc = shoal_topic_alter(c, "slowgrow", name, four, 1);
+        shoal_client_close(c);
+    }
+    atomic_store(&sc->done, true);
+    return NULL;
+}
+
+/* Adding partitions makes their rings on a thread of their own, as a create does (here
+ * SHOALD_TEST_CREATE_MS makes it 2 s): meanwhile other requests are answered, and the
+ * topic keeps its partitions and refuses another alter or a delete until it is done. */
+INTEG_TEST(test_a_slow_grow_holds_up_no_other_request)
+{
+    shoal_topic_config_t cfg = topic_cfg(2, SMALL_SEGMENT, 2);
+    const char *name[] = {"retention.ms"}, *value[] = {"60000"};
+    struct slow_create sc = {.socket = f->d.socket};
+    shoal_topic_info_t *info;
+    bool growing = false;
+    int64_t t0;
+    pthread_t th;
+
+    assert_int_equal(shoal_topic_create(f->c, "slowgrow", &cfg), 0);
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    setenv("SHOALD_TEST_CREATE_MS", "2000", 1);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    unsetenv("SHOALD_TEST_CREATE_MS");
+    assert_int_equal(reconnect(f), 0);
+
+    assert_int_equal(pthread_create(&th, NULL, grow_slowly, &sc), 0);
+    for (int i = 0; i < 200 && !growing; i++, usleep(5000))
+        growing = shoal_topic_alter(f->c, "slowgrow", name, value, 1) == SHOAL_ADMIN_ACTION &&
+                  strstr(shoal_errmsg(), "is gaining partitions") != NULL;
+    assert_true(growing);
+    t0 = mono_ns();
+    assert_int_equal(shoal_topic_describe(f->c, "slowgrow", &info), 0);
+    assert_int_equal(info->config.partitions, 2);
+    shoal_topic_info_free(info);
+    assert_true(mono_ns() - t0 < 500 * 1000000LL);
+    assert_int_equal(shoal_topic_delete(f->c, "slowgrow"), SHOAL_ADMIN_ACTION);
+    assert_false(atomic_load(&sc.done));
+
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(sc.rc, 0);
+    assert_int_equal(shoal_topic_describe(f->c, "slowgrow", &info), 0);
+    assert_int_equal(info->config.partitions, 4);
+    shoal_topic_info_free(info);
+    assert_int_equal(shoal_topic_alter(f->c, "slowgrow", name, value, 1), 0);
+}
+
 INTEG_TEST(test_consumer_killed_while_holding_views_does_not_block_producers)
 {
     shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
@@ -3849,6 +3907,7 @@ int main(void)
         T(test_a_consumer_stopped_in_its_sleep_holds_no_producer_back),
         T(test_a_consumer_stopped_in_its_sleep_holds_no_memory_producer_back),
         T(test_partitions_grow_and_a_producer_opened_before_follows),
+        T(test_a_slow_grow_holds_up_no_other_request),
         T(test_consumer_killed_while_holding_views_does_not_block_producers),
         T(test_memory_producer_held_by_a_dead_reader_wakes_an_idle_daemon),
         T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),
