@@ -343,7 +343,8 @@ SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
  * shoal_topic_config_set()). All or nothing: nothing changes unless every pair is valid.
  * storage, segment.bytes and ring.slots fix the shared ring's layout and cannot change.
  * partitions may grow, as in Kafka, never shrink (SHOAL_ECONFIG): shoald makes the new
- * rings (about a second per GiB; the call returns when they are made; meanwhile the topic
+ * rings (about a second per GiB; the call returns when they are made, and waits for that as
+ * a create does: 30 s plus 4 s per GiB, SHOAL_ETIMEDOUT after; meanwhile the topic
  * keeps its partitions, and another alter or a delete of it is SHOAL_ADMIN_ACTION), producers
  * follow the new count at their next send (keyed records then go by it), group members get the new
  * partitions by a rebalance (and start them per auto_offset_reset: with LATEST, records

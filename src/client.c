@@ -631,6 +631,26 @@ int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_co
     return topic_simple_call(c, CTL_TOPIC_CREATE, name, &sent);
 }
 
+/* How long an alter may take: one that adds partitions makes their rings, so as long as a
+ * create of them (the topic's ring size from a describe first); else the usual wait. */
+static int64_t alter_deadline(shoal_client_t *c, const char *name, const char *const *names,
+                              const char *const *values, size_t n)
+{
+    shoal_topic_info_t *info;
+    shoal_topic_config_t added;
+    unsigned long want = 0;
+
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(names[i], "partitions"))
+            want = strtoul(values[i], NULL, 10);
+    if (want == 0 || shoal_topic_describe(c, name, &info) < 0)
+        return client_deadline();
+    added = info->config;
+    added.partitions = want > added.partitions ? (uint32_t)(want - added.partitions) : 0;
+    shoal_topic_info_free(info);
+    return create_deadline(&added);
+}
+
 int shoal_topic_alter(shoal_client_t *c, const char *name, const char *const *names,
                       const char *const *values, size_t n)
 {
@@ -656,7 +676,7 @@ int shoal_topic_alter(shoal_client_t *c, const char *name, const char *const *na
         ctl_put_str(&w, names[i]);
         ctl_put_str(&w, values[i]);
     }
-    return client_call_empty(c, &w, client_deadline());
+    return client_call_empty(c, &w, alter_deadline(c, name, names, values, n));
 }
 
 int shoal_topic_delete(shoal_client_t *c, const char *name)

@@ -447,6 +447,27 @@ INTEG_TEST(test_a_create_waits_longer_for_larger_rings)
     assert_int_equal(rc, 0);
 }
 
+/* An alter that adds partitions waits as long as a create of their rings would (here the
+ * usual wait is 400 ms and making rings takes 1 s): 256 MiB of new rings get 1 s more. */
+INTEG_TEST(test_a_grow_waits_longer_for_larger_rings)
+{
+    shoal_topic_config_t large = topic_cfg(1, 16ull << 20, 4), small = topic_cfg(1, 1ull << 20, 2);
+    const char *name[] = {"partitions"}, *five[] = {"5"}, *two[] = {"2"};
+
+    assert_int_equal(shoal_topic_create(f->c, "large", &large), 0);
+    assert_int_equal(shoal_topic_create(f->c, "small", &small), 0);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    setenv("SHOALD_TEST_CREATE_MS", "1000", 1);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    unsetenv("SHOALD_TEST_CREATE_MS");
+    assert_int_equal(reconnect(f), 0);
+
+    client__timeout_ms = 400;
+    assert_int_equal(shoal_topic_alter(f->c, "large", name, five, 1), 0); /* 4 x 64 MiB */
+    assert_int_equal(shoal_topic_alter(f->c, "small", name, two, 1), SHOAL_ETIMEDOUT);
+    client__timeout_ms = 30000;
+}
+
 INTEG_TEST(test_topic_create_rejects_bad_names_and_configs_with_specific_codes)
 {
     const char *bad_names[] = {"", ".", "..", "a/b", "sp ace", "tab\tname", "é"};
@@ -3908,6 +3929,7 @@ int main(void)
         T(test_a_consumer_stopped_in_its_sleep_holds_no_memory_producer_back),
         T(test_partitions_grow_and_a_producer_opened_before_follows),
         T(test_a_slow_grow_holds_up_no_other_request),
+        T(test_a_grow_waits_longer_for_larger_rings),
         T(test_consumer_killed_while_holding_views_does_not_block_producers),
         T(test_memory_producer_held_by_a_dead_reader_wakes_an_idle_daemon),
         T(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty),
