@@ -60,6 +60,7 @@ static bool store_knows(broker_t *b, const char *name)
     "topic %s is not served: recovery left it out (shoald's log says why); repair its files "      \
     "and restart shoald, or delete the topic"
 #define BEING_CREATED "topic %s is still being created"
+#define GROWING       "topic %s is gaining partitions: retry"
 
 struct broker_creating {
     char name[SHOAL_TOPIC_NAME_MAX + 1];
@@ -236,13 +237,34 @@ static void topic_publish_partitions(dtopic_t *t)
             atomic_store(&t->parts[i].ring.ctl->topic_partitions, t->cfg.partitions);
 }
 
+/* Open (fresh: create) partitions first..cfg->partitions - 1 of topic name into parts[].
+ * Returns 0, or the error with *failed the partition that failed (logged). */
+static int parts_open(broker_t *b, const char *name, const shoal_topic_config_t *cfg, bool fresh,
+                      dpart_t *parts, uint32_t first, uint32_t *failed)
+{
+    int rc = 0;
+
+    for (uint32_t i = first; i < cfg->partitions && rc == 0; i++) {
+        /* A failure that gives no detail must not pass on one left by an earlier call
+         * (create's lookups leave "no topic <name>"): the log and the reply show it. */
+        shoal__clear_err();
+        rc = dpart_open(&parts[i], b->cfg->data_dir, b->shm_dir, name, i, cfg, fresh, committed_max,
+                        b);
+        *failed = i;
+    }
+    if (rc < 0)
+        log_error("topic %s: partition %u: %s (%s)", name, *failed, shoal_strerror(rc),
+                  shoal_errmsg());
+    return rc;
+}
+
 /* Open (fresh: create) every partition of a topic. */
 static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t *cfg, bool fresh,
                       dtopic_t **out)
 {
     dtopic_t *t = shoal__calloc(1, sizeof(*t));
     uint32_t i;
-    int rc = 0;
+    int rc;
 
     if (!t || !(t->parts = shoal__calloc(cfg->partitions, sizeof(dpart_t)))) {
         shoal__free(t);
@@ -251,17 +273,7 @@ static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t 
     snprintf(t->name, sizeof(t->name), "%s", name);
     t->cfg = *cfg;
     t->incarnation = atomic_fetch_add(&b->incarnations, 1) + 1; /* creates run outside the lock */
-    for (i = 0; i < cfg->partitions; i++) {
-        /* A failure that gives no detail must not pass on one left by an earlier call
-         * (create's lookups leave "no topic <name>"): the log and the reply show it. */
-        shoal__clear_err();
-        rc = dpart_open(&t->parts[i], b->cfg->data_dir, b->shm_dir, name, i, cfg, fresh,
-                        committed_max, b);
-        if (rc < 0)
-            break;
-    }
-    if (rc < 0) {
-        log_error("topic %s: partition %u: %s (%s)", name, i, shoal_strerror(rc), shoal_errmsg());
+    if ((rc = parts_open(b, name, cfg, fresh, t->parts, 0, &i)) < 0) {
         if (fresh)
             topic_free(t, i + 1, true); /* a new topic leaves nothing behind */
         else
@@ -599,7 +611,7 @@ int broker_topic_alter_begin(broker_t *b, const char *name, const char *const *n
         return rc;
     cfg = t->cfg;
     if (t->growing_to)
-        rc = SHOAL_ERR(SHOAL_ADMIN_ACTION, "topic %s is gaining partitions: retry", name);
+        rc = SHOAL_ERR(SHOAL_ADMIN_ACTION, GROWING, name);
     else if ((rc = alter_apply(&cfg, names, values, n)) < 0)
         ;
     else if (cfg.partitions != t->cfg.partitions) {
@@ -626,20 +638,13 @@ static int grow_open(broker_t *b, const char *name, uint32_t had, const shoal_to
                      dpart_t **out)
 {
     dpart_t *parts = shoal__calloc(next->partitions, sizeof(*parts));
-    uint32_t i;
-    int rc = 0;
+    uint32_t failed;
+    int rc;
 
     if (!parts)
         return -ENOMEM;
-    for (i = had; i < next->partitions && rc == 0; i++) {
-        shoal__clear_err();
-        rc = dpart_open(&parts[i], b->cfg->data_dir, b->shm_dir, name, i, next, true, committed_max,
-                        b);
-    }
-    if (rc < 0) {
-        log_error("topic %s: new partition %u: %s (%s)", name, i - 1, shoal_strerror(rc),
-                  shoal_errmsg());
-        while (i-- > had) /* the one that failed too, as topic_open does */
+    if ((rc = parts_open(b, name, next, true, parts, had, &failed)) < 0) {
+        for (uint32_t i = had; i <= failed; i++) /* the one that failed too, as topic_open */
             dpart_remove(&parts[i]);
         shoal__free(parts);
         return rc;
@@ -742,7 +747,7 @@ int broker_topic_delete(broker_t *b, const char *name)
     if (rc < 0)
         return rc;
     if (t->growing_to) {
-        rc = SHOAL_ERR(SHOAL_ADMIN_ACTION, "topic %s is gaining partitions: retry", name);
+        rc = SHOAL_ERR(SHOAL_ADMIN_ACTION, GROWING, name);
         goto out_unlock;
     }
     if ((rc = offsets = store_topic_delete(b->store, name)) < 0)

@@ -190,7 +190,7 @@ static void *job_main(void *arg)
 }
 
 /* Finish a begun create or grow on a thread of its own, answered by server_jobs_reap().
- * False when no thread could start: the caller finishes it here. */
+ * False when no thread could start. */
 static bool job_start(server_t *s, struct conn *c, job_fn work, const char *name,
                       const shoal_topic_config_t *cfg)
 {
@@ -245,6 +245,13 @@ static void server_jobs_reap(server_t *s, bool reply, bool all)
     }
 }
 
+/* Finish a begun create or grow on a thread (SERVER_PARKED), or here when none can start. */
+static int job_run(server_t *s, struct conn *c, job_fn work, const char *name,
+                   const shoal_topic_config_t *cfg)
+{
+    return job_start(s, c, work, name, cfg) ? SERVER_PARKED : work(s->b, name, cfg);
+}
+
 static int on_topic_create(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
 {
     char name[SHOAL_TOPIC_NAME_MAX + 2];
@@ -256,9 +263,7 @@ static int on_topic_create(server_t *s, struct conn *c, ctl_reader_t *r, int *fd
     ctl_get_topic_config(r, &cfg);
     if ((rc = finish(r)) < 0 || (rc = broker_topic_create_begin(s->b, name, &cfg)) < 0)
         return rc;
-    return job_start(s, c, broker_topic_create_finish, name, &cfg)
-               ? SERVER_PARKED
-               : broker_topic_create_finish(s->b, name, &cfg);
+    return job_run(s, c, broker_topic_create_finish, name, &cfg);
 }
 
 static int on_topic_delete(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
@@ -295,9 +300,7 @@ static int on_topic_alter(server_t *s, struct conn *c, ctl_reader_t *r, int *fds
     if ((rc = finish(r)) < 0 || (rc = broker_topic_alter_begin(s->b, name, kp, vp, n, &next)) != 1)
         return rc;
     /* partitions added: their rings are made on a thread, as a create's */
-    return job_start(s, c, broker_topic_grow_finish, name, &next)
-               ? SERVER_PARKED
-               : broker_topic_grow_finish(s->b, name, &next);
+    return job_run(s, c, broker_topic_grow_finish, name, &next);
 }
 
 struct unserved_list {
