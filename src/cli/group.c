@@ -10,10 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "timearg.h"
+#include "util.h"
 
 static const struct option group_plain_opts[] = {CLI_COMMON_OPTIONS, {0}};
 
@@ -196,8 +196,7 @@ static int64_t reset_parse_time(cli_t *cli, int opt, const char *arg)
     }
     if (cli_parse_duration_ms(arg, &ms) < 0)
         cli_usage_fail(cli, "invalid --by-duration '%s': %s", arg, cli_time_error());
-    ms = (int64_t)time(NULL) * 1000 - ms;
-    return ms > 0 ? ms : 0;
+    return SHOAL_MAX(shoal__now_ms() - ms, 0); /* a duration longer than the epoch: all */
 }
 
 /* One of the modes (RESET_MODES): whence and value. */

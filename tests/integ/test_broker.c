@@ -206,6 +206,19 @@ static int reconnect(struct harness_fixture *f)
     return shoal_client_open(f->d.socket, &f->c);
 }
 
+/* Restart shoald with its ring making slowed down by ms (SHOALD_TEST_CREATE_MS: creates
+ * and grows take that much longer, as large rings do), and connect f->c to it again. */
+static void restart_with_slow_rings(struct harness_fixture *f, const char *ms)
+{
+    shoal_client_close(f->c);
+    f->c = NULL;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    setenv("SHOALD_TEST_CREATE_MS", ms, 1);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    unsetenv("SHOALD_TEST_CREATE_MS");
+    assert_int_equal(reconnect(f), 0);
+}
+
 /* The names one of the topic lists gives, each followed by a newline, in out. */
 static void list_names(shoal_client_t *c, bool unserved, char *out, size_t cap)
 {
@@ -365,13 +378,7 @@ INTEG_TEST(test_a_slow_create_holds_up_neither_clients_nor_the_flusher)
     int rc;
 
     assert_int_equal(shoal_topic_create(f->c, "quick", NULL), 0);
-    shoal_client_close(f->c);
-    f->c = NULL;
-    assert_int_equal(harness_daemon_stop(&f->d), 0);
-    setenv("SHOALD_TEST_CREATE_MS", "3000", 1);
-    assert_int_equal(harness_daemon_restart(&f->d), 0);
-    unsetenv("SHOALD_TEST_CREATE_MS");
-    assert_int_equal(reconnect(f), 0);
+    restart_with_slow_rings(f, "3000");
     shoal_producer_options_init(&po);
     po.acks = SHOAL_ACKS_DISK;
     assert_int_equal(shoal_producer_open(f->c, "quick", &po, &p), 0);
@@ -427,11 +434,7 @@ INTEG_TEST(test_a_create_waits_longer_for_larger_rings)
     shoal_topic_info_t *info;
     int rc = SHOAL_ENOTOPIC;
 
-    assert_int_equal(harness_daemon_stop(&f->d), 0);
-    setenv("SHOALD_TEST_CREATE_MS", "1000", 1);
-    assert_int_equal(harness_daemon_restart(&f->d), 0);
-    unsetenv("SHOALD_TEST_CREATE_MS");
-    assert_int_equal(reconnect(f), 0);
+    restart_with_slow_rings(f, "1000");
 
     client__timeout_ms = 400;
     assert_int_equal(shoal_topic_create(f->c, "large", &large), 0);
@@ -456,11 +459,7 @@ INTEG_TEST(test_a_grow_waits_longer_for_larger_rings)
 
     assert_int_equal(shoal_topic_create(f->c, "large", &large), 0);
     assert_int_equal(shoal_topic_create(f->c, "small", &small), 0);
-    assert_int_equal(harness_daemon_stop(&f->d), 0);
-    setenv("SHOALD_TEST_CREATE_MS", "1000", 1);
-    assert_int_equal(harness_daemon_restart(&f->d), 0);
-    unsetenv("SHOALD_TEST_CREATE_MS");
-    assert_int_equal(reconnect(f), 0);
+    restart_with_slow_rings(f, "1000");
 
     client__timeout_ms = 400;
     assert_int_equal(shoal_topic_alter(f->c, "large", name, five, 1), 0); /* 4 x 64 MiB */
@@ -3437,13 +3436,7 @@ INTEG_TEST(test_a_slow_grow_holds_up_no_other_request)
     pthread_t th;
 
     assert_int_equal(shoal_topic_create(f->c, "slowgrow", &cfg), 0);
-    shoal_client_close(f->c);
-    f->c = NULL;
-    assert_int_equal(harness_daemon_stop(&f->d), 0);
-    setenv("SHOALD_TEST_CREATE_MS", "2000", 1);
-    assert_int_equal(harness_daemon_restart(&f->d), 0);
-    unsetenv("SHOALD_TEST_CREATE_MS");
-    assert_int_equal(reconnect(f), 0);
+    restart_with_slow_rings(f, "2000");
 
     assert_int_equal(pthread_create(&th, NULL, grow_slowly, &sc), 0);
     for (int i = 0; i < 200 && !growing; i++, usleep(5000))
