@@ -280,11 +280,47 @@ static int producer_append_copy(shoal_producer_t *p, ring_t *ring, const struct 
     return ring_append(ring, p->buf, len, (int32_t)e->n, e->plan->max_ts, p->opts.block_ms, base);
 }
 
-int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n, shoal_ack_t *ack)
+/* One record of the common shape: encoded on the stack, checksummed and all, before the
+ * lock, which is then held only for the copy. 1 when it is not of that shape or larger
+ * than the topic allows: producer_append() takes it (and says why). */
+static int producer_append_one(shoal_producer_t *p, ring_t *ring, const shoal_message_t *m,
+                               int64_t *base)
+{
+    uint8_t stage[PRODUCER_STAGE_BYTES] __attribute__((aligned(64)));
+    int64_t now = m->timestamp_ms > 0 ? m->timestamp_ms : shoal__now_ms();
+    size_t len = record_batch_encode_one(stage, sizeof(stage), m, now);
+
+    if (len == 0 || len > p->cfg.max_record_bytes)
+        return 1;
+    return ring_append(ring, stage, len, 1, now, p->opts.block_ms, base);
+}
+
+/* Any batch: planned and checked, then encoded under the lock straight into the slot. */
+static int producer_append(shoal_producer_t *p, ring_t *ring, const shoal_message_t *msgs, size_t n,
+                           int64_t *base)
 {
     record_batch_plan_t plan;
     struct producer_batch e = {.msgs = msgs, .n = n, .now = shoal__now_ms(), .plan = &plan};
     struct ring_batch b = {.fill = fill_encode, .arg = &e};
+    int rc;
+
+    if ((rc = producer_plan(p, msgs, n, e.now, &plan)) < 0)
+        return rc;
+    plan.stream = ring->slot_bytes * ring->slot_count >= PRODUCER_STREAM_RING_MIN &&
+                  plan.size >= PRODUCER_STREAM_BATCH_MIN;
+    b.len = plan.size;
+    b.records = (int32_t)n;
+    b.max_timestamp = plan.max_ts;
+    rc = ring_append_fill(ring, &b, p->opts.block_ms, true, base);
+    if (rc == -EBUSY) {
+        plan.stream = false; /* our own buffer, read back at once by the copy */
+        rc = producer_append_copy(p, ring, &e, base);
+    }
+    return rc;
+}
+
+int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n, shoal_ack_t *ack)
+{
     int64_t base;
     int32_t partition;
     ring_t *ring;
@@ -296,18 +332,8 @@ int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
     partition = producer_choose_partition(p, &msgs[0]);
     if ((rc = producer_ring(p, partition, &ring)) < 0)
         return rc;
-    if ((rc = producer_plan(p, msgs, n, e.now, &plan)) < 0)
-        return rc;
-    plan.stream = ring->slot_bytes * ring->slot_count >= PRODUCER_STREAM_RING_MIN &&
-                  plan.size >= PRODUCER_STREAM_BATCH_MIN;
-    b.len = plan.size;
-    b.records = (int32_t)n;
-    b.max_timestamp = plan.max_ts;
-    rc = ring_append_fill(ring, &b, p->opts.block_ms, true, &base);
-    if (rc == -EBUSY) {
-        plan.stream = false; /* our own buffer, read back at once by the copy */
-        rc = producer_append_copy(p, ring, &e, &base);
-    }
+    if (n != 1 || (rc = producer_append_one(p, ring, msgs, &base)) > 0)
+        rc = producer_append(p, ring, msgs, n, &base);
     if (rc < 0)
         return rc;
     if (ack) {

@@ -200,7 +200,7 @@ static void batch_header_read(const uint8_t *b, record_batch_header_t *h)
     h->record_count = (int32_t)shoal__get_be32(b + 57);
 }
 
-static void batch_header_write(uint8_t *b, const record_batch_header_t *h)
+static inline void batch_header_write(uint8_t *b, const record_batch_header_t *h)
 {
     shoal__put_be64(b + 0, (uint64_t)h->base_offset);
     shoal__put_be32(b + 8, (uint32_t)h->batch_length);
@@ -1049,6 +1049,54 @@ int record_batch_encode(uint8_t *buf, size_t cap, const record_batch_fields_t *f
     if (rc != 0)
         return rc;
     return record_batch_encode_planned(buf, cap, f, msgs, n, now_ms, &plan, len_out);
+}
+
+/* A string of a one-record batch: its length varint (NULL: the one byte of -1), then
+ * the bytes, under 1 GiB. */
+static inline uint8_t *one_bytes_write(uint8_t *p, const void *data, size_t len)
+{
+    if (data == NULL) {
+        *p++ = 1;
+        return p;
+    }
+    p = varint_put_nonneg(p, len);
+    copy_value(p, data, len);
+    return p + len;
+}
+
+size_t record_batch_encode_one(uint8_t *buf, size_t cap, const shoal_message_t *m, int64_t now_ms)
+{
+    size_t body, size;
+    int64_t ts;
+    uint8_t *p;
+
+    /* headers, or a key or value of 1 GiB or more: the general encoder's */
+    if ((m->header_count | ((m->key_len | m->value_len) >> 30)) != 0)
+        return 0;
+    body = short_body_size(m);
+    size = RECORD_BATCH_HEADER_BYTES + varint_size_nonneg(body) + body;
+    if (size > cap)
+        return 0;
+    ts = message_timestamp(m, now_ms);
+    record_batch_header_t h = {
+        .batch_length = (int32_t)(size - RECORD_BATCH_LOG_OVERHEAD),
+        .magic = RECORD_BATCH_MAGIC,
+        .first_timestamp = ts,
+        .max_timestamp = ts,
+        .producer_id = -1,
+        .producer_epoch = -1,
+        .base_sequence = -1,
+        .record_count = 1,
+    }; /* record_batch_fields_init()'s fields: constants the compiler writes as they are */
+    batch_header_write(buf, &h);
+    p = varint_put_nonneg(buf + RECORD_BATCH_HEADER_BYTES, body);
+    p[0] = p[1] = p[2] = 0; /* attributes, timestamp and offset deltas */
+    p = one_bytes_write(p + 3, m->key, m->key_len);
+    p = one_bytes_write(p, m->value, m->value_len);
+    *p = 0; /* no headers */
+    shoal__put_be32(buf + RECORD_BATCH_CRC_OFFSET,
+                    shoal__crc32c(0, buf + RECORD_BATCH_CRC_START, size - RECORD_BATCH_CRC_START));
+    return size;
 }
 
 /* The writer behind every encoder: deltas NULL means 0..n-1 (last_delta n - 1). */

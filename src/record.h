@@ -119,6 +119,13 @@ int record_batch_encode_planned(uint8_t *buf, size_t cap, const record_batch_fie
                                 const shoal_message_t *msgs, size_t n, int64_t now_ms,
                                 const record_batch_plan_t *plan, size_t *len_out);
 
+/* Encode the one message m as record_batch_encode() would, with record_batch_fields_init()'s
+ * fields, in one pass: the producer's path for a record a send. Only for a message without
+ * headers whose key and value are each under 1 GiB and whose batch fits cap. @return the
+ * batch's size, or 0 when m is not of that shape or does not fit (record_batch_encode()
+ * then encodes it or says why it cannot). */
+size_t record_batch_encode_one(uint8_t *buf, size_t cap, const shoal_message_t *m, int64_t now_ms);
+
 /* Encode n >= 0 messages as one batch whose records keep the given offset deltas (strictly
  * increasing, >= 0, none past last_offset_delta) and whose lastOffsetDelta is
  * last_offset_delta, so a rewritten batch covers the same offsets as the original with gaps

@@ -276,17 +276,28 @@ static void *hold_append_lock(void *arg)
     return NULL;
 }
 
-/* A producer that finds the append lock taken encodes the batch into its own buffer
- * meanwhile (its first growth can fail cleanly, publishing nothing), then waits for the
- * lock and copies the batch in. */
-static void test_send_while_the_lock_is_held_encodes_aside_then_appends(void **state)
+/* Hold the partition's append lock from another thread for 200 ms; returns once it is held. */
+static void hold_lock_a_while(struct lock_holder *h, pthread_t *t, struct shm_ctl *ctl, int fd[2])
 {
     char c;
-    shoal_message_t m = {.value = "aside", .value_len = 5, .partition = 0};
-    struct lock_holder h = {.hold_ms = 200};
+
+    *h = (struct lock_holder){.lock = &ctl->lock, .locked_fd = fd[1], .hold_ms = 200};
+    assert_int_equal(pthread_create(t, NULL, hold_append_lock, h), 0);
+    assert_int_equal(read(fd[0], &c, 1), 1);
+}
+
+/* A send that finds the append lock taken waits for it, and what it sent is appended then:
+ * a batch encoded meanwhile into the producer's own buffer (whose first growth can fail
+ * cleanly, publishing nothing), one record already encoded on the stack before the lock
+ * (it allocates nothing). */
+static void test_send_while_the_lock_is_held_encodes_aside_then_appends(void **state)
+{
+    shoal_message_t m[2] = {{.value = "aside", .value_len = 5, .partition = 0},
+                            {.value = "aside", .value_len = 5, .partition = 0}};
+    struct lock_holder h;
     shoal_producer_t *p;
     shoal_consumer_t *k;
-    shoal_record_t recs[4];
+    shoal_record_t recs[8];
     struct shm_ctl *ctl;
     shoal_ack_t ack;
     pthread_t t;
@@ -296,29 +307,35 @@ static void test_send_while_the_lock_is_held_encodes_aside_then_appends(void **s
 
     assert_int_equal(shoal_topic_create(client, "held", NULL), 0);
     assert_int_equal(shoal_producer_open(client, "held", NULL, &p), 0);
-    assert_int_equal(shoal_send(p, &m, NULL), 0); /* in place: the lock was free */
+    assert_int_equal(shoal_send(p, m, NULL), 0); /* the lock was free */
     ctl = harness_map_ctl(&daemon_, "held");
     assert_int_equal(pipe(locked), 0);
-    h.lock = &ctl->lock;
-    h.locked_fd = locked[1];
-    assert_int_equal(pthread_create(&t, NULL, hold_append_lock, &h), 0);
-    assert_int_equal(read(locked[0], &c, 1), 1);
 
+    hold_lock_a_while(&h, &t, ctl, locked);
     shoal__alloc_fail_after(1);
-    assert_int_equal(shoal_send(p, &m, NULL), -ENOMEM);
+    assert_int_equal(shoal_send_batch(p, m, 2, NULL), -ENOMEM);
     shoal__alloc_fail_after(0);
     assert_int_equal(atomic_load(&ctl->log_end_offset), 1);
     t0 = shoal__mono_ns();
-    assert_int_equal(shoal_send(p, &m, &ack), 0); /* waits for the holder */
+    assert_int_equal(shoal_send_batch(p, m, 2, &ack), 0); /* waits for the holder */
     assert_true(shoal__mono_ns() - t0 >= 50 * 1000000LL);
     assert_int_equal(ack.offset, 1);
+    assert_int_equal(pthread_join(t, NULL), 0);
+
+    hold_lock_a_while(&h, &t, ctl, locked);
+    shoal__alloc_fail_after(1);
+    t0 = shoal__mono_ns();
+    assert_int_equal(shoal_send(p, m, &ack), 0);
+    assert_true(shoal__mono_ns() - t0 >= 50 * 1000000LL);
+    shoal__alloc_fail_after(0);
+    assert_int_equal(ack.offset, 3);
     assert_int_equal(pthread_join(t, NULL), 0);
 
     assert_int_equal(shoal_consumer_open(client, NULL, &k), 0);
     assert_int_equal(shoal_consumer_assign(k, "held", NULL, 0), 0);
     assert_int_equal(shoal_consumer_seek(k, "held", 0, SHOAL_SEEK_BEGINNING, 0), 0);
-    assert_int_equal(shoal_poll(k, recs, 4, 1000), 2);
-    for (int i = 0; i < 2; i++) {
+    assert_int_equal(shoal_poll(k, recs, 8, 1000), 4);
+    for (int i = 0; i < 4; i++) {
         assert_int_equal(recs[i].offset, i);
         assert_int_equal(recs[i].value_len, 5);
         assert_memory_equal(recs[i].value, "aside", 5);

@@ -1064,6 +1064,56 @@ static void test_record_plan_takes_the_short_form_only_when_every_message_fits(v
     assert_int_equal(plan.size, short_size + ((size_t)1 << 30) - 5 + 4 + 4);
 }
 
+/* The producer's one-record encoder writes, byte for byte, what the general one does, and
+ * steps aside (0) for what it does not handle. */
+static void test_record_encode_one_writes_what_the_general_encoder_does(void **state)
+{
+    static uint8_t v[70000 + 16], a[150000], b[150000]; /* values start at v + j, j < 16 */
+    static const size_t lens[] = {0,  1,  7,  8,  15,  16,   17,   31,
+                                  32, 33, 63, 64, 400, 8191, 8192, 70000};
+    static const int64_t stamps[] = {0, 5000 + 7, -3, INT64_MAX};
+    const shoal_header_t hdr = {"h", 1, "v", 1};
+    record_batch_fields_t f;
+    size_t la, lb, checked = 0;
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(v); i++)
+        v[i] = (uint8_t)(i * 29 + 3);
+    record_batch_fields_init(&f);
+    for (size_t k = 0; k < 6; k++)
+        for (size_t j = 0; j < sizeof(lens) / sizeof(lens[0]); j++)
+            for (size_t t = 0; t < sizeof(stamps) / sizeof(stamps[0]); t++) {
+                /* keys absent, empty or of 1..8192 bytes; values absent too */
+                shoal_message_t m = {.key = k == 0 ? NULL : v + 5,
+                                     .key_len = k < 2 ? 0 : lens[k * 3],
+                                     .value = j == 0 && t == 1 ? NULL : v + j,
+                                     .value_len = lens[j],
+                                     .timestamp_ms = stamps[t]};
+                record_batch_header_t h;
+                memset(b, 0xa5, sizeof(b));
+                assert_int_equal(record_batch_encode(a, sizeof(a), &f, &m, 1, 5000, &la), 0);
+                lb = record_batch_encode_one(b, sizeof(b), &m, 5000);
+                assert_int_equal(lb, la);
+                assert_memory_equal(a, b, la);
+                assert_int_equal(record_batch_parse(b, lb, &h), 0);
+                assert_int_equal(record_batch_check_crc(b, &h), 0);
+                assert_int_equal(record_batch_encode_one(b, la - 1, &m, 5000), 0); /* no room */
+                checked++;
+            }
+    assert_int_equal(checked, 6 * 16 * 4);
+
+    shoal_message_t m = {.key = "k", .key_len = 1, .value = v, .value_len = 32};
+    m.headers = &hdr;
+    m.header_count = 1;
+    assert_int_equal(record_batch_encode_one(b, sizeof(b), &m, 5000), 0);
+    m.header_count = 0;
+    m.value_len = (size_t)1 << 30; /* refused before anything reads the value */
+    assert_int_equal(record_batch_encode_one(b, sizeof(b), &m, 5000), 0);
+    m.value_len = 32;
+    m.key_len = (size_t)1 << 30;
+    assert_int_equal(record_batch_encode_one(b, sizeof(b), &m, 5000), 0);
+}
+
 static void test_record_encode_refuses_bad_arguments(void **state)
 {
     shoal_message_t m = {.key = "k", .key_len = 1, .value = "v", .value_len = 1};
@@ -1561,6 +1611,7 @@ int main(void)
         cmocka_unit_test(test_record_encode_round_trips_null_empty_and_headers),
         cmocka_unit_test(test_record_encoder_crc_is_right_around_large_values),
         cmocka_unit_test(test_record_plan_takes_the_short_form_only_when_every_message_fits),
+        cmocka_unit_test(test_record_encode_one_writes_what_the_general_encoder_does),
         cmocka_unit_test(test_record_encode_refuses_bad_arguments),
         cmocka_unit_test(test_record_plan_names_what_is_wrong_with_a_message),
         cmocka_unit_test(test_record_base_offset_is_outside_the_crc),
