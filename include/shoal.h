@@ -347,9 +347,11 @@ SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
  * a create does: 30 s plus 4 s per GiB, SHOAL_ETIMEDOUT after; meanwhile the topic
  * keeps its partitions, and another alter or a delete of it is SHOAL_ADMIN_ACTION), producers
  * follow the new count at their next send (keyed records then go by it), group members get the new
- * partitions by a rebalance (and start them per auto_offset_reset: with LATEST, records
- * the partition received before the rebalance are skipped, as in Kafka), and a consumer
- * that assigned itself every partition keeps those it had. max.message.bytes applies to producers
+ * partitions by a rebalance (a group with committed offsets in the topic reads them from
+ * their start: shoald commits offset 0 there for it, so that with LATEST it does not skip
+ * what they received before the rebalance, as Kafka's groups do; a group that has committed
+ * nothing in the topic starts them per auto_offset_reset), and a consumer that assigned
+ * itself every partition keeps those it had. max.message.bytes applies to producers
  * opened after the change. A memory topic refuses the settings about disk segments (SHOAL_ECONFIG,
  * as shoal_topic_create()).
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ESETTING, SHOAL_ECONFIG, SHOAL_EIMMUTABLE,

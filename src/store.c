@@ -574,9 +574,28 @@ static int offset_key(uint8_t buf[STORE_OFFSET_KEY_MAX], const char *group, cons
     return (int)(g + t + 6);
 }
 
+/* Write one offset record in txn: 0, 1 when flags has MDB_NOOVERWRITE and there is one, or a
+ * negative code. */
+static int offset_put(store_t *st, MDB_txn *txn, const char *group, const char *topic,
+                      int32_t partition, int64_t offset, int64_t ms, unsigned flags)
+{
+    uint8_t kbuf[STORE_OFFSET_KEY_MAX], rec[STORE_OFFSET_RECORD_BYTES] = {STORE_OFFSET_VERSION};
+    MDB_val key = {.mv_data = kbuf}, val = {.mv_size = sizeof(rec), .mv_data = rec};
+    int rc, klen = offset_key(kbuf, group, topic, partition);
+
+    if (klen < 0)
+        return klen;
+    key.mv_size = (size_t)klen;
+    put_le64(rec + 8, (uint64_t)offset);
+    put_le64(rec + STORE_OFFSET_TIME_AT, (uint64_t)ms);
+    rc = mdb_put(txn, st->offsets, &key, &val, flags);
+    if (rc == MDB_KEYEXIST && (flags & MDB_NOOVERWRITE))
+        return 1;
+    return rc == 0 ? 0 : store_err(rc, "put offset");
+}
+
 int store_offsets_put(store_t *st, const store_offset_t *offs, size_t n)
 {
-    uint8_t kbuf[STORE_OFFSET_KEY_MAX], rec[STORE_OFFSET_RECORD_BYTES];
     int64_t now = shoal__now_ms();
     MDB_txn *txn;
     int rc;
@@ -585,22 +604,11 @@ int store_offsets_put(store_t *st, const store_offset_t *offs, size_t n)
     if (rc != 0)
         return store_err(rc, "begin transaction");
     for (size_t i = 0; i < n; i++) {
-        MDB_val key, val = {.mv_size = sizeof(rec), .mv_data = rec};
-        int klen = offset_key(kbuf, offs[i].group, offs[i].topic, offs[i].partition);
-        if (klen < 0) {
-            mdb_txn_abort(txn);
-            return klen;
-        }
-        key.mv_data = kbuf;
-        key.mv_size = (size_t)klen;
-        memset(rec, 0, sizeof(rec));
-        rec[0] = STORE_OFFSET_VERSION;
-        put_le64(rec + 8, (uint64_t)offs[i].offset);
-        put_le64(rec + STORE_OFFSET_TIME_AT, (uint64_t)now);
-        rc = mdb_put(txn, st->offsets, &key, &val, 0);
+        rc = offset_put(st, txn, offs[i].group, offs[i].topic, offs[i].partition, offs[i].offset,
+                        now, 0);
         if (rc != 0) {
             mdb_txn_abort(txn);
-            return store_err(rc, "put offset");
+            return rc;
         }
     }
     return store_commit(st, txn, "commit offsets");
@@ -774,6 +782,80 @@ out:
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return rc;
+}
+
+/* The groups with an offset of topic in txn, each once, with its latest commit time there. */
+struct topic_group {
+    char name[SHOAL_TOPIC_NAME_MAX + 1];
+    int64_t ms;
+};
+struct topic_groups {
+    struct topic_group *v;
+    size_t n, cap;
+};
+
+static int topic_groups_collect(store_t *st, MDB_txn *txn, const char *topic,
+                                struct topic_groups *tg)
+{
+    MDB_val key, val;
+    MDB_cursor *cur;
+    size_t len = strlen(topic);
+    int rc;
+
+    if ((rc = mdb_cursor_open(txn, st->offsets, &cur)) != 0)
+        return store_err(rc, "open cursor");
+    /* keys start with the group: a group's offsets of the topic are consecutive */
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        char group[SHOAL_TOPIC_NAME_MAX + 1];
+        int64_t ms;
+        if (!offset_key_is_of(&key, topic, len) || offset_group_time(&key, &val, group, &ms) < 0)
+            continue;
+        if (tg->n && !strcmp(tg->v[tg->n - 1].name, group)) {
+            tg->v[tg->n - 1].ms = SHOAL_MAX(tg->v[tg->n - 1].ms, ms);
+            continue;
+        }
+        if (tg->n == tg->cap) {
+            size_t cap = tg->cap ? tg->cap * 2 : 8;
+            struct topic_group *v = shoal__realloc(tg->v, cap * sizeof(*v));
+            if (!v) {
+                mdb_cursor_close(cur);
+                return -ENOMEM;
+            }
+            tg->v = v;
+            tg->cap = cap;
+        }
+        memcpy(tg->v[tg->n].name, group, sizeof(group));
+        tg->v[tg->n++].ms = ms;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : store_err(rc, "offset cursor");
+}
+
+int store_offsets_start_added(store_t *st, const char *topic, uint32_t from, uint32_t to)
+{
+    struct topic_groups tg = {0};
+    MDB_txn *txn;
+    int rc, count = 0;
+
+    if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
+        return store_err(rc, "begin transaction");
+    rc = topic_groups_collect(st, txn, topic, &tg);
+    for (size_t i = 0; rc == 0 && i < tg.n; i++)
+        for (uint32_t p = from; rc == 0 && p < to; p++) {
+            /* the group's own latest time: its expiry does not move */
+            rc = offset_put(st, txn, tg.v[i].name, topic, (int32_t)p, 0, tg.v[i].ms,
+                            MDB_NOOVERWRITE);
+            count += rc == 0;
+            rc = SHOAL_MIN(rc, 0);
+        }
+    shoal__free(tg.v);
+    if (rc < 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    rc = store_commit(st, txn, "commit offsets");
+    return rc == 0 ? count : rc;
 }
 
 int store_offsets_delete(store_t *st, const char *group, const char *topic)

@@ -76,6 +76,10 @@ typedef int (*store_group_cb)(void *arg, const char *group, int64_t last_commit_
  * since the epoch), passing over records it cannot decode; stops at a non-zero cb value and
  * returns it. */
 int store_offset_groups(store_t *st, store_group_cb cb, void *arg);
+/* Partitions from..to - 1 of topic are new: every group with an offset of the topic gets
+ * offset 0 there (where it has none), so that it reads them from their start whatever its
+ * members' auto_offset_reset. Durable on return. How many were written, or a negative code. */
+int store_offsets_start_added(store_t *st, const char *topic, uint32_t from, uint32_t to);
 /* Delete the group's offsets (of one topic when topic is not NULL). Durable on return.
  * Returns how many were deleted or a negative code. */
 int store_offsets_delete(store_t *st, const char *group, const char *topic);

@@ -3568,6 +3568,46 @@ INTEG_TEST(test_partitions_added_to_a_topic_are_assigned_to_its_group)
     shoal_client_close(cl);
 }
 
+/* A group that reads a topic starts partitions added to it at their beginning, even with
+ * auto_offset_reset latest: what producers sent there before the rebalance is read, not
+ * skipped (KAFKA-12478). A group that has no offsets in the topic is left alone. */
+INTEG_TEST(test_partitions_added_to_a_topic_are_read_from_their_start_with_latest)
+{
+    shoal_topic_config_t cfg = topic_cfg(2);
+    const char *name[] = {"partitions"}, *value[] = {"4"};
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+    int got = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "late", &cfg), 0);
+    assert_int_equal(shoal_topic_create(f->c, "aside", &cfg), 0);
+    assert_int_equal(shoal_group_reset_offsets(f->c, "bystanders", "aside", SHOAL_SEEK_END, 0), 0);
+    member_options(&o, "laters", 0);
+    o.auto_offset_reset = SHOAL_OFFSET_RESET_LATEST;
+    assert_int_equal(open_member(&cl, &c, &o, "late"), 0);
+    for (int i = 0; i < 100 && atomic_load(&sh->nassigned[0]) != 2; i++)
+        assert_true(shoal_poll(c, recs, 8, 20) >= 0);
+    assert_int_equal(atomic_load(&sh->nassigned[0]), 2);
+    assert_int_equal(shoal_commit_sync(c, NULL, 0), 0);
+
+    assert_int_equal(shoal_topic_alter(f->c, "late", name, value, 1), 0);
+    assert_int_equal(produce(f->c, "late", 3, 5), 0); /* before the group's rebalance */
+    assert_int_equal(committed_of_topic(f->c, "laters", "late", 3), 0);
+    assert_int_equal(committed_of_topic(f->c, "bystanders", "late", 3), -1);
+    for (int i = 0; i < 150 && got < 5; i++) {
+        int n = shoal_poll(c, recs, 8, 20);
+        assert_true(n >= 0);
+        for (int k = 0; k < n; k++)
+            got += recs[k].partition == 3;
+    }
+    assert_int_equal(atomic_load(&sh->nassigned[0]), 4);
+    assert_int_equal(got, 5);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 /* ------------------------------------------------------------------ garbage */
 
 INTEG_TEST(test_daemon_answers_garbage_group_requests_and_stays_usable)
@@ -3800,6 +3840,7 @@ int main(void)
         T(test_idle_groups_expire_after_the_offsets_retention),
         T(test_a_reload_shortens_the_expiry_check_at_once),
         T(test_partitions_added_to_a_topic_are_assigned_to_its_group),
+        T(test_partitions_added_to_a_topic_are_read_from_their_start_with_latest),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good),
         T(test_a_child_closing_an_inherited_member_leaves_the_parent_in_the_group),

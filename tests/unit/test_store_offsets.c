@@ -163,6 +163,37 @@ static void test_offset_groups_gives_each_groups_latest_commit(void **state)
     assert_int_equal(g.n, 2);
 }
 
+/* Added partitions: each group with an offset of the topic gets 0 where it has none, stamped
+ * with its latest commit there (its expiry does not move); other groups and topics, and
+ * offsets already stored, are left as they are. */
+static void test_added_partitions_start_at_zero_for_the_topics_groups(void **state)
+{
+    struct fixture *f = *state;
+    store_offset_t offs[] = {
+        {"g", "t", 0, 10}, {"g", "t", 3, 4}, {"h", "u", 0, 7}, {"i", "t", 1, 2}, {"i", "tt", 0, 1}};
+    struct group_times before = {0}, after = {0};
+    int64_t off = -1;
+
+    assert_int_equal(store_offsets_put(f->st, offs, 5), 0);
+    assert_int_equal(store_offset_groups(f->st, group_time, &before), 0);
+    usleep(20000);
+    assert_int_equal(store_offsets_start_added(f->st, "t", 2, 5), 5); /* g: 2 and 4; i: 2..4 */
+    for (int32_t p = 2; p < 5; p++) {
+        assert_int_equal(store_offset_get(f->st, "i", "t", p, &off), 1);
+        assert_int_equal(off, 0);
+        assert_int_equal(store_offset_get(f->st, "g", "t", p, &off), 1);
+        assert_int_equal(off, p == 3 ? 4 : 0); /* kept */
+        assert_int_equal(store_offset_get(f->st, "h", "t", p, &off), 0);
+    }
+    assert_int_equal(store_offset_get(f->st, "i", "tt", 2, &off), 0); /* a longer name */
+    assert_int_equal(store_offset_groups(f->st, group_time, &after), 0);
+    assert_int_equal(after.n, 3);
+    for (int i = 0; i < 3; i++)
+        assert_true(after.ms[i] == before.ms[i]);
+    assert_int_equal(store_offsets_start_added(f->st, "t", 2, 5), 0); /* once */
+    assert_int_equal(store_offsets_start_added(f->st, "nothing", 0, 3), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -175,6 +206,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offsets_reject_empty_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offset_groups_gives_each_groups_latest_commit, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_added_partitions_start_at_zero_for_the_topics_groups,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
