@@ -18,38 +18,45 @@
  *      record is kept when it is the latest of its key, except a tombstone (null value)
  *      whose timestamp is older than delete.retention.ms. Records with a null key are
  *      always kept (Kafka refuses them on compacted topics; shoal's producer does not).
- *      A segment with nothing to drop is left alone.
+ *      Neighbours are taken together, as Kafka's cleaner groups segments: consecutive
+ *      sealed segments whose files add up to at most segment.bytes (and whose offsets
+ *      span at most INT32_MAX, for the index's relative offsets) become one file, named
+ *      after the first. A lone segment with nothing to drop is left alone.
  *   3. Rewrite: each batch becomes a new RecordBatch v2 with the same base offset,
  *      lastOffsetDelta, producer fields and attributes, holding only the kept records with
  *      their original offset deltas (record_batch_encode_with_offsets), so offsets never
  *      change and gaps appear, as in Kafka. A batch left empty is dropped, except the
  *      segment's last one, which stays as an empty batch: the segment then still ends at
  *      the offset where the next one begins, and a consumer or the index never sees a gap
- *      between segments. Oldest first, so when a crash stops a run half way, an older
- *      value is never left behind while the tombstone that deleted it is gone.
+ *      between segments. A batch that keeps every record is copied as it is. Oldest
+ *      first, so when a crash stops a run half way, an older value is never left behind
+ *      while the tombstone that deleted it is gone.
  *
  * Crash safety. The new bytes go to <base>.log.cleaned, which is fsynced and renamed to
- * <base>.log.swap (directory fsynced): from then on the rewrite is complete. Then the old
- * .index/.timeindex are unlinked, the .swap renamed over <base>.log (directory fsynced
- * after each step) and the index rebuilt by segment_recover(). At start compact_recover()
- * deletes any .cleaned (the old segment is whole) and completes any .swap; the partition's
- * recovery then rebuilds the index of a sealed segment left without one; so a crash leaves
- * the old segment or the new one, never a mix. A .swap is trusted only as far as it is
- * checked: it replaces the .log only when every batch is whole with a good CRC and its
- * offsets start at or after the base and end exactly where the segment ends (a rewrite
- * keeps the offsets and the last batch); anything else there (damage, a stray file) is
- * deleted with a warning and the .log kept, never the other way round.
- * SHOALD_TEST_COMPACT_CRASH=cleaned|swap (read once) makes the daemon _exit(99) right after writing
- * .cleaned or right after the rename to .swap, for tests.
+ * <base>.log.swap (directory fsynced): from then on the rewrite is complete. Then the
+ * segments merged into it are unlinked, the old .index/.timeindex of base, the .swap renamed
+ * over <base>.log (directory fsynced after each step) and the index rebuilt by
+ * segment_recover(). At start compact_recover() deletes any .cleaned (the old segments are
+ * whole) and completes any .swap the same way; the partition's recovery then rebuilds the
+ * index of a sealed segment left without one; so a crash leaves the old segments or the new
+ * one, never a mix. A .swap is trusted only as far as it is checked: it replaces the .log
+ * only when every batch is whole with a good CRC and its offsets start at or after the base
+ * and end exactly where a segment ends (a rewrite keeps the offsets and each segment's last
+ * batch): where a later segment begins (the ones before it are merged into the .swap) or
+ * where its own ends; anything else there (damage, a stray file) is deleted with a warning
+ * and the .log kept, never the other way round. SHOALD_TEST_COMPACT_CRASH=cleaned|swap|merged
+ * (read once) makes the daemon _exit(99) right after writing .cleaned, right after the rename
+ * to .swap, or right after unlinking the first segment merged into it, for tests.
  *
  * Readers. A consumer with the old segment mapped keeps reading it (rename leaves the
- * mapping valid); later SEGMENT_OPENs get the new file. The shared-memory ring may still
- * hold uncompacted copies of recent sealed segments and serves them until the slots are
- * reused, as Kafka serves a segment until it is cleaned. The partition's disk_bytes
- * follows the size change; log_start_offset does not move (the segment still exists).
+ * mapping valid); later SEGMENT_OPENs get the new file, or, for an offset of a merged segment
+ * unlinked before the .swap took the first's place, the .swap (dpart_segment_open). The
+ * shared-memory ring may still hold uncompacted copies of recent sealed segments and serves them
+ * until the slots are reused, as Kafka serves a segment until it is cleaned. The partition's
+ * disk_bytes follows the size change; log_start_offset does not move (the segment still exists).
  *
  * Simplifications, documented: a tombstone's age is its record timestamp (Kafka counts
- * from when its segment was cleaned); segments are never merged; the offset map holds every
+ * from when its segment was cleaned); the offset map holds every
  * distinct key of the partition at once (Kafka bounds it and cleans in several passes); a
  * compressed batch (which shoal never writes) makes the run fail and leave the partition
  * as it is; a record timestamp <= 0 is rewritten as the time of the run. */
@@ -70,13 +77,18 @@
 #include "util.h"
 
 #define CLEANED_EXT          ".log.cleaned"
-#define SWAP_EXT             ".log.swap"
 #define CRASH_EXIT_STATUS    99
 #define KEYMAP_INITIAL_SLOTS 1024
 
 /* ------------------------------------------------------------------ test fault hook */
 
-enum crash_point { CRASH_UNREAD = -1, CRASH_NONE, CRASH_AFTER_CLEANED, CRASH_AFTER_SWAP };
+enum crash_point {
+    CRASH_UNREAD = -1,
+    CRASH_NONE,
+    CRASH_AFTER_CLEANED,
+    CRASH_AFTER_SWAP,
+    CRASH_AFTER_MERGED, /* the first segment merged into the .swap deleted */
+};
 
 static enum crash_point crash_point = CRASH_UNREAD;
 
@@ -89,6 +101,8 @@ static void crash_point_read(void)
         crash_point = CRASH_AFTER_CLEANED;
     else if (v && !strcmp(v, "swap"))
         crash_point = CRASH_AFTER_SWAP;
+    else if (v && !strcmp(v, "merged"))
+        crash_point = CRASH_AFTER_MERGED;
     if (crash_point != CRASH_NONE)
         log_warn("SHOALD_TEST_COMPACT_CRASH=%s: compaction will stop the daemon", v);
 }
@@ -211,25 +225,46 @@ static int ext_path(char *buf, size_t cap, const char *dir, int64_t base, const 
     return segment_path(buf, cap, dir, base, ext);
 }
 
-/* The rewrite is complete in <base>.log.swap: put it in place of <base>.log. The old
- * index files go first (a crash then leaves a segment without index, which start-up
- * rebuilds, never an index describing other bytes), then the rename, then a new index. */
-static int swap_complete(const char *dir, int64_t base)
+/* Unlink a segment's files, the index ones first (a crash then leaves a segment without an
+ * index, which start-up rebuilds, never an index describing other bytes); with the .log
+ * when log. */
+static int segment_files_unlink(const char *dir, int64_t base, bool log)
 {
-    static const char *const idx_exts[] = {".index", ".timeindex"};
-    char log_path[PATH_MAX], swap_path[PATH_MAX], path[PATH_MAX];
-    segment_recovery_t rec;
+    static const char *const exts[] = {".index", ".timeindex", ".log"};
+    char path[PATH_MAX];
     int rc;
 
-    if ((rc = ext_path(log_path, sizeof(log_path), dir, base, ".log")) < 0 ||
-        (rc = ext_path(swap_path, sizeof(swap_path), dir, base, SWAP_EXT)) < 0)
-        return rc;
-    for (size_t i = 0; i < SHOAL_ARRAY_LEN(idx_exts); i++) {
-        if ((rc = ext_path(path, sizeof(path), dir, base, idx_exts[i])) < 0)
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(exts) - !log; i++) {
+        if ((rc = ext_path(path, sizeof(path), dir, base, exts[i])) < 0)
             return rc;
         if (unlink(path) < 0 && errno != ENOENT)
             return SHOAL_ERR(-errno, "unlink %s", path);
     }
+    return 0;
+}
+
+/* The rewrite of segments base and merged[0..n) (the ones after it that it holds too) is
+ * complete in <base>.log.swap: put it in place of <base>.log. The merged segments go
+ * first: a consumer sent to one of them meanwhile is served the .swap
+ * (dpart_segment_open), and a crash leaves the .swap, which compact_recover() completes
+ * the same way. Then base's index files, the rename, a new index. */
+static int swap_complete(const char *dir, int64_t base, const int64_t *merged, size_t n)
+{
+    char log_path[PATH_MAX], swap_path[PATH_MAX];
+    segment_recovery_t rec;
+    int rc;
+
+    if ((rc = ext_path(log_path, sizeof(log_path), dir, base, ".log")) < 0 ||
+        (rc = ext_path(swap_path, sizeof(swap_path), dir, base, COMPACT_SWAP_EXT)) < 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if ((rc = segment_files_unlink(dir, merged[i], true)) < 0)
+            return rc;
+        if (i == 0)
+            crash_if(CRASH_AFTER_MERGED, "deleting a segment merged into a .swap");
+    }
+    if ((rc = segment_files_unlink(dir, base, false)) < 0)
+        return rc;
     if ((rc = shoal__fsync_dir(dir)) < 0)
         return SHOAL_ERR(rc, "fsync %s", dir);
     if (rename(swap_path, log_path) < 0)
@@ -402,6 +437,12 @@ static int rewrite_batch(void *arg, uint64_t pos, const uint8_t *batch,
 
     if ((rc = gather_kept(c, batch, h, &n)) < 0)
         return rc;
+    if (n == (size_t)h->record_count) { /* as it is (a merge copies whole segments) */
+        len = record_batch_size(h);
+        if ((rc = shoal__pwrite_all(c->fd, batch, len, c->out_pos)) == 0)
+            c->out_pos += len;
+        return rc;
+    }
     deltas = n ? c->deltas : &no_delta; /* an empty batch may come before any allocation */
     if (n == 0 && !last)
         return 0;
@@ -450,27 +491,41 @@ static int scan_segment(cleaner_t *c, const segment_map_t *m, int64_t base, bool
     return 0;
 }
 
-/* Rewrite one sealed segment through .cleaned and .swap. */
-static int rewrite_segment(cleaner_t *c, const segment_map_t *m, int64_t base)
+/* Write the kept records of segments bases[0..n) into <bases[0]>.log.cleaned. */
+static int write_cleaned(cleaner_t *c, const char *cleaned, const int64_t *bases, size_t n)
 {
-    dpart_t *p = c->p;
-    char cleaned[PATH_MAX], swap[PATH_MAX];
-    int rc;
+    int rc = 0;
 
-    if ((rc = ext_path(cleaned, sizeof(cleaned), p->dir, base, CLEANED_EXT)) < 0 ||
-        (rc = ext_path(swap, sizeof(swap), p->dir, base, SWAP_EXT)) < 0)
-        return rc;
     c->fd = shoal__open_regular(cleaned, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
     if (c->fd < 0)
         return c->fd;
     c->out_pos = 0;
-    rc = scan_segment(c, m, base, true, rewrite_batch);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        segment_map_t m;
+        if ((rc = segment_map(c->p->dir, bases[i], ".log", false, &m)) == 0) {
+            rc = scan_segment(c, &m, bases[i], true, rewrite_batch);
+            segment_unmap(&m);
+        }
+    }
     if (rc == 0 && fsync(c->fd) < 0)
         rc = SHOAL_ERR(-errno, "fsync %s", cleaned);
     if (close(c->fd) < 0 && rc == 0)
         rc = SHOAL_ERR(-errno, "close %s", cleaned);
     c->fd = -1;
-    if (rc < 0) {
+    return rc;
+}
+
+/* Rewrite sealed segments bases[0..n) into one through .cleaned and .swap. */
+static int rewrite_segments(cleaner_t *c, const int64_t *bases, size_t n)
+{
+    dpart_t *p = c->p;
+    char cleaned[PATH_MAX], swap[PATH_MAX];
+    int rc;
+
+    if ((rc = ext_path(cleaned, sizeof(cleaned), p->dir, bases[0], CLEANED_EXT)) < 0 ||
+        (rc = ext_path(swap, sizeof(swap), p->dir, bases[0], COMPACT_SWAP_EXT)) < 0)
+        return rc;
+    if ((rc = write_cleaned(c, cleaned, bases, n)) < 0) {
         unlink(cleaned);
         return rc;
     }
@@ -483,37 +538,71 @@ static int rewrite_segment(cleaner_t *c, const segment_map_t *m, int64_t base)
     if ((rc = shoal__fsync_dir(p->dir)) < 0)
         return SHOAL_ERR(rc, "fsync %s", p->dir);
     crash_if(CRASH_AFTER_SWAP, "renaming a segment to .swap");
-    return swap_complete(p->dir, base);
+    return swap_complete(p->dir, bases[0], bases + 1, n - 1);
 }
 
-/* Clean one sealed segment if anything in it is to be dropped. */
-static int clean_segment(cleaner_t *c, int64_t base)
+/* Count the records of segments bases[0..n) and those kept; *bytes gets their size. */
+static int count_segments(cleaner_t *c, const int64_t *bases, size_t n, uint64_t *bytes)
+{
+    int rc = 0;
+
+    c->records = c->kept = c->tombstones_kept = 0;
+    *bytes = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        segment_map_t m;
+        if ((rc = segment_map(c->p->dir, bases[i], ".log", false, &m)) == 0) {
+            rc = scan_segment(c, &m, bases[i], true, count_batch);
+            *bytes += m.len;
+            segment_unmap(&m);
+        }
+    }
+    return rc;
+}
+
+/* Clean sealed segments bases[0..n) into one: when there are several (merged, as Kafka's
+ * cleaner groups small segments), or one with something to drop. */
+static int clean_segments(cleaner_t *c, const int64_t *bases, size_t n)
 {
     dpart_t *p = c->p;
-    segment_map_t m;
+    char merged[64] = "";
     uint64_t before;
-    int rc;
+    int rc = count_segments(c, bases, n, &before);
 
-    if ((rc = segment_map(p->dir, base, ".log", false, &m)) < 0)
+    if (rc < 0 || (n == 1 && c->kept == c->records))
         return rc;
-    c->records = c->kept = c->tombstones_kept = 0;
-    rc = scan_segment(c, &m, base, true, count_batch);
-    if (rc < 0 || c->kept == c->records)
-        goto out;
-    before = m.len;
-    if ((rc = rewrite_segment(c, &m, base)) < 0)
-        goto out;
+    if ((rc = rewrite_segments(c, bases, n)) < 0)
+        return rc;
     if (before >= c->out_pos)
         dpart_sealed_sub(p, before - c->out_pos);
     else
         atomic_fetch_add(&p->disk_bytes_sealed, c->out_pos - before);
     p->oldest_base = -1; /* retention's cached timestamps may have changed */
-    log_info("%s-%u: compacted segment %lld: %llu -> %llu records (%llu -> %llu bytes)", p->topic,
-             p->id, (long long)base, (unsigned long long)c->records, (unsigned long long)c->kept,
-             (unsigned long long)before, (unsigned long long)c->out_pos);
-out:
-    segment_unmap(&m);
-    return rc;
+    if (n > 1)
+        snprintf(merged, sizeof(merged), " and the %zu after it (merged)", n - 1);
+    log_info("%s-%u: compacted segment %lld%s: %llu -> %llu records (%llu -> %llu bytes)", p->topic,
+             p->id, (long long)bases[0], merged, (unsigned long long)c->records,
+             (unsigned long long)c->kept, (unsigned long long)before,
+             (unsigned long long)c->out_pos);
+    return 0;
+}
+
+/* How many sealed segments from bases[0] on (n of them, bases[n] the next one's base) are
+ * cleaned into one: while their files add up to at most segment.bytes, and the offsets
+ * they span fit the index's 32-bit relative offsets. */
+static size_t group_size(const dpart_t *p, const int64_t *bases, size_t n)
+{
+    uint64_t total = 0;
+    size_t k = 0;
+
+    for (; k < n && bases[k + 1] - bases[0] <= INT32_MAX; k++) {
+        char path[PATH_MAX];
+        struct stat st;
+        if (ext_path(path, sizeof(path), p->dir, bases[k], ".log") < 0 || stat(path, &st) < 0 ||
+            total + (uint64_t)st.st_size > p->cfg.segment_bytes)
+            break;
+        total += (uint64_t)st.st_size;
+    }
+    return SHOAL_MAX(k, 1);
 }
 
 /* Note every key's latest offset over segments bases[0..n) (the last may be active). */
@@ -562,8 +651,10 @@ static int compact_run(dpart_t *p, int64_t writing, int64_t *expiry_ms)
     c.tombstone_horizon_ms = c.now_ms - p->cfg.delete_retention_ms;
     /* Every segment counts for the map, the one being written included. */
     rc = build_map(&c, bases, n, sealed);
-    for (size_t i = 0; rc == 0 && i < sealed; i++)
-        rc = clean_segment(&c, bases[i]);
+    for (size_t i = 0, k; rc == 0 && i < sealed; i += k) {
+        k = group_size(p, bases + i, sealed - i);
+        rc = clean_segments(&c, bases + i, k);
+    }
 out:
     *expiry_ms = c.expiry_ms;
     cleaner_release(&c);
@@ -623,17 +714,20 @@ static int64_t segment_end(const char *dir, int64_t base, int64_t next_base)
     return end;
 }
 
-/* Whether <base>.log.swap is a finished rewrite as rewrite_segment() leaves it: a regular
- * file of whole batches with good CRCs and offsets from base up, ending where the segment
- * it replaces ends (a rewrite keeps every batch's offsets and the segment's last batch).
- * 0 when it is; SHOAL_ECORRUPT with the reason as the error detail when it is not; -errno
- * when it cannot be read (then nothing is decided). */
-static int swap_check(const char *dir, int64_t base, int64_t next_base)
+/* Whether <base>.log.swap is a finished rewrite as rewrite_segments() leaves it: a regular
+ * file of whole batches with good CRCs and offsets from base up, ending where a segment
+ * ends (a rewrite keeps every batch's offsets and each segment's last batch): where the
+ * segment at base ends, or where a later one begins (a merge; bases[0..n) are the
+ * segments on disk). 0 with *merged_n, how many segments after base it holds (they
+ * follow base in bases), when it is; SHOAL_ECORRUPT with the reason as the error detail
+ * when it is not; -errno when it cannot be read (then nothing is decided). */
+static int swap_check(const char *dir, int64_t base, const int64_t *bases, size_t n,
+                      size_t *merged_n)
 {
     segment_scan_t scan;
     segment_map_t m;
-    int64_t end;
-    int rc = segment_map(dir, base, SWAP_EXT, false, &m);
+    size_t after = 0, k;
+    int rc = segment_map(dir, base, COMPACT_SWAP_EXT, false, &m);
 
     if (rc < 0)
         return rc;
@@ -643,21 +737,24 @@ static int swap_check(const char *dir, int64_t base, int64_t next_base)
         return SHOAL_ERR(SHOAL_ECORRUPT, "%s", scan.why);
     if (scan.batches == 0)
         return SHOAL_ERR(SHOAL_ECORRUPT, "it holds no batch");
-    end = segment_end(dir, base, next_base);
-    if (end < 0)
-        return SHOAL_ERR(SHOAL_ECORRUPT,
-                         "neither a sound .log nor a next segment shows where the segment ends");
-    if (scan.next_offset != end)
-        return SHOAL_ERR(SHOAL_ECORRUPT, "it ends before offset %lld, the segment before %lld",
-                         (long long)scan.next_offset, (long long)end);
-    return 0;
+    while (after < n && bases[after] <= base)
+        after++;
+    for (k = after; k < n && bases[k] < scan.next_offset; k++)
+        ;
+    *merged_n = k - after;
+    if (k < n && bases[k] == scan.next_offset)
+        return 0;
+    if (k == after && scan.next_offset == segment_end(dir, base, after < n ? bases[after] : -1))
+        return 0;
+    return SHOAL_ERR(SHOAL_ECORRUPT, "it ends before offset %lld, where no segment on disk ends",
+                     (long long)scan.next_offset);
 }
 
 /* A .swap that is not a finished rewrite is debris (or damage): delete it, keep the .log. */
 static int swap_drop(const char *dir, const char *topic, uint32_t id, int64_t base)
 {
     char path[PATH_MAX], why[256];
-    int rc = ext_path(path, sizeof(path), dir, base, SWAP_EXT);
+    int rc = ext_path(path, sizeof(path), dir, base, COMPACT_SWAP_EXT);
 
     if (rc < 0)
         return rc;
@@ -670,26 +767,22 @@ static int swap_drop(const char *dir, const char *topic, uint32_t id, int64_t ba
     return shoal__fsync_dir(dir);
 }
 
-/* Put a finished rewrite of segment base in place of its .log, or drop it. */
+/* Put a finished rewrite of segment base (and of the segments merged into it) in place of
+ * its .log, or drop it. */
 static int swap_recover(const char *dir, const char *topic, uint32_t id, int64_t base,
-                        int64_t next_base)
+                        const int64_t *bases, size_t n)
 {
-    int rc = swap_check(dir, base, next_base);
+    size_t merged = 0, at = 0;
+    int rc = swap_check(dir, base, bases, n, &merged);
 
     if (rc == SHOAL_ECORRUPT)
         return swap_drop(dir, topic, id, base);
-    if (rc == 0 && (rc = swap_complete(dir, base)) == 0)
-        log_notice("%s-%u: completed the compaction of segment %lld", topic, id, (long long)base);
+    while (at < n && bases[at] <= base)
+        at++;
+    if (rc == 0 && (rc = swap_complete(dir, base, bases + at, merged)) == 0)
+        log_notice("%s-%u: completed the compaction of segment %lld%s", topic, id, (long long)base,
+                   merged ? " and of the segments merged into it" : "");
     return rc;
-}
-
-/* The first of bases[0..n) above base, or -1. */
-static int64_t base_after(const int64_t *bases, size_t n, int64_t base)
-{
-    for (size_t i = 0; i < n; i++)
-        if (bases[i] > base)
-            return bases[i];
-    return -1;
 }
 
 /* Delete .cleaned files in dir and collect the bases of .swap files in *swaps. */
@@ -711,7 +804,7 @@ static int rewrites_list(const char *dir, const char *topic, uint32_t id, int64_
                 unlink(path) == 0)
                 log_notice("%s-%u: dropped an unfinished compaction of segment %lld", topic, id,
                            (long long)base);
-        } else if ((base = segment_name_base(e->d_name, SWAP_EXT)) >= 0) {
+        } else if ((base = segment_name_base(e->d_name, COMPACT_SWAP_EXT)) >= 0) {
             if (*nswaps == cap) {
                 size_t ncap = cap ? cap * 2 : 8;
                 int64_t *s = shoal__realloc(*swaps, ncap * sizeof(*s));
@@ -742,7 +835,7 @@ int compact_recover(const char *dir, const char *topic, uint32_t id)
     if (rc == 0 && nswaps > 0)
         rc = segment_list(dir, &bases, &n);
     for (size_t i = 0; rc == 0 && i < nswaps; i++)
-        rc = swap_recover(dir, topic, id, swaps[i], base_after(bases, n, swaps[i]));
+        rc = swap_recover(dir, topic, id, swaps[i], bases, n);
     if (rc < 0)
         log_error("%s-%u: finishing interrupted compactions in %s failed: %s", topic, id, dir,
                   shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(rc));

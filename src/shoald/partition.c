@@ -1404,7 +1404,8 @@ int64_t dpart_unsynced(const dpart_t *p)
 
 /* ------------------------------------------------------------------ lookups */
 
-static int64_t segment_position(const char *dir, int64_t base, int fd, uint64_t len, int64_t offset)
+static int64_t segment_position(const char *dir, int64_t base, int fd, uint64_t len, int64_t offset,
+                                bool indexed)
 {
     char path[PATH_MAX];
     const uint8_t *log, *idx = NULL;
@@ -1416,7 +1417,7 @@ static int64_t segment_position(const char *dir, int64_t base, int fd, uint64_t 
     log = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
     if (log == MAP_FAILED)
         return -errno;
-    if (segment_path(path, sizeof(path), dir, base, ".index") == 0 &&
+    if (indexed && segment_path(path, sizeof(path), dir, base, ".index") == 0 &&
         (ifd = shoal__open_regular(path, O_RDONLY, 0)) >= 0) {
         if (fstat(ifd, &st) == 0 && st.st_size > 0) {
             idx = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, ifd, 0);
@@ -1465,6 +1466,27 @@ static int segment_bases(dpart_t *p, bool relist, const int64_t **bases, size_t 
     return 0;
 }
 
+/* Open <base>.log.swap, a finished compaction merge, for a consumer of offset: 0 when it
+ * holds it (no index describes it: found by a scan). */
+static int swap_serve(const dpart_t *p, int64_t base, int64_t offset, int *fd, uint64_t *bytes,
+                      int64_t *pos)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    int rc = segment_path(path, sizeof(path), p->dir, base, COMPACT_SWAP_EXT);
+
+    if (rc < 0 || (*fd = shoal__open_regular(path, O_RDONLY, 0)) < 0)
+        return -ENOENT;
+    if (fstat(*fd, &st) == 0 && st.st_size > 0) {
+        *bytes = (uint64_t)st.st_size;
+        if ((*pos = segment_position(p->dir, base, *fd, *bytes, offset, false)) >= 0)
+            return 0;
+    }
+    close(*fd);
+    *fd = -1;
+    return SHOAL_EOFFSET;
+}
+
 int dpart_segment_open(dpart_t *p, int64_t offset, int *fd, int64_t *base, uint64_t *bytes,
                        int64_t *pos)
 {
@@ -1505,7 +1527,7 @@ again:
     if (fstat(*fd, &st) < 0 || st.st_size == 0)
         goto out_range;
     *bytes = (uint64_t)st.st_size;
-    *pos = segment_position(p->dir, *base, *fd, *bytes, offset);
+    *pos = segment_position(p->dir, *base, *fd, *bytes, offset, true);
     /* Compaction (flusher thread) may have swapped the file meanwhile, and the .index read
      * may then describe the new bytes: look again with the new file. */
     if (*pos >= 0 && stat(path, &now) == 0 && now.st_ino != st.st_ino && ++tries < 3) {
@@ -1521,6 +1543,13 @@ out_range:
         relist = true;
         goto again;
     }
+    /* Compaction merging the segments after *base into it (compact.c) deletes them before
+     * its .swap takes the place of the .log: the .swap holds offset meanwhile, and once
+     * it has, the .log does. */
+    if (next > offset && swap_serve(p, *base, offset, fd, bytes, pos) == 0)
+        return 0;
+    if (next > offset && stat(path, &now) == 0 && now.st_ino != st.st_ino && ++tries < 3)
+        goto again;
     /* Segments follow each other without gaps (compaction keeps each one's last batch), so
      * an offset past its segment's end with a later segment on disk was lost with a file:
      * serve the later segment, whose base tells the consumer what is missing. */

@@ -181,6 +181,88 @@ static void test_damaged_swap_is_deleted_and_the_segment_kept(void **state)
     free(now);
 }
 
+/* A merge: segment 8 (offsets 8..15) sealed beside segment 0, segment 16 the active one;
+ * the .swap at 0 holds the rewrite of both, ending where segment 16 begins. */
+static size_t write_merge(uint8_t *swap, size_t cap, bool whole)
+{
+    static const int32_t all[] = {0, 1, 2, 3}, kept[] = {3};
+    uint8_t buf[4096];
+    segment_recovery_t rec;
+    size_t len = batch(buf, sizeof(buf), 8, all, 4, 3), swap_len;
+
+    len += batch(buf + len, sizeof(buf) - len, 12, all, 4, 3);
+    write_file(8, ".log", buf, len);
+    len = batch(buf, sizeof(buf), 16, all, 2, 1);
+    write_file(16, ".log", buf, len);
+    assert_int_equal(segment_recover(dir, 8, false, &rec), 0);
+    assert_int_equal(segment_recover(dir, 16, true, &rec), 0);
+    swap_len = new_segment(swap, cap);
+    if (whole) /* segment 8's first batch dropped whole, its last kept with offset 15 */
+        swap_len += batch(swap + swap_len, cap - swap_len, 12, kept, 1, 3);
+    else /* cut after segment 8's first batch: offset 12 is no segment's end */
+        swap_len += batch(swap + swap_len, cap - swap_len, 8, kept, 1, 3);
+    write_file(0, ".log.swap", swap, swap_len);
+    return swap_len;
+}
+
+static void assert_merged(const uint8_t *swap, size_t swap_len)
+{
+    uint8_t *now;
+    size_t len;
+
+    assert_false(exists(0, ".log.swap"));
+    assert_false(exists(8, ".log") || exists(8, ".index") || exists(8, ".timeindex"));
+    assert_true(exists(0, ".index") && exists(0, ".timeindex") && exists(16, ".log"));
+    assert_non_null(now = read_file(0, ".log", &len));
+    assert_int_equal(len, swap_len);
+    assert_memory_equal(now, swap, len);
+    free(now);
+}
+
+/* A crash after the .swap of a merge was made: the segments it holds after its first go,
+ * whether some already went or not, and it takes the first's place. */
+static void test_finished_merge_replaces_the_segments_it_holds(void **state)
+{
+    uint8_t swap[4096];
+    size_t swap_len = write_merge(swap, sizeof(swap), true);
+    (void)state;
+
+    assert_int_equal(compact_recover(dir, "t", 0), 0);
+    assert_merged(swap, swap_len);
+}
+
+static void test_merge_with_its_segments_partly_gone_completes(void **state)
+{
+    uint8_t swap[4096];
+    size_t swap_len = write_merge(swap, sizeof(swap), true);
+    char path[PATH_MAX];
+    (void)state;
+
+    path_of(path, 8, ".index"); /* a crash while deleting it: its index files go first */
+    assert_int_equal(unlink(path), 0);
+    path_of(path, 8, ".timeindex");
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(compact_recover(dir, "t", 0), 0);
+    assert_merged(swap, swap_len);
+}
+
+/* A .swap that ends inside a later segment is no merge rewrite: it goes, every segment stays. */
+static void test_swap_ending_inside_a_segment_is_deleted(void **state)
+{
+    uint8_t swap[4096], old[4096], *now;
+    size_t old_len = old_segment(old, sizeof(old)), len;
+    (void)state;
+
+    write_merge(swap, sizeof(swap), false);
+    assert_int_equal(compact_recover(dir, "t", 0), 0);
+    assert_false(exists(0, ".log.swap"));
+    assert_true(exists(8, ".log") && exists(8, ".index"));
+    assert_non_null(now = read_file(0, ".log", &len));
+    assert_int_equal(len, old_len);
+    assert_memory_equal(now, old, len);
+    free(now);
+}
+
 static void test_missing_directory_is_fine(void **state)
 {
     char missing[PATH_MAX + 16];
@@ -196,6 +278,9 @@ int main(void)
         T(test_unfinished_cleaned_is_dropped),
         T(test_finished_swap_replaces_the_segment_and_its_index),
         T(test_damaged_swap_is_deleted_and_the_segment_kept),
+        T(test_finished_merge_replaces_the_segments_it_holds),
+        T(test_merge_with_its_segments_partly_gone_completes),
+        T(test_swap_ending_inside_a_segment_is_deleted),
         T(test_missing_directory_is_fine),
     };
 #undef T
