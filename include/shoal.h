@@ -800,10 +800,13 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR (a signal came while the consumer slept;
  *         never while it spins, so never with SHOAL_WAIT_SPIN), -EMFILE (the process ran
  *         out of file descriptors while receiving a disk segment's, or a group's new
- *         partitions'), or SHOAL_EOFFSET: a memory topic's ring overwrote records before
- *         this consumer read them (it fell off the tail, or a producer needed the slot it
- *         held); its position was moved per auto_offset_reset (earliest: the oldest record
- *         left; latest: the log end) and the next poll goes on from there.
+ *         partitions'), or SHOAL_EOFFSET: records at the position are gone and the position
+ *         has moved past them, so the next poll goes on from there: a memory topic's ring
+ *         overwrote them before this consumer read them (it fell off the tail, or a producer
+ *         needed the slot it held; the position moved per auto_offset_reset: earliest, the
+ *         oldest record left; latest, the log end), or a disk log lacks them (a segment file
+ *         was lost; the position moved to the first offset after them). SHOAL_ECORRUPT: the
+ *         batch at the position is damaged (its CRC or its framing); the position stays.
  *         One partition's error never holds the others back: a poll returns it (or, when
  *         other partitions already gave it records, the next poll does, so records are
  *         never withheld). An error that lasts (SHOAL_ENOTOPIC, SHOAL_ECORRUPT,

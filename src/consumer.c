@@ -568,7 +568,7 @@ static int part_open_segment(shoal_consumer_t *c, struct consumer_part *cp)
     /* shoald serves the next segment when the one holding the position is gone (damage):
      * say so once and read on from there. */
     cp->position = cp->seg.base;
-    return SHOAL_ERR(SHOAL_ECORRUPT,
+    return SHOAL_ERR(SHOAL_EOFFSET,
                      "%s-%d: offsets %lld..%lld are missing from disk (a segment file was lost "
                      "or emptied); reading on at %lld",
                      cp->topic, cp->partition, (long long)lost, (long long)cp->seg.base - 1,

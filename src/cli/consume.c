@@ -12,10 +12,12 @@
  * record (or from the start) on the monotonic clock. SIGINT, SIGTERM and SIGPIPE (or
  * EPIPE from a write) end the loop, after which everything is flushed and closed.
  *
- * A poll that finds records gone (SHOAL_EOFFSET, or SHOAL_ECORRUPT for a segment lost from
- * the middle of a disk log) is a warning while the position moves on past them, and a
- * failure (status 1) when the same gap comes back (a damaged batch the position cannot
- * pass): polling in a loop would never end.
+ * A poll that finds records gone (SHOAL_EOFFSET: overwritten in a memory topic, or a segment
+ * lost from the middle of a disk log) is a warning while the position moves on past them,
+ * and a failure (status 1) when the same gap comes back. A damaged batch (SHOAL_ECORRUPT) is
+ * a failure at once: the position does not pass it, and the library says so only once (its
+ * later polls pass over the partition as caught up), so waiting on would never end, or end
+ * at --timeout-ms with status 0 and the records after it unread.
  *
  * With --group, a daemon restart is a warning: the group consumer reconnects and rejoins
  * by itself, and the partitions resume from their committed offsets. --timeout-ms counts
@@ -180,11 +182,10 @@ static int consume_print(consume_t *cs, const shoal_record_t *recs, int n)
     return CLI_EXIT_FAIL;
 }
 
-/* A poll said SHOAL_EOFFSET or SHOAL_ECORRUPT (rc): records at the position are gone (a
- * memory topic overwrote them, or a disk log lacks them) or damaged. Where the library can,
- * it has moved the position on and the detail names where; the same detail twice in a row
- * means the position did not move (a damaged batch), and polling again would only repeat
- * it. Returns 0 to go on, or 1 after reporting that it cannot. */
+/* A poll said SHOAL_EOFFSET (rc): records at the position are gone (a memory topic
+ * overwrote them, or a disk log lacks them), the position moved on, and the detail names
+ * where; the same detail twice in a row means it did not move, and polling again would only
+ * repeat it. Returns 0 to go on, or 1 after reporting that it cannot. */
 static int consume_records_gone(consume_t *cs, int rc)
 {
     const char *detail = shoal_errmsg();
@@ -232,8 +233,10 @@ static int consume_loop(consume_t *cs)
         if (cs->max_messages >= 0 && cs->count >= cs->max_messages)
             return 0;
         n = shoal_poll(cs->consumer, recs, consume_poll_max(cs), consume_wait_ms(cs, deadline));
-        if (n == SHOAL_EOFFSET || n == SHOAL_ECORRUPT)
+        if (n == SHOAL_EOFFSET)
             rc = consume_records_gone(cs, n);
+        else if (n == SHOAL_ECORRUPT)
+            rc = cli_fail(cs->cli, n, "consume '%s' cannot go on past a damaged batch", cs->topic);
         else if (cs->group && (n == SHOAL_ECLOSED || n == SHOAL_ENODAEMON))
             rc = consume_daemon_away(cs);
         else if (n < 0 && n != -EINTR)

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -410,6 +411,32 @@ INTEG_TEST(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log)
     assert_null(strstr(warning + 1, "warning:"));
 }
 
+/* A batch damaged in a sealed segment (bytes overwritten on disk): consume prints the records
+ * before it, then ends with status 1 naming it, as the README says. Before, the library's one
+ * report was a warning and consume then waited as if caught up: for ever, or until
+ * --timeout-ms with status 0 and the records after the damage unread. */
+INTEG_TEST(test_cli_consume_fails_on_a_damaged_batch)
+{
+    int64_t bases[64];
+    char path[PATH_MAX], before[64];
+    int fd, status;
+
+    expect_cli(f, 0, NULL, "topic create bad --segment-bytes 64K --ring-slots 2", NULL);
+    expect_cli(f, 0, "seq -f '%0500g' 1 2000", "produce bad", "produced 2000 records", NULL);
+    wait_flushed(f, "bad");
+    assert_true(harness_segment_bases(&f->d, "bad", bases, 64) >= 5);
+    snprintf(path, sizeof(path), "%s/bad-0/%020lld.log", f->d.data_dir, (long long)bases[1]);
+    assert_true((fd = open(path, O_WRONLY)) >= 0);
+    assert_int_equal(pwrite(fd, "QQQQ", 4, 30000), 4); /* inside a value: the CRC fails */
+    close(fd);
+    status = run_cli(f, NULL, "consume bad --from-beginning --timeout-ms 1000 --format '%o\\n'");
+    snprintf(before, sizeof(before), "\n%lld\n", (long long)bases[1] - 1);
+    if (status != 1 || !strstr(out, before) || !strstr(out, "CRC mismatch") ||
+        strstr(out, "\n1999\n"))
+        fail_msg("status %d, output:\n%.2000s", status, out);
+    assert_non_null(strstr(out, "cannot go on past a damaged batch"));
+}
+
 /* produce --header puts the headers on every record, and consume prints them with %h; a
  * header without '=' or without a key is a usage error. Before, the tool could print
  * headers but not produce them. */
@@ -680,6 +707,7 @@ int main(void)
         cmocka_unit_test(
             test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_record),
         cmocka_unit_test(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log),
+        cmocka_unit_test(test_cli_consume_fails_on_a_damaged_batch),
         cmocka_unit_test(test_cli_consume_from_past_the_end_says_so),
         cmocka_unit_test(test_cli_consume_from_before_the_start_says_so),
         cmocka_unit_test(test_cli_produce_puts_headers_on_every_record),
