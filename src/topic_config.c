@@ -29,6 +29,7 @@ struct setting {
     int64_t min, max;
     bool alterable;
     const char *unit; /* of a number: "bytes" takes a K/M/G suffix; NULL for words */
+    bool disk_only;   /* about disk segments: nothing to do on a memory topic */
 };
 
 #define F(m) offsetof(shoal_topic_config_t, m)
@@ -40,13 +41,14 @@ static const struct setting settings[] = {
     {"ring.slots", KIND_U32, F(ring_slots), 2, SHM_MAX_SLOTS, false, "slots"},
     {"max.message.bytes", KIND_U32, F(max_record_bytes), 64, TOPIC_MESSAGE_BYTES_MAX, true,
      "bytes"},
-    {"retention.ms", KIND_I64, F(retention_ms), -1, INT64_MAX, true, "milliseconds"},
-    {"retention.bytes", KIND_I64, F(retention_bytes), -1, INT64_MAX, true, "bytes"},
-    {"segment.ms", KIND_I64, F(segment_ms), 1000, INT64_MAX, true, "milliseconds"},
+    {"retention.ms", KIND_I64, F(retention_ms), -1, INT64_MAX, true, "milliseconds", true},
+    {"retention.bytes", KIND_I64, F(retention_bytes), -1, INT64_MAX, true, "bytes", true},
+    {"segment.ms", KIND_I64, F(segment_ms), 1000, INT64_MAX, true, "milliseconds", true},
     {"cleanup.policy", KIND_CLEANUP, F(cleanup_policy), 1, 3, true, NULL},
-    {"flush.messages", KIND_I64, F(flush_messages), -1, INT64_MAX, true, "messages"},
-    {"flush.ms", KIND_I64, F(flush_ms), -1, INT64_MAX, true, "milliseconds"},
-    {"delete.retention.ms", KIND_I64, F(delete_retention_ms), 0, INT64_MAX, true, "milliseconds"},
+    {"flush.messages", KIND_I64, F(flush_messages), -1, INT64_MAX, true, "messages", true},
+    {"flush.ms", KIND_I64, F(flush_ms), -1, INT64_MAX, true, "milliseconds", true},
+    {"delete.retention.ms", KIND_I64, F(delete_retention_ms), 0, INT64_MAX, true, "milliseconds",
+     true},
 };
 #undef F
 
@@ -86,6 +88,12 @@ bool topic_setting_is_alterable(const char *name)
 {
     const struct setting *s = setting_find(name);
     return s && s->alterable;
+}
+
+bool topic_setting_is_disk_only(const char *name)
+{
+    const struct setting *s = setting_find(name);
+    return s && s->disk_only;
 }
 
 /* ------------------------------------------------------------------ values */

@@ -18,6 +18,10 @@
  * partitions, storage, segment.bytes and ring.slots, which fix the ring's layout). */
 bool topic_setting_is_alterable(const char *name);
 
+/* Whether the setting is about disk segments (their retention, rolling, fsyncs, compaction's
+ * tombstones): a memory topic has none, and refuses values other than the default. */
+bool topic_setting_is_disk_only(const char *name);
+
 /* SHOAL_ECONFIG unless cfg's reserved fields are zero, as shoal_topic_config_init() leaves
  * them (shoal.h, VERSIONS AND THE ABI). Checked by the client: the wire does not carry them. */
 int topic_config_check_reserved(const shoal_topic_config_t *cfg);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "topic_config.h"
 
 /* ------------------------------------------------------------------ create */
 
@@ -251,8 +252,9 @@ static void describe_print_config(const shoal_topic_info_t *info)
 
     printf("%-20s %s\n", "topic", info->name);
     for (size_t i = 0; (name = shoal_topic_setting_name(i)) != NULL; i++)
-        if (shoal_topic_config_get(&info->config, name, value, sizeof(value)) == 0)
-            printf("%-20s %s\n", name, value);
+        if ((info->config.storage != SHOAL_STORAGE_MEMORY || !topic_setting_is_disk_only(name)) &&
+            shoal_topic_config_get(&info->config, name, value, sizeof(value)) == 0)
+            printf("%-20s %s\n", name, value); /* a memory topic's disk settings: none */
 }
 
 int cli_topic_describe(cli_t *cli, int argc, char **argv)

@@ -285,38 +285,27 @@ static int topic_open(broker_t *b, const char *name, const shoal_topic_config_t 
     return 0;
 }
 
-/* Settings about disk segments (their retention, rolling, fsyncs, compaction's tombstones):
- * a memory topic has none, and would keep such a value without a word. */
-static const struct {
-    const char *name;
-    size_t field; /* an int64_t of shoal_topic_config_t */
-} memory_noops[] = {
-    {"retention.ms", offsetof(shoal_topic_config_t, retention_ms)},
-    {"retention.bytes", offsetof(shoal_topic_config_t, retention_bytes)},
-    {"segment.ms", offsetof(shoal_topic_config_t, segment_ms)},
-    {"flush.messages", offsetof(shoal_topic_config_t, flush_messages)},
-    {"flush.ms", offsetof(shoal_topic_config_t, flush_ms)},
-    {"delete.retention.ms", offsetof(shoal_topic_config_t, delete_retention_ms)},
-};
-
-/* On a memory topic, SHOAL_ECONFIG for the first of those settings (only the one named
- * `only`, when not NULL) that is not at its default; else 0. */
+/* On a memory topic, SHOAL_ECONFIG for the first setting about disk segments
+ * (topic_setting_is_disk_only; only the one named `only`, when not NULL) that is not at its
+ * default: it would be kept without a word and do nothing; else 0. */
 static int check_memory_noops(const shoal_topic_config_t *cfg, const char *only)
 {
     shoal_topic_config_t def;
+    const char *name;
+    char set[32], was[32];
 
     if (cfg->storage != SHOAL_STORAGE_MEMORY)
         return 0;
     shoal_topic_config_init(&def);
-    for (size_t i = 0; i < SHOAL_ARRAY_LEN(memory_noops); i++) {
-        size_t at = memory_noops[i].field;
-        if ((only && strcmp(only, memory_noops[i].name)) ||
-            !memcmp((const char *)cfg + at, (const char *)&def + at, sizeof(int64_t)))
+    for (size_t i = 0; (name = shoal_topic_setting_name(i)) != NULL; i++) {
+        if ((only && strcmp(only, name)) || !topic_setting_is_disk_only(name) ||
+            shoal_topic_config_get(cfg, name, set, sizeof(set)) < 0 ||
+            shoal_topic_config_get(&def, name, was, sizeof(was)) < 0 || !strcmp(set, was))
             continue;
         return SHOAL_ERR(SHOAL_ECONFIG,
                          "%s does nothing on a memory topic: it has no disk segments, and its "
                          "ring (ring.slots x segment.bytes) is its retention",
-                         memory_noops[i].name);
+                         name);
     }
     return 0;
 }

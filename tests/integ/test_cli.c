@@ -364,6 +364,10 @@ INTEG_TEST(test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_r
 
     expect_cli(f, 0, NULL,
                "topic create ring --storage memory --segment-bytes 64KiB --ring-slots 2", NULL);
+    /* describe lists what a memory topic has: no retention, rolls or fsyncs */
+    expect_cli(f, 0, NULL, "topic describe ring", "ring.slots", "cleanup.policy", NULL);
+    assert_null(strstr(out, "retention.ms"));
+    assert_null(strstr(out, "flush.ms"));
     expect_cli(f, 0, "seq 1 20000", "produce ring", "produced 20000 records", NULL);
     assert_int_equal(shoal_topic_describe(f->c, "ring", &info), 0);
     assert_true(info->partitions[0].log_start_offset > 5);
