@@ -820,7 +820,7 @@ static int topic_groups_collect(store_t *st, MDB_txn *txn, const char *topic,
             struct topic_group *v = shoal__realloc(tg->v, cap * sizeof(*v));
             if (!v) {
                 mdb_cursor_close(cur);
-                return -ENOMEM;
+                return SHOAL_ERR(-ENOMEM, "store: out of memory listing the groups of %s", topic);
             }
             tg->v = v;
             tg->cap = cap;

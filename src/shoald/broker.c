@@ -642,23 +642,25 @@ static int grow_open(broker_t *b, const char *name, uint32_t had, const shoal_to
     return 0;
 }
 
-/* Partitions had..now - 1 of topic name were added: the groups reading the topic (those
+/* Partitions had..now - 1 of topic name are being added: the groups reading the topic (those
  * with committed offsets in it) start them at offset 0, not per their members'
  * auto_offset_reset, which with "latest" would skip what producers sent there before the
- * rebalance that assigns them (Kafka's KAFKA-12478). */
+ * rebalance that assigns them (Kafka's KAFKA-12478). Committed before the topic's new count
+ * is stored: a crash between leaves offsets 0 of partitions not yet added, which a later
+ * grow keeps (and a delete of the topic drops), never a grown topic without them. */
 static void grow_start_groups(broker_t *b, const char *name, uint32_t had, uint32_t now)
 {
     int n = store_offsets_start_added(b->store, name, had, now);
 
     if (n < 0)
-        log_warn("topic %s: partitions %u..%u added, but committing their start for the "
+        log_warn("topic %s: adding partitions %u..%u, but committing their start for the "
                  "groups reading the topic failed (a group with auto_offset_reset latest "
                  "may skip their first records): %s",
                  name, had, now - 1, shoal_errmsg());
     else
-        log_info("topic %s: partitions %u..%u added (%d offsets committed at their start for "
-                 "the groups reading it)",
-                 name, had, now - 1, n);
+        log_debug("topic %s: adding partitions %u..%u (%d offsets committed at their start for "
+                  "the groups reading it)",
+                  name, had, now - 1, n);
 }
 
 int broker_topic_grow_finish(broker_t *b, const char *name, const shoal_topic_config_t *next)
@@ -681,11 +683,12 @@ int broker_topic_grow_finish(broker_t *b, const char *name, const shoal_topic_co
         memcpy(parts, t->parts, had * sizeof(*parts));
         shoal__free(t->parts);
         t->parts = parts;
+        grow_start_groups(b, name, had, next->partitions); /* before: a crash between is safe */
         if ((rc = alter_store(b, t, next)) < 0)
             for (uint32_t i = had; i < next->partitions; i++) /* undone */
                 dpart_remove(&t->parts[i]);
         else
-            grow_start_groups(b, name, had, next->partitions);
+            log_info("topic %s: partitions %u..%u added", name, had, next->partitions - 1);
     }
     t->growing_to = 0;
     pthread_rwlock_unlock(&b->lock);

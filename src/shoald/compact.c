@@ -21,7 +21,10 @@
  *      Neighbours are taken together, as Kafka's cleaner groups segments: consecutive
  *      sealed segments whose files add up to at most segment.bytes (and whose offsets
  *      span at most INT32_MAX, for the index's relative offsets) become one file, named
- *      after the first. A lone segment with nothing to drop is left alone.
+ *      after the first, when those after the first add up to at least its size (so a
+ *      merged file doubles at each rewrite: a byte is copied a few times, not once per
+ *      small segment sealed after it) and each ends where the next begins. A lone segment
+ *      with nothing to drop is left alone.
  *   3. Rewrite: each batch becomes a new RecordBatch v2 with the same base offset,
  *      lastOffsetDelta, producer fields and attributes, holding only the kept records with
  *      their original offset deltas (record_batch_encode_with_offsets), so offsets never
@@ -46,7 +49,8 @@
  * where its own ends; anything else there (damage, a stray file) is deleted with a warning
  * and the .log kept, never the other way round. SHOALD_TEST_COMPACT_CRASH=cleaned|swap|merged
  * (read once) makes the daemon _exit(99) right after writing .cleaned, right after the rename
- * to .swap, or right after unlinking the first segment merged into it, for tests.
+ * to .swap, or right after unlinking the first segment merged into it, for tests;
+ * =merged-error makes that last step fail once instead (an I/O error).
  *
  * Readers. A consumer with the old segment mapped keeps reading it (rename leaves the
  * mapping valid); later SEGMENT_OPENs get the new file, or, for an offset of a merged segment
@@ -59,7 +63,8 @@
  * from when its segment was cleaned); the offset map holds every
  * distinct key of the partition at once (Kafka bounds it and cleans in several passes); a
  * compressed batch (which shoal never writes) makes the run fail and leave the partition
- * as it is; a record timestamp <= 0 is rewritten as the time of the run. */
+ * as it is; a record timestamp <= 0 is rewritten as the time of the run when its batch is
+ * re-encoded (a batch that keeps every record is copied as it is). */
 #include "compact.h"
 
 #include <dirent.h>
@@ -88,6 +93,7 @@ enum crash_point {
     CRASH_AFTER_CLEANED,
     CRASH_AFTER_SWAP,
     CRASH_AFTER_MERGED, /* the first segment merged into the .swap deleted */
+    FAIL_AFTER_MERGED,  /* the same point, once: an I/O error, not an exit */
 };
 
 static enum crash_point crash_point = CRASH_UNREAD;
@@ -103,6 +109,8 @@ static void crash_point_read(void)
         crash_point = CRASH_AFTER_SWAP;
     else if (v && !strcmp(v, "merged"))
         crash_point = CRASH_AFTER_MERGED;
+    else if (v && !strcmp(v, "merged-error"))
+        crash_point = FAIL_AFTER_MERGED;
     if (crash_point != CRASH_NONE)
         log_warn("SHOALD_TEST_COMPACT_CRASH=%s: compaction will stop the daemon", v);
 }
@@ -262,6 +270,11 @@ static int swap_complete(const char *dir, int64_t base, const int64_t *merged, s
             return rc;
         if (i == 0)
             crash_if(CRASH_AFTER_MERGED, "deleting a segment merged into a .swap");
+        if (i == 0 && crash_point == FAIL_AFTER_MERGED) {
+            crash_point = CRASH_NONE;
+            return SHOAL_ERR(SHOAL_EIO, "compaction failure point: failing after deleting a "
+                                        "segment merged into a .swap");
+        }
     }
     if ((rc = segment_files_unlink(dir, base, false)) < 0)
         return rc;
@@ -437,6 +450,8 @@ static int rewrite_batch(void *arg, uint64_t pos, const uint8_t *batch,
 
     if ((rc = gather_kept(c, batch, h, &n)) < 0)
         return rc;
+    if (n == 0 && !last)
+        return 0;
     if (n == (size_t)h->record_count) { /* as it is (a merge copies whole segments) */
         len = record_batch_size(h);
         if ((rc = shoal__pwrite_all(c->fd, batch, len, c->out_pos)) == 0)
@@ -444,8 +459,6 @@ static int rewrite_batch(void *arg, uint64_t pos, const uint8_t *batch,
         return rc;
     }
     deltas = n ? c->deltas : &no_delta; /* an empty batch may come before any allocation */
-    if (n == 0 && !last)
-        return 0;
     f = (record_batch_fields_t){.base_offset = h->base_offset,
                                 .leader_epoch = h->leader_epoch,
                                 .attributes = h->attributes,
@@ -530,7 +543,8 @@ static int rewrite_segments(cleaner_t *c, const int64_t *bases, size_t n)
         return rc;
     }
     crash_if(CRASH_AFTER_CLEANED, "writing a .cleaned segment");
-    if (rename(cleaned, swap) < 0) {
+    /* Never over a .swap: a finished rewrite that a failure left (compact_run settles it) */
+    if (renameat2(AT_FDCWD, cleaned, AT_FDCWD, swap, RENAME_NOREPLACE) < 0) {
         rc = SHOAL_ERR(-errno, "rename %s to %s", cleaned, swap);
         unlink(cleaned);
         return rc;
@@ -586,23 +600,69 @@ static int clean_segments(cleaner_t *c, const int64_t *bases, size_t n)
     return 0;
 }
 
-/* How many sealed segments from bases[0] on (n of them, bases[n] the next one's base) are
- * cleaned into one: while their files add up to at most segment.bytes, and the offsets
- * they span fit the index's 32-bit relative offsets. */
-static size_t group_size(const dpart_t *p, const int64_t *bases, size_t n)
+/* Whether segment base's .log holds batches and ends where the next one begins: a merge may
+ * hold it only then (its .swap must end where a segment on disk begins, and an emptied or
+ * damaged segment, or a file lost after it, would leave it ending elsewhere). */
+static bool segment_ends_at(const char *dir, int64_t base, int64_t next)
+{
+    segment_scan_t scan;
+    segment_map_t m;
+
+    if (segment_map(dir, base, ".log", false, &m) < 0)
+        return false;
+    segment_scan_bytes(m.data, m.len, base, true, NULL, NULL, &scan);
+    segment_unmap(&m);
+    return !scan.error && scan.batches > 0 && scan.next_offset == next;
+}
+
+/* The size of segment base's .log, or -1. */
+static int64_t log_size(const dpart_t *p, int64_t base)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (ext_path(path, sizeof(path), p->dir, base, ".log") < 0 || stat(path, &st) < 0)
+        return -1;
+    return st.st_size;
+}
+
+/* How many of segments bases[0..n) make a group of neighbours whose files add up to at most
+ * segment.bytes and whose offsets span fits the index's 32-bit relative offsets. */
+static size_t group_by_size(const dpart_t *p, const int64_t *bases, size_t n, uint64_t *first,
+                            uint64_t *rest)
 {
     uint64_t total = 0;
     size_t k = 0;
+    int64_t size;
 
     for (; k < n && bases[k + 1] - bases[0] <= INT32_MAX; k++) {
-        char path[PATH_MAX];
-        struct stat st;
-        if (ext_path(path, sizeof(path), p->dir, bases[k], ".log") < 0 || stat(path, &st) < 0 ||
-            total + (uint64_t)st.st_size > p->cfg.segment_bytes)
+        if ((size = log_size(p, bases[k])) < 0 || total + (uint64_t)size > p->cfg.segment_bytes)
             break;
-        total += (uint64_t)st.st_size;
+        total += (uint64_t)size;
+        if (k == 0)
+            *first = (uint64_t)size;
     }
-    return SHOAL_MAX(k, 1);
+    *rest = total - *first;
+    return k;
+}
+
+/* How many sealed segments from bases[0] on (n of them, bases[n] the next one's base) are
+ * cleaned into one: a group by size (group_by_size), when those after the first add up to
+ * at least its size (a merged file then at least doubles each time it is rewritten, so a
+ * byte is copied a few times, not once for every small segment sealed after it), and each
+ * ends where the next begins (segment_ends_at). */
+static size_t group_size(const dpart_t *p, const int64_t *bases, size_t n)
+{
+    uint64_t first = 0, rest = 0;
+    size_t k = group_by_size(p, bases, n, &first, &rest), ok = 0;
+
+    if (k < 2 || rest < first) /* dropping members only makes rest smaller */
+        return 1;
+    while (ok < k && segment_ends_at(p->dir, bases[ok], bases[ok + 1]))
+        ok++;
+    if (ok < k && (ok < 2 || group_by_size(p, bases, ok, &first, &rest) < ok || rest < first))
+        return 1;
+    return ok;
 }
 
 /* Note every key's latest offset over segments bases[0..n) (the last may be active). */
@@ -638,7 +698,10 @@ static int compact_run(dpart_t *p, int64_t writing, int64_t *expiry_ms)
     cleaner_t c = {.p = p, .fd = -1, .expiry_ms = INT64_MAX};
     int rc;
 
-    if ((rc = segment_list(p->dir, &bases, &n)) < 0)
+    /* A rewrite finished (its .swap made) but not put in place, a step after having failed:
+     * put it in place first, as at start, before anything else reads the segments. */
+    if ((rc = compact_recover(p->dir, p->topic, p->id)) < 0 ||
+        (rc = segment_list(p->dir, &bases, &n)) < 0)
         return rc;
     /* Sealed: below the segment being written, and never the last file on disk: recovery
      * continues that one from its length (its slot may still hold the uncompacted bytes
@@ -683,8 +746,9 @@ void compact_maybe_run(dpart_t *p, int64_t now_ns)
     shoal__clear_err();
     rc = compact_run(p, writing, &expiry_ms);
     if (rc < 0) {
-        log_error("%s-%u: compaction failed, segments left as they were: %s", p->topic, p->id,
-                  shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(rc));
+        log_error("%s-%u: compaction failed (segments are as they were, or a finished rewrite "
+                  "waits as .swap to be put in place by the next run): %s",
+                  p->topic, p->id, shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(rc));
         cs->expiry_ms = 0; /* try again next interval */
         return;
     }

@@ -1494,7 +1494,7 @@ int dpart_segment_open(dpart_t *p, int64_t offset, int *fd, int64_t *base, uint6
     const int64_t *bases;
     int64_t next;
     size_t n, i;
-    struct stat st, now;
+    struct stat st = {0}, now;
     bool relist = false, relisted = false;
     int rc, tries = 0;
 
@@ -1518,8 +1518,8 @@ again:
     next = i < n ? bases[i] : -1;
     if ((rc = segment_path(path, sizeof(path), p->dir, *base, ".log")) < 0)
         return rc;
-    if ((*fd = shoal__open_regular(path, O_RDONLY, 0)) == -ENOENT && !relisted) {
-        relist = true; /* retention removed it since the list was made */
+    if ((*fd = shoal__open_regular(path, O_RDONLY, 0)) == -ENOENT && (!relisted || ++tries < 3)) {
+        relist = true; /* retention or a compaction merge removed it since the list was made */
         goto again;
     }
     if (*fd < 0)
@@ -1567,16 +1567,21 @@ out_range:
 
 /* Search one disk segment through its indexes. 0 with *offset; SHOAL_EOFFSET with *from
  * moved to the end of the segment's data; another negative code on failure. */
-static int segment_time_search(const char *dir, int64_t base, int64_t ts, int64_t *from,
-                               int64_t *offset)
+static int segment_time_search(const char *dir, int64_t base, const char *ext, int64_t ts,
+                               int64_t *from, int64_t *offset)
 {
     segment_map_t log, idx = {0}, tidx = {0};
     int64_t end = base, found;
-    int rc = segment_map(dir, base, ".log", true, &log);
+    bool indexed = !strcmp(ext, ".log");
+    int rc = segment_map(dir, base, ext, true, &log);
 
-    if (rc == 0)
+    if (rc == 0 && log.len == 0) {
+        segment_unmap(&log);
+        return -ENOENT;
+    }
+    if (rc == 0 && indexed)
         rc = segment_map(dir, base, ".index", true, &idx);
-    if (rc == 0)
+    if (rc == 0 && indexed)
         rc = segment_map(dir, base, ".timeindex", true, &tidx);
     found = rc < 0 ? rc
                    : segment_find_timestamp(log.data, log.len, base, idx.data, idx.len, tidx.data,
@@ -1591,9 +1596,11 @@ static int segment_time_search(const char *dir, int64_t base, int64_t ts, int64_
     return found >= 0 ? 0 : (int)found;
 }
 
-/* The disk segments holding offsets from *from on, oldest first. A segment whose records
- * are all earlier than ts costs its last .timeindex entry and the batch headers after it. */
-static int disk_find_time(dpart_t *p, int64_t ts, int64_t *from, int64_t *offset)
+/* One pass over the disk segments holding offsets from *from on, oldest first. A segment
+ * whose records are all earlier than ts costs its last .timeindex entry and the batch
+ * headers after it. 1 to list them again: one listed was gone or empty (a compaction merge
+ * unlinks the segments its .swap holds) while `patient`. */
+static int disk_time_pass(dpart_t *p, int64_t ts, bool patient, int64_t *from, int64_t *offset)
 {
     int64_t *bases = NULL;
     size_t n = 0;
@@ -1602,10 +1609,28 @@ static int disk_find_time(dpart_t *p, int64_t ts, int64_t *from, int64_t *offset
     if (rc < 0)
         return rc;
     rc = SHOAL_EOFFSET;
-    for (size_t i = 0; i < n && rc == SHOAL_EOFFSET; i++)
-        if (i + 1 == n || bases[i + 1] > *from)
-            rc = segment_time_search(p->dir, bases[i], ts, from, offset);
+    for (size_t i = 0; i < n && rc == SHOAL_EOFFSET; i++) {
+        if (i + 1 < n && bases[i + 1] <= *from)
+            continue;
+        rc = segment_time_search(p->dir, bases[i], ".log", ts, from, offset);
+        if (rc == -ENOENT && patient && i + 1 < n)
+            rc = 1;
+        /* Ending short of the next segment: a merge under way, whose .swap holds the
+         * segments it has unlinked (as dpart_segment_open serves it). */
+        else if ((rc == -ENOENT || rc == SHOAL_EOFFSET) && i + 1 < n && *from < bases[i + 1])
+            rc = segment_time_search(p->dir, bases[i], COMPACT_SWAP_EXT, ts, from, offset);
+        rc = rc == -ENOENT ? SHOAL_EOFFSET : rc;
+    }
     shoal__free(bases);
+    return rc;
+}
+
+static int disk_find_time(dpart_t *p, int64_t ts, int64_t *from, int64_t *offset)
+{
+    int rc = 1;
+
+    for (int pass = 0; rc == 1; pass++)
+        rc = disk_time_pass(p, ts, pass < 3, from, offset);
     return rc;
 }
 

@@ -775,6 +775,27 @@ static void test_crash_in_a_merge_completes_it(void **state)
     check_consumed("cm", true);
 }
 
+/* A merge step after the .swap that fails (an I/O error; the daemon goes on): the next run
+ * puts that .swap in place before it does anything else, never writing a new rewrite over
+ * it, which would lose the records of the segment already deleted. */
+static void test_a_failed_merge_step_is_completed_by_the_next_run(void **state)
+{
+    (void)state;
+
+    shoal_client_close(client);
+    assert_int_equal(harness_daemon_stop(&daemon_), 0);
+    setenv("SHOALD_TEST_COMPACT_CRASH", "merged-error", 1);
+    assert_int_equal(harness_daemon_restart(&daemon_), 0);
+    unsetenv("SHOALD_TEST_COMPACT_CRASH");
+    assert_int_equal(shoal_client_open(daemon_.socket, &client), 0);
+    produce_compacted_then_more("fm");
+    WAIT_UNTIL(harness_daemon_log_contains(&daemon_, "and of the segments merged into it"), 15000);
+    assert_true(harness_daemon_log_contains(&daemon_, "compaction failure point"));
+    assert_true(harness_daemon_log_contains(&daemon_, "and of the segments merged into it"));
+    WAIT_UNTIL(sealed_segments_compacted("fm"), 15000);
+    check_consumed("fm", true);
+}
+
 /* ------------------------------------------------------------------ fixture */
 
 static int setup(void **state)
@@ -811,6 +832,7 @@ int main(void)
         T(test_crash_after_swap_completes_the_new_segment),
         T(test_small_compacted_segments_are_merged),
         T(test_crash_in_a_merge_completes_it),
+        T(test_a_failed_merge_step_is_completed_by_the_next_run),
     };
 #undef T
     harness_test_filter();

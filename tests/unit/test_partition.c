@@ -605,46 +605,6 @@ static void test_a_full_segment_rolls_into_the_next(void **state)
     assert_int_equal(disk_bytes(f), total);
 }
 
-/* Compaction merging segments deletes the ones merged into the first before its .swap takes
- * the first's place (compact.c): meanwhile a consumer of an offset in a deleted one is served
- * the .swap, which holds it, rather than sent on to the segment after the merge. */
-static void test_a_merge_under_way_serves_its_swap(void **state)
-{
-    static const char *const exts[] = {".index", ".timeindex", ".log"};
-    struct fixture *f = *state;
-    char path[PATH_MAX], swap[PATH_MAX];
-    int64_t bases[8], base;
-    uint8_t *first, *second;
-    size_t first_len, second_len;
-    FILE *out;
-
-    roll_segments(f, 3, 0);
-    assert_int_equal(seg_list(f, bases, 8), 3);
-    (void)disk_record(f, bases[1], &base); /* the segments listed as they are now */
-    seg_path(f, bases[0], ".log", path);
-    assert_non_null(first = harness_read_file(path, &first_len));
-    seg_path(f, bases[1], ".log", path);
-    assert_non_null(second = harness_read_file(path, &second_len));
-    seg_path(f, bases[0], ".log.swap", swap);
-    assert_non_null(out = fopen(swap, "w"));
-    assert_int_equal(fwrite(first, 1, first_len, out), first_len);
-    assert_int_equal(fwrite(second, 1, second_len, out), second_len);
-    assert_int_equal(fclose(out), 0);
-    free(first);
-    free(second);
-    for (size_t i = 0; i < 3; i++) {
-        seg_path(f, bases[1], exts[i], path);
-        assert_int_equal(unlink(path), 0);
-    }
-
-    assert_on_disk(f, bases[1], bases[2], 0);
-    (void)disk_record(f, bases[1] + 1, &base);
-    assert_int_equal(base, bases[0]);
-    (void)disk_record(f, bases[2], &base);
-    assert_int_equal(base, bases[2]);
-    unlink(swap);
-}
-
 /* retention.bytes 0 keeps the segment being written. Then, with retention.bytes three full
  * segments, the oldest whole segments go as new ones are sealed, while the rest still hold
  * at least that: three full segments and the one being written stay. The log start moves to
@@ -683,6 +643,48 @@ static void assert_offset_for_time(struct fixture *f, int64_t ts, int64_t want)
 
     assert_int_equal(dpart_offset_for_time(&f->p, ts, &offset), 0);
     assert_int_equal(offset, want);
+}
+
+/* Compaction merging segments deletes the ones merged into the first before its .swap takes
+ * the first's place (compact.c): meanwhile a consumer of an offset in a deleted one is served
+ * the .swap, which holds it, rather than sent on to the segment after the merge, and a
+ * timestamp search finds its records there. */
+static void test_a_merge_under_way_serves_its_swap(void **state)
+{
+    static const char *const exts[] = {".index", ".timeindex", ".log"};
+    struct fixture *f = *state;
+    char path[PATH_MAX], swap[PATH_MAX];
+    int64_t bases[8], base;
+    uint8_t *first, *second;
+    size_t first_len, second_len;
+    FILE *out;
+
+    roll_segments(f, 3, 0);
+    assert_int_equal(seg_list(f, bases, 8), 3);
+    (void)disk_record(f, bases[1], &base); /* the segments listed as they are now */
+    seg_path(f, bases[0], ".log", path);
+    assert_non_null(first = harness_read_file(path, &first_len));
+    seg_path(f, bases[1], ".log", path);
+    assert_non_null(second = harness_read_file(path, &second_len));
+    seg_path(f, bases[0], ".log.swap", swap);
+    assert_non_null(out = fopen(swap, "w"));
+    assert_int_equal(fwrite(first, 1, first_len, out), first_len);
+    assert_int_equal(fwrite(second, 1, second_len, out), second_len);
+    assert_int_equal(fclose(out), 0);
+    free(first);
+    free(second);
+    for (size_t i = 0; i < 3; i++) {
+        seg_path(f, bases[1], exts[i], path);
+        assert_int_equal(unlink(path), 0);
+    }
+
+    assert_on_disk(f, bases[1], bases[2], 0);
+    (void)disk_record(f, bases[1] + 1, &base);
+    assert_int_equal(base, bases[0]);
+    (void)disk_record(f, bases[2], &base);
+    assert_int_equal(base, bases[2]);
+    assert_offset_for_time(f, TS0 + bases[1] + 1, bases[1] + 1); /* timestamps TS0 + offset */
+    unlink(swap);
 }
 
 /* The first offset whose timestamp is >= ts, across sealed segments whose slots the ring
