@@ -224,6 +224,13 @@ static int connect_until(int fd, const struct sockaddr_un *sa, int64_t deadline_
     }
 }
 
+/* Whether path names something other than a socket (a directory, a file). */
+static bool path_is_no_socket(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && !S_ISSOCK(st.st_mode);
+}
+
 int ctlsock_connect(const char *path, int64_t deadline_ns)
 {
     struct sockaddr_un sa;
@@ -241,7 +248,8 @@ int ctlsock_connect(const char *path, int64_t deadline_ns)
     rc = rc < 0 ? rc : -errno;
     close(fd);
     if (rc == -ENOENT || rc == -ECONNREFUSED)
-        return SHOAL_ERR(SHOAL_ENODAEMON, "no shoald listening at %s (%s)", path, strerror(-rc));
+        return SHOAL_ERR(SHOAL_ENODAEMON, "no shoald listening at %s (%s)", path,
+                         path_is_no_socket(path) ? "it is not a socket" : strerror(-rc));
     if (rc == -EAGAIN)
         return SHOAL_ERR(SHOAL_ETIMEDOUT,
                          "shoald at %s did not take the connection in time: its backlog is full "

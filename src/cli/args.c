@@ -131,10 +131,12 @@ int cli_fail(const cli_t *cli, int rc, const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fprintf(stderr, ": %s", shoal_strerror(rc));
-    if (rc == SHOAL_ENODAEMON)
-        fprintf(stderr, " (is shoald running? socket: %s)", cli->socket_path);
-    else if (detail[0] && strcmp(detail, shoal_strerror(rc)) != 0)
+    if (detail[0] && strcmp(detail, shoal_strerror(rc)) != 0)
         fprintf(stderr, " (%s)", detail);
+    if (rc == SHOAL_ENODAEMON && !detail[0])
+        fprintf(stderr, " (socket: %s)", cli->socket_path);
+    if (rc == SHOAL_ENODAEMON)
+        fputs("; is shoald running?", stderr);
     fputc('\n', stderr);
     return CLI_EXIT_FAIL;
 }

@@ -83,6 +83,12 @@ static void test_ctlsock_connect_to_missing_path_is_nodaemon(void **state)
 
     assert_int_equal(ctlsock_connect(f->path, -1), SHOAL_ENODAEMON);
     assert_non_null(strstr(shoal_errmsg(), f->path));
+    assert_non_null(strstr(shoal_errmsg(), "No such file"));
+    /* a path that names a directory: said as such, not as a refused connection */
+    assert_int_equal(mkdir(f->path, 0700), 0);
+    assert_int_equal(ctlsock_connect(f->path, -1), SHOAL_ENODAEMON);
+    assert_non_null(strstr(shoal_errmsg(), "it is not a socket"));
+    rmdir(f->path);
 }
 
 static void test_ctlsock_path_too_long(void **state)
