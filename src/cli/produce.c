@@ -93,7 +93,8 @@ typedef struct produce {
 /* ------------------------------------------------------------------ input */
 
 /* The next complete line (or, at end of input, the unterminated last one), without its
- * newline. Returns false when no such line is in the buffer. */
+ * newline, or its CRLF (as Kafka's console producer reads lines). Returns false when no such
+ * line is in the buffer. */
 static bool line_reader_next(line_reader_t *lr, const char **line, size_t *len)
 {
     char *p = lr->buf + lr->start;
@@ -107,6 +108,8 @@ static bool line_reader_next(line_reader_t *lr, const char **line, size_t *len)
     *len = nl ? (size_t)(nl - p) : avail;
     lr->start += *len + (nl ? 1 : 0);
     lr->scanned = 0;
+    if (nl && *len > 0 && p[*len - 1] == '\r')
+        (*len)--;
     return true;
 }
 

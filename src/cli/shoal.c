@@ -58,7 +58,8 @@ static const cli_command_t cli_commands[] = {
     {NULL, "produce", cli_produce,
      "produce NAME [--key-separator SEP] [--partition N] [--acks memory|disk] "
      "[--header KEY=VALUE ...] [--parse-headers SEP] [--null-marker TEXT]",
-     "Send one record per line of standard input (the newline is not part of the record).\n"
+     "Send one record per line of standard input (the newline, or CRLF, is not part of the "
+     "record).\n"
      "  --key-separator SEP   the text before the first SEP is the key, the rest the value;\n"
      "                        a line without SEP has a null key\n"
      "  --partition N         send every record to partition N (default: by key, Kafka's\n"

@@ -1,6 +1,7 @@
 /* test_cli_produce.c - `shoal produce`'s line reader: lines split across reads come out
- * whole, the last line needs no newline, and the search for a newline never goes over
- * bytes it has already searched (which made one long line cost quadratic time).
+ * whole, the last line needs no newline, a CRLF ends one as a newline does, and the search for a
+ * newline never goes over bytes it has already searched (which made one long line cost quadratic
+ * time).
  *
  * produce.c is compiled in here, with args.c for what it uses of the tool; the tests fill
  * the reader's buffer themselves, as line_reader_fill() would. How produce treats lines
@@ -80,11 +81,28 @@ static void test_line_reader_searches_each_byte_once(void **state)
     free(lr.buf);
 }
 
+/* A CRLF ends a line as a newline does (Kafka's console producer reads lines so); a carriage
+ * return elsewhere, or at the end of the input, is part of the record. */
+static void test_line_reader_takes_crlf_as_a_line_end(void **state)
+{
+    line_reader_t lr = {.buf = malloc(READER_BYTES), .cap = READER_BYTES};
+
+    (void)state;
+    reader_append(&lr, "a\r\nb\rc\r\n\r\nd\r");
+    expect_line(&lr, "a");
+    expect_line(&lr, "b\rc");
+    expect_line(&lr, "");
+    lr.eof = true;
+    expect_line(&lr, "d\r");
+    free(lr.buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_line_reader_joins_a_line_split_across_reads),
         cmocka_unit_test(test_line_reader_searches_each_byte_once),
+        cmocka_unit_test(test_line_reader_takes_crlf_as_a_line_end),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
