@@ -64,7 +64,8 @@ typedef struct produce {
     const char *topic;
     const char *separator; /* NULL: every key is null */
     size_t separator_len;
-    const char *null_marker; /* --null-marker: a key or value of exactly this is null */
+    const char *null_marker; /* --null-marker: a key, value or parsed header value of exactly
+                                this is null */
     size_t null_marker_len;
     shoal_header_t headers[PRODUCE_HEADERS_MAX]; /* --header, on every record */
     size_t nheaders;
@@ -351,7 +352,8 @@ static void produce_split(const produce_t *pr, const char *line, size_t len, sho
 }
 
 /* A line's own headers (--parse-headers): KEY=VALUE pairs joined by ',' before the first
- * pr->headers_end, after the --header ones, into h (room for 2 * PRODUCE_HEADERS_MAX);
+ * pr->headers_end, after the --header ones, into h (room for 2 * PRODUCE_HEADERS_MAX); a
+ * VALUE of exactly --null-marker's text is null, as in Kafka's console producer;
  * *line and *len move past them. NULL with their count in *n and what they add to the
  * record in *bytes, or what is wrong with the line. */
 static const char *produce_line_headers(const produce_t *pr, const char **line, size_t *len,
@@ -371,10 +373,13 @@ static const char *produce_line_headers(const produce_t *pr, const char **line, 
             return "a header that is not KEY=VALUE";
         if (*n == pr->nheaders + PRODUCE_HEADERS_MAX)
             return "too many headers";
-        h[(*n)++] = (shoal_header_t){.key = p,
-                                     .key_len = (size_t)(eq - p),
-                                     .value = eq + 1,
-                                     .value_len = (int32_t)(stop - eq - 1)};
+        h[*n] = (shoal_header_t){.key = p,
+                                 .key_len = (size_t)(eq - p),
+                                 .value = eq + 1,
+                                 .value_len = (int32_t)(stop - eq - 1)};
+        if (produce_is_null(pr, h[*n].value, (size_t)h[*n].value_len)) /* as Kafka's */
+            h[*n].value = NULL, h[*n].value_len = -1;
+        (*n)++;
         *bytes += (size_t)(stop - p) + PRODUCE_HEADER_OVERHEAD;
         p = comma ? comma + 1 : end;
     }

@@ -508,6 +508,22 @@ INTEG_TEST(test_cli_produce_sends_null_for_the_marker)
     assert_true(r[1].key_len == 2 && r[1].value == NULL && r[1].value_len == -1);
     assert_true(r[2].key == NULL && r[2].key_len == -1 && r[2].value_len == 2);
     assert_true(r[3].value != NULL && r[3].value_len == 0); /* empty, not null */
+    /* a parsed header's value too, as Kafka's console producer does */
+    expect_cli(f, 0, "printf 'h=NULL,i=x|k5:v5\\n'",
+               "produce nulls --key-separator : --parse-headers '|' --null-marker NULL",
+               "produced 1 record to", NULL);
+    while (got < 5 && (n = shoal_poll(k, r, 1, 2000)) > 0)
+        got += n;
+    assert_int_equal(got, 5);
+    assert_int_equal(r[0].header_count, 2);
+    {
+        shoal_header_t hd;
+        size_t it = 0;
+        assert_int_equal(shoal_record_header(&r[0], &it, &hd), 1);
+        assert_true(hd.value == NULL && hd.value_len == -1);
+        assert_int_equal(shoal_record_header(&r[0], &it, &hd), 1);
+        assert_true(hd.value_len == 1);
+    }
     shoal_consumer_close(k);
     expect_cli(f, 2, NULL, "produce nulls --null-marker ''", "must not be empty", NULL);
 }
