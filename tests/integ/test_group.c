@@ -3537,25 +3537,41 @@ INTEG_TEST(test_a_reload_shortens_the_expiry_check_at_once)
     harness_rmrf(conf);
 }
 
-/* Partitions added to a topic reach a group's members by a rebalance, as in Kafka. */
-INTEG_TEST(test_partitions_added_to_a_topic_are_assigned_to_its_group)
+/* A member of group on a new topic of 2 partitions, with auto_offset_reset reset, once it
+ * holds both. */
+static void member_of_two_partitions(struct harness_fixture *f, const char *topic,
+                                     const char *group, uint32_t reset, shoal_client_t **cl,
+                                     shoal_consumer_t **c)
 {
     shoal_topic_config_t cfg = topic_cfg(2);
-    const char *name[] = {"partitions"}, *value[] = {"4"};
     shoal_consumer_options_t o;
-    shoal_client_t *cl;
-    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+
+    assert_int_equal(shoal_topic_create(f->c, topic, &cfg), 0);
+    member_options(&o, group, 0);
+    o.auto_offset_reset = reset;
+    assert_int_equal(open_member(cl, c, &o, topic), 0);
+    for (int i = 0; i < 100 && atomic_load(&sh->nassigned[0]) != 2; i++)
+        assert_true(shoal_poll(*c, recs, 8, 20) >= 0);
+    assert_int_equal(atomic_load(&sh->nassigned[0]), 2);
+}
+
+/* The topic grows to 4 partitions and 5 records go to partition 3 at once (before the
+ * member's rebalance). */
+static void grow_to_four_and_send_to_3(struct harness_fixture *f, const char *topic)
+{
+    const char *name[] = {"partitions"}, *value[] = {"4"};
+
+    assert_int_equal(shoal_topic_alter(f->c, topic, name, value, 1), 0);
+    assert_int_equal(produce(f->c, topic, 3, 5), 0);
+}
+
+/* Poll until the member has read 5 records of partition 3 (or 3 s): how many it read. */
+static int records_of_partition_3(shoal_consumer_t *c)
+{
     shoal_record_t recs[8];
     int got = 0;
 
-    assert_int_equal(shoal_topic_create(f->c, "widen", &cfg), 0);
-    member_options(&o, "wideners", 0);
-    assert_int_equal(open_member(&cl, &c, &o, "widen"), 0);
-    for (int i = 0; i < 100 && atomic_load(&sh->nassigned[0]) != 2; i++)
-        assert_true(shoal_poll(c, recs, 8, 20) >= 0);
-    assert_int_equal(atomic_load(&sh->nassigned[0]), 2);
-    assert_int_equal(shoal_topic_alter(f->c, "widen", name, value, 1), 0);
-    assert_int_equal(produce(f->c, "widen", 3, 5), 0);
     for (int i = 0; i < 150 && got < 5; i++) {
         int n = shoal_poll(c, recs, 8, 20);
         assert_true(n >= 0);
@@ -3563,7 +3579,18 @@ INTEG_TEST(test_partitions_added_to_a_topic_are_assigned_to_its_group)
             got += recs[k].partition == 3;
     }
     assert_int_equal(atomic_load(&sh->nassigned[0]), 4);
-    assert_int_equal(got, 5);
+    return got;
+}
+
+/* Partitions added to a topic reach a group's members by a rebalance, as in Kafka. */
+INTEG_TEST(test_partitions_added_to_a_topic_are_assigned_to_its_group)
+{
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+
+    member_of_two_partitions(f, "widen", "wideners", SHOAL_OFFSET_RESET_EARLIEST, &cl, &c);
+    grow_to_four_and_send_to_3(f, "widen");
+    assert_int_equal(records_of_partition_3(c), 5);
     shoal_consumer_close(c);
     shoal_client_close(cl);
 }
@@ -3574,36 +3601,17 @@ INTEG_TEST(test_partitions_added_to_a_topic_are_assigned_to_its_group)
 INTEG_TEST(test_partitions_added_to_a_topic_are_read_from_their_start_with_latest)
 {
     shoal_topic_config_t cfg = topic_cfg(2);
-    const char *name[] = {"partitions"}, *value[] = {"4"};
-    shoal_consumer_options_t o;
     shoal_client_t *cl;
     shoal_consumer_t *c;
-    shoal_record_t recs[8];
-    int got = 0;
 
-    assert_int_equal(shoal_topic_create(f->c, "late", &cfg), 0);
     assert_int_equal(shoal_topic_create(f->c, "aside", &cfg), 0);
     assert_int_equal(shoal_group_reset_offsets(f->c, "bystanders", "aside", SHOAL_SEEK_END, 0), 0);
-    member_options(&o, "laters", 0);
-    o.auto_offset_reset = SHOAL_OFFSET_RESET_LATEST;
-    assert_int_equal(open_member(&cl, &c, &o, "late"), 0);
-    for (int i = 0; i < 100 && atomic_load(&sh->nassigned[0]) != 2; i++)
-        assert_true(shoal_poll(c, recs, 8, 20) >= 0);
-    assert_int_equal(atomic_load(&sh->nassigned[0]), 2);
+    member_of_two_partitions(f, "late", "laters", SHOAL_OFFSET_RESET_LATEST, &cl, &c);
     assert_int_equal(shoal_commit_sync(c, NULL, 0), 0);
-
-    assert_int_equal(shoal_topic_alter(f->c, "late", name, value, 1), 0);
-    assert_int_equal(produce(f->c, "late", 3, 5), 0); /* before the group's rebalance */
+    grow_to_four_and_send_to_3(f, "late");
     assert_int_equal(committed_of_topic(f->c, "laters", "late", 3), 0);
     assert_int_equal(committed_of_topic(f->c, "bystanders", "late", 3), -1);
-    for (int i = 0; i < 150 && got < 5; i++) {
-        int n = shoal_poll(c, recs, 8, 20);
-        assert_true(n >= 0);
-        for (int k = 0; k < n; k++)
-            got += recs[k].partition == 3;
-    }
-    assert_int_equal(atomic_load(&sh->nassigned[0]), 4);
-    assert_int_equal(got, 5);
+    assert_int_equal(records_of_partition_3(c), 5);
     shoal_consumer_close(c);
     shoal_client_close(cl);
 }
