@@ -199,6 +199,7 @@ int cli_topic_alter(cli_t *cli, int argc, char **argv)
         if (n == TOPIC_MAX_SETS)
             cli_usage_fail(cli, "at most %d --set options", TOPIC_MAX_SETS);
         if (opt == OPT_PARTITIONS) { /* Kafka's kafka-topics --alter --partitions N */
+            cli_parse_range(cli, "--partitions", optarg, 1, SHOAL_PARTITIONS_MAX); /* as create */
             names[n] = "partitions";
             values[n] = optarg;
         } else {

@@ -144,6 +144,8 @@ INTEG_TEST(test_cli_usage_errors_name_the_word_at_fault)
                NULL);
     expect_cli(f, 2, NULL, "topic create t --partitions -1", "'-1' (expected a whole number 1..",
                NULL);
+    expect_cli(f, 2, NULL, "topic alter t --partitions 1025", /* as create, before connecting */
+               "'1025' (expected a whole number 1..1024)", NULL);
     /* a name that looks like options: the word is named, and the way out (it said "option
      * 'describe' takes no value") */
     expect_cli(f, 2, NULL, "topic describe -dash", "unknown option '-d' in '-dash'",
