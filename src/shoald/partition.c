@@ -1565,8 +1565,9 @@ out_range:
 
 #define DPART_TIME_TRIES 8 /* passes over disk and ring before the log is said to move too fast */
 
-/* Search one disk segment through its indexes. 0 with *offset; SHOAL_EOFFSET with *from
- * moved to the end of the segment's data; another negative code on failure. */
+/* Search one disk segment (<base><ext>: its .log through its indexes, or a .swap by a scan).
+ * 0 with *offset; SHOAL_EOFFSET with *from moved to the end of the segment's data; -ENOENT
+ * when the file is missing or empty; another negative code on failure. */
 static int segment_time_search(const char *dir, int64_t base, const char *ext, int64_t ts,
                                int64_t *from, int64_t *offset)
 {
