@@ -39,6 +39,24 @@ static void format_bytes(FILE *out, const void *data, int32_t len)
         fwrite(data, 1, (size_t)len, out);
 }
 
+/* A header's key or value, with a '\\' before each ',', '=' and '\\' in it, so that
+ * `produce --parse-headers` reads back what was printed. */
+static void format_header_field(FILE *out, const char *p, size_t len)
+{
+    for (size_t run = 0; len > 0; p += run, len -= run) {
+        for (run = 0; run < len && p[run] != ',' && p[run] != '=' && p[run] != '\\'; run++)
+            ;
+        fwrite(p, 1, run, out);
+        if (run < len) {
+            fputc('\\', out);
+            fputc(p[run], out);
+            run++;
+        }
+    }
+}
+
+/* KEY=VALUE pairs joined by ',', a KEY alone for a null value (as Kafka's console producer
+ * reads them). */
 static int format_headers(FILE *out, const shoal_record_t *rec)
 {
     shoal_header_t h;
@@ -48,9 +66,11 @@ static int format_headers(FILE *out, const shoal_record_t *rec)
     while ((rc = shoal_record_header(rec, &iter, &h)) == 1) {
         if (iter > 1)
             fputc(',', out);
-        fwrite(h.key, 1, h.key_len, out);
-        fputc('=', out);
-        format_bytes(out, h.value, h.value_len);
+        format_header_field(out, h.key, h.key_len);
+        if (h.value) {
+            fputc('=', out);
+            format_header_field(out, h.value, h.value_len > 0 ? (size_t)h.value_len : 0);
+        }
     }
     return rc;
 }

@@ -96,7 +96,7 @@ typedef struct produce {
 /* The next complete line (or, at end of input, the unterminated last one), without its
  * newline, or its CRLF (as Kafka's console producer reads lines). Returns false when no such
  * line is in the buffer. */
-static bool line_reader_next(line_reader_t *lr, const char **line, size_t *len)
+static bool line_reader_next(line_reader_t *lr, char **line, size_t *len)
 {
     char *p = lr->buf + lr->start;
     size_t avail = lr->end - lr->start;
@@ -351,37 +351,55 @@ static void produce_split(const produce_t *pr, const char *line, size_t len, sho
             shoal_partition_for_key(m->key, m->key_len, shoal_producer_partitions(pr->producer));
 }
 
-/* A line's own headers (--parse-headers): KEY=VALUE pairs joined by ',' before the first
- * pr->headers_end, after the --header ones, into h (room for 2 * PRODUCE_HEADERS_MAX); a
- * VALUE of exactly --null-marker's text is null, as in Kafka's console producer;
- * *line and *len move past them. NULL with their count in *n and what they add to the
- * record in *bytes, or what is wrong with the line. */
-static const char *produce_line_headers(const produce_t *pr, const char **line, size_t *len,
+/* Unescape a header's key or value in place: the bytes from p up to end, or to the first
+ * ',' (and '=' when `key`) not escaped by a '\\', which keeps the byte after it. Returns
+ * where it stopped (*len: the bytes written at p), or NULL at a '\\' that ends the
+ * headers. */
+static char *header_field(char *p, const char *end, bool key, size_t *len)
+{
+    char *w = p, *start = p;
+
+    for (; p < end && *p != ',' && !(key && *p == '='); p++) {
+        if (*p == '\\' && ++p == end)
+            return NULL;
+        *w++ = *p;
+    }
+    *len = (size_t)(w - start);
+    return p;
+}
+
+/* A line's own headers (--parse-headers), before the first pr->headers_end, after the
+ * --header ones, into h (room for 2 * PRODUCE_HEADERS_MAX): KEY=VALUE pairs joined by ',',
+ * a KEY alone for a null value (as Kafka's console producer reads them), a '\\' before a
+ * ',', '=' or '\\' that is part of a key or value (as consume's %h prints them: unescaped
+ * here, in place); a VALUE of exactly --null-marker's text is null too. *line and *len
+ * move past them. NULL with their count in *n and what they add to the record in *bytes,
+ * or what is wrong with the line. */
+static const char *produce_line_headers(const produce_t *pr, char **line, size_t *len,
                                         shoal_header_t *h, size_t *n, size_t *bytes)
 {
-    const char *end = memmem(*line, *len, pr->headers_end, pr->headers_end_len);
+    char *end = memmem(*line, *len, pr->headers_end, pr->headers_end_len);
 
     if (!end)
         return "no headers separator";
     memcpy(h, pr->headers, pr->nheaders * sizeof(*h));
     *n = pr->nheaders;
     *bytes = pr->headers_bytes;
-    for (const char *p = *line; p < end;) {
-        const char *comma = memchr(p, ',', (size_t)(end - p)), *stop = comma ? comma : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        if (!eq || eq == p)
-            return "a header that is not KEY=VALUE";
+    for (char *p = *line, *q; p < end; p = q < end ? q + 1 : end) {
+        size_t klen, vlen = 0;
+        char *value = NULL;
+        if (!(q = header_field(p, end, true, &klen)) ||
+            (q < end && *q == '=' && !(q = header_field(value = q + 1, end, false, &vlen))))
+            return "a '\\' that ends the headers";
+        if (klen == 0)
+            return "a header without a key";
         if (*n == pr->nheaders + PRODUCE_HEADERS_MAX)
             return "too many headers";
-        h[*n] = (shoal_header_t){.key = p,
-                                 .key_len = (size_t)(eq - p),
-                                 .value = eq + 1,
-                                 .value_len = (int32_t)(stop - eq - 1)};
-        if (produce_is_null(pr, h[*n].value, (size_t)h[*n].value_len)) /* as Kafka's */
-            h[*n].value = NULL, h[*n].value_len = -1;
-        (*n)++;
-        *bytes += (size_t)(stop - p) + PRODUCE_HEADER_OVERHEAD;
-        p = comma ? comma + 1 : end;
+        if (produce_is_null(pr, value, vlen)) /* as Kafka's */
+            value = NULL;
+        h[(*n)++] = (shoal_header_t){
+            .key = p, .key_len = klen, .value = value, .value_len = value ? (int32_t)vlen : -1};
+        *bytes += klen + vlen + PRODUCE_HEADER_OVERHEAD;
     }
     *len -= (size_t)(end - *line) + pr->headers_end_len;
     *line = end + pr->headers_end_len;
@@ -397,13 +415,14 @@ static int produce_report_bad_line(produce_t *pr, const char *why)
         return rc;
     fprintf(stderr,
             "shoal: produce to '%s' (input line %llu): %s (--parse-headers: a line starts with "
-            "up to %d KEY=VALUE pairs joined by ',', then the separator)\n",
+            "up to %d KEY=VALUE pairs, or KEY alone for a null value, joined by ',', with "
+            "'\\' before a ',', '=' or '\\' of a key or value; then the separator)\n",
             pr->topic, (unsigned long long)pr->lines, why, PRODUCE_HEADERS_MAX);
     return produce_report_written(pr);
 }
 
 /* Add one line to the batch, sending the batch first if the line cannot join it. */
-static int produce_line(produce_t *pr, const char *line, size_t len)
+static int produce_line(produce_t *pr, char *line, size_t len)
 {
     shoal_header_t h[2 * PRODUCE_HEADERS_MAX];
     size_t cost, nh = 0, bytes = pr->headers_bytes;
@@ -439,7 +458,7 @@ static int produce_line(produce_t *pr, const char *line, size_t len)
 static int produce_stream(produce_t *pr)
 {
     line_reader_t lr = {0};
-    const char *line;
+    char *line;
     size_t len;
     int rc = 0;
 

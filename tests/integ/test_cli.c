@@ -481,10 +481,56 @@ INTEG_TEST(test_cli_produce_parses_each_lines_headers)
     expect_cli(f, 0, NULL, "consume again " AS_PRODUCED, want, NULL);
 #undef AS_PRODUCED
 
+    /* headers with ',', '=', '\\' in them, a null and an empty value, read back as they were */
+    {
+        static const shoal_header_t odd[] = {{"list", 4, "a,b", 3},
+                                             {"k=1", 3, "x\\y", 3},
+                                             {"none", 4, NULL, -1},
+                                             {"empty", 5, "", 0}};
+        shoal_message_t m = {.key = "k",
+                             .key_len = 1,
+                             .value = "v",
+                             .value_len = 1,
+                             .headers = odd,
+                             .header_count = 4,
+                             .partition = 0};
+        shoal_producer_t *p;
+        shoal_consumer_t *k;
+        shoal_record_t r;
+
+        expect_cli(f, 0, NULL, "topic create odd", NULL);
+        expect_cli(f, 0, NULL, "topic create odd2", NULL);
+        assert_int_equal(shoal_producer_open(f->c, "odd", NULL, &p), 0);
+        assert_int_equal(shoal_send(p, &m, NULL), 0);
+        shoal_producer_close(p);
+        snprintf(consume, sizeof(consume), "%s consume odd %s", shoal_command(f),
+                 "--from-beginning --timeout-ms 200 --format '%h|%k:%v\\n'");
+        expect_cli(f, 0, consume,
+                   "produce odd2 --parse-headers '|' --key-separator :", "produced 1 record", NULL);
+        assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+        assert_int_equal(shoal_consumer_assign(k, "odd2", NULL, 0), 0);
+        assert_int_equal(shoal_consumer_seek(k, "odd2", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+        assert_int_equal(shoal_poll(k, &r, 1, 2000), 1);
+        assert_int_equal(r.header_count, 4);
+        for (size_t i = 0, it = 0; i < 4; i++) {
+            shoal_header_t hd;
+            assert_int_equal(shoal_record_header(&r, &it, &hd), 1);
+            assert_int_equal(hd.key_len, odd[i].key_len);
+            assert_memory_equal(hd.key, odd[i].key, hd.key_len);
+            assert_int_equal(hd.value_len, odd[i].value_len);
+            assert_true((hd.value == NULL) == (odd[i].value == NULL));
+            if (hd.value_len > 0)
+                assert_memory_equal(hd.value, odd[i].value, (size_t)hd.value_len);
+        }
+        shoal_consumer_close(k);
+    }
+
     expect_cli(f, 1, "printf 'x=1|one\\ntwo\\n'", "produce parsed --parse-headers '|'",
                "(input line 2): no headers separator", "appended 1 record to parsed", NULL);
-    expect_cli(f, 1, "printf 'novalue|three\\n'", "produce parsed --parse-headers '|'",
-               "a header that is not KEY=VALUE", NULL);
+    expect_cli(f, 1, "printf '=v|three\\n'", "produce parsed --parse-headers '|'",
+               "a header without a key", NULL);
+    expect_cli(f, 1, "printf 'k=v\\\\|three\\n'", "produce parsed --parse-headers '|'",
+               "a '\\' that ends the headers", NULL);
     expect_cli(f, 2, NULL, "produce parsed --parse-headers ''", "must not be empty", NULL);
 }
 

@@ -110,9 +110,24 @@ static void test_format_joins_headers_with_commas(void **state)
     r.header_count = 2;
     r.headers_raw = two_headers;
     r.headers_len = sizeof(two_headers);
-    assert_renders("<%h>", &r, "<a=xy,b=>");
+    assert_renders("<%h>", &r, "<a=xy,b>"); /* b's value is null: the key alone */
     r.header_count = 0;
     assert_renders("<%h>", &r, "<>");
+}
+
+/* A ',', '=' or '\\' in a header's key or value gets a '\\' before it, so that
+ * `produce --parse-headers` reads the headers back as they were; an empty value keeps its
+ * '='. Zigzag lengths: 1 -> 2, 3 -> 6, 0 -> 0. */
+static void test_format_escapes_what_would_split_a_header(void **state)
+{
+    static const uint8_t odd[] = {6, 'k', '=', 'y', 6, 'a', ',', '\\', 2, 'e', 0};
+    shoal_record_t r = {0};
+    (void)state;
+
+    r.header_count = 2;
+    r.headers_raw = odd;
+    r.headers_len = sizeof(odd);
+    assert_renders("%h", &r, "k\\=y=a\\,\\\\,e=");
 }
 
 static void test_format_reports_corrupt_headers(void **state)
@@ -162,6 +177,7 @@ int main(void)
         cmocka_unit_test(test_format_prints_null_key_and_value_as_empty),
         cmocka_unit_test(test_format_writes_binary_values_whole),
         cmocka_unit_test(test_format_joins_headers_with_commas),
+        cmocka_unit_test(test_format_escapes_what_would_split_a_header),
         cmocka_unit_test(test_format_reports_corrupt_headers),
         cmocka_unit_test(test_format_check_accepts_every_directive),
         cmocka_unit_test(test_format_check_refuses_unknown_and_dangling),

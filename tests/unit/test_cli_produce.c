@@ -32,7 +32,7 @@ static void reader_append(line_reader_t *lr, const char *text)
 
 static void expect_line(line_reader_t *lr, const char *want)
 {
-    const char *line;
+    char *line;
     size_t len;
 
     assert_true(line_reader_next(lr, &line, &len));
@@ -43,7 +43,7 @@ static void expect_line(line_reader_t *lr, const char *want)
 static void test_line_reader_joins_a_line_split_across_reads(void **state)
 {
     line_reader_t lr = {.buf = malloc(READER_BYTES), .cap = READER_BYTES};
-    const char *line;
+    char *line;
     size_t len;
 
     (void)state;
@@ -68,7 +68,7 @@ static void test_line_reader_joins_a_line_split_across_reads(void **state)
 static void test_line_reader_searches_each_byte_once(void **state)
 {
     line_reader_t lr = {.buf = malloc(READER_BYTES), .cap = READER_BYTES};
-    const char *line;
+    char *line;
     size_t len;
 
     (void)state;
