@@ -1466,6 +1466,29 @@ static int segment_bases(dpart_t *p, bool relist, const int64_t **bases, size_t 
     return 0;
 }
 
+/* Segment base (open as fd, len bytes), which a later one follows, did not hold the offset
+ * sought: SHOAL_ECORRUPT naming where when it is damaged (a header that does not parse, a
+ * batch that runs past the file's end: in a sealed segment not a torn tail), since the
+ * offset may be past the damage; 0 when it is whole and simply ends before it. */
+static int segment_damage(const dpart_t *p, int64_t base, int fd, uint64_t len)
+{
+    segment_scan_t scan;
+    const uint8_t *log = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+
+    if (log == MAP_FAILED)
+        return 0; /* cannot tell: as before, a lost file */
+    segment_scan_bytes(log, len, base, false, NULL, NULL, &scan);
+    munmap((void *)log, len);
+    if (!scan.error && scan.valid_bytes == len)
+        return 0;
+    return SHOAL_ERR(SHOAL_ECORRUPT,
+                     "%s-%u: segment %lld is damaged at byte %llu (%s); its records from offset "
+                     "%lld on cannot be read past it",
+                     p->topic, p->id, (long long)base, (unsigned long long)scan.valid_bytes,
+                     scan.error ? scan.why : "a batch runs past the file's end",
+                     (long long)scan.next_offset);
+}
+
 /* Open <base>.log.swap, a finished compaction merge, for a consumer of offset: 0 when it
  * holds it (no index describes it: found by a scan). */
 static int swap_serve(const dpart_t *p, int64_t base, int64_t offset, int *fd, uint64_t *bytes,
@@ -1530,12 +1553,18 @@ again:
     *pos = segment_position(p->dir, *base, *fd, *bytes, offset, true);
     /* Compaction (flusher thread) may have swapped the file meanwhile, and the .index read
      * may then describe the new bytes: look again with the new file. */
-    if (*pos >= 0 && stat(path, &now) == 0 && now.st_ino != st.st_ino && ++tries < 3) {
+    if (*pos != SHOAL_EOFFSET && stat(path, &now) == 0 && now.st_ino != st.st_ino && ++tries < 3) {
         close(*fd);
         goto again;
     }
     if (*pos >= 0)
         return 0;
+    /* Damage is not a lost file: say so, rather than serve the next segment past it. */
+    if (*pos == SHOAL_ECORRUPT || (next > offset && (rc = segment_damage(p, *base, *fd, *bytes)))) {
+        close(*fd);
+        *fd = -1;
+        return *pos == SHOAL_ECORRUPT ? (int)*pos : rc;
+    }
 out_range:
     close(*fd);
     *fd = -1;

@@ -645,6 +645,30 @@ static void assert_offset_for_time(struct fixture *f, int64_t ts, int64_t want)
     assert_int_equal(offset, want);
 }
 
+/* A batch whose header is damaged in a sealed segment (its length made huge, so the segment
+ * seems to end there): a consumer of an offset at or after it is told of the damage
+ * (SHOAL_ECORRUPT naming the segment) rather than served the next segment as if a file had
+ * been lost, which skipped the intact records after the damage. */
+static void test_a_damaged_batch_header_is_damage_not_a_lost_file(void **state)
+{
+    static const uint8_t huge[4] = {0x7f, 0xff, 0xff, 0xf0};
+    struct fixture *f = *state;
+    char path[PATH_MAX];
+    int64_t bases[8], base, pos;
+    int fd;
+
+    roll_segments(f, 3, 0);
+    assert_int_equal(seg_list(f, bases, 8), 3);
+    seg_path(f, bases[1], ".log", path);
+    assert_true((fd = open(path, O_WRONLY)) >= 0);
+    assert_int_equal(pwrite(fd, huge, sizeof(huge), 8), (ssize_t)sizeof(huge)); /* batchLength */
+    close(fd);
+    assert_int_equal(segment_find(f, bases[1] + 1, &base, &pos), SHOAL_ECORRUPT);
+    assert_non_null(strstr(shoal_errmsg(), "is damaged at byte 0"));
+    (void)disk_record(f, bases[2], &base); /* the segment after it still reads */
+    assert_int_equal(base, bases[2]);
+}
+
 /* Compaction merging segments deletes the ones merged into the first before its .swap takes
  * the first's place (compact.c): meanwhile a consumer of an offset in a deleted one is served
  * the .swap, which holds it, rather than sent on to the segment after the merge, and a
@@ -766,6 +790,7 @@ int main(void)
         T(test_missing_or_damaged_indexes_are_rebuilt),
         T(test_a_full_segment_rolls_into_the_next),
         T(test_a_merge_under_way_serves_its_swap),
+        T(test_a_damaged_batch_header_is_damage_not_a_lost_file),
         T(test_retention_bytes_deletes_the_oldest_sealed_segments),
         T(test_offset_for_time_finds_the_first_record_at_or_after_it),
         T(test_remove_stops_producers_and_deletes_the_files),
