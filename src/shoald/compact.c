@@ -5,9 +5,10 @@
  * A partition whose cleanup.policy has compact keeps, in its sealed disk segments, only
  * the latest record of every key. The flusher thread runs the cleaner (so it never races
  * the flusher's own writes), at most every COMPACT_INTERVAL_NS, and only when a segment was
- * sealed since the last run, a tombstone kept last time has expired, or delete.retention.ms
- * was altered: records still in the active segment supersede sealed ones at the next roll
- * (Kafka, too, waits for dirty segments rather than cleaning on every write). One run:
+ * sealed since the last run, a tombstone kept last time has expired, delete.retention.ms
+ * was altered, or the last run rewrote segments (what it shrank may merge now): records still in
+ * the active segment supersede sealed ones at the next roll (Kafka, too, waits for dirty segments
+ * rather than cleaning on every write). One run:
  *
  *   1. Offset map: walk every segment from the oldest up to and including the one being
  *      written (its bytes on disk count: the latest value of a key may be there) and note,
@@ -300,6 +301,7 @@ typedef struct cleaner {
     uint64_t kept;
     uint64_t tombstones_kept;
     int64_t expiry_ms; /* when the first tombstone kept so far expires */
+    bool rewrote;      /* a segment was rewritten: those it shrank may merge at a next run */
     /* per batch being rewritten (grown, reused) */
     shoal_message_t *msgs;
     int32_t *deltas;
@@ -586,6 +588,7 @@ static int clean_segments(cleaner_t *c, const int64_t *bases, size_t n)
         return rc;
     if ((rc = rewrite_segments(c, bases, n)) < 0)
         return rc;
+    c->rewrote = true;
     if (before >= c->out_pos)
         dpart_sealed_sub(p, before - c->out_pos);
     else
@@ -719,7 +722,9 @@ static int compact_run(dpart_t *p, int64_t writing, int64_t *expiry_ms)
         rc = clean_segments(&c, bases + i, k);
     }
 out:
-    *expiry_ms = c.expiry_ms;
+    /* What this run shrank is merged by the next, without waiting for a segment to be sealed
+     * (a quiet topic would keep its small files); a run that rewrites nothing ends that. */
+    *expiry_ms = c.rewrote ? 0 : c.expiry_ms;
     cleaner_release(&c);
     shoal__free(bases);
     return rc;

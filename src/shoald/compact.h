@@ -27,11 +27,13 @@ typedef struct compact_state {
 
 /* From the flusher thread: when the partition's cleanup.policy has compact, at most every
  * COMPACT_INTERVAL_NS and only when a segment was sealed, a kept tombstone expired or
- * delete.retention.ms changed since the last run (or a run failed), rewrite every sealed segment
- * that holds a superseded record or an expired tombstone, and merge neighbours that together
- * fit in segment.bytes. The segment being written, and anything
- * after it, is never touched; its bytes still count when deciding which record of a key is the
- * latest. Errors are logged and leave the segments as they were; the partition goes on flushing. */
+ * delete.retention.ms changed since the last run (or the last run rewrote segments, or
+ * failed), rewrite every sealed segment that holds a superseded record or an expired
+ * tombstone, and merge neighbours that together fit in segment.bytes. The segment being
+ * written, and anything after it, is never touched; its bytes still count when deciding
+ * which record of a key is the latest. Errors are logged and leave the segments as they were
+ * (or a finished rewrite as .swap, put in place by the next run); the partition goes on
+ * flushing. */
 void compact_maybe_run(struct dpart *p, int64_t now_ns);
 
 /* At start, before the segments are listed: in the partition's directory delete every

@@ -744,6 +744,21 @@ static void test_small_compacted_segments_are_merged(void **state)
     check_consumed("mg", true);
 }
 
+/* A compacted topic that goes quiet merges what it compacted without waiting for another
+ * segment to be sealed: the run after one that rewrote segments merges them. */
+static void test_a_quiet_compacted_topic_merges_its_segments(void **state)
+{
+    int64_t total;
+    (void)state;
+
+    create_topic("qm", "compact");
+    total = produce_workload("qm");
+    WAIT_UNTIL(describe0("qm").flushed_offset == total, 5000);
+    WAIT_UNTIL(harness_daemon_log_contains(&daemon_, "qm-0: compacted segment 0 and the"), 15000);
+    assert_true(harness_daemon_log_contains(&daemon_, "qm-0: compacted segment 0 and the"));
+    check_consumed("qm", true);
+}
+
 /* A daemon that dies after deleting a segment merged into a .swap, before the .swap takes
  * the .log's place: the restart completes the merge (the .swap holds the deleted segment's
  * records) and nothing is lost. */
@@ -831,6 +846,7 @@ int main(void)
         T(test_crash_after_cleaned_keeps_the_old_segment),
         T(test_crash_after_swap_completes_the_new_segment),
         T(test_small_compacted_segments_are_merged),
+        T(test_a_quiet_compacted_topic_merges_its_segments),
         T(test_crash_in_a_merge_completes_it),
         T(test_a_failed_merge_step_is_completed_by_the_next_run),
     };
