@@ -391,7 +391,7 @@ static const char *produce_line_headers(const produce_t *pr, char **line, size_t
         if (!(q = header_field(p, end, true, &klen)) ||
             (q < end && *q == '=' && !(q = header_field(value = q + 1, end, false, &vlen))))
             return "a '\\' that ends the headers";
-        if (klen == 0)
+        if (klen == 0 && !value) /* an empty key needs its '=' (%h prints "=VALUE") */
             return "a header without a key";
         if (*n == pr->nheaders + PRODUCE_HEADERS_MAX)
             return "too many headers";

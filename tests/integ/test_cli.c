@@ -481,18 +481,20 @@ INTEG_TEST(test_cli_produce_parses_each_lines_headers)
     expect_cli(f, 0, NULL, "consume again " AS_PRODUCED, want, NULL);
 #undef AS_PRODUCED
 
-    /* headers with ',', '=', '\\' in them, a null and an empty value, read back as they were */
+    /* headers with ',', '=', '\\' in them, a null and an empty value, an empty key, read back
+     * as they were */
     {
         static const shoal_header_t odd[] = {{"list", 4, "a,b", 3},
                                              {"k=1", 3, "x\\y", 3},
                                              {"none", 4, NULL, -1},
-                                             {"empty", 5, "", 0}};
+                                             {"empty", 5, "", 0},
+                                             {"", 0, "nokey", 5}};
         shoal_message_t m = {.key = "k",
                              .key_len = 1,
                              .value = "v",
                              .value_len = 1,
                              .headers = odd,
-                             .header_count = 4,
+                             .header_count = 5,
                              .partition = 0};
         shoal_producer_t *p;
         shoal_consumer_t *k;
@@ -511,8 +513,8 @@ INTEG_TEST(test_cli_produce_parses_each_lines_headers)
         assert_int_equal(shoal_consumer_assign(k, "odd2", NULL, 0), 0);
         assert_int_equal(shoal_consumer_seek(k, "odd2", 0, SHOAL_SEEK_BEGINNING, 0), 0);
         assert_int_equal(shoal_poll(k, &r, 1, 2000), 1);
-        assert_int_equal(r.header_count, 4);
-        for (size_t i = 0, it = 0; i < 4; i++) {
+        assert_int_equal(r.header_count, 5);
+        for (size_t i = 0, it = 0; i < 5; i++) {
             shoal_header_t hd;
             assert_int_equal(shoal_record_header(&r, &it, &hd), 1);
             assert_int_equal(hd.key_len, odd[i].key_len);
@@ -527,7 +529,7 @@ INTEG_TEST(test_cli_produce_parses_each_lines_headers)
 
     expect_cli(f, 1, "printf 'x=1|one\\ntwo\\n'", "produce parsed --parse-headers '|'",
                "(input line 2): no headers separator", "appended 1 record to parsed", NULL);
-    expect_cli(f, 1, "printf '=v|three\\n'", "produce parsed --parse-headers '|'",
+    expect_cli(f, 1, "printf ',x=1|three\\n'", "produce parsed --parse-headers '|'",
                "a header without a key", NULL);
     expect_cli(f, 1, "printf 'k=v\\\\|three\\n'", "produce parsed --parse-headers '|'",
                "a '\\' that ends the headers", NULL);
