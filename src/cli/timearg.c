@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#define DATETIME_FORM "expected YYYY-MM-DDTHH:MM[:SS[.sss]][Z|+HH:MM]"
+#define DATETIME_FORM "expected YYYY-MM-DD[THH:MM[:SS[.sss]][Z|+HH:MM]]"
 #define ZONE_FORM     "expected a zone Z, +HH, +HHMM or +HH:MM"
 #define DURATION_FORM "expected PnWnDTnHnMnS, e.g. PT30M or P1DT12H"
 
