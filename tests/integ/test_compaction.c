@@ -756,6 +756,8 @@ static void test_a_quiet_compacted_topic_merges_its_segments(void **state)
     WAIT_UNTIL(describe0("qm").flushed_offset == total, 5000);
     WAIT_UNTIL(harness_daemon_log_contains(&daemon_, "qm-0: compacted segment 0 and the"), 15000);
     assert_true(harness_daemon_log_contains(&daemon_, "qm-0: compacted segment 0 and the"));
+    WAIT_UNTIL(sealed_segments_compacted("qm"), 15000); /* the last ones may come later */
+    assert_true(sealed_segments_compacted("qm"));
     check_consumed("qm", true);
 }
 
