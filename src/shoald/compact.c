@@ -506,22 +506,35 @@ static int scan_segment(cleaner_t *c, const segment_map_t *m, int64_t base, bool
     return 0;
 }
 
+/* Walk segments bases[0..n) with cb, oldest first; the first `sealed` of them must be
+ * whole. *bytes (may be NULL) gets their size. */
+static int scan_segments(cleaner_t *c, const int64_t *bases, size_t n, size_t sealed,
+                         segment_batch_cb cb, uint64_t *bytes)
+{
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        segment_map_t m;
+        if ((rc = segment_map(c->p->dir, bases[i], ".log", false, &m)) == 0) {
+            rc = scan_segment(c, &m, bases[i], i < sealed, cb);
+            if (bytes)
+                *bytes += m.len;
+            segment_unmap(&m);
+        }
+    }
+    return rc;
+}
+
 /* Write the kept records of segments bases[0..n) into <bases[0]>.log.cleaned. */
 static int write_cleaned(cleaner_t *c, const char *cleaned, const int64_t *bases, size_t n)
 {
-    int rc = 0;
+    int rc;
 
     c->fd = shoal__open_regular(cleaned, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
     if (c->fd < 0)
         return c->fd;
     c->out_pos = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        segment_map_t m;
-        if ((rc = segment_map(c->p->dir, bases[i], ".log", false, &m)) == 0) {
-            rc = scan_segment(c, &m, bases[i], true, rewrite_batch);
-            segment_unmap(&m);
-        }
-    }
+    rc = scan_segments(c, bases, n, n, rewrite_batch, NULL);
     if (rc == 0 && fsync(c->fd) < 0)
         rc = SHOAL_ERR(-errno, "fsync %s", cleaned);
     if (close(c->fd) < 0 && rc == 0)
@@ -560,19 +573,9 @@ static int rewrite_segments(cleaner_t *c, const int64_t *bases, size_t n)
 /* Count the records of segments bases[0..n) and those kept; *bytes gets their size. */
 static int count_segments(cleaner_t *c, const int64_t *bases, size_t n, uint64_t *bytes)
 {
-    int rc = 0;
-
     c->records = c->kept = c->tombstones_kept = 0;
     *bytes = 0;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        segment_map_t m;
-        if ((rc = segment_map(c->p->dir, bases[i], ".log", false, &m)) == 0) {
-            rc = scan_segment(c, &m, bases[i], true, count_batch);
-            *bytes += m.len;
-            segment_unmap(&m);
-        }
-    }
-    return rc;
+    return scan_segments(c, bases, n, n, count_batch, bytes);
 }
 
 /* Clean sealed segments bases[0..n) into one: when there are several (merged, as Kafka's
@@ -603,19 +606,28 @@ static int clean_segments(cleaner_t *c, const int64_t *bases, size_t n)
     return 0;
 }
 
+/* Scan segment base's .log whole, CRCs checked, into *scan: 0, or the mapping's error. */
+static int log_scan(const char *dir, int64_t base, segment_scan_t *scan)
+{
+    segment_map_t m;
+    int rc = segment_map(dir, base, ".log", false, &m);
+
+    if (rc < 0)
+        return rc;
+    segment_scan_bytes(m.data, m.len, base, true, NULL, NULL, scan);
+    segment_unmap(&m);
+    return 0;
+}
+
 /* Whether segment base's .log holds batches and ends where the next one begins: a merge may
  * hold it only then (its .swap must end where a segment on disk begins, and an emptied or
  * damaged segment, or a file lost after it, would leave it ending elsewhere). */
 static bool segment_ends_at(const char *dir, int64_t base, int64_t next)
 {
     segment_scan_t scan;
-    segment_map_t m;
 
-    if (segment_map(dir, base, ".log", false, &m) < 0)
-        return false;
-    segment_scan_bytes(m.data, m.len, base, true, NULL, NULL, &scan);
-    segment_unmap(&m);
-    return !scan.error && scan.batches > 0 && scan.next_offset == next;
+    return log_scan(dir, base, &scan) == 0 && !scan.error && scan.batches > 0 &&
+           scan.next_offset == next;
 }
 
 /* The size of segment base's .log, or -1. */
@@ -671,17 +683,7 @@ static size_t group_size(const dpart_t *p, const int64_t *bases, size_t n)
 /* Note every key's latest offset over segments bases[0..n) (the last may be active). */
 static int build_map(cleaner_t *c, const int64_t *bases, size_t n, size_t sealed)
 {
-    for (size_t i = 0; i < n; i++) {
-        segment_map_t m;
-        int rc = segment_map(c->p->dir, bases[i], ".log", false, &m);
-        if (rc == 0) {
-            rc = scan_segment(c, &m, bases[i], i < sealed, map_batch);
-            segment_unmap(&m);
-        }
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    return scan_segments(c, bases, n, sealed, map_batch, NULL);
 }
 
 static void cleaner_release(cleaner_t *c)
@@ -771,16 +773,10 @@ void compact_maybe_run(dpart_t *p, int64_t now_ns)
 static int64_t segment_end(const char *dir, int64_t base, int64_t next_base)
 {
     segment_scan_t scan;
-    segment_map_t m;
-    int64_t end = next_base;
 
-    if (segment_map(dir, base, ".log", false, &m) < 0)
-        return end;
-    segment_scan_bytes(m.data, m.len, base, true, NULL, NULL, &scan);
-    if (!scan.error && scan.batches > 0)
-        end = scan.next_offset;
-    segment_unmap(&m);
-    return end;
+    if (log_scan(dir, base, &scan) == 0 && !scan.error && scan.batches > 0)
+        return scan.next_offset;
+    return next_base;
 }
 
 /* Whether <base>.log.swap is a finished rewrite as rewrite_segments() leaves it: a regular
