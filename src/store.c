@@ -749,26 +749,26 @@ static int offset_group_time(const MDB_val *key, const MDB_val *val, char *g, in
     return 0;
 }
 
-int store_offset_groups(store_t *st, store_group_cb cb, void *arg)
+/* Every group with offsets in txn (of topic only, when not NULL), in key order, with the
+ * time of its latest commit among them, passing over records it cannot decode; stops at a
+ * non-zero cb value and returns it. */
+static int groups_walk(store_t *st, MDB_txn *txn, const char *topic, store_group_cb cb, void *arg)
 {
     char group[SHOAL_TOPIC_NAME_MAX + 1], last[SHOAL_TOPIC_NAME_MAX + 1] = "";
+    size_t len = topic ? strlen(topic) : 0;
     int64_t ms = 0, latest = 0;
     MDB_val key, val;
     MDB_cursor *cur;
-    MDB_txn *txn;
     int rc;
 
-    if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0)
-        return store_err(rc, "begin transaction");
-    if ((rc = mdb_cursor_open(txn, st->offsets, &cur)) != 0) {
-        mdb_txn_abort(txn);
+    if ((rc = mdb_cursor_open(txn, st->offsets, &cur)) != 0)
         return store_err(rc, "open cursor");
-    }
     /* keys start with the group: each group's offsets are consecutive */
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        if (offset_group_time(&key, &val, group, &ms) < 0)
-            continue; /* a damaged record: describe and fetch report it */
+        if ((topic && !offset_key_is_of(&key, topic, len)) ||
+            offset_group_time(&key, &val, group, &ms) < 0)
+            continue; /* another topic's, or a damaged record: describe and fetch report it */
         if (last[0] && strcmp(group, last) && (rc = cb(arg, last, latest)) != 0)
             goto out;
         latest = strcmp(group, last) ? ms : SHOAL_MAX(latest, ms);
@@ -780,11 +780,22 @@ int store_offset_groups(store_t *st, store_group_cb cb, void *arg)
         rc = store_err(rc, "offset cursor");
 out:
     mdb_cursor_close(cur);
+    return rc;
+}
+
+int store_offset_groups(store_t *st, store_group_cb cb, void *arg)
+{
+    MDB_txn *txn;
+    int rc;
+
+    if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return store_err(rc, "begin transaction");
+    rc = groups_walk(st, txn, NULL, cb, arg);
     mdb_txn_abort(txn);
     return rc;
 }
 
-/* The groups with an offset of topic in txn, each once, with its latest commit time there. */
+/* The groups with an offset of a topic, each once, with its latest commit time there. */
 struct topic_group {
     char name[SHOAL_TOPIC_NAME_MAX + 1];
     int64_t ms;
@@ -794,42 +805,22 @@ struct topic_groups {
     size_t n, cap;
 };
 
-static int topic_groups_collect(store_t *st, MDB_txn *txn, const char *topic,
-                                struct topic_groups *tg)
+/* store_group_cb: add the group to the struct topic_groups arg. */
+static int topic_group_add(void *arg, const char *group, int64_t ms)
 {
-    MDB_val key, val;
-    MDB_cursor *cur;
-    size_t len = strlen(topic);
-    int rc;
+    struct topic_groups *tg = arg;
 
-    if ((rc = mdb_cursor_open(txn, st->offsets, &cur)) != 0)
-        return store_err(rc, "open cursor");
-    /* keys start with the group: a group's offsets of the topic are consecutive */
-    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        char group[SHOAL_TOPIC_NAME_MAX + 1];
-        int64_t ms;
-        if (!offset_key_is_of(&key, topic, len) || offset_group_time(&key, &val, group, &ms) < 0)
-            continue;
-        if (tg->n && !strcmp(tg->v[tg->n - 1].name, group)) {
-            tg->v[tg->n - 1].ms = SHOAL_MAX(tg->v[tg->n - 1].ms, ms);
-            continue;
-        }
-        if (tg->n == tg->cap) {
-            size_t cap = tg->cap ? tg->cap * 2 : 8;
-            struct topic_group *v = shoal__realloc(tg->v, cap * sizeof(*v));
-            if (!v) {
-                mdb_cursor_close(cur);
-                return SHOAL_ERR(-ENOMEM, "store: out of memory listing the groups of %s", topic);
-            }
-            tg->v = v;
-            tg->cap = cap;
-        }
-        memcpy(tg->v[tg->n].name, group, sizeof(group));
-        tg->v[tg->n++].ms = ms;
+    if (tg->n == tg->cap) {
+        size_t cap = tg->cap ? tg->cap * 2 : 8;
+        struct topic_group *v = shoal__realloc(tg->v, cap * sizeof(*v));
+        if (!v)
+            return SHOAL_ERR(-ENOMEM, "store: out of memory listing a topic's groups");
+        tg->v = v;
+        tg->cap = cap;
     }
-    mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : store_err(rc, "offset cursor");
+    snprintf(tg->v[tg->n].name, sizeof(tg->v[tg->n].name), "%s", group);
+    tg->v[tg->n++].ms = ms;
+    return 0;
 }
 
 int store_offsets_start_added(store_t *st, const char *topic, uint32_t from, uint32_t to)
@@ -840,7 +831,7 @@ int store_offsets_start_added(store_t *st, const char *topic, uint32_t from, uin
 
     if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
         return store_err(rc, "begin transaction");
-    rc = topic_groups_collect(st, txn, topic, &tg);
+    rc = groups_walk(st, txn, topic, topic_group_add, &tg);
     for (size_t i = 0; rc == 0 && i < tg.n; i++)
         for (uint32_t p = from; rc == 0 && p < to; p++) {
             /* the group's own latest time: its expiry does not move */
