@@ -619,6 +619,15 @@ static void test_a_held_view_survives_the_rewrite(void **state)
     shoal_consumer_close(c);
 }
 
+/* Start the stopped daemon again with SHOALD_TEST_COMPACT_CRASH=point (read at its first
+ * compaction run), the test's own environment left as it was. */
+static void restart_with_crash_point(const char *point)
+{
+    setenv("SHOALD_TEST_COMPACT_CRASH", point, 1);
+    assert_int_equal(harness_daemon_restart(&daemon_), 0);
+    unsetenv("SHOALD_TEST_COMPACT_CRASH");
+}
+
 /* Produce with compaction off, turn it on with the crash hook armed, and check the files
  * the dead daemon left; then restart and check everything reads back. */
 static void crash_during_compaction(const char *topic, const char *point, const char *ext)
@@ -635,9 +644,7 @@ static void crash_during_compaction(const char *topic, const char *point, const 
     /* Restart the daemon with the hook armed (the environment is read at the first run). */
     shoal_client_close(client);
     assert_int_equal(harness_daemon_stop(&daemon_), 0);
-    setenv("SHOALD_TEST_COMPACT_CRASH", point, 1);
-    assert_int_equal(harness_daemon_restart(&daemon_), 0);
-    unsetenv("SHOALD_TEST_COMPACT_CRASH");
+    restart_with_crash_point(point);
     assert_int_equal(shoal_client_open(daemon_.socket, &client), 0);
     assert_int_equal(shoal_topic_alter(client, topic, names, values, 1), 0);
     shoal_client_close(client);
@@ -776,9 +783,7 @@ static void test_crash_in_a_merge_completes_it(void **state)
     client = NULL;
     assert_int_equal(harness_daemon_stop(&daemon_), 0);
     before = segment_count("cm");
-    setenv("SHOALD_TEST_COMPACT_CRASH", "merged", 1);
-    assert_int_equal(harness_daemon_restart(&daemon_), 0);
-    unsetenv("SHOALD_TEST_COMPACT_CRASH");
+    restart_with_crash_point("merged");
     assert_int_equal(harness_daemon_wait_exit(&daemon_, 10000), 99);
     assert_true(find_file("cm", ".log.swap", path, sizeof(path), &base));
     assert_true(segment_count("cm") < before); /* the merged one is gone */
@@ -801,9 +806,7 @@ static void test_a_failed_merge_step_is_completed_by_the_next_run(void **state)
 
     shoal_client_close(client);
     assert_int_equal(harness_daemon_stop(&daemon_), 0);
-    setenv("SHOALD_TEST_COMPACT_CRASH", "merged-error", 1);
-    assert_int_equal(harness_daemon_restart(&daemon_), 0);
-    unsetenv("SHOALD_TEST_COMPACT_CRASH");
+    restart_with_crash_point("merged-error");
     assert_int_equal(shoal_client_open(daemon_.socket, &client), 0);
     produce_compacted_then_more("fm");
     WAIT_UNTIL(harness_daemon_log_contains(&daemon_, "and of the segments merged into it"), 15000);

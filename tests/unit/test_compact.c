@@ -126,19 +126,35 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Segment 0's .log holds exactly want[0..want_len). */
+static void assert_first_log_holds(const uint8_t *want, size_t want_len)
+{
+    uint8_t *now;
+    size_t len;
+
+    assert_non_null(now = read_file(0, ".log", &len));
+    assert_int_equal(len, want_len);
+    assert_memory_equal(now, want, len);
+    free(now);
+}
+
+/* Segment 0's .log is the one write_partition() wrote. */
+static void assert_old_segment_kept(void)
+{
+    uint8_t old[4096];
+
+    assert_first_log_holds(old, old_segment(old, sizeof(old)));
+}
+
 static void test_unfinished_cleaned_is_dropped(void **state)
 {
-    uint8_t old[4096], fresh[4096], *now;
-    size_t old_len = old_segment(old, sizeof(old)), len;
+    uint8_t fresh[4096];
     (void)state;
 
     write_file(0, ".log.cleaned", fresh, new_segment(fresh, sizeof(fresh)) - 10); /* torn */
     assert_int_equal(compact_recover(dir, "t", 0), 0);
     assert_false(exists(0, ".log.cleaned"));
-    assert_non_null(now = read_file(0, ".log", &len));
-    assert_int_equal(len, old_len);
-    assert_memory_equal(now, old, len);
-    free(now);
+    assert_old_segment_kept();
 }
 
 static void test_finished_swap_replaces_the_segment_and_its_index(void **state)
@@ -167,18 +183,14 @@ static void test_finished_swap_replaces_the_segment_and_its_index(void **state)
 /* A .swap that is not a finished rewrite (here cut short) never replaces the segment. */
 static void test_damaged_swap_is_deleted_and_the_segment_kept(void **state)
 {
-    uint8_t old[4096], fresh[4096], *now;
-    size_t old_len = old_segment(old, sizeof(old)), len;
+    uint8_t fresh[4096];
     (void)state;
 
     write_file(0, ".log.swap", fresh, new_segment(fresh, sizeof(fresh)) - 10);
     assert_int_equal(compact_recover(dir, "t", 0), 0);
     assert_false(exists(0, ".log.swap"));
     assert_true(exists(0, ".index") && exists(0, ".timeindex"));
-    assert_non_null(now = read_file(0, ".log", &len));
-    assert_int_equal(len, old_len);
-    assert_memory_equal(now, old, len);
-    free(now);
+    assert_old_segment_kept();
 }
 
 /* A merge: segment 8 (offsets 8..15) sealed beside segment 0, segment 16 the active one;
@@ -207,16 +219,10 @@ static size_t write_merge(uint8_t *swap, size_t cap, bool whole)
 
 static void assert_merged(const uint8_t *swap, size_t swap_len)
 {
-    uint8_t *now;
-    size_t len;
-
     assert_false(exists(0, ".log.swap"));
     assert_false(exists(8, ".log") || exists(8, ".index") || exists(8, ".timeindex"));
     assert_true(exists(0, ".index") && exists(0, ".timeindex") && exists(16, ".log"));
-    assert_non_null(now = read_file(0, ".log", &len));
-    assert_int_equal(len, swap_len);
-    assert_memory_equal(now, swap, len);
-    free(now);
+    assert_first_log_holds(swap, swap_len);
 }
 
 /* A crash after the .swap of a merge was made: the segments it holds after its first go,
@@ -249,18 +255,14 @@ static void test_merge_with_its_segments_partly_gone_completes(void **state)
 /* A .swap that ends inside a later segment is no merge rewrite: it goes, every segment stays. */
 static void test_swap_ending_inside_a_segment_is_deleted(void **state)
 {
-    uint8_t swap[4096], old[4096], *now;
-    size_t old_len = old_segment(old, sizeof(old)), len;
+    uint8_t swap[4096];
     (void)state;
 
     write_merge(swap, sizeof(swap), false);
     assert_int_equal(compact_recover(dir, "t", 0), 0);
     assert_false(exists(0, ".log.swap"));
     assert_true(exists(8, ".log") && exists(8, ".index"));
-    assert_non_null(now = read_file(0, ".log", &len));
-    assert_int_equal(len, old_len);
-    assert_memory_equal(now, old, len);
-    free(now);
+    assert_old_segment_kept();
 }
 
 static void test_missing_directory_is_fine(void **state)
