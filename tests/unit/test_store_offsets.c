@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -192,6 +193,12 @@ static void test_added_partitions_start_at_zero_for_the_topics_groups(void **sta
         assert_true(after.ms[i] == before.ms[i]);
     assert_int_equal(store_offsets_start_added(f->st, "t", 2, 5), 0); /* once */
     assert_int_equal(store_offsets_start_added(f->st, "nothing", 0, 3), 0);
+    /* out of memory listing the groups: -ENOMEM, said, and nothing written */
+    shoal__alloc_fail_after(1);
+    assert_int_equal(store_offsets_start_added(f->st, "t", 5, 6), -ENOMEM);
+    shoal__alloc_fail_after(0);
+    assert_non_null(strstr(shoal_errmsg(), "out of memory"));
+    assert_int_equal(store_offset_get(f->st, "g", "t", 5, &off), 0);
 }
 
 int main(void)
