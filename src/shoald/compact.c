@@ -701,13 +701,19 @@ static int compact_run(dpart_t *p, int64_t writing, int64_t *expiry_ms)
     int64_t *bases = NULL;
     size_t n = 0, sealed = 0;
     cleaner_t c = {.p = p, .fd = -1, .expiry_ms = INT64_MAX};
+    bool settled;
     int rc;
 
     /* A rewrite finished (its .swap made) but not put in place, a step after having failed:
-     * put it in place first, as at start, before anything else reads the segments. */
-    if ((rc = compact_recover(p->dir, p->topic, p->id)) < 0 ||
-        (rc = segment_list(p->dir, &bases, &n)) < 0)
+     * put it in place first, as at start, before anything else reads the segments. Which of
+     * the files it replaced disk_bytes still counts is not known: count them again. */
+    if ((rc = compact_recover(p->dir, p->topic, p->id)) < 0)
         return rc;
+    settled = rc > 0;
+    if ((rc = segment_list(p->dir, &bases, &n)) < 0)
+        return rc;
+    if (settled)
+        dpart_disk_bytes_recount(p, bases, n);
     /* Sealed: below the segment being written, and never the last file on disk: recovery
      * continues that one from its length (its slot may still hold the uncompacted bytes
      * when the flusher has not yet created the next file, e.g. after a segment.ms roll). */
@@ -906,5 +912,5 @@ int compact_recover(const char *dir, const char *topic, uint32_t id)
                   shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(rc));
     shoal__free(swaps);
     shoal__free(bases);
-    return rc;
+    return rc < 0 ? rc : (int)nswaps;
 }

@@ -41,8 +41,8 @@ void compact_maybe_run(struct dpart *p, int64_t now_ns);
  * <base>.log.swap. A .swap that is a finished rewrite (whole batches with good CRCs,
  * offsets from base up to where the segment ends, or to where a later one begins: a merge,
  * whose segments before that one are deleted) replaces <base>.log; any other is deleted
- * with a warning naming it, and <base>.log is kept. 0 or a negative code (an I/O
- * error: nothing is replaced or deleted then). */
+ * with a warning naming it, and <base>.log is kept. The number of .swap files settled, or a
+ * negative code (an I/O error: nothing is replaced or deleted then). */
 int compact_recover(const char *dir, const char *topic, uint32_t id);
 
 #endif

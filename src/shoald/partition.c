@@ -1268,6 +1268,15 @@ void dpart_sealed_sub(dpart_t *p, uint64_t bytes)
         ;
 }
 
+void dpart_disk_bytes_recount(dpart_t *p, const int64_t *bases, size_t n)
+{
+    uint64_t total = 0, active = atomic_load(&p->disk_bytes_active);
+
+    for (size_t i = 0; i < n; i++)
+        total += file_size(p->dir, bases[i]);
+    atomic_store(&p->disk_bytes_sealed, total - SHOAL_MIN(active, total));
+}
+
 /* Whether process pid is stopped (SIGSTOP, Ctrl-Z, a debugger): state T or t in
  * /proc/<pid>/stat, after the command name's closing parenthesis. False when unreadable. */
 static bool pid_is_stopped(int32_t pid)

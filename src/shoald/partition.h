@@ -123,6 +123,9 @@ int64_t dpart_unsynced(const dpart_t *p);
 /* Take bytes of segments removed or rewritten smaller off disk_bytes_sealed, which never
  * goes below 0 (retention and the cleaner subtract from it, the flusher adds). */
 void dpart_sealed_sub(dpart_t *p, uint64_t bytes);
+/* Set disk_bytes_sealed from the sizes of the .log files bases[0..n) (every segment on disk)
+ * less the bytes flushed into the one being written. Flusher thread only. */
+void dpart_disk_bytes_recount(dpart_t *p, const int64_t *bases, size_t n);
 /* Close a partition recovered for a topic that is then not served (another of its
  * partitions could not be): a ring this start built holds nothing the disk lacks and is
  * removed; one that survived from the last run may hold records not yet on disk and is

@@ -799,7 +799,8 @@ static void test_crash_in_a_merge_completes_it(void **state)
 
 /* A merge step after the .swap that fails (an I/O error; the daemon goes on): the next run
  * puts that .swap in place before it does anything else, never writing a new rewrite over
- * it, which would lose the records of the segment already deleted. */
+ * it, which would lose the records of the segment already deleted, and counts the
+ * partition's bytes on disk again. */
 static void test_a_failed_merge_step_is_completed_by_the_next_run(void **state)
 {
     (void)state;
@@ -814,6 +815,9 @@ static void test_a_failed_merge_step_is_completed_by_the_next_run(void **state)
     assert_true(harness_daemon_log_contains(&daemon_, "and of the segments merged into it"));
     WAIT_UNTIL(sealed_segments_compacted("fm"), 15000);
     check_consumed("fm", true);
+    /* disk_bytes no longer counts the segments the failed step deleted */
+    WAIT_UNTIL(describe0("fm").disk_bytes == log_bytes("fm"), 5000);
+    assert_int_equal(describe0("fm").disk_bytes, log_bytes("fm"));
 }
 
 /* ------------------------------------------------------------------ fixture */
