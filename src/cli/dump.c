@@ -471,19 +471,23 @@ static void dump_log_summary(dump_t *d, const segment_scan_t *scan, size_t len)
     fprintf(d->out, " problems: %" PRIu64 "\n", d->problems);
 }
 
-/* The segment's base offset: from the file name, else from the first batch (0 when the
- * file is too short to hold one). */
+/* The segment's base offset: from the file name, else from the first batch when its
+ * header is sound (the batch may be torn), else 0. */
 static int64_t dump_log_base(const char *path, const dump_map_t *m, const char **from)
 {
     int64_t base = dump_name_base(path);
+    record_batch_header_t h;
+    int rc;
 
     *from = "from the file name";
     if (base >= 0)
         return base;
     *from = "from the first batch";
-    if (m->len >= sizeof(int64_t) && (int64_t)shoal__get_be64(m->data) >= 0)
-        return (int64_t)shoal__get_be64(m->data);
-    *from = "no 20-digit file name and no batch to take it from";
+    rc = record_batch_parse(m->data, m->len, &h);
+    if (rc == 0 || (rc == RECORD_INCOMPLETE && m->len >= RECORD_BATCH_HEADER_BYTES))
+        return h.base_offset;
+    shoal__clear_err();
+    *from = "taken as 0: no 20-digit file name and no sound batch header to take it from";
     return 0;
 }
 

@@ -123,7 +123,7 @@ static const cli_command_t cli_commands[] = {
      "  .timeindex  a line per entry (timestamp, offset): timestamps must not go down and\n"
      "              offsets must lie inside the .log beside it, when there is one\n"
      "A summary line ends the dump. The base offset comes from the 20-digit file name, else\n"
-     "from the first batch.\n"
+     "from the first batch's header when it is sound, else it is taken as 0.\n"
      "  --verify       also decode every record; exit 1 when anything is wrong (each problem\n"
      "                 on stderr), 0 when the file is sound\n"
      "  --print-data   a line per record after its batch: offset, timestamp, key, value and\n"

@@ -394,6 +394,18 @@ static void test_dump_log_takes_base_from_first_batch_without_segment_name(void 
     assert_non_null(strstr(r.out, "segment base offset: 100 (from the first batch)"));
     dump_result_free(&r);
 
+    /* a torn first batch whose header is whole still names the base */
+    harness_write_file(path, fx->data, RECORD_BATCH_HEADER_BYTES + 1);
+    r = run_dump(path, false, false, DUMP_NO_MAX);
+    assert_non_null(strstr(r.out, "segment base offset: 100 (from the first batch)"));
+    dump_result_free(&r);
+
+    /* garbage names none: its first 8 bytes are no offset */
+    harness_write_file(path, "not a kafka record batch at all, no", 35);
+    r = run_dump(path, false, false, DUMP_NO_MAX);
+    assert_non_null(strstr(r.out, "segment base offset: 0 (taken as 0:"));
+    dump_result_free(&r);
+
     harness_write_file(path, "", 0);
     r = run_dump(path, true, false, DUMP_NO_MAX);
     assert_int_equal(r.rc, 0);
