@@ -31,7 +31,8 @@ static const cli_command_t cli_commands[] = {
      "                            retention.ms, retention.bytes, segment.ms, cleanup.policy\n"
      "                            (delete|compact|compact,delete), flush.messages, flush.ms,\n"
      "                            delete.retention.ms, max.message.bytes, segment.bytes,\n"
-     "                            ring.slots, storage, partitions\n"
+     "                            ring.slots, storage, partitions; --config NAME=VALUE is\n"
+     "                            the same (kafka-topics' spelling)\n"
      "SIZE is a number of bytes with an optional K, M or G suffix (KB, KiB... too: powers\n"
      "of 1024, either case); times (*.ms) and counts take none.\n"},
     {"topic", "alter", cli_topic_alter, "topic alter NAME [--partitions N] [--set NAME=VALUE ...]",
@@ -41,7 +42,7 @@ static const cli_command_t cli_commands[] = {
      "at once, group consumers after a rebalance, a consumer assigned every partition\n"
      "keeps those it had. storage, segment.bytes and ring.slots cannot change;\n"
      "max.message.bytes applies to producers opened afterwards; the others take effect at\n"
-     "once.\n"},
+     "once. --config NAME=VALUE is the same as --set.\n"},
     {"topic", "list", cli_topic_list, "topic list",
      "Print the topic names, one per line (none: \"(no topics)\" on stderr). A topic\n"
      "shoald left out at start (its files could not be recovered) is marked \"(not served)\".\n"},

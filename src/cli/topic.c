@@ -31,7 +31,7 @@ static void topic_split_set(const cli_t *cli, char *arg, const char **name, cons
 {
     char *eq = strchr(arg, '=');
     if (!eq || eq == arg)
-        cli_usage_fail(cli, "--set takes name=value, not '%s'", arg);
+        cli_usage_fail(cli, "--set (or --config) takes name=value, not '%s'", arg);
     *eq = '\0';
     *name = arg;
     *value = eq + 1;
@@ -66,6 +66,7 @@ static void topic_parse_create(cli_t *cli, int argc, char **argv, shoal_topic_co
         {"ring-slots", required_argument, NULL, OPT_RING_SLOTS},
         {"max-record-bytes", required_argument, NULL, OPT_MAX_RECORD_BYTES},
         {"set", required_argument, NULL, OPT_SET},
+        {"config", required_argument, NULL, OPT_SET}, /* kafka-topics' spelling */
         CLI_COMMON_OPTIONS,
         {0},
     };
@@ -186,6 +187,7 @@ int cli_topic_alter(cli_t *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"set", required_argument, NULL, OPT_SET},
+        {"config", required_argument, NULL, OPT_SET}, /* kafka-topics' spelling */
         {"partitions", required_argument, NULL, OPT_PARTITIONS},
         CLI_COMMON_OPTIONS,
         {0},

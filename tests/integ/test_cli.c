@@ -603,7 +603,7 @@ static int64_t log_start_of(const struct harness_fixture *f, const char *topic)
  * --offset or from the group's committed offset, is said, with where reading goes on:
  * 8000-odd records were skipped without a word. A group on a topic that does not exist
  * says it waits for it (it printed nothing at all); stats for a partition the topic lacks
- * says how many it has. */
+ * says how many it has. (--config is --set, as kafka-topics spells it.) */
 INTEG_TEST(test_cli_consume_from_before_the_start_says_so)
 {
     char want[160];
@@ -612,7 +612,7 @@ INTEG_TEST(test_cli_consume_from_before_the_start_says_so)
     expect_cli(f, 0, NULL, "topic create kept --segment-bytes 64K --ring-slots 2", NULL);
     expect_cli(f, 0, "seq -f '%0200g' 1 3000", "produce kept", NULL);
     expect_cli(f, 0, NULL, "consume kept --group old --from-beginning --max-messages 10", NULL);
-    expect_cli(f, 0, NULL, "topic alter kept --set retention.bytes=100000", NULL);
+    expect_cli(f, 0, NULL, "topic alter kept --config retention.bytes=100000", NULL);
     for (int i = 0; i < 500 && log_start_of(f, "kept") <= 10; i++)
         usleep(10000);
     assert_true((start = log_start_of(f, "kept")) > 10);
