@@ -298,6 +298,7 @@ static int ring_init_shared(ring_t *r, const ring_params_t *p, int64_t start_off
     ctl->partition = p->partition;
     ctl->max_record_bytes = p->max_record_bytes;
     ctl->storage = p->storage;
+    ctl->owner = p->owner;
     rc = rlock_init(&ctl->lock);
     if (rc < 0)
         return rc;

@@ -24,6 +24,7 @@ typedef struct ring_params {
     uint32_t partition;
     uint32_t max_record_bytes;
     uint32_t storage;
+    uint64_t owner; /* shm_ctl.owner of a ring that ring_create() makes */
 } ring_params_t;
 
 typedef struct ring {

@@ -76,7 +76,11 @@ struct shm_ctl {
     /* the topic's partition count, which may grow (shoald stores it in every partition's
      * block): producers look at partition 0's to follow it; 0 when not known */
     _Atomic uint32_t topic_partitions;
-    uint8_t pad0_[SHM_CACHE_LINE - 48];
+    /* the data directory's ring owner id (store_ring_owner): shoald re-attaches only a ring
+     * made for its data directory, and one that no other shm directory served it after;
+     * 0 in a ring made before there were owners (added in layout 3's padding) */
+    uint64_t owner;
+    uint8_t pad0_[SHM_CACHE_LINE - 56];
 
     /* the append lock: PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST; on its line, the
      * lock holder's copy of the active slot's used and max_timestamp, so an append reads

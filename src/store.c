@@ -24,15 +24,17 @@
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "util.h"
 
 #define STORE_DEFAULT_MAP_BYTES ((size_t)1 << 30)
 #define STORE_TOPIC_VERSION     2
 #define STORE_TOPIC_V1_BYTES    32
-#define STORE_DB_COUNT          4
+#define STORE_DB_COUNT          5
 
 struct store {
     MDB_env *env;
@@ -41,6 +43,7 @@ struct store {
     MDB_dbi offsets;
     MDB_dbi groups;
     MDB_dbi acls;
+    MDB_dbi meta;
 };
 
 /* LMDB reports its own conditions as MDB_* codes and system failures as errno values.
@@ -183,8 +186,9 @@ static int store_commit(store_t *st, MDB_txn *txn, const char *what)
 
 static int open_dbs(store_t *st)
 {
-    static const char *const names[STORE_DB_COUNT] = {"topics", "offsets", "groups", "acls"};
-    MDB_dbi *dbis[STORE_DB_COUNT] = {&st->topics, &st->offsets, &st->groups, &st->acls};
+    static const char *const names[STORE_DB_COUNT] = {"topics", "offsets", "groups", "acls",
+                                                      "meta"};
+    MDB_dbi *dbis[STORE_DB_COUNT] = {&st->topics, &st->offsets, &st->groups, &st->acls, &st->meta};
     MDB_txn *txn;
     int rc;
 
@@ -338,6 +342,60 @@ void store_close(store_t *st)
         return;
     mdb_env_close(st->env);
     shoal__free(st);
+}
+
+/* ------------------------------------------------------------------ ring owner */
+
+#define META_RING_OWNER "ring.owner"
+#define META_RING_SHM   "ring.shm"
+
+static MDB_val meta_key(const char *name)
+{
+    return (MDB_val){.mv_size = strlen(name), .mv_data = (void *)name};
+}
+
+/* A new owner id: random, never 0 (the id of rings made before owners existed). */
+static uint64_t ring_owner_new(void)
+{
+    uint64_t id = 0;
+
+    if (getrandom(&id, sizeof(id), 0) != (ssize_t)sizeof(id))
+        id = (uint64_t)shoal__mono_ns() ^ (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
+    return id ? id : 1;
+}
+
+int store_ring_owner(store_t *st, const char *shm_dir, uint64_t *owner, char *prev, size_t cap)
+{
+    MDB_val k_owner = meta_key(META_RING_OWNER), k_shm = meta_key(META_RING_SHM), val;
+    MDB_val shm = meta_key(shm_dir);
+    MDB_txn *txn;
+    bool same = false;
+    int rc;
+
+    if (cap > 0)
+        prev[0] = '\0';
+    if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
+        return store_err(rc, "begin transaction");
+    if ((rc = mdb_get(txn, st->meta, &k_shm, &val)) == 0) {
+        same = val.mv_size == shm.mv_size && memcmp(val.mv_data, shm.mv_data, shm.mv_size) == 0;
+        snprintf(prev, cap, "%.*s", (int)SHOAL_MIN(val.mv_size, (size_t)INT_MAX),
+                 (const char *)val.mv_data);
+    }
+    if (same && (rc = mdb_get(txn, st->meta, &k_owner, &val)) == 0 &&
+        val.mv_size == sizeof(*owner)) {
+        memcpy(owner, val.mv_data, sizeof(*owner));
+        mdb_txn_abort(txn);
+        return 0;
+    }
+    *owner = ring_owner_new();
+    val = (MDB_val){.mv_size = sizeof(*owner), .mv_data = owner};
+    if ((rc = mdb_put(txn, st->meta, &k_owner, &val, 0)) != 0 ||
+        (rc = mdb_put(txn, st->meta, &k_shm, &shm, 0)) != 0) {
+        mdb_txn_abort(txn);
+        return store_err(rc, "ring owner");
+    }
+    rc = store_commit(st, txn, "commit");
+    return rc < 0 ? rc : 1;
 }
 
 /* ------------------------------------------------------------------ topics */

@@ -5,6 +5,7 @@
  *   "offsets" (group, topic, partition) -> committed offset   [filled by the groups issue]
  *   "groups"  group id -> generation, protocol, members       [filled by the groups issue]
  *   "acls"    topic -> allowed uids/gids                      [reserved]
+ *   "meta"    "ring.owner" -> u64, "ring.shm" -> the shm directory (store_ring_owner)
  * Single writer (the daemon). Every function returns 0 or a negative code; LMDB errors are
  * mapped to SHOAL_EIO with the LMDB message in shoal_errmsg(). */
 #ifndef SHOAL_STORE_H
@@ -25,6 +26,15 @@ void store_close(store_t *st);
  * it reads anything there (shoald guards the map: shmguard_fatal). NULL: none. */
 typedef void (*store_map_hook)(void *addr, size_t len, const char *dir);
 void store_set_map_hook(store_map_hook hook);
+
+/* The id that the shared rings serving this data directory carry (struct shm_ctl's owner),
+ * for shoald serving it with its rings in shm_dir. Kept while the last start used the same
+ * shm_dir; otherwise (first start, another --instance or --shm-dir since) a new random id
+ * is stored with shm_dir, so that rings made earlier, for this directory before another
+ * shm directory served it or for another data directory, carry an id that differs. *prev
+ * gets the shm directory of the last start ("" for none). 1 when the id is new, 0 when
+ * kept, or a negative code. Durable on return. */
+int store_ring_owner(store_t *st, const char *shm_dir, uint64_t *owner, char *prev, size_t cap);
 
 /* Insert a new topic, with no committed offsets (any under its name are dropped).
  * SHOAL_ETOPICEXISTS when the name is taken. Durable on return. */

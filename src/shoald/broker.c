@@ -248,8 +248,8 @@ static int parts_open(broker_t *b, const char *name, const shoal_topic_config_t 
         /* A failure that gives no detail must not pass on one left by an earlier call
          * (create's lookups leave "no topic <name>"): the log and the reply show it. */
         shoal__clear_err();
-        rc = dpart_open(&parts[i], b->cfg->data_dir, b->shm_dir, name, i, cfg, fresh, committed_max,
-                        b);
+        rc = dpart_open(&parts[i], b->cfg->data_dir, b->shm_dir, b->ring_owner, name, i, cfg, fresh,
+                        committed_max, b);
         *failed = i;
     }
     if (rc < 0)
@@ -1176,6 +1176,26 @@ static void guard_store(void *addr, size_t len, const char *dir)
     shmguard_fatal(addr, len, msg);
 }
 
+/* The id this data directory's rings carry (store_ring_owner), before any is opened. */
+static int broker_ring_owner(broker_t *b)
+{
+    char prev[PATH_MAX], shm[PATH_MAX];
+    int rc;
+
+    if (!realpath(b->shm_dir, shm)) /* one directory however the configuration spells it */
+        snprintf(shm, sizeof(shm), "%s", b->shm_dir);
+    rc = store_ring_owner(b->store, shm, &b->ring_owner, prev, sizeof(prev));
+
+    if (rc < 0)
+        log_error("cannot store the shared rings' owner in the metadata store: %s (%s)",
+                  shoal_strerror(rc), shoal_errmsg());
+    else if (rc == 1 && prev[0])
+        log_notice("this data directory was served last with its shared memory in %s: rings "
+                   "left in %s from before are not re-attached (each is rebuilt from disk)",
+                   prev, b->shm_dir);
+    return rc < 0 ? rc : 0;
+}
+
 static int broker_dirs(broker_t *b)
 {
     const shoald_config_t *c = b->cfg;
@@ -1207,7 +1227,7 @@ static int broker_dirs(broker_t *b)
     if (rc < 0)
         log_error("cannot open the metadata store in %s: %s (%s)", meta, shoal_strerror(rc),
                   shoal_errmsg());
-    return rc;
+    return rc < 0 ? rc : broker_ring_owner(b);
 }
 
 /* Every ring mapping shoald makes is guarded: a client that cuts one of its files short

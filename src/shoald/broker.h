@@ -23,6 +23,7 @@ typedef struct dtopic {
 typedef struct broker {
     const shoald_config_t *cfg;
     char shm_dir[PATH_MAX]; /* <shm.dir>/shoal.<instance> */
+    uint64_t ring_owner;    /* store_ring_owner(): what its rings carry */
     char socket_path[PATH_MAX];
     store_t *store;
     /* Readers: the flusher and lookups. Writer: topic create/delete. */

@@ -105,6 +105,7 @@ static void params_of(const dpart_t *p, ring_params_t *rp)
     rp->partition = p->id;
     rp->max_record_bytes = p->cfg.max_record_bytes;
     rp->storage = p->cfg.storage;
+    rp->owner = p->ring_owner;
 }
 
 static bool is_disk(const dpart_t *p)
@@ -379,6 +380,17 @@ static int ring_reattach(dpart_t *p, struct disk_state *ds, bool lost)
     rc = ring_open(&p->ring, p->shm_dir, p->shm_name, &rp, p->ring_files);
     if (rc < 0)
         return rc;
+    /* Only a ring made for this data directory, and not before another shm directory
+     * served it since: any other holds another log's records at these offsets. */
+    if (p->ring.ctl->owner != p->ring_owner && p->ring.ctl->owner != 0) {
+        rc = SHOAL_ERR(SHOAL_ECORRUPT,
+                       "it was made for another data directory, or before another shoald "
+                       "instance served this one; its records (to offset %lld) are not this "
+                       "log's",
+                       (long long)atomic_load(&p->ring.ctl->log_end_offset));
+        goto out_unmap;
+    }
+    p->ring.ctl->owner = p->ring_owner; /* one made before owners: from now on */
     /* Repair after a producer that died inside the lock, before anything else looks. */
     rc = rlock_acquire(&p->ring.ctl->lock, DPART_LOCK_TIMEOUT_MS, ring_repair, &p->ring);
     if (rc == 0)
@@ -395,9 +407,10 @@ static int ring_reattach(dpart_t *p, struct disk_state *ds, bool lost)
     }
     if ((lost && ring_lost_floor(p, ds) < 0) ||
         atomic_load(&p->ring.ctl->log_end_offset) < ds->end || (rc = flusher_resume(p, ds)) < 0) {
-        rc = SHOAL_ECORRUPT;
-        log_error("%s-%u: shared ring does not continue the disk log (disk ends at %lld)", p->topic,
-                  p->id, (long long)ds->end);
+        rc = SHOAL_ERR(SHOAL_ECORRUPT,
+                       "it does not continue the disk log (the disk ends at offset %lld, the "
+                       "ring at %lld)",
+                       (long long)ds->end, (long long)atomic_load(&p->ring.ctl->log_end_offset));
         goto out_unmap;
     }
     atomic_store(&p->ring.ctl->flushed_offset, ds->end);
@@ -504,15 +517,17 @@ static int dpart_names(dpart_t *p, const char *data_dir, const char *shm_dir, co
     return 0;
 }
 
-static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
-                           uint32_t id, const shoal_topic_config_t *cfg, bool fresh,
+static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir,
+                           uint64_t ring_owner, const char *topic, uint32_t id,
+                           const shoal_topic_config_t *cfg, bool fresh,
                            dpart_committed_fn committed, void *arg);
 
-int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
-               uint32_t id, const shoal_topic_config_t *cfg, bool fresh,
+int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, uint64_t ring_owner,
+               const char *topic, uint32_t id, const shoal_topic_config_t *cfg, bool fresh,
                dpart_committed_fn committed, void *arg)
 {
-    int rc = dpart_open_ring(p, data_dir, shm_dir, topic, id, cfg, fresh, committed, arg);
+    int rc =
+        dpart_open_ring(p, data_dir, shm_dir, ring_owner, topic, id, cfg, fresh, committed, arg);
     if (rc == 0) {
         atomic_store(&p->ring.ctl->daemon_pid, (int32_t)getpid());
         p->full_seen = atomic_load(&p->ring.ctl->full_events); /* a kept ring's count */
@@ -595,8 +610,9 @@ static int disk_lost_ring_kept(dpart_t *p, const struct disk_state *ds, bool had
 }
 
 /* dpart_open without the daemon's pid. */
-static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
-                           uint32_t id, const shoal_topic_config_t *cfg, bool fresh,
+static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir,
+                           uint64_t ring_owner, const char *topic, uint32_t id,
+                           const shoal_topic_config_t *cfg, bool fresh,
                            dpart_committed_fn committed, void *arg)
 {
     struct disk_state ds = {0};
@@ -605,6 +621,7 @@ static int dpart_open_ring(dpart_t *p, const char *data_dir, const char *shm_dir
 
     memset(p, 0, sizeof(*p));
     p->id = id;
+    p->ring_owner = ring_owner;
     p->cfg = *cfg;
     p->log_fd = -1;
     p->oldest_base = -1;

@@ -17,6 +17,7 @@ typedef struct dpart {
     char dir[PATH_MAX];     /* <data.dir>/<topic>-<id> */
     char shm_dir[PATH_MAX]; /* the instance's shm directory */
     char shm_name[SHOAL_TOPIC_NAME_MAX + 16];
+    uint64_t ring_owner; /* store_ring_owner(): the owner its ring must carry */
     shoal_topic_config_t cfg;
     ring_t ring;
     ring_file_id_t ring_files[RING_FD_COUNT(SHM_MAX_SLOTS)]; /* what ring maps */
@@ -68,9 +69,10 @@ typedef int64_t (*dpart_committed_fn)(void *arg, const char *topic, uint32_t id)
  * empty first segment file, so that one with none is known to have lost them); otherwise
  * recover it (re-attach the shm ring if it survived, else rebuild it from disk; truncate a
  * torn tail; rebuild missing indexes; start a partition whose files are gone past what
- * committed, NULL: at 0) and log what was done. 0 or a negative code. */
-int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, const char *topic,
-               uint32_t id, const shoal_topic_config_t *cfg, bool fresh,
+ * committed, NULL: at 0) and log what was done. A ring re-attached must carry ring_owner
+ * (store_ring_owner), or 0 (made before owners); new rings carry it. 0 or a negative code. */
+int dpart_open(dpart_t *p, const char *data_dir, const char *shm_dir, uint64_t ring_owner,
+               const char *topic, uint32_t id, const shoal_topic_config_t *cfg, bool fresh,
                dpart_committed_fn committed, void *arg);
 
 /* Copy newly published bytes to disk, fsync when a producer waits for ACKS_DISK, the

@@ -986,6 +986,76 @@ INTEG_TEST(test_creation_and_recovery_are_logged_in_one_line_each)
         &f->d, "recovered 3 topics, 6 partitions (0 shared rings re-attached, 6 built anew)"));
 }
 
+/* Send n records "<tag><offset>", all of one length, to partition 0 of topic. */
+static void produce_tagged(shoal_client_t *c, const char *topic, char tag, int n)
+{
+    shoal_producer_t *p;
+    char v[16];
+
+    assert_int_equal(shoal_producer_open(c, topic, NULL, &p), 0);
+    for (int i = 0; i < n; i++) {
+        snprintf(v, sizeof(v), "%c%07d", tag, i);
+        assert_int_equal(send_one(p, 0, NULL, 0, v, 8, NULL), 0);
+    }
+    shoal_producer_close(p);
+}
+
+/* Read partition 0 of topic from its start: n records, each "<tag><offset>". */
+static void expect_tagged(shoal_client_t *c, const char *topic, char tag, int n)
+{
+    shoal_consumer_t *k;
+    shoal_record_t r[64];
+    char want[16];
+    int got = 0, m;
+
+    assert_int_equal(shoal_consumer_open(c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, topic, NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, topic, 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    while (got < n && (m = shoal_poll(k, r, 64, 2000)) > 0)
+        for (int i = 0; i < m; i++, got++) {
+            snprintf(want, sizeof(want), "%c%07d", tag, got);
+            assert_int_equal(r[i].value_len, 8);
+            assert_memory_equal(r[i].value, want, 8);
+        }
+    assert_int_equal(got, n);
+    shoal_consumer_close(k);
+}
+
+/* A ring belongs to its data directory. Another data directory served by the same instance
+ * (the first one stopped) makes its own topic of the same name, whose ring takes the same
+ * shm files; back on the first, that ring is not re-attached over its log, though its
+ * offsets fit the disk, and the first's records read as written. (It was, and the first
+ * directory served the other's records at its offsets.) */
+INTEG_TEST(test_a_ring_of_another_data_directory_is_not_re_attached)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, 64 << 10, 2);
+    struct harness_daemon other;
+    shoal_client_t *c;
+
+    assert_int_equal(shoal_topic_create(f->c, "owned", &cfg), 0);
+    produce_tagged(f->c, "owned", 'a', 100);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+
+    assert_int_equal(harness_daemon_start(&other, "other", NULL), 0);
+    assert_int_equal(harness_daemon_stop(&other), 0);
+    harness_daemon_wipe_shm(&other);
+    snprintf(other.instance, sizeof(other.instance), "%s", f->d.instance);
+    snprintf(other.shm_dir, sizeof(other.shm_dir), "%s", f->d.shm_dir);
+    assert_int_equal(harness_daemon_restart(&other), 0);
+    assert_int_equal(shoal_client_open(other.socket, &c), 0);
+    assert_int_equal(shoal_topic_create(c, "owned", &cfg), 0);
+    produce_tagged(c, "owned", 'b', 100);
+    shoal_client_close(c);
+    assert_int_equal(harness_daemon_stop(&other), 0);
+
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+    expect_tagged(f->c, "owned", 'a', 100);
+    harness_daemon_expect_log(&f->d, "it was made for another data directory");
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_cleanup(&other), 0); /* the shm directory too */
+}
+
 /* Members of allow.gid must be able to search the directories on the way to the socket:
  * the daemon gives them its runtime directory when they cannot (a unit's 0750 directory of
  * the daemon's own group), or says so when it may not; and it warns about a directory
@@ -3881,6 +3951,7 @@ int main(void)
         T(test_an_shm_directory_others_may_write_is_refused),
         T(test_rings_of_no_served_topic_are_reported_at_start_and_kept),
         T(test_creation_and_recovery_are_logged_in_one_line_each),
+        T(test_a_ring_of_another_data_directory_is_not_re_attached),
         T(test_allow_gid_gets_the_runtime_directory_or_a_warning),
         T(test_unknown_topic_is_enotopic_for_describe_delete_and_producer),
         T(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset),

@@ -43,6 +43,7 @@ struct fixture {
     char dir[256];
     char data_dir[300];
     char shm_dir[300];
+    uint64_t owner; /* what the partition's ring carries */
     shoal_topic_config_t cfg;
     dpart_t p;
     bool open;
@@ -54,7 +55,8 @@ struct fixture {
 static void part_open(struct fixture *f, bool fresh)
 {
     assert_int_equal(
-        dpart_open(&f->p, f->data_dir, f->shm_dir, TOPIC, 0, &f->cfg, fresh, NULL, NULL), 0);
+        dpart_open(&f->p, f->data_dir, f->shm_dir, f->owner, TOPIC, 0, &f->cfg, fresh, NULL, NULL),
+        0);
     f->open = true;
 }
 
@@ -290,8 +292,10 @@ static int setup(void **state)
     f->cfg.segment_bytes = SEGMENT_BYTES;
     f->cfg.max_record_bytes = SEGMENT_BYTES;
     f->cfg.retention_ms = -1; /* the records' timestamps (TS0) are years old */
+    f->owner = 7;
     /* Not part_open(): a failed assert here would skip the teardown, leaving all this. */
-    if (dpart_open(&f->p, f->data_dir, f->shm_dir, TOPIC, 0, &f->cfg, true, NULL, NULL) != 0) {
+    if (dpart_open(&f->p, f->data_dir, f->shm_dir, f->owner, TOPIC, 0, &f->cfg, true, NULL, NULL) !=
+        0) {
         print_error("dpart_open: %s\n", shoal_errmsg());
         goto out_rmrf;
     }
@@ -368,6 +372,32 @@ static void test_reopen_without_the_ring_rebuilds_it_from_disk(void **state)
     assert_info(f, 0, 12, 12);
 }
 
+/* A ring that carries another owner (made for another data directory, or before another
+ * shm directory served this one) is not re-attached, though its offsets fit the disk: the
+ * partition is rebuilt from disk. One made before owners (0) is, and takes the owner. */
+static void test_a_ring_of_another_owner_is_rebuilt_from_disk(void **state)
+{
+    struct fixture *f = *state;
+
+    append_small(f, 3, 0);
+    flush(f);
+    part_close(f);
+    f->owner = 8;
+    part_open(f, false);
+    assert_false(f->p.ring_reattached);
+    assert_int_equal(f->p.ring.ctl->owner, 8);
+    assert_info(f, 0, 3, 3);
+    assert_on_disk(f, 0, 3, 0);
+
+    f->p.ring.ctl->owner = 0; /* as a ring made before owners */
+    part_close(f);
+    f->owner = 9;
+    part_open(f, false);
+    assert_true(f->p.ring_reattached);
+    assert_int_equal(f->p.ring.ctl->owner, 9);
+    assert_info(f, 0, 3, 3);
+}
+
 static int64_t committed_9(void *arg, const char *topic, uint32_t id)
 {
     (void)arg;
@@ -390,8 +420,9 @@ static void test_a_partition_whose_files_are_gone_starts_past_what_was_committed
     snprintf(path, sizeof(path), "%s", f->p.dir);
     harness_rmrf(path);
     assert_int_equal(mkdir(path, 0700), 0);
-    assert_int_equal(
-        dpart_open(&f->p, f->data_dir, f->shm_dir, TOPIC, 0, &f->cfg, false, committed_9, NULL), 0);
+    assert_int_equal(dpart_open(&f->p, f->data_dir, f->shm_dir, f->owner, TOPIC, 0, &f->cfg, false,
+                                committed_9, NULL),
+                     0);
     f->open = true;
     assert_info(f, 9, 9, 9);
     assert_int_equal(last_seg_base(f), 9);
@@ -416,8 +447,9 @@ static void test_a_partition_whose_files_are_gone_is_written_again_from_its_ring
     part_close(f);
     snprintf(path, sizeof(path), "%s", f->p.dir);
     harness_rmrf(path);
-    assert_int_equal(
-        dpart_open(&f->p, f->data_dir, f->shm_dir, TOPIC, 0, &f->cfg, false, committed_9, NULL), 0);
+    assert_int_equal(dpart_open(&f->p, f->data_dir, f->shm_dir, f->owner, TOPIC, 0, &f->cfg, false,
+                                committed_9, NULL),
+                     0);
     f->open = true;
     assert_true(f->p.ring_reattached);
     assert_info(f, 0, 9, 0);
@@ -782,6 +814,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_flushed_records_are_found_on_disk_at_their_offsets),
         T(test_reopen_without_the_ring_rebuilds_it_from_disk),
+        T(test_a_ring_of_another_owner_is_rebuilt_from_disk),
         T(test_a_partition_whose_files_are_gone_starts_past_what_was_committed),
         T(test_a_partition_whose_files_are_gone_is_written_again_from_its_ring),
         T(test_junk_after_the_last_batch_is_cut_on_recovery),

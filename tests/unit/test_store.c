@@ -201,6 +201,31 @@ static void test_store_reopen_keeps_topics(void **state)
     assert_int_equal(store_topic_get(f->st, "gone", &out), SHOAL_ENOTOPIC);
 }
 
+/* The rings' owner id stays while the same shm directory serves the store, across a
+ * reopen; another shm directory in between gets a new one, and so does the first one
+ * after it (its rings from before must not be taken), with the last one named. */
+static void test_store_ring_owner_changes_with_the_shm_directory(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t first, again, other, back;
+    char prev[64];
+
+    assert_int_equal(store_ring_owner(f->st, "/dev/shm/shoal.a", &first, prev, sizeof(prev)), 1);
+    assert_string_equal(prev, "");
+    assert_int_not_equal(first, 0);
+    store_close(f->st);
+    assert_int_equal(store_open(f->meta, 0, &f->st), 0);
+    assert_int_equal(store_ring_owner(f->st, "/dev/shm/shoal.a", &again, prev, sizeof(prev)), 0);
+    assert_true(again == first);
+    assert_string_equal(prev, "/dev/shm/shoal.a");
+    assert_int_equal(store_ring_owner(f->st, "/dev/shm/shoal.b", &other, prev, sizeof(prev)), 1);
+    assert_string_equal(prev, "/dev/shm/shoal.a");
+    assert_true(other != first);
+    assert_int_equal(store_ring_owner(f->st, "/dev/shm/shoal.a", &back, prev, sizeof(prev)), 1);
+    assert_string_equal(prev, "/dev/shm/shoal.b");
+    assert_true(back != first && back != other);
+}
+
 /* A data.mdb cut shorter than its pages is refused with the cause at open, instead of
  * faulting (SIGBUS) at the first read past its end. */
 static void test_store_open_refuses_a_file_cut_short(void **state)
@@ -385,6 +410,7 @@ int main(void)
         T(test_store_foreach_visits_an_out_of_range_record_without_config),
         T(test_store_foreach_on_empty_store_calls_nothing),
         T(test_store_reopen_keeps_topics),
+        T(test_store_ring_owner_changes_with_the_shm_directory),
         T(test_store_open_refuses_a_file_cut_short),
         T(test_store_renews_its_reserve_as_it_grows),
         cmocka_unit_test(test_store_record_round_trip_and_layout),
