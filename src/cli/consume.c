@@ -10,7 +10,9 @@
  * signal that lands between our check of cli_stop_signal and the poll's sleep would
  * otherwise go unnoticed until the next record. --timeout-ms is measured from the last
  * record (or from the start) on the monotonic clock. SIGINT, SIGTERM and SIGPIPE (or
- * EPIPE from a write) end the loop, after which everything is flushed and closed.
+ * EPIPE from a write) end the loop, after which everything is flushed and closed. A batch
+ * the output did not take puts its partitions' positions back at its first records
+ * (consume_unwrite), so that a group's commit at close leaves them to be read again.
  *
  * A poll that finds records gone (SHOAL_EOFFSET: overwritten in a memory topic, or a segment
  * lost from the middle of a disk log) is a warning while the position moves on past them,
@@ -156,29 +158,51 @@ static int consume_wait_ms(const consume_t *cs, int64_t deadline)
     return left < CONSUME_WAIT_SLICE_MS ? (int)left : CONSUME_WAIT_SLICE_MS;
 }
 
+/* The output did not take recs[0..n) (all, or some: which is not known): put each
+ * partition's position back at its first record there, so that a group commits none of
+ * them at close (they are read again: at least once). */
+static void consume_unwrite(consume_t *cs, const shoal_record_t *recs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        bool first = true;
+        for (int k = 0; k < i && first; k++)
+            first = recs[k].partition != recs[i].partition;
+        if (first)
+            (void)shoal_consumer_seek(cs->consumer, cs->topic, recs[i].partition, SHOAL_SEEK_OFFSET,
+                                      recs[i].offset);
+    }
+}
+
 /* Print one poll's records and flush them: formatted in memory first, then the views let
  * go, so that a slow reader of the output holds no producer back while the write blocks.
  * Returns 0, 1 after reporting a failure, or -1 when the output is gone (EPIPE): a clean
  * stop. */
 static int consume_print(consume_t *cs, const shoal_record_t *recs, int n)
 {
+    int rc = 0;
+
     rewind(cs->text);
-    for (int i = 0; i < n; i++) {
-        int rc = cli_format_record(cs->text, cs->format, &recs[i]);
-        if (rc < 0)
-            return cli_fail(cs->cli, rc, "consume '%s' partition %d offset %lld", cs->topic,
-                            (int)recs[i].partition, (long long)recs[i].offset);
+    for (int i = 0; i < n && rc == 0; i++)
+        if ((rc = cli_format_record(cs->text, cs->format, &recs[i])) < 0)
+            rc = cli_fail(cs->cli, rc, "consume '%s' partition %d offset %lld", cs->topic,
+                          (int)recs[i].partition, (long long)recs[i].offset);
+    if (rc == 0 && fflush(cs->text) != 0)
+        rc = cli_fail(cs->cli, -errno, "consume '%s': formatting", cs->topic);
+    if (rc != 0) {
+        consume_unwrite(cs, recs, n);
+        return rc;
     }
-    if (fflush(cs->text) != 0)
-        return cli_fail(cs->cli, -errno, "consume '%s': formatting", cs->topic);
     shoal_consumer_release(cs->consumer);
-    cs->count += n;
     if (fwrite(cs->text_buf, 1, cs->text_len, stdout) == cs->text_len && fflush(stdout) == 0 &&
-        !ferror(stdout))
+        !ferror(stdout)) {
+        cs->count += n;
         return 0;
-    if (errno == EPIPE || cli_stop_signal == SIGPIPE)
+    }
+    int err = errno;
+    consume_unwrite(cs, recs, n);
+    if (err == EPIPE || cli_stop_signal == SIGPIPE)
         return -1;
-    fprintf(stderr, "shoal: consume '%s': writing the output: %s\n", cs->topic, strerror(errno));
+    fprintf(stderr, "shoal: consume '%s': writing the output: %s\n", cs->topic, strerror(err));
     return CLI_EXIT_FAIL;
 }
 

@@ -224,6 +224,24 @@ INTEG_TEST(test_cli_reports_a_failed_write_of_its_output)
     }
 }
 
+/* A group member whose output fails commits none of the records it could not write: the
+ * next member of the group reads them. (The member committed them at close: records lost
+ * for the group, found by a user session.) */
+INTEG_TEST(test_cli_consume_in_a_group_commits_no_record_its_output_refused)
+{
+    if (access("/dev/full", W_OK) != 0)
+        skip();
+    expect_cli(f, 0, NULL, "topic create unwritten --partitions 2", NULL);
+    expect_cli(f, 0, "seq 1 40", "produce unwritten", "produced 40 records", NULL);
+    expect_cli(f, 1, NULL,
+               "consume unwritten --group g --from-beginning --timeout-ms 300 >/dev/full",
+               "writing the output: No space left on device", NULL);
+    expect_cli(f, 0, NULL,
+               "consume unwritten --group g --from-beginning --timeout-ms 1000 | "
+               "awk '{ n++; s += $1 } END { print n \" records, sum \" s }'",
+               "40 records, sum 820", NULL); /* 1 + ... + 40: each record once */
+}
+
 /* ------------------------------------------------------------------ produce */
 
 /* A line longer than the topic's largest record is refused once that much of it is in,
@@ -769,6 +787,7 @@ int main(void)
         cmocka_unit_test(test_cli_usage_errors_name_the_word_at_fault),
         cmocka_unit_test(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything),
         cmocka_unit_test(test_cli_reports_a_failed_write_of_its_output),
+        cmocka_unit_test(test_cli_consume_in_a_group_commits_no_record_its_output_refused),
         cmocka_unit_test(test_cli_produce_refuses_a_too_long_line_without_reading_it_all),
         cmocka_unit_test(test_cli_produce_sends_a_long_line_the_topic_accepts),
         cmocka_unit_test(test_cli_consume_blocked_on_its_output_holds_no_producer_back),
