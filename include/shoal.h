@@ -805,7 +805,10 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *         overwrote them before this consumer read them (it fell off the tail, or a producer
  *         needed the slot it held; the position moved per auto_offset_reset: earliest, the
  *         oldest record left; latest, the log end), or a disk log lacks them (a segment file
- *         was lost; the position moved to the first offset after them). SHOAL_ECORRUPT: the
+ *         was lost; the position moved to the first offset after them), or retention deleted
+ *         them after this consumer read records there (the position moved to the log start;
+ *         a position set below the log start by a seek or a committed offset moves there
+ *         without an error, as shoal_consumer_seek() says). SHOAL_ECORRUPT: the
  *         batch at the position is damaged (its CRC or its framing); the position stays.
  *         One partition's error never holds the others back: a poll returns it (or, when
  *         other partitions already gave it records, the next poll does, so records are

@@ -65,6 +65,7 @@ struct consumer_part {
     uint64_t seg_pos;
     client_segment_t retired; /* a segment whose views the caller may still hold */
     bool from_start;          /* seeked to the beginning: follow the log start until placed */
+    bool read_since_seek;     /* records came since the position was last set (seek, assign) */
     int pending;              /* an error to report at the next poll (records went out first) */
     char pending_msg[256];
     /* The error a poll last returned for this partition and the position it left it at;
@@ -408,6 +409,7 @@ static int consumer_seek_one(struct consumer_part *cp, shoal_seek_t whence, int6
     }
     if (whence != SHOAL_SEEK_BEGINNING)
         cp->from_start = false;
+    cp->read_since_seek = false;
     cp->shown = 0; /* a failure met again after a seek is reported again */
     ring_cursor_unpin(&cp->ring, &cp->cur);
     client_segment_close(&cp->seg);
@@ -499,6 +501,7 @@ static int emit_batch(struct consumer_part *cp, const uint8_t *batch,
         it.next_offset = cp->position;
     }
     cp->resume_batch = NULL;
+    cp->read_since_seek = true;
     while ((size_t)n < max) {
         rc = record_iter_read(&it, out + n, max - (size_t)n);
         if (rc < 0) { /* hand out what came before the damage; it is met again next poll */
@@ -575,6 +578,24 @@ static int part_open_segment(shoal_consumer_t *c, struct consumer_part *cp)
                      (long long)cp->seg.base);
 }
 
+/* A disk topic's position below its log start moves there. Records it read came before:
+ * retention deleted the rest of them meanwhile, which SHOAL_EOFFSET says once (as a memory
+ * topic's overwritten records). A position set below it (seek, a group's committed offset)
+ * moves silently, as documented for seeks. 0 or SHOAL_EOFFSET; the next poll reads on. */
+static int part_to_start(struct consumer_part *cp, int64_t start)
+{
+    int64_t lost = cp->position;
+
+    cp->position = start;
+    if (!cp->read_since_seek)
+        return 0;
+    return SHOAL_ERR(SHOAL_EOFFSET,
+                     "%s-%d: offsets %lld..%lld were deleted by retention before this consumer "
+                     "read them; reading on at the log start %lld",
+                     cp->topic, cp->partition, (long long)lost, (long long)start - 1,
+                     (long long)start);
+}
+
 /* part_open_segment, where retention may have deleted the segment since the position was
  * checked against log_start_offset (shoald moves the start before it unlinks): start again
  * at the new log start, which the next poll places. */
@@ -584,8 +605,8 @@ static int part_open_segment_kept(shoal_consumer_t *c, struct consumer_part *cp)
     int64_t start = atomic_load(&cp->ring.ctl->log_start_offset);
 
     if (rc == SHOAL_EOFFSET && cp->position < start) {
-        cp->position = start;
-        return 0;
+        shoal__clear_err();
+        return part_to_start(cp, start);
     }
     return rc;
 }
@@ -666,7 +687,7 @@ static int part_place(shoal_consumer_t *c, struct consumer_part *cp)
         return 0;                                      /* placed on the next poll */
     }
     if (cp->position < start)
-        cp->position = start;
+        return part_to_start(cp, start); /* placed on the next poll */
     return part_open_segment_kept(c, cp);
 }
 
