@@ -15,7 +15,9 @@
 #include "shoal.h"
 #include "util.h"
 
-enum key_kind { KEY_PATH, KEY_NAME, KEY_INT, KEY_GROUP, KEY_LEVEL };
+/* KEY_NEVER: an integer whose -1 means for ever; 0 is refused, since it reads as "at once"
+ * (Kafka's offsets.retention.minutes is at least 1) where it used to mean for ever. */
+enum key_kind { KEY_PATH, KEY_NAME, KEY_INT, KEY_NEVER, KEY_GROUP, KEY_LEVEL };
 
 struct key_def {
     const char *name;
@@ -36,8 +38,8 @@ static const struct key_def keys[] = {
     {"allow.gid", KEY_GROUP, F(allow_gid), -1, 2147483647},
     {"log.level", KEY_LEVEL, F(log_level), 0, 0},
     {"log.file", KEY_PATH, F(log_file), 0, 0},
-    {"offsets.retention.minutes", KEY_INT, F(offsets_retention_minutes), -1, 2147483647},
-    {"offsets.retention.ms", KEY_INT, F(offsets_retention_ms), -1, 2147483647},
+    {"offsets.retention.minutes", KEY_NEVER, F(offsets_retention_minutes), -1, 2147483647},
+    {"offsets.retention.ms", KEY_NEVER, F(offsets_retention_ms), -1, 2147483647},
     {"offsets.retention.check.interval.ms", KEY_INT, F(offsets_retention_check_ms), 1, 2147483647},
 };
 #undef F
@@ -76,6 +78,13 @@ static int set_int(void *dst, const struct key_def *k, const char *v, char *err,
      * trims both sides of its values; only the command line hands blanks in. */
     if (isspace((unsigned char)*v) || errno || end == v || *end || n < k->min || n > k->max) {
         snprintf(err, cap, "%s: '%s' is not an integer in %ld..%ld", k->name, v, k->min, k->max);
+        return SHOAL_ECONFIG;
+    }
+    if (k->kind == KEY_NEVER && n == 0) {
+        snprintf(err, cap,
+                 "%s: 0 is not a time: -1 keeps committed offsets for ever, 1 or more "
+                 "is how long",
+                 k->name);
         return SHOAL_ECONFIG;
     }
     if (k->kind == KEY_GROUP)
@@ -153,6 +162,7 @@ int config_set(shoald_config_t *cfg, const char *key, const char *value, char *e
             continue;
         switch (k->kind) {
         case KEY_INT:
+        case KEY_NEVER:
             return set_int(dst, k, value, err, cap);
         case KEY_GROUP:
             return set_group(dst, k, value, err, cap);

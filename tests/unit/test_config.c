@@ -314,12 +314,17 @@ static void test_numbers_outside_their_range_or_malformed_are_refused(void **sta
         {"allow.gid", "-2", "-1..2147483647"},
         {"allow.gid", "2147483648", "-1..2147483647"},
         {"allow.gid", "-", "'-'"},
+        /* 0 reads as "at once" (Kafka refuses it) and meant "for ever": refused */
+        {"offsets.retention.minutes", "0", "0 is not a time: -1 keeps committed offsets"},
+        {"offsets.retention.ms", "0", "0 is not a time"},
+        {"offsets.retention.minutes", "-2", "-1..2147483647"},
     };
     struct fixture *f = *state;
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_set_refused(f, bad[i][0], bad[i][1], bad[i][2]);
-    assert_string_equal(f->err, "allow.gid: '-' is not an integer in -1..2147483647");
+    assert_string_equal(f->err, "offsets.retention.minutes: '-2' is not an integer in "
+                                "-1..2147483647");
 }
 
 static void test_unknown_keys_and_groups_are_refused(void **state)
