@@ -19,7 +19,8 @@
  * it is re-sent one record at a time to find and report the exact line.
  *
  * --acks disk: the producer appends with memory acknowledgements and the tool then waits
- * for the disk itself, in slices of PRODUCE_DISK_SLICE_MS, because the library's wait goes
+ * for the disk itself, once per partition for what it appended before it reads more input
+ * (or ends), in slices of PRODUCE_DISK_SLICE_MS, because the library's wait goes
  * on through signals: SIGINT or SIGTERM then stops the tool within a slice instead of after
  * the whole acknowledgement timeout. It also keeps the two counts apart, so a report says
  * how many records were appended (kept in shared memory) and how many of those are known to
@@ -80,7 +81,10 @@ typedef struct produce {
     uint64_t line_bytes_max;       /* a longer line cannot be a record of the topic */
     shoal_producer_options_t opts; /* acks stays MEMORY: the tool waits for the disk */
     bool acks_disk;                /* --acks disk */
-    shoal_ack_t waiting;           /* the last record of the batch waiting for the disk */
+    shoal_ack_t waiting;           /* the record whose disk acknowledgement is awaited */
+    shoal_ack_t *unsynced;         /* --acks disk: per partition, the last record appended since the
+                                      last wait for the disk */
+    size_t nunsynced, unsynced_cap;
     shoal_producer_t *producer;
     shoal_message_t *batch;
     size_t batch_len, batch_bytes;
@@ -269,20 +273,55 @@ static int produce_wait_disk(produce_t *pr)
     return rc == SHOAL_ETIMEDOUT && cli_stop_signal ? -EINTR : rc;
 }
 
-/* Append msgs[0..n) as one batch and count them; with --acks disk wait for the disk too. */
+/* --acks disk: note that partition ack.partition must be on disk up to ack.offset. */
+static int produce_note_unsynced(produce_t *pr, shoal_ack_t ack)
+{
+    for (size_t i = 0; i < pr->nunsynced; i++)
+        if (pr->unsynced[i].partition == ack.partition) {
+            pr->unsynced[i].offset = ack.offset; /* offsets of a partition only grow */
+            return 0;
+        }
+    if (pr->nunsynced == pr->unsynced_cap) {
+        size_t cap = pr->unsynced_cap ? 2 * pr->unsynced_cap : 8;
+        shoal_ack_t *u = realloc(pr->unsynced, cap * sizeof(*u));
+        if (!u)
+            return -ENOMEM;
+        pr->unsynced = u;
+        pr->unsynced_cap = cap;
+    }
+    pr->unsynced[pr->nunsynced++] = ack;
+    return 0;
+}
+
+/* --acks disk: wait until every record appended so far is on disk, once per partition
+ * (each batch's own wait cost an fsync a batch: keyed lines spread over partitions make
+ * batches of a record or two). Returns 0, -EINTR, or the exit status after reporting. */
+static int produce_sync(produce_t *pr)
+{
+    for (size_t i = 0; i < pr->nunsynced; i++) {
+        int rc;
+        pr->waiting = pr->unsynced[i];
+        if ((rc = produce_wait_disk(pr)) == -EINTR)
+            return rc;
+        if (rc < 0)
+            return produce_report(pr, rc, pr->lines);
+    }
+    pr->nunsynced = 0;
+    pr->on_disk = pr->appended;
+    return 0;
+}
+
+/* Append msgs[0..n) as one batch and count them; with --acks disk, note what to wait for. */
 static int produce_send(produce_t *pr, const shoal_message_t *msgs, size_t n)
 {
-    int rc = produce_send_retrying(pr, msgs, n, &pr->waiting);
+    shoal_ack_t ack;
+    int rc = produce_send_retrying(pr, msgs, n, &ack);
 
     if (rc < 0)
         return rc;
     pr->appended += n;
-    if (!pr->acks_disk)
-        return 0;
-    pr->waiting.offset += (int64_t)n - 1;
-    if ((rc = produce_wait_disk(pr)) == 0)
-        pr->on_disk = pr->appended; /* every earlier batch was waited for already */
-    return rc;
+    ack.offset += (int64_t)n - 1;
+    return pr->acks_disk ? produce_note_unsynced(pr, ack) : 0;
 }
 
 /* Re-send a refused batch record by record, so the error names the record at fault. */
@@ -467,6 +506,8 @@ static int produce_stream(produce_t *pr)
             rc = produce_line(pr, line, len);
         if (rc == 0)
             rc = produce_flush(pr); /* before the read below may move the lines */
+        if (rc == 0)
+            rc = produce_sync(pr); /* --acks disk: what came before the read is on disk */
         if (rc != 0 || lr.eof)
             break;
         if (line_reader_pending(&lr) > pr->line_bytes_max) {
@@ -620,6 +661,7 @@ int cli_produce(cli_t *cli, int argc, char **argv)
     }
     free(pr.batch);
     free(pr.batch_headers);
+    free(pr.unsynced);
     shoal_producer_close(pr.producer);
     shoal_client_close(client);
     return rc;
