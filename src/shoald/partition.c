@@ -998,11 +998,15 @@ static const char *retention_reason(dpart_t *p, int64_t base, uint64_t bytes, ui
 }
 
 /* Delete whole sealed segments, oldest first, while retention says so. The segment the
- * flusher writes (and any after it) is never deleted. A consumer that has a deleted segment
- * mapped keeps reading it: the mapping outlives the unlink. */
+ * flusher writes (and any after it) is never deleted. Nor is the last file as such: when
+ * it is sealed (segment.ms rolled a quiet partition, and no record came since) and its
+ * turn comes, an empty segment where the next record goes is made first, as Kafka rolls
+ * before it deletes its last segment; so the partition keeps a file (segment_mark) and
+ * expired records do not stay for ever. A consumer that has a deleted segment mapped
+ * keeps reading it: the mapping outlives the unlink. */
 static void dpart_apply_retention(dpart_t *p)
 {
-    int64_t *bases = NULL, writing;
+    int64_t *bases = NULL, writing, start;
     uint64_t total = 0, bytes;
     size_t n = 0, i;
 
@@ -1014,11 +1018,17 @@ static void dpart_apply_retention(dpart_t *p)
         p->fl_placed ? atomic_load(&p->ring.ctl->slots[p->fl_slot].base_offset) : p->written_offset;
     for (i = 0; i < n; i++)
         total += file_size(p->dir, bases[i]);
-    for (i = 0; i + 1 < n && bases[i] < writing; i++) {
+    for (i = 0; i < n && bases[i] < writing; i++) {
         const char *why;
         bytes = file_size(p->dir, bases[i]);
         if (!(why = retention_reason(p, bases[i], bytes, total)))
             break;
+        if (i + 1 == n && segment_mark(p, &(struct disk_state){.end = writing}) < 0) {
+            log_warn("%s-%u: segment %lld is due for deletion by %s, but the empty segment "
+                     "to take its place as the last cannot be made: %s",
+                     p->topic, p->id, (long long)bases[i], why, shoal_errmsg());
+            break;
+        }
         total -= bytes;
         dpart_sealed_sub(p, bytes);
         log_info("%s-%u: deleted segment %lld (%llu bytes) by %s", p->topic, p->id,
@@ -1026,8 +1036,9 @@ static void dpart_apply_retention(dpart_t *p)
     }
     /* The new log start first, then the files: a reader that finds a segment gone then
      * also finds its position below the start, and moves there (consumer.c part_place). */
-    if (i > 0 && bases[i] > atomic_load(&p->ring.ctl->log_start_offset))
-        atomic_store(&p->ring.ctl->log_start_offset, bases[i]);
+    start = i < n ? bases[i] : writing;
+    if (i > 0 && start > atomic_load(&p->ring.ctl->log_start_offset))
+        atomic_store(&p->ring.ctl->log_start_offset, start);
     for (size_t k = 0; k < i; k++)
         segment_unlink(p->dir, bases[k]);
     shoal__free(bases);

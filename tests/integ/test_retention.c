@@ -288,6 +288,31 @@ static void test_a_reader_overtaken_by_retention_is_told(void **state)
     shoal_consumer_close(k);
 }
 
+/* retention.ms empties a quiet partition: once segment.ms sealed its last segment and its
+ * records expired, that segment goes too, an empty one at the log end taking its place (as
+ * Kafka rolls and deletes). It stayed for ever: the last file was never deleted (found by
+ * a user session). The log goes on at the same offsets. */
+static void test_retention_ms_empties_a_quiet_partition(void **state)
+{
+    static const char *const sets[] = {"retention.ms", "1000", "segment.ms", "1000"};
+    shoal_partition_info_t pi;
+    (void)state;
+
+    create_topic("quiet", sets, 4);
+    produce("quiet", 0, 5, 0);
+    for (int i = 0; i < 3 && describe0("quiet").log_start_offset < 5; i++)
+        WAIT_UNTIL(describe0("quiet").log_start_offset == 5);
+    pi = describe0("quiet");
+    assert_int_equal(pi.log_start_offset, 5);
+    assert_int_equal(pi.log_end_offset, 5);
+    assert_int_equal(count_logs("quiet"), 1); /* the empty one at offset 5 */
+    assert_int_equal(pi.disk_bytes, 0);
+    assert_true(harness_daemon_log_contains(&daemon_, "quiet-0: deleted segment 0"));
+    produce("quiet", 5, 3, 0);
+    WAIT_UNTIL(describe0("quiet").flushed_offset == 8);
+    assert_int_equal(read_all_from_start("quiet", 5), 8);
+}
+
 /* A child that appends to topic "race" until killed. */
 static int produce_forever(void *arg)
 {
@@ -458,6 +483,7 @@ int main(void)
         T(test_segment_lookups_follow_rolls_and_retention),
         T(test_readers_from_the_start_race_retention_without_errors),
         T(test_a_reader_overtaken_by_retention_is_told),
+        T(test_retention_ms_empties_a_quiet_partition),
         T(test_segment_ms_rolls_a_quiet_segment),
         T(test_flush_messages_fsyncs_by_count),
         T(test_segment_ms_and_flush_ms_at_the_maximum_mean_never),
