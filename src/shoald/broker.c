@@ -19,7 +19,9 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -1147,13 +1149,29 @@ static int make_dir(const char *dir, unsigned mode)
 /* The shm directory sits in a world-writable /dev/shm under a name anyone can predict, so
  * one made by someone else (who could rename or swap ring files under the daemon) is
  * refused: it must be a real directory (not a link), ours, writable by nobody else. */
+/* Rings belong in memory: on a disk filesystem every append becomes the kernel's writeback
+ * and the rings outlive a reboot, which recovery takes for a daemon restart. Said, not
+ * refused (a test or a RAM disk of another kind may mean it). */
+static void warn_shm_not_tmpfs(const char *dir)
+{
+    struct statfs fs;
+
+    if (statfs(dir, &fs) == 0 && fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC)
+        log_warn("the shm directory %s is not on a tmpfs (filesystem type 0x%lx): the rings "
+                 "there are written back to disk by the kernel and outlive a reboot; /dev/shm "
+                 "is one",
+                 dir, (unsigned long)fs.f_type);
+}
+
 static int check_shm_dir(const char *dir)
 {
     struct stat st;
     if (lstat(dir, &st) < 0)
         return -errno;
-    if (S_ISDIR(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 022))
+    if (S_ISDIR(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 022)) {
+        warn_shm_not_tmpfs(dir);
         return 0;
+    }
     log_error("%s is not a directory of this user's (uid %u) that only it may write: %s uid %u "
               "mode %04o; it may have been made by another user to tamper with the rings: "
               "remove it, or choose another --instance or --shm-dir",

@@ -25,9 +25,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -920,6 +922,31 @@ INTEG_TEST(test_an_shm_directory_others_may_write_is_refused)
     assert_int_equal(harness_daemon_restart(&f->d), -1);
     assert_true(harness_daemon_log_contains(&f->d, "that only it may write"));
     assert_int_equal(chmod(f->d.shm_dir, 0700), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+}
+
+/* An shm directory that is not on a tmpfs (a user session's typo went unnoticed) is
+ * warned about at start; /dev/shm is not. */
+INTEG_TEST(test_an_shm_directory_on_disk_is_warned_about)
+{
+    struct statfs fs;
+    size_t n = 0;
+
+    assert_false(harness_daemon_log_contains(&f->d, "is not on a tmpfs"));
+    assert_int_equal(statfs(f->d.dir, &fs), 0);
+    if (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC)
+        skip(); /* the test's temporary directory is in memory itself */
+    while (f->d.extra[n])
+        n++;
+    assert_true(n + 2 <= HARNESS_DAEMON_MAX_ARGS);
+    f->d.extra[n] = "--shm-dir";
+    f->d.extra[n + 1] = f->d.dir;
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    harness_daemon_expect_log(&f->d, "is not on a tmpfs");
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    f->d.extra[n] = NULL;
     assert_int_equal(harness_daemon_restart(&f->d), 0);
     assert_int_equal(reconnect(f), 0);
 }
@@ -3949,6 +3976,7 @@ int main(void)
         T(test_an_unserved_topic_keeps_no_ring_its_recovery_built),
         T(test_a_stopping_daemon_leaves_a_socket_it_no_longer_owns),
         T(test_an_shm_directory_others_may_write_is_refused),
+        T(test_an_shm_directory_on_disk_is_warned_about),
         T(test_rings_of_no_served_topic_are_reported_at_start_and_kept),
         T(test_creation_and_recovery_are_logged_in_one_line_each),
         T(test_a_ring_of_another_data_directory_is_not_re_attached),
