@@ -82,9 +82,9 @@ typedef struct produce {
     shoal_producer_options_t opts; /* acks stays MEMORY: the tool waits for the disk */
     bool acks_disk;                /* --acks disk */
     shoal_ack_t waiting;           /* the record whose disk acknowledgement is awaited */
-    shoal_ack_t *unsynced;         /* --acks disk: per partition, the last record appended since the
-                                      last wait for the disk */
-    size_t nunsynced, unsynced_cap;
+    shoal_ack_t *unsynced;         /* --acks disk: per partition, the last record appended
+                                      since the last wait for the disk */
+    size_t nunsynced;
     shoal_producer_t *producer;
     shoal_message_t *batch;
     size_t batch_len, batch_bytes;
@@ -273,24 +273,16 @@ static int produce_wait_disk(produce_t *pr)
     return rc == SHOAL_ETIMEDOUT && cli_stop_signal ? -EINTR : rc;
 }
 
-/* --acks disk: note that partition ack.partition must be on disk up to ack.offset. */
-static int produce_note_unsynced(produce_t *pr, shoal_ack_t ack)
+/* --acks disk: note that partition ack.partition must be on disk up to ack.offset (room
+ * for every partition a topic may have: produce_open). */
+static void produce_note_unsynced(produce_t *pr, shoal_ack_t ack)
 {
     for (size_t i = 0; i < pr->nunsynced; i++)
         if (pr->unsynced[i].partition == ack.partition) {
             pr->unsynced[i].offset = ack.offset; /* offsets of a partition only grow */
-            return 0;
+            return;
         }
-    if (pr->nunsynced == pr->unsynced_cap) {
-        size_t cap = pr->unsynced_cap ? 2 * pr->unsynced_cap : 8;
-        shoal_ack_t *u = realloc(pr->unsynced, cap * sizeof(*u));
-        if (!u)
-            return -ENOMEM;
-        pr->unsynced = u;
-        pr->unsynced_cap = cap;
-    }
     pr->unsynced[pr->nunsynced++] = ack;
-    return 0;
 }
 
 /* --acks disk: wait until every record appended so far is on disk, once per partition
@@ -321,7 +313,9 @@ static int produce_send(produce_t *pr, const shoal_message_t *msgs, size_t n)
         return rc;
     pr->appended += n;
     ack.offset += (int64_t)n - 1;
-    return pr->acks_disk ? produce_note_unsynced(pr, ack) : 0;
+    if (pr->acks_disk)
+        produce_note_unsynced(pr, ack);
+    return 0;
 }
 
 /* Re-send a refused batch record by record, so the error names the record at fault. */
@@ -631,7 +625,9 @@ static int produce_open(produce_t *pr, shoal_client_t *client)
     pr->batch = calloc(PRODUCE_BATCH_MAX, sizeof(*pr->batch));
     if (pr->headers_end)
         pr->batch_headers = calloc(PRODUCE_BATCH_HEADERS, sizeof(*pr->batch_headers));
-    if (!pr->batch || (pr->headers_end && !pr->batch_headers))
+    if (pr->acks_disk)
+        pr->unsynced = calloc(SHOAL_PARTITIONS_MAX, sizeof(*pr->unsynced));
+    if (!pr->batch || (pr->headers_end && !pr->batch_headers) || (pr->acks_disk && !pr->unsynced))
         return cli_fail(pr->cli, -ENOMEM, "produce to '%s'", pr->topic);
     return 0;
 }
