@@ -550,7 +550,9 @@ typedef struct shoal_ack {
  * @param[out] ack  its partition and offset; may be NULL.
  * @return 0 once the record is acknowledged at the producer's acks level, or SHOAL_AGAIN
  *         (ring still full after block_ms), SHOAL_ETOOLARGE, SHOAL_ENOPARTITION,
- *         SHOAL_ENOTOPIC (topic deleted), SHOAL_ETIMEDOUT (ACKS_DISK wait), SHOAL_EPANIC,
+ *         SHOAL_ENOTOPIC (the topic deleted: for every partition, also when a topic of the
+ *         same name was created since, which takes a new producer), SHOAL_ETIMEDOUT
+ *         (ACKS_DISK wait), SHOAL_EPANIC,
  *         SHOAL_ECLOSED (ACKS_DISK while shoald is not running), SHOAL_ECORRUPT (shoald
  *         stopped the partition: its shared ring is damaged), -ENOMEM, or as
  *         shoal_producer_open() (-EMFILE, SHOAL_ECLOSED) for the first record to a

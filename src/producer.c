@@ -152,16 +152,41 @@ static __attribute__((noinline, cold)) int producer_ring_past(shoal_producer_t *
     return producer_ring(p, partition, out);
 }
 
+/* Whether the topic this producer opened was deleted: partition 0, attached at open, says
+ * so. A topic created under its name since is another, whose partitions must not be
+ * attached by name (they would take records checked against the old topic's limits). */
+static bool producer_topic_deleted(const shoal_producer_t *p)
+{
+    return atomic_load(&p->rings[0].ctl->closed) == SHM_CLOSED_DELETED;
+}
+
+/* Attach a partition on first use; after, so that a delete and create between the two
+ * cannot slip through, partition 0 must still say the topic is there. */
+static __attribute__((noinline)) int producer_attach(shoal_producer_t *p, int32_t partition)
+{
+    int rc = producer_topic_deleted(p)
+                 ? 0
+                 : client_attach(p->client, p->topic, partition, true, &p->rings[partition], NULL);
+
+    if (rc == 0 && !producer_topic_deleted(p))
+        return 0;
+    if (p->rings[partition].ctl)
+        ring_unmap(&p->rings[partition]);
+    if (rc < 0 && rc != SHOAL_ENOPARTITION && rc != SHOAL_ENOTOPIC)
+        return rc;
+    return SHOAL_ERR(SHOAL_ENOTOPIC,
+                     "topic %s was deleted since this producer opened it (a topic created under "
+                     "its name since is another: open a new producer for it)",
+                     p->topic);
+}
+
 static int producer_ring(shoal_producer_t *p, int32_t partition, ring_t **out)
 {
     int rc;
     if (__builtin_expect(partition < 0 || (uint32_t)partition >= p->cfg.partitions, 0))
         return producer_ring_past(p, partition, out);
-    if (!p->rings[partition].ctl) {
-        rc = client_attach(p->client, p->topic, partition, true, &p->rings[partition], NULL);
-        if (rc < 0)
-            return rc;
-    }
+    if (!p->rings[partition].ctl && (rc = producer_attach(p, partition)) < 0)
+        return rc;
     *out = &p->rings[partition];
     return 0;
 }

@@ -3851,11 +3851,16 @@ INTEG_TEST(test_deleting_a_topic_ends_a_blocked_poll_and_recreating_starts_empty
         assert_int_equal(info->partitions[k].disk_bytes, 0);
     }
     shoal_topic_info_free(info);
-    /* the old producer stays on the deleted topic; a new one sees the new topic */
+    /* the old producer stays on the deleted topic, also for a partition it never used (it
+     * attached the new topic's by name, a library session found); a new one sees the new
+     * topic */
     assert_int_equal(send_one(p, 0, NULL, 0, "late", 4, &ack), SHOAL_ENOTOPIC);
+    assert_int_equal(send_one(p, 1, NULL, 0, "late", 4, &ack), SHOAL_ENOTOPIC);
+    assert_non_null(strstr(shoal_errmsg(), "was deleted since this producer opened it"));
     shoal_producer_close(p);
     assert_int_equal(produce_range(f->c, "gone", 0, 0, 3, SHOAL_ACKS_MEMORY), 0);
     assert_partition_holds(f->c, "gone", 0, 3);
+    assert_partition_holds(f->c, "gone", 1, 0);
 }
 
 /* A manual consumer of two topics, one of them deleted: the deleted topic's partitions say
