@@ -628,7 +628,9 @@ struct shoal_topic_partition;
  * cooperative member reads and commits on while its join waits for the other members, reads
  * on while its sync waits for the leader's assignment, and auto-commit commits again before
  * on_revoked). A member that was fenced gets on_revoked for
- * partitions already lost. */
+ * partitions already lost. Inside any of the consumer's callbacks (these two and
+ * on_commit), shoal_consumer_close() and shoal_poll() on that consumer return SHOAL_EINVAL
+ * (the call running the callback still uses it); commit, seek and position may be called. */
 typedef void (*shoal_rebalance_cb)(void *arg, shoal_consumer_t *c,
                                    const struct shoal_topic_partition *tps, size_t n);
 /** Result of a shoal_commit_async(): status 0 or a negative code. Called on the thread

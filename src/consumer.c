@@ -200,6 +200,9 @@ int shoal_consumer_close(shoal_consumer_t *c)
     shoal__clear_err();
     if (!c)
         return 0;
+    if (cgroup_in_callback(c->group)) /* the call running it still uses the consumer */
+        return SHOAL_ERR(SHOAL_EINVAL, "shoal_consumer_close() inside the consumer's own "
+                                       "callback: close it once the call that ran it returns");
     inherited = shoal__inherited(c->forks);
     rc = cgroup_close(c, c->group, inherited);
     for (size_t i = 0; i < c->nparts; i++) {
@@ -1203,6 +1206,8 @@ int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout
                          timeout_ms);
     if (shoal__inherited(c->forks)) /* it would pin and sleep in its opener's entries */
         return consumer__check_owner(c);
+    if (cgroup_in_callback(c->group)) /* records the outer poll would never see */
+        return SHOAL_ERR(SHOAL_EINVAL, "shoal_poll() inside the consumer's own callback");
     if (c->group)
         return cgroup_poll(c, c->group, out, max, timeout_ms);
     return consumer__poll(c, out, max, timeout_ms);

@@ -106,6 +106,7 @@ struct cgroup {
     bool attached;        /* the assignment is attached to the consumer */
     bool follow_up;       /* leader: a cooperative assignor withheld partitions */
     bool in_callback;     /* on_assigned or on_revoked is running (call_list) */
+    bool in_user_code;    /* any of the three callbacks is running (cgroup_in_callback) */
     bool assign_failed;   /* leader: the last rejoin failed in the assignor (or its check) */
     int64_t retry_ns;     /* after a failed assignment: no rejoin before this */
     struct ctp *assigned; /* what this member owns now */
@@ -443,6 +444,18 @@ static int conn_read(struct cgroup *g, shoal_consumer_t *wake, int64_t deadline_
 
 static void heartbeat_done(struct cgroup *g, const struct pend *e, int status);
 
+/* Hand a commit's status to on_commit, which may itself commit (and so come back here). */
+static void call_commit(shoal_consumer_t *c, struct cgroup *g, int status)
+{
+    bool was = g->in_user_code;
+
+    if (!g->on_commit)
+        return;
+    g->in_user_code = true;
+    g->on_commit(g->cb_arg, c, status);
+    g->in_user_code = was;
+}
+
 /* Hand a response read on the way to another one to its request. */
 static void conn_dispatch(shoal_consumer_t *c, struct cgroup *g, const struct pend *e, int status,
                           client_reply_t *rep)
@@ -460,8 +473,8 @@ static void conn_dispatch(shoal_consumer_t *c, struct cgroup *g, const struct pe
         client_reply_release(rep);
     if (e->kind == PEND_COMMIT && e->seq == g->round_commit_seq && g->round_commit_rc > 0)
         g->round_commit_rc = status;
-    if (e->kind == PEND_COMMIT && g->on_commit)
-        g->on_commit(g->cb_arg, c, status);
+    if (e->kind == PEND_COMMIT)
+        call_commit(c, g, status);
     else if (e->kind == PEND_HEARTBEAT)
         heartbeat_done(g, e, status);
 }
@@ -475,8 +488,7 @@ static void report_lost_commits(shoal_consumer_t *c, struct cgroup *g)
                   "group %s: the connection to shoald closed before this "
                   "commit's answer came",
                   g->group_id);
-        if (g->on_commit)
-            g->on_commit(g->cb_arg, c, SHOAL_ECLOSED);
+        call_commit(c, g, SHOAL_ECLOSED);
     }
 }
 
@@ -618,10 +630,15 @@ static void call_list(shoal_consumer_t *c, struct cgroup *g, shoal_rebalance_cb 
                                            .partition = list[i].partition};
         names += len;
     }
-    g->in_callback = true;
+    g->in_callback = g->in_user_code = true;
     cb(g->cb_arg, c, tps, n);
-    g->in_callback = false;
+    g->in_callback = g->in_user_code = false;
     shoal__free(tps);
+}
+
+bool cgroup_in_callback(const struct cgroup *g)
+{
+    return g && g->in_user_code;
 }
 
 static void call_back(shoal_consumer_t *c, struct cgroup *g, shoal_rebalance_cb cb)

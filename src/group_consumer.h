@@ -20,6 +20,10 @@ int cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited);
 int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size_t max,
                 int timeout_ms);
 
+/* True while one of the consumer's callbacks (on_assigned, on_revoked, on_commit) runs:
+ * a call that would free or re-enter what runs it (close, poll) is refused then. */
+bool cgroup_in_callback(const struct cgroup *g);
+
 /* True when the consumer is subscribed and the call is not the group's own attach:
  * partitions may then not be assigned by hand. */
 bool cgroup_refuses_assign(const struct cgroup *g);

@@ -830,6 +830,64 @@ INTEG_TEST(test_async_commits_report_through_on_commit_and_are_stored)
     shoal_client_close(cl);
 }
 
+/* What a callback's own consumer refused it: close (it freed the consumer the call running
+ * the callback still used) and poll (records the outer poll never saw); a library session
+ * found the first under ASan. */
+static _Atomic int inner_close_rc = 1, inner_poll_rc = 1;
+
+static void close_inside(void *arg, shoal_consumer_t *c, int status)
+{
+    shoal_record_t rec;
+    (void)arg;
+    (void)status;
+    atomic_store(&inner_close_rc, shoal_consumer_close(c));
+    atomic_store(&inner_poll_rc, shoal_poll(c, &rec, 1, 0));
+}
+
+static void close_inside_assigned(void *arg, shoal_consumer_t *c,
+                                  const shoal_topic_partition_t *tps, size_t n)
+{
+    (void)tps;
+    (void)n;
+    close_inside(arg, c, 0);
+}
+
+/* A consumer closed or polled from inside its own callback refuses with SHOAL_EINVAL and
+ * goes on; closed after the call that ran the callback, it closes. */
+INTEG_TEST(test_a_consumer_refuses_close_and_poll_inside_its_own_callback)
+{
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t recs[8];
+    int got = 0;
+
+    member_of_eight(f, "inside", "inside", close_inside, &cl, &c);
+    assert_int_equal(shoal_commit_async(c, NULL, 0), 0);
+    for (int i = 0; i < 20 && atomic_load(&inner_close_rc) == 1; i++)
+        assert_true(shoal_poll(c, recs, 8, 50) >= 0);
+    assert_int_equal(atomic_load(&inner_close_rc), SHOAL_EINVAL);
+    assert_int_equal(atomic_load(&inner_poll_rc), SHOAL_EINVAL);
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
+
+    atomic_store(&inner_close_rc, 1);
+    atomic_store(&inner_poll_rc, 1);
+    member_options(&o, "inside2", 0);
+    o.on_assigned = close_inside_assigned;
+    assert_int_equal(open_member(&cl, &c, &o, "inside"), 0);
+    for (int i = 0; i < 100 && got < 8; i++) {
+        int n = shoal_poll(c, recs, 8, 20);
+        assert_true(n >= 0);
+        got += n;
+    }
+    assert_int_equal(got, 8); /* the nested poll took none of them */
+    assert_int_equal(atomic_load(&inner_close_rc), SHOAL_EINVAL);
+    assert_int_equal(atomic_load(&inner_poll_rc), SHOAL_EINVAL);
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
+}
+
 /* Asynchronous commits whose connection breaks before their answers (shoald stopped, then
  * killed) still each reach on_commit, with SHOAL_ECLOSED: an application counting its
  * callbacks used to wait for ever. */
@@ -3824,6 +3882,7 @@ int main(void)
         T(test_a_member_fenced_before_its_offset_fetch_rejoins_inside_poll),
         T(test_member_silent_past_session_timeout_loses_partitions_and_rejoins),
         T(test_async_commits_report_through_on_commit_and_are_stored),
+        T(test_a_consumer_refuses_close_and_poll_inside_its_own_callback),
         T(test_async_commits_into_a_stopped_daemon_end_at_their_deadline),
         T(test_a_wakeup_ends_the_waits_for_a_stopped_daemon),
         T(test_a_member_stopped_past_its_session_returns_nothing_it_lost),
