@@ -313,7 +313,8 @@ SHOAL_EXTERN int shoal_topic_config_get(const shoal_topic_config_t *cfg, const c
                                         char *buf, size_t cap);
 
 /** Check every setting's range and their combinations (max.message.bytes at most half a
- * segment). @return 0, SHOAL_EPARTITIONS or SHOAL_ECONFIG with detail in shoal_errmsg(). */
+ * segment; left at its default, it counts as lowered to that, as shoal_topic_create() lowers
+ * it). @return 0, SHOAL_EPARTITIONS or SHOAL_ECONFIG with detail in shoal_errmsg(). */
 SHOAL_EXTERN int shoal_topic_config_check(const shoal_topic_config_t *cfg);
 
 /** Check a topic name against Kafka's rules: 1..249 characters of [a-zA-Z0-9._-], and

@@ -624,10 +624,7 @@ int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_co
         shoal_topic_config_init(&sent);
     if ((rc = topic_config_check_reserved(&sent)) < 0)
         return rc;
-    /* A segment under 2 MiB with max.message.bytes at its default: as the CLI does. */
-    if (sent.max_record_bytes == TOPIC_MESSAGE_BYTES_DEFAULT &&
-        sent.max_record_bytes > sent.segment_bytes / 2 && sent.segment_bytes / 2 >= 64)
-        sent.max_record_bytes = (uint32_t)(sent.segment_bytes / 2);
+    topic_config_fit_default(&sent); /* a segment under 2 MiB: as the CLI does */
     return topic_simple_call(c, CTL_TOPIC_CREATE, name, &sent);
 }
 

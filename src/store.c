@@ -29,6 +29,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "topic_config.h"
 #include "util.h"
 
 #define STORE_DEFAULT_MAP_BYTES ((size_t)1 << 30)
@@ -566,7 +567,7 @@ static int visit_topic(const MDB_val *key, const MDB_val *val, store_topic_cb cb
     memcpy(name, key->mv_data, key->mv_size);
     name[key->mv_size] = '\0';
     rc = store_topic_decode(val->mv_data, val->mv_size, &cfg);
-    if (rc == 0 && (rc = shoal_topic_config_check(&cfg)) < 0) {
+    if (rc == 0 && (rc = topic_config_check(&cfg)) < 0) {
         char why[256];
         snprintf(why, sizeof(why), "%s", shoal_errmsg());
         SHOAL_ERR(rc, "store: topic record out of range: %s", why);

@@ -213,10 +213,26 @@ int shoal_topic_config_get(const shoal_topic_config_t *cfg, const char *name, ch
     return (n < 0 || (size_t)n >= cap) ? -ENOSPC : 0;
 }
 
+void topic_config_fit_default(shoal_topic_config_t *cfg)
+{
+    if (cfg->max_record_bytes == TOPIC_MESSAGE_BYTES_DEFAULT &&
+        cfg->max_record_bytes > cfg->segment_bytes / 2 && cfg->segment_bytes / 2 >= 64)
+        cfg->max_record_bytes = (uint32_t)(cfg->segment_bytes / 2);
+}
+
 int shoal_topic_config_check(const shoal_topic_config_t *cfg)
 {
+    shoal_topic_config_t fit;
+
     shoal__clear_err();
     SHOAL_NEED(cfg);
+    fit = *cfg;
+    topic_config_fit_default(&fit);
+    return topic_config_check(&fit);
+}
+
+int topic_config_check(const shoal_topic_config_t *cfg)
+{
     for (size_t i = 0; i < SHOAL_ARRAY_LEN(settings); i++) {
         const struct setting *s = &settings[i];
         int64_t v = load_value(cfg, s);

@@ -25,5 +25,10 @@ bool topic_setting_is_disk_only(const char *name);
 /* SHOAL_ECONFIG unless cfg's reserved fields are zero, as shoal_topic_config_init() leaves
  * them (shoal.h, VERSIONS AND THE ABI). Checked by the client: the wire does not carry them. */
 int topic_config_check_reserved(const shoal_topic_config_t *cfg);
+/* max.message.bytes left at its default, with a segment under twice that: half a segment,
+ * as shoal_topic_create() sends it (and shoal_topic_config_check() judges it). */
+void topic_config_fit_default(shoal_topic_config_t *cfg);
+/* shoal_topic_config_check() of cfg as it is (shoald's check of what it stores). */
+int topic_config_check(const shoal_topic_config_t *cfg);
 
 #endif

@@ -316,7 +316,7 @@ static int check_memory_noops(const shoal_topic_config_t *cfg, const char *only)
  * compaction rewrites disk segments, which a memory topic has none of. */
 static int check_new_config(const shoal_topic_config_t *cfg)
 {
-    int rc = shoal_topic_config_check(cfg);
+    int rc = topic_config_check(cfg);
     if (rc == 0 && cfg->storage == SHOAL_STORAGE_MEMORY &&
         (cfg->cleanup_policy & SHOAL_CLEANUP_COMPACT))
         return SHOAL_ERR(SHOAL_ECONFIG, "cleanup.policy compact needs disk segments: a memory "

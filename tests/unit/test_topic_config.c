@@ -153,7 +153,13 @@ static void test_check_rejects_ranges_and_combinations(void **state)
     assert_int_equal(shoal_topic_config_check(&cfg), SHOAL_EPARTITIONS);
     shoal_topic_config_init(&cfg);
     cfg.segment_bytes = 64 << 10;
-    assert_int_equal(shoal_topic_config_check(&cfg), SHOAL_ECONFIG); /* 1 MiB > 32 KiB */
+    /* max.message.bytes at its default counts as half a segment, as create sends it (a
+     * library session found the check refusing what create took); shoald's own check takes
+     * the values as they are */
+    assert_int_equal(shoal_topic_config_check(&cfg), 0);
+    assert_int_equal(topic_config_check(&cfg), SHOAL_ECONFIG); /* 1 MiB > 32 KiB */
+    cfg.max_record_bytes = (32 << 10) + 1;
+    assert_int_equal(shoal_topic_config_check(&cfg), SHOAL_ECONFIG);
     cfg.max_record_bytes = 32 << 10;
     assert_int_equal(shoal_topic_config_check(&cfg), 0);
     cfg.cleanup_policy = 0;
