@@ -677,6 +677,7 @@ static int part_place(shoal_consumer_t *c, struct consumer_part *cp)
             cp->from_start = false;
         return rc;
     }
+    shoal__clear_err(); /* not in the ring: a placing of its own below, not this poll's error */
     start = atomic_load(&ctl->log_start_offset);
     end = atomic_load(&ctl->log_end_offset);
     if (cp->position > end) {

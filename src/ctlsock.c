@@ -59,7 +59,7 @@ static int make_addr(const char *path, struct sockaddr_un *sa)
     memset(sa, 0, sizeof(*sa));
     sa->sun_family = AF_UNIX;
     if (n == 0)
-        return SHOAL_ERR(-EINVAL, "control socket: empty path");
+        return SHOAL_ERR(SHOAL_EINVAL, "control socket: empty path");
     if (n >= sizeof(sa->sun_path))
         return SHOAL_ERR(-ENAMETOOLONG, "control socket path too long (%zu bytes, max %zu): %s", n,
                          sizeof(sa->sun_path) - 1, path);

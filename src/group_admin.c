@@ -244,6 +244,8 @@ int shoal_group_reset_partitions(shoal_client_t *c, const char *group_id, const 
         *changes = NULL;
     if (nchanges)
         *nchanges = 0;
+    if (changes && !nchanges) /* the array would come without its length */
+        return SHOAL_ERR(SHOAL_EINVAL, "%s: changes without nchanges", __func__);
     if ((rc = reset_args_check(group_id, topic, partitions, n, whence, value, flags)) < 0)
         return rc;
     ctl_writer_init(&w);

@@ -169,11 +169,13 @@ int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o)
         return SHOAL_ERR(SHOAL_EGROUPID, "invalid group id '%.260s'", o->group_id);
     if (o->group_instance_id && !shoal_group_id_is_valid(o->group_instance_id))
         return SHOAL_ERR(SHOAL_EINVAL, "invalid group instance id '%.260s'", o->group_instance_id);
+    if (o->assignor_count && !o->assignors)
+        return SHOAL_ERR(SHOAL_EINVAL, "assignor_count %zu with assignors NULL", o->assignor_count);
     if (o->session_timeout_ms <= 0 || o->max_poll_interval_ms <= 0 ||
         o->heartbeat_interval_ms <= 0 || o->auto_commit_interval_ms <= 0 ||
-        o->auto_offset_reset > SHOAL_OFFSET_RESET_EARLIEST || (o->assignor_count && !o->assignors))
-        return SHOAL_ERR(SHOAL_EINVAL, "consumer group timeouts must be > 0 (use "
-                                       "shoal_consumer_options_init)");
+        o->auto_offset_reset > SHOAL_OFFSET_RESET_EARLIEST)
+        return SHOAL_ERR(SHOAL_EINVAL, "consumer group timeouts must be > 0 and auto_offset_reset "
+                                       "a shoal_offset_reset_t (use shoal_consumer_options_init)");
     if (o->heartbeat_interval_ms >= o->session_timeout_ms)
         return SHOAL_ERR(SHOAL_EINVAL,
                          "heartbeat_interval_ms %d must be below session_timeout_ms %d (a "
@@ -1480,23 +1482,24 @@ static int reconnect(shoal_consumer_t *c, struct cgroup *g, int64_t deadline)
     return hello_wait(c, g, deadline);
 }
 
-/* A fenced member gives up its partitions (no commit: they are someone else's now). */
-static int fence(shoal_consumer_t *c, struct cgroup *g, int rc)
-{
-    if (rc == SHOAL_EFENCED) {
-        revoke_all(c, g, true);
-        g->fenced = true;
-        g->need_join = false;
-    }
-    return rc;
-}
-
 static int fenced_error(const struct cgroup *g)
 {
     return SHOAL_ERR(SHOAL_EFENCED,
                      "group %s: another consumer joined with group_instance_id '%s' and took "
                      "this one's place; close this consumer",
                      g->group_id, g->instance_id);
+}
+
+/* A fenced member gives up its partitions (no commit: they are someone else's now); the
+ * detail is said after on_revoked, whose calls clear it. */
+static int fence(shoal_consumer_t *c, struct cgroup *g, int rc)
+{
+    if (rc != SHOAL_EFENCED)
+        return rc;
+    revoke_all(c, g, true);
+    g->fenced = true;
+    g->need_join = false;
+    return fenced_error(g);
 }
 
 /* The protocol work that is due; waits for shoald wait_ms at most (but for room in a

@@ -352,8 +352,10 @@ int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
     int rc;
     shoal__clear_err();
 
-    if (!p || !msgs || n == 0 || n > INT32_MAX)
-        return SHOAL_ERR(SHOAL_EINVAL, "send needs at least one message");
+    SHOAL_NEED(p);
+    if (!msgs || n == 0 || n > INT32_MAX)
+        return SHOAL_ERR(SHOAL_EINVAL, "send needs at least one message (msgs %s, n %zu)",
+                         msgs ? "set" : "NULL", n);
     partition = producer_choose_partition(p, &msgs[0]);
     if ((rc = producer_ring(p, partition, &ring)) < 0)
         return rc;

@@ -210,7 +210,10 @@ int shoal_topic_config_get(const shoal_topic_config_t *cfg, const char *name, ch
         n = snprintf(buf, cap, "%s", v >= 1 && v <= 3 ? cleanup[v] : "?");
     else
         n = snprintf(buf, cap, "%" PRId64, v);
-    return (n < 0 || (size_t)n >= cap) ? -ENOSPC : 0;
+    if (n < 0 || (size_t)n >= cap)
+        return SHOAL_ERR(-ENOSPC, "%s: its value does not fit in %zu bytes with its NUL", name,
+                         cap);
+    return 0;
 }
 
 void topic_config_fit_default(shoal_topic_config_t *cfg)

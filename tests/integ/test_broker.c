@@ -652,7 +652,8 @@ INTEG_TEST(test_null_handles_and_out_pointers_are_einval_not_faults)
     shoal_group_info_t *gi;
     shoal_group_listing_t *gl;
     shoal_producer_t *p;
-    shoal_consumer_t *c, *g;
+    shoal_consumer_t *c, *g, *k;
+    shoal_client_t *cl;
     shoal_consumer_options_t o;
     const char *settings[] = {"retention.ms"}, *values[] = {"1000"}, *null_str[] = {NULL};
     char **names, buf[32];
@@ -719,7 +720,21 @@ INTEG_TEST(test_null_handles_and_out_pointers_are_einval_not_faults)
     REFUSED(shoal_group_reset_offsets(f->c, "g", NULL, SHOAL_SEEK_END, 0), "topic");
     REFUSED(shoal_group_delete(f->c, NULL), "group_id");
     REFUSED(shoal_consumer_subscribe(g, null_str, 1), "topics[0]");
+    /* a library session found these with another detail, another code, or none */
+    REFUSED(shoal_send(NULL, NULL, NULL), "p");
+    REFUSED(shoal_send_batch(NULL, NULL, 1, NULL), "p");
 #undef REFUSED
+    {
+        shoal_offset_change_t *changes;
+        assert_int_equal(shoal_group_reset_partitions(f->c, "g", "nul", NULL, 0, SHOAL_SEEK_END, 0,
+                                                      0, &changes, NULL),
+                         SHOAL_EINVAL);
+        assert_non_null(strstr(shoal_errmsg(), "changes without nchanges"));
+        assert_int_equal(shoal_client_open("", &cl), SHOAL_EINVAL);
+        o.assignor_count = 1;
+        assert_int_equal(shoal_consumer_open(f->c, &o, &k), SHOAL_EINVAL);
+        assert_non_null(strstr(shoal_errmsg(), "assignor_count 1 with assignors NULL"));
+    }
     assert_int_equal(shoal_topic_config_get(&cfg, "retention.ms", NULL, 8), SHOAL_EINVAL);
     assert_int_equal(shoal_topic_config_get(&cfg, "retention.ms", NULL, 0), -ENOSPC);
     shoal_topic_config_init(NULL);
@@ -759,6 +774,13 @@ INTEG_TEST(test_every_call_that_can_fail_clears_the_last_failures_detail)
     STALE();
     assert_int_equal(shoal_record_header(&r, &it, &h), 1);
     assert_string_equal(shoal_errmsg(), "");
+    STALE();
+    /* a position past the log end is clamped by the poll: no error, no detail (a library
+     * session found "offset 1000 is past the log end" left on a poll that returned 0) */
+    assert_int_equal(shoal_consumer_seek(k, "clear", 0, SHOAL_SEEK_OFFSET, 1000), 0);
+    assert_int_equal(shoal_poll(k, &r, 1, 0), 0);
+    assert_string_equal(shoal_errmsg(), "");
+    assert_int_equal(shoal_consumer_position(k, "clear", 0), 1);
     STALE();
     assert_true(shoal_topic_name_is_valid("ok"));
     assert_true(shoal_group_id_is_valid("ok"));
