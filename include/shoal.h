@@ -550,7 +550,9 @@ typedef struct shoal_ack {
 /** Append one record.
  * @param[out] ack  its partition and offset; may be NULL.
  * @return 0 once the record is acknowledged at the producer's acks level, or SHOAL_AGAIN
- *         (ring still full after block_ms), SHOAL_ETOOLARGE, SHOAL_ENOPARTITION,
+ *         (ring still full after block_ms), SHOAL_ETOOLARGE (over the topic's
+ *         max.message.bytes, or 2 GiB), SHOAL_EINVAL (a NULL producer or message, a header
+ *         with a NULL key of non-zero length or a value_len below -1), SHOAL_ENOPARTITION,
  *         SHOAL_ENOTOPIC (the topic deleted: for every partition, also when a topic of the
  *         same name was created since, which takes a new producer), SHOAL_ETIMEDOUT
  *         (ACKS_DISK wait), SHOAL_EPANIC,

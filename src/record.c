@@ -789,7 +789,7 @@ static int message_flaw(const shoal_message_t *m, size_t i)
                 "below it is invalid)",
                 i, k, (int)hd->value_len);
     }
-    return SHOAL_ERR(SHOAL_EINVAL, "record batch: message %zu would be larger than 2 GiB", i);
+    return SHOAL_ERR(SHOAL_ETOOLARGE, "record batch: message %zu would be larger than 2 GiB", i);
 }
 
 /* The offset delta of message i: deltas[i], or i when deltas is NULL. */

@@ -1195,7 +1195,7 @@ static void test_record_encode_refuses_bad_arguments(void **state)
     assert_int_equal(record_batch_encode(buf, sizeof(buf), &f, &m, 1, 1, &len), SHOAL_EINVAL);
     record_batch_fields_init(&f);
     m.value_len = (size_t)INT32_MAX + 1;
-    assert_int_equal(record_batch_encode(buf, sizeof(buf), &f, &m, 1, 1, &len), SHOAL_EINVAL);
+    assert_int_equal(record_batch_encode(buf, sizeof(buf), &f, &m, 1, 1, &len), SHOAL_ETOOLARGE);
     assert_int_equal(record_batch_encoded_size(&m, 1, 1), 0);
     m.value_len = 1;
     m.headers = &bad_hdr;
