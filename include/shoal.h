@@ -926,7 +926,8 @@ typedef struct shoal_topic_partition_offset {
 /** Commit offsets for the consumer's group and wait until they are durable in shoald's
  * LMDB. offsets NULL with n 0 commits the current position of every assigned partition.
  * @return 0, or SHOAL_EGENERATION (this member was fenced: its generation is over, e.g.
- *         after exceeding max_poll_interval_ms; poll to rejoin), SHOAL_EFENCED (see
+ *         after exceeding max_poll_interval_ms; or it has not joined yet; poll to (re)join),
+ *         SHOAL_EFENCED (see
  *         shoal_poll), SHOAL_ENOTASSIGNED, SHOAL_ENOTOPIC (the topic was deleted),
  *         SHOAL_EOFFSET (an offset past the partition's log end: nothing is committed),
  *         SHOAL_EREBALANCE (the group is completing a rebalance, or this member's round
