@@ -55,7 +55,9 @@ static const cli_command_t cli_commands[] = {
      "Print each partition's counters, read from shared memory without disturbing producers\n"
      "or consumers: offsets, records/batches/bytes appended, ring slots in use, attached\n"
      "readers and how many are asleep, appends that met a full ring, lock repairs after a\n"
-     "producer died inside the lock, the daemon's fsyncs and its last disk error.\n"},
+     "producer died inside the lock, the daemon's fsyncs and its last disk error. A partition\n"
+     "shoald stopped (its shared ring damaged) shows the daemon's offsets, STOPPED, and why\n"
+     "after the table (status 1).\n"},
     {NULL, "produce", cli_produce,
      "produce NAME [--key-separator SEP] [--partition N] [--acks memory|disk] "
      "[--header KEY=VALUE ...] [--parse-headers SEP] [--null-marker TEXT]",

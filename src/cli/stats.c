@@ -36,12 +36,29 @@ static void stats_fill_row(cli_table_t *t, int row, const shoal_partition_stats_
     snprintf(c[13], CLI_CELL_BYTES, "%s", s->flush_error ? shoal_err_name(s->flush_error) : "-");
 }
 
-/* Fill one row per partition (or only `only`); returns the exit status. */
+/* A partition shoald stopped (its ring damaged: its counters cannot be read): what the
+ * daemon knows of it, the counters as "-", STOPPED where a disk error would be. */
+static void stats_fill_stopped(cli_table_t *t, int row, const shoal_partition_info_t *pi)
+{
+    shoal_partition_stats_t s = {.partition = pi->partition,
+                                 .log_start_offset = pi->log_start_offset,
+                                 .log_end_offset = pi->log_end_offset,
+                                 .flushed_offset = pi->flushed_offset};
+
+    stats_fill_row(t, row, &s);
+    for (int i = 4; i < STATS_COLS - 1; i++)
+        snprintf(cli_table_cell(t, row, i), CLI_CELL_BYTES, "-");
+    snprintf(cli_table_cell(t, row, STATS_COLS - 1), CLI_CELL_BYTES, "STOPPED");
+}
+
+/* Fill one row per partition (or only `only`), one shoald stopped included (said after
+ * the table: status 1); returns the exit status. */
 static int stats_collect(cli_t *cli, shoal_client_t *client, const char *topic, int64_t only)
 {
     shoal_topic_info_t *info;
     shoal_partition_stats_t s;
     cli_table_t t;
+    char stopped[512] = "";
     int rc = shoal_topic_describe(client, topic, &info), rows;
 
     if (rc < 0)
@@ -53,20 +70,31 @@ static int stats_collect(cli_t *cli, shoal_client_t *client, const char *topic, 
         shoal_topic_info_free(info);
         return CLI_EXIT_FAIL;
     }
-    shoal_topic_info_free(info);
-    if (cli_table_init(&t, stats_headers, STATS_COLS, rows) < 0)
+    if (cli_table_init(&t, stats_headers, STATS_COLS, rows) < 0) {
+        shoal_topic_info_free(info);
         return cli_fail(cli, -ENOMEM, "stats");
+    }
     for (int i = 0; i < rows && rc == 0; i++) {
         int32_t p = only >= 0 ? (int32_t)only : i;
         rc = shoal_partition_stats(client, topic, p, &s);
-        if (rc < 0)
+        if (rc == SHOAL_ECORRUPT) {
+            stats_fill_stopped(&t, i, &info->partitions[p]);
+            snprintf(stopped, sizeof(stopped), "%s", shoal_errmsg());
+            rc = 0;
+        } else if (rc < 0) {
             rc = cli_fail(cli, rc, "stats for '%s' partition %d", topic, p);
-        else
+        } else {
             stats_fill_row(&t, i, &s);
+        }
     }
+    shoal_topic_info_free(info);
     if (rc == 0)
         cli_table_print(&t);
     cli_table_release(&t);
+    if (rc == 0 && stopped[0]) {
+        fprintf(stderr, "shoal: stats for '%s': %s\n", topic, stopped);
+        rc = CLI_EXIT_FAIL;
+    }
     return rc;
 }
 

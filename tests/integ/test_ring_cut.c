@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -121,6 +122,28 @@ static void assert_stopped_alone(struct harness_fixture *f, const char *topic,
     assert_holds(f, "whole", 3);
 }
 
+/* `shoal stats` shows the stopped partition's row from what shoald knows, says why, and
+ * fails (it failed whole, without a table: found by a user session). */
+static void expect_stats_stopped(struct harness_fixture *f, const char *topic)
+{
+    const char *build = getenv("BUILD");
+    char cmd[PATH_MAX * 2], out[4096];
+    size_t n;
+    FILE *fp;
+    int status;
+
+    snprintf(cmd, sizeof(cmd), "%s/shoal --socket %s stats %s 2>&1", build ? build : "build",
+             f->d.socket, topic);
+    assert_non_null(fp = popen(cmd, "r"));
+    n = fread(out, 1, sizeof(out) - 1, fp);
+    out[n] = '\0';
+    status = pclose(fp);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    assert_non_null(strstr(out, "STOPPED"));
+    assert_non_null(strstr(out, "-0 is stopped"));
+}
+
 static void restart(struct harness_fixture *f)
 {
     assert_int_equal(harness_daemon_stop(&f->d), 0);
@@ -153,6 +176,7 @@ INTEG_TEST(test_a_cut_control_block_and_readers_table_stop_the_partition_not_the
     assert_int_equal(file_size(f, "cut", "ctl"), sizeof(struct shm_ctl));
     assert_int_equal(file_size(f, "cut", "readers"), sizeof(struct shm_readers));
     assert_stopped_alone(f, "cut", p);
+    expect_stats_stopped(f, "cut");
     assert_int_equal(shoal_poll(k, r, 8, 1000), SHOAL_ECORRUPT); /* the consumer too */
     assert_non_null(strstr(shoal_errmsg(), "stopped by shoald"));
     shoal_consumer_close(k);
