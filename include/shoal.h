@@ -443,7 +443,9 @@ SHOAL_EXTERN int shoal_partition_stats(shoal_client_t *client, const char *topic
  * Records
  * ------------------------------------------------------------------------------------- */
 
-/** A record header: a UTF-8 key and a byte value (value NULL with value_len -1 is null). */
+/** A record header: a key (UTF-8 by Kafka's convention, which shoal does not check) and a
+ * byte value; value_len -1 is a null value (value is then not read; value NULL with a
+ * value_len above 0 is SHOAL_EINVAL). */
 typedef struct shoal_header {
     const char *key;
     size_t key_len;

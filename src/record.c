@@ -756,6 +756,7 @@ static bool record_body_size(const shoal_message_t *m, int64_t ts_delta, int32_t
         const shoal_header_t *hd = &m->headers[i];
         bool null_value = hd->value == NULL || hd->value_len < 0;
         if (hd->value_len < -1 || (hd->key == NULL && hd->key_len != 0) ||
+            (hd->value == NULL && hd->value_len > 0) ||
             !bytes_size_add(&size, hd->key ? hd->key : "", hd->key_len) ||
             !bytes_size_add(&size, null_value ? NULL : hd->value, (size_t)hd->value_len))
             return false;
@@ -782,6 +783,11 @@ static int message_flaw(const shoal_message_t *m, size_t i)
             return SHOAL_ERR(SHOAL_EINVAL,
                              "record batch: message %zu, header %zu: key NULL with key_len %zu", i,
                              k, hd->key_len);
+        if (hd->value == NULL && hd->value_len > 0)
+            return SHOAL_ERR(SHOAL_EINVAL,
+                             "record batch: message %zu, header %zu: value NULL with value_len %d "
+                             "(a null value has value_len -1)",
+                             i, k, (int)hd->value_len);
         if (hd->value_len < -1)
             return SHOAL_ERR(
                 SHOAL_EINVAL,

@@ -1223,6 +1223,13 @@ static void test_record_plan_names_what_is_wrong_with_a_message(void **state)
     assert_int_equal(record_batch_plan(msgs, 2, 1000, &plan), SHOAL_EINVAL);
     assert_string_equal(shoal_errmsg(),
                         "record batch: message 1, header 0: key NULL with key_len 3");
+    /* as a key: NULL with a length is a mistake (it was taken for a null value) */
+    hd = (shoal_header_t){"h", 1, NULL, 5};
+    assert_int_equal(record_batch_plan(msgs, 2, 1000, &plan), SHOAL_EINVAL);
+    assert_string_equal(shoal_errmsg(), "record batch: message 1, header 0: value NULL with "
+                                        "value_len 5 (a null value has value_len -1)");
+    hd = (shoal_header_t){"h", 1, NULL, -1};
+    assert_int_equal(record_batch_plan(msgs, 2, 1000, &plan), 0);
     msgs[1].headers = NULL;
     assert_int_equal(record_batch_plan(msgs, 2, 1000, &plan), SHOAL_EINVAL);
     assert_string_equal(shoal_errmsg(),
