@@ -803,9 +803,8 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *                         then, that partition having nothing to read yet (no error);
  *                         a later poll asks again and reads on once shoald answers.
  * @return the number of records (0 on timeout), or SHOAL_EINVAL (a consumer inherited
- *         through fork(): see CAVEATS), SHOAL_ECORRUPT (a damaged batch; or
- *         a disk segment lost from the middle of the log: the detail names the missing
- *         offsets, the position moved past them, and the next poll reads on), SHOAL_ENOTOPIC,
+ *         through fork(): see CAVEATS), SHOAL_ECORRUPT (a damaged batch, below),
+ *         SHOAL_ENOTOPIC,
  *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR (a signal came while the consumer slept;
  *         never while it spins, so never with SHOAL_WAIT_SPIN), -EMFILE (the process ran
  *         out of file descriptors while receiving a disk segment's, or a group's new

@@ -10,10 +10,12 @@
  * transactions are not tied to a thread's reader slot: a store_topic_foreach() callback
  * may call store_topic_get() on the same thread.
  *
- * A topic record is 32 bytes, little-endian, versioned so that a later layout can be told
- * apart from corruption:
- *   u8 version (1) | u8[3] reserved (0) | u32 partitions | u32 storage | u64 segment_bytes
- *   | u32 ring_slots | u32 max_record_bytes | u32 reserved (0)
+ * A topic record is STORE_TOPIC_RECORD_BYTES (88), little-endian, versioned so that a
+ * later layout can be told apart from corruption (version 1's 32 bytes still decode):
+ *   u8 version (2) | u8[3] reserved (0) | u32 partitions | u32 storage | u64 segment_bytes
+ *   | u32 ring_slots | u32 max_record_bytes | u32 reserved (0) | i64 retention_ms
+ *   | i64 retention_bytes | i64 segment_ms | u32 cleanup_policy | u32 reserved (0)
+ *   | i64 flush_messages | i64 flush_ms | i64 delete_retention_ms
  * Keys of "topics" are the topic name bytes without a NUL, so LMDB's default byte-wise
  * key order is name order. */
 #include "store.h"

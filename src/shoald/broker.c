@@ -799,7 +799,8 @@ static bool is_disk_topic(const dtopic_t *t)
 }
 
 /* With the registry lock held: the earliest dpart_idle_until() of all partitions, or 0
- * when the flusher cannot wait on all the disk ones at once (over 2,000 of them). */
+ * when the flusher cannot wait on all the disk ones at once (more than WAITSET_MAX_WORDS
+ * words: about 8,000 of them). */
 static int64_t broker_idle_until(broker_t *b)
 {
     int64_t until = INT64_MAX;
@@ -1146,9 +1147,6 @@ static int make_dir(const char *dir, unsigned mode)
     return rc;
 }
 
-/* The shm directory sits in a world-writable /dev/shm under a name anyone can predict, so
- * one made by someone else (who could rename or swap ring files under the daemon) is
- * refused: it must be a real directory (not a link), ours, writable by nobody else. */
 /* Rings belong in memory: on a disk filesystem every append becomes the kernel's writeback
  * and the rings outlive a reboot, which recovery takes for a daemon restart. Said, not
  * refused (a test or a RAM disk of another kind may mean it). */
@@ -1163,6 +1161,10 @@ static void warn_shm_not_tmpfs(const char *dir)
                  dir, (unsigned long)fs.f_type);
 }
 
+/* The shm directory sits in a world-writable /dev/shm under a name anyone can predict, so
+ * one made by someone else (who could rename or swap ring files under the daemon) is
+ * refused: it must be a real directory (not a link), ours, writable by nobody else.
+ * Not on a tmpfs is only warned about. */
 static int check_shm_dir(const char *dir)
 {
     struct stat st;
