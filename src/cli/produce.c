@@ -38,6 +38,7 @@
 #define PRODUCE_BATCH_BYTES_MAX (1024 * 1024)
 #define PRODUCE_RECORD_OVERHEAD 32 /* a generous bound on a record's varints and attributes */
 #define PRODUCE_DISK_SLICE_MS   100
+#define PRODUCE_FULL_SLICE_MS   100 /* a send waits for room this long, then again */
 #define PRODUCE_HEADERS_MAX     64
 #define PRODUCE_HEADER_OVERHEAD 10   /* a bound on a header's two length varints */
 #define PRODUCE_BATCH_HEADERS   4096 /* the headers of one batch's records (--parse-headers) */
@@ -242,7 +243,8 @@ static void produce_warn_full(produce_t *pr)
 }
 
 /* Send with retries for the outcomes that are not failures: a full ring and an
- * administrative change. Gives up only when a signal asks us to stop (-EINTR). */
+ * administrative change. Gives up only when a signal asks us to stop (-EINTR), which a
+ * wait for room notices within PRODUCE_FULL_SLICE_MS (it took the producer's 5 s). */
 static int produce_send_retrying(produce_t *pr, const shoal_message_t *msgs, size_t n,
                                  shoal_ack_t *ack)
 {
@@ -639,6 +641,7 @@ int cli_produce(cli_t *cli, int argc, char **argv)
     int rc;
 
     shoal_producer_options_init(&pr.opts);
+    pr.opts.block_ms = PRODUCE_FULL_SLICE_MS;
     produce_parse(cli, argc, argv, &pr);
     if ((rc = cli_check_topic_name(pr.topic)) != 0)
         return rc;

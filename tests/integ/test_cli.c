@@ -380,11 +380,11 @@ INTEG_TEST(test_cli_produce_waits_out_a_full_disk_and_names_the_cause)
     expect_cli(f, 0, NULL, "topic create bp --segment-bytes 64K --ring-slots 2", NULL);
     snprintf(err, sizeof(err), "%s/produce-bp.err", f->d.dir);
     harness_flag_file(enospc, true);
-    /* Two block_ms waits (5 s each) fail with the same cause before the disk comes back. */
+    /* Waits for room (100 ms each) fail with the same cause before the disk comes back. */
     snprintf(script, sizeof(script),
              "seq -f '%%0500g' 1 2000 | %s produce bp 2>'%s' & pid=$!; i=0; "
              "while ! grep -q 'still trying' '%s' && [ $i -lt 200 ]; do sleep 0.1; "
-             "i=$((i+1)); done; sleep 6; rm -f '%s'; wait $pid; echo status $?; cat '%s'",
+             "i=$((i+1)); done; sleep 1; rm -f '%s'; wait $pid; echo status $?; cat '%s'",
              shoal_command(f), err, err, enospc, err);
     assert_int_equal(run_script(script), 0);
     harness_flag_file(enospc, false);
@@ -393,6 +393,44 @@ INTEG_TEST(test_cli_produce_waits_out_a_full_disk_and_names_the_cause)
         strstr(warning + 1, "shoal: warning:") || !strstr(out, "status 0") ||
         !strstr(out, "produced 2000 records to bp"))
         fail_msg("output:\n%s", out);
+}
+
+/* produce waiting for room in a full ring stops at SIGTERM within a fraction of a second,
+ * with status 143 and its counts (it waited out the producer's 5 s block_ms first: found by
+ * a user session). */
+INTEG_TEST(test_cli_produce_waiting_for_room_stops_at_sigterm_at_once)
+{
+    char script[PATH_MAX * 2], err[sizeof(f->d.dir) + 32];
+    struct timespec t0, t1;
+    double seconds;
+
+    expect_cli(f, 0, NULL, "topic create bpterm --segment-bytes 64K --ring-slots 2", NULL);
+    snprintf(err, sizeof(err), "%s/produce-bpterm.err", f->d.dir);
+    harness_flag_file(enospc, true);
+    snprintf(script, sizeof(script),
+             "seq -f '%%0500g' 1 2000 | %s produce bpterm 2>'%s' & pid=$!; i=0; "
+             "while ! grep -q 'still trying' '%s' && [ $i -lt 200 ]; do sleep 0.05; "
+             "i=$((i+1)); done; date +%%s.%%N > '%s.t'; kill -TERM $pid; wait $pid; "
+             "echo status $?; cat '%s'",
+             shoal_command(f), err, err, err, err);
+    assert_int_equal(run_script(script), 0);
+    clock_gettime(CLOCK_REALTIME, &t1);
+    harness_flag_file(enospc, false);
+    {
+        char tpath[sizeof(err) + 2];
+        FILE *fp;
+        double killed = 0;
+        snprintf(tpath, sizeof(tpath), "%s.t", err);
+        assert_non_null(fp = fopen(tpath, "r"));
+        assert_int_equal(fscanf(fp, "%lf", &killed), 1);
+        fclose(fp);
+        t0.tv_sec = (time_t)killed;
+        t0.tv_nsec = (long)((killed - (double)t0.tv_sec) * 1e9);
+    }
+    seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (!strstr(out, "status 143") || !strstr(out, "(interrupted)") || seconds > 2)
+        fail_msg("%.1f s after SIGTERM:\n%s", seconds, out);
+    wait_flushed(f, "bpterm");
 }
 
 /* ------------------------------------------------------------------ consume */
@@ -816,6 +854,7 @@ int main(void)
         cmocka_unit_test(test_cli_produce_acks_disk_stops_at_sigint_and_counts_what_was_appended),
         cmocka_unit_test(test_cli_produce_acks_disk_waits_once_per_partition),
         cmocka_unit_test(test_cli_produce_waits_out_a_full_disk_and_names_the_cause),
+        cmocka_unit_test(test_cli_produce_waiting_for_room_stops_at_sigterm_at_once),
         cmocka_unit_test(
             test_cli_consume_from_an_overwritten_offset_continues_at_the_oldest_record),
         cmocka_unit_test(test_cli_consume_does_not_spin_on_a_gap_in_a_disk_log),
