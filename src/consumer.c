@@ -1207,7 +1207,7 @@ int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout
                          timeout_ms);
     if (shoal__inherited(c->forks)) /* it would pin and sleep in its opener's entries */
         return consumer__check_owner(c);
-    if (cgroup_in_callback(c->group)) /* records the outer poll would never see */
+    if (c->group && cgroup_in_callback(c->group)) /* records the outer poll never sees */
         return SHOAL_ERR(SHOAL_EINVAL, "shoal_poll() inside the consumer's own callback");
     if (c->group)
         return cgroup_poll(c, c->group, out, max, timeout_ms);
