@@ -1101,12 +1101,38 @@ static void warn_stray_rings(broker_t *b)
 
 /* A topic that cannot be recovered (damaged files, a damaged store record) is left out,
  * its files untouched, and the others are served; only running out of memory stops. */
+/* Partitions recovery found without a directory (and no commits): started empty at 0. One
+ * line for the topic, since a create cut short by a crash leaves all those it had not made. */
+static void log_dirs_missing(const dtopic_t *t)
+{
+    uint32_t n = 0, first = 0, last = 0;
+
+    for (uint32_t p = 0; p < t->cfg.partitions; p++) {
+        if (!t->parts[p].dir_missing)
+            continue;
+        first = n++ ? first : p;
+        last = p;
+    }
+    if (n == 1)
+        log_warn("%s-%u: its directory was missing: it starts at offset 0 (its create was cut "
+                 "short, an older shoald never wrote to it, or its records are lost: deleted "
+                 "or moved away)",
+                 t->name, first);
+    else if (n > 1)
+        log_warn("topic %s: %u of its %u partitions (%u..%u) had no directory: they start at "
+                 "offset 0 (its create was cut short, an older shoald never wrote to them, or "
+                 "their records are lost: deleted or moved away)",
+                 t->name, n, t->cfg.partitions, first, last);
+}
+
 static int recover_topic(void *arg, const char *name, const shoal_topic_config_t *cfg)
 {
     struct recovery *rv = arg;
     dtopic_t *t;
     int rc = cfg ? topic_open(rv->b, name, cfg, false, &t) : SHOAL_ECORRUPT;
 
+    if (rc == 0)
+        log_dirs_missing(t);
     if (rc == 0 && (rc = registry_insert(rv->b, t)) < 0)
         topic_free(t, cfg->partitions, false);
     if (rc == -ENOMEM)

@@ -576,10 +576,12 @@ static int disk_lost(dpart_t *p, struct disk_state *ds, bool had_dir, dpart_comm
                   "offset is used twice",
                   p->topic, p->id, lost_what(had_dir), (long long)floor, (long long)floor);
         ds->start = ds->end = floor;
+    } else if (!had_dir) { /* a create cut short leaves many: the broker says it once */
+        p->dir_missing = true;
+        log_debug("%s-%u: its directory was missing: it starts at offset 0", p->topic, p->id);
     } else {
-        log_warn("%s-%u: %s: it starts at offset 0 (its create was cut short, an older "
-                 "shoald never wrote to it, or any records it held are lost: deleted or moved "
-                 "away)",
+        log_warn("%s-%u: %s: it starts at offset 0 (an older shoald never wrote to it, or any "
+                 "records it held are lost: deleted or moved away)",
                  p->topic, p->id, lost_what(had_dir));
     }
     return segment_mark(p, ds);

@@ -54,6 +54,8 @@ typedef struct dpart {
     uint32_t faults_seen;      /* shmguard_fault_count() when the files were last checked */
     compact_state_t compact;   /* the log cleaner's (compact.c) */
     bool ring_reattached;      /* recovery found its shared ring (else built a new one) */
+    bool dir_missing;          /* recovery found no directory and no commits: it started empty
+                                  at 0 (the broker says so once for the topic) */
     uint64_t full_seen;        /* the ring's full_events at dpart_reap's last look */
 
     _Atomic uint64_t disk_bytes_sealed; /* .log bytes of every segment but fl_slot's */
