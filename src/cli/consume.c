@@ -427,9 +427,16 @@ int cli_consume(cli_t *cli, int argc, char **argv)
         fclose(cs.text);
     free(cs.text_buf);
     /* In a group, close commits the positions once more: a commit shoald did not make (it
-     * did not answer in time) is reported, since those records will be read again. */
+     * did not answer in time) is reported, since those records will be read again. One the
+     * group refused because it had removed this member (stopped past its session timeout,
+     * Ctrl-Z) is a warning: the output is whole, and the group reads those records again. */
     close_rc = shoal_consumer_close(cs.consumer);
-    if (close_rc < 0 && rc == 0)
+    if ((close_rc == SHOAL_EGENERATION || close_rc == SHOAL_EFENCED) && rc == 0)
+        fprintf(stderr,
+                "shoal: warning: consume '%s': the group had removed this member (%s); "
+                "what it read since its last commit will be read again by the group\n",
+                cs.topic, shoal_errmsg());
+    else if (close_rc < 0 && rc == 0)
         rc = cli_fail(cli, close_rc, "consume '%s': commit at exit", cs.topic);
     shoal_client_close(client);
     return rc;

@@ -242,6 +242,23 @@ INTEG_TEST(test_cli_consume_in_a_group_commits_no_record_its_output_refused)
                "40 records, sum 820", NULL); /* 1 + ... + 40: each record once */
 }
 
+/* A group member stopped (Ctrl-Z) past its session timeout and its --timeout-ms ends when
+ * it resumes: the group removed it, so its commit at exit is refused; that is a warning
+ * (its output is whole, and the group reads what it had not committed again), not the
+ * failure it was (status 1, "commit at exit: stale generation": found by a user session). */
+INTEG_TEST(test_cli_consume_removed_from_its_group_while_stopped_ends_with_a_warning)
+{
+    char script[512];
+
+    expect_cli(f, 0, NULL, "topic create paused", NULL);
+    expect_cli(f, 0, "seq 1 5", "produce paused", "produced 5 records", NULL);
+    snprintf(script, sizeof(script),
+             "consume paused --group gp --from-beginning --timeout-ms 2000 >/dev/null & "
+             "pid=$!; sleep 1.5; pkill -STOP -P $pid; sleep 11; pkill -CONT -P $pid; "
+             "wait $pid; echo status $?"); /* $pid is timeout(1): its child is shoal */
+    expect_cli(f, 0, NULL, script, "status 0", "the group had removed this member", NULL);
+}
+
 /* ------------------------------------------------------------------ produce */
 
 /* A line longer than the topic's largest record is refused once that much of it is in,
@@ -838,6 +855,7 @@ int main(void)
         cmocka_unit_test(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything),
         cmocka_unit_test(test_cli_reports_a_failed_write_of_its_output),
         cmocka_unit_test(test_cli_consume_in_a_group_commits_no_record_its_output_refused),
+        cmocka_unit_test(test_cli_consume_removed_from_its_group_while_stopped_ends_with_a_warning),
         cmocka_unit_test(test_cli_produce_refuses_a_too_long_line_without_reading_it_all),
         cmocka_unit_test(test_cli_produce_sends_a_long_line_the_topic_accepts),
         cmocka_unit_test(test_cli_consume_blocked_on_its_output_holds_no_producer_back),
