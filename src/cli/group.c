@@ -54,6 +54,8 @@ int cli_group_list(cli_t *cli, int argc, char **argv)
         printf("%-30s %-20s %s\n", "GROUP", "STATE", "MEMBERS");
         for (size_t i = 0; i < n; i++)
             printf("%-30s %-20s %u\n", list[i].group_id, list[i].state, list[i].members);
+        if (n == 0) /* as topic list says it (stderr: the output stays a header alone) */
+            fputs("(no groups)\n", stderr);
         shoal_group_list_free(list);
     }
     shoal_client_close(client);

@@ -139,7 +139,11 @@ static const cli_command_t cli_commands[] = {
      "(printed also when there is no group).\n"},
     {"group", "describe", cli_group_describe, "group describe GROUP",
      "Print a group's state, generation, assignor and members (client id, pid, assigned\n"
-     "partitions), then per partition the committed offset, log end offset and lag.\n"},
+     "partitions), then per partition the committed offset, log end offset and lag ('-':\n"
+     "nothing committed yet). States, as Kafka's: Empty (no members; offsets kept until\n"
+     "offsets.retention), PreparingRebalance (members are joining), CompletingRebalance\n"
+     "(waiting for the leader's assignment), Stable (every member has its partitions).\n"
+     "The generation counts rebalances since shoald started.\n"},
     {"group", "reset-offsets", cli_group_reset_offsets,
      "group reset-offsets GROUP --topic T[:P,...] MODE [--dry-run]",
      "Set the group's committed offsets on topic T (every partition, or those listed after\n"

@@ -193,6 +193,7 @@ INTEG_TEST(test_cli_lists_of_an_empty_broker_say_so)
     expect_cli(f, 0, NULL, "topic list 2>/dev/null | wc -l", "0\n", NULL);
     expect_cli(f, 0, NULL, "topic list", "(no topics)\n", NULL);
     expect_cli(f, 0, NULL, "group list 2>/dev/null", "GROUP", "STATE", "MEMBERS", NULL);
+    expect_cli(f, 0, NULL, "group list", "(no groups)\n", NULL);
 }
 
 /* ------------------------------------------------------------------ output */
