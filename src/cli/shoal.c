@@ -48,7 +48,9 @@ static const cli_command_t cli_commands[] = {
      "shoald left out at start (its files could not be recovered) is marked \"(not served)\".\n"},
     {"topic", "describe", cli_topic_describe, "topic describe NAME",
      "Print a topic's configuration, then a row per partition: log start offset, log end\n"
-     "offset, flushed offset, bytes in shared memory and bytes on disk.\n"},
+     "offset, flushed offset (every record below it is fsynced), bytes in shared memory and\n"
+     "bytes written to its .log files (written, not necessarily fsynced yet: the flushed\n"
+     "offset says how far they are). A memory topic has no disk: 0 for both.\n"},
     {"topic", "delete", cli_topic_delete, "topic delete NAME",
      "Delete a topic and all its data.\n"},
     {NULL, "stats", cli_stats, "stats TOPIC [--partition N]",
