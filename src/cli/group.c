@@ -34,6 +34,14 @@ static const char *group_parse_plain(cli_t *cli, int argc, char **argv)
     return argv[cli->optind];
 }
 
+/* The wider of w and s: a column as wide as its longest name (ids and topic names reach
+ * 249 characters, past any fixed width). */
+static int text_width(int w, const char *s)
+{
+    int n = (int)strlen(s);
+    return n > w ? n : w;
+}
+
 int cli_group_list(cli_t *cli, int argc, char **argv)
 {
     shoal_group_listing_t *list;
@@ -50,10 +58,16 @@ int cli_group_list(cli_t *cli, int argc, char **argv)
     if (rc < 0) {
         rc = cli_fail(cli, rc, "list groups");
     } else {
+        int gw = (int)strlen("GROUP"), sw = (int)strlen("STATE");
+
+        for (size_t i = 0; i < n; i++) {
+            gw = text_width(gw, list[i].group_id);
+            sw = text_width(sw, list[i].state);
+        }
         /* always: a script that skips the first line finds the groups, or none */
-        printf("%-30s %-20s %s\n", "GROUP", "STATE", "MEMBERS");
+        printf("%-*s  %-*s  %s\n", gw, "GROUP", sw, "STATE", "MEMBERS");
         for (size_t i = 0; i < n; i++)
-            printf("%-30s %-20s %u\n", list[i].group_id, list[i].state, list[i].members);
+            printf("%-*s  %-*s  %u\n", gw, list[i].group_id, sw, list[i].state, list[i].members);
         if (n == 0) /* as topic list says it (stderr: the output stays a header alone) */
             fputs("(no groups)\n", stderr);
         shoal_group_list_free(list);
@@ -75,19 +89,28 @@ static void describe_print(const shoal_group_info_t *info)
     printf("group: %s\nstate: %s\ngeneration: %d\nassignor: %s\nleader: %s\n", info->group_id,
            info->state, info->generation, info->protocol[0] ? info->protocol : "-",
            info->leader[0] ? info->leader : "-");
-    printf("\nMEMBER                         CLIENT          PID      PARTITIONS\n");
+    int mw = (int)strlen("MEMBER"), cw = (int)strlen("CLIENT"), tw = (int)strlen("TOPIC");
+
+    for (size_t i = 0; i < info->member_count; i++) {
+        mw = text_width(mw, info->members[i].member_id);
+        cw = text_width(cw, info->members[i].client_id);
+    }
+    for (size_t i = 0; i < info->offset_count; i++)
+        tw = text_width(tw, info->offsets[i].topic);
+    if (info->member_count > 0) /* an Empty group has no member to head */
+        printf("\n%-*s  %-*s  %-8s PARTITIONS\n", mw, "MEMBER", cw, "CLIENT", "PID");
     for (size_t i = 0; i < info->member_count; i++) {
         const shoal_group_member_info_t *m = &info->members[i];
-        printf("%-30s %-15s %-8d", m->member_id, m->client_id, (int)m->pid);
+        printf("%-*s  %-*s  %-8d", mw, m->member_id, cw, m->client_id, (int)m->pid);
         for (size_t k = 0; k < m->assigned_count; k++)
             printf("%s%s-%d", k ? "," : " ", m->assigned[k].topic, (int)m->assigned[k].partition);
         putchar('\n');
     }
-    printf("\n%-30s %9s %12s %14s %10s\n", "TOPIC", "PARTITION", "COMMITTED", "LOG-END-OFFSET",
+    printf("\n%-*s %9s %12s %14s %10s\n", tw, "TOPIC", "PARTITION", "COMMITTED", "LOG-END-OFFSET",
            "LAG");
     for (size_t i = 0; i < info->offset_count; i++) {
         const shoal_group_offset_info_t *o = &info->offsets[i];
-        printf("%-30s %9d", o->topic, (int)o->partition);
+        printf("%-*s %9d", tw, o->topic, (int)o->partition);
         print_num(12, o->committed);
         print_num(14, o->log_end_offset);
         print_num(10, o->lag);
@@ -230,9 +253,12 @@ static void reset_parse_mode(cli_t *cli, int opt, const char *arg, struct reset_
 static void reset_print(const char *id, const char *topic, const shoal_offset_change_t *ch,
                         size_t n, bool dry_run)
 {
-    printf("%-30s %-30s %9s %12s %12s\n", "GROUP", "TOPIC", "PARTITION", "COMMITTED", "NEW-OFFSET");
+    int gw = text_width((int)strlen("GROUP"), id), tw = text_width((int)strlen("TOPIC"), topic);
+
+    printf("%-*s  %-*s %9s %12s %12s\n", gw, "GROUP", tw, "TOPIC", "PARTITION", "COMMITTED",
+           "NEW-OFFSET");
     for (size_t i = 0; i < n; i++) {
-        printf("%-30s %-30s %9d", id, topic, (int)ch[i].partition);
+        printf("%-*s  %-*s %9d", gw, id, tw, topic, (int)ch[i].partition);
         print_num(12, ch[i].committed);
         print_num(12, ch[i].offset);
         putchar('\n');

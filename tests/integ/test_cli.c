@@ -260,6 +260,30 @@ INTEG_TEST(test_cli_consume_removed_from_its_group_while_stopped_ends_with_a_war
     expect_cli(f, 0, NULL, script, "status 0", "the group had removed this member", NULL);
 }
 
+/* Group tables are as wide as their longest names: a group id or topic name past 30
+ * characters pushed its row's columns out from under their headers (a user session). */
+INTEG_TEST(test_cli_group_tables_keep_long_names_in_their_columns)
+{
+    const char *row, *head;
+
+    expect_cli(f, 0, NULL, "topic create a-topic-name-longer-than-thirty-characters", NULL);
+    expect_cli(f, 0, NULL,
+               "group reset-offsets a-group-id-longer-than-thirty-characters --topic "
+               "a-topic-name-longer-than-thirty-characters --to-latest",
+               NULL);
+    expect_cli(f, 0, NULL, "group list 2>/dev/null", "STATE", NULL);
+    row = strstr(out, "\na-group-id-longer-than-thirty-characters");
+    assert_non_null(row);
+    assert_int_equal(strstr(out, "STATE") - out, strstr(row, "Empty") - (row + 1));
+    expect_cli(f, 0, NULL, "group describe a-group-id-longer-than-thirty-characters", NULL);
+    head = strstr(out, "\nTOPIC") + 1;
+    row = strstr(out, "\na-topic-name-longer-than-thirty-characters") + 1;
+    assert_true(row != (const char *)1 && head != (const char *)1);
+    /* partition 0's number ends where PARTITION does (right-aligned) */
+    assert_int_equal(strstr(head, "PARTITION") + strlen("PARTITION") - head,
+                     strstr(row, " 0 ") + strlen(" 0") - row);
+}
+
 /* ------------------------------------------------------------------ produce */
 
 /* A line longer than the topic's largest record is refused once that much of it is in,
@@ -851,6 +875,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_lists_of_an_empty_broker_say_so),
+        cmocka_unit_test(test_cli_group_tables_keep_long_names_in_their_columns),
         cmocka_unit_test(test_cli_help_of_a_command_group_lists_its_subcommands),
         cmocka_unit_test(test_cli_usage_errors_name_the_word_at_fault),
         cmocka_unit_test(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything),
