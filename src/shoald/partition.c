@@ -134,6 +134,16 @@ static uint64_t file_size(const char *dir, int64_t base)
     return (uint64_t)st.st_size;
 }
 
+/* The sizes of the .log files of segments bases[0..n). */
+static uint64_t files_size(const char *dir, const int64_t *bases, size_t n)
+{
+    uint64_t total = 0;
+
+    for (size_t i = 0; i < n; i++)
+        total += file_size(dir, bases[i]);
+    return total;
+}
+
 static bool segment_file_exists(const char *dir, int64_t base, const char *ext)
 {
     char path[PATH_MAX];
@@ -315,9 +325,7 @@ static int disk_recover(dpart_t *p, struct disk_state *ds)
     ds->last_base = bases[n - 1];
     ds->last_len = rec.scan.valid_bytes;
     ds->end = rec.scan.next_offset;
-    for (size_t i = 0; i + 1 < n; i++)
-        ds->bytes += file_size(p->dir, bases[i]);
-    ds->bytes += ds->last_len;
+    ds->bytes = files_size(p->dir, bases, n - 1) + ds->last_len;
 out:
     shoal__free(bases);
     return rc;
@@ -1009,7 +1017,7 @@ static const char *retention_reason(dpart_t *p, int64_t base, uint64_t bytes, ui
 static void dpart_apply_retention(dpart_t *p)
 {
     int64_t *bases = NULL, writing, start;
-    uint64_t total = 0, bytes;
+    uint64_t total, bytes;
     size_t n = 0, i;
 
     if (!(p->cfg.cleanup_policy & SHOAL_CLEANUP_DELETE) ||
@@ -1018,8 +1026,7 @@ static void dpart_apply_retention(dpart_t *p)
         return;
     writing =
         p->fl_placed ? atomic_load(&p->ring.ctl->slots[p->fl_slot].base_offset) : p->written_offset;
-    for (i = 0; i < n; i++)
-        total += file_size(p->dir, bases[i]);
+    total = files_size(p->dir, bases, n);
     for (i = 0; i < n && bases[i] < writing; i++) {
         const char *why;
         bytes = file_size(p->dir, bases[i]);
@@ -1300,10 +1307,8 @@ void dpart_sealed_sub(dpart_t *p, uint64_t bytes)
 
 void dpart_disk_bytes_recount(dpart_t *p, const int64_t *bases, size_t n)
 {
-    uint64_t total = 0, active = atomic_load(&p->disk_bytes_active);
+    uint64_t total = files_size(p->dir, bases, n), active = atomic_load(&p->disk_bytes_active);
 
-    for (size_t i = 0; i < n; i++)
-        total += file_size(p->dir, bases[i]);
     atomic_store(&p->disk_bytes_sealed, total - SHOAL_MIN(active, total));
 }
 
