@@ -13,13 +13,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/resource.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -1099,8 +1099,6 @@ static void warn_stray_rings(broker_t *b)
                  st.rings ? st.names : "(no .ctl files)", b->shm_dir);
 }
 
-/* A topic that cannot be recovered (damaged files, a damaged store record) is left out,
- * its files untouched, and the others are served; only running out of memory stops. */
 /* Partitions recovery found without a directory (and no commits): started empty at 0. One
  * line for the topic, since a create cut short by a crash leaves all those it had not made. */
 static void log_dirs_missing(const dtopic_t *t)
@@ -1125,6 +1123,8 @@ static void log_dirs_missing(const dtopic_t *t)
                  t->name, n, t->cfg.partitions, first, last);
 }
 
+/* A topic that cannot be recovered (damaged files, a damaged store record) is left out,
+ * its files untouched, and the others are served; only running out of memory stops. */
 static int recover_topic(void *arg, const char *name, const shoal_topic_config_t *cfg)
 {
     struct recovery *rv = arg;
