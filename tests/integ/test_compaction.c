@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,43 +213,60 @@ static int stats_batch(void *arg, uint64_t pos, const uint8_t *batch,
     return 0;
 }
 
-static void file_stats(const char *path, int64_t base, struct file_stats *fs)
+/* Maps a segment file read-only (*data NULL when it is empty); false when the file is gone,
+ * as a file listed while the daemon compacts or merges may be by the time it is opened. */
+static bool map_file(const char *path, void **data, size_t *size)
 {
     struct stat st;
-    segment_scan_t scan;
-    void *data = NULL;
     int fd = open(path, O_RDONLY);
+
+    *data = NULL;
+    *size = 0;
+    if (fd < 0 && errno == ENOENT)
+        return false;
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &st), 0);
+    *size = (size_t)st.st_size;
+    if (*size > 0)
+        assert_true((*data = mmap(NULL, *size, PROT_READ, MAP_SHARED, fd, 0)) != MAP_FAILED);
+    close(fd);
+    return true;
+}
+
+/* What a segment file holds; false when it is gone. */
+static bool file_stats(const char *path, int64_t base, struct file_stats *fs)
+{
+    segment_scan_t scan;
+    void *data;
+    size_t size;
 
     memset(fs, 0, sizeof(*fs));
     for (int k = 0; k < KEYS; k++)
         fs->last[k] = -1;
-    assert_true(fd >= 0);
-    assert_int_equal(fstat(fd, &st), 0);
-    if (st.st_size > 0)
-        assert_true((data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0)) !=
-                    MAP_FAILED);
-    close(fd);
-    assert_int_equal(
-        segment_scan_bytes(data, (size_t)st.st_size, base, true, stats_batch, fs, &scan), 0);
-    fs->whole = scan.error == 0 && scan.valid_bytes == (uint64_t)st.st_size;
+    if (!map_file(path, &data, &size))
+        return false;
+    assert_int_equal(segment_scan_bytes(data, size, base, true, stats_batch, fs, &scan), 0);
+    fs->whole = scan.error == 0 && scan.valid_bytes == (uint64_t)size;
     fs->next = scan.next_offset;
     if (data)
-        munmap(data, (size_t)st.st_size);
+        munmap(data, size);
+    return true;
 }
 
-/* Whether the sealed segments on disk, together, hold each key at most once. */
-static bool sealed_segments_compacted(const char *topic)
+/* Whether the sealed segments on disk, together, hold each key at most once: 1 or 0, or -1
+ * when a listed file went before it was read. */
+static int sealed_segments_compacted_once(const char *topic)
 {
     char dir[PATH_MAX], path[PATH_MAX];
     int64_t *bases;
     size_t n;
-    bool ok = true, seen[KEYS] = {0};
+    bool ok = true, gone = false, seen[KEYS] = {0};
     partition_dir(dir, sizeof(dir), topic);
     assert_int_equal(segment_list(dir, &bases, &n), 0);
-    for (size_t i = 0; i + 1 < n && ok; i++) {
+    for (size_t i = 0; i + 1 < n && ok && !gone; i++) {
         struct file_stats fs;
         assert_int_equal(segment_path(path, sizeof(path), dir, bases[i], ".log"), 0);
-        file_stats(path, bases[i], &fs);
+        gone = !file_stats(path, bases[i], &fs);
         ok = fs.whole && !fs.dup_keys;
         for (int k = 0; k < KEYS; k++) {
             ok = ok && !(seen[k] && fs.last[k] >= 0);
@@ -256,6 +274,14 @@ static bool sealed_segments_compacted(const char *topic)
         }
     }
     free(bases);
+    return gone ? -1 : ok;
+}
+
+static bool sealed_segments_compacted(const char *topic)
+{
+    int ok;
+    while ((ok = sealed_segments_compacted_once(topic)) < 0) /* list again */
+        ;
     return ok;
 }
 
@@ -272,8 +298,9 @@ static int tombstones_batch(void *arg, uint64_t pos, const uint8_t *batch,
     return 0;
 }
 
-/* How many tombstones the sealed segments hold. */
-static int sealed_tombstones(const char *topic)
+/* How many tombstones the sealed segments hold, or -1 when a listed file went before it was
+ * read. */
+static int sealed_tombstones_once(const char *topic)
 {
     char dir[PATH_MAX], path[PATH_MAX];
     int64_t *bases;
@@ -281,24 +308,28 @@ static int sealed_tombstones(const char *topic)
     int count = 0;
     partition_dir(dir, sizeof(dir), topic);
     assert_int_equal(segment_list(dir, &bases, &n), 0);
-    for (size_t i = 0; i + 1 < n; i++) {
-        struct stat st;
+    for (size_t i = 0; i + 1 < n && count >= 0; i++) {
         segment_scan_t scan;
-        void *data = NULL;
-        int fd;
+        void *data;
+        size_t size;
         assert_int_equal(segment_path(path, sizeof(path), dir, bases[i], ".log"), 0);
-        assert_true((fd = open(path, O_RDONLY)) >= 0);
-        assert_int_equal(fstat(fd, &st), 0);
-        if (st.st_size > 0)
-            assert_true((data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0)) !=
-                        MAP_FAILED);
-        close(fd);
-        segment_scan_bytes(data, (size_t)st.st_size, bases[i], false, tombstones_batch, &count,
-                           &scan);
+        if (!map_file(path, &data, &size)) {
+            count = -1;
+            break;
+        }
+        segment_scan_bytes(data, size, bases[i], false, tombstones_batch, &count, &scan);
         if (data)
-            munmap(data, (size_t)st.st_size);
+            munmap(data, size);
     }
     free(bases);
+    return count;
+}
+
+static int sealed_tombstones(const char *topic)
+{
+    int count;
+    while ((count = sealed_tombstones_once(topic)) < 0) /* list again */
+        ;
     return count;
 }
 
@@ -512,7 +543,7 @@ static void test_last_file_is_never_compacted(void **state)
     snprintf(needle, sizeof(needle), "rl-0: compacted segment");
     free(bases);
     assert_int_equal(segment_path(last_path, sizeof(last_path), dir, last, ".log"), 0);
-    file_stats(last_path, last, &before);
+    assert_true(file_stats(last_path, last, &before));
     assert_true(before.whole && before.dup_keys); /* something for a cleaner to drop */
 
     assert_int_equal(shoal_topic_alter(client, "rl", roll_names, roll_values, 1), 0);
@@ -530,7 +561,7 @@ static void test_last_file_is_never_compacted(void **state)
 
     /* The run compacted the segments before it and left the last file as it was. */
     assert_int_equal(active_base("rl"), last);
-    file_stats(last_path, last, &after);
+    assert_true(file_stats(last_path, last, &after));
     assert_true(after.whole && after.dup_keys);
     assert_int_equal(after.records, before.records);
     assert_int_equal(after.next, before.next);
@@ -551,7 +582,7 @@ static void test_last_file_is_never_compacted(void **state)
     for (size_t i = 0; i < n; i++) {
         struct file_stats fs;
         assert_int_equal(segment_path(path, sizeof(path), dir, bases[i], ".log"), 0);
-        file_stats(path, bases[i], &fs);
+        assert_true(file_stats(path, bases[i], &fs));
         assert_true(fs.whole);
         assert_true(i + 1 == n || fs.next == bases[i + 1]);
     }
@@ -656,8 +687,8 @@ static void crash_during_compaction(const char *topic, const char *point, const 
     assert_true(find_file(topic, ext, path, sizeof(path), &base));
     partition_dir(dir, sizeof(dir), topic);
     assert_int_equal(segment_path(log_path, sizeof(log_path), dir, base, ".log"), 0);
-    file_stats(log_path, base, &old_fs);
-    file_stats(path, base, &new_fs);
+    assert_true(file_stats(log_path, base, &old_fs));
+    assert_true(file_stats(path, base, &new_fs));
     assert_true(old_fs.whole && old_fs.dup_keys);
     assert_true(new_fs.whole && !new_fs.dup_keys);
     assert_true(new_fs.records < old_fs.records);
@@ -671,7 +702,7 @@ static void crash_during_compaction(const char *topic, const char *point, const 
         /* The finished rewrite was put in place before anything read the partition. */
         struct file_stats now_fs;
         assert_true(harness_daemon_log_contains(&daemon_, "completed the compaction of segment"));
-        file_stats(log_path, base, &now_fs);
+        assert_true(file_stats(log_path, base, &now_fs));
         assert_int_equal(now_fs.records, new_fs.records);
     } else {
         assert_true(harness_daemon_log_contains(&daemon_, "dropped an unfinished compaction"));
