@@ -33,7 +33,8 @@
  * The shared library's soname names its ABI: libshoal.so.MAJOR from 1.0 on, and
  * libshoal.so.0.MINOR before, since a 0.x minor release may change a struct's layout. The
  * structs an application allocates and the library fills or copies (shoal_topic_config_t,
- * shoal_producer_options_t, shoal_consumer_options_t, shoal_partition_stats_t) end in
+ * shoal_client_options_t, shoal_producer_options_t, shoal_consumer_options_t,
+ * shoal_partition_stats_t) end in
  * reserved_ space that new fields are taken from, so their sizes stay the same within an
  * ABI. Fill the config and the options with their *_init() function (or memset 0) before
  * setting fields: the library refuses them with non-zero reserved_ fields (SHOAL_ECONFIG
@@ -81,9 +82,10 @@
  * - A daemon that stops answering (stopped by SIGSTOP, hung) still takes connections: a
  *   call that waits for its answer (administration such as shoal_topic_list(), attaching
  *   partitions, shoal_commit_sync()) gives up after 30 s with SHOAL_ETIMEDOUT (a topic
- *   create waits longer, by the size of its rings). The request may still be carried out
- *   once the daemon goes on; the client keeps its connection, and its next call first
- *   waits (within its own time) for that late answer. Sending a request, and connecting
+ *   create waits longer, by the size of its rings). The 30 s, here and below, is the
+ *   client's timeout_ms: shoal_client_open_opts() takes another. The request may still be
+ *   carried out once the daemon goes on; the client keeps its connection, and its next
+ *   call first waits (within its own time) for that late answer. Sending a request, and connecting
  *   while its listen backlog is full, keep to the same time (a request it stopped reading
  *   half-way was not carried out: that connection is dropped). Appends and reads in shared memory
  * go on. shoal_poll() keeps to its timeout, by at most 100 ms more when it has to ask for a disk
@@ -242,6 +244,26 @@ SHOAL_EXTERN const char *shoal_default_socket(void);
  * shared memory never need the daemon, and a consumer reading old records from disk goes
  * on at its position once the daemon is back. */
 SHOAL_EXTERN int shoal_client_open(const char *socket_path, shoal_client_t **out);
+
+typedef struct shoal_client_options {
+    int32_t timeout_ms;     /* how long a call on the client, and the connection's handshake,
+                               waits for shoald's answer before SHOAL_ETIMEDOUT (a topic create
+                               or a grow adds 4 s per GiB of rings it makes); also a group
+                               consumer's calls; 1 or more; default 30000 */
+    uint32_t reserved_[15]; /* zero: room for new options (see VERSIONS above) */
+} shoal_client_options_t;
+
+/** Fill opts with the defaults documented in shoal_client_options_t. Thread-safety: any. */
+SHOAL_EXTERN void shoal_client_options_init(shoal_client_options_t *opts);
+
+/** Connect to shoald as shoal_client_open() does, with options: a shorter timeout_ms, for
+ * one, so that a daemon stopped or hung is noticed sooner than in 30 s.
+ * @param[in] opts  NULL means the defaults (then this is shoal_client_open()).
+ * @return what shoal_client_open() returns (SHOAL_ETIMEDOUT after opts->timeout_ms), or
+ *         SHOAL_EINVAL for an option out of range (timeout_ms under 1) or non-zero
+ *         reserved_ fields. */
+SHOAL_EXTERN int shoal_client_open_opts(const char *socket_path, const shoal_client_options_t *opts,
+                                        shoal_client_t **out);
 
 /** Close a client and its connection. NULL is allowed. Thread-safety: not thread-safe. */
 SHOAL_EXTERN void shoal_client_close(shoal_client_t *client);

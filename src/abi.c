@@ -17,6 +17,7 @@
 
 /* with reserved_ space */
 ABI_SIZE(shoal_topic_config_t, 128);
+ABI_SIZE(shoal_client_options_t, 64);
 ABI_SIZE(shoal_producer_options_t, 64);
 ABI_SIZE(shoal_consumer_options_t, 184);
 ABI_SIZE(shoal_partition_stats_t, 176);

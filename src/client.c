@@ -18,12 +18,13 @@
  *
  * A daemon that does not answer (stopped with SIGSTOP, hung) still takes connections into
  * its listen backlog, so a reconnect would only wait again, in the handshake. A call that
- * gives up waiting (30 s; a consumer's segment lookup, its poll's time) therefore keeps the
- * connection and leaves its request *late*: shoald answers a connection in order, so the
- * next call reads that answer first (within its own time) and drops it, or uses it when
- * it asks the same segment lookup again, then sends its own. A new connection's HELLO that
- * is not answered in the caller's time is late the same way. So at most one request is
- * late, and no call waits past its deadline, for the mutex either. */
+ * gives up waiting (the client's timeout_ms, 30 s by default; a consumer's segment lookup,
+ * its poll's time) therefore keeps the connection and leaves its request *late*: shoald
+ * answers a connection in order, so the next call reads that answer first (within its own
+ * time) and drops it, or uses it when it asks the same segment lookup again, then sends
+ * its own. A new connection's HELLO that is not answered in the caller's time is late the
+ * same way. So at most one request is late, and no call waits past its deadline, for the
+ * mutex either. */
 #include "client.h"
 
 #include <errno.h>
@@ -409,16 +410,14 @@ static int client_lock(shoal_client_t *c, int64_t deadline_ns)
     return -rc;
 }
 
-int client__timeout_ms = CLIENT_TIMEOUT_MS;
-
 static int64_t client_deadline_after(int64_t ms)
 {
     return shoal__mono_ns() + ms * 1000000;
 }
 
-static int64_t client_deadline(void)
+int64_t client_deadline(const shoal_client_t *c)
 {
-    return client_deadline_after(client__timeout_ms);
+    return client_deadline_after(c->timeout_ms);
 }
 
 int client_call_until(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep, int64_t deadline_ns)
@@ -449,7 +448,7 @@ int client_call_until(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep, i
 
 int client_call(shoal_client_t *c, ctl_writer_t *w, client_reply_t *rep)
 {
-    return client_call_until(c, w, rep, client_deadline());
+    return client_call_until(c, w, rep, client_deadline(c));
 }
 
 /* The path to connect to for a socket path given relative to the working directory: the
@@ -493,13 +492,28 @@ int client_new(const char *socket_path, shoal_client_t **out)
     client_resolve_path(socket_path, c->socket_path, sizeof(c->socket_path));
     pthread_mutex_init(&c->mu, NULL);
     c->fd = -1;
+    c->timeout_ms = CLIENT_TIMEOUT_MS;
     c->forks = shoal__forks_at_open();
     c->opener = (int32_t)getpid();
     *out = c;
     return 0;
 }
 
+void shoal_client_options_init(shoal_client_options_t *o)
+{
+    if (!o)
+        return;
+    memset(o, 0, sizeof(*o));
+    o->timeout_ms = CLIENT_TIMEOUT_MS;
+}
+
 int shoal_client_open(const char *socket_path, shoal_client_t **out)
+{
+    return shoal_client_open_opts(socket_path, NULL, out);
+}
+
+int shoal_client_open_opts(const char *socket_path, const shoal_client_options_t *opts,
+                           shoal_client_t **out)
 {
     shoal_client_t *c;
     int rc;
@@ -507,9 +521,17 @@ int shoal_client_open(const char *socket_path, shoal_client_t **out)
     SHOAL_NEED(out);
 
     *out = NULL;
+    if (opts && (rc = shoal__check_reserved(opts->reserved_, sizeof(opts->reserved_), SHOAL_EINVAL,
+                                            "shoal_client_options_init")) < 0)
+        return rc;
+    if (opts && opts->timeout_ms < 1)
+        return SHOAL_ERR(SHOAL_EINVAL, "client options: timeout_ms %d is under 1 ms",
+                         opts->timeout_ms);
     if ((rc = client_new(socket_path, &c)) < 0)
         return rc;
-    rc = client_connect(c, client_deadline()); /* nobody else has c yet: no lock needed */
+    if (opts)
+        c->timeout_ms = opts->timeout_ms;
+    rc = client_connect(c, client_deadline(c)); /* nobody else has c yet: no lock needed */
     if (rc < 0) {
         shoal_client_close(c);
         return rc;
@@ -520,7 +542,7 @@ int shoal_client_open(const char *socket_path, shoal_client_t **out)
 
 int client_reconnect(shoal_client_t *c)
 {
-    int64_t deadline_ns = client_deadline();
+    int64_t deadline_ns = client_deadline(c);
     bool served = false;
     int rc = client_lock(c, deadline_ns);
 
@@ -585,12 +607,12 @@ static int client_call_empty(shoal_client_t *c, ctl_writer_t *w, int64_t deadlin
 }
 
 /* How long a create may take: its rings are made at about a second per GiB here, so the
- * usual 30 s and 4 s per GiB of rings, up to an hour. */
-static int64_t create_deadline(const shoal_topic_config_t *cfg)
+ * client's timeout_ms and 4 s per GiB of rings, up to an hour. */
+static int64_t create_deadline(const shoal_client_t *c, const shoal_topic_config_t *cfg)
 {
     double gib = (double)cfg->partitions * (double)cfg->ring_slots * (double)cfg->segment_bytes /
                  (double)(1u << 30);
-    double ms = client__timeout_ms + gib * CREATE_MS_PER_GIB;
+    double ms = c->timeout_ms + gib * CREATE_MS_PER_GIB;
     return client_deadline_after(ms < CREATE_WAIT_MAX_MS ? (int64_t)ms : CREATE_WAIT_MAX_MS);
 }
 
@@ -608,7 +630,7 @@ static int topic_simple_call(shoal_client_t *c, uint16_t type, const char *name,
     ctl_put_str(&w, name);
     if (cfg)
         ctl_put_topic_config(&w, cfg);
-    return client_call_empty(c, &w, cfg ? create_deadline(cfg) : client_deadline());
+    return client_call_empty(c, &w, cfg ? create_deadline(c, cfg) : client_deadline(c));
 }
 
 int shoal_topic_create(shoal_client_t *c, const char *name, const shoal_topic_config_t *cfg)
@@ -641,11 +663,11 @@ static int64_t alter_deadline(shoal_client_t *c, const char *name, const char *c
         if (!strcmp(names[i], "partitions"))
             want = strtoul(values[i], NULL, 10);
     if (want == 0 || shoal_topic_describe(c, name, &info) < 0)
-        return client_deadline();
+        return client_deadline(c);
     added = info->config;
     added.partitions = want > added.partitions ? (uint32_t)(want - added.partitions) : 0;
     shoal_topic_info_free(info);
-    return create_deadline(&added);
+    return create_deadline(c, &added);
 }
 
 int shoal_topic_alter(shoal_client_t *c, const char *name, const char *const *names,
@@ -832,7 +854,7 @@ void client_forget_late_attach(shoal_client_t *c)
 int client_attach(shoal_client_t *c, const char *topic, int32_t partition, bool writable,
                   ring_t *ring, shoal_topic_config_t *cfg)
 {
-    return client_attach_until(c, topic, partition, writable, ring, cfg, client_deadline());
+    return client_attach_until(c, topic, partition, writable, ring, cfg, client_deadline(c));
 }
 
 int client_attach_until(shoal_client_t *c, const char *topic, int32_t partition, bool writable,
@@ -867,7 +889,7 @@ int client_attach_until(shoal_client_t *c, const char *topic, int32_t partition,
 int client_segment_open(shoal_client_t *c, const char *topic, int32_t partition, int64_t offset,
                         client_segment_t *seg)
 {
-    return client_segment_open_until(c, topic, partition, offset, client_deadline(), seg);
+    return client_segment_open_until(c, topic, partition, offset, client_deadline(c), seg);
 }
 
 int client_segment_open_until(shoal_client_t *c, const char *topic, int32_t partition,

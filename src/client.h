@@ -36,11 +36,13 @@ struct shoal_client {
     char socket_path[108]; /* what to connect to: absolute, when it fits (client_open) */
     char path_given[108];  /* the path as the application gave it, for messages */
     char instance[64];
-    uint32_t forks; /* shoal__forks at open: another value, inherited through fork() */
-    int32_t opener; /* the pid that opened it */
+    int32_t timeout_ms; /* how long a call waits for shoald (shoal_client_options_t) */
+    uint32_t forks;     /* shoal__forks at open: another value, inherited through fork() */
+    int32_t opener;     /* the pid that opened it */
 };
 
-/* Send the frame begun in w (ctl_frame_begin) and wait for its response, 30 s at most.
+/* Send the frame begun in w (ctl_frame_begin) and wait for its response, c->timeout_ms at
+ * most.
  * Returns the response status: 0 with rep ready to read, or a negative code (rep
  * released). SHOAL_ETIMEDOUT when shoald did not answer in time: the request may still be
  * carried out, and its late response is read (and dropped) by the next call. */
@@ -57,13 +59,12 @@ void client_reply_release(client_reply_t *rep);
  * was read whole: ctlsock.h). shoald writes each response whole, so one that has begun has
  * its rest on the way. */
 int client_recv(shoal_client_t *c, ctl_header_t *got, client_reply_t *rep, int64_t deadline_ns);
-/* How long a call waits for shoald's answer before SHOAL_ETIMEDOUT: 30000 in use (a test
- * hook); a topic create adds 4 s per GiB of rings. */
-extern int client__timeout_ms;
+/* When a call on c made now stops waiting for shoald's answer (shoal__mono_ns()). */
+int64_t client_deadline(const shoal_client_t *c);
 
 /* When an earlier call found the connection broken (the daemon restarted), connect again
  * and say hello; when the hello is still unanswered, wait for it. A no-op on a live
- * connection. 0 or the connect/hello error (SHOAL_ETIMEDOUT after 30 s). client_call()
+ * connection. 0 or the connect/hello error (SHOAL_ETIMEDOUT after c->timeout_ms). client_call()
  * does this by itself; group consumers call it to learn early whether the daemon is back. */
 int client_reconnect(shoal_client_t *c);
 

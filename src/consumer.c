@@ -160,7 +160,7 @@ int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *
     else
         shoal_consumer_options_init(&c->opts);
     if (opts && opts->group_id) {
-        if ((rc = cgroup_new(&c->group, opts)) < 0) {
+        if ((rc = cgroup_new(&c->group, opts, client)) < 0) {
             shoal__free(c);
             return rc;
         }
@@ -295,11 +295,12 @@ int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t 
 {
     shoal_topic_config_t cfg;
     size_t first, want = n ? n : 1;
-    int64_t deadline = shoal__mono_ns() + (int64_t)client__timeout_ms * 1000000;
+    int64_t deadline;
     int rc;
 
     shoal__clear_err();
     SHOAL_NEED(c);
+    deadline = client_deadline(c->client);
     SHOAL_NEED(topic);
     if ((rc = consumer__check_owner(c)) < 0)
         return rc;

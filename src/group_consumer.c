@@ -47,7 +47,7 @@
  * handshake: HELLO is queued like any request and each poll waits its slice at most for
  * the answer, so a daemon that takes connections but does not answer them (stopped, hung)
  * costs a poll nothing beyond its timeout. Close waits for shoald session_timeout_ms at
- * most (30 s when that is longer), then gives its commit up and returns why. */
+ * most (the client's timeout_ms when that is shorter), then gives its commit up and returns why. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,10 +65,7 @@
 #define CGROUP_PEND_MAX       (CGROUP_ASYNC_MAX + 16) /* + a heartbeat and abandoned calls */
 #define CGROUP_JOIN_MARGIN_MS 10000
 #define CGROUP_ROUND_LOOK_MS  10 /* reading in a round: how often it looks for the answer */
-#define CGROUP_CALL_MS        30000
 #define CGROUP_WAKE_LOOK_MS   20 /* waiting for shoald: how often it looks for a wakeup */
-
-int cgroup__call_timeout_ms = CGROUP_CALL_MS;
 
 struct pend {
     uint32_t seq;
@@ -88,6 +85,7 @@ struct cgroup {
     char client_id[128];
     char instance_id[SHOAL_GROUP_ID_MAX + 1];
     int32_t session_ms, max_poll_ms, heartbeat_ms, auto_commit_ms;
+    const shoal_client_t *client; /* the consumer's: its timeout_ms is how long a call waits */
     bool auto_commit;
     uint32_t reset;
     const shoal_assignor_t **assignors;
@@ -161,7 +159,7 @@ static int64_t ms_since(int64_t then_ns)
 
 /* ------------------------------------------------------------------ setup */
 
-int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o)
+int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o, const shoal_client_t *client)
 {
     struct cgroup *g;
     *out = NULL;
@@ -191,6 +189,7 @@ int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o)
     snprintf(g->instance_id, sizeof(g->instance_id), "%s",
              o->group_instance_id ? o->group_instance_id : "");
     g->session_ms = o->session_timeout_ms;
+    g->client = client;
     g->max_poll_ms = o->max_poll_interval_ms;
     g->heartbeat_ms = o->heartbeat_interval_ms;
     g->auto_commit_ms = o->auto_commit_interval_ms;
@@ -579,16 +578,16 @@ static int conn_call(shoal_consumer_t *c, struct cgroup *g, ctl_writer_t *w, cli
                      g->group_id, timeout_ms);
 }
 
-/* How long a call waits for shoald: cgroup__call_timeout_ms, or while closing what is left
+/* How long a call waits for shoald: the client's timeout_ms, or while closing what is left
  * of close's wait. */
 static int call_timeout_ms(const struct cgroup *g)
 {
     int64_t left_ms;
 
     if (g->close_by_ns == 0)
-        return cgroup__call_timeout_ms;
+        return g->client->timeout_ms;
     left_ms = (g->close_by_ns - shoal__mono_ns()) / 1000000;
-    return (int)SHOAL_MAX(0, SHOAL_MIN(left_ms, (int64_t)cgroup__call_timeout_ms));
+    return (int)SHOAL_MAX(0, SHOAL_MIN(left_ms, (int64_t)g->client->timeout_ms));
 }
 
 /* When a call made now gives up (call_timeout_ms). */
@@ -1719,7 +1718,7 @@ static int build_commit(struct cgroup *g, ctl_writer_t *w, const shoal_topic_par
  * unanswered: wait until one fewer are, as long as a call would. */
 static int make_room(shoal_consumer_t *c, struct cgroup *g)
 {
-    int64_t deadline = shoal__mono_ns() + (int64_t)cgroup__call_timeout_ms * 1000000;
+    int64_t deadline = client_deadline(g->client);
     int rc = conn_drain_commits(c, g, CGROUP_ASYNC_MAX - 1, deadline);
 
     if (rc == SHOAL_ETIMEDOUT && conn_wake(c, g) && consumer__woken(c))
@@ -1729,7 +1728,7 @@ static int make_room(shoal_consumer_t *c, struct cgroup *g)
                          g->group_id, CGROUP_ASYNC_MAX);
     if (rc == SHOAL_ETIMEDOUT)
         return SHOAL_ERR(rc, "group %s: %d commits in flight, and shoald did not answer in %d ms",
-                         g->group_id, CGROUP_ASYNC_MAX, cgroup__call_timeout_ms);
+                         g->group_id, CGROUP_ASYNC_MAX, g->client->timeout_ms);
     return rc;
 }
 
@@ -1908,7 +1907,7 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
         return round_commit_status(c, g);
     }
     g->close_by_ns =
-        shoal__mono_ns() + (int64_t)SHOAL_MIN(g->session_ms, cgroup__call_timeout_ms) * 1000000;
+        shoal__mono_ns() + (int64_t)SHOAL_MIN(g->session_ms, g->client->timeout_ms) * 1000000;
     if (g->phase != ROUND_NONE) {
         /* The round is under way: a leave would wait behind its join or sync at shoald;
          * closing the connection is the leave, once the positions are committed. */

@@ -9,12 +9,13 @@
 
 struct cgroup;
 
-/* Copy the group settings of o (strings, assignors). 0, SHOAL_EGROUPID, SHOAL_EINVAL,
- * -ENOMEM. */
-int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o);
-/* Commit (auto-commit), revoke, leave and free, waiting for shoald session_timeout_ms (30 s
- * at most) in all. 0, or the failure of the commit. g may be NULL. A consumer inherited
- * through fork() (inherited) only frees: the membership is its opener's. */
+/* Copy the group settings of o (strings, assignors); a call waits the client's timeout_ms
+ * for shoald. 0, SHOAL_EGROUPID, SHOAL_EINVAL, -ENOMEM. */
+int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o,
+               const shoal_client_t *client);
+/* Commit (auto-commit), revoke, leave and free, waiting for shoald session_timeout_ms (the
+ * client's timeout_ms at most) in all. 0, or the failure of the commit. g may be NULL. A consumer
+ * inherited through fork() (inherited) only frees: the membership is its opener's. */
 int cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited);
 /* shoal_poll() of a group consumer: runs the group protocol, then reads. */
 int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size_t max,
@@ -36,9 +37,6 @@ enum cgroup_round_point {
     CGROUP_BEFORE_ATTACH, /* the offsets came: before attaching the new partitions */
 };
 extern void (*cgroup__round_hook)(enum cgroup_round_point at);
-/* Test hook: how long a group call (commit_sync, offset fetch, leave) waits for shoald's
- * answer before SHOAL_ETIMEDOUT, and close in all at most; 30000 in use. */
-extern int cgroup__call_timeout_ms;
 
 /* Provided by consumer.c. */
 struct cgroup *consumer__group(shoal_consumer_t *c);

@@ -44,7 +44,7 @@ static void cli_print_usage_hint(const cli_t *cli)
     const cli_command_t *cmd = cli->command;
 
     if (!cmd) {
-        fputs("usage: shoal [--socket PATH] COMMAND [ARGS...]\n"
+        fputs("usage: shoal [--socket PATH] [--request-timeout-ms MS] COMMAND [ARGS...]\n"
               "Try 'shoal --help' for the list of commands.\n",
               stderr);
         return;
@@ -151,7 +151,13 @@ int cli_check_topic_name(const char *name)
 
 int cli_connect(const cli_t *cli, shoal_client_t **out)
 {
-    int rc = shoal_client_open(cli->socket_path, out);
+    shoal_client_options_t o;
+    int rc;
+
+    shoal_client_options_init(&o);
+    if (cli->request_timeout_ms > 0)
+        o.timeout_ms = cli->request_timeout_ms;
+    rc = shoal_client_open_opts(cli->socket_path, &o, out);
     if (rc < 0)
         return cli_fail(cli, rc, "cannot connect to shoald");
     return 0;
@@ -192,6 +198,8 @@ int cli_next_opt(cli_t *cli, int argc, char **argv, const struct option *opts)
         cli->optind = optind;
         if (opt == CLI_OPT_SOCKET) {
             cli->socket_path = optarg;
+        } else if (opt == CLI_OPT_REQUEST_TIMEOUT) {
+            cli->request_timeout_ms = cli_parse_request_timeout(cli, optarg);
         } else if (opt == CLI_OPT_HELP || opt == 'h') {
             cli_print_command_help(cli->command);
             exit(cli_output_status(0));
@@ -271,6 +279,11 @@ uint64_t cli_parse_range(const cli_t *cli, const char *option, const char *s, ui
         cli_usage_fail(cli, "invalid value for %s: '%s' (expected a whole number %llu..%llu)",
                        option, s, (unsigned long long)min, (unsigned long long)max);
     return v;
+}
+
+int32_t cli_parse_request_timeout(const cli_t *cli, const char *s)
+{
+    return (int32_t)cli_parse_range(cli, "--request-timeout-ms", s, 1, INT32_MAX);
 }
 
 uint64_t cli_parse_uint(const cli_t *cli, const char *option, const char *s, uint64_t max)

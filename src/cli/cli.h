@@ -21,6 +21,7 @@ struct cli_command;
 /* One invocation: the daemon's socket and the command being run. */
 typedef struct cli {
     const char *socket_path;           /* --socket, else shoal_default_socket() */
+    int32_t request_timeout_ms;        /* --request-timeout-ms; 0: the library's default */
     const struct cli_command *command; /* for usage messages and --help */
     int optind;                        /* first positional argument after cli_next_opt() */
 } cli_t;
@@ -35,9 +36,10 @@ typedef struct cli_command {
 } cli_command_t;
 
 /* Option ids shared by every command; a command's own ids start at CLI_OPT_FIRST. */
-enum { CLI_OPT_SOCKET = 256, CLI_OPT_HELP, CLI_OPT_FIRST };
+enum { CLI_OPT_SOCKET = 256, CLI_OPT_REQUEST_TIMEOUT, CLI_OPT_HELP, CLI_OPT_FIRST };
 #define CLI_COMMON_OPTIONS                                                                         \
     {"socket", required_argument, NULL, CLI_OPT_SOCKET},                                           \
+        {"request-timeout-ms", required_argument, NULL, CLI_OPT_REQUEST_TIMEOUT},                  \
     {                                                                                              \
         "help", no_argument, NULL, CLI_OPT_HELP                                                    \
     }
@@ -89,6 +91,8 @@ uint64_t cli_parse_uint(const cli_t *cli, const char *option, const char *s, uin
 /* The same, refusing values under min. */
 uint64_t cli_parse_range(const cli_t *cli, const char *option, const char *s, uint64_t min,
                          uint64_t max);
+/* The value of --request-timeout-ms: 1 ms or more. */
+int32_t cli_parse_request_timeout(const cli_t *cli, const char *s);
 
 /* As cli_parse_uint with an optional K, M or G suffix (powers of 1024, either case). */
 uint64_t cli_parse_size(const cli_t *cli, const char *option, const char *s, uint64_t max);

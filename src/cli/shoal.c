@@ -176,13 +176,19 @@ static const cli_command_t cli_commands[] = {
 
 static void cli_print_usage(FILE *out)
 {
-    fputs("usage: shoal [--socket PATH] COMMAND [ARGS...]\n\nCommands:\n", out);
+    fputs("usage: shoal [--socket PATH] [--request-timeout-ms MS] COMMAND [ARGS...]\n\n"
+          "Commands:\n",
+          out);
     for (size_t i = 0; i < CLI_NCOMMANDS; i++)
         cli_print_synopsis(out, "  shoal ", cli_commands[i].synopsis);
     fprintf(out,
             "\nGlobal options:\n"
             "  --socket PATH   the daemon's control socket; also accepted after the command\n"
             "                  (default: $SHOAL_SOCKET, else %s)\n"
+            "  --request-timeout-ms MS\n"
+            "                  how long to wait for the daemon's answer to each request, the\n"
+            "                  connection's handshake included, before failing (a stopped or\n"
+            "                  hung daemon); also accepted after the command (default 30000)\n"
             "  --help, -h      this text ('shoal COMMAND --help' describes one command)\n"
             "  --version       print the version\n"
             "\nExit status: 0 success, 1 failure (the cause on stderr), 2 usage error.\n",
@@ -275,9 +281,27 @@ static int cli_help(cli_t *cli, int argc, char **argv)
     return cmd->run(cli, 2, help_argv); /* --help prints and exits before any work */
 }
 
+/* The value of the global option name at argv[*i] ("--name VALUE", *i moved past it, or
+ * "--name=VALUE"); NULL when argv[*i] is another option. */
+static const char *cli_global_value(const cli_t *cli, const char *name, int argc, char **argv,
+                                    int *i)
+{
+    size_t len = strlen(name);
+
+    if (strcmp(argv[*i], name) == 0) {
+        if (++*i == argc)
+            cli_usage_fail(cli, "option '%s' needs a value", name);
+        return argv[*i];
+    }
+    if (strncmp(argv[*i], name, len) == 0 && argv[*i][len] == '=')
+        return argv[*i] + len + 1;
+    return NULL;
+}
+
 /* Consume the global options before the command; returns the index of the command word. */
 static int cli_global_options(cli_t *cli, int argc, char **argv)
 {
+    const char *v;
     int i = 1;
 
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -289,12 +313,10 @@ static int cli_global_options(cli_t *cli, int argc, char **argv)
             printf("shoal %s (libshoal %s)\n", SHOAL_VERSION_STRING,
                    shoal_version(NULL, NULL, NULL));
             exit(cli_output_status(0));
-        } else if (strcmp(a, "--socket") == 0) {
-            if (++i == argc)
-                cli_usage_fail(cli, "option '--socket' needs a value");
-            cli->socket_path = argv[i];
-        } else if (strncmp(a, "--socket=", 9) == 0) {
-            cli->socket_path = a + 9;
+        } else if ((v = cli_global_value(cli, "--socket", argc, argv, &i))) {
+            cli->socket_path = v;
+        } else if ((v = cli_global_value(cli, "--request-timeout-ms", argc, argv, &i))) {
+            cli->request_timeout_ms = cli_parse_request_timeout(cli, v);
         } else {
             cli_usage_fail(cli, "unknown option '%s'", a);
         }

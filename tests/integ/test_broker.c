@@ -425,7 +425,7 @@ INTEG_TEST(test_a_slow_create_holds_up_neither_clients_nor_the_flusher)
 }
 
 /* A create waits for shoald's answer longer the more rings it makes (4 s per GiB on top
- * of the usual wait; here the usual wait is 400 ms and each create takes 1 s): a create of
+ * of the usual wait; here the usual wait is 700 ms and each create takes 1 s): a create of
  * rings that take longer than 30 s to make used to fail SHOAL_ETIMEDOUT while shoald went
  * on to make them. When the wait does run out, the error says the create may still be done,
  * and the client can ask at once whether it is. */
@@ -438,11 +438,11 @@ INTEG_TEST(test_a_create_waits_longer_for_larger_rings)
 
     restart_with_slow_rings(f, "1000");
 
-    client__timeout_ms = 400;
+    f->c->timeout_ms = 700;
     assert_int_equal(shoal_topic_create(f->c, "large", &large), 0);
     assert_int_equal(shoal_topic_create(f->c, "small", &small), SHOAL_ETIMEDOUT);
     assert_non_null(strstr(shoal_errmsg(), "may still be done"));
-    client__timeout_ms = 30000;
+    f->c->timeout_ms = 30000;
     /* The client is not held behind the create: a describe is answered meanwhile. */
     assert_int_equal(shoal_topic_describe(f->c, "small", &info), SHOAL_ENOTOPIC);
     assert_non_null(strstr(shoal_errmsg(), "still being created"));
@@ -453,7 +453,7 @@ INTEG_TEST(test_a_create_waits_longer_for_larger_rings)
 }
 
 /* An alter that adds partitions waits as long as a create of their rings would (here the
- * usual wait is 400 ms and making rings takes 1 s): 256 MiB of new rings get 1 s more. */
+ * usual wait is 700 ms and making rings takes 1 s): 256 MiB of new rings get 1 s more. */
 INTEG_TEST(test_a_grow_waits_longer_for_larger_rings)
 {
     shoal_topic_config_t large = topic_cfg(1, 16ull << 20, 4), small = topic_cfg(1, 1ull << 20, 2);
@@ -463,10 +463,10 @@ INTEG_TEST(test_a_grow_waits_longer_for_larger_rings)
     assert_int_equal(shoal_topic_create(f->c, "small", &small), 0);
     restart_with_slow_rings(f, "1000");
 
-    client__timeout_ms = 400;
+    f->c->timeout_ms = 700;
     assert_int_equal(shoal_topic_alter(f->c, "large", name, five, 1), 0); /* 4 x 64 MiB */
     assert_int_equal(shoal_topic_alter(f->c, "small", name, two, 1), SHOAL_ETIMEDOUT);
-    client__timeout_ms = 30000;
+    f->c->timeout_ms = 30000;
 }
 
 INTEG_TEST(test_topic_create_rejects_bad_names_and_configs_with_specific_codes)
@@ -2241,7 +2241,7 @@ INTEG_TEST(test_a_request_a_stopped_daemon_does_not_read_times_out)
     }
     assert_int_equal(shoal_topic_create(f->c, "t", NULL), 0);
     assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
-    client__timeout_ms = 400;
+    f->c->timeout_ms = 400;
     t0 = shoal__mono_ns();
     rc = shoal_topic_alter(f->c, "t", names, values, 64);
     took = (shoal__mono_ns() - t0) / 1000000;
@@ -2252,9 +2252,67 @@ INTEG_TEST(test_a_request_a_stopped_daemon_does_not_read_times_out)
     assert_true(took >= 400 && took < 1400);
     assert_int_equal(count_topics(f->c), -1);
     assert_non_null(strstr(shoal_errmsg(), "handshake"));
-    client__timeout_ms = 30000;
+    f->c->timeout_ms = 30000;
     assert_int_equal(kill(f->d.pid, SIGCONT), 0);
     assert_int_equal(count_topics(f->c), 1);
+}
+
+/* A client opened with a shorter timeout_ms notices a stopped daemon that soon, in the
+ * handshake and in its calls, and so do the group consumers opened on it; options out of
+ * range are refused. */
+INTEG_TEST(test_a_client_keeps_to_the_timeout_it_was_opened_with)
+{
+    const char *topics[] = {"t"};
+    shoal_client_options_t o;
+    shoal_client_t *c = NULL, *late = NULL;
+    shoal_consumer_options_t co;
+    shoal_consumer_t *member;
+    shoal_record_t r;
+    int64_t t0, took;
+    int rc = SHOAL_EGENERATION;
+
+    shoal_client_options_init(&o);
+    assert_int_equal(o.timeout_ms, 30000);
+    o.timeout_ms = 0;
+    assert_int_equal(shoal_client_open_opts(f->d.socket, &o, &c), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "timeout_ms 0"));
+    shoal_client_options_init(&o);
+    o.reserved_[3] = 1;
+    assert_int_equal(shoal_client_open_opts(f->d.socket, &o, &c), SHOAL_EINVAL);
+    assert_null(c);
+    shoal_client_options_init(&o);
+    o.timeout_ms = 300;
+    assert_int_equal(shoal_client_open_opts(f->d.socket, &o, &c), 0);
+    assert_int_equal(shoal_topic_create(c, "t", NULL), 0);
+    shoal_consumer_options_init(&co);
+    co.group_id = "g";
+    assert_int_equal(shoal_consumer_open(c, &co, &member), 0);
+    assert_int_equal(shoal_consumer_subscribe(member, topics, 1), 0);
+    for (int i = 0; i < 100 && rc != 0; i++) { /* until it has joined */
+        assert_true(shoal_poll(member, &r, 1, 50) >= 0);
+        rc = shoal_commit_sync(member, NULL, 0);
+    }
+    assert_int_equal(rc, 0);
+
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    t0 = shoal__mono_ns();
+    assert_int_equal(count_topics(c), -1);
+    took = (shoal__mono_ns() - t0) / 1000000;
+    assert_true(took >= 300 && took < 1300);
+    t0 = shoal__mono_ns();
+    assert_int_equal(shoal_commit_sync(member, NULL, 0), SHOAL_ETIMEDOUT);
+    took = (shoal__mono_ns() - t0) / 1000000;
+    assert_true(took >= 300 && took < 1300);
+    t0 = shoal__mono_ns();
+    assert_int_equal(shoal_client_open_opts(f->d.socket, &o, &late), SHOAL_ETIMEDOUT);
+    took = (shoal__mono_ns() - t0) / 1000000;
+    assert_non_null(strstr(shoal_errmsg(), "did not answer its handshake"));
+    assert_true(took >= 300 && took < 1300);
+    assert_null(late);
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+    assert_int_equal(count_topics(c), 1);
+    shoal_consumer_close(member);
+    shoal_client_close(c);
 }
 
 /* A client connects again only to the instance it was opened on: its producers and
@@ -4028,6 +4086,7 @@ int main(void)
         T(test_a_disk_reader_is_told_each_poll_while_the_daemon_is_away),
         T(test_a_request_whose_response_was_lost_is_eclosed_and_the_next_call_reconnects),
         T(test_a_request_a_stopped_daemon_does_not_read_times_out),
+        T(test_a_client_keeps_to_the_timeout_it_was_opened_with),
         T(test_a_client_does_not_reconnect_to_another_instance_at_its_path),
         T(test_a_client_opened_by_a_relative_path_reconnects_after_chdir),
         T(test_topic_list_returns_names_beyond_a_mebibyte),

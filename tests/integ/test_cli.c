@@ -196,6 +196,24 @@ INTEG_TEST(test_cli_lists_of_an_empty_broker_say_so)
     expect_cli(f, 0, NULL, "group list", "(no groups)\n", NULL);
 }
 
+/* A daemon stopped (or hung) still takes connections: --request-timeout-ms, before or after
+ * the command, is how long a command waits for it (30 s otherwise). */
+INTEG_TEST(test_cli_request_timeout_bounds_the_wait_for_a_stopped_daemon)
+{
+    time_t t0;
+
+    expect_cli(f, 2, NULL, "--request-timeout-ms 0 topic list", "--request-timeout-ms", NULL);
+    expect_cli(f, 0, NULL, "topic list --request-timeout-ms=300", "(no topics)", NULL);
+    assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
+    t0 = time(NULL);
+    expect_cli(f, 1, NULL, "--request-timeout-ms 300 topic list", "did not answer its handshake",
+               NULL);
+    expect_cli(f, 1, NULL, "consume t --timeout-ms 100 --request-timeout-ms=300",
+               "did not answer its handshake", NULL);
+    assert_int_equal(kill(f->d.pid, SIGCONT), 0);
+    assert_true(time(NULL) - t0 < 5); /* not the 30 s each would wait without the option */
+}
+
 /* ------------------------------------------------------------------ output */
 
 /* Every command that prints to stdout fails with status 1 when the output cannot be
@@ -875,6 +893,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_lists_of_an_empty_broker_say_so),
+        cmocka_unit_test(test_cli_request_timeout_bounds_the_wait_for_a_stopped_daemon),
         cmocka_unit_test(test_cli_group_tables_keep_long_names_in_their_columns),
         cmocka_unit_test(test_cli_help_of_a_command_group_lists_its_subcommands),
         cmocka_unit_test(test_cli_usage_errors_name_the_word_at_fault),

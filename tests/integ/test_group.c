@@ -922,7 +922,7 @@ static bool commits_reported(void)
 
 static int32_t generation_of(shoal_client_t *c, const char *group);
 
-/* Send n-entry async commits to the stopped daemon, each waiting cgroup__call_timeout_ms
+/* Send n-entry async commits to the stopped daemon, each waiting the client's timeout_ms
  * at most for room: how many were sent (*accepted) and timed out (*timeouts); the longest
  * call. Only 0, SHOAL_ETIMEDOUT and (with the connection dropped) SHOAL_ECLOSED may come. */
 static int64_t commit_into_stopped(shoal_consumer_t *c, const shoal_topic_partition_offset_t *o,
@@ -963,7 +963,7 @@ INTEG_TEST(test_async_commits_into_a_stopped_daemon_end_at_their_deadline)
         many[i] = (shoal_topic_partition_offset_t){.topic = "jam", .partition = 0, .offset = 8};
     atomic_store(&commit_results[0], 0);
     atomic_store(&commit_results[1], 0);
-    cgroup__call_timeout_ms = 300;
+    cl->timeout_ms = 300;
 
     /* frames of ~5 KiB: the socket fills between two, nothing of the next goes */
     assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
@@ -983,7 +983,7 @@ INTEG_TEST(test_async_commits_into_a_stopped_daemon_end_at_their_deadline)
     atomic_store(&commit_results[0], 0);
     assert_int_equal(kill(f->d.pid, SIGSTOP), 0);
     worst = commit_into_stopped(c, many, 4000, 8, &accepted, &timeouts);
-    cgroup__call_timeout_ms = 30000;
+    cl->timeout_ms = 30000;
     print_message("8 commits of 70 KiB, shoald stopped: %d sent, %d timed out, longest %lld ms\n",
                   accepted, timeouts, (long long)worst);
     assert_true(worst < 1000);
@@ -1231,10 +1231,10 @@ INTEG_TEST(test_polls_keep_their_timeout_while_the_daemon_is_stopped)
     assert_true(worst < 300);
     assert_int_equal(got, 4);
 
-    cgroup__call_timeout_ms = 300;
+    cl->timeout_ms = 300;
     t0 = mono_ms();
     rc = shoal_commit_sync(c, NULL, 0);
-    cgroup__call_timeout_ms = 30000;
+    cl->timeout_ms = 30000;
     assert_int_equal(rc, SHOAL_ETIMEDOUT);
     assert_true(mono_ms() - t0 >= 300 && mono_ms() - t0 < 1000);
     assert_true(worst_poll(c, 300, 100, &got) < 300); /* no reconnecting */
