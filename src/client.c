@@ -198,10 +198,12 @@ static void client_note_late(shoal_client_t *c, const ctl_writer_t *w, const ctl
 int client_hello_check(shoal_client_t *c, ctl_reader_t *r)
 {
     char instance[sizeof(c->instance)];
+    int32_t seen_pid;
     int rc;
 
     (void)ctl_get_u32(r);
     ctl_get_str(r, instance, sizeof(instance));
+    seen_pid = ctl_get_i32(r);
     if ((rc = ctl_reader_finish(r)) < 0)
         return rc;
     if (c->instance[0] && strcmp(instance, c->instance) != 0)
@@ -209,6 +211,8 @@ int client_hello_check(shoal_client_t *c, ctl_reader_t *r)
                          "shoald at %s is now instance '%s', not '%s' that this client was "
                          "opened on",
                          c->socket_path, instance, c->instance);
+    if (!c->instance[0]) /* the first handshake, before the client is anyone else's */
+        c->seen_pid = seen_pid > 0 ? seen_pid : -1;
     memcpy(c->instance, instance, sizeof(instance));
     return 0;
 }
@@ -880,6 +884,8 @@ int client_attach_until(shoal_client_t *c, const char *topic, int32_t partition,
     rc = ctl_reader_finish(&rep.r);
     if (rc == 0)
         rc = ring_map_fds(ring, rep.fds, rep.nfds, writable);
+    if (rc == 0)
+        ring->reader_pid = c->seen_pid;
     if (rc == 0 && cfg)
         *cfg = got;
     client_reply_release(&rep);

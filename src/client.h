@@ -37,6 +37,7 @@ struct shoal_client {
     char path_given[108];  /* the path as the application gave it, for messages */
     char instance[64];
     int32_t timeout_ms; /* how long a call waits for shoald (shoal_client_options_t) */
+    int32_t seen_pid;   /* this process's pid as shoald sees it (-1: it cannot see it) */
     uint32_t forks;     /* shoal__forks at open: another value, inherited through fork() */
     int32_t opener;     /* the pid that opened it */
 };

@@ -10,7 +10,10 @@
  * broker, requests do not.
  *
  * Requests and their fields (-> response fields):
- *   HELLO           u32 client version, str client name -> u32 server version, str instance
+ *   HELLO           u32 client version, str client name -> u32 server version, str instance,
+ *                   i32 the client's pid as shoald sees it (SO_PEERCRED: the client in
+ *                   another pid namespace, a container, has another pid there; 0 when
+ *                   shoald's namespace does not see it)
  *   TOPIC_CREATE    str name, topic config               -> (none)
  *   TOPIC_DELETE    str name                             -> (none)
  *   TOPIC_LIST      [u8 which]                           -> u32 n, n x str
@@ -68,7 +71,7 @@
 #include "shoal.h"
 
 #define CTL_MAGIC         0x4c4f4853u /* "SHOL" little-endian */
-#define CTL_VERSION       1
+#define CTL_VERSION       2           /* 2: HELLO's answer gives the client's pid */
 #define CTL_HEADER_BYTES  16
 #define CTL_MAX_PAYLOAD   (1u << 20)  /* of a request */
 #define CTL_MAX_REPLY     (64u << 20) /* of a response (type with CTL_RESPONSE) */

@@ -840,10 +840,13 @@ static void ring_wake_readers(ring_t *r)
     }
 }
 
-/* False only when the recorded daemon process is known to be gone. */
+/* False only when the recorded daemon process is known to be gone. Its pid is of shoald's
+ * pid namespace, which a client in another (a container) cannot check. */
 static bool ring_daemon_alive(const ring_t *r)
 {
     int32_t pid = atomic_load(&r->ctl->daemon_pid);
+    if (r->reader_pid != 0 && r->reader_pid != (int32_t)getpid())
+        return true;
     return pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH;
 }
 
@@ -1003,7 +1006,7 @@ int ring_closed_error(const ring_t *r)
 
 int ring_cursor_open(ring_t *r, ring_cursor_t *c)
 {
-    int32_t me = (int32_t)getpid();
+    int32_t me = r->reader_pid != 0 ? r->reader_pid : (int32_t)getpid();
     memset(c, 0, sizeof(*c));
     c->entry = -1;
     for (uint32_t i = 0; i < SHM_MAX_READERS; i++) {

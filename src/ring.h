@@ -34,6 +34,10 @@ typedef struct ring {
     uint32_t slot_count;
     uint64_t slot_bytes;
     bool writable;
+    /* The pid the reader entries this process takes carry: its pid as shoald sees it,
+     * which checks whether the reader lives (another in a container's pid namespace; -1
+     * when shoald cannot see it, so never taken for dead); 0: getpid(), in shoald. */
+    int32_t reader_pid;
 } ring_t;
 
 /* ---- files (shoald) ---- */

@@ -113,6 +113,7 @@ struct server {
     log_limit_t refused_log;     /* refused for lack of room: one per window */
     log_limit_t not_allowed_log; /* a peer not allowed to use the broker */
     log_limit_t bad_frame_log;   /* a bad frame header */
+    log_limit_t pidns_log;       /* a client in a pid namespace shoald does not see */
     log_limit_t reply_log;       /* a reply that could not be built, sent, or was not read */
     uint32_t reply_max;          /* CTL_MAX_REPLY, or less for the tests (server_open) */
     int stall_ms;                /* SERVER_SEND_STALL_MS, or less for the tests */
@@ -170,8 +171,14 @@ static int on_hello(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size
         return SHOAL_ERR(SHOAL_EVERSION, "client speaks protocol %u, daemon %u", version,
                          CTL_VERSION);
     log_debug("client pid %d uid %d: %s", (int)c->pid, (int)c->uid, name);
+    if (c->pid == 0)
+        log_limited(&s->pidns_log, LOG_WARN,
+                    "client uid %d runs in a pid namespace shoald cannot see: if it dies "
+                    "while it reads, its reader entries stay taken until shoald restarts",
+                    (int)c->uid);
     ctl_put_u32(&s->body, CTL_VERSION);
     ctl_put_str(&s->body, s->b->cfg->instance);
+    ctl_put_i32(&s->body, c->pid);
     return 0;
 }
 
@@ -1081,6 +1088,7 @@ int server_open(server_t **out, broker_t *b)
     s->not_allowed_log.burst = SERVER_CLIENT_LOG_BURST;
     s->bad_frame_log.burst = SERVER_CLIENT_LOG_BURST;
     s->reply_log.burst = SERVER_CLIENT_LOG_BURST;
+    s->pidns_log.burst = SERVER_CLIENT_LOG_BURST;
     s->reply_max = server_reply_max();
     s->stall_ms = server_stall_ms();
     s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);

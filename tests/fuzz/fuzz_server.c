@@ -292,6 +292,7 @@ static void check_body(uint16_t req, ctl_reader_t *r)
     case CTL_HELLO:
         ctl_get_u32(r);
         get_strs(r, 1);
+        ctl_get_i32(r);
         break;
     case CTL_TOPIC_LIST:
         get_strs(r, ctl_get_u32(r));

@@ -13,14 +13,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <limits.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "client.h"
 #include "ctlsock.h"
 #include "harness.h"
 #include "shm_layout.h"
@@ -231,6 +235,112 @@ static void test_stats_count_appends_and_sleeping_readers(void **state)
     assert_int_equal(shoal_partition_stats(client, "stats", 1, &st), SHOAL_ENOPARTITION);
     assert_int_equal(shoal_partition_stats(client, "nope", 0, &st), SHOAL_ENOTOPIC);
     shoal_producer_close(p);
+}
+
+/* A client in a pid namespace of its own (a container's) that holds the socket: there, its
+ * pid is pid_there, which is nobody's in shoald's namespace. */
+struct pidns_reader {
+    int ready_fd;    /* the reader writes its pid as shoald sees it here, once it reads */
+    pid_t pid_there; /* its pid in its namespace */
+};
+
+/* The reader: one record sent with ACKS_DISK (its wait checks that shoald lives), read
+ * back, then asleep in a poll that holds its reader entry. */
+static int pidns_read(const struct pidns_reader *pr)
+{
+    shoal_producer_options_t po;
+    shoal_message_t m = {.value = "x", .value_len = 1, .partition = 0};
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    shoal_client_t *c;
+    shoal_record_t r;
+
+    shoal_producer_options_init(&po);
+    po.acks = SHOAL_ACKS_DISK;
+    if (getpid() != pr->pid_there)
+        return 10;
+    if (shoal_client_open(daemon_.socket, &c) < 0 || shoal_producer_open(c, "pidns", &po, &p) < 0)
+        return 11;
+    if (shoal_send(p, &m, NULL) < 0) {
+        fprintf(stderr, "send with acks to disk: %s\n", shoal_errmsg());
+        return 12;
+    }
+    if (shoal_consumer_open(c, NULL, &k) < 0 || shoal_consumer_assign(k, "pidns", NULL, 0) < 0 ||
+        shoal_consumer_seek(k, "pidns", 0, SHOAL_SEEK_OFFSET, 0) < 0 ||
+        shoal_poll(k, &r, 1, 5000) != 1)
+        return 13;
+    if (write(pr->ready_fd, &c->seen_pid, sizeof(c->seen_pid)) != sizeof(c->seen_pid))
+        return 14;
+    return shoal_poll(k, &r, 1, 60000) >= 0 ? 0 : 15;
+}
+
+/* Wait for a child in the calling process's namespace; its exit status, else 20. */
+static int wait_exit(pid_t pid)
+{
+    int st;
+    return waitpid(pid, &st, 0) == pid && WIFEXITED(st) ? WEXITSTATUS(st) : 20;
+}
+
+/* Make the namespace; its first process (pid 1 there) makes pid_there the next pid. */
+static int pidns_start(void *arg)
+{
+    const struct pidns_reader *pr = arg;
+    pid_t init, kid;
+    FILE *f;
+
+    if (unshare(CLONE_NEWPID) < 0)
+        return 30;
+    if ((init = fork()) != 0)
+        return init < 0 ? 31 : wait_exit(init);
+    if (!(f = fopen("/proc/sys/kernel/ns_last_pid", "w")) ||
+        fprintf(f, "%d", (int)pr->pid_there - 1) < 0 || fclose(f) != 0)
+        _exit(32);
+    if ((kid = fork()) == 0)
+        _exit(pidns_read(pr));
+    _exit(kid < 0 ? 33 : wait_exit(kid));
+}
+
+/* shoald checks whether a reader lives by its pid. A client in another pid namespace wrote
+ * its pid there into the readers table, which shoald took for a process of its own: a
+ * live reader at a pid shoald's namespace does not have was cleared as dead (and its
+ * pinned records overwritten under it), one at pid 1 was never cleared once dead, and
+ * ACKS_DISK sends failed, the library taking shoald's pid for one of its namespace. The
+ * handshake gives the client its pid as shoald sees it, which its reader entries carry. */
+static void test_a_reader_in_another_pid_namespace_is_tracked_by_shoalds_pid(void **state)
+{
+    struct pidns_reader pr = {.pid_there = 32000};
+    shoal_partition_stats_t st;
+    int32_t seen = 0;
+    int fd[2];
+    pid_t kid;
+    (void)state;
+
+    if (getuid() != 0) {
+        print_message("skipped: pid namespaces need root\n");
+        return;
+    }
+    while (kill(pr.pid_there, 0) == 0 || errno != ESRCH) /* nobody's pid here */
+        pr.pid_there--;
+    assert_int_equal(shoal_topic_create(client, "pidns", NULL), 0);
+    assert_int_equal(pipe(fd), 0);
+    pr.ready_fd = fd[1];
+    assert_true((kid = harness_fork(pidns_start, &pr, 60)) > 0);
+    close(fd[1]);
+    assert_int_equal(read(fd[0], &seen, sizeof(seen)), sizeof(seen));
+    close(fd[0]);
+    assert_true(seen > 0 && seen != pr.pid_there);
+    assert_int_equal(kill(seen, 0), 0);
+
+    for (int i = 0; i < 30; i++, usleep(50000)) { /* shoald's reaper passes meanwhile */
+        assert_int_equal(shoal_partition_stats(client, "pidns", 0, &st), 0);
+        assert_int_equal(st.readers, 1);
+    }
+    assert_false(harness_daemon_log_contains(&daemon_, "reader entries of exited processes"));
+    assert_int_equal(kill(seen, SIGKILL), 0);
+    assert_int_equal(harness_wait(kid, 10000), 20); /* the reader was killed */
+    for (int i = 0; i < 300 && st.readers != 0; i++, usleep(10000))
+        assert_int_equal(shoal_partition_stats(client, "pidns", 0, &st), 0);
+    assert_int_equal(st.readers, 0);
 }
 
 static void test_topic_larger_than_shared_memory_is_refused_and_leaves_nothing(void **state)
@@ -765,6 +875,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_producers_waiting_for_disk_share_fsyncs, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_reader_in_another_pid_namespace_is_tracked_by_shoalds_pid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_count_appends_and_sleeping_readers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(

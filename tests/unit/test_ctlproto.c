@@ -140,8 +140,8 @@ static void test_ctlproto_encodes_little_endian(void **state)
     assert_int_equal(ctl_frame_end(&w), 0);
     assert_int_equal(w.len, CTL_HEADER_BYTES + sizeof(want));
     assert_memory_equal(w.buf + CTL_HEADER_BYTES, want, sizeof(want));
-    /* "SHOL" magic, version 1, type 1, length 8, seq 1 */
-    assert_memory_equal(w.buf, "SHOL\x01\x00\x01\x00\x08\x00\x00\x00\x01\x00\x00\x00", 16);
+    /* "SHOL" magic, version 2, type 1, length 8, seq 1 */
+    assert_memory_equal(w.buf, "SHOL\x02\x00\x01\x00\x08\x00\x00\x00\x01\x00\x00\x00", 16);
     ctl_writer_release(&w);
 }
 

@@ -319,7 +319,8 @@ static void expect_closed(int fd)
     assert_int_equal(rc, SHOAL_ECLOSED);
 }
 
-/* A HELLO on fd is answered with the protocol version and the instance: it still serves. */
+/* A HELLO on fd is answered with the protocol version, the instance and the client's pid
+ * as the server sees it (this process): it still serves. */
 static void expect_hello(int fd, uint32_t seq)
 {
     struct batch b = {.len = 0};
@@ -332,6 +333,7 @@ static void expect_hello(int fd, uint32_t seq)
     r = expect_answer(fd, &a, CTL_HELLO, seq, 0);
     assert_int_equal(ctl_get_u32(r), CTL_VERSION);
     assert_string_equal(ctl_get_str(r, instance, sizeof(instance)), INSTANCE);
+    assert_int_equal(ctl_get_i32(r), (int32_t)getpid());
     assert_int_equal(ctl_reader_finish(r), 0);
 }
 
@@ -473,7 +475,7 @@ test_an_unknown_or_malformed_request_gets_an_error_and_the_connection_goes_on(vo
         {CTL_HELLO, "\1\0\0\0", 4, SHOAL_EPROTO},             /* the name is missing */
         {CTL_HELLO, "\1\0\0\0\0\0!", 7, SHOAL_EPROTO},        /* a byte is left over */
         {CTL_HELLO, "\1\0\0\0\5\0ab", 8, SHOAL_EPROTO},       /* the name is cut short */
-        {CTL_HELLO, "\2\0\0\0\0\0", 6, SHOAL_EVERSION},       /* another protocol */
+        {CTL_HELLO, "\x7f\0\0\0\0\0", 6, SHOAL_EVERSION},     /* another protocol */
         {CTL_TOPIC_LIST, "\7", 1, SHOAL_EPROTO},              /* no such list */
         {CTL_TOPIC_DESCRIBE, "\3\0a/b", 5, SHOAL_ENAME},      /* not a topic name */
         {CTL_SEGMENT_OPEN, "\1\0t\0\0\0\0", 7, SHOAL_EPROTO}, /* the offset is missing */
