@@ -747,6 +747,18 @@ static bool join_again(group_coord_t *gc, struct group *g, struct gmember *m,
     return true;
 }
 
+/* A member's requests come on the connection it joined on: another connection's, which
+ * may have guessed its id (they are counted), are refused. */
+static int member_on_conn(const struct group *g, const struct gmember *m, uint64_t conn_id)
+{
+    if (m->conn_id == conn_id)
+        return 0;
+    return SHOAL_ERR(SHOAL_EGENERATION,
+                     "member %s of group %s joined on another connection: a new connection "
+                     "joins with an empty member id",
+                     m->id, g->id);
+}
+
 static int on_join(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
 {
     struct join_req j;
@@ -762,6 +774,8 @@ static int on_join(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
         goto out;
     }
     m = member_find(g, j.member);
+    if (m && (rc = member_on_conn(g, m, req->conn_id)) < 0)
+        goto out;
     if (!m && j.member[0] && (m = member_find_instance(g, j.instance))) {
         rc = fenced(g, j.member, m); /* its place went to a later process: Kafka's rule */
         goto out;
@@ -804,8 +818,8 @@ out:
 /* ------------------------------------------------------------------ sync, heartbeat, leave */
 
 /* Find group and member and check the generation. */
-static int find_member(group_coord_t *gc, const char *gid, const char *mid, int32_t gen,
-                       struct group **g, struct gmember **m)
+static int find_member(group_coord_t *gc, uint64_t conn_id, const char *gid, const char *mid,
+                       int32_t gen, struct group **g, struct gmember **m)
 {
     int rc = check_group_id(gid);
     if (rc < 0)
@@ -819,6 +833,8 @@ static int find_member(group_coord_t *gc, const char *gid, const char *mid, int3
                          "member '%s' is not in group %s (it left, died, exceeded its session "
                          "timeout or max poll interval, or was replaced): rejoin",
                          mid, gid);
+    if ((rc = member_on_conn(*g, *m, conn_id)) < 0)
+        return rc;
     if (gen != (*g)->generation)
         return SHOAL_ERR(SHOAL_EGENERATION, "group %s is at generation %d, member %s sent %d", gid,
                          (*g)->generation, mid, gen);
@@ -946,7 +962,7 @@ static int on_sync(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
     gen = ctl_get_i32(r);
     if (r->err)
         return SHOAL_ERR(SHOAL_EPROTO, "malformed sync request");
-    if ((rc = find_member(gc, gid, mid, gen, &g, &m)) < 0)
+    if ((rc = find_member(gc, req->conn_id, gid, mid, gen, &g, &m)) < 0)
         return rc;
     if (g->state == GS_PREPARING)
         return SHOAL_ERR(SHOAL_EREBALANCE, "group %s is rebalancing: rejoin", gid);
@@ -974,7 +990,7 @@ static int on_sync(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
     return SERVER_PARKED;
 }
 
-static int on_heartbeat(group_coord_t *gc, ctl_reader_t *r)
+static int on_heartbeat(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
 {
     char gid[SHOAL_TOPIC_NAME_MAX + 2], mid[GROUP_MEMBER_ID_MAX + 1];
     struct group *g;
@@ -985,14 +1001,15 @@ static int on_heartbeat(group_coord_t *gc, ctl_reader_t *r)
     ctl_get_str(r, gid, sizeof(gid));
     ctl_get_str(r, mid, sizeof(mid));
     gen = ctl_get_i32(r);
-    if ((rc = finish(r, "heartbeat")) < 0 || (rc = find_member(gc, gid, mid, gen, &g, &m)) < 0)
+    if ((rc = finish(r, "heartbeat")) < 0 ||
+        (rc = find_member(gc, req->conn_id, gid, mid, gen, &g, &m)) < 0)
         return rc;
     if (g->state == GS_PREPARING)
         return SHOAL_ERR(SHOAL_EREBALANCE, "group %s is rebalancing: rejoin", gid);
     return 0;
 }
 
-static int on_leave(group_coord_t *gc, ctl_reader_t *r)
+static int on_leave(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
 {
     char gid[SHOAL_TOPIC_NAME_MAX + 2], mid[GROUP_MEMBER_ID_MAX + 1];
     struct group *g;
@@ -1007,6 +1024,8 @@ static int on_leave(group_coord_t *gc, ctl_reader_t *r)
         return SHOAL_ERR(SHOAL_ENOGROUP, "no group %s", gid);
     if (!(m = member_find(g, mid)))
         return SHOAL_ERR(SHOAL_EGENERATION, "member '%s' is not in group %s", mid, gid);
+    if ((rc = member_on_conn(g, m, req->conn_id)) < 0)
+        return rc;
     member_remove(gc, g, m, "left the group");
     return 0;
 }
@@ -1062,8 +1081,8 @@ static int group_active(const struct group *g)
 /* May this commit go ahead? Members commit only their own partitions in their generation
  * (and those a cooperative round is taking from them, member_gives_up); a request without
  * a member id is an administrative commit, allowed when no members. */
-static int commit_check(group_coord_t *gc, const char *gid, const char *mid, int32_t gen,
-                        struct gtp *tp, size_t n, struct group **gp)
+static int commit_check(group_coord_t *gc, uint64_t conn_id, const char *gid, const char *mid,
+                        int32_t gen, struct gtp *tp, size_t n, struct group **gp)
 {
     struct gmember *m;
     int rc;
@@ -1076,7 +1095,7 @@ static int commit_check(group_coord_t *gc, const char *gid, const char *mid, int
             return group_active(*gp);
         return 0;
     }
-    if ((rc = find_member(gc, gid, mid, gen, gp, &m)) < 0)
+    if ((rc = find_member(gc, conn_id, gid, mid, gen, gp, &m)) < 0)
         return rc;
     if ((*gp)->state == GS_COMPLETING)
         return SHOAL_ERR(SHOAL_EREBALANCE, "group %s is rebalancing: rejoin", gid);
@@ -1175,7 +1194,7 @@ static int commit_take(group_coord_t *gc, const server_req_t *req, ctl_reader_t 
             rc = SHOAL_ERR(SHOAL_EINVAL, "commit of %s-%d at %lld", tp[i].topic, tp[i].partition,
                            (long long)offs[i]);
     if (rc == 0)
-        rc = commit_check(gc, gid, mid, gen, tp, n, &g);
+        rc = commit_check(gc, req->conn_id, gid, mid, gen, tp, n, &g);
     if (rc == 0)
         rc = commit_targets_check(gc, tp, offs, n);
     for (size_t i = 0; i < n && rc == 0; i++)
@@ -1247,7 +1266,7 @@ void group_commits_flush(group_coord_t *gc)
     unqueue_offsets(gc, 0);
 }
 
-static int on_fetch(group_coord_t *gc, ctl_reader_t *r, ctl_writer_t *body)
+static int on_fetch(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r, ctl_writer_t *body)
 {
     char gid[SHOAL_TOPIC_NAME_MAX + 2], mid[GROUP_MEMBER_ID_MAX + 1];
     struct gtp *tp = NULL;
@@ -1264,7 +1283,7 @@ static int on_fetch(group_coord_t *gc, ctl_reader_t *r, ctl_writer_t *body)
         return rc == -ENOMEM ? rc : SHOAL_ERR(SHOAL_EPROTO, "malformed fetch request");
     if ((rc = finish(r, "fetch")) < 0 || (rc = check_group_id(gid)) < 0)
         goto out;
-    if (mid[0] && (rc = find_member(gc, gid, mid, gen, &g, &m)) < 0)
+    if (mid[0] && (rc = find_member(gc, req->conn_id, gid, mid, gen, &g, &m)) < 0)
         goto out;
     ctl_put_u32(body, (uint32_t)n);
     for (size_t i = 0; i < n; i++) {
@@ -1671,13 +1690,13 @@ int group_handle(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r, ct
     case CTL_GROUP_SYNC:
         return on_sync(gc, req, r);
     case CTL_GROUP_HEARTBEAT:
-        return on_heartbeat(gc, r);
+        return on_heartbeat(gc, req, r);
     case CTL_GROUP_LEAVE:
-        return on_leave(gc, r);
+        return on_leave(gc, req, r);
     case CTL_GROUP_COMMIT:
         return on_commit(gc, req, r);
     case CTL_GROUP_FETCH:
-        return on_fetch(gc, r, body);
+        return on_fetch(gc, req, r, body);
     case CTL_GROUP_LIST:
         return on_list(gc, r, body);
     case CTL_GROUP_DESCRIBE:

@@ -424,6 +424,37 @@ static void test_a_member_that_does_not_rejoin_is_removed_at_the_rebalance_timeo
     assert_int_equal(commit(f, &b, 0, 0), SHOAL_EGENERATION);
 }
 
+/* Member ids are a client id and a count: another connection could guess one, and used to
+ * heartbeat for the member, commit its partitions, join as it or make it leave. A member's
+ * requests are taken from the connection it joined on only. */
+static void test_a_member_is_spoken_for_only_by_its_own_connection(void **state)
+{
+    struct fixture *f = *state;
+    struct member a = {.conn = 1, .generation = -1};
+    const int32_t both[] = {0, 1};
+    struct member stranger;
+    ctl_writer_t w;
+
+    assert_int_equal(join(f, &a, NULL, 0), 0);
+    joined(&a);
+    assert_int_equal(sync_leader(f, &a, &a, both, 2, NULL, 0), 0);
+    stranger = a;
+    stranger.conn = 2;
+    assert_int_equal(commit(f, &stranger, 0, 0), SHOAL_EGENERATION);
+    member_frame(&w, CTL_GROUP_HEARTBEAT, &stranger);
+    assert_int_equal(send_from(f, stranger.conn, &w), SHOAL_EGENERATION);
+    assert_int_equal(join(f, &stranger, both, 2), SHOAL_EGENERATION);
+    ctl_writer_init(&w);
+    ctl_frame_begin(&w, CTL_GROUP_LEAVE, 0);
+    ctl_put_str(&w, "g");
+    ctl_put_str(&w, stranger.id);
+    assert_int_equal(send_from(f, stranger.conn, &w), SHOAL_EGENERATION);
+    /* a is still the member it was, in the same generation */
+    assert_int_equal(commit(f, &a, 0, 0), 0);
+    member_frame(&w, CTL_GROUP_HEARTBEAT, &a);
+    assert_int_equal(send_from(f, a.conn, &w), 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -436,6 +467,7 @@ int main(void)
         T(test_commits_are_refused_until_the_leader_has_assigned),
         T(test_a_member_that_does_not_rejoin_is_removed_at_the_rebalance_timeout),
         T(test_a_delete_is_not_undone_by_a_commit_queued_before_it),
+        T(test_a_member_is_spoken_for_only_by_its_own_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
