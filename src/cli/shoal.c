@@ -143,7 +143,8 @@ static const cli_command_t cli_commands[] = {
      "Print a group's state, generation, assignor and members (client id, pid, assigned\n"
      "partitions), then per partition the committed offset, log end offset and lag ('-':\n"
      "nothing committed yet). States, as Kafka's: Empty (no members; offsets kept until\n"
-     "offsets.retention), PreparingRebalance (members are joining), CompletingRebalance\n"
+     "offsets.retention; a group without offsets is gone with its last member),\n"
+     "PreparingRebalance (members are joining), CompletingRebalance\n"
      "(waiting for the leader's assignment), Stable (every member has its partitions).\n"
      "The generation counts rebalances since shoald started.\n"},
     {"group", "reset-offsets", cli_group_reset_offsets,

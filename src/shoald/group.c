@@ -110,6 +110,7 @@ struct group {
     size_t nmeta;
     int64_t parts_checked_ns;
     int64_t active_ms; /* wall clock when it was last seen with members (expiry) */
+    bool emptied;      /* new, or its last member went: group_tick() may forget it */
 };
 
 struct pending_commit {
@@ -283,6 +284,7 @@ static struct group *group_get(group_coord_t *gc, const char *id)
     }
     snprintf(g->id, sizeof(g->id), "%s", id);
     g->state = GS_EMPTY;
+    g->emptied = true;
     gc->groups = v;
     gc->groups[gc->ngroups++] = g;
     return g;
@@ -431,6 +433,7 @@ static void member_remove(group_coord_t *gc, struct group *g, struct gmember *m,
         g->state = GS_EMPTY;
         g->protocol[0] = '\0';
         g->leader[0] = '\0';
+        g->emptied = true;
         return;
     }
     if (g->state == GS_PREPARING)
@@ -824,8 +827,11 @@ static int find_member(group_coord_t *gc, uint64_t conn_id, const char *gid, con
     int rc = check_group_id(gid);
     if (rc < 0)
         return rc;
-    if (!(*g = group_find(gc, gid)))
-        return SHOAL_ERR(SHOAL_ENOGROUP, "no group %s", gid);
+    if (!(*g = group_find(gc, gid))) /* its last member went, and it had no offsets */
+        return SHOAL_ERR(SHOAL_EGENERATION,
+                         "member '%s' is not in group %s, which has no "
+                         "members: rejoin",
+                         mid, gid);
     if (!(*m = member_find(*g, mid)) && (*m = member_replacing(*g, mid)))
         return fenced(*g, mid, *m);
     if (!*m)
@@ -1310,13 +1316,12 @@ struct name_list {
     size_t n, cap;
 };
 
+/* Add name unless it was the last added (a group's offsets come together in key order);
+ * other repeats go after the sort (name_list_sort). */
 static int name_list_add(struct name_list *l, const char *name)
 {
     if (l->n && !strcmp(l->v[l->n - 1], name))
         return 0;
-    for (size_t i = 0; i < l->n; i++)
-        if (!strcmp(l->v[i], name))
-            return 0;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
         gname_t *v = shoal__realloc(l->v, cap * sizeof(*v));
@@ -1342,26 +1347,58 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(a, b);
 }
 
+/* Sort the names and drop the repeats. */
+static void name_list_sort(struct name_list *l)
+{
+    size_t n = 0;
+
+    if (l->n)
+        qsort(l->v, l->n, sizeof(*l->v), name_cmp);
+    for (size_t i = 0; i < l->n; i++)
+        if (n == 0 || strcmp(l->v[n - 1], l->v[i]) != 0)
+            memmove(l->v[n++], l->v[i], sizeof(*l->v));
+    l->n = n;
+}
+
+static int group_ptr_cmp(const void *a, const void *b)
+{
+    return strcmp((*(struct group *const *)a)->id, (*(struct group *const *)b)->id);
+}
+
+/* Every group, in memory or with stored offsets, by name, with its state and member count:
+ * both lists sorted, then walked together (many groups do not make it quadratic). */
 static int on_list(group_coord_t *gc, ctl_reader_t *r, ctl_writer_t *body)
 {
     struct name_list l = {0};
+    struct group **sorted = NULL;
+    size_t k = 0;
     int rc = finish(r, "list");
 
     for (size_t i = 0; i < gc->ngroups && rc == 0; i++)
         rc = name_list_add(&l, gc->groups[i]->id);
     if (rc == 0)
         rc = store_offset_foreach(gc->b->store, NULL, collect_group, &l);
+    if (rc == 0 && gc->ngroups && !(sorted = shoal__calloc(gc->ngroups, sizeof(*sorted))))
+        rc = -ENOMEM;
     if (rc == 0) {
-        if (l.n)
-            qsort(l.v, l.n, sizeof(*l.v), name_cmp);
+        name_list_sort(&l);
+        if (gc->ngroups) {
+            memcpy(sorted, gc->groups, gc->ngroups * sizeof(*sorted));
+            qsort(sorted, gc->ngroups, sizeof(*sorted), group_ptr_cmp);
+        }
         ctl_put_u32(body, (uint32_t)l.n);
         for (size_t i = 0; i < l.n; i++) {
-            struct group *g = group_find(gc, l.v[i]);
+            struct group *g = NULL;
+            while (k < gc->ngroups && strcmp(sorted[k]->id, l.v[i]) < 0)
+                k++;
+            if (k < gc->ngroups && !strcmp(sorted[k]->id, l.v[i]))
+                g = sorted[k];
             ctl_put_str(body, l.v[i]);
             ctl_put_str(body, state_names[g ? g->state : GS_EMPTY]);
             ctl_put_u32(body, g ? (uint32_t)g->nmembers : 0);
         }
     }
+    shoal__free(sorted);
     shoal__free(l.v);
     return rc;
 }
@@ -1911,18 +1948,44 @@ static void groups_expire(group_coord_t *gc, int64_t now_ns)
     shoal__free(e.ids);
 }
 
+static int has_offset(void *arg, const char *group, const char *topic, int32_t p, int64_t off)
+{
+    (void)arg;
+    (void)group;
+    (void)topic;
+    (void)p;
+    (void)off;
+    return 1;
+}
+
+/* Whether g, which had no members a moment ago, is to be forgotten: still without members,
+ * and without committed offsets (a group with some stays, Empty, until they expire). As
+ * Kafka drops such a group, else a client joining under ever new ids and leaving (or a
+ * connection closed in its join) would leave groups behind for as long as shoald runs. */
+static bool group_forgettable(group_coord_t *gc, struct group *g)
+{
+    if (!g->emptied || g->nmembers > 0)
+        return false;
+    g->emptied = false;
+    return store_offset_foreach(gc->b->store, g->id, has_offset, NULL) == 0;
+}
+
 int group_tick(group_coord_t *gc, int64_t now_ns)
 {
     bool members = false;
     forgive_stall(gc, now_ns);
     group_commits_flush(gc);
-    for (size_t i = 0; i < gc->ngroups; i++) {
+    for (size_t i = 0; i < gc->ngroups;) {
         struct group *g = gc->groups[i];
         tick_group(gc, g, now_ns);
         if (g->nmembers > 0) {
             g->active_ms = shoal__now_ms();
             members = true;
         }
+        if (group_forgettable(gc, g))
+            group_remove(gc, g); /* the last group moves to i */
+        else
+            i++;
     }
     groups_expire(gc, now_ns);
     gc->tick_due_ns = members ? now_ns + GROUP_TICK_MS * 1000000LL : 0;
