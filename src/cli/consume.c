@@ -241,6 +241,20 @@ static size_t consume_poll_max(const consume_t *cs)
     return CONSUME_BATCH;
 }
 
+/* The end of --timeout-ms: a member that never had an assignment says so (its group is
+ * stuck in a rebalance: a member that does not rejoin holds it up to its max poll
+ * interval), rather than end as if nothing had come. Status 0 all the same. */
+static int consume_never_assigned(const consume_t *cs)
+{
+    if (cs->group && !cs->assigned)
+        fprintf(stderr,
+                "shoal: warning: consume '%s': group %s gave this member no assignment before "
+                "the wait ended: a rebalance is still under way ('shoal group describe %s' "
+                "shows its state)\n",
+                cs->topic, cs->group, cs->group);
+    return 0;
+}
+
 /* Poll and print until a signal, --max-messages, or --timeout-ms without a record, which
  * every turn of the loop checks, whatever the poll returned. */
 static int consume_loop(consume_t *cs)
@@ -273,7 +287,7 @@ static int consume_loop(consume_t *cs)
         if (n > 0 || cs->restart_clock)
             deadline = consume_now_ms() + cs->timeout_ms;
         else if (cs->timeout_ms >= 0 && consume_now_ms() >= deadline)
-            return 0;
+            return consume_never_assigned(cs);
         cs->restart_clock = false;
     }
     return 0;

@@ -261,6 +261,35 @@ INTEG_TEST(test_cli_consume_in_a_group_commits_no_record_its_output_refused)
                "40 records, sum 820", NULL); /* 1 + ... + 40: each record once */
 }
 
+/* A member whose group never assigns it anything before its wait ends (a rebalance held up
+ * by a member that does not rejoin) says so; it ended with status 0 and not a word, as if
+ * the topic were empty. */
+INTEG_TEST(test_cli_consume_never_assigned_says_so)
+{
+    const char *topics[] = {"stuckt"};
+    shoal_consumer_options_t o;
+    shoal_consumer_t *holder;
+    shoal_record_t r;
+    int rc = SHOAL_EGENERATION;
+
+    expect_cli(f, 0, NULL, "topic create stuckt", NULL);
+    shoal_consumer_options_init(&o);
+    o.group_id = "stuck";
+    o.session_timeout_ms = 30000;
+    o.max_poll_interval_ms = 60000; /* how long a rebalance waits for it to rejoin */
+    assert_int_equal(shoal_consumer_open(f->c, &o, &holder), 0);
+    assert_int_equal(shoal_consumer_subscribe(holder, topics, 1), 0);
+    for (int i = 0; i < 100 && rc != 0; i++) { /* until it has its partition */
+        assert_true(shoal_poll(holder, &r, 1, 50) >= 0);
+        rc = shoal_commit_sync(holder, NULL, 0);
+    }
+    assert_int_equal(rc, 0);
+    /* the holder polls no more: the CLI member's join waits for it */
+    expect_cli(f, 0, NULL, "consume stuckt --group stuck --timeout-ms 200",
+               "group stuck gave this member no assignment", "shoal group describe stuck", NULL);
+    shoal_consumer_close(holder);
+}
+
 /* A group member stopped (Ctrl-Z) past its session timeout and its --timeout-ms ends when
  * it resumes: the group removed it, so its commit at exit is refused; that is a warning
  * (its output is whole, and the group reads what it had not committed again), not the
@@ -901,6 +930,7 @@ int main(void)
         cmocka_unit_test(test_cli_reports_a_failed_write_of_its_output),
         cmocka_unit_test(test_cli_consume_in_a_group_commits_no_record_its_output_refused),
         cmocka_unit_test(test_cli_consume_removed_from_its_group_while_stopped_ends_with_a_warning),
+        cmocka_unit_test(test_cli_consume_never_assigned_says_so),
         cmocka_unit_test(test_cli_produce_refuses_a_too_long_line_without_reading_it_all),
         cmocka_unit_test(test_cli_produce_sends_a_long_line_the_topic_accepts),
         cmocka_unit_test(test_cli_consume_blocked_on_its_output_holds_no_producer_back),
