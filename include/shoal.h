@@ -536,7 +536,9 @@ typedef enum {
 typedef struct shoal_producer_options {
     uint32_t acks;          /* shoal_acks_t applied by shoal_send*; default MEMORY */
     int32_t block_ms;       /* how long a send waits for room in a full ring before it
-                               returns SHOAL_AGAIN; 0 = never wait; default 5000 */
+                               returns SHOAL_AGAIN; 0 = never wait; default 5000. Also
+                               how long it waits for the append lock that another
+                               producer holds (1 s at least: a holder stopped inside it) */
     int32_t ack_timeout_ms; /* how long an ACKS_DISK send waits; default 30000 */
     uint32_t reserved_[13]; /* zero: room for new options (see VERSIONS above) */
 } shoal_producer_options_t;
@@ -574,7 +576,8 @@ typedef struct shoal_ack {
 /** Append one record.
  * @param[out] ack  its partition and offset; may be NULL.
  * @return 0 once the record is acknowledged at the producer's acks level, or SHOAL_AGAIN
- *         (ring still full after block_ms), SHOAL_ETOOLARGE (over the topic's
+ *         (ring still full after block_ms, or the append lock still held by another
+ *         producer: stopped inside it?), SHOAL_ETOOLARGE (over the topic's
  *         max.message.bytes, or 2 GiB), SHOAL_EINVAL (a NULL producer or message, a header
  *         with a NULL key of non-zero length or a value_len below -1), SHOAL_ENOPARTITION,
  *         SHOAL_ENOTOPIC (the topic deleted: for every partition, also when a topic of the

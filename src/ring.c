@@ -67,6 +67,9 @@
 #include "rlock.h"
 #include "util.h"
 
+/* How long an append waits for the lock at least (ring_lock_append). */
+#define RING_LOCK_WAIT_MIN_MS 1000
+
 /* ------------------------------------------------------------------ files */
 
 static int ring_path(char *buf, size_t cap, const char *dir, const char *name, int which)
@@ -888,6 +891,26 @@ static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
     return 0;
 }
 
+/* Take the append lock for an append: at once when it is free (a compare-and-swap, no
+ * clock read); else wait for its holder, block_ms but RING_LOCK_WAIT_MIN_MS at least. A
+ * copy holds it for microseconds, so a holder that keeps it longer is stopped (SIGSTOP, a
+ * debugger) or starved: SHOAL_AGAIN, nothing appended, rather than a wait without end. */
+static int ring_lock_append(ring_t *r, int block_ms)
+{
+    int wait_ms = SHOAL_MAX(block_ms, RING_LOCK_WAIT_MIN_MS);
+    int rc = rlock_try(&r->ctl->lock, ring_repair, r);
+
+    if (rc != -EBUSY)
+        return rc;
+    rc = rlock_acquire(&r->ctl->lock, wait_ms, ring_repair, r);
+    if (rc == SHOAL_ETIMEDOUT)
+        return SHOAL_ERR(SHOAL_AGAIN,
+                         "the append lock of partition %u was held by another producer for %d "
+                         "ms (a process stopped or traced inside it?): nothing appended",
+                         r->ctl->partition, wait_ms);
+    return rc;
+}
+
 int ring_append_fill(ring_t *r, const struct ring_batch *b, int block_ms, bool try_once,
                      int64_t *base_offset)
 {
@@ -904,7 +927,7 @@ int ring_append_fill(ring_t *r, const struct ring_batch *b, int block_ms, bool t
             return rc;
         /* Only the first attempt may give up: after waiting for room, block_ms is spent. */
         rc = try_once && deadline_ns == 0 ? rlock_try(&ctl->lock, ring_repair, r)
-                                          : rlock_acquire(&ctl->lock, -1, ring_repair, r);
+                                          : ring_lock_append(r, block_ms);
         if (rc < 0)
             return rc;
         rc = ring_append_locked(r, b, base_offset);

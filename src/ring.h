@@ -96,8 +96,9 @@ void ring_unmap(ring_t *r);
 /* Append one encoded batch of `records` records: under the lock assign its base offset,
  * copy it into the active slot (rotating to a free slot when it does not fit) and publish
  * it; then wake sleeping readers. A full ring waits up to block_ms for shoald to free a
- * slot. Returns 0 with *base_offset set, SHOAL_AGAIN (still full), SHOAL_ETOOLARGE,
- * SHOAL_ENOTOPIC (deleted), SHOAL_EPANIC, SHOAL_ETIMEDOUT (lock held too long), -errno. */
+ * slot, and for a lock another holds block_ms (1 s at least). Returns 0 with *base_offset
+ * set, SHOAL_AGAIN (still full, or the lock still held), SHOAL_ETOOLARGE, SHOAL_ENOTOPIC
+ * (deleted), SHOAL_EPANIC, -errno. */
 int ring_append(ring_t *r, uint8_t *batch, size_t len, int32_t records, int64_t max_timestamp,
                 int block_ms, int64_t *base_offset);
 /* A batch that ring_append_fill() has written straight into the slot, under the lock,

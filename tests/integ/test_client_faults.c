@@ -457,6 +457,48 @@ static void test_send_while_the_lock_is_held_encodes_aside_then_appends(void **s
     shoal_producer_close(p);
 }
 
+/* A process stopped (SIGSTOP, a debugger) while it holds the append lock held every other
+ * producer of the partition as long, whatever its block_ms. An append waits block_ms for
+ * the lock, 1 s at least (a copy holds it for microseconds), then fails SHOAL_AGAIN having
+ * appended nothing; once the holder lets go, sends go through. */
+static void test_a_send_waits_for_a_stuck_lock_holder_no_longer_than_block_ms(void **state)
+{
+    shoal_message_t m = {.value = "late", .value_len = 4, .partition = 0};
+    shoal_producer_options_t o;
+    struct lock_holder h;
+    shoal_producer_t *p;
+    struct shm_ctl *ctl;
+    pthread_t t;
+    int locked[2];
+    int64_t t0, took_ms;
+    char c;
+    (void)state;
+
+    assert_int_equal(shoal_topic_create(client, "stuck", NULL), 0);
+    shoal_producer_options_init(&o);
+    o.block_ms = 0; /* never wait for room: the lock is still waited for, 1 s */
+    assert_int_equal(shoal_producer_open(client, "stuck", &o, &p), 0);
+    ctl = harness_map_ctl(&daemon_, "stuck");
+    assert_int_equal(pipe(locked), 0);
+    h = (struct lock_holder){.lock = &ctl->lock, .locked_fd = locked[1], .hold_ms = 3000};
+    assert_int_equal(pthread_create(&t, NULL, hold_append_lock, &h), 0);
+    assert_int_equal(read(locked[0], &c, 1), 1);
+
+    t0 = shoal__mono_ns();
+    assert_int_equal(shoal_send(p, &m, NULL), SHOAL_AGAIN);
+    took_ms = (shoal__mono_ns() - t0) / 1000000;
+    assert_non_null(strstr(shoal_errmsg(), "append lock"));
+    assert_true(took_ms >= 1000 && took_ms < 2500);
+    assert_int_equal(atomic_load(&ctl->log_end_offset), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(shoal_send(p, &m, NULL), 0);
+    assert_int_equal(atomic_load(&ctl->log_end_offset), 1);
+    munmap(ctl, sizeof(*ctl));
+    close(locked[0]);
+    close(locked[1]);
+    shoal_producer_close(p);
+}
+
 /* A disk topic of four 64 KiB slots holding one record that is on disk (the flusher stands
  * at offset 1 of slot 0), with a producer and a read-write map of its control block, for
  * the tests that damage the descriptors as a broken producer could. segment_ms 0: the
@@ -877,6 +919,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_a_reader_in_another_pid_namespace_is_tracked_by_shoalds_pid, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_send_waits_for_a_stuck_lock_holder_no_longer_than_block_ms, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_count_appends_and_sleeping_readers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
