@@ -13,6 +13,8 @@
 #include "ctlproto.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util.h"
@@ -278,12 +280,21 @@ void ctl_reader_init(ctl_reader_t *r, const uint8_t *payload, size_t len)
     r->p = payload;
     r->end = payload + len;
     r->err = 0;
+    r->why[0] = '\0';
 }
 
-static void reader_fail(ctl_reader_t *r, const char *what)
+static void reader_fail(ctl_reader_t *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void reader_fail(ctl_reader_t *r, const char *fmt, ...)
 {
-    if (!r->err)
-        r->err = SHOAL_ERR(SHOAL_EPROTO, "control message: %s", what);
+    va_list ap;
+
+    if (r->err)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(r->why, sizeof(r->why), fmt, ap);
+    va_end(ap);
+    r->err = SHOAL_ERR(SHOAL_EPROTO, "control message: %s", r->why);
 }
 
 /* The next n bytes, consumed, or NULL once the payload is short (sticky). */
@@ -356,7 +367,8 @@ char *ctl_get_str(ctl_reader_t *r, char *buf, size_t cap)
     const uint8_t *s = reader_take_str(r, &n);
 
     if (s && n >= cap) {
-        reader_fail(r, "string longer than its buffer");
+        reader_fail(r, "a string of %zu bytes where the field takes %zu at most", n,
+                    cap ? cap - 1 : 0);
         s = NULL;
     }
     if (cap == 0)

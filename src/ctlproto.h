@@ -168,6 +168,7 @@ typedef struct ctl_reader {
     const uint8_t *p;
     const uint8_t *end;
     int err;
+    char why[96]; /* with err: what was wrong, for the messages that say it */
 } ctl_reader_t;
 
 void ctl_reader_init(ctl_reader_t *r, const uint8_t *payload, size_t len);

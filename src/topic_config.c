@@ -244,6 +244,9 @@ int topic_config_check(const shoal_topic_config_t *cfg)
         if (s->field == offsetof(shoal_topic_config_t, partitions))
             return SHOAL_ERR(SHOAL_EPARTITIONS, "partitions must be 1..%d, not %" PRId64,
                              SHOAL_PARTITIONS_MAX, v);
+        if (s->kind == KIND_U64) /* a value over INT64_MAX reads as negative */
+            return SHOAL_ERR(SHOAL_ECONFIG, "%s must be %" PRId64 "..%" PRId64 ", not %" PRIu64,
+                             s->name, s->min, s->max, (uint64_t)v);
         return SHOAL_ERR(SHOAL_ECONFIG, "%s must be %" PRId64 "..%" PRId64 ", not %" PRId64,
                          s->name, s->min, s->max, v);
     }

@@ -154,10 +154,20 @@ static int check_group_id(const char *id)
     return 0;
 }
 
+/* A request that does not parse: which, and what was wrong when the reader knows. */
+static int malformed(const ctl_reader_t *r, const char *what)
+{
+    if (r->why[0])
+        return SHOAL_ERR(SHOAL_EPROTO, "malformed %s request: %s", what, r->why);
+    if (!r->err && r->p != r->end)
+        return SHOAL_ERR(SHOAL_EPROTO, "malformed %s request: %zu unexpected trailing bytes", what,
+                         (size_t)(r->end - r->p));
+    return SHOAL_ERR(SHOAL_EPROTO, "malformed %s request", what);
+}
+
 static int finish(ctl_reader_t *r, const char *what)
 {
-    int rc = ctl_reader_finish(r);
-    return rc < 0 ? SHOAL_ERR(SHOAL_EPROTO, "malformed %s request", what) : 0;
+    return ctl_reader_finish(r) < 0 ? malformed(r, what) : 0;
 }
 
 /* Bytes left in a request: bounds list lengths before anything is allocated for them. */
@@ -592,7 +602,7 @@ static int join_parse(ctl_reader_t *r, struct join_req *j)
     j->rebalance_ms = ctl_get_i32(r);
     n = ctl_get_u32(r);
     if (r->err || n > GROUP_LIST_MAX || n > left(r) / 2) /* a string takes >= 2 bytes */
-        return SHOAL_ERR(SHOAL_EPROTO, "malformed join request");
+        return malformed(r, "join");
     if (n && !(j->topics = shoal__calloc(n, sizeof(*j->topics))))
         return -ENOMEM;
     j->ntopics = n;
@@ -600,14 +610,14 @@ static int join_parse(ctl_reader_t *r, struct join_req *j)
         ctl_get_str(r, j->topics[i], sizeof(j->topics[i]));
     n = ctl_get_u32(r);
     if (r->err || n > GROUP_LIST_MAX || n > left(r) / 2) /* a string takes >= 2 bytes */
-        return SHOAL_ERR(SHOAL_EPROTO, "malformed join request");
+        return malformed(r, "join");
     if (n && !(j->assignors = shoal__calloc(n, sizeof(*j->assignors))))
         return -ENOMEM;
     j->nassignors = n;
     for (uint32_t i = 0; i < n; i++)
         ctl_get_str(r, j->assignors[i], sizeof(j->assignors[i]));
     if ((rc = get_tps(r, &j->owned, &j->nowned)) < 0)
-        return rc == -ENOMEM ? rc : SHOAL_ERR(SHOAL_EPROTO, "malformed join request");
+        return rc == -ENOMEM ? rc : malformed(r, "join");
     j->owned_gen = ctl_get_i32(r);
     return finish(r, "join");
 }
@@ -898,7 +908,7 @@ static int sync_take_assignment(group_coord_t *gc, struct group *g, ctl_reader_t
     int rc = 0;
 
     if (r->err || n > GROUP_LIST_MAX)
-        return SHOAL_ERR(SHOAL_EPROTO, "malformed sync request");
+        return malformed(r, "sync");
     struct {
         char id[GROUP_MEMBER_ID_MAX + 1];
         struct gtp *v;
@@ -913,7 +923,7 @@ static int sync_take_assignment(group_coord_t *gc, struct group *g, ctl_reader_t
     if (rc == 0)
         rc = finish(r, "sync");
     else if (rc != -ENOMEM)
-        rc = SHOAL_ERR(SHOAL_EPROTO, "malformed sync request");
+        rc = malformed(r, "sync");
     for (uint32_t i = 0; i < n && rc == 0; i++)
         nall += lists[i].n;
     if (rc == 0 && nall && !(all = shoal__calloc(nall, sizeof(*all))))
@@ -967,7 +977,7 @@ static int on_sync(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
     ctl_get_str(r, mid, sizeof(mid));
     gen = ctl_get_i32(r);
     if (r->err)
-        return SHOAL_ERR(SHOAL_EPROTO, "malformed sync request");
+        return malformed(r, "sync");
     if ((rc = find_member(gc, req->conn_id, gid, mid, gen, &g, &m)) < 0)
         return rc;
     if (g->state == GS_PREPARING)
@@ -1182,7 +1192,7 @@ static int commit_take(group_coord_t *gc, const server_req_t *req, ctl_reader_t 
     gen = ctl_get_i32(r);
     count = ctl_get_u32(r);
     if (r->err || count > GROUP_LIST_MAX)
-        return SHOAL_ERR(SHOAL_EPROTO, "malformed commit request");
+        return malformed(r, "commit");
     if (count && (!(tp = shoal__calloc(count, sizeof(*tp))) ||
                   !(offs = shoal__calloc(count, sizeof(*offs))))) {
         rc = -ENOMEM;
@@ -1286,7 +1296,7 @@ static int on_fetch(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r,
     ctl_get_str(r, mid, sizeof(mid));
     gen = ctl_get_i32(r);
     if ((rc = get_tps(r, &tp, &n)) < 0)
-        return rc == -ENOMEM ? rc : SHOAL_ERR(SHOAL_EPROTO, "malformed fetch request");
+        return rc == -ENOMEM ? rc : malformed(r, "fetch");
     if ((rc = finish(r, "fetch")) < 0 || (rc = check_group_id(gid)) < 0)
         goto out;
     if (mid[0] && (rc = find_member(gc, req->conn_id, gid, mid, gen, &g, &m)) < 0)
@@ -1563,7 +1573,7 @@ static int reset_parse(ctl_reader_t *r, struct reset_req *q)
         q->dry_run = flags & CTL_RESET_DRY_RUN;
         q->nparts = ctl_get_u32(r);
         if (r->err || q->nparts > SHOAL_PARTITIONS_MAX || q->nparts > left(r) / 4)
-            return SHOAL_ERR(SHOAL_EPROTO, "malformed reset request");
+            return malformed(r, "reset");
         if (q->nparts && !(q->parts = shoal__calloc(q->nparts, sizeof(*q->parts))))
             return -ENOMEM;
         for (uint32_t i = 0; i < q->nparts; i++)

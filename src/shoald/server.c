@@ -154,7 +154,7 @@ typedef int (*handler_fn)(server_t *s, struct conn *c, ctl_reader_t *r, int *fds
 static int finish(ctl_reader_t *r)
 {
     int rc = ctl_reader_finish(r);
-    return rc < 0 ? SHOAL_ERR(rc, "malformed request payload") : 0;
+    return rc < 0 ? SHOAL_ERR(rc, "malformed request payload: %s", r->why) : 0;
 }
 
 static int on_hello(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)
@@ -378,7 +378,7 @@ static int find_partition(server_t *s, ctl_reader_t *r, dtopic_t **t, int32_t *p
     ctl_get_str(r, name, sizeof(name));
     *p = ctl_get_i32(r);
     if (r->err)
-        return SHOAL_ERR(SHOAL_EPROTO, "malformed request payload");
+        return SHOAL_ERR(SHOAL_EPROTO, "malformed request payload: %s", r->why);
     if ((rc = find_topic(s, name, t)) < 0)
         return rc;
     if (*p < 0 || (uint32_t)*p >= (*t)->cfg.partitions) {
@@ -813,6 +813,9 @@ static void conn_read(server_t *s, struct conn *c)
         n = ctlsock_recv(c->fd, c->in + c->len, c->cap - c->len, NULL, &nfds, 0);
         if (n == -EAGAIN)
             return;
+        if (n == -EPROTO || n == -EMFILE) /* descriptors lost, and the bytes with them */
+            log_limited(&s->bad_frame_log, LOG_WARN, "client pid %d: %s; closing", (int)c->pid,
+                        shoal_errmsg());
         if (n <= 0) {
             c->eof = n == 0;
             c->dead = n < 0;

@@ -2755,8 +2755,48 @@ INTEG_TEST(test_warnings_about_bad_frames_are_rate_limited)
     assert_daemon_serves(f, "after-flood");
 }
 
+/* A frame that comes with more descriptors than the daemon takes (CTL_MAX_FDS) loses its
+ * bytes with them: the connection is closed, with a word in the log (it was silent), and
+ * the descriptors are not kept. */
+INTEG_TEST(test_a_frame_with_too_many_descriptors_closes_its_connection_with_a_word)
+{
+    int fds[CTL_MAX_FDS + 1], before, fd;
+    uint8_t frame[CTL_HEADER_BYTES];
+    ctl_header_t h = {.magic = CTL_MAGIC, .version = CTL_VERSION, .type = CTL_TOPIC_LIST};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(fds))];
+    } cm;
+    struct iovec iov = {.iov_base = frame, .iov_len = sizeof(frame)};
+    struct msghdr msg = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf, .msg_controllen = sizeof(cm.buf)};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+
+    before = harness_open_fds(f->d.pid);
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(fds); i++)
+        assert_true((fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0);
+    ctl_header_encode(frame, &h);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(fds));
+    memcpy(CMSG_DATA(cmsg), fds, sizeof(fds));
+    assert_true((fd = raw_connect(f->d.socket)) >= 0);
+    assert_int_equal(sendmsg(fd, &msg, MSG_NOSIGNAL), (ssize_t)sizeof(frame));
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(fds); i++)
+        close(fds[i]);
+    assert_closed_by_daemon(fd);
+    close(fd);
+    for (int i = 0; i < 500 && !harness_daemon_log_contains(&f->d, "descriptors came with"); i++)
+        usleep(10000);
+    assert_true(harness_daemon_log_contains(&f->d, "descriptors came with a frame"));
+    assert_true(harness_open_fds(f->d.pid) <= before);
+    assert_daemon_serves(f, "after-descriptors");
+}
+
 INTEG_TEST(test_daemon_answers_malformed_payloads_with_eproto_and_keeps_the_connection)
 {
+    static char long_value[101];
+    const char *setting[] = {"retention.ms"}, *long_values[] = {long_value};
     static const uint8_t garbage[] = {0xff, 0xff, 0x01, 0x02, 0x03};
     static const uint8_t truncated[] = {0x05, 0x00, 'a', 'b'}; /* a 5-byte name, 2 sent */
     shoal_topic_config_t bad = topic_cfg(0, 1ull << 20, 2);
@@ -2818,6 +2858,13 @@ INTEG_TEST(test_daemon_answers_malformed_payloads_with_eproto_and_keeps_the_conn
     close(fd);
     assert_int_equal(count_topics(f->c), 0);
     assert_daemon_serves(f, "after-payloads");
+
+    /* the refusal says what was wrong: a field too long for the daemon's buffer */
+    memset(long_value, '1', sizeof(long_value) - 1);
+    assert_int_equal(shoal_topic_create(f->c, "t", NULL), 0);
+    assert_int_equal(shoal_topic_alter(f->c, "t", setting, long_values, 1), SHOAL_EPROTO);
+    assert_non_null(strstr(shoal_errmsg(), "malformed request payload: a string of 100 bytes "
+                                           "where the field takes 63 at most"));
 }
 
 /* A request of this type with random bytes after up to two names the daemon knows (so
@@ -4097,6 +4144,7 @@ int main(void)
         T(test_daemon_answers_bad_frame_headers_with_an_error_and_closes),
         T(test_warnings_about_bad_frames_are_rate_limited),
         T(test_daemon_answers_malformed_payloads_with_eproto_and_keeps_the_connection),
+        T(test_a_frame_with_too_many_descriptors_closes_its_connection_with_a_word),
         T(test_daemon_survives_random_payloads_of_every_request_type),
         T(test_daemon_survives_damaged_copies_of_real_group_requests),
         T(test_recovery_cuts_a_corrupt_last_batch_and_appends_continue_there),

@@ -209,6 +209,7 @@ static void test_ctlproto_rejects_string_too_long_for_buffer(void **state)
     ctl_get_str(&r, buf, sizeof(buf));
     assert_int_equal(r.err, SHOAL_EPROTO);
     assert_string_equal(buf, "");
+    assert_string_equal(r.why, "a string of 6 bytes where the field takes 5 at most");
 
     ctl_reader_init(&r, p, len);
     ctl_get_str(&r, buf, 7 - 1);

@@ -152,6 +152,10 @@ static void test_check_rejects_ranges_and_combinations(void **state)
     cfg.partitions = 1025;
     assert_int_equal(shoal_topic_config_check(&cfg), SHOAL_EPARTITIONS);
     shoal_topic_config_init(&cfg);
+    cfg.segment_bytes = 1ull << 63; /* said as the unsigned value it is, not as negative */
+    assert_int_equal(shoal_topic_config_check(&cfg), SHOAL_ECONFIG);
+    assert_non_null(strstr(shoal_errmsg(), "not 9223372036854775808"));
+    shoal_topic_config_init(&cfg);
     cfg.segment_bytes = 64 << 10;
     /* max.message.bytes at its default counts as half a segment, as create sends it (a
      * library session found the check refusing what create took); shoald's own check takes
