@@ -101,6 +101,7 @@ struct group {
     gname_t id;
     enum group_state state;
     int32_t generation;
+    int32_t synced_generation; /* the last one the leader's sync assigned */
     char protocol[GROUP_ASSIGNOR_MAX + 1];
     char leader[GROUP_MEMBER_ID_MAX + 1];
     struct gmember **members;
@@ -294,6 +295,7 @@ static struct group *group_get(group_coord_t *gc, const char *id)
     }
     snprintf(g->id, sizeof(g->id), "%s", id);
     g->state = GS_EMPTY;
+    g->synced_generation = -1;
     g->emptied = true;
     gc->groups = v;
     gc->groups[gc->ngroups++] = g;
@@ -980,12 +982,17 @@ static int on_sync(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
         return malformed(r, "sync");
     if ((rc = find_member(gc, req->conn_id, gid, mid, gen, &g, &m)) < 0)
         return rc;
-    if (g->state == GS_PREPARING)
-        return SHOAL_ERR(SHOAL_EREBALANCE, "group %s is rebalancing: rejoin", gid);
-    if (g->state == GS_STABLE) {
+    /* The leader assigned this generation, and a rebalance began before this member's sync
+     * came (a cooperative leader rejoins at once to hand over what it withheld): it learns
+     * what it was assigned all the same, and rejoins at its next heartbeat. Refused, it
+     * rejoined still owning what it had lost: it read on, and its commits of those
+     * partitions were refused as not its own. */
+    if (g->state == GS_STABLE || (g->state == GS_PREPARING && g->synced_generation == gen)) {
         reply_sync(gc, m, req);
         return SERVER_PARKED;
     }
+    if (g->state == GS_PREPARING)
+        return SHOAL_ERR(SHOAL_EREBALANCE, "group %s is rebalancing: rejoin", gid);
     if (strcmp(m->id, g->leader) != 0) {
         if (ctl_get_u32(r) != 0 || (rc = finish(r, "sync")) < 0)
             return SHOAL_ERR(SHOAL_EPROTO, "member %s is not the leader of %s", mid, gid);
@@ -996,6 +1003,7 @@ static int on_sync(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
     if ((rc = sync_take_assignment(gc, g, r)) < 0)
         return rc;
     g->state = GS_STABLE;
+    g->synced_generation = g->generation;
     log_info("group %s: generation %d is stable", g->id, g->generation);
     for (size_t i = 0; i < g->nmembers; i++)
         if (g->members[i]->sync_parked) {

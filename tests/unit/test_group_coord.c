@@ -307,6 +307,72 @@ static void test_a_withheld_partition_is_committed_by_its_last_owner(void **stat
     assert_int_equal(commit(f, &b, 0, 0), SHOAL_ENOTASSIGNED);
 }
 
+/* A follower's sync: its status (SERVER_PARKED while the leader has not assigned). */
+static int sync_follower(struct fixture *f, const struct member *m)
+{
+    ctl_writer_t w;
+
+    member_frame(&w, CTL_GROUP_SYNC, m);
+    ctl_put_u32(&w, 0);
+    return send_from(f, m->conn, &w);
+}
+
+/* The partitions of topic t in the answer to m's last request, in out (n at most); how
+ * many. */
+static size_t synced(const struct fixture *f, const struct member *m, int32_t *out, size_t n)
+{
+    struct reply *rep = reply_to(m->conn, f->seq);
+    ctl_reader_t r;
+    uint32_t count;
+    char topic[64];
+
+    assert_non_null(rep);
+    assert_int_equal(rep->status, 0);
+    ctl_reader_init(&r, rep->body, rep->len);
+    count = ctl_get_u32(&r);
+    assert_true(count <= n);
+    for (uint32_t i = 0; i < count; i++) {
+        ctl_get_str(&r, topic, sizeof(topic));
+        out[i] = ctl_get_i32(&r);
+    }
+    assert_int_equal(r.err, 0);
+    return count;
+}
+
+/* The leader assigns a generation and rejoins at once (a cooperative leader hands over
+ * what it withheld), before a follower's sync has come: the follower still learns its
+ * assignment. It was refused (SHOAL_EREBALANCE), rejoined still owning the partition the
+ * leader had withheld from it, read on in it, and its commits of it were refused. */
+static void test_a_sync_that_comes_after_the_next_rebalance_began_is_answered(void **state)
+{
+    struct fixture *f = *state;
+    struct member a = {.conn = 1, .generation = -1}, b = {.conn = 2, .generation = -1};
+    struct member c = {.conn = 3, .generation = -1};
+    const int32_t both[] = {0, 1}, first[] = {0};
+    const struct member *just_a[] = {&a}, *just_c[] = {&c};
+    int32_t got[2];
+
+    b_joins_a(f, &a, &b); /* generation 2: b is given both */
+    assert_int_equal(sync_leader(f, &a, &b, both, 2, just_a, 1), 0);
+    assert_int_equal(sync_follower(f, &b), 0);
+    assert_int_equal(synced(f, &b, got, 2), 2);
+
+    assert_int_equal(join(f, &c, NULL, 0), SERVER_PARKED); /* generation 3 */
+    assert_int_equal(join(f, &a, NULL, 0), SERVER_PARKED);
+    assert_int_equal(join(f, &b, both, 2), 0);
+    joined(&a);
+    joined(&b);
+    joined(&c);
+    assert_int_equal(sync_leader(f, &a, &b, first, 1, just_c, 1), 0); /* 1 withheld from b */
+    assert_int_equal(join(f, &a, NULL, 0), SERVER_PARKED); /* the leader rejoins at once */
+
+    assert_int_equal(sync_follower(f, &b), 0); /* not SHOAL_EREBALANCE */
+    assert_int_equal(synced(f, &b, got, 2), 1);
+    assert_int_equal(got[0], 0);
+    assert_int_equal(commit(f, &b, 1, 0), 0); /* the partition it gives up */
+    assert_int_equal(commit(f, &c, 1, 0), SHOAL_ENOTASSIGNED);
+}
+
 /* A round cut short before its sync (c joins while the leader has yet to assign) leaves
  * the members' last assignment as it was: a commits its partitions while the next join
  * waits, and after that round withholds 1 from the others, a still commits it as the
@@ -535,6 +601,7 @@ int main(void)
         T(test_a_delete_is_not_undone_by_a_commit_queued_before_it),
         T(test_a_member_is_spoken_for_only_by_its_own_connection),
         T(test_a_group_without_offsets_is_forgotten_when_its_last_member_goes),
+        T(test_a_sync_that_comes_after_the_next_rebalance_began_is_answered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
