@@ -1897,6 +1897,7 @@ static int round_close_commit(shoal_consumer_t *c, struct cgroup *g)
  * the failure of the commit. */
 static int close_membership(shoal_consumer_t *c, struct cgroup *g)
 {
+    char detail[512];
     int rc;
 
     if (!g->conn) { /* it broke: the daemon removed the member, its partitions are lost */
@@ -1920,8 +1921,9 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
         }
         if (rc == 0 && !g->stalled) /* those sent while the join waited, ahead of it */
             (void)conn_drain_commits(c, g, 0, g->close_by_ns);
-        detach_all(c, g, true);
-        return rc;
+        snprintf(detail, sizeof(detail), "%s", shoal_errmsg());
+        detach_all(c, g, true); /* on_revoked's calls clear the detail */
+        return rc < 0 ? SHOAL_ERR(rc, "%s", detail) : rc;
     }
     rc = revoke_all(c, g, false);
     if (rc == 0) /* 0 but after a round that failed after its commit (nothing was held) */
