@@ -192,6 +192,44 @@ INTEG_TEST(test_acks_disk_records_need_no_active_index_after_kill9_and_reboot)
     assert_reads_all(f->c, "acked", N_RECORDS + 100);
 }
 
+/* Records a daemon wrote to the .log and had not fsynced (flush.ms not due) when it was
+ * SIGKILLed sit in the page cache. The restarted daemon took the end of the .log as
+ * flushed without syncing it: ACKS_DISK waits said "on disk" at once, and a power loss
+ * then lost them (an exploratory session saw an empty .log on the device). It writes the
+ * data directory out before recovery now, and says so. */
+INTEG_TEST(test_records_written_but_not_synced_before_a_kill9_are_synced_at_start)
+{
+    shoal_topic_config_t cfg = topic_cfg();
+    shoal_message_t m = {.value = "unsynced", .value_len = 8, .partition = 0};
+    shoal_topic_info_t *info;
+    shoal_producer_t *p;
+    int64_t flushed = -1;
+
+    cfg.flush_ms = 600000; /* written at once, fsynced only in ten minutes */
+    assert_int_equal(shoal_topic_create(f->c, "unsynced", &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, "unsynced", NULL, &p), 0);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(shoal_send(p, &m, NULL), 0);
+    shoal_producer_close(p);
+    for (int i = 0; i < 500 && file_bytes(&f->d, "unsynced", 0, ".log") <= 0; i++)
+        usleep(10000);
+    assert_true(file_bytes(&f->d, "unsynced", 0, ".log") > 0);
+    assert_int_equal(shoal_topic_describe(f->c, "unsynced", &info), 0);
+    assert_int_equal(info->partitions[0].flushed_offset, 0); /* written, not synced */
+    shoal_topic_info_free(info);
+
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "synced the data directory's filesystem "
+                                                   "before recovery"));
+    shoal_client_close(f->c);
+    assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
+    assert_int_equal(shoal_topic_describe(f->c, "unsynced", &info), 0);
+    flushed = info->partitions[0].flushed_offset;
+    shoal_topic_info_free(info);
+    assert_int_equal(flushed, 50);
+}
+
 /* Many producers waiting for the disk while records stream in still share fsyncs, and
  * each one's records are on disk when its send returns. */
 #define STREAMERS     4
@@ -487,6 +525,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
         T(test_acks_disk_records_need_no_active_index_after_kill9_and_reboot),
+        T(test_records_written_but_not_synced_before_a_kill9_are_synced_at_start),
         T(test_streaming_acks_disk_producers_see_their_records_flushed),
         T(test_synced_segments_leave_the_page_cache_unless_told_to_keep_them),
         T(test_idle_daemon_sleeps_until_the_next_append),
