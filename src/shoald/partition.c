@@ -982,9 +982,12 @@ static int64_t segment_max_timestamp(const char *dir, int64_t base)
     return max_ts;
 }
 
+/* The index files first: a crash in between leaves a .log without them, which the next
+ * start indexes again (and retention deletes again), not index files without their .log,
+ * which the start reports as records lost. */
 static void segment_unlink(const char *dir, int64_t base)
 {
-    static const char *const exts[] = {".log", ".index", ".timeindex"};
+    static const char *const exts[] = {".timeindex", ".index", ".log"};
     char path[PATH_MAX];
     for (size_t i = 0; i < SHOAL_ARRAY_LEN(exts); i++)
         if (segment_path(path, sizeof(path), dir, base, exts[i]) == 0)
