@@ -698,7 +698,7 @@ typedef struct shoal_consumer_options {
      * Strings and the assignors array are copied by shoal_consumer_open(). */
     const char *group_id;            /* required to subscribe; 1-249 of [a-zA-Z0-9._-] */
     const char *client_id;           /* shown by `shoal group describe`; default "shoal";
-                                        64 characters at most */
+                                        64 characters at most, no control characters */
     const char *group_instance_id;   /* static membership id, or NULL (dynamic member) */
     int32_t session_timeout_ms;      /* a member silent this long is removed; default 10000 */
     int32_t max_poll_interval_ms;    /* a member that does not poll for this long loses its

@@ -182,6 +182,8 @@ int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o, const sho
     if (o->client_id && strlen(o->client_id) > 64)
         return SHOAL_ERR(SHOAL_EINVAL, "client_id of %zu characters: 64 at most",
                          strlen(o->client_id));
+    if (o->client_id && shoal__has_control(o->client_id))
+        return SHOAL_ERR(SHOAL_EINVAL, "client_id has a control character (a newline?)");
     if (!(g = shoal__calloc(1, sizeof(*g))))
         return -ENOMEM;
     snprintf(g->group_id, sizeof(g->group_id), "%s", o->group_id);

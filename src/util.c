@@ -508,3 +508,11 @@ const char *shoal__size_text(char buf[SHOAL_SIZE_TEXT_BYTES], uint64_t n)
         snprintf(buf, SHOAL_SIZE_TEXT_BYTES, "%llu KiB", (unsigned long long)(n >> 10));
     return buf;
 }
+
+bool shoal__has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}

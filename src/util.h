@@ -169,4 +169,8 @@ const char *shoal__size_text(char buf[SHOAL_SIZE_TEXT_BYTES], uint64_t n);
  * for G... (powers of 1024 all, in either case), or -1 for anything else. */
 int shoal__size_suffix_shift(const char *suffix);
 
+/* Whether s has a control character (below 0x20, or 0x7f): a name that goes into log lines
+ * and tables must not, or a newline in it forges lines. */
+bool shoal__has_control(const char *s);
+
 #endif

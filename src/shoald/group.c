@@ -631,6 +631,8 @@ static int join_check(const struct join_req *j)
         return rc;
     if (j->instance[0] && !name_ok(j->instance))
         return SHOAL_ERR(SHOAL_EINVAL, "invalid group instance id '%s'", j->instance);
+    if (shoal__has_control(j->client)) /* it names the member in log lines */
+        return SHOAL_ERR(SHOAL_EINVAL, "the client id has a control character (a newline?)");
     if (j->ntopics == 0 || j->nassignors == 0)
         return SHOAL_ERR(SHOAL_EINVAL, "a join needs at least one topic and one assignor");
     for (size_t i = 0; i < j->ntopics; i++)

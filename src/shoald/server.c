@@ -170,6 +170,8 @@ static int on_hello(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size
     if (version != CTL_VERSION)
         return SHOAL_ERR(SHOAL_EVERSION, "client speaks protocol %u, daemon %u", version,
                          CTL_VERSION);
+    if (shoal__has_control(name)) /* it goes into a log line */
+        return SHOAL_ERR(SHOAL_EINVAL, "the client's name has a control character");
     log_debug("client pid %d uid %d: %s", (int)c->pid, (int)c->uid, name);
     if (c->pid == 0)
         log_limited(&s->pidns_log, LOG_WARN,

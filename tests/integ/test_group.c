@@ -3291,6 +3291,9 @@ INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
     o.client_id = "a-client-id-of-sixty-five-characters-which-is-one-more-than-allow";
     assert_int_equal(shoal_consumer_open(f->c, &o, &bad), SHOAL_EINVAL);
     assert_non_null(strstr(shoal_errmsg(), "64 at most"));
+    o.client_id = "two\nlines"; /* it names the member in shoald's log */
+    assert_int_equal(shoal_consumer_open(f->c, &o, &bad), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "control character"));
 
     /* a member that owns only partition 0 (the topic has 2; a second member takes 1) */
     member_options(&o, "admins", 0);

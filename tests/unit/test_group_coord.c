@@ -139,6 +139,7 @@ struct member {
     int32_t generation;
     uint32_t join_seq;
     int32_t session_ms; /* 0: 10 s, as the max poll interval (the rebalance timeout) */
+    const char *client; /* NULL: "unit" */
 };
 
 /* Send a join for m owning the listed partitions of t (n of them); SERVER_PARKED until the
@@ -153,7 +154,7 @@ static int join(struct fixture *f, struct member *m, const int32_t *owned, size_
     ctl_put_str(&w, "g");
     ctl_put_str(&w, m->id);
     ctl_put_str(&w, "");
-    ctl_put_str(&w, "unit");
+    ctl_put_str(&w, m->client ? m->client : "unit");
     ctl_put_i32(&w, m->session_ms ? m->session_ms : 10000);
     ctl_put_i32(&w, 10000);
     ctl_put_u32(&w, 1);
@@ -587,6 +588,19 @@ static void test_a_group_without_offsets_is_forgotten_when_its_last_member_goes(
     assert_string_equal(rows, "g Empty 0\n");
 }
 
+/* A client id names the member in log lines and in describe's table: one with a newline
+ * forged log lines. The coordinator refuses it from a raw client (test_group: the library
+ * refuses it first). */
+static void test_a_client_id_with_a_control_character_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct member a = {.conn = 1, .generation = -1, .client = "a\nfake: line"};
+
+    assert_int_equal(join(f, &a, NULL, 0), SHOAL_EINVAL);
+    a.client = "fine";
+    assert_int_equal(join(f, &a, NULL, 0), 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -602,6 +616,7 @@ int main(void)
         T(test_a_member_is_spoken_for_only_by_its_own_connection),
         T(test_a_group_without_offsets_is_forgotten_when_its_last_member_goes),
         T(test_a_sync_that_comes_after_the_next_rebalance_began_is_answered),
+        T(test_a_client_id_with_a_control_character_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

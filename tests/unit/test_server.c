@@ -476,6 +476,7 @@ test_an_unknown_or_malformed_request_gets_an_error_and_the_connection_goes_on(vo
         {CTL_HELLO, "\1\0\0\0\0\0!", 7, SHOAL_EPROTO},        /* a byte is left over */
         {CTL_HELLO, "\1\0\0\0\5\0ab", 8, SHOAL_EPROTO},       /* the name is cut short */
         {CTL_HELLO, "\x7f\0\0\0\0\0", 6, SHOAL_EVERSION},     /* another protocol */
+        {CTL_HELLO, "\2\0\0\0\1\0\n", 7, SHOAL_EINVAL},       /* a newline in the name */
         {CTL_TOPIC_LIST, "\7", 1, SHOAL_EPROTO},              /* no such list */
         {CTL_TOPIC_DESCRIBE, "\3\0a/b", 5, SHOAL_ENAME},      /* not a topic name */
         {CTL_SEGMENT_OPEN, "\1\0t\0\0\0\0", 7, SHOAL_EPROTO}, /* the offset is missing */
