@@ -702,7 +702,9 @@ typedef struct shoal_consumer_options {
     const char *group_instance_id;   /* static membership id, or NULL (dynamic member) */
     int32_t session_timeout_ms;      /* a member silent this long is removed; default 10000 */
     int32_t max_poll_interval_ms;    /* a member that does not poll for this long loses its
-                                        partitions; also the rebalance timeout; default 300000 */
+                                        partitions (at most a heartbeat interval later: shoald
+                                        hears of polls by heartbeats); also the rebalance
+                                        timeout; default 300000 */
     int32_t heartbeat_interval_ms;   /* how often poll heartbeats, below the session
                                         timeout; default 100 */
     bool auto_commit;                /* commit positions from poll every interval; default true */

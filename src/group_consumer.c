@@ -897,6 +897,7 @@ static void build_join(const struct cgroup *g, ctl_writer_t *w)
         ctl_put_i32(w, g->assigned[i].partition);
     }
     ctl_put_i32(w, g->owned_generation);
+    ctl_put_i32(w, g->heartbeat_ms);
 }
 
 /* The leader's assignor failed, or assign_run() refused its result: say which assignor

@@ -79,6 +79,7 @@ struct gmember {
     uint64_t conn_id; /* 0: the process is gone (static member awaiting its return) */
     int32_t session_timeout_ms;
     int32_t rebalance_timeout_ms;
+    int32_t heartbeat_ms; /* its heartbeat interval, when its join said (else 0) */
     gname_t *topics;
     size_t ntopics;
     char (*assignors)[GROUP_ASSIGNOR_MAX + 1];
@@ -582,6 +583,7 @@ struct join_req {
     struct gtp *owned;
     size_t nowned;
     int32_t owned_gen;
+    int32_t heartbeat_ms; /* 0 when the join does not say */
 };
 
 static void join_req_release(struct join_req *j)
@@ -621,6 +623,8 @@ static int join_parse(ctl_reader_t *r, struct join_req *j)
     if ((rc = get_tps(r, &j->owned, &j->nowned)) < 0)
         return rc == -ENOMEM ? rc : malformed(r, "join");
     j->owned_gen = ctl_get_i32(r);
+    if (!r->err && left(r) > 0) /* optional: older clients end here */
+        j->heartbeat_ms = ctl_get_i32(r);
     return finish(r, "join");
 }
 
@@ -641,10 +645,11 @@ static int join_check(const struct join_req *j)
     for (size_t i = 0; i < j->nassignors; i++)
         if (!j->assignors[i][0])
             return SHOAL_ERR(SHOAL_EINVAL, "empty assignor name");
-    if (j->session_ms <= 0 || j->rebalance_ms <= 0)
+    if (j->session_ms <= 0 || j->rebalance_ms <= 0 || j->heartbeat_ms < 0)
         return SHOAL_ERR(SHOAL_EINVAL,
-                         "session timeout %d ms and rebalance timeout %d ms must be > 0",
-                         j->session_ms, j->rebalance_ms);
+                         "session timeout %d ms and rebalance timeout %d ms must be > 0, "
+                         "heartbeat interval %d ms >= 0",
+                         j->session_ms, j->rebalance_ms, j->heartbeat_ms);
     return 0;
 }
 
@@ -678,6 +683,7 @@ static void member_take(struct gmember *m, struct join_req *j, const server_req_
     snprintf(m->instance_id, sizeof(m->instance_id), "%s", j->instance);
     m->session_timeout_ms = j->session_ms;
     m->rebalance_timeout_ms = j->rebalance_ms;
+    m->heartbeat_ms = j->heartbeat_ms;
     m->pid = req->pid;
     m->conn_id = req->conn_id;
     m->last_seen_ns = shoal__mono_ns();
@@ -1800,7 +1806,10 @@ static bool expire_one(group_coord_t *gc, struct group *g, int64_t now)
             member_remove(gc, g, m, "session timeout");
             return true;
         }
-        if (quiet_ms > m->rebalance_timeout_ms) {
+        /* It polled up to a heartbeat interval after the last heartbeat shoald saw: a poll
+         * sends one only when it is due. Counted from that heartbeat, a member was removed
+         * up to an interval before it had gone max_poll_interval_ms without a poll. */
+        if (quiet_ms > (int64_t)m->rebalance_timeout_ms + m->heartbeat_ms) {
             member_remove(gc, g, m, "max poll interval exceeded");
             return true;
         }

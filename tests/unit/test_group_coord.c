@@ -138,8 +138,9 @@ struct member {
     char id[128];
     int32_t generation;
     uint32_t join_seq;
-    int32_t session_ms; /* 0: 10 s, as the max poll interval (the rebalance timeout) */
-    const char *client; /* NULL: "unit" */
+    int32_t session_ms;   /* 0: 10 s, as the max poll interval (the rebalance timeout) */
+    const char *client;   /* NULL: "unit" */
+    int32_t heartbeat_ms; /* 0: the join does not say */
 };
 
 /* Send a join for m owning the listed partitions of t (n of them); SERVER_PARKED until the
@@ -167,6 +168,8 @@ static int join(struct fixture *f, struct member *m, const int32_t *owned, size_
         ctl_put_i32(&w, owned[i]);
     }
     ctl_put_i32(&w, m->generation);
+    if (m->heartbeat_ms)
+        ctl_put_i32(&w, m->heartbeat_ms);
     rc = send_from(f, m->conn, &w);
     m->join_seq = f->seq;
     return rc;
@@ -601,6 +604,27 @@ static void test_a_client_id_with_a_control_character_is_refused(void **state)
     assert_int_equal(join(f, &a, NULL, 0), 0);
 }
 
+/* shoald hears of a member's polls from its heartbeats, which a poll sends only when one is
+ * due: it polled up to a heartbeat interval after the last one shoald saw. A member was
+ * removed for exceeding its max poll interval (10 s here) up to that interval early (2.2 s
+ * after its last poll, of 3 s, in an exploratory session); its join gives the interval (3 s
+ * here), and shoald waits that much longer. */
+static void test_the_max_poll_interval_allows_for_the_heartbeat_interval(void **state)
+{
+    struct fixture *f = *state;
+    struct member a = {.conn = 1, .generation = -1, .session_ms = 60000, .heartbeat_ms = 3000};
+    const int32_t both[] = {0, 1};
+    int64_t now = shoal__mono_ns();
+
+    assert_int_equal(join(f, &a, NULL, 0), 0);
+    joined(&a);
+    assert_int_equal(sync_leader(f, &a, &a, both, 2, NULL, 0), 0);
+    now = tick_for(f, now, 12500);
+    assert_int_equal(commit(f, &a, 0, 0), 0); /* still a member after 12.5 s quiet */
+    (void)tick_for(f, now, 13500);
+    assert_int_equal(commit(f, &a, 0, 0), SHOAL_EGENERATION);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -617,6 +641,7 @@ int main(void)
         T(test_a_group_without_offsets_is_forgotten_when_its_last_member_goes),
         T(test_a_sync_that_comes_after_the_next_rebalance_began_is_answered),
         T(test_a_client_id_with_a_control_character_is_refused),
+        T(test_the_max_poll_interval_allows_for_the_heartbeat_interval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
