@@ -1813,6 +1813,12 @@ static int commit_checked(shoal_consumer_t *c, const shoal_topic_partition_offse
         return fenced_error(g);
     if (n && !offsets)
         return SHOAL_ERR(SHOAL_EINVAL, "commit of %zu offsets without an array", n);
+    for (size_t i = 0; i < n; i++) /* an async commit would say so only in on_commit */
+        if (!offsets[i].topic || !shoal_topic_name_is_valid(offsets[i].topic) ||
+            offsets[i].partition < 0 || offsets[i].offset < 0)
+            return SHOAL_ERR(SHOAL_EINVAL, "commit of %s-%d at %lld",
+                             offsets[i].topic ? offsets[i].topic : "(NULL)", offsets[i].partition,
+                             (long long)offsets[i].offset);
     if (n == 0 && (!g->attached || g->nassigned == 0))
         return 0;
     rc = commit(c, g, offsets, n, sync, call_deadline(g));

@@ -1102,12 +1102,22 @@ static void unqueue_offsets(group_coord_t *gc, size_t first)
     }
 }
 
-/* An administrative change refused while g has members. */
+/* An administrative change refused while g has members: running ones, or static ones
+ * whose process went and whose place waits for them (conn_id 0). */
 static int group_active(const struct group *g)
 {
+    size_t away = 0;
+
+    for (size_t i = 0; i < g->nmembers; i++)
+        away += g->members[i]->conn_id == 0;
+    if (away == g->nmembers)
+        return SHOAL_ERR(SHOAL_EGROUPACTIVE,
+                         "group %s keeps the place of %zu static member%s whose process went "
+                         "away, until %s session timeout ends: wait for it",
+                         g->id, away, SHOAL_PLURAL(away), away == 1 ? "its" : "their");
     return SHOAL_ERR(SHOAL_EGROUPACTIVE, "%zu member%s of group %s still running: stop %s first",
-                     g->nmembers, g->nmembers == 1 ? "" : "s", g->id,
-                     g->nmembers == 1 ? "it" : "them");
+                     g->nmembers - away, SHOAL_PLURAL(g->nmembers - away), g->id,
+                     g->nmembers - away == 1 ? "it" : "them");
 }
 
 /* May this commit go ahead? Members commit only their own partitions in their generation

@@ -1132,6 +1132,39 @@ INTEG_TEST(test_restarted_static_member_gets_its_partitions_back_without_a_rebal
     shoal_client_close(cl);
 }
 
+/* A static member whose process went keeps its place until its session timeout, so an
+ * administrative change is refused: the refusal said its member was "still running". And
+ * an asynchronous commit of a name that cannot be a topic is refused at once, as a
+ * synchronous one is, not only in on_commit. */
+INTEG_TEST(test_a_group_held_by_an_absent_static_member_says_so)
+{
+    const shoal_topic_partition_offset_t bad = {.topic = "a/b", .partition = 0, .offset = 0};
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_record_t r;
+    int rc = SHOAL_EGENERATION;
+
+    assert_int_equal(shoal_topic_create(f->c, "away", &cfg), 0);
+    member_options(&o, "aways", 0);
+    o.group_instance_id = "away-1";
+    o.session_timeout_ms = 30000;
+    assert_int_equal(open_member(&cl, &c, &o, "away"), 0);
+    for (int i = 0; i < 100 && rc != 0; i++) { /* until it has joined */
+        assert_true(shoal_poll(c, &r, 1, 20) >= 0);
+        rc = shoal_commit_sync(c, NULL, 0);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(shoal_commit_async(c, &bad, 1), SHOAL_EINVAL);
+    assert_int_equal(shoal_commit_sync(c, &bad, 1), SHOAL_EINVAL);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+    assert_int_equal(shoal_group_delete(f->c, "aways"), SHOAL_EGROUPACTIVE);
+    assert_non_null(strstr(shoal_errmsg(), "keeps the place of 1 static member whose process "
+                                           "went away"));
+}
+
 static bool b_holds_two(void)
 {
     return atomic_load(&sh->nassigned[1]) == 2;
@@ -3913,6 +3946,7 @@ int main(void)
         T(test_partitions_added_to_a_topic_are_read_from_their_start_with_latest),
         T(test_restarted_static_member_gets_its_partitions_back_without_a_rebalance),
         T(test_a_second_process_with_the_same_instance_id_fences_the_first_for_good),
+        T(test_a_group_held_by_an_absent_static_member_says_so),
         T(test_a_child_closing_an_inherited_member_leaves_the_parent_in_the_group),
         T(test_subscription_to_a_topic_created_later_gets_its_partitions),
         T(test_cli_consume_group_resumes_and_group_commands_report),
