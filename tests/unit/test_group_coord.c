@@ -237,6 +237,16 @@ static int commit(struct fixture *f, const struct member *m, int32_t partition, 
 
 /* ------------------------------------------------------------------ tests */
 
+/* m joins the empty group, leads it and takes both partitions. */
+static void alone_with_both(struct fixture *f, struct member *m)
+{
+    const int32_t both[] = {0, 1};
+
+    assert_int_equal(join(f, m, NULL, 0), 0);
+    joined(m);
+    assert_int_equal(sync_leader(f, m, m, both, 2, NULL, 0), 0);
+}
+
 /* a alone holds both partitions; b joins and a rejoins: the join phase is over, and the
  * leader (a) has not assigned yet. */
 static void b_joins_a(struct fixture *f, struct member *a, struct member *b)
@@ -441,12 +451,9 @@ static void test_a_silent_member_is_removed_after_its_session_timeout(void **sta
 {
     struct fixture *f = *state;
     struct member a = {.conn = 1, .generation = -1};
-    const int32_t both[] = {0, 1};
     int64_t now = shoal__mono_ns();
 
-    assert_int_equal(join(f, &a, NULL, 0), 0);
-    joined(&a);
-    assert_int_equal(sync_leader(f, &a, &a, both, 2, NULL, 0), 0);
+    alone_with_both(f, &a);
     now = tick_for(f, now, 9500);
     assert_int_equal(commit(f, &a, 0, 0), 0);
     (void)tick_for(f, now, 1000);
@@ -543,9 +550,7 @@ static void test_a_member_is_spoken_for_only_by_its_own_connection(void **state)
     struct member stranger;
     ctl_writer_t w;
 
-    assert_int_equal(join(f, &a, NULL, 0), 0);
-    joined(&a);
-    assert_int_equal(sync_leader(f, &a, &a, both, 2, NULL, 0), 0);
+    alone_with_both(f, &a);
     stranger = a;
     stranger.conn = 2;
     assert_int_equal(commit(f, &stranger, 0, 0), SHOAL_EGENERATION);
@@ -567,12 +572,9 @@ static void test_a_group_without_offsets_is_forgotten_when_its_last_member_goes(
 {
     struct fixture *f = *state;
     struct member a = {.conn = 1, .generation = -1};
-    const int32_t both[] = {0, 1};
     char rows[256];
 
-    assert_int_equal(join(f, &a, NULL, 0), 0);
-    joined(&a);
-    assert_int_equal(sync_leader(f, &a, &a, both, 2, NULL, 0), 0);
+    alone_with_both(f, &a);
     list_groups(f, rows, sizeof(rows));
     assert_string_equal(rows, "g Stable 1\n");
     assert_int_equal(leave(f, &a), 0);
@@ -581,9 +583,7 @@ static void test_a_group_without_offsets_is_forgotten_when_its_last_member_goes(
     assert_string_equal(rows, "");
 
     a = (struct member){.conn = 2, .generation = -1};
-    assert_int_equal(join(f, &a, NULL, 0), 0);
-    joined(&a);
-    assert_int_equal(sync_leader(f, &a, &a, both, 2, NULL, 0), 0);
+    alone_with_both(f, &a);
     assert_int_equal(commit(f, &a, 1, 0), 0);
     assert_int_equal(leave(f, &a), 0);
     (void)group_tick(f->gc, shoal__mono_ns());
@@ -613,12 +613,9 @@ static void test_the_max_poll_interval_allows_for_the_heartbeat_interval(void **
 {
     struct fixture *f = *state;
     struct member a = {.conn = 1, .generation = -1, .session_ms = 60000, .heartbeat_ms = 3000};
-    const int32_t both[] = {0, 1};
     int64_t now = shoal__mono_ns();
 
-    assert_int_equal(join(f, &a, NULL, 0), 0);
-    joined(&a);
-    assert_int_equal(sync_leader(f, &a, &a, both, 2, NULL, 0), 0);
+    alone_with_both(f, &a);
     now = tick_for(f, now, 12500);
     assert_int_equal(commit(f, &a, 0, 0), 0); /* still a member after 12.5 s quiet */
     (void)tick_for(f, now, 13500);
