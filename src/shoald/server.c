@@ -29,11 +29,11 @@
  * only until SERVER_INPUT_PAUSE_BYTES wait (so too while a request is parked), so a client
  * that sends without reading fills its own socket, not the daemon's memory. Replies that make no
  * progress for SERVER_SEND_STALL_MS close the connection, from the loop's timer (server_sweep),
- * with a rate-limited warning; a client gone (EPIPE, ECONNRESET, a hang-up) is closed without one.
- * A connection is never closed from inside server_reply(), whose callers are in the middle
- * of their own work: a failure there marks it, and the loop closes it. At end of file a
- * connection stays until the replies it is owed are out (a client may shut its side and
- * read), then closes. */
+ * with a rate-limited warning, and so does a request not whole that long after it began; a client
+ * gone (EPIPE, ECONNRESET, a hang-up) is closed without one. A connection is never closed from
+ * inside server_reply(), whose callers are in the middle of their own work: a failure there marks
+ * it, and the loop closes it. At end of file a connection stays until the replies it is owed are
+ * out (a client may shut its side and read), then closes. */
 #include "server.h"
 
 #include <errno.h>
@@ -92,11 +92,12 @@ struct conn {
     uint8_t *in;
     size_t len;
     size_t cap;
-    outq_t out;      /* replies the socket has not taken yet; while any wait, no frame runs */
-    uint32_t events; /* armed in the epoll set (conn_arm) */
-    bool eof;        /* the peer sent end of file: frames that waited run, then it closes */
-    bool closing;    /* the daemon's last word is queued: close once it is out */
-    bool dead;       /* close now, dropping what waits (the peer is gone, or a send failed) */
+    int64_t partial_ns; /* when the frame at the head of `in` began, while it is not whole */
+    outq_t out;         /* replies the socket has not taken yet; while any wait, no frame runs */
+    uint32_t events;    /* armed in the epoll set (conn_arm) */
+    bool eof;           /* the peer sent end of file: frames that waited run, then it closes */
+    bool closing;       /* the daemon's last word is queued: close once it is out */
+    bool dead;          /* close now, dropping what waits (the peer is gone, or a send failed) */
 };
 
 struct server {
@@ -759,6 +760,32 @@ static bool conn_may_run(const struct conn *c, uint16_t type)
 /* Handle every whole frame in c->in that may run: until one must wait behind a parked
  * request, or replies wait to go out (conn_may_answer). A bad header rejects the
  * connection (c->closing). */
+/* Whether the frame at the head of c's input has begun to arrive and is not whole. */
+static bool conn_frame_partial(const struct conn *c)
+{
+    ctl_header_t h;
+
+    if (c->len == 0)
+        return false;
+    if (c->len < CTL_HEADER_BYTES)
+        return true;
+    return ctl_header_decode(c->in, &h) == 0 && c->len < CTL_HEADER_BYTES + (size_t)h.len;
+}
+
+/* Time a frame that has begun to arrive and is not whole: a client that sends part of a
+ * request and no more (stopped, or on purpose: each such connection held up to 2 MiB of
+ * the daemon's memory for as long as it stayed) is closed after stall_ms by
+ * server_sweep(), as one that stops reading its replies is. */
+static void conn_time_partial(server_t *s, struct conn *c)
+{
+    if (!conn_frame_partial(c)) {
+        c->partial_ns = 0;
+    } else if (c->partial_ns == 0) {
+        c->partial_ns = shoal__mono_ns();
+        s->sweep = true;
+    }
+}
+
 static void conn_process(server_t *s, struct conn *c)
 {
     size_t at = 0;
@@ -779,6 +806,7 @@ static void conn_process(server_t *s, struct conn *c)
     }
     memmove(c->in, c->in + at, c->len - at);
     c->len -= at;
+    conn_time_partial(s, c);
 }
 
 /* Give up on c for what it sent (rc, the detail in shoal_errmsg()), with a log line. */
@@ -1148,11 +1176,39 @@ static bool server_resume(server_t *s)
     return ran;
 }
 
+/* When c stalls (stall_ms after its replies last moved, or after a request that is not
+ * whole began while its socket is read), or -1 when it waits for nothing. */
+static int64_t conn_stall_due(const server_t *s, const struct conn *c)
+{
+    int64_t stall_ns = (int64_t)s->stall_ms * 1000000;
+
+    if (!outq_is_empty(&c->out))
+        return c->out.moved_ns + stall_ns;
+    if (c->partial_ns && conn_reading(c))
+        return c->partial_ns + stall_ns;
+    return -1;
+}
+
+static void conn_stalled(server_t *s, struct conn *c)
+{
+    if (!outq_is_empty(&c->out))
+        log_limited(&s->reply_log, LOG_WARN,
+                    "pid %d has not read its replies for %d ms (%zu bytes wait); closing the "
+                    "connection",
+                    (int)c->pid, s->stall_ms, outq_bytes(&c->out));
+    else
+        log_limited(&s->bad_frame_log, LOG_WARN,
+                    "pid %d sent %zu bytes of a request and not the rest for %d ms; closing the "
+                    "connection",
+                    (int)c->pid, c->len, s->stall_ms);
+    c->dead = true;
+}
+
 /* Close the connections that are done (conn_done: a failure, or an end whose replies are
- * out), and those whose replies have not moved for SERVER_SEND_STALL_MS: their clients
- * stopped reading. Closing one may answer others (a group's members), which may fail them
- * in turn: the pass repeats until none did. Returns the ms until the next stall deadline,
- * or -1 when no connection has replies waiting. */
+ * out), and those that stalled for SERVER_SEND_STALL_MS (conn_stall_due): their clients
+ * stopped reading, or stopped sending in the middle of a request. Closing one may answer
+ * others (a group's members), which may fail them in turn: the pass repeats until none
+ * did. Returns the ms until the next stall deadline, or -1 when none is timed. */
 static int server_sweep(server_t *s, int64_t now_ns)
 {
     int64_t next_ns = -1;
@@ -1162,17 +1218,12 @@ static int server_sweep(server_t *s, int64_t now_ns)
         next_ns = -1;
         for (size_t i = s->nconns; i-- > 0;) { /* conn_close moves the last entry here */
             struct conn *c = s->conns[i];
-            int64_t due_ns = c->out.moved_ns + (int64_t)s->stall_ms * 1000000;
-            if (!conn_done(c) && !outq_is_empty(&c->out) && now_ns >= due_ns) {
-                log_limited(&s->reply_log, LOG_WARN,
-                            "pid %d has not read its replies for %d ms (%zu bytes wait); "
-                            "closing the connection",
-                            (int)c->pid, s->stall_ms, outq_bytes(&c->out));
-                c->dead = true;
-            }
+            int64_t due_ns = conn_stall_due(s, c);
+            if (!conn_done(c) && due_ns >= 0 && now_ns >= due_ns)
+                conn_stalled(s, c);
             if (conn_done(c))
                 conn_close(s, c);
-            else if (!outq_is_empty(&c->out) && (next_ns < 0 || due_ns < next_ns))
+            else if (due_ns >= 0 && (next_ns < 0 || due_ns < next_ns))
                 next_ns = due_ns;
         }
     }

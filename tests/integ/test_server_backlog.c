@@ -301,6 +301,29 @@ INTEG_TEST(test_a_client_that_does_not_read_its_replies_holds_up_no_one_else)
 
 /* An attach's reply that finds the socket full keeps its descriptors in the daemon until
  * the client reads, then delivers them with its own frame; the daemon keeps none after. */
+/* A client that sends part of a request and no more is closed after the stall time, as
+ * one that does not read its replies is: a thousand such connections, each holding the
+ * megabyte the daemon had read of its request, took shoald to a gigabyte for as long as
+ * they stayed (an exploratory session). Meanwhile the others are served. */
+INTEG_TEST(test_a_client_that_sends_half_a_request_is_closed_after_the_stall_time)
+{
+    static const char half[8] = "SHOL"; /* half a frame header */
+    struct timeval wait = {.tv_sec = 3 * STALL_MS / 1000};
+    int64_t start_ns;
+    char c;
+    int fd;
+
+    fd = raw_connect(f->d.socket);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof(wait)), 0);
+    start_ns = shoal__mono_ns();
+    assert_int_equal(send(fd, half, sizeof(half), MSG_NOSIGNAL), (ssize_t)sizeof(half));
+    create_topic(f, "meanwhile");
+    assert_int_equal(recv(fd, &c, 1, 0), 0); /* closed by the daemon */
+    assert_true(elapsed_ms(start_ns) >= STALL_MS);
+    assert_true(harness_daemon_log_contains(&f->d, "sent 8 bytes of a request and not the rest"));
+    close(fd);
+}
+
 INTEG_TEST(test_descriptors_of_a_reply_that_found_the_socket_full_arrive_intact)
 {
     const int requests = 1500; /* each reply is small, but more than the socket holds */
@@ -476,6 +499,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
         T(test_a_client_that_does_not_read_its_replies_holds_up_no_one_else),
+        T(test_a_client_that_sends_half_a_request_is_closed_after_the_stall_time),
         T(test_descriptors_of_a_reply_that_found_the_socket_full_arrive_intact),
         T(test_pipelined_requests_are_answered_in_order),
         T(test_requests_behind_a_parked_one_wait_in_the_socket),
