@@ -425,20 +425,21 @@ INTEG_TEST(test_a_slow_create_holds_up_neither_clients_nor_the_flusher)
 }
 
 /* A create waits for shoald's answer longer the more rings it makes (4 s per GiB on top
- * of the usual wait; here the usual wait is 700 ms and each create takes 1 s): a create of
+ * of the usual wait; here the usual wait is 300 ms and each create takes 0.5 s more than
+ * it would, and 512 MiB gives the large one 2 s more, room under load): a create of
  * rings that take longer than 30 s to make used to fail SHOAL_ETIMEDOUT while shoald went
  * on to make them. When the wait does run out, the error says the create may still be done,
  * and the client can ask at once whether it is. */
 INTEG_TEST(test_a_create_waits_longer_for_larger_rings)
 {
     shoal_topic_config_t small = topic_cfg(1, 1ull << 20, 2);
-    shoal_topic_config_t large = topic_cfg(4, 16ull << 20, 4); /* 256 MiB: 1 s more */
+    shoal_topic_config_t large = topic_cfg(8, 16ull << 20, 4); /* 512 MiB: 2 s more */
     shoal_topic_info_t *info;
     int rc = SHOAL_ENOTOPIC;
 
-    restart_with_slow_rings(f, "1000");
+    restart_with_slow_rings(f, "500");
 
-    f->c->timeout_ms = 700;
+    f->c->timeout_ms = 300;
     assert_int_equal(shoal_topic_create(f->c, "large", &large), 0);
     assert_int_equal(shoal_topic_create(f->c, "small", &small), SHOAL_ETIMEDOUT);
     assert_non_null(strstr(shoal_errmsg(), "may still be done"));
@@ -453,18 +454,19 @@ INTEG_TEST(test_a_create_waits_longer_for_larger_rings)
 }
 
 /* An alter that adds partitions waits as long as a create of their rings would (here the
- * usual wait is 700 ms and making rings takes 1 s): 256 MiB of new rings get 1 s more. */
+ * usual wait is 300 ms and making rings takes 0.5 s more): 512 MiB of new rings get 2 s
+ * more. */
 INTEG_TEST(test_a_grow_waits_longer_for_larger_rings)
 {
     shoal_topic_config_t large = topic_cfg(1, 16ull << 20, 4), small = topic_cfg(1, 1ull << 20, 2);
-    const char *name[] = {"partitions"}, *five[] = {"5"}, *two[] = {"2"};
+    const char *name[] = {"partitions"}, *nine[] = {"9"}, *two[] = {"2"};
 
     assert_int_equal(shoal_topic_create(f->c, "large", &large), 0);
     assert_int_equal(shoal_topic_create(f->c, "small", &small), 0);
-    restart_with_slow_rings(f, "1000");
+    restart_with_slow_rings(f, "500");
 
-    f->c->timeout_ms = 700;
-    assert_int_equal(shoal_topic_alter(f->c, "large", name, five, 1), 0); /* 4 x 64 MiB */
+    f->c->timeout_ms = 300;
+    assert_int_equal(shoal_topic_alter(f->c, "large", name, nine, 1), 0); /* 8 x 64 MiB */
     assert_int_equal(shoal_topic_alter(f->c, "small", name, two, 1), SHOAL_ETIMEDOUT);
     f->c->timeout_ms = 30000;
 }
