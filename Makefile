@@ -72,6 +72,8 @@ BENCH_BIN  := $(BUILD)/shoal-bench
 BENCH_TEST := tests/bench/test_bench_interrupt.sh
 # `make run`'s instance name: one per checkout.
 MAKE_TEST := tests/make/test_run_instance.sh
+# A power loss after a kill -9, on a loop-mounted filesystem (as root; skipped otherwise).
+POWER_TEST := tests/fault/test_power_loss.sh
 
 .SECONDARY:
 .PHONY: all test check unit integ asan run run-instance deps format-check install uninstall clean \
@@ -126,7 +128,7 @@ $(BUILD)/tests/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(DAEMON_L
 test check: deps all $(UNIT_TESTS) $(FUZZ_REPLAYS) $(INTEG_TESTS) $(BENCH_BIN)
 	$(Q)BUILD=$(BUILD) CC="$(CC)" SHOAL_OPT="$(SHOAL_OPT)" SHOAL_LDFLAGS="$(LDFLAGS)" \
 	  tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAYS) $(INTEG_TESTS) $(INSTALL_TEST) $(BENCH_TEST) \
-	  $(MAKE_TEST)
+	  $(MAKE_TEST) $(POWER_TEST)
 
 unit: deps all $(UNIT_TESTS) $(FUZZ_REPLAYS)
 	$(Q)BUILD=$(BUILD) tests/run.sh $(UNIT_TESTS) $(FUZZ_REPLAYS)
