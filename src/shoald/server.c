@@ -757,9 +757,6 @@ static bool conn_may_run(const struct conn *c, uint16_t type)
     return !conn_parked(c);
 }
 
-/* Handle every whole frame in c->in that may run: until one must wait behind a parked
- * request, or replies wait to go out (conn_may_answer). A bad header rejects the
- * connection (c->closing). */
 /* Whether the frame at the head of c's input has begun to arrive and is not whole. */
 static bool conn_frame_partial(const struct conn *c)
 {
@@ -773,8 +770,8 @@ static bool conn_frame_partial(const struct conn *c)
 }
 
 /* Time a frame that has begun to arrive and is not whole: a client that sends part of a
- * request and no more (stopped, or on purpose: each such connection held up to 2 MiB of
- * the daemon's memory for as long as it stayed) is closed after stall_ms by
+ * request and no more (stopped, or on purpose: each such connection held up to a megabyte
+ * of the daemon's memory for as long as it stayed) is closed after stall_ms by
  * server_sweep(), as one that stops reading its replies is. */
 static void conn_time_partial(server_t *s, struct conn *c)
 {
@@ -786,6 +783,9 @@ static void conn_time_partial(server_t *s, struct conn *c)
     }
 }
 
+/* Handle every whole frame in c->in that may run: until one must wait behind a parked
+ * request, or replies wait to go out (conn_may_answer). A bad header rejects the
+ * connection (c->closing). */
 static void conn_process(server_t *s, struct conn *c)
 {
     size_t at = 0;
