@@ -8,7 +8,8 @@
  * so a steady stream of sends allocates nothing. Partitions are attached
  * (their ring mapped read-write) on first use. A record with a key goes to Kafka's
  * murmur2 partition; records without one are spread round-robin. Partitions added to the
- * topic (shoal_topic_alter) are followed from the count partition 0's block publishes. The whole
+ * topic (shoal_topic_alter) are followed from the count the block of the partition attached
+ * at open (partition 0, unless shoald had stopped it) publishes. The whole
  * append path is plan, lock once (encode, publish), optional wait for the flushed watermark. */
 #include <errno.h>
 #include <stdio.h>
@@ -24,7 +25,10 @@ struct shoal_producer {
     char topic[SHOAL_TOPIC_NAME_MAX + 1];
     shoal_topic_config_t cfg;
     shoal_producer_options_t opts;
-    ring_t *rings; /* cfg.partitions entries; ctl == NULL until attached */
+    ring_t *rings;          /* cfg.partitions entries; ctl == NULL until attached */
+    struct shm_ctl *anchor; /* of the partition attached at open (0, unless shoald had
+                               stopped it): it says the topic's partition count and
+                               whether the topic was deleted */
     uint8_t *buf;
     size_t buf_cap;
     uint32_t next_partition; /* round-robin cursor for null keys */
@@ -45,6 +49,8 @@ int shoal_producer_open(shoal_client_t *client, const char *topic,
 {
     shoal_producer_t *p;
     ring_t first;
+    int32_t first_id = 0;
+    char stopped[256];
     int rc;
     shoal__clear_err();
     SHOAL_NEED(client);
@@ -70,7 +76,14 @@ int shoal_producer_open(shoal_client_t *client, const char *topic,
         p->opts = *opts;
     else
         shoal_producer_options_init(&p->opts);
-    rc = client_attach(client, topic, 0, true, &first, &p->cfg);
+    /* A partition shoald stopped (its ring damaged) is that partition's problem only. */
+    while ((rc = client_attach(client, topic, first_id, true, &first, &p->cfg)) == SHOAL_ECORRUPT &&
+           first_id < SHOAL_PARTITIONS_MAX) {
+        if (first_id++ == 0)
+            snprintf(stopped, sizeof(stopped), "%s", shoal_errmsg());
+    }
+    if (rc == SHOAL_ENOPARTITION && first_id > 0) /* every partition is stopped */
+        rc = SHOAL_ERR(SHOAL_ECORRUPT, "every partition of %s is stopped (%s)", topic, stopped);
     if (rc < 0)
         goto out_free;
     p->rings = shoal__calloc(p->cfg.partitions, sizeof(*p->rings));
@@ -79,7 +92,8 @@ int shoal_producer_open(shoal_client_t *client, const char *topic,
         rc = -ENOMEM;
         goto out_free;
     }
-    p->rings[0] = first;
+    p->rings[first_id] = first;
+    p->anchor = first.ctl;
     /* Keyless records start at a partition of their own, as Kafka's do: short-lived
      * producers (one batch from a script) would otherwise all fill partition 0. */
     p->next_partition =
@@ -120,11 +134,11 @@ static __attribute__((noinline, cold)) void producer_grow(shoal_producer_t *p, u
 }
 
 /* Follow the topic's partition count, which shoald may have raised (shoal_topic_alter):
- * partition 0's control block says it. One load of a line nobody writes, and a compare, on
+ * the anchor's control block says it. One load of a line nobody writes, and a compare, on
  * each send that picks a partition; 0 means not known. */
 static inline void producer_follow_partitions(shoal_producer_t *p)
 {
-    uint32_t now = shoal_load_relaxed(&p->rings[0].ctl->topic_partitions);
+    uint32_t now = shoal_load_relaxed(&p->anchor->topic_partitions);
 
     if (__builtin_expect(now > p->cfg.partitions, 0))
         producer_grow(p, now);
@@ -152,16 +166,16 @@ static __attribute__((noinline, cold)) int producer_ring_past(shoal_producer_t *
     return producer_ring(p, partition, out);
 }
 
-/* Whether the topic this producer opened was deleted: partition 0, attached at open, says
+/* Whether the topic this producer opened was deleted: the partition attached at open says
  * so. A topic created under its name since is another, whose partitions must not be
  * attached by name (they would take records checked against the old topic's limits). */
 static bool producer_topic_deleted(const shoal_producer_t *p)
 {
-    return atomic_load(&p->rings[0].ctl->closed) == SHM_CLOSED_DELETED;
+    return atomic_load(&p->anchor->closed) == SHM_CLOSED_DELETED;
 }
 
 /* Attach a partition on first use; after, so that a delete and create between the two
- * cannot slip through, partition 0 must still say the topic is there. */
+ * cannot slip through, the anchor must still say the topic is there. */
 static __attribute__((noinline)) int producer_attach(shoal_producer_t *p, int32_t partition)
 {
     int rc = producer_topic_deleted(p)

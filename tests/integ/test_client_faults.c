@@ -588,6 +588,37 @@ static void test_wild_active_slot_breaks_the_partition_not_the_daemon(void **sta
     shoal_producer_close(p);
 }
 
+/* A partition shoald stopped (its ring damaged) is that partition's problem: a producer
+ * opened since anchors itself on another, and sends to the others go on. Before, opening
+ * attached partition 0 only, so a stopped partition 0 (a client that cut its readers file
+ * can stop it) kept every producer of the topic from opening (an exploratory session). */
+static void test_a_stopped_partition_0_keeps_no_producer_from_the_others(void **state)
+{
+    shoal_message_t to0 = {.value = "v", .value_len = 1, .partition = 0};
+    shoal_message_t to1 = {.value = "v", .value_len = 1, .partition = 1};
+    const char *names[] = {"partitions"}, *two[] = {"2"};
+    shoal_producer_t *p, *q;
+    struct shm_ctl *ctl = damage_target("half", 1000, &p);
+    shoal_ack_t ack;
+    (void)state;
+
+    assert_int_equal(shoal_topic_alter(client, "half", names, two, 1), 0);
+    atomic_store(&ctl->active_slot, 9); /* partition 0's */
+    harness_daemon_expect_log(&daemon_, "half-0: cannot roll the segment");
+    assert_int_equal(shoal_producer_open(client, "half", NULL, &q), 0);
+    assert_int_equal(shoal_producer_partitions(q), 2);
+    assert_int_equal(shoal_send(q, &to1, &ack), 0);
+    assert_int_equal(ack.partition, 1);
+    assert_int_equal(shoal_send(q, &to0, NULL), SHOAL_ECORRUPT);
+    assert_non_null(strstr(shoal_errmsg(), "half-0 is stopped"));
+    /* deleting the topic still reaches the producer through its anchor */
+    assert_int_equal(shoal_topic_delete(client, "half"), 0);
+    assert_int_equal(shoal_send(q, &to1, NULL), SHOAL_ENOTOPIC);
+    munmap(ctl, sizeof(*ctl));
+    shoal_producer_close(q);
+    shoal_producer_close(p);
+}
+
 /* CPU time (user + system, clock ticks) the daemon has used so far. */
 static long daemon_cpu_ticks(void)
 {
@@ -921,6 +952,8 @@ int main(void)
             test_a_reader_in_another_pid_namespace_is_tracked_by_shoalds_pid, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_send_waits_for_a_stuck_lock_holder_no_longer_than_block_ms, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_stopped_partition_0_keeps_no_producer_from_the_others, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_count_appends_and_sleeping_readers, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
