@@ -406,14 +406,15 @@ void ctl_get_partition_info(ctl_reader_t *r, shoal_partition_info_t *pi)
     pi->disk_bytes = ctl_get_u64(r);
 }
 
-int ctl_reader_finish(const ctl_reader_t *r)
+int ctl_reader_finish(ctl_reader_t *r)
 {
     if (r->err)
         return r->err;
-    if (r->p != r->end)
-        return SHOAL_ERR(SHOAL_EPROTO, "control message: %zu unexpected trailing bytes",
-                         (size_t)(r->end - r->p));
-    return 0;
+    if (r->p == r->end)
+        return 0;
+    /* not sticky: a caller may read an optional field that is there, and finish again */
+    snprintf(r->why, sizeof(r->why), "%zu unexpected trailing bytes", (size_t)(r->end - r->p));
+    return SHOAL_ERR(SHOAL_EPROTO, "control message: %s", r->why);
 }
 
 /* The detail is for people, so one longer than the caller's buffer is truncated rather

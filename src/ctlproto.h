@@ -190,8 +190,8 @@ int64_t ctl_get_i64(ctl_reader_t *r);
 char *ctl_get_str(ctl_reader_t *r, char *buf, size_t cap);
 void ctl_get_topic_config(ctl_reader_t *r, shoal_topic_config_t *cfg);
 void ctl_get_partition_info(ctl_reader_t *r, shoal_partition_info_t *pi);
-/* r->err, or SHOAL_EPROTO when bytes are left over. */
-int ctl_reader_finish(const ctl_reader_t *r);
+/* r->err, or SHOAL_EPROTO when bytes are left over (r->why says so; not sticky). */
+int ctl_reader_finish(ctl_reader_t *r);
 
 /* Read a response's status and detail (detail copied into buf, may be NULL). Returns the
  * status, or SHOAL_EPROTO when the payload is malformed. */

@@ -161,9 +161,6 @@ static int malformed(const ctl_reader_t *r, const char *what)
 {
     if (r->why[0])
         return SHOAL_ERR(SHOAL_EPROTO, "malformed %s request: %s", what, r->why);
-    if (!r->err && r->p != r->end)
-        return SHOAL_ERR(SHOAL_EPROTO, "malformed %s request: %zu unexpected trailing bytes", what,
-                         (size_t)(r->end - r->p));
     return SHOAL_ERR(SHOAL_EPROTO, "malformed %s request", what);
 }
 
@@ -849,9 +846,7 @@ static int find_member(group_coord_t *gc, uint64_t conn_id, const char *gid, con
         return rc;
     if (!(*g = group_find(gc, gid))) /* its last member went, and it had no offsets */
         return SHOAL_ERR(SHOAL_EGENERATION,
-                         "member '%s' is not in group %s, which has no "
-                         "members: rejoin",
-                         mid, gid);
+                         "member '%s' is not in group %s, which has no members: rejoin", mid, gid);
     if (!(*m = member_find(*g, mid)) && (*m = member_replacing(*g, mid)))
         return fenced(*g, mid, *m);
     if (!*m)

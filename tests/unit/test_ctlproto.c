@@ -264,6 +264,7 @@ static void test_ctlproto_trailing_bytes_fail_finish(void **state)
     assert_int_equal(ctl_get_u32(&r), 1);
     assert_int_equal(r.err, 0);
     assert_int_equal(ctl_reader_finish(&r), SHOAL_EPROTO);
+    assert_string_equal(r.why, "1 unexpected trailing bytes"); /* for the refusal's detail */
     assert_int_equal(ctl_get_u8(&r), 0xff);
     assert_int_equal(ctl_reader_finish(&r), 0);
 }
