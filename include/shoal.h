@@ -261,7 +261,8 @@ SHOAL_EXTERN void shoal_client_options_init(shoal_client_options_t *opts);
  * @param[in] opts  NULL means the defaults (then this is shoal_client_open()).
  * @return what shoal_client_open() returns (SHOAL_ETIMEDOUT after opts->timeout_ms), or
  *         SHOAL_EINVAL for an option out of range (timeout_ms under 1) or non-zero
- *         reserved_ fields. */
+ *         reserved_ fields.
+ * Ownership and thread-safety: as shoal_client_open(); opts is read during the call only. */
 SHOAL_EXTERN int shoal_client_open_opts(const char *socket_path, const shoal_client_options_t *opts,
                                         shoal_client_t **out);
 
