@@ -1401,6 +1401,7 @@ static int heartbeat(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
             g->hb_pending = true;
             g->last_heartbeat_ns = shoal__mono_ns();
             deadline += (int64_t)wait_ms * 1000000;
+            round_hook(CGROUP_HEARTBEAT_SENT);
         }
     }
     while (g->hb_pending && rc == 0) { /* the responses before it too */
@@ -1546,24 +1547,26 @@ static int maintain(shoal_consumer_t *c, struct cgroup *g, int wait_ms)
     return 0;
 }
 
-/* How much longer than asked a read may take before the member counts as having been
- * stopped in it (a stop is what makes it overrun: the read ends at its timeout). Small
- * beside any session: a member silent for just over its session is removed. A read that
- * overruns by scheduling alone costs a heartbeat's round trip, and only while shoald has
- * not answered one for a whole session. */
+/* How much longer than asked a poll's step (maintain(), then a read) may take before the
+ * member counts as having been stopped in it (a stop is what makes it overrun: each wait
+ * ends at its timeout). Small beside any session: a member silent for just over its
+ * session is removed. A step that overruns by scheduling alone costs a heartbeat's round
+ * trip, and only while shoald has not answered one for a whole session. */
 #define CGROUP_OVERRUN_MS 100
 
-/* A read asked to wait at most slice ms began at began_ns and returned n records: if it
+/* A step that began at began_ns, allowed to wait allowed_ms in all, read n records: if it
  * overran (the process was stopped in it: SIGSTOP, a debugger) and the member has been
  * silent for longer than its session since, shoald may have removed it and handed its
  * partitions on. Put the records back (each partition seeks to the first of them) and let
  * the poll ask shoald first (true), as Kafka's client checks its timers before fetching:
  * before, a member continued after a long stop delivered records of partitions another
- * member had already taken over. */
+ * member had already taken over. The whole step counts, not the read alone: a stop while
+ * the heartbeat's answer was awaited left that answer (sent before the member's removal)
+ * to be read on continuing, and the read that followed did not overrun. */
 static bool stale_read(shoal_consumer_t *c, const struct cgroup *g, const shoal_record_t *out,
-                       int n, int slice, int64_t began_ns)
+                       int n, int64_t began_ns, int allowed_ms)
 {
-    if (n <= 0 || ms_since(began_ns) <= slice + CGROUP_OVERRUN_MS ||
+    if (n <= 0 || ms_since(began_ns) <= allowed_ms + CGROUP_OVERRUN_MS ||
         ms_since(g->last_heartbeat_ns) <= g->session_ms)
         return false;
     for (int i = 0; i < n; i++) {
@@ -1585,15 +1588,15 @@ static int poll_slice(const struct cgroup *g, int timeout_ms, int64_t deadline)
     return (int)SHOAL_MAX(0, SHOAL_MIN(left_ms, (int64_t)g->heartbeat_ms));
 }
 
-/* Read what the member holds, waiting up to slice ms: consumer__poll() but for records a
- * stop in it made stale (stale_read), which are put back: 0 then. */
+/* Read what the member holds, waiting up to slice ms, at the end of a step that began at
+ * began_ns and allowed maintain() maintain_ms: consumer__poll() but for records a stop in
+ * the step made stale (stale_read), which are put back: 0 then. */
 static int cgroup_read(shoal_consumer_t *c, const struct cgroup *g, shoal_record_t *out, size_t max,
-                       int slice)
+                       int slice, int64_t began_ns, int maintain_ms)
 {
-    int64_t began = shoal__mono_ns();
     int n = consumer__poll(c, out, max, slice);
 
-    return stale_read(c, g, out, n, slice, began) ? 0 : n;
+    return stale_read(c, g, out, n, began_ns, maintain_ms + slice) ? 0 : n;
 }
 
 int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size_t max,
@@ -1604,11 +1607,13 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
     if (!g->topics)
         return SHOAL_ERR(SHOAL_EINVAL, "group consumer: call shoal_consumer_subscribe() first");
     for (;;) {
-        int n, slice, rc;
+        int64_t began = shoal__mono_ns();
+        int n, slice, rc, maintain_ms;
 
         if (consumer__woken(c)) /* a rebalance's waits end at the slice's end */
             return SHOAL_ERR(SHOAL_EWAKEUP, "the poll was ended by shoal_consumer_wakeup()");
-        rc = maintain(c, g, poll_slice(g, timeout_ms, deadline));
+        maintain_ms = poll_slice(g, timeout_ms, deadline);
+        rc = maintain(c, g, maintain_ms);
 
         report_lost_commits(c, g);
         slice = poll_slice(g, timeout_ms, deadline); /* what maintain left of it */
@@ -1619,7 +1624,7 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
             return rc;
         if (reads_in_round(c, g)) {
             slice = SHOAL_MIN(slice, CGROUP_ROUND_LOOK_MS);
-            n = cgroup_read(c, g, out, max, slice);
+            n = cgroup_read(c, g, out, max, slice, began, maintain_ms);
             g->read_in_round |= n > 0;
         } else if (g->phase != ROUND_NONE) { /* maintain() waits for the round's answers */
             n = 0;
@@ -1628,7 +1633,7 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
                 consumer__nap(c, slice);
             n = 0;
         } else {
-            n = cgroup_read(c, g, out, max, slice);
+            n = cgroup_read(c, g, out, max, slice, began, maintain_ms);
         }
         if (n != 0)
             return n;

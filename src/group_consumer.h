@@ -29,12 +29,13 @@ bool cgroup_in_callback(const struct cgroup *g);
  * partitions may then not be assigned by hand. */
 bool cgroup_refuses_assign(const struct cgroup *g);
 
-/* Test hook, NULL in use: called by a member at these points of its rebalance round,
- * where a test can stall it or stop shoald. */
+/* Test hook, NULL in use: called by a member at these points of its protocol work (most
+ * of them in a rebalance round), where a test can stall or stop it, or stop shoald. */
 enum cgroup_round_point {
-    CGROUP_BEFORE_COMMIT, /* the round begins: before its commit (auto-commit) */
-    CGROUP_BEFORE_FETCH,  /* the assignment came: before the new partitions' offset fetch */
-    CGROUP_BEFORE_ATTACH, /* the offsets came: before attaching the new partitions */
+    CGROUP_BEFORE_COMMIT,  /* the round begins: before its commit (auto-commit) */
+    CGROUP_BEFORE_FETCH,   /* the assignment came: before the new partitions' offset fetch */
+    CGROUP_BEFORE_ATTACH,  /* the offsets came: before attaching the new partitions */
+    CGROUP_HEARTBEAT_SENT, /* a heartbeat was sent, before its answer is read */
 };
 extern void (*cgroup__round_hook)(enum cgroup_round_point at);
 
