@@ -555,7 +555,9 @@ SHOAL_EXTERN void shoal_producer_options_init(shoal_producer_options_t *opts);
  *         -EMFILE: the process ran out of file descriptors (RLIMIT_NOFILE) while receiving
  *         the partition's shared-memory descriptors (ring_slots + 2 of them, kept until
  *         the producer closes); those that came are closed, and the client works on once
- *         descriptors are free again.
+ *         descriptors are free again; SHOAL_ELIMIT when the kernel refused shoald's
+ *         passing of them (too many in flight, sent to clients that do not read their
+ *         replies: the detail says so), which a later try may pass.
  * Ownership: close with shoal_producer_close() before closing the client.
  * Thread-safety: one thread per producer handle. */
 SHOAL_EXTERN int shoal_producer_open(shoal_client_t *client, const char *topic,
@@ -759,9 +761,10 @@ SHOAL_EXTERN int shoal_consumer_close(shoal_consumer_t *consumer);
  * shoal_consumer_seek() to move). partitions NULL with n 0 means every partition. A
  * partition assigned already is refused: shoal_consumer_unassign() it first.
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ENOPARTITION, SHOAL_EINVAL (already
- *         assigned, listed twice, or the consumer is subscribed to a group), SHOAL_ELIMIT,
- *         SHOAL_ECLOSED, -ENOMEM, -EMFILE (out of file descriptors while receiving a
- *         partition's, as shoal_producer_open(); nothing is added). */
+ *         assigned, listed twice, or the consumer is subscribed to a group), SHOAL_ELIMIT
+ *         (as shoal_producer_open()), SHOAL_ECLOSED, -ENOMEM, -EMFILE (out of file
+ *         descriptors while receiving a partition's, as shoal_producer_open(); nothing is
+ *         added). */
 SHOAL_EXTERN int shoal_consumer_assign(shoal_consumer_t *consumer, const char *topic,
                                        const int32_t *partitions, size_t n);
 

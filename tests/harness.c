@@ -377,6 +377,8 @@ static void daemon_exec(const struct harness_daemon *d, const char *bin)
     dprintf(2, "harness: exec %s --instance %s (start %d)\n", bin, d->instance, d->starts + 1);
     signal(SIGALRM, SIG_DFL);
     alarm(HARNESS_DAEMON_TIMEOUT_S);
+    if (d->pre_exec)
+        d->pre_exec();
     execv(bin, (char *const *)argv);
     dprintf(2, "harness: cannot exec %s: %s\n", bin, strerror(errno));
     _exit(127);

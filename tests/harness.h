@@ -73,8 +73,9 @@ struct harness_daemon {
     char instance[64];           /* <tag>-<pid>-<n> */
     char shm_dir[PATH_MAX / 4];  /* /dev/shm/shoal.<instance> */
     const char *extra[HARNESS_DAEMON_MAX_ARGS + 1]; /* extra arguments, NULL-terminated */
-    pid_t pid;                                      /* > 0 while running */
-    int starts;                                     /* how many times it was started */
+    void (*pre_exec)(void); /* NULL, or run in the daemon's process before exec (limits) */
+    pid_t pid;              /* > 0 while running */
+    int starts;             /* how many times it was started */
 };
 
 /* Make a temp dir, pick a unique instance name and start $SHOALD_BIN (default

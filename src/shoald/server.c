@@ -608,8 +608,9 @@ static void conn_arm(server_t *s, struct conn *c)
 
 /* Send the frame in s->out to c, with nfds descriptors (owned from here on, whatever
  * happens), behind the replies that wait: the socket takes what it can now, and the rest
- * waits for EPOLLOUT. Never blocks. A failure gives up on c (conn_fail). */
-static void conn_send(server_t *s, struct conn *c, const int *fds, size_t nfds)
+ * waits for EPOLLOUT. Never blocks. A failure gives up on c (conn_fail), but for the
+ * kernel's refusal to pass the descriptors (-ETOOMANYREFS), returned with nothing sent. */
+static int conn_send(server_t *s, struct conn *c, const int *fds, size_t nfds)
 {
     bool idle = outq_is_empty(&c->out);
     int rc;
@@ -617,16 +618,42 @@ static void conn_send(server_t *s, struct conn *c, const int *fds, size_t nfds)
     if (c->dead || c->closing) { /* nothing more is sent on it */
         for (size_t i = 0; i < nfds; i++)
             close(fds[i]);
-        return;
+        return 0;
     }
-    if ((rc = outq_send(&c->out, c->fd, &s->out, fds, nfds)) < 0) {
+    if ((rc = outq_send(&c->out, c->fd, &s->out, fds, nfds)) == -ETOOMANYREFS && nfds > 0)
+        return rc;
+    if (rc < 0) {
         conn_fail(s, c, rc);
-        return;
+        return rc;
     }
     if (idle && !outq_is_empty(&c->out)) {
         s->sweep = true; /* server_sweep() times its stall */
         conn_arm(s, c);
     }
+    return 0;
+}
+
+/* The kernel refused to pass a reply's descriptors: the daemon's user has more in flight
+ * (sent, not yet received) than its open-file limit, which a client that does not read
+ * its replies can cause (root is exempt). Answer SHOAL_ELIMIT, which the call can retry,
+ * rather than close the connection: its client saw only "connection closed". */
+static void conn_refuse_fds(server_t *s, struct conn *c, const ctl_header_t *h)
+{
+    static const char why[] =
+        "shoald could not pass the shared memory's descriptors: the kernel refused "
+        "(ETOOMANYREFS), as the daemon's user has more in flight than its open-file limit, "
+        "held by a client that does not read its replies; try again later";
+
+    log_limited(&s->reply_log, LOG_WARN,
+                "pid %d request %u: the kernel refused to pass descriptors (ETOOMANYREFS): "
+                "more are in flight than the open-file limit, held by clients that do not "
+                "read their replies; answered SHOAL_ELIMIT",
+                (int)c->pid, (unsigned)h->type);
+    ctl_response_begin(&s->out, h->type, h->seq, SHOAL_ELIMIT, why);
+    if (ctl_frame_end(&s->out) < 0)
+        conn_fail(s, c, SHOAL_ERR(-ENOMEM, "no memory for an error response"));
+    else
+        (void)conn_send(s, c, NULL, 0);
 }
 
 static int dispatch(server_t *s, struct conn *c, const ctl_header_t *h, const uint8_t *payload,
@@ -706,10 +733,11 @@ static void conn_answer(server_t *s, struct conn *c, const ctl_header_t *h, cons
                        shoal_errmsg()[0] ? shoal_errmsg() : shoal_strerror(status), &s->body) < 0)
         conn_fail(s, c, SHOAL_ERR(-ENOMEM, "no memory for an error response"));
     else if (status == 0) { /* the descriptors go with the reply */
-        conn_send(s, c, fds, nfds);
+        if (conn_send(s, c, fds, nfds) == -ETOOMANYREFS)
+            conn_refuse_fds(s, c, h);
         nfds = 0;
     } else {
-        conn_send(s, c, NULL, 0);
+        (void)conn_send(s, c, NULL, 0);
     }
     writer_trim(&s->out);
     writer_trim(&s->body);
@@ -735,7 +763,7 @@ static void conn_reject(server_t *s, struct conn *c, int status)
     log_limited(&s->bad_frame_log, LOG_WARN, "client pid %d sent a bad frame header: %s; closing",
                 (int)c->pid, shoal_errmsg());
     if (unrequested_build(s, status, shoal_errmsg()) == 0)
-        conn_send(s, c, NULL, 0);
+        (void)conn_send(s, c, NULL, 0);
     c->closing = true;
     s->sweep = true;
 }
@@ -1286,7 +1314,7 @@ void server_reply(server_t *s, const server_req_t *req, int status, const char *
         return;
     if (response_build(s, c, req->type, req->seq, &status,
                        detail && *detail ? detail : shoal_strerror(status), body) == 0)
-        conn_send(s, c, NULL, 0); /* behind what waits; closing it is the loop's job */
+        (void)conn_send(s, c, NULL, 0); /* behind what waits; closing it is the loop's job */
     writer_trim(&s->out);
     c->replies++;
     if (c->parked[conn_parked_kind(req->type)])

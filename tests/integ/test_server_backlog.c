@@ -15,11 +15,14 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <pthread.h>
+#include <linux/capability.h>
 #include <linux/sockios.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -371,6 +374,59 @@ INTEG_TEST(test_descriptors_of_a_reply_that_found_the_socket_full_arrive_intact)
     batch_release(&b);
 }
 
+/* In the daemon's process before exec: an open-file limit of 128 it cannot raise, and
+ * without CAP_SYS_RESOURCE and CAP_SYS_ADMIN, which exempt root from the kernel's limit on
+ * descriptors in flight (as many as the sender's open-file limit). Neither drop works
+ * without privilege, which a test run by a user does not need. */
+static void limit_descriptors(void)
+{
+    struct rlimit rl = {.rlim_cur = 128, .rlim_max = 128};
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+    (void)prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
+    (void)prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0);
+}
+
+/* A client that pipelines attaches and reads none of the replies keeps their descriptors
+ * in flight, counted against the daemon's user, until the kernel refuses shoald's
+ * descriptor passing to everyone (ETOOMANYREFS). Another client's attach fails then with
+ * SHOAL_ELIMIT and the reason (it saw its connection closed, with no word), and succeeds
+ * once the hoarding client is gone. */
+INTEG_TEST(test_descriptors_the_kernel_refuses_to_pass_are_answered_with_the_reason)
+{
+    shoal_topic_config_t cfg = small_topic();
+    shoal_consumer_t *k;
+    struct batch b;
+    int hog, rc = -1;
+
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    f->d.pre_exec = limit_descriptors;
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    shoal_client_close(f->c);
+    assert_int_equal(shoal_client_open(f->d.socket, &f->c), 0);
+    cfg.ring_slots = 30; /* 32 descriptors a reply: 5 replies are past the limit */
+    assert_int_equal(shoal_topic_create(f->c, "wide", &cfg), 0);
+    create_topic(f, "other");
+
+    hog = raw_connect(f->d.socket);
+    batch_init(&b);
+    for (int i = 0; i < 20; i++)
+        batch_attach(&b, "wide");
+    batch_send(&b, hog);
+    wait_backlogged(hog); /* all 20 answered: 5 with descriptors, then refusals */
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "other", NULL, 0), SHOAL_ELIMIT);
+    assert_non_null(strstr(shoal_errmsg(), "ETOOMANYREFS"));
+    assert_non_null(strstr(shoal_errmsg(), "does not read its replies"));
+    assert_true(harness_daemon_log_contains(&f->d, "the kernel refused to pass descriptors"));
+
+    close(hog); /* its descriptors in flight go with it */
+    for (int i = 0; i < 100 && (rc = shoal_consumer_assign(k, "other", NULL, 0)) != 0; i++)
+        usleep(20000);
+    assert_int_equal(rc, 0);
+    shoal_consumer_close(k);
+    batch_release(&b);
+}
+
 /* Requests of every kind, sent at once and read only after the daemon filled the socket,
  * are answered in their order: through queued replies, parked commits and errors. */
 INTEG_TEST(test_pipelined_requests_are_answered_in_order)
@@ -501,6 +557,7 @@ int main(void)
         T(test_a_client_that_does_not_read_its_replies_holds_up_no_one_else),
         T(test_a_client_that_sends_half_a_request_is_closed_after_the_stall_time),
         T(test_descriptors_of_a_reply_that_found_the_socket_full_arrive_intact),
+        T(test_descriptors_the_kernel_refuses_to_pass_are_answered_with_the_reason),
         T(test_pipelined_requests_are_answered_in_order),
         T(test_requests_behind_a_parked_one_wait_in_the_socket),
 #undef T
