@@ -759,7 +759,10 @@ SHOAL_EXTERN int shoal_consumer_close(shoal_consumer_t *consumer);
 
 /** Add partitions of a topic to the consumer, each positioned at the log end (use
  * shoal_consumer_seek() to move). partitions NULL with n 0 means every partition. A
- * partition assigned already is refused: shoal_consumer_unassign() it first.
+ * partition assigned already is refused: shoal_consumer_unassign() it first. With every
+ * partition, one that shoald stopped (its shared ring damaged) is left out: the others are
+ * assigned, and the next shoal_poll() fails SHOAL_ECORRUPT once, saying so; assign it
+ * again once shoald has restarted. A list that names it fails as a whole.
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ENOPARTITION, SHOAL_EINVAL (already
  *         assigned, listed twice, or the consumer is subscribed to a group), SHOAL_ELIMIT
  *         (as shoal_producer_open()), SHOAL_ECLOSED, -ENOMEM, -EMFILE (out of file
@@ -861,6 +864,9 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *         SHOAL_ECLOSED, -EMFILE, -ENOMEM) is returned by every poll that meets it.
  *         So a deleted topic's partitions say SHOAL_ENOTOPIC once each (leave it with
  *         shoal_consumer_unassign()), and a damaged batch SHOAL_ECORRUPT once (seek past it).
+ *         The poll after an assign (or a group's assignment) that left out a partition
+ *         shoald stopped fails SHOAL_ECORRUPT once, before reading, saying which
+ *         (shoal_consumer_assign()).
  * A subscribed group consumer (shoal_consumer_subscribe) also runs the group protocol
  * here, on the calling thread: heartbeats, callbacks, rejoining. It keeps to timeout_ms
  * through a rebalance too: the join is answered when every member has rejoined and the
@@ -887,7 +893,9 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * and took this one's place (on_revoked runs, nothing is committed); this poll and every later one
  * and every commit return it, so close the consumer (Kafka's FENCED_INSTANCE_ID). Being fenced by
  * the generation (SHOAL_EGENERATION) or a rebalance (SHOAL_EREBALANCE) is handled inside and never
- * returned by poll. */
+ * returned by poll. A partition shoald stopped stays in the member's assignment but is left out
+ * of what it reads and commits (said once, as above) until shoald restarts and the members
+ * rejoin. */
 SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, size_t max,
                             int timeout_ms);
 

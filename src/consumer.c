@@ -112,6 +112,10 @@ struct shoal_consumer {
     int64_t lookup_began;
     bool lookup_unanswered;
     _Atomic uint32_t wakeup; /* shoal_consumer_wakeup(): 1 until a poll returns it (a futex) */
+    /* Partitions an assign left out because they could not be attached (shoald stopped
+     * them): how many since the last poll, and why the first was; the next poll says so. */
+    uint32_t left_out;
+    char left_out_why[256];
 };
 
 void shoal_consumer_options_init(shoal_consumer_options_t *o)
@@ -290,11 +294,89 @@ static int consumer_grow(shoal_consumer_t *c, size_t more)
     return 0;
 }
 
+/* Release the partitions assigned from index first on. */
+static void consumer_undo(shoal_consumer_t *c, size_t first)
+{
+    while (c->nparts > first)
+        part_release(&c->parts[--c->nparts]);
+}
+
+/* The partitions listed, all of them or none. */
+static int consumer_assign_listed(shoal_consumer_t *c, const char *topic, const int32_t *partitions,
+                                  size_t n, int64_t deadline)
+{
+    size_t first = c->nparts;
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = consumer_attach_one(c, topic, partitions[i], NULL, deadline);
+    if (rc < 0)
+        consumer_undo(c, first);
+    return rc;
+}
+
+/* A partition of an assign could not be attached (SHOAL_ECORRUPT: shoald stopped it, as
+ * shoal_errmsg() says): the others go on, and the next poll says so (consumer_left_out). */
+static void consumer_note_left_out(shoal_consumer_t *c)
+{
+    if (c->left_out++ == 0)
+        snprintf(c->left_out_why, sizeof(c->left_out_why), "%s", shoal_errmsg());
+}
+
+/* Every partition of the topic; the first that attaches says how many there are. One that
+ * shoald stopped is left out (consumer_note_left_out); any other failure undoes it all. */
+static int consumer_assign_all(shoal_consumer_t *c, const char *topic, int64_t deadline)
+{
+    size_t first = c->nparts;
+    uint32_t left_before = c->left_out;
+    shoal_topic_config_t cfg;
+    int32_t p = 0;
+    int rc;
+
+    while ((rc = consumer_attach_one(c, topic, p, &cfg, deadline)) == SHOAL_ECORRUPT &&
+           p + 1 < SHOAL_PARTITIONS_MAX) {
+        consumer_note_left_out(c);
+        p++;
+    }
+    if (rc == SHOAL_ENOPARTITION && p > 0) { /* every partition is stopped */
+        c->left_out = left_before;
+        return SHOAL_ERR(SHOAL_ECORRUPT, "every partition of %s is stopped (%s)", topic,
+                         c->left_out_why);
+    }
+    if (rc == 0)
+        rc = consumer_grow(c, cfg.partitions);
+    for (p++; rc == 0 && p < (int32_t)cfg.partitions; p++)
+        if ((rc = consumer_attach_one(c, topic, p, NULL, deadline)) == SHOAL_ECORRUPT) {
+            consumer_note_left_out(c);
+            rc = 0;
+        }
+    if (rc < 0) {
+        consumer_undo(c, first);
+        c->left_out = left_before;
+    }
+    return rc;
+}
+
+/* The poll after an assign that left partitions out fails once, saying which. */
+static int consumer_left_out(shoal_consumer_t *c)
+{
+    uint32_t n = c->left_out;
+
+    c->left_out = 0;
+    if (n == 1)
+        return SHOAL_ERR(SHOAL_ECORRUPT,
+                         "a partition " RING_STOPPED_MARK " was left out of the assignment, "
+                         "the others are read: %s",
+                         c->left_out_why);
+    return SHOAL_ERR(SHOAL_ECORRUPT,
+                     "%u partitions " RING_STOPPED_MARK " were left out of the assignment, the "
+                     "others are read; the first: %s",
+                     n, c->left_out_why);
+}
+
 int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t *partitions,
                           size_t n)
 {
-    shoal_topic_config_t cfg;
-    size_t first, want = n ? n : 1;
     int64_t deadline;
     int rc;
 
@@ -304,28 +386,14 @@ int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t 
     SHOAL_NEED(topic);
     if ((rc = consumer__check_owner(c)) < 0)
         return rc;
-    first = c->nparts;
     if (cgroup_refuses_assign(c->group))
         return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed to a group: no manual assign");
     if ((rc = consumer_check_new(c, topic, partitions, n)) < 0)
         return rc;
-    if ((rc = consumer_grow(c, want)) < 0)
+    if ((rc = consumer_grow(c, n ? n : 1)) < 0)
         return rc;
-    rc = consumer_attach_one(c, topic, n ? partitions[0] : 0, &cfg, deadline);
-    if (rc < 0)
-        goto out_undo;
-    if (n == 0 && (rc = consumer_grow(c, cfg.partitions)) < 0)
-        goto out_undo;
-    for (size_t i = 1; i < (n ? n : cfg.partitions); i++) {
-        rc = consumer_attach_one(c, topic, n ? partitions[i] : (int32_t)i, NULL, deadline);
-        if (rc < 0)
-            goto out_undo;
-    }
-    return 0;
-out_undo:
-    while (c->nparts > first)
-        part_release(&c->parts[--c->nparts]);
-    return rc;
+    return n > 0 ? consumer_assign_listed(c, topic, partitions, n, deadline)
+                 : consumer_assign_all(c, topic, deadline);
 }
 
 int consumer__assign_until(shoal_consumer_t *c, const char *topic, int32_t partition,
@@ -335,7 +403,12 @@ int consumer__assign_until(shoal_consumer_t *c, const char *topic, int32_t parti
 
     if (rc == 0)
         rc = consumer_grow(c, 1);
-    return rc < 0 ? rc : consumer_attach_one(c, topic, partition, NULL, deadline_ns);
+    if (rc == 0 &&
+        (rc = consumer_attach_one(c, topic, partition, NULL, deadline_ns)) == SHOAL_ECORRUPT) {
+        consumer_note_left_out(c);
+        return 1;
+    }
+    return rc;
 }
 
 /* Whether partition p is among the n listed (n 0: every partition is). */
@@ -1307,6 +1380,8 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
     for (size_t i = 0; i < c->nparts; i++)
         if (c->parts[i].retired.data)
             client_segment_close(&c->parts[i].retired);
+    if (__builtin_expect(c->left_out > 0, 0))
+        return consumer_left_out(c);
     c->want_bytes = 0;
     c->poll_timeout_ms = timeout_ms;
     c->poll_deadline = 0;

@@ -1276,6 +1276,8 @@ static int round_attach(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_
         rc = consumer__assign_until(c, tp->topic, tp->partition, deadline_ns);
         if (rc == 0 && (rc = position(c, g, tp, g->offsets[g->nattached])) < 0)
             (void)consumer__unassign_one(c, tp->topic, tp->partition);
+        if (rc == 1) /* stopped by shoald: left out, as the next poll says */
+            rc = 0;
         if (rc == 0)
             g->nattached++;
         if (rc == SHOAL_ECLOSED && !g->reattached) {
@@ -1629,9 +1631,9 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
         } else if (g->phase != ROUND_NONE) { /* maintain() waits for the round's answers */
             n = 0;
         } else if (consumer__assigned_count(c) == 0) {
-            if (slice > 0)
+            n = consumer__poll(c, out, max, 0); /* nothing to read, but what was left out */
+            if (n == 0 && slice > 0)
                 consumer__nap(c, slice);
-            n = 0;
         } else {
             n = cgroup_read(c, g, out, max, slice, began, maintain_ms);
         }
@@ -1692,6 +1694,17 @@ out_free:
     return rc;
 }
 
+/* How many of the n partitions listed the consumer does not hold (left out: stopped). */
+static size_t missing_count(shoal_consumer_t *c, const struct ctp *list, size_t n)
+{
+    size_t missing = 0;
+
+    for (size_t i = 0; i < n; i++)
+        missing +=
+            shoal_consumer_position(c, list[i].topic, list[i].partition) == SHOAL_ENOPARTITION;
+    return missing;
+}
+
 static int build_commit(struct cgroup *g, ctl_writer_t *w, const shoal_topic_partition_offset_t *o,
                         size_t n, shoal_consumer_t *c)
 {
@@ -1710,9 +1723,12 @@ static int build_commit(struct cgroup *g, ctl_writer_t *w, const shoal_topic_par
         }
         return 0;
     }
-    ctl_put_u32(w, (uint32_t)g->nassigned);
+    /* The positions of what the member holds: not of a partition left out (stopped). */
+    ctl_put_u32(w, (uint32_t)(g->nassigned - missing_count(c, g->assigned, g->nassigned)));
     for (size_t i = 0; i < g->nassigned; i++) {
         int64_t pos = shoal_consumer_position(c, g->assigned[i].topic, g->assigned[i].partition);
+        if (pos == SHOAL_ENOPARTITION)
+            continue;
         if (pos < 0)
             return (int)pos;
         ctl_put_str(w, g->assigned[i].topic);

@@ -1021,7 +1021,7 @@ int ring_closed_error(const ring_t *r)
 {
     if (atomic_load(&r->ctl->closed) == SHM_CLOSED_STOPPED)
         return SHOAL_ERR(SHOAL_ECORRUPT,
-                         "partition %u was stopped by shoald: its shared ring "
+                         "partition %u was " RING_STOPPED_MARK ": its shared ring "
                          "is damaged, as shoald's log says",
                          r->ctl->partition);
     return SHOAL_ERR(SHOAL_ENOTOPIC, "topic was deleted");

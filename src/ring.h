@@ -188,6 +188,10 @@ typedef struct ring_cursor {
     int64_t next_offset;
 } ring_cursor_t;
 
+/* In the detail of every SHOAL_ECORRUPT that means a partition shoald stopped (rather than
+ * a damaged batch), read or left out of an assignment: the others go on. */
+#define RING_STOPPED_MARK "stopped by shoald"
+
 /* Why a ring closed: SHOAL_ENOTOPIC (the topic was deleted) or SHOAL_ECORRUPT (shoald
  * stopped the partition), with the detail. */
 int ring_closed_error(const ring_t *r);

@@ -19,7 +19,9 @@
  * and a failure (status 1) when the same gap comes back. A damaged batch (SHOAL_ECORRUPT) is
  * a failure at once: the position does not pass it, and the library says so only once (its
  * later polls pass over the partition as caught up), so waiting on would never end, or end
- * at --timeout-ms with status 0 and the records after it unread.
+ * at --timeout-ms with status 0 and the records after it unread. A partition shoald stopped
+ * (its shared ring damaged: left out of the assignment, or stopped while read) is a warning:
+ * the other partitions are read on.
  *
  * With --group, a daemon restart is a warning: the group consumer reconnects and rejoins
  * by itself, and the partitions resume from their committed offsets. --timeout-ms counts
@@ -32,8 +34,9 @@
 #include <time.h>
 
 #include "cli.h"
-#include "timearg.h"
 #include "format.h"
+#include "ring.h"
+#include "timearg.h"
 
 #define CONSUME_BATCH         256
 #define CONSUME_WAIT_SLICE_MS 500
@@ -273,6 +276,8 @@ static int consume_loop(consume_t *cs)
         n = shoal_poll(cs->consumer, recs, consume_poll_max(cs), consume_wait_ms(cs, deadline));
         if (n == SHOAL_EOFFSET)
             rc = consume_records_gone(cs, n);
+        else if (n == SHOAL_ECORRUPT && strstr(shoal_errmsg(), RING_STOPPED_MARK))
+            fprintf(stderr, "shoal: warning: consume '%s': %s\n", cs->topic, shoal_errmsg());
         else if (n == SHOAL_ECORRUPT)
             rc = cli_fail(cs->cli, n, "consume '%s' cannot go on past a damaged batch", cs->topic);
         else if (cs->group && (n == SHOAL_ECLOSED || n == SHOAL_ENODAEMON))

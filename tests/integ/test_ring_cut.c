@@ -26,15 +26,21 @@
 
 static char enospc[128];
 
-/* Cut <topic>-0.<file> to `bytes`, as a client holding it read-write could. */
-static void cut(struct harness_fixture *f, const char *topic, const char *file, off_t bytes)
+/* Cut <topic>-<partition>.<file> to `bytes`, as a client holding it read-write could. */
+static void cut_partition(struct harness_fixture *f, const char *topic, int partition,
+                          const char *file, off_t bytes)
 {
     char path[PATH_MAX];
     int fd;
-    snprintf(path, sizeof(path), "%s/%s-0.%s", f->d.shm_dir, topic, file);
+    snprintf(path, sizeof(path), "%s/%s-%d.%s", f->d.shm_dir, topic, partition, file);
     assert_true((fd = open(path, O_RDWR)) >= 0);
     assert_int_equal(ftruncate(fd, bytes), 0);
     close(fd);
+}
+
+static void cut(struct harness_fixture *f, const char *topic, const char *file, off_t bytes)
+{
+    cut_partition(f, topic, 0, file, bytes);
 }
 
 static off_t file_size(struct harness_fixture *f, const char *topic, const char *file)
@@ -122,24 +128,33 @@ static void assert_stopped_alone(struct harness_fixture *f, const char *topic,
     assert_holds(f, "whole", 3);
 }
 
-/* `shoal stats` shows the stopped partition's row from what shoald knows, says why, and
- * fails (it failed whole, without a table: found by a user session). */
-static void expect_stats_stopped(struct harness_fixture *f, const char *topic)
+/* Run the CLI with args against f's daemon, stderr with stdout into out; its exit status. */
+static int run_cli(struct harness_fixture *f, const char *args, char *out, size_t cap)
 {
     const char *build = getenv("BUILD");
-    char cmd[PATH_MAX * 2], out[4096];
+    char cmd[PATH_MAX * 2];
     size_t n;
     FILE *fp;
     int status;
 
-    snprintf(cmd, sizeof(cmd), "%s/shoal --socket %s stats %s 2>&1", build ? build : "build",
-             f->d.socket, topic);
+    snprintf(cmd, sizeof(cmd), "%s/shoal --socket %s %s 2>&1", build ? build : "build", f->d.socket,
+             args);
     assert_non_null(fp = popen(cmd, "r"));
-    n = fread(out, 1, sizeof(out) - 1, fp);
+    n = fread(out, 1, cap - 1, fp);
     out[n] = '\0';
     status = pclose(fp);
     assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 1);
+    return WEXITSTATUS(status);
+}
+
+/* `shoal stats` shows the stopped partition's row from what shoald knows, says why, and
+ * fails (it failed whole, without a table: found by a user session). */
+static void expect_stats_stopped(struct harness_fixture *f, const char *topic)
+{
+    char args[128], out[4096];
+
+    snprintf(args, sizeof(args), "stats %s", topic);
+    assert_int_equal(run_cli(f, args, out, sizeof(out)), 1);
     assert_non_null(strstr(out, "STOPPED"));
     assert_non_null(strstr(out, "-0 is stopped"));
 }
@@ -282,6 +297,123 @@ INTEG_TEST(test_a_cut_file_replaced_by_another_is_left_alone)
     unlink(moved);
 }
 
+/* Send "<partition>" to each of the topic's partitions 1 and 2, twice. */
+static void send_to_the_others(struct harness_fixture *f, const char *topic)
+{
+    shoal_producer_t *p;
+    assert_int_equal(shoal_producer_open(f->c, topic, NULL, &p), 0);
+    for (int i = 0; i < 4; i++) {
+        shoal_message_t m = {.value = i % 2 ? "2" : "1", .value_len = 1, .partition = 1 + i % 2};
+        assert_int_equal(shoal_send(p, &m, NULL), 0);
+    }
+    shoal_producer_close(p);
+}
+
+/* Poll k until it read the 4 records of send_to_the_others(), each from the partition its
+ * value names; the first poll fails once, saying partition 0 was left out. */
+static void read_the_others(shoal_consumer_t *k)
+{
+    shoal_record_t r[8];
+    int got = 0, n, left_out = 0;
+
+    for (int i = 0; i < 200 && got < 4; i++) {
+        if ((n = shoal_poll(k, r, 8, 20)) == SHOAL_ECORRUPT) {
+            assert_non_null(strstr(shoal_errmsg(), "left out of the assignment"));
+            assert_non_null(strstr(shoal_errmsg(), "lo-0 is stopped"));
+            left_out++;
+            continue;
+        }
+        assert_true(n >= 0);
+        for (int j = 0; j < n; j++, got++)
+            assert_int_equal(r[j].partition, atoi(r[j].value));
+    }
+    assert_int_equal(got, 4);
+    assert_int_equal(left_out, 1);
+}
+
+static int32_t generation(struct harness_fixture *f, const char *group)
+{
+    shoal_group_info_t *info;
+    int32_t gen;
+    assert_int_equal(shoal_group_describe(f->c, group, &info), 0);
+    gen = info->generation;
+    shoal_group_info_free(info);
+    return gen;
+}
+
+/* A partition shoald stopped is left out of an assign of every partition and of a group
+ * member's assignment: the others are read, and the next poll says which was left out,
+ * once. Before, the assign failed as a whole, and a group member failed every round and
+ * joined again at each poll, a rebalance of the whole group each time. A list that names
+ * the stopped partition still fails as a whole. */
+INTEG_TEST(test_a_stopped_partition_is_left_out_of_assignments_and_the_others_are_read)
+{
+    static const int32_t zero = 0;
+    shoal_topic_config_t cfg;
+    shoal_consumer_options_t o;
+    shoal_consumer_t *k;
+    shoal_client_t *kc;
+    const shoal_message_t zero_value = {.value = "0", .value_len = 1, .partition = 0};
+    const char *topic = "lo";
+    shoal_producer_t *p;
+    shoal_record_t r[8];
+    char out[4096];
+    int32_t gen;
+    int n = 0;
+
+    shoal_topic_config_init(&cfg);
+    cfg.partitions = 3;
+    cfg.ring_slots = 4;
+    cfg.segment_bytes = SLOT_BYTES;
+    assert_int_equal(shoal_topic_create(f->c, topic, &cfg), 0);
+    cut_partition(f, topic, 0, "readers", 100);
+    harness_daemon_expect_log(&f->d, "lo-0: partition stopped");
+    send_to_the_others(f, topic);
+
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, topic, &zero, 1), SHOAL_ECORRUPT);
+    assert_int_equal(shoal_consumer_assign(k, topic, NULL, 0), 0);
+    for (int32_t part = 1; part < 3; part++)
+        assert_int_equal(shoal_consumer_seek(k, topic, part, SHOAL_SEEK_BEGINNING, 0), 0);
+    read_the_others(k);
+    shoal_consumer_close(k);
+    /* The CLI warns and reads the others; it used to fail "past a damaged batch". */
+    assert_int_equal(run_cli(f, "consume lo --from-beginning --timeout-ms 300 --format '%p:%v\n'",
+                             out, sizeof(out)),
+                     0);
+    assert_non_null(strstr(out, "warning: consume 'lo': a partition stopped by shoald was left"));
+    assert_non_null(strstr(out, "1:1\n1:1\n"));
+    assert_non_null(strstr(out, "2:2\n2:2\n"));
+
+    shoal_consumer_options_init(&o);
+    o.group_id = "lo-readers";
+    o.auto_offset_reset = SHOAL_OFFSET_RESET_EARLIEST;
+    assert_int_equal(shoal_client_open(f->d.socket, &kc), 0); /* f->c goes at the restart */
+    assert_int_equal(shoal_consumer_open(kc, &o, &k), 0);
+    assert_int_equal(shoal_consumer_subscribe(k, &topic, 1), 0);
+    read_the_others(k);
+    gen = generation(f, "lo-readers");
+    for (int i = 0; i < 20; i++) /* no rebalance over it again */
+        assert_true(shoal_poll(k, NULL, 0, 20) >= 0);
+    assert_int_equal(generation(f, "lo-readers"), gen);
+    assert_int_equal(shoal_commit_sync(k, NULL, 0), 0); /* of what it holds */
+
+    /* shoald's restart rebuilds the ring; the member rejoins and reads partition 0 too. */
+    restart(f);
+    assert_int_equal(shoal_producer_open(f->c, topic, NULL, &p), 0);
+    assert_int_equal(shoal_send(p, &zero_value, NULL), 0);
+    shoal_producer_close(p);
+    for (int i = 0; i < 300 && n == 0; i++)
+        if ((n = shoal_poll(k, r, 8, 20)) < 0 && n != SHOAL_ECLOSED && n != SHOAL_ENODAEMON)
+            fail_msg("poll after the restart: %s", shoal_errmsg());
+        else if (n < 0)
+            n = 0;
+    assert_int_equal(n, 1);
+    assert_int_equal(r[0].partition, 0);
+    assert_int_equal(shoal_consumer_close(k), 0);
+    shoal_client_close(kc);
+}
+
 static int setup(void **state)
 {
     static struct harness_fixture f;
@@ -312,6 +444,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_cut_file_replaced_by_another_is_left_alone, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_stopped_partition_is_left_out_of_assignments_and_the_others_are_read, setup,
+            teardown),
     };
     harness_test_filter();
     return cmocka_run_group_tests(tests, NULL, NULL);
