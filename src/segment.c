@@ -561,6 +561,22 @@ static void index_note_batch(index_writer_t *w, const record_batch_header_t *h)
     index_note_max(w, h->max_timestamp, batch_last_offset(h));
 }
 
+/* Kafka's last .timeindex entry of a segment that is done (rolled, or rewritten by
+ * compaction): the largest timestamp and the batch that first reached it, when the last
+ * entry is behind them (entries come only every index interval). Kafka takes a segment's
+ * largest timestamp from its last entry, for time retention and lookups. False when there
+ * is nothing to add. */
+static bool index_final_entry(const index_writer_t *w, index_entries_t *e)
+{
+    int64_t rel = w->max_timestamp_offset - w->base;
+
+    e->index = false;
+    e->timeindex = w->max_timestamp > w->last_timestamp && rel >= 0 && rel <= INT32_MAX;
+    shoal__put_be64(e->ts, (uint64_t)w->max_timestamp);
+    shoal__put_be32(e->ts + 8, (uint32_t)rel);
+    return e->timeindex;
+}
+
 /* Advance the writer's state past an entry that is now written. */
 static void index_note_index(index_writer_t *w, uint64_t pos)
 {
@@ -740,6 +756,22 @@ int index_writer_add(index_writer_t *w, uint64_t pos, const record_batch_header_
     if (e.timeindex)
         index_note_timeindex(w, &e);
     return 0;
+}
+
+int index_writer_seal(index_writer_t *w)
+{
+    index_entries_t e;
+    int rc;
+
+    if (!index_final_entry(w, &e))
+        return 0;
+    rc = shoal__pwrite_all(w->timeindex_fd, e.ts, sizeof(e.ts), w->timeindex_bytes);
+    if (rc) {
+        (void)!ftruncate(w->timeindex_fd, (off_t)w->timeindex_bytes); /* as before the call */
+        return SHOAL_ERR(rc, "writing the last .timeindex entry of segment %" PRId64, w->base);
+    }
+    index_note_timeindex(w, &e);
+    return 1;
 }
 
 int index_writer_sync(index_writer_t *w)
@@ -1016,6 +1048,26 @@ static int recover_tail(int fd, const char *path, bool is_last, segment_recovery
     return 0;
 }
 
+/* A sealed segment's rebuilt .timeindex ends with Kafka's last entry (index_final_entry),
+ * as the flusher writes it when it rolls; the last segment's keeps one only when its file
+ * has it (the flusher had rolled when shoald stopped, before the next segment began). */
+static int index_build_finish(const char *dir, int64_t base, bool is_last, index_build_t *b)
+{
+    index_entries_t e;
+    size_t had, same;
+    bool exists;
+    int rc;
+
+    if (!index_final_entry(&b->state, &e))
+        return 0;
+    if ((rc = bytebuf_append(&b->timeindex, e.ts, sizeof(e.ts))) < 0 || !is_last)
+        return rc;
+    rc = index_file_compare(dir, base, ".timeindex", &b->timeindex, &exists, &had, &same);
+    if (rc == 0 && !(exists && had == b->timeindex.len && same == had))
+        b->timeindex.len -= sizeof(e.ts); /* not rolled: no last entry */
+    return rc;
+}
+
 int segment_recover(const char *dir, int64_t base, bool is_last, segment_recovery_t *out)
 {
     char path[4096];
@@ -1042,7 +1094,8 @@ int segment_recover(const char *dir, int64_t base, bool is_last, segment_recover
     /* Truncating under the mapping is safe: nothing past the good prefix is read again. */
     if (out->scan.error && (rc = recover_tail(fd, path, is_last, out)) != 0)
         goto out_free_index;
-    rc = index_files_refresh(dir, base, &b, out);
+    if ((rc = index_build_finish(dir, base, is_last, &b)) == 0)
+        rc = index_files_refresh(dir, base, &b, out);
 
 out_free_index:
     shoal__free(b.index.p);

@@ -134,6 +134,10 @@ int index_writer_add(index_writer_t *w, uint64_t pos, const record_batch_header_
  * entry and its .timeindex entry; a negative return fails the add there, as a full disk
  * would, and the add rolls both files back. */
 extern int (*index_writer__fault_hook)(void);
+/* The segment is done (the flusher rolls to the next): add Kafka's last .timeindex entry,
+ * the largest timestamp and the batch that first reached it, unless the last entry is
+ * that already. 1 when added, 0 when not needed, or -errno (the file as before). */
+int index_writer_seal(index_writer_t *w);
 /* fsync both files. 0 or -errno. */
 int index_writer_sync(index_writer_t *w);
 void index_writer_close(index_writer_t *w);

@@ -836,7 +836,11 @@ static void retention_maybe(dpart_t *p, int64_t now_ns);
  * may seal many). */
 static int flusher_next_slot(dpart_t *p)
 {
-    int rc = flusher_sync(p, true);
+    int rc = p->log_fd >= 0 ? index_writer_seal(&p->iw) : 0;
+
+    p->index_dirty |= rc > 0;
+    if (rc >= 0)
+        rc = flusher_sync(p, true);
     if (rc < 0)
         return rc;
     if (p->log_fd >= 0) {

@@ -118,6 +118,36 @@ static void expect_seek(shoal_consumer_t *cons, const char *topic, int64_t ts, i
 
 /* ------------------------------------------------------------------ fixture */
 
+/* Every sealed segment's .timeindex ends with the segment's largest timestamp (the
+ * records' ts[] from its base to the next's) and the batch (of per records) that first
+ * reached it, as Kafka's roll leaves it: Kafka reads a segment's largest timestamp there. */
+static void expect_last_time_entries(const struct harness_daemon *d, const char *topic,
+                                     const int64_t *ts, int per)
+{
+    int64_t bases[MAX_BASES];
+    size_t nb = harness_segment_bases(d, topic, bases, MAX_BASES);
+
+    for (size_t i = 0; i + 1 < nb; i++) {
+        char path[PATH_MAX];
+        int64_t max = -1, at = -1;
+        uint8_t *tidx;
+        size_t len = 0;
+
+        for (int64_t o = bases[i]; o < bases[i + 1]; o++)
+            if (ts[o] > max) {
+                max = ts[o];
+                at = o / per * per + per - 1; /* its batch's last offset */
+            }
+        snprintf(path, sizeof(path), "%s/%s-0/%020" PRId64 ".timeindex", d->data_dir, topic,
+                 bases[i]);
+        assert_non_null(tidx = harness_read_file(path, &len));
+        assert_true(len >= 12 && len % 12 == 0);
+        assert_int_equal((int64_t)shoal__get_be64(tidx + len - 12), max);
+        assert_int_equal(bases[i] + shoal__get_be32(tidx + len - 4), at);
+        free(tidx);
+    }
+}
+
 static int setup(void **state)
 {
     static struct harness_fixture f;
@@ -162,6 +192,7 @@ INTEG_TEST(test_seek_by_timestamp_is_exact_across_disk_segments_and_the_ring)
     assert_int_equal(end, N_SORTED);
     nb = harness_segment_bases(&f->d, "sorted", bases, MAX_BASES);
     assert_true(nb >= 6);
+    expect_last_time_entries(&f->d, "sorted", ts, 1);
     cons = consumer_for(f->c, "sorted");
 
     /* before the first record, at it, and every segment's first record exactly; a

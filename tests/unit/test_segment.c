@@ -178,8 +178,10 @@ static void seg_unlink(const char *dir, int64_t base, const char *ext)
     unlink(path);
 }
 
-/* Index the batches of s with index_writer, as the flusher would, from batch from to to. */
-static void index_with_writer(const char *dir, int64_t base, const seg_t *s, size_t from, size_t to)
+/* Index the batches of s with index_writer, as the flusher would, from batch from to to;
+ * seal: then roll, as the flusher does when it moves to the next segment. */
+static void index_with_writer_then(const char *dir, int64_t base, const seg_t *s, size_t from,
+                                   size_t to, bool seal)
 {
     index_writer_t w;
     record_batch_header_t h;
@@ -189,8 +191,15 @@ static void index_with_writer(const char *dir, int64_t base, const seg_t *s, siz
         assert_int_equal(record_batch_parse(s->data + s->pos[i], s->len - s->pos[i], &h), 0);
         assert_int_equal(index_writer_add(&w, s->pos[i], &h), 0);
     }
+    if (seal)
+        assert_true(index_writer_seal(&w) >= 0);
     assert_int_equal(index_writer_sync(&w), 0);
     index_writer_close(&w);
+}
+
+static void index_with_writer(const char *dir, int64_t base, const seg_t *s, size_t from, size_t to)
+{
+    index_with_writer_then(dir, base, s, from, to, false);
 }
 
 static int setup_dir(void **state)
@@ -765,6 +774,63 @@ static void test_index_writer_retries_a_batch_whose_timeindex_write_failed(void 
     free(ts);
 }
 
+/* At the roll the writer adds Kafka's last .timeindex entry: the segment's largest
+ * timestamp and the batch that first reached it, which Kafka reads as the segment's
+ * largest timestamp (time retention, lookups). Before, the last entry was the last index
+ * point's, behind the batches after it (an exploratory session's Kafka decoder saw it).
+ * Recovery keeps that entry: on a sealed segment as its own rebuild, and on the last
+ * segment when it is there (rolled just before a stop), adding none otherwise. */
+static void test_index_writer_seal_adds_kafkas_last_timeindex_entry(void **state)
+{
+    const char *dir = *state;
+    const int64_t base = 3000;
+    segment_recovery_t r;
+    index_writer_t w;
+    seg_t s = {0};
+    uint8_t *unsealed, *sealed;
+    size_t un = 0, sn = 0, k = 0;
+    int64_t max_ts = -1;
+
+    seg_many_small(&s, base, 200);
+    seg_write(dir, base, ".log", s.data, s.len);
+    for (size_t i = 0; i < s.n; i++)
+        if (s.max_ts[i] > max_ts) {
+            max_ts = s.max_ts[i];
+            k = i;
+        }
+    index_with_writer(dir, base, &s, 0, s.n);
+    unsealed = seg_read(dir, base, ".timeindex", &un);
+    assert_true(un >= SEGMENT_TIMEINDEX_ENTRY_BYTES);
+    assert_true((int64_t)shoal__get_be64(unsealed + un - 12) < max_ts); /* behind */
+    assert_int_equal(segment_recover(dir, base, true, &r), 0);          /* none added to the last */
+    assert_false(r.index_rebuilt);
+
+    assert_int_equal(index_writer_open(&w, dir, base), 0);
+    assert_int_equal(index_writer_seal(&w), 1);
+    assert_int_equal(index_writer_seal(&w), 0); /* once */
+    index_writer_close(&w);
+    sealed = seg_read(dir, base, ".timeindex", &sn);
+    assert_int_equal(sn, un + SEGMENT_TIMEINDEX_ENTRY_BYTES);
+    assert_memory_equal(sealed, unsealed, un);
+    assert_int_equal((int64_t)shoal__get_be64(sealed + un), max_ts);
+    assert_int_equal(shoal__get_be32(sealed + un + 8), s.last[k] - base);
+
+    assert_int_equal(segment_recover(dir, base, false, &r), 0);
+    assert_false(r.index_rebuilt);
+    assert_int_equal(segment_recover(dir, base, true, &r), 0);
+    assert_false(r.index_rebuilt);
+    free(sealed);
+    seg_unlink(dir, base, ".timeindex");
+    assert_int_equal(segment_recover(dir, base, false, &r), 0); /* rebuilt with it */
+    assert_true(r.index_rebuilt);
+    sealed = seg_read(dir, base, ".timeindex", &sn);
+    assert_int_equal(sn, un + SEGMENT_TIMEINDEX_ENTRY_BYTES);
+    assert_int_equal((int64_t)shoal__get_be64(sealed + un), max_ts);
+    free(sealed);
+    free(unsealed);
+    seg_free(&s);
+}
+
 static void test_index_writer_reopen_continues_after_existing_entries(void **state)
 {
     const char *dir = *state;
@@ -964,7 +1030,7 @@ static void test_recover_rebuilds_missing_index_equal_to_index_writer(void **sta
 
     seg_many_small(&s, base, 200);
     seg_write(dir, base, ".log", s.data, s.len);
-    index_with_writer(dir, base, &s, 0, s.n);
+    index_with_writer_then(dir, base, &s, 0, s.n, true); /* a sealed segment: rolled */
     w_idx = seg_read(dir, base, ".index", &wn);
     w_ts = seg_read(dir, base, ".timeindex", &wt);
 
@@ -1150,6 +1216,7 @@ int main(void)
         T(test_index_writer_writes_sparse_kafka_entries),
         T(test_index_writer_indexes_first_batch_and_every_interval),
         T(test_index_writer_retries_a_batch_whose_timeindex_write_failed),
+        T(test_index_writer_seal_adds_kafkas_last_timeindex_entry),
         T(test_index_writer_reopen_continues_after_existing_entries),
         T(test_files_are_created_mode_0600),
         T(test_recover_truncates_torn_tail_of_last_segment),
