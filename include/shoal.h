@@ -197,8 +197,9 @@ SHOAL_EXTERN const char *shoal_err_name(int err);
  * latest such call. Calls that cannot fail that way leave it as it is: the predicates and
  * lookups (shoal_topic_name_is_valid, shoal_group_id_is_valid, shoal_partition_for_key,
  * shoal_topic_setting_name, shoal_assignor_builtin, shoal_default_socket, shoal_strerror,
- * shoal_err_name, shoal_version, shoal_errmsg) and the *_init(), *_close(), *_free() and
- * shoal_consumer_release() functions.
+ * shoal_err_name, shoal_version, shoal_errmsg), the *_init(), *_close(), *_free() and
+ * shoal_consumer_release() functions, and shoal_consumer_wakeup(), which may run in a
+ * signal handler (its SHOAL_EINVAL has no detail).
  * @return a thread-local string, valid until the next libshoal call on this thread. */
 SHOAL_EXTERN const char *shoal_errmsg(void);
 
@@ -380,8 +381,8 @@ SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
  * as shoal_topic_create()).
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ESETTING, SHOAL_ECONFIG, SHOAL_EIMMUTABLE,
  *         SHOAL_ADMIN_ACTION (partitions are being added: retry), -ENOSPC and -EMFILE (as
- *         shoal_topic_create(), for added partitions), SHOAL_EINVAL (n == 0),
- *         SHOAL_ECLOSED, -errno. Thread-safety: any thread. */
+ *         shoal_topic_create(), for added partitions), SHOAL_EINVAL (n 0 or above 64, or a
+ *         NULL name or value), SHOAL_ECLOSED, -errno. Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_alter(shoal_client_t *client, const char *name,
                                    const char *const *names, const char *const *values, size_t n);
 

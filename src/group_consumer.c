@@ -176,8 +176,8 @@ int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o, const sho
                                        "a shoal_offset_reset_t (use shoal_consumer_options_init)");
     if (o->heartbeat_interval_ms >= o->session_timeout_ms)
         return SHOAL_ERR(SHOAL_EINVAL,
-                         "heartbeat_interval_ms %d must be below session_timeout_ms %d (a "
-                         "third of it or less, as in Kafka)",
+                         "heartbeat_interval_ms %d must be below session_timeout_ms %d (Kafka "
+                         "advises a third of it or less)",
                          o->heartbeat_interval_ms, o->session_timeout_ms);
     if (o->client_id && strlen(o->client_id) > 64)
         return SHOAL_ERR(SHOAL_EINVAL, "client_id of %zu characters: 64 at most",

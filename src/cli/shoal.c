@@ -25,8 +25,10 @@ static const cli_command_t cli_commands[] = {
      "                            (default disk)\n"
      "  --segment-bytes SIZE      ring slot and disk segment size, 64K..1G (default 64M)\n"
      "  --ring-slots N            slots in the shared ring, 2..64 (default 4)\n"
-     "  --max-record-bytes SIZE   largest record (default 1M, 64..segment-bytes/2;\n"
-     "                            with only --segment-bytes given: min(1M, segment-bytes/2))\n"
+     "  --max-record-bytes SIZE   largest record, encoded as a batch of one (about 70\n"
+     "                            bytes more than its key and value; default 1M,\n"
+     "                            64..segment-bytes/2; with only --segment-bytes given:\n"
+     "                            min(1M, segment-bytes/2))\n"
      "  --set NAME=VALUE          any topic setting by its Kafka-style name (repeatable):\n"
      "                            retention.ms, retention.bytes, segment.ms, cleanup.policy\n"
      "                            (delete|compact|compact,delete), flush.messages, flush.ms,\n"
@@ -42,7 +44,7 @@ static const cli_command_t cli_commands[] = {
      "at once, group consumers after a rebalance, a consumer assigned every partition\n"
      "keeps those it had. storage, segment.bytes and ring.slots cannot change;\n"
      "max.message.bytes applies to producers opened afterwards; the others take effect at\n"
-     "once. --config NAME=VALUE is the same as --set.\n"},
+     "once. --config NAME=VALUE is the same as --set; 64 settings at most.\n"},
     {"topic", "list", cli_topic_list, "topic list",
      "Print the topic names, one per line (none: \"(no topics)\" on stderr). A topic\n"
      "shoald left out at start (its files could not be recovered) is marked \"(not served)\".\n"},

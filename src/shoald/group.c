@@ -2004,6 +2004,18 @@ static bool group_forgettable(group_coord_t *gc, struct group *g)
     return store_offset_foreach(gc->b->store, g->id, has_offset, NULL) == 0;
 }
 
+void group_offsets_dropped(group_coord_t *gc)
+{
+    for (size_t i = 0; i < gc->ngroups;) {
+        struct group *g = gc->groups[i];
+        g->emptied |= g->nmembers == 0;
+        if (group_forgettable(gc, g))
+            group_remove(gc, g); /* the last group moves to i */
+        else
+            i++;
+    }
+}
+
 int group_tick(group_coord_t *gc, int64_t now_ns)
 {
     bool members = false;

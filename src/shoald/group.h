@@ -23,6 +23,9 @@ void group_conn_closed(group_coord_t *gc, uint64_t conn_id);
 
 /* Write the pending commits now and answer them (before a topic goes with its offsets). */
 void group_commits_flush(group_coord_t *gc);
+/* Committed offsets were deleted with their topic: forget each group left with neither
+ * members nor offsets, as when its last member goes. */
+void group_offsets_dropped(group_coord_t *gc);
 
 /* Called after each pass of the server loop: writes the pending commits in one
  * transaction and answers them, expires members, ends overdue rebalance phases, notices

@@ -287,7 +287,9 @@ static int on_topic_delete(server_t *s, struct conn *c, ctl_reader_t *r, int *fd
     if ((rc = finish(r)) < 0)
         return rc;
     group_commits_flush(s->groups); /* commits queued for the topic go with it */
-    return broker_topic_delete(s->b, name);
+    if ((rc = broker_topic_delete(s->b, name)) == 0)
+        group_offsets_dropped(s->groups);
+    return rc;
 }
 
 static int on_topic_alter(server_t *s, struct conn *c, ctl_reader_t *r, int *fds, size_t *nfds)

@@ -589,6 +589,13 @@ static void test_a_group_without_offsets_is_forgotten_when_its_last_member_goes(
     (void)group_tick(f->gc, shoal__mono_ns());
     list_groups(f, rows, sizeof(rows));
     assert_string_equal(rows, "g Empty 0\n");
+
+    /* Its offsets go with their topic: so does the group (it was listed, Empty, with
+     * nothing to show: an exploratory session). */
+    assert_int_equal(broker_topic_delete(&f->b, "t"), 0);
+    group_offsets_dropped(f->gc);
+    list_groups(f, rows, sizeof(rows));
+    assert_string_equal(rows, "");
 }
 
 /* A client id names the member in log lines and in describe's table: one with a newline
