@@ -51,6 +51,7 @@ enum {
     OPT_FORMAT,
     OPT_FROM_TIMESTAMP,
     OPT_GROUP,
+    OPT_NULL_MARKER,
 };
 
 typedef struct consume {
@@ -62,7 +63,8 @@ typedef struct consume {
     int64_t max_messages; /* -1: no limit */
     int64_t timeout_ms;   /* -1: follow for ever */
     const char *format;
-    const char *group; /* --group: join this consumer group instead of reading everything */
+    const char *null_marker; /* --null-marker: printed for a null key or value, or NULL */
+    const char *group;       /* --group: join this consumer group instead of reading everything */
     shoal_client_t *client;
     shoal_consumer_t *consumer;
     FILE *text;          /* one poll's records, formatted (open_memstream) ... */
@@ -106,6 +108,8 @@ static void consume_parse_option(consume_t *cs, cli_t *cli, int opt, const char 
         cs->timeout_ms = (int64_t)cli_parse_uint(cli, "--timeout-ms", arg, INT32_MAX);
     } else if (opt == OPT_GROUP) {
         cs->group = arg;
+    } else if (opt == OPT_NULL_MARKER) {
+        cs->null_marker = arg;
     } else if (opt == OPT_FORMAT) {
         if (cli_format_check(arg, err, sizeof(err)) != 0)
             cli_usage_fail(cli, "invalid --format '%s': %s", arg, err);
@@ -124,6 +128,7 @@ static void consume_parse(cli_t *cli, int argc, char **argv, consume_t *cs)
         {"format", required_argument, NULL, OPT_FORMAT},
         {"from-timestamp", required_argument, NULL, OPT_FROM_TIMESTAMP},
         {"group", required_argument, NULL, OPT_GROUP},
+        {"null-marker", required_argument, NULL, OPT_NULL_MARKER},
         CLI_COMMON_OPTIONS,
         {0},
     };
@@ -186,7 +191,7 @@ static int consume_print(consume_t *cs, const shoal_record_t *recs, int n)
 
     rewind(cs->text);
     for (int i = 0; i < n && rc == 0; i++)
-        if ((rc = cli_format_record(cs->text, cs->format, &recs[i])) < 0)
+        if ((rc = cli_format_record(cs->text, cs->format, cs->null_marker, &recs[i])) < 0)
             rc = cli_fail(cs->cli, rc, "consume '%s' partition %d offset %lld", cs->topic,
                           (int)recs[i].partition, (long long)recs[i].offset);
     if (rc == 0 && fflush(cs->text) != 0)

@@ -32,10 +32,12 @@ int cli_format_check(const char *fmt, char *err, size_t err_cap)
     return 0;
 }
 
-/* A key or value: bytes, or nothing when null (length -1). */
-static void format_bytes(FILE *out, const void *data, int32_t len)
+/* A key or value: bytes, or when null (length -1) null_marker (nothing when NULL). */
+static void format_bytes(FILE *out, const void *data, int32_t len, const char *null_marker)
 {
-    if (data && len > 0)
+    if (len < 0 && null_marker)
+        fputs(null_marker, out);
+    else if (data && len > 0)
         fwrite(data, 1, (size_t)len, out);
 }
 
@@ -75,14 +77,14 @@ static int format_headers(FILE *out, const shoal_record_t *rec)
     return rc;
 }
 
-static int format_directive(FILE *out, char d, const shoal_record_t *rec)
+static int format_directive(FILE *out, char d, const char *null_marker, const shoal_record_t *rec)
 {
     switch (d) {
     case 'k':
-        format_bytes(out, rec->key, rec->key_len);
+        format_bytes(out, rec->key, rec->key_len, null_marker);
         return 0;
     case 'v':
-        format_bytes(out, rec->value, rec->value_len);
+        format_bytes(out, rec->value, rec->value_len, null_marker);
         return 0;
     case 'p':
         fprintf(out, "%" PRId32, rec->partition);
@@ -106,7 +108,8 @@ static char format_escape(char e)
     return e == 'n' ? '\n' : e == 't' ? '\t' : e;
 }
 
-int cli_format_record(FILE *out, const char *fmt, const shoal_record_t *rec)
+int cli_format_record(FILE *out, const char *fmt, const char *null_marker,
+                      const shoal_record_t *rec)
 {
     const char *p = fmt;
 
@@ -120,7 +123,7 @@ int cli_format_record(FILE *out, const char *fmt, const shoal_record_t *rec)
             break; /* a lone trailing '%' or '\' (refused by cli_format_check) */
         if (*p == '\\') {
             fputc(format_escape(p[1]), out);
-        } else if ((rc = format_directive(out, p[1], rec)) < 0) {
+        } else if ((rc = format_directive(out, p[1], null_marker, rec)) < 0) {
             return rc;
         }
         p += 2;

@@ -17,9 +17,10 @@
 int cli_format_check(const char *fmt, char *err, size_t err_cap);
 
 /* Write one record to out through a template already accepted by cli_format_check(). A null
- * key, value or header value prints as nothing. Write errors are left on the stream for the
- * caller (ferror/fflush).
+ * key or value prints as null_marker (nothing when NULL), a null header value as its key
+ * alone. Write errors are left on the stream for the caller (ferror/fflush).
  * @return 0, or SHOAL_ECORRUPT when the record's headers cannot be decoded. */
-int cli_format_record(FILE *out, const char *fmt, const shoal_record_t *rec);
+int cli_format_record(FILE *out, const char *fmt, const char *null_marker,
+                      const shoal_record_t *rec);
 
 #endif

@@ -92,7 +92,7 @@ static const cli_command_t cli_commands[] = {
     {NULL, "consume", cli_consume,
      "consume NAME [--group G] [--partition N] [--from-beginning | --offset N | "
      "--from-timestamp TIME] "
-     "[--max-messages N] [--timeout-ms T] [--format FMT]",
+     "[--max-messages N] [--timeout-ms T] [--format FMT] [--null-marker TEXT]",
      "Print records of every partition (or of partition N) as they arrive.\n"
      "  --from-beginning   start at each partition's log start (default: at the end,\n"
      "                     printing only records produced from now on)\n"
@@ -115,7 +115,8 @@ static const cli_command_t cli_commands[] = {
      "                       %h headers as key=value pairs joined by ',' (a key alone\n"
      "                          for a null value; '\\' before a ',', '=' or '\\' in one)\n"
      "                       %% a percent sign;  \\n newline  \\t tab  \\\\ backslash\n"
-     "                     A null key or value prints as nothing.\n"
+     "                     A null key or value prints as nothing, unless:\n"
+     "  --null-marker TEXT as TEXT (as `produce --null-marker TEXT` reads it back)\n"
      "SIGINT, SIGTERM or a closed output pipe stop it cleanly with status 0.\n"},
     {NULL, "dump", cli_dump, "dump PATH [--verify] [--print-data] [--max N]",
      "Print a segment file (<base>.log, .index or .timeindex) and check it, reading the file\n"

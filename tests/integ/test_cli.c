@@ -733,6 +733,11 @@ INTEG_TEST(test_cli_produce_sends_null_for_the_marker)
     }
     shoal_consumer_close(k);
     expect_cli(f, 2, NULL, "produce nulls --null-marker ''", "must not be empty", NULL);
+    /* consume --null-marker prints them back as produce reads them */
+    expect_cli(f, 0, NULL,
+               "consume nulls --from-beginning --max-messages 4 --format '%k:%v\\n' "
+               "--null-marker NULL",
+               "k1:v1\nk1:NULL\nNULL:v3\nk4:\n", NULL);
 }
 
 /* --offset past the log end says so (it silently read from the end) and reads what comes

@@ -15,6 +15,8 @@
 
 #include "../../src/cli/format.c"
 
+static const char *null_marker; /* what render() passes */
+
 /* Render rec through fmt into a string (freed by the caller) and return the renderer's
  * result in *rc. */
 static char *render(const char *fmt, const shoal_record_t *rec, int *rc)
@@ -24,7 +26,7 @@ static char *render(const char *fmt, const shoal_record_t *rec, int *rc)
     FILE *out = open_memstream(&buf, &len);
 
     assert_non_null(out);
-    *rc = cli_format_record(out, fmt, rec);
+    *rc = cli_format_record(out, fmt, null_marker, rec);
     assert_int_equal(fclose(out), 0);
     return buf;
 }
@@ -87,6 +89,15 @@ static void test_format_prints_null_key_and_value_as_empty(void **state)
     r.value = NULL;
     r.value_len = -1;
     assert_renders("[%k][%v]", &r, "[][]");
+
+    /* --null-marker: null prints as it, empty as nothing (they printed alike: an
+     * exploratory session) */
+    null_marker = "NULL";
+    assert_renders("[%k][%v]", &r, "[NULL][NULL]");
+    r.key = "";
+    r.key_len = 0;
+    assert_renders("[%k][%v]", &r, "[][NULL]");
+    null_marker = NULL;
 }
 
 static void test_format_writes_binary_values_whole(void **state)
