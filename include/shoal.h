@@ -704,7 +704,9 @@ typedef struct shoal_consumer_options {
     const char *client_id;           /* shown by `shoal group describe`; default "shoal";
                                         64 characters at most, no control characters */
     const char *group_instance_id;   /* static membership id, or NULL (dynamic member) */
-    int32_t session_timeout_ms;      /* a member silent this long is removed; default 10000 */
+    int32_t session_timeout_ms;      /* a member silent this long is removed; default 10000;
+                                      * above shoald's group.max.session.timeout.ms (30 min
+                                      * by default) poll fails SHOAL_EINVAL */
     int32_t max_poll_interval_ms;    /* a member that does not poll for this long loses its
                                         partitions (at most a heartbeat interval later: shoald
                                         hears of polls by heartbeats); also the rebalance

@@ -41,6 +41,7 @@ static const struct key_def keys[] = {
     {"offsets.retention.minutes", KEY_NEVER, F(offsets_retention_minutes), -1, 2147483647},
     {"offsets.retention.ms", KEY_NEVER, F(offsets_retention_ms), -1, 2147483647},
     {"offsets.retention.check.interval.ms", KEY_INT, F(offsets_retention_check_ms), 1, 2147483647},
+    {"group.max.session.timeout.ms", KEY_INT, F(group_max_session_timeout_ms), 1, 2147483647},
 };
 #undef F
 
@@ -59,6 +60,7 @@ void config_init(shoald_config_t *cfg)
     cfg->offsets_retention_minutes = 7 * 24 * 60; /* Kafka's default */
     cfg->offsets_retention_ms = -1;
     cfg->offsets_retention_check_ms = 600000;
+    cfg->group_max_session_timeout_ms = 1800000; /* Kafka's default, 30 min */
 }
 
 int64_t config_offsets_retention_ms(const shoald_config_t *cfg)

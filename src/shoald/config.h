@@ -45,6 +45,7 @@ typedef struct shoald_config {
     int offsets_retention_minutes;
     int offsets_retention_ms;
     int offsets_retention_check_ms;
+    int group_max_session_timeout_ms; /* a join asking for a longer session is refused */
 } shoald_config_t;
 
 void config_init(shoald_config_t *cfg);

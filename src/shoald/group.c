@@ -625,8 +625,9 @@ static int join_parse(ctl_reader_t *r, struct join_req *j)
     return finish(r, "join");
 }
 
-static int join_check(const struct join_req *j)
+static int join_check(const group_coord_t *gc, const struct join_req *j)
 {
+    int max_session_ms = gc->b->cfg->group_max_session_timeout_ms;
     int rc;
     if ((rc = check_group_id(j->group)) < 0)
         return rc;
@@ -647,6 +648,13 @@ static int join_check(const struct join_req *j)
                          "session timeout %d ms and rebalance timeout %d ms must be > 0, "
                          "heartbeat interval %d ms >= 0",
                          j->session_ms, j->rebalance_ms, j->heartbeat_ms);
+    /* Kafka's INVALID_SESSION_TIMEOUT: a member that dies is noticed within its session (a
+     * static one holds its partitions that long), so the broker bounds it. */
+    if (j->session_ms > max_session_ms)
+        return SHOAL_ERR(SHOAL_EINVAL,
+                         "session timeout %d ms is above this broker's "
+                         "group.max.session.timeout.ms, %d ms",
+                         j->session_ms, max_session_ms);
     return 0;
 }
 
@@ -787,7 +795,7 @@ static int on_join(group_coord_t *gc, const server_req_t *req, ctl_reader_t *r)
     int rc;
 
     memset(&j, 0, sizeof(j));
-    if ((rc = join_parse(r, &j)) < 0 || (rc = join_check(&j)) < 0)
+    if ((rc = join_parse(r, &j)) < 0 || (rc = join_check(gc, &j)) < 0)
         goto out;
     if (!(g = group_get(gc, j.group))) {
         rc = -ENOMEM;

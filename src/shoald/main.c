@@ -160,6 +160,7 @@ static void reload_apply(struct daemon *d, const shoald_config_t *next)
     shoal_store_relaxed(&d->flush_interval_ms, next->flush_interval_ms);
     broker_wake(&d->broker); /* a shorter flush.ms or interval applies at once */
     d->cfg.allow_gid = next->allow_gid;
+    d->cfg.group_max_session_timeout_ms = next->group_max_session_timeout_ms; /* this thread */
     d->cfg.log_level = next->log_level;
     memcpy(d->cfg.log_file, next->log_file, sizeof(next->log_file));
     log_set_level(d->cfg.log_level);
@@ -187,11 +188,12 @@ static void reload(struct daemon *d)
         log_error("reload: cannot open log file %s: %s", d->cfg.log_file, strerror(-rc));
     if (parsed == 0 && (rc >= 0 || !d->cfg.log_file[0]))
         log_notice("reloaded: flush.interval.ms=%d flush.ms=%d flush.drop.cache=%d "
-                   "allow.gid=%ld log.level=%s offsets.retention=%lld ms (checked every %d ms)",
+                   "allow.gid=%ld log.level=%s offsets.retention=%lld ms (checked every %d ms) "
+                   "group.max.session.timeout.ms=%d",
                    d->cfg.flush_interval_ms, d->cfg.flush_ms, d->cfg.flush_drop_cache,
                    d->cfg.allow_gid, log_level_name(d->cfg.log_level),
                    (long long)config_offsets_retention_ms(&d->cfg),
-                   d->cfg.offsets_retention_check_ms);
+                   d->cfg.offsets_retention_check_ms, d->cfg.group_max_session_timeout_ms);
     report_status(d, true);
 }
 

@@ -598,6 +598,23 @@ static void test_a_group_without_offsets_is_forgotten_when_its_last_member_goes(
     assert_string_equal(rows, "");
 }
 
+/* A join asking for a session above group.max.session.timeout.ms (Kafka's key and default,
+ * 30 min) is refused, as Kafka's INVALID_SESSION_TIMEOUT: a member could join with
+ * INT32_MAX and, dead, hold its partitions (a static one) for 24 days. A reload's lower
+ * value applies to the next join. */
+static void test_a_session_above_the_broker_maximum_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    struct member a = {.conn = 1, .generation = -1, .session_ms = INT32_MAX};
+
+    assert_int_equal(join(f, &a, NULL, 0), SHOAL_EINVAL);
+    a.session_ms = 1800000;
+    assert_int_equal(join(f, &a, NULL, 0), 0);
+    f->cfg.group_max_session_timeout_ms = 5000;
+    a = (struct member){.conn = 2, .generation = -1, .session_ms = 6000};
+    assert_int_equal(join(f, &a, NULL, 0), SHOAL_EINVAL);
+}
+
 /* A client id names the member in log lines and in describe's table: one with a newline
  * forged log lines. The coordinator refuses it from a raw client (test_group: the library
  * refuses it first). */
@@ -644,6 +661,7 @@ int main(void)
         T(test_a_member_is_spoken_for_only_by_its_own_connection),
         T(test_a_group_without_offsets_is_forgotten_when_its_last_member_goes),
         T(test_a_sync_that_comes_after_the_next_rebalance_began_is_answered),
+        T(test_a_session_above_the_broker_maximum_is_refused),
         T(test_a_client_id_with_a_control_character_is_refused),
         T(test_the_max_poll_interval_allows_for_the_heartbeat_interval),
     };
