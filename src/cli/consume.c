@@ -24,7 +24,8 @@
  * the other partitions are read on.
  *
  * With --group, a daemon restart is a warning: the group consumer reconnects and rejoins
- * by itself, and the partitions resume from their committed offsets. --timeout-ms counts
+ * by itself, and the partitions resume from their committed offsets; its first assignment
+ * after that says shoald is back. --timeout-ms counts
  * from the member's first assignment (joining takes a moment; before it, the wait is
  * CONSUME_JOIN_WAIT_MS at least), then from the last record. */
 #include <errno.h>
@@ -73,6 +74,7 @@ typedef struct consume {
     int64_t count;       /* records printed */
     char last_gone[512]; /* the detail of the last SHOAL_EOFFSET, or "" */
     bool away;           /* --group: the daemon is away (said once) */
+    bool rejoining;      /* --group: it was away; its next assignment says it is back */
     bool assigned;       /* --group: the member was assigned once (consume_assigned) */
     bool restart_clock;  /* --timeout-ms counts from now: the first assignment came */
 } consume_t;
@@ -234,10 +236,10 @@ static int consume_records_gone(consume_t *cs, int rc)
  * itself once the daemon is back. */
 static int consume_daemon_away(consume_t *cs)
 {
-    if (!cs->away)
+    if (!cs->away && !cs->rejoining)
         fprintf(stderr, "shoal: warning: consume '%s': %s; waiting for shoald to come back\n",
                 cs->topic, shoal_errmsg());
-    cs->away = true;
+    cs->away = cs->rejoining = true;
     return 0;
 }
 
@@ -326,14 +328,18 @@ static void consume_warn_outside(const consume_t *cs, const shoal_topic_info_t *
                 cs->topic, what, (long long)pos, (int)p, (long long)pi->log_start_offset);
 }
 
-/* on_assigned: the first assignment starts --timeout-ms; a committed offset outside the
- * log is said (consume_warn_outside). */
+/* on_assigned: the first assignment starts --timeout-ms, the first after shoald was away
+ * says it is back; a committed offset outside the log is said (consume_warn_outside). */
 static void consume_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
                              size_t n)
 {
     consume_t *cs = arg;
     shoal_topic_info_t *info;
 
+    if (cs->rejoining)
+        fprintf(stderr, "shoal: consume '%s': shoald is back; group %s assigned %zu partition%s\n",
+                cs->topic, cs->group, n, n == 1 ? "" : "s");
+    cs->rejoining = false;
     cs->restart_clock = !cs->assigned;
     cs->assigned = true;
     if (n == 0 || shoal_topic_describe(cs->client, cs->topic, &info) < 0)
