@@ -37,15 +37,13 @@ static void topic_split_set(const cli_t *cli, char *arg, const char **name, cons
     *value = eq + 1;
 }
 
-/* Apply one --set to cfg; a bad name or value ends the command with status 1. */
-static void topic_apply_set(const cli_t *cli, shoal_topic_config_t *cfg, char *arg)
+/* Apply one --set to cfg; a bad name or value is a usage error (status 2), as a bad option
+ * value is: it is found before connecting. */
+static void topic_apply_set(const cli_t *cli, shoal_topic_config_t *cfg, const char *name,
+                            const char *value)
 {
-    const char *name, *value;
-    int rc;
-    topic_split_set(cli, arg, &name, &value);
-    rc = shoal_topic_config_set(cfg, name, value);
-    if (rc < 0)
-        exit(cli_fail(cli, rc, "--set %s=%s", name, value));
+    if (shoal_topic_config_set(cfg, name, value) < 0)
+        cli_usage_fail(cli, "--set %s=%s: %s", name, value, shoal_errmsg());
 }
 
 static uint32_t topic_parse_storage(const cli_t *cli, const char *s)
@@ -87,12 +85,17 @@ static void topic_parse_create(cli_t *cli, int argc, char **argv, shoal_topic_co
             cfg->max_record_bytes =
                 (uint32_t)cli_parse_size(cli, "--max-record-bytes", optarg, UINT32_MAX);
         } else if (opt == OPT_SET) {
-            topic_apply_set(cli, cfg, optarg);
+            const char *name, *value;
+            topic_split_set(cli, optarg, &name, &value);
+            topic_apply_set(cli, cfg, name, value);
         }
     }
-    /* A small segment with the default record limit: shoal_topic_create() lowers the
-     * limit to half a segment. */
     cli_expect_args(cli, argc, argv, 1);
+    /* Values out of range (--segment-bytes 1K) are usage errors too. A small segment with
+     * the default record limit passes: shoal_topic_create() lowers the limit to half a
+     * segment. */
+    if (shoal_topic_config_check(cfg) < 0)
+        cli_usage_fail(cli, "%s", shoal_errmsg());
 }
 
 int cli_topic_create(cli_t *cli, int argc, char **argv)
@@ -205,7 +208,10 @@ int cli_topic_alter(cli_t *cli, int argc, char **argv)
             names[n] = "partitions";
             values[n] = optarg;
         } else {
+            shoal_topic_config_t scratch; /* the name and value alone: the rest is shoald's */
+            shoal_topic_config_init(&scratch);
             topic_split_set(cli, optarg, &names[n], &values[n]);
+            topic_apply_set(cli, &scratch, names[n], values[n]);
         }
         n++;
     }

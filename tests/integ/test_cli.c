@@ -146,6 +146,12 @@ INTEG_TEST(test_cli_usage_errors_name_the_word_at_fault)
                NULL);
     expect_cli(f, 2, NULL, "topic alter t --partitions 1025", /* as create, before connecting */
                "'1025' (expected a whole number 1..1024)", NULL);
+    /* a value out of range or a bad --set is one too, as --partitions 0 was (they exited
+     * 1, as if the broker had failed: an exploratory session) */
+    expect_cli(f, 2, NULL, "topic create t --segment-bytes 1K", "segment.bytes must be 65536..",
+               NULL);
+    expect_cli(f, 2, NULL, "topic create t --set retention.ms=abc", "retention.ms", "'abc'", NULL);
+    expect_cli(f, 2, NULL, "topic alter t --set bogus=1", "unknown topic setting 'bogus'", NULL);
     /* a name that looks like options: the word is named, and the way out (it said "option
      * 'describe' takes no value") */
     expect_cli(f, 2, NULL, "topic describe -dash", "unknown option '-d' in '-dash'",
