@@ -143,7 +143,8 @@ int ctlsock_listen(const char *path)
         rc = SHOAL_ERR(rc, "control socket: cannot bind %s: %s", path, strerror(-rc));
         goto out_close;
     }
-    if (chmod(path, 0660) < 0 || listen(fd, SOMAXCONN) < 0) {
+    /* Not through a link: whoever could put one in its place would have its target chmoded. */
+    if (fchmodat(AT_FDCWD, path, 0660, AT_SYMLINK_NOFOLLOW) < 0 || listen(fd, SOMAXCONN) < 0) {
         rc = SHOAL_ERR(-errno, "control socket: %s: %s", path, strerror(errno));
         goto out_unlink;
     }
@@ -159,19 +160,25 @@ out_close:
 int ctlsock_file_of(const char *path, ctlsock_file_t *id)
 {
     struct stat st;
-    if (stat(path, &st) < 0)
+    if (lstat(path, &st) < 0)
         return -errno;
+    if (!S_ISSOCK(st.st_mode))
+        return -ENOTSOCK;
     id->dev = st.st_dev;
     id->ino = st.st_ino;
     return 0;
 }
 
-bool ctlsock_unlink(const char *path, const ctlsock_file_t *id)
+bool ctlsock_file_is(const char *path, const ctlsock_file_t *id)
 {
     struct stat st;
-    if (lstat(path, &st) < 0 || st.st_dev != id->dev || st.st_ino != id->ino)
-        return false;
-    return unlink(path) == 0;
+    return lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == id->dev &&
+           st.st_ino == id->ino;
+}
+
+bool ctlsock_unlink(const char *path, const ctlsock_file_t *id)
+{
+    return ctlsock_file_is(path, id) && unlink(path) == 0;
 }
 
 /* Wait until fd is ready for events (POLLIN, POLLOUT), or the peer hung up, or

@@ -29,6 +29,8 @@ typedef struct {
 } ctlsock_file_t;
 /* Record the file at path (just bound). 0 or -errno. */
 int ctlsock_file_of(const char *path, ctlsock_file_t *id);
+/* Whether path (not followed) is still the socket file id. */
+bool ctlsock_file_is(const char *path, const ctlsock_file_t *id);
 /* Unlink path if it is still the file id; false when it is gone or another file. */
 bool ctlsock_unlink(const char *path, const ctlsock_file_t *id);
 

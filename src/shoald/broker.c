@@ -946,10 +946,10 @@ static int lock_dir(const char *dir, const char *what)
     char path[PATH_MAX];
     int fd;
     snprintf(path, sizeof(path), "%s/.lock", dir);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    fd = shoal__open_regular(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600); /* never a link */
     if (fd < 0) {
-        log_error("cannot open %s: %s", path, strerror(errno));
-        return -errno;
+        log_error("cannot open %s: %s", path, shoal_errmsg());
+        return fd;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
         int rc = -errno;
@@ -1208,6 +1208,75 @@ static int check_shm_dir(const char *dir)
     return -EPERM;
 }
 
+/* Whether a directory on the way to shoald's files is safe from other users: a directory
+ * owned by this user or root, which no other user may write (its own group aside); an
+ * ancestor may also be a sticky one such as /tmp, whose entries others cannot rename. */
+static bool dir_safe(const struct stat *st, bool ancestor)
+{
+    bool foreign_write =
+        (st->st_mode & S_IWOTH) || ((st->st_mode & S_IWGRP) && st->st_gid != getegid());
+
+    if (!S_ISDIR(st->st_mode) || (st->st_uid != geteuid() && st->st_uid != 0))
+        return false;
+    return !foreign_write || (ancestor && (st->st_mode & S_ISVTX));
+}
+
+/* The data and runtime directories (and the store's) hold files shoald creates by name:
+ * another user who could write in one of them, or in a directory on the way, could plant
+ * a link there that shoald follows as root (a local security session made root's LMDB
+ * lock file overwrite another file, and the socket's chown give /etc/shadow's group away)
+ * or swap its files. Refused with the directory at fault; resolved first, so a link to a
+ * safe directory is fine. */
+static int check_state_dir(const char *dir, const char *what)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (!realpath(dir, path)) {
+        int rc = -errno;
+        log_error("the %s %s: %s", what, dir, strerror(-rc));
+        return rc;
+    }
+    for (bool ancestor = false;; ancestor = true) {
+        char *slash = strrchr(path, '/');
+        if (lstat(path, &st) < 0)
+            return SHOAL_ERR(-errno, "%s: %s", path, strerror(errno));
+        if (!dir_safe(&st, ancestor)) {
+            log_error("the %s %s is not safe for shoald's files: %s%s is %s, uid %u gid %u "
+                      "mode %04o; every directory on the way must be owned by this user (uid "
+                      "%u) or root and writable by no one else (shoald's own group aside; a "
+                      "sticky one such as /tmp may be on the way), or another user could plant "
+                      "links that shoald follows",
+                      what, dir, path, ancestor ? " on its way" : "",
+                      S_ISDIR(st.st_mode) ? "a directory" : "not a directory", (unsigned)st.st_uid,
+                      (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777), (unsigned)geteuid());
+            return -EPERM;
+        }
+        if (!slash || slash == path)
+            return 0;
+        *slash = '\0';
+    }
+}
+
+/* The metadata store's files are opened by LMDB, which follows links: refuse one there. */
+static int check_store_files(const char *meta)
+{
+    static const char *const names[] = {"data.mdb", "lock.mdb"};
+    char path[PATH_MAX + 16];
+    struct stat st;
+
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(names); i++) {
+        snprintf(path, sizeof(path), "%s/%s", meta, names[i]);
+        if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+            log_error("%s is not a regular file (mode %06o): the metadata store's files must "
+                      "be (a link there could make shoald write over another file)",
+                      path, (unsigned)st.st_mode);
+            return -EPERM;
+        }
+    }
+    return 0;
+}
+
 /* store_map_hook: LMDB keeps no checksums, and a damaged page of data.mdb can send it past
  * the end of the file, into its map where there is nothing (SIGBUS). Say so before the
  * process dies of it. */
@@ -1259,11 +1328,15 @@ static int broker_dirs(broker_t *b)
         return rc;
     }
     /* The data directory's lock first: a second shoald on it creates nothing else. */
-    if ((rc = make_dir(c->data_dir, 0700)) < 0)
+    if ((rc = make_dir(c->data_dir, 0700)) < 0 ||
+        (rc = check_state_dir(c->data_dir, "data directory")) < 0)
         return rc;
     if ((b->data_lock_fd = lock_dir(c->data_dir, "data directory")) < 0)
         return b->data_lock_fd;
-    if ((rc = make_dir(c->runtime_dir, 0755)) < 0 || (rc = make_dir(b->shm_dir, 0700)) < 0 ||
+    if ((rc = make_dir(c->runtime_dir, 0755)) < 0 ||
+        (rc = check_state_dir(c->runtime_dir, "runtime directory")) < 0 ||
+        (rc = make_dir(meta, 0700)) < 0 || (rc = check_state_dir(meta, "metadata store")) < 0 ||
+        (rc = check_store_files(meta)) < 0 || (rc = make_dir(b->shm_dir, 0700)) < 0 ||
         (rc = check_shm_dir(b->shm_dir)) < 0)
         return rc;
     if ((b->shm_lock_fd = lock_dir(b->shm_dir, "shm directory")) < 0)

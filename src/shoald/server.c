@@ -959,6 +959,31 @@ static bool peer_allowed(const server_t *s, int fd, const struct conn *c)
     return gid >= 0 && (c->gid == (gid_t)gid || peer_in_group(fd, (gid_t)gid));
 }
 
+/* Why a peer may not use the broker, for its last word. */
+static void denied_why(const struct conn *c, char *buf, size_t cap)
+{
+    snprintf(buf, cap,
+             "uid %d gid %d may not use this broker (only root, shoald's user and members of "
+             "allow.gid may)",
+             (int)c->uid, (int)c->gid);
+}
+
+/* c may not use the broker (not allowed, or no longer after a reload): its last word says
+ * why, then it closes. It used to stay open, every request denied, holding one of the
+ * connections everyone shares: a user refused could take them all (a security session). */
+static void conn_deny(server_t *s, struct conn *c, const char *what)
+{
+    char why[160];
+
+    log_limited(&s->not_allowed_log, LOG_WARN, "client pid %d uid %d %s: closing its connection",
+                (int)c->pid, (int)c->uid, what);
+    denied_why(c, why, sizeof(why));
+    if (unrequested_build(s, SHOAL_EDENIED, why) == 0)
+        (void)conn_send(s, c, NULL, 0);
+    c->closing = true;
+    s->sweep = true;
+}
+
 /* Refuse a client just accepted on fd (non-blocking): log it (rate-limited; "refusing
  * clients" at most once a window), tell the client why in a response to no request, which
  * libshoal returns as the failure of its call, then close it. The word goes out with one
@@ -1024,9 +1049,7 @@ static void server_accept(server_t *s)
         c->slot = s->nconns;
         s->conns[s->nconns++] = c;
         if (!c->allowed)
-            log_limited(&s->not_allowed_log, LOG_WARN,
-                        "client pid %d uid %d is not allowed: its requests will be denied",
-                        (int)c->pid, (int)c->uid);
+            conn_deny(s, c, "is not allowed");
     }
 }
 
@@ -1077,6 +1100,31 @@ static void server_check_socket_dirs(const server_t *s, gid_t gid)
     }
 }
 
+/* Give the control socket to group gid, never through a link nor to another file than the
+ * one shoald bound (whoever could replace it would have it chowned: ctlsock_file_is). */
+static int server_socket_give(const server_t *s, gid_t gid)
+{
+    const char *path = s->b->socket_path;
+    struct stat st;
+
+    if (lstat(path, &st) == 0 && st.st_gid == gid)
+        return 0;
+    if (!ctlsock_file_is(path, &s->socket_file)) {
+        log_warn("%s is no longer the socket shoald bound (removed or replaced): its group is "
+                 "left as it is",
+                 path);
+        return -ESTALE;
+    }
+    if (fchownat(AT_FDCWD, path, (uid_t)-1, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        int rc = -errno;
+        log_warn("cannot give %s to group %ld (shoald must be a member): %s; members of the "
+                 "group can connect only if they can open the socket otherwise",
+                 path, (long)gid, strerror(errno));
+        return rc;
+    }
+    return 0;
+}
+
 int server_set_access(server_t *s)
 {
     long gid = s->b->cfg->allow_gid;
@@ -1086,25 +1134,20 @@ int server_set_access(server_t *s)
         struct conn *c = s->conns[i];
         bool was = c->allowed;
         c->allowed = peer_allowed(s, c->fd, c);
-        revoked += was && !c->allowed;
+        if (was && !c->allowed) {
+            conn_deny(s, c, "may no longer use the broker");
+            revoked++;
+        }
     }
     if (revoked)
         log_notice("allow.gid changed: %zu connected clients may no longer use the broker (their "
-                   "next requests are denied; mappings they hold stay theirs)",
+                   "connections are closed; mappings they hold stay theirs)",
                    revoked);
-    if (gid < 0)
-        return 0;
-    server_check_socket_dirs(s, (gid_t)gid);
-    if ((gid_t)gid == getegid())
-        return 0;
-    if (chown(s->b->socket_path, (uid_t)-1, (gid_t)gid) < 0) {
-        int rc = -errno;
-        log_warn("cannot give %s to group %ld (shoald must be a member): %s; members of the "
-                 "group can connect only if they can open the socket otherwise",
-                 s->b->socket_path, gid, strerror(errno));
-        return rc;
-    }
-    return 0;
+    if (gid >= 0)
+        server_check_socket_dirs(s, (gid_t)gid);
+    /* Without allow.gid the socket goes back to shoald's own group: a reload that unset it
+     * left the old group able to connect (denied, but holding connections). */
+    return server_socket_give(s, gid >= 0 ? (gid_t)gid : getegid());
 }
 
 /* CTL_MAX_REPLY, or the smaller limit in $SHOALD_TEST_REPLY_MAX (bytes), with which the

@@ -192,6 +192,45 @@ INTEG_TEST(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything)
     }
 }
 
+/* A data or runtime directory that another user may write (itself, or one on its way), or
+ * that another user owns, is refused before shoald creates files in it, and so is a link
+ * where the metadata store's files go: a local security session planted links in such
+ * directories that a root shoald followed (its LMDB lock file written over another file,
+ * the socket's chown giving a file's group away). */
+INTEG_TEST(test_shoald_refuses_directories_other_users_may_write)
+{
+    char script[4 * PATH_MAX], bin[PATH_MAX], victim[PATH_MAX], *text;
+    const char *d = f->d.dir;
+    size_t len;
+    static const char *const cases[][3] = {
+        /* --data-dir, --runtime-dir under d; what the log says */
+        {"open/data", "rt", "not safe for shoald's files"},
+        {"data2", "wrun", "the runtime directory"},
+        {"ln/data", "rt", "lock.mdb is not a regular file"},
+        {"theirs", "rt", "uid 65534"},
+    };
+
+    snprintf(victim, sizeof(victim), "%s/victim", d);
+    harness_write_file(victim, "keep\n", 5);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (i == 3 && geteuid() != 0)
+            break; /* only root can give a directory away */
+        snprintf(script, sizeof(script),
+                 "(cd '%s' && mkdir -p -m 0777 open wrun && chmod 0777 open wrun && "
+                 "mkdir -p ln/data/meta && ln -sf '%s' ln/data/meta/lock.mdb && "
+                 "mkdir -p theirs && chown 65534 theirs 2>/dev/null); "
+                 "timeout 10 %s --instance unsafe-%d --data-dir '%s/%s' --runtime-dir '%s/%s' 2>&1",
+                 d, victim, harness_shoald_bin(bin, sizeof(bin)), (int)getpid(), d, cases[i][0], d,
+                 cases[i][1]);
+        if (run_script(script) != 1 || !strstr(out, cases[i][2]))
+            fail_msg("no failure saying \"%s\" in:\n%s", cases[i][2], out);
+    }
+    assert_non_null(text = (char *)harness_read_file(victim, &len));
+    assert_memory_equal(text, "keep\n", 5); /* never written through the link */
+    assert_int_equal(len, 5);
+    free(text);
+}
+
 /* On an empty broker (this test runs first) the lists say so: `topic list` on stderr, so
  * that its standard output stays one name per line, and `group list` with its header. */
 INTEG_TEST(test_cli_lists_of_an_empty_broker_say_so)
@@ -940,6 +979,7 @@ int main(void)
         cmocka_unit_test(test_cli_help_of_a_command_group_lists_its_subcommands),
         cmocka_unit_test(test_cli_usage_errors_name_the_word_at_fault),
         cmocka_unit_test(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything),
+        cmocka_unit_test(test_shoald_refuses_directories_other_users_may_write),
         cmocka_unit_test(test_cli_reports_a_failed_write_of_its_output),
         cmocka_unit_test(test_cli_consume_in_a_group_commits_no_record_its_output_refused),
         cmocka_unit_test(test_cli_consume_removed_from_its_group_while_stopped_ends_with_a_warning),
