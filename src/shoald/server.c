@@ -1064,7 +1064,7 @@ static bool dir_searchable_by(const struct stat *st, gid_t gid)
 /* Give the runtime directory to gid (group r-x) when shoald owns it; false if it cannot. */
 static bool runtime_dir_give(const char *dir, gid_t gid, struct stat *st)
 {
-    mode_t mode = (st->st_mode & 0707) | 0050;
+    mode_t mode = (st->st_mode & 07707) | 0050; /* sticky and setgid bits kept */
 
     if (st->st_uid != geteuid() || chown(dir, (uid_t)-1, gid) < 0 || chmod(dir, mode) < 0)
         return false;
