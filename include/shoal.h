@@ -795,9 +795,11 @@ typedef enum {
 } shoal_seek_t;
 
 /** Move the position of one assigned partition (or of all of a topic's, partition -1).
- * An offset above the log end is clamped to it on the next poll, and so is one below the
- * log start of a disk topic; below a memory topic's log start, the next poll returns
- * SHOAL_EOFFSET (those records are gone) and moves per auto_offset_reset.
+ * The views the last shoal_poll() returned stay valid until the next poll, which reads
+ * from the new position. An offset above the log end is clamped to it on the next poll,
+ * and so is one below the log start of a disk topic; below a memory topic's log start, the
+ * next poll returns SHOAL_EOFFSET (those records are gone) and moves per
+ * auto_offset_reset.
  *
  * SHOAL_SEEK_TIMESTAMP: `offset` is a timestamp in milliseconds since the epoch (>= 0).
  * The position becomes the earliest offset whose record timestamp is >= it, as Kafka's

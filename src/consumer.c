@@ -66,6 +66,8 @@ struct consumer_part {
     client_segment_t retired; /* a segment whose views the caller may still hold */
     bool from_start;          /* seeked to the beginning: follow the log start until placed */
     bool read_since_seek;     /* records came since the position was last set (seek, assign) */
+    bool seek_due;            /* sought since the last poll, whose views hold the ring's pin
+                               * and the segment until the next poll (part_seek_finish) */
     int pending;              /* an error to report at the next poll (records went out first) */
     char pending_msg[256];
     /* The error a poll last returned for this partition and the position it left it at;
@@ -183,6 +185,17 @@ static void part_release(struct consumer_part *cp)
     client_segment_close(&cp->retired);
 }
 
+/* After a seek, at the next poll (or a release), when the last poll's views are over:
+ * drop the ring pin and the segment of the old position, so that the new one is placed.
+ * The seek itself used to drop them, and a view of that poll then read another record's
+ * bytes (a reused slot) or faulted (an unmapped segment): an exploratory session. */
+static void part_seek_finish(struct consumer_part *cp)
+{
+    ring_cursor_unpin(&cp->ring, &cp->cur);
+    client_segment_close(&cp->seg);
+    cp->seek_due = false;
+}
+
 int consumer__check_owner(const shoal_consumer_t *c)
 {
     if (shoal__inherited(c->forks))
@@ -226,6 +239,8 @@ void shoal_consumer_release(shoal_consumer_t *c)
     for (size_t i = 0; i < c->nparts; i++) { /* the next poll places them again */
         ring_cursor_unpin(&c->parts[i].ring, &c->parts[i].cur);
         client_segment_close(&c->parts[i].retired);
+        if (c->parts[i].seek_due)
+            part_seek_finish(&c->parts[i]);
     }
 }
 
@@ -488,8 +503,7 @@ static int consumer_seek_one(struct consumer_part *cp, shoal_seek_t whence, int6
         cp->from_start = false;
     cp->read_since_seek = false;
     cp->shown = 0; /* a failure met again after a seek is reported again */
-    ring_cursor_unpin(&cp->ring, &cp->cur);
-    client_segment_close(&cp->seg);
+    cp->seek_due = true;
     return 0;
 }
 
@@ -1377,9 +1391,12 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
     int64_t spun_to = 0; /* the clock as a spin that found data last read it; 0 after a sleep */
     bool gather = timeout_ms != 0 && c->opts.fetch_min_bytes > 1;
 
-    for (size_t i = 0; i < c->nparts; i++)
+    for (size_t i = 0; i < c->nparts; i++) { /* the last poll's views are over */
         if (c->parts[i].retired.data)
             client_segment_close(&c->parts[i].retired);
+        if (__builtin_expect(c->parts[i].seek_due, 0))
+            part_seek_finish(&c->parts[i]);
+    }
     if (__builtin_expect(c->left_out > 0, 0))
         return consumer_left_out(c);
     c->want_bytes = 0;

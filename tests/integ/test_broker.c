@@ -3456,6 +3456,51 @@ INTEG_TEST(test_a_consumer_that_released_its_views_holds_no_producer_back)
     shoal_consumer_close(k);
 }
 
+/* The views of a poll stay valid until the next poll, a seek meanwhile included (shoal.h):
+ * the seek used to drop the segment they were in and the ring pin that kept their slot,
+ * and a view then faulted (its segment unmapped) or showed another record's bytes (its
+ * slot reused): an exploratory session. The seek takes effect at the next poll. */
+INTEG_TEST(test_a_seek_leaves_the_last_polls_views_valid_until_the_next_poll)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_producer_options_t po;
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    shoal_record_t r[8];
+    int64_t i = 2000;
+    int rc;
+
+    assert_int_equal(shoal_topic_create(f->c, "sv", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "sv", 0, 0, 2000, SHOAL_ACKS_DISK), 0); /* ~420 KB */
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "sv", NULL, 0), 0);
+
+    /* views of a disk segment, which the seek unmapped */
+    assert_int_equal(shoal_consumer_seek(k, "sv", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    assert_int_equal(shoal_poll(k, r, 8, 2000), 8);
+    assert_int_equal(shoal_consumer_seek(k, "sv", 0, SHOAL_SEEK_END, 0), 0);
+    for (int j = 0; j < 8; j++)
+        assert_true(value_matches(&r[j], j));
+
+    /* views of the ring's newest slot, which the seek unpinned: producers came round to it */
+    assert_int_equal(shoal_consumer_seek(k, "sv", 0, SHOAL_SEEK_OFFSET, 1994), 0);
+    assert_int_equal(shoal_poll(k, r, 8, 2000), 6);
+    assert_int_equal(shoal_consumer_seek(k, "sv", 0, SHOAL_SEEK_END, 0), 0);
+    shoal_producer_options_init(&po);
+    po.block_ms = 200;
+    assert_int_equal(shoal_producer_open(f->c, "sv", &po, &p), 0);
+    while (i < 4000 && (rc = send_range(p, 0, i, 1)) == 0)
+        i++;
+    assert_int_equal(rc, SHOAL_AGAIN); /* the slot the views are in waits for them */
+    for (int j = 0; j < 6; j++)
+        assert_true(value_matches(&r[j], 1994 + j));
+    shoal_producer_close(p);
+    assert_int_equal(shoal_consumer_seek(k, "sv", 0, SHOAL_SEEK_END, 0), 0); /* past them */
+    assert_true(shoal_poll(k, r, 8, 0) >= 0); /* ends them: their slot is free again */
+    assert_int_equal(produce_range(f->c, "sv", 0, i, 1, SHOAL_ACKS_MEMORY), 0);
+    shoal_consumer_close(k);
+}
+
 /* Read the first 20 records, say so, then poll with no timeout (asleep: nothing more comes
  * yet) until every record has come, each at the next offset with its value. With a->opts
  * (a memory topic, read with earliest) the producer goes round the ring past it once: its
@@ -4153,6 +4198,7 @@ int main(void)
         T(test_corrupt_sealed_segment_reads_as_ecorrupt_not_as_data),
         T(test_a_producer_on_a_full_ring_is_told_the_daemon_is_not_running),
         T(test_a_consumer_that_released_its_views_holds_no_producer_back),
+        T(test_a_seek_leaves_the_last_polls_views_valid_until_the_next_poll),
         T(test_a_consumer_stopped_in_its_sleep_holds_no_producer_back),
         T(test_a_consumer_stopped_in_its_sleep_holds_no_memory_producer_back),
         T(test_partitions_grow_and_a_producer_opened_before_follows),
