@@ -904,7 +904,11 @@ static int part_fill_moving(shoal_consumer_t *c, struct consumer_part *cp, shoal
             memset(&cp->seg, 0, sizeof(cp->seg));
         }
         if (!cp->cur.placed) {
-            if ((rc = part_place(c, cp)) < 0)
+            /* Placed anew (a seek, a start), holding no view of this poll: a producer that
+             * waits for the slot it landed on gets it, as part_yield gives it at a poll's
+             * start. Consumers seeking back to a log start in that slot, in turns, kept it
+             * pinned for good: producers failed SHOAL_AGAIN (an exploratory session). */
+            if ((rc = part_place(c, cp)) < 0 || (rc = part_yield(c, cp)) < 0)
                 return rc;
             if (cp->seg.data || !cp->cur.placed)
                 continue; /* on disk now, or the log start moved meanwhile: again */

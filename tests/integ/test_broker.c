@@ -3501,6 +3501,76 @@ INTEG_TEST(test_a_seek_leaves_the_last_polls_views_valid_until_the_next_poll)
     shoal_consumer_close(k);
 }
 
+/* A producer sending records from first on, until one fails or `sent` reaches `until`. */
+struct sender {
+    shoal_producer_t *p;
+    int64_t first, until;
+    _Atomic int64_t sent;
+    _Atomic int rc;
+};
+
+static void *send_until(void *arg)
+{
+    struct sender *a = arg;
+    for (int64_t i = a->first; i < a->until && a->rc == 0; i++)
+        if ((a->rc = send_range(a->p, 0, i, 1)) == 0)
+            atomic_store(&a->sent, i + 1);
+    return NULL;
+}
+
+/* Two consumers that seek back to a log start in the ring's oldest slot, in turns, no
+ * longer keep that slot pinned from a producer waiting for it: placed anew, each reads the
+ * slot's disk copy while the producer waits. Before, each placing pinned the slot again,
+ * the producer failed SHOAL_AGAIN after block_ms, again and again (an exploratory session:
+ * a 2-slot ring, 936 full events). */
+INTEG_TEST(test_consumers_seeking_back_in_turns_do_not_hold_a_waiting_producer)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, SMALL_SEGMENT, 2);
+    shoal_producer_options_t po;
+    struct sender snd = {.first = 100, .until = 1400};
+    shoal_consumer_t *k[2];
+    shoal_record_t r[2][4];
+    pthread_t th;
+    int64_t stuck;
+
+    assert_int_equal(shoal_topic_create(f->c, "turns", &cfg), 0);
+    /* ~20 KB in the active slot, which the consumers pin; the producer then fills it and
+     * the other, and comes round to it (~270 KB in all) */
+    assert_int_equal(produce_range(f->c, "turns", 0, 0, 100, SHOAL_ACKS_DISK), 0);
+    for (int j = 0; j < 2; j++) {
+        assert_int_equal(shoal_consumer_open(f->c, NULL, &k[j]), 0);
+        assert_int_equal(shoal_consumer_assign(k[j], "turns", NULL, 0), 0);
+        assert_int_equal(shoal_consumer_seek(k[j], "turns", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+        assert_int_equal(shoal_poll(k[j], r[j], 4, 2000), 4); /* views in that slot */
+    }
+    shoal_producer_options_init(&po);
+    po.block_ms = 4000;
+    assert_int_equal(shoal_producer_open(f->c, "turns", &po, &snd.p), 0);
+    assert_int_equal(pthread_create(&th, NULL, send_until, &snd), 0);
+    /* the producer comes round to the pinned slot and waits */
+    for (stuck = -1; atomic_load(&snd.sent) != stuck;) {
+        stuck = atomic_load(&snd.sent);
+        usleep(300000);
+    }
+    assert_true(stuck < snd.until);
+    /* in turns, each poll ending its own views, until the producer is done or failed */
+    for (int64_t t0 = mono_ns();
+         atomic_load(&snd.sent) < snd.until && snd.rc == 0 && mono_ns() - t0 < 20000000000LL;
+         usleep(20000))
+        for (int j = 0; j < 2; j++) {
+            assert_int_equal(shoal_consumer_seek(k[j], "turns", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+            assert_int_equal(shoal_poll(k[j], r[j], 4, 2000), 4);
+            assert_int_equal(r[j][0].offset, 0);
+            assert_true(value_matches(&r[j][0], 0));
+        }
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(snd.rc, 0); /* it was SHOAL_AGAIN */
+    assert_int_equal(atomic_load(&snd.sent), snd.until);
+    shoal_producer_close(snd.p);
+    for (int j = 0; j < 2; j++)
+        shoal_consumer_close(k[j]);
+}
+
 /* Read the first 20 records, say so, then poll with no timeout (asleep: nothing more comes
  * yet) until every record has come, each at the next offset with its value. With a->opts
  * (a memory topic, read with earliest) the producer goes round the ring past it once: its
@@ -4199,6 +4269,7 @@ int main(void)
         T(test_a_producer_on_a_full_ring_is_told_the_daemon_is_not_running),
         T(test_a_consumer_that_released_its_views_holds_no_producer_back),
         T(test_a_seek_leaves_the_last_polls_views_valid_until_the_next_poll),
+        T(test_consumers_seeking_back_in_turns_do_not_hold_a_waiting_producer),
         T(test_a_consumer_stopped_in_its_sleep_holds_no_producer_back),
         T(test_a_consumer_stopped_in_its_sleep_holds_no_memory_producer_back),
         T(test_partitions_grow_and_a_producer_opened_before_follows),
