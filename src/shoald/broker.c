@@ -324,24 +324,31 @@ static int check_new_config(const shoal_topic_config_t *cfg)
     return rc;
 }
 
-/* The system's available memory in bytes (MemAvailable of /proc/meminfo, or of the file
- * $SHOALD_TEST_MEMINFO names, for the tests), or UINT64_MAX when unknown. */
-static uint64_t mem_available(void)
+/* The memory new rings may take, in bytes: the system's available memory less an eighth
+ * of its total, kept for everything else (MemAvailable and MemTotal of /proc/meminfo, or of
+ * the file $SHOALD_TEST_MEMINFO names, for the tests; an eighth of what is available when
+ * the total is not given), or UINT64_MAX when unknown. The eighth used to be of what was
+ * available, so each create could take 7/8 of what the last left, and a few of them
+ * approached all of it (rings are not reclaimable): a security session. */
+static uint64_t mem_spare(void)
 {
     const char *path = getenv("SHOALD_TEST_MEMINFO");
     FILE *f = fopen(path ? path : "/proc/meminfo", "re");
     unsigned long long kib;
-    uint64_t avail = UINT64_MAX;
+    uint64_t avail = UINT64_MAX, total = UINT64_MAX;
     char line[128];
 
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
+    while (f && fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1)
             avail = (uint64_t)kib << 10;
-            break;
-        }
+        else if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
+            total = (uint64_t)kib << 10;
+    }
     if (f)
         fclose(f);
-    return avail;
+    if (avail == UINT64_MAX)
+        return avail;
+    return avail - SHOAL_MIN(avail, total != UINT64_MAX ? total / 8 : avail / 8);
 }
 
 /* The -ENOSPC of check_shm_room(), saying what the topic needed and (fmt) what there is. */
@@ -366,20 +373,18 @@ static int room_refused(const char *name, const shoal_topic_config_t *cfg, uint6
 }
 
 /* Whether every ring of a new topic fits: in the shared memory directory's free space, and
- * in the memory the system has available, less an eighth for everything else. A tmpfs is
- * often sized at half of RAM or more, so its free space alone let one create of many
- * partitions fill memory until the kernel killed shoald, a ring at a time. 0 or -ENOSPC. */
+ * in the memory the system can spare (mem_spare). A tmpfs is often sized at half of RAM or
+ * more, so its free space alone let one create of many partitions fill memory until the
+ * kernel killed shoald, a ring at a time. 0 or -ENOSPC. */
 static int check_shm_room(const broker_t *b, const char *name, const shoal_topic_config_t *cfg)
 {
     uint64_t need = (uint64_t)cfg->partitions * cfg->ring_slots * cfg->segment_bytes;
-    uint64_t avail = mem_available(), free_bytes = UINT64_MAX, pending = creating_shm_bytes(b);
+    uint64_t avail = mem_spare(), free_bytes = UINT64_MAX, pending = creating_shm_bytes(b);
     char size[SHOAL_SIZE_TEXT_BYTES];
     struct statvfs vfs;
 
     if (statvfs(b->shm_dir, &vfs) == 0)
         free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-    if (avail != UINT64_MAX)
-        avail -= avail / 8;
     /* What topics still being created will take is not taken yet. */
     free_bytes -= SHOAL_MIN(free_bytes, pending);
     if (avail != UINT64_MAX)
@@ -390,7 +395,8 @@ static int check_shm_room(const broker_t *b, const char *name, const shoal_topic
         return room_refused(name, cfg, need, "%s free in %s", shoal__size_text(size, free_bytes),
                             b->shm_dir);
     return room_refused(name, cfg, need,
-                        "%s of memory the system can spare (7/8 of what it has available)",
+                        "%s of memory the system can spare (what it has available, less an "
+                        "eighth of its total kept for everything else)",
                         shoal__size_text(size, avail));
 }
 
