@@ -1353,6 +1353,7 @@ void consumer__unassign_all(shoal_consumer_t *c)
         part_release(&c->parts[i]);
     c->nparts = 0;
     c->next_part = 0;
+    c->left_out = 0; /* of an assignment gone too: a round tried again counts them again */
 }
 
 int consumer__unassign_one(shoal_consumer_t *c, const char *topic, int32_t partition)

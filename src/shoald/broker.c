@@ -1245,8 +1245,11 @@ static int check_state_dir(const char *dir, const char *what)
     }
     for (bool ancestor = false;; ancestor = true) {
         char *slash = strrchr(path, '/');
-        if (lstat(path, &st) < 0)
-            return SHOAL_ERR(-errno, "%s: %s", path, strerror(errno));
+        if (lstat(path, &st) < 0) {
+            int rc = -errno;
+            log_error("the %s %s: %s: %s", what, dir, path, strerror(-rc));
+            return rc;
+        }
         if (!dir_safe(&st, ancestor)) {
             log_error("the %s %s is not safe for shoald's files: %s%s is %s, uid %u gid %u "
                       "mode %04o; every directory on the way must be owned by this user (uid "
