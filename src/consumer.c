@@ -196,6 +196,16 @@ static void part_seek_finish(struct consumer_part *cp)
     cp->seek_due = false;
 }
 
+/* The views the last poll returned are over (a new poll, a release): drop what only they
+ * held, the segment read to its end and, after a seek, the old position's pin and segment. */
+static void part_views_over(struct consumer_part *cp)
+{
+    if (cp->retired.data)
+        client_segment_close(&cp->retired);
+    if (__builtin_expect(cp->seek_due, 0))
+        part_seek_finish(cp);
+}
+
 int consumer__check_owner(const shoal_consumer_t *c)
 {
     if (shoal__inherited(c->forks))
@@ -238,9 +248,7 @@ void shoal_consumer_release(shoal_consumer_t *c)
         return;
     for (size_t i = 0; i < c->nparts; i++) { /* the next poll places them again */
         ring_cursor_unpin(&c->parts[i].ring, &c->parts[i].cur);
-        client_segment_close(&c->parts[i].retired);
-        if (c->parts[i].seek_due)
-            part_seek_finish(&c->parts[i]);
+        part_views_over(&c->parts[i]);
     }
 }
 
@@ -1396,12 +1404,8 @@ int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int tim
     int64_t spun_to = 0; /* the clock as a spin that found data last read it; 0 after a sleep */
     bool gather = timeout_ms != 0 && c->opts.fetch_min_bytes > 1;
 
-    for (size_t i = 0; i < c->nparts; i++) { /* the last poll's views are over */
-        if (c->parts[i].retired.data)
-            client_segment_close(&c->parts[i].retired);
-        if (__builtin_expect(c->parts[i].seek_due, 0))
-            part_seek_finish(&c->parts[i]);
-    }
+    for (size_t i = 0; i < c->nparts; i++)
+        part_views_over(&c->parts[i]);
     if (__builtin_expect(c->left_out > 0, 0))
         return consumer_left_out(c);
     c->want_bytes = 0;

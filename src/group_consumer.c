@@ -1694,17 +1694,6 @@ out_free:
     return rc;
 }
 
-/* How many of the n partitions listed the consumer does not hold (left out: stopped). */
-static size_t missing_count(shoal_consumer_t *c, const struct ctp *list, size_t n)
-{
-    size_t missing = 0;
-
-    for (size_t i = 0; i < n; i++)
-        missing +=
-            shoal_consumer_position(c, list[i].topic, list[i].partition) == SHOAL_ENOPARTITION;
-    return missing;
-}
-
 static int build_commit(struct cgroup *g, ctl_writer_t *w, const shoal_topic_partition_offset_t *o,
                         size_t n, shoal_consumer_t *c)
 {
@@ -1724,7 +1713,8 @@ static int build_commit(struct cgroup *g, ctl_writer_t *w, const shoal_topic_par
         return 0;
     }
     /* The positions of what the member holds: not of a partition left out (stopped). */
-    ctl_put_u32(w, (uint32_t)(g->nassigned - missing_count(c, g->assigned, g->nassigned)));
+    size_t count_at = w->len, held = 0;
+    ctl_put_u32(w, 0);
     for (size_t i = 0; i < g->nassigned; i++) {
         int64_t pos = shoal_consumer_position(c, g->assigned[i].topic, g->assigned[i].partition);
         if (pos == SHOAL_ENOPARTITION)
@@ -1734,7 +1724,9 @@ static int build_commit(struct cgroup *g, ctl_writer_t *w, const shoal_topic_par
         ctl_put_str(w, g->assigned[i].topic);
         ctl_put_i32(w, g->assigned[i].partition);
         ctl_put_i64(w, pos);
+        held++;
     }
+    ctl_patch_u32(w, count_at, (uint32_t)held);
     return 0;
 }
 

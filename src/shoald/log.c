@@ -40,13 +40,6 @@ static int stderr_is_journal(void)
     return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
-/* A regular file, opened O_NONBLOCK (for a FIFO), now made blocking again. */
-static bool log_file_regular(int fd)
-{
-    struct stat st;
-    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && fcntl(fd, F_SETFL, O_APPEND) == 0;
-}
-
 int log_reopen(const char *path)
 {
     static int first_stderr = -1; /* the stderr shoald started with, to return to */
@@ -55,18 +48,14 @@ int log_reopen(const char *path)
         first_stderr = fcntl(2, F_DUPFD_CLOEXEC, 3);
     if ((!path || !*path) && first_stderr >= 0) {
         if (dup2(first_stderr, 2) < 0)
-            return -errno;
+            return SHOAL_ERR(-errno, "dup2 of the first stderr: %s", strerror(errno));
     } else if (path && *path) {
         /* Not through a link, nor a FIFO that would hold the daemon up: a regular file. */
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0640);
+        fd = shoal__open_regular(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0640);
         if (fd < 0)
-            return -errno;
-        if (!log_file_regular(fd)) {
-            close(fd);
-            return -EINVAL;
-        }
+            return fd;
         if (dup2(fd, 2) < 0) {
-            int rc = -errno;
+            int rc = SHOAL_ERR(-errno, "dup2 %s: %s", path, strerror(errno));
             close(fd);
             return rc;
         }

@@ -11,9 +11,10 @@ enum log_level { LOG_ERR = 3, LOG_WARN = 4, LOG_NOTICE = 5, LOG_INFO = 6, LOG_DE
 void log_set_level(int level);
 int log_level_parse(const char *name); /* "error".."debug" -> level, or -1 */
 const char *log_level_name(int level); /* level -> "error".."debug" */
-/* Point stderr at path (appending; created 0640) when path is non-empty, back at the
- * original stderr when it is empty after a file was used, and decide again whether stderr
- * is the journal. 0 or -errno (stderr unchanged). Main thread. */
+/* Point stderr at path (appending; created 0640; a regular file, not through a link) when
+ * path is non-empty, back at the original stderr when it is empty after a file was used,
+ * and decide again whether stderr is the journal. 0, or < 0 with the detail in
+ * shoal_errmsg() (stderr unchanged). Main thread. */
 int log_reopen(const char *path);
 void shoald_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -185,7 +185,7 @@ static void reload(struct daemon *d)
     else
         reload_apply(d, &next);
     if ((rc = log_reopen(d->cfg.log_file)) < 0)
-        log_error("reload: cannot open log file %s: %s", d->cfg.log_file, strerror(-rc));
+        log_error("reload: cannot open log file %s: %s", d->cfg.log_file, shoal_errmsg());
     if (parsed == 0 && (rc >= 0 || !d->cfg.log_file[0]))
         log_notice("reloaded: flush.interval.ms=%d flush.ms=%d flush.drop.cache=%d "
                    "allow.gid=%ld log.level=%s offsets.retention=%lld ms (checked every %d ms) "
@@ -328,7 +328,7 @@ int main(int argc, char **argv)
     }
     log_set_level(d.cfg.log_level);
     if ((rc = log_reopen(d.cfg.log_file)) < 0) {
-        fprintf(stderr, "shoald: cannot open log file %s: %s\n", d.cfg.log_file, strerror(-rc));
+        fprintf(stderr, "shoald: cannot open log file %s: %s\n", d.cfg.log_file, shoal_errmsg());
         return 1;
     }
     if ((rc = notify_init()) < 0)

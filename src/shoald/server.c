@@ -760,14 +760,21 @@ static int unrequested_build(server_t *s, int status, const char *detail)
 
 /* Reply to a frame whose header is unusable, then give up on the connection: it closes
  * once the replies before that word, and the word, are out. */
+/* Send c the daemon's last word (a response to no request: status, why), then close it
+ * once that is out. */
+static void conn_last_word(server_t *s, struct conn *c, int status, const char *why)
+{
+    if (unrequested_build(s, status, why) == 0)
+        (void)conn_send(s, c, NULL, 0);
+    c->closing = true;
+    s->sweep = true;
+}
+
 static void conn_reject(server_t *s, struct conn *c, int status)
 {
     log_limited(&s->bad_frame_log, LOG_WARN, "client pid %d sent a bad frame header: %s; closing",
                 (int)c->pid, shoal_errmsg());
-    if (unrequested_build(s, status, shoal_errmsg()) == 0)
-        (void)conn_send(s, c, NULL, 0);
-    c->closing = true;
-    s->sweep = true;
+    conn_last_word(s, c, status, shoal_errmsg());
 }
 
 /* The type of the next frame waiting in c->in; CTL_TYPE_MAX_ (none) while its header is
@@ -959,15 +966,6 @@ static bool peer_allowed(const server_t *s, int fd, const struct conn *c)
     return gid >= 0 && (c->gid == (gid_t)gid || peer_in_group(fd, (gid_t)gid));
 }
 
-/* Why a peer may not use the broker, for its last word. */
-static void denied_why(const struct conn *c, char *buf, size_t cap)
-{
-    snprintf(buf, cap,
-             "uid %d gid %d may not use this broker (only root, shoald's user and members of "
-             "allow.gid may)",
-             (int)c->uid, (int)c->gid);
-}
-
 /* c may not use the broker (not allowed, or no longer after a reload): its last word says
  * why, then it closes. It used to stay open, every request denied, holding one of the
  * connections everyone shares: a user refused could take them all (a security session). */
@@ -977,11 +975,11 @@ static void conn_deny(server_t *s, struct conn *c, const char *what)
 
     log_limited(&s->not_allowed_log, LOG_WARN, "client pid %d uid %d %s: closing its connection",
                 (int)c->pid, (int)c->uid, what);
-    denied_why(c, why, sizeof(why));
-    if (unrequested_build(s, SHOAL_EDENIED, why) == 0)
-        (void)conn_send(s, c, NULL, 0);
-    c->closing = true;
-    s->sweep = true;
+    snprintf(why, sizeof(why),
+             "uid %d gid %d may not use this broker (only root, shoald's user and members of "
+             "allow.gid may)",
+             (int)c->uid, (int)c->gid);
+    conn_last_word(s, c, SHOAL_EDENIED, why);
 }
 
 /* Refuse a client just accepted on fd (non-blocking): log it (rate-limited; "refusing
