@@ -194,9 +194,9 @@ INTEG_TEST(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything)
 
 /* A data or runtime directory that another user may write (itself, or one on its way), or
  * that another user owns, is refused before shoald creates files in it, and so is a link
- * where the metadata store's files go: a local security session planted links in such
- * directories that a root shoald followed (its LMDB lock file written over another file,
- * the socket's chown giving a file's group away). */
+ * where the metadata store's files or the log file go: a local security session planted
+ * links that a root shoald followed (its LMDB lock file written over another file, the
+ * socket's chown giving a file's group away, its log appended to another file). */
 INTEG_TEST(test_shoald_refuses_directories_other_users_may_write)
 {
     char script[4 * PATH_MAX], bin[PATH_MAX], victim[PATH_MAX], *text;
@@ -225,6 +225,13 @@ INTEG_TEST(test_shoald_refuses_directories_other_users_may_write)
         if (run_script(script) != 1 || !strstr(out, cases[i][2]))
             fail_msg("no failure saying \"%s\" in:\n%s", cases[i][2], out);
     }
+    /* nor does the log go through a link (it was appended to the link's target) */
+    snprintf(script, sizeof(script),
+             "ln -sf '%s' '%s/log' && timeout 10 %s --instance unsafe-%d --data-dir '%s/data3' "
+             "--runtime-dir '%s/rt' --log-file '%s/log' 2>&1",
+             victim, d, bin, (int)getpid(), d, d, d);
+    if (run_script(script) != 1 || !strstr(out, "log is not a regular file (a symbolic link)"))
+        fail_msg("no refused log file in:\n%s", out);
     assert_non_null(text = (char *)harness_read_file(victim, &len));
     assert_memory_equal(text, "keep\n", 5); /* never written through the link */
     assert_int_equal(len, 5);
