@@ -89,12 +89,32 @@ bool broker_is_creating(const broker_t *b, const char *name)
     return creating_find(b, name) != NULL;
 }
 
-/* The shared memory the topics being created will take. */
-static uint64_t creating_shm_bytes(const broker_t *b)
+/* The shared memory the rings of this many partitions of a topic take. */
+static uint64_t rings_bytes(const shoal_topic_config_t *cfg, uint32_t partitions)
+{
+    return (uint64_t)partitions * cfg->ring_slots * cfg->segment_bytes;
+}
+
+/* The shared memory rings not made yet will take: those of the topics being created, and
+ * of the partitions being added. */
+static uint64_t pending_shm_bytes(const broker_t *b)
 {
     uint64_t sum = 0;
     for (size_t i = 0; i < b->ncreating; i++)
         sum += b->creating[i].shm_bytes;
+    for (size_t i = 0; i < b->ntopics; i++)
+        if (b->topics[i]->growing_to)
+            sum += rings_bytes(&b->topics[i]->cfg,
+                               b->topics[i]->growing_to - b->topics[i]->cfg.partitions);
+    return sum;
+}
+
+/* ... and those of the topics served. */
+static uint64_t served_shm_bytes(const broker_t *b)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < b->ntopics; i++)
+        sum += rings_bytes(&b->topics[i]->cfg, b->topics[i]->cfg.partitions);
     return sum;
 }
 
@@ -372,20 +392,31 @@ static int room_refused(const char *name, const shoal_topic_config_t *cfg, uint6
                      (unsigned long long)cfg->segment_bytes, there);
 }
 
-/* Whether every ring of a new topic fits: in the shared memory directory's free space, and
- * in the memory the system can spare (mem_spare). A tmpfs is often sized at half of RAM or
- * more, so its free space alone let one create of many partitions fill memory until the
- * kernel killed shoald, a ring at a time. 0 or -ENOSPC. */
+/* Whether every ring of a new topic fits: under max.shm.bytes, in the shared memory
+ * directory's free space, and in the memory the system can spare (mem_spare). A tmpfs is
+ * often sized at half of RAM or more, so its free space alone let one create of many
+ * partitions fill memory until the kernel killed shoald, a ring at a time. 0 or -ENOSPC. */
 static int check_shm_room(const broker_t *b, const char *name, const shoal_topic_config_t *cfg)
 {
-    uint64_t need = (uint64_t)cfg->partitions * cfg->ring_slots * cfg->segment_bytes;
-    uint64_t avail = mem_spare(), free_bytes = UINT64_MAX, pending = creating_shm_bytes(b);
-    char size[SHOAL_SIZE_TEXT_BYTES];
+    uint64_t need = rings_bytes(cfg, cfg->partitions), pending = pending_shm_bytes(b);
+    uint64_t avail = mem_spare(), free_bytes = UINT64_MAX;
+    char size[SHOAL_SIZE_TEXT_BYTES], cap_text[SHOAL_SIZE_TEXT_BYTES];
+    char taken_text[SHOAL_SIZE_TEXT_BYTES];
+    long cap = b->cfg->max_shm_bytes;
     struct statvfs vfs;
 
+    if (cap > 0) {
+        uint64_t taken = served_shm_bytes(b) + pending;
+        uint64_t left = (uint64_t)cap - SHOAL_MIN((uint64_t)cap, taken);
+        if (need > left)
+            return room_refused(
+                name, cfg, need, "%s left under max.shm.bytes (%s, of which topics take %s)",
+                shoal__size_text(size, left), shoal__size_text(cap_text, (uint64_t)cap),
+                shoal__size_text(taken_text, taken));
+    }
     if (statvfs(b->shm_dir, &vfs) == 0)
         free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-    /* What topics still being created will take is not taken yet. */
+    /* What rings not made yet will take is not taken yet. */
     free_bytes -= SHOAL_MIN(free_bytes, pending);
     if (avail != UINT64_MAX)
         avail -= SHOAL_MIN(avail, pending);
@@ -398,6 +429,23 @@ static int check_shm_room(const broker_t *b, const char *name, const shoal_topic
                         "%s of memory the system can spare (what it has available, less an "
                         "eighth of its total kept for everything else)",
                         shoal__size_text(size, avail));
+}
+
+void broker_shm_cap_check(broker_t *b)
+{
+    char cap_text[SHOAL_SIZE_TEXT_BYTES], taken_text[SHOAL_SIZE_TEXT_BYTES];
+    uint64_t taken;
+
+    if (b->cfg->max_shm_bytes <= 0)
+        return;
+    pthread_rwlock_rdlock(&b->lock);
+    taken = served_shm_bytes(b) + pending_shm_bytes(b);
+    pthread_rwlock_unlock(&b->lock);
+    if (taken > (uint64_t)b->cfg->max_shm_bytes)
+        log_warn("max.shm.bytes is %s, and the topics' rings take %s: no topic can be created "
+                 "or gain partitions until enough are deleted (the topics stay served)",
+                 shoal__size_text(cap_text, (uint64_t)b->cfg->max_shm_bytes),
+                 shoal__size_text(taken_text, taken));
 }
 
 /* Descriptors kept free for serving clients: a connection each, an attach passes a ring's
@@ -466,7 +514,7 @@ static int creating_add(broker_t *b, const char *name, const shoal_topic_config_
     b->creating = v;
     v = &b->creating[b->ncreating++];
     snprintf(v->name, sizeof(v->name), "%s", name);
-    v->shm_bytes = (uint64_t)cfg->partitions * cfg->ring_slots * cfg->segment_bytes;
+    v->shm_bytes = rings_bytes(cfg, cfg->partitions);
     v->files = topic_files(cfg);
     return 0;
 }
@@ -1422,6 +1470,7 @@ int broker_open(broker_t *b, const shoald_config_t *cfg)
     warn_unclaimed_dirs(b);
     warn_stray_rings(b);
     log_recovered(b, rv.unserved);
+    broker_shm_cap_check(b);
     return 0;
 out_close:
     broker_close(b);

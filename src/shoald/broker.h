@@ -60,6 +60,9 @@ int broker_topic_create_finish(broker_t *b, const char *name, const shoal_topic_
 /* With the registry lock held: whether the topic is between those two steps. */
 bool broker_is_creating(const broker_t *b, const char *name);
 int broker_topic_delete(broker_t *b, const char *name);
+/* Log a warning when the topics' rings take more than max.shm.bytes (after a start, or a
+ * reload that lowered it): no create or growth is admitted until some are deleted. */
+void broker_shm_cap_check(broker_t *b);
 /* Change settings by name (all or nothing): SHOAL_ENOTOPIC, SHOAL_ESETTING, SHOAL_ECONFIG,
  * SHOAL_EIMMUTABLE, SHOAL_ADMIN_ACTION (partitions are being added). Durable in LMDB on
  * return; the flusher uses the new values at once. */

@@ -16,8 +16,9 @@
 #include "util.h"
 
 /* KEY_NEVER: an integer whose -1 means for ever; 0 is refused, since it reads as "at once"
- * (Kafka's offsets.retention.minutes is at least 1) where it used to mean for ever. */
-enum key_kind { KEY_PATH, KEY_NAME, KEY_INT, KEY_NEVER, KEY_GROUP, KEY_LEVEL };
+ * (Kafka's offsets.retention.minutes is at least 1) where it used to mean for ever.
+ * KEY_CAP: a long whose -1 means no cap; 0 is refused, since it would refuse everything. */
+enum key_kind { KEY_PATH, KEY_NAME, KEY_INT, KEY_NEVER, KEY_GROUP, KEY_LEVEL, KEY_CAP };
 
 struct key_def {
     const char *name;
@@ -42,6 +43,7 @@ static const struct key_def keys[] = {
     {"offsets.retention.ms", KEY_NEVER, F(offsets_retention_ms), -1, 2147483647},
     {"offsets.retention.check.interval.ms", KEY_INT, F(offsets_retention_check_ms), 1, 2147483647},
     {"group.max.session.timeout.ms", KEY_INT, F(group_max_session_timeout_ms), 1, 2147483647},
+    {"max.shm.bytes", KEY_CAP, F(max_shm_bytes), -1, LONG_MAX},
 };
 #undef F
 
@@ -61,6 +63,7 @@ void config_init(shoald_config_t *cfg)
     cfg->offsets_retention_ms = -1;
     cfg->offsets_retention_check_ms = 600000;
     cfg->group_max_session_timeout_ms = 1800000; /* Kafka's default, 30 min */
+    cfg->max_shm_bytes = -1;
 }
 
 int64_t config_offsets_retention_ms(const shoald_config_t *cfg)
@@ -89,7 +92,12 @@ static int set_int(void *dst, const struct key_def *k, const char *v, char *err,
                  k->name);
         return SHOAL_ECONFIG;
     }
-    if (k->kind == KEY_GROUP)
+    if (k->kind == KEY_CAP && n == 0) {
+        snprintf(err, cap, "%s: 0 would refuse everything: -1 sets no cap, 1 or more is the cap",
+                 k->name);
+        return SHOAL_ECONFIG;
+    }
+    if (k->kind == KEY_GROUP || k->kind == KEY_CAP)
         *(long *)dst = n;
     else
         *(int *)dst = (int)n;
@@ -165,6 +173,7 @@ int config_set(shoald_config_t *cfg, const char *key, const char *value, char *e
         switch (k->kind) {
         case KEY_INT:
         case KEY_NEVER:
+        case KEY_CAP:
             return set_int(dst, k, value, err, cap);
         case KEY_GROUP:
             return set_group(dst, k, value, err, cap);

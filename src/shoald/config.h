@@ -20,9 +20,13 @@
  *                       as Kafka's; -1 (or 0): for ever                     10080 (7 days)
  *   offsets.retention.ms       the same in ms, when above 0 (for short ones)  -1
  *   offsets.retention.check.interval.ms  how often groups are looked at for it  600000
+ *   group.max.session.timeout.ms  the longest session a group member may ask for  1800000
+ *   max.shm.bytes       the shared memory all topics' rings may take together,
+ *                       in bytes (creates and partition growth past it are
+ *                       refused); -1: no cap but the system's memory         -1
  *
  * Reloaded on SIGHUP: flush.interval.ms, flush.ms, flush.drop.cache, allow.gid, log.level,
- * log.file, offsets.retention.*
+ * log.file, offsets.retention.*, group.max.session.timeout.ms, max.shm.bytes
  * (the file is reopened at every SIGHUP). The directories and the instance name need a restart. */
 #ifndef SHOALD_CONFIG_H
 #define SHOALD_CONFIG_H
@@ -46,6 +50,7 @@ typedef struct shoald_config {
     int offsets_retention_ms;
     int offsets_retention_check_ms;
     int group_max_session_timeout_ms; /* a join asking for a longer session is refused */
+    long max_shm_bytes;               /* what all topics' rings may take; -1: no cap */
 } shoald_config_t;
 
 void config_init(shoald_config_t *cfg);

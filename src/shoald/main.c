@@ -155,7 +155,9 @@ static void reload_apply(struct daemon *d, const shoald_config_t *next)
     d->cfg.offsets_retention_minutes = next->offsets_retention_minutes;
     d->cfg.offsets_retention_ms = next->offsets_retention_ms;
     d->cfg.offsets_retention_check_ms = next->offsets_retention_check_ms;
+    d->cfg.max_shm_bytes = next->max_shm_bytes; /* read by creates and growth */
     pthread_rwlock_unlock(&d->broker.lock);
+    broker_shm_cap_check(&d->broker);
     d->cfg.flush_interval_ms = next->flush_interval_ms;
     shoal_store_relaxed(&d->flush_interval_ms, next->flush_interval_ms);
     broker_wake(&d->broker); /* a shorter flush.ms or interval applies at once */
@@ -189,11 +191,12 @@ static void reload(struct daemon *d)
     if (parsed == 0 && (rc >= 0 || !d->cfg.log_file[0]))
         log_notice("reloaded: flush.interval.ms=%d flush.ms=%d flush.drop.cache=%d "
                    "allow.gid=%ld log.level=%s offsets.retention=%lld ms (checked every %d ms) "
-                   "group.max.session.timeout.ms=%d",
+                   "group.max.session.timeout.ms=%d max.shm.bytes=%ld",
                    d->cfg.flush_interval_ms, d->cfg.flush_ms, d->cfg.flush_drop_cache,
                    d->cfg.allow_gid, log_level_name(d->cfg.log_level),
                    (long long)config_offsets_retention_ms(&d->cfg),
-                   d->cfg.offsets_retention_check_ms, d->cfg.group_max_session_timeout_ms);
+                   d->cfg.offsets_retention_check_ms, d->cfg.group_max_session_timeout_ms,
+                   d->cfg.max_shm_bytes);
     report_status(d, true);
 }
 

@@ -333,6 +333,99 @@ static void test_a_topic_that_cannot_fit_in_memory_is_refused_whole(void **state
     assert_non_null(strstr(shoal_errmsg(), "the 128 MiB of memory the system can spare"));
 }
 
+/* A topic of partitions partitions of two 1 MiB ring slots: 2 MiB of rings each. */
+static int create_mib_topic(shoal_client_t *cl, const char *name, uint32_t partitions)
+{
+    shoal_topic_config_t cfg;
+
+    shoal_topic_config_init(&cfg);
+    cfg.partitions = partitions;
+    cfg.ring_slots = 2;
+    cfg.segment_bytes = 1 << 20;
+    return shoal_topic_create(cl, name, &cfg);
+}
+
+/* A child: grow topic "a" of the daemon at socket arg to 2 partitions. */
+static int grow_a_to_two(void *arg)
+{
+    static const char *const names[] = {"partitions"}, *const values[] = {"2"};
+    shoal_client_t *cl;
+    int rc = shoal_client_open(arg, &cl);
+
+    if (rc == 0)
+        rc = shoal_topic_alter(cl, "a", names, values, 1);
+    shoal_client_close(cl);
+    return rc == 0 ? 0 : 1;
+}
+
+/* max.shm.bytes caps what all topics' rings take together, those being made included: a
+ * create or a growth past it is refused whole, naming the cap and what is taken; a delete
+ * gives its share back. A reload that lowers the cap below what is taken says so and keeps
+ * every topic served; one that lifts it (-1: no cap) admits creates again at once. Rings
+ * take 300 ms to make here (SHOALD_TEST_CREATE_MS), so a create meets a growth under way. */
+static struct harness_daemon cap_daemon; /* teardown stops it when the test failed */
+
+static void test_max_shm_bytes_caps_all_rings_together(void **state)
+{
+    static const char *const partitions[] = {"partitions"}, *const three[] = {"3"};
+    struct harness_daemon *d = &cap_daemon;
+    char conf[PATH_MAX], body[64];
+    shoal_topic_info_t *info;
+    shoal_client_t *cl;
+    pid_t grower;
+    (void)state;
+
+    harness_tmpdir(conf, sizeof(conf) - 16, "capconf");
+    strcat(conf, "/shoald.conf");
+    snprintf(body, sizeof(body), "max.shm.bytes = %d\n", 5 << 20);
+    harness_write_file(conf, body, strlen(body));
+    setenv("SHOALD_TEST_CREATE_MS", "300", 1);
+    assert_int_equal(harness_daemon_start(d, "cap", "--config", conf, NULL), 0);
+    unsetenv("SHOALD_TEST_CREATE_MS");
+    assert_int_equal(shoal_client_open(d->socket, &cl), 0);
+
+    assert_int_equal(create_mib_topic(cl, "a", 1), 0); /* 2 of 5 MiB */
+    grower = harness_fork(grow_a_to_two, d->socket, 10);
+    harness_daemon_expect_log(d, "topic a: adding partitions 1..1");
+    assert_int_equal(create_mib_topic(cl, "b", 1), -ENOSPC); /* 2 + 2 being added + 2 */
+    assert_non_null(strstr(shoal_errmsg(), "topic b needs 2 MiB of shared memory (1 partition x "
+                                           "2 ring slots x 1048576-byte segments), more than "
+                                           "the 1 MiB left under max.shm.bytes (5 MiB, of which "
+                                           "topics take 4 MiB)"));
+    assert_int_equal(harness_wait(grower, 10000), 0);
+    assert_int_equal(shoal_topic_describe(cl, "b", &info), SHOAL_ENOTOPIC);
+    assert_int_equal(shoal_topic_alter(cl, "a", partitions, three, 1), -ENOSPC);
+    assert_non_null(strstr(shoal_errmsg(), "left under max.shm.bytes"));
+    assert_int_equal(shoal_topic_describe(cl, "a", &info), 0);
+    assert_int_equal(info->config.partitions, 2);
+    shoal_topic_info_free(info);
+
+    assert_int_equal(shoal_topic_delete(cl, "a"), 0);
+    assert_int_equal(create_mib_topic(cl, "b", 1), 0);
+    assert_int_equal(create_mib_topic(cl, "c", 1), 0); /* 4 MiB again */
+
+    snprintf(body, sizeof(body), "max.shm.bytes = %d\n", 3 << 20);
+    harness_write_file(conf, body, strlen(body));
+    assert_int_equal(kill(d->pid, SIGHUP), 0);
+    harness_daemon_expect_log(d, "reloaded: ");
+    harness_daemon_expect_log(d, "max.shm.bytes is 3 MiB, and the topics' rings take 4 MiB: no "
+                                 "topic can be created or gain partitions");
+    assert_int_equal(shoal_topic_describe(cl, "c", &info), 0);
+    shoal_topic_info_free(info);
+    assert_int_equal(create_mib_topic(cl, "d", 1), -ENOSPC);
+    assert_non_null(strstr(shoal_errmsg(), "the 0 KiB left under max.shm.bytes (3 MiB"));
+
+    harness_write_file(conf, "max.shm.bytes = -1\n", 19);
+    assert_int_equal(kill(d->pid, SIGHUP), 0);
+    harness_daemon_expect_log(d, "max.shm.bytes=-1");
+    assert_int_equal(create_mib_topic(cl, "d", 1), 0);
+
+    shoal_client_close(cl);
+    assert_int_equal(harness_daemon_cleanup(d), 0);
+    *strrchr(conf, '/') = '\0';
+    harness_rmrf(conf);
+}
+
 /* On a really full filesystem (a 4 MiB tmpfs, root only) the metadata store still commits
  * from the room it set aside at open: deleting a topic, the way to free space, works. */
 static struct harness_daemon tiny_daemon;
@@ -480,6 +573,7 @@ static int teardown(void **state)
     unsetenv("SHOALD_TEST_ENOSPC_FILE");
     unsetenv("SHOALD_TEST_ENOSPC_INDEX_FILE");
     tiny_cleanup();
+    harness_daemon_cleanup(&cap_daemon);
     harness_kill_children();
     harness_watchdog(0, NULL);
     return harness_daemon_cleanup(&daemon_);
@@ -498,6 +592,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_runs_while_the_disk_is_full, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_failed_index_writes_are_retried_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_shm_bytes_caps_all_rings_together, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_a_topic_that_cannot_fit_in_memory_is_refused_whole,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_topic_can_be_deleted_when_the_disk_is_really_full,

@@ -242,6 +242,20 @@ static void test_every_documented_option_is_set_at_both_ends_of_its_range(void *
     assert_config_equal(&f->cfg, &want);
 }
 
+/* max.shm.bytes: no cap by default; bytes up to the largest a long holds; -1 again. */
+static void test_max_shm_bytes_takes_bytes_or_minus_one(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_int_equal(f->cfg.max_shm_bytes, -1);
+    assert_int_equal(PARSE(f, "--max-shm-bytes", "1"), 0);
+    assert_int_equal(f->cfg.max_shm_bytes, 1);
+    assert_int_equal(PARSE(f, "--max.shm.bytes=9223372036854775807"), 0);
+    assert_int_equal(f->cfg.max_shm_bytes, LONG_MAX);
+    assert_int_equal(PARSE(f, "--max-shm-bytes", "-1"), 0);
+    assert_int_equal(f->cfg.max_shm_bytes, -1);
+}
+
 static void test_log_level_takes_its_five_names(void **state)
 {
     static const char *const names[] = {"error", "warning", "notice", "info", "debug"};
@@ -314,6 +328,11 @@ static void test_numbers_outside_their_range_or_malformed_are_refused(void **sta
         {"allow.gid", "-2", "-1..2147483647"},
         {"allow.gid", "2147483648", "-1..2147483647"},
         {"allow.gid", "-", "'-'"},
+        /* a cap of 0 would refuse every topic: a typo for -1, not a setting */
+        {"max.shm.bytes", "0", "0 would refuse everything: -1 sets no cap"},
+        {"max.shm.bytes", "-2", "-1..9223372036854775807"},
+        {"max.shm.bytes", "9223372036854775808", "not an integer"},
+        {"max.shm.bytes", "4G", "'4G'"},
         /* 0 reads as "at once" (Kafka refuses it) and meant "for ever": refused */
         {"offsets.retention.minutes", "0", "0 is not a time: -1 keeps committed offsets"},
         {"offsets.retention.ms", "0", "0 is not a time"},
@@ -522,6 +541,7 @@ int main(void)
         T(test_every_documented_option_is_set_at_both_ends_of_its_range),
         T(test_log_level_takes_its_five_names),
         T(test_allow_gid_takes_a_group_name),
+        T(test_max_shm_bytes_takes_bytes_or_minus_one),
         T(test_paths_and_names_take_the_longest_value_that_fits),
         T(test_numbers_outside_their_range_or_malformed_are_refused),
         T(test_unknown_keys_and_groups_are_refused),
