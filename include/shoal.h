@@ -222,7 +222,9 @@ SHOAL_EXTERN const char *shoal_default_socket(void);
  *                          does not lose the daemon when the client reconnects; only an
  *                          absolute form longer than 107 bytes is kept relative.
  * @param[out] out          the client, or NULL on failure.
- * @return 0, or SHOAL_ENODAEMON (nothing listening at the path), SHOAL_ELIMIT (shoald
+ * @return 0, or SHOAL_ENODAEMON (nothing listening at the path, or, with
+ *         $SHOAL_DAEMON_USER set, a process of another user), SHOAL_EINVAL
+ *         ($SHOAL_DAEMON_USER names no user), SHOAL_ELIMIT (shoald
  *         refuses new clients: 1,024 connections open, or it is out of descriptors; the
  *         detail says which), SHOAL_ETIMEDOUT (shoald did not take the connection, or did
  *         not answer it, within 30 s: stopped or hung), SHOAL_EVERSION, SHOAL_EPROTO, -ENOMEM,
@@ -247,11 +249,18 @@ SHOAL_EXTERN const char *shoal_default_socket(void);
 SHOAL_EXTERN int shoal_client_open(const char *socket_path, shoal_client_t **out);
 
 typedef struct shoal_client_options {
-    int32_t timeout_ms;     /* how long a call on the client, and the connection's handshake,
-                               waits for shoald's answer before SHOAL_ETIMEDOUT (a topic create
-                               or a grow adds 4 s per GiB of rings it makes); also a group
-                               consumer's calls; 1 or more; default 30000 */
-    uint32_t reserved_[15]; /* zero: room for new options (see VERSIONS above) */
+    int32_t timeout_ms;        /* how long a call on the client, and the connection's handshake,
+                                  waits for shoald's answer before SHOAL_ETIMEDOUT (a topic create
+                                  or a grow adds 4 s per GiB of rings it makes); also a group
+                                  consumer's calls; 1 or more; default 30000 */
+    uint32_t daemon_uid_check; /* 1: connect only to a daemon that runs as daemon_uid (its
+                                  listening process's SO_PEERCRED), at the open and at every
+                                  reconnect; another gets nothing sent and the call fails
+                                  SHOAL_ENODAEMON. For a socket in a directory other users may
+                                  write. 0 (the default): $SHOAL_DAEMON_USER, a user name or
+                                  uid, asks for the same when set */
+    uint32_t daemon_uid;       /* the daemon's user, with daemon_uid_check 1 */
+    uint32_t reserved_[13];    /* zero: room for new options (see VERSIONS above) */
 } shoal_client_options_t;
 
 /** Fill opts with the defaults documented in shoal_client_options_t. Thread-safety: any. */
@@ -261,8 +270,8 @@ SHOAL_EXTERN void shoal_client_options_init(shoal_client_options_t *opts);
  * one, so that a daemon stopped or hung is noticed sooner than in 30 s.
  * @param[in] opts  NULL means the defaults (then this is shoal_client_open()).
  * @return what shoal_client_open() returns (SHOAL_ETIMEDOUT after opts->timeout_ms), or
- *         SHOAL_EINVAL for an option out of range (timeout_ms under 1) or non-zero
- *         reserved_ fields.
+ *         SHOAL_EINVAL for an option out of range (timeout_ms under 1, daemon_uid_check
+ *         above 1) or non-zero reserved_ fields.
  * Ownership and thread-safety: as shoal_client_open(); opts is read during the call only. */
 SHOAL_EXTERN int shoal_client_open_opts(const char *socket_path, const shoal_client_options_t *opts,
                                         shoal_client_t **out);

@@ -29,6 +29,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -303,6 +304,29 @@ static int client_roundtrip(shoal_client_t *c, ctl_writer_t *w, client_reply_t *
     return rc;
 }
 
+/* Whether the process listening at the other end of c->fd runs as the user c requires (when
+ * it requires one): a socket in a directory others may write can be anybody's, and what
+ * the client sends (its HELLO, then its requests) would go to them. 0, or
+ * SHOAL_ENODAEMON with c->fd closed. */
+static int client_check_daemon_user(shoal_client_t *c)
+{
+    pid_t pid;
+    uid_t uid;
+    gid_t gid;
+    int rc = c->daemon_user.check ? ctlsock_peer_cred(c->fd, &pid, &uid, &gid) : 0;
+
+    if (rc == 0 && (!c->daemon_user.check || uid == c->daemon_user.uid))
+        return 0;
+    close(c->fd);
+    c->fd = -1;
+    if (rc < 0)
+        return rc;
+    return SHOAL_ERR(SHOAL_ENODAEMON,
+                     "the process listening at %s runs as uid %u, not as the daemon's user, %s: "
+                     "refused, and nothing was sent to it",
+                     c->path_given, (unsigned)uid, c->daemon_user.what);
+}
+
 int client_hello_send(shoal_client_t *c, uint32_t *seq, int64_t deadline_ns)
 {
     ctl_header_t h;
@@ -310,6 +334,8 @@ int client_hello_send(shoal_client_t *c, uint32_t *seq, int64_t deadline_ns)
     int rc;
 
     c->fd = ctlsock_connect(c->socket_path, deadline_ns);
+    if (c->fd >= 0 && (rc = client_check_daemon_user(c)) < 0)
+        return rc;
     if (c->fd < 0) {
         rc = c->fd;
         c->fd = -1;
@@ -503,6 +529,38 @@ int client_new(const char *socket_path, shoal_client_t **out)
     return 0;
 }
 
+/* The user the daemon must run as: opts' daemon_uid when it asks for one, else
+ * $SHOAL_DAEMON_USER's (a user name or a uid) when that is set and not empty. 0, or
+ * SHOAL_EINVAL for a name no user has. */
+static int client_daemon_user(client_daemon_user_t *du, const shoal_client_options_t *opts)
+{
+    const char *env = getenv("SHOAL_DAEMON_USER");
+    struct passwd pw, *res = NULL;
+    unsigned long uid;
+    char buf[4096], *end;
+
+    if (opts && opts->daemon_uid_check) {
+        *du = (client_daemon_user_t){.check = true, .uid = opts->daemon_uid};
+        snprintf(du->what, sizeof(du->what), "uid %u (the client's options)",
+                 (unsigned)opts->daemon_uid);
+        return 0;
+    }
+    if (!env || !*env)
+        return 0;
+    errno = 0;
+    uid = strtoul(env, &end, 10);
+    if (env[strspn(env, "0123456789")] == '\0' && !errno && !*end && uid < (uid_t)-1)
+        du->uid = (uid_t)uid;
+    else if (getpwnam_r(env, &pw, buf, sizeof(buf), &res) == 0 && res)
+        du->uid = res->pw_uid;
+    else
+        return SHOAL_ERR(SHOAL_EINVAL, "SHOAL_DAEMON_USER=%.64s names no user", env);
+    du->check = true;
+    snprintf(du->what, sizeof(du->what), "uid %u ($SHOAL_DAEMON_USER=%.64s)", (unsigned)du->uid,
+             env);
+    return 0;
+}
+
 void shoal_client_options_init(shoal_client_options_t *o)
 {
     if (!o)
@@ -531,8 +589,15 @@ int shoal_client_open_opts(const char *socket_path, const shoal_client_options_t
     if (opts && opts->timeout_ms < 1)
         return SHOAL_ERR(SHOAL_EINVAL, "client options: timeout_ms %d is under 1 ms",
                          opts->timeout_ms);
+    if (opts && opts->daemon_uid_check > 1)
+        return SHOAL_ERR(SHOAL_EINVAL, "client options: daemon_uid_check %u is neither 0 nor 1",
+                         opts->daemon_uid_check);
     if ((rc = client_new(socket_path, &c)) < 0)
         return rc;
+    if ((rc = client_daemon_user(&c->daemon_user, opts)) < 0) {
+        shoal_client_close(c);
+        return rc;
+    }
     if (opts)
         c->timeout_ms = opts->timeout_ms;
     rc = client_connect(c, client_deadline(c)); /* nobody else has c yet: no lock needed */

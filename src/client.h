@@ -3,6 +3,8 @@
 #define SHOAL_CLIENT_H
 
 #include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
 
 #include "ctlproto.h"
 #include "ring.h"
@@ -15,6 +17,14 @@ typedef struct client_reply {
     int fds[CTL_MAX_FDS];
     size_t nfds;
 } client_reply_t;
+
+/* The user a client requires its daemon to run as (shoal_client_options_t.daemon_uid, or
+ * $SHOAL_DAEMON_USER), checked at every connect before anything is sent. */
+typedef struct client_daemon_user {
+    bool check;
+    uid_t uid;
+    char what[96]; /* for messages: "uid 998 ($SHOAL_DAEMON_USER=shoal)" */
+} client_daemon_user_t;
 
 struct shoal_client {
     int fd;
@@ -40,6 +50,7 @@ struct shoal_client {
     int32_t seen_pid;   /* this process's pid as shoald sees it (-1: it cannot see it) */
     uint32_t forks;     /* shoal__forks at open: another value, inherited through fork() */
     int32_t opener;     /* the pid that opened it */
+    client_daemon_user_t daemon_user;
 };
 
 /* Send the frame begun in w (ctl_frame_begin) and wait for its response, c->timeout_ms at

@@ -1430,6 +1430,8 @@ static int conn_open(shoal_consumer_t *c, struct cgroup *g, int64_t deadline_ns)
     uint32_t seq;
     int rc = client_new(consumer__client(c)->socket_path, &g->conn);
 
+    if (rc == 0)
+        g->conn->daemon_user = consumer__client(c)->daemon_user;
     if (rc == 0 && (rc = client_hello_send(g->conn, &seq, deadline_ns)) < 0) {
         shoal_client_close(g->conn);
         g->conn = NULL;

@@ -135,8 +135,8 @@ int cli_fail(const cli_t *cli, int rc, const char *fmt, ...)
         fprintf(stderr, " (%s)", detail);
     if (rc == SHOAL_ENODAEMON && !detail[0])
         fprintf(stderr, " (socket: %s)", cli->socket_path);
-    if (rc == SHOAL_ENODAEMON)
-        fputs("; is shoald running?", stderr);
+    if (rc == SHOAL_ENODAEMON && (!detail[0] || strstr(detail, "no shoald listening")))
+        fputs("; is shoald running?", stderr); /* not for a daemon refused as another's */
     fputc('\n', stderr);
     return CLI_EXIT_FAIL;
 }

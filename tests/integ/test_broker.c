@@ -2339,6 +2339,75 @@ INTEG_TEST(test_a_client_does_not_reconnect_to_another_instance_at_its_path)
     assert_int_equal(count_topics(f->c), 0);
 }
 
+/* A process of another user (uid 65534) listening at path, as one can at a socket in a
+ * directory others may write: bound as root, it listens after setuid(), so that its
+ * credentials are nobody's (SO_PEERCRED gives the listener's at listen()). It accepts one
+ * connection and exits 1 when anything arrives on it before the client closes it. */
+static int impostor_main(void *arg)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0), conn;
+    char byte;
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", (const char *)arg);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || setgid(65534) < 0 ||
+        setuid(65534) < 0 || listen(fd, 4) < 0 || (conn = accept(fd, NULL, NULL)) < 0)
+        return 2;
+    return read(conn, &byte, 1) == 0 ? 0 : 1;
+}
+
+/* A client may require its daemon's user (shoal_client_options_t.daemon_uid, or
+ * $SHOAL_DAEMON_USER by name or uid): a listener of another user at the path is refused at
+ * the open and at a reconnect, before anything is sent to it; the daemon of the right user
+ * is served as ever. A name no user has is SHOAL_EINVAL. */
+INTEG_TEST(test_a_client_requiring_its_daemons_user_refuses_another_listener)
+{
+    shoal_client_options_t o;
+    shoal_client_t *c, *other;
+    char uid_text[16], **names;
+    pid_t impostor;
+    size_t n;
+
+    shoal_client_options_init(&o);
+    o.daemon_uid_check = 1;
+    o.daemon_uid = geteuid() + 1;
+    assert_int_equal(shoal_client_open_opts(f->d.socket, &o, &other), SHOAL_ENODAEMON);
+    snprintf(uid_text, sizeof(uid_text), "uid %u", (unsigned)geteuid());
+    assert_non_null(strstr(shoal_errmsg(), uid_text));
+    assert_non_null(strstr(shoal_errmsg(), "not as the daemon's user, uid"));
+    assert_non_null(
+        strstr(shoal_errmsg(), "(the client's options): refused, and nothing was sent"));
+    o.daemon_uid_check = 2;
+    assert_int_equal(shoal_client_open_opts(f->d.socket, &o, &other), SHOAL_EINVAL);
+
+    setenv("SHOAL_DAEMON_USER", "no-such-user-here", 1);
+    assert_int_equal(shoal_client_open(f->d.socket, &other), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "SHOAL_DAEMON_USER=no-such-user-here names no user"));
+    snprintf(uid_text, sizeof(uid_text), "%u", (unsigned)geteuid());
+    setenv("SHOAL_DAEMON_USER", uid_text, 1);
+    assert_int_equal(shoal_client_open(f->d.socket, &c), 0);
+    unsetenv("SHOAL_DAEMON_USER"); /* read at the open: the reconnect below still checks */
+    assert_int_equal(count_topics(c), 0);
+    if (geteuid() != 0) {
+        shoal_client_close(c);
+        return; /* the other user's listener needs root */
+    }
+
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    impostor = harness_fork(impostor_main, f->d.socket, 10);
+    for (int i = 0; i < 200 && access(f->d.socket, F_OK) != 0; i++)
+        usleep(10000);
+    usleep(50000); /* past its listen() */
+    assert_int_equal(shoal_topic_list(c, &names, &n), SHOAL_ENODAEMON);
+    assert_non_null(strstr(shoal_errmsg(), "runs as uid 65534, not as the daemon's user, uid 0 "
+                                           "($SHOAL_DAEMON_USER=0)"));
+    assert_int_equal(harness_wait(impostor, 5000), 0); /* it got nothing */
+    unlink(f->d.socket);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(count_topics(c), 0);
+    shoal_client_close(c);
+}
+
 /* A client opened with a relative socket path (the CLI's default is one) reconnects by
  * the same file after the process changed its working directory, as daemons do; its
  * errors still name the path as it was given. */
@@ -4252,6 +4321,7 @@ int main(void)
         T(test_a_request_a_stopped_daemon_does_not_read_times_out),
         T(test_a_client_keeps_to_the_timeout_it_was_opened_with),
         T(test_a_client_does_not_reconnect_to_another_instance_at_its_path),
+        T(test_a_client_requiring_its_daemons_user_refuses_another_listener),
         T(test_a_client_opened_by_a_relative_path_reconnects_after_chdir),
         T(test_topic_list_returns_names_beyond_a_mebibyte),
         T(test_a_reply_over_the_limit_is_elimit_and_logged_not_a_close),

@@ -248,6 +248,23 @@ INTEG_TEST(test_cli_lists_of_an_empty_broker_say_so)
     expect_cli(f, 0, NULL, "group list", "(no groups)\n", NULL);
 }
 
+/* $SHOAL_DAEMON_USER: a daemon of that user serves the command; one of another user is
+ * refused, saying whose it is, and not as a daemon that is not running. */
+INTEG_TEST(test_cli_connects_only_to_the_daemon_user_it_is_told)
+{
+    char script[8192];
+
+    snprintf(script, sizeof(script), "SHOAL_DAEMON_USER=%u %s topic list 2>&1", (unsigned)geteuid(),
+             shoal_command(f));
+    assert_int_equal(run_script(script), 0);
+    assert_non_null(strstr(out, "(no topics)"));
+    snprintf(script, sizeof(script), "SHOAL_DAEMON_USER=%u %s topic list 2>&1",
+             (unsigned)geteuid() + 1, shoal_command(f));
+    assert_int_equal(run_script(script), 1);
+    assert_non_null(strstr(out, "not as the daemon's user"));
+    assert_null(strstr(out, "is shoald running?"));
+}
+
 /* A daemon stopped (or hung) still takes connections: --request-timeout-ms, before or after
  * the command, is how long a command waits for it (30 s otherwise). */
 INTEG_TEST(test_cli_request_timeout_bounds_the_wait_for_a_stopped_daemon)
@@ -981,6 +998,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_lists_of_an_empty_broker_say_so),
+        cmocka_unit_test(test_cli_connects_only_to_the_daemon_user_it_is_told),
         cmocka_unit_test(test_cli_request_timeout_bounds_the_wait_for_a_stopped_daemon),
         cmocka_unit_test(test_cli_group_tables_keep_long_names_in_their_columns),
         cmocka_unit_test(test_cli_help_of_a_command_group_lists_its_subcommands),
