@@ -1130,11 +1130,11 @@ static int flush_pass(dpart_t *p, int flush_ms, bool final)
     int64_t now, written = p->written_offset;
     int rc;
 
-    if (!is_disk(p))
-        return 0;
     if (p->broken)
         return SHOAL_ERR(SHOAL_ECORRUPT, "%s-%u: stopped after the damage logged before", p->topic,
                          p->id);
+    if (!is_disk(p))
+        return 0;
     rc = flusher_copy(p);
     now = shoal__mono_ns();
     if (rc == 0 && p->written_offset != written)
@@ -1231,7 +1231,9 @@ int dpart_flush(dpart_t *p, int flush_ms, bool drop_cache, bool final)
         rc = SHOAL_ECORRUPT;
     int64_t now = shoal__mono_ns();
 
-    if (rc < 0 &&
+    /* A memory partition writes nothing: its only failure is a stop, which dpart_check_files()
+     * logged (it used to be called a failed flush, then "disk writes resumed"). */
+    if (rc < 0 && is_disk(p) &&
         (rc != p->last_error || final || now - p->last_error_log_ns >= ERROR_LOG_INTERVAL_NS)) {
         log_error("%s-%u: flush failed: %s (%s)%s", p->topic, p->id, shoal_strerror(rc),
                   shoal_errmsg(),
