@@ -872,7 +872,8 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *         SHOAL_ENOPARTITION) is returned once: while that partition goes on failing the
  *         same way at the same position later polls pass over it as caught up, the other
  *         partitions' records keep coming, and a poll with nothing to read waits out its
- *         timeout (-1: for ever, even when every partition has failed). Each poll still
+ *         timeout (-1: for ever, even when every partition has failed, or when nothing is
+ *         assigned). Each poll still
  *         tries it, so it reads on once the cause is gone; after shoal_consumer_seek() its
  *         error is returned again. One that may pass by itself (SHOAL_ENODAEMON,
  *         SHOAL_ECLOSED, -EMFILE, -ENOMEM) is returned by every poll that meets it.

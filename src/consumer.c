@@ -1297,6 +1297,25 @@ static int64_t consumer_spin_until(const shoal_consumer_t *c, int64_t now, int64
     return timeout_ms < 0 ? until : SHOAL_MIN(until, deadline);
 }
 
+/* A poll of a consumer with nothing assigned waits out its timeout, as one with nothing to
+ * read does; it used to return 0 at once, and a poll(-1) loop spun a CPU. Cold and out of
+ * line, so the steady poll pays a load and a branch for it (callgrind: 2 instructions a
+ * poll; inlined, 6). */
+__attribute__((cold, noinline)) static int consumer_poll_unassigned(shoal_consumer_t *c,
+                                                                    int timeout_ms)
+{
+    int64_t deadline = shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
+
+    for (;;) {
+        int64_t left_ms = (deadline - shoal__mono_ns() + 999999) / 1000000;
+        if (consumer__woken(c))
+            return SHOAL_ERR(SHOAL_EWAKEUP, "the poll was ended by shoal_consumer_wakeup()");
+        if (timeout_ms >= 0 && left_ms <= 0)
+            return 0;
+        consumer__nap(c, timeout_ms < 0 ? -1 : (int)left_ms);
+    }
+}
+
 int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
 {
     shoal__clear_err();
@@ -1311,6 +1330,8 @@ int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout
         return SHOAL_ERR(SHOAL_EINVAL, "shoal_poll() inside the consumer's own callback");
     if (c->group)
         return cgroup_poll(c, c->group, out, max, timeout_ms);
+    if (__builtin_expect(c->nparts == 0, 0) && c->left_out == 0)
+        return consumer_poll_unassigned(c, timeout_ms);
     return consumer__poll(c, out, max, timeout_ms);
 }
 

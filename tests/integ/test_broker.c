@@ -1651,9 +1651,10 @@ static int64_t woken_after_ms(shoal_consumer_t *c, bool thread)
 /* shoal_consumer_wakeup() ends a poll that waits for ever, whatever the wait strategy (a
  * spinning one makes no system call a signal could end), called from another thread or a
  * signal handler; called before a poll, it ends that one at once; one call ends one poll.
- * A group member with no partitions (its topic does not exist yet) is woken the same way.
- * Before, a poll with no timeout could only be ended by records, or by a signal for the
- * sleeping strategies. */
+ * A group member with no partitions (its topic does not exist yet) is woken the same way, and
+ * so is a consumer with nothing assigned, whose poll waits out its timeout (it returned at
+ * once: a poll(-1) loop spun a CPU). Before, a poll with no timeout could only be ended by records,
+ * or by a signal for the sleeping strategies. */
 INTEG_TEST(test_a_wakeup_ends_a_poll_in_every_wait_strategy)
 {
     static const uint32_t waits[] = {SHOAL_WAIT_DEFAULT, SHOAL_WAIT_FUTEX, SHOAL_WAIT_SPIN};
@@ -1662,14 +1663,16 @@ INTEG_TEST(test_a_wakeup_ends_a_poll_in_every_wait_strategy)
     shoal_consumer_options_t o;
     shoal_consumer_t *c;
     shoal_record_t rec;
+    int64_t t0;
 
     sigemptyset(&sa.sa_mask);
     assert_int_equal(sigaction(SIGALRM, &sa, NULL), 0);
     assert_int_equal(shoal_consumer_wakeup(NULL), SHOAL_EINVAL);
     assert_int_equal(shoal_topic_create(f->c, "wake", NULL), 0);
     for (size_t w = 0; w < SHOAL_ARRAY_LEN(waits); w++) {
-        int64_t t0 = mono_ns(), ms;
+        int64_t ms;
 
+        t0 = mono_ns();
         shoal_consumer_options_init(&o);
         o.wait = waits[w];
         assert_int_equal(shoal_consumer_open(f->c, &o, &c), 0);
@@ -1692,6 +1695,14 @@ INTEG_TEST(test_a_wakeup_ends_a_poll_in_every_wait_strategy)
     assert_int_equal(shoal_consumer_subscribe(c, topics, 1), 0);
     assert_int_equal(shoal_poll(c, &rec, 1, 100), 0); /* joined, nothing to read */
     assert_true(woken_after_ms(c, true) < 1000);      /* its heartbeat interval is 3 s */
+    shoal_consumer_close(c);
+
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &c), 0);
+    t0 = mono_ns();
+    assert_int_equal(shoal_poll(c, &rec, 1, 100), 0);
+    assert_true(mono_ns() - t0 >= 90000000ll);
+    t0 = woken_after_ms(c, true);
+    assert_true(t0 >= 90 && t0 < 2000);
     shoal_consumer_close(c);
     signal(SIGALRM, SIG_DFL);
 }
