@@ -150,7 +150,7 @@ SHOAL_EXTERN const char *shoal_version(int *major, int *minor, int *patch);
     XX(ESETTING, "unknown topic setting")                                                          \
     XX(EIMMUTABLE, "this setting cannot change on an existing topic")                              \
     XX(ENOGROUP, "no such consumer group")                                                         \
-    XX(EGROUPID, "invalid group id (1-249 characters of [a-zA-Z0-9._-])")                          \
+    XX(EGROUPID, "invalid group id (1-249 characters of [a-zA-Z0-9._-], not '.' or '..')")         \
     XX(EGENERATION, "stale generation or unknown member (fenced)")                                 \
     XX(EREBALANCE, "the group is rebalancing: rejoin")                                             \
     XX(ENOTASSIGNED, "partition not assigned to this member")                                      \
@@ -395,8 +395,9 @@ SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
 SHOAL_EXTERN int shoal_topic_alter(shoal_client_t *client, const char *name,
                                    const char *const *names, const char *const *values, size_t n);
 
-/** Delete a topic and all its data. Producers and consumers still attached keep their
- * mappings; their next append or poll returns SHOAL_ENOTOPIC.
+/** Delete a topic and all its data, and every consumer group's committed offsets in it (a
+ * group left with no members and no offsets is forgotten). Producers and consumers still
+ * attached keep their mappings; their next append or poll returns SHOAL_ENOTOPIC.
  * @return 0, or SHOAL_ENAME, SHOAL_ENOTOPIC, SHOAL_ADMIN_ACTION (the topic is still being
  *         created: try again), SHOAL_ECLOSED, -errno. */
 SHOAL_EXTERN int shoal_topic_delete(shoal_client_t *client, const char *name);
@@ -688,8 +689,9 @@ typedef enum {
 } shoal_offset_reset_t;
 
 typedef struct shoal_consumer_options {
-    bool check_crcs;  /* verify each batch's CRC32C before returning it; default true for
-                         batches read from disk segments, this flag adds shared memory */
+    bool check_crcs;  /* also verify the CRC32C of batches read from shared memory before
+                         returning them (those read from disk segments always are); default
+                         false */
     uint32_t wait;    /* shoal_wait_t; default SHOAL_WAIT_DEFAULT */
     uint32_t spin_ns; /* SHOAL_WAIT_DEFAULT: how long to spin before sleeping; default
                          SHOAL_WAIT_SPIN_NS_DEFAULT, 0 behaves as SHOAL_WAIT_FUTEX. Ignored
@@ -955,7 +957,8 @@ SHOAL_EXTERN void shoal_consumer_release(shoal_consumer_t *consumer);
 
 #define SHOAL_GROUP_ID_MAX 249
 
-/** Check a group id: 1..249 characters of [a-zA-Z0-9._-]. Thread-safety: any thread. */
+/** Check a group id as a topic name: 1..249 characters of [a-zA-Z0-9._-], and neither "." nor
+ * "..". Thread-safety: any thread. */
 SHOAL_EXTERN bool shoal_group_id_is_valid(const char *group_id);
 
 /** Join the consumer's group (options.group_id) with a subscription to n topics. The

@@ -54,7 +54,7 @@ static const cli_command_t cli_commands[] = {
      "bytes written to its .log files (written, not necessarily fsynced yet: the flushed\n"
      "offset says how far they are). A memory topic has no disk: 0 for both.\n"},
     {"topic", "delete", cli_topic_delete, "topic delete NAME",
-     "Delete a topic and all its data.\n"},
+     "Delete a topic and all its data, with every consumer group's committed offsets in it.\n"},
     {NULL, "stats", cli_stats, "stats TOPIC [--partition N]",
      "Print each partition's counters, read from shared memory without disturbing producers\n"
      "or consumers: offsets, records/batches/bytes appended, ring slots in use, attached\n"
@@ -106,7 +106,8 @@ static const cli_command_t cli_commands[] = {
      "  --group G          join consumer group G: the group's members share the\n"
      "                     partitions; each starts at the group's committed offset (else\n"
      "                     at the end, or at the start with --from-beginning); offsets\n"
-     "                     are committed every 5 s and at exit\n"
+     "                     are committed every 5 s and at exit; not with --partition,\n"
+     "                     --offset or --from-timestamp\n"
      "  --max-messages N   exit after N records\n"
      "  --timeout-ms T     exit when nothing new arrived for T ms (default: follow for ever)\n"
      "  --format FMT       how to print a record (default '%v\\n'):\n"

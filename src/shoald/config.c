@@ -258,8 +258,9 @@ static void usage(void)
            "              [--shm-dir DIR] [--flush-interval-ms N] [--flush-ms N]\n"
            "              [--flush-drop-cache 0|1] [--allow-gid GID]\n"
            "              [--log-level LEVEL] [--log-file FILE] [--config-optional FILE]\n"
-           "              [--KEY VALUE ...]\n"
-           "Every key of the config file may be given as --key value ('-' or '.').\n"
+           "              [--KEY VALUE ...] [--help] [--version]\n"
+           "Every key of the config file may be given as --key value or --key=value, with '-'\n"
+           "or '.' between its words (man shoald lists them).\n"
            "--config-optional FILE is read like --config when FILE exists.\n"
            "The control socket is RUNTIME_DIR/shoald.sock.\n");
 }
