@@ -146,7 +146,7 @@ int cli_check_topic_name(const char *name)
     if (shoal_topic_name_is_valid(name))
         return 0;
     fprintf(stderr, "shoal: topic name '%s': %s\n", name, shoal_strerror(SHOAL_ENAME));
-    return CLI_EXIT_FAIL;
+    return CLI_EXIT_USAGE; /* found before connecting, as every bad argument */
 }
 
 int cli_connect(const cli_t *cli, shoal_client_t **out)

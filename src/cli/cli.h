@@ -79,7 +79,7 @@ _Noreturn void cli_usage_fail(const cli_t *cli, const char *fmt, ...)
  * SHOAL_ENODAEMON. Call it straight after the failed libshoal call. */
 int cli_fail(const cli_t *cli, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Fail with SHOAL_ENAME (status 1) unless name is a valid topic name. */
+/* Say why and return CLI_EXIT_USAGE (status 2) unless name is a valid topic name. */
 int cli_check_topic_name(const char *name);
 
 /* Connect to the daemon; on failure report it and return the exit status (1). */

@@ -319,12 +319,12 @@ static void consume_warn_outside(const consume_t *cs, const shoal_topic_info_t *
     if (pos > pi->log_end_offset)
         fprintf(stderr,
                 "shoal: warning: consume '%s': %s %lld is past the end of partition %d (%lld): "
-                "reading from there\n",
+                "reading from the end\n",
                 cs->topic, what, (long long)pos, (int)p, (long long)pi->log_end_offset);
     else if (pos < pi->log_start_offset && info->config.storage == SHOAL_STORAGE_DISK)
         fprintf(stderr,
                 "shoal: warning: consume '%s': %s %lld is before the start of partition %d "
-                "(%lld: older records were deleted by retention): reading from there\n",
+                "(%lld: older records were deleted by retention): reading from the start\n",
                 cs->topic, what, (long long)pos, (int)p, (long long)pi->log_start_offset);
 }
 

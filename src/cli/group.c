@@ -21,8 +21,8 @@ static int group_check_id(const char *id)
 {
     if (shoal_group_id_is_valid(id))
         return 0;
-    fprintf(stderr, "shoal: invalid group id '%s': %s\n", id, shoal_strerror(SHOAL_EGROUPID));
-    return CLI_EXIT_FAIL;
+    fprintf(stderr, "shoal: group id '%s': %s\n", id, shoal_strerror(SHOAL_EGROUPID));
+    return CLI_EXIT_USAGE; /* found before connecting, as every bad argument */
 }
 
 /* The positional GROUP of a command with no other options. */

@@ -21,14 +21,14 @@
 #include <string.h>
 #include <time.h>
 
-#define DATETIME_FORM "expected YYYY-MM-DD[THH:MM[:SS[.sss]][Z|+HH:MM]]"
+#define DATETIME_FORM "expected YYYY-MM-DD[THH:MM[:SS[.sss]][Z|+HH:MM]], or ms since the epoch"
 #define ZONE_FORM     "expected a zone Z, +HH, +HHMM or +HH:MM"
 #define DURATION_FORM "expected PnWnDTnHnMnS, e.g. PT30M or P1DT12H"
 
 /* The longest fraction of a second accepted: nanoseconds, as Java's parsers take. */
 #define FRACTION_DIGITS_MAX 9
 
-static _Thread_local char time_error[128];
+static _Thread_local char time_error[192];
 
 static int time_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

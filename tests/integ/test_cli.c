@@ -152,6 +152,11 @@ INTEG_TEST(test_cli_usage_errors_name_the_word_at_fault)
                NULL);
     expect_cli(f, 2, NULL, "topic create t --set retention.ms=abc", "retention.ms", "'abc'", NULL);
     expect_cli(f, 2, NULL, "topic alter t --set bogus=1", "unknown topic setting 'bogus'", NULL);
+    /* and so are a bad topic name and a bad group id (status 1 until an audit) */
+    expect_cli(f, 2, NULL, "topic create ..", "topic name '..': invalid topic name", NULL);
+    expect_cli(f, 2, NULL, "produce 'a b' </dev/null", "topic name 'a b'", NULL);
+    expect_cli(f, 2, NULL, "group describe .", "group id '.': invalid group id", "not '.' or '..'",
+               NULL);
     /* a name that looks like options: the word is named, and the way out (it said "option
      * 'describe' takes no value") */
     expect_cli(f, 2, NULL, "topic describe -dash", "unknown option '-d' in '-dash'",
@@ -816,7 +821,7 @@ INTEG_TEST(test_cli_consume_from_past_the_end_says_so)
     expect_cli(f, 0, NULL, "topic create short", NULL);
     expect_cli(f, 0, "seq 1 4", "produce short", NULL);
     expect_cli(f, 0, NULL, "consume short --offset 10 --timeout-ms 200",
-               "--offset 10 is past the end of partition 0 (4)", NULL);
+               "--offset 10 is past the end of partition 0 (4): reading from the end", NULL);
 }
 
 static int64_t log_start_of(const struct harness_fixture *f, const char *topic)
@@ -849,7 +854,7 @@ INTEG_TEST(test_cli_consume_from_before_the_start_says_so)
     assert_true((start = log_start_of(f, "kept")) > 10);
     snprintf(want, sizeof(want),
              "the group's committed offset 10 is before the start of partition 0 (%lld: older "
-             "records were deleted by retention): reading from there",
+             "records were deleted by retention): reading from the start",
              (long long)start);
     expect_cli(f, 0, NULL, "consume kept --group old --max-messages 1", want, NULL);
     snprintf(want, sizeof(want), "--offset 5 is before the start of partition 0 (%lld",

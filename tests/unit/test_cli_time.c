@@ -241,6 +241,7 @@ static void test_datetime_refuses_malformed_text(void **state)
         {"12024-01-01", "expected YYYY-MM-DD[THH:MM"},
         {"-1", "expected YYYY-MM-DD[THH:MM"},
         {"+1733500000000", "expected YYYY-MM-DD[THH:MM"},
+        {"2024-01-01x", "[Z|+HH:MM]], or ms since the epoch"},
         {"2024-01-01T00:00:00.", "expected digits after '.'"},
         {"2024-01-01T00:00:00.1234567890Z", "more than 9 digits"},
         {"2024-01-01T00:00+5", "expected a zone"},
