@@ -500,8 +500,11 @@ static void client_resolve_path(const char *given, char *out, size_t cap)
     snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - given) : 1, slash ? given : ".");
     if (realpath(dir, real))
         n = snprintf(dir, sizeof(dir), "%s/%s", strcmp(real, "/") ? real : "", base);
-    else if (getcwd(real, sizeof(real)))
+    else if (getcwd(real, sizeof(real))) {
+        while (given[0] == '.' && given[1] == '/') /* "./var/run/..." reads as "var/run/..." */
+            given += 2;
         n = snprintf(dir, sizeof(dir), "%s/%s", strcmp(real, "/") ? real : "", given);
+    }
     if (n > 0 && (size_t)n < cap)
         memcpy(out, dir, (size_t)n + 1);
 }
@@ -807,17 +810,18 @@ static int read_names(ctl_reader_t *r, char ***names, size_t *count)
     return 0;
 }
 
-/* TOPIC_LIST; the served list is asked for with no field, as daemons before the unserved
- * list expect it. */
-static int topic_list_call(shoal_client_t *c, uint8_t which, char ***names, size_t *count)
+/* TOPIC_LIST for the public function fn; the served list is asked for with no field, as
+ * daemons before the unserved list expect it. */
+static int topic_list_call(const char *fn, shoal_client_t *c, uint8_t which, char ***names,
+                           size_t *count)
 {
     ctl_writer_t w;
     client_reply_t rep;
     int rc;
+
     shoal__clear_err();
-    SHOAL_NEED(c);
-    SHOAL_NEED(names);
-    SHOAL_NEED(count);
+    if (!c || !names || !count)
+        return SHOAL_ERR(SHOAL_EINVAL, "%s: %s is NULL", fn, !c ? "c" : !names ? "names" : "count");
 
     *names = NULL;
     *count = 0;
@@ -841,12 +845,12 @@ static int topic_list_call(shoal_client_t *c, uint8_t which, char ***names, size
 
 int shoal_topic_list(shoal_client_t *c, char ***names, size_t *count)
 {
-    return topic_list_call(c, CTL_LIST_SERVED, names, count);
+    return topic_list_call(__func__, c, CTL_LIST_SERVED, names, count);
 }
 
 int shoal_topic_list_unserved(shoal_client_t *c, char ***names, size_t *count)
 {
-    return topic_list_call(c, CTL_LIST_UNSERVED, names, count);
+    return topic_list_call(__func__, c, CTL_LIST_UNSERVED, names, count);
 }
 
 void shoal_topic_info_free(shoal_topic_info_t *info)

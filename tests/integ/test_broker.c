@@ -2421,17 +2421,22 @@ INTEG_TEST(test_a_client_requiring_its_daemons_user_refuses_another_listener)
 
 /* A client opened with a relative socket path (the CLI's default is one) reconnects by
  * the same file after the process changed its working directory, as daemons do; its
- * errors still name the path as it was given. */
+ * errors still name the path as it was given, and the absolute one without a "./". */
 INTEG_TEST(test_a_client_opened_by_a_relative_path_reconnects_after_chdir)
 {
-    char run[PATH_MAX], msg[512];
+    char run[PATH_MAX], msg[PATH_MAX + 64];
     shoal_client_t *c;
     int here = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int down, up;
 
     assert_true(here >= 0);
-    assert_non_null(realpath(f->d.run_dir, run));
+    assert_non_null(realpath(f->d.dir, run));
     assert_int_equal(chdir(f->d.dir), 0);
+    /* A directory that does not exist is named from the working directory, without "./" */
+    assert_int_equal(shoal_client_open("./no-such/shoald.sock", &c), SHOAL_ENODAEMON);
+    snprintf(msg, sizeof(msg), "at %s/no-such/shoald.sock (", run);
+    assert_non_null(strstr(shoal_errmsg(), msg));
+    assert_non_null(realpath(f->d.run_dir, run));
     assert_int_equal(shoal_client_open("./run/../run/shoald.sock", &c), 0);
     /* Away from the directory only while calling: the harness starts build/shoald. */
     assert_int_equal(harness_daemon_kill9(&f->d), 0);
