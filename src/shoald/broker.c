@@ -109,8 +109,7 @@ static uint64_t pending_shm_bytes(const broker_t *b)
     return sum;
 }
 
-/* ... and those of the topics served. */
-static uint64_t served_shm_bytes(const broker_t *b)
+uint64_t broker_served_shm_bytes(const broker_t *b)
 {
     uint64_t sum = 0;
     for (size_t i = 0; i < b->ntopics; i++)
@@ -406,7 +405,7 @@ static int check_shm_room(const broker_t *b, const char *name, const shoal_topic
     struct statvfs vfs;
 
     if (cap > 0) {
-        uint64_t taken = served_shm_bytes(b) + pending;
+        uint64_t taken = broker_served_shm_bytes(b) + pending;
         uint64_t left = (uint64_t)cap - SHOAL_MIN((uint64_t)cap, taken);
         if (need > left)
             return room_refused(
@@ -439,7 +438,7 @@ void broker_shm_cap_check(broker_t *b)
     if (b->cfg->max_shm_bytes <= 0)
         return;
     pthread_rwlock_rdlock(&b->lock);
-    taken = served_shm_bytes(b) + pending_shm_bytes(b);
+    taken = broker_served_shm_bytes(b) + pending_shm_bytes(b);
     pthread_rwlock_unlock(&b->lock);
     if (taken > (uint64_t)b->cfg->max_shm_bytes)
         log_warn("max.shm.bytes is %s, and the topics' rings take %s: no topic can be created "

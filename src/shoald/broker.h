@@ -77,6 +77,8 @@ int broker_topic_alter_begin(broker_t *b, const char *name, const char *const *n
                              const char *const *values, size_t n, shoal_topic_config_t *next);
 int broker_topic_grow_finish(broker_t *b, const char *name, const shoal_topic_config_t *next);
 
+/* With the registry lock held: the shared memory the served topics' rings take. */
+uint64_t broker_served_shm_bytes(const broker_t *b);
 /* Call with the registry lock held (read or write). NULL when missing. */
 dtopic_t *broker_find(broker_t *b, const char *name);
 /* With the registry lock held: SHOAL_ENOTOPIC for a name broker_find() missed, saying

@@ -115,16 +115,17 @@ static void *flusher_main(void *arg)
 /* Send STATUS= when it changed (always with READY=1 when ready is set). Main thread. */
 static void report_status(struct daemon *d, bool ready)
 {
-    char line[sizeof(d->status)];
+    char line[sizeof(d->status)], rings[SHOAL_SIZE_TEXT_BYTES];
     size_t topics, parts = 0;
 
     pthread_rwlock_rdlock(&d->broker.lock);
     topics = d->broker.ntopics;
     for (size_t i = 0; i < topics; i++)
         parts += d->broker.topics[i]->cfg.partitions;
+    shoal__size_text(rings, broker_served_shm_bytes(&d->broker));
     pthread_rwlock_unlock(&d->broker.lock);
-    snprintf(line, sizeof(line), "serving %zu topics, %zu partitions, %zu clients", topics, parts,
-             server_client_count(d->server));
+    snprintf(line, sizeof(line), "serving %zu topics, %zu partitions (%s of rings), %zu clients",
+             topics, parts, rings, server_client_count(d->server));
     if (!ready && !strcmp(line, d->status))
         return;
     memcpy(d->status, line, sizeof(line));
