@@ -85,7 +85,9 @@ struct consumer_part {
     int64_t resume_pos;
     record_iter_t resume_it;
     uint32_t last_batch_bytes; /* the size of the last batch read: where the next may end */
-    uint64_t full_seen;        /* full_events at part_yield's last look, when full_noted */
+    uint64_t full_seen;        /* full_events at part_yield's last look, when full_noted, */
+    uint32_t full_slot;        /* ... at this slot while it held this generation */
+    uint32_t full_gen;
     bool full_noted;
 };
 
@@ -834,12 +836,20 @@ static int part_fill_ring(struct consumer_part *cp, shoal_record_t *out, size_t 
  * producer with block_ms 0 never waits (it returns SHOAL_AGAIN and sends again), and one
  * killed while it waited leaves the count raised for good. Every producer that finds the
  * ring full moves full_events, and a waiting one moves it again at each retry (every
- * millisecond). True when it moved since the last look at this sealed slot. */
-static bool producer_waits(struct consumer_part *cp)
+ * millisecond). True when it moved since the last look at this sealed slot, s: a first look
+ * only notes it. The count used to be compared across slots, so a ring full long before
+ * (during an earlier lag, since resolved) made the first look at another slot give it up,
+ * and its records were skipped as overwritten while the ring still held them (a soak). */
+static bool producer_waits(struct consumer_part *cp, const struct shm_slot *s)
 {
     uint64_t full = atomic_load_explicit(&cp->ring.ctl->full_events, memory_order_relaxed);
-    bool moved = cp->full_noted && full != cp->full_seen;
+    uint32_t gen = atomic_load_explicit(&s->gen, memory_order_relaxed);
+    bool moved = cp->full_noted && cp->full_slot == cp->cur.slot && cp->full_gen == gen &&
+                 full != cp->full_seen;
+
     cp->full_seen = full;
+    cp->full_slot = cp->cur.slot;
+    cp->full_gen = gen;
     cp->full_noted = true;
     return moved;
 }
@@ -867,7 +877,7 @@ static int part_yield(shoal_consumer_t *c, struct consumer_part *cp)
         return 0;
     /* Falling off loses records: on a memory topic, only for a producer that wants room
      * now; a disk topic's reader moves to disk for a producer that waits. */
-    if (ctl->storage == SHOAL_STORAGE_MEMORY ? !producer_waits(cp)
+    if (ctl->storage == SHOAL_STORAGE_MEMORY ? !producer_waits(cp, s)
                                              : atomic_load(&ctl->space_waiters) == 0)
         return 0;
     next = (atomic_load(&ctl->active_slot) + 1) % cp->ring.slot_count;

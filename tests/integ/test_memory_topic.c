@@ -162,6 +162,46 @@ static void test_consumer_keeps_its_slot_when_no_producer_really_waits(void **st
     shoal_producer_close(p);
 }
 
+/* A ring full long ago (during an earlier lag, since resolved) is no producer waiting now:
+ * a consumer's first look at another sealed slot keeps it and reads it. It used to compare
+ * the ring's full count with its last look at any slot, gave up the slot at once, and
+ * skipped its records as overwritten while the ring still held them (a chaos soak: two
+ * SHOAL_EOFFSETs at every resume of a stopped reader, the second one wrong). */
+static void test_an_old_full_ring_does_not_cost_the_next_sealed_slot(void **state)
+{
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    shoal_record_t r[16];
+    struct shm_ctl *ctl;
+    int64_t next = 1;
+    int sent = 100, n;
+    (void)state;
+
+    k = consumer_on_sealed_slot(&p);
+    ctl = harness_map_ctl(&daemon_, "mem");
+    while (next < sent) { /* a look at sealed slot 0, then on into slot 1, all read */
+        assert_true((n = shoal_poll(k, r, 16, 1000)) > 0);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(r[i].offset, next++);
+    }
+    atomic_fetch_add(&ctl->full_events, 1);     /* a producer once found the ring full */
+    while (atomic_load(&ctl->active_slot) == 1) /* slot 1 sealed with unread records */
+        assert_int_equal(send_range(p, sent++, 1), 0);
+    assert_int_equal(atomic_load(&ctl->space_waiters), 0);
+
+    while (next < sent) {
+        n = shoal_poll(k, r, 16, 1000);
+        if (n < 0)
+            fail_msg("poll at %lld of %d: %s", (long long)next, sent, shoal_errmsg());
+        assert_true(n > 0);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(r[i].offset, next++);
+    }
+    munmap(ctl, sizeof(*ctl));
+    shoal_consumer_close(k);
+    shoal_producer_close(p);
+}
+
 /* A consumer on the slot a producer is about to need lets it go at its first poll after the
  * producer starts waiting, however long after its previous poll that is: the producer
  * then goes on at once, without another poll. (Needing two polls that saw the producer
@@ -300,6 +340,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_slow_consumer_falls_off_and_resumes_at_the_oldest_record),
         T(test_consumer_keeps_its_slot_when_no_producer_really_waits),
+        T(test_an_old_full_ring_does_not_cost_the_next_sealed_slot),
         T(test_consumer_yields_at_its_first_poll_after_a_producer_waits),
         T(test_consumer_yields_to_a_producer_that_does_not_wait),
         T(test_slow_consumer_with_latest_reset_jumps_to_the_log_end),
