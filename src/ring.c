@@ -871,8 +871,10 @@ static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
                              "its flushing; it frees them when it starts again",
                              (int)atomic_load(&ctl->daemon_pid));
         if (ctl->storage == SHOAL_STORAGE_MEMORY)
-            return SHOAL_ERR(SHOAL_AGAIN, "ring full: a consumer pins the oldest slot until "
-                                          "its next poll (or shoald finds it stopped)");
+            return SHOAL_ERR(SHOAL_AGAIN,
+                             "ring full: a consumer pins the oldest slot until its next poll "
+                             "(shoald releases one stopped while it sleeps in a poll, not one "
+                             "that stopped polling while it holds records)");
         return SHOAL_ERR(SHOAL_AGAIN, "ring full: every slot awaits flushing or is pinned");
     }
     /* A memory topic's slot is freed by the reader that unpins it, which does not signal:
