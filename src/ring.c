@@ -324,6 +324,15 @@ static int ring_init_shared(ring_t *r, const ring_params_t *p, int64_t start_off
     return 0;
 }
 
+uint64_t ring_shm_bytes(uint32_t slot_count, uint64_t slot_bytes)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t files = (sizeof(struct shm_ctl) + page - 1) / page * page +
+                     (sizeof(struct shm_readers) + page - 1) / page * page;
+
+    return (uint64_t)slot_count * slot_bytes + files;
+}
+
 /* Reserve the slots' memory now, so that a full /dev/shm is a clear error at topic creation
  * rather than a SIGBUS in a producer later (tmpfs allocates on first touch otherwise), and
  * no append takes the page fault that allocates and zeroes a tmpfs page (about a fifth of

@@ -164,6 +164,9 @@ bool ring_sleeper_set(ring_t *r, _Atomic uint32_t *sleeping, bool on);
 uint32_t ring_sleep_arm(ring_t *r);
 /* Bytes held by live slots (ACTIVE or SEALED). */
 uint64_t ring_live_bytes(const ring_t *r);
+/* The memory a ring of slot_count slots of slot_bytes takes in a tmpfs: its slots, and its
+ * control block and readers table in whole pages (28 KiB with 4 KiB pages). */
+uint64_t ring_shm_bytes(uint32_t slot_count, uint64_t slot_bytes);
 
 /* ---- reading ---- */
 #define RING_SLOT_END 2 /* ring_cursor_next: the cursor's slot is sealed and read to its end */

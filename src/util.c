@@ -502,10 +502,17 @@ int shoal__size_suffix_shift(const char *s)
 
 const char *shoal__size_text(char buf[SHOAL_SIZE_TEXT_BYTES], uint64_t n)
 {
-    if (n >= (1u << 20))
-        snprintf(buf, SHOAL_SIZE_TEXT_BYTES, "%llu MiB", (unsigned long long)(n >> 20));
-    else
-        snprintf(buf, SHOAL_SIZE_TEXT_BYTES, "%llu KiB", (unsigned long long)(n >> 10));
+    unsigned long long mib = n >> 20, kib = (n >> 10) & 1023, bytes = n & 1023;
+    int len = 0;
+
+    if (mib)
+        len += snprintf(buf, SHOAL_SIZE_TEXT_BYTES, "%llu MiB", mib);
+    if (kib)
+        len += snprintf(buf + len, SHOAL_SIZE_TEXT_BYTES - (size_t)len, "%s%llu KiB",
+                        len ? " " : "", kib);
+    if (bytes || !len)
+        snprintf(buf + len, SHOAL_SIZE_TEXT_BYTES - (size_t)len, "%s%llu byte%s", len ? " " : "",
+                 bytes, bytes == 1 ? "" : "s");
     return buf;
 }
 

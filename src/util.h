@@ -161,9 +161,9 @@ int shoal__open_regular(const char *path, int flags, unsigned mode);
 #define SHOAL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define SHOAL_MAX(a, b) ((a) > (b) ? (a) : (b))
 
-/* n bytes as text for a message: whole MiB from 1 MiB up, else whole KiB (so that a small
- * filesystem's 196 KiB is not "0 MiB"). Returns buf. */
-#define SHOAL_SIZE_TEXT_BYTES 32
+/* n bytes as text for a message, exactly: "3 MiB 256 KiB", "196 KiB", "1 byte". Whole MiB
+ * alone made "needs 1 MiB, more than the 1 MiB left" of 1.5 and 1.25 MiB. Returns buf. */
+#define SHOAL_SIZE_TEXT_BYTES 48
 const char *shoal__size_text(char buf[SHOAL_SIZE_TEXT_BYTES], uint64_t n);
 /* The power of two a size suffix stands for: 0 for "", 10 for K, KB or KiB, 20 for M..., 30
  * for G... (powers of 1024 all, in either case), or -1 for anything else. */

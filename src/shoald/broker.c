@@ -27,6 +27,7 @@
 
 #include "ctlsock.h"
 #include "log.h"
+#include "ring.h"
 #include "shmguard.h"
 #include "topic_config.h"
 #include "util.h"
@@ -89,10 +90,12 @@ bool broker_is_creating(const broker_t *b, const char *name)
     return creating_find(b, name) != NULL;
 }
 
-/* The shared memory the rings of this many partitions of a topic take. */
+/* The shared memory the rings of this many partitions of a topic take, their control files
+ * included (those were not counted, and 512 partitions of 2 x 64 KiB admitted as 64 MiB took
+ * 78 MiB: an audit). */
 static uint64_t rings_bytes(const shoal_topic_config_t *cfg, uint32_t partitions)
 {
-    return (uint64_t)partitions * cfg->ring_slots * cfg->segment_bytes;
+    return partitions * ring_shm_bytes(cfg->ring_slots, cfg->segment_bytes);
 }
 
 /* The shared memory rings not made yet will take: those of the topics being created, and
@@ -370,32 +373,43 @@ static uint64_t mem_spare(void)
     return avail - SHOAL_MIN(avail, total != UINT64_MAX ? total / 8 : avail / 8);
 }
 
-/* The -ENOSPC of check_shm_room(), saying what the topic needed and (fmt) what there is. */
-static int room_refused(const char *name, const shoal_topic_config_t *cfg, uint64_t need,
-                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int room_refused(const char *name, const shoal_topic_config_t *cfg, uint64_t need,
-                        const char *fmt, ...)
+/* The -ENOSPC of check_shm_room(), saying what the topic (or its partitions from had on,
+ * when it grows) needed and (fmt) what there is. */
+static int room_refused(const char *name, const shoal_topic_config_t *cfg, uint32_t had,
+                        uint64_t need, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int room_refused(const char *name, const shoal_topic_config_t *cfg, uint32_t had,
+                        uint64_t need, const char *fmt, ...)
 {
-    char there[PATH_MAX + 64], size[SHOAL_SIZE_TEXT_BYTES];
+    char there[PATH_MAX + 64], who[SHOAL_TOPIC_NAME_MAX + 64];
+    char size[SHOAL_SIZE_TEXT_BYTES], files[SHOAL_SIZE_TEXT_BYTES];
+    uint64_t slots = (uint64_t)cfg->ring_slots * cfg->segment_bytes;
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(there, sizeof(there), fmt, ap);
     va_end(ap);
-    return SHOAL_ERR(-ENOSPC,
-                     "topic %s needs %s of shared memory (%u partition%s x %u ring slots x "
-                     "%llu-byte segments), more than the %s: fewer partitions or ring slots, or "
-                     "smaller segments, would fit",
-                     name, shoal__size_text(size, need), cfg->partitions,
-                     SHOAL_PLURAL(cfg->partitions), cfg->ring_slots,
-                     (unsigned long long)cfg->segment_bytes, there);
+    if (had)
+        snprintf(who, sizeof(who), "the new partitions %u..%u of topic %s need", had,
+                 had + cfg->partitions - 1, name);
+    else
+        snprintf(who, sizeof(who), "topic %s needs", name);
+    return SHOAL_ERR(
+        -ENOSPC,
+        "%s %s of shared memory (%u partition%s x (%u ring slots x %llu-byte "
+        "segments + %s of control files)), more than the %s: fewer partitions or "
+        "ring slots, or smaller segments, would fit",
+        who, shoal__size_text(size, need), cfg->partitions, SHOAL_PLURAL(cfg->partitions),
+        cfg->ring_slots, (unsigned long long)cfg->segment_bytes,
+        shoal__size_text(files, ring_shm_bytes(cfg->ring_slots, cfg->segment_bytes) - slots),
+        there);
 }
 
 /* Whether every ring of a new topic fits: under max.shm.bytes, in the shared memory
  * directory's free space, and in the memory the system can spare (mem_spare). A tmpfs is
  * often sized at half of RAM or more, so its free space alone let one create of many
  * partitions fill memory until the kernel killed shoald, a ring at a time. 0 or -ENOSPC. */
-static int check_shm_room(const broker_t *b, const char *name, const shoal_topic_config_t *cfg)
+static int check_shm_room(const broker_t *b, const char *name, const shoal_topic_config_t *cfg,
+                          uint32_t had)
 {
     uint64_t need = rings_bytes(cfg, cfg->partitions), pending = pending_shm_bytes(b);
     uint64_t avail = mem_spare(), free_bytes = UINT64_MAX;
@@ -409,7 +423,7 @@ static int check_shm_room(const broker_t *b, const char *name, const shoal_topic
         uint64_t left = (uint64_t)cap - SHOAL_MIN((uint64_t)cap, taken);
         if (need > left)
             return room_refused(
-                name, cfg, need, "%s left under max.shm.bytes (%s, of which topics take %s)",
+                name, cfg, had, need, "%s left under max.shm.bytes (%s, of which topics take %s)",
                 shoal__size_text(size, left), shoal__size_text(cap_text, (uint64_t)cap),
                 shoal__size_text(taken_text, taken));
     }
@@ -422,9 +436,9 @@ static int check_shm_room(const broker_t *b, const char *name, const shoal_topic
     if (need <= free_bytes && need <= avail)
         return 0;
     if (need > free_bytes)
-        return room_refused(name, cfg, need, "%s free in %s", shoal__size_text(size, free_bytes),
-                            b->shm_dir);
-    return room_refused(name, cfg, need,
+        return room_refused(name, cfg, had, need, "%s free in %s",
+                            shoal__size_text(size, free_bytes), b->shm_dir);
+    return room_refused(name, cfg, had, need,
                         "%s of memory the system can spare (what it has available, less an "
                         "eighth of its total kept for everything else)",
                         shoal__size_text(size, avail));
@@ -500,7 +514,7 @@ static int create_check(broker_t *b, const char *name, const shoal_topic_config_
         return rc;
     if ((rc = check_fd_room(b, name, cfg)) < 0)
         return rc;
-    return check_shm_room(b, name, cfg);
+    return check_shm_room(b, name, cfg, 0);
 }
 
 /* With the lock held: note the topic as being created. 0 or -ENOMEM. */
@@ -624,7 +638,7 @@ static int grow_check(broker_t *b, const dtopic_t *t, const shoal_topic_config_t
     added.partitions = cfg->partitions - had;
     if ((cfg->storage == SHOAL_STORAGE_DISK &&
          (rc = check_no_segments(b, t->name, had, cfg->partitions)) < 0) ||
-        (rc = check_shm_room(b, t->name, &added)) < 0 ||
+        (rc = check_shm_room(b, t->name, &added, had)) < 0 ||
         (rc = check_fd_room(b, t->name, &added)) < 0)
         return rc;
     return 0;

@@ -355,10 +355,10 @@ static void test_topic_larger_than_shared_memory_is_refused_and_leaves_nothing(v
     cfg.segment_bytes = 1u << 30;
     cfg.ring_slots = 64; /* 64 GiB of ring: more than this machine's /dev/shm */
     assert_int_equal(shoal_topic_create(client, "huge", &cfg), -ENOSPC);
-    assert_non_null(strstr(shoal_errmsg(), "topic huge needs 65536 MiB of shared memory (1 "
-                                           "partition x 64 ring slots x 1073741824-byte "
-                                           "segments), more than the "));
-    assert_non_null(strstr(shoal_errmsg(), "MiB free in /dev/shm/"));
+    assert_non_null(strstr(shoal_errmsg(), "topic huge needs 65536 MiB 28 KiB of shared memory (1 "
+                                           "partition x (64 ring slots x 1073741824-byte "
+                                           "segments + 28 KiB of control files)), more than the "));
+    assert_non_null(strstr(shoal_errmsg(), " free in /dev/shm/"));
     assert_int_equal(shoal_topic_list(client, &names, &count), 0);
     assert_int_equal(count, 0);
     shoal_topic_list_free(names, count);

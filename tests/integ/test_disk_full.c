@@ -320,9 +320,10 @@ static void test_a_topic_that_cannot_fit_in_memory_is_refused_whole(void **state
     cfg.partitions = 4;
     cfg.ring_slots = 2;
     assert_int_equal(shoal_topic_create(client, "big", &cfg), -ENOSPC);
-    assert_non_null(strstr(shoal_errmsg(), "topic big needs 512 MiB of shared memory (4 partitions "
-                                           "x 2 ring slots x 67108864-byte segments), more than "
-                                           "the 256 MiB of memory the system can spare"));
+    assert_non_null(strstr(shoal_errmsg(), "topic big needs 512 MiB 112 KiB of shared memory (4 "
+                                           "partitions x (2 ring slots x 67108864-byte segments + "
+                                           "28 KiB of control files)), more than the 256 MiB of "
+                                           "memory the system can spare"));
     assert_int_equal(shoal_topic_describe(client, "big", &info), SHOAL_ENOTOPIC);
 
     cfg.partitions = 1;
@@ -333,7 +334,8 @@ static void test_a_topic_that_cannot_fit_in_memory_is_refused_whole(void **state
     assert_non_null(strstr(shoal_errmsg(), "the 128 MiB of memory the system can spare"));
 }
 
-/* A topic of partitions partitions of two 1 MiB ring slots: 2 MiB of rings each. */
+/* A topic of partitions partitions of two 1 MiB ring slots: 2 MiB 28 KiB of rings each, with
+ * the control files (a control block and a readers table, in 4 KiB pages). */
 static int create_mib_topic(shoal_client_t *cl, const char *name, uint32_t partitions)
 {
     shoal_topic_config_t cfg;
@@ -384,17 +386,20 @@ static void test_max_shm_bytes_caps_all_rings_together(void **state)
     unsetenv("SHOALD_TEST_CREATE_MS");
     assert_int_equal(shoal_client_open(d->socket, &cl), 0);
 
-    assert_int_equal(create_mib_topic(cl, "a", 1), 0); /* 2 of 5 MiB */
+    assert_int_equal(create_mib_topic(cl, "a", 1), 0); /* 2 MiB 28 KiB of 5 MiB */
     grower = harness_fork(grow_a_to_two, d->socket, 10);
     harness_daemon_expect_log(d, "topic a: adding partitions 1..1");
     assert_int_equal(create_mib_topic(cl, "b", 1), -ENOSPC); /* 2 + 2 being added + 2 */
-    assert_non_null(strstr(shoal_errmsg(), "topic b needs 2 MiB of shared memory (1 partition x "
-                                           "2 ring slots x 1048576-byte segments), more than "
-                                           "the 1 MiB left under max.shm.bytes (5 MiB, of which "
-                                           "topics take 4 MiB)"));
+    assert_non_null(strstr(shoal_errmsg(), "topic b needs 2 MiB 28 KiB of shared memory (1 "
+                                           "partition x (2 ring slots x 1048576-byte segments + "
+                                           "28 KiB of control files)), more than the 968 KiB "
+                                           "left under max.shm.bytes (5 MiB, of which topics "
+                                           "take 4 MiB 56 KiB)"));
     assert_int_equal(harness_wait(grower, 10000), 0);
     assert_int_equal(shoal_topic_describe(cl, "b", &info), SHOAL_ENOTOPIC);
     assert_int_equal(shoal_topic_alter(cl, "a", partitions, three, 1), -ENOSPC);
+    assert_non_null(strstr(shoal_errmsg(), "the new partitions 2..2 of topic a need 2 MiB 28 KiB "
+                                           "of shared memory (1 partition x (2 ring slots"));
     assert_non_null(strstr(shoal_errmsg(), "left under max.shm.bytes"));
     assert_int_equal(shoal_topic_describe(cl, "a", &info), 0);
     assert_int_equal(info->config.partitions, 2);
@@ -402,18 +407,18 @@ static void test_max_shm_bytes_caps_all_rings_together(void **state)
 
     assert_int_equal(shoal_topic_delete(cl, "a"), 0);
     assert_int_equal(create_mib_topic(cl, "b", 1), 0);
-    assert_int_equal(create_mib_topic(cl, "c", 1), 0); /* 4 MiB again */
+    assert_int_equal(create_mib_topic(cl, "c", 1), 0); /* 4 MiB 56 KiB again */
 
     snprintf(body, sizeof(body), "max.shm.bytes = %d\n", 3 << 20);
     harness_write_file(conf, body, strlen(body));
     assert_int_equal(kill(d->pid, SIGHUP), 0);
     harness_daemon_expect_log(d, "reloaded: ");
-    harness_daemon_expect_log(d, "max.shm.bytes is 3 MiB, and the topics' rings take 4 MiB: no "
-                                 "topic can be created or gain partitions");
+    harness_daemon_expect_log(d, "max.shm.bytes is 3 MiB, and the topics' rings take 4 MiB 56 "
+                                 "KiB: no topic can be created or gain partitions");
     assert_int_equal(shoal_topic_describe(cl, "c", &info), 0);
     shoal_topic_info_free(info);
     assert_int_equal(create_mib_topic(cl, "d", 1), -ENOSPC);
-    assert_non_null(strstr(shoal_errmsg(), "the 0 KiB left under max.shm.bytes (3 MiB"));
+    assert_non_null(strstr(shoal_errmsg(), "the 0 bytes left under max.shm.bytes (3 MiB"));
 
     harness_write_file(conf, "max.shm.bytes = -1\n", 19);
     assert_int_equal(kill(d->pid, SIGHUP), 0);

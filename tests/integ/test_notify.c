@@ -185,17 +185,19 @@ NOTIFY_TEST(test_ready_comes_when_the_socket_serves_then_status_then_stopping)
     assert_true(notify_recv(f, msg, 5000) > 0);
     assert_true(has_line(msg, "READY=1"));
     assert_non_null(
-        strstr(msg, "STATUS=serving 0 topics, 0 partitions (0 KiB of rings), 0 clients"));
+        strstr(msg, "STATUS=serving 0 topics, 0 partitions (0 bytes of rings), 0 clients"));
     assert_int_equal(shoal_client_open(f->d.socket, &c), 0);
 
     shoal_topic_config_init(&cfg);
     cfg.partitions = 3;
     assert_int_equal(shoal_topic_create(c, "status", &cfg), 0);
-    assert_true(notify_wait(
-        f, "STATUS=serving 1 topics, 3 partitions (768 MiB of rings), 1 clients", msg, 5000));
+    assert_true(
+        notify_wait(f, "STATUS=serving 1 topics, 3 partitions (768 MiB 84 KiB of rings), 1 clients",
+                    msg, 5000));
     shoal_client_close(c);
-    assert_true(notify_wait(
-        f, "STATUS=serving 1 topics, 3 partitions (768 MiB of rings), 0 clients", msg, 5000));
+    assert_true(
+        notify_wait(f, "STATUS=serving 1 topics, 3 partitions (768 MiB 84 KiB of rings), 0 clients",
+                    msg, 5000));
 
     /* No watchdog was asked for: no pings. SIGTERM: STOPPING=1, then exit 0. */
     assert_int_equal(harness_daemon_stop(&f->d), 0);

@@ -83,16 +83,21 @@ static void test_now_ms_agrees_with_the_realtime_clock(void **state)
     assert_true(boundaries >= 100);
 }
 
-/* Sizes in messages: whole MiB from 1 MiB up, whole KiB below (a small tmpfs's free space
- * was "0 MiB"). */
-static void test_size_text_keeps_small_sizes_readable(void **state)
+/* Sizes in messages, exact and readable: a small tmpfs's free space was "0 MiB", and whole
+ * MiB made a refusal read "needs 1 MiB, more than the 1 MiB left" (an audit). */
+static void test_size_text_is_exact_and_readable(void **state)
 {
     char buf[SHOAL_SIZE_TEXT_BYTES];
     (void)state;
     assert_string_equal(shoal__size_text(buf, 196 << 10), "196 KiB");
-    assert_string_equal(shoal__size_text(buf, (1 << 20) - 1), "1023 KiB");
+    assert_string_equal(shoal__size_text(buf, (1 << 20) - 1), "1023 KiB 1023 bytes");
     assert_string_equal(shoal__size_text(buf, 1 << 20), "1 MiB");
+    assert_string_equal(shoal__size_text(buf, (3 << 20) + (256 << 10)), "3 MiB 256 KiB");
     assert_string_equal(shoal__size_text(buf, 65536ull << 20), "65536 MiB");
+    assert_string_equal(shoal__size_text(buf, 0), "0 bytes");
+    assert_string_equal(shoal__size_text(buf, 1), "1 byte");
+    assert_string_equal(shoal__size_text(buf, UINT64_MAX),
+                        "17592186044415 MiB 1023 KiB 1023 bytes");
 }
 
 int main(void)
@@ -103,7 +108,7 @@ int main(void)
         cmocka_unit_test(test_big_endian_round_trip),
         cmocka_unit_test(test_futex_wait_returns_when_value_differs),
         cmocka_unit_test(test_now_ms_agrees_with_the_realtime_clock),
-        cmocka_unit_test(test_size_text_keeps_small_sizes_readable),
+        cmocka_unit_test(test_size_text_is_exact_and_readable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
