@@ -1318,11 +1318,15 @@ __attribute__((cold, noinline)) static int consumer_poll_unassigned(shoal_consum
 
     for (;;) {
         int64_t left_ms = (deadline - shoal__mono_ns() + 999999) / 1000000;
+        int rc;
+
         if (consumer__woken(c))
             return SHOAL_ERR(SHOAL_EWAKEUP, "the poll was ended by shoal_consumer_wakeup()");
         if (timeout_ms >= 0 && left_ms <= 0)
             return 0;
-        consumer__nap(c, timeout_ms < 0 ? -1 : (int)left_ms);
+        rc = shoal__futex_wait(&c->wakeup, 0, timeout_ms < 0 ? -1 : (int)left_ms);
+        if (rc == -EINTR && !atomic_load(&c->wakeup)) /* a signal, as any poll's sleep ends */
+            return rc;
     }
 }
 

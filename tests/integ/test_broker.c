@@ -1628,6 +1628,11 @@ static void wake_from_handler(int sig)
     shoal_consumer_wakeup(atomic_load(&to_wake));
 }
 
+static void ignore_signal(int sig)
+{
+    (void)sig;
+}
+
 /* How long a poll with no timeout takes to return SHOAL_EWAKEUP, woken 100 ms into it:
  * from another thread (thread) or from a SIGALRM handler. */
 static int64_t woken_after_ms(shoal_consumer_t *c, bool thread)
@@ -1653,8 +1658,8 @@ static int64_t woken_after_ms(shoal_consumer_t *c, bool thread)
  * signal handler; called before a poll, it ends that one at once; one call ends one poll.
  * A group member with no partitions (its topic does not exist yet) is woken the same way, and
  * so is a consumer with nothing assigned, whose poll waits out its timeout (it returned at
- * once: a poll(-1) loop spun a CPU). Before, a poll with no timeout could only be ended by records,
- * or by a signal for the sleeping strategies. */
+ * once: a poll(-1) loop spun a CPU) unless a signal ends it. Before, a poll with no timeout could
+ * only be ended by records, or by a signal for the sleeping strategies. */
 INTEG_TEST(test_a_wakeup_ends_a_poll_in_every_wait_strategy)
 {
     static const uint32_t waits[] = {SHOAL_WAIT_DEFAULT, SHOAL_WAIT_FUTEX, SHOAL_WAIT_SPIN};
@@ -1703,6 +1708,14 @@ INTEG_TEST(test_a_wakeup_ends_a_poll_in_every_wait_strategy)
     assert_true(mono_ns() - t0 >= 90000000ll);
     t0 = woken_after_ms(c, true);
     assert_true(t0 >= 90 && t0 < 2000);
+    /* and a signal ends its wait with -EINTR, as it ends any poll's sleep (it was dropped) */
+    sa.sa_handler = ignore_signal;
+    assert_int_equal(sigaction(SIGALRM, &sa, NULL), 0);
+    assert_int_equal(
+        setitimer(ITIMER_REAL, &(struct itimerval){.it_value = {.tv_usec = 100000}}, NULL), 0);
+    t0 = mono_ns();
+    assert_int_equal(shoal_poll(c, &rec, 1, -1), -EINTR);
+    assert_true(mono_ns() - t0 < 2000000000ll);
     shoal_consumer_close(c);
     signal(SIGALRM, SIG_DFL);
 }
