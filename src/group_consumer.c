@@ -210,10 +210,14 @@ int cgroup_new(struct cgroup **out, const shoal_consumer_options_t *o, const sho
     }
     for (size_t i = 0; i < g->nassignors; i++) {
         g->assignors[i] = o->assignor_count ? o->assignors[i] : shoal_assignor_builtin("range");
-        if (!g->assignors[i] || !g->assignors[i]->name || !g->assignors[i]->assign) {
+        if (!g->assignors[i] || !g->assignors[i]->name || !g->assignors[i]->name[0] ||
+            shoal__has_control(g->assignors[i]->name) || !g->assignors[i]->assign) {
             shoal__free(g->assignors);
             shoal__free(g);
-            return SHOAL_ERR(SHOAL_EINVAL, "assignor %zu is NULL or incomplete", i);
+            return SHOAL_ERR(SHOAL_EINVAL,
+                             "assignor %zu is NULL or incomplete, or its name is empty or has a "
+                             "control character",
+                             i);
         }
     }
     *out = g;

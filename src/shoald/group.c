@@ -640,9 +640,9 @@ static int join_check(const group_coord_t *gc, const struct join_req *j)
     for (size_t i = 0; i < j->ntopics; i++)
         if (!name_ok(j->topics[i]))
             return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%s' in subscription", j->topics[i]);
-    for (size_t i = 0; i < j->nassignors; i++)
-        if (!j->assignors[i][0])
-            return SHOAL_ERR(SHOAL_EINVAL, "empty assignor name");
+    for (size_t i = 0; i < j->nassignors; i++) /* the chosen one names the round in the log */
+        if (!j->assignors[i][0] || shoal__has_control(j->assignors[i]))
+            return SHOAL_ERR(SHOAL_EINVAL, "an assignor name is empty or has a control character");
     if (j->session_ms <= 0 || j->rebalance_ms <= 0 || j->heartbeat_ms < 0)
         return SHOAL_ERR(SHOAL_EINVAL,
                          "session timeout %d ms and rebalance timeout %d ms must be > 0, "

@@ -94,6 +94,12 @@ __attribute__((format(printf, 3, 0))) static void log_line(int level, uint64_t s
                       level, level_names[level]);
     }
     vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    /* One line, whatever the message quotes: a client's name or request with a newline in
+     * it forged log lines (under systemd, journal entries of any priority: "<0>..."), and an
+     * escape sequence reached the terminal of whoever read the log. */
+    for (char *p = line + n; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     if (suppressed)
         fprintf(stderr, "%s (%llu more like this not logged since the last one)\n", line,
                 (unsigned long long)suppressed);

@@ -3366,6 +3366,17 @@ INTEG_TEST(test_group_admin_and_bad_input_get_specific_errors)
     o.client_id = "two\nlines"; /* it names the member in shoald's log */
     assert_int_equal(shoal_consumer_open(f->c, &o, &bad), SHOAL_EINVAL);
     assert_non_null(strstr(shoal_errmsg(), "control character"));
+    {
+        shoal_assignor_t forged = *shoal_assignor_builtin("range");
+        const shoal_assignor_t *forged_list[] = {&forged};
+
+        member_options(&o, "admins", 0);
+        forged.name = "range\n<2> crit: forged"; /* so does the chosen assignor's name */
+        o.assignors = forged_list;
+        o.assignor_count = 1;
+        assert_int_equal(shoal_consumer_open(f->c, &o, &bad), SHOAL_EINVAL);
+        assert_non_null(strstr(shoal_errmsg(), "its name is empty or has a control character"));
+    }
 
     /* a member that owns only partition 0 (the topic has 2; a second member takes 1) */
     member_options(&o, "admins", 0);

@@ -140,6 +140,7 @@ struct member {
     uint32_t join_seq;
     int32_t session_ms;   /* 0: 10 s, as the max poll interval (the rebalance timeout) */
     const char *client;   /* NULL: "unit" */
+    const char *assignor; /* NULL: "coop" */
     int32_t heartbeat_ms; /* 0: the join does not say */
 };
 
@@ -161,7 +162,7 @@ static int join(struct fixture *f, struct member *m, const int32_t *owned, size_
     ctl_put_u32(&w, 1);
     ctl_put_str(&w, "t");
     ctl_put_u32(&w, 1);
-    ctl_put_str(&w, "coop");
+    ctl_put_str(&w, m->assignor ? m->assignor : "coop");
     ctl_put_u32(&w, (uint32_t)n);
     for (size_t i = 0; i < n; i++) {
         ctl_put_str(&w, "t");
@@ -615,16 +616,24 @@ static void test_a_session_above_the_broker_maximum_is_refused(void **state)
     assert_int_equal(join(f, &a, NULL, 0), SHOAL_EINVAL);
 }
 
-/* A client id names the member in log lines and in describe's table: one with a newline
- * forged log lines. The coordinator refuses it from a raw client (test_group: the library
- * refuses it first). */
-static void test_a_client_id_with_a_control_character_is_refused(void **state)
+/* A client id names the member in log lines and in describe's table, and the chosen
+ * assignor names the round: one with a newline forged log lines (an assignor's, under
+ * systemd, a journal entry of any priority: an audit), one with an escape sequence reached
+ * an admin's terminal. The coordinator refuses them from a raw client (test_group: the
+ * library refuses them first). */
+static void test_a_name_shoald_logs_with_a_control_character_is_refused(void **state)
 {
     struct fixture *f = *state;
     struct member a = {.conn = 1, .generation = -1, .client = "a\nfake: line"};
 
     assert_int_equal(join(f, &a, NULL, 0), SHOAL_EINVAL);
     a.client = "fine";
+    a.assignor = "r\n<2> crit: forged";
+    assert_int_equal(join(f, &a, NULL, 0), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "an assignor name is empty or has a control character"));
+    a.assignor = "r\x1b]0;title\x07";
+    assert_int_equal(join(f, &a, NULL, 0), SHOAL_EINVAL);
+    a.assignor = NULL;
     assert_int_equal(join(f, &a, NULL, 0), 0);
 }
 
@@ -662,7 +671,7 @@ int main(void)
         T(test_a_group_without_offsets_is_forgotten_when_its_last_member_goes),
         T(test_a_sync_that_comes_after_the_next_rebalance_began_is_answered),
         T(test_a_session_above_the_broker_maximum_is_refused),
-        T(test_a_client_id_with_a_control_character_is_refused),
+        T(test_a_name_shoald_logs_with_a_control_character_is_refused),
         T(test_the_max_poll_interval_allows_for_the_heartbeat_interval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
