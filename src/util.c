@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -448,6 +449,47 @@ static int open_failed(const char *path, int err)
         !S_ISREG(st.st_mode))
         return not_regular(path, st.st_mode);
     return SHOAL_ERR(-err, "open %s: %s", path, strerror(err));
+}
+
+/* Whether a directory on the way to shoald's files is safe from other users: a directory
+ * owned by this user or root, which no other user may write (its own group aside); an
+ * ancestor may also be a sticky one such as /tmp, whose entries others cannot rename. */
+static bool dir_safe(const struct stat *st, bool ancestor)
+{
+    bool foreign_write =
+        (st->st_mode & S_IWOTH) || ((st->st_mode & S_IWGRP) && st->st_gid != getegid());
+
+    if (!S_ISDIR(st->st_mode) || (st->st_uid != geteuid() && st->st_uid != 0))
+        return false;
+    return !foreign_write || (ancestor && (st->st_mode & S_ISVTX));
+}
+
+int shoal__check_dir_path(const char *dir, const char *what, bool sticky_ok)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    if (!realpath(dir, path))
+        return SHOAL_ERR(-errno, "the %s %s: %s", what, dir, strerror(errno));
+    for (bool ancestor = sticky_ok;; ancestor = true) {
+        char *slash = strrchr(path, '/');
+        if (lstat(path, &st) < 0)
+            return SHOAL_ERR(-errno, "the %s %s: %s: %s", what, dir, path, strerror(errno));
+        if (!dir_safe(&st, ancestor))
+            return SHOAL_ERR(-EPERM,
+                             "the %s %s is not safe for shoald's files: %s%s is %s, uid %u gid "
+                             "%u mode %04o; every directory on the way must be owned by this "
+                             "user (uid %u) or root and writable by no one else (shoald's own "
+                             "group aside; a sticky one such as /tmp may be on the way), or "
+                             "another user could plant links that shoald follows",
+                             what, dir, path, ancestor ? " on its way" : "",
+                             S_ISDIR(st.st_mode) ? "a directory" : "not a directory",
+                             (unsigned)st.st_uid, (unsigned)st.st_gid,
+                             (unsigned)(st.st_mode & 07777), (unsigned)geteuid());
+        if (!slash || slash == path)
+            return 0;
+        *slash = '\0';
+    }
 }
 
 int shoal__open_regular(const char *path, int flags, unsigned mode)

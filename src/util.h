@@ -154,6 +154,12 @@ int shoal__fsync_dir(const char *path);
  * be followed. Returns the fd (O_NONBLOCK cleared again), -errno, or SHOAL_ECORRUPT with
  * the detail "<path> is not a regular file (a FIFO)" (or directory, symbolic link, ...). */
 int shoal__open_regular(const char *path, int flags, unsigned mode);
+/* Whether dir (resolved first, so a link to a safe directory is fine) and every directory
+ * on its way are safe for files shoald creates there by name: owned by this user or root
+ * and writable by no one else (this process's group aside; a sticky directory such as /tmp
+ * may be on the way, and be dir itself when sticky_ok). 0; -EPERM naming the directory at
+ * fault; or -errno. what names dir in the detail ("data directory"). */
+int shoal__check_dir_path(const char *dir, const char *what, bool sticky_ok);
 
 #define SHOAL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SHOAL_PLURAL(n)    ((n) == 1 ? "" : "s") /* "%zu topic%s", n, SHOAL_PLURAL(n) */

@@ -1275,57 +1275,18 @@ static int check_shm_dir(const char *dir)
     return -EPERM;
 }
 
-/* Whether a directory on the way to shoald's files is safe from other users: a directory
- * owned by this user or root, which no other user may write (its own group aside); an
- * ancestor may also be a sticky one such as /tmp, whose entries others cannot rename. */
-static bool dir_safe(const struct stat *st, bool ancestor)
-{
-    bool foreign_write =
-        (st->st_mode & S_IWOTH) || ((st->st_mode & S_IWGRP) && st->st_gid != getegid());
-
-    if (!S_ISDIR(st->st_mode) || (st->st_uid != geteuid() && st->st_uid != 0))
-        return false;
-    return !foreign_write || (ancestor && (st->st_mode & S_ISVTX));
-}
-
 /* The data and runtime directories (and the store's) hold files shoald creates by name:
  * another user who could write in one of them, or in a directory on the way, could plant
  * a link there that shoald follows as root (a local security session made root's LMDB
  * lock file overwrite another file, and the socket's chown give /etc/shadow's group away)
- * or swap its files. Refused with the directory at fault; resolved first, so a link to a
- * safe directory is fine. */
+ * or swap its files. Refused with the directory at fault (shoal__check_dir_path). */
 static int check_state_dir(const char *dir, const char *what)
 {
-    char path[PATH_MAX];
-    struct stat st;
+    int rc = shoal__check_dir_path(dir, what, false);
 
-    if (!realpath(dir, path)) {
-        int rc = -errno;
-        log_error("the %s %s: %s", what, dir, strerror(-rc));
-        return rc;
-    }
-    for (bool ancestor = false;; ancestor = true) {
-        char *slash = strrchr(path, '/');
-        if (lstat(path, &st) < 0) {
-            int rc = -errno;
-            log_error("the %s %s: %s: %s", what, dir, path, strerror(-rc));
-            return rc;
-        }
-        if (!dir_safe(&st, ancestor)) {
-            log_error("the %s %s is not safe for shoald's files: %s%s is %s, uid %u gid %u "
-                      "mode %04o; every directory on the way must be owned by this user (uid "
-                      "%u) or root and writable by no one else (shoald's own group aside; a "
-                      "sticky one such as /tmp may be on the way), or another user could plant "
-                      "links that shoald follows",
-                      what, dir, path, ancestor ? " on its way" : "",
-                      S_ISDIR(st.st_mode) ? "a directory" : "not a directory", (unsigned)st.st_uid,
-                      (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777), (unsigned)geteuid());
-            return -EPERM;
-        }
-        if (!slash || slash == path)
-            return 0;
-        *slash = '\0';
-    }
+    if (rc < 0)
+        log_error("%s", shoal_errmsg());
+    return rc;
 }
 
 /* The metadata store's files are opened by LMDB, which follows links: refuse one there. */

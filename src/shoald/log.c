@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,37 @@ static int stderr_is_journal(void)
     return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
+/* The log file, for appending: a regular file (not through a link, nor a FIFO that would
+ * hold the daemon up), in a directory no other user may write (or a sticky one: /tmp), of
+ * this user or root, and with no other name. shoald runs as root: a user who owned a
+ * directory on the way swapped it for a link, and root appended its log wherever that
+ * led; one who made the file could read the log (an audit); a hard link made elsewhere
+ * would have it written over another file. The fd, or < 0 with the detail. */
+static int log_file_open(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    struct stat st;
+    int fd, rc;
+
+    snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) + (slash == path) : 1,
+             slash ? path : ".");
+    if ((rc = shoal__check_dir_path(dir, "log file's directory", true)) < 0)
+        return rc;
+    fd = shoal__open_regular(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0640);
+    if (fd < 0 || fstat(fd, &st) < 0 ||
+        ((st.st_uid == geteuid() || st.st_uid == 0) && st.st_nlink == 1))
+        return fd;
+    close(fd);
+    if (st.st_nlink != 1)
+        return SHOAL_ERR(-EPERM, "%s has %lu names (hard links): the log file must have one", path,
+                         (unsigned long)st.st_nlink);
+    return SHOAL_ERR(-EPERM,
+                     "%s belongs to uid %u: the log file must be this user's (uid %u) or "
+                     "root's, or its owner reads the log",
+                     path, (unsigned)st.st_uid, (unsigned)geteuid());
+}
+
 int log_reopen(const char *path)
 {
     static int first_stderr = -1; /* the stderr shoald started with, to return to */
@@ -50,9 +82,7 @@ int log_reopen(const char *path)
         if (dup2(first_stderr, 2) < 0)
             return SHOAL_ERR(-errno, "dup2 of the first stderr: %s", strerror(errno));
     } else if (path && *path) {
-        /* Not through a link, nor a FIFO that would hold the daemon up: a regular file. */
-        fd = shoal__open_regular(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0640);
-        if (fd < 0)
+        if ((fd = log_file_open(path)) < 0)
             return fd;
         if (dup2(fd, 2) < 0) {
             int rc = SHOAL_ERR(-errno, "dup2 %s: %s", path, strerror(errno));

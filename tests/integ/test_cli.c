@@ -201,11 +201,12 @@ INTEG_TEST(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything)
  * that another user owns, is refused before shoald creates files in it, and so is a link
  * where the metadata store's files or the log file go: a local security session planted
  * links that a root shoald followed (its LMDB lock file written over another file, the
- * socket's chown giving a file's group away, its log appended to another file). */
+ * socket's chown giving a file's group away, its log appended to another file). The log
+ * file's directory is held to the same rule, and the file must be shoald's user's. */
 INTEG_TEST(test_shoald_refuses_directories_other_users_may_write)
 {
     char script[4 * PATH_MAX], bin[PATH_MAX], victim[PATH_MAX], *text;
-    const char *d = f->d.dir;
+    const char *d = f->d.dir, *shoald = harness_shoald_bin(bin, sizeof(bin));
     size_t len;
     static const char *const cases[][3] = {
         /* --data-dir, --runtime-dir under d; what the log says */
@@ -225,8 +226,7 @@ INTEG_TEST(test_shoald_refuses_directories_other_users_may_write)
                  "mkdir -p ln/data/meta && ln -sf '%s' ln/data/meta/lock.mdb && "
                  "mkdir -p theirs && chown 65534 theirs 2>/dev/null); "
                  "timeout 10 %s --instance unsafe-%d --data-dir '%s/%s' --runtime-dir '%s/%s' 2>&1",
-                 d, victim, harness_shoald_bin(bin, sizeof(bin)), (int)getpid(), d, cases[i][0], d,
-                 cases[i][1]);
+                 d, victim, shoald, (int)getpid(), d, cases[i][0], d, cases[i][1]);
         if (run_script(script) != 1 || !strstr(out, cases[i][2]))
             fail_msg("no failure saying \"%s\" in:\n%s", cases[i][2], out);
     }
@@ -234,13 +234,47 @@ INTEG_TEST(test_shoald_refuses_directories_other_users_may_write)
     snprintf(script, sizeof(script),
              "ln -sf '%s' '%s/log' && timeout 10 %s --instance unsafe-%d --data-dir '%s/data3' "
              "--runtime-dir '%s/rt' --log-file '%s/log' 2>&1",
-             victim, d, bin, (int)getpid(), d, d, d);
+             victim, d, shoald, (int)getpid(), d, d, d);
     if (run_script(script) != 1 || !strstr(out, "log is not a regular file (a symbolic link)"))
         fail_msg("no refused log file in:\n%s", out);
     assert_non_null(text = (char *)harness_read_file(victim, &len));
     assert_memory_equal(text, "keep\n", 5); /* never written through the link */
     assert_int_equal(len, 5);
     free(text);
+    /* nor into a directory another user may write (one who owned a directory on the way
+     * swapped it for a link, and root's log went where it led), nor into another user's
+     * file (who then read the log): an audit */
+    snprintf(script, sizeof(script),
+             "timeout 10 %s --instance unsafe-%d --data-dir '%s/data3' --runtime-dir '%s/rt' "
+             "--log-file '%s/open/shoald.log' 2>&1",
+             shoald, (int)getpid(), d, d, d);
+    if (run_script(script) != 1 || !strstr(out, "the log file's directory") ||
+        !strstr(out, "is not safe for shoald's files"))
+        fail_msg("no refused log directory in:\n%s", out);
+    /* nor through a hard link, which would have it written over another file */
+    snprintf(script, sizeof(script),
+             "ln -f '%s' '%s/hard.log' && timeout 10 %s --instance unsafe-%d --data-dir "
+             "'%s/data3' --runtime-dir '%s/rt' --log-file '%s/hard.log' 2>&1",
+             victim, d, shoald, (int)getpid(), d, d, d);
+    if (run_script(script) != 1 || !strstr(out, "hard.log has 2 names (hard links)"))
+        fail_msg("no refused hard link in:\n%s", out);
+    /* a sticky directory such as /tmp is fine: nobody else can replace the file there */
+    snprintf(script, sizeof(script),
+             "mkdir -m 1777 '%s/sticky' && chmod 1777 '%s/sticky' && timeout -s TERM 2 %s "
+             "--instance unsafe-%d --data-dir '%s/data3' --runtime-dir '%s/rt' --shm-dir '%s' "
+             "--log-file '%s/sticky/shoald.log'; grep -c 'ready' '%s/sticky/shoald.log'",
+             d, d, shoald, (int)getpid(), d, d, d, d, d);
+    if (run_script(script) != 0 || strcmp(out, "1\n"))
+        fail_msg("shoald did not log to a sticky directory:\n%s", out);
+    if (geteuid() != 0)
+        return; /* only root can give a file away */
+    snprintf(
+        script, sizeof(script),
+        "touch '%s/theirs.log' && chown 65534 '%s/theirs.log' && timeout 10 %s --instance "
+        "unsafe-%d --data-dir '%s/data3' --runtime-dir '%s/rt' --log-file '%s/theirs.log' 2>&1",
+        d, d, shoald, (int)getpid(), d, d, d);
+    if (run_script(script) != 1 || !strstr(out, "theirs.log belongs to uid 65534"))
+        fail_msg("no refused log file of another user in:\n%s", out);
 }
 
 /* On an empty broker (this test runs first) the lists say so: `topic list` on stderr, so
