@@ -139,7 +139,7 @@ SHOAL_EXTERN const char *shoal_version(int *major, int *minor, int *patch);
     XX(ECOMPRESSED, "compressed record batch: compression is not supported")                       \
     XX(EPROTO, "malformed or truncated control message")                                           \
     XX(EVERSION, "incompatible protocol or layout version")                                        \
-    XX(ENODAEMON, "daemon not running at the control socket path")                                 \
+    XX(ENODAEMON, "no shoald to use at the control socket path")                                   \
     XX(EDENIED, "permission denied")                                                               \
     XX(ECLOSED, "connection to the daemon closed")                                                 \
     XX(ETIMEDOUT, "timed out")                                                                     \
@@ -258,7 +258,7 @@ typedef struct shoal_client_options {
                                   reconnect; another gets nothing sent and the call fails
                                   SHOAL_ENODAEMON. For a socket in a directory other users may
                                   write. 0 (the default): $SHOAL_DAEMON_USER, a user name or
-                                  uid, asks for the same when set */
+                                  uid, asks for the same when set and not empty */
     uint32_t daemon_uid;       /* the daemon's user, with daemon_uid_check 1 */
     uint32_t reserved_[13];    /* zero: room for new options (see VERSIONS above) */
 } shoal_client_options_t;
