@@ -132,6 +132,22 @@ static shoal_consumer_t *consumer_on_sealed_slot(shoal_producer_t **p)
     return k;
 }
 
+/* Poll k until it has read every offset from *next up to end, in order: never a gap, nor a
+ * poll that fails (SHOAL_EOFFSET: a slot given up). */
+static void read_gapless(shoal_consumer_t *k, int64_t *next, int64_t end)
+{
+    shoal_record_t r[16];
+
+    while (*next < end) {
+        int n = shoal_poll(k, r, 16, 1000);
+        if (n <= 0)
+            fail_msg("poll at %lld of %lld: %d %s", (long long)*next, (long long)end, n,
+                     shoal_errmsg());
+        for (int i = 0; i < n; i++)
+            assert_int_equal(r[i].offset, (*next)++);
+    }
+}
+
 /* A producer killed while it waited for room leaves space_waiters raised. A consumer on the
  * slot producers reuse next must not take that for a waiting producer and let the slot go:
  * with nobody waiting, it reads every record. */
@@ -139,23 +155,15 @@ static void test_consumer_keeps_its_slot_when_no_producer_really_waits(void **st
 {
     shoal_producer_t *p;
     shoal_consumer_t *k;
-    shoal_record_t r[16];
     struct shm_ctl *ctl;
     int64_t next = 1;
-    int n;
     (void)state;
 
     k = consumer_on_sealed_slot(&p);
     ctl = harness_map_ctl(&daemon_, "mem");
     assert_int_equal(atomic_load(&ctl->active_slot), 1);
     atomic_fetch_add(&ctl->space_waiters, 1); /* as a killed waiter leaves it */
-
-    while (next < 100) {
-        n = shoal_poll(k, r, 16, 1000);
-        assert_true(n > 0); /* never SHOAL_EOFFSET */
-        for (int i = 0; i < n; i++)
-            assert_int_equal(r[i].offset, next++);
-    }
+    read_gapless(k, &next, 100);
     atomic_fetch_sub(&ctl->space_waiters, 1);
     munmap(ctl, sizeof(*ctl));
     shoal_consumer_close(k);
@@ -171,32 +179,19 @@ static void test_an_old_full_ring_does_not_cost_the_next_sealed_slot(void **stat
 {
     shoal_producer_t *p;
     shoal_consumer_t *k;
-    shoal_record_t r[16];
     struct shm_ctl *ctl;
     int64_t next = 1;
-    int sent = 100, n;
+    int sent = 100;
     (void)state;
 
     k = consumer_on_sealed_slot(&p);
     ctl = harness_map_ctl(&daemon_, "mem");
-    while (next < sent) { /* a look at sealed slot 0, then on into slot 1, all read */
-        assert_true((n = shoal_poll(k, r, 16, 1000)) > 0);
-        for (int i = 0; i < n; i++)
-            assert_int_equal(r[i].offset, next++);
-    }
+    read_gapless(k, &next, sent);               /* a look at sealed slot 0, then slot 1's */
     atomic_fetch_add(&ctl->full_events, 1);     /* a producer once found the ring full */
     while (atomic_load(&ctl->active_slot) == 1) /* slot 1 sealed with unread records */
         assert_int_equal(send_range(p, sent++, 1), 0);
     assert_int_equal(atomic_load(&ctl->space_waiters), 0);
-
-    while (next < sent) {
-        n = shoal_poll(k, r, 16, 1000);
-        if (n < 0)
-            fail_msg("poll at %lld of %d: %s", (long long)next, sent, shoal_errmsg());
-        assert_true(n > 0);
-        for (int i = 0; i < n; i++)
-            assert_int_equal(r[i].offset, next++);
-    }
+    read_gapless(k, &next, sent);
     munmap(ctl, sizeof(*ctl));
     shoal_consumer_close(k);
     shoal_producer_close(p);
