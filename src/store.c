@@ -351,6 +351,7 @@ void store_close(store_t *st)
 
 #define META_RING_OWNER "ring.owner"
 #define META_RING_SHM   "ring.shm"
+#define META_DELETING   "deleting/" /* + a topic name: its delete's files are not all gone */
 
 static MDB_val meta_key(const char *name)
 {
@@ -460,6 +461,23 @@ static int offsets_drop_topic(store_t *st, MDB_txn *txn, const char *name)
     return rc == MDB_NOTFOUND ? count : store_err(rc, "offset cursor");
 }
 
+/* The "meta" key noting that name's delete has files left: META_DELETING + name. */
+static MDB_val deleting_key(char buf[sizeof(META_DELETING) + SHOAL_TOPIC_NAME_MAX],
+                            const char *name)
+{
+    int n = snprintf(buf, sizeof(META_DELETING) + SHOAL_TOPIC_NAME_MAX, META_DELETING "%s", name);
+    return (MDB_val){.mv_size = (size_t)n, .mv_data = buf};
+}
+
+static int deleting_forget(store_t *st, MDB_txn *txn, const char *name)
+{
+    char buf[sizeof(META_DELETING) + SHOAL_TOPIC_NAME_MAX];
+    MDB_val key = deleting_key(buf, name);
+    int rc = mdb_del(txn, st->meta, &key, NULL);
+
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(rc, "deleting note");
+}
+
 int store_topic_put(store_t *st, const char *name, const shoal_topic_config_t *cfg)
 {
     return topic_write(st, name, cfg, MDB_NOOVERWRITE);
@@ -491,8 +509,10 @@ static int topic_write(store_t *st, const char *name, const shoal_topic_config_t
     rc = mdb_put(txn, st->topics, &key, &val, flags);
     if (rc != 0)
         goto out_abort;
-    /* A new topic has no committed offsets, even where an older shoal kept a deleted one's */
-    if (flags == MDB_NOOVERWRITE && (rc = offsets_drop_topic(st, txn, name)) < 0) {
+    /* A new topic has no committed offsets, even where an older shoal kept a deleted one's,
+     * nor a note of an unfinished delete, which would take its files at the next start */
+    if (flags == MDB_NOOVERWRITE && ((rc = offsets_drop_topic(st, txn, name)) < 0 ||
+                                     (rc = deleting_forget(st, txn, name)) < 0)) {
         mdb_txn_abort(txn);
         return rc;
     }
@@ -530,7 +550,10 @@ int store_topic_get(store_t *st, const char *name, shoal_topic_config_t *cfg)
 
 int store_topic_delete(store_t *st, const char *name)
 {
-    MDB_val key;
+    char buf[sizeof(META_DELETING) + SHOAL_TOPIC_NAME_MAX];
+    MDB_val key, val, note = deleting_key(buf, name);
+    shoal_topic_config_t cfg;
+    uint32_t partitions;
     MDB_txn *txn;
     int rc, count;
 
@@ -540,8 +563,16 @@ int store_topic_delete(store_t *st, const char *name)
     rc = mdb_txn_begin(st->env, NULL, 0, &txn);
     if (rc != 0)
         return store_err(rc, "begin transaction");
-    rc = mdb_del(txn, st->topics, &key, NULL);
-    if (rc != 0)
+    if ((rc = mdb_get(txn, st->topics, &key, &val)) != 0)
+        goto out_abort;
+    /* A damaged record does not say how many partitions: then every number a topic may have */
+    partitions = store_topic_decode(val.mv_data, val.mv_size, &cfg) == 0 &&
+                         cfg.partitions <= SHOAL_PARTITIONS_MAX
+                     ? cfg.partitions
+                     : SHOAL_PARTITIONS_MAX;
+    val = (MDB_val){.mv_size = sizeof(partitions), .mv_data = &partitions};
+    if ((rc = mdb_del(txn, st->topics, &key, NULL)) != 0 ||
+        (rc = mdb_put(txn, st->meta, &note, &val, 0)) != 0)
         goto out_abort;
     if ((count = offsets_drop_topic(st, txn, name)) < 0) {
         mdb_txn_abort(txn);
@@ -555,6 +586,55 @@ out_abort:
     if (rc == MDB_NOTFOUND)
         return SHOAL_ERR(SHOAL_ENOTOPIC, "no topic %s", name);
     return store_err(rc, name);
+}
+
+int store_deleting_done(store_t *st, const char *name)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+
+    if (rc != 0)
+        return store_err(rc, "begin transaction");
+    if ((rc = deleting_forget(st, txn, name)) < 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return store_commit(st, txn, "commit");
+}
+
+int store_deleting_foreach(store_t *st, store_deleting_cb cb, void *arg)
+{
+    size_t prefix = strlen(META_DELETING);
+    MDB_val key = meta_key(META_DELETING), val;
+    MDB_cursor *cur;
+    MDB_txn *txn;
+    int rc, cb_rc = 0;
+
+    if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return store_err(rc, "begin transaction");
+    if ((rc = mdb_cursor_open(txn, st->meta, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        return store_err(rc, "open cursor");
+    }
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+         rc == 0 && key.mv_size > prefix && !memcmp(key.mv_data, META_DELETING, prefix);
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        char name[SHOAL_TOPIC_NAME_MAX + 1];
+        uint32_t partitions;
+
+        if (key.mv_size - prefix > SHOAL_TOPIC_NAME_MAX || val.mv_size != sizeof(partitions))
+            continue; /* not one this shoal wrote: left alone */
+        memcpy(name, (const char *)key.mv_data + prefix, key.mv_size - prefix);
+        name[key.mv_size - prefix] = '\0';
+        memcpy(&partitions, val.mv_data, sizeof(partitions));
+        if ((cb_rc = cb(arg, name, SHOAL_MIN(partitions, (uint32_t)SHOAL_PARTITIONS_MAX))) != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (cb_rc != 0)
+        return cb_rc;
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(rc, "deleting notes");
 }
 
 /* Copy one entry out of the map and hand it to cb. */

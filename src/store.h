@@ -5,7 +5,8 @@
  *   "offsets" (group, topic, partition) -> committed offset   [filled by the groups issue]
  *   "groups"  group id -> generation, protocol, members       [filled by the groups issue]
  *   "acls"    topic -> allowed uids/gids                      [reserved]
- *   "meta"    "ring.owner" -> u64, "ring.shm" -> the shm directory (store_ring_owner)
+ *   "meta"    "ring.owner" -> u64, "ring.shm" -> the shm directory (store_ring_owner),
+ *             "deleting/<topic>" -> u32 partitions: a delete whose files may be left
  * Single writer (the daemon). Every function returns 0 or a negative code; LMDB errors are
  * mapped to SHOAL_EIO with the LMDB message in shoal_errmsg(). */
 #ifndef SHOAL_STORE_H
@@ -44,9 +45,17 @@ int store_topic_update(store_t *st, const char *name, const shoal_topic_config_t
 /* SHOAL_ENOTOPIC when missing. A stored record of an unknown version is SHOAL_EVERSION;
  * a short or garbled one is SHOAL_ECORRUPT. */
 int store_topic_get(store_t *st, const char *name, shoal_topic_config_t *cfg);
-/* Delete the topic and every group's committed offsets of it, in one transaction.
- * Returns how many offsets went, SHOAL_ENOTOPIC when missing. Durable on return. */
+/* Delete the topic and every group's committed offsets of it, and note the delete as
+ * unfinished (its partitions' files are removed after), in one transaction. Returns how
+ * many offsets went, SHOAL_ENOTOPIC when missing. Durable on return. */
 int store_topic_delete(store_t *st, const char *name);
+/* The delete of name is finished: its files are gone. Durable on return. */
+int store_deleting_done(store_t *st, const char *name);
+/* Call cb for each delete noted and not finished (a crash came between the two), with the
+ * topic's partition count (SHOAL_PARTITIONS_MAX when its record was damaged); stops and
+ * returns cb's value when non-zero. A new topic of the name drops the note. */
+typedef int (*store_deleting_cb)(void *arg, const char *name, uint32_t partitions);
+int store_deleting_foreach(store_t *st, store_deleting_cb cb, void *arg);
 
 /* cfg is NULL when the topic's stored record is unreadable or out of range (a damaged
  * store): shoal_errmsg() says why. */
