@@ -778,8 +778,6 @@ int broker_topic_alter(broker_t *b, const char *name, const char *const *names,
 
 static bool partition_dir_topic(const char *entry, char *name, size_t cap, uint32_t *id);
 
-/* A topic recovery left out: its record (maybe damaged), committed offsets and files go;
- * every partition directory of its name, since a damaged record may not say how many. */
 /* The delete of topic name is done once its files are gone: forget the store's note of it
  * (store_topic_delete). A failure leaves the note, and the next start removes the files
  * again (there are none). */
@@ -811,6 +809,8 @@ static void topic_files_remove(broker_t *b, const char *name, uint32_t known,
         closedir(d);
 }
 
+/* A topic recovery left out: its record (maybe damaged), committed offsets and files go;
+ * every partition directory of its name, since a damaged record may not say how many. */
 static int topic_delete_unserved(broker_t *b, const char *name)
 {
     shoal_topic_config_t cfg;
