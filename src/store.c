@@ -368,23 +368,44 @@ static uint64_t ring_owner_new(void)
     return id ? id : 1;
 }
 
+/* The shm directory stored by the last store_ring_owner() into prev ("" for none); true
+ * when it is shm (NULL: none to compare). */
+static bool ring_shm_get(MDB_txn *txn, MDB_dbi meta, const char *shm, char *prev, size_t cap)
+{
+    MDB_val key = meta_key(META_RING_SHM), val;
+
+    if (cap > 0)
+        prev[0] = '\0';
+    if (mdb_get(txn, meta, &key, &val) != 0)
+        return false;
+    snprintf(prev, cap, "%.*s", (int)SHOAL_MIN(val.mv_size, (size_t)INT_MAX),
+             (const char *)val.mv_data);
+    return shm && val.mv_size == strlen(shm) && memcmp(val.mv_data, shm, val.mv_size) == 0;
+}
+
+int store_ring_shm(store_t *st, char *prev, size_t cap)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn);
+
+    if (rc != 0)
+        return store_err(rc, "begin transaction");
+    ring_shm_get(txn, st->meta, NULL, prev, cap);
+    mdb_txn_abort(txn);
+    return 0;
+}
+
 int store_ring_owner(store_t *st, const char *shm_dir, uint64_t *owner, char *prev, size_t cap)
 {
     MDB_val k_owner = meta_key(META_RING_OWNER), k_shm = meta_key(META_RING_SHM), val;
     MDB_val shm = meta_key(shm_dir);
     MDB_txn *txn;
-    bool same = false;
+    bool same;
     int rc;
 
-    if (cap > 0)
-        prev[0] = '\0';
     if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
         return store_err(rc, "begin transaction");
-    if ((rc = mdb_get(txn, st->meta, &k_shm, &val)) == 0) {
-        same = val.mv_size == shm.mv_size && memcmp(val.mv_data, shm.mv_data, shm.mv_size) == 0;
-        snprintf(prev, cap, "%.*s", (int)SHOAL_MIN(val.mv_size, (size_t)INT_MAX),
-                 (const char *)val.mv_data);
-    }
+    same = ring_shm_get(txn, st->meta, shm_dir, prev, cap);
     if (same && (rc = mdb_get(txn, st->meta, &k_owner, &val)) == 0 &&
         val.mv_size == sizeof(*owner)) {
         memcpy(owner, val.mv_data, sizeof(*owner));

@@ -36,6 +36,8 @@ void store_set_map_hook(store_map_hook hook);
  * gets the shm directory of the last start ("" for none). 1 when the id is new, 0 when
  * kept, or a negative code. Durable on return. */
 int store_ring_owner(store_t *st, const char *shm_dir, uint64_t *owner, char *prev, size_t cap);
+/* The shm directory the last store_ring_owner() stored into prev ("" for none). */
+int store_ring_shm(store_t *st, char *prev, size_t cap);
 
 /* Insert a new topic, with no committed offsets (any under its name are dropped).
  * SHOAL_ETOPICEXISTS when the name is taken. Durable on return. */

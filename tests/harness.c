@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <glob.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -572,7 +573,15 @@ int harness_daemon_wait_exit(struct harness_daemon *d, int timeout_ms)
 
 void harness_daemon_wipe_shm(struct harness_daemon *d)
 {
+    char pattern[sizeof(d->shm_dir) + 2];
+    glob_t g;
+
     harness_rmrf(d->shm_dir);
+    snprintf(pattern, sizeof(pattern), "%s@*", d->shm_dir); /* the daemon's alternates */
+    if (glob(pattern, 0, NULL, &g) == 0)
+        for (size_t i = 0; i < g.gl_pathc; i++)
+            harness_rmrf(g.gl_pathv[i]);
+    globfree(&g);
 }
 
 void harness_test_filter(void)

@@ -99,7 +99,8 @@ int harness_daemon_restart(struct harness_daemon *d);
  * the shm dir. Safe on a daemon that never started. Returns -1 when the daemon did not
  * stop cleanly with status 0 (its log was printed), else 0. */
 int harness_daemon_cleanup(struct harness_daemon *d);
-/* Remove /dev/shm/shoal.<instance> (as a host reboot would). */
+/* Remove /dev/shm/shoal.<instance> and the daemon's alternates beside it (<shm_dir>@*),
+ * as a host reboot would. */
 void harness_daemon_wipe_shm(struct harness_daemon *d);
 /* The readers' wake-up word (shm_readers.seq) of the topic's partition 0: it moves once
  * for each append that found a reader (or the flusher) asleep. */

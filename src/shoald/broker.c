@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -1291,25 +1292,103 @@ static void warn_shm_not_tmpfs(const char *dir)
                  dir, (unsigned long)fs.f_type);
 }
 
-/* The shm directory sits in a world-writable /dev/shm under a name anyone can predict, so
- * one made by someone else (who could rename or swap ring files under the daemon) is
- * refused: it must be a real directory (not a link), ours, writable by nobody else.
- * Not on a tmpfs is only warned about. */
-static int check_shm_dir(const char *dir)
+/* A directory fit for the rings: a real directory (not a link), ours, that nobody else may
+ * write (who could rename or swap ring files under the daemon). Not on a tmpfs is only
+ * warned about. 0, -EPERM when unfit (*st says why), or a negative code. */
+static int check_shm_dir(const char *dir, struct stat *st)
+{
+    if (lstat(dir, st) < 0)
+        return -errno;
+    if (!S_ISDIR(st->st_mode) || st->st_uid != geteuid() || (st->st_mode & 022))
+        return -EPERM;
+    warn_shm_not_tmpfs(dir);
+    return 0;
+}
+
+/* The directory name an earlier start chose beside dflt (shm_dir_new): dflt's name, '@'
+ * (which no instance name holds) and 16 hex digits, in the realpath form the store keeps
+ * (broker_ring_owner). */
+static bool shm_dir_is_alternate(const broker_t *b, const char *path)
+{
+    char parent[PATH_MAX], prefix[PATH_MAX + 8];
+    size_t n;
+
+    if (!realpath(b->cfg->shm_dir, parent))
+        return false;
+    n = (size_t)snprintf(prefix, sizeof(prefix), "%s/shoal.%s@", parent, b->cfg->instance);
+    return n < sizeof(prefix) && strncmp(path, prefix, n) == 0 && strlen(path + n) == 16 &&
+           strspn(path + n, "0123456789abcdef") == 16;
+}
+
+/* The alternate directory of the last start, while it is fit (until a reboot): 1 with it in
+ * b->shm_dir, 0 for none, or a negative code. */
+static int shm_dir_kept(broker_t *b, const char *dflt)
+{
+    char prev[PATH_MAX];
+    struct stat st;
+    int rc = store_ring_shm(b->store, prev, sizeof(prev));
+
+    if (rc < 0) {
+        log_error("cannot read the last shm directory from the metadata store: %s", shoal_errmsg());
+        return rc;
+    }
+    if (!shm_dir_is_alternate(b, prev) || check_shm_dir(prev, &st) < 0)
+        return 0;
+    snprintf(b->shm_dir, sizeof(b->shm_dir), "%s", prev);
+    log_notice("the rings stay in %s, chosen when %s was unfit for them", prev, dflt);
+    return 1;
+}
+
+/* A new directory named after dflt that nobody could have made first (64 random bits). */
+static int shm_dir_new(broker_t *b, const char *dflt, const struct stat *unfit)
 {
     struct stat st;
-    if (lstat(dir, &st) < 0)
-        return -errno;
-    if (S_ISDIR(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 022)) {
-        warn_shm_not_tmpfs(dir);
-        return 0;
+    uint64_t r;
+
+    for (int tries = 0; tries < 8; tries++) {
+        if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+            break;
+        snprintf(b->shm_dir, sizeof(b->shm_dir), "%s@%016llx", dflt, (unsigned long long)r);
+        if (mkdir(b->shm_dir, 0700) == 0) {
+            log_warn("%s is not a directory of this user's (uid %u) that only it may write (%s "
+                     "uid %u mode %04o): another user may have made it to tamper with the "
+                     "rings, so they go to %s instead, at every start until a reboot",
+                     dflt, (unsigned)geteuid(),
+                     S_ISDIR(unfit->st_mode) ? "directory" : "not a directory",
+                     (unsigned)unfit->st_uid, (unsigned)(unfit->st_mode & 07777), b->shm_dir);
+            return check_shm_dir(b->shm_dir, &st);
+        }
+        if (errno != EEXIST)
+            break;
     }
-    log_error("%s is not a directory of this user's (uid %u) that only it may write: %s uid %u "
-              "mode %04o; it may have been made by another user to tamper with the rings: "
-              "remove it, or choose another --instance or --shm-dir",
-              dir, (unsigned)geteuid(), S_ISDIR(st.st_mode) ? "directory" : "not a directory",
-              (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+    log_error("cannot create a shm directory beside %s, which is unfit for the rings: %s", dflt,
+              errno == EEXIST ? "every name tried was taken" : strerror(errno));
     return -EPERM;
+}
+
+/* The shm directory is <shm.dir>/shoal.<instance>, a name anyone can take first in a
+ * world-writable /dev/shm; a directory there unfit for the rings (check_shm_dir) does not
+ * stop the daemon: the rings go to a directory of an unpredictable name beside it, which
+ * the store remembers (broker_ring_owner), so that a daemon restart re-attaches them. */
+static int broker_shm_dir(broker_t *b)
+{
+    char dflt[PATH_MAX - 32];
+    struct stat st;
+    int rc;
+
+    if (snprintf(dflt, sizeof(dflt), "%s/shoal.%s", b->cfg->shm_dir, b->cfg->instance) >=
+        (int)sizeof(dflt))
+        return -ENAMETOOLONG;
+    if ((rc = shm_dir_kept(b, dflt)) != 0)
+        return rc < 0 ? rc : 0;
+    snprintf(b->shm_dir, sizeof(b->shm_dir), "%s", dflt);
+    if ((rc = make_dir(dflt, 0700)) < 0)
+        return rc;
+    if ((rc = check_shm_dir(dflt, &st)) == -EPERM)
+        return shm_dir_new(b, dflt, &st);
+    if (rc < 0)
+        log_error("cannot use %s: %s", dflt, shoal_strerror(rc));
+    return rc;
 }
 
 /* The data and runtime directories (and the store's) hold files shoald creates by name:
@@ -1385,9 +1464,7 @@ static int broker_dirs(broker_t *b)
     char meta[PATH_MAX];
     int rc;
 
-    if (snprintf(b->shm_dir, sizeof(b->shm_dir), "%s/shoal.%s", c->shm_dir, c->instance) >=
-            (int)sizeof(b->shm_dir) ||
-        snprintf(b->socket_path, sizeof(b->socket_path), "%s/shoald.sock", c->runtime_dir) >=
+    if (snprintf(b->socket_path, sizeof(b->socket_path), "%s/shoald.sock", c->runtime_dir) >=
             (int)sizeof(b->socket_path) ||
         snprintf(meta, sizeof(meta), "%s/meta", c->data_dir) >= (int)sizeof(meta))
         return -ENAMETOOLONG;
@@ -1404,17 +1481,19 @@ static int broker_dirs(broker_t *b)
     if ((rc = make_dir(c->runtime_dir, 0755)) < 0 ||
         (rc = check_state_dir(c->runtime_dir, "runtime directory")) < 0 ||
         (rc = make_dir(meta, 0700)) < 0 || (rc = check_state_dir(meta, "metadata store")) < 0 ||
-        (rc = check_store_files(meta)) < 0 || (rc = make_dir(b->shm_dir, 0700)) < 0 ||
-        (rc = check_shm_dir(b->shm_dir)) < 0)
+        (rc = check_store_files(meta)) < 0)
+        return rc;
+    store_set_map_hook(guard_store);
+    if ((rc = store_open(meta, 0, &b->store)) < 0) {
+        log_error("cannot open the metadata store in %s: %s (%s)", meta, shoal_strerror(rc),
+                  shoal_errmsg());
+        return rc;
+    }
+    if ((rc = broker_shm_dir(b)) < 0)
         return rc;
     if ((b->shm_lock_fd = lock_dir(b->shm_dir, "shm directory")) < 0)
         return b->shm_lock_fd;
-    store_set_map_hook(guard_store);
-    rc = store_open(meta, 0, &b->store);
-    if (rc < 0)
-        log_error("cannot open the metadata store in %s: %s (%s)", meta, shoal_strerror(rc),
-                  shoal_errmsg());
-    return rc < 0 ? rc : broker_ring_owner(b);
+    return broker_ring_owner(b);
 }
 
 /* Every ring mapping shoald makes is guarded: a client that cuts one of its files short

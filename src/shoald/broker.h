@@ -22,7 +22,7 @@ typedef struct dtopic {
 
 typedef struct broker {
     const shoald_config_t *cfg;
-    char shm_dir[PATH_MAX]; /* <shm.dir>/shoal.<instance> */
+    char shm_dir[PATH_MAX]; /* <shm.dir>/shoal.<instance>[@<hex>]: broker_shm_dir */
     uint64_t ring_owner;    /* store_ring_owner(): what its rings carry */
     char socket_path[PATH_MAX];
     store_t *store;

@@ -3,7 +3,7 @@
  * Keys (the file spells them as below; the command line also accepts '-' for '.'):
  *   data.dir            where topics' segments and the LMDB metadata live   ./var/data
  *   runtime.dir         where the control socket shoald.sock is created     ./var/run
- *   instance            prefix of the shm directory /dev/shm/shoal.<instance>   shoal
+ *   instance            names the shm directory /dev/shm/shoal.<instance>   shoal
  *   shm.dir             parent of the shm directory                         /dev/shm
  *   flush.interval.ms   how often the flusher copies rings to disk          5
  *   flush.ms            longest time written data waits for an fsync        1000

@@ -17,6 +17,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <linux/magic.h>
 #include <poll.h>
@@ -935,19 +936,60 @@ INTEG_TEST(test_a_stopping_daemon_leaves_a_socket_it_no_longer_owns)
     assert_int_equal(unlink(f->d.socket), 0);
 }
 
-/* An shm directory others may write (made by another user before the daemon's first
- * start, say) is refused at start, not used. */
-INTEG_TEST(test_an_shm_directory_others_may_write_is_refused)
+/* The one directory beside d's shm directory that the daemon chose when that one was unfit
+ * (<shm dir>@<16 hex digits>), into path. */
+static void shm_dir_alternate(const struct harness_daemon *d, char *path, size_t cap)
 {
-    shoal_client_close(f->c);
-    f->c = NULL;
+    char pattern[PATH_MAX];
+    glob_t g;
+
+    snprintf(pattern, sizeof(pattern), "%s@*", d->shm_dir);
+    assert_int_equal(glob(pattern, 0, NULL, &g), 0);
+    assert_int_equal(g.gl_pathc, 1);
+    assert_int_equal(strlen(g.gl_pathv[0]), strlen(d->shm_dir) + 17);
+    snprintf(path, cap, "%s", g.gl_pathv[0]);
+    globfree(&g);
+}
+
+/* An shm directory others may write (made by another user in /dev/shm before the daemon's
+ * first start, say) does not stop the daemon: the rings go to a directory of a name nobody
+ * can take first, and stay there at the next start, so that a memory topic's records
+ * outlive a daemon crash there as they do in the default directory. */
+INTEG_TEST(test_an_shm_directory_others_may_write_is_passed_over)
+{
+    shoal_topic_config_t mem = topic_cfg(1, 64 << 10, 2);
+    char alt[PATH_MAX];
+    struct stat st;
+
+    mem.storage = SHOAL_STORAGE_MEMORY;
+    assert_int_equal(shoal_topic_create(f->c, "kept", NULL), 0);
+    assert_int_equal(produce_range(f->c, "kept", 0, 0, 3, SHOAL_ACKS_MEMORY), 0);
     assert_int_equal(harness_daemon_stop(&f->d), 0);
     assert_int_equal(chmod(f->d.shm_dir, 0777), 0);
-    assert_int_equal(harness_daemon_restart(&f->d), -1);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
     assert_true(harness_daemon_log_contains(&f->d, "that only it may write"));
+    shm_dir_alternate(&f->d, alt, sizeof(alt));
+    assert_int_equal(lstat(alt, &st), 0);
+    assert_true(S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
+    assert_int_equal(reconnect(f), 0);
+    assert_int_equal(harness_read_numbered(f->c, "kept", 0, 3), 3); /* from disk */
+
+    assert_int_equal(shoal_topic_create(f->c, "mem", &mem), 0);
+    assert_int_equal(produce_range(f->c, "mem", 0, 0, 3, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(harness_daemon_kill9(&f->d), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_true(harness_daemon_log_contains(&f->d, "the rings stay in"));
+    assert_int_equal(harness_daemon_log_count(&f->d, "that only it may write"), 1);
+    assert_int_equal(reconnect(f), 0);
+    assert_int_equal(harness_read_numbered(f->c, "mem", 0, 3), 3);
+
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    harness_rmrf(alt); /* as a reboot would: the default directory serves again */
     assert_int_equal(chmod(f->d.shm_dir, 0700), 0);
     assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(harness_daemon_log_count(&f->d, "that only it may write"), 1);
     assert_int_equal(reconnect(f), 0);
+    assert_int_equal(harness_read_numbered(f->c, "kept", 0, 3), 3);
 }
 
 /* An shm directory that is not on a tmpfs (a user session's typo went unnoticed) is
@@ -4360,7 +4402,7 @@ int main(void)
         T(test_an_unrecoverable_topic_is_left_out_and_unknown_segments_are_kept),
         T(test_an_unserved_topic_keeps_no_ring_its_recovery_built),
         T(test_a_stopping_daemon_leaves_a_socket_it_no_longer_owns),
-        T(test_an_shm_directory_others_may_write_is_refused),
+        T(test_an_shm_directory_others_may_write_is_passed_over),
         T(test_an_shm_directory_on_disk_is_warned_about),
         T(test_rings_of_no_served_topic_are_reported_at_start_and_kept),
         T(test_creation_and_recovery_are_logged_in_one_line_each),

@@ -242,18 +242,23 @@ static void test_store_reopen_keeps_topics(void **state)
 
 /* The rings' owner id stays while the same shm directory serves the store, across a
  * reopen; another shm directory in between gets a new one, and so does the first one
- * after it (its rings from before must not be taken), with the last one named. */
+ * after it (its rings from before must not be taken), with the last one named, which
+ * store_ring_shm reads too. */
 static void test_store_ring_owner_changes_with_the_shm_directory(void **state)
 {
     struct fixture *f = *state;
     uint64_t first, again, other, back;
-    char prev[64];
+    char prev[64] = "x";
 
+    assert_int_equal(store_ring_shm(f->st, prev, sizeof(prev)), 0);
+    assert_string_equal(prev, "");
     assert_int_equal(store_ring_owner(f->st, "/dev/shm/shoal.a", &first, prev, sizeof(prev)), 1);
     assert_string_equal(prev, "");
     assert_int_not_equal(first, 0);
     store_close(f->st);
     assert_int_equal(store_open(f->meta, 0, &f->st), 0);
+    assert_int_equal(store_ring_shm(f->st, prev, sizeof(prev)), 0);
+    assert_string_equal(prev, "/dev/shm/shoal.a");
     assert_int_equal(store_ring_owner(f->st, "/dev/shm/shoal.a", &again, prev, sizeof(prev)), 0);
     assert_true(again == first);
     assert_string_equal(prev, "/dev/shm/shoal.a");
