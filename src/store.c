@@ -352,6 +352,8 @@ void store_close(store_t *st)
 #define META_RING_OWNER "ring.owner"
 #define META_RING_SHM   "ring.shm"
 #define META_DELETING   "deleting/" /* + a topic name: its delete's files are not all gone */
+#define META_GROWING    "growing/"  /* + a topic name: partitions being added, not yet stored */
+#define META_NOTE_MAX   (sizeof(META_DELETING) + SHOAL_TOPIC_NAME_MAX)
 
 static MDB_val meta_key(const char *name)
 {
@@ -482,21 +484,71 @@ static int offsets_drop_topic(store_t *st, MDB_txn *txn, const char *name)
     return rc == MDB_NOTFOUND ? count : store_err(rc, "offset cursor");
 }
 
-/* The "meta" key noting that name's delete has files left: META_DELETING + name. */
-static MDB_val deleting_key(char buf[sizeof(META_DELETING) + SHOAL_TOPIC_NAME_MAX],
-                            const char *name)
+/* The "meta" key of a note about topic name's files (META_DELETING, META_GROWING): the
+ * kind's prefix + name. */
+static MDB_val note_key(char buf[META_NOTE_MAX], const char *kind, const char *name)
 {
-    int n = snprintf(buf, sizeof(META_DELETING) + SHOAL_TOPIC_NAME_MAX, META_DELETING "%s", name);
-    return (MDB_val){.mv_size = (size_t)n, .mv_data = buf};
+    int n = snprintf(buf, META_NOTE_MAX, "%s%s", kind, name);
+    return (MDB_val){.mv_size = (size_t)SHOAL_MIN(n, (int)META_NOTE_MAX - 1), .mv_data = buf};
 }
 
-static int deleting_forget(store_t *st, MDB_txn *txn, const char *name)
+static int note_forget(store_t *st, MDB_txn *txn, const char *kind, const char *name)
 {
-    char buf[sizeof(META_DELETING) + SHOAL_TOPIC_NAME_MAX];
-    MDB_val key = deleting_key(buf, name);
+    char buf[META_NOTE_MAX];
+    MDB_val key = note_key(buf, kind, name);
     int rc = mdb_del(txn, st->meta, &key, NULL);
 
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(rc, "deleting note");
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(rc, kind);
+}
+
+static int note_done(store_t *st, const char *kind, const char *name)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
+
+    if (rc != 0)
+        return store_err(rc, "begin transaction");
+    if ((rc = note_forget(st, txn, kind, name)) < 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return store_commit(st, txn, "commit");
+}
+
+/* Call cb(arg, name, value) for each note of a kind whose value has val_size bytes (others
+ * are not this shoal's, and left alone); stops and returns cb's value when non-zero. */
+static int notes_foreach(store_t *st, const char *kind, size_t val_size,
+                         int (*cb)(void *arg, const char *name, const void *val), void *arg)
+{
+    size_t prefix = strlen(kind);
+    MDB_val key = meta_key(kind), val;
+    MDB_cursor *cur;
+    MDB_txn *txn;
+    int rc, cb_rc = 0;
+
+    if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return store_err(rc, "begin transaction");
+    if ((rc = mdb_cursor_open(txn, st->meta, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        return store_err(rc, "open cursor");
+    }
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+         rc == 0 && key.mv_size > prefix && !memcmp(key.mv_data, kind, prefix);
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        char name[SHOAL_TOPIC_NAME_MAX + 1];
+
+        if (key.mv_size - prefix > SHOAL_TOPIC_NAME_MAX || val.mv_size != val_size)
+            continue;
+        memcpy(name, (const char *)key.mv_data + prefix, key.mv_size - prefix);
+        name[key.mv_size - prefix] = '\0';
+        if ((cb_rc = cb(arg, name, val.mv_data)) != 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    if (cb_rc != 0)
+        return cb_rc;
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(rc, kind);
 }
 
 int store_topic_put(store_t *st, const char *name, const shoal_topic_config_t *cfg)
@@ -531,9 +583,11 @@ static int topic_write(store_t *st, const char *name, const shoal_topic_config_t
     if (rc != 0)
         goto out_abort;
     /* A new topic has no committed offsets, even where an older shoal kept a deleted one's,
-     * nor a note of an unfinished delete, which would take its files at the next start */
-    if (flags == MDB_NOOVERWRITE && ((rc = offsets_drop_topic(st, txn, name)) < 0 ||
-                                     (rc = deleting_forget(st, txn, name)) < 0)) {
+     * nor a note of an unfinished delete, which would take its files at the next start; and
+     * a topic's partition count, once stored, ends a grow noted (store_growing_note) */
+    if ((flags == MDB_NOOVERWRITE && ((rc = offsets_drop_topic(st, txn, name)) < 0 ||
+                                      (rc = note_forget(st, txn, META_DELETING, name)) < 0)) ||
+        (rc = note_forget(st, txn, META_GROWING, name)) < 0) {
         mdb_txn_abort(txn);
         return rc;
     }
@@ -571,8 +625,8 @@ int store_topic_get(store_t *st, const char *name, shoal_topic_config_t *cfg)
 
 int store_topic_delete(store_t *st, const char *name)
 {
-    char buf[sizeof(META_DELETING) + SHOAL_TOPIC_NAME_MAX];
-    MDB_val key, val, note = deleting_key(buf, name);
+    char buf[META_NOTE_MAX];
+    MDB_val key, val, note = note_key(buf, META_DELETING, name);
     shoal_topic_config_t cfg;
     uint32_t partitions;
     MDB_txn *txn;
@@ -595,9 +649,10 @@ int store_topic_delete(store_t *st, const char *name)
     if ((rc = mdb_del(txn, st->topics, &key, NULL)) != 0 ||
         (rc = mdb_put(txn, st->meta, &note, &val, 0)) != 0)
         goto out_abort;
-    if ((count = offsets_drop_topic(st, txn, name)) < 0) {
+    if ((count = offsets_drop_topic(st, txn, name)) < 0 ||
+        (rc = note_forget(st, txn, META_GROWING, name)) < 0) {
         mdb_txn_abort(txn);
-        return count;
+        return count < 0 ? count : rc;
     }
     rc = store_commit(st, txn, "commit");
     return rc == 0 ? count : rc;
@@ -611,51 +666,70 @@ out_abort:
 
 int store_deleting_done(store_t *st, const char *name)
 {
+    return note_done(st, META_DELETING, name);
+}
+
+struct note_visit {
+    store_deleting_cb deleting;
+    store_growing_cb growing;
+    void *arg;
+};
+
+static int visit_deleting(void *arg, const char *name, const void *val)
+{
+    const struct note_visit *v = arg;
+    uint32_t partitions;
+
+    memcpy(&partitions, val, sizeof(partitions));
+    return v->deleting(v->arg, name, SHOAL_MIN(partitions, (uint32_t)SHOAL_PARTITIONS_MAX));
+}
+
+int store_deleting_foreach(store_t *st, store_deleting_cb cb, void *arg)
+{
+    struct note_visit v = {.deleting = cb, .arg = arg};
+
+    return notes_foreach(st, META_DELETING, sizeof(uint32_t), visit_deleting, &v);
+}
+
+int store_growing_note(store_t *st, const char *name, uint32_t first, uint32_t end)
+{
+    char buf[META_NOTE_MAX];
+    uint32_t range[2] = {first, end};
+    MDB_val key = note_key(buf, META_GROWING, name),
+            val = {.mv_size = sizeof(range), .mv_data = range};
     MDB_txn *txn;
     int rc = mdb_txn_begin(st->env, NULL, 0, &txn);
 
     if (rc != 0)
         return store_err(rc, "begin transaction");
-    if ((rc = deleting_forget(st, txn, name)) < 0) {
+    if ((rc = mdb_put(txn, st->meta, &key, &val, 0)) != 0) {
         mdb_txn_abort(txn);
-        return rc;
+        return store_err(rc, META_GROWING);
     }
     return store_commit(st, txn, "commit");
 }
 
-int store_deleting_foreach(store_t *st, store_deleting_cb cb, void *arg)
+int store_growing_done(store_t *st, const char *name)
 {
-    size_t prefix = strlen(META_DELETING);
-    MDB_val key = meta_key(META_DELETING), val;
-    MDB_cursor *cur;
-    MDB_txn *txn;
-    int rc, cb_rc = 0;
+    return note_done(st, META_GROWING, name);
+}
 
-    if ((rc = mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn)) != 0)
-        return store_err(rc, "begin transaction");
-    if ((rc = mdb_cursor_open(txn, st->meta, &cur)) != 0) {
-        mdb_txn_abort(txn);
-        return store_err(rc, "open cursor");
-    }
-    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-         rc == 0 && key.mv_size > prefix && !memcmp(key.mv_data, META_DELETING, prefix);
-         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        char name[SHOAL_TOPIC_NAME_MAX + 1];
-        uint32_t partitions;
+static int visit_growing(void *arg, const char *name, const void *val)
+{
+    const struct note_visit *v = arg;
+    uint32_t range[2];
 
-        if (key.mv_size - prefix > SHOAL_TOPIC_NAME_MAX || val.mv_size != sizeof(partitions))
-            continue; /* not one this shoal wrote: left alone */
-        memcpy(name, (const char *)key.mv_data + prefix, key.mv_size - prefix);
-        name[key.mv_size - prefix] = '\0';
-        memcpy(&partitions, val.mv_data, sizeof(partitions));
-        if ((cb_rc = cb(arg, name, SHOAL_MIN(partitions, (uint32_t)SHOAL_PARTITIONS_MAX))) != 0)
-            break;
-    }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
-    if (cb_rc != 0)
-        return cb_rc;
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : store_err(rc, "deleting notes");
+    memcpy(range, val, sizeof(range));
+    if (range[0] >= range[1] || range[1] > SHOAL_PARTITIONS_MAX)
+        return 0; /* not one this shoal wrote */
+    return v->growing(v->arg, name, range[0], range[1]);
+}
+
+int store_growing_foreach(store_t *st, store_growing_cb cb, void *arg)
+{
+    struct note_visit v = {.growing = cb, .arg = arg};
+
+    return notes_foreach(st, META_GROWING, 2 * sizeof(uint32_t), visit_growing, &v);
 }
 
 /* Copy one entry out of the map and hand it to cb. */

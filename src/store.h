@@ -6,7 +6,8 @@
  *   "groups"  group id -> generation, protocol, members       [filled by the groups issue]
  *   "acls"    topic -> allowed uids/gids                      [reserved]
  *   "meta"    "ring.owner" -> u64, "ring.shm" -> the shm directory (store_ring_owner),
- *             "deleting/<topic>" -> u32 partitions: a delete whose files may be left
+ *             "deleting/<topic>" -> u32 partitions: a delete whose files may be left,
+ *             "growing/<topic>" -> u32 first, end: partitions being added, not yet stored
  * Single writer (the daemon). Every function returns 0 or a negative code; LMDB errors are
  * mapped to SHOAL_EIO with the LMDB message in shoal_errmsg(). */
 #ifndef SHOAL_STORE_H
@@ -58,6 +59,17 @@ int store_deleting_done(store_t *st, const char *name);
  * returns cb's value when non-zero. A new topic of the name drops the note. */
 typedef int (*store_deleting_cb)(void *arg, const char *name, uint32_t partitions);
 int store_deleting_foreach(store_t *st, store_deleting_cb cb, void *arg);
+/* Note that partitions first..end - 1 of topic name are being added: their files are made
+ * before the topic's new count is stored, and a crash in between leaves them to remove at
+ * the next start. Writing the topic's record (store_topic_update), or deleting it, ends the
+ * note. Durable on return. */
+int store_growing_note(store_t *st, const char *name, uint32_t first, uint32_t end);
+/* The grow of name ended without storing its new count, and its files are gone. Durable
+ * on return. */
+int store_growing_done(store_t *st, const char *name);
+/* Call cb for each grow noted and not ended; stops and returns cb's value when non-zero. */
+typedef int (*store_growing_cb)(void *arg, const char *name, uint32_t first, uint32_t end);
+int store_growing_foreach(store_t *st, store_growing_cb cb, void *arg);
 
 /* cfg is NULL when the topic's stored record is unreadable or out of range (a damaged
  * store): shoal_errmsg() says why. */

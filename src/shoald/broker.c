@@ -675,7 +675,8 @@ int broker_topic_alter_begin(broker_t *b, const char *name, const char *const *n
     else if ((rc = alter_apply(&cfg, names, values, n)) < 0)
         ;
     else if (cfg.partitions != t->cfg.partitions) {
-        if ((rc = grow_check(b, t, &cfg)) == 0) {
+        if ((rc = grow_check(b, t, &cfg)) == 0 &&
+            (rc = store_growing_note(b->store, name, t->cfg.partitions, cfg.partitions)) == 0) {
             t->growing_to = cfg.partitions;
             *next = cfg;
             rc = 1;
@@ -734,6 +735,39 @@ static void grow_start_groups(broker_t *b, const char *name, uint32_t had, uint3
                   name, had, now - 1, n);
 }
 
+/* A grow that ended without storing the topic's new count: its partitions' files are gone,
+ * and so goes its note (store_growing_note). A failure leaves the note, and the next start
+ * looks for their files again (there are none). */
+static void grow_undone(broker_t *b, const char *name)
+{
+    if (store_growing_done(b->store, name) < 0)
+        log_warn("topic %s: the metadata store still notes partitions being added (%s): the "
+                 "next start looks for their files again",
+                 name, shoal_errmsg());
+}
+
+/* At start: the partitions a grow was adding when a crash cut it short, before the topic's
+ * new count was stored, were never served, and hold no records; their rings held RAM until
+ * someone removed them by hand. Their files go. */
+static int grow_finish_cut(void *arg, const char *name, uint32_t first, uint32_t end)
+{
+    broker_t *b = arg;
+    shoal_topic_config_t cfg;
+    int rc = store_topic_get(b->store, name, &cfg);
+
+    if (rc == 0 && cfg.partitions < end) {
+        first = SHOAL_MAX(first, cfg.partitions);
+        for (uint32_t i = first; i < end; i++)
+            dpart_remove_files(b->cfg->data_dir, b->shm_dir, name, i, NULL);
+        log_notice("topic %s: removed partitions %u..%u, which a stop cut short while they were "
+                   "being added (the topic has %u)",
+                   name, first, end - 1, cfg.partitions);
+    }
+    if (rc == 0 || rc == SHOAL_ENOTOPIC)
+        grow_undone(b, name);
+    return 0;
+}
+
 int broker_topic_grow_finish(broker_t *b, const char *name, const shoal_topic_config_t *next)
 {
     dpart_t *parts = NULL;
@@ -746,7 +780,9 @@ int broker_topic_grow_finish(broker_t *b, const char *name, const shoal_topic_co
     had = t->cfg.partitions;
     pthread_rwlock_unlock(&b->lock);
     create_test_delay();
-    rc = grow_open(b, name, had, next, &parts); /* the rings: no lock held */
+    rc = grow_open(b, name, had, next, &parts);      /* the rings: no lock held */
+    if (rc == 0 && getenv("SHOALD_TEST_GROW_CRASH")) /* test hook: before the count is stored */
+        raise(SIGKILL);
 
     pthread_rwlock_wrlock(&b->lock);
     if (rc == 0) {
@@ -761,6 +797,8 @@ int broker_topic_grow_finish(broker_t *b, const char *name, const shoal_topic_co
         else
             log_info("topic %s: partitions %u..%u added", name, had, next->partitions - 1);
     }
+    if (rc < 0)
+        grow_undone(b, name);
     t->growing_to = 0;
     pthread_rwlock_unlock(&b->lock);
     if (rc == 0)
@@ -1554,6 +1592,9 @@ int broker_open(broker_t *b, const shoald_config_t *cfg)
         goto out_close;
     if ((rc = store_deleting_foreach(b->store, delete_finish, b)) < 0)
         log_warn("cannot read the deletes a stop cut short (%s): their files stay", shoal_errmsg());
+    if ((rc = store_growing_foreach(b->store, grow_finish_cut, b)) < 0)
+        log_warn("cannot read the partition growths a stop cut short (%s): their files stay",
+                 shoal_errmsg());
     rc = store_topic_foreach(b->store, recover_topic, &rv);
     if (rc < 0) {
         log_error("recovery failed: %s (%s)", shoal_strerror(rc), shoal_errmsg());

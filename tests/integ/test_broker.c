@@ -1217,6 +1217,44 @@ INTEG_TEST(test_a_delete_cut_short_by_a_crash_is_finished_at_the_next_start)
     shoal_topic_info_free(info);
 }
 
+/* A partition growth that a crash cuts short, after the new partitions' files were made and
+ * before the topic's new count was stored (SHOALD_TEST_GROW_CRASH), leaves partitions that
+ * were never served: the next start removes their files (their rings held RAM, and were
+ * reported as maybe holding records), and the topic grows again as asked. */
+INTEG_TEST(test_a_partition_growth_cut_short_by_a_crash_is_undone_at_the_next_start)
+{
+    shoal_topic_config_t cfg = topic_cfg(1, 1ull << 20, 2);
+    const char *name = "partitions", *three = "3";
+    shoal_topic_info_t *info;
+    char dir[PATH_MAX];
+
+    assert_int_equal(shoal_topic_create(f->c, "grown", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "grown", 0, 0, 3, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    setenv("SHOALD_TEST_GROW_CRASH", "1", 1);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    unsetenv("SHOALD_TEST_GROW_CRASH");
+    assert_int_equal(reconnect(f), 0);
+    assert_true(shoal_topic_alter(f->c, "grown", &name, &three, 1) < 0); /* shoald died on it */
+    assert_true(harness_daemon_wait_exit(&f->d, 5000) >= 0);
+    snprintf(dir, sizeof(dir), "%s/grown-2", f->d.data_dir);
+    assert_int_equal(access(dir, F_OK), 0);
+    assert_int_equal(count_dir_entries(f->d.shm_dir, ".ctl"), 3);
+
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    harness_daemon_expect_log(&f->d, "topic grown: removed partitions 1..2, which a stop cut");
+    assert_false(harness_daemon_log_contains(&f->d, "of no served topic"));
+    assert_int_equal(access(dir, F_OK), -1);
+    assert_int_equal(count_dir_entries(f->d.shm_dir, ".ctl"), 1);
+    assert_int_equal(reconnect(f), 0);
+    assert_int_equal(harness_read_numbered(f->c, "grown", 0, 3), 3);
+    assert_int_equal(shoal_topic_alter(f->c, "grown", &name, &three, 1), 0);
+    assert_int_equal(shoal_topic_describe(f->c, "grown", &info), 0);
+    assert_int_equal(info->config.partitions, 3);
+    shoal_topic_info_free(info);
+    assert_int_equal(count_dir_entries(f->d.shm_dir, ".ctl"), 3);
+}
+
 INTEG_TEST(test_unknown_topic_is_enotopic_for_describe_delete_and_producer)
 {
     shoal_topic_info_t *info = (void *)1;
@@ -4409,6 +4447,7 @@ int main(void)
         T(test_a_ring_of_another_data_directory_is_not_re_attached),
         T(test_allow_gid_gets_the_runtime_directory_or_a_warning),
         T(test_a_delete_cut_short_by_a_crash_is_finished_at_the_next_start),
+        T(test_a_partition_growth_cut_short_by_a_crash_is_undone_at_the_next_start),
         T(test_unknown_topic_is_enotopic_for_describe_delete_and_producer),
         T(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset),
         T(test_client_open_without_daemon_is_enodaemon),

@@ -120,6 +120,48 @@ static void test_store_notes_a_delete_until_it_is_done(void **state)
     assert_string_equal(seen, "");
 }
 
+/* What store_growing_foreach() saw: "name:first-end " for each note. */
+static int note_growing(void *arg, const char *name, uint32_t first, uint32_t end)
+{
+    char *seen = arg;
+    snprintf(seen + strlen(seen), 256 - strlen(seen), "%s:%u-%u ", name, first, end);
+    return 0;
+}
+
+/* A grow is noted with the partitions it adds until the topic's new count is stored (or the
+ * topic deleted), or it is done (store_growing_done), so that a start after a crash in
+ * between removes the partitions it left. */
+static void test_store_notes_a_grow_until_the_count_is_stored(void **state)
+{
+    struct fixture *f = *state;
+    shoal_topic_config_t cfg = config_with(3);
+    char seen[256] = "";
+
+    assert_int_equal(store_topic_put(f->st, "a", &cfg), 0);
+    assert_int_equal(store_topic_put(f->st, "b", &cfg), 0);
+    assert_int_equal(store_topic_put(f->st, "c", &cfg), 0);
+    assert_int_equal(store_growing_note(f->st, "a", 3, 5), 0);
+    assert_int_equal(store_growing_note(f->st, "b", 3, 4), 0);
+    assert_int_equal(store_growing_note(f->st, "c", 3, 8), 0);
+    assert_int_equal(store_growing_foreach(f->st, note_growing, seen), 0);
+    assert_string_equal(seen, "a:3-5 b:3-4 c:3-8 ");
+
+    cfg.partitions = 5;
+    assert_int_equal(store_topic_update(f->st, "a", &cfg), 0);
+    assert_int_equal(store_topic_delete(f->st, "b"), 0);
+    seen[0] = '\0';
+    assert_int_equal(store_growing_foreach(f->st, note_growing, seen), 0);
+    assert_string_equal(seen, "c:3-8 ");
+    assert_int_equal(store_growing_done(f->st, "c"), 0);
+    assert_int_equal(store_growing_done(f->st, "c"), 0); /* twice: nothing to forget */
+    seen[0] = '\0';
+    assert_int_equal(store_growing_foreach(f->st, note_growing, seen), 0);
+    assert_string_equal(seen, "");
+    seen[0] = '\0';
+    assert_int_equal(store_deleting_foreach(f->st, note_deleting, seen), 0);
+    assert_string_equal(seen, "b:3 "); /* the other kind of note is its own */
+}
+
 static void test_store_rejects_empty_and_overlong_names(void **state)
 {
     struct fixture *f = *state;
@@ -449,6 +491,7 @@ int main(void)
         T(test_store_missing_topic_is_notopic),
         T(test_store_delete_removes_topic),
         T(test_store_notes_a_delete_until_it_is_done),
+        T(test_store_notes_a_grow_until_the_count_is_stored),
         T(test_store_rejects_empty_and_overlong_names),
         T(test_store_foreach_visits_in_name_order),
         T(test_store_foreach_stops_on_callback_value),
