@@ -1358,11 +1358,22 @@ static bool shm_dir_is_alternate(const broker_t *b, const char *path)
            strspn(path + n, "0123456789abcdef") == 16;
 }
 
+/* What an unfit shm directory is (check_shm_dir), for a log line. */
+static const char *unfit_text(const struct stat *st, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s uid %u mode %04o",
+             S_ISDIR(st->st_mode)   ? "directory"
+             : S_ISLNK(st->st_mode) ? "link"
+                                    : "not a directory",
+             (unsigned)st->st_uid, (unsigned)(st->st_mode & 07777));
+    return buf;
+}
+
 /* The alternate directory of the last start, while it is fit (until a reboot): 1 with it in
  * b->shm_dir, 0 for none, or a negative code. */
 static int shm_dir_kept(broker_t *b, const char *dflt)
 {
-    char prev[PATH_MAX];
+    char prev[PATH_MAX], why[64];
     struct stat st;
     int rc = store_ring_shm(b->store, prev, sizeof(prev));
 
@@ -1370,31 +1381,40 @@ static int shm_dir_kept(broker_t *b, const char *dflt)
         log_error("cannot read the last shm directory from the metadata store: %s", shoal_errmsg());
         return rc;
     }
-    if (!shm_dir_is_alternate(b, prev) || check_shm_dir(prev, &st) < 0)
+    if (!shm_dir_is_alternate(b, prev) || (rc = check_shm_dir(prev, &st)) == -ENOENT)
+        return 0; /* none, or gone with a reboot */
+    if (rc < 0) {
+        log_warn("%s, where the last start kept the rings, is unfit for them now (%s): the rings "
+                 "left there are not used",
+                 prev, rc == -EPERM ? unfit_text(&st, why, sizeof(why)) : strerror(-rc));
         return 0;
+    }
     snprintf(b->shm_dir, sizeof(b->shm_dir), "%s", prev);
     log_notice("the rings stay in %s, chosen when %s was unfit for them", prev, dflt);
     return 1;
 }
 
-/* A new directory named after dflt that nobody could have made first (64 random bits). */
+/* A new directory named after dflt that nobody could have made first (64 random bits): 1,
+ * or a negative code. */
 static int shm_dir_new(broker_t *b, const char *dflt, const struct stat *unfit)
 {
+    char why[64];
     struct stat st;
     uint64_t r;
+    int rc;
 
     for (int tries = 0; tries < 8; tries++) {
-        if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        while ((rc = (int)getrandom(&r, sizeof(r), 0)) < 0 && errno == EINTR)
+            ;
+        if (rc != (int)sizeof(r))
             break;
         snprintf(b->shm_dir, sizeof(b->shm_dir), "%s@%016llx", dflt, (unsigned long long)r);
         if (mkdir(b->shm_dir, 0700) == 0) {
-            log_warn("%s is not a directory of this user's (uid %u) that only it may write (%s "
-                     "uid %u mode %04o): another user may have made it to tamper with the "
-                     "rings, so they go to %s instead, at every start until a reboot",
-                     dflt, (unsigned)geteuid(),
-                     S_ISDIR(unfit->st_mode) ? "directory" : "not a directory",
-                     (unsigned)unfit->st_uid, (unsigned)(unfit->st_mode & 07777), b->shm_dir);
-            return check_shm_dir(b->shm_dir, &st);
+            log_warn("%s is not a directory of this user's (uid %u) that only it may write (%s): "
+                     "another user may have made it to tamper with the rings, so they go to %s "
+                     "instead, at every start until a reboot",
+                     dflt, (unsigned)geteuid(), unfit_text(unfit, why, sizeof(why)), b->shm_dir);
+            return (rc = check_shm_dir(b->shm_dir, &st)) < 0 ? rc : 1;
         }
         if (errno != EEXIST)
             break;
@@ -1404,10 +1424,23 @@ static int shm_dir_new(broker_t *b, const char *dflt, const struct stat *unfit)
     return -EPERM;
 }
 
+/* A directory shm_dir_new made for a start that then failed: not left behind by every
+ * retry (Restart=on-failure). */
+static void shm_dir_discard(broker_t *b)
+{
+    char lock[PATH_MAX + 8];
+
+    snprintf(lock, sizeof(lock), "%s/.lock", b->shm_dir);
+    unlink(lock);
+    rmdir(b->shm_dir);
+}
+
 /* The shm directory is <shm.dir>/shoal.<instance>, a name anyone can take first in a
- * world-writable /dev/shm; a directory there unfit for the rings (check_shm_dir) does not
- * stop the daemon: the rings go to a directory of an unpredictable name beside it, which
- * the store remembers (broker_ring_owner), so that a daemon restart re-attaches them. */
+ * world-writable /dev/shm; anything there unfit for the rings (check_shm_dir: it is looked
+ * at, never followed) does not stop the daemon: the rings go to a directory of an
+ * unpredictable name beside it, which the store remembers (broker_ring_owner), so that a
+ * daemon restart re-attaches them. 1 when that directory was made now, 0, or a negative
+ * code. */
 static int broker_shm_dir(broker_t *b)
 {
     char dflt[PATH_MAX - 32];
@@ -1415,13 +1448,21 @@ static int broker_shm_dir(broker_t *b)
     int rc;
 
     if (snprintf(dflt, sizeof(dflt), "%s/shoal.%s", b->cfg->shm_dir, b->cfg->instance) >=
-        (int)sizeof(dflt))
+        (int)sizeof(dflt)) {
+        log_error("the shm directory %s/shoal.%s is longer than %zu bytes", b->cfg->shm_dir,
+                  b->cfg->instance, sizeof(dflt) - 1);
         return -ENAMETOOLONG;
+    }
     if ((rc = shm_dir_kept(b, dflt)) != 0)
         return rc < 0 ? rc : 0;
     snprintf(b->shm_dir, sizeof(b->shm_dir), "%s", dflt);
-    if ((rc = make_dir(dflt, 0700)) < 0)
+    if ((rc = make_dir(b->cfg->shm_dir, 0700)) < 0)
         return rc;
+    if (mkdir(dflt, 0700) < 0 && errno != EEXIST) {
+        rc = -errno;
+        log_error("cannot create %s: %s", dflt, strerror(-rc));
+        return rc;
+    }
     if ((rc = check_shm_dir(dflt, &st)) == -EPERM)
         return shm_dir_new(b, dflt, &st);
     if (rc < 0)
@@ -1490,8 +1531,9 @@ static int broker_ring_owner(broker_t *b)
         log_error("cannot store the shared rings' owner in the metadata store: %s (%s)",
                   shoal_strerror(rc), shoal_errmsg());
     else if (rc == 1 && prev[0])
-        log_notice("this data directory was served last with its shared memory in %s: rings "
-                   "left in %s from before are not re-attached (each is rebuilt from disk)",
+        log_notice("this data directory was served last with its shared memory in %s, now in "
+                   "%s: each ring is rebuilt from disk (rings there from before are not "
+                   "re-attached)",
                    prev, b->shm_dir);
     return rc < 0 ? rc : 0;
 }
@@ -1500,7 +1542,7 @@ static int broker_dirs(broker_t *b)
 {
     const shoald_config_t *c = b->cfg;
     char meta[PATH_MAX];
-    int rc;
+    int rc, made;
 
     if (snprintf(b->socket_path, sizeof(b->socket_path), "%s/shoald.sock", c->runtime_dir) >=
             (int)sizeof(b->socket_path) ||
@@ -1527,11 +1569,15 @@ static int broker_dirs(broker_t *b)
                   shoal_errmsg());
         return rc;
     }
-    if ((rc = broker_shm_dir(b)) < 0)
+    if ((made = broker_shm_dir(b)) < 0)
+        return made;
+    if ((rc = b->shm_lock_fd = lock_dir(b->shm_dir, "shm directory")) < 0 ||
+        (rc = broker_ring_owner(b)) < 0) {
+        if (made)
+            shm_dir_discard(b);
         return rc;
-    if ((b->shm_lock_fd = lock_dir(b->shm_dir, "shm directory")) < 0)
-        return b->shm_lock_fd;
-    return broker_ring_owner(b);
+    }
+    return 0;
 }
 
 /* Every ring mapping shoald makes is guarded: a client that cuts one of its files short

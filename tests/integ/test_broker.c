@@ -992,6 +992,36 @@ INTEG_TEST(test_an_shm_directory_others_may_write_is_passed_over)
     assert_int_equal(harness_read_numbered(f->c, "kept", 0, 3), 3);
 }
 
+/* Nor does anything else at the shm directory's path: a file, or a link, which is looked at,
+ * not followed (here one to a directory that would be fit). */
+INTEG_TEST(test_a_file_or_link_at_the_shm_directory_path_is_passed_over)
+{
+    static const char *const kinds[] = {"not a directory", "link"};
+    char alt[PATH_MAX], want[64];
+
+    for (size_t i = 0; i < SHOAL_ARRAY_LEN(kinds); i++) {
+        assert_int_equal(harness_daemon_stop(&f->d), 0);
+        harness_daemon_wipe_shm(&f->d);
+        if (i == 0)
+            assert_int_equal(close(open(f->d.shm_dir, O_CREAT | O_WRONLY, 0600)), 0);
+        else
+            assert_int_equal(symlink(f->d.run_dir, f->d.shm_dir), 0);
+        assert_int_equal(harness_daemon_restart(&f->d), 0);
+        snprintf(want, sizeof(want), "that only it may write (%s uid", kinds[i]);
+        assert_true(harness_daemon_log_contains(&f->d, want));
+        shm_dir_alternate(&f->d, alt, sizeof(alt));
+        assert_int_equal(reconnect(f), 0);
+        assert_int_equal(shoal_topic_create(f->c, kinds[i][0] == 'l' ? "l" : "f", NULL), 0);
+        assert_int_equal(count_dir_entries(alt, ".ctl"), (int)i + 1); /* rebuilt, and the new */
+        assert_int_equal(count_dir_entries(f->d.run_dir, ".ctl"), 0);
+    }
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    harness_daemon_wipe_shm(&f->d); /* the link, and the alternate */
+    assert_int_equal(access(f->d.run_dir, F_OK), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    assert_int_equal(reconnect(f), 0);
+}
+
 /* An shm directory that is not on a tmpfs (a user session's typo went unnoticed) is
  * warned about at start; /dev/shm is not. */
 INTEG_TEST(test_an_shm_directory_on_disk_is_warned_about)
@@ -4441,6 +4471,7 @@ int main(void)
         T(test_an_unserved_topic_keeps_no_ring_its_recovery_built),
         T(test_a_stopping_daemon_leaves_a_socket_it_no_longer_owns),
         T(test_an_shm_directory_others_may_write_is_passed_over),
+        T(test_a_file_or_link_at_the_shm_directory_path_is_passed_over),
         T(test_an_shm_directory_on_disk_is_warned_about),
         T(test_rings_of_no_served_topic_are_reported_at_start_and_kept),
         T(test_creation_and_recovery_are_logged_in_one_line_each),
