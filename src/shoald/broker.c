@@ -746,22 +746,46 @@ static void grow_undone(broker_t *b, const char *name)
                  name, shoal_errmsg());
 }
 
+/* Partition id of a topic the store does not count it in, left by a grow cut short: its
+ * files go unless they hold records, which it never had (a metadata store restored from a
+ * backup taken during a grow may not count a partition that has them since, or a memory
+ * topic's grow may meet a lost disk topic's segments: those stay, and are reported at start
+ * as any partition no topic claims). Whether it had files. */
+static bool grow_cut_remove(broker_t *b, const char *name, uint32_t id)
+{
+    char dir[PATH_MAX];
+    bool ring_used, ring = dpart_ring_found(b->shm_dir, name, id, &ring_used), found;
+
+    if (snprintf(dir, sizeof(dir), "%s/%s-%u", b->cfg->data_dir, name, id) >= (int)sizeof(dir))
+        dir[0] = '\0'; /* none: no partition of its name was ever made */
+    found = ring || (dir[0] && access(dir, F_OK) == 0);
+    if (ring_used || dir_has_segments(dir))
+        log_warn("topic %s: partition %u, which a stop cut short while it was being added, "
+                 "holds records (was the metadata store restored from a backup?): its files stay",
+                 name, id);
+    else if (found)
+        dpart_remove_files(b->cfg->data_dir, b->shm_dir, name, id, NULL);
+    return found;
+}
+
 /* At start: the partitions a grow was adding when a crash cut it short, before the topic's
- * new count was stored, were never served, and hold no records; their rings held RAM until
- * someone removed them by hand. Their files go. */
+ * new count was stored, were never served; their rings held RAM until someone removed them
+ * by hand. Their files go (grow_cut_remove). */
 static int grow_finish_cut(void *arg, const char *name, uint32_t first, uint32_t end)
 {
     broker_t *b = arg;
     shoal_topic_config_t cfg;
     int rc = store_topic_get(b->store, name, &cfg);
+    bool found = false;
 
     if (rc == 0 && cfg.partitions < end) {
         first = SHOAL_MAX(first, cfg.partitions);
         for (uint32_t i = first; i < end; i++)
-            dpart_remove_files(b->cfg->data_dir, b->shm_dir, name, i, NULL);
-        log_notice("topic %s: removed partitions %u..%u, which a stop cut short while they were "
-                   "being added (the topic has %u)",
-                   name, first, end - 1, cfg.partitions);
+            found |= grow_cut_remove(b, name, i);
+        if (found)
+            log_notice("topic %s: partitions %u..%u were being added when a stop cut that "
+                       "short; they are not the topic's (it has %u)",
+                       name, first, end - 1, cfg.partitions);
     }
     if (rc == 0 || rc == SHOAL_ENOTOPIC)
         grow_undone(b, name);

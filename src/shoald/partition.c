@@ -1446,6 +1446,25 @@ void dpart_remove_files(const char *data_dir, const char *shm_dir, const char *t
     dpart_unlink(&p, SHM_MAX_SLOTS, true);
 }
 
+bool dpart_ring_found(const char *shm_dir, const char *topic, uint32_t id, bool *used)
+{
+    char name[NAME_MAX + 1], path[PATH_MAX + NAME_MAX + 8];
+    int64_t end = 0;
+    int fd;
+
+    *used = false;
+    if (shm_name_of(name, sizeof(name), topic, id) >= (int)sizeof(name))
+        return false;
+    snprintf(path, sizeof(path), "%s/%s.ctl", shm_dir, name);
+    if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        return false;
+    *used = pread(fd, &end, sizeof(end), offsetof(struct shm_ctl, log_end_offset)) !=
+                (ssize_t)sizeof(end) ||
+            end != 0; /* one that cannot be read may hold records */
+    close(fd);
+    return true;
+}
+
 int64_t dpart_unsynced(const dpart_t *p)
 {
     /* After a good final pass, what producers appended since is as if appended while the

@@ -144,6 +144,9 @@ void dpart_remove(dpart_t *p);
  * survived from an earlier run are told it was deleted first. */
 void dpart_remove_files(const char *data_dir, const char *shm_dir, const char *topic, uint32_t id,
                         const shoal_topic_config_t *cfg);
+/* Whether a ring of the partition is in shm_dir (*used: it was ever appended to), for a
+ * partition that is not open. */
+bool dpart_ring_found(const char *shm_dir, const char *topic, uint32_t id, bool *used);
 
 /* The disk segment holding offset: a read-only descriptor, its base offset, size and the
  * byte position of the batch holding offset. SHOAL_EOFFSET when no segment holds it. */
