@@ -1508,6 +1508,33 @@ static int check_state_dir(const char *dir, const char *what)
     return rc;
 }
 
+/* Make a state directory (and the missing ones on its way) and check it, but check the
+ * deepest part of its path that exists first: a refused start makes no directory where
+ * another user could have led it. */
+static int make_state_dir(const char *dir, const char *what, unsigned mode)
+{
+    char have[PATH_MAX], label[64];
+    int rc;
+
+    if (snprintf(have, sizeof(have), "%s", dir) >= (int)sizeof(have))
+        return -ENAMETOOLONG;
+    while (access(have, F_OK) < 0 && errno == ENOENT) {
+        char *slash = strrchr(have, '/');
+        if (!slash)
+            snprintf(have, sizeof(have), ".");
+        else
+            slash[slash == have] = '\0'; /* "/" stays */
+    }
+    snprintf(label, sizeof(label), "%s's parent", what);
+    if (strcmp(have, dir) != 0 && (rc = shoal__check_dir_path(have, label, true)) < 0) {
+        log_error("%s", shoal_errmsg());
+        return rc;
+    }
+    if ((rc = make_dir(dir, mode)) < 0)
+        return rc;
+    return check_state_dir(dir, what);
+}
+
 /* The metadata store's files are opened by LMDB, which follows links: refuse one there. */
 static int check_store_files(const char *meta)
 {
@@ -1577,14 +1604,12 @@ static int broker_dirs(broker_t *b)
         return rc;
     }
     /* The data directory's lock first: a second shoald on it creates nothing else. */
-    if ((rc = make_dir(c->data_dir, 0700)) < 0 ||
-        (rc = check_state_dir(c->data_dir, "data directory")) < 0)
+    if ((rc = make_state_dir(c->data_dir, "data directory", 0700)) < 0)
         return rc;
     if ((b->data_lock_fd = lock_dir(c->data_dir, "data directory")) < 0)
         return b->data_lock_fd;
-    if ((rc = make_dir(c->runtime_dir, 0755)) < 0 ||
-        (rc = check_state_dir(c->runtime_dir, "runtime directory")) < 0 ||
-        (rc = make_dir(meta, 0700)) < 0 || (rc = check_state_dir(meta, "metadata store")) < 0 ||
+    if ((rc = make_state_dir(c->runtime_dir, "runtime directory", 0755)) < 0 ||
+        (rc = make_state_dir(meta, "metadata store", 0700)) < 0 ||
         (rc = check_store_files(meta)) < 0)
         return rc;
     store_set_map_hook(guard_store);

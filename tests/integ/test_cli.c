@@ -202,7 +202,8 @@ INTEG_TEST(test_shoald_refuses_a_bad_runtime_dir_before_creating_anything)
  * where the metadata store's files or the log file go: a local security session planted
  * links that a root shoald followed (its LMDB lock file written over another file, the
  * socket's chown giving a file's group away, its log appended to another file). The log
- * file's directory is held to the same rule, and the file must be shoald's user's. */
+ * file's directory is held to the same rule, and the file must be shoald's user's. A
+ * directory not made yet is not made under a parent that is refused. */
 INTEG_TEST(test_shoald_refuses_directories_other_users_may_write)
 {
     char script[4 * PATH_MAX], bin[PATH_MAX], victim[PATH_MAX], *text;
@@ -230,6 +231,8 @@ INTEG_TEST(test_shoald_refuses_directories_other_users_may_write)
         if (run_script(script) != 1 || !strstr(out, cases[i][2]))
             fail_msg("no failure saying \"%s\" in:\n%s", cases[i][2], out);
     }
+    snprintf(script, sizeof(script), "%s/open/data", d); /* checked before it was made */
+    assert_int_equal(access(script, F_OK), -1);
     /* nor does the log go through a link (it was appended to the link's target) */
     snprintf(script, sizeof(script),
              "ln -sf '%s' '%s/log' && timeout 10 %s --instance unsafe-%d --data-dir '%s/data3' "
