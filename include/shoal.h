@@ -662,7 +662,8 @@ struct shoal_topic_partition;
 /** Called from inside shoal_poll() (or shoal_consumer_close()) on the polling thread when
  * a group consumer gains (on_assigned) or gives up (on_revoked) partitions. tps and its
  * strings are valid only during the call. The consumer's positions are already set when
- * on_assigned runs (to the committed offsets, or per auto_offset_reset). Eager members (any
+ * on_assigned runs (to the committed offsets; where this member was in a partition it gets
+ * back without one, such as after a daemon restart; else per auto_offset_reset). Eager members (any
  * non-cooperative assignor configured) get on_revoked with every partition before they
  * rejoin, and shoal_commit_sync() may still commit them there; cooperative members (all
  * assignors cooperative) get on_revoked and on_assigned with only the partitions that

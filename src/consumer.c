@@ -1415,6 +1415,17 @@ size_t consumer__assigned_count(shoal_consumer_t *c)
     return c->nparts;
 }
 
+int consumer__ring_file(shoal_consumer_t *c, const char *topic, int32_t partition,
+                        ring_file_id_t *file)
+{
+    struct consumer_part *cp = consumer_find(c, topic, partition);
+
+    if (!cp)
+        return SHOAL_ENOPARTITION;
+    *file = cp->ring.ctl_file;
+    return 0;
+}
+
 /* fetch_min_bytes: the first time fewer than the minimum but some bytes are ready, gather
  * (wait for want_bytes) until *until; past it, or past the poll's deadline, stop (false):
  * the poll reads what there is. */

@@ -59,6 +59,7 @@
 #include "client.h"
 #include "ctlsock.h"
 #include "group_consumer.h"
+#include "ring.h"
 #include "util.h"
 
 #define CGROUP_ASYNC_MAX      64
@@ -78,6 +79,14 @@ struct pend {
 struct ctp {
     char *topic;
     int32_t partition;
+};
+
+/* A partition the member gave up, where it was in it, and which ring it read (left_remember) */
+struct left {
+    char *topic;
+    int32_t partition;
+    int64_t position;
+    ring_file_id_t ring;
 };
 
 struct cgroup {
@@ -109,6 +118,8 @@ struct cgroup {
     int64_t retry_ns;     /* after a failed assignment: no rejoin before this */
     struct ctp *assigned; /* what this member owns now */
     size_t nassigned;
+    struct left *left; /* what it gave up last (left_remember), until it holds an */
+    size_t nleft;      /* assignment again */
     int32_t owned_generation;
     int64_t last_heartbeat_ns, last_commit_ns;
     struct pend pend[CGROUP_PEND_MAX]; /* requests sent, responses not read yet */
@@ -236,6 +247,44 @@ static void free_assigned(struct cgroup *g)
     free_ctps(g->assigned, g->nassigned);
     g->assigned = NULL;
     g->nassigned = 0;
+}
+
+/* The positions the member had when it last gave its partitions up are kept until it holds
+ * an assignment again: a partition it gets back with no committed offset resumes there
+ * (left_position) instead of per auto_offset_reset, which with "latest" skipped every
+ * record appended meanwhile. A daemon restart takes the partitions away (the member's
+ * connection breaks), before the first auto-commit of a new group, or for good on a
+ * quiet partition with manual commits: a user session lost hundreds of records so. */
+static void left_forget(struct cgroup *g)
+{
+    for (size_t i = 0; i < g->nleft; i++)
+        shoal__free(g->left[i].topic);
+    shoal__free(g->left);
+    g->left = NULL;
+    g->nleft = 0;
+}
+
+static void left_remember(shoal_consumer_t *c, struct cgroup *g)
+{
+    struct left *v = shoal__calloc(g->nassigned, sizeof(*v));
+    char detail[512]; /* the caller's: a position lookup clears it */
+    size_t n = 0;
+
+    snprintf(detail, sizeof(detail), "%s", shoal_errmsg());
+    for (size_t i = 0; v && i < g->nassigned; i++) {
+        const struct ctp *tp = &g->assigned[i];
+        struct left *l = &v[n];
+        if ((l->position = shoal_consumer_position(c, tp->topic, tp->partition)) >= 0 &&
+            consumer__ring_file(c, tp->topic, tp->partition, &l->ring) == 0 &&
+            (l->topic = shoal__strdup(tp->topic))) {
+            l->partition = tp->partition;
+            n++;
+        }
+    }
+    left_forget(g); /* out of memory: nothing kept, as before (best effort) */
+    g->left = v;
+    g->nleft = n;
+    shoal__set_err(0, "%s", detail);
 }
 
 /* ------------------------------------------------------------------ the group connection */
@@ -666,8 +715,10 @@ static int fenced_error(const struct cgroup *g);
  * sticky assignors) until the next assignment. */
 static void detach_all(shoal_consumer_t *c, struct cgroup *g, bool lost)
 {
-    if (g->attached && g->nassigned)
+    if (g->attached && g->nassigned) {
+        left_remember(c, g);
         call_back(c, g, g->on_revoked);
+    }
     g->attached = false;
     consumer__unassign_all(c);
     if (lost)
@@ -1242,9 +1293,29 @@ static int round_fetched(struct cgroup *g)
     return 0;
 }
 
-/* Position a partition just attached at its committed offset, else per auto_offset_reset. */
+/* Where the member was in tp, just attached, when it gave it up (left_remember), if it is
+ * the same ring (not one of a topic created again under the name since): -1 otherwise. */
+static int64_t left_position(shoal_consumer_t *c, const struct cgroup *g, const struct ctp *tp)
+{
+    ring_file_id_t now;
+
+    for (size_t i = 0; i < g->nleft; i++) {
+        const struct left *l = &g->left[i];
+        if (l->partition == tp->partition && !strcmp(l->topic, tp->topic))
+            return consumer__ring_file(c, tp->topic, tp->partition, &now) == 0 &&
+                           now.dev == l->ring.dev && now.ino == l->ring.ino
+                       ? l->position
+                       : -1;
+    }
+    return -1;
+}
+
+/* Position a partition just attached at its committed offset, else where the member left it
+ * (left_position), else per auto_offset_reset. */
 static int position(shoal_consumer_t *c, struct cgroup *g, const struct ctp *tp, int64_t offset)
 {
+    if (offset < 0)
+        offset = left_position(c, g, tp);
     if (offset >= 0)
         return shoal_consumer_seek(c, tp->topic, tp->partition, SHOAL_SEEK_OFFSET, offset);
     return shoal_consumer_seek(
@@ -1335,6 +1406,7 @@ static int round_end(shoal_consumer_t *c, struct cgroup *g, int rc)
         g->need_join = g->follow_up;
         g->follow_up = false;
         g->last_heartbeat_ns = g->last_commit_ns = shoal__mono_ns();
+        left_forget(g);
         call_list(c, g, g->on_assigned, added, n);
     }
     round_reset(g);
@@ -1993,6 +2065,7 @@ int cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited)
     shoal_client_close(g->conn);
     round_reset(g);
     free_assigned(g);
+    left_forget(g);
     for (size_t i = 0; i < g->ntopics; i++)
         shoal__free(g->topics[i]);
     shoal__free(g->topics);

@@ -470,6 +470,7 @@ int ring_open_fds(const char *shm_dir, const char *name, uint32_t slot_count, bo
 
 int ring_map_fds(ring_t *r, const int *fds, size_t nfds, bool writable)
 {
+    ring_file_id_t ctl_file;
     struct stat st;
     struct shm_ctl *ctl;
     uint32_t slots;
@@ -479,6 +480,7 @@ int ring_map_fds(ring_t *r, const int *fds, size_t nfds, bool writable)
     if (nfds < RING_FD_COUNT(2) || fstat(fds[RING_FD_CTL], &st) < 0 ||
         (size_t)st.st_size != sizeof(struct shm_ctl))
         return SHOAL_ERR(SHOAL_EPROTO, "ring descriptors missing or of the wrong size");
+    ctl_file = (ring_file_id_t){.dev = st.st_dev, .ino = st.st_ino};
     /* A short readers file would map, then fault (SIGBUS) on the first entry past its end. */
     if (fstat(fds[RING_FD_READERS], &st) < 0 || (size_t)st.st_size != sizeof(struct shm_readers))
         return SHOAL_ERR(SHOAL_EPROTO, "ring readers table has the wrong size");
@@ -496,6 +498,7 @@ int ring_map_fds(ring_t *r, const int *fds, size_t nfds, bool writable)
     rc = ring_map_all(r, fds, slots, slot_bytes, writable);
     if (rc == 0 && (rc = ring_check_layout(r, NULL)) < 0)
         ring_unmap(r);
+    r->ctl_file = ctl_file;
     return rc;
 }
 

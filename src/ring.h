@@ -27,6 +27,11 @@ typedef struct ring_params {
     uint64_t owner; /* shm_ctl.owner of a ring that ring_create() makes */
 } ring_params_t;
 
+/* Which file a mapping of the ring is of (ring_file_restore). */
+typedef struct ring_file_id {
+    uint64_t dev, ino;
+} ring_file_id_t;
+
 typedef struct ring {
     struct shm_ctl *ctl;
     struct shm_readers *rd;
@@ -38,13 +43,12 @@ typedef struct ring {
      * which checks whether the reader lives (another in a container's pid namespace; -1
      * when shoald cannot see it, so never taken for dead); 0: getpid(), in shoald. */
     int32_t reader_pid;
+    /* ring_map_fds: the control block's file, which tells a ring made since under the same
+     * name (a topic deleted and created again) from the one mapped before */
+    ring_file_id_t ctl_file;
 } ring_t;
 
 /* ---- files (shoald) ---- */
-/* Which file a mapping of the ring is of (ring_file_restore). */
-typedef struct ring_file_id {
-    uint64_t dev, ino;
-} ring_file_id_t;
 /* Create (or overwrite) the ring's files <shm_dir>/<name>.{ctl,readers,slot<i>} mode
  * 0600, map them read-write, and start an empty ring whose first slot begins at
  * start_offset. ids (NULL, or RING_FD_COUNT(p->slot_count) entries) gets each file's id.

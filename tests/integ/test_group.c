@@ -515,6 +515,56 @@ INTEG_TEST(test_a_topic_deleted_and_created_again_has_no_committed_offsets)
     assert_int_equal(first, 0);
 }
 
+/* A member that has committed nothing gets its partition back after a daemon restart where
+ * it was, not per auto_offset_reset: with "latest" it used to skip every record appended
+ * between its connection's break and its rejoin (a user session lost hundreds so). */
+INTEG_TEST(test_a_member_without_commits_resumes_where_it_was_after_a_daemon_restart)
+{
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_message_t m = {.value = "v", .value_len = 1, .partition = 0};
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    shoal_producer_t *p;
+    shoal_record_t recs[16];
+    int64_t next = 10, t0;
+
+    assert_int_equal(shoal_topic_create(f->c, "quiet", &cfg), 0);
+    assert_int_equal(produce(f->c, "quiet", 0, 10), 0); /* before it joins: not its to read */
+    member_options(&o, "nocommit", 0);
+    o.auto_offset_reset = SHOAL_OFFSET_RESET_LATEST;
+    assert_int_equal(open_member(&cl, &c, &o, "quiet"), 0);
+    for (t0 = mono_ms(); consumer__assigned_count(c) == 0 && mono_ms() - t0 < 5000;)
+        assert_true(shoal_poll(c, recs, 16, 20) >= 0);
+    assert_int_equal(shoal_producer_open(f->c, "quiet", NULL, &p), 0);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(shoal_send(p, &m, NULL), 0);
+    for (t0 = mono_ms(); next < 20 && mono_ms() - t0 < 5000;) {
+        int n = shoal_poll(c, recs, 16, 20);
+        assert_true(n >= 0);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(recs[i].offset, next++);
+    }
+    assert_int_equal(next, 20);
+
+    assert_int_equal(harness_daemon_stop(&f->d), 0);
+    for (t0 = mono_ms(); consumer__assigned_count(c) > 0 && mono_ms() - t0 < 5000;)
+        assert_true(shoal_poll(c, recs, 16, 20) <= 0); /* it finds its connection broken */
+    assert_int_equal(consumer__assigned_count(c), 0);
+    for (int i = 0; i < 10; i++) /* producers need no daemon */
+        assert_int_equal(shoal_send(p, &m, NULL), 0);
+    assert_int_equal(harness_daemon_restart(&f->d), 0);
+    for (t0 = mono_ms(); next < 30 && mono_ms() - t0 < 10000;) {
+        int n = shoal_poll(c, recs, 16, 20);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(recs[i].offset, next++);
+    }
+    assert_int_equal(next, 30);
+    shoal_producer_close(p);
+    shoal_consumer_close(c);
+    shoal_client_close(cl);
+}
+
 INTEG_TEST(test_a_group_consumer_lives_through_a_daemon_restart_and_resumes_at_its_commit)
 {
     shoal_topic_config_t cfg = topic_cfg(1);
@@ -3963,6 +4013,7 @@ int main(void)
         T(test_a_topic_deleted_and_created_again_has_no_committed_offsets),
         T(test_a_member_cannot_commit_into_a_topic_created_again_under_its_name),
         T(test_polls_without_a_daemon_wait_their_timeout_before_enodaemon),
+        T(test_a_member_without_commits_resumes_where_it_was_after_a_daemon_restart),
         T(test_a_group_consumer_lives_through_a_daemon_restart_and_resumes_at_its_commit),
         T(test_member_past_max_poll_interval_loses_partitions_is_fenced_and_rejoins),
         T(test_a_member_fenced_before_its_offset_fetch_rejoins_inside_poll),
