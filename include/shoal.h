@@ -611,10 +611,12 @@ SHOAL_EXTERN int shoal_send(shoal_producer_t *producer, const shoal_message_t *m
  * The partition is msgs[0].partition, or chosen from msgs[0]'s key when that is
  * SHOAL_PARTITION_ANY; the other messages' partition fields are ignored. The records get
  * consecutive offsets; ack holds the first.
- * @return as shoal_send(); SHOAL_ETOOLARGE when one record, encoded as a batch of its own,
- *         exceeds the topic's max_record_bytes (max.message.bytes limits each record, as
- *         for shoal_send(); the detail names the record's size), or the whole batch exceeds
- *         segment_bytes (a ring slot). */
+ * @return as shoal_send(); SHOAL_EINVAL when the batch is placed by msgs[0]'s key and a
+ *         later message's key belongs to another partition (nothing is appended: the same
+ *         key always goes to the same partition; keyless messages may join); SHOAL_ETOOLARGE when
+ * one record, encoded as a batch of its own, exceeds the topic's max_record_bytes
+ * (max.message.bytes limits each record, as for shoal_send(); the detail names the record's size),
+ * or the whole batch exceeds segment_bytes (a ring slot). */
 SHOAL_EXTERN int shoal_send_batch(shoal_producer_t *producer, const shoal_message_t *msgs, size_t n,
                                   shoal_ack_t *ack);
 

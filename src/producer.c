@@ -358,6 +358,26 @@ static int producer_append(shoal_producer_t *p, ring_t *ring, const shoal_messag
     return rc;
 }
 
+/* A batch placed by msgs[0]'s key goes to one partition: a later key of another partition
+ * would break "the same key, the same partition", which per-key order and compaction rest
+ * on. Keyless messages go with the batch. */
+static int producer_check_keys(const shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
+                               int32_t partition)
+{
+    for (size_t i = 1; i < n; i++) {
+        int32_t want;
+        if (!msgs[i].key || (want = shoal_partition_for_key(msgs[i].key, msgs[i].key_len,
+                                                            p->cfg.partitions)) == partition)
+            continue;
+        return SHOAL_ERR(SHOAL_EINVAL,
+                         "message %zu's key goes to partition %d, and the batch, placed by the "
+                         "first key, to %d: send records of other partitions in batches of "
+                         "their own",
+                         i, want, partition);
+    }
+    return 0;
+}
+
 int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n, shoal_ack_t *ack)
 {
     int64_t base;
@@ -371,6 +391,9 @@ int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
         return SHOAL_ERR(SHOAL_EINVAL, "send needs at least one message (msgs %s, n %zu)",
                          msgs ? "set" : "NULL", n);
     partition = producer_choose_partition(p, &msgs[0]);
+    if (n > 1 && msgs[0].key && msgs[0].partition == SHOAL_PARTITION_ANY &&
+        (rc = producer_check_keys(p, msgs, n, partition)) < 0)
+        return rc;
     if ((rc = producer_ring(p, partition, &ring)) < 0)
         return rc;
     if (n != 1 || (rc = producer_append_one(p, ring, msgs, &base)) > 0)

@@ -1392,6 +1392,57 @@ INTEG_TEST(test_send_rejects_bad_partition_and_oversize_record_without_using_an_
     assert_partition_holds(f->c, "limits", 0, 0);
 }
 
+/* The log end offset of each of the topic's first n partitions, into ends. */
+static void log_ends(shoal_client_t *c, const char *topic, int64_t *ends, uint32_t n)
+{
+    shoal_topic_info_t *info = NULL;
+
+    assert_int_equal(shoal_topic_describe(c, topic, &info), 0);
+    for (uint32_t i = 0; i < n; i++)
+        ends[i] = info->partitions[i].log_end_offset;
+    shoal_topic_info_free(info);
+}
+
+/* A batch placed by its first record's key goes to one partition: a later key of another
+ * partition is refused, nothing appended (it used to go where the first key went, which
+ * breaks "the same key, the same partition"); keyless records may join. */
+INTEG_TEST(test_a_keyed_batch_with_a_key_of_another_partition_is_refused)
+{
+    shoal_topic_config_t cfg = topic_cfg(4, 1ull << 20, 2);
+    char a[8] = "k0", b[8];
+    shoal_message_t m[3] = {{.key = a, .key_len = 2, .value = "1", .value_len = 1},
+                            {.key = b, .key_len = 0, .value = "2", .value_len = 1},
+                            {.key = a, .key_len = 2, .value = "3", .value_len = 1}};
+    int32_t pa = shoal_partition_for_key(a, 2, 4);
+    shoal_producer_t *p;
+    shoal_ack_t ack;
+    int64_t ends[4];
+    char want[64];
+
+    for (int i = 1; i < 100 && (!m[1].key_len || shoal_partition_for_key(b, 2, 4) == pa); i++)
+        m[1].key_len = (size_t)snprintf(b, sizeof(b), "k%d", i);
+    for (int i = 0; i < 3; i++)
+        m[i].partition = SHOAL_PARTITION_ANY;
+    assert_int_equal(shoal_topic_create(f->c, "keyed", &cfg), 0);
+    assert_int_equal(shoal_producer_open(f->c, "keyed", NULL, &p), 0);
+    assert_int_equal(shoal_send_batch(p, m, 3, &ack), SHOAL_EINVAL);
+    snprintf(want, sizeof(want), "message 1's key goes to partition %d",
+             shoal_partition_for_key(b, m[1].key_len, 4));
+    assert_non_null(strstr(shoal_errmsg(), want));
+    log_ends(f->c, "keyed", ends, 4);
+    for (int32_t i = 0; i < 4; i++)
+        assert_int_equal(ends[i], 0); /* nothing appended */
+
+    m[1].key = NULL;
+    m[1].key_len = 0;
+    assert_int_equal(shoal_send_batch(p, m, 3, &ack), 0);
+    assert_int_equal(ack.partition, pa);
+    shoal_producer_close(p);
+    log_ends(f->c, "keyed", ends, 4);
+    for (int32_t i = 0; i < 4; i++)
+        assert_int_equal(ends[i], i == pa ? 3 : 0);
+}
+
 INTEG_TEST(test_client_open_without_daemon_is_enodaemon)
 {
     shoal_client_t *c = (void *)1;
@@ -4532,6 +4583,7 @@ int main(void)
         T(test_a_partition_growth_cut_short_by_a_crash_is_undone_at_the_next_start),
         T(test_unknown_topic_is_enotopic_for_describe_delete_and_producer),
         T(test_send_rejects_bad_partition_and_oversize_record_without_using_an_offset),
+        T(test_a_keyed_batch_with_a_key_of_another_partition_is_refused),
         T(test_client_open_without_daemon_is_enodaemon),
         T(test_keyed_records_land_on_murmur2_partition_and_null_keys_spread),
         T(test_producer_processes_on_one_partition_lose_and_duplicate_nothing),
