@@ -881,7 +881,9 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  *         assigned). Each poll still
  *         tries it, so it reads on once the cause is gone; after shoal_consumer_seek() its
  *         error is returned again. One that may pass by itself (SHOAL_ENODAEMON,
- *         SHOAL_ECLOSED, -EMFILE, -ENOMEM) is returned by every poll that meets it.
+ *         SHOAL_ECLOSED, -EMFILE, -ENOMEM) is returned by every poll that meets it; the
+ *         first two (shoald is gone) only after the poll waited its timeout (100 ms when
+ *         -1), so that a loop retrying the poll does not spin.
  *         So a deleted topic's partitions say SHOAL_ENOTOPIC once each (leave it with
  *         shoal_consumer_unassign()), and a damaged batch SHOAL_ECORRUPT once (seek past it).
  *         The poll after an assign (or a group's assignment) that left out a partition
