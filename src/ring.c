@@ -865,11 +865,30 @@ static bool ring_daemon_alive(const ring_t *r)
     return pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH;
 }
 
+/* The process of a reader that holds views into the slot appends need next (pinned), or 0.
+ * Its pid is as shoald sees it. */
+static int32_t ring_next_slot_pinner(const ring_t *r)
+{
+    uint32_t next = (atomic_load(&r->ctl->active_slot) + 1) % r->slot_count;
+    uint64_t pin = SHM_PIN(next, atomic_load(&r->ctl->slots[next].gen));
+
+    for (uint32_t i = 0; i < SHM_MAX_READERS; i++) {
+        const struct shm_reader *e = &r->rd->readers[i];
+        int32_t pid = atomic_load(&e->pid);
+        if (pid != 0 && atomic_load(&e->pin) == pin &&
+            atomic_load(&e->sleeping) != SHM_ASLEEP_RELEASED)
+            return pid;
+    }
+    return 0;
+}
+
 /* Wait for a slot to be freed: 0 to retry, SHOAL_AGAIN when the deadline passed. */
 static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
 {
     struct shm_ctl *ctl = r->ctl;
     int64_t left_ms = (deadline_ns - shoal__mono_ns()) / 1000000;
+    int32_t pinner;
+
     if (left_ms <= 0) {
         int32_t io = atomic_load(&ctl->flush_error);
         if (io != 0)
@@ -882,11 +901,16 @@ static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
                              "ring full: shoald (pid %d) is not running, and the slots await "
                              "its flushing; it frees them when it starts again",
                              (int)atomic_load(&ctl->daemon_pid));
-        if (ctl->storage == SHOAL_STORAGE_MEMORY)
+        if ((pinner = ring_next_slot_pinner(r)) != 0)
             return SHOAL_ERR(SHOAL_AGAIN,
-                             "ring full: a consumer pins the oldest slot until its next poll "
-                             "(shoald releases one stopped while it sleeps in a poll, not one "
-                             "that stopped polling while it holds records)");
+                             "ring full: the consumer of pid %d%s holds the oldest slot's "
+                             "records until its next poll or shoal_consumer_release() (shoald "
+                             "releases one stopped while it sleeps in a poll, not one that "
+                             "stopped polling while it holds records)",
+                             (int)pinner, pinner < 0 ? " (in another pid namespace)" : "");
+        if (ctl->storage == SHOAL_STORAGE_MEMORY)
+            return SHOAL_ERR(SHOAL_AGAIN, "ring full: a consumer pins the oldest slot until its "
+                                          "next poll");
         return SHOAL_ERR(SHOAL_AGAIN, "ring full: every slot awaits flushing or is pinned");
     }
     /* A memory topic's slot is freed by the reader that unpins it, which does not signal:

@@ -3819,6 +3819,7 @@ INTEG_TEST(test_a_seek_leaves_the_last_polls_views_valid_until_the_next_poll)
     shoal_consumer_t *k;
     shoal_record_t r[8];
     int64_t i = 2000;
+    char who[64];
     int rc;
 
     assert_int_equal(shoal_topic_create(f->c, "sv", &cfg), 0);
@@ -3843,6 +3844,8 @@ INTEG_TEST(test_a_seek_leaves_the_last_polls_views_valid_until_the_next_poll)
     while (i < 4000 && (rc = send_range(p, 0, i, 1)) == 0)
         i++;
     assert_int_equal(rc, SHOAL_AGAIN); /* the slot the views are in waits for them */
+    snprintf(who, sizeof(who), "the consumer of pid %d holds the oldest", (int)getpid());
+    assert_non_null(strstr(shoal_errmsg(), who)); /* named: whom the producer waits for */
     for (int j = 0; j < 6; j++)
         assert_true(value_matches(&r[j], 1994 + j));
     shoal_producer_close(p);
