@@ -858,8 +858,11 @@ SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const c
  * @return the number of records (0 on timeout), or SHOAL_EINVAL (a consumer inherited
  *         through fork(): see CAVEATS), SHOAL_ECORRUPT (a damaged batch, below),
  *         SHOAL_ENOTOPIC,
- *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR (a signal came while the consumer slept;
- *         never while it spins, so never with SHOAL_WAIT_SPIN), -EMFILE (the process ran
+ *         SHOAL_ECLOSED, SHOAL_EPANIC, -EINTR (a signal came while the consumer slept, and
+ *         its handler was installed without SA_RESTART; never while it spins, so never with
+ *         SHOAL_WAIT_SPIN. With SA_RESTART, as signal() installs handlers, the kernel goes
+ *         on with the wait: a handler that wants the poll to end calls
+ *         shoal_consumer_wakeup(), which may be called there), -EMFILE (the process ran
  *         out of file descriptors while receiving a disk segment's, or a group's new
  *         partitions'), or SHOAL_EOFFSET: records at the position are gone and the position
  *         has moved past them, so the next poll goes on from there: a memory topic's ring
