@@ -606,18 +606,26 @@ int ring_repair(void *arg)
 
 /* ------------------------------------------------------------------ reclaiming */
 
-bool ring_slot_is_pinned(const ring_t *r, uint32_t slot, uint32_t gen)
+/* The process of a reader that holds views into slot at gen (its pid as shoald sees it),
+ * or 0 when none does. */
+static int32_t slot_pinner(const ring_t *r, uint32_t slot, uint32_t gen)
 {
     uint64_t pin = SHM_PIN(slot, gen);
     for (uint32_t i = 0; i < SHM_MAX_READERS; i++) {
         const struct shm_reader *e = &r->rd->readers[i];
+        int32_t pid;
         /* seq_cst, as the sleeper's exchange of `sleeping` when it wakes: either this sees
          * the pin hold again, or the reader sees the slot going (ring_cursor_tighten) */
-        if (atomic_load(&e->pin) == pin && atomic_load(&e->pid) != 0 &&
+        if (atomic_load(&e->pin) == pin && (pid = atomic_load(&e->pid)) != 0 &&
             atomic_load(&e->sleeping) != SHM_ASLEEP_RELEASED)
-            return true;
+            return pid;
     }
-    return false;
+    return 0;
+}
+
+bool ring_slot_is_pinned(const ring_t *r, uint32_t slot, uint32_t gen)
+{
+    return slot_pinner(r, slot, gen) != 0;
 }
 
 /* With the lock held: SEALED -> FREE unless pinned. */
@@ -865,21 +873,12 @@ static bool ring_daemon_alive(const ring_t *r)
     return pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH;
 }
 
-/* The process of a reader that holds views into the slot appends need next (pinned), or 0.
- * Its pid is as shoald sees it. */
+/* The process of a reader that holds views into the slot appends need next, or 0. */
 static int32_t ring_next_slot_pinner(const ring_t *r)
 {
     uint32_t next = (atomic_load(&r->ctl->active_slot) + 1) % r->slot_count;
-    uint64_t pin = SHM_PIN(next, atomic_load(&r->ctl->slots[next].gen));
 
-    for (uint32_t i = 0; i < SHM_MAX_READERS; i++) {
-        const struct shm_reader *e = &r->rd->readers[i];
-        int32_t pid = atomic_load(&e->pid);
-        if (pid != 0 && atomic_load(&e->pin) == pin &&
-            atomic_load(&e->sleeping) != SHM_ASLEEP_RELEASED)
-            return pid;
-    }
-    return 0;
+    return slot_pinner(r, next, atomic_load(&r->ctl->slots[next].gen));
 }
 
 /* Wait for a slot to be freed: 0 to retry, SHOAL_AGAIN when the deadline passed. */
