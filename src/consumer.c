@@ -1433,13 +1433,15 @@ size_t consumer__assigned_count(shoal_consumer_t *c)
 }
 
 int consumer__ring_file(shoal_consumer_t *c, const char *topic, int32_t partition,
-                        ring_file_id_t *file)
+                        ring_file_id_t *file, int64_t *position)
 {
     struct consumer_part *cp = consumer_find(c, topic, partition);
 
     if (!cp)
         return SHOAL_ENOPARTITION;
     *file = cp->ring.ctl_file;
+    if (position)
+        *position = cp->position;
     return 0;
 }
 

@@ -267,16 +267,13 @@ static void left_forget(struct cgroup *g)
 static void left_remember(shoal_consumer_t *c, struct cgroup *g)
 {
     struct left *v = shoal__calloc(g->nassigned, sizeof(*v));
-    char detail[512]; /* the caller's: a position lookup clears it */
     size_t n = 0;
 
-    snprintf(detail, sizeof(detail), "%s", shoal_errmsg());
     for (size_t i = 0; v && i < g->nassigned; i++) {
         const struct ctp *tp = &g->assigned[i];
         struct left *l = &v[n];
-        if ((l->position = shoal_consumer_position(c, tp->topic, tp->partition)) >= 0 &&
-            consumer__ring_file(c, tp->topic, tp->partition, &l->ring) == 0 &&
-            (l->topic = shoal__strdup(tp->topic))) {
+        if (consumer__ring_file(c, tp->topic, tp->partition, &l->ring, &l->position) == 0 &&
+            l->position >= 0 && (l->topic = shoal__strdup(tp->topic))) {
             l->partition = tp->partition;
             n++;
         }
@@ -284,7 +281,6 @@ static void left_remember(shoal_consumer_t *c, struct cgroup *g)
     left_forget(g); /* out of memory: nothing kept, as before (best effort) */
     g->left = v;
     g->nleft = n;
-    shoal__set_err(0, "%s", detail);
 }
 
 /* ------------------------------------------------------------------ the group connection */
@@ -1302,7 +1298,7 @@ static int64_t left_position(shoal_consumer_t *c, const struct cgroup *g, const 
     for (size_t i = 0; i < g->nleft; i++) {
         const struct left *l = &g->left[i];
         if (l->partition == tp->partition && !strcmp(l->topic, tp->topic))
-            return consumer__ring_file(c, tp->topic, tp->partition, &now) == 0 &&
+            return consumer__ring_file(c, tp->topic, tp->partition, &now, NULL) == 0 &&
                            now.dev == l->ring.dev && now.ino == l->ring.ino
                        ? l->position
                        : -1;

@@ -52,12 +52,13 @@ int consumer__assign_until(shoal_consumer_t *c, const char *topic, int32_t parti
  * with every partition a group attaches). SHOAL_ENOPARTITION when not assigned. */
 int consumer__unassign_one(shoal_consumer_t *c, const char *topic, int32_t partition);
 size_t consumer__assigned_count(shoal_consumer_t *c);
-/* The file of an assigned partition's ring control block, into *file: a ring made since
- * under its name (the topic deleted and created again) has another. SHOAL_ENOPARTITION
- * when not assigned. */
+/* An assigned partition's ring control block file, into *file (a ring made since under its
+ * name, the topic deleted and created again, has another), and its position into
+ * *position unless NULL. SHOAL_ENOPARTITION when not assigned; shoal_errmsg() is left as
+ * it was. */
 struct ring_file_id;
 int consumer__ring_file(shoal_consumer_t *c, const char *topic, int32_t partition,
-                        struct ring_file_id *file);
+                        struct ring_file_id *file, int64_t *position);
 /* 0, or SHOAL_EINVAL when the consumer was opened by the parent of this process (fork()):
  * a child may only close it. */
 int consumer__check_owner(const shoal_consumer_t *c);
