@@ -54,6 +54,15 @@ static int64_t tomb_offset[KEYS];
             usleep(10000);                                                                         \
     } while (0)
 
+/* Wait up to ms for text in the daemon's log; on a timeout, print the log and fail. */
+static void wait_log(const char *text, int ms)
+{
+    WAIT_UNTIL(harness_daemon_log_contains(&daemon_, text), ms);
+    if (!harness_daemon_log_contains(&daemon_, text))
+        harness_daemon_print_log(&daemon_);
+    assert_true(harness_daemon_log_contains(&daemon_, text));
+}
+
 static void create_topic_slots(const char *name, const char *policy, uint32_t slots)
 {
     shoal_topic_config_t cfg;
@@ -547,14 +556,10 @@ static void test_last_file_is_never_compacted(void **state)
     assert_true(before.whole && before.dup_keys); /* something for a cleaner to drop */
 
     assert_int_equal(shoal_topic_alter(client, "rl", roll_names, roll_values, 1), 0);
-    WAIT_UNTIL(harness_daemon_log_contains(&daemon_, "rolled the active segment"), 5000);
-    assert_true(harness_daemon_log_contains(&daemon_, "rolled the active segment"));
+    wait_log("rolled the active segment", 5000);
     assert_int_equal(active_base("rl"), last); /* the new segment has no file */
     assert_int_equal(shoal_topic_alter(client, "rl", policy_names, policy_values, 1), 0);
-    WAIT_UNTIL(harness_daemon_log_contains(&daemon_, needle), 5000);
-    if (!harness_daemon_log_contains(&daemon_, needle))
-        harness_daemon_print_log(&daemon_);
-    assert_true(harness_daemon_log_contains(&daemon_, needle));
+    wait_log(needle, 5000);
     shoal_client_close(client);
     client = NULL;
     assert_int_equal(harness_daemon_stop(&daemon_), 0);
@@ -769,7 +774,7 @@ static void test_small_compacted_segments_are_merged(void **state)
 
     produce_compacted_then_more("mg");
     before = segment_count("mg");
-    WAIT_UNTIL(harness_daemon_log_contains(&daemon_, "(merged)"), 15000);
+    wait_log("(merged)", 15000);
     assert_true(harness_daemon_log_contains(&daemon_, "mg-0: compacted segment 0 and the"));
     WAIT_UNTIL(sealed_segments_compacted("mg"), 15000);
     assert_true(segment_count("mg") < before);
@@ -792,8 +797,7 @@ static void test_a_quiet_compacted_topic_merges_its_segments(void **state)
     create_topic("qm", "compact");
     total = produce_workload("qm");
     WAIT_UNTIL(describe0("qm").flushed_offset == total, 5000);
-    WAIT_UNTIL(harness_daemon_log_contains(&daemon_, "qm-0: compacted segment 0 and the"), 15000);
-    assert_true(harness_daemon_log_contains(&daemon_, "qm-0: compacted segment 0 and the"));
+    wait_log("qm-0: compacted segment 0 and the", 15000);
     WAIT_UNTIL(sealed_segments_compacted("qm"), 15000); /* the last ones may come later */
     assert_true(sealed_segments_compacted("qm"));
     check_consumed("qm", true);
@@ -841,9 +845,8 @@ static void test_a_failed_merge_step_is_completed_by_the_next_run(void **state)
     restart_with_crash_point("merged-error");
     assert_int_equal(shoal_client_open(daemon_.socket, &client), 0);
     produce_compacted_then_more("fm");
-    WAIT_UNTIL(harness_daemon_log_contains(&daemon_, "and of the segments merged into it"), 15000);
+    wait_log("and of the segments merged into it", 15000);
     assert_true(harness_daemon_log_contains(&daemon_, "compaction failure point"));
-    assert_true(harness_daemon_log_contains(&daemon_, "and of the segments merged into it"));
     WAIT_UNTIL(sealed_segments_compacted("fm"), 15000);
     check_consumed("fm", true);
     /* disk_bytes no longer counts the segments the failed step deleted */
