@@ -229,8 +229,9 @@ SHOAL_EXTERN const char *shoal_default_socket(void);
  *         detail says which), SHOAL_ETIMEDOUT (shoald did not take the connection, or did
  *         not answer it, within 30 s: stopped or hung), SHOAL_EVERSION, SHOAL_EPROTO, -ENOMEM,
  *         -errno.
- * Ownership: the caller closes the client with shoal_client_close(), after closing every
- * producer and consumer opened on it. Thread-safety: the returned client may be used from
+ * Ownership: the caller closes the client with shoal_client_close(). Producers and
+ * consumers opened on it may be closed before or after it: each keeps the client (and its
+ * connection) until it is closed. Thread-safety: the returned client may be used from
  * any thread; calls on it are serialised internally.
  *
  * Reconnection: a client outlives a restart of shoald (stopped, or killed, and started
@@ -276,7 +277,9 @@ SHOAL_EXTERN void shoal_client_options_init(shoal_client_options_t *opts);
 SHOAL_EXTERN int shoal_client_open_opts(const char *socket_path, const shoal_client_options_t *opts,
                                         shoal_client_t **out);
 
-/** Close a client and its connection. NULL is allowed. Thread-safety: not thread-safe. */
+/** Close a client and its connection. Producers and consumers still open on it keep
+ * working, and the connection and memory go when the last of them is closed; the client
+ * itself must not be used again. NULL is allowed. Thread-safety: not thread-safe. */
 SHOAL_EXTERN void shoal_client_close(shoal_client_t *client);
 
 /* ---------------------------------------------------------------------------------------

@@ -528,6 +528,7 @@ int client_new(const char *socket_path, shoal_client_t **out)
     c->timeout_ms = CLIENT_TIMEOUT_MS;
     c->forks = shoal__forks_at_open();
     c->opener = (int32_t)getpid();
+    atomic_init(&c->refs, 1);
     *out = c;
     return 0;
 }
@@ -628,9 +629,14 @@ int client_reconnect(shoal_client_t *c)
     return rc;
 }
 
-void shoal_client_close(shoal_client_t *c)
+void client_hold(shoal_client_t *c)
 {
-    if (!c)
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void client_release(shoal_client_t *c)
+{
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) > 1)
         return;
     if (c->fd >= 0)
         close(c->fd);
@@ -638,6 +644,13 @@ void shoal_client_close(shoal_client_t *c)
     client_forget_kept(c);
     pthread_mutex_destroy(&c->mu);
     shoal__free(c);
+}
+
+/* Producers and consumers still open keep c: closing them after it is allowed. */
+void shoal_client_close(shoal_client_t *c)
+{
+    if (c)
+        client_release(c);
 }
 
 /* ------------------------------------------------------------------ topics */

@@ -3,6 +3,7 @@
 #define SHOAL_CLIENT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -51,7 +52,14 @@ struct shoal_client {
     uint32_t forks;     /* shoal__forks at open: another value, inherited through fork() */
     int32_t opener;     /* the pid that opened it */
     client_daemon_user_t daemon_user;
+    /* The application's reference (until shoal_client_close) and one per producer and
+     * consumer open on it: the last to go closes the connection and frees c. */
+    atomic_uint refs;
 };
+
+/* A producer or consumer opened on c holds it until it closes (client_release). */
+void client_hold(shoal_client_t *c);
+void client_release(shoal_client_t *c);
 
 /* Send the frame begun in w (ctl_frame_begin) and wait for its response, c->timeout_ms at
  * most.

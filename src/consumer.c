@@ -173,6 +173,7 @@ int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *
             return rc;
         }
     }
+    client_hold(client);
     *out = c;
     return 0;
 }
@@ -240,6 +241,7 @@ int shoal_consumer_close(shoal_consumer_t *c)
         part_release(&c->parts[i]);
     }
     shoal__free(c->parts);
+    client_release(c->client);
     shoal__free(c);
     return rc;
 }

@@ -71,6 +71,7 @@ int shoal_producer_open(shoal_client_t *client, const char *topic,
     if (!(p = shoal__calloc(1, sizeof(*p))))
         return -ENOMEM;
     p->client = client;
+    client_hold(client);
     snprintf(p->topic, sizeof(p->topic), "%s", topic);
     if (opts)
         p->opts = *opts;
@@ -105,6 +106,7 @@ int shoal_producer_open(shoal_client_t *client, const char *topic,
     *out = p;
     return 0;
 out_free:
+    client_release(client);
     shoal__free(p);
     return rc;
 }
@@ -118,6 +120,7 @@ void shoal_producer_close(shoal_producer_t *p)
             ring_unmap(&p->rings[i]);
     shoal__free(p->rings);
     shoal__free(p->buf);
+    client_release(p->client);
     shoal__free(p);
 }
 

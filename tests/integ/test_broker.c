@@ -2464,6 +2464,38 @@ INTEG_TEST(test_a_disk_reader_is_told_each_poll_while_the_daemon_is_away)
     shoal_consumer_close(k);
 }
 
+/* A client closed before the producers and consumers opened on it stays theirs until the
+ * last of them is closed: a producer attaches the partition it had not used yet, a consumer
+ * reads old segments over the connection (both used the freed client before). */
+INTEG_TEST(test_producers_and_consumers_outlive_their_clients_close)
+{
+    shoal_topic_config_t cfg = topic_cfg(2, SMALL_SEGMENT, 2);
+    const int64_t n = 2000; /* segments behind a two-slot ring */
+    shoal_client_t *c;
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    int64_t next = 0, ends[2];
+    shoal_ack_t ack;
+
+    assert_int_equal(shoal_topic_create(f->c, "early", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "early", 0, 0, n, SHOAL_ACKS_DISK), 0);
+    assert_int_equal(shoal_client_open(f->d.socket, &c), 0);
+    assert_int_equal(shoal_producer_open(c, "early", NULL, &p), 0);
+    assert_int_equal(shoal_consumer_open(c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "early", (const int32_t[]){0}, 1), 0);
+    assert_int_equal(shoal_consumer_seek(k, "early", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    shoal_client_close(c);
+
+    assert_int_equal(send_one(p, 1, NULL, 0, "x", 1, &ack), 0);
+    assert_int_equal(ack.partition, 1);
+    assert_int_equal(read_on(k, &next, n / 2), 0);
+    shoal_producer_close(p);
+    assert_int_equal(read_on(k, &next, n), 0); /* the consumer alone holds it now */
+    assert_int_equal(shoal_consumer_close(k), 0);
+    log_ends(f->c, "early", ends, 2);
+    assert_int_equal(ends[1], 1);
+}
+
 struct list_call {
     shoal_client_t *c;
     int rc;
@@ -4606,6 +4638,7 @@ int main(void)
         T(test_appends_continue_while_the_daemon_is_killed_and_restarted),
         T(test_a_client_and_its_handles_carry_on_after_the_daemon_restarts),
         T(test_a_disk_reader_is_told_each_poll_while_the_daemon_is_away),
+        T(test_producers_and_consumers_outlive_their_clients_close),
         T(test_a_request_whose_response_was_lost_is_eclosed_and_the_next_call_reconnects),
         T(test_a_request_a_stopped_daemon_does_not_read_times_out),
         T(test_a_client_keeps_to_the_timeout_it_was_opened_with),
