@@ -57,6 +57,13 @@
  *   would talk to the daemon (it would interleave with the parent's on their one socket).
  *   Calls on inherited producers are not checked (the append path stays as short as it
  *   is) and must not be made.
+ * - Threads: a client may be shared by threads; a producer or a consumer is for one thread
+ *   at a time (open one per thread, or hand one over between calls). A call on a producer
+ *   or consumer that another thread is inside fails SHOAL_EINVAL ("... is inside a call on
+ *   another thread"), so the mistake shows instead of tearing the handle's state. The check
+ *   is cheap and best effort: two threads entering in the same few nanoseconds may both
+ *   pass. Calls from a consumer's own callbacks are on its thread and pass;
+ *   shoal_consumer_wakeup() may be called from anywhere.
  * - Views returned by shoal_poll() point into shared memory or into a read-only mapping of
  *   a segment file; they are valid until the next shoal_poll() or shoal_consumer_close() on
  *   the same consumer. Holding them for long pins a ring slot, which keeps the daemon from

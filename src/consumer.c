@@ -120,7 +120,18 @@ struct shoal_consumer {
      * them): how many since the last poll, and why the first was; the next poll says so. */
     uint32_t left_out;
     char left_out_why[256];
+    shoal_one_thread_t one_thread;
 };
+
+int consumer__enter(shoal_consumer_t *c)
+{
+    return shoal__enter(&c->one_thread, "consumer");
+}
+
+void consumer__leave(shoal_consumer_t *c, int entered)
+{
+    shoal__leave(&c->one_thread, entered);
+}
 
 void shoal_consumer_options_init(shoal_consumer_options_t *o)
 {
@@ -234,6 +245,8 @@ int shoal_consumer_close(shoal_consumer_t *c)
         return SHOAL_ERR(SHOAL_EINVAL, "shoal_consumer_close() inside the consumer's own "
                                        "callback: close it once the call that ran it returns");
     inherited = shoal__inherited(c->forks);
+    if (!inherited && (rc = consumer__enter(c)) < 0) /* it would free what that one uses */
+        return rc;
     rc = cgroup_close(c, c->group, inherited);
     for (size_t i = 0; i < c->nparts; i++) {
         if (inherited)
@@ -401,15 +414,12 @@ static int consumer_left_out(shoal_consumer_t *c)
                      n, c->left_out_why);
 }
 
-int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t *partitions,
-                          size_t n)
+static int consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t *partitions,
+                           size_t n)
 {
-    int64_t deadline;
+    int64_t deadline = client_deadline(c->client);
     int rc;
 
-    shoal__clear_err();
-    SHOAL_NEED(c);
-    deadline = client_deadline(c->client);
     SHOAL_NEED(topic);
     if ((rc = consumer__check_owner(c)) < 0)
         return rc;
@@ -466,14 +476,12 @@ static int consumer_check_gone(shoal_consumer_t *c, const char *topic, const int
     return n ? 0 : SHOAL_ERR(SHOAL_ENOPARTITION, "no partition of %s is assigned", topic);
 }
 
-int shoal_consumer_unassign(shoal_consumer_t *c, const char *topic, const int32_t *partitions,
-                            size_t n)
+static int consumer_unassign(shoal_consumer_t *c, const char *topic, const int32_t *partitions,
+                             size_t n)
 {
     size_t kept = 0;
     int rc;
 
-    shoal__clear_err();
-    SHOAL_NEED(c);
     SHOAL_NEED(topic);
     if ((rc = consumer__check_owner(c)) < 0)
         return rc;
@@ -534,13 +542,12 @@ static int consumer_seek_time(shoal_consumer_t *c, struct consumer_part *cp, int
     return consumer_seek_one(cp, SHOAL_SEEK_OFFSET, offset);
 }
 
-int shoal_consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partition,
-                        shoal_seek_t whence, int64_t offset)
+static int consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partition,
+                         shoal_seek_t whence, int64_t offset)
 {
     bool found = false;
     int rc;
-    shoal__clear_err();
-    SHOAL_NEED(c);
+
     SHOAL_NEED(topic);
     if ((rc = consumer__check_owner(c)) < 0)
         return rc;
@@ -564,17 +571,41 @@ int shoal_consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partitio
     return 0;
 }
 
-int64_t shoal_consumer_position(shoal_consumer_t *c, const char *topic, int32_t partition)
+static int64_t consumer_position(shoal_consumer_t *c, const char *topic, int32_t partition)
 {
     struct consumer_part *cp;
 
-    shoal__clear_err(); /* as every call that can fail: shoal_errmsg() is this call's */
-    SHOAL_NEED(c);
     SHOAL_NEED(topic);
     if (!(cp = consumer_find(c, topic, partition)))
         return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,
                          partition);
     return cp->position;
+}
+
+/* The calls that change the consumer, or read what its thread changes, run as its one
+ * thread (shoal_one_thread_t); shoal_consumer_wakeup() is the one that may run beside. */
+
+int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t *partitions,
+                          size_t n)
+{
+    CONSUMER_CALL(c, consumer_assign(c, topic, partitions, n));
+}
+
+int shoal_consumer_unassign(shoal_consumer_t *c, const char *topic, const int32_t *partitions,
+                            size_t n)
+{
+    CONSUMER_CALL(c, consumer_unassign(c, topic, partitions, n));
+}
+
+int shoal_consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partition,
+                        shoal_seek_t whence, int64_t offset)
+{
+    CONSUMER_CALL(c, consumer_seek(c, topic, partition, whence, offset));
+}
+
+int64_t shoal_consumer_position(shoal_consumer_t *c, const char *topic, int32_t partition)
+{
+    CONSUMER_CALL(c, consumer_position(c, topic, partition));
 }
 
 /* ------------------------------------------------------------------ decoding */
@@ -1344,13 +1375,10 @@ __attribute__((cold, noinline)) static int consumer_poll_failed(shoal_consumer_t
     return rc;
 }
 
-int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
+static int consumer_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
 {
     int rc;
 
-    shoal__clear_err();
-    if (!c || (!out && max))
-        return SHOAL_ERR(SHOAL_EINVAL, "poll needs a consumer and an output array");
     if (timeout_ms < -1)
         return SHOAL_ERR(SHOAL_EINVAL, "timeout_ms %d: 0 or more, or -1 to wait for ever",
                          timeout_ms);
@@ -1365,6 +1393,20 @@ int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout
     rc = consumer__poll(c, out, max, timeout_ms);
     if (__builtin_expect(rc == SHOAL_ENODAEMON || rc == SHOAL_ECLOSED, 0))
         return consumer_poll_failed(c, rc, timeout_ms);
+    return rc;
+}
+
+int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms)
+{
+    int entered, rc;
+
+    shoal__clear_err();
+    if (!c || (!out && max))
+        return SHOAL_ERR(SHOAL_EINVAL, "poll needs a consumer and an output array");
+    if ((entered = consumer__enter(c)) < 0)
+        return entered;
+    rc = consumer_poll(c, out, max, timeout_ms);
+    consumer__leave(c, entered);
     return rc;
 }
 

@@ -1725,13 +1725,11 @@ bool cgroup_refuses_assign(const struct cgroup *g)
     return g && g->topics;
 }
 
-int shoal_consumer_subscribe(shoal_consumer_t *c, const char *const *topics, size_t n)
+static int subscribe(shoal_consumer_t *c, const char *const *topics, size_t n)
 {
     struct cgroup *g;
     int rc;
 
-    shoal__clear_err();
-    SHOAL_NEED(c);
     if ((rc = consumer__check_owner(c)) < 0)
         return rc;
     if (!(g = consumer__group(c)))
@@ -1766,6 +1764,11 @@ out_free:
     g->topics = NULL;
     g->ntopics = 0;
     return rc;
+}
+
+int shoal_consumer_subscribe(shoal_consumer_t *c, const char *const *topics, size_t n)
+{
+    CONSUMER_CALL(c, subscribe(c, topics, n));
 }
 
 static int build_commit(struct cgroup *g, ctl_writer_t *w, const shoal_topic_partition_offset_t *o,
@@ -1914,14 +1917,28 @@ static int commit_checked(shoal_consumer_t *c, const shoal_topic_partition_offse
     return rc;
 }
 
+/* As the consumer's one thread (consumer__enter); a NULL c is commit_checked()'s to refuse. */
+static int commit_entered(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets,
+                          size_t n, bool sync)
+{
+    int entered = c ? consumer__enter(c) : 0, rc;
+
+    if (entered < 0)
+        return entered;
+    rc = commit_checked(c, offsets, n, sync);
+    if (c)
+        consumer__leave(c, entered);
+    return rc;
+}
+
 int shoal_commit_sync(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets, size_t n)
 {
-    return commit_checked(c, offsets, n, true);
+    return commit_entered(c, offsets, n, true);
 }
 
 int shoal_commit_async(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets, size_t n)
 {
-    return commit_checked(c, offsets, n, false);
+    return commit_entered(c, offsets, n, false);
 }
 
 /* ------------------------------------------------------------------ close */

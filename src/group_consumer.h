@@ -62,6 +62,23 @@ int consumer__ring_file(shoal_consumer_t *c, const char *topic, int32_t partitio
 /* 0, or SHOAL_EINVAL when the consumer was opened by the parent of this process (fork()):
  * a child may only close it. */
 int consumer__check_owner(const shoal_consumer_t *c);
+/* Enter a call as the consumer's one thread, and leave it (shoal__enter, shoal__leave). */
+int consumer__enter(shoal_consumer_t *c);
+void consumer__leave(shoal_consumer_t *c, int entered);
+/* The body of a public call on consumer c: clear the error detail, refuse a NULL c, and
+ * return what call (an expression) gives, evaluated as c's one thread. */
+#define CONSUMER_CALL(c, call)                                                                     \
+    do {                                                                                           \
+        int64_t result_;                                                                           \
+        int entered_;                                                                              \
+        shoal__clear_err();                                                                        \
+        SHOAL_NEED(c);                                                                             \
+        if ((entered_ = consumer__enter(c)) < 0)                                                   \
+            return entered_;                                                                       \
+        result_ = (call);                                                                          \
+        consumer__leave((c), entered_);                                                            \
+        return result_;                                                                            \
+    } while (0)
 /* shoal_poll() without the group protocol (arguments already checked). */
 int consumer__poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout_ms);
 /* Whether shoal_consumer_wakeup() was called since a poll last returned SHOAL_EWAKEUP;

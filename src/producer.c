@@ -32,6 +32,7 @@ struct shoal_producer {
     uint8_t *buf;
     size_t buf_cap;
     uint32_t next_partition; /* round-robin cursor for null keys */
+    shoal_one_thread_t one_thread;
 };
 
 void shoal_producer_options_init(shoal_producer_options_t *o)
@@ -381,15 +382,14 @@ static int producer_check_keys(const shoal_producer_t *p, const shoal_message_t 
     return 0;
 }
 
-int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n, shoal_ack_t *ack)
+static int producer_send(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
+                         shoal_ack_t *ack)
 {
     int64_t base;
     int32_t partition;
     ring_t *ring;
     int rc;
-    shoal__clear_err();
 
-    SHOAL_NEED(p);
     if (!msgs || n == 0 || n > INT32_MAX)
         return SHOAL_ERR(SHOAL_EINVAL, "send needs at least one message (msgs %s, n %zu)",
                          msgs ? "set" : "NULL", n);
@@ -412,19 +412,31 @@ int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n,
     return 0;
 }
 
+int shoal_send_batch(shoal_producer_t *p, const shoal_message_t *msgs, size_t n, shoal_ack_t *ack)
+{
+    int entered, rc;
+
+    shoal__clear_err();
+    SHOAL_NEED(p);
+    if ((entered = shoal__enter(&p->one_thread, "producer")) < 0)
+        return entered;
+    rc = producer_send(p, msgs, n, ack);
+    shoal__leave(&p->one_thread, entered);
+    return rc;
+}
+
 int shoal_send(shoal_producer_t *p, const shoal_message_t *msg, shoal_ack_t *ack)
 {
+    SHOAL_NEED(p); /* named for this call rather than shoal_send_batch */
     return shoal_send_batch(p, msg, 1, ack);
 }
 
-int shoal_producer_wait(shoal_producer_t *p, int32_t partition, int64_t offset, shoal_acks_t level,
-                        int timeout_ms)
+static int producer_wait(shoal_producer_t *p, int32_t partition, int64_t offset, shoal_acks_t level,
+                         int timeout_ms)
 {
     ring_t *ring;
     int rc;
 
-    shoal__clear_err();
-    SHOAL_NEED(p);
     if (timeout_ms < -1)
         return SHOAL_ERR(SHOAL_EINVAL, "timeout_ms %d: 0 or more, or -1 to wait for ever",
                          timeout_ms);
@@ -439,4 +451,18 @@ int shoal_producer_wait(shoal_producer_t *p, int32_t partition, int64_t offset, 
     if (p->cfg.storage == SHOAL_STORAGE_MEMORY)
         return SHOAL_ERR(SHOAL_ECONFIG, "topic %s is a memory topic: it has no disk", p->topic);
     return ring_wait_flushed(ring, offset, timeout_ms);
+}
+
+int shoal_producer_wait(shoal_producer_t *p, int32_t partition, int64_t offset, shoal_acks_t level,
+                        int timeout_ms)
+{
+    int entered, rc;
+
+    shoal__clear_err();
+    SHOAL_NEED(p);
+    if ((entered = shoal__enter(&p->one_thread, "producer")) < 0)
+        return entered;
+    rc = producer_wait(p, partition, offset, level, timeout_ms);
+    shoal__leave(&p->one_thread, entered);
+    return rc;
 }

@@ -130,6 +130,19 @@ void shoal__clear_err(void)
     errmsg_buf[0] = '\0';
 }
 
+uintptr_t shoal__thread_mark(void)
+{
+    return (uintptr_t)errmsg_buf;
+}
+
+int shoal__one_thread_busy(const char *what)
+{
+    return SHOAL_ERR(SHOAL_EINVAL,
+                     "this %s is inside a call on another thread: a %s is for one thread at a "
+                     "time (open one per thread)",
+                     what, what);
+}
+
 const char *shoal_errmsg(void)
 {
     return errmsg_buf;

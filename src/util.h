@@ -52,6 +52,36 @@ static inline bool shoal__inherited(uint32_t forks_at_open)
     return __builtin_expect(forks_at_open != shoal__forks, 0);
 }
 
+/* ---- one thread at a time per handle (shoal.h) ---- */
+/* A call marks the handle with its thread while inside, so a second thread coming in
+ * meanwhile is refused with SHOAL_EINVAL instead of tearing the handle's state (Kafka's
+ * consumer does the same). Best effort, as the hot path takes no locked instruction for
+ * it: two threads coming in within the same few nanoseconds may both pass, but a thread
+ * inside is seen by every later one. A call nested in its own thread's (a consumer's
+ * callback) passes. A thread's mark is the address of its error detail. */
+typedef struct {
+    _Atomic uintptr_t inside; /* the mark of the thread inside, 0: none */
+} shoal_one_thread_t;
+uintptr_t shoal__thread_mark(void);
+/* 1 when entered (shoal__leave with it), 0 when nested in this thread's own call, or
+ * SHOAL_EINVAL (detail: another thread is inside this `what`, "producer" or "consumer"). */
+int shoal__one_thread_busy(const char *what);
+static inline int shoal__enter(shoal_one_thread_t *t, const char *what)
+{
+    uintptr_t me = shoal__thread_mark();
+    uintptr_t inside = atomic_load_explicit(&t->inside, memory_order_relaxed);
+
+    if (__builtin_expect(inside != 0, 0))
+        return inside == me ? 0 : shoal__one_thread_busy(what);
+    atomic_store_explicit(&t->inside, me, memory_order_relaxed);
+    return 1;
+}
+static inline void shoal__leave(shoal_one_thread_t *t, int entered)
+{
+    if (entered > 0)
+        atomic_store_explicit(&t->inside, 0, memory_order_release);
+}
+
 /* ---- time ---- */
 int64_t shoal__now_ms(void);  /* wall clock, ms since the epoch (record timestamps) */
 int64_t shoal__mono_ns(void); /* monotonic clock, ns */

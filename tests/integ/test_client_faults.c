@@ -499,6 +499,87 @@ static void test_a_send_waits_for_a_stuck_lock_holder_no_longer_than_block_ms(vo
     shoal_producer_close(p);
 }
 
+/* A producer and a consumer used by another thread while this test calls them. */
+struct inside_call {
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    int rc;
+};
+
+static void *send_in_thread(void *arg)
+{
+    struct inside_call *call = arg;
+    shoal_message_t m = {.value = "first", .value_len = 5, .partition = 0};
+
+    call->rc = shoal_send(call->p, &m, NULL);
+    return NULL;
+}
+
+static void *poll_in_thread(void *arg)
+{
+    struct inside_call *call = arg;
+    shoal_record_t r[4];
+
+    call->rc = shoal_poll(call->k, r, 4, 10000);
+    return NULL;
+}
+
+/* A producer or a consumer is for one thread at a time (shoal.h): a second thread calling
+ * while another is inside is refused, SHOAL_EINVAL, instead of tearing the handle's state
+ * (a user session shared one, and nothing said so). A consumer's close is refused too, as it
+ * would free what the other thread uses; shoal_consumer_wakeup() may run beside. One thread
+ * after another is fine. */
+static void test_a_handle_refuses_a_second_thread_while_one_is_inside(void **state)
+{
+    shoal_message_t m = {.value = "second", .value_len = 6, .partition = 0};
+    struct inside_call call = {0};
+    struct lock_holder h;
+    shoal_record_t r[4];
+    struct shm_ctl *ctl;
+    pthread_t t, holder;
+    int locked[2], rc = 0;
+    char c;
+    (void)state;
+
+    assert_int_equal(shoal_topic_create(client, "two", NULL), 0);
+    assert_int_equal(shoal_producer_open(client, "two", NULL, &call.p), 0);
+    ctl = harness_map_ctl(&daemon_, "two");
+    assert_int_equal(pipe(locked), 0);
+    h = (struct lock_holder){.lock = &ctl->lock, .locked_fd = locked[1], .hold_ms = 1000};
+    assert_int_equal(pthread_create(&holder, NULL, hold_append_lock, &h), 0);
+    assert_int_equal(read(locked[0], &c, 1), 1);
+    assert_int_equal(pthread_create(&t, NULL, send_in_thread, &call), 0);
+    usleep(300 * 1000); /* the thread's send waits for the lock meanwhile */
+    assert_int_equal(shoal_send(call.p, &m, NULL), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "this producer is inside a call on another thread"));
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(call.rc, 0);
+    assert_int_equal(pthread_join(holder, NULL), 0);
+    assert_int_equal(shoal_send(call.p, &m, NULL), 0);
+    assert_int_equal(atomic_load(&ctl->log_end_offset), 2);
+
+    assert_int_equal(shoal_consumer_open(client, NULL, &call.k), 0);
+    assert_int_equal(shoal_consumer_assign(call.k, "two", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(call.k, "two", 0, SHOAL_SEEK_END, 0), 0);
+    assert_int_equal(pthread_create(&t, NULL, poll_in_thread, &call), 0);
+    for (int i = 0; i < 500 && (rc = shoal_poll(call.k, r, 4, 0)) == 0; i++)
+        usleep(10 * 1000); /* until the thread sleeps inside its poll */
+    assert_int_equal(rc, SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "this consumer is inside a call on another thread"));
+    assert_int_equal(shoal_consumer_seek(call.k, "two", 0, SHOAL_SEEK_BEGINNING, 0), SHOAL_EINVAL);
+    assert_int_equal(shoal_consumer_close(call.k), SHOAL_EINVAL);
+    assert_int_equal(shoal_consumer_wakeup(call.k), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(call.rc, SHOAL_EWAKEUP);
+    assert_int_equal(shoal_consumer_seek(call.k, "two", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    assert_int_equal(shoal_poll(call.k, r, 4, 2000), 2);
+    assert_int_equal(shoal_consumer_close(call.k), 0);
+    munmap(ctl, sizeof(*ctl));
+    close(locked[0]);
+    close(locked[1]);
+    shoal_producer_close(call.p);
+}
+
 /* A disk topic of four 64 KiB slots holding one record that is on disk (the flusher stands
  * at offset 1 of slot 0), with a producer and a read-write map of its control block, for
  * the tests that damage the descriptors as a broken producer could. segment_ms 0: the
@@ -952,6 +1033,8 @@ int main(void)
             test_a_reader_in_another_pid_namespace_is_tracked_by_shoalds_pid, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_send_waits_for_a_stuck_lock_holder_no_longer_than_block_ms, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_handle_refuses_a_second_thread_while_one_is_inside,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_a_stopped_partition_0_keeps_no_producer_from_the_others, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_count_appends_and_sleeping_readers, setup,
