@@ -846,6 +846,28 @@ SHOAL_EXTERN int shoal_consumer_seek(shoal_consumer_t *consumer, const char *top
 SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const char *topic,
                                              int32_t partition);
 
+/** A partition and an offset in it: an offset to commit (the next offset the group should
+ * read, last processed + 1), or a consumer's position (shoal_consumer_assignment). */
+typedef struct shoal_topic_partition_offset {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+} shoal_topic_partition_offset_t;
+
+/** The partitions assigned to the consumer now, each with its position (the next offset
+ * it will read), as Kafka's assignment() and position(): those shoal_consumer_assign()
+ * added, or a group's, as they stand after the last poll's rebalance (inside on_assigned,
+ * the new ones are already there).
+ * @param[out] out  filled with the first cap of them, in the order they were assigned;
+ *                  each topic string is valid until the consumer's assignment next changes
+ *                  (an assign, an unassign, a poll of a group consumer, the close).
+ * @param[in]  cap  how many out holds; 0 (out may be NULL) only counts them.
+ * @return how many partitions are assigned (more than cap: only cap were filled), or
+ *         SHOAL_EINVAL (NULL consumer, or NULL out with cap above 0).
+ * Thread-safety: one thread per consumer handle. */
+SHOAL_EXTERN int shoal_consumer_assignment(shoal_consumer_t *consumer,
+                                           shoal_topic_partition_offset_t *out, size_t cap);
+
 /** Read up to max records from the assigned partitions, fairly across them.
  * @param[out] out         filled with views; valid until the next shoal_poll() or
  *                         shoal_consumer_close() on this consumer. Do not free.
@@ -991,13 +1013,6 @@ SHOAL_EXTERN bool shoal_group_id_is_valid(const char *group_id);
  *         thread per consumer handle. */
 SHOAL_EXTERN int shoal_consumer_subscribe(shoal_consumer_t *consumer, const char *const *topics,
                                           size_t n);
-
-/** An offset to commit: the next offset the group should read (last processed + 1). */
-typedef struct shoal_topic_partition_offset {
-    const char *topic;
-    int32_t partition;
-    int64_t offset;
-} shoal_topic_partition_offset_t;
 
 /** Commit offsets for the consumer's group and wait until they are durable in shoald's
  * LMDB. offsets NULL with n 0 commits the current position of every assigned partition.

@@ -608,6 +608,22 @@ int64_t shoal_consumer_position(shoal_consumer_t *c, const char *topic, int32_t 
     CONSUMER_CALL(c, consumer_position(c, topic, partition));
 }
 
+static int consumer_assignment(shoal_consumer_t *c, shoal_topic_partition_offset_t *out, size_t cap)
+{
+    if (!out && cap)
+        return SHOAL_ERR(SHOAL_EINVAL, "shoal_consumer_assignment: out is NULL with cap %zu", cap);
+    for (size_t i = 0; i < c->nparts && i < cap; i++)
+        out[i] = (shoal_topic_partition_offset_t){.topic = c->parts[i].topic,
+                                                  .partition = c->parts[i].partition,
+                                                  .offset = c->parts[i].position};
+    return (int)c->nparts;
+}
+
+int shoal_consumer_assignment(shoal_consumer_t *c, shoal_topic_partition_offset_t *out, size_t cap)
+{
+    CONSUMER_CALL(c, consumer_assignment(c, out, cap));
+}
+
 /* ------------------------------------------------------------------ decoding */
 
 /* Emit the records of one batch at or after cp->position into out[0..max). Returns how

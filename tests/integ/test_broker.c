@@ -2464,6 +2464,42 @@ INTEG_TEST(test_a_disk_reader_is_told_each_poll_while_the_daemon_is_away)
     shoal_consumer_close(k);
 }
 
+/* shoal_consumer_assignment() lists what is assigned, in the order it was, with positions;
+ * cap limits what it fills, not what it counts. */
+INTEG_TEST(test_a_consumer_lists_its_assignment_with_positions)
+{
+    shoal_topic_config_t cfg = topic_cfg(3, SMALL_SEGMENT, 4);
+    shoal_topic_partition_offset_t a[4];
+    shoal_consumer_t *k;
+
+    assert_int_equal(shoal_topic_create(f->c, "asg", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "asg", 0, 0, 5, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assignment(k, NULL, 0), 0);
+    assert_int_equal(shoal_consumer_assign(k, "asg", (const int32_t[]){2, 0}, 2), 0);
+    assert_int_equal(shoal_consumer_seek(k, "asg", 2, SHOAL_SEEK_BEGINNING, 0), 0);
+    assert_int_equal(shoal_consumer_assignment(k, a, 4), 2);
+    assert_string_equal(a[0].topic, "asg");
+    assert_int_equal(a[0].partition, 2);
+    assert_int_equal(a[0].offset, 0);
+    assert_string_equal(a[1].topic, "asg");
+    assert_int_equal(a[1].partition, 0);
+    assert_int_equal(a[1].offset, 5); /* the log end */
+
+    memset(a, 0, sizeof(a));
+    assert_int_equal(shoal_consumer_assignment(k, a, 1), 2);
+    assert_int_equal(a[0].partition, 2);
+    assert_null(a[1].topic);
+    assert_int_equal(shoal_consumer_assignment(k, NULL, 1), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "out is NULL"));
+    assert_int_equal(shoal_consumer_assignment(NULL, a, 4), SHOAL_EINVAL);
+
+    assert_int_equal(shoal_consumer_unassign(k, "asg", (const int32_t[]){2}, 1), 0);
+    assert_int_equal(shoal_consumer_assignment(k, a, 4), 1);
+    assert_int_equal(a[0].partition, 0);
+    assert_int_equal(shoal_consumer_close(k), 0);
+}
+
 /* A client closed before the producers and consumers opened on it stays theirs until the
  * last of them is closed: a producer attaches the partition it had not used yet, a consumer
  * reads old segments over the connection (both used the freed client before). */
@@ -4639,6 +4675,7 @@ int main(void)
         T(test_a_client_and_its_handles_carry_on_after_the_daemon_restarts),
         T(test_a_disk_reader_is_told_each_poll_while_the_daemon_is_away),
         T(test_producers_and_consumers_outlive_their_clients_close),
+        T(test_a_consumer_lists_its_assignment_with_positions),
         T(test_a_request_whose_response_was_lost_is_eclosed_and_the_next_call_reconnects),
         T(test_a_request_a_stopped_daemon_does_not_read_times_out),
         T(test_a_client_keeps_to_the_timeout_it_was_opened_with),

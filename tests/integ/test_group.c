@@ -86,13 +86,29 @@ static bool alive(pid_t pid)
     return st && st != 'Z' && st != 'X';
 }
 
+/* Whether partition p of topic is in the consumer's assignment (shoal_consumer_assignment). */
+static bool in_assignment(shoal_consumer_t *c, const char *topic, int32_t p)
+{
+    shoal_topic_partition_offset_t a[64];
+    int n = shoal_consumer_assignment(c, a, 64);
+
+    for (int i = 0; i < n && i < 64; i++)
+        if (a[i].partition == p && !strcmp(a[i].topic, topic))
+            return true;
+    return false;
+}
+
 static void on_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_partition_t *tps,
                         size_t n)
 {
     int idx = (int)(intptr_t)arg;
     int32_t self = (int32_t)getpid();
-    (void)c;
     for (size_t i = 0; i < n; i++) {
+        if (!in_assignment(c, tps[i].topic, tps[i].partition)) {
+            fprintf(stderr, "%s-%d is assigned, but not in shoal_consumer_assignment()\n",
+                    tps[i].topic, tps[i].partition);
+            atomic_fetch_add(&sh->violations, 1);
+        }
         int32_t old = atomic_exchange(&sh->owner[tps[i].partition], self);
         if (old != 0 && old != self && alive(old)) {
             fprintf(stderr, "partition %d given to %d while %d holds it\n", tps[i].partition,
