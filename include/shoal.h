@@ -868,6 +868,26 @@ typedef struct shoal_topic_partition_offset {
 SHOAL_EXTERN int shoal_consumer_assignment(shoal_consumer_t *consumer,
                                            shoal_topic_partition_offset_t *out, size_t cap);
 
+/** Pause a partition (-1: every partition of the topic assigned to the consumer): polls
+ * return none of its records until shoal_consumer_resume(), and its position stays where
+ * it is, as Kafka's pause() and resume(). For an application that cannot take more from
+ * some partitions for a while and reads the others meanwhile (the group's heartbeats go on
+ * in the polls). A paused partition holds no ring slot, so it holds no producer back: a
+ * disk topic's records the ring has passed meanwhile are read from disk after the resume,
+ * and a memory topic's are lost (the first poll after it returns SHOAL_EOFFSET saying how
+ * many). New records on a paused partition do not end a waiting poll. Pausing a paused
+ * partition, or resuming one not paused, does nothing. A group's rebalance keeps a
+ * partition's pause only where the member keeps the partition (cooperative); a partition
+ * assigned to it comes unpaused.
+ * @return 0, or SHOAL_ENOPARTITION (not assigned to the consumer), SHOAL_EINVAL (NULL
+ *         consumer or topic). Thread-safety: one thread per consumer handle. */
+SHOAL_EXTERN int shoal_consumer_pause(shoal_consumer_t *consumer, const char *topic,
+                                      int32_t partition);
+/** Resume a partition shoal_consumer_pause() paused (-1: all of the topic's); the next poll
+ * reads it again from its position. Returns as shoal_consumer_pause(). */
+SHOAL_EXTERN int shoal_consumer_resume(shoal_consumer_t *consumer, const char *topic,
+                                       int32_t partition);
+
 /** Read up to max records from the assigned partitions, fairly across them.
  * @param[out] out         filled with views; valid until the next shoal_poll() or
  *                         shoal_consumer_close() on this consumer. Do not free.

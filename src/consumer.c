@@ -68,6 +68,7 @@ struct consumer_part {
     bool read_since_seek;     /* records came since the position was last set (seek, assign) */
     bool seek_due;            /* sought since the last poll, whose views hold the ring's pin
                                * and the segment until the next poll (part_seek_finish) */
+    bool paused;              /* shoal_consumer_pause(): polls pass it by, holding no slot */
     int pending;              /* an error to report at the next poll (records went out first) */
     char pending_msg[256];
     /* The error a poll last returned for this partition and the position it left it at;
@@ -624,6 +625,39 @@ int shoal_consumer_assignment(shoal_consumer_t *c, shoal_topic_partition_offset_
     CONSUMER_CALL(c, consumer_assignment(c, out, cap));
 }
 
+/* Pause (on) or resume a partition, or all of a topic's with partition -1. */
+static int consumer_pause(shoal_consumer_t *c, const char *topic, int32_t partition, bool on)
+{
+    bool found = false;
+
+    SHOAL_NEED(topic);
+    for (size_t i = 0; i < c->nparts; i++) {
+        struct consumer_part *cp = &c->parts[i];
+        if (strcmp(cp->topic, topic) || (partition >= 0 && cp->partition != partition))
+            continue;
+        /* Its slot and segment go at the next poll, once this one's views are over, as
+         * after a seek; a resumed one is placed at its position again. */
+        if (on && !cp->paused)
+            cp->seek_due = true;
+        cp->paused = on;
+        found = true;
+    }
+    if (!found)
+        return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,
+                         partition);
+    return 0;
+}
+
+int shoal_consumer_pause(shoal_consumer_t *c, const char *topic, int32_t partition)
+{
+    CONSUMER_CALL(c, consumer_pause(c, topic, partition, true));
+}
+
+int shoal_consumer_resume(shoal_consumer_t *c, const char *topic, int32_t partition)
+{
+    CONSUMER_CALL(c, consumer_pause(c, topic, partition, false));
+}
+
 /* ------------------------------------------------------------------ decoding */
 
 /* Emit the records of one batch at or after cp->position into out[0..max). Returns how
@@ -1061,7 +1095,10 @@ static int consumer_fill(shoal_consumer_t *c, shoal_record_t *out, size_t max)
     c->lookup_late = false;
     for (size_t k = 0; k < c->nparts && (size_t)total < max; k++, i++) {
         struct consumer_part *cp = &c->parts[i < c->nparts ? i : i - c->nparts];
-        int rc = part_fill(c, cp, out + total, max - (size_t)total);
+        int rc;
+        if (__builtin_expect(cp->paused, 0))
+            continue;
+        rc = part_fill(c, cp, out + total, max - (size_t)total);
         if (rc >= 0) {
             if (__builtin_expect(cp->shown != 0, 0))
                 cp->shown = 0;
@@ -1139,7 +1176,7 @@ static uint64_t consumer_ready_bytes(const shoal_consumer_t *c, uint64_t enough)
         const struct consumer_part *cp = &c->parts[i];
         const struct shm_slot *s;
         uint64_t used;
-        if (cp->shown && !cp->pending)
+        if ((cp->shown && !cp->pending) || cp->paused)
             continue; /* failing as its last error said: caught up */
         if (cp->pending || cp->seg.data || !cp->cur.placed)
             return enough;
@@ -1161,18 +1198,18 @@ static bool consumer_ready(const shoal_consumer_t *c)
     if (c->want_bytes)
         return consumer_ready_bytes(c, c->want_bytes) >= c->want_bytes;
     for (size_t k = 0; k < c->nparts; k++) /* one whose error was returned: caught up */
-        if (!c->parts[k].shown && part_may_have_data(&c->parts[k]))
+        if (!c->parts[k].shown && !c->parts[k].paused && part_may_have_data(&c->parts[k]))
             return true;
     return false;
 }
 
-/* Count the first n partitions' readers as asleep, or no longer. A reader whose pin shoald
+/* Count the readers of parts[0..n) as asleep, or no longer. A reader whose pin shoald
  * released meanwhile (it was stopped, and a producer wanted its slot: ring_release_sleepers)
  * pins its slot again, and finds it reused if it was. */
-static void consumer_set_sleeping(shoal_consumer_t *c, size_t n, bool on)
+static void consumer_set_sleeping(struct consumer_part **parts, size_t n, bool on)
 {
     for (size_t i = 0; i < n; i++) {
-        struct consumer_part *cp = &c->parts[i];
+        struct consumer_part *cp = parts[i];
         if (ring_sleeper_set(&cp->ring, &cp->ring.rd->readers[cp->cur.entry].sleeping, on))
             ring_cursor_tighten(&cp->ring, &cp->cur);
     }
@@ -1210,25 +1247,31 @@ static void consumer_hold_slots(shoal_consumer_t *c, bool hold)
  * or is woken. */
 static int consumer_sleep(shoal_consumer_t *c, int64_t timeout_ns)
 {
+    struct consumer_part *parts[CONSUMER_WAIT_MAX - 1]; /* and the wakeup word */
     _Atomic uint32_t *words[CONSUMER_WAIT_MAX];
     uint32_t seqs[CONSUMER_WAIT_MAX];
-    size_t n = SHOAL_MIN(c->nparts, CONSUMER_WAIT_MAX - 1); /* and the wakeup word */
+    size_t n = 0, i;
     int rc = 0;
 
-    for (size_t i = 0; i < n; i++)
-        words[i] = &c->parts[i].ring.rd->seq;
-    consumer_set_sleeping(c, n, true);
-    for (size_t i = 0; i < n; i++)
-        seqs[i] = ring_sleep_arm(&c->parts[i].ring);
+    for (i = 0; i < c->nparts && n < CONSUMER_WAIT_MAX - 1; i++)
+        if (!c->parts[i].paused) /* its appends do not end this wait */
+            parts[n++] = &c->parts[i];
+    while (i < c->nparts && c->parts[i].paused)
+        i++;
+    for (size_t k = 0; k < n; k++)
+        words[k] = &parts[k]->ring.rd->seq;
+    consumer_set_sleeping(parts, n, true);
+    for (size_t k = 0; k < n; k++)
+        seqs[k] = ring_sleep_arm(&parts[k]->ring);
     words[n] = &c->wakeup;
     seqs[n] = 0;
     atomic_thread_fence(memory_order_seq_cst); /* pairs with ring_wake_readers()' fence */
     if (!consumer_ready(c)) {
-        if (c->nparts > n && (timeout_ns < 0 || timeout_ns > 10000000))
+        if (i < c->nparts && (timeout_ns < 0 || timeout_ns > 10000000))
             timeout_ns = 10000000; /* the others are looked at every 10 ms */
         rc = shoal__futex_waitv(words, seqs, n + 1, timeout_ns);
     }
-    consumer_set_sleeping(c, n, false);
+    consumer_set_sleeping(parts, n, false);
     return rc == -ETIMEDOUT ? 0 : rc;
 }
 

@@ -2500,6 +2500,69 @@ INTEG_TEST(test_a_consumer_lists_its_assignment_with_positions)
     assert_int_equal(shoal_consumer_close(k), 0);
 }
 
+/* One poll of up to max records from a topic of two partitions, checking that each
+ * partition's offsets follow on from next[] and their values. Returns what the poll did. */
+static int poll_two(shoal_consumer_t *k, int64_t next[2], size_t max, int timeout_ms)
+{
+    shoal_record_t r[64];
+    int n = shoal_poll(k, r, SHOAL_MIN(max, 64), timeout_ms);
+
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(r[i].offset, next[r[i].partition]++);
+        assert_true(value_matches(&r[i], r[i].offset));
+    }
+    return n;
+}
+
+/* A paused partition gives no records until resumed and keeps its position (Kafka's
+ * pause/resume). It holds no ring slot: a producer that cannot wait fills the ring round
+ * past where the consumer stood, and the resume reads those records from disk, in order. */
+INTEG_TEST(test_a_paused_partition_gives_nothing_until_resumed_and_holds_no_slot)
+{
+    shoal_topic_config_t cfg = topic_cfg(2, SMALL_SEGMENT, 2);
+    const int64_t more = 2000; /* ~420 KB: round a ring of two 64 KiB slots */
+    shoal_producer_options_t po;
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    int64_t next[2] = {0, 0}, t0;
+
+    assert_int_equal(shoal_topic_create(f->c, "pz", &cfg), 0);
+    assert_int_equal(produce_range(f->c, "pz", 0, 0, 10, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(produce_range(f->c, "pz", 1, 0, 10, SHOAL_ACKS_MEMORY), 0);
+    assert_int_equal(shoal_consumer_open(f->c, NULL, &k), 0);
+    assert_int_equal(shoal_consumer_assign(k, "pz", NULL, 0), 0);
+    assert_int_equal(shoal_consumer_seek(k, "pz", -1, SHOAL_SEEK_BEGINNING, 0), 0);
+    assert_int_equal(shoal_consumer_pause(k, "pz", 1), 0);
+    assert_int_equal(poll_two(k, next, 5, 2000), 5); /* partition 0's only */
+    assert_int_equal(next[0], 5);
+
+    assert_int_equal(shoal_consumer_pause(k, "pz", 0), 0);
+    assert_int_equal(shoal_consumer_pause(k, "pz", 0), 0); /* again: nothing more */
+    t0 = shoal__mono_ns();
+    assert_int_equal(poll_two(k, next, 64, 300), 0); /* both paused: it waits its time */
+    assert_true(shoal__mono_ns() - t0 >= 290 * 1000000ll);
+    shoal_producer_options_init(&po);
+    po.block_ms = 300;
+    assert_int_equal(shoal_producer_open(f->c, "pz", &po, &p), 0);
+    assert_int_equal(send_range(p, 0, 10, more), 0); /* no pin of the consumer's in its way */
+    shoal_producer_close(p);
+    assert_int_equal(shoal_consumer_position(k, "pz", 0), 5);
+
+    assert_int_equal(shoal_consumer_resume(k, "pz", 0), 0);
+    while (next[0] < 10 + more)
+        assert_true(poll_two(k, next, 64, 2000) > 0);
+    assert_int_equal(next[1], 0);
+    assert_int_equal(shoal_consumer_resume(k, "pz", -1), 0);
+    while (next[1] < 10)
+        assert_true(poll_two(k, next, 64, 2000) > 0);
+    assert_int_equal(next[0], 10 + more);
+
+    assert_int_equal(shoal_consumer_pause(k, "pz", 2), SHOAL_ENOPARTITION);
+    assert_int_equal(shoal_consumer_resume(k, "other", -1), SHOAL_ENOPARTITION);
+    assert_int_equal(shoal_consumer_pause(k, NULL, 0), SHOAL_EINVAL);
+    assert_int_equal(shoal_consumer_close(k), 0);
+}
+
 /* A client closed before the producers and consumers opened on it stays theirs until the
  * last of them is closed: a producer attaches the partition it had not used yet, a consumer
  * reads old segments over the connection (both used the freed client before). */
@@ -4676,6 +4739,7 @@ int main(void)
         T(test_a_disk_reader_is_told_each_poll_while_the_daemon_is_away),
         T(test_producers_and_consumers_outlive_their_clients_close),
         T(test_a_consumer_lists_its_assignment_with_positions),
+        T(test_a_paused_partition_gives_nothing_until_resumed_and_holds_no_slot),
         T(test_a_request_whose_response_was_lost_is_eclosed_and_the_next_call_reconnects),
         T(test_a_request_a_stopped_daemon_does_not_read_times_out),
         T(test_a_client_keeps_to_the_timeout_it_was_opened_with),

@@ -311,6 +311,39 @@ static void test_seek_to_an_overwritten_offset_reports_it_then_reads_the_oldest(
     shoal_producer_close(p);
 }
 
+/* A paused reader of a memory topic holds no slot: a producer laps the ring without
+ * waiting for it, and the resume says what was lost (SHOAL_EOFFSET), then reads on from the
+ * oldest record (auto_offset_reset earliest). */
+static void test_a_paused_reader_holds_no_producer_back_and_is_told_what_it_lost(void **state)
+{
+    shoal_producer_options_t opts;
+    shoal_producer_t *p;
+    shoal_consumer_t *k;
+    shoal_record_t r;
+    (void)state;
+
+    create_memory_topic();
+    k = open_consumer(SHOAL_OFFSET_RESET_EARLIEST);
+    assert_int_equal(shoal_consumer_seek(k, "mem", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    shoal_producer_options_init(&opts);
+    opts.block_ms = 0;
+    assert_int_equal(shoal_producer_open(client, "mem", &opts, &p), 0);
+    assert_int_equal(send_range(p, 0, 1), 0);
+    assert_int_equal(shoal_poll(k, &r, 1, 1000), 1); /* it stands in slot 0 */
+    assert_int_equal(shoal_consumer_pause(k, "mem", 0), 0);
+    assert_int_equal(shoal_poll(k, &r, 1, 0), 0);   /* the last views are over */
+    assert_int_equal(send_range(p, 1, RECORDS), 0); /* laps the ring: nothing waits */
+    assert_int_equal(shoal_consumer_position(k, "mem", 0), 1);
+    assert_int_equal(shoal_consumer_resume(k, "mem", 0), 0);
+    assert_int_equal(shoal_poll(k, &r, 1, 1000), SHOAL_EOFFSET);
+    assert_non_null(strstr(shoal_errmsg(), "mem-0: offsets 1.."));
+    assert_non_null(strstr(shoal_errmsg(), "were overwritten in the memory topic's ring"));
+    assert_int_equal(shoal_poll(k, &r, 1, 1000), 1);
+    assert_true(r.offset > 1);
+    shoal_consumer_close(k);
+    shoal_producer_close(p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -340,6 +373,7 @@ int main(void)
         T(test_consumer_yields_to_a_producer_that_does_not_wait),
         T(test_slow_consumer_with_latest_reset_jumps_to_the_log_end),
         T(test_seek_to_an_overwritten_offset_reports_it_then_reads_the_oldest),
+        T(test_a_paused_reader_holds_no_producer_back_and_is_told_what_it_lost),
     };
 #undef T
     harness_test_filter();
