@@ -790,10 +790,12 @@ static int64_t segment_end(const char *dir, int64_t base, int64_t next_base)
  * ends (a rewrite keeps every batch's offsets and each segment's last batch): where the
  * segment at base ends, or where a later one begins (a merge; bases[0..n) are the
  * segments on disk). 0 with *merged_n, how many segments after base it holds (they
- * follow base in bases), when it is; SHOAL_ECORRUPT with the reason as the error detail
- * when it is not; -errno when it cannot be read (then nothing is decided). */
+ * follow base in bases), and *merge, whether it is a merge (it may hold segments already
+ * deleted: then it ends past base's own end), when it is; SHOAL_ECORRUPT with the reason
+ * as the error detail when it is not; -errno when it cannot be read (then nothing is
+ * decided). */
 static int swap_check(const char *dir, int64_t base, const int64_t *bases, size_t n,
-                      size_t *merged_n)
+                      size_t *merged_n, bool *merge)
 {
     segment_scan_t scan;
     segment_map_t m;
@@ -813,8 +815,12 @@ static int swap_check(const char *dir, int64_t base, const int64_t *bases, size_
     for (k = after; k < n && bases[k] < scan.next_offset; k++)
         ;
     *merged_n = k - after;
-    if (k < n && bases[k] == scan.next_offset)
+    if (k < n && bases[k] == scan.next_offset) {
+        int64_t own_end = k > after ? -1 : segment_end(dir, base, -1);
+        *merge = k > after || (own_end >= 0 && scan.next_offset > own_end);
         return 0;
+    }
+    *merge = false;
     if (k == after && scan.next_offset == segment_end(dir, base, after < n ? bases[after] : -1))
         return 0;
     return SHOAL_ERR(SHOAL_ECORRUPT, "it ends before offset %lld, where no segment on disk ends",
@@ -844,7 +850,8 @@ static int swap_recover(const char *dir, const char *topic, uint32_t id, int64_t
                         const int64_t *bases, size_t n)
 {
     size_t merged = 0, at = 0;
-    int rc = swap_check(dir, base, bases, n, &merged);
+    bool merge = false;
+    int rc = swap_check(dir, base, bases, n, &merged, &merge);
 
     if (rc == SHOAL_ECORRUPT)
         return swap_drop(dir, topic, id, base);
@@ -852,7 +859,7 @@ static int swap_recover(const char *dir, const char *topic, uint32_t id, int64_t
         at++;
     if (rc == 0 && (rc = swap_complete(dir, base, bases + at, merged)) == 0)
         log_notice("%s-%u: completed the compaction of segment %lld%s", topic, id, (long long)base,
-                   merged ? " and of the segments merged into it" : "");
+                   merge ? " and of the segments merged into it" : "");
     return rc;
 }
 

@@ -252,6 +252,35 @@ static void test_merge_with_its_segments_partly_gone_completes(void **state)
     assert_merged(swap, swap_len);
 }
 
+/* A merge whose merged segments all went before the crash (or before a step failed) is
+ * still completed, and said to be a merge: its .swap ends past its own segment's end, where
+ * the next segment on disk begins. (The log used to call it a plain compaction, and a test
+ * waiting for the merge's line timed out.) */
+static void test_merge_with_every_merged_segment_gone_completes_as_a_merge(void **state)
+{
+    static const char *const exts[] = {".log", ".index", ".timeindex"};
+    char path[PATH_MAX], log_path[PATH_MAX + 16];
+    uint8_t swap[4096], *said;
+    size_t swap_len = write_merge(swap, sizeof(swap), true), len;
+    (void)state;
+
+    for (size_t i = 0; i < 3; i++) {
+        path_of(path, 8, exts[i]);
+        assert_int_equal(unlink(path), 0);
+    }
+    snprintf(log_path, sizeof(log_path), "%s/daemon.log", dir);
+    log_set_level(LOG_NOTICE);
+    assert_int_equal(log_reopen(log_path), 0);
+    assert_int_equal(compact_recover(dir, "t", 0), 1);
+    assert_int_equal(log_reopen(""), 0);
+    log_set_level(LOG_ERR);
+    assert_merged(swap, swap_len);
+    assert_non_null(said = harness_read_file(log_path, &len));
+    assert_non_null(strstr((char *)said, "completed the compaction of segment 0 and of the "
+                                         "segments merged into it"));
+    free(said);
+}
+
 /* A .swap that ends inside a later segment is no merge rewrite: it goes, every segment stays. */
 static void test_swap_ending_inside_a_segment_is_deleted(void **state)
 {
@@ -282,6 +311,7 @@ int main(void)
         T(test_damaged_swap_is_deleted_and_the_segment_kept),
         T(test_finished_merge_replaces_the_segments_it_holds),
         T(test_merge_with_its_segments_partly_gone_completes),
+        T(test_merge_with_every_merged_segment_gone_completes_as_a_merge),
         T(test_swap_ending_inside_a_segment_is_deleted),
         T(test_missing_directory_is_fine),
     };
