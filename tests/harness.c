@@ -400,6 +400,8 @@ static int daemon_wait_ready(struct harness_daemon *d)
         if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
             fprintf(stderr, "harness: shoald exited during start-up (status %d)\n",
                     exit_code(status));
+            d->start_exited = true;
+            d->start_status = exit_code(status);
             d->pid = 0;
             rc = -1;
             break;
@@ -425,6 +427,7 @@ static int daemon_spawn(struct harness_daemon *d)
         return -1;
     }
     fflush(NULL);
+    d->start_exited = false;
     d->pid = fork();
     if (d->pid < 0) {
         perror("fork");
@@ -564,6 +567,10 @@ int harness_daemon_kill9(struct harness_daemon *d)
 int harness_daemon_wait_exit(struct harness_daemon *d, int timeout_ms)
 {
     int status = 0;
+    if (d->pid <= 0 && d->start_exited) {
+        d->start_exited = false;
+        return d->start_status;
+    }
     if (d->pid <= 0 || reap(d->pid, timeout_ms, &status) != 1)
         return -1;
     track(d, false);

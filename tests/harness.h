@@ -76,6 +76,8 @@ struct harness_daemon {
     void (*pre_exec)(void); /* NULL, or run in the daemon's process before exec (limits) */
     pid_t pid;              /* > 0 while running */
     int starts;             /* how many times it was started */
+    bool start_exited;      /* the last start ended before it served (start_status) */
+    int start_status;
 };
 
 /* Make a temp dir, pick a unique instance name and start $SHOALD_BIN (default
@@ -91,7 +93,8 @@ int harness_daemon_stop(struct harness_daemon *d);
 /* SIGKILL and reap the daemon. 0 or -1. */
 int harness_daemon_kill9(struct harness_daemon *d);
 /* Wait up to timeout_ms for the daemon to exit by itself (a fault hook) and reap it.
- * Returns its exit status (0..255), 128 + signal, or -1 when it still runs (left running). */
+ * Returns its exit status (0..255), 128 + signal, or -1 when it still runs (left running).
+ * A start that ended before it served (a hook that fires at once) gives its status here. */
 int harness_daemon_wait_exit(struct harness_daemon *d, int timeout_ms);
 /* Start the stopped daemon again with the same directories, instance and arguments. */
 int harness_daemon_restart(struct harness_daemon *d);

@@ -818,7 +818,10 @@ static void test_crash_in_a_merge_completes_it(void **state)
     client = NULL;
     assert_int_equal(harness_daemon_stop(&daemon_), 0);
     before = segment_count("cm");
-    restart_with_crash_point("merged");
+    /* The first run may merge what the last compacted, and so die before it serves. */
+    setenv("SHOALD_TEST_COMPACT_CRASH", "merged", 1);
+    (void)harness_daemon_restart(&daemon_);
+    unsetenv("SHOALD_TEST_COMPACT_CRASH");
     assert_int_equal(harness_daemon_wait_exit(&daemon_, 10000), 99);
     assert_true(find_file("cm", ".log.swap", path, sizeof(path), &base));
     assert_true(segment_count("cm") < before); /* the merged one is gone */
