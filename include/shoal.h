@@ -48,7 +48,8 @@
  *
  * - fork(): handles belong to the process that opened them. A child of fork() may only
  *   close what it inherited (shoal_consumer_close, shoal_producer_close,
- *   shoal_client_close), which frees the child's own memory, mappings and descriptors and
+ *   shoal_client_close: the client's connection goes with the last of the three), which
+ *   frees the child's own memory, mappings and descriptors and
  *   leaves the parent's state alone: its reader entries and pins, its sleeping flags, its
  *   group membership and its connection go on as before (exiting or exec'ing does the same).
  *   For anything else a child opens its own client. On an inherited consumer shoal_poll,
@@ -58,11 +59,14 @@
  *   Calls on inherited producers are not checked (the append path stays as short as it
  *   is) and must not be made.
  * - Threads: a client may be shared by threads; a producer or a consumer is for one thread
- *   at a time (open one per thread, or hand one over between calls). A call on a producer
- *   or consumer that another thread is inside fails SHOAL_EINVAL ("... is inside a call on
- *   another thread"), so the mistake shows instead of tearing the handle's state. The check
- *   is cheap and best effort: two threads entering in the same few nanoseconds may both
- *   pass. Calls from a consumer's own callbacks are on its thread and pass;
+ *   at a time (open one per thread, or hand one over between calls). A send or a
+ *   shoal_producer_wait(), and any consumer call, made while another thread is inside one
+ *   on the same handle fails SHOAL_EINVAL ("... is inside a call on another thread"; the
+ *   void shoal_consumer_release() does nothing), so the mistake shows instead of tearing
+ *   the handle's state; shoal_producer_close() and shoal_producer_partitions() are not
+ *   checked. The check is cheap and best effort: two threads entering in the same few
+ *   nanoseconds may both pass, and a thread cancelled inside a call leaves the handle
+ *   marked as its. Calls from a consumer's own callbacks are on its thread and pass;
  *   shoal_consumer_wakeup() may be called from anywhere.
  * - Views returned by shoal_poll() point into shared memory or into a read-only mapping of
  *   a segment file; they are valid until the next shoal_poll() or shoal_consumer_close() on
@@ -579,7 +583,7 @@ SHOAL_EXTERN void shoal_producer_options_init(shoal_producer_options_t *opts);
  *         descriptors are free again; SHOAL_ELIMIT when the kernel refused shoald's
  *         passing of them (too many in flight, sent to clients that do not read their
  *         replies: the detail says so), which a later try may pass.
- * Ownership: close with shoal_producer_close() before closing the client.
+ * Ownership: close with shoal_producer_close(), before or after the client.
  * Thread-safety: one thread per producer handle. */
 SHOAL_EXTERN int shoal_producer_open(shoal_client_t *client, const char *topic,
                                      const shoal_producer_options_t *opts, shoal_producer_t **out);
@@ -687,7 +691,8 @@ struct shoal_topic_partition;
  * on_revoked). A member that was fenced gets on_revoked for
  * partitions already lost. Inside any of the consumer's callbacks (these two and
  * on_commit), shoal_consumer_close() and shoal_poll() on that consumer return SHOAL_EINVAL
- * (the call running the callback still uses it); commit, seek and position may be called. */
+ * (the call running the callback still uses it); commit, seek, position, assignment, pause
+ * and resume may be called. */
 typedef void (*shoal_rebalance_cb)(void *arg, shoal_consumer_t *c,
                                    const struct shoal_topic_partition *tps, size_t n);
 /** Result of a shoal_commit_async(): status 0 or a negative code. Called on the thread
@@ -760,7 +765,7 @@ SHOAL_EXTERN void shoal_consumer_options_init(shoal_consumer_options_t *opts);
  *         auto_offset_reset not a shoal_offset_reset_t. With a group_id also SHOAL_EGROUPID
  *         (not a valid group id) and SHOAL_EINVAL (an invalid group_instance_id, a timeout
  *         <= 0, assignor_count without assignors, an incomplete assignor).
- * Ownership: close with shoal_consumer_close() before closing the client.
+ * Ownership: close with shoal_consumer_close(), before or after the client.
  * Thread-safety: one thread per consumer handle. */
 SHOAL_EXTERN int shoal_consumer_open(shoal_client_t *client, const shoal_consumer_options_t *opts,
                                      shoal_consumer_t **out);
@@ -857,10 +862,13 @@ typedef struct shoal_topic_partition_offset {
 /** The partitions assigned to the consumer now, each with its position (the next offset
  * it will read), as Kafka's assignment() and position(): those shoal_consumer_assign()
  * added, or a group's, as they stand after the last poll's rebalance (inside on_assigned,
- * the new ones are already there).
- * @param[out] out  filled with the first cap of them, in the order they were assigned;
- *                  each topic string is valid until the consumer's assignment next changes
- *                  (an assign, an unassign, a poll of a group consumer, the close).
+ * the new ones are already there; while a rebalance waits for shoald across polls, those
+ * it attached so far are listed already). A partition shoald stopped, which could not be
+ * attached, is not listed.
+ * @param[out] out  filled with the first cap of them, in the consumer's order (assigned
+ *                  last, listed last, until one is given up); each topic string is valid
+ *                  until the consumer's assignment next changes (an assign, an unassign, a
+ *                  poll or a commit of a group consumer, which can find it fenced, the close).
  * @param[in]  cap  how many out holds; 0 (out may be NULL) only counts them.
  * @return how many partitions are assigned (more than cap: only cap were filled), or
  *         SHOAL_EINVAL (NULL consumer, or NULL out with cap above 0).
@@ -872,15 +880,16 @@ SHOAL_EXTERN int shoal_consumer_assignment(shoal_consumer_t *consumer,
  * return none of its records until shoal_consumer_resume(), and its position stays where
  * it is, as Kafka's pause() and resume(). For an application that cannot take more from
  * some partitions for a while and reads the others meanwhile (the group's heartbeats go on
- * in the polls). A paused partition holds no ring slot, so it holds no producer back: a
- * disk topic's records the ring has passed meanwhile are read from disk after the resume,
- * and a memory topic's are lost (the first poll after it returns SHOAL_EOFFSET saying how
- * many). New records on a paused partition do not end a waiting poll. Pausing a paused
- * partition, or resuming one not paused, does nothing. A group's rebalance keeps a
- * partition's pause only where the member keeps the partition (cooperative); a partition
- * assigned to it comes unpaused.
- * @return 0, or SHOAL_ENOPARTITION (not assigned to the consumer), SHOAL_EINVAL (NULL
- *         consumer or topic). Thread-safety: one thread per consumer handle. */
+ * in the polls). From the next poll (or shoal_consumer_release()) on, a paused partition
+ * holds no ring slot, so it holds no producer back: a disk topic's records the ring has
+ * passed meanwhile are read from disk after the resume, and a memory topic's are lost (the
+ * first poll after it returns SHOAL_EOFFSET saying how many). New records on a paused partition do
+ * not end a waiting poll. Pausing a paused partition, or resuming one not paused, does nothing. A
+ * group's rebalance keeps a partition's pause only where the member keeps the partition
+ * (cooperative); a partition assigned to it comes unpaused.
+ * @return 0, or SHOAL_ENOPARTITION (not assigned to the consumer, or below -1),
+ *         SHOAL_EINVAL (NULL consumer or topic, or a consumer inherited through fork()).
+ * Thread-safety: one thread per consumer handle. */
 SHOAL_EXTERN int shoal_consumer_pause(shoal_consumer_t *consumer, const char *topic,
                                       int32_t partition);
 /** Resume a partition shoal_consumer_pause() paused (-1: all of the topic's); the next poll

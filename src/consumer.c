@@ -126,7 +126,12 @@ struct shoal_consumer {
 
 int consumer__enter(shoal_consumer_t *c)
 {
-    return shoal__enter(&c->one_thread, "consumer");
+    int rc = shoal__enter(&c->one_thread, "consumer");
+
+    /* A child of fork() inherits the mark of a thread that was inside: say what matters. */
+    if (__builtin_expect(rc < 0, 0) && shoal__inherited(c->forks))
+        return consumer__check_owner(c);
+    return rc;
 }
 
 void consumer__leave(shoal_consumer_t *c, int entered)
@@ -242,12 +247,12 @@ int shoal_consumer_close(shoal_consumer_t *c)
     shoal__clear_err();
     if (!c)
         return 0;
-    if (cgroup_in_callback(c->group)) /* the call running it still uses the consumer */
-        return SHOAL_ERR(SHOAL_EINVAL, "shoal_consumer_close() inside the consumer's own "
-                                       "callback: close it once the call that ran it returns");
     inherited = shoal__inherited(c->forks);
     if (!inherited && (rc = consumer__enter(c)) < 0) /* it would free what that one uses */
         return rc;
+    if (cgroup_in_callback(c->group)) /* nested (rc 0): the call running it uses it still */
+        return SHOAL_ERR(SHOAL_EINVAL, "shoal_consumer_close() inside the consumer's own "
+                                       "callback: close it once the call that ran it returns");
     rc = cgroup_close(c, c->group, inherited);
     for (size_t i = 0; i < c->nparts; i++) {
         if (inherited)
@@ -262,12 +267,15 @@ int shoal_consumer_close(shoal_consumer_t *c)
 
 void shoal_consumer_release(shoal_consumer_t *c)
 {
-    if (!c || shoal__inherited(c->forks))
-        return;
+    int entered;
+
+    if (!c || shoal__inherited(c->forks) || (entered = consumer__enter(c)) < 0)
+        return;                              /* another thread inside: not this one's to change */
     for (size_t i = 0; i < c->nparts; i++) { /* the next poll places them again */
         ring_cursor_unpin(&c->parts[i].ring, &c->parts[i].cur);
         part_views_over(&c->parts[i]);
     }
+    consumer__leave(c, entered);
 }
 
 static struct consumer_part *consumer_find(shoal_consumer_t *c, const char *topic, int32_t p)
@@ -421,7 +429,6 @@ static int consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t
     int64_t deadline = client_deadline(c->client);
     int rc;
 
-    SHOAL_NEED(topic);
     if ((rc = consumer__check_owner(c)) < 0)
         return rc;
     if (cgroup_refuses_assign(c->group))
@@ -483,7 +490,6 @@ static int consumer_unassign(shoal_consumer_t *c, const char *topic, const int32
     size_t kept = 0;
     int rc;
 
-    SHOAL_NEED(topic);
     if ((rc = consumer__check_owner(c)) < 0)
         return rc;
     if (cgroup_refuses_assign(c->group))
@@ -549,7 +555,6 @@ static int consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partiti
     bool found = false;
     int rc;
 
-    SHOAL_NEED(topic);
     if ((rc = consumer__check_owner(c)) < 0)
         return rc;
     if (partition < -1)
@@ -576,7 +581,6 @@ static int64_t consumer_position(shoal_consumer_t *c, const char *topic, int32_t
 {
     struct consumer_part *cp;
 
-    SHOAL_NEED(topic);
     if (!(cp = consumer_find(c, topic, partition)))
         return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,
                          partition);
@@ -584,28 +588,33 @@ static int64_t consumer_position(shoal_consumer_t *c, const char *topic, int32_t
 }
 
 /* The calls that change the consumer, or read what its thread changes, run as its one
- * thread (shoal_one_thread_t); shoal_consumer_wakeup() is the one that may run beside. */
+ * thread (shoal_one_thread_t); shoal_consumer_wakeup() is the one that may run beside.
+ * Their arguments are checked here, so that a NULL is named by the public call. */
 
 int shoal_consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t *partitions,
                           size_t n)
 {
+    SHOAL_NEED(topic);
     CONSUMER_CALL(c, consumer_assign(c, topic, partitions, n));
 }
 
 int shoal_consumer_unassign(shoal_consumer_t *c, const char *topic, const int32_t *partitions,
                             size_t n)
 {
+    SHOAL_NEED(topic);
     CONSUMER_CALL(c, consumer_unassign(c, topic, partitions, n));
 }
 
 int shoal_consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partition,
                         shoal_seek_t whence, int64_t offset)
 {
+    SHOAL_NEED(topic);
     CONSUMER_CALL(c, consumer_seek(c, topic, partition, whence, offset));
 }
 
 int64_t shoal_consumer_position(shoal_consumer_t *c, const char *topic, int32_t partition)
 {
+    SHOAL_NEED(topic);
     CONSUMER_CALL(c, consumer_position(c, topic, partition));
 }
 
@@ -629,8 +638,13 @@ int shoal_consumer_assignment(shoal_consumer_t *c, shoal_topic_partition_offset_
 static int consumer_pause(shoal_consumer_t *c, const char *topic, int32_t partition, bool on)
 {
     bool found = false;
+    int rc;
 
-    SHOAL_NEED(topic);
+    if ((rc = consumer__check_owner(c)) < 0)
+        return rc;
+    if (partition < -1)
+        return SHOAL_ERR(SHOAL_ENOPARTITION, "no partition %d (-1 is all of the topic's)",
+                         partition);
     for (size_t i = 0; i < c->nparts; i++) {
         struct consumer_part *cp = &c->parts[i];
         if (strcmp(cp->topic, topic) || (partition >= 0 && cp->partition != partition))
@@ -650,11 +664,13 @@ static int consumer_pause(shoal_consumer_t *c, const char *topic, int32_t partit
 
 int shoal_consumer_pause(shoal_consumer_t *c, const char *topic, int32_t partition)
 {
+    SHOAL_NEED(topic);
     CONSUMER_CALL(c, consumer_pause(c, topic, partition, true));
 }
 
 int shoal_consumer_resume(shoal_consumer_t *c, const char *topic, int32_t partition)
 {
+    SHOAL_NEED(topic);
     CONSUMER_CALL(c, consumer_pause(c, topic, partition, false));
 }
 

@@ -1740,7 +1740,7 @@ static int subscribe(shoal_consumer_t *c, const char *const *topics, size_t n)
         return SHOAL_ERR(SHOAL_EINVAL, "partitions were assigned by hand: no subscribing");
     for (size_t i = 0; i < n; i++) {
         if (!topics[i])
-            return SHOAL_ERR(SHOAL_EINVAL, "%s: topics[%zu] is NULL", __func__, i);
+            return SHOAL_ERR(SHOAL_EINVAL, "shoal_consumer_subscribe: topics[%zu] is NULL", i);
         if (!shoal_topic_name_is_valid(topics[i]))
             return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%.260s'", topics[i]);
     }

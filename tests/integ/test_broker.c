@@ -2558,8 +2558,13 @@ INTEG_TEST(test_a_paused_partition_gives_nothing_until_resumed_and_holds_no_slot
     assert_int_equal(next[0], 10 + more);
 
     assert_int_equal(shoal_consumer_pause(k, "pz", 2), SHOAL_ENOPARTITION);
+    assert_int_equal(shoal_consumer_pause(k, "pz", -2), SHOAL_ENOPARTITION);
+    assert_non_null(strstr(shoal_errmsg(), "no partition -2"));
     assert_int_equal(shoal_consumer_resume(k, "other", -1), SHOAL_ENOPARTITION);
     assert_int_equal(shoal_consumer_pause(k, NULL, 0), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "shoal_consumer_pause: topic is NULL"));
+    assert_int_equal(shoal_consumer_resume(k, NULL, 0), SHOAL_EINVAL); /* named as called */
+    assert_non_null(strstr(shoal_errmsg(), "shoal_consumer_resume: topic is NULL"));
     assert_int_equal(shoal_consumer_close(k), 0);
 }
 

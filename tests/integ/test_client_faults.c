@@ -515,6 +515,18 @@ static void *send_in_thread(void *arg)
     return NULL;
 }
 
+/* In a child of fork(): a poll of the inherited consumer is refused for what it is, though
+ * the parent's thread was inside a poll at the fork. */
+static int poll_inherited(void *arg)
+{
+    struct inside_call *call = arg;
+    shoal_record_t r[4];
+
+    if (shoal_poll(call->k, r, 4, 0) != SHOAL_EINVAL)
+        return 1;
+    return strstr(shoal_errmsg(), "a child of fork() may only close it") ? 0 : 2;
+}
+
 static void *poll_in_thread(void *arg)
 {
     struct inside_call *call = arg;
@@ -568,6 +580,7 @@ static void test_a_handle_refuses_a_second_thread_while_one_is_inside(void **sta
     assert_non_null(strstr(shoal_errmsg(), "this consumer is inside a call on another thread"));
     assert_int_equal(shoal_consumer_seek(call.k, "two", 0, SHOAL_SEEK_BEGINNING, 0), SHOAL_EINVAL);
     assert_int_equal(shoal_consumer_close(call.k), SHOAL_EINVAL);
+    assert_int_equal(harness_wait(harness_fork(poll_inherited, &call, 10), 5000), 0);
     assert_int_equal(shoal_consumer_wakeup(call.k), 0);
     assert_int_equal(pthread_join(t, NULL), 0);
     assert_int_equal(call.rc, SHOAL_EWAKEUP);
