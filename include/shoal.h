@@ -263,7 +263,7 @@ SHOAL_EXTERN int shoal_client_open(const char *socket_path, shoal_client_t **out
 typedef struct shoal_client_options {
     int32_t timeout_ms;        /* how long a call on the client, and the connection's handshake,
                                   waits for shoald's answer before SHOAL_ETIMEDOUT (a topic create
-                                  or a grow adds 4 s per GiB of rings it makes); also a group
+                                  or a grow adds 8 s per GiB of rings it makes); also a group
                                   consumer's calls; 1 or more; default 30000 */
     uint32_t daemon_uid_check; /* 1: connect only to a daemon that runs as daemon_uid (its
                                   listening process's SO_PEERCRED), at the open and at every
@@ -381,7 +381,7 @@ SHOAL_EXTERN bool shoal_topic_name_is_valid(const char *name);
  *         -EMFILE (its disk partitions would leave shoald too few open files to serve
  *         clients: raise its limit), SHOAL_EIO, SHOAL_ECLOSED, -errno. Nothing is left
  *         behind on failure. SHOAL_ETIMEDOUT when shoald does not answer within 30 s plus
- *         4 s per GiB of rings (it is stopped or hung): the create may still be done, as
+ *         8 s per GiB of rings (it is stopped or hung): the create may still be done, as
  *         with SHOAL_ECLOSED; describe the topic to find out.
  * Thread-safety: any thread. */
 SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
@@ -392,7 +392,7 @@ SHOAL_EXTERN int shoal_topic_create(shoal_client_t *client, const char *name,
  * storage, segment.bytes and ring.slots fix the shared ring's layout and cannot change.
  * partitions may grow, as in Kafka, never shrink (SHOAL_ECONFIG): shoald makes the new
  * rings (about a second per GiB; the call returns when they are made, and waits for that as
- * a create does: 30 s plus 4 s per GiB, SHOAL_ETIMEDOUT after; meanwhile the topic
+ * a create does: 30 s plus 8 s per GiB, SHOAL_ETIMEDOUT after; meanwhile the topic
  * keeps its partitions, and another alter or a delete of it is SHOAL_ADMIN_ACTION), producers
  * follow the new count at their next send (keyed records then go by it), group members get the new
  * partitions by a rebalance (a group with committed offsets in the topic reads them from

@@ -461,16 +461,16 @@ INTEG_TEST(test_a_slow_create_holds_up_neither_clients_nor_the_flusher)
     shoal_topic_info_free(info);
 }
 
-/* A create waits for shoald's answer longer the more rings it makes (4 s per GiB on top
+/* A create waits for shoald's answer longer the more rings it makes (8 s per GiB on top
  * of the usual wait; here the usual wait is 300 ms and each create takes 0.5 s more than
- * it would, and 512 MiB gives the large one 2 s more, room under load): a create of
+ * it would, and 512 MiB gives the large one 4 s more, room under load): a create of
  * rings that take longer than 30 s to make used to fail SHOAL_ETIMEDOUT while shoald went
  * on to make them. When the wait does run out, the error says the create may still be done,
  * and the client can ask at once whether it is. */
 INTEG_TEST(test_a_create_waits_longer_for_larger_rings)
 {
     shoal_topic_config_t small = topic_cfg(1, 1ull << 20, 2);
-    shoal_topic_config_t large = topic_cfg(8, 16ull << 20, 4); /* 512 MiB: 2 s more */
+    shoal_topic_config_t large = topic_cfg(8, 16ull << 20, 4); /* 512 MiB: 4 s more */
     shoal_topic_info_t *info;
     int rc = SHOAL_ENOTOPIC;
 
@@ -491,7 +491,7 @@ INTEG_TEST(test_a_create_waits_longer_for_larger_rings)
 }
 
 /* An alter that adds partitions waits as long as a create of their rings would (here the
- * usual wait is 300 ms and making rings takes 0.5 s more): 512 MiB of new rings get 2 s
+ * usual wait is 300 ms and making rings takes 0.5 s more): 512 MiB of new rings get 4 s
  * more. */
 INTEG_TEST(test_a_grow_waits_longer_for_larger_rings)
 {
