@@ -896,6 +896,11 @@ SHOAL_EXTERN int shoal_consumer_pause(shoal_consumer_t *consumer, const char *to
  * reads it again from its position. Returns as shoal_consumer_pause(). */
 SHOAL_EXTERN int shoal_consumer_resume(shoal_consumer_t *consumer, const char *topic,
                                        int32_t partition);
+/** Whether a partition assigned to the consumer is paused (Kafka's paused()): 1 or 0, or
+ * SHOAL_ENOPARTITION (not assigned), SHOAL_EINVAL (NULL consumer or topic).
+ * Thread-safety: one thread per consumer handle. */
+SHOAL_EXTERN int shoal_consumer_paused(shoal_consumer_t *consumer, const char *topic,
+                                       int32_t partition);
 
 /** Read up to max records from the assigned partitions, fairly across them.
  * @param[out] out         filled with views; valid until the next shoal_poll() or

@@ -278,6 +278,12 @@ void shoal_consumer_release(shoal_consumer_t *c)
     consumer__leave(c, entered);
 }
 
+static int not_assigned(const char *topic, int32_t partition)
+{
+    return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,
+                     partition);
+}
+
 static struct consumer_part *consumer_find(shoal_consumer_t *c, const char *topic, int32_t p)
 {
     for (size_t i = 0; i < c->nparts; i++)
@@ -472,8 +478,7 @@ static int consumer_check_gone(shoal_consumer_t *c, const char *topic, const int
         return SHOAL_ERR(SHOAL_EINVAL, "%zu partitions without an array", n);
     for (size_t i = 0; i < n; i++) {
         if (!consumer_find(c, topic, parts[i]))
-            return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,
-                             parts[i]);
+            return not_assigned(topic, parts[i]);
         for (size_t j = 0; j < i; j++)
             if (parts[j] == parts[i])
                 return SHOAL_ERR(SHOAL_EINVAL, "partition %d is listed twice", parts[i]);
@@ -572,8 +577,7 @@ static int consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partiti
         found = true;
     }
     if (!found)
-        return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,
-                         partition);
+        return not_assigned(topic, partition);
     return 0;
 }
 
@@ -582,8 +586,7 @@ static int64_t consumer_position(shoal_consumer_t *c, const char *topic, int32_t
     struct consumer_part *cp;
 
     if (!(cp = consumer_find(c, topic, partition)))
-        return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,
-                         partition);
+        return not_assigned(topic, partition);
     return cp->position;
 }
 
@@ -657,8 +660,7 @@ static int consumer_pause(shoal_consumer_t *c, const char *topic, int32_t partit
         found = true;
     }
     if (!found)
-        return SHOAL_ERR(SHOAL_ENOPARTITION, "%s-%d is not assigned to this consumer", topic,
-                         partition);
+        return not_assigned(topic, partition);
     return 0;
 }
 
@@ -672,6 +674,21 @@ int shoal_consumer_resume(shoal_consumer_t *c, const char *topic, int32_t partit
 {
     SHOAL_NEED(topic);
     CONSUMER_CALL(c, consumer_pause(c, topic, partition, false));
+}
+
+static int consumer_paused(shoal_consumer_t *c, const char *topic, int32_t partition)
+{
+    struct consumer_part *cp = consumer_find(c, topic, partition);
+
+    if (!cp)
+        return not_assigned(topic, partition);
+    return cp->paused;
+}
+
+int shoal_consumer_paused(shoal_consumer_t *c, const char *topic, int32_t partition)
+{
+    SHOAL_NEED(topic);
+    CONSUMER_CALL(c, consumer_paused(c, topic, partition));
 }
 
 /* ------------------------------------------------------------------ decoding */

@@ -2533,6 +2533,8 @@ INTEG_TEST(test_a_paused_partition_gives_nothing_until_resumed_and_holds_no_slot
     assert_int_equal(shoal_consumer_assign(k, "pz", NULL, 0), 0);
     assert_int_equal(shoal_consumer_seek(k, "pz", -1, SHOAL_SEEK_BEGINNING, 0), 0);
     assert_int_equal(shoal_consumer_pause(k, "pz", 1), 0);
+    assert_int_equal(shoal_consumer_paused(k, "pz", 1), 1);
+    assert_int_equal(shoal_consumer_paused(k, "pz", 0), 0);
     assert_int_equal(poll_two(k, next, 5, 2000), 5); /* partition 0's only */
     assert_int_equal(next[0], 5);
 
@@ -2553,6 +2555,7 @@ INTEG_TEST(test_a_paused_partition_gives_nothing_until_resumed_and_holds_no_slot
         assert_true(poll_two(k, next, 64, 2000) > 0);
     assert_int_equal(next[1], 0);
     assert_int_equal(shoal_consumer_resume(k, "pz", -1), 0);
+    assert_int_equal(shoal_consumer_paused(k, "pz", 1), 0);
     while (next[1] < 10)
         assert_true(poll_two(k, next, 64, 2000) > 0);
     assert_int_equal(next[0], 10 + more);
@@ -2561,6 +2564,7 @@ INTEG_TEST(test_a_paused_partition_gives_nothing_until_resumed_and_holds_no_slot
     assert_int_equal(shoal_consumer_pause(k, "pz", -2), SHOAL_ENOPARTITION);
     assert_non_null(strstr(shoal_errmsg(), "no partition -2"));
     assert_int_equal(shoal_consumer_resume(k, "other", -1), SHOAL_ENOPARTITION);
+    assert_int_equal(shoal_consumer_paused(k, "pz", 2), SHOAL_ENOPARTITION);
     assert_int_equal(shoal_consumer_pause(k, NULL, 0), SHOAL_EINVAL);
     assert_non_null(strstr(shoal_errmsg(), "shoal_consumer_pause: topic is NULL"));
     assert_int_equal(shoal_consumer_resume(k, NULL, 0), SHOAL_EINVAL); /* named as called */
