@@ -70,16 +70,17 @@
  *   shoal_consumer_wakeup() may be called from anywhere.
  * - Views returned by shoal_poll() point into shared memory or into a read-only mapping of
  *   a segment file; they are valid until the next shoal_poll() or shoal_consumer_close() on
- *   the same consumer. Holding them for long pins a ring slot, which keeps the daemon from
- *   recycling it and can, on a busy topic, make producers wait (back-pressure);
- *   shoal_consumer_release() lets go of them early. A poll asleep waiting for records holds
- *   none, so a consumer stopped there (SIGSTOP, Ctrl-Z, a debugger) holds no producer back:
- *   a disk topic's sleeping poll lets go of its slot at once (it reads from disk what the
- *   ring no longer has), and on a memory topic shoald lets a waiting producer reuse the
- *   slot of a reader it finds stopped (within ~100 ms of the producer's wait; about a
- *   second for a producer with block_ms 0, which does not wait); that reader's next poll returns
- *   SHOAL_EOFFSET with what it lost. A frozen cgroup (a paused container) is not seen as
- *   stopped.
+ *   the same consumer. Until then the consumer pins the ring slot they are in (or, after a
+ *   poll that returned none, the slot it reads next), which keeps the daemon from
+ *   recycling it: long between polls, on a busy topic, that makes producers wait
+ *   (back-pressure); shoal_consumer_release() lets go of it early. A poll asleep waiting
+ *   for records holds none, so a consumer stopped there (SIGSTOP, Ctrl-Z, a debugger)
+ *   holds no producer back: a disk topic's sleeping poll lets go of its slot at once (it
+ *   reads from disk what the ring no longer has), and on a memory topic shoald lets a
+ *   waiting producer reuse the slot of a reader it finds stopped (within ~100 ms of the
+ *   producer's wait; about a second for a producer with block_ms 0, which does not wait);
+ *   that reader's next poll returns SHOAL_EOFFSET with what it lost. A frozen cgroup (a
+ *   paused container) is not seen as stopped.
  * - The shared-memory files live under /dev/shm (tmpfs). Remote filesystems are not
  *   supported for the data directory: fsync semantics there are not what durability needs.
  * - A process killed while appending loses only the batch it was appending, which was never
@@ -817,7 +818,9 @@ SHOAL_EXTERN int shoal_consumer_unassign(shoal_consumer_t *consumer, const char 
                                          const int32_t *partitions, size_t n);
 
 typedef enum {
-    SHOAL_SEEK_BEGINNING = 0, /* the log start offset */
+    SHOAL_SEEK_BEGINNING = 0, /* the log start offset, as it is when the partition is next
+                                 read (lazy, as Kafka's seekToBeginning): records the start
+                                 passes meanwhile are not reported lost */
     SHOAL_SEEK_END = 1,       /* the log end offset: only records appended later */
     SHOAL_SEEK_OFFSET = 2,    /* the given offset */
     SHOAL_SEEK_TIMESTAMP = 3, /* the first record whose timestamp is >= the given ms */
@@ -847,7 +850,9 @@ typedef enum {
 SHOAL_EXTERN int shoal_consumer_seek(shoal_consumer_t *consumer, const char *topic,
                                      int32_t partition, shoal_seek_t whence, int64_t offset);
 
-/** The next offset the consumer will read from a partition, or SHOAL_ENOPARTITION. */
+/** The next offset the consumer will read from a partition (after SHOAL_SEEK_BEGINNING,
+ * the log start as it is now), or SHOAL_ENOPARTITION, SHOAL_EINVAL (NULL consumer or
+ * topic, or another thread inside a call on the consumer: see CAVEATS). */
 SHOAL_EXTERN int64_t shoal_consumer_position(shoal_consumer_t *consumer, const char *topic,
                                              int32_t partition);
 
@@ -871,7 +876,8 @@ typedef struct shoal_topic_partition_offset {
  *                  poll or a commit of a group consumer, which can find it fenced, the close).
  * @param[in]  cap  how many out holds; 0 (out may be NULL) only counts them.
  * @return how many partitions are assigned (more than cap: only cap were filled), or
- *         SHOAL_EINVAL (NULL consumer, or NULL out with cap above 0).
+ *         SHOAL_EINVAL (NULL consumer, NULL out with cap above 0, or another thread inside a
+ *         call on the consumer).
  * Thread-safety: one thread per consumer handle. */
 SHOAL_EXTERN int shoal_consumer_assignment(shoal_consumer_t *consumer,
                                            shoal_topic_partition_offset_t *out, size_t cap);
@@ -883,9 +889,10 @@ SHOAL_EXTERN int shoal_consumer_assignment(shoal_consumer_t *consumer,
  * in the polls). From the next poll (or shoal_consumer_release()) on, a paused partition
  * holds no ring slot, so it holds no producer back: a disk topic's records the ring has
  * passed meanwhile are read from disk after the resume, and a memory topic's are lost (the
- * first poll after it returns SHOAL_EOFFSET saying how many). New records on a paused partition do
- * not end a waiting poll. Pausing a paused partition, or resuming one not paused, does nothing. A
- * group's rebalance keeps a partition's pause only where the member keeps the partition
+ * first poll after it returns SHOAL_EOFFSET saying how many; after a SHOAL_SEEK_BEGINNING
+ * not yet read from, it reads from the log start as it is then). New records on a paused partition
+ * do not end a waiting poll. Pausing a paused partition, or resuming one not paused, does nothing.
+ * A group's rebalance keeps a partition's pause only where the member keeps the partition
  * (cooperative); a partition assigned to it comes unpaused.
  * @return 0, or SHOAL_ENOPARTITION (not assigned to the consumer, or below -1),
  *         SHOAL_EINVAL (NULL consumer or topic, or a consumer inherited through fork()).

@@ -581,13 +581,22 @@ static int consumer_seek(shoal_consumer_t *c, const char *topic, int32_t partiti
     return 0;
 }
 
+/* The next offset the partition will read: a seek to the beginning follows the log start
+ * until the partition is placed there (part_place), as Kafka's seekToBeginning is lazy. */
+static int64_t part_position(const struct consumer_part *cp)
+{
+    if (cp->from_start)
+        return SHOAL_MAX(cp->position, (int64_t)atomic_load(&cp->ring.ctl->log_start_offset));
+    return cp->position;
+}
+
 static int64_t consumer_position(shoal_consumer_t *c, const char *topic, int32_t partition)
 {
     struct consumer_part *cp;
 
     if (!(cp = consumer_find(c, topic, partition)))
         return not_assigned(topic, partition);
-    return cp->position;
+    return part_position(cp);
 }
 
 /* The calls that change the consumer, or read what its thread changes, run as its one
@@ -628,7 +637,7 @@ static int consumer_assignment(shoal_consumer_t *c, shoal_topic_partition_offset
     for (size_t i = 0; i < c->nparts && i < cap; i++)
         out[i] = (shoal_topic_partition_offset_t){.topic = c->parts[i].topic,
                                                   .partition = c->parts[i].partition,
-                                                  .offset = c->parts[i].position};
+                                                  .offset = part_position(&c->parts[i])};
     return (int)c->nparts;
 }
 

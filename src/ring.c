@@ -902,10 +902,10 @@ static int ring_wait_space(ring_t *r, uint32_t seen, int64_t deadline_ns)
                              (int)atomic_load(&ctl->daemon_pid));
         if ((pinner = ring_next_slot_pinner(r)) != 0)
             return SHOAL_ERR(SHOAL_AGAIN,
-                             "ring full: the consumer of pid %d%s holds the oldest slot's "
-                             "records until its next poll or shoal_consumer_release() (shoald "
-                             "releases one stopped while it sleeps in a poll, not one that "
-                             "stopped polling while it holds records)",
+                             "ring full: the consumer of pid %d%s holds the oldest slot (the "
+                             "records of its last poll, or where it reads next) until its next "
+                             "poll or shoal_consumer_release() (shoald releases one stopped "
+                             "while it sleeps in a poll, not one that stopped polling)",
                              (int)pinner, pinner < 0 ? " (in another pid namespace)" : "");
         if (ctl->storage == SHOAL_STORAGE_MEMORY)
             return SHOAL_ERR(SHOAL_AGAIN, "ring full: a consumer pins the oldest slot until its "
