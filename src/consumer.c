@@ -124,14 +124,23 @@ struct shoal_consumer {
     shoal_one_thread_t one_thread;
 };
 
-int consumer__enter(shoal_consumer_t *c)
+/* Another thread is inside (rc): refused. A child of fork() inherits the mark of a thread
+ * that was inside at the fork, so there the fork is what to say. */
+static __attribute__((noinline, cold)) int consumer_busy(const shoal_consumer_t *c, int rc)
+{
+    return shoal__inherited(c->forks) ? consumer__check_owner(c) : rc;
+}
+
+/* consumer__enter(), inline for the poll path. */
+static inline int consumer_enter(shoal_consumer_t *c)
 {
     int rc = shoal__enter(&c->one_thread, "consumer");
+    return __builtin_expect(rc < 0, 0) ? consumer_busy(c, rc) : rc;
+}
 
-    /* A child of fork() inherits the mark of a thread that was inside: say what matters. */
-    if (__builtin_expect(rc < 0, 0) && shoal__inherited(c->forks))
-        return consumer__check_owner(c);
-    return rc;
+int consumer__enter(shoal_consumer_t *c)
+{
+    return consumer_enter(c);
 }
 
 void consumer__leave(shoal_consumer_t *c, int entered)
@@ -1504,7 +1513,7 @@ int shoal_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, int timeout
     shoal__clear_err();
     if (!c || (!out && max))
         return SHOAL_ERR(SHOAL_EINVAL, "poll needs a consumer and an output array");
-    if ((entered = consumer__enter(c)) < 0)
+    if ((entered = consumer_enter(c)) < 0)
         return entered;
     rc = consumer_poll(c, out, max, timeout_ms);
     consumer__leave(c, entered);
