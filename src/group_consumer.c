@@ -1882,20 +1882,14 @@ static int commit_positions(shoal_consumer_t *c, struct cgroup *g)
     return commit(c, g, NULL, 0, true, -1);
 }
 
-static struct cgroup *commit_group(shoal_consumer_t *c)
-{
-    return c ? consumer__group(c) : NULL;
-}
-
 /* The checks both commit entry points make, then the commit. */
 static int commit_checked(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets,
                           size_t n, bool sync)
 {
-    struct cgroup *g = commit_group(c);
+    struct cgroup *g = consumer__group(c);
     int rc;
 
-    shoal__clear_err();
-    if (c && (rc = consumer__check_owner(c)) < 0)
+    if ((rc = consumer__check_owner(c)) < 0)
         return rc;
     if (!g || !g->topics)
         return SHOAL_ERR(SHOAL_EINVAL, "commit needs a subscribed group consumer");
@@ -1917,28 +1911,14 @@ static int commit_checked(shoal_consumer_t *c, const shoal_topic_partition_offse
     return rc;
 }
 
-/* As the consumer's one thread (consumer__enter); a NULL c is commit_checked()'s to refuse. */
-static int commit_entered(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets,
-                          size_t n, bool sync)
-{
-    int entered = c ? consumer__enter(c) : 0, rc;
-
-    if (entered < 0)
-        return entered;
-    rc = commit_checked(c, offsets, n, sync);
-    if (c)
-        consumer__leave(c, entered);
-    return rc;
-}
-
 int shoal_commit_sync(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets, size_t n)
 {
-    return commit_entered(c, offsets, n, true);
+    CONSUMER_CALL(c, commit_checked(c, offsets, n, true));
 }
 
 int shoal_commit_async(shoal_consumer_t *c, const shoal_topic_partition_offset_t *offsets, size_t n)
 {
-    return commit_entered(c, offsets, n, false);
+    CONSUMER_CALL(c, commit_checked(c, offsets, n, false));
 }
 
 /* ------------------------------------------------------------------ close */

@@ -2493,6 +2493,8 @@ INTEG_TEST(test_a_consumer_lists_its_assignment_with_positions)
     assert_int_equal(shoal_consumer_assignment(k, NULL, 1), SHOAL_EINVAL);
     assert_non_null(strstr(shoal_errmsg(), "out is NULL"));
     assert_int_equal(shoal_consumer_assignment(NULL, a, 4), SHOAL_EINVAL);
+    assert_int_equal(shoal_commit_sync(NULL, NULL, 0), SHOAL_EINVAL); /* named, as the rest */
+    assert_non_null(strstr(shoal_errmsg(), "shoal_commit_sync: c is NULL"));
 
     assert_int_equal(shoal_consumer_unassign(k, "asg", (const int32_t[]){2}, 1), 0);
     assert_int_equal(shoal_consumer_assignment(k, a, 4), 1);
