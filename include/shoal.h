@@ -1055,6 +1055,23 @@ SHOAL_EXTERN bool shoal_group_id_is_valid(const char *group_id);
 SHOAL_EXTERN int shoal_consumer_subscribe(shoal_consumer_t *consumer, const char *const *topics,
                                           size_t n);
 
+#define SHOAL_TOPIC_PATTERN_MAX 1024
+
+/** Join the consumer's group with a subscription to every topic whose whole name matches
+ * pattern, as Kafka's subscribe(Pattern): "orders\..*" takes orders.eu and orders.us, not
+ * orders or old.orders.eu. The pattern is a POSIX extended regular expression (regcomp(3),
+ * REG_EXTENDED: "[0-9]" for Java's "\d", which is refused; no back-references). shoald
+ * matches it against its topics when a rebalance's join phase ends, and looks again every
+ * 200 ms while the group is stable: a topic created that matches, or a matched one deleted,
+ * starts a rebalance, so its partitions are assigned a poll or two after its creation.
+ * Without a committed offset they start per options.auto_offset_reset: with the default
+ * (LATEST), records written to a new topic before that rebalance are not read; set EARLIEST
+ * to read a new topic from its start. Otherwise as shoal_consumer_subscribe().
+ * @return 0, or SHOAL_EINVAL (an invalid pattern, the detail says why; already subscribed;
+ *         partitions assigned by hand), and the other errors of shoal_consumer_subscribe().
+ * Thread-safety: one thread per consumer handle. */
+SHOAL_EXTERN int shoal_consumer_subscribe_pattern(shoal_consumer_t *consumer, const char *pattern);
+
 /** Commit offsets for the consumer's group and wait until they are durable in shoald's
  * LMDB. offsets NULL with n 0 commits the current position of every assigned partition.
  * @return 0, or SHOAL_EGENERATION (this member was fenced: its generation is over, e.g.

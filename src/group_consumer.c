@@ -59,6 +59,7 @@
 #include "client.h"
 #include "ctlsock.h"
 #include "group_consumer.h"
+#include "pattern.h"
 #include "ring.h"
 #include "util.h"
 
@@ -104,8 +105,9 @@ struct cgroup {
     void *cb_arg;
 
     shoal_client_t *conn; /* the group connection, NULL until subscribe */
-    char **topics;        /* the subscription */
+    char **topics;        /* the subscription: these topics, */
     size_t ntopics;
+    char *pattern; /* or those shoald finds matching this (subscribe_pattern) */
     char member_id[128];
     int32_t generation; /* -1 while not a member */
     bool need_join;
@@ -876,7 +878,7 @@ static int jr_read_member(struct join_result *jr, ctl_reader_t *r, size_t i)
     if (m->group_instance_id && !*m->group_instance_id)
         m->group_instance_id = NULL;
     n = ctl_get_u32(r);
-    if (r->err || n > 4096 || !(jr->subs[i] = shoal__calloc(n ? n : 1, sizeof(char *))))
+    if (r->err || n > 65536 || !(jr->subs[i] = shoal__calloc(n ? n : 1, sizeof(char *))))
         return r->err ? r->err : SHOAL_EPROTO;
     for (uint32_t k = 0; k < n; k++)
         jr->subs[i][k] = jr_str(jr, r);
@@ -949,6 +951,7 @@ static void build_join(const struct cgroup *g, ctl_writer_t *w)
     }
     ctl_put_i32(w, g->owned_generation);
     ctl_put_i32(w, g->heartbeat_ms);
+    ctl_put_str(w, g->pattern ? g->pattern : "");
 }
 
 /* The leader's assignor failed, or assign_run() refused its result: say which assignor
@@ -1675,12 +1678,17 @@ static int cgroup_read(shoal_consumer_t *c, const struct cgroup *g, shoal_record
     return stale_read(c, g, out, n, began_ns, maintain_ms + slice) ? 0 : n;
 }
 
+static bool subscribed(const struct cgroup *g)
+{
+    return g->topics || g->pattern;
+}
+
 int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size_t max,
                 int timeout_ms)
 {
     int64_t deadline = shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
 
-    if (!g->topics)
+    if (!subscribed(g))
         return SHOAL_ERR(SHOAL_EINVAL, "group consumer: call shoal_consumer_subscribe() first");
     for (;;) {
         int64_t began = shoal__mono_ns();
@@ -1722,10 +1730,23 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
 
 bool cgroup_refuses_assign(const struct cgroup *g)
 {
-    return g && g->topics;
+    return g && subscribed(g);
 }
 
-static int subscribe(shoal_consumer_t *c, const char *const *topics, size_t n)
+static void subscription_free(struct cgroup *g)
+{
+    for (size_t i = 0; i < g->ntopics; i++)
+        shoal__free(g->topics[i]);
+    shoal__free(g->topics);
+    shoal__free(g->pattern);
+    g->topics = NULL;
+    g->ntopics = 0;
+    g->pattern = NULL;
+}
+
+/* The consumer's group, when it may subscribe now: a group consumer, not subscribed yet,
+ * and without partitions assigned by hand. */
+static int subscribe_group(shoal_consumer_t *c, struct cgroup **out)
 {
     struct cgroup *g;
     int rc;
@@ -1734,10 +1755,37 @@ static int subscribe(shoal_consumer_t *c, const char *const *topics, size_t n)
         return rc;
     if (!(g = consumer__group(c)))
         return SHOAL_ERR(SHOAL_EGROUPID, "subscribe needs a consumer opened with a group_id");
-    if (n == 0 || !topics || g->topics)
-        return SHOAL_ERR(SHOAL_EINVAL, "subscribe needs topics, once per consumer");
+    if (subscribed(g))
+        return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed already: once per consumer");
     if (consumer__assigned_count(c))
         return SHOAL_ERR(SHOAL_EINVAL, "partitions were assigned by hand: no subscribing");
+    *out = g;
+    return 0;
+}
+
+/* The subscription is set: open the group's connection. Its handshake's answer is read by
+ * the polls that follow, as after a reconnect. */
+static int subscribe_start(shoal_consumer_t *c, struct cgroup *g)
+{
+    int rc = conn_open(c, g, call_deadline(g));
+
+    if (rc < 0) {
+        subscription_free(g);
+        return rc;
+    }
+    g->need_join = true;
+    return 0;
+}
+
+static int subscribe(shoal_consumer_t *c, const char *const *topics, size_t n)
+{
+    struct cgroup *g;
+    int rc;
+
+    if ((rc = subscribe_group(c, &g)) < 0)
+        return rc;
+    if (n == 0 || !topics)
+        return SHOAL_ERR(SHOAL_EINVAL, "subscribe needs topics");
     for (size_t i = 0; i < n; i++) {
         if (!topics[i])
             return SHOAL_ERR(SHOAL_EINVAL, "shoal_consumer_subscribe: topics[%zu] is NULL", i);
@@ -1747,28 +1795,36 @@ static int subscribe(shoal_consumer_t *c, const char *const *topics, size_t n)
     if (!(g->topics = shoal__calloc(n, sizeof(*g->topics))))
         return -ENOMEM;
     for (size_t i = 0; i < n; i++, g->ntopics++)
-        if (!(g->topics[i] = shoal__strdup(topics[i])))
-            goto out_nomem;
-    /* Its handshake's answer is read by the polls that follow, as after a reconnect. */
-    rc = conn_open(c, g, call_deadline(g));
-    if (rc < 0)
-        goto out_free;
-    g->need_join = true;
-    return 0;
-out_nomem:
-    rc = -ENOMEM;
-out_free:
-    for (size_t i = 0; i < g->ntopics; i++)
-        shoal__free(g->topics[i]);
-    shoal__free(g->topics);
-    g->topics = NULL;
-    g->ntopics = 0;
-    return rc;
+        if (!(g->topics[i] = shoal__strdup(topics[i]))) {
+            subscription_free(g);
+            return -ENOMEM;
+        }
+    return subscribe_start(c, g);
 }
 
 int shoal_consumer_subscribe(shoal_consumer_t *c, const char *const *topics, size_t n)
 {
     CONSUMER_CALL(c, subscribe(c, topics, n));
+}
+
+static int subscribe_pattern(shoal_consumer_t *c, const char *pattern)
+{
+    struct cgroup *g;
+    regex_t re;
+    int rc;
+
+    if ((rc = subscribe_group(c, &g)) < 0 ||
+        (rc = shoal__pattern_compile(&re, pattern)) < 0) /* said now, not by a later poll */
+        return rc;
+    regfree(&re);
+    if (!(g->pattern = shoal__strdup(pattern)))
+        return -ENOMEM;
+    return subscribe_start(c, g);
+}
+
+int shoal_consumer_subscribe_pattern(shoal_consumer_t *c, const char *pattern)
+{
+    CONSUMER_CALL(c, subscribe_pattern(c, pattern));
 }
 
 static int build_commit(struct cgroup *g, ctl_writer_t *w, const shoal_topic_partition_offset_t *o,
@@ -1891,7 +1947,7 @@ static int commit_checked(shoal_consumer_t *c, const shoal_topic_partition_offse
 
     if ((rc = consumer__check_owner(c)) < 0)
         return rc;
-    if (!g || !g->topics)
+    if (!g || !subscribed(g))
         return SHOAL_ERR(SHOAL_EINVAL, "commit needs a subscribed group consumer");
     if (g->fenced)
         return fenced_error(g);
@@ -2059,9 +2115,7 @@ int cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited)
     round_reset(g);
     free_assigned(g);
     left_forget(g);
-    for (size_t i = 0; i < g->ntopics; i++)
-        shoal__free(g->topics[i]);
-    shoal__free(g->topics);
+    subscription_free(g);
     shoal__free(g->assignors);
     shoal__free(g);
     return rc;

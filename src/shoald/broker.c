@@ -152,6 +152,7 @@ static int registry_insert(broker_t *b, dtopic_t *t)
     memmove(&v[i + 1], &v[i], (b->ntopics - i) * sizeof(*v));
     v[i] = t;
     b->ntopics++;
+    b->registry_changes++;
     return 0;
 }
 
@@ -162,6 +163,7 @@ static void registry_remove(broker_t *b, dtopic_t *t)
             continue;
         memmove(&b->topics[i], &b->topics[i + 1], (b->ntopics - i - 1) * sizeof(t));
         b->ntopics--;
+        b->registry_changes++;
         return;
     }
 }

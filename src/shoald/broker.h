@@ -30,6 +30,7 @@ typedef struct broker {
     pthread_rwlock_t lock;
     dtopic_t **topics; /* sorted by name */
     size_t ntopics;
+    uint64_t registry_changes; /* topics put in or taken out so far (a pattern's matches) */
     /* Topics being created: their store records written, their rings still being made
      * outside the lock (broker_topic_create_finish); under the lock. */
     struct broker_creating *creating;

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "pattern.h"
 #include "util.h"
 
 #define GROUP_MEMBER_ID_MAX  127
@@ -80,8 +81,11 @@ struct gmember {
     int32_t session_timeout_ms;
     int32_t rebalance_timeout_ms;
     int32_t heartbeat_ms; /* its heartbeat interval, when its join said (else 0) */
-    gname_t *topics;
+    gname_t *topics;      /* the subscription; a pattern's matches as of snapshot_topics() */
     size_t ntopics;
+    char pattern[SHOAL_TOPIC_PATTERN_MAX + 1]; /* a pattern subscription ("": none) */
+    regex_t re;                                /* the pattern, compiled */
+    uint64_t matched_at; /* broker registry_changes when it matched topics, 0: not yet */
     char (*assignors)[GROUP_ASSIGNOR_MAX + 1];
     size_t nassignors;
     struct gtp *owned;
@@ -257,10 +261,18 @@ static int fenced(const struct group *g, const char *id, const struct gmember *b
                      id, g->id, by->id, (int)by->pid, by->instance_id);
 }
 
+static void member_drop_pattern(struct gmember *m)
+{
+    if (m->pattern[0])
+        regfree(&m->re);
+    m->pattern[0] = '\0';
+}
+
 static void member_free(struct gmember *m)
 {
     if (!m)
         return;
+    member_drop_pattern(m);
     shoal__free(m->topics);
     shoal__free(m->assignors);
     shoal__free(m->owned);
@@ -452,20 +464,53 @@ static void member_remove(group_coord_t *gc, struct group *g, struct gmember *m,
         prepare_rebalance(gc, g, why);
 }
 
-/* Record every subscribed topic that exists, its partition count and incarnation (for the
- * leader, and for noticing added partitions or a topic created again). Takes the broker's
- * read lock. */
+/* Put the existing topics whose names match m's pattern, in name order, as its topics,
+ * unless no topic came or went since the last time. With the broker's read lock held. A
+ * change of them is a change of the existing topics, which the group's snapshot notices
+ * too (topics_changed). */
+static int match_pattern(broker_t *b, struct gmember *m)
+{
+    size_t n = 0, k = 0;
+    gname_t *v;
+
+    if (m->matched_at != 0 && m->matched_at == b->registry_changes)
+        return 0;
+    for (size_t i = 0; i < b->ntopics; i++)
+        n += shoal__pattern_match(&m->re, b->topics[i]->name);
+    if (!(v = shoal__calloc(n ? n : 1, sizeof(*v))))
+        return -ENOMEM;
+    for (size_t i = 0; i < b->ntopics && k < n; i++)
+        if (shoal__pattern_match(&m->re, b->topics[i]->name))
+            snprintf(v[k++], sizeof(gname_t), "%s", b->topics[i]->name);
+    shoal__free(m->topics);
+    m->topics = v;
+    m->ntopics = k;
+    m->matched_at = b->registry_changes;
+    return 0;
+}
+
+/* Match the pattern members' patterns, then record every subscribed topic that exists, its
+ * partition count and incarnation (for the leader, and for noticing added partitions or a
+ * topic created again). Takes the broker's read lock. */
 static int snapshot_topics(group_coord_t *gc, struct group *g)
 {
     size_t cap = 0;
     struct gmeta *meta = NULL;
     size_t n = 0;
+    int rc = 0;
 
+    pthread_rwlock_rdlock(&gc->b->lock);
+    for (size_t i = 0; i < g->nmembers && rc == 0; i++)
+        if (g->members[i]->pattern[0])
+            rc = match_pattern(gc->b, g->members[i]);
+    if (rc < 0)
+        goto out;
     for (size_t i = 0; i < g->nmembers; i++)
         cap += g->members[i]->ntopics;
-    if (cap && !(meta = shoal__calloc(cap, sizeof(*meta))))
-        return -ENOMEM;
-    pthread_rwlock_rdlock(&gc->b->lock);
+    if (cap && !(meta = shoal__calloc(cap, sizeof(*meta)))) {
+        rc = -ENOMEM;
+        goto out;
+    }
     for (size_t i = 0; i < g->nmembers; i++)
         for (size_t k = 0; k < g->members[i]->ntopics; k++) {
             const char *t = g->members[i]->topics[k];
@@ -484,11 +529,12 @@ static int snapshot_topics(group_coord_t *gc, struct group *g)
             meta[at].incarnation = dt->incarnation;
             n++;
         }
-    pthread_rwlock_unlock(&gc->b->lock);
     shoal__free(g->meta);
     g->meta = meta;
     g->nmeta = n;
-    return 0;
+out:
+    pthread_rwlock_unlock(&gc->b->lock);
+    return rc;
 }
 
 static void put_join_response(ctl_writer_t *w, const struct group *g, const struct gmember *m,
@@ -580,11 +626,16 @@ struct join_req {
     struct gtp *owned;
     size_t nowned;
     int32_t owned_gen;
-    int32_t heartbeat_ms; /* 0 when the join does not say */
+    int32_t heartbeat_ms;                      /* 0 when the join does not say */
+    char pattern[SHOAL_TOPIC_PATTERN_MAX + 1]; /* "": none, the join lists its topics */
+    regex_t re;                                /* the pattern, compiled by join_check() */
+    bool compiled;
 };
 
 static void join_req_release(struct join_req *j)
 {
+    if (j->compiled)
+        regfree(&j->re);
     shoal__free(j->topics);
     shoal__free(j->assignors);
     shoal__free(j->owned);
@@ -622,10 +673,12 @@ static int join_parse(ctl_reader_t *r, struct join_req *j)
     j->owned_gen = ctl_get_i32(r);
     if (!r->err && left(r) > 0) /* optional: older clients end here */
         j->heartbeat_ms = ctl_get_i32(r);
+    if (!r->err && left(r) > 0) /* optional too */
+        ctl_get_str(r, j->pattern, sizeof(j->pattern));
     return finish(r, "join");
 }
 
-static int join_check(const group_coord_t *gc, const struct join_req *j)
+static int join_check(const group_coord_t *gc, struct join_req *j)
 {
     int max_session_ms = gc->b->cfg->group_max_session_timeout_ms;
     int rc;
@@ -635,8 +688,9 @@ static int join_check(const group_coord_t *gc, const struct join_req *j)
         return SHOAL_ERR(SHOAL_EINVAL, "invalid group instance id '%s'", j->instance);
     if (shoal__has_control(j->client)) /* it names the member in log lines */
         return SHOAL_ERR(SHOAL_EINVAL, "the client id has a control character (a newline?)");
-    if (j->ntopics == 0 || j->nassignors == 0)
-        return SHOAL_ERR(SHOAL_EINVAL, "a join needs at least one topic and one assignor");
+    if (!j->ntopics == !j->pattern[0] || j->nassignors == 0)
+        return SHOAL_ERR(SHOAL_EINVAL,
+                         "a join needs at least one assignor, and topics or a pattern (not both)");
     for (size_t i = 0; i < j->ntopics; i++)
         if (!name_ok(j->topics[i]))
             return SHOAL_ERR(SHOAL_ENAME, "invalid topic name '%s' in subscription", j->topics[i]);
@@ -655,11 +709,16 @@ static int join_check(const group_coord_t *gc, const struct join_req *j)
                          "session timeout %d ms is above this broker's "
                          "group.max.session.timeout.ms, %d ms",
                          j->session_ms, max_session_ms);
+    if (j->pattern[0] && (rc = shoal__pattern_compile(&j->re, j->pattern)) < 0)
+        return rc;
+    j->compiled = j->pattern[0] != '\0';
     return 0;
 }
 
 static bool same_subscription(const struct gmember *m, const struct join_req *j)
 {
+    if (m->pattern[0] || j->pattern[0])
+        return !strcmp(m->pattern, j->pattern);
     if (m->ntopics != j->ntopics)
         return false;
     for (size_t i = 0; i < j->ntopics; i++)
@@ -668,20 +727,36 @@ static bool same_subscription(const struct gmember *m, const struct join_req *j)
     return true;
 }
 
+/* Move the request's subscription into the member. The same pattern keeps the topics it
+ * matched; another is matched when the join phase ends (snapshot_topics). */
+static void member_take_subscription(struct gmember *m, struct join_req *j)
+{
+    if (j->compiled && !strcmp(m->pattern, j->pattern))
+        return;
+    member_drop_pattern(m);
+    if (j->compiled) {
+        memcpy(m->pattern, j->pattern, sizeof(m->pattern));
+        m->re = j->re;
+        m->matched_at = 0;
+        j->compiled = false;
+    }
+    shoal__free(m->topics);
+    m->topics = j->topics;
+    m->ntopics = j->ntopics;
+    j->topics = NULL;
+}
+
 /* Move the request's lists into the member (the request keeps nothing). */
 static void member_take(struct gmember *m, struct join_req *j, const server_req_t *req)
 {
-    shoal__free(m->topics);
+    member_take_subscription(m, j);
     shoal__free(m->assignors);
     shoal__free(m->owned);
-    m->topics = j->topics;
-    m->ntopics = j->ntopics;
     m->assignors = j->assignors;
     m->nassignors = j->nassignors;
     m->owned = j->owned;
     m->nowned = j->nowned;
     m->owned_generation = j->owned_gen;
-    j->topics = NULL;
     j->assignors = NULL;
     j->owned = NULL;
     snprintf(m->client_id, sizeof(m->client_id), "%s", j->client[0] ? j->client : "shoal");
@@ -1831,7 +1906,7 @@ static bool expire_one(group_coord_t *gc, struct group *g, int64_t now)
 }
 
 /* A subscribed topic was created, deleted (and maybe created again) or grew partitions
- * since the assignment. */
+ * since the assignment (so a pattern matches other topics). */
 static bool topics_changed(group_coord_t *gc, struct group *g)
 {
     struct gmeta *old = g->meta;

@@ -531,6 +531,72 @@ INTEG_TEST(test_a_topic_deleted_and_created_again_has_no_committed_offsets)
     assert_int_equal(first, 0);
 }
 
+/* Poll c for up to ms until *got records from topics matching "metrics.[a-z]+" counted by
+ * topic in seen[] (cpu, mem, disk); any other topic fails the test. */
+static void poll_metrics(shoal_consumer_t *c, int seen[3], int want, int ms)
+{
+    static const char *const names[] = {"metrics.cpu", "metrics.mem", "metrics.disk"};
+    shoal_record_t recs[16];
+    int total = seen[0] + seen[1] + seen[2];
+
+    for (int64_t t0 = mono_ms(); total < want && mono_ms() - t0 < ms;) {
+        int n = polled(shoal_poll(c, recs, 16, 20));
+        for (int i = 0; i < n; i++) {
+            int k = 0;
+            while (k < 3 && strcmp(recs[i].topic, names[k]))
+                k++;
+            if (k == 3)
+                fail_msg("read a record of %s", recs[i].topic);
+            seen[k]++;
+            total++;
+        }
+    }
+}
+
+/* A pattern subscription reads the topics whose whole names match it, and a topic created
+ * later that matches as soon as the rebalance it starts assigns it; topics that only
+ * contain a match are not read. Bad patterns are refused by the library at once. */
+INTEG_TEST(test_a_pattern_subscription_takes_matching_topics_and_ones_created_later)
+{
+    static const char *const topics[] = {"metrics.cpu", "metrics.mem", "metricsx",
+                                         "old.metrics.cpu", "metrics.cpu.raw"};
+    shoal_topic_config_t cfg = topic_cfg(1);
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int seen[3] = {0};
+
+    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+        assert_int_equal(shoal_topic_create(f->c, topics[i], &cfg), 0);
+        assert_int_equal(produce(f->c, topics[i], 0, 5), 0);
+    }
+    member_options(&o, "watchers", 0);
+    assert_int_equal(shoal_client_open(sock_path, &cl), 0);
+    assert_int_equal(shoal_consumer_open(cl, &o, &c), 0);
+    assert_int_equal(shoal_consumer_subscribe_pattern(c, "metrics-\\d"), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "write [0-9]"));
+    assert_int_equal(shoal_consumer_subscribe_pattern(c, "metrics.(cpu"), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "invalid topic pattern"));
+    assert_int_equal(shoal_consumer_subscribe_pattern(c, "metrics\\.[a-z]+"), 0);
+    assert_int_equal(shoal_consumer_subscribe_pattern(c, "x"), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "subscribed already"));
+
+    poll_metrics(c, seen, 10, 10000);
+    assert_int_equal(seen[0], 5);
+    assert_int_equal(seen[1], 5);
+    cfg.partitions = 2;
+    assert_int_equal(shoal_topic_create(f->c, "metrics.disk", &cfg), 0);
+    assert_int_equal(produce(f->c, "metrics.disk", 0, 3), 0);
+    assert_int_equal(produce(f->c, "metrics.disk", 1, 4), 0);
+    poll_metrics(c, seen, 17, 10000);
+    assert_int_equal(seen[2], 7);
+    assert_true(in_assignment(c, "metrics.disk", 1));
+    poll_metrics(c, seen, 18, 300); /* and nothing else comes */
+    assert_int_equal(seen[0] + seen[1] + seen[2], 17);
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
+}
+
 /* A member that has committed nothing gets its partition back after a daemon restart where
  * it was, not per auto_offset_reset: with "latest" it used to skip every record appended
  * between its connection's break and its rejoin (a user session lost hundreds so). */
@@ -4027,6 +4093,7 @@ int main(void)
         T(test_committed_offsets_survive_a_daemon_restart_and_consumers_resume_there),
         T(test_a_daemon_stop_does_not_log_its_members_as_ended),
         T(test_a_topic_deleted_and_created_again_has_no_committed_offsets),
+        T(test_a_pattern_subscription_takes_matching_topics_and_ones_created_later),
         T(test_a_member_cannot_commit_into_a_topic_created_again_under_its_name),
         T(test_polls_without_a_daemon_wait_their_timeout_before_enodaemon),
         T(test_a_member_without_commits_resumes_where_it_was_after_a_daemon_restart),

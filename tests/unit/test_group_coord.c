@@ -142,6 +142,7 @@ struct member {
     const char *client;   /* NULL: "unit" */
     const char *assignor; /* NULL: "coop" */
     int32_t heartbeat_ms; /* 0: the join does not say */
+    const char *pattern;  /* subscribe to this pattern, not to t */
 };
 
 /* Send a join for m owning the listed partitions of t (n of them); SERVER_PARKED until the
@@ -159,8 +160,9 @@ static int join(struct fixture *f, struct member *m, const int32_t *owned, size_
     ctl_put_str(&w, m->client ? m->client : "unit");
     ctl_put_i32(&w, m->session_ms ? m->session_ms : 10000);
     ctl_put_i32(&w, 10000);
-    ctl_put_u32(&w, 1);
-    ctl_put_str(&w, "t");
+    ctl_put_u32(&w, m->pattern ? 0 : 1);
+    if (!m->pattern)
+        ctl_put_str(&w, "t");
     ctl_put_u32(&w, 1);
     ctl_put_str(&w, m->assignor ? m->assignor : "coop");
     ctl_put_u32(&w, (uint32_t)n);
@@ -169,8 +171,10 @@ static int join(struct fixture *f, struct member *m, const int32_t *owned, size_
         ctl_put_i32(&w, owned[i]);
     }
     ctl_put_i32(&w, m->generation);
-    if (m->heartbeat_ms)
+    if (m->heartbeat_ms || m->pattern)
         ctl_put_i32(&w, m->heartbeat_ms);
+    if (m->pattern)
+        ctl_put_str(&w, m->pattern);
     rc = send_from(f, m->conn, &w);
     m->join_seq = f->seq;
     return rc;
@@ -201,6 +205,44 @@ static void joined(struct member *m)
     ctl_get_str(&r, skip, sizeof(skip)); /* leader */
     ctl_get_str(&r, m->id, sizeof(m->id));
     assert_int_equal(r.err, 0);
+}
+
+/* What the answer to m's last join, as the leader's, says the members subscribe to and
+ * the leader is to assign, as "member-topics... | topic:partitions..." in out. */
+static void leader_view(const struct member *m, char *out, size_t cap)
+{
+    struct reply *rep = reply_to(m->conn, m->join_seq);
+    char str[256];
+    ctl_reader_t r;
+    size_t used = 0;
+    uint32_t n;
+
+    assert_non_null(rep);
+    ctl_reader_init(&r, rep->body, rep->len);
+    (void)ctl_get_i32(&r);
+    for (int i = 0; i < 3; i++) /* protocol, leader, member id */
+        ctl_get_str(&r, str, sizeof(str));
+    n = ctl_get_u32(&r);
+    for (uint32_t i = 0; i < n; i++) {
+        ctl_get_str(&r, str, sizeof(str)); /* member id */
+        ctl_get_str(&r, str, sizeof(str)); /* instance id */
+        for (uint32_t k = 0, nt = ctl_get_u32(&r); k < nt && !r.err; k++)
+            used +=
+                (size_t)snprintf(out + used, cap - used, "%s ", ctl_get_str(&r, str, sizeof(str)));
+        for (uint32_t k = 0, no = ctl_get_u32(&r); k < no && !r.err; k++) {
+            ctl_get_str(&r, str, sizeof(str));
+            (void)ctl_get_i32(&r);
+        }
+        (void)ctl_get_i32(&r); /* owned generation */
+    }
+    used += (size_t)snprintf(out + used, cap - used, "|");
+    n = ctl_get_u32(&r);
+    for (uint32_t i = 0; i < n && !r.err; i++) {
+        ctl_get_str(&r, str, sizeof(str));
+        used += (size_t)snprintf(out + used, cap - used, " %s:%u", str, ctl_get_u32(&r));
+    }
+    assert_int_equal(r.err, 0);
+    assert_true(used < cap);
 }
 
 /* The leader m syncs: a gets partitions pa[0..na), the members in idle[0..nidle) nothing. */
@@ -655,6 +697,101 @@ static void test_the_max_poll_interval_allows_for_the_heartbeat_interval(void **
     assert_int_equal(commit(f, &a, 0, 0), SHOAL_EGENERATION);
 }
 
+/* A pattern member subscribes to the topics whose whole names match its pattern, as the
+ * leader is told; a topic created that matches, or one deleted, starts a rebalance, and the
+ * next join phase has the change. A name that only begins or contains a match (orders.eu-2,
+ * old.orders.eu) is not taken. */
+static void test_a_pattern_subscribes_to_matching_topics_and_to_new_ones(void **state)
+{
+    struct fixture *f = *state;
+    struct member a = {.conn = 1, .generation = -1, .pattern = "orders\\.[a-z]+"};
+    const char *const names[] = {"orders.us", "orders.eu",     "orders.eu-2",
+                                 "ordersx",   "old.orders.eu", "orders"};
+    shoal_topic_config_t tc;
+    int64_t now = shoal__mono_ns();
+    char view[512], groups[256];
+
+    shoal_topic_config_init(&tc);
+    tc.partitions = 1;
+    tc.segment_bytes = 1u << 20;
+    tc.ring_slots = 2;
+    tc.max_record_bytes = 1u << 16;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        assert_int_equal(broker_topic_create(&f->b, names[i], &tc), 0);
+    assert_int_equal(join(f, &a, NULL, 0), 0);
+    joined(&a);
+    leader_view(&a, view, sizeof(view));
+    assert_string_equal(view, "orders.eu orders.us | orders.eu:1 orders.us:1");
+    assert_int_equal(sync_leader(f, &a, &a, NULL, 0, NULL, 0), 0);
+    now = tick_for(f, now, 500);
+    list_groups(f, groups, sizeof(groups));
+    assert_string_equal(groups, "g Stable 1\n"); /* nothing new: no rebalance */
+
+    tc.partitions = 3;
+    assert_int_equal(broker_topic_create(&f->b, "orders.asia", &tc), 0);
+    now = tick_for(f, now, 500);
+    list_groups(f, groups, sizeof(groups));
+    assert_string_equal(groups, "g PreparingRebalance 1\n");
+    assert_int_equal(join(f, &a, NULL, 0), 0);
+    joined(&a);
+    leader_view(&a, view, sizeof(view));
+    assert_string_equal(view, "orders.asia orders.eu orders.us "
+                              "| orders.asia:3 orders.eu:1 orders.us:1");
+    assert_int_equal(sync_leader(f, &a, &a, NULL, 0, NULL, 0), 0);
+
+    assert_int_equal(broker_topic_delete(&f->b, "orders.eu"), 0);
+    (void)tick_for(f, now, 500);
+    list_groups(f, groups, sizeof(groups));
+    assert_string_equal(groups, "g PreparingRebalance 1\n");
+    assert_int_equal(join(f, &a, NULL, 0), 0);
+    joined(&a);
+    leader_view(&a, view, sizeof(view));
+    assert_string_equal(view, "orders.asia orders.us | orders.asia:3 orders.us:1");
+}
+
+/* A pattern shoald cannot match safely or as meant is refused with what is wrong, as is a
+ * join with both topics and a pattern; the library refuses the same (test_group). */
+static void test_a_join_with_a_bad_pattern_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    static const struct {
+        const char *pattern, *says;
+    } bad[] = {
+        {"orders(", "invalid topic pattern 'orders('"},
+        {"(a)\\1", "back-reference"},
+        {"orders-\\d+", "write [0-9]"},
+        {"a\nb", "control character"},
+    };
+    struct member a = {.conn = 1, .generation = -1};
+    ctl_writer_t w;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        a.pattern = bad[i].pattern;
+        assert_int_equal(join(f, &a, NULL, 0), SHOAL_EINVAL);
+        assert_non_null(strstr(shoal_errmsg(), bad[i].says));
+    }
+    ctl_writer_init(&w); /* topic t and a pattern */
+    ctl_frame_begin(&w, CTL_GROUP_JOIN, 0);
+    ctl_put_str(&w, "g");
+    ctl_put_str(&w, "");
+    ctl_put_str(&w, "");
+    ctl_put_str(&w, "unit");
+    ctl_put_i32(&w, 10000);
+    ctl_put_i32(&w, 10000);
+    ctl_put_u32(&w, 1);
+    ctl_put_str(&w, "t");
+    ctl_put_u32(&w, 1);
+    ctl_put_str(&w, "coop");
+    ctl_put_u32(&w, 0);
+    ctl_put_i32(&w, -1);
+    ctl_put_i32(&w, 0);
+    ctl_put_str(&w, "t.*");
+    assert_int_equal(send_from(f, 1, &w), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "topics or a pattern (not both)"));
+    a.pattern = "a\\\\1"; /* an escaped backslash, then 1: no back-reference */
+    assert_int_equal(join(f, &a, NULL, 0), 0);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -673,6 +810,8 @@ int main(void)
         T(test_a_session_above_the_broker_maximum_is_refused),
         T(test_a_name_shoald_logs_with_a_control_character_is_refused),
         T(test_the_max_poll_interval_allows_for_the_heartbeat_interval),
+        T(test_a_pattern_subscribes_to_matching_topics_and_to_new_ones),
+        T(test_a_join_with_a_bad_pattern_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
