@@ -52,6 +52,7 @@ enum {
     OPT_FORMAT,
     OPT_FROM_TIMESTAMP,
     OPT_GROUP,
+    OPT_PATTERN,
     OPT_NULL_MARKER,
 };
 
@@ -66,6 +67,7 @@ typedef struct consume {
     const char *format;
     const char *null_marker; /* --null-marker: printed for a null key or value, or NULL */
     const char *group;       /* --group: join this consumer group instead of reading everything */
+    bool pattern;            /* --pattern: topic is a pattern the group subscribes to */
     shoal_client_t *client;
     shoal_consumer_t *consumer;
     FILE *text;          /* one poll's records, formatted (open_memstream) ... */
@@ -110,6 +112,8 @@ static void consume_parse_option(consume_t *cs, cli_t *cli, int opt, const char 
         cs->timeout_ms = (int64_t)cli_parse_uint(cli, "--timeout-ms", arg, INT32_MAX);
     } else if (opt == OPT_GROUP) {
         cs->group = arg;
+    } else if (opt == OPT_PATTERN) {
+        cs->pattern = true;
     } else if (opt == OPT_NULL_MARKER) {
         cs->null_marker = arg;
     } else if (opt == OPT_FORMAT) {
@@ -130,6 +134,7 @@ static void consume_parse(cli_t *cli, int argc, char **argv, consume_t *cs)
         {"format", required_argument, NULL, OPT_FORMAT},
         {"from-timestamp", required_argument, NULL, OPT_FROM_TIMESTAMP},
         {"group", required_argument, NULL, OPT_GROUP},
+        {"pattern", no_argument, NULL, OPT_PATTERN},
         {"null-marker", required_argument, NULL, OPT_NULL_MARKER},
         CLI_COMMON_OPTIONS,
         {0},
@@ -144,6 +149,9 @@ static void consume_parse(cli_t *cli, int argc, char **argv, consume_t *cs)
                       cs->whence == SHOAL_SEEK_TIMESTAMP))
         cli_usage_fail(cli, "--group shares the partitions itself and starts at its committed "
                             "offsets: no --partition, --offset or --from-timestamp");
+    if (cs->pattern && !cs->group)
+        cli_usage_fail(cli, "--pattern subscribes a group to the topics it matches: it needs "
+                            "--group");
 }
 
 /* ------------------------------------------------------------------ loop */
@@ -176,10 +184,10 @@ static void consume_unwrite(consume_t *cs, const shoal_record_t *recs, int n)
     for (int i = 0; i < n; i++) {
         bool first = true;
         for (int k = 0; k < i && first; k++)
-            first = recs[k].partition != recs[i].partition;
+            first = recs[k].partition != recs[i].partition || strcmp(recs[k].topic, recs[i].topic);
         if (first)
-            (void)shoal_consumer_seek(cs->consumer, cs->topic, recs[i].partition, SHOAL_SEEK_OFFSET,
-                                      recs[i].offset);
+            (void)shoal_consumer_seek(cs->consumer, recs[i].topic, recs[i].partition,
+                                      SHOAL_SEEK_OFFSET, recs[i].offset);
     }
 }
 
@@ -194,7 +202,7 @@ static int consume_print(consume_t *cs, const shoal_record_t *recs, int n)
     rewind(cs->text);
     for (int i = 0; i < n && rc == 0; i++)
         if ((rc = cli_format_record(cs->text, cs->format, cs->null_marker, &recs[i])) < 0)
-            rc = cli_fail(cs->cli, rc, "consume '%s' partition %d offset %lld", cs->topic,
+            rc = cli_fail(cs->cli, rc, "consume '%s' partition %d offset %lld", recs[i].topic,
                           (int)recs[i].partition, (long long)recs[i].offset);
     if (rc == 0 && fflush(cs->text) != 0)
         rc = cli_fail(cs->cli, -errno, "consume '%s': formatting", cs->topic);
@@ -311,8 +319,8 @@ static int consume_loop(consume_t *cs)
  * a disk topic, before its start (older records deleted by retention or compaction: it
  * reads from the start; a memory topic's poll says what was overwritten). Say so, rather
  * than wait there as if it were read, or skip records without a word. */
-static void consume_warn_outside(const consume_t *cs, const shoal_topic_info_t *info, int32_t p,
-                                 const char *what, int64_t pos)
+static void consume_warn_outside(const shoal_topic_info_t *info, int32_t p, const char *what,
+                                 int64_t pos)
 {
     const shoal_partition_info_t *pi = &info->partitions[p];
 
@@ -320,12 +328,12 @@ static void consume_warn_outside(const consume_t *cs, const shoal_topic_info_t *
         fprintf(stderr,
                 "shoal: warning: consume '%s': %s %lld is past the end of partition %d (%lld): "
                 "reading from the end\n",
-                cs->topic, what, (long long)pos, (int)p, (long long)pi->log_end_offset);
+                info->name, what, (long long)pos, (int)p, (long long)pi->log_end_offset);
     else if (pos < pi->log_start_offset && info->config.storage == SHOAL_STORAGE_DISK)
         fprintf(stderr,
                 "shoal: warning: consume '%s': %s %lld is before the start of partition %d "
                 "(%lld: older records were deleted by retention): reading from the start\n",
-                cs->topic, what, (long long)pos, (int)p, (long long)pi->log_start_offset);
+                info->name, what, (long long)pos, (int)p, (long long)pi->log_start_offset);
 }
 
 /* on_assigned: the first assignment starts --timeout-ms, the first after shoald was away
@@ -334,7 +342,6 @@ static void consume_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_p
                              size_t n)
 {
     consume_t *cs = arg;
-    shoal_topic_info_t *info;
 
     if (cs->rejoining)
         fprintf(stderr, "shoal: consume '%s': shoald is back; group %s assigned %zu partition%s\n",
@@ -342,13 +349,15 @@ static void consume_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_p
     cs->rejoining = false;
     cs->restart_clock = !cs->assigned;
     cs->assigned = true;
-    if (n == 0 || shoal_topic_describe(cs->client, cs->topic, &info) < 0)
-        return;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        shoal_topic_info_t *info;
+        if (shoal_topic_describe(cs->client, tps[i].topic, &info) < 0)
+            continue;
         if (tps[i].partition >= 0 && (uint32_t)tps[i].partition < info->config.partitions)
-            consume_warn_outside(cs, info, tps[i].partition, "the group's committed offset",
+            consume_warn_outside(info, tps[i].partition, "the group's committed offset",
                                  shoal_consumer_position(c, tps[i].topic, tps[i].partition));
-    shoal_topic_info_free(info);
+        shoal_topic_info_free(info);
+    }
 }
 
 /* Join the group: partitions come from the coordinator; without a committed offset a
@@ -370,8 +379,14 @@ static int consume_open_group(consume_t *cs, shoal_client_t *client)
                                                              : SHOAL_OFFSET_RESET_LATEST;
     if ((rc = shoal_consumer_open(client, &o, &cs->consumer)) < 0)
         return cli_fail(cs->cli, rc, "consume '%s' in group '%s'", cs->topic, cs->group);
-    if ((rc = shoal_consumer_subscribe(cs->consumer, topics, 1)) < 0)
+    if (cs->pattern)
+        rc = shoal_consumer_subscribe_pattern(cs->consumer, cs->topic);
+    else
+        rc = shoal_consumer_subscribe(cs->consumer, topics, 1);
+    if (rc < 0)
         return cli_fail(cs->cli, rc, "consume '%s' in group '%s'", cs->topic, cs->group);
+    if (cs->pattern)
+        return 0;
     if (shoal_topic_describe(client, cs->topic, &info) == SHOAL_ENOTOPIC)
         fprintf(stderr,
                 "shoal: warning: consume '%s' in group '%s': no topic '%s' (yet): the group "
@@ -391,7 +406,7 @@ static void consume_warn_offset(const consume_t *cs, shoal_client_t *client)
         return;
     for (uint32_t p = 0; p < info->config.partitions; p++)
         if (cs->partition < 0 || (uint32_t)cs->partition == p)
-            consume_warn_outside(cs, info, (int32_t)p, "--offset", cs->offset);
+            consume_warn_outside(info, (int32_t)p, "--offset", cs->offset);
     shoal_topic_info_free(info);
 }
 
@@ -440,7 +455,7 @@ int cli_consume(cli_t *cli, int argc, char **argv)
     int rc, close_rc;
 
     consume_parse(cli, argc, argv, &cs);
-    if ((rc = cli_check_topic_name(cs.topic)) != 0)
+    if (!cs.pattern && (rc = cli_check_topic_name(cs.topic)) != 0)
         return rc;
     if ((rc = cli_connect(cli, &client)) != 0)
         return rc;

@@ -10,7 +10,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-static const char format_directives[] = "kvpoTh%";
+static const char format_directives[] = "tkvpoTh%";
 static const char format_escapes[] = "nt\\";
 
 int cli_format_check(const char *fmt, char *err, size_t err_cap)
@@ -80,6 +80,9 @@ static int format_headers(FILE *out, const shoal_record_t *rec)
 static int format_directive(FILE *out, char d, const char *null_marker, const shoal_record_t *rec)
 {
     switch (d) {
+    case 't':
+        fputs(rec->topic, out);
+        return 0;
     case 'k':
         format_bytes(out, rec->key, rec->key_len, null_marker);
         return 0;

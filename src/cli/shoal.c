@@ -90,7 +90,7 @@ static const cli_command_t cli_commands[] = {
      "disk, how many of them are confirmed on disk) and exits 1. SIGINT or SIGTERM stop it,\n"
      "a disk acknowledgement wait included, with status 128 + the signal.\n"},
     {NULL, "consume", cli_consume,
-     "consume NAME [--group G] [--partition N] [--from-beginning | --offset N | "
+     "consume NAME [--group G [--pattern]] [--partition N] [--from-beginning | --offset N | "
      "--from-timestamp TIME] "
      "[--max-messages N] [--timeout-ms T] [--format FMT] [--null-marker TEXT]",
      "Print records of every partition (or of partition N) as they arrive.\n"
@@ -108,10 +108,13 @@ static const cli_command_t cli_commands[] = {
      "                     at the end, or at the start with --from-beginning); offsets\n"
      "                     are committed every 5 s and at exit; not with --partition,\n"
      "                     --offset or --from-timestamp\n"
+     "  --pattern          with --group: NAME is a POSIX extended regular expression,\n"
+     "                     and the group reads every topic whose whole name matches it,\n"
+     "                     topics created later included (%t prints a record's topic)\n"
      "  --max-messages N   exit after N records\n"
      "  --timeout-ms T     exit when nothing new arrived for T ms (default: follow for ever)\n"
      "  --format FMT       how to print a record (default '%v\\n'):\n"
-     "                       %k key   %v value   %p partition   %o offset\n"
+     "                       %k key   %v value   %t topic   %p partition   %o offset\n"
      "                       %T timestamp (ms since the epoch)\n"
      "                       %h headers as key=value pairs joined by ',' (a key alone\n"
      "                          for a null value; '\\' before a ',', '=' or '\\' in one)\n"

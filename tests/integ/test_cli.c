@@ -914,6 +914,26 @@ INTEG_TEST(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there)
                "1\n2\n3\n4\n5\n", NULL);
 }
 
+/* --pattern: the group reads every topic whose whole name matches NAME, and %t says which
+ * topic a record is from. A pattern is refused without --group, and a bad one says why. */
+INTEG_TEST(test_cli_consume_in_a_group_by_pattern_reads_every_matching_topic)
+{
+    expect_cli(f, 0, NULL, "topic create app.web", NULL);
+    expect_cli(f, 0, NULL, "topic create app.db", NULL);
+    expect_cli(f, 0, NULL, "topic create app.web.old", NULL);
+    expect_cli(f, 0, "seq 1 2", "produce app.web", NULL);
+    expect_cli(f, 0, "seq 3 3", "produce app.db", NULL);
+    expect_cli(f, 0, "seq 9 9", "produce app.web.old", NULL);
+    expect_cli(f, 0, NULL,
+               "consume 'app\\.[a-z]+' --pattern --group apps --from-beginning --timeout-ms 0 "
+               "--format '%t:%v\\n' | sort",
+               "app.db:3\napp.web:1\napp.web:2\n", NULL);
+    assert_null(strstr(out, "app.web.old"));
+    expect_cli(f, 2, NULL, "consume 'app.*' --pattern", "--pattern", "it needs --group", NULL);
+    expect_cli(f, 1, NULL, "consume 'app.(' --pattern --group apps",
+               "invalid topic pattern 'app.('", NULL);
+}
+
 /* The text of path once it holds needle (NUL-terminated, to free), or NULL after ms. */
 static char *file_when_it_says(const char *path, const char *needle, int ms)
 {
@@ -1068,6 +1088,7 @@ int main(void)
         cmocka_unit_test(test_cli_produce_parses_each_lines_headers),
         cmocka_unit_test(test_cli_produce_sends_null_for_the_marker),
         cmocka_unit_test(test_cli_consume_in_a_group_with_timeout_0_reads_what_is_there),
+        cmocka_unit_test(test_cli_consume_in_a_group_by_pattern_reads_every_matching_topic),
         cmocka_unit_test(test_cli_consume_in_a_group_outlives_a_daemon_restart),
         cmocka_unit_test(test_cli_produce_follows_partitions_added_while_it_runs),
     };

@@ -70,7 +70,7 @@ static void test_format_prints_every_field(void **state)
 {
     shoal_record_t r = sample_record();
     (void)state;
-    assert_renders("%p:%o %T %k=%v", &r, "3:42 1700000000123 user-7=hello");
+    assert_renders("%t/%p:%o %T %k=%v", &r, "t/3:42 1700000000123 user-7=hello");
 }
 
 static void test_format_expands_escapes_and_percent(void **state)
@@ -160,7 +160,7 @@ static void test_format_check_accepts_every_directive(void **state)
 {
     char err[128];
     (void)state;
-    assert_int_equal(cli_format_check("%k %v %p %o %T %h %% \\n \\t \\\\", err, sizeof(err)), 0);
+    assert_int_equal(cli_format_check("%t %k %v %p %o %T %h %% \\n \\t \\\\", err, sizeof(err)), 0);
     assert_int_equal(cli_format_check("", err, sizeof(err)), 0);
     assert_int_equal(cli_format_check(CLI_FORMAT_DEFAULT, err, sizeof(err)), 0);
 }
