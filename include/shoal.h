@@ -1059,15 +1059,22 @@ SHOAL_EXTERN int shoal_consumer_subscribe(shoal_consumer_t *consumer, const char
 
 /** Join the consumer's group with a subscription to every topic whose whole name matches
  * pattern, as Kafka's subscribe(Pattern): "orders\..*" takes orders.eu and orders.us, not
- * orders or old.orders.eu. The pattern is a POSIX extended regular expression (regcomp(3),
- * REG_EXTENDED: "[0-9]" for Java's "\d", which is refused; no back-references). shoald
- * matches it against its topics when a rebalance's join phase ends, and looks again every
- * 200 ms while the group is stable: a topic created that matches, or a matched one deleted,
- * starts a rebalance, so its partitions are assigned a poll or two after its creation.
+ * orders or old.orders.eu. The syntax is Java's, which Kafka's takes, where POSIX extended
+ * regular expressions read it the same: characters, ".", classes such as [a-z0-9] and [^.],
+ * \d \w \s \D \W \S, groups (...) and (?:...), "|", the quantifiers * + ? {m} {m,} {m,n}
+ * (lazy ones too: the same names match), "^" and "$" at the ends only. The rest
+ * (back-references, other (?...) groups, nested classes, possessive quantifiers, other
+ * escaped letters) is refused, as is a pattern of more than 256 characters and classes,
+ * counting each copy a {m,n} makes: a match then takes time linear in a name's length,
+ * whatever the pattern. shoald matches it against its topics when a rebalance's join phase
+ * ends, and looks again every 200 ms while the group is stable: a topic created that
+ * matches, or a matched one deleted, starts a rebalance, so its partitions are assigned a
+ * poll or two after its creation.
  * Without a committed offset they start per options.auto_offset_reset: with the default
  * (LATEST), records written to a new topic before that rebalance are not read; set EARLIEST
  * to read a new topic from its start. Otherwise as shoal_consumer_subscribe().
- * @return 0, or SHOAL_EINVAL (an invalid pattern, the detail says why; already subscribed;
+ * @return 0, or SHOAL_EINVAL (an invalid pattern, the detail says why and where; already
+ *         subscribed;
  *         partitions assigned by hand), and the other errors of shoal_consumer_subscribe().
  * Thread-safety: one thread per consumer handle. */
 SHOAL_EXTERN int shoal_consumer_subscribe_pattern(shoal_consumer_t *consumer, const char *pattern);

@@ -1083,6 +1083,16 @@ static int part_not_late(int rc)
     return 0;
 }
 
+/* The ring closed (ring_closed_error): say which partition, for a consumer of several
+ * topics (a pattern subscription) the only way to tell. */
+static __attribute__((cold, noinline)) int part_closed(const struct consumer_part *cp, int rc)
+{
+    char why[256];
+
+    snprintf(why, sizeof(why), "%s", shoal_errmsg());
+    return SHOAL_ERR(rc, "%s-%d: %s", cp->topic, (int)cp->partition, why);
+}
+
 static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record_t *out, size_t max)
 {
     int rc;
@@ -1094,7 +1104,7 @@ static int part_fill(shoal_consumer_t *c, struct consumer_part *cp, shoal_record
     if ((rc = part_yield(c, cp)) < 0)
         return part_not_late(rc);
     if ((rc = ring_check_open(&cp->ring)) < 0)
-        return rc;
+        return part_closed(cp, rc);
     if (__builtin_expect(cp->seg.data != NULL || !cp->cur.placed, 0))
         return part_not_late(part_fill_moving(c, cp, out, max));
     rc = part_fill_ring(cp, out, max, c->opts.check_crcs);

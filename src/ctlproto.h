@@ -33,7 +33,8 @@
  *   GROUP_JOIN      str group, str member id ("" when new), str instance id, str client id,
  *                   i32 session timeout ms, i32 rebalance timeout ms, u32 n, n x str topic,
  *                   u32 n, n x str assignor, tps owned, i32 owned generation,
- *                   [i32 heartbeat interval ms: the max poll interval's margin]
+ *                   [i32 heartbeat interval ms: the max poll interval's margin,
+ *                   [str pattern: subscribe to the topics it matches; then no topics]]
  *                   -> i32 generation, str assignor, str leader id, str member id,
  *                      u32 n members (0 unless leader), each: str member id, str instance id,
  *                      u32 n, n x str topic, tps owned, i32 owned generation;

@@ -951,7 +951,8 @@ static void build_join(const struct cgroup *g, ctl_writer_t *w)
     }
     ctl_put_i32(w, g->owned_generation);
     ctl_put_i32(w, g->heartbeat_ms);
-    ctl_put_str(w, g->pattern ? g->pattern : "");
+    if (g->pattern) /* only then: a daemon from before patterns refuses the field */
+        ctl_put_str(w, g->pattern);
 }
 
 /* The leader's assignor failed, or assign_run() refused its result: say which assignor
@@ -1810,13 +1811,13 @@ int shoal_consumer_subscribe(shoal_consumer_t *c, const char *const *topics, siz
 static int subscribe_pattern(shoal_consumer_t *c, const char *pattern)
 {
     struct cgroup *g;
-    regex_t re;
+    shoal_pattern_t *p;
     int rc;
 
     if ((rc = subscribe_group(c, &g)) < 0 ||
-        (rc = shoal__pattern_compile(&re, pattern)) < 0) /* said now, not by a later poll */
+        (rc = shoal__pattern_compile(pattern, &p)) < 0) /* said now, not by a later poll */
         return rc;
-    regfree(&re);
+    shoal__pattern_free(p);
     if (!(g->pattern = shoal__strdup(pattern)))
         return -ENOMEM;
     return subscribe_start(c, g);

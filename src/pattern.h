@@ -1,14 +1,17 @@
-/* pattern.h - topic patterns: a subscription to every topic whose name matches a regular
- * expression (shoal_consumer_subscribe_pattern), checked by the library and by shoald. */
+/* pattern.h - topic patterns: a subscription to every topic whose whole name matches a
+ * regular expression (shoal_consumer_subscribe_pattern), compiled by the library, which
+ * refuses a bad one at once, and by shoald, which matches it against its topics. */
 #ifndef SHOAL_PATTERN_H
 #define SHOAL_PATTERN_H
-#include <regex.h>
 #include <stdbool.h>
 
-/* Check and compile a topic pattern: a POSIX extended regular expression of 1 to
- * SHOAL_TOPIC_PATTERN_MAX bytes without control characters or back-references. 0, or
- * SHOAL_EINVAL saying what is wrong (re is then untouched); free re with regfree(). */
-int shoal__pattern_compile(regex_t *re, const char *pattern);
-/* Whether the whole of name matches re (not only a part of it, as regexec() alone says). */
-bool shoal__pattern_match(const regex_t *re, const char *name);
+typedef struct shoal_pattern shoal_pattern_t;
+
+/* Compile pattern (the syntax is in shoal.h, shoal_consumer_subscribe_pattern). 0, or
+ * SHOAL_EINVAL saying what is wrong and where, or -ENOMEM. Free *out with
+ * shoal__pattern_free(). */
+int shoal__pattern_compile(const char *pattern, shoal_pattern_t **out);
+/* Whether the whole of name matches: time linear in its length, whatever the pattern. */
+bool shoal__pattern_match(const shoal_pattern_t *p, const char *name);
+void shoal__pattern_free(shoal_pattern_t *p); /* NULL is allowed */
 #endif

@@ -21,7 +21,8 @@
  * later polls pass over the partition as caught up), so waiting on would never end, or end
  * at --timeout-ms with status 0 and the records after it unread. A partition shoald stopped
  * (its shared ring damaged: left out of the assignment, or stopped while read) is a warning:
- * the other partitions are read on.
+ * the other partitions are read on. So is a topic deleted under --pattern: the group's next
+ * rebalance takes it away, and the pattern's other topics stay.
  *
  * With --group, a daemon restart is a warning: the group consumer reconnects and rejoins
  * by itself, and the partitions resume from their committed offsets; its first assignment
@@ -291,7 +292,8 @@ static int consume_loop(consume_t *cs)
         n = shoal_poll(cs->consumer, recs, consume_poll_max(cs), consume_wait_ms(cs, deadline));
         if (n == SHOAL_EOFFSET)
             rc = consume_records_gone(cs, n);
-        else if (n == SHOAL_ECORRUPT && strstr(shoal_errmsg(), RING_STOPPED_MARK))
+        else if ((n == SHOAL_ECORRUPT && strstr(shoal_errmsg(), RING_STOPPED_MARK)) ||
+                 (n == SHOAL_ENOTOPIC && cs->pattern)) /* a rebalance lets it go */
             fprintf(stderr, "shoal: warning: consume '%s': %s\n", cs->topic, shoal_errmsg());
         else if (n == SHOAL_ECORRUPT)
             rc = cli_fail(cs->cli, n, "consume '%s' cannot go on past a damaged batch", cs->topic);

@@ -84,7 +84,7 @@ struct gmember {
     gname_t *topics;      /* the subscription; a pattern's matches as of snapshot_topics() */
     size_t ntopics;
     char pattern[SHOAL_TOPIC_PATTERN_MAX + 1]; /* a pattern subscription ("": none) */
-    regex_t re;                                /* the pattern, compiled */
+    shoal_pattern_t *re;                       /* the pattern, compiled */
     uint64_t matched_at; /* broker registry_changes when it matched topics, 0: not yet */
     char (*assignors)[GROUP_ASSIGNOR_MAX + 1];
     size_t nassignors;
@@ -263,8 +263,8 @@ static int fenced(const struct group *g, const char *id, const struct gmember *b
 
 static void member_drop_pattern(struct gmember *m)
 {
-    if (m->pattern[0])
-        regfree(&m->re);
+    shoal__pattern_free(m->re);
+    m->re = NULL;
     m->pattern[0] = '\0';
 }
 
@@ -476,11 +476,11 @@ static int match_pattern(broker_t *b, struct gmember *m)
     if (m->matched_at != 0 && m->matched_at == b->registry_changes)
         return 0;
     for (size_t i = 0; i < b->ntopics; i++)
-        n += shoal__pattern_match(&m->re, b->topics[i]->name);
+        n += shoal__pattern_match(m->re, b->topics[i]->name);
     if (!(v = shoal__calloc(n ? n : 1, sizeof(*v))))
         return -ENOMEM;
     for (size_t i = 0; i < b->ntopics && k < n; i++)
-        if (shoal__pattern_match(&m->re, b->topics[i]->name))
+        if (shoal__pattern_match(m->re, b->topics[i]->name))
             snprintf(v[k++], sizeof(gname_t), "%s", b->topics[i]->name);
     shoal__free(m->topics);
     m->topics = v;
@@ -628,14 +628,12 @@ struct join_req {
     int32_t owned_gen;
     int32_t heartbeat_ms;                      /* 0 when the join does not say */
     char pattern[SHOAL_TOPIC_PATTERN_MAX + 1]; /* "": none, the join lists its topics */
-    regex_t re;                                /* the pattern, compiled by join_check() */
-    bool compiled;
+    shoal_pattern_t *re;                       /* the pattern, compiled by join_check() */
 };
 
 static void join_req_release(struct join_req *j)
 {
-    if (j->compiled)
-        regfree(&j->re);
+    shoal__pattern_free(j->re);
     shoal__free(j->topics);
     shoal__free(j->assignors);
     shoal__free(j->owned);
@@ -709,10 +707,7 @@ static int join_check(const group_coord_t *gc, struct join_req *j)
                          "session timeout %d ms is above this broker's "
                          "group.max.session.timeout.ms, %d ms",
                          j->session_ms, max_session_ms);
-    if (j->pattern[0] && (rc = shoal__pattern_compile(&j->re, j->pattern)) < 0)
-        return rc;
-    j->compiled = j->pattern[0] != '\0';
-    return 0;
+    return j->pattern[0] ? shoal__pattern_compile(j->pattern, &j->re) : 0;
 }
 
 static bool same_subscription(const struct gmember *m, const struct join_req *j)
@@ -731,14 +726,14 @@ static bool same_subscription(const struct gmember *m, const struct join_req *j)
  * matched; another is matched when the join phase ends (snapshot_topics). */
 static void member_take_subscription(struct gmember *m, struct join_req *j)
 {
-    if (j->compiled && !strcmp(m->pattern, j->pattern))
+    if (j->re && !strcmp(m->pattern, j->pattern))
         return;
     member_drop_pattern(m);
-    if (j->compiled) {
+    if (j->re) {
         memcpy(m->pattern, j->pattern, sizeof(m->pattern));
         m->re = j->re;
         m->matched_at = 0;
-        j->compiled = false;
+        j->re = NULL;
     }
     shoal__free(m->topics);
     m->topics = j->topics;

@@ -573,10 +573,10 @@ INTEG_TEST(test_a_pattern_subscription_takes_matching_topics_and_ones_created_la
     member_options(&o, "watchers", 0);
     assert_int_equal(shoal_client_open(sock_path, &cl), 0);
     assert_int_equal(shoal_consumer_open(cl, &o, &c), 0);
-    assert_int_equal(shoal_consumer_subscribe_pattern(c, "metrics-\\d"), SHOAL_EINVAL);
-    assert_non_null(strstr(shoal_errmsg(), "write [0-9]"));
+    assert_int_equal(shoal_consumer_subscribe_pattern(c, "(?i)metrics"), SHOAL_EINVAL);
+    assert_non_null(strstr(shoal_errmsg(), "only (?:...) is supported"));
     assert_int_equal(shoal_consumer_subscribe_pattern(c, "metrics.(cpu"), SHOAL_EINVAL);
-    assert_non_null(strstr(shoal_errmsg(), "invalid topic pattern"));
+    assert_non_null(strstr(shoal_errmsg(), "topic pattern 'metrics.(cpu': a '(' without"));
     assert_int_equal(shoal_consumer_subscribe_pattern(c, "metrics\\.[a-z]+"), 0);
     assert_int_equal(shoal_consumer_subscribe_pattern(c, "x"), SHOAL_EINVAL);
     assert_non_null(strstr(shoal_errmsg(), "subscribed already"));

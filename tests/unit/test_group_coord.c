@@ -757,9 +757,9 @@ static void test_a_join_with_a_bad_pattern_is_refused(void **state)
     static const struct {
         const char *pattern, *says;
     } bad[] = {
-        {"orders(", "invalid topic pattern 'orders('"},
-        {"(a)\\1", "back-reference"},
-        {"orders-\\d+", "write [0-9]"},
+        {"orders(", "topic pattern 'orders(': a '(' without its ')'"},
+        {"(a)\\1", "back-references are not supported"},
+        {"((.{0,12}){0,12}){0,12}", "more than 256 characters and classes"},
         {"a\nb", "control character"},
     };
     struct member a = {.conn = 1, .generation = -1};
