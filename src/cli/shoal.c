@@ -45,9 +45,10 @@ static const cli_command_t cli_commands[] = {
      "keeps those it had. storage, segment.bytes and ring.slots cannot change;\n"
      "max.message.bytes applies to producers opened afterwards; the others take effect at\n"
      "once. --config NAME=VALUE is the same as --set; 64 settings at most.\n"},
-    {"topic", "list", cli_topic_list, "topic list",
+    {"topic", "list", cli_topic_list, "topic list [--pattern RE]",
      "Print the topic names, one per line (none: \"(no topics)\" on stderr). A topic\n"
-     "shoald left out at start (its files could not be recovered) is marked \"(not served)\".\n"},
+     "shoald left out at start (its files could not be recovered) is marked \"(not served)\".\n"
+     "  --pattern RE   only the names RE matches whole, as `consume --pattern` takes them\n"},
     {"topic", "describe", cli_topic_describe, "topic describe NAME",
      "Print a topic's configuration, then a row per partition: log start offset, log end\n"
      "offset, flushed offset (every record below it is fsynced), bytes in shared memory and\n"

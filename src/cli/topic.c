@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "pattern.h"
 #include "topic_config.h"
 
 /* ------------------------------------------------------------------ create */
@@ -22,6 +23,7 @@ enum {
     OPT_RING_SLOTS,
     OPT_MAX_RECORD_BYTES,
     OPT_SET,
+    OPT_PATTERN,
 };
 
 #define TOPIC_MAX_SETS 64
@@ -122,33 +124,50 @@ int cli_topic_create(cli_t *cli, int argc, char **argv)
 
 static const struct option topic_plain_opts[] = {CLI_COMMON_OPTIONS, {0}};
 
-/* Print the served and the unserved names merged in order, the latter marked. */
-static void topic_list_print(char **served, size_t ns, char **unserved, size_t nu)
+/* Print the served and the unserved names merged in order, the latter marked; with a
+ * pattern (--pattern), only the names it matches as a group subscription would. */
+static void topic_list_print(char **served, size_t ns, char **unserved, size_t nu,
+                             const shoal_pattern_t *p, const char *pattern)
 {
-    size_t i = 0, j = 0;
+    size_t i = 0, j = 0, printed = 0;
 
     while (i < ns || j < nu) {
-        if (j == nu || (i < ns && strcmp(served[i], unserved[j]) < 0))
-            printf("%s\n", served[i++]);
-        else
-            printf("%s (not served: see shoald's log)\n", unserved[j++]);
+        bool mine = j == nu || (i < ns && strcmp(served[i], unserved[j]) < 0);
+        const char *name = mine ? served[i++] : unserved[j++];
+        if (p && !shoal__pattern_match(p, name))
+            continue;
+        printf(mine ? "%s\n" : "%s (not served: see shoald's log)\n", name);
+        printed++;
     }
-    if (ns + nu == 0) /* standard output stays one name per line: empty */
+    if (printed == 0 && p) /* standard output stays one name per line: empty */
+        fprintf(stderr, "(no topic matches '%s')\n", pattern);
+    else if (printed == 0)
         fputs("(no topics)\n", stderr);
 }
 
 int cli_topic_list(cli_t *cli, int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"pattern", required_argument, NULL, OPT_PATTERN},
+        CLI_COMMON_OPTIONS,
+        {0},
+    };
     shoal_client_t *client;
+    shoal_pattern_t *p = NULL;
+    const char *pattern = NULL;
     char **names = NULL, **unserved = NULL;
     size_t count = 0, nu = 0;
     int rc;
 
-    while (cli_next_opt(cli, argc, argv, topic_plain_opts) != -1)
-        ;
+    while (cli_next_opt(cli, argc, argv, opts) == OPT_PATTERN)
+        pattern = optarg;
     cli_expect_args(cli, argc, argv, 0);
-    if ((rc = cli_connect(cli, &client)) != 0)
+    if (pattern && shoal__pattern_compile(pattern, &p) < 0)
+        cli_usage_fail(cli, "--pattern: %s", shoal_errmsg());
+    if ((rc = cli_connect(cli, &client)) != 0) {
+        shoal__pattern_free(p);
         return rc;
+    }
     rc = shoal_topic_list(client, &names, &count);
     /* A daemon older than the unserved list refuses the request: it has none to show. */
     if (rc == 0 && (rc = shoal_topic_list_unserved(client, &unserved, &nu)) == SHOAL_EPROTO)
@@ -156,10 +175,11 @@ int cli_topic_list(cli_t *cli, int argc, char **argv)
     if (rc < 0)
         rc = cli_fail(cli, rc, "list topics");
     else
-        topic_list_print(names, count, unserved, nu);
+        topic_list_print(names, count, unserved, nu, p, pattern);
     shoal_topic_list_free(names, count);
     shoal_topic_list_free(unserved, nu);
     shoal_client_close(client);
+    shoal__pattern_free(p);
     return rc;
 }
 

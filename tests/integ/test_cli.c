@@ -936,7 +936,8 @@ static void pattern_consumer_outlives_a_deleted_topic(const struct harness_fixtu
 }
 
 /* --pattern: the group reads every topic whose whole name matches NAME, and %t says which
- * topic a record is from. A pattern is refused without --group, and a bad one says why. */
+ * topic a record is from. A pattern is refused without --group, and a bad one says why.
+ * `topic list --pattern` shows what a pattern takes. */
 INTEG_TEST(test_cli_consume_in_a_group_by_pattern_reads_every_matching_topic)
 {
     expect_cli(f, 0, NULL, "topic create app.web", NULL);
@@ -945,6 +946,11 @@ INTEG_TEST(test_cli_consume_in_a_group_by_pattern_reads_every_matching_topic)
     expect_cli(f, 0, "seq 1 2", "produce app.web", NULL);
     expect_cli(f, 0, "seq 3 3", "produce app.db", NULL);
     expect_cli(f, 0, "seq 9 9", "produce app.web.old", NULL);
+    expect_cli(f, 0, NULL, "topic list --pattern 'app\\.[a-z]+'", "app.db\napp.web\n", NULL);
+    assert_null(strstr(out, "app.web.old"));
+    expect_cli(f, 0, NULL, "topic list --pattern 'zz.*'", "(no topic matches 'zz.*')", NULL);
+    expect_cli(f, 2, NULL, "topic list --pattern 'a('",
+               "--pattern: topic pattern 'a(': a '(' without its ')'", NULL);
     expect_cli(f, 0, NULL,
                "consume 'app\\.[a-z]+' --pattern --group apps --from-beginning --timeout-ms 0 "
                "--format '%t:%v\\n' | sort",
