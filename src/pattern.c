@@ -207,7 +207,9 @@ static int bracket_byte(struct parser *ps, int *out)
     }
     ps->at++;
     c = peek(ps);
-    if (c < 0 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+    if (c < 0)
+        return bad(ps, "a '[' without its ']'");
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
         return bad(ps, "inside [...] only \\d \\w \\s \\D \\W \\S and escaped "
                        "non-letters are supported, and not at a range's end");
     if ((rc = parse_escape(ps, &one)) < 0)

@@ -86,6 +86,8 @@ static void test_what_a_pattern_may_not_be_is_refused_with_why(void **state)
     refused("[a-z&&[^b]]", "'&&' inside [...]");
     refused("[z-a]", "a range's end comes before its start");
     refused("[ab", "a '[' without its ']'");
+    refused("[a\\", "a '[' without its ']'");
+    refused("[\\1]", "inside [...] only \\d \\w \\s");
     refused("(ab", "a '(' without its ')'");
     refused("ab)", "a ')' without its '('");
     refused("*a", "a repetition of nothing");
