@@ -61,7 +61,7 @@ UNIT_TESTS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_
 INTEG_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/integ/test_*.c tests/fault/test_*.c))
 TEST_HELPERS := $(BUILD)/tests/harness.o
 # Fuzz targets (tests/fuzz): replayed over their corpus by `make test`, fuzzed by `make fuzz`.
-FUZZ_TARGETS := record segment recover server
+FUZZ_TARGETS := record segment recover server pattern
 FUZZ_REPLAYS := $(FUZZ_TARGETS:%=$(BUILD)/tests/fuzz/replay_%)
 # A DESTDIR install checked with systemd-analyze, pkg-config and a program built against it.
 INSTALL_TEST := tests/install/test_install.sh
