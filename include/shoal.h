@@ -1079,6 +1079,16 @@ SHOAL_EXTERN int shoal_consumer_subscribe(shoal_consumer_t *consumer, const char
  * Thread-safety: one thread per consumer handle. */
 SHOAL_EXTERN int shoal_consumer_subscribe_pattern(shoal_consumer_t *consumer, const char *pattern);
 
+/** Leave the group as shoal_consumer_close() does (on_revoked with every partition, the
+ * commit of the positions with auto_commit, and a LeaveGroup, which a static member does
+ * not send), then forget the subscription, as Kafka's unsubscribe(): the consumer may
+ * subscribe again, to other topics or a pattern, or assign partitions by hand.
+ * @return 0, or the failure of the commit (the membership is forgotten all the same),
+ *         SHOAL_EINVAL (not subscribed; inside one of the consumer's callbacks),
+ *         SHOAL_EFENCED (a later process took this static member's place: close it).
+ * Thread-safety: one thread per consumer handle. */
+SHOAL_EXTERN int shoal_consumer_unsubscribe(shoal_consumer_t *consumer);
+
 /** Commit offsets for the consumer's group and wait until they are durable in shoald's
  * LMDB. offsets NULL with n 0 commits the current position of every assigned partition.
  * @return 0, or SHOAL_EGENERATION (this member was fenced: its generation is over, e.g.

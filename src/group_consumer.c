@@ -49,6 +49,7 @@
  * costs a poll nothing beyond its timeout. Close waits for shoald session_timeout_ms at
  * most (the client's timeout_ms when that is shorter), then gives its commit up and returns why. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1689,8 +1690,11 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
 {
     int64_t deadline = shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
 
-    if (!subscribed(g))
-        return SHOAL_ERR(SHOAL_EINVAL, "group consumer: call shoal_consumer_subscribe() first");
+    if (!subscribed(g) && consumer__assigned_count(c) == 0)
+        return SHOAL_ERR(SHOAL_EINVAL, "group consumer: call shoal_consumer_subscribe() (or "
+                                       "assign partitions by hand) first");
+    if (!subscribed(g)) /* partitions assigned by hand: no group protocol */
+        return consumer__poll(c, out, max, timeout_ms);
     for (;;) {
         int64_t began = shoal__mono_ns();
         int n, slice, rc, maintain_ms;
@@ -1757,7 +1761,8 @@ static int subscribe_group(shoal_consumer_t *c, struct cgroup **out)
     if (!(g = consumer__group(c)))
         return SHOAL_ERR(SHOAL_EGROUPID, "subscribe needs a consumer opened with a group_id");
     if (subscribed(g))
-        return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed already: once per consumer");
+        return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed already: "
+                                       "shoal_consumer_unsubscribe() first");
     if (consumer__assigned_count(c))
         return SHOAL_ERR(SHOAL_EINVAL, "partitions were assigned by hand: no subscribing");
     *out = g;
@@ -2096,28 +2101,73 @@ static int close_membership(shoal_consumer_t *c, struct cgroup *g)
     return rc;
 }
 
-int cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited)
+/* Leave the group (close_membership) and drop its connection. 0, or the failure of the
+ * commit. */
+static int leave_group(shoal_consumer_t *c, struct cgroup *g)
 {
     char detail[512];
-    int rc = 0;
+    int rc = close_membership(c, g);
 
-    if (!g)
-        return 0;
-    if (!inherited) {
-        rc = close_membership(c, g);
-        snprintf(detail, sizeof(detail), "%s", shoal_errmsg());
-        if (g->conn) /* async commits still unanswered reach on_commit (SHOAL_ECLOSED) */
-            conn_drop(g);
-        report_lost_commits(c, g);
-        if (rc < 0) /* the commit's detail, not the last lost commit's */
-            SHOAL_ERR(rc, "%s", detail);
-    }
+    snprintf(detail, sizeof(detail), "%s", shoal_errmsg());
+    if (g->conn) /* async commits still unanswered reach on_commit (SHOAL_ECLOSED) */
+        conn_drop(g);
+    report_lost_commits(c, g);
+    if (rc < 0) /* the commit's detail, not the last lost commit's */
+        SHOAL_ERR(rc, "%s", detail);
+    return rc;
+}
+
+/* Free what the membership holds, and put it back as cgroup_new() made it: every field
+ * from conn on is the membership's, those before it the settings. */
+static void membership_forget(struct cgroup *g)
+{
     shoal_client_close(g->conn);
     round_reset(g);
     free_assigned(g);
     left_forget(g);
     subscription_free(g);
+    memset(&g->conn, 0, sizeof(*g) - offsetof(struct cgroup, conn));
+    g->generation = -1;
+    g->owned_generation = -1;
+}
+
+int cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited)
+{
+    int rc = 0;
+
+    if (!g)
+        return 0;
+    if (!inherited)
+        rc = leave_group(c, g);
+    membership_forget(g);
     shoal__free(g->assignors);
     shoal__free(g);
     return rc;
+}
+
+static int unsubscribe(shoal_consumer_t *c)
+{
+    struct cgroup *g = consumer__group(c);
+    int rc;
+
+    if ((rc = consumer__check_owner(c)) < 0)
+        return rc;
+    if (!g || !subscribed(g))
+        return SHOAL_ERR(SHOAL_EINVAL, "unsubscribe: the consumer is not subscribed");
+    if (g->in_user_code)
+        return SHOAL_ERR(SHOAL_EINVAL, "shoal_consumer_unsubscribe() inside the consumer's own "
+                                       "callback: call it once the call that ran it returns");
+    if (g->fenced)
+        return fenced_error(g);
+    rc = leave_group(c, g);
+    if (g->attached && g->nassigned) /* the connection had broken: nothing was revoked */
+        detach_all(c, g, true);
+    consumer__unassign_all(c); /* a round's partitions attached so far */
+    membership_forget(g);
+    return rc;
+}
+
+int shoal_consumer_unsubscribe(shoal_consumer_t *c)
+{
+    CONSUMER_CALL(c, unsubscribe(c));
 }

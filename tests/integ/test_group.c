@@ -2187,6 +2187,72 @@ static int held(shoal_consumer_t *c, const char *topic, int n)
     return k;
 }
 
+/* Poll c until it has read want records of topic (any other fails the test), up to 10 s. */
+static void read_topic(shoal_consumer_t *c, const char *topic, int want)
+{
+    shoal_record_t recs[16];
+    int got = 0;
+
+    for (int64_t t0 = mono_ms(); got < want && mono_ms() - t0 < 10000;) {
+        int n = polled(shoal_poll(c, recs, 16, 20));
+        for (int i = 0; i < n; i++, got++)
+            assert_string_equal(recs[i].topic, topic);
+    }
+    assert_int_equal(got, want);
+}
+
+/* Kafka's unsubscribe(): the member leaves at once (the group is left without members,
+ * not after a session timeout), on_revoked sees its partitions, auto-commit commits what
+ * it read; then the consumer subscribes to another topic, and after a second unsubscribe
+ * reads a partition assigned by hand. Before, a consumer could subscribe once, and a group
+ * consumer's poll refused partitions assigned by hand. */
+INTEG_TEST(test_unsubscribe_leaves_the_group_and_frees_the_consumer)
+{
+    shoal_topic_config_t cfg = topic_cfg(2);
+    const char *left[] = {"left"}, *right[] = {"right"};
+    shoal_group_info_t *info;
+    shoal_consumer_options_t o;
+    shoal_client_t *cl;
+    shoal_consumer_t *c;
+    int32_t zero = 0;
+
+    assert_int_equal(shoal_topic_create(f->c, "left", &cfg), 0);
+    assert_int_equal(shoal_topic_create(f->c, "right", &cfg), 0);
+    for (int32_t p = 0; p < 2; p++) {
+        assert_int_equal(produce(f->c, "left", p, 10), 0);
+        assert_int_equal(produce(f->c, "right", p, 5), 0);
+    }
+    member_options(&o, "movers", 0);
+    o.auto_commit = true;
+    assert_int_equal(shoal_client_open(sock_path, &cl), 0);
+    assert_int_equal(shoal_consumer_open(cl, &o, &c), 0);
+    assert_int_equal(shoal_consumer_unsubscribe(c), SHOAL_EINVAL);
+    assert_int_equal(shoal_consumer_subscribe(c, left, 1), 0);
+    read_topic(c, "left", 20);
+    assert_int_equal(atomic_load(&sh->nassigned[0]), 2);
+
+    assert_int_equal(shoal_consumer_unsubscribe(c), 0);
+    assert_int_equal(atomic_load(&sh->nassigned[0]), 0); /* on_revoked */
+    assert_int_equal(consumer__assigned_count(c), 0);
+    assert_int_equal(committed_of_topic(f->c, "movers", "left", 0), 10);
+    assert_int_equal(committed_of_topic(f->c, "movers", "left", 1), 10);
+    assert_int_equal(shoal_group_describe(f->c, "movers", &info), 0);
+    assert_int_equal(info->member_count, 0);
+    shoal_group_info_free(info);
+
+    assert_int_equal(shoal_consumer_subscribe(c, right, 1), 0);
+    read_topic(c, "right", 10);
+    assert_false(in_assignment(c, "left", 0));
+    assert_int_equal(shoal_consumer_unsubscribe(c), 0);
+
+    assert_int_equal(shoal_consumer_assign(c, "left", &zero, 1), 0);
+    assert_int_equal(shoal_consumer_seek(c, "left", 0, SHOAL_SEEK_BEGINNING, 0), 0);
+    read_topic(c, "left", 10);
+    assert_int_equal(shoal_consumer_subscribe(c, right, 1), SHOAL_EINVAL); /* assigned */
+    assert_int_equal(shoal_consumer_close(c), 0);
+    shoal_client_close(cl);
+}
+
 /* member_options() for a cooperative-sticky member that notices a rebalance within 50 ms,
  * whose rebalance timeout (max poll interval) is 20 s. */
 static void coop_member_options(shoal_consumer_options_t *o, const char *group, int idx)
@@ -4112,6 +4178,7 @@ int main(void)
         T(test_a_daemon_stop_does_not_log_its_members_as_ended),
         T(test_a_topic_deleted_and_created_again_has_no_committed_offsets),
         T(test_a_pattern_subscription_takes_matching_topics_and_ones_created_later),
+        T(test_unsubscribe_leaves_the_group_and_frees_the_consumer),
         T(test_a_member_cannot_commit_into_a_topic_created_again_under_its_name),
         T(test_polls_without_a_daemon_wait_their_timeout_before_enodaemon),
         T(test_a_member_without_commits_resumes_where_it_was_after_a_daemon_restart),
