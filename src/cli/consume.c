@@ -344,6 +344,7 @@ static void consume_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_p
                              size_t n)
 {
     consume_t *cs = arg;
+    shoal_topic_info_t *info = NULL;
 
     if (cs->rejoining)
         fprintf(stderr, "shoal: consume '%s': shoald is back; group %s assigned %zu partition%s\n",
@@ -351,15 +352,20 @@ static void consume_assigned(void *arg, shoal_consumer_t *c, const shoal_topic_p
     cs->rejoining = false;
     cs->restart_clock = !cs->assigned;
     cs->assigned = true;
-    for (size_t i = 0; i < n; i++) {
-        shoal_topic_info_t *info;
-        if (shoal_topic_describe(cs->client, tps[i].topic, &info) < 0)
+    for (size_t i = 0; i < n; i++) { /* one describe for each run of one topic */
+        if (info && strcmp(info->name, tps[i].topic)) {
+            shoal_topic_info_free(info);
+            info = NULL;
+        }
+        if (!info && shoal_topic_describe(cs->client, tps[i].topic, &info) < 0) {
+            info = NULL;
             continue;
+        }
         if (tps[i].partition >= 0 && (uint32_t)tps[i].partition < info->config.partitions)
             consume_warn_outside(info, tps[i].partition, "the group's committed offset",
                                  shoal_consumer_position(c, tps[i].topic, tps[i].partition));
-        shoal_topic_info_free(info);
     }
+    shoal_topic_info_free(info);
 }
 
 /* Join the group: partitions come from the coordinator; without a committed offset a
