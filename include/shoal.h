@@ -977,23 +977,23 @@ SHOAL_EXTERN int shoal_consumer_paused(shoal_consumer_t *consumer, const char *t
  * does not answer (stopped, hung): a heartbeat not answered in time stays pending, read by a later
  * poll, and the partitions are read meanwhile; a new group connection (the old one broke, e.g.
  * shoald restarted) waits for shoald's answer to its handshake the same way, the poll returning 0
- * (no partitions) meanwhile. Extra errors: SHOAL_EINVAL (not subscribed yet), SHOAL_ENOASSIGNOR
- * (none of options.assignors is supported by every member); on the generation's leader, the
- * negative code its assignor returned, or SHOAL_EINVAL when the assignor's result breaks the rules
- * of shoal_assignor_t (the detail names the assignor and the rule): the member tries again no
- * sooner than heartbeat_interval_ms later, this poll waiting that long (or timeout_ms when shorter)
- * before it returns, and polls until then return 0; SHOAL_ENODAEMON / SHOAL_ECLOSED (the group
- * connection is gone; the next poll tries to reconnect; SHOAL_ENODAEMON comes after a wait of up to
- * heartbeat_interval_ms, or timeout_ms when shorter, so that a loop retrying poll does not spin),
- * SHOAL_ETIMEDOUT (in a rebalance, shoald did not answer a request in time: 30 s, or for a
- * join or sync the member's max_poll_interval_ms plus 10 s; the next poll tries again),
- * SHOAL_EPROTO, -ENOMEM, and SHOAL_EFENCED: another consumer joined with the same group_instance_id
- * and took this one's place (on_revoked runs, nothing is committed); this poll and every later one
- * and every commit return it, so close the consumer (Kafka's FENCED_INSTANCE_ID). Being fenced by
- * the generation (SHOAL_EGENERATION) or a rebalance (SHOAL_EREBALANCE) is handled inside and never
- * returned by poll. A partition shoald stopped stays in the member's assignment but is left out
- * of what it reads and commits (said once, as above) until shoald restarts and the members
- * rejoin. */
+ * (no partitions) meanwhile. Extra errors: SHOAL_EINVAL (not subscribed, nor assigned by hand),
+ * SHOAL_ENOASSIGNOR (none of options.assignors is supported by every member); on the generation's
+ * leader, the negative code its assignor returned, or SHOAL_EINVAL when the assignor's result
+ * breaks the rules of shoal_assignor_t (the detail names the assignor and the rule): the member
+ * tries again no sooner than heartbeat_interval_ms later, this poll waiting that long (or
+ * timeout_ms when shorter) before it returns, and polls until then return 0; SHOAL_ENODAEMON /
+ * SHOAL_ECLOSED (the group connection is gone; the next poll tries to reconnect; SHOAL_ENODAEMON
+ * comes after a wait of up to heartbeat_interval_ms, or timeout_ms when shorter, so that a loop
+ * retrying poll does not spin), SHOAL_ETIMEDOUT (in a rebalance, shoald did not answer a request in
+ * time: 30 s, or for a join or sync the member's max_poll_interval_ms plus 10 s; the next poll
+ * tries again), SHOAL_EPROTO, -ENOMEM, and SHOAL_EFENCED: another consumer joined with the same
+ * group_instance_id and took this one's place (on_revoked runs, nothing is committed); this poll
+ * and every later one and every commit return it, so close the consumer (Kafka's
+ * FENCED_INSTANCE_ID). Being fenced by the generation (SHOAL_EGENERATION) or a rebalance
+ * (SHOAL_EREBALANCE) is handled inside and never returned by poll. A partition shoald stopped stays
+ * in the member's assignment but is left out of what it reads and commits (said once, as above)
+ * until shoald restarts and the members rejoin. */
 SHOAL_EXTERN int shoal_poll(shoal_consumer_t *consumer, shoal_record_t *out, size_t max,
                             int timeout_ms);
 

@@ -446,7 +446,7 @@ static int consumer_assign(shoal_consumer_t *c, const char *topic, const int32_t
 
     if ((rc = consumer__check_owner(c)) < 0)
         return rc;
-    if (cgroup_refuses_assign(c->group))
+    if (cgroup_subscribed(c->group))
         return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed to a group: no manual assign");
     if ((rc = consumer_check_new(c, topic, partitions, n)) < 0)
         return rc;
@@ -506,7 +506,7 @@ static int consumer_unassign(shoal_consumer_t *c, const char *topic, const int32
 
     if ((rc = consumer__check_owner(c)) < 0)
         return rc;
-    if (cgroup_refuses_assign(c->group))
+    if (cgroup_subscribed(c->group))
         return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed to a group: no manual unassign");
     if ((rc = consumer_check_gone(c, topic, partitions, n)) < 0)
         return rc;
@@ -1506,7 +1506,8 @@ static int consumer_poll(shoal_consumer_t *c, shoal_record_t *out, size_t max, i
         return consumer__check_owner(c);
     if (c->group && cgroup_in_callback(c->group)) /* records the outer poll never sees */
         return SHOAL_ERR(SHOAL_EINVAL, "shoal_poll() inside the consumer's own callback");
-    if (c->group)
+    /* a group consumer's partitions assigned by hand are read as any consumer's */
+    if (c->group && (cgroup_subscribed(c->group) || (c->nparts == 0 && c->left_out == 0)))
         return cgroup_poll(c, c->group, out, max, timeout_ms);
     if (__builtin_expect(c->nparts == 0, 0) && c->left_out == 0)
         return consumer_poll_unassigned(c, timeout_ms);

@@ -1690,11 +1690,9 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
 {
     int64_t deadline = shoal__mono_ns() + (int64_t)timeout_ms * 1000000;
 
-    if (!subscribed(g) && consumer__assigned_count(c) == 0)
+    if (!subscribed(g))
         return SHOAL_ERR(SHOAL_EINVAL, "group consumer: call shoal_consumer_subscribe() (or "
                                        "assign partitions by hand) first");
-    if (!subscribed(g)) /* partitions assigned by hand: no group protocol */
-        return consumer__poll(c, out, max, timeout_ms);
     for (;;) {
         int64_t began = shoal__mono_ns();
         int n, slice, rc, maintain_ms;
@@ -1733,7 +1731,7 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
 
 /* ------------------------------------------------------------------ subscribe, commit */
 
-bool cgroup_refuses_assign(const struct cgroup *g)
+bool cgroup_subscribed(const struct cgroup *g)
 {
     return g && subscribed(g);
 }
@@ -1760,6 +1758,8 @@ static int subscribe_group(shoal_consumer_t *c, struct cgroup **out)
         return rc;
     if (!(g = consumer__group(c)))
         return SHOAL_ERR(SHOAL_EGROUPID, "subscribe needs a consumer opened with a group_id");
+    if (g->fenced) /* kept through unsubscribe: its place is another process's */
+        return fenced_error(g);
     if (subscribed(g))
         return SHOAL_ERR(SHOAL_EINVAL, "the consumer is subscribed already: "
                                        "shoal_consumer_unsubscribe() first");
@@ -2148,6 +2148,7 @@ int cgroup_close(shoal_consumer_t *c, struct cgroup *g, bool inherited)
 static int unsubscribe(shoal_consumer_t *c)
 {
     struct cgroup *g = consumer__group(c);
+    bool fenced;
     int rc;
 
     if ((rc = consumer__check_owner(c)) < 0)
@@ -2163,7 +2164,11 @@ static int unsubscribe(shoal_consumer_t *c)
     if (g->attached && g->nassigned) /* the connection had broken: nothing was revoked */
         detach_all(c, g, true);
     consumer__unassign_all(c); /* a round's partitions attached so far */
+    fenced = g->fenced;        /* found by the leave: for good, as in close */
     membership_forget(g);
+    g->fenced = fenced;
+    if (rc == 0)
+        shoal__clear_err(); /* an inner call's detail, from a step that went on */
     return rc;
 }
 

@@ -25,9 +25,9 @@ int cgroup_poll(shoal_consumer_t *c, struct cgroup *g, shoal_record_t *out, size
  * a call that would free or re-enter what runs it (close, poll) is refused then. */
 bool cgroup_in_callback(const struct cgroup *g);
 
-/* True when the consumer is subscribed and the call is not the group's own attach:
- * partitions may then not be assigned by hand. */
-bool cgroup_refuses_assign(const struct cgroup *g);
+/* True when the consumer is subscribed (g may be NULL): partitions may then not be assigned
+ * by hand, and its polls run the group protocol. */
+bool cgroup_subscribed(const struct cgroup *g);
 
 /* Test hook, NULL in use: called by a member at these points of its protocol work (most
  * of them in a rebalance round), where a test can stall or stop it, or stop shoald. */
